@@ -1,0 +1,5 @@
+"""async_etl: an asyncio-native ingestion engine."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

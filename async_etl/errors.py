@@ -1,0 +1,100 @@
+"""The exception hierarchy: one base, a stage axis and a retryable-vs-fatal axis.
+
+Stage axis: where it went wrong (configuration, extraction, loading, checkpoints).
+Retry axis: ``TransientError`` subclasses are worth another attempt after a backoff;
+everything else is fatal for the unit of work that raised it.  Adapters translate driver
+exceptions (asyncpg, aiohttp, oracledb, psycopg, urllib3) into these at their boundary and
+always chain the original (``raise TransientLoadError(...) from exc``).
+
+Every message is one line that names what is wrong and where, so the CLI can print it as is.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorKind(str, Enum):
+    """A coarse classification used for retry decisions and reports."""
+
+    NETWORK = "network"
+    DB_TRANSIENT = "database-transient"
+    DB_PERMANENT = "database-permanent"
+    CONFIGURATION = "configuration"
+    DATA = "data"
+
+
+class AsyncEtlError(Exception):
+    """Base of every error async_etl raises on purpose."""
+
+    retryable: bool = False
+    kind: ErrorKind = ErrorKind.DB_PERMANENT
+
+    def __init__(self, message: str) -> None:
+        # keep messages to one line: the CLI prints them verbatim
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        """The one-line message."""
+        return str(self.args[0]) if self.args else ""
+
+
+class TransientError(AsyncEtlError):
+    """Raised when another attempt may succeed (lost connection, 503, deadlock, ...)."""
+
+    retryable = True
+    kind = ErrorKind.DB_TRANSIENT
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigError(AsyncEtlError):
+    """Raised when user input (flags, URLs, schema or job files, environment) is invalid."""
+
+    kind = ErrorKind.CONFIGURATION
+
+
+class ExtractError(AsyncEtlError):
+    """Raised when reading from a source fails for good (bad query, missing table, auth)."""
+
+
+class TransientExtractError(ExtractError, TransientError):
+    """Raised when reading from a source failed in a way worth retrying."""
+
+
+class LoadError(AsyncEtlError):
+    """Raised when writing to a sink fails for good (bad table, auth, analysis error)."""
+
+
+class TransientLoadError(LoadError, TransientError):
+    """Raised when writing to a sink failed in a way worth retrying."""
+
+
+class DataError(LoadError):
+    """Raised when the target refuses rows for their content (too long, NOT NULL, bad cast)."""
+
+    kind = ErrorKind.DATA
+
+
+class DeliveryError(LoadError):
+    """Raised at the end of a run when some rows could not be delivered or reconciled."""
+
+
+class CheckpointError(AsyncEtlError):
+    """Raised when run or chunk state cannot be read or written consistently."""
+
+
+class StopRequested(AsyncEtlError):  # noqa: N818 - it is a signal, not a failure
+    """Raised inside a unit of work when a stop was requested at a safe point."""
+
+    kind = ErrorKind.CONFIGURATION
+
+
+def network(message: str, *, retry_after: float | None = None) -> TransientLoadError:
+    """Build a transient load error classified as a network failure."""
+    err = TransientLoadError(message, retry_after=retry_after)
+    err.kind = ErrorKind.NETWORK
+    return err

