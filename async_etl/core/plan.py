@@ -1,0 +1,61 @@
+"""Batch planning: split a run's id space into disjoint, contiguous id ranges.
+
+Ids are handed out as ranges so that every record id is unique by construction, and loss or
+duplication can be checked afterwards by counting the ids of the run's range in the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from async_etl.typing import IdRange
+
+
+@dataclass(slots=True)
+class BatchPlanner:
+    """Hands out consecutive ``IdRange`` batches from ``start``, up to ``total`` ids.
+
+    Pure and synchronous; the runner decides *when* to ask for the next batch (stop requests,
+    deadlines), the planner decides *which* ids it gets.
+    """
+
+    start: int
+    batch_size: int
+    total: int | None = None
+    issued: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.total is not None and self.total < 0:
+            raise ValueError(f"total must be >= 0, got {self.total}")
+
+    @property
+    def exhausted(self) -> bool:
+        """True when every id of a bounded plan has been issued."""
+        return self.total is not None and self.issued >= self.total
+
+    def next(self) -> IdRange | None:
+        """The next batch, or None when the plan is exhausted."""
+        if self.exhausted:
+            return None
+        count = self.batch_size
+        if self.total is not None:
+            count = min(count, self.total - self.issued)
+        ids = IdRange(self.start + self.issued, count)
+        self.issued += count
+        return ids
+
+    @property
+    def issued_range(self) -> IdRange:
+        """The range of every id issued so far."""
+        return IdRange(self.start, self.issued)
+
+
+def plan_batches(start: int, total: int, batch_size: int) -> list[IdRange]:
+    """Every batch of a bounded plan, in order."""
+    planner = BatchPlanner(start=start, batch_size=batch_size, total=total)
+    out: list[IdRange] = []
+    while (ids := planner.next()) is not None:
+        out.append(ids)
+    return out

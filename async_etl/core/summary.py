@@ -1,0 +1,90 @@
+"""The run summary: what a bench run did, as a frozen value with a JSON form and table rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The outcome of one run.  ``ok`` is False when any row was not delivered."""
+
+    sink: str
+    mode: str
+    records: int
+    seconds: float
+    batches: int
+    batch_size: int
+    concurrency: int
+    generators: int
+    errors: int
+    retries: int
+    rejected: int
+    undelivered: int
+    latency_ms: dict[str, float]
+    cpu_percent: float
+    peak_rss_mb: float
+    generated: int = 0
+    reconciled: int | None = None
+    stopped_by: str = "records"
+    uvloop: bool = False
+    seed: int = 0
+    id_range: tuple[int, int] = (0, 0)
+    reasons: dict[str, int] = field(default_factory=dict)
+    warmup_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        """Delivered rows per second of wall time (warm-up excluded)."""
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every generated row is delivered and the target count agrees."""
+        if self.rejected or self.undelivered or self.records != self.generated:
+            return False
+        return self.reconciled is None or self.reconciled == self.records
+
+    def problems(self) -> list[str]:
+        """One line per way in which the run fell short (empty when ``ok``)."""
+        out = []
+        if self.rejected:
+            out.append(f"{self.rejected} rows rejected by the sink")
+        if self.undelivered:
+            out.append(f"{self.undelivered} rows not delivered after retries")
+        lost = self.generated - self.records - self.rejected - self.undelivered
+        if lost:
+            out.append(f"{lost} generated rows unaccounted for (run interrupted)")
+        if self.reconciled is not None and self.reconciled != self.records:
+            out.append(f"target holds {self.reconciled} rows of the run, {self.records} reported")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``--json-out``): every field plus ``rows_per_s`` and ``ok``."""
+        data = asdict(self)
+        data["id_range"] = list(self.id_range)
+        data["rows_per_s"] = round(self.rows_per_s, 1)
+        data["ok"] = self.ok
+        return data
+
+    def table_rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for the printed summary table."""
+        lat = self.latency_ms
+        rows = [
+            ("sink", self.sink),
+            ("mode", f"{self.mode}{' + uvloop' if self.uvloop else ''}"),
+            ("records", f"{self.records:,}"),
+            ("seconds", f"{self.seconds:.2f}"),
+            ("rows/s", f"{self.rows_per_s:,.0f}"),
+            ("batches", f"{self.batches:,} x {self.batch_size:,}"),
+            ("concurrency / generators", f"{self.concurrency} / {self.generators}"),
+            ("errors / retries", f"{self.errors} / {self.retries}"),
+            ("rejected / undelivered", f"{self.rejected} / {self.undelivered}"),
+            ("latency p50/p95/p99 ms", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}"),
+            ("cpu % / peak rss MB", f"{self.cpu_percent:.0f} / {self.peak_rss_mb:.0f}"),
+            ("reconciled", "n/a" if self.reconciled is None else f"{self.reconciled:,} in target"),
+            ("stopped by", self.stopped_by),
+        ]
+        return rows

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core.plan import BatchPlanner, plan_batches
+
+
+@given(
+    start=st.integers(min_value=-(10**12), max_value=10**12),
+    total=st.integers(min_value=0, max_value=20_000),
+    batch_size=st.integers(min_value=1, max_value=5_000),
+)
+def test_batches_cover_the_range_exactly_once(start: int, total: int, batch_size: int) -> None:
+    """Batches are contiguous, disjoint, never larger than batch_size and cover every id."""
+    batches = plan_batches(start, total, batch_size)
+    ids = [i for b in batches for i in range(b.start, b.stop)]
+    assert ids == list(range(start, start + total))
+    assert all(1 <= b.count <= batch_size for b in batches)
+
+
+@given(batch_size=st.integers(min_value=1, max_value=1000), n=st.integers(0, 50))
+def test_endless_planner_keeps_going_and_tracks_issued(batch_size: int, n: int) -> None:
+    """An endless plan issues full batches and its issued_range spans exactly what it issued."""
+    planner = BatchPlanner(start=7, batch_size=batch_size)
+    for _ in range(n):
+        ids = planner.next()
+        assert ids is not None and ids.count == batch_size
+    assert planner.issued_range.start == 7
+    assert planner.issued_range.count == n * batch_size
+    assert not planner.exhausted
+
+
+def test_bounded_planner_reports_exhaustion() -> None:
+    """After the last batch the planner is exhausted and returns None."""
+    planner = BatchPlanner(start=1, batch_size=3, total=7)
+    counts = []
+    while (ids := planner.next()) is not None:
+        counts.append(ids.count)
+    assert counts == [3, 3, 1]
+    assert planner.exhausted and planner.next() is None
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"batch_size": 1, "total": -1}])
+def test_invalid_planner_arguments_are_refused(kwargs: dict[str, int]) -> None:
+    """A zero batch size or a negative total is a programming error."""
+    with pytest.raises(ValueError):
+        BatchPlanner(start=1, **kwargs)

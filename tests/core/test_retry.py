@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core.retry import RetryPolicy
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=200),
+    jitter=st.floats(min_value=0.0, max_value=0.999999),
+    strategy=st.sampled_from(["exponential", "linear", "fixed"]),
+)
+def test_delay_is_full_jitter_below_the_capped_ceiling(
+    attempt: int, jitter: float, strategy: str
+) -> None:
+    """Every retry delay lies in [0, min(cap, ceiling)] and scales with the jitter draw."""
+    policy = RetryPolicy(max_retries=1000, base=0.1, cap=3.0, strategy=strategy)  # type: ignore[arg-type]
+    decision = policy.decide(attempt, retryable=True, jitter=jitter)
+    assert decision.retry
+    assert 0.0 <= decision.delay <= 3.0
+    assert abs(decision.delay - jitter * policy.ceiling(attempt)) < 1e-12
+
+
+def test_exponential_ceiling_doubles_until_the_cap() -> None:
+    """The exponential ceiling doubles per attempt and then stays at the cap."""
+    policy = RetryPolicy(base=0.5, cap=3.0)
+    assert [policy.ceiling(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_gives_up_after_max_retries_and_on_fatal_errors() -> None:
+    """Attempt max_retries+1 is not retried, nor is a non-retryable error."""
+    policy = RetryPolicy(max_retries=2)
+    assert policy.decide(2, retryable=True, jitter=0.5).retry
+    assert not policy.decide(3, retryable=True, jitter=0.5).retry
+    assert not policy.decide(1, retryable=False, jitter=0.5).retry
+
+
+def test_retry_after_is_a_lower_bound_capped_by_the_cap() -> None:
+    """A server's Retry-After raises the delay, but never above the policy cap."""
+    policy = RetryPolicy(base=0.01, cap=2.0)
+    assert policy.decide(1, retryable=True, jitter=0.0, retry_after=1.5).delay == 1.5
+    assert policy.decide(1, retryable=True, jitter=0.0, retry_after=60).delay == 2.0
