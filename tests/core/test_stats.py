@@ -19,7 +19,9 @@ def _nearest_rank(values: list[float], q: float) -> float:
     values=st.lists(st.floats(min_value=1e-3, max_value=1e6), min_size=1, max_size=400),
     q=st.sampled_from([1.0, 25.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0]),
 )
-def test_percentiles_match_the_reference_within_relative_error(values: list[float], q: float) -> None:
+def test_percentiles_match_the_reference_within_relative_error(
+    values: list[float], q: float
+) -> None:
     """Histogram percentiles are within REL_ERROR of the exact nearest-rank percentile."""
     hist = LatencyHistogram()
     for v in values:
