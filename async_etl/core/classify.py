@@ -1,0 +1,165 @@
+"""Pure error classification for retry decisions: SQLSTATE, Oracle codes, CrateDB HTTP.
+
+No driver is imported here.  Adapters pull the code out of their driver's exception and ask
+this module which ``ErrorKind`` it is; the retry policy acts on the kind:
+
+* ``NETWORK`` / ``DB_TRANSIENT`` — worth another attempt after a backoff;
+* ``DATA`` — the row is bad (too long, NOT NULL, duplicate key): reject it, do not retry;
+* ``DB_PERMANENT`` — the statement or the setup is wrong (unknown table, auth): fail.
+
+The tables follow ``reference/transient-errors.md`` and ``reference/cratedb-http.md``.
+Deliberate narrowings (each documented where it applies): of the ``57P0x`` class only the
+server-restart codes are transient (``57P04`` database dropped is not), and of ``58xxx`` only
+``58000``/``58030`` (``58P01`` undefined file and ``58P02`` duplicate file do not heal).
+"""
+
+from __future__ import annotations
+
+from async_etl.errors import ErrorKind
+
+__all__ = [
+    "CRATE_DUPLICATE_KEY",
+    "classify_crate",
+    "classify_oracle",
+    "classify_sqlstate",
+    "is_transient",
+]
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+_PG_TRANSIENT = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "53300",  # too_many_connections
+        "55P03",  # lock_not_available
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now
+        "57P05",  # idle_session_timeout: the session is gone, a new one works
+        "58000",  # system_error
+        "58030",  # io_error
+    }
+)
+
+
+def classify_sqlstate(code: str) -> ErrorKind:
+    """Classify a PostgreSQL SQLSTATE (``asyncpg.PostgresError.sqlstate``, psycopg ``sqlstate``).
+
+    Class ``08`` (connection exception) and the codes in ``_PG_TRANSIENT`` are transient,
+    classes ``22`` (data exception) and ``23`` (integrity violation) are data errors, everything
+    else (``28xxx`` auth, ``3D000`` no database, ``42xxx`` syntax/access, unknown or malformed
+    codes) is permanent.  Never raises.
+    """
+    state = code.strip().upper()
+    if state.startswith("08") or state in _PG_TRANSIENT:
+        return ErrorKind.DB_TRANSIENT
+    if state[:2] in ("22", "23"):
+        return ErrorKind.DATA
+    return ErrorKind.DB_PERMANENT
+
+
+# -- Oracle -----------------------------------------------------------------------------------
+
+_ORA_TRANSIENT = frozenset(
+    {
+        3113,  # end-of-file on communication channel
+        3114,  # not connected to ORACLE
+        3135,  # connection lost contact
+        12514,  # listener does not know of service
+        12516,  # listener could not find available handler
+        12519,  # no appropriate service handler found
+        12520,  # listener could not find available handler for requested type of server
+        12541,  # no listener
+        60,  # deadlock detected
+        8177,  # can't serialize access
+        18,  # maximum number of sessions exceeded
+        20,  # maximum number of processes exceeded
+        2391,  # SESSIONS_PER_USER limit exceeded
+    }
+)
+_ORA_DATA = frozenset(
+    {
+        1,  # unique constraint violated
+        1400,  # cannot insert NULL
+        1438,  # value larger than specified precision
+        12899,  # value too large for column
+        1722,  # invalid number
+        1840,  # input value not long enough for date format
+        1861,  # literal does not match format string
+    }
+)
+_DPY_TRANSIENT = frozenset(
+    {
+        4011,  # the database or network closed the connection
+        6005,  # cannot connect to database
+    }
+)
+
+
+def _split_code(full_code: str) -> tuple[str, int] | None:
+    prefix, sep, number = full_code.strip().upper().partition("-")
+    if not sep or not number.isdigit():
+        return None
+    return prefix, int(number)
+
+
+def classify_oracle(full_code: str, isrecoverable: bool | None = None) -> ErrorKind:
+    """Classify a python-oracledb error by ``full_code`` (``"ORA-03113"``, ``"DPY-4011"``).
+
+    Known transient codes (lost connection, listener, deadlock, serialization, session and
+    process limits) are transient; known data codes (unique, NOT NULL, too large, bad number or
+    date) are data errors; the rest is permanent.  ``isrecoverable=True`` (Transaction Guard /
+    Application Continuity) upgrades a permanent code to transient, never a data error;
+    ``False`` or ``None`` changes nothing.  Never raises: a malformed code is permanent.
+    """
+    parsed = _split_code(full_code)
+    kind = ErrorKind.DB_PERMANENT
+    if parsed is not None:
+        prefix, number = parsed
+        if prefix == "ORA" and number in _ORA_TRANSIENT:
+            kind = ErrorKind.DB_TRANSIENT
+        elif prefix == "ORA" and number in _ORA_DATA:
+            kind = ErrorKind.DATA
+        elif prefix == "DPY" and number in _DPY_TRANSIENT:
+            kind = ErrorKind.DB_TRANSIENT
+    if isrecoverable and kind is ErrorKind.DB_PERMANENT:
+        return ErrorKind.DB_TRANSIENT
+    return kind
+
+
+# -- CrateDB HTTP -----------------------------------------------------------------------------
+
+CRATE_DUPLICATE_KEY = 4091
+"""CrateDB's error code for a duplicate primary key (HTTP 409, or per item in a bulk)."""
+
+_CRATE_TRANSIENT_CODES = frozenset({4290, 5002, 5003, *range(5030, 5040)})
+
+
+def classify_crate(http_status: int | None, code: int | None = None) -> ErrorKind:
+    """Classify a CrateDB HTTP outcome from its status and the error ``code`` of its body.
+
+    ``http_status=None`` means no response at all (connection refused, reset, timeout) and is
+    ``NETWORK``.  A known code decides first: ``4290``, ``5002``/``5003`` (shards unavailable /
+    failed) and ``503x`` are transient, ``4091`` (duplicate key) is a data error, any other
+    ``4xxx`` is permanent.  Otherwise the status decides: 429, 503 and any other 5xx (proxies
+    answer 502/504 while a node restarts) are transient, 4xx permanent.  A per-item code under
+    status 200 that is none of the above (``5000``, ``5001``) is permanent.  Never raises.
+    """
+    if http_status is None:
+        return ErrorKind.NETWORK
+    if code is not None:
+        if code in _CRATE_TRANSIENT_CODES:
+            return ErrorKind.DB_TRANSIENT
+        if code == CRATE_DUPLICATE_KEY:
+            return ErrorKind.DATA
+        if 4000 <= code < 5000 or 40000 <= code < 50000:
+            return ErrorKind.DB_PERMANENT
+    if http_status == 429 or http_status >= 500:
+        return ErrorKind.DB_TRANSIENT
+    return ErrorKind.DB_PERMANENT
+
+
+def is_transient(kind: ErrorKind) -> bool:
+    """True when another attempt may succeed (``NETWORK`` or ``DB_TRANSIENT``)."""
+    return kind in (ErrorKind.NETWORK, ErrorKind.DB_TRANSIENT)
