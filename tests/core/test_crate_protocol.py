@@ -1,0 +1,399 @@
+"""CrateDB HTTP protocol, sans I/O: endpoints, bodies, every response shape, bulk verdicts."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core.crate_protocol import (
+    NO_DETAIL,
+    Endpoint,
+    ItemResult,
+    Response,
+    build_request,
+    error_of,
+    judge_bulk,
+    mask_url,
+    maybe_gzip,
+    parse_response,
+    parse_retry_after,
+    subset_body,
+)
+from async_etl.errors import (
+    ConfigError,
+    DataError,
+    ErrorKind,
+    LoadError,
+    TransientLoadError,
+)
+
+# -- endpoint ---------------------------------------------------------------------------------
+
+
+def test_endpoint_full_url() -> None:
+    """User, password, port and ?schema= are all taken from the URL; the path is ignored."""
+    ep = Endpoint.parse("https://crate:s%40cret@db.example:4201/ignored/path?schema=bench")
+    assert (ep.scheme, ep.host, ep.port) == ("https", "db.example", 4201)
+    assert (ep.user, ep.password, ep.schema) == ("crate", "s@cret", "bench")
+    assert ep.sql_url == "https://db.example:4201/_sql"
+    assert ep.display == "https://crate@db.example:4201"
+    headers = ep.headers()
+    assert headers["Default-Schema"] == "bench"
+    assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")) == b"crate:s@cret"
+
+
+def test_endpoint_defaults() -> None:
+    """crate:// means http, the port defaults to 4200, no auth or schema header by default."""
+    ep = Endpoint.parse("crate://localhost")
+    assert ep.base_url == "http://localhost:4200"
+    assert "Authorization" not in ep.headers()
+    assert "Default-Schema" not in ep.headers()
+
+
+def test_endpoint_user_without_password() -> None:
+    """A user without a password authenticates as ``user:`` (CrateDB's default superuser)."""
+    ep = Endpoint.parse("http://crate@h")
+    assert base64.b64decode(ep.headers()["Authorization"][6:]) == b"crate:"
+
+
+def test_endpoint_ipv6() -> None:
+    """An IPv6 host is bracketed again in the request URL."""
+    assert Endpoint.parse("http://[::1]:4300").sql_url == "http://[::1]:4300/_sql"
+
+
+def test_endpoint_repr_hides_password() -> None:
+    """Neither repr nor display contains the password."""
+    ep = Endpoint.parse("http://u:hunter2@h:1")
+    assert "hunter2" not in repr(ep)
+    assert "hunter2" not in ep.display
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:hunter2@h:5432",
+        "http://u:hunter2@h:notaport",
+        "http://u:hunter2@h:99999",
+        "http://u:hunter2@h:0",
+        "http://u:hunter2@:4200",
+        "http://u:hunter2@h:4200?schema=a&foo=1",
+        "http://u:hunter2@h:4200?schema=",
+        "http://u:hunter2@h:4200?schema=a&schema=b",
+        "http://u:hun/ter2@h:4200",
+        "u:hunter2@h:4200",
+    ],
+)
+def test_endpoint_rejects_bad_urls_with_masked_password(url: str) -> None:
+    """A malformed URL raises ConfigError naming the URL with the password masked."""
+    with pytest.raises(ConfigError) as info:
+        Endpoint.parse(url)
+    message = info.value.message
+    assert "hunter2" not in message
+    assert "hun/" not in message
+    assert "***" in message
+    assert "\n" not in message
+
+
+def test_mask_url_cases() -> None:
+    """mask_url hides the password and leaves password-less URLs alone."""
+    assert mask_url("http://u:pw@h:1/x?schema=s") == "http://u:***@h:1/x?schema=s"
+    assert mask_url("http://u@h:1") == "http://u@h:1"
+    assert mask_url("http://h:4200") == "http://h:4200"
+    assert mask_url("http://u:p@w@h") == "http://u:***@h"
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+def test_build_request_shapes() -> None:
+    """Bodies carry stmt plus args or bulk_args, never both non-empty."""
+    assert orjson.loads(build_request("SELECT 1")) == {"stmt": "SELECT 1"}
+    assert orjson.loads(build_request("SELECT ?", [1])) == {"stmt": "SELECT ?", "args": [1]}
+    bulk = orjson.loads(build_request("INSERT", bulk_args=[[1], [2]]))
+    assert bulk == {"stmt": "INSERT", "bulk_args": [[1], [2]]}
+    with pytest.raises(ValueError):
+        build_request("x", [1], [[1]])
+
+
+def test_maybe_gzip_threshold() -> None:
+    """Bodies at or above the threshold are gzipped with a Content-Encoding header."""
+    small = b"x" * 100
+    assert maybe_gzip(small, 101) == (small, {})
+    body, headers = maybe_gzip(small, 100)
+    assert headers == {"Content-Encoding": "gzip"}
+    assert gzip.decompress(body) == small
+    assert maybe_gzip(small, 0) == (small, {})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("3", 3.0), (" 1.5 ", 1.5), ("-4", 0.0), ("soon", None)],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    """Retry-After as delta-seconds is read, nonsense ignored."""
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    """Retry-After as an HTTP date is relative to now."""
+    now = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
+    assert parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now=now) == 10.0
+    assert parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT") is None
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+def _parse(status: int, doc: Any, ctype: str = "application/json") -> Response:
+    return parse_response(status, orjson.dumps(doc), ctype)
+
+
+def test_parse_normal_result() -> None:
+    """A normal result gives cols, rows, rowcount and duration, and is not a failure."""
+    r = _parse(200, {"cols": ["id", "n"], "col_types": [10, 4], "rows": [[1, "a"]],
+                     "rowcount": 1, "duration": 1.93})  # fmt: skip
+    assert (r.cols, r.rows, r.rowcount, r.duration_ms) == (("id", "n"), ((1, "a"),), 1, 1.93)
+    assert r.results is None
+    assert not r.failed
+    assert r.kind is None
+    assert error_of(r, "x") is None
+
+
+def test_parse_bulk_every_item_shape() -> None:
+    """Bulk items: ok, bare -2, -2 with error object, -2 with legacy error_message."""
+    r = _parse(200, {"cols": [], "duration": 2.1, "results": [
+        {"rowcount": 1},
+        {"rowcount": -2},
+        {"rowcount": -2, "error": {"code": 4091, "message": "DuplicateKeyException[A]"}},
+        {"rowcount": -2, "error_message": "DuplicateKeyException[B]"},
+        {"rowcount": -2, "error_message": "UnavailableShardsException[C]"},
+        {"rowcount": -2, "error_message": "SomethingElse[D]"},
+    ]})  # fmt: skip
+    assert not r.failed
+    assert r.results == (
+        ItemResult(1),
+        ItemResult(-2),
+        ItemResult(-2, 4091, "DuplicateKeyException[A]"),
+        ItemResult(-2, 4091, "DuplicateKeyException[B]"),
+        ItemResult(-2, 5002, "UnavailableShardsException[C]"),
+        ItemResult(-2, None, "SomethingElse[D]"),
+    )
+
+
+def test_parse_empty_bulk() -> None:
+    """An empty bulk answers an empty results list."""
+    r = _parse(200, {"cols": [], "duration": 0.1, "results": []})
+    assert r.results == ()
+
+
+TOP_LEVEL = [
+    (400, 4000, ErrorKind.DB_PERMANENT, LoadError),
+    (400, 4001, ErrorKind.DB_PERMANENT, LoadError),
+    (401, 4011, ErrorKind.DB_PERMANENT, LoadError),
+    (403, 4031, ErrorKind.DB_PERMANENT, LoadError),
+    (404, 4041, ErrorKind.DB_PERMANENT, LoadError),
+    (404, 4045, ErrorKind.DB_PERMANENT, LoadError),
+    (409, 4091, ErrorKind.DATA, DataError),
+    (409, 4093, ErrorKind.DB_PERMANENT, LoadError),
+    (429, 4290, ErrorKind.DB_TRANSIENT, TransientLoadError),
+    (500, 5000, ErrorKind.DB_TRANSIENT, TransientLoadError),
+    (500, 5002, ErrorKind.DB_TRANSIENT, TransientLoadError),
+    (500, 5003, ErrorKind.DB_TRANSIENT, TransientLoadError),
+    (503, 5030, ErrorKind.DB_TRANSIENT, TransientLoadError),
+    (503, 5033, ErrorKind.DB_TRANSIENT, TransientLoadError),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "kind", "exc"), TOP_LEVEL)
+def test_top_level_errors(status: int, code: int, kind: ErrorKind, exc: type[LoadError]) -> None:
+    """A top-level error object at each status classifies and becomes the right exception."""
+    message = "SQLParseException[line 1:1: mismatched\ninput]"
+    r = _parse(status, {"error": {"message": message, "code": code}, "error_trace": "x"})
+    assert r.failed
+    assert (r.error_code, r.kind) == (code, kind)
+    err = error_of(r, "CrateDB http://u@h:4200")
+    assert type(err) is exc
+    assert err.kind is kind
+    assert err.message == f"CrateDB http://u@h:4200: {status} {code} {' '.join(message.split())}"
+
+
+def test_plain_text_401() -> None:
+    """The plain-text 401 becomes a permanent error with its text on one line."""
+    r = parse_response(401, b'trust authentication failed for user "bob"\n', "text/plain")
+    assert r.failed
+    assert r.kind is ErrorKind.DB_PERMANENT
+    assert r.reason == '401 trust authentication failed for user "bob"'
+
+
+def test_proxy_html_page() -> None:
+    """A proxy's HTML error page becomes one transient line with its status."""
+    page = b"<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"
+    r = parse_response(502, page, "text/html")
+    assert r.kind is ErrorKind.DB_TRANSIENT
+    assert r.reason == "502 502 Bad Gateway nginx"
+
+
+def test_retry_after_carried() -> None:
+    """retry_after given to parse_response ends up on the transient error."""
+    r = parse_response(503, b"", "", retry_after=2.5)
+    err = error_of(r, "w")
+    assert isinstance(err, TransientLoadError)
+    assert err.retry_after == 2.5
+    assert "503 empty body" in err.message
+
+
+def test_non_json_200_is_a_failure() -> None:
+    """A 200 whose body is not JSON is a permanent failure, not a success."""
+    r = parse_response(200, b"OK", "text/plain")
+    assert r.failed
+    assert r.kind is ErrorKind.DB_PERMANENT
+
+
+def test_json_error_without_detail() -> None:
+    """A non-200 JSON answer without an error object still fails with its status."""
+    r = _parse(503, {"ok": False})
+    assert r.reason == "503 HTTP 503 without error detail"
+
+
+# -- bulk verdicts ----------------------------------------------------------------------------
+
+DUP = ItemResult(-2, 4091, "DuplicateKeyException[x]")
+SHARD = ItemResult(-2, 5002, "UnavailableShardsException[x]")
+BARE = ItemResult(-2)
+OK = ItemResult(1)
+ZERO = ItemResult(0)
+CHECK = ItemResult(-2, 4000, "CHECK failed")
+
+
+def _bulk(*items: ItemResult) -> Response:
+    return Response(status=200, results=items)
+
+
+def test_all_delivered() -> None:
+    """Every rowcount 1 (or -1, unknown) is delivered."""
+    v = judge_bulk(3, _bulk(OK, OK, ItemResult(-1)), attempt=1, upsert=False)
+    assert (v.delivered, v.retry, v.rejected) == (3, (), ())
+
+
+def test_transient_items_retry() -> None:
+    """Items failing with 5002/5003/503x are retried with a reason naming the code."""
+    v = judge_bulk(4, _bulk(OK, SHARD, ItemResult(-2, 5031, "no master"), OK),
+                   attempt=1, upsert=False)  # fmt: skip
+    assert (v.delivered, v.retry, v.rejected) == (2, (1, 2), ())
+    assert v.retry_reason.startswith("2 of 4 items failed transiently: 5002")
+
+
+def test_duplicate_first_attempt_rejected() -> None:
+    """A duplicate key on attempt 1 is rejected with its code and message."""
+    v = judge_bulk(2, _bulk(OK, DUP), attempt=1, upsert=False)
+    assert v.rejected == ((1, "4091 DuplicateKeyException[x]"),)
+    assert v.delivered == 1
+
+
+def test_duplicate_on_resend_counts_delivered() -> None:
+    """On attempt > 1 a duplicate key is our own earlier write: delivered."""
+    v = judge_bulk(2, _bulk(DUP, DUP), attempt=2, upsert=False)
+    assert (v.delivered, v.retry, v.rejected) == (2, (), ())
+
+
+def test_duplicate_under_upsert_retries() -> None:
+    """Under an upsert a duplicate key is a concurrent-insert race: retry."""
+    v = judge_bulk(1, _bulk(DUP), attempt=2, upsert=True)
+    assert v.retry == (0,)
+
+
+def test_rowcount_zero() -> None:
+    """rowcount 0 (ON CONFLICT DO NOTHING) is 'already present' on attempt 1, delivered after."""
+    assert judge_bulk(1, _bulk(ZERO), attempt=1, upsert=True).rejected == (
+        (0, "already present (rowcount 0)"),
+    )
+    assert judge_bulk(1, _bulk(ZERO), attempt=3, upsert=True).delivered == 1
+
+
+def test_bare_minus_two_rules() -> None:
+    """A bare -2 follows a transient sibling, or a delivered duplicate on re-send, else rejects."""
+    assert judge_bulk(3, _bulk(SHARD, BARE, OK), attempt=1, upsert=False).retry == (0, 1)
+    assert judge_bulk(2, _bulk(DUP, BARE), attempt=2, upsert=False).delivered == 2
+    alone = judge_bulk(2, _bulk(OK, BARE), attempt=2, upsert=False)
+    assert alone.rejected == ((1, NO_DETAIL),)
+    first = judge_bulk(2, _bulk(DUP, BARE), attempt=1, upsert=False)
+    assert first.rejected == ((0, "4091 DuplicateKeyException[x]"), (1, NO_DETAIL))
+
+
+def test_other_codes_and_rowcounts_rejected() -> None:
+    """Permanent item codes and impossible rowcounts are rejected with a reason."""
+    v = judge_bulk(2, _bulk(CHECK, ItemResult(-7)), attempt=1, upsert=False)
+    assert v.rejected == ((0, "4000 CHECK failed"), (1, "unexpected rowcount -7"))
+
+
+def test_legacy_single_item_409() -> None:
+    """Before 5.10.11 a failed single-item bulk answered a top-level 409/4091."""
+    r = _parse(409, {"error": {"code": 4091, "message": "DuplicateKeyException[x]"}})
+    assert judge_bulk(1, r, attempt=1, upsert=False).rejected == (
+        (0, "4091 DuplicateKeyException[x]"),
+    )
+    assert judge_bulk(1, r, attempt=2, upsert=False).delivered == 1
+
+
+def test_judge_refuses_non_bulk_and_mismatch() -> None:
+    """judge_bulk raises on a whole-request failure or a wrong number of results."""
+    with pytest.raises(ValueError, match="not a bulk response"):
+        judge_bulk(2, _parse(400, {"error": {"code": 4000, "message": "m"}}), attempt=1,
+                   upsert=False)  # fmt: skip
+    with pytest.raises(ValueError, match="2 results for 3 rows"):
+        judge_bulk(3, _bulk(OK, OK), attempt=1, upsert=False)
+
+
+ITEMS = st.sampled_from(
+    [OK, ItemResult(-1), ZERO, DUP, SHARD, BARE, CHECK, ItemResult(-2, 5003, "f"),
+     ItemResult(-2, None, "legacy"), ItemResult(-5)]
+)  # fmt: skip
+
+
+@given(st.lists(ITEMS, max_size=60), st.integers(1, 4), st.booleans())
+def test_verdict_partitions_the_batch(items: list[ItemResult], attempt: int, upsert: bool) -> None:
+    """For any item mix, delivered + retried + rejected == rows and the indices are disjoint."""
+    v = judge_bulk(len(items), _bulk(*items), attempt=attempt, upsert=upsert)
+    retry, rejected = set(v.retry), {i for i, _ in v.rejected}
+    assert v.delivered + len(v.retry) + len(v.rejected) == len(items)
+    assert len(retry) == len(v.retry)
+    assert len(rejected) == len(v.rejected)
+    assert not retry & rejected
+    assert retry | rejected <= set(range(len(items)))
+    assert list(v.retry) == sorted(v.retry)
+    assert bool(v.retry_reason) == bool(v.retry)
+
+
+# -- subsets ----------------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(0, 19), unique=True).map(sorted))
+def test_subset_body_selects_exactly(indices: list[int]) -> None:
+    """subset_body keeps the statement and exactly the chosen items, with their ids."""
+    rows = [[100 + i, f"n{i}", i * 0.5, {"k": [i]}] for i in range(20)]
+    payload = orjson.dumps({"stmt": "INSERT INTO t VALUES (?, ?, ?, ?)", "bulk_args": rows})
+    body, ids = subset_body(payload, indices)
+    doc = orjson.loads(body)
+    assert doc == {"stmt": "INSERT INTO t VALUES (?, ?, ?, ?)",
+                   "bulk_args": [rows[i] for i in indices]}  # fmt: skip
+    assert ids == tuple(100 + i for i in indices)
+
+
+@pytest.mark.parametrize("indices", [[5], [-1]])
+def test_subset_body_out_of_range(indices: list[int]) -> None:
+    """An index outside the batch raises ValueError."""
+    payload = orjson.dumps({"stmt": "s", "bulk_args": [[1], [2]]})
+    with pytest.raises(ValueError):
+        subset_body(payload, indices)
+
+
+def test_subset_body_not_bulk() -> None:
+    """A payload that is not a bulk body raises ValueError."""
+    with pytest.raises(ValueError):
+        subset_body(b'{"stmt": "s"}', [0])
