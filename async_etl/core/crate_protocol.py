@@ -364,15 +364,16 @@ def parse_response(
     )
 
 
-def error_of(response: Response, where: str) -> LoadError | None:
+def error_of(response: Response, where: str, *, bulk_rows: int | None = None) -> LoadError | None:
     """The exception to raise for a whole-request failure, or None when the request succeeded.
 
     ``where`` prefixes the message (e.g. ``"CrateDB http://crate@host:4200"``).  Transient
     kinds give a ``TransientLoadError`` carrying ``retry_after``, a duplicate key a
-    ``DataError``, everything else a ``LoadError``.
+    ``DataError``, everything else a ``LoadError``.  With ``bulk_rows`` given, the legacy
+    single-item 409 is not an error: ``judge_bulk`` reads it as that item's outcome.
     """
     kind = response.kind
-    if kind is None:
+    if kind is None or (bulk_rows is not None and _legacy_single(bulk_rows, response)):
         return None
     message = f"{where}: {response.reason}"
     if is_transient(kind):

@@ -339,6 +339,8 @@ def test_legacy_single_item_409() -> None:
         (0, "4091 DuplicateKeyException[x]"),
     )
     assert judge_bulk(1, r, attempt=2, upsert=False).delivered == 1
+    assert error_of(r, "w", bulk_rows=1) is None
+    assert isinstance(error_of(r, "w", bulk_rows=2), DataError)
 
 
 def test_judge_refuses_non_bulk_and_mismatch() -> None:
