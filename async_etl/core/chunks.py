@@ -1,0 +1,244 @@
+"""Chunk planning over a (possibly composite) key, and the checkpoint watermark.
+
+A plan cuts the key space at sorted boundary tuples ``b0 < b1 < ... < bn-1`` into ``n + 1``
+half-open chunks ``(-inf, b0), [b0, b1), ..., [bn-1, +inf)``: every non-NULL key falls in
+exactly one chunk, whatever rows appear after planning.  Keys compare as tuples
+(lexicographically, column by column), which is what SQL row-value comparison does.
+
+The plan is stored (``to_json``) so a resumed run reuses the same chunks; values are tagged
+with their type so the JSON round trip is exact (int, str, Decimal, date, datetime, ...).
+
+The watermark is the highest chunk index whose predecessors are all committed; it never passes
+an uncommitted chunk, even when chunks commit out of order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from async_etl.core.specs import ParallelSpec
+from async_etl.errors import DataError
+
+Key = tuple[Any, ...]
+
+MAX_CHUNKS = 100_000
+"""Upper bound on the number of chunks a plan may have (the plan is stored in one JSON row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Keys ``k`` with ``lower <= k < upper``; ``None`` means open on that side."""
+
+    index: int
+    lower: Key | None
+    upper: Key | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form with type-tagged key values."""
+        return {
+            "index": self.index,
+            "lower": None if self.lower is None else [_tag(v) for v in self.lower],
+            "upper": None if self.upper is None else [_tag(v) for v in self.upper],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Chunk:
+        """Inverse of ``to_json``; raises ``ValueError`` on a malformed document."""
+        lower, upper = data["lower"], data["upper"]
+        return cls(
+            index=int(data["index"]),
+            lower=None if lower is None else tuple(_untag(v) for v in lower),
+            upper=None if upper is None else tuple(_untag(v) for v in upper),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlan:
+    """Chunks ordered by key, indexed 0..n-1, covering the key space exactly once."""
+
+    chunks: tuple[Chunk, ...]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form (store it with the run; see ``from_json``)."""
+        return {"version": 1, "chunks": [c.to_json() for c in self.chunks]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChunkPlan:
+        """Inverse of ``to_json``; raises ``ValueError`` on a malformed or non-covering plan."""
+        if data.get("version") != 1:
+            raise ValueError(f"unknown chunk plan version {data.get('version')!r}")
+        chunks = tuple(Chunk.from_json(c) for c in data["chunks"])
+        _check_covering(chunks)
+        return cls(chunks)
+
+    def chunk_for(self, key: Key) -> Chunk:
+        """The one chunk holding ``key`` (binary search); raises ``DataError`` on NULLs."""
+        _check_key(key)
+        lo, hi = 0, len(self.chunks) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lower = self.chunks[mid].lower
+            if lower is not None and key >= lower:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self.chunks[lo]
+
+
+def plan_chunks(boundaries: Iterable[Sequence[Any]]) -> ChunkPlan:
+    """Plan chunks cut at ``boundaries`` (key tuples; sorted and de-duplicated here).
+
+    No boundaries give one chunk open on both sides.  Raises ``ValueError`` when boundary
+    tuples differ in length, or hold NULLs or values that do not compare with each other.
+    """
+    cuts = [tuple(b) for b in boundaries]
+    widths = {len(b) for b in cuts}
+    if len(widths) > 1 or 0 in widths:
+        raise ValueError(f"boundary tuples must all have the same, non-zero length: {widths}")
+    if any(v is None for b in cuts for v in b):
+        raise ValueError("boundary tuples must not contain NULL")
+    try:
+        cuts = sorted(set(cuts))
+    except TypeError as exc:
+        raise ValueError(f"boundary values do not compare: {exc}") from exc
+    if len(cuts) + 1 > MAX_CHUNKS:
+        raise ValueError(f"too many chunks: {len(cuts) + 1} > {MAX_CHUNKS}")
+    edges: list[Key | None] = [None, *cuts, None]
+    return ChunkPlan(tuple(Chunk(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)))
+
+
+def _check_covering(chunks: Sequence[Chunk]) -> None:
+    if not chunks or chunks[0].lower is not None or chunks[-1].upper is not None:
+        raise ValueError("a chunk plan must start and end open")
+    for i, (a, b) in enumerate(itertools.pairwise(chunks)):
+        if a.index != i or a.upper is None or a.upper != b.lower:
+            raise ValueError(f"chunk {i} does not end where chunk {i + 1} starts")
+    if chunks[-1].index != len(chunks) - 1:
+        raise ValueError("chunk indexes must be 0..n-1")
+
+
+def _check_key(key: Key) -> None:
+    if any(v is None for v in key):
+        raise DataError(f"chunk key {key!r} contains NULL; keys must be NOT NULL")
+
+
+def row_in_chunk(key: Sequence[Any], chunk: Chunk) -> bool:
+    """True when ``lower <= key < upper`` (tuple comparison); ``DataError`` if key has NULL."""
+    k = tuple(key)
+    _check_key(k)
+    if chunk.lower is not None and k < chunk.lower:
+        return False
+    return chunk.upper is None or k < chunk.upper
+
+
+def estimate_parallel(estimate_rows: int, spec: ParallelSpec) -> bool:
+    """Go parallel only when enabled and the (known, >= 0) estimate reaches the threshold."""
+    return spec.enabled and estimate_rows >= 0 and estimate_rows >= spec.min_rows_for_parallel
+
+
+def chunk_count(estimate_rows: int, spec: ParallelSpec) -> int:
+    """How many chunks to plan: about ``chunk_size`` rows each, at least 1.
+
+    Sequential runs are chunked too (checkpoints); an unknown (negative) estimate gives 1.
+    """
+    if estimate_rows <= 0:
+        return 1
+    return max(1, min(MAX_CHUNKS, math.ceil(estimate_rows / spec.chunk_size)))
+
+
+def workers(estimate_rows: int, spec: ParallelSpec) -> int:
+    """Chunks in flight at once: ``max_workers`` when parallel, else 1."""
+    return spec.max_workers if estimate_parallel(estimate_rows, spec) else 1
+
+
+def advance(committed: Iterable[int], start: int = -1) -> int:
+    """The highest index ``w >= start`` with every chunk ``<= w`` committed (-1: none yet).
+
+    ``start`` is a watermark already known to be valid (chunks ``<= start`` are committed).
+    """
+    done = set(committed)
+    w = start
+    while w + 1 in done:
+        w += 1
+    return w
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """The contiguous-commit watermark of a run over a plan of ``total`` chunks."""
+
+    total: int
+    value: int = -1
+
+    def advance(self, committed: Iterable[int]) -> Watermark:
+        """The watermark after the chunks in ``committed`` (plus those below it) are done."""
+        return Watermark(self.total, min(advance(committed, self.value), self.total - 1))
+
+    @property
+    def complete(self) -> bool:
+        """True when every chunk is committed."""
+        return self.value >= self.total - 1
+
+
+def remaining(plan: ChunkPlan, committed: Iterable[int]) -> tuple[Chunk, ...]:
+    """Chunks still to do on resume, in key order (committed ones are skipped, not redone)."""
+    done = set(committed)
+    return tuple(c for c in plan.chunks if c.index not in done)
+
+
+# --- exact JSON tagging of key values -------------------------------------------------------
+
+
+def _tag(value: Any) -> list[Any]:
+    if isinstance(value, bool):
+        return ["bool", value]
+    if isinstance(value, int):
+        return ["int", str(value)]  # str: exact beyond 2**53 in any JSON reader
+    if isinstance(value, str):
+        return ["str", value]
+    if isinstance(value, Decimal):
+        return ["dec", str(value)]
+    if isinstance(value, float):
+        return ["float", repr(value)]
+    if isinstance(value, datetime):
+        return ["datetime", value.isoformat()]
+    if isinstance(value, date):
+        return ["date", value.isoformat()]
+    if isinstance(value, time):
+        return ["time", value.isoformat()]
+    if isinstance(value, UUID):
+        return ["uuid", str(value)]
+    if isinstance(value, bytes):
+        return ["bytes", value.hex()]
+    raise ValueError(f"cannot store a chunk bound of type {type(value).__name__}")
+
+
+_UNTAG: dict[str, Any] = {
+    "bool": bool,
+    "int": int,
+    "str": str,
+    "dec": Decimal,
+    "float": float,
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "uuid": UUID,
+    "bytes": bytes.fromhex,
+}
+
+
+def _untag(item: Sequence[Any]) -> Any:
+    tag, raw = item
+    if tag not in _UNTAG:
+        raise ValueError(f"unknown chunk bound tag {tag!r}")
+    return _UNTAG[tag](raw)

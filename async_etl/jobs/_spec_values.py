@@ -1,0 +1,175 @@
+"""Gathering raw job settings from the job file, ``--set`` and the environment.
+
+Pure helpers behind ``async_etl.jobs.spec``: the key schema, type checks and text coercion.
+Each raises ``ValueError`` with the bare reason; the caller adds the file and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from async_etl.core.specs import is_identifier
+from async_etl.core.urls import SCHEMES, mask_url, scheme_of
+from async_etl.errors import ConfigError
+
+Gathered = dict[tuple[str, str], tuple[Any, str]]
+"""(section, key) -> (raw value, where it came from, for messages)."""
+
+# kind of each key; "" is the top level.  Defaults live on the dataclasses.
+SCHEMA: dict[str, dict[str, str]] = {
+    "": {"name": "str", "on_bad_row": "str"},
+    "source": {"url": "url", "query": "str", "table": "table", "key": "columns",
+               "incremental": "column"},
+    "target": {"url": "url", "table": "table"},
+    "scd": {"type": "int", "business_key": "columns", "tracked": "columns",
+            "overwrite": "columns", "deletes": "str", "valid_from": "column",
+            "valid_to": "column", "is_current": "column"},
+    "parallel": {"enabled": "bool", "max_workers": "int", "chunk_size": "int",
+                 "min_rows_for_parallel": "int"},
+    "state": {"url": "url"},
+}  # fmt: skip
+_TRUE = frozenset({"y", "yes", "true", "1", "on"})
+_FALSE = frozenset({"n", "no", "false", "0", "off"})
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that sets ``section.key`` (``section=''`` for top level)."""
+    return "_".join(p.upper() for p in ("ASYNC_ETL", section, key) if p)
+
+
+class Fail:
+    """Builds one-line ``ConfigError`` messages that name the job file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"job file {self.path}: {where}: {problem}")
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def coerce_text(text: str, kind: str) -> Any:
+    """Turn an environment / ``--set`` string into a value of ``kind`` (ValueError if bad)."""
+    stripped = text.strip()
+    if kind == "bool":
+        low = stripped.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError("expected a boolean (Y/N, yes/no, true/false, 1/0)")
+    if kind == "int":
+        try:
+            return int(stripped.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"expected an integer, got {stripped!r}") from None
+    if kind == "columns":
+        if stripped.startswith("["):
+            try:
+                value = tomllib.loads(f"v = {stripped}")["v"]
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"expected a list of column names ({exc})") from None
+            return value
+        return [p.strip() for p in stripped.split(",") if p.strip()]
+    return text
+
+
+def check_kind(value: Any, kind: str) -> Any:
+    """Check a job-file value against ``kind``; ValueError with the reason if it does not fit."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {type(value).__name__}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {type(value).__name__}")
+        return value
+    if kind == "columns":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a column name or a list of column names")
+        if not value:
+            raise ValueError("expected at least one column name")
+        bad = [v for v in value if not is_identifier(v)]
+        if bad:
+            raise ValueError(f"bad identifier {bad[0]!r} (want [A-Za-z_][A-Za-z0-9_]*)")
+        if len(set(value)) != len(value):
+            raise ValueError("a column is listed twice")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    if kind == "column" and not is_identifier(value):
+        raise ValueError(f"bad identifier {value!r} (want [A-Za-z_][A-Za-z0-9_]*)")
+    if kind == "table" and not is_identifier(value, dotted=True):
+        raise ValueError(f"bad identifier {value!r} (want name or schema.name)")
+    if kind == "url" and scheme_of(value) not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ValueError(f"unknown URL scheme in {mask_url(value)} (use one of {known})")
+    return value
+
+
+def parse_toml(text: str, fail: Fail) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise fail("malformed TOML", str(exc)) from exc
+
+
+def file_values(doc: Mapping[str, Any], fail: Fail) -> Gathered:
+    out: Gathered = {}
+    sections = [s for s in SCHEMA if s]
+    for name, value in doc.items():
+        if name in SCHEMA[""]:
+            out[("", name)] = (value, name)
+        elif name in SCHEMA:
+            if not isinstance(value, dict):
+                raise fail(f"[{name}]", "expected a table (section)")
+            for key, item in value.items():
+                if key not in SCHEMA[name]:
+                    raise fail(f"[{name}] {key}", "unknown key" + _suggest(key, list(SCHEMA[name])))
+                out[(name, key)] = (item, f"[{name}] {key}")
+        else:
+            options = sections + list(SCHEMA[""])
+            raise fail(name, "unknown section or key" + _suggest(name, options))
+    return out
+
+
+def set_values(overrides: Sequence[str], fail: Fail) -> Gathered:
+    out: Gathered = {}
+    for item in overrides:
+        where = f"--set {mask_url(item)}"
+        dotted, eq, text = item.partition("=")
+        if not eq:
+            raise fail(where, "expected section.key=value")
+        section, _, key = dotted.strip().rpartition(".")
+        if section not in SCHEMA:
+            raise fail(where, "unknown section" + _suggest(section, [s for s in SCHEMA if s]))
+        if key not in SCHEMA[section]:
+            raise fail(where, "unknown key" + _suggest(key, list(SCHEMA[section])))
+        try:
+            out[(section, key)] = (coerce_text(text, SCHEMA[section][key]), where)
+        except ValueError as exc:
+            raise fail(where, str(exc)) from None
+    return out
+
+
+def env_values(env: Mapping[str, str], fail: Fail) -> Gathered:
+    out: Gathered = {}
+    for section, keys in SCHEMA.items():
+        for key, kind in keys.items():
+            var = env_name(section, key)
+            if var in env:
+                where = var if kind == "url" else f"{var}={env[var]}"
+                try:
+                    out[(section, key)] = (coerce_text(env[var], kind), where)
+                except ValueError as exc:
+                    raise fail(where, str(exc)) from None
+    return out

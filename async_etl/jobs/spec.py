@@ -1,0 +1,247 @@
+"""The mapper job file: its frozen model and the one loader that builds it.
+
+Priority, per key: ``--set section.key=value`` > job file > environment
+(``ASYNC_ETL_<SECTION>_<KEY>``, ``ASYNC_ETL_<KEY>`` for top-level keys) > defaults.
+``parse_job`` is pure (text in, ``JobSpec`` out); ``load_job`` only adds reading the file.
+Every problem raises ``ConfigError`` with one line naming the file and the key (URLs masked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from async_etl.core.specs import ParallelSpec, ScdSpec
+from async_etl.core.urls import dialect_of, mask_url
+from async_etl.errors import ConfigError
+from async_etl.jobs._spec_values import (
+    SCHEMA,
+    Fail,
+    check_kind,
+    env_name,
+    env_values,
+    file_values,
+    parse_toml,
+    set_values,
+)
+
+__all__ = [
+    "JobSpec",
+    "ParallelSpec",
+    "ScdSpec",
+    "SourceSpec",
+    "StateSpec",
+    "TargetSpec",
+    "env_name",
+    "load_job",
+    "parse_job",
+]
+
+
+class _MaskedRepr:
+    """A dataclass ``repr`` that masks the password of the ``url`` field (safe to log)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        names = getattr(self, "__dataclass_fields__", {})
+        parts = [
+            f"{n}={mask_url(getattr(self, n)) if n == 'url' else getattr(self, n)!r}"
+            for n in names
+        ]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SourceSpec(_MaskedRepr):
+    """The ``[source]`` section: exactly one of ``query`` / ``table``."""
+
+    url: str
+    key: tuple[str, ...]
+    query: str | None = None
+    table: str | None = None
+    incremental: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TargetSpec(_MaskedRepr):
+    """The ``[target]`` section."""
+
+    url: str
+    table: str
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StateSpec(_MaskedRepr):
+    """The ``[state]`` section: the PostgreSQL database holding runs, chunks and rejects."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated mapper job."""
+
+    name: str
+    source: SourceSpec
+    target: TargetSpec
+    scd: ScdSpec = field(default_factory=ScdSpec)
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)
+    state: StateSpec | None = None
+    on_bad_row: Literal["fail", "reject"] = "fail"
+    path: str = ""
+
+
+def parse_job(
+    text: str,
+    *,
+    path: str = "<job>",
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> JobSpec:
+    """Parse and validate job-file ``text``; raises ``ConfigError`` (one line) on any problem."""
+    fail = Fail(path)
+    doc = parse_toml(text, fail)
+    merged = env_values(env or {}, fail)
+    merged.update(file_values(doc, fail))
+    merged.update(set_values(overrides, fail))
+    values: dict[tuple[str, str], Any] = {}
+    where: dict[tuple[str, str], str] = {}
+    for (section, key), (raw, origin) in merged.items():
+        where[(section, key)] = origin
+        try:
+            values[(section, key)] = check_kind(raw, SCHEMA[section][key])
+        except ValueError as exc:
+            raise fail(origin, str(exc)) from None
+    return _build(_Values(values, where, fail), path)
+
+
+class _Values:
+    """The merged, type-checked values plus where each came from."""
+
+    def __init__(
+        self, values: dict[tuple[str, str], Any], where: dict[tuple[str, str], str], fail: Fail
+    ) -> None:
+        self.values, self.where, self.fail = values, where, fail
+
+    def get(self, section: str, key: str, default: Any = None) -> Any:
+        return self.values.get((section, key), default)
+
+    def has(self, section: str, key: str) -> bool:
+        return (section, key) in self.values
+
+    def require(self, section: str, key: str) -> Any:
+        if (section, key) not in self.values:
+            label = f"[{section}] {key}" if section else key
+            raise self.fail(label, f"required key is missing (or set {env_name(section, key)})")
+        return self.values[(section, key)]
+
+    def error(self, section: str, key: str, problem: str) -> ConfigError:
+        label = f"[{section}] {key}" if section else key
+        return self.fail(self.where.get((section, key), label), problem)
+
+
+def _build(v: _Values, path: str) -> JobSpec:
+    name = v.require("", "name")
+    if not name.strip():
+        raise v.error("", "name", "must not be empty")
+    on_bad_row = v.get("", "on_bad_row", "fail")
+    if on_bad_row not in ("fail", "reject"):
+        raise v.error("", "on_bad_row", f"expected 'fail' or 'reject', got {on_bad_row!r}")
+    source = _source(v)
+    target = TargetSpec(url=_url(v, "target", ("postgresql", "oracle", "cratedb")),
+                        table=v.require("target", "table"))  # fmt: skip
+    scd = _scd(v, source)
+    parallel = ParallelSpec(
+        enabled=v.get("parallel", "enabled", True),
+        max_workers=v.get("parallel", "max_workers", 4),
+        chunk_size=v.get("parallel", "chunk_size", 50_000),
+        min_rows_for_parallel=v.get("parallel", "min_rows_for_parallel", 100_000),
+    )
+    for key, low in (("max_workers", 1), ("chunk_size", 1), ("min_rows_for_parallel", 0)):
+        if getattr(parallel, key) < low:
+            raise v.error("parallel", key, f"must be >= {low}, got {getattr(parallel, key)}")
+    if v.has("state", "url"):
+        state = StateSpec(url=_url(v, "state", ("postgresql",)))
+    elif dialect_of(target.url) == "postgresql":
+        state = StateSpec(url=target.url)
+    else:
+        raise v.fail("[state] url", "required when the target is not PostgreSQL "
+                     f"(target is {mask_url(target.url)})")  # fmt: skip
+    return JobSpec(name=name, source=source, target=target, scd=scd, parallel=parallel,
+                   state=state, on_bad_row=on_bad_row, path=path)  # fmt: skip
+
+
+def _url(v: _Values, section: str, dialects: tuple[str, ...]) -> str:
+    url: str = v.require(section, "url")
+    if dialect_of(url) not in dialects:
+        raise v.error(section, "url", f"{mask_url(url)} cannot be a {section} "
+                      f"(use {' or '.join(dialects)})")  # fmt: skip
+    return url
+
+
+def _source(v: _Values) -> SourceSpec:
+    url = _url(v, "source", ("postgresql", "oracle"))
+    query, table = v.get("source", "query"), v.get("source", "table")
+    if (query is None) == (table is None):
+        raise v.fail("[source] query / table", "give exactly one of them")
+    if query is not None and not query.strip():
+        raise v.error("source", "query", "must not be empty")
+    return SourceSpec(url=url, key=v.require("source", "key"), query=query, table=table,
+                      incremental=v.get("source", "incremental"))  # fmt: skip
+
+
+def _scd(v: _Values, source: SourceSpec) -> ScdSpec:
+    kind = v.get("scd", "type", 2)
+    if kind not in (1, 2):
+        raise v.error("scd", "type", f"must be 1 or 2, got {kind}")
+    bkey: tuple[str, ...] = v.get("scd", "business_key", source.key)
+    if not set(source.key) <= set(bkey):
+        raise v.error("scd", "business_key", f"must include every [source] key column "
+                      f"({', '.join(source.key)}) so each key stays in one chunk")  # fmt: skip
+    deletes = v.get("scd", "deletes", "ignore")
+    allowed = ("ignore", "expire") if kind == 2 else ("ignore", "delete")
+    if deletes not in allowed:
+        raise v.error("scd", "deletes", f"type {kind} allows {' | '.join(allowed)}, "
+                      f"got {deletes!r}")  # fmt: skip
+    if source.incremental is not None and deletes != "ignore":
+        raise v.error("scd", "deletes", "must be 'ignore' with [source] incremental "
+                      "(an incremental read cannot see deleted rows)")  # fmt: skip
+    tracked: tuple[str, ...] | None = v.get("scd", "tracked")
+    overwrite: tuple[str, ...] = v.get("scd", "overwrite", ())
+    if overwrite and kind == 1:
+        raise v.error("scd", "overwrite", "only for type 2 (type 1 overwrites every column)")
+    keys = set(bkey) | set(source.key)
+    for key, cols in (("tracked", tracked or ()), ("overwrite", overwrite)):
+        inside = [c for c in cols if c in keys]
+        if inside:
+            raise v.error("scd", key, f"must not contain key column(s) {', '.join(inside)}")
+    both = sorted(set(tracked or ()) & set(overwrite))
+    if both:
+        raise v.error("scd", "overwrite", f"{', '.join(both)} also in tracked")
+    names = {k: v.get("scd", k, k) for k in ("valid_from", "valid_to", "is_current")}
+    used = keys | set(tracked or ()) | set(overwrite)
+    for key, col in names.items():
+        if col in used or list(names.values()).count(col) > 1:
+            raise v.error("scd", key, f"column name {col!r} is already used")
+    return ScdSpec(type=kind, business_key=bkey, tracked=tracked, overwrite=overwrite,
+                   deletes=deletes, **names)  # fmt: skip
+
+
+def load_job(
+    path: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> JobSpec:
+    """Read and validate the job file at ``path`` (see ``parse_job``).
+
+    Raises ``ConfigError`` when the file cannot be read or is invalid.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"job file {path}: cannot read it: {exc}") from exc
+    return parse_job(text, path=str(path), overrides=overrides, env=env)

@@ -1,0 +1,206 @@
+"""The mapper job file: defaults, priority, and one-line errors naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from async_etl.core.urls import dialect_of, mask_url
+from async_etl.errors import ConfigError
+from async_etl.jobs.spec import ScdSpec, load_job, parse_job
+
+JOB = """
+name = "dim_customer"
+
+[source]
+url = "postgresql://postgres:s3cret@127.0.0.1:5432/test"
+query = "SELECT id, name, email, city, tier FROM src.customers"
+key = ["id"]
+
+[target]
+url = "postgresql://postgres@127.0.0.1:5432/test"
+table = "dw.dim_customer"
+
+[scd]
+type = 2
+business_key = ["id"]
+tracked = ["name", "email", "city"]
+overwrite = ["tier"]
+deletes = "expire"
+
+[parallel]
+enabled = true
+max_workers = 4
+chunk_size = 50000
+min_rows_for_parallel = 100000
+"""
+
+
+def err(text: str, **kw: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_job(text, path="jobs/dim.toml", **kw)  # type: ignore[arg-type]
+    msg = info.value.message
+    assert "\n" not in msg and "jobs/dim.toml" in msg
+    return msg
+
+
+def test_issue_example_parses():
+    """The issue's example job file loads with every key as written."""
+    job = parse_job(JOB)
+    assert job.name == "dim_customer" and job.source.key == ("id",)
+    assert job.scd == ScdSpec(type=2, business_key=("id",), tracked=("name", "email", "city"),
+                              overwrite=("tier",), deletes="expire")  # fmt: skip
+    assert job.parallel.max_workers == 4 and job.on_bad_row == "fail"
+    assert job.state is not None and job.state.url == job.target.url
+
+
+def test_defaults():
+    """Omitted sections take defaults; business_key defaults to the source key."""
+    text = JOB.split("[scd]")[0].replace('key = ["id"]', 'key = "id"')
+    job = parse_job(text)
+    assert job.scd.business_key == ("id",) and job.scd.tracked is None
+    assert job.scd.type == 2 and job.scd.deletes == "ignore"
+    assert job.parallel.chunk_size == 50_000
+
+
+def test_priority_set_over_file_over_env(tmp_path: Path):
+    """--set beats the file, the file beats the environment, the environment beats defaults."""
+    path = tmp_path / "job.toml"
+    path.write_text(JOB.replace("max_workers = 4\n", ""))
+    env = {"ASYNC_ETL_PARALLEL_MAX_WORKERS": "7", "ASYNC_ETL_PARALLEL_CHUNK_SIZE": "9",
+           "ASYNC_ETL_PARALLEL_ENABLED": "N", "ASYNC_ETL_TEST_DSN": "ignored"}  # fmt: skip
+    job = load_job(path, env=env)
+    assert job.parallel.max_workers == 7  # env fills a key the file lacks
+    assert job.parallel.chunk_size == 50_000  # file beats env
+    assert job.parallel.enabled is True  # file beats env
+    job = load_job(path, env=env, overrides=["parallel.chunk_size=123", "parallel.enabled=no"])
+    assert job.parallel.chunk_size == 123 and job.parallel.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("Y", True), ("n", False), ("true", True), ("0", False), ("yes", True), ("No", False)],
+)
+def test_env_booleans(text: str, value: bool):
+    """Booleans from the environment accept Y/N, y/n, true/false, 1/0, yes/no."""
+    job = parse_job(JOB.replace("enabled = true\n", ""), env={"ASYNC_ETL_PARALLEL_ENABLED": text})
+    assert job.parallel.enabled is value
+
+
+def test_set_lists_and_top_level():
+    """--set takes comma lists or TOML arrays for columns, and top-level keys without a section."""
+    job = parse_job(JOB, overrides=["scd.tracked=name, email", "on_bad_row=reject"])
+    assert job.scd.tracked == ("name", "email") and job.on_bad_row == "reject"
+    job = parse_job(JOB, overrides=['scd.tracked=["city"]'])
+    assert job.scd.tracked == ("city",)
+
+
+def test_malformed_toml_names_line():
+    """Malformed TOML reports the line number."""
+    assert "line 3" in err('name = "x"\n[source]\nurl = = 1\n')
+
+
+def test_unknown_key_suggests():
+    """An unknown key names the section and suggests the closest valid key."""
+    msg = err(JOB.replace("max_workers", "max_workrs"))
+    assert "[parallel] max_workrs" in msg and "did you mean 'max_workers'" in msg
+    assert "did you mean 'parallel'" in err(JOB.replace("[parallel]", "[paralel]"))
+    assert "did you mean 'chunk_size'" in err(JOB, overrides=["parallel.chunk_sise=3"])
+
+
+def test_missing_required_key():
+    """A missing required key is named, with the env variable that could set it."""
+    msg = err(JOB.replace('table = "dw.dim_customer"', ""))
+    assert "[target] table" in msg and "ASYNC_ETL_TARGET_TABLE" in msg
+    assert "exactly one" in err(JOB.replace("query =", "table = 'src.c'\nquery ="))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle"),
+    [
+        ("max_workers = 4", 'max_workers = "4"', "[parallel] max_workers: expected an integer"),
+        ("max_workers = 4", "max_workers = 0", "max_workers: must be >= 1"),
+        ("chunk_size = 50000", "chunk_size = 0", "chunk_size: must be >= 1"),
+        ("enabled = true", 'enabled = "yes"', "enabled: expected true or false"),
+        ('"dw.dim_customer"', '"dw.dim-customer"', "[target] table: bad identifier"),
+        ('key = ["id"]', 'key = ["id; drop"]', "[source] key: bad identifier"),
+        ("type = 2", "type = 3", "[scd] type: must be 1 or 2"),
+        ('deletes = "expire"', 'deletes = "delete"', "type 2 allows ignore | expire"),
+        ('overwrite = ["tier"]', 'overwrite = ["city"]', "city also in tracked"),
+        ('tracked = ["name"', 'tracked = ["id", "name"', "must not contain key column(s) id"),
+        ('business_key = ["id"]', 'business_key = ["email"]', "must include every [source] key"),
+        ('on_bad_row = "x"\n', "", ""),
+    ],
+)
+def test_bad_values(old: str, new: str, needle: str):
+    """Each bad value gives one line naming file, key and problem."""
+    if not needle:
+        assert "on_bad_row" in err('on_bad_row = "skip"\n' + JOB)
+        return
+    assert old in JOB
+    assert needle in err(JOB.replace(old, new, 1))
+
+
+def test_type1_rules():
+    """Type 1 allows deletes ignore|delete and refuses overwrite columns."""
+    t1 = JOB.replace("type = 2", "type = 1").replace('deletes = "expire"', 'deletes = "delete"')
+    assert "overwrite: only for type 2" in err(t1)
+    job = parse_job(t1.replace('overwrite = ["tier"]', ""))
+    assert job.scd.type == 1 and job.scd.deletes == "delete"
+    assert "type 1 allows ignore | delete" in err(t1.replace('"delete"', '"expire"'))
+
+
+def test_incremental_needs_deletes_ignore():
+    """An incremental source cannot detect deletes, so deletes must be 'ignore'."""
+    text = JOB.replace('key = ["id"]', 'key = ["id"]\nincremental = "updated_at"')
+    assert "incremental" in err(text)
+
+
+def test_scd_column_names_configurable_and_checked():
+    """valid_from / valid_to / is_current names can be changed but must not collide."""
+    job = parse_job(JOB + "", overrides=["scd.valid_from=start_ts", "scd.is_current=cur"])
+    assert (job.scd.valid_from, job.scd.valid_to, job.scd.is_current) == (
+        "start_ts", "valid_to", "cur")  # fmt: skip
+    assert "already used" in err(JOB, overrides=["scd.valid_to=name"])
+
+
+def test_urls_masked_and_checked():
+    """A bad URL scheme is named with its password masked; state URL needed for CrateDB."""
+    msg = err(JOB.replace("postgresql://postgres:s3cret", "mysql://postgres:s3cret"))
+    assert "s3cret" not in msg and "mysql://postgres:***@" in msg and "[source] url" in msg
+    crate = JOB.replace('url = "postgresql://postgres@127.0.0.1:5432/test"\ntable',
+                        'url = "http://crate:4200"\ntable')  # fmt: skip
+    assert "[state] url: required" in err(crate)
+    job = parse_job(crate + '\n[state]\nurl = "postgres://u:p@h/s"\n')
+    assert job.state is not None and dialect_of(job.state.url) == "postgresql"
+    assert "cannot be a source" in err(JOB.replace("postgresql://postgres:s3cret", "crate://x"))
+    assert "s3cret" not in repr(parse_job(JOB))
+
+
+def test_env_url_error_hides_value():
+    """A bad URL from the environment is reported by variable name, password masked."""
+    text = JOB.replace('url = "postgresql://postgres:s3cret@127.0.0.1:5432/test"\n', "", 1)
+    msg = err(text, env={"ASYNC_ETL_SOURCE_URL": "ftp://a:topsecret@h"})
+    assert "ASYNC_ETL_SOURCE_URL" in msg and "topsecret" not in msg
+
+
+def test_unreadable_file(tmp_path: Path):
+    """A missing job file is a ConfigError naming the path."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_job(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("oracle://scott:tiger@db:1521/svc", "oracle://scott:***@db:1521/svc"),
+        ("postgresql://u@h/db?password=x&sslmode=require",
+         "postgresql://u@h/db?password=***&sslmode=require"),
+        ("http://crate:4200", "http://crate:4200"),
+    ],
+)  # fmt: skip
+def test_mask_url(url: str, masked: str):
+    """mask_url hides userinfo and query-string passwords, leaving the rest."""
+    assert mask_url(url) == masked
