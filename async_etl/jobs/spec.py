@@ -48,8 +48,7 @@ class _MaskedRepr:
     def __repr__(self) -> str:
         names = getattr(self, "__dataclass_fields__", {})
         parts = [
-            f"{n}={mask_url(getattr(self, n)) if n == 'url' else getattr(self, n)!r}"
-            for n in names
+            f"{n}={mask_url(getattr(self, n)) if n == 'url' else getattr(self, n)!r}" for n in names
         ]
         return f"{type(self).__name__}({', '.join(parts)})"
 
