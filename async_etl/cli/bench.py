@@ -1,0 +1,165 @@
+"""``async-etl bench``: the load generator."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from async_etl.config import BenchSettings, bench_settings
+from async_etl.core.summary import Summary
+from async_etl.log import configure_logging
+from async_etl.runtime import loop
+from async_etl.runtime.engine import Engine
+from async_etl.runtime.reporter import LiveLine, log_snapshot
+from async_etl.sinks import open_sink
+from async_etl.sources.synthetic import Synthetic
+
+FLAGS = (
+    # (flag, dest, type, help)
+    (
+        "--sink",
+        "sink",
+        str,
+        "sink URL: http(s)://, crate://, postgresql://, null:// "
+        "(default: an embedded PostgreSQL started for the run)",
+    ),
+    ("--table", "table", str, "target table (default async_etl_bench)"),
+    ("--records", "records", int, "records to send (default 1,000,000; with --duration: no limit)"),
+    ("--duration", "duration", float, "stop after this many seconds"),
+    ("--batch-size", "batch_size", int, "rows per batch / request (default 5000)"),
+    ("--concurrency", "concurrency", int, "batches in flight (default 8)"),
+    ("--generators", "generators", int, "generator processes; 0 = inline (default: CPU count)"),
+    ("--seed", "seed", int, "random seed: same seed, same data (default 42)"),
+    ("--schema", "schema_file", str, "record schema file (TOML) instead of the built-in one"),
+    ("--payload-bytes", "payload_bytes", int, "add a text column of this many bytes per row"),
+    ("--max-retries", "max_retries", int, "retries per batch for transient errors (default 5)"),
+    ("--report-interval", "report_interval", float, "seconds between reports (default 1)"),
+    ("--warmup", "warmup", float, "seconds excluded from the figures at the start (default 0)"),
+    ("--log-format", "log_format", str, "auto | console | json (default auto: live line on a TTY)"),
+    ("--json-out", "json_out", str, "also write the summary as JSON to this file"),
+    ("--mode", "mode", str, "async (default) or threads"),
+)
+
+
+def register(sub: Any) -> None:
+    """Add the ``bench`` subcommand to the top-level parser."""
+    p = sub.add_parser(
+        "bench", help="generate records into a sink as fast as it takes them", description=__doc__
+    )
+    for flag, dest, typ, text in FLAGS:
+        p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
+    p.add_argument(
+        "--unlogged",
+        dest="unlogged",
+        action="store_const",
+        const=True,
+        default=None,
+        help="PostgreSQL: create the table UNLOGGED",
+    )
+    p.add_argument(
+        "--no-uvloop",
+        dest="uvloop",
+        action="store_const",
+        const=False,
+        default=None,
+        help="use the stdlib asyncio loop instead of uvloop",
+    )
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a bench from parsed arguments; returns the exit status."""
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
+    settings = bench_settings(flags, os.environ)
+    live = settings.log_format == "auto" and sys.stderr.isatty()
+    configure_logging("json" if settings.log_format == "json" else "console")
+    source = Synthetic.from_options(
+        schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
+    )
+    summary = loop.run(lambda: bench(settings, source, live=live), use_uvloop=settings.uvloop)
+    print_summary(summary)
+    if settings.json_out:
+        write_json(summary, settings.json_out)
+    for problem in summary.problems():
+        print(f"async-etl: {problem}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Summary:
+    """Open the sink (or an embedded PostgreSQL), run the engine, close everything."""
+    async with AsyncExitStack() as stack:
+        url = settings.sink
+        embedded = url is None
+        if url is None:
+            from async_etl.testing.pg import embedded_postgres
+
+            url = await _enter_sync(stack, embedded_postgres())
+            settings = settings.replace(sink=url)
+        sink = open_sink(url, settings)
+        stack.push_async_callback(sink.aclose)
+        if settings.mode == "threads":
+            from async_etl.runtime.threads import run_threads
+
+            return await anyio.to_thread.run_sync(
+                run_threads, settings, source, url, limiter=anyio.CapacityLimiter(1)
+            )
+        engine = await stack.enter_async_context(Engine(settings))
+        view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, engine)
+            with view as handler:
+                summary = await engine.run(source, sink, on_snapshot=handler)
+            tg.cancel_scope.cancel()
+        if embedded:
+            summary = dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
+        return summary
+
+
+async def _enter_sync(stack: AsyncExitStack, cm: AbstractContextManager[str]) -> str:
+    """Enter a blocking context manager off the loop; exit it off the loop at the end."""
+    one = anyio.CapacityLimiter(1)
+    value = await anyio.to_thread.run_sync(cm.__enter__, limiter=one)
+
+    async def _exit() -> None:
+        await anyio.to_thread.run_sync(cm.__exit__, None, None, None, limiter=one)
+
+    stack.push_async_callback(_exit)
+    return value
+
+
+async def _watch_signals(engine: Engine) -> None:
+    """First SIGINT/SIGTERM: finish in-flight batches and stop; second: abort."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if engine.stopping:
+                engine.abort()
+            else:
+                engine.stop("signal")
+
+
+def print_summary(summary: Summary) -> None:
+    """Print the summary table to stdout."""
+    table = Table(title="async-etl bench", show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for label, value in summary.table_rows():
+        table.add_row(label, value)
+    Console(soft_wrap=True).print(table)
+
+
+def write_json(summary: Summary, path: str) -> None:
+    """Write the summary JSON to ``path`` (creating parent directories)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")

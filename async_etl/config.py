@@ -1,0 +1,122 @@
+"""Bench settings: built once at the edge (flags > environment > defaults), validated, frozen.
+
+The core never reads the environment; the CLI (or an embedding app) calls
+``bench_settings(flags, os.environ)`` and passes the frozen result down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from async_etl.errors import ConfigError
+
+LogFormat = Literal["auto", "console", "json"]
+ENV_PREFIX = "ASYNC_ETL_BENCH_"
+DEFAULT_RECORDS = 1_000_000
+_TRUE = {"y", "yes", "true", "1", "on"}
+_FALSE = {"n", "no", "false", "0", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class BenchSettings:
+    """Everything one ``bench`` run needs; defaults are what ``async-etl bench`` uses."""
+
+    sink: str | None = None
+    table: str = "async_etl_bench"
+    records: int | None = DEFAULT_RECORDS
+    duration: float | None = None
+    batch_size: int = 5000
+    concurrency: int = 8
+    generators: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    seed: int = 42
+    schema_file: str | None = None
+    payload_bytes: int = 0
+    max_retries: int = 5
+    retry_base: float = 0.05
+    retry_cap: float = 5.0
+    report_interval: float = 1.0
+    warmup: float = 0.0
+    log_format: LogFormat = "auto"
+    json_out: str | None = None
+    uvloop: bool = True
+    unlogged: bool = False
+    mode: Literal["async", "threads"] = "async"
+    gzip_threshold: int = 8192
+    request_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "--batch-size", "must be >= 1", self.batch_size)
+        _check(self.concurrency >= 1, "--concurrency", "must be >= 1", self.concurrency)
+        _check(self.generators >= 0, "--generators", "must be >= 0", self.generators)
+        _check(self.max_retries >= 0, "--max-retries", "must be >= 0", self.max_retries)
+        _check(self.payload_bytes >= 0, "--payload-bytes", "must be >= 0", self.payload_bytes)
+        _check(self.report_interval > 0, "--report-interval", "must be > 0", self.report_interval)
+        _check(self.warmup >= 0, "--warmup", "must be >= 0", self.warmup)
+        if self.records is not None:
+            _check(self.records >= 0, "--records", "must be >= 0", self.records)
+        if self.duration is not None:
+            _check(self.duration > 0, "--duration", "must be > 0", self.duration)
+        _check(
+            self.log_format in get_args(LogFormat),
+            "--log-format",
+            "must be auto, console or json",
+            self.log_format,
+        )
+        _check(self.mode in ("async", "threads"), "--mode", "must be async or threads", self.mode)
+
+    def replace(self, **changes: Any) -> BenchSettings:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check(ok: bool, name: str, rule: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {rule}, got {value!r}")
+
+
+def _coerce(name: str, raw: str, kind: Any, source: str) -> Any:
+    """Convert an environment string to the field's type, or raise a one-line ConfigError."""
+    text = raw.strip()
+    base = kind if isinstance(kind, type) else None
+    if kind in ("bool", bool) or base is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{source}: expected Y/N, true/false or 1/0, got {raw!r}")
+    for typ in (int, float):
+        if typ.__name__ in str(kind):
+            try:
+                return typ(text)
+            except ValueError:
+                raise ConfigError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
+    return text
+
+
+def bench_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> BenchSettings:
+    """Merge command-line ``flags`` (None = not given) over ``ASYNC_ETL_BENCH_*`` env over defaults.
+
+    Raises ``ConfigError`` naming the flag or variable at fault.
+    """
+    fields = {f.name: f for f in dataclasses.fields(BenchSettings)}
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            values[name] = _coerce(name, env[var], field.type, var)
+    for name, value in flags.items():
+        if name not in fields:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = value
+    if (
+        values.get("duration") is not None
+        and flags.get("records") is None
+        and (ENV_PREFIX + "RECORDS" not in env)
+    ):
+        values["records"] = None  # --duration alone runs until the deadline
+    return BenchSettings(**values)

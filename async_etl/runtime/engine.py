@@ -1,0 +1,366 @@
+"""The async runner: generate in a process pool, ship bytes to a sink, report, reconcile.
+
+Theory of operation
+-------------------
+One task group per run, three stages joined by a bounded memory stream::
+
+    producer ──(gen limiter: 2·P units in flight)──> executor (process pool)
+        └─ each finished unit ──> stream (bounded buffer) ──> dispatcher
+    dispatcher ──(send limiter: C batches in flight)──> deliver(batch) ──> sink.send()
+
+* The **producer** asks the pure ``BatchPlanner`` for the next id range, unless a stop was
+  requested or the deadline passed, and starts one generation task per range while the
+  generation limiter has a token.  A finished batch waits in ``stream.send`` when the buffer is
+  full, still holding its token: that is the backpressure that keeps memory flat.
+* The **dispatcher** takes batches off the stream and starts one delivery task each, under the
+  send limiter.  Both limiters are ``anyio.CapacityLimiter`` objects whose ``total_tokens`` may
+  be changed while the run is going (``Engine.limits``), e.g. by an adaptive controller.
+* **deliver** sends one batch, and applies the pure ``RetryPolicy`` to transient failures and
+  to the subset of rows a sink asks to resend.  Every row ends up delivered, rejected (with
+  the sink's reason) or given up (after the last retry): nothing is dropped silently.
+* A **stop** (signal, ``Engine.stop()``) only stops the producer: batches already generated
+  are delivered, so nothing is half-sent.  ``Engine.abort()`` cancels the deliveries too.
+* At the end the sink counts the run's id range (``reconcile``), which catches loss and
+  duplication that per-request bookkeeping could not see.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from async_etl.config import BenchSettings
+from async_etl.core.plan import BatchPlanner
+from async_etl.core.records import w_generate
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.stats import RunStats, Snapshot
+from async_etl.core.summary import Summary
+from async_etl.errors import AsyncEtlError, TransientError
+from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
+from async_etl.runtime.loop import running_uvloop
+from async_etl.runtime.resources import ResourceMeter, peak_rss_mb
+from async_etl.sources.synthetic import Synthetic
+from async_etl.typing import AsyncSink, EncodedBatch, IdRange, Target
+
+log = structlog.get_logger(__name__)
+
+SnapshotHandler = Callable[[Snapshot], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The run's runtime-adjustable limits: change ``total_tokens`` while it runs."""
+
+    generation: anyio.CapacityLimiter
+    sends: anyio.CapacityLimiter
+
+
+def first_etl_error(group: BaseExceptionGroup[Any]) -> AsyncEtlError | None:
+    """The first ``AsyncEtlError`` inside a (nested) exception group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, AsyncEtlError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_etl_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+class Engine:
+    """Runs bench workloads on the current event loop.
+
+    ``async with Engine(settings) as engine: summary = await engine.run(source, sink)``.
+    Engines share no global state: several may run in one loop at once.
+    """
+
+    def __init__(self, settings: BenchSettings | None = None) -> None:
+        self.settings = settings or BenchSettings()
+        workers = self.settings.generators
+        self._executor: ProcessExecutor | InlineExecutor = (
+            ProcessExecutor(workers) if workers > 0 else InlineExecutor()
+        )
+        self._stop = anyio.Event()
+        self._stop_reason = ""
+        self._abort: anyio.CancelScope | None = None
+        self.limits = Limits(
+            generation=anyio.CapacityLimiter(max(1, workers) * 2),
+            sends=anyio.CapacityLimiter(self.settings.concurrency),
+        )
+        self._random = random.Random(self.settings.seed)
+        self.stats: RunStats | None = None
+
+    async def __aenter__(self) -> Engine:
+        await self._executor.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._executor.aclose()
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop generating; deliver what is already generated, then return from ``run``."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop.is_set()
+
+    def abort(self) -> None:
+        """Stop at once: cancel deliveries in flight (the reconcile count tells what landed)."""
+        self.stop("abort")
+        if self._abort is not None:
+            self._abort.cancel()
+
+    async def run(
+        self,
+        source: Synthetic,
+        sink: AsyncSink,
+        *,
+        on_snapshot: SnapshotHandler | None = None,
+    ) -> Summary:
+        """Generate ``source`` into ``sink`` until the records, the duration or a stop run out.
+
+        Raises ``LoadError`` (or another fatal ``AsyncEtlError``) when the sink fails for good;
+        rows that were rejected or given up are reported in the summary instead.
+        """
+        s = self.settings
+        target = await sink.prepare(source.schema)
+        planner = BatchPlanner(start=target.start_id, batch_size=s.batch_size, total=s.records)
+        meter = ResourceMeter(self._executor.worker_pids())
+        meter.start()
+        started = time.perf_counter()
+        stats = self.stats = RunStats(started_at=started)
+        policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
+        deadline = started + s.duration if s.duration else None
+        handler = on_snapshot or _log_snapshot
+        send, receive = anyio.create_memory_object_stream[EncodedBatch](
+            max_buffer_size=max(4, 2 * self._executor.workers)
+        )
+        warm = _Warmup(s.warmup, started)
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._report, stats, handler, warm)
+                with anyio.CancelScope() as self._abort:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._produce, source, target, planner, send, deadline)
+                        tg.start_soon(self._dispatch, sink, receive, stats, policy)
+                outer.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            err = first_etl_error(group)
+            if err is None:
+                raise
+            raise err from None
+        finished = time.perf_counter()
+        with anyio.CancelScope(shield=True):
+            reconciled = await sink.count(planner.issued_range)
+        return self._summary(sink, target, planner, stats, meter, warm, finished, reconciled)
+
+    async def _produce(
+        self,
+        source: Synthetic,
+        target: Target,
+        planner: BatchPlanner,
+        send: MemoryObjectSendStream[EncodedBatch],
+        deadline: float | None,
+    ) -> None:
+        async with send, anyio.create_task_group() as tg:
+            while not self._stop.is_set():
+                if deadline is not None and time.perf_counter() >= deadline:
+                    self.stop("duration")
+                    break
+                token = object()
+                await self.limits.generation.acquire_on_behalf_of(token)
+                ids = None if self._stop.is_set() else planner.next()  # a stop may have come
+                if ids is None:
+                    self.limits.generation.release_on_behalf_of(token)
+                    break
+                tg.start_soon(self._generate, source, target, ids, send.clone(), token)
+
+    async def _generate(
+        self,
+        source: Synthetic,
+        target: Target,
+        ids: IdRange,
+        send: MemoryObjectSendStream[EncodedBatch],
+        token: object,
+    ) -> None:
+        try:
+            async with send:
+                batch = await self._executor.run(w_generate, source.unit(ids, target.encoding))
+                await send.send(batch)
+        finally:
+            self.limits.generation.release_on_behalf_of(token)
+
+    async def _dispatch(
+        self,
+        sink: AsyncSink,
+        receive: MemoryObjectReceiveStream[EncodedBatch],
+        stats: RunStats,
+        policy: RetryPolicy,
+    ) -> None:
+        async with receive, anyio.create_task_group() as tg:
+            async for batch in receive:
+                borrower = object()
+                await self.limits.sends.acquire_on_behalf_of(borrower)
+                tg.start_soon(self._deliver, sink, batch, stats, policy, borrower)
+
+    async def _deliver(
+        self,
+        sink: AsyncSink,
+        batch: EncodedBatch,
+        stats: RunStats,
+        policy: RetryPolicy,
+        borrower: object,
+    ) -> None:
+        stats.in_flight += 1
+        try:
+            await deliver(sink, batch, stats, policy, self._random.random)
+        finally:
+            stats.in_flight -= 1
+            self.limits.sends.release_on_behalf_of(borrower)
+
+    async def _report(self, stats: RunStats, handler: SnapshotHandler, warm: _Warmup) -> None:
+        interval = self.settings.report_interval
+        while True:
+            await anyio.sleep(interval)
+            now = time.perf_counter()
+            warm.check(stats, now)
+            handler(stats.snapshot(now))
+
+    def _summary(
+        self,
+        sink: AsyncSink,
+        target: Target,
+        planner: BatchPlanner,
+        stats: RunStats,
+        meter: ResourceMeter,
+        warm: _Warmup,
+        finished: float,
+        reconciled: int | None,
+    ) -> Summary:
+        s = self.settings
+        warm.check(stats, finished)
+        measured_from, rows_before = warm.baseline(stats.started_at)
+        lat = stats.latency
+        issued = planner.issued_range
+        return Summary(
+            sink=target.description or _describe(sink),
+            mode="async",
+            records=stats.rows,
+            generated=issued.count,
+            measured_records=stats.rows - rows_before,
+            seconds=finished - measured_from,
+            batches=stats.batches,
+            batch_size=s.batch_size,
+            concurrency=s.concurrency,
+            generators=s.generators,
+            errors=stats.errors,
+            retries=stats.retries,
+            rejected=stats.rejected,
+            undelivered=stats.undelivered,
+            latency_ms={
+                "p50": round(lat.percentile(50), 3),
+                "p95": round(lat.percentile(95), 3),
+                "p99": round(lat.percentile(99), 3),
+            },
+            cpu_percent=round(meter.cpu_percent(), 1),
+            peak_rss_mb=round(peak_rss_mb(), 1),
+            reconciled=reconciled,
+            stopped_by=self._stop_reason or "records",
+            uvloop=running_uvloop(),
+            seed=s.seed,
+            id_range=(issued.start, issued.stop),
+            reasons=dict(stats.reasons.most_common(10)),
+            warmup_seconds=s.warmup,
+            extra={"workers_rss_mb": round(meter.workers_rss_mb(), 1)},
+        )
+
+
+async def deliver(
+    sink: AsyncSink,
+    batch: EncodedBatch,
+    stats: RunStats,
+    policy: RetryPolicy,
+    jitter: Callable[[], float],
+) -> None:
+    """Send one batch until every row is delivered, rejected, or retries run out.
+
+    Raises the sink's fatal ``AsyncEtlError`` (e.g. a 401 or an unknown table) unchanged.
+    """
+    attempt = 1
+    current: EncodedBatch | None = batch
+    while current is not None:
+        t0 = time.perf_counter()
+        try:
+            result = await sink.send(current, attempt)
+        except TransientError as exc:
+            stats.record_attempt(time.perf_counter() - t0)
+            stats.record_error(exc.message)
+            decision = policy.decide(
+                attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after
+            )
+            if not decision.retry:
+                stats.record_given_up(current.row_count, exc.message)
+                log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
+                break
+            stats.retries += 1
+            attempt += 1
+            await anyio.sleep(decision.delay)
+            continue
+        stats.record_attempt(time.perf_counter() - t0)
+        stats.record_delivered(result.delivered)
+        for rejected in result.rejected:
+            stats.record_rejected(1, rejected.reason)
+        current = result.retry
+        if current is not None:
+            stats.record_error(result.retry_reason or "partial failure")
+            decision = policy.decide(
+                attempt, retryable=True, jitter=jitter(), retry_after=result.retry_after
+            )
+            if not decision.retry:
+                stats.record_given_up(current.row_count, result.retry_reason or "partial failure")
+                break
+            stats.retries += 1
+            attempt += 1
+            await anyio.sleep(decision.delay)
+    stats.record_batch_done()
+
+
+class _Warmup:
+    """Remembers where the warm-up ended, so figures exclude it."""
+
+    def __init__(self, seconds: float, started: float) -> None:
+        self.until = started + seconds
+        self.done = seconds <= 0
+        self.rows = 0
+        self.at = started
+
+    def check(self, stats: RunStats, now: float) -> None:
+        if not self.done and now >= self.until:
+            self.done, self.rows, self.at = True, stats.rows, now
+            stats.latency = type(stats.latency)()  # latency percentiles exclude the warm-up
+
+    def baseline(self, started: float) -> tuple[float, int]:
+        return (self.at, self.rows) if self.done else (started, 0)
+
+
+def _describe(sink: AsyncSink) -> str:
+    describe = getattr(sink, "describe", None)
+    return str(describe()) if callable(describe) else type(sink).__name__
+
+
+def _log_snapshot(snapshot: Snapshot) -> None:
+    log.info("throughput", **snapshot.as_event())
+
+
+__all__ = ["Engine", "Limits", "deliver", "first_etl_error"]

@@ -1,0 +1,86 @@
+"""The executor seam: where CPU-heavy, picklable units of work run.
+
+``ProcessExecutor`` runs them in a process pool so the event loop only ships bytes;
+``InlineExecutor`` runs them on the calling thread (``--generators 0``), which is what the
+process pool is measured against.  A Ray-actor executor would implement the same ``run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+import anyio
+import psutil
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def w_warm(_: int) -> int:
+    """Worker warm-up: import the generation code (numpy and all) and report the worker pid."""
+    import async_etl.core.records  # noqa: F401
+
+    return os.getpid()
+
+
+class InlineExecutor:
+    """Runs each unit on the event loop's own thread: no parallelism, no pickling."""
+
+    workers = 0
+
+    async def run(self, fn: Callable[[T], R], arg: T) -> R:
+        """Run ``fn(arg)`` right here."""
+        return fn(arg)
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+    def worker_pids(self) -> list[int]:
+        """No worker processes."""
+        return []
+
+
+class ProcessExecutor:
+    """Runs units in a pool of ``workers`` spawned processes (no state leaks from the parent)."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._pids: list[int] = []
+
+    async def start(self) -> None:
+        """Start every worker and import the generation code in each, before any timing."""
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        loop = asyncio.get_running_loop()
+        futures = [loop.run_in_executor(self._pool, w_warm, i) for i in range(self.workers * 2)]
+        self._pids = sorted(set(await asyncio.gather(*futures)))
+
+    async def run(self, fn: Callable[[T], R], arg: T) -> R:
+        """Run ``fn(arg)`` in a worker process."""
+        assert self._pool is not None, "start() first"
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, arg)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes (for CPU and memory accounting)."""
+        return [p for p in self._pids if psutil.pid_exists(p)]
+
+    async def aclose(self) -> None:
+        """Shut the pool down, waiting for workers to exit (off the loop, shielded)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    pool.shutdown, True, limiter=anyio.CapacityLimiter(1)
+                )

@@ -1,0 +1,41 @@
+"""Translate asyncpg / OS exceptions into async_etl errors at the adapter boundary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from async_etl.core.classify import classify_sqlstate
+from async_etl.errors import (
+    AsyncEtlError,
+    DataError,
+    ErrorKind,
+    LoadError,
+    TransientLoadError,
+    network,
+)
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
+    """The async_etl error for an asyncpg (or socket) failure at ``where``; chain it yourself."""
+    if isinstance(exc, asyncpg.PostgresError):
+        code = str(getattr(exc, "sqlstate", "") or "")
+        text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
+        kind = classify_sqlstate(code)
+        if kind in (ErrorKind.DB_TRANSIENT, ErrorKind.NETWORK):
+            return TransientLoadError(text)
+        if kind is ErrorKind.DATA:
+            return DataError(text)
+        return LoadError(text)
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
+    return LoadError(f"{where}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,28 @@
+"""The synthetic source: seeded records of a schema, generated in id-range batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from async_etl.core.schema import Schema, default_schema, load_schema
+from async_etl.typing import Encoding, IdRange, WorkUnit
+
+
+@dataclass(frozen=True, slots=True)
+class Synthetic:
+    """What to generate: a schema and a seed.  Same seed, same data, whichever worker runs it."""
+
+    schema: Schema = field(default_factory=default_schema)
+    seed: int = 42
+
+    @classmethod
+    def from_options(
+        cls, *, schema_file: str | None = None, payload_bytes: int = 0, seed: int = 42
+    ) -> Synthetic:
+        """Build from CLI-style options; raises ``ConfigError`` for a bad schema file."""
+        schema = load_schema(schema_file) if schema_file else default_schema(payload_bytes)
+        return cls(schema=schema, seed=seed)
+
+    def unit(self, ids: IdRange, encoding: Encoding) -> WorkUnit:
+        """The picklable unit of work that generates ``ids`` in ``encoding``."""
+        return WorkUnit(seed=self.seed, ids=ids, schema=self.schema, encoding=encoding)
