@@ -1,0 +1,284 @@
+"""Vectorised, deterministic column generation: one numpy call per column, never per row.
+
+Every column of a batch gets its own ``np.random.default_rng`` seeded with
+``[seed, ids.start, ids.count, crc32(column name)]``: the output depends only on
+(schema, seed, ids), two batches never share a stream (forked workers cannot duplicate data),
+and adding a column does not change the others.
+
+Text is kept as a zero-padded byte matrix (``Text``): one row per record, ``lens`` bytes used.
+Pooled text (names, cities, choices, JSON attrs) also keeps the pool and the row codes, so an
+encoder that needs Python strings indexes an object array instead of decoding bytes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache, cached_property
+from itertools import combinations
+from typing import Any, Final, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from async_etl.core import _words
+from async_etl.core.schema import Column, Schema
+from async_etl.typing import IdRange
+
+U8: TypeAlias = npt.NDArray[np.uint8]
+I64: TypeAlias = npt.NDArray[np.int64]
+Mask: TypeAlias = npt.NDArray[np.bool_]
+
+EPOCH_US: Final = 1_735_689_600_000_000
+"""The fixed "now" of generated timestamps: 2025-01-01T00:00:00Z, in µs since 1970."""
+
+
+class Pool:
+    """A fixed list of strings as a zero-padded byte matrix, for vectorised gathers."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        """Encode ``values`` once; raises ``ValueError`` when the list is empty."""
+        if not values:
+            raise ValueError("a pool needs at least one value")
+        raw = [v.encode() for v in values]
+        self.values = tuple(values)
+        self.lens: I64 = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+        width = int(self.lens.max())
+        self.mat: U8 = np.zeros((len(raw), width), dtype=np.uint8)
+        if width:
+            self.mat[_valid(self.lens, width)] = np.frombuffer(b"".join(raw), dtype=np.uint8)
+        self.objects: npt.NDArray[np.object_] = np.empty(len(raw), dtype=object)
+        self.objects[:] = self.values
+        self.ascii = all(v.isascii() for v in self.values)
+
+    @cached_property
+    def fragments(self) -> npt.NDArray[np.object_]:
+        """The values as ``orjson.Fragment`` objects (pre-serialised JSON), built on first use."""
+        out = np.empty(len(self.values), dtype=object)
+        out[:] = [orjson.Fragment(v) for v in self.values]
+        return out
+
+    def take(self, codes: npt.NDArray[np.intp]) -> Text:
+        """The strings at ``codes``, one per row."""
+        return Text(self.mat[codes], self.lens[codes], pool=self, codes=codes, ascii=self.ascii)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Text:
+    """Per-row strings: ``mat[i, :lens[i]]`` is the UTF-8 of row i; the rest of the row is 0."""
+
+    mat: U8
+    lens: I64
+    pool: Pool | None = None
+    codes: npt.NDArray[np.intp] | None = None
+    ascii: bool = False
+
+    @property
+    def width(self) -> int:
+        """Bytes per matrix row (the longest string)."""
+        return int(self.mat.shape[1])
+
+    def valid(self) -> Mask:
+        """The (rows, width) mask of used bytes."""
+        return _valid(self.lens, self.width)
+
+    def flat(self) -> U8:
+        """All rows' bytes concatenated."""
+        return self.mat[self.valid()]
+
+    def strings(self) -> list[str]:
+        """The rows as Python strings."""
+        if self.pool is not None and self.codes is not None:
+            return list(self.pool.objects[self.codes].tolist())
+        n, width = self.mat.shape
+        if width == 0:
+            return [""] * n
+        if self.ascii:  # numpy strips the zero padding and decodes ASCII in C
+            return list(self.mat.view(f"S{width}").ravel().astype(f"U{width}").tolist())
+        data = self.flat().tobytes()
+        ends = np.cumsum(self.lens).tolist()
+        return [data[a:b].decode() for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    @classmethod
+    def from_flat(cls, flat: U8, lens: I64, *, ascii: bool) -> Text:
+        """Pad concatenated bytes ``flat`` (row i has ``lens[i]`` bytes) into a matrix."""
+        width = int(lens.max()) if lens.size else 0
+        mat = np.zeros((lens.size, width), dtype=np.uint8)
+        if width:
+            mat[_valid(lens, width)] = flat
+        return cls(mat, lens, ascii=ascii)
+
+
+Values: TypeAlias = "npt.NDArray[Any] | Text"
+"""One column of a batch: int64/int32/float64/bool/µs-int64 arrays, (n, 16) uuid bytes, or text."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Columns:
+    """A generated batch, column-major: values and NULL masks (None: no NULLs) per column."""
+
+    ids: IdRange
+    values: tuple[Values, ...]
+    nulls: tuple[Mask | None, ...]
+
+    def __len__(self) -> int:
+        """Rows in the batch."""
+        return self.ids.count
+
+
+def _valid(lens: I64, width: int) -> Mask:
+    return np.arange(width) < lens[:, None]
+
+
+def compose(parts: Sequence[Text]) -> Text:
+    """Concatenate texts row by row (``a[i] + b[i] + ...``) without a per-row loop."""
+    mat = np.concatenate([p.mat for p in parts], axis=1)
+    mask = np.concatenate([p.valid() for p in parts], axis=1)
+    lens = np.zeros(mat.shape[0], dtype=np.int64)
+    for part in parts:
+        lens += part.lens
+    return Text.from_flat(mat[mask], lens, ascii=all(p.ascii for p in parts))
+
+
+def digits(values: I64) -> Text:
+    """Non-negative integers as decimal ASCII text."""
+    width = len(str(int(values.max()))) if values.size else 1
+    pow10 = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    mat = ((values[:, None] // pow10) % 10 + 48).astype(np.uint8)  # right-aligned, 0-filled
+    ndig: I64 = (values[:, None] >= pow10[:-1]).sum(axis=1, dtype=np.int64) + 1
+    used = np.arange(width) >= width - ndig[:, None]
+    return Text.from_flat(mat[used], ndig, ascii=True)
+
+
+_HEX: Final = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_UUID_POS: Final = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def uuid_hex(raw: U8) -> U8:
+    """(n, 16) uuid bytes -> (n, 36) ASCII ``8-4-4-4-12`` lowercase hex."""
+    out = np.full((raw.shape[0], 36), ord("-"), dtype=np.uint8)
+    nibbles = np.stack([raw >> 4, raw & 15], axis=2).reshape(raw.shape[0], 32)
+    out[:, _UUID_POS] = _HEX[nibbles]
+    return out
+
+
+@cache
+def _pool(values: tuple[str, ...]) -> Pool:
+    return Pool(values)
+
+
+def _ascii(word: str) -> str:
+    plain = unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode()
+    return "".join(ch for ch in plain.lower() if ch.isalnum())
+
+
+@cache
+def _named_pool(kind: str) -> Pool:
+    first, last = _words.FIRST_NAMES, _words.LAST_NAMES
+    if kind == "name":
+        return Pool([f"{f} {la}" for f in first for la in last])
+    if kind == "email_local":
+        return Pool([f"{_ascii(f)}.{_ascii(la)}" for f in first for la in last])
+    if kind == "email_domain":
+        return Pool([f"@{d}" for d in _words.EMAIL_DOMAINS])
+    if kind == "city":
+        return Pool(_words.CITIES)
+    if kind == "json":  # every combination, so picking one uniformly varies all fields
+        tags = [list(c) for k in range(4) for c in combinations(_words.JSON_TAGS, k)]
+        return Pool(
+            [
+                orjson.dumps({"source": s, "score": score, "tags": t}).decode()
+                for s in _words.JSON_SOURCES
+                for score in range(101)
+                for t in tags
+            ]
+        )
+    raise ValueError(f"no pool named {kind!r}")
+
+
+_LETTER_LUT: Final = np.frombuffer((_words.LETTERS * 5)[:256], dtype=np.uint8)
+
+
+def _letters(rng: np.random.Generator, n: int, lo: int, hi: int) -> Text:
+    """Random ASCII letters, ``lo..hi`` bytes per row."""
+    raw = np.frombuffer(rng.bytes(n * hi), dtype=np.uint8).reshape(n, hi)
+    mat = _LETTER_LUT[raw]
+    if lo == hi:
+        return Text(mat, np.full(n, hi, dtype=np.int64), ascii=True)
+    lens = rng.integers(lo, hi, size=n, endpoint=True, dtype=np.int64)
+    mat[~_valid(lens, hi)] = 0
+    return Text(mat, lens, ascii=True)
+
+
+def _uuids(rng: np.random.Generator, n: int) -> U8:
+    raw = np.frombuffer(rng.bytes(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw
+
+
+def _column(col: Column, ids: IdRange, rng: np.random.Generator) -> Values:
+    """Generate one column of ``ids.count`` values."""
+    n, gen = ids.count, col.gen
+    if gen == "sequence":
+        return np.arange(ids.start, ids.stop, dtype=np.int64)
+    if gen == "uuid":
+        raw = _uuids(rng, n)
+        if col.type == "uuid":
+            return raw
+        return Text(uuid_hex(raw), np.full(n, 36, dtype=np.int64), ascii=True)
+    if gen == "int":
+        lo, hi = col.param("min", 0), col.param("max", 1000)
+        ints = rng.integers(lo, hi, size=n, endpoint=True, dtype=np.int64)
+        return ints.astype(np.int32) if col.type == "int" else ints
+    if gen == "uniform":
+        lo_f, hi_f = float(col.param("min", 0.0)), float(col.param("max", 10000.0))
+        return np.round(rng.uniform(lo_f, hi_f, size=n), col.param("decimals", 2))
+    if gen == "choice":
+        choices: tuple[Any, ...] = col.param("values", ())
+        codes = rng.integers(0, len(choices), size=n)
+        if col.type == "text":
+            return _pool(choices).take(codes)
+        dtype = {"int": np.int32, "bigint": np.int64, "double": np.float64}[col.type]
+        return np.array(choices, dtype=dtype)[codes]
+    if gen == "text":
+        return _letters(rng, n, col.param("min_len", 5), col.param("max_len", 40))
+    if gen in ("name", "city", "json"):
+        pool = _named_pool(gen)
+        return pool.take(rng.integers(0, len(pool.values), size=n))
+    if gen == "email":
+        local, domain = _named_pool("email_local"), _named_pool("email_domain")
+        return compose(
+            [
+                local.take(rng.integers(0, len(local.values), size=n)),
+                digits(np.arange(ids.start, ids.stop, dtype=np.int64) % 10**18),
+                domain.take(rng.integers(0, len(domain.values), size=n)),
+            ]
+        )
+    if gen == "timestamp":
+        span_ms = max(1, int(float(col.param("days", 365)) * 86_400_000))
+        return EPOCH_US - rng.integers(0, span_ms, size=n, dtype=np.int64) * 1000
+    if gen == "bool":
+        return rng.random(n) < float(col.param("p", 0.5))
+    raise ValueError(f"column {col.name!r}: no generator {gen!r}")  # Schema validated it
+
+
+def column_rng(seed: int, ids: IdRange, name: str) -> np.random.Generator:
+    """The random stream of one column of one batch."""
+    key = [seed % 2**64, ids.start % 2**64, ids.count, zlib.crc32(name.encode())]
+    return np.random.default_rng(key)
+
+
+def generate_columns(schema: Schema, ids: IdRange, seed: int) -> Columns:
+    """Generate the batch ``ids`` of ``schema``; the result depends only on the arguments."""
+    values: list[Values] = []
+    nulls: list[Mask | None] = []
+    for col in schema.columns:
+        rng = column_rng(seed, ids, col.name)
+        values.append(_column(col, ids, rng))
+        p = col.null_fraction
+        nulls.append(rng.random(ids.count) < p if p > 0 else None)
+    return Columns(ids, tuple(values), tuple(nulls))

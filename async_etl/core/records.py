@@ -1,0 +1,81 @@
+"""Record generation for the load generator: the public face of generators + encoders.
+
+``w_generate`` is the process-pool entry point: it turns a ``WorkUnit`` into an
+``EncodedBatch`` already in the sink's wire format, so the event loop only ships bytes.
+``rows`` gives the same batch as Python values, for tests, the thread mode and reconcilers.
+Pure: no I/O, no asyncio, no threads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import orjson
+
+from async_etl.core.encoders import encode_crate_json, encode_pg_binary
+from async_etl.core.generators import Columns, Text, generate_columns
+from async_etl.core.schema import Schema
+from async_etl.errors import ConfigError
+from async_etl.typing import EncodedBatch, IdRange, Row, WorkUnit
+
+__all__ = [
+    "Columns",
+    "encode_crate_json",
+    "encode_pg_binary",
+    "generate_columns",
+    "rows",
+    "w_generate",
+]
+
+_UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _py_list(type_: str, values: Any) -> list[Any]:
+    """One column as Python values (int, float, bool, str, datetime, UUID, dict)."""
+    if isinstance(values, Text):
+        strings = values.strings()
+        return [orjson.loads(s) for s in strings] if type_ == "json" else strings
+    if type_ == "uuid":
+        raw = values.tobytes()
+        return [uuid.UUID(bytes=raw[i : i + 16]) for i in range(0, len(raw), 16)]
+    if type_ == "timestamptz":
+        return [_UNIX + timedelta(microseconds=us) for us in values.tolist()]
+    return list(values.tolist())
+
+
+def columns_to_rows(schema: Schema, cols: Columns) -> list[Row]:
+    """A generated batch as Python tuples in schema column order; NULLs are None."""
+    lists: list[list[Any]] = []
+    for col, values, null in zip(schema.columns, cols.values, cols.nulls, strict=True):
+        items = _py_list(col.type, values)
+        if null is not None:
+            items = [None if m else v for v, m in zip(items, null.tolist(), strict=True)]
+        lists.append(items)
+    return list(zip(*lists, strict=True)) if lists else []
+
+
+def rows(schema: Schema, ids: IdRange, seed: int) -> list[Row]:
+    """The batch ``ids`` as Python tuples: exactly what the encoders put on the wire."""
+    return columns_to_rows(schema, generate_columns(schema, ids, seed))
+
+
+def w_generate(unit: WorkUnit) -> EncodedBatch:
+    """Generate and encode one unit of work (a top-level, picklable process-pool function).
+
+    Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
+    """
+    cols = generate_columns(unit.schema, unit.ids, unit.seed)
+    wire = unit.encoding.wire
+    if wire == "pg_binary":
+        payload = encode_pg_binary(unit.schema, cols)
+    elif wire == "crate_json":
+        if not unit.encoding.stmt:
+            raise ConfigError("crate_json encoding needs an INSERT statement")
+        payload = encode_crate_json(unit.encoding.stmt, unit.schema, cols)
+    elif wire == "none":
+        payload = b""
+    else:
+        raise ConfigError(f"unknown wire format {wire!r}")
+    return EncodedBatch(ids=unit.ids, payload=payload, wire=wire)
