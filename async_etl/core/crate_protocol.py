@@ -234,6 +234,7 @@ _LEGACY_CODES = (
     ("DuplicateKeyException", CRATE_DUPLICATE_KEY),
     ("VersionConflictEngineException", 4092),
     ("UnavailableShardsException", 5002),
+    ("ShardUnavailableException", 5002),
     ("NoShardAvailableActionException", 5002),
     ("ShardNotFoundException", 5002),
 )

@@ -1,0 +1,164 @@
+"""A small aiohttp client for CrateDB's HTTP ``/_sql`` endpoint.
+
+It owns one ``ClientSession`` (one connection pool bounded by ``concurrency``) and does the I/O
+only: every decision — body encoding, response shapes, error kinds — comes from
+``async_etl.core.crate_protocol``.  Used by ``CrateDBSink`` and by mapper jobs for ad-hoc
+statements.  Messages name the endpoint as ``CrateDB http://user@host:4200``, never the password.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+import anyio
+import orjson
+
+from async_etl import errors
+from async_etl.core.crate_protocol import (
+    Endpoint,
+    Response,
+    build_request,
+    error_of,
+    maybe_gzip,
+    parse_response,
+    parse_retry_after,
+)
+from async_etl.errors import ConfigError, LoadError
+
+__all__ = ["CrateDBClient"]
+
+T = TypeVar("T")
+
+# what a dropped connection, a reset, a truncated body or a timeout raise inside aiohttp
+_NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
+
+class CrateDBClient:
+    """One pooled HTTP client per CrateDB endpoint; ``async with`` or ``open()``/``aclose()``.
+
+    Raises ``ConfigError`` at construction for a bad URL or ``concurrency < 1``.
+    """
+
+    def __init__(
+        self,
+        url: str | Endpoint,
+        *,
+        concurrency: int = 4,
+        timeout: float = 60.0,
+        gzip_threshold: int = 8192,
+    ) -> None:
+        self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
+        if concurrency < 1:
+            raise ConfigError(f"CrateDB concurrency must be at least 1, got {concurrency}")
+        self.where = f"CrateDB {self.endpoint.display}"
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.gzip_threshold = gzip_threshold
+        self._session: aiohttp.ClientSession | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def open(self) -> None:
+        """Create the session and its pool (inside the running loop); a no-op when open."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers=self.endpoint.headers(),
+            )
+            self._limiter = anyio.CapacityLimiter(self.concurrency)
+
+    async def aclose(self) -> None:
+        """Close the session; safe to call twice or before ``open``."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> CrateDBClient:
+        """Open the client."""
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the client."""
+        await self.aclose()
+
+    def _require(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise LoadError(f"{self.where}: client is not open")
+        return self._session
+
+    def _network(self, exc: BaseException) -> errors.TransientLoadError:
+        detail = str(exc) or "no detail"
+        return errors.network(f"{self.where}: {type(exc).__name__}: {detail}")
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work (gzip, JSON of a large body) in a thread, bounded by ``concurrency``."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def _compress(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        if self.gzip_threshold <= 0 or len(body) < self.gzip_threshold:
+            return body, {}
+        # zlib releases the GIL: compress off the event loop
+        return await self.in_thread(maybe_gzip, body, self.gzip_threshold)
+
+    async def post(self, body: bytes) -> Response:
+        """POST a ready ``/_sql`` body once (gzipped above the threshold) and parse the answer.
+
+        Raises ``TransientLoadError`` (kind NETWORK) when no answer came back; an error answer
+        is returned, not raised (see ``error_of``).
+        """
+        session = self._require()
+        data, extra = await self._compress(body)
+        try:
+            async with session.post(self.endpoint.sql_url, data=data, headers=extra) as resp:
+                raw = await resp.read()
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=time.time())
+                ctype = resp.headers.get("Content-Type", "")
+                return parse_response(resp.status, raw, ctype, retry_after=retry_after)
+        except _NETWORK_ERRORS as exc:
+            raise self._network(exc) from exc
+
+    async def execute(self, stmt: str, args: Sequence[Any] | None = None) -> Response:
+        """Run one statement; raise ``TransientLoadError`` / ``LoadError`` / ``DataError``."""
+        response = await self.post(build_request(stmt, args))
+        err = error_of(response, self.where)
+        if err is not None:
+            raise err
+        return response
+
+    async def bulk(self, stmt: str, bulk_args: Sequence[Sequence[Any]]) -> Response:
+        """Run one bulk statement; the per-item outcomes are in ``results`` (see ``judge_bulk``).
+
+        Raises like ``execute`` when the request as a whole failed.
+        """
+        response = await self.post(build_request(stmt, bulk_args=bulk_args))
+        err = error_of(response, self.where, bulk_rows=len(bulk_args))
+        if err is not None:
+            raise err
+        return response
+
+    async def server_version(self) -> str:
+        """``GET /`` and return the version number; raise like ``execute`` when it fails."""
+        session = self._require()
+        try:
+            async with session.get(self.endpoint.base_url + "/") as resp:
+                raw = await resp.read()
+                response = parse_response(resp.status, raw, resp.headers.get("Content-Type", ""))
+        except _NETWORK_ERRORS as exc:
+            raise self._network(exc) from exc
+        err = error_of(response, self.where)
+        if err is not None:
+            raise err
+        try:
+            return str(orjson.loads(raw)["version"]["number"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise LoadError(f"{self.where}: GET / answered no version number") from exc
