@@ -1,0 +1,259 @@
+"""CrateDB column types for the stand-in: names, wire type ids and value casting.
+
+Pure: no I/O.  A cast either returns the stored form of a value (timestamps become epoch
+milliseconds, ISO strings included) or raises ``CastError``, which the engine turns into an
+analysis error (HTTP 400 / 4000) before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+Caster: TypeAlias = Callable[[Any], Any]
+
+_INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "smallint": (-(2**15), 2**15 - 1)}
+_BIGINT_RANGE = (-(2**63), 2**63 - 1)
+_TYPE_IDS = {
+    "boolean": 3,
+    "text": 4,
+    "double precision": 6,
+    "real": 7,
+    "smallint": 8,
+    "integer": 9,
+    "bigint": 10,
+    "timestamp with time zone": 11,
+    "object": 12,
+    "timestamp without time zone": 15,
+    "numeric": 22,
+}
+_TRUE = frozenset({"t", "true", "yes", "y", "on", "1"})
+_FALSE = frozenset({"f", "false", "no", "n", "off", "0"})
+
+
+class CastError(ValueError):
+    """Raised when a value cannot be cast to a column's type."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnType:
+    """A column type: a scalar ``kind``, an ``array`` of ``inner``, or an ``object``.
+
+    ``fields`` are the declared sub-columns of an object; ``policy`` is its column policy
+    (``dynamic``, ``strict`` or ``ignored``).
+    """
+
+    kind: str
+    inner: ColumnType | None = None
+    fields: tuple[tuple[str, ColumnType], ...] = ()
+    policy: str = "dynamic"
+
+    @property
+    def type_id(self) -> int | list[Any]:
+        """The id used in ``col_types`` (arrays are ``[100, inner]``)."""
+        if self.kind == "array" and self.inner is not None:
+            return [100, self.inner.type_id]
+        return _TYPE_IDS.get(self.kind, 4)
+
+    @property
+    def sql_name(self) -> str:
+        """The name information_schema reports (``text``, ``bigint_array``, ...)."""
+        if self.kind == "array" and self.inner is not None:
+            return f"{self.inner.sql_name}_array"
+        return self.kind
+
+    def caster(self) -> Caster:
+        """A function casting one JSON value to this type (``None`` passes through)."""
+        if self.kind == "array" and self.inner is not None:
+            return _array_caster(self.inner.caster())
+        if self.kind == "object":
+            subs = {name: t.caster() for name, t in self.fields}
+            return _object_caster(subs, self.policy)
+        return _SCALAR_CASTERS.get(self.kind, _to_text)
+
+
+TEXT = ColumnType("text")
+BIGINT = ColumnType("bigint")
+INTEGER = ColumnType("integer")
+TYPE_ALIASES = {
+    "text": "text",
+    "string": "text",
+    "varchar": "text",
+    "character": "text",
+    "char": "text",
+    "bigint": "bigint",
+    "long": "bigint",
+    "int8": "bigint",
+    "integer": "integer",
+    "int": "integer",
+    "int4": "integer",
+    "smallint": "smallint",
+    "short": "smallint",
+    "int2": "smallint",
+    "double": "double precision",
+    "float8": "double precision",
+    "real": "real",
+    "float": "real",
+    "float4": "real",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "numeric": "numeric",
+    "decimal": "numeric",
+    "timestamptz": "timestamp with time zone",
+}
+"""Single-word type names and what they mean; multi-word names are handled by the parser."""
+
+
+def _fail(value: Any, kind: str) -> CastError:
+    return CastError(f"Cannot cast value `{value!r}` to type `{kind}`")
+
+
+def _to_text(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(value, "text")
+    return str(value)
+
+
+def _integer(kind: str, low: int, high: int) -> Caster:
+    def cast(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is int:
+            result = value
+        elif isinstance(value, float) and value.is_integer():
+            result = int(value)
+        elif isinstance(value, str):
+            try:
+                result = int(value.strip())
+            except ValueError:
+                raise _fail(value, kind) from None
+        else:
+            raise _fail(value, kind)
+        if not low <= result <= high:
+            raise CastError(f"Value {value!r} is out of range for type `{kind}`")
+        return result
+
+    return cast
+
+
+def _to_float(value: Any) -> Any:
+    if value is None or type(value) is float:
+        return value
+    if isinstance(value, bool):
+        raise _fail(value, "double precision")
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise _fail(value, "double precision") from None
+    raise _fail(value, "double precision")
+
+
+def _to_numeric(value: Any) -> Any:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise _fail(value, "numeric") from None
+        return int(number) if number.is_integer() and "." not in value else number
+    raise _fail(value, "numeric")
+
+
+def _to_bool(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise _fail(value, "boolean")
+
+
+def parse_timestamp(value: Any) -> int | None:
+    """Epoch milliseconds for an epoch-ms number or an ISO-8601 string (naive means UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _fail(value, "timestamp with time zone")
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise _fail(value, "timestamp with time zone") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    raise _fail(value, "timestamp with time zone")
+
+
+def _array_caster(inner: Caster) -> Caster:
+    def cast(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise _fail(value, "array")
+        return [inner(v) for v in value]
+
+    return cast
+
+
+def _object_caster(subs: dict[str, Caster], policy: str) -> Caster:
+    def cast(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise _fail(value, "object")
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            sub = subs.get(key)
+            if sub is not None:
+                result[key] = sub(item)
+            elif policy == "strict":
+                raise CastError(f"Cannot add column `{key}` to strict object")
+            else:
+                result[key] = item
+        return result
+
+    return cast
+
+
+_SCALAR_CASTERS: dict[str, Caster] = {
+    "text": _to_text,
+    "bigint": _integer("bigint", *_BIGINT_RANGE),
+    "integer": _integer("integer", *_INT_RANGES["integer"]),
+    "smallint": _integer("smallint", *_INT_RANGES["smallint"]),
+    "double precision": _to_float,
+    "real": _to_float,
+    "numeric": _to_numeric,
+    "boolean": _to_bool,
+    "timestamp with time zone": parse_timestamp,
+    "timestamp without time zone": parse_timestamp,
+}
+
+
+def infer_type_id(value: Any) -> int | list[Any]:
+    """The wire type id of a computed value (used for literals and system tables)."""
+    if isinstance(value, bool):
+        return 3
+    if isinstance(value, int):
+        return 10
+    if isinstance(value, float):
+        return 6
+    if isinstance(value, dict):
+        return 12
+    if isinstance(value, list):
+        return [100, infer_type_id(value[0]) if value else 4]
+    return 4

@@ -1,0 +1,82 @@
+"""Configuration and counters of the CrateDB stand-in."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+FAULT_KINDS = ("fail", "busy", "item_fail", "drop_before", "drop_after", "auth")
+"""Keys of ``Counters.faults``: 503s, 429s, per-item 5002s, drops before / after applying
+the write, and refused credentials."""
+
+
+@dataclass(frozen=True, slots=True)
+class StandInConfig:
+    """How a stand-in behaves.
+
+    Frozen, but the fault knobs can be changed on the running ``CrateStandIn``
+    (``crate.fail_rate = 0.5``).
+
+    - ``host`` / ``port``: where to listen; port 0 picks a free one.
+    - ``version``: the CrateDB version to emulate; below 5.10.0 failed bulk items carry no
+      ``error`` object, below 5.10.11 a failed single-item bulk is a top-level 409 / 4091.
+    - ``latency_ms``: added to every ``/_sql`` request.
+    - ``fail_rate`` / ``busy_rate``: fraction of requests answered 503 / 5030 or 429 / 4290
+      before anything is applied.
+    - ``item_fail_rate``: fraction of bulk items failing with a transient 5002 (not written).
+    - ``drop_rate``: fraction of requests whose connection is dropped without a response,
+      alternately before and after the statement is applied.
+    - ``count_only``: INSERTs are arity-checked and counted, not stored (no PK uniqueness).
+    - ``user`` / ``password``: when ``user`` is set, Basic auth is required.
+    - ``seed``: seeds the fault random generator, for reproducible runs.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    version: str = "5.10.11"
+    node_name: str = "standin-1"
+    cluster_name: str = "standin"
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    busy_rate: float = 0.0
+    item_fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    count_only: bool = False
+    user: str | None = None
+    password: str = ""
+    seed: int | None = None
+    max_body_bytes: int = 100 * 1024 * 1024
+    parse_cache_size: int = 1024
+
+    def __post_init__(self) -> None:
+        """Validate rates; raises ``ValueError`` when a rate is outside [0, 1]."""
+        for name in ("fail_rate", "busy_rate", "item_fail_rate", "drop_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"StandInConfig.{name} must be within [0, 1], got {rate}")
+        if self.latency_ms < 0:
+            raise ValueError("StandInConfig.latency_ms must not be negative")
+
+
+@dataclass(slots=True)
+class Counters:
+    """What a stand-in has seen, for tests to assert on.
+
+    ``requests`` counts ``/_sql`` requests, ``bulk_items`` items of ``bulk_args`` bodies,
+    ``rows_written`` rows inserted, updated or counted, ``faults`` injected faults by kind
+    (see ``FAULT_KINDS``).
+    """
+
+    requests: int = 0
+    bulk_items: int = 0
+    rows_written: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, object]:
+        """A plain-dict copy."""
+        return {
+            "requests": self.requests,
+            "bulk_items": self.bulk_items,
+            "rows_written": self.rows_written,
+            "faults": dict(self.faults),
+        }

@@ -1,0 +1,328 @@
+"""The CrateDB stand-in's HTTP server and the ``CrateStandIn`` context manager.
+
+Theory of operation
+-------------------
+One ``CrateStandIn`` owns everything it needs — catalog, engine, parse cache, random
+generator, counters — so two stand-ins in one process share nothing.  The aiohttp handler for
+``POST /_sql`` is a straight line of decisions, each one either answering or passing on:
+
+1. count the request; refuse missing / wrong Basic credentials with a plain-text 401 and close
+   the connection;
+2. sleep ``latency_ms``;
+3. read and validate the body (gzip / deflate request bodies are inflated by aiohttp), parse
+   the statement through a bounded per-instance LRU cache — any problem is 400 / 4000;
+4. draw the injected faults from the seeded generator: 503 / 5030 (``fail_rate``),
+   429 / 4290 (``busy_rate``), or a dropped connection (``drop_rate``) — drops alternate
+   between "before" (nothing applied) and "after" (applied, then the socket is aborted
+   without a response), so clients meet the ambiguous case;
+5. run the statement on the pure ``Engine`` synchronously (no ``await`` while applying, so
+   every request is atomic with respect to the others), with the ``Default-Schema`` the
+   connection carried on its first request;
+6. serialise with orjson, adding ``duration`` (ms) and, on errors, ``error_trace`` if asked.
+
+The engine, store and parser do no I/O; this module is the only one that touches sockets.
+The stand-in runs in the caller's event loop (``async with``) or on a private loop in a
+background thread (``with``); ``python -m async_etl.testing.crate`` runs it as a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from async_etl.testing.crate import protocol
+from async_etl.testing.crate.config import Counters, StandInConfig
+from async_etl.testing.crate.engine import Engine
+from async_etl.testing.crate.sql import SQLParseError, parse
+from async_etl.testing.crate.sqlast import WRITES, Statement
+from async_etl.testing.crate.store import Catalog
+from async_etl.testing.crate.systables import NodeInfo
+
+_BODY_KEYS = frozenset({"stmt", "args", "bulk_args"})
+_JSON = "application/json"
+
+
+class CrateStandIn:
+    """A protocol-faithful CrateDB HTTP ``/_sql`` endpoint, in memory.
+
+    Use ``async with CrateStandIn(StandInConfig()) as crate:`` inside an event loop, or
+    ``with CrateStandIn(...) as crate:`` from synchronous code (a background thread then runs
+    the server).  ``crate.url`` is ``http://127.0.0.1:PORT``.  The fault knobs
+    (``latency_ms``, ``fail_rate``, ``busy_rate``, ``item_fail_rate``, ``drop_rate``,
+    ``count_only``) are plain attributes and may be changed while it runs; ``counters`` says
+    what happened.  In ``count_only`` mode INSERTs are counted, not stored, and primary-key
+    uniqueness is not checked.  ``clock`` drives the tables' refresh interval.
+    """
+
+    def __init__(
+        self,
+        config: StandInConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or StandInConfig()
+        cfg = self.config
+        self.latency_ms = cfg.latency_ms
+        self.fail_rate = cfg.fail_rate
+        self.busy_rate = cfg.busy_rate
+        self.item_fail_rate = cfg.item_fail_rate
+        self.drop_rate = cfg.drop_rate
+        self.count_only = cfg.count_only
+        self.counters = Counters()
+        self.catalog = Catalog(clock)
+        self.engine = Engine(self.catalog, self._node(""), self.counters)
+        self.url = ""
+        self._rng = random.Random(cfg.seed)
+        self._drops = 0
+        self._parse = functools.lru_cache(maxsize=cfg.parse_cache_size)(parse)
+        self._schemas: dict[int, tuple[object, str]] = {}
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_stop: asyncio.Event | None = None
+        self._auth: bytes | None = None
+        if cfg.user is not None:
+            token = base64.b64encode(f"{cfg.user}:{cfg.password}".encode()).decode()
+            self._auth = f"Basic {token}".encode()
+
+    def _node(self, url: str) -> NodeInfo:
+        return NodeInfo(self.config.version, self.config.node_name, self.config.cluster_name, url)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (0 before it started)."""
+        return int(self.url.rsplit(":", 1)[1]) if self.url else 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def app(self) -> web.Application:
+        """The aiohttp application (for embedding in another server or test client)."""
+        application = web.Application(client_max_size=self.config.max_body_bytes)
+        application.router.add_get("/", self._info)
+        application.router.add_post("/_sql", self._sql)
+        application.router.add_post("/_sql/{tail:.*}", self._sql)
+        return application
+
+    async def start(self) -> str:
+        """Bind and serve in the running loop; returns the URL. Raises ``OSError`` if busy."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.host, self.config.port))
+        except OSError:
+            sock.close()
+            raise
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self.engine.node = self._node(self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving and close every connection."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> CrateStandIn:
+        """Start in the running loop."""
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop."""
+        await self.stop()
+
+    def __enter__(self) -> CrateStandIn:
+        """Start on a private event loop in a background thread; raises ``OSError`` if busy."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def serve() -> None:
+            self._thread_loop = asyncio.get_running_loop()
+            self._thread_stop = asyncio.Event()
+            try:
+                await self.start()
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            try:
+                await self._thread_stop.wait()
+            finally:
+                await self.stop()
+
+        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the background server and join its thread."""
+        if self._thread_loop is not None and self._thread_stop is not None:
+            self._thread_loop.call_soon_threadsafe(self._thread_stop.set)
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    # -- handlers ------------------------------------------------------------------------
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if self._auth is None:
+            return None
+        given = request.headers.get("Authorization", "").encode()
+        if given == self._auth:  # a Bearer JWT is never accepted: nothing to verify it with
+            return None
+        self.counters.faults["auth"] += 1
+        response = web.Response(
+            status=401,
+            text="trust authentication failed for user\n",
+            headers={"WWW-Authenticate": 'Basic realm="CrateDB"', "Connection": "close"},
+        )
+        response.force_close()
+        return response
+
+    async def _info(self, request: web.Request) -> web.Response:
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        cfg = self.config
+        body = protocol.node_info(cfg.version, cfg.node_name, cfg.cluster_name)
+        return web.Response(body=orjson.dumps(body), content_type=_JSON)
+
+    def _default_schema(self, request: web.Request) -> str:
+        """The connection's schema: read from the header on its first request only."""
+        transport = request.transport
+        key = id(transport)
+        known = self._schemas.get(key)
+        if known is not None and known[0] is transport:
+            return known[1]
+        schema = request.headers.get("Default-Schema") or "doc"
+        if transport is not None:
+            if len(self._schemas) > 4096:
+                self._schemas = {k: v for k, v in self._schemas.items() if _alive(v[0])}
+            self._schemas[key] = (transport, schema)
+        return schema
+
+    async def _sql(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        self.counters.requests += 1
+        refused = self._unauthorized(request)
+        if refused is not None:
+            return refused
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms / 1000.0)
+        trace = request.query.get("error_trace", "false") != "false"
+        bulk = False
+        try:
+            stmt, args, bulk_args = self._read(await request.read())
+            bulk = bulk_args is not None
+            drop = self._draw_faults()
+            if drop == "before":
+                return self._drop(request)
+            body = self.engine.run(
+                stmt,
+                args,
+                bulk_args,
+                self._default_schema(request),
+                count_only=self.count_only,
+                item_fault=self._item_fault() if bulk_args is not None else None,
+                types=request.query.get("types", "false") != "false",
+            )
+            if drop == "after":
+                return self._drop(request)
+            status = 200
+        except protocol.CrateError as err:
+            status, body = err.status, err.body(trace and not bulk)
+        body["duration"] = round((time.perf_counter() - started) * 1000.0, 3)
+        return web.Response(status=status, body=orjson.dumps(body), content_type=_JSON)
+
+    def _read(self, raw: bytes) -> tuple[Statement, list[Any], list[Any] | None]:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise protocol.parse_error(
+                "Failed to parse source [request body is not JSON]"
+            ) from None
+        if not isinstance(data, dict) or not data:
+            raise protocol.parse_error("Failed to parse source [empty or not an object]")
+        extra = set(data) - _BODY_KEYS
+        if extra:
+            raise protocol.parse_error(f"Failed to parse source [unknown field {sorted(extra)[0]}]")
+        stmt_text, args, bulk_args = data.get("stmt"), data.get("args"), data.get("bulk_args")
+        if not isinstance(stmt_text, str) or not stmt_text.strip():
+            raise protocol.parse_error("Field [stmt] was not defined")
+        if args is not None and not isinstance(args, list):
+            raise protocol.parse_error("Field [args] must be an array")
+        if bulk_args is not None and not isinstance(bulk_args, list):
+            raise protocol.parse_error("Field [bulk_args] must be an array")
+        if args and bulk_args:
+            raise protocol.parse_error("request body contains args and bulk_args. It's forbidden")
+        try:
+            stmt = self._parse(stmt_text)
+        except SQLParseError as exc:
+            raise protocol.parse_error(str(exc)) from None
+        if bulk_args is not None and not isinstance(stmt, WRITES) and not bulk_args:
+            bulk_args = None
+        return stmt, args or [], bulk_args
+
+    # -- faults --------------------------------------------------------------------------
+    def _draw_faults(self) -> str | None:
+        """Decide this request's injected fault; raises ``CrateError`` for 503 / 429."""
+        rng = self._rng
+        if self.fail_rate > 0 and rng.random() < self.fail_rate:
+            self.counters.faults["fail"] += 1
+            raise protocol.unavailable()
+        if self.busy_rate > 0 and rng.random() < self.busy_rate:
+            self.counters.faults["busy"] += 1
+            raise protocol.busy()
+        if self.drop_rate > 0 and rng.random() < self.drop_rate:
+            self._drops += 1
+            when = "before" if self._drops % 2 else "after"
+            self.counters.faults[f"drop_{when}"] += 1
+            return when
+        return None
+
+    def _item_fault(self) -> Callable[[], bool] | None:
+        rate = self.item_fail_rate
+        if rate <= 0:
+            return None
+        draw = self._rng.random
+        return lambda: draw() < rate
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.StreamResponse:
+        """Abort the connection without answering."""
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
+
+
+def _alive(transport: object) -> bool:
+    closing = getattr(transport, "is_closing", None)
+    return bool(closing is not None and not closing())
