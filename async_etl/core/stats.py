@@ -188,3 +188,25 @@ class RunStats:
         self._last_at = now
         self.interval = LatencyHistogram()
         return snap
+
+
+class Warmup:
+    """Remembers where the warm-up ended, so the figures exclude it."""
+
+    __slots__ = ("at", "done", "rows", "until")
+
+    def __init__(self, seconds: float, started: float) -> None:
+        self.until = started + seconds
+        self.done = seconds <= 0
+        self.rows = 0
+        self.at = started
+
+    def check(self, stats: RunStats, now: float) -> None:
+        """End the warm-up at ``now`` if it is due: remember the rows, reset the latencies."""
+        if not self.done and now >= self.until:
+            self.done, self.rows, self.at = True, stats.rows, now
+            stats.latency = LatencyHistogram()
+
+    def baseline(self) -> tuple[float, int]:
+        """(time, rows) from which the figures are measured."""
+        return self.at, self.rows if self.done else 0

@@ -37,15 +37,17 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from async_etl.config import BenchSettings
+from async_etl.core.delivery import Delivery
 from async_etl.core.plan import BatchPlanner
 from async_etl.core.records import w_generate
 from async_etl.core.retry import RetryPolicy
-from async_etl.core.stats import RunStats, Snapshot
+from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import AsyncEtlError, TransientError
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
-from async_etl.runtime.resources import ResourceMeter, peak_rss_mb
+from async_etl.runtime.resources import ResourceMeter
+from async_etl.runtime.summarize import describe, summarize
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, EncodedBatch, IdRange, Target
 
@@ -146,7 +148,7 @@ class Engine:
         send, receive = anyio.create_memory_object_stream[EncodedBatch](
             max_buffer_size=max(4, 2 * self._executor.workers)
         )
-        warm = _Warmup(s.warmup, started)
+        warm = Warmup(s.warmup, started)
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._report, stats, handler, warm)
@@ -163,7 +165,19 @@ class Engine:
         finished = time.perf_counter()
         with anyio.CancelScope(shield=True):
             reconciled = await sink.count(planner.issued_range)
-        return self._summary(sink, target, planner, stats, meter, warm, finished, reconciled)
+        return summarize(
+            self.settings,
+            mode="async",
+            sink=target.description or describe(sink),
+            issued=planner.issued_range,
+            stats=stats,
+            meter=meter,
+            warm=warm,
+            finished=finished,
+            reconciled=reconciled,
+            stopped_by=self._stop_reason or "records",
+            uvloop=running_uvloop(),
+        )
 
     async def _produce(
         self,
@@ -229,61 +243,13 @@ class Engine:
             stats.in_flight -= 1
             self.limits.sends.release_on_behalf_of(borrower)
 
-    async def _report(self, stats: RunStats, handler: SnapshotHandler, warm: _Warmup) -> None:
+    async def _report(self, stats: RunStats, handler: SnapshotHandler, warm: Warmup) -> None:
         interval = self.settings.report_interval
         while True:
             await anyio.sleep(interval)
             now = time.perf_counter()
             warm.check(stats, now)
             handler(stats.snapshot(now))
-
-    def _summary(
-        self,
-        sink: AsyncSink,
-        target: Target,
-        planner: BatchPlanner,
-        stats: RunStats,
-        meter: ResourceMeter,
-        warm: _Warmup,
-        finished: float,
-        reconciled: int | None,
-    ) -> Summary:
-        s = self.settings
-        warm.check(stats, finished)
-        measured_from, rows_before = warm.baseline(stats.started_at)
-        lat = stats.latency
-        issued = planner.issued_range
-        return Summary(
-            sink=target.description or _describe(sink),
-            mode="async",
-            records=stats.rows,
-            generated=issued.count,
-            measured_records=stats.rows - rows_before,
-            seconds=finished - measured_from,
-            batches=stats.batches,
-            batch_size=s.batch_size,
-            concurrency=s.concurrency,
-            generators=s.generators,
-            errors=stats.errors,
-            retries=stats.retries,
-            rejected=stats.rejected,
-            undelivered=stats.undelivered,
-            latency_ms={
-                "p50": round(lat.percentile(50), 3),
-                "p95": round(lat.percentile(95), 3),
-                "p99": round(lat.percentile(99), 3),
-            },
-            cpu_percent=round(meter.cpu_percent(), 1),
-            peak_rss_mb=round(peak_rss_mb(), 1),
-            reconciled=reconciled,
-            stopped_by=self._stop_reason or "records",
-            uvloop=running_uvloop(),
-            seed=s.seed,
-            id_range=(issued.start, issued.stop),
-            reasons=dict(stats.reasons.most_common(10)),
-            warmup_seconds=s.warmup,
-            extra={"workers_rss_mb": round(meter.workers_rss_mb(), 1)},
-        )
 
 
 async def deliver(
@@ -297,66 +263,19 @@ async def deliver(
 
     Raises the sink's fatal ``AsyncEtlError`` (e.g. a 401 or an unknown table) unchanged.
     """
-    attempt = 1
-    current: EncodedBatch | None = batch
-    while current is not None:
+    d = Delivery(batch, stats, policy)
+    while (current := d.pending) is not None:
         t0 = time.perf_counter()
         try:
-            result = await sink.send(current, attempt)
+            result = await sink.send(current, d.attempt)
         except TransientError as exc:
-            stats.record_attempt(time.perf_counter() - t0)
-            stats.record_error(exc.message)
-            decision = policy.decide(
-                attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after
-            )
-            if not decision.retry:
-                stats.record_given_up(current.row_count, exc.message)
+            delay = d.failed(exc, time.perf_counter() - t0, jitter())
+            if d.pending is None:
                 log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
-                break
-            stats.retries += 1
-            attempt += 1
-            await anyio.sleep(decision.delay)
-            continue
-        stats.record_attempt(time.perf_counter() - t0)
-        stats.record_delivered(result.delivered)
-        for rejected in result.rejected:
-            stats.record_rejected(1, rejected.reason)
-        current = result.retry
-        if current is not None:
-            stats.record_error(result.retry_reason or "partial failure")
-            decision = policy.decide(
-                attempt, retryable=True, jitter=jitter(), retry_after=result.retry_after
-            )
-            if not decision.retry:
-                stats.record_given_up(current.row_count, result.retry_reason or "partial failure")
-                break
-            stats.retries += 1
-            attempt += 1
-            await anyio.sleep(decision.delay)
-    stats.record_batch_done()
-
-
-class _Warmup:
-    """Remembers where the warm-up ended, so figures exclude it."""
-
-    def __init__(self, seconds: float, started: float) -> None:
-        self.until = started + seconds
-        self.done = seconds <= 0
-        self.rows = 0
-        self.at = started
-
-    def check(self, stats: RunStats, now: float) -> None:
-        if not self.done and now >= self.until:
-            self.done, self.rows, self.at = True, stats.rows, now
-            stats.latency = type(stats.latency)()  # latency percentiles exclude the warm-up
-
-    def baseline(self, started: float) -> tuple[float, int]:
-        return (self.at, self.rows) if self.done else (started, 0)
-
-
-def _describe(sink: AsyncSink) -> str:
-    describe = getattr(sink, "describe", None)
-    return str(describe()) if callable(describe) else type(sink).__name__
+        else:
+            delay = d.sent(result, time.perf_counter() - t0, jitter())
+        if delay:
+            await anyio.sleep(delay)
 
 
 def _log_snapshot(snapshot: Snapshot) -> None:

@@ -1,0 +1,77 @@
+"""Delivery of one batch as a sans-I/O state machine, shared by the async and thread runners.
+
+The driver loop is the same in both runners::
+
+    d = Delivery(batch, stats, policy)
+    while (current := d.pending) is not None:
+        t0 = clock()
+        try:
+            result = sink.send(current, d.attempt)        # await-ed in the async runner
+        except TransientError as exc:
+            delay = d.failed(exc, clock() - t0, jitter())
+        else:
+            delay = d.sent(result, clock() - t0, jitter())
+        sleep(delay)                                       # anyio.sleep / time.sleep
+
+``Delivery`` decides: it counts delivered and rejected rows, asks the ``RetryPolicy`` whether
+a failure (or the subset of rows a sink wants resent) gets another attempt and after how
+long, and gives the rows up with their reason when retries run out.  Every row of the batch
+ends in exactly one of delivered / rejected / given up.
+"""
+
+from __future__ import annotations
+
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.stats import RunStats
+from async_etl.errors import TransientError
+from async_etl.typing import EncodedBatch, SendResult
+
+
+class Delivery:
+    """The state of one batch's delivery: what to send next, and on which attempt."""
+
+    __slots__ = ("attempt", "batch", "pending", "policy", "stats")
+
+    def __init__(self, batch: EncodedBatch, stats: RunStats, policy: RetryPolicy) -> None:
+        self.batch = batch
+        self.stats = stats
+        self.policy = policy
+        self.attempt = 1
+        self.pending: EncodedBatch | None = batch
+
+    def sent(self, result: SendResult, latency_s: float, jitter: float) -> float:
+        """Account for an attempt that got an answer; return the delay before the next one."""
+        stats = self.stats
+        stats.record_attempt(latency_s)
+        stats.record_delivered(result.delivered)
+        for rejected in result.rejected:
+            stats.record_rejected(1, rejected.reason)
+        if result.retry is None:
+            return self._finish()
+        self.pending = result.retry
+        reason = result.retry_reason or "partial failure"
+        stats.record_error(reason)
+        return self._again(reason, jitter, result.retry_after)
+
+    def failed(self, exc: TransientError, latency_s: float, jitter: float) -> float:
+        """Account for an attempt that failed transiently; return the delay before the next one."""
+        self.stats.record_attempt(latency_s)
+        self.stats.record_error(exc.message)
+        return self._again(exc.message, jitter, exc.retry_after)
+
+    def _again(self, reason: str, jitter: float, retry_after: float | None) -> float:
+        decision = self.policy.decide(
+            self.attempt, retryable=True, jitter=jitter, retry_after=retry_after
+        )
+        if not decision.retry:
+            assert self.pending is not None
+            self.stats.record_given_up(self.pending.row_count, reason)
+            return self._finish()
+        self.stats.retries += 1
+        self.attempt += 1
+        return decision.delay
+
+    def _finish(self) -> float:
+        self.pending = None
+        self.stats.record_batch_done()
+        return 0.0

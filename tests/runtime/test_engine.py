@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from async_etl.config import BenchSettings
+from async_etl.errors import LoadError
+from async_etl.runtime.engine import Engine
+from async_etl.sinks.null import NullSink
+from async_etl.sources.synthetic import Synthetic
+from tests.runtime.scripted import ScriptedSink
+
+REQUIRED_KEYS = {
+    "sink",
+    "mode",
+    "records",
+    "seconds",
+    "rows_per_s",
+    "batches",
+    "batch_size",
+    "concurrency",
+    "generators",
+    "errors",
+    "retries",
+    "latency_ms",
+    "cpu_percent",
+    "peak_rss_mb",
+}
+
+
+def _settings(**kw: object) -> BenchSettings:
+    base: dict[str, object] = dict(records=20_000, batch_size=1000, concurrency=4, generators=0)
+    base.update(kw)
+    return BenchSettings(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.both_loops
+async def test_null_sink_run_counts_every_record() -> None:
+    """A null-sink run delivers exactly --records rows and reports every summary key."""
+    async with Engine(_settings(records=12_345)) as engine:
+        summary = await engine.run(Synthetic(), NullSink())
+    data = summary.to_dict()
+    assert data.keys() >= REQUIRED_KEYS
+    assert summary.records == summary.generated == 12_345
+    assert summary.batches == 13 and summary.ok
+    assert summary.mode == "async"
+
+
+@pytest.mark.both_loops
+async def test_transient_failures_and_partial_retries_deliver_every_row_once() -> None:
+    """Transient errors and per-row retry subsets end with every id delivered exactly once."""
+    sink = ScriptedSink(transient_first=3, partial_every=2)
+    async with Engine(_settings(retry_base=0.001)) as engine:
+        summary = await engine.run(Synthetic(), sink)
+    assert set(sink.seen) == set(range(1, 20_001))
+    assert max(sink.seen.values()) == 1
+    assert summary.records == 20_000 and summary.reconciled == 20_000 and summary.ok
+    assert summary.retries > 0 and summary.errors == summary.retries
+
+
+async def test_rejected_rows_are_reported_with_their_reason_not_dropped() -> None:
+    """Rows the sink refuses are counted as rejected with the reason, and the run is not ok."""
+    sink = ScriptedSink(reject_ids=frozenset({5, 6, 7}))
+    async with Engine(_settings(records=3000)) as engine:
+        summary = await engine.run(Synthetic(), sink)
+    assert summary.rejected == 3 and summary.records == 2997
+    assert summary.reasons["scripted: value too long"] == 3
+    assert not summary.ok
+    assert "3 rows rejected by the sink" in summary.problems()
+
+
+async def test_retries_running_out_gives_rows_up_with_reason() -> None:
+    """When retries run out the batch's rows are counted undelivered, never silently lost."""
+    sink = ScriptedSink(transient_first=1)
+    async with Engine(_settings(records=2000, max_retries=0)) as engine:
+        summary = await engine.run(Synthetic(), sink)
+    assert summary.undelivered == 2000 and summary.records == 0
+    assert summary.reasons["scripted: 503 unavailable"] >= 2000
+    assert not summary.ok
+
+
+async def test_fatal_sink_error_surfaces_as_one_load_error() -> None:
+    """A permanent sink failure stops the run with that LoadError, not an exception group."""
+    sink = ScriptedSink(fatal_after=3)
+    with pytest.raises(LoadError, match="read-only"):
+        async with Engine(_settings()) as engine:
+            await engine.run(Synthetic(), sink)
+
+
+async def test_concurrency_limit_bounds_requests_in_flight() -> None:
+    """No more than --concurrency sends are ever in flight."""
+    sink = ScriptedSink(delay=0.01)
+    async with Engine(_settings(concurrency=3)) as engine:
+        await engine.run(Synthetic(), sink)
+    assert sink.max_in_flight == 3
+
+
+async def test_send_limit_is_adjustable_while_running() -> None:
+    """Raising the send limiter's tokens mid-run lets more batches fly at once."""
+    sink = ScriptedSink(delay=0.02)
+    async with Engine(_settings(records=60_000, concurrency=1)) as engine:
+
+        async def widen() -> None:
+            await anyio.sleep(0.1)
+            assert sink.max_in_flight == 1
+            engine.limits.sends.total_tokens = 6
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(widen)
+            summary = await engine.run(Synthetic(), sink)
+    assert summary.ok
+    assert sink.max_in_flight == 6
+
+
+async def test_stop_finishes_in_flight_batches_and_accounts_for_all() -> None:
+    """A stop mid-run delivers every generated batch: generated == delivered == reconciled."""
+    sink = ScriptedSink(delay=0.005)
+    async with Engine(_settings(records=None, duration=30)) as engine:
+
+        async def stop_soon() -> None:
+            await anyio.sleep(0.3)
+            engine.stop("signal")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_soon)
+            summary = await engine.run(Synthetic(), sink)
+    assert summary.stopped_by == "signal"
+    assert 0 < summary.records == summary.generated == summary.reconciled
+    assert max(sink.seen.values()) == 1
+
+
+async def test_duration_stops_the_run() -> None:
+    """--duration without --records ends the run near the deadline with everything delivered."""
+    t0 = time.perf_counter()
+    async with Engine(_settings(records=None, duration=0.5)) as engine:
+        summary = await engine.run(Synthetic(), ScriptedSink(delay=0.001))
+    assert summary.stopped_by == "duration" and summary.ok
+    assert time.perf_counter() - t0 < 10
+
+
+async def test_warmup_is_excluded_from_the_figures() -> None:
+    """With --warmup the measured rows and seconds exclude the warm-up period."""
+    settings = _settings(records=None, duration=1.0, warmup=0.4, report_interval=0.1)
+    async with Engine(settings) as engine:
+        summary = await engine.run(Synthetic(), ScriptedSink(delay=0.002))
+    assert summary.measured_records < summary.records
+    assert 0.3 < summary.seconds < 0.9
+
+
+async def test_process_pool_generation_matches_inline_generation() -> None:
+    """Records generated in worker processes are the same ids as inline ones (same seed)."""
+    inline, pooled = ScriptedSink(), ScriptedSink()
+    async with Engine(_settings(records=8000, generators=0)) as engine:
+        await engine.run(Synthetic(seed=7), inline)
+    async with Engine(_settings(records=8000, generators=2)) as engine:
+        summary = await engine.run(Synthetic(seed=7), pooled)
+    assert inline.seen == pooled.seen
+    assert summary.generators == 2 and summary.ok
+
+
+async def test_engine_embeds_in_a_running_aiohttp_app_two_engines_at_once() -> None:
+    """Two engines run concurrently inside a live aiohttp app without sharing any state."""
+
+    async def run_bench(request: web.Request) -> web.Response:
+        records = int(request.query["records"])
+        async with Engine(_settings(records=records, generators=1)) as engine:
+            summary = await engine.run(Synthetic(seed=records), NullSink())
+        return web.json_response(summary.to_dict())
+
+    app = web.Application()
+    app.router.add_get("/bench", run_bench)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    lag: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag.append(time.perf_counter() - t0 - 0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        async with aiohttp.ClientSession() as http:
+            a, b = await asyncio.gather(
+                http.get(f"http://127.0.0.1:{port}/bench?records=30000"),
+                http.get(f"http://127.0.0.1:{port}/bench?records=45000"),
+            )
+            first, second = await a.json(), await b.json()
+    finally:
+        beat.cancel()
+        await runner.cleanup()
+    assert (first["records"], second["records"]) == (30_000, 45_000)
+    assert first["ok"] and second["ok"]
+    assert first["id_range"] == [1, 30_001] and second["id_range"] == [1, 45_001]
+    assert lag and max(lag) < 1.0  # the app's loop kept serving while both engines ran
