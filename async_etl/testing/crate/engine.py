@@ -221,13 +221,12 @@ class Engine:
         budget: Tally[int] = Tally()
         first_error: ItemError | None = None
         for index, item in enumerate(bulk_args):
-            shard = shard_of(index)
             if item_fault is not None and item_fault():
                 self.counters.faults["item_fail"] += 1
-                fault = protocol.shard_unavailable_item(shard)["error"]
+                fault = protocol.shard_unavailable_item(shard_of(index))["error"]
                 transient = (fault["code"], fault["message"])
                 first_error = first_error or transient
-                results.append(self._failed(transient, shard, budget))
+                results.append(self._failed(transient, shard_of(index), budget))
                 continue
             count, error = apply(index, item)
             self.counters.rows_written += count
@@ -235,7 +234,7 @@ class Engine:
                 results.append(protocol.OK_ITEM if count == 1 else {"rowcount": count})
             else:
                 first_error = first_error or error
-                results.append(self._failed(error, shard, budget))
+                results.append(self._failed(error, shard_of(index), budget))
         if first_error is not None and len(results) == 1 and self.version < (5, 10, 11):
             code, message = first_error
             raise protocol.CrateError(_status_for(code), code, message)

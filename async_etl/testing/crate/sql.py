@@ -9,74 +9,29 @@ lower case, ``"quoted"`` ones are kept.  Placeholders are ``?`` or ``$n`` (not m
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
-from async_etl.testing.crate.coltypes import TYPE_ALIASES, ColumnType
 from async_etl.testing.crate.sqlast import (
     AlterTable,
-    Column,
     ColumnDef,
     Cond,
     CreateTable,
     Delete,
     DropTable,
-    Excluded,
     Expr,
-    Func,
     Insert,
-    Literal,
     Noop,
     OnConflict,
-    Param,
     Refresh,
     Select,
     SelectItem,
     Star,
     Statement,
-    TableName,
     Update,
 )
+from async_etl.testing.crate.sqlexpr import EOF, Cursor, SQLParseError, tokenize
 
-_TOKEN = re.compile(
-    r"""(?P<ws>\s+|--[^\n]*|/\*.*?\*/)
-    |(?P<str>'(?:[^']|'')*')
-    |(?P<qid>"(?:[^"]|"")*")
-    |(?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
-    |(?P<param>\?|\$\d+)
-    |(?P<id>[A-Za-z_][A-Za-z0-9_]*)
-    |(?P<op><=|>=|<>|!=|::|[=<>(),.*\[\];+\-])""",
-    re.VERBOSE | re.DOTALL,
-)
-_COMPARISONS = frozenset({"=", "!=", "<>", "<", "<=", ">", ">="})
-_EOF = ("eof", "")
-
-
-class SQLParseError(ValueError):
-    """Raised when a statement is not valid SQL for the stand-in (maps to HTTP 400 / 4000)."""
-
-
-def tokenize(text: str) -> list[tuple[str, str]]:
-    """Split ``text`` into ``(kind, value)`` tokens; raises ``SQLParseError`` on junk."""
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            raise SQLParseError(f"line 1:{pos + 1}: unexpected character {text[pos]!r}")
-        kind = match.lastgroup or "ws"
-        value = match.group()
-        pos = match.end()
-        if kind == "ws":
-            continue
-        if kind == "id":
-            value = value.lower()
-        elif kind == "str":
-            value = value[1:-1].replace("''", "'")
-        elif kind == "qid":
-            kind, value = "id", value[1:-1].replace('""', '"')
-        tokens.append((kind, value))
-    return tokens
+__all__ = ["SQLParseError", "parse", "tokenize"]
 
 
 def parse(text: str) -> Statement:
@@ -84,63 +39,7 @@ def parse(text: str) -> Statement:
     return _Parser(tokenize(text)).statement()
 
 
-class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.tokens = tokens
-        self.pos = 0
-        self.qmarks = 0
-        self.dollars = 0
-
-    # -- token helpers -------------------------------------------------------------------
-    def peek(self, ahead: int = 0) -> tuple[str, str]:
-        i = self.pos + ahead
-        return self.tokens[i] if i < len(self.tokens) else _EOF
-
-    def error(self, what: str) -> SQLParseError:
-        kind, value = self.peek()
-        near = "<EOF>" if kind == "eof" else repr(value)
-        return SQLParseError(f"line 1:{self.pos + 1}: {what}, found {near}")
-
-    def accept(self, *words: str) -> bool:
-        """Consume the keyword/operator sequence ``words`` if it is next."""
-        for i, word in enumerate(words):
-            kind, value = self.peek(i)
-            if kind not in ("id", "op") or value != word:
-                return False
-        self.pos += len(words)
-        return True
-
-    def expect(self, *words: str) -> None:
-        if not self.accept(*words):
-            raise self.error(f"expected {' '.join(words).upper()}")
-
-    def ident(self) -> str:
-        kind, value = self.peek()
-        if kind != "id":
-            raise self.error("expected an identifier")
-        self.pos += 1
-        return value
-
-    def integer(self) -> int:
-        kind, value = self.peek()
-        if kind != "num" or not value.isdigit():
-            raise self.error("expected an integer")
-        self.pos += 1
-        return int(value)
-
-    def comma_list(self, item: Any) -> list[Any]:
-        items = [item()]
-        while self.accept(","):
-            items.append(item())
-        return items
-
-    def paren_list(self, item: Any) -> list[Any]:
-        self.expect("(")
-        items = self.comma_list(item)
-        self.expect(")")
-        return items
-
-    # -- statements ----------------------------------------------------------------------
+class _Parser(Cursor):
     def statement(self) -> Statement:
         if not self.tokens:
             raise SQLParseError("line 1:1: empty statement")
@@ -150,7 +49,7 @@ class _Parser:
             raise SQLParseError(f"line 1:1: unsupported statement {word.upper()!r}")
         stmt: Statement = handler()
         self.accept(";")
-        if self.peek() != _EOF:
+        if self.peek() != EOF:
             raise self.error("expected end of statement (one statement per request)")
         if self.qmarks and self.dollars:
             raise SQLParseError("mixed ? and $n placeholders are not allowed")
@@ -171,12 +70,6 @@ class _Parser:
         self.pos = len(self.tokens)
         return Noop("set")
 
-    def table_name(self) -> TableName:
-        first = self.ident()
-        if self.accept("."):
-            return TableName(first, self.ident())
-        return TableName(None, first)
-
     def _stmt_refresh(self) -> Refresh:
         self.expect("table")
         return Refresh(tuple(self.comma_list(self.table_name)))
@@ -193,22 +86,6 @@ class _Parser:
             return AlterTable(table, tuple((k, None) for k in self.paren_list(self.setting_key)))
         self.expect("set")
         return AlterTable(table, tuple(self.paren_list(self.setting)))
-
-    def setting_key(self) -> str:
-        parts = [self.ident()]
-        while self.accept("."):
-            parts.append(self.ident())
-        return ".".join(parts)
-
-    def setting(self) -> tuple[str, Any]:
-        key = self.setting_key()
-        self.expect("=")
-        kind, value = self.peek()
-        if kind == "id" and value not in ("true", "false", "null"):
-            self.pos += 1
-            return key, value
-        expr = self.operand()
-        return key, expr.value if isinstance(expr, Literal) else None
 
     def _stmt_create(self) -> CreateTable:
         self.expect("table")
@@ -246,71 +123,6 @@ class _Parser:
             if key not in names:
                 raise SQLParseError(f"primary key column {key!r} is not defined")
         return CreateTable(table, tuple(columns), tuple(pk), if_not_exists, shards, tuple(settings))
-
-    def column_def(self, pk: list[str]) -> ColumnDef:
-        name = self.ident()
-        col_type = self.column_type()
-        not_null = False
-        default = None
-        while True:
-            if self.accept("primary", "key"):
-                pk.append(name)
-            elif self.accept("not", "null"):
-                not_null = True
-            elif self.accept("null"):
-                pass
-            elif self.accept("default"):
-                expr = self.operand()
-                default = expr.value if isinstance(expr, Literal) else None
-            elif self.accept("index", "off"):
-                pass
-            else:
-                return ColumnDef(name, col_type, not_null, default)
-
-    def column_type(self) -> ColumnType:
-        word = self.ident()
-        if word == "timestamp":
-            kind = "timestamp without time zone"
-            if self.accept("with", "time", "zone"):
-                kind = "timestamp with time zone"
-            else:
-                self.accept("without", "time", "zone")
-            result = ColumnType(kind)
-        elif word == "double":
-            self.accept("precision")
-            result = ColumnType("double precision")
-        elif word in ("character", "varchar", "numeric", "decimal"):
-            self.accept("varying")
-            if self.peek() == ("op", "("):
-                self.paren_list(self.integer)
-            result = ColumnType(TYPE_ALIASES[word])
-        elif word == "array":
-            self.expect("(")
-            inner = self.column_type()
-            self.expect(")")
-            result = ColumnType("array", inner=inner)
-        elif word == "object":
-            result = self.object_type()
-        elif word in TYPE_ALIASES:
-            result = ColumnType(TYPE_ALIASES[word])
-        else:
-            raise SQLParseError(f"Cannot find data type: {word}")
-        while self.accept("[", "]"):
-            result = ColumnType("array", inner=result)
-        return result
-
-    def object_type(self) -> ColumnType:
-        policy = "dynamic"
-        if self.accept("("):
-            policy = self.ident()
-            if policy not in ("dynamic", "strict", "ignored"):
-                raise SQLParseError(f"invalid object column policy {policy!r}")
-            self.expect(")")
-        fields: tuple[tuple[str, ColumnType], ...] = ()
-        if self.accept("as"):
-            defs = self.paren_list(lambda: self.column_def([]))
-            fields = tuple((d.name, d.type) for d in defs)
-        return ColumnType("object", fields=fields, policy=policy)
 
     def _stmt_insert(self) -> Insert:
         self.expect("into")
@@ -390,92 +202,3 @@ class _Parser:
         if self.peek() == ("id", "or"):
             raise self.error("OR is not supported by the stand-in")
         return tuple(conds)
-
-    def condition(self) -> Cond:
-        left = self.operand()
-        kind, value = self.peek()
-        if kind == "op" and value in _COMPARISONS:
-            self.pos += 1
-            return Cond(left, "!=" if value == "<>" else value, (self.operand(),))
-        if self.accept("is"):
-            negate = self.accept("not")
-            self.expect("null")
-            return Cond(left, "is not null" if negate else "is null")
-        prefix = "not " if self.accept("not") else ""
-        if self.accept("in"):
-            return Cond(left, prefix + "in", tuple(self.paren_list(self.operand)))
-        if self.accept("like"):
-            return Cond(left, prefix + "like", (self.operand(),))
-        raise self.error("expected a comparison")
-
-    # -- expressions ---------------------------------------------------------------------
-    def operand(self) -> Expr:
-        expr = self.primary()
-        while self.accept("::"):
-            expr = Func("cast", (expr,), self.column_type().sql_name)
-        return expr
-
-    def primary(self) -> Expr:
-        kind, value = self.peek()
-        self.pos += 1
-        if kind == "param":
-            return self.param(value)
-        if kind == "str":
-            return Literal(value)
-        if kind == "num":
-            return Literal(_number(value))
-        if kind == "op" and value == "-" and self.peek()[0] == "num":
-            self.pos += 1
-            return Literal(-_number(self.tokens[self.pos - 1][1]))
-        if kind == "op" and value == "*":
-            return Star()
-        if kind != "id":
-            self.pos -= 1
-            raise self.error("expected an expression")
-        if value in ("true", "false", "null"):
-            return Literal({"true": True, "false": False, "null": None}[value])
-        if value == "excluded" and self.accept("."):
-            return Excluded(self.ident())
-        if self.peek() == ("op", "("):
-            return self.call(value)
-        if self.accept("."):
-            value = self.ident()  # a qualified column: the qualifier is ignored
-        path: list[str] = []
-        while self.accept("["):
-            key_kind, key = self.peek()
-            if key_kind != "str":
-                raise self.error("expected a string subscript")
-            self.pos += 1
-            self.expect("]")
-            path.append(key)
-        return Column(value, tuple(path))
-
-    def call(self, name: str) -> Func:
-        self.expect("(")
-        if name == "cast":
-            inner = self.operand()
-            self.expect("as")
-            target = self.column_type().sql_name
-            self.expect(")")
-            return Func("cast", (inner,), target)
-        args: list[Expr] = []
-        if not self.accept(")"):
-            args = self.comma_list(self.operand)
-            self.expect(")")
-        return Func(name, tuple(args))
-
-    def param(self, token: str) -> Param:
-        if token == "?":
-            self.qmarks += 1
-            return Param(self.qmarks - 1)
-        index = int(token[1:])
-        if index < 1:
-            raise SQLParseError(f"invalid placeholder {token}")
-        self.dollars = max(self.dollars, index)
-        return Param(index - 1)
-
-
-def _number(text: str) -> int | float:
-    if text.isdigit():
-        return int(text)
-    return float(text)

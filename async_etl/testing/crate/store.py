@@ -43,6 +43,10 @@ class Table:
         self.index = {c.name: i for i, c in enumerate(stmt.columns)}
         self.pk: tuple[int, ...] = tuple(self.index[k] for k in stmt.primary_key)
         self.pk_names: tuple[str, ...] = stmt.primary_key
+        self.required = tuple(
+            dict.fromkeys(self.pk + tuple(i for i, c in enumerate(self.columns) if c.not_null))
+        )
+        """Positions that must not be NULL: the primary key and NOT NULL columns."""
         self.casters: tuple[Caster, ...] = tuple(c.type.caster() for c in stmt.columns)
         self.shards = stmt.shards or DEFAULT_SHARDS
         self.settings: dict[str, Any] = dict(stmt.settings)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from async_etl.testing.crate import protocol
-from async_etl.testing.crate.coltypes import CastError
+from async_etl.testing.crate.coltypes import Caster, CastError
 from async_etl.testing.crate.query import bind, cast_or_fail, predicate
 from async_etl.testing.crate.sqlast import Column, Cond, Excluded, Expr, Insert, Param, Update
 from async_etl.testing.crate.store import Key, Table
@@ -39,6 +39,8 @@ def _position(table: Table, name: str) -> int:
 
 def null_violation(table: Table, row: list[Any]) -> ItemError | None:
     """The per-item error for a NULL primary key or NOT NULL column, if any."""
+    if all(row[pos] is not None for pos in table.required):
+        return None
     for pos in table.pk:
         if row[pos] is None:
             name = table.columns[pos].name
@@ -111,6 +113,7 @@ class InsertPlan:
     template: list[Any]
     fast: bool
     on_update: list[tuple[int, Assign]] | None
+    casters: list[Caster]
 
     @classmethod
     def build(cls, table: Table, stmt: Insert) -> InsertPlan:
@@ -135,11 +138,12 @@ class InsertPlan:
             if oc.assignments:
                 on_update = compile_assignments(table, oc.assignments)
         template = [c.default for c in table.columns]
-        return cls(table, stmt, positions, template, fast, on_update)
+        casters = [table.casters[p] for p in positions]
+        return cls(table, stmt, positions, template, fast, on_update, casters)
 
     def analyse(self, args: list[Any]) -> list[list[Any]]:
         """Bind and cast one item's rows; raises ``CrateError`` 400 / 4000 when a value fails."""
-        casters = [self.table.casters[p] for p in self.positions]
+        casters = self.casters
         rows: list[list[Any]] = []
         try:
             for exprs in self.stmt.rows:
