@@ -49,8 +49,13 @@ def test_issue_example_parses():
     """The issue's example job file loads with every key as written."""
     job = parse_job(JOB)
     assert job.name == "dim_customer" and job.source.key == ("id",)
-    assert job.scd == ScdSpec(type=2, business_key=("id",), tracked=("name", "email", "city"),
-                              overwrite=("tier",), deletes="expire")  # fmt: skip
+    assert job.scd == ScdSpec(
+        type=2,
+        business_key=("id",),
+        tracked=("name", "email", "city"),
+        overwrite=("tier",),
+        deletes="expire",
+    )
     assert job.parallel.max_workers == 4 and job.on_bad_row == "fail"
     assert job.state is not None and job.state.url == job.target.url
 
@@ -68,8 +73,12 @@ def test_priority_set_over_file_over_env(tmp_path: Path):
     """--set beats the file, the file beats the environment, the environment beats defaults."""
     path = tmp_path / "job.toml"
     path.write_text(JOB.replace("max_workers = 4\n", ""))
-    env = {"ASYNC_ETL_PARALLEL_MAX_WORKERS": "7", "ASYNC_ETL_PARALLEL_CHUNK_SIZE": "9",
-           "ASYNC_ETL_PARALLEL_ENABLED": "N", "ASYNC_ETL_TEST_DSN": "ignored"}  # fmt: skip
+    env = {
+        "ASYNC_ETL_PARALLEL_MAX_WORKERS": "7",
+        "ASYNC_ETL_PARALLEL_CHUNK_SIZE": "9",
+        "ASYNC_ETL_PARALLEL_ENABLED": "N",
+        "ASYNC_ETL_TEST_DSN": "ignored",
+    }
     job = load_job(path, env=env)
     assert job.parallel.max_workers == 7  # env fills a key the file lacks
     assert job.parallel.chunk_size == 50_000  # file beats env
@@ -161,7 +170,10 @@ def test_scd_column_names_configurable_and_checked():
     """valid_from / valid_to / is_current names can be changed but must not collide."""
     job = parse_job(JOB + "", overrides=["scd.valid_from=start_ts", "scd.is_current=cur"])
     assert (job.scd.valid_from, job.scd.valid_to, job.scd.is_current) == (
-        "start_ts", "valid_to", "cur")  # fmt: skip
+        "start_ts",
+        "valid_to",
+        "cur",
+    )
     assert "already used" in err(JOB, overrides=["scd.valid_to=name"])
 
 
@@ -169,8 +181,10 @@ def test_urls_masked_and_checked():
     """A bad URL scheme is named with its password masked; state URL needed for CrateDB."""
     msg = err(JOB.replace("postgresql://postgres:s3cret", "mysql://postgres:s3cret"))
     assert "s3cret" not in msg and "mysql://postgres:***@" in msg and "[source] url" in msg
-    crate = JOB.replace('url = "postgresql://postgres@127.0.0.1:5432/test"\ntable',
-                        'url = "http://crate:4200"\ntable')  # fmt: skip
+    crate = JOB.replace(
+        'url = "postgresql://postgres@127.0.0.1:5432/test"\ntable',
+        'url = "http://crate:4200"\ntable',
+    )
     assert "[state] url: required" in err(crate)
     job = parse_job(crate + '\n[state]\nurl = "postgres://u:p@h/s"\n')
     assert job.state is not None and dialect_of(job.state.url) == "postgresql"
@@ -196,11 +210,13 @@ def test_unreadable_file(tmp_path: Path):
     [
         ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
         ("oracle://scott:tiger@db:1521/svc", "oracle://scott:***@db:1521/svc"),
-        ("postgresql://u@h/db?password=x&sslmode=require",
-         "postgresql://u@h/db?password=***&sslmode=require"),
+        (
+            "postgresql://u@h/db?password=x&sslmode=require",
+            "postgresql://u@h/db?password=***&sslmode=require",
+        ),
         ("http://crate:4200", "http://crate:4200"),
     ],
-)  # fmt: skip
+)
 def test_mask_url(url: str, masked: str):
     """mask_url hides userinfo and query-string passwords, leaving the rest."""
     assert mask_url(url) == masked

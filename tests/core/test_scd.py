@@ -125,7 +125,8 @@ def test_type1_upsert_and_delete(history: list[list[Row]]):
     cols = cols_for(1, "delete")
     target = run_history(cols, history)
     assert sorted(target, key=lambda r: (r["a"], r["b"])) == sorted(
-        history[-1], key=lambda r: (r["a"], r["b"]))  # fmt: skip
+        history[-1], key=lambda r: (r["a"], r["b"])
+    )
     assert diff(cols, target, history[-1], 99).actions == ()
 
 
@@ -141,15 +142,19 @@ def test_change_kinds():
     assert isinstance(plan.actions[0], ExpireVersion) and isinstance(plan.actions[1], InsertVersion)
     v2 = apply_plan(v1, plan)
     assert [(r["valid_from"], r["valid_to"], r["is_current"]) for r in v2] == [
-        (10, 20, False), (20, None, True)]  # fmt: skip
+        (10, 20, False),
+        (20, None, True),
+    ]
     assert plan.counts() == {"inserted": 1, "updated": 0, "expired": 1, "deleted": 0}
 
 
 def test_composite_keys_compare_column_by_column():
     """Keys (1, '2x') and (12, 'x') stay distinct: no concatenation."""
     cols = cols_for()
-    rows = [{"a": 1, "b": "2x", "name": "p", "city": None, "tier": None},
-            {"a": 12, "b": "x", "name": "q", "city": None, "tier": None}]  # fmt: skip
+    rows = [
+        {"a": 1, "b": "2x", "name": "p", "city": None, "tier": None},
+        {"a": 12, "b": "x", "name": "q", "city": None, "tier": None},
+    ]
     assert len(apply_plan([], diff(cols, [], rows, 1))) == 2
 
 
@@ -159,7 +164,9 @@ def test_expire_then_resurrect_makes_new_version():
     row = {"a": 1, "b": "x", "name": "n", "city": "p", "tier": 1}
     target = run_history(cols, [[row], [], [row]])
     assert [(r["valid_from"], r["valid_to"], r["is_current"]) for r in target] == [
-        (1, 2, False), (3, None, True)]  # fmt: skip
+        (1, 2, False),
+        (3, None, True),
+    ]
 
 
 def test_same_as_of_rewrites_instead_of_zero_length_versions():

@@ -1,0 +1,284 @@
+"""PostgreSQL SQL for mapper jobs: DDL, estimates, boundary sampling, extraction, the merge.
+
+Per chunk the driver runs, in ONE transaction: ``TRUNCATE`` (unlogged staging only), binary
+COPY of the chunk's source rows into the staging table, then every ``merge_statements`` entry
+in order, then the checkpoint upsert from ``state_sql``; then COMMIT (a TEMP staging table is
+emptied by ``ON COMMIT DELETE ROWS``).  Statements with ``counts == "rows"`` return one row
+``(inserted, updated, expired, deleted)`` to add to the run's counters (``fetchrow``); others
+return nothing useful (``execute``).  All comparisons are NULL-safe (``IS DISTINCT FROM``), all
+anti-joins are ``NOT EXISTS`` on indexed keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from async_etl.core.chunks import Chunk
+from async_etl.core.scd_sql_common import Binder, Sql, bounds_predicate, check_type, quote
+from async_etl.core.scd_sql_common import short_name as _short
+from async_etl.core.specs import ScdColumns
+
+
+def _q(name: str) -> str:
+    return quote(name, "pg")
+
+
+def _cols(alias: str, names: Sequence[str]) -> str:
+    return ", ".join(f"{alias}.{_q(c)}" for c in names)
+
+
+def _keys_equal(a: str, b: str, names: Sequence[str]) -> str:
+    return " AND ".join(f"{a}.{_q(c)} = {b}.{_q(c)}" for c in names)
+
+
+def _distinct(a: str, b: str, names: Sequence[str]) -> str:
+    return f"ROW({_cols(a, names)}) IS DISTINCT FROM ROW({_cols(b, names)})"
+
+
+def _counted(dml: str, label: str) -> str:
+    """Wrap a data-modifying statement so it returns (inserted, updated, expired, deleted)."""
+    out = [
+        f"count(*) AS {k}" if k == label else f"0::bigint AS {k}"
+        for k in ("inserted", "updated", "expired", "deleted")
+    ]
+    return f"WITH x AS ({dml} RETURNING 1) SELECT {', '.join(out)} FROM x"
+
+
+def target_ddl(table: str, columns: Sequence[tuple[str, str]], cols: ScdColumns) -> list[Sql]:
+    """Create the target (schema, table, indexes) if missing; ``columns`` = (name, pg type).
+
+    Type 2 adds the SCD columns, a unique index on (business key, valid_from) and a unique
+    partial index on the business key WHERE is_current (at most one current row per key);
+    type 1 gets a unique index on the business key (the ``ON CONFLICT`` arbiter).
+    """
+    key = set(cols.business_key)
+    defs = [f"{_q(n)} {check_type(t)}{' NOT NULL' if n in key else ''}" for n, t in columns]
+    if cols.type == 2:
+        defs += [
+            f"{_q(cols.valid_from)} timestamptz NOT NULL",
+            f"{_q(cols.valid_to)} timestamptz",
+            f"{_q(cols.is_current)} boolean NOT NULL DEFAULT true",
+        ]
+    out: list[Sql] = []
+    if "." in table:
+        out.append(Sql(f"CREATE SCHEMA IF NOT EXISTS {_q(table.rsplit('.', 1)[0])}"))
+    out.append(Sql(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(defs)})"))
+    bk = ", ".join(_q(c) for c in cols.business_key)
+    if cols.type == 2:
+        out.append(
+            Sql(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(_short(table, 'version'))} "
+                f"ON {_q(table)} ({bk}, {_q(cols.valid_from)})"
+            )
+        )
+        out.append(
+            Sql(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(_short(table, 'current'))} "
+                f"ON {_q(table)} ({bk}) WHERE {_q(cols.is_current)}"
+            )
+        )
+    else:
+        out.append(
+            Sql(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(_short(table, 'bk'))} ON {_q(table)} ({bk})"
+            )
+        )
+    return out
+
+
+def staging_ddl(staging: str, columns: Sequence[tuple[str, str]], *, temp: bool = True) -> Sql:
+    """The staging table: TEMP ... ON COMMIT DELETE ROWS (per connection), or UNLOGGED."""
+    defs = ", ".join(f"{_q(n)} {check_type(t)}" for n, t in columns)
+    if temp:
+        return Sql(f"CREATE TEMP TABLE IF NOT EXISTS {_q(staging)} ({defs}) ON COMMIT DELETE ROWS")
+    return Sql(f"CREATE UNLOGGED TABLE IF NOT EXISTS {_q(staging)} ({defs})")
+
+
+def truncate_staging(staging: str) -> Sql:
+    """Empty an UNLOGGED staging table before the COPY (not needed for TEMP ones)."""
+    return Sql(f"TRUNCATE {_q(staging)}")
+
+
+def merge_statements(
+    table: str, staging: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk
+) -> list[Sql]:
+    """The statements that merge the staged chunk into the target, in the order to run them.
+
+    ``key`` is the chunk key (a subset of the business key); bind values come from
+    ``chunk_values(chunk, as_of)``.
+    """
+    t, s = _q(table), _q(staging)
+    out = [Sql(f"ANALYZE {s}")]
+    if cols.type == 1:
+        return out + _type1(t, s, cols, key, chunk)
+    bk, cur, vf, vt = cols.business_key, _q(cols.is_current), _q(cols.valid_from), _q(cols.valid_to)
+    if cols.compared:
+        b = Binder("pg")
+        guard = ""
+        if cols.tracked:
+            guard = f"AND NOT (t.{vf} < {b('as_of')} AND {_distinct('t', 's', cols.tracked)})"
+        sets = ", ".join(f"{_q(c)} = s.{_q(c)}" for c in cols.compared)
+        out.append(
+            b.sql(
+                _counted(
+                    f"UPDATE {t} AS t SET {sets} FROM {s} AS s WHERE t.{cur} AND "
+                    f"{_keys_equal('t', 's', bk)} AND {_distinct('t', 's', cols.compared)} {guard}",
+                    "updated",
+                ),
+                "rows",
+            )
+        )
+    if cols.tracked:
+        b = Binder("pg")
+        out.append(
+            b.sql(
+                _counted(
+                    f"UPDATE {t} AS t SET {vt} = {b('as_of')}, {cur} = false FROM {s} AS s "
+                    f"WHERE t.{cur} AND {_keys_equal('t', 's', bk)} AND t.{vf} < {b('as_of')} "
+                    f"AND {_distinct('t', 's', cols.tracked)}",
+                    "expired",
+                ),
+                "rows",
+            )
+        )
+    if cols.deletes == "expire":
+        absent = f"NOT EXISTS (SELECT 1 FROM {s} AS s WHERE {_keys_equal('s', 't', bk)})"
+        b = Binder("pg")
+        where = f"t.{cur} AND t.{vf} < {b('as_of')} AND "
+        where += bounds_predicate([f"t.{_q(c)}" for c in key], chunk, b)
+        out.append(
+            b.sql(
+                _counted(
+                    f"UPDATE {t} AS t SET {vt} = {b('as_of')}, {cur} = false "
+                    f"WHERE {where} AND {absent}",
+                    "expired",
+                ),
+                "rows",
+            )
+        )
+        b = Binder("pg")
+        where = f"t.{cur} AND t.{vf} = {b('as_of')} AND "
+        where += bounds_predicate([f"t.{_q(c)}" for c in key], chunk, b)
+        out.append(
+            b.sql(_counted(f"DELETE FROM {t} AS t WHERE {where} AND {absent}", "deleted"), "rows")
+        )
+    b = Binder("pg")
+    data = ", ".join(_q(c) for c in cols.data)
+    out.append(
+        b.sql(
+            _counted(
+                f"INSERT INTO {t} ({data}, {vf}, {vt}, {cur}) "
+                f"SELECT {_cols('s', cols.data)}, {b('as_of')}::timestamptz, NULL, true "
+                f"FROM {s} AS s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {t} AS c WHERE c.{cur} AND "
+                f"{_keys_equal('c', 's', bk)})",
+                "inserted",
+            ),
+            "rows",
+        )
+    )
+    return out
+
+
+def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -> list[Sql]:
+    bk = cols.business_key
+    out: list[Sql] = []
+    if cols.deletes == "delete":
+        b = Binder("pg")
+        where = bounds_predicate([f"t.{_q(c)}" for c in key], chunk, b)
+        out.append(
+            b.sql(
+                _counted(
+                    f"DELETE FROM {t} AS t WHERE {where} AND NOT EXISTS "
+                    f"(SELECT 1 FROM {s} AS s WHERE {_keys_equal('s', 't', bk)})",
+                    "deleted",
+                ),
+                "rows",
+            )
+        )
+    if cols.compared:
+        sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in cols.compared)
+        action = f"UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', cols.compared)}"
+    else:
+        action = "NOTHING"
+    data = ", ".join(_q(c) for c in cols.data)
+    out.append(
+        Sql(
+            " ".join(
+                f"WITH x AS (INSERT INTO {t} AS t ({data}) SELECT {_cols('s', cols.data)} "
+                f"FROM {s} AS s ON CONFLICT ({', '.join(_q(c) for c in bk)}) DO {action} "
+                "RETURNING (t.xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins) AS inserted, "
+                "count(*) FILTER (WHERE NOT ins) AS updated, 0::bigint AS expired, "
+                "0::bigint AS deleted FROM x".split()
+            ),
+            (),
+            "rows",
+        )
+    )
+    return out
+
+
+def source_relation(query: str | None, table: str | None) -> str:
+    """``(query) AS q`` or ``"schema"."table" AS q``."""
+    return f"({query}) AS q" if query is not None else f"{_q(table or '')} AS q"
+
+
+def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk: Chunk) -> Sql:
+    """Read one chunk of the source in key order (rows with a NULL key are never read)."""
+    b = Binder("pg")
+    where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b)
+    order = ", ".join(f"q.{_q(c)}" for c in key)
+    return b.sql(f"SELECT * FROM {source_relation(query, table)} WHERE {where} ORDER BY {order}")
+
+
+def null_keys_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
+    """Count source rows with a NULL key part (they belong to no chunk: reject or fail)."""
+    cond = " OR ".join(f"q.{_q(c)} IS NULL" for c in key)
+    return Sql(f"SELECT count(*) FROM {source_relation(query, table)} WHERE {cond}")
+
+
+def boundaries_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
+    """First key of each of ``n`` equal buckets but the first (bind ``n``): the chunk cuts."""
+    keys = ", ".join(f"q.{_q(c)}" for c in key)
+    bare = ", ".join(_q(c) for c in key)
+    notnull = " AND ".join(f"q.{_q(c)} IS NOT NULL" for c in key)
+    b = Binder("pg")
+    return b.sql(
+        f"SELECT {bare} FROM (SELECT {bare}, bucket, row_number() OVER (PARTITION BY bucket "
+        f"ORDER BY {bare}) AS rn FROM (SELECT {keys}, ntile({b('n')}::int) OVER (ORDER BY {keys}) "
+        f"AS bucket FROM {source_relation(query, table)} WHERE {notnull}) AS x) AS y "
+        f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
+    )
+
+
+def estimate_table_sql() -> Sql:
+    """Planner row estimate of a table (bind ``table``, e.g. 'src.customers'; -1 = unknown)."""
+    return Sql("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", ("table",))
+
+
+def estimate_query_sql(query: str) -> Sql:
+    """``EXPLAIN (FORMAT JSON)`` of a query; feed the result to ``parse_explain_rows``."""
+    return Sql(f"EXPLAIN (FORMAT JSON) {query}")
+
+
+def parse_explain_rows(doc: Any) -> int:
+    """The top plan node's row estimate from ``EXPLAIN (FORMAT JSON)`` output (list or text)."""
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return int(doc[0]["Plan"]["Plan Rows"])
+
+
+def max_valid_from_sql(table: str, cols: ScdColumns) -> Sql:
+    """The latest version start; the driver refuses an as-of earlier than it."""
+    return Sql(f"SELECT max({_q(cols.valid_from)}) FROM {_q(table)}")
+
+
+def current_rows_sql(table: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -> Sql:
+    """The chunk's current target rows (for the reference model / verification)."""
+    b = Binder("pg")
+    where = bounds_predicate([f"t.{_q(c)}" for c in key], chunk, b)
+    if cols.type == 2:
+        where = f"t.{_q(cols.is_current)} AND {where}"
+    return b.sql(f"SELECT * FROM {_q(table)} AS t WHERE {where}")

@@ -1,0 +1,91 @@
+"""PostgreSQL DDL and statements for the run / chunk / reject state tables.
+
+The chunk checkpoint (``checkpoint_chunk``) runs inside the same transaction as a chunk's merge
+on a PostgreSQL target, so a chunk is either merged and checkpointed or neither.  Chunk bounds
+are stored as ``Chunk.to_json()`` so a resumed run reuses the exact plan.
+"""
+
+from __future__ import annotations
+
+from async_etl.core.scd_sql_common import Sql
+
+RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
+
+STATE_DDL: tuple[Sql, ...] = (
+    Sql(
+        "CREATE TABLE IF NOT EXISTS async_etl_runs (run_id text PRIMARY KEY, job text NOT NULL, "
+        "status text NOT NULL CHECK (status IN ('RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED')), "
+        "as_of timestamptz NOT NULL, started_at timestamptz NOT NULL DEFAULT now(), "
+        "finished_at timestamptz, rows_read bigint NOT NULL DEFAULT 0, "
+        "rows_inserted bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0, "
+        "rows_expired bigint NOT NULL DEFAULT 0, rows_deleted bigint NOT NULL DEFAULT 0, "
+        "rows_rejected bigint NOT NULL DEFAULT 0, error text, plan jsonb, "
+        "watermark integer NOT NULL DEFAULT -1, cursor jsonb)"
+    ),
+    Sql("CREATE INDEX IF NOT EXISTS async_etl_runs_job ON async_etl_runs (job, started_at DESC)"),
+    Sql(
+        "CREATE TABLE IF NOT EXISTS async_etl_chunks (run_id text NOT NULL REFERENCES "
+        "async_etl_runs (run_id) ON DELETE CASCADE, chunk_index integer NOT NULL, "
+        "bounds jsonb NOT NULL, status text NOT NULL DEFAULT 'PENDING' "
+        "CHECK (status IN ('PENDING', 'COMMITTED')), rows bigint NOT NULL DEFAULT 0, "
+        "committed_at timestamptz, PRIMARY KEY (run_id, chunk_index))"
+    ),
+    Sql(
+        "CREATE TABLE IF NOT EXISTS async_etl_rejects (job text NOT NULL, run_id text NOT NULL, "
+        "key jsonb, reason text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
+    ),
+    Sql("CREATE INDEX IF NOT EXISTS async_etl_rejects_run ON async_etl_rejects (run_id)"),
+)
+"""Run these once (each is idempotent) before the first run."""
+
+START_RUN = Sql(
+    "INSERT INTO async_etl_runs (run_id, job, status, as_of, plan) "
+    "VALUES ($1, $2, 'RUNNING', $3, $4::jsonb)",
+    ("run_id", "job", "as_of", "plan"),
+)
+"""Record a new run with its as-of time and its stored chunk plan (``ChunkPlan.to_json``)."""
+
+INSERT_CHUNK = Sql(
+    "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds) VALUES ($1, $2, $3::jsonb) "
+    "ON CONFLICT (run_id, chunk_index) DO NOTHING",
+    ("run_id", "chunk_index", "bounds"),
+)
+"""One row per planned chunk (``executemany``), status PENDING."""
+
+CHECKPOINT_CHUNK = Sql(
+    "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds, status, rows, committed_at) "
+    "VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now()) ON CONFLICT (run_id, chunk_index) "
+    "DO UPDATE SET status = 'COMMITTED', rows = EXCLUDED.rows, "
+    "committed_at = EXCLUDED.committed_at",
+    ("run_id", "chunk_index", "bounds", "rows"),
+)
+"""Mark a chunk committed, in the same transaction as its merge (PostgreSQL target)."""
+
+COMMITTED_CHUNKS = Sql(
+    "SELECT chunk_index FROM async_etl_chunks WHERE run_id = $1 AND status = 'COMMITTED'",
+    ("run_id",),
+)
+"""The committed chunk indexes of a run (feed to ``chunks.advance`` / ``chunks.remaining``)."""
+
+UNFINISHED_RUN = Sql(
+    "SELECT run_id, as_of, plan FROM async_etl_runs WHERE job = $1 AND status <> 'SUCCEEDED' "
+    "ORDER BY started_at DESC LIMIT 1",
+    ("job",),
+)
+"""The run to resume (same as-of, same plan) unless ``--fresh``."""
+
+UPDATE_RUN = Sql(
+    "UPDATE async_etl_runs SET status = $2, rows_read = $3, rows_inserted = $4, "
+    "rows_updated = $5, rows_expired = $6, rows_deleted = $7, rows_rejected = $8, "
+    "watermark = $9, error = $10, finished_at = CASE WHEN $2 = 'RUNNING' THEN NULL "
+    "ELSE now() END WHERE run_id = $1",
+    ("run_id", "status", "rows_read", "rows_inserted", "rows_updated", "rows_expired",
+     "rows_deleted", "rows_rejected", "watermark", "error"),
+)  # fmt: skip
+"""Progress / final status of a run (every 5 chunks and at the end)."""
+
+INSERT_REJECT = Sql(
+    "INSERT INTO async_etl_rejects (job, run_id, key, reason) VALUES ($1, $2, $3::jsonb, $4)",
+    ("job", "run_id", "key", "reason"),
+)
+"""One rejected row (``executemany``), with its key as JSON."""
