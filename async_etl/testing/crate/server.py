@@ -122,9 +122,11 @@ class CrateStandIn:
         except OSError:
             sock.close()
             raise
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        await web.SockSite(self._runner, sock).start()
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         self.engine.node = self._node(self.url)
