@@ -143,7 +143,8 @@ async def test_version_shapes(session: aiohttp.ClientSession, version: str, expe
     async with CrateStandIn(StandInConfig(version=version)) as crate:
         await post_sql(session, crate.url, DDL)
         await post_sql(session, crate.url, INSERT, [1, "x"])
-        status, body = await post_sql(session, crate.url, INSERT, bulk_args=[[1, "y"]])
+        bulk = [[1, "y"], [2, "z"]] if version == "5.9.8" else [[1, "y"]]
+        status, body = await post_sql(session, crate.url, INSERT, bulk_args=bulk)
     if expected == 409:
         assert status == 409 and body["error"]["code"] == 4091
     elif expected == "error":
