@@ -9,12 +9,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
+from async_etl.core.packing import Part, const, pack_rows
 from async_etl.core.records import (
     encode_crate_json,
     encode_pg_binary,
@@ -306,3 +308,23 @@ def test_work_unit_round_trips_through_pickle() -> None:
     unit = WorkUnit(3, IdRange(1, 10), default_schema(8), Encoding("pg_binary"))
     fn, arg = pickle.loads(pickle.dumps((w_generate, unit)))
     assert fn(arg) == w_generate(unit)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows_=st.lists(
+        st.tuples(st.binary(max_size=5), st.binary(min_size=3, max_size=3)), max_size=200
+    ),
+    sep=st.binary(max_size=2),
+)
+def test_pack_rows_matches_a_python_join(rows_: list[tuple[bytes, bytes]], sep: bytes) -> None:
+    """pack_rows of variable, constant and fixed parts equals the plain per-row join."""
+    n = len(rows_)
+    var = np.zeros((n, 5), dtype=np.uint8)
+    for i, (v, _) in enumerate(rows_):
+        var[i, : len(v)] = np.frombuffer(v, dtype=np.uint8)
+    fixed = np.frombuffer(b"".join(f for _, f in rows_), dtype=np.uint8).reshape(n, 3)
+    used = np.array([len(v) for v, _ in rows_], dtype=np.int64)
+    parts = [Part(var, used), const(sep), const(b"|"), Part(fixed)]
+    got = pack_rows(parts, n, b"<", b">").tobytes()
+    assert got == b"<" + b"".join(v + sep + b"|" + f for v, f in rows_) + b">"
