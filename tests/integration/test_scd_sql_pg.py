@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from async_etl.core import scd_sql_crate as crate
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core import state_sql
 from async_etl.core.chunks import ChunkPlan, plan_chunks, row_in_chunk
@@ -177,5 +178,49 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
         }
         await conn.execute(state_sql.UPDATE_RUN.text, *state_sql.UPDATE_RUN.args(upd))
         assert await conn.fetchrow(state_sql.UNFINISHED_RUN.text, "j") is None
+    finally:
+        await conn.close()
+
+
+def dollar(stmt: str) -> str:
+    """CrateDB ``?`` placeholders as PostgreSQL ``$n`` (the rendered SQL is otherwise portable)."""
+    parts = stmt.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_crate_bulks_converge_after_crash_at_any_prefix(pg_dsn: str, seed: int):
+    """Rendered CrateDB bulks, cut after any item then re-run via re-read + re-diff, converge."""
+    cols = spec(2)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for st in pg.target_ddl("dim", COLUMNS, cols):
+            await conn.execute(st.text)
+        history = random_history(seed, runs=3)
+        whole = plan_chunks([]).chunks[0]
+        model: list[Row] = []
+        for i, source in enumerate(history[:-1]):
+            model = apply_plan(model, diff(cols, model, source, T0 + timedelta(days=i)))
+        as_of = T0 + timedelta(days=len(history))
+        final = apply_plan(model, diff(cols, model, history[-1], as_of))
+        items = [
+            (b.stmt, args)
+            for b in crate.render("dim", diff(cols, model, history[-1], as_of))
+            for args in b.bulk_args
+        ]
+        for cut in range(len(items) + 1):
+            await conn.execute('TRUNCATE "dim"')
+            await conn.copy_records_to_table(
+                "dim",
+                records=[tuple(r[c] for c in cols.target) for r in model],
+                columns=list(cols.target),
+            )
+            for stmt, args in items[:cut]:  # the crash happens after item `cut`
+                await conn.execute(dollar(stmt), *args)
+            st = crate.current_rows_sql("dim", cols, KEY, whole)  # the re-run re-reads
+            current = [dict(r) for r in await conn.fetch(dollar(st.text), *st.args({}))]
+            for bulk in crate.render("dim", diff(cols, current, history[-1], as_of)):
+                await conn.executemany(dollar(bulk.stmt), bulk.bulk_args)
+            assert norm(await conn.fetch('SELECT * FROM "dim"'), cols) == norm(final, cols)
     finally:
         await conn.close()
