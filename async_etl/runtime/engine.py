@@ -164,7 +164,7 @@ class Engine:
             raise err from None
         finished = time.perf_counter()
         with anyio.CancelScope(shield=True):
-            reconciled = await sink.count(planner.issued_range)
+            reconciled = await reconcile(sink, planner.issued_range, policy, self._random.random)
         return summarize(
             self.settings,
             mode="async",
@@ -276,6 +276,24 @@ async def deliver(
             delay = d.sent(result, time.perf_counter() - t0, jitter())
         if delay:
             await anyio.sleep(delay)
+
+
+async def reconcile(
+    sink: AsyncSink, ids: IdRange, policy: RetryPolicy, jitter: Callable[[], float]
+) -> int | None:
+    """Count the run's ids in the target, retrying transient failures like a send."""
+    attempt = 1
+    while True:
+        try:
+            return await sink.count(ids)
+        except TransientError as exc:
+            decision = policy.decide(
+                attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after
+            )
+            if not decision.retry:
+                raise
+            attempt += 1
+            await anyio.sleep(decision.delay)
 
 
 def _log_snapshot(snapshot: Snapshot) -> None:

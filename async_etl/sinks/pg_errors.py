@@ -22,7 +22,11 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # e.g. releasing a connection broken mid-COPY
 )
+
+PG_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
+"""Everything a PostgreSQL adapter should catch and pass through ``translate_pg``."""
 
 
 def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:

@@ -1,0 +1,102 @@
+"""The SQL text both PostgreSQL sinks run: the ledger, the next free id, the landed check, count.
+
+Pure strings, no driver: ``PostgresSink`` (asyncpg) and ``BlockingPostgresSink`` (psycopg 3
+with a ``RawCursor``) both use PostgreSQL's native ``$n`` placeholders, so they execute the very
+same statements and share one definition of the exactly-once ledger.
+
+The ledger holds one row per delivered batch, keyed by ``(tbl, start_id)``, written in the
+same transaction as the batch's COPY.  A retry whose first attempt may have committed asks
+``landed`` first; a new run starts after ``max(start_id + rows)`` of the table's ledger rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEDGER = "async_etl_bench_ledger"
+
+
+def split_table(table: str) -> tuple[str | None, str]:
+    """``schema.name`` -> (schema, name); ``name`` -> (None, name)."""
+    schema, _, name = table.rpartition(".")
+    return (schema or None), name
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ``***``."""
+    head, sep, tail = dsn.partition("@")
+    if not sep or "://" not in head:
+        return dsn
+    scheme, _, cred = head.partition("://")
+    user, colon, _ = cred.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class PgStatements:
+    """Every statement a PostgreSQL sink runs for ``table`` (``$1``-style parameters)."""
+
+    table: str
+    schema_name: str | None
+    name: str
+
+    @classmethod
+    def for_table(cls, table: str) -> PgStatements:
+        """The statements for ``table`` (``name`` or ``schema.name``)."""
+        schema_name, name = split_table(table)
+        return cls(table=table, schema_name=schema_name, name=name)
+
+    @property
+    def quoted(self) -> str:
+        """The quoted, possibly schema-qualified target table."""
+        if self.schema_name:
+            return f'"{self.schema_name}"."{self.name}"'
+        return f'"{self.name}"'
+
+    @property
+    def ledger(self) -> str:
+        """The ledger table, in the target's schema."""
+        return f'"{self.schema_name}".{LEDGER}' if self.schema_name else LEDGER
+
+    @property
+    def create_schema(self) -> str | None:
+        """``CREATE SCHEMA IF NOT EXISTS`` for a schema-qualified table, else None."""
+        return f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"' if self.schema_name else None
+
+    @property
+    def create_ledger(self) -> str:
+        """Create the ledger if missing."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.ledger} (tbl text NOT NULL, "
+            "start_id bigint NOT NULL, rows int NOT NULL, PRIMARY KEY (tbl, start_id))"
+        )
+
+    @property
+    def next_from_ledger(self) -> str:
+        """The first id after every ledgered batch of the table ($1 = table); NULL if none."""
+        return f"SELECT max(start_id + rows) FROM {self.ledger} WHERE tbl = $1"
+
+    @property
+    def next_from_table(self) -> str:
+        """The first id after the table's highest id (when it has no ledger rows)."""
+        return f"SELECT coalesce(max(id), 0) + 1 FROM {self.quoted}"
+
+    def copy(self, columns: tuple[str, ...]) -> str:
+        """``COPY ... FROM STDIN`` in binary format for ``columns``."""
+        cols = ", ".join(f'"{c}"' for c in columns)
+        return f"COPY {self.quoted} ({cols}) FROM STDIN (FORMAT binary)"
+
+    @property
+    def record(self) -> str:
+        """Ledger one batch ($1 = table, $2 = start id, $3 = rows)."""
+        return f"INSERT INTO {self.ledger} (tbl, start_id, rows) VALUES ($1, $2, $3)"
+
+    @property
+    def landed(self) -> str:
+        """1 when the batch starting at $2 of table $1 is ledgered (it committed)."""
+        return f"SELECT 1 FROM {self.ledger} WHERE tbl = $1 AND start_id = $2"
+
+    @property
+    def count(self) -> str:
+        """Rows of the target with ids in [$1, $2)."""
+        return f"SELECT count(*) FROM {self.quoted} WHERE id >= $1 AND id < $2"
