@@ -239,6 +239,7 @@ class CrateStandIn:
             return refused
         if self.latency_ms > 0:
             await asyncio.sleep(self.latency_ms / 1000.0)
+        schema = self._default_schema(request)
         trace = request.query.get("error_trace", "false") != "false"
         bulk = False
         try:
@@ -251,7 +252,7 @@ class CrateStandIn:
                 stmt,
                 args,
                 bulk_args,
-                self._default_schema(request),
+                schema,
                 count_only=self.count_only,
                 item_fault=self._item_fault() if bulk_args is not None else None,
                 types=request.query.get("types", "false") != "false",

@@ -75,10 +75,12 @@ class Cursor:
         self.dollars = 0
 
     def peek(self, ahead: int = 0) -> tuple[str, str]:
+        """The token ``ahead`` positions on (``EOF`` past the end)."""
         i = self.pos + ahead
         return self.tokens[i] if i < len(self.tokens) else EOF
 
     def error(self, what: str) -> SQLParseError:
+        """A ``SQLParseError`` naming what was expected and the token found."""
         kind, value = self.peek()
         near = "<EOF>" if kind == "eof" else repr(value)
         return SQLParseError(f"line 1:{self.pos + 1}: {what}, found {near}")
@@ -93,10 +95,12 @@ class Cursor:
         return True
 
     def expect(self, *words: str) -> None:
+        """Consume ``words``; raises ``SQLParseError`` when they are not next."""
         if not self.accept(*words):
             raise self.error(f"expected {' '.join(words).upper()}")
 
     def ident(self) -> str:
+        """Consume an identifier; raises ``SQLParseError`` otherwise."""
         kind, value = self.peek()
         if kind != "id":
             raise self.error("expected an identifier")
@@ -104,6 +108,7 @@ class Cursor:
         return value
 
     def integer(self) -> int:
+        """Consume a non-negative integer literal; raises ``SQLParseError`` otherwise."""
         kind, value = self.peek()
         if kind != "num" or not value.isdigit():
             raise self.error("expected an integer")
@@ -111,30 +116,35 @@ class Cursor:
         return int(value)
 
     def comma_list(self, item: Any) -> list[Any]:
+        """Parse ``item (, item)*``."""
         items = [item()]
         while self.accept(","):
             items.append(item())
         return items
 
     def paren_list(self, item: Any) -> list[Any]:
+        """Parse ``( item (, item)* )``."""
         self.expect("(")
         items = self.comma_list(item)
         self.expect(")")
         return items
 
     def table_name(self) -> TableName:
+        """Parse ``[schema.]name``."""
         first = self.ident()
         if self.accept("."):
             return TableName(first, self.ident())
         return TableName(None, first)
 
     def setting_key(self) -> str:
+        """Parse a dotted setting name (``blocks.read_only``)."""
         parts = [self.ident()]
         while self.accept("."):
             parts.append(self.ident())
         return ".".join(parts)
 
     def setting(self) -> tuple[str, Any]:
+        """Parse ``key = value`` inside ``WITH (...)`` / ``SET (...)``."""
         key = self.setting_key()
         self.expect("=")
         kind, value = self.peek()
@@ -145,6 +155,7 @@ class Cursor:
         return key, expr.value if isinstance(expr, Literal) else None
 
     def column_def(self, pk: list[str]) -> ColumnDef:
+        """Parse ``name TYPE [PRIMARY KEY] [NOT NULL] [DEFAULT v]``; PK names go to ``pk``."""
         name = self.ident()
         col_type = self.column_type()
         not_null = False
@@ -165,6 +176,7 @@ class Cursor:
                 return ColumnDef(name, col_type, not_null, default)
 
     def column_type(self) -> ColumnType:
+        """Parse a column type, including ``ARRAY(t)``, ``t[]`` and multi-word names."""
         word = self.ident()
         if word == "timestamp":
             kind = "timestamp without time zone"
@@ -197,6 +209,7 @@ class Cursor:
         return result
 
     def object_type(self) -> ColumnType:
+        """Parse the rest of ``OBJECT[(policy)] [AS (...)]``."""
         policy = "dynamic"
         if self.accept("("):
             policy = self.ident()
@@ -210,6 +223,7 @@ class Cursor:
         return ColumnType("object", fields=fields, policy=policy)
 
     def condition(self) -> Cond:
+        """Parse one ``WHERE`` condition (comparison, IS [NOT] NULL, [NOT] IN, [NOT] LIKE)."""
         left = self.operand()
         kind, value = self.peek()
         if kind == "op" and value in _COMPARISONS:
@@ -227,12 +241,14 @@ class Cursor:
         raise self.error("expected a comparison")
 
     def operand(self) -> Expr:
+        """Parse an expression with optional ``::type`` casts."""
         expr = self.primary()
         while self.accept("::"):
             expr = Func("cast", (expr,), self.column_type().sql_name)
         return expr
 
     def primary(self) -> Expr:
+        """Parse a placeholder, literal, column, ``excluded.c``, call or ``*``."""
         kind, value = self.peek()
         self.pos += 1
         if kind == "param":
@@ -268,6 +284,7 @@ class Cursor:
         return Column(value, tuple(path))
 
     def call(self, name: str) -> Func:
+        """Parse a function call after its name (``cast(x AS t)`` included)."""
         self.expect("(")
         if name == "cast":
             inner = self.operand()
@@ -282,6 +299,7 @@ class Cursor:
         return Func(name, tuple(args))
 
     def param(self, token: str) -> Param:
+        """A placeholder from its token, tracking how many the statement needs."""
         if token == "?":
             self.qmarks += 1
             return Param(self.qmarks - 1)
