@@ -1,0 +1,85 @@
+"""The contract between mapper jobs and whoever runs them (the CLI, the orchestrator, Ray).
+
+``run_job(spec, options=..., stop=..., budget=..., on_progress=...) -> JobResult`` lives in
+``async_etl.jobs.runner``; these are the values that cross that boundary.  All frozen and
+picklable: a job run is a self-contained unit that could be shipped to another process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import anyio
+
+from async_etl.errors import ErrorKind
+
+RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """How to run a job: the as-of time (None: run start, or the resumed run's), fresh start."""
+
+    as_of: datetime | None = None
+    fresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress event of a running job."""
+
+    job: str
+    run_id: str
+    chunks_done: int
+    chunks_total: int
+    rows_read: int
+    rows_per_s: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """The outcome of one job run (what ``async_etl_runs`` holds, and ``--json-out`` writes)."""
+
+    run_id: str
+    job: str
+    status: RunStatus
+    as_of: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    expired: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    chunks_total: int = 0
+    chunks_done: int = 0
+    resumed: bool = False
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    max_connections: dict[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (datetimes as ISO strings)."""
+        data = asdict(self)
+        for key in ("as_of", "started_at", "finished_at"):
+            value = data[key]
+            data[key] = value.isoformat() if value is not None else None
+        data["error_kind"] = self.error_kind.value if self.error_kind else None
+        return data
+
+
+class ConnectionBudget(Protocol):
+    """Per-database connection limits shared by every job of a process.
+
+    A job holds one token of ``limiter(url)`` for every connection it has open to ``url``
+    (take the token before connecting, give it back after closing).  Limiters are
+    ``anyio.CapacityLimiter`` objects, so their size can change at runtime.
+    """
+
+    def limiter(self, url: str) -> anyio.CapacityLimiter:
+        """The limiter for the database at ``url`` (same database, same limiter)."""
+        ...
