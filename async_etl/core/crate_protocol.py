@@ -43,22 +43,23 @@ from whichever shape the server used (``error`` object, legacy ``error_message``
 
 from __future__ import annotations
 
-import base64
 import gzip
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
 
 import orjson
 
 from async_etl.core.classify import CRATE_DUPLICATE_KEY, classify_crate, is_transient
-from async_etl.errors import ConfigError, DataError, ErrorKind, LoadError, TransientLoadError
+from async_etl.core.crate_endpoint import CrateTable, Endpoint, mask_url
+from async_etl.errors import DataError, ErrorKind, LoadError, TransientLoadError
+from async_etl.typing import EncodedBatch, RowError, SendResult
 
 __all__ = [
     "BulkVerdict",
+    "CrateTable",
     "Endpoint",
     "ItemResult",
     "Response",
@@ -69,112 +70,13 @@ __all__ = [
     "maybe_gzip",
     "parse_response",
     "parse_retry_after",
+    "send_result",
+    "server_version_of",
     "subset_body",
+    "verdict_for",
 ]
 
-DEFAULT_PORT = 4200
 NO_DETAIL = "rowcount -2 (no error detail from server)"
-
-# -- endpoint ---------------------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with the password (if any) replaced by ``***``; never raises.
-
-    Works on malformed URLs too: everything between the first ``:`` of the user-info and the
-    last ``@`` is masked, so a password with unescaped ``/`` or ``@`` does not leak.
-    """
-    head, sep, rest = url.partition("://")
-    if not sep:
-        head, rest = "", url
-    at = rest.rfind("@")
-    colon = rest.find(":", 0, at) if at >= 0 else -1
-    if colon < 0:
-        return url
-    return f"{head}{sep}{rest[:colon]}:***@{rest[at + 1 :]}"
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A CrateDB HTTP endpoint parsed from a sink URL; ``repr`` and ``display`` hide the password.
-
-    ``http://user:pw@host:4200/?schema=s`` — ``crate://`` means ``http://``; the port defaults
-    to 4200; a path is ignored; ``schema`` is the only query parameter (``Default-Schema``).
-    """
-
-    scheme: Literal["http", "https"]
-    host: str
-    port: int
-    user: str | None = None
-    password: str | None = None
-    schema: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        """Parse a sink URL; raise ``ConfigError`` (one line, password masked) when invalid."""
-
-        def bad(why: str) -> ConfigError:
-            return ConfigError(f"invalid CrateDB URL {mask_url(url)!r}: {why}")
-
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError as exc:
-            raise bad(str(exc)) from exc
-        scheme = {"http": "http", "https": "https", "crate": "http"}.get(parts.scheme.lower())
-        if scheme is None:
-            raise bad("scheme must be http, https or crate")
-        if not parts.hostname:
-            raise bad("no host")
-        if port == 0:
-            raise bad("port must be 1..65535")
-        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-        unknown = sorted(set(query) - {"schema"})
-        if unknown:
-            raise bad(f"unknown query parameter {unknown[0]!r} (only 'schema' is allowed)")
-        schemas = query.get("schema", [])
-        if len(schemas) > 1 or (schemas and not schemas[0].strip()):
-            raise bad("'schema' must be given once and not be empty")
-        return cls(
-            scheme="https" if scheme == "https" else "http",
-            host=parts.hostname,
-            port=port if port is not None else DEFAULT_PORT,
-            user=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-            schema=schemas[0].strip() if schemas else None,
-        )
-
-    def __repr__(self) -> str:
-        """Show the endpoint without its password."""
-        return f"Endpoint({self.display!r}, schema={self.schema!r})"
-
-    @property
-    def base_url(self) -> str:
-        """``scheme://host:port`` without credentials, for the HTTP client."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
-
-    @property
-    def sql_url(self) -> str:
-        """The ``/_sql`` URL."""
-        return f"{self.base_url}/_sql"
-
-    @property
-    def display(self) -> str:
-        """``scheme://user@host:port`` — safe for messages and logs (never the password)."""
-        user = f"{self.user}@" if self.user else ""
-        return self.base_url.replace("://", f"://{user}", 1)
-
-    def headers(self) -> dict[str, str]:
-        """Headers every request carries: content type, ``Authorization``, ``Default-Schema``."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.user is not None:
-            token = f"{self.user}:{self.password or ''}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
-        if self.schema is not None:
-            headers["Default-Schema"] = self.schema
-        return headers
-
 
 # -- requests ---------------------------------------------------------------------------------
 
@@ -399,6 +301,11 @@ class BulkVerdict:
     rejected: tuple[tuple[int, str], ...] = ()
     retry_reason: str = ""
 
+    @property
+    def complete(self) -> bool:
+        """True when every item was delivered (nothing to resend or reject)."""
+        return not self.retry and not self.rejected
+
 
 def _legacy_single(batch_rows: int, response: Response) -> tuple[ItemResult, ...] | None:
     if batch_rows == 1 and response.status == 409 and response.error_code == CRATE_DUPLICATE_KEY:
@@ -471,3 +378,55 @@ def subset_body(payload: bytes, indices: Iterable[int]) -> tuple[bytes, tuple[An
         raise ValueError(f"cannot take a subset of this bulk body: {exc!r}") from exc
     ids = tuple(item[0] for item in items)
     return orjson.dumps({"stmt": stmt, "bulk_args": items}), ids
+
+
+# -- the sink's decisions ---------------------------------------------------------------------
+
+
+def verdict_for(
+    batch_rows: int, response: Response, *, where: str, attempt: int, upsert: bool
+) -> BulkVerdict:
+    """``judge_bulk`` after ``error_of``: raise the whole-request error, else judge the items.
+
+    Raises ``TransientLoadError`` / ``LoadError`` / ``DataError`` (message prefixed by
+    ``where``), and ``LoadError`` when the answer is not a bulk answer for this many rows.
+    """
+    err = error_of(response, where, bulk_rows=batch_rows)
+    if err is not None:
+        raise err
+    try:
+        return judge_bulk(batch_rows, response, attempt=attempt, upsert=upsert)
+    except ValueError as exc:
+        raise LoadError(f"{where}: {exc}") from exc
+
+
+def send_result(
+    batch: EncodedBatch, verdict: BulkVerdict, retry_after: float | None = None
+) -> SendResult:
+    """The ``SendResult`` of a judged attempt: the retry body holds exactly the items to resend.
+
+    Parses the payload only when something failed (CPU: run it off the event loop then).
+    Raises ``ValueError`` when the payload is not a bulk body.
+    """
+    if verdict.complete:
+        return SendResult(delivered=verdict.delivered)
+    retry = None
+    if verdict.retry:
+        body, _ = subset_body(batch.payload, verdict.retry)
+        retry = EncodedBatch(batch.ids, body, batch.wire, rows=len(verdict.retry))
+    rejected: tuple[RowError, ...] = ()
+    if verdict.rejected:
+        _, ids = subset_body(batch.payload, [index for index, _ in verdict.rejected])
+        rejected = tuple(
+            RowError(row_id if isinstance(row_id, int) else None, reason)
+            for row_id, (_, reason) in zip(ids, verdict.rejected, strict=True)
+        )
+    return SendResult(verdict.delivered, rejected, retry, verdict.retry_reason, retry_after)
+
+
+def server_version_of(body: bytes) -> str:
+    """The version number in a ``GET /`` answer; raises ``ValueError`` when there is none."""
+    try:
+        return str(orjson.loads(body)["version"]["number"])
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError("GET / answered no version number") from exc

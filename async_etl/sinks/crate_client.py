@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import anyio
-import orjson
 
 from async_etl import errors
 from async_etl.core.crate_protocol import (
@@ -26,6 +25,7 @@ from async_etl.core.crate_protocol import (
     maybe_gzip,
     parse_response,
     parse_retry_after,
+    server_version_of,
 )
 from async_etl.errors import ConfigError, LoadError
 
@@ -159,6 +159,6 @@ class CrateDBClient:
         if err is not None:
             raise err
         try:
-            return str(orjson.loads(raw)["version"]["number"])
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise LoadError(f"{self.where}: GET / answered no version number") from exc
+            return server_version_of(raw)
+        except ValueError as exc:
+            raise LoadError(f"{self.where}: {exc}") from exc

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from async_etl.core.crate_protocol import (
     NO_DETAIL,
+    BulkVerdict,
+    CrateTable,
     Endpoint,
     ItemResult,
     Response,
@@ -23,7 +25,10 @@ from async_etl.core.crate_protocol import (
     maybe_gzip,
     parse_response,
     parse_retry_after,
+    send_result,
+    server_version_of,
     subset_body,
+    verdict_for,
 )
 from async_etl.errors import (
     ConfigError,
@@ -32,6 +37,7 @@ from async_etl.errors import (
     LoadError,
     TransientLoadError,
 )
+from async_etl.typing import EncodedBatch, IdRange, RowError, SendResult
 
 # -- endpoint ---------------------------------------------------------------------------------
 
@@ -399,3 +405,64 @@ def test_subset_body_not_bulk() -> None:
     """A payload that is not a bulk body raises ValueError."""
     with pytest.raises(ValueError):
         subset_body(b'{"stmt": "s"}', [0])
+
+
+# -- the sink's decisions ---------------------------------------------------------------------
+
+
+def _payload(ids: list[int]) -> EncodedBatch:
+    body = orjson.dumps({"stmt": "INSERT INTO t (id) VALUES (?)", "bulk_args": [[i] for i in ids]})
+    return EncodedBatch(IdRange(ids[0], len(ids)), body, "crate_json")
+
+
+def test_verdict_for_raises_whole_request_errors() -> None:
+    """verdict_for raises error_of's error, and LoadError for a non-bulk answer."""
+    with pytest.raises(TransientLoadError, match=r"^w: 503 5030 "):
+        verdict_for(1, _parse(503, {"error": {"code": 5030, "message": "m"}}), where="w",
+                    attempt=1, upsert=False)  # fmt: skip
+    with pytest.raises(LoadError, match=r"^w: bulk response has 1 results for 2 rows"):
+        verdict_for(2, _bulk(OK), where="w", attempt=1, upsert=False)
+    assert verdict_for(1, _bulk(OK), where="w", attempt=1, upsert=False).complete
+
+
+def test_send_result_builds_retry_and_rejections() -> None:
+    """send_result resends exactly the retry items and names the rejected ids."""
+    batch = _payload([10, 11, 12, 13])
+    verdict = judge_bulk(4, _bulk(OK, SHARD, CHECK, SHARD), attempt=1, upsert=False)
+    result = send_result(batch, verdict, 1.5)
+    assert result.delivered == 1
+    assert result.retry is not None
+    assert result.retry.rows == 2
+    assert result.retry.ids == batch.ids
+    assert orjson.loads(result.retry.payload)["bulk_args"] == [[11], [13]]
+    assert result.rejected == (RowError(12, "4000 CHECK failed"),)
+    assert (result.retry_after, result.retry_reason) == (1.5, verdict.retry_reason)
+    assert send_result(batch, BulkVerdict(4)) == SendResult(delivered=4)
+
+
+def test_server_version_of() -> None:
+    """The version number comes out of GET /, or ValueError."""
+    assert server_version_of(b'{"ok": true, "version": {"number": "5.10.11"}}') == "5.10.11"
+    with pytest.raises(ValueError):
+        server_version_of(b"<html>")
+
+
+def test_crate_table_statements() -> None:
+    """CrateTable quotes its identifiers and resolves the default schema."""
+    table = CrateTable("t", "pk")
+    assert table.refresh == 'REFRESH TABLE "t"'
+    assert table.max_id == 'SELECT max("pk") FROM "t"'
+    assert table.count_range == 'SELECT count(*) FROM "t" WHERE "pk" >= ? AND "pk" < ?'
+    assert (table.qualified(None), table.qualified("s")) == ("doc.t", "s.t")
+    assert CrateTable("a.b").qualified("s") == "a.b"
+    assert (
+        CrateTable.start_id([[None]]),
+        CrateTable.start_id([[41]]),
+        CrateTable.start_id([]),
+    ) == (
+        1,
+        42,
+        1,
+    )
+    with pytest.raises(ConfigError):
+        CrateTable("t; DROP TABLE x")
