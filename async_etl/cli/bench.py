@@ -22,6 +22,7 @@ from async_etl.log import configure_logging
 from async_etl.runtime import loop
 from async_etl.runtime.engine import Engine
 from async_etl.runtime.reporter import LiveLine, log_snapshot
+from async_etl.runtime.threads import ProcessSampler, run_threads
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 
@@ -87,7 +88,10 @@ def main(args: argparse.Namespace) -> int:
     source = Synthetic.from_options(
         schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
     )
-    summary = loop.run(lambda: bench(settings, source, live=live), use_uvloop=settings.uvloop)
+    if settings.mode == "threads":  # before any event loop: thread mode runs none at all
+        summary = bench_threads(settings, source)
+    else:
+        summary = loop.run(lambda: bench(settings, source, live=live), use_uvloop=settings.uvloop)
     print_summary(summary)
     if settings.json_out:
         write_json(summary, settings.json_out)
@@ -108,22 +112,29 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
             settings = settings.replace(sink=url)
         sink = open_sink(url, settings)
         stack.push_async_callback(sink.aclose)
-        if settings.mode == "threads":
-            from async_etl.runtime.threads import run_threads
-
-            return await anyio.to_thread.run_sync(
-                run_threads, settings, source, url, limiter=anyio.CapacityLimiter(1)
-            )
         engine = await stack.enter_async_context(Engine(settings))
         view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
+        sampler = ProcessSampler(url)  # threads and connections, measured as in thread mode
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine)
             with view as handler:
-                summary = await engine.run(source, sink, on_snapshot=handler)
+                summary = await engine.run(source, sink, on_snapshot=sampler.wrap(handler))
             tg.cancel_scope.cancel()
-        if embedded:
-            summary = dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
-        return summary
+        sampler.sample()
+        extra = {**summary.extra, **sampler.extra()}
+        sink_name = "embedded PostgreSQL (temporary)" if embedded else summary.sink
+        return dataclasses.replace(summary, sink=sink_name, extra=extra)
+
+
+def bench_threads(settings: BenchSettings, source: Synthetic) -> Summary:
+    """Thread mode: the embedded PostgreSQL default if no sink, then ``run_threads``; no loop."""
+    if settings.sink is not None:
+        return run_threads(settings, source, settings.sink)
+    from async_etl.testing.pg import embedded_postgres
+
+    with embedded_postgres() as url:
+        summary = run_threads(settings.replace(sink=url), source, url)
+    return dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
 
 
 async def _enter_sync(stack: AsyncExitStack, cm: AbstractContextManager[str]) -> str:

@@ -1,0 +1,439 @@
+"""The thread runner: the async runner's pipeline, driven by threads (``--mode threads``).
+
+Theory of operation
+-------------------
+Same core, two runners (``shared/STYLE.md``, point 2): this module re-implements no decision.
+It uses the same ``BatchPlanner`` (which ids), the same picklable ``w_generate`` in a spawned
+process pool (what bytes), the same ``Delivery`` state machine and ``RetryPolicy`` (what to
+resend, when), the same ``RunStats`` / ``Warmup`` (figures) and the same ``summarize`` — only
+the concurrency model differs from ``async_etl.runtime.engine``::
+
+    main thread: producer ──(2·P units in flight)──> ProcessPoolExecutor (spawn, w_warm-ed)
+        └─ each finished unit, in order ──> queue.Queue(maxsize) ──> C sender threads
+    sender threads (ThreadPoolExecutor(max_workers=C)): get batch -> Delivery loop -> sink.send
+    reporter thread: every interval, snapshot RunStats (under the lock) -> handler
+
+* **Backpressure**: the producer blocks in ``Queue.put`` when the C senders fall behind, while
+  at most 2·P generation futures are outstanding, so memory stays flat as in async mode.
+* **Stats**: ``RunStats`` is not thread-safe; every ``Delivery`` transition (which records into
+  it) and every snapshot runs under one lock.  Sleeps between retries are ``Event.wait`` so an
+  abort interrupts them.
+* **Stop**: ``stop()`` (first SIGINT / SIGTERM, the deadline) only stops the producer; units
+  already generating are still queued and delivered, in-flight sends finish.  ``abort()``
+  (second signal, or a fatal error in any thread) makes the senders drop what is queued and
+  give up between attempts; a send already on the wire completes (a blocking call cannot be
+  cancelled), and the reconcile count says what landed.
+* **Fatal errors**: the first non-transient ``AsyncEtlError`` from any thread aborts the run
+  and is raised from ``run`` unchanged, so the CLI prints the same one line as in async mode.
+
+Fairness against the async runner: the same C (sender threads = urllib3 pool size = psycopg
+connections, where async has C delivery tasks = aiohttp connector limit = asyncpg pool size),
+the same batch size, generator count, retry policy and warm-up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import psutil
+import structlog
+
+from async_etl.config import BenchSettings
+from async_etl.core.delivery import Delivery
+from async_etl.core.plan import BatchPlanner
+from async_etl.core.records import w_generate
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.stats import RunStats, Snapshot, Warmup
+from async_etl.core.summary import Summary
+from async_etl.errors import TransientError
+from async_etl.runtime.executor import w_warm
+from async_etl.runtime.reporter import LiveLine, log_snapshot
+from async_etl.runtime.resources import ResourceMeter
+from async_etl.runtime.summarize import describe, summarize
+from async_etl.sinks.blocking import open_blocking_sink
+from async_etl.sources.synthetic import Synthetic
+from async_etl.typing import BlockingSink, EncodedBatch, Target, WorkUnit
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+SnapshotHandler = Callable[[Snapshot], None]
+_POLL = 0.2  # seconds between abort checks while blocked on a full queue
+
+
+class ProcessSampler:
+    """Peaks of this process's thread count and of its open connections to the sink.
+
+    ``sample()`` is cheap enough for once per report interval; both runners call it (the
+    async one through ``wrap``), so ``threads`` and ``open_connections`` are measured the same
+    way in both modes: ``threading.active_count()`` and ESTABLISHED TCP connections to the
+    sink's port (for a PostgreSQL unix socket: the process's unix sockets).
+    """
+
+    def __init__(self, url: str | None) -> None:
+        self._kind, self._port = _sink_socket(url)
+        self._proc = psutil.Process()
+        self.threads = 0
+        self.os_threads = 0
+        self.connections = 0
+
+    def sample(self) -> None:
+        """Take one sample and keep the peaks."""
+        self.threads = max(self.threads, threading.active_count())
+        try:
+            self.os_threads = max(self.os_threads, self._proc.num_threads())
+            if self._kind == "tcp":
+                conns = self._proc.net_connections(kind="tcp")
+                n = sum(
+                    1
+                    for c in conns
+                    if c.raddr
+                    and c.raddr.port == self._port
+                    and c.status == psutil.CONN_ESTABLISHED
+                )
+            elif self._kind == "unix":
+                n = len(self._proc.net_connections(kind="unix"))
+            else:
+                n = 0
+        except psutil.Error:  # pragma: no cover - /proc unreadable
+            return
+        self.connections = max(self.connections, n)
+
+    def wrap(self, handler: SnapshotHandler) -> SnapshotHandler:
+        """``handler`` that also takes a sample on every snapshot."""
+
+        def sampled(snapshot: Snapshot) -> None:
+            self.sample()
+            handler(snapshot)
+
+        return sampled
+
+    def extra(self) -> dict[str, int | None]:
+        """The peaks, for ``Summary.extra``: ``threads``, ``os_threads``, ``open_connections``."""
+        return {
+            "threads": self.threads,
+            "os_threads": self.os_threads,
+            "open_connections": self.connections if self._kind else None,
+        }
+
+
+def _sink_socket(url: str | None) -> tuple[str | None, int]:
+    """("tcp", port) of a sink URL, ("unix", 0) for a PostgreSQL socket directory, else None."""
+    if not url:
+        return None, 0
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None, 0
+    scheme = parts.scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        host = parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
+        if not host or host.startswith("/"):
+            return "unix", 0
+        return "tcp", port or 5432
+    if scheme in ("http", "https", "crate"):
+        return "tcp", port or 4200
+    return None, 0
+
+
+class _Generators(AbstractContextManager["_Generators"]):
+    """``P`` spawned generator processes (warmed with ``w_warm``), or inline when ``P == 0``."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pids: list[int] = []
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Generators:
+        if self.workers > 0:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=signal.signal,  # Ctrl-C reaches the whole group: the parent decides
+                initargs=(signal.SIGINT, signal.SIG_IGN),
+            )
+            self.pids = sorted(set(self._pool.map(w_warm, range(self.workers * 2))))
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, unit: WorkUnit) -> Future[EncodedBatch]:
+        """Start generating ``unit`` (inline: generate it now)."""
+        if self._pool is not None:
+            return self._pool.submit(w_generate, unit)
+        done: Future[EncodedBatch] = Future()
+        done.set_result(w_generate(unit))
+        return done
+
+
+class ThreadRunner:
+    """Runs bench workloads with threads: ``ThreadRunner(settings).run(source, sink)``."""
+
+    def __init__(self, settings: BenchSettings | None = None) -> None:
+        self.settings = settings or BenchSettings(mode="threads")
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._stop_reason = ""
+        self._lock = threading.Lock()  # guards RunStats and the first failure
+        self._failure: BaseException | None = None
+        self._random = random.Random(self.settings.seed)
+        self.stats: RunStats | None = None
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop generating; deliver what is already generated, then return from ``run``."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop.is_set()
+
+    def abort(self) -> None:
+        """Stop at once: drop queued batches, no further attempts (sends on the wire finish)."""
+        self.stop("abort")
+        self._abort.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = exc
+        self.abort()
+
+    def run(
+        self,
+        source: Synthetic,
+        sink: BlockingSink,
+        *,
+        on_snapshot: SnapshotHandler | None = None,
+        sampler: ProcessSampler | None = None,
+    ) -> Summary:
+        """Generate ``source`` into ``sink`` until the records, the duration or a stop run out.
+
+        Raises ``LoadError`` (or another fatal ``AsyncEtlError``) when the sink fails for good;
+        rows that were rejected or given up are reported in the summary instead.
+        """
+        s = self.settings
+        sampler = sampler or ProcessSampler(None)
+        with _Generators(s.generators) as gen:
+            target = sink.prepare(source.schema)
+            planner = BatchPlanner(start=target.start_id, batch_size=s.batch_size, total=s.records)
+            meter = ResourceMeter(gen.pids)
+            meter.start()
+            started = time.perf_counter()
+            stats = self.stats = RunStats(started_at=started)
+            policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
+            deadline = started + s.duration if s.duration else None
+            warm = Warmup(s.warmup, started)
+            batches: queue.Queue[EncodedBatch | None] = queue.Queue(max(4, 2 * gen.workers))
+            done = threading.Event()
+            reporter = threading.Thread(
+                target=self._report,
+                args=(stats, on_snapshot or log_snapshot, warm, done, sampler),
+                name="aetl-reporter",
+                daemon=True,
+            )
+            reporter.start()
+            try:
+                with ThreadPoolExecutor(s.concurrency, thread_name_prefix="aetl-send") as pool:
+                    senders = [
+                        pool.submit(self._send_loop, sink, batches, stats, policy)
+                        for _ in range(s.concurrency)
+                    ]
+                    try:
+                        self._produce(gen, source, target, planner, batches, deadline)
+                    except BaseException as exc:
+                        self._fail(exc)
+                    finally:
+                        for _ in senders:
+                            batches.put(None)  # the senders always drain: this never hangs
+                        wait(senders)
+                    sampler.sample()
+            finally:
+                done.set()
+                reporter.join()
+            finished = time.perf_counter()
+            if self._failure is not None:
+                raise self._failure
+            reconciled = sink.count(planner.issued_range)
+            return summarize(  # while the workers live: their CPU and memory count
+                s,
+                mode="threads",
+                sink=target.description or describe(sink),
+                issued=planner.issued_range,
+                stats=stats,
+                meter=meter,
+                warm=warm,
+                finished=finished,
+                reconciled=reconciled,
+                stopped_by=self._stop_reason or "records",
+                uvloop=False,
+                extra=sampler.extra(),
+            )
+
+    def _produce(
+        self,
+        gen: _Generators,
+        source: Synthetic,
+        target: Target,
+        planner: BatchPlanner,
+        batches: queue.Queue[EncodedBatch | None],
+        deadline: float | None,
+    ) -> None:
+        pending: deque[Future[EncodedBatch]] = deque()
+        window = 2 * max(1, gen.workers)
+        exhausted = False
+        while not self._abort.is_set():
+            if not (exhausted or self._stop.is_set()) and len(pending) < window:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    self.stop("duration")
+                    continue
+                ids = planner.next()
+                if ids is None:
+                    exhausted = True
+                else:
+                    pending.append(gen.submit(source.unit(ids, target.encoding)))
+                continue
+            if not pending:
+                return
+            batch = pending.popleft().result()
+            while not self._abort.is_set():
+                try:
+                    batches.put(batch, timeout=_POLL)
+                    break
+                except queue.Full:
+                    continue
+
+    def _send_loop(
+        self,
+        sink: BlockingSink,
+        batches: queue.Queue[EncodedBatch | None],
+        stats: RunStats,
+        policy: RetryPolicy,
+    ) -> None:
+        while (batch := batches.get()) is not None:
+            if self._abort.is_set():
+                continue  # drain without sending, so the producer never blocks for good
+            with self._lock:
+                stats.in_flight += 1
+            try:
+                deliver_blocking(
+                    sink, batch, stats, policy, self._random.random, self._lock, self._abort
+                )
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                with self._lock:
+                    stats.in_flight -= 1
+
+    def _report(
+        self,
+        stats: RunStats,
+        handler: SnapshotHandler,
+        warm: Warmup,
+        done: threading.Event,
+        sampler: ProcessSampler,
+    ) -> None:
+        while not done.wait(self.settings.report_interval):
+            now = time.perf_counter()
+            with self._lock:
+                warm.check(stats, now)
+                snap = stats.snapshot(now)
+            sampler.sample()
+            handler(snap)
+
+
+def deliver_blocking(
+    sink: BlockingSink,
+    batch: EncodedBatch,
+    stats: RunStats,
+    policy: RetryPolicy,
+    jitter: Callable[[], float],
+    lock: threading.Lock,
+    abort: threading.Event,
+) -> None:
+    """Send one batch until every row is delivered, rejected, or retries run out (or abort).
+
+    The blocking twin of ``engine.deliver``: the same ``Delivery`` transitions, made under
+    ``lock``.  Raises the sink's fatal ``AsyncEtlError`` unchanged.
+    """
+    d = Delivery(batch, stats, policy)
+    while (current := d.pending) is not None:
+        t0 = time.perf_counter()
+        try:
+            result = sink.send(current, d.attempt)
+        except TransientError as exc:
+            with lock:
+                delay = d.failed(exc, time.perf_counter() - t0, jitter())
+            if d.pending is None:
+                log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
+        else:
+            with lock:
+                delay = d.sent(result, time.perf_counter() - t0, jitter())
+        if delay and abort.wait(delay):
+            return
+
+
+@contextmanager
+def stop_on_signals(runner: ThreadRunner) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish in-flight batches and stop; second: abort.
+
+    Handlers can only be installed from the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if runner.stopping:
+            runner.abort()
+        else:
+            runner.stop("signal")
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_threads(settings: BenchSettings, source: Synthetic, url: str) -> Summary:
+    """Run one bench in thread mode against ``url``: open the blocking sink, report, close.
+
+    Runs no event loop.  Raises ``ConfigError`` for a bad URL and the sink's fatal
+    ``AsyncEtlError`` when it fails for good.
+    """
+    settings = settings.replace(mode="threads")
+    sink = open_blocking_sink(url, settings)
+    runner = ThreadRunner(settings)
+    live = settings.log_format == "auto" and sys.stderr.isatty()
+    view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
+    try:
+        with stop_on_signals(runner), view as handler:
+            return runner.run(source, sink, on_snapshot=handler, sampler=ProcessSampler(url))
+    finally:
+        sink.close()
+
+
+__all__ = ["ProcessSampler", "ThreadRunner", "deliver_blocking", "run_threads", "stop_on_signals"]
