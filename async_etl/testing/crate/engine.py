@@ -19,7 +19,7 @@ from typing import Any
 
 from async_etl.testing.crate import protocol
 from async_etl.testing.crate.config import Counters
-from async_etl.testing.crate.query import run_select
+from async_etl.testing.crate.query import predicate, run_select
 from async_etl.testing.crate.sqlast import (
     WRITES,
     AlterTable,
@@ -29,6 +29,7 @@ from async_etl.testing.crate.sqlast import (
     Func,
     Insert,
     Noop,
+    Param,
     Refresh,
     Select,
     Star,
@@ -170,6 +171,9 @@ class Engine:
         table = self.catalog.get(stmt.table, schema)
         keys = matching_keys(table, stmt.where, args)
         rows = [row for row in map(table.get, keys) if row is not None]
+        if table.counted_keys:
+            test = predicate(stmt.where, table_relation(table, []), args, fqn)
+            rows.extend(row for row in table.counted_rows() if test(row))
         return table_relation(table, rows), fqn
 
     # -- writes --------------------------------------------------------------------------
@@ -178,7 +182,7 @@ class Engine:
     ) -> dict[str, Any]:
         table = self.catalog.get(stmt.table, schema)
         if count_only:
-            table.count_rows(len(stmt.rows))
+            table.count_rows(len(stmt.rows), _pk_values(table, stmt, [args]))
             self.counters.rows_written += len(stmt.rows)
             return _dml(len(stmt.rows))
         plan = InsertPlan.build(table, stmt)
@@ -212,7 +216,7 @@ class Engine:
         table = self.catalog.get(stmt.table, schema)
         if count_only and isinstance(stmt, Insert) and item_fault is None:
             rows = len(bulk_args) * len(stmt.rows)
-            table.count_rows(rows)
+            table.count_rows(rows, _pk_values(table, stmt, bulk_args))
             self.counters.rows_written += rows
             per_item = {"rowcount": len(stmt.rows)}
             return {"cols": [], "results": [per_item] * len(bulk_args)}
@@ -251,7 +255,7 @@ class Engine:
                 width = len(stmt.rows)
 
                 def count(index: int, args: list[Any]) -> tuple[int, ItemError | None]:
-                    table.count_rows(width)
+                    table.count_rows(width, _pk_values(table, stmt, [args]))
                     return width, None
 
                 return count, by_index
@@ -278,3 +282,20 @@ class Engine:
             return protocol.FAILED_ITEM
         budget[shard] += 1
         return {"rowcount": -2, "error": {"code": error[0], "message": error[1]}}
+
+
+def _pk_values(table: Table, stmt: Insert, items: list[list[Any]]) -> list[Any] | None:
+    """The primary-key values of counted rows, when the key is one ``?`` per VALUES row."""
+    pos = table.counted_pk
+    if pos is None:
+        return None
+    name = table.columns[pos].name
+    if name not in stmt.columns:
+        return None
+    params = []
+    for row in stmt.rows:
+        expr = row[stmt.columns.index(name)]
+        if not isinstance(expr, Param):
+            return None
+        params.append(expr.index)
+    return [item[i] for item in items for i in params]

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 from async_etl.testing.crate import protocol
@@ -57,6 +59,10 @@ class Table:
         self._next_id = 0
         self.counted_live = 0
         self.counted_visible = 0
+        self.counted_keys = array("q")
+        """Counting mode keeps the integer primary key of each counted row (8 bytes a row),
+        so filtered counts such as ``count(*) WHERE id >= ? AND id < ?`` stay truthful."""
+        self._counted_keys_visible = 0
 
     @property
     def fqn(self) -> str:
@@ -106,10 +112,32 @@ class Table:
         self._touch()
         return True
 
-    def count_rows(self, n: int) -> None:
-        """Counting mode: record ``n`` inserted rows without storing them."""
+    def count_rows(self, n: int, keys: list[Any] | None = None) -> None:
+        """Counting mode: record ``n`` inserted rows without storing them (but their int PKs)."""
         self.counted_live += n
+        if keys is not None:
+            with suppress(TypeError, OverflowError):  # not a plain bigint key: count only
+                self.counted_keys.extend(keys)
         self._touch()
+
+    @property
+    def counted_pk(self) -> int | None:
+        """The column position whose values counting mode keeps (single integer PK), or None."""
+        if len(self.pk) != 1:
+            return None
+        return self.pk[0]
+
+    def counted_rows(self) -> Iterator[list[Any]]:
+        """Counted rows a non-PK read sees: sparse rows holding only the primary key."""
+        self._maybe_refresh()
+        pos = self.counted_pk
+        if pos is None:
+            return
+        width = len(self.columns)
+        for key in self.counted_keys[: self._counted_keys_visible]:
+            row: list[Any] = [None] * width
+            row[pos] = key
+            yield row
 
     # -- reads: visible only after a refresh -----------------------------------------------
     def refresh(self) -> None:
@@ -117,6 +145,7 @@ class Table:
         if self._dirty_since is not None:
             self._visible = dict(self._live)
             self.counted_visible = self.counted_live
+            self._counted_keys_visible = len(self.counted_keys)
             self._dirty_since = None
 
     def _maybe_refresh(self) -> None:
