@@ -1,0 +1,83 @@
+"""Connection budgets: one ``anyio.CapacityLimiter`` per database, shared by every job.
+
+``LimiterBudget`` is the default ``ConnectionBudget`` (see ``async_etl.jobs.api``).  URLs that
+name the same database (same dialect, host, port and database / service, whatever the user,
+password, scheme alias or query string) share one limiter, so two jobs reading the same
+PostgreSQL through ``postgres://`` and ``postgresql://`` count against one limit.
+
+``database_key`` is pure string work; ``hold`` is the one way drivers take a token: it
+borrows on behalf of a fresh object, so one task may hold tokens of several limiters (or of
+one limiter twice, e.g. a source and a target connection to the same database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import anyio
+
+from async_etl.core.urls import dialect_of
+
+__all__ = ["LimiterBudget", "database_key", "hold"]
+
+
+def database_key(url: str) -> str:
+    """``dialect://host:port/database`` of ``url``: the identity of a database for budgets.
+
+    Credentials, query strings and scheme aliases are dropped; host and database names are
+    lower-cased.  Never raises: a URL that does not parse is its own key.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url
+    dialect = dialect_of(url) or parts.scheme.lower()
+    default = {"postgresql": 5432, "oracle": 1521, "cratedb": 4200}.get(dialect, 0)
+    host = (parts.hostname or "localhost").lower()
+    database = parts.path.strip("/").lower() if dialect != "cratedb" else ""
+    return f"{dialect}://{host}:{port or default}/{database}"
+
+
+class LimiterBudget:
+    """A ``ConnectionBudget``: ``default`` connections per database unless ``per_url`` says.
+
+    ``per_url`` maps a URL (any spelling of it, see ``database_key``) to its own limit.  The
+    limiters are created on first use and live as long as the budget; change a limit at
+    runtime through ``limiter(url).total_tokens``.  Raises ``ValueError`` for a limit < 1.
+    """
+
+    def __init__(self, default: int, per_url: Mapping[str, int] | None = None) -> None:
+        limits = {database_key(u): n for u, n in (per_url or {}).items()}
+        for n in (default, *limits.values()):
+            if n < 1:
+                raise ValueError(f"a connection limit must be at least 1, got {n}")
+        self.default = default
+        self._limits = limits
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+
+    def limiter(self, url: str) -> anyio.CapacityLimiter:
+        """The limiter for the database at ``url`` (same database, same limiter)."""
+        key = database_key(url)
+        found = self._limiters.get(key)
+        if found is None:
+            found = anyio.CapacityLimiter(self._limits.get(key, self.default))
+            self._limiters[key] = found
+        return found
+
+    def __repr__(self) -> str:
+        """Show the limits, never a password (keys carry none)."""
+        return f"LimiterBudget(default={self.default}, per_url={self._limits!r})"
+
+
+@asynccontextmanager
+async def hold(limiter: anyio.CapacityLimiter) -> AsyncIterator[None]:
+    """Hold one token of ``limiter`` for the duration of the block (one connection's worth)."""
+    borrower = object()
+    await limiter.acquire_on_behalf_of(borrower)
+    try:
+        yield
+    finally:
+        limiter.release_on_behalf_of(borrower)
