@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from async_etl import __version__
-from async_etl.errors import AsyncEtlError, ConfigError
+from async_etl.errors import AsyncEtlError, ConfigError, first_etl_error
 
-COMMANDS = ("bench",)
+COMMANDS = ("bench", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,16 +31,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
-        print(f"async-etl: error: {exc.message}", file=sys.stderr)
-        return 2
     except AsyncEtlError as exc:
-        print(f"async-etl: error: {exc.message}", file=sys.stderr)
-        return 1
+        return _report(exc)
+    except BaseExceptionGroup as group:  # from a task group: report its first own error
+        found = first_etl_error(group)
+        if found is None:
+            raise
+        return _report(found)
     except KeyboardInterrupt:
         print("async-etl: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _report(exc: AsyncEtlError) -> int:
+    """Print ``exc`` as one line; exit 2 for bad input, 1 for failures."""
+    print(f"async-etl: error: {exc.message}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
