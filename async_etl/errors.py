@@ -12,6 +12,7 @@ Every message is one line that names what is wrong and where, so the CLI can pri
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -98,3 +99,15 @@ def network(message: str, *, retry_after: float | None = None) -> TransientLoadE
     err = TransientLoadError(message, retry_after=retry_after)
     err.kind = ErrorKind.NETWORK
     return err
+
+
+def first_etl_error(group: BaseExceptionGroup[Any]) -> AsyncEtlError | None:
+    """The first ``AsyncEtlError`` inside a (nested) exception group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, AsyncEtlError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_etl_error(exc)
+            if found is not None:
+                return found
+    return None

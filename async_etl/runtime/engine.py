@@ -30,7 +30,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import structlog
@@ -43,7 +42,7 @@ from async_etl.core.records import w_generate
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
-from async_etl.errors import AsyncEtlError, TransientError
+from async_etl.errors import TransientError, first_etl_error
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.resources import ResourceMeter
@@ -62,18 +61,6 @@ class Limits:
 
     generation: anyio.CapacityLimiter
     sends: anyio.CapacityLimiter
-
-
-def first_etl_error(group: BaseExceptionGroup[Any]) -> AsyncEtlError | None:
-    """The first ``AsyncEtlError`` inside a (nested) exception group, if any."""
-    for exc in group.exceptions:
-        if isinstance(exc, AsyncEtlError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = first_etl_error(exc)
-            if found is not None:
-                return found
-    return None
 
 
 class Engine:
@@ -161,8 +148,9 @@ class Engine:
             err = first_etl_error(group)
             if err is None:
                 raise
-            raise err from None
+            raise err from err.__cause__  # keep the driver exception chained
         finished = time.perf_counter()
+        handler(stats.snapshot(finished))  # the last interval, so short runs report too
         with anyio.CancelScope(shield=True):
             reconciled = await reconcile(sink, planner.issued_range, policy, self._random.random)
         return summarize(
@@ -300,4 +288,4 @@ def _log_snapshot(snapshot: Snapshot) -> None:
     log.info("throughput", **snapshot.as_event())
 
 
-__all__ = ["Engine", "Limits", "deliver", "first_etl_error"]
+__all__ = ["Engine", "Limits", "deliver", "reconcile"]
