@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import get_args
+from urllib.parse import parse_qs, urlsplit
 
 from async_etl.config import BenchSettings
 from async_etl.errors import ConfigError
-from async_etl.typing import AsyncSink
+from async_etl.typing import AsyncSink, WireFormat
 
 SCHEMES = ("http://", "https://", "crate://", "postgresql://", "postgres://", "null://")
 
@@ -39,13 +40,28 @@ def sink_scheme(url: str) -> str:
     return scheme
 
 
+def null_wire(url: str) -> WireFormat:
+    """The wire format a ``null://`` sink asks workers to encode (``?wire=``).
+
+    ``crate_json`` (default), ``pg_binary`` or ``none``; raises ``ConfigError`` otherwise.
+    """
+    query = parse_qs(urlsplit(url).query)
+    unknown = set(query) - {"wire"}
+    if unknown:
+        raise ConfigError(f"--sink {url!r}: unknown parameter {sorted(unknown)[0]!r} (use wire=)")
+    wire = query.get("wire", ["crate_json"])[-1]
+    if wire not in get_args(WireFormat):
+        raise ConfigError(f"--sink {url!r}: wire must be crate_json, pg_binary or none")
+    return wire  # type: ignore[return-value]
+
+
 def open_sink(url: str, settings: BenchSettings) -> AsyncSink:
     """The async sink for ``url``; raises ``ConfigError`` for an unknown or malformed URL."""
     scheme = sink_scheme(url)
     if scheme == "null":
         from async_etl.sinks.null import NullSink
 
-        return NullSink()
+        return NullSink(wire=null_wire(url))
     if scheme in ("postgresql", "postgres"):
         from async_etl.sinks.postgres import PostgresSink
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
+from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target, WireFormat
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
@@ -13,17 +13,18 @@ if TYPE_CHECKING:
 class NullSink:
     """An ``AsyncSink`` (and ``BlockingSink``) that accepts everything and keeps nothing."""
 
-    def __init__(self, *, encode: bool = False) -> None:
-        # encode=True makes workers build CrateDB JSON bodies anyway (to measure encoding cost)
-        self._wire = "crate_json" if encode else "none"
+    def __init__(self, *, wire: WireFormat = "crate_json") -> None:
+        # workers still encode each batch (CrateDB JSON by default), so the null sink measures
+        # the real generation + encoding + engine ceiling; wire="none" skips the encoding
+        self._wire: WireFormat = wire
 
     def describe(self) -> str:
         """A human-readable name for reports."""
-        return "null://"
+        return f"null://?wire={self._wire}"
 
     def _target(self, schema: Schema) -> Target:
         stmt = schema.crate_insert("null_sink") if self._wire == "crate_json" else ""
-        return Target(Encoding("crate_json" if self._wire == "crate_json" else "none", stmt))
+        return Target(Encoding(self._wire, stmt), description=self.describe())
 
     async def prepare(self, schema: Schema) -> Target:
         """Nothing to create; batches need no encoding unless ``encode`` was asked for."""

@@ -161,3 +161,13 @@ async def test_postgres_run_writes_summary_json_and_custom_schema(
     assert tuple(stats) == (20_000, 20_000, 1, 3, 0)
     assert "async-etl bench" in proc.stdout  # the summary table
     assert '"event": "throughput"' in proc.stderr or '"event":"throughput"' in proc.stderr
+
+
+def test_null_sink_wire_option_is_validated() -> None:
+    """null://?wire= accepts the three wire formats and names anything else in one line."""
+    proc = _cli("--sink", "null://?wire=xml", "--records", "10")
+    assert proc.returncode == 2
+    assert "wire must be" in _one_line_error(proc)
+    ok = _cli("--sink", "null://?wire=pg_binary", "--records", "1000", "--generators", "0")
+    assert ok.returncode == 0, ok.stderr
+    assert "null://?wire=pg_binary" in ok.stdout
