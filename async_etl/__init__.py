@@ -1,5 +1,58 @@
-"""async_etl: an asyncio-native ingestion engine."""
+"""async_etl: an asyncio-native ingestion engine.
+
+Embed the load generator in an async app::
+
+    from async_etl import BenchSettings, Engine, Synthetic, open_sink
+
+    settings = BenchSettings(sink="postgresql://postgres@127.0.0.1:5432/test", records=100_000)
+    sink = open_sink(settings.sink, settings)
+    async with Engine(settings) as engine:
+        summary = await engine.run(Synthetic(), sink)
+    await sink.aclose()
+"""
 
 from __future__ import annotations
 
+from async_etl.config import BenchSettings, bench_settings
+from async_etl.core.schema import Column, Schema, default_schema, load_schema
+from async_etl.core.stats import Snapshot
+from async_etl.core.summary import Summary
+from async_etl.errors import (
+    AsyncEtlError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ErrorKind,
+    ExtractError,
+    LoadError,
+    TransientError,
+)
+from async_etl.runtime.engine import Engine, Limits
+from async_etl.sinks import open_sink
+from async_etl.sources.synthetic import Synthetic
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AsyncEtlError",
+    "BenchSettings",
+    "CheckpointError",
+    "Column",
+    "ConfigError",
+    "DataError",
+    "Engine",
+    "ErrorKind",
+    "ExtractError",
+    "Limits",
+    "LoadError",
+    "Schema",
+    "Snapshot",
+    "Summary",
+    "Synthetic",
+    "TransientError",
+    "__version__",
+    "bench_settings",
+    "default_schema",
+    "load_schema",
+    "open_sink",
+]
