@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 from async_etl.config import BenchSettings
 from async_etl.errors import ConfigError
@@ -54,7 +55,8 @@ class Plan:
     sink: str | None
     levels: tuple[int, ...]
     concurrency: int  # the cpu scenario's fixed concurrency
-    records: int
+    records: int | None
+    duration: float | None
     batch_size: int
     generators: int
     latency_ms: float
@@ -75,6 +77,7 @@ class Plan:
             sink=self.sink,
             table=f"compare_{mode}_{level}" if self.scenario == "database" else "compare_bench",
             records=self.records,
+            duration=self.duration,
             batch_size=self.batch_size,
             concurrency=self.concurrency if cpu else level,
             generators=level if cpu else self.generators,
@@ -102,8 +105,12 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     if scenario not in SCENARIOS:
         raise ConfigError(f"--scenario: must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     defaults = _DEFAULTS[scenario]
-    if args.records is None or args.records < 1:
+    if (args.records is None) == (args.duration is None):
+        raise ConfigError("--records or --duration: give exactly one")
+    if args.records is not None and args.records < 1:
         raise ConfigError(f"--records: must be >= 1, got {args.records!r}")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration: must be > 0, got {args.duration!r}")
     if args.latency_ms is not None and (scenario != "network" or args.sink):
         raise ConfigError("--latency-ms: only for the network scenario's own stand-in (no --sink)")
     if args.latency_ms is not None and args.latency_ms < 0:
@@ -128,13 +135,14 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         levels=levels,
         concurrency=concurrency,
         records=args.records,
+        duration=args.duration,
         batch_size=args.batch_size or defaults["batch_size"],
         generators=generators,
         latency_ms=20.0 if args.latency_ms is None else args.latency_ms,
         payload_bytes=(
             defaults["payload_bytes"] if args.payload_bytes is None else args.payload_bytes
         ),
-        warmup=0.5 if args.warmup is None else args.warmup,
+        warmup=1.0 if args.warmup is None else args.warmup,
         uvloop=args.uvloop,
         out=Path(args.out),
     )
@@ -149,34 +157,35 @@ def register(sub: Any) -> None:
     p.add_argument("--sink", help="sink URL (default: per scenario, see above)")
     p.add_argument("--scenario", default="network", help="network (default), database or cpu")
     p.add_argument("--concurrency", help="comma-separated levels, e.g. 1,4,16,64,256")
-    p.add_argument("--records", type=int, help="records per run (required)")
+    p.add_argument("--records", type=int, help="records per run (or --duration)")
+    p.add_argument("--duration", type=float, help="seconds per run instead of --records")
     p.add_argument("--out", required=True, help="directory for results.json/.md and the PNGs")
     p.add_argument("--batch-size", type=int, help="rows per batch (network 100, else 5000)")
     p.add_argument("--generators", type=int, help="generator processes (default: CPU count)")
     p.add_argument("--latency-ms", type=float, help="stand-in latency per request (default 20)")
     p.add_argument("--payload-bytes", type=int, help="text bytes per row (cpu default 2000)")
-    p.add_argument("--warmup", type=float, help="seconds excluded per run (default 0.5)")
+    p.add_argument("--warmup", type=float, help="seconds excluded per run (default 1)")
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="stdlib asyncio loop")
     p.set_defaults(handler=main)
 
 
 @contextlib.contextmanager
-def scenario_sink(plan: Plan) -> Iterator[str]:
-    """The sink URL for the whole compare, starting a stand-in or embedded PostgreSQL if needed."""
+def scenario_sink(plan: Plan) -> Iterator[tuple[str, int | None]]:
+    """The sink URL for the whole compare (and the pid of a stand-in started for it)."""
     if plan.sink:
-        yield plan.sink
+        yield plan.sink, None
     elif plan.scenario == "database":
         from async_etl.testing.pg import embedded_postgres
 
         with embedded_postgres() as dsn:
-            yield dsn
+            yield dsn, None
     else:
-        with _stand_in(plan.latency_ms) as url:
-            yield url
+        with _stand_in(plan.latency_ms) as found:
+            yield found
 
 
 @contextlib.contextmanager
-def _stand_in(latency_ms: float) -> Iterator[str]:
+def _stand_in(latency_ms: float) -> Iterator[tuple[str, int | None]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -188,14 +197,26 @@ def _stand_in(latency_ms: float) -> Iterator[str]:
         if "listening on" not in line:
             err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
             raise ConfigError(f"CrateDB stand-in did not start: {(line or err).strip()[:200]}")
-        yield line.rsplit(" ", 1)[1].strip()
+        yield line.rsplit(" ", 1)[1].strip(), proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def run_one(plan: Plan, url: str, level: int, mode: str) -> dict[str, Any]:
-    """Run one bench process; its summary plus ``threads``, ``open_connections`` and the level."""
+def _cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def run_one(
+    plan: Plan, url: str, level: int, mode: str, server: int | None = None
+) -> dict[str, Any]:
+    """Run one bench process; its summary plus ``threads``, ``open_connections`` and the level.
+
+    With ``server`` (the stand-in's pid), also ``server_cpu_percent`` over the run's wall time.
+    """
     s = plan.settings(level, mode)
     name = f"{plan.scenario}_{mode}_{plan.axis[0]}{level}"
     json_out, log_path = plan.out / "runs" / f"{name}.json", plan.out / "runs" / f"{name}.log"
@@ -203,7 +224,7 @@ def run_one(plan: Plan, url: str, level: int, mode: str) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "async_etl", "bench", "--sink", url, "--mode", mode]
     for flag, value in (
         ("--table", s.table),
-        ("--records", s.records),
+        ("--records", s.records) if s.records is not None else ("--duration", s.duration),
         ("--batch-size", s.batch_size),
         ("--concurrency", s.concurrency),
         ("--generators", s.generators),
@@ -214,7 +235,7 @@ def run_one(plan: Plan, url: str, level: int, mode: str) -> dict[str, Any]:
     ):
         cmd += [flag, str(value)]
     cmd += [] if plan.uvloop else ["--no-uvloop"]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_s(server)
     with log_path.open("w") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     row: dict[str, Any] = {"scenario": plan.scenario, "level": level, "mode": mode}
@@ -225,7 +246,10 @@ def run_one(plan: Plan, url: str, level: int, mode: str) -> dict[str, Any]:
     else:
         lines = log_path.read_text().strip().splitlines()
         row["error"] = lines[-1] if lines else f"exit status {code}"
-    row.update(exit_code=code, wall_s=round(time.perf_counter() - t0, 2), log=str(log_path))
+    wall = time.perf_counter() - t0
+    if server is not None:
+        row["server_cpu_percent"] = round(100 * (_cpu_s(server) - cpu0) / wall, 1)
+    row.update(exit_code=code, wall_s=round(wall, 2), log=str(log_path))
     return row
 
 
@@ -235,11 +259,11 @@ def main(args: argparse.Namespace) -> int:
     (plan.out / "runs").mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     runs = [(level, mode) for level in plan.levels for mode in MODES]
-    with scenario_sink(plan) as url:
+    with scenario_sink(plan) as (url, server):
         for i, (level, mode) in enumerate(runs, 1):
             tag = f"[{i}/{len(runs)}] {plan.scenario} {plan.axis}={level} {mode}"
             print(f"{tag} ...", file=sys.stderr, flush=True)
-            row = run_one(plan, url, level, mode)
+            row = run_one(plan, url, level, mode, server)
             rows.append(row)
             outcome = row.get("error") or f"{row.get('rows_per_s', 0):,.0f} rows/s"
             print(f"{tag}: {outcome} ({row['wall_s']:.1f} s)", file=sys.stderr, flush=True)
@@ -270,7 +294,8 @@ def render_markdown(plan: Plan, rows: Sequence[dict[str, Any]]) -> str:
     head = [
         f"## async-etl compare: {plan.scenario} scenario",
         "",
-        f"{plan.records:,} records per run, batch {plan.batch_size:,}, "
+        (f"{plan.records:,} records" if plan.records else f"{plan.duration:g} s")
+        + f" per run, batch {plan.batch_size:,}, "
         + (
             f"concurrency {plan.concurrency}"
             if plan.scenario == "cpu"
@@ -280,8 +305,8 @@ def render_markdown(plan: Plan, rows: Sequence[dict[str, Any]]) -> str:
         + f"uvloop {'on' if plan.uvloop else 'off'}{'; ' + where if where else ''}.",
         "",
         f"| {plan.axis} | mode | rows/s | p99 ms | CPU % | peak RSS MB | threads | connections "
-        "| async/threads |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU % | async/threads |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in plan.levels:
         for mode in MODES:
@@ -292,7 +317,9 @@ def render_markdown(plan: Plan, rows: Sequence[dict[str, Any]]) -> str:
                 f"| {level} | {mode} | {_cell(row, 'rows_per_s', ',.0f')} "
                 f"| {'-' if p99 is None else f'{p99:.1f}'} | {_cell(row, 'cpu_percent', '.0f')} "
                 f"| {_cell(row, 'peak_rss_mb', '.1f')} | {_cell(row, 'threads', 'd')} "
-                f"| {_cell(row, 'open_connections', 'd')} | {'' if r is None else f'{r:.2f}x'} |"
+                f"| {_cell(row, 'open_connections', 'd')} "
+                f"| {_cell(row, 'server_cpu_percent', '.0f')} "
+                f"| {'' if r is None else f'{r:.2f}x'} |"
             )
     if plan.scenario == "cpu":
         for mode in MODES:
