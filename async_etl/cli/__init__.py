@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from async_etl import __version__
 from async_etl.errors import AsyncEtlError, ConfigError, first_etl_error
 
-COMMANDS = ("bench", "compare")
+COMMANDS = ("bench", "compare", "orchestrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,6 +101,22 @@ def dependents_of(deps: Deps, failed: str) -> list[str]:
     return [name for name in topological_order(deps) if name in seen]
 
 
+def heights(deps: Deps) -> dict[str, int]:
+    """For each job, the number of jobs on the longest chain from it to a job with no dependents.
+
+    The scheduler starts the highest first: a long tail of dependents starts early.
+    """
+    out: dict[str, int] = {}
+    reverse: dict[str, list[str]] = {name: [] for name in deps}
+    for name, needs in deps.items():
+        for dep in needs:
+            if dep in reverse:
+                reverse[dep].append(name)
+    for name in reversed(topological_order(deps)):
+        out[name] = 1 + max((out[c] for c in reverse[name]), default=0)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Bottleneck:
     """A job on the critical path and the share of the plan's wall time it took."""

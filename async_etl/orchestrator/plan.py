@@ -32,28 +32,37 @@ JobLoader = Callable[[Path], JobSpec]
 
 STRATEGIES: tuple[Strategy, ...] = ("exponential", "linear", "fixed")
 _KEYS: dict[str, frozenset[str]] = {
-    "": frozenset({"name", "local_max", "global_max", "state", "namespace", "retry", "budgets",
-                   "breaker", "jobs"}),
+    "": frozenset(
+        {
+            "name",
+            "local_max",
+            "global_max",
+            "state",
+            "namespace",
+            "retry",
+            "budgets",
+            "breaker",
+            "jobs",
+        }
+    ),
     "retry": frozenset({"max_attempts", "strategy", "base_delay", "max_delay"}),
     "breaker": frozenset({"threshold", "cooldown"}),
-    "jobs": frozenset({"file", "depends_on", "name", "kind", "seconds", "fail_times",
-                       "fail_kind", "connections", "target", "rows"}),
-}  # fmt: skip
+    "jobs": frozenset(
+        {
+            "file",
+            "depends_on",
+            "name",
+            "kind",
+            "seconds",
+            "fail_times",
+            "fail_kind",
+            "connections",
+            "target",
+            "rows",
+        }
+    ),
+}
 _SYNTHETIC_ONLY = ("name", "seconds", "fail_times", "fail_kind", "connections", "target", "rows")
-
-
-def database_key(url: str) -> str:
-    """The identity of the database behind ``url``: scheme, host, port and path, no user/secret.
-
-    Two URLs naming the same database share one connection budget and one breaker.
-    """
-    head, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    hostpart, slash, path = rest.partition("/")
-    host = hostpart.rpartition("@")[2]
-    scheme = {"postgres": "postgresql"}.get(head.lower(), head.lower())
-    return f"{scheme}://{host.lower()}{slash}{path.partition('?')[0]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +76,12 @@ class RetrySettings:
 
     def policy(self) -> RetryPolicy:
         """The equivalent ``RetryPolicy`` (full jitter; ``max_retries = max_attempts - 1``)."""
-        return RetryPolicy(max_retries=self.max_attempts - 1, base=self.base_delay,
-                           cap=self.max_delay, strategy=self.strategy)  # fmt: skip
+        return RetryPolicy(
+            max_retries=self.max_attempts - 1,
+            base=self.base_delay,
+            cap=self.max_delay,
+            strategy=self.strategy,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +108,7 @@ class PlanJob:
     """One ``[[jobs]]`` entry: a mapper job (``spec``) or a synthetic one (``synthetic``).
 
     ``target`` is the URL of the database the job writes to (its breaker is keyed by
-    ``database_key(target)``).
+    ``async_etl.jobs.budget.database_key(target)``).
     """
 
     name: str
@@ -118,7 +131,7 @@ class Plan:
     namespace: str = "default"
     retry: RetrySettings = field(default_factory=RetrySettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
-    budgets: Mapping[str, int] = field(default_factory=dict)
+    budgets: Mapping[str, int] = field(default_factory=dict)  # URL -> connections
     default_budget: int = 16
     path: str = "<plan>"
 
@@ -138,8 +151,9 @@ class Plan:
         for flag, value in (("--local-max", local_max), ("--global-max", global_max)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag}: must be >= 1, got {value}")
-        return replace(self, local_max=local_max or self.local_max,
-                       global_max=global_max or self.global_max)  # fmt: skip
+        return replace(
+            self, local_max=local_max or self.local_max, global_max=global_max or self.global_max
+        )
 
 
 class _Fail:
@@ -150,8 +164,14 @@ class _Fail:
         return ConfigError(f"plan file {self.path}: {where}: {problem}")
 
 
-def _get(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
-         fail: _Fail, default: Any = None) -> Any:  # fmt: skip
+def _get(
+    table: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: str,
+    fail: _Fail,
+    default: Any = None,
+) -> Any:
     if key not in table:
         return default
     value: Any = table[key]
@@ -208,9 +228,19 @@ def parse_plan(text: str, *, path: str, base_dir: Path, load: JobLoader) -> Plan
         raise fail("jobs", "expected [[jobs]] tables")
     jobs = tuple(_job(j, i, base_dir, state, load, fail) for i, j in enumerate(raw_jobs))
     _check_graph(jobs, fail)
-    return Plan(name=name, state=state, jobs=jobs, local_max=local_max, global_max=global_max,
-                namespace=namespace, retry=retry, breaker=breaker, budgets=budgets,
-                default_budget=default_budget, path=path)  # fmt: skip
+    return Plan(
+        name=name,
+        state=state,
+        jobs=jobs,
+        local_max=local_max,
+        global_max=global_max,
+        namespace=namespace,
+        retry=retry,
+        breaker=breaker,
+        budgets=budgets,
+        default_budget=default_budget,
+        path=path,
+    )
 
 
 def _table(doc: Mapping[str, Any], key: str, fail: _Fail) -> dict[str, Any]:
@@ -259,12 +289,13 @@ def _budgets(t: dict[str, Any], fail: _Fail) -> tuple[dict[str, int], int]:
             raise fail(f"[budgets] {mask_url(url)}", "expected a database URL or 'default'")
         value = _get(t, url, int, "[budgets] ", fail)
         _at_least(value, 1, f"[budgets] {mask_url(url)}", fail)
-        out[database_key(url)] = value
+        out[url] = value
     return out, default
 
 
-def _job(t: dict[str, Any], i: int, base: Path, state: str, load: JobLoader,
-         fail: _Fail) -> PlanJob:  # fmt: skip
+def _job(
+    t: dict[str, Any], i: int, base: Path, state: str, load: JobLoader, fail: _Fail
+) -> PlanJob:
     where = f"jobs[{i}]."
     _check_keys(t, "jobs", where, fail)
     depends = _get(t, "depends_on", list, where, fail, [])
@@ -288,8 +319,13 @@ def _job(t: dict[str, Any], i: int, base: Path, state: str, load: JobLoader,
         raise fail(f"{where}file", f"job file {job_path} does not exist") from None
     except ConfigError as exc:
         raise fail(f"{where}file", exc.message) from None
-    return PlanJob(name=spec.name, target=spec.target.url,
-                   depends_on=tuple(depends), spec=spec, file=str(job_path))  # fmt: skip
+    return PlanJob(
+        name=spec.name,
+        target=spec.target.url,
+        depends_on=tuple(depends),
+        spec=spec,
+        file=str(job_path),
+    )
 
 
 def _synthetic(t: dict[str, Any], where: str, depends: tuple[str, ...], fail: _Fail) -> PlanJob:

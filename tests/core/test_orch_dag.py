@@ -11,6 +11,7 @@ from async_etl.orchestrator.dag import (
     critical_path,
     dependents_of,
     find_cycle,
+    heights,
     ready,
     topological_order,
 )
@@ -91,3 +92,9 @@ def test_bottlenecks_rank_the_critical_path_by_duration() -> None:
     assert critical_path(deps, durations) == (["a", "b", "c"], 9.0)
     top = bottlenecks(deps, durations, wall=10.0, top=2)
     assert [(b.job, b.seconds, b.share) for b in top] == [("b", 6.0, 0.6), ("c", 2.0, 0.2)]
+
+
+def test_heights_count_the_longest_chain_below_each_job() -> None:
+    """A job's height is the length of the longest chain of dependents it starts."""
+    deps = {"a": (), "b": ("a",), "c": ("b",), "d": (), "e": ("a",)}
+    assert heights(deps) == {"a": 3, "b": 2, "c": 1, "d": 1, "e": 1}

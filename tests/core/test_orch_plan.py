@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from async_etl.errors import ConfigError, ErrorKind
-from async_etl.orchestrator.plan import database_key, load_plan
+from async_etl.orchestrator.plan import load_plan
 
 STATE = "postgresql://postgres@127.0.0.1:5432/test"
 JOB = """name = "{name}"
@@ -58,7 +58,7 @@ def test_full_plan_loads_with_defaults_and_names_from_job_files(tmp_path: Path) 
     )
     assert plan.retry.max_attempts == 5 and plan.retry.policy().max_retries == 4
     assert plan.retry.strategy == "linear" and plan.retry.base_delay == 0.5
-    assert plan.default_budget == 3 and plan.budgets == {database_key(STATE): 8}
+    assert plan.default_budget == 3 and plan.budgets == {STATE: 8}
     assert plan.deps() == {"dim": (), "fact": ("dim",), "nap": ("fact",)}
     nap = plan.job("nap").synthetic
     assert nap is not None and nap.fail_times == 2 and nap.fail_kind is ErrorKind.DB_TRANSIENT
@@ -138,9 +138,3 @@ def test_state_must_be_postgresql(tmp_path: Path) -> None:
     plan.write_text('name = "p"\nstate = "oracle://u:secret@h/x"\n')
     message = error_of(plan)
     assert "secret" not in message and "state:" in message
-
-
-def test_database_key_ignores_credentials_and_query() -> None:
-    """URLs of the same database map to one key, without user or password."""
-    a = database_key("postgresql://u:pw@Host:5432/db?sslmode=off")
-    assert a == database_key("postgres://other@host:5432/db") == "postgresql://host:5432/db"

@@ -1,0 +1,404 @@
+"""The scheduler: runs a plan's jobs on one event loop under local, global and budget limits.
+
+Theory of operation: one task group per plan run.  A single scheduling loop owns every
+decision; job attempts are tasks in a nested task group and wake the loop when they end.  The
+loop launches a pending job when (1) all of its dependencies SUCCEEDED (``dag.ready``), (2) its
+retry back-off is over, (3) the breaker of its target database allows it, and (4) a token of
+the local ``CapacityLimiter(local_max)`` is free; ready jobs start highest first
+(``dag.heights``: long chains early).  The attempt task then waits for a global slot
+(``slots.GlobalSlots``, shared by every orchestrator on the state store), marks the job
+RUNNING, runs it, and releases both slots.
+
+Outcomes: SUCCEEDED unblocks dependents.  FAILED with a transient kind (network,
+database-transient) is retried with the plan's ``[retry]`` policy, each attempt resuming from
+the job's checkpoint (``fresh`` only on the first); other failures are final, and every
+transitive dependent still pending becomes SKIPPED with the reason.  Unrelated jobs go on.
+
+Stop (``request_stop``: a signal, or a row in ``async_etl_plan_stops``): launch nothing more,
+set every running job's stop event, wait for them; jobs end STOPPED or stay PENDING, and the
+next run of the plan resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import anyio
+import structlog
+
+from async_etl.errors import ErrorKind
+from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
+from async_etl.jobs.budget import LimiterBudget, database_key
+from async_etl.jobs.spec import JobSpec
+from async_etl.orchestrator import dag
+from async_etl.orchestrator.breaker import Breakers, Outcome, Ticket, Transition
+from async_etl.orchestrator.plan import Plan, PlanJob
+from async_etl.orchestrator.report import NullView, View
+from async_etl.orchestrator.slots import GlobalSlots, Slot
+from async_etl.orchestrator.state import PlanStore
+from async_etl.orchestrator.synthetic import SyntheticRunner
+
+log = structlog.get_logger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+JobRunner = Callable[
+    [JobSpec, JobOptions, anyio.Event, ConnectionBudget, ProgressCallback], Awaitable[JobResult]
+]
+"""How a mapper job is run (default: ``async_etl.jobs.runner.run_job``)."""
+
+TRANSIENT = frozenset({ErrorKind.NETWORK, ErrorKind.DB_TRANSIENT})
+STOP_POLL_S = 0.5
+
+
+async def default_runner(
+    spec: JobSpec,
+    options: JobOptions,
+    stop: anyio.Event,
+    budget: ConnectionBudget,
+    on_progress: ProgressCallback,
+) -> JobResult:
+    """Run a mapper job with ``async_etl.jobs.runner.run_job`` (imported on first use)."""
+    run_job = importlib.import_module("async_etl.jobs.runner").run_job
+    result = await run_job(spec, options=options, stop=stop, budget=budget, on_progress=on_progress)
+    return cast(JobResult, result)
+
+
+@dataclass(eq=False)
+class JobState:
+    """The orchestrator's view of one job while the plan runs."""
+
+    job: PlanJob
+    status: str = "PENDING"
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    rows: int = 0
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    not_before: float = 0.0
+    busy_s: float = 0.0
+    in_flight: bool = False
+    resumed: bool = False
+    stop: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """What a plan run did: its status, every job's state and the wall time."""
+
+    plan_run_id: str
+    status: str
+    jobs: dict[str, JobState]
+    wall_s: float
+
+
+class Orchestrator:
+    """Runs one plan (see the module doc); ``run`` returns a ``PlanOutcome``."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        runner: JobRunner = default_runner,
+        options: JobOptions | None = None,
+        view: View | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        """A scheduler for ``plan``; ``runner`` runs mapper jobs, synthetic ones run built in."""
+        self.plan = plan
+        self.runner = runner
+        self.options = options or JobOptions()
+        self.view = view or NullView()
+        self.clock, self.jitter = clock, jitter
+        self.deps = plan.deps()
+        height = dag.heights(self.deps)
+        self.order = sorted(self.deps, key=lambda n: -height[n])
+        self.jobs = {job.name: JobState(job) for job in plan.jobs}
+        self.breakers = Breakers(threshold=plan.breaker.threshold, cooldown=plan.breaker.cooldown)
+        self.budget: ConnectionBudget = LimiterBudget(plan.default_budget, plan.budgets)
+        self.local = anyio.CapacityLimiter(plan.local_max)
+        self.stopping = anyio.Event()
+        self.policy = plan.retry.policy()
+        self._wake = anyio.Event()
+        self._synthetic = SyntheticRunner()
+        self._store: PlanStore | None = None
+        self._slots: GlobalSlots | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Stop launching jobs and ask the running ones to stop at a safe point."""
+        if not self.stopping.is_set():
+            log.warning("plan stopping", plan=self.plan.name, reason=reason)
+            self.stopping.set()
+            for state in self.jobs.values():
+                state.stop.set()
+        self._wake.set()
+
+    async def run(self, *, fresh: bool = False) -> PlanOutcome:
+        """Run the plan to the end (or to a stop).
+
+        Raises ``ConfigError`` / ``AsyncEtlError`` only for problems with the state store (or
+        the plan already running elsewhere), never for a job failure.
+        """
+        t0 = self.clock()
+        store = self._store = await PlanStore.open(self.plan.state, self.plan.name)
+        try:
+            resumed = None if fresh else await store.resumable_run()
+            run_id = await store.start_run(
+                list(self.deps),
+                local_max=self.plan.local_max,
+                global_max=self.plan.global_max,
+                namespace=self.plan.namespace,
+                resumed_from=resumed[0] if resumed else None,
+            )
+            structlog.contextvars.bind_contextvars(plan=self.plan.name, plan_run_id=run_id)
+            log.info("plan started", jobs=len(self.jobs), resumed_from=resumed and resumed[0])
+            for name in resumed[1] if resumed else ():
+                if name in self.jobs:
+                    await self._finish(self.jobs[name], "SUCCEEDED", resumed=True)
+            if self.plan.global_max is not None:
+                self._slots = GlobalSlots(
+                    self.plan.state, self.plan.namespace, self.plan.global_max
+                )
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._watch_stop_requests)
+                outer.start_soon(self._refresh_view)
+                async with anyio.create_task_group() as attempts:
+                    await self._schedule(attempts)
+                outer.cancel_scope.cancel()
+            status = self._final_status()
+            await store.finish_run(status)
+            log.info("plan finished", status=status, wall_s=round(self.clock() - t0, 3))
+            return PlanOutcome(run_id, status, self.jobs, self.clock() - t0)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self._slots is not None:
+                    await self._slots.aclose()
+                await store.close()
+            structlog.contextvars.unbind_contextvars("plan", "plan_run_id")
+
+    def _final_status(self) -> str:
+        if self.stopping.is_set():
+            return "STOPPED"
+        if all(s.status == "SUCCEEDED" for s in self.jobs.values()):
+            return "SUCCEEDED"
+        return "FAILED"
+
+    async def _schedule(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            self._wake = anyio.Event()
+            now = self.clock()
+            if not self.stopping.is_set():
+                self._launch(tg, now)
+            in_flight = any(s.in_flight for s in self.jobs.values())
+            pending = any(s.status == "PENDING" for s in self.jobs.values())
+            if not in_flight and (self.stopping.is_set() or not pending):
+                return
+            with anyio.move_on_after(self._next_timer(now)):
+                await self._wake.wait()
+
+    def _next_timer(self, now: float) -> float:
+        times = [
+            s.not_before
+            for s in self.jobs.values()
+            if s.status == "PENDING" and not s.in_flight and s.not_before > now
+        ]
+        reopen = self.breakers.next_reopen()
+        if reopen is not None:
+            times.append(reopen)
+        return max(0.0, min(times) - now) + 0.001 if times else 3600.0
+
+    def _launch(self, tg: anyio.abc.TaskGroup, now: float) -> None:
+        succeeded = {n for n, s in self.jobs.items() if s.status == "SUCCEEDED"}
+        waiting = [
+            n for n in self.order if self.jobs[n].status == "PENDING" and not self.jobs[n].in_flight
+        ]
+        for name in dag.ready(self.deps, waiting, succeeded):
+            if self.local.available_tokens < 1:
+                return
+            state = self.jobs[name]
+            breaker = self.breakers[database_key(state.job.target)]
+            if state.not_before > now or not breaker.allows(now):
+                continue
+            ticket, events = breaker.start(now)
+            self._log_transitions(events)
+            self.local.acquire_on_behalf_of_nowait(state)
+            state.in_flight = True
+            tg.start_soon(self._attempt, state, ticket, name=f"job {name}")
+
+    async def _attempt(self, state: JobState, ticket: Ticket) -> None:
+        outcome: Outcome = "stopped"
+        try:
+            result = await self._run_in_slots(state)
+            outcome = await self._settle(state, result) if result is not None else "stopped"
+        finally:
+            breaker = self.breakers[database_key(state.job.target)]
+            self._log_transitions(breaker.finish(ticket, self.clock(), outcome))
+            state.in_flight = False
+            self.local.release_on_behalf_of(state)
+            self._wake.set()
+
+    async def _run_in_slots(self, state: JobState) -> JobResult | None:
+        assert self._store is not None
+        async with self._global_slot() as slot:
+            if slot is None or self.stopping.is_set():
+                return None
+            state.attempts += 1
+            state.status = "RUNNING"
+            now = datetime.now(UTC)
+            state.started_at = state.started_at or now
+            await self._store.job_started(state.job.name, state.attempts, now)
+            self.view.started(state.job.name, state.attempts)
+            log.info("job started", job=state.job.name, attempt=state.attempts)
+            t0 = self.clock()
+            async with anyio.create_task_group() as watch:
+                if slot.index >= 0:
+                    watch.start_soon(self._stop_if_slot_lost, slot, state)
+                result = await self._call_job(state)
+                watch.cancel_scope.cancel()
+            state.busy_s += self.clock() - t0
+            state.finished_at = datetime.now(UTC)  # taken while the slot is still held
+            await self._store.attempt_ended(
+                state.job.name, state.attempts, state.finished_at, result.status, result.error
+            )
+            return result
+
+    def _global_slot(self) -> Any:
+        if self._slots is None:
+            return _no_slot()
+        return self._slots.hold(self.stopping)
+
+    async def _stop_if_slot_lost(self, slot: Slot, state: JobState) -> None:
+        await slot.lost.wait()
+        log.warning("job stopping: its global slot was lost", job=state.job.name)
+        state.stop.set()
+
+    async def _call_job(self, state: JobState) -> JobResult:
+        job = state.job
+        options = self.options if state.attempts == 1 else JobOptions(as_of=self.options.as_of)
+        try:
+            if job.synthetic is not None:
+                return await self._synthetic.run(
+                    job.name,
+                    job.synthetic,
+                    job.target,
+                    attempt=state.attempts,
+                    stop=state.stop,
+                    budget=self.budget,
+                    on_progress=self.view.progress,
+                )
+            assert job.spec is not None
+            return await self.runner(job.spec, options, state.stop, self.budget, self.view.progress)
+        except Exception as exc:  # a bug in a job must not take the plan down
+            log.exception("job raised", job=job.name)
+            now = datetime.now(UTC)
+            return JobResult(
+                run_id="",
+                job=job.name,
+                status="FAILED",
+                as_of=now,
+                started_at=now,
+                finished_at=now,
+                error=f"job raised {exc!r}",
+            )
+
+    async def _settle(self, state: JobState, result: JobResult) -> Outcome:
+        state.rows += result.rows_read
+        state.error, state.error_kind = result.error, result.error_kind
+        name = state.job.name
+        if result.status == "SUCCEEDED":
+            await self._finish(state, "SUCCEEDED")
+            return "success"
+        if result.status in ("STOPPED", "RUNNING"):
+            await self._finish(state, "STOPPED")
+            if not self.stopping.is_set():
+                await self._skip_dependents(name, "stopped")
+            return "stopped"
+        transient = result.error_kind in TRANSIENT
+        decision = self.policy.decide(state.attempts, retryable=transient, jitter=self.jitter())
+        if decision.retry and not self.stopping.is_set():
+            state.status, state.not_before = "PENDING", self.clock() + decision.delay
+            state.stop = anyio.Event()
+            assert self._store is not None
+            await self._store.job_status(
+                name,
+                "PENDING",
+                rows=state.rows,
+                error=result.error,
+                error_kind=_kind(result.error_kind),
+            )
+            log.warning(
+                "job retrying",
+                job=name,
+                attempt=state.attempts,
+                error=result.error,
+                kind=_kind(result.error_kind),
+                delay_s=round(decision.delay, 3),
+            )
+            return "transient"
+        await self._finish(state, "FAILED")
+        await self._skip_dependents(name, "failed")
+        return "transient" if transient else "permanent"
+
+    async def _skip_dependents(self, name: str, why: str) -> None:
+        for child in dag.dependents_of(self.deps, name):
+            state = self.jobs[child]
+            if state.status == "PENDING" and not state.in_flight:
+                state.error = f"dependency {name} {why}"
+                await self._finish(state, "SKIPPED")
+
+    async def _finish(self, state: JobState, status: str, *, resumed: bool = False) -> None:
+        state.status, state.resumed = status, resumed
+        assert self._store is not None
+        await self._store.job_status(
+            state.job.name,
+            status,
+            finished_at=state.finished_at,
+            rows=state.rows,
+            error=state.error,
+            error_kind=_kind(state.error_kind),
+        )
+        self.view.finished(state.job.name, status)
+        event = log.warning if status in ("FAILED", "SKIPPED") else log.info
+        event(
+            "job " + status.lower(),
+            job=state.job.name,
+            attempts=state.attempts,
+            rows=state.rows,
+            error=state.error,
+            resumed=resumed or None,
+        )
+
+    def _log_transitions(self, events: list[Transition]) -> None:
+        for e in events:
+            log.warning("breaker " + e.new.value, target=e.target, old=e.old.value, reason=e.reason)
+
+    async def _watch_stop_requests(self) -> None:
+        assert self._store is not None
+        while not self.stopping.is_set():
+            await anyio.sleep(STOP_POLL_S)
+            if await self._store.stop_requested():
+                self.request_stop("async-etl stop")
+
+    async def _refresh_view(self) -> None:
+        while True:
+            self.view.refresh()
+            await anyio.sleep(1.0)
+
+
+def _kind(kind: ErrorKind | None) -> str | None:
+    return kind.value if kind is not None else None
+
+
+class _no_slot:  # noqa: N801 - used like a function
+    async def __aenter__(self) -> Slot:
+        return Slot(-1)
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,284 @@
+"""The orchestrator's PostgreSQL state: plan runs, per-job rows, attempts and stop requests.
+
+Tables (created on first use, under a transaction-scoped advisory lock so two orchestrators
+starting together do not race on ``CREATE TABLE``):
+
+- ``async_etl_plan_runs``: one row per orchestrator run of a plan (status RUNNING, SUCCEEDED,
+  FAILED or STOPPED, limits, host and pid, the run it resumed);
+- ``async_etl_plan_jobs``: one row per job of a plan run (status PENDING, RUNNING, SUCCEEDED,
+  FAILED, SKIPPED or STOPPED, attempts, started_at, finished_at, rows, error);
+- ``async_etl_plan_attempts``: one row per attempt, with the exact interval it held its slots;
+- ``async_etl_plan_stops``: stop requests by plan name (``request_plan_stop``), honoured by a
+  run started before the request.
+
+A ``PlanStore`` owns one control connection.  That connection also holds the plan's
+session-level advisory lock, so one plan name runs in at most one orchestrator per state store
+at a time, and a crashed orchestrator's lock dies with its connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import asyncpg
+
+from async_etl.core.urls import mask_url
+from async_etl.errors import AsyncEtlError, ConfigError
+
+APP_NAME = "async-etl-orchestrator"
+"""``application_name`` of every orchestrator connection (jobs' connections use ``async-etl:``)."""
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS async_etl_plan_runs (plan_run_id text PRIMARY KEY, "
+    "plan text NOT NULL, status text NOT NULL CHECK (status IN "
+    "('RUNNING', 'SUCCEEDED', 'FAILED', 'STOPPED')), started_at timestamptz NOT NULL "
+    "DEFAULT clock_timestamp(), finished_at timestamptz, host text, pid integer, "
+    "local_max integer, global_max integer, namespace text, resumed_from text)",
+    "CREATE INDEX IF NOT EXISTS async_etl_plan_runs_plan "
+    "ON async_etl_plan_runs (plan, started_at DESC)",
+    "CREATE TABLE IF NOT EXISTS async_etl_plan_jobs (plan_run_id text NOT NULL REFERENCES "
+    "async_etl_plan_runs (plan_run_id) ON DELETE CASCADE, job text NOT NULL, status text NOT NULL "
+    "CHECK (status IN ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'SKIPPED', 'STOPPED')), "
+    "attempts integer NOT NULL DEFAULT 0, started_at timestamptz, finished_at timestamptz, "
+    "rows bigint NOT NULL DEFAULT 0, error text, error_kind text, "
+    "PRIMARY KEY (plan_run_id, job))",
+    "CREATE TABLE IF NOT EXISTS async_etl_plan_attempts (plan_run_id text NOT NULL, "
+    "job text NOT NULL, attempt integer NOT NULL, started_at timestamptz NOT NULL, "
+    "finished_at timestamptz, status text, error text, "
+    "PRIMARY KEY (plan_run_id, job, attempt))",
+    "CREATE TABLE IF NOT EXISTS async_etl_plan_stops (plan text NOT NULL, "
+    "requested_at timestamptz NOT NULL DEFAULT clock_timestamp(), requested_by text)",
+)
+_DDL_LOCK = 0x6A57_0E71  # arbitrary, constant: serialises DDL between orchestrators
+
+
+def lock_key(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``parts`` (same input, same key)."""
+    digest = hashlib.blake2b("\x1f".join(("async_etl", *parts)).encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+async def connect(url: str) -> Any:
+    """An orchestrator connection to the state store; ``ConfigError`` when it is unreachable."""
+    try:
+        return await asyncpg.connect(
+            url, timeout=10, server_settings={"application_name": APP_NAME}
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise ConfigError(f"state store {mask_url(url)}: cannot connect: {exc}") from exc
+
+
+async def ensure_tables(conn: Any) -> None:
+    """Create the orchestrator tables if missing (idempotent, safe to run concurrently)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+        for statement in _DDL:
+            await conn.execute(statement)
+
+
+class PlanStore:
+    """The status rows of one plan run, written through one locked control connection."""
+
+    def __init__(self, conn: Any, plan: str) -> None:
+        """Use ``PlanStore.open`` (it takes the plan lock and creates the tables)."""
+        self._conn = conn
+        self._lock = anyio.Lock()
+        self.plan = plan
+        self.plan_run_id = ""
+        self.started_at: datetime | None = None
+
+    @classmethod
+    async def open(cls, url: str, plan: str) -> PlanStore:
+        """Connect, create tables, take the plan lock.
+
+        Raises ``ConfigError`` when the store is unreachable and ``AsyncEtlError`` when another
+        orchestrator is running this plan.
+        """
+        conn = await connect(url)
+        try:
+            await ensure_tables(conn)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key("plan", plan)):
+                raise AsyncEtlError(f"plan {plan!r} is already running against {mask_url(url)}")
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, plan)
+
+    async def close(self) -> None:
+        """Close the control connection (which also releases the plan lock)."""
+        with anyio.CancelScope(shield=True):
+            await self._conn.close()
+
+    async def _exec(self, sql: str, *args: Any) -> None:
+        async with self._lock:
+            await self._conn.execute(sql, *args)
+
+    async def resumable_run(self) -> tuple[str, list[str]] | None:
+        """The latest unfinished run of this plan and the jobs it completed, if any.
+
+        Unfinished: STOPPED, or RUNNING left by a crashed orchestrator (marked STOPPED here).
+        None when the latest run finished (or there is none).
+        """
+        async with self._lock:
+            row = await self._conn.fetchrow(
+                "SELECT plan_run_id, status FROM async_etl_plan_runs WHERE plan = $1 "
+                "ORDER BY started_at DESC LIMIT 1",
+                self.plan,
+            )
+            if row is None or row["status"] not in ("STOPPED", "RUNNING"):
+                return None
+            done = await self._conn.fetch(
+                "SELECT job FROM async_etl_plan_jobs WHERE plan_run_id = $1 "
+                "AND status = 'SUCCEEDED'",
+                row["plan_run_id"],
+            )
+            if row["status"] == "RUNNING":  # we hold the plan lock: its orchestrator is gone
+                await self._conn.execute(
+                    "UPDATE async_etl_plan_runs SET status = 'STOPPED', finished_at = "
+                    "clock_timestamp() WHERE plan_run_id = $1",
+                    row["plan_run_id"],
+                )
+        return str(row["plan_run_id"]), [r["job"] for r in done]
+
+    async def start_run(
+        self,
+        jobs: Sequence[str],
+        *,
+        local_max: int,
+        global_max: int | None,
+        namespace: str,
+        resumed_from: str | None,
+    ) -> str:
+        """Insert the plan run (RUNNING) and a PENDING row per job; returns the plan_run_id."""
+        self.plan_run_id = f"{self.plan}-{uuid.uuid4().hex[:12]}"
+        async with self._lock, self._conn.transaction():
+            self.started_at = await self._conn.fetchval(
+                "INSERT INTO async_etl_plan_runs (plan_run_id, plan, status, host, pid, "
+                "local_max, global_max, namespace, resumed_from) VALUES "
+                "($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8) RETURNING started_at",
+                self.plan_run_id,
+                self.plan,
+                socket.gethostname(),
+                os.getpid(),
+                local_max,
+                global_max,
+                namespace,
+                resumed_from,
+            )
+            await self._conn.executemany(
+                "INSERT INTO async_etl_plan_jobs (plan_run_id, job, status) "
+                "VALUES ($1, $2, 'PENDING')",
+                [(self.plan_run_id, job) for job in jobs],
+            )
+        return self.plan_run_id
+
+    async def job_started(self, job: str, attempt: int, at: datetime) -> None:
+        """Mark ``job`` RUNNING for attempt number ``attempt``, which started ``at``."""
+        async with self._lock, self._conn.transaction():
+            await self._conn.execute(
+                "UPDATE async_etl_plan_jobs SET status = 'RUNNING', attempts = $3, "
+                "started_at = coalesce(started_at, $4) WHERE plan_run_id = $1 AND job = $2",
+                self.plan_run_id,
+                job,
+                attempt,
+                at,
+            )
+            await self._conn.execute(
+                "INSERT INTO async_etl_plan_attempts (plan_run_id, job, attempt, started_at) "
+                "VALUES ($1, $2, $3, $4)",
+                self.plan_run_id,
+                job,
+                attempt,
+                at,
+            )
+
+    async def attempt_ended(
+        self, job: str, attempt: int, at: datetime, status: str, error: str | None
+    ) -> None:
+        """Close attempt ``attempt`` of ``job`` with its status and error."""
+        await self._exec(
+            "UPDATE async_etl_plan_attempts SET finished_at = $4, status = $5, error = $6 "
+            "WHERE plan_run_id = $1 AND job = $2 AND attempt = $3",
+            self.plan_run_id,
+            job,
+            attempt,
+            at,
+            status,
+            error,
+        )
+
+    async def job_status(
+        self,
+        job: str,
+        status: str,
+        *,
+        finished_at: datetime | None = None,
+        rows: int = 0,
+        error: str | None = None,
+        error_kind: str | None = None,
+    ) -> None:
+        """Set ``job``'s status (and, when it is over, its finish time, rows and error)."""
+        await self._exec(
+            "UPDATE async_etl_plan_jobs SET status = $3, finished_at = $4, rows = $5, "
+            "error = $6, error_kind = $7 WHERE plan_run_id = $1 AND job = $2",
+            self.plan_run_id,
+            job,
+            status,
+            finished_at,
+            rows,
+            error,
+            error_kind,
+        )
+
+    async def finish_run(self, status: str) -> None:
+        """Close the plan run with its final status."""
+        with anyio.CancelScope(shield=True):
+            await self._exec(
+                "UPDATE async_etl_plan_runs SET status = $2, finished_at = clock_timestamp() "
+                "WHERE plan_run_id = $1",
+                self.plan_run_id,
+                status,
+            )
+
+    async def stop_requested(self) -> bool:
+        """True when ``request_plan_stop`` was called for this plan after this run started."""
+        async with self._lock:
+            return bool(
+                await self._conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM async_etl_plan_stops WHERE plan = $1 "
+                    "AND requested_at >= $2)",
+                    self.plan,
+                    self.started_at,
+                )
+            )
+
+
+async def request_plan_stop(state_url: str, plan_name: str) -> bool:
+    """Ask the orchestrator running ``plan_name`` on ``state_url`` to stop.
+
+    Returns True when such an orchestrator is alive (it holds the plan lock) and the request
+    was recorded; False when no orchestrator runs the plan.  Raises ``ConfigError`` when the
+    state store is unreachable.
+    """
+    conn = await connect(state_url)
+    try:
+        await ensure_tables(conn)
+        key = lock_key("plan", plan_name)
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            return False
+        await conn.execute(
+            "INSERT INTO async_etl_plan_stops (plan, requested_by) VALUES ($1, $2)",
+            plan_name,
+            f"{socket.gethostname()}:{os.getpid()}",
+        )
+        return True
+    finally:
+        await conn.close()
