@@ -1,0 +1,127 @@
+"""``async-etl run JOB.toml``: run a mapper job (resuming its unfinished run unless --fresh).
+
+Exit status: 0 succeeded, 1 failed, 2 bad configuration (one line on stderr; nothing was
+touched), 3 stopped (SIGINT / SIGTERM / ``async-etl stop``; the next run resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+
+from async_etl.errors import ConfigError, ErrorKind
+from async_etl.jobs.api import JobOptions, JobResult, Progress
+from async_etl.jobs.progress import ProgressBar, ProgressLog
+from async_etl.jobs.runner import run_job
+from async_etl.jobs.spec import JobSpec, load_job
+from async_etl.log import configure_logging
+from async_etl.runtime import loop
+
+__all__ = ["EXIT_CODES", "main", "register"]
+
+EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
+"""Exit status per run status; 2 is a bad configuration (``ConfigError``)."""
+EXIT_CONFIG = 2
+
+
+def register(sub: Any) -> None:
+    """Add the ``run`` subcommand to the top-level parser."""
+    p = sub.add_parser(
+        "run",
+        help="run a mapper job file (chunked, parallel, SCD type 1/2, resumable)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("job", metavar="JOB.toml", help="the job file")
+    p.add_argument("--as-of", dest="as_of", default=None,
+                   help="the run's as-of time T, ISO 8601 (default: now; naive = UTC)")  # fmt: skip
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run instead of resuming the unfinished one")  # fmt: skip
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="override a job-file key (repeatable)")  # fmt: skip
+    p.add_argument("--json-out", dest="json_out", default=None,
+                   help="also write the run result as JSON to this file")  # fmt: skip
+    p.add_argument("--log-format", dest="log_format", default="auto",
+                   choices=("auto", "console", "json"),
+                   help="auto: progress bar on a TTY, log lines otherwise")  # fmt: skip
+    p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
+                   help="use the stdlib asyncio loop instead of uvloop")  # fmt: skip
+    p.set_defaults(handler=main)
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    """``--as-of`` as a datetime; raises ``ConfigError`` when it is not ISO 8601."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--as-of: {text!r} is not an ISO 8601 timestamp") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the job from parsed arguments; returns the exit status (see module doc)."""
+    spec = load_job(args.job, overrides=args.overrides, env=os.environ)
+    options = JobOptions(as_of=parse_as_of(args.as_of), fresh=args.fresh)
+    live = args.log_format == "auto" and sys.stderr.isatty()
+    configure_logging("json" if args.log_format == "json" else "console")
+    result = loop.run(lambda: _run(spec, options, live=live), use_uvloop=args.uvloop)
+    if args.json_out:
+        out = Path(args.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    print(summary_line(result))
+    if result.status == "FAILED":
+        print(f"async-etl: error: {result.error}", file=sys.stderr)
+        if result.error_kind is ErrorKind.CONFIGURATION:
+            return EXIT_CONFIG
+    return EXIT_CODES[result.status]
+
+
+async def _run(spec: JobSpec, options: JobOptions, *, live: bool) -> JobResult:
+    """Run the job with signal handling: SIGINT/SIGTERM ask it to stop at a safe point."""
+    stop = anyio.Event()
+    view: AbstractContextManager[Any] = ProgressBar() if live else nullcontext(ProgressLog())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, stop)
+        with view as show:
+
+            def on_progress(p: Progress) -> None:
+                show(p)
+
+            result = await run_job(spec, options=options, stop=stop, on_progress=on_progress)
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def _watch_signals(stop: anyio.Event) -> None:
+    """First SIGINT/SIGTERM: stop after the chunks in flight; a second one: exit at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                print("async-etl: second signal, exiting without waiting", file=sys.stderr)
+                os._exit(128 + int(signum))
+            print("async-etl: stopping after the chunks in flight ...", file=sys.stderr)
+            stop.set()
+
+
+def summary_line(r: JobResult) -> str:
+    """One line: status, counters, chunks, run id."""
+    extra = f" error: {r.error}" if r.error else ""
+    return (
+        f"{r.job} {r.status} run {r.run_id} as-of {r.as_of.isoformat()}: "
+        f"chunks {r.chunks_done}/{r.chunks_total}, read {r.rows_read:,}, "
+        f"inserted {r.inserted:,}, updated {r.updated:,}, expired {r.expired:,}, "
+        f"deleted {r.deleted:,}, rejected {r.rejected:,}{' (resumed)' if r.resumed else ''}"
+        f"{extra}"
+    )

@@ -1,0 +1,109 @@
+"""``async-etl status [JOB]``: recent runs from the state store, newest first, as a table.
+
+JOB is a job name or a job file (whose ``[state] url`` is then used).  The state store is
+``--state URL``, else ``$ASYNC_ETL_STATE_URL``, else the job file's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from async_etl.core.urls import dialect_of, mask_url
+from async_etl.errors import ConfigError
+from async_etl.jobs.spec import env_name, load_job
+from async_etl.jobs.state import RunRow, StateStore, with_store
+from async_etl.runtime import loop
+
+__all__ = ["main", "register", "resolve"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``status`` subcommand to the top-level parser."""
+    p = sub.add_parser("status", help="show recent job runs", description=__doc__)
+    p.add_argument("job", nargs="?", default=None, metavar="JOB",
+                   help="job name or job file (default: every job)")  # fmt: skip
+    add_state_flag(p)
+    p.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.set_defaults(handler=main)
+
+
+def add_state_flag(p: argparse.ArgumentParser) -> None:
+    """The ``--state URL`` flag shared by ``status`` and ``stop``."""
+    p.add_argument("--state", default=None, metavar="URL",
+                   help=f"state store URL (default: ${env_name('state', 'url')} or the job "
+                   "file's [state] url)")  # fmt: skip
+
+
+def resolve(arg: str | None, state: str | None) -> tuple[str | None, str]:
+    """(job name or run id or None, state URL) from the argument and flags.
+
+    Raises ``ConfigError`` when no state URL can be found or it is not PostgreSQL.
+    """
+    name = arg
+    url = state or os.environ.get(env_name("state", "url"))
+    if arg is not None and arg.endswith(".toml") and Path(arg).is_file():
+        spec = load_job(arg, env=os.environ)
+        name = spec.name
+        if url is None and spec.state is not None:
+            url = spec.state.url
+    if url is None:
+        raise ConfigError(f"no state store: give --state URL, set {env_name('state', 'url')}, "
+                          "or name a job file")  # fmt: skip
+    if dialect_of(url) != "postgresql":
+        raise ConfigError(f"--state: {mask_url(url)} is not a PostgreSQL URL")
+    return name, url
+
+
+def main(args: argparse.Namespace) -> int:
+    """Print the runs; returns 0 (2 for a bad state URL, via ``ConfigError``)."""
+    job, url = resolve(args.job, args.state)
+
+    async def fetch(store: StateStore) -> list[RunRow]:
+        return await store.recent_runs(job, args.limit)
+
+    runs = loop.run(lambda: with_store(url, "status", fetch))
+    if args.json:
+        for r in runs:
+            print(orjson.dumps(_row_dict(r)).decode())
+        return 0
+    print_runs(runs)
+    return 0
+
+
+def _row_dict(r: RunRow) -> dict[str, Any]:
+    out = {name: getattr(r, name) for name in RunRow.__dataclass_fields__}
+    for key in ("as_of", "started_at", "finished_at"):
+        out[key] = out[key].isoformat() if out[key] is not None else None
+    return out
+
+
+def print_runs(runs: list[RunRow], console: Console | None = None) -> None:
+    """The runs as a rich table on stdout."""
+    table = Table(title="async-etl runs", title_justify="left")
+    for col in ("run_id", "job", "status", "as_of", "started", "finished", "read",
+                "inserted", "updated", "expired", "deleted", "rejected", "error"):  # fmt: skip
+        table.add_column(col, justify="right" if col in _NUMBERS else "left")
+    for r in runs:
+        table.add_row(
+            r.run_id, r.job, r.status, _ts(r.as_of), _ts(r.started_at), _ts(r.finished_at),
+            *(f"{v:,}" for v in (r.rows_read, r.inserted, r.updated, r.expired, r.deleted,
+                                 r.rejected)),
+            (r.error or "")[:80],
+        )  # fmt: skip
+    (console or Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)).print(table)
+
+
+_NUMBERS = frozenset({"read", "inserted", "updated", "expired", "deleted", "rejected"})
+
+
+def _ts(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""

@@ -1,0 +1,142 @@
+"""What the drivers of one job run share: the frozen run context, counters, the meter.
+
+``JobContext`` is built once per run by the runner (after planning) and handed to the
+source adapter and the target driver; it never changes during the run.  ``ChunkResult`` is
+what a driver returns for a chunk it committed.  ``ConnectionMeter`` counts the connections a
+run holds per database (the ``max_connections`` of ``JobResult``); every connection of a run is
+opened under ``ctx.hold(url)``, which takes a budget token and counts it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import anyio
+
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.specs import ScdColumns
+from async_etl.errors import StopRequested
+from async_etl.jobs.api import ConnectionBudget
+from async_etl.jobs.budget import database_key, hold
+from async_etl.jobs.spec import JobSpec
+
+__all__ = [
+    "COUNTERS",
+    "BudgetHolder",
+    "ChunkResult",
+    "ConnectionMeter",
+    "Holder",
+    "JobContext",
+    "Reject",
+]
+
+COUNTERS = ("inserted", "updated", "expired", "deleted")
+"""The change counters a merge reports (``rows_read`` and ``rejected`` are counted apart)."""
+
+Holder = Callable[[str], AbstractAsyncContextManager[None]]
+"""Takes a budget token for one connection to a URL for the duration of a block."""
+
+Reject = tuple[str, str]
+"""A rejected row: its key as JSON text, and the reason the target gave."""
+
+
+@dataclass(slots=True)
+class ConnectionMeter:
+    """Open connections of one run per database, and the peak of each."""
+
+    open: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
+
+    def opened(self, url: str) -> None:
+        """Count one more open connection to the database at ``url``."""
+        key = database_key(url)
+        self.open[key] = self.open.get(key, 0) + 1
+        self.peak[key] = max(self.peak.get(key, 0), self.open[key])
+
+    def closed(self, url: str) -> None:
+        """Count one connection to ``url`` closed."""
+        key = database_key(url)
+        self.open[key] = self.open.get(key, 1) - 1
+
+
+class BudgetHolder:
+    """A ``Holder``: takes one token of ``budget.limiter(url)`` and counts it in ``meter``."""
+
+    def __init__(self, budget: ConnectionBudget, meter: ConnectionMeter) -> None:
+        self.budget = budget
+        self.meter = meter
+
+    @asynccontextmanager
+    async def __call__(self, url: str) -> AsyncIterator[None]:
+        """Hold a token for one connection to ``url`` for the duration of the block."""
+        async with hold(self.budget.limiter(url)):
+            self.meter.opened(url)
+            try:
+                yield
+            finally:
+                self.meter.closed(url)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """A committed chunk: rows read, change counts, rejects, and whether it is checkpointed.
+
+    ``checkpointed`` is True when the driver wrote the checkpoint (and the rejects) in the
+    chunk's own transaction; otherwise the runner writes them to the state store.
+    """
+
+    index: int
+    rows_read: int
+    counts: dict[str, int]
+    rejects: tuple[Reject, ...] = ()
+    checkpointed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """The fixed facts of one run that every driver needs."""
+
+    spec: JobSpec
+    run_id: str
+    as_of: datetime
+    columns: tuple[tuple[str, str], ...]
+    cols: ScdColumns
+    hold: BudgetHolder
+    stop: anyio.Event
+    state_url: str
+    policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(6, base=0.2, cap=5.0))
+    batch_rows: int = 5_000
+
+    @property
+    def app(self) -> str:
+        """The ``application_name`` suffix of this run's connections."""
+        return f"{self.spec.name}:{self.run_id}"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Source column names, in order."""
+        return tuple(n for n, _ in self.columns)
+
+    @property
+    def on_bad_row(self) -> Literal["fail", "reject"]:
+        """What to do with rows the target refuses."""
+        return self.spec.on_bad_row
+
+    def same_database(self, a: str, b: str) -> bool:
+        """True when two URLs name the same database."""
+        return database_key(a) == database_key(b)
+
+    def check_stop(self) -> None:
+        """Raise ``StopRequested`` when the run was asked to stop (a safe point)."""
+        if self.stop.is_set():
+            raise StopRequested(f"run {self.run_id}: stop requested")
+
+
+def key_json(key: dict[str, Any]) -> str:
+    """A key as JSON text for ``async_etl_rejects`` (values that JSON lacks become strings)."""
+    return json.dumps(key, default=str)

@@ -1,0 +1,116 @@
+"""Which adapter serves a job's source and target, and how their connections are opened.
+
+The source is PostgreSQL (``async_etl.sources.postgres``) or Oracle
+(``async_etl.sources.oracle``); the target is PostgreSQL (``pg_driver``), CrateDB
+(``crate_driver``) or Oracle (``oracle_driver``).  ``Source`` is the port every source
+adapter fills; connections are always opened under the run's budget (``JobContext.hold``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from async_etl.core.chunks import Chunk
+from async_etl.core.specs import ScdColumns
+from async_etl.core.urls import dialect_of, mask_url
+from async_etl.errors import ConfigError
+from async_etl.jobs.context import ChunkResult, Holder, JobContext
+from async_etl.jobs.pgconn import pg_connection
+from async_etl.jobs.spec import JobSpec
+from async_etl.sources.postgres import PgSource
+
+__all__ = ["Source", "Target", "make_source", "make_target", "source_connection"]
+
+
+class Source(Protocol):
+    """A mapper job's source: inspection, planning and chunk reads on a given connection."""
+
+    dialect: str
+    url: str
+
+    async def columns(self, conn: Any) -> list[tuple[str, str]]:
+        """(name, PostgreSQL-compatible type) of each source column, in order."""
+        ...
+
+    async def estimate(self, conn: Any) -> int:
+        """A cheap row estimate (-1 when unknown)."""
+        ...
+
+    async def boundaries(self, conn: Any, n: int) -> list[tuple[Any, ...]]:
+        """Cuts of ``n`` about equal chunks over the key."""
+        ...
+
+    async def null_keys(self, conn: Any) -> int:
+        """Rows with a NULL key part."""
+        ...
+
+    async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
+        """Keys of up to ``limit`` rows with a NULL key part."""
+        ...
+
+    def batches(self, conn: Any, chunk: Chunk, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The chunk's rows in key order, ``size`` at a time."""
+        ...
+
+
+def make_source(spec: JobSpec) -> Source:
+    """The adapter for ``[source]``; raises ``ConfigError`` for an unsupported URL."""
+    src = spec.source
+    dialect = dialect_of(src.url)
+    if dialect == "postgresql":
+        return PgSource(src.url, src.key, src.query, src.table)
+    if dialect == "oracle":
+        from async_etl.sources.oracle import OracleSource
+
+        return OracleSource(src.url, src.key, src.query, src.table)
+    raise ConfigError(f"[source] url: {mask_url(src.url)} cannot be a source")
+
+
+def source_connection(source: Source, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
+    """A connection to the source under a budget token (``holder``), errors translated."""
+    where = f"source {mask_url(source.url)}"
+    if source.dialect == "postgresql":
+        return pg_connection(source.url, holder, app=app, where=where)
+    from async_etl.jobs.oracle_conn import oracle_connection
+
+    return oracle_connection(source.url, holder, where=where)
+
+
+class Target(Protocol):
+    """A mapper job's target driver."""
+
+    url: str
+
+    async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
+        """Reach the target; the latest version start there (None: no table, or type 1)."""
+        ...
+
+    async def prepare(self, ctx: JobContext) -> None:
+        """Create the target table (and whatever else the driver needs) if missing."""
+        ...
+
+    async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
+        """Load one chunk; raises translated errors (transient ones are retried by the runner)."""
+        ...
+
+
+def make_target(spec: JobSpec) -> Target:
+    """The driver for ``[target]``; raises ``ConfigError`` for an unsupported URL."""
+    tgt = spec.target
+    dialect = dialect_of(tgt.url)
+    if dialect == "postgresql":
+        from async_etl.jobs.pg_driver import PgTarget
+
+        return PgTarget(tgt.url, tgt.table)
+    if dialect == "cratedb":
+        from async_etl.jobs.crate_driver import CrateTarget
+
+        return CrateTarget(tgt.url, tgt.table)
+    if dialect == "oracle":
+        from async_etl.jobs.oracle_driver import OracleTarget
+
+        return OracleTarget(tgt.url, tgt.table)
+    raise ConfigError(f"[target] url: {mask_url(tgt.url)} cannot be a target")

@@ -1,0 +1,174 @@
+"""The PostgreSQL target driver: one chunk = one transaction (stage, merge, checkpoint).
+
+Per chunk, on one fresh connection (one budget token), in ONE transaction:
+
+1. ``CREATE TEMP TABLE IF NOT EXISTS`` the staging table (``ON COMMIT DELETE ROWS``);
+2. stage the chunk's source rows:
+   * source in the same database: ``INSERT INTO staging SELECT ... `` (no round trip);
+   * another PostgreSQL database: binary ``COPY`` out of the source piped into binary
+     ``COPY`` in (a bounded memory stream between the two, the stop flag checked between
+     buffers);
+   * Oracle: batches from the source adapter through ``copy_records_to_table``;
+3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row);
+   with ``on_bad_row = "reject"`` the merge runs in a savepoint and a data error hands over to
+   ``rejects.find_bad_rows`` before it runs again;
+4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database;
+5. COMMIT.  A failure anywhere rolls everything back: no partial chunk is ever visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any
+
+import anyio
+import orjson
+
+from async_etl.core import scd_sql_pg as pg
+from async_etl.core import state_sql
+from async_etl.core.chunks import Chunk
+from async_etl.core.scd_sql_common import chunk_values, quote
+from async_etl.core.specs import ScdColumns
+from async_etl.core.urls import mask_url
+from async_etl.errors import ConfigError
+from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject
+from async_etl.jobs.endpoints import Source, source_connection
+from async_etl.jobs.pgconn import pg_connection
+from async_etl.jobs.rejects import find_bad_rows, is_data_error
+from async_etl.jobs.tasks import run_all
+from async_etl.sources.postgres import PgSource
+
+__all__ = ["STAGING", "PgTarget"]
+
+STAGING = "_async_etl_stage"
+
+
+class PgTarget:
+    """Merges chunks into ``[target] table`` of a PostgreSQL database."""
+
+    def __init__(self, url: str, table: str) -> None:
+        self.url = url
+        self.table = table
+        self.where = f"target {mask_url(url)} {table}"
+
+    def connection(self, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
+        """A target connection under a budget token (errors translated, URL masked)."""
+        return pg_connection(self.url, holder, app=app, where=self.where)
+
+    async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
+        """Reach the target; its latest version start (None: no table yet, or type 1)."""
+        async with self.connection(holder, app) as conn:
+            if cols.type != 2 or await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+                return None
+            value: datetime | None = await conn.fetchval(
+                pg.max_valid_from_sql(self.table, cols).text
+            )
+            return value
+
+    async def prepare(self, ctx: JobContext) -> None:
+        """Create the target table and its indexes if missing."""
+        try:
+            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols)
+        except ValueError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from exc
+        async with self.connection(ctx.hold, ctx.app) as conn:
+            for st in ddl:
+                await conn.execute(st.text)
+
+    async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
+        """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
+        in_state = ctx.same_database(ctx.state_url, self.url)
+        async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
+            await conn.execute(pg.staging_ddl(STAGING, ctx.columns).text)
+            rows = await self._stage(ctx, conn, chunk, source)
+            ctx.check_stop()
+            counts, rejects = await self._merge(ctx, conn, chunk)
+            if in_state:
+                bounds = orjson.dumps(chunk.to_json()).decode()
+                await conn.execute(
+                    state_sql.CHECKPOINT_CHUNK.text, ctx.run_id, chunk.index, bounds, rows
+                )
+                if rejects:
+                    await conn.executemany(
+                        state_sql.INSERT_REJECT.text,
+                        [(ctx.spec.name, ctx.run_id, k, r) for k, r in rejects],
+                    )
+        return ChunkResult(chunk.index, rows, counts, tuple(rejects), checkpointed=in_state)
+
+    async def _stage(self, ctx: JobContext, conn: Any, chunk: Chunk, source: Source) -> int:
+        names = ", ".join(quote(n) for n in ctx.names)
+        if isinstance(source, PgSource) and ctx.same_database(source.url, self.url):
+            st, args = source.extract(chunk)
+            status = await conn.execute(f"INSERT INTO {quote(STAGING)} ({names}) {st.text}", *args)
+            return int(str(status).rsplit(" ", 1)[-1])
+        async with source_connection(source, ctx.hold, ctx.app) as sconn:
+            if isinstance(source, PgSource):
+                return await _pipe(ctx, source, sconn, conn, chunk)
+            total = 0
+            async for batch in source.batches(sconn, chunk, ctx.batch_rows):
+                ctx.check_stop()
+                await conn.copy_records_to_table(STAGING, records=batch, columns=list(ctx.names))
+                total += len(batch)
+            return total
+
+    async def _merge(
+        self, ctx: JobContext, conn: Any, chunk: Chunk
+    ) -> tuple[dict[str, int], list[Reject]]:
+        statements = pg.merge_statements(self.table, STAGING, ctx.cols, ctx.spec.source.key, chunk)
+        values = chunk_values(chunk, ctx.as_of)
+
+        async def apply() -> dict[str, int]:
+            totals = dict.fromkeys(COUNTERS, 0)
+            for st in statements:
+                if st.counts == "rows":
+                    got = await conn.fetchrow(st.text, *st.args(values))
+                    for k in COUNTERS:
+                        totals[k] += int(got[k])
+                else:
+                    await conn.execute(st.text, *st.args(values))
+            return totals
+
+        if ctx.on_bad_row != "reject":
+            return await apply(), []
+        try:
+            async with conn.transaction():
+                return await apply(), []
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+        rejects = await find_bad_rows(
+            conn, table=self.table, staging=STAGING, cols=ctx.cols, as_of=ctx.as_of
+        )
+        return await apply(), rejects
+
+
+async def _pipe(ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk: Chunk) -> int:
+    """Binary COPY from the source connection into staging, through a bounded stream."""
+    send, receive = anyio.create_memory_object_stream[bytes](8)
+    rows = 0
+
+    async def produce() -> None:
+        nonlocal rows
+        async with send:
+
+            async def out(data: bytes) -> None:
+                ctx.check_stop()
+                await send.send(data)
+
+            rows = await source.copy_out(sconn, chunk, out)
+
+    async def consume() -> None:
+        async with receive:
+            await conn.copy_to_table(
+                STAGING, source=_iterate(receive), columns=list(ctx.names), format="binary"
+            )
+
+    await run_all(produce, consume)
+    return rows
+
+
+async def _iterate(receive: Any) -> AsyncIterator[bytes]:
+    async for data in receive:
+        yield data

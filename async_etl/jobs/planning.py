@@ -1,0 +1,168 @@
+"""Before the first chunk: preflight (reads only), then the run's plan (new or resumed).
+
+Preflight touches nothing: it reads the source's columns, resolves ``[scd]`` against them,
+reaches the target (and reads its latest ``valid_from``) and the state store, and decides the
+run: resume the job's unfinished run (same run id, same as-of T, same stored chunk plan) unless
+``fresh``, else a new run at T = ``options.as_of`` or now.  T is truncated to milliseconds (the
+finest precision every target keeps) and may not be earlier than the target's history.  Any
+problem here is a ``ConfigError`` naming the key or the URL (password masked).
+
+``plan_run`` then writes: it records a new run with its chunk plan (estimate, parallel
+decision, boundary sampling) or marks the resumed run RUNNING, and checks NULL keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from async_etl.core import chunks as ch
+from async_etl.core.specs import ScdColumns
+from async_etl.errors import AsyncEtlError, ConfigError, DataError
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.context import Holder, JobContext, key_json
+from async_etl.jobs.endpoints import Source, Target, source_connection
+from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.state import StateStore
+
+__all__ = ["Decision", "Plan", "plan_run", "preflight"]
+
+log = structlog.get_logger(__name__)
+
+NULL_KEY_REJECTS = 10_000
+"""At most this many NULL-key rows are recorded one by one in ``async_etl_rejects``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What preflight learnt: columns, resolved SCD columns, the run to do."""
+
+    columns: tuple[tuple[str, str], ...]
+    cols: ScdColumns
+    run_id: str
+    as_of: datetime
+    resumed_plan: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Plan:
+    """The chunk plan of the run and what is already done."""
+
+    plan: ch.ChunkPlan
+    workers: int
+    committed: set[int] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+    started_at: datetime | None = None
+
+
+def utc_ms(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime truncated to milliseconds (naive = UTC)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    aware = aware.astimezone(UTC)
+    return aware.replace(microsecond=aware.microsecond // 1000 * 1000)
+
+
+def new_run_id(job: str) -> str:
+    """A fresh, sortable run id: ``<job>-<UTC time>-<random>``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{job}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+async def preflight(
+    spec: JobSpec,
+    options: JobOptions,
+    source: Source,
+    target: Target,
+    store: StateStore,
+    holder: Holder,
+) -> Decision:
+    """Read-only checks and the run decision; raises ``ConfigError`` (one line) on a problem."""
+    app = f"{spec.name}:preflight"
+    try:
+        async with source_connection(source, holder, app) as conn:
+            columns = tuple(await source.columns(conn))
+    except AsyncEtlError as exc:
+        raise ConfigError(f"job {spec.name}: cannot read the source: {exc.message}") from exc
+    names = [n for n, _ in columns]
+    missing = [k for k in spec.source.key if k not in names]
+    if missing:
+        raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "
+                          f"({', '.join(names)})")  # fmt: skip
+    cols = spec.scd.resolve(names)
+    try:
+        latest = await target.max_valid_from(holder, app, cols)
+    except AsyncEtlError as exc:
+        raise ConfigError(f"job {spec.name}: cannot use the target: {exc.message}") from exc
+    try:
+        unfinished = None if options.fresh else await store.unfinished(spec.name)
+    except AsyncEtlError as exc:
+        raise ConfigError(f"job {spec.name}: state store: {exc.message}") from exc
+    wanted = utc_ms(options.as_of) if options.as_of is not None else None
+    if unfinished is not None:
+        run_id, as_of, plan = unfinished
+        as_of = utc_ms(as_of)
+        if wanted is not None and wanted != as_of:
+            raise ConfigError(f"job {spec.name}: run {run_id} is unfinished at as-of "
+                              f"{as_of.isoformat()}; resume it without --as-of (or with that "
+                              "value), or start over with --fresh")  # fmt: skip
+    else:
+        run_id, as_of, plan = new_run_id(spec.name), wanted or utc_ms(datetime.now(UTC)), None
+    if latest is not None and as_of < latest:
+        raise ConfigError(f"job {spec.name}: as-of {as_of.isoformat()} is before the latest "
+                          f"version in {spec.target.table} ({latest.isoformat()}); a run may "
+                          "not rewrite history")  # fmt: skip
+    return Decision(columns, cols, run_id, as_of, plan)
+
+
+async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: StateStore) -> Plan:
+    """Record the new run with its chunk plan, or resume the stored one; check NULL keys.
+
+    Raises ``DataError`` when the source has NULL keys and ``on_bad_row = "fail"``, and the
+    translated driver errors of the source and the state store.
+    """
+    spec = ctx.spec
+    async with source_connection(source, ctx.hold, ctx.app) as conn:
+        estimate = await source.estimate(conn)
+        nulls = await source.null_keys(conn)
+        if decision.resumed_plan is None:
+            n = ch.chunk_count(estimate, spec.parallel)
+            cuts = await source.boundaries(conn, n)
+        null_rows = []
+        if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
+            null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
+    workers = ch.workers(estimate, spec.parallel)
+    if decision.resumed_plan is not None:
+        plan = ch.ChunkPlan.from_json(decision.resumed_plan)
+        committed, row = await store.resume_run(ctx.run_id)
+        counters = {
+            "rows_read": row.rows_read,
+            "inserted": row.inserted,
+            "updated": row.updated,
+            "expired": row.expired,
+            "deleted": row.deleted,
+            "rejected": row.rejected,
+        }
+        out = Plan(plan, workers, committed, counters, row.started_at)
+        log.info("run_resumed", chunks=len(plan), committed=len(committed), workers=workers)
+    else:
+        try:
+            plan = ch.plan_chunks(cuts)
+        except ValueError as exc:
+            raise DataError(f"job {spec.name}: cannot plan chunks: {exc}") from exc
+        bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
+        await store.start_run(ctx.run_id, spec.name, ctx.as_of, plan.to_json(), bounds)
+        out = Plan(plan, workers, counters={"rejected": 0})
+        log.info("run_started", chunks=len(plan), estimate=estimate, workers=workers)
+    if nulls and ctx.on_bad_row == "fail":
+        raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
+                        f"{', '.join(spec.source.key)}")  # fmt: skip
+    if null_rows:
+        reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
+        await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])
+        out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
+    return out

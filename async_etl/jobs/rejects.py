@@ -1,0 +1,142 @@
+"""Finding the rows a PostgreSQL target refuses, by bisection in savepoints.
+
+Theory of operation
+-------------------
+A chunk merge is set-based, so when the target refuses one row (too long, NOT NULL, CHECK,
+bad cast, a duplicate key) the whole statement fails and says little about which row.  With
+``on_bad_row = "reject"`` the driver rolls back to the savepoint before the merge and calls
+``find_bad_rows``:
+
+1. number the staged rows (``row_number()`` into a TEMP table);
+2. create a probe table ``LIKE`` the target (defaults, constraints and unique indexes), so it
+   refuses exactly what the target's columns refuse;
+3. insert row ranges into the probe, each in its own savepoint: a range that goes in stays
+   (so a later duplicate of one of its keys is caught), a range that fails is split in halves
+   and each half tried again, down to single rows.  Cost: about ``2 * bad * log2(n)``
+   statements, never one per row;
+4. put the staging table back without the bad rows.  A refused row's key must not look
+   deleted (``deletes = "expire"`` would expire it), so its current target row, if any, is
+   staged in its place: the merge then leaves that key exactly as it was.
+
+Everything happens inside the chunk's transaction; the probe and the numbered copy are
+``ON COMMIT DROP``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from async_etl.core.classify import classify_sqlstate
+from async_etl.core.scd_sql_common import quote
+from async_etl.core.specs import ScdColumns
+from async_etl.errors import ErrorKind
+
+__all__ = ["find_bad_rows", "is_data_error"]
+
+_NUMBERED = "_async_etl_numbered"
+_PROBE = "_async_etl_reject_probe"
+_RN = "_async_etl_rn"
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True for a PostgreSQL error about a row's content (SQLSTATE classes 22 and 23)."""
+    code = str(getattr(exc, "sqlstate", "") or "")
+    return isinstance(exc, asyncpg.PostgresError) and classify_sqlstate(code) is ErrorKind.DATA
+
+
+def _one_line(exc: BaseException) -> str:
+    code = getattr(exc, "sqlstate", "")
+    return " ".join(f"{exc} (SQLSTATE {code})".split())
+
+
+async def find_bad_rows(
+    conn: Any,
+    *,
+    table: str,
+    staging: str,
+    cols: ScdColumns,
+    as_of: datetime,
+) -> list[tuple[str, str]]:
+    """Remove the rows ``table`` refuses from ``staging``; their (key JSON, reason).
+
+    Must run inside a transaction on ``conn``.  Raises the driver's error when the probe
+    itself cannot be built (that is not a bad row).
+    """
+    t, s = quote(table), quote(staging)
+    names = cols.data
+    data = ", ".join(quote(c) for c in names)
+    await conn.execute(
+        f"CREATE TEMP TABLE {_NUMBERED} ON COMMIT DROP AS "
+        f"SELECT row_number() OVER () AS {_RN}, {data} FROM {s}"
+    )
+    await conn.execute(
+        f"CREATE TEMP TABLE {_PROBE} (LIKE {t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+        "INCLUDING INDEXES) ON COMMIT DROP"
+    )
+    total = int(await conn.fetchval(f"SELECT count(*) FROM {_NUMBERED}"))
+    if cols.type == 2:
+        extra_cols = f", {quote(cols.valid_from)}, {quote(cols.valid_to)}, {quote(cols.is_current)}"
+        extra_vals = ", $3::timestamptz, NULL, true"
+    else:
+        extra_cols = extra_vals = ""
+    probe = (
+        f"INSERT INTO {_PROBE} ({data}{extra_cols}) SELECT {data}{extra_vals} "
+        f"FROM {_NUMBERED} WHERE {_RN} >= $1 AND {_RN} < $2"
+    )
+    args: tuple[Any, ...] = (as_of,) if cols.type == 2 else ()
+    bad: list[tuple[int, str]] = []
+
+    async def bisect(lo: int, hi: int) -> None:
+        try:
+            async with conn.transaction():
+                await conn.execute(probe, lo, hi, *args)
+        except asyncpg.PostgresError as exc:
+            if not is_data_error(exc):
+                raise
+            if hi - lo == 1:
+                bad.append((lo, _one_line(exc)))
+                return
+            mid = (lo + hi) // 2
+            await bisect(lo, mid)
+            await bisect(mid, hi)
+
+    if total:
+        await bisect(1, total + 1)
+    if not bad:
+        return []
+    numbers = [n for n, _ in bad]
+    await _restage(conn, t, s, cols, numbers)
+    keys = await conn.fetch(
+        f"SELECT {_RN}, {', '.join(quote(c) for c in cols.business_key)} FROM {_NUMBERED} "
+        f"WHERE {_RN} = ANY($1::bigint[])",
+        numbers,
+    )
+    by_number = {int(r[0]): dict(zip(cols.business_key, tuple(r)[1:], strict=True)) for r in keys}
+    return [(json.dumps(by_number[n], default=str), reason) for n, reason in bad]
+
+
+async def _restage(conn: Any, t: str, s: str, cols: ScdColumns, numbers: Sequence[int]) -> None:
+    """Staging := the good rows, plus the current target row of each refused key."""
+    data = ", ".join(quote(c) for c in cols.data)
+    bk = cols.business_key
+    await conn.execute(f"DELETE FROM {s}")
+    await conn.execute(
+        f"INSERT INTO {s} ({data}) SELECT {data} FROM {_NUMBERED} "
+        f"WHERE NOT ({_RN} = ANY($1::bigint[]))",
+        numbers,
+    )
+    current = f"AND t.{quote(cols.is_current)}" if cols.type == 2 else ""
+    match_n = " AND ".join(f"n.{quote(c)} = t.{quote(c)}" for c in bk)
+    match_s = " AND ".join(f"x.{quote(c)} = t.{quote(c)}" for c in bk)
+    tdata = ", ".join(f"t.{quote(c)}" for c in cols.data)
+    await conn.execute(
+        f"INSERT INTO {s} ({data}) SELECT DISTINCT {tdata} FROM {t} AS t "
+        f"JOIN {_NUMBERED} AS n ON {match_n} WHERE n.{_RN} = ANY($1::bigint[]) {current} "
+        f"AND NOT EXISTS (SELECT 1 FROM {s} AS x WHERE {match_s})",
+        numbers,
+    )

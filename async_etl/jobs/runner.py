@@ -1,0 +1,330 @@
+"""``run_job``: run one mapper job to the end, a stop, or a failure, and report it.
+
+Theory of operation
+-------------------
+1. ``planning.preflight`` (reads only; ``ConfigError`` is raised from here and nowhere later);
+2. state tables and target table are created if missing; ``planning.plan_run`` records the new
+   run with its stored chunk plan (or resumes the unfinished one: same T, same chunks);
+3. chunks run in key order, at most ``workers`` in flight (a ``CapacityLimiter``; one task per
+   chunk in one task group), each on its own connections taken from the ``ConnectionBudget``
+   and closed after.  A transient failure retries the whole chunk (its transaction was rolled
+   back) after an exponential backoff with full jitter; anything else fails the run, lets the
+   chunks in flight finish, and starts no more;
+4. a stop (the ``stop`` event, SIGINT/SIGTERM in the CLI, or ``async-etl stop`` polled from the
+   state store before each chunk and every half second) starts no more chunks; chunks in
+   flight finish, or roll back at their next safe point (between batches);
+5. the committed chunks advance the contiguous watermark; ``async_etl_runs`` is updated every
+   ``UPDATE_EVERY`` chunks and at the end.
+
+``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
+error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import orjson
+import structlog
+
+from async_etl.core.chunks import Chunk, Watermark, remaining
+from async_etl.errors import AsyncEtlError, ConfigError, ErrorKind, LoadError, StopRequested
+from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
+from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.context import COUNTERS, BudgetHolder, ChunkResult, ConnectionMeter, JobContext
+from async_etl.jobs.endpoints import Source, Target, make_source, make_target
+from async_etl.jobs.planning import Decision, Plan, plan_run, preflight
+from async_etl.jobs.progress import RateMeter
+from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.state import StateStore
+
+__all__ = ["UPDATE_EVERY", "run_job"]
+
+log = structlog.get_logger(__name__)
+
+UPDATE_EVERY = 5
+"""``async_etl_runs`` is updated after this many committed chunks (and at the end)."""
+
+STOP_POLL_S = 0.5
+
+
+async def run_job(
+    spec: JobSpec,
+    *,
+    options: JobOptions = JobOptions(),  # noqa: B008 - frozen, shared safely
+    stop: anyio.Event | None = None,
+    budget: ConnectionBudget | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> JobResult:
+    """Run ``spec`` once (resuming its unfinished run unless ``options.fresh``).
+
+    Raises ``ConfigError`` only for problems found before anything is written (bad spec,
+    unknown columns, unreachable database, an as-of before the target's history); every
+    failure after that is reported in the returned ``JobResult`` (status FAILED).
+    """
+    source = make_source(spec)
+    target = make_target(spec)
+    budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
+    assert spec.state is not None  # the loader always sets it
+    job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
+    with structlog.contextvars.bound_contextvars(job=spec.name):
+        return await job.execute()
+
+
+class _JobRun:
+    """The mutable state of one ``run_job`` call."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        options: JobOptions,
+        stop: anyio.Event,
+        budget: ConnectionBudget,
+        on_progress: Callable[[Progress], None] | None,
+        source: Source,
+        target: Target,
+    ) -> None:
+        self.spec, self.options, self.external_stop = spec, options, stop
+        self.on_progress = on_progress
+        self.source, self.target = source, target
+        self.meter = ConnectionMeter()
+        self.holder = BudgetHolder(budget, self.meter)
+        self.started = datetime.now(UTC)
+        self.counters: dict[str, int] = dict.fromkeys(("rows_read", "rejected", *COUNTERS), 0)
+        self.rows_here = 0
+        self.failure: AsyncEtlError | None = None
+        self.since_update = 0
+        self.ctx: JobContext | None = None
+        self.plan: Plan | None = None
+        self.watermark = Watermark(0)
+        self.rates: RateMeter | None = None
+
+    async def execute(self) -> JobResult:
+        assert self.spec.state is not None
+        store = StateStore(self.spec.state.url, self.holder, app=f"{self.spec.name}:state")
+        try:
+            await store.__aenter__()
+        except AsyncEtlError as exc:
+            raise ConfigError(f"job {self.spec.name}: state store: {exc.message}") from exc
+        try:
+            decision = await preflight(
+                self.spec, self.options, self.source, self.target, store, self.holder
+            )
+            ctx = JobContext(
+                spec=self.spec,
+                run_id=decision.run_id,
+                as_of=decision.as_of,
+                columns=decision.columns,
+                cols=decision.cols,
+                hold=self.holder,
+                stop=anyio.Event(),
+                state_url=store.url,
+            )
+            self.ctx = ctx
+            with structlog.contextvars.bound_contextvars(run_id=ctx.run_id):
+                try:
+                    return await self._run(ctx, store, decision)
+                except anyio.get_cancelled_exc_class():
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await self._finish(store, "STOPPED")
+                    raise
+        finally:
+            await store.__aexit__(None, None, None)
+
+    async def _run(self, ctx: JobContext, store: StateStore, decision: Decision) -> JobResult:
+        resumed = decision.resumed_plan is not None
+        try:
+            await store.ensure()
+            await self.target.prepare(ctx)
+            self.plan = await plan_run(ctx, decision, self.source, store)
+        except AsyncEtlError as exc:
+            self.failure = exc
+            if self.plan is None:
+                return self._result("FAILED", resumed)
+        plan = self.plan
+        for k, v in plan.counters.items():
+            self.counters[k] = v
+        self.watermark = Watermark(len(plan.plan)).advance(plan.committed)
+        self.rates = RateMeter(self.spec.name, ctx.run_id, len(plan.plan), len(plan.committed))
+        if self.failure is None:
+            self._report()
+            await self._chunks(ctx, store, plan)
+        if self.failure is not None:
+            status: RunStatus = "FAILED"
+        elif self.watermark.complete:
+            status = "SUCCEEDED"
+        else:
+            status = "STOPPED"
+        await self._finish(store, status)
+        return self._result(status, resumed)
+
+    async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
+        todo = remaining(plan.plan, plan.committed)
+        limiter = anyio.CapacityLimiter(plan.workers)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._watch_stop, ctx, store)
+            async with anyio.create_task_group() as tg:
+                for chunk in todo:
+                    borrower = object()
+                    await limiter.acquire_on_behalf_of(borrower)
+                    if self.failure is not None or await self._stop_requested(ctx, store):
+                        limiter.release_on_behalf_of(borrower)
+                        break
+                    tg.start_soon(self._chunk, ctx, store, chunk, limiter, borrower)
+            outer.cancel_scope.cancel()
+
+    async def _stop_requested(self, ctx: JobContext, store: StateStore) -> bool:
+        if not ctx.stop.is_set() and (
+            self.external_stop.is_set() or await store.stop_requested(ctx.run_id)
+        ):
+            log.info("stop_requested")
+            ctx.stop.set()
+        return ctx.stop.is_set()
+
+    async def _watch_stop(self, ctx: JobContext, store: StateStore) -> None:
+        while not ctx.stop.is_set():
+            with anyio.move_on_after(STOP_POLL_S):
+                await self.external_stop.wait()
+            try:
+                await self._stop_requested(ctx, store)
+            except AsyncEtlError as exc:
+                log.warning("stop_poll_failed", error=exc.message)
+
+    async def _chunk(
+        self,
+        ctx: JobContext,
+        store: StateStore,
+        chunk: Chunk,
+        limiter: anyio.CapacityLimiter,
+        borrower: object,
+    ) -> None:
+        try:
+            with structlog.contextvars.bound_contextvars(chunk=chunk.index):
+                result = await self._attempts(ctx, chunk)
+                await self._committed(ctx, store, chunk, result)
+        except StopRequested:
+            log.info("chunk_rolled_back", reason="stop requested")
+        except AsyncEtlError as exc:
+            self._fail(exc, chunk)
+        except Exception as exc:  # a bug must still end as a FAILED result, not a crash
+            err = LoadError(f"chunk {chunk.index}: {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self._fail(err, chunk)
+        finally:
+            limiter.release_on_behalf_of(borrower)
+
+    def _fail(self, exc: AsyncEtlError, chunk: Chunk) -> None:
+        log.error("chunk_failed", chunk=chunk.index, error=exc.message, kind=str(exc.kind))
+        if self.failure is None:
+            self.failure = exc
+
+    async def _attempts(self, ctx: JobContext, chunk: Chunk) -> ChunkResult:
+        attempt = 0
+        while True:
+            attempt += 1
+            ctx.check_stop()
+            try:
+                return await self.target.run_chunk(ctx, chunk, self.source)
+            except StopRequested:
+                raise
+            except AsyncEtlError as exc:
+                decision = ctx.policy.decide(
+                    attempt,
+                    retryable=exc.retryable,
+                    jitter=random.random(),
+                    retry_after=getattr(exc, "retry_after", None),
+                )
+                if not decision.retry:
+                    raise
+                log.warning("chunk_retry", attempt=attempt, delay=round(decision.delay, 3),
+                            error=exc.message)  # fmt: skip
+                await anyio.sleep(decision.delay)
+
+    async def _committed(
+        self, ctx: JobContext, store: StateStore, chunk: Chunk, result: ChunkResult
+    ) -> None:
+        if not result.checkpointed:
+            bounds = orjson.dumps(chunk.to_json()).decode()
+            await store.checkpoint(ctx.run_id, chunk.index, bounds, result.rows_read)
+            await store.add_rejects(self.spec.name, ctx.run_id, result.rejects)
+        assert self.plan is not None
+        self.plan.committed.add(chunk.index)
+        self.watermark = self.watermark.advance(self.plan.committed)
+        self.counters["rows_read"] += result.rows_read
+        self.counters["rejected"] += len(result.rejects)
+        for k in COUNTERS:
+            self.counters[k] += result.counts.get(k, 0)
+        self.rows_here += result.rows_read
+        log.debug("chunk_committed", rows=result.rows_read, **result.counts)
+        self.since_update += 1
+        if self.since_update >= UPDATE_EVERY:
+            self.since_update = 0
+            await store.update_run(self._values("RUNNING"))
+        self._report()
+
+    def _report(self) -> None:
+        if self.on_progress is None or self.rates is None or self.plan is None:
+            return
+        p = self.rates.progress(len(self.plan.committed), self.counters["rows_read"],
+                                self.rows_here)  # fmt: skip
+        try:
+            self.on_progress(p)
+        except Exception as exc:  # a broken progress callback must not break the load
+            log.warning("progress_callback_failed", error=repr(exc))
+
+    def _values(self, status: RunStatus) -> dict[str, Any]:
+        assert self.ctx is not None
+        c = self.counters
+        return {
+            "run_id": self.ctx.run_id,
+            "status": status,
+            "rows_read": c["rows_read"],
+            "rows_inserted": c["inserted"],
+            "rows_updated": c["updated"],
+            "rows_expired": c["expired"],
+            "rows_deleted": c["deleted"],
+            "rows_rejected": c["rejected"],
+            "watermark": self.watermark.value,
+            "error": self.failure.message if self.failure is not None else None,
+        }
+
+    async def _finish(self, store: StateStore, status: RunStatus) -> None:
+        if self.plan is None or self.ctx is None:
+            return
+        try:
+            await store.update_run(self._values(status))
+            if status == "STOPPED":
+                await store.clear_stop(self.ctx.run_id)
+        except AsyncEtlError as exc:
+            log.error("final_update_failed", error=exc.message)
+        log.info("run_finished", status=status, **self.counters,
+                 error=self.failure.message if self.failure else None)  # fmt: skip
+
+    def _result(self, status: RunStatus, resumed: bool) -> JobResult:
+        assert self.ctx is not None
+        c = self.counters
+        kind: ErrorKind | None = self.failure.kind if self.failure is not None else None
+        return JobResult(
+            run_id=self.ctx.run_id,
+            job=self.spec.name,
+            status=status,
+            as_of=self.ctx.as_of,
+            started_at=self.started,
+            finished_at=datetime.now(UTC),
+            rows_read=c["rows_read"],
+            inserted=c["inserted"],
+            updated=c["updated"],
+            expired=c["expired"],
+            deleted=c["deleted"],
+            rejected=c["rejected"],
+            chunks_total=len(self.plan.plan) if self.plan else 0,
+            chunks_done=len(self.plan.committed) if self.plan else 0,
+            resumed=resumed,
+            error=self.failure.message if self.failure is not None else None,
+            error_kind=kind,
+            max_connections=dict(self.meter.peak),
+        )

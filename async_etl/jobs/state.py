@@ -1,0 +1,278 @@
+"""The PostgreSQL state store: runs, chunk checkpoints, rejects and stop requests.
+
+One ``StateStore`` per job run holds one connection (one budget token) for the whole run and
+serialises its statements with a lock.  Every call is retried on a transient failure (lost
+connection, admin shutdown, ...) on a fresh connection, so terminating the store's backend
+mid-run costs a reconnect, not the run.  The tables come from ``async_etl.core.state_sql``;
+stop requests live in ``async_etl_stop_requests`` (one row per run asked to stop), written by
+``async-etl stop`` and polled by the running job.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+import structlog
+
+from async_etl.core import state_sql as sq
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.scd_sql_common import Sql
+from async_etl.errors import AsyncEtlError, CheckpointError, TransientError
+from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
+from async_etl.jobs.pgconn import close_quietly, connect
+from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
+
+__all__ = ["STOP_DDL", "RunRow", "StateStore", "with_store"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+STOP_DDL = Sql(
+    "CREATE TABLE IF NOT EXISTS async_etl_stop_requests (run_id text PRIMARY KEY, "
+    "requested_at timestamptz NOT NULL DEFAULT now())"
+)
+"""Stop requests: a row asks the running run ``run_id`` to stop at its next safe point."""
+
+_REQUEST_STOP = (
+    "INSERT INTO async_etl_stop_requests (run_id) SELECT run_id FROM async_etl_runs "
+    "WHERE status = 'RUNNING' AND (run_id = $1 OR job = $1) ON CONFLICT DO NOTHING "
+    "RETURNING run_id"
+)
+_RUN_COLUMNS = (
+    "run_id, job, status, as_of, started_at, finished_at, rows_read, rows_inserted, "
+    "rows_updated, rows_expired, rows_deleted, rows_rejected, error"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One row of ``async_etl_runs`` (counters by their JobResult names)."""
+
+    run_id: str
+    job: str
+    status: str
+    as_of: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    rows_read: int
+    inserted: int
+    updated: int
+    expired: int
+    deleted: int
+    rejected: int
+    error: str | None
+
+    @classmethod
+    def of(cls, r: Any) -> RunRow:
+        """Build from a record selected with the standard column list."""
+        n = [int(v) for v in tuple(r)[6:12]]
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], n[0], n[1], n[2], n[3], n[4], n[5], r[12])
+
+
+class StateStore:
+    """Run and chunk state in the PostgreSQL database at ``url``.
+
+    Use as ``async with StateStore(url, budget, app=...) as store``.  Methods raise
+    ``CheckpointError`` when the store fails for good, ``TransientError`` only after the
+    retries are spent.
+    """
+
+    def __init__(
+        self, url: str, holder: Holder, *, app: str, policy: RetryPolicy | None = None
+    ) -> None:
+        self.url = url
+        self._holder = holder
+        self._app = app
+        self._policy = policy or RetryPolicy(max_retries=8, base=0.1, cap=3.0)
+        self._conn: Any = None
+        self._lock = anyio.Lock()
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> StateStore:
+        """Take a budget token and connect."""
+        await self._stack.enter_async_context(self._holder(self.url))
+        try:
+            self._conn = await connect(self.url, self._app)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the connection and give the token back."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await close_quietly(conn)
+        await self._stack.aclose()
+
+    async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        attempt = 0
+        async with self._lock:
+            while True:
+                attempt += 1
+                try:
+                    if self._conn is None:
+                        self._conn = await connect(self.url, self._app)
+                    try:
+                        return await fn(self._conn)
+                    except PG_ERRORS as exc:
+                        raise translate_pg(exc, f"state store: {what}") from exc
+                except TransientError as exc:
+                    decision = self._policy.decide(attempt, retryable=True, jitter=random.random())
+                    if not decision.retry:
+                        raise
+                    log.warning("state_retry", what=what, attempt=attempt, error=exc.message)
+                    conn, self._conn = self._conn, None
+                    if conn is not None:
+                        await close_quietly(conn)
+                    await anyio.sleep(decision.delay)
+                except AsyncEtlError as exc:
+                    raise CheckpointError(exc.message) from exc
+
+    async def ensure(self) -> None:
+        """Create the state tables (idempotent)."""
+
+        async def go(c: Any) -> None:
+            for st in (*sq.STATE_DDL, STOP_DDL):
+                await c.execute(st.text)
+
+        await self._call("create state tables", go)
+
+    async def unfinished(self, job: str) -> tuple[str, datetime, dict[str, Any]] | None:
+        """The latest run of ``job`` that did not succeed: (run_id, as_of, plan JSON)."""
+
+        async def go(c: Any) -> tuple[str, datetime, dict[str, Any]] | None:
+            if await c.fetchval("SELECT to_regclass('async_etl_runs')") is None:
+                return None
+            r = await c.fetchrow(sq.UNFINISHED_RUN.text, job)
+            if r is None or r["plan"] is None:
+                return None
+            return r["run_id"], r["as_of"], json.loads(r["plan"])
+
+        return await self._call("find unfinished run", go)
+
+    async def start_run(
+        self, run_id: str, job: str, as_of: datetime, plan: dict[str, Any], bounds: list[str]
+    ) -> None:
+        """Record a new run with its plan and one PENDING row per chunk, in one transaction."""
+
+        async def go(c: Any) -> None:
+            async with c.transaction():
+                await c.execute(sq.START_RUN.text, run_id, job, as_of, json.dumps(plan))
+                await c.executemany(
+                    sq.INSERT_CHUNK.text, [(run_id, i, b) for i, b in enumerate(bounds)]
+                )
+                await c.execute("DELETE FROM async_etl_stop_requests WHERE run_id = $1", run_id)
+
+        await self._call("start run", go)
+
+    async def resume_run(self, run_id: str) -> tuple[set[int], RunRow]:
+        """Mark ``run_id`` RUNNING again; its committed chunks and its stored row."""
+
+        async def go(c: Any) -> tuple[set[int], RunRow]:
+            async with c.transaction():
+                await c.execute(
+                    "UPDATE async_etl_runs SET status = 'RUNNING', finished_at = NULL, "
+                    "error = NULL WHERE run_id = $1",
+                    run_id,
+                )
+                await c.execute("DELETE FROM async_etl_stop_requests WHERE run_id = $1", run_id)
+                done = {int(r[0]) for r in await c.fetch(sq.COMMITTED_CHUNKS.text, run_id)}
+                read = await c.fetchval(
+                    "SELECT coalesce(sum(rows), 0) FROM async_etl_chunks "
+                    "WHERE run_id = $1 AND status = 'COMMITTED'",
+                    run_id,
+                )
+                row = await c.fetchrow(
+                    f"SELECT {_RUN_COLUMNS} FROM async_etl_runs WHERE run_id = $1", run_id
+                )
+            run = RunRow.of(row)
+            return done, RunRow(**{**_asdict(run), "rows_read": int(read)})
+
+        return await self._call("resume run", go)
+
+    async def checkpoint(self, run_id: str, index: int, bounds: str, rows: int) -> None:
+        """Mark a chunk COMMITTED (targets whose merge cannot share this transaction)."""
+
+        async def go(c: Any) -> None:
+            await c.execute(sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows)
+
+        await self._call("checkpoint chunk", go)
+
+    async def update_run(self, values: dict[str, Any]) -> None:
+        """``UPDATE_RUN`` with ``values`` keyed by its logical parameter names."""
+
+        async def go(c: Any) -> None:
+            await c.execute(sq.UPDATE_RUN.text, *sq.UPDATE_RUN.args(values))
+
+        await self._call("update run", go)
+
+    async def add_rejects(self, job: str, run_id: str, rejects: Sequence[tuple[str, str]]) -> None:
+        """Record rejected rows: (key as JSON text, reason)."""
+
+        async def go(c: Any) -> None:
+            await c.executemany(sq.INSERT_REJECT.text, [(job, run_id, k, r) for k, r in rejects])
+
+        if rejects:
+            await self._call("record rejects", go)
+
+    async def stop_requested(self, run_id: str) -> bool:
+        """True when ``async-etl stop`` asked this run to stop."""
+
+        async def go(c: Any) -> bool:
+            found = await c.fetchval(
+                "SELECT 1 FROM async_etl_stop_requests WHERE run_id = $1", run_id
+            )
+            return found is not None
+
+        return await self._call("poll stop requests", go)
+
+    async def clear_stop(self, run_id: str) -> None:
+        """Forget the stop request of ``run_id`` (once it has stopped)."""
+
+        async def go(c: Any) -> None:
+            await c.execute("DELETE FROM async_etl_stop_requests WHERE run_id = $1", run_id)
+
+        await self._call("clear stop request", go)
+
+    async def request_stop(self, job_or_run: str) -> list[str]:
+        """Ask every RUNNING run of a job (or the one run with that id) to stop; their ids."""
+
+        async def go(c: Any) -> list[str]:
+            return [str(r[0]) for r in await c.fetch(_REQUEST_STOP, job_or_run)]
+
+        return await self._call("request stop", go)
+
+    async def recent_runs(self, job: str | None, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first (of one job, or of all)."""
+
+        async def go(c: Any) -> list[RunRow]:
+            where = "WHERE job = $2" if job is not None else ""
+            args: list[Any] = [limit] + ([job] if job is not None else [])
+            rows = await c.fetch(
+                f"SELECT {_RUN_COLUMNS} FROM async_etl_runs {where} "
+                "ORDER BY started_at DESC LIMIT $1",
+                *args,
+            )
+            return [RunRow.of(r) for r in rows]
+
+        return await self._call("read runs", go)
+
+
+def _asdict(run: RunRow) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RunRow.__dataclass_fields__}
+
+
+async def with_store(url: str, app: str, fn: Callable[[StateStore], Awaitable[T]]) -> T:
+    """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands)."""
+    holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
+    async with StateStore(url, holder, app=app) as store:
+        return await fn(store)
