@@ -1,0 +1,207 @@
+"""Shared helpers of the mapper-job integration tests: sources, job files, the reference model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from async_etl.core import scd_sql_pg as pg
+from async_etl.core.scd import Row, apply_plan, diff
+from async_etl.core.specs import ScdColumns, ScdSpec
+from async_etl.jobs.spec import JobSpec, parse_job
+
+COLUMNS = [("a", "bigint"), ("b", "text"), ("name", "text"), ("city", "text"), ("tier", "integer")]
+NAMES = [n for n, _ in COLUMNS]
+KEY = ("a", "b")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SCD2 = ScdSpec(type=2, business_key=KEY, tracked=("name", "city"), overwrite=("tier",),
+               deletes="expire")  # fmt: skip
+
+
+def at(day: int) -> datetime:
+    """The as-of time of run number ``day``."""
+    return T0 + timedelta(days=day)
+
+
+def job_toml(name: str, dsn: str, table: str, *, kind: int = 2, workers: int = 3,
+             chunk_size: int = 100, parallel: bool = True, extra: str = "") -> str:  # fmt: skip
+    """A job file over ``src.t`` (composite key a, b) into ``table``."""
+    scd = (
+        'type = 2\ntracked = ["name", "city"]\noverwrite = ["tier"]\ndeletes = "expire"'
+        if kind == 2
+        else 'type = 1\ndeletes = "delete"'
+    )
+    return f"""
+name = "{name}"
+{extra}
+[source]
+url = "{dsn}"
+query = "SELECT a, b, name, city, tier FROM src.t"
+key = ["a", "b"]
+[target]
+url = "{dsn}"
+table = "{table}"
+[scd]
+{scd}
+[parallel]
+enabled = {"true" if parallel else "false"}
+max_workers = {workers}
+chunk_size = {chunk_size}
+min_rows_for_parallel = 10
+"""
+
+
+def spec_of(text: str) -> JobSpec:
+    """Parse a job file text (no environment)."""
+    return parse_job(text, env={})
+
+
+def cols_of(kind: int = 2) -> ScdColumns:
+    """The resolved SCD columns of the test jobs."""
+    spec = SCD2 if kind == 2 else ScdSpec(type=1, business_key=KEY, deletes="delete")
+    return spec.resolve(NAMES)
+
+
+def generation(rnd: random.Random, keys: Sequence[tuple[int, str]], share: float) -> list[Row]:
+    """One source state: a random subset of ``keys`` with random (often NULL) values."""
+    rows = []
+    for a, b in keys:
+        if rnd.random() < share:
+            rows.append({"a": a, "b": b, "name": rnd.choice([None, "n1", "n2", "n3"]),
+                         "city": rnd.choice([None, "p", "q"]),
+                         "tier": rnd.choice([None, 1, 2])})  # fmt: skip
+    return rows
+
+
+def history(seed: int, n_keys: int, runs: int) -> list[list[Row]]:
+    """Source states over ``runs`` runs: updates, deletes, resurrections, NULLs."""
+    rnd = random.Random(seed)
+    keys = [(a, b) for a in range(n_keys // 3) for b in ("x", "y", "Y")]
+    return [generation(rnd, keys, rnd.choice([0.6, 0.8, 0.95])) for _ in range(runs)]
+
+
+async def load_source(dsn: str, rows: Sequence[Row]) -> None:
+    """Replace ``src.t`` with ``rows``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS src")
+        await conn.execute("DROP TABLE IF EXISTS src.t")
+        await conn.execute(f"CREATE TABLE src.t ({', '.join(f'{n} {t}' for n, t in COLUMNS)})")
+        await conn.copy_records_to_table(
+            "t", schema_name="src", records=[tuple(r[c] for c in NAMES) for r in rows]
+        )
+        await conn.execute("ANALYZE src.t")
+    finally:
+        await conn.close()
+
+
+async def slow_target(dsn: str, table: str, kind: int = 2, sleep_s: float = 0.02) -> None:
+    """Pre-create ``table`` with a per-INSERT-statement sleep, so a run lasts long enough."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for st in pg.target_ddl(table, COLUMNS, cols_of(kind)):
+            await conn.execute(st.text)
+        await conn.execute(
+            "CREATE OR REPLACE FUNCTION public.aetl_nap() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN PERFORM pg_sleep({sleep_s}); RETURN NULL; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER nap BEFORE INSERT ON {table} FOR EACH STATEMENT "
+            "EXECUTE FUNCTION public.aetl_nap()"
+        )
+    finally:
+        await conn.close()
+
+
+def reference(states: Sequence[Sequence[Row]], cols: ScdColumns) -> list[Row]:
+    """The pure model after one run per state (run i at as-of ``at(i)``)."""
+    model: list[Row] = []
+    for i, rows in enumerate(states):
+        model = apply_plan(model, diff(cols, model, rows, at(i)))
+    return model
+
+
+def _norm_value(v: Any) -> Any:
+    return v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v
+
+
+def norm(rows: Sequence[Any], cols: ScdColumns) -> list[tuple[Any, ...]]:
+    """Rows as sorted tuples of the target columns (timestamps in UTC ISO form)."""
+    return sorted((tuple(_norm_value(dict(r)[c]) for c in cols.target) for r in rows), key=repr)
+
+
+async def table_rows(dsn: str, table: str) -> list[dict[str, Any]]:
+    """Every row of ``table``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await conn.fetch(f"SELECT * FROM {table}")]
+    finally:
+        await conn.close()
+
+
+async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    """One value from a fresh connection."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+def cli(*args: str) -> list[str]:
+    """The argv of ``async-etl`` run from this interpreter."""
+    return [sys.executable, "-m", "async_etl.cli", *args]
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """Start ``async-etl`` as a subprocess (JSON logs, stdout/stderr captured)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+async def run_cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    """Run ``async-etl`` to the end: (exit status, stdout, stderr)."""
+    proc = start_cli(*args)
+    out, err = await asyncio.to_thread(proc.communicate, timeout=timeout)
+    return proc.returncode, out, err
+
+
+async def wait_committed(dsn: str, job: str, at_least: int, timeout: float = 30) -> int:
+    """Wait until a RUNNING run of ``job`` has ``at_least`` committed chunks; their number."""
+    sql = (
+        "SELECT count(*) FROM async_etl_chunks c JOIN async_etl_runs r USING (run_id) "
+        "WHERE r.job = $1 AND c.status = 'COMMITTED' AND r.status = 'RUNNING'"
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                n = int(await conn.fetchval(sql, job))
+            except asyncpg.UndefinedTableError:
+                n = 0
+            if n >= at_least:
+                return n
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{job}: only {n} chunks committed")
+            await asyncio.sleep(0.005)
+    finally:
+        await conn.close()
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    """Write a job file."""
+    path = tmp / name
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,125 @@
+"""Mapper jobs survive SIGKILL, terminated backends and stop requests, and converge."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from pathlib import Path
+
+import anyio
+import asyncpg
+
+from async_etl.core.scd import history_problems
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
+from tests.integration.jobs_helpers import (
+    at,
+    cols_of,
+    fetchval,
+    history,
+    job_toml,
+    load_source,
+    norm,
+    reference,
+    run_cli,
+    slow_target,
+    spec_of,
+    start_cli,
+    table_rows,
+    wait_committed,
+    write,
+)
+
+
+async def test_sigkill_at_random_points_then_rerun_converges(pg_dsn: str, tmp_path: Path) -> None:
+    """SIGKILL a parallel `async-etl run` at 3 random points; re-running equals the model."""
+    cols = cols_of(2)
+    states = history(seed=11, n_keys=1500, runs=2)
+    points = random.Random(3).sample(range(2, 18), 3)
+    jobs = [f"k{i}" for i in range(len(points))]
+    for job in jobs:
+        await slow_target(pg_dsn, f"dw.{job}", sleep_s=0.02)
+    files = {j: write(tmp_path, f"{j}.toml", job_toml(j, pg_dsn, f"dw.{j}", chunk_size=50))
+             for j in jobs}  # fmt: skip
+    await load_source(pg_dsn, states[0])
+    for job in jobs:  # the initial load, uninterrupted
+        assert (await run_job(spec_of(files[job].read_text()),
+                              options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"  # fmt: skip
+    await load_source(pg_dsn, states[1])
+    for job, point in zip(jobs, points, strict=True):
+        proc = start_cli("run", str(files[job]), "--as-of", at(1).isoformat(), "--log-format",
+                         "json")  # fmt: skip
+        await wait_committed(pg_dsn, job, point)
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+        status = await fetchval(pg_dsn, "SELECT status FROM async_etl_runs WHERE job = $1 "
+                                "ORDER BY started_at DESC LIMIT 1", job)  # fmt: skip
+        assert status == "RUNNING"  # killed: nobody marked it
+        code, out, err = await run_cli("run", str(files[job]), "--log-format", "json")
+        assert code == 0, err
+        assert "SUCCEEDED" in out and "(resumed)" in out
+        got = await table_rows(pg_dsn, f"dw.{job}")
+        assert norm(got, cols) == norm(reference(states, cols), cols), f"kill point {point}"
+        assert history_problems(got, cols) == []
+
+
+async def test_terminated_backends_are_retried(pg_dsn: str) -> None:
+    """pg_terminate_backend on every job connection, three times mid-run: the run completes."""
+    cols = cols_of(2)
+    states = history(seed=12, n_keys=1500, runs=2)
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.01)
+    spec = spec_of(job_toml("term", pg_dsn, "dw.dim", chunk_size=50))
+    await load_source(pg_dsn, states[0])
+    assert (await run_job(spec, options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"
+    await load_source(pg_dsn, states[1])
+    killed = 0
+
+    async def terminate() -> None:
+        nonlocal killed
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            for point in (3, 10, 18):
+                await wait_committed(pg_dsn, "term", point)
+                killed += await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'async-etl:term:%'"
+                )
+        finally:
+            await conn.close()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(terminate)
+        result = await run_job(spec, options=JobOptions(as_of=at(1)))
+    assert killed >= 3
+    assert result.status == "SUCCEEDED", result.error
+    got = await table_rows(pg_dsn, "dw.dim")
+    assert norm(got, cols) == norm(reference(states, cols), cols)
+
+
+async def test_stop_command_then_resume(pg_dsn: str, tmp_path: Path) -> None:
+    """`async-etl stop JOB` mid-run: exit 3, run STOPPED; the next run resumes and is correct."""
+    cols = cols_of(2)
+    states = history(seed=13, n_keys=1500, runs=1)
+    await load_source(pg_dsn, states[0])
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.03)
+    job = write(tmp_path, "stop.toml", job_toml("stopme", pg_dsn, "dw.dim", chunk_size=40))
+    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+    await wait_committed(pg_dsn, "stopme", 3)
+    code, out, err = await run_cli("stop", "stopme", "--state", pg_dsn)
+    assert code == 0 and "stop requested for run stopme-" in out, err
+    await asyncio.to_thread(proc.wait, 30)
+    assert proc.returncode == 3
+    row = await fetchval(pg_dsn, "SELECT row(status, watermark)::text FROM async_etl_runs")
+    assert row.startswith("(STOPPED,")
+    done = int(await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_chunks "
+                              "WHERE status = 'COMMITTED'"))  # fmt: skip
+    total = int(await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_chunks"))
+    assert 3 <= done < total
+    code, out, _ = await run_cli("status", str(job))
+    assert code == 0 and "STOPPED" in out
+    result = await run_job(spec_of(job.read_text()))
+    assert result.status == "SUCCEEDED" and result.resumed and result.as_of == at(0)
+    assert result.chunks_done == total
+    got = await table_rows(pg_dsn, "dw.dim")
+    assert norm(got, cols) == norm(reference(states, cols), cols)
