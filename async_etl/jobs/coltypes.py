@@ -1,0 +1,158 @@
+"""Column types across dialects, and source values in the form each target stores them.
+
+Sources describe their columns with PostgreSQL type names (``bigint``, ``numeric(12,2)``,
+``character varying(20)``, ``timestamp with time zone``); the Oracle source maps its own types
+to these first.  This module maps them on to CrateDB and Oracle DDL types, and gives, per
+column, the function that turns a source value into what the target hands back when read
+(CrateDB: timestamps and dates as epoch milliseconds, numerics as doubles), so that the SCD
+comparison of source and target values is exact.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "crate_type",
+    "crate_value",
+    "epoch_ms",
+    "from_epoch_ms",
+    "oracle_type",
+    "pg_type_of_oracle",
+]
+
+Convert = Callable[[Any], Any]
+
+_BASE = re.compile(r"^([a-z ]+?)\s*(\(.*\))?(\[\])?$")
+
+_CRATE = {
+    "bigint": "BIGINT",
+    "integer": "INTEGER",
+    "smallint": "SMALLINT",
+    "text": "TEXT",
+    "character varying": "TEXT",
+    "character": "TEXT",
+    "boolean": "BOOLEAN",
+    "double precision": "DOUBLE PRECISION",
+    "real": "REAL",
+    "numeric": "DOUBLE PRECISION",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+    "timestamp without time zone": "TIMESTAMP WITHOUT TIME ZONE",
+    "date": "TIMESTAMP WITH TIME ZONE",
+    "uuid": "TEXT",
+}
+
+_ORACLE = {
+    "bigint": "NUMBER(19)",
+    "integer": "NUMBER(10)",
+    "smallint": "NUMBER(5)",
+    "text": "VARCHAR2(4000)",
+    "character varying": "VARCHAR2(4000)",
+    "character": "CHAR(1)",
+    "boolean": "NUMBER(1)",
+    "double precision": "BINARY_DOUBLE",
+    "real": "BINARY_FLOAT",
+    "numeric": "NUMBER",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+    "timestamp without time zone": "TIMESTAMP",
+    "date": "DATE",
+    "uuid": "VARCHAR2(36)",
+}
+
+
+def _split(pg_type: str) -> tuple[str, str, bool]:
+    match = _BASE.fullmatch(pg_type.strip().lower())
+    if match is None:
+        return pg_type.strip().lower(), "", False
+    return match.group(1), match.group(2) or "", bool(match.group(3))
+
+
+def crate_type(pg_type: str) -> str:
+    """The CrateDB column type for a PostgreSQL type name (unknown types become TEXT)."""
+    base, _, array = _split(pg_type)
+    inner = _CRATE.get(base, "TEXT")
+    return f"ARRAY({inner})" if array else inner
+
+
+def oracle_type(pg_type: str) -> str:
+    """The Oracle column type for a PostgreSQL type name (length and precision kept)."""
+    base, mods, array = _split(pg_type)
+    if array:
+        return "CLOB"
+    if base in ("character varying", "character") and mods:
+        return f"{'VARCHAR2' if base == 'character varying' else 'CHAR'}{mods[:-1]} CHAR)"
+    if base == "numeric" and mods:
+        return f"NUMBER{mods}"
+    return _ORACLE.get(base, "VARCHAR2(4000)")
+
+
+def epoch_ms(value: datetime | date) -> int:
+    """Epoch milliseconds of a datetime (naive = UTC) or a date (midnight UTC)."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(), tzinfo=UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_epoch_ms(value: int | float) -> datetime:
+    """The UTC datetime of epoch milliseconds."""
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _to_crate(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return epoch_ms(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_to_crate(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def crate_value(pg_types: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:
+    """A function turning one source row (tuple) into CrateDB's stored form of each value."""
+    del pg_types  # one conversion fits every type today; kept per column for the future
+
+    def convert(row: Sequence[Any]) -> list[Any]:
+        return [_to_crate(v) for v in row]
+
+    return convert
+
+
+def pg_type_of_oracle(type_name: str, precision: int | None, scale: int | None,
+                      size: int | None) -> str:  # fmt: skip
+    """A PostgreSQL type for an Oracle column (``cursor.description`` type name and sizes)."""
+    name = type_name.upper().removeprefix("DB_TYPE_")
+    if name == "NUMBER":
+        if scale == 0 and precision is not None and precision <= 18:
+            return "bigint"
+        if precision and scale is not None and scale > -127:
+            return f"numeric({precision},{max(scale, 0)})"
+        return "numeric"
+    if name in ("VARCHAR", "VARCHAR2", "NVARCHAR", "NVARCHAR2", "CHAR", "NCHAR"):
+        return f"character varying({size})" if size else "text"
+    if name in ("CLOB", "NCLOB", "LONG"):
+        return "text"
+    if name in ("BINARY_DOUBLE",):
+        return "double precision"
+    if name in ("BINARY_FLOAT",):
+        return "real"
+    if name in ("DATE", "TIMESTAMP"):
+        return "timestamp without time zone"
+    if name in ("TIMESTAMP_TZ", "TIMESTAMP_LTZ"):
+        return "timestamp with time zone"
+    if name in ("BOOLEAN",):
+        return "boolean"
+    if name in ("RAW", "BLOB", "LONG_RAW"):
+        return "bytea"
+    return "text"

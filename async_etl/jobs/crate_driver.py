@@ -1,0 +1,246 @@
+"""The CrateDB target driver: per chunk, read, diff in Python, send idempotent bulks.
+
+CrateDB has no transactions, so a chunk is made safe to repeat instead (see
+``core.scd_sql_crate``): per chunk, on one HTTP client (one budget token),
+
+1. ``REFRESH TABLE``, then read the chunk's current target rows (``current_rows_sql``);
+2. read the chunk's source rows (values converted to what CrateDB stores: epoch ms, doubles);
+3. ``scd.diff`` at the run's T (epoch ms) and send ``render(plan)`` bulk by bulk, in order;
+   every write addresses one deterministic primary key (inserts ``ON CONFLICT DO NOTHING``);
+4. ``REFRESH TABLE``; the runner then checkpoints the chunk in the PostgreSQL state store.
+
+A request that fails transiently (connection dropped, 429, 503, 5002/503x) is resent after a
+backoff, and bulk items that fail transiently (``rowcount -2`` with a transient code) are
+resent alone; resending is harmless because every statement is idempotent, and a crash at any
+point is repaired by re-running the chunk from step 1.  Items refused for good (and, with
+``on_bad_row = "reject"``, rows of a bulk the server refused as a whole, found by splitting
+it in halves) become rejects; with ``fail`` they fail the chunk.  Caveat: CrateDB cannot roll
+an expiry back, so a key whose new version is rejected may be left without a current row.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from async_etl.core import scd_sql_crate as crate
+from async_etl.core.chunks import Chunk, row_in_chunk
+from async_etl.core.classify import classify_crate, is_transient
+from async_etl.core.crate_protocol import Endpoint
+from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
+from async_etl.core.scd_sql_common import chunk_values, quote
+from async_etl.core.specs import ScdColumns
+from async_etl.errors import AsyncEtlError, ConfigError, DataError, LoadError, TransientError
+from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
+from async_etl.jobs.context import ChunkResult, Holder, JobContext, Reject, key_json
+from async_etl.jobs.endpoints import Source, source_connection
+from async_etl.sinks.crate_client import CrateDBClient
+
+__all__ = ["CrateTarget"]
+
+log = structlog.get_logger(__name__)
+
+
+class CrateTarget:
+    """Loads chunks into a CrateDB table through the HTTP ``/_sql`` endpoint."""
+
+    def __init__(self, url: str, table: str) -> None:
+        self.url = url
+        self.table = table
+        self.endpoint = Endpoint.parse(url)
+        self.where = f"target CrateDB {self.endpoint.display} {table}"
+
+    def _client(self) -> CrateDBClient:
+        return CrateDBClient(self.endpoint, concurrency=1, timeout=60.0)
+
+    async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
+        """Reach the server; the latest version start (None: no table yet, or type 1)."""
+        async with holder(self.url), self._client() as client:
+            await client.server_version()
+            if cols.type != 2:
+                return None
+            try:
+                vf, table = quote(cols.valid_from, "crate"), quote(self.table, "crate")
+                resp = await client.execute(f"SELECT max({vf}) FROM {table}")
+            except LoadError as exc:
+                if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
+                    return None
+                raise
+        value = resp.rows[0][0] if resp.rows and resp.rows[0] else None
+        return None if value is None else from_epoch_ms(value)
+
+    async def prepare(self, ctx: JobContext) -> None:
+        """``CREATE TABLE IF NOT EXISTS`` with the deterministic primary key."""
+        try:
+            columns = [(n, crate_type(t)) for n, t in ctx.columns]
+            ddl = crate.target_ddl(self.table, columns, ctx.cols)
+        except ValueError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from exc
+        async with ctx.hold(self.url), self._client() as client:
+            await self._retry(ctx, lambda: client.execute(ddl))
+
+    async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
+        """Read, diff and write one chunk (safe to repeat); the runner checkpoints it."""
+        cols = ctx.cols
+        convert = crate_value([t for _, t in ctx.columns])
+        async with ctx.hold(self.url), self._client() as client:
+            refresh = crate.refresh_sql(self.table)
+            await self._retry(ctx, lambda: client.execute(refresh))
+            current = await self._current(ctx, client, chunk, convert)
+            rows: list[dict[str, Any]] = []
+            async with source_connection(source, ctx.hold, ctx.app) as sconn:
+                async for batch in source.batches(sconn, chunk, ctx.batch_rows):
+                    ctx.check_stop()
+                    rows.extend(dict(zip(ctx.names, convert(r), strict=True)) for r in batch)
+            plan = diff(cols, current, rows, epoch_ms(ctx.as_of))
+            ctx.check_stop()  # last point where nothing of this chunk was written
+            rejects = await self._write(ctx, client, plan)
+            await self._retry(ctx, lambda: client.execute(refresh))
+        return ChunkResult(chunk.index, len(rows), plan.counts(), tuple(rejects))
+
+    async def _current(
+        self, ctx: JobContext, client: CrateDBClient, chunk: Chunk, convert: Any
+    ) -> list[dict[str, Any]]:
+        """The chunk's current target rows (after a refresh).
+
+        A one-column key uses ``current_rows_sql`` as is.  A composite key reads the range of
+        its first column (``k0 >= lo0 AND k0 <= hi0``: no ``OR``, which some CrateDB-compatible
+        endpoints lack) and keeps the rows inside the chunk by exact tuple comparison.
+        """
+        key = ctx.spec.source.key
+        bounds = {k: v if k == "as_of" else convert([v])[0]
+                  for k, v in chunk_values(chunk).items()}  # fmt: skip
+        if len(key) == 1:
+            st = crate.current_rows_sql(self.table, ctx.cols, key, chunk)
+            text, args = st.text, st.args(bounds)
+        else:
+            text, args = _first_column_range(self.table, ctx.cols, key[0], chunk, bounds)
+        resp = await self._retry(ctx, lambda: client.execute(text, args))
+        rows = [dict(zip(resp.cols, row, strict=True)) for row in resp.rows]
+        if len(key) == 1:
+            return rows
+        lower = None if chunk.lower is None else tuple(convert(list(chunk.lower)))
+        upper = None if chunk.upper is None else tuple(convert(list(chunk.upper)))
+        inside = Chunk(chunk.index, lower, upper)
+        return [r for r in rows if row_in_chunk([r[k] for k in key], inside)]
+
+    async def _write(self, ctx: JobContext, client: CrateDBClient, plan: ScdPlan) -> list[Reject]:
+        keys = [_key_of(a, plan.cols) for a in plan.actions]
+        rejects: list[Reject] = []
+        offset = 0
+        for bulk in crate.render(self.table, plan):
+            n = len(bulk.bulk_args)
+            bad = await self._bulk(ctx, client, bulk.stmt, list(bulk.bulk_args))
+            for index, reason in bad:
+                key = dict(zip(plan.cols.business_key, keys[offset + index], strict=True))
+                if ctx.on_bad_row != "reject":
+                    raise DataError(f"{self.where}: row {key_json(key)} refused: {reason}")
+                rejects.append((key_json(key), reason))
+            offset += n
+        return rejects
+
+    async def _bulk(
+        self, ctx: JobContext, client: CrateDBClient, stmt: str, args: Sequence[Sequence[Any]]
+    ) -> list[tuple[int, str]]:
+        """Send one bulk until every item is applied or refused; the refused (index, reason)."""
+        pending = list(range(len(args)))
+        refused: list[tuple[int, str]] = []
+        attempt = 0
+        while pending:
+            attempt += 1
+            batch = [args[i] for i in pending]
+            try:
+                resp = await client.bulk(stmt, batch)
+            except TransientError as exc:
+                await self._backoff(ctx, attempt, exc)
+                continue
+            except LoadError as exc:
+                if ctx.on_bad_row != "reject" or exc.retryable:
+                    raise
+                refused += await self._split(client, stmt, batch, pending, exc.message)
+                break
+            items = resp.results or ()
+            retry: list[int] = []
+            for i, item in zip(pending, items, strict=True):
+                if item.rowcount != -2:
+                    continue
+                if item.code is None or is_transient(classify_crate(200, item.code)):
+                    retry.append(i)
+                else:
+                    refused.append((i, f"{item.code} {item.message}".strip()))
+            pending = retry
+            if retry:
+                reason = f"{len(retry)} of {len(batch)} bulk items failed transiently"
+                await self._backoff(ctx, attempt, TransientError(f"{self.where}: {reason}"))
+        return refused
+
+    async def _split(
+        self,
+        client: CrateDBClient,
+        stmt: str,
+        batch: list[Sequence[Any]],
+        indexes: list[int],
+        message: str,
+    ) -> list[tuple[int, str]]:
+        """Bisect a bulk the server refused as a whole: the items that fail on their own."""
+        if len(batch) == 1:
+            return [(indexes[0], message)]
+        mid = len(batch) // 2
+        out: list[tuple[int, str]] = []
+        for part, idx in ((batch[:mid], indexes[:mid]), (batch[mid:], indexes[mid:])):
+            try:
+                await client.bulk(stmt, part)
+            except LoadError as exc:
+                if exc.retryable:
+                    raise
+                out += await self._split(client, stmt, part, idx, exc.message)
+        return out
+
+    async def _backoff(self, ctx: JobContext, attempt: int, exc: TransientError) -> None:
+        decision = ctx.policy.decide(
+            attempt, retryable=True, jitter=random.random(), retry_after=exc.retry_after
+        )
+        if not decision.retry:
+            raise exc
+        log.info("crate_retry", attempt=attempt, error=exc.message)
+        await anyio.sleep(decision.delay)
+
+    async def _retry(self, ctx: JobContext, call: Any) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except TransientError as exc:
+                await self._backoff(ctx, attempt, exc)
+            except AsyncEtlError:
+                raise
+
+
+def _first_column_range(
+    table: str, cols: ScdColumns, first: str, chunk: Chunk, bounds: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """Current rows whose first key column lies within the chunk's first-column range."""
+    col = quote(first, "crate")
+    where = [f"{quote(cols.is_current, 'crate')} = true"] if cols.type == 2 else []
+    where.append(f"{col} IS NOT NULL")
+    args: list[Any] = []
+    if chunk.lower is not None:
+        where.append(f"{col} >= ?")
+        args.append(bounds["lo0"])
+    if chunk.upper is not None:
+        where.append(f"{col} <= ?")
+        args.append(bounds["hi0"])
+    names = ", ".join(quote(c, "crate") for c in cols.target)
+    return f"SELECT {names} FROM {quote(table, 'crate')} WHERE {' AND '.join(where)}", args
+
+
+def _key_of(action: Action, cols: ScdColumns) -> tuple[Any, ...]:
+    if isinstance(action, InsertVersion):
+        return tuple(action.row[c] for c in cols.business_key)
+    return tuple(action.key)
