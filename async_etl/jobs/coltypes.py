@@ -2,10 +2,10 @@
 
 Sources describe their columns with PostgreSQL type names (``bigint``, ``numeric(12,2)``,
 ``character varying(20)``, ``timestamp with time zone``); the Oracle source maps its own types
-to these first.  This module maps them on to CrateDB and Oracle DDL types, and gives, per
-column, the function that turns a source value into what the target hands back when read
-(CrateDB: timestamps and dates as epoch milliseconds, numerics as doubles), so that the SCD
-comparison of source and target values is exact.  Pure: no I/O.
+to these first (``sources.oracle.pg_type_of_oracle``).  This module maps them on to CrateDB
+and Oracle DDL types, and gives the function that turns a source value into what the target
+hands back when read (CrateDB: timestamps and dates as epoch milliseconds, numerics as
+doubles), so that the SCD comparison of source and target values is exact.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ __all__ = [
     "epoch_ms",
     "from_epoch_ms",
     "oracle_type",
-    "pg_type_of_oracle",
 ]
 
 Convert = Callable[[Any], Any]
@@ -127,32 +126,3 @@ def crate_value(pg_types: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]
         return [_to_crate(v) for v in row]
 
     return convert
-
-
-def pg_type_of_oracle(type_name: str, precision: int | None, scale: int | None,
-                      size: int | None) -> str:  # fmt: skip
-    """A PostgreSQL type for an Oracle column (``cursor.description`` type name and sizes)."""
-    name = type_name.upper().removeprefix("DB_TYPE_")
-    if name == "NUMBER":
-        if scale == 0 and precision is not None and precision <= 18:
-            return "bigint"
-        if precision and scale is not None and scale > -127:
-            return f"numeric({precision},{max(scale, 0)})"
-        return "numeric"
-    if name in ("VARCHAR", "VARCHAR2", "NVARCHAR", "NVARCHAR2", "CHAR", "NCHAR"):
-        return f"character varying({size})" if size else "text"
-    if name in ("CLOB", "NCLOB", "LONG"):
-        return "text"
-    if name in ("BINARY_DOUBLE",):
-        return "double precision"
-    if name in ("BINARY_FLOAT",):
-        return "real"
-    if name in ("DATE", "TIMESTAMP"):
-        return "timestamp without time zone"
-    if name in ("TIMESTAMP_TZ", "TIMESTAMP_LTZ"):
-        return "timestamp with time zone"
-    if name in ("BOOLEAN",):
-        return "boolean"
-    if name in ("RAW", "BLOB", "LONG_RAW"):
-        return "bytea"
-    return "text"

@@ -1,0 +1,105 @@
+"""Oracle connections for mapper jobs (python-oracledb's asyncio API, thin mode).
+
+``oracle_connection`` takes a budget token, opens ``oracledb.connect_async`` from an
+``oracle://user:password@host:1521/service`` URL, sets the session time zone to UTC (the run's
+as-of time is bound as naive UTC), yields the connection, and closes it (shielded).  Every
+``oracledb.Error`` inside the block is translated at this boundary by ``translate_oracle``
+(``core.classify.classify_oracle`` on ``full_code`` and ``isrecoverable``) and chained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from async_etl.core.classify import classify_oracle, is_transient
+from async_etl.core.urls import mask_url
+from async_etl.errors import (
+    AsyncEtlError,
+    ConfigError,
+    DataError,
+    ErrorKind,
+    LoadError,
+    TransientLoadError,
+    network,
+)
+from async_etl.jobs.context import Holder
+
+__all__ = ["oracle_connection", "oracle_params", "translate_oracle"]
+
+
+def oracle_params(url: str) -> dict[str, Any]:
+    """``connect_async`` keyword arguments from an ``oracle://`` URL; ``ConfigError`` if bad."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 1521
+    except ValueError as exc:
+        raise ConfigError(f"invalid Oracle URL {mask_url(url)}: {exc}") from exc
+    service = parts.path.strip("/")
+    if not parts.hostname or not service:
+        raise ConfigError(
+            f"invalid Oracle URL {mask_url(url)}: want oracle://user:pw@host:port/service"
+        )
+    return {
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "dsn": f"{parts.hostname}:{port}/{service}",
+    }
+
+
+def translate_oracle(exc: BaseException, where: str) -> AsyncEtlError:
+    """The async_etl error for an oracledb (or socket) failure at ``where``; chain it yourself."""
+    args = getattr(exc, "args", ())
+    detail = args[0] if args else None
+    code = str(getattr(detail, "full_code", "") or "")
+    if code:
+        kind = classify_oracle(code, getattr(detail, "isrecoverable", None))
+        text = f"{where}: {getattr(detail, 'message', exc)}"
+        if is_transient(kind):
+            return TransientLoadError(text)
+        if kind is ErrorKind.DATA:
+            return DataError(text)
+        return LoadError(text)
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):
+        return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
+    return LoadError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    import oracledb
+
+    return (oracledb.Error, OSError, TimeoutError)
+
+
+@asynccontextmanager
+async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> AsyncIterator[Any]:
+    """An Oracle connection under a budget token; errors inside translated (see module doc)."""
+    try:
+        import oracledb
+    except ImportError as exc:  # pragma: no cover - an optional dependency
+        raise ConfigError(
+            "Oracle needs the 'oracledb' package (pip install async-etl[oracle])"
+        ) from exc
+    label = where or f"Oracle {mask_url(url)}"
+    errors = _errors()
+    async with holder(url):
+        try:
+            conn = await oracledb.connect_async(**oracle_params(url))
+            cursor = conn.cursor()
+            await cursor.execute("ALTER SESSION SET TIME_ZONE = 'UTC'")
+        except errors as exc:
+            raise translate_oracle(exc, label) from exc
+        try:
+            yield conn
+        except AsyncEtlError:
+            raise
+        except errors as exc:
+            raise translate_oracle(exc, label) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                with suppress(*errors):
+                    await conn.close()

@@ -1,0 +1,267 @@
+"""The Oracle target driver: one chunk = one Oracle transaction (stage, merge, commit).
+
+Per chunk, on one target connection (and one source connection while reading):
+
+1. the chunk's source rows go into the global temporary staging table (``executemany`` of
+   ``staging_insert``, batch by batch; the stop flag is checked between batches);
+2. every statement of ``scd_sql_oracle.merge_statements`` runs in order, ``cursor.rowcount``
+   counted under the statement's label (a type-1 MERGE reports "upserted": the new keys are
+   counted first, so inserted and updated stay exact);
+3. COMMIT (staging empties itself); the runner then checkpoints the chunk in the PostgreSQL
+   state store.  A crash between the two re-runs the chunk, and the merge at the same T is
+   idempotent, so it converges.
+
+With ``on_bad_row = "reject"`` the merge runs after a savepoint; on a data error (ORA-01400,
+ORA-12899, ORA-01722, ...) it rolls back to it and bisects the chunk's rows into a probe
+table shaped like the target (``CREATE ... AS SELECT * ... WHERE 1 = 0``: NOT NULL and types,
+no CHECK constraints), each range in its own savepoint, then re-stages the good rows plus the
+current target row of each refused key (so a refused key does not look deleted).
+
+DDL is created once and "already exists" (ORA-00955, ORA-01408) is ignored, since Oracle
+before 23ai has no ``IF NOT EXISTS``.  Integration tests run only when ``ORACLE_DSN`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from async_etl.core import scd_sql_oracle as ora
+from async_etl.core.chunks import Chunk
+from async_etl.core.classify import classify_oracle
+from async_etl.core.scd_sql_common import chunk_values, quote, short_name
+from async_etl.core.specs import ScdColumns
+from async_etl.core.urls import mask_url
+from async_etl.errors import ConfigError, ErrorKind
+from async_etl.jobs.coltypes import oracle_type
+from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject, key_json
+from async_etl.jobs.endpoints import Source, source_connection
+from async_etl.jobs.oracle_conn import oracle_connection, oracle_params
+
+__all__ = ["OracleTarget", "oracle_bind"]
+
+_EXISTS = frozenset({"ORA-00955", "ORA-01408"})
+
+
+def oracle_bind(value: Any) -> Any:
+    """A value as the Oracle driver should bind it: booleans 0/1, datetimes naive UTC."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _code(exc: BaseException) -> str:
+    args = getattr(exc, "args", ())
+    return str(getattr(args[0], "full_code", "") if args else "")
+
+
+def _is_data(exc: BaseException) -> bool:
+    code = _code(exc)
+    return bool(code) and classify_oracle(code) is ErrorKind.DATA
+
+
+def _with_schema(table: str, suffix: str) -> str:
+    schema, _, _ = table.rpartition(".")
+    name = short_name(table, suffix)
+    return f"{schema}.{name}" if schema else name
+
+
+class OracleTarget:
+    """Merges chunks into ``[target] table`` of an Oracle database."""
+
+    def __init__(self, url: str, table: str) -> None:
+        oracle_params(url)  # ConfigError for a malformed URL, before anything is touched
+        self.url = url
+        self.table = table
+        self.staging = _with_schema(table, "stg")
+        self.probe = _with_schema(table, "rej")
+        self.where = f"target {mask_url(url)} {table}"
+
+    def connection(self, holder: Holder) -> AbstractAsyncContextManager[Any]:
+        """A target connection under a budget token (errors translated, URL masked)."""
+        return oracle_connection(self.url, holder, where=self.where)
+
+    async def _exists(self, cursor: Any) -> bool:
+        owner, _, name = self.table.upper().rpartition(".")
+        if not owner:
+            await cursor.execute("SELECT USER FROM dual")
+            owner = str((await cursor.fetchone())[0])
+        await cursor.execute(
+            "SELECT COUNT(*) FROM all_tables WHERE owner = :1 AND table_name = :2", [owner, name]
+        )
+        return int((await cursor.fetchone())[0]) > 0
+
+    async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
+        """Reach the target; its latest version start (None: no table yet, or type 1)."""
+        async with self.connection(holder) as conn:
+            cursor = conn.cursor()
+            if cols.type != 2 or not await self._exists(cursor):
+                return None
+            await cursor.execute(ora.max_valid_from_sql(self.table, cols).text)
+            value: datetime | None = (await cursor.fetchone())[0]
+        if value is None:
+            return None
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    async def prepare(self, ctx: JobContext) -> None:
+        """Create the target, its staging table and its reject probe if missing."""
+        import oracledb
+
+        try:
+            columns = [(n, oracle_type(t)) for n, t in ctx.columns]
+            ddl = [*ora.target_ddl(self.table, columns, ctx.cols),
+                   ora.staging_ddl(self.staging, columns)]  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from exc
+        probe = (
+            f"CREATE GLOBAL TEMPORARY TABLE {quote(self.probe, 'oracle')} ON COMMIT DELETE ROWS "
+            f"AS SELECT * FROM {quote(self.table, 'oracle')} WHERE 1 = 0"
+        )
+        async with self.connection(ctx.hold) as conn:
+            cursor = conn.cursor()
+            for text in [st.text for st in ddl] + [probe]:
+                try:
+                    await cursor.execute(text)
+                except oracledb.Error as exc:
+                    if _code(exc) not in _EXISTS:
+                        raise
+
+    async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
+        """Stage and merge ``chunk`` in one Oracle transaction; the runner checkpoints it."""
+        insert = ora.staging_insert(self.staging, ctx.names).text
+        rows: list[tuple[Any, ...]] = []
+        async with self.connection(ctx.hold) as conn:
+            cursor = conn.cursor()
+            try:
+                async with source_connection(source, ctx.hold, ctx.app) as sconn:
+                    async for batch in source.batches(sconn, chunk, ctx.batch_rows):
+                        ctx.check_stop()
+                        bound = [tuple(oracle_bind(v) for v in r) for r in batch]
+                        await cursor.executemany(insert, bound)
+                        rows.extend(bound)
+                counts, rejects = await self._merge(ctx, conn, chunk, rows)
+                await conn.commit()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.rollback()
+                raise
+        return ChunkResult(chunk.index, len(rows), counts, tuple(rejects))
+
+    async def _merge(
+        self, ctx: JobContext, conn: Any, chunk: Chunk, rows: list[tuple[Any, ...]]
+    ) -> tuple[dict[str, int], list[Reject]]:
+        import oracledb
+
+        cursor = conn.cursor()
+        key = ctx.spec.source.key
+        statements = ora.merge_statements(self.table, self.staging, ctx.cols, key, chunk)
+        values = {k: oracle_bind(v) for k, v in chunk_values(chunk, ctx.as_of).items()}
+
+        async def apply() -> dict[str, int]:
+            totals = dict.fromkeys(COUNTERS, 0)
+            for st in statements:
+                new = await self._new_keys(cursor, ctx.cols) if st.counts == "upserted" else 0
+                await cursor.execute(st.text, st.args(values))
+                if st.counts == "upserted":
+                    totals["inserted"] += new
+                    totals["updated"] += max(cursor.rowcount - new, 0)
+                elif st.counts in totals:
+                    totals[st.counts] += cursor.rowcount
+            return totals
+
+        if ctx.on_bad_row != "reject":
+            return await apply(), []
+        await cursor.execute("SAVEPOINT async_etl_merge")
+        try:
+            return await apply(), []
+        except oracledb.Error as exc:
+            if not _is_data(exc):
+                raise
+            await cursor.execute("ROLLBACK TO SAVEPOINT async_etl_merge")
+        rejects = await self._reject(ctx, cursor, rows)
+        return await apply(), rejects
+
+    async def _new_keys(self, cursor: Any, cols: ScdColumns) -> int:
+        bk = " AND ".join(f"t.{quote(c, 'oracle')} = s.{quote(c, 'oracle')}"
+                          for c in cols.business_key)  # fmt: skip
+        await cursor.execute(
+            f"SELECT COUNT(*) FROM {quote(self.staging, 'oracle')} s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {quote(self.table, 'oracle')} t WHERE {bk})"
+        )
+        return int((await cursor.fetchone())[0])
+
+    async def _reject(
+        self, ctx: JobContext, cursor: Any, rows: list[tuple[Any, ...]]
+    ) -> list[Reject]:
+        """Bisect ``rows`` into the probe; re-stage the good ones; the rejects."""
+        import oracledb
+
+        cols = ctx.cols
+        names = ", ".join(quote(c, "oracle") for c in cols.data)
+        marks = ", ".join(f":{i + 1}" for i in range(len(cols.data)))
+        extra_cols = extra_vals = ""
+        if cols.type == 2:
+            n = len(cols.data)
+            extra_cols = ", " + ", ".join(quote(c, "oracle") for c in cols.scd)
+            extra_vals = f", :{n + 1}, NULL, 1"
+        probe = (f"INSERT INTO {quote(self.probe, 'oracle')} ({names}{extra_cols}) "
+                 f"VALUES ({marks}{extra_vals})")  # fmt: skip
+        as_of = oracle_bind(ctx.as_of)
+        bad: list[tuple[int, str]] = []
+
+        async def bisect(lo: int, hi: int) -> None:
+            part = [r + ((as_of,) if cols.type == 2 else ()) for r in rows[lo:hi]]
+            await cursor.execute("SAVEPOINT async_etl_probe")
+            try:
+                await cursor.executemany(probe, part)
+            except oracledb.Error as exc:
+                await cursor.execute("ROLLBACK TO SAVEPOINT async_etl_probe")
+                if not _is_data(exc):
+                    raise
+                if hi - lo == 1:
+                    bad.append((lo, " ".join(str(exc).split())))
+                    return
+                mid = (lo + hi) // 2
+                await bisect(lo, mid)
+                await bisect(mid, hi)
+
+        if rows:
+            await bisect(0, len(rows))
+        if not bad:
+            return []
+        await self._restage(ctx, cursor, rows, {i for i, _ in bad})
+        positions = [ctx.names.index(c) for c in cols.business_key]
+        out = []
+        for i, reason in bad:
+            key = {c: rows[i][p] for c, p in zip(cols.business_key, positions, strict=True)}
+            out.append((key_json(key), reason))
+        return out
+
+    async def _restage(
+        self, ctx: JobContext, cursor: Any, rows: Sequence[tuple[Any, ...]], bad: set[int]
+    ) -> None:
+        cols = ctx.cols
+        s, t = quote(self.staging, "oracle"), quote(self.table, "oracle")
+        data = ", ".join(quote(c, "oracle") for c in cols.data)
+        await cursor.execute(f"DELETE FROM {s}")
+        good = [r for i, r in enumerate(rows) if i not in bad]
+        if good:
+            await cursor.executemany(ora.staging_insert(self.staging, cols.data).text, good)
+        bk = cols.business_key
+        match = " AND ".join(f"t.{quote(c, 'oracle')} = :{i + 1}" for i, c in enumerate(bk))
+        same = " AND ".join(f"x.{quote(c, 'oracle')} = t.{quote(c, 'oracle')}" for c in bk)
+        current = f" AND t.{quote(cols.is_current, 'oracle')} = 1" if cols.type == 2 else ""
+        tdata = ", ".join(f"t.{quote(c, 'oracle')}" for c in cols.data)
+        positions = [ctx.names.index(c) for c in bk]
+        keys = [tuple(rows[i][p] for p in positions) for i in sorted(bad)]
+        await cursor.executemany(
+            f"INSERT INTO {s} ({data}) SELECT {tdata} FROM {t} t WHERE {match}{current} "
+            f"AND NOT EXISTS (SELECT 1 FROM {s} x WHERE {same})",
+            keys,
+        )

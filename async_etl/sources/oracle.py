@@ -1,0 +1,136 @@
+"""The Oracle source of mapper jobs (python-oracledb asyncio connections, ``:1`` binds).
+
+SQL text comes from ``async_etl.core.scd_sql_oracle``; this adapter runs it on a connection
+it is handed.  Column names come back as Oracle folds them (upper case) and are lower-cased
+for the job; their types are mapped to PostgreSQL names (``pg_type_of_oracle``) so every
+target can create its table from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from async_etl.core import scd_sql_oracle as ora
+from async_etl.core.chunks import Chunk
+from async_etl.core.scd_sql_common import chunk_values, quote
+
+__all__ = ["OracleSource", "pg_type_of_oracle"]
+
+
+class OracleSource:
+    """Reads the ``[source]`` query or table of a job from Oracle."""
+
+    dialect = "oracle"
+
+    def __init__(self, url: str, key: tuple[str, ...], query: str | None, table: str | None):
+        self.url = url
+        self.key = key
+        self.query = query
+        self.table = table
+
+    @property
+    def relation(self) -> str:
+        """``(query) q`` or the quoted table ``q``."""
+        return ora.source_relation(self.query, self.table)
+
+    async def columns(self, conn: Any) -> list[tuple[str, str]]:
+        """(lower-cased name, PostgreSQL type) of every source column, in order."""
+        cursor = conn.cursor()
+        await cursor.execute(f"SELECT * FROM {self.relation} WHERE 1 = 0")
+        out = []
+        for name, dbtype, _display, size, precision, scale, _null in cursor.description:
+            type_name = str(getattr(dbtype, "name", dbtype))
+            out.append((str(name).lower(), pg_type_of_oracle(type_name, precision, scale, size)))
+        return out
+
+    async def estimate(self, conn: Any) -> int:
+        """Optimizer statistics for a table, else ``EXPLAIN PLAN``; -1 when unknown."""
+        cursor = conn.cursor()
+        if self.table is not None:
+            owner, _, name = self.table.upper().rpartition(".")
+            if not owner:
+                await cursor.execute("SELECT USER FROM dual")
+                owner = str((await cursor.fetchone())[0])
+            st = ora.estimate_table_sql()
+            await cursor.execute(st.text, [owner, name])
+            row = await cursor.fetchone()
+            if row is not None and row[0] is not None:
+                return int(row[0])
+        query = self.query or f"SELECT * FROM {quote(self.table or '', 'oracle')}"
+        explain, read = ora.explain_sql("async_etl_estimate", query)
+        try:
+            await cursor.execute(explain.text)
+            await cursor.execute(read.text, ["async_etl_estimate"])
+            row = await cursor.fetchone()
+        finally:
+            await conn.rollback()
+        return int(row[0]) if row is not None and row[0] is not None else -1
+
+    async def boundaries(self, conn: Any, n: int) -> list[tuple[Any, ...]]:
+        """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``)."""
+        if n <= 1:
+            return []
+        st = ora.boundaries_sql(self.query, self.table, self.key)
+        cursor = conn.cursor()
+        await cursor.execute(st.text, st.args({"n": n}))
+        return [tuple(r) for r in await cursor.fetchall()]
+
+    async def null_keys(self, conn: Any) -> int:
+        """How many source rows have a NULL in a key column."""
+        cursor = conn.cursor()
+        await cursor.execute(ora.null_keys_sql(self.query, self.table, self.key).text)
+        return int((await cursor.fetchone())[0])
+
+    async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
+        """Key values of up to ``limit`` rows with a NULL key part."""
+        cols = ", ".join(f"q.{quote(c, 'oracle')}" for c in self.key)
+        cond = " OR ".join(f"q.{quote(c, 'oracle')} IS NULL" for c in self.key)
+        cursor = conn.cursor()
+        await cursor.execute(
+            f"SELECT {cols} FROM {self.relation} WHERE ({cond}) FETCH FIRST {int(limit)} ROWS ONLY"
+        )
+        return [dict(zip(self.key, r, strict=True)) for r in await cursor.fetchall()]
+
+    async def batches(
+        self, conn: Any, chunk: Chunk, size: int
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The chunk's rows in key order, ``size`` at a time."""
+        st = ora.extract_sql(self.query, self.table, self.key, chunk)
+        cursor = conn.cursor()
+        cursor.arraysize = size
+        await cursor.execute(st.text, st.args(chunk_values(chunk)))
+        while True:
+            rows = await cursor.fetchmany(size)
+            if not rows:
+                return
+            yield [tuple(r) for r in rows]
+
+
+def pg_type_of_oracle(type_name: str, precision: int | None, scale: int | None,
+                      size: int | None) -> str:  # fmt: skip
+    """A PostgreSQL type for an Oracle column (``cursor.description`` type name and sizes)."""
+    name = type_name.upper().removeprefix("DB_TYPE_")
+    if name == "NUMBER":
+        if scale == 0 and precision is not None and precision <= 18:
+            return "bigint"
+        if precision and scale is not None and scale > -127:
+            return f"numeric({precision},{max(scale, 0)})"
+        return "numeric"
+    if name in ("VARCHAR", "VARCHAR2", "NVARCHAR", "NVARCHAR2", "CHAR", "NCHAR"):
+        return f"character varying({size})" if size else "text"
+    if name in ("CLOB", "NCLOB", "LONG"):
+        return "text"
+    if name in ("BINARY_DOUBLE",):
+        return "double precision"
+    if name in ("BINARY_FLOAT",):
+        return "real"
+    if name in ("DATE", "TIMESTAMP"):
+        return "timestamp without time zone"
+    if name in ("TIMESTAMP_TZ", "TIMESTAMP_LTZ"):
+        return "timestamp with time zone"
+    if name in ("BOOLEAN",):
+        return "boolean"
+    if name in ("RAW", "BLOB", "LONG_RAW"):
+        return "bytea"
+    return "text"
