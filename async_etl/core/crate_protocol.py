@@ -22,18 +22,18 @@ Per-item rules of ``judge_bulk`` (one item = one row; ``attempt`` counts from 1)
   reference's one exception); else on attempt > 1 **delivered**; else rejected.
 * ``-2`` with any other code: rejected with "code message".
 * bare ``-2`` (no detail: CrateDB reports only the first 10 errors per shard): retry if some
-  other item of the same response was retried; else, on attempt > 1, delivered if some other
-  item was a duplicate counted as delivered; else rejected "rowcount -2 (no error detail from
+  other item of the same response was retried or was a duplicate of our own write (the bare
+  item may be either, so it is sent again); else rejected "rowcount -2 (no error detail from
   server)".
 
-Why a duplicate counts as delivered on a re-send: an attempt whose connection dropped may have
-been applied in full before the drop, and the engine then sends the same rows again.  Every
-run writes a fresh id range (``start_id = max(id) + 1``) and ids are unique by construction,
-so a duplicate key on a re-sent row can only be our own earlier write of that very row.  The
-bare ``-2`` inference extends this past the 10-errors-per-shard cutoff (a re-sent batch of 1000
-applied rows answers 10 coded duplicates per shard and bare ``-2`` for the rest); on a table
-without CHECK constraints a duplicate is the only runtime error a fresh-id insert can meet.
-The final ``count`` after ``REFRESH TABLE`` reconciles either way.
+Re-sends are idempotent: an attempt whose connection dropped may have been applied in full
+before the drop, so the sinks send every attempt after the first with ``ON CONFLICT (pk) DO
+NOTHING`` (``idempotent_body``).  A row that already landed then answers ``rowcount 0`` --
+not an error, so it does not use up the 10 detailed errors per shard that real failures (an
+unavailable shard) need to be told apart.  Every run writes a fresh id range
+(``start_id = max(id) + 1``) and ids are unique by construction, so ``rowcount 0`` or a
+duplicate key on a re-sent row can only be our own earlier write of that very row.  The final
+``count`` after ``REFRESH TABLE`` reconciles either way.
 
 Before 5.10.11 a failed single-item bulk answered a top-level 409/4091 instead of
 ``results``; ``judge_bulk`` reads it as that one item.  Every ``Response`` field is filled
@@ -160,6 +160,10 @@ class ItemResult:
     message: str = ""
 
 
+OK_ITEM = ItemResult(rowcount=1)
+_OK_RAW = {"rowcount": 1}
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     """A parsed ``/_sql`` answer, whichever shape the server used.
@@ -250,7 +254,12 @@ def parse_response(
     if status != 200 and not message:
         message = f"HTTP {status} without error detail"
     raw_results = doc.get("results")
-    results = tuple(_item(item) for item in raw_results) if isinstance(raw_results, list) else None
+    results: tuple[ItemResult, ...] | None = None
+    if isinstance(raw_results, list):
+        if raw_results.count(_OK_RAW) == len(raw_results):  # the common case, compared in C
+            results = (OK_ITEM,) * len(raw_results)
+        else:
+            results = tuple(_item(item) for item in raw_results)
     rows = doc.get("rows")
     rowcount = doc.get("rowcount")
     duration = doc.get("duration")
@@ -326,6 +335,8 @@ def judge_bulk(batch_rows: int, response: Response, *, attempt: int, upsert: boo
         raise ValueError(f"not a bulk response: {response.reason or 'no results'}")
     if len(items) != batch_rows:
         raise ValueError(f"bulk response has {len(items)} results for {batch_rows} rows")
+    if items.count(OK_ITEM) == batch_rows:
+        return BulkVerdict(batch_rows, (), (), "")
     delivered, retry, rejected, bare = 0, [], [], []
     reason, own_duplicates = "", False
     for index, item in enumerate(items):
@@ -354,14 +365,40 @@ def judge_bulk(batch_rows: int, response: Response, *, attempt: int, upsert: boo
     if bare and retry:
         retry.extend(bare)
         retry.sort()
-    elif bare and own_duplicates:
-        delivered += len(bare)
+    elif bare and own_duplicates:  # each bare item is a duplicate or a failure: send again
+        retry.extend(bare)
+        reason = reason or "ambiguous rowcount -2 after duplicates"
     else:
         rejected.extend((index, NO_DETAIL) for index in bare)
         rejected.sort()
     if retry:
         reason = f"{len(retry)} of {batch_rows} items failed transiently: {reason}"
     return BulkVerdict(delivered, tuple(retry), tuple(rejected), reason)
+
+
+def idempotent_body(payload: bytes, stmt: str, pk: Sequence[str]) -> bytes:
+    """``payload`` with its INSERT ``stmt`` made ``ON CONFLICT (pk) DO NOTHING`` (for re-sends).
+
+    A statement that already has an ``ON CONFLICT`` clause is left as it is.  Raise
+    ``ValueError`` when ``stmt`` is not the payload's statement.
+    """
+    if "ON CONFLICT" in stmt.upper():
+        return payload
+    keys = ", ".join(f'"{k}"' for k in pk)
+    new = orjson.dumps(f"{stmt} ON CONFLICT ({keys}) DO NOTHING")
+    if new in payload:  # already made idempotent (a retry of a retry)
+        return payload
+    old = orjson.dumps(stmt)
+    if old not in payload:
+        raise ValueError("the payload does not carry the statement it was prepared with")
+    return payload.replace(old, new, 1)
+
+
+def attempt_body(payload: bytes, attempt: int, stmt: str, pk: Sequence[str]) -> bytes:
+    """The body to post on ``attempt``: the first as encoded, every later one idempotent."""
+    if attempt <= 1 or not stmt:
+        return payload
+    return idempotent_body(payload, stmt, pk)
 
 
 def subset_body(payload: bytes, indices: Iterable[int]) -> tuple[bytes, tuple[Any, ...]]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from async_etl.core.crate_protocol import (
-    BulkVerdict,
     CrateTable,
+    attempt_body,
     send_result,
     verdict_for,
 )
 from async_etl.sinks.crate_client import CrateDBClient
-from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
+from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
@@ -49,6 +49,7 @@ class CrateDBSink:
         )
         self.table = CrateTable(table)
         self._upsert = False
+        self._stmt = ""
         self.version = ""
 
     def describe(self) -> str:
@@ -69,6 +70,7 @@ class CrateDBSink:
         top = await self.client.execute(self.table.max_id)
         stmt = schema.crate_insert(self.table.name)
         self._upsert = "ON CONFLICT" in stmt.upper()
+        self._stmt = stmt
         return Target(
             encoding=Encoding("crate_json", stmt),
             start_id=CrateTable.start_id(top.rows),
@@ -82,7 +84,9 @@ class CrateDBSink:
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
         429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
         """
-        response = await self.client.post(batch.payload)
+        response = await self.client.post(
+            attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,))
+        )
         verdict = verdict_for(
             batch.row_count, response, where=self.client.where, attempt=attempt, upsert=self._upsert
         )
@@ -101,13 +105,3 @@ class CrateDBSink:
     async def aclose(self) -> None:
         """Close the connection pool; safe to call twice."""
         await self.client.aclose()
-
-
-def _split(
-    payload: bytes, retry: tuple[int, ...], rejected: tuple[tuple[int, str], ...]
-) -> tuple[bytes | None, tuple[RowError, ...]]:
-    """Shim for ``cratedb_sync`` until it calls ``crate_protocol.send_result`` directly."""
-    result = send_result(
-        EncodedBatch(IdRange(0, 0), payload, "crate_json"), BulkVerdict(0, retry, rejected)
-    )
-    return (result.retry.payload if result.retry else None), result.rejected

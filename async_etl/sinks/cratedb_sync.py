@@ -25,6 +25,7 @@ from async_etl.core.crate_protocol import (
     CrateTable,
     Endpoint,
     Response,
+    attempt_body,
     build_request,
     error_of,
     maybe_gzip,
@@ -76,6 +77,7 @@ class BlockingCrateDBSink:
             timeout=urllib3.Timeout(total=timeout),
         )
         self._upsert = False
+        self._stmt = ""
 
     def describe(self) -> str:
         """``CrateDB http://user@host:4200 schema.table`` — no password."""
@@ -130,6 +132,7 @@ class BlockingCrateDBSink:
         top = self.execute(self.table.max_id)
         stmt = schema.crate_insert(self.table.name)
         self._upsert = "ON CONFLICT" in stmt.upper()
+        self._stmt = stmt
         return Target(
             encoding=Encoding("crate_json", stmt),
             start_id=CrateTable.start_id(top.rows),
@@ -143,7 +146,11 @@ class BlockingCrateDBSink:
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
         429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
         """
-        response, _ = self._request("POST", "/_sql", batch.payload)
+        response, _ = self._request(
+            "POST",
+            "/_sql",
+            attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,)),
+        )
         verdict = verdict_for(
             batch.row_count, response, where=self.where, attempt=attempt, upsert=self._upsert
         )
