@@ -55,6 +55,7 @@ class WorkUnit:
     ids: IdRange
     schema: Schema
     encoding: Encoding
+    batch_size: int = 0  # split the unit into batches of this many rows (0: one batch)
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,17 @@ class BatchPlanner:
         return IdRange(self.start, self.issued)
 
 
+def batches_per_unit(batch_size: int, *, min_rows: int = 4000, most: int = 32) -> int:
+    """How many batches one unit of generation work should hold.
+
+    Small batches are grouped (up to ``most``) so that a unit carries at least ``min_rows``
+    rows: the per-unit cost of a process-pool round trip is then paid once per group.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return max(1, min(most, -(-min_rows // batch_size)))
+
+
 def plan_batches(start: int, total: int, batch_size: int) -> list[IdRange]:
     """Every batch of a bounded plan, in order."""
     planner = BatchPlanner(start=start, batch_size=batch_size, total=total)

@@ -9,6 +9,7 @@ Pure: no I/O, no asyncio, no threads.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -59,6 +60,19 @@ def columns_to_rows(schema: Schema, cols: Columns) -> list[Row]:
 def rows(schema: Schema, ids: IdRange, seed: int) -> list[Row]:
     """The batch ``ids`` as Python tuples: exactly what the encoders put on the wire."""
     return columns_to_rows(schema, generate_columns(schema, ids, seed))
+
+
+def w_generate_batches(unit: WorkUnit) -> list[EncodedBatch]:
+    """Generate a unit as consecutive batches of ``unit.batch_size`` rows (top-level, picklable).
+
+    Many small batches then cost one process-pool round trip instead of one each.  Each batch
+    is exactly what ``w_generate`` makes for its own id range, so grouping changes no data.
+    """
+    size = unit.batch_size if unit.batch_size > 0 else max(1, unit.ids.count)
+    return [
+        w_generate(replace(unit, ids=IdRange(start, min(size, unit.ids.stop - start))))
+        for start in range(unit.ids.start, unit.ids.stop, size)
+    ]
 
 
 def w_generate(unit: WorkUnit) -> EncodedBatch:

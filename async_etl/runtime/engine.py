@@ -37,8 +37,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from async_etl.config import BenchSettings
 from async_etl.core.delivery import Delivery
-from async_etl.core.plan import BatchPlanner
-from async_etl.core.records import w_generate
+from async_etl.core.plan import BatchPlanner, batches_per_unit
+from async_etl.core.records import w_generate_batches
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
@@ -124,7 +124,8 @@ class Engine:
         """
         s = self.settings
         target = await sink.prepare(source.schema)
-        planner = BatchPlanner(start=target.start_id, batch_size=s.batch_size, total=s.records)
+        unit_rows = s.batch_size * batches_per_unit(s.batch_size)
+        planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
         meter = ResourceMeter(self._executor.worker_pids())
         meter.start()
         started = time.perf_counter()
@@ -198,8 +199,9 @@ class Engine:
     ) -> None:
         try:
             async with send:
-                batch = await self._executor.run(w_generate, source.unit(ids, target.encoding))
-                await send.send(batch)
+                unit = source.unit(ids, target.encoding, self.settings.batch_size)
+                for batch in await self._executor.run(w_generate_batches, unit):
+                    await send.send(batch)
         finally:
             self.limits.generation.release_on_behalf_of(token)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -26,6 +27,22 @@ def w_warm(_: int) -> int:
     import async_etl.core.records  # noqa: F401
 
     return os.getpid()
+
+
+def new_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned generator processes, shared by both runners.
+
+    Workers ignore SIGINT: a terminal Ctrl-C reaches the whole process group, and the parent
+    alone decides how to stop (finish in-flight batches first).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=signal.signal,
+        initargs=(signal.SIGINT, signal.SIG_IGN),
+    )
 
 
 class InlineExecutor:
@@ -60,9 +77,7 @@ class ProcessExecutor:
 
     async def start(self) -> None:
         """Start every worker and import the generation code in each, before any timing."""
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        self._pool = new_pool(self.workers)
         loop = asyncio.get_running_loop()
         futures = [loop.run_in_executor(self._pool, w_warm, i) for i in range(self.workers * 2)]
         self._pids = sorted(set(await asyncio.gather(*futures)))

@@ -33,7 +33,6 @@ the same batch size, generator count, retry policy and warm-up.
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import random
 import signal
@@ -53,13 +52,13 @@ import structlog
 
 from async_etl.config import BenchSettings
 from async_etl.core.delivery import Delivery
-from async_etl.core.plan import BatchPlanner
-from async_etl.core.records import w_generate
+from async_etl.core.plan import BatchPlanner, batches_per_unit
+from async_etl.core.records import w_generate_batches
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import TransientError
-from async_etl.runtime.executor import w_warm
+from async_etl.runtime.executor import new_pool, w_warm
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.summarize import describe, summarize
@@ -160,12 +159,7 @@ class _Generators(AbstractContextManager["_Generators"]):
 
     def __enter__(self) -> _Generators:
         if self.workers > 0:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=signal.signal,  # Ctrl-C reaches the whole group: the parent decides
-                initargs=(signal.SIGINT, signal.SIG_IGN),
-            )
+            self._pool = new_pool(self.workers)
             self.pids = sorted(set(self._pool.map(w_warm, range(self.workers * 2))))
         return self
 
@@ -176,12 +170,12 @@ class _Generators(AbstractContextManager["_Generators"]):
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, unit: WorkUnit) -> Future[EncodedBatch]:
+    def submit(self, unit: WorkUnit) -> Future[list[EncodedBatch]]:
         """Start generating ``unit`` (inline: generate it now)."""
         if self._pool is not None:
-            return self._pool.submit(w_generate, unit)
-        done: Future[EncodedBatch] = Future()
-        done.set_result(w_generate(unit))
+            return self._pool.submit(w_generate_batches, unit)
+        done: Future[list[EncodedBatch]] = Future()
+        done.set_result(w_generate_batches(unit))
         return done
 
 
@@ -237,7 +231,8 @@ class ThreadRunner:
         sampler = sampler or ProcessSampler(None)
         with _Generators(s.generators) as gen:
             target = sink.prepare(source.schema)
-            planner = BatchPlanner(start=target.start_id, batch_size=s.batch_size, total=s.records)
+            unit_rows = s.batch_size * batches_per_unit(s.batch_size)
+            planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
             meter = ResourceMeter(gen.pids)
             meter.start()
             started = time.perf_counter()
@@ -300,7 +295,7 @@ class ThreadRunner:
         batches: queue.Queue[EncodedBatch | None],
         deadline: float | None,
     ) -> None:
-        pending: deque[Future[EncodedBatch]] = deque()
+        pending: deque[Future[list[EncodedBatch]]] = deque()
         window = 2 * max(1, gen.workers)
         exhausted = False
         while not self._abort.is_set():
@@ -312,17 +307,18 @@ class ThreadRunner:
                 if ids is None:
                     exhausted = True
                 else:
-                    pending.append(gen.submit(source.unit(ids, target.encoding)))
+                    unit = source.unit(ids, target.encoding, self.settings.batch_size)
+                    pending.append(gen.submit(unit))
                 continue
             if not pending:
                 return
-            batch = pending.popleft().result()
-            while not self._abort.is_set():
-                try:
-                    batches.put(batch, timeout=_POLL)
-                    break
-                except queue.Full:
-                    continue
+            for batch in pending.popleft().result():
+                while not self._abort.is_set():
+                    try:
+                        batches.put(batch, timeout=_POLL)
+                        break
+                    except queue.Full:
+                        continue
 
     def _send_loop(
         self,

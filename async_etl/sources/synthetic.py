@@ -23,6 +23,11 @@ class Synthetic:
         schema = load_schema(schema_file) if schema_file else default_schema(payload_bytes)
         return cls(schema=schema, seed=seed)
 
-    def unit(self, ids: IdRange, encoding: Encoding) -> WorkUnit:
-        """The picklable unit of work that generates ``ids`` in ``encoding``."""
-        return WorkUnit(seed=self.seed, ids=ids, schema=self.schema, encoding=encoding)
+    def unit(self, ids: IdRange, encoding: Encoding, batch_size: int = 0) -> WorkUnit:
+        """The picklable unit of work that generates ``ids`` in ``encoding``.
+
+        With ``batch_size`` the unit yields consecutive batches of that many rows.
+        """
+        return WorkUnit(
+            seed=self.seed, ids=ids, schema=self.schema, encoding=encoding, batch_size=batch_size
+        )
