@@ -47,3 +47,15 @@ def test_invalid_planner_arguments_are_refused(kwargs: dict[str, int]) -> None:
     """A zero batch size or a negative total is a programming error."""
     with pytest.raises(ValueError):
         BatchPlanner(start=1, **kwargs)
+
+
+@given(batch_size=st.integers(min_value=1, max_value=100_000))
+def test_units_group_small_batches_only(batch_size: int) -> None:
+    """Units hold >= 4000 rows (at most 32 batches); batches of >= 4000 rows go alone."""
+    from async_etl.core.plan import batches_per_unit
+
+    k = batches_per_unit(batch_size)
+    assert 1 <= k <= 32
+    assert k == 32 or k * batch_size >= 4000
+    if batch_size >= 4000:
+        assert k == 1

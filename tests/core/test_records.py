@@ -328,3 +328,31 @@ def test_pack_rows_matches_a_python_join(rows_: list[tuple[bytes, bytes]], sep: 
     parts = [Part(var, used), const(sep), const(b"|"), Part(fixed)]
     got = pack_rows(parts, n, b"<", b">").tobytes()
     assert got == b"<" + b"".join(v + sep + b"|" + f for v, f in rows_) + b">"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    start=st.integers(min_value=1, max_value=10**9),
+    count=st.integers(min_value=1, max_value=700),
+    size=st.integers(min_value=1, max_value=300),
+    wire=st.sampled_from(["crate_json", "pg_binary"]),
+)
+def test_grouped_units_yield_the_same_batches_as_single_ones(
+    start: int, count: int, size: int, wire: str
+) -> None:
+    """A multi-batch unit gives exactly the batches (ids and bytes) single units would."""
+    from dataclasses import replace
+
+    from async_etl.core.records import w_generate, w_generate_batches
+    from async_etl.typing import Encoding, WorkUnit
+
+    schema = default_schema()
+    enc = Encoding(wire, schema.crate_insert("t") if wire == "crate_json" else "")  # type: ignore[arg-type]
+    unit = WorkUnit(3, IdRange(start, count), schema, enc, batch_size=size)
+    grouped = w_generate_batches(unit)
+    singles = [
+        w_generate(replace(unit, ids=IdRange(s, min(size, start + count - s)), batch_size=0))
+        for s in range(start, start + count, size)
+    ]
+    assert grouped == singles
+    assert sum(b.row_count for b in grouped) == count
