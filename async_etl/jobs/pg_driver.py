@@ -18,7 +18,7 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,6 @@ from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Re
 from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.jobs.pgconn import pg_connection
 from async_etl.jobs.rejects import find_bad_rows, is_data_error
-from async_etl.jobs.tasks import run_all
 from async_etl.sources.postgres import PgSource
 
 __all__ = ["STAGING", "PgTarget"]
@@ -165,10 +164,43 @@ async def _pipe(ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk:
                 STAGING, source=_iterate(receive), columns=list(ctx.names), format="binary"
             )
 
-    await run_all(produce, consume)
+    await _run_all(produce, consume)
     return rows
 
 
 async def _iterate(receive: Any) -> AsyncIterator[bytes]:
     async for data in receive:
         yield data
+
+
+def _leaf_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The most telling exception of a group: the first that is not a cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    cancelled = anyio.get_cancelled_exc_class()
+    for exc in leaves:
+        if not isinstance(exc, cancelled):
+            return exc
+    return leaves[0]
+
+
+async def _run_all(*fns: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``fns`` concurrently in one task group; re-raise the first real failure bare.
+
+    When one fails the others are cancelled (task-group semantics); the caller sees the
+    failing task's own exception instead of an ``ExceptionGroup``.
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            for fn in fns:
+                tg.start_soon(fn)
+    except BaseExceptionGroup as group:
+        raise _leaf_error(group)  # noqa: B904 - keep the leaf's own cause chain

@@ -152,7 +152,10 @@ class _JobRun:
         self.rates = RateMeter(self.spec.name, ctx.run_id, len(plan.plan), len(plan.committed))
         if self.failure is None:
             self._report()
-            await self._chunks(ctx, store, plan)
+            try:
+                await self._chunks(ctx, store, plan)
+            except AsyncEtlError as exc:  # the state store gave up while polling for stops
+                self.failure = self.failure or exc
         if self.failure is not None:
             status: RunStatus = "FAILED"
         elif self.watermark.complete:

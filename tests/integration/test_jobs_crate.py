@@ -50,7 +50,10 @@ async def test_crate_target_with_faults_converges_to_reference(pg_dsn: str) -> N
             await load_source(pg_dsn, rows)
             result = await run_job(spec, options=JobOptions(as_of=at(i)))
             assert result.status == "SUCCEEDED", result.error
+            crate.item_fail_rate = crate.drop_rate = crate.busy_rate = 0.0  # the check reads
             got = await crate_rows(crate.url, "dw.dim")
+            crate.item_fail_rate, crate.drop_rate = config.item_fail_rate, config.drop_rate
+            crate.busy_rate = config.busy_rate
             assert norm(got, cols) == norm(reference(states[: i + 1], cols), cols)
             assert history_problems(got, cols) == []
         faults = crate.counters.faults
