@@ -50,6 +50,12 @@ FLAGS = (
     ("--log-format", "log_format", str, "auto | console | json (default auto: live line on a TTY)"),
     ("--json-out", "json_out", str, "also write the summary as JSON to this file"),
     ("--mode", "mode", str, "async (default) or threads"),
+    (
+        "--gzip-threshold",
+        "gzip_threshold",
+        int,
+        "CrateDB: gzip request bodies of at least this many bytes; 0 = never (default 8192)",
+    ),
 )
 
 
