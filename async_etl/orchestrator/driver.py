@@ -21,13 +21,12 @@ next run of the plan resumes.
 
 from __future__ import annotations
 
-import importlib
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import structlog
@@ -37,6 +36,7 @@ from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key
 from async_etl.jobs.spec import JobSpec
 from async_etl.orchestrator import dag
+from async_etl.orchestrator.admission import Admission
 from async_etl.orchestrator.breaker import Breakers, Outcome, Ticket, Transition
 from async_etl.orchestrator.plan import Plan, PlanJob
 from async_etl.orchestrator.report import NullView, View
@@ -64,9 +64,9 @@ async def default_runner(
     on_progress: ProgressCallback,
 ) -> JobResult:
     """Run a mapper job with ``async_etl.jobs.runner.run_job`` (imported on first use)."""
-    run_job = importlib.import_module("async_etl.jobs.runner").run_job
-    result = await run_job(spec, options=options, stop=stop, budget=budget, on_progress=on_progress)
-    return cast(JobResult, result)
+    from async_etl.jobs.runner import run_job  # lazy: the CLI starts without the job machinery
+
+    return await run_job(spec, options=options, stop=stop, budget=budget, on_progress=on_progress)
 
 
 @dataclass(eq=False)
@@ -124,6 +124,11 @@ class Orchestrator:
         self.breakers = Breakers(threshold=plan.breaker.threshold, cooldown=plan.breaker.cooldown)
         self.budget: ConnectionBudget = LimiterBudget(plan.default_budget, plan.budgets)
         self.local = anyio.CapacityLimiter(plan.local_max)
+        self.admission = Admission(
+            {job.name: job for job in plan.jobs},
+            database_key,
+            lambda url: int(self.budget.limiter(url).total_tokens),
+        )
         self.stopping = anyio.Event()
         self.policy = plan.retry.policy()
         self._wake = anyio.Event()
@@ -224,11 +229,12 @@ class Orchestrator:
                 return
             state = self.jobs[name]
             breaker = self.breakers[database_key(state.job.target)]
-            if state.not_before > now or not breaker.allows(now):
+            if state.not_before > now or not breaker.allows(now) or not self.admission.fits(name):
                 continue
             ticket, events = breaker.start(now)
             self._log_transitions(events)
             self.local.acquire_on_behalf_of_nowait(state)
+            self.admission.reserve(name)
             state.in_flight = True
             tg.start_soon(self._attempt, state, ticket, name=f"job {name}")
 
@@ -241,6 +247,7 @@ class Orchestrator:
             breaker = self.breakers[database_key(state.job.target)]
             self._log_transitions(breaker.finish(ticket, self.clock(), outcome))
             state.in_flight = False
+            self.admission.release(state.job.name)
             self.local.release_on_behalf_of(state)
             self._wake.set()
 

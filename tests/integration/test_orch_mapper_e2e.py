@@ -1,0 +1,140 @@
+"""``async-etl orchestrate`` running real mapper jobs over tiny PostgreSQL tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+JOB = """name = "{name}"
+[source]
+url = "{url}"
+query = "{query}"
+key = ["id"]
+[target]
+url = "{url}"
+table = "dw.{name}"
+[scd]
+type = 1
+[parallel]
+chunk_size = 300
+min_rows_for_parallel = 0
+max_workers = 4
+"""
+
+
+async def seed(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA src; CREATE SCHEMA dw; "
+            "CREATE TABLE src.customers (id int PRIMARY KEY, name text, city text); "
+            "INSERT INTO src.customers SELECT g, 'n' || g, 'c' || g % 7 "
+            "FROM generate_series(1, 600) g; "
+            "CREATE TABLE src.orders (id int PRIMARY KEY, customer_id int, amount numeric); "
+            "INSERT INTO src.orders SELECT g, g % 600 + 1, g * 1.5 FROM generate_series(1, 3000) g"
+        )
+    finally:
+        await conn.close()
+
+
+def write_plan(tmp_path: Path, dsn: str, budget: int) -> Path:
+    jobs = {
+        "dim_customer": ("SELECT id, name, city FROM src.customers", []),
+        "fact_orders": ("SELECT id, customer_id, amount FROM src.orders", ["dim_customer"]),
+        "fact_copy": ("SELECT id, customer_id, amount FROM src.orders", []),
+        "broken": ("SELECT id FROM src.missing_table", []),
+        "after_broken": ("SELECT id, name FROM src.customers", ["broken"]),
+    }
+    (tmp_path / "jobs").mkdir()
+    body = [
+        f'name = "e2e"\nstate = "{dsn}"\nlocal_max = 3\nglobal_max = 3\n'
+        f'[retry]\nmax_attempts = 3\nbase_delay = 0.05\n[budgets]\n"{dsn}" = {budget}\n'
+    ]
+    for name, (query, deps) in jobs.items():
+        (tmp_path / "jobs" / f"{name}.toml").write_text(JOB.format(name=name, url=dsn, query=query))
+        body.append(f'[[jobs]]\nfile = "jobs/{name}.toml"\ndepends_on = {json.dumps(deps)}\n')
+    plan = tmp_path / "plan.toml"
+    plan.write_text("".join(body))
+    return plan
+
+
+async def test_real_mapper_jobs_run_in_order_within_budget(tmp_path: Path, pg_dsn: str) -> None:
+    """Mapper jobs load their targets in dependency order; a permanent failure skips only its
+    dependents; job connections never exceed the budget."""
+    await seed(pg_dsn)
+    plan, report_file = write_plan(tmp_path, pg_dsn, budget=5), tmp_path / "report.json"
+    db = pg_dsn.rsplit("/", 1)[1]
+    peak, done = 0, anyio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        conn = await asyncpg.connect(pg_dsn)
+        while not done.is_set():
+            n = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+                "AND application_name LIKE 'async-etl:%'",
+                db,
+            )
+            peak = max(peak, n)
+            await anyio.sleep(0.005)
+        await conn.close()
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "async_etl",
+        "orchestrate",
+        str(plan),
+        "--json-out",
+        str(report_file),
+        "--log-format",
+        "json",
+    ]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sample)
+        proc = await anyio.run_process(cmd, check=False)
+        done.set()
+    assert proc.returncode == 1, proc.stderr.decode()[-2000:]
+    report = json.loads(report_file.read_text())
+    jobs = {j["job"]: j for j in report["jobs"]}
+    assert {n: (j["status"], j["attempts"]) for n, j in jobs.items()} == {
+        "dim_customer": ("SUCCEEDED", 1),
+        "fact_orders": ("SUCCEEDED", 1),
+        "fact_copy": ("SUCCEEDED", 1),
+        "broken": ("FAILED", 1),
+        "after_broken": ("SKIPPED", 0),
+    }
+    assert jobs["fact_orders"]["rows"] == 3000 and jobs["dim_customer"]["rows"] == 600
+    assert jobs["fact_orders"]["started_at"] >= jobs["dim_customer"]["finished_at"]
+    assert "missing_table" in jobs["broken"]["error"]
+    assert report["critical_path"]["jobs"][-1] in jobs and report["bottlenecks"]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM dw.fact_orders") == 3000
+        assert await conn.fetchval("SELECT count(*) FROM dw.fact_copy") == 3000
+    finally:
+        await conn.close()
+    assert 0 < peak <= 5
+
+
+def test_rerunning_a_finished_plan_runs_every_job_again(tmp_path: Path, pg_dsn: str) -> None:
+    """A second run of a finished plan starts fresh (nothing resumed) and converges."""
+    anyio.run(seed, pg_dsn)
+    plan = write_plan(tmp_path, pg_dsn, budget=8)
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-m", "async_etl", "orchestrate", str(plan)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert "SUCCEEDED fact_orders" in proc.stdout
