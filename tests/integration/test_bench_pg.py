@@ -75,14 +75,14 @@ async def test_schema_qualified_unlogged_table_is_created(pg_dsn: str) -> None:
 
 async def test_killed_backends_mid_run_still_deliver_every_row_exactly_once(pg_dsn: str) -> None:
     """Terminating the sink's connections mid-run is retried; no row is lost or duplicated."""
-    settings = _settings(pg_dsn, records=200_000, batch_size=1_000, max_retries=20)
+    settings = _settings(pg_dsn, records=400_000, batch_size=1_000, max_retries=20)
     admin = await asyncpg.connect(pg_dsn)
     killed = 0
 
     async def killer() -> None:
         nonlocal killed
-        for _ in range(8):
-            await anyio.sleep(0.15)
+        while killed < 4:  # keep trying until a few COPYs were cut (the run outlasts this)
+            await anyio.sleep(0.03)
             killed += len(
                 await admin.fetch(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -101,7 +101,7 @@ async def test_killed_backends_mid_run_still_deliver_every_row_exactly_once(pg_d
     assert killed > 0, "the test must actually kill backends"
     assert summary.retries > 0
     assert summary.ok, summary.problems()
-    assert await _ids(pg_dsn) == (200_000, 200_000, 1, 200_000)
+    assert await _ids(pg_dsn) == (400_000, 400_000, 1, 400_000)
 
 
 async def test_wrong_table_shape_is_a_permanent_one_line_error(pg_dsn: str) -> None:
