@@ -102,7 +102,7 @@ async def test_stop_command_then_resume(pg_dsn: str, tmp_path: Path) -> None:
     cols = cols_of(2)
     states = history(seed=13, n_keys=1500, runs=1)
     await load_source(pg_dsn, states[0])
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0.03)
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.15)  # ~3 s of chunks: outlasts the stop
     job = write(tmp_path, "stop.toml", job_toml("stopme", pg_dsn, "dw.dim", chunk_size=40))
     proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
     await wait_committed(pg_dsn, "stopme", 3)
