@@ -15,7 +15,7 @@ server-restart codes are transient (``57P04`` database dropped is not), and of `
 
 from __future__ import annotations
 
-from async_etl.errors import ErrorKind
+from async_etl.errors import AsyncEtlError, DataError, ErrorKind, LoadError, TransientLoadError
 
 __all__ = [
     "CRATE_DUPLICATE_KEY",
@@ -23,6 +23,7 @@ __all__ = [
     "classify_oracle",
     "classify_sqlstate",
     "is_transient",
+    "load_error",
 ]
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -163,3 +164,12 @@ def classify_crate(http_status: int | None, code: int | None = None) -> ErrorKin
 def is_transient(kind: ErrorKind) -> bool:
     """True when another attempt may succeed (``NETWORK`` or ``DB_TRANSIENT``)."""
     return kind in (ErrorKind.NETWORK, ErrorKind.DB_TRANSIENT)
+
+
+def load_error(kind: ErrorKind, message: str) -> AsyncEtlError:
+    """The load-side error for a classified failure: transient, data, or permanent."""
+    if is_transient(kind):
+        return TransientLoadError(message)
+    if kind is ErrorKind.DATA:
+        return DataError(message)
+    return LoadError(message)

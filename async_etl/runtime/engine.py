@@ -46,6 +46,7 @@ from async_etl.errors import TransientError, first_etl_error
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.resources import ResourceMeter
+from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, EncodedBatch, IdRange, Target
@@ -63,7 +64,7 @@ class Limits:
     sends: anyio.CapacityLimiter
 
 
-class Engine:
+class Engine(Stoppable):
     """Runs bench workloads on the current event loop.
 
     ``async with Engine(settings) as engine: summary = await engine.run(source, sink)``.
@@ -92,17 +93,6 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._executor.aclose()
-
-    def stop(self, reason: str = "stop requested") -> None:
-        """Stop generating; deliver what is already generated, then return from ``run``."""
-        if not self._stop.is_set():
-            self._stop_reason = reason
-            self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        """True once a stop was requested."""
-        return self._stop.is_set()
 
     def abort(self) -> None:
         """Stop at once: cancel deliveries in flight (the reconcile count tells what landed)."""

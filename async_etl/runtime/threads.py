@@ -61,6 +61,7 @@ from async_etl.errors import TransientError
 from async_etl.runtime.executor import new_pool, w_warm
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
+from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
 from async_etl.sinks.blocking import open_blocking_sink
 from async_etl.sources.synthetic import Synthetic
@@ -179,7 +180,7 @@ class _Generators(AbstractContextManager["_Generators"]):
         return done
 
 
-class ThreadRunner:
+class ThreadRunner(Stoppable):
     """Runs bench workloads with threads: ``ThreadRunner(settings).run(source, sink)``."""
 
     def __init__(self, settings: BenchSettings | None = None) -> None:
@@ -191,17 +192,6 @@ class ThreadRunner:
         self._failure: BaseException | None = None
         self._random = random.Random(self.settings.seed)
         self.stats: RunStats | None = None
-
-    def stop(self, reason: str = "stop requested") -> None:
-        """Stop generating; deliver what is already generated, then return from ``run``."""
-        if not self._stop.is_set():
-            self._stop_reason = reason
-            self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        """True once a stop was requested."""
-        return self._stop.is_set()
 
     def abort(self) -> None:
         """Stop at once: drop queued batches, no further attempts (sends on the wire finish)."""

@@ -6,13 +6,10 @@ import asyncio
 
 import asyncpg
 
-from async_etl.core.classify import classify_sqlstate
+from async_etl.core.classify import classify_sqlstate, load_error
 from async_etl.errors import (
     AsyncEtlError,
-    DataError,
-    ErrorKind,
     LoadError,
-    TransientLoadError,
     network,
 )
 
@@ -34,12 +31,7 @@ def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
     if isinstance(exc, asyncpg.PostgresError):
         code = str(getattr(exc, "sqlstate", "") or "")
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
-        kind = classify_sqlstate(code)
-        if kind in (ErrorKind.DB_TRANSIENT, ErrorKind.NETWORK):
-            return TransientLoadError(text)
-        if kind is ErrorKind.DATA:
-            return DataError(text)
-        return LoadError(text)
+        return load_error(classify_sqlstate(code), text)
     if isinstance(exc, _CONNECTION_ERRORS):
         return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")

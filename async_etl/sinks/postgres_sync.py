@@ -21,13 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from async_etl.core.classify import classify_sqlstate
+from async_etl.core.classify import classify_sqlstate, load_error
 from async_etl.errors import (
     AsyncEtlError,
     DataError,
-    ErrorKind,
     LoadError,
-    TransientLoadError,
     network,
 )
 from async_etl.sinks.pg_sql import PgStatements, mask_dsn
@@ -45,12 +43,7 @@ def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
     code = str(getattr(exc, "sqlstate", "") or "")
     if isinstance(exc, psycopg.Error) and code:
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
-        kind = classify_sqlstate(code)
-        if kind in (ErrorKind.DB_TRANSIENT, ErrorKind.NETWORK):
-            return TransientLoadError(text)
-        if kind is ErrorKind.DATA:
-            return DataError(text)
-        return LoadError(text)
+        return load_error(classify_sqlstate(code), text)
     if isinstance(exc, _BROKEN):
         return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
