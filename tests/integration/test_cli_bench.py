@@ -10,23 +10,7 @@ import asyncpg
 import pytest
 
 from async_etl.testing.crate import CrateStandIn, StandInConfig
-
-REQUIRED_KEYS = {
-    "sink",
-    "mode",
-    "records",
-    "seconds",
-    "rows_per_s",
-    "batches",
-    "batch_size",
-    "concurrency",
-    "generators",
-    "errors",
-    "retries",
-    "latency_ms",
-    "cpu_percent",
-    "peak_rss_mb",
-}
+from tests.keys import SUMMARY_KEYS
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -140,7 +124,7 @@ async def test_postgres_run_writes_summary_json_and_custom_schema(
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert data.keys() >= REQUIRED_KEYS
+    assert data.keys() >= SUMMARY_KEYS
     assert data["records"] == 20_000 and data["reconciled"] == 20_000 and data["ok"]
     conn = await asyncpg.connect(pg_dsn)
     try:

@@ -13,24 +13,8 @@ from async_etl.errors import LoadError
 from async_etl.runtime.engine import Engine
 from async_etl.sinks.null import NullSink
 from async_etl.sources.synthetic import Synthetic
+from tests.keys import SUMMARY_KEYS
 from tests.runtime.scripted import ScriptedSink
-
-REQUIRED_KEYS = {
-    "sink",
-    "mode",
-    "records",
-    "seconds",
-    "rows_per_s",
-    "batches",
-    "batch_size",
-    "concurrency",
-    "generators",
-    "errors",
-    "retries",
-    "latency_ms",
-    "cpu_percent",
-    "peak_rss_mb",
-}
 
 
 def _settings(**kw: object) -> BenchSettings:
@@ -45,7 +29,7 @@ async def test_null_sink_run_counts_every_record() -> None:
     async with Engine(_settings(records=12_345)) as engine:
         summary = await engine.run(Synthetic(), NullSink())
     data = summary.to_dict()
-    assert data.keys() >= REQUIRED_KEYS
+    assert data.keys() >= SUMMARY_KEYS
     assert summary.records == summary.generated == 12_345
     assert summary.batches == 13 and summary.ok
     assert summary.mode == "async"
