@@ -1,7 +1,7 @@
 """The summary JSON keys issue 2 promises users (the contract the tests hold the code to)."""
 
 SUMMARY_KEYS = frozenset(
-    [
+    {
         "sink",
         "mode",
         "records",
@@ -16,5 +16,5 @@ SUMMARY_KEYS = frozenset(
         "latency_ms",
         "cpu_percent",
         "peak_rss_mb",
-    ]
+    }
 )
