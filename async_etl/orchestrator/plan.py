@@ -127,7 +127,7 @@ class Plan:
     state: str
     jobs: tuple[PlanJob, ...]
     local_max: int = 4
-    global_max: int = 1_000_000
+    global_max: int | None = None  # None: no global limit (no slot connections)
     namespace: str = "default"
     retry: RetrySettings = field(default_factory=RetrySettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
@@ -216,7 +216,7 @@ def parse_plan(text: str, *, path: str, base_dir: Path, load: JobLoader) -> Plan
     if dialect_of(state) != "postgresql":
         raise fail("state", f"{mask_url(state)} is not a postgresql:// URL")
     local_max = _get(doc, "local_max", int, "", fail, 4)
-    global_max = _get(doc, "global_max", int, "", fail, 1_000_000)
+    global_max = _get(doc, "global_max", int, "", fail)
     _at_least(local_max, 1, "local_max", fail)
     _at_least(global_max, 1, "global_max", fail)
     namespace = _get(doc, "namespace", str, "", fail, "default")

@@ -86,17 +86,21 @@ async def ensure_tables(conn: Any) -> None:
 class PlanStore:
     """The status rows of one plan run, written through one locked control connection."""
 
-    def __init__(self, conn: Any, plan: str) -> None:
+    def __init__(self, conn: Any, plan: str, writers: Any) -> None:
         """Use ``PlanStore.open`` (it takes the plan lock and creates the tables)."""
         self._conn = conn
+        self._writers = writers
         self._lock = anyio.Lock()
         self.plan = plan
         self.plan_run_id = ""
         self.started_at: datetime | None = None
 
     @classmethod
-    async def open(cls, url: str, plan: str) -> PlanStore:
+    async def open(cls, url: str, plan: str, *, writers: int = 4) -> PlanStore:
         """Connect, create tables, take the plan lock.
+
+        Job rows are written through ``writers`` more connections (opened on demand), so many
+        jobs' status writes do not queue on one connection.
 
         Raises ``ConfigError`` when the store is unreachable and ``AsyncEtlError`` when another
         orchestrator is running this plan.
@@ -106,19 +110,22 @@ class PlanStore:
             await ensure_tables(conn)
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key("plan", plan)):
                 raise AsyncEtlError(f"plan {plan!r} is already running against {mask_url(url)}")
+            pool = await asyncpg.create_pool(
+                url, min_size=0, max_size=writers, server_settings={"application_name": APP_NAME}
+            )
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, plan)
+        return cls(conn, plan, pool)
 
     async def close(self) -> None:
         """Close the control connection (which also releases the plan lock)."""
         with anyio.CancelScope(shield=True):
+            await self._writers.close()
             await self._conn.close()
 
     async def _exec(self, sql: str, *args: Any) -> None:
-        async with self._lock:
-            await self._conn.execute(sql, *args)
+        await self._writers.execute(sql, *args)
 
     async def resumable_run(self) -> tuple[str, list[str]] | None:
         """The latest unfinished run of this plan and the jobs it completed, if any.
@@ -181,23 +188,16 @@ class PlanStore:
 
     async def job_started(self, job: str, attempt: int, at: datetime) -> None:
         """Mark ``job`` RUNNING for attempt number ``attempt``, which started ``at``."""
-        async with self._lock, self._conn.transaction():
-            await self._conn.execute(
-                "UPDATE async_etl_plan_jobs SET status = 'RUNNING', attempts = $3, "
-                "started_at = coalesce(started_at, $4) WHERE plan_run_id = $1 AND job = $2",
-                self.plan_run_id,
-                job,
-                attempt,
-                at,
-            )
-            await self._conn.execute(
-                "INSERT INTO async_etl_plan_attempts (plan_run_id, job, attempt, started_at) "
-                "VALUES ($1, $2, $3, $4)",
-                self.plan_run_id,
-                job,
-                attempt,
-                at,
-            )
+        await self._exec(
+            "WITH j AS (UPDATE async_etl_plan_jobs SET status = 'RUNNING', attempts = $3, "
+            "started_at = coalesce(started_at, $4) WHERE plan_run_id = $1 AND job = $2) "
+            "INSERT INTO async_etl_plan_attempts (plan_run_id, job, attempt, started_at) "
+            "VALUES ($1, $2, $3, $4)",
+            self.plan_run_id,
+            job,
+            attempt,
+            at,
+        )
 
     async def attempt_ended(
         self, job: str, attempt: int, at: datetime, status: str, error: str | None

@@ -4,8 +4,8 @@ Useful to dry-run a plan's shape (dependencies, limits, budgets, breaker) before
 exist, and to measure the orchestrator's own overhead.  A synthetic job:
 
 1. opens ``connections`` real connections to its ``target`` PostgreSQL, each holding one token
-   of the connection budget (all of a job's tokens are taken under one gate per database, so
-   jobs that need several connections never deadlock each other holding one token apiece);
+   of the connection budget (a job that needs several takes them under one gate per database,
+   so such jobs never deadlock each other holding one token apiece);
 2. fails at once with ``fail_kind`` while its attempt number is <= ``fail_times``;
 3. otherwise sleeps ``seconds`` in ten progress steps, ending STOPPED (resumable) if its stop
    event is set, SUCCEEDED with ``rows`` rows otherwise.
@@ -16,7 +16,7 @@ Like ``run_job``, it never raises for a job failure: it returns a ``JobResult``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 APP_PREFIX = "async-etl:synthetic"
 """``application_name`` prefix of a synthetic job's connections."""
 
+_NO_GATE = nullcontext()
 STEPS = 10
 """Progress events per synthetic job (one per simulated chunk)."""
 
@@ -76,7 +77,7 @@ class SyntheticRunner:
                 if job.connections:
                     limiter = budget.limiter(target)
                     gate = self._gates.setdefault(id(limiter), anyio.Lock())
-                    async with gate:
+                    async with gate if job.connections > 1 else _NO_GATE:
                         conns = [
                             await stack.enter_async_context(
                                 _connection(target, budget, f"{name}:{attempt}")

@@ -204,10 +204,10 @@ async def test_peak_connections_stay_within_the_budget(tmp_path: Path, pg_dsn: s
     plan = make_plan(
         tmp_path,
         pg_dsn,
-        f'local_max = 8\n[budgets]\n"{pg_dsn}" = 3',
-        {f"j{i}": () for i in range(8)},
+        f'local_max = 6\n[budgets]\n"{pg_dsn}" = 6',
+        {f"j{i}": () for i in range(6)},
     )
-    jobs = FakeJobs({f"j{i}": Behaviour(seconds=0.3, connections=1) for i in range(8)})
+    jobs = FakeJobs({f"j{i}": Behaviour(seconds=0.3, connections=3) for i in range(6)})
     db = pg_dsn.rsplit("/", 1)[1]
     peak = 0
     done = anyio.Event()
@@ -230,7 +230,7 @@ async def test_peak_connections_stay_within_the_budget(tmp_path: Path, pg_dsn: s
         outcome = await Orchestrator(plan, runner=jobs).run()
         done.set()
     assert outcome.status == "SUCCEEDED"
-    assert peak == 3
+    assert peak == 6  # two jobs of three connections at a time: the budget, never more
 
 
 async def test_stop_request_stops_running_jobs_and_next_run_resumes(
