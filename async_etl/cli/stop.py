@@ -1,20 +1,25 @@
-"""``async-etl stop JOB_OR_RUN_ID``: ask a running job to stop at its next safe point.
+"""``async-etl stop JOB_OR_RUN_ID_OR_PLAN``: ask a running job or plan to stop at a safe point.
 
-Writes a stop request into the state store (``async_etl_stop_requests``) for every RUNNING
-run of the job (or the one run with that id).  The job polls it before each chunk and
+For a job: writes a stop request into the state store (``async_etl_stop_requests``) for every
+RUNNING run of the job (or the one run with that id).  The job polls it before each chunk and
 between batches: chunks in flight finish or roll back, the run ends STOPPED (exit status 3),
-and the next ``async-etl run`` resumes it.  Exit status: 0 when a request was written,
-1 when nothing of that name is running, 2 for a bad state URL.
+and the next ``async-etl run`` resumes it.  For a plan (its name, or its plan file): the
+orchestrator running it stops launching, asks its running jobs to stop, and exits with
+everything resumable.  Exit status: 0 when a request was written, 1 when nothing of that
+name is running, 2 for a bad state URL or file.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from async_etl.cli.status import add_state_flag, resolve
 from async_etl.jobs.state import StateStore, with_store
+from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
 
 __all__ = ["main", "register"]
@@ -22,14 +27,42 @@ __all__ = ["main", "register"]
 
 def register(sub: Any) -> None:
     """Add the ``stop`` subcommand to the top-level parser."""
-    p = sub.add_parser("stop", help="ask a running job to stop", description=__doc__)
-    p.add_argument("target", metavar="JOB_OR_RUN_ID", help="job name, job file or run id")
+    p = sub.add_parser("stop", help="ask a running job or plan to stop", description=__doc__)
+    p.add_argument(
+        "target",
+        metavar="JOB_OR_RUN_ID_OR_PLAN",
+        help="job name, job file, run id, plan name or plan file",
+    )
     add_state_flag(p)
     p.set_defaults(handler=main)
 
 
+def _plan_file(arg: str) -> bool:
+    """True when ``arg`` is a plan file (a TOML file with ``[[jobs]]``), not a job file."""
+    path = Path(arg)
+    if path.suffix != ".toml" or not path.is_file():
+        return False
+    try:
+        return "jobs" in tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # the job-file loader reports it properly
+
+
+def _stop_plan(url: str, name: str) -> bool:
+    from async_etl.orchestrator import request_plan_stop
+
+    return loop.run(lambda: request_plan_stop(url, name))
+
+
 def main(args: argparse.Namespace) -> int:
     """Write the stop request(s); returns the exit status (see module doc)."""
+    if _plan_file(args.target):
+        plan = load_plan(args.target)
+        if _stop_plan(args.state or plan.state, plan.name):
+            print(f"stop requested for plan {plan.name}")
+            return 0
+        print(f"async-etl: no orchestrator is running plan {plan.name!r}", file=sys.stderr)
+        return 1
     name, url = resolve(args.target, args.state)
     assert name is not None
 
@@ -39,7 +72,10 @@ def main(args: argparse.Namespace) -> int:
 
     runs = loop.run(lambda: with_store(url, "stop", request))
     if not runs:
-        print(f"async-etl: no RUNNING run of {name!r}", file=sys.stderr)
+        if _stop_plan(url, name):
+            print(f"stop requested for plan {name}")
+            return 0
+        print(f"async-etl: no RUNNING job run or plan named {name!r}", file=sys.stderr)
         return 1
     for run_id in runs:
         print(f"stop requested for run {run_id}")
