@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from async_etl.core.urls import dialect_of
+from async_etl.errors import StopRequested
 
 __all__ = ["LimiterBudget", "database_key", "hold"]
 
@@ -73,11 +74,39 @@ class LimiterBudget:
 
 
 @asynccontextmanager
-async def hold(limiter: anyio.CapacityLimiter) -> AsyncIterator[None]:
-    """Hold one token of ``limiter`` for the duration of the block (one connection's worth)."""
+async def hold(
+    limiter: anyio.CapacityLimiter, stop: anyio.Event | None = None
+) -> AsyncIterator[None]:
+    """Hold one token of ``limiter`` for the duration of the block (one connection's worth).
+
+    Raises ``StopRequested`` when ``stop`` is set while still waiting for the token, so a job
+    waiting for budget answers a stop request instead of waiting on.
+    """
     borrower = object()
-    await limiter.acquire_on_behalf_of(borrower)
+    if stop is None:
+        await limiter.acquire_on_behalf_of(borrower)
+    else:
+        await _acquire_unless(limiter, borrower, stop)
     try:
         yield
     finally:
         limiter.release_on_behalf_of(borrower)
+
+
+async def _acquire_unless(
+    limiter: anyio.CapacityLimiter, borrower: object, stop: anyio.Event
+) -> None:
+    acquired = False
+
+    async def take() -> None:
+        nonlocal acquired
+        await limiter.acquire_on_behalf_of(borrower)
+        acquired = True
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take)
+        await stop.wait()
+        tg.cancel_scope.cancel()
+    if not acquired:
+        raise StopRequested("stop requested while waiting for a connection budget token")

@@ -70,11 +70,12 @@ class BudgetHolder:
     def __init__(self, budget: ConnectionBudget, meter: ConnectionMeter) -> None:
         self.budget = budget
         self.meter = meter
+        self.stop: anyio.Event | None = None  # set by the runner: waits for tokens honour it
 
     @asynccontextmanager
     async def __call__(self, url: str) -> AsyncIterator[None]:
         """Hold a token for one connection to ``url`` for the duration of the block."""
-        async with hold(self.budget.limiter(url)):
+        async with hold(self.budget.limiter(url), self.stop):
             self.meter.opened(url)
             try:
                 yield

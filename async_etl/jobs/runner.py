@@ -125,6 +125,7 @@ class _JobRun:
                 state_url=store.url,
             )
             self.ctx = ctx
+            self.holder.stop = ctx.stop
             with structlog.contextvars.bound_contextvars(run_id=ctx.run_id):
                 try:
                     return await self._run(ctx, store, decision)
