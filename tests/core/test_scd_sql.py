@@ -82,7 +82,10 @@ def test_pg_type2_merge_shape():
     """PG type 2: update in place, expire, absent expire/delete, insert; bounds as row values."""
     sts = pg.merge_statements("dw.dim", "stg", cols(2, "expire"), KEY, CHUNKS[1])
     texts = [s.text for s in sts]
-    assert texts[0] == 'ANALYZE "stg"'
+    assert texts[0] == 'ANALYZE "stg" ("a", "b")'
+    for i, alias in ((1, "t"), (2, "t"), (5, "c")):  # the target side is bounded to the chunk
+        assert f'({alias}."a", {alias}."b") >= (' in texts[i], texts[i]
+        assert f'({alias}."a", {alias}."b") < (' in texts[i], texts[i]
     assert [s.counts for s in sts[1:]] == ["rows"] * 5
     assert "IS DISTINCT FROM" in texts[1] and '"tier" = s."tier"' in texts[1]
     assert 'SET "valid_to" = $1, "is_current" = false' in texts[2]
