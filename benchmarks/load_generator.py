@@ -7,7 +7,7 @@ Writes benchmarks/results/load_generator.json and prints a Markdown table per se
 * pg:      1M rows into PostgreSQL vs `psql \\copy` of the same rows (CSV written beforehand)
            into the same kind of table.  Target: >= 1.0x the \\copy rate, generation included.
 * null:    generation + engine with P = 1 and P = 2.  Target: >= 400k rows/s, >= 1.7x scaling.
-* standin: the counting CrateDB stand-in, batch 1000/5000 x concurrency 1/16/64.
+* standin: the counting CrateDB stand-in, batch 1000/5000 x concurrency 1/16/64 (no gzip).
 * cr8:     cr8 insert-fake-data vs async-etl on the same counting stand-in and table shape.
            Target: >= 100x cr8.
 
@@ -39,6 +39,8 @@ import orjson
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results"
 PY = sys.executable
+# On loopback, gzip only costs CPU at both ends (and cr8 sends plain JSON): send bodies as is.
+GZIP_OFF = ("--gzip-threshold", "0")
 
 
 def bench(*args: str, json_out: Path) -> dict[str, Any]:
@@ -253,6 +255,7 @@ def section_standin(records: int, repeat: int, tmp: Path) -> dict[str, Any]:
                         str(batch),
                         "--concurrency",
                         str(conc),
+                        *GZIP_OFF,
                         json_out=tmp / f"s_{batch}_{conc}_{i}.json",
                     )
                     for i in range(repeat)
@@ -315,6 +318,7 @@ def section_cr8(records: int, tmp: Path) -> dict[str, Any]:
             "1000",
             "--concurrency",
             "25",
+            *GZIP_OFF,
             json_out=tmp / "cr8_ours.json",
         )
     cr8_rate = cr8_records / cr8_seconds

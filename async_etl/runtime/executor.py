@@ -45,6 +45,12 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def pool_pids(pool: ProcessPoolExecutor) -> list[int]:
+    """The pids of a process pool's worker processes (every one, busy or not)."""
+    processes = getattr(pool, "_processes", None) or {}  # CPython's pool keeps them by pid
+    return sorted(int(pid) for pid in processes)
+
+
 class InlineExecutor:
     """Runs each unit on the event loop's own thread: no parallelism, no pickling."""
 
@@ -80,7 +86,8 @@ class ProcessExecutor:
         self._pool = new_pool(self.workers)
         loop = asyncio.get_running_loop()
         futures = [loop.run_in_executor(self._pool, w_warm, i) for i in range(self.workers * 2)]
-        self._pids = sorted(set(await asyncio.gather(*futures)))
+        await asyncio.gather(*futures)
+        self._pids = pool_pids(self._pool)
 
     async def run(self, fn: Callable[[T], R], arg: T) -> R:
         """Run ``fn(arg)`` in a worker process."""

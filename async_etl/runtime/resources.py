@@ -34,11 +34,18 @@ class ResourceMeter:
     worker_pids: list[int]
     _wall: float = 0.0
     _cpu: float = 0.0
+    _own: float = 0.0
 
     def start(self) -> None:
         """Take the starting sample."""
         self._wall = time.perf_counter()
         self._cpu = _cpu_seconds([psutil.Process().pid, *self.worker_pids])
+        self._own = _cpu_seconds([psutil.Process().pid])
+
+    def own_cpu_percent(self) -> float:
+        """CPU used since ``start`` by this process alone (the event loop), % of one core."""
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        return 100.0 * (_cpu_seconds([psutil.Process().pid]) - self._own) / wall
 
     def cpu_percent(self) -> float:
         """CPU used since ``start`` as a percentage of one core."""

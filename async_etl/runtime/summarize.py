@@ -63,5 +63,9 @@ def summarize(
         id_range=(issued.start, issued.stop),
         reasons=dict(stats.reasons.most_common(10)),
         warmup_seconds=settings.warmup,
-        extra={"workers_rss_mb": round(meter.workers_rss_mb(), 1), **(extra or {})},
+        extra={
+            "workers_rss_mb": round(meter.workers_rss_mb(), 1),
+            "parent_cpu_percent": round(meter.own_cpu_percent(), 1),
+            **(extra or {}),
+        },
     )

@@ -58,7 +58,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import TransientError
-from async_etl.runtime.executor import new_pool, w_warm
+from async_etl.runtime.executor import new_pool, pool_pids, w_warm
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.stopping import Stoppable
@@ -161,7 +161,8 @@ class _Generators(AbstractContextManager["_Generators"]):
     def __enter__(self) -> _Generators:
         if self.workers > 0:
             self._pool = new_pool(self.workers)
-            self.pids = sorted(set(self._pool.map(w_warm, range(self.workers * 2))))
+            list(self._pool.map(w_warm, range(self.workers * 2)))
+            self.pids = pool_pids(self._pool)
         return self
 
     def __exit__(

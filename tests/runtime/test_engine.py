@@ -186,3 +186,16 @@ async def test_engine_embeds_in_a_running_aiohttp_app_two_engines_at_once() -> N
     assert first["ok"] and second["ok"]
     assert first["id_range"] == [1, 30_001] and second["id_range"] == [1, 45_001]
     assert lag and max(lag) < 1.0  # the app's loop kept serving while both engines ran
+
+
+async def test_every_generator_process_is_accounted_for() -> None:
+    """CPU and memory accounting sees each worker process, not just those the warm-up hit."""
+    from async_etl.runtime.executor import ProcessExecutor
+
+    executor = ProcessExecutor(2)
+    await executor.start()
+    try:
+        pids = executor.worker_pids()
+    finally:
+        await executor.aclose()
+    assert len(pids) == 2 and len(set(pids)) == 2
