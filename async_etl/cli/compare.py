@@ -61,6 +61,7 @@ class Plan:
     generators: int
     latency_ms: float
     payload_bytes: int
+    gzip_threshold: int
     warmup: float
     uvloop: bool
     out: Path
@@ -82,6 +83,7 @@ class Plan:
             concurrency=self.concurrency if cpu else level,
             generators=level if cpu else self.generators,
             payload_bytes=self.payload_bytes,
+            gzip_threshold=self.gzip_threshold,
             warmup=self.warmup,
             uvloop=self.uvloop,
             mode=mode,  # type: ignore[arg-type]
@@ -142,6 +144,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         payload_bytes=(
             defaults["payload_bytes"] if args.payload_bytes is None else args.payload_bytes
         ),
+        gzip_threshold=8192 if args.gzip_threshold is None else args.gzip_threshold,
         warmup=1.0 if args.warmup is None else args.warmup,
         uvloop=args.uvloop,
         out=Path(args.out),
@@ -164,6 +167,9 @@ def register(sub: Any) -> None:
     p.add_argument("--generators", type=int, help="generator processes (default: CPU count)")
     p.add_argument("--latency-ms", type=float, help="stand-in latency per request (default 20)")
     p.add_argument("--payload-bytes", type=int, help="text bytes per row (cpu default 2000)")
+    p.add_argument(
+        "--gzip-threshold", type=int, help="CrateDB: gzip bodies from this size; 0 = never"
+    )
     p.add_argument("--warmup", type=float, help="seconds excluded per run (default 1)")
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="stdlib asyncio loop")
     p.set_defaults(handler=main)
@@ -229,6 +235,7 @@ def run_one(
         ("--concurrency", s.concurrency),
         ("--generators", s.generators),
         ("--payload-bytes", s.payload_bytes),
+        ("--gzip-threshold", s.gzip_threshold),
         ("--warmup", s.warmup),
         ("--json-out", json_out),
         ("--log-format", "json"),
