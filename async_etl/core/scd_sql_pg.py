@@ -185,6 +185,35 @@ def merge_statements(
     return out
 
 
+def range_is_empty_sql(table: str, key: Sequence[str], chunk: Chunk) -> Sql:
+    """Whether the target holds no row, of any version, in the chunk's key range (a bool)."""
+    b = Binder("pg")
+    where = _in_chunk("t", key, chunk, b)
+    return b.sql(f"SELECT NOT EXISTS (SELECT 1 FROM {_q(table)} AS t WHERE {where})")
+
+
+def initial_insert_statements(table: str, staging: str, cols: ScdColumns) -> list[Sql]:
+    """The whole merge of a chunk whose key range is empty in the target (``range_is_empty``).
+
+    Every staged row is then a new key: type 2 inserts it as the current version from the
+    as-of time, type 1 inserts it as is; nothing can be updated, expired or deleted.  The
+    result equals ``merge_statements`` on such a chunk, without its statistics, no-op
+    updates and anti-join.
+    """
+    data = ", ".join(_q(c) for c in cols.data)
+    if cols.type == 1:
+        return [Sql(_counted(f"INSERT INTO {_q(table)} ({data}) SELECT {_cols('s', cols.data)} "
+                             f"FROM {_q(staging)} AS s", "inserted"), (), "rows")]  # fmt: skip
+    b = Binder("pg")
+    vf, vt, cur = _q(cols.valid_from), _q(cols.valid_to), _q(cols.is_current)
+    dml = (
+        f"INSERT INTO {_q(table)} ({data}, {vf}, {vt}, {cur}) "
+        f"SELECT {_cols('s', cols.data)}, {b('as_of')}::timestamptz, NULL, true "
+        f"FROM {_q(staging)} AS s"
+    )
+    return [b.sql(_counted(dml, "inserted"), "rows")]
+
+
 def _in_chunk(alias: str, key: Sequence[str], chunk: Chunk, b: Binder) -> str:
     """The chunk's bounds on the target side of a join with staging.
 

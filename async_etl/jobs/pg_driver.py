@@ -9,7 +9,9 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
      ``COPY`` in (a bounded memory stream between the two, the stop flag checked between
      buffers);
    * Oracle: batches from the source adapter through ``copy_records_to_table``;
-3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row);
+3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row), or, when
+   the chunk's key range holds no row of the target yet (an initial load), just
+   ``initial_insert_statements`` (same result, no anti-join);
    with ``on_bad_row = "reject"`` the merge runs in a savepoint and a data error hands over to
    ``rejects.find_bad_rows`` before it runs again;
 4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database;
@@ -115,8 +117,14 @@ class PgTarget:
     async def _merge(
         self, ctx: JobContext, conn: Any, chunk: Chunk
     ) -> tuple[dict[str, int], list[Reject]]:
-        statements = pg.merge_statements(self.table, STAGING, ctx.cols, ctx.spec.source.key, chunk)
+        key = ctx.spec.source.key
         values = chunk_values(chunk, ctx.as_of)
+        statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
+        if ctx.on_bad_row != "reject":
+            empty = pg.range_is_empty_sql(self.table, key, chunk)
+            if await conn.fetchval(empty.text, *empty.args(values)):
+                # an initial load of this key range: every staged row is a new key
+                statements = pg.initial_insert_statements(self.table, STAGING, ctx.cols)
 
         async def apply() -> dict[str, int]:
             totals = dict.fromkeys(COUNTERS, 0)
