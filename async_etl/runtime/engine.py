@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -52,6 +53,7 @@ from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, EncodedBatch, IdRange, Target
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 SnapshotHandler = Callable[[Snapshot], None]
 
@@ -113,14 +115,14 @@ class Engine(Stoppable):
         rows that were rejected or given up are reported in the summary instead.
         """
         s = self.settings
-        target = await sink.prepare(source.schema)
+        policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
+        target = await retrying(lambda: sink.prepare(source.schema), policy, self._random.random)
         unit_rows = s.batch_size * batches_per_unit(s.batch_size)
         planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
         meter = ResourceMeter(self._executor.worker_pids())
         meter.start()
         started = time.perf_counter()
         stats = self.stats = RunStats(started_at=started)
-        policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         deadline = started + s.duration if s.duration else None
         handler = on_snapshot or _log_snapshot
         send, receive = anyio.create_memory_object_stream[EncodedBatch](
@@ -143,7 +145,8 @@ class Engine(Stoppable):
         finished = time.perf_counter()
         handler(stats.snapshot(finished))  # the last interval, so short runs report too
         with anyio.CancelScope(shield=True):
-            reconciled = await reconcile(sink, planner.issued_range, policy, self._random.random)
+            ids = planner.issued_range
+            reconciled = await retrying(lambda: sink.count(ids), policy, self._random.random)
         return summarize(
             self.settings,
             mode="async",
@@ -258,20 +261,25 @@ async def deliver(
             await anyio.sleep(delay)
 
 
-async def reconcile(
-    sink: AsyncSink, ids: IdRange, policy: RetryPolicy, jitter: Callable[[], float]
-) -> int | None:
-    """Count the run's ids in the target, retrying transient failures like a send."""
+async def retrying(
+    call: Callable[[], Awaitable[T]], policy: RetryPolicy, jitter: Callable[[], float]
+) -> T:
+    """Await ``call()``, retrying transient failures with the run's retry policy.
+
+    Used for the steps around the batches: preparing the sink and the final reconcile count.
+    Raises the last ``TransientError`` when retries run out, fatal errors at once.
+    """
     attempt = 1
     while True:
         try:
-            return await sink.count(ids)
+            return await call()
         except TransientError as exc:
             decision = policy.decide(
                 attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after
             )
             if not decision.retry:
                 raise
+            log.warning("retrying", attempt=attempt, reason=exc.message)
             attempt += 1
             await anyio.sleep(decision.delay)
 
@@ -280,4 +288,4 @@ def _log_snapshot(snapshot: Snapshot) -> None:
     log.info("throughput", **snapshot.as_event())
 
 
-__all__ = ["Engine", "Limits", "deliver", "reconcile"]
+__all__ = ["Engine", "Limits", "deliver", "retrying"]

@@ -220,15 +220,15 @@ class ThreadRunner(Stoppable):
         """
         s = self.settings
         sampler = sampler or ProcessSampler(None)
+        policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         with _Generators(s.generators) as gen:
-            target = sink.prepare(source.schema)
+            target = retrying_blocking(lambda: sink.prepare(source.schema), policy, self._random)
             unit_rows = s.batch_size * batches_per_unit(s.batch_size)
             planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
             meter = ResourceMeter(gen.pids)
             meter.start()
             started = time.perf_counter()
             stats = self.stats = RunStats(started_at=started)
-            policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
             deadline = started + s.duration if s.duration else None
             warm = Warmup(s.warmup, started)
             batches: queue.Queue[EncodedBatch | None] = queue.Queue(max(4, 2 * gen.workers))
@@ -261,7 +261,8 @@ class ThreadRunner(Stoppable):
             finished = time.perf_counter()
             if self._failure is not None:
                 raise self._failure
-            reconciled = sink.count(planner.issued_range)
+            ids = planner.issued_range
+            reconciled = retrying_blocking(lambda: sink.count(ids), policy, self._random)
             return summarize(  # while the workers live: their CPU and memory count
                 s,
                 mode="threads",
@@ -348,6 +349,22 @@ class ThreadRunner(Stoppable):
                 snap = stats.snapshot(now)
             sampler.sample()
             handler(snap)
+
+
+def retrying_blocking(call: Callable[[], T], policy: RetryPolicy, rnd: random.Random) -> T:
+    """``call()``, retrying transient failures like ``engine.retrying`` (sleeping, not awaiting)."""
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except TransientError as exc:
+            decision = policy.decide(
+                attempt, retryable=True, jitter=rnd.random(), retry_after=exc.retry_after
+            )
+            if not decision.retry:
+                raise
+            attempt += 1
+            time.sleep(decision.delay)
 
 
 def deliver_blocking(

@@ -76,11 +76,15 @@ class PostgresSink:
         return f"{mask_dsn(self._dsn)} table {self._table}"
 
     async def prepare(self, schema: Schema) -> Target:
-        """Open the pool, create the table and the ledger if missing, find the next free id."""
+        """Open the pool, create the table and the ledger if missing, find the next free id.
+
+        Safe to call again after a ``TransientLoadError`` (the pool is kept and reused).
+        """
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._size, command_timeout=300
-            )
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self._size, command_timeout=300
+                )
             async with pooled(self._pool) as conn:
                 if self._sql.create_schema:
                     await conn.execute(self._sql.create_schema)
