@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import anyio
-import asyncpg
 import pytest
 
 from async_etl.core.scd import history_problems
@@ -23,6 +19,7 @@ from tests.integration.jobs_helpers import (
     spec_of,
     table_rows,
 )
+from tests.integration.pg_activity import peak_connections
 
 
 @pytest.mark.parametrize("kind", [2, 1])
@@ -56,31 +53,10 @@ async def test_peak_connections_within_budget(pg_dsn: str) -> None:
     await load_source(pg_dsn, history(seed=5, n_keys=1200, runs=1)[0])
     await slow_target(pg_dsn, "dw.dim", sleep_s=0.01)
     spec = spec_of(job_toml("peak", pg_dsn, "dw.dim", workers=workers, chunk_size=40))
-    database = pg_dsn.rsplit("/", 1)[1]
-    peak = 0
-    done = anyio.Event()
-
-    async def sample() -> None:
-        nonlocal peak
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            while not done.is_set():
-                n = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
-                    "AND application_name LIKE 'async-etl:%'",
-                    database,
-                )
-                peak = max(peak, int(n))
-                await asyncio.sleep(0.002)
-        finally:
-            await conn.close()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(sample)
+    async with peak_connections(pg_dsn, every=0.002) as peak:
         result = await run_job(spec)
-        done.set()
     assert result.status == "SUCCEEDED", result.error
     assert result.chunks_total >= 10
-    assert workers <= peak <= workers + 2
+    assert workers <= peak.value <= workers + 2
     assert result.max_connections is not None
     assert max(result.max_connections.values()) <= workers + 2

@@ -21,6 +21,7 @@ from async_etl.jobs.spec import JobSpec
 from async_etl.orchestrator.driver import Orchestrator
 from async_etl.orchestrator.plan import Plan, load_plan
 from async_etl.orchestrator.state import request_plan_stop
+from tests.integration.pg_activity import peak_connections
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -208,29 +209,10 @@ async def test_peak_connections_stay_within_the_budget(tmp_path: Path, pg_dsn: s
         {f"j{i}": () for i in range(6)},
     )
     jobs = FakeJobs({f"j{i}": Behaviour(seconds=0.3, connections=3) for i in range(6)})
-    db = pg_dsn.rsplit("/", 1)[1]
-    peak = 0
-    done = anyio.Event()
-
-    async def sample() -> None:
-        nonlocal peak
-        conn = await asyncpg.connect(pg_dsn)
-        while not done.is_set():
-            n = await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
-                "AND application_name LIKE 'async-etl:%'",
-                db,
-            )
-            peak = max(peak, n)
-            await anyio.sleep(0.01)
-        await conn.close()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(sample)
+    async with peak_connections(pg_dsn, every=0.01) as peak:
         outcome = await Orchestrator(plan, runner=jobs).run()
-        done.set()
     assert outcome.status == "SUCCEEDED"
-    assert peak == 6  # two jobs of three connections at a time: the budget, never more
+    assert peak.value == 6  # two jobs of three connections at a time: the budget, never more
 
 
 async def test_stop_request_stops_running_jobs_and_next_run_resumes(

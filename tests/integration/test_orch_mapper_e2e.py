@@ -11,6 +11,8 @@ import anyio
 import asyncpg
 import pytest
 
+from tests.integration.pg_activity import peak_connections
+
 pytestmark = pytest.mark.timeout(90)
 
 JOB = """name = "{name}"
@@ -71,22 +73,6 @@ async def test_real_mapper_jobs_run_in_order_within_budget(tmp_path: Path, pg_ds
     dependents; job connections never exceed the budget."""
     await seed(pg_dsn)
     plan, report_file = write_plan(tmp_path, pg_dsn, budget=5), tmp_path / "report.json"
-    db = pg_dsn.rsplit("/", 1)[1]
-    peak, done = 0, anyio.Event()
-
-    async def sample() -> None:
-        nonlocal peak
-        conn = await asyncpg.connect(pg_dsn)
-        while not done.is_set():
-            n = await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
-                "AND application_name LIKE 'async-etl:%'",
-                db,
-            )
-            peak = max(peak, n)
-            await anyio.sleep(0.005)
-        await conn.close()
-
     cmd = [
         sys.executable,
         "-m",
@@ -98,10 +84,8 @@ async def test_real_mapper_jobs_run_in_order_within_budget(tmp_path: Path, pg_ds
         "--log-format",
         "json",
     ]
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(sample)
+    async with peak_connections(pg_dsn) as peak:
         proc = await anyio.run_process(cmd, check=False)
-        done.set()
     assert proc.returncode == 1, proc.stderr.decode()[-2000:]
     report = json.loads(report_file.read_text())
     jobs = {j["job"]: j for j in report["jobs"]}
@@ -122,7 +106,7 @@ async def test_real_mapper_jobs_run_in_order_within_budget(tmp_path: Path, pg_ds
         assert await conn.fetchval("SELECT count(*) FROM dw.fact_copy") == 3000
     finally:
         await conn.close()
-    assert 0 < peak <= 5
+    assert 0 < peak.value <= 5
 
 
 def test_rerunning_a_finished_plan_runs_every_job_again(tmp_path: Path, pg_dsn: str) -> None:
