@@ -467,3 +467,14 @@ def server_version_of(body: bytes) -> str:
         return str(orjson.loads(body)["version"]["number"])
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError("GET / answered no version number") from exc
+
+
+def checked_version(response: Response, body: bytes, where: str) -> str:
+    """The version of a ``GET /`` answer; raises its error, or ``LoadError`` without a version."""
+    err = error_of(response, where)
+    if err is not None:
+        raise err
+    try:
+        return server_version_of(body)
+    except ValueError as exc:
+        raise LoadError(f"{where}: {exc}") from exc

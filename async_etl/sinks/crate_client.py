@@ -21,11 +21,11 @@ from async_etl.core.crate_protocol import (
     Endpoint,
     Response,
     build_request,
+    checked_version,
     error_of,
     maybe_gzip,
     parse_response,
     parse_retry_after,
-    server_version_of,
 )
 from async_etl.errors import ConfigError, LoadError
 
@@ -160,10 +160,4 @@ class CrateDBClient:
                 response = parse_response(resp.status, raw, resp.headers.get("Content-Type", ""))
         except _NETWORK_ERRORS as exc:
             raise self._network(exc) from exc
-        err = error_of(response, self.where)
-        if err is not None:
-            raise err
-        try:
-            return server_version_of(raw)
-        except ValueError as exc:
-            raise LoadError(f"{self.where}: {exc}") from exc
+        return checked_version(response, raw, self.where)

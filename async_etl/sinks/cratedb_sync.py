@@ -3,7 +3,7 @@
 The twin of ``async_etl.sinks.cratedb.CrateDBSink``: the same requests and the same decisions,
 all from the sans-I/O ``async_etl.core.crate_protocol`` (``Endpoint``, ``CrateTable``,
 ``build_request``, ``maybe_gzip``, ``parse_response``, ``error_of``, ``verdict_for``,
-``send_result``, ``server_version_of``) — only the I/O differs.
+``send_result``, ``checked_version``) — only the I/O differs.
 
 One ``urllib3`` connection pool per sink with ``maxsize = concurrency`` and ``block=True``:
 the sender threads share it, so the thread runner never holds more connections than the async
@@ -27,12 +27,12 @@ from async_etl.core.crate_protocol import (
     Response,
     attempt_body,
     build_request,
+    checked_version,
     error_of,
     maybe_gzip,
     parse_response,
     parse_retry_after,
     send_result,
-    server_version_of,
     verdict_for,
 )
 from async_etl.errors import ConfigError, LoadError
@@ -111,13 +111,7 @@ class BlockingCrateDBSink:
     def server_version(self) -> str:
         """``GET /`` and return the version number; raise like ``execute`` when it fails."""
         response, raw = self._request("GET", "/")
-        err = error_of(response, self.where)
-        if err is not None:
-            raise err
-        try:
-            return server_version_of(raw)
-        except ValueError as exc:
-            raise LoadError(f"{self.where}: {exc}") from exc
+        return checked_version(response, raw, self.where)
 
     def prepare(self, schema: Schema) -> Target:
         """Check the server, create the table if missing and pick a fresh ``start_id``.

@@ -482,3 +482,17 @@ def test_resends_are_idempotent_inserts() -> None:
     assert attempt_body(again, 3, stmt, ("id",)) == again  # a retry of a retry
     upsert = stmt + " ON CONFLICT (id) DO UPDATE SET v = excluded.v"
     assert attempt_body(body, 2, upsert, ("id",)) == body
+
+
+def test_checked_version_returns_raises_or_explains() -> None:
+    """GET / gives the version, the server's error, or a one-line LoadError without one."""
+    from async_etl.core.crate_protocol import checked_version
+
+    ok = orjson.dumps({"ok": True, "version": {"number": "5.10.11"}})
+    assert checked_version(parse_response(200, ok), ok, "CrateDB h") == "5.10.11"
+    denied = b"trust authentication failed for user"
+    with pytest.raises(LoadError, match="401"):
+        checked_version(parse_response(401, denied, "text/plain"), denied, "CrateDB h")
+    bare = orjson.dumps({"ok": True})
+    with pytest.raises(LoadError, match="CrateDB h: GET / answered no version number"):
+        checked_version(parse_response(200, bare), bare, "CrateDB h")
