@@ -94,6 +94,17 @@ class StopRequested(AsyncEtlError):  # noqa: N818 - it is a signal, not a failur
     kind = ErrorKind.CONFIGURATION
 
 
+def unusable(message: str, cause: AsyncEtlError) -> ConfigError:
+    """A ``ConfigError`` for a database a job cannot use, keeping the cause's kind.
+
+    ``async-etl run`` exits 2 for it either way; an orchestrator reads ``kind`` and retries a
+    database that was unreachable (NETWORK / DB_TRANSIENT) instead of failing the job for good.
+    """
+    err = ConfigError(message)
+    err.kind = cause.kind
+    return err
+
+
 def network(message: str, *, retry_after: float | None = None) -> TransientLoadError:
     """Build a transient load error classified as a network failure."""
     err = TransientLoadError(message, retry_after=retry_after)

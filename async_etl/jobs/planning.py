@@ -23,7 +23,7 @@ import structlog
 
 from async_etl.core import chunks as ch
 from async_etl.core.specs import ScdColumns
-from async_etl.errors import AsyncEtlError, ConfigError, DataError
+from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.endpoints import Source, Target, source_connection
@@ -87,7 +87,7 @@ async def preflight(
         async with source_connection(source, holder, app) as conn:
             columns = tuple(await source.columns(conn))
     except AsyncEtlError as exc:
-        raise ConfigError(f"job {spec.name}: cannot read the source: {exc.message}") from exc
+        raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
     names = [n for n, _ in columns]
     missing = [k for k in spec.source.key if k not in names]
     if missing:
@@ -97,11 +97,11 @@ async def preflight(
     try:
         latest = await target.max_valid_from(holder, app, cols)
     except AsyncEtlError as exc:
-        raise ConfigError(f"job {spec.name}: cannot use the target: {exc.message}") from exc
+        raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
     try:
         unfinished = None if options.fresh else await store.unfinished(spec.name)
     except AsyncEtlError as exc:
-        raise ConfigError(f"job {spec.name}: state store: {exc.message}") from exc
+        raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
     wanted = utc_ms(options.as_of) if options.as_of is not None else None
     if unfinished is not None:
         run_id, as_of, plan = unfinished

@@ -32,7 +32,13 @@ import orjson
 import structlog
 
 from async_etl.core.chunks import Chunk, Watermark, remaining
-from async_etl.errors import AsyncEtlError, ConfigError, ErrorKind, LoadError, StopRequested
+from async_etl.errors import (
+    AsyncEtlError,
+    ErrorKind,
+    LoadError,
+    StopRequested,
+    unusable,
+)
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import COUNTERS, BudgetHolder, ChunkResult, ConnectionMeter, JobContext
@@ -109,7 +115,7 @@ class _JobRun:
         try:
             await store.__aenter__()
         except AsyncEtlError as exc:
-            raise ConfigError(f"job {self.spec.name}: state store: {exc.message}") from exc
+            raise unusable(f"job {self.spec.name}: state store: {exc.message}", exc) from exc
         try:
             decision = await preflight(
                 self.spec, self.options, self.source, self.target, store, self.holder

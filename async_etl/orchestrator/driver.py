@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import structlog
 
-from async_etl.errors import ErrorKind
+from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key
 from async_etl.jobs.spec import JobSpec
@@ -302,18 +302,12 @@ class Orchestrator:
                 )
             assert job.spec is not None
             return await self.runner(job.spec, options, state.stop, self.budget, self.view.progress)
+        except AsyncEtlError as exc:  # e.g. a database unreachable before the job could start
+            log.warning("job could not start", job=job.name, error=exc.message, kind=exc.kind)
+            return _failed(job.name, exc.message, exc.kind)
         except Exception as exc:  # a bug in a job must not take the plan down
             log.exception("job raised", job=job.name)
-            now = datetime.now(UTC)
-            return JobResult(
-                run_id="",
-                job=job.name,
-                status="FAILED",
-                as_of=now,
-                started_at=now,
-                finished_at=now,
-                error=f"job raised {exc!r}",
-            )
+            return _failed(job.name, f"job raised {exc!r}", None)
 
     async def _settle(self, state: JobState, result: JobResult) -> Outcome:
         state.rows += result.rows_read
@@ -409,3 +403,18 @@ class _no_slot:  # noqa: N801 - used like a function
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+def _failed(job: str, error: str, kind: ErrorKind | None) -> JobResult:
+    """The result of a job that failed before ``run_job`` could return one itself."""
+    now = datetime.now(UTC)
+    return JobResult(
+        run_id="",
+        job=job,
+        status="FAILED",
+        as_of=now,
+        started_at=now,
+        finished_at=now,
+        error=error,
+        error_kind=kind,
+    )

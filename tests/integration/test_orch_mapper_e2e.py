@@ -11,6 +11,8 @@ import anyio
 import asyncpg
 import pytest
 
+from async_etl.errors import ErrorKind
+from async_etl.orchestrator import Orchestrator, load_plan
 from tests.integration.pg_activity import peak_connections
 
 pytestmark = pytest.mark.timeout(90)
@@ -122,3 +124,26 @@ def test_rerunning_a_finished_plan_runs_every_job_again(tmp_path: Path, pg_dsn: 
         )
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert "SUCCEEDED fact_orders" in proc.stdout
+
+
+async def test_a_job_whose_source_is_unreachable_is_retried_as_a_network_failure(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """An unreachable source is a transient (network) failure: retried per the plan, then FAILED."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    job = JOB.format(name="far", url=pg_dsn, query="SELECT 1 AS id").replace(
+        f'[source]\nurl = "{pg_dsn}"', '[source]\nurl = "postgresql://postgres@127.0.0.1:1/none"'
+    )
+    (jobs_dir / "far.toml").write_text(job)
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text(
+        f'name = "unreachable"\nstate = "{pg_dsn}"\nlocal_max = 1\n'
+        '[retry]\nmax_attempts = 3\nbase_delay = 0.01\n[[jobs]]\nfile = "jobs/far.toml"\n'
+    )
+    outcome = await Orchestrator(load_plan(plan_file)).run()
+    far = outcome.jobs["far"]
+    assert outcome.status == "FAILED"
+    assert far.attempts == 3
+    assert far.error_kind == ErrorKind.NETWORK
+    assert far.error is not None and "cannot read the source" in far.error
