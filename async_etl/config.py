@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -17,6 +18,7 @@ from async_etl.errors import ConfigError
 LogFormat = Literal["auto", "console", "json"]
 ENV_PREFIX = "ASYNC_ETL_BENCH_"
 DEFAULT_RECORDS = 1_000_000
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _TRUE = {"y", "yes", "true", "1", "on"}
 _FALSE = {"n", "no", "false", "0", "off"}
 
@@ -56,6 +58,10 @@ class BenchSettings:
         _check(self.payload_bytes >= 0, "--payload-bytes", "must be >= 0", self.payload_bytes)
         _check(self.report_interval > 0, "--report-interval", "must be > 0", self.report_interval)
         _check(self.warmup >= 0, "--warmup", "must be >= 0", self.warmup)
+        _check(self.retry_base >= 0, "retry_base", "must be >= 0", self.retry_base)
+        _check(self.retry_cap >= 0, "retry_cap", "must be >= 0", self.retry_cap)
+        _check(self.request_timeout > 0, "request_timeout", "must be > 0", self.request_timeout)
+        _check(bool(_TABLE.match(self.table)), "--table", "must be name or schema.name", self.table)
         if self.records is not None:
             _check(self.records >= 0, "--records", "must be >= 0", self.records)
         if self.duration is not None:

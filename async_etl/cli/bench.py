@@ -8,14 +8,13 @@ import os
 import signal
 import sys
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
-from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 from rich.console import Console
 from rich.table import Table
 
+from async_etl.cli.output import json_out_path, write_json
 from async_etl.config import BenchSettings, bench_settings
 from async_etl.core.summary import Summary
 from async_etl.log import configure_logging
@@ -89,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
     """Run a bench from parsed arguments; returns the exit status."""
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
     settings = bench_settings(flags, os.environ)
+    json_out = json_out_path(settings.json_out)
     live = settings.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if settings.log_format == "json" else "console")
     source = Synthetic.from_options(
@@ -99,8 +99,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         summary = loop.run(lambda: bench(settings, source, live=live), use_uvloop=settings.uvloop)
     print_summary(summary)
-    if settings.json_out:
-        write_json(summary, settings.json_out)
+    write_json(json_out, summary.to_dict())
     for problem in summary.problems():
         print(f"async-etl: {problem}", file=sys.stderr)
     return 0 if summary.ok else 1
@@ -173,10 +172,3 @@ def print_summary(summary: Summary) -> None:
     for label, value in summary.table_rows():
         table.add_row(label, value)
     Console(soft_wrap=True).print(table)
-
-
-def write_json(summary: Summary, path: str) -> None:
-    """Write the summary JSON to ``path`` (creating parent directories)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")

@@ -138,7 +138,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         concurrency=concurrency,
         records=args.records,
         duration=args.duration,
-        batch_size=args.batch_size or defaults["batch_size"],
+        batch_size=defaults["batch_size"] if args.batch_size is None else args.batch_size,
         generators=generators,
         latency_ms=20.0 if args.latency_ms is None else args.latency_ms,
         payload_bytes=(

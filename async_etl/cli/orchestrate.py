@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 
+from async_etl.cli.output import json_out_path, write_json
 from async_etl.log import configure_logging
 from async_etl.orchestrator.driver import Orchestrator, PlanOutcome
 from async_etl.orchestrator.plan import Plan, load_plan
@@ -53,15 +52,15 @@ def register(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the plan from parsed arguments; returns the exit status (see the module doc)."""
     plan = load_plan(args.plan).with_limits(local_max=args.local_max, global_max=args.global_max)
+    json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
     outcome = loop.run(
         lambda: orchestrate(plan, live=live, fresh=args.fresh), use_uvloop=args.uvloop
     )
     report = build_report(plan, outcome)
-    if args.json_out:
-        Path(args.json_out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     print_summary(report)
+    write_json(json_out, report)
     return EXIT.get(outcome.status, 1)
 
 

@@ -12,12 +12,11 @@ import signal
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 
+from async_etl.cli.output import json_out_path, write_json
 from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog
@@ -73,14 +72,12 @@ def main(args: argparse.Namespace) -> int:
     """Run the job from parsed arguments; returns the exit status (see module doc)."""
     spec = load_job(args.job, overrides=args.overrides, env=os.environ)
     options = JobOptions(as_of=parse_as_of(args.as_of), fresh=args.fresh)
+    json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
     result = loop.run(lambda: _run(spec, options, live=live), use_uvloop=args.uvloop)
-    if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
     print(summary_line(result))
+    write_json(json_out, result.to_dict())
     if result.status == "FAILED":
         print(f"async-etl: error: {result.error}", file=sys.stderr)
         if result.error_kind is ErrorKind.CONFIGURATION:

@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("job", nargs="?", default=None, metavar="JOB",
                    help="job name or job file (default: every job)")  # fmt: skip
     add_state_flag(p)
-    p.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
+    p.add_argument("--limit", type=_positive, default=20, help="runs to show (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.set_defaults(handler=main)
 
@@ -41,6 +41,17 @@ def add_state_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", default=None, metavar="URL",
                    help=f"state store URL (default: ${env_name('state', 'url')} or the job "
                    "file's [state] url)")  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse turns the error into one line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def resolve(arg: str | None, state: str | None) -> tuple[str | None, str]:

@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
     """Write the stop request(s); returns the exit status (see module doc)."""
     if _plan_file(args.target):
         plan = load_plan(args.target)
-        if _stop_plan(args.state or plan.state, plan.name):
+        _, url = resolve(None, args.state or plan.state)  # a PostgreSQL URL, or ConfigError
+        if _stop_plan(url, plan.name):
             print(f"stop requested for plan {plan.name}")
             return 0
         print(f"async-etl: no orchestrator is running plan {plan.name!r}", file=sys.stderr)

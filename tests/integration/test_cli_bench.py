@@ -39,6 +39,8 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "http://host:notaport"], "Port could not be cast"),
         (["--sink", "null://", "--concurrency", "0"], "--concurrency: must be >= 1"),
         (["--sink", "null://", "--log-format", "xml"], "--log-format"),
+        (["--sink", "null://", "--table", "a b"], "--table: must be name or schema.name"),
+        (["--sink", "null://", "--json-out", "/"], "--json-out /: is a directory"),
     ],
 )
 def test_bad_flags_give_one_line_errors_and_exit_2(args: list[str], needle: str) -> None:

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PLAN = Path(__file__).resolve().parents[2] / "examples" / "plans" / "nightly.toml"
+JOB = Path(__file__).resolve().parents[2] / "examples" / "jobs" / "dim_customer.toml"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "async_etl", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["status", "--limit", "-1", "--state", "postgresql://u@h/db"], "--limit: must be >= 1"),
+        (["stop", str(PLAN), "--state", "notaurl"], "notaurl is not a PostgreSQL URL"),
+        (
+            ["compare", "--batch-size", "0", "--out", "/tmp/x", "--concurrency", "1"],
+            "--batch-size: must be >= 1",
+        ),
+        (["run", str(JOB), "--json-out", "/"], "--json-out /: is a directory"),
+        (["orchestrate", str(PLAN), "--json-out", "/"], "--json-out /: is a directory"),
+    ],
+)
+def test_bad_command_inputs_are_one_line_errors_before_any_work(
+    args: list[str], needle: str
+) -> None:
+    """Bad --limit / --state / --batch-size / --json-out: one stderr line, exit 2, no traceback."""
+    proc = _cli(*args)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert needle in lines[-1]
