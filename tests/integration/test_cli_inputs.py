@@ -22,7 +22,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["status", "--limit", "-1", "--state", "postgresql://u@h/db"], "--limit: must be >= 1"),
         (["stop", str(PLAN), "--state", "notaurl"], "notaurl is not a PostgreSQL URL"),
         (
-            ["compare", "--batch-size", "0", "--out", "/tmp/x", "--concurrency", "1"],
+            [
+                "compare",
+                "--batch-size",
+                "0",
+                "--out",
+                "/tmp/x",
+                "--concurrency",
+                "1",
+                "--records",
+                "9",
+            ],
             "--batch-size: must be >= 1",
         ),
         (["run", str(JOB), "--json-out", "/"], "--json-out /: is a directory"),
