@@ -127,7 +127,8 @@ class RunStats:
     rejected: int = 0
     undelivered: int = 0
     in_flight: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)  # rows rejected / given up, by why
+    error_reasons: Counter[str] = field(default_factory=Counter)  # failed attempts, by why
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     interval: LatencyHistogram = field(default_factory=LatencyHistogram)
     _last_rows: int = 0
@@ -153,7 +154,7 @@ class RunStats:
     def record_error(self, reason: str) -> None:
         """A failed attempt (it may still be retried)."""
         self.errors += 1
-        self.reasons[reason[:200]] += 1
+        self.error_reasons[reason[:200]] += 1
 
     def record_rejected(self, rows: int, reason: str) -> None:
         """Rows the sink refused for good."""

@@ -32,7 +32,8 @@ class Summary:
     uvloop: bool = False
     seed: int = 0
     id_range: tuple[int, int] = (0, 0)
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # rows not delivered, by reason
+    error_reasons: dict[str, int] = field(default_factory=dict)  # failed attempts, by reason
     warmup_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -46,6 +46,7 @@ from async_etl.core.summary import Summary
 from async_etl.errors import TransientError, first_etl_error
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
+from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
@@ -124,7 +125,7 @@ class Engine(Stoppable):
         started = time.perf_counter()
         stats = self.stats = RunStats(started_at=started)
         deadline = started + s.duration if s.duration else None
-        handler = on_snapshot or _log_snapshot
+        handler = on_snapshot or log_snapshot
         send, receive = anyio.create_memory_object_stream[EncodedBatch](
             max_buffer_size=max(4, 2 * self._executor.workers)
         )
@@ -282,10 +283,6 @@ async def retrying(
             log.warning("retrying", attempt=attempt, reason=exc.message)
             attempt += 1
             await anyio.sleep(decision.delay)
-
-
-def _log_snapshot(snapshot: Snapshot) -> None:
-    log.info("throughput", **snapshot.as_event())
 
 
 __all__ = ["Engine", "Limits", "deliver", "retrying"]

@@ -62,6 +62,7 @@ def summarize(
         seed=settings.seed,
         id_range=(issued.start, issued.stop),
         reasons=dict(stats.reasons.most_common(10)),
+        error_reasons=dict(stats.error_reasons.most_common(10)),
         warmup_seconds=settings.warmup,
         extra={
             "workers_rss_mb": round(meter.workers_rss_mb(), 1),

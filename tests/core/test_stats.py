@@ -89,4 +89,5 @@ def test_rejections_and_give_ups_are_counted_with_reasons() -> None:
     stats.record_given_up(5, "503 unavailable")
     stats.record_error("503 unavailable")
     assert (stats.rejected, stats.undelivered, stats.errors) == (3, 5, 1)
-    assert stats.reasons["503 unavailable"] == 6
+    assert stats.reasons["503 unavailable"] == 5  # rows given up, not attempts
+    assert stats.error_reasons["503 unavailable"] == 1  # the failed attempt, counted apart
