@@ -363,6 +363,7 @@ def retrying_blocking(call: Callable[[], T], policy: RetryPolicy, rnd: random.Ra
             )
             if not decision.retry:
                 raise
+            log.warning("retrying", attempt=attempt, reason=exc.message)
             attempt += 1
             time.sleep(decision.delay)
 

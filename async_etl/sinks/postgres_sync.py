@@ -34,6 +34,13 @@ from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResu
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
 
+_FATAL_BUT_TRANSIENT = (
+    "too many connections",  # 53300
+    "starting up",  # 57P03
+    "shutting down",  # 57P01
+    "in recovery",  # 57P03
+    "terminating connection",  # 57P01 / 57P02
+)
 _BROKEN = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
@@ -45,7 +52,11 @@ def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
         return load_error(classify_sqlstate(code), text)
     if isinstance(exc, _BROKEN):
-        return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
+        text = " ".join(str(exc).split())
+        # libpq reports a server's refusal at connect time without a SQLSTATE, as "FATAL: ..."
+        if "FATAL:" in text and not any(m in text for m in _FATAL_BUT_TRANSIENT):
+            return LoadError(f"{where}: {text}")
+        return network(f"{where}: connection problem: {type(exc).__name__}: {text}")
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 
