@@ -125,6 +125,21 @@ def test_rerunning_a_finished_plan_runs_every_job_again(tmp_path: Path, pg_dsn: 
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert "SUCCEEDED fact_orders" in proc.stdout
 
+    async def runs() -> list[tuple[str | None, int]]:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT r.resumed_from, j.attempts FROM async_etl_plan_runs r "
+                "JOIN async_etl_plan_jobs j USING (plan_run_id) "
+                "WHERE j.job = 'fact_orders' ORDER BY r.started_at"
+            )
+        finally:
+            await conn.close()
+        return [(r["resumed_from"], r["attempts"]) for r in rows]
+
+    # the second plan run really ran the job again (attempt 1), it did not take it over
+    assert anyio.run(runs) == [(None, 1), (None, 1)]
+
 
 async def test_a_job_whose_source_is_unreachable_is_retried_as_a_network_failure(
     tmp_path: Path, pg_dsn: str

@@ -30,6 +30,7 @@ class ScriptedSink:
     delay: float = 0.0
     start_id: int = 1
     seen: collections.Counter[int] = field(default_factory=collections.Counter)
+    bodies: dict[int, bytes] = field(default_factory=dict)  # first attempt's payload per batch
     sends: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -42,6 +43,8 @@ class ScriptedSink:
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """Accept the batch, or fail as scripted."""
         self.sends += 1
+        if attempt == 1:
+            self.bodies[batch.ids.start] = batch.payload
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

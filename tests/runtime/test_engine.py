@@ -144,6 +144,7 @@ async def test_process_pool_generation_matches_inline_generation() -> None:
     async with Engine(_settings(records=8000, generators=2)) as engine:
         summary = await engine.run(Synthetic(seed=7), pooled)
     assert inline.seen == pooled.seen
+    assert inline.bodies == pooled.bodies  # byte for byte: same data whichever process made it
     assert summary.generators == 2 and summary.ok
 
 
@@ -199,6 +200,10 @@ async def test_every_generator_process_is_accounted_for() -> None:
     finally:
         await executor.aclose()
     assert len(pids) == 2 and len(set(pids)) == 2
+    async with Engine(_settings(records=200_000, generators=2)) as engine:
+        summary = await engine.run(Synthetic(), NullSink())
+    assert summary.extra["workers_rss_mb"] > 0  # both workers' memory is measured
+    assert summary.cpu_percent > summary.extra["parent_cpu_percent"]  # and their CPU counted
 
 
 async def test_a_transient_failure_while_preparing_the_sink_is_retried() -> None:
