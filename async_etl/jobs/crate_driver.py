@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,9 @@ from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoc
 from async_etl.jobs.context import ChunkResult, Holder, JobContext, Reject, key_json
 from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.sinks.crate_client import CrateDBClient
+
+INNER_RETRIES = 3
+"""Bulk-level retries per request inside one chunk attempt."""
 
 __all__ = ["CrateTarget"]
 
@@ -202,7 +206,10 @@ class CrateTarget:
         return out
 
     async def _backoff(self, ctx: JobContext, attempt: int, exc: TransientError) -> None:
-        decision = ctx.policy.decide(
+        # bulk-level retries resend only the failed items; they sit inside the runner's chunk
+        # retries, so they are kept few (the chunk retry is the outer loop, not a multiplier)
+        inner = replace(ctx.policy, max_retries=min(INNER_RETRIES, ctx.policy.max_retries))
+        decision = inner.decide(
             attempt, retryable=True, jitter=random.random(), retry_after=exc.retry_after
         )
         if not decision.retry:
