@@ -67,26 +67,17 @@ class _Pool:
         self._dsn = dsn
         self._slots = threading.BoundedSemaphore(size)
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self.open = 0
-        self.peak = 0
 
     def _take(self) -> psycopg.Connection[Any]:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
-        conn = psycopg.connect(
+        return psycopg.connect(
             self._dsn, autocommit=True, cursor_factory=psycopg.RawCursor, connect_timeout=30
         )
-        with self._lock:
-            self.open += 1
-            self.peak = max(self.peak, self.open)
-        return conn
 
     def _drop(self, conn: psycopg.Connection[Any]) -> None:
-        with self._lock:
-            self.open -= 1
         conn.close()
 
     @contextmanager
@@ -129,11 +120,6 @@ class BlockingPostgresSink:
     def describe(self) -> str:
         """A human-readable, password-free name for reports."""
         return f"{mask_dsn(self._dsn)} table {self._table}"
-
-    @property
-    def peak_connections(self) -> int:
-        """The most connections the sink held at once."""
-        return self._pool.peak if self._pool is not None else 0
 
     def _require(self) -> _Pool:
         if self._pool is None:
