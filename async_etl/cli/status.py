@@ -64,7 +64,7 @@ def resolve(arg: str | None, state: str | None) -> tuple[str | None, str]:
     if arg is not None and arg.endswith(".toml") and Path(arg).is_file():
         spec = load_job(arg, env=os.environ)
         name = spec.name
-        if url is None and spec.state is not None:
+        if url is None:
             url = spec.state.url
     if url is None:
         raise ConfigError(f"no state store: give --state URL, set {env_name('state', 'url')}, "

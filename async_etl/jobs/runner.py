@@ -75,7 +75,6 @@ async def run_job(
     source = make_source(spec)
     target = make_target(spec)
     budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
-    assert spec.state is not None  # the loader always sets it
     job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
     with structlog.contextvars.bound_contextvars(job=spec.name):
         return await job.execute()
@@ -110,7 +109,6 @@ class _JobRun:
         self.rates: RateMeter | None = None
 
     async def execute(self) -> JobResult:
-        assert self.spec.state is not None
         store = StateStore(self.spec.state.url, self.holder, app=f"{self.spec.name}:state")
         try:
             await store.__aenter__()

@@ -86,9 +86,9 @@ class JobSpec:
     name: str
     source: SourceSpec
     target: TargetSpec
+    state: StateSpec  # always set: [state] url, or the PostgreSQL target
     scd: ScdSpec = field(default_factory=ScdSpec)
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
-    state: StateSpec | None = None
     on_bad_row: Literal["fail", "reject"] = "fail"
     path: str = ""
 

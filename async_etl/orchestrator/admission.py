@@ -29,7 +29,7 @@ def minimum_connections(job: PlanJob, key: Callable[[str], str]) -> dict[str, in
         return {key(job.target): n} if n else {}
     assert job.spec is not None
     spec = job.spec
-    state = spec.state.url if spec.state is not None else spec.target.url
+    state = spec.state.url
     return dict(Counter(key(u) for u in (state, spec.source.url, spec.target.url)))
 
 
@@ -46,9 +46,7 @@ class Admission:
         self.needs: dict[str, dict[str, int]] = {}
         for name, job in jobs.items():
             urls = [job.target] + (
-                [job.spec.source.url, job.spec.state.url if job.spec.state else job.target]
-                if job.spec is not None
-                else []
+                [job.spec.source.url, job.spec.state.url] if job.spec is not None else []
             )
             for url in urls:
                 self._urls.setdefault(key(url), url)
