@@ -17,6 +17,7 @@ from rich.table import Table
 from async_etl.cli.output import json_out_path, write_json
 from async_etl.config import BenchSettings, bench_settings
 from async_etl.core.summary import Summary
+from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.runtime import loop
 from async_etl.runtime.engine import Engine
@@ -94,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
     source = Synthetic.from_options(
         schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
     )
+    check_batch_memory(source.schema.max_row_bytes(), settings.batch_size)
     if settings.mode == "threads":  # before any event loop: thread mode runs none at all
         summary = bench_threads(settings, source)
     else:
@@ -172,3 +174,17 @@ def print_summary(summary: Summary) -> None:
     for label, value in summary.table_rows():
         table.add_row(label, value)
     Console(soft_wrap=True).print(table)
+
+
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+
+
+def check_batch_memory(row_bytes: int, batch_size: int) -> None:
+    """Refuse batches that could not fit in memory (many are in flight at once): ConfigError."""
+    worst = row_bytes * batch_size
+    if worst > MAX_BATCH_BYTES:
+        raise ConfigError(
+            f"--batch-size {batch_size}: rows of up to {row_bytes:,} bytes make batches of up to "
+            f"{worst // 2**20:,} MiB (limit {MAX_BATCH_BYTES // 2**20} MiB); "
+            "lower --batch-size or the schema's max_len / --payload-bytes"
+        )

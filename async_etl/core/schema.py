@@ -182,6 +182,21 @@ class Schema:
             "CLUSTERED INTO 4 SHARDS WITH (number_of_replicas = 0)"
         )
 
+    def max_row_bytes(self) -> int:
+        """An upper bound of one row's encoded size (text at max_len, others at a fixed bound).
+
+        Used to refuse a batch size that could not fit in memory before anything is generated.
+        """
+        total = 0
+        for col in self.columns:
+            if col.gen == "text":
+                total += 4 * int(col.param("max_len", 40)) + 8  # UTF-8 and JSON escaping slack
+            elif col.type in ("text", "json"):
+                total += 512
+            else:
+                total += 48
+        return total
+
     def crate_insert(self, table: str) -> str:
         """``INSERT INTO t ("c1", ...) VALUES (?, ...)`` for a ``bulk_args`` request.
 

@@ -157,3 +157,18 @@ def test_null_sink_wire_option_is_validated() -> None:
     ok = _cli("--sink", "null://?wire=pg_binary", "--records", "1000", "--generators", "0")
     assert ok.returncode == 0, ok.stderr
     assert "null://?wire=pg_binary" in ok.stdout
+
+
+def test_batches_too_big_for_memory_are_refused_before_generating(tmp_path: Path) -> None:
+    """10 MB text rows x 5,000 per batch: one line naming --batch-size, exit 2, nothing run."""
+    path = tmp_path / "big.toml"
+    path.write_text(
+        '[columns]\nid = { type = "bigint", gen = "sequence" }\n'
+        'big = { type = "text", gen = "text", min_len = 10000000, max_len = 10000000 }\n'
+    )
+    proc = _cli("--sink", "null://", "--records", "10", "--schema", str(path))
+    assert proc.returncode == 2
+    assert "--batch-size 5000: rows of up to" in _one_line_error(proc)
+    ok = _cli("--sink", "null://", "--records", "3", "--schema", str(path), "--batch-size", "2",
+              "--generators", "0")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
