@@ -216,3 +216,26 @@ async def test_module_entry_point(session: aiohttp.ClientSession) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_capacity_queues_requests_past_it(session: aiohttp.ClientSession) -> None:
+    """With capacity 4, twelve concurrent requests are served four at a time: three rounds."""
+    async with CrateStandIn(StandInConfig(latency_ms=50, capacity=4, growth=0)) as crate:
+        started = time.perf_counter()
+        await asyncio.gather(*(post_sql(session, crate.url, "SELECT 1") for _ in range(12)))
+        elapsed = time.perf_counter() - started
+    assert crate.counters.peak_in_service == 4
+    assert elapsed >= 3 * 0.05
+
+
+async def test_stall_freezes_the_server(session: aiohttp.ClientSession) -> None:
+    """stall_every=3, stall_ms=300: the third request starts a stall and waits it out."""
+    config = StandInConfig(capacity=8, stall_every=3, stall_ms=300)
+    async with CrateStandIn(config) as crate:
+        took = []
+        for _ in range(3):
+            started = time.perf_counter()
+            await post_sql(session, crate.url, "SELECT 1")
+            took.append(time.perf_counter() - started)
+    assert crate.counters.stalls == 1
+    assert took[2] >= 0.3

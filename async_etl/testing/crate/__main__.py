@@ -24,6 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4200, help="port; 0 picks a free one")
     p.add_argument("--version", dest="crate_version", default="5.10.11", help="version to emulate")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+    p.add_argument(
+        "--capacity", type=int, default=0, help="requests served at once, the rest queue (a model)"
+    )
+    p.add_argument(
+        "--growth", type=float, default=0.1, help="service time growth at full capacity (0.1)"
+    )
+    p.add_argument("--stall-every", type=int, default=0, help="freeze on every Nth request")
+    p.add_argument("--stall-ms", type=float, default=0.0, help="how long a freeze lasts")
     p.add_argument("--fail-rate", type=float, default=0.0, help="fraction answered 503")
     p.add_argument("--busy-rate", type=float, default=0.0, help="fraction answered 429")
     p.add_argument("--item-fail-rate", type=float, default=0.0, help="fraction of bulk items -2")
@@ -45,6 +53,10 @@ def config_from_args(argv: list[str] | None = None) -> StandInConfig:
             port=ns.port,
             version=ns.crate_version,
             latency_ms=ns.latency_ms,
+            capacity=ns.capacity,
+            growth=ns.growth,
+            stall_every=ns.stall_every,
+            stall_ms=ns.stall_ms,
             fail_rate=ns.fail_rate,
             busy_rate=ns.busy_rate,
             item_fail_rate=ns.item_fail_rate,

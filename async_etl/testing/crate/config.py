@@ -20,7 +20,11 @@ class StandInConfig:
     - ``host`` / ``port``: where to listen; port 0 picks a free one.
     - ``version``: the CrateDB version to emulate; below 5.10.0 failed bulk items carry no
       ``error`` object, below 5.10.11 a failed single-item bulk is a top-level 409 / 4091.
-    - ``latency_ms``: added to every ``/_sql`` request.
+    - ``latency_ms``: added to every ``/_sql`` request (the service time).
+    - ``capacity``: requests served at once, the rest queue (0 = unlimited); with
+      ``growth`` the service time rises with the requests in service, and every
+      ``stall_every``-th request freezes the server for ``stall_ms`` (see
+      ``async_etl.testing.crate.capacity``: a model of a saturating server, not CrateDB).
     - ``fail_rate`` / ``busy_rate``: fraction of requests answered 503 / 5030 or 429 / 4290
       before anything is applied.
     - ``item_fail_rate``: fraction of bulk items failing with a transient 5002 (not written).
@@ -37,6 +41,10 @@ class StandInConfig:
     node_name: str = "standin-1"
     cluster_name: str = "standin"
     latency_ms: float = 0.0
+    capacity: int = 0
+    growth: float = 0.1
+    stall_every: int = 0
+    stall_ms: float = 0.0
     fail_rate: float = 0.0
     busy_rate: float = 0.0
     item_fail_rate: float = 0.0
@@ -54,8 +62,9 @@ class StandInConfig:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"StandInConfig.{name} must be within [0, 1], got {rate}")
-        if self.latency_ms < 0:
-            raise ValueError("StandInConfig.latency_ms must not be negative")
+        for name in ("latency_ms", "capacity", "growth", "stall_every", "stall_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"StandInConfig.{name} must not be negative")
 
 
 @dataclass(slots=True)
@@ -63,13 +72,16 @@ class Counters:
     """What a stand-in has seen, for tests to assert on.
 
     ``requests`` counts ``/_sql`` requests, ``bulk_items`` items of ``bulk_args`` bodies,
-    ``rows_written`` rows inserted, updated or counted, ``faults`` injected faults by kind
+    ``rows_written`` rows inserted, updated or counted, ``peak_in_service`` the most requests
+    served at once, ``stalls`` the stalls started, ``faults`` injected faults by kind
     (see ``FAULT_KINDS``).
     """
 
     requests: int = 0
     bulk_items: int = 0
     rows_written: int = 0
+    peak_in_service: int = 0
+    stalls: int = 0
     faults: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, object]:
@@ -78,5 +90,7 @@ class Counters:
             "requests": self.requests,
             "bulk_items": self.bulk_items,
             "rows_written": self.rows_written,
+            "peak_in_service": self.peak_in_service,
+            "stalls": self.stalls,
             "faults": dict(self.faults),
         }

@@ -8,7 +8,9 @@ generator, counters — so two stand-ins in one process share nothing.  The aioh
 
 1. count the request; refuse missing / wrong Basic credentials with a plain-text 401 and close
    the connection;
-2. sleep ``latency_ms``;
+2. wait for one of ``capacity`` service slots (when set), then sleep the service time —
+   ``latency_ms``, growing with the requests in service — and any stall in progress
+   (``capacity.CapacityModel``, a model of a saturating server, not of CrateDB);
 3. read and validate the body (gzip / deflate request bodies are inflated by aiohttp), parse
    the statement through a bounded per-instance LRU cache — any problem is 400 / 4000;
 4. draw the injected faults from the seeded generator: 503 / 5030 (``fail_rate``),
@@ -42,6 +44,7 @@ import orjson
 from aiohttp import web
 
 from async_etl.testing.crate import protocol
+from async_etl.testing.crate.capacity import CapacityModel
 from async_etl.testing.crate.config import Counters, StandInConfig
 from async_etl.testing.crate.engine import Engine
 from async_etl.testing.crate.sql import SQLParseError, parse
@@ -80,6 +83,13 @@ class CrateStandIn:
         self.drop_rate = cfg.drop_rate
         self.count_only = cfg.count_only
         self.counters = Counters()
+        self.model = CapacityModel(
+            capacity=cfg.capacity,
+            growth=cfg.growth,
+            stall_every=cfg.stall_every,
+            stall_ms=cfg.stall_ms,
+        )
+        self._slots = asyncio.Semaphore(cfg.capacity) if cfg.capacity > 0 else None
         self.catalog = Catalog(clock)
         self.engine = Engine(self.catalog, self._node(""), self.counters)
         self.url = ""
@@ -237,8 +247,30 @@ class CrateStandIn:
         refused = self._unauthorized(request)
         if refused is not None:
             return refused
-        if self.latency_ms > 0:
-            await asyncio.sleep(self.latency_ms / 1000.0)
+        if self._slots is None:
+            return await self._serve(request, started)
+        async with self._slots:
+            return await self._serve(request, started)
+
+    async def _serve(self, request: web.Request, started: float) -> web.StreamResponse:
+        model = self.model
+        model.latency_ms = self.latency_ms
+        model.admit(time.monotonic())
+        counters = self.counters
+        counters.peak_in_service = max(counters.peak_in_service, model.busy)
+        counters.stalls = model.stalls
+        try:
+            wait = model.service_s()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            hold = model.hold_s(time.monotonic())
+            if hold > 0:
+                await asyncio.sleep(hold)
+        finally:
+            model.release()
+        return await self._answer(request, started)
+
+    async def _answer(self, request: web.Request, started: float) -> web.StreamResponse:
         schema = self._default_schema(request)
         trace = request.query.get("error_trace", "false") != "false"
         bulk = False
