@@ -127,3 +127,17 @@ def rowcount_from_status(status: str) -> int:
     """The row count of a command tag such as ``UPDATE 12`` or ``INSERT 0 5`` (0 if none)."""
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
+
+
+SOURCE = "<<source>>"
+"""Marks where ``embed_source`` puts the source relation in a statement template."""
+
+
+def embed_source(st: Sql, relation: str) -> Sql:
+    """``st`` with ``SOURCE`` replaced by ``relation`` verbatim.
+
+    ``Binder.sql`` re-spaces its template; a user's query must not be re-spaced (a line break
+    ends its ``--`` comments, and spaces inside its string literals are data), so it is put in
+    only afterwards.
+    """
+    return Sql(st.text.replace(SOURCE, relation, 1), st.params, st.counts)

@@ -14,9 +14,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from async_etl.core.chunks import Chunk
-from async_etl.core.scd_sql_common import Binder, Sql, bounds_predicate, check_type, quote
+from async_etl.core.scd_sql_common import (
+    SOURCE,
+    Binder,
+    Sql,
+    bounds_predicate,
+    check_type,
+    embed_source,
+    quote,
+)
 from async_etl.core.scd_sql_common import short_name as _short
 from async_etl.core.specs import ScdColumns, is_identifier
+from async_etl.core.sqltext import subquery
 
 
 def _q(name: str) -> str:
@@ -166,8 +175,11 @@ def _type1(
 
 
 def source_relation(query: str | None, table: str | None) -> str:
-    """``(query) q`` or ``"SCHEMA"."TABLE" q`` (Oracle takes no AS before a table alias)."""
-    return f"({query}) q" if query is not None else f"{_q(table or '')} q"
+    """``(<query on its own lines>) q`` or the quoted table ``q`` (Oracle: no AS before it).
+
+    ``query`` must already be one statement (``sqltext.source_query``, done by the job loader).
+    """
+    return f"{subquery(query)} q" if query is not None else f"{_q(table or '')} q"
 
 
 def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk: Chunk) -> Sql:
@@ -175,7 +187,8 @@ def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk:
     b = Binder("oracle")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b, expand=True)
     order = ", ".join(f"q.{_q(c)}" for c in key)
-    return b.sql(f"SELECT * FROM {source_relation(query, table)} WHERE {where} ORDER BY {order}")
+    st = b.sql(f"SELECT * FROM {SOURCE} WHERE {where} ORDER BY {order}")
+    return embed_source(st, source_relation(query, table))
 
 
 def null_keys_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
@@ -190,12 +203,13 @@ def boundaries_sql(query: str | None, table: str | None, key: Sequence[str]) -> 
     bare = ", ".join(_q(c) for c in key)
     notnull = " AND ".join(f"q.{_q(c)} IS NOT NULL" for c in key)
     b = Binder("oracle")
-    return b.sql(
+    st = b.sql(
         f"SELECT {bare} FROM (SELECT {bare}, bucket, ROW_NUMBER() OVER (PARTITION BY bucket "
         f"ORDER BY {bare}) rn FROM (SELECT {keys}, NTILE({b('n')}) OVER (ORDER BY {keys}) bucket "
-        f"FROM {source_relation(query, table)} WHERE {notnull}) x) y "
+        f"FROM {SOURCE} WHERE {notnull}) x) y "
         f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
     )
+    return embed_source(st, source_relation(query, table))
 
 
 def estimate_table_sql() -> Sql:

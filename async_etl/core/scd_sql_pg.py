@@ -16,9 +16,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from async_etl.core.chunks import Chunk
-from async_etl.core.scd_sql_common import Binder, Sql, bounds_predicate, check_type, quote
+from async_etl.core.scd_sql_common import (
+    SOURCE,
+    Binder,
+    Sql,
+    bounds_predicate,
+    check_type,
+    embed_source,
+    quote,
+)
 from async_etl.core.scd_sql_common import short_name as _short
 from async_etl.core.specs import ScdColumns
+from async_etl.core.sqltext import subquery
 
 
 def _q(name: str) -> str:
@@ -263,8 +272,11 @@ def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -
 
 
 def source_relation(query: str | None, table: str | None) -> str:
-    """``(query) AS q`` or ``"schema"."table" AS q``."""
-    return f"({query}) AS q" if query is not None else f"{_q(table or '')} AS q"
+    """``(<query on its own lines>) AS q`` (``sqltext.subquery``), or the quoted table ``AS q``.
+
+    ``query`` must already be one statement (``sqltext.source_query``, done by the job loader).
+    """
+    return f"{subquery(query)} AS q" if query is not None else f"{_q(table or '')} AS q"
 
 
 def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk: Chunk) -> Sql:
@@ -272,7 +284,8 @@ def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk:
     b = Binder("pg")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b)
     order = ", ".join(f"q.{_q(c)}" for c in key)
-    return b.sql(f"SELECT * FROM {source_relation(query, table)} WHERE {where} ORDER BY {order}")
+    st = b.sql(f"SELECT * FROM {SOURCE} WHERE {where} ORDER BY {order}")
+    return embed_source(st, source_relation(query, table))
 
 
 def null_keys_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
@@ -287,12 +300,13 @@ def boundaries_sql(query: str | None, table: str | None, key: Sequence[str]) -> 
     bare = ", ".join(_q(c) for c in key)
     notnull = " AND ".join(f"q.{_q(c)} IS NOT NULL" for c in key)
     b = Binder("pg")
-    return b.sql(
+    st = b.sql(
         f"SELECT {bare} FROM (SELECT {bare}, bucket, row_number() OVER (PARTITION BY bucket "
         f"ORDER BY {bare}) AS rn FROM (SELECT {keys}, ntile({b('n')}::int) OVER (ORDER BY {keys}) "
-        f"AS bucket FROM {source_relation(query, table)} WHERE {notnull}) AS x) AS y "
+        f"AS bucket FROM {SOURCE} WHERE {notnull}) AS x) AS y "
         f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
     )
+    return embed_source(st, source_relation(query, table))
 
 
 def estimate_table_sql() -> Sql:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from async_etl.core.chunks import Chunk
 from async_etl.core.specs import ScdColumns
+from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError
 from async_etl.jobs.context import ChunkResult, Holder, JobContext
@@ -57,15 +58,24 @@ class Source(Protocol):
 
 
 def make_source(spec: JobSpec) -> Source:
-    """The adapter for ``[source]``; raises ``ConfigError`` for an unsupported URL."""
+    """The adapter for ``[source]``.
+
+    Raises ``ConfigError`` for an unsupported URL or a query that is not one SELECT.
+    """
     src = spec.source
     dialect = dialect_of(src.url)
+    query = src.query
+    if query is not None and dialect in ("postgresql", "oracle"):
+        try:  # a no-op for a loaded job file; a JobSpec built by hand is checked here
+            query = source_query(query, "oracle" if dialect == "oracle" else "postgresql")
+        except SqlTextError as exc:
+            raise ConfigError(f"[source] query: {exc}") from exc
     if dialect == "postgresql":
-        return PgSource(src.url, src.key, src.query, src.table)
+        return PgSource(src.url, src.key, query, src.table)
     if dialect == "oracle":
         from async_etl.sources.oracle import OracleSource
 
-        return OracleSource(src.url, src.key, src.query, src.table)
+        return OracleSource(src.url, src.key, query, src.table)
     raise ConfigError(f"[source] url: {mask_url(src.url)} cannot be a source")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from async_etl.core.specs import ParallelSpec, ScdSpec
+from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError
 from async_etl.jobs._spec_values import (
@@ -55,7 +56,11 @@ class _MaskedRepr:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class SourceSpec(_MaskedRepr):
-    """The ``[source]`` section: exactly one of ``query`` / ``table``."""
+    """The ``[source]`` section: exactly one of ``query`` / ``table``.
+
+    ``query`` is the one statement of the job file's text (``sqltext.source_query``: its
+    terminating ``;`` and any comments after it removed).
+    """
 
     url: str
     key: tuple[str, ...]
@@ -186,8 +191,11 @@ def _source(v: _Values) -> SourceSpec:
     query, table = v.get("source", "query"), v.get("source", "table")
     if (query is None) == (table is None):
         raise v.fail("[source] query / table", "give exactly one of them")
-    if query is not None and not query.strip():
-        raise v.error("source", "query", "must not be empty")
+    if query is not None:
+        try:
+            query = source_query(query, "oracle" if dialect_of(url) == "oracle" else "postgresql")
+        except SqlTextError as exc:
+            raise v.error("source", "query", str(exc)) from None
     return SourceSpec(url=url, key=v.require("source", "key"), query=query, table=table,
                       incremental=v.get("source", "incremental"))  # fmt: skip
 

@@ -1,0 +1,189 @@
+"""A user's ``[source] query`` made safe to embed: one statement, no terminator, newlines around.
+
+Theory of operation
+-------------------
+Every statement that reads the source embeds the user's query as a derived table
+(``SELECT ... FROM (<query>) AS q WHERE <chunk bounds>``).  Pasting the text as written breaks
+on ordinary SQL: a trailing ``-- comment`` swallows the closing parenthesis, a trailing ``;``
+ends the statement early, and a second statement after the ``;`` would run as part of the load.
+
+``source_query`` scans the text once with a small lexer that knows the dialect's quoting and
+comment rules (so a ``;`` or ``--`` inside a string, a quoted name or a comment is just text):
+
+* PostgreSQL: ``'...'`` (``''`` doubled), ``E'...'`` (backslash escapes), ``"..."``,
+  ``$tag$...$tag$``, ``-- ...`` and ``/* ... */`` comments, which nest;
+* Oracle: ``'...'``, ``q'[...]'`` (any delimiter; ``[ ( { <`` close with their partner),
+  ``"..."``, ``--`` and non-nesting ``/* */``.
+
+It splits at the top-level ``;`` characters, drops parts that hold only blanks and comments,
+and requires exactly one statement, which must start like a query (``SELECT``, ``WITH``,
+``VALUES``, ``TABLE`` or ``(``).  The statement's own text (comments included) is returned
+unchanged; ``subquery`` wraps it in parentheses on lines of their own, so a comment at its end
+can never comment out what follows.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["QUERY_STARTS", "SqlTextError", "source_query", "subquery"]
+
+Dialect = Literal["postgresql", "oracle"]
+
+QUERY_STARTS = ("select", "with", "values", "table", "(")
+"""How a statement that returns rows may begin (first word, lower case, or a parenthesis)."""
+
+_DOLLAR = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_PARTNER = {"[": "]", "(": ")", "{": "}", "<": ">"}
+
+
+class SqlTextError(ValueError):
+    """Raised when a source query is not exactly one statement that returns rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One ``;``-separated piece: its text span and where its first token starts."""
+
+    start: int
+    end: int
+    first: int | None  # offset of the first character that is not a blank or a comment
+
+
+def _where(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def _skip_quoted(text: str, i: int, quote: str, backslash: bool) -> int:
+    """End offset (exclusive) of a quoted token whose opening quote is at ``i``."""
+    j = i + 1
+    while j < len(text):
+        c = text[j]
+        if backslash and c == "\\":
+            j += 2
+            continue
+        if c == quote:
+            if j + 1 < len(text) and text[j + 1] == quote:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    kind = "quoted name" if quote == '"' else "string literal"
+    raise SqlTextError(f"unterminated {kind} starting at {_where(text, i)}")
+
+
+def _skip_block(text: str, i: int, nested: bool) -> int:
+    """End offset of a ``/* */`` comment starting at ``i`` (nested ones count in PostgreSQL)."""
+    depth, j = 1, i + 2
+    while j < len(text):
+        if nested and text.startswith("/*", j):
+            depth, j = depth + 1, j + 2
+        elif text.startswith("*/", j):
+            depth, j = depth - 1, j + 2
+            if depth == 0:
+                return j
+        else:
+            j += 1
+    raise SqlTextError(f"unterminated /* comment starting at {_where(text, i)}")
+
+
+def _skip_token(text: str, i: int, dialect: Dialect) -> tuple[int, bool]:
+    """(end of the token at ``i``, whether it is a comment) for quotes and comments.
+
+    Returns ``(i, False)`` when ``i`` starts neither.
+    """
+    c = text[i]
+    if text.startswith("--", i):
+        end = text.find("\n", i)
+        return (len(text) if end < 0 else end), True
+    if text.startswith("/*", i):
+        return _skip_block(text, i, nested=dialect == "postgresql"), True
+    if c == '"':
+        return _skip_quoted(text, i, '"', backslash=False), False
+    if c == "'":
+        return _skip_quoted(text, i, "'", backslash=False), False
+    prev_word = i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_$")
+    if dialect == "postgresql" and not prev_word:
+        if c in "eE" and text.startswith("'", i + 1):
+            return _skip_quoted(text, i + 1, "'", backslash=True), False
+        m = _DOLLAR.match(text, i) if c == "$" else None
+        if m is not None:
+            end = text.find(m.group(0), m.end())
+            if end < 0:
+                raise SqlTextError(f"unterminated {m.group(0)} string starting at "
+                                   f"{_where(text, i)}")  # fmt: skip
+            return end + len(m.group(0)), False
+    if dialect == "oracle" and not prev_word and c in "qQnN":
+        j = i + 1 if c in "qQ" else i + 2 if text[i + 1 : i + 2] in ("q", "Q") else -1
+        if j > 0 and text.startswith("'", j) and j + 1 < len(text):
+            close = _PARTNER.get(text[j + 1], text[j + 1]) + "'"
+            end = text.find(close, j + 2)
+            if end < 0:
+                raise SqlTextError(f"unterminated q'...' string starting at {_where(text, i)}")
+            return end + 2, False
+    return i, False
+
+
+def _parts(text: str, dialect: Dialect) -> list[_Part]:
+    """Split at top-level ``;``; each part records its first non-comment character."""
+    parts: list[_Part] = []
+    start, first, i = 0, None, 0
+    while i < len(text):
+        c = text[i]
+        if c == ";":
+            parts.append(_Part(start, i, first))
+            start, first, i = i + 1, None, i + 1
+            continue
+        end, comment = _skip_token(text, i, dialect)
+        if end > i:
+            if not comment and first is None:
+                first = i
+            i = end
+            continue
+        if first is None and not c.isspace():
+            first = i
+        m = _WORD.match(text, i) if c.isalpha() or c == "_" else None
+        i = m.end() if m is not None else i + 1
+    parts.append(_Part(start, len(text), first))
+    return parts
+
+
+def source_query(text: str, dialect: Dialect = "postgresql") -> str:
+    """The single statement of ``text``, without its terminating ``;`` and what follows it.
+
+    Comments and blanks after the last ``;`` are dropped; everything else is kept verbatim.
+    Raises ``SqlTextError`` (one line, with the line and column) for an empty text, two or
+    more statements, a statement that does not return rows, or an unterminated string,
+    quoted name or comment.
+    """
+    statements = [p for p in _parts(text, dialect) if p.first is not None]
+    if not statements:
+        raise SqlTextError("holds no statement (only blanks, comments or ';')")
+    if len(statements) > 1:
+        second = statements[1]
+        assert second.first is not None
+        head = " ".join(text[second.first : second.end].split())[:40]
+        raise SqlTextError(f"holds {len(statements)} statements; the second starts at "
+                           f"{_where(text, second.first)} ({head!r}); give one SELECT")  # fmt: skip
+    only = statements[0]
+    assert only.first is not None
+    m = _WORD.match(text, only.first)
+    word = m.group(0).lower() if m is not None else text[only.first]
+    if word not in QUERY_STARTS:
+        raise SqlTextError(f"must be one SELECT (or WITH / VALUES / TABLE), not {word.upper()!r} "
+                           f"at {_where(text, only.first)}")  # fmt: skip
+    return text[only.start : only.end].strip()
+
+
+def subquery(query: str) -> str:
+    """``query`` in parentheses on lines of their own: ``(``, line break, query, line break, ``)``.
+
+    A ``-- comment`` ending the query then ends at its own line break, never swallowing the
+    closing parenthesis or the SQL that follows it.
+    """
+    return f"(\n{query}\n)"

@@ -1,0 +1,185 @@
+"""A user's source query becomes one embeddable statement; every dialect's read SQL keeps it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core import scd_sql_oracle as ora
+from async_etl.core import scd_sql_pg as pg
+from async_etl.core.chunks import Chunk, plan_chunks
+from async_etl.core.sqltext import SqlTextError, source_query, subquery
+from async_etl.jobs.spec import parse_job
+
+CHUNKS = plan_chunks([(5,), (9,)]).chunks
+KEY = ("id",)
+
+
+def _code(text: str, dialect: str) -> str:
+    """``text`` with its comments removed (by hand, independently of the module under test)."""
+    out, i, in_str = [], 0, False
+    while i < len(text):
+        if in_str:
+            out.append(text[i])
+            in_str = text[i] != "'"
+            i += 1
+        elif text[i] == "'":
+            out.append(text[i])
+            in_str = True
+            i += 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("SELECT id, v FROM src WHERE id IS NOT NULL -- keyed rows only",
+         "SELECT id, v FROM src WHERE id IS NOT NULL -- keyed rows only"),
+        ("SELECT id FROM src;", "SELECT id FROM src"),
+        ("SELECT id FROM src ;  \n-- done\n/* really */ ;\n", "SELECT id FROM src"),
+        ("WITH k AS (SELECT id FROM src) SELECT id FROM k ORDER BY id LIMIT 2;",
+         "WITH k AS (SELECT id FROM src) SELECT id FROM k ORDER BY id LIMIT 2"),
+        ("/* a /* nested; */ -- still */ SELECT 1 AS id",
+         "/* a /* nested; */ -- still */ SELECT 1 AS id"),
+        ("SELECT ';--' AS id, $x$ ; -- $x$ AS v, $$;$$ AS w;",
+         "SELECT ';--' AS id, $x$ ; -- $x$ AS v, $$;$$ AS w"),
+        ("SELECT E'it\\'s; --' AS id, \"a;--b\" FROM t",
+         "SELECT E'it\\'s; --' AS id, \"a;--b\" FROM t"),
+        ("VALUES (1, 'a');", "VALUES (1, 'a')"),
+        ("(SELECT 1 AS id) UNION ALL (SELECT 2);", "(SELECT 1 AS id) UNION ALL (SELECT 2)"),
+    ],
+)  # fmt: skip
+def test_postgresql_query_is_one_statement(text: str, want: str) -> None:
+    """Trailing ``;`` and comments after it go; comments, quotes, CTEs, ORDER BY/LIMIT stay."""
+    assert source_query(text, "postgresql") == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("SELECT q'[it's; -- x]' AS id FROM dual; -- end",
+         "SELECT q'[it's; -- x]' AS id FROM dual"),
+        ("SELECT nq'{;}' AS id FROM dual ;", "SELECT nq'{;}' AS id FROM dual"),
+        ("WITH k AS (SELECT 1 id FROM dual) SELECT id FROM k ORDER BY id "
+         "FETCH FIRST 2 ROWS ONLY;", "WITH k AS (SELECT 1 id FROM dual) SELECT id FROM k "
+         "ORDER BY id FETCH FIRST 2 ROWS ONLY"),
+        ("/* not /* nested */ SELECT 1 id FROM dual", "/* not /* nested */ SELECT 1 id FROM dual"),
+    ],
+)  # fmt: skip
+def test_oracle_query_is_one_statement(text: str, want: str) -> None:
+    """Oracle's q'...' strings and its non-nesting comments are read as Oracle reads them."""
+    assert source_query(text, "oracle") == want
+
+
+@pytest.mark.parametrize(
+    ("text", "dialect", "needle"),
+    [
+        ("SELECT 1 AS id; DELETE FROM src", "postgresql",
+         "2 statements; the second starts at line 1, column 17"),
+        ("SELECT 1 id FROM dual;\nSELECT 2 id FROM dual;", "oracle", "line 2, column 1"),
+        ("  ; -- nothing\n", "postgresql", "holds no statement"),
+        ("DELETE FROM src RETURNING id", "postgresql", "not 'DELETE'"),
+        ("SELECT 'open", "postgresql", "unterminated string literal starting at line 1, column 8"),
+        ("SELECT 1 /* a /* b */", "postgresql", "unterminated /* comment"),
+        ("SELECT $t$ x", "postgresql", "unterminated $t$ string"),
+        ("SELECT q'[x' FROM dual", "oracle", "unterminated q'...' string"),
+    ],
+)  # fmt: skip
+def test_not_one_select_is_refused_in_one_line(text: str, dialect: str, needle: str) -> None:
+    """Two statements, none, a non-query or an unterminated token: one line with its place."""
+    with pytest.raises(SqlTextError) as info:
+        source_query(text, dialect)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert needle in message and "\n" not in message, message
+
+
+_PIECE = st.sampled_from(
+    ["SELECT", "id", ",", "v", "FROM", "src", "WHERE", "id", ">", "1", "'a;b'", "'--x'",
+     "$$;--$$", "\"q;\"", "/* ; */", "(", ")", "ORDER BY id", "LIMIT 3", "\n"]
+)  # fmt: skip
+_TAIL = st.lists(st.sampled_from([";", " ", "\n", "-- c\n", "/* ; */", "-- ;"]), max_size=6)
+
+
+@given(st.lists(_PIECE, max_size=12), _TAIL)
+def test_trailing_terminators_and_comments_never_change_the_statement(
+    body: list[str], tail: list[str]
+) -> None:
+    """``SELECT <pieces>;`` followed by any mix of ``;``, blanks and comments: the statement."""
+    statement = " ".join(["SELECT", *body]).strip()
+    assert source_query(statement + ";" + "".join(tail), "postgresql") == statement
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("dialect", ["postgresql", "oracle"])
+def test_read_sql_survives_a_trailing_comment(dialect: str, chunk: Chunk) -> None:
+    """Extract, NULL-key count and boundaries keep their SQL after a query's last-line comment."""
+    query = "SELECT id, v FROM src WHERE id IS NOT NULL -- keyed rows only"
+    mod = pg if dialect == "postgresql" else ora
+    alias = ") AS q" if dialect == "postgresql" else ") q"
+    for sql in (
+        mod.extract_sql(query, None, KEY, chunk).text,
+        mod.null_keys_sql(query, None, KEY).text,
+        mod.boundaries_sql(query, None, KEY).text,
+    ):
+        code = _code(sql, dialect)
+        assert "SELECT id, v FROM src WHERE id IS NOT NULL" in code
+        assert alias in code and code.count("(") == code.count(")"), sql
+        assert code.rstrip().endswith(("ORDER BY q.\"id\"", "ORDER BY q.\"ID\"", "IS NULL",
+                                       "ORDER BY bucket")), sql  # fmt: skip
+
+
+def test_subquery_puts_the_parentheses_on_their_own_lines() -> None:
+    """``subquery`` wraps with newlines so no comment reaches the closing parenthesis."""
+    assert subquery("SELECT 1 -- c") == "(\nSELECT 1 -- c\n)"
+
+
+@pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        ("postgresql://u@h/db", "SELECT id FROM src ORDER BY id; -- the end"),
+        ("oracle://u:p@h:1521/svc", "SELECT id FROM src ORDER BY id; -- the end"),
+    ],
+)
+def test_job_file_query_is_stored_as_its_one_statement(url: str, query: str) -> None:
+    """The job loader keeps the query without ``;`` and comments after it, for both sources."""
+    text = (f'name = "j"\n[source]\nurl = "{url}"\nquery = "{query}"\nkey = ["id"]\n'
+            f'[target]\nurl = "postgresql://u@h/db"\ntable = "t"\n'
+            '[state]\nurl = "postgresql://u@h/db"\n')  # fmt: skip
+    spec = parse_job(text, env={})
+    assert spec.source.query == "SELECT id FROM src ORDER BY id"
+
+
+def test_job_file_with_two_statements_names_the_key() -> None:
+    """Two statements in ``[source] query``: one ConfigError line naming the file and key."""
+    from async_etl.errors import ConfigError
+
+    text = ('name = "j"\n[source]\nurl = "postgresql://u:secret@h/db"\n'
+            'query = "SELECT 1 AS id; DROP TABLE src"\nkey = ["id"]\n'
+            '[target]\nurl = "postgresql://u@h/db"\ntable = "t"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_job(text, path="j.toml", env={})
+    message = str(info.value)
+    assert message.startswith("job file j.toml: [source] query: holds 2 statements"), message
+    assert "\n" not in message and "secret" not in message
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "oracle"])
+def test_read_sql_keeps_the_query_text_verbatim(dialect: str) -> None:
+    """Blanks and line breaks inside the query's string literals reach the database unchanged."""
+    query = "SELECT id, 'a  b\n  c' AS v FROM src"
+    mod = pg if dialect == "postgresql" else ora
+    for sql in (
+        mod.extract_sql(query, None, KEY, CHUNKS[1]).text,
+        mod.boundaries_sql(query, None, KEY).text,
+        mod.null_keys_sql(query, None, KEY).text,
+    ):
+        assert f"(\n{query}\n)" in sql, sql
