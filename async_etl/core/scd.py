@@ -10,8 +10,9 @@ target with the semantics CrateDB gives the rendered statements (insert = ON CON
 NOTHING, update / expire / delete by exact primary key), so every action is idempotent and no
 two actions of one plan touch the same primary key.
 
-Type 2, per business key ``k`` (current version ``c``, source row ``s``), comparisons NULL-safe
-(NULL = NULL is no change, NULL vs a value is a change), composite keys column by column:
+Type 2, per business key ``k`` (current version ``c``, source row ``s``), comparisons by
+``compare.same`` (NULL = NULL and NaN = NaN are no change, NULL vs a value is a change; lists
+and mappings element by element), composite keys column by column:
 
 ==========================================  =================================================
 situation                                   action
@@ -42,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from async_etl.core.compare import same
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import ConfigError, DataError
 
@@ -122,13 +124,6 @@ class ScdPlan:
             else:
                 out["deleted"] += 1
         return out
-
-
-def same(a: Any, b: Any) -> bool:
-    """NULL-safe equality: NULL equals NULL, NULL differs from every value."""
-    if a is None or b is None:
-        return a is None and b is None
-    return bool(a == b)
 
 
 def key_of(row: Mapping[str, Any], cols: ScdColumns) -> Key:

@@ -19,7 +19,8 @@ from async_etl.core.specs import is_identifier
 
 Style: TypeAlias = Literal["pg", "oracle", "crate"]
 
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ,()\[\]]*$")
+_NAME = r'(?:[A-Za-z_][A-Za-z0-9_]*|"[^"]+")'
+_TYPE = re.compile(rf"^{_NAME}(?:\.{_NAME})?[A-Za-z0-9_ ,()\[\]]*$")
 
 
 def quote(name: str, style: Style = "pg") -> str:
@@ -34,7 +35,11 @@ def quote(name: str, style: Style = "pg") -> str:
 
 
 def check_type(sql_type: str) -> str:
-    """A column type from the driver (``bigint``, ``numeric(12,2)``, ``text[]``) or ValueError."""
+    """A column type from the driver or ValueError.
+
+    ``bigint``, ``numeric(12,2)``, ``text[]``, a schema-qualified or quoted name as
+    ``format_type`` writes user types (``src.pair``, ``"char"``, ``"My Type"[]``).
+    """
     if not _TYPE.fullmatch(sql_type.strip()):
         raise ValueError(f"bad column type {sql_type!r}")
     return sql_type.strip()

@@ -6,7 +6,9 @@ transaction: inserts the chunk's source rows into the global temporary staging t
 ``Sql.counts``), checkpoints the chunk, and commits (``ON COMMIT DELETE ROWS`` empties staging).
 Type 1 is one MERGE; type 2 is UPDATE (in place), UPDATE (expire), UPDATE / DELETE (absent keys)
 and INSERT ... NOT EXISTS.  Oracle has no row-value inequality, so chunk bounds are expanded:
-``a > :1 OR (a = :2 AND b >= :3)``.  NULL-safe comparison is ``DECODE(x, y, 0, 1) = 1``.
+``a > :1 OR (a = :2 AND b >= :3)``.  NULL-safe comparison is ``DECODE(x, y, 0, 1) = 1``;
+``CLOB`` columns (json, xml, arrays: ``compare.oracle_lob``), which ``DECODE`` and ``=``
+refuse, are compared with ``DBMS_LOB.COMPARE`` after a NULL check.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from async_etl.core.chunks import Chunk
+from async_etl.core.compare import oracle_lob
 from async_etl.core.scd_sql_common import (
     SOURCE,
     Binder,
@@ -40,8 +43,19 @@ def _keys_equal(a: str, b: str, names: Sequence[str]) -> str:
     return " AND ".join(f"{a}.{_q(c)} = {b}.{_q(c)}" for c in names)
 
 
-def _distinct(a: str, b: str, names: Sequence[str]) -> str:
-    return "(" + " OR ".join(f"DECODE({a}.{_q(c)}, {b}.{_q(c)}, 0, 1) = 1" for c in names) + ")"
+def _differs(x: str, y: str, lob: bool) -> str:
+    """NULL-safe "differs": ``DECODE`` for scalars, ``DBMS_LOB.COMPARE`` for CLOB columns."""
+    if not lob:
+        return f"DECODE({x}, {y}, 0, 1) = 1"
+    return (
+        f"(CASE WHEN {x} IS NULL AND {y} IS NULL THEN 0 WHEN {x} IS NULL OR {y} IS NULL THEN 1 "
+        f"WHEN DBMS_LOB.COMPARE({x}, {y}) = 0 THEN 0 ELSE 1 END) = 1"
+    )
+
+
+def _distinct(a: str, b: str, names: Sequence[str], cols: ScdColumns) -> str:
+    parts = (_differs(f"{a}.{_q(c)}", f"{b}.{_q(c)}", oracle_lob(cols.type_of(c))) for c in names)
+    return "(" + " OR ".join(parts) + ")"
 
 
 def target_ddl(table: str, columns: Sequence[tuple[str, str]], cols: ScdColumns) -> list[Sql]:
@@ -103,14 +117,15 @@ def merge_statements(
         b = Binder("oracle")
         guard = ""
         if cols.tracked:
-            guard = f" AND NOT (t.{vf} < {b('as_of')} AND {_distinct('t', 's', cols.tracked)})"
+            moved = _distinct("t", "s", cols.tracked, cols)
+            guard = f" AND NOT (t.{vf} < {b('as_of')} AND {moved})"
         names = ", ".join(_q(c) for c in cols.compared)
         match = _keys_equal("s", "t", bk)
         out.append(
             b.sql(
                 f"UPDATE {t} t SET ({names}) = (SELECT {_cols('s', cols.compared)} FROM {s} s "
                 f"WHERE {match}) WHERE t.{cur} = 1 AND EXISTS (SELECT 1 FROM {s} s "
-                f"WHERE {match} AND {_distinct('t', 's', cols.compared)}{guard})",
+                f"WHERE {match} AND {_distinct('t', 's', cols.compared, cols)}{guard})",
                 "updated",
             )
         )
@@ -120,7 +135,7 @@ def merge_statements(
             b.sql(
                 f"UPDATE {t} t SET t.{vt} = {b('as_of')}, t.{cur} = 0 WHERE t.{cur} = 1 AND "
                 f"t.{vf} < {b('as_of')} AND EXISTS (SELECT 1 FROM {s} s WHERE "
-                f"{_keys_equal('s', 't', bk)} AND {_distinct('t', 's', cols.tracked)})",
+                f"{_keys_equal('s', 't', bk)} AND {_distinct('t', 's', cols.tracked, cols)})",
                 "expired",
             )
         )
@@ -159,7 +174,8 @@ def _type1(
     matched = ""
     if cols.compared:
         sets = ", ".join(f"t.{_q(c)} = s.{_q(c)}" for c in cols.compared)
-        matched = f" WHEN MATCHED THEN UPDATE SET {sets} WHERE {_distinct('t', 's', cols.compared)}"
+        changed = _distinct("t", "s", cols.compared, cols)
+        matched = f" WHEN MATCHED THEN UPDATE SET {sets} WHERE {changed}"
     data = ", ".join(_q(c) for c in cols.data)
     out.append(
         Sql(

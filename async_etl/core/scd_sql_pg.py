@@ -6,7 +6,9 @@ in order, then the checkpoint upsert from ``state_sql``; then COMMIT (a TEMP sta
 emptied by ``ON COMMIT DELETE ROWS``).  Statements with ``counts == "rows"`` return one row
 ``(inserted, updated, expired, deleted)`` to add to the run's counters (``fetchrow``); others
 return nothing useful (``execute``).  All comparisons are NULL-safe (``IS DISTINCT FROM``), all
-anti-joins are ``NOT EXISTS`` on indexed keys.
+anti-joins are ``NOT EXISTS`` on indexed keys.  A column whose type has no usable ``=`` (json,
+xml, geometric types, arrays and composites of them: ``core.compare``) is compared by its text
+form, under ``SET LOCAL extra_float_digits = 3`` so that floats inside it print exactly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from async_etl.core.chunks import Chunk
+from async_etl.core.compare import is_exact
 from async_etl.core.scd_sql_common import (
     SOURCE,
     Binder,
@@ -42,8 +45,15 @@ def _keys_equal(a: str, b: str, names: Sequence[str]) -> str:
     return " AND ".join(f"{a}.{_q(c)} = {b}.{_q(c)}" for c in names)
 
 
-def _distinct(a: str, b: str, names: Sequence[str]) -> str:
-    return f"ROW({_cols(a, names)}) IS DISTINCT FROM ROW({_cols(b, names)})"
+def _compared(alias: str, names: Sequence[str], cols: ScdColumns) -> str:
+    """Column references as compared: ``a."c"``, or ``a."c"::text`` without a usable ``=``."""
+    return ", ".join(
+        f"{alias}.{_q(c)}" if is_exact(cols.type_of(c)) else f"{alias}.{_q(c)}::text" for c in names
+    )
+
+
+def _distinct(a: str, b: str, names: Sequence[str], cols: ScdColumns) -> str:
+    return f"ROW({_compared(a, names, cols)}) IS DISTINCT FROM ROW({_compared(b, names, cols)})"
 
 
 def _counted(dml: str, label: str) -> str:
@@ -121,6 +131,8 @@ def merge_statements(
     t, s = _q(table), _q(staging)
     # statistics on the key are what the planner needs to pick index joins: keep ANALYZE cheap
     out = [Sql(f"ANALYZE {s} ({', '.join(_q(c) for c in cols.business_key)})")]
+    if not all(is_exact(cols.type_of(c)) for c in cols.compared):
+        out.append(Sql("SET LOCAL extra_float_digits = 3"))
     if cols.type == 1:
         return out + _type1(t, s, cols, key, chunk)
     bk, cur, vf, vt = cols.business_key, _q(cols.is_current), _q(cols.valid_from), _q(cols.valid_to)
@@ -128,14 +140,15 @@ def merge_statements(
         b = Binder("pg")
         guard = ""
         if cols.tracked:
-            guard = f"AND NOT (t.{vf} < {b('as_of')} AND {_distinct('t', 's', cols.tracked)})"
+            guard = f"AND NOT (t.{vf} < {b('as_of')} AND {_distinct('t', 's', cols.tracked, cols)})"
         sets = ", ".join(f"{_q(c)} = s.{_q(c)}" for c in cols.compared)
+        changed = _distinct("t", "s", cols.compared, cols)
         out.append(
             b.sql(
                 _counted(
                     f"UPDATE {t} AS t SET {sets} FROM {s} AS s WHERE t.{cur} AND "
                     f"{_in_chunk('t', key, chunk, b)} AND "
-                    f"{_keys_equal('t', 's', bk)} AND {_distinct('t', 's', cols.compared)} {guard}",
+                    f"{_keys_equal('t', 's', bk)} AND {changed} {guard}",
                     "updated",
                 ),
                 "rows",
@@ -149,7 +162,7 @@ def merge_statements(
                     f"UPDATE {t} AS t SET {vt} = {b('as_of')}, {cur} = false FROM {s} AS s "
                     f"WHERE t.{cur} AND {_in_chunk('t', key, chunk, b)} AND "
                     f"{_keys_equal('t', 's', bk)} AND t.{vf} < {b('as_of')} "
-                    f"AND {_distinct('t', 's', cols.tracked)}",
+                    f"AND {_distinct('t', 's', cols.tracked, cols)}",
                     "expired",
                 ),
                 "rows",
@@ -251,7 +264,7 @@ def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -
         )
     if cols.compared:
         sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in cols.compared)
-        action = f"UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', cols.compared)}"
+        action = f"UPDATE SET {sets} WHERE {_distinct('t', 'EXCLUDED', cols.compared, cols)}"
     else:
         action = "NOTHING"
     data = ", ".join(_q(c) for c in cols.data)

@@ -42,6 +42,8 @@ class ScdColumns:
 
     ``data`` is every source column; ``compared`` is ``tracked + overwrite``; columns in
     ``data`` that are neither key nor compared are written on insert and never compared.
+    ``types`` holds the PostgreSQL type name of each ``data`` column (empty: not known); the
+    SQL generators pick each column's change comparison from it (``core.compare``).
     """
 
     data: tuple[str, ...]
@@ -53,6 +55,13 @@ class ScdColumns:
     is_current: str
     type: Literal[1, 2]
     deletes: Deletes
+    types: tuple[str, ...] = ()
+
+    def type_of(self, name: str) -> str:
+        """The PostgreSQL type name of data column ``name`` ("" when not known)."""
+        if len(self.types) != len(self.data) or name not in self.data:
+            return ""
+        return self.types[self.data.index(name)]
 
     @property
     def compared(self) -> tuple[str, ...]:
@@ -90,8 +99,10 @@ class ScdSpec:
     valid_to: str = "valid_to"
     is_current: str = "is_current"
 
-    def resolve(self, source_columns: Sequence[str]) -> ScdColumns:
-        """Resolve against the source's columns.
+    def resolve(
+        self, source_columns: Sequence[str], types: Sequence[str] | None = None
+    ) -> ScdColumns:
+        """Resolve against the source's columns (and their PostgreSQL type names, if known).
 
         Raises ``ConfigError`` when a key, tracked or overwrite column is not a source column,
         or when the source already has a column named like an SCD bookkeeping column.
@@ -136,4 +147,5 @@ class ScdSpec:
             is_current=self.is_current,
             type=self.type,
             deletes=self.deletes,
+            types=tuple(types) if types is not None else (),
         )

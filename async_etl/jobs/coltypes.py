@@ -16,6 +16,10 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
+from async_etl.core.compare import base_type, oracle_lob
+
 __all__ = [
     "crate_type",
     "crate_value",
@@ -71,16 +75,24 @@ def _split(pg_type: str) -> tuple[str, str, bool]:
 
 
 def crate_type(pg_type: str) -> str:
-    """The CrateDB column type for a PostgreSQL type name (unknown types become TEXT)."""
-    base, _, array = _split(pg_type)
+    """The CrateDB column type for a PostgreSQL type name (unknown types become TEXT).
+
+    Values of types CrateDB has no type for (json, xml, geometric, composite) are stored
+    as text: geometric ones in PostgreSQL's text form, composites as a JSON object's text.
+    """
+    base, array = base_type(pg_type)
     inner = _CRATE.get(base, "TEXT")
     return f"ARRAY({inner})" if array else inner
 
 
 def oracle_type(pg_type: str) -> str:
-    """The Oracle column type for a PostgreSQL type name (length and precision kept)."""
-    base, mods, array = _split(pg_type)
-    if array:
+    """The Oracle column type for a PostgreSQL type name (length and precision kept).
+
+    json, jsonb, xml and arrays become ``CLOB`` (any length; compared with
+    ``DBMS_LOB.COMPARE`` by the merge).
+    """
+    base, mods, _ = _split(pg_type)
+    if oracle_lob(pg_type):
         return "CLOB"
     if base in ("character varying", "character") and mods:
         return f"{'VARCHAR2' if base == 'character varying' else 'CHAR'}{mods[:-1]} CHAR)"
@@ -104,6 +116,38 @@ def from_epoch_ms(value: int | float) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
 
 
+def _num(x: float) -> str:
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _point(p: Sequence[float]) -> str:
+    return f"({_num(p[0])},{_num(p[1])})"
+
+
+def _geometric(value: Any) -> str | None:
+    """PostgreSQL's text form of an asyncpg geometric value (None when it is not one).
+
+    ``str()`` of an asyncpg ``Path`` or ``Polygon`` names its memory address, so it would
+    differ on every read and every run would see a change.
+    """
+    kind = type(value).__name__ if type(value).__module__.startswith("asyncpg") else ""
+    if kind == "Point":
+        return _point(value)
+    if kind == "Box":
+        return f"{_point(value[0])},{_point(value[1])}"
+    if kind == "LineSegment":
+        return f"[{_point(value[0])},{_point(value[1])}]"
+    if kind == "Line":
+        return "{" + ",".join(_num(v) for v in value) + "}"
+    if kind == "Circle":
+        return f"<{_point(value[0])},{_num(value[1])}>"
+    if kind in ("Path", "Polygon"):
+        points = ",".join(_point(p) for p in value.points)
+        return f"({points})" if kind == "Polygon" or value.is_closed else f"[{points}]"
+    return None
+
+
 def _to_crate(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return epoch_ms(value)
@@ -115,6 +159,10 @@ def _to_crate(value: Any) -> Any:
         return bytes(value).hex()
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if (text := _geometric(value)) is not None:
+        return text
+    if type(value).__name__ == "Record":  # a composite: its fields as a JSON object's text
+        return orjson.dumps({k: _to_crate(v) for k, v in value.items()}).decode()
     return str(value)
 
 

@@ -93,7 +93,7 @@ async def preflight(
     if missing:
         raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "
                           f"({', '.join(names)})")  # fmt: skip
-    cols = spec.scd.resolve(names)
+    cols = spec.scd.resolve(names, [t for _, t in columns])
     try:
         latest = await target.max_valid_from(holder, app, cols)
     except AsyncEtlError as exc:

@@ -134,9 +134,10 @@ async def _restage(conn: Any, t: str, s: str, cols: ScdColumns, numbers: Sequenc
     match_n = " AND ".join(f"n.{quote(c)} = t.{quote(c)}" for c in bk)
     match_s = " AND ".join(f"x.{quote(c)} = t.{quote(c)}" for c in bk)
     tdata = ", ".join(f"t.{quote(c)}" for c in cols.data)
+    # EXISTS, not JOIN + DISTINCT: json, xml or point columns have no equality for DISTINCT
     await conn.execute(
-        f"INSERT INTO {s} ({data}) SELECT DISTINCT {tdata} FROM {t} AS t "
-        f"JOIN {_NUMBERED} AS n ON {match_n} WHERE n.{_RN} = ANY($1::bigint[]) {current} "
+        f"INSERT INTO {s} ({data}) SELECT {tdata} FROM {t} AS t WHERE EXISTS (SELECT 1 "
+        f"FROM {_NUMBERED} AS n WHERE {match_n} AND n.{_RN} = ANY($1::bigint[])) {current} "
         f"AND NOT EXISTS (SELECT 1 FROM {s} AS x WHERE {match_s})",
         numbers,
     )

@@ -1,0 +1,131 @@
+"""When a column's value has changed: one rule for every column type, target and the model.
+
+Theory of operation
+-------------------
+SCD change detection compares a staged source value with the target's value, NULL-safely.
+A plain ``=`` / ``IS DISTINCT FROM`` is only right for types whose equality is identity:
+``json`` and ``xml`` have no ``=`` at all, ``point`` and ``polygon`` neither, ``box`` and
+``circle`` compare areas, ``path`` compares point counts, ``interval`` says
+``'1 day' = '24 hours'``, ``citext`` ignores case; arrays and composites of such types inherit
+the problem.  The rule:
+
+* a type in ``EXACT_TYPES`` (and an array of one) is compared with its own ``=``,
+  NULL-safely (``numeric`` by value: ``1.0`` equals ``1.00``; ``jsonb`` by meaning);
+* every other type is compared by its text form (``value::text``), which every PostgreSQL
+  type has: a ``json`` value is changed when its text is (whitespace and key order count:
+  ``json`` keeps the text as written, use ``jsonb`` to compare by meaning), a ``point`` when
+  a coordinate is, a composite when any field's text is.  Floats print exactly under the
+  merge's ``extra_float_digits = 3``;
+* values not equal to themselves (``NaN``) count as unchanged when both sides are ``NaN``,
+  as PostgreSQL's ``=`` and Oracle's comparison already treat them.
+
+Oracle stores ``json``, ``jsonb``, ``xml`` and arrays as ``CLOB`` (``oracle_lob``), which
+neither ``=`` nor ``DECODE`` accepts: they are compared with ``DBMS_LOB.COMPARE``, i.e. by
+text.  CrateDB targets are diffed in Python by ``same`` below on the values as CrateDB
+returns them (``json`` as its text in a ``TEXT`` column, arrays as lists).  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["EXACT_TYPES", "base_type", "is_exact", "oracle_lob", "same"]
+
+EXACT_TYPES = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "numeric",
+        "real",
+        "double precision",
+        "boolean",
+        "text",
+        "character varying",
+        "character",
+        '"char"',
+        "name",
+        "uuid",
+        "bytea",
+        "date",
+        "time without time zone",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "jsonb",
+        "inet",
+        "cidr",
+        "macaddr",
+        "macaddr8",
+        "money",
+        "bit",
+        "bit varying",
+        "oid",
+    }
+)
+"""PostgreSQL types whose ``=`` is the identity of values (modulo NaN and numeric scale)."""
+
+_MODS = re.compile(r"\(\s*\d+\s*(?:,\s*\d+\s*)?\)")
+_LOBS = frozenset({"json", "jsonb", "xml"})
+
+
+def base_type(pg_type: str) -> tuple[str, bool]:
+    """``(name without modifiers, is an array)`` of a type as ``format_type`` writes it.
+
+    ``'timestamp(3) with time zone'`` -> ``('timestamp with time zone', False)``,
+    ``'numeric(12,2)[]'`` -> ``('numeric', True)``.
+    """
+    name = " ".join(_MODS.sub("", pg_type.strip().lower()).split())
+    array = name.endswith("[]")
+    while name.endswith("[]"):
+        name = name[:-2].rstrip()
+    return name, array
+
+
+def is_exact(pg_type: str) -> bool:
+    """True when the type's own ``=`` decides a change; unknown / empty types are exact.
+
+    An empty type name means "not known" (a caller that never learnt the source's types) and
+    keeps the plain comparison.
+    """
+    if not pg_type.strip():
+        return True
+    return base_type(pg_type)[0] in EXACT_TYPES
+
+
+def oracle_lob(pg_type: str) -> bool:
+    """True when an Oracle target stores the type as ``CLOB`` (json, jsonb, xml, arrays)."""
+    name, array = base_type(pg_type)
+    return array or name in _LOBS
+
+
+def _nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, Decimal) and value.is_nan()
+
+
+def same(a: Any, b: Any) -> bool:
+    """The model's change rule: True when ``a`` and ``b`` are the same value.
+
+    NULL-safe (None equals None only); NaN equals NaN; lists / tuples element by element and
+    mappings key by key with the same rule (so ``[NaN] == [NaN]``); a boolean never equals a
+    number (``{"a": true}`` differs from ``{"a": 1}``, as in JSON).
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _nan(a) or _nan(b):
+        return _nan(a) and _nan(b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
