@@ -135,6 +135,39 @@ async def test_not_null_violation_is_per_item(
     assert status == 400 and err["error"]["code"] == 4003
 
 
+async def test_not_null_and_check_failures_capped_per_shard(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """NOT NULL and CHECK failures detail only 10 items per shard (4 shards); UPDATE checks too."""
+    await sql(
+        session,
+        crate,
+        "CREATE TABLE n (id BIGINT PRIMARY KEY, note TEXT NOT NULL, "
+        "v INTEGER CONSTRAINT v_pos CHECK (v > 0), CHECK (id < 1000)) CLUSTERED INTO 4 SHARDS",
+    )
+    stmt = "INSERT INTO n (id, note, v) VALUES (?, ?, ?)"
+    items = [[i, None if i % 2 else "x", -1 if i % 2 == 0 else 1] for i in range(200)]
+    _, body = await sql(session, crate, stmt, bulk_args=items)
+    results = body["results"]
+    assert all(r["rowcount"] == -2 for r in results)
+    detailed = [(i, r["error"]) for i, r in enumerate(results) if "error" in r]
+    assert len(detailed) == 4 * 10
+    by_shard = {i % 4 for i, _ in detailed}
+    assert by_shard == {0, 1, 2, 3}
+    for i, error in detailed:
+        if i % 2:
+            assert error["code"] == 4003 and "Cannot insert null into 'note'" in error["message"]
+        else:
+            assert error["code"] == 4000 and "Failed CONSTRAINT v_pos " in error["message"]
+    _, ok = await sql(session, crate, stmt, bulk_args=[[5000, "x", 1], [7, "x", None]])
+    assert (
+        ok["results"][0]["rowcount"] == -2 and "n_check_2" in ok["results"][0]["error"]["message"]
+    )
+    assert ok["results"][1] == {"rowcount": 1}  # a NULL operand passes the check
+    status, err = await sql(session, crate, "UPDATE n SET v = ? WHERE id = ?", [-5, 7])
+    assert status == 400 and "v_pos" in err["error"]["message"]
+
+
 async def test_single_insert_duplicate_is_409(
     crate: CrateStandIn, session: aiohttp.ClientSession
 ) -> None:

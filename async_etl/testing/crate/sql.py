@@ -13,6 +13,7 @@ from typing import Any
 
 from async_etl.testing.crate.sqlast import (
     AlterTable,
+    Check,
     ColumnDef,
     Cond,
     CreateTable,
@@ -94,11 +95,14 @@ class _Parser(Cursor):
         self.expect("(")
         columns: list[ColumnDef] = []
         pk: list[str] = []
+        checks: list[Check] = []
         while True:
             if self.accept("primary", "key"):
                 pk.extend(self.paren_list(self.ident))
+            elif self.peek() in (("id", "check"), ("id", "constraint")):
+                checks.append(self.check())
             else:
-                columns.append(self.column_def(pk))
+                columns.append(self.column_def(pk, checks))
             if not self.accept(","):
                 break
         self.expect(")")
@@ -122,7 +126,10 @@ class _Parser(Cursor):
         for key in pk:
             if key not in names:
                 raise SQLParseError(f"primary key column {key!r} is not defined")
-        return CreateTable(table, tuple(columns), tuple(pk), if_not_exists, shards, tuple(settings))
+        return CreateTable(
+            table, tuple(columns), tuple(pk), if_not_exists, shards, tuple(settings),
+            checks=tuple(checks),
+        )  # fmt: skip
 
     def _stmt_insert(self) -> Insert:
         self.expect("into")

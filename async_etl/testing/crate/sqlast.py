@@ -112,6 +112,15 @@ class ColumnDef:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """A ``[CONSTRAINT name] CHECK (cond AND ...)``; ``name`` is empty when none was given."""
+
+    name: str
+    conds: tuple[Cond, ...]
+    column: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CreateTable:
     """``CREATE TABLE [IF NOT EXISTS] ...``."""
 
@@ -122,6 +131,7 @@ class CreateTable:
     shards: int | None = None
     settings: tuple[tuple[str, Any], ...] = ()
     param_count: int = 0
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

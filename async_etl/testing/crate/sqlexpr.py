@@ -8,10 +8,12 @@ types and definitions, ``WITH`` settings, expressions and ``WHERE`` conditions. 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from async_etl.testing.crate.coltypes import TYPE_ALIASES, ColumnType
 from async_etl.testing.crate.sqlast import (
+    Check,
     Column,
     ColumnDef,
     Cond,
@@ -154,14 +156,19 @@ class Cursor:
         expr = self.operand()
         return key, expr.value if isinstance(expr, Literal) else None
 
-    def column_def(self, pk: list[str]) -> ColumnDef:
-        """Parse ``name TYPE [PRIMARY KEY] [NOT NULL] [DEFAULT v]``; PK names go to ``pk``."""
+    def column_def(self, pk: list[str], checks: list[Check] | None = None) -> ColumnDef:
+        """Parse ``name TYPE [PRIMARY KEY] [NOT NULL] [DEFAULT v] [[CONSTRAINT c] CHECK (..)]``.
+
+        PK names go to ``pk``, checks to ``checks``.
+        """
         name = self.ident()
         col_type = self.column_type()
         not_null = False
         default = None
         while True:
-            if self.accept("primary", "key"):
+            if self.peek() in (("id", "check"), ("id", "constraint")) and checks is not None:
+                checks.append(replace(self.check(), column=name))
+            elif self.accept("primary", "key"):
                 pk.append(name)
             elif self.accept("not", "null"):
                 not_null = True
@@ -174,6 +181,17 @@ class Cursor:
                 pass
             else:
                 return ColumnDef(name, col_type, not_null, default)
+
+    def check(self) -> Check:
+        """Parse ``[CONSTRAINT name] CHECK (cond [AND cond ...])``."""
+        name = self.ident() if self.accept("constraint") else ""
+        self.expect("check")
+        self.expect("(")
+        conds = [self.condition()]
+        while self.accept("and"):
+            conds.append(self.condition())
+        self.expect(")")
+        return Check(name, tuple(conds))
 
     def column_type(self) -> ColumnType:
         """Parse a column type, including ``ARRAY(t)``, ``t[]`` and multi-word names."""

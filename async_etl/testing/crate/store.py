@@ -25,7 +25,7 @@ from typing import Any
 
 from async_etl.testing.crate import protocol
 from async_etl.testing.crate.coltypes import Caster
-from async_etl.testing.crate.sqlast import ColumnDef, CreateTable, TableName
+from async_etl.testing.crate.sqlast import Check, ColumnDef, CreateTable, TableName
 
 Key = Any
 """A row's identity: a tuple of primary-key values, or an int ``_id`` without a PK."""
@@ -50,6 +50,10 @@ class Table:
         )
         """Positions that must not be NULL: the primary key and NOT NULL columns."""
         self.casters: tuple[Caster, ...] = tuple(c.type.caster() for c in stmt.columns)
+        self.checks: tuple[Check, ...] = stmt.checks
+        self.check_tests: list[tuple[str, Callable[[list[Any]], bool], tuple[int, ...]]] | None
+        self.check_tests = None
+        """``(name, row test, positions it reads)`` per CHECK, compiled on first use."""
         self.shards = stmt.shards or DEFAULT_SHARDS
         self.settings: dict[str, Any] = dict(stmt.settings)
         self._clock = clock

@@ -4,7 +4,7 @@ Two phases, as in CrateDB.  ``analyse`` binds and casts every item's values (or,
 DELETE, compiles the filter); any failure there is an analysis error that fails the whole
 request before anything is written.  ``apply`` then runs one item and returns
 ``(rowcount, error)`` where ``error`` is a per-item runtime failure ``(code, message)``
-(duplicate key, NOT NULL) that the caller reports as ``rowcount: -2``.  Each row write is
+(duplicate key, NOT NULL, CHECK) that the caller reports as ``rowcount: -2``.  Each row write is
 atomic; in a multi-row ``VALUES`` item the rows that did not fail stay written.
 """
 
@@ -51,6 +51,44 @@ def null_violation(table: Table, row: list[Any]) -> ItemError | None:
         if col.not_null and row[pos] is None:
             error = protocol.validation_error(col.name, f"Cannot insert null into '{col.name}'")
             return error.code, error.message
+    return None
+
+
+def _check_tests(
+    table: Table,
+) -> list[tuple[str, Callable[[list[Any]], bool], tuple[int, ...]]]:
+    if table.check_tests is None:
+        tests = []
+        for n, check in enumerate(table.checks, 1):
+            reads = tuple(
+                dict.fromkeys(
+                    _position(table, e.name)
+                    for cond in check.conds
+                    for e in (cond.left, *cond.right)
+                    if isinstance(e, Column)
+                )
+            )
+            suffix = f"{check.column}_check" if check.column else f"check_{n}"
+            name = check.name or f"{table.name}_{suffix}"
+            tests.append((name, predicate(check.conds, _relation(table), [], table.fqn), reads))
+        table.check_tests = tests
+    return table.check_tests
+
+
+def check_violation(table: Table, row: list[Any]) -> ItemError | None:
+    """The per-item error for a failed CHECK constraint, if any.
+
+    As in SQL, a check whose columns hold NULL passes.  CrateDB answers
+    ``Failed CONSTRAINT <name> CHECK (...) for values: [...]``; the stand-in names the
+    constraint and the values (code 4000, as CrateDB reports an ``IllegalArgumentException``).
+    """
+    if not table.checks:
+        return None
+    for name, test, reads in _check_tests(table):
+        if any(row[pos] is None for pos in reads) or test(row):
+            continue
+        values = ", ".join(repr(v) for v in row)
+        return 4000, f"IllegalArgumentException[Failed CONSTRAINT {name} for values: [{values}]]"
     return None
 
 
@@ -162,7 +200,7 @@ class InsertPlan:
         """Write one item's rows: ``(rows affected, first per-row error or None)``."""
         table, count, error = self.table, 0, None
         for row in rows:
-            bad = null_violation(table, row)
+            bad = null_violation(table, row) or check_violation(table, row)
             if bad is not None:
                 error = error or bad
                 continue
@@ -237,7 +275,7 @@ class UpdatePlan:
             if current is None:
                 continue
             new = _assign(current, self.assigns, None, args)
-            bad = null_violation(self.table, new)
+            bad = null_violation(self.table, new) or check_violation(self.table, new)
             if bad is not None:
                 error = error or bad
                 continue
