@@ -21,10 +21,14 @@ Per-item rules of ``judge_bulk`` (one item = one row; ``attempt`` counts from 1)
 * ``-2`` with ``4091`` duplicate key: retry under an upsert (a concurrent-insert race, the
   reference's one exception); else on attempt > 1 **delivered**; else rejected.
 * ``-2`` with any other code: rejected with "code message".
-* bare ``-2`` (no detail: CrateDB reports only the first 10 errors per shard): retry if some
-  other item of the same response was retried or was a duplicate of our own write (the bare
-  item may be either, so it is sent again); else rejected "rowcount -2 (no error detail from
-  server)".
+* bare ``-2`` (no detail: CrateDB reports only the first 10 errors per shard, versions before
+  5.10 none): retry if some other item of the same response was retried (it may be the same
+  transient fault); else **undecided**.  An undecided item is never guessed at: the caller
+  resolves it (``core.crate_resolve``) by resending it in bulks small enough that every
+  failure carries its error, then alone, and judges those answers with these same rules.
+
+``idempotent=True`` (the mapper: every statement converges when repeated) reads ``rowcount 0``
+and a duplicate key as already applied on every attempt, as attempts after the first do.
 
 Re-sends are idempotent: an attempt whose connection dropped may have been applied in full
 before the drop, so the sinks send every attempt after the first with ``ON CONFLICT (pk) DO
@@ -309,11 +313,12 @@ class BulkVerdict:
     retry: tuple[int, ...] = ()
     rejected: tuple[tuple[int, str], ...] = ()
     retry_reason: str = ""
+    undecided: tuple[int, ...] = ()
 
     @property
     def complete(self) -> bool:
-        """True when every item was delivered (nothing to resend or reject)."""
-        return not self.retry and not self.rejected
+        """True when every item was delivered (nothing to resend, reject or resolve)."""
+        return not self.retry and not self.rejected and not self.undecided
 
 
 def _legacy_single(batch_rows: int, response: Response) -> tuple[ItemResult, ...] | None:
@@ -322,8 +327,12 @@ def _legacy_single(batch_rows: int, response: Response) -> tuple[ItemResult, ...
     return None
 
 
-def judge_bulk(batch_rows: int, response: Response, *, attempt: int, upsert: bool) -> BulkVerdict:
-    """Split a bulk response into delivered / retry / rejected items (rules: module docstring).
+def judge_bulk(
+    batch_rows: int, response: Response, *, attempt: int, upsert: bool, idempotent: bool = False
+) -> BulkVerdict:
+    """Split a bulk response into delivered / retry / rejected / undecided items.
+
+    The rules are in the module docstring.
 
     Raise ``ValueError`` when ``response`` is neither a bulk response nor the legacy
     single-item 409 (check ``error_of`` first), or has a different number of items.
@@ -337,13 +346,14 @@ def judge_bulk(batch_rows: int, response: Response, *, attempt: int, upsert: boo
         raise ValueError(f"bulk response has {len(items)} results for {batch_rows} rows")
     if items.count(OK_ITEM) == batch_rows:
         return BulkVerdict(batch_rows, (), (), "")
+    settled = attempt > 1 or idempotent  # rowcount 0 / a duplicate can be our own write
     delivered, retry, rejected, bare = 0, [], [], []
-    reason, own_duplicates = "", False
+    reason = ""
     for index, item in enumerate(items):
         if item.rowcount >= 1 or item.rowcount == -1:
             delivered += 1
         elif item.rowcount == 0:
-            if attempt > 1:
+            if settled:
                 delivered += 1
             else:
                 rejected.append((index, "already present (rowcount 0)"))
@@ -351,9 +361,8 @@ def judge_bulk(batch_rows: int, response: Response, *, attempt: int, upsert: boo
             rejected.append((index, f"unexpected rowcount {item.rowcount}"))
         elif item.code is None and not item.message:
             bare.append(index)
-        elif item.code == CRATE_DUPLICATE_KEY and not upsert and attempt > 1:
+        elif item.code == CRATE_DUPLICATE_KEY and not upsert and settled:
             delivered += 1
-            own_duplicates = True
         elif (item.code == CRATE_DUPLICATE_KEY and upsert) or is_transient(
             classify_crate(200, item.code)
         ):
@@ -362,18 +371,20 @@ def judge_bulk(batch_rows: int, response: Response, *, attempt: int, upsert: boo
         else:
             code = f"{item.code} " if item.code is not None else ""
             rejected.append((index, f"{code}{item.message or 'failed'}"))
+    undecided: list[int] = []
     if bare and retry:
         retry.extend(bare)
         retry.sort()
-    elif bare and own_duplicates:  # each bare item is a duplicate or a failure: send again
-        retry.extend(bare)
-        reason = reason or "ambiguous rowcount -2 after duplicates"
     else:
-        rejected.extend((index, NO_DETAIL) for index in bare)
-        rejected.sort()
+        undecided = bare
     if retry:
-        reason = f"{len(retry)} of {batch_rows} items failed transiently: {reason}"
-    return BulkVerdict(delivered, tuple(retry), tuple(rejected), reason)
+        reason = retry_reason(len(retry), batch_rows, reason)
+    return BulkVerdict(delivered, tuple(retry), tuple(rejected), reason, tuple(undecided))
+
+
+def retry_reason(retried: int, rows: int, first: str) -> str:
+    """The one-line reason of a partial retry: ``"n of m items failed transiently: first"``."""
+    return f"{retried} of {rows} items failed transiently: {first}"
 
 
 def idempotent_body(payload: bytes, stmt: str, pk: Sequence[str]) -> bytes:
@@ -421,7 +432,13 @@ def subset_body(payload: bytes, indices: Iterable[int]) -> tuple[bytes, tuple[An
 
 
 def verdict_for(
-    batch_rows: int, response: Response, *, where: str, attempt: int, upsert: bool
+    batch_rows: int,
+    response: Response,
+    *,
+    where: str,
+    attempt: int,
+    upsert: bool,
+    idempotent: bool = False,
 ) -> BulkVerdict:
     """``judge_bulk`` after ``error_of``: raise the whole-request error, else judge the items.
 
@@ -432,7 +449,9 @@ def verdict_for(
     if err is not None:
         raise err
     try:
-        return judge_bulk(batch_rows, response, attempt=attempt, upsert=upsert)
+        return judge_bulk(
+            batch_rows, response, attempt=attempt, upsert=upsert, idempotent=idempotent
+        )
     except ValueError as exc:
         raise LoadError(f"{where}: {exc}") from exc
 

@@ -10,29 +10,35 @@ CrateDB has no transactions, so a chunk is made safe to repeat instead (see
 4. ``REFRESH TABLE``; the runner then checkpoints the chunk in the PostgreSQL state store.
 
 A request that fails transiently (connection dropped, 429, 503, 5002/503x) is resent after a
-backoff, and bulk items that fail transiently (``rowcount -2`` with a transient code) are
-resent alone; resending is harmless because every statement is idempotent, and a crash at any
-point is repaired by re-running the chunk from step 1.  Items refused for good (and, with
-``on_bad_row = "reject"``, rows of a bulk the server refused as a whole, found by splitting
-it in halves) become rejects; with ``fail`` they fail the chunk.  Caveat: CrateDB cannot roll
-an expiry back, so a key whose new version is rejected may be left without a current row.
+backoff.  Bulk answers are judged item by item by the load generator's own rules
+(``crate_protocol.judge_bulk``, with every statement idempotent): items that fail transiently
+are resent alone; a bare ``rowcount -2`` (CrateDB details only 10 failures per shard) is
+*undecided* and resolved at once by resending it in small bulks, then alone, to learn its
+error (``core.crate_resolve``).  Resending is harmless because every statement is idempotent,
+and a crash at any point is repaired by re-running the chunk from step 1.  Items refused for
+good (and, with ``on_bad_row = "reject"``, rows of a bulk the server refused as a whole, found
+by splitting it in halves) become rejects; with ``fail`` they fail the chunk with the reason.
+Refusals found by an attempt of a chunk are remembered by statement and values, so a retry of
+the chunk rejects them again without resending them.  Caveat: CrateDB cannot roll an expiry
+back, so a key whose new version is rejected may be left without a current row.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import anyio
+import orjson
 import structlog
 
 from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk, row_in_chunk
-from async_etl.core.classify import classify_crate, is_transient
-from async_etl.core.crate_protocol import Endpoint
+from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
+from async_etl.core.crate_resolve import detail_group
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.specs import ScdColumns
@@ -58,6 +64,8 @@ class CrateTarget:
         self.table = table
         self.endpoint = Endpoint.parse(url)
         self.where = f"target CrateDB {self.endpoint.display} {table}"
+        self._group: int | None = None
+        self._refused: dict[int, dict[bytes, str]] = {}
 
     def _client(self) -> CrateDBClient:
         return CrateDBClient(self.endpoint, concurrency=1, timeout=60.0)
@@ -103,8 +111,10 @@ class CrateTarget:
                     rows.extend(dict(zip(ctx.names, convert(r), strict=True)) for r in batch)
             plan = diff(cols, current, rows, epoch_ms(ctx.as_of))
             ctx.check_stop()  # last point where nothing of this chunk was written
-            rejects = await self._write(ctx, client, plan)
+            known = self._refused.setdefault(chunk.index, {})
+            rejects = await self._write(ctx, client, plan, known)
             await self._retry(ctx, lambda: client.execute(refresh))
+        self._refused.pop(chunk.index, None)
         return ChunkResult(chunk.index, len(rows), plan.counts(), tuple(rejects))
 
     async def _current(
@@ -133,14 +143,28 @@ class CrateTarget:
         inside = Chunk(chunk.index, lower, upper)
         return [r for r in rows if row_in_chunk([r[k] for k in key], inside)]
 
-    async def _write(self, ctx: JobContext, client: CrateDBClient, plan: ScdPlan) -> list[Reject]:
+    async def _write(
+        self, ctx: JobContext, client: CrateDBClient, plan: ScdPlan, known: dict[bytes, str]
+    ) -> list[Reject]:
+        """Send the plan bulk by bulk; return the rejects.
+
+        ``known`` holds the items refused in an earlier attempt of this chunk (by statement and
+        values): they are rejected again with their reason, not resent, so a chunk retry
+        neither loses nor re-learns them.
+        """
         keys = [_key_of(a, plan.cols) for a in plan.actions]
         rejects: list[Reject] = []
         offset = 0
         for bulk in crate.render(self.table, plan):
             n = len(bulk.bulk_args)
-            bad = await self._bulk(ctx, client, bulk.stmt, list(bulk.bulk_args))
-            for index, reason in bad:
+            ids = [_item_id(bulk.stmt, item) for item in bulk.bulk_args]
+            bad = [(i, known[x]) for i, x in enumerate(ids) if x in known]
+            todo = [i for i, x in enumerate(ids) if x not in known]
+            sent = await self._bulk(ctx, client, bulk.stmt, [bulk.bulk_args[i] for i in todo])
+            for index, reason in sent:
+                known[ids[todo[index]]] = reason
+            bad += [(todo[index], reason) for index, reason in sent]
+            for index, reason in sorted(bad):
                 key = dict(zip(plan.cols.business_key, keys[offset + index], strict=True))
                 if ctx.on_bad_row != "reject":
                     raise DataError(f"{self.where}: row {key_json(key)} refused: {reason}")
@@ -151,7 +175,14 @@ class CrateTarget:
     async def _bulk(
         self, ctx: JobContext, client: CrateDBClient, stmt: str, args: Sequence[Sequence[Any]]
     ) -> list[tuple[int, str]]:
-        """Send one bulk until every item is applied or refused; the refused (index, reason)."""
+        """Send one bulk until every item is applied or refused; the refused (index, reason).
+
+        Items are judged by ``crate_protocol.judge_bulk`` (every statement here is idempotent);
+        undecided items (a bare ``rowcount -2``) are resolved by resending them in small bulks
+        (``core.crate_resolve``), so a refusal is never retried as if it were transient.
+        """
+        upsert = "DO UPDATE" in stmt.upper()
+        group = await self._detail_group(client)
         pending = list(range(len(args)))
         refused: list[tuple[int, str]] = []
         attempt = 0
@@ -168,20 +199,28 @@ class CrateTarget:
                     raise
                 refused += await self._split(client, stmt, batch, pending, exc.message)
                 break
-            items = resp.results or ()
-            retry: list[int] = []
-            for i, item in zip(pending, items, strict=True):
-                if item.rowcount != -2:
-                    continue
-                if item.code is None or is_transient(classify_crate(200, item.code)):
-                    retry.append(i)
-                else:
-                    refused.append((i, f"{item.code} {item.message}".strip()))
-            pending = retry
-            if retry:
-                reason = f"{len(retry)} of {len(batch)} bulk items failed transiently"
-                await self._backoff(ctx, attempt, TransientError(f"{self.where}: {reason}"))
+            verdict = verdict_for(len(batch), resp, where=client.where, attempt=attempt,
+                                  upsert=upsert, idempotent=True)  # fmt: skip
+            if verdict.undecided and not (verdict.rejected and ctx.on_bad_row != "reject"):
+                verdict = await client.resolve(
+                    verdict, len(batch), _body_of(stmt, batch),
+                    attempt=attempt, upsert=upsert, idempotent=True, group=group,
+                )  # fmt: skip
+            refused += [(pending[i], reason) for i, reason in verdict.rejected]
+            refused += [(pending[i], NO_DETAIL) for i in verdict.undecided]
+            if refused and ctx.on_bad_row != "reject":
+                break
+            pending = [pending[i] for i in verdict.retry]
+            if pending:
+                reason = f"{self.where}: {verdict.retry_reason}"
+                await self._backoff(ctx, attempt, TransientError(reason))
         return refused
+
+    async def _detail_group(self, client: CrateDBClient) -> int:
+        """How many undecided items to resend per request to this server (asked once)."""
+        if self._group is None:
+            self._group = detail_group(await client.server_version())
+        return self._group
 
     async def _split(
         self,
@@ -251,3 +290,17 @@ def _key_of(action: Action, cols: ScdColumns) -> tuple[Any, ...]:
     if isinstance(action, InsertVersion):
         return tuple(action.row[c] for c in cols.business_key)
     return tuple(action.key)
+
+
+def _item_id(stmt: str, item: Sequence[Any]) -> bytes:
+    """A bulk item's identity across attempts of a chunk: its statement and values."""
+    return orjson.dumps([stmt, item], default=str)
+
+
+def _body_of(stmt: str, batch: Sequence[Sequence[Any]]) -> Callable[[tuple[int, ...]], bytes]:
+    """The bulk body of some items of ``batch`` (for resolving undecided items)."""
+
+    def body(items: tuple[int, ...]) -> bytes:
+        return build_request(stmt, bulk_args=[batch[i] for i in items])
+
+    return body

@@ -18,6 +18,7 @@ import anyio
 
 from async_etl import errors
 from async_etl.core.crate_protocol import (
+    BulkVerdict,
     Endpoint,
     Response,
     build_request,
@@ -27,6 +28,7 @@ from async_etl.core.crate_protocol import (
     parse_response,
     parse_retry_after,
 )
+from async_etl.core.crate_resolve import Resolution, judge_resent
 from async_etl.errors import ConfigError, LoadError
 
 __all__ = ["CrateDBClient"]
@@ -150,6 +152,36 @@ class CrateDBClient:
         if err is not None:
             raise err
         return response
+
+    async def resolve(
+        self,
+        verdict: BulkVerdict,
+        rows: int,
+        body_of: Callable[[tuple[int, ...]], bytes],
+        *,
+        attempt: int,
+        upsert: bool,
+        idempotent: bool = False,
+        group: int = 10,
+    ) -> BulkVerdict:
+        """Decide the undecided items of ``verdict`` by resending them (``core.crate_resolve``).
+
+        ``body_of(indices)`` is the bulk body of those batch items with the judged attempt's
+        statement.  Returns the verdict without undecided items.  Raises ``LoadError`` when an
+        answer is not a bulk answer; whole-request failures are decided, not raised.
+        """
+        resolution = Resolution(verdict, rows, group)
+        while (items := resolution.next_group()) is not None:
+            try:
+                response = await self.post(body_of(items))
+            except errors.TransientLoadError as exc:
+                resolution.transient(items, exc.message)
+                continue
+            judged = judge_resent(resolution, items, response, self.where, attempt=attempt,
+                                  upsert=upsert, idempotent=idempotent)  # fmt: skip
+            if judged is not None:
+                resolution.feed(items, judged)
+        return resolution.verdict()
 
     async def server_version(self) -> str:
         """``GET /`` and return the version number; raise like ``execute`` when it fails."""

@@ -19,6 +19,7 @@ from async_etl.core.crate_protocol import (
     send_result,
     verdict_for,
 )
+from async_etl.core.crate_resolve import bulk_items, detail_group, subset_items
 from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
@@ -84,12 +85,17 @@ class CrateDBSink:
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
         429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
         """
-        response = await self.client.post(
-            attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,))
-        )
+        body = attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,))
+        response = await self.client.post(body)
         verdict = verdict_for(
             batch.row_count, response, where=self.client.where, attempt=attempt, upsert=self._upsert
         )
+        if verdict.undecided:  # bare rowcount -2: resend those items to learn their error
+            items = await self.client.in_thread(bulk_items, body)
+            verdict = await self.client.resolve(
+                verdict, batch.row_count, lambda group: subset_items(items, group),
+                attempt=attempt, upsert=self._upsert, group=detail_group(self.version),
+            )  # fmt: skip
         if verdict.complete:
             return SendResult(delivered=verdict.delivered)
         # rebuilding the retry body parses the payload: CPU work, off the loop

@@ -22,6 +22,7 @@ from urllib3.exceptions import HTTPError
 
 from async_etl import errors
 from async_etl.core.crate_protocol import (
+    BulkVerdict,
     CrateTable,
     Endpoint,
     Response,
@@ -34,6 +35,14 @@ from async_etl.core.crate_protocol import (
     parse_retry_after,
     send_result,
     verdict_for,
+)
+from async_etl.core.crate_resolve import (
+    BulkItems,
+    Resolution,
+    bulk_items,
+    detail_group,
+    judge_resent,
+    subset_items,
 )
 from async_etl.errors import ConfigError, LoadError
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
@@ -140,15 +149,31 @@ class BlockingCrateDBSink:
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
         429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
         """
-        response, _ = self._request(
-            "POST",
-            "/_sql",
-            attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,)),
-        )
+        body = attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,))
+        response, _ = self._request("POST", "/_sql", body)
         verdict = verdict_for(
             batch.row_count, response, where=self.where, attempt=attempt, upsert=self._upsert
         )
+        if verdict.undecided:  # bare rowcount -2: resend those items to learn their error
+            verdict = self._resolve(verdict, batch.row_count, bulk_items(body), attempt)
         return send_result(batch, verdict, response.retry_after)
+
+    def _resolve(
+        self, verdict: BulkVerdict, rows: int, items: BulkItems, attempt: int
+    ) -> BulkVerdict:
+        """Decide undecided items by resending them in small bulks (``core.crate_resolve``)."""
+        resolution = Resolution(verdict, rows, detail_group(self.version))
+        while (group := resolution.next_group()) is not None:
+            try:
+                response, _ = self._request("POST", "/_sql", subset_items(items, group))
+            except errors.TransientLoadError as exc:
+                resolution.transient(group, exc.message)
+                continue
+            judged = judge_resent(resolution, group, response, self.where, attempt=attempt,
+                                  upsert=self._upsert)  # fmt: skip
+            if judged is not None:
+                resolution.feed(group, judged)
+        return resolution.verdict()
 
     def count(self, ids: IdRange) -> int | None:
         """Rows with ids in ``ids`` after ``REFRESH TABLE``; raises like ``prepare``."""

@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from async_etl.core.crate_protocol import (
-    NO_DETAIL,
     BulkVerdict,
     CrateTable,
     Endpoint,
@@ -323,14 +322,21 @@ def test_rowcount_zero() -> None:
 
 
 def test_bare_minus_two_rules() -> None:
-    """A bare -2 is retried beside a transient or a duplicate sibling (it may be either)."""
+    """A bare -2 is retried beside a transient sibling, and otherwise left undecided."""
     assert judge_bulk(3, _bulk(SHARD, BARE, OK), attempt=1, upsert=False).retry == (0, 1)
     resent = judge_bulk(2, _bulk(DUP, BARE), attempt=2, upsert=False)
-    assert resent.delivered == 1 and resent.retry == (1,)  # never assumed delivered
+    assert (resent.delivered, resent.retry, resent.undecided) == (1, (), (1,))
     alone = judge_bulk(2, _bulk(OK, BARE), attempt=2, upsert=False)
-    assert alone.rejected == ((1, NO_DETAIL),)
+    assert (alone.rejected, alone.undecided) == ((), (1,))
     first = judge_bulk(2, _bulk(DUP, BARE), attempt=1, upsert=False)
-    assert first.rejected == ((0, "4091 DuplicateKeyException[x]"), (1, NO_DETAIL))
+    assert first.rejected == ((0, "4091 DuplicateKeyException[x]"),)
+    assert first.undecided == (1,) and not first.complete
+
+
+def test_idempotent_reads_zero_and_duplicates_as_applied() -> None:
+    """idempotent=True: rowcount 0 and a duplicate key are delivered on the first attempt."""
+    v = judge_bulk(3, _bulk(ZERO, DUP, OK), attempt=1, upsert=False, idempotent=True)
+    assert (v.delivered, v.retry, v.rejected, v.undecided) == (3, (), (), ())
 
 
 def test_other_codes_and_rowcounts_rejected() -> None:
@@ -367,14 +373,14 @@ ITEMS = st.sampled_from(
 
 @given(st.lists(ITEMS, max_size=60), st.integers(1, 4), st.booleans())
 def test_verdict_partitions_the_batch(items: list[ItemResult], attempt: int, upsert: bool) -> None:
-    """For any item mix, delivered + retried + rejected == rows and the indices are disjoint."""
+    """For any item mix, delivered + retried + rejected + undecided == rows, indices disjoint."""
     v = judge_bulk(len(items), _bulk(*items), attempt=attempt, upsert=upsert)
-    retry, rejected = set(v.retry), {i for i, _ in v.rejected}
-    assert v.delivered + len(v.retry) + len(v.rejected) == len(items)
+    retry, rejected, undecided = set(v.retry), {i for i, _ in v.rejected}, set(v.undecided)
+    assert v.delivered + len(v.retry) + len(v.rejected) + len(v.undecided) == len(items)
     assert len(retry) == len(v.retry)
     assert len(rejected) == len(v.rejected)
-    assert not retry & rejected
-    assert retry | rejected <= set(range(len(items)))
+    assert not retry & rejected and not undecided & (retry | rejected)
+    assert retry | rejected | undecided <= set(range(len(items)))
     assert list(v.retry) == sorted(v.retry)
     assert bool(v.retry_reason) == bool(v.retry)
 

@@ -6,14 +6,15 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
-from async_etl.core.crate_protocol import NO_DETAIL
 from async_etl.core.records import w_generate
 from async_etl.core.schema import Schema, column, default_schema
 from async_etl.errors import ErrorKind, LoadError, TransientLoadError
 from async_etl.sinks.cratedb import CrateDBClient, CrateDBSink
+from async_etl.sinks.cratedb_sync import BlockingCrateDBSink
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from async_etl.typing import EncodedBatch, IdRange, RowError, SendResult, Target, WorkUnit
 
@@ -186,8 +187,8 @@ async def test_large_resend_after_apply_counts_bare_minus_two_delivered(
         await sink.aclose()
 
 
-async def test_pre_5_10_item_failures_are_rejected_not_lost() -> None:
-    """Before 5.10.0 failed items carry no detail: they are rejected, and the count agrees."""
+async def test_pre_5_10_bare_failures_are_resolved_not_rejected() -> None:
+    """Before 5.10.0 failed items carry no detail: resent alone they show a transient 5002."""
     async with CrateStandIn(StandInConfig(version="5.9.0", seed=5)) as crate:
         sink = CrateDBSink(crate.url, table="t", concurrency=1)
         try:
@@ -195,11 +196,14 @@ async def test_pre_5_10_item_failures_are_rejected_not_lost() -> None:
             crate.item_fail_rate = 0.3
             result = await sink.send(batch_for(target, 1, 100), 1)
             crate.item_fail_rate = 0.0
-            assert result.retry is None
-            assert result.rejected
-            assert {e.reason for e in result.rejected} == {NO_DETAIL}
-            assert result.delivered + len(result.rejected) == 100
+            assert result.rejected == ()
+            assert result.retry is not None and result.retry.rows > 0
+            assert result.delivered + result.retry.rows == 100
+            assert "5002" in result.retry_reason
             assert await sink.count(IdRange(1, 100)) == result.delivered
+            again = await sink.send(result.retry, 2)
+            assert again == SendResult(delivered=result.retry.rows)
+            assert await sink.count(IdRange(1, 100)) == 100
         finally:
             await sink.aclose()
 
@@ -330,3 +334,50 @@ async def test_client_execute_and_bulk(crate: CrateStandIn) -> None:
         got = await client.execute("SELECT v FROM kv WHERE k = ?", ["b"])
         assert got.rows == ((2,),)
         assert got.cols == ("v",)
+
+
+NULLABLE = Schema(
+    (
+        column("id", "bigint", "sequence"),
+        column("note", "text", "name", nullable=0.5),
+    )
+)
+
+
+def _blocking_send(url: str) -> tuple[EncodedBatch, SendResult]:
+    """Prepare a blocking sink on ``t`` and send 400 NULLABLE rows once (in a thread)."""
+    sync = BlockingCrateDBSink(url, table="t", concurrency=1)
+    try:
+        batch = batch_for(sync.prepare(NULLABLE), 1, 400, NULLABLE)
+        return batch, sync.send(batch, 1)
+    finally:
+        sync.close()
+
+
+@pytest.mark.parametrize("version", ["5.10.11", "5.9.0"])
+@pytest.mark.parametrize("blocking", [False, True])
+async def test_not_null_refusals_beyond_the_detail_cap_are_rejected_with_reason(
+    version: str, blocking: bool
+) -> None:
+    """Half the rows NULL into NOT NULL on 4 shards: each is rejected with CrateDB's reason."""
+    async with CrateStandIn(StandInConfig(version=version)) as crate:
+        async with CrateDBClient(crate.url) as client:
+            await client.execute(
+                'CREATE TABLE "t" ("id" BIGINT PRIMARY KEY, "note" TEXT NOT NULL) '
+                "CLUSTERED INTO 4 SHARDS"
+            )
+        if blocking:
+            batch, result = await anyio.to_thread.run_sync(_blocking_send, crate.url)
+        else:
+            sink = CrateDBSink(crate.url, table="t", concurrency=1)
+            target = await sink.prepare(NULLABLE)
+            batch = batch_for(target, 1, 400, NULLABLE)
+            result = await sink.send(batch, 1)
+            await sink.aclose()
+    doc = orjson.loads(batch.payload)
+    nulls = {row[0] for row in doc["bulk_args"] if row[1] is None}
+    assert len(nulls) > 4 * 10
+    assert result.retry is None
+    assert {e.row_id for e in result.rejected} == nulls
+    assert all("Cannot insert null into 'note'" in e.reason for e in result.rejected)
+    assert result.delivered == 400 - len(nulls)

@@ -1,0 +1,119 @@
+"""CrateDB per-item refusals without error detail are resolved into rejects with their reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from async_etl.errors import TransientLoadError
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.crate_driver import CrateTarget
+from async_etl.jobs.runner import run_job
+from async_etl.sinks.crate_client import CrateDBClient
+from async_etl.testing.crate import CrateStandIn, StandInConfig
+from tests.integration.jobs_helpers import at, fetchval, spec_of
+
+ROWS = 2000
+
+
+async def _source(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE s (id int PRIMARY KEY, note text)")
+        await conn.execute(
+            "INSERT INTO s SELECT i, CASE WHEN i % 2 = 0 THEN NULL ELSE 'n' || i END "
+            f"FROM generate_series(1, {ROWS}) i"
+        )
+        await conn.execute("ANALYZE s")
+    finally:
+        await conn.close()
+
+
+def _job(dsn: str, crate_url: str, on_bad_row: str) -> str:
+    return f"""
+name = "notes"
+on_bad_row = "{on_bad_row}"
+[source]
+url = "{dsn}"
+query = "SELECT id, note FROM s"
+key = ["id"]
+[target]
+url = "{crate_url}"
+table = "dw.notes"
+[scd]
+type = 2
+[parallel]
+enabled = false
+chunk_size = 5000
+[state]
+url = "{dsn}"
+"""
+
+
+async def _target(url: str) -> None:
+    ddl = (
+        "CREATE TABLE dw.notes (id INTEGER, note TEXT NOT NULL, "
+        "valid_from TIMESTAMP WITH TIME ZONE, valid_to TIMESTAMP WITH TIME ZONE, "
+        "is_current BOOLEAN, PRIMARY KEY (id, valid_from)) CLUSTERED INTO 4 SHARDS"
+    )
+    async with CrateDBClient(url) as client:
+        await client.execute(ddl)
+
+
+@pytest.mark.parametrize("version", ["5.10.11", "5.9.0", "5.4.0"])
+async def test_not_null_refusals_become_rejects_with_reason(pg_dsn: str, version: str) -> None:
+    """Every second row NULL into NOT NULL, 4 shards: SUCCEEDED, 1000 rejects with the reason."""
+    await _source(pg_dsn)
+    async with CrateStandIn(StandInConfig(version=version)) as crate:
+        await _target(crate.url)
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, "reject")),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert result.status == "SUCCEEDED", result.error
+        assert crate.counters.requests < 3 * ROWS // 2
+    rejects = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects")
+    assert rejects == ROWS // 2
+    with_reason = await fetchval(
+        pg_dsn, "SELECT count(*) FROM async_etl_rejects WHERE reason LIKE '%null%note%'"
+    )
+    assert with_reason == ROWS // 2
+
+
+async def test_not_null_refusal_fails_the_run_with_reason(pg_dsn: str) -> None:
+    """The same case with on_bad_row = "fail": FAILED, and the error names the NOT NULL reason."""
+    await _source(pg_dsn)
+    async with CrateStandIn(StandInConfig()) as crate:
+        await _target(crate.url)
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, "fail")),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+    assert result.status == "FAILED"
+    assert "Cannot insert null into 'note'" in (result.error or "")
+
+
+async def test_refusals_found_before_a_chunk_retry_are_kept_not_resent(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk retried after its writes: the refusals it found are rejected again, not resent."""
+    await _source(pg_dsn)
+    original = CrateTarget._write
+    sent_by_first: list[int] = []
+
+    async def flaky_write(self: CrateTarget, ctx: Any, client: Any, plan: Any, known: Any) -> Any:
+        rejects = await original(self, ctx, client, plan, known)
+        if not sent_by_first:  # the chunk's end fails once after every write was made
+            sent_by_first.append(crate.counters.bulk_items)
+            raise TransientLoadError("injected: connection dropped after the writes")
+        return rejects
+
+    monkeypatch.setattr(CrateTarget, "_write", flaky_write)
+    async with CrateStandIn(StandInConfig()) as crate:
+        await _target(crate.url)
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, "reject")),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert result.status == "SUCCEEDED", result.error
+        assert sent_by_first and crate.counters.bulk_items == sent_by_first[0]
+    reasons = await fetchval(pg_dsn, "SELECT count(DISTINCT key) FROM async_etl_rejects "
+                                     "WHERE reason LIKE '%null%note%'")  # fmt: skip
+    assert reasons == ROWS // 2
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects") == ROWS // 2
