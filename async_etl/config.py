@@ -33,6 +33,9 @@ class BenchSettings:
     duration: float | None = None
     batch_size: int = 5000
     concurrency: int = 8
+    adaptive: bool = False
+    concurrency_min: int = 1
+    concurrency_max: int = 64
     generators: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     seed: int = 42
     schema_file: str | None = None
@@ -53,6 +56,14 @@ class BenchSettings:
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "--batch-size", "must be >= 1", self.batch_size)
         _check(self.concurrency >= 1, "--concurrency", "must be >= 1", self.concurrency)
+        _check(
+            1 <= self.concurrency_min <= self.concurrency_max,
+            "--concurrency auto:MIN-MAX",
+            "needs 1 <= MIN <= MAX",
+            f"{self.concurrency_min}-{self.concurrency_max}",
+        )
+        if self.adaptive:
+            _check(self.mode == "async", "--concurrency auto", "needs --mode async", self.mode)
         _check(self.generators >= 0, "--generators", "must be >= 0", self.generators)
         _check(self.max_retries >= 0, "--max-retries", "must be >= 0", self.max_retries)
         _check(self.payload_bytes >= 0, "--payload-bytes", "must be >= 0", self.payload_bytes)
@@ -73,6 +84,11 @@ class BenchSettings:
             self.log_format,
         )
         _check(self.mode in ("async", "threads"), "--mode", "must be async or threads", self.mode)
+
+    @property
+    def pool_size(self) -> int:
+        """Connections a sink may need: the most batches that can ever be in flight."""
+        return self.concurrency_max if self.adaptive else self.concurrency
 
     def replace(self, **changes: Any) -> BenchSettings:
         """A copy with ``changes`` applied (and validated)."""
@@ -103,6 +119,22 @@ def _coerce(name: str, raw: str, kind: Any, source: str) -> Any:
     return text
 
 
+def parse_concurrency(text: str, source: str = "--concurrency") -> dict[str, Any]:
+    """``"16"`` or ``"auto"`` / ``"auto:MIN-MAX"`` as BenchSettings fields.
+
+    ``auto`` starts at MIN (default 1) and lets the adaptive controller move the limit within
+    [MIN, MAX] (default 1-64).  Raises ``ConfigError`` naming ``source`` for anything else.
+    """
+    raw = text.strip().lower()
+    if raw.isdigit():
+        return {"concurrency": int(raw), "adaptive": False}
+    match = re.fullmatch(r"auto(?::(\d+)-(\d+))?", raw)
+    if match is None:
+        raise ConfigError(f"{source}: expected a number, auto or auto:MIN-MAX, got {text!r}")
+    low, high = (int(match[1]), int(match[2])) if match[1] else (1, 64)
+    return {"adaptive": True, "concurrency_min": low, "concurrency_max": high, "concurrency": low}
+
+
 def bench_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> BenchSettings:
     """Merge command-line ``flags`` (None = not given) over ``ASYNC_ETL_BENCH_*`` env over defaults.
 
@@ -112,12 +144,16 @@ def bench_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> BenchSet
     values: dict[str, Any] = {}
     for name, field in fields.items():
         var = ENV_PREFIX + name.upper()
-        if var in env:
+        if var in env and name == "concurrency":
+            values.update(parse_concurrency(env[var], var))
+        elif var in env:
             values[name] = _coerce(name, env[var], field.type, var)
     for name, value in flags.items():
         if name not in fields:
             raise ConfigError(f"unknown setting {name!r}")
-        if value is not None:
+        if name == "concurrency" and isinstance(value, str):
+            values.update(parse_concurrency(value))
+        elif value is not None:
             values[name] = value
     if (
         values.get("duration") is not None

@@ -39,7 +39,12 @@ FLAGS = (
     ("--records", "records", int, "records to send (default 1,000,000; with --duration: no limit)"),
     ("--duration", "duration", float, "stop after this many seconds"),
     ("--batch-size", "batch_size", int, "rows per batch / request (default 5000)"),
-    ("--concurrency", "concurrency", int, "batches in flight (default 8)"),
+    (
+        "--concurrency",
+        "concurrency",
+        str,
+        "batches in flight (default 8), or auto[:MIN-MAX]: adapted from latency (default 1-64)",
+    ),
     ("--generators", "generators", int, "generator processes; 0 = inline (default: CPU count)"),
     ("--seed", "seed", int, "random seed: same seed, same data (default 42)"),
     ("--schema", "schema_file", str, "record schema file (TOML) instead of the built-in one"),

@@ -96,10 +96,13 @@ class Snapshot:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    limit: int = 0  # the adaptive concurrency limit now (0: fixed concurrency)
 
     def as_event(self) -> dict[str, float | int]:
-        """The fields of the structlog ``throughput`` event."""
+        """The fields of the structlog ``throughput`` event (``limit`` when adaptive)."""
+        extra = {"limit": self.limit} if self.limit else {}
         return {
+            **extra,
             "elapsed_s": round(self.elapsed_s, 3),
             "rows_total": self.rows_total,
             "rows_per_s": round(self.rows_per_s, 1),
@@ -131,6 +134,10 @@ class RunStats:
     error_reasons: Counter[str] = field(default_factory=Counter)  # failed attempts, by why
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     interval: LatencyHistogram = field(default_factory=LatencyHistogram)
+    window: LatencyHistogram = field(default_factory=LatencyHistogram)  # see take_window
+    peak_in_flight: int = 0
+    limit: int = 0
+    _window_errors: int = 0
     _last_rows: int = 0
     _last_at: float = 0.0
 
@@ -142,6 +149,23 @@ class RunStats:
         ms = latency_s * 1000.0
         self.latency.add(ms)
         self.interval.add(ms)
+        self.window.add(ms)
+
+    def started_request(self) -> None:
+        """A request went out: count it in flight and keep the window's peak."""
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def window_ready(self, min_samples: int) -> bool:
+        """True when the window holds ``min_samples`` attempts or a new failure."""
+        return self.window.count >= min_samples or self.errors > self._window_errors
+
+    def take_window(self) -> tuple[LatencyHistogram, int, int]:
+        """(latencies in ms, failed attempts, peak in flight) since the last call; resets them."""
+        window, self.window = self.window, LatencyHistogram()
+        errors, self._window_errors = self.errors - self._window_errors, self.errors
+        peak, self.peak_in_flight = self.peak_in_flight, self.in_flight
+        return window, errors, peak
 
     def record_delivered(self, rows: int) -> None:
         """Rows durably written by the sink."""
@@ -184,6 +208,7 @@ class RunStats:
             p50_ms=lat.percentile(50),
             p95_ms=lat.percentile(95),
             p99_ms=lat.percentile(99),
+            limit=self.limit,
         )
         self._last_rows = self.rows
         self._last_at = now

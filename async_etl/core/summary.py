@@ -72,6 +72,14 @@ class Summary:
         data["ok"] = self.ok
         return data
 
+    def _concurrency(self) -> str:
+        """The fixed concurrency, or ``auto MIN-MAX: final F (N changes)``."""
+        auto = self.extra.get("adaptive")
+        if not auto:
+            return str(self.concurrency)
+        final, changes = auto["final"], auto["changes"]
+        return f"auto {auto['min']}-{auto['max']}: final {final} ({changes} changes)"
+
     def table_rows(self) -> list[tuple[str, str]]:
         """(label, value) pairs for the printed summary table."""
         lat = self.latency_ms
@@ -82,7 +90,7 @@ class Summary:
             ("seconds", f"{self.seconds:.2f}"),
             ("rows/s", f"{self.rows_per_s:,.0f}"),
             ("batches", f"{self.batches:,} x {self.batch_size:,}"),
-            ("concurrency / generators", f"{self.concurrency} / {self.generators}"),
+            ("concurrency / generators", f"{self._concurrency()} / {self.generators}"),
             ("errors / retries", f"{self.errors} / {self.retries}"),
             ("rejected / undelivered", f"{self.rejected} / {self.undelivered}"),
             ("latency p50/p95/p99 ms", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}"),

@@ -37,6 +37,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from async_etl.config import BenchSettings
+from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.delivery import Delivery
 from async_etl.core.plan import BatchPlanner, batches_per_unit
 from async_etl.core.records import w_generate_batches
@@ -44,6 +45,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import TransientError, first_etl_error
+from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.reporter import log_snapshot
@@ -89,6 +91,17 @@ class Engine(Stoppable):
         )
         self._random = random.Random(self.settings.seed)
         self.stats: RunStats | None = None
+        s = self.settings
+        self.adaptive = (
+            AdaptiveLimit(
+                AdaptiveSettings(
+                    minimum=s.concurrency_min, maximum=s.concurrency_max, initial=s.concurrency
+                ),
+                self.limits.sends,
+            )
+            if s.adaptive
+            else None
+        )
 
     async def __aenter__(self) -> Engine:
         await self._executor.start()
@@ -133,6 +146,8 @@ class Engine(Stoppable):
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._report, stats, handler, warm)
+                if self.adaptive is not None:
+                    outer.start_soon(self.adaptive.run, stats, time.perf_counter)
                 with anyio.CancelScope() as self._abort:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._produce, source, target, planner, send, deadline)
@@ -160,6 +175,7 @@ class Engine(Stoppable):
             reconciled=reconciled,
             stopped_by=self._stop_reason or "records",
             uvloop=running_uvloop(),
+            extra={"adaptive": self.adaptive.summary()} if self.adaptive is not None else None,
         )
 
     async def _produce(
@@ -220,7 +236,7 @@ class Engine(Stoppable):
         policy: RetryPolicy,
         borrower: object,
     ) -> None:
-        stats.in_flight += 1
+        stats.started_request()
         try:
             await deliver(sink, batch, stats, policy, self._random.random)
         finally:

@@ -15,10 +15,11 @@ log = structlog.get_logger("async_etl.reporter")
 
 
 def format_line(s: Snapshot) -> str:
-    """The live line: totals, rates, in-flight, latency and trouble counters."""
+    """The live line: totals, rates, in-flight (and adaptive limit), latency, trouble counters."""
+    limit = f" / limit {s.limit}" if s.limit else ""
     return (
         f"{s.rows_total:>13,} rows  {s.rows_per_s:>11,.0f} rows/s  (avg {s.rows_per_s_total:,.0f})"
-        f"  in-flight {s.in_flight:>3}  p50 {s.p50_ms:.1f} ms  p99 {s.p99_ms:.1f} ms"
+        f"  in-flight {s.in_flight:>3}{limit}  p50 {s.p50_ms:.1f} ms  p99 {s.p99_ms:.1f} ms"
         f"  errors {s.errors}  retries {s.retries}  rejected {s.rejected}"
     )
 

@@ -66,14 +66,14 @@ def open_sink(url: str, settings: BenchSettings) -> AsyncSink:
         from async_etl.sinks.postgres import PostgresSink
 
         return PostgresSink(
-            url, table=settings.table, concurrency=settings.concurrency, unlogged=settings.unlogged
+            url, table=settings.table, concurrency=settings.pool_size, unlogged=settings.unlogged
         )
     from async_etl.sinks.cratedb import CrateDBSink
 
     return CrateDBSink(
         url,
         table=settings.table,
-        concurrency=settings.concurrency,
+        concurrency=settings.pool_size,
         gzip_threshold=settings.gzip_threshold,
         timeout=settings.request_timeout,
     )
