@@ -127,3 +127,25 @@ def test_store_refresh_and_counting() -> None:
     assert table.visible_count() == 6
     table.refresh()
     assert table.visible_count() == 5
+
+
+def test_alter_table_add_column_extends_every_row() -> None:
+    """``ADD COLUMN``: a new nullable column, NULL in existing rows; a second add is 4091."""
+    from async_etl.testing.crate.protocol import CrateError
+    from async_etl.testing.crate.sqlast import AlterTable
+
+    catalog = Catalog(clock=lambda: 0.0)
+    ddl = parse("CREATE TABLE t (id INT PRIMARY KEY)")
+    assert isinstance(ddl, CreateTable)
+    catalog.create(ddl, "doc")
+    table = catalog.get(ddl.table, "doc")
+    table.put((1,), [1])
+    table.refresh()
+    alter = parse('ALTER TABLE t ADD COLUMN "email" TEXT')
+    assert isinstance(alter, AlterTable) and alter.add[0].name == "email"
+    table.add_column(alter.add[0])
+    assert table.get((1,)) == [1, None] and dict(table.visible_rows())[(1,)] == [1, None]
+    assert [c.name for c in table.columns] == ["id", "email"]
+    with pytest.raises(CrateError) as info:
+        table.add_column(alter.add[0])
+    assert info.value.code == 4091

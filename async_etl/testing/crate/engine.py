@@ -121,6 +121,8 @@ class Engine:
             return _ddl(1 if self.catalog.drop(stmt.table, schema, stmt.if_exists) else 0)
         if isinstance(stmt, AlterTable):
             table = self.catalog.get(stmt.table, schema)
+            for column in stmt.add:
+                table.add_column(column)
             for key, value in stmt.settings:
                 if value is None:
                     table.settings.pop(key, None)

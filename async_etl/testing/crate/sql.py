@@ -83,6 +83,9 @@ class _Parser(Cursor):
     def _stmt_alter(self) -> AlterTable:
         self.expect("table")
         table = self.table_name()
+        if self.accept("add"):
+            self.accept("column")
+            return AlterTable(table, (), (self.column_def([]),))
         if self.accept("reset"):
             return AlterTable(table, tuple((k, None) for k in self.paren_list(self.setting_key)))
         self.expect("set")

@@ -145,10 +145,11 @@ class DropTable:
 
 @dataclass(frozen=True, slots=True)
 class AlterTable:
-    """``ALTER TABLE t SET (k = v, ...)`` (and ``RESET``): settings only."""
+    """``ALTER TABLE t SET (k = v, ...)`` (and ``RESET``), or ``ADD [COLUMN] c type``."""
 
     table: TableName
     settings: tuple[tuple[str, Any], ...]
+    add: tuple[ColumnDef, ...] = ()
     param_count: int = 0
 
 

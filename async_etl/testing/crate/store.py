@@ -68,6 +68,28 @@ class Table:
         so filtered counts such as ``count(*) WHERE id >= ? AND id < ?`` stay truthful."""
         self._counted_keys_visible = 0
 
+    def add_column(self, column: ColumnDef) -> None:
+        """``ALTER TABLE ADD COLUMN``: a nullable column, NULL in every existing row.
+
+        Raises ``CrateError`` 4091 (as CrateDB) when the column exists, and for NOT NULL.
+        """
+        if column.name in self.index:
+            raise protocol.CrateError(
+                409, 4091, f"ColumnAlreadyExistsException[Column '{column.name}' already exists]"
+            )
+        if column.not_null:
+            raise protocol.CrateError(
+                400,
+                4000,
+                "UnsupportedFeatureException[NOT NULL is not supported by the "
+                "stand-in's ADD COLUMN]",
+            )
+        self.columns = (*self.columns, column)
+        self.index[column.name] = len(self.columns) - 1
+        self.casters = (*self.casters, column.type.caster())
+        self._live = {k: [*row, None] for k, row in self._live.items()}
+        self._visible = {k: [*row, None] for k, row in self._visible.items()}
+
     @property
     def fqn(self) -> str:
         """``schema.name``."""
