@@ -23,7 +23,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "": {"name": "str", "on_bad_row": "str"},
     "source": {"url": "url", "query": "str", "table": "table", "key": "columns",
                "incremental": "column"},
-    "target": {"url": "url", "table": "table"},
+    "target": {"url": "url", "table": "table", "schema_evolution": "str"},
     "scd": {"type": "int", "business_key": "columns", "tracked": "columns",
             "overwrite": "columns", "deletes": "str", "valid_from": "column",
             "valid_to": "column", "is_current": "column"},

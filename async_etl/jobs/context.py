@@ -111,6 +111,8 @@ class JobContext:
     stop: anyio.Event
     state_url: str
     policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(6, base=0.2, cap=5.0))
+    add_columns: tuple[tuple[str, str], ...] = ()
+    """Source columns the existing target lacks, to add in ``prepare`` (name, target type)."""
     batch_rows: int = 5_000
 
     @property

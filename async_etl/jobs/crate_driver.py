@@ -35,6 +35,7 @@ import anyio
 import orjson
 import structlog
 
+from async_etl.core import drift
 from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk, row_in_chunk
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
@@ -86,15 +87,28 @@ class CrateTarget:
         value = resp.rows[0][0] if resp.rows and resp.rows[0] else None
         return None if value is None else from_epoch_ms(value)
 
+    async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
+        """(name, CrateDB type) of the target table's columns in order; None: no such table."""
+        schema, _, name = self.table.rpartition(".")
+        st = drift.target_columns_sql("cratedb")
+        args = st.args({"schema": schema or self.endpoint.schema or "doc", "table": name})
+        async with holder(self.url), self._client() as client:
+            resp = await client.execute(st.text, args)
+        rows = [(str(r[0]), str(r[1])) for r in resp.rows or () if "[" not in str(r[0])]
+        return rows or None
+
     async def prepare(self, ctx: JobContext) -> None:
-        """``CREATE TABLE IF NOT EXISTS`` with the deterministic primary key."""
+        """``CREATE TABLE IF NOT EXISTS`` with the deterministic primary key; add columns."""
         try:
             columns = [(n, crate_type(t)) for n, t in ctx.columns]
-            ddl = crate.target_ddl(self.table, columns, ctx.cols)
+            ddl = [crate.target_ddl(self.table, columns, ctx.cols)]
+            ddl += [drift.add_column_sql("cratedb", self.table, n, t).text
+                    for n, t in ctx.add_columns]  # fmt: skip
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
         async with ctx.hold(self.url), self._client() as client:
-            await self._retry(ctx, lambda: client.execute(ddl))
+            for text in ddl:
+                await self._retry(ctx, lambda text=text: client.execute(text))
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Read, diff and write one chunk (safe to repeat); the runner checkpoints it."""

@@ -98,8 +98,12 @@ class Target(Protocol):
         """Reach the target; the latest version start there (None: no table, or type 1)."""
         ...
 
+    async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
+        """(name, type as this target names it) of the target table's columns; None: no table."""
+        ...
+
     async def prepare(self, ctx: JobContext) -> None:
-        """Create the target table (and whatever else the driver needs) if missing."""
+        """Create the target table (and what the driver needs) if missing; add ``add_columns``."""
         ...
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:

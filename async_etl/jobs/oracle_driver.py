@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from async_etl.core import drift
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
 from async_etl.core.classify import classify_oracle
@@ -44,7 +45,7 @@ from async_etl.jobs.oracle_conn import oracle_connection, oracle_params
 
 __all__ = ["OracleTarget", "oracle_bind"]
 
-_EXISTS = frozenset({"ORA-00955", "ORA-01408"})
+_EXISTS = frozenset({"ORA-00955", "ORA-01408", "ORA-01430"})
 
 
 def oracle_bind(value: Any) -> Any:
@@ -109,14 +110,34 @@ class OracleTarget:
             return None
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
+    async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
+        """(name, Oracle type) of the target table's columns in order; None: no such table."""
+        async with self.connection(holder) as conn:
+            cursor = conn.cursor()
+            owner, _, name = self.table.upper().rpartition(".")
+            if not owner:
+                await cursor.execute("SELECT USER FROM dual")
+                owner = str((await cursor.fetchone())[0])
+            st = drift.target_columns_sql("oracle")
+            await cursor.execute(st.text, st.args({"owner": owner, "table": name}))
+            rows = await cursor.fetchall()
+        return [(str(r[0]), drift.oracle_column_type(*r[1:])) for r in rows] or None
+
     async def prepare(self, ctx: JobContext) -> None:
-        """Create the target, its staging table and its reject probe if missing."""
+        """Create the target, its staging table and its reject probe if missing; add columns.
+
+        Added columns (``ctx.add_columns``) go to the target, and to staging and probe when
+        those exist already (``ORA-01430``, already there, is ignored like ``ORA-00955``).
+        """
         import oracledb
 
         try:
             columns = [(n, oracle_type(t)) for n, t in ctx.columns]
             ddl = [*ora.target_ddl(self.table, columns, ctx.cols),
                    ora.staging_ddl(self.staging, columns)]  # fmt: skip
+            alters = [drift.add_column_sql("oracle", table, n, t).text
+                      for table in (self.table, self.staging, self.probe)
+                      for n, t in ctx.add_columns]  # fmt: skip
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
         probe = (
@@ -125,7 +146,7 @@ class OracleTarget:
         )
         async with self.connection(ctx.hold) as conn:
             cursor = conn.cursor()
-            for text in [st.text for st in ddl] + [probe]:
+            for text in [st.text for st in ddl] + [probe] + alters:
                 try:
                     await cursor.execute(text)
                 except oracledb.Error as exc:

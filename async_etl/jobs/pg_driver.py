@@ -28,8 +28,8 @@ from typing import Any
 import anyio
 import orjson
 
+from async_etl.core import drift, state_sql
 from async_etl.core import scd_sql_pg as pg
-from async_etl.core import state_sql
 from async_etl.core.chunks import Chunk
 from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.specs import ScdColumns
@@ -68,10 +68,20 @@ class PgTarget:
             )
             return value
 
+    async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
+        """(name, type) of the target table's columns in order; None when it does not exist."""
+        st = drift.target_columns_sql("postgresql")
+        async with self.connection(holder, app) as conn:
+            rows = await conn.fetch(st.text, *st.args({"table": self.table}))
+        return [(str(r[0]), str(r[1])) for r in rows] or None
+
     async def prepare(self, ctx: JobContext) -> None:
-        """Create the target table and its indexes if missing."""
+        """Create the target table and its indexes if missing; add ``ctx.add_columns``."""
         try:
             ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols)
+            ddl += [
+                drift.add_column_sql("postgresql", self.table, n, t) for n, t in ctx.add_columns
+            ]
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
         async with self.connection(ctx.hold, ctx.app) as conn:

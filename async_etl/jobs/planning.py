@@ -1,6 +1,7 @@
 """Before the first chunk: preflight (reads only), then the run's plan (new or resumed).
 
 Preflight touches nothing: it reads the source's columns, resolves ``[scd]`` against them,
+compares them with an existing target's (``schema_drift``: added / dropped / retyped columns),
 reaches the target (and reads its latest ``valid_from``) and the state store, and decides the
 run: resume the job's unfinished run (same run id, same as-of T, same stored chunk plan) unless
 ``fresh``, else a new run at T = ``options.as_of`` or now.  T is truncated to milliseconds (the
@@ -27,6 +28,7 @@ from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.endpoints import Source, Target, source_connection
+from async_etl.jobs.schema_drift import check_drift
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 
@@ -47,6 +49,8 @@ class Decision:
     run_id: str
     as_of: datetime
     resumed_plan: dict[str, Any] | None
+    add_columns: tuple[tuple[str, str], ...] = ()
+    """Source columns to add to the existing target (``[target] schema_evolution``)."""
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ async def preflight(
         raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "
                           f"({', '.join(names)})")  # fmt: skip
     cols = spec.scd.resolve(names, [t for _, t in columns])
+    add = await check_drift(spec, columns, cols, target, holder, app)
     try:
         latest = await target.max_valid_from(holder, app, cols)
     except AsyncEtlError as exc:
@@ -116,7 +121,7 @@ async def preflight(
         raise ConfigError(f"job {spec.name}: as-of {as_of.isoformat()} is before the latest "
                           f"version in {spec.target.table} ({latest.isoformat()}); a run may "
                           "not rewrite history")  # fmt: skip
-    return Decision(columns, cols, run_id, as_of, plan)
+    return Decision(columns, cols, run_id, as_of, plan, add)
 
 
 async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: StateStore) -> Plan:

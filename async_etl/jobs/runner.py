@@ -127,6 +127,7 @@ class _JobRun:
                 hold=self.holder,
                 stop=anyio.Event(),
                 state_url=store.url,
+                add_columns=decision.add_columns,
             )
             self.ctx = ctx
             self.holder.stop = ctx.stop

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from async_etl.core.drift import Evolution
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -71,10 +72,15 @@ class SourceSpec(_MaskedRepr):
 
 @dataclass(frozen=True, slots=True, repr=False)
 class TargetSpec(_MaskedRepr):
-    """The ``[target]`` section."""
+    """The ``[target]`` section.
+
+    ``schema_evolution``: what a source column the existing target lacks does: ``"none"``
+    (preflight refuses the run) or ``"add_columns"`` (the run adds it, nullable).
+    """
 
     url: str
     table: str
+    schema_evolution: Evolution = "none"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -155,8 +161,12 @@ def _build(v: _Values, path: str) -> JobSpec:
     if on_bad_row not in ("fail", "reject"):
         raise v.error("", "on_bad_row", f"expected 'fail' or 'reject', got {on_bad_row!r}")
     source = _source(v)
+    evolution = v.get("target", "schema_evolution", "none")
+    if evolution not in ("none", "add_columns"):
+        raise v.error("target", "schema_evolution",
+                      f"expected 'none' or 'add_columns', got {evolution!r}")  # fmt: skip
     target = TargetSpec(url=_url(v, "target", ("postgresql", "oracle", "cratedb")),
-                        table=v.require("target", "table"))  # fmt: skip
+                        table=v.require("target", "table"), schema_evolution=evolution)  # fmt: skip
     scd = _scd(v, source)
     parallel = ParallelSpec(
         enabled=v.get("parallel", "enabled", True),

@@ -1,0 +1,243 @@
+"""Source schema drift: the source's columns against an existing target table's, before writing.
+
+Theory of operation
+-------------------
+Preflight reads the source's columns (PostgreSQL type names) and, when the target table
+exists, the target's columns as that target names its types.  ``compare`` maps each source
+type to the type the target would have been created with (``expect``: the identity for
+PostgreSQL, ``crate_type`` / ``oracle_type`` for the others) and sorts the differences:
+
+* **added**: a source column the target lacks;
+* **dropped**: a target data column (not one of the SCD columns) the source lacks;
+* **retyped**: a column whose target type cannot hold the source's values without changing
+  them (``fits`` is False): another family (text vs integer, timestamp vs timestamptz), a
+  narrower float, a numeric scale that would round.  Widening is fine (integer into bigint or
+  numeric, real into double precision, any text into any text; a value too long or too large
+  for the target is refused by the database row by row, never silently changed).
+
+``decide`` turns a drift into one line naming the first column, or, with
+``schema_evolution = "add_columns"``, into the columns to add (nullable, the type the target
+would have created).  Dropped and retyped columns are refused in every mode: a run never
+drops or retypes a target column.  ``add_column_sql`` renders the ``ALTER TABLE`` per target.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from async_etl.core.scd_sql_common import Sql, check_type, quote
+
+__all__ = [
+    "Column",
+    "Drift",
+    "Evolution",
+    "add_column_sql",
+    "compare",
+    "decide",
+    "oracle_column_type",
+    "oracle_fits",
+    "sql_fits",
+    "target_columns_sql",
+]
+
+Column = tuple[str, str]
+"""(column name, type name)."""
+
+Evolution = Literal["none", "add_columns"]
+
+_TEXT = frozenset({"text", "character varying", "character", "varchar", "char", "string"})
+_INTS = ("smallint", "integer", "bigint")
+_ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
+          "bool": "boolean", "float8": "double precision", "float4": "real",
+          "timestamptz": "timestamp with time zone", "decimal": "numeric"}  # fmt: skip
+_ORA_TEXT = frozenset({"VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR", "CLOB", "NCLOB"})
+_MODS = re.compile(r"\(([^)]*)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """How an existing target's columns differ from the source's (each in source order)."""
+
+    added: tuple[Column, ...] = ()
+    """Source columns the target lacks: (name, type the target would give it)."""
+    dropped: tuple[Column, ...] = ()
+    """Target data columns the source lacks: (name, target type)."""
+    retyped: tuple[tuple[str, str, str], ...] = ()
+    """(name, type the source's values need, the target's type) that does not fit."""
+
+    @property
+    def empty(self) -> bool:
+        """True when the target matches the source."""
+        return not (self.added or self.dropped or self.retyped)
+
+
+def _split(type_name: str) -> tuple[str, tuple[str, ...], bool]:
+    """(base name, modifiers, is array) of a type name in PostgreSQL or CrateDB spelling."""
+    t = " ".join(type_name.strip().lower().split())
+    array = False
+    if t.endswith("[]"):
+        t, array = t[:-2].strip(), True
+    elif t.endswith("_array"):
+        t, array = t[: -len("_array")], True
+    elif t.startswith("array(") and t.endswith(")"):
+        t, array = t[len("array(") : -1].strip(), True
+    mods = tuple(m.strip() for group in _MODS.findall(t) for m in group.split(","))
+    base = " ".join(_MODS.sub(" ", t).split())
+    return _ALIAS.get(base, base), mods, array
+
+
+def _scale(mods: tuple[str, ...]) -> int | None:
+    """The scale of ``numeric(p[,s])`` (None: unconstrained)."""
+    if not mods:
+        return None
+    return int(mods[1]) if len(mods) > 1 else 0
+
+
+def sql_fits(source: str, target: str) -> bool:
+    """True when a column of type ``target`` holds every ``source`` value unchanged (or refuses it).
+
+    Both in PostgreSQL / CrateDB spelling (``character varying(20)``, ``bigint[]``,
+    ``text_array``, ``ARRAY(TEXT)``).
+    """
+    sb, smods, sarr = _split(source)
+    tb, tmods, tarr = _split(target)
+    if sarr != tarr:
+        return False
+    if sb in _TEXT and tb in _TEXT:
+        return True
+    if sb in _INTS and (tb in _INTS or (tb == "numeric" and _scale(tmods) in (None, 0))):
+        return True
+    if sb == "numeric" and tb == "numeric":
+        ts, ss = _scale(tmods), _scale(smods)
+        return ts is None if ss is None else ts is None or ts >= ss
+    if sb == "real" and tb == "double precision":
+        return True
+    return sb == tb
+
+
+def oracle_column_type(data_type: str, precision: int | None, scale: int | None,
+                       char_length: int | None) -> str:  # fmt: skip
+    """An Oracle column as ``oracle_type`` spells it, from ``all_tab_columns``' fields."""
+    base = " ".join(_MODS.sub(" ", data_type.upper()).split())
+    if base == "NUMBER":
+        if precision is None:
+            return "NUMBER" if scale is None else f"NUMBER(38,{scale})"
+        return f"NUMBER({precision})" if not scale else f"NUMBER({precision},{scale})"
+    if base in ("VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR") and char_length:
+        return f"{base}({char_length} CHAR)"
+    return base
+
+
+def oracle_fits(source: str, target: str) -> bool:
+    """True when an Oracle ``target`` column holds every value of type ``source`` (Oracle)."""
+    sb, tb = (" ".join(_MODS.sub(" ", t.upper()).split()) for t in (source, target))
+    if sb in _ORA_TEXT and tb in _ORA_TEXT:
+        return True
+    if sb == "NUMBER" and tb == "NUMBER":
+        smods, tmods = (tuple(_MODS.findall(t)[0].split(",")) if "(" in t else ()
+                        for t in (source, target))  # fmt: skip
+        ts, ss = _scale(tmods), _scale(smods)
+        return ts is None if ss is None else ts is None or ts >= ss
+    if sb == "BINARY_FLOAT" and tb == "BINARY_DOUBLE":
+        return True
+    return sb == tb
+
+
+def compare(
+    source: Sequence[Column],
+    target: Sequence[Column],
+    meta: Collection[str],
+    expect: Callable[[str], str],
+    fits: Callable[[str, str], bool],
+) -> Drift:
+    """The drift of an existing ``target`` (its columns) from ``source`` (PostgreSQL types).
+
+    ``meta`` names the target's SCD columns (valid_from ...), which the source never has.
+    Names match case-insensitively (Oracle reports upper case).
+    """
+    have = {n.lower(): t for n, t in target}
+    names = {n.lower() for n, _ in source}
+    skip = {m.lower() for m in meta}
+    added, retyped = [], []
+    for name, pg_type in source:
+        want = expect(pg_type)
+        got = have.get(name.lower())
+        if got is None:
+            added.append((name, want))
+        elif not fits(want, got):
+            retyped.append((name, want, got))
+    dropped = [(n, t) for n, t in target if n.lower() not in names and n.lower() not in skip]
+    return Drift(tuple(added), tuple(dropped), tuple(retyped))
+
+
+def _more(items: Sequence[Column] | Sequence[tuple[str, str, str]]) -> str:
+    rest = [i[0] for i in items[1:]]
+    return f" (and {len(rest)} more: {', '.join(rest)})" if rest else ""
+
+
+def decide(drift: Drift, table: str, evolution: Evolution) -> tuple[str | None, tuple[Column, ...]]:
+    """(one-line refusal or None, columns to add) for ``drift`` of target ``table``.
+
+    Retyped columns come first, then dropped, then added (only added ones can evolve).
+    """
+    if drift.retyped:
+        name, want, got = drift.retyped[0]
+        return (f'column "{name}" of target {table} is {got}, but the source now gives '
+                f"{want} values{_more(drift.retyped)}; a run never retypes a column: change "
+                "the target (or cast in the source query)", ())  # fmt: skip
+    if drift.dropped:
+        name, got = drift.dropped[0]
+        return (f'target {table} has column "{name}" ({got}) that the source no longer '
+                f"has{_more(drift.dropped)}; a run never drops a column: select it again "
+                f"(e.g. NULL AS {name}) or drop it from the target", ())  # fmt: skip
+    if drift.added and evolution != "add_columns":
+        name, want = drift.added[0]
+        return (f'the source has column "{name}" ({want}) that target {table} lacks'
+                f'{_more(drift.added)}; add it there, or set [target] schema_evolution = '
+                '"add_columns"', ())  # fmt: skip
+    return None, drift.added
+
+
+def add_column_sql(dialect: str, table: str, name: str, type_name: str) -> Sql:
+    """``ALTER TABLE`` adding a nullable column ``name`` of ``type_name`` (the target's own type).
+
+    ``dialect`` is ``postgresql``, ``cratedb`` or ``oracle``; raises ``ValueError`` for
+    another, or a malformed type.
+    """
+    kind = check_type(type_name)
+    if dialect == "postgresql":
+        t, c = quote(table), quote(name)
+        return Sql(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} {kind}")
+    if dialect == "cratedb":
+        t, c = quote(table, "crate"), quote(name, "crate")
+        return Sql(f"ALTER TABLE {t} ADD COLUMN {c} {kind}")
+    if dialect == "oracle":
+        t, c = quote(table, "oracle"), quote(name, "oracle")
+        return Sql(f"ALTER TABLE {t} ADD ({c} {kind})")
+    raise ValueError(f"no ALTER TABLE for dialect {dialect!r}")
+
+
+def target_columns_sql(dialect: str) -> Sql:
+    """The target table's columns in order, as (name, type) rows; no rows: no such table.
+
+    Binds: PostgreSQL ``table`` (``schema.name``); CrateDB ``schema``, ``table``; Oracle
+    ``owner``, ``table`` (upper case), and the rows are ``all_tab_columns`` fields for
+    ``oracle_column_type``.  Raises ``ValueError`` for another dialect.
+    """
+    if dialect == "postgresql":
+        return Sql("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                   "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped "
+                   "ORDER BY attnum", ("table",))  # fmt: skip
+    if dialect == "cratedb":
+        return Sql("SELECT column_name, data_type FROM information_schema.columns "
+                   "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                   ("schema", "table"))  # fmt: skip
+    if dialect == "oracle":
+        return Sql("SELECT column_name, data_type, data_precision, data_scale, char_length "
+                   "FROM all_tab_columns WHERE owner = :1 AND table_name = :2 "
+                   "ORDER BY column_id", ("owner", "table"))  # fmt: skip
+    raise ValueError(f"no column listing for dialect {dialect!r}")

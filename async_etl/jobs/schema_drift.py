@@ -1,0 +1,62 @@
+"""Preflight's schema-drift check: the source's columns against the existing target's.
+
+Reads only (one target connection).  The decision is ``core.drift``'s; this module picks the
+target's type mapping (PostgreSQL: the source's own types; CrateDB: ``crate_type``; Oracle:
+``oracle_type``) and turns a refusal into a ``ConfigError`` (exit status 2, before anything is
+written or any run is recorded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from async_etl.core import drift
+from async_etl.core.specs import ScdColumns
+from async_etl.core.urls import dialect_of
+from async_etl.errors import AsyncEtlError, ConfigError, unusable
+from async_etl.jobs.coltypes import crate_type, oracle_type
+from async_etl.jobs.context import Holder
+from async_etl.jobs.endpoints import Target
+from async_etl.jobs.spec import JobSpec
+
+__all__ = ["check_drift"]
+
+log = structlog.get_logger(__name__)
+
+_TYPES: dict[str, tuple[Callable[[str], str], Callable[[str, str], bool]]] = {
+    "postgresql": (lambda t: t, drift.sql_fits),
+    "cratedb": (crate_type, drift.sql_fits),
+    "oracle": (oracle_type, drift.oracle_fits),
+}
+
+
+async def check_drift(
+    spec: JobSpec,
+    columns: Sequence[tuple[str, str]],
+    cols: ScdColumns,
+    target: Target,
+    holder: Holder,
+    app: str,
+) -> tuple[tuple[str, str], ...]:
+    """The columns to add to the target (name, target type); () when none or no table yet.
+
+    Raises ``ConfigError`` naming the first added, dropped or retyped column when the run may
+    not proceed, and ``unusable(...)`` when the target cannot be read.
+    """
+    try:
+        existing = await target.columns(holder, app)
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
+    if existing is None:
+        return ()
+    expect, fits = _TYPES[str(dialect_of(spec.target.url))]
+    meta = (cols.valid_from, cols.valid_to, cols.is_current) if cols.type == 2 else ()
+    found = drift.compare(columns, existing, meta, expect, fits)
+    problem, add = drift.decide(found, spec.target.table, spec.target.schema_evolution)
+    if problem is not None:
+        raise ConfigError(f"job {spec.name}: schema drift: {problem}")
+    if add:
+        log.info("schema_evolution", table=spec.target.table, add=[n for n, _ in add])
+    return add

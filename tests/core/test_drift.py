@@ -1,0 +1,167 @@
+"""Schema drift: source vs existing target columns, the one-line refusal, ADD COLUMN per target."""
+
+from __future__ import annotations
+
+import pytest
+from cratedb_sqlparse import sqlparse as crate_parse
+
+from async_etl.core import drift
+from async_etl.core.drift import Drift
+from async_etl.errors import ConfigError
+from async_etl.jobs.coltypes import crate_type, oracle_type
+from async_etl.jobs.spec import parse_job
+
+SOURCE = [("id", "bigint"), ("name", "text"), ("email", "character varying(40)")]
+META = ("valid_from", "valid_to", "is_current")
+
+
+def _same(t: str) -> str:
+    return t
+
+
+def test_compare_sorts_added_dropped_and_retyped() -> None:
+    """A new source column is added, a vanished one dropped, a changed family retyped."""
+    target = [("id", "bigint"), ("name", "integer"), ("city", "text"),
+              ("valid_from", "timestamp with time zone"), ("is_current", "boolean")]  # fmt: skip
+    found = drift.compare(SOURCE, target, META, _same, drift.sql_fits)
+    assert found == Drift(
+        added=(("email", "character varying(40)"),),
+        dropped=(("city", "text"),),
+        retyped=(("name", "text", "integer"),),
+    )
+
+
+def test_compare_of_a_matching_target_is_empty() -> None:
+    """The table a job created from these columns shows no drift (SCD columns ignored)."""
+    target = [*SOURCE, ("valid_from", "timestamptz"), ("valid_to", "timestamptz"),
+              ("is_current", "boolean")]  # fmt: skip
+    assert drift.compare(SOURCE, target, META, _same, drift.sql_fits).empty
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("integer", "bigint"), ("smallint", "integer"), ("bigint", "numeric"),
+     ("character varying(20)", "text"), ("text", "character varying(5)"),
+     ("real", "double precision"), ("numeric(12,2)", "numeric"), ("numeric(12,2)", "numeric(14,4)"),
+     ("integer[]", "ARRAY(INTEGER)"), ("text[]", "text_array"), ("INTEGER", "integer"),
+     ("timestamp(3) with time zone", "timestamp with time zone")],
+)  # fmt: skip
+def test_widening_fits(source: str, target: str) -> None:
+    """Every source value fits the target unchanged, or the database refuses it loudly."""
+    assert drift.sql_fits(source, target)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("text", "integer"), ("integer", "text"), ("double precision", "real"),
+     ("double precision", "bigint"), ("numeric(12,2)", "numeric(12,1)"),
+     ("numeric", "numeric(10,2)"),
+     ("numeric(5,2)", "bigint"), ("timestamp with time zone", "timestamp without time zone"),
+     ("json", "jsonb"), ("integer[]", "integer"), ("text", "text_array"), ("date", "timestamp")],
+)  # fmt: skip
+def test_value_changing_types_do_not_fit(source: str, target: str) -> None:
+    """Another family, a narrower float or a rounding scale counts as retyped."""
+    assert not drift.sql_fits(source, target)
+
+
+@pytest.mark.parametrize(
+    "pg_type", ["bigint", "text", "integer[]", "double precision", "timestamp with time zone"]
+)
+def test_crate_target_created_by_a_job_fits_its_source(pg_type: str) -> None:
+    """CrateDB's information_schema names match ``crate_type`` of the source type."""
+    reported = crate_type(pg_type).lower().replace("array(", "").replace(")", "_array")
+    assert drift.sql_fits(crate_type(pg_type), reported)
+
+
+@pytest.mark.parametrize(
+    ("fields", "want"),
+    [(("NUMBER", 19, 0, None), "NUMBER(19)"), (("NUMBER", None, None, None), "NUMBER"),
+     (("NUMBER", 12, 2, None), "NUMBER(12,2)"), (("VARCHAR2", None, None, 40), "VARCHAR2(40 CHAR)"),
+     (("TIMESTAMP(6) WITH TIME ZONE", None, 6, None), "TIMESTAMP WITH TIME ZONE"),
+     (("TIMESTAMP(6)", None, 6, None), "TIMESTAMP"), (("BINARY_DOUBLE", None, None, None),
+                                                      "BINARY_DOUBLE")],
+)  # fmt: skip
+def test_oracle_column_type_from_all_tab_columns(fields: tuple, want: str) -> None:  # type: ignore[type-arg]
+    """``all_tab_columns`` fields give the type as ``oracle_type`` spells it."""
+    assert drift.oracle_column_type(*fields) == want
+
+
+@pytest.mark.parametrize("pg_type", ["bigint", "integer", "text", "character varying(20)",
+                                     "numeric(12,2)", "numeric", "double precision", "boolean",
+                                     "timestamp with time zone", "date"])  # fmt: skip
+def test_oracle_target_created_by_a_job_fits_its_source(pg_type: str) -> None:
+    """The Oracle type a job creates, read back from all_tab_columns, fits its source."""
+    made = oracle_type(pg_type)
+    base = made.split("(")[0]
+    mods = made[len(base) :].strip("()").split(",") if "(" in made else []
+    precision = int(mods[0].split()[0]) if mods and base == "NUMBER" else None
+    scale = (int(mods[1]) if len(mods) > 1 else 0) if precision is not None else None
+    length = int(mods[0].split()[0]) if mods and base != "NUMBER" else None
+    assert drift.oracle_fits(made, drift.oracle_column_type(base, precision, scale, length))
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "ok"),
+    [("NUMBER(19)", "NUMBER(12,2)", True), ("NUMBER(12,2)", "NUMBER(19)", False),
+     ("NUMBER", "NUMBER(19)", False), ("VARCHAR2(4000)", "CLOB", True),
+     ("BINARY_DOUBLE", "NUMBER", False), ("BINARY_FLOAT", "BINARY_DOUBLE", True),
+     ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP", False)],
+)  # fmt: skip
+def test_oracle_fits(source: str, target: str, ok: bool) -> None:
+    """Oracle: text into any text, NUMBER only without rounding, no family change."""
+    assert drift.oracle_fits(source, target) is ok
+
+
+@pytest.mark.parametrize(
+    ("found", "needle"),
+    [(Drift(added=(("email", "text"), ("tier", "integer"))),
+      'the source has column "email" (text) that target dw.dim lacks (and 1 more: tier)'),
+     (Drift(dropped=(("city", "text"),)), 'target dw.dim has column "city" (text) that the '
+      "source no longer has"),
+     (Drift(added=(("email", "text"),), retyped=(("v", "text", "integer"),)),
+      'column "v" of target dw.dim is integer, but the source now gives text values')],
+)  # fmt: skip
+def test_decide_refuses_in_one_line_naming_the_column(found: Drift, needle: str) -> None:
+    """Without evolution any drift is one line naming its first column (retyped first)."""
+    problem, add = drift.decide(found, "dw.dim", "none")
+    assert problem is not None and needle in problem and "\n" not in problem, problem
+    assert add == ()
+
+
+def test_decide_with_add_columns_evolves_only_added_columns() -> None:
+    """``add_columns`` adds new columns; dropped and retyped ones are still refused."""
+    added = Drift(added=(("email", "text"),))
+    assert drift.decide(added, "t", "add_columns") == (None, (("email", "text"),))
+    dropped = Drift(added=(("email", "text"),), dropped=(("city", "text"),))
+    problem, add = drift.decide(dropped, "t", "add_columns")
+    assert problem is not None and '"city"' in problem and add == ()
+
+
+def test_add_column_sql_per_dialect() -> None:
+    """Nullable ADD COLUMN in each dialect's quoting; CrateDB's grammar accepts its form."""
+    assert drift.add_column_sql("postgresql", "dw.dim", "email", "text").text == (
+        'ALTER TABLE "dw"."dim" ADD COLUMN IF NOT EXISTS "email" text'
+    )
+    assert drift.add_column_sql("oracle", "dw.dim", "email", "VARCHAR2(40 CHAR)").text == (
+        'ALTER TABLE "DW"."DIM" ADD ("EMAIL" VARCHAR2(40 CHAR))'
+    )
+    crate = drift.add_column_sql("cratedb", "dw.dim", "tags", "ARRAY(TEXT)").text
+    assert crate == 'ALTER TABLE "dw"."dim" ADD COLUMN "tags" ARRAY(TEXT)'
+    crate_parse(crate, raise_exception=True)
+    crate_parse(drift.target_columns_sql("cratedb").text, raise_exception=True)
+    with pytest.raises(ValueError, match="bad identifier"):
+        drift.add_column_sql("postgresql", "dw.dim", "e; drop", "text")
+
+
+def _job(extra: str) -> str:
+    return ('name = "j"\n[source]\nurl = "postgresql://u@h/db"\ntable = "s"\nkey = ["id"]\n'
+            f'[target]\nurl = "postgresql://u@h/db"\ntable = "t"\n{extra}\n')  # fmt: skip
+
+
+def test_schema_evolution_setting_is_read_and_checked() -> None:
+    """``[target] schema_evolution``: default none, add_columns accepted, others one line."""
+    assert parse_job(_job(""), env={}).target.schema_evolution == "none"
+    spec = parse_job(_job('schema_evolution = "add_columns"'), env={})
+    assert spec.target.schema_evolution == "add_columns"
+    with pytest.raises(ConfigError, match=r"\[target\] schema_evolution: expected 'none' or"):
+        parse_job(_job('schema_evolution = "drop_columns"'), env={})
