@@ -153,24 +153,31 @@ def compare(
     meta: Collection[str],
     expect: Callable[[str], str],
     fits: Callable[[str, str], bool],
+    *,
+    fold: bool = False,
 ) -> Drift:
     """The drift of an existing ``target`` (its columns) from ``source`` (PostgreSQL types).
 
     ``meta`` names the target's SCD columns (valid_from ...), which the source never has.
-    Names match case-insensitively (Oracle reports upper case).
+    With ``fold`` names match case-insensitively (Oracle, whose target names are upper case);
+    otherwise exactly (PostgreSQL and CrateDB keep quoted names as written).
     """
-    have = {n.lower(): t for n, t in target}
-    names = {n.lower() for n, _ in source}
-    skip = {m.lower() for m in meta}
+
+    def key(name: str) -> str:
+        return name.lower() if fold else name
+
+    have = {key(n): t for n, t in target}
+    names = {key(n) for n, _ in source}
+    skip = {key(m) for m in meta}
     added, retyped = [], []
     for name, pg_type in source:
         want = expect(pg_type)
-        got = have.get(name.lower())
+        got = have.get(key(name))
         if got is None:
             added.append((name, want))
         elif not fits(want, got):
             retyped.append((name, want, got))
-    dropped = [(n, t) for n, t in target if n.lower() not in names and n.lower() not in skip]
+    dropped = [(n, t) for n, t in target if key(n) not in names and key(n) not in skip]
     return Drift(tuple(added), tuple(dropped), tuple(retyped))
 
 

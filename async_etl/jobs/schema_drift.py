@@ -51,9 +51,10 @@ async def check_drift(
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
     if existing is None:
         return ()
-    expect, fits = _TYPES[str(dialect_of(spec.target.url))]
+    dialect = str(dialect_of(spec.target.url))
+    expect, fits = _TYPES[dialect]
     meta = (cols.valid_from, cols.valid_to, cols.is_current) if cols.type == 2 else ()
-    found = drift.compare(columns, existing, meta, expect, fits)
+    found = drift.compare(columns, existing, meta, expect, fits, fold=dialect == "oracle")
     problem, add = drift.decide(found, spec.target.table, spec.target.schema_evolution)
     if problem is not None:
         raise ConfigError(f"job {spec.name}: schema drift: {problem}")

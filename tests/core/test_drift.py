@@ -38,6 +38,16 @@ def test_compare_of_a_matching_target_is_empty() -> None:
     assert drift.compare(SOURCE, target, META, _same, drift.sql_fits).empty
 
 
+def test_names_fold_only_for_oracle() -> None:
+    """Oracle's upper-case target names match; PostgreSQL's ``Email`` and ``email`` differ."""
+    source = [("id", "bigint"), ("email", "text")]
+    upper = [("ID", "NUMBER(19)"), ("EMAIL", "VARCHAR2(4000)")]
+    assert drift.compare(source, upper, (), oracle_type, drift.oracle_fits, fold=True).empty
+    mixed = [("id", "bigint"), ("Email", "text")]
+    found = drift.compare(source, mixed, (), _same, drift.sql_fits)
+    assert (found.added, found.dropped) == ((("email", "text"),), (("Email", "text"),))
+
+
 @pytest.mark.parametrize(
     ("source", "target"),
     [("integer", "bigint"), ("smallint", "integer"), ("bigint", "numeric"),
