@@ -7,23 +7,33 @@ picklable: a job run is a self-contained unit that could be shipped to another p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import anyio
 
+from async_etl.core.retry import RetryPolicy
 from async_etl.errors import ErrorKind
+
+JOB_RETRY = RetryPolicy(max_retries=6, base=0.2, cap=5.0)
+"""The default retry policy of a mapper job run."""
 
 RunStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "STOPPED"]
 
 
 @dataclass(frozen=True, slots=True)
 class JobOptions:
-    """How to run a job: the as-of time (None: run start, or the resumed run's), fresh start."""
+    """How to run a job: the as-of time (None: run start, or the resumed run's), fresh start.
+
+    ``retry`` is the run's retry policy: every database round trip of the run (preflight,
+    estimate, chunk planning, target preparation, each chunk, the state tables) meets a
+    transient failure with it.
+    """
 
     as_of: datetime | None = None
     fresh: bool = False
+    retry: RetryPolicy = field(default_factory=lambda: JOB_RETRY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import anyio
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import StopRequested
-from async_etl.jobs.api import ConnectionBudget
+from async_etl.jobs.api import JOB_RETRY, ConnectionBudget
 from async_etl.jobs.budget import database_key, hold
 from async_etl.jobs.spec import JobSpec
 
@@ -110,7 +110,7 @@ class JobContext:
     hold: BudgetHolder
     stop: anyio.Event
     state_url: str
-    policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(6, base=0.2, cap=5.0))
+    policy: RetryPolicy = field(default_factory=lambda: JOB_RETRY)
     add_columns: tuple[tuple[str, str], ...] = ()
     """Source columns the existing target lacks, to add in ``prepare`` (name, target type)."""
     batch_rows: int = 5_000

@@ -40,13 +40,15 @@ from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk, row_in_chunk
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.specs import ScdColumns
-from async_etl.errors import AsyncEtlError, ConfigError, DataError, LoadError, TransientError
+from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.context import ChunkResult, Holder, JobContext, Reject, key_json
 from async_etl.jobs.endpoints import Source, source_connection
+from async_etl.runtime.retrying import retrying
 from async_etl.sinks.crate_client import CrateDBClient
 
 INNER_RETRIES = 3
@@ -261,8 +263,7 @@ class CrateTarget:
     async def _backoff(self, ctx: JobContext, attempt: int, exc: TransientError) -> None:
         # bulk-level retries resend only the failed items; they sit inside the runner's chunk
         # retries, so they are kept few (the chunk retry is the outer loop, not a multiplier)
-        inner = replace(ctx.policy, max_retries=min(INNER_RETRIES, ctx.policy.max_retries))
-        decision = inner.decide(
+        decision = _inner(ctx.policy).decide(
             attempt, retryable=True, jitter=random.random(), retry_after=exc.retry_after
         )
         if not decision.retry:
@@ -271,15 +272,7 @@ class CrateTarget:
         await anyio.sleep(decision.delay)
 
     async def _retry(self, ctx: JobContext, call: Any) -> Any:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await call()
-            except TransientError as exc:
-                await self._backoff(ctx, attempt, exc)
-            except AsyncEtlError:
-                raise
+        return await retrying(call, _inner(ctx.policy), what=self.where)
 
 
 def _first_column_range(
@@ -318,3 +311,8 @@ def _body_of(stmt: str, batch: Sequence[Sequence[Any]]) -> Callable[[tuple[int, 
         return build_request(stmt, bulk_args=[batch[i] for i in items])
 
     return body
+
+
+def _inner(policy: RetryPolicy) -> RetryPolicy:
+    """The run's policy with at most ``INNER_RETRIES`` retries (requests inside one chunk)."""
+    return replace(policy, max_retries=min(INNER_RETRIES, policy.max_retries))

@@ -10,6 +10,9 @@ problem here is a ``ConfigError`` naming the key or the URL (password masked).
 
 ``plan_run`` then writes: it records a new run with its chunk plan (estimate, parallel
 decision, boundary sampling) or marks the resumed run RUNNING, and checks NULL keys.
+
+Every round trip here is retried on a transient failure with the run's policy
+(``JobOptions.retry``), each attempt on a new connection.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from async_etl.jobs.endpoints import Source, Target, source_connection
 from async_etl.jobs.schema_drift import check_drift
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
+from async_etl.runtime.retrying import retrying
 
 __all__ = ["Decision", "Plan", "plan_run", "preflight"]
 
@@ -87,9 +91,14 @@ async def preflight(
 ) -> Decision:
     """Read-only checks and the run decision; raises ``ConfigError`` (one line) on a problem."""
     app = f"{spec.name}:preflight"
-    try:
+    policy = options.retry
+
+    async def read_columns() -> tuple[tuple[str, str], ...]:
         async with source_connection(source, holder, app) as conn:
-            columns = tuple(await source.columns(conn))
+            return tuple(await source.columns(conn))
+
+    try:
+        columns = await retrying(read_columns, policy, what="read source columns")
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
     names = [n for n, _ in columns]
@@ -100,7 +109,9 @@ async def preflight(
     cols = spec.scd.resolve(names, [t for _, t in columns])
     add = await check_drift(spec, columns, cols, target, holder, app)
     try:
-        latest = await target.max_valid_from(holder, app, cols)
+        latest = await retrying(
+            lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"
+        )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
     try:
@@ -131,15 +142,9 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     translated driver errors of the source and the state store.
     """
     spec = ctx.spec
-    async with source_connection(source, ctx.hold, ctx.app) as conn:
-        estimate = await source.estimate(conn)
-        nulls = await source.null_keys(conn)
-        if decision.resumed_plan is None:
-            n = ch.chunk_count(estimate, spec.parallel)
-            cuts = await source.boundaries(conn, n)
-        null_rows = []
-        if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
-            null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
+    estimate, nulls, cuts, null_rows = await retrying(
+        lambda: _survey(ctx, decision, source), ctx.policy, what="plan chunks"
+    )
     workers = ch.workers(estimate, spec.parallel)
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
@@ -171,3 +176,19 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
         await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])
         out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
     return out
+
+
+async def _survey(
+    ctx: JobContext, decision: Decision, source: Source
+) -> tuple[int, int, list[tuple[Any, ...]], list[dict[str, Any]]]:
+    """On one source connection: the estimate, NULL keys, chunk cuts (new runs), NULL-key rows."""
+    async with source_connection(source, ctx.hold, ctx.app) as conn:
+        estimate = await source.estimate(conn)
+        nulls = await source.null_keys(conn)
+        cuts: list[tuple[Any, ...]] = []
+        if decision.resumed_plan is None:
+            cuts = await source.boundaries(conn, ch.chunk_count(estimate, ctx.spec.parallel))
+        null_rows: list[dict[str, Any]] = []
+        if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
+            null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
+    return estimate, nulls, cuts, null_rows

@@ -5,6 +5,8 @@ Theory of operation
 1. ``planning.preflight`` (reads only; ``ConfigError`` is raised from here and nowhere later);
 2. state tables and target table are created if missing; ``planning.plan_run`` records the new
    run with its stored chunk plan (or resumes the unfinished one: same T, same chunks);
+   every round trip of steps 1, 2 and 5 (and the state store's) is retried on a transient
+   failure with the run's policy (``JobOptions.retry``), reconnecting each time;
 3. chunks run in key order, at most ``workers`` in flight (a ``CapacityLimiter``; one task per
    chunk in one task group), each on its own connections taken from the ``ConnectionBudget``
    and closed after.  A transient failure retries the whole chunk (its transaction was rolled
@@ -47,6 +49,7 @@ from async_etl.jobs.planning import Decision, Plan, plan_run, preflight
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
+from async_etl.runtime.retrying import retrying
 
 __all__ = ["UPDATE_EVERY", "run_job"]
 
@@ -109,7 +112,12 @@ class _JobRun:
         self.rates: RateMeter | None = None
 
     async def execute(self) -> JobResult:
-        store = StateStore(self.spec.state.url, self.holder, app=f"{self.spec.name}:state")
+        store = StateStore(
+            self.spec.state.url,
+            self.holder,
+            app=f"{self.spec.name}:state",
+            policy=self.options.retry,
+        )
         try:
             await store.__aenter__()
         except AsyncEtlError as exc:
@@ -128,6 +136,7 @@ class _JobRun:
                 stop=anyio.Event(),
                 state_url=store.url,
                 add_columns=decision.add_columns,
+                policy=self.options.retry,
             )
             self.ctx = ctx
             self.holder.stop = ctx.stop
@@ -145,7 +154,7 @@ class _JobRun:
         resumed = decision.resumed_plan is not None
         try:
             await store.ensure()
-            await self.target.prepare(ctx)
+            await retrying(lambda: self.target.prepare(ctx), ctx.policy, what="prepare target")
             self.plan = await plan_run(ctx, decision, self.source, store)
         except AsyncEtlError as exc:
             self.failure = exc

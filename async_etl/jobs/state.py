@@ -11,7 +11,6 @@ stop requests live in ``async_etl_stop_requests`` (one row per run asked to stop
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from async_etl.errors import AsyncEtlError, CheckpointError, TransientError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
 from async_etl.jobs.pgconn import close_quietly, connect
+from async_etl.runtime.retrying import retrying
 from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 
 __all__ = ["STOP_DDL", "RunRow", "StateStore", "with_store"]
@@ -114,28 +114,27 @@ class StateStore:
         await self._stack.aclose()
 
     async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        attempt = 0
+        async def once() -> T:
+            if self._conn is None:
+                self._conn = await connect(self.url, self._app)
+            try:
+                return await fn(self._conn)
+            except PG_ERRORS as exc:
+                raise translate_pg(exc, f"state store: {what}") from exc
+
+        async def reset() -> None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await close_quietly(conn)
+
         async with self._lock:
-            while True:
-                attempt += 1
-                try:
-                    if self._conn is None:
-                        self._conn = await connect(self.url, self._app)
-                    try:
-                        return await fn(self._conn)
-                    except PG_ERRORS as exc:
-                        raise translate_pg(exc, f"state store: {what}") from exc
-                except TransientError as exc:
-                    decision = self._policy.decide(attempt, retryable=True, jitter=random.random())
-                    if not decision.retry:
-                        raise
-                    log.warning("state_retry", what=what, attempt=attempt, error=exc.message)
-                    conn, self._conn = self._conn, None
-                    if conn is not None:
-                        await close_quietly(conn)
-                    await anyio.sleep(decision.delay)
-                except AsyncEtlError as exc:
-                    raise CheckpointError(exc.message) from exc
+            try:
+                return await retrying(once, self._policy, what=f"state store: {what}",
+                                      reset=reset)  # fmt: skip
+            except TransientError:
+                raise
+            except AsyncEtlError as exc:
+                raise CheckpointError(exc.message) from exc
 
     async def ensure(self) -> None:
         """Create the state tables (idempotent)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -288,7 +288,7 @@ class Orchestrator:
 
     async def _call_job(self, state: JobState) -> JobResult:
         job = state.job
-        options = self.options if state.attempts == 1 else JobOptions(as_of=self.options.as_of)
+        options = self.options if state.attempts == 1 else replace(self.options, fresh=False)
         try:
             if job.synthetic is not None:
                 return await self._synthetic.run(

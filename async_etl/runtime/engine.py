@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -50,6 +50,7 @@ from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
+from async_etl.runtime.retrying import retrying
 from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
 from async_etl.sources.synthetic import Synthetic
@@ -278,27 +279,4 @@ async def deliver(
             await anyio.sleep(delay)
 
 
-async def retrying(
-    call: Callable[[], Awaitable[T]], policy: RetryPolicy, jitter: Callable[[], float]
-) -> T:
-    """Await ``call()``, retrying transient failures with the run's retry policy.
-
-    Used for the steps around the batches: preparing the sink and the final reconcile count.
-    Raises the last ``TransientError`` when retries run out, fatal errors at once.
-    """
-    attempt = 1
-    while True:
-        try:
-            return await call()
-        except TransientError as exc:
-            decision = policy.decide(
-                attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after
-            )
-            if not decision.retry:
-                raise
-            log.warning("retrying", attempt=attempt, reason=exc.message)
-            attempt += 1
-            await anyio.sleep(decision.delay)
-
-
-__all__ = ["Engine", "Limits", "deliver", "retrying"]
+__all__ = ["Engine", "Limits", "deliver"]

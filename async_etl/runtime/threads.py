@@ -61,6 +61,7 @@ from async_etl.errors import TransientError
 from async_etl.runtime.executor import new_pool, pool_pids, w_warm
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
+from async_etl.runtime.retrying import retrying_blocking
 from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
 from async_etl.sinks.blocking import open_blocking_sink
@@ -222,7 +223,9 @@ class ThreadRunner(Stoppable):
         sampler = sampler or ProcessSampler(None)
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         with _Generators(s.generators) as gen:
-            target = retrying_blocking(lambda: sink.prepare(source.schema), policy, self._random)
+            target = retrying_blocking(
+                lambda: sink.prepare(source.schema), policy, self._random.random
+            )
             unit_rows = s.batch_size * batches_per_unit(s.batch_size)
             planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
             meter = ResourceMeter(gen.pids)
@@ -262,7 +265,7 @@ class ThreadRunner(Stoppable):
             if self._failure is not None:
                 raise self._failure
             ids = planner.issued_range
-            reconciled = retrying_blocking(lambda: sink.count(ids), policy, self._random)
+            reconciled = retrying_blocking(lambda: sink.count(ids), policy, self._random.random)
             return summarize(  # while the workers live: their CPU and memory count
                 s,
                 mode="threads",
@@ -349,23 +352,6 @@ class ThreadRunner(Stoppable):
                 snap = stats.snapshot(now)
             sampler.sample()
             handler(snap)
-
-
-def retrying_blocking(call: Callable[[], T], policy: RetryPolicy, rnd: random.Random) -> T:
-    """``call()``, retrying transient failures like ``engine.retrying`` (sleeping, not awaiting)."""
-    attempt = 1
-    while True:
-        try:
-            return call()
-        except TransientError as exc:
-            decision = policy.decide(
-                attempt, retryable=True, jitter=rnd.random(), retry_after=exc.retry_after
-            )
-            if not decision.retry:
-                raise
-            log.warning("retrying", attempt=attempt, reason=exc.message)
-            attempt += 1
-            time.sleep(decision.delay)
 
 
 def deliver_blocking(

@@ -226,29 +226,3 @@ async def test_a_transient_failure_while_preparing_the_sink_is_retried() -> None
         summary = await engine.run(Synthetic(), sink)
     assert sink.prepares == 2
     assert summary.ok and summary.records == 5000 and max(sink.seen.values()) == 1
-
-
-def test_blocking_retry_gives_up_after_the_policy_allows() -> None:
-    """The thread runner's retry helper retries transient errors, then raises the last one."""
-    import random
-
-    from async_etl.core.retry import RetryPolicy
-    from async_etl.errors import TransientLoadError
-    from async_etl.runtime.threads import retrying_blocking
-
-    calls: list[int] = []
-
-    def flaky() -> int:
-        calls.append(1)
-        if len(calls) < 3:
-            raise TransientLoadError("scripted: 503")
-        return 42
-
-    policy = RetryPolicy(max_retries=5, base=0.0)
-    assert retrying_blocking(flaky, policy, random.Random(1)) == 42 and len(calls) == 3
-
-    def always() -> int:
-        raise TransientLoadError("scripted: down")
-
-    with pytest.raises(TransientLoadError):
-        retrying_blocking(always, RetryPolicy(max_retries=2, base=0.0), random.Random(1))

@@ -1,0 +1,98 @@
+"""One retry loop for every database round trip: an async helper and its blocking twin.
+
+Theory of operation: a *round trip* is a call that opens (or reuses) a connection, does one
+unit of work and returns.  When it raises a ``TransientError`` (a lost connection, SQLSTATE
+``08xxx``/``57P0x``, 429/503, ...) the pure ``RetryPolicy`` decides whether to try again and
+after how long; ``reset`` (when given) runs first, so a caller that keeps a connection between
+calls drops the broken one and the next attempt reconnects.  A call that opens its own
+connection inside (``pg_connection``) reconnects by itself.  Any other error is raised at
+once: permanent failures are one line already, and are never retried.
+
+The unit retried must be safe to repeat: a read, an idempotent write, or one transaction
+(the server rolled it back when the connection died).  Never retry the second half of a unit.
+
+Used by the bench runners (prepare, reconcile), mapper jobs (preflight, estimate, chunk
+planning, target preparation, the state store), the CrateDB job driver and the orchestrator
+(plan state, global slots).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import structlog
+
+from async_etl.core.retry import RetryPolicy
+from async_etl.errors import TransientError
+
+__all__ = ["retrying", "retrying_blocking"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    jitter: Callable[[], float] = random.random,
+    *,
+    what: str = "",
+    reset: Callable[[], Awaitable[None]] | None = None,
+) -> T:
+    """Await ``call()``, retrying ``TransientError`` with ``policy`` (``jitter``: U[0, 1)).
+
+    ``what`` names the step in the ``retrying`` log event; ``reset`` is awaited before each
+    new attempt.  Raises the last ``TransientError`` when the retries run out, and any other
+    exception at once.
+    """
+    attempt = 1
+    while True:
+        try:
+            return await call()
+        except TransientError as exc:
+            delay = _delay(exc, attempt, policy, jitter, what)
+            if reset is not None:
+                await reset()
+            attempt += 1
+            await anyio.sleep(delay)
+
+
+def retrying_blocking(
+    call: Callable[[], T],
+    policy: RetryPolicy,
+    jitter: Callable[[], float] = random.random,
+    *,
+    what: str = "",
+    reset: Callable[[], None] | None = None,
+) -> T:
+    """``call()``, retrying like ``retrying`` but sleeping the thread instead of awaiting.
+
+    Raises the last ``TransientError`` when the retries run out, and any other exception at
+    once.
+    """
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except TransientError as exc:
+            delay = _delay(exc, attempt, policy, jitter, what)
+            if reset is not None:
+                reset()
+            attempt += 1
+            time.sleep(delay)
+
+
+def _delay(
+    exc: TransientError, attempt: int, policy: RetryPolicy, jitter: Callable[[], float], what: str
+) -> float:
+    """The pause before the next attempt; re-raises ``exc`` when the policy gives up."""
+    decision = policy.decide(attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after)
+    if not decision.retry:
+        raise exc
+    log.warning("retrying", what=what or None, attempt=attempt,
+                delay_s=round(decision.delay, 3), reason=exc.message)  # fmt: skip
+    return decision.delay

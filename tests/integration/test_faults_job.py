@@ -1,0 +1,114 @@
+"""A killed connection at any step of a mapper job is retried: the job ends like a clean run.
+
+A ``PgProxy`` between the job and PostgreSQL answers the first statement matching a step's
+pattern with ``FATAL 57P01`` (what ``pg_terminate_backend`` sends) and drops the session; the
+statement never runs.  Each step is hit in turn; the target must equal the pure model, which is
+what a run without faults produces (the clean-run tests in ``test_jobs_*`` check that).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.scd import Row
+from async_etl.jobs.api import JobOptions, JobResult
+from async_etl.jobs.runner import run_job
+from async_etl.jobs.spec import JobSpec
+from async_etl.testing.crate import CrateStandIn
+from async_etl.testing.pgproxy import Faults, PgProxy
+from tests.integration.jobs_helpers import (
+    at,
+    cols_of,
+    history,
+    job_toml,
+    load_source,
+    norm,
+    reference,
+    spec_of,
+    table_rows,
+)
+from tests.integration.test_jobs_crate import crate_rows
+
+FAST = RetryPolicy(max_retries=6, base=0.01, cap=0.1)
+
+SOURCE_STEPS = {
+    "preflight: source columns": r"CREATE TEMP TABLE _async_etl_probe",
+    "estimate": r"^EXPLAIN",
+    "null-key count": r"^SELECT count\(\*\) FROM .* IS NULL",
+    "chunk planning": r"row_number\(\) OVER",
+}
+STATE_STEPS = {
+    "preflight: unfinished run": r"FROM async_etl_runs WHERE job = \$1",
+    "state tables": r"CREATE TABLE IF NOT EXISTS async_etl_runs",
+    "start run": r"^INSERT INTO async_etl_runs",
+    "final run update": r"^UPDATE async_etl_runs SET status",
+}
+PG_STEPS = {
+    **SOURCE_STEPS,
+    **STATE_STEPS,
+    "preflight: target": r'SELECT max\("valid_from"\)',
+    "target prepare": r'CREATE TABLE IF NOT EXISTS "dw"."t"',
+    "staging": r'CREATE TEMP TABLE IF NOT EXISTS "_async_etl_stage"',
+    "extraction": r"^COPY \(SELECT",
+    "staging copy": r'^COPY "_async_etl_stage"',
+    "merge": r"^WITH x AS \(UPDATE",
+    "checkpoint": r"INSERT INTO async_etl_chunks .*'COMMITTED'",
+}
+CRATE_STEPS = {
+    **SOURCE_STEPS,
+    **STATE_STEPS,
+    "extraction": r"^SELECT \* FROM \(SELECT a, b",
+    "checkpoint": r"INSERT INTO async_etl_chunks .*'COMMITTED'",
+}
+
+
+def _pg_job(source_url: str, target_url: str) -> str:
+    """The SCD2 test job reading through ``source_url``, writing and checkpointing elsewhere."""
+    text = job_toml("kb2", target_url, "dw.t", chunk_size=100)
+    return text.replace(f'url = "{target_url}"', f'url = "{source_url}"', 1)
+
+
+async def _second_run_with_a_kill(
+    dsn: str, spec: JobSpec, states: list[list[Row]], faults: Faults, pattern: str
+) -> JobResult:
+    """Run 0 clean on ``states[0]``; run 1 on ``states[1]`` with one kill armed on ``pattern``."""
+    first = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+    assert first.status == "SUCCEEDED", first.error
+    await load_source(dsn, states[1])
+    faults.arm(pattern)
+    result = await run_job(spec, options=JobOptions(as_of=at(1), retry=FAST))
+    assert faults.kills == 1
+    return result
+
+
+@pytest.mark.parametrize("step", list(PG_STEPS))
+async def test_pg_scd2_job_survives_a_killed_connection(pg_dsn: str, step: str) -> None:
+    """PG -> PG SCD2: a connection killed at this step is retried; target = model."""
+    cols = cols_of(2)
+    states = history(seed=5, n_keys=300, runs=2)
+    await load_source(pg_dsn, states[0])
+    faults = Faults()
+    async with PgProxy(pg_dsn, faults) as src, PgProxy(pg_dsn, faults) as tgt:
+        spec = spec_of(_pg_job(src.url, tgt.url))
+        result = await _second_run_with_a_kill(pg_dsn, spec, states, faults, PG_STEPS[step])
+    assert result.status == "SUCCEEDED", result.error
+    assert result.chunks_done == result.chunks_total > 1
+    assert norm(await table_rows(pg_dsn, "dw.t"), cols) == norm(reference(states, cols), cols)
+
+
+@pytest.mark.parametrize("step", list(CRATE_STEPS))
+async def test_crate_job_survives_a_killed_connection(pg_dsn: str, step: str) -> None:
+    """CrateDB target, source and state in PostgreSQL: a killed connection is retried."""
+    cols = cols_of(2)
+    states = history(seed=7, n_keys=240, runs=2)
+    await load_source(pg_dsn, states[0])
+    faults = Faults()
+    async with CrateStandIn() as crate, PgProxy(pg_dsn, faults) as proxy:
+        text = job_toml("kc2", proxy.url, "dw.dim", chunk_size=80)
+        text = text.replace(f'url = "{proxy.url}"\ntable', f'url = "{crate.url}"\ntable')
+        spec = spec_of(text + f'\n[state]\nurl = "{proxy.url}"\n')
+        result = await _second_run_with_a_kill(pg_dsn, spec, states, faults, CRATE_STEPS[step])
+        got = await crate_rows(crate.url, "dw.dim")
+    assert result.status == "SUCCEEDED", result.error
+    assert norm(got, cols) == norm(reference(states, cols), cols)
