@@ -152,7 +152,9 @@ class Orchestrator:
         the plan already running elsewhere), never for a job failure.
         """
         t0 = self.clock()
-        store = self._store = await PlanStore.open(self.plan.state, self.plan.name)
+        store = self._store = await PlanStore.open(
+            self.plan.state, self.plan.name, policy=self.policy
+        )
         try:
             resumed = None if fresh else await store.resumable_run()
             run_id = await store.start_run(
@@ -169,7 +171,7 @@ class Orchestrator:
                     await self._finish(self.jobs[name], "SUCCEEDED", resumed=True)
             if self.plan.global_max is not None:
                 self._slots = GlobalSlots(
-                    self.plan.state, self.plan.namespace, self.plan.global_max
+                    self.plan.state, self.plan.namespace, self.plan.global_max, policy=self.policy
                 )
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._watch_stop_requests)
@@ -270,6 +272,9 @@ class Orchestrator:
                 result = await self._call_job(state)
                 watch.cancel_scope.cancel()
             state.busy_s += self.clock() - t0
+            if slot.lost.is_set() and result.status != "SUCCEEDED" and not self.stopping.is_set():
+                lost = f"its global slot was lost ({result.error or 'stopped'})"
+                result = replace(result, status="FAILED", error=lost, error_kind=ErrorKind.NETWORK)
             state.finished_at = datetime.now(UTC)  # taken while the slot is still held
             await self._store.attempt_ended(
                 state.job.name, state.attempts, state.finished_at, result.status, result.error
@@ -288,7 +293,8 @@ class Orchestrator:
 
     async def _call_job(self, state: JobState) -> JobResult:
         job = state.job
-        options = self.options if state.attempts == 1 else replace(self.options, fresh=False)
+        options = replace(self.options, fresh=self.options.fresh and state.attempts == 1,
+                          retry=self.policy)  # fmt: skip
         try:
             if job.synthetic is not None:
                 return await self._synthetic.run(

@@ -15,7 +15,9 @@ connections die and the server releases its slots at once (no leaks, no lease to
 Scope: advisory locks are per database, so the pool is (state database, ``namespace``).  Plans
 with the same ``namespace`` on the same state store share one pool; orchestrators that disagree
 on ``global_max`` each use slots ``0 .. their global_max - 1``.  If a slot connection dies while
-its job runs, the slot is gone; ``Slot.lost`` is set so the driver can stop that job.
+its job runs, the slot is gone; ``Slot.lost`` is set so the driver can stop that job (and try
+it again).  A connection lost while waiting for a slot holds none: the wait starts again on a
+new connection, retried with the plan's retry policy.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from typing import Any
 import anyio
 import structlog
 
-from async_etl.orchestrator.state import connect, lock_key
+from async_etl.core.retry import RetryPolicy
+from async_etl.core.urls import mask_url
+from async_etl.errors import TransientError, unusable
+from async_etl.orchestrator.state import lock_key, open_connection, translated
+from async_etl.runtime.retrying import retrying
 
 log = structlog.get_logger(__name__)
 
@@ -60,11 +66,13 @@ class GlobalSlots:
         *,
         poll_min: float = 0.02,
         poll_max: float = 0.25,
+        policy: RetryPolicy | None = None,
     ) -> None:
         """Raises ``ValueError`` when ``size < 1``."""
         if size < 1:
             raise ValueError(f"global_max must be >= 1, got {size}")
         self.url, self.size = url, size
+        self.policy = policy or RetryPolicy()
         self.key = namespace_key(namespace)
         self.poll_min, self.poll_max = poll_min, poll_max
         self._idle: list[Any] = []
@@ -73,12 +81,16 @@ class GlobalSlots:
     async def hold(self, cancelled: anyio.Event) -> AsyncIterator[Slot | None]:
         """Wait for a free slot and hold it for the block (None if ``cancelled`` is set first).
 
-        Raises ``ConfigError`` when the state store cannot be reached.
+        Raises ``ConfigError`` when the state store cannot be reached (after the retries).
         """
-        conn = self._idle.pop() if self._idle else await connect(self.url)
+        try:
+            conn, slot = await retrying(lambda: self._acquire(cancelled), self.policy,
+                                        what="state store: global slot")  # fmt: skip
+        except TransientError as exc:
+            where = f"state store {mask_url(self.url)}"
+            raise unusable(f"{where}: global slot: {exc.message}", exc) from exc
         listener: Any = None
         try:
-            slot = await self._wait(conn, cancelled)
             if slot is not None:
                 listener = self._on_lost(slot)
                 conn.add_termination_listener(listener)
@@ -88,6 +100,16 @@ class GlobalSlots:
                 conn.remove_termination_listener(listener)
             with anyio.CancelScope(shield=True):
                 await self._release(conn)
+
+    async def _acquire(self, cancelled: anyio.Event) -> tuple[Any, Slot | None]:
+        """A connection and the slot it holds (None: cancelled); errors translated."""
+        conn = self._idle.pop() if self._idle else await open_connection(self.url)
+        try:
+            async with translated(self.url, "global slot"):
+                return conn, await self._wait(conn, cancelled)
+        except BaseException:
+            conn.terminate()  # a lock it may hold dies with the session
+            raise
 
     async def _wait(self, conn: Any, cancelled: anyio.Event) -> Slot | None:
         pause = self.poll_min

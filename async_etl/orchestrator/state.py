@@ -14,6 +14,10 @@ starting together do not race on ``CREATE TABLE``):
 A ``PlanStore`` owns one control connection.  That connection also holds the plan's
 session-level advisory lock, so one plan name runs in at most one orchestrator per state store
 at a time, and a crashed orchestrator's lock dies with its connection.
+
+Every statement is retried on a transient failure (lost connection, server restarting) with
+the plan's retry policy.  When the control connection is lost the store reconnects and takes
+the plan lock again; if another orchestrator took it meanwhile, that is a one-line failure.
 """
 
 from __future__ import annotations
@@ -22,15 +26,21 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
 
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import mask_url
-from async_etl.errors import AsyncEtlError, ConfigError
+from async_etl.errors import AsyncEtlError, TransientError, network, unusable
+from async_etl.runtime.retrying import retrying
+from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
+
+T = TypeVar("T")
 
 APP_NAME = "async-etl-orchestrator"
 """``application_name`` of every orchestrator connection (jobs' connections use ``async-etl:``)."""
@@ -68,11 +78,28 @@ def lock_key(*parts: str) -> int:
 async def connect(url: str) -> Any:
     """An orchestrator connection to the state store; ``ConfigError`` when it is unreachable."""
     try:
+        return await open_connection(url)
+    except AsyncEtlError as exc:
+        raise unusable(f"state store {mask_url(url)}: cannot connect: {exc.message}", exc) from exc
+
+
+async def open_connection(url: str) -> Any:
+    """An orchestrator connection; a translated (transient or permanent) error otherwise."""
+    try:
         return await asyncpg.connect(
             url, timeout=10, server_settings={"application_name": APP_NAME}
         )
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise ConfigError(f"state store {mask_url(url)}: cannot connect: {exc}") from exc
+    except PG_ERRORS as exc:
+        raise translate_pg(exc, f"state store {mask_url(url)}") from exc
+
+
+@asynccontextmanager
+async def translated(url: str, what: str) -> AsyncIterator[None]:
+    """Translate asyncpg / socket errors inside the block (``TransientError`` and friends)."""
+    try:
+        yield
+    except PG_ERRORS as exc:
+        raise translate_pg(exc, f"state store {mask_url(url)}: {what}") from exc
 
 
 async def ensure_tables(conn: Any) -> None:
@@ -86,18 +113,22 @@ async def ensure_tables(conn: Any) -> None:
 class PlanStore:
     """The status rows of one plan run, written through one locked control connection."""
 
-    def __init__(self, conn: Any, plan: str, writers: Any) -> None:
+    def __init__(self, url: str, conn: Any, plan: str, writers: Any, policy: RetryPolicy) -> None:
         """Use ``PlanStore.open`` (it takes the plan lock and creates the tables)."""
+        self.url = url
         self._conn = conn
         self._writers = writers
+        self._policy = policy
         self._lock = anyio.Lock()
         self.plan = plan
         self.plan_run_id = ""
         self.started_at: datetime | None = None
 
     @classmethod
-    async def open(cls, url: str, plan: str, *, writers: int = 4) -> PlanStore:
-        """Connect, create tables, take the plan lock.
+    async def open(
+        cls, url: str, plan: str, *, writers: int = 4, policy: RetryPolicy | None = None
+    ) -> PlanStore:
+        """Connect, create tables, take the plan lock (retrying transient failures).
 
         Job rows are written through ``writers`` more connections (opened on demand), so many
         jobs' status writes do not queue on one connection.
@@ -105,18 +136,21 @@ class PlanStore:
         Raises ``ConfigError`` when the store is unreachable and ``AsyncEtlError`` when another
         orchestrator is running this plan.
         """
-        conn = await connect(url)
+        policy = policy or RetryPolicy()
         try:
-            await ensure_tables(conn)
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key("plan", plan)):
-                raise AsyncEtlError(f"plan {plan!r} is already running against {mask_url(url)}")
+            conn = await retrying(lambda: _control_connection(url, plan), policy,
+                                  what="state store: open")  # fmt: skip
+        except TransientError as exc:
+            raise unusable(f"state store {mask_url(url)}: cannot connect: {exc.message}",
+                           exc) from exc  # fmt: skip
+        try:
             pool = await asyncpg.create_pool(
                 url, min_size=0, max_size=writers, server_settings={"application_name": APP_NAME}
             )
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, plan, pool)
+        return cls(url, conn, plan, pool, policy)
 
     async def close(self) -> None:
         """Close the control connection (which also releases the plan lock)."""
@@ -125,7 +159,29 @@ class PlanStore:
             await self._conn.close()
 
     async def _exec(self, sql: str, *args: Any) -> None:
-        await self._writers.execute(sql, *args)
+        async def once() -> None:
+            async with translated(self.url, "write plan state"):
+                await self._writers.execute(sql, *args)
+
+        await retrying(once, self._policy, what="state store: write plan state")
+
+    async def _control(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``fn(control connection)`` under the lock; reconnect (and re-lock) on a lost one."""
+
+        async def once() -> T:
+            async with translated(self.url, what):
+                if self._conn.is_closed():
+                    raise network(f"state store {mask_url(self.url)}: connection lost")
+                return await fn(self._conn)
+
+        async def reconnect() -> None:
+            self._conn.terminate()
+            self._conn = await retrying(lambda: _control_connection(self.url, self.plan),
+                                        self._policy, what="state store: reconnect")  # fmt: skip
+
+        async with self._lock:
+            return await retrying(once, self._policy, what=f"state store: {what}",
+                                  reset=reconnect)  # fmt: skip
 
     async def resumable_run(self) -> tuple[str, list[str]] | None:
         """The latest unfinished run of this plan and the jobs it completed, if any.
@@ -133,26 +189,29 @@ class PlanStore:
         Unfinished: STOPPED, or RUNNING left by a crashed orchestrator (marked STOPPED here).
         None when the latest run finished (or there is none).
         """
-        async with self._lock:
-            row = await self._conn.fetchrow(
+
+        async def go(conn: Any) -> tuple[str, list[str]] | None:
+            row = await conn.fetchrow(
                 "SELECT plan_run_id, status FROM async_etl_plan_runs WHERE plan = $1 "
                 "ORDER BY started_at DESC LIMIT 1",
                 self.plan,
             )
             if row is None or row["status"] not in ("STOPPED", "RUNNING"):
                 return None
-            done = await self._conn.fetch(
+            done = await conn.fetch(
                 "SELECT job FROM async_etl_plan_jobs WHERE plan_run_id = $1 "
                 "AND status = 'SUCCEEDED'",
                 row["plan_run_id"],
             )
             if row["status"] == "RUNNING":  # we hold the plan lock: its orchestrator is gone
-                await self._conn.execute(
+                await conn.execute(
                     "UPDATE async_etl_plan_runs SET status = 'STOPPED', finished_at = "
                     "clock_timestamp() WHERE plan_run_id = $1",
                     row["plan_run_id"],
                 )
-        return str(row["plan_run_id"]), [r["job"] for r in done]
+            return str(row["plan_run_id"]), [r["job"] for r in done]
+
+        return await self._control("find resumable run", go)
 
     async def start_run(
         self,
@@ -165,26 +224,40 @@ class PlanStore:
     ) -> str:
         """Insert the plan run (RUNNING) and a PENDING row per job; returns the plan_run_id."""
         self.plan_run_id = f"{self.plan}-{uuid.uuid4().hex[:12]}"
-        async with self._lock, self._conn.transaction():
-            self.started_at = await self._conn.fetchval(
-                "INSERT INTO async_etl_plan_runs (plan_run_id, plan, status, host, pid, "
-                "local_max, global_max, namespace, resumed_from) VALUES "
-                "($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8) RETURNING started_at",
-                self.plan_run_id,
-                self.plan,
-                socket.gethostname(),
-                os.getpid(),
-                local_max,
-                global_max,
-                namespace,
-                resumed_from,
-            )
-            await self._conn.executemany(
-                "INSERT INTO async_etl_plan_jobs (plan_run_id, job, status) "
-                "VALUES ($1, $2, 'PENDING')",
-                [(self.plan_run_id, job) for job in jobs],
-            )
+
+        async def go(conn: Any) -> None:
+            async with conn.transaction():
+                await self._insert_run(conn, jobs, local_max, global_max, namespace, resumed_from)
+
+        await self._control("start run", go)
         return self.plan_run_id
+
+    async def _insert_run(
+        self,
+        conn: Any,
+        jobs: Sequence[str],
+        local_max: int,
+        global_max: int | None,
+        namespace: str,
+        resumed_from: str | None,
+    ) -> None:
+        self.started_at = await conn.fetchval(
+            "INSERT INTO async_etl_plan_runs (plan_run_id, plan, status, host, pid, "
+            "local_max, global_max, namespace, resumed_from) VALUES "
+            "($1, $2, 'RUNNING', $3, $4, $5, $6, $7, $8) RETURNING started_at",
+            self.plan_run_id,
+            self.plan,
+            socket.gethostname(),
+            os.getpid(),
+            local_max,
+            global_max,
+            namespace,
+            resumed_from,
+        )
+        await conn.executemany(
+            "INSERT INTO async_etl_plan_jobs (plan_run_id, job, status) VALUES ($1, $2, 'PENDING')",
+            [(self.plan_run_id, job) for job in jobs],
+        )
 
     async def job_started(self, job: str, attempt: int, at: datetime) -> None:
         """Mark ``job`` RUNNING for attempt number ``attempt``, which started ``at``."""
@@ -192,7 +265,7 @@ class PlanStore:
             "WITH j AS (UPDATE async_etl_plan_jobs SET status = 'RUNNING', attempts = $3, "
             "started_at = coalesce(started_at, $4) WHERE plan_run_id = $1 AND job = $2) "
             "INSERT INTO async_etl_plan_attempts (plan_run_id, job, attempt, started_at) "
-            "VALUES ($1, $2, $3, $4)",
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             self.plan_run_id,
             job,
             attempt,
@@ -249,15 +322,34 @@ class PlanStore:
 
     async def stop_requested(self) -> bool:
         """True when ``request_plan_stop`` was called for this plan after this run started."""
-        async with self._lock:
+
+        async def go(conn: Any) -> bool:
             return bool(
-                await self._conn.fetchval(
+                await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM async_etl_plan_stops WHERE plan = $1 "
                     "AND requested_at >= $2)",
                     self.plan,
                     self.started_at,
                 )
             )
+
+        return await self._control("poll stop requests", go)
+
+
+async def _control_connection(url: str, plan: str) -> Any:
+    """A connection holding ``plan``'s lock, with the tables created; errors translated."""
+    conn = await open_connection(url)
+    try:
+        async with translated(url, "take the plan lock"):
+            await ensure_tables(conn)
+            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key("plan", plan))
+    except BaseException:
+        conn.terminate()
+        raise
+    if not locked:
+        conn.terminate()
+        raise AsyncEtlError(f"plan {plan!r} is already running against {mask_url(url)}")
+    return conn
 
 
 async def request_plan_stop(state_url: str, plan_name: str) -> bool:
