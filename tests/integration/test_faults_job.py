@@ -58,7 +58,7 @@ PG_STEPS = {
 CRATE_STEPS = {
     **SOURCE_STEPS,
     **STATE_STEPS,
-    "extraction": r"^SELECT \* FROM \(SELECT a, b",
+    "extraction": r"^SELECT \* FROM \(\s*SELECT a, b",
     "checkpoint": r"INSERT INTO async_etl_chunks .*'COMMITTED'",
 }
 
