@@ -107,7 +107,7 @@ async def preflight(
         raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "
                           f"({', '.join(names)})")  # fmt: skip
     cols = spec.scd.resolve(names, [t for _, t in columns])
-    add = await check_drift(spec, columns, cols, target, holder, app)
+    add = await check_drift(spec, columns, cols, target, holder, app, policy)
     try:
         latest = await retrying(
             lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"

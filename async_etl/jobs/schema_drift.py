@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from async_etl.core import drift
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import dialect_of
 from async_etl.errors import AsyncEtlError, ConfigError, unusable
@@ -20,6 +21,7 @@ from async_etl.jobs.coltypes import crate_type, oracle_type
 from async_etl.jobs.context import Holder
 from async_etl.jobs.endpoints import Target
 from async_etl.jobs.spec import JobSpec
+from async_etl.runtime.retrying import retrying
 
 __all__ = ["check_drift"]
 
@@ -39,14 +41,18 @@ async def check_drift(
     target: Target,
     holder: Holder,
     app: str,
+    policy: RetryPolicy,
 ) -> tuple[tuple[str, str], ...]:
     """The columns to add to the target (name, target type); () when none or no table yet.
 
     Raises ``ConfigError`` naming the first added, dropped or retyped column when the run may
-    not proceed, and ``unusable(...)`` when the target cannot be read.
+    not proceed, and ``unusable(...)`` when the target cannot be read (transient failures are
+    retried with ``policy`` first).
     """
     try:
-        existing = await target.columns(holder, app)
+        existing = await retrying(
+            lambda: target.columns(holder, app), policy, what="read target columns"
+        )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
     if existing is None:

@@ -47,6 +47,7 @@ STATE_STEPS = {
 PG_STEPS = {
     **SOURCE_STEPS,
     **STATE_STEPS,
+    "preflight: target columns": r"WHERE attrelid = to_regclass\(\$1\)",
     "preflight: target": r'SELECT max\("valid_from"\)',
     "target prepare": r'CREATE TABLE IF NOT EXISTS "dw"."t"',
     "staging": r'CREATE TEMP TABLE IF NOT EXISTS "_async_etl_stage"',
