@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from async_etl.core.schedule import RateSchedule
 from async_etl.errors import ConfigError
 
 LogFormat = Literal["auto", "console", "json"]
@@ -31,6 +32,8 @@ class BenchSettings:
     table: str = "async_etl_bench"
     records: int | None = DEFAULT_RECORDS
     duration: float | None = None
+    rate: float | None = None
+    ramp: str | None = None
     batch_size: int = 5000
     concurrency: int = 8
     adaptive: bool = False
@@ -62,8 +65,6 @@ class BenchSettings:
             "needs 1 <= MIN <= MAX",
             f"{self.concurrency_min}-{self.concurrency_max}",
         )
-        if self.adaptive:
-            _check(self.mode == "async", "--concurrency auto", "needs --mode async", self.mode)
         _check(self.generators >= 0, "--generators", "must be >= 0", self.generators)
         _check(self.max_retries >= 0, "--max-retries", "must be >= 0", self.max_retries)
         _check(self.payload_bytes >= 0, "--payload-bytes", "must be >= 0", self.payload_bytes)
@@ -84,6 +85,38 @@ class BenchSettings:
             self.log_format,
         )
         _check(self.mode in ("async", "threads"), "--mode", "must be async or threads", self.mode)
+        if self.adaptive:
+            _check(self.mode == "async", "--concurrency auto", "needs --mode async", self.mode)
+        self._check_rate()
+
+    def _check_rate(self) -> None:
+        if self.rate is None and self.ramp is None:
+            return
+        flag = "--rate" if self.ramp is None else "--ramp"
+        _check(self.mode == "async", flag, "needs --mode async", self.mode)
+        _check(self.rate is None or self.ramp is None, "--rate", "or --ramp, not both", self.rate)
+        _check(
+            self.ramp is None or self.duration is None,
+            "--ramp",
+            "sets its own duration: drop --duration",
+            self.duration,
+        )
+        try:
+            _ = self.schedule
+        except ValueError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+
+    @property
+    def schedule(self) -> RateSchedule | None:
+        """The open-loop schedule of ``--rate`` / ``--ramp`` (None: closed loop).
+
+        Raises ``ValueError`` for a malformed ramp or a rate <= 0.
+        """
+        if self.ramp is not None:
+            return RateSchedule.parse_ramp(self.ramp)
+        if self.rate is not None:
+            return RateSchedule.constant(self.rate, self.duration)
+        return None
 
     @property
     def pool_size(self) -> int:
@@ -156,9 +189,9 @@ def bench_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> BenchSet
         elif value is not None:
             values[name] = value
     if (
-        values.get("duration") is not None
+        (values.get("duration") is not None or values.get("ramp") is not None)
         and flags.get("records") is None
         and (ENV_PREFIX + "RECORDS" not in env)
     ):
-        values["records"] = None  # --duration alone runs until the deadline
+        values["records"] = None  # --duration (or --ramp) alone runs until the deadline
     return BenchSettings(**values)

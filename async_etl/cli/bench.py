@@ -38,6 +38,14 @@ FLAGS = (
     ("--table", "table", str, "target table (default async_etl_bench)"),
     ("--records", "records", int, "records to send (default 1,000,000; with --duration: no limit)"),
     ("--duration", "duration", float, "stop after this many seconds"),
+    (
+        "--rate",
+        "rate",
+        float,
+        "open loop: send batches on a fixed schedule of this many rows/s (with --duration or "
+        "--records); latency is also measured from each batch's due time",
+    ),
+    ("--ramp", "ramp", str, "open loop in steps, e.g. 10000:30s,50000:30s (sets the duration)"),
     ("--batch-size", "batch_size", int, "rows per batch / request (default 5000)"),
     (
         "--concurrency",
@@ -109,6 +117,9 @@ def main(args: argparse.Namespace) -> int:
     write_json(json_out, summary.to_dict())
     for problem in summary.problems():
         print(f"async-etl: {problem}", file=sys.stderr)
+    rate = summary.extra.get("rate")
+    if rate is not None and not rate["met"]:
+        print(f"async-etl: {rate['verdict']}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 

@@ -137,6 +137,9 @@ class RunStats:
     window: LatencyHistogram = field(default_factory=LatencyHistogram)  # see take_window
     peak_in_flight: int = 0
     limit: int = 0
+    from_due: LatencyHistogram = field(default_factory=LatencyHistogram)  # rate mode, ms
+    lag: LatencyHistogram = field(default_factory=LatencyHistogram)  # rate mode: sent - due, ms
+    late: int = 0
     _window_errors: int = 0
     _last_rows: int = 0
     _last_at: float = 0.0
@@ -150,6 +153,16 @@ class RunStats:
         self.latency.add(ms)
         self.interval.add(ms)
         self.window.add(ms)
+
+    def record_sent_at(self, lag_s: float, late_after_s: float) -> None:
+        """Rate mode: a batch went out ``lag_s`` after its due time (late past the threshold)."""
+        self.lag.add(lag_s * 1000.0)
+        if lag_s > late_after_s:
+            self.late += 1
+
+    def record_from_due(self, latency_s: float) -> None:
+        """Rate mode: a batch was done ``latency_s`` after its due time (corrected latency)."""
+        self.from_due.add(latency_s * 1000.0)
 
     def started_request(self) -> None:
         """A request went out: count it in flight and keep the window's peak."""

@@ -98,4 +98,23 @@ class Summary:
             ("reconciled", "n/a" if self.reconciled is None else f"{self.reconciled:,} in target"),
             ("stopped by", self.stopped_by),
         ]
-        return rows
+        return rows + self._rate_rows()
+
+    def _rate_rows(self) -> list[tuple[str, str]]:
+        """Rate mode: target vs achieved, latency from the due time, schedule lag."""
+        rate = self.extra.get("rate")
+        if not rate:
+            return []
+        due, lag = rate["latency_from_due_ms"], rate["schedule_lag_ms"]
+        return [
+            ("rate", rate["verdict"]),
+            (
+                "from due time p50/p95/p99 ms",
+                f"{due['p50']:.1f} / {due['p95']:.1f} / {due['p99']:.1f}",
+            ),
+            ("schedule lag p99 / max ms", f"{lag['p99']:.1f} / {lag['max']:.1f}"),
+            (
+                "late batches",
+                f"{rate['late_batches']:,} (sent > {rate['late_after_ms']:g} ms late)",
+            ),
+        ]

@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -42,12 +42,14 @@ from async_etl.core.delivery import Delivery
 from async_etl.core.plan import BatchPlanner, batches_per_unit
 from async_etl.core.records import w_generate_batches
 from async_etl.core.retry import RetryPolicy
+from async_etl.core.schedule import LATE_AFTER_S
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import TransientError, first_etl_error
 from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
+from async_etl.runtime.pacing import Pacer
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
@@ -133,12 +135,17 @@ class Engine(Stoppable):
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         target = await retrying(lambda: sink.prepare(source.schema), policy, self._random.random)
         unit_rows = s.batch_size * batches_per_unit(s.batch_size)
-        planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
+        schedule = s.schedule
+        pacer = Pacer(schedule) if schedule is not None else None
+        total = s.records
+        if schedule is not None and schedule.total_rows is not None:  # the schedule decides
+            total = min(total if total is not None else schedule.total_rows, schedule.total_rows)
+        planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=total)
         meter = ResourceMeter(self._executor.worker_pids())
         meter.start()
         started = time.perf_counter()
         stats = self.stats = RunStats(started_at=started)
-        deadline = started + s.duration if s.duration else None
+        deadline = started + s.duration if s.duration and pacer is None else None
         handler = on_snapshot or log_snapshot
         send, receive = anyio.create_memory_object_stream[EncodedBatch](
             max_buffer_size=max(4, 2 * self._executor.workers)
@@ -152,7 +159,7 @@ class Engine(Stoppable):
                 with anyio.CancelScope() as self._abort:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._produce, source, target, planner, send, deadline)
-                        tg.start_soon(self._dispatch, sink, receive, stats, policy)
+                        tg.start_soon(self._dispatch, sink, receive, stats, policy, pacer)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             err = first_etl_error(group)
@@ -174,10 +181,34 @@ class Engine(Stoppable):
             warm=warm,
             finished=finished,
             reconciled=reconciled,
-            stopped_by=self._stop_reason or "records",
+            stopped_by=self._stop_reason or ("schedule" if pacer is not None else "records"),
             uvloop=running_uvloop(),
-            extra={"adaptive": self.adaptive.summary()} if self.adaptive is not None else None,
+            extra=self._extra(pacer, stats),
         )
+
+    def _extra(self, pacer: Pacer | None, stats: RunStats) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.adaptive is not None:
+            extra["adaptive"] = self.adaptive.summary()
+        if pacer is not None:
+            figures = pacer.figures(stats)
+            extra["rate"] = {
+                "target_rows_per_s": round(figures.target_rows_per_s, 1),
+                "achieved_rows_per_s": round(figures.achieved_rows_per_s, 1),
+                "met": figures.met,
+                "verdict": figures.verdict(),
+                "late_batches": figures.late_batches,
+                "late_after_ms": LATE_AFTER_S * 1000.0,
+                "schedule_lag_ms": {
+                    "p99": round(figures.lag_p99_ms, 3),
+                    "max": round(figures.lag_max_ms, 3),
+                },
+                "latency_from_due_ms": {
+                    f"p{q}": round(stats.from_due.percentile(q), 3) for q in (50, 95, 99)
+                }
+                | {"max": round(stats.from_due.max, 3)},
+            }
+        return extra
 
     async def _produce(
         self,
@@ -222,12 +253,16 @@ class Engine(Stoppable):
         receive: MemoryObjectReceiveStream[EncodedBatch],
         stats: RunStats,
         policy: RetryPolicy,
+        pacer: Pacer | None,
     ) -> None:
         async with receive, anyio.create_task_group() as tg:
             async for batch in receive:
+                due = None if pacer is None else await pacer.wait(batch.ids.count)
                 borrower = object()
                 await self.limits.sends.acquire_on_behalf_of(borrower)
-                tg.start_soon(self._deliver, sink, batch, stats, policy, borrower)
+                if due is not None:
+                    stats.record_sent_at(time.perf_counter() - due, LATE_AFTER_S)
+                tg.start_soon(self._deliver, sink, batch, stats, policy, borrower, pacer, due)
 
     async def _deliver(
         self,
@@ -236,10 +271,16 @@ class Engine(Stoppable):
         stats: RunStats,
         policy: RetryPolicy,
         borrower: object,
+        pacer: Pacer | None = None,
+        due: float | None = None,
     ) -> None:
         stats.started_request()
         try:
             await deliver(sink, batch, stats, policy, self._random.random)
+            if pacer is not None and due is not None:
+                done = time.perf_counter()
+                stats.record_from_due(done - due)
+                pacer.done(done)
         finally:
             stats.in_flight -= 1
             self.limits.sends.release_on_behalf_of(borrower)

@@ -1,0 +1,61 @@
+"""Rate mode's pacer: hold each batch until the open-loop schedule says it is due.
+
+The schedule (``core.schedule.RateSchedule``) decides when; the pacer keeps the origin (the
+moment the first batch was ready), the rows handed out so far and the last completion, and
+sleeps.  It never waits for the server: a batch that cannot go out on time (every send slot
+busy) goes out as soon as one frees, and the lag is measured by the runner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import anyio
+
+from async_etl.core.schedule import RateFigures, RateSchedule
+from async_etl.core.stats import RunStats
+
+
+class Pacer:
+    """Due times for the batches of one run, in ``clock`` seconds."""
+
+    def __init__(
+        self, schedule: RateSchedule, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.schedule = schedule
+        self.clock = clock
+        self.origin: float | None = None
+        self.rows = 0
+        self.last_done = 0.0
+
+    async def wait(self, rows: int) -> float | None:
+        """Sleep until the next batch of ``rows`` is due; its due time (None: past the end)."""
+        if self.origin is None:
+            self.origin = self.clock()
+        due = self.schedule.due_at(self.rows)
+        if due is None:
+            return None
+        self.rows += rows
+        at = self.origin + due
+        delay = at - self.clock()
+        if delay > 0:
+            await anyio.sleep(delay)
+        return at
+
+    def done(self, at: float) -> None:
+        """A batch was fully accounted for at ``at``."""
+        self.last_done = max(self.last_done, at)
+
+    def figures(self, stats: RunStats) -> RateFigures:
+        """The run's rate figures (target over the schedule, achieved up to the last completion)."""
+        origin = self.origin if self.origin is not None else self.last_done
+        return RateFigures(
+            target_rows_per_s=self.schedule.mean_rows_per_s,
+            rows=stats.rows,
+            span_s=self.last_done - origin,
+            batches=stats.lag.count,
+            late_batches=stats.late,
+            lag_p99_ms=stats.lag.percentile(99),
+            lag_max_ms=stats.lag.max,
+        )
