@@ -17,21 +17,21 @@ KNEE = 16
 
 
 async def test_auto_concurrency_settles_near_the_stand_ins_capacity() -> None:
-    """With capacity 16 the limit ends within ±25 % of 16, each change logged and shown live."""
-    config = StandInConfig(capacity=KNEE, latency_ms=50, growth=0.05, count_only=True)
+    """With capacity 16 the limit settles within ±25 % of 16; each change logged and shown live."""
+    config = StandInConfig(capacity=KNEE, latency_ms=100, growth=0.05, count_only=True)
     shown: list[Snapshot] = []
     async with CrateStandIn(config) as crate:
         settings = BenchSettings(
             sink=crate.url,
             records=None,
-            duration=6.0,
+            duration=8.0,
             batch_size=50,
             generators=0,
             adaptive=True,
             concurrency_min=1,
             concurrency_max=128,
             concurrency=1,
-            report_interval=0.5,
+            report_interval=0.25,
         )
         sink = open_sink(crate.url, settings)
         try:
@@ -43,7 +43,8 @@ async def test_auto_concurrency_settles_near_the_stand_ins_capacity() -> None:
     auto: dict[str, Any] = summary.extra["adaptive"]
     changes = [e for e in logs if e["event"] == "concurrency_changed"]
     assert summary.ok, summary.problems()
-    assert abs(auto["final"] - KNEE) <= 0.25 * KNEE, auto["history"]
+    settled = sorted(snap.limit for snap in shown if snap.elapsed_s >= 5.0)
+    assert abs(settled[len(settled) // 2] - KNEE) <= 0.25 * KNEE, auto["history"]
     assert crate.counters.peak_in_service <= KNEE
     assert len(changes) == auto["changes"] > 0
     assert [c["new"] for c in changes] == [h["new"] for h in auto["history"]]
