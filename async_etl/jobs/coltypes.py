@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from async_etl.core.compare import base_type, oracle_lob
+from async_etl.core.exact import crate_sent
 
 __all__ = [
     "crate_type",
@@ -101,6 +102,9 @@ def oracle_type(pg_type: str) -> str:
     return _ORACLE.get(base, "VARCHAR2(4000)")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def epoch_ms(value: datetime | date) -> int:
     """Epoch milliseconds of a datetime (naive = UTC) or a date (midnight UTC)."""
     if not isinstance(value, datetime):
@@ -112,8 +116,8 @@ def epoch_ms(value: datetime | date) -> int:
 
 
 def from_epoch_ms(value: int | float) -> datetime:
-    """The UTC datetime of epoch milliseconds."""
-    return datetime.fromtimestamp(value / 1000, UTC)
+    """The UTC datetime of epoch milliseconds (exact: no float division of large values)."""
+    return _EPOCH + timedelta(milliseconds=value)
 
 
 def _num(x: float) -> str:
@@ -167,10 +171,19 @@ def _to_crate(value: Any) -> Any:
 
 
 def crate_value(pg_types: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:
-    """A function turning one source row (tuple) into CrateDB's stored form of each value."""
-    del pg_types  # one conversion fits every type today; kept per column for the future
+    """A function turning one source row (tuple) into CrateDB's stored form of each value.
+
+    ``real`` values become their float32's shortest decimal form (``core.exact.crate_sent``),
+    which is what CrateDB hands back when the row is read for comparison.
+    """
+    types = list(pg_types)
+    reals = [i for i, t in enumerate(types) if base_type(t)[0] == "real"]
 
     def convert(row: Sequence[Any]) -> list[Any]:
-        return [_to_crate(v) for v in row]
+        out = [_to_crate(v) for v in row]
+        if len(out) == len(types):
+            for i in reals:
+                out[i] = crate_sent(out[i], types[i])
+        return out
 
     return convert

@@ -40,6 +40,7 @@ from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk, row_in_chunk
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
+from async_etl.core.exact import crate_refusal, row_refusal
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values, quote
@@ -115,23 +116,51 @@ class CrateTarget:
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Read, diff and write one chunk (safe to repeat); the runner checkpoints it."""
         cols = ctx.cols
-        convert = crate_value([t for _, t in ctx.columns])
+        types = [t for _, t in ctx.columns]
+        convert = crate_value(types)
+        bk = cols.business_key
         async with ctx.hold(self.url), self._client() as client:
             refresh = crate.refresh_sql(self.table)
             await self._retry(ctx, lambda: client.execute(refresh))
             current = await self._current(ctx, client, chunk, convert)
             rows: list[dict[str, Any]] = []
+            inexact: dict[tuple[Any, ...], str] = {}  # key -> why a value is not exact
+            read = 0
             async with source_connection(source, ctx.hold, ctx.app) as sconn:
                 async for batch in source.batches(sconn, chunk, ctx.batch_rows):
                     ctx.check_stop()
-                    rows.extend(dict(zip(ctx.names, convert(r), strict=True)) for r in batch)
+                    read += len(batch)
+                    for r in batch:
+                        row = dict(zip(ctx.names, convert(r), strict=True))
+                        reason = row_refusal(r, ctx.names, types, crate_refusal)
+                        if reason is None:
+                            rows.append(row)
+                        else:
+                            inexact.setdefault(tuple(row[c] for c in bk), reason)
+            rejects = self._inexact(ctx, bk, inexact)
+            if inexact:  # a refused key keeps its current version: out of the diff
+                rows = [r for r in rows if tuple(r[c] for c in bk) not in inexact]
+                current = [r for r in current if tuple(r[c] for c in bk) not in inexact]
             plan = diff(cols, current, rows, epoch_ms(ctx.as_of))
             ctx.check_stop()  # last point where nothing of this chunk was written
             known = self._refused.setdefault(chunk.index, {})
-            rejects = await self._write(ctx, client, plan, known)
+            rejects += await self._write(ctx, client, plan, known)
             await self._retry(ctx, lambda: client.execute(refresh))
         self._refused.pop(chunk.index, None)
-        return ChunkResult(chunk.index, len(rows), plan.counts(), tuple(rejects))
+        return ChunkResult(chunk.index, read, plan.counts(), tuple(rejects))
+
+    def _inexact(
+        self, ctx: JobContext, bk: Sequence[str], inexact: dict[tuple[Any, ...], str]
+    ) -> list[Reject]:
+        """Rejects for the keys with a value CrateDB cannot store exactly (``core.exact``).
+
+        Raises ``DataError`` naming the first of them unless ``on_bad_row = "reject"``.
+        """
+        rejects = [(key_json(dict(zip(bk, key, strict=True))), why) for key, why in inexact.items()]
+        if rejects and ctx.on_bad_row != "reject":
+            key, why = rejects[0]
+            raise DataError(f"{self.where}: row {key} refused: {why}")
+        return rejects
 
     async def _current(
         self, ctx: JobContext, client: CrateDBClient, chunk: Chunk, convert: Any

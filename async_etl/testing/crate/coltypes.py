@@ -1,16 +1,19 @@
 """CrateDB column types for the stand-in: names, wire type ids and value casting.
 
 Pure: no I/O.  A cast either returns the stored form of a value (timestamps become epoch
-milliseconds, ISO strings included) or raises ``CastError``, which the engine turns into an
-analysis error (HTTP 400 / 4000) before anything is written.
+milliseconds, ISO strings included; ``real`` a 32-bit float) or raises ``CastError``, which
+the engine turns into an analysis error (HTTP 400 / 4000) before anything is written.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
+
+import numpy as np
 
 Caster: TypeAlias = Callable[[Any], Any]
 
@@ -155,6 +158,19 @@ def _to_float(value: Any) -> Any:
     raise _fail(value, "double precision")
 
 
+_REAL_MAX = float(np.finfo(np.float32).max)
+
+
+def _to_real(value: Any) -> Any:
+    """A 32-bit float, kept as the shortest decimal form CrateDB prints for it."""
+    number = _to_float(value)
+    if number is None or not math.isfinite(number):
+        return number
+    if abs(number) > _REAL_MAX:
+        raise CastError(f"Value {value!r} is out of range for type `real`")
+    return float(str(np.float32(number)))
+
+
 def _to_numeric(value: Any) -> Any:
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value
@@ -236,7 +252,7 @@ _SCALAR_CASTERS: dict[str, Caster] = {
     "integer": _integer("integer", *_INT_RANGES["integer"]),
     "smallint": _integer("smallint", *_INT_RANGES["smallint"]),
     "double precision": _to_float,
-    "real": _to_float,
+    "real": _to_real,
     "numeric": _to_numeric,
     "boolean": _to_bool,
     "timestamp with time zone": parse_timestamp,

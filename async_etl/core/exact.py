@@ -1,0 +1,204 @@
+"""Which values a target stores exactly: the refusal is a decision, never a silent change.
+
+Theory of operation
+-------------------
+A source value reaches a target through a wire format: PostgreSQL binary COPY (the same
+types on both sides: exact by construction, or the server refuses the row), CrateDB's JSON
+``bulk_args`` and Oracle binds.  The last two cannot carry every value:
+
+* **CrateDB (JSON)**: JSON has no NaN or infinity (``orjson`` would write ``null``: a silent
+  NULL); integers beyond CrateDB's ``BIGINT`` (64 bits) do not fit; ``numeric`` is stored as
+  ``DOUBLE PRECISION``, exact only when the double's shortest decimal form is the value
+  itself (at most 15-17 significant digits); timestamps and dates are epoch milliseconds,
+  so a timestamp with microseconds would lose them.  ``real`` is stored as a 32-bit float:
+  it is sent as the float32's shortest decimal form, which CrateDB hands back unchanged, so
+  the read-back compares equal.
+* **Oracle (binds)**: ``''`` is NULL in Oracle; ``NUMBER`` keeps 38 significant digits and
+  exponents from -130 to 125, and no NaN or infinity; ``VARCHAR2(4000)`` holds 4000 bytes;
+  ``DATE`` has no fraction of a second (a ``date`` source has none); ``BINARY_DOUBLE`` and
+  ``BINARY_FLOAT`` keep NaN, infinities and -0.0.
+
+``crate_refusal`` / ``oracle_refusal`` say why one value cannot be stored exactly (``None``
+when it can); ``row_refusal`` names the first refused column of a row.  The drivers turn a
+refused row into a reject with that reason (``on_bad_row = "reject"``) or fail the run with
+it (``fail``), and keep the row's key out of the merge, so its current version stays as it
+is.  ``crate_sent`` is the value as it travels in CrateDB's JSON.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+
+from async_etl.core.compare import base_type, oracle_lob
+
+__all__ = [
+    "BIGINT_RANGE",
+    "ORACLE_VARCHAR_BYTES",
+    "crate_refusal",
+    "crate_sent",
+    "oracle_refusal",
+    "row_refusal",
+]
+
+BIGINT_RANGE = (-(2**63), 2**63 - 1)
+"""CrateDB's ``BIGINT`` (and JSON integers as ``orjson`` writes them)."""
+
+ORACLE_VARCHAR_BYTES = 4000
+"""``VARCHAR2(4000)``: the Oracle type of unbounded ``text`` (byte length semantics)."""
+
+_CRATE_FLOATS = frozenset({"numeric", "double precision", "real"})
+"""Source types CrateDB stores as floating point (``numeric`` as ``DOUBLE PRECISION``)."""
+
+_ORACLE_DIGITS = 38
+_ORACLE_EXP = (-130, 125)
+
+Refusal = Callable[[Any, str], "str | None"]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _float32(value: float) -> float:
+    """The shortest decimal form of ``value`` as a 32-bit float, back as a Python float."""
+    return float(str(np.float32(value)))
+
+
+def crate_sent(value: Any, pg_type: str) -> Any:
+    """``value`` as it travels in CrateDB's JSON for a column of ``pg_type``.
+
+    Only ``real`` differs from the value: it becomes its float32's shortest decimal form.
+    """
+    base, array = base_type(pg_type)
+    if base == "real":
+        if array and isinstance(value, list):
+            return [None if v is None else _float32(v) for v in value]
+        if isinstance(value, float) and math.isfinite(value):
+            return _float32(value)
+    return value
+
+
+def _crate_scalar(value: Any, base: str) -> str | None:
+    if isinstance(value, bool) or value is None or isinstance(value, str | bytes | bytearray):
+        return None
+    if isinstance(value, int):
+        if not BIGINT_RANGE[0] <= value <= BIGINT_RANGE[1]:
+            return f"integer {value} is beyond CrateDB's BIGINT range"
+        if base in _CRATE_FLOATS and int(float(value)) != value:
+            return f"integer {value} is not exact as CrateDB's DOUBLE PRECISION"
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{value!r} cannot travel in CrateDB's JSON (it would arrive as NULL)"
+        if base == "real" and abs(value) > float(np.finfo(np.float32).max):
+            return f"{value!r} is beyond CrateDB's REAL range"
+        return None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return f"numeric {value} cannot travel in CrateDB's JSON"
+        if Decimal(repr(float(value))) != value:
+            return (
+                f"numeric {_short(value)} is not exact as CrateDB's DOUBLE PRECISION "
+                f"(would be stored as {float(value)!r})"
+            )
+        return None
+    if isinstance(value, datetime):
+        if value.microsecond % 1000:
+            return f"timestamp {value.isoformat()} has microseconds; CrateDB stores milliseconds"
+        return None
+    if isinstance(value, dict | list):
+        return _crate_nested(value)
+    return None
+
+
+def _crate_nested(value: Any) -> str | None:
+    if isinstance(value, dict):
+        items: Sequence[Any] = list(value.values())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return _crate_scalar(value, "json")
+    for item in items:
+        reason = _crate_nested(item)
+        if reason is not None:
+            return reason
+    return None
+
+
+def crate_refusal(value: Any, pg_type: str) -> str | None:
+    """Why ``value`` of a ``pg_type`` column cannot be stored exactly in CrateDB, or None."""
+    base, array = base_type(pg_type)
+    if array and isinstance(value, list):
+        for item in value:
+            reason = crate_refusal(item, base)
+            if reason is not None:
+                return f"array element: {reason}"
+        return None
+    return _crate_scalar(value, base)
+
+
+def _oracle_number(value: Decimal | int) -> str | None:
+    number = Decimal(value)
+    if not number.is_finite():
+        return f"{value} has no Oracle NUMBER form"
+    if number.is_zero():
+        return None
+    _, raw, exponent = number.as_tuple()  # not normalize(): it rounds to 28 digits
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, raw)).rstrip("0")
+    exponent += len(raw) - len(digits)
+    if len(digits) > _ORACLE_DIGITS:
+        return (
+            f"{_short(value)} has {len(digits)} significant digits; Oracle NUMBER keeps "
+            f"{_ORACLE_DIGITS}"
+        )
+    magnitude = len(digits) + exponent - 1
+    if not _ORACLE_EXP[0] <= magnitude <= _ORACLE_EXP[1]:
+        return f"{_short(value)} is outside Oracle NUMBER's range"
+    return None
+
+
+def oracle_refusal(value: Any, pg_type: str) -> str | None:
+    """Why ``value`` of a ``pg_type`` column cannot be stored exactly in Oracle, or None."""
+    base, array = base_type(pg_type)
+    if value is None or array or oracle_lob(pg_type) or isinstance(value, bool):
+        return None  # arrays and LOB types travel as CLOB text
+    if isinstance(value, str):
+        if value == "":
+            return "empty string: Oracle stores '' as NULL"
+        size = len(value.encode())
+        if size > ORACLE_VARCHAR_BYTES:
+            return f"text of {size} bytes exceeds Oracle VARCHAR2 ({ORACLE_VARCHAR_BYTES} bytes)"
+        return None
+    if isinstance(value, Decimal | int):
+        if base in ("double precision", "real"):
+            return None
+        try:
+            return _oracle_number(value)
+        except InvalidOperation:
+            return f"{_short(value)} has no Oracle NUMBER form"
+    if isinstance(value, float):
+        return None  # BINARY_DOUBLE / BINARY_FLOAT keep NaN, infinities and -0.0
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return None  # a date has no time of day: Oracle DATE keeps it exactly
+    return None
+
+
+def row_refusal(
+    row: Sequence[Any], names: Sequence[str], types: Sequence[str], refusal: Refusal
+) -> str | None:
+    """``"column c: reason"`` for the first value of ``row`` that ``refusal`` refuses, or None."""
+    for value, name, pg_type in zip(row, names, types, strict=True):
+        if value is None:
+            continue
+        reason = refusal(value, pg_type)
+        if reason is not None:
+            return f"column {name}: {reason}"
+    return None
