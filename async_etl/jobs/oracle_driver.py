@@ -15,7 +15,10 @@ With ``on_bad_row = "reject"`` the merge runs after a savepoint; on a data error
 ORA-12899, ORA-01722, ...) it rolls back to it and bisects the chunk's rows into a probe
 table shaped like the target (``CREATE ... AS SELECT * ... WHERE 1 = 0``: NOT NULL and types,
 no CHECK constraints), each range in its own savepoint, then re-stages the good rows plus the
-current target row of each refused key (so a refused key does not look deleted).
+current target row of each refused key (so a refused key does not look deleted).  A row with
+a value Oracle cannot store exactly (``core.exact.oracle_refusal``: ``''``, which Oracle reads
+as NULL; more than 38 digits; text over 4000 bytes) is never staged: it is rejected with the
+reason (``fail``: the chunk fails with it) and its key's current row is staged instead.
 
 DDL is created once and "already exists" (ORA-00955, ORA-01408) is ignored, since Oracle
 before 23ai has no ``IF NOT EXISTS``.  Integration tests run only when ``ORACLE_DSN`` is set.
@@ -34,10 +37,11 @@ from async_etl.core import drift
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
 from async_etl.core.classify import classify_oracle
+from async_etl.core.exact import oracle_refusal, row_refusal
 from async_etl.core.scd_sql_common import chunk_values, quote, short_name
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
-from async_etl.errors import ConfigError, ErrorKind
+from async_etl.errors import ConfigError, DataError, ErrorKind
 from async_etl.jobs.coltypes import oracle_type
 from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject, key_json
 from async_etl.jobs.endpoints import Source, source_connection
@@ -156,26 +160,56 @@ class OracleTarget:
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Stage and merge ``chunk`` in one Oracle transaction; the runner checkpoints it."""
         insert = ora.staging_insert(self.staging, ctx.names).text
+        types = [t for _, t in ctx.columns]
+        positions = [ctx.names.index(c) for c in ctx.cols.business_key]
         rows: list[tuple[Any, ...]] = []
+        inexact: list[tuple[tuple[Any, ...], str]] = []  # (key, reason) per refused row
+        read = 0
         async with self.connection(ctx.hold) as conn:
             cursor = conn.cursor()
             try:
                 async with source_connection(source, ctx.hold, ctx.app) as sconn:
                     async for batch in source.batches(sconn, chunk, ctx.batch_rows):
                         ctx.check_stop()
-                        bound = [tuple(oracle_bind(v) for v in r) for r in batch]
-                        await cursor.executemany(insert, bound)
+                        read += len(batch)
+                        bound = []
+                        for r in batch:
+                            reason = row_refusal(r, ctx.names, types, oracle_refusal)
+                            if reason is None:
+                                bound.append(tuple(oracle_bind(v) for v in r))
+                            else:
+                                key = tuple(oracle_bind(r[p]) for p in positions)
+                                inexact.append((key, self._refuse(ctx, key, reason)))
+                        if bound:
+                            await cursor.executemany(insert, bound)
                         rows.extend(bound)
-                counts, rejects = await self._merge(ctx, conn, chunk, rows)
+                keep = [key for key, _ in inexact]
+                if keep:  # a refused key keeps its current version: stage it as it is
+                    await self._stage_current(ctx, cursor, keep)
+                counts, rejects = await self._merge(ctx, conn, chunk, rows, keep)
                 await conn.commit()
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await conn.rollback()
                 raise
-        return ChunkResult(chunk.index, len(rows), counts, tuple(rejects))
+        bk = ctx.cols.business_key
+        refused = [(key_json(dict(zip(bk, k, strict=True))), why) for k, why in inexact]
+        return ChunkResult(chunk.index, read, counts, (*refused, *rejects))
+
+    def _refuse(self, ctx: JobContext, key: tuple[Any, ...], reason: str) -> str:
+        """``reason`` for a row Oracle cannot store exactly; raises ``DataError`` in fail mode."""
+        if ctx.on_bad_row != "reject":
+            row = key_json(dict(zip(ctx.cols.business_key, key, strict=True)))
+            raise DataError(f"{self.where}: row {row} refused: {reason}")
+        return reason
 
     async def _merge(
-        self, ctx: JobContext, conn: Any, chunk: Chunk, rows: list[tuple[Any, ...]]
+        self,
+        ctx: JobContext,
+        conn: Any,
+        chunk: Chunk,
+        rows: list[tuple[Any, ...]],
+        keep: Sequence[tuple[Any, ...]] = (),
     ) -> tuple[dict[str, int], list[Reject]]:
         import oracledb
 
@@ -205,7 +239,7 @@ class OracleTarget:
             if not _is_data(exc):
                 raise
             await cursor.execute("ROLLBACK TO SAVEPOINT async_etl_merge")
-        rejects = await self._reject(ctx, cursor, rows)
+        rejects = await self._reject(ctx, cursor, rows, keep)
         return await apply(), rejects
 
     async def _new_keys(self, cursor: Any, cols: ScdColumns) -> int:
@@ -218,9 +252,13 @@ class OracleTarget:
         return int((await cursor.fetchone())[0])
 
     async def _reject(
-        self, ctx: JobContext, cursor: Any, rows: list[tuple[Any, ...]]
+        self,
+        ctx: JobContext,
+        cursor: Any,
+        rows: list[tuple[Any, ...]],
+        keep: Sequence[tuple[Any, ...]] = (),
     ) -> list[Reject]:
-        """Bisect ``rows`` into the probe; re-stage the good ones; the rejects."""
+        """Bisect ``rows`` into the probe; re-stage the good ones (and ``keep``); the rejects."""
         import oracledb
 
         cols = ctx.cols
@@ -256,7 +294,7 @@ class OracleTarget:
             await bisect(0, len(rows))
         if not bad:
             return []
-        await self._restage(ctx, cursor, rows, {i for i, _ in bad})
+        await self._restage(ctx, cursor, rows, {i for i, _ in bad}, keep)
         positions = [ctx.names.index(c) for c in cols.business_key]
         out = []
         for i, reason in bad:
@@ -265,22 +303,37 @@ class OracleTarget:
         return out
 
     async def _restage(
-        self, ctx: JobContext, cursor: Any, rows: Sequence[tuple[Any, ...]], bad: set[int]
+        self,
+        ctx: JobContext,
+        cursor: Any,
+        rows: Sequence[tuple[Any, ...]],
+        bad: set[int],
+        keep: Sequence[tuple[Any, ...]] = (),
     ) -> None:
+        """Stage the good rows again, and the current target row of every refused key."""
         cols = ctx.cols
-        s, t = quote(self.staging, "oracle"), quote(self.table, "oracle")
-        data = ", ".join(quote(c, "oracle") for c in cols.data)
-        await cursor.execute(f"DELETE FROM {s}")
+        await cursor.execute(f"DELETE FROM {quote(self.staging, 'oracle')}")
         good = [r for i, r in enumerate(rows) if i not in bad]
         if good:
             await cursor.executemany(ora.staging_insert(self.staging, cols.data).text, good)
+        positions = [ctx.names.index(c) for c in cols.business_key]
+        keys = [tuple(rows[i][p] for p in positions) for i in sorted(bad)]
+        await self._stage_current(ctx, cursor, [*keys, *keep])
+
+    async def _stage_current(
+        self, ctx: JobContext, cursor: Any, keys: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Stage the current target row of each business key in ``keys`` (if it has one)."""
+        cols = ctx.cols
+        s, t = quote(self.staging, "oracle"), quote(self.table, "oracle")
+        data = ", ".join(quote(c, "oracle") for c in cols.data)
         bk = cols.business_key
         match = " AND ".join(f"t.{quote(c, 'oracle')} = :{i + 1}" for i, c in enumerate(bk))
         same = " AND ".join(f"x.{quote(c, 'oracle')} = t.{quote(c, 'oracle')}" for c in bk)
         current = f" AND t.{quote(cols.is_current, 'oracle')} = 1" if cols.type == 2 else ""
         tdata = ", ".join(f"t.{quote(c, 'oracle')}" for c in cols.data)
-        positions = [ctx.names.index(c) for c in bk]
-        keys = [tuple(rows[i][p] for p in positions) for i in sorted(bad)]
+        if not keys:
+            return
         await cursor.executemany(
             f"INSERT INTO {s} ({data}) SELECT {tdata} FROM {t} t WHERE {match}{current} "
             f"AND NOT EXISTS (SELECT 1 FROM {s} x WHERE {same})",
