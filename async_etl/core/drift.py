@@ -68,11 +68,13 @@ class Drift:
     """Target data columns the source lacks: (name, target type)."""
     retyped: tuple[tuple[str, str, str], ...] = ()
     """(name, type the source's values need, the target's type) that does not fit."""
+    missing_meta: tuple[str, ...] = ()
+    """SCD columns (valid_from ...) the target lacks: a table made for another SCD type."""
 
     @property
     def empty(self) -> bool:
         """True when the target matches the source."""
-        return not (self.added or self.dropped or self.retyped)
+        return not (self.added or self.dropped or self.retyped or self.missing_meta)
 
 
 def _split(type_name: str) -> tuple[str, tuple[str, ...], bool]:
@@ -178,7 +180,8 @@ def compare(
         elif not fits(want, got):
             retyped.append((name, want, got))
     dropped = [(n, t) for n, t in target if key(n) not in names and key(n) not in skip]
-    return Drift(tuple(added), tuple(dropped), tuple(retyped))
+    missing = tuple(m for m in meta if key(m) not in have)
+    return Drift(tuple(added), tuple(dropped), tuple(retyped), missing)
 
 
 def _more(items: Sequence[Column] | Sequence[tuple[str, str, str]]) -> str:
@@ -189,8 +192,13 @@ def _more(items: Sequence[Column] | Sequence[tuple[str, str, str]]) -> str:
 def decide(drift: Drift, table: str, evolution: Evolution) -> tuple[str | None, tuple[Column, ...]]:
     """(one-line refusal or None, columns to add) for ``drift`` of target ``table``.
 
-    Retyped columns come first, then dropped, then added (only added ones can evolve).
+    Missing SCD columns come first, then retyped, dropped and added columns (only added ones
+    can evolve).
     """
+    if drift.missing_meta:
+        names = ", ".join(drift.missing_meta)
+        return (f"target {table} lacks the SCD column(s) {names} that [scd] type 2 needs "
+                "(a table made for type 1?); use another table, or add them", ())  # fmt: skip
     if drift.retyped:
         name, want, got = drift.retyped[0]
         return (f'column "{name}" of target {table} is {got}, but the source now gives '

@@ -28,6 +28,7 @@ def test_compare_sorts_added_dropped_and_retyped() -> None:
         added=(("email", "character varying(40)"),),
         dropped=(("city", "text"),),
         retyped=(("name", "text", "integer"),),
+        missing_meta=("valid_to",),
     )
 
 
@@ -135,6 +136,16 @@ def test_decide_refuses_in_one_line_naming_the_column(found: Drift, needle: str)
     """Without evolution any drift is one line naming its first column (retyped first)."""
     problem, add = drift.decide(found, "dw.dim", "none")
     assert problem is not None and needle in problem and "\n" not in problem, problem
+    assert add == ()
+
+
+def test_type2_target_without_scd_columns_is_refused() -> None:
+    """A type-2 job on a table without valid_from / valid_to / is_current: one line."""
+    target = [*SOURCE, ("valid_to", "timestamp with time zone")]
+    found = drift.compare(SOURCE, target, META, _same, drift.sql_fits)
+    assert found.missing_meta == ("valid_from", "is_current")
+    problem, add = drift.decide(found, "dw.dim", "add_columns")
+    assert problem is not None and "lacks the SCD column(s) valid_from, is_current" in problem
     assert add == ()
 
 

@@ -79,6 +79,17 @@ async def test_drift_stops_in_preflight(pg_dsn: str, tmp_path: Path, case: str, 
     assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 1
 
 
+async def test_type2_job_on_a_type1_table_stops_in_preflight(pg_dsn: str, tmp_path: Path) -> None:
+    """A type-2 job pointed at a type-1 table: exit 2 naming the SCD columns, no run recorded."""
+    await _first_load(pg_dsn, _job(pg_dsn, pg_dsn, kind=1, evolve=False))
+    text = _job(pg_dsn, pg_dsn, kind=2, evolve=False)
+    code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", text)))
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and "lacks the SCD column(s) valid_from, valid_to, is_current" in err
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 1
+
+
 async def test_type2_add_columns_adds_a_nullable_column_and_versions(pg_dsn: str) -> None:
     """Type 2 with evolution: the column is added nullable, each key gets a version with it."""
     text = _job(pg_dsn, pg_dsn, kind=2, evolve=True)
