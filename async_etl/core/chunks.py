@@ -1,9 +1,17 @@
 """Chunk planning over a (possibly composite) key, and the checkpoint watermark.
 
-A plan cuts the key space at sorted boundary tuples ``b0 < b1 < ... < bn-1`` into ``n + 1``
+A plan cuts the key space at boundary tuples ``b0 < b1 < ... < bn-1`` into ``n + 1``
 half-open chunks ``(-inf, b0), [b0, b1), ..., [bn-1, +inf)``: every non-NULL key falls in
 exactly one chunk, whatever rows appear after planning.  Keys compare as tuples
 (lexicographically, column by column), which is what SQL row-value comparison does.
+
+"<" is the *source's* ordering: text keys sort by a collation (``en-x-icu`` puts ``m00002``
+after ``M00001``; code-point order puts every ``M`` first).  So the planner never sorts the
+boundaries itself: they arrive in the order the database sorted them, and every chunk carries
+``collate``, the collation of each key column (``None`` for types without one) that every
+statement applying the range must compare with (``core.collation``).  Python's own order is
+code-point order, the one ``BINARY`` collation of this project (``"C"``); ``row_in_chunk`` and
+``chunk_for`` take a ``sort_key`` for any other.
 
 The plan is stored (``to_json``) so a resumed run reuses the same chunks; values are tagged
 with their type so the JSON round trip is exact (int, str, Decimal, date, datetime, ...).
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -28,25 +36,36 @@ from async_etl.errors import DataError
 
 Key = tuple[Any, ...]
 
+SortKey = Callable[[Key], Any]
+"""Maps a key tuple to a value whose Python order is the source's order of keys."""
+
 MAX_CHUNKS = 100_000
 """Upper bound on the number of chunks a plan may have (the plan is stored in one JSON row)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Keys ``k`` with ``lower <= k < upper``; ``None`` means open on that side."""
+    """Keys ``k`` with ``lower <= k < upper``; ``None`` means open on that side.
+
+    ``collate`` names the collation each key column compares with (``None``: no collation,
+    or the column's own); empty when the plan predates collations (columns' own ones).
+    """
 
     index: int
     lower: Key | None
     upper: Key | None
+    collate: tuple[str | None, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able form with type-tagged key values."""
-        return {
+        out: dict[str, Any] = {
             "index": self.index,
             "lower": None if self.lower is None else [_tag(v) for v in self.lower],
             "upper": None if self.upper is None else [_tag(v) for v in self.upper],
         }
+        if self.collate:
+            out["collate"] = list(self.collate)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Chunk:
@@ -56,6 +75,7 @@ class Chunk:
             index=int(data["index"]),
             lower=None if lower is None else tuple(_untag(v) for v in lower),
             upper=None if upper is None else tuple(_untag(v) for v in upper),
+            collate=tuple(data.get("collate") or ()),
         )
 
 
@@ -81,40 +101,55 @@ class ChunkPlan:
         _check_covering(chunks)
         return cls(chunks)
 
-    def chunk_for(self, key: Key) -> Chunk:
-        """The one chunk holding ``key`` (binary search); raises ``DataError`` on NULLs."""
+    @property
+    def collate(self) -> tuple[str | None, ...]:
+        """The collation of each key column the plan was cut in (see ``Chunk``)."""
+        return self.chunks[0].collate
+
+    def chunk_for(self, key: Key, sort_key: SortKey = tuple) -> Chunk:
+        """The one chunk holding ``key`` (binary search); raises ``DataError`` on NULLs.
+
+        ``sort_key`` gives the plan's ordering (default: Python's, i.e. code-point order).
+        """
         _check_key(key)
         lo, hi = 0, len(self.chunks) - 1
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lower = self.chunks[mid].lower
-            if lower is not None and key >= lower:
+            if lower is not None and sort_key(key) >= sort_key(lower):
                 lo = mid
             else:
                 hi = mid - 1
         return self.chunks[lo]
 
 
-def plan_chunks(boundaries: Iterable[Sequence[Any]]) -> ChunkPlan:
-    """Plan chunks cut at ``boundaries`` (key tuples; sorted and de-duplicated here).
+def plan_chunks(
+    boundaries: Iterable[Sequence[Any]], collate: Sequence[str | None] = ()
+) -> ChunkPlan:
+    """Plan chunks cut at ``boundaries``: key tuples in the source's order, as it sorted them.
 
-    No boundaries give one chunk open on both sides.  Raises ``ValueError`` when boundary
-    tuples differ in length, or hold NULLs or values that do not compare with each other.
+    The order is kept as given (re-sorting here would use code-point order, not the source's
+    collation); repeated neighbours are dropped.  ``collate`` (one entry per key column, or
+    empty) is stored on every chunk.  No boundaries give one chunk open on both sides.  Raises
+    ``ValueError`` when boundary tuples differ in length (or from ``collate``), or hold NULLs.
     """
-    cuts = [tuple(b) for b in boundaries]
+    cuts: list[Key] = []
+    for b in boundaries:
+        cut = tuple(b)
+        if not cuts or cut != cuts[-1]:
+            cuts.append(cut)
     widths = {len(b) for b in cuts}
     if len(widths) > 1 or 0 in widths:
         raise ValueError(f"boundary tuples must all have the same, non-zero length: {widths}")
+    if collate and widths and widths != {len(collate)}:
+        raise ValueError(f"{len(collate)} collations for a key of {widths.pop()} column(s)")
     if any(v is None for b in cuts for v in b):
         raise ValueError("boundary tuples must not contain NULL")
-    try:
-        cuts = sorted(set(cuts))
-    except TypeError as exc:
-        raise ValueError(f"boundary values do not compare: {exc}") from exc
     if len(cuts) + 1 > MAX_CHUNKS:
         raise ValueError(f"too many chunks: {len(cuts) + 1} > {MAX_CHUNKS}")
     edges: list[Key | None] = [None, *cuts, None]
-    return ChunkPlan(tuple(Chunk(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)))
+    order = tuple(collate)
+    return ChunkPlan(tuple(Chunk(i, edges[i], edges[i + 1], order) for i in range(len(edges) - 1)))
 
 
 def _check_covering(chunks: Sequence[Chunk]) -> None:
@@ -123,6 +158,8 @@ def _check_covering(chunks: Sequence[Chunk]) -> None:
     for i, (a, b) in enumerate(itertools.pairwise(chunks)):
         if a.index != i or a.upper is None or a.upper != b.lower:
             raise ValueError(f"chunk {i} does not end where chunk {i + 1} starts")
+        if a.collate != b.collate:
+            raise ValueError(f"chunks {i} and {i + 1} are cut in different collations")
     if chunks[-1].index != len(chunks) - 1:
         raise ValueError("chunk indexes must be 0..n-1")
 
@@ -132,13 +169,16 @@ def _check_key(key: Key) -> None:
         raise DataError(f"chunk key {key!r} contains NULL; keys must be NOT NULL")
 
 
-def row_in_chunk(key: Sequence[Any], chunk: Chunk) -> bool:
-    """True when ``lower <= key < upper`` (tuple comparison); ``DataError`` if key has NULL."""
+def row_in_chunk(key: Sequence[Any], chunk: Chunk, sort_key: SortKey = tuple) -> bool:
+    """True when ``lower <= key < upper``; ``DataError`` if key has NULL.
+
+    Tuples compare by ``sort_key`` (default: Python's order, i.e. code-point order for text).
+    """
     k = tuple(key)
     _check_key(k)
-    if chunk.lower is not None and k < chunk.lower:
+    if chunk.lower is not None and sort_key(k) < sort_key(chunk.lower):
         return False
-    return chunk.upper is None or k < chunk.upper
+    return chunk.upper is None or sort_key(k) < sort_key(chunk.upper)
 
 
 def estimate_parallel(estimate_rows: int, spec: ParallelSpec) -> bool:

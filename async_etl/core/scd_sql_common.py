@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from async_etl.core.chunks import Chunk
+from async_etl.core.collation import collated
 from async_etl.core.specs import is_identifier
 
 Style: TypeAlias = Literal["pg", "oracle", "crate"]
@@ -118,9 +119,13 @@ def bounds_predicate(
     """``NOT NULL`` checks and ``lower <= key < upper`` for quoted key column references.
 
     Row-value comparison by default; ``expand`` writes ``a > :1 OR (a = :2 AND b >= :3)``
-    (Oracle has no row-value inequality).  Open sides are omitted.
+    (Oracle has no row-value inequality).  Open sides are omitted.  In PostgreSQL each column
+    compares in the chunk's collation (``a COLLATE "en-x-icu" >= $1``); Oracle sessions and
+    CrateDB compare text in code-point order, the only other ordering a plan for them has.
     """
     parts = [f"{c} IS NOT NULL" for c in cols]
+    if bind.style == "pg" and chunk.collate:
+        cols = [collated(c, n) for c, n in zip(cols, chunk.collate, strict=True)]
     if chunk.lower is not None:
         parts.append(_compare(cols, ">=", "lo", bind, expand))
     if chunk.upper is not None:

@@ -30,6 +30,10 @@ from async_etl.core.scd_sql_common import short_name as _short
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import subquery
 
+SESSION_SQL = Sql("ALTER SESSION SET TIME_ZONE = 'UTC' NLS_SORT = 'BINARY' NLS_COMP = 'BINARY'")
+"""Run on every job connection: UTC (binds are naive UTC) and code-point order for text, so
+``NTILE``, ``ORDER BY`` and the chunk bounds all sort strings the way the other targets do."""
+
 
 def _q(name: str) -> str:
     return quote(name, "oracle")

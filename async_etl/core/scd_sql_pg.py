@@ -14,10 +14,11 @@ form, under ``SET LOCAL extra_float_digits = 3`` so that floats inside it print 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from async_etl.core.chunks import Chunk
+from async_etl.core.collation import collated
 from async_etl.core.compare import is_exact
 from async_etl.core.scd_sql_common import (
     SOURCE,
@@ -65,15 +66,29 @@ def _counted(dml: str, label: str) -> str:
     return f"WITH x AS ({dml} RETURNING 1) SELECT {', '.join(out)} FROM x"
 
 
-def target_ddl(table: str, columns: Sequence[tuple[str, str]], cols: ScdColumns) -> list[Sql]:
+def _column(name: str, sql_type: str, collate: Mapping[str, str | None] | None) -> str:
+    """``"name" type`` plus ``COLLATE "x"`` when ``collate`` names one for the column."""
+    coll = (collate or {}).get(name)
+    defined = f"{_q(name)} {check_type(sql_type)}"
+    return defined if coll is None or coll == "default" else collated(defined, coll)
+
+
+def target_ddl(
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    cols: ScdColumns,
+    collate: Mapping[str, str | None] | None = None,
+) -> list[Sql]:
     """Create the target (schema, table, indexes) if missing; ``columns`` = (name, pg type).
 
     Type 2 adds the SCD columns, a unique index on (business key, valid_from) and a unique
     partial index on the business key WHERE is_current (at most one current row per key);
-    type 1 gets a unique index on the business key (the ``ON CONFLICT`` arbiter).
+    type 1 gets a unique index on the business key (the ``ON CONFLICT`` arbiter).  ``collate``
+    maps key columns to the collation their chunk ranges compare in (``core.collation``), so
+    the key's index serves the merge's range filters.
     """
     key = set(cols.business_key)
-    defs = [f"{_q(n)} {check_type(t)}{' NOT NULL' if n in key else ''}" for n, t in columns]
+    defs = [f"{_column(n, t, collate)}{' NOT NULL' if n in key else ''}" for n, t in columns]
     if cols.type == 2:
         defs += [
             f"{_q(cols.valid_from)} timestamptz NOT NULL",
@@ -107,9 +122,18 @@ def target_ddl(table: str, columns: Sequence[tuple[str, str]], cols: ScdColumns)
     return out
 
 
-def staging_ddl(staging: str, columns: Sequence[tuple[str, str]], *, temp: bool = True) -> Sql:
-    """The staging table: TEMP ... ON COMMIT DELETE ROWS (per connection), or UNLOGGED."""
-    defs = ", ".join(f"{_q(n)} {check_type(t)}" for n, t in columns)
+def staging_ddl(
+    staging: str,
+    columns: Sequence[tuple[str, str]],
+    *,
+    temp: bool = True,
+    collate: Mapping[str, str | None] | None = None,
+) -> Sql:
+    """The staging table: TEMP ... ON COMMIT DELETE ROWS (per connection), or UNLOGGED.
+
+    ``collate``: the key columns' collations, as for ``target_ddl``.
+    """
+    defs = ", ".join(_column(n, t, collate) for n, t in columns)
     if temp:
         return Sql(f"CREATE TEMP TABLE IF NOT EXISTS {_q(staging)} ({defs}) ON COMMIT DELETE ROWS")
     return Sql(f"CREATE UNLOGGED TABLE IF NOT EXISTS {_q(staging)} ({defs})")
@@ -296,7 +320,7 @@ def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk:
     """Read one chunk of the source in key order (rows with a NULL key are never read)."""
     b = Binder("pg")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b)
-    order = ", ".join(f"q.{_q(c)}" for c in key)
+    order = _order_by([f"q.{_q(c)}" for c in key], chunk.collate)
     st = b.sql(f"SELECT * FROM {SOURCE} WHERE {where} ORDER BY {order}")
     return embed_source(st, source_relation(query, table))
 
@@ -307,19 +331,59 @@ def null_keys_sql(query: str | None, table: str | None, key: Sequence[str]) -> S
     return Sql(f"SELECT count(*) FROM {source_relation(query, table)} WHERE {cond}")
 
 
-def boundaries_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
-    """First key of each of ``n`` equal buckets but the first (bind ``n``): the chunk cuts."""
+def _order_by(refs: Sequence[str], collate: Sequence[str | None]) -> str:
+    """``ORDER BY`` terms of key column references, each in its chunk collation."""
+    names = collate or [None] * len(refs)
+    return ", ".join(collated(r, n) for r, n in zip(refs, names, strict=True))
+
+
+def boundaries_sql(
+    query: str | None, table: str | None, key: Sequence[str], collate: Sequence[str | None] = ()
+) -> Sql:
+    """First key of each of ``n`` equal buckets but the first (bind ``n``): the chunk cuts.
+
+    Rows are ordered in ``collate`` (one collation per key column, see ``core.collation``);
+    the cuts come back in that order, which ``plan_chunks`` keeps.
+    """
     keys = ", ".join(f"q.{_q(c)}" for c in key)
     bare = ", ".join(_q(c) for c in key)
     notnull = " AND ".join(f"q.{_q(c)} IS NOT NULL" for c in key)
     b = Binder("pg")
     st = b.sql(
         f"SELECT {bare} FROM (SELECT {bare}, bucket, row_number() OVER (PARTITION BY bucket "
-        f"ORDER BY {bare}) AS rn FROM (SELECT {keys}, ntile({b('n')}::int) OVER (ORDER BY {keys}) "
+        f"ORDER BY {_order_by([_q(c) for c in key], collate)}) AS rn FROM (SELECT {keys}, "
+        f"ntile({b('n')}::int) OVER (ORDER BY {_order_by([f'q.{_q(c)}' for c in key], collate)}) "
         f"AS bucket FROM {SOURCE} WHERE {notnull}) AS x) AS y "
         f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
     )
     return embed_source(st, source_relation(query, table))
+
+
+KEY_COLLATIONS_SQL = Sql(
+    "SELECT a.attname, c.collname, CASE WHEN c.collname = 'default' THEN ("
+    "SELECT dc.collname FROM pg_database d JOIN pg_collation dc "
+    "ON dc.collencoding IN (-1, d.encoding) WHERE d.datname = current_database() "
+    "AND dc.collname <> 'default' "
+    "AND coalesce(to_jsonb(dc) ->> 'collisdeterministic', 'true') = 'true' "
+    "AND dc.collprovider = coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
+    "AND CASE WHEN dc.collprovider = 'c' "
+    "THEN lower(replace(dc.collcollate, '-', '')) = lower(replace(d.datcollate, '-', '')) "
+    "AND lower(replace(dc.collctype, '-', '')) = lower(replace(d.datctype, '-', '')) "
+    "ELSE coalesce(to_jsonb(dc) ->> 'colllocale', to_jsonb(dc) ->> 'colliculocale') "
+    "= coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale') END "
+    "ORDER BY dc.collencoding DESC, dc.collname LIMIT 1) ELSE c.collname END "
+    "FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+    "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    ("relation",),
+)
+"""(name, collation, portable collation) of every column of a relation (bind ``relation``);
+NULL collations for types without one; ``default`` resolved to the database's own collation
+(NULL when no catalog entry matches it)."""
+
+
+def collation_names_sql() -> Sql:
+    """Every collation name the database knows (what a chunk range may be compared in)."""
+    return Sql("SELECT collname FROM pg_collation")
 
 
 def estimate_table_sql() -> Sql:

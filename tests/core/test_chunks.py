@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from async_etl.core.chunks import (
     Chunk,
     ChunkPlan,
+    Key,
     Watermark,
     advance,
     chunk_count,
@@ -31,7 +34,7 @@ keys2 = st.tuples(st.integers(-5, 5), st.text("abc", max_size=2))
 @given(st.lists(keys2, max_size=8), st.lists(keys2, min_size=1, max_size=30))
 def test_chunks_partition_key_space(bounds: list[tuple[int, str]], keys: list[tuple[int, str]]):
     """Every composite key falls in exactly one chunk, and chunk_for finds that one."""
-    plan = plan_chunks(bounds)
+    plan = plan_chunks(sorted(bounds))
     for key in keys:
         holding = [c for c in plan.chunks if row_in_chunk(key, c)]
         assert len(holding) == 1
@@ -40,8 +43,8 @@ def test_chunks_partition_key_space(bounds: list[tuple[int, str]], keys: list[tu
 
 @given(st.lists(st.integers(), max_size=10))
 def test_plan_shape(bounds: list[int]):
-    """Boundaries are sorted and de-duplicated; first chunk open below, last open above."""
-    plan = plan_chunks([(b,) for b in bounds])
+    """Sorted boundaries are de-duplicated; first chunk open below, last open above."""
+    plan = plan_chunks([(b,) for b in sorted(bounds)])
     assert len(plan) == len(set(bounds)) + 1
     assert plan.chunks[0].lower is None and plan.chunks[-1].upper is None
     assert [c.index for c in plan.chunks] == list(range(len(plan)))
@@ -62,10 +65,7 @@ scalar = st.one_of(
 @given(st.lists(st.tuples(scalar), max_size=6))
 def test_plan_json_round_trip_is_exact(bounds: list[tuple[object]]):
     """A stored plan reads back equal, with the same value types (through real JSON text)."""
-    try:
-        plan = plan_chunks(bounds)
-    except ValueError:
-        return  # mixed types that do not compare cannot form a plan
+    plan = plan_chunks(bounds)
     back = ChunkPlan.from_json(json.loads(json.dumps(plan.to_json())))
     assert back == plan
     for a, b in zip(back.chunks, plan.chunks, strict=True):
@@ -146,3 +146,61 @@ def test_time_bounds():
     plan = plan_chunks([(t0,)])
     assert plan.chunk_for((t0,)).index == 1
     assert plan.chunk_for((t0 - timedelta(microseconds=1),)).index == 0
+
+
+alphabet = "aAbBmMzZéÉßäÄ0"
+collations = st.permutations(alphabet).map(lambda p: {ch: i for i, ch in enumerate(p)})
+text_keys = st.text(alphabet, min_size=1, max_size=3)
+
+
+def _sort_key(rank: dict[str, int]) -> Callable[[Key], Any]:
+    """The Python sort key of a collation that ranks single characters by ``rank``."""
+    return lambda key: tuple(tuple(rank[ch] for ch in v) if isinstance(v, str) else v for v in key)
+
+
+@given(
+    collations,
+    st.lists(st.tuples(text_keys, st.integers(0, 3)), min_size=1, max_size=40, unique=True),
+    st.data(),
+)
+def test_planner_keeps_source_order_and_chunks_partition(
+    rank: dict[str, int], keys: list[tuple[str, int]], data: st.DataObject
+):
+    """Cuts in any collation's order stay in that order; chunks partition the keys in order."""
+    order = _sort_key(rank)
+    ordered = sorted(keys, key=order)
+    picks = sorted(data.draw(st.sets(st.integers(0, len(ordered) - 1), max_size=6)))
+    cuts = [ordered[i] for i in picks]
+    plan = plan_chunks(cuts, collate=("und-x-icu", None))
+    assert [c.lower for c in plan.chunks[1:]] == cuts
+    assert {c.collate for c in plan.chunks} == {("und-x-icu", None)}
+    read: list[tuple[str, int]] = []
+    for chunk in plan.chunks:
+        inside = [k for k in ordered if row_in_chunk(k, chunk, order)]
+        read += inside
+        assert all(plan.chunk_for(k, order) == chunk for k in inside)
+    assert read == ordered
+
+
+def test_planner_does_not_resort_in_code_point_order():
+    """Cuts in ICU order (m00101 < M00201 < m00301) are kept, not re-sorted by code point."""
+    cuts = [("m00101",), ("M00201",), ("m00301",)]
+    plan = plan_chunks(cuts, collate=("en-x-icu",))
+    assert [c.lower for c in plan.chunks[1:]] == cuts
+    assert [c.upper for c in plan.chunks[:-1]] == cuts
+
+
+def test_collate_survives_json_and_must_agree():
+    """A plan's collations round-trip through JSON; chunks cut in different ones are refused."""
+    plan = plan_chunks([("b", 1)], collate=("en-x-icu", None))
+    back = ChunkPlan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan and back.collate == ("en-x-icu", None)
+    legacy = plan_chunks([("b", 1)]).to_json()
+    assert "collate" not in legacy["chunks"][0]
+    assert ChunkPlan.from_json(legacy).collate == ()
+    mixed = plan.to_json()
+    mixed["chunks"][1]["collate"] = ["C", None]
+    with pytest.raises(ValueError, match="different collations"):
+        ChunkPlan.from_json(mixed)
+    with pytest.raises(ValueError, match="collations for a key"):
+        plan_chunks([("b", 1)], collate=("C",))
