@@ -114,6 +114,8 @@ class JobContext:
     add_columns: tuple[tuple[str, str], ...] = ()
     """Source columns the existing target lacks, to add in ``prepare`` (name, target type)."""
     batch_rows: int = 5_000
+    collate: tuple[str | None, ...] = ()
+    """The collation each chunk-key column compares in (``core.collation``; empty: own)."""
 
     @property
     def app(self) -> str:
@@ -124,6 +126,11 @@ class JobContext:
     def names(self) -> tuple[str, ...]:
         """Source column names, in order."""
         return tuple(n for n, _ in self.columns)
+
+    @property
+    def key_collate(self) -> dict[str, str | None]:
+        """Chunk-key column name -> the collation its ranges compare in."""
+        return dict(zip(self.spec.source.key, self.collate, strict=False))
 
     @property
     def on_bad_row(self) -> Literal["fail", "reject"]:

@@ -100,6 +100,11 @@ class CrateTarget:
         rows = [(str(r[0]), str(r[1])) for r in resp.rows or () if "[" not in str(r[0])]
         return rows or None
 
+    async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
+        """None: CrateDB compares text by its UTF-8 bytes (code-point order) only."""
+        del holder, app
+        return None
+
     async def prepare(self, ctx: JobContext) -> None:
         """``CREATE TABLE IF NOT EXISTS`` with the deterministic primary key; add columns."""
         try:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from async_etl.core.chunks import Chunk
+from async_etl.core.collation import KeyCollation
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -40,8 +41,14 @@ class Source(Protocol):
         """A cheap row estimate (-1 when unknown)."""
         ...
 
-    async def boundaries(self, conn: Any, n: int) -> list[tuple[Any, ...]]:
-        """Cuts of ``n`` about equal chunks over the key."""
+    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
+        """The collation of each key column (None: a type without one)."""
+        ...
+
+    async def boundaries(
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Cuts of ``n`` about equal chunks over the key, in the order of ``collate``."""
         ...
 
     async def null_keys(self, conn: Any) -> int:
@@ -100,6 +107,10 @@ class Target(Protocol):
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, type as this target names it) of the target table's columns; None: no table."""
+        ...
+
+    async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
+        """Collation names the target can compare keys in; None: code-point order only."""
         ...
 
     async def prepare(self, ctx: JobContext) -> None:

@@ -2,9 +2,11 @@
 
 ``oracle_connection`` takes a budget token, opens ``oracledb.connect_async`` from an
 ``oracle://user:password@host:1521/service`` URL, sets the session time zone to UTC (the run's
-as-of time is bound as naive UTC), yields the connection, and closes it (shielded).  Every
-``oracledb.Error`` inside the block is translated at this boundary by ``translate_oracle``
-(``core.classify.classify_oracle`` on ``full_code`` and ``isrecoverable``) and chained.
+as-of time is bound as naive UTC) and code-point order for text (``NLS_SORT`` and ``NLS_COMP``
+``BINARY``: chunk ranges mean the same keys in every database), yields the connection, and
+closes it (shielded).  Every ``oracledb.Error`` inside the block is translated at this boundary
+by ``translate_oracle`` (``core.classify.classify_oracle`` on ``full_code`` and
+``isrecoverable``) and chained.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 
 from async_etl.core.classify import classify_oracle, is_transient
+from async_etl.core.scd_sql_oracle import SESSION_SQL
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
@@ -90,7 +93,7 @@ async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> Asy
         try:
             conn = await oracledb.connect_async(**oracle_params(url))
             cursor = conn.cursor()
-            await cursor.execute("ALTER SESSION SET TIME_ZONE = 'UTC'")
+            await cursor.execute(SESSION_SQL.text)
         except errors as exc:
             raise translate_oracle(exc, label) from exc
         try:

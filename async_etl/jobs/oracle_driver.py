@@ -127,6 +127,11 @@ class OracleTarget:
             rows = await cursor.fetchall()
         return [(str(r[0]), drift.oracle_column_type(*r[1:])) for r in rows] or None
 
+    async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
+        """None: job sessions compare text in code-point order (``NLS_COMP = BINARY``)."""
+        del holder, app
+        return None
+
     async def prepare(self, ctx: JobContext) -> None:
         """Create the target, its staging table and its reject probe if missing; add columns.
 

@@ -68,6 +68,12 @@ class PgTarget:
             )
             return value
 
+    async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
+        """Every collation name of the target database (key ranges may compare in any)."""
+        async with self.connection(holder, app) as conn:
+            rows = await conn.fetch(pg.collation_names_sql().text)
+        return frozenset(str(r[0]) for r in rows)
+
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, type) of the target table's columns in order; None when it does not exist."""
         st = drift.target_columns_sql("postgresql")
@@ -76,9 +82,12 @@ class PgTarget:
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
     async def prepare(self, ctx: JobContext) -> None:
-        """Create the target table and its indexes if missing; add ``ctx.add_columns``."""
+        """Create the target and its indexes if missing; add ``ctx.add_columns``.
+
+        Key columns are created in the chunk collation (``ctx.collate``).
+        """
         try:
-            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols)
+            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate)
             ddl += [
                 drift.add_column_sql("postgresql", self.table, n, t) for n, t in ctx.add_columns
             ]
@@ -92,7 +101,7 @@ class PgTarget:
         """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
         in_state = ctx.same_database(ctx.state_url, self.url)
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            await conn.execute(pg.staging_ddl(STAGING, ctx.columns).text)
+            await conn.execute(pg.staging_ddl(STAGING, ctx.columns, collate=ctx.key_collate).text)
             rows = await self._stage(ctx, conn, chunk, source)
             ctx.check_stop()
             counts, rejects = await self._merge(ctx, conn, chunk)

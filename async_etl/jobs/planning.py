@@ -2,8 +2,10 @@
 
 Preflight touches nothing: it reads the source's columns, resolves ``[scd]`` against them,
 compares them with an existing target's (``schema_drift``: added / dropped / retyped columns),
-reaches the target (and reads its latest ``valid_from``) and the state store, and decides the
-run: resume the job's unfinished run (same run id, same as-of T, same stored chunk plan) unless
+reaches the target (and reads its latest ``valid_from``) and the state store, chooses the
+collation every statement compares chunk keys in (``core.collation``; a resumed run keeps its
+plan's), and decides the run: resume the job's unfinished run (same run id, same as-of T,
+same stored chunk plan) unless
 ``fresh``, else a new run at T = ``options.as_of`` or now.  T is truncated to milliseconds (the
 finest precision every target keeps) and may not be earlier than the target's history.  Any
 problem here is a ``ConfigError`` naming the key or the URL (password masked).
@@ -26,9 +28,11 @@ import orjson
 import structlog
 
 from async_etl.core import chunks as ch
+from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
+from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.endpoints import Source, Target, source_connection
 from async_etl.jobs.schema_drift import check_drift
@@ -55,6 +59,7 @@ class Decision:
     resumed_plan: dict[str, Any] | None
     add_columns: tuple[tuple[str, str], ...] = ()
     """Source columns to add to the existing target (``[target] schema_evolution``)."""
+    collate: tuple[str | None, ...] = ()
 
 
 @dataclass(slots=True)
@@ -93,12 +98,12 @@ async def preflight(
     app = f"{spec.name}:preflight"
     policy = options.retry
 
-    async def read_columns() -> tuple[tuple[str, str], ...]:
+    async def read_columns() -> tuple[tuple[tuple[str, str], ...], list[KeyCollation | None]]:
         async with source_connection(source, holder, app) as conn:
-            return tuple(await source.columns(conn))
+            return tuple(await source.columns(conn)), await source.key_collations(conn)
 
     try:
-        columns = await retrying(read_columns, policy, what="read source columns")
+        columns, collations = await retrying(read_columns, policy, what="read source columns")
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
     names = [n for n, _ in columns]
@@ -111,6 +116,9 @@ async def preflight(
     try:
         latest = await retrying(
             lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"
+        )
+        available = await retrying(
+            lambda: target.collations(holder, app), policy, what="read the target's collations"
         )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
@@ -132,7 +140,25 @@ async def preflight(
         raise ConfigError(f"job {spec.name}: as-of {as_of.isoformat()} is before the latest "
                           f"version in {spec.target.table} ({latest.isoformat()}); a run may "
                           "not rewrite history")  # fmt: skip
-    return Decision(columns, cols, run_id, as_of, plan, add)
+    collate = _collate(
+        plan, collations, available, database_key(source.url) == database_key(target.url)
+    )
+    return Decision(columns, cols, run_id, as_of, plan, add, collate)
+
+
+def _collate(
+    plan: dict[str, Any] | None,
+    collations: list[KeyCollation | None],
+    available: frozenset[str] | None,
+    same_database: bool,
+) -> tuple[str | None, ...]:
+    """The stored plan's chunk collations (a resumed run), else a new choice."""
+    if plan is not None:
+        try:
+            return ch.ChunkPlan.from_json(plan).collate
+        except (KeyError, TypeError, ValueError):
+            return ()  # plan_run reports the malformed plan
+    return key_order(collations, target=available, same_database=same_database)
 
 
 async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: StateStore) -> Plan:
@@ -161,7 +187,7 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
         log.info("run_resumed", chunks=len(plan), committed=len(committed), workers=workers)
     else:
         try:
-            plan = ch.plan_chunks(cuts)
+            plan = ch.plan_chunks(cuts, decision.collate)
         except ValueError as exc:
             raise DataError(f"job {spec.name}: cannot plan chunks: {exc}") from exc
         bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
@@ -187,7 +213,8 @@ async def _survey(
         nulls = await source.null_keys(conn)
         cuts: list[tuple[Any, ...]] = []
         if decision.resumed_plan is None:
-            cuts = await source.boundaries(conn, ch.chunk_count(estimate, ctx.spec.parallel))
+            n = ch.chunk_count(estimate, ctx.spec.parallel)
+            cuts = await source.boundaries(conn, n, decision.collate)
         null_rows: list[dict[str, Any]] = []
         if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)

@@ -132,6 +132,7 @@ class _JobRun:
                 as_of=decision.as_of,
                 columns=decision.columns,
                 cols=decision.cols,
+                collate=decision.collate,
                 hold=self.holder,
                 stop=anyio.Event(),
                 state_url=store.url,

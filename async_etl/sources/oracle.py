@@ -3,7 +3,10 @@
 SQL text comes from ``async_etl.core.scd_sql_oracle``; this adapter runs it on a connection
 it is handed.  Column names come back as Oracle folds them (upper case) and are lower-cased
 for the job; their types are mapped to PostgreSQL names (``pg_type_of_oracle``) so every
-target can create its table from them.
+target can create its table from them.  Text keys compare in code-point order: every Oracle
+connection of a job runs with ``NLS_SORT = BINARY`` and ``NLS_COMP = BINARY``
+(``scd_sql_oracle.SESSION_SQL``), so ``NTILE``, ``ORDER BY`` and the chunk bounds agree with
+each other and with the target's ``COLLATE "C"`` (``core.collation``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
+from async_etl.core.collation import BINARY, KeyCollation, is_text_type
 from async_etl.core.scd_sql_common import chunk_values, quote
 
 __all__ = ["OracleSource", "pg_type_of_oracle"]
@@ -44,6 +48,12 @@ class OracleSource:
             out.append((str(name).lower(), pg_type_of_oracle(type_name, precision, scale, size)))
         return out
 
+    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
+        """Each key column's ordering: code-point (``BINARY``) for strings, None otherwise."""
+        types = dict(await self.columns(conn))
+        text = KeyCollation(BINARY, BINARY)
+        return [text if is_text_type(types.get(k, "")) else None for k in self.key]
+
     async def estimate(self, conn: Any) -> int:
         """Optimizer statistics for a table, else ``EXPLAIN PLAN``; -1 when unknown."""
         cursor = conn.cursor()
@@ -67,8 +77,14 @@ class OracleSource:
             await conn.rollback()
         return int(row[0]) if row is not None and row[0] is not None else -1
 
-    async def boundaries(self, conn: Any, n: int) -> list[tuple[Any, ...]]:
-        """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``)."""
+    async def boundaries(
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
+
+        The session sorts in code-point order, which is what ``collate`` says for Oracle.
+        """
+        del collate
         if n <= 1:
             return []
         st = ora.boundaries_sql(self.query, self.table, self.key)

@@ -5,11 +5,10 @@ connection it is handed (the job owns connections and their budget tokens).  Col
 read with their modifiers (``varchar(20)``, ``numeric(12,2)``) from a throw-away TEMP table
 created in a transaction that is rolled back, so inspecting a source writes nothing.
 
-Text keys: chunk bounds and ``ORDER BY`` follow the database's collation.  Row-value
-comparison and ``ntile`` agree with each other under any collation, so chunks still cover
-the key space exactly once, but a plan sampled under one collation and re-used after the
-collation changes (e.g. a restore into a database with another locale) must be run with
-``--fresh``.
+Text keys: chunk bounds, ``ntile`` and ``ORDER BY`` compare in the run's chunk collation
+(``core.collation``: the key column's own one, or code-point order ``"C"``), named explicitly
+in every statement, so the target applies the very same ranges.  ``key_collations`` reports
+each key column's collation for that choice.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any
 
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
+from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 
 __all__ = ["PgSource"]
@@ -42,22 +42,34 @@ class PgSource:
         """``(query) AS q`` or the quoted table ``AS q``."""
         return pg.source_relation(self.query, self.table)
 
-    async def columns(self, conn: Any) -> list[tuple[str, str]]:
-        """(name, SQL type with modifiers) of every source column, in order; writes nothing."""
+    async def _probe(self, conn: Any, sql: str, *args: Any) -> list[Any]:
+        """Rows of ``sql`` about a throw-away TEMP table shaped like the source (rolled back)."""
         tr = conn.transaction()
         await tr.start()
         try:
             await conn.execute(
                 f"CREATE TEMP TABLE {_PROBE} AS SELECT * FROM {self.relation} LIMIT 0"
             )
-            rows = await conn.fetch(
-                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-                f"WHERE attrelid = 'pg_temp.{_PROBE}'::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum"
-            )
+            return list(await conn.fetch(sql, *args))
         finally:
             await tr.rollback()
+
+    async def columns(self, conn: Any) -> list[tuple[str, str]]:
+        """(name, SQL type with modifiers) of every source column, in order; writes nothing."""
+        rows = await self._probe(
+            conn,
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            f"WHERE attrelid = 'pg_temp.{_PROBE}'::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+        )
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
+        """The collation of each key column (None: a type without one); writes nothing."""
+        st = pg.KEY_COLLATIONS_SQL
+        rows = await self._probe(conn, st.text, *st.args({"relation": f"pg_temp.{_PROBE}"}))
+        found = {str(r[0]): None if r[1] is None else KeyCollation(str(r[1]), r[2]) for r in rows}
+        return [found.get(k) for k in self.key]
 
     async def estimate(self, conn: Any) -> int:
         """Planner row estimate: ``reltuples`` for a table, else ``EXPLAIN``; -1 when unknown."""
@@ -73,11 +85,16 @@ class PgSource:
         except (KeyError, IndexError, TypeError, ValueError):
             return -1
 
-    async def boundaries(self, conn: Any, n: int) -> list[tuple[Any, ...]]:
-        """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``)."""
+    async def boundaries(
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
+
+        Sorted in ``collate`` (one collation per key column), and returned in that order.
+        """
         if n <= 1:
             return []
-        st = pg.boundaries_sql(self.query, self.table, self.key)
+        st = pg.boundaries_sql(self.query, self.table, self.key, collate)
         return [tuple(r) for r in await conn.fetch(st.text, *st.args({"n": n}))]
 
     async def null_keys(self, conn: Any) -> int:
