@@ -231,6 +231,33 @@ def merge_statements(
     return out
 
 
+def duplicate_keys_sql(staging: str, cols: ScdColumns) -> Sql:
+    """Business keys staged more than once: rows of (key columns..., ``n``), in key order."""
+    bk = ", ".join(_q(c) for c in cols.business_key)
+    return Sql(
+        f"SELECT {bk}, count(*) AS n FROM {_q(staging)} GROUP BY {bk} "
+        f"HAVING count(*) > 1 ORDER BY {bk}"
+    )
+
+
+def hold_duplicates_sql(table: str, staging: str, cols: ScdColumns) -> Sql:
+    """Replace every staged row of a duplicated key by the target's current row for it.
+
+    The merge then leaves such a key as it is (``core.duplicates``); a key the target lacks
+    is simply no longer staged.
+    """
+    bk = cols.business_key
+    keys = ", ".join(_q(c) for c in bk)
+    s, data = _q(staging), ", ".join(_q(c) for c in cols.data)
+    current = f"t.{_q(cols.is_current)} AND " if cols.type == 2 else ""
+    return Sql(
+        f"WITH d AS (DELETE FROM {s} AS s WHERE ({_cols('s', bk)}) IN (SELECT {keys} FROM {s} "
+        f"GROUP BY {keys} HAVING count(*) > 1) RETURNING {_cols('s', bk)}) "
+        f"INSERT INTO {s} ({data}) SELECT {_cols('t', cols.data)} FROM {_q(table)} AS t "
+        f"WHERE {current}({_cols('t', bk)}) IN (SELECT {keys} FROM d)"
+    )
+
+
 def range_is_empty_sql(table: str, key: Sequence[str], chunk: Chunk) -> Sql:
     """Whether the target holds no row, of any version, in the chunk's key range (a bool)."""
     b = Binder("pg")

@@ -5,7 +5,9 @@ CrateDB has no transactions, so a chunk is made safe to repeat instead (see
 
 1. ``REFRESH TABLE``, then read the chunk's current target rows (``current_rows_sql``);
 2. read the chunk's source rows (values converted to what CrateDB stores: epoch ms, doubles);
-3. ``scd.diff`` at the run's T (epoch ms) and send ``render(plan)`` bulk by bulk, in order;
+3. a business key read twice fails the chunk naming it, or with ``on_bad_row = "reject"``
+   has all its rows rejected and is diffed as its current target row (``core.duplicates``);
+   ``scd.diff`` at the run's T (epoch ms) and send ``render(plan)`` bulk by bulk, in order;
    every write addresses one deterministic primary key (inserts ``ON CONFLICT DO NOTHING``);
 4. ``REFRESH TABLE``; the runner then checkpoints the chunk in the PostgreSQL state store.
 
@@ -40,6 +42,7 @@ from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk, row_in_chunk
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
+from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_duplicates
 from async_etl.core.exact import crate_refusal, row_refusal
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
@@ -146,6 +149,8 @@ class CrateTarget:
             if inexact:  # a refused key keeps its current version: out of the diff
                 rows = [r for r in rows if tuple(r[c] for c in bk) not in inexact]
                 current = [r for r in current if tuple(r[c] for c in bk) not in inexact]
+            rows, held = hold_duplicates(cols, rows, current)
+            rejects += self._duplicates(ctx, bk, held)
             plan = diff(cols, current, rows, epoch_ms(ctx.as_of))
             ctx.check_stop()  # last point where nothing of this chunk was written
             known = self._refused.setdefault(chunk.index, {})
@@ -153,6 +158,18 @@ class CrateTarget:
             await self._retry(ctx, lambda: client.execute(refresh))
         self._refused.pop(chunk.index, None)
         return ChunkResult(chunk.index, read, plan.counts(), tuple(rejects))
+
+    def _duplicates(
+        self, ctx: JobContext, bk: Sequence[str], held: dict[tuple[Any, ...], int]
+    ) -> list[Reject]:
+        """One reject per row of each business key read twice (``core.duplicates``).
+
+        Raises ``DataError`` naming the first such key unless ``on_bad_row = "reject"``.
+        """
+        named = [(dict(zip(bk, key, strict=True)), n) for key, n in held.items()]
+        if named and ctx.on_bad_row != "reject":
+            raise DataError(f"{self.where}: {duplicate_message(*named[0])}")
+        return [(key_json(key), duplicate_reason(n)) for key, n in named for _ in range(n)]
 
     def _inexact(
         self, ctx: JobContext, bk: Sequence[str], inexact: dict[tuple[Any, ...], str]

@@ -18,7 +18,8 @@ no CHECK constraints), each range in its own savepoint, then re-stages the good 
 current target row of each refused key (so a refused key does not look deleted).  A row with
 a value Oracle cannot store exactly (``core.exact.oracle_refusal``: ``''``, which Oracle reads
 as NULL; more than 38 digits; text over 4000 bytes) is never staged: it is rejected with the
-reason (``fail``: the chunk fails with it) and its key's current row is staged instead.
+reason (``fail``: the chunk fails with it) and its key's current row is staged instead.  Every
+row of a business key staged twice is handled alike (``core.duplicates``; ``fail`` names it).
 
 DDL is created once and "already exists" (ORA-00955, ORA-01408) is ignored, since Oracle
 before 23ai has no ``IF NOT EXISTS``.  Integration tests run only when ``ORACLE_DSN`` is set.
@@ -37,6 +38,7 @@ from async_etl.core import drift
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
 from async_etl.core.classify import classify_oracle
+from async_etl.core.duplicates import duplicate_keys, duplicate_message, duplicate_reason
 from async_etl.core.exact import oracle_refusal, row_refusal
 from async_etl.core.scd_sql_common import chunk_values, quote, short_name
 from async_etl.core.specs import ScdColumns
@@ -188,7 +190,8 @@ class OracleTarget:
                         if bound:
                             await cursor.executemany(insert, bound)
                         rows.extend(bound)
-                keep = [key for key, _ in inexact]
+                rows, held = await self._hold_duplicates(ctx, cursor, rows, positions)
+                keep = [key for key, _ in inexact] + list(held)
                 if keep:  # a refused key keeps its current version: stage it as it is
                     await self._stage_current(ctx, cursor, keep)
                 counts, rejects = await self._merge(ctx, conn, chunk, rows, keep)
@@ -199,7 +202,33 @@ class OracleTarget:
                 raise
         bk = ctx.cols.business_key
         refused = [(key_json(dict(zip(bk, k, strict=True))), why) for k, why in inexact]
+        refused += [(key_json(dict(zip(bk, k, strict=True))), duplicate_reason(n))
+                    for k, n in held.items() for _ in range(n)]  # fmt: skip
         return ChunkResult(chunk.index, read, counts, (*refused, *rejects))
+
+    async def _hold_duplicates(
+        self, ctx: JobContext, cursor: Any, rows: list[tuple[Any, ...]], positions: list[int]
+    ) -> tuple[list[tuple[Any, ...]], dict[tuple[Any, ...], int]]:
+        """Business keys staged twice: fail naming one, or unstage all their rows.
+
+        Returns the rows left staged and each duplicated key with its count (the caller
+        stages the key's current target row and rejects its rows: ``core.duplicates``);
+        raises ``DataError`` with ``on_bad_row = "fail"``.
+        """
+        dups = duplicate_keys(tuple(r[p] for p in positions) for r in rows)
+        if not dups:
+            return rows, {}
+        bk = ctx.cols.business_key
+        if ctx.on_bad_row != "reject":
+            key, n = next(iter(dups.items()))
+            raise DataError(
+                f"{self.where}: {duplicate_message(dict(zip(bk, key, strict=True)), n)}"
+            )
+        match = " AND ".join(f"{quote(c, 'oracle')} = :{i + 1}" for i, c in enumerate(bk))
+        await cursor.executemany(
+            f"DELETE FROM {quote(self.staging, 'oracle')} WHERE {match}", list(dups)
+        )
+        return [r for r in rows if tuple(r[p] for p in positions) not in dups], dups
 
     def _refuse(self, ctx: JobContext, key: tuple[Any, ...], reason: str) -> str:
         """``reason`` for a row Oracle cannot store exactly; raises ``DataError`` in fail mode."""

@@ -12,6 +12,9 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
 3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row), or, when
    the chunk's key range holds no row of the target yet (an initial load), just
    ``initial_insert_statements`` (same result, no anti-join);
+   before either, a business key staged twice fails the chunk naming it, or with
+   ``on_bad_row = "reject"`` has all its rows rejected and the target's current row re-staged
+   in their place (``core.duplicates``);
    with ``on_bad_row = "reject"`` the merge runs in a savepoint and a data error hands over to
    ``rejects.find_bad_rows`` before it runs again;
 4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database;
@@ -31,11 +34,12 @@ import orjson
 from async_etl.core import drift, state_sql
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
+from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
-from async_etl.errors import ConfigError
-from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject
+from async_etl.errors import ConfigError, DataError
+from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject, key_json
 from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.jobs.pgconn import pg_connection
 from async_etl.jobs.rejects import find_bad_rows, is_data_error
@@ -138,6 +142,7 @@ class PgTarget:
     ) -> tuple[dict[str, int], list[Reject]]:
         key = ctx.spec.source.key
         values = chunk_values(chunk, ctx.as_of)
+        held = await self._hold_duplicates(ctx, conn)
         statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
         if ctx.on_bad_row != "reject":
             empty = pg.range_is_empty_sql(self.table, key, chunk)
@@ -160,14 +165,30 @@ class PgTarget:
             return await apply(), []
         try:
             async with conn.transaction():
-                return await apply(), []
+                return await apply(), held
         except Exception as exc:
             if not is_data_error(exc):
                 raise
         rejects = await find_bad_rows(
             conn, table=self.table, staging=STAGING, cols=ctx.cols, as_of=ctx.as_of
         )
-        return await apply(), rejects
+        return await apply(), held + rejects
+
+    async def _hold_duplicates(self, ctx: JobContext, conn: Any) -> list[Reject]:
+        """Business keys staged twice: fail naming one, or reject all their rows and hold them.
+
+        Holding re-stages the target's current row of each such key (``core.duplicates``).
+        Raises ``DataError`` with ``on_bad_row = "fail"``.
+        """
+        bk = ctx.cols.business_key
+        dups = await conn.fetch(pg.duplicate_keys_sql(STAGING, ctx.cols).text)
+        if not dups:
+            return []
+        keys = [(dict(zip(bk, tuple(r)[: len(bk)], strict=True)), int(r["n"])) for r in dups]
+        if ctx.on_bad_row != "reject":
+            raise DataError(f"{self.where}: {duplicate_message(*keys[0])}")
+        await conn.execute(pg.hold_duplicates_sql(self.table, STAGING, ctx.cols).text)
+        return [(key_json(k), duplicate_reason(n)) for k, n in keys for _ in range(n)]
 
 
 async def _pipe(ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk: Chunk) -> int:

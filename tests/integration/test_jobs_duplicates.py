@@ -1,0 +1,147 @@
+"""A business key twice in the source: reject mode rejects every such row and keeps the key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+
+from async_etl.errors import ErrorKind
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
+from async_etl.sinks.crate_client import CrateDBClient
+from async_etl.testing.crate import CrateStandIn, StandInConfig
+from tests.integration.jobs_helpers import at, spec_of, table_rows
+from tests.integration.test_jobs_crate import crate_rows
+
+
+def _job(dsn: str, kind: int, mode: str, target: str = "") -> str:
+    deletes = "expire" if kind == 2 else "delete"
+    state = f'[state]\nurl = "{dsn}"' if target else ""
+    return f"""
+name = "dups"
+on_bad_row = "{mode}"
+[source]
+url = "{dsn}"
+table = "s"
+key = ["id"]
+[target]
+url = "{target or dsn}"
+table = "dw.d"
+[scd]
+type = {kind}
+business_key = ["id"]
+deletes = "{deletes}"
+[parallel]
+chunk_size = 2
+min_rows_for_parallel = 0
+{state}
+"""
+
+
+async def _source(dsn: str, rows: list[tuple[int, str]]) -> None:
+    """Replace the source ``s`` (id int, val text, doc json) with ``rows`` in this order."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS s; CREATE TABLE s (id int, val text, doc json)")
+        await conn.executemany(
+            "INSERT INTO s VALUES ($1, $2, $3)", [(i, v, json.dumps({"v": v})) for i, v in rows]
+        )
+        await conn.execute("ANALYZE s")
+    finally:
+        await conn.close()
+
+
+async def _rejects(dsn: str, run_id: str) -> list[tuple[Any, str]]:
+    """(key id, reason) of the run's rejects, sorted."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        sql = "SELECT key, reason FROM async_etl_rejects WHERE run_id = $1"
+        rows = await conn.fetch(sql, run_id)
+    finally:
+        await conn.close()
+    return sorted((json.loads(r["key"])["id"], r["reason"]) for r in rows)
+
+
+def _current(rows: list[dict[str, Any]], kind: int) -> dict[int, str]:
+    """Key -> val of the current rows."""
+    return {r["id"]: r["val"] for r in rows if kind == 1 or r["is_current"]}
+
+
+SECOND = {"b2-first": [(1, "b2"), (1, "b3"), (2, "y"), (3, "z"), (3, "z")],
+          "b3-first": [(3, "z"), (1, "b3"), (2, "y"), (3, "z"), (1, "b2")]}  # fmt: skip
+
+
+async def _check_reject_case(dsn: str, kind: int, order: str, target: str, read: Any) -> None:
+    """The issue's case (and a duplicate of a key the target never had) on one target."""
+    spec = spec_of(_job(dsn, kind, "reject", target))
+    await _source(dsn, [(1, "a"), (2, "x")])
+    first = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert (first.status, first.inserted, first.rejected) == ("SUCCEEDED", 2, 0), first.error
+    before = await read()
+    await _source(dsn, SECOND[order])
+    second = await run_job(spec, options=JobOptions(as_of=at(1)))
+    assert second.status == "SUCCEEDED", second.error
+    assert second.rejected == 4
+    reason = "duplicate business key: 2 source rows have it"
+    got = await _rejects(dsn, second.run_id)
+    assert [k for k, _ in got] == [1, 1, 3, 3]
+    assert all(r.startswith(reason) for _, r in got)
+    after = await read()
+    assert _current(after, kind) == {1: "a", 2: "y"}
+    old = [r for r in before if r["id"] == 1]
+    assert [r for r in after if r["id"] == 1] == old  # key 1 untouched: not expired, not updated
+
+
+@pytest.mark.parametrize("order", list(SECOND))
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_pg_duplicates_rejected_and_key_kept(pg_dsn: str, kind: int, order: str) -> None:
+    """PostgreSQL: both rows of key 1 rejected, key 1 keeps 'a' whatever the physical order."""
+
+    async def read() -> list[dict[str, Any]]:
+        return await table_rows(pg_dsn, "dw.d")
+
+    await _check_reject_case(pg_dsn, kind, order, "", read)
+
+
+@pytest.mark.parametrize("order", list(SECOND))
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_crate_duplicates_rejected_and_key_kept(pg_dsn: str, kind: int, order: str) -> None:
+    """CrateDB stand-in: both rows of key 1 rejected, key 1 keeps 'a' whatever the order."""
+    async with CrateStandIn(StandInConfig()) as crate:
+
+        async def read() -> list[dict[str, Any]]:
+            rows = await crate_rows(crate.url, "dw.d") if kind == 2 else await _crate1(crate.url)
+            return sorted(rows, key=lambda r: (r["id"], str(r.get("valid_from"))))
+
+        await _check_reject_case(pg_dsn, kind, order, crate.url, read)
+
+
+async def _crate1(url: str) -> list[dict[str, Any]]:
+    """Every row of the stand-in's type-1 table ``dw.d``."""
+    async with CrateDBClient(url) as client:
+        await client.execute("REFRESH TABLE dw.d")
+        resp = await client.execute("SELECT * FROM dw.d")
+    return [dict(zip(resp.cols, r, strict=True)) for r in resp.rows]
+
+
+@pytest.mark.parametrize("target", ["pg", "crate"])
+@pytest.mark.parametrize("loaded", [False, True])
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_fail_mode_names_the_duplicated_key(
+    pg_dsn: str, kind: int, loaded: bool, target: str
+) -> None:
+    """on_bad_row = fail: FAILED naming key 1, on a first load and on a later merge."""
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(_job(pg_dsn, kind, "fail", crate.url if target == "crate" else ""))
+        if loaded:
+            await _source(pg_dsn, [(1, "a"), (2, "x")])
+            assert (await run_job(spec, options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"
+        await _source(pg_dsn, [(1, "b2"), (2, "y"), (1, "b3")])
+        result = await run_job(spec, options=JobOptions(as_of=at(1)))
+    assert result.status == "FAILED"
+    assert result.error_kind is ErrorKind.DATA
+    assert result.error is not None
+    assert "business key (id=1) appears 2 times in the source" in result.error
