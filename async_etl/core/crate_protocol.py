@@ -39,8 +39,10 @@ unavailable shard) need to be told apart.  Every run writes a fresh id range
 duplicate key on a re-sent row can only be our own earlier write of that very row.  The final
 ``count`` after ``REFRESH TABLE`` reconciles either way.
 
-Before 5.10.11 a failed single-item bulk answered a top-level 409/4091 instead of
-``results``; ``judge_bulk`` reads it as that one item.  Every ``Response`` field is filled
+Before 5.10.11 a failed single-item bulk answered a top-level error instead of ``results``:
+409/4091 for a duplicate key, 400/4003 for a column validation (NOT NULL); ``judge_bulk``
+reads these as that one item (other whole-request errors, such as an analysis error, stay
+errors).  Every ``Response`` field is filled
 from whichever shape the server used (``error`` object, legacy ``error_message``, plain-text
 401, a proxy's HTML page).
 """
@@ -286,7 +288,8 @@ def error_of(response: Response, where: str, *, bulk_rows: int | None = None) ->
     ``where`` prefixes the message (e.g. ``"CrateDB http://crate@host:4200"``).  Transient
     kinds give a ``TransientLoadError`` carrying ``retry_after``, a duplicate key a
     ``DataError``, everything else a ``LoadError``.  With ``bulk_rows`` given, the legacy
-    single-item 409 is not an error: ``judge_bulk`` reads it as that item's outcome.
+    single-item 409/4091 and 400/4003 are not errors: ``judge_bulk`` reads them as that item's
+    outcome.
     """
     kind = response.kind
     if kind is None or (bulk_rows is not None and _legacy_single(bulk_rows, response)):
@@ -321,9 +324,16 @@ class BulkVerdict:
         return not self.retry and not self.rejected and not self.undecided
 
 
+CRATE_COLUMN_VALIDATION = 4003
+"""CrateDB's code for a column validation failure of one row (NOT NULL, a NULL primary key)."""
+
+_LEGACY_ITEM_ERRORS = frozenset({(409, CRATE_DUPLICATE_KEY), (400, CRATE_COLUMN_VALIDATION)})
+"""Top-level answers that are really the one item's runtime failure (single-item bulks)."""
+
+
 def _legacy_single(batch_rows: int, response: Response) -> tuple[ItemResult, ...] | None:
-    if batch_rows == 1 and response.status == 409 and response.error_code == CRATE_DUPLICATE_KEY:
-        return (ItemResult(-2, CRATE_DUPLICATE_KEY, response.error_message),)
+    if batch_rows == 1 and (response.status, response.error_code) in _LEGACY_ITEM_ERRORS:
+        return (ItemResult(-2, response.error_code, response.error_message),)
     return None
 
 
@@ -334,8 +344,8 @@ def judge_bulk(
 
     The rules are in the module docstring.
 
-    Raise ``ValueError`` when ``response`` is neither a bulk response nor the legacy
-    single-item 409 (check ``error_of`` first), or has a different number of items.
+    Raise ``ValueError`` when ``response`` is neither a bulk response nor a legacy
+    single-item answer (check ``error_of`` first), or has a different number of items.
     """
     items = response.results if response.results is not None else None
     if items is None:

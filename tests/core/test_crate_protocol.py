@@ -356,6 +356,17 @@ def test_legacy_single_item_409() -> None:
     assert isinstance(error_of(r, "w", bulk_rows=2), DataError)
 
 
+def test_legacy_single_item_not_null() -> None:
+    """Before 5.10.11 a single-item NOT NULL failure is a top-level 400/4003: read as the item."""
+    message = "ColumnValidationException[Validation failed for note: Cannot insert null]"
+    r = _parse(400, {"error": {"code": 4003, "message": message}})
+    assert error_of(r, "w", bulk_rows=1) is None
+    assert judge_bulk(1, r, attempt=1, upsert=False).rejected == ((0, f"4003 {message}"),)
+    assert error_of(r, "w", bulk_rows=2) is not None
+    analysis = _parse(400, {"error": {"code": 4000, "message": "SQLParseException[x]"}})
+    assert error_of(analysis, "w", bulk_rows=1) is not None
+
+
 def test_judge_refuses_non_bulk_and_mismatch() -> None:
     """judge_bulk raises on a whole-request failure or a wrong number of results."""
     with pytest.raises(ValueError, match="not a bulk response"):

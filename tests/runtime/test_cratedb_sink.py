@@ -381,3 +381,20 @@ async def test_not_null_refusals_beyond_the_detail_cap_are_rejected_with_reason(
     assert {e.row_id for e in result.rejected} == nulls
     assert all("Cannot insert null into 'note'" in e.reason for e in result.rejected)
     assert result.delivered == 400 - len(nulls)
+
+
+async def test_single_row_not_null_before_5_10_11_is_a_reject() -> None:
+    """A one-row batch refused NOT NULL answers a top-level 400/4003 on 5.10.0: a reject."""
+    async with CrateStandIn(StandInConfig(version="5.10.0")) as crate:
+        async with CrateDBClient(crate.url) as client:
+            await client.execute('CREATE TABLE "t" ("id" BIGINT PRIMARY KEY, "note" TEXT NOT NULL)')
+        sink = CrateDBSink(crate.url, table="t", concurrency=1)
+        try:
+            target = await sink.prepare(NULLABLE)
+            batch = raw_batch(target.encoding.stmt, [[1, None]])
+            result = await sink.send(batch, 1)
+        finally:
+            await sink.aclose()
+    assert result.delivered == 0 and result.retry is None
+    assert [(e.row_id, e.reason[:5]) for e in result.rejected] == [(1, "4003 ")]
+    assert "Cannot insert null into 'note'" in result.rejected[0].reason
