@@ -1,0 +1,222 @@
+"""``async-etl sweep``: find the saturation knee of a sink by stepping concurrency.
+
+Each level is one closed-loop bench run of ``--step-seconds`` (the first ``--warmup`` seconds
+excluded) through the same sink; the pure ``core.knee.KneeSearch`` picks the levels (doubling,
+then bisection) and reports the knee: the level with the best throughput per unit of median
+latency (Kleinrock's power) whose p99 meets ``--slo-p99-ms``; the doubling stops when a level
+adds less than ``--threshold`` (5 %) throughput or passes the SLO.  Writes ``sweep.json`` and,
+with matplotlib (the ``plots`` extra), ``throughput.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from async_etl.cli.bench import _enter_sync
+from async_etl.cli.output import json_out_path, write_json
+from async_etl.config import BenchSettings, bench_settings
+from async_etl.core.knee import THRESHOLD, Knee, KneeSearch, Point
+from async_etl.core.stats import Snapshot
+from async_etl.errors import ConfigError
+from async_etl.log import configure_logging
+from async_etl.runtime import loop
+from async_etl.runtime.engine import Engine
+from async_etl.sinks import open_sink
+from async_etl.sources.synthetic import Synthetic
+
+BENCH_FLAGS = (
+    ("--sink", "sink", str, "sink URL as for bench (default: an embedded PostgreSQL)"),
+    ("--table", "table", str, "target table (default async_etl_bench)"),
+    ("--batch-size", "batch_size", int, "rows per batch (default 5000)"),
+    ("--generators", "generators", int, "generator processes; 0 = inline (default: CPUs)"),
+    ("--seed", "seed", int, "random seed (default 42)"),
+    ("--schema", "schema_file", str, "record schema file (TOML)"),
+    ("--payload-bytes", "payload_bytes", int, "add a text column of this many bytes per row"),
+    ("--log-format", "log_format", str, "auto | console | json"),
+)
+
+
+def register(sub: Any) -> None:
+    """Add the ``sweep`` subcommand to the top-level parser."""
+    p = sub.add_parser("sweep", help="find the concurrency where throughput stops growing")
+    for flag, dest, typ, text in BENCH_FLAGS:
+        p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
+    p.add_argument("--step-seconds", type=float, default=5.0, help="seconds per level (5)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds excluded per level (1/5)")
+    p.add_argument("--start", type=int, default=1, help="first concurrency (1)")
+    p.add_argument("--max-concurrency", type=int, default=256, help="highest level (256)")
+    p.add_argument(
+        "--threshold", type=float, default=THRESHOLD, help="growth below this = flat (0.05)"
+    )
+    p.add_argument("--slo-p99-ms", type=float, default=None, help="p99 latency limit per level")
+    p.add_argument("--out", default=".", help="directory for sweep.json and throughput.png")
+    p.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="stdlib asyncio loop")
+    p.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a sweep; exit 0 with a knee, 1 when no level met the SLO, 2 for bad input."""
+    flags = {dest: getattr(args, dest) for _, dest, _, _ in BENCH_FLAGS}
+    if args.step_seconds <= 0:
+        raise ConfigError(f"--step-seconds: must be > 0, got {args.step_seconds}")
+    warmup = args.warmup if args.warmup is not None else args.step_seconds / 5
+    if not 0 <= warmup < args.step_seconds:
+        raise ConfigError(f"--warmup: must be >= 0 and below --step-seconds, got {warmup}")
+    settings = bench_settings(
+        {**flags, "duration": args.step_seconds, "warmup": warmup, "uvloop": args.uvloop},
+        os.environ,
+    )
+    try:
+        search = KneeSearch(
+            start=args.start,
+            maximum=args.max_concurrency,
+            threshold=args.threshold,
+            slo_p99_ms=args.slo_p99_ms,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sweep: {exc}") from None
+    out = Path(args.out)
+    json_path = json_out_path(str(out / "sweep.json"))
+    configure_logging("json" if settings.log_format == "json" else "console")
+    source = Synthetic.from_options(
+        schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
+    )
+    loop.run(lambda: sweep(settings, source, search, on_point=_print_point), use_uvloop=args.uvloop)
+    knee = search.knee()
+    write_json(json_path, result(search, settings))
+    print(plot_note(write_plot(out / "throughput.png", search.curve(), knee)))
+    if knee is None:
+        print(f"async-etl: no level met the p99 SLO of {args.slo_p99_ms} ms", file=sys.stderr)
+        return 1
+    print(
+        f"knee: concurrency {knee.concurrency}, {knee.rows_per_s:,.0f} rows/s, "
+        f"p99 {knee.p99_ms:,.1f} ms ({knee.reason})"
+    )
+    return 0
+
+
+def _print_point(point: Point) -> None:
+    print(
+        f"concurrency {point.concurrency:>5}: {point.rows_per_s:>12,.0f} rows/s  "
+        f"p99 {point.p99_ms:,.1f} ms",
+        flush=True,
+    )
+
+
+async def sweep(
+    settings: BenchSettings,
+    source: Synthetic,
+    search: KneeSearch,
+    *,
+    on_point: Any = None,
+) -> KneeSearch:
+    """Measure the levels ``search`` asks for through one sink; returns ``search``.
+
+    Raises the sink's ``LoadError`` (or another fatal error) as bench does.
+    """
+    async with AsyncExitStack() as stack:
+        url = settings.sink
+        if url is None:
+            from async_etl.testing.pg import embedded_postgres
+
+            url = await _enter_sync(stack, embedded_postgres())
+            settings = settings.replace(sink=url)
+        sink = open_sink(url, settings.replace(concurrency=search.maximum))
+        stack.push_async_callback(sink.aclose)
+        while (level := search.next_level()) is not None:
+            snaps: list[Snapshot] = []
+            run = settings.replace(concurrency=level, records=None, report_interval=0.1)
+            async with Engine(run) as engine:
+                summary = await engine.run(source, sink, on_snapshot=snaps.append)
+            rate = window_rate(snaps, settings.warmup, settings.duration or 0.0)
+            lat = summary.latency_ms
+            point = Point(level, rate, lat["p50"], lat["p99"])
+            search.record(point)
+            if on_point is not None:
+                on_point(point)
+    return search
+
+
+def window_rate(snaps: list[Snapshot], start_s: float, end_s: float) -> float:
+    """Rows/s between the first snapshot at or after ``start_s`` and the last up to ``end_s``.
+
+    The run's own figure would include the drain after the deadline, when batches in flight
+    finish and no new ones start: that tail weighs more the higher the concurrency.
+    """
+    inside = [s for s in snaps if start_s <= s.elapsed_s <= end_s]
+    if len(inside) < 2:
+        return 0.0
+    first, last = inside[0], inside[-1]
+    span = last.elapsed_s - first.elapsed_s
+    return (last.rows_total - first.rows_total) / span if span > 0 else 0.0
+
+
+def result(search: KneeSearch, settings: BenchSettings) -> dict[str, Any]:
+    """The ``sweep.json`` document: the knee, the curve and how it was measured."""
+    knee = search.knee()
+    return {
+        "knee": knee.as_dict() if knee is not None else None,
+        "points": [
+            {
+                "concurrency": p.concurrency,
+                "rows_per_s": round(p.rows_per_s, 1),
+                "p50_ms": p.p50_ms,
+                "p99_ms": p.p99_ms,
+                "power": round(p.power, 3),
+            }
+            for p in search.curve()
+        ],
+        "threshold": search.threshold,
+        "slo_p99_ms": search.slo_p99_ms,
+        "step_seconds": settings.duration,
+        "warmup_seconds": settings.warmup,
+        "batch_size": settings.batch_size,
+    }
+
+
+def write_plot(path: Path, curve: list[Point], knee: Knee | None) -> bool:
+    """Draw rows/s and p99 against concurrency, knee marked; False without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [p.concurrency for p in curve]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.plot(xs, [p.rows_per_s for p in curve], marker="o", label="rows/s")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrency (batches in flight)")
+    ax.set_ylabel("rows/s")
+    ax.set_ylim(bottom=0)
+    lat = ax.twinx()
+    lat.plot(xs, [p.p99_ms for p in curve], marker="s", color="tab:red", label="p99 ms")
+    lat.set_ylabel("p99 latency (ms)")
+    if knee is not None:
+        ax.axvline(knee.concurrency, color="grey", linestyle="--")
+        ax.annotate(
+            f"knee {knee.concurrency}: {knee.rows_per_s:,.0f} rows/s",
+            (knee.concurrency, knee.rows_per_s),
+            textcoords="offset points",
+            xytext=(6, -14),
+        )
+    ax.set_title("throughput and p99 latency vs concurrency")
+    ax.grid(True, alpha=0.3)
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_note(drawn: bool) -> str:
+    """What happened to the plot, in one line."""
+    if drawn:
+        return "wrote throughput.png and sweep.json"
+    return "wrote sweep.json; throughput.png needs matplotlib: pip install 'async-etl[plots]'"
