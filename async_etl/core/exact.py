@@ -42,6 +42,7 @@ __all__ = [
     "ORACLE_VARCHAR_BYTES",
     "crate_refusal",
     "crate_sent",
+    "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
 ]
@@ -189,6 +190,16 @@ def oracle_refusal(value: Any, pg_type: str) -> str | None:
     if isinstance(value, date) and not isinstance(value, datetime):
         return None  # a date has no time of day: Oracle DATE keeps it exactly
     return None
+
+
+def oracle_number_as_decimal(precision: int | None, scale: int | None) -> bool:
+    """Whether an Oracle ``NUMBER(precision, scale)`` must be fetched as ``Decimal``.
+
+    python-oracledb fetches a non-integer ``NUMBER`` as a binary float by default, which
+    rounds its 38 decimal digits (``0.1`` becomes ``0.1000000000000000055...`` in a numeric
+    target).  Integer columns (scale 0 with a precision) come back as exact ``int``.
+    """
+    return not (scale == 0 and bool(precision))
 
 
 def row_refusal(

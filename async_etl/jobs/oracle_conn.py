@@ -3,7 +3,8 @@
 ``oracle_connection`` takes a budget token, opens ``oracledb.connect_async`` from an
 ``oracle://user:password@host:1521/service`` URL, sets the session time zone to UTC (the run's
 as-of time is bound as naive UTC) and code-point order for text (``NLS_SORT`` and ``NLS_COMP``
-``BINARY``: chunk ranges mean the same keys in every database), yields the connection, and
+``BINARY``: chunk ranges mean the same keys in every database), fetches non-integer ``NUMBER``
+columns as ``Decimal`` (a float would round their 38 digits), yields the connection, and
 closes it (shielded).  Every ``oracledb.Error`` inside the block is translated at this boundary
 by ``translate_oracle`` (``core.classify.classify_oracle`` on ``full_code`` and
 ``isrecoverable``) and chained.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import anyio
 
 from async_etl.core.classify import classify_oracle, is_transient
+from async_etl.core.exact import oracle_number_as_decimal
 from async_etl.core.scd_sql_oracle import SESSION_SQL
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
@@ -78,6 +81,17 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (oracledb.Error, OSError, TimeoutError)
 
 
+def _exact_numbers(cursor: Any, metadata: Any) -> Any:
+    """Fetch non-integer ``NUMBER`` columns as ``Decimal`` (``core.exact``), not floats."""
+    import oracledb
+
+    if metadata.type_code is oracledb.DB_TYPE_NUMBER and oracle_number_as_decimal(
+        metadata.precision, metadata.scale
+    ):
+        return cursor.var(Decimal, arraysize=cursor.arraysize)
+    return None
+
+
 @asynccontextmanager
 async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> AsyncIterator[Any]:
     """An Oracle connection under a budget token; errors inside translated (see module doc)."""
@@ -92,6 +106,7 @@ async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> Asy
     async with holder(url):
         try:
             conn = await oracledb.connect_async(**oracle_params(url))
+            conn.outputtypehandler = _exact_numbers
             cursor = conn.cursor()
             await cursor.execute(SESSION_SQL.text)
         except errors as exc:

@@ -13,7 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_etl.core.exact import crate_refusal, oracle_refusal, row_refusal
+from async_etl.core.exact import (
+    crate_refusal,
+    oracle_number_as_decimal,
+    oracle_refusal,
+    row_refusal,
+)
 from async_etl.jobs.coltypes import crate_value, from_epoch_ms
 from async_etl.jobs.oracle_driver import oracle_bind
 
@@ -218,6 +223,14 @@ def test_oracle_refuses_what_it_would_change(pg_type: str, value: Any, why: str)
 def test_oracle_accepts_what_it_stores_exactly(pg_type: str, value: Any) -> None:
     """BINARY_DOUBLE keeps NaN/inf/-0.0, TIMESTAMP keeps microseconds, CLOB keeps ''."""
     assert oracle_refusal(value, pg_type) is None
+
+
+def test_oracle_numbers_that_need_decimal() -> None:
+    """Only integer NUMBER columns may be fetched as int; every other NUMBER as Decimal."""
+    assert not oracle_number_as_decimal(10, 0)
+    assert oracle_number_as_decimal(12, 2)
+    assert oracle_number_as_decimal(0, -127)  # NUMBER without precision
+    assert oracle_number_as_decimal(None, None)
 
 
 def test_row_refusal_names_the_column() -> None:
