@@ -27,9 +27,12 @@ from async_etl.errors import (
     LoadError,
     TransientError,
 )
+from async_etl.log import install_library_default
 from async_etl.runtime.engine import Engine, Limits
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
+
+install_library_default()
 
 __version__ = "0.1.0"
 

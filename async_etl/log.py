@@ -1,4 +1,12 @@
-"""structlog configuration, done once at the edge (the CLI); library code only gets loggers."""
+"""Logging: silent by default for a host app, configured once at the edge (the CLI).
+
+Library code only gets loggers (``structlog.get_logger(__name__)``).  Importing ``async_etl``
+calls ``install_library_default``: unless the host already configured structlog, events go
+through the standard library's ``logging`` under the ``async_etl.*`` logger names, and the
+``async_etl`` logger carries a ``NullHandler`` — so an embedded engine, writer or job prints
+nothing until the host configures ``logging`` (e.g. ``logging.basicConfig(level="INFO")``).
+The CLI replaces all of this with ``configure_logging`` (JSON or readable lines on stderr).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,28 @@ import structlog
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
+
+
+def install_library_default() -> None:
+    """Route structlog through stdlib ``logging`` (silent until the host adds handlers).
+
+    Leaves a structlog configuration the host made before importing ``async_etl`` alone.
+    """
+    root = logging.getLogger("async_etl")
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
 
 
 def configure_logging(fmt: str, *, level: int = logging.INFO) -> None:

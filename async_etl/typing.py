@@ -107,7 +107,18 @@ class Target:
 
 
 class AsyncSink(Protocol):
-    """A destination driven from the event loop.  One attempt per ``send``; the runner retries."""
+    """A destination driven from the event loop.  One attempt per ``send``; the runner retries.
+
+    Also an async context manager: ``async with sink:`` closes it on the way out.
+    """
+
+    async def __aenter__(self) -> Any:
+        """Return the sink itself."""
+        ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the sink (``aclose``)."""
+        ...
 
     async def prepare(self, schema: Schema) -> Target:
         """Create the target if missing and say how batches must be encoded."""

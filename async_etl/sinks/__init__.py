@@ -55,8 +55,26 @@ def null_wire(url: str) -> WireFormat:
     return wire  # type: ignore[return-value]
 
 
-def open_sink(url: str, settings: BenchSettings) -> AsyncSink:
-    """The async sink for ``url``; raises ``ConfigError`` for an unknown or malformed URL."""
+def open_sink(
+    url: str,
+    settings: BenchSettings | None = None,
+    *,
+    table: str | None = None,
+    concurrency: int | None = None,
+) -> AsyncSink:
+    """The async sink for ``url``; an async context manager that closes the sink on exit.
+
+    ``table`` and ``concurrency`` (connections) override ``settings``; without settings the
+    ``BenchSettings`` defaults apply.  Raises ``ConfigError`` for an unknown or malformed URL,
+    a bad table name or a concurrency below 1.
+    """
+    changes: dict[str, object] = {}
+    if table is not None:
+        changes["table"] = table
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    settings = (settings or BenchSettings()).replace(**changes) if changes else settings
+    settings = settings or BenchSettings()
     scheme = sink_scheme(url)
     if scheme == "null":
         from async_etl.sinks.null import NullSink

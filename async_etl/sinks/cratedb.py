@@ -20,6 +20,7 @@ from async_etl.core.crate_protocol import (
     verdict_for,
 )
 from async_etl.core.crate_resolve import bulk_items, detail_group, subset_items
+from async_etl.sinks.closing import ClosingSink
 from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["CrateDBClient", "CrateDBSink"]
 
 
-class CrateDBSink:
+class CrateDBSink(ClosingSink):
     """An ``AsyncSink`` writing to a CrateDB table through ``/_sql`` bulk requests.
 
     ``url`` is ``http[s]://user:password@host:4200?schema=s`` (``crate://`` = http);

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from async_etl.sinks.closing import ClosingSink
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target, WireFormat
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
 
 
-class NullSink:
+class NullSink(ClosingSink):
     """An ``AsyncSink`` (and ``BlockingSink``) that accepts everything and keeps nothing."""
 
     def __init__(self, *, wire: WireFormat = "crate_json") -> None:

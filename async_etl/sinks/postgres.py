@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from async_etl.errors import AsyncEtlError, DataError
+from async_etl.sinks.closing import ClosingSink
 from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 from async_etl.sinks.pg_sql import LEDGER, PgStatements, mask_dsn, split_table
 from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
@@ -57,7 +58,7 @@ def _broken(conn: asyncpg.Connection) -> bool:
 __all__ = ["LEDGER", "PostgresSink", "mask_dsn", "pooled", "split_table"]
 
 
-class PostgresSink:
+class PostgresSink(ClosingSink):
     """An ``AsyncSink`` writing to PostgreSQL with binary COPY over a pool of ``concurrency``."""
 
     def __init__(self, dsn: str, *, table: str, concurrency: int, unlogged: bool = False) -> None:
