@@ -13,6 +13,7 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
+from tests.databases import fresh_database
 from tests.integration.jobs_helpers import at, spec_of, table_rows
 from tests.integration.test_jobs_crate import crate_rows
 
@@ -113,7 +114,7 @@ async def test_crate_duplicates_rejected_and_key_kept(pg_dsn: str, kind: int, or
     async with CrateStandIn(StandInConfig()) as crate:
 
         async def read() -> list[dict[str, Any]]:
-            rows = await crate_rows(crate.url, "dw.d") if kind == 2 else await _crate1(crate.url)
+            rows = await _crate_all(crate.url, kind)
             return sorted(rows, key=lambda r: (r["id"], str(r.get("valid_from"))))
 
         await _check_reject_case(pg_dsn, kind, order, crate.url, read)
@@ -145,3 +146,38 @@ async def test_fail_mode_names_the_duplicated_key(
     assert result.error_kind is ErrorKind.DATA
     assert result.error is not None
     assert "business key (id=1) appears 2 times in the source" in result.error
+
+
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_pg_duplicates_staged_by_copy_from_another_database(
+    pg_dsn: str, pg_server_dsn: str, kind: int
+) -> None:
+    """Target in another database (binary COPY into staging): same rejects, key 1 keeps 'a'."""
+    async with fresh_database(pg_server_dsn) as target:
+
+        async def read() -> list[dict[str, Any]]:
+            return await table_rows(target, "dw.d")
+
+        await _check_reject_case(pg_dsn, kind, "b3-first", target, read)
+
+
+@pytest.mark.parametrize("target", ["pg", "crate"])
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_duplicates_on_a_first_load_leave_the_key_absent(
+    pg_dsn: str, kind: int, target: str
+) -> None:
+    """Reject mode, duplicates in the very first run: both rows rejected, no row for the key."""
+    async with CrateStandIn(StandInConfig()) as crate:
+        url = crate.url if target == "crate" else ""
+        spec = spec_of(_job(pg_dsn, kind, "reject", url))
+        await _source(pg_dsn, [(1, "b3"), (2, "x"), (1, "b2")])
+        result = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert (result.status, result.inserted, result.rejected) == ("SUCCEEDED", 1, 2)
+        rows = await (_crate_all(crate.url, kind) if url else table_rows(pg_dsn, "dw.d"))
+    assert [(r["id"], r["val"]) for r in rows] == [(2, "x")]
+    assert [k for k, _ in await _rejects(pg_dsn, result.run_id)] == [1, 1]
+
+
+async def _crate_all(url: str, kind: int) -> list[dict[str, Any]]:
+    """Every row of the stand-in's ``dw.d`` (type 2: timestamps as datetimes)."""
+    return await crate_rows(url, "dw.d") if kind == 2 else await _crate1(url)
