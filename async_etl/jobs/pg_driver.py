@@ -57,6 +57,8 @@ class PgTarget:
         self.url = url
         self.table = table
         self.where = f"target {mask_url(url)} {table}"
+        self.staging_collate: dict[str, str | None] = {}
+        """Chunk-key column -> the target column's own collation (set by ``prepare``)."""
 
     def connection(self, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
         """A target connection under a budget token (errors translated, URL masked)."""
@@ -88,7 +90,10 @@ class PgTarget:
     async def prepare(self, ctx: JobContext) -> None:
         """Create the target and its indexes if missing; add ``ctx.add_columns``.
 
-        Key columns are created in the chunk collation (``ctx.collate``).
+        Key columns are created in the chunk collation (``ctx.collate``).  Staging key columns
+        take the collation the target's columns really have (a table created beforehand may
+        differ), so the merge's key joins never mix two explicit collations; its range filters
+        name the chunk collation themselves.
         """
         try:
             ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate)
@@ -100,12 +105,18 @@ class PgTarget:
         async with self.connection(ctx.hold, ctx.app) as conn:
             for st in ddl:
                 await conn.execute(st.text)
+            st = pg.KEY_COLLATIONS_SQL
+            rows = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
+        own = {str(r[0]): r[1] for r in rows}
+        self.staging_collate = {k: own.get(k) for k in ctx.spec.source.key}
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
         in_state = ctx.same_database(ctx.state_url, self.url)
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            await conn.execute(pg.staging_ddl(STAGING, ctx.columns, collate=ctx.key_collate).text)
+            await conn.execute(
+                pg.staging_ddl(STAGING, ctx.columns, collate=self.staging_collate).text
+            )
             rows = await self._stage(ctx, conn, chunk, source)
             ctx.check_stop()
             counts, rejects = await self._merge(ctx, conn, chunk)

@@ -246,3 +246,18 @@ async def test_resumed_run_keeps_the_plan_collation(pg_dsn: str) -> None:
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols) == norm(reference([first, second], cols), cols)
     assert history_problems(got, cols) == []
+
+
+@pytest.mark.parametrize("existing", ["C", "default"])
+async def test_target_created_beforehand_in_another_collation(pg_dsn: str, existing: str) -> None:
+    """A target whose key is in C (or default) under an ICU source: same ranges, idle re-run."""
+    await _need(pg_dsn, "en-x-icu")
+    await load(pg_dsn, "en-x-icu", case_rows(), composite=False)
+    await fetchval(pg_dsn, "CREATE SCHEMA dw")
+    await fetchval(pg_dsn, f"CREATE TABLE dw.dim (k text{_collate(existing)} NOT NULL, v int, "
+                           "valid_from timestamptz NOT NULL, valid_to timestamptz, "
+                           "is_current boolean NOT NULL DEFAULT true)")  # fmt: skip
+    spec = job("pre", pg_dsn, pg_dsn, composite=False, parallel=True)
+    await check_run_twice(spec, 2000)
+    current = await fetchval(pg_dsn, "SELECT count(DISTINCT k) FROM dw.dim WHERE is_current")
+    assert current == 2000
