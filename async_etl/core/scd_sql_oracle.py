@@ -106,6 +106,12 @@ def staging_insert(staging: str, columns: Sequence[str]) -> Sql:
     return Sql(f"INSERT INTO {_q(staging)} ({names}) VALUES ({marks})", tuple(columns))
 
 
+def unstage_keys_sql(staging: str, cols: ScdColumns) -> Sql:
+    """``executemany`` statement deleting every staged row of one business key (binds: key)."""
+    match = " AND ".join(f"{_q(c)} = :{i + 1}" for i, c in enumerate(cols.business_key))
+    return Sql(f"DELETE FROM {_q(staging)} WHERE {match}", cols.business_key)
+
+
 def merge_statements(
     table: str, staging: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk
 ) -> list[Sql]:

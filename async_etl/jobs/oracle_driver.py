@@ -224,10 +224,7 @@ class OracleTarget:
             raise DataError(
                 f"{self.where}: {duplicate_message(dict(zip(bk, key, strict=True)), n)}"
             )
-        match = " AND ".join(f"{quote(c, 'oracle')} = :{i + 1}" for i, c in enumerate(bk))
-        await cursor.executemany(
-            f"DELETE FROM {quote(self.staging, 'oracle')} WHERE {match}", list(dups)
-        )
+        await cursor.executemany(ora.unstage_keys_sql(self.staging, ctx.cols).text, list(dups))
         return [r for r in rows if tuple(r[p] for p in positions) not in dups], dups
 
     def _refuse(self, ctx: JobContext, key: tuple[Any, ...], reason: str) -> str:

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from async_etl.core import scd_sql_oracle as ora
+from async_etl.core import scd_sql_pg as pg
 from async_etl.core.duplicates import (
     duplicate_keys,
     duplicate_message,
@@ -76,3 +78,25 @@ def test_held_keys_never_change(first: list[Row], second: list[Row], kind: int) 
     for key in held:
         assert [r for r in after if (r["id"],) == key] == [r for r in target if (r["id"],) == key]
     assert duplicate_keys((r["id"],) for r in rows) == {}
+
+
+def test_oracle_unstages_every_row_of_a_key() -> None:
+    """Oracle: one DELETE per duplicated key, bound by the key columns in order."""
+    cols = ScdSpec(business_key=("a", "b")).resolve(["a", "b", "v"])
+    st = ora.unstage_keys_sql("dw.t_stg", cols)
+    assert st.text == 'DELETE FROM "DW"."T_STG" WHERE "A" = :1 AND "B" = :2'
+    assert st.args({"a": 1, "b": "x"}) == [1, "x"]
+
+
+@pytest.mark.parametrize("kind", [2, 1])
+def test_pg_holds_duplicates_as_the_current_row(kind: int) -> None:
+    """PostgreSQL: duplicated keys found by GROUP BY; their rows replaced by the current row."""
+    cols = ScdSpec(type=kind, business_key=("a", "b")).resolve(["a", "b", "v"])  # type: ignore[arg-type]
+    assert pg.duplicate_keys_sql("stg", cols).text == (
+        'SELECT "a", "b", count(*) AS n FROM "stg" GROUP BY "a", "b" HAVING count(*) > 1 '
+        'ORDER BY "a", "b"'
+    )
+    hold = pg.hold_duplicates_sql("dw.t", "stg", cols).text
+    assert 'DELETE FROM "stg" AS s WHERE (s."a", s."b") IN (SELECT "a", "b" FROM "stg" ' in hold
+    assert 'INSERT INTO "stg" ("a", "b", "v") SELECT t."a", t."b", t."v" FROM "dw"."t" AS t' in hold
+    assert ('t."is_current" AND' in hold) == (kind == 2)

@@ -8,13 +8,25 @@ from typing import Any
 import asyncpg
 import pytest
 
+from async_etl.core.duplicates import hold_duplicates
+from async_etl.core.scd import apply_plan, diff
 from async_etl.errors import ErrorKind
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.databases import fresh_database
-from tests.integration.jobs_helpers import at, spec_of, table_rows
+from tests.integration.jobs_helpers import (
+    at,
+    cols_of,
+    history,
+    job_toml,
+    load_source,
+    norm,
+    reference,
+    spec_of,
+    table_rows,
+)
 from tests.integration.test_jobs_crate import crate_rows
 
 
@@ -181,3 +193,30 @@ async def test_duplicates_on_a_first_load_leave_the_key_absent(
 async def _crate_all(url: str, kind: int) -> list[dict[str, Any]]:
     """Every row of the stand-in's ``dw.d`` (type 2: timestamps as datetimes)."""
     return await crate_rows(url, "dw.d") if kind == 2 else await _crate1(url)
+
+
+@pytest.mark.parametrize("target", ["pg", "crate"])
+async def test_composite_key_duplicates_match_the_model(pg_dsn: str, target: str) -> None:
+    """Composite keys in parallel chunks: the target equals the model with duplicates held."""
+    cols = cols_of(2)
+    states = history(seed=7, n_keys=120, runs=2)
+    second = states[1] + [{**r, "name": "dup"} for r in states[1][::7]]
+    async with CrateStandIn(StandInConfig()) as crate:
+        text = job_toml("cdup", pg_dsn, "dw.dim", chunk_size=20, extra='on_bad_row = "reject"')
+        if target == "crate":
+            text = text.replace(f'url = "{pg_dsn}"\ntable', f'url = "{crate.url}"\ntable')
+            text += f'\n[state]\nurl = "{pg_dsn}"\n'
+        spec = spec_of(text)
+        await load_source(pg_dsn, states[0])
+        assert (await run_job(spec, options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"
+        await load_source(pg_dsn, second)
+        result = await run_job(spec, options=JobOptions(as_of=at(1)))
+        got = await (crate_rows(crate.url, "dw.dim") if target == "crate"
+                     else table_rows(pg_dsn, "dw.dim"))  # fmt: skip
+    model = reference(states[:1], cols)
+    rows, held = hold_duplicates(cols, second, model)
+    model = apply_plan(model, diff(cols, model, rows, at(1)))
+    assert result.status == "SUCCEEDED", result.error
+    assert result.chunks_total > 1 and len(held) > 3
+    assert result.rejected == sum(held.values())
+    assert norm(got, cols) == norm(model, cols)
