@@ -18,12 +18,12 @@ from tests.integration.jobs_helpers import at, fetchval, spec_of
 ROWS = 2000
 
 
-async def _source(dsn: str) -> None:
+async def _source(dsn: str, bad: str = "NULL") -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("CREATE TABLE s (id int PRIMARY KEY, note text)")
         await conn.execute(
-            "INSERT INTO s SELECT i, CASE WHEN i % 2 = 0 THEN NULL ELSE 'n' || i END "
+            f"INSERT INTO s SELECT i, CASE WHEN i % 2 = 0 THEN {bad} ELSE 'n' || i END "
             f"FROM generate_series(1, {ROWS}) i"
         )
         await conn.execute("ANALYZE s")
@@ -52,9 +52,9 @@ url = "{dsn}"
 """
 
 
-async def _target(url: str) -> None:
+async def _target(url: str, note: str = "note TEXT NOT NULL") -> None:
     ddl = (
-        "CREATE TABLE dw.notes (id INTEGER, note TEXT NOT NULL, "
+        f"CREATE TABLE dw.notes (id INTEGER, {note}, "
         "valid_from TIMESTAMP WITH TIME ZONE, valid_to TIMESTAMP WITH TIME ZONE, "
         "is_current BOOLEAN, PRIMARY KEY (id, valid_from)) CLUSTERED INTO 4 SHARDS"
     )
@@ -80,10 +80,26 @@ async def test_not_null_refusals_become_rejects_with_reason(pg_dsn: str, version
     assert with_reason == ROWS // 2
 
 
-async def test_not_null_refusal_fails_the_run_with_reason(pg_dsn: str) -> None:
+async def test_check_refusals_become_rejects_with_reason(pg_dsn: str) -> None:
+    """Every second note empty into CHECK (note <> ''), 4 shards: 1000 rejects naming the check."""
+    await _source(pg_dsn, bad="''")
+    async with CrateStandIn(StandInConfig()) as crate:
+        await _target(crate.url, "note TEXT CONSTRAINT note_set CHECK (note <> '')")
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, "reject")),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert result.status == "SUCCEEDED", result.error
+    assert result.rejected == ROWS // 2
+    with_reason = await fetchval(
+        pg_dsn, "SELECT count(*) FROM async_etl_rejects WHERE reason LIKE '%CONSTRAINT note_set%'"
+    )
+    assert with_reason == ROWS // 2
+
+
+@pytest.mark.parametrize("version", ["5.10.11", "5.9.0"])
+async def test_not_null_refusal_fails_the_run_with_reason(pg_dsn: str, version: str) -> None:
     """The same case with on_bad_row = "fail": FAILED, and the error names the NOT NULL reason."""
     await _source(pg_dsn)
-    async with CrateStandIn(StandInConfig()) as crate:
+    async with CrateStandIn(StandInConfig(version=version)) as crate:
         await _target(crate.url)
         result = await run_job(spec_of(_job(pg_dsn, crate.url, "fail")),
                                options=JobOptions(as_of=at(0)))  # fmt: skip
