@@ -55,6 +55,7 @@ class BenchSettings:
     mode: Literal["async", "threads"] = "async"
     gzip_threshold: int = 8192
     request_timeout: float = 60.0
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "--batch-size", "must be >= 1", self.batch_size)
@@ -78,6 +79,13 @@ class BenchSettings:
             _check(self.records >= 0, "--records", "must be >= 0", self.records)
         if self.duration is not None:
             _check(self.duration > 0, "--duration", "must be > 0", self.duration)
+        if self.metrics_port is not None:
+            _check(
+                0 <= self.metrics_port <= 65535,
+                "--metrics-port",
+                "must be a port number (0-65535)",
+                self.metrics_port,
+            )
         _check(
             self.log_format in get_args(LogFormat),
             "--log-format",

@@ -21,6 +21,7 @@ from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.runtime import loop
 from async_etl.runtime.engine import Engine
+from async_etl.runtime.metrics import BenchCollector, serve_metrics
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.threads import ProcessSampler, run_threads
 from async_etl.sinks import open_sink
@@ -62,6 +63,7 @@ FLAGS = (
     ("--warmup", "warmup", float, "seconds excluded from the figures at the start (default 0)"),
     ("--log-format", "log_format", str, "auto | console | json (default auto: live line on a TTY)"),
     ("--json-out", "json_out", str, "also write the summary as JSON to this file"),
+    ("--metrics-port", "metrics_port", int, "serve Prometheus metrics on this port while running"),
     ("--mode", "mode", str, "async (default) or threads"),
     (
         "--gzip-threshold",
@@ -138,9 +140,10 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
         engine = await stack.enter_async_context(Engine(settings))
         view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
         sampler = ProcessSampler(url)  # threads and connections, measured as in thread mode
+        metrics = BenchCollector(lambda: engine.stats, lambda: engine.limits.sends.total_tokens)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, engine)
-            with view as handler:
+            with view as handler, serve_metrics(settings.metrics_port, [metrics]):
                 summary = await engine.run(source, sink, on_snapshot=sampler.wrap(handler))
             tg.cancel_scope.cancel()
         sampler.sample()

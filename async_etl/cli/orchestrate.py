@@ -20,6 +20,7 @@ from async_etl.orchestrator.driver import Orchestrator, PlanOutcome
 from async_etl.orchestrator.plan import Plan, load_plan
 from async_etl.orchestrator.report import LiveView, LogView, build_report
 from async_etl.runtime import loop
+from async_etl.runtime.metrics import JobCollector, serve_metrics
 
 EXIT = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 
@@ -46,6 +47,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--no-uvloop", dest="uvloop", action="store_false", help="use the stdlib asyncio loop"
     )
+    p.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+    )
     p.set_defaults(handler=main)
 
 
@@ -56,7 +60,8 @@ def main(args: argparse.Namespace) -> int:
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
     outcome = loop.run(
-        lambda: orchestrate(plan, live=live, fresh=args.fresh), use_uvloop=args.uvloop
+        lambda: orchestrate(plan, live=live, fresh=args.fresh, metrics_port=args.metrics_port),
+        use_uvloop=args.uvloop,
     )
     report = build_report(plan, outcome)
     print_summary(report)
@@ -64,18 +69,23 @@ def main(args: argparse.Namespace) -> int:
     return EXIT.get(outcome.status, 1)
 
 
-async def orchestrate(plan: Plan, *, live: bool, fresh: bool = False) -> PlanOutcome:
+async def orchestrate(
+    plan: Plan, *, live: bool, fresh: bool = False, metrics_port: int | None = None
+) -> PlanOutcome:
     """Run ``plan`` with a view and signal handling (first signal: stop; second: cancel)."""
     view = LiveView() if live else LogView()
+    metrics = JobCollector()
+    view.listeners.append(metrics.observe)
     orch = Orchestrator(plan, view=view)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_on_signals, orch, tg.cancel_scope)
-        if isinstance(view, LiveView):
-            with view:
+    with serve_metrics(metrics_port, [metrics]):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_on_signals, orch, tg.cancel_scope)
+            if isinstance(view, LiveView):
+                with view:
+                    outcome = await orch.run(fresh=fresh)
+            else:
                 outcome = await orch.run(fresh=fresh)
-        else:
-            outcome = await orch.run(fresh=fresh)
-        tg.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
     return outcome
 
 

@@ -24,6 +24,7 @@ from async_etl.jobs.runner import run_job
 from async_etl.jobs.spec import JobSpec, load_job
 from async_etl.log import configure_logging
 from async_etl.runtime import loop
+from async_etl.runtime.metrics import JobCollector, serve_metrics
 
 __all__ = ["EXIT_CODES", "main", "register"]
 
@@ -55,6 +56,8 @@ def register(sub: Any) -> None:
                    help="auto: progress bar on a TTY, log lines otherwise")  # fmt: skip
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
                    help="use the stdlib asyncio loop instead of uvloop")  # fmt: skip
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, default=None,
+                   help="serve Prometheus metrics on this port while running")  # fmt: skip
     p.set_defaults(handler=main)
 
 
@@ -75,7 +78,10 @@ def main(args: argparse.Namespace) -> int:
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
-    result = loop.run(lambda: _run(spec, options, live=live), use_uvloop=args.uvloop)
+    result = loop.run(
+        lambda: _run(spec, options, live=live, metrics_port=args.metrics_port),
+        use_uvloop=args.uvloop,
+    )
     print(summary_line(result))
     write_json(json_out, result.to_dict())
     if result.status == "FAILED":
@@ -85,15 +91,19 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_CODES[result.status]
 
 
-async def _run(spec: JobSpec, options: JobOptions, *, live: bool) -> JobResult:
+async def _run(
+    spec: JobSpec, options: JobOptions, *, live: bool, metrics_port: int | None = None
+) -> JobResult:
     """Run the job with signal handling: SIGINT/SIGTERM ask it to stop at a safe point."""
     stop = anyio.Event()
     view: AbstractContextManager[Any] = ProgressBar() if live else nullcontext(ProgressLog())
+    metrics = JobCollector()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, stop)
-        with view as show:
+        with view as show, serve_metrics(metrics_port, [metrics]):
 
             def on_progress(p: Progress) -> None:
+                metrics.observe(p)
                 show(p)
 
             result = await run_job(spec, options=options, stop=stop, on_progress=on_progress)

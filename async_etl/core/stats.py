@@ -74,6 +74,20 @@ class LatencyHistogram:
                 return min(max(self._value(index), self.min), self.max)
         return self.max  # pragma: no cover - ranks never exceed count
 
+    def counts_at_most(self, bounds: list[float]) -> list[int]:
+        """Cumulative sample counts at or below each of the ascending ``bounds``.
+
+        Judged by each bucket's representative value (within ``REL_ERROR`` of its samples).
+        """
+        buckets = sorted(dict(self._buckets).items())  # dict() copies atomically under the GIL
+        out, seen, i = [], 0, 0
+        for bound in bounds:
+            while i < len(buckets) and self._value(buckets[i][0]) <= bound:
+                seen += buckets[i][1]
+                i += 1
+            out.append(seen)
+        return out
+
     @property
     def mean(self) -> float:
         """The arithmetic mean; 0.0 when empty."""

@@ -9,7 +9,7 @@ finished_at, rows, error), the critical path by measured run time and the bottle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,11 +67,14 @@ class _Running:
     def __init__(self) -> None:
         self.running: dict[str, tuple[int, Progress | None]] = {}
         self.done: dict[str, int] = {}
+        self.listeners: list[Callable[[Progress], None]] = []  # e.g. the metrics collector
 
     def started(self, job: str, attempt: int) -> None:
         self.running[job] = (attempt, None)
 
     def progress(self, event: Progress) -> None:
+        for listener in self.listeners:
+            listener(event)
         if event.job in self.running:
             self.running[event.job] = (self.running[event.job][0], event)
 
