@@ -112,6 +112,24 @@ def unstage_keys_sql(staging: str, cols: ScdColumns) -> Sql:
     return Sql(f"DELETE FROM {_q(staging)} WHERE {match}", cols.business_key)
 
 
+def stage_current_sql(staging: str, table: str, cols: ScdColumns) -> Sql:
+    """``executemany`` statement staging a key's current target row as it is (binds: key).
+
+    A refused or held key then looks unchanged to the merge: not changed, not deleted.  A key
+    without a current row, or already staged, stages nothing.
+    """
+    s, t, bk = _q(staging), _q(table), cols.business_key
+    match = " AND ".join(f"t.{_q(c)} = :{i + 1}" for i, c in enumerate(bk))
+    current = f" AND t.{_q(cols.is_current)} = 1" if cols.type == 2 else ""
+    data = ", ".join(_q(c) for c in cols.data)
+    tdata = ", ".join(f"t.{_q(c)}" for c in cols.data)
+    return Sql(
+        f"INSERT INTO {s} ({data}) SELECT {tdata} FROM {t} t WHERE {match}{current} "
+        f"AND NOT EXISTS (SELECT 1 FROM {s} x WHERE {_keys_equal('x', 't', bk)})",
+        bk,
+    )
+
+
 def merge_statements(
     table: str, staging: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk
 ) -> list[Sql]:

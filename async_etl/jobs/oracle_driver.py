@@ -355,18 +355,6 @@ class OracleTarget:
         self, ctx: JobContext, cursor: Any, keys: Sequence[tuple[Any, ...]]
     ) -> None:
         """Stage the current target row of each business key in ``keys`` (if it has one)."""
-        cols = ctx.cols
-        s, t = quote(self.staging, "oracle"), quote(self.table, "oracle")
-        data = ", ".join(quote(c, "oracle") for c in cols.data)
-        bk = cols.business_key
-        match = " AND ".join(f"t.{quote(c, 'oracle')} = :{i + 1}" for i, c in enumerate(bk))
-        same = " AND ".join(f"x.{quote(c, 'oracle')} = t.{quote(c, 'oracle')}" for c in bk)
-        current = f" AND t.{quote(cols.is_current, 'oracle')} = 1" if cols.type == 2 else ""
-        tdata = ", ".join(f"t.{quote(c, 'oracle')}" for c in cols.data)
-        if not keys:
-            return
-        await cursor.executemany(
-            f"INSERT INTO {s} ({data}) SELECT {tdata} FROM {t} t WHERE {match}{current} "
-            f"AND NOT EXISTS (SELECT 1 FROM {s} x WHERE {same})",
-            keys,
-        )
+        if keys:
+            st = ora.stage_current_sql(self.staging, self.table, ctx.cols)
+            await cursor.executemany(st.text, list(keys))

@@ -13,12 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.exact import (
     crate_refusal,
     oracle_number_as_decimal,
     oracle_refusal,
     row_refusal,
 )
+from async_etl.core.specs import ScdSpec
 from async_etl.jobs.coltypes import crate_value, from_epoch_ms
 from async_etl.jobs.oracle_driver import oracle_bind
 
@@ -241,3 +243,17 @@ def test_row_refusal_names_the_column() -> None:
         "column b: nan cannot travel in CrateDB's JSON (it would arrive as NULL)"
     )
     assert row_refusal((1, None, 1.0, "x"), names, types, crate_refusal) is None
+
+
+@pytest.mark.parametrize("kind", [2, 1])
+def test_oracle_stages_a_refused_keys_current_row(kind: int) -> None:
+    """Oracle: a refused key's current target row is staged as it is, bound by the key."""
+    cols = ScdSpec(type=kind, business_key=("a", "b")).resolve(["a", "b", "v"])  # type: ignore[arg-type]
+    st = ora.stage_current_sql("dw.t_stg", "dw.t", cols)
+    current = ' AND t."IS_CURRENT" = 1' if kind == 2 else ""
+    assert st.text == (
+        'INSERT INTO "DW"."T_STG" ("A", "B", "V") SELECT t."A", t."B", t."V" FROM "DW"."T" t '
+        f'WHERE t."A" = :1 AND t."B" = :2{current} AND NOT EXISTS (SELECT 1 FROM "DW"."T_STG" x '
+        'WHERE x."A" = t."A" AND x."B" = t."B")'
+    )
+    assert st.args({"a": 1, "b": "x"}) == [1, "x"]
