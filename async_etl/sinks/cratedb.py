@@ -2,8 +2,11 @@
 
 Batches arrive already encoded by the workers (``wire="crate_json"``: the whole ``/_sql`` body,
 rows in id order, id first).  ``send`` posts the bytes, and ``crate_protocol.judge_bulk``
-splits the answer into delivered, rejected and retry items; the retry is a new body holding
-exactly the items to resend.  The engine owns the retry loop and the backoff.
+splits the answer into delivered, rejected, retry and undecided items.  Undecided items (a bare
+``rowcount -2``: CrateDB details only 10 failures per shard) are resolved inside the same
+``send`` by resending them in small bulks with the same statement (``core.crate_resolve``);
+the retry is a new body holding exactly the items to resend.  The engine owns the retry loop
+and the backoff.
 
 Every run writes a fresh id range (``start_id = max(id) + 1`` after a refresh), which is what
 lets ``judge_bulk`` count a duplicate key on a re-sent row as our own earlier write.

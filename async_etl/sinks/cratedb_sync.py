@@ -3,7 +3,8 @@
 The twin of ``async_etl.sinks.cratedb.CrateDBSink``: the same requests and the same decisions,
 all from the sans-I/O ``async_etl.core.crate_protocol`` (``Endpoint``, ``CrateTable``,
 ``build_request``, ``maybe_gzip``, ``parse_response``, ``error_of``, ``verdict_for``,
-``send_result``, ``checked_version``) — only the I/O differs.
+``send_result``, ``checked_version``) and ``core.crate_resolve`` for undecided items — only the
+I/O differs.
 
 One ``urllib3`` connection pool per sink with ``maxsize = concurrency`` and ``block=True``:
 the sender threads share it, so the thread runner never holds more connections than the async
