@@ -166,6 +166,8 @@ class PgProxy:
                 await swriter.drain()
         except (OSError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # the proxy is closing: end this relay quietly
+            return
         finally:
             if back is not None:
                 back.cancel()
