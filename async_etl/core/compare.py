@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["EXACT_TYPES", "base_type", "is_exact", "oracle_lob", "same"]
+__all__ = ["EXACT_TYPES", "base_type", "is_exact", "key_problem", "oracle_lob", "same"]
 
 EXACT_TYPES = frozenset(
     {
@@ -68,6 +68,7 @@ EXACT_TYPES = frozenset(
 )
 """PostgreSQL types whose ``=`` is the identity of values (modulo NaN and numeric scale)."""
 
+_UNKEYED = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
 _MODS = re.compile(r"\(\s*\d+\s*(?:,\s*\d+\s*)?\)")
 _LOBS = frozenset({"json", "jsonb", "xml"})
 
@@ -94,6 +95,17 @@ def is_exact(pg_type: str) -> bool:
     if not pg_type.strip():
         return True
     return base_type(pg_type)[0] in EXACT_TYPES
+
+
+def key_problem(pg_type: str) -> str | None:
+    """Why a column of this type cannot be a chunk or business key (None when it can).
+
+    Keys are matched with ``=`` and chunked by ordering; ``json``, ``xml`` and the geometric
+    types (and arrays of them) have neither.
+    """
+    if base_type(pg_type)[0] in _UNKEYED:
+        return f"has type {pg_type}, which has no equality or ordering to match and chunk keys by"
+    return None
 
 
 def oracle_lob(pg_type: str) -> bool:

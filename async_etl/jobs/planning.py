@@ -20,6 +20,7 @@ Every round trip here is retried on a transient failure with the run's policy
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ import structlog
 
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
+from async_etl.core.compare import key_problem
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
@@ -112,6 +114,7 @@ async def preflight(
         raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "
                           f"({', '.join(names)})")  # fmt: skip
     cols = spec.scd.resolve(names, [t for _, t in columns])
+    _check_key_types(spec, columns, cols)
     add = await check_drift(spec, columns, cols, target, holder, app, policy)
     try:
         latest = await retrying(
@@ -144,6 +147,17 @@ async def preflight(
         plan, collations, available, database_key(source.url) == database_key(target.url)
     )
     return Decision(columns, cols, run_id, as_of, plan, add, collate)
+
+
+def _check_key_types(spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns) -> None:
+    """``ConfigError`` naming a chunk or business key column whose type has no ``=`` / order."""
+    types = dict(columns)
+    for section, keys in (("[source] key", spec.source.key),
+                          ("[scd] business_key", cols.business_key)):  # fmt: skip
+        for name in keys:
+            if (why := key_problem(types[name])) is not None:
+                raise ConfigError(f"{section}: column {name} {why}; key on another column "
+                                  "(or a text / jsonb cast of it in the source query)")  # fmt: skip
 
 
 def _collate(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
-from async_etl.core.compare import base_type, is_exact, oracle_lob, same
+from async_etl.core.compare import base_type, is_exact, key_problem, oracle_lob, same
 from async_etl.core.scd import apply_plan, diff
 from async_etl.core.scd_sql_common import check_type
 from async_etl.core.specs import ScdColumns, ScdSpec
@@ -132,3 +132,10 @@ def test_oracle_merge_compares_clobs_with_dbms_lob(kind: int) -> None:
     for col in ("P", "N"):
         assert f'DECODE(t."{col}", s."{col}", 0, 1) = 1' in sql
         assert f'DBMS_LOB.COMPARE(t."{col}"' not in sql
+
+
+def test_keys_need_equality_and_order() -> None:
+    """json, xml, geometric types and their arrays cannot be keys; others (even citext) can."""
+    for bad in ("json", "xml", "point", "box", "polygon", "json[]", "circle"):
+        assert key_problem(bad) is not None and bad in (key_problem(bad) or "")
+    assert all(key_problem(t) is None for t in ("bigint", "text", "jsonb", "uuid", "src.pair"))

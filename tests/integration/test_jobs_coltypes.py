@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
 
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from async_etl.testing.crate import CrateStandIn, StandInConfig
-from tests.integration.jobs_helpers import at, spec_of
+from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, write
 
 COLUMNS = {
     "j": "json",
@@ -174,3 +176,24 @@ async def test_crate_target_detects_changes_and_rests(pg_dsn: str, kind: int) ->
         assert counts == ((n, 0, n, 0) if kind == 2 else (0, n, 0, 0))
         rest = await run_job(spec, options=JobOptions(as_of=at(3)))
         assert (rest.inserted, rest.updated, rest.expired, rest.deleted) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("key", ["j", "p", "pts", "x"])
+async def test_key_without_equality_is_refused_before_anything(
+    pg_dsn: str, tmp_path: Path, key: str
+) -> None:
+    """A json / point / point[] / xml key: exit 2, one line naming it, no table, no run."""
+    await _load(pg_dsn)
+    text = _job(pg_dsn, 2).replace('key = ["id"]', f'key = ["{key}"]')
+    text = text.replace('business_key = ["id"]', f'business_key = ["{key}"]')
+    code, out, err = await run_cli("run", str(write(tmp_path, "job.toml", text)))
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert f"[source] key: column {key} has type {COLUMNS[key]}" in lines[0]
+    tables = await fetchval(
+        pg_dsn,
+        "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
+        "'information_schema', 'src')",
+    )
+    assert tables == 0
