@@ -111,5 +111,10 @@ def print_summary(report: dict[str, Any]) -> None:
         f"plan {report['plan']}: {report['status']} in {report['wall_s']:.2f}s; critical path "
         f"{' -> '.join(path['jobs']) or '-'} ({path['seconds']:.2f}s)"
     )
+    for step in report.get("degradation", []):
+        print(
+            f"  parallelism {step['database']}: {step['old']} -> {step['new']} after "
+            f"{step['job']} attempt {step['attempt']} ({step['reason']})"
+        )
     for b in report["bottlenecks"]:
         print(f"  bottleneck {b['job']}: {b['seconds']:.2f}s ({b['share_of_wall']:.0%} of wall)")

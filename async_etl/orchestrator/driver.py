@@ -14,6 +14,11 @@ database-transient) is retried with the plan's ``[retry]`` policy, each attempt 
 the job's checkpoint (``fresh`` only on the first); other failures are final, and every
 transitive dependent still pending becomes SKIPPED with the reason.  Unrelated jobs go on.
 
+Degradation: after a transient failure the target database's connection budget (its jobs'
+parallelism) is halved, down to the most connections one of its jobs needs at once (one chunk
+at a time); each success doubles it back to the configured budget (``core.degrade``).  Every
+step is a log event and a line of the report.
+
 Stop (``request_stop``: a signal, or a row in ``async_etl_plan_stops``): launch nothing more,
 set every running job's stop event, wait for them; jobs end STOPPED or stay PENDING, and the
 next run of the plan resumes.
@@ -31,6 +36,7 @@ from typing import Any
 import anyio
 import structlog
 
+from async_etl.core.degrade import Degradation
 from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key
@@ -96,6 +102,7 @@ class PlanOutcome:
     status: str
     jobs: dict[str, JobState]
     wall_s: float
+    degradation: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Orchestrator:
@@ -130,6 +137,9 @@ class Orchestrator:
             lambda url: int(self.budget.limiter(url).total_tokens),
         )
         self.stopping = anyio.Event()
+        self.degradations: dict[str, Degradation] = {}
+        self.steps: list[dict[str, Any]] = []
+        self._t0 = clock()
         self.policy = plan.retry.policy()
         self._wake = anyio.Event()
         self._synthetic = SyntheticRunner()
@@ -151,7 +161,7 @@ class Orchestrator:
         Raises ``ConfigError`` / ``AsyncEtlError`` only for problems with the state store (or
         the plan already running elsewhere), never for a job failure.
         """
-        t0 = self.clock()
+        t0 = self._t0 = self.clock()
         store = self._store = await PlanStore.open(
             self.plan.state, self.plan.name, policy=self.policy
         )
@@ -182,7 +192,7 @@ class Orchestrator:
             status = self._final_status()
             await store.finish_run(status)
             log.info("plan finished", status=status, wall_s=round(self.clock() - t0, 3))
-            return PlanOutcome(run_id, status, self.jobs, self.clock() - t0)
+            return PlanOutcome(run_id, status, self.jobs, self.clock() - t0, self.steps)
         finally:
             with anyio.CancelScope(shield=True):
                 if self._slots is not None:
@@ -248,6 +258,7 @@ class Orchestrator:
         finally:
             breaker = self.breakers[database_key(state.job.target)]
             self._log_transitions(breaker.finish(ticket, self.clock(), outcome))
+            self._degrade(state, outcome)
             state.in_flight = False
             self.admission.release(state.job.name)
             self.local.release_on_behalf_of(state)
@@ -380,6 +391,33 @@ class Orchestrator:
             rows=state.rows,
             error=state.error,
             resumed=resumed or None,
+        )
+
+    def _degrade(self, state: JobState, outcome: Outcome) -> None:
+        """Step the target database's parallelism down or up after an attempt (core.degrade)."""
+        if outcome not in ("transient", "success"):
+            return
+        target = state.job.target
+        db = database_key(target)
+        limiter = self.budget.limiter(target)
+        found = self.degradations.get(db)
+        if found is None:
+            floor = max((need.get(db, 0) for need in self.admission.needs.values()), default=1)
+            base = int(limiter.total_tokens)
+            found = self.degradations[db] = Degradation(db, base, max(1, min(floor, base)))
+        step = found.failed(state.error or "") if outcome == "transient" else found.succeeded()
+        if step is None:
+            return
+        limiter.total_tokens = step.new
+        event = {
+            **step.as_dict(),
+            "job": state.job.name,
+            "attempt": state.attempts,
+            "at_s": round(self.clock() - self._t0, 3),
+        }
+        self.steps.append(event)
+        (log.warning if step.new < step.old else log.info)(
+            "parallelism lowered" if step.new < step.old else "parallelism restored", **event
         )
 
     def _log_transitions(self, events: list[Transition]) -> None:

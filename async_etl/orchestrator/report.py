@@ -171,6 +171,7 @@ def build_report(plan: Plan, outcome: PlanOutcome) -> dict[str, Any]:
             for name, s in outcome.jobs.items()
         ],
         "critical_path": {"jobs": path, "seconds": round(length, 3)},
+        "degradation": outcome.degradation,
         "bottlenecks": [
             {"job": b.job, "seconds": round(b.seconds, 3), "share_of_wall": round(b.share, 3)}
             for b in dag.bottlenecks(plan.deps(), durations, outcome.wall_s)

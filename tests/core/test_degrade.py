@@ -1,0 +1,39 @@
+"""Graceful degradation of a database's parallelism: halving to the floor, doubling back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core.degrade import Degradation, Step
+
+
+def test_failures_halve_down_to_the_floor_and_successes_double_back() -> None:
+    """Budget 8, floor 3: failures give 8->4->3 (then no step), successes 3->6->8."""
+    d = Degradation("postgresql://h:5432/db", base=8, floor=3)
+    steps = [d.failed("dropped"), d.failed("dropped"), d.failed("dropped")]
+    assert [(s.old, s.new) for s in steps if s] == [(8, 4), (4, 3)]
+    assert steps[2] is None and d.level == 3
+    back = [d.succeeded(), d.succeeded(), d.succeeded()]
+    assert [(s.old, s.new) for s in back if s] == [(3, 6), (6, 8)]
+    assert back[2] is None
+    assert steps[0] == Step("postgresql://h:5432/db", 8, 4, "transient failure: dropped")
+
+
+@given(st.integers(1, 64), st.data())
+def test_the_level_stays_within_floor_and_base(base: int, data: st.DataObject) -> None:
+    """Whatever the sequence of outcomes, floor <= level <= base and each step changes it."""
+    floor = data.draw(st.integers(1, base))
+    d = Degradation("db", base=base, floor=floor)
+    for ok in data.draw(st.lists(st.booleans(), max_size=40)):
+        before = d.level
+        step = d.succeeded() if ok else d.failed("x")
+        assert floor <= d.level <= base
+        assert (step is None) == (d.level == before)
+
+
+def test_a_floor_above_the_budget_is_refused() -> None:
+    """floor > base is a ValueError."""
+    with pytest.raises(ValueError, match="floor"):
+        Degradation("db", base=2, floor=3)

@@ -1,0 +1,115 @@
+"""Graceful degradation: a job against a flapping database completes at lower parallelism."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
+
+from async_etl.errors import ErrorKind
+from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
+from async_etl.jobs.budget import hold
+from async_etl.jobs.spec import JobSpec
+from async_etl.orchestrator.driver import Orchestrator
+from async_etl.orchestrator.report import build_report
+from tests.integration.test_orch_driver import make_plan
+
+pytestmark = pytest.mark.timeout(60)
+APP = "async-etl:flapping"
+
+
+class ParallelJob:
+    """A job running one worker per budget token it can get, each a real query of 0.3 s."""
+
+    def __init__(self) -> None:
+        self.workers: list[int] = []
+        self.failed = 0
+
+    async def __call__(
+        self,
+        spec: JobSpec,
+        options: JobOptions,
+        stop: anyio.Event,
+        budget: ConnectionBudget,
+        on_progress: Callable[[Progress], None],
+    ) -> JobResult:
+        limiter = budget.limiter(spec.target.url)
+        workers = int(limiter.total_tokens)
+        self.workers.append(workers)
+        started = datetime.now(UTC)
+        errors: list[str] = []
+
+        async def worker() -> None:
+            async with hold(limiter):
+                try:
+                    conn = await asyncpg.connect(
+                        spec.target.url, server_settings={"application_name": APP}
+                    )
+                    try:
+                        await conn.execute("SELECT pg_sleep(0.3)")
+                    finally:
+                        await conn.close()
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    errors.append(type(exc).__name__)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker)
+        done = dict(run_id="r", job=spec.name, as_of=started, started_at=started)
+        if errors:
+            self.failed += 1
+            return JobResult(
+                **done,  # type: ignore[arg-type]
+                status="FAILED",
+                finished_at=datetime.now(UTC),
+                error=f"backend terminated ({errors[0]})",
+                error_kind=ErrorKind.DB_TRANSIENT,
+            )
+        on_progress(Progress(spec.name, "r", 1, 1, workers, float(workers), 0.0))
+        return JobResult(
+            **done,  # type: ignore[arg-type]
+            status="SUCCEEDED",
+            finished_at=datetime.now(UTC),
+            rows_read=workers,
+        )
+
+
+async def flap(dsn: str, job: ParallelJob, failures: int) -> None:
+    """Terminate the job's backends every 20 ms until it has failed ``failures`` times."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        while job.failed < failures:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                APP,
+            )
+            await anyio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
+async def test_flapping_database_lowers_parallelism_then_recovers(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Budget 8, floor 3: two terminated attempts step 8->4->3; the third succeeds with 3."""
+    header = f'[retry]\nmax_attempts = 5\nbase_delay = 0.01\n[budgets]\n"{pg_dsn}" = 8'
+    plan = make_plan(tmp_path, pg_dsn, header, {"load": ()})
+    job = ParallelJob()
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flap, pg_dsn, job, 2)
+            outcome = await Orchestrator(plan, runner=job).run()
+    report = build_report(plan, outcome)
+    steps = [(s["old"], s["new"]) for s in report["degradation"]]
+    events = [e["event"] for e in logs if e["event"].startswith("parallelism")]
+    assert outcome.status == "SUCCEEDED"
+    assert job.workers == [8, 4, 3]
+    assert steps == [(8, 4), (4, 3), (3, 6)]
+    assert events == ["parallelism lowered", "parallelism lowered", "parallelism restored"]
+    assert report["degradation"][0]["reason"].startswith("transient failure: backend terminated")
