@@ -232,10 +232,13 @@ def merge_statements(
 
 
 def duplicate_keys_sql(staging: str, cols: ScdColumns) -> Sql:
-    """Business keys staged more than once: rows of (key columns..., ``n``), in key order."""
+    """Business keys staged more than once: rows of (key columns..., count), in key order.
+
+    The count's name cannot clash with a key column's (a key column named ``n``).
+    """
     bk = ", ".join(_q(c) for c in cols.business_key)
     return Sql(
-        f"SELECT {bk}, count(*) AS n FROM {_q(staging)} GROUP BY {bk} "
+        f"SELECT {bk}, count(*) AS _async_etl_rows FROM {_q(staging)} GROUP BY {bk} "
         f"HAVING count(*) > 1 ORDER BY {bk}"
     )
 

@@ -195,7 +195,7 @@ class PgTarget:
         dups = await conn.fetch(pg.duplicate_keys_sql(STAGING, ctx.cols).text)
         if not dups:
             return []
-        keys = [(dict(zip(bk, tuple(r)[: len(bk)], strict=True)), int(r["n"])) for r in dups]
+        keys = [(dict(zip(bk, tuple(r)[: len(bk)], strict=True)), int(r[len(bk)])) for r in dups]
         if ctx.on_bad_row != "reject":
             raise DataError(f"{self.where}: {duplicate_message(*keys[0])}")
         await conn.execute(pg.hold_duplicates_sql(self.table, STAGING, ctx.cols).text)

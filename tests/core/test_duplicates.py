@@ -93,7 +93,8 @@ def test_pg_holds_duplicates_as_the_current_row(kind: int) -> None:
     """PostgreSQL: duplicated keys found by GROUP BY; their rows replaced by the current row."""
     cols = ScdSpec(type=kind, business_key=("a", "b")).resolve(["a", "b", "v"])  # type: ignore[arg-type]
     assert pg.duplicate_keys_sql("stg", cols).text == (
-        'SELECT "a", "b", count(*) AS n FROM "stg" GROUP BY "a", "b" HAVING count(*) > 1 '
+        'SELECT "a", "b", count(*) AS _async_etl_rows FROM "stg" GROUP BY "a", "b" '
+        "HAVING count(*) > 1 "
         'ORDER BY "a", "b"'
     )
     hold = pg.hold_duplicates_sql("dw.t", "stg", cols).text
