@@ -34,6 +34,8 @@ class ParallelSpec:
     max_workers: int = 4
     chunk_size: int = 50_000
     min_rows_for_parallel: int = 100_000
+    adaptive: bool = False  # max_workers = "auto[:MIN-MAX]": adapted between the bounds
+    min_workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)

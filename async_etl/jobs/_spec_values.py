@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from async_etl.core.adaptive import parse_auto
 from async_etl.core.specs import is_identifier
 from async_etl.core.urls import SCHEMES, mask_url, scheme_of
 from async_etl.errors import ConfigError
@@ -27,7 +28,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "scd": {"type": "int", "business_key": "columns", "tracked": "columns",
             "overwrite": "columns", "deletes": "str", "valid_from": "column",
             "valid_to": "column", "is_current": "column"},
-    "parallel": {"enabled": "bool", "max_workers": "int", "chunk_size": "int",
+    "parallel": {"enabled": "bool", "max_workers": "workers", "chunk_size": "int",
                  "min_rows_for_parallel": "int"},
     "state": {"url": "url"},
 }  # fmt: skip
@@ -65,7 +66,10 @@ def coerce_text(text: str, kind: str) -> Any:
         if low in _FALSE:
             return False
         raise ValueError("expected a boolean (Y/N, yes/no, true/false, 1/0)")
-    if kind == "int":
+    if kind == "workers" and stripped.lower().startswith("auto"):
+        parse_auto(stripped)
+        return stripped
+    if kind in ("int", "workers"):
         try:
             return int(stripped.replace("_", ""))
         except ValueError:
@@ -91,6 +95,11 @@ def check_kind(value: Any, kind: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {type(value).__name__}")
         return value
+    if kind == "workers":
+        if isinstance(value, str):
+            parse_auto(value)
+            return value
+        return check_kind(value, "int")
     if kind == "columns":
         if isinstance(value, str):
             value = [value]

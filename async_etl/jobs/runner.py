@@ -25,6 +25,7 @@ error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,9 @@ import anyio
 import orjson
 import structlog
 
+from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.chunks import Chunk, Watermark, remaining
+from async_etl.core.stats import RunStats
 from async_etl.errors import (
     AsyncEtlError,
     ErrorKind,
@@ -49,6 +52,7 @@ from async_etl.jobs.planning import Decision, Plan, plan_run, preflight
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
+from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.retrying import retrying
 
 __all__ = ["UPDATE_EVERY", "run_job"]
@@ -110,6 +114,7 @@ class _JobRun:
         self.plan: Plan | None = None
         self.watermark = Watermark(0)
         self.rates: RateMeter | None = None
+        self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
 
     async def execute(self) -> JobResult:
         store = StateStore(
@@ -184,8 +189,14 @@ class _JobRun:
     async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
         todo = remaining(plan.plan, plan.committed)
         limiter = anyio.CapacityLimiter(plan.workers)
+        par = self.spec.parallel
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watch_stop, ctx, store)
+            if par.adaptive and plan.workers > 1:  # chunk latency drives the worker count
+                low = min(par.min_workers, plan.workers)
+                bounds = AdaptiveSettings(minimum=low, maximum=plan.workers, initial=low)
+                adapt = AdaptiveLimit(bounds, limiter)
+                outer.start_soon(adapt.run, self.chunk_stats, time.perf_counter)
             async with anyio.create_task_group() as tg:
                 for chunk in todo:
                     borrower = object()
@@ -221,6 +232,7 @@ class _JobRun:
         limiter: anyio.CapacityLimiter,
         borrower: object,
     ) -> None:
+        self.chunk_stats.started_request()
         try:
             with structlog.contextvars.bound_contextvars(chunk=chunk.index):
                 result = await self._attempts(ctx, chunk)
@@ -234,6 +246,7 @@ class _JobRun:
             err.__cause__ = exc
             self._fail(err, chunk)
         finally:
+            self.chunk_stats.in_flight -= 1
             limiter.release_on_behalf_of(borrower)
 
     def _fail(self, exc: AsyncEtlError, chunk: Chunk) -> None:
@@ -246,11 +259,15 @@ class _JobRun:
         while True:
             attempt += 1
             ctx.check_stop()
+            t0 = time.perf_counter()
             try:
-                return await self.target.run_chunk(ctx, chunk, self.source)
+                result = await self.target.run_chunk(ctx, chunk, self.source)
+                self.chunk_stats.record_attempt(time.perf_counter() - t0)
+                return result
             except StopRequested:
                 raise
             except AsyncEtlError as exc:
+                self.chunk_stats.record_error(exc.message)
                 decision = ctx.policy.decide(
                     attempt,
                     retryable=exc.retryable,

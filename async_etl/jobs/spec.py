@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from async_etl.core.adaptive import parse_auto
 from async_etl.core.drift import Evolution
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import SqlTextError, source_query
@@ -168,11 +169,15 @@ def _build(v: _Values, path: str) -> JobSpec:
     target = TargetSpec(url=_url(v, "target", ("postgresql", "oracle", "cratedb")),
                         table=v.require("target", "table"), schema_evolution=evolution)  # fmt: skip
     scd = _scd(v, source)
+    workers = v.get("parallel", "max_workers", 4)
+    low, high = parse_auto(workers) if isinstance(workers, str) else (1, workers)
     parallel = ParallelSpec(
         enabled=v.get("parallel", "enabled", True),
-        max_workers=v.get("parallel", "max_workers", 4),
+        max_workers=high,
         chunk_size=v.get("parallel", "chunk_size", 50_000),
         min_rows_for_parallel=v.get("parallel", "min_rows_for_parallel", 100_000),
+        adaptive=isinstance(workers, str),
+        min_workers=low,
     )
     for key, low in (("max_workers", 1), ("chunk_size", 1), ("min_rows_for_parallel", 0)):
         if getattr(parallel, key) < low:
