@@ -14,6 +14,7 @@ Embed the load generator in an async app::
 from __future__ import annotations
 
 from async_etl.config import BenchSettings, bench_settings
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.schema import Column, Schema, default_schema, load_schema
 from async_etl.core.stats import Snapshot
 from async_etl.core.summary import Summary
@@ -29,6 +30,13 @@ from async_etl.errors import (
 )
 from async_etl.log import install_library_default
 from async_etl.runtime.engine import Engine, Limits
+from async_etl.runtime.writer import (
+    RefusedRow,
+    Writer,
+    WriterReport,
+    WriterSnapshot,
+    open_writer,
+)
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 
@@ -48,14 +56,20 @@ __all__ = [
     "ExtractError",
     "Limits",
     "LoadError",
+    "RefusedRow",
+    "RetryPolicy",
     "Schema",
     "Snapshot",
     "Summary",
     "Synthetic",
     "TransientError",
+    "Writer",
+    "WriterReport",
+    "WriterSnapshot",
     "__version__",
     "bench_settings",
     "default_schema",
     "load_schema",
     "open_sink",
+    "open_writer",
 ]

@@ -66,11 +66,18 @@ class EncodedBatch:
     payload: bytes
     wire: WireFormat
     rows: int = -1  # rows in payload when it is a subset of ``ids`` (a retry); -1 = ids.count
+    keys: tuple[int, ...] | None = None  # the payload's row ids in order, when not its first value
 
     @property
     def row_count(self) -> int:
         """How many rows the payload holds."""
+        if self.keys is not None:
+            return len(self.keys)
         return self.ids.count if self.rows < 0 else self.rows
+
+    def row_ids(self) -> tuple[int, ...] | range:
+        """The ids of the payload's rows, in payload order (``keys``, else ``ids``)."""
+        return self.keys if self.keys is not None else range(self.ids.start, self.ids.stop)
 
 
 @dataclass(frozen=True, slots=True)

@@ -477,12 +477,17 @@ def send_result(
     if verdict.complete:
         return SendResult(delivered=verdict.delivered)
     retry = None
+    keys = batch.keys
     if verdict.retry:
         body, _ = subset_body(batch.payload, verdict.retry)
-        retry = EncodedBatch(batch.ids, body, batch.wire, rows=len(verdict.retry))
+        subset = None if keys is None else tuple(keys[i] for i in verdict.retry)
+        retry = EncodedBatch(batch.ids, body, batch.wire, rows=len(verdict.retry), keys=subset)
     rejected: tuple[RowError, ...] = ()
     if verdict.rejected:
-        _, ids = subset_body(batch.payload, [index for index, _ in verdict.rejected])
+        indices = [index for index, _ in verdict.rejected]
+        _, ids = subset_body(batch.payload, indices)
+        if keys is not None:  # the payload's first value is not the row id: use the keys
+            ids = tuple(keys[i] for i in indices)
         rejected = tuple(
             RowError(row_id if isinstance(row_id, int) else None, reason)
             for row_id, (_, reason) in zip(ids, verdict.rejected, strict=True)

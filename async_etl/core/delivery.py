@@ -24,13 +24,22 @@ from __future__ import annotations
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats
 from async_etl.errors import TransientError
-from async_etl.typing import EncodedBatch, SendResult
+from async_etl.typing import EncodedBatch, RowError, SendResult
 
 
 class Delivery:
     """The state of one batch's delivery: what to send next, and on which attempt."""
 
-    __slots__ = ("attempt", "batch", "pending", "policy", "stats")
+    __slots__ = (
+        "attempt",
+        "batch",
+        "delivered",
+        "given_up",
+        "pending",
+        "policy",
+        "rejected",
+        "stats",
+    )
 
     def __init__(self, batch: EncodedBatch, stats: RunStats, policy: RetryPolicy) -> None:
         self.batch = batch
@@ -38,12 +47,17 @@ class Delivery:
         self.policy = policy
         self.attempt = 1
         self.pending: EncodedBatch | None = batch
+        self.delivered = 0
+        self.rejected: list[RowError] = []  # every row refused for good, with the reason
+        self.given_up: tuple[EncodedBatch, str] | None = None  # rows retries ran out on, why
 
     def sent(self, result: SendResult, latency_s: float, jitter: float) -> float:
         """Account for an attempt that got an answer; return the delay before the next one."""
         stats = self.stats
         stats.record_attempt(latency_s)
         stats.record_delivered(result.delivered)
+        self.delivered += result.delivered
+        self.rejected.extend(result.rejected)
         for rejected in result.rejected:
             stats.record_rejected(1, rejected.reason)
         if result.retry is None:
@@ -66,6 +80,7 @@ class Delivery:
         if not decision.retry:
             assert self.pending is not None
             self.stats.record_given_up(self.pending.row_count, reason)
+            self.given_up = (self.pending, reason)
             return self._finish()
         self.stats.retries += 1
         self.attempt += 1

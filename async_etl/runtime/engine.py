@@ -300,12 +300,15 @@ async def deliver(
     stats: RunStats,
     policy: RetryPolicy,
     jitter: Callable[[], float],
-) -> None:
+    delivery: Delivery | None = None,
+) -> Delivery:
     """Send one batch until every row is delivered, rejected, or retries run out.
 
-    Raises the sink's fatal ``AsyncEtlError`` (e.g. a 401 or an unknown table) unchanged.
+    Returns the finished ``Delivery`` (its rejected rows and what was given up); pass
+    ``delivery`` to keep its state when this raises or is cancelled.  Raises the sink's fatal
+    ``AsyncEtlError`` (e.g. a 401 or an unknown table) unchanged.
     """
-    d = Delivery(batch, stats, policy)
+    d = delivery or Delivery(batch, stats, policy)
     while (current := d.pending) is not None:
         t0 = time.perf_counter()
         try:
@@ -318,6 +321,7 @@ async def deliver(
             delay = d.sent(result, time.perf_counter() - t0, jitter())
         if delay:
             await anyio.sleep(delay)
+    return d
 
 
 __all__ = ["Engine", "Limits", "deliver"]

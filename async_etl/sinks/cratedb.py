@@ -55,6 +55,7 @@ class CrateDBSink(ClosingSink):
         self.table = CrateTable(table)
         self._upsert = False
         self._stmt = ""
+        self.pk: tuple[str, ...] = ()  # what a resend's ON CONFLICT names (default: the id)
         self.version = ""
 
     def describe(self) -> str:
@@ -89,7 +90,7 @@ class CrateDBSink(ClosingSink):
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
         429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
         """
-        body = attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,))
+        body = attempt_body(batch.payload, attempt, self._stmt, self.pk or (self.table.id_column,))
         response = await self.client.post(body)
         verdict = verdict_for(
             batch.row_count, response, where=self.client.where, attempt=attempt, upsert=self._upsert

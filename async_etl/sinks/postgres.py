@@ -64,6 +64,7 @@ class PostgresSink(ClosingSink):
     def __init__(self, dsn: str, *, table: str, concurrency: int, unlogged: bool = False) -> None:
         self._dsn = dsn
         self._table = table
+        self.ledger_key = table  # the ledger's ``tbl``: a writer uses a key of its own
         self._schema_name, self._name = split_table(table)
         self._size = max(1, concurrency)
         self._unlogged = unlogged
@@ -117,18 +118,18 @@ class PostgresSink(ClosingSink):
                         columns=list(self._columns),
                         format="binary",
                     )
-                    await conn.execute(self._sql.record, self._table, batch.ids.start, rows)
+                    await conn.execute(self._sql.record, self.ledger_key, batch.ids.start, rows)
         except PG_ERRORS as exc:
             err = translate_pg(exc, self._where)
             if isinstance(err, DataError):  # COPY is all-or-nothing: the batch is refused
                 reason = err.message
-                ids = range(batch.ids.start, batch.ids.stop)
+                ids = batch.row_ids()
                 return SendResult(delivered=0, rejected=tuple(RowError(i, reason) for i in ids))
             raise err from exc
         return SendResult(delivered=rows)
 
     async def _landed(self, conn: asyncpg.Connection, batch: EncodedBatch) -> bool:
-        found = await conn.fetchval(self._sql.landed, self._table, batch.ids.start)
+        found = await conn.fetchval(self._sql.landed, self.ledger_key, batch.ids.start)
         return found is not None
 
     async def count(self, ids: IdRange) -> int | None:

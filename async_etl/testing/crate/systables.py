@@ -3,7 +3,8 @@
 Each is materialised on demand as a ``Relation`` (column names, types, rows) from the catalog,
 so the ordinary ``SELECT`` machinery filters, orders and projects them.  The columns are the
 ones clients actually ask for (cr8 reads ``min(version['number'])`` from ``sys.nodes`` and
-``column_name, data_type, character_maximum_length`` from ``information_schema.columns``).
+``column_name, data_type, character_maximum_length`` from ``information_schema.columns``;
+a writer reads a table's primary key from ``information_schema.key_column_usage``).
 """
 
 from __future__ import annotations
@@ -139,12 +140,30 @@ def _schemata(catalog: Catalog, node: NodeInfo) -> Relation:
     return Relation(("schema_name",), (TEXT,), [[n] for n in sorted(names)])
 
 
+def _key_columns(catalog: Catalog, node: NodeInfo) -> Relation:
+    rows = [
+        [t.schema, t.name, "crate", f"{t.name}_pk", name, position]
+        for t in catalog.tables.values()
+        for position, name in enumerate(t.pk_names, start=1)
+    ]
+    names = (
+        "table_schema",
+        "table_name",
+        "table_catalog",
+        "constraint_name",
+        "column_name",
+        "ordinal_position",
+    )
+    return Relation(names, (TEXT, TEXT, TEXT, TEXT, TEXT, INTEGER), rows)
+
+
 _BUILDERS: dict[tuple[str, str], Callable[[Catalog, NodeInfo], Relation]] = {
     ("sys", "nodes"): _nodes,
     ("sys", "cluster"): _cluster,
     ("information_schema", "columns"): _columns,
     ("information_schema", "tables"): _tables,
     ("information_schema", "schemata"): _schemata,
+    ("information_schema", "key_column_usage"): _key_columns,
 }
 
 

@@ -1,0 +1,300 @@
+"""Encoding a host's own rows for a writer: shape them, then PostgreSQL binary COPY or CrateDB JSON.
+
+Theory of operation
+-------------------
+``RowShape.normalize`` turns a tuple, dict or dataclass instance into a tuple in the table's
+column order (or says in one line why it cannot).  The encoders then build a batch's wire
+payload row by row; a value that does not fit its column (a string for an ``int4``, a naive
+datetime for a ``timestamptz``, an integer out of range, a NULL for a NOT NULL column, JSON
+that does not parse) refuses **that row** with a reason and the others go on: ``Encoded``
+carries the payload, the positions of the rows it holds, and the refused positions.
+
+PostgreSQL: the binary COPY tuple format (``int16`` field count, then per field an ``int32``
+length, -1 for NULL, and the value in PostgreSQL's binary send format).  The types a writer can
+fill are the keys of ``PG_TYPES`` (by ``pg_type.typname``); any other column type is refused
+when the writer opens.  CrateDB: one ``{"stmt": ..., "bulk_args": [...]}`` body through orjson
+(datetimes as ISO 8601, UUIDs as strings); a value orjson cannot represent refuses its row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, Final
+
+import orjson
+
+from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
+
+Encoder = Callable[[Any], bytes]
+"""One value -> its PostgreSQL binary send format; raises ``ValueError`` saying why not."""
+
+_EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+_DATE_2000 = date(2000, 1, 1).toordinal()
+_NULL = struct.pack(">i", -1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Encoded:
+    """A batch's payload, the positions of the rows in it, and the refused ``(position, why)``."""
+
+    payload: bytes
+    kept: tuple[int, ...]
+    refused: tuple[tuple[int, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RowShape:
+    """The target's columns in order; ``normalize`` fits a row to them."""
+
+    columns: tuple[str, ...]
+
+    def normalize(self, row: Any) -> tuple[Any, ...] | str:
+        """``row`` (tuple/list, dict by column name, or dataclass) as a tuple, or why it is not."""
+        if isinstance(row, tuple | list):
+            if len(row) != len(self.columns):
+                return f"row has {len(row)} values for {len(self.columns)} columns"
+            return tuple(row)
+        if isinstance(row, Mapping):
+            values = row
+        elif dataclasses.is_dataclass(row) and not isinstance(row, type):
+            values = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
+        else:
+            return f"a row must be a tuple, dict or dataclass, got {type(row).__name__}"
+        unknown = [k for k in values if k not in self.columns]
+        if unknown:
+            return f"unknown column {unknown[0]!r}"
+        return tuple(values.get(c) for c in self.columns)
+
+
+def _int(low: int, high: int, fmt: str) -> Encoder:
+    def enc(v: Any) -> bytes:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError(f"expected an integer, got {type(v).__name__}")
+        if not low <= v <= high:
+            raise ValueError(f"{v} is out of range")
+        return struct.pack(fmt, v)
+
+    return enc
+
+
+def _float(fmt: str) -> Encoder:
+    def enc(v: Any) -> bytes:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"expected a number, got {type(v).__name__}")
+        if isinstance(v, int) and float(v) != v:
+            raise ValueError(f"{v} has no exact float value")
+        return struct.pack(fmt, float(v))
+
+    return enc
+
+
+def _bool(v: Any) -> bytes:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected a bool, got {type(v).__name__}")
+    return b"\x01" if v else b"\x00"
+
+
+def _text(v: Any) -> bytes:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a str, got {type(v).__name__}")
+    if "\x00" in v:
+        raise ValueError("text cannot hold a NUL character")
+    return v.encode()
+
+
+def _bytea(v: Any) -> bytes:
+    if not isinstance(v, bytes | bytearray | memoryview):
+        raise ValueError(f"expected bytes, got {type(v).__name__}")
+    return bytes(v)
+
+
+def _json(v: Any) -> bytes:
+    if isinstance(v, str):  # JSON text, as asyncpg reads it
+        try:
+            orjson.loads(v)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        return _text(v)
+    try:
+        return orjson.dumps(v)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _jsonb(v: Any) -> bytes:
+    return b"\x01" + _json(v)
+
+
+def _timestamptz(v: Any) -> bytes:
+    if not isinstance(v, datetime) or v.tzinfo is None:
+        raise ValueError("timestamptz needs a timezone-aware datetime")
+    d = v - _EPOCH_2000
+    return struct.pack(">q", (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds)
+
+
+def _timestamp(v: Any) -> bytes:
+    if not isinstance(v, datetime) or v.tzinfo is not None:
+        raise ValueError("timestamp (without time zone) needs a naive datetime")
+    return _timestamptz(v.replace(tzinfo=UTC))
+
+
+def _date(v: Any) -> bytes:
+    if not isinstance(v, date) or isinstance(v, datetime):
+        raise ValueError(f"expected a date, got {type(v).__name__}")
+    return struct.pack(">i", v.toordinal() - _DATE_2000)
+
+
+def _time(v: Any) -> bytes:
+    if not isinstance(v, time) or v.tzinfo is not None:
+        raise ValueError("time needs a naive datetime.time")
+    seconds = v.hour * 3600 + v.minute * 60 + v.second
+    return struct.pack(">q", seconds * 1_000_000 + v.microsecond)
+
+
+def _uuid(v: Any) -> bytes:
+    if isinstance(v, uuid.UUID):
+        return v.bytes
+    if isinstance(v, str):
+        try:
+            return uuid.UUID(v).bytes
+        except ValueError:
+            raise ValueError(f"not a UUID: {v[:40]!r}") from None
+    raise ValueError(f"expected a UUID, got {type(v).__name__}")
+
+
+def _numeric(v: Any) -> bytes:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = Decimal(v)
+    if not isinstance(v, Decimal):
+        raise ValueError(f"expected a Decimal or int, got {type(v).__name__}")
+    if v.is_nan():
+        return struct.pack(">hhHh", 0, 0, 0xC000, 0)
+    if v.is_infinite():
+        raise ValueError("numeric cannot hold infinity")
+    sign, digits, exp = v.as_tuple()
+    assert isinstance(exp, int)
+    text = "".join(map(str, digits))
+    scale = max(0, -exp)
+    if exp > 0:
+        text += "0" * exp
+    text = text.zfill(scale)  # 0.001: digits "1", scale 3 -> fraction "001"
+    whole, frac = (text[:-scale], text[-scale:]) if scale else (text, "")
+    whole = whole.zfill(-(-len(whole) // 4) * 4) if whole else ""
+    frac = frac.ljust(-(-len(frac) // 4) * 4, "0")
+    groups = [int((whole + frac)[i : i + 4]) for i in range(0, len(whole) + len(frac), 4)]
+    weight = len(whole) // 4 - 1
+    while groups and groups[0] == 0:
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
+        weight = 0
+    head = struct.pack(">hhHh", len(groups), weight, 0x4000 if sign else 0, scale)
+    return head + struct.pack(f">{len(groups)}H", *groups)
+
+
+PG_TYPES: Final[Mapping[str, Encoder]] = {
+    "bool": _bool,
+    "int2": _int(-(2**15), 2**15 - 1, ">h"),
+    "int4": _int(-(2**31), 2**31 - 1, ">i"),
+    "int8": _int(-(2**63), 2**63 - 1, ">q"),
+    "float4": _float(">f"),
+    "float8": _float(">d"),
+    "numeric": _numeric,
+    "text": _text,
+    "varchar": _text,
+    "bpchar": _text,
+    "name": _text,
+    "citext": _text,
+    "bytea": _bytea,
+    "json": _json,
+    "jsonb": _jsonb,
+    "timestamptz": _timestamptz,
+    "timestamp": _timestamp,
+    "date": _date,
+    "time": _time,
+    "uuid": _uuid,
+}
+"""The PostgreSQL column types (``pg_type.typname``) a writer encodes, and how."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PgColumn:
+    """One target column: its name, ``typname`` and whether it takes NULL."""
+
+    name: str
+    typname: str
+    nullable: bool = True
+
+
+def encode_pg_rows(columns: Sequence[PgColumn], rows: Sequence[tuple[Any, ...]]) -> Encoded:
+    """Binary COPY payload of ``rows`` (header, tuples, trailer); refused rows are left out.
+
+    Raises ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
+    """
+    encoders = [PG_TYPES[c.typname] for c in columns]
+    count = struct.pack(">h", len(columns))
+    parts = [PG_COPY_HEADER]
+    kept: list[int] = []
+    refused: list[tuple[int, str]] = []
+    for pos, row in enumerate(rows):
+        fields = [count]
+        try:
+            for col, enc, value in zip(columns, encoders, row, strict=True):
+                if value is None:
+                    if not col.nullable:
+                        raise ValueError("NULL in a NOT NULL column")
+                    fields.append(_NULL)
+                    continue
+                data = enc(value)
+                fields.append(struct.pack(">i", len(data)))
+                fields.append(data)
+        except ValueError as exc:
+            refused.append((pos, f"column {col.name!r} ({col.typname}): {exc}"))
+            continue
+        parts.extend(fields)
+        kept.append(pos)
+    parts.append(PG_COPY_TRAILER)
+    return Encoded(b"".join(parts), tuple(kept), tuple(refused))
+
+
+def _crate_default(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} has no CrateDB JSON form")
+
+
+def _not_finite(row: tuple[Any, ...]) -> str | None:
+    for value in row:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} has no JSON form"  # orjson would write null: a changed value
+    return None
+
+
+def _crate_refusal(row: tuple[Any, ...]) -> str | None:
+    try:
+        orjson.dumps(row, default=_crate_default)
+    except TypeError as exc:
+        return str(exc)
+    return _not_finite(row)
+
+
+def encode_crate_rows(stmt: str, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+    """The ``/_sql`` bulk body for ``stmt`` with ``rows``; rows JSON cannot carry are refused."""
+    refused = [(pos, why) for pos, row in enumerate(rows) if (why := _not_finite(row))]
+    try:
+        if not refused:
+            body = orjson.dumps({"stmt": stmt, "bulk_args": rows}, default=_crate_default)
+            return Encoded(body, tuple(range(len(rows))))
+    except TypeError:
+        pass
+    refused = [(pos, why) for pos, row in enumerate(rows) if (why := _crate_refusal(row))]
+    bad = {pos for pos, _ in refused}
+    kept = tuple(pos for pos in range(len(rows)) if pos not in bad)
+    body = orjson.dumps({"stmt": stmt, "bulk_args": [rows[pos] for pos in kept]})
+    return Encoded(body, kept, tuple(refused))

@@ -1,0 +1,84 @@
+"""The SQL a writer runs on its table: create it from declared columns, read its columns back.
+
+Pure strings.  Identifiers are validated and quoted (``quote_ident``); a declared type is SQL
+text of the target's dialect (``"bigint"``, ``"text"``, ``"timestamp with time zone"``, ...),
+checked to be a plain type name so that it cannot carry a second statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from async_etl.core.schema import quote_ident
+from async_etl.errors import ConfigError
+
+_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?(\s*\[\])*$")
+
+
+def _type(column: str, sql_type: str) -> str:
+    if not _TYPE.match(sql_type.strip()):
+        raise ConfigError(f"columns[{column!r}]: {sql_type!r} is not a column type")
+    return sql_type.strip()
+
+
+def create_table(table: str, columns: Mapping[str, str], primary_key: Sequence[str]) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` with ``columns`` (name -> SQL type) and the primary key.
+
+    Raises ``ConfigError`` for a bad identifier or type, or a key column that is not declared.
+    """
+    if not columns:
+        raise ConfigError("columns: declare at least one column")
+    missing = [k for k in primary_key if k not in columns]
+    if missing:
+        raise ConfigError(f"primary_key: {missing[0]!r} is not a declared column")
+    body = [f"{quote_ident(name)} {_type(name, t)}" for name, t in columns.items()]
+    if primary_key:
+        body.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in primary_key)})")
+    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(body)})"
+
+
+PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.attgenerated = ''
+ORDER BY a.attnum"""
+"""A PostgreSQL table's writable columns: (name, typname, nullable); $1 = quoted table."""
+
+CRATE_COLUMNS = (
+    "SELECT column_name FROM information_schema.columns "
+    "WHERE table_schema = ? AND table_name = ? AND is_generated = 'NEVER' "
+    "ORDER BY ordinal_position"
+)
+"""A CrateDB table's columns in order (args: schema, table); sub-columns contain ``[``."""
+
+CRATE_PRIMARY_KEY = (
+    "SELECT column_name FROM information_schema.key_column_usage "
+    "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position"
+)
+"""A CrateDB table's primary key columns in order (args: schema, table)."""
+
+
+def crate_insert(table: str, columns: Sequence[str]) -> str:
+    """``INSERT INTO t (c1, ...) VALUES (?, ...)`` for a bulk request."""
+    cols = ", ".join(quote_ident(c) for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {quote_ident(table)} ({cols}) VALUES ({marks})"
+
+
+def pick_columns(
+    table: str, present: Sequence[str], wanted: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The columns a writer fills: ``wanted`` (each must exist) or every column ``present``.
+
+    Raises ``ConfigError`` naming the table when it has no columns (it does not exist) or a
+    wanted column is missing.
+    """
+    if not present:
+        raise ConfigError(f"table {table!r} does not exist (declare columns= to create it)")
+    if wanted is None:
+        return tuple(present)
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise ConfigError(f"table {table!r} has no column {missing[0]!r}")
+    return tuple(wanted)

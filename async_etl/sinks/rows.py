@@ -1,0 +1,195 @@
+"""Sinks for a host's own rows (the writer): the table's columns come from the server.
+
+Each subclasses the bench sink of its database and keeps its ``send`` — the same exactly-once
+machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)``:
+
+* ``PostgresRowsSink``: binary COPY plus the ledger row in one transaction.  The ledger key is
+  ``table#writer-<uuid>`` and the writer's sequence numbers start at 1, so two writers on one
+  table never share a key, and a retried batch whose first attempt committed is seen landed.
+* ``CrateRowsSink``: ``bulk_args`` with a plain INSERT, resent as ``ON CONFLICT (pk) DO
+  NOTHING``, so a resent row that landed is counted delivered, not written twice.  The table
+  must have a primary key (declared when the writer creates it, or read from the server).
+* ``NullRowsSink``: counts rows.
+
+``encode(rows)`` is CPU work (the writer runs large batches in a thread).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from async_etl.core.row_codecs import (
+    PG_TYPES,
+    Encoded,
+    PgColumn,
+    encode_crate_rows,
+    encode_pg_rows,
+)
+from async_etl.core.schema import quote_ident
+from async_etl.core.writer_sql import (
+    CRATE_COLUMNS,
+    CRATE_PRIMARY_KEY,
+    PG_COLUMNS,
+    crate_insert,
+    create_table,
+    pick_columns,
+)
+from async_etl.errors import AsyncEtlError, ConfigError
+from async_etl.sinks.cratedb import CrateDBSink
+from async_etl.sinks.null import NullSink
+from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
+from async_etl.sinks.postgres import PostgresSink, pooled
+from async_etl.typing import EncodedBatch, WireFormat
+
+Declared = Mapping[str, str] | Sequence[str] | None
+"""``columns=``: name -> SQL type (create the table if missing), names to fill, or None (all)."""
+
+
+def _split(columns: Declared) -> tuple[Mapping[str, str] | None, Sequence[str] | None]:
+    if columns is None:
+        return None, None
+    if isinstance(columns, Mapping):
+        return columns, tuple(columns)
+    if isinstance(columns, str):
+        raise ConfigError("columns: give a sequence of names or a mapping name -> type")
+    return None, tuple(columns)
+
+
+class PostgresRowsSink(PostgresSink):
+    """A PostgreSQL table filled by a writer (binary COPY, ledger exactly-once)."""
+
+    wire: WireFormat = "pg_binary"
+
+    def __init__(self, dsn: str, *, table: str, concurrency: int) -> None:
+        super().__init__(dsn, table=table, concurrency=concurrency)
+        quote_ident(table)
+        self.ledger_key = f"{table}#writer-{uuid.uuid4().hex}"
+        self._pg_columns: tuple[PgColumn, ...] = ()
+
+    async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
+        """Connect, create the table (when declared) and the ledger; return the columns to fill.
+
+        Raises ``ConfigError`` for a missing table, an unknown column or a column type the
+        writer cannot encode; ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        """
+        declared, wanted = _split(columns)
+        try:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self._size, command_timeout=300
+                )
+            async with pooled(self._pool) as conn:
+                if self._sql.create_schema and declared is not None:
+                    await conn.execute(self._sql.create_schema)
+                if declared is not None:
+                    await conn.execute(create_table(self._table, declared, primary_key))
+                await conn.execute(self._sql.create_ledger)
+                found = await conn.fetch(PG_COLUMNS, quote_ident(self._table))
+        except AsyncEtlError:
+            raise
+        except PG_ERRORS as exc:
+            raise translate_pg(exc, self._where) from exc
+        by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2])) for r in found}
+        names = pick_columns(self._table, [r[0] for r in found], wanted)
+        cols = tuple(by_name[n] for n in names)
+        for col in cols:
+            if col.typname not in PG_TYPES:
+                known = ", ".join(sorted(PG_TYPES))
+                raise ConfigError(
+                    f"{self._where}: column {col.name!r} has type {col.typname}, "
+                    f"which the writer cannot encode (it takes {known})"
+                )
+        self._pg_columns = cols
+        self._columns = names
+        return names
+
+    async def landed(self, batch: EncodedBatch) -> bool | None:
+        """Whether ``batch`` committed (its ledger row exists); None when that cannot be told."""
+        if self._pool is None:
+            return None
+        try:
+            async with pooled(self._pool) as conn:
+                return await self._landed(conn, batch)
+        except PG_ERRORS:
+            return None
+
+    def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+        """The binary COPY payload of ``rows`` (refused rows left out, with their reason)."""
+        return encode_pg_rows(self._pg_columns, rows)
+
+
+class CrateRowsSink(CrateDBSink):
+    """A CrateDB table filled by a writer (``bulk_args``; resends ``ON CONFLICT DO NOTHING``)."""
+
+    wire: WireFormat = "crate_json"
+
+    async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
+        """Check the server, create the table (when declared); return the columns to fill.
+
+        Raises ``ConfigError`` for a missing table, an unknown column or a table without a
+        primary key; ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        """
+        declared, wanted = _split(columns)
+        await self.client.open()
+        self.version = await self.client.server_version()
+        if declared is not None:
+            await self.client.execute(create_table(self.table.name, declared, primary_key))
+        schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
+        found = await self.client.execute(CRATE_COLUMNS, [schema, name])
+        present = [str(r[0]) for r in found.rows if "[" not in str(r[0])]
+        names = pick_columns(self.table.name, present, wanted)
+        keys = await self.client.execute(CRATE_PRIMARY_KEY, [schema, name])
+        pk = tuple(str(r[0]) for r in keys.rows if str(r[0]) != "_id")
+        where = self.describe()
+        if not pk:
+            raise ConfigError(
+                f"{where}: the table has no primary key, so a resent batch could land twice "
+                "(declare columns= with primary_key= to create one)"
+            )
+        missing = [k for k in pk if k not in names]
+        if missing:
+            raise ConfigError(
+                f"{where}: the writer must fill the primary key column {missing[0]!r}"
+            )
+        self.pk = pk
+        self._stmt = crate_insert(self.table.name, names)
+        return names
+
+    async def landed(self, batch: EncodedBatch) -> bool | None:
+        """Unknowable for CrateDB without reading the rows back: None."""
+        return None
+
+    def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+        """The bulk body of ``rows`` (rows JSON cannot carry refused, with their reason)."""
+        return encode_crate_rows(self._stmt, rows)
+
+
+class NullRowsSink(NullSink):
+    """Counts a writer's rows and keeps nothing."""
+
+    wire: WireFormat = "none"
+
+    def __init__(self) -> None:
+        super().__init__(wire="none")
+        self._names: tuple[str, ...] = ()
+
+    async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
+        """The declared column names (none: rows are taken as tuples of any width)."""
+        _, wanted = _split(columns)
+        self._names = tuple(wanted or ())
+        return self._names
+
+    async def landed(self, batch: EncodedBatch) -> bool | None:
+        """A null sink keeps nothing: every batch it was handed counts."""
+        return True
+
+    def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+        """Nothing to encode: every row is kept."""
+        return Encoded(b"", tuple(range(len(rows))))
+
+
+RowsSink = PostgresRowsSink | CrateRowsSink | NullRowsSink

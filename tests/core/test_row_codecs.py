@@ -1,0 +1,93 @@
+"""Encoding a host's rows: shapes, PostgreSQL binary values, CrateDB bodies and refusals."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core.row_codecs import (
+    PG_TYPES,
+    PgColumn,
+    RowShape,
+    encode_crate_rows,
+    encode_pg_rows,
+)
+
+
+def _decode_numeric(data: bytes) -> Decimal:
+    """PostgreSQL's numeric binary form back to a Decimal (the reference reading)."""
+    ndigits, weight, sign, scale = struct.unpack(">hhHh", data[:8])
+    if sign == 0xC000:
+        return Decimal("NaN")
+    groups = struct.unpack(f">{ndigits}H", data[8:])
+    with localcontext() as ctx:
+        ctx.prec = 2000  # exact: no rounding while reading back
+        digits = int("".join(f"{g:04d}" for g in groups) or "0")
+        value = Decimal(digits).scaleb(4 * (weight - ndigits + 1)) if groups else Decimal(0)
+        value = value.quantize(Decimal(1).scaleb(-scale))
+        return -value if sign == 0x4000 else value
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+        lambda d: d.adjusted() < 200 and d.as_tuple().exponent > -200
+    )
+)
+def test_numeric_encoding_keeps_every_decimal_exactly(value: Decimal) -> None:
+    """Decoding the numeric binary form gives back the same number and scale."""
+    got = _decode_numeric(PG_TYPES["numeric"](value))
+    assert got == value
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    got_exponent = got.as_tuple().exponent
+    assert isinstance(got_exponent, int)
+    assert -got_exponent == max(0, -exponent)  # the scale survives (1.50 stays 1.50)
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+def test_shape_fits_tuples_dicts_and_dataclasses_or_says_why_not() -> None:
+    """Rows are put in column order; a wrong width, unknown key or type is a reason."""
+    shape = RowShape(("x", "y"))
+    assert shape.normalize((1, 2)) == (1, 2)
+    assert shape.normalize({"y": 2}) == (None, 2)
+    assert shape.normalize(Point(3, 4)) == (3, 4)
+    assert shape.normalize((1,)) == "row has 1 values for 2 columns"
+    assert shape.normalize({"z": 1}) == "unknown column 'z'"
+    assert shape.normalize(7) == "a row must be a tuple, dict or dataclass, got int"
+
+
+def test_pg_rows_refuse_only_the_rows_that_do_not_fit() -> None:
+    """Bad rows are left out of the payload with a reason naming the column; the rest stay."""
+    cols = [PgColumn("id", "int4", nullable=False), PgColumn("v", "float8")]
+    good = encode_pg_rows(cols, [(1, 1.5)])
+    mixed = encode_pg_rows(cols, [(1, 1.5), (None, 1.0), (2**31, 0.0), (3, "x"), (4, 2**53 + 1)])
+    assert mixed.kept == (0,)
+    assert mixed.payload == good.payload
+    assert [why for _, why in mixed.refused] == [
+        "column 'id' (int4): NULL in a NOT NULL column",
+        f"column 'id' (int4): {2**31} is out of range",
+        "column 'v' (float8): expected a number, got str",
+        f"column 'v' (float8): {2**53 + 1} has no exact float value",
+    ]
+
+
+def test_crate_body_carries_rows_and_refuses_what_json_would_change() -> None:
+    """NaN / infinity and values orjson cannot write refuse their row; others go in the body."""
+    stmt = "INSERT INTO t (a, b) VALUES (?, ?)"
+    enc = encode_crate_rows(stmt, [(1, 2.5), (2, math.nan), (3, b"raw"), (4, None)])
+    assert enc.kept == (0, 3)
+    assert orjson.loads(enc.payload) == {"stmt": stmt, "bulk_args": [[1, 2.5], [4, None]]}
+    assert [pos for pos, _ in enc.refused] == [1, 2]
+    assert "nan has no JSON form" in enc.refused[0][1]
+    assert "not JSON serializable: bytes" in enc.refused[1][1]

@@ -1,0 +1,304 @@
+"""The writer into real PostgreSQL: values, shapes, refusals, faults, cancellation, abort."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import asyncpg
+import orjson
+import pytest
+
+from async_etl import ConfigError, RetryPolicy, open_writer
+
+COLUMNS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
+
+
+async def _fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+VALUES: list[tuple[str, list[Any]]] = [
+    ("smallint", [-(2**15), 0, 2**15 - 1]),
+    ("integer", [-(2**31), 2**31 - 1]),
+    ("bigint", [-(2**63), 2**63 - 1]),
+    ("real", [1.5, -0.0, math.inf]),
+    ("double precision", [1e-308, -1.7976931348623157e308, math.inf, -math.inf]),
+    (
+        "numeric",
+        [
+            Decimal(0),
+            Decimal("-0.001"),
+            Decimal("1E+20"),
+            Decimal("123456789.123456789"),
+            Decimal("-99999.00010"),
+            Decimal("0.00000001"),
+            10**30,
+        ],
+    ),
+    ("text", ["", "äöü ✓ 𝄞", "a" * 10_000, "line\nbreak\ttab"]),
+    ("varchar(5)", ["abcde"]),
+    ("bytea", [b"", b"\x00\xff" * 100]),
+    ("boolean", [True, False]),
+    ("jsonb", [{"a": [1, 2.5, None, "x"]}, [], "null", '{"k": "v"}']),
+    ("json", [{"z": 1, "a": 2}]),
+    (
+        "timestamptz",
+        [
+            datetime(2000, 1, 1, tzinfo=UTC),
+            datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC),
+            datetime(2031, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5))),
+        ],
+    ),
+    ("timestamp", [datetime(1999, 12, 31, 23, 59, 59, 999999), datetime(2400, 2, 29)]),
+    ("date", [date(2000, 1, 1), date(1, 1, 1), date(9999, 12, 31), date(1999, 12, 31)]),
+    ("time", [time(0, 0), time(23, 59, 59, 999999)]),
+    ("uuid", [uuid.UUID(int=0), uuid.UUID("12345678-1234-5678-1234-567812345678")]),
+]
+
+
+@pytest.mark.parametrize(("sql_type", "values"), VALUES, ids=[t for t, _ in VALUES])
+async def test_every_supported_type_round_trips_exactly(
+    pg_dsn: str, sql_type: str, values: list[Any]
+) -> None:
+    """Each value written through binary COPY reads back equal (asyncpg's decoding)."""
+    async with open_writer(
+        pg_dsn, table="v", columns={"k": "int", "v": sql_type}, primary_key=["k"]
+    ) as writer:
+        await writer.write_many((k, v) for k, v in enumerate(values))
+    assert writer.report.delivered == len(values), writer.report.reasons
+    rows = await _fetch(pg_dsn, "SELECT k, v FROM v ORDER BY k")
+    got = [r["v"] for r in rows]
+    if sql_type in ("json", "jsonb"):  # asyncpg reads JSON as text
+        assert [orjson.loads(g) for g in got] == [
+            orjson.loads(v) if isinstance(v, str) else v for v in values
+        ]
+    else:
+        assert got == [
+            Decimal(v) if isinstance(v, int) and sql_type == "numeric" else v for v in values
+        ]
+
+
+async def test_numeric_nan_round_trips(pg_dsn: str) -> None:
+    """Decimal('NaN') lands as numeric NaN."""
+    async with open_writer(pg_dsn, table="n", columns={"v": "numeric"}) as writer:
+        await writer.write((Decimal("NaN"),))
+    rows = await _fetch(pg_dsn, "SELECT v::text AS t FROM n")
+    assert [r["t"] for r in rows] == ["NaN"]
+
+
+@dataclass
+class Event:
+    id: int
+    name: str
+    score: float
+    at: datetime
+
+
+async def test_rows_as_tuples_dicts_and_dataclasses(pg_dsn: str) -> None:
+    """Tuples, dicts by column name (missing keys are NULL) and dataclasses all land."""
+    at = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    async with open_writer(pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"]) as writer:
+        await writer.write((1, "tuple", 1.0, at))
+        await writer.write({"id": 2, "name": "dict", "at": at})
+        await writer.write(Event(3, "dataclass", 3.0, at))
+    rows = await _fetch(pg_dsn, "SELECT id, name, score, at FROM ev ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (1, "tuple", 1.0, at),
+        (2, "dict", None, at),
+        (3, "dataclass", 3.0, at),
+    ]
+    assert writer.report.ok and writer.report.accepted == 3
+
+
+async def test_bad_rows_are_rejected_with_reasons_and_the_rest_land(pg_dsn: str) -> None:
+    """A wrong shape, a wrong type, an out-of-range int and a NULL key are refused one by one."""
+    at = datetime.now(UTC)
+    async with open_writer(pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"]) as writer:
+        for i in range(100):
+            await writer.write((i, "ok", 0.5, at))
+        await writer.write((1000, "short"))
+        await writer.write({"id": 1001, "nope": 1})
+        await writer.write(("x", "bad id", 0.0, at))
+        await writer.write((2**63, "too big", 0.0, at))
+        await writer.write((None, "null key", 0.0, at))
+        await writer.write((1002, "naive", 0.0, datetime(2020, 1, 1)))
+    report = writer.report
+    assert (report.accepted, report.delivered, report.rejected) == (106, 100, 6)
+    reasons = [r.reason for r in report.rejected_rows]
+    assert reasons == [
+        "row has 2 values for 4 columns",
+        "unknown column 'nope'",
+        "column 'id' (int8): expected an integer, got str",
+        f"column 'id' (int8): {2**63} is out of range",
+        "column 'id' (int8): NULL in a NOT NULL column",
+        "column 'at' (timestamptz): timestamptz needs a timezone-aware datetime",
+    ]
+    assert report.rejected_rows[2].row == ("x", "bad id", 0.0, at)
+    assert (await _fetch(pg_dsn, "SELECT count(*) AS n FROM ev"))[0]["n"] == 100
+
+
+async def test_a_constraint_violation_rejects_its_batch_with_the_server_reason(
+    pg_dsn: str,
+) -> None:
+    """A duplicate key refuses the batch it is in (COPY is all or nothing), with the reason."""
+    at = datetime.now(UTC)
+    async with open_writer(
+        pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=10
+    ) as writer:
+        await writer.write_many((i, "a", 0.0, at) for i in range(10))
+        await writer.flush()
+        await writer.write_many((i, "b", 0.0, at) for i in range(5, 15))
+    report = writer.report
+    assert (report.delivered, report.rejected, report.undelivered) == (10, 10, 0)
+    assert all("duplicate key" in r.reason for r in report.rejected_rows)
+    assert {r.row[0] for r in report.rejected_rows} == set(range(5, 15))
+
+
+async def test_an_existing_table_gives_the_columns_and_a_subset_may_be_written(
+    pg_dsn: str,
+) -> None:
+    """Without declared types the table's own columns are used; named columns fill a subset."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, v int NOT NULL, note text)")
+    await conn.close()
+    async with open_writer(pg_dsn, table="t", columns=["v"]) as writer:
+        await writer.write_many({"v": i} for i in range(50))
+    rows = await _fetch(pg_dsn, "SELECT count(*) AS n, sum(v) AS s, max(id) AS m FROM t")
+    assert (rows[0]["n"], rows[0]["s"], rows[0]["m"]) == (50, sum(range(50)), 50)
+
+
+async def test_opening_refuses_a_missing_table_or_an_unknown_type_in_one_line(
+    pg_dsn: str,
+) -> None:
+    """A missing table, a missing column and an unsupported type are one-line ConfigErrors."""
+    with pytest.raises(ConfigError, match="table 'nope' does not exist"):
+        async with open_writer(pg_dsn, table="nope"):
+            pass
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("CREATE TABLE odd (id int, span interval)")
+    await conn.close()
+    with pytest.raises(ConfigError, match="has no column 'x'"):
+        async with open_writer(pg_dsn, table="odd", columns=["id", "x"]):
+            pass
+    with pytest.raises(ConfigError, match="column 'span' has type interval"):
+        async with open_writer(pg_dsn, table="odd"):
+            pass
+
+
+async def test_backends_terminated_mid_copy_land_every_row_exactly_once(pg_dsn: str) -> None:
+    """Killing the writer's backends during COPY and commit: retried batches never land twice."""
+    at = datetime.now(UTC)
+    n = 40_000
+    kills = 0
+    admin = await asyncpg.connect(pg_dsn)
+
+    async def killer() -> None:
+        nonlocal kills
+        while kills < 25:
+            done = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND (query LIKE 'COPY%' OR query LIKE 'INSERT INTO async_etl%')"
+            )
+            kills += sum(1 for r in done if r[0])
+            await anyio.sleep(0.005)
+
+    policy = RetryPolicy(max_retries=50, base=0.01, cap=0.1)
+    writer = open_writer(
+        pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=500,
+        max_in_flight=4, retry=policy,
+    )  # fmt: skip
+    async with writer, anyio.create_task_group() as tg:
+        tg.start_soon(killer)
+        await writer.write_many((i, "x", 0.0, at) for i in range(n))
+        await writer.flush()
+        tg.cancel_scope.cancel()
+    await admin.close()
+    report = writer.report
+    assert kills > 0
+    assert report.retries > 0
+    assert (report.delivered, report.rejected, report.undelivered) == (n, 0, 0), report.reasons
+    rows = await _fetch(pg_dsn, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM ev")
+    assert (rows[0]["n"], rows[0]["d"]) == (n, n)
+
+
+async def test_cancelling_the_writing_task_keeps_the_accounting_and_closes_the_pool(
+    pg_dsn: str,
+) -> None:
+    """Cancelled mid-run: every accepted row is delivered or undelivered, and counted right."""
+    at = datetime.now(UTC)
+    writer = open_writer(
+        pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=200, max_in_flight=2
+    )
+
+    async def produce() -> None:
+        async with writer:
+            i = 0
+            while True:
+                await writer.write((i, "x" * 200, 0.0, at))
+                i += 1
+
+    with anyio.move_on_after(1.0):
+        await produce()
+    report = writer.report
+    assert report.accepted > 0
+    assert report.accepted == report.delivered + report.rejected + report.undelivered
+    assert report.rejected == 0
+    rows = await _fetch(pg_dsn, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM ev")
+    assert rows[0]["n"] == rows[0]["d"] == report.delivered
+    assert writer._sink._pool is None  # type: ignore[union-attr]
+
+
+async def test_abort_mid_run_reports_buffered_rows_undelivered(pg_dsn: str) -> None:
+    """``abort()`` stops at once; the target holds exactly the rows reported delivered."""
+    at = datetime.now(UTC)
+    async with open_writer(
+        pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=1000, linger_ms=10_000
+    ) as writer:
+        await writer.write_many((i, "x", 0.0, at) for i in range(2500))
+        report = await writer.abort()
+    assert report.accepted == 2500
+    assert report.delivered + report.undelivered == 2500
+    assert report.undelivered >= 500  # the open batch never left
+    assert "writer aborted before delivery" in report.reasons
+    rows = await _fetch(pg_dsn, "SELECT count(*) AS n FROM ev")
+    assert rows[0]["n"] == report.delivered
+    with pytest.raises(Exception, match="not open"):
+        await writer.write((9999, "late", 0.0, at))
+
+
+async def test_in_flight_is_bounded_and_adjustable_at_runtime(pg_dsn: str) -> None:
+    """No more batches are in flight than the limiter allows, also after it is changed live."""
+    at = datetime.now(UTC)
+    peaks: list[tuple[float, float]] = []
+    async with open_writer(
+        pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=100, max_in_flight=3
+    ) as writer:
+        limiter = writer.limits.in_flight
+
+        async def watch() -> None:
+            while True:
+                peaks.append((limiter.borrowed_tokens, limiter.total_tokens))
+                await asyncio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await writer.write_many((i, "x", 0.0, at) for i in range(5000))
+            limiter.total_tokens = 1
+            await writer.write_many((i, "x", 0.0, at) for i in range(5000, 8000))
+            await writer.flush()
+            tg.cancel_scope.cancel()
+    assert max(b for b, _ in peaks) == 3
+    assert all(b <= t or t == 1 for b, t in peaks)
+    assert writer.report.delivered == 8000
