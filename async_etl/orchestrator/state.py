@@ -75,16 +75,8 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-async def connect(url: str) -> Any:
-    """An orchestrator connection to the state store; ``ConfigError`` when it is unreachable."""
-    try:
-        return await open_connection(url)
-    except AsyncEtlError as exc:
-        raise unusable(f"state store {mask_url(url)}: cannot connect: {exc.message}", exc) from exc
-
-
 async def open_connection(url: str) -> Any:
-    """An orchestrator connection; a translated (transient or permanent) error otherwise."""
+    """An orchestrator connection to the state store; raises a translated ``AsyncEtlError``."""
     try:
         return await asyncpg.connect(
             url, timeout=10, server_settings={"application_name": APP_NAME}
@@ -356,21 +348,39 @@ async def request_plan_stop(state_url: str, plan_name: str) -> bool:
     """Ask the orchestrator running ``plan_name`` on ``state_url`` to stop.
 
     Returns True when such an orchestrator is alive (it holds the plan lock) and the request
-    was recorded; False when no orchestrator runs the plan.  Raises ``ConfigError`` when the
-    state store is unreachable.
+    was recorded; False when no orchestrator runs the plan.  Transient failures are retried;
+    raises ``ConfigError`` when the state store stays unreachable.
     """
-    conn = await connect(state_url)
+
+    async def once() -> bool:
+        conn = await open_connection(state_url)
+        try:
+            async with translated(state_url, "request a plan stop"):
+                await ensure_tables(conn)
+                key = lock_key("plan", plan_name)
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                    return False
+                await conn.execute(
+                    "INSERT INTO async_etl_plan_stops (plan, requested_by) VALUES ($1, $2)",
+                    plan_name,
+                    f"{socket.gethostname()}:{os.getpid()}",
+                )
+                return True
+        finally:
+            await _close(conn)
+
     try:
-        await ensure_tables(conn)
-        key = lock_key("plan", plan_name)
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-            await conn.execute("SELECT pg_advisory_unlock($1)", key)
-            return False
-        await conn.execute(
-            "INSERT INTO async_etl_plan_stops (plan, requested_by) VALUES ($1, $2)",
-            plan_name,
-            f"{socket.gethostname()}:{os.getpid()}",
-        )
-        return True
-    finally:
-        await conn.close()
+        return await retrying(once, RetryPolicy(), what="state store: request a plan stop")
+    except TransientError as exc:
+        where = f"state store {mask_url(state_url)}"
+        raise unusable(f"{where}: cannot connect: {exc.message}", exc) from exc
+
+
+async def _close(conn: Any) -> None:
+    """Close ``conn`` (shielded), terminating it when a clean close fails."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await conn.close()
+        except Exception:
+            conn.terminate()

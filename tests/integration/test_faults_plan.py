@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
+import asyncpg
 import pytest
 
 from async_etl.jobs.api import JobOptions
 from async_etl.orchestrator import Orchestrator, load_plan
+from async_etl.orchestrator.driver import PlanOutcome
+from async_etl.orchestrator.state import request_plan_stop
 from async_etl.testing.pgproxy import Faults, PgProxy
 from tests.integration.jobs_helpers import (
     at,
@@ -21,7 +25,9 @@ from tests.integration.jobs_helpers import (
     load_source,
     norm,
     reference,
+    slow_target,
     table_rows,
+    wait_committed,
     write,
 )
 
@@ -44,9 +50,7 @@ PLAN_STEPS = {
 
 
 def _plan(tmp_path: Path, url: str) -> Path:
-    """Two SCD2 jobs over ``src.t`` (``b`` after ``a``), one global slot, fast retries."""
-    for name in ("a", "b"):
-        write(tmp_path, f"{name}.toml", job_toml(name, url, f"dw.{name}", chunk_size=100))
+    """A plan of the jobs ``a`` and ``b`` (after ``a``) in ``tmp_path``: one global slot."""
     return write(
         tmp_path,
         "plan.toml",
@@ -65,6 +69,8 @@ async def test_plan_survives_a_killed_connection(pg_dsn: str, tmp_path: Path, st
     faults = Faults()
     faults.arm(PLAN_STEPS[step])
     async with PgProxy(pg_dsn, faults) as proxy:
+        for name in ("a", "b"):
+            write(tmp_path, f"{name}.toml", job_toml(name, proxy.url, f"dw.{name}", chunk_size=100))
         plan = load_plan(_plan(tmp_path, proxy.url))
         outcome = await Orchestrator(plan, options=JobOptions(as_of=at(0))).run()
     assert faults.kills == 1
@@ -72,3 +78,47 @@ async def test_plan_survives_a_killed_connection(pg_dsn: str, tmp_path: Path, st
     for name in ("a", "b"):
         got = await table_rows(pg_dsn, f"dw.{name}")
         assert norm(got, cols) == norm(reference(states, cols), cols)
+
+
+async def test_a_job_whose_global_slot_is_lost_is_tried_again(pg_dsn: str, tmp_path: Path) -> None:
+    """The slot's session is terminated while job a runs: a stops, runs again, the plan succeeds."""
+    cols = cols_of(2)
+    states = history(seed=9, n_keys=250, runs=1)
+    await load_source(pg_dsn, states[0])
+    await slow_target(pg_dsn, "dw.a", sleep_s=0.1)
+    for name in ("a", "b"):
+        write(tmp_path, f"{name}.toml", job_toml(name, pg_dsn, f"dw.{name}", chunk_size=25))
+    plan = load_plan(_plan(tmp_path, pg_dsn))
+    outcomes: list[PlanOutcome] = []
+
+    async def orchestrate() -> None:
+        outcomes.append(await Orchestrator(plan, options=JobOptions(as_of=at(0))).run())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(orchestrate)
+        await wait_committed(pg_dsn, "a", 1)
+        conn = await asyncpg.connect(pg_dsn)
+        try:  # a slot is a two-key advisory lock (objsubid 2); the plan lock is one key
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE granted "
+                "AND locktype = 'advisory' AND objsubid = 2 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        finally:
+            await conn.close()
+    assert killed == 1
+    outcome = outcomes[0]
+    assert outcome.status == "SUCCEEDED", {n: s.error for n, s in outcome.jobs.items()}
+    assert outcome.jobs["a"].attempts == 2 and outcome.jobs["b"].attempts == 1
+    for name in ("a", "b"):
+        got = await table_rows(pg_dsn, f"dw.{name}")
+        assert norm(got, cols) == norm(reference(states, cols), cols)
+
+
+async def test_a_stop_request_survives_a_killed_connection(pg_dsn: str) -> None:
+    """request_plan_stop retries a killed session: the answer (no such plan running) arrives."""
+    faults = Faults()
+    faults.arm(r"^SELECT pg_try_advisory_lock\(\$1\)$")
+    async with PgProxy(pg_dsn, faults) as proxy:
+        assert await request_plan_stop(proxy.url, "nobody") is False
+    assert faults.kills == 1
