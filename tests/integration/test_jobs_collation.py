@@ -70,7 +70,8 @@ def composite_rows(seed: int, n: int = 100) -> list[Row]:
 
 
 def job(name: str, source: str, target: str, *, composite: bool, parallel: bool,
-        table: str = "dw.dim", state: str | None = None) -> JobSpec:  # fmt: skip
+        table: str = "dw.dim", state: str | None = None,
+        relation: str = 'table = "src.s"') -> JobSpec:  # fmt: skip
     """Type 2 with deletes expired, 200-row chunks, parallel from 0 rows (or sequential)."""
     key = '["k", "n"]' if composite else '["k"]'
     state_part = f'\n[state]\nurl = "{state}"\n' if state else ""
@@ -78,7 +79,7 @@ def job(name: str, source: str, target: str, *, composite: bool, parallel: bool,
 name = "{name}"
 [source]
 url = "{source}"
-table = "src.s"
+{relation}
 key = {key}
 [target]
 url = "{target}"
@@ -261,3 +262,12 @@ async def test_target_created_beforehand_in_another_collation(pg_dsn: str, exist
     await check_run_twice(spec, 2000)
     current = await fetchval(pg_dsn, "SELECT count(DISTINCT k) FROM dw.dim WHERE is_current")
     assert current == 2000
+
+
+async def test_query_source_keeps_the_key_collation(pg_dsn: str) -> None:
+    """A ``query`` source (a CTE): its key column's ICU collation is found and used too."""
+    await _need(pg_dsn, "en-x-icu")
+    await load(pg_dsn, "en-x-icu", case_rows(), composite=False)
+    query = 'query = "WITH x AS (SELECT k, v FROM src.s) SELECT k, v FROM x"'
+    spec = job("query", pg_dsn, pg_dsn, composite=False, parallel=True, relation=query)
+    await check_run_twice(spec, 2000)
