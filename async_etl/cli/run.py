@@ -129,6 +129,8 @@ def summary_line(r: JobResult) -> str:
         f"{r.job} {r.status} run {r.run_id} as-of {r.as_of.isoformat()}: "
         f"chunks {r.chunks_done}/{r.chunks_total}, read {r.rows_read:,}, "
         f"inserted {r.inserted:,}, updated {r.updated:,}, expired {r.expired:,}, "
-        f"deleted {r.deleted:,}, rejected {r.rejected:,}{' (resumed)' if r.resumed else ''}"
+        f"deleted {r.deleted:,}, rejected {r.rejected:,}"
+        f"{f', cursor {r.cursor}' if r.cursor is not None else ''}"
+        f"{' (resumed)' if r.resumed else ''}"
         f"{extra}"
     )

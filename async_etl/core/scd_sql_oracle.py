@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from async_etl.core import incremental as inc
 from async_etl.core.chunks import Chunk
 from async_etl.core.compare import oracle_lob
+from async_etl.core.incremental import CursorWindow
 from async_etl.core.scd_sql_common import (
     SOURCE,
     Binder,
@@ -226,30 +228,49 @@ def source_relation(query: str | None, table: str | None) -> str:
     return f"{subquery(query)} q" if query is not None else f"{_q(table or '')} q"
 
 
-def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk: Chunk) -> Sql:
-    """Read one chunk in key order; NULL keys are never read (see ``null_keys_sql``)."""
+def extract_sql(
+    query: str | None,
+    table: str | None,
+    key: Sequence[str],
+    chunk: Chunk,
+    window: CursorWindow | None = None,
+) -> Sql:
+    """Read one chunk in key order; NULL keys are never read (see ``null_keys_sql``).
+
+    With a cursor ``window`` only its rows are read (binds from ``window.values()`` too).
+    """
     b = Binder("oracle")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b, expand=True)
+    where += inc.window_clause(window, b)
     order = ", ".join(f"q.{_q(c)}" for c in key)
     st = b.sql(f"SELECT * FROM {SOURCE} WHERE {where} ORDER BY {order}")
     return embed_source(st, source_relation(query, table))
 
 
-def null_keys_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
-    """Count source rows with a NULL key part."""
-    cond = " OR ".join(f"q.{_q(c)} IS NULL" for c in key)
-    return Sql(f"SELECT COUNT(*) FROM {source_relation(query, table)} WHERE {cond}")
+def null_keys_sql(
+    query: str | None, table: str | None, key: Sequence[str], window: CursorWindow | None = None
+) -> Sql:
+    """Count source rows (of the cursor ``window``) with a NULL key part (reject or fail)."""
+    return inc.null_keys_sql("oracle", source_relation(query, table), key, window)
 
 
-def boundaries_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
-    """First key of each of ``n`` NTILE buckets but the first (bind ``n``)."""
+def boundaries_sql(
+    query: str | None, table: str | None, key: Sequence[str], window: CursorWindow | None = None
+) -> Sql:
+    """First key of each of ``n`` NTILE buckets but the first (bind ``n``).
+
+    With a cursor ``window`` the buckets split the window's rows only.  Binds are numbered in
+    text order (``n`` first), as Oracle matches positional binds.
+    """
     keys = ", ".join(f"q.{_q(c)}" for c in key)
     bare = ", ".join(_q(c) for c in key)
     notnull = " AND ".join(f"q.{_q(c)} IS NOT NULL" for c in key)
     b = Binder("oracle")
+    n = b("n")
+    notnull += inc.window_clause(window, b)
     st = b.sql(
         f"SELECT {bare} FROM (SELECT {bare}, bucket, ROW_NUMBER() OVER (PARTITION BY bucket "
-        f"ORDER BY {bare}) rn FROM (SELECT {keys}, NTILE({b('n')}) OVER (ORDER BY {keys}) bucket "
+        f"ORDER BY {bare}) rn FROM (SELECT {keys}, NTILE({n}) OVER (ORDER BY {keys}) bucket "
         f"FROM {SOURCE} WHERE {notnull}) x) y "
         f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
     )

@@ -17,9 +17,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from async_etl.core import incremental as inc
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import collated
 from async_etl.core.compare import is_exact
+from async_etl.core.incremental import CursorWindow
 from async_etl.core.scd_sql_common import (
     SOURCE,
     Binder,
@@ -346,19 +348,30 @@ def source_relation(query: str | None, table: str | None) -> str:
     return f"{subquery(query)} AS q" if query is not None else f"{_q(table or '')} AS q"
 
 
-def extract_sql(query: str | None, table: str | None, key: Sequence[str], chunk: Chunk) -> Sql:
-    """Read one chunk of the source in key order (rows with a NULL key are never read)."""
+def extract_sql(
+    query: str | None,
+    table: str | None,
+    key: Sequence[str],
+    chunk: Chunk,
+    window: CursorWindow | None = None,
+) -> Sql:
+    """Read one chunk of the source in key order (rows with a NULL key are never read).
+
+    With a cursor ``window`` only its rows are read (binds from ``window.values()`` too).
+    """
     b = Binder("pg")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b)
+    where += inc.window_clause(window, b)
     order = _order_by([f"q.{_q(c)}" for c in key], chunk.collate)
     st = b.sql(f"SELECT * FROM {SOURCE} WHERE {where} ORDER BY {order}")
     return embed_source(st, source_relation(query, table))
 
 
-def null_keys_sql(query: str | None, table: str | None, key: Sequence[str]) -> Sql:
-    """Count source rows with a NULL key part (they belong to no chunk: reject or fail)."""
-    cond = " OR ".join(f"q.{_q(c)} IS NULL" for c in key)
-    return Sql(f"SELECT count(*) FROM {source_relation(query, table)} WHERE {cond}")
+def null_keys_sql(
+    query: str | None, table: str | None, key: Sequence[str], window: CursorWindow | None = None
+) -> Sql:
+    """Count source rows (of the cursor ``window``) with a NULL key part (reject or fail)."""
+    return inc.null_keys_sql("pg", source_relation(query, table), key, window)
 
 
 def _order_by(refs: Sequence[str], collate: Sequence[str | None]) -> str:
@@ -368,21 +381,28 @@ def _order_by(refs: Sequence[str], collate: Sequence[str | None]) -> str:
 
 
 def boundaries_sql(
-    query: str | None, table: str | None, key: Sequence[str], collate: Sequence[str | None] = ()
+    query: str | None,
+    table: str | None,
+    key: Sequence[str],
+    collate: Sequence[str | None] = (),
+    window: CursorWindow | None = None,
 ) -> Sql:
     """First key of each of ``n`` equal buckets but the first (bind ``n``): the chunk cuts.
 
     Rows are ordered in ``collate`` (one collation per key column, see ``core.collation``);
-    the cuts come back in that order, which ``plan_chunks`` keeps.
+    the cuts come back in that order, which ``plan_chunks`` keeps.  With a cursor ``window``
+    the buckets split the window's rows only.
     """
     keys = ", ".join(f"q.{_q(c)}" for c in key)
     bare = ", ".join(_q(c) for c in key)
     notnull = " AND ".join(f"q.{_q(c)} IS NOT NULL" for c in key)
     b = Binder("pg")
+    n = b("n")
+    notnull += inc.window_clause(window, b)
     st = b.sql(
         f"SELECT {bare} FROM (SELECT {bare}, bucket, row_number() OVER (PARTITION BY bucket "
         f"ORDER BY {_order_by([_q(c) for c in key], collate)}) AS rn FROM (SELECT {keys}, "
-        f"ntile({b('n')}::int) OVER (ORDER BY {_order_by([f'q.{_q(c)}' for c in key], collate)}) "
+        f"ntile({n}::int) OVER (ORDER BY {_order_by([f'q.{_q(c)}' for c in key], collate)}) "
         f"AS bucket FROM {SOURCE} WHERE {notnull}) AS x) AS y "
         f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
     )

@@ -35,6 +35,7 @@ STATE_DDL: tuple[Sql, ...] = (
         "key jsonb, reason text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
     ),
     Sql("CREATE INDEX IF NOT EXISTS async_etl_rejects_run ON async_etl_rejects (run_id)"),
+    Sql("ALTER TABLE async_etl_chunks ADD COLUMN IF NOT EXISTS cursor jsonb"),
 )
 """Run these once (each is idempotent) before the first run."""
 
@@ -53,13 +54,34 @@ INSERT_CHUNK = Sql(
 """One row per planned chunk (``executemany``), status PENDING."""
 
 CHECKPOINT_CHUNK = Sql(
-    "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds, status, rows, committed_at) "
-    "VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now()) ON CONFLICT (run_id, chunk_index) "
-    "DO UPDATE SET status = 'COMMITTED', rows = EXCLUDED.rows, "
-    "committed_at = EXCLUDED.committed_at",
-    ("run_id", "chunk_index", "bounds", "rows"),
+    "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds, status, rows, committed_at, "
+    "cursor) VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now(), $5::jsonb) "
+    "ON CONFLICT (run_id, chunk_index) DO UPDATE SET status = 'COMMITTED', "
+    "rows = EXCLUDED.rows, committed_at = EXCLUDED.committed_at, cursor = EXCLUDED.cursor",
+    ("run_id", "chunk_index", "bounds", "rows", "cursor"),
 )
-"""Mark a chunk committed, in the same transaction as its merge (PostgreSQL target)."""
+"""Mark a chunk committed, in the same transaction as its merge (PostgreSQL target).
+
+``cursor`` is the incremental cursor the chunk covers (``incremental.tag`` as JSON text, or
+NULL for a job that is not incremental): the job's cursor commits with its chunks.
+"""
+
+HAS_CHUNK_CURSORS = Sql(
+    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'cursor' AND NOT attisdropped "
+    "AND attrelid = to_regclass('async_etl_chunks')) AND to_regclass('async_etl_runs') IS NOT NULL"
+)
+"""Whether the state tables exist and checkpoints carry cursors (read before ``LAST_WINDOW``)."""
+
+LAST_WINDOW = Sql(
+    "SELECT r.plan -> 'cursor', jsonb_array_length(r.plan -> 'chunks'), "
+    "(SELECT coalesce(jsonb_agg(jsonb_build_array(c.chunk_index, c.cursor)), '[]'::jsonb) "
+    "FROM async_etl_chunks c WHERE c.run_id = r.run_id AND c.status = 'COMMITTED') "
+    "FROM async_etl_runs r WHERE r.job = $1 AND r.plan -> 'cursor' ->> 'column' = $2 "
+    "ORDER BY r.started_at DESC LIMIT 1",
+    ("job", "column"),
+)
+"""The latest run of a job over a cursor column: its window, chunk count and checkpoints
+(``[[index, cursor], ...]``), the inputs of ``incremental.run_cursor``."""
 
 COMMITTED_CHUNKS = Sql(
     "SELECT chunk_index FROM async_etl_chunks WHERE run_id = $1 AND status = 'COMMITTED'",
@@ -77,10 +99,10 @@ UNFINISHED_RUN = Sql(
 UPDATE_RUN = Sql(
     "UPDATE async_etl_runs SET status = $2, rows_read = $3, rows_inserted = $4, "
     "rows_updated = $5, rows_expired = $6, rows_deleted = $7, rows_rejected = $8, "
-    "watermark = $9, error = $10, finished_at = CASE WHEN $2 = 'RUNNING' THEN NULL "
-    "ELSE now() END WHERE run_id = $1",
+    "watermark = $9, error = $10, cursor = $11::jsonb, finished_at = CASE WHEN $2 = 'RUNNING' "
+    "THEN NULL ELSE now() END WHERE run_id = $1",
     ("run_id", "status", "rows_read", "rows_inserted", "rows_updated", "rows_expired",
-     "rows_deleted", "rows_rejected", "watermark", "error"),
+     "rows_deleted", "rows_rejected", "watermark", "error", "cursor"),
 )  # fmt: skip
 """Progress / final status of a run (every 5 chunks and at the end)."""
 

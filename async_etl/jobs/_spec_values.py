@@ -23,7 +23,7 @@ Gathered = dict[tuple[str, str], tuple[Any, str]]
 SCHEMA: dict[str, dict[str, str]] = {
     "": {"name": "str", "on_bad_row": "str"},
     "source": {"url": "url", "query": "str", "table": "table", "key": "columns",
-               "incremental": "column"},
+               "incremental": "column", "lookback": "int"},
     "target": {"url": "url", "table": "table", "schema_evolution": "str"},
     "scd": {"type": "int", "business_key": "columns", "tracked": "columns",
             "overwrite": "columns", "deletes": "str", "valid_from": "column",

@@ -71,6 +71,8 @@ class JobResult:
     error: str | None = None
     error_kind: ErrorKind | None = None
     max_connections: dict[str, int] | None = None
+    cursor: str | None = None
+    """The incremental cursor committed by this run, as text (None: not incremental)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO strings)."""

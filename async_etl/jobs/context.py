@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import anyio
 
+from async_etl.core.incremental import CursorWindow, tag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import StopRequested
@@ -110,6 +111,7 @@ class JobContext:
     hold: BudgetHolder
     stop: anyio.Event
     state_url: str
+    window: CursorWindow | None = None
     policy: RetryPolicy = field(default_factory=lambda: JOB_RETRY)
     add_columns: tuple[tuple[str, str], ...] = ()
     """Source columns the existing target lacks, to add in ``prepare`` (name, target type)."""
@@ -121,6 +123,13 @@ class JobContext:
     def app(self) -> str:
         """The ``application_name`` suffix of this run's connections."""
         return f"{self.spec.name}:{self.run_id}"
+
+    @property
+    def chunk_cursor(self) -> str | None:
+        """What a chunk's checkpoint records as its cursor: the window's top, as JSON text."""
+        if self.window is None or self.window.high is None:
+            return None
+        return json.dumps(tag(self.window.high))
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
+from async_etl.core.incremental import CursorWindow
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -59,13 +60,17 @@ class Source(Protocol):
         """Keys of up to ``limit`` rows with a NULL key part."""
         ...
 
+    async def max_cursor(self, conn: Any, column: str) -> Any:
+        """The highest value of the cursor ``column`` in the whole source (None: none)."""
+        ...
+
     def batches(self, conn: Any, chunk: Chunk, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
         """The chunk's rows in key order, ``size`` at a time."""
         ...
 
 
-def make_source(spec: JobSpec) -> Source:
-    """The adapter for ``[source]``.
+def make_source(spec: JobSpec, window: CursorWindow | None = None) -> Source:
+    """The adapter for ``[source]`` (reading only ``window`` when given).
 
     Raises ``ConfigError`` for an unsupported URL or a query that is not one SELECT.
     """
@@ -78,11 +83,11 @@ def make_source(spec: JobSpec) -> Source:
         except SqlTextError as exc:
             raise ConfigError(f"[source] query: {exc}") from exc
     if dialect == "postgresql":
-        return PgSource(src.url, src.key, query, src.table)
+        return PgSource(src.url, src.key, query, src.table, window)
     if dialect == "oracle":
         from async_etl.sources.oracle import OracleSource
 
-        return OracleSource(src.url, src.key, query, src.table)
+        return OracleSource(src.url, src.key, query, src.table, window)
     raise ConfigError(f"[source] url: {mask_url(src.url)} cannot be a source")
 
 

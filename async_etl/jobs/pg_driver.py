@@ -17,7 +17,8 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
    in their place (``core.duplicates``);
    with ``on_bad_row = "reject"`` the merge runs in a savepoint and a data error hands over to
    ``rejects.find_bad_rows`` before it runs again;
-4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database;
+4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database, with the
+   incremental cursor the chunk covers: the job's cursor commits with the chunk's data;
 5. COMMIT.  A failure anywhere rolls everything back: no partial chunk is ever visible.
 """
 
@@ -123,7 +124,12 @@ class PgTarget:
             if in_state:
                 bounds = orjson.dumps(chunk.to_json()).decode()
                 await conn.execute(
-                    state_sql.CHECKPOINT_CHUNK.text, ctx.run_id, chunk.index, bounds, rows
+                    state_sql.CHECKPOINT_CHUNK.text,
+                    ctx.run_id,
+                    chunk.index,
+                    bounds,
+                    rows,
+                    ctx.chunk_cursor,
                 )
                 if rejects:
                     await conn.executemany(

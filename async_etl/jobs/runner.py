@@ -16,7 +16,10 @@ Theory of operation
    state store before each chunk and every half second) starts no more chunks; chunks in
    flight finish, or roll back at their next safe point (between batches);
 5. the committed chunks advance the contiguous watermark; ``async_etl_runs`` is updated every
-   ``UPDATE_EVERY`` chunks and at the end.
+   ``UPDATE_EVERY`` chunks and at the end;
+6. an incremental job reads only the run's cursor window (``core.incremental``, decided in
+   preflight); every chunk checkpoint records the cursor it covers, and the run's cursor
+   (``run_cursor``) reaches the window's top only once every chunk is committed.
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
@@ -36,6 +39,7 @@ import structlog
 
 from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.chunks import Chunk, Watermark, remaining
+from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.stats import RunStats
 from async_etl.errors import (
     AsyncEtlError,
@@ -143,7 +147,10 @@ class _JobRun:
                 state_url=store.url,
                 add_columns=decision.add_columns,
                 policy=self.options.retry,
+                window=decision.window,
             )
+            if decision.window is not None:
+                self.source = make_source(self.spec, decision.window)
             self.ctx = ctx
             self.holder.stop = ctx.stop
             with structlog.contextvars.bound_contextvars(run_id=ctx.run_id):
@@ -285,7 +292,8 @@ class _JobRun:
     ) -> None:
         if not result.checkpointed:
             bounds = orjson.dumps(chunk.to_json()).decode()
-            await store.checkpoint(ctx.run_id, chunk.index, bounds, result.rows_read)
+            await store.checkpoint(ctx.run_id, chunk.index, bounds, result.rows_read,
+                                   ctx.chunk_cursor)  # fmt: skip
             await store.add_rejects(self.spec.name, ctx.run_id, result.rejects)
         assert self.plan is not None
         self.plan.committed.add(chunk.index)
@@ -326,7 +334,18 @@ class _JobRun:
             "rows_rejected": c["rejected"],
             "watermark": self.watermark.value,
             "error": self.failure.message if self.failure is not None else None,
+            "cursor": None
+            if self._cursor() is None
+            else orjson.dumps(tag(self._cursor())).decode(),
         }
+
+    def _cursor(self) -> Any:
+        """The cursor this run has committed so far (None: not incremental, or none yet)."""
+        window = self.ctx.window if self.ctx is not None else None
+        if window is None or self.plan is None:
+            return None
+        done = dict.fromkeys(self.plan.committed, window.high)
+        return run_cursor(window, range(len(self.plan.plan)), done)
 
     async def _finish(self, store: StateStore, status: RunStatus) -> None:
         if self.plan is None or self.ctx is None:
@@ -363,4 +382,10 @@ class _JobRun:
             error=self.failure.message if self.failure is not None else None,
             error_kind=kind,
             max_connections=dict(self.meter.peak),
+            cursor=None if self._cursor() is None else str(self._cursor()),
         )
+
+
+def _cursor_json(value: Any) -> str | None:
+    """A committed cursor as the JSON text ``async_etl_runs.cursor`` holds (None: SQL NULL)."""
+    return None if value is None else orjson.dumps(tag(value)).decode()

@@ -69,6 +69,7 @@ class SourceSpec(_MaskedRepr):
     query: str | None = None
     table: str | None = None
     incremental: str | None = None
+    lookback: int = 0
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -211,8 +212,14 @@ def _source(v: _Values) -> SourceSpec:
             query = source_query(query, "oracle" if dialect_of(url) == "oracle" else "postgresql")
         except SqlTextError as exc:
             raise v.error("source", "query", str(exc)) from None
+    incremental = v.get("source", "incremental")
+    lookback = v.get("source", "lookback", 0)
+    if lookback < 0:
+        raise v.error("source", "lookback", f"must be >= 0, got {lookback}")
+    if v.has("source", "lookback") and incremental is None:
+        raise v.error("source", "lookback", "only with [source] incremental")
     return SourceSpec(url=url, key=v.require("source", "key"), query=query, table=table,
-                      incremental=v.get("source", "incremental"))  # fmt: skip
+                      incremental=incremental, lookback=lookback)  # fmt: skip
 
 
 def _scd(v: _Values, source: SourceSpec) -> ScdSpec:
@@ -229,8 +236,10 @@ def _scd(v: _Values, source: SourceSpec) -> ScdSpec:
         raise v.error("scd", "deletes", f"type {kind} allows {' | '.join(allowed)}, "
                       f"got {deletes!r}")  # fmt: skip
     if source.incremental is not None and deletes != "ignore":
-        raise v.error("scd", "deletes", "must be 'ignore' with [source] incremental "
-                      "(an incremental read cannot see deleted rows)")  # fmt: skip
+        raise v.error("scd", "deletes", f"{deletes!r} cannot be used with [source] incremental: "
+                      "an incremental run reads only rows past its cursor, so a missing key "
+                      "is not a deleted one; use 'ignore', or a full (non-incremental) "
+                      "job to detect deletes")  # fmt: skip
     tracked: tuple[str, ...] | None = v.get("scd", "tracked")
     overwrite: tuple[str, ...] = v.get("scd", "overwrite", ())
     if overwrite and kind == 1:

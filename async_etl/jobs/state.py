@@ -21,6 +21,7 @@ import anyio
 import structlog
 
 from async_etl.core import state_sql as sq
+from async_etl.core.incremental import CursorWindow, run_cursor, untag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
 from async_etl.errors import AsyncEtlError, CheckpointError, TransientError
@@ -198,13 +199,36 @@ class StateStore:
 
         return await self._call("resume run", go)
 
-    async def checkpoint(self, run_id: str, index: int, bounds: str, rows: int) -> None:
-        """Mark a chunk COMMITTED (targets whose merge cannot share this transaction)."""
+    async def checkpoint(
+        self, run_id: str, index: int, bounds: str, rows: int, cursor: str | None = None
+    ) -> None:
+        """Mark a chunk COMMITTED (targets whose merge cannot share this transaction).
+
+        ``cursor``: the incremental cursor the chunk covers, as tagged JSON text (or None).
+        """
 
         async def go(c: Any) -> None:
-            await c.execute(sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows)
+            await c.execute(sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows, cursor)
 
         await self._call("checkpoint chunk", go)
+
+    async def committed_cursor(self, job: str, column: str) -> Any:
+        """The cursor ``job`` has committed over ``column`` (None: none yet, read everything).
+
+        It is ``run_cursor`` of the job's latest run over that column, from its checkpoints.
+        """
+
+        async def go(c: Any) -> Any:
+            if not await c.fetchval(sq.HAS_CHUNK_CURSORS.text):
+                return None  # no state yet, or state from before incremental runs existed
+            r = await c.fetchrow(sq.LAST_WINDOW.text, job, column)
+            if r is None:
+                return None
+            window = CursorWindow.from_json(json.loads(r[0]))
+            done = {int(i): untag(v) for i, v in json.loads(r[2])}
+            return run_cursor(window, range(int(r[1])), done)
+
+        return await self._call("read committed cursor", go)
 
     async def update_run(self, values: dict[str, Any]) -> None:
         """``UPDATE_RUN`` with ``values`` keyed by its logical parameter names."""

@@ -14,24 +14,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import BINARY, KeyCollation, is_text_type
 from async_etl.core.scd_sql_common import chunk_values, quote
+from async_etl.sources._base import SourceBase
 
 __all__ = ["OracleSource", "pg_type_of_oracle"]
 
 
-class OracleSource:
-    """Reads the ``[source]`` query or table of a job from Oracle."""
+class OracleSource(SourceBase):
+    """Reads the ``[source]`` query or table of a job from Oracle (see ``SourceBase``)."""
 
     dialect = "oracle"
-
-    def __init__(self, url: str, key: tuple[str, ...], query: str | None, table: str | None):
-        self.url = url
-        self.key = key
-        self.query = query
-        self.table = table
 
     @property
     def relation(self) -> str:
@@ -55,8 +51,15 @@ class OracleSource:
         return [text if is_text_type(types.get(k, "")) else None for k in self.key]
 
     async def estimate(self, conn: Any) -> int:
-        """Optimizer statistics for a table, else ``EXPLAIN PLAN``; -1 when unknown."""
+        """Optimizer statistics for a table, else ``EXPLAIN PLAN``; -1 when unknown.
+
+        A window with a lower bound (an incremental run after the first) is counted exactly.
+        """
         cursor = conn.cursor()
+        if self.window is not None and self.window.start is not None:
+            st = inc.window_count_sql("oracle", self.relation, self.window)
+            await cursor.execute(st.text, st.args(self.window.values()))
+            return int((await cursor.fetchone())[0])
         if self.table is not None:
             owner, _, name = self.table.upper().rpartition(".")
             if not owner:
@@ -87,35 +90,39 @@ class OracleSource:
         del collate
         if n <= 1:
             return []
-        st = ora.boundaries_sql(self.query, self.table, self.key)
+        st = ora.boundaries_sql(self.query, self.table, self.key, self.window)
         cursor = conn.cursor()
-        await cursor.execute(st.text, st.args({"n": n}))
+        await cursor.execute(st.text, st.args({"n": n, **self._window_values()}))
         return [tuple(r) for r in await cursor.fetchall()]
 
     async def null_keys(self, conn: Any) -> int:
         """How many source rows have a NULL in a key column."""
+        st = inc.null_keys_sql("oracle", self.relation, self.key, self.window)
         cursor = conn.cursor()
-        await cursor.execute(ora.null_keys_sql(self.query, self.table, self.key).text)
+        await cursor.execute(st.text, st.args(self._window_values()))
         return int((await cursor.fetchone())[0])
 
     async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
         """Key values of up to ``limit`` rows with a NULL key part."""
-        cols = ", ".join(f"q.{quote(c, 'oracle')}" for c in self.key)
-        cond = " OR ".join(f"q.{quote(c, 'oracle')} IS NULL" for c in self.key)
+        st = inc.null_keys_sql("oracle", self.relation, self.key, self.window, limit)
         cursor = conn.cursor()
-        await cursor.execute(
-            f"SELECT {cols} FROM {self.relation} WHERE ({cond}) FETCH FIRST {int(limit)} ROWS ONLY"
-        )
+        await cursor.execute(st.text, st.args(self._window_values()))
         return [dict(zip(self.key, r, strict=True)) for r in await cursor.fetchall()]
+
+    async def max_cursor(self, conn: Any, column: str) -> Any:
+        """The highest value of the cursor ``column`` in the whole source (None: none)."""
+        cursor = conn.cursor()
+        await cursor.execute(inc.max_cursor_sql("oracle", self.relation, column).text)
+        return (await cursor.fetchone())[0]
 
     async def batches(
         self, conn: Any, chunk: Chunk, size: int
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """The chunk's rows in key order, ``size`` at a time."""
-        st = ora.extract_sql(self.query, self.table, self.key, chunk)
+        st = ora.extract_sql(self.query, self.table, self.key, chunk, self.window)
         cursor = conn.cursor()
         cursor.arraysize = size
-        await cursor.execute(st.text, st.args(chunk_values(chunk)))
+        await cursor.execute(st.text, st.args({**chunk_values(chunk), **self._window_values()}))
         while True:
             rows = await cursor.fetchmany(size)
             if not rows:

@@ -16,26 +16,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
+from async_etl.sources._base import SourceBase
 
 __all__ = ["PgSource"]
 
 _PROBE = "_async_etl_probe"
 
 
-class PgSource:
-    """Reads the ``[source]`` query or table of a job from PostgreSQL."""
+class PgSource(SourceBase):
+    """Reads the ``[source]`` query or table of a job from PostgreSQL (see ``SourceBase``)."""
 
     dialect = "postgresql"
-
-    def __init__(self, url: str, key: tuple[str, ...], query: str | None, table: str | None):
-        self.url = url
-        self.key = key
-        self.query = query
-        self.table = table
 
     @property
     def relation(self) -> str:
@@ -72,7 +68,13 @@ class PgSource:
         return [found.get(k) for k in self.key]
 
     async def estimate(self, conn: Any) -> int:
-        """Planner row estimate: ``reltuples`` for a table, else ``EXPLAIN``; -1 when unknown."""
+        """Planner row estimate: ``reltuples`` for a table, else ``EXPLAIN``; -1 when unknown.
+
+        A window with a lower bound (an incremental run after the first) is counted exactly.
+        """
+        if self.window is not None and self.window.start is not None:
+            st = inc.window_count_sql("pg", self.relation, self.window)
+            return int(await conn.fetchval(st.text, *st.args(self.window.values())))
         if self.table is not None:
             st = pg.estimate_table_sql()
             value = await conn.fetchval(st.text, self.table)
@@ -94,24 +96,29 @@ class PgSource:
         """
         if n <= 1:
             return []
-        st = pg.boundaries_sql(self.query, self.table, self.key, collate)
-        return [tuple(r) for r in await conn.fetch(st.text, *st.args({"n": n}))]
+        st = pg.boundaries_sql(self.query, self.table, self.key, collate, self.window)
+        args = st.args({"n": n, **self._window_values()})
+        return [tuple(r) for r in await conn.fetch(st.text, *args)]
 
     async def null_keys(self, conn: Any) -> int:
         """How many source rows have a NULL in a key column."""
-        return int(await conn.fetchval(pg.null_keys_sql(self.query, self.table, self.key).text))
+        st = inc.null_keys_sql("pg", self.relation, self.key, self.window)
+        return int(await conn.fetchval(st.text, *st.args(self._window_values())))
 
     async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
         """Key values of up to ``limit`` rows with a NULL key part (for the rejects table)."""
-        cols = ", ".join(f"q.{quote(c)}" for c in self.key)
-        cond = " OR ".join(f"q.{quote(c)} IS NULL" for c in self.key)
-        rows = await conn.fetch(f"SELECT {cols} FROM {self.relation} WHERE {cond} LIMIT {limit}")
+        st = inc.null_keys_sql("pg", self.relation, self.key, self.window, limit)
+        rows = await conn.fetch(st.text, *st.args(self._window_values()))
         return [dict(zip(self.key, r, strict=True)) for r in rows]
+
+    async def max_cursor(self, conn: Any, column: str) -> Any:
+        """The highest value of the cursor ``column`` in the whole source (None: none)."""
+        return await conn.fetchval(inc.max_cursor_sql("pg", self.relation, column).text)
 
     def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
         """The chunk's read statement and its arguments."""
-        st = pg.extract_sql(self.query, self.table, self.key, chunk)
-        return st, st.args(chunk_values(chunk))
+        st = pg.extract_sql(self.query, self.table, self.key, chunk, self.window)
+        return st, st.args({**chunk_values(chunk), **self._window_values()})
 
     async def batches(
         self, conn: Any, chunk: Chunk, size: int

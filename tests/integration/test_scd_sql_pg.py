@@ -165,6 +165,7 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
             "chunk_index": 2,
             "bounds": json.dumps(plan.chunks[2].to_json()),
             "rows": 10,
+            "cursor": None,
         }
         await conn.execute(state_sql.CHECKPOINT_CHUNK.text, *state_sql.CHECKPOINT_CHUNK.args(args))
         done = await conn.fetch(state_sql.COMMITTED_CHUNKS.text, "r1")
@@ -175,6 +176,7 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
             "run_id": "r1",
             "status": "SUCCEEDED",
             "error": None,
+            "cursor": None,
         }
         await conn.execute(state_sql.UPDATE_RUN.text, *state_sql.UPDATE_RUN.args(upd))
         assert await conn.fetchrow(state_sql.UNFINISHED_RUN.text, "j") is None

@@ -1,0 +1,245 @@
+"""Incremental reads over a cursor column: each run's window, and the cursor a run commits.
+
+Theory of operation
+-------------------
+A job with ``[source] incremental = "c"`` reads, in each run, only the rows of its *window*::
+
+    c IS NULL OR (c >= low - lookback AND c <= high)
+
+* ``low`` is the cursor the job last committed (``None`` on the first run: no lower bound);
+* ``high`` is ``max(c)`` of the source, read once before the first chunk (``None`` when ``c``
+  is NULL everywhere: no upper bound), and never below ``low``;
+* the window is stored with the run's chunk plan, so a resumed run reads the very same window.
+
+Why ``>=`` and a fixed ``high``.  Rows committed after ``high`` was read carry ``c >= high`` if
+the cursor only grows; the next run reads ``c >= high`` (``>=``, not ``>``), so a row that
+arrived later with a cursor *equal* to the previous maximum (same timestamp, same batch number)
+is read again instead of lost, and the idempotent merge absorbs the overlap.  Every chunk of a
+run, parallel or resumed, reads its key range of the same window, whenever it runs; a chunk that
+runs late does not see rows above ``high`` (the next run does), so no chunk's read can move the
+cursor past rows another chunk has not read.
+
+The committed cursor.  Each chunk's checkpoint records the cursor it covers (``high``), in the
+chunk's own transaction on a PostgreSQL target.  ``run_cursor`` turns a run's checkpoints into
+the job's cursor: the lowest cursor over all chunks, where a chunk not yet checkpointed counts
+as the run's ``low``.  So the job's cursor moves to ``high`` only when every chunk is committed,
+and never passes an unacknowledged chunk; a failed or stopped run leaves it at ``low``.
+
+NULL cursors are read by every run (``c IS NULL`` is always in the window): a row is never lost
+because its writer left the cursor unset, at the cost of re-reading such rows each time.
+
+A cursor that is not monotonic (a clock set back, ``now()`` of a transaction that commits
+after a run read past its start) can commit rows below the committed cursor; later runs do not
+read them.  ``lookback`` widens every window downwards by that much (seconds for date and time
+cursors, units for numeric ones); it costs re-reading the rows inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from async_etl.core.chunks import _tag, _untag
+from async_etl.core.scd_sql_common import SOURCE, Binder, Sql, Style, embed_source, quote
+
+__all__ = [
+    "CursorKind",
+    "CursorWindow",
+    "cursor_kind",
+    "max_cursor_sql",
+    "null_keys_sql",
+    "run_cursor",
+    "tag",
+    "untag",
+    "window_clause",
+    "window_count_sql",
+]
+
+CursorKind = Literal["number", "time", "date", "text"]
+
+_NUMBER = ("smallint", "integer", "bigint", "numeric", "real", "double precision", "decimal")
+_TEXT = ("text", "character varying", "character", "varchar", "char")
+
+
+def cursor_kind(sql_type: str) -> CursorKind | None:
+    """What a column of PostgreSQL type ``sql_type`` is as a cursor; None: cannot be one."""
+    base = sql_type.strip().lower().split("(", 1)[0].strip()
+    if base.endswith("[]"):
+        return None
+    if base.startswith("timestamp"):
+        return "time"
+    if base == "date":
+        return "date"
+    if base in _NUMBER:
+        return "number"
+    if base in _TEXT:
+        return "text"
+    return None
+
+
+def tag(value: Any) -> Any:
+    """A cursor value as exact, type-tagged JSON (None stays None); ValueError if unsupported."""
+    return None if value is None else _tag(value)
+
+
+def untag(item: Any) -> Any:
+    """Inverse of ``tag``; ValueError on an unknown tag."""
+    return None if item is None else _untag(item)
+
+
+def minus(value: Any, lookback: int) -> Any:
+    """``value`` moved ``lookback`` back: seconds for datetimes, days (rounded up) for dates.
+
+    Raises ``ValueError`` for a value that cannot move (text) when ``lookback`` is not 0.
+    """
+    if lookback == 0 or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value - timedelta(seconds=lookback)
+    if isinstance(value, date):
+        return value - timedelta(days=math.ceil(lookback / 86_400))
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"a lookback needs a number, date or time cursor, not {value!r}")
+    return value - lookback
+
+
+@dataclass(frozen=True, slots=True)
+class CursorWindow:
+    """The cursor range one run reads: ``column IS NULL OR start <= column <= high``.
+
+    ``low`` is the job's committed cursor before the run, ``start`` is ``low - lookback``;
+    ``None`` leaves that side open.
+    """
+
+    column: str
+    low: Any = None
+    high: Any = None
+    lookback: int = 0
+
+    @classmethod
+    def plan(cls, column: str, low: Any, source_max: Any, lookback: int = 0) -> CursorWindow:
+        """The window of a new run: from ``low`` up to ``max(low, source_max)``.
+
+        Raises ``ValueError`` when ``low`` and ``source_max`` do not compare (the column's type
+        changed since the cursor was committed) or ``lookback`` cannot apply to them.
+        """
+        high = source_max
+        if low is not None and source_max is not None:
+            try:
+                high = max(low, source_max)
+            except TypeError:
+                raise ValueError(
+                    f"the committed cursor {low!r} does not compare with {source_max!r}"
+                ) from None
+        elif low is not None:
+            high = low
+        window = cls(column, low, high, lookback)
+        minus(window.low, lookback)  # refuse a lookback the values cannot take, now
+        return window
+
+    @property
+    def start(self) -> Any:
+        """The lowest cursor read (``low - lookback``; None: no lower bound)."""
+        return minus(self.low, self.lookback)
+
+    def values(self) -> dict[str, Any]:
+        """The bind values of ``predicate`` (``cur_lo``, ``cur_hi``)."""
+        return {"cur_lo": self.start, "cur_hi": self.high}
+
+    def predicate(self, ref: str, bind: Binder) -> str | None:
+        """SQL for "``ref`` (a quoted column reference) is in the window"; None: everything."""
+        parts = []
+        if self.start is not None:
+            parts.append(f"{ref} >= {bind('cur_lo')}")
+        if self.high is not None:
+            parts.append(f"{ref} <= {bind('cur_hi')}")
+        if not parts:
+            return None
+        return f"({ref} IS NULL OR ({' AND '.join(parts)}))"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form, stored with the run's chunk plan."""
+        return {"column": self.column, "low": tag(self.low), "high": tag(self.high),
+                "lookback": self.lookback}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CursorWindow:
+        """Inverse of ``to_json``; raises ``ValueError`` or ``KeyError`` on a malformed one."""
+        return cls(str(data["column"]), untag(data["low"]), untag(data["high"]),
+                   int(data.get("lookback", 0)))  # fmt: skip
+
+
+def window_clause(window: CursorWindow | None, bind: Binder) -> str:
+    """`` AND <q.column is in the window>`` for a ``WHERE`` over a source aliased ``q``.
+
+    "" without a window (or one open on both sides).
+    """
+    if window is None:
+        return ""
+    cond = window.predicate(_ref(window.column, bind.style), bind)
+    return f" AND {cond}" if cond else ""
+
+
+def _ref(name: str, style: Style) -> str:
+    return f"q.{quote(name, style)}"
+
+
+def null_keys_sql(
+    style: Style,
+    relation: str,
+    key: Sequence[str],
+    window: CursorWindow | None = None,
+    limit: int | None = None,
+) -> Sql:
+    """Source rows (of the window) with a NULL key part: their count, or (``limit``) keys.
+
+    ``relation`` is the dialect's source relation aliased ``q``, put in verbatim (a user's
+    query keeps its line breaks); binds: ``window.values()``.
+    """
+    b = Binder(style)
+    refs = [_ref(c, style) for c in key]
+    cond = " OR ".join(f"{r} IS NULL" for r in refs)
+    clause = window_clause(window, b)
+    if clause:
+        cond = f"({cond}){clause}"
+    if limit is None:
+        return embed_source(b.sql(f"SELECT COUNT(*) FROM {SOURCE} WHERE {cond}"), relation)
+    tail = f"LIMIT {int(limit)}" if style == "pg" else f"FETCH FIRST {int(limit)} ROWS ONLY"
+    st = b.sql(f"SELECT {', '.join(refs)} FROM {SOURCE} WHERE {cond} {tail}")
+    return embed_source(st, relation)
+
+
+def window_count_sql(style: Style, relation: str, window: CursorWindow) -> Sql:
+    """How many source rows the window holds (a run's row estimate); binds ``window.values()``."""
+    b = Binder(style)
+    cond = window.predicate(_ref(window.column, style), b) or "1 = 1"
+    return embed_source(b.sql(f"SELECT COUNT(*) FROM {SOURCE} WHERE {cond}"), relation)
+
+
+def max_cursor_sql(style: Style, relation: str, column: str) -> Sql:
+    """The source's highest value of the cursor ``column`` (NULL when it has none)."""
+    return Sql(f"SELECT MAX({_ref(column, style)}) FROM {relation}")
+
+
+def run_cursor(window: CursorWindow, chunks: Iterable[int], committed: Mapping[int, Any]) -> Any:
+    """The cursor a run has committed: the lowest over its ``chunks``.
+
+    ``committed`` maps each checkpointed chunk index to the cursor its checkpoint recorded;
+    a chunk without a checkpoint counts as ``window.low``.  ``None`` is lower than any value
+    (nothing is guaranteed: the next run reads from the start).  The result never exceeds the
+    ``low`` of a run with an unacknowledged chunk, nor any checkpoint's cursor.
+    """
+    lowest: Any = _TOP
+    for index in chunks:
+        value = committed.get(index, window.low)
+        if value is None:
+            return None
+        lowest = value if lowest is _TOP or value < lowest else lowest
+    return window.low if lowest is _TOP else lowest
+
+
+_TOP = object()

@@ -1,0 +1,263 @@
+"""The incremental cursor: windows, their SQL per dialect, and the cursor a run commits."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core import incremental as inc
+from async_etl.core import scd_sql_oracle as ora
+from async_etl.core import scd_sql_pg as pg
+from async_etl.core.chunks import Chunk
+from async_etl.core.incremental import CursorWindow, cursor_kind, run_cursor, tag, untag
+from async_etl.core.scd_sql_common import Style, chunk_values
+from async_etl.errors import ConfigError
+from async_etl.jobs.spec import parse_job
+
+CHUNK = Chunk(1, (10,), (20,))
+WINDOW = CursorWindow("updated_at", low=100, high=250, lookback=30)
+
+values = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.datetimes(timezones=st.just(UTC)),
+    st.dates(),
+    st.text(),
+)
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> tuple[CursorWindow, int, dict[int, Any]]:
+    """A window as ``CursorWindow.plan`` makes them, a chunk count, checkpoints of some chunks."""
+    low = draw(st.none() | st.integers(0, 100))
+    top = st.integers(low or 0, 200)  # a window is open above only while it is open below
+    high = draw(top if low is not None else st.none() | top)
+    n = draw(st.integers(1, 12))
+    done = draw(st.sets(st.integers(0, n - 1)))
+    return CursorWindow("c", low, high), n, {i: high for i in done}
+
+
+def at_most(a: Any, b: Any) -> bool:
+    """``a <= b`` where None is below everything."""
+    return a is None or (b is not None and a <= b)
+
+
+@given(runs())
+def test_run_cursor_never_passes_an_unacknowledged_chunk(case: Any) -> None:
+    """With any chunk uncheckpointed the run's cursor is at most the window's low."""
+    window, n, done = case
+    cursor = run_cursor(window, range(n), done)
+    if len(done) < n:
+        assert at_most(cursor, window.low)
+    else:
+        assert cursor == window.high
+    for value in done.values():
+        assert at_most(cursor, value)
+
+
+@given(runs(), st.data())
+def test_run_cursor_only_grows_as_chunks_commit(case: Any, data: st.DataObject) -> None:
+    """Checkpointing one more chunk never lowers the run's cursor."""
+    window, n, done = case
+    extra = data.draw(st.integers(0, n - 1))
+    before = run_cursor(window, range(n), done)
+    after = run_cursor(window, range(n), {**done, extra: window.high})
+    assert at_most(before, after)
+
+
+def test_run_cursor_with_open_top_commits_nothing() -> None:
+    """A window without a top (all cursors NULL) leaves no cursor even when every chunk is done."""
+    assert run_cursor(CursorWindow("c", None, None), range(3), dict.fromkeys(range(3))) is None
+
+
+@given(values)
+def test_cursor_values_round_trip_exactly(value: Any) -> None:
+    """A cursor stored as tagged JSON comes back equal and of the same type."""
+    back = untag(tag(value))
+    assert back == value and type(back) is type(value)
+    window = CursorWindow("c", value, value)
+    assert CursorWindow.from_json(window.to_json()) == window
+
+
+def test_window_never_goes_below_the_committed_cursor() -> None:
+    """A source maximum below the committed cursor (a clock set back) keeps the cursor."""
+    window = CursorWindow.plan("c", 500, 420)
+    assert (window.low, window.high) == (500, 500)
+    assert CursorWindow.plan("c", None, 7).high == 7
+    assert CursorWindow.plan("c", 9, None).high == 9
+    assert CursorWindow.plan("c", None, None).predicate("q.c", _binder()) is None
+
+
+def test_window_refuses_values_that_do_not_compare() -> None:
+    """A committed cursor of another type than the column (type changed) is a ValueError."""
+    with pytest.raises(ValueError, match="does not compare"):
+        CursorWindow.plan("c", "abc", 5)
+    with pytest.raises(ValueError, match="lookback"):
+        CursorWindow.plan("c", "abc", "abd", lookback=5)
+
+
+@pytest.mark.parametrize(
+    ("low", "lookback", "start"),
+    [
+        (100, 30, 70),
+        (Decimal("1.5"), 1, Decimal("0.5")),
+        (datetime(2026, 1, 1, tzinfo=UTC), 90, datetime(2025, 12, 31, 23, 58, 30, tzinfo=UTC)),
+        (date(2026, 1, 10), 3600, date(2026, 1, 9)),
+        (date(2026, 1, 10), 2 * 86_400, date(2026, 1, 8)),
+        ("abc", 0, "abc"),
+    ],
+)
+def test_lookback_moves_the_start_back(low: Any, lookback: int, start: Any) -> None:
+    """Lookback is seconds for times, whole days (rounded up) for dates, units for numbers."""
+    assert CursorWindow("c", low, low, lookback).start == start
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "kind"),
+    [
+        ("bigint", "number"),
+        ("numeric(12,2)", "number"),
+        ("double precision", "number"),
+        ("timestamp with time zone", "time"),
+        ("timestamp(3) without time zone", "time"),
+        ("date", "date"),
+        ("character varying(20)", "text"),
+        ("json", None),
+        ("integer[]", None),
+        ("time without time zone", None),
+        ("boolean", None),
+    ],
+)
+def test_cursor_kinds(sql_type: str, kind: str | None) -> None:
+    """Numbers, dates, timestamps and text can be cursors; json, arrays, times, bools cannot."""
+    assert cursor_kind(sql_type) == kind
+
+
+def _binder() -> Any:
+    from async_etl.core.scd_sql_common import Binder
+
+    return Binder("pg")
+
+
+def test_pg_extract_reads_the_window_with_nulls() -> None:
+    """PostgreSQL reads `c IS NULL OR (c >= start AND c <= high)` inside the chunk's bounds."""
+    st_ = pg.extract_sql(None, "src.t", ["id"], CHUNK, WINDOW)
+    assert '(q."updated_at" IS NULL OR (q."updated_at" >= $3 AND q."updated_at" <= $4))' in (
+        st_.text
+    )
+    args = st_.args({**chunk_values(CHUNK), **WINDOW.values()})
+    assert args == [10, 20, 70, 250]
+    assert pg.extract_sql(None, "src.t", ["id"], CHUNK).params == ("lo0", "hi0")
+
+
+def test_pg_window_applies_to_cuts_null_keys_and_counts() -> None:
+    """Boundary sampling, NULL-key counts and the estimate all see the window only."""
+    cuts = pg.boundaries_sql("SELECT * FROM s", None, ["id"], window=WINDOW)
+    assert cuts.params == ("n", "cur_lo", "cur_hi") and 'q."updated_at" >= $2' in cuts.text
+    relation = pg.source_relation(None, "s")
+    nulls = inc.null_keys_sql("pg", relation, ["a", "b"], WINDOW)
+    assert nulls.text.endswith(
+        'WHERE (q."a" IS NULL OR q."b" IS NULL) AND (q."updated_at" IS NULL OR '
+        '(q."updated_at" >= $1 AND q."updated_at" <= $2))'
+    )
+    rows = inc.null_keys_sql("pg", relation, ["a"], WINDOW, limit=10)
+    assert rows.params == ("cur_lo", "cur_hi") and rows.text.endswith("LIMIT 10")
+    assert inc.null_keys_sql("pg", relation, ["a"]).params == ()
+    count = inc.window_count_sql("pg", relation, CursorWindow("updated_at", 5, None))
+    assert count.text.endswith('WHERE (q."updated_at" IS NULL OR (q."updated_at" >= $1))')
+    assert inc.max_cursor_sql("pg", relation, "updated_at").text == (
+        'SELECT MAX(q."updated_at") FROM "s" AS q'
+    )
+
+
+def _oracle_binds_in_text_order(text: str) -> None:
+    numbers = [int(n) for n in re.findall(r":(\d+)", text)]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_oracle_extract_reads_the_window_with_binds_in_text_order() -> None:
+    """Oracle's chunk read adds the window after the expanded bounds, binds numbered in order."""
+    key = Chunk(2, (1, "x"), (5, "a"))
+    st_ = ora.extract_sql(None, "SRC.T", ["a", "b"], key, WINDOW)
+    assert '(q."UPDATED_AT" IS NULL OR (q."UPDATED_AT" >= :' in st_.text
+    _oracle_binds_in_text_order(st_.text)
+    args = st_.args({**chunk_values(key), **WINDOW.values()})
+    assert args[-2:] == [70, 250] and len(args) == len(st_.params)
+
+
+def test_oracle_window_applies_to_cuts_null_keys_and_counts() -> None:
+    """Oracle's NTILE cuts bind n first, then the window; counts and NULL keys see the window."""
+    cuts = ora.boundaries_sql(None, "SRC.T", ["id"], WINDOW)
+    assert cuts.params == ("n", "cur_lo", "cur_hi")
+    _oracle_binds_in_text_order(cuts.text)
+    assert cuts.text.index("NTILE(:1)") < cuts.text.index('"UPDATED_AT" >= :2')
+    relation = ora.source_relation(None, "SRC.T")
+    for sql in (
+        inc.null_keys_sql("oracle", relation, ["id"], WINDOW),
+        inc.null_keys_sql("oracle", relation, ["id"], WINDOW, limit=7),
+        inc.window_count_sql("oracle", relation, WINDOW),
+    ):
+        assert sql.params == ("cur_lo", "cur_hi")
+        _oracle_binds_in_text_order(sql.text)
+    rows = inc.null_keys_sql("oracle", relation, ["id"], limit=7)
+    assert rows.text.endswith("FETCH FIRST 7 ROWS ONLY")
+    assert inc.max_cursor_sql("oracle", "(SELECT * FROM t) q", "updated_at").text == (
+        'SELECT MAX(q."UPDATED_AT") FROM (SELECT * FROM t) q'
+    )
+
+
+JOB = """
+name = "j"
+[source]
+url = "postgresql://u@h/db"
+table = "s"
+key = ["id"]
+{extra}
+[target]
+url = "postgresql://u@h/db"
+table = "t"
+[scd]
+type = {kind}
+{scd}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind", "scd", "needle"),
+    [
+        ('incremental = "ts"', 2, 'deletes = "expire"', "[scd] deletes: 'expire' cannot be used"),
+        ('incremental = "ts"', 1, 'deletes = "delete"', "[scd] deletes: 'delete' cannot be used"),
+        ("lookback = 10", 2, "", "[source] lookback: only with [source] incremental"),
+        ('incremental = "ts"\nlookback = -1', 2, "", "[source] lookback: must be >= 0"),
+    ],
+)
+def test_job_file_refuses_incremental_misuse(extra: str, kind: int, scd: str, needle: str) -> None:
+    """Deletes with incremental, a lookback without one or below 0: one line naming the key."""
+    with pytest.raises(ConfigError) as info:
+        parse_job(JOB.format(extra=extra, kind=kind, scd=scd), env={})
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_job_file_keeps_incremental_settings() -> None:
+    """`incremental` and `lookback` reach the spec."""
+    spec = parse_job(JOB.format(extra='incremental = "ts"\nlookback = 60', kind=2, scd=""), env={})
+    assert (spec.source.incremental, spec.source.lookback) == ("ts", 60)
+
+
+@pytest.mark.parametrize("dialect", ["pg", "oracle"])
+def test_window_reads_keep_a_commented_query_verbatim(dialect: Style) -> None:
+    """Window counts and NULL-key reads put a query with a trailing comment in on its own lines."""
+    query = "SELECT id, updated_at FROM s -- all rows"
+    relation = (pg if dialect == "pg" else ora).source_relation(query, None)
+    for sql in (
+        inc.window_count_sql(dialect, relation, WINDOW),
+        inc.null_keys_sql(dialect, relation, ["id"], WINDOW, limit=3),
+    ):
+        assert f"(\n{query}\n)" in sql.text
+        assert sql.text.index("WHERE", sql.text.index("\n)")) > 0
