@@ -220,3 +220,20 @@ async def test_composite_key_duplicates_match_the_model(pg_dsn: str, target: str
     assert result.chunks_total > 1 and len(held) > 3
     assert result.rejected == sum(held.values())
     assert norm(got, cols) == norm(model, cols)
+
+
+async def test_duplicates_with_key_columns_named_like_the_count(pg_dsn: str) -> None:
+    """Key columns called n and count: the duplicate check still finds and rejects them."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute('CREATE TABLE s ("n" int, "count" int, val text)')
+        await conn.execute("INSERT INTO s VALUES (1, 1, 'a'), (1, 1, 'b'), (1, 2, 'c')")
+    finally:
+        await conn.close()
+    text = _job(pg_dsn, 2, "reject").replace('key = ["id"]', 'key = ["n", "count"]')
+    spec = spec_of(text.replace('business_key = ["id"]', 'business_key = ["n", "count"]'))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert (result.status, result.inserted, result.rejected) == ("SUCCEEDED", 1, 2), result.error
+    assert [(r["n"], r["count"], r["val"]) for r in await table_rows(pg_dsn, "dw.d")] == [
+        (1, 2, "c")
+    ]
