@@ -6,13 +6,17 @@ everything else is fatal for the unit of work that raised it.  Adapters translat
 exceptions (asyncpg, aiohttp, oracledb, psycopg, urllib3) into these at their boundary and
 always chain the original (``raise TransientLoadError(...) from exc``).
 
-Every message is one line that names what is wrong and where, so the CLI can print it as is.
+Every message is one line that names what is wrong and where, so the CLI can print it as is;
+the constructor also masks any URL secret the text still holds (``mask_text``: a backstop for
+driver messages, since every URL is masked where it is formatted).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
+
+from async_etl.core.urls import mask_text
 
 
 class ErrorKind(StrEnum):
@@ -32,8 +36,8 @@ class AsyncEtlError(Exception):
     kind: ErrorKind = ErrorKind.DB_PERMANENT
 
     def __init__(self, message: str) -> None:
-        # keep messages to one line: the CLI prints them verbatim
-        super().__init__(" ".join(str(message).split()))
+        # keep messages to one line, without secrets: the CLI prints them verbatim
+        super().__init__(mask_text(" ".join(str(message).split())))
 
     @property
     def message(self) -> str:

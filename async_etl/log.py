@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 import structlog
 
+from async_etl.core.urls import mask_text
+
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default).decode()
+
+
+def mask_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """A structlog processor: mask URL secrets in every string value of the event (backstop)."""
+    return {k: mask_text(v) if isinstance(v, str) else v for k, v in event.items()}
 
 
 def install_library_default() -> None:
@@ -36,6 +44,7 @@ def install_library_default() -> None:
         processors=[
             structlog.stdlib.filter_by_level,
             structlog.contextvars.merge_contextvars,
+            mask_secrets,
             structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -56,6 +65,7 @@ def configure_logging(fmt: str, *, level: int = logging.INFO) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

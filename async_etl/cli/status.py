@@ -16,7 +16,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from async_etl.core.urls import dialect_of, mask_url
+from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError
 from async_etl.jobs.spec import env_name, load_job
 from async_etl.jobs.state import RunRow, StateStore, with_store
@@ -71,6 +71,8 @@ def resolve(arg: str | None, state: str | None) -> tuple[str | None, str]:
                           "or name a job file")  # fmt: skip
     if dialect_of(url) != "postgresql":
         raise ConfigError(f"--state: {mask_url(url)} is not a PostgreSQL URL")
+    if (problem := url_problem(url)) is not None:
+        raise ConfigError(f"--state: {mask_url(url)}: {problem}")
     return name, url
 
 

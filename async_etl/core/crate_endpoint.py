@@ -1,4 +1,4 @@
-"""Where a CrateDB sink points: the endpoint parsed from its URL, its table, URL masking.
+"""Where a CrateDB sink points: the endpoint parsed from its URL, and its table.
 
 Pure string work.  ``Endpoint`` keeps the password only to build the ``Authorization``
 header; its ``repr`` and ``display`` never show it, and every ``ConfigError`` names the URL
@@ -14,27 +14,12 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from async_etl.core.schema import quote_ident
+from async_etl.core.urls import mask_url, url_problem
 from async_etl.errors import ConfigError
 
 __all__ = ["DEFAULT_PORT", "CrateTable", "Endpoint", "mask_url"]
 
 DEFAULT_PORT = 4200
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with the password (if any) replaced by ``***``; never raises.
-
-    Works on malformed URLs too: everything between the first ``:`` of the user-info and the
-    last ``@`` is masked, so a password with unescaped ``/`` or ``@`` does not leak.
-    """
-    head, sep, rest = url.partition("://")
-    if not sep:
-        head, rest = "", url
-    at = rest.rfind("@")
-    colon = rest.find(":", 0, at) if at >= 0 else -1
-    if colon < 0:
-        return url
-    return f"{head}{sep}{rest[:colon]}:***@{rest[at + 1 :]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +44,11 @@ class Endpoint:
         def bad(why: str) -> ConfigError:
             return ConfigError(f"invalid CrateDB URL {mask_url(url)!r}: {why}")
 
-        try:
-            parts = urlsplit(url.strip())
-            port = parts.port
-        except ValueError as exc:
-            raise bad(str(exc)) from exc
+        problem = url_problem(url)
+        if problem is not None:
+            raise bad(problem)
+        parts = urlsplit(url.strip())
+        port = parts.port
         scheme = {"http": "http", "https": "https", "crate": "http"}.get(parts.scheme.lower())
         if scheme is None:
             raise bad("scheme must be http, https or crate")

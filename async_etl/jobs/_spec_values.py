@@ -13,7 +13,7 @@ from typing import Any
 
 from async_etl.core.adaptive import parse_auto
 from async_etl.core.specs import is_identifier
-from async_etl.core.urls import SCHEMES, mask_url, scheme_of
+from async_etl.core.urls import SCHEMES, mask_url, scheme_of, url_problem
 from async_etl.errors import ConfigError
 
 Gathered = dict[tuple[str, str], tuple[Any, str]]
@@ -122,6 +122,8 @@ def check_kind(value: Any, kind: str) -> Any:
     if kind == "url" and scheme_of(value) not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
         raise ValueError(f"unknown URL scheme in {mask_url(value)} (use one of {known})")
+    if kind == "url" and (problem := url_problem(value)) is not None:
+        raise ValueError(f"{mask_url(value)}: {problem}")
     return value
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from async_etl.core.retry import RetryPolicy, Strategy
-from async_etl.core.urls import dialect_of, mask_url
+from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.spec import JobSpec, load_job
 from async_etl.orchestrator.dag import find_cycle
@@ -215,6 +215,8 @@ def parse_plan(text: str, *, path: str, base_dir: Path, load: JobLoader) -> Plan
         raise fail("state", "required key is missing (the PostgreSQL state store URL)")
     if dialect_of(state) != "postgresql":
         raise fail("state", f"{mask_url(state)} is not a postgresql:// URL")
+    if (problem := url_problem(state)) is not None:
+        raise fail("state", f"{mask_url(state)}: {problem}")
     local_max = _get(doc, "local_max", int, "", fail, 4)
     global_max = _get(doc, "global_max", int, "", fail)
     _at_least(local_max, 1, "local_max", fail)
@@ -287,8 +289,10 @@ def _budgets(t: dict[str, Any], fail: _Fail) -> tuple[dict[str, int], int]:
             continue
         if dialect_of(url) is None:
             raise fail(f"[budgets] {mask_url(url)}", "expected a database URL or 'default'")
-        value = _get(t, url, int, "[budgets] ", fail)
-        _at_least(value, 1, f"[budgets] {mask_url(url)}", fail)
+        where, value = f"[budgets] {mask_url(url)}", t[url]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(where, f"expected int, got {value!r}")
+        _at_least(value, 1, where, fail)
         out[url] = value
     return out, default
 

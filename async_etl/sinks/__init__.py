@@ -6,37 +6,28 @@ from typing import get_args
 from urllib.parse import parse_qs, urlsplit
 
 from async_etl.config import BenchSettings
+from async_etl.core.urls import mask_url, url_problem
 from async_etl.errors import ConfigError
 from async_etl.typing import AsyncSink, WireFormat
 
 SCHEMES = ("http://", "https://", "crate://", "postgresql://", "postgres://", "null://")
 
 
-def _mask(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
-
-
 def sink_scheme(url: str) -> str:
     """The scheme of a sink URL, or ConfigError naming the URL when it has none we know."""
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme:
-        raise ConfigError(f"--sink {_mask(url)!r}: not a URL (expected e.g. {', '.join(SCHEMES)})")
+        expected = ", ".join(SCHEMES)
+        raise ConfigError(f"--sink {mask_url(url)!r}: not a URL (expected e.g. {expected})")
     scheme = scheme.lower()
     if f"{scheme}://" not in SCHEMES:
         known = ", ".join(SCHEMES)
-        raise ConfigError(f"--sink {_mask(url)!r}: unknown scheme {scheme!r} (use {known})")
+        raise ConfigError(f"--sink {mask_url(url)!r}: unknown scheme {scheme!r} (use {known})")
     if scheme != "null" and not rest.strip("/"):
-        raise ConfigError(f"--sink {_mask(url)!r}: no host")
-    try:
-        urlsplit(url).port  # noqa: B018 - validates the port
-    except ValueError as exc:
-        raise ConfigError(f"--sink {_mask(url)!r}: {exc}") from None
+        raise ConfigError(f"--sink {mask_url(url)!r}: no host")
+    problem = url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"--sink {mask_url(url)!r}: {problem}")
     return scheme
 
 
@@ -48,10 +39,11 @@ def null_wire(url: str) -> WireFormat:
     query = parse_qs(urlsplit(url).query)
     unknown = set(query) - {"wire"}
     if unknown:
-        raise ConfigError(f"--sink {url!r}: unknown parameter {sorted(unknown)[0]!r} (use wire=)")
+        first = sorted(unknown)[0]
+        raise ConfigError(f"--sink {mask_url(url)!r}: unknown parameter {first!r} (use wire=)")
     wire = query.get("wire", ["crate_json"])[-1]
     if wire not in get_args(WireFormat):
-        raise ConfigError(f"--sink {url!r}: wire must be crate_json, pg_binary or none")
+        raise ConfigError(f"--sink {mask_url(url)!r}: wire must be crate_json, pg_binary or none")
     return wire  # type: ignore[return-value]
 
 

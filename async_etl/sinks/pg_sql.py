@@ -22,16 +22,6 @@ def split_table(table: str) -> tuple[str | None, str]:
     return (schema or None), name
 
 
-def mask_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by ``***``."""
-    head, sep, tail = dsn.partition("@")
-    if not sep or "://" not in head:
-        return dsn
-    scheme, _, cred = head.partition("://")
-    user, colon, _ = cred.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{tail}"
-
-
 @dataclass(frozen=True, slots=True)
 class PgStatements:
     """Every statement a PostgreSQL sink runs for ``table`` (``$1``-style parameters)."""

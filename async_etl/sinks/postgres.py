@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from async_etl.core.urls import mask_url
 from async_etl.errors import AsyncEtlError, DataError
 from async_etl.sinks.closing import ClosingSink
 from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
-from async_etl.sinks.pg_sql import LEDGER, PgStatements, mask_dsn, split_table
+from async_etl.sinks.pg_sql import LEDGER, PgStatements, split_table
 from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _broken(conn: asyncpg.Connection) -> bool:
         return True
 
 
-__all__ = ["LEDGER", "PostgresSink", "mask_dsn", "pooled", "split_table"]
+__all__ = ["LEDGER", "PostgresSink", "pooled", "split_table"]
 
 
 class PostgresSink(ClosingSink):
@@ -70,12 +71,12 @@ class PostgresSink(ClosingSink):
         self._unlogged = unlogged
         self._pool: asyncpg.Pool | None = None
         self._columns: tuple[str, ...] = ()
-        self._where = f"PostgreSQL {mask_dsn(dsn)} table {table}"
+        self._where = f"PostgreSQL {mask_url(dsn)} table {table}"
         self._sql = PgStatements.for_table(table)
 
     def describe(self) -> str:
         """A human-readable, password-free name for reports."""
-        return f"{mask_dsn(self._dsn)} table {self._table}"
+        return f"{mask_url(self._dsn)} table {self._table}"
 
     async def prepare(self, schema: Schema) -> Target:
         """Open the pool, create the table and the ledger if missing, find the next free id.

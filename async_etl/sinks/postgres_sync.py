@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from async_etl.core.classify import classify_sqlstate, load_error
+from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
     DataError,
     LoadError,
     network,
 )
-from async_etl.sinks.pg_sql import PgStatements, mask_dsn
+from async_etl.sinks.pg_sql import PgStatements
 from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
 
 if TYPE_CHECKING:
@@ -115,11 +116,11 @@ class BlockingPostgresSink:
         self._sql = PgStatements.for_table(table)
         self._pool: _Pool | None = _Pool(dsn, max(1, concurrency))
         self._copy = ""
-        self._where = f"PostgreSQL {mask_dsn(dsn)} table {table}"
+        self._where = f"PostgreSQL {mask_url(dsn)} table {table}"
 
     def describe(self) -> str:
         """A human-readable, password-free name for reports."""
-        return f"{mask_dsn(self._dsn)} table {self._table}"
+        return f"{mask_url(self._dsn)} table {self._table}"
 
     def _require(self) -> _Pool:
         if self._pool is None:
