@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats
-from async_etl.errors import TransientError
+from async_etl.errors import ErrorKind, TransientError
 from async_etl.typing import EncodedBatch, RowError, SendResult
 
 
@@ -71,11 +71,14 @@ class Delivery:
         """Account for an attempt that failed transiently; return the delay before the next one."""
         self.stats.record_attempt(latency_s)
         self.stats.record_error(exc.message)
-        return self._again(exc.message, jitter, exc.retry_after)
+        network = exc.kind is ErrorKind.NETWORK
+        return self._again(exc.message, jitter, exc.retry_after, network=network)
 
-    def _again(self, reason: str, jitter: float, retry_after: float | None) -> float:
+    def _again(
+        self, reason: str, jitter: float, retry_after: float | None, *, network: bool = False
+    ) -> float:
         decision = self.policy.decide(
-            self.attempt, retryable=True, jitter=jitter, retry_after=retry_after
+            self.attempt, retryable=True, jitter=jitter, retry_after=retry_after, network=network
         )
         if not decision.retry:
             assert self.pending is not None

@@ -4,12 +4,20 @@ Exponential backoff with full jitter (``sleep = U(0, min(cap, base * 2**(attempt
 cap, a maximum number of retries, and ``Retry-After`` respected as a lower bound.  The random
 draw is passed in, so the policy is deterministic under test and both runners (async and
 threads) share it unchanged.
+
+A *network* failure (connection refused or lost: the server is down or restarting) is paced on
+a slower clock: the ceiling grows from ``connect_base`` (default 0.5 s) instead of ``base``, and
+the draw is "equal jitter" (``U(ceiling/2, ceiling)``), so the retries of one failure span
+seconds, the time a server takes to come back, instead of milliseconds: with the defaults
+five retries wait 6.25-12.5 s in all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from async_etl.errors import AsyncEtlError, ErrorKind
 
 Strategy = Literal["exponential", "linear", "fixed"]
 
@@ -30,31 +38,57 @@ class RetryPolicy:
     base: float = 0.05
     cap: float = 5.0
     strategy: Strategy = "exponential"
+    connect_base: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.base < 0 or self.cap < 0:
-            raise ValueError("base and cap must be >= 0")
+        if self.base < 0 or self.cap < 0 or self.connect_base < 0:
+            raise ValueError("base, connect_base and cap must be >= 0")
 
-    def ceiling(self, attempt: int) -> float:
-        """The largest delay allowed after failed attempt number ``attempt`` (1-based)."""
+    def ceiling(self, attempt: int, *, network: bool = False) -> float:
+        """The largest delay (s) allowed after failed attempt number ``attempt`` (1-based).
+
+        ``network``: the failure was a refused or lost connection (ceiling from ``connect_base``).
+        """
         n = max(1, attempt)
+        base = max(self.base, self.connect_base) if network else self.base
         if self.strategy == "exponential":
-            raw = self.base * 2.0 ** min(n - 1, 62)
+            raw = base * 2.0 ** min(n - 1, 62)
         elif self.strategy == "linear":
-            raw = self.base * n
+            raw = base * n
         else:
-            raw = self.base
+            raw = base
         return min(self.cap, raw)
 
     def decide(
-        self, attempt: int, *, retryable: bool, jitter: float, retry_after: float | None = None
+        self,
+        attempt: int,
+        *,
+        retryable: bool,
+        jitter: float,
+        retry_after: float | None = None,
+        network: bool = False,
     ) -> Decision:
-        """Decide after attempt ``attempt`` failed; ``jitter`` is a uniform draw in [0, 1)."""
+        """Decide after attempt ``attempt`` failed; ``jitter`` is a uniform draw in [0, 1).
+
+        ``network``: a refused or lost connection, paced from ``connect_base`` with a delay of at
+        least half the ceiling (a server needs seconds to come back, not milliseconds).
+        """
         if not retryable or attempt > self.max_retries:
             return Decision(retry=False)
-        delay = jitter * self.ceiling(attempt)
+        ceiling = self.ceiling(attempt, network=network)
+        delay = ceiling * (0.5 + jitter / 2) if network else jitter * ceiling
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.cap))
         return Decision(retry=True, delay=delay)
+
+    def after(self, attempt: int, error: AsyncEtlError, jitter: float) -> Decision:
+        """``decide`` for a raised ``error``: its retryable flag, ``Retry-After`` and kind."""
+        return self.decide(
+            attempt,
+            retryable=error.retryable,
+            jitter=jitter,
+            retry_after=getattr(error, "retry_after", None),
+            network=error.kind is ErrorKind.NETWORK,
+        )

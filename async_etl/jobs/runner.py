@@ -275,12 +275,7 @@ class _JobRun:
                 raise
             except AsyncEtlError as exc:
                 self.chunk_stats.record_error(exc.message)
-                decision = ctx.policy.decide(
-                    attempt,
-                    retryable=exc.retryable,
-                    jitter=random.random(),
-                    retry_after=getattr(exc, "retry_after", None),
-                )
+                decision = ctx.policy.after(attempt, exc, random.random())
                 if not decision.retry:
                     raise
                 log.warning("chunk_retry", attempt=attempt, delay=round(decision.delay, 3),

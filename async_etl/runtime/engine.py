@@ -26,6 +26,7 @@ One task group per run, three stages joined by a bounded memory stream::
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.schedule import LATE_AFTER_S
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
-from async_etl.errors import TransientError, first_etl_error
+from async_etl.errors import AsyncEtlError, TransientError, first_etl_error, unusable
 from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.loop import running_uvloop
@@ -128,12 +129,18 @@ class Engine(Stoppable):
     ) -> Summary:
         """Generate ``source`` into ``sink`` until the records, the duration or a stop run out.
 
-        Raises ``LoadError`` (or another fatal ``AsyncEtlError``) when the sink fails for good;
-        rows that were rejected or given up are reported in the summary instead.
+        Raises ``ConfigError`` (exit 2, keeping the cause's ``kind``) when the sink cannot be
+        prepared, after the retry policy's attempts for a transient failure; ``LoadError`` (or
+        another fatal ``AsyncEtlError``) when the sink fails for good later; rows that were
+        rejected or given up are reported in the summary instead.
         """
         s = self.settings
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
-        target = await retrying(lambda: sink.prepare(source.schema), policy, self._random.random)
+        try:
+            prepare = functools.partial(sink.prepare, source.schema)
+            target = await retrying(prepare, policy, self._random.random)
+        except AsyncEtlError as exc:  # unreachable or unusable at start: bad input, exit 2
+            raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
         unit_rows = s.batch_size * batches_per_unit(s.batch_size)
         schedule = s.schedule
         pacer = Pacer(schedule) if schedule is not None else None

@@ -90,7 +90,7 @@ def _delay(
     exc: TransientError, attempt: int, policy: RetryPolicy, jitter: Callable[[], float], what: str
 ) -> float:
     """The pause before the next attempt; re-raises ``exc`` when the policy gives up."""
-    decision = policy.decide(attempt, retryable=True, jitter=jitter(), retry_after=exc.retry_after)
+    decision = policy.after(attempt, exc, jitter())
     if not decision.retry:
         raise exc
     log.warning("retrying", what=what or None, attempt=attempt,

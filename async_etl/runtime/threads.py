@@ -33,6 +33,7 @@ the same batch size, generator count, retry policy and warm-up.
 
 from __future__ import annotations
 
+import functools
 import queue
 import random
 import signal
@@ -57,7 +58,7 @@ from async_etl.core.records import w_generate_batches
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
-from async_etl.errors import TransientError
+from async_etl.errors import AsyncEtlError, TransientError, unusable
 from async_etl.runtime.executor import new_pool, pool_pids, w_warm
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
@@ -216,16 +217,19 @@ class ThreadRunner(Stoppable):
     ) -> Summary:
         """Generate ``source`` into ``sink`` until the records, the duration or a stop run out.
 
-        Raises ``LoadError`` (or another fatal ``AsyncEtlError``) when the sink fails for good;
+        Raises ``ConfigError`` (exit 2) when the sink cannot be prepared (as ``Engine.run``),
+        ``LoadError`` (or another fatal ``AsyncEtlError``) when the sink fails for good later;
         rows that were rejected or given up are reported in the summary instead.
         """
         s = self.settings
         sampler = sampler or ProcessSampler(None)
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         with _Generators(s.generators) as gen:
-            target = retrying_blocking(
-                lambda: sink.prepare(source.schema), policy, self._random.random
-            )
+            try:
+                prepare = functools.partial(sink.prepare, source.schema)
+                target = retrying_blocking(prepare, policy, self._random.random)
+            except AsyncEtlError as exc:  # unreachable or unusable at start: bad input, exit 2
+                raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
             unit_rows = s.batch_size * batches_per_unit(s.batch_size)
             planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
             meter = ResourceMeter(gen.pids)

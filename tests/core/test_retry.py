@@ -41,3 +41,24 @@ def test_retry_after_is_a_lower_bound_capped_by_the_cap() -> None:
     policy = RetryPolicy(base=0.01, cap=2.0)
     assert policy.decide(1, retryable=True, jitter=0.0, retry_after=1.5).delay == 1.5
     assert policy.decide(1, retryable=True, jitter=0.0, retry_after=60).delay == 2.0
+
+
+@given(
+    attempt=st.integers(min_value=1, max_value=50),
+    jitter=st.floats(min_value=0.0, max_value=0.999999),
+)
+def test_network_failures_wait_at_least_half_a_slower_ceiling(attempt: int, jitter: float) -> None:
+    """A refused connection waits U(c/2, c) with c grown from connect_base, never ~0 s."""
+    policy = RetryPolicy(max_retries=100, base=0.05, cap=5.0, connect_base=0.5)
+    ceiling = policy.ceiling(attempt, network=True)
+    assert ceiling == min(5.0, 0.5 * 2.0 ** (attempt - 1))
+    delay = policy.decide(attempt, retryable=True, jitter=jitter, network=True).delay
+    assert ceiling / 2 <= delay <= ceiling
+
+
+def test_default_network_retries_span_seconds() -> None:
+    """With the bench defaults, five retries of a refused connection wait 6.25 s at least."""
+    policy = RetryPolicy(max_retries=5, base=0.05, cap=5.0)
+    waits = [policy.decide(n, retryable=True, jitter=0.0, network=True) for n in range(1, 7)]
+    assert [w.retry for w in waits] == [True] * 5 + [False]
+    assert sum(w.delay for w in waits) == 0.25 + 0.5 + 1.0 + 2.0 + 2.5

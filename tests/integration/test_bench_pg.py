@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from async_etl.config import BenchSettings
-from async_etl.errors import LoadError
+from async_etl.errors import ConfigError, ErrorKind
 from async_etl.runtime.engine import Engine
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
@@ -105,21 +105,22 @@ async def test_killed_backends_mid_run_still_deliver_every_row_exactly_once(pg_d
 
 
 async def test_wrong_table_shape_is_a_permanent_one_line_error(pg_dsn: str) -> None:
-    """A pre-existing table of the wrong shape fails the run with PostgreSQL's message."""
+    """A pre-existing table of the wrong shape stops the run at start with PostgreSQL's message."""
     conn = await asyncpg.connect(pg_dsn)
     try:
         await conn.execute("CREATE TABLE async_etl_bench (id text, something int)")
     finally:
         await conn.close()
-    with pytest.raises(LoadError) as info:
+    with pytest.raises(ConfigError) as info:
         await _bench(_settings(pg_dsn, records=2_000))
     message = info.value.message
     assert "\n" not in message and "async_etl_bench" in message
 
 
 async def test_unreachable_database_is_a_one_line_error_without_password() -> None:
-    """A refused connection names the URL with the password masked."""
+    """A refused connection at start: ConfigError (exit 2) of kind network, password masked."""
     dsn = "postgresql://postgres:secret@127.0.0.1:1/none"
-    with pytest.raises(LoadError) as info:
-        await asyncio.wait_for(_bench(_settings(dsn, records=10)), 30)
+    with pytest.raises(ConfigError) as info:
+        await asyncio.wait_for(_bench(_settings(dsn, records=10, max_retries=1)), 30)
     assert "secret" not in info.value.message and "***" in info.value.message
+    assert info.value.kind is ErrorKind.NETWORK

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     [
         (["--sink", "ftp://host/x"], "unknown scheme 'ftp'"),
         (["--sink", "localhost:5432"], "not a URL"),
-        (["--sink", "http://host:notaport"], "Port could not be cast"),
+        (["--sink", "http://host:notaport"], "the port is not a number"),
         (["--sink", "null://", "--concurrency", "0"], "--concurrency: must be >= 1"),
         (["--sink", "null://", "--log-format", "xml"], "--log-format"),
         (["--sink", "null://", "--table", "a b"], "--table: must be name or schema.name"),
@@ -86,12 +87,12 @@ def test_missing_schema_file_is_a_one_line_error(tmp_path: Path) -> None:
     assert "absent.toml" in _one_line_error(proc)
 
 
-def test_bad_credentials_exit_1_with_one_line_and_no_password() -> None:
-    """A 401 from CrateDB stops the run at once: exit 1, one line, password masked."""
+def test_bad_credentials_exit_2_with_one_line_and_no_password() -> None:
+    """A 401 from CrateDB stops the run before any batch: exit 2, one line, password masked."""
     with CrateStandIn(StandInConfig(user="crate", password="right")) as crate:
         url = crate.url.replace("http://", "http://crate:wrong@")
         proc = _cli("--sink", url, "--records", "5000", "--generators", "0")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("async-etl: error:")]
     assert len(lines) == 1 and "401" in lines[0]
     assert "wrong" not in proc.stderr + proc.stdout
@@ -172,3 +173,20 @@ def test_batches_too_big_for_memory_are_refused_before_generating(tmp_path: Path
     ok = _cli("--sink", "null://", "--records", "3", "--schema", str(path), "--batch-size", "2",
               "--generators", "0")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
+
+
+def test_unreachable_database_exits_2_like_run_with_paced_retries() -> None:
+    """A refused PostgreSQL: paced retries, then one masked line and exit 2 (as ``run``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://u@127.0.0.1:{port}/db?password=s3cret"
+    proc = _cli("--sink", url, "--records", "10", "--generators", "0", "--max-retries", "2")
+    assert proc.returncode == 2
+    events = [json.loads(ln) for ln in proc.stderr.splitlines() if ln.startswith("{")]
+    delays = [e["delay_s"] for e in events if e["event"] == "retrying"]
+    assert len(delays) == 2 and delays[0] >= 0.25 and delays[1] >= 0.5
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("async-etl: error:")]
+    assert len(errors) == 1 and "cannot use the sink" in errors[0]
+    assert "s3cret" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr

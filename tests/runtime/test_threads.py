@@ -16,7 +16,7 @@ import urllib3
 
 from async_etl.config import BenchSettings
 from async_etl.core.summary import Summary
-from async_etl.errors import LoadError
+from async_etl.errors import ConfigError
 from async_etl.runtime.engine import Engine
 from async_etl.runtime.threads import ProcessSampler, ThreadRunner, run_threads
 from async_etl.sinks import open_sink
@@ -143,9 +143,9 @@ def test_stop_finishes_in_flight_batches_and_accounts_for_all() -> None:
 
 
 def test_fatal_error_aborts_the_run_and_is_raised() -> None:
-    """Bad credentials fail the thread runner with the sink's one-line LoadError."""
+    """Bad credentials at start fail the thread runner with one line: ConfigError (exit 2)."""
     with CrateStandIn(StandInConfig(user="crate", password="right")) as crate:
         url = crate.url.replace("http://", "http://crate:wrong@")
-        with pytest.raises(LoadError) as info:
+        with pytest.raises(ConfigError) as info:
             run_threads(_settings(), Synthetic(), url)
     assert "401" in info.value.message and "wrong" not in info.value.message

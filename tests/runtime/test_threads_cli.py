@@ -48,15 +48,16 @@ def test_sigint_mid_run_stops_gracefully_with_summary(mode: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_bad_credentials_exit_1_with_one_line(mode: str) -> None:
-    """A fatal sink error prints exactly one `async-etl: error:` line and exits 1."""
+def test_bad_credentials_exit_2_with_one_line(mode: str) -> None:
+    """A sink refusing the credentials at start: one `async-etl: error:` line, exit 2 (as run)."""
     with CrateStandIn(StandInConfig(user="crate", password="right")) as crate:
         url = crate.url.replace("http://", "http://crate:s3cret@")
         cmd = bench("--sink", url, "--mode", mode, "--records", "1000", "--generators", "0")
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1
-    assert len(lines) == 1 and lines[0].startswith("async-etl: error: CrateDB http://crate@")
+    assert done.returncode == 2
+    prefix = "async-etl: error: cannot use the sink: CrateDB http://crate@"
+    assert len(lines) == 1 and lines[0].startswith(prefix)
     assert "401" in lines[0] and "s3cret" not in done.stderr
 
 
