@@ -87,7 +87,7 @@ async def test_killed_backends_mid_run_still_deliver_every_row_exactly_once(pg_d
                 await admin.fetch(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                    "AND state = 'active'"
+                    "AND state = 'active' AND query LIKE 'COPY%'"
                 )
             )
 
