@@ -15,9 +15,10 @@ from async_etl.cli import main
 
 @pytest.fixture
 def stand_in_32() -> Iterator[str]:
-    """A stand-in process (its own interpreter: no GIL shared with the sweep), capacity 32."""
+    """A stand-in process, capacity 32 at 200 ms: the client (sharing a busy machine) must
+    stay far from its own CPU limit, or the knee measured would be the client's."""
     cmd = [sys.executable, "-m", "async_etl.testing.crate", "--port", "0", "--count-only"]
-    cmd += ["--capacity", "32", "--latency-ms", "100", "--growth", "0.1"]
+    cmd += ["--capacity", "32", "--latency-ms", "200", "--growth", "0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -32,7 +33,7 @@ def test_sweep_finds_the_stand_ins_capacity(
     stand_in_32: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Capacity 32: the reported knee is 32 ± 25 %, with sweep.json and throughput.png written."""
-    args = "--batch-size 20 --generators 0 --step-seconds 1.2 --warmup 0.3 --start 4"
+    args = "--batch-size 20 --generators 0 --step-seconds 1.5 --warmup 0.4 --start 8"
     args += f" --max-concurrency 64 --out {tmp_path}"
     code = main(["sweep", "--sink", stand_in_32, *args.split()])
     out = capsys.readouterr().out
@@ -43,7 +44,7 @@ def test_sweep_finds_the_stand_ins_capacity(
     assert f"knee: concurrency {knee['concurrency']}," in out
     assert (tmp_path / "throughput.png").stat().st_size > 0
     levels = [p["concurrency"] for p in result["points"]]
-    assert levels == sorted(levels) and {4, 8, 16, 32, 64} <= set(levels)
+    assert levels == sorted(levels) and {8, 16, 32, 64} <= set(levels)
 
 
 def test_sweep_refuses_a_warmup_longer_than_a_step(capsys: pytest.CaptureFixture[str]) -> None:
