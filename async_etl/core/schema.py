@@ -257,6 +257,8 @@ def _check_params(col: Column, mk: Callable[[str], ConfigError]) -> None:
         lo, hi, dec = p.get("min", 0.0), p.get("max", 10000.0), p.get("decimals", 2)
         if not (_is_number(lo) and _is_number(hi)):
             raise mk(f"min and max must be numbers, got {lo!r} and {hi!r}")
+        if not math.isfinite(cast(float, hi) - cast(float, lo)):  # numpy's uniform overflows
+            raise mk(f"max - min must be a finite number, got min={lo} max={hi}")
         if cast(float, lo) > cast(float, hi):
             raise mk(f"min > max ({lo} > {hi})")
         if not (_is_int(dec) and 0 <= cast(int, dec) <= 15):

@@ -182,6 +182,11 @@ _ID = 'id = { type = "bigint", gen = "sequence" }\n'
             "[columns]\n" + _ID + 'x = { type = "text", gen = "text", min_len = 9, max_len = 3 }',
             "min_len > max_len",
         ),
+        (
+            "[columns]\n" + _ID + 'x = { type = "double", gen = "uniform", min = -1.7e308, '
+            "max = 1.7e308 }",
+            "max - min must be a finite number",
+        ),
         ("[columns]\n" + _ID + 'x = { type = "text", gen = "choice", values = [] }', "empty"),
         ("[columns]\n" + _ID + 'x = { type = "text", gen = "choice" }', "values"),
         (
