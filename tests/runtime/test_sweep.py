@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from async_etl.cli import main
+from tests.runtime.standin_process import standin_process
 
 
 @pytest.fixture
 def stand_in_32() -> Iterator[str]:
     """A stand-in process, capacity 32 at 200 ms: the client (sharing a busy machine) must
     stay far from its own CPU limit, or the knee measured would be the client's."""
-    cmd = [sys.executable, "-m", "async_etl.testing.crate", "--port", "0", "--count-only"]
-    cmd += ["--capacity", "32", "--latency-ms", "200", "--growth", "0.1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().rsplit(" ", 1)[1].strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with standin_process("--capacity", "32", "--latency-ms", "200", "--growth", "0.1") as url:
+        yield url
 
 
 @pytest.mark.slow
