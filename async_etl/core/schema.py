@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Final, Literal, TypeAlias, TypeVar, cast, get_args
 
@@ -31,6 +32,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT4 = (-(2**31), 2**31 - 1)
 _INT8 = (-(2**63), 2**63 - 1)
 _MAX_TEXT = 10_000_000
+_MAX_DAYS = (date(2025, 1, 1) - date(1, 1, 1)).days
+"""Timestamps go back from the generators' fixed 2025-01-01 at most to year 1 (Python's min)."""
 
 # generator -> the column types it can fill
 GENERATOR_TYPES: Final[Mapping[str, frozenset[str]]] = {
@@ -275,8 +278,8 @@ def _check_params(col: Column, mk: Callable[[str], ConfigError]) -> None:
             raise mk(f"max_len must be at most {_MAX_TEXT}, got {hi}")
     elif col.gen == "timestamp":
         days = p.get("days", 365)
-        if not (_is_number(days) and cast(float, days) > 0):
-            raise mk(f"days must be a positive number, got {days!r}")
+        if not (_is_number(days) and 0 < cast(float, days) <= _MAX_DAYS):
+            raise mk(f"days must be a number above 0 and at most {_MAX_DAYS}, got {days!r}")
 
 
 def _check_choice(col: Column, values: object, mk: Callable[[str], ConfigError]) -> None:

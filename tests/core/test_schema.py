@@ -183,6 +183,10 @@ _ID = 'id = { type = "bigint", gen = "sequence" }\n'
             "min_len > max_len",
         ),
         (
+            "[columns]\n" + _ID + 'x = { type = "timestamptz", gen = "timestamp", days = 3e6 }',
+            "at most 739251",
+        ),
+        (
             "[columns]\n" + _ID + 'x = { type = "double", gen = "uniform", min = -1.7e308, '
             "max = 1.7e308 }",
             "max - min must be a finite number",
