@@ -28,7 +28,10 @@ from async_etl.errors import (
     LoadError,
     TransientError,
 )
+from async_etl.jobs.api import JobResult, Progress
 from async_etl.log import install_library_default
+from async_etl.orchestrator.driver import PlanOutcome
+from async_etl.runs import job_spec, plan_spec, run_job, run_plan
 from async_etl.runtime.engine import Engine, Limits
 from async_etl.runtime.writer import (
     RefusedRow,
@@ -54,8 +57,11 @@ __all__ = [
     "Engine",
     "ErrorKind",
     "ExtractError",
+    "JobResult",
     "Limits",
     "LoadError",
+    "PlanOutcome",
+    "Progress",
     "RefusedRow",
     "RetryPolicy",
     "Schema",
@@ -69,7 +75,11 @@ __all__ = [
     "__version__",
     "bench_settings",
     "default_schema",
+    "job_spec",
     "load_schema",
     "open_sink",
     "open_writer",
+    "plan_spec",
+    "run_job",
+    "run_plan",
 ]

@@ -50,14 +50,17 @@ class Encoded:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RowShape:
-    """The target's columns in order; ``normalize`` fits a row to them."""
+    """The target's columns in order; ``normalize`` fits a row to them.
+
+    No columns (a ``null://`` writer without declared columns) takes tuples of any width.
+    """
 
     columns: tuple[str, ...]
 
     def normalize(self, row: Any) -> tuple[Any, ...] | str:
         """``row`` (tuple/list, dict by column name, or dataclass) as a tuple, or why it is not."""
         if isinstance(row, tuple | list):
-            if len(row) != len(self.columns):
+            if self.columns and len(row) != len(self.columns):  # no columns: any width
                 return f"row has {len(row)} values for {len(self.columns)} columns"
             return tuple(row)
         if isinstance(row, Mapping):

@@ -114,8 +114,22 @@ def parse_job(
     env: Mapping[str, str] | None = None,
 ) -> JobSpec:
     """Parse and validate job-file ``text``; raises ``ConfigError`` (one line) on any problem."""
+    doc = parse_toml(text, Fail(path))
+    return job_from_mapping(doc, path=path, overrides=overrides, env=env)
+
+
+def job_from_mapping(
+    doc: Mapping[str, Any],
+    *,
+    path: str = "<job>",
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> JobSpec:
+    """Validate a job given as a mapping shaped like the job file (same one-line errors).
+
+    ``{"name": ..., "source": {...}, "target": {...}, "scd": {...}}``; raises ``ConfigError``.
+    """
     fail = Fail(path)
-    doc = parse_toml(text, fail)
     merged = env_values(env or {}, fail)
     merged.update(file_values(doc, fail))
     merged.update(set_values(overrides, fail))

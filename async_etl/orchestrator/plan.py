@@ -201,11 +201,21 @@ def parse_plan(text: str, *, path: str, base_dir: Path, load: JobLoader) -> Plan
 
     Raises ``ConfigError`` (one line naming the file and key) on any problem.
     """
-    fail = _Fail(path)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise fail("TOML", str(exc)) from None
+        raise _Fail(path)("TOML", str(exc)) from None
+    return plan_from_mapping(doc, path=path, base_dir=base_dir, load=load)
+
+
+def plan_from_mapping(
+    doc: Mapping[str, Any], *, path: str = "<plan>", base_dir: Path, load: JobLoader
+) -> Plan:
+    """Validate a plan given as a mapping shaped like the plan file (same one-line errors).
+
+    ``[[jobs]]`` is the ``"jobs"`` list of mappings.  Raises ``ConfigError`` naming the key.
+    """
+    fail = _Fail(path)
     _check_keys(doc, "", "", fail)
     name = _get(doc, "name", str, "", fail)
     if not name or not name.strip():

@@ -50,3 +50,55 @@ def test_engine_events_reach_a_host_that_configures_logging(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert "INFO:async_etl.reporter:event='throughput'" in done.stderr
+
+
+WRITER = """
+    import asyncio
+    from async_etl import open_writer
+
+    async def main() -> None:
+        async with open_writer("null://", table="t", linger_ms=1) as writer:
+            for i in range(20_000):
+                await writer.write((i, "x"))
+        assert writer.report.delivered == 20_000
+
+    asyncio.run(main())
+"""
+
+
+def test_embedded_writer_prints_nothing(tmp_path: Path) -> None:
+    """A writer run in a host without logging configured writes nothing to stdout or stderr."""
+    done = _run(WRITER, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+JOB = """
+    import asyncio
+    import asyncpg
+    from async_etl import run_job
+
+    DSN = {dsn!r}
+
+    async def main() -> None:
+        conn = await asyncpg.connect(DSN)
+        await conn.execute("CREATE TABLE s (id int PRIMARY KEY, v text); "
+                           "INSERT INTO s SELECT g, 'v' FROM generate_series(1, 500) g")
+        await conn.close()
+        result = await run_job({{
+            "name": "quiet",
+            "source": {{"url": DSN, "query": "SELECT id, v FROM s", "key": ["id"]}},
+            "target": {{"url": DSN, "table": "t"}},
+            "scd": {{"type": 1}},
+        }})
+        assert result.status == "SUCCEEDED", result.error
+
+    asyncio.run(main())
+"""
+
+
+def test_embedded_job_prints_nothing(tmp_path: Path, pg_dsn: str) -> None:
+    """A mapper job run from code in a host without logging configured prints nothing."""
+    done = _run(JOB.format(dsn=pg_dsn), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")

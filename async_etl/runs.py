@@ -1,0 +1,117 @@
+"""Mapper jobs and plans from code: specs built in code or loaded from files, then run.
+
+``job_spec`` / ``plan_spec`` validate exactly like the TOML files (same one-line
+``ConfigError``), from a mapping shaped like the file or from a path.  ``run_job`` and
+``run_plan`` run them on the current event loop, report progress to a callback, stop at a safe
+point when ``stop`` is set, and mark the run STOPPED when the calling task is cancelled.  The
+results are the typed ``JobResult`` / ``PlanOutcome``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from async_etl.core.retry import RetryPolicy
+from async_etl.jobs.api import JobOptions, JobResult, Progress
+from async_etl.jobs.runner import run_job as _run_job
+from async_etl.jobs.spec import JobSpec, job_from_mapping, load_job
+from async_etl.orchestrator.driver import Orchestrator, PlanOutcome
+from async_etl.orchestrator.plan import Plan, load_plan, plan_from_mapping
+from async_etl.orchestrator.report import NullView
+
+JobLike = JobSpec | Mapping[str, Any] | str | Path
+"""A job: a ``JobSpec``, a mapping shaped like the job file, or the file's path."""
+
+PlanLike = Plan | Mapping[str, Any] | str | Path
+"""A plan: a ``Plan``, a mapping shaped like the plan file, or the file's path."""
+
+
+def job_spec(job: JobLike) -> JobSpec:
+    """The validated ``JobSpec``; raises ``ConfigError`` (one line) like a job file would."""
+    if isinstance(job, JobSpec):
+        return job
+    if isinstance(job, Mapping):
+        return job_from_mapping(job, path="<job from code>")
+    return load_job(job)
+
+
+def plan_spec(plan: PlanLike, *, base_dir: str | Path = ".") -> Plan:
+    """The validated ``Plan``; job file paths in a mapping resolve against ``base_dir``.
+
+    Raises ``ConfigError`` (one line) like a plan file would.
+    """
+    if isinstance(plan, Plan):
+        return plan
+    if isinstance(plan, Mapping):
+        return plan_from_mapping(
+            plan, path="<plan from code>", base_dir=Path(base_dir), load=load_job
+        )
+    return load_plan(plan)
+
+
+async def run_job(
+    job: JobLike,
+    *,
+    as_of: datetime | None = None,
+    fresh: bool = False,
+    retry: RetryPolicy | None = None,
+    stop: anyio.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> JobResult:
+    """Run one mapper job (resuming its unfinished run unless ``fresh``).
+
+    Raises ``ConfigError`` for a bad spec or a problem found before anything is written; any
+    later failure is the returned ``JobResult``'s status FAILED with its one-line error.
+    """
+    spec = job_spec(job)
+    options = JobOptions(as_of=as_of, fresh=fresh)
+    if retry is not None:
+        options = JobOptions(as_of=as_of, fresh=fresh, retry=retry)
+    return await _run_job(spec, options=options, stop=stop, on_progress=on_progress)
+
+
+class _ProgressView(NullView):
+    def __init__(self, on_progress: Callable[[Progress], None]) -> None:
+        self._on_progress = on_progress
+
+    def progress(self, event: Progress) -> None:
+        self._on_progress(event)
+
+
+async def run_plan(
+    plan: PlanLike,
+    *,
+    fresh: bool = False,
+    stop: anyio.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    base_dir: str | Path = ".",
+) -> PlanOutcome:
+    """Run a plan's jobs in dependency order; ``stop`` stops launching and asks jobs to stop.
+
+    Raises ``ConfigError`` for a bad plan, ``AsyncEtlError`` for a state-store problem;
+    job failures are in the returned ``PlanOutcome``.
+    """
+    orch = Orchestrator(
+        plan_spec(plan, base_dir=base_dir),
+        view=_ProgressView(on_progress) if on_progress else None,
+    )
+    if stop is None:
+        return await orch.run(fresh=fresh)
+
+    async def watch() -> None:
+        await stop.wait()
+        orch.request_stop("stop event")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        outcome = await orch.run(fresh=fresh)
+        tg.cancel_scope.cancel()
+    return outcome
+
+
+__all__ = ["JobLike", "PlanLike", "job_spec", "plan_spec", "run_job", "run_plan"]

@@ -1,0 +1,93 @@
+"""The writer into the CrateDB stand-in: faults, per-item failures, refusals, exactly once."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from async_etl import ConfigError, RetryPolicy, open_writer
+from async_etl.testing.crate import CrateStandIn, StandInConfig
+from async_etl.testing.crate.probe import post_sql
+
+COLUMNS = {"id": "BIGINT", "name": "TEXT", "score": "DOUBLE PRECISION"}
+PATIENT = RetryPolicy(max_retries=30, base=0.005, cap=0.05)
+
+
+async def _ids(crate: CrateStandIn, table: str = "ev") -> list[int]:
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, crate.url, f"REFRESH TABLE {table}")
+        _, body = await post_sql(session, crate.url, f"SELECT id FROM {table} ORDER BY id")
+    return [row[0] for row in body["rows"]]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"fail_rate": 0.3, "busy_rate": 0.1},
+        {"item_fail_rate": 0.2},
+        {"drop_rate": 0.3},
+        {"fail_rate": 0.1, "item_fail_rate": 0.1, "drop_rate": 0.15},
+    ],
+    ids=["503-429", "item-5002", "dropped", "all"],
+)
+async def test_faults_deliver_every_row_exactly_once(faults: dict[str, float]) -> None:
+    """503/429 answers, per-item failures and dropped connections: each row lands once."""
+    n = 3000
+    async with CrateStandIn(StandInConfig(seed=5)) as crate:
+        writer = open_writer(
+            crate.url, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=250,
+            max_in_flight=4, retry=PATIENT,
+        )  # fmt: skip
+        async with writer:
+            for name, rate in faults.items():
+                setattr(crate, name, rate)
+            await writer.write_many({"id": i, "name": f"n{i}", "score": i / 2} for i in range(n))
+            await writer.flush()
+            for name in faults:
+                setattr(crate, name, 0.0)
+        report = writer.report
+        assert report.retries > 0
+        assert (report.delivered, report.rejected, report.undelivered) == (n, 0, 0), report.reasons
+        assert await _ids(crate) == list(range(n))
+
+
+async def test_a_key_already_present_is_rejected_with_the_server_reason() -> None:
+    """On a first attempt a duplicate key is the host's row refused (4091), not a resend."""
+    async with CrateStandIn() as crate:
+        async with open_writer(crate.url, table="ev", columns=COLUMNS, primary_key=["id"]) as w:
+            await w.write_many((i, "a", 0.0) for i in range(10))
+        async with open_writer(crate.url, table="ev") as again:
+            await again.write_many((i, "b", 0.0) for i in range(5, 15))
+        report = again.report
+        assert (report.delivered, report.rejected) == (5, 5)
+        assert {r.row[0] for r in report.rejected_rows} == set(range(5, 10))
+        assert all("4091" in r.reason for r in report.rejected_rows)
+        assert await _ids(crate) == list(range(15))
+
+
+async def test_server_refusals_name_the_row_and_reason() -> None:
+    """A NOT NULL violation refuses its own row; a value JSON cannot carry never leaves."""
+    async with CrateStandIn() as crate:
+        cols = {"id": "BIGINT", "v": "TEXT NOT NULL", "x": "DOUBLE"}
+        async with open_writer(crate.url, table="nn", columns=cols, primary_key=["id"]) as w:
+            await w.write_many([(1, "ok", 1.0), (2, None, 2.0), (3, "ok", float("nan"))])
+        report = w.report
+        assert (report.delivered, report.rejected) == (1, 2)
+        refused = {r.row[0]: r.reason for r in report.rejected_rows}
+        assert set(refused) == {2, 3}
+        assert "nan has no JSON form" in refused[3]
+        assert "null" in refused[2].lower() or "not null" in refused[2].lower()
+        assert await _ids(crate, "nn") == [1]
+
+
+async def test_a_table_without_primary_key_is_refused_in_one_line() -> None:
+    """Without a primary key a resend could land twice: the writer does not open."""
+    async with CrateStandIn() as crate:
+        async with aiohttp.ClientSession() as session:
+            await post_sql(session, crate.url, "CREATE TABLE nokey (id BIGINT, v TEXT)")
+        with pytest.raises(ConfigError, match="has no primary key"):
+            async with open_writer(crate.url, table="nokey"):
+                pass
+        with pytest.raises(ConfigError, match="does not exist"):
+            async with open_writer(crate.url, table="missing"):
+                pass
