@@ -207,7 +207,8 @@ def null_keys_sql(
     if clause:
         cond = f"({cond}){clause}"
     if limit is None:
-        return embed_source(b.sql(f"SELECT COUNT(*) FROM {SOURCE} WHERE {cond}"), relation)
+        count = "count(*)" if style == "pg" else "COUNT(*)"
+        return embed_source(b.sql(f"SELECT {count} FROM {SOURCE} WHERE {cond}"), relation)
     tail = f"LIMIT {int(limit)}" if style == "pg" else f"FETCH FIRST {int(limit)} ROWS ONLY"
     st = b.sql(f"SELECT {', '.join(refs)} FROM {SOURCE} WHERE {cond} {tail}")
     return embed_source(st, relation)

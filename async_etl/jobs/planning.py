@@ -10,7 +10,7 @@ same stored chunk plan) unless
 finest precision every target keeps) and may not be earlier than the target's history.  Any
 problem here is a ``ConfigError`` naming the key or the URL (password masked).
 
-Incremental jobs: preflight also decides the run's cursor window (``core.incremental``): a
+Incremental jobs: preflight also decides the run's cursor window (``jobs.cursor``): a
 resumed run keeps the window stored with its plan; a new one reads from the job's committed
 cursor up to the source's current maximum, read here.
 
@@ -35,13 +35,13 @@ import structlog
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import key_problem
-from async_etl.core.incremental import CursorWindow, cursor_kind
-from async_etl.core.retry import RetryPolicy
+from async_etl.core.incremental import CursorWindow
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
+from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
 from async_etl.jobs.endpoints import Source, Target, source_connection
 from async_etl.jobs.schema_drift import check_drift
 from async_etl.jobs.spec import JobSpec
@@ -120,7 +120,7 @@ async def preflight(
     if missing:
         raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "
                           f"({', '.join(names)})")  # fmt: skip
-    source_max = await _source_max(spec, columns, source, holder, app, policy)
+    top = await source_max(spec, columns, source, holder, app, policy)
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
     add = await check_drift(spec, columns, cols, target, holder, app, policy)
@@ -155,9 +155,9 @@ async def preflight(
         plan, collations, available, database_key(source.url) == database_key(target.url)
     )
     if plan is not None:
-        window = _resumed_window(spec, run_id, plan)
+        window = resumed_window(spec, run_id, plan)
     else:
-        window = await _new_window(spec, store, source_max)
+        window = await new_window(spec, store, top)
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window)
 
 
@@ -185,79 +185,6 @@ def _collate(
         except (KeyError, TypeError, ValueError):
             return ()  # plan_run reports the malformed plan
     return key_order(collations, target=available, same_database=same_database)
-
-
-def _check_cursor(spec: JobSpec, columns: tuple[tuple[str, str], ...]) -> None:
-    """The ``incremental`` column exists and can be a cursor; ``ConfigError`` otherwise."""
-    column = spec.source.incremental
-    types = dict(columns)
-    if column not in types:
-        raise ConfigError(f"job {spec.name}: [source] incremental: {column} is not among the "
-                          f"source columns ({', '.join(types)})")  # fmt: skip
-    kind = cursor_kind(types[column])
-    if kind is None:
-        raise ConfigError(f"job {spec.name}: [source] incremental: {column} has type "
-                          f"{types[column]}; a cursor must be a number, date, timestamp or "
-                          "text column")  # fmt: skip
-    if kind == "text" and spec.source.lookback:
-        raise ConfigError(f"job {spec.name}: [source] lookback: {column} is a text column; "
-                          "a lookback needs a number, date or timestamp cursor")  # fmt: skip
-
-
-async def _source_max(
-    spec: JobSpec,
-    columns: tuple[tuple[str, str], ...],
-    source: Source,
-    holder: Holder,
-    app: str,
-    policy: RetryPolicy,
-) -> Any:
-    """The cursor column's current maximum in the source (None: not incremental, or none)."""
-    column = spec.source.incremental
-    if column is None:
-        return None
-    _check_cursor(spec, columns)
-
-    async def read() -> Any:
-        async with source_connection(source, holder, app) as conn:
-            return await source.max_cursor(conn, column)
-
-    try:
-        return await retrying(read, policy, what="read the cursor maximum")
-    except AsyncEtlError as exc:
-        raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
-
-
-def _resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWindow | None:
-    """The window stored with an unfinished run; it must match ``[source] incremental``."""
-    stored = plan.get("cursor")
-    column = None if stored is None else stored.get("column")
-    if column != spec.source.incremental:
-        was = f"incremental = {column!r}" if column else "no incremental"
-        raise ConfigError(f"job {spec.name}: run {run_id} is unfinished with {was}; resume it "
-                          "with that setting, or start over with --fresh")  # fmt: skip
-    try:
-        return None if stored is None else CursorWindow.from_json(stored)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"job {spec.name}: run {run_id}: unreadable stored cursor window "
-                          f"({exc}); start over with --fresh") from exc  # fmt: skip
-
-
-async def _new_window(spec: JobSpec, store: StateStore, source_max: Any) -> CursorWindow | None:
-    """A new run's window: from the committed cursor up to the source's maximum."""
-    column = spec.source.incremental
-    if column is None:
-        return None
-    try:
-        low = await store.committed_cursor(spec.name, column)
-    except AsyncEtlError as exc:
-        raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
-    try:
-        window = CursorWindow.plan(column, low, source_max, spec.source.lookback)
-        window.to_json()  # a value that cannot be stored exactly is refused now
-    except ValueError as exc:
-        raise ConfigError(f"job {spec.name}: [source] incremental: {exc}") from exc
-    return window
 
 
 async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: StateStore) -> Plan:
@@ -296,8 +223,8 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)
         out = Plan(plan, workers, counters={"rejected": 0})
         log.info("run_started", chunks=len(plan), estimate=estimate, workers=workers,
-                 cursor_from=_shown(ctx.window, "start"),
-                 cursor_to=_shown(ctx.window, "high"))  # fmt: skip
+                 cursor_from=shown(ctx.window, "start"),
+                 cursor_to=shown(ctx.window, "high"))  # fmt: skip
     if nulls and ctx.on_bad_row == "fail":
         raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
                         f"{', '.join(spec.source.key)}")  # fmt: skip
@@ -323,9 +250,3 @@ async def _survey(
         if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
     return estimate, nulls, cuts, null_rows
-
-
-def _shown(window: CursorWindow | None, side: str) -> str | None:
-    """One side of a window for a log event (None: not incremental, or open)."""
-    value = None if window is None else getattr(window, side)
-    return None if value is None else str(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,13 @@ import asyncpg
 import pytest
 
 from async_etl.core import scd_sql_pg as pg
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdSpec
 from async_etl.jobs.api import JobOptions, JobResult
 from async_etl.jobs.runner import run_job
 from async_etl.jobs.state import StateStore, with_store
 from async_etl.testing.crate import CrateStandIn, StandInConfig
+from async_etl.testing.pgproxy import Faults, PgProxy
 from tests.integration.jobs_helpers import (
     at,
     fetchval,
@@ -298,3 +301,34 @@ async def test_bad_incremental_settings_exit_2_and_touch_nothing(
     assert needle in err and len(err.strip().splitlines()) == 1
     assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None
     assert await fetchval(pg_dsn, "SELECT to_regclass('dw.bad')") is None
+
+
+INCREMENTAL_STEPS = {
+    "committed cursor": r"FROM async_etl_runs r WHERE r.job = \$1 AND r.plan -> 'cursor'",
+    "cursor maximum": r'^SELECT MAX\(q\."v"\)',
+    "window count": r'^SELECT COUNT\(\*\) FROM .* WHERE \(q\."v" IS NULL',
+    "window read": r'^INSERT INTO "_async_etl_stage" .*SELECT \* FROM .*q\."v" >= \$\d',
+    "checkpoint with cursor": r"INSERT INTO async_etl_chunks .*'COMMITTED'.*\$5::jsonb",
+}
+
+
+@pytest.mark.parametrize("step", list(INCREMENTAL_STEPS))
+async def test_a_killed_connection_at_an_incremental_step_is_retried(
+    pg_dsn: str, step: str
+) -> None:
+    """A connection killed while reading or committing the cursor is retried; nothing is lost."""
+    await make_source(pg_dsn, 200)
+    faults = Faults()
+    async with PgProxy(pg_dsn, faults) as proxy:
+        text = inc_toml("flaky", proxy.url)
+        fast = JobOptions(retry=RetryPolicy(max_retries=6, base=0.01, cap=0.1))
+        first = await run_job(spec_of(text), options=replace(fast, as_of=at(0)))
+        assert first.status == "SUCCEEDED", first.error
+        await execute(pg_dsn, "UPDATE src.ev SET val = 'k', v = 300 + id WHERE id % 7 = 0")
+        faults.arm(INCREMENTAL_STEPS[step])
+        second = await run_job(spec_of(text), options=replace(fast, as_of=at(1)))
+        assert faults.kills == 1
+    assert second.status == "SUCCEEDED", second.error
+    assert second.rows_read == await window_rows(pg_dsn, 200)
+    assert second.cursor == str(await fetchval(pg_dsn, "SELECT max(v) FROM src.ev"))
+    assert await current(pg_dsn, "dw.flaky") == await source(pg_dsn)

@@ -1,0 +1,100 @@
+"""An incremental job's cursor window, decided in preflight (see ``core.incremental``).
+
+A new run reads from the job's committed cursor (``StateStore.committed_cursor``) up to the
+source's current maximum of the ``[source] incremental`` column; a resumed run keeps the window
+stored with its plan.  Problems are one-line ``ConfigError``s naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from async_etl.core.incremental import CursorWindow, cursor_kind
+from async_etl.core.retry import RetryPolicy
+from async_etl.errors import AsyncEtlError, ConfigError, unusable
+from async_etl.jobs.context import Holder
+from async_etl.jobs.endpoints import Source, source_connection
+from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.state import StateStore
+from async_etl.runtime.retrying import retrying
+
+__all__ = ["check_cursor", "new_window", "resumed_window", "shown", "source_max"]
+
+
+def check_cursor(spec: JobSpec, columns: tuple[tuple[str, str], ...]) -> None:
+    """The ``incremental`` column exists and can be a cursor; ``ConfigError`` otherwise."""
+    column = spec.source.incremental
+    types = dict(columns)
+    if column not in types:
+        raise ConfigError(f"job {spec.name}: [source] incremental: {column} is not among the "
+                          f"source columns ({', '.join(types)})")  # fmt: skip
+    kind = cursor_kind(types[column])
+    if kind is None:
+        raise ConfigError(f"job {spec.name}: [source] incremental: {column} has type "
+                          f"{types[column]}; a cursor must be a number, date, timestamp or "
+                          "text column")  # fmt: skip
+    if kind == "text" and spec.source.lookback:
+        raise ConfigError(f"job {spec.name}: [source] lookback: {column} is a text column; "
+                          "a lookback needs a number, date or timestamp cursor")  # fmt: skip
+
+
+async def source_max(
+    spec: JobSpec,
+    columns: tuple[tuple[str, str], ...],
+    source: Source,
+    holder: Holder,
+    app: str,
+    policy: RetryPolicy,
+) -> Any:
+    """The cursor column's current maximum in the source (None: not incremental, or none)."""
+    column = spec.source.incremental
+    if column is None:
+        return None
+    check_cursor(spec, columns)
+
+    async def read() -> Any:
+        async with source_connection(source, holder, app) as conn:
+            return await source.max_cursor(conn, column)
+
+    try:
+        return await retrying(read, policy, what="read the cursor maximum")
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
+
+
+def resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWindow | None:
+    """The window stored with an unfinished run; it must match ``[source] incremental``."""
+    stored = plan.get("cursor")
+    column = None if stored is None else stored.get("column")
+    if column != spec.source.incremental:
+        was = f"incremental = {column!r}" if column else "no incremental"
+        raise ConfigError(f"job {spec.name}: run {run_id} is unfinished with {was}; resume it "
+                          "with that setting, or start over with --fresh")  # fmt: skip
+    try:
+        return None if stored is None else CursorWindow.from_json(stored)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"job {spec.name}: run {run_id}: unreadable stored cursor window "
+                          f"({exc}); start over with --fresh") from exc  # fmt: skip
+
+
+async def new_window(spec: JobSpec, store: StateStore, top: Any) -> CursorWindow | None:
+    """A new run's window: from the committed cursor up to the source's maximum."""
+    column = spec.source.incremental
+    if column is None:
+        return None
+    try:
+        low = await store.committed_cursor(spec.name, column)
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
+    try:
+        window = CursorWindow.plan(column, low, top, spec.source.lookback)
+        window.to_json()  # a value that cannot be stored exactly is refused now
+    except ValueError as exc:
+        raise ConfigError(f"job {spec.name}: [source] incremental: {exc}") from exc
+    return window
+
+
+def shown(window: CursorWindow | None, side: str) -> str | None:
+    """One side of a window for a log event (None: not incremental, or open)."""
+    value = None if window is None else getattr(window, side)
+    return None if value is None else str(value)
