@@ -264,7 +264,7 @@ class CrateTarget:
             except LoadError as exc:
                 if ctx.on_bad_row != "reject" or exc.retryable:
                     raise
-                refused += await self._split(client, stmt, batch, pending, exc.message)
+                refused += await self._split(ctx, client, stmt, batch, pending, exc.message)
                 break
             verdict = verdict_for(len(batch), resp, where=client.where, attempt=attempt,
                                   upsert=upsert, idempotent=True)  # fmt: skip
@@ -291,24 +291,24 @@ class CrateTarget:
 
     async def _split(
         self,
+        ctx: JobContext,
         client: CrateDBClient,
         stmt: str,
         batch: list[Sequence[Any]],
         indexes: list[int],
         message: str,
     ) -> list[tuple[int, str]]:
-        """Bisect a bulk the server refused as a whole: the items that fail on their own."""
+        """Bisect a bulk the server refused as a whole: the items refused, with their reasons.
+
+        Each half goes through ``_bulk`` again, so the per-item answers of a half the server
+        accepts are judged too (a NOT NULL item there is a reject, not a silent loss).
+        """
         if len(batch) == 1:
             return [(indexes[0], message)]
         mid = len(batch) // 2
         out: list[tuple[int, str]] = []
         for part, idx in ((batch[:mid], indexes[:mid]), (batch[mid:], indexes[mid:])):
-            try:
-                await client.bulk(stmt, part)
-            except LoadError as exc:
-                if exc.retryable:
-                    raise
-                out += await self._split(client, stmt, part, idx, exc.message)
+            out += [(idx[i], why) for i, why in await self._bulk(ctx, client, stmt, part)]
         return out
 
     async def _backoff(self, ctx: JobContext, attempt: int, exc: TransientError) -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 
+from async_etl.core.specs import ScdSpec
 from async_etl.errors import TransientLoadError
 from async_etl.jobs.api import JobOptions
+from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
 from async_etl.jobs.crate_driver import CrateTarget
 from async_etl.jobs.runner import run_job
 from async_etl.sinks.crate_client import CrateDBClient
@@ -133,3 +137,28 @@ async def test_refusals_found_before_a_chunk_retry_are_kept_not_resent(
                                      "WHERE reason LIKE '%null%note%'")  # fmt: skip
     assert reasons == ROWS // 2
     assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects") == ROWS // 2
+
+
+async def test_split_of_a_refused_bulk_judges_the_items_of_each_half() -> None:
+    """A bulk refused whole is bisected; NOT NULL items in accepted halves are rejects, not lost."""
+    spec = spec_of(_job("postgresql://u@127.0.0.1/db", "http://127.0.0.1:4200", "reject"))
+    cols = ScdSpec(type=1, business_key=("id",)).resolve(["id", "note", "v"])
+    ctx = JobContext(spec=spec, run_id="r", as_of=at(0), columns=(("id", "integer"),
+                     ("note", "text"), ("v", "integer")), cols=cols,
+                     hold=BudgetHolder(LimiterBudget(2), ConnectionMeter()), stop=anyio.Event(),
+                     state_url="postgresql://u@127.0.0.1/db")  # fmt: skip
+    stmt = "INSERT INTO t (id, note, v) VALUES (?, ?, ?)"
+    args = [[i, None if i % 2 else "x", "abc" if i == 7 else i] for i in range(40)]
+    async with CrateStandIn(StandInConfig()) as crate, CrateDBClient(crate.url) as client:
+        await client.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT NOT NULL, v INTEGER) "
+            "CLUSTERED INTO 4 SHARDS"
+        )
+        target = CrateTarget(crate.url, "t")
+        refused = dict(await target._bulk(ctx, client, stmt, args))
+        await client.execute("REFRESH TABLE t")
+        written = (await client.execute("SELECT id FROM t ORDER BY id")).rows
+    assert sorted(refused) == [i for i in range(40) if i % 2]
+    assert "Cannot cast" in refused[7]
+    assert all("Cannot insert null into 'note'" in refused[i] for i in refused if i != 7)
+    assert [r[0] for r in written] == [i for i in range(40) if i % 2 == 0]
