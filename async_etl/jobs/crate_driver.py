@@ -27,7 +27,6 @@ back, so a key whose new version is rejected may be left without a current row.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -52,7 +51,7 @@ from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.context import ChunkResult, Holder, JobContext, Reject, key_json
 from async_etl.jobs.endpoints import Source, source_connection
-from async_etl.runtime.retrying import retrying
+from async_etl.runtime.retrying import backoff, retrying
 from async_etl.sinks.crate_client import CrateDBClient
 
 INNER_RETRIES = 3
@@ -314,13 +313,7 @@ class CrateTarget:
     async def _backoff(self, ctx: JobContext, attempt: int, exc: TransientError) -> None:
         # bulk-level retries resend only the failed items; they sit inside the runner's chunk
         # retries, so they are kept few (the chunk retry is the outer loop, not a multiplier)
-        decision = _inner(ctx.policy).decide(
-            attempt, retryable=True, jitter=random.random(), retry_after=exc.retry_after
-        )
-        if not decision.retry:
-            raise exc
-        log.info("crate_retry", attempt=attempt, error=exc.message)
-        await anyio.sleep(decision.delay)
+        await anyio.sleep(backoff(exc, attempt, _inner(ctx.policy), what=self.where))
 
     async def _retry(self, ctx: JobContext, call: Any) -> Any:
         return await retrying(call, _inner(ctx.policy), what=self.where)

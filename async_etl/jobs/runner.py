@@ -27,7 +27,6 @@ error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -262,25 +261,20 @@ class _JobRun:
             self.failure = exc
 
     async def _attempts(self, ctx: JobContext, chunk: Chunk) -> ChunkResult:
-        attempt = 0
-        while True:
-            attempt += 1
+        async def attempt() -> ChunkResult:
             ctx.check_stop()
             t0 = time.perf_counter()
             try:
                 result = await self.target.run_chunk(ctx, chunk, self.source)
-                self.chunk_stats.record_attempt(time.perf_counter() - t0)
-                return result
             except StopRequested:
                 raise
             except AsyncEtlError as exc:
                 self.chunk_stats.record_error(exc.message)
-                decision = ctx.policy.after(attempt, exc, random.random())
-                if not decision.retry:
-                    raise
-                log.warning("chunk_retry", attempt=attempt, delay=round(decision.delay, 3),
-                            error=exc.message)  # fmt: skip
-                await anyio.sleep(decision.delay)
+                raise
+            self.chunk_stats.record_attempt(time.perf_counter() - t0)
+            return result
+
+        return await retrying(attempt, ctx.policy, what=f"chunk {chunk.index}")
 
     async def _committed(
         self, ctx: JobContext, store: StateStore, chunk: Chunk, result: ChunkResult

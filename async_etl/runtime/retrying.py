@@ -29,7 +29,7 @@ import structlog
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import TransientError
 
-__all__ = ["retrying", "retrying_blocking"]
+__all__ = ["backoff", "retrying", "retrying_blocking"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -54,7 +54,7 @@ async def retrying(
         try:
             return await call()
         except TransientError as exc:
-            delay = _delay(exc, attempt, policy, jitter, what)
+            delay = backoff(exc, attempt, policy, jitter, what=what)
             if reset is not None:
                 await reset()
             attempt += 1
@@ -79,17 +79,26 @@ def retrying_blocking(
         try:
             return call()
         except TransientError as exc:
-            delay = _delay(exc, attempt, policy, jitter, what)
+            delay = backoff(exc, attempt, policy, jitter, what=what)
             if reset is not None:
                 reset()
             attempt += 1
             time.sleep(delay)
 
 
-def _delay(
-    exc: TransientError, attempt: int, policy: RetryPolicy, jitter: Callable[[], float], what: str
+def backoff(
+    exc: TransientError,
+    attempt: int,
+    policy: RetryPolicy,
+    jitter: Callable[[], float] = random.random,
+    *,
+    what: str = "",
 ) -> float:
-    """The pause before the next attempt; re-raises ``exc`` when the policy gives up."""
+    """Seconds to wait after failed attempt ``attempt`` (1-based), logged as ``retrying``.
+
+    For loops that cannot be one ``retrying`` call (a bulk resending only its failed items).
+    Re-raises ``exc`` when the policy gives up.
+    """
     decision = policy.after(attempt, exc, jitter())
     if not decision.retry:
         raise exc
