@@ -8,9 +8,8 @@ through ``mask_url``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from async_etl.core.schema import quote_ident
@@ -137,9 +136,3 @@ class CrateTable:
         """``SELECT count(*)`` of the ids in ``[?, ?)`` (args: start, stop)."""
         col = quote_ident(self.id_column)
         return f"SELECT count(*) FROM {quote_ident(self.name)} WHERE {col} >= ? AND {col} < ?"
-
-    @staticmethod
-    def start_id(max_id_rows: Sequence[Sequence[Any]]) -> int:
-        """The first id of a fresh range from the ``max_id`` rows: one past it, 1 when empty."""
-        highest = max_id_rows[0][0] if max_id_rows and max_id_rows[0] else None
-        return int(highest) + 1 if highest is not None else 1

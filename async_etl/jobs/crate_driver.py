@@ -39,6 +39,7 @@ import structlog
 from async_etl.core import drift
 from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk, row_in_chunk
+from async_etl.core.crate_answers import optional_number, query_rows
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
 from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_duplicates
@@ -84,12 +85,13 @@ class CrateTarget:
                 return None
             try:
                 vf, table = quote(cols.valid_from, "crate"), quote(self.table, "crate")
-                resp = await client.execute(f"SELECT max({vf}) FROM {table}")
+                stmt = f"SELECT max({vf}) FROM {table}"
+                resp = await client.execute(stmt)
             except LoadError as exc:
                 if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
                     return None
                 raise
-        value = resp.rows[0][0] if resp.rows and resp.rows[0] else None
+            value = optional_number(resp, client.where, stmt)
         return None if value is None else from_epoch_ms(value)
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
@@ -99,7 +101,8 @@ class CrateTarget:
         args = st.args({"schema": schema or self.endpoint.schema or "doc", "table": name})
         async with holder(self.url), self._client() as client:
             resp = await client.execute(st.text, args)
-        rows = [(str(r[0]), str(r[1])) for r in resp.rows or () if "[" not in str(r[0])]
+            found = query_rows(resp, client.where, st.text, width=2)
+        rows = [(str(r[0]), str(r[1])) for r in found if "[" not in str(r[0])]
         return rows or None
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
@@ -201,7 +204,8 @@ class CrateTarget:
         else:
             text, args = _first_column_range(self.table, ctx.cols, key[0], chunk, bounds)
         resp = await self._retry(ctx, lambda: client.execute(text, args))
-        rows = [dict(zip(resp.cols, row, strict=True)) for row in resp.rows]
+        found = query_rows(resp, client.where, text)
+        rows = [dict(zip(resp.cols, row, strict=True)) for row in found]
         if len(key) == 1:
             return rows
         lower = None if chunk.lower is None else tuple(convert(list(chunk.lower)))

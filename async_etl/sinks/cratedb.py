@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from async_etl.core.crate_answers import count_of, next_id
 from async_etl.core.crate_protocol import (
     CrateTable,
     attempt_body,
@@ -79,7 +80,7 @@ class CrateDBSink(ClosingSink):
         self._stmt = stmt
         return Target(
             encoding=Encoding("crate_json", stmt),
-            start_id=CrateTable.start_id(top.rows),
+            start_id=next_id(top, self.client.where, self.table.max_id),
             description=self.describe(),
             extra={"version": self.version},
         )
@@ -111,7 +112,7 @@ class CrateDBSink(ClosingSink):
         await self.client.open()
         await self.client.execute(self.table.refresh)
         response = await self.client.execute(self.table.count_range, [ids.start, ids.stop])
-        return int(response.rows[0][0])
+        return count_of(response, self.client.where, self.table.count_range)
 
     async def aclose(self) -> None:
         """Close the connection pool; safe to call twice."""

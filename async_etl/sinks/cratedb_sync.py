@@ -22,6 +22,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from async_etl import errors
+from async_etl.core.crate_answers import count_of, next_id
 from async_etl.core.crate_protocol import (
     BulkVerdict,
     CrateTable,
@@ -139,7 +140,7 @@ class BlockingCrateDBSink:
         self._stmt = stmt
         return Target(
             encoding=Encoding("crate_json", stmt),
-            start_id=CrateTable.start_id(top.rows),
+            start_id=next_id(top, self.where, self.table.max_id),
             description=self.describe(),
             extra={"version": self.version},
         )
@@ -180,7 +181,7 @@ class BlockingCrateDBSink:
         """Rows with ids in ``ids`` after ``REFRESH TABLE``; raises like ``prepare``."""
         self.execute(self.table.refresh)
         response = self.execute(self.table.count_range, [ids.start, ids.stop])
-        return int(response.rows[0][0])
+        return count_of(response, self.where, self.table.count_range)
 
     def close(self) -> None:
         """Close the connection pool; safe to call twice."""

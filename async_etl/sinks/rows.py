@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from async_etl.core.crate_answers import query_rows
 from async_etl.core.row_codecs import (
     PG_TYPES,
     Encoded,
@@ -140,10 +141,12 @@ class CrateRowsSink(CrateDBSink):
             await self.client.execute(create_table(self.table.name, declared, primary_key))
         schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
         found = await self.client.execute(CRATE_COLUMNS, [schema, name])
-        present = [str(r[0]) for r in found.rows if "[" not in str(r[0])]
+        columns_found = query_rows(found, self.client.where, CRATE_COLUMNS, width=1)
+        present = [str(r[0]) for r in columns_found if "[" not in str(r[0])]
         names = pick_columns(self.table.name, present, wanted)
         keys = await self.client.execute(CRATE_PRIMARY_KEY, [schema, name])
-        pk = tuple(str(r[0]) for r in keys.rows if str(r[0]) != "_id")
+        key_rows = query_rows(keys, self.client.where, CRATE_PRIMARY_KEY, width=1)
+        pk = tuple(str(r[0]) for r in key_rows if str(r[0]) != "_id")
         where = self.describe()
         if not pk:
             raise ConfigError(

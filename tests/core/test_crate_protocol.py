@@ -473,15 +473,6 @@ def test_crate_table_statements() -> None:
     assert table.count_range == 'SELECT count(*) FROM "t" WHERE "pk" >= ? AND "pk" < ?'
     assert (table.qualified(None), table.qualified("s")) == ("doc.t", "s.t")
     assert CrateTable("a.b").qualified("s") == "a.b"
-    assert (
-        CrateTable.start_id([[None]]),
-        CrateTable.start_id([[41]]),
-        CrateTable.start_id([]),
-    ) == (
-        1,
-        42,
-        1,
-    )
     with pytest.raises(ConfigError):
         CrateTable("t; DROP TABLE x")
 
