@@ -52,7 +52,7 @@ from __future__ import annotations
 import gzip
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -472,10 +472,16 @@ def send_result(
     """The ``SendResult`` of a judged attempt: the retry body holds exactly the items to resend.
 
     Parses the payload only when something failed (CPU: run it off the event loop then).
-    Raises ``ValueError`` when the payload is not a bulk body.
+    An item still undecided (not resolved, see ``core.crate_resolve``) is rejected with
+    ``NO_DETAIL``: never silently dropped.  Raises ``ValueError`` when the payload is not a
+    bulk body.
     """
     if verdict.complete:
         return SendResult(delivered=verdict.delivered)
+    if verdict.undecided:
+        undecided = tuple((index, NO_DETAIL) for index in verdict.undecided)
+        verdict = replace(verdict, rejected=tuple(sorted((*verdict.rejected, *undecided))),
+                          undecided=())  # fmt: skip
     retry = None
     keys = batch.keys
     if verdict.retry:

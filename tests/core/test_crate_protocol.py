@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from async_etl.core.crate_protocol import (
+    NO_DETAIL,
     BulkVerdict,
     CrateTable,
     Endpoint,
@@ -456,6 +457,15 @@ def test_send_result_builds_retry_and_rejections() -> None:
     assert result.rejected == (RowError(12, "4000 CHECK failed"),)
     assert (result.retry_after, result.retry_reason) == (1.5, verdict.retry_reason)
     assert send_result(batch, BulkVerdict(4)) == SendResult(delivered=4)
+
+
+def test_send_result_never_drops_an_undecided_item() -> None:
+    """An item left undecided becomes a NO_DETAIL reject: every row is counted somewhere."""
+    batch = _payload([10, 11, 12])
+    result = send_result(batch, BulkVerdict(1, retry=(0,), retry_reason="r", undecided=(2,)))
+    assert result.delivered == 1
+    assert result.retry is not None and result.retry.rows == 1
+    assert result.rejected == (RowError(12, NO_DETAIL),)
 
 
 def test_server_version_of() -> None:
