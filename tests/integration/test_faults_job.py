@@ -20,6 +20,7 @@ from async_etl.testing.pgproxy import Faults, PgProxy
 from tests.integration.jobs_helpers import (
     at,
     cols_of,
+    fetchval,
     history,
     job_toml,
     load_source,
@@ -113,3 +114,20 @@ async def test_crate_job_survives_a_killed_connection(pg_dsn: str, step: str) ->
         got = await crate_rows(crate.url, "dw.dim")
     assert result.status == "SUCCEEDED", result.error
     assert norm(got, cols) == norm(reference(states, cols), cols)
+
+
+async def test_rejects_are_recorded_through_a_killed_connection(pg_dsn: str) -> None:
+    """on_bad_row = reject: the rejects write meets a killed session, is retried, lands once."""
+    cols = cols_of(2)
+    states = history(seed=5, n_keys=200, runs=1)
+    null_key = {"a": None, "b": "x", "name": "n1", "city": "p", "tier": 1}
+    await load_source(pg_dsn, [*states[0], null_key])
+    faults = Faults()
+    faults.arm(r"^INSERT INTO async_etl_rejects")
+    async with PgProxy(pg_dsn, faults) as proxy:
+        spec = spec_of(job_toml("kr", proxy.url, "dw.t", extra='on_bad_row = "reject"'))
+        result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+    assert faults.kills == 1
+    assert result.status == "SUCCEEDED" and result.rejected == 1, result.error
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects") == 1
+    assert norm(await table_rows(pg_dsn, "dw.t"), cols) == norm(reference(states, cols), cols)
