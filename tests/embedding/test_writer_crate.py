@@ -51,18 +51,20 @@ async def test_faults_deliver_every_row_exactly_once(faults: dict[str, float]) -
         assert await _ids(crate) == list(range(n))
 
 
-async def test_a_key_already_present_is_rejected_with_the_server_reason() -> None:
+async def test_a_key_already_present_is_rejected_with_the_server_reason(
+    crate_standin: CrateStandIn,
+) -> None:
     """On a first attempt a duplicate key is the host's row refused (4091), not a resend."""
-    async with CrateStandIn() as crate:
-        async with open_writer(crate.url, table="ev", columns=COLUMNS, primary_key=["id"]) as w:
-            await w.write_many((i, "a", 0.0) for i in range(10))
-        async with open_writer(crate.url, table="ev") as again:
-            await again.write_many((i, "b", 0.0) for i in range(5, 15))
-        report = again.report
-        assert (report.delivered, report.rejected) == (5, 5)
-        assert {r.row[0] for r in report.rejected_rows} == set(range(5, 10))
-        assert all("4091" in r.reason for r in report.rejected_rows)
-        assert await _ids(crate) == list(range(15))
+    crate = crate_standin
+    async with open_writer(crate.url, table="ev", columns=COLUMNS, primary_key=["id"]) as w:
+        await w.write_many((i, "a", 0.0) for i in range(10))
+    async with open_writer(crate.url, table="ev") as again:
+        await again.write_many((i, "b", 0.0) for i in range(5, 15))
+    report = again.report
+    assert (report.delivered, report.rejected) == (5, 5)
+    assert {r.row[0] for r in report.rejected_rows} == set(range(5, 10))
+    assert all("4091" in r.reason for r in report.rejected_rows)
+    assert await _ids(crate) == list(range(15))
 
 
 async def test_server_refusals_name_the_row_and_reason() -> None:
