@@ -32,7 +32,7 @@ import structlog
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import mask_url
-from async_etl.errors import TransientError, unusable
+from async_etl.errors import LoadError, unusable
 from async_etl.orchestrator.state import lock_key, open_connection, translated
 from async_etl.runtime.retrying import retrying
 
@@ -86,7 +86,7 @@ class GlobalSlots:
         try:
             conn, slot = await retrying(lambda: self._acquire(cancelled), self.policy,
                                         what="state store: global slot")  # fmt: skip
-        except TransientError as exc:
+        except LoadError as exc:  # unreachable (after the retries), auth, no database
             where = f"state store {mask_url(self.url)}"
             raise unusable(f"{where}: global slot: {exc.message}", exc) from exc
         listener: Any = None

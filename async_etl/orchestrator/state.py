@@ -36,7 +36,7 @@ import asyncpg
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import mask_url
-from async_etl.errors import AsyncEtlError, TransientError, network, unusable
+from async_etl.errors import AsyncEtlError, LoadError, network, unusable
 from async_etl.runtime.retrying import retrying
 from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 
@@ -132,7 +132,7 @@ class PlanStore:
         try:
             conn = await retrying(lambda: _control_connection(url, plan), policy,
                                   what="state store: open")  # fmt: skip
-        except TransientError as exc:
+        except LoadError as exc:  # unreachable (after the retries), auth, no database
             raise unusable(f"state store {mask_url(url)}: cannot connect: {exc.message}",
                            exc) from exc  # fmt: skip
         try:
@@ -372,7 +372,7 @@ async def request_plan_stop(state_url: str, plan_name: str) -> bool:
 
     try:
         return await retrying(once, RetryPolicy(), what="state store: request a plan stop")
-    except TransientError as exc:
+    except LoadError as exc:  # unreachable (after the retries), auth, no database
         where = f"state store {mask_url(state_url)}"
         raise unusable(f"{where}: cannot connect: {exc.message}", exc) from exc
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import anyio
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
+from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.orchestrator import Orchestrator, load_plan
 from async_etl.orchestrator.driver import PlanOutcome
-from async_etl.orchestrator.state import request_plan_stop
+from async_etl.orchestrator.state import PlanStore, request_plan_stop
 from async_etl.testing.pgproxy import Faults, PgProxy
 from tests.integration.jobs_helpers import (
     at,
@@ -122,3 +124,12 @@ async def test_a_stop_request_survives_a_killed_connection(pg_dsn: str) -> None:
     async with PgProxy(pg_dsn, faults) as proxy:
         assert await request_plan_stop(proxy.url, "nobody") is False
     assert faults.kills == 1
+
+
+async def test_a_state_store_refusing_for_good_is_one_config_error(pg_dsn: str) -> None:
+    """A missing state database is permanent: one ConfigError line, no retries, URL masked."""
+    url = pg_dsn.rsplit("/", 1)[0].replace("postgres@", "postgres:secret@") + "/no_such_db"
+    with capture_logs() as logs, pytest.raises(ConfigError, match="no_such_db") as info:
+        await PlanStore.open(url, "p")
+    assert "secret" not in info.value.message and "\n" not in info.value.message
+    assert not [e for e in logs if e["event"] == "retrying"]
