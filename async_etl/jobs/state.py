@@ -98,10 +98,11 @@ class StateStore:
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> StateStore:
-        """Take a budget token and connect."""
+        """Take a budget token and connect (retrying transient failures with the policy)."""
         await self._stack.enter_async_context(self._holder(self.url))
         try:
-            self._conn = await connect(self.url, self._app)
+            self._conn = await retrying(lambda: connect(self.url, self._app), self._policy,
+                                        what="state store: connect")  # fmt: skip
         except BaseException:
             await self._stack.aclose()
             raise

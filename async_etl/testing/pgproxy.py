@@ -10,6 +10,7 @@ fires, the statement is *not* forwarded: the proxy closes the server side (the b
 rolling back its transaction) and answers the client the way PostgreSQL answers a
 ``pg_terminate_backend``: ``FATAL 57P01 terminating connection due to administrator command``,
 then closes.  So the statement never ran, and the client sees a real transient failure.
+``Faults.refuse(n)`` closes the next ``n`` new connections as soon as they are accepted.
 
 Several proxies may share one ``Faults`` (e.g. one port for a job's source, one for its
 target), so a rule counts statements across all of them.  Test-only: no TLS, no auth of its own.
@@ -48,12 +49,26 @@ class Faults:
     rules: list[Rule] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     kills: int = 0
+    refusals: int = 0
+    """Connections still to be refused: closed as soon as they are accepted."""
 
     def arm(self, pattern: str, nth: int = 1) -> Rule:
         """Kill the session of the ``nth`` statement matching ``pattern`` (``re.search``)."""
         rule = Rule(re.compile(pattern, re.IGNORECASE | re.DOTALL), nth)
         self.rules.append(rule)
         return rule
+
+    def refuse(self, connections: int = 1) -> None:
+        """Close the next ``connections`` new connections at once (a server that is not up)."""
+        self.refusals += connections
+
+    def take_refusal(self) -> bool:
+        """True when this new connection must be refused (counts it)."""
+        if self.refusals <= 0:
+            return False
+        self.refusals -= 1
+        self.kills += 1
+        return True
 
     def check(self, sql: str) -> bool:
         """Record ``sql``; True when a rule fires on it (that session must be killed)."""
@@ -148,6 +163,8 @@ class PgProxy:
         swriter: asyncio.StreamWriter | None = None
         back: asyncio.Task[None] | None = None
         try:
+            if self.faults.take_refusal():
+                return
             sreader, swriter = await self._upstream()
             if not await self._startup(creader, cwriter, swriter):
                 return

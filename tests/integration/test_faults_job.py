@@ -131,3 +131,19 @@ async def test_rejects_are_recorded_through_a_killed_connection(pg_dsn: str) -> 
     assert result.status == "SUCCEEDED" and result.rejected == 1, result.error
     assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects") == 1
     assert norm(await table_rows(pg_dsn, "dw.t"), cols) == norm(reference(states, cols), cols)
+
+
+@pytest.mark.parametrize("refused", [1, 3])
+async def test_job_connects_through_refused_connections(pg_dsn: str, refused: int) -> None:
+    """The first connections of a run (state store, then preflight) are refused: it retries."""
+    cols = cols_of(2)
+    states = history(seed=5, n_keys=200, runs=1)
+    await load_source(pg_dsn, states[0])
+    faults = Faults()
+    faults.refuse(refused)
+    async with PgProxy(pg_dsn, faults) as proxy:
+        spec = spec_of(job_toml("kn", proxy.url, "dw.t"))
+        result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+    assert faults.kills == refused and faults.refusals == 0
+    assert result.status == "SUCCEEDED", result.error
+    assert norm(await table_rows(pg_dsn, "dw.t"), cols) == norm(reference(states, cols), cols)

@@ -133,3 +133,22 @@ async def test_a_state_store_refusing_for_good_is_one_config_error(pg_dsn: str) 
         await PlanStore.open(url, "p")
     assert "secret" not in info.value.message and "\n" not in info.value.message
     assert not [e for e in logs if e["event"] == "retrying"]
+
+
+async def test_plan_connects_through_refused_connections(pg_dsn: str, tmp_path: Path) -> None:
+    """The plan's first connections (state store, then the jobs') are refused: it retries."""
+    cols = cols_of(2)
+    states = history(seed=9, n_keys=120, runs=1)
+    await load_source(pg_dsn, states[0])
+    faults = Faults()
+    faults.refuse(3)
+    async with PgProxy(pg_dsn, faults) as proxy:
+        for name in ("a", "b"):
+            write(tmp_path, f"{name}.toml", job_toml(name, proxy.url, f"dw.{name}"))
+        plan = load_plan(_plan(tmp_path, proxy.url))
+        outcome = await Orchestrator(plan, options=JobOptions(as_of=at(0))).run()
+    assert faults.kills == 3 and faults.refusals == 0
+    assert outcome.status == "SUCCEEDED", {n: s.error for n, s in outcome.jobs.items()}
+    for name in ("a", "b"):
+        got = await table_rows(pg_dsn, f"dw.{name}")
+        assert norm(got, cols) == norm(reference(states, cols), cols)
