@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
                    help="the run's as-of time T, ISO 8601 (default: now; naive = UTC)")  # fmt: skip
     p.add_argument("--fresh", action="store_true",
                    help="start a new run instead of resuming the unfinished one")  # fmt: skip
+    p.add_argument("--full-refresh", dest="full_refresh", action="store_true",
+                   help="rebuild the target in a new table and swap it in at the end")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a job-file key (repeatable)")  # fmt: skip
@@ -73,7 +75,8 @@ def parse_as_of(text: str | None) -> datetime | None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the job from parsed arguments; returns the exit status (see module doc)."""
-    spec = load_job(args.job, overrides=args.overrides, env=os.environ)
+    overrides = [*args.overrides, *(["mode=full_refresh"] if args.full_refresh else [])]
+    spec = load_job(args.job, overrides=overrides, env=os.environ)
     options = JobOptions(as_of=parse_as_of(args.as_of), fresh=args.fresh)
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()

@@ -80,8 +80,12 @@ def target_ddl(
     columns: Sequence[tuple[str, str]],
     cols: ScdColumns,
     collate: Mapping[str, str | None] | None = None,
+    *,
+    keyed: bool = True,
 ) -> list[Sql]:
     """Create the target (schema, table, indexes) if missing; ``columns`` = (name, pg type).
+
+    ``keyed=False`` (append mode) creates the table alone: no unique index, no NOT NULL key.
 
     Type 2 adds the SCD columns, a unique index on (business key, valid_from) and a unique
     partial index on the business key WHERE is_current (at most one current row per key);
@@ -89,7 +93,7 @@ def target_ddl(
     maps key columns to the collation their chunk ranges compare in (``core.collation``), so
     the key's index serves the merge's range filters.
     """
-    key = set(cols.business_key)
+    key = set(cols.business_key) if keyed else set()
     defs = [f"{_column(n, t, collate)}{' NOT NULL' if n in key else ''}" for n, t in columns]
     if cols.type == 2:
         defs += [
@@ -101,6 +105,8 @@ def target_ddl(
     if "." in table:
         out.append(Sql(f"CREATE SCHEMA IF NOT EXISTS {_q(table.rsplit('.', 1)[0])}"))
     out.append(Sql(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(defs)})"))
+    if not keyed:
+        return out
     bk = ", ".join(_q(c) for c in cols.business_key)
     if cols.type == 2:
         out.append(

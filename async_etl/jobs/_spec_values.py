@@ -21,7 +21,7 @@ Gathered = dict[tuple[str, str], tuple[Any, str]]
 
 # kind of each key; "" is the top level.  Defaults live on the dataclasses.
 SCHEMA: dict[str, dict[str, str]] = {
-    "": {"name": "str", "on_bad_row": "str"},
+    "": {"name": "str", "on_bad_row": "str", "mode": "str"},
     "source": {"url": "url", "query": "str", "table": "table", "key": "columns",
                "incremental": "column", "lookback": "int"},
     "target": {"url": "url", "table": "table", "schema_evolution": "str"},

@@ -118,6 +118,8 @@ class JobContext:
     batch_rows: int = 5_000
     collate: tuple[str | None, ...] = ()
     """The collation each chunk-key column compares in (``core.collation``; empty: own)."""
+    resumed: bool = False
+    """This run resumes an unfinished one (a full refresh keeps its half-loaded new table)."""
 
     @property
     def app(self) -> str:

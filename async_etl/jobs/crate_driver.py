@@ -44,6 +44,7 @@ from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, ve
 from async_etl.core.crate_resolve import detail_group
 from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_duplicates
 from async_etl.core.exact import crate_refusal, row_refusal
+from async_etl.core.modes import crate_swap_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values, quote
@@ -120,8 +121,41 @@ class CrateTarget:
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
         async with ctx.hold(self.url), self._client() as client:
+            if ctx.spec.mode == "full_refresh":
+                if ctx.resumed and not await self._exists(ctx, client, self.table):
+                    return  # resumed after the swap: nothing is left to load
+                if not ctx.resumed:  # a new run starts its new table empty
+                    drop = f"DROP TABLE IF EXISTS {quote(self.table, 'crate')}"
+                    await self._retry(ctx, lambda: client.execute(drop))
             for text in ddl:
                 await self._retry(ctx, lambda text=text: client.execute(text))
+
+    async def _exists(self, ctx: JobContext, client: CrateDBClient, table: str) -> bool:
+        """Whether ``table`` exists (a read of it does not answer 4041 / 4045)."""
+        text = f"SELECT count(*) FROM {quote(table, 'crate')}"
+        try:
+            await self._retry(ctx, lambda: client.execute(text))
+        except LoadError as exc:
+            if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
+                return False
+            raise
+        return True
+
+    async def swap(self, ctx: JobContext) -> None:
+        """Full refresh: ``ALTER CLUSTER SWAP TABLE`` the new table in (target made first).
+
+        CrateDB swaps only two existing tables; a target that does not exist yet is created
+        empty first, so readers see no table, then an empty one, then the loaded one.
+        """
+        final = ctx.spec.target.table
+        async with ctx.hold(self.url), self._client() as client:
+            if not await self._exists(ctx, client, self.table):
+                return  # the swap happened already
+            columns = [(n, crate_type(t)) for n, t in ctx.columns]
+            create = crate.target_ddl(final, columns, ctx.cols)
+            await self._retry(ctx, lambda: client.execute(create))
+            swap = crate_swap_sql(final)
+            await self._retry(ctx, lambda: client.execute(swap))
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Read, diff and write one chunk (safe to repeat); the runner checkpoints it."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
 from async_etl.core.incremental import CursorWindow
+from async_etl.core.modes import new_table
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -126,21 +127,33 @@ class Target(Protocol):
         """Load one chunk; raises translated errors (transient ones are retried by the runner)."""
         ...
 
+    async def swap(self, ctx: JobContext) -> None:
+        """Full refresh: replace ``[target] table`` by the loaded new table atomically.
+
+        Safe to repeat: once the swap has committed (no new table left) it does nothing.
+        """
+        ...
+
 
 def make_target(spec: JobSpec) -> Target:
-    """The driver for ``[target]``; raises ``ConfigError`` for an unsupported URL."""
+    """The driver for ``[target]``; raises ``ConfigError`` for an unsupported URL.
+
+    A full refresh loads into the target's new table (``core.modes.new_table``); the driver's
+    ``swap`` puts it in place of ``[target] table`` at the end.
+    """
     tgt = spec.target
     dialect = dialect_of(tgt.url)
+    table = new_table(tgt.table) if spec.mode == "full_refresh" else tgt.table
     if dialect == "postgresql":
         from async_etl.jobs.pg_driver import PgTarget
 
-        return PgTarget(tgt.url, tgt.table)
+        return PgTarget(tgt.url, table)
     if dialect == "cratedb":
         from async_etl.jobs.crate_driver import CrateTarget
 
-        return CrateTarget(tgt.url, tgt.table)
+        return CrateTarget(tgt.url, table)
     if dialect == "oracle":
         from async_etl.jobs.oracle_driver import OracleTarget
 
-        return OracleTarget(tgt.url, tgt.table)
+        return OracleTarget(tgt.url, table)
     raise ConfigError(f"[target] url: {mask_url(tgt.url)} cannot be a target")

@@ -40,6 +40,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.classify import classify_oracle
 from async_etl.core.duplicates import duplicate_keys, duplicate_message, duplicate_reason
 from async_etl.core.exact import oracle_refusal, row_refusal
+from async_etl.core.modes import OLD_SUFFIX, new_table, oracle_swap_sql
 from async_etl.core.scd_sql_common import chunk_values, quote, short_name
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
@@ -157,12 +158,35 @@ class OracleTarget:
         )
         async with self.connection(ctx.hold) as conn:
             cursor = conn.cursor()
+            if ctx.spec.mode == "full_refresh":
+                if ctx.resumed and not await self._exists(cursor):
+                    return  # resumed after the swap: nothing is left to load
+                if not ctx.resumed and await self._exists(cursor):  # start the new table empty
+                    await cursor.execute(f"DROP TABLE {quote(self.table, 'oracle')} PURGE")
             for text in [st.text for st in ddl] + [probe] + alters:
                 try:
                     await cursor.execute(text)
                 except oracledb.Error as exc:
                     if _code(exc) not in _EXISTS:
                         raise
+
+    async def swap(self, ctx: JobContext) -> None:
+        """Full refresh: rename the old table away, the new one in, drop the old.
+
+        Oracle DDL commits on its own (``core.modes.oracle_swap_sql``): between the two
+        renames a reader finds no table, never a half-loaded one.  Repeating it after a crash
+        finishes what is left.
+        """
+        final = OracleTarget(self.url, ctx.spec.target.table)
+        old = OracleTarget(self.url, new_table(ctx.spec.target.table, OLD_SUFFIX))
+        async with self.connection(ctx.hold) as conn:
+            cursor = conn.cursor()
+            if await self._exists(cursor):
+                exists = await final._exists(cursor)
+                for st in oracle_swap_sql(final.table, exists=exists):
+                    await cursor.execute(st.text)
+            if await old._exists(cursor):  # an earlier swap crashed after its first rename
+                await cursor.execute(f"DROP TABLE {quote(old.table, 'oracle')} PURGE")
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Stage and merge ``chunk`` in one Oracle transaction; the runner checkpoints it."""

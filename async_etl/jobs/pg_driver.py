@@ -20,6 +20,12 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
 4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database, with the
    incremental cursor the chunk covers: the job's cursor commits with the chunk's data;
 5. COMMIT.  A failure anywhere rolls everything back: no partial chunk is ever visible.
+
+Modes (``core.modes``): ``append`` COPYs (or, same database, ``INSERT ... SELECT``s) the
+chunk straight into the target, with no staging, comparison or key index (with
+``on_bad_row = "reject"`` it goes through staging so bad rows can be found), and commits it
+with its checkpoint; a ``full_refresh`` loads its new table like an initial load and ``swap``
+replaces the target with it in one transaction.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from async_etl.core import drift, state_sql
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
+from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
@@ -96,14 +103,23 @@ class PgTarget:
         differ), so the merge's key joins never mix two explicit collations; its range filters
         name the chunk collation themselves.
         """
+        keyed = ctx.spec.mode != "append"
         try:
-            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate)
+            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed)
             ddl += [
                 drift.add_column_sql("postgresql", self.table, n, t) for n, t in ctx.add_columns
             ]
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
         async with self.connection(ctx.hold, ctx.app) as conn:
+            if ctx.spec.mode == "full_refresh":
+                if (
+                    ctx.resumed
+                    and await conn.fetchval("SELECT to_regclass($1)", self.table) is None
+                ):
+                    return  # resumed after the swap committed: nothing is left to load
+                if not ctx.resumed:  # a new run starts its new table empty
+                    await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
@@ -111,16 +127,31 @@ class PgTarget:
         own = {str(r[0]): r[1] for r in rows}
         self.staging_collate = {k: own.get(k) for k in ctx.spec.source.key}
 
+    async def swap(self, ctx: JobContext) -> None:
+        """Full refresh: drop the target and rename the new table in, in one transaction."""
+        final = ctx.spec.target.table
+        async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
+            if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+                return  # the swap committed already
+            for st in swap_sql(final, ctx.cols):
+                await conn.execute(st.text)
+
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
         in_state = ctx.same_database(ctx.state_url, self.url)
+        direct = ctx.spec.mode == "append" and ctx.on_bad_row != "reject"
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            await conn.execute(
-                pg.staging_ddl(STAGING, ctx.columns, collate=self.staging_collate).text
-            )
-            rows = await self._stage(ctx, conn, chunk, source)
-            ctx.check_stop()
-            counts, rejects = await self._merge(ctx, conn, chunk)
+            if direct:  # append: straight into the target, nothing to compare
+                rows = await self._stage(ctx, conn, chunk, source, self.table)
+                counts = {**dict.fromkeys(COUNTERS, 0), "inserted": rows}
+                rejects: list[Reject] = []
+            else:
+                await conn.execute(
+                    pg.staging_ddl(STAGING, ctx.columns, collate=self.staging_collate).text
+                )
+                rows = await self._stage(ctx, conn, chunk, source, STAGING)
+                ctx.check_stop()
+                counts, rejects = await self._merge(ctx, conn, chunk)
             if in_state:
                 bounds = orjson.dumps(chunk.to_json()).decode()
                 await conn.execute(
@@ -138,19 +169,25 @@ class PgTarget:
                     )
         return ChunkResult(chunk.index, rows, counts, tuple(rejects), checkpointed=in_state)
 
-    async def _stage(self, ctx: JobContext, conn: Any, chunk: Chunk, source: Source) -> int:
+    async def _stage(
+        self, ctx: JobContext, conn: Any, chunk: Chunk, source: Source, dest: str
+    ) -> int:
+        """Copy the chunk's source rows into ``dest`` (staging, or an append's target)."""
         names = ", ".join(quote(n) for n in ctx.names)
         if isinstance(source, PgSource) and ctx.same_database(source.url, self.url):
             st, args = source.extract(chunk)
-            status = await conn.execute(f"INSERT INTO {quote(STAGING)} ({names}) {st.text}", *args)
+            status = await conn.execute(f"INSERT INTO {quote(dest)} ({names}) {st.text}", *args)
             return int(str(status).rsplit(" ", 1)[-1])
+        schema, _, name = dest.rpartition(".")
         async with source_connection(source, ctx.hold, ctx.app) as sconn:
             if isinstance(source, PgSource):
-                return await _pipe(ctx, source, sconn, conn, chunk)
+                return await _pipe(ctx, source, sconn, conn, chunk, dest)
             total = 0
             async for batch in source.batches(sconn, chunk, ctx.batch_rows):
                 ctx.check_stop()
-                await conn.copy_records_to_table(STAGING, records=batch, columns=list(ctx.names))
+                await conn.copy_records_to_table(
+                    name, schema_name=schema or None, records=batch, columns=list(ctx.names)
+                )
                 total += len(batch)
             return total
 
@@ -159,9 +196,13 @@ class PgTarget:
     ) -> tuple[dict[str, int], list[Reject]]:
         key = ctx.spec.source.key
         values = chunk_values(chunk, ctx.as_of)
-        held = await self._hold_duplicates(ctx, conn)
-        statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
-        if ctx.on_bad_row != "reject":
+        if ctx.spec.mode == "append":  # insert every staged row, keys may repeat
+            held: list[Reject] = []
+            statements = pg.initial_insert_statements(self.table, STAGING, ctx.cols)
+        else:
+            held = await self._hold_duplicates(ctx, conn)
+            statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
+        if ctx.on_bad_row != "reject" and ctx.spec.mode != "append":
             empty = pg.range_is_empty_sql(self.table, key, chunk)
             if await conn.fetchval(empty.text, *empty.args(values)):
                 # an initial load of this key range: every staged row is a new key
@@ -208,8 +249,10 @@ class PgTarget:
         return [(key_json(k), duplicate_reason(n)) for k, n in keys for _ in range(n)]
 
 
-async def _pipe(ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk: Chunk) -> int:
-    """Binary COPY from the source connection into staging, through a bounded stream."""
+async def _pipe(
+    ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk: Chunk, dest: str
+) -> int:
+    """Binary COPY from the source connection into ``dest``, through a bounded stream."""
     send, receive = anyio.create_memory_object_stream[bytes](8)
     rows = 0
 
@@ -225,9 +268,9 @@ async def _pipe(ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk:
 
     async def consume() -> None:
         async with receive:
-            await conn.copy_to_table(
-                STAGING, source=_iterate(receive), columns=list(ctx.names), format="binary"
-            )
+            schema, _, name = dest.rpartition(".")
+            await conn.copy_to_table(name, schema_name=schema or None, source=_iterate(receive),
+                                     columns=list(ctx.names), format="binary")  # fmt: skip
 
     await _run_all(produce, consume)
     return rows

@@ -19,7 +19,9 @@ Theory of operation
    ``UPDATE_EVERY`` chunks and at the end;
 6. an incremental job reads only the run's cursor window (``core.incremental``, decided in
    preflight); every chunk checkpoint records the cursor it covers, and the run's cursor
-   (``run_cursor``) reaches the window's top only once every chunk is committed.
+   (``run_cursor``) reaches the window's top only once every chunk is committed;
+7. a full refresh (``core.modes``) loads its chunks into a new table and, once every chunk is
+   committed, swaps it in for the target (``Target.swap``, retried; repeating it is a no-op).
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
@@ -147,6 +149,7 @@ class _JobRun:
                 add_columns=decision.add_columns,
                 policy=self.options.retry,
                 window=decision.window,
+                resumed=decision.resumed_plan is not None,
             )
             if decision.window is not None:
                 self.source = make_source(self.spec, decision.window)
@@ -183,6 +186,11 @@ class _JobRun:
                 await self._chunks(ctx, store, plan)
             except AsyncEtlError as exc:  # the state store gave up while polling for stops
                 self.failure = self.failure or exc
+        if self.failure is None and self.watermark.complete and self.spec.mode == "full_refresh":
+            try:  # every chunk is in the new table: swap it in (a no-op once it committed)
+                await retrying(lambda: self.target.swap(ctx), ctx.policy, what="swap new table in")
+            except AsyncEtlError as exc:
+                self.failure = exc
         if self.failure is not None:
             status: RunStatus = "FAILED"
         elif self.watermark.complete:

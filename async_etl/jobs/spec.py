@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from async_etl.core.adaptive import parse_auto
 from async_etl.core.drift import Evolution
+from async_etl.core.modes import Mode, mode_of
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -29,6 +30,7 @@ from async_etl.jobs._spec_values import (
     parse_toml,
     set_values,
 )
+from async_etl.jobs.budget import database_key
 
 __all__ = [
     "JobSpec",
@@ -94,7 +96,11 @@ class StateSpec(_MaskedRepr):
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """A validated mapper job."""
+    """A validated mapper job.
+
+    ``mode`` is how the target is loaded (``core.modes``): ``merge`` and ``scd2`` follow
+    ``scd.type``; ``append`` and ``full_refresh`` are described there.
+    """
 
     name: str
     source: SourceSpec
@@ -104,6 +110,7 @@ class JobSpec:
     parallel: ParallelSpec = field(default_factory=ParallelSpec)
     on_bad_row: Literal["fail", "reject"] = "fail"
     path: str = ""
+    mode: Mode = "scd2"
 
 
 def parse_job(
@@ -183,7 +190,7 @@ def _build(v: _Values, path: str) -> JobSpec:
                       f"expected 'none' or 'add_columns', got {evolution!r}")  # fmt: skip
     target = TargetSpec(url=_url(v, "target", ("postgresql", "oracle", "cratedb")),
                         table=v.require("target", "table"), schema_evolution=evolution)  # fmt: skip
-    scd = _scd(v, source)
+    mode, scd = _mode(v, source)
     workers = v.get("parallel", "max_workers", 4)
     low, high = parse_auto(workers) if isinstance(workers, str) else (1, workers)
     parallel = ParallelSpec(
@@ -204,8 +211,50 @@ def _build(v: _Values, path: str) -> JobSpec:
     else:
         raise v.fail("[state] url", "required when the target is not PostgreSQL "
                      f"(target is {mask_url(target.url)})")  # fmt: skip
+    if mode == "append" and (
+        dialect_of(target.url) != "postgresql"
+        or database_key(state.url) != database_key(target.url)
+    ):
+        raise v.error("", "mode", "append is exactly once only into a PostgreSQL target "
+                      "whose database also holds the run state (each chunk commits with "
+                      "its checkpoint): use a PostgreSQL target, [state] url unset")  # fmt: skip
     return JobSpec(name=name, source=source, target=target, scd=scd, parallel=parallel,
-                   state=state, on_bad_row=on_bad_row, path=path)  # fmt: skip
+                   state=state, on_bad_row=on_bad_row, path=path, mode=mode)  # fmt: skip
+
+
+def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:
+    """The load mode and the ``[scd]`` settings it implies.
+
+    ``merge`` / ``scd2`` set ``[scd] type`` (a different type given too is an error);
+    ``append`` takes no ``[scd]`` key; ``full_refresh`` keeps the table shape of
+    ``[scd] type`` (1 unless given) and ignores change and delete detection.
+    """
+    if not v.has("", "mode"):
+        scd = _scd(v, source)
+        return ("merge" if scd.type == 1 else "scd2"), scd
+    try:
+        mode = mode_of(v.get("", "mode"))
+    except ValueError as exc:
+        raise v.error("", "mode", str(exc)) from None
+    given = sorted(k for (s, k) in v.values if s == "scd")
+    if mode in ("merge", "scd2"):
+        kind = 1 if mode == "merge" else 2
+        if v.get("scd", "type", kind) != kind:
+            raise v.error("scd", "type", f"mode {mode} is SCD type {kind}, "
+                          f"got type {v.get('scd', 'type')}")  # fmt: skip
+        v.values[("scd", "type")] = kind
+        return mode, _scd(v, source)
+    if mode == "append":
+        if given:
+            raise v.error("scd", given[0], "mode append takes no [scd] keys "
+                          "(rows are inserted, never compared)")  # fmt: skip
+        return mode, ScdSpec(type=1, business_key=source.key)
+    if source.incremental is not None:
+        raise v.error("", "mode", "full_refresh reads the whole source: remove "
+                      "[source] incremental")  # fmt: skip
+    v.values.setdefault(("scd", "type"), 1)
+    v.values.pop(("scd", "deletes"), None)  # the fresh table holds exactly the source's keys
+    return mode, _scd(v, source)
 
 
 def _url(v: _Values, section: str, dialects: tuple[str, ...]) -> str:

@@ -34,6 +34,7 @@ from async_etl.testing.crate.sqlast import (
     Select,
     Star,
     Statement,
+    SwapTable,
     Update,
 )
 from async_etl.testing.crate.store import Catalog, Table
@@ -119,6 +120,9 @@ class Engine:
             return _ddl(1 if self.catalog.create(stmt, schema) else 0)
         if isinstance(stmt, DropTable):
             return _ddl(1 if self.catalog.drop(stmt.table, schema, stmt.if_exists) else 0)
+        if isinstance(stmt, SwapTable):
+            self.catalog.swap(stmt.source, stmt.target, schema, drop_source=stmt.drop_source)
+            return _ddl(1)
         if isinstance(stmt, AlterTable):
             table = self.catalog.get(stmt.table, schema)
             for column in stmt.add:

@@ -28,6 +28,7 @@ from async_etl.testing.crate.sqlast import (
     SelectItem,
     Star,
     Statement,
+    SwapTable,
     Update,
 )
 from async_etl.testing.crate.sqlexpr import EOF, Cursor, SQLParseError, tokenize
@@ -80,7 +81,18 @@ class _Parser(Cursor):
         if_exists = self.accept("if", "exists")
         return DropTable(self.table_name(), if_exists)
 
-    def _stmt_alter(self) -> AlterTable:
+    def _stmt_alter(self) -> AlterTable | SwapTable:
+        if self.accept("cluster"):
+            self.expect("swap")
+            self.expect("table")
+            source = self.table_name()
+            self.expect("to")
+            target = self.table_name()
+            settings = dict(self.paren_list(self.setting)) if self.accept("with") else {}
+            unknown = sorted(set(settings) - {"drop_source"})
+            if unknown:
+                raise self.error(f"unknown SWAP TABLE option {unknown[0]!r}")
+            return SwapTable(source, target, settings.get("drop_source") is True)
         self.expect("table")
         table = self.table_name()
         if self.accept("add"):

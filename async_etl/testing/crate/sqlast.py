@@ -154,6 +154,16 @@ class AlterTable:
 
 
 @dataclass(frozen=True, slots=True)
+class SwapTable:
+    """``ALTER CLUSTER SWAP TABLE source TO target [WITH (drop_source = true)]``."""
+
+    source: TableName
+    target: TableName
+    drop_source: bool = False
+    param_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class OnConflict:
     """``ON CONFLICT [(cols)] DO NOTHING`` (no assignments) or ``DO UPDATE SET ...``."""
 
@@ -228,7 +238,16 @@ class Noop:
 
 
 Statement: TypeAlias = (
-    CreateTable | DropTable | AlterTable | Insert | Update | Delete | Select | Refresh | Noop
+    CreateTable
+    | DropTable
+    | AlterTable
+    | SwapTable
+    | Insert
+    | Update
+    | Delete
+    | Select
+    | Refresh
+    | Noop
 )
 WRITES = (Insert, Update, Delete)
 """Statement kinds allowed with ``bulk_args``."""

@@ -231,6 +231,20 @@ class Catalog:
         self.tables[key] = Table(key[0], stmt, self.clock)
         return True
 
+    def swap(
+        self, source: TableName, target: TableName, default_schema: str, *, drop_source: bool
+    ) -> None:
+        """Swap two tables' names in one step (``drop_source``: then drop the old target).
+
+        Raises ``CrateError`` 4041 when either table is unknown (nothing changes).
+        """
+        a, b = self.get(source, default_schema), self.get(target, default_schema)
+        ka, kb = self.qualify(source, default_schema), self.qualify(target, default_schema)
+        a.schema, a.name, b.schema, b.name = kb[0], kb[1], ka[0], ka[1]
+        self.tables[ka], self.tables[kb] = b, a
+        if drop_source:
+            del self.tables[ka]
+
     def drop(self, name: TableName, default_schema: str, if_exists: bool) -> bool:
         """Drop a table; raises ``CrateError`` 4041 when unknown unless ``if_exists``."""
         key = self.qualify(name, default_schema)

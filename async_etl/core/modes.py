@@ -1,0 +1,135 @@
+"""Load modes of a mapper job and the SQL that swaps a fully refreshed table in.
+
+Theory of operation
+-------------------
+A job loads its target in one of four modes (the field's names):
+
+* ``merge`` — SCD type 1: insert new keys, overwrite changed ones (``[scd] type = 1``);
+* ``scd2`` — SCD type 2: keep history (``[scd] type = 2``, the default);
+* ``append`` — insert every source row, never update or compare.  Exactly once across
+  crashes because each chunk commits together with its checkpoint (one PostgreSQL
+  transaction), so a re-run of an uncommitted chunk never finds its rows already there;
+* ``full_refresh`` — build the target from scratch in a fresh table (``new_table``), chunk
+  by chunk and resumable like any run, then swap it in at the very end (``swap_sql``).
+  Readers see the old table until the swap commits and the new one after, never a mix;
+  the old table is dropped only by the swap itself.  The fresh table takes the shape of
+  ``[scd] type`` (type 1 unless the job file says otherwise): type 2 starts every key with
+  one current version from the run's as-of time.
+
+How each dialect swaps (``swap_sql``):
+
+* PostgreSQL: one transaction — ``DROP TABLE`` the old table, ``ALTER TABLE new RENAME``,
+  rename its indexes to the names the old one had.  DDL is transactional, a reader blocked on
+  the old table's lock resolves the name again after the commit and reads the new table;
+* CrateDB: ``ALTER CLUSTER SWAP TABLE new TO target WITH (drop_source = true)``, one atomic
+  cluster-state change (the target is created empty first when it does not exist yet);
+* Oracle: DDL commits on its own, so no transaction can hold two renames.  The documented
+  approach: ``ALTER TABLE target RENAME TO old``, ``ALTER TABLE new RENAME TO target``,
+  ``DROP TABLE old PURGE``.  Between the two renames (milliseconds) a reader gets ORA-00942
+  (no such table) — never a half-loaded table; readers that must not see even that query
+  through a synonym repointed with ``CREATE OR REPLACE SYNONYM`` (``synonym_swap_sql``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias
+
+from async_etl.core.scd_sql_common import Sql, quote, short_name
+from async_etl.core.specs import ScdColumns
+
+__all__ = [
+    "MODES",
+    "Mode",
+    "crate_swap_sql",
+    "mode_of",
+    "new_table",
+    "oracle_swap_sql",
+    "pg_swap_sql",
+    "synonym_swap_sql",
+]
+
+Mode: TypeAlias = Literal["merge", "scd2", "append", "full_refresh"]
+MODES: tuple[Mode, ...] = ("merge", "scd2", "append", "full_refresh")
+_ALIASES: dict[str, Mode] = {"replace": "full_refresh", "full-refresh": "full_refresh",
+                             "scd1": "merge", "type1": "merge", "type2": "scd2"}  # fmt: skip
+
+NEW_SUFFIX = "etl_new"
+OLD_SUFFIX = "etl_old"
+
+
+def mode_of(text: str) -> Mode:
+    """The mode ``text`` names (``replace`` is ``full_refresh``); ``ValueError`` if none."""
+    word = text.strip().lower()
+    for mode in MODES:
+        if word == mode:
+            return mode
+    if word in _ALIASES:
+        return _ALIASES[word]
+    raise ValueError(f"expected one of {', '.join(MODES)} (or replace), got {text!r}")
+
+
+def new_table(table: str, suffix: str = NEW_SUFFIX) -> str:
+    """The fresh table a full refresh of ``table`` loads into (same schema, own name)."""
+    schema, _, _ = table.rpartition(".")
+    name = short_name(table, suffix)
+    return f"{schema}.{name}" if schema else name
+
+
+def _index_suffixes(cols: ScdColumns) -> tuple[str, ...]:
+    """The suffixes of the unique indexes ``scd_sql_pg.target_ddl`` creates for ``cols``."""
+    return ("version", "current") if cols.type == 2 else ("bk",)
+
+
+def pg_swap_sql(table: str, cols: ScdColumns) -> list[Sql]:
+    """PostgreSQL: the statements of ONE transaction that replace ``table`` by its new table.
+
+    The indexes of the new table are renamed to the names the target's had, so that the
+    next full refresh can create its new table's indexes again.
+    """
+    new = new_table(table)
+    schema = table.rpartition(".")[0]
+    name = table.rpartition(".")[2]
+    out = [Sql(f"DROP TABLE IF EXISTS {quote(table)}"),
+           Sql(f"ALTER TABLE {quote(new)} RENAME TO {quote(name)}")]  # fmt: skip
+    for suffix in _index_suffixes(cols):
+        old_name = short_name(new, suffix)
+        index = f"{schema}.{old_name}" if schema else old_name
+        out.append(
+            Sql(
+                f"ALTER INDEX IF EXISTS {quote(index)} RENAME TO {quote(short_name(table, suffix))}"
+            )
+        )
+    return out
+
+
+def crate_swap_sql(table: str) -> str:
+    """CrateDB: the one statement that swaps the new table in and drops the old data."""
+    return (
+        f"ALTER CLUSTER SWAP TABLE {quote(new_table(table), 'crate')} "
+        f"TO {quote(table, 'crate')} WITH (drop_source = true)"
+    )
+
+
+def oracle_swap_sql(table: str, *, exists: bool) -> list[Sql]:
+    """Oracle: rename the old table away, the new one in, drop the old (each DDL commits).
+
+    ``exists``: whether ``table`` exists now (a first full refresh only renames).
+    """
+    name = table.rpartition(".")[2]
+    new, old = new_table(table), new_table(table, OLD_SUFFIX)
+    out: list[Sql] = []
+    if exists:
+        out.append(Sql(f"ALTER TABLE {_ora(table)} RENAME TO {_ora(old.rpartition('.')[2])}"))
+    out.append(Sql(f"ALTER TABLE {_ora(new)} RENAME TO {_ora(name)}"))
+    if exists:
+        out.append(Sql(f"DROP TABLE {_ora(old)} PURGE"))
+    return out
+
+
+def synonym_swap_sql(synonym: str, table: str) -> Sql:
+    """Oracle: repoint the readers' ``synonym`` at ``table`` in one atomic statement."""
+    return Sql(f"CREATE OR REPLACE SYNONYM {_ora(synonym)} FOR {_ora(table)}")
+
+
+def _ora(name: str) -> str:
+    return quote(name, "oracle")
