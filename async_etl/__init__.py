@@ -1,14 +1,17 @@
 """async_etl: an asyncio-native ingestion engine.
 
-Embed the load generator in an async app::
+Stream your own rows from any asyncio app::
 
-    from async_etl import BenchSettings, Engine, Synthetic, open_sink
+    async with open_writer("postgresql://postgres@127.0.0.1:5432/app", table="events") as w:
+        await w.write({"id": 1, "kind": "click"})
+    print(w.report)          # delivered / rejected (with reasons) / undelivered
 
-    settings = BenchSettings(sink="postgresql://postgres@127.0.0.1:5432/test", records=100_000)
-    sink = open_sink(settings.sink, settings)
-    async with Engine(settings) as engine:
+Run mapper jobs and plans from code (``run_job``, ``run_plan``), or the load generator::
+
+    async with open_sink(url, table="bench") as sink, Engine(BenchSettings()) as engine:
         summary = await engine.run(Synthetic(), sink)
-    await sink.aclose()
+
+Silent by default: events go through stdlib ``logging`` (``async_etl.*``, NullHandler).
 """
 
 from __future__ import annotations

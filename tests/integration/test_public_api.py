@@ -8,12 +8,12 @@ from async_etl import BenchSettings, Engine, Synthetic, default_schema, open_sin
 
 async def test_readme_embedding_example_loads_postgres(pg_dsn: str) -> None:
     """The README's embedding example runs as written and loads every record."""
-    settings = BenchSettings(sink=pg_dsn, records=25_000, generators=1)
-    assert settings.sink is not None
-    sink = open_sink(settings.sink, settings)
-    async with Engine(settings) as engine:
+    settings = BenchSettings(records=25_000, generators=1)
+    async with (
+        open_sink(pg_dsn, table="async_etl_bench", concurrency=4) as sink,
+        Engine(settings) as engine,
+    ):
         summary = await engine.run(Synthetic(default_schema(), seed=7), sink)
-    await sink.aclose()
     assert summary.ok and summary.reconciled == 25_000
     conn = await asyncpg.connect(pg_dsn)
     try:
