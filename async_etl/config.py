@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from async_etl.core.coerce import PARSERS, coerce, did_you_mean
 from async_etl.core.schedule import RateSchedule
 from async_etl.errors import ConfigError
 
@@ -20,8 +22,6 @@ LogFormat = Literal["auto", "console", "json"]
 ENV_PREFIX = "ASYNC_ETL_BENCH_"
 DEFAULT_RECORDS = 1_000_000
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_TRUE = {"y", "yes", "true", "1", "on"}
-_FALSE = {"n", "no", "false", "0", "off"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,23 +141,35 @@ def _check(ok: bool, name: str, rule: str, value: object) -> None:
         raise ConfigError(f"{name}: {rule}, got {value!r}")
 
 
-def _coerce(name: str, raw: str, kind: Any, source: str) -> Any:
-    """Convert an environment string to the field's type, or raise a one-line ConfigError."""
-    text = raw.strip()
-    base = kind if isinstance(kind, type) else None
-    if kind in ("bool", bool) or base is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{source}: expected Y/N, true/false or 1/0, got {raw!r}")
-    for typ in (int, float):
-        if typ.__name__ in str(kind):
-            try:
-                return typ(text)
-            except ValueError:
-                raise ConfigError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
-    return text
+def _kind(hint: Any) -> tuple[type, tuple[str, ...] | None]:
+    """A field's annotation as (value type in ``PARSERS``, allowed values or None).
+
+    ``int | None`` -> ``(int, None)``; ``Literal["a", "b"]`` -> ``(str, ("a", "b"))``.
+    """
+    if get_origin(hint) in (Union, types.UnionType):
+        (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
+    if get_origin(hint) is Literal:
+        return str, tuple(str(arg) for arg in get_args(hint))
+    if hint not in PARSERS:
+        raise TypeError(f"BenchSettings: no parser for {hint!r}")
+    return hint, None
+
+
+ENV_KINDS: dict[str, tuple[type, tuple[str, ...] | None]] = {
+    name: _kind(hint)
+    for name, hint in get_type_hints(BenchSettings).items()
+    if name in {f.name for f in dataclasses.fields(BenchSettings)}
+}
+"""Each ``BenchSettings`` field's value type and choices, read from its annotation."""
+
+
+def _coerce(name: str, raw: str, source: str) -> Any:
+    """An environment string as field ``name``'s type, or a one-line ConfigError naming it."""
+    kind, choices = ENV_KINDS[name]
+    try:
+        return coerce(raw, kind, choices)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def parse_concurrency(text: str, source: str = "--concurrency") -> dict[str, Any]:
@@ -183,12 +195,16 @@ def bench_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> BenchSet
     """
     fields = {f.name: f for f in dataclasses.fields(BenchSettings)}
     values: dict[str, Any] = {}
-    for name, field in fields.items():
+    known = {ENV_PREFIX + name.upper() for name in fields}
+    for var in sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in known):
+        hint = did_you_mean(var, sorted(known))
+        raise ConfigError(f"{var}: unknown setting{hint}")
+    for name in fields:
         var = ENV_PREFIX + name.upper()
         if var in env and name == "concurrency":
             values.update(parse_concurrency(env[var], var))
         elif var in env:
-            values[name] = _coerce(name, env[var], field.type, var)
+            values[name] = _coerce(name, env[var], var)
     for name, value in flags.items():
         if name not in fields:
             raise ConfigError(f"unknown setting {name!r}")

@@ -98,6 +98,20 @@ class StopRequested(AsyncEtlError):  # noqa: N818 - it is a signal, not a failur
     kind = ErrorKind.CONFIGURATION
 
 
+class Fail:
+    """Builds the one-line ``ConfigError`` for a problem in a file the user wrote.
+
+    ``Fail("job", "a.toml")("[scd] type", "expected 1 or 2")`` is
+    ``ConfigError("job file a.toml: [scd] type: expected 1 or 2")``; job and plan files use it.
+    """
+
+    def __init__(self, kind: str, path: str) -> None:
+        self.kind, self.path = kind, path
+
+    def __call__(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.kind} file {self.path}: {where}: {problem}")
+
+
 def unusable(message: str, cause: AsyncEtlError) -> ConfigError:
     """A ``ConfigError`` for a database a job cannot use, keeping the cause's kind.
 

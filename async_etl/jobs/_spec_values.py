@@ -6,15 +6,15 @@ Each raises ``ValueError`` with the bare reason; the caller adds the file and ke
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from async_etl.core.adaptive import parse_auto
+from async_etl.core.coerce import did_you_mean, parse_bool, parse_int
 from async_etl.core.specs import is_identifier
 from async_etl.core.urls import SCHEMES, mask_url, scheme_of, url_problem
-from async_etl.errors import ConfigError
+from async_etl.errors import Fail
 
 Gathered = dict[tuple[str, str], tuple[Any, str]]
 """(section, key) -> (raw value, where it came from, for messages)."""
@@ -32,8 +32,6 @@ SCHEMA: dict[str, dict[str, str]] = {
                  "min_rows_for_parallel": "int"},
     "state": {"url": "url"},
 }  # fmt: skip
-_TRUE = frozenset({"y", "yes", "true", "1", "on"})
-_FALSE = frozenset({"n", "no", "false", "0", "off"})
 
 
 def env_name(section: str, key: str) -> str:
@@ -41,39 +39,16 @@ def env_name(section: str, key: str) -> str:
     return "_".join(p.upper() for p in ("ASYNC_ETL", section, key) if p)
 
 
-class Fail:
-    """Builds one-line ``ConfigError`` messages that name the job file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, where: str, problem: str) -> ConfigError:
-        return ConfigError(f"job file {self.path}: {where}: {problem}")
-
-
-def _suggest(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def coerce_text(text: str, kind: str) -> Any:
     """Turn an environment / ``--set`` string into a value of ``kind`` (ValueError if bad)."""
     stripped = text.strip()
     if kind == "bool":
-        low = stripped.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError("expected a boolean (Y/N, yes/no, true/false, 1/0)")
+        return parse_bool(stripped)
     if kind == "workers" and stripped.lower().startswith("auto"):
         parse_auto(stripped)
         return stripped
     if kind in ("int", "workers"):
-        try:
-            return int(stripped.replace("_", ""))
-        except ValueError:
-            raise ValueError(f"expected an integer, got {stripped!r}") from None
+        return parse_int(stripped)
     if kind == "columns":
         if stripped.startswith("["):
             try:
@@ -145,11 +120,12 @@ def file_values(doc: Mapping[str, Any], fail: Fail) -> Gathered:
                 raise fail(f"[{name}]", "expected a table (section)")
             for key, item in value.items():
                 if key not in SCHEMA[name]:
-                    raise fail(f"[{name}] {key}", "unknown key" + _suggest(key, list(SCHEMA[name])))
+                    hint = did_you_mean(key, list(SCHEMA[name]))
+                    raise fail(f"[{name}] {key}", "unknown key" + hint)
                 out[(name, key)] = (item, f"[{name}] {key}")
         else:
             options = sections + list(SCHEMA[""])
-            raise fail(name, "unknown section or key" + _suggest(name, options))
+            raise fail(name, "unknown section or key" + did_you_mean(name, options))
     return out
 
 
@@ -162,9 +138,9 @@ def set_values(overrides: Sequence[str], fail: Fail) -> Gathered:
             raise fail(where, "expected section.key=value")
         section, _, key = dotted.strip().rpartition(".")
         if section not in SCHEMA:
-            raise fail(where, "unknown section" + _suggest(section, [s for s in SCHEMA if s]))
+            raise fail(where, "unknown section" + did_you_mean(section, [s for s in SCHEMA if s]))
         if key not in SCHEMA[section]:
-            raise fail(where, "unknown key" + _suggest(key, list(SCHEMA[section])))
+            raise fail(where, "unknown key" + did_you_mean(key, list(SCHEMA[section])))
         try:
             out[(section, key)] = (coerce_text(text, SCHEMA[section][key]), where)
         except ValueError as exc:

@@ -19,10 +19,9 @@ from async_etl.core.modes import Mode, mode_of
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
-from async_etl.errors import ConfigError
+from async_etl.errors import ConfigError, Fail
 from async_etl.jobs._spec_values import (
     SCHEMA,
-    Fail,
     check_kind,
     env_name,
     env_values,
@@ -121,7 +120,7 @@ def parse_job(
     env: Mapping[str, str] | None = None,
 ) -> JobSpec:
     """Parse and validate job-file ``text``; raises ``ConfigError`` (one line) on any problem."""
-    doc = parse_toml(text, Fail(path))
+    doc = parse_toml(text, Fail("job", path))
     return job_from_mapping(doc, path=path, overrides=overrides, env=env)
 
 
@@ -136,7 +135,7 @@ def job_from_mapping(
 
     ``{"name": ..., "source": {...}, "target": {...}, "scd": {...}}``; raises ``ConfigError``.
     """
-    fail = Fail(path)
+    fail = Fail("job", path)
     merged = env_values(env or {}, fail)
     merged.update(file_values(doc, fail))
     merged.update(set_values(overrides, fail))

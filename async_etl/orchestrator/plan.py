@@ -14,16 +14,16 @@ plan draws from, default ``"default"``: shared by every plan on the same state s
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from async_etl.core.coerce import did_you_mean
 from async_etl.core.retry import RetryPolicy, Strategy
 from async_etl.core.urls import dialect_of, mask_url, url_problem
-from async_etl.errors import ConfigError, ErrorKind
+from async_etl.errors import ConfigError, ErrorKind, Fail
 from async_etl.jobs.spec import JobSpec, load_job
 from async_etl.orchestrator.dag import find_cycle
 
@@ -156,20 +156,12 @@ class Plan:
         )
 
 
-class _Fail:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, where: str, problem: str) -> ConfigError:
-        return ConfigError(f"plan file {self.path}: {where}: {problem}")
-
-
 def _get(
     table: Mapping[str, Any],
     key: str,
     kind: type | tuple[type, ...],
     where: str,
-    fail: _Fail,
+    fail: Fail,
     default: Any = None,
 ) -> Any:
     if key not in table:
@@ -182,16 +174,14 @@ def _get(
     return float(cast(float, value)) if float in kinds else value
 
 
-def _check_keys(table: Mapping[str, Any], section: str, where: str, fail: _Fail) -> None:
+def _check_keys(table: Mapping[str, Any], section: str, where: str, fail: Fail) -> None:
     allowed = _KEYS[section]
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.5)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise fail(f"{where}{key}", f"unknown key{hint}")
+            raise fail(f"{where}{key}", "unknown key" + did_you_mean(key, sorted(allowed)))
 
 
-def _at_least(value: Any, low: float, where: str, fail: _Fail) -> None:
+def _at_least(value: Any, low: float, where: str, fail: Fail) -> None:
     if value is not None and value < low:
         raise fail(where, f"must be >= {low}, got {value}")
 
@@ -204,7 +194,7 @@ def parse_plan(text: str, *, path: str, base_dir: Path, load: JobLoader) -> Plan
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise _Fail(path)("TOML", str(exc)) from None
+        raise Fail("plan", path)("TOML", str(exc)) from None
     return plan_from_mapping(doc, path=path, base_dir=base_dir, load=load)
 
 
@@ -215,7 +205,7 @@ def plan_from_mapping(
 
     ``[[jobs]]`` is the ``"jobs"`` list of mappings.  Raises ``ConfigError`` naming the key.
     """
-    fail = _Fail(path)
+    fail = Fail("plan", path)
     _check_keys(doc, "", "", fail)
     name = _get(doc, "name", str, "", fail)
     if not name or not name.strip():
@@ -255,14 +245,14 @@ def plan_from_mapping(
     )
 
 
-def _table(doc: Mapping[str, Any], key: str, fail: _Fail) -> dict[str, Any]:
+def _table(doc: Mapping[str, Any], key: str, fail: Fail) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
         raise fail(key, "expected a table")
     return value
 
 
-def _retry(t: dict[str, Any], fail: _Fail) -> RetrySettings:
+def _retry(t: dict[str, Any], fail: Fail) -> RetrySettings:
     _check_keys(t, "retry", "[retry] ", fail)
     strategy = _get(t, "strategy", str, "[retry] ", fail, "exponential")
     if strategy not in STRATEGIES:
@@ -279,7 +269,7 @@ def _retry(t: dict[str, Any], fail: _Fail) -> RetrySettings:
     return out
 
 
-def _breaker(t: dict[str, Any], fail: _Fail) -> BreakerSettings:
+def _breaker(t: dict[str, Any], fail: Fail) -> BreakerSettings:
     _check_keys(t, "breaker", "[breaker] ", fail)
     out = BreakerSettings(
         threshold=_get(t, "threshold", int, "[breaker] ", fail, 3),
@@ -290,7 +280,7 @@ def _breaker(t: dict[str, Any], fail: _Fail) -> BreakerSettings:
     return out
 
 
-def _budgets(t: dict[str, Any], fail: _Fail) -> tuple[dict[str, int], int]:
+def _budgets(t: dict[str, Any], fail: Fail) -> tuple[dict[str, int], int]:
     default = _get(t, "default", int, "[budgets] ", fail, 16)
     _at_least(default, 1, "[budgets] default", fail)
     out: dict[str, int] = {}
@@ -307,9 +297,7 @@ def _budgets(t: dict[str, Any], fail: _Fail) -> tuple[dict[str, int], int]:
     return out, default
 
 
-def _job(
-    t: dict[str, Any], i: int, base: Path, state: str, load: JobLoader, fail: _Fail
-) -> PlanJob:
+def _job(t: dict[str, Any], i: int, base: Path, state: str, load: JobLoader, fail: Fail) -> PlanJob:
     where = f"jobs[{i}]."
     _check_keys(t, "jobs", where, fail)
     depends = _get(t, "depends_on", list, where, fail, [])
@@ -342,7 +330,7 @@ def _job(
     )
 
 
-def _synthetic(t: dict[str, Any], where: str, depends: tuple[str, ...], fail: _Fail) -> PlanJob:
+def _synthetic(t: dict[str, Any], where: str, depends: tuple[str, ...], fail: Fail) -> PlanJob:
     if "file" in t:
         raise fail(f"{where}file", 'a kind = "sleep" job has no job file')
     name = _get(t, "name", str, where, fail)
@@ -369,7 +357,7 @@ def _synthetic(t: dict[str, Any], where: str, depends: tuple[str, ...], fail: _F
     return PlanJob(name=name, target=target, depends_on=depends, synthetic=job)
 
 
-def _check_graph(jobs: tuple[PlanJob, ...], fail: _Fail) -> None:
+def _check_graph(jobs: tuple[PlanJob, ...], fail: Fail) -> None:
     seen: dict[str, int] = {}
     for i, job in enumerate(jobs):
         if job.name in seen:
