@@ -56,8 +56,19 @@ class BenchSettings:
     gzip_threshold: int = 8192
     request_timeout: float = 60.0
     metrics_port: int | None = None
+    ray: str | None = None  # None: local engine; "local", "auto", HOST:PORT or ray://HOST:PORT
+    ray_actors: int = 2
 
     def __post_init__(self) -> None:
+        _check(self.ray_actors >= 1, "--ray-actors", "must be >= 1", self.ray_actors)
+        if self.ray is not None:
+            for given, flag in (
+                (self.rate is not None or self.ramp is not None, "--rate / --ramp"),
+                (self.adaptive, "--concurrency auto"),
+                (self.metrics_port is not None, "--metrics-port"),
+            ):
+                if given:
+                    raise ConfigError(f"{flag} is not supported with --ray yet")
         _check(self.batch_size >= 1, "--batch-size", "must be >= 1", self.batch_size)
         _check(self.concurrency >= 1, "--concurrency", "must be >= 1", self.concurrency)
         _check(

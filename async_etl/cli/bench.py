@@ -97,6 +97,22 @@ def register(sub: Any) -> None:
         default=None,
         help="use the stdlib asyncio loop instead of uvloop",
     )
+    p.add_argument(
+        "--ray",
+        dest="ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the engine in Ray actors: local (default), auto, HOST:PORT or ray://HOST:PORT",
+    )
+    p.add_argument(
+        "--ray-actors",
+        dest="ray_actors",
+        type=int,
+        default=None,
+        help="with --ray: how many actors (default 2)",
+    )
     p.set_defaults(handler=main)
 
 
@@ -111,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
         schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
     )
     check_batch_memory(source.schema.max_row_bytes(), settings.batch_size)
+    if settings.ray is not None and settings.mode == "threads":
+        raise ConfigError("--ray runs the async engine in each actor; drop --mode threads")
     if settings.mode == "threads":  # before any event loop: thread mode runs none at all
         summary = bench_threads(settings, source)
     else:
@@ -137,6 +155,8 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
             settings = settings.replace(sink=url)
         sink = open_sink(url, settings)
         stack.push_async_callback(sink.aclose)
+        if settings.ray is not None:
+            return await _bench_on_ray(settings, source, sink, live=live, embedded=embedded)
         engine = await stack.enter_async_context(Engine(settings))
         view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
         sampler = ProcessSampler(url)  # threads and connections, measured as in thread mode
@@ -150,6 +170,22 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
         extra = {**summary.extra, **sampler.extra()}
         sink_name = "embedded PostgreSQL (temporary)" if embedded else summary.sink
         return dataclasses.replace(summary, sink=sink_name, extra=extra)
+
+
+async def _bench_on_ray(
+    settings: BenchSettings, source: Synthetic, sink: Any, *, live: bool, embedded: bool
+) -> Summary:
+    """``--ray``: the same run over Ray actors (Ray is imported only here)."""
+    from async_etl.runtime.ray_bench import run_on_ray
+
+    view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
+    with view as handler:
+        summary = await run_on_ray(settings, source, sink, on_snapshot=handler)
+    return (
+        dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
+        if embedded
+        else summary
+    )
 
 
 def bench_threads(settings: BenchSettings, source: Synthetic) -> Summary:

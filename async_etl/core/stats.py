@@ -217,6 +217,23 @@ class RunStats:
         self.undelivered += rows
         self.reasons[reason[:200]] += rows
 
+    def absorb(self, other: RunStats) -> None:
+        """Add another run's counters and latencies (e.g. one remote unit's) to these."""
+        self.rows += other.rows
+        self.batches += other.batches
+        self.errors += other.errors
+        self.retries += other.retries
+        self.rejected += other.rejected
+        self.undelivered += other.undelivered
+        self.reasons.update(other.reasons)
+        self.error_reasons.update(other.error_reasons)
+        for mine, theirs in (
+            (self.latency, other.latency),
+            (self.interval, other.latency),
+            (self.window, other.latency),
+        ):
+            mine.merge(theirs)
+
     def snapshot(self, now: float) -> Snapshot:
         """Figures since the start and since the previous snapshot; resets the interval."""
         window = max(now - self._last_at, 1e-9)

@@ -98,7 +98,22 @@ class Summary:
             ("reconciled", "n/a" if self.reconciled is None else f"{self.reconciled:,} in target"),
             ("stopped by", self.stopped_by),
         ]
-        return rows + self._rate_rows()
+        return rows + self._rate_rows() + self._ray_rows()
+
+    def _ray_rows(self) -> list[tuple[str, str]]:
+        """``--ray``: actors, losses and re-sent units, rows/s per actor."""
+        ray = self.extra.get("ray")
+        if not ray:
+            return []
+        lost = len(ray["lost_actors"])
+        by_actor = ", ".join(f"{n} {r:,.0f}" for n, r in ray["rows_per_s_by_actor"].items())
+        return [
+            (
+                "ray actors (lost / units re-sent)",
+                f"{ray['actors']} ({lost} / {ray['resent_units']})",
+            ),
+            ("rows/s by actor", by_actor or "-"),
+        ]
 
     def _rate_rows(self) -> list[tuple[str, str]]:
         """Rate mode: target vs achieved, latency from the due time, schedule lag."""

@@ -91,3 +91,23 @@ def test_rejections_and_give_ups_are_counted_with_reasons() -> None:
     assert (stats.rejected, stats.undelivered, stats.errors) == (3, 5, 1)
     assert stats.reasons["503 unavailable"] == 5  # rows given up, not attempts
     assert stats.error_reasons["503 unavailable"] == 1  # the failed attempt, counted apart
+
+
+def test_absorb_sums_counters_and_merges_latencies() -> None:
+    """RunStats.absorb adds another run's counters, reasons and latency samples to these."""
+    a, b = RunStats(started_at=0.0), RunStats(started_at=5.0)
+    for stats, rows, lat in ((a, 10, 0.002), (b, 7, 0.2)):
+        stats.record_delivered(rows)
+        stats.record_batch_done()
+        stats.record_attempt(lat)
+        stats.record_error("boom")
+        stats.record_rejected(1, "bad row")
+        stats.record_given_up(2, "gave up")
+    b.retries = 3
+    a.absorb(b)
+    assert (a.rows, a.batches, a.errors, a.retries) == (17, 2, 2, 3)
+    assert (a.rejected, a.undelivered) == (2, 4)
+    assert a.reasons == {"bad row": 2, "gave up": 4}
+    assert a.error_reasons == {"boom": 2}
+    assert a.latency.count == 2 and a.latency.max == b.latency.max
+    assert a.snapshot(1.0).p99_ms == a.latency.percentile(99)

@@ -46,3 +46,16 @@ def test_ok_only_when_every_row_is_accounted_for_and_reconciled() -> None:
     assert _summary(reconciled=999).problems() == [
         "target holds 999 rows of the run, 1000 reported"
     ]
+
+
+def test_ray_runs_show_actors_losses_and_rows_per_actor() -> None:
+    """A --ray summary prints the actors, the lost ones, re-sent units and rows/s per actor."""
+    ray = {
+        "actors": 3,
+        "lost_actors": ["actor-1"],
+        "resent_units": 2,
+        "rows_per_s_by_actor": {"actor-0": 1234.4, "actor-2": 99.0},
+    }
+    rows = dict(_summary(extra={"ray": ray}).table_rows())
+    assert rows["ray actors (lost / units re-sent)"] == "3 (1 / 2)"
+    assert rows["rows/s by actor"] == "actor-0 1,234, actor-2 99"

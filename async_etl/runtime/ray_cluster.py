@@ -1,0 +1,78 @@
+"""Connecting to Ray: the one place that imports it, and turns its failures into one line.
+
+``--ray`` takes ``local`` (start a Ray instance inside this process, or use the one already
+started), ``auto`` (the cluster this node belongs to, as ``ray start`` left it), ``HOST:PORT``
+(a cluster's GCS address) or ``ray://HOST:PORT`` (Ray Client).  Ray is an optional extra:
+nothing else in the package imports it, so ``import async_etl`` and every command without
+``--ray`` run without it.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from types import ModuleType
+from typing import Any
+
+from async_etl.errors import ConfigError
+
+INSTALL_HINT = "pip install 'async-etl[ray]'"
+_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d{1,5})$")
+
+
+def load_ray(flag: str = "--ray") -> ModuleType:
+    """The ``ray`` module; ``ConfigError`` (exit 2) when Ray is not installed."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(f"{flag}: Ray is not installed ({INSTALL_HINT})") from exc
+    return ray
+
+
+def check_address(address: str, flag: str = "--ray", timeout: float = 3.0) -> None:
+    """Refuse an address that is malformed or where nothing listens: ``ConfigError``, one line.
+
+    ``local`` and ``auto`` are not checked here (Ray's own start-up or lookup decides).
+    """
+    if address in ("local", "auto"):
+        return
+    match = _HOST_PORT.match(address)
+    if match is None:
+        raise ConfigError(f"{flag} {address!r}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+    host, port = match["host"].strip("[]"), int(match["port"])
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{flag} {address}: no Ray cluster reachable there ({reason})") from exc
+
+
+def connect(address: str, flag: str = "--ray", **init: Any) -> ModuleType:
+    """Join (or start, for ``local``) the Ray cluster at ``address``; returns the ``ray`` module.
+
+    Reuses a Ray session this process already started.  ``init`` goes to ``ray.init`` (e.g.
+    ``num_cpus``, ``object_store_memory`` for a local instance).  Raises ``ConfigError`` (exit
+    2) for Ray missing, a malformed or unreachable address, or a cluster that refuses us.
+    """
+    ray = load_ray(flag)
+    check_address(address, flag)
+    if ray.is_initialized():
+        return ray
+    target = None if address == "local" else address
+    try:
+        ray.init(address=target, log_to_driver=False, include_dashboard=False, **init)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{flag} {address}: cannot join the Ray cluster: {first}") from exc
+    return ray
+
+
+def actor_died(exc: BaseException) -> bool:
+    """True when ``exc`` is Ray's answer for an actor (or its node) that is gone."""
+    ray = load_ray()
+    gone = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
+    return isinstance(exc, gone)
+
+
+__all__ = ["actor_died", "check_address", "connect", "load_ray"]
