@@ -14,7 +14,8 @@ code-point order, the one ``BINARY`` collation of this project (``"C"``); ``row_
 ``chunk_for`` take a ``sort_key`` for any other.
 
 The plan is stored (``to_json``) so a resumed run reuses the same chunks; values are tagged
-with their type so the JSON round trip is exact (int, str, Decimal, date, datetime, ...).
+with their type so the JSON round trip is exact (int, str, Decimal, date, datetime, interval,
+inet / cidr, arrays, ...); two bounds are the same when their stored forms are (NaN meets NaN).
 
 The watermark is the highest chunk index whose predecessors are all committed; it never passes
 an uncommitted chunk, even when chunks commit out of order.
@@ -26,8 +27,19 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 from typing import Any
 from uuid import UUID
 
@@ -156,12 +168,17 @@ def _check_covering(chunks: Sequence[Chunk]) -> None:
     if not chunks or chunks[0].lower is not None or chunks[-1].upper is not None:
         raise ValueError("a chunk plan must start and end open")
     for i, (a, b) in enumerate(itertools.pairwise(chunks)):
-        if a.index != i or a.upper is None or a.upper != b.lower:
+        if a.index != i or a.upper is None or b.lower is None or not _same_bound(a.upper, b.lower):
             raise ValueError(f"chunk {i} does not end where chunk {i + 1} starts")
         if a.collate != b.collate:
             raise ValueError(f"chunks {i} and {i + 1} are cut in different collations")
     if chunks[-1].index != len(chunks) - 1:
         raise ValueError("chunk indexes must be 0..n-1")
+
+
+def _same_bound(a: Key, b: Key) -> bool:
+    """Equal bounds by their stored form: a NaN bound meets the NaN bound it was cut at."""
+    return [_tag(v) for v in a] == [_tag(v) for v in b]
 
 
 def _check_key(key: Key) -> None:
@@ -260,6 +277,16 @@ def _tag(value: Any) -> list[Any]:
         return ["uuid", str(value)]
     if isinstance(value, bytes):
         return ["bytes", value.hex()]
+    if isinstance(value, timedelta):  # interval (months arrive as 30 days, as interval's order)
+        return ["interval", [value.days, value.seconds, value.microseconds]]
+    if isinstance(value, IPv4Interface | IPv6Interface):  # before Address: a subclass of it
+        return ["inet", str(value)]
+    if isinstance(value, IPv4Address | IPv6Address):
+        return ["ip", str(value)]
+    if isinstance(value, IPv4Network | IPv6Network):
+        return ["cidr", str(value)]
+    if isinstance(value, list):  # an array key
+        return ["list", [["null", None] if v is None else _tag(v) for v in value]]
     raise ValueError(f"cannot store a chunk bound of type {type(value).__name__}")
 
 
@@ -274,6 +301,12 @@ _UNTAG: dict[str, Any] = {
     "time": time.fromisoformat,
     "uuid": UUID,
     "bytes": bytes.fromhex,
+    "interval": lambda parts: timedelta(*parts),
+    "inet": ip_interface,
+    "ip": ip_address,
+    "cidr": ip_network,
+    "list": lambda items: [_untag(v) for v in items],
+    "null": lambda _: None,
 }
 
 

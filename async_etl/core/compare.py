@@ -33,7 +33,15 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["EXACT_TYPES", "base_type", "is_exact", "key_problem", "oracle_lob", "same"]
+__all__ = [
+    "EXACT_TYPES",
+    "base_type",
+    "chunk_key_problem",
+    "is_exact",
+    "key_problem",
+    "oracle_lob",
+    "same",
+]
 
 EXACT_TYPES = frozenset(
     {
@@ -69,6 +77,12 @@ EXACT_TYPES = frozenset(
 """PostgreSQL types whose ``=`` is the identity of values (modulo NaN and numeric scale)."""
 
 _UNKEYED = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+_RANGES = ("int4", "int8", "num", "ts", "tstz", "date")
+_UNCHUNKED = frozenset(
+    {"bit", "bit varying", "tsvector", "tsquery"}
+    | {f"{r}range" for r in _RANGES}
+    | {f"{r}multirange" for r in _RANGES}
+)
 _MODS = re.compile(r"\(\s*\d+\s*(?:,\s*\d+\s*)?\)")
 _LOBS = frozenset({"json", "jsonb", "xml"})
 
@@ -105,6 +119,19 @@ def key_problem(pg_type: str) -> str | None:
     """
     if base_type(pg_type)[0] in _UNKEYED:
         return f"has type {pg_type}, which has no equality or ordering to match and chunk keys by"
+    return None
+
+
+def chunk_key_problem(pg_type: str) -> str | None:
+    """Why a column of this type cannot be a chunk key (``[source] key``); None when it can.
+
+    A chunk key also needs values the stored chunk plan can carry: ranges, bit strings and
+    text-search types cannot (``core.chunks``); and ``key_problem``'s types.
+    """
+    if (why := key_problem(pg_type)) is not None:
+        return why
+    if base_type(pg_type)[0] in _UNCHUNKED:
+        return f"has type {pg_type}, whose values cannot be stored as chunk bounds"
     return None
 
 

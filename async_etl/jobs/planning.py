@@ -34,7 +34,7 @@ import structlog
 
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
-from async_etl.core.compare import key_problem
+from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
@@ -164,10 +164,11 @@ async def preflight(
 def _check_key_types(spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns) -> None:
     """``ConfigError`` naming a chunk or business key column whose type has no ``=`` / order."""
     types = dict(columns)
-    for section, keys in (("[source] key", spec.source.key),
-                          ("[scd] business_key", cols.business_key)):  # fmt: skip
+    checks = (("[source] key", spec.source.key, chunk_key_problem),
+              ("[scd] business_key", cols.business_key, key_problem))  # fmt: skip
+    for section, keys, problem in checks:
         for name in keys:
-            if (why := key_problem(types[name])) is not None:
+            if (why := problem(types[name])) is not None:
                 raise ConfigError(f"{section}: column {name} {why}; key on another column "
                                   "(or a text / jsonb cast of it in the source query)")  # fmt: skip
 
@@ -214,10 +215,11 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     else:
         try:
             plan = ch.plan_chunks(cuts, decision.collate)
+            bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
+            doc = plan.to_json()
         except ValueError as exc:
-            raise DataError(f"job {spec.name}: cannot plan chunks: {exc}") from exc
-        bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
-        doc = plan.to_json()
+            raise DataError(f"job {spec.name}: cannot plan chunks over [source] key "
+                            f"{', '.join(spec.source.key)}: {exc}") from exc  # fmt: skip
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)

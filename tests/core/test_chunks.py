@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from ipaddress import IPv4Interface, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 import pytest
@@ -204,3 +206,25 @@ def test_collate_survives_json_and_must_agree():
         ChunkPlan.from_json(mixed)
     with pytest.raises(ValueError, match="collations for a key"):
         plan_chunks([("b", 1)], collate=("C",))
+
+
+def test_interval_network_and_array_bounds_survive_json():
+    """interval, inet, cidr and array key values are stored bounds that read back equal."""
+    bounds = [
+        (timedelta(days=32, microseconds=7), IPv4Interface("10.0.0.1/8"), IPv6Network("::/64"),
+         [1, None]),
+        (timedelta(days=40), IPv6Address("::2"), IPv4Network("10.1.0.0/16"), [3, [4]]),
+    ]  # fmt: skip
+    plan = plan_chunks(bounds)
+    back = ChunkPlan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert back == plan
+    for got, want in zip(back.chunks[1].lower or (), bounds[0], strict=True):
+        assert type(got) is type(want) and got == want
+
+
+def test_nan_bounds_read_back_as_a_covering_plan():
+    """A plan cut at NaN keys (float and numeric) reads back: NaN meets NaN end to start."""
+    plan = plan_chunks([(float("nan"), 1), (float("nan"), 5), (2, Decimal("NaN"))])
+    back = ChunkPlan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert len(back) == 4 and math.isnan(back.chunks[1].lower[0])  # type: ignore[index]
+    assert back.chunks[3].lower[1].is_nan()  # type: ignore[index]

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
-from async_etl.core.compare import base_type, is_exact, key_problem, oracle_lob, same
+from async_etl.core.compare import (
+    base_type,
+    chunk_key_problem,
+    is_exact,
+    key_problem,
+    oracle_lob,
+    same,
+)
 from async_etl.core.scd import apply_plan, diff
 from async_etl.core.scd_sql_common import check_type
 from async_etl.core.specs import ScdColumns, ScdSpec
@@ -139,3 +146,11 @@ def test_keys_need_equality_and_order() -> None:
     for bad in ("json", "xml", "point", "box", "polygon", "json[]", "circle"):
         assert key_problem(bad) is not None and bad in (key_problem(bad) or "")
     assert all(key_problem(t) is None for t in ("bigint", "text", "jsonb", "uuid", "src.pair"))
+
+
+def test_chunk_keys_need_storable_bounds():
+    """Ranges, bit strings and text-search types are no chunk keys; interval, inet, arrays are."""
+    for bad in ("int4range", "tstzrange", "datemultirange", "bit(8)", "bit varying(4)", "json"):
+        assert chunk_key_problem(bad) is not None
+    for good in ("interval", "inet", "cidr", "integer[]", "text", "numeric(12,2)"):
+        assert chunk_key_problem(good) is None
