@@ -35,6 +35,9 @@ from async_etl.core.scd_sql_common import short_name as _short
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import subquery
 
+STAGING = "_async_etl_stage"
+"""The per-connection TEMP table a chunk is staged in."""
+
 
 def _q(name: str) -> str:
     return quote(name, "pg")

@@ -17,6 +17,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.modes import new_table
+from async_etl.core.scd_sql_common import Sql
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -63,6 +64,10 @@ class Source(Protocol):
 
     async def max_cursor(self, conn: Any, column: str) -> Any:
         """The highest value of the cursor ``column`` in the whole source (None: none)."""
+        ...
+
+    def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
+        """The statement that reads ``chunk`` (in key order) and its bound values."""
         ...
 
     def batches(self, conn: Any, chunk: Chunk, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:

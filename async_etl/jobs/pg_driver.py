@@ -44,6 +44,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.scd_sql_common import chunk_values, quote
+from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
 from async_etl.errors import ConfigError, DataError
@@ -54,8 +55,6 @@ from async_etl.jobs.rejects import find_bad_rows, is_data_error
 from async_etl.sources.postgres import PgSource
 
 __all__ = ["STAGING", "PgTarget"]
-
-STAGING = "_async_etl_stage"
 
 
 class PgTarget:

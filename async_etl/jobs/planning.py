@@ -48,7 +48,7 @@ from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["Decision", "Plan", "plan_run", "preflight"]
+__all__ = ["Decision", "Plan", "plan_run", "preflight", "survey"]
 
 log = structlog.get_logger(__name__)
 
@@ -196,7 +196,7 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     """
     spec = ctx.spec
     estimate, nulls, cuts, null_rows = await retrying(
-        lambda: _survey(ctx, decision, source), ctx.policy, what="plan chunks"
+        lambda: survey(ctx, decision, source), ctx.policy, what="plan chunks"
     )
     workers = ch.workers(estimate, spec.parallel)
     if decision.resumed_plan is not None:
@@ -237,7 +237,7 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     return out
 
 
-async def _survey(
+async def survey(
     ctx: JobContext, decision: Decision, source: Source
 ) -> tuple[int, int, list[tuple[Any, ...]], list[dict[str, Any]]]:
     """On one source connection: the estimate, NULL keys, chunk cuts (new runs), NULL-key rows."""

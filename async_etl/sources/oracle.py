@@ -18,7 +18,7 @@ from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import BINARY, KeyCollation, is_text_type
-from async_etl.core.scd_sql_common import chunk_values, quote
+from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.sources._base import SourceBase
 
 __all__ = ["OracleSource", "pg_type_of_oracle"]
@@ -115,14 +115,19 @@ class OracleSource(SourceBase):
         await cursor.execute(inc.max_cursor_sql("oracle", self.relation, column).text)
         return (await cursor.fetchone())[0]
 
+    def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
+        """The chunk's read statement and its arguments."""
+        st = ora.extract_sql(self.query, self.table, self.key, chunk, self.window)
+        return st, st.args({**chunk_values(chunk), **self._window_values()})
+
     async def batches(
         self, conn: Any, chunk: Chunk, size: int
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """The chunk's rows in key order, ``size`` at a time."""
-        st = ora.extract_sql(self.query, self.table, self.key, chunk, self.window)
+        st, args = self.extract(chunk)
         cursor = conn.cursor()
         cursor.arraysize = size
-        await cursor.execute(st.text, st.args({**chunk_values(chunk), **self._window_values()}))
+        await cursor.execute(st.text, args)
         while True:
             rows = await cursor.fetchmany(size)
             if not rows:

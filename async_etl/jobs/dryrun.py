@@ -1,0 +1,73 @@
+"""``check_job``: what a run of a job would do, learnt with reads only (the ``check`` command).
+
+Order of operations: the state store is opened (connect only; its tables are never created),
+``planning.preflight`` validates and reads the source's columns, the target's shape and the
+unfinished run if any, ``planning.survey`` estimates rows and cuts the chunks (a resumed
+run's stored plan instead), and each chunk's source statement is built.  Nothing is
+written anywhere: no table, no run record, no lock that outlives the connection.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from async_etl.core import chunks as ch
+from async_etl.core.dryrun import ChunkRead, JobFacts
+from async_etl.core.urls import dialect_of, mask_url
+from async_etl.errors import AsyncEtlError, unusable
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
+from async_etl.jobs.endpoints import Source, make_source, make_target
+from async_etl.jobs.planning import preflight, survey
+from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.state import StateStore
+from async_etl.runtime.retrying import retrying
+
+__all__ = ["check_job"]
+
+
+async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFacts:  # noqa: B008
+    """Survey ``spec`` without writing; raises ``ConfigError`` (one line) on any problem.
+
+    Connection failures that persist after the run's retries raise as the run would.
+    """
+    source, target = make_source(spec), make_target(spec)
+    holder = BudgetHolder(LimiterBudget(3), ConnectionMeter())
+    store = StateStore(spec.state.url, holder, app=f"{spec.name}:check", policy=options.retry)
+    try:
+        await store.__aenter__()
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
+    try:
+        decision = await preflight(spec, options, source, target, store, holder)
+    finally:
+        await store.__aexit__(None, None, None)
+    if decision.window is not None:
+        source = make_source(spec, decision.window)
+    ctx = JobContext(spec=spec, run_id=decision.run_id, as_of=decision.as_of,
+                     columns=decision.columns, cols=decision.cols, hold=holder,
+                     stop=anyio.Event(), state_url=spec.state.url, window=decision.window,
+                     collate=decision.collate, policy=options.retry)  # fmt: skip
+    estimate, nulls, cuts, _ = await retrying(
+        lambda: survey(ctx, decision, source), ctx.policy, what="plan chunks"
+    )
+    if decision.resumed_plan is not None:
+        plan = ch.ChunkPlan.from_json(decision.resumed_plan)
+        run = f"resumes unfinished run {decision.run_id}"
+    else:
+        plan = ch.plan_chunks(cuts, decision.collate)
+        run = f"a new run (run id at start, e.g. {decision.run_id})"
+    reads = tuple(_read(source, c) for c in plan.chunks)
+    return JobFacts(job=spec.name, mode=spec.mode, dialect=dialect_of(spec.target.url) or "",
+                    table=spec.target.table, source=mask_url(spec.source.url),
+                    target=mask_url(spec.target.url), as_of=decision.as_of.isoformat(), run=run,
+                    estimate=estimate, workers=ch.workers(estimate, spec.parallel),
+                    cols=decision.cols, key=spec.source.key, names=ctx.names, chunks=reads,
+                    null_keys=nulls)  # fmt: skip
+
+
+def _read(source: Source, chunk: ch.Chunk) -> ChunkRead:
+    """The statement that reads ``chunk`` from the source, with its bound values."""
+    st, args = source.extract(chunk)
+    return ChunkRead(chunk, st.text, tuple(args))

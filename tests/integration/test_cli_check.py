@@ -1,0 +1,108 @@
+"""`async-etl check`: a dry run that explains a job or a plan and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from tests.integration.jobs_helpers import (
+    history,
+    job_toml,
+    load_source,
+    run_cli,
+    write,
+)
+
+STATS = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
+    "ORDER BY schemaname, relname"
+)
+TABLES = (
+    "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+)
+
+
+async def footprint(dsn: str) -> tuple[list[Any], list[Any], int]:
+    """Per-table write counters, every relation, and the number of recorded runs."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        stats = [tuple(r) for r in await conn.fetch(STATS)]
+        tables = [r[0] for r in await conn.fetch(TABLES)]
+        runs = 0
+        if await conn.fetchval("SELECT to_regclass('async_etl_runs')") is not None:
+            runs = int(await conn.fetchval("SELECT count(*) FROM async_etl_runs"))
+    finally:
+        await conn.close()
+    return stats, tables, runs
+
+
+async def test_check_job_prints_plan_and_sql_and_writes_nothing(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Before and after a first run: check exits 0, prints chunks and SQL, changes nothing."""
+    (rows,) = history(seed=3, n_keys=600, runs=1)
+    await load_source(pg_dsn, rows)
+    path = write(tmp_path, "c.toml", job_toml("c", pg_dsn, "dw.c", chunk_size=100))
+    for ran_before in (False, True):
+        if ran_before:
+            assert (await run_cli("run", str(path)))[0] == 0
+        before = await footprint(pg_dsn)
+        code, out, err = await run_cli("check", str(path))
+        assert code == 0, err
+        assert await footprint(pg_dsn) == before
+        chunks = [line for line in out.splitlines() if line.startswith("  chunk ")]
+        assert len(chunks) >= 3 and out.count("FROM src.t") == len(chunks)
+        assert 'INSERT INTO "dw"."c"' in out and "mode scd2" in out
+        assert out.rstrip().endswith("check: OK, nothing was written")
+    assert before[2] == 1  # the one real run, and no run recorded by check
+
+
+async def test_check_full_refresh_shows_the_swap(pg_dsn: str, tmp_path: Path) -> None:
+    """A full refresh's dry run names the new table and the swap that ends the run."""
+    await load_source(pg_dsn, history(seed=4, n_keys=90, runs=1)[0])
+    text = job_toml("f", pg_dsn, "dw.f", kind=1, extra='mode = "full_refresh"')
+    code, out, err = await run_cli("check", str(write(tmp_path, "f.toml", text)))
+    assert code == 0, err
+    assert '"dw"."f_etl_new"' in out
+    assert 'ALTER TABLE "dw"."f_etl_new" RENAME TO "f"' in out
+
+
+async def test_check_plan_prints_order_and_critical_path(pg_dsn: str, tmp_path: Path) -> None:
+    """A plan's check lists every job, the start order and the longest chain by rows."""
+    await load_source(pg_dsn, history(seed=5, n_keys=300, runs=1)[0])
+    (tmp_path / "jobs").mkdir()
+    for name in ("a", "b", "c"):
+        write(tmp_path / "jobs", f"{name}.toml", job_toml(name, pg_dsn, f"dw.{name}"))
+    plan = (
+        f'name = "p"\nstate = "{pg_dsn}"\n'
+        '[[jobs]]\nfile = "jobs/a.toml"\n'
+        '[[jobs]]\nfile = "jobs/b.toml"\ndepends_on = ["a"]\n'
+        '[[jobs]]\nfile = "jobs/c.toml"\n'
+    )
+    before = await footprint(pg_dsn)
+    code, out, err = await run_cli("check", str(write(tmp_path, "plan.toml", plan)))
+    assert code == 0, err
+    assert await footprint(pg_dsn) == before
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("job ")] == [
+        "job a",
+        "job b",
+        "job c",
+    ]
+    order = next(line for line in out.splitlines() if line.startswith("order: "))
+    assert order.index("a") < order.index("b")
+    assert "critical path guess (by estimated rows): a -> b" in out
+
+
+async def test_check_bad_job_is_one_line_exit_2(pg_dsn: str, tmp_path: Path) -> None:
+    """An unknown key column: exit 2 and one line on stderr, nothing on stdout."""
+    await load_source(pg_dsn, history(seed=6, n_keys=30, runs=1)[0])
+    text = job_toml("x", pg_dsn, "dw.x").replace('key = ["a", "b"]', 'key = ["zz"]')
+    text = text.replace("[scd]", '[scd]\nbusiness_key = ["zz"]')
+    code, out, err = await run_cli("check", str(write(tmp_path, "x.toml", text)))
+    assert code == 2
+    assert err.count("\n") == 1 and "zz" in err and out == ""
