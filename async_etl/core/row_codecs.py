@@ -30,6 +30,7 @@ from typing import Any, Final
 import orjson
 
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
+from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
 Encoder = Callable[[Any], bytes]
 """One value -> its PostgreSQL binary send format; raises ``ValueError`` saying why not."""
@@ -59,6 +60,8 @@ class RowShape:
 
     def normalize(self, row: Any) -> tuple[Any, ...] | str:
         """``row`` (tuple/list, dict by column name, or dataclass) as a tuple, or why it is not."""
+        if type(row) is tuple and len(row) == len(self.columns):  # the common case, first
+            return row
         if isinstance(row, tuple | list):
             if self.columns and len(row) != len(self.columns):  # no columns: any width
                 return f"row has {len(row)} values for {len(self.columns)} columns"
@@ -92,7 +95,10 @@ def _float(fmt: str) -> Encoder:
             raise ValueError(f"expected a number, got {type(v).__name__}")
         if isinstance(v, int) and float(v) != v:
             raise ValueError(f"{v} has no exact float value")
-        return struct.pack(fmt, float(v))
+        try:
+            return struct.pack(fmt, float(v))
+        except (OverflowError, struct.error):
+            raise ValueError(f"{v} is out of range") from None
 
     return enc
 
@@ -237,32 +243,57 @@ class PgColumn:
     nullable: bool = True
 
 
-def encode_pg_rows(columns: Sequence[PgColumn], rows: Sequence[tuple[Any, ...]]) -> Encoded:
-    """Binary COPY payload of ``rows`` (header, tuples, trailer); refused rows are left out.
+def _reference_row(columns: Sequence[PgColumn], row: tuple[Any, ...]) -> bytes:
+    """The COPY tuple of ``row`` by the reference encoders; ``ValueError`` names the column."""
+    fields = [struct.pack(">h", len(columns))]
+    for col, value in zip(columns, row, strict=True):
+        try:
+            if value is None:
+                if not col.nullable:
+                    raise ValueError("NULL in a NOT NULL column")
+                fields.append(_NULL)
+                continue
+            data = PG_TYPES[col.typname](value)
+        except ValueError as exc:
+            raise ValueError(f"column {col.name!r} ({col.typname}): {exc}") from None
+        fields.append(struct.pack(">i", len(data)))
+        fields.append(data)
+    return b"".join(fields)
+
+
+def pg_row_encoder(columns: Sequence[PgColumn]) -> Callable[[tuple[Any, ...]], bytes]:
+    """The fast encoder of one row for ``columns`` (raises on anything unusual).
 
     Raises ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
     """
-    encoders = [PG_TYPES[c.typname] for c in columns]
-    count = struct.pack(">h", len(columns))
+    fields = [FAST.get(c.typname) or prefixed(PG_TYPES[c.typname]) for c in columns]
+    return row_encoder(fields, [c.nullable for c in columns])
+
+
+def encode_pg_rows(
+    columns: Sequence[PgColumn],
+    rows: Sequence[tuple[Any, ...]],
+    fast: Callable[[tuple[Any, ...]], bytes] | None = None,
+) -> Encoded:
+    """Binary COPY payload of ``rows`` (header, tuples, trailer); refused rows are left out.
+
+    ``fast`` is ``pg_row_encoder(columns)`` (built here when not given); a row it balks at is
+    encoded, or refused with the column and reason, by the reference encoders.  Raises
+    ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
+    """
+    fast = fast or pg_row_encoder(columns)
     parts = [PG_COPY_HEADER]
     kept: list[int] = []
     refused: list[tuple[int, str]] = []
     for pos, row in enumerate(rows):
-        fields = [count]
         try:
-            for col, enc, value in zip(columns, encoders, row, strict=True):
-                if value is None:
-                    if not col.nullable:
-                        raise ValueError("NULL in a NOT NULL column")
-                    fields.append(_NULL)
-                    continue
-                data = enc(value)
-                fields.append(struct.pack(">i", len(data)))
-                fields.append(data)
-        except ValueError as exc:
-            refused.append((pos, f"column {col.name!r} ({col.typname}): {exc}"))
-            continue
-        parts.extend(fields)
+            parts.append(fast(row))
+        except Exception:
+            try:
+                parts.append(_reference_row(columns, row))
+            except ValueError as exc:
+                refused.append((pos, str(exc)))
+                continue
         kept.append(pos)
     parts.append(PG_COPY_TRAILER)
     return Encoded(b"".join(parts), tuple(kept), tuple(refused))

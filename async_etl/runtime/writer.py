@@ -25,6 +25,8 @@ background task per writer (started on open, awaited on close) owns a task group
 * A fatal error (bad credentials, a dropped table) stops the writer: later ``write`` calls
   and ``aclose`` raise it; the report still accounts for every row.
 * The limits are ``anyio.CapacityLimiter`` objects: change ``total_tokens`` while it runs.
+* The host loop stays responsive: ``write`` yields at least every millisecond even when it
+  need not wait, and large batches are encoded in a thread (``limits.encoding``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from async_etl.core.batching import BatchLimits, Book, ClosedBatch, RowBuffer, row_size
 from async_etl.core.delivery import Delivery
@@ -62,6 +65,8 @@ from async_etl.typing import EncodedBatch
 ABORTED = "writer aborted before delivery"
 CANCELLED_EARLY = "writer cancelled before delivery"
 CANCELLED = "cancelled in flight; may have landed"
+YIELD_EVERY_S = 0.001
+"""``write`` yields to the event loop at least this often, even when it need not wait."""
 
 
 class Writer:
@@ -112,6 +117,7 @@ class Writer:
         self._rejected_rows: list[RefusedRow] = []
         self._undelivered_rows: list[RefusedRow] = []
         self._report: WriterReport | None = None
+        self._yielded = time.monotonic()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -225,10 +231,14 @@ class Writer:
             await self._room.wait()
             self._check_usable()
         buffer = self._buffer
-        buffer.add(shaped, row_size(shaped), time.monotonic())
+        now = time.monotonic()
+        buffer.add(shaped, row_size(shaped), now)
         self._book.accept()
         if len(buffer.rows) == 1 or buffer.full:
             self._wake.set()
+        if now - self._yielded >= YIELD_EVERY_S:  # a producer that never waits still lets
+            self._yielded = now  # the host's other tasks (and our deliveries) run
+            await anyio.lowlevel.checkpoint()
 
     async def write_many(self, rows: Iterable[Any]) -> None:
         """``write`` each row in turn."""

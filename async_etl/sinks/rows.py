@@ -29,6 +29,7 @@ from async_etl.core.row_codecs import (
     PgColumn,
     encode_crate_rows,
     encode_pg_rows,
+    pg_row_encoder,
 )
 from async_etl.core.schema import quote_ident
 from async_etl.core.writer_sql import (
@@ -70,6 +71,7 @@ class PostgresRowsSink(PostgresSink):
         quote_ident(table)
         self.ledger_key = f"{table}#writer-{uuid.uuid4().hex}"
         self._pg_columns: tuple[PgColumn, ...] = ()
+        self._fast = pg_row_encoder(())
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Connect, create the table (when declared) and the ledger; return the columns to fill.
@@ -105,6 +107,7 @@ class PostgresRowsSink(PostgresSink):
                     f"which the writer cannot encode (it takes {known})"
                 )
         self._pg_columns = cols
+        self._fast = pg_row_encoder(cols)
         self._columns = names
         return names
 
@@ -120,7 +123,7 @@ class PostgresRowsSink(PostgresSink):
 
     def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
         """The binary COPY payload of ``rows`` (refused rows left out, with their reason)."""
-        return encode_pg_rows(self._pg_columns, rows)
+        return encode_pg_rows(self._pg_columns, rows, self._fast)
 
 
 class CrateRowsSink(CrateDBSink):

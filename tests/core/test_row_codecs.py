@@ -91,3 +91,30 @@ def test_crate_body_carries_rows_and_refuses_what_json_would_change() -> None:
     assert [pos for pos, _ in enc.refused] == [1, 2]
     assert "nan has no JSON form" in enc.refused[0][1]
     assert "not JSON serializable: bytes" in enc.refused[1][1]
+
+
+def test_fast_and_reference_encoders_agree_on_every_row() -> None:
+    """The fast path writes the reference bytes, and leaves unusual values to the reference."""
+    from datetime import UTC, datetime
+
+    from async_etl.core.row_codecs import _reference_row, pg_row_encoder
+
+    cols = [
+        PgColumn("a", "int8", nullable=False), PgColumn("b", "text"), PgColumn("c", "float8"),
+        PgColumn("d", "timestamptz"), PgColumn("e", "bool"), PgColumn("f", "numeric"),
+        PgColumn("g", "float4"),
+    ]  # fmt: skip
+    rows = [
+        (1, "x", 1.5, datetime(2024, 1, 1, tzinfo=UTC), True, Decimal("1.50"), 2.5),
+        (2, None, None, None, None, None, None),
+        (3, "", 3, datetime(1900, 1, 1, tzinfo=UTC), False, 7, -1.0),  # int for float8
+    ]
+    fast = pg_row_encoder(cols)
+    assert encode_pg_rows(cols, rows).payload == encode_pg_rows(cols, rows, fast).payload
+    assert fast(rows[0]) == _reference_row(cols, rows[0])
+    bad = [(True, "x", 1.0, None, None, None, None), (4, "x", 1.0, None, None, None, 1e300)]
+    refused = encode_pg_rows(cols, bad, fast).refused
+    assert refused == (
+        (0, "column 'a' (int8): expected an integer, got bool"),
+        (1, "column 'g' (float4): 1e+300 is out of range"),
+    )

@@ -1,0 +1,260 @@
+"""The writer against the raw drivers doing the same batching, and the host loop's lag.
+
+Sections (each measured in the same run as its ceiling, after a warm-up pass):
+
+* ``pg`` — ROWS rows of (bigint, text, float8, timestamptz) into PostgreSQL in 5,000-row
+  batches, 4 in flight: ``open_writer`` vs asyncpg ``copy_records_to_table`` on a pool of 4
+  (bounded by a semaphore).  Both into fresh tables.
+* ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
+  ``open_writer`` vs a bare aiohttp poster (orjson body, 4 in flight).
+* ``write_cost`` — ``write()`` into ``null://`` with batches that close on rows: µs per row.
+* ``lag`` — a 1 ms ticker task on the host loop while the writer sends 5,000-row batches of
+  20-column rows into PostgreSQL: how late the ticker wakes (p50 / p99 / max, ms).
+
+Usage::
+
+    python benchmarks/writer.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from async_etl import open_writer
+
+OUT = Path(__file__).parent / "results" / "writer.json"
+BATCH = 5000
+IN_FLIGHT = 4
+AT = datetime(2024, 1, 1, tzinfo=UTC)
+COLS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
+
+
+def rows(n: int, start: int = 0) -> list[tuple[Any, ...]]:
+    return [(i, f"name-{i}", i / 3, AT) for i in range(start, start + n)]
+
+
+async def timed(fn: Callable[[], Awaitable[None]], n: int) -> float:
+    t0 = time.perf_counter()
+    await fn()
+    return n / (time.perf_counter() - t0)
+
+
+async def pg_section(dsn: str, n: int) -> dict[str, Any]:
+    data = rows(n)
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("DROP TABLE IF EXISTS bw_raw, bw_writer")
+    ddl = "(id bigint PRIMARY KEY, name text, score double precision, at timestamptz)"
+    await conn.execute(f"CREATE TABLE bw_raw {ddl}; CREATE TABLE bw_writer {ddl}")
+    await conn.close()
+    pool = await asyncpg.create_pool(dsn, min_size=IN_FLIGHT, max_size=IN_FLIGHT)
+    gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(batch: list[tuple[Any, ...]]) -> None:
+        async with gate, pool.acquire() as c:
+            await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+
+    async def raw() -> None:
+        tasks = [asyncio.create_task(one(data[i : i + BATCH])) for i in range(0, n, BATCH)]
+        await asyncio.gather(*tasks)
+
+    async def writer() -> None:
+        async with open_writer(
+            dsn, table="bw_writer", batch_rows=BATCH, max_in_flight=IN_FLIGHT, linger_ms=1000
+        ) as w:
+            await w.write_many(data)
+        assert w.report.delivered == n, w.report
+
+    async def clear() -> None:
+        async with pool.acquire() as c:
+            await c.execute("TRUNCATE bw_raw, bw_writer")
+
+    await raw()  # warm-up
+    await writer()
+    await clear()
+    results = {"raw": [], "writer": []}  # type: dict[str, list[float]]
+    for _ in range(3):  # alternate, so load changes hit both alike
+        results["raw"].append(await timed(raw, n))
+        results["writer"].append(await timed(writer, n))
+        await clear()
+    await pool.close()
+    raw_best, writer_best = max(results["raw"]), max(results["writer"])
+    return {
+        "rows": n,
+        "raw_copy_records_rows_per_s": [round(x) for x in results["raw"]],
+        "writer_rows_per_s": [round(x) for x in results["writer"]],
+        "ratio_best": round(writer_best / raw_best, 3),
+        "ratio_median": round(
+            statistics.median(results["writer"]) / statistics.median(results["raw"]), 3
+        ),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_standin() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "async_etl.testing.crate", "--port", str(port), "--count-only"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def crate_section(n: int) -> dict[str, Any]:
+    server, url = start_standin()
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(url + "/"):
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            ddl = "CREATE TABLE bw (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, at TIMESTAMP)"
+            await session.post(url + "/_sql", json={"stmt": ddl})
+            data = rows(n)
+            stmt = "INSERT INTO bw (id, name, score, at) VALUES (?, ?, ?, ?)"
+            gate = asyncio.Semaphore(IN_FLIGHT)
+
+            async def one(batch: list[tuple[Any, ...]]) -> None:
+                async with gate:
+                    body = orjson.dumps({"stmt": stmt, "bulk_args": batch})
+                    headers = {"Content-Type": "application/json"}
+                    async with session.post(url + "/_sql", data=body, headers=headers) as r:
+                        await r.read()
+                        assert r.status == 200
+
+            async def raw() -> None:
+                batches = [data[i : i + BATCH] for i in range(0, n, BATCH)]
+                await asyncio.gather(*(one(b) for b in batches))
+
+            async def writer() -> None:
+                async with open_writer(
+                    url, table="bw", batch_rows=BATCH, max_in_flight=IN_FLIGHT, linger_ms=1000
+                ) as w:
+                    await w.write_many(data)
+                assert w.report.delivered == n, w.report
+
+            await raw()
+            await writer()
+            results = {"raw": [], "writer": []}  # type: dict[str, list[float]]
+            for _ in range(3):
+                results["raw"].append(await timed(raw, n))
+                results["writer"].append(await timed(writer, n))
+    finally:
+        server.terminate()
+        server.wait()
+    return {
+        "rows": n,
+        "raw_aiohttp_rows_per_s": [round(x) for x in results["raw"]],
+        "writer_rows_per_s": [round(x) for x in results["writer"]],
+        "ratio_best": round(max(results["writer"]) / max(results["raw"]), 3),
+        "ratio_median": round(
+            statistics.median(results["writer"]) / statistics.median(results["raw"]), 3
+        ),
+    }
+
+
+async def write_cost(n: int) -> dict[str, Any]:
+    data = rows(n)
+    best = float("inf")
+    for _ in range(3):
+        async with open_writer("null://", table="t", batch_rows=BATCH, linger_ms=1000) as w:
+            t0 = time.perf_counter()
+            for row in data:
+                await w.write(row)
+            best = min(best, time.perf_counter() - t0)
+    return {"rows": n, "us_per_write": round(best / n * 1e6, 3)}
+
+
+async def lag_section(dsn: str, n: int) -> dict[str, Any]:
+    cols = {f"c{i}": ("bigint" if i % 2 else "text") for i in range(20)} | {"id": "bigint"}
+    conn = await asyncpg.connect(dsn)
+    await conn.execute("DROP TABLE IF EXISTS bw_wide")
+    await conn.close()
+    wide = [
+        tuple([i] + [(i * k if k % 2 else f"value-{i}-{k}-xxxxxxxxxxxx") for k in range(20)])
+        for i in range(n)
+    ]
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append((time.perf_counter() - t0 - 0.001) * 1000)
+
+    tick = asyncio.create_task(ticker())
+    t0 = time.perf_counter()
+    async with open_writer(
+        dsn, table="bw_wide", columns=cols, primary_key=["id"], batch_rows=BATCH,
+        max_in_flight=IN_FLIGHT, linger_ms=1000,
+    ) as w:  # fmt: skip
+        for row in wide:
+            await w.write({"id": row[0], **{f"c{k}": row[k + 1] for k in range(20)}})
+    elapsed = time.perf_counter() - t0
+    done.set()
+    await tick
+    lags.sort()
+    return {
+        "rows": n,
+        "columns": 21,
+        "rows_per_s": round(n / elapsed),
+        "ticks": len(lags),
+        "lag_ms": {
+            "p50": round(lags[len(lags) // 2], 3),
+            "p99": round(lags[int(len(lags) * 0.99)], 3),
+            "max": round(lags[-1], 3),
+        },
+    }
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--only", default="pg,crate,write_cost,lag")
+    args = p.parse_args()
+    only = set(args.only.split(","))
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
+    if "pg" in only:
+        out["pg"] = await pg_section(args.dsn, args.rows)
+        print(json.dumps({"pg": out["pg"]}), flush=True)
+    if "crate" in only:
+        out["crate"] = await crate_section(args.rows)
+        print(json.dumps({"crate": out["crate"]}), flush=True)
+    if "write_cost" in only:
+        out["write_cost"] = await write_cost(args.rows)
+        print(json.dumps({"write_cost": out["write_cost"]}), flush=True)
+    if "lag" in only:
+        out["lag"] = await lag_section(args.dsn, args.rows // 2)
+        print(json.dumps({"lag": out["lag"]}), flush=True)
+    out["load_avg_at_end"] = os.getloadavg()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
