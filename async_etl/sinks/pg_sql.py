@@ -82,6 +82,18 @@ class PgStatements:
         return f"INSERT INTO {self.ledger} (tbl, start_id, rows) VALUES ($1, $2, $3)"
 
     @property
+    def claim(self) -> str:
+        """Ledger a batch unless present ($1..$3 as ``record``); returns 1 when it was absent.
+
+        Waits for a transaction still writing the same key, so, run and rolled back, it tells
+        whether a batch whose connection was cut mid-commit landed.
+        """
+        return (
+            f"INSERT INTO {self.ledger} (tbl, start_id, rows) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING 1"
+        )
+
+    @property
     def landed(self) -> str:
         """1 when the batch starting at $2 of table $1 is ledgered (it committed)."""
         return f"SELECT 1 FROM {self.ledger} WHERE tbl = $1 AND start_id = $2"

@@ -112,14 +112,26 @@ class PostgresRowsSink(PostgresSink):
         return names
 
     async def landed(self, batch: EncodedBatch) -> bool | None:
-        """Whether ``batch`` committed (its ledger row exists); None when that cannot be told."""
+        """Whether ``batch`` committed; None when that cannot be told.
+
+        Tries to ledger the batch in a transaction it rolls back: that waits for a cut-off
+        transaction still holding the key, so a commit in flight is not mistaken for none.
+        """
         if self._pool is None:
             return None
         try:
             async with pooled(self._pool) as conn:
-                return await self._landed(conn, batch)
+                tr = conn.transaction()
+                await tr.start()
+                try:
+                    absent = await conn.fetchval(
+                        self._sql.claim, self.ledger_key, batch.ids.start, batch.row_count
+                    )
+                finally:
+                    await tr.rollback()
         except PG_ERRORS:
             return None
+        return absent is None
 
     def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
         """The binary COPY payload of ``rows`` (refused rows left out, with their reason)."""
