@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from async_etl import __version__
 from async_etl.errors import AsyncEtlError, ConfigError, first_etl_error
 
-COMMANDS = ("bench", "check", "compare", "orchestrate", "run", "stop", "status", "sweep")
+COMMANDS = ("bench", "check", "compare", "copy", "orchestrate", "run", "stop", "status", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,12 +21,12 @@ from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog
 from async_etl.jobs.runner import run_job
-from async_etl.jobs.spec import JobSpec, load_job
+from async_etl.jobs.spec import JobSpec, load_job, parse_job
 from async_etl.log import configure_logging
 from async_etl.runtime import loop
 from async_etl.runtime.metrics import JobCollector, serve_metrics
 
-__all__ = ["EXIT_CODES", "main", "register"]
+__all__ = ["EXIT_CODES", "add_run_flags", "execute", "main", "register"]
 
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 """Exit status per run status; 2 is a bad configuration (``ConfigError``)."""
@@ -41,7 +41,13 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("job", metavar="JOB.toml", help="the job file")
+    p.add_argument("job", metavar="JOB.toml", help="the job file ('-': read it from stdin)")
+    add_run_flags(p)
+    p.set_defaults(handler=main)
+
+
+def add_run_flags(p: Any) -> None:
+    """The flags of a run (shared by ``run`` and ``copy``)."""
     p.add_argument("--as-of", dest="as_of", default=None,
                    help="the run's as-of time T, ISO 8601 (default: now; naive = UTC)")  # fmt: skip
     p.add_argument("--fresh", action="store_true",
@@ -60,7 +66,6 @@ def register(sub: Any) -> None:
                    help="use the stdlib asyncio loop instead of uvloop")  # fmt: skip
     p.add_argument("--metrics-port", dest="metrics_port", type=int, default=None,
                    help="serve Prometheus metrics on this port while running")  # fmt: skip
-    p.set_defaults(handler=main)
 
 
 def parse_as_of(text: str | None) -> datetime | None:
@@ -76,7 +81,15 @@ def parse_as_of(text: str | None) -> datetime | None:
 def main(args: argparse.Namespace) -> int:
     """Run the job from parsed arguments; returns the exit status (see module doc)."""
     overrides = [*args.overrides, *(["mode=full_refresh"] if args.full_refresh else [])]
-    spec = load_job(args.job, overrides=overrides, env=os.environ)
+    if args.job == "-":
+        spec = parse_job(sys.stdin.read(), path="<stdin>", overrides=overrides, env=os.environ)
+    else:
+        spec = load_job(args.job, overrides=overrides, env=os.environ)
+    return execute(spec, args)
+
+
+def execute(spec: JobSpec, args: argparse.Namespace) -> int:
+    """Run ``spec`` with the run flags in ``args``; the exit status (see module doc)."""
     options = JobOptions(as_of=parse_as_of(args.as_of), fresh=args.fresh)
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()

@@ -1,0 +1,112 @@
+"""`async-etl copy` (a job from flags) and `async-etl run -` (a job file from stdin)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from async_etl.cli import build_parser
+from async_etl.cli.copy import spec_from_args
+from async_etl.errors import ConfigError
+from async_etl.jobs.spec import parse_job
+from tests.integration.jobs_helpers import NAMES, cli, history, load_source, run_cli, table_rows
+
+PG = "postgresql://postgres@127.0.0.1:5432/db"
+CRATE = "http://127.0.0.1:4200"
+
+
+def copy_args(*flags: str) -> Any:
+    """The parsed ``copy`` command line."""
+    return build_parser().parse_args(["copy", *flags])
+
+
+@pytest.mark.parametrize(("flags", "file"), [
+    (["--mode", "merge", "--key", "id"],
+     'name = "copy_dw_t"\n[source]\nurl = "{pg}"\ntable = "src.t"\nkey = ["id"]\n'
+     '[target]\nurl = "{pg}"\ntable = "dw.t"\n[scd]\ntype = 1\n'),
+    (["--mode", "scd2", "--key", "a,b", "--name", "n"],
+     'name = "n"\n[source]\nurl = "{pg}"\ntable = "src.t"\nkey = ["a", "b"]\n'
+     '[target]\nurl = "{pg}"\ntable = "dw.t"\n'),
+    (["--key", "id"],
+     'name = "copy_dw_t"\nmode = "full_refresh"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
+     'key = ["id"]\n[target]\nurl = "{pg}"\ntable = "dw.t"\n'),
+    (["--mode", "append", "--key", "id", "--incremental", "ts"],
+     'name = "copy_dw_t"\nmode = "append"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
+     'key = ["id"]\nincremental = "ts"\n[target]\nurl = "{pg}"\ntable = "dw.t"\n'),
+    (["--mode", "replace", "--key", "id", "--set", "parallel.chunk_size=7"],
+     'name = "copy_dw_t"\nmode = "replace"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
+     'key = ["id"]\n[target]\nurl = "{pg}"\ntable = "dw.t"\n[parallel]\nchunk_size = 7\n'),
+])  # fmt: skip
+def test_copy_flags_map_to_the_same_job_as_the_file(flags: list[str], file: str) -> None:
+    """Each flag set gives the JobSpec of its equivalent job file (all but the path)."""
+    args = copy_args("--source", PG, "--source-table", "src.t", "--target", PG,
+                     "--target-table", "dw.t", *flags)  # fmt: skip
+    got = spec_from_args(args)
+    want = parse_job(file.format(pg=PG), env={})
+    assert got.path == "<copy flags>"
+    fields = ("name", "mode", "source", "target", "state", "scd", "parallel", "on_bad_row")
+    assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--mode", "append", "--key", "id", "--target", CRATE, "--state", PG],
+     "append is exactly once only"),
+    (["--mode", "upsert", "--key", "id"], "mode: expected one of"),
+    ([], "[source] key: required key is missing"),
+    (["--key", "id", "--target", CRATE], "[state] url: required"),
+])  # fmt: skip
+def test_bad_copy_flags_are_the_job_files_one_line_errors(flags: list[str], message: str) -> None:
+    """Flags go through the job file's validation: the same one-line errors."""
+    target = [] if "--target" in flags else ["--target", PG]
+    args = copy_args("--source", PG, "--source-table", "src.t", *target,
+                     "--target-table", "dw.t", *flags)  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        spec_from_args(args)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+async def test_copy_replace_then_append_end_to_end(pg_dsn: str) -> None:
+    """`copy` replaces one table, and appends twice to another, as a job file would."""
+    (rows,) = history(seed=2, n_keys=300, runs=1)
+    await load_source(pg_dsn, rows)
+    base = ["copy", "--source", pg_dsn, "--source-table", "src.t", "--target", pg_dsn,
+            "--target-table", "dw.cp", "--key", "a,b"]  # fmt: skip
+    code, out, err = await run_cli(*base)
+    assert code == 0, err
+    assert "copy_dw_cp SUCCEEDED" in out
+    want = Counter(tuple(r[c] for c in NAMES) for r in rows)
+    got = Counter(tuple(r[c] for c in NAMES) for r in await table_rows(pg_dsn, "dw.cp"))
+    assert got == want
+    append = [*base[:-3], "dw.ap", "--key", "a,b", "--mode", "append"]
+    for _ in range(2):
+        code, _, err = await run_cli(*append)
+        assert code == 0, err
+    got = Counter(tuple(r[c] for c in NAMES) for r in await table_rows(pg_dsn, "dw.ap"))
+    assert got == want + want
+
+
+async def test_run_dash_reads_the_job_from_stdin(pg_dsn: str, tmp_path: Path) -> None:
+    """`run -` runs the job file given on stdin; a bad one is one line, exit 2."""
+    (rows,) = history(seed=3, n_keys=90, runs=1)
+    await load_source(pg_dsn, rows)
+    text = (f'name = "stdin"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
+            f'table = "src.t"\nkey = ["a", "b"]\n[target]\nurl = "{pg_dsn}"\n'
+            'table = "dw.sd"\n')  # fmt: skip
+
+    def run(stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cli("run", "-"), input=stdin, capture_output=True, text=True,
+                              env=dict(os.environ), timeout=60)  # fmt: skip
+
+    done = await asyncio.to_thread(run, text)
+    assert done.returncode == 0, done.stderr
+    assert "stdin SUCCEEDED" in done.stdout
+    assert len(await table_rows(pg_dsn, "dw.sd")) == len(rows)
+    bad = await asyncio.to_thread(run, text.replace('mode = "full_refresh"', 'mode = "nope"'))
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "<stdin>: mode:" in bad.stderr
