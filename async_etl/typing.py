@@ -114,18 +114,7 @@ class Target:
 
 
 class AsyncSink(Protocol):
-    """A destination driven from the event loop.  One attempt per ``send``; the runner retries.
-
-    Also an async context manager: ``async with sink:`` closes it on the way out.
-    """
-
-    async def __aenter__(self) -> Any:
-        """Return the sink itself."""
-        ...
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Close the sink (``aclose``)."""
-        ...
+    """A destination driven from the event loop.  One attempt per ``send``; the runner retries."""
 
     async def prepare(self, schema: Schema) -> Target:
         """Create the target if missing and say how batches must be encoded."""
@@ -141,6 +130,18 @@ class AsyncSink(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; safe to call twice."""
+        ...
+
+
+class ManagedAsyncSink(AsyncSink, Protocol):
+    """An ``AsyncSink`` that is also an async context manager (``async with`` closes it)."""
+
+    async def __aenter__(self) -> Any:
+        """Return the sink itself."""
+        ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the sink (``aclose``)."""
         ...
 
 

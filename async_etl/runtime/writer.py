@@ -50,6 +50,7 @@ from async_etl.core.row_codecs import Encoded, RowShape
 from async_etl.core.stats import RunStats
 from async_etl.errors import AsyncEtlError, ConfigError, LoadError, first_etl_error
 from async_etl.runtime.engine import deliver
+from async_etl.runtime.retrying import retrying
 from async_etl.runtime.writer_report import (
     BatchOutcome,
     RefusedRow,
@@ -148,8 +149,6 @@ class Writer:
         CrateDB table without a primary key), ``LoadError`` when the server refuses us, or
         ``TransientLoadError`` when it stays unreachable through the retries.
         """
-        from async_etl.runtime.retrying import retrying
-
         names = await retrying(
             lambda: self._sink.open(self._declared, self._primary_key),
             self._policy,

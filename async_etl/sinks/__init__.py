@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from async_etl.config import BenchSettings
 from async_etl.core.urls import mask_url, url_problem
 from async_etl.errors import ConfigError
-from async_etl.typing import AsyncSink, WireFormat
+from async_etl.typing import ManagedAsyncSink, WireFormat
 
 SCHEMES = ("http://", "https://", "crate://", "postgresql://", "postgres://", "null://")
 
@@ -53,7 +53,7 @@ def open_sink(
     *,
     table: str | None = None,
     concurrency: int | None = None,
-) -> AsyncSink:
+) -> ManagedAsyncSink:
     """The async sink for ``url``; an async context manager that closes the sink on exit.
 
     ``table`` and ``concurrency`` (connections) override ``settings``; without settings the
