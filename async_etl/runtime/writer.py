@@ -477,6 +477,8 @@ def open_writer(
         limits = BatchLimits(batch_rows, batch_bytes, linger_ms / 1000.0)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if max_in_flight < 1:
+        raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
     pool = connections or max_in_flight
     if pool < 1:
         raise ConfigError(f"connections must be at least 1, got {pool}")
