@@ -77,13 +77,19 @@ def resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWi
                           f"({exc}); start over with --fresh") from exc  # fmt: skip
 
 
-async def new_window(spec: JobSpec, store: StateStore, top: Any) -> CursorWindow | None:
-    """A new run's window: from the committed cursor up to the source's maximum."""
+async def new_window(
+    spec: JobSpec, store: StateStore, top: Any, *, whole: bool = False
+) -> CursorWindow | None:
+    """A new run's window: from the committed cursor up to the source's maximum.
+
+    ``whole``: no lower bound (the run adds target columns, which every row must fill: rows
+    below the cursor would otherwise keep NULL in them for good).
+    """
     column = spec.source.incremental
     if column is None:
         return None
     try:
-        low = await store.committed_cursor(spec.name, column)
+        low = None if whole else await store.committed_cursor(spec.name, column)
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
     try:

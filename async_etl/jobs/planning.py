@@ -157,7 +157,7 @@ async def preflight(
     if plan is not None:
         window = resumed_window(spec, run_id, plan)
     else:
-        window = await new_window(spec, store, top)
+        window = await new_window(spec, store, top, whole=bool(add))
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window)
 
 
