@@ -73,6 +73,32 @@ def current_rows_sql(table: str, cols: ScdColumns, key: Sequence[str], chunk: Ch
     return b.sql(f"SELECT {columns} FROM {_q(table)} WHERE {where}")
 
 
+def max_valid_from_sql(table: str, cols: ScdColumns) -> str:
+    """The latest version start of a type-2 target (``SELECT max(valid_from)``)."""
+    return f"SELECT max({_q(cols.valid_from)}) FROM {_q(table)}"
+
+
+def first_column_range_sql(
+    table: str, cols: ScdColumns, first: str, chunk: Chunk, bounds: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """Current rows whose first key column lies in the chunk's first-column range (``?`` binds).
+
+    For composite keys: the driver filters the rows to the chunk itself afterwards.
+    """
+    col = quote(first, "crate")
+    where = [f"{quote(cols.is_current, 'crate')} = true"] if cols.type == 2 else []
+    where.append(f"{col} IS NOT NULL")
+    args: list[Any] = []
+    if chunk.lower is not None:
+        where.append(f"{col} >= ?")
+        args.append(bounds["lo0"])
+    if chunk.upper is not None:
+        where.append(f"{col} <= ?")
+        args.append(bounds["hi0"])
+    names = ", ".join(quote(c, "crate") for c in cols.target)
+    return f"SELECT {names} FROM {quote(table, 'crate')} WHERE {' AND '.join(where)}", args
+
+
 def _pk_where(cols: ScdColumns) -> str:
     return " AND ".join(f"{_q(c)} = ?" for c in cols.pk)
 

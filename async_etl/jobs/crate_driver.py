@@ -47,7 +47,7 @@ from async_etl.core.exact import crate_refusal, row_refusal
 from async_etl.core.modes import crate_swap_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
-from async_etl.core.scd_sql_common import chunk_values, quote
+from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
@@ -85,8 +85,7 @@ class CrateTarget:
             if cols.type != 2:
                 return None
             try:
-                vf, table = quote(cols.valid_from, "crate"), quote(self.table, "crate")
-                stmt = f"SELECT max({vf}) FROM {table}"
+                stmt = crate.max_valid_from_sql(self.table, cols)
                 resp = await client.execute(stmt)
             except LoadError as exc:
                 if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
@@ -236,7 +235,7 @@ class CrateTarget:
             st = crate.current_rows_sql(self.table, ctx.cols, key, chunk)
             text, args = st.text, st.args(bounds)
         else:
-            text, args = _first_column_range(self.table, ctx.cols, key[0], chunk, bounds)
+            text, args = crate.first_column_range_sql(self.table, ctx.cols, key[0], chunk, bounds)
         resp = await self._retry(ctx, lambda: client.execute(text, args))
         found = query_rows(resp, client.where, text)
         rows = [dict(zip(resp.cols, row, strict=True)) for row in found]
@@ -355,24 +354,6 @@ class CrateTarget:
 
     async def _retry(self, ctx: JobContext, call: Any) -> Any:
         return await retrying(call, _inner(ctx.policy), what=self.where)
-
-
-def _first_column_range(
-    table: str, cols: ScdColumns, first: str, chunk: Chunk, bounds: dict[str, Any]
-) -> tuple[str, list[Any]]:
-    """Current rows whose first key column lies within the chunk's first-column range."""
-    col = quote(first, "crate")
-    where = [f"{quote(cols.is_current, 'crate')} = true"] if cols.type == 2 else []
-    where.append(f"{col} IS NOT NULL")
-    args: list[Any] = []
-    if chunk.lower is not None:
-        where.append(f"{col} >= ?")
-        args.append(bounds["lo0"])
-    if chunk.upper is not None:
-        where.append(f"{col} <= ?")
-        args.append(bounds["hi0"])
-    names = ", ".join(quote(c, "crate") for c in cols.target)
-    return f"SELECT {names} FROM {quote(table, 'crate')} WHERE {' AND '.join(where)}", args
 
 
 def _key_of(action: Action, cols: ScdColumns) -> tuple[Any, ...]:
