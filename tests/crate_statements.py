@@ -103,10 +103,12 @@ def scd_statements() -> Iterator[str]:
         yield crate.max_valid_from_sql(table, cols)
         for _, t in mapped:
             yield drift.add_column_sql("cratedb", table, "added", t).text
-        for chunk in _chunks(len(key)):
-            yield crate.current_rows_sql(table, cols, key, chunk).text
-            bounds = dict(chunk_values(chunk))
-            yield crate.first_column_range_sql(table, cols, key[0], chunk, bounds)[0]
+        for chunk in _chunks(len(key)):  # as the driver reads: by key, or by its first column
+            if len(key) == 1:
+                yield crate.current_rows_sql(table, cols, key, chunk).text
+            else:
+                bounds = dict(chunk_values(chunk))
+                yield crate.first_column_range_sql(table, cols, key[0], chunk, bounds)[0]
         row: dict[str, Any] = dict.fromkeys(cols.target, 1)
         k = tuple(1 for _ in key)
         actions = (

@@ -69,7 +69,8 @@ def test_invalid_statements(text: str) -> None:
 def test_insert_arity_roundtrip(cols: list[str], rows: int) -> None:
     """An INSERT with n columns and r VALUES rows has r rows of n placeholders, n*r params."""
     values = ", ".join("(" + ", ".join("?" for _ in cols) + ")" for _ in range(rows))
-    stmt = parse(f'INSERT INTO "doc"."t" ({", ".join(cols)}) VALUES {values}')
+    quoted = ", ".join(f'"{c}"' for c in cols)  # some names are reserved words (e.g. "if")
+    stmt = parse(f'INSERT INTO "doc"."t" ({quoted}) VALUES {values}')
     assert isinstance(stmt, Insert) and stmt.columns == tuple(cols)
     assert len(stmt.rows) == rows and stmt.param_count == len(cols) * rows
 

@@ -423,3 +423,21 @@ async def test_auth_required(session: aiohttp.ClientSession) -> None:
         async with session.post(f"{crate.url}/_sql", json={"stmt": "SELECT 1"}, headers=ok) as r:
             assert r.status == 200
         assert crate.counters.faults["auth"] == 2
+
+
+async def test_grammar_error_is_cratedb_sql_parse_exception(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """Grammar-invalid SQL: 400 / 4000 SQLParseException[line 1:C: ...] at the column."""
+    status, body = await sql(session, crate, "SELECT a FROM t WHERE (a, b) >= (?, ?)", [1, 2])
+    assert status == 400 and body["error"]["code"] == 4000
+    assert body["error"]["message"].startswith("SQLParseException[line 1:25: ")
+
+
+async def test_valid_sql_beyond_the_stand_in_is_not_supported(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """Valid SQL the stand-in cannot run: 400 / 4004 naming the stand-in, not a syntax error."""
+    status, body = await sql(session, crate, "SELECT a FROM t WHERE a = 1 OR a = 2")
+    assert status == 400 and body["error"]["code"] == 4004
+    assert "not supported by the stand-in" in body["error"]["message"]

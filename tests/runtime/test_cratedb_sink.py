@@ -265,7 +265,7 @@ async def test_analysis_error_400(crate: CrateStandIn) -> None:
             await sink.send(raw_batch("INSERT INTO t (id, amount) VALUES (?, ?)", [[1, "x"]]), 1)
         assert not isinstance(info.value, TransientLoadError)
         with pytest.raises(LoadError, match=r": 400 4000 "):
-            await sink.send(raw_batch("INSERT INTO t VALUES (?) garbage", [[1]]), 1)
+            await sink.send(raw_batch("INSERT INTO t VALUES (?", [[1]]), 1)
         with pytest.raises(LoadError, match=r": 404 4043 "):
             await sink.send(raw_batch("INSERT INTO t (id, nope) VALUES (?, ?)", [[1, 2]]), 1)
         assert await sink.count(IdRange(1, 10)) == 0

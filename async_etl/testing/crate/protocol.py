@@ -39,6 +39,11 @@ def parse_error(text: str) -> CrateError:
     return CrateError(400, 4000, f"SQLParseException[{text}]")
 
 
+def unsupported(text: str) -> CrateError:
+    """400 / 4004 ``UnsupportedFeatureException``: valid CrateDB SQL the stand-in cannot run."""
+    return CrateError(400, 4004, f"UnsupportedFeatureException[{text}]")
+
+
 def analysis_error(text: str) -> CrateError:
     """400 / 4000 for an analysis failure such as a value that cannot be cast."""
     return parse_error(text)

@@ -47,7 +47,7 @@ from async_etl.testing.crate import protocol
 from async_etl.testing.crate.capacity import CapacityModel
 from async_etl.testing.crate.config import Counters, StandInConfig
 from async_etl.testing.crate.engine import Engine
-from async_etl.testing.crate.sql import SQLParseError, parse
+from async_etl.testing.crate.sql import SQLParseError, UnsupportedSQLError, parse
 from async_etl.testing.crate.sqlast import WRITES, Statement
 from async_etl.testing.crate.store import Catalog
 from async_etl.testing.crate.systables import NodeInfo
@@ -320,6 +320,8 @@ class CrateStandIn:
             raise protocol.parse_error("request body contains args and bulk_args. It's forbidden")
         try:
             stmt = self._parse(stmt_text)
+        except UnsupportedSQLError as exc:
+            raise protocol.unsupported(str(exc)) from None
         except SQLParseError as exc:
             raise protocol.parse_error(str(exc)) from None
         if bulk_args is not None and not isinstance(stmt, WRITES) and not bulk_args:

@@ -1,9 +1,12 @@
 """A small, pure parser for the SQL subset the CrateDB stand-in understands.
 
 ``parse(text)`` returns one statement from ``sqlast`` or raises ``SQLParseError``; the server
-maps that to HTTP 400 / code 4000 ``SQLParseException[...]``.  Exactly one statement per
-text: a single trailing ``;`` is allowed, ``a; b`` is not.  Unquoted identifiers are folded to
-lower case, ``"quoted"`` ones are kept.  Placeholders are ``?`` or ``$n`` (not mixed).
+maps that to HTTP 400 / code 4000 ``SQLParseException[...]``.  With CrateDB's grammar installed
+(``grammar``), text it rejects fails with its message, and text it accepts that this parser
+cannot handle raises ``UnsupportedSQLError`` (400 / 4004, "not supported by the stand-in").
+Exactly one statement per text: a single trailing ``;`` is allowed, ``a; b`` is not.
+Unquoted identifiers are folded to lower case, ``"quoted"`` ones are kept.
+Placeholders are ``?`` or ``$n`` (not mixed).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from async_etl.testing.crate.grammar import AVAILABLE, grammar_error
 from async_etl.testing.crate.sqlast import (
     AlterTable,
     Check,
@@ -31,14 +35,33 @@ from async_etl.testing.crate.sqlast import (
     SwapTable,
     Update,
 )
-from async_etl.testing.crate.sqlexpr import EOF, Cursor, SQLParseError, tokenize
+from async_etl.testing.crate.sqlexpr import EOF, Cursor, SQLAnalysisError, SQLParseError, tokenize
 
-__all__ = ["SQLParseError", "parse", "tokenize"]
+__all__ = ["SQLParseError", "UnsupportedSQLError", "parse", "tokenize"]
+
+
+class UnsupportedSQLError(SQLParseError):
+    """Raised for valid CrateDB SQL the stand-in cannot run (HTTP 400 / 4004)."""
 
 
 def parse(text: str) -> Statement:
-    """Parse exactly one statement; raises ``SQLParseError`` when it is invalid or several."""
-    return _Parser(tokenize(text)).statement()
+    """Parse exactly one statement.
+
+    Raises ``SQLParseError`` when the text is invalid (CrateDB's grammar message when it is
+    installed) or holds several statements, ``UnsupportedSQLError`` when CrateDB would accept it
+    but the stand-in cannot run it.
+    """
+    why = grammar_error(text)
+    if why is not None:
+        raise SQLParseError(why)
+    try:
+        return _Parser(tokenize(text)).statement()
+    except SQLAnalysisError:
+        raise
+    except SQLParseError as exc:
+        if AVAILABLE:
+            raise UnsupportedSQLError(f"not supported by the stand-in: {exc}") from None
+        raise
 
 
 class _Parser(Cursor):
@@ -54,7 +77,7 @@ class _Parser(Cursor):
         if self.peek() != EOF:
             raise self.error("expected end of statement (one statement per request)")
         if self.qmarks and self.dollars:
-            raise SQLParseError("mixed ? and $n placeholders are not allowed")
+            raise SQLAnalysisError("mixed ? and $n placeholders are not allowed")
         return dataclasses.replace(stmt, param_count=max(self.qmarks, self.dollars))
 
     def _stmt_begin(self) -> Noop:
@@ -140,7 +163,7 @@ class _Parser(Cursor):
         pk = list(dict.fromkeys(pk))
         for key in pk:
             if key not in names:
-                raise SQLParseError(f"primary key column {key!r} is not defined")
+                raise SQLAnalysisError(f"primary key column {key!r} is not defined")
         return CreateTable(
             table, tuple(columns), tuple(pk), if_not_exists, shards, tuple(settings),
             checks=tuple(checks),

@@ -44,17 +44,45 @@ class SQLParseError(ValueError):
     """Raised when a statement is not valid SQL for the stand-in (maps to HTTP 400 / 4000)."""
 
 
-def tokenize(text: str) -> list[tuple[str, str]]:
+class SQLAnalysisError(SQLParseError):
+    """Raised for SQL that parses but cannot mean anything (an unknown type, a missing key).
+
+    CrateDB refuses these too (400 / 4000), so they are never reported as "not supported".
+    """
+
+
+def position(text: str, offset: int) -> str:
+    """``line L:C`` (both 1-based) of character ``offset`` of ``text``, as CrateDB reports it."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - text.rfind("\n", 0, offset)  # rfind is -1 on the first line
+    return f"line {line}:{column}"
+
+
+class Tokens(list[tuple[str, str]]):
+    """``(kind, value)`` tokens of ``text`` plus the character offset where each starts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.offsets: list[int] = []
+
+    def position(self, index: int) -> str:
+        """``line L:C`` of token ``index`` (just past the text for the end of input)."""
+        offset = self.offsets[index] if index < len(self.offsets) else len(self.text)
+        return position(self.text, offset)
+
+
+def tokenize(text: str) -> Tokens:
     """Split ``text`` into ``(kind, value)`` tokens; raises ``SQLParseError`` on junk."""
-    tokens: list[tuple[str, str]] = []
+    tokens = Tokens(text)
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise SQLParseError(f"line 1:{pos + 1}: unexpected character {text[pos]!r}")
+            raise SQLParseError(f"{position(text, pos)}: unexpected character {text[pos]!r}")
         kind = match.lastgroup or "ws"
         value = match.group()
-        pos = match.end()
+        start, pos = pos, match.end()
         if kind == "ws":
             continue
         if kind == "id":
@@ -64,6 +92,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
         elif kind == "qid":
             kind, value = "id", value[1:-1].replace('""', '"')
         tokens.append((kind, value))
+        tokens.offsets.append(start)
     return tokens
 
 
@@ -85,7 +114,9 @@ class Cursor:
         """A ``SQLParseError`` naming what was expected and the token found."""
         kind, value = self.peek()
         near = "<EOF>" if kind == "eof" else repr(value)
-        return SQLParseError(f"line 1:{self.pos + 1}: {what}, found {near}")
+        tokens = self.tokens
+        where = tokens.position(self.pos) if isinstance(tokens, Tokens) else "line 1:1"
+        return SQLParseError(f"{where}: {what}, found {near}")
 
     def accept(self, *words: str) -> bool:
         """Consume the keyword/operator sequence ``words`` if it is next."""
@@ -221,7 +252,7 @@ class Cursor:
         elif word in TYPE_ALIASES:
             result = ColumnType(TYPE_ALIASES[word])
         else:
-            raise SQLParseError(f"Cannot find data type: {word}")
+            raise SQLAnalysisError(f"Cannot find data type: {word}")
         while self.accept("[", "]"):
             result = ColumnType("array", inner=result)
         return result
@@ -232,7 +263,7 @@ class Cursor:
         if self.accept("("):
             policy = self.ident()
             if policy not in ("dynamic", "strict", "ignored"):
-                raise SQLParseError(f"invalid object column policy {policy!r}")
+                raise SQLAnalysisError(f"invalid object column policy {policy!r}")
             self.expect(")")
         fields: tuple[tuple[str, ColumnType], ...] = ()
         if self.accept("as"):
@@ -323,7 +354,7 @@ class Cursor:
             return Param(self.qmarks - 1)
         index = int(token[1:])
         if index < 1:
-            raise SQLParseError(f"invalid placeholder {token}")
+            raise SQLAnalysisError(f"invalid placeholder {token}")
         self.dollars = max(self.dollars, index)
         return Param(index - 1)
 
