@@ -21,6 +21,7 @@ from async_etl.core import scd_sql_crate as crate
 from async_etl.core.chunks import Chunk
 from async_etl.core.crate_endpoint import CrateTable
 from async_etl.core.crate_protocol import idempotent_body
+from async_etl.core.modes import crate_swap_sql
 from async_etl.core.scd import (
     Delete,
     DeleteVersion,
@@ -101,6 +102,7 @@ def scd_statements() -> Iterator[str]:
         yield crate.target_ddl(table, mapped, cols)
         yield crate.refresh_sql(table)
         yield crate.max_valid_from_sql(table, cols)
+        yield from (crate.drop_table_sql(table), crate.exists_sql(table), crate_swap_sql(table))
         for _, t in mapped:
             yield drift.add_column_sql("cratedb", table, "added", t).text
         for chunk in _chunks(len(key)):  # as the driver reads: by key, or by its first column

@@ -73,6 +73,16 @@ def current_rows_sql(table: str, cols: ScdColumns, key: Sequence[str], chunk: Ch
     return b.sql(f"SELECT {columns} FROM {_q(table)} WHERE {where}")
 
 
+def drop_table_sql(table: str) -> str:
+    """``DROP TABLE IF EXISTS`` (a full refresh's new table, at the start of a new run)."""
+    return f"DROP TABLE IF EXISTS {_q(table)}"
+
+
+def exists_sql(table: str) -> str:
+    """A cheap read of ``table``: it exists unless the answer is 4041 / 4045."""
+    return f"SELECT count(*) FROM {_q(table)}"
+
+
 def max_valid_from_sql(table: str, cols: ScdColumns) -> str:
     """The latest version start of a type-2 target (``SELECT max(valid_from)``)."""
     return f"SELECT max({_q(cols.valid_from)}) FROM {_q(table)}"

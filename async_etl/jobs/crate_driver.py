@@ -124,14 +124,14 @@ class CrateTarget:
                 if ctx.resumed and not await self._exists(ctx, client, self.table):
                     return  # resumed after the swap: nothing is left to load
                 if not ctx.resumed:  # a new run starts its new table empty
-                    drop = f"DROP TABLE IF EXISTS {quote(self.table, 'crate')}"
+                    drop = crate.drop_table_sql(self.table)
                     await self._retry(ctx, lambda: client.execute(drop))
             for text in ddl:
                 await self._retry(ctx, lambda text=text: client.execute(text))
 
     async def _exists(self, ctx: JobContext, client: CrateDBClient, table: str) -> bool:
         """Whether ``table`` exists (a read of it does not answer 4041 / 4045)."""
-        text = f"SELECT count(*) FROM {quote(table, 'crate')}"
+        text = crate.exists_sql(table)
         try:
             await self._retry(ctx, lambda: client.execute(text))
         except LoadError as exc:

@@ -11,7 +11,7 @@ STATEMENTS = all_statements()
 def test_the_collection_covers_every_statement_kind() -> None:
     """The statement list holds DDL, inserts, upserts, updates, deletes, reads and refreshes."""
     heads = {s.split()[0] for s in STATEMENTS}
-    assert heads == {"CREATE", "INSERT", "UPDATE", "DELETE", "SELECT", "REFRESH", "ALTER"}
+    assert heads == {"CREATE", "INSERT", "UPDATE", "DELETE", "SELECT", "REFRESH", "ALTER", "DROP"}
     assert any("ON CONFLICT DO NOTHING" in s for s in STATEMENTS)
     assert any("DO UPDATE SET" in s for s in STATEMENTS)
     assert len(STATEMENTS) > 200
