@@ -9,6 +9,7 @@ import asyncpg
 from async_etl.core.classify import classify_sqlstate, load_error
 from async_etl.errors import (
     AsyncEtlError,
+    ConfigError,
     LoadError,
     network,
 )
@@ -32,6 +33,8 @@ def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
         code = str(getattr(exc, "sqlstate", "") or "")
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
         return load_error(classify_sqlstate(code), text)
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):  # e.g. sslmode=bogus
+        return ConfigError(f"{where}: {exc}")
     if isinstance(exc, _CONNECTION_ERRORS):
         return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
