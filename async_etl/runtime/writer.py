@@ -218,31 +218,54 @@ class Writer:
         Raises the writer's fatal ``AsyncEtlError`` after a failure, ``LoadError`` when it is
         closed.
         """
+        shaped = self._shaped(row)
+        if shaped is None:
+            return
+        if self._buffer.full:
+            await self._wait_for_room()
+        if self._add(shaped):
+            await anyio.lowlevel.checkpoint()
+
+    async def write_many(self, rows: Iterable[Any]) -> None:
+        """``write`` each row in turn (one coroutine for all of them)."""
+        for row in rows:
+            shaped = self._shaped(row)
+            if shaped is None:
+                continue
+            if self._buffer.full:
+                await self._wait_for_room()
+            if self._add(shaped):
+                await anyio.lowlevel.checkpoint()
+
+    def _shaped(self, row: Any) -> tuple[Any, ...] | None:
+        """``row`` fitted to the columns; None (and counted rejected) when it does not fit."""
         self._check_usable()
         shaped = self._shape.normalize(row)
-        if isinstance(shaped, str):
-            self._book.accept()
-            self._book.rejected += 1
-            self._book.reasons[shaped] += 1
-            self._keep_rows(self._rejected_rows, (row,), shaped)
-            return
+        if not isinstance(shaped, str):
+            return shaped
+        self._book.accept()
+        self._book.rejected += 1
+        self._book.reasons[shaped] += 1
+        self._keep_rows(self._rejected_rows, (row,), shaped)
+        return None
+
+    async def _wait_for_room(self) -> None:
         while self._buffer.full:
             await self._room.wait()
             self._check_usable()
+
+    def _add(self, shaped: tuple[Any, ...]) -> bool:
+        """Put a row in the open batch; True when it is time to yield to the loop."""
         buffer = self._buffer
         now = time.monotonic()
         buffer.add(shaped, row_size(shaped), now)
         self._book.accept()
         if len(buffer.rows) == 1 or buffer.full:
             self._wake.set()
-        if now - self._yielded >= YIELD_EVERY_S:  # a producer that never waits still lets
-            self._yielded = now  # the host's other tasks (and our deliveries) run
-            await anyio.lowlevel.checkpoint()
-
-    async def write_many(self, rows: Iterable[Any]) -> None:
-        """``write`` each row in turn."""
-        for row in rows:
-            await self.write(row)
+        if now - self._yielded < YIELD_EVERY_S:
+            return False
+        self._yielded = now  # a producer that never waits still lets the loop run
+        return True
 
     async def flush(self) -> None:
         """Ship the open batch and wait until every row written before this call is settled.
