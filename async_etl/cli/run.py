@@ -12,7 +12,7 @@ import signal
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -21,6 +21,9 @@ from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog
 from async_etl.jobs.runner import run_job
+
+if TYPE_CHECKING:
+    from async_etl.jobs.ray_chunks import RayChunks
 from async_etl.jobs.spec import JobSpec, load_job, parse_job
 from async_etl.log import configure_logging
 from async_etl.runtime import loop
@@ -66,6 +69,12 @@ def add_run_flags(p: Any) -> None:
                    help="use the stdlib asyncio loop instead of uvloop")  # fmt: skip
     p.add_argument("--metrics-port", dest="metrics_port", type=int, default=None,
                    help="serve Prometheus metrics on this port while running")  # fmt: skip
+    p.add_argument("--ray", dest="ray", nargs="?", const="local", default=None,
+                   metavar="ADDRESS",
+                   help="run the chunks in Ray actors: local (default), auto, HOST:PORT or "
+                        "ray://HOST:PORT")  # fmt: skip
+    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=2,
+                   help="with --ray: how many actors (default 2)")  # fmt: skip
 
 
 def parse_as_of(text: str | None) -> datetime | None:
@@ -94,8 +103,9 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
+    executor = ray_executor(getattr(args, "ray", None), getattr(args, "ray_actors", 2))
     result = loop.run(
-        lambda: _run(spec, options, live=live, metrics_port=args.metrics_port),
+        lambda: _run(spec, options, live=live, metrics_port=args.metrics_port, executor=executor),
         use_uvloop=args.uvloop,
     )
     print(summary_line(result))
@@ -107,8 +117,26 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     return EXIT_CODES[result.status]
 
 
+def ray_executor(address: str | None, actors: int) -> RayChunks | None:
+    """``--ray``: join the cluster now (one line, exit 2 if it cannot be), then the executor."""
+    if address is None:
+        return None
+    if actors < 1:
+        raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
+    from async_etl.jobs.ray_chunks import RayChunks
+    from async_etl.runtime.ray_cluster import connect
+
+    connect(address)
+    return RayChunks(address, actors)
+
+
 async def _run(
-    spec: JobSpec, options: JobOptions, *, live: bool, metrics_port: int | None = None
+    spec: JobSpec,
+    options: JobOptions,
+    *,
+    live: bool,
+    metrics_port: int | None = None,
+    executor: RayChunks | None = None,
 ) -> JobResult:
     """Run the job with signal handling: SIGINT/SIGTERM ask it to stop at a safe point."""
     stop = anyio.Event()
@@ -122,7 +150,13 @@ async def _run(
                 metrics.observe(p)
                 show(p)
 
-            result = await run_job(spec, options=options, stop=stop, on_progress=on_progress)
+            try:
+                result = await run_job(
+                    spec, options=options, stop=stop, on_progress=on_progress, executor=executor
+                )
+            finally:
+                if executor is not None:
+                    await executor.aclose()
         tg.cancel_scope.cancel()
     return result
 

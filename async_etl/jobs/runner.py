@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -56,6 +56,9 @@ from async_etl.jobs.endpoints import Source, Target, make_source, make_target
 from async_etl.jobs.planning import Decision, Plan, plan_run, preflight
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
+
+if TYPE_CHECKING:
+    from async_etl.jobs.ray_chunks import ChunkExecutor
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.retrying import retrying
@@ -77,17 +80,20 @@ async def run_job(
     stop: anyio.Event | None = None,
     budget: ConnectionBudget | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    executor: ChunkExecutor | None = None,
 ) -> JobResult:
     """Run ``spec`` once (resuming its unfinished run unless ``options.fresh``).
 
-    Raises ``ConfigError`` only for problems found before anything is written (bad spec,
-    unknown columns, unreachable database, an as-of before the target's history); every
+    ``executor`` runs the chunk attempts elsewhere (``jobs.ray_chunks.RayChunks``: in Ray
+    actors); the caller closes it.  Raises ``ConfigError`` only for problems found before
+    anything is written (bad spec, unknown columns, unreachable database, an as-of before the target's history); every
     failure after that is reported in the returned ``JobResult`` (status FAILED).
     """
     source = make_source(spec)
     target = make_target(spec)
     budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
     job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
+    job.executor = executor
     with structlog.contextvars.bound_contextvars(job=spec.name):
         return await job.execute()
 
@@ -120,6 +126,7 @@ class _JobRun:
         self.watermark = Watermark(0)
         self.rates: RateMeter | None = None
         self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
+        self.executor: ChunkExecutor | None = None  # None: chunks run here, by the target driver
 
     async def execute(self) -> JobResult:
         store = StateStore(
@@ -273,7 +280,10 @@ class _JobRun:
             ctx.check_stop()
             t0 = time.perf_counter()
             try:
-                result = await self.target.run_chunk(ctx, chunk, self.source)
+                if self.executor is not None:
+                    result = await self.executor.run_chunk(ctx, chunk, self.source)
+                else:
+                    result = await self.target.run_chunk(ctx, chunk, self.source)
             except StopRequested:
                 raise
             except AsyncEtlError as exc:

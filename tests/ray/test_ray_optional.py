@@ -5,14 +5,17 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from async_etl.cli import main
+from tests.integration.jobs_helpers import job_toml
 
 PROBE = """
 import sys
 from async_etl.cli import main
+from tests.integration.jobs_helpers import job_toml
 import async_etl
 code = main(["bench", "--sink", "null://", "--records", "2000", "--generators", "0",
              "--log-format", "json"])
@@ -91,3 +94,18 @@ def test_settings_not_spread_over_actors_are_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert f"{named} is not supported with --ray yet" in err[0]
+
+
+def test_run_with_unreachable_ray_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run JOB --ray at an address where nothing listens: exit 2, one line, before any run."""
+    job = tmp_path / "job.toml"
+    dsn = "postgresql://postgres@127.0.0.1:5432/never_used"
+    job.write_text(job_toml("j", dsn, "dw.t"))
+    address = f"127.0.0.1:{_closed_port()}"
+    code = main(["run", str(job), "--ray", address, "--log-format", "json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].endswith(f"--ray {address}: no Ray cluster reachable there (Connection refused)")
+    assert not any("Traceback" in line for line in err)
