@@ -86,8 +86,9 @@ async def run_job(
 
     ``executor`` runs the chunk attempts elsewhere (``jobs.ray_chunks.RayChunks``: in Ray
     actors); the caller closes it.  Raises ``ConfigError`` only for problems found before
-    anything is written (bad spec, unknown columns, unreachable database, an as-of before the target's history); every
-    failure after that is reported in the returned ``JobResult`` (status FAILED).
+    anything is written (bad spec, unknown columns, unreachable database, an as-of before the
+    target's history); every failure after that is reported in the returned ``JobResult``
+    (status FAILED).
     """
     source = make_source(spec)
     target = make_target(spec)
