@@ -90,11 +90,13 @@ COMMITTED_CHUNKS = Sql(
 """The committed chunk indexes of a run (feed to ``chunks.advance`` / ``chunks.remaining``)."""
 
 UNFINISHED_RUN = Sql(
-    "SELECT run_id, as_of, plan FROM async_etl_runs WHERE job = $1 AND status <> 'SUCCEEDED' "
-    "ORDER BY started_at DESC LIMIT 1",
+    "SELECT run_id, as_of, plan FROM (SELECT run_id, as_of, plan, status FROM async_etl_runs "
+    "WHERE job = $1 ORDER BY started_at DESC LIMIT 1) latest WHERE status <> 'SUCCEEDED'",
     ("job",),
 )
-"""The run to resume (same as-of, same plan) unless ``--fresh``."""
+"""The run to resume (same as-of, same plan) unless ``--fresh``: the job's latest run when it
+did not succeed.  An older unfinished run is never resumed: a later run (``--fresh``) replaced
+it, and resuming it would rewrite the later run's history with its older as-of."""
 
 UPDATE_RUN = Sql(
     "UPDATE async_etl_runs SET status = $2, rows_read = $3, rows_inserted = $4, "
