@@ -15,8 +15,9 @@ from typing import Any
 import anyio
 
 from async_etl.cli.output import json_out_path, write_json
+from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
-from async_etl.orchestrator.driver import Orchestrator, PlanOutcome
+from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner
 from async_etl.orchestrator.plan import Plan, load_plan
 from async_etl.orchestrator.report import LiveView, LogView, build_report
 from async_etl.runtime import loop
@@ -39,6 +40,18 @@ def register(sub: Any) -> None:
     p.add_argument("--json-out", default=None, help="write the plan report as JSON here")
     p.add_argument("--fresh", action="store_true", help="do not resume the plan's last stopped run")
     p.add_argument(
+        "--ray",
+        dest="ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run each job's chunks in Ray actors: local (default), auto, HOST:PORT or ray://...",
+    )
+    p.add_argument(
+        "--ray-actors", dest="ray_actors", type=int, default=2, help="with --ray: actors per job"
+    )
+    p.add_argument(
         "--log-format",
         default="auto",
         choices=("auto", "console", "json"),
@@ -59,8 +72,11 @@ def main(args: argparse.Namespace) -> int:
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
+    runner = _ray_runner(args.ray, args.ray_actors)
     outcome = loop.run(
-        lambda: orchestrate(plan, live=live, fresh=args.fresh, metrics_port=args.metrics_port),
+        lambda: orchestrate(
+            plan, live=live, fresh=args.fresh, metrics_port=args.metrics_port, runner=runner
+        ),
         use_uvloop=args.uvloop,
     )
     report = build_report(plan, outcome)
@@ -69,14 +85,32 @@ def main(args: argparse.Namespace) -> int:
     return EXIT.get(outcome.status, 1)
 
 
+def _ray_runner(address: str | None, actors: int) -> JobRunner:
+    """``--ray``: join the cluster first (one line, exit 2 if it cannot be); else the default."""
+    if address is None:
+        return default_runner
+    if actors < 1:
+        raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
+    from async_etl.jobs.ray_chunks import ray_job_runner
+    from async_etl.runtime.ray_cluster import connect
+
+    connect(address)
+    return ray_job_runner(address, actors)
+
+
 async def orchestrate(
-    plan: Plan, *, live: bool, fresh: bool = False, metrics_port: int | None = None
+    plan: Plan,
+    *,
+    live: bool,
+    fresh: bool = False,
+    metrics_port: int | None = None,
+    runner: JobRunner | None = None,
 ) -> PlanOutcome:
     """Run ``plan`` with a view and signal handling (first signal: stop; second: cancel)."""
     view = LiveView() if live else LogView()
     metrics = JobCollector()
     view.listeners.append(metrics.observe)
-    orch = Orchestrator(plan, view=view)
+    orch = Orchestrator(plan, view=view, runner=runner or default_runner)
     with serve_metrics(metrics_port, [metrics]):
         async with anyio.create_task_group() as tg:
             tg.start_soon(_on_signals, orch, tg.cancel_scope)
