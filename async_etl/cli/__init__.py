@@ -4,32 +4,81 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from async_etl import __version__
+from async_etl.cli.envflags import apply_env
+from async_etl.cli.help import HelpFormatter, Parser, epilog
 from async_etl.errors import AsyncEtlError, ConfigError, first_etl_error
 
-COMMANDS = ("bench", "check", "compare", "copy", "orchestrate", "run", "stop", "status", "sweep")
+COMMANDS = (
+    "bench",
+    "check",
+    "compare",
+    "completion",
+    "copy",
+    "orchestrate",
+    "run",
+    "stop",
+    "status",
+    "sweep",
+)
+
+EXIT_STATUSES = {0: "success", 1: "a failure", 2: "bad input", 3: "stopped (run, orchestrate)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
-        prog="async-etl", description="An asyncio-native ingestion engine."
+    """The top-level parser with every subcommand registered, all with ``HelpFormatter``."""
+    parser = Parser(
+        prog="async-etl",
+        description="An asyncio-native ingestion engine.",
+        epilog=epilog(
+            {0: "success", 1: "a failure", 2: "bad input", 3: "stopped (run, orchestrate)"}
+        )
+        + "\n\nasync-etl COMMAND --help shows a command's flags, exit statuses and variables.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"async-etl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"async_etl.cli.{name}").register(sub)
+    for command in subcommands(parser).values():
+        command.formatter_class = HelpFormatter
     return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's name and parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command in ``argv``: the first word that is not an option (the top level has none)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+    """Parse ``argv``, the command's ``env_prefix`` variables acting as flag defaults.
+
+    Raises ``ConfigError`` for a bad variable; argparse exits 2 for a bad command line.
+    """
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    command = subcommands(parser).get(_command_name(words) or "")
+    if command is not None:
+        apply_env(command, env)
+    return parser.parse_args(words)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand; user errors print one line and exit 2, failures exit 1."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parse(argv, os.environ)
         code: int = args.handler(args)
     except AsyncEtlError as exc:
         return _report(exc)

@@ -1,20 +1,27 @@
-"""``async-etl bench``: the load generator."""
+"""``async-etl bench``: stream synthetic records into PostgreSQL, CrateDB or nowhere.
+
+Records are generated in a process pool and sent in batches, C at a time; every row ends
+delivered, rejected (with the sink's reason) or undelivered, and the sink counts the run's ids
+at the end.  The summary is a table on stdout (on stderr with --json-out -).  The first
+SIGINT / SIGTERM stops generating and delivers the batches in flight; a second one aborts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
-import signal
 import sys
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 from rich.console import Console
 from rich.table import Table
 
-from async_etl.cli.output import json_out_path, write_json
+from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
+from async_etl.cli.output import json_out_path, text_stream, write_json
+from async_etl.cli.signals import watch_signals
 from async_etl.config import BenchSettings, bench_settings
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError
@@ -27,60 +34,106 @@ from async_etl.runtime.threads import ProcessSampler, run_threads
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 
-FLAGS = (
-    # (flag, dest, type, help)
+FLAGS: tuple[tuple[tuple[str, ...], str, Any, str, str], ...] = (
+    # (flags, dest, type, metavar, help); short flags as pgbench (-c -j -T -R -P) and
+    # cr8 insert-fake-data (-n records, -b bulk size, -c concurrency) users type them
     (
-        "--sink",
+        ("--sink",),
         "sink",
         str,
+        "URL",
         "sink URL: http(s)://, crate://, postgresql://, null:// "
         "(default: an embedded PostgreSQL started for the run)",
     ),
-    ("--table", "table", str, "target table (default async_etl_bench)"),
-    ("--records", "records", int, "records to send (default 1,000,000; with --duration: no limit)"),
-    ("--duration", "duration", float, "stop after this many seconds"),
+    (("--table",), "table", str, "T", "target table (default async_etl_bench)"),
     (
-        "--rate",
+        ("-n", "--records"),
+        "records",
+        int,
+        "N",
+        "records to send (default 1,000,000; with --duration: no limit)",
+    ),
+    (("-T", "--duration"), "duration", float, "S", "stop after this many seconds"),
+    (
+        ("-R", "--rate"),
         "rate",
         float,
+        "ROWS_PER_S",
         "open loop: send batches on a fixed schedule of this many rows/s (with --duration or "
         "--records); latency is also measured from each batch's due time",
     ),
-    ("--ramp", "ramp", str, "open loop in steps, e.g. 10000:30s,50000:30s (sets the duration)"),
-    ("--batch-size", "batch_size", int, "rows per batch / request (default 5000)"),
     (
-        "--concurrency",
+        ("--ramp",),
+        "ramp",
+        str,
+        "R:LEN,...",
+        "open loop in steps, e.g. 10000:30s,50000:30s (sets the duration)",
+    ),
+    (("-b", "--batch-size"), "batch_size", int, "B", "rows per batch / request (default 5000)"),
+    (
+        ("-c", "--concurrency"),
         "concurrency",
         str,
+        "C",
         "batches in flight (default 8), or auto[:MIN-MAX]: adapted from latency (default 1-64)",
     ),
-    ("--generators", "generators", int, "generator processes; 0 = inline (default: CPU count)"),
-    ("--seed", "seed", int, "random seed: same seed, same data (default 42)"),
-    ("--schema", "schema_file", str, "record schema file (TOML) instead of the built-in one"),
-    ("--payload-bytes", "payload_bytes", int, "add a text column of this many bytes per row"),
-    ("--max-retries", "max_retries", int, "retries per batch for transient errors (default 5)"),
-    ("--report-interval", "report_interval", float, "seconds between reports (default 1)"),
-    ("--warmup", "warmup", float, "seconds excluded from the figures at the start (default 0)"),
-    ("--log-format", "log_format", str, "auto | console | json (default auto: live line on a TTY)"),
-    ("--json-out", "json_out", str, "also write the summary as JSON to this file"),
-    ("--metrics-port", "metrics_port", int, "serve Prometheus metrics on this port while running"),
-    ("--mode", "mode", str, "async (default) or threads"),
     (
-        "--gzip-threshold",
+        ("-j", "--generators"),
+        "generators",
+        int,
+        "P",
+        "generator processes; 0 = inline (default: CPU count)",
+    ),
+    (("--seed",), "seed", int, "N", "random seed: same seed, same data (default 42)"),
+    (("--schema",), "schema_file", str, "FILE", "record schema file (TOML), not the built-in one"),
+    (("--payload-bytes",), "payload_bytes", int, "N", "add a text column of N bytes per row"),
+    (("--max-retries",), "max_retries", int, "N", "retries per batch, transient errors (5)"),
+    (
+        ("-P", "--report-interval"),
+        "report_interval",
+        float,
+        "S",
+        "seconds between progress reports (default 1)",
+    ),
+    (("--warmup",), "warmup", float, "S", "seconds excluded from the figures at the start (0)"),
+    (("--json-out",), "json_out", str, "FILE", "also write the summary as JSON to FILE (- stdout)"),
+    (("--metrics-port",), "metrics_port", int, "N", "serve Prometheus metrics on port N (0: any)"),
+    (
+        ("--gzip-threshold",),
         "gzip_threshold",
         int,
+        "BYTES",
         "CrateDB: gzip request bodies of at least this many bytes; 0 = never (default 8192)",
     ),
+)
+CHOICES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("--mode", "mode", ("async", "threads"), "the async runner (default) or a thread pool"),
+    ("--log-format", "log_format", LOG_FORMATS, "default auto: a live line on a terminal"),
+)
+EXIT_CODES = {
+    0: "every row delivered and counted in the sink",
+    1: "rows rejected or undelivered, a count that disagrees, or a failure",
+    2: BAD_INPUT,
+}
+ENVIRONMENT = (
+    ("ASYNC_ETL_BENCH_<FLAG>", "any long flag, e.g. ASYNC_ETL_BENCH_CONCURRENCY=16 (flags win)"),
 )
 
 
 def register(sub: Any) -> None:
     """Add the ``bench`` subcommand to the top-level parser."""
-    p = sub.add_parser(
-        "bench", help="generate records into a sink as fast as it takes them", description=__doc__
+    p = add_command(
+        sub,
+        "bench",
+        help="generate records into a sink as fast as it takes them",
+        doc=__doc__,
+        exit_codes=EXIT_CODES,
+        env=ENVIRONMENT,
     )
-    for flag, dest, typ, text in FLAGS:
-        p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
+    for flags, dest, typ, metavar, text in FLAGS:
+        p.add_argument(*flags, dest=dest, type=typ, metavar=metavar, default=None, help=text)
+    for flag, dest, choices, text in CHOICES:
+        p.add_argument(flag, dest=dest, choices=choices, default=None, help=text)
     p.add_argument(
         "--unlogged",
         dest="unlogged",
@@ -111,6 +164,7 @@ def register(sub: Any) -> None:
         dest="ray_actors",
         type=int,
         default=None,
+        metavar="N",
         help="with --ray: how many actors (default 2)",
     )
     p.set_defaults(handler=main)
@@ -133,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
         summary = bench_threads(settings, source)
     else:
         summary = loop.run(lambda: bench(settings, source, live=live), use_uvloop=settings.uvloop)
-    print_summary(summary)
+    print_summary(summary, text_stream(json_out))
     write_json(json_out, summary.to_dict())
     for problem in summary.problems():
         print(f"async-etl: {problem}", file=sys.stderr)
@@ -162,7 +216,7 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
         sampler = ProcessSampler(url)  # threads and connections, measured as in thread mode
         metrics = BenchCollector(lambda: engine.stats, lambda: engine.limits.sends.total_tokens)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, engine)
+            tg.start_soon(watch_signals, lambda _: engine.stop("signal"), lambda _: engine.abort())
             with view as handler, serve_metrics(settings.metrics_port, [metrics]):
                 summary = await engine.run(source, sink, on_snapshot=sampler.wrap(handler))
             tg.cancel_scope.cancel()
@@ -211,24 +265,14 @@ async def _enter_sync(stack: AsyncExitStack, cm: AbstractContextManager[str]) ->
     return value
 
 
-async def _watch_signals(engine: Engine) -> None:
-    """First SIGINT/SIGTERM: finish in-flight batches and stop; second: abort."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            if engine.stopping:
-                engine.abort()
-            else:
-                engine.stop("signal")
-
-
-def print_summary(summary: Summary) -> None:
-    """Print the summary table to stdout."""
+def print_summary(summary: Summary, file: TextIO | None = None) -> None:
+    """Print the summary table to ``file`` (default stdout)."""
     table = Table(title="async-etl bench", show_header=False, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for label, value in summary.table_rows():
         table.add_row(label, value)
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True, file=file).print(table)
 
 
 MAX_BATCH_BYTES = 256 * 1024 * 1024

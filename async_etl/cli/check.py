@@ -3,8 +3,8 @@
 For a job: the estimate, the chunk plan, the statement that reads each chunk, the statements
 each chunk runs on the target and, for a full refresh, the swap at the end.  For a plan: that
 for every mapper job, then the order the jobs would start in and a critical-path guess
-(estimated rows as each job's cost).  Writes nothing.  Exit status 0, or 2 with one line on
-stderr (passwords masked) when something is wrong.
+(estimated rows as each job's cost).  Writes nothing; a problem is one line on stderr
+(passwords masked).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from async_etl.cli import run
+from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.core.dryrun import JobFacts, report
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
@@ -30,11 +32,13 @@ __all__ = ["main", "plan_lines", "register"]
 
 def register(sub: Any) -> None:
     """Add the ``check`` subcommand to the top-level parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "check",
         help="dry run: validate a job or plan file, connect, print the chunk plan and its SQL",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
+        exit_codes={0: "the job or plan would run as printed", 2: BAD_INPUT},
+        env=run.ENVIRONMENT,
     )
     p.add_argument("file", metavar="JOB_OR_PLAN.toml", help="a job file or a plan file")
     p.add_argument("--set", dest="overrides", action="append", default=[],

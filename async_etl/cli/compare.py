@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 import psutil
 
+from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.config import BenchSettings
 from async_etl.errors import ConfigError
 from async_etl.sinks import sink_scheme
@@ -44,6 +45,11 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "database": {"concurrency": "1,4,16", "batch_size": 5000, "payload_bytes": 0},
     "cpu": {"concurrency": "4", "batch_size": 5000, "payload_bytes": 2000},
 }
+ENV_PREFIX = "ASYNC_ETL_COMPARE_"
+EXIT_STATUSES = {0: "every run produced its figures", 1: "a run failed (see its log)", 2: BAD_INPUT}
+ENVIRONMENT = (
+    (f"{ENV_PREFIX}<FLAG>", f"any flag, e.g. {ENV_PREFIX}OUT=results, ..._UVLOOP=N (flags win)"),
+)
 _SCHEMES = {"network": ("http", "https", "crate"), "database": ("postgresql", "postgres")}
 
 
@@ -156,22 +162,38 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 def register(sub: Any) -> None:
     """Add the ``compare`` subcommand to the top-level parser."""
-    p = sub.add_parser("compare", help="threads vs async on the same workload", description=__doc__)
-    p.add_argument("--sink", help="sink URL (default: per scenario, see above)")
-    p.add_argument("--scenario", default="network", help="network (default), database or cpu")
-    p.add_argument("--concurrency", help="comma-separated levels, e.g. 1,4,16,64,256")
-    p.add_argument("--records", type=int, help="records per run (or --duration)")
-    p.add_argument("--duration", type=float, help="seconds per run instead of --records")
-    p.add_argument("--out", required=True, help="directory for results.json/.md and the PNGs")
-    p.add_argument("--batch-size", type=int, help="rows per batch (network 100, else 5000)")
-    p.add_argument("--generators", type=int, help="generator processes (default: CPU count)")
-    p.add_argument("--latency-ms", type=float, help="stand-in latency per request (default 20)")
-    p.add_argument("--payload-bytes", type=int, help="text bytes per row (cpu default 2000)")
-    p.add_argument(
-        "--gzip-threshold", type=int, help="CrateDB: gzip bodies from this size; 0 = never"
+    p = add_command(
+        sub,
+        "compare",
+        help="threads vs async on the same workload",
+        doc=__doc__,
+        exit_codes=EXIT_STATUSES,
+        env=ENVIRONMENT,
     )
-    p.add_argument("--warmup", type=float, help="seconds excluded per run (default 1)")
+    p.add_argument("--sink", metavar="URL", help="sink URL (default: per scenario, see above)")
+    p.add_argument("--scenario", default="network", choices=SCENARIOS,
+                   help="what to measure (default network)")  # fmt: skip
+    p.add_argument("-c", "--concurrency", metavar="C,C,...",
+                   help="comma-separated levels, e.g. 1,4,16,64,256")  # fmt: skip
+    p.add_argument("-n", "--records", type=int, metavar="N",
+                   help="records per run (or --duration)")  # fmt: skip
+    p.add_argument("-T", "--duration", type=float, metavar="S",
+                   help="seconds per run instead of --records")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for results.json/.md and the PNGs")  # fmt: skip
+    p.add_argument("-b", "--batch-size", type=int, metavar="B",
+                   help="rows per batch (network 100, else 5000)")  # fmt: skip
+    p.add_argument("-j", "--generators", type=int, metavar="P",
+                   help="generator processes (default: CPU count)")  # fmt: skip
+    p.add_argument("--latency-ms", type=float, metavar="MS",
+                   help="stand-in latency per request (default 20)")  # fmt: skip
+    p.add_argument("--payload-bytes", type=int, metavar="N",
+                   help="text bytes per row (cpu default 2000)")  # fmt: skip
+    p.add_argument("--gzip-threshold", type=int, metavar="BYTES",
+                   help="CrateDB: gzip bodies from this size; 0 = never")  # fmt: skip
+    p.add_argument("--warmup", type=float, metavar="S", help="seconds excluded per run (default 1)")
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="stdlib asyncio loop")
+    p.set_defaults(env_prefix=ENV_PREFIX)
     p.set_defaults(handler=main)
 
 

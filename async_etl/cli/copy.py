@@ -14,19 +14,24 @@ import json
 import os
 from typing import Any
 
-from async_etl.cli.run import add_run_flags, execute
+from async_etl.cli.help import add_command
+from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute
 from async_etl.jobs.spec import JobSpec, parse_job
 
 __all__ = ["job_text", "main", "register", "spec_from_args"]
 
+MODES = ("replace", "append", "merge", "scd2")
+
 
 def register(sub: Any) -> None:
     """Add the ``copy`` subcommand to the top-level parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "copy",
         help="copy a table from flags alone (replace, append, merge or scd2)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
+        exit_codes=EXIT_STATUSES,
+        env=ENVIRONMENT,
     )
     p.add_argument("--source", required=True, metavar="URL", help="PostgreSQL or Oracle URL")
     p.add_argument("--source-table", dest="source_table", required=True, metavar="T",
@@ -35,7 +40,7 @@ def register(sub: Any) -> None:
                    help="PostgreSQL, CrateDB or Oracle URL")  # fmt: skip
     p.add_argument("--target-table", dest="target_table", required=True, metavar="T",
                    help="schema.table to write (created if missing)")  # fmt: skip
-    p.add_argument("--mode", default="replace",
+    p.add_argument("--mode", default="replace", choices=MODES,
                    help="replace (full refresh, default) | append | merge | scd2")  # fmt: skip
     p.add_argument("--key", default=None, metavar="COL[,COL]",
                    help="key column(s): chunking; the business key of merge / scd2")  # fmt: skip
@@ -43,7 +48,8 @@ def register(sub: Any) -> None:
                    help="read only rows past the last run's highest COL")  # fmt: skip
     p.add_argument("--state", default=None, metavar="URL",
                    help="PostgreSQL state store (needed for a non-PostgreSQL target)")  # fmt: skip
-    p.add_argument("--name", default=None, help="the job name (default: copy_<target table>)")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="the job name (default: copy_<target table>)")  # fmt: skip
     add_run_flags(p)
     p.set_defaults(handler=main)
 

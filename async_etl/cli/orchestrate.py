@@ -1,20 +1,26 @@
 """``async-etl orchestrate PLAN.toml``: run a plan's jobs under local and global limits.
 
-Exit status: 0 every job SUCCEEDED; 1 a job FAILED or was SKIPPED; 2 the plan (or a flag, or
-the state store) is invalid — reported in one line before anything runs; 3 the plan was
-stopped (SIGINT / SIGTERM / ``async-etl stop PLAN_NAME``) and the next run resumes it.
+A job starts when its dependencies have succeeded, a local and a global slot are free and
+its target's circuit breaker allows it; transient failures are retried from the job's
+checkpoint.  One line per job and the critical path go to stdout (stderr with --json-out -).
+The first SIGINT / SIGTERM (or ``async-etl stop PLAN``) stops launching and asks running jobs
+to stop at a chunk boundary; a second one cancels them at once (they are still marked
+STOPPED).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from typing import Any
+from contextlib import nullcontext
+from functools import partial
+from typing import Any, TextIO
 
 import anyio
 
-from async_etl.cli.output import json_out_path, write_json
+from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
+from async_etl.cli.output import json_out_path, text_stream, write_json
+from async_etl.cli.signals import watch_signals
 from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner
@@ -24,45 +30,49 @@ from async_etl.runtime import loop
 from async_etl.runtime.metrics import JobCollector, serve_metrics
 
 EXIT = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
+EXIT_STATUSES = {
+    0: "every job SUCCEEDED",
+    1: "a job FAILED or was SKIPPED",
+    2: BAD_INPUT,
+    3: "the plan was STOPPED (signal or async-etl stop); the next run resumes it",
+}
+ENV_PREFIX = "ASYNC_ETL_ORCHESTRATE_"
+ENVIRONMENT = (
+    (f"{ENV_PREFIX}<FLAG>", f"any flag, e.g. {ENV_PREFIX}LOCAL_MAX=4, ..._UVLOOP=N (flags win)"),
+)
 
 
 def register(sub: Any) -> None:
     """Add the ``orchestrate`` subcommand to the top-level parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "orchestrate",
         help="run a plan of jobs with dependencies, limits, retries and a circuit breaker",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
+        exit_codes=EXIT_STATUSES,
+        env=ENVIRONMENT,
     )
-    p.add_argument("plan", help="the plan file (TOML)")
-    p.add_argument("--local-max", type=int, default=None, help="jobs at once in this process")
-    p.add_argument("--global-max", type=int, default=None, help="jobs at once across orchestrators")
-    p.add_argument("--json-out", default=None, help="write the plan report as JSON here")
+    p.add_argument("plan", metavar="PLAN.toml", help="the plan file")
+    p.add_argument("--local-max", type=int, default=None, metavar="N",
+                   help="jobs at once in this process (default: the plan's local_max)")  # fmt: skip
+    p.add_argument("--global-max", type=int, default=None, metavar="M",
+                   help="jobs at once across orchestrators (default: the plan's)")  # fmt: skip
+    p.add_argument("--json-out", default=None, metavar="FILE",
+                   help="write the plan report as JSON to FILE (- for stdout)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="do not resume the plan's last stopped run")
-    p.add_argument(
-        "--ray",
-        dest="ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run each job's chunks in Ray actors: local (default), auto, HOST:PORT or ray://...",
-    )
-    p.add_argument(
-        "--ray-actors", dest="ray_actors", type=int, default=2, help="with --ray: actors per job"
-    )
-    p.add_argument(
-        "--log-format",
-        default="auto",
-        choices=("auto", "console", "json"),
-        help="auto (default): live view on a TTY, log lines otherwise",
-    )
-    p.add_argument(
-        "--no-uvloop", dest="uvloop", action="store_false", help="use the stdlib asyncio loop"
-    )
-    p.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
-    )
+    p.add_argument("--ray", dest="ray", nargs="?", const="local", default=None,
+                   metavar="ADDRESS",
+                   help="run each job's chunks in Ray actors: local (default), auto, HOST:PORT "
+                        "or ray://...")  # fmt: skip
+    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=2, metavar="N",
+                   help="with --ray: actors per job (default 2)")  # fmt: skip
+    p.add_argument("--log-format", default="auto", choices=LOG_FORMATS,
+                   help="auto (default): live view on a TTY, log lines otherwise")  # fmt: skip
+    p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
+                   help="use the stdlib asyncio loop")  # fmt: skip
+    p.add_argument("--metrics-port", type=int, default=None, metavar="N",
+                   help="serve Prometheus metrics on port N (0: any)")  # fmt: skip
+    p.set_defaults(env_prefix=ENV_PREFIX)
     p.set_defaults(handler=main)
 
 
@@ -79,8 +89,12 @@ def main(args: argparse.Namespace) -> int:
         ),
         use_uvloop=args.uvloop,
     )
+    if outcome is None:
+        print(f"async-etl: plan {plan.name} cancelled by a second signal; its running jobs are "
+              "marked STOPPED", file=sys.stderr)  # fmt: skip
+        return EXIT["STOPPED"]
     report = build_report(plan, outcome)
-    print_summary(report)
+    print_summary(report, text_stream(json_out))
     write_json(json_out, report)
     return EXIT.get(outcome.status, 1)
 
@@ -105,50 +119,52 @@ async def orchestrate(
     fresh: bool = False,
     metrics_port: int | None = None,
     runner: JobRunner | None = None,
-) -> PlanOutcome:
-    """Run ``plan`` with a view and signal handling (first signal: stop; second: cancel)."""
+) -> PlanOutcome | None:
+    """Run ``plan`` with a view and signal handling; None when a second signal cancelled it.
+
+    First SIGINT/SIGTERM: stop launching and ask running jobs to stop at a chunk boundary.
+    Second: cancel the running jobs (each still marks its run STOPPED, shielded).
+    """
     view = LiveView() if live else LogView()
     metrics = JobCollector()
     view.listeners.append(metrics.observe)
     orch = Orchestrator(plan, view=view, runner=runner or default_runner)
+    outcome: PlanOutcome | None = None
     with serve_metrics(metrics_port, [metrics]):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_on_signals, orch, tg.cancel_scope)
-            if isinstance(view, LiveView):
-                with view:
+            with anyio.CancelScope() as work:
+                tg.start_soon(
+                    partial(
+                        watch_signals,
+                        orch.request_stop,
+                        lambda _: work.cancel(),
+                        second_note="second signal: cancelling the running jobs",
+                    )
+                )
+                with view if isinstance(view, LiveView) else nullcontext():
                     outcome = await orch.run(fresh=fresh)
-            else:
-                outcome = await orch.run(fresh=fresh)
             tg.cancel_scope.cancel()
     return outcome
 
 
-async def _on_signals(orch: Orchestrator, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if orch.stopping.is_set():
-                scope.cancel()  # second signal: do not wait any longer
-                return
-            orch.request_stop(signal.Signals(signum).name)
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """One line per job, then the critical path and the bottlenecks, on stdout."""
+def print_summary(report: dict[str, Any], file: TextIO | None = None) -> None:
+    """One line per job, then the critical path and the bottlenecks, on ``file`` (stdout)."""
+    say = partial(print, file=file)
     for job in report["jobs"]:
         error = f"  {job['error']}" if job["error"] else ""
-        print(
+        say(
             f"{job['status']:<9} {job['job']:<30} attempts {job['attempts']}  "
             f"{job['run_s']:>8.2f}s  rows {job['rows']:,}{error}"
         )
     path = report["critical_path"]
-    print(
+    say(
         f"plan {report['plan']}: {report['status']} in {report['wall_s']:.2f}s; critical path "
         f"{' -> '.join(path['jobs']) or '-'} ({path['seconds']:.2f}s)"
     )
     for step in report.get("degradation", []):
-        print(
+        say(
             f"  parallelism {step['database']}: {step['old']} -> {step['new']} after "
             f"{step['job']} attempt {step['attempt']} ({step['reason']})"
         )
     for b in report["bottlenecks"]:
-        print(f"  bottleneck {b['job']}: {b['seconds']:.2f}s ({b['share_of_wall']:.0%} of wall)")
+        say(f"  bottleneck {b['job']}: {b['seconds']:.2f}s ({b['share_of_wall']:.0%} of wall)")

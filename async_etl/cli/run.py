@@ -1,22 +1,27 @@
 """``async-etl run JOB.toml``: run a mapper job (resuming its unfinished run unless --fresh).
 
-Exit status: 0 succeeded, 1 failed, 2 bad configuration (one line on stderr; nothing was
-touched), 3 stopped (SIGINT / SIGTERM / ``async-etl stop``; the next run resumes).
+The job copies its source query into the target table chunk by chunk, with SCD type 1 or 2;
+each chunk commits with its checkpoint, so a stopped or crashed run resumes where it was.  One
+summary line goes to stdout (stderr with --json-out -).  The first SIGINT / SIGTERM (or
+``async-etl stop``) stops after the chunks in flight; a second one stops at once, and the run
+is still marked STOPPED.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from async_etl.cli.output import json_out_path, write_json
+from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
+from async_etl.cli.output import json_out_path, text_stream, write_json
+from async_etl.cli.signals import watch_signals
 from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog
@@ -34,15 +39,29 @@ __all__ = ["EXIT_CODES", "add_run_flags", "execute", "main", "register"]
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 """Exit status per run status; 2 is a bad configuration (``ConfigError``)."""
 EXIT_CONFIG = 2
+EXIT_STATUSES = {
+    0: "the run SUCCEEDED",
+    1: "the run FAILED (the error is on stderr; committed chunks stay, the next run resumes)",
+    2: BAD_INPUT,
+    3: "the run was STOPPED (signal or async-etl stop); the next run resumes it",
+}
+ENVIRONMENT = (
+    (
+        "ASYNC_ETL_<SECTION>_<KEY>",
+        "any job-file key, e.g. ASYNC_ETL_PARALLEL_MAX_WORKERS=8 (--set and the file win)",
+    ),
+)
 
 
 def register(sub: Any) -> None:
     """Add the ``run`` subcommand to the top-level parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "run",
         help="run a mapper job file (chunked, parallel, SCD type 1/2, resumable)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
+        exit_codes=EXIT_STATUSES,
+        env=ENVIRONMENT,
     )
     p.add_argument("job", metavar="JOB.toml", help="the job file ('-': read it from stdin)")
     add_run_flags(p)
@@ -51,7 +70,7 @@ def register(sub: Any) -> None:
 
 def add_run_flags(p: Any) -> None:
     """The flags of a run (shared by ``run`` and ``copy``)."""
-    p.add_argument("--as-of", dest="as_of", default=None,
+    p.add_argument("--as-of", dest="as_of", default=None, metavar="TIMESTAMP",
                    help="the run's as-of time T, ISO 8601 (default: now; naive = UTC)")  # fmt: skip
     p.add_argument("--fresh", action="store_true",
                    help="start a new run instead of resuming the unfinished one")  # fmt: skip
@@ -60,20 +79,20 @@ def add_run_flags(p: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a job-file key (repeatable)")  # fmt: skip
-    p.add_argument("--json-out", dest="json_out", default=None,
-                   help="also write the run result as JSON to this file")  # fmt: skip
+    p.add_argument("--json-out", dest="json_out", default=None, metavar="FILE",
+                   help="also write the run result as JSON to FILE (- for stdout)")  # fmt: skip
     p.add_argument("--log-format", dest="log_format", default="auto",
-                   choices=("auto", "console", "json"),
+                   choices=LOG_FORMATS,
                    help="auto: progress bar on a TTY, log lines otherwise")  # fmt: skip
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
                    help="use the stdlib asyncio loop instead of uvloop")  # fmt: skip
-    p.add_argument("--metrics-port", dest="metrics_port", type=int, default=None,
-                   help="serve Prometheus metrics on this port while running")  # fmt: skip
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, default=None, metavar="N",
+                   help="serve Prometheus metrics on port N while running (0: any)")  # fmt: skip
     p.add_argument("--ray", dest="ray", nargs="?", const="local", default=None,
                    metavar="ADDRESS",
                    help="run the chunks in Ray actors: local (default), auto, HOST:PORT or "
                         "ray://HOST:PORT")  # fmt: skip
-    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=2,
+    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=2, metavar="N",
                    help="with --ray: how many actors (default 2)")  # fmt: skip
 
 
@@ -108,7 +127,11 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
         lambda: _run(spec, options, live=live, metrics_port=args.metrics_port, executor=executor),
         use_uvloop=args.uvloop,
     )
-    print(summary_line(result))
+    if result is None:
+        print(f"async-etl: job {spec.name} STOPPED at once; the next run resumes it",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CODES["STOPPED"]
+    print(summary_line(result), file=text_stream(json_out))
     write_json(json_out, result.to_dict())
     if result.status == "FAILED":
         print(f"async-etl: error: {result.error}", file=sys.stderr)
@@ -137,39 +160,43 @@ async def _run(
     live: bool,
     metrics_port: int | None = None,
     executor: RayChunks | None = None,
-) -> JobResult:
-    """Run the job with signal handling: SIGINT/SIGTERM ask it to stop at a safe point."""
+) -> JobResult | None:
+    """Run the job with signal handling; None when a second signal cancelled it.
+
+    First SIGINT/SIGTERM: stop at a safe point (the result says STOPPED).  Second: cancel the
+    chunks in flight; the job's shielded cleanup still marks the run STOPPED.
+    """
     stop = anyio.Event()
     view: AbstractContextManager[Any] = ProgressBar() if live else nullcontext(ProgressLog())
     metrics = JobCollector()
+    result: JobResult | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, stop)
-        with view as show, serve_metrics(metrics_port, [metrics]):
-
-            def on_progress(p: Progress) -> None:
-                metrics.observe(p)
-                show(p)
-
-            try:
-                result = await run_job(
-                    spec, options=options, stop=stop, on_progress=on_progress, executor=executor
+        with anyio.CancelScope() as work:
+            tg.start_soon(
+                partial(
+                    watch_signals,
+                    lambda _: stop.set(),
+                    lambda _: work.cancel(),
+                    first_note="stopping after the chunks in flight ...",
+                    second_note="second signal: stopping now",
                 )
-            finally:
-                if executor is not None:
-                    await executor.aclose()
+            )
+            with view as show, serve_metrics(metrics_port, [metrics]):
+
+                def on_progress(p: Progress) -> None:
+                    metrics.observe(p)
+                    show(p)
+
+                try:
+                    result = await run_job(
+                        spec, options=options, stop=stop, on_progress=on_progress, executor=executor
+                    )
+                finally:
+                    if executor is not None:
+                        with anyio.CancelScope(shield=True):
+                            await executor.aclose()
         tg.cancel_scope.cancel()
     return result
-
-
-async def _watch_signals(stop: anyio.Event) -> None:
-    """First SIGINT/SIGTERM: stop after the chunks in flight; a second one: exit at once."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stop.is_set():
-                print("async-etl: second signal, exiting without waiting", file=sys.stderr)
-                os._exit(128 + int(signum))
-            print("async-etl: stopping after the chunks in flight ...", file=sys.stderr)
-            stop.set()
 
 
 def summary_line(r: JobResult) -> str:

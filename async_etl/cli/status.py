@@ -16,22 +16,33 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError
 from async_etl.jobs.spec import env_name, load_job
 from async_etl.jobs.state import RunRow, StateStore, with_store
 from async_etl.runtime import loop
 
-__all__ = ["main", "register", "resolve"]
+__all__ = ["STATE_ENV", "add_state_flag", "main", "register", "resolve"]
+
+STATE_ENV = ((env_name("state", "url"), "the state store URL, when --state is not given"),)
 
 
 def register(sub: Any) -> None:
     """Add the ``status`` subcommand to the top-level parser."""
-    p = sub.add_parser("status", help="show recent job runs", description=__doc__)
+    p = add_command(
+        sub,
+        "status",
+        help="show recent job runs",
+        doc=__doc__,
+        exit_codes={0: "the runs were printed", 2: BAD_INPUT},
+        env=STATE_ENV,
+    )
     p.add_argument("job", nargs="?", default=None, metavar="JOB",
                    help="job name or job file (default: every job)")  # fmt: skip
     add_state_flag(p)
-    p.add_argument("--limit", type=_positive, default=20, help="runs to show (default 20)")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N",
+                   help="runs to show (default 20)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     p.set_defaults(handler=main)
 

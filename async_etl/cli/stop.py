@@ -5,8 +5,7 @@ RUNNING run of the job (or the one run with that id).  The job polls it before e
 between batches: chunks in flight finish or roll back, the run ends STOPPED (exit status 3),
 and the next ``async-etl run`` resumes it.  For a plan (its name, or its plan file): the
 orchestrator running it stops launching, asks its running jobs to stop, and exits with
-everything resumable.  Exit status: 0 when a request was written, 1 when nothing of that
-name is running, 2 for a bad state URL or file.
+everything resumable.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from async_etl.cli.status import add_state_flag, resolve
+from async_etl.cli.help import BAD_INPUT, add_command
+from async_etl.cli.status import STATE_ENV, add_state_flag, resolve
 from async_etl.jobs.state import StateStore, with_store
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
@@ -27,7 +27,18 @@ __all__ = ["main", "register"]
 
 def register(sub: Any) -> None:
     """Add the ``stop`` subcommand to the top-level parser."""
-    p = sub.add_parser("stop", help="ask a running job or plan to stop", description=__doc__)
+    p = add_command(
+        sub,
+        "stop",
+        help="ask a running job or plan to stop",
+        doc=__doc__,
+        exit_codes={
+            0: "a stop request was written",
+            1: "nothing of that name is running",
+            2: BAD_INPUT,
+        },
+        env=STATE_ENV,
+    )
     p.add_argument(
         "target",
         metavar="JOB_OR_RUN_ID_OR_PLAN",

@@ -17,7 +17,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from async_etl.cli import bench
 from async_etl.cli.bench import _enter_sync
+from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, write_json
 from async_etl.config import BenchSettings, bench_settings
 from async_etl.core.knee import THRESHOLD, Knee, KneeSearch, Point
@@ -29,39 +31,45 @@ from async_etl.runtime.engine import Engine
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 
-BENCH_FLAGS = (
-    ("--sink", "sink", str, "sink URL as for bench (default: an embedded PostgreSQL)"),
-    ("--table", "table", str, "target table (default async_etl_bench)"),
-    ("--batch-size", "batch_size", int, "rows per batch (default 5000)"),
-    ("--generators", "generators", int, "generator processes; 0 = inline (default: CPUs)"),
-    ("--seed", "seed", int, "random seed (default 42)"),
-    ("--schema", "schema_file", str, "record schema file (TOML)"),
-    ("--payload-bytes", "payload_bytes", int, "add a text column of this many bytes per row"),
-    ("--log-format", "log_format", str, "auto | console | json"),
-)
+BENCH_DESTS = ("sink", "table", "batch_size", "generators", "seed", "schema_file", "payload_bytes")
+"""The bench flags a sweep takes, with bench's names, short flags and help."""
+EXIT_CODES = {0: "a knee was found", 1: "no level met --slo-p99-ms", 2: BAD_INPUT}
 
 
 def register(sub: Any) -> None:
     """Add the ``sweep`` subcommand to the top-level parser."""
-    p = sub.add_parser("sweep", help="find the concurrency where throughput stops growing")
-    for flag, dest, typ, text in BENCH_FLAGS:
-        p.add_argument(flag, dest=dest, type=typ, default=None, help=text)
-    p.add_argument("--step-seconds", type=float, default=5.0, help="seconds per level (5)")
-    p.add_argument("--warmup", type=float, default=None, help="seconds excluded per level (1/5)")
-    p.add_argument("--start", type=int, default=1, help="first concurrency (1)")
-    p.add_argument("--max-concurrency", type=int, default=256, help="highest level (256)")
-    p.add_argument(
-        "--threshold", type=float, default=THRESHOLD, help="growth below this = flat (0.05)"
+    p = add_command(
+        sub,
+        "sweep",
+        help="find the concurrency where throughput stops growing",
+        doc=__doc__,
+        exit_codes=EXIT_CODES,
+        env=bench.ENVIRONMENT,
     )
-    p.add_argument("--slo-p99-ms", type=float, default=None, help="p99 latency limit per level")
-    p.add_argument("--out", default=".", help="directory for sweep.json and throughput.png")
+    for flags, dest, typ, metavar, text in bench.FLAGS:
+        if dest in BENCH_DESTS:
+            p.add_argument(*flags, dest=dest, type=typ, metavar=metavar, default=None, help=text)
+    p.add_argument("--log-format", choices=LOG_FORMATS, default=None, help="default auto")
+    p.add_argument("--step-seconds", type=float, default=5.0, metavar="S",
+                   help="seconds per level (5)")  # fmt: skip
+    p.add_argument("--warmup", type=float, default=None, metavar="S",
+                   help="seconds excluded per level (default: a fifth of a step)")  # fmt: skip
+    p.add_argument("--start", type=int, default=1, metavar="N", help="first concurrency (1)")
+    p.add_argument("--max-concurrency", type=int, default=256, metavar="N",
+                   help="highest level (256)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=THRESHOLD, metavar="F",
+                   help="growth below this fraction = flat (0.05)")  # fmt: skip
+    p.add_argument("--slo-p99-ms", type=float, default=None, metavar="MS",
+                   help="p99 latency limit per level")  # fmt: skip
+    p.add_argument("--out", default=".", metavar="DIR",
+                   help="directory for sweep.json and throughput.png (default .)")  # fmt: skip
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="stdlib asyncio loop")
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run a sweep; exit 0 with a knee, 1 when no level met the SLO, 2 for bad input."""
-    flags = {dest: getattr(args, dest) for _, dest, _, _ in BENCH_FLAGS}
+    flags = {dest: getattr(args, dest) for dest in (*BENCH_DESTS, "log_format")}
     if args.step_seconds <= 0:
         raise ConfigError(f"--step-seconds: must be > 0, got {args.step_seconds}")
     warmup = args.warmup if args.warmup is not None else args.step_seconds / 5

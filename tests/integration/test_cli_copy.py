@@ -57,7 +57,6 @@ def test_copy_flags_map_to_the_same_job_as_the_file(flags: list[str], file: str)
 @pytest.mark.parametrize(("flags", "message"), [
     (["--mode", "append", "--key", "id", "--target", CRATE, "--state", PG],
      "append is exactly once only"),
-    (["--mode", "upsert", "--key", "id"], "mode: expected one of"),
     ([], "[source] key: required key is missing"),
     (["--key", "id", "--target", CRATE], "[state] url: required"),
 ])  # fmt: skip

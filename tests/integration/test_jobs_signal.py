@@ -93,3 +93,42 @@ async def test_sigint_and_sigterm_stop_then_resume(pg_dsn: str, tmp_path: Path) 
         got = await table_rows(pg_dsn, "dw.dim")
         assert norm(got, cols) == norm(reference(states[: day + 1], cols), cols), sig.name
         assert history_problems(got, cols) == []
+
+
+async def _count_or_zero(dsn: str, sql: str) -> int:
+    """``sql``'s count, or 0 while the state tables do not exist yet."""
+    try:
+        return int(await fetchval(dsn, sql))
+    except asyncpg.UndefinedTableError:
+        return 0
+
+
+async def test_a_second_signal_stops_at_once_and_still_marks_the_run_stopped(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """SIGINT twice: exit 3 without a traceback, the run STOPPED (not left RUNNING), resumable."""
+    rnd = random.Random(7)
+    await load_source(pg_dsn, generation(rnd, KEYS[:8_000], 1.0))
+    await slow_target(pg_dsn, "dw.dim", sleep_s=2.0)  # each chunk's insert naps: still in flight
+    job = write(tmp_path, "sig.toml", job_toml("sig", pg_dsn, "dw.dim", workers=2,
+                                               chunk_size=2000))  # fmt: skip
+    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+    running = "SELECT count(*) FROM async_etl_runs WHERE job = 'sig' AND status = 'RUNNING'"
+    for _ in range(600):  # the run has started: its first chunks are napping in their inserts
+        if await _count_or_zero(pg_dsn, running):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    await asyncio.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err
+    assert "async-etl: job sig STOPPED at once; the next run resumes it" in err
+    run_id, status, _ = await latest_run(pg_dsn)
+    assert status == "STOPPED"
+    code, out, err = await run_cli("run", str(job), "--log-format", "json", timeout=180)
+    assert code == 0, err
+    assert "(resumed)" in out
+    assert await latest_run(pg_dsn) == (run_id, "SUCCEEDED", at(0))
