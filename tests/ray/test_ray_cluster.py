@@ -1,4 +1,4 @@
-"""bench over a real two-node Ray cluster: SIGKILL an actor mid-run, every row lands once."""
+"""bench and run on a real two-node Ray cluster: SIGKILL an actor mid-run, nothing lost."""
 
 from __future__ import annotations
 
@@ -8,67 +8,95 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import psutil
 import psycopg
+import pytest
 
 from async_etl.runtime.ray_bench import UNITS_PER_ACTOR
+from tests.integration.jobs_helpers import (
+    at,
+    cols_of,
+    history,
+    job_toml,
+    load_source,
+    norm,
+    reference,
+    slow_target,
+    table_rows,
+)
 from tests.ray.cluster import NO_AUTH, two_node_cluster
 
 REPO = str(Path(__file__).resolve().parents[2])
 RECORDS = 400_000
+WORKERS = 2
 
 
-def _actor_pids() -> list[int]:
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A two-node Ray cluster for this module's tests; its GCS address."""
+    with two_node_cluster(REPO) as address:
+        yield address
+
+
+def _actor_pids(kind: str) -> list[int]:
     pids = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if cmd.startswith("ray::BenchActor"):
+        if cmd.startswith(f"ray::{kind}"):
             pids.append(int(proc.info["pid"]))
     return pids
 
 
-def _rows(dsn: str) -> int:
+def _count(dsn: str, sql: str) -> int:
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM async_etl_bench").fetchone()
+            row = conn.execute(sql).fetchone()
     except psycopg.Error:
         return 0
     return int(row[0]) if row else 0
 
 
-def test_sigkill_of_an_actor_mid_run_loses_and_duplicates_nothing(
-    pg_dsn: str, tmp_path: Path
+def _kill_one_during(
+    cmd: list[str], kind: str, ready: Callable[[], bool], before_kill: Callable[[], None]
+) -> tuple[int | None, int, str]:
+    """Run ``cmd``; once 2 ``kind`` actors run and ``ready()``, SIGKILL one.
+
+    Returns (killed pid or None, exit status, stderr).
+    """
+    env = {**os.environ, "PYTHONPATH": REPO, **NO_AUTH}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    killed = None
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        pids = _actor_pids(kind)
+        if len(pids) == 2 and ready():
+            before_kill()
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    _, stderr = proc.communicate(timeout=180)
+    return killed, proc.returncode, stderr.decode()
+
+
+def test_sigkill_of_a_bench_actor_loses_and_duplicates_nothing(
+    cluster: str, pg_dsn: str, tmp_path: Path
 ) -> None:
-    """An actor SIGKILLed mid-run: run completes, every row once, only its units re-sent."""
+    """A bench actor SIGKILLed mid-run: run completes, every row once, only its units re-sent."""
     out = tmp_path / "summary.json"
-    with two_node_cluster(REPO) as address:
-        cmd = [
-            sys.executable,
-            "-m",
-            "async_etl",
-            "bench",
-            "--sink",
-            pg_dsn,
-            "--records",
-            str(RECORDS),
-        ]
-        cmd += ["--batch-size", "2000", "--concurrency", "2", "--generators", "0", "--ray", address]
-        cmd += ["--ray-actors", "2", "--log-format", "json", "--json-out", str(out)]
-        env = {**os.environ, "PYTHONPATH": REPO, **NO_AUTH}
-        bench = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 90
-        killed = None
-        while killed is None and time.monotonic() < deadline and bench.poll() is None:
-            pids = _actor_pids()
-            if len(pids) == 2 and _rows(pg_dsn) > 0:
-                killed = pids[0]
-                os.kill(killed, signal.SIGKILL)
-            time.sleep(0.05)
-        _, stderr = bench.communicate(timeout=120)
+    cmd = [sys.executable, "-m", "async_etl", "bench", "--sink", pg_dsn]
+    cmd += ["--records", str(RECORDS), "--batch-size", "2000", "--concurrency", "2"]
+    cmd += ["--generators", "0", "--ray", cluster, "--ray-actors", "2"]
+    cmd += ["--log-format", "json", "--json-out", str(out)]
+    rows_in = "SELECT count(*) FROM async_etl_bench"
+    killed, code, stderr = _kill_one_during(
+        cmd, "BenchActor", lambda: _count(pg_dsn, rows_in) > 0, lambda: None
+    )
     assert killed is not None, "the run ended before an actor could be killed"
-    assert bench.returncode == 0, stderr.decode()[-2000:]
+    assert code == 0, stderr[-2000:]
     summary = json.loads(out.read_text())
     ray = summary["extra"]["ray"]
     with psycopg.connect(pg_dsn) as conn:
@@ -80,4 +108,44 @@ def test_sigkill_of_an_actor_mid_run_loses_and_duplicates_nothing(
     assert summary["ok"] and summary["records"] == summary["reconciled"] == RECORDS
     assert len(ray["lost_actors"]) == 1
     assert 1 <= ray["resent_units"] <= UNITS_PER_ACTOR  # only the units the dead actor held
-    assert ray["units"] * 2000 * 2 >= RECORDS
+
+
+def test_sigkill_of_a_chunk_actor_reruns_only_its_chunks(
+    cluster: str, pg_dsn: str, tmp_path: Path
+) -> None:
+    """A job's chunk actor SIGKILLed mid-run: the run succeeds, target == model, only chunks
+    in flight on it are re-run (none that had committed)."""
+    rows = history(seed=3, n_keys=1500, runs=1)[0]
+    anyio.run(load_source, pg_dsn, rows)
+    anyio.run(slow_target, pg_dsn, "dw.dim", 2, 0.1)
+    job = tmp_path / "job.toml"
+    job.write_text(job_toml("killjob", pg_dsn, "dw.dim", workers=WORKERS, chunk_size=50))
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "async_etl", "run", str(job), "--as-of", at(0).isoformat()]
+    cmd += ["--ray", cluster, "--ray-actors", "2", "--log-format", "json", "--json-out", str(out)]
+    committed_before: set[int] = set()
+
+    def snapshot() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            got = conn.execute(
+                "SELECT chunk_index FROM async_etl_chunks WHERE committed_at IS NOT NULL"
+            ).fetchall()
+        committed_before.update(int(r[0]) for r in got)
+
+    checkpoints = "SELECT count(*) FROM async_etl_chunks WHERE committed_at IS NOT NULL"
+    killed, code, stderr = _kill_one_during(
+        cmd, "ChunkActor", lambda: _count(pg_dsn, checkpoints) > 0, snapshot
+    )
+    assert killed is not None, "the run ended before an actor could be killed"
+    assert code == 0, stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["status"] == "SUCCEEDED"
+    assert result["chunks_done"] == result["chunks_total"] > 10
+    assert result["rows_read"] == len(rows)
+    cols = cols_of(2)
+    got = anyio.run(table_rows, pg_dsn, "dw.dim")
+    assert norm(got, cols) == norm(reference([rows], cols), cols)
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    lost = [e["chunk"] for e in events if e.get("event") == "ray_actor_lost"]
+    assert 1 <= len(lost) <= WORKERS  # only the chunks in flight on the dead actor
+    assert committed_before and not set(lost) & committed_before
