@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -20,9 +20,12 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.runner import run_job as _run_job
 from async_etl.jobs.spec import JobSpec, job_from_mapping, load_job
-from async_etl.orchestrator.driver import Orchestrator, PlanOutcome
+from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner
 from async_etl.orchestrator.plan import Plan, load_plan, plan_from_mapping
 from async_etl.orchestrator.report import NullView
+
+if TYPE_CHECKING:
+    from async_etl.jobs.ray_chunks import RayChunks
 
 JobLike = JobSpec | Mapping[str, Any] | str | Path
 """A job: a ``JobSpec``, a mapping shaped like the job file, or the file's path."""
@@ -62,17 +65,42 @@ async def run_job(
     retry: RetryPolicy | None = None,
     stop: anyio.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    ray: str | RayChunks | None = None,
+    ray_actors: int = 2,
 ) -> JobResult:
     """Run one mapper job (resuming its unfinished run unless ``fresh``).
 
-    Raises ``ConfigError`` for a bad spec or a problem found before anything is written; any
-    later failure is the returned ``JobResult``'s status FAILED with its one-line error.
+    ``ray``: run the chunks in Ray actors, ``ray_actors`` of them at that address (``local``,
+    ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``; stopped at the end), or in a ``RayChunks``
+    executor you made (you close it).  Raises ``ConfigError`` for a bad spec, Ray missing or
+    unreachable, or a problem found before anything is written; any later failure is the
+    returned ``JobResult``'s status FAILED with its one-line error.
     """
     spec = job_spec(job)
     options = JobOptions(as_of=as_of, fresh=fresh)
     if retry is not None:
         options = JobOptions(as_of=as_of, fresh=fresh, retry=retry)
-    return await _run_job(spec, options=options, stop=stop, on_progress=on_progress)
+    if ray is None or not isinstance(ray, str):
+        return await _run_job(
+            spec, options=options, stop=stop, on_progress=on_progress, executor=ray
+        )
+    executor = _ray_chunks(ray, ray_actors)
+    try:
+        return await _run_job(
+            spec, options=options, stop=stop, on_progress=on_progress, executor=executor
+        )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await executor.aclose()
+
+
+def _ray_chunks(address: str, actors: int) -> RayChunks:
+    """Join the Ray cluster now (``ConfigError`` when it cannot be); an executor over it."""
+    from async_etl.jobs.ray_chunks import RayChunks
+    from async_etl.runtime.ray_cluster import connect
+
+    connect(address)
+    return RayChunks(address, actors)
 
 
 class _ProgressView(NullView):
@@ -90,15 +118,26 @@ async def run_plan(
     stop: anyio.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     base_dir: str | Path = ".",
+    ray: str | None = None,
+    ray_actors: int = 2,
 ) -> PlanOutcome:
     """Run a plan's jobs in dependency order; ``stop`` stops launching and asks jobs to stop.
 
-    Raises ``ConfigError`` for a bad plan, ``AsyncEtlError`` for a state-store problem;
-    job failures are in the returned ``PlanOutcome``.
+    ``ray``: each job runs its chunks in ``ray_actors`` Ray actors at that address (slots and
+    budgets stay here).  Raises ``ConfigError`` for a bad plan or Ray missing or unreachable,
+    ``AsyncEtlError`` for a state-store problem; job failures are in the returned
+    ``PlanOutcome``.
     """
+    runner: JobRunner = default_runner
+    if ray is not None:
+        from async_etl.jobs.ray_chunks import ray_job_runner
+
+        _ray_chunks(ray, ray_actors)  # join now: a bad address is one line before any job
+        runner = ray_job_runner(ray, ray_actors)
     orch = Orchestrator(
         plan_spec(plan, base_dir=base_dir),
         view=_ProgressView(on_progress) if on_progress else None,
+        runner=runner,
     )
     if stop is None:
         return await orch.run(fresh=fresh)
