@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(600)
 
 # few examples, no shrinking: each one is a process (a failure still names its URL)
 FEW = settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.function_scoped_fixture],
