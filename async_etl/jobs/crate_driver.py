@@ -168,6 +168,7 @@ class CrateTarget:
             current = await self._current(ctx, client, chunk, convert)
             rows: list[dict[str, Any]] = []
             inexact: dict[tuple[Any, ...], str] = {}  # key -> why a value is not exact
+            null_keys: list[dict[str, Any]] = []  # rows with a NULL business key part
             read = 0
             async with source_connection(source, ctx.hold, ctx.app) as sconn:
                 async for batch in source.batches(sconn, chunk, ctx.batch_rows):
@@ -175,12 +176,15 @@ class CrateTarget:
                     read += len(batch)
                     for r in batch:
                         row = dict(zip(ctx.names, convert(r), strict=True))
+                        if any(row[c] is None for c in bk):
+                            null_keys.append(row)
+                            continue
                         reason = row_refusal(r, ctx.names, types, crate_refusal)
                         if reason is None:
                             rows.append(row)
                         else:
                             inexact.setdefault(tuple(row[c] for c in bk), reason)
-            rejects = self._inexact(ctx, bk, inexact)
+            rejects = self._null_keys(ctx, bk, null_keys) + self._inexact(ctx, bk, inexact)
             if inexact:  # a refused key keeps its current version: out of the diff
                 rows = [r for r in rows if tuple(r[c] for c in bk) not in inexact]
                 current = [r for r in current if tuple(r[c] for c in bk) not in inexact]
@@ -193,6 +197,22 @@ class CrateTarget:
             await self._retry(ctx, lambda: client.execute(refresh))
         self._refused.pop(chunk.index, None)
         return ChunkResult(chunk.index, read, plan.counts(), tuple(rejects))
+
+    def _null_keys(
+        self, ctx: JobContext, bk: Sequence[str], rows: Sequence[dict[str, Any]]
+    ) -> list[Reject]:
+        """One reject per source row with a NULL business key part (it has no key to merge by).
+
+        Raises ``DataError`` naming the first such row's key unless ``on_bad_row = "reject"``.
+        """
+        out = []
+        for row in rows:
+            key = {c: row[c] for c in bk}
+            nulls = ", ".join(c for c in bk if row[c] is None)
+            out.append((key_json(key), f"NULL in business key column(s) {nulls}"))
+        if out and ctx.on_bad_row != "reject":
+            raise DataError(f"{self.where}: row {out[0][0]} refused: {out[0][1]}")
+        return out
 
     def _duplicates(
         self, ctx: JobContext, bk: Sequence[str], held: dict[tuple[Any, ...], int]

@@ -1,0 +1,79 @@
+"""A NULL in a business-key column that is not a chunk key: in `reject` mode each such row is
+rejected with the reason and the others load, on PostgreSQL and CrateDB targets alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
+from async_etl.testing.crate import CrateStandIn
+from tests.integration.jobs_helpers import at, fetchval, spec_of
+from tests.integration.test_jobs_incremental import execute
+
+JOB = """
+name = "nbk"
+on_bad_row = "{mode}"
+[source]
+url = "{dsn}"
+table = "src"
+key = ["id"]
+[target]
+url = "{target}"
+table = "dim"
+[state]
+url = "{dsn}"
+[scd]
+type = {kind}
+business_key = ["id", "b"]
+[parallel]
+enabled = true
+max_workers = 2
+chunk_size = 10
+min_rows_for_parallel = 0
+"""
+
+
+async def _source(dsn: str) -> None:
+    """``src``: 40 rows, ``b`` NULL on every fourth."""
+    await execute(
+        dsn,
+        "CREATE TABLE src (id int PRIMARY KEY, b text, v text)",
+        "INSERT INTO src SELECT i, CASE WHEN i % 4 = 0 THEN NULL ELSE 'b' END, 'v' || i "
+        "FROM generate_series(1, 40) i",
+        "ANALYZE src",
+    )
+
+
+@pytest.mark.parametrize("kind", [1, 2])
+@pytest.mark.parametrize("target", ["postgresql", "cratedb"])
+async def test_null_business_key_rows_are_rejects_in_reject_mode(
+    pg_dsn: str, target: str, kind: int
+) -> None:
+    """10 of 40 rows have b NULL: 10 rejects naming the key, 30 loaded, the re-run writes none."""
+    await _source(pg_dsn)
+    async with CrateStandIn() as crate:
+        url = pg_dsn if target == "postgresql" else crate.url
+        spec = spec_of(JOB.format(mode="reject", dsn=pg_dsn, target=url, kind=kind))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert first.status == "SUCCEEDED", first.error
+        assert (first.rows_read, first.inserted, first.rejected) == (40, 30, 10)
+        second = await run_job(spec, options=JobOptions(as_of=at(1)))
+        assert second.status == "SUCCEEDED", second.error
+        assert (second.inserted, second.updated, second.expired, second.rejected) == (0, 0, 0, 10)
+    keys = await fetchval(
+        pg_dsn, "SELECT array_agg(DISTINCT (key->>'id')::int) FROM async_etl_rejects"
+    )
+    assert sorted(keys) == list(range(4, 41, 4))
+    reasons = await fetchval(pg_dsn, "SELECT array_agg(reason) FROM async_etl_rejects")
+    assert all(" b" in r or '"b"' in r for r in reasons), reasons
+
+
+async def test_null_business_key_fails_a_crate_run_naming_it_in_fail_mode(pg_dsn: str) -> None:
+    """`fail` mode on a CrateDB target: the run fails and the error names the key and column."""
+    await _source(pg_dsn)
+    async with CrateStandIn() as crate:
+        spec = spec_of(JOB.format(mode="fail", dsn=pg_dsn, target=crate.url, kind=2))
+        result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "FAILED"
+    assert result.error is not None and "NULL" in result.error and "b" in result.error
