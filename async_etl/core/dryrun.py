@@ -70,14 +70,14 @@ def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
                                                          facts.key, chunk))]  # fmt: skip
     if facts.mode == "append":
         return [f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT binary)"]
-    out = [f"COPY {quote(STAGING)} ({names}) FROM STDIN (FORMAT binary)",
-           pg.range_is_empty_sql(table, facts.key, chunk).text,
-           "-- if the range is empty (initial load):",
-           *(st.text for st in pg.initial_insert_statements(table, STAGING, facts.cols)),
-           "-- otherwise:",
-           *(st.text for st in pg.merge_statements(table, STAGING, facts.cols, facts.key,
-                                                   chunk))]  # fmt: skip
-    return out
+    direct = ", ".join(quote(n) for n in (*facts.names, *facts.cols.scd))
+    return [pg.range_is_empty_sql(table, facts.key, chunk).text,
+            "-- if the range is empty (initial load), straight into the target:",
+            f"COPY {quote(table)} ({direct}) FROM STDIN (FORMAT binary)",
+            "-- otherwise staged, then merged:",
+            f"COPY {quote(STAGING)} ({names}) FROM STDIN (FORMAT binary)",
+            *(st.text for st in pg.merge_statements(table, STAGING, facts.cols, facts.key,
+                                                    chunk))]  # fmt: skip
 
 
 def finish_statements(facts: JobFacts) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from async_etl.core import incremental as inc
@@ -363,17 +364,31 @@ def extract_sql(
     key: Sequence[str],
     chunk: Chunk,
     window: CursorWindow | None = None,
+    tail: Sequence[str] = (),
 ) -> Sql:
     """Read one chunk of the source in key order (rows with a NULL key are never read).
 
     With a cursor ``window`` only its rows are read (binds from ``window.values()`` too).
+    ``tail``: constant SQL expressions appended to every row (``initial_version_tail``).
     """
     b = Binder("pg")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b)
     where += inc.window_clause(window, b)
     order = _order_by([f"q.{_q(c)}" for c in key], chunk.collate)
-    st = b.sql(f"SELECT * FROM {SOURCE} WHERE {where} ORDER BY {order}")
+    extra = "".join(f", {t}" for t in tail)
+    st = b.sql(f"SELECT *{extra} FROM {SOURCE} WHERE {where} ORDER BY {order}")
     return embed_source(st, source_relation(query, table))
+
+
+def initial_version_tail(cols: ScdColumns, as_of: datetime) -> tuple[str, ...]:
+    """What a row read straight into an empty type-2 target range ends with.
+
+    ``valid_from`` = the as-of time, ``valid_to`` NULL, ``is_current`` true, as SQL literals
+    (type 1: nothing).  ``as_of`` must be timezone-aware.
+    """
+    if cols.type == 1:
+        return ()
+    return (f"'{as_of.isoformat()}'::timestamptz", "NULL::timestamptz", "true")
 
 
 def null_keys_sql(

@@ -2,6 +2,11 @@
 
 Per chunk, on one fresh connection (one budget token), in ONE transaction:
 
+0. when the chunk's key range holds no row of the target yet (an initial load, a new key
+   range, every chunk of a full refresh) and ``on_bad_row = "fail"``, the rows go straight
+   into the target by the same path as step 2 (type 2: with the initial version's
+   ``valid_from`` / ``valid_to`` / ``is_current`` appended by the source's SELECT): one write
+   instead of two, the target's unique indexes still refusing a key read twice; then 4 and 5;
 1. ``CREATE TEMP TABLE IF NOT EXISTS`` the staging table (``ON COMMIT DELETE ROWS``);
 2. stage the chunk's source rows:
    * source in the same database: ``INSERT INTO staging SELECT ... `` (no round trip);
@@ -9,10 +14,8 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
      ``COPY`` in (a bounded memory stream between the two, the stop flag checked between
      buffers);
    * Oracle: batches from the source adapter through ``copy_records_to_table``;
-3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row), or, when
-   the chunk's key range holds no row of the target yet (an initial load), just
-   ``initial_insert_statements`` (same result, no anti-join);
-   before either, a business key staged twice fails the chunk naming it, or with
+3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row);
+   before it, a business key staged twice fails the chunk naming it, or with
    ``on_bad_row = "reject"`` has all its rows rejected and the target's current row re-staged
    in their place (``core.duplicates``);
    with ``on_bad_row = "reject"`` the merge runs in a savepoint and a data error hands over to
@@ -30,12 +33,13 @@ replaces the target with it in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import anyio
+import asyncpg
 import orjson
 
 from async_etl.core import drift, state_sql
@@ -138,10 +142,9 @@ class PgTarget:
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
         in_state = ctx.same_database(ctx.state_url, self.url)
-        direct = ctx.spec.mode == "append" and ctx.on_bad_row != "reject"
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            if direct:  # append: straight into the target, nothing to compare
-                rows = await self._stage(ctx, conn, chunk, source, self.table)
+            rows = await self._load_direct(ctx, conn, chunk, source)
+            if rows is not None:
                 counts = {**dict.fromkeys(COUNTERS, 0), "inserted": rows}
                 rejects: list[Reject] = []
             else:
@@ -168,24 +171,69 @@ class PgTarget:
                     )
         return ChunkResult(chunk.index, rows, counts, tuple(rejects), checkpointed=in_state)
 
+    async def _direct(self, ctx: JobContext, conn: Any, chunk: Chunk) -> bool:
+        """Whether the chunk goes straight into the target, with no staging and no merge.
+
+        Append always does; a merge or SCD2 chunk does when its key range is empty in the
+        target (an initial load, a new key range, every chunk of a full refresh): each row
+        is then a new key.  The target's unique indexes still refuse a key read twice.  With
+        ``on_bad_row = "reject"`` rows go through staging, where bad ones can be found.
+        """
+        if ctx.on_bad_row == "reject":
+            return False
+        if ctx.spec.mode == "append":
+            return True
+        empty = pg.range_is_empty_sql(self.table, ctx.spec.source.key, chunk)
+        return bool(await conn.fetchval(empty.text, *empty.args(chunk_values(chunk))))
+
+    async def _load_direct(
+        self, ctx: JobContext, conn: Any, chunk: Chunk, source: Source
+    ) -> int | None:
+        """Load the chunk straight into the target when ``_direct``; its rows (None: not done).
+
+        Runs in a savepoint: a key read twice (a unique violation) rolls back to it and the
+        chunk goes through staging instead, whose duplicate check names the key.
+        """
+        if not await self._direct(ctx, conn, chunk):
+            return None
+        tail = () if ctx.spec.mode == "append" else ctx.cols.scd
+        try:
+            async with conn.transaction():
+                return await self._stage(ctx, conn, chunk, source, self.table, tail)
+        except asyncpg.UniqueViolationError:
+            return None
+
     async def _stage(
-        self, ctx: JobContext, conn: Any, chunk: Chunk, source: Source, dest: str
+        self,
+        ctx: JobContext,
+        conn: Any,
+        chunk: Chunk,
+        source: Source,
+        dest: str,
+        tail: Sequence[str] = (),
     ) -> int:
-        """Copy the chunk's source rows into ``dest`` (staging, or an append's target)."""
-        names = ", ".join(quote(n) for n in ctx.names)
+        """Copy the chunk's source rows into ``dest`` (staging, or the target itself).
+
+        ``tail``: the type-2 bookkeeping columns, filled with the initial version's values.
+        """
+        columns = [*ctx.names, *tail]
+        names = ", ".join(quote(n) for n in columns)
+        consts = pg.initial_version_tail(ctx.cols, ctx.as_of) if tail else ()
         if isinstance(source, PgSource) and ctx.same_database(source.url, self.url):
-            st, args = source.extract(chunk)
+            st, args = source.extract(chunk, consts)
             status = await conn.execute(f"INSERT INTO {quote(dest)} ({names}) {st.text}", *args)
             return int(str(status).rsplit(" ", 1)[-1])
         schema, _, name = dest.rpartition(".")
         async with source_connection(source, ctx.hold, ctx.app) as sconn:
             if isinstance(source, PgSource):
-                return await _pipe(ctx, source, sconn, conn, chunk, dest)
+                return await _pipe(ctx, source, sconn, conn, chunk, dest, columns, consts)
             total = 0
+            extra = (ctx.as_of, None, True) if tail else ()
             async for batch in source.batches(sconn, chunk, ctx.batch_rows):
                 ctx.check_stop()
+                records = [(*r, *extra) for r in batch] if extra else batch
                 await conn.copy_records_to_table(
-                    name, schema_name=schema or None, records=batch, columns=list(ctx.names)
+                    name, schema_name=schema or None, records=records, columns=columns
                 )
                 total += len(batch)
             return total
@@ -201,11 +249,6 @@ class PgTarget:
         else:
             held = await self._hold_duplicates(ctx, conn)
             statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
-        if ctx.on_bad_row != "reject" and ctx.spec.mode != "append":
-            empty = pg.range_is_empty_sql(self.table, key, chunk)
-            if await conn.fetchval(empty.text, *empty.args(values)):
-                # an initial load of this key range: every staged row is a new key
-                statements = pg.initial_insert_statements(self.table, STAGING, ctx.cols)
 
         async def apply() -> dict[str, int]:
             totals = dict.fromkeys(COUNTERS, 0)
@@ -249,7 +292,14 @@ class PgTarget:
 
 
 async def _pipe(
-    ctx: JobContext, source: PgSource, sconn: Any, conn: Any, chunk: Chunk, dest: str
+    ctx: JobContext,
+    source: PgSource,
+    sconn: Any,
+    conn: Any,
+    chunk: Chunk,
+    dest: str,
+    columns: Sequence[str],
+    tail: Sequence[str],
 ) -> int:
     """Binary COPY from the source connection into ``dest``, through a bounded stream."""
     send, receive = anyio.create_memory_object_stream[bytes](8)
@@ -263,13 +313,13 @@ async def _pipe(
                 ctx.check_stop()
                 await send.send(data)
 
-            rows = await source.copy_out(sconn, chunk, out)
+            rows = await source.copy_out(sconn, chunk, out, tail)
 
     async def consume() -> None:
         async with receive:
             schema, _, name = dest.rpartition(".")
             await conn.copy_to_table(name, schema_name=schema or None, source=_iterate(receive),
-                                     columns=list(ctx.names), format="binary")  # fmt: skip
+                                     columns=list(columns), format="binary")  # fmt: skip
 
     await _run_all(produce, consume)
     return rows

@@ -13,7 +13,7 @@ each key column's collation for that choice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from async_etl.core import incremental as inc
@@ -115,9 +115,9 @@ class PgSource(SourceBase):
         """The highest value of the cursor ``column`` in the whole source (None: none)."""
         return await conn.fetchval(inc.max_cursor_sql("pg", self.relation, column).text)
 
-    def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
-        """The chunk's read statement and its arguments."""
-        st = pg.extract_sql(self.query, self.table, self.key, chunk, self.window)
+    def extract(self, chunk: Chunk, tail: Sequence[str] = ()) -> tuple[Sql, list[Any]]:
+        """The chunk's read statement and its arguments (``tail``: constants appended)."""
+        st = pg.extract_sql(self.query, self.table, self.key, chunk, self.window, tail)
         return st, st.args({**chunk_values(chunk), **self._window_values()})
 
     async def batches(
@@ -136,10 +136,14 @@ class PgSource(SourceBase):
                 yield batch
 
     async def copy_out(
-        self, conn: Any, chunk: Chunk, output: Callable[[bytes], Awaitable[None]]
+        self,
+        conn: Any,
+        chunk: Chunk,
+        output: Callable[[bytes], Awaitable[None]],
+        tail: Sequence[str] = (),
     ) -> int:
         """Stream the chunk as binary COPY data into ``output``; the row count."""
-        st, args = self.extract(chunk)
+        st, args = self.extract(chunk, tail)
         status = await conn.copy_from_query(st.text, *args, output=output, format="binary")
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0

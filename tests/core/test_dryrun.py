@@ -24,10 +24,11 @@ def facts(dialect: str, mode: str) -> JobFacts:
 
 
 def test_pg_merge_lists_the_drivers_merge_statements() -> None:
-    """PostgreSQL merge: staging COPY, the emptiness probe, both insert paths."""
+    """PostgreSQL merge: the emptiness probe, the direct COPY, staging and the merge."""
     got = target_statements(facts("postgresql", "merge"), CHUNK)
     merge = [st.text for st in pg.merge_statements("dw.t", pg.STAGING, COLS1, ("id",), CHUNK)]
-    assert got[0].startswith('COPY "_async_etl_stage"') and got[-len(merge) :] == merge
+    assert got[0].startswith("SELECT NOT EXISTS") and got[-len(merge) :] == merge
+    assert 'COPY "dw"."t" ("id", "v") FROM STDIN' in got[2]
 
 
 def test_pg_append_copies_straight_into_the_target() -> None:
