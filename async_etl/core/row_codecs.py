@@ -270,15 +270,21 @@ def pg_row_encoder(columns: Sequence[PgColumn]) -> Callable[[tuple[Any, ...]], b
     return row_encoder(fields, [c.nullable for c in columns])
 
 
+PAUSE_EVERY = 200
+"""Rows between two ``pause`` calls while encoding (a fraction of a millisecond of work)."""
+
+
 def encode_pg_rows(
     columns: Sequence[PgColumn],
     rows: Sequence[tuple[Any, ...]],
     fast: Callable[[tuple[Any, ...]], bytes] | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> Encoded:
     """Binary COPY payload of ``rows`` (header, tuples, trailer); refused rows are left out.
 
     ``fast`` is ``pg_row_encoder(columns)`` (built here when not given); a row it balks at is
-    encoded, or refused with the column and reason, by the reference encoders.  Raises
+    encoded, or refused with the column and reason, by the reference encoders.  ``pause`` is
+    called every ``PAUSE_EVERY`` rows (a thread passes one that lets the GIL go).  Raises
     ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
     """
     fast = fast or pg_row_encoder(columns)
@@ -286,6 +292,8 @@ def encode_pg_rows(
     kept: list[int] = []
     refused: list[tuple[int, str]] = []
     for pos, row in enumerate(rows):
+        if pause is not None and pos % PAUSE_EVERY == PAUSE_EVERY - 1:
+            pause()
         try:
             parts.append(fast(row))
         except Exception:

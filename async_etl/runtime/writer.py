@@ -376,7 +376,9 @@ class Writer:
     async def _encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
         if len(rows) * max(1, len(self._shape.columns)) < self._offload:
             return self._sink.encode(rows)
-        return await anyio.to_thread.run_sync(self._sink.encode, rows, limiter=self.limits.encoding)
+        return await anyio.to_thread.run_sync(
+            self._sink.encode, rows, _let_go, limiter=self.limits.encoding
+        )
 
     async def _deliver(self, batch: ClosedBatch, token: object) -> None:
         out = BatchOutcome()
@@ -469,6 +471,11 @@ class Writer:
             rejected_rows=tuple(self._rejected_rows),
             undelivered_rows=tuple(self._undelivered_rows),
         )
+
+
+def _let_go() -> None:
+    """Release the GIL for a moment, so the event loop's thread can take it (encoding)."""
+    time.sleep(0)
 
 
 def open_writer(

@@ -17,7 +17,7 @@ machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -133,9 +133,11 @@ class PostgresRowsSink(PostgresSink):
             return None
         return absent is None
 
-    def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+    def encode(
+        self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
+    ) -> Encoded:
         """The binary COPY payload of ``rows`` (refused rows left out, with their reason)."""
-        return encode_pg_rows(self._pg_columns, rows, self._fast)
+        return encode_pg_rows(self._pg_columns, rows, self._fast, pause)
 
 
 class CrateRowsSink(CrateDBSink):
@@ -181,7 +183,9 @@ class CrateRowsSink(CrateDBSink):
         """Unknowable for CrateDB without reading the rows back: None."""
         return None
 
-    def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+    def encode(
+        self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
+    ) -> Encoded:
         """The bulk body of ``rows`` (rows JSON cannot carry refused, with their reason)."""
         return encode_crate_rows(self._stmt, rows)
 
@@ -205,7 +209,9 @@ class NullRowsSink(NullSink):
         """A null sink keeps nothing: every batch it was handed counts."""
         return True
 
-    def encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
+    def encode(
+        self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
+    ) -> Encoded:
         """Nothing to encode: every row is kept."""
         return Encoded(b"", tuple(range(len(rows))))
 
