@@ -233,8 +233,12 @@ async def _bench_on_ray(
     from async_etl.runtime.ray_bench import run_on_ray
 
     view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
-    with view as handler:
-        summary = await run_on_ray(settings, source, sink, on_snapshot=handler)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_signals, lambda _: stop.set(), lambda _: tg.cancel_scope.cancel())
+        with view as handler:
+            summary = await run_on_ray(settings, source, sink, on_snapshot=handler, stop=stop)
+        tg.cancel_scope.cancel()
     return (
         dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
         if embedded

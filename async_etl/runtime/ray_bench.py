@@ -156,12 +156,14 @@ async def run_on_ray(
     *,
     on_snapshot: SnapshotHandler | None = None,
     ray_init: dict[str, Any] | None = None,
+    stop: anyio.Event | None = None,
 ) -> Summary:
     """Run a bench over ``settings.ray_actors`` Ray actors into ``sink``'s target.
 
     ``sink`` is the driver's own (prepare, reconcile); actors open theirs from
-    ``settings.sink``.  Raises ``ConfigError`` (exit 2) for Ray missing or unreachable, or a
-    sink unusable at start; ``LoadError`` when every actor died or one failed for good.
+    ``settings.sink``.  Setting ``stop`` issues no more units; the ones out are finished.
+    Raises ``ConfigError`` (exit 2) for Ray missing or unreachable, or a sink unusable at
+    start; ``LoadError`` when every actor died or one failed for good.
     """
     assert settings.sink is not None, "the actors need a sink URL"
     ray = connect(settings.ray or "local", **(ray_init or {}))
@@ -190,6 +192,8 @@ async def run_on_ray(
             tg.start_soon(_report, run, handler, warm, s.report_interval)
             if s.duration:
                 tg.start_soon(_deadline, run.book, s.duration)
+            if stop is not None:
+                tg.start_soon(_stop_on, run.book, stop)
             async with anyio.create_task_group() as feeders:
                 for name, actor in actors.items():
                     for _ in range(UNITS_PER_ACTOR):
@@ -231,7 +235,7 @@ async def run_on_ray(
         warm=warm,
         finished=finished,
         reconciled=reconciled,
-        stopped_by="duration" if s.duration and not planner.exhausted else "records",
+        stopped_by=_stopped_by(s, planner, stop),
         uvloop=False,
         extra={"ray": ray_extra},
     )
@@ -276,6 +280,17 @@ def _unwrap(exc: BaseException) -> BaseException:
     """The actor's own exception inside Ray's ``RayTaskError`` wrapper, when there is one."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, BaseException) else exc
+
+
+def _stopped_by(s: BenchSettings, planner: BatchPlanner, stop: anyio.Event | None) -> str:
+    if stop is not None and stop.is_set() and not planner.exhausted:
+        return "signal"
+    return "duration" if s.duration and not planner.exhausted else "records"
+
+
+async def _stop_on(book: UnitBook, stop: anyio.Event) -> None:
+    await stop.wait()
+    book.stop()
 
 
 async def _deadline(book: UnitBook, seconds: float) -> None:

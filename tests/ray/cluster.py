@@ -96,7 +96,7 @@ def _spawn(cmd: list[str], env: dict[str, str], temp: str, name: str) -> subproc
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the node's own process group, then SIGKILL what is left of it."""
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

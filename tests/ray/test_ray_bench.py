@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import asyncpg
 
 from async_etl.config import BenchSettings
@@ -62,3 +63,16 @@ async def test_two_actors_into_the_crate_standin_deliver_every_row_once(ray_loca
     assert summary.ok, summary.problems()
     assert summary.records == summary.reconciled == 20_500
     assert summary.generated == 20_500
+
+
+async def test_stop_finishes_the_units_out_and_counts_exactly(ray_local: Any, pg_dsn: str) -> None:
+    """A stop (the CLI's first signal) mid-run: no new units, those out finish, counts exact."""
+    stop = anyio.Event()
+    settings = _settings(pg_dsn, records=None, report_interval=0.2)
+    async with open_sink(pg_dsn, settings) as sink:
+        summary = await run_on_ray(
+            settings, Synthetic(), sink, on_snapshot=lambda snap: stop.set(), stop=stop
+        )
+    assert summary.stopped_by == "signal"
+    assert summary.ok, summary.problems()
+    assert 0 < summary.records == summary.reconciled == summary.generated
