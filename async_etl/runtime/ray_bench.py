@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The driver (this process) prepares the sink once (table, ledger, first free id), then starts
 ``ray_actors`` async actors.  Each actor opens its own sink connections and its own generator
-processes (``--generators`` per actor; 0 = inline), and delivers whole units::
+processes (``--generators`` per actor, at most its node's CPU count; 0 = inline), and
+delivers whole units::
 
     driver: UnitBook (core/units.py) ──assign──> actor.run_unit(unit) ──> RunStats of the unit
             ◀──acknowledge / lost(actor)────────┘
@@ -92,8 +93,9 @@ class BenchActor:
         await retrying(
             functools.partial(self._sink.prepare, self._source.schema), policy, self._random.random
         )
-        if s.generators > 0:
-            self._executor = ProcessExecutor(s.generators)
+        workers = min(s.generators, os.cpu_count() or 1)  # sized to this actor's node
+        if workers > 0:
+            self._executor = ProcessExecutor(workers)
         await self._executor.start()
         self._sends = anyio.CapacityLimiter(s.concurrency)
         return os.getpid()
