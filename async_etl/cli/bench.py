@@ -181,6 +181,8 @@ def main(args: argparse.Namespace) -> int:
         schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
     )
     check_batch_memory(source.schema.max_row_bytes(), settings.batch_size)
+    if args.ray_actors is not None and settings.ray is None:
+        raise ConfigError("--ray-actors needs --ray")
     if settings.ray is not None and settings.mode == "threads":
         raise ConfigError("--ray runs the async engine in each actor; drop --mode threads")
     if settings.mode == "threads":  # before any event loop: thread mode runs none at all

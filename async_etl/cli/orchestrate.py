@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
                    metavar="ADDRESS",
                    help="run each job's chunks in Ray actors: local (default), auto, HOST:PORT "
                         "or ray://...")  # fmt: skip
-    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=2, metavar="N",
+    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=None, metavar="N",
                    help="with --ray: actors per job (default 2)")  # fmt: skip
     p.add_argument("--log-format", default="auto", choices=LOG_FORMATS,
                    help="auto (default): live view on a TTY, log lines otherwise")  # fmt: skip
@@ -99,10 +99,13 @@ def main(args: argparse.Namespace) -> int:
     return EXIT.get(outcome.status, 1)
 
 
-def _ray_runner(address: str | None, actors: int) -> JobRunner:
+def _ray_runner(address: str | None, actors: int | None) -> JobRunner:
     """``--ray``: join the cluster first (one line, exit 2 if it cannot be); else the default."""
     if address is None:
+        if actors is not None:
+            raise ConfigError("--ray-actors needs --ray")
         return default_runner
+    actors = 2 if actors is None else actors
     if actors < 1:
         raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
     from async_etl.jobs.ray_chunks import ray_job_runner

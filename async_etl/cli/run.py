@@ -92,7 +92,7 @@ def add_run_flags(p: Any) -> None:
                    metavar="ADDRESS",
                    help="run the chunks in Ray actors: local (default), auto, HOST:PORT or "
                         "ray://HOST:PORT")  # fmt: skip
-    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=2, metavar="N",
+    p.add_argument("--ray-actors", dest="ray_actors", type=int, default=None, metavar="N",
                    help="with --ray: how many actors (default 2)")  # fmt: skip
 
 
@@ -122,7 +122,7 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
-    executor = ray_executor(getattr(args, "ray", None), getattr(args, "ray_actors", 2))
+    executor = ray_executor(getattr(args, "ray", None), getattr(args, "ray_actors", None))
     result = loop.run(
         lambda: _run(spec, options, live=live, metrics_port=args.metrics_port, executor=executor),
         use_uvloop=args.uvloop,
@@ -140,10 +140,13 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     return EXIT_CODES[result.status]
 
 
-def ray_executor(address: str | None, actors: int) -> RayChunks | None:
+def ray_executor(address: str | None, actors: int | None) -> RayChunks | None:
     """``--ray``: join the cluster now (one line, exit 2 if it cannot be), then the executor."""
     if address is None:
+        if actors is not None:
+            raise ConfigError("--ray-actors needs --ray")
         return None
+    actors = 2 if actors is None else actors
     if actors < 1:
         raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
     from async_etl.jobs.ray_chunks import RayChunks

@@ -120,3 +120,19 @@ def test_run_with_unreachable_ray_is_one_line_exit_2(
     assert code == 2
     assert err[-1].endswith(f"--ray {address}: no Ray cluster reachable there (Connection refused)")
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("command", [["bench", "--sink", "null://"], ["orchestrate", "plan.toml"]])
+def test_ray_actors_without_ray_is_one_line_exit_2(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--ray-actors without --ray would do nothing: exit 2, one line."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        'name = "p"\nstate = "postgresql://u@127.0.0.1:1/x"\n[[jobs]]\nname = "s"\nkind = "sleep"\n'
+    )
+    args = [str(plan) if a == "plan.toml" else a for a in command]
+    code = main([*args, "--ray-actors", "3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "--ray-actors needs --ray" in err[0]
