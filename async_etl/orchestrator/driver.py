@@ -193,12 +193,36 @@ class Orchestrator:
             await store.finish_run(status)
             log.info("plan finished", status=status, wall_s=round(self.clock() - t0, 3))
             return PlanOutcome(run_id, status, self.jobs, self.clock() - t0, self.steps)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._record_cancelled()
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 if self._slots is not None:
                     await self._slots.aclose()
                 await store.close()
             structlog.contextvars.unbind_contextvars("plan", "plan_run_id")
+
+    async def _record_cancelled(self) -> None:
+        """A cancelled plan (a second signal): its running jobs and the run end STOPPED.
+
+        Runs shielded and bounded by the caller; a state-store failure here is logged, not
+        raised, so the cancellation still propagates.
+        """
+        self.stopping.set()
+        try:
+            for state in self.jobs.values():
+                if state.status == "RUNNING":
+                    state.finished_at = datetime.now(UTC)
+                    await self._finish(state, "STOPPED")
+            await self._store_finish("STOPPED")
+        except AsyncEtlError as exc:
+            log.warning("plan cancel not recorded", error=exc.message)
+
+    async def _store_finish(self, status: str) -> None:
+        if self._store is not None and self._store.plan_run_id:
+            await self._store.finish_run(status)
 
     def _final_status(self) -> str:
         if self.stopping.is_set():

@@ -62,6 +62,17 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
+async def wait_running(conn: asyncpg.Connection, jobs: int) -> None:
+    """Wait (up to 10 s) until ``jobs`` plan jobs are RUNNING."""
+    for _ in range(200):
+        if await conn.fetchval("SELECT to_regclass('async_etl_plan_jobs') IS NOT NULL") and (
+            await conn.fetchval("SELECT count(*) FROM async_etl_plan_jobs WHERE status = 'RUNNING'")
+            == jobs
+        ):
+            return
+        await anyio.sleep(0.05)
+
+
 async def job_rows(dsn: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -131,15 +142,7 @@ async def test_sigterm_stops_the_plan_resumably(tmp_path: Path, pg_dsn: str) -> 
     proc = start(plan)
     conn = await asyncpg.connect(pg_dsn)
     try:
-        for _ in range(200):
-            if await conn.fetchval("SELECT to_regclass('async_etl_plan_jobs') IS NOT NULL") and (
-                await conn.fetchval(
-                    "SELECT count(*) FROM async_etl_plan_jobs WHERE status = 'RUNNING'"
-                )
-                == 2
-            ):
-                break
-            await anyio.sleep(0.05)
+        await wait_running(conn, 2)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 3, err[-2000:]
@@ -204,3 +207,23 @@ def test_local_max_flag_below_one_is_rejected(tmp_path: Path, pg_dsn: str) -> No
         timeout=30,
     )
     assert proc.returncode == 2 and "--local-max: must be >= 1" in proc.stderr
+
+
+async def test_a_second_signal_cancels_at_once_in_one_line(tmp_path: Path, pg_dsn: str) -> None:
+    """SIGTERM, SIGINT: exit 3 in one line, no traceback; the jobs and the plan run STOPPED."""
+    plan = sleep_plan(tmp_path / "s2.toml", "s2", pg_dsn, 2, 30.0, local_max=2, global_max=2)
+    proc = start(plan)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await wait_running(conn, 2)
+        proc.send_signal(signal.SIGTERM)  # two kinds: two of one kind may arrive as one
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 3, err[-2000:]
+        assert "Traceback" not in err
+        assert "async-etl: plan s2 cancelled by a second signal" in err
+        statuses = [r["status"] for r in await job_rows(pg_dsn)]
+        assert statuses == ["STOPPED", "STOPPED"]
+        assert await conn.fetchval("SELECT status FROM async_etl_plan_runs") == "STOPPED"
+    finally:
+        await conn.close()
