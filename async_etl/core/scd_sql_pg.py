@@ -255,6 +255,17 @@ def duplicate_keys_sql(staging: str, cols: ScdColumns) -> Sql:
     )
 
 
+def drop_null_keys_sql(staging: str, cols: ScdColumns) -> Sql:
+    """Delete the staged rows with a NULL business-key part, returning their key columns.
+
+    Such a row has no key to merge by (``=`` never matches NULL): merged, it would be inserted
+    again by every run.
+    """
+    bk = cols.business_key
+    nulls = " OR ".join(f"{_q(c)} IS NULL" for c in bk)
+    return Sql(f"DELETE FROM {_q(staging)} WHERE {nulls} RETURNING {', '.join(_q(c) for c in bk)}")
+
+
 def hold_duplicates_sql(table: str, staging: str, cols: ScdColumns) -> Sql:
     """Replace every staged row of a duplicated key by the target's current row for it.
 

@@ -21,7 +21,7 @@ import anyio
 from async_etl.core.incremental import CursorWindow, tag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
-from async_etl.errors import StopRequested
+from async_etl.errors import DataError, StopRequested
 from async_etl.jobs.api import JOB_RETRY, ConnectionBudget
 from async_etl.jobs.budget import database_key, hold
 from async_etl.jobs.spec import JobSpec
@@ -161,3 +161,18 @@ class JobContext:
 def key_json(key: dict[str, Any]) -> str:
     """A key as JSON text for ``async_etl_rejects`` (values that JSON lacks become strings)."""
     return json.dumps(key, default=str)
+
+
+def null_key_rejects(ctx: JobContext, where: str, keys: list[dict[str, Any]]) -> list[Reject]:
+    """One reject per row whose business key (``keys``, one per row) has a NULL part.
+
+    Such a row has no key to merge by.  Raises ``DataError`` naming the first of them (``where``
+    first) unless ``on_bad_row = "reject"``.
+    """
+    out = []
+    for key in keys:
+        nulls = ", ".join(c for c, v in key.items() if v is None)
+        out.append((key_json(key), f"NULL in business key column(s) {nulls}"))
+    if out and ctx.on_bad_row != "reject":
+        raise DataError(f"{where}: row {out[0][0]} refused: {out[0][1]}")
+    return out

@@ -51,7 +51,14 @@ from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
-from async_etl.jobs.context import ChunkResult, Holder, JobContext, Reject, key_json
+from async_etl.jobs.context import (
+    ChunkResult,
+    Holder,
+    JobContext,
+    Reject,
+    key_json,
+    null_key_rejects,
+)
 from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.runtime.retrying import backoff, retrying
 from async_etl.sinks.crate_client import CrateDBClient
@@ -201,18 +208,8 @@ class CrateTarget:
     def _null_keys(
         self, ctx: JobContext, bk: Sequence[str], rows: Sequence[dict[str, Any]]
     ) -> list[Reject]:
-        """One reject per source row with a NULL business key part (it has no key to merge by).
-
-        Raises ``DataError`` naming the first such row's key unless ``on_bad_row = "reject"``.
-        """
-        out = []
-        for row in rows:
-            key = {c: row[c] for c in bk}
-            nulls = ", ".join(c for c in bk if row[c] is None)
-            out.append((key_json(key), f"NULL in business key column(s) {nulls}"))
-        if out and ctx.on_bad_row != "reject":
-            raise DataError(f"{self.where}: row {out[0][0]} refused: {out[0][1]}")
-        return out
+        """One reject per source row with a NULL business key part (``null_key_rejects``)."""
+        return null_key_rejects(ctx, self.where, [{c: row[c] for c in bk} for row in rows])
 
     def _duplicates(
         self, ctx: JobContext, bk: Sequence[str], held: dict[tuple[Any, ...], int]

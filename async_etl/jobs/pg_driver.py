@@ -52,7 +52,15 @@ from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
 from async_etl.errors import ConfigError, DataError
-from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject, key_json
+from async_etl.jobs.context import (
+    COUNTERS,
+    ChunkResult,
+    Holder,
+    JobContext,
+    Reject,
+    key_json,
+    null_key_rejects,
+)
 from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.jobs.pgconn import pg_connection
 from async_etl.jobs.rejects import find_bad_rows, is_data_error
@@ -247,7 +255,7 @@ class PgTarget:
             held: list[Reject] = []
             statements = pg.initial_insert_statements(self.table, STAGING, ctx.cols)
         else:
-            held = await self._hold_duplicates(ctx, conn)
+            held = await self._drop_null_keys(ctx, conn) + await self._hold_duplicates(ctx, conn)
             statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
 
         async def apply() -> dict[str, int]:
@@ -273,6 +281,15 @@ class PgTarget:
             conn, table=self.table, staging=STAGING, cols=ctx.cols, as_of=ctx.as_of
         )
         return await apply(), held + rejects
+
+    async def _drop_null_keys(self, ctx: JobContext, conn: Any) -> list[Reject]:
+        """Staged rows with a NULL business-key part: fail naming one, or reject each.
+
+        Raises ``DataError`` with ``on_bad_row = "fail"``.
+        """
+        bk = ctx.cols.business_key
+        found = await conn.fetch(pg.drop_null_keys_sql(STAGING, ctx.cols).text)
+        return null_key_rejects(ctx, self.where, [dict(zip(bk, r, strict=True)) for r in found])
 
     async def _hold_duplicates(self, ctx: JobContext, conn: Any) -> list[Reject]:
         """Business keys staged twice: fail naming one, or reject all their rows and hold them.

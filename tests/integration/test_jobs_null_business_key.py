@@ -77,3 +77,25 @@ async def test_null_business_key_fails_a_crate_run_naming_it_in_fail_mode(pg_dsn
         result = await run_job(spec, options=JobOptions(as_of=at(0)))
     assert result.status == "FAILED"
     assert result.error is not None and "NULL" in result.error and "b" in result.error
+
+
+@pytest.mark.parametrize("kind", [1, 2])
+async def test_a_nullable_key_column_in_a_precreated_target_is_no_way_around(
+    pg_dsn: str, kind: int
+) -> None:
+    """PostgreSQL target created beforehand with b nullable: NULL keys are still rejects, and
+    an unchanged re-run writes nothing (no version re-inserted for a key that never matches)."""
+    await _source(pg_dsn)
+    history = ", valid_from timestamptz NOT NULL, valid_to timestamptz, is_current boolean "
+    await execute(
+        pg_dsn,
+        "CREATE TABLE dim (id int NOT NULL, b text, v text"
+        + (history + "NOT NULL DEFAULT true)" if kind == 2 else ")"),
+    )
+    spec = spec_of(JOB.format(mode="reject", dsn=pg_dsn, target=pg_dsn, kind=kind))
+    first = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert (first.status, first.inserted, first.rejected) == ("SUCCEEDED", 30, 10), first.error
+    second = await run_job(spec, options=JobOptions(as_of=at(1)))
+    assert second.status == "SUCCEEDED", second.error
+    assert (second.inserted, second.updated, second.expired, second.deleted) == (0, 0, 0, 0)
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dim") == 30
