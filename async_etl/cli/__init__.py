@@ -29,8 +29,12 @@ COMMANDS = (
 EXIT_STATUSES = {0: "success", 1: "a failure", 2: "bad input", 3: "stopped (run, orchestrate)"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand registered, all with ``HelpFormatter``."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered, all with ``HelpFormatter``.
+
+    ``only``: register just that command when it is one (its module alone is imported, so a
+    job run does not pay for importing the load generator's and the orchestrator's modules).
+    """
     parser = Parser(
         prog="async-etl",
         description="An asyncio-native ingestion engine.",
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"async-etl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         importlib.import_module(f"async_etl.cli.{name}").register(sub)
     for command in subcommands(parser).values():
         command.formatter_class = HelpFormatter
@@ -68,7 +72,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namesp
     Raises ``ConfigError`` for a bad variable; argparse exits 2 for a bad command line.
     """
     words = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
+    parser = build_parser(_command_name(words))
     command = subcommands(parser).get(_command_name(words) or "")
     if command is not None:
         apply_env(command, env)
