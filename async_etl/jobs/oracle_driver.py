@@ -46,7 +46,15 @@ from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
 from async_etl.errors import ConfigError, DataError, ErrorKind
 from async_etl.jobs.coltypes import oracle_type
-from async_etl.jobs.context import COUNTERS, ChunkResult, Holder, JobContext, Reject, key_json
+from async_etl.jobs.context import (
+    COUNTERS,
+    ChunkResult,
+    Holder,
+    JobContext,
+    Reject,
+    key_json,
+    null_key_rejects,
+)
 from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.jobs.oracle_conn import oracle_connection, oracle_params
 
@@ -195,6 +203,8 @@ class OracleTarget:
         positions = [ctx.names.index(c) for c in ctx.cols.business_key]
         rows: list[tuple[Any, ...]] = []
         inexact: list[tuple[tuple[Any, ...], str]] = []  # (key, reason) per refused row
+        bk = ctx.cols.business_key
+        null_keys: list[dict[str, Any]] = []  # rows with a NULL business-key part
         read = 0
         async with self.connection(ctx.hold) as conn:
             cursor = conn.cursor()
@@ -205,6 +215,11 @@ class OracleTarget:
                         read += len(batch)
                         bound = []
                         for r in batch:
+                            if any(r[p] is None for p in positions):  # no key to merge by
+                                null_keys.append(
+                                    {c: r[p] for c, p in zip(bk, positions, strict=True)}
+                                )
+                                continue
                             reason = row_refusal(r, ctx.names, types, oracle_refusal)
                             if reason is None:
                                 bound.append(tuple(oracle_bind(v) for v in r))
@@ -214,6 +229,7 @@ class OracleTarget:
                         if bound:
                             await cursor.executemany(insert, bound)
                         rows.extend(bound)
+                nulls = null_key_rejects(ctx, self.where, null_keys)
                 rows, held = await self._hold_duplicates(ctx, cursor, rows, positions)
                 keep = [key for key, _ in inexact] + list(held)
                 if keep:  # a refused key keeps its current version: stage it as it is
@@ -224,8 +240,7 @@ class OracleTarget:
                 with anyio.CancelScope(shield=True):
                     await conn.rollback()
                 raise
-        bk = ctx.cols.business_key
-        refused = [(key_json(dict(zip(bk, k, strict=True))), why) for k, why in inexact]
+        refused = nulls + [(key_json(dict(zip(bk, k, strict=True))), why) for k, why in inexact]
         refused += [(key_json(dict(zip(bk, k, strict=True))), duplicate_reason(n))
                     for k, n in held.items() for _ in range(n)]  # fmt: skip
         return ChunkResult(chunk.index, read, counts, (*refused, *rejects))

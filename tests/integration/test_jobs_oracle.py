@@ -96,3 +96,17 @@ async def test_oracle_source_to_pg(pg_dsn: str) -> None:
     assert result.status == "SUCCEEDED", result.error
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols) == norm(reference([rows], cols), cols)
+
+
+async def test_null_business_key_rows_are_rejects_on_oracle(pg_dsn: str) -> None:
+    """Oracle target, reject mode: rows with b NULL are rejects, the re-run writes nothing."""
+    from tests.integration.test_jobs_null_business_key import JOB, _source
+
+    await _source(pg_dsn)
+    table = f"nbk_{uuid.uuid4().hex[:8]}"
+    text = JOB.format(mode="reject", dsn=pg_dsn, target=ORACLE_DSN, kind=2)
+    spec = spec_of(text.replace('table = "dim"', f'table = "{table}"'))
+    first = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert (first.status, first.inserted, first.rejected) == ("SUCCEEDED", 30, 10), first.error
+    second = await run_job(spec, options=JobOptions(as_of=at(1)))
+    assert (second.inserted, second.expired, second.rejected) == (0, 0, 10), second.error
