@@ -33,8 +33,6 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import numpy as np
-
 from async_etl.core.compare import base_type, oracle_lob
 
 __all__ = [
@@ -61,6 +59,9 @@ _ORACLE_EXP = (-130, 125)
 
 Refusal = Callable[[Any, str], "str | None"]
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite 32-bit float (``numpy.finfo(numpy.float32).max``)."""
+
 
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
@@ -69,6 +70,8 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _float32(value: float) -> float:
     """The shortest decimal form of ``value`` as a 32-bit float, back as a Python float."""
+    import numpy as np  # here, not at import: a job without REAL columns skips numpy's 0.1 s
+
     return float(str(np.float32(value)))
 
 
@@ -98,7 +101,7 @@ def _crate_scalar(value: Any, base: str) -> str | None:
     if isinstance(value, float):
         if not math.isfinite(value):
             return f"{value!r} cannot travel in CrateDB's JSON (it would arrive as NULL)"
-        if base == "real" and abs(value) > float(np.finfo(np.float32).max):
+        if base == "real" and abs(value) > FLOAT32_MAX:
             return f"{value!r} is beyond CrateDB's REAL range"
         return None
     if isinstance(value, Decimal):
