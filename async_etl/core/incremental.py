@@ -9,6 +9,11 @@ A job with ``[source] incremental = "c"`` reads, in each run, only the rows of i
 * ``low`` is the cursor the job last committed (``None`` on the first run: no lower bound);
 * ``high`` is ``max(c)`` of the source, read once before the first chunk (``None`` when ``c``
   is NULL everywhere: no upper bound), and never below ``low``;
+* text cursors order by the column's collation, which Python cannot know (``en-x-icu`` puts
+  ``'b'`` before ``'B'``, code points the other way): no decision compares text in Python.
+  ``high`` is then the database's maximum as it is (were it below ``low``, the window holds
+  no row above it, and a lower cursor only re-reads rows), and ``run_cursor`` tells ``low``
+  from ``high`` by equality, not order;
 * the window is stored with the run's chunk plan, so a resumed run reads the very same window.
 
 Why ``>=`` and a fixed ``high``.  Rows committed after ``high`` was read carry ``c >= high`` if
@@ -124,13 +129,19 @@ class CursorWindow:
     def plan(cls, column: str, low: Any, source_max: Any, lookback: int = 0) -> CursorWindow:
         """The window of a new run: from ``low`` up to ``max(low, source_max)``.
 
+        Text keeps ``source_max`` as the database ordered it (its collation, see above).
+
         Raises ``ValueError`` when ``low`` and ``source_max`` do not compare (the column's type
         changed since the cursor was committed) or ``lookback`` cannot apply to them.
         """
         high = source_max
         if low is not None and source_max is not None:
+            text = isinstance(low, str), isinstance(source_max, str)
             try:
-                high = max(low, source_max)
+                if text[0] != text[1]:
+                    raise TypeError
+                if not text[0]:  # text keeps the database's (collation's) maximum
+                    high = max(low, source_max)
             except TypeError:
                 raise ValueError(
                     f"the committed cursor {low!r} does not compare with {source_max!r}"
@@ -239,7 +250,12 @@ def run_cursor(window: CursorWindow, chunks: Iterable[int], committed: Mapping[i
         value = committed.get(index, window.low)
         if value is None:
             return None
-        lowest = value if lowest is _TOP or value < lowest else lowest
+        if lowest is _TOP or value == lowest:
+            lowest = value
+        elif window.low in (value, lowest):  # low is the lowest: no order needed (text)
+            lowest = window.low
+        else:
+            lowest = min(value, lowest)
     return window.low if lowest is _TOP else lowest
 
 

@@ -261,3 +261,18 @@ def test_window_reads_keep_a_commented_query_verbatim(dialect: Style) -> None:
     ):
         assert f"(\n{query}\n)" in sql.text
         assert sql.text.index("WHERE", sql.text.index("\n)")) > 0
+
+
+def test_text_window_top_is_the_databases_maximum() -> None:
+    """A text cursor's top is the source's max as its collation orders it, not Python's max."""
+    window = CursorWindow.plan("c", "b", "B")  # en-x-icu: 'b' < 'B'; code points: 'B' < 'b'
+    assert (window.low, window.high) == ("b", "B")
+    with pytest.raises(ValueError, match="does not compare"):
+        CursorWindow.plan("c", 5, "abc")
+
+
+def test_text_run_cursor_stays_low_until_every_chunk_commits() -> None:
+    """Collation order unlike code points: one chunk uncheckpointed keeps the cursor at low."""
+    window = CursorWindow("c", "b", "B")
+    assert run_cursor(window, range(3), {0: "B", 2: "B"}) == "b"
+    assert run_cursor(window, range(3), dict.fromkeys(range(3), "B")) == "B"
