@@ -53,8 +53,21 @@ def install_library_default() -> None:
     )
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the ``sys.stderr`` of the moment, not the one seen at configuration.
+
+    A host (or pytest's capture) may swap ``sys.stderr`` after the CLI configured logging;
+    writing to the stream captured then would fail with ``ValueError`` once it is closed.
+    """
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(fmt: str, *, level: int = logging.INFO) -> None:
-    """Send structlog events to stderr as JSON lines (``json``) or readable lines (``console``)."""
+    """Send structlog events to stderr as JSON lines (``json``) or readable lines (``console``).
+
+    The stream is looked up at each event (loggers are not cached), so it follows
+    ``sys.stderr`` when it is replaced.
+    """
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
@@ -69,6 +82,6 @@ def configure_logging(fmt: str, *, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -5,14 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from async_etl.cli import main
-from async_etl.log import install_library_default
 from tests.integration.jobs_helpers import job_toml
 
 PROBE = """
@@ -24,14 +21,6 @@ code = main(["bench", "--sink", "null://", "--records", "2000", "--generators", 
              "--log-format", "json"])
 print("RAY" if "ray" in sys.modules else "NO-RAY", code)
 """
-
-
-@pytest.fixture(autouse=True)
-def _library_logging() -> Iterator[None]:
-    """The CLI points structlog at the captured stderr: give later tests the library default."""
-    yield
-    structlog.reset_defaults()
-    install_library_default()
 
 
 def test_import_and_a_local_bench_do_not_import_ray() -> None:
