@@ -247,6 +247,10 @@ def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:
         if given:
             raise v.error("scd", given[0], "mode append takes no [scd] keys "
                           "(rows are inserted, never compared)")  # fmt: skip
+        if source.incremental is not None:
+            raise v.error("source", "incremental", "not with mode append: an incremental "
+                          "run re-reads the rows at its cursor (>=, look-back) and those with "
+                          "a NULL cursor, which append would insert again")  # fmt: skip
         return mode, ScdSpec(type=1, business_key=source.key)
     if source.incremental is not None:
         raise v.error("", "mode", "full_refresh reads the whole source: remove "

@@ -79,6 +79,14 @@ def test_full_refresh_refuses_incremental() -> None:
         parse_job(text, env={})
 
 
+def test_append_refuses_incremental() -> None:
+    """Append + incremental would insert the re-read boundary rows twice: refused in one line."""
+    text = job('mode = "append"').replace('key = ["id"]', 'key = ["id"]\nincremental = "ts"')
+    with pytest.raises(ConfigError, match="not with mode append") as info:
+        parse_job(text, env={})
+    assert "\n" not in str(info.value)
+
+
 def test_mode_of_rejects_unknown() -> None:
     """An unknown mode name raises ValueError naming the choices."""
     with pytest.raises(ValueError, match="full_refresh"):

@@ -36,9 +36,12 @@ def copy_args(*flags: str) -> Any:
     (["--key", "id"],
      'name = "copy_dw_t"\nmode = "full_refresh"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
      'key = ["id"]\n[target]\nurl = "{pg}"\ntable = "dw.t"\n'),
-    (["--mode", "append", "--key", "id", "--incremental", "ts"],
-     'name = "copy_dw_t"\nmode = "append"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
+    (["--mode", "merge", "--key", "id", "--incremental", "ts"],
+     'name = "copy_dw_t"\nmode = "merge"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
      'key = ["id"]\nincremental = "ts"\n[target]\nurl = "{pg}"\ntable = "dw.t"\n'),
+    (["--mode", "append", "--key", "id"],
+     'name = "copy_dw_t"\nmode = "append"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
+     'key = ["id"]\n[target]\nurl = "{pg}"\ntable = "dw.t"\n'),
     (["--mode", "replace", "--key", "id", "--set", "parallel.chunk_size=7"],
      'name = "copy_dw_t"\nmode = "replace"\n[source]\nurl = "{pg}"\ntable = "src.t"\n'
      'key = ["id"]\n[target]\nurl = "{pg}"\ntable = "dw.t"\n[parallel]\nchunk_size = 7\n'),
