@@ -15,6 +15,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from async_etl.core.coerce import FALSE_WORDS, TRUE_WORDS
+
 Caster: TypeAlias = Callable[[Any], Any]
 
 _INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "smallint": (-(2**15), 2**15 - 1)}
@@ -32,8 +34,8 @@ _TYPE_IDS = {
     "timestamp without time zone": 15,
     "numeric": 22,
 }
-_TRUE = frozenset({"t", "true", "yes", "y", "on", "1"})
-_FALSE = frozenset({"f", "false", "no", "n", "off", "0"})
+_TRUE = TRUE_WORDS | {"t"}  # the project's words, plus the cast's one-letter forms
+_FALSE = FALSE_WORDS | {"f"}
 
 
 class CastError(ValueError):
