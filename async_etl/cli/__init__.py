@@ -38,9 +38,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="async-etl",
         description="An asyncio-native ingestion engine.",
-        epilog=epilog(
-            {0: "success", 1: "a failure", 2: "bad input", 3: "stopped (run, orchestrate)"}
-        )
+        epilog=epilog(EXIT_STATUSES)
         + "\n\nasync-etl COMMAND --help shows a command's flags, exit statuses and variables.",
         formatter_class=HelpFormatter,
     )
