@@ -444,6 +444,13 @@ def boundaries_sql(
     return embed_source(st, source_relation(query, table))
 
 
+NULLABLE_COLUMNS_SQL = Sql(
+    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+    "AND NOT attisdropped AND NOT attnotnull",
+    ("relation",),
+)
+"""The names of a relation's columns that accept NULL (bind ``relation``, quoted)."""
+
 KEY_COLLATIONS_SQL = Sql(
     "SELECT a.attname, c.collname, CASE WHEN c.collname = 'default' THEN ("
     "SELECT dc.collname FROM pg_database d JOIN pg_collation dc "

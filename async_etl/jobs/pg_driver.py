@@ -78,6 +78,8 @@ class PgTarget:
         self.where = f"target {mask_url(url)} {table}"
         self.staging_collate: dict[str, str | None] = {}
         """Chunk-key column -> the target column's own collation (set by ``prepare``)."""
+        self.nullable_key = False
+        """Whether a business-key column of the target accepts NULL (set by ``prepare``)."""
 
     def connection(self, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
         """A target connection under a budget token (errors translated, URL masked)."""
@@ -135,6 +137,9 @@ class PgTarget:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
             rows = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
+            st = pg.NULLABLE_COLUMNS_SQL
+            nullable = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
+        self.nullable_key = bool({str(r[0]) for r in nullable} & set(ctx.cols.business_key))
         own = {str(r[0]): r[1] for r in rows}
         self.staging_collate = {k: own.get(k) for k in ctx.spec.source.key}
 
@@ -191,6 +196,8 @@ class PgTarget:
             return False
         if ctx.spec.mode == "append":
             return True
+        if self.nullable_key:  # a NULL key would go in unrefused: staging refuses it
+            return False
         empty = pg.range_is_empty_sql(self.table, ctx.spec.source.key, chunk)
         return bool(await conn.fetchval(empty.text, *empty.args(chunk_values(chunk))))
 

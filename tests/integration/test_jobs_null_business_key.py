@@ -99,3 +99,17 @@ async def test_a_nullable_key_column_in_a_precreated_target_is_no_way_around(
     assert second.status == "SUCCEEDED", second.error
     assert (second.inserted, second.updated, second.expired, second.deleted) == (0, 0, 0, 0)
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dim") == 30
+
+
+async def test_fail_mode_refuses_null_keys_before_a_first_load_into_a_nullable_target(
+    pg_dsn: str,
+) -> None:
+    """`fail` mode, empty target created beforehand with b nullable: the first run fails
+    naming the key and leaves no row with a NULL key in the target."""
+    await _source(pg_dsn)
+    await execute(pg_dsn, "CREATE TABLE dim (id int NOT NULL, b text, v text)")
+    spec = spec_of(JOB.format(mode="fail", dsn=pg_dsn, target=pg_dsn, kind=1))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "FAILED"
+    assert result.error is not None and "NULL in business key column(s) b" in result.error
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dim WHERE b IS NULL") == 0
