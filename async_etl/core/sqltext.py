@@ -28,12 +28,16 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["QUERY_STARTS", "SqlTextError", "source_query", "subquery"]
+__all__ = ["QUERY_STARTS", "ROW_LIMITS", "SqlTextError", "limits_rows", "source_query", "subquery"]
 
 Dialect = Literal["postgresql", "oracle"]
 
 QUERY_STARTS = ("select", "with", "values", "table", "(")
 """How a statement that returns rows may begin (first word, lower case, or a parenthesis)."""
+
+ROW_LIMITS = frozenset({"limit", "offset", "fetch"})
+"""Top-level words that make a query return a subset of its rows (``LIMIT``, ``OFFSET``,
+``FETCH FIRST``): such a query cannot be cut into key ranges, each range would apply it again."""
 
 _DOLLAR = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -187,3 +191,32 @@ def subquery(query: str) -> str:
     closing parenthesis or the SQL that follows it.
     """
     return f"(\n{query}\n)"
+
+
+def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
+    """Whether ``query`` limits its rows at the top level (``LIMIT``, ``OFFSET``, ``FETCH``).
+
+    Words inside parentheses (subqueries, CTE bodies), strings, quoted names and comments do not
+    count.  A chunked read wraps the query once per key range, so a top-level limit would pick
+    its rows again in every range (rows lost or read twice): the planner reads such a query as
+    one chunk.
+    """
+    depth, i = 0, 0
+    while i < len(query):
+        c = query[i]
+        end, _comment = _skip_token(query, i, dialect)
+        if end > i:
+            i = end
+        elif c == "(":
+            depth, i = depth + 1, i + 1
+        elif c == ")":
+            depth, i = depth - 1, i + 1
+        elif c.isalpha() or c == "_":
+            m = _WORD.match(query, i)
+            assert m is not None
+            if depth == 0 and m.group(0).lower() in ROW_LIMITS:
+                return True
+            i = m.end()
+        else:
+            i += 1
+    return False

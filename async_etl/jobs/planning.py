@@ -37,6 +37,8 @@ from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.specs import ScdColumns
+from async_etl.core.sqltext import limits_rows
+from async_etl.core.urls import dialect_of
 from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import database_key
@@ -245,10 +247,19 @@ async def survey(
         estimate = await source.estimate(conn)
         nulls = await source.null_keys(conn)
         cuts: list[tuple[Any, ...]] = []
-        if decision.resumed_plan is None:
+        if decision.resumed_plan is None and not _reads_whole(ctx):
             n = ch.chunk_count(estimate, ctx.spec.parallel)
             cuts = await source.boundaries(conn, n, decision.collate)
         null_rows: list[dict[str, Any]] = []
         if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
     return estimate, nulls, cuts, null_rows
+
+
+def _reads_whole(ctx: JobContext) -> bool:
+    """A source query with a top-level LIMIT / OFFSET / FETCH is read as one chunk."""
+    query = ctx.spec.source.query
+    if query is None:
+        return False
+    oracle = dialect_of(ctx.spec.source.url) == "oracle"
+    return limits_rows(query, "oracle" if oracle else "postgresql")

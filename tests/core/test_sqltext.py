@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, plan_chunks
-from async_etl.core.sqltext import SqlTextError, source_query, subquery
+from async_etl.core.sqltext import Dialect, SqlTextError, limits_rows, source_query, subquery
 from async_etl.jobs.spec import parse_job
 
 CHUNKS = plan_chunks([(5,), (9,)]).chunks
@@ -183,3 +183,24 @@ def test_read_sql_keeps_the_query_text_verbatim(dialect: str) -> None:
         mod.null_keys_sql(query, None, KEY).text,
     ):
         assert f"(\n{query}\n)" in sql, sql
+
+
+@pytest.mark.parametrize(
+    ("query", "dialect", "limited"),
+    [
+        ("SELECT id FROM t LIMIT 5", "postgresql", True),
+        ("SELECT id FROM t ORDER BY id OFFSET 3", "postgresql", True),
+        ("SELECT id FROM t FETCH FIRST 5 ROWS ONLY", "oracle", True),
+        ("WITH k AS (SELECT id FROM t LIMIT 5) SELECT id FROM k", "postgresql", False),
+        ("SELECT id FROM (SELECT id FROM t LIMIT 5) s", "postgresql", False),
+        ("SELECT 'limit' AS l, \"offset\" FROM t -- limit 5", "postgresql", False),
+        ("SELECT $$ LIMIT $$, id FROM t /* fetch */", "postgresql", False),
+        ("SELECT q'[limit]' FROM t", "oracle", False),
+        ("SELECT limited, fetched FROM t", "postgresql", False),
+    ],
+)
+def test_limits_rows_sees_only_top_level_row_limits(
+    query: str, dialect: Dialect, limited: bool
+) -> None:
+    """Only a top-level LIMIT / OFFSET / FETCH counts; subqueries, strings, comments do not."""
+    assert limits_rows(query, dialect) is limited

@@ -86,3 +86,27 @@ async def test_two_statements_exit_2_in_one_line(pg_dsn: str, tmp_path: Path) ->
     assert len(lines) == 1 and "[source] query: holds 2 statements" in lines[0], err
     assert await fetchval(pg_dsn, "SELECT count(*) FROM src") == len(ROWS)
     assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT id, v FROM big ORDER BY random() LIMIT 10",
+        "SELECT id, v FROM big ORDER BY random() FETCH FIRST 10 ROWS ONLY",
+        "SELECT id, v FROM big ORDER BY random() OFFSET 190 -- the last ten",
+    ],
+)
+async def test_a_limited_query_is_read_once_not_per_chunk(pg_dsn: str, query: str) -> None:
+    """A top-level LIMIT / FETCH / OFFSET picks its rows once: 10 rows read, 10 loaded, once."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text); CREATE SCHEMA dw")
+        await conn.execute("INSERT INTO big SELECT i, 'v' || i FROM generate_series(1, 200) i")
+        await conn.execute("ANALYZE big")
+    finally:
+        await conn.close()
+    result = await run_job(spec_of(_job(pg_dsn, query)), options=JobOptions(as_of=at(1)))
+    assert result.status == "SUCCEEDED", result.error
+    assert (result.rows_read, result.inserted) == (10, 10)
+    rows = await table_rows(pg_dsn, "dw.out")
+    assert len({r["id"] for r in rows}) == len(rows) == 10
