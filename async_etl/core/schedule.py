@@ -132,8 +132,12 @@ class RateFigures:
         return self.achieved_rows_per_s >= MET_FRACTION * self.target_rows_per_s
 
     def verdict(self) -> str:
-        """One plain line: the target met, or by how much it was missed and why it shows."""
-        achieved, target = self.achieved_rows_per_s, self.target_rows_per_s
+        """One plain line: the target met, or by how much it was missed and why it shows.
+
+        Uses the achieved rate at the precision the summary reports (0.1 rows/s), so the line
+        and the JSON figure never disagree in their last digit.
+        """
+        achieved, target = round(self.achieved_rows_per_s, 1), self.target_rows_per_s
         share = achieved / target * 100.0 if target else 0.0
         if self.met:
             return f"target {target:,.0f} rows/s met: {achieved:,.0f} rows/s ({share:.1f} %)"

@@ -76,3 +76,18 @@ def test_the_verdict_says_by_how_much_a_target_was_missed() -> None:
     )
     met = RateFigures(10_000, int(10_000 * MET_FRACTION), 1.0, 10, 0, 0.0, 0.0)
     assert met.met and met.verdict().startswith("target 10,000 rows/s met")
+
+
+def test_verdict_agrees_with_the_reported_figure_in_its_last_digit() -> None:
+    """An achieved rate of 8,969.46 reported as 8,969.5 reads 8,970 in the verdict too."""
+    figures = RateFigures(
+        target_rows_per_s=20_000.0,
+        rows=896_946,
+        span_s=100.0,
+        batches=10,
+        late_batches=5,
+        lag_p99_ms=1.0,
+        lag_max_ms=2.0,
+    )
+    assert round(figures.achieved_rows_per_s, 1) == 8969.5
+    assert figures.verdict().startswith("target 20,000 rows/s not met: achieved 8,970 rows/s")
