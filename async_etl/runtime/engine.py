@@ -138,7 +138,7 @@ class Engine(Stoppable):
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         try:
             prepare = functools.partial(sink.prepare, source.schema)
-            target = await retrying(prepare, policy, self._random.random)
+            target = await retrying(prepare, policy, self._random.random, what="prepare sink")
         except AsyncEtlError as exc:  # unreachable or unusable at start: bad input, exit 2
             raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
         unit_rows = s.batch_size * batches_per_unit(s.batch_size)
@@ -177,7 +177,9 @@ class Engine(Stoppable):
         handler(stats.snapshot(finished))  # the last interval, so short runs report too
         with anyio.CancelScope(shield=True):
             ids = planner.issued_range
-            reconciled = await retrying(lambda: sink.count(ids), policy, self._random.random)
+            reconciled = await retrying(
+                lambda: sink.count(ids), policy, self._random.random, what="reconcile count"
+            )
         return summarize(
             self.settings,
             mode="async",

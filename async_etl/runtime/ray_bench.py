@@ -91,7 +91,10 @@ class BenchActor:
         self._sink = open_sink(s.sink, s)
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         await retrying(
-            functools.partial(self._sink.prepare, self._source.schema), policy, self._random.random
+            functools.partial(self._sink.prepare, self._source.schema),
+            policy,
+            self._random.random,
+            what="prepare sink",
         )
         workers = min(s.generators, os.cpu_count() or 1)  # sized to this actor's node
         if workers > 0:
@@ -173,7 +176,9 @@ async def run_on_ray(
     policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
     jitter = random.Random(s.seed).random
     try:
-        target = await retrying(functools.partial(sink.prepare, source.schema), policy, jitter)
+        target = await retrying(
+            functools.partial(sink.prepare, source.schema), policy, jitter, what="prepare sink"
+        )
     except AsyncEtlError as exc:
         raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
     unit_rows = s.batch_size * batches_per_unit(s.batch_size)
@@ -214,7 +219,7 @@ async def run_on_ray(
     handler(run.stats.snapshot(finished))
     with anyio.CancelScope(shield=True):
         ids = run.book.issued_range
-        reconciled = await retrying(lambda: sink.count(ids), policy, jitter)
+        reconciled = await retrying(lambda: sink.count(ids), policy, jitter, what="reconcile count")
     seconds = max(finished - started, 1e-9)
     ray_extra = {
         "address": s.ray or "local",

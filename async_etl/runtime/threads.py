@@ -227,7 +227,9 @@ class ThreadRunner(Stoppable):
         with _Generators(s.generators) as gen:
             try:
                 prepare = functools.partial(sink.prepare, source.schema)
-                target = retrying_blocking(prepare, policy, self._random.random)
+                target = retrying_blocking(
+                    prepare, policy, self._random.random, what="prepare sink"
+                )
             except AsyncEtlError as exc:  # unreachable or unusable at start: bad input, exit 2
                 raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
             unit_rows = s.batch_size * batches_per_unit(s.batch_size)
@@ -269,7 +271,9 @@ class ThreadRunner(Stoppable):
             if self._failure is not None:
                 raise self._failure
             ids = planner.issued_range
-            reconciled = retrying_blocking(lambda: sink.count(ids), policy, self._random.random)
+            reconciled = retrying_blocking(
+                lambda: sink.count(ids), policy, self._random.random, what="reconcile count"
+            )
             return summarize(  # while the workers live: their CPU and memory count
                 s,
                 mode="threads",

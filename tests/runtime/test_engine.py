@@ -7,6 +7,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from async_etl.config import BenchSettings
 from async_etl.errors import LoadError
@@ -222,7 +223,9 @@ async def test_a_transient_failure_while_preparing_the_sink_is_retried() -> None
             return await super().prepare(schema)
 
     sink = FlakyPrepare()
-    async with Engine(_settings(records=5000, retry_base=0.001)) as engine:
-        summary = await engine.run(Synthetic(), sink)
+    with capture_logs() as logs:
+        async with Engine(_settings(records=5000, retry_base=0.001)) as engine:
+            summary = await engine.run(Synthetic(), sink)
     assert sink.prepares == 2
+    assert [e["what"] for e in logs if e["event"] == "retrying"] == ["prepare sink"]
     assert summary.ok and summary.records == 5000 and max(sink.seen.values()) == 1
