@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import collated
 from async_etl.core.specs import is_identifier
+from async_etl.core.sqltext import subquery
 
 Style: TypeAlias = Literal["pg", "oracle", "crate"]
 
@@ -151,3 +152,14 @@ def embed_source(st: Sql, relation: str) -> Sql:
     only afterwards.
     """
     return Sql(st.text.replace(SOURCE, relation, 1), st.params, st.counts)
+
+
+def source_relation(query: str | None, table: str | None, style: Style) -> str:
+    """``(<query on its own lines>) AS q`` (``sqltext.subquery``), or the quoted table ``AS q``.
+
+    Oracle takes no ``AS`` before a table alias, so there it is ``... q``.  ``query`` must
+    already be one statement (``sqltext.source_query``, done by the job loader).  Raises
+    ``ValueError`` on a bad ``table`` name (``quote``).
+    """
+    relation = subquery(query) if query is not None else quote(table or "", style)
+    return f"{relation} q" if style == "oracle" else f"{relation} AS q"

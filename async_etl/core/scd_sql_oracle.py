@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from async_etl.core import incremental as inc
+from async_etl.core import scd_sql_common as common
 from async_etl.core.chunks import Chunk
 from async_etl.core.compare import oracle_lob
 from async_etl.core.incremental import CursorWindow
@@ -30,7 +31,6 @@ from async_etl.core.scd_sql_common import (
 )
 from async_etl.core.scd_sql_common import short_name as _short
 from async_etl.core.specs import ScdColumns, is_identifier
-from async_etl.core.sqltext import subquery
 
 SESSION_SQL = Sql("ALTER SESSION SET TIME_ZONE = 'UTC' NLS_SORT = 'BINARY' NLS_COMP = 'BINARY'")
 """Run on every job connection: UTC (binds are naive UTC) and code-point order for text, so
@@ -221,11 +221,8 @@ def _type1(
 
 
 def source_relation(query: str | None, table: str | None) -> str:
-    """``(<query on its own lines>) q`` or the quoted table ``q`` (Oracle: no AS before it).
-
-    ``query`` must already be one statement (``sqltext.source_query``, done by the job loader).
-    """
-    return f"{subquery(query)} q" if query is not None else f"{_q(table or '')} q"
+    """The query or quoted table as relation ``q``, no AS (``scd_sql_common.source_relation``)."""
+    return common.source_relation(query, table, "oracle")
 
 
 def extract_sql(

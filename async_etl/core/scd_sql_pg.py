@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from async_etl.core import incremental as inc
+from async_etl.core import scd_sql_common as common
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import collated
 from async_etl.core.compare import is_exact
@@ -34,7 +35,6 @@ from async_etl.core.scd_sql_common import (
 )
 from async_etl.core.scd_sql_common import short_name as _short
 from async_etl.core.specs import ScdColumns
-from async_etl.core.sqltext import subquery
 
 STAGING = "_async_etl_stage"
 """The per-connection TEMP table a chunk is staged in."""
@@ -362,11 +362,8 @@ def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -
 
 
 def source_relation(query: str | None, table: str | None) -> str:
-    """``(<query on its own lines>) AS q`` (``sqltext.subquery``), or the quoted table ``AS q``.
-
-    ``query`` must already be one statement (``sqltext.source_query``, done by the job loader).
-    """
-    return f"{subquery(query)} AS q" if query is not None else f"{_q(table or '')} AS q"
+    """The query or quoted table ``AS q`` (``scd_sql_common.source_relation``)."""
+    return common.source_relation(query, table, "pg")
 
 
 def extract_sql(
