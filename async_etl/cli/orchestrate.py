@@ -21,7 +21,6 @@ import anyio
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.signals import watch_signals
-from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner
 from async_etl.orchestrator.plan import Plan, load_plan
@@ -101,18 +100,14 @@ def main(args: argparse.Namespace) -> int:
 
 def _ray_runner(address: str | None, actors: int | None) -> JobRunner:
     """``--ray``: join the cluster first (one line, exit 2 if it cannot be); else the default."""
-    if address is None:
-        if actors is not None:
-            raise ConfigError("--ray-actors needs --ray")
-        return default_runner
-    actors = 2 if actors is None else actors
-    if actors < 1:
-        raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
-    from async_etl.jobs.ray_chunks import ray_job_runner
-    from async_etl.runtime.ray_cluster import connect
+    from async_etl.runtime.ray_cluster import join_cluster
 
-    connect(address)
-    return ray_job_runner(address, actors)
+    cluster = join_cluster(address, actors)
+    if cluster is None:
+        return default_runner
+    from async_etl.jobs.ray_chunks import ray_job_runner
+
+    return ray_job_runner(*cluster)
 
 
 async def orchestrate(

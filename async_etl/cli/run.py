@@ -142,18 +142,14 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
 
 def ray_executor(address: str | None, actors: int | None) -> RayChunks | None:
     """``--ray``: join the cluster now (one line, exit 2 if it cannot be), then the executor."""
-    if address is None:
-        if actors is not None:
-            raise ConfigError("--ray-actors needs --ray")
-        return None
-    actors = 2 if actors is None else actors
-    if actors < 1:
-        raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
-    from async_etl.jobs.ray_chunks import RayChunks
-    from async_etl.runtime.ray_cluster import connect
+    from async_etl.runtime.ray_cluster import join_cluster
 
-    connect(address)
-    return RayChunks(address, actors)
+    cluster = join_cluster(address, actors)
+    if cluster is None:
+        return None
+    from async_etl.jobs.ray_chunks import RayChunks
+
+    return RayChunks(*cluster)
 
 
 async def _run(

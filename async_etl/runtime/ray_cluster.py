@@ -68,6 +68,24 @@ def connect(address: str, flag: str = "--ray", **init: Any) -> ModuleType:
     return ray
 
 
+def join_cluster(address: str | None, actors: int | None) -> tuple[str, int] | None:
+    """``--ray ADDRESS`` / ``--ray-actors N`` checked, then the cluster joined now.
+
+    Returns ``(address, actors)`` (2 actors unless given), or None without ``--ray``.  Raises
+    ``ConfigError`` (exit 2, one line) for ``--ray-actors`` without ``--ray``, a count < 1, or
+    a cluster ``connect`` cannot join.
+    """
+    if address is None:
+        if actors is not None:
+            raise ConfigError("--ray-actors needs --ray")
+        return None
+    actors = 2 if actors is None else actors
+    if actors < 1:
+        raise ConfigError(f"--ray-actors: must be >= 1, got {actors}")
+    connect(address)
+    return address, actors
+
+
 def actor_died(exc: BaseException) -> bool:
     """True when ``exc`` is Ray's answer for an actor (or its node) that is gone."""
     ray = load_ray()
@@ -75,4 +93,4 @@ def actor_died(exc: BaseException) -> bool:
     return isinstance(exc, gone)
 
 
-__all__ = ["actor_died", "check_address", "connect", "load_ray"]
+__all__ = ["actor_died", "check_address", "connect", "join_cluster", "load_ray"]
