@@ -95,12 +95,16 @@ async def run_job(
 
 
 def _ray_chunks(address: str, actors: int) -> RayChunks:
-    """Join the Ray cluster now (``ConfigError`` when it cannot be); an executor over it."""
-    from async_etl.jobs.ray_chunks import RayChunks
-    from async_etl.runtime.ray_cluster import connect
+    """Join the Ray cluster now; an executor over it.
 
-    connect(address)
-    return RayChunks(address, actors)
+    Raises ``ConfigError`` for fewer than one actor or a cluster that cannot be joined.
+    """
+    from async_etl.jobs.ray_chunks import RayChunks
+    from async_etl.runtime.ray_cluster import join_cluster
+
+    joined = join_cluster(address, actors)
+    assert joined is not None  # an address was given
+    return RayChunks(*joined)
 
 
 class _ProgressView(NullView):

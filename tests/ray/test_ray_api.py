@@ -62,3 +62,10 @@ async def test_run_plan_with_an_unreachable_ray_address_is_a_config_error(
     plan = {"name": "p", "state": pg_dsn, "jobs": []}
     with pytest.raises(ConfigError, match=r"--ray 127\.0\.0\.1:1: no Ray cluster reachable"):
         await run_plan(plan, ray="127.0.0.1:1", base_dir=tmp_path)
+
+
+async def test_run_job_with_fewer_than_one_actor_is_a_config_error(pg_dsn: str) -> None:
+    """run_job(ray=..., ray_actors=0): one-line ConfigError before any cluster is joined."""
+    spec = spec_of(job_toml("api0", pg_dsn, "dw.api0", workers=2, chunk_size=60))
+    with pytest.raises(ConfigError, match=r"must be >= 1, got 0"):
+        await run_job(spec, as_of=at(0), ray="127.0.0.1:1", ray_actors=0)
