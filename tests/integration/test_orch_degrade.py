@@ -54,7 +54,7 @@ class ParallelJob:
                         await conn.execute("SELECT pg_sleep(0.3)")
                     finally:
                         await conn.close()
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                except Exception as exc:  # a backend killed at any point of connect or query
                     errors.append(type(exc).__name__)
 
         async with anyio.create_task_group() as tg:
@@ -105,6 +105,7 @@ async def test_flapping_database_lowers_parallelism_then_recovers(
         async with anyio.create_task_group() as tg:
             tg.start_soon(flap, pg_dsn, job, 2)
             outcome = await Orchestrator(plan, runner=job).run()
+            tg.cancel_scope.cancel()  # the plan ended: never wait on the flapper
     report = build_report(plan, outcome)
     steps = [(s["old"], s["new"]) for s in report["degradation"]]
     events = [e["event"] for e in logs if e["event"].startswith("parallelism")]
