@@ -213,6 +213,26 @@ def chunk_count(estimate_rows: int, spec: ParallelSpec) -> int:
     return max(1, min(MAX_CHUNKS, math.ceil(estimate_rows / spec.chunk_size)))
 
 
+SAMPLE_ROWS = 50_000
+"""At least this many sampled rows place the cuts of a large table (``sample_percent``)."""
+SAMPLE_ROWS_PER_CHUNK = 1_000
+
+
+def sample_percent(estimate_rows: int, n: int) -> float | None:
+    """The share (percent) of a table's pages to sample for ``n`` chunk cuts; None: read all.
+
+    Cutting by an exact ``ntile`` over every row sorts the whole table (1.6 s of a 6 s copy
+    of 1M rows); the cuts of a block sample of at least ``SAMPLE_ROWS`` rows (and
+    ``SAMPLE_ROWS_PER_CHUNK`` per chunk) are as good a plan.  Any cuts give a correct plan
+    (every key falls in exactly one chunk); sampling only makes the chunks less equal.
+    Tables under twice the sample (or of unknown size) are read whole.
+    """
+    wanted = max(SAMPLE_ROWS, SAMPLE_ROWS_PER_CHUNK * n)
+    if n <= 1 or estimate_rows < 2 * wanted:
+        return None
+    return round(100.0 * wanted / estimate_rows, 4)
+
+
 def workers(estimate_rows: int, spec: ParallelSpec) -> int:
     """Chunks in flight at once: ``max_workers`` when parallel, else 1."""
     return spec.max_workers if estimate_parallel(estimate_rows, spec) else 1

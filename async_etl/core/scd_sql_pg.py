@@ -418,12 +418,14 @@ def boundaries_sql(
     key: Sequence[str],
     collate: Sequence[str | None] = (),
     window: CursorWindow | None = None,
+    sample: float | None = None,
 ) -> Sql:
     """First key of each of ``n`` equal buckets but the first (bind ``n``): the chunk cuts.
 
     Rows are ordered in ``collate`` (one collation per key column, see ``core.collation``);
     the cuts come back in that order, which ``plan_chunks`` keeps.  With a cursor ``window``
-    the buckets split the window's rows only.
+    the buckets split the window's rows only.  ``sample``: the percent of a ``table``'s pages
+    read (``TABLESAMPLE SYSTEM``, ``chunks.sample_percent``); ignored for a query.
     """
     keys = ", ".join(f"q.{_q(c)}" for c in key)
     bare = ", ".join(_q(c) for c in key)
@@ -438,7 +440,10 @@ def boundaries_sql(
         f"AS bucket FROM {SOURCE} WHERE {notnull}) AS x) AS y "
         f"WHERE rn = 1 AND bucket > 1 ORDER BY bucket"
     )
-    return embed_source(st, source_relation(query, table))
+    relation = source_relation(query, table)
+    if sample is not None and query is None:
+        relation += f" TABLESAMPLE SYSTEM ({float(sample)!r})"
+    return embed_source(st, relation)
 
 
 NULLABLE_COLUMNS_SQL = Sql(

@@ -49,9 +49,12 @@ class Source(Protocol):
         ...
 
     async def boundaries(
-        self, conn: Any, n: int, collate: tuple[str | None, ...] = ()
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
     ) -> list[tuple[Any, ...]]:
-        """Cuts of ``n`` about equal chunks over the key, in the order of ``collate``."""
+        """Cuts of ``n`` about equal chunks over the key, in the order of ``collate``.
+
+        ``estimate``: the source's estimated rows (a large table may be cut by a sample).
+        """
         ...
 
     async def null_keys(self, conn: Any) -> int:

@@ -249,7 +249,7 @@ async def survey(
         cuts: list[tuple[Any, ...]] = []
         if decision.resumed_plan is None and not _reads_whole(ctx):
             n = ch.chunk_count(estimate, ctx.spec.parallel)
-            cuts = await source.boundaries(conn, n, decision.collate)
+            cuts = await source.boundaries(conn, n, decision.collate, estimate)
         null_rows: list[dict[str, Any]] = []
         if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)

@@ -81,13 +81,14 @@ class OracleSource(SourceBase):
         return int(row[0]) if row is not None and row[0] is not None else -1
 
     async def boundaries(
-        self, conn: Any, n: int, collate: tuple[str | None, ...] = ()
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
     ) -> list[tuple[Any, ...]]:
         """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
 
         The session sorts in code-point order, which is what ``collate`` says for Oracle.
+        Oracle reads every row (``estimate`` is not used).
         """
-        del collate
+        del collate, estimate
         if n <= 1:
             return []
         st = ora.boundaries_sql(self.query, self.table, self.key, self.window)

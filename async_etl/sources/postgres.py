@@ -18,7 +18,7 @@ from typing import Any
 
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
-from async_etl.core.chunks import Chunk
+from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.sources._base import SourceBase
@@ -88,15 +88,18 @@ class PgSource(SourceBase):
             return -1
 
     async def boundaries(
-        self, conn: Any, n: int, collate: tuple[str | None, ...] = ()
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
     ) -> list[tuple[Any, ...]]:
         """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
 
         Sorted in ``collate`` (one collation per key column), and returned in that order.
+        A table of ``estimate`` rows large enough is cut by a block sample
+        (``chunks.sample_percent``).
         """
         if n <= 1:
             return []
-        st = pg.boundaries_sql(self.query, self.table, self.key, collate, self.window)
+        sample = sample_percent(estimate, n)
+        st = pg.boundaries_sql(self.query, self.table, self.key, collate, self.window, sample)
         args = st.args({"n": n, **self._window_values()})
         return [tuple(r) for r in await conn.fetch(st.text, *args)]
 

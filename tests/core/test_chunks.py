@@ -25,6 +25,7 @@ from async_etl.core.chunks import (
     plan_chunks,
     remaining,
     row_in_chunk,
+    sample_percent,
     workers,
 )
 from async_etl.core.specs import ParallelSpec
@@ -228,3 +229,13 @@ def test_nan_bounds_read_back_as_a_covering_plan():
     back = ChunkPlan.from_json(json.loads(json.dumps(plan.to_json())))
     assert len(back) == 4 and math.isnan(back.chunks[1].lower[0])  # type: ignore[index]
     assert back.chunks[3].lower[1].is_nan()  # type: ignore[index]
+
+
+def test_sample_percent_only_for_large_tables():
+    """Large tables are cut from a block sample of at least SAMPLE_ROWS rows; small ones whole."""
+    assert sample_percent(1_000_000, 20) == 5.0
+    assert sample_percent(3_000_000, 60) == 2.0
+    assert sample_percent(10_000_000, 200) == 2.0  # 1,000 sampled rows per chunk
+    assert sample_percent(99_999, 2) is None
+    assert sample_percent(-1, 20) is None
+    assert sample_percent(10_000_000, 1) is None

@@ -13,7 +13,7 @@ import pytest
 from async_etl.core import scd_sql_crate as crate
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core import state_sql
-from async_etl.core.chunks import ChunkPlan, plan_chunks, row_in_chunk
+from async_etl.core.chunks import ChunkPlan, plan_chunks, row_in_chunk, sample_percent
 from async_etl.core.scd import Row, apply_plan, diff, history_problems
 from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns, ScdSpec
@@ -126,6 +126,35 @@ async def test_merge_matches_model_over_history(pg_dsn: str, kind: int, seed: in
             conn, cols, plan, history[0], T0 + timedelta(days=len(history) - 1), model
         )
         assert norm(await conn.fetch('SELECT * FROM "dw"."dim"'), cols) == norm(model, cols)
+    finally:
+        await conn.close()
+
+
+async def test_sampled_boundaries_cover_every_row_once(pg_dsn: str):
+    """Cuts from a block sample of a large table plan chunks that read every row exactly once."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA src; CREATE TABLE src.big (a bigint, b text, v int); "
+            "INSERT INTO src.big SELECT g / 3, md5(g::text), g FROM generate_series(1, 300000) g; "
+            "ANALYZE src.big"
+        )
+        estimate = await conn.fetchval(pg.estimate_table_sql().text, "src.big")
+        pct = sample_percent(estimate, 12)
+        assert pct is not None and pct < 20
+        st = pg.boundaries_sql(None, "src.big", KEY, sample=pct)
+        assert "TABLESAMPLE SYSTEM" in st.text
+        plan = plan_chunks([tuple(r) for r in await conn.fetch(st.text, 12)])
+        assert 6 <= len(plan) <= 12
+        total = 0
+        for chunk in plan.chunks:
+            ex = pg.extract_sql(None, "src.big", KEY, chunk)
+            total += await conn.fetchval(
+                f"SELECT count(DISTINCT v) FROM ({ex.text}) AS c", *ex.args(chunk_values(chunk))
+            )
+        assert total == 300_000
+        assert "TABLESAMPLE" not in pg.boundaries_sql("SELECT * FROM src.big", None, KEY,
+                                                      sample=pct).text  # fmt: skip
     finally:
         await conn.close()
 
