@@ -86,16 +86,15 @@ def target_ddl(
     collate: Mapping[str, str | None] | None = None,
     *,
     keyed: bool = True,
+    indexes: bool = True,
 ) -> list[Sql]:
     """Create the target (schema, table, indexes) if missing; ``columns`` = (name, pg type).
 
     ``keyed=False`` (append mode) creates the table alone: no unique index, no NOT NULL key.
+    ``indexes=False`` leaves the unique indexes (``index_ddl``) to be built after the load.
 
-    Type 2 adds the SCD columns, a unique index on (business key, valid_from) and a unique
-    partial index on the business key WHERE is_current (at most one current row per key);
-    type 1 gets a unique index on the business key (the ``ON CONFLICT`` arbiter).  ``collate``
-    maps key columns to the collation their chunk ranges compare in (``core.collation``), so
-    the key's index serves the merge's range filters.
+    Type 2 adds the SCD columns.  ``collate`` maps key columns to the collation their chunk
+    ranges compare in (``core.collation``), so the key's index serves the merge's range filters.
     """
     key = set(cols.business_key) if keyed else set()
     defs = [f"{_column(n, t, collate)}{' NOT NULL' if n in key else ''}" for n, t in columns]
@@ -109,29 +108,30 @@ def target_ddl(
     if "." in table:
         out.append(Sql(f"CREATE SCHEMA IF NOT EXISTS {_q(table.rsplit('.', 1)[0])}"))
     out.append(Sql(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(defs)})"))
-    if not keyed:
-        return out
+    return out + index_ddl(table, cols) if keyed and indexes else out
+
+
+def index_ddl(table: str, cols: ScdColumns) -> list[Sql]:
+    """The target's unique indexes, created if missing (each fails on a key held twice).
+
+    Type 2: a unique index on (business key, valid_from) and a unique partial index on the
+    business key WHERE is_current (at most one current row per key); type 1: a unique index on
+    the business key (the ``ON CONFLICT`` arbiter).
+    """
     bk = ", ".join(_q(c) for c in cols.business_key)
     if cols.type == 2:
-        out.append(
+        return [
             Sql(
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(_short(table, 'version'))} "
                 f"ON {_q(table)} ({bk}, {_q(cols.valid_from)})"
-            )
-        )
-        out.append(
+            ),
             Sql(
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(_short(table, 'current'))} "
                 f"ON {_q(table)} ({bk}) WHERE {_q(cols.is_current)}"
-            )
-        )
-    else:
-        out.append(
-            Sql(
-                f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(_short(table, 'bk'))} ON {_q(table)} ({bk})"
-            )
-        )
-    return out
+            ),
+        ]
+    name = _q(_short(table, "bk"))
+    return [Sql(f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {_q(table)} ({bk})")]
 
 
 def staging_ddl(

@@ -28,7 +28,12 @@ Modes (``core.modes``): ``append`` COPYs (or, same database, ``INSERT ... SELECT
 chunk straight into the target, with no staging, comparison or key index (with
 ``on_bad_row = "reject"`` it goes through staging so bad rows can be found), and commits it
 with its checkpoint; a ``full_refresh`` loads its new table like an initial load and ``swap``
-replaces the target with it in one transaction.
+replaces the target with it in one transaction.  With ``on_bad_row = "fail"`` the new table is
+created without its unique indexes: every chunk is COPYed straight in with no emptiness check
+(a new run starts the table empty, and a chunk's rows are there only once it committed, in its
+own key range), and ``swap`` builds the indexes, in the swap's transaction before the drop and
+renames; building an index once costs less than maintaining it row by row, and a key the
+source holds twice fails the build, naming the key, with the old table untouched.
 """
 
 from __future__ import annotations
@@ -80,6 +85,9 @@ class PgTarget:
         """Chunk-key column -> the target column's own collation (set by ``prepare``)."""
         self.nullable_key = False
         """Whether a business-key column of the target accepts NULL (set by ``prepare``)."""
+        self.deferred = False
+        """Full refresh, ``on_bad_row = "fail"``: the new table's unique indexes are built by
+        ``swap``, after the load, and every chunk goes straight in (set by ``prepare``)."""
 
     def connection(self, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
         """A target connection under a budget token (errors translated, URL masked)."""
@@ -117,8 +125,10 @@ class PgTarget:
         name the chunk collation themselves.
         """
         keyed = ctx.spec.mode != "append"
+        self.deferred = ctx.spec.mode == "full_refresh" and ctx.on_bad_row == "fail"
         try:
-            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed)
+            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed,
+                                indexes=not self.deferred)  # fmt: skip
             ddl += [
                 drift.add_column_sql("postgresql", self.table, n, t) for n, t in ctx.add_columns
             ]
@@ -144,13 +154,35 @@ class PgTarget:
         self.staging_collate = {k: own.get(k) for k in ctx.spec.source.key}
 
     async def swap(self, ctx: JobContext) -> None:
-        """Full refresh: drop the target and rename the new table in, in one transaction."""
+        """Full refresh: build the new table's indexes, drop the target, rename the new in.
+
+        One transaction: the indexes are built first (locking only the new table), so readers
+        of the target wait only for the drop and the renames.  A business key loaded twice
+        fails the index and the swap (``DataError`` naming the key); the old table stays.
+        """
         final = ctx.spec.target.table
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
             if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
                 return  # the swap committed already
+            await self._build_indexes(ctx, conn)
             for st in swap_sql(final, ctx.cols):
                 await conn.execute(st.text)
+
+    async def _build_indexes(self, ctx: JobContext, conn: Any) -> None:
+        """The unique indexes of the loaded table (if missing); ``DataError`` on a key twice."""
+        try:
+            async with conn.transaction():
+                for st in pg.index_ddl(self.table, ctx.cols):
+                    await conn.execute(st.text)
+        except asyncpg.UniqueViolationError:
+            bk = ctx.cols.business_key
+            dup = await conn.fetchrow(pg.duplicate_keys_sql(self.table, ctx.cols).text)
+            if dup is None:
+                raise
+            key = dict(zip(bk, tuple(dup)[: len(bk)], strict=True))
+            raise DataError(f"{self.where}: {duplicate_message(key, int(dup[len(bk)]))}; "
+                            "nothing was swapped in (fix the source, then run with --fresh)"
+                            ) from None  # fmt: skip
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
         """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
@@ -194,8 +226,8 @@ class PgTarget:
         """
         if ctx.on_bad_row == "reject":
             return False
-        if ctx.spec.mode == "append":
-            return True
+        if ctx.spec.mode == "append" or self.deferred:
+            return True  # a full refresh's new table holds only committed chunks' own ranges
         if self.nullable_key:  # a NULL key would go in unrefused: staging refuses it
             return False
         empty = pg.range_is_empty_sql(self.table, ctx.spec.source.key, chunk)
