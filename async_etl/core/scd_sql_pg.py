@@ -446,6 +446,14 @@ def boundaries_sql(
     return embed_source(st, relation)
 
 
+SAMPLEABLE_SQL = Sql(
+    "SELECT coalesce((SELECT relkind IN ('r', 'm', 'p') FROM pg_class "
+    "WHERE oid = to_regclass($1)), false)",
+    ("table",),
+)
+"""Whether ``table`` takes ``TABLESAMPLE`` (a table, partitioned table or materialized view,
+not a view or a foreign table)."""
+
 NULLABLE_COLUMNS_SQL = Sql(
     "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
     "AND NOT attisdropped AND NOT attnotnull",

@@ -93,12 +93,16 @@ class PgSource(SourceBase):
         """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
 
         Sorted in ``collate`` (one collation per key column), and returned in that order.
-        A table of ``estimate`` rows large enough is cut by a block sample
+        A table (not a view) of ``estimate`` rows large enough is cut by a block sample
         (``chunks.sample_percent``).
         """
         if n <= 1:
             return []
-        sample = sample_percent(estimate, n)
+        sample = sample_percent(estimate, n) if self.table is not None else None
+        if sample is not None:
+            st = pg.SAMPLEABLE_SQL
+            if not await conn.fetchval(st.text, *st.args({"table": quote(self.table or "")})):
+                sample = None  # a view or a foreign table: read every row
         st = pg.boundaries_sql(self.query, self.table, self.key, collate, self.window, sample)
         args = st.args({"n": n, **self._window_values()})
         return [tuple(r) for r in await conn.fetch(st.text, *args)]

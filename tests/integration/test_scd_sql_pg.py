@@ -17,6 +17,7 @@ from async_etl.core.chunks import ChunkPlan, plan_chunks, row_in_chunk, sample_p
 from async_etl.core.scd import Row, apply_plan, diff, history_problems
 from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns, ScdSpec
+from async_etl.sources.postgres import PgSource
 
 COLUMNS = [("a", "bigint"), ("b", "text"), ("name", "text"), ("city", "text"), ("tier", "integer")]
 NAMES = [n for n, _ in COLUMNS]
@@ -155,6 +156,12 @@ async def test_sampled_boundaries_cover_every_row_once(pg_dsn: str):
         assert total == 300_000
         assert "TABLESAMPLE" not in pg.boundaries_sql("SELECT * FROM src.big", None, KEY,
                                                       sample=pct).text  # fmt: skip
+        await conn.execute("CREATE VIEW src.big_v AS SELECT * FROM src.big")
+        for table, sampled in (("src.big", True), ("src.big_v", False)):
+            st = pg.SAMPLEABLE_SQL
+            assert await conn.fetchval(st.text, *st.args({"table": table})) is sampled
+            cuts = await PgSource(pg_dsn, KEY, None, table).boundaries(conn, 12, (), 300_000)
+            assert 6 <= len(plan_chunks(cuts)) <= 12  # a view is cut exactly, without an error
     finally:
         await conn.close()
 
