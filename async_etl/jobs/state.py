@@ -41,6 +41,7 @@ STOP_DDL = Sql(
     "requested_at timestamptz NOT NULL DEFAULT now())"
 )
 """Stop requests: a row asks the running run ``run_id`` to stop at its next safe point."""
+STATE_DDL_LOCK = 0x6A57_0E72  # arbitrary, constant: serialises the jobs' state-table DDL
 
 _REQUEST_STOP = (
     "INSERT INTO async_etl_stop_requests (run_id) SELECT run_id FROM async_etl_runs "
@@ -139,11 +140,18 @@ class StateStore:
                 raise CheckpointError(exc.message) from exc
 
     async def ensure(self) -> None:
-        """Create the state tables (idempotent)."""
+        """Create the state tables (idempotent, safe for jobs starting at the same moment).
+
+        Two ``CREATE TABLE IF NOT EXISTS`` racing on an empty state store can both pass the
+        check and one then fails on the catalog's unique index; a transaction-scoped advisory
+        lock serialises them.
+        """
 
         async def go(c: Any) -> None:
-            for st in (*sq.STATE_DDL, STOP_DDL):
-                await c.execute(st.text)
+            async with c.transaction():
+                await c.execute("SELECT pg_advisory_xact_lock($1)", STATE_DDL_LOCK)
+                for st in (*sq.STATE_DDL, STOP_DDL):
+                    await c.execute(st.text)
 
         await self._call("create state tables", go)
 
