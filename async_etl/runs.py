@@ -26,6 +26,7 @@ from async_etl.orchestrator.report import NullView
 
 if TYPE_CHECKING:
     from async_etl.jobs.ray_chunks import RayChunks
+    from async_etl.jobs.ray_jobs import RayJobs
 
 JobLike = JobSpec | Mapping[str, Any] | str | Path
 """A job: a ``JobSpec``, a mapping shaped like the job file, or the file's path."""
@@ -122,26 +123,40 @@ async def run_plan(
     stop: anyio.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     base_dir: str | Path = ".",
-    ray: str | None = None,
+    ray: str | RayJobs | None = None,
     ray_actors: int = 2,
 ) -> PlanOutcome:
     """Run a plan's jobs in dependency order; ``stop`` stops launching and asks jobs to stop.
 
-    ``ray``: each job runs its chunks in ``ray_actors`` Ray actors at that address (slots and
-    budgets stay here).  Raises ``ConfigError`` for a bad plan or Ray missing or unreachable,
-    ``AsyncEtlError`` for a state-store problem; job failures are in the returned
-    ``PlanOutcome``.
+    ``ray``: each job runs whole in one of ``ray_actors`` Ray actors at that address (slots,
+    budgets and the plan state stay here; the actors are stopped at the end), or in a
+    ``RayJobs`` runner you made (you close it).  Raises ``ConfigError`` for a bad plan or Ray
+    missing or unreachable, ``AsyncEtlError`` for a state-store problem; job failures are in
+    the returned ``PlanOutcome``.
     """
-    runner: JobRunner = default_runner
-    if ray is not None:
-        from async_etl.jobs.ray_chunks import ray_job_runner
+    spec = plan_spec(plan, base_dir=base_dir)
+    if ray is None or not isinstance(ray, str):
+        return await _run_plan(spec, fresh, stop, on_progress, ray or default_runner)
+    from async_etl.jobs.ray_jobs import RayJobs
 
-        _ray_chunks(ray, ray_actors)  # join now: a bad address is one line before any job
-        runner = ray_job_runner(ray, ray_actors)
+    _ray_chunks(ray, ray_actors)  # join now: a bad address is one line before any job
+    jobs = RayJobs(ray, ray_actors, jobs_at_once=spec.local_max)
+    try:
+        return await _run_plan(spec, fresh, stop, on_progress, jobs)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await jobs.aclose()
+
+
+async def _run_plan(
+    plan: Plan,
+    fresh: bool,
+    stop: anyio.Event | None,
+    on_progress: Callable[[Progress], None] | None,
+    runner: JobRunner,
+) -> PlanOutcome:
     orch = Orchestrator(
-        plan_spec(plan, base_dir=base_dir),
-        view=_ProgressView(on_progress) if on_progress else None,
-        runner=runner,
+        plan, view=_ProgressView(on_progress) if on_progress else None, runner=runner
     )
     if stop is None:
         return await orch.run(fresh=fresh)

@@ -61,10 +61,10 @@ def register(sub: Any) -> None:
     p.add_argument("--fresh", action="store_true", help="do not resume the plan's last stopped run")
     p.add_argument("--ray", dest="ray", nargs="?", const="local", default=None,
                    metavar="ADDRESS",
-                   help="run each job's chunks in Ray actors: local (default), auto, HOST:PORT "
+                   help="run each job in a Ray actor: local (default), auto, HOST:PORT "
                         "or ray://...")  # fmt: skip
     p.add_argument("--ray-actors", dest="ray_actors", type=int, default=None, metavar="N",
-                   help="with --ray: actors per job (default 2)")  # fmt: skip
+                   help="with --ray: actors for the plan's jobs (default 2)")  # fmt: skip
     p.add_argument("--log-format", default="auto", choices=LOG_FORMATS,
                    help="auto (default): live view on a TTY, log lines otherwise")  # fmt: skip
     p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
-    runner = _ray_runner(args.ray, args.ray_actors)
+    runner = _ray_runner(args.ray, args.ray_actors, plan.local_max)
     outcome = loop.run(
         lambda: orchestrate(
             plan, live=live, fresh=args.fresh, metrics_port=args.metrics_port, runner=runner
@@ -98,16 +98,16 @@ def main(args: argparse.Namespace) -> int:
     return EXIT.get(outcome.status, 1)
 
 
-def _ray_runner(address: str | None, actors: int | None) -> JobRunner:
+def _ray_runner(address: str | None, actors: int | None, jobs_at_once: int) -> JobRunner:
     """``--ray``: join the cluster first (one line, exit 2 if it cannot be); else the default."""
     from async_etl.runtime.ray_cluster import join_cluster
 
     cluster = join_cluster(address, actors)
     if cluster is None:
         return default_runner
-    from async_etl.jobs.ray_chunks import ray_job_runner
+    from async_etl.jobs.ray_jobs import RayJobs
 
-    return ray_job_runner(*cluster)
+    return RayJobs(*cluster, jobs_at_once=jobs_at_once)
 
 
 async def orchestrate(
@@ -139,10 +139,21 @@ async def orchestrate(
                         second_note="second signal: cancelling the running jobs",
                     )
                 )
-                with view if isinstance(view, LiveView) else nullcontext():
-                    outcome = await orch.run(fresh=fresh)
+                try:
+                    with view if isinstance(view, LiveView) else nullcontext():
+                        outcome = await orch.run(fresh=fresh)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await _close(orch.runner)
             tg.cancel_scope.cancel()
     return outcome
+
+
+async def _close(runner: JobRunner) -> None:
+    """Stop what the runner started (``--ray``: its actors); the default runner has nothing."""
+    aclose = getattr(runner, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def print_summary(report: dict[str, Any], file: TextIO | None = None) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
@@ -33,7 +32,6 @@ import structlog
 from async_etl.core.chunks import Chunk
 from async_etl.core.incremental import CursorWindow
 from async_etl.errors import AsyncEtlError, LoadError, TransientError
-from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ChunkResult, ConnectionMeter, JobContext
 from async_etl.jobs.endpoints import Source, make_source, make_target
@@ -151,37 +149,4 @@ class RayChunks:
         self._live.clear()
 
 
-def ray_job_runner(address: str, actors: int) -> Callable[..., Awaitable[JobResult]]:
-    """An orchestrator ``JobRunner`` whose jobs run their chunks in ``actors`` Ray actors each.
-
-    Global slots, budgets and the plan state stay with the orchestrator (PostgreSQL), so its
-    local, global and per-database limits hold across the cluster.
-    """
-
-    async def run(
-        spec: JobSpec,
-        options: JobOptions,
-        stop: anyio.Event,
-        budget: ConnectionBudget,
-        on_progress: Callable[[Progress], None],
-    ) -> JobResult:
-        from async_etl.jobs.runner import run_job
-
-        executor = RayChunks(address, actors)
-        try:
-            return await run_job(
-                spec,
-                options=options,
-                stop=stop,
-                budget=budget,
-                on_progress=on_progress,
-                executor=executor,
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
-                await executor.aclose()
-
-    return run
-
-
-__all__ = ["ChunkActor", "ChunkExecutor", "RayChunks", "ray_job_runner"]
+__all__ = ["ChunkActor", "ChunkExecutor", "RayChunks"]

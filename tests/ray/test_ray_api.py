@@ -69,3 +69,17 @@ async def test_run_job_with_fewer_than_one_actor_is_a_config_error(pg_dsn: str) 
     spec = spec_of(job_toml("api0", pg_dsn, "dw.api0", workers=2, chunk_size=60))
     with pytest.raises(ConfigError, match=r"must be >= 1, got 0"):
         await run_job(spec, as_of=at(0), ray="127.0.0.1:1", ray_actors=0)
+
+
+async def test_run_plan_with_a_ray_address_runs_its_jobs_in_actors(
+    ray_local: Any, tmp_path: Path, pg_dsn: str
+) -> None:
+    """run_plan(ray="local"): the plan's mapper job runs in an actor and loads its target."""
+    rows = history(seed=23, n_keys=200, runs=1)[0]
+    await load_source(pg_dsn, rows)
+    (tmp_path / "job.toml").write_text(job_toml("api3", pg_dsn, "dw.api3", chunk_size=60))
+    plan = {"name": "rayapi", "state": pg_dsn, "jobs": [{"file": "job.toml"}]}
+    outcome = await run_plan(plan, ray="local", ray_actors=1, base_dir=tmp_path)
+    assert outcome.status == "SUCCEEDED"
+    assert outcome.jobs["api3"].rows == len(rows)
+    assert len(await table_rows(pg_dsn, "dw.api3")) == len(rows)

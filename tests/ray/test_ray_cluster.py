@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ import psutil
 import psycopg
 import pytest
 
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
 from async_etl.runtime.ray_bench import UNITS_PER_ACTOR
 from tests.integration.jobs_helpers import (
     at,
@@ -26,6 +29,7 @@ from tests.integration.jobs_helpers import (
     norm,
     reference,
     slow_target,
+    spec_of,
     table_rows,
 )
 from tests.ray.cluster import NO_AUTH, two_node_cluster
@@ -60,10 +64,27 @@ def _count(dsn: str, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _first(pids: list[int]) -> int | None:
+    return pids[0]
+
+
+def _talking_to_postgres(pids: list[int]) -> int | None:
+    """The actor with a connection to PostgreSQL open (the one running the job), if any."""
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            if any(c.raddr and c.raddr.port == 5432 for c in psutil.Process(pid).net_connections()):
+                return pid
+    return None
+
+
 def _kill_one_during(
-    cmd: list[str], kind: str, ready: Callable[[], bool], before_kill: Callable[[], None]
+    cmd: list[str],
+    kind: str,
+    ready: Callable[[], bool],
+    before_kill: Callable[[], None],
+    pick: Callable[[list[int]], int | None] = _first,
 ) -> tuple[int | None, int, str]:
-    """Run ``cmd``; once 2 ``kind`` actors run and ``ready()``, SIGKILL one.
+    """Run ``cmd``; once 2 ``kind`` actors run and ``ready()``, SIGKILL the one ``pick`` names.
 
     Returns (killed pid or None, exit status, stderr).
     """
@@ -73,9 +94,10 @@ def _kill_one_during(
     killed = None
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
         pids = _actor_pids(kind)
-        if len(pids) == 2 and ready():
+        victim = pick(pids) if len(pids) == 2 and ready() else None
+        if victim is not None:
             before_kill()
-            killed = pids[0]
+            killed = victim
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
     _, stderr = proc.communicate(timeout=180)
@@ -149,3 +171,52 @@ def test_sigkill_of_a_chunk_actor_reruns_only_its_chunks(
     lost = [e["chunk"] for e in events if e.get("event") == "ray_actor_lost"]
     assert 1 <= len(lost) <= WORKERS  # only the chunks in flight on the dead actor
     assert committed_before and not set(lost) & committed_before
+
+
+def test_sigkill_of_a_job_actor_resumes_the_job_elsewhere(
+    cluster: str, pg_dsn: str, tmp_path: Path
+) -> None:
+    """orchestrate --ray: the actor running a whole job SIGKILLed mid-job; the job is resumed in
+    another actor (same run), succeeds in its one attempt, target == model, and no chunk that
+    had committed is run again (its checkpoint time is unchanged)."""
+    rows = history(seed=4, n_keys=1500, runs=1)[0]
+    anyio.run(load_source, pg_dsn, rows)
+    anyio.run(slow_target, pg_dsn, "dw.dim", 2, 0.1)
+    (tmp_path / "job.toml").write_text(
+        job_toml("jobkill", pg_dsn, "dw.dim", workers=WORKERS, chunk_size=50)
+    )
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'name = "killplan"\nstate = "{pg_dsn}"\n[[jobs]]\nfile = "job.toml"\n')
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "async_etl", "orchestrate", str(plan), "--ray", cluster]
+    cmd += ["--ray-actors", "2", "--log-format", "json", "--json-out", str(out)]
+    committed = "SELECT chunk_index, committed_at FROM async_etl_chunks WHERE status = 'COMMITTED'"
+    before: dict[int, object] = {}
+
+    def snapshot() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            before.update((int(i), at_) for i, at_ in conn.execute(committed).fetchall())
+
+    checkpoints = "SELECT count(*) FROM async_etl_chunks WHERE committed_at IS NOT NULL"
+    killed, code, stderr = _kill_one_during(
+        cmd, "JobActor", lambda: _count(pg_dsn, checkpoints) > 0, snapshot, _talking_to_postgres
+    )
+    assert killed is not None, "the job ended before its actor could be killed"
+    assert code == 0, stderr[-2000:]
+    report = json.loads(out.read_text())
+    [job] = report["jobs"]
+    assert (job["status"], job["attempts"], job["rows"]) == ("SUCCEEDED", 1, len(rows))
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    lost = [e for e in events if e.get("event") == "ray_job_actor_lost"]
+    assert [e["pid"] for e in lost] == [killed]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        after = {int(i): at_ for i, at_ in conn.execute(committed).fetchall()}
+        [(as_of,)] = conn.execute("SELECT as_of FROM async_etl_runs WHERE job = 'jobkill'")
+    assert before and all(after[i] == at_ for i, at_ in before.items())
+    assert len(after) > len(before)  # and one run only: the dead attempt's run was resumed
+    local = spec_of(job_toml("local", pg_dsn, "dw.local", workers=WORKERS, chunk_size=50))
+    single = anyio.run(lambda: run_job(local, options=JobOptions(as_of=as_of)))
+    assert single.status == "SUCCEEDED", single.error
+    cols = cols_of(2)
+    got = norm(anyio.run(table_rows, pg_dsn, "dw.dim"), cols)
+    assert got == norm(anyio.run(table_rows, pg_dsn, "dw.local"), cols)
