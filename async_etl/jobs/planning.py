@@ -23,6 +23,7 @@ Every round trip here is retried on a transient failure with the run's policy
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import limits_rows
 from async_etl.core.urls import dialect_of
@@ -44,13 +46,13 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
-from async_etl.jobs.endpoints import Source, Target, source_connection
+from async_etl.jobs.endpoints import Source, Target, make_target, source_connection
 from async_etl.jobs.schema_drift import check_drift
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["Decision", "Plan", "plan_run", "preflight", "survey"]
+__all__ = ["Decision", "Plan", "builds_new_table", "plan_run", "preflight", "survey"]
 
 log = structlog.get_logger(__name__)
 
@@ -161,6 +163,38 @@ async def preflight(
     else:
         window = await new_window(spec, store, top, whole=bool(add))
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window)
+
+
+async def builds_new_table(
+    spec: JobSpec, decision: Decision, target: Target, holder: Holder, app: str,
+    policy: RetryPolicy,
+) -> bool:  # fmt: skip
+    """Whether this merge / SCD2 run is the initial load of a PostgreSQL target not there yet.
+
+    Such a run is a full refresh of the job's SCD shape (``core.modes``: every key's first
+    version at the as-of time, as an initial load writes it) into the target's new table,
+    whose unique indexes are built after the load, then renamed into place: one write per
+    row, no index maintained row by row, and readers never see a half-loaded target.  Only
+    with ``on_bad_row = "fail"`` (rejecting rows needs the indexes during the load).  A
+    resumed run builds its new table only if it was doing so (the new table exists: a run
+    that loaded straight into its target goes on doing so).  Reads only.
+    """
+    if spec.mode not in ("merge", "scd2") or spec.on_bad_row != "fail":
+        return False
+    if dialect_of(spec.target.url) != "postgresql":
+        return False
+
+    async def absent(t: Target) -> bool:
+        return await retrying(lambda: t.columns(holder, app), policy, what="read target") is None
+
+    if not await absent(target):
+        return False
+    return decision.resumed_plan is None or not await absent(make_target(as_new_build(spec)))
+
+
+def as_new_build(spec: JobSpec) -> JobSpec:
+    """``spec`` run as the full refresh that builds its absent target (``builds_new_table``)."""
+    return dataclasses.replace(spec, mode="full_refresh")
 
 
 def _check_key_types(spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns) -> None:

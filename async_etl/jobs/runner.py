@@ -21,7 +21,9 @@ Theory of operation
    preflight); every chunk checkpoint records the cursor it covers, and the run's cursor
    (``run_cursor``) reaches the window's top only once every chunk is committed;
 7. a full refresh (``core.modes``) loads its chunks into a new table and, once every chunk is
-   committed, swaps it in for the target (``Target.swap``, retried; repeating it is a no-op).
+   committed, swaps it in for the target (``Target.swap``, retried; repeating it is a no-op);
+   so does the initial load of a merge / SCD2 job into a PostgreSQL target that does not
+   exist yet (``planning.builds_new_table``), decided after preflight.
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
@@ -53,7 +55,14 @@ from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import COUNTERS, BudgetHolder, ChunkResult, ConnectionMeter, JobContext
 from async_etl.jobs.endpoints import Source, Target, make_source, make_target
-from async_etl.jobs.planning import Decision, Plan, plan_run, preflight
+from async_etl.jobs.planning import (
+    Decision,
+    Plan,
+    as_new_build,
+    builds_new_table,
+    plan_run,
+    preflight,
+)
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
 
@@ -144,6 +153,12 @@ class _JobRun:
             decision = await preflight(
                 self.spec, self.options, self.source, self.target, store, self.holder
             )
+            app = f"{self.spec.name}:preflight"
+            policy = self.options.retry
+            if await builds_new_table(self.spec, decision, self.target, self.holder, app, policy):
+                self.spec = as_new_build(self.spec)
+                self.target = make_target(self.spec)
+                log.info("initial_load_into_new_table", table=self.spec.target.table)
             ctx = JobContext(
                 spec=self.spec,
                 run_id=decision.run_id,

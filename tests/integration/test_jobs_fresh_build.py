@@ -1,23 +1,31 @@
 """Loads into a fresh PostgreSQL table whose unique indexes are built after the load.
 
 A full refresh with ``on_bad_row = "fail"`` COPYs every chunk straight into its new table,
-which has no unique index yet, and builds the indexes in the swap's transaction.  These tests
-hold that path to the path with the indexes in place from the start (``on_bad_row =
-"reject"``): the same rows, the same indexes, a duplicated key refused with the old table kept.
+which has no unique index yet, and builds the indexes in the swap's transaction; so does the
+initial load of a merge / SCD2 job whose target does not exist yet.  These tests hold that path
+to the path with the indexes in place from the start: the same rows, the same indexes, a
+duplicated key refused with the old table kept, SIGKILL mid-load resumed with no half-loaded
+target ever visible.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
+from async_etl.core import scd_sql_pg as pg
 from async_etl.core.modes import new_table
 from async_etl.errors import ErrorKind
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import (
+    COLUMNS,
     at,
     cols_of,
     fetchval,
@@ -25,8 +33,13 @@ from tests.integration.jobs_helpers import (
     job_toml,
     load_source,
     norm,
+    reference,
+    run_cli,
     spec_of,
+    start_cli,
     table_rows,
+    wait_committed,
+    write,
 )
 
 
@@ -95,3 +108,56 @@ async def test_key_loaded_twice_fails_the_swap_and_keeps_the_old_table(pg_dsn: s
     again = await run_job(spec, options=JobOptions(as_of=at(1), fresh=True))
     assert again.status == "SUCCEEDED", again.error
     assert len(await table_rows(pg_dsn, "dw.fbd")) == len(new)
+
+
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_initial_load_into_an_absent_target_equals_the_indexed_path(
+    pg_dsn: str, kind: int
+) -> None:
+    """A merge / SCD2 job whose target is absent builds it; rows and indexes as if it existed."""
+    states = history(seed=33, n_keys=1500, runs=2)
+    cols = cols_of(kind)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # the indexed path: the same job into a target created (empty) beforehand
+        for st in pg.target_ddl("dw.ib_made", COLUMNS, cols):
+            await conn.execute(st.text)
+    finally:
+        await conn.close()
+    specs = {t: spec_of(job_toml(f"ib_{t}_{kind}", pg_dsn, f"dw.ib_{t}", kind=kind,
+                                 chunk_size=80)) for t in ("new", "made")}  # fmt: skip
+    for day, rows in enumerate(states):
+        await load_source(pg_dsn, rows)
+        for t, spec in specs.items():
+            with capture_logs() as logs:
+                result = await run_job(spec, options=JobOptions(as_of=at(day)))
+            assert result.status == "SUCCEEDED", result.error
+            built = any(e["event"] == "initial_load_into_new_table" for e in logs)
+            assert built == (t == "new" and day == 0)
+        new = norm(await table_rows(pg_dsn, "dw.ib_new"), cols)
+        made = norm(await table_rows(pg_dsn, "dw.ib_made"), cols)
+        assert new == made == norm(reference(states[: day + 1], cols), cols)
+        assert await fetchval(pg_dsn, "SELECT to_regclass($1)", new_table("dw.ib_new")) is None
+    assert await indexes(pg_dsn, "dw.ib_new") == await indexes(pg_dsn, "dw.ib_made")
+
+
+async def test_initial_build_sigkill_shows_no_target_and_resumes(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """SIGKILL mid initial build: no half-loaded target is visible; the re-run resumes it."""
+    rows = history(seed=34, n_keys=1500, runs=1)[0]
+    cols = cols_of(2)
+    path = write(tmp_path, "ibk.toml", job_toml("ibk", pg_dsn, "dw.ibk", chunk_size=10,
+                                                workers=1, parallel=False))  # fmt: skip
+    await load_source(pg_dsn, rows)
+    proc = start_cli("run", str(path), "--as-of", at(0).isoformat(), "--log-format", "json")
+    await wait_committed(pg_dsn, "ibk", 5)
+    assert await fetchval(pg_dsn, "SELECT to_regclass('dw.ibk')") is None  # readers: no table
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait)
+    assert await fetchval(pg_dsn, "SELECT to_regclass('dw.ibk')") is None
+    assert await fetchval(pg_dsn, "SELECT to_regclass($1)", new_table("dw.ibk")) is not None
+    code, out, err = await run_cli("run", str(path), "--log-format", "json")
+    assert code == 0, err
+    assert "(resumed)" in out
+    assert norm(await table_rows(pg_dsn, "dw.ibk"), cols) == norm(reference([rows], cols), cols)
+    assert len(await indexes(pg_dsn, "dw.ibk")) == 2
