@@ -104,8 +104,16 @@ VACUUM ANALYZE {table};
 """
 
 
-def changed_sql(rows: int) -> str:
-    """v1 = v0 with id % 100 < 10 changed (tracked columns), id % 100 = 10 deleted, 1% new."""
+def changed_sql(
+    rows: int,
+    changed_at: str = "updated_at + interval '1 day'",
+    new_at: str = "timestamptz '2024-06-01 12:00:00+00' + g * interval '1 second'",
+) -> str:
+    """v1 = v0 with id % 100 < 10 changed (tracked columns), id % 100 = 10 deleted, 1% new.
+
+    ``changed_at`` / ``new_at``: the ``updated_at`` of changed rows (over v0's ``id``,
+    ``updated_at``) and of new ones (over ``g``, the new id).
+    """
     return f"""
 DROP TABLE IF EXISTS src.dim_v1;
 CREATE TABLE src.dim_v1 {DIM_DDL};
@@ -113,13 +121,13 @@ INSERT INTO src.dim_v1
 SELECT id,
        CASE WHEN id % 100 < 10 THEN name || '_v1' ELSE name END, email,
        CASE WHEN id % 100 < 10 THEN ({CITIES})[1 + (id % 7)::int] ELSE city END, tier,
-       CASE WHEN id % 100 < 10 THEN updated_at + interval '1 day' ELSE updated_at END
+       CASE WHEN id % 100 < 10 THEN {changed_at} ELSE updated_at END
 FROM src.dim_v0 WHERE id % 100 <> 10;
 SELECT setseed(0.43);
 INSERT INTO src.dim_v1
 SELECT g, 'name_' || substr(md5(g::text), 1, 10), substr(md5('e' || g), 1, 12) || '@example.com',
        ({CITIES})[1 + floor(random() * 10)::int], 1 + floor(random() * 4)::int,
-       timestamptz '2024-06-01 12:00:00+00' + g * interval '1 second'
+       {new_at}
 FROM generate_series({rows} + 1, {rows} + {rows // 100}) g;
 VACUUM ANALYZE src.dim_v1;
 """
