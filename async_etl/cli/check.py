@@ -18,12 +18,12 @@ from typing import Any
 
 from async_etl.cli import run
 from async_etl.cli.help import BAD_INPUT, add_command
+from async_etl.core.dag import critical_path, topological_order
 from async_etl.core.dryrun import JobFacts, report
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.dryrun import check_job
 from async_etl.jobs.spec import JobSpec, load_job
-from async_etl.orchestrator.dag import critical_path, topological_order
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
 

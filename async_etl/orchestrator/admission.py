@@ -65,6 +65,10 @@ class Admission:
             for db, n in self.needs[name].items()
         )
 
+    def free(self) -> dict[str, int]:
+        """Database key -> connections not reserved by running jobs' minimums."""
+        return {db: self._limit(url) - self._reserved[db] for db, url in self._urls.items()}
+
     def reserve(self, name: str) -> None:
         """Reserve job ``name``'s minimum (call when it starts)."""
         self._reserved.update(self.needs[name])

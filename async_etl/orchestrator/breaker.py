@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
 
-Outcome = Literal["success", "transient", "permanent", "stopped"]
-"""How a job attempt ended, as far as the breaker cares."""
+from async_etl.core.scheduling import Gate, Outcome
+
+__all__ = ["Breaker", "BreakerState", "Breakers", "Gate", "Outcome", "Ticket", "Transition"]
 
 
 class BreakerState(StrEnum):
@@ -76,6 +76,12 @@ class Breaker:
             assert self.opened_at is not None
             return now >= self.opened_at + self.cooldown
         return not self.trial_running
+
+    def gate(self, now: float) -> Gate:
+        """What the breaker lets through at ``now``: any job, one trial, or none."""
+        if not self.allows(now):
+            return Gate.SHUT
+        return Gate.OPEN if self.state is BreakerState.CLOSED else Gate.TRIAL
 
     def reopens_at(self) -> float | None:
         """When an open breaker will let a trial through (None unless OPEN)."""
@@ -146,6 +152,10 @@ class Breakers:
             breaker = Breaker(target, threshold=self.threshold, cooldown=self.cooldown)
             self._by_target[target] = breaker
         return breaker
+
+    def gates(self, now: float) -> dict[str, Gate]:
+        """The gate of every breaker used so far (an unused target's is ``Gate.OPEN``)."""
+        return {target: b.gate(now) for target, b in self._by_target.items()}
 
     def next_reopen(self) -> float | None:
         """The earliest time an open breaker lets a trial through (None if none is open)."""

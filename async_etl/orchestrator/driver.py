@@ -1,13 +1,17 @@
 """The scheduler: runs a plan's jobs on one event loop under local, global and budget limits.
 
-Theory of operation: one task group per plan run.  A single scheduling loop owns every
-decision; job attempts are tasks in a nested task group and wake the loop when they end.  The
-loop launches a pending job when (1) all of its dependencies SUCCEEDED (``dag.ready``), (2) its
-retry back-off is over, (3) the breaker of its target database allows it, and (4) a token of
-the local ``CapacityLimiter(local_max)`` is free; ready jobs start highest first
-(``dag.heights``: long chains early).  The attempt task then waits for a global slot
-(``slots.GlobalSlots``, shared by every orchestrator on the state store), marks the job
-RUNNING, runs it, and releases both slots.
+Theory of operation: one task group per plan run.  A single scheduling loop carries out the
+decisions of the pure step ``core.scheduling.decide`` (jobs, clock and limits in; claim / start /
+release / wait actions out); job attempts are tasks in a nested task group and wake the loop
+when their phase changes.  A pending job is claimed when (1) all of its dependencies SUCCEEDED,
+(2) its retry back-off is over, (3) the breaker of its target database lets a job (or its one
+trial) through, (4) a token of the local ``CapacityLimiter(local_max)`` is free and (5) its
+minimum connections fit the budgets (``admission``); ready jobs are claimed highest first
+(``dag.heights``: long chains early).  The claimed job's attempt task then waits for a global
+slot (``slots.GlobalSlots``, shared by every orchestrator on the state store) holding no
+breaker ticket; with the slot held, the loop asks the breaker again and starts the job (taking
+its ticket) or releases the slot when the breaker shut meanwhile.  A started job is marked
+RUNNING, run, and its slot, token and reservation are given back.
 
 Outcomes: SUCCEEDED unblocks dependents.  FAILED with a transient kind (network,
 database-transient) is retried with the plan's ``[retry]`` policy, each attempt resuming from
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,12 +40,13 @@ from typing import Any
 import anyio
 import structlog
 
+from async_etl.core import dag, scheduling
 from async_etl.core.degrade import Degradation
+from async_etl.core.scheduling import Claim, Done, Limits, Phase, Release, Start, Wait
 from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key
 from async_etl.jobs.spec import JobSpec
-from async_etl.orchestrator import dag
 from async_etl.orchestrator.admission import Admission
 from async_etl.orchestrator.breaker import Breakers, Outcome, Ticket, Transition
 from async_etl.orchestrator.plan import Plan, PlanJob
@@ -77,9 +82,15 @@ async def default_runner(
 
 @dataclass(eq=False)
 class JobState:
-    """The orchestrator's view of one job while the plan runs."""
+    """The orchestrator's view of one job while the plan runs (a ``core.scheduling.Job``).
+
+    ``target_key``: the target's database key (its breaker's); ``needs``: its minimum
+    connections per database key (``admission``).
+    """
 
     job: PlanJob
+    target_key: str = ""
+    needs: Mapping[str, int] = field(default_factory=dict)
     status: str = "PENDING"
     attempts: int = 0
     started_at: datetime | None = None
@@ -89,9 +100,15 @@ class JobState:
     error_kind: ErrorKind | None = None
     not_before: float = 0.0
     busy_s: float = 0.0
-    in_flight: bool = False
+    phase: Phase = "idle"
     resumed: bool = False
     stop: anyio.Event = field(default_factory=anyio.Event)
+    go: anyio.Event = field(default_factory=anyio.Event)
+    ticket: Ticket | None = None
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.job.name  # read by the scheduling step on every pass
 
 
 @dataclass(frozen=True)
@@ -127,7 +144,6 @@ class Orchestrator:
         self.deps = plan.deps()
         height = dag.heights(self.deps)
         self.order = sorted(self.deps, key=lambda n: -height[n])
-        self.jobs = {job.name: JobState(job) for job in plan.jobs}
         self.breakers = Breakers(threshold=plan.breaker.threshold, cooldown=plan.breaker.cooldown)
         self.budget: ConnectionBudget = LimiterBudget(plan.default_budget, plan.budgets)
         self.local = anyio.CapacityLimiter(plan.local_max)
@@ -136,6 +152,11 @@ class Orchestrator:
             database_key,
             lambda url: int(self.budget.limiter(url).total_tokens),
         )
+        self.jobs = {
+            job.name: JobState(job, database_key(job.target), self.admission.needs[job.name])
+            for job in plan.jobs
+        }
+        self._by_priority = [self.jobs[name] for name in self.order]
         self.stopping = anyio.Event()
         self.degradations: dict[str, Degradation] = {}
         self.steps: list[dict[str, Any]] = []
@@ -235,55 +256,60 @@ class Orchestrator:
         while True:
             self._wake = anyio.Event()
             now = self.clock()
-            if not self.stopping.is_set():
-                self._launch(tg, now)
-            in_flight = any(s.in_flight for s in self.jobs.values())
-            pending = any(s.status == "PENDING" for s in self.jobs.values())
-            if not in_flight and (self.stopping.is_set() or not pending):
-                return
-            with anyio.move_on_after(self._next_timer(now)):
-                await self._wake.wait()
+            actions = scheduling.decide(
+                self._by_priority,
+                self.deps,
+                now,
+                Limits(
+                    local_free=int(self.local.available_tokens),
+                    free=self.admission.free(),
+                    gates=self.breakers.gates(now),
+                    reopen_at=self.breakers.next_reopen(),
+                ),
+                stopping=self.stopping.is_set(),
+            )
+            for action in actions:
+                match action:
+                    case Claim(job=name):
+                        self._claim(tg, self.jobs[name])
+                    case Start(job=name):
+                        self._start(self.jobs[name], now)
+                    case Release(job=name, reason=reason):
+                        log.info("job waits again", job=name, reason=reason)
+                        self.jobs[name].phase = "leaving"
+                        self.jobs[name].go.set()
+                    case Done():
+                        return
+                    case Wait(until=until):
+                        delay = 3600.0 if until is None else max(0.0, until - now) + 0.001
+                        with anyio.move_on_after(delay):
+                            await self._wake.wait()
 
-    def _next_timer(self, now: float) -> float:
-        times = [
-            s.not_before
-            for s in self.jobs.values()
-            if s.status == "PENDING" and not s.in_flight and s.not_before > now
-        ]
-        reopen = self.breakers.next_reopen()
-        if reopen is not None:
-            times.append(reopen)
-        return max(0.0, min(times) - now) + 0.001 if times else 3600.0
+    def _claim(self, tg: anyio.abc.TaskGroup, state: JobState) -> None:
+        """Take a local token and the reservation; the attempt task waits for a global slot."""
+        self.local.acquire_on_behalf_of_nowait(state)
+        self.admission.reserve(state.job.name)
+        state.phase, state.go = "claimed", anyio.Event()
+        tg.start_soon(self._attempt, state, name=f"job {state.job.name}")
 
-    def _launch(self, tg: anyio.abc.TaskGroup, now: float) -> None:
-        succeeded = {n for n, s in self.jobs.items() if s.status == "SUCCEEDED"}
-        waiting = [
-            n for n in self.order if self.jobs[n].status == "PENDING" and not self.jobs[n].in_flight
-        ]
-        for name in dag.ready(self.deps, waiting, succeeded):
-            if self.local.available_tokens < 1:
-                return
-            state = self.jobs[name]
-            breaker = self.breakers[database_key(state.job.target)]
-            if state.not_before > now or not breaker.allows(now) or not self.admission.fits(name):
-                continue
-            ticket, events = breaker.start(now)
-            self._log_transitions(events)
-            self.local.acquire_on_behalf_of_nowait(state)
-            self.admission.reserve(name)
-            state.in_flight = True
-            tg.start_soon(self._attempt, state, ticket, name=f"job {name}")
+    def _start(self, state: JobState, now: float) -> None:
+        """The job holds its global slot: take the breaker ticket now and let it run."""
+        ticket, events = self.breakers[state.target_key].start(now)
+        self._log_transitions(events)
+        state.phase, state.ticket = "running", ticket
+        state.go.set()
 
-    async def _attempt(self, state: JobState, ticket: Ticket) -> None:
+    async def _attempt(self, state: JobState) -> None:
         outcome: Outcome = "stopped"
         try:
             result = await self._run_in_slots(state)
             outcome = await self._settle(state, result) if result is not None else "stopped"
         finally:
-            breaker = self.breakers[database_key(state.job.target)]
-            self._log_transitions(breaker.finish(ticket, self.clock(), outcome))
-            self._degrade(state, outcome)
-            state.in_flight = False
+            if state.ticket is not None:
+                breaker = self.breakers[state.target_key]
+                self._log_transitions(breaker.finish(state.ticket, self.clock(), outcome))
+                self._degrade(state, outcome)
+            state.phase, state.ticket = "idle", None
             self.admission.release(state.job.name)
             self.local.release_on_behalf_of(state)
             self._wake.set()
@@ -292,6 +318,11 @@ class Orchestrator:
         assert self._store is not None
         async with self._global_slot() as slot:
             if slot is None or self.stopping.is_set():
+                return None
+            state.phase = "slotted"  # the loop starts it (ticket) or releases it
+            self._wake.set()
+            await state.go.wait()
+            if state.ticket is None:
                 return None
             state.attempts += 1
             state.status = "RUNNING"
@@ -354,18 +385,19 @@ class Orchestrator:
         state.rows += result.rows_read
         state.error, state.error_kind = result.error, result.error_kind
         name = state.job.name
-        if result.status == "SUCCEEDED":
-            await self._finish(state, "SUCCEEDED")
-            return "success"
-        if result.status in ("STOPPED", "RUNNING"):
-            await self._finish(state, "STOPPED")
-            if not self.stopping.is_set():
-                await self._skip_dependents(name, "stopped")
-            return "stopped"
-        transient = result.error_kind in TRANSIENT
-        decision = self.policy.decide(state.attempts, retryable=transient, jitter=self.jitter())
-        if decision.retry and not self.stopping.is_set():
-            state.status, state.not_before = "PENDING", self.clock() + decision.delay
+        settled = scheduling.settle(
+            name,
+            result.status,
+            transient=result.error_kind in TRANSIENT,
+            attempts=state.attempts,
+            policy=self.policy,
+            jitter=self.jitter(),
+            stopping=self.stopping.is_set(),
+            jobs=self._by_priority,
+            deps=self.deps,
+        )
+        if settled.status == "PENDING":
+            state.status, state.not_before = "PENDING", self.clock() + settled.delay
             state.stop = anyio.Event()
             assert self._store is not None
             await self._store.job_status(
@@ -381,19 +413,14 @@ class Orchestrator:
                 attempt=state.attempts,
                 error=result.error,
                 kind=_kind(result.error_kind),
-                delay_s=round(decision.delay, 3),
+                delay_s=round(settled.delay, 3),
             )
-            return "transient"
-        await self._finish(state, "FAILED")
-        await self._skip_dependents(name, "failed")
-        return "transient" if transient else "permanent"
-
-    async def _skip_dependents(self, name: str, why: str) -> None:
-        for child in dag.dependents_of(self.deps, name):
-            state = self.jobs[child]
-            if state.status == "PENDING" and not state.in_flight:
-                state.error = f"dependency {name} {why}"
-                await self._finish(state, "SKIPPED")
+            return settled.outcome
+        await self._finish(state, settled.status)
+        for child in settled.skip:
+            self.jobs[child].error = settled.reason
+            await self._finish(self.jobs[child], "SKIPPED")
+        return settled.outcome
 
     async def _finish(self, state: JobState, status: str, *, resumed: bool = False) -> None:
         state.status, state.resumed = status, resumed

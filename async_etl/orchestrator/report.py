@@ -19,8 +19,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from async_etl.core import dag
 from async_etl.jobs.api import Progress
-from async_etl.orchestrator import dag
 
 if TYPE_CHECKING:
     from async_etl.orchestrator.driver import PlanOutcome

@@ -26,3 +26,11 @@ def test_a_job_needing_more_than_the_budget_is_a_config_error() -> None:
     """A job whose minimum exceeds its database's budget could never start: ConfigError."""
     with pytest.raises(ConfigError, match="cannot run job 'big', which needs 4 at once"):
         Admission({"big": job("big", 4)}, key=str, limit=lambda url: 3)
+
+
+def test_free_is_each_budget_less_the_reserved_minimums() -> None:
+    """free(): every database's budget minus the running jobs' reservations."""
+    jobs = {"a": job("a", 2), "b": job("b", 1, "postgresql://h/other")}
+    adm = Admission(jobs, key=str, limit=lambda url: 3)
+    adm.reserve("a")
+    assert adm.free() == {"postgresql://h/db": 1, "postgresql://h/other": 3}

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_etl.orchestrator.breaker import Breaker, Breakers, BreakerState, Outcome, Ticket
+from async_etl.orchestrator.breaker import Breaker, Breakers, BreakerState, Gate, Outcome, Ticket
 
 
 def fail_n(b: Breaker, n: int, now: float) -> list[str]:
@@ -93,3 +93,15 @@ def test_never_more_than_one_trial_in_flight(ops: list[tuple[str, Outcome, float
             b.finish(running.pop(0), now, outcome)
         assert sum(t.trial for t in running) <= 1
         assert b.trial_running == any(t.trial for t in running)
+
+
+def test_the_gate_says_any_job_one_trial_or_none() -> None:
+    """gate(): OPEN while closed, SHUT while open or its trial runs, TRIAL once cooled down."""
+    b = Breaker("db", threshold=1, cooldown=5.0)
+    assert b.gate(0.0) is Gate.OPEN
+    fail_n(b, 1, 0.0)
+    assert b.gate(4.9) is Gate.SHUT and b.gate(5.0) is Gate.TRIAL
+    trial, _ = b.start(5.0)
+    assert b.gate(5.0) is Gate.SHUT
+    b.finish(trial, 6.0, "success")
+    assert b.gate(6.0) is Gate.OPEN

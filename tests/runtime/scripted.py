@@ -18,12 +18,14 @@ class ScriptedSink:
     """Keeps every id it accepts (CrateDB JSON bodies); scripted faults by batch and attempt.
 
     - ``transient_first``: the first attempt of every Nth batch raises a transient error;
+    - ``transient_always``: every attempt of every batch raises a transient error;
     - ``partial_every``: every Nth batch has its odd rows sent back for a retry once;
     - ``reject_ids``: ids refused for good; ``fatal_after``: a fatal error after N sends;
     - ``delay``: seconds each send takes (to build up concurrency).
     """
 
     transient_first: int = 0
+    transient_always: bool = False
     partial_every: int = 0
     reject_ids: frozenset[int] = frozenset()
     fatal_after: int = 0
@@ -31,6 +33,7 @@ class ScriptedSink:
     start_id: int = 1
     seen: collections.Counter[int] = field(default_factory=collections.Counter)
     bodies: dict[int, bytes] = field(default_factory=dict)  # first attempt's payload per batch
+    attempts: dict[int, list[int]] = field(default_factory=dict)  # batch start id -> attempts
     sends: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -43,6 +46,7 @@ class ScriptedSink:
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """Accept the batch, or fail as scripted."""
         self.sends += 1
+        self.attempts.setdefault(batch.ids.start, []).append(attempt)
         if attempt == 1:
             self.bodies[batch.ids.start] = batch.payload
         self.in_flight += 1
@@ -52,6 +56,8 @@ class ScriptedSink:
                 await anyio.sleep(self.delay)
             if self.fatal_after and self.sends > self.fatal_after:
                 raise LoadError("scripted: table t is read-only")
+            if self.transient_always:
+                raise TransientLoadError("scripted: 503 unavailable")
             batch_no = batch.ids.start // max(batch.ids.count, 1)
             if self.transient_first and attempt == 1 and batch_no % self.transient_first == 0:
                 raise TransientLoadError("scripted: 503 unavailable")

@@ -60,12 +60,14 @@ async def test_rejected_rows_are_reported_with_their_reason_not_dropped() -> Non
 
 
 async def test_retries_running_out_gives_rows_up_with_reason() -> None:
-    """When retries run out the batch's rows are counted undelivered, never silently lost."""
-    sink = ScriptedSink(transient_first=1)
-    async with Engine(_settings(records=2000, max_retries=0)) as engine:
+    """A batch failing every attempt is tried 1 + max_retries times, then counted undelivered."""
+    sink = ScriptedSink(transient_always=True)
+    async with Engine(_settings(records=2000, max_retries=2, retry_base=0.001)) as engine:
         summary = await engine.run(Synthetic(), sink)
+    assert sink.attempts == {1: [1, 2, 3], 1001: [1, 2, 3]}
+    assert summary.retries == 4 and summary.errors == 6
     assert summary.undelivered == 2000 and summary.records == 0
-    assert summary.reasons["scripted: 503 unavailable"] >= 2000
+    assert summary.reasons["scripted: 503 unavailable"] == 2000 + 6
     assert not summary.ok
 
 

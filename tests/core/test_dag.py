@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_etl.orchestrator.dag import (
+from async_etl.core.dag import (
     bottlenecks,
     critical_path,
     dependents_of,
