@@ -33,10 +33,10 @@ from async_etl.log import install_library_default
 if TYPE_CHECKING:  # the lazily imported names, for type checkers
     from async_etl.config import BenchSettings, bench_settings
     from async_etl.core.retry import RetryPolicy
-    from async_etl.core.schema import Column, Schema, default_schema, load_schema
+    from async_etl.core.schema import Column, Schema, default_schema
     from async_etl.core.stats import Snapshot
     from async_etl.core.summary import Summary
-    from async_etl.jobs.api import JobResult, Progress
+    from async_etl.jobs.api import JobResult
     from async_etl.orchestrator.driver import PlanOutcome
     from async_etl.runs import job_spec, plan_spec, run_job, run_plan
     from async_etl.runtime.engine import Engine, Limits
@@ -48,7 +48,8 @@ if TYPE_CHECKING:  # the lazily imported names, for type checkers
         open_writer,
     )
     from async_etl.sinks import open_sink
-    from async_etl.sources.synthetic import Synthetic
+    from async_etl.sources.synthetic import Synthetic, load_schema
+    from async_etl.typing import Progress
 
 _LAZY: dict[str, str] = {
     "BenchSettings": "async_etl.config",
@@ -57,11 +58,11 @@ _LAZY: dict[str, str] = {
     "Column": "async_etl.core.schema",
     "Schema": "async_etl.core.schema",
     "default_schema": "async_etl.core.schema",
-    "load_schema": "async_etl.core.schema",
+    "load_schema": "async_etl.sources.synthetic",
     "Snapshot": "async_etl.core.stats",
     "Summary": "async_etl.core.summary",
     "JobResult": "async_etl.jobs.api",
-    "Progress": "async_etl.jobs.api",
+    "Progress": "async_etl.typing",
     "PlanOutcome": "async_etl.orchestrator.driver",
     "job_spec": "async_etl.runs",
     "plan_spec": "async_etl.runs",

@@ -7,6 +7,7 @@ cross a process (or, later, a Ray actor) boundary unchanged.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
@@ -21,6 +22,9 @@ WireFormat: TypeAlias = Literal["crate_json", "pg_binary", "none"]
 payload, or nothing at all (the null sink still gets the rows generated and counted)."""
 
 Mode: TypeAlias = Literal["async", "threads"]
+
+Holder: TypeAlias = Callable[[str], AbstractAsyncContextManager[None]]
+"""Takes a budget token for one connection to a URL for the duration of a block."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -163,6 +167,19 @@ class BlockingSink(Protocol):
     def close(self) -> None:
         """Release connections; safe to call twice."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress event of a running job."""
+
+    job: str
+    run_id: str
+    chunks_done: int
+    chunks_total: int
+    rows_read: int
+    rows_per_s: float
+    eta_s: float | None
 
 
 class AsyncExecutor(Protocol):

@@ -138,7 +138,7 @@ def postgres() -> Iterator[str]:
         )
         yield "postgresql://postgres@127.0.0.1:5432/aetl_bench"
         return
-    from async_etl.testing.pg import embedded_postgres
+    from async_etl.drivers.postgres_embedded import embedded_postgres
 
     with embedded_postgres() as dsn:
         yield dsn

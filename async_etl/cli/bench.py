@@ -30,7 +30,8 @@ from async_etl.runtime import loop
 from async_etl.runtime.engine import Engine
 from async_etl.runtime.metrics import BenchCollector, serve_metrics
 from async_etl.runtime.reporter import LiveLine, log_snapshot
-from async_etl.runtime.threads import ProcessSampler, run_threads
+from async_etl.runtime.sampler import ProcessSampler
+from async_etl.runtime.threads import run_threads
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 
@@ -205,7 +206,7 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
         url = settings.sink
         embedded = url is None
         if url is None:
-            from async_etl.testing.pg import embedded_postgres
+            from async_etl.drivers.postgres_embedded import embedded_postgres
 
             url = await _enter_sync(stack, embedded_postgres())
             settings = settings.replace(sink=url)
@@ -252,7 +253,7 @@ def bench_threads(settings: BenchSettings, source: Synthetic) -> Summary:
     """Thread mode: the embedded PostgreSQL default if no sink, then ``run_threads``; no loop."""
     if settings.sink is not None:
         return run_threads(settings, source, settings.sink)
-    from async_etl.testing.pg import embedded_postgres
+    from async_etl.drivers.postgres_embedded import embedded_postgres
 
     with embedded_postgres() as url:
         summary = run_threads(settings.replace(sink=url), source, url)

@@ -203,7 +203,7 @@ def scenario_sink(plan: Plan) -> Iterator[tuple[str, int | None]]:
     if plan.sink:
         yield plan.sink, None
     elif plan.scenario == "database":
-        from async_etl.testing.pg import embedded_postgres
+        from async_etl.drivers.postgres_embedded import embedded_postgres
 
         with embedded_postgres() as dsn:
             yield dsn, None

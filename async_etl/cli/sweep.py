@@ -130,7 +130,7 @@ async def sweep(
     async with AsyncExitStack() as stack:
         url = settings.sink
         if url is None:
-            from async_etl.testing.pg import embedded_postgres
+            from async_etl.drivers.postgres_embedded import embedded_postgres
 
             url = await _enter_sync(stack, embedded_postgres())
             settings = settings.replace(sink=url)

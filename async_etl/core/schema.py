@@ -2,8 +2,9 @@
 
 A ``Schema`` is a frozen, picklable value: it crosses the process-pool boundary inside every
 ``WorkUnit``.  It is validated when built (every check lives in ``_check_column``), so code that
-holds a ``Schema`` may trust its parameters.  ``load_schema`` reads a TOML file and turns every
-problem into one ``ConfigError`` line naming the file and the column.
+holds a ``Schema`` may trust its parameters.  ``parse_schema`` reads the TOML text of a schema
+file (the caller reads the file: ``sources.synthetic.load_schema``) and turns every problem into
+one ``ConfigError`` line naming the file and the column.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Final, Literal, TypeAlias, TypeVar, cast, get_args
 
 from async_etl.errors import ConfigError
@@ -337,17 +337,13 @@ def default_schema(payload_bytes: int = 0) -> Schema:
     return Schema(tuple(cols))
 
 
-def load_schema(path: str | Path) -> Schema:
-    """Read a schema from a TOML file with a ``[columns]`` table (see the project README).
+def parse_schema(text: str, where: str) -> Schema:
+    """A schema from the TOML ``text`` of a file with a ``[columns]`` table (see the README).
 
-    Raises ``ConfigError`` (one line naming the file and the column) on any problem.
+    Raises ``ConfigError`` (one line starting with ``where``, naming the column) on any problem.
     """
-    where = str(path)
     try:
-        with Path(path).open("rb") as fh:
-            doc = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read schema file: {exc.strerror or exc}") from exc
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
     table = doc.get("columns")

@@ -15,6 +15,7 @@ import anyio
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import ErrorKind
+from async_etl.typing import Progress as Progress  # re-exported: part of the job contract
 
 JOB_RETRY = RetryPolicy(max_retries=6, base=0.2, cap=5.0)
 """The default retry policy of a mapper job run."""
@@ -34,19 +35,6 @@ class JobOptions:
     as_of: datetime | None = None
     fresh: bool = False
     retry: RetryPolicy = field(default_factory=lambda: JOB_RETRY)
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """One progress event of a running job."""
-
-    job: str
-    run_id: str
-    chunks_done: int
-    chunks_total: int
-    rows_read: int
-    rows_per_s: float
-    eta_s: float | None
 
 
 @dataclass(frozen=True, slots=True)

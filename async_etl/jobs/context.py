@@ -10,8 +10,8 @@ opened under ``ctx.hold(url)``, which takes a budget token and counts it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -25,6 +25,7 @@ from async_etl.errors import DataError, StopRequested
 from async_etl.jobs.api import JOB_RETRY, ConnectionBudget
 from async_etl.jobs.budget import database_key, hold
 from async_etl.jobs.spec import JobSpec
+from async_etl.typing import Holder
 
 __all__ = [
     "COUNTERS",
@@ -38,9 +39,6 @@ __all__ = [
 
 COUNTERS = ("inserted", "updated", "expired", "deleted")
 """The change counters a merge reports (``rows_read`` and ``rejected`` are counted apart)."""
-
-Holder = Callable[[str], AbstractAsyncContextManager[None]]
-"""Takes a budget token for one connection to a URL for the duration of a block."""
 
 Reject = tuple[str, str]
 """A rejected row: its key as JSON text, and the reason the target gave."""

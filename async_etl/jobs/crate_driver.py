@@ -49,6 +49,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.context import (
@@ -59,9 +60,8 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.runtime.retrying import backoff, retrying
-from async_etl.sinks.crate_client import CrateDBClient
+from async_etl.sources.port import Source, source_connection
 
 INNER_RETRIES = 3
 """Bulk-level retries per request inside one chunk attempt."""

@@ -13,10 +13,10 @@ from async_etl.core.incremental import CursorWindow, cursor_kind
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import AsyncEtlError, ConfigError, unusable
 from async_etl.jobs.context import Holder
-from async_etl.jobs.endpoints import Source, source_connection
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
+from async_etl.sources.port import Source, source_connection
 
 __all__ = ["check_cursor", "new_window", "resumed_window", "shown", "source_max"]
 

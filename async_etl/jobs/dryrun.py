@@ -18,11 +18,12 @@ from async_etl.errors import AsyncEtlError, unusable
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
-from async_etl.jobs.endpoints import Source, make_source, make_target
+from async_etl.jobs.endpoints import make_source, make_target
 from async_etl.jobs.planning import preflight, survey
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
+from async_etl.sources.port import Source
 
 __all__ = ["check_job"]
 

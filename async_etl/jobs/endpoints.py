@@ -1,81 +1,34 @@
-"""Which adapter serves a job's source and target, and how their connections are opened.
+"""Which adapter serves a job's source and which driver its target.
 
 The source is PostgreSQL (``async_etl.sources.postgres``) or Oracle
-(``async_etl.sources.oracle``); the target is PostgreSQL (``pg_driver``), CrateDB
-(``crate_driver``) or Oracle (``oracle_driver``).  ``Source`` is the port every source
-adapter fills; connections are always opened under the run's budget (``JobContext.hold``).
+(``async_etl.sources.oracle``), both filling ``async_etl.sources.port.Source``; the target is
+PostgreSQL (``pg_driver``), CrateDB (``crate_driver``) or Oracle (``oracle_driver``), each
+filling ``Target``.  Connections are always opened under the run's budget
+(``JobContext.hold``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from async_etl.core.chunks import Chunk
-from async_etl.core.collation import KeyCollation
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.modes import new_table
-from async_etl.core.scd_sql_common import Sql
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError
 from async_etl.jobs.context import ChunkResult, Holder, JobContext
-from async_etl.jobs.pgconn import pg_connection
+from async_etl.jobs.crate_driver import CrateTarget
+from async_etl.jobs.oracle_driver import OracleTarget
+from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.spec import JobSpec
+from async_etl.sources.oracle import OracleSource
+from async_etl.sources.port import Source
 from async_etl.sources.postgres import PgSource
 
-__all__ = ["Source", "Target", "make_source", "make_target", "source_connection"]
-
-
-class Source(Protocol):
-    """A mapper job's source: inspection, planning and chunk reads on a given connection."""
-
-    dialect: str
-    url: str
-
-    async def columns(self, conn: Any) -> list[tuple[str, str]]:
-        """(name, PostgreSQL-compatible type) of each source column, in order."""
-        ...
-
-    async def estimate(self, conn: Any) -> int:
-        """A cheap row estimate (-1 when unknown)."""
-        ...
-
-    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
-        """The collation of each key column (None: a type without one)."""
-        ...
-
-    async def boundaries(
-        self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
-    ) -> list[tuple[Any, ...]]:
-        """Cuts of ``n`` about equal chunks over the key, in the order of ``collate``.
-
-        ``estimate``: the source's estimated rows (a large table may be cut by a sample).
-        """
-        ...
-
-    async def null_keys(self, conn: Any) -> int:
-        """Rows with a NULL key part."""
-        ...
-
-    async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
-        """Keys of up to ``limit`` rows with a NULL key part."""
-        ...
-
-    async def max_cursor(self, conn: Any, column: str) -> Any:
-        """The highest value of the cursor ``column`` in the whole source (None: none)."""
-        ...
-
-    def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
-        """The statement that reads ``chunk`` (in key order) and its bound values."""
-        ...
-
-    def batches(self, conn: Any, chunk: Chunk, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """The chunk's rows in key order, ``size`` at a time."""
-        ...
+__all__ = ["Target", "make_source", "make_target"]
 
 
 def make_source(spec: JobSpec, window: CursorWindow | None = None) -> Source:
@@ -94,20 +47,8 @@ def make_source(spec: JobSpec, window: CursorWindow | None = None) -> Source:
     if dialect == "postgresql":
         return PgSource(src.url, src.key, query, src.table, window)
     if dialect == "oracle":
-        from async_etl.sources.oracle import OracleSource
-
         return OracleSource(src.url, src.key, query, src.table, window)
     raise ConfigError(f"[source] url: {mask_url(src.url)} cannot be a source")
-
-
-def source_connection(source: Source, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
-    """A connection to the source under a budget token (``holder``), errors translated."""
-    where = f"source {mask_url(source.url)}"
-    if source.dialect == "postgresql":
-        return pg_connection(source.url, holder, app=app, where=where)
-    from async_etl.jobs.oracle_conn import oracle_connection
-
-    return oracle_connection(source.url, holder, where=where)
 
 
 class Target(Protocol):
@@ -153,15 +94,9 @@ def make_target(spec: JobSpec) -> Target:
     dialect = dialect_of(tgt.url)
     table = new_table(tgt.table) if spec.mode == "full_refresh" else tgt.table
     if dialect == "postgresql":
-        from async_etl.jobs.pg_driver import PgTarget
-
         return PgTarget(tgt.url, table)
     if dialect == "cratedb":
-        from async_etl.jobs.crate_driver import CrateTarget
-
         return CrateTarget(tgt.url, table)
     if dialect == "oracle":
-        from async_etl.jobs.oracle_driver import OracleTarget
-
         return OracleTarget(tgt.url, table)
     raise ConfigError(f"[target] url: {mask_url(tgt.url)} cannot be a target")

@@ -44,6 +44,7 @@ from async_etl.core.modes import OLD_SUFFIX, new_table, oracle_swap_sql
 from async_etl.core.scd_sql_common import chunk_values, quote, short_name
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
+from async_etl.drivers.oracle import oracle_connection, oracle_params
 from async_etl.errors import ConfigError, DataError, ErrorKind
 from async_etl.jobs.coltypes import oracle_type
 from async_etl.jobs.context import (
@@ -55,8 +56,7 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.endpoints import Source, source_connection
-from async_etl.jobs.oracle_conn import oracle_connection, oracle_params
+from async_etl.sources.port import Source, source_connection
 
 __all__ = ["OracleTarget", "oracle_bind"]
 

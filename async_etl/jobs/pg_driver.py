@@ -56,6 +56,7 @@ from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
+from async_etl.drivers.postgres import pg_connection
 from async_etl.errors import ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,
@@ -66,9 +67,8 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.endpoints import Source, source_connection
-from async_etl.jobs.pgconn import pg_connection
 from async_etl.jobs.rejects import find_bad_rows, is_data_error
+from async_etl.sources.port import Source, source_connection
 from async_etl.sources.postgres import PgSource
 
 __all__ = ["STAGING", "PgTarget"]

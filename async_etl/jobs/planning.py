@@ -46,11 +46,12 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
-from async_etl.jobs.endpoints import Source, Target, make_target, source_connection
+from async_etl.jobs.endpoints import Target, make_target
 from async_etl.jobs.schema_drift import check_drift
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
+from async_etl.sources.port import Source, source_connection
 
 __all__ = ["Decision", "Plan", "builds_new_table", "plan_run", "preflight", "survey"]
 

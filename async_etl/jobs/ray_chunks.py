@@ -34,8 +34,9 @@ from async_etl.core.incremental import CursorWindow
 from async_etl.errors import AsyncEtlError, LoadError, TransientError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ChunkResult, ConnectionMeter, JobContext
-from async_etl.jobs.endpoints import Source, make_source, make_target
+from async_etl.jobs.endpoints import make_source, make_target
 from async_etl.jobs.spec import JobSpec
+from async_etl.sources.port import Source
 
 log = structlog.get_logger(__name__)
 LOCAL_FIELDS = ("hold", "stop")  # a JobContext's process-local parts, rebuilt in the actor

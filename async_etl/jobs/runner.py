@@ -54,7 +54,7 @@ from async_etl.errors import (
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import COUNTERS, BudgetHolder, ChunkResult, ConnectionMeter, JobContext
-from async_etl.jobs.endpoints import Source, Target, make_source, make_target
+from async_etl.jobs.endpoints import Target, make_source, make_target
 from async_etl.jobs.planning import (
     Decision,
     Plan,
@@ -65,6 +65,7 @@ from async_etl.jobs.planning import (
 )
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
+from async_etl.sources.port import Source
 
 if TYPE_CHECKING:
     from async_etl.jobs.ray_chunks import ChunkExecutor

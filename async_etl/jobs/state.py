@@ -24,12 +24,11 @@ from async_etl.core import state_sql as sq
 from async_etl.core.incremental import CursorWindow, run_cursor, untag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
+from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect_job, translate_pg
 from async_etl.errors import AsyncEtlError, CheckpointError, TransientError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
-from async_etl.jobs.pgconn import close_quietly, connect
 from async_etl.runtime.retrying import retrying
-from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 
 __all__ = ["STOP_DDL", "RunRow", "StateStore", "with_store"]
 
@@ -102,7 +101,7 @@ class StateStore:
         """Take a budget token and connect (retrying transient failures with the policy)."""
         await self._stack.enter_async_context(self._holder(self.url))
         try:
-            self._conn = await retrying(lambda: connect(self.url, self._app), self._policy,
+            self._conn = await retrying(lambda: connect_job(self.url, self._app), self._policy,
                                         what="state store: connect")  # fmt: skip
         except BaseException:
             await self._stack.aclose()
@@ -119,7 +118,7 @@ class StateStore:
     async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
         async def once() -> T:
             if self._conn is None:
-                self._conn = await connect(self.url, self._app)
+                self._conn = await connect_job(self.url, self._app)
             try:
                 return await fn(self._conn)
             except PG_ERRORS as exc:

@@ -32,13 +32,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
-import asyncpg
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import mask_url
+from async_etl.drivers.postgres import PG_ERRORS, connect, open_pool, translate_pg
 from async_etl.errors import AsyncEtlError, LoadError, network, unusable
 from async_etl.runtime.retrying import retrying
-from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 
 T = TypeVar("T")
 
@@ -77,12 +76,9 @@ def lock_key(*parts: str) -> int:
 
 async def open_connection(url: str) -> Any:
     """An orchestrator connection to the state store; raises a translated ``AsyncEtlError``."""
-    try:
-        return await asyncpg.connect(
-            url, timeout=10, server_settings={"application_name": APP_NAME}
-        )
-    except PG_ERRORS as exc:
-        raise translate_pg(exc, f"state store {mask_url(url)}") from exc
+    return await connect(
+        url, application_name=APP_NAME, timeout=10, where=f"state store {mask_url(url)}"
+    )
 
 
 @asynccontextmanager
@@ -136,7 +132,7 @@ class PlanStore:
             raise unusable(f"state store {mask_url(url)}: cannot connect: {exc.message}",
                            exc) from exc  # fmt: skip
         try:
-            pool = await asyncpg.create_pool(
+            pool = await open_pool(
                 url, min_size=0, max_size=writers, server_settings={"application_name": APP_NAME}
             )
         except BaseException:

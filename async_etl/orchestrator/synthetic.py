@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import asyncpg
 
 from async_etl.core.urls import mask_url
+from async_etl.drivers.postgres import PG_ERRORS, connect, translate_pg
 from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobResult, Progress
 from async_etl.jobs.budget import hold
 from async_etl.orchestrator.plan import SyntheticJob
-from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 
 APP_PREFIX = "async-etl:synthetic"
 """``application_name`` prefix of a synthetic job's connections."""
@@ -117,12 +116,12 @@ class SyntheticRunner:
 async def _connection(url: str, budget: ConnectionBudget, app: str) -> AsyncIterator[Any]:
     """A connection holding one budget token; driver errors become ``AsyncEtlError``."""
     async with hold(budget.limiter(url)):
-        try:
-            conn = await asyncpg.connect(
-                url, timeout=10, server_settings={"application_name": f"{APP_PREFIX}:{app}"[:63]}
-            )
-        except PG_ERRORS as exc:
-            raise translate_pg(exc, f"PostgreSQL {mask_url(url)}") from exc
+        conn = await connect(
+            url,
+            application_name=f"{APP_PREFIX}:{app}",
+            timeout=10,
+            where=f"PostgreSQL {mask_url(url)}",
+        )
         try:
             yield conn
         except PG_ERRORS as exc:

@@ -24,8 +24,8 @@ from async_etl.core.crate_protocol import (
     verdict_for,
 )
 from async_etl.core.crate_resolve import bulk_items, detail_group, subset_items
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.sinks.closing import ClosingSink
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
 if TYPE_CHECKING:

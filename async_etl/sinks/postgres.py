@@ -10,15 +10,14 @@ starting id without scanning the (unindexed) target.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from async_etl.core.urls import mask_url
+from async_etl.drivers.postgres import PG_ERRORS, open_pool, pooled, translate_pg
 from async_etl.errors import AsyncEtlError, DataError
 from async_etl.sinks.closing import ClosingSink
-from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
 from async_etl.sinks.pg_sql import LEDGER, PgStatements, split_table
 from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
 
@@ -30,33 +29,7 @@ async def _chunks(payload: bytes) -> AsyncIterator[bytes]:
     yield payload
 
 
-@asynccontextmanager
-async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pool connection that is terminated, not reused, when an operation on it broke."""
-    conn = await pool.acquire()
-    try:
-        yield conn
-    except BaseException as exc:
-        if not isinstance(exc, asyncpg.PostgresError) or _broken(conn):
-            with suppress(*PG_ERRORS):
-                conn.terminate()
-        raise
-    finally:
-        try:
-            await pool.release(conn)
-        except PG_ERRORS:  # a broken connection: the pool replaces it
-            with suppress(*PG_ERRORS):
-                conn.terminate()
-
-
-def _broken(conn: asyncpg.Connection) -> bool:
-    try:
-        return bool(conn.is_closed())
-    except asyncpg.InterfaceError:  # the pool already took it back
-        return True
-
-
-__all__ = ["LEDGER", "PostgresSink", "pooled", "split_table"]
+__all__ = ["LEDGER", "PostgresSink", "split_table"]
 
 
 class PostgresSink(ClosingSink):
@@ -85,7 +58,7 @@ class PostgresSink(ClosingSink):
         """
         try:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(
+                self._pool = await open_pool(
                     self._dsn, min_size=1, max_size=self._size, command_timeout=300
                 )
             async with pooled(self._pool) as conn:

@@ -21,44 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from async_etl.core.classify import classify_sqlstate, load_error
 from async_etl.core.urls import mask_url
-from async_etl.errors import (
-    AsyncEtlError,
-    DataError,
-    LoadError,
-    network,
-)
+from async_etl.drivers.postgres import connect_blocking, translate_psycopg
+from async_etl.errors import DataError, LoadError
 from async_etl.sinks.pg_sql import PgStatements
 from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
 
-_FATAL_BUT_TRANSIENT = (
-    "too many connections",  # 53300
-    "starting up",  # 57P03
-    "shutting down",  # 57P01
-    "in recovery",  # 57P03
-    "terminating connection",  # 57P01 / 57P02
-)
-_BROKEN = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 _IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
-    """The async_etl error for a psycopg (or socket) failure at ``where``; chain it yourself."""
-    code = str(getattr(exc, "sqlstate", "") or "")
-    if isinstance(exc, psycopg.Error) and code:
-        text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
-        return load_error(classify_sqlstate(code), text)
-    if isinstance(exc, _BROKEN):
-        text = " ".join(str(exc).split())
-        # libpq reports a server's refusal at connect time without a SQLSTATE, as "FATAL: ..."
-        if "FATAL:" in text and not any(m in text for m in _FATAL_BUT_TRANSIENT):
-            return LoadError(f"{where}: {text}")
-        return network(f"{where}: connection problem: {type(exc).__name__}: {text}")
-    return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 
 class _Pool:
@@ -74,9 +46,7 @@ class _Pool:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
-        return psycopg.connect(
-            self._dsn, autocommit=True, cursor_factory=psycopg.RawCursor, connect_timeout=30
-        )
+        return connect_blocking(self._dsn)
 
     def _drop(self, conn: psycopg.Connection[Any]) -> None:
         conn.close()

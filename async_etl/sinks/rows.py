@@ -20,8 +20,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import asyncpg
-
 from async_etl.core.crate_answers import query_rows
 from async_etl.core.row_codecs import (
     PG_TYPES,
@@ -40,11 +38,11 @@ from async_etl.core.writer_sql import (
     create_table,
     pick_columns,
 )
+from async_etl.drivers.postgres import PG_ERRORS, open_pool, pooled, translate_pg
 from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.null import NullSink
-from async_etl.sinks.pg_errors import PG_ERRORS, translate_pg
-from async_etl.sinks.postgres import PostgresSink, pooled
+from async_etl.sinks.postgres import PostgresSink
 from async_etl.typing import EncodedBatch, WireFormat
 
 Declared = Mapping[str, str] | Sequence[str] | None
@@ -82,7 +80,7 @@ class PostgresRowsSink(PostgresSink):
         declared, wanted = _split(columns)
         try:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(
+                self._pool = await open_pool(
                     self._dsn, min_size=1, max_size=self._size, command_timeout=300
                 )
             async with pooled(self._pool) as conn:

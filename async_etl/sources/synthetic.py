@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from async_etl.core.schema import Schema, default_schema, load_schema
+from async_etl.core.schema import Schema, default_schema, parse_schema
+from async_etl.errors import ConfigError
 from async_etl.typing import Encoding, IdRange, WorkUnit
+
+
+def load_schema(path: str | Path) -> Schema:
+    """Read a schema from a TOML file with a ``[columns]`` table (see the project README).
+
+    Raises ``ConfigError`` (one line naming the file and the column) on any problem.
+    """
+    try:
+        text = Path(path).read_bytes().decode()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read schema file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read schema file: not UTF-8 ({exc.reason})") from exc
+    return parse_schema(text, str(path))
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ def pg_server_dsn() -> Iterator[str]:
     elif _local_server_up() and not os.environ.get("ASYNC_ETL_TEST_EMBEDDED"):
         yield LOCAL_DSN
     else:
-        from async_etl.testing.pg import embedded_postgres
+        from async_etl.drivers.postgres_embedded import embedded_postgres
 
         with embedded_postgres() as dsn:
             yield dsn

@@ -14,10 +14,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from async_etl.core.retry import RetryPolicy
+from async_etl.drivers.postgres_embedded import EmbeddedServer, embedded_server
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions, JobResult
 from async_etl.jobs.runner import run_job
-from async_etl.testing.pg import EmbeddedServer, embedded_server
 from tests.integration.jobs_helpers import (
     at,
     cols_of,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from async_etl.core.scd import history_problems
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.coltypes import from_epoch_ms
 from async_etl.jobs.runner import run_job
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.integration.jobs_helpers import (
     at,

@@ -9,13 +9,13 @@ import asyncpg
 import pytest
 
 from async_etl.core.specs import ScdSpec
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.errors import TransientLoadError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
 from async_etl.jobs.crate_driver import CrateTarget
 from async_etl.jobs.runner import run_job
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.integration.jobs_helpers import at, fetchval, spec_of
 

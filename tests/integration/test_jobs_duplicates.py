@@ -10,10 +10,10 @@ import pytest
 
 from async_etl.core.duplicates import hold_duplicates
 from async_etl.core.scd import apply_plan, diff
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.errors import ErrorKind
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.databases import fresh_database
 from tests.integration.jobs_helpers import (

@@ -12,10 +12,10 @@ import asyncpg
 
 from async_etl.core.modes import new_table
 from async_etl.core.scd import Row
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.jobs.api import JobOptions, JobResult
 from async_etl.jobs.runner import run_job
 from async_etl.jobs.spec import JobSpec
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn
 from tests.integration.jobs_helpers import (
     NAMES,

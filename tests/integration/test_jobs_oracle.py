@@ -34,7 +34,7 @@ async def oracle_rows(table: str) -> list[dict[str, Any]]:
     """Every row of an Oracle table, names lower-cased, is_current as bool."""
     import oracledb
 
-    from async_etl.jobs.oracle_conn import oracle_params
+    from async_etl.drivers.oracle import oracle_params
 
     conn = await oracledb.connect_async(**oracle_params(ORACLE_DSN))
     try:
@@ -73,7 +73,7 @@ async def test_oracle_source_to_pg(pg_dsn: str) -> None:
     """Oracle source, PostgreSQL target: the target equals the model of the source."""
     import oracledb
 
-    from async_etl.jobs.oracle_conn import oracle_params
+    from async_etl.drivers.oracle import oracle_params
 
     cols = cols_of(2)
     rows = history(seed=32, n_keys=300, runs=1)[0]

@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, table_rows, write
 

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from async_etl.core.exact import crate_refusal, row_refusal
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.coltypes import from_epoch_ms
 from async_etl.jobs.runner import run_job
-from async_etl.sinks.crate_client import CrateDBClient
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.integration.jobs_helpers import at, fetchval, spec_of
 

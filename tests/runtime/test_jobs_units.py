@@ -9,12 +9,12 @@ import anyio
 import pytest
 
 from async_etl.cli.run import EXIT_CODES, parse_as_of, summary_line
+from async_etl.drivers.oracle import oracle_params
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobResult
 from async_etl.jobs.budget import LimiterBudget, database_key, hold
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms, oracle_type
 from async_etl.jobs.context import ConnectionMeter
-from async_etl.jobs.oracle_conn import oracle_params
 from async_etl.jobs.oracle_driver import oracle_bind
 from async_etl.jobs.planning import utc_ms
 from async_etl.jobs.progress import RateMeter

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from async_etl.drivers.postgres import translate_pg
 from async_etl.errors import ConfigError, ErrorKind
-from async_etl.sinks.pg_errors import translate_pg
 
 
 def test_a_bad_connection_parameter_is_a_config_error_not_a_network_retry() -> None:

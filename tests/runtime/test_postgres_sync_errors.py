@@ -3,8 +3,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from async_etl.drivers.postgres import translate_psycopg
 from async_etl.errors import LoadError, TransientLoadError
-from async_etl.sinks.postgres_sync import translate_psycopg
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from async_etl.config import BenchSettings
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError
 from async_etl.runtime.engine import Engine
-from async_etl.runtime.threads import ProcessSampler, ThreadRunner, run_threads
+from async_etl.runtime.sampler import ProcessSampler
+from async_etl.runtime.threads import ThreadRunner, run_threads
 from async_etl.sinks import open_sink
 from async_etl.sinks.blocking import open_blocking_sink
 from async_etl.sources.synthetic import Synthetic

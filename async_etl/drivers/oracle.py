@@ -1,4 +1,4 @@
-"""Oracle connections for mapper jobs (python-oracledb's asyncio API, thin mode).
+"""Oracle: connections (python-oracledb's asyncio API, thin mode) and error translation.
 
 ``oracle_connection`` takes a budget token, opens ``oracledb.connect_async`` from an
 ``oracle://user:password@host:1521/service`` URL, sets the session time zone to UTC (the run's
@@ -33,7 +33,7 @@ from async_etl.errors import (
     TransientLoadError,
     network,
 )
-from async_etl.jobs.context import Holder
+from async_etl.typing import Holder
 
 __all__ = ["oracle_connection", "oracle_params", "translate_oracle"]
 

@@ -1,8 +1,13 @@
-"""A small aiohttp client for CrateDB's HTTP ``/_sql`` endpoint.
+"""CrateDB's HTTP ``/_sql`` endpoint: an aiohttp client and a blocking urllib3 twin.
 
-It owns one ``ClientSession`` (one connection pool bounded by ``concurrency``) and does the I/O
-only: every decision — body encoding, response shapes, error kinds — comes from
-``async_etl.core.crate_protocol``.  Used by ``CrateDBSink`` and by mapper jobs for ad-hoc
+``CrateDBClient`` owns one ``ClientSession`` (one connection pool bounded by ``concurrency``);
+``BlockingCrateDBClient`` owns one urllib3 pool with ``maxsize = concurrency`` and
+``block=True``, shared by the thread runner's sender threads, so neither runner holds more
+connections than the other.  Both do the I/O only: every decision — body encoding, response
+shapes, error kinds, resolving undecided bulk items — comes from
+``async_etl.core.crate_protocol`` and ``core.crate_resolve``, and a dropped connection is a
+``TransientLoadError`` (kind NETWORK) in both.  urllib3's own retries are off: the runner's
+``Delivery`` decides every retry.  Used by the CrateDB sinks and by mapper jobs for ad-hoc
 statements.  Messages name the endpoint as ``CrateDB http://user@host:4200``, never the password.
 """
 
@@ -11,10 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import aiohttp
 import anyio
+import urllib3
+from urllib3.exceptions import HTTPError
 
 from async_etl import errors
 from async_etl.core.crate_protocol import (
@@ -31,7 +38,7 @@ from async_etl.core.crate_protocol import (
 from async_etl.core.crate_resolve import Resolution, judge_resent
 from async_etl.errors import ConfigError, LoadError
 
-__all__ = ["CrateDBClient"]
+__all__ = ["BlockingCrateDBClient", "ClientSettings", "CrateDBClient"]
 
 T = TypeVar("T")
 
@@ -42,8 +49,16 @@ _NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, Ti
 _INLINE_GZIP_MAX = 256 * 1024
 
 
-class CrateDBClient:
-    """One pooled HTTP client per CrateDB endpoint; ``async with`` or ``open()``/``aclose()``.
+class ClientSettings(TypedDict, total=False):
+    """The keyword settings of both clients (defaults in ``_Settings``)."""
+
+    concurrency: int
+    timeout: float
+    gzip_threshold: int
+
+
+class _Settings:
+    """What both clients hold: the endpoint, its password-free name, pool size and limits.
 
     Raises ``ConfigError`` at construction for a bad URL or ``concurrency < 1``.
     """
@@ -63,6 +78,16 @@ class CrateDBClient:
         self.concurrency = concurrency
         self.timeout = timeout
         self.gzip_threshold = gzip_threshold
+
+
+class CrateDBClient(_Settings):
+    """One pooled HTTP client per CrateDB endpoint; ``async with`` or ``open()``/``aclose()``.
+
+    Raises ``ConfigError`` at construction for a bad URL or ``concurrency < 1``.
+    """
+
+    def __init__(self, url: str | Endpoint, **settings: Unpack[ClientSettings]) -> None:
+        super().__init__(url, **settings)
         self._session: aiohttp.ClientSession | None = None
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -192,4 +217,91 @@ class CrateDBClient:
                 response = parse_response(resp.status, raw, resp.headers.get("Content-Type", ""))
         except _NETWORK_ERRORS as exc:
             raise self._network(exc) from exc
+        return checked_version(response, raw, self.where)
+
+
+class BlockingCrateDBClient(_Settings):
+    """The blocking twin of ``CrateDBClient`` (urllib3, thread-safe); ``close()`` when done.
+
+    Raises ``ConfigError`` at construction for a bad URL or ``concurrency < 1``.
+    """
+
+    def __init__(self, url: str | Endpoint, **settings: Unpack[ClientSettings]) -> None:
+        super().__init__(url, **settings)
+        self._headers = self.endpoint.headers()
+        self._pool: urllib3.HTTPConnectionPool | None = urllib3.connection_from_url(
+            self.endpoint.base_url,
+            maxsize=self.concurrency,
+            block=True,
+            retries=False,
+            timeout=urllib3.Timeout(total=self.timeout),
+        )
+
+    def close(self) -> None:
+        """Close the connection pool; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[Response, bytes]:
+        if self._pool is None:
+            raise LoadError(f"{self.where}: client is not open")
+        headers = dict(self._headers)
+        if body is not None:
+            body, extra = maybe_gzip(body, self.gzip_threshold)
+            headers.update(extra)
+        try:
+            resp = self._pool.urlopen(method, path, body=body, headers=headers, retries=False)
+        except (HTTPError, OSError) as exc:
+            detail = str(exc) or "no detail"
+            raise errors.network(f"{self.where}: {type(exc).__name__}: {detail}") from exc
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=time.time())
+        ctype = resp.headers.get("Content-Type", "")
+        raw = resp.data
+        return parse_response(resp.status, raw, ctype, retry_after=retry_after), raw
+
+    def post(self, body: bytes) -> Response:
+        """POST a ready ``/_sql`` body once (gzipped above the threshold) and parse the answer.
+
+        Raises ``TransientLoadError`` (kind NETWORK) when no answer came back; an error answer
+        is returned, not raised (see ``error_of``).
+        """
+        return self._request("POST", "/_sql", body)[0]
+
+    def execute(self, stmt: str, args: Sequence[Any] | None = None) -> Response:
+        """Run one statement; raise ``TransientLoadError`` / ``LoadError`` / ``DataError``."""
+        response = self.post(build_request(stmt, args))
+        err = error_of(response, self.where)
+        if err is not None:
+            raise err
+        return response
+
+    def resolve(
+        self,
+        verdict: BulkVerdict,
+        rows: int,
+        body_of: Callable[[tuple[int, ...]], bytes],
+        *,
+        attempt: int,
+        upsert: bool,
+        idempotent: bool = False,
+        group: int = 10,
+    ) -> BulkVerdict:
+        """Decide the undecided items of ``verdict`` by resending them (as ``CrateDBClient``)."""
+        resolution = Resolution(verdict, rows, group)
+        while (items := resolution.next_group()) is not None:
+            try:
+                response = self.post(body_of(items))
+            except errors.TransientLoadError as exc:
+                resolution.transient(items, exc.message)
+                continue
+            judged = judge_resent(resolution, items, response, self.where, attempt=attempt,
+                                  upsert=upsert, idempotent=idempotent)  # fmt: skip
+            if judged is not None:
+                resolution.feed(items, judged)
+        return resolution.verdict()
+
+    def server_version(self) -> str:
+        """``GET /`` and return the version number; raise like ``execute`` when it fails."""
+        response, raw = self._request("GET", "/")
         return checked_version(response, raw, self.where)

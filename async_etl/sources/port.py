@@ -1,0 +1,80 @@
+"""The port every mapper-job source adapter fills, and how a source's connection is opened.
+
+``Source`` is what the job's planner and target drivers call: inspection, chunk cuts and chunk
+reads, each on a connection they are handed.  ``source_connection`` opens that connection
+through the database's module in ``async_etl.drivers`` under a budget token (``holder``), with
+the driver's errors translated at that boundary.  The adapters are ``sources.postgres`` and
+``sources.oracle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from async_etl.core.chunks import Chunk
+from async_etl.core.collation import KeyCollation
+from async_etl.core.scd_sql_common import Sql
+from async_etl.core.urls import mask_url
+from async_etl.drivers.oracle import oracle_connection
+from async_etl.drivers.postgres import pg_connection
+from async_etl.typing import Holder
+
+__all__ = ["Source", "source_connection"]
+
+
+class Source(Protocol):
+    """A mapper job's source: inspection, planning and chunk reads on a given connection."""
+
+    dialect: str
+    url: str
+
+    async def columns(self, conn: Any) -> list[tuple[str, str]]:
+        """(name, PostgreSQL-compatible type) of each source column, in order."""
+        ...
+
+    async def estimate(self, conn: Any) -> int:
+        """A cheap row estimate (-1 when unknown)."""
+        ...
+
+    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
+        """The collation of each key column (None: a type without one)."""
+        ...
+
+    async def boundaries(
+        self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
+    ) -> list[tuple[Any, ...]]:
+        """Cuts of ``n`` about equal chunks over the key, in the order of ``collate``.
+
+        ``estimate``: the source's estimated rows (a large table may be cut by a sample).
+        """
+        ...
+
+    async def null_keys(self, conn: Any) -> int:
+        """Rows with a NULL key part."""
+        ...
+
+    async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
+        """Keys of up to ``limit`` rows with a NULL key part."""
+        ...
+
+    async def max_cursor(self, conn: Any, column: str) -> Any:
+        """The highest value of the cursor ``column`` in the whole source (None: none)."""
+        ...
+
+    def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
+        """The statement that reads ``chunk`` (in key order) and its bound values."""
+        ...
+
+    def batches(self, conn: Any, chunk: Chunk, size: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The chunk's rows in key order, ``size`` at a time."""
+        ...
+
+
+def source_connection(source: Source, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
+    """A connection to the source under a budget token (``holder``), errors translated."""
+    where = f"source {mask_url(source.url)}"
+    if source.dialect == "postgresql":
+        return pg_connection(source.url, holder, app=app, where=where)
+    return oracle_connection(source.url, holder, where=where)
