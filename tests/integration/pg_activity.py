@@ -9,6 +9,32 @@ from dataclasses import dataclass
 import anyio
 import asyncpg
 
+COUNT_SQL = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+    "AND application_name LIKE 'async-etl:%'"
+)
+
+
+def database_of(dsn: str) -> str:
+    """The database name of ``dsn``."""
+    return dsn.split("?", 1)[0].rsplit("/", 1)[1]
+
+
+async def open_connections(dsn: str, *, settle_s: float = 5.0) -> int:
+    """``async-etl:*`` sessions on the DSN's database, waiting up to ``settle_s`` for zero.
+
+    A closed session leaves ``pg_stat_activity`` a moment after the client let go.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        n = -1
+        with anyio.move_on_after(settle_s):
+            while (n := int(await conn.fetchval(COUNT_SQL, database_of(dsn)))) > 0:
+                await anyio.sleep(0.05)
+        return n
+    finally:
+        await conn.close()
+
 
 @dataclass
 class Peak:
@@ -20,18 +46,14 @@ class Peak:
 @asynccontextmanager
 async def peak_connections(dsn: str, every: float = 0.005) -> AsyncIterator[Peak]:
     """Sample the DSN's database every ``every`` s while the block runs; yield the peak."""
-    database = dsn.split("?", 1)[0].rsplit("/", 1)[1]
+    database = database_of(dsn)
     peak = Peak()
 
     async def sample() -> None:
         conn = await asyncpg.connect(dsn)
         try:
             while True:
-                n = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
-                    "AND application_name LIKE 'async-etl:%'",
-                    database,
-                )
+                n = await conn.fetchval(COUNT_SQL, database)
                 peak.value = max(peak.value, int(n))
                 await anyio.sleep(every)
         finally:

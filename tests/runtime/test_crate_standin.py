@@ -441,3 +441,22 @@ async def test_valid_sql_beyond_the_stand_in_is_not_supported(
     status, body = await sql(session, crate, "SELECT a FROM t WHERE a = 1 OR a = 2")
     assert status == 400 and body["error"]["code"] == 4004
     assert "not supported by the stand-in" in body["error"]["message"]
+
+
+async def test_peak_connections_counts_connections_open_at_once(crate: CrateStandIn) -> None:
+    """Three clients with a connection each count 3; after they close, one more leaves it 3."""
+    body = {"stmt": "SELECT 1"}
+    clients = [aiohttp.ClientSession() for _ in range(3)]
+    try:
+        for client in clients:
+            async with client.post(f"{crate.url}/_sql", json=body) as resp:
+                assert resp.status == 200
+        assert crate.counters.peak_connections == 3
+    finally:
+        for client in clients:
+            await client.close()
+    async with aiohttp.ClientSession() as late:
+        for _ in range(2):
+            async with late.post(f"{crate.url}/_sql", json=body) as resp:
+                assert resp.status == 200
+    assert crate.counters.peak_connections == 3

@@ -73,14 +73,16 @@ class Counters:
 
     ``requests`` counts ``/_sql`` requests, ``bulk_items`` items of ``bulk_args`` bodies,
     ``rows_written`` rows inserted, updated or counted, ``peak_in_service`` the most requests
-    served at once, ``stalls`` the stalls started, ``faults`` injected faults by kind
-    (see ``FAULT_KINDS``).
+    served at once, ``peak_connections`` the most client connections open at once (counted at
+    every request: each connection that sent one and is not closed yet), ``stalls`` the stalls
+    started, ``faults`` injected faults by kind (see ``FAULT_KINDS``).
     """
 
     requests: int = 0
     bulk_items: int = 0
     rows_written: int = 0
     peak_in_service: int = 0
+    peak_connections: int = 0
     stalls: int = 0
     faults: Counter[str] = field(default_factory=Counter)
 
@@ -91,6 +93,7 @@ class Counters:
             "bulk_items": self.bulk_items,
             "rows_written": self.rows_written,
             "peak_in_service": self.peak_in_service,
+            "peak_connections": self.peak_connections,
             "stalls": self.stalls,
             "faults": dict(self.faults),
         }

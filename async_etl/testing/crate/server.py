@@ -97,6 +97,7 @@ class CrateStandIn:
         self._drops = 0
         self._parse = functools.lru_cache(maxsize=cfg.parse_cache_size)(parse)
         self._schemas: dict[int, tuple[object, str]] = {}
+        self._open: dict[int, object] = {}  # transports that sent a request, maybe closed since
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -227,6 +228,21 @@ class CrateStandIn:
         body = protocol.node_info(cfg.version, cfg.node_name, cfg.cluster_name)
         return web.Response(body=orjson.dumps(body), content_type=_JSON)
 
+    def _count_connection(self, transport: object) -> None:
+        """Raise ``peak_connections`` when this request's connection makes a new peak.
+
+        Closed connections are dropped only when the count would rise, so each request costs
+        a dict insert and the peak is exact: every connection open now has sent a request.
+        """
+        if transport is None:
+            return
+        open_ = self._open
+        open_[id(transport)] = transport
+        counters = self.counters
+        if len(open_) > counters.peak_connections:
+            self._open = open_ = {k: t for k, t in open_.items() if _alive(t)}
+            counters.peak_connections = max(counters.peak_connections, len(open_))
+
     def _default_schema(self, request: web.Request) -> str:
         """The connection's schema: read from the header on its first request only."""
         transport = request.transport
@@ -244,6 +260,7 @@ class CrateStandIn:
     async def _sql(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         self.counters.requests += 1
+        self._count_connection(request.transport)
         refused = self._unauthorized(request)
         if refused is not None:
             return refused
