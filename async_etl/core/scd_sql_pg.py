@@ -157,12 +157,22 @@ def truncate_staging(staging: str) -> Sql:
 
 
 def merge_statements(
-    table: str, staging: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk
+    table: str,
+    staging: str,
+    cols: ScdColumns,
+    key: Sequence[str],
+    chunk: Chunk,
+    *,
+    after_all: bool = False,
 ) -> list[Sql]:
     """The statements that merge the staged chunk into the target, in the order to run them.
 
     ``key`` is the chunk key (a subset of the business key); bind values come from
-    ``chunk_values(chunk, as_of)``.
+    ``chunk_values(chunk, as_of)``.  ``after_all``: no version in the chunk's range starts at
+    the as-of (a new run later than every version: ``planning.Decision.latest``).  Type 2 then
+    leaves out the two statements that only touch versions starting at the as-of: the
+    in-place UPDATE when no ``overwrite`` column exists (it changes only a version of this
+    as-of whose tracked columns differ) and the DELETE of such versions of absent keys.
     """
     t, s = _q(table), _q(staging)
     # statistics on the key are what the planner needs to pick index joins: keep ANALYZE cheap
@@ -172,7 +182,8 @@ def merge_statements(
     if cols.type == 1:
         return out + _type1(t, s, cols, key, chunk)
     bk, cur, vf, vt = cols.business_key, _q(cols.is_current), _q(cols.valid_from), _q(cols.valid_to)
-    if cols.compared:
+    in_place = not (after_all and set(cols.compared) <= set(cols.tracked))
+    if cols.compared and in_place:
         b = Binder("pg")
         guard = ""
         if cols.tracked:
@@ -219,12 +230,15 @@ def merge_statements(
                 "rows",
             )
         )
-        b = Binder("pg")
-        where = f"t.{cur} AND t.{vf} = {b('as_of')} AND "
-        where += bounds_predicate([f"t.{_q(c)}" for c in key], chunk, b)
-        out.append(
-            b.sql(_counted(f"DELETE FROM {t} AS t WHERE {where} AND {absent}", "deleted"), "rows")
-        )
+        if not after_all:
+            b = Binder("pg")
+            where = f"t.{cur} AND t.{vf} = {b('as_of')} AND "
+            where += bounds_predicate([f"t.{_q(c)}" for c in key], chunk, b)
+            out.append(
+                b.sql(
+                    _counted(f"DELETE FROM {t} AS t WHERE {where} AND {absent}", "deleted"), "rows"
+                )
+            )
     b = Binder("pg")
     data = ", ".join(_q(c) for c in cols.data)
     out.append(

@@ -118,6 +118,10 @@ class JobContext:
     """The collation each chunk-key column compares in (``core.collation``; empty: own)."""
     resumed: bool = False
     """This run resumes an unfinished one (a full refresh keeps its half-loaded new table)."""
+    after_all: bool = False
+    """A new run later than every target version: none starts at the as-of before a chunk
+    merges (``planning.Decision.after_all``; a chunk's retry sees only its own rolled-back or
+    committed work, which an idempotent merge repeats harmlessly)."""
 
     @property
     def app(self) -> str:

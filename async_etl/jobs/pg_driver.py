@@ -295,7 +295,8 @@ class PgTarget:
             statements = pg.initial_insert_statements(self.table, STAGING, ctx.cols)
         else:
             held = await self._drop_null_keys(ctx, conn) + await self._hold_duplicates(ctx, conn)
-            statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk)
+            statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk,
+                                             after_all=ctx.after_all)  # fmt: skip
 
         async def apply() -> dict[str, int]:
             totals = dict.fromkeys(COUNTERS, 0)

@@ -74,6 +74,13 @@ class Decision:
     """Source columns to add to the existing target (``[target] schema_evolution``)."""
     collate: tuple[str | None, ...] = ()
     window: CursorWindow | None = None
+    latest: datetime | None = None
+    """The target's latest ``valid_from`` before the run (None: type 1, or no table)."""
+
+    @property
+    def after_all(self) -> bool:
+        """A new run whose as-of is later than every version in the target (type 2)."""
+        return self.resumed_plan is None and (self.latest is None or self.latest < self.as_of)
 
 
 @dataclass(slots=True)
@@ -163,7 +170,7 @@ async def preflight(
         window = resumed_window(spec, run_id, plan)
     else:
         window = await new_window(spec, store, top, whole=bool(add))
-    return Decision(columns, cols, run_id, as_of, plan, add, collate, window)
+    return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest)
 
 
 async def builds_new_table(

@@ -174,6 +174,7 @@ class _JobRun:
                 policy=self.options.retry,
                 window=decision.window,
                 resumed=decision.resumed_plan is not None,
+                after_all=decision.after_all,
             )
             if decision.window is not None:
                 self.source = make_source(self.spec, decision.window)

@@ -186,3 +186,22 @@ def test_oracle_estimates_and_state_sql():
     for st in (state_sql.START_RUN, state_sql.CHECKPOINT_CHUNK, state_sql.UPDATE_RUN):
         assert max(int(n) for n in re.findall(r"\$(\d+)", st.text)) == len(st.params)
     assert rowcount_from_status("UPDATE 12") == 12 and rowcount_from_status("INSERT 0 5") == 5
+
+
+def test_after_all_drops_only_the_statements_of_versions_at_the_as_of():
+    """after_all: no same-as-of DELETE; no in-place UPDATE unless an overwrite column needs it."""
+    plain = ScdSpec(type=2, business_key=KEY, deletes="expire").resolve(NAMES)
+    chunk = CHUNKS[1]
+    for c, in_place in ((plain, False), (cols(2, "expire"), True)):
+        every = [s.text for s in pg.merge_statements("dw.dim", "stg", c, KEY, chunk)]
+        fewer = [s.text for s in pg.merge_statements("dw.dim", "stg", c, KEY, chunk,
+                                                     after_all=True)]  # fmt: skip
+        assert any(t.startswith("WITH x AS (DELETE") for t in every)
+        assert not any(t.startswith("WITH x AS (DELETE") for t in fewer)
+        assert set(fewer) < set(every)
+        updates = [t for t in fewer if t.startswith("WITH x AS (UPDATE")]
+        assert any(' AS t SET "name" = s."name"' in t for t in updates) is in_place
+    type1 = cols(1, "delete")
+    assert pg.merge_statements("dw.dim", "stg", type1, KEY, chunk, after_all=True) == (
+        pg.merge_statements("dw.dim", "stg", type1, KEY, chunk)
+    )

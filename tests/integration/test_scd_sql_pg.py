@@ -74,6 +74,7 @@ async def merge_chunked(
     source: list[Row],
     as_of: datetime,
     model: list[Row],
+    after_all: bool = False,
 ) -> list[Row]:
     """Run one job run chunk by chunk, checking each chunk's counts against the model."""
     for chunk in plan.chunks:
@@ -87,7 +88,7 @@ async def merge_chunked(
             await conn.copy_records_to_table(
                 "stg", records=[tuple(r[c] for c in NAMES) for r in rows], columns=NAMES
             )
-            for st in pg.merge_statements("dw.dim", "stg", cols, KEY, chunk):
+            for st in pg.merge_statements("dw.dim", "stg", cols, KEY, chunk, after_all=after_all):
                 if st.counts == "rows":
                     got = await conn.fetchrow(st.text, *st.args(values))
                     for k in totals:
@@ -98,17 +99,23 @@ async def merge_chunked(
     return model
 
 
+async def dim_and_staging(dsn: str, cols: ScdColumns) -> asyncpg.Connection:
+    """A connection on which the target dw.dim and the staging table stg exist."""
+    conn = await asyncpg.connect(dsn)
+    for st in pg.target_ddl("dw.dim", COLUMNS, cols):
+        await conn.execute(st.text)
+    await conn.execute(pg.staging_ddl("stg", COLUMNS).text)
+    return conn
+
+
 @pytest.mark.parametrize("kind", [2, 1])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_merge_matches_model_over_history(pg_dsn: str, kind: int, seed: int):
     """Several runs (updates, deletes, resurrections, NULLs, composite keys): table == model."""
     cols = spec(kind)
     plan = plan_chunks([(2, "x"), (3, "Y"), (5, "y")])
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await dim_and_staging(pg_dsn, cols)
     try:
-        for st in pg.target_ddl("dw.dim", COLUMNS, cols):
-            await conn.execute(st.text)
-        await conn.execute(pg.staging_ddl("stg", COLUMNS).text)
         model: list[Row] = []
         history = random_history(seed)
         for i, source in enumerate(history):
@@ -127,6 +134,28 @@ async def test_merge_matches_model_over_history(pg_dsn: str, kind: int, seed: in
             conn, cols, plan, history[0], T0 + timedelta(days=len(history) - 1), model
         )
         assert norm(await conn.fetch('SELECT * FROM "dw"."dim"'), cols) == norm(model, cols)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+async def test_after_all_merge_matches_model(pg_dsn: str, seed: int):
+    """Runs later than every version merged without the same-as-of statements equal the model."""
+    cols = ScdSpec(type=2, business_key=KEY, deletes="expire").resolve(NAMES)
+    plan = plan_chunks([(2, "x"), (3, "Y"), (5, "y")])
+    conn = await dim_and_staging(pg_dsn, cols)
+    try:
+        model: list[Row] = []
+        for i, source in enumerate(random_history(seed)):
+            as_of = T0 + timedelta(days=i)
+            model = await merge_chunked(conn, cols, plan, source, as_of, model, after_all=True)
+            table = await conn.fetch('SELECT * FROM "dw"."dim"')
+            assert norm(table, cols) == norm(model, cols)
+            assert history_problems([dict(r) for r in table], cols) == []
+            # a re-run at the same as-of (not after all) with another source still agrees
+            other = random_history(seed + 10 + i, runs=1)[0]
+            model = await merge_chunked(conn, cols, plan, other, as_of, model)
+            assert norm(await conn.fetch('SELECT * FROM "dw"."dim"'), cols) == norm(model, cols)
     finally:
         await conn.close()
 
