@@ -17,12 +17,21 @@ A closed batch is the contiguous sequence range ``[start, start + n)`` plus its 
 reason) / undelivered (retries ran out, the writer was aborted or cancelled), with the
 invariant ``accepted == buffered + in_flight + delivered + rejected + undelivered`` after every
 step, and answers ``flushed(mark)``: is every row accepted before ``mark`` settled?
+
+A host's list of rows is taken in bulk: ``row_sizes`` estimates every row's size a column at
+a time (the same numbers as ``row_size``, without a Python step per value), and
+``RowBuffer.add_many`` takes as many rows as the row and byte limits allow, with exactly the
+outcome of ``add`` called row by row.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import add, itemgetter
 from typing import Any
 
 from async_etl.typing import IdRange
@@ -30,16 +39,68 @@ from async_etl.typing import IdRange
 ROW_OVERHEAD = 8
 """Bytes a row costs beyond its values in the size estimate (length words, separators)."""
 
+_SIZED = (str, bytes, bytearray)
+
 
 def row_size(row: tuple[Any, ...]) -> int:
     """A cheap estimate of a row's encoded size in bytes: text and bytes by length, 8 else."""
     size = ROW_OVERHEAD
     for value in row:
-        if isinstance(value, str | bytes | bytearray):
+        if isinstance(value, _SIZED):
             size += len(value) + 4
         else:
             size += 8
     return size
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Rows of one width seen a column at a time: each column's values and their types."""
+
+    rows: int
+    values: tuple[list[Any], ...]
+    kinds: tuple[frozenset[type], ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Any, ...]], width: int) -> Columns:
+        """``rows`` (each of ``width`` values) by column.
+
+        One ``itemgetter`` pass a column, not ``zip(*rows)``: that allocates an iterator per
+        row, and the garbage collector then keeps scanning the host's rows.
+        """
+        values = tuple(list(map(itemgetter(i), rows)) for i in range(width))
+        kinds = tuple(frozenset(map(type, column)) for column in values)
+        return cls(len(rows), values, kinds)
+
+
+def column_sizes(columns: Columns) -> list[int]:
+    """``row_size`` of each row of ``columns``, a column at a time."""
+    fixed = ROW_OVERHEAD
+    totals: list[int] | None = None
+    for column, kinds in zip(columns.values, columns.kinds, strict=True):
+        sized = [issubclass(k, _SIZED) for k in kinds]
+        if not any(sized):
+            fixed += 8
+            continue
+        if all(sized):
+            sizes: list[int] = list(map(len, column))
+            fixed += 4
+        else:
+            sizes = [len(v) + 4 if isinstance(v, _SIZED) else 8 for v in column]
+        totals = sizes if totals is None else list(map(add, totals, sizes))
+    if totals is None:
+        return [fixed] * columns.rows
+    return list(map(fixed.__add__, totals))
+
+
+def row_sizes(rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """``[row_size(r) for r in rows]``, worked out a column at a time when they are as wide."""
+    if not rows:
+        return []
+    width = len(rows[0])
+    if set(map(len, rows)) != {width}:  # ragged (a null writer takes any width)
+        return [row_size(r) for r in rows]
+    return column_sizes(Columns.of(rows, width))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +168,28 @@ class RowBuffer:
         seq = self.next_seq
         self.next_seq += 1
         return seq
+
+    def add_many(self, rows: Sequence[tuple[Any, ...]], sizes: Sequence[int], now: float) -> int:
+        """Accept the leading rows of ``rows`` that fit; return how many were taken.
+
+        ``sizes[i]`` is ``rows[i]``'s estimated size.  The outcome is that of ``add`` row by row
+        until the batch is full: it stops at the row limit, or after the row that reached the
+        byte limit.  Raises ``ValueError`` when the batch is ``full`` (and takes nothing).
+        """
+        if self.full:
+            raise ValueError("the open batch is full: take it first")
+        take = min(self.limits.max_rows - len(self.rows), len(rows))
+        if take <= 0:
+            return 0
+        running = list(accumulate(sizes[:take], initial=self.bytes))
+        crossed = bisect_left(running, self.limits.max_bytes, lo=1)  # sizes are positive
+        take = min(take, crossed)
+        if not self.rows:
+            self.opened_at = now
+        self.rows.extend(rows[:take])
+        self.bytes = running[take]
+        self.next_seq += take
+        return take
 
     def due(self, now: float) -> float | None:
         """Seconds until linger closes the batch (<= 0: now); None when it is empty."""

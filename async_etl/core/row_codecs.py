@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import struct
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Final
 
 import orjson
 
+from async_etl.core.batching import Columns
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
@@ -57,6 +59,13 @@ class RowShape:
     """
 
     columns: tuple[str, ...]
+    _names: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    _pick: Callable[[Any], Any] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(self.columns))
+        pick = operator.itemgetter(*self.columns) if self.columns else tuple
+        object.__setattr__(self, "_pick", pick)
 
     def normalize(self, row: Any) -> tuple[Any, ...] | str:
         """``row`` (tuple/list, dict by column name, or dataclass) as a tuple, or why it is not."""
@@ -72,10 +81,34 @@ class RowShape:
             values = {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
         else:
             return f"a row must be a tuple, dict or dataclass, got {type(row).__name__}"
-        unknown = [k for k in values if k not in self.columns]
-        if unknown:
+        if not self._names.issuperset(values):
+            unknown = [k for k in values if k not in self._names]
             return f"unknown column {unknown[0]!r}"
         return tuple(values.get(c) for c in self.columns)
+
+    def normalize_many(self, rows: Sequence[Any]) -> list[tuple[Any, ...]] | None:
+        """Every row of ``rows`` as ``normalize`` gives it, checked a column at a time.
+
+        Takes lists of tuples, lists or dicts that all fit; returns None when any row may not
+        (another kind of row, a wrong width, a missing or unknown key): ask ``normalize`` row by
+        row then, for the rows and the reasons.
+        """
+        kinds = set(map(type, rows))
+        width = len(self.columns)
+        if len(kinds) != 1:
+            return None
+        kind = kinds.pop()
+        if kind is tuple or kind is list:
+            if width and set(map(len, rows)) != {width}:
+                return None
+            return list(rows) if kind is tuple else list(map(tuple, rows))
+        if kind is not dict or not width or set(map(len, rows)) != {width}:
+            return None
+        try:  # width keys, each column among them: exactly the columns
+            picked = list(map(self._pick, rows))
+        except KeyError:
+            return None
+        return picked if width > 1 else [(v,) for v in picked]
 
 
 def _int(low: int, high: int, fmt: str) -> Encoder:
@@ -326,9 +359,34 @@ def _crate_refusal(row: tuple[Any, ...]) -> str | None:
     return _not_finite(row)
 
 
+def _all_finite(rows: Sequence[tuple[Any, ...]]) -> bool:
+    """True when no value of ``rows`` is a float NaN or infinity (checked a column at a time).
+
+    False may also mean "not sure" (rows of different widths): check row by row then.
+    """
+    if not rows:
+        return True
+    width = len(rows[0])
+    if set(map(len, rows)) != {width}:
+        return False
+    columns = Columns.of(rows, width)
+    for column, kinds in zip(columns.values, columns.kinds, strict=True):
+        if kinds == {float}:
+            finite = all(map(math.isfinite, column))
+        elif any(issubclass(k, float) for k in kinds):
+            finite = all(math.isfinite(v) for v in column if isinstance(v, float))
+        else:
+            continue
+        if not finite:
+            return False
+    return True
+
+
 def encode_crate_rows(stmt: str, rows: Sequence[tuple[Any, ...]]) -> Encoded:
     """The ``/_sql`` bulk body for ``stmt`` with ``rows``; rows JSON cannot carry are refused."""
-    refused = [(pos, why) for pos, row in enumerate(rows) if (why := _not_finite(row))]
+    refused: list[tuple[int, str]] = []
+    if not _all_finite(rows):
+        refused = [(pos, why) for pos, row in enumerate(rows) if (why := _not_finite(row))]
     try:
         if not refused:
             body = orjson.dumps({"stmt": stmt, "bulk_args": rows}, default=_crate_default)

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from async_etl.core.batching import BatchLimits, Book, ClosedBatch, RowBuffer, row_size
+from async_etl.core.batching import (
+    BatchLimits,
+    Book,
+    ClosedBatch,
+    Columns,
+    RowBuffer,
+    column_sizes,
+    row_size,
+    row_sizes,
+)
 
 # an operation: ("add", size) | ("tick", seconds) | ("flush",)
 ops = st.lists(
@@ -167,3 +176,62 @@ def test_limits_refuse_nonsense_in_one_line() -> None:
         BatchLimits(max_rows=0)
     with pytest.raises(ValueError, match="linger_ms"):
         BatchLimits(linger_s=-0.001)
+
+
+values = st.one_of(
+    st.integers(), st.text(max_size=20), st.binary(max_size=20), st.none(), st.floats(),
+    st.builds(bytearray, st.binary(max_size=5)),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(width=st.integers(0, 5), data=st.data())
+def test_row_sizes_by_column_match_row_size(width: int, data: st.DataObject) -> None:
+    """The column-at-a-time sizes are ``row_size`` of each row, for any mix of values."""
+    rows = data.draw(st.lists(st.tuples(*[values] * width), max_size=30))
+    assert row_sizes(rows) == [row_size(r) for r in rows]
+    if rows:
+        assert column_sizes(Columns.of(rows, width)) == [row_size(r) for r in rows]
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(st.lists(values, max_size=4).map(tuple), max_size=30))
+def test_row_sizes_of_ragged_rows_match_row_size(rows: list[tuple[object, ...]]) -> None:
+    """Rows of different widths (a null writer) are sized row by row, with the same numbers."""
+    assert row_sizes(rows) == [row_size(r) for r in rows]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    max_rows=st.integers(1, 40),
+    max_bytes=st.integers(1, 3000),
+    already=st.lists(st.integers(1, 200), max_size=10),
+    sizes=st.lists(st.integers(1, 400), min_size=1, max_size=60),
+)
+def test_add_many_takes_what_add_row_by_row_would(
+    max_rows: int, max_bytes: int, already: list[int], sizes: list[int]
+) -> None:
+    """``add_many`` leaves the buffer as ``add`` would, stopping where the batch turns full."""
+    limits = BatchLimits(max_rows, max_bytes, 1.0)
+    bulk, single = RowBuffer(limits), RowBuffer(limits)
+    for i, size in enumerate(already):
+        if bulk.full:
+            break
+        bulk.add((-i,), size, 0.0)
+        single.add((-i,), size, 0.0)
+    rows = [(i,) for i in range(len(sizes))]
+    if bulk.full:
+        with pytest.raises(ValueError, match="full"):
+            bulk.add_many(rows, sizes, 1.0)
+        return
+    taken = bulk.add_many(rows, sizes, 1.0)
+    expected = 0
+    for row, size in zip(rows, sizes, strict=True):
+        if single.full:
+            break
+        single.add(row, size, 1.0)
+        expected += 1
+    assert taken == expected >= 1
+    assert (bulk.rows, bulk.bytes, bulk.next_seq, bulk.full, bulk.opened_at) == (
+        single.rows, single.bytes, single.next_seq, single.full, single.opened_at,
+    )  # fmt: skip

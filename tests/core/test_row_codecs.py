@@ -118,3 +118,49 @@ def test_fast_and_reference_encoders_agree_on_every_row() -> None:
         (0, "column 'a' (int8): expected an integer, got bool"),
         (1, "column 'g' (float4): 1e+300 is out of range"),
     )
+
+
+shape_rows = st.lists(
+    st.one_of(
+        st.tuples(st.integers(), st.text(max_size=3)),
+        st.lists(st.integers(), min_size=1, max_size=3),
+        st.dictionaries(st.sampled_from(["x", "y", "z"]), st.integers(), max_size=3),
+        st.integers(),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(rows=shape_rows)
+def test_normalize_many_agrees_with_normalize_or_declines(rows: list[object]) -> None:
+    """The bulk shape is the row-by-row shape, and declines whenever some row does not fit."""
+    shape = RowShape(("x", "y"))
+    one_by_one = [shape.normalize(r) for r in rows]
+    bulk = shape.normalize_many(rows)
+    if any(isinstance(s, str) for s in one_by_one):
+        assert bulk is None
+    elif bulk is not None:
+        assert bulk == one_by_one
+
+
+def test_normalize_many_takes_uniform_tuples_lists_and_dicts() -> None:
+    """Lists of same-width tuples, lists, or dicts with exactly the columns are shaped at once."""
+    shape = RowShape(("x", "y"))
+    assert shape.normalize_many([(1, 2), (3, 4)]) == [(1, 2), (3, 4)]
+    assert shape.normalize_many([[1, 2], [3, 4]]) == [(1, 2), (3, 4)]
+    assert shape.normalize_many([{"y": 2, "x": 1}, {"x": 3, "y": 4}]) == [(1, 2), (3, 4)]
+    assert RowShape(("x",)).normalize_many([{"x": 1}]) == [(1,)]
+    assert shape.normalize_many([{"x": 1}, {"x": 3, "y": 4}]) is None  # row by row: y is NULL
+    assert shape.normalize_many([{"x": 1, "q": 2}]) is None
+    assert RowShape(()).normalize_many([(1,), (1, 2)]) == [(1,), (1, 2)]  # null: any width
+
+
+def test_crate_body_refuses_non_finite_floats_among_other_kinds() -> None:
+    """NaN / infinity is found in a float column and in a column that mixes kinds."""
+    stmt = "INSERT INTO t (a, b) VALUES (?, ?)"
+    enc = encode_crate_rows(stmt, [(1, 2.5), (2, None), (3, math.inf), (4, 1)])
+    assert [pos for pos, _ in enc.refused] == [2]
+    enc = encode_crate_rows(stmt, [(1.0, 2.5), (-math.inf, 1.0)])
+    assert [pos for pos, _ in enc.refused] == [1]
+    assert encode_crate_rows(stmt, [(1, 2.5), (2, 3.5)]).refused == ()
