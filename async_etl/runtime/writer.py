@@ -25,8 +25,17 @@ background task per writer (started on open, awaited on close) owns a task group
 * A fatal error (bad credentials, a dropped table) stops the writer: later ``write`` calls
   and ``aclose`` raise it; the report still accounts for every row.
 * The limits are ``anyio.CapacityLimiter`` objects: change ``total_tokens`` while it runs.
+* ``write_many`` takes a list a slice at a time (as many rows as the open batch has room
+  for): rows shaped, sized and counted a column at a time (``RowShape.normalize_many``,
+  ``row_sizes``, ``RowBuffer.add_many``); a slice with a row that does not fit goes row by row,
+  so that row is rejected with its reason and the others are taken.
+* PostgreSQL: a batch that ``core.pg_native.plain`` passes is handed to asyncpg as rows
+  (``RecordsBatch``; C encoders, exact by that check); any other batch is encoded by the
+  reference encoders, which refuse a bad row with its reason.
 * The host loop stays responsive: ``write`` yields at least every millisecond even when it
-  need not wait, and large batches are encoded in a thread (``limits.encoding``).
+  need not wait; the ``plain`` check and asyncpg's encoding run in slices of
+  ``SLICE_VALUES`` values with a yield between; batches the reference encoders take are
+  encoded in a thread above ``offload_values`` (``limits.encoding``).
 """
 
 from __future__ import annotations
@@ -37,14 +46,25 @@ import math
 import random
 import time
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from async_etl.core.batching import BatchLimits, Book, ClosedBatch, RowBuffer, row_size
+from async_etl.core.batching import (
+    BatchLimits,
+    Book,
+    ClosedBatch,
+    Columns,
+    RowBuffer,
+    column_sizes,
+    row_size,
+    row_sizes,
+)
 from async_etl.core.delivery import Delivery
+from async_etl.core.pg_native import SLICE_VALUES
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.row_codecs import Encoded, RowShape
 from async_etl.core.stats import RunStats
@@ -60,7 +80,14 @@ from async_etl.runtime.writer_report import (
     WriterSnapshot,
 )
 from async_etl.sinks import sink_scheme
-from async_etl.sinks.rows import CrateRowsSink, Declared, NullRowsSink, PostgresRowsSink, RowsSink
+from async_etl.sinks.rows import (
+    CrateRowsSink,
+    Declared,
+    NullRowsSink,
+    PostgresRowsSink,
+    RecordsBatch,
+    RowsSink,
+)
 from async_etl.typing import EncodedBatch
 
 ABORTED = "writer aborted before delivery"
@@ -119,6 +146,7 @@ class Writer:
         self._undelivered_rows: list[RefusedRow] = []
         self._report: WriterReport | None = None
         self._yielded = time.monotonic()
+        self._open_plain: bool | None = False  # the open batch passes the sink's plain check
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -155,6 +183,7 @@ class Writer:
             self._random.random,
         )
         self._shape = RowShape(names)
+        self._open_plain = self._sink.native
         self._stats = RunStats(started_at=time.perf_counter())
         self._runner = asyncio.get_running_loop().create_task(self._run())
 
@@ -218,6 +247,43 @@ class Writer:
         Raises the writer's fatal ``AsyncEtlError`` after a failure, ``LoadError`` when it is
         closed.
         """
+        await self._write_one(row)
+
+    async def write_many(self, rows: Iterable[Any]) -> None:
+        """``write`` each row in turn, taking them a slice at a time (one coroutine for all).
+
+        Raises like ``write``; a row that does not fit is rejected, the others are taken.
+        """
+        if isinstance(rows, list | tuple):
+            await self._write_list(rows)
+            return
+        it = iter(rows)
+        while chunk := list(islice(it, self._buffer.limits.max_rows)):
+            await self._write_list(chunk)
+
+    async def _write_list(self, rows: Sequence[Any]) -> None:
+        buffer = self._buffer
+        most = max(1, SLICE_VALUES // max(1, len(self._shape.columns)))  # a slice's work
+        pos = 0
+        while pos < len(rows):
+            self._check_usable()
+            if buffer.full:
+                await self._wait_for_room()
+            room = buffer.limits.max_rows - len(buffer.rows)
+            chunk = rows[pos : pos + min(room, most)]
+            shaped = self._shape.normalize_many(chunk)
+            if shaped is None:  # some row may not fit: row by row, for its reason
+                for row in chunk:
+                    await self._write_one(row)
+                pos += len(chunk)
+                continue
+            pos += self._add_many(shaped)
+            now = time.monotonic()
+            if now - self._yielded >= YIELD_EVERY_S:
+                self._yielded = now
+                await anyio.lowlevel.checkpoint()
+
+    async def _write_one(self, row: Any) -> None:
         shaped = self._shaped(row)
         if shaped is None:
             return
@@ -225,17 +291,6 @@ class Writer:
             await self._wait_for_room()
         if self._add(shaped):
             await anyio.lowlevel.checkpoint()
-
-    async def write_many(self, rows: Iterable[Any]) -> None:
-        """``write`` each row in turn (one coroutine for all of them)."""
-        for row in rows:
-            shaped = self._shaped(row)
-            if shaped is None:
-                continue
-            if self._buffer.full:
-                await self._wait_for_room()
-            if self._add(shaped):
-                await anyio.lowlevel.checkpoint()
 
     def _shaped(self, row: Any) -> tuple[Any, ...] | None:
         """``row`` fitted to the columns; None (and counted rejected) when it does not fit."""
@@ -260,12 +315,36 @@ class Writer:
         now = time.monotonic()
         buffer.add(shaped, row_size(shaped), now)
         self._book.accept()
+        if self._open_plain:
+            self._open_plain = None  # not known: checked when the batch is sent
         if len(buffer.rows) == 1 or buffer.full:
             self._wake.set()
         if now - self._yielded < YIELD_EVERY_S:
             return False
         self._yielded = now  # a producer that never waits still lets the loop run
         return True
+
+    def _add_many(self, shaped: Sequence[tuple[Any, ...]]) -> int:
+        """Put the leading rows that fit in the open batch; return how many it took.
+
+        The rows are seen by column once, for their sizes and for the sink's ``plain`` check
+        (made on all of ``shaped``: a row left for the next batch only makes it stricter).
+        """
+        buffer = self._buffer
+        was_empty = not buffer.rows
+        width = len(self._shape.columns)
+        if width:
+            columns = Columns.of(shaped, width)
+            sizes = column_sizes(columns)
+            if self._open_plain:
+                self._open_plain = self._sink.plain_columns(columns)
+        else:  # a null writer without columns: rows of any width
+            sizes = row_sizes(shaped)
+        taken = buffer.add_many(shaped, sizes, time.monotonic())
+        self._book.accept(taken)
+        if was_empty or buffer.full:
+            self._wake.set()
+        return taken
 
     async def flush(self) -> None:
         """Ship the open batch and wait until every row written before this call is settled.
@@ -349,9 +428,10 @@ class Writer:
                     self.limits.in_flight.release_on_behalf_of(token)
                     continue
                 self._book.ship(batch.ids)
+                plain, self._open_plain = self._open_plain, self._sink.native
                 self._room.set()
                 self._room = anyio.Event()
-                tg.start_soon(self._deliver, batch, token)
+                tg.start_soon(self._deliver, batch, token, plain)
                 continue
             if self._closing:
                 return
@@ -373,6 +453,16 @@ class Writer:
             return "linger"
         return None
 
+    async def _plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """The sink's ``plain`` check over ``rows``, a slice at a time, yielding in between."""
+        every = max(1, SLICE_VALUES // max(1, len(self._shape.columns)))
+        for start in range(0, len(rows), every):
+            if start:
+                await anyio.lowlevel.checkpoint()
+            if not self._sink.plain(rows[start : start + every]):
+                return False
+        return True
+
     async def _encode(self, rows: Sequence[tuple[Any, ...]]) -> Encoded:
         if len(rows) * max(1, len(self._shape.columns)) < self._offload:
             return self._sink.encode(rows)
@@ -380,9 +470,14 @@ class Writer:
             self._sink.encode, rows, _let_go, limiter=self.limits.encoding
         )
 
-    async def _deliver(self, batch: ClosedBatch, token: object) -> None:
+    async def _deliver(self, batch: ClosedBatch, token: object, plain: bool | None) -> None:
         out = BatchOutcome()
         try:
+            if plain is None:
+                plain = await self._plain(batch.rows)
+            if plain:
+                await self._send(batch, None, out)
+                return
             encoded = await self._encode(batch.rows)
             for pos, why in encoded.refused:
                 out.rejected[why] += 1
@@ -403,10 +498,17 @@ class Writer:
             self.limits.in_flight.release_on_behalf_of(token)
             self._signal()
 
-    async def _send(self, batch: ClosedBatch, encoded: Encoded, out: BatchOutcome) -> None:
-        """Deliver the encoded rows; account each in ``out`` (also when cancelled or failed)."""
-        keys = tuple(batch.ids.start + pos for pos in encoded.kept)
-        wire = EncodedBatch(batch.ids, encoded.payload, self._sink.wire, keys=keys)
+    async def _send(self, batch: ClosedBatch, encoded: Encoded | None, out: BatchOutcome) -> None:
+        """Deliver the rows (``encoded``, or, when None, ``batch.rows`` as they are).
+
+        Accounts each row in ``out``, also when cancelled or failed.
+        """
+        wire: EncodedBatch
+        if encoded is None:
+            wire = RecordsBatch(batch.ids, b"", self._sink.wire, records=batch.rows)
+        else:
+            keys = tuple(batch.ids.start + pos for pos in encoded.kept)
+            wire = EncodedBatch(batch.ids, encoded.payload, self._sink.wire, keys=keys)
         d = Delivery(wire, self._stats, self._policy)
         self._stats.started_request()
         try:

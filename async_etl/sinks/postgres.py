@@ -85,13 +85,7 @@ class PostgresSink(ClosingSink):
                 if attempt > 1 and await self._landed(conn, batch):
                     return SendResult(delivered=rows)
                 async with conn.transaction():
-                    await conn.copy_to_table(
-                        self._name,
-                        schema_name=self._schema_name,
-                        source=_chunks(batch.payload),
-                        columns=list(self._columns),
-                        format="binary",
-                    )
+                    await self._copy(conn, batch)
                     await conn.execute(self._sql.record, self.ledger_key, batch.ids.start, rows)
         except PG_ERRORS as exc:
             err = translate_pg(exc, self._where)
@@ -101,6 +95,16 @@ class PostgresSink(ClosingSink):
                 return SendResult(delivered=0, rejected=tuple(RowError(i, reason) for i in ids))
             raise err from exc
         return SendResult(delivered=rows)
+
+    async def _copy(self, conn: asyncpg.Connection, batch: EncodedBatch) -> None:
+        """COPY the batch's rows into the table (inside ``send``'s transaction)."""
+        await conn.copy_to_table(
+            self._name,
+            schema_name=self._schema_name,
+            source=_chunks(batch.payload),
+            columns=list(self._columns),
+            format="binary",
+        )
 
     async def _landed(self, conn: asyncpg.Connection, batch: EncodedBatch) -> bool:
         found = await conn.fetchval(self._sql.landed, self.ledger_key, batch.ids.start)

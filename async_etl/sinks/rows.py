@@ -6,6 +6,10 @@ machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)
 * ``PostgresRowsSink``: binary COPY plus the ledger row in one transaction.  The ledger key is
   ``table#writer-<uuid>`` and the writer's sequence numbers start at 1, so two writers on one
   table never share a key, and a retried batch whose first attempt committed is seen landed.
+  A batch that ``plain`` passes (``core.pg_native``) travels as its rows (``RecordsBatch``) and
+  asyncpg encodes it in C, in slices that let the event loop run; should asyncpg still refuse
+  a value on the client (nothing is written then), the answer is a retry of the batch encoded
+  by the reference encoders, which refuse the bad rows with their reasons.
 * ``CrateRowsSink``: ``bulk_args`` with a plain INSERT, resent as ``ON CONFLICT (pk) DO
   NOTHING``, so a resent row that landed is counted delivered, not written twice.  The table
   must have a primary key (declared when the writer creates it, or read from the server).
@@ -17,9 +21,16 @@ machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import asyncpg
+
+from async_etl.core import pg_native
+from async_etl.core.batching import Columns
 from async_etl.core.crate_answers import query_rows
 from async_etl.core.row_codecs import (
     PG_TYPES,
@@ -43,7 +54,7 @@ from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.null import NullSink
 from async_etl.sinks.postgres import PostgresSink
-from async_etl.typing import EncodedBatch, WireFormat
+from async_etl.typing import EncodedBatch, RowError, SendResult, WireFormat
 
 Declared = Mapping[str, str] | Sequence[str] | None
 """``columns=``: name -> SQL type (create the table if missing), names to fill, or None (all)."""
@@ -59,6 +70,30 @@ def _split(columns: Declared) -> tuple[Mapping[str, str] | None, Sequence[str] |
     return None, tuple(columns)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordsBatch(EncodedBatch):
+    """A batch sent as its rows (``payload`` empty): asyncpg's COPY encoders take them."""
+
+    records: Sequence[tuple[Any, ...]] = ()
+
+
+class _DriverRefusedError(Exception):
+    """asyncpg's encoder refused a value on the client: the COPY was aborted, nothing written."""
+
+
+DRIVER_REFUSED = "the driver refused a value: batch encoded again, row by row"
+"""The retry reason when asyncpg refused a value of a ``RecordsBatch`` on the client."""
+
+
+async def _paced(rows: Sequence[tuple[Any, ...]], every: int) -> AsyncIterator[tuple[Any, ...]]:
+    """``rows`` one by one, letting the event loop run after every ``every`` rows."""
+    for start in range(0, len(rows), every):
+        if start:
+            await anyio.lowlevel.checkpoint()
+        for row in rows[start : start + every]:
+            yield row
+
+
 class PostgresRowsSink(PostgresSink):
     """A PostgreSQL table filled by a writer (binary COPY, ledger exactly-once)."""
 
@@ -70,6 +105,8 @@ class PostgresRowsSink(PostgresSink):
         self.ledger_key = f"{table}#writer-{uuid.uuid4().hex}"
         self._pg_columns: tuple[PgColumn, ...] = ()
         self._fast = pg_row_encoder(())
+        self.native = False  # every column's type can go through asyncpg's encoders
+        self._encoding = anyio.CapacityLimiter(1)  # re-encoding a batch the driver refused
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Connect, create the table (when declared) and the ledger; return the columns to fill.
@@ -106,8 +143,57 @@ class PostgresRowsSink(PostgresSink):
                 )
         self._pg_columns = cols
         self._fast = pg_row_encoder(cols)
+        self.native = pg_native.native_table(cols)
         self._columns = names
         return names
+
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """True when asyncpg may encode ``rows`` (a slice of a batch) as they are."""
+        return self.native and pg_native.plain(self._pg_columns, rows)
+
+    def plain_columns(self, values: Columns) -> bool:
+        """``plain`` for rows already seen by column."""
+        return self.native and pg_native.plain_columns(self._pg_columns, values)
+
+    async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """COPY one batch with its ledger row, in one transaction (see ``PostgresSink``).
+
+        A ``RecordsBatch`` whose value asyncpg refuses on the client comes back as a retry of
+        the same rows encoded by the reference encoders; the rows they refuse are rejected.
+        """
+        if not isinstance(batch, RecordsBatch):
+            return await super().send(batch, attempt)
+        try:
+            return await super().send(batch, attempt)
+        except _DriverRefusedError:
+            pass
+        encoded = await anyio.to_thread.run_sync(self.encode, batch.records, limiter=self._encoding)
+        ids = batch.row_ids()
+        rejected = tuple(RowError(ids[pos], why) for pos, why in encoded.refused)
+        if not encoded.kept:
+            return SendResult(delivered=0, rejected=rejected)
+        keys = tuple(ids[pos] for pos in encoded.kept)
+        retry = EncodedBatch(batch.ids, encoded.payload, self.wire, keys=keys)
+        return SendResult(0, rejected, retry=retry, retry_reason=DRIVER_REFUSED)
+
+    async def _copy(self, conn: asyncpg.Connection, batch: EncodedBatch) -> None:
+        if not isinstance(batch, RecordsBatch):
+            return await super()._copy(conn, batch)
+        rows = batch.records
+        width = max(1, len(self._columns))
+        paced = len(rows) * width > pg_native.PACE_ABOVE
+        try:
+            await conn.copy_records_to_table(
+                self._name,
+                schema_name=self._schema_name,
+                records=_paced(rows, max(1, pg_native.SLICE_VALUES // width)) if paced else rows,
+                columns=list(self._columns),
+            )
+        except asyncpg.PostgresError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # raised by a client encoder
+            raise _DriverRefusedError(str(exc)) from exc
+        return None
 
     async def landed(self, batch: EncodedBatch) -> bool | None:
         """Whether ``batch`` committed; None when that cannot be told.
@@ -142,6 +228,7 @@ class CrateRowsSink(CrateDBSink):
     """A CrateDB table filled by a writer (``bulk_args``; resends ``ON CONFLICT DO NOTHING``)."""
 
     wire: WireFormat = "crate_json"
+    native = False  # batches are always encoded here (``encode``)
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
@@ -181,6 +268,14 @@ class CrateRowsSink(CrateDBSink):
         """Unknowable for CrateDB without reading the rows back: None."""
         return None
 
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Never: a CrateDB batch is always encoded by ``encode``."""
+        return False
+
+    def plain_columns(self, values: Columns) -> bool:
+        """Never (see ``plain``)."""
+        return False
+
     def encode(
         self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
     ) -> Encoded:
@@ -192,6 +287,7 @@ class NullRowsSink(NullSink):
     """Counts a writer's rows and keeps nothing."""
 
     wire: WireFormat = "none"
+    native = False
 
     def __init__(self) -> None:
         super().__init__(wire="none")
@@ -206,6 +302,14 @@ class NullRowsSink(NullSink):
     async def landed(self, batch: EncodedBatch) -> bool | None:
         """A null sink keeps nothing: every batch it was handed counts."""
         return True
+
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Never: ``encode`` is already free."""
+        return False
+
+    def plain_columns(self, values: Columns) -> bool:
+        """Never (see ``plain``)."""
+        return False
 
     def encode(
         self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None

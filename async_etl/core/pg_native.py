@@ -1,0 +1,137 @@
+"""Which batches asyncpg's own (C) COPY encoders may take as they are, checked a column at a time.
+
+Theory of operation
+-------------------
+The writer's reference encoders (``row_codecs.PG_TYPES``) check every value and refuse a row
+that does not fit its column, but they run in Python, a few microseconds a row.  asyncpg's
+``copy_records_to_table`` encodes in C, about as fast as the raw driver can go, but it is
+lenient in places: it turns a float into an int8 by truncation, an int or a ``Decimal`` into a
+float8 by rounding, a ``date`` or a naive ``datetime`` into a timestamptz in the local time
+zone, and the last representable instant into ``infinity``; a NUL in a text value fails the
+whole COPY on the server.  So a batch goes to asyncpg only when ``plain(columns, rows)`` holds:
+
+* every column's type is in ``NATIVE`` (decided once per table: ``native_table``);
+* each column's values are all of the exact Python type of the reference's fast path (so
+  nothing is converted), NULL only where the column takes it, and the per-type extras below.
+
+What asyncpg *raises* on (an integer out of range, a string that is not valid UTF-8) is not
+checked here: the COPY fails on the client before anything is written, and the sink encodes
+that batch again with the reference encoders, which refuse the bad rows by name.  So a value
+is stored exactly as the reference would store it, or refused with its reason, on either path.
+
+Every check is a whole-column builtin (``set(map(type, ...))``, ``min`` / ``max``, one
+``join``), so the cost is a few tens of nanoseconds a value; ``plain`` works on any slice of a
+batch, so a caller can check a large batch in slices and let its event loop run in between.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from functools import partial
+from typing import Any, Final
+from uuid import UUID
+
+from async_etl.core.batching import Columns
+from async_etl.core.row_codecs import PgColumn
+
+_NONE = type(None)
+_TS_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)  # asyncpg writes infinity
+_TS_MIN = datetime(1, 1, 1, tzinfo=UTC)  # asyncpg writes -infinity
+_not_none = partial(operator.is_not, None)
+
+
+def _exact(kind: type) -> Callable[[set[type], Sequence[Any]], bool]:
+    def check(kinds: set[type], values: Sequence[Any]) -> bool:
+        return kinds <= {kind}
+
+    return check
+
+
+def _text(kinds: set[type], values: Sequence[Any]) -> bool:
+    return kinds <= {str} and "\x00" not in "".join(values)
+
+
+def _between(kind: type, low: Any, high: Any) -> Callable[[set[type], Sequence[Any]], bool]:
+    def check(kinds: set[type], values: Sequence[Any]) -> bool:
+        if not kinds:
+            return True
+        if kinds != {kind}:
+            return False
+        return bool(low < min(values) and max(values) < high)
+
+    return check
+
+
+def _timestamptz(kinds: set[type], values: Sequence[Any]) -> bool:
+    if not kinds:
+        return True
+    if kinds != {datetime}:
+        return False
+    try:  # naive with aware raises; all naive compare, and have no offset
+        lo, hi = min(values), max(values)
+    except TypeError:
+        return False
+    if lo.utcoffset() is None or hi.utcoffset() is None:
+        return False
+    return bool(lo > _TS_MIN and hi < _TS_MAX)
+
+
+_CHECKS: Final[dict[str, Callable[[set[type], Sequence[Any]], bool]]] = {
+    "bool": _exact(bool),
+    "int2": _exact(int),
+    "int4": _exact(int),
+    "int8": _exact(int),
+    "float4": _exact(float),
+    "float8": _exact(float),
+    "text": _text,
+    "varchar": _text,
+    "bpchar": _text,
+    "timestamptz": _timestamptz,
+    "date": _between(date, date.min, date.max),
+    "uuid": _exact(UUID),
+}
+
+NATIVE: Final = frozenset(_CHECKS)
+"""The column types (``pg_type.typname``) whose batches asyncpg may encode."""
+
+
+def native_table(columns: Sequence[PgColumn]) -> bool:
+    """True when every column's type is in ``NATIVE`` (else the reference encoders do it all)."""
+    return bool(columns) and all(c.typname in NATIVE for c in columns)
+
+
+def plain(columns: Sequence[PgColumn], rows: Sequence[tuple[Any, ...]]) -> bool:
+    """True when asyncpg would store every value of ``rows`` exactly as the reference does.
+
+    ``rows`` are tuples of ``len(columns)`` values (the writer's shaped rows).  False means:
+    encode them with ``row_codecs.encode_pg_rows``.  Raises ``KeyError`` for a column outside
+    ``NATIVE`` (check ``native_table`` first).
+    """
+    return plain_columns(columns, Columns.of(rows, len(columns)))
+
+
+def plain_columns(columns: Sequence[PgColumn], values: Columns) -> bool:
+    """``plain`` for rows already seen by column (``Columns.of(rows, len(columns))``)."""
+    if not values.rows:
+        return True
+    for col, column, found in zip(columns, values.values, values.kinds, strict=True):
+        kinds = set(found)
+        checked: Sequence[Any] = column
+        if _NONE in kinds:
+            if not col.nullable:
+                return False  # the reference refuses the row with its reason
+            kinds.discard(_NONE)
+            checked = tuple(filter(_not_none, column))
+        if not _CHECKS[col.typname](kinds, checked):
+            return False
+    return True
+
+
+SLICE_VALUES: Final = 16_384
+"""Values checked or encoded between two yields to the event loop (a millisecond or two)."""
+
+PACE_ABOVE: Final = 2 * SLICE_VALUES
+"""A batch with more values than this is encoded in slices of ``SLICE_VALUES`` (below it, the
+pause would cost more than the couple of milliseconds it saves)."""

@@ -1,0 +1,98 @@
+"""Which batches asyncpg may encode as they are: only those it stores as the reference does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from async_etl.core.pg_native import NATIVE, native_table, plain
+from async_etl.core.row_codecs import PG_TYPES, PgColumn
+
+AT = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _col(typname: str, nullable: bool = True) -> list[PgColumn]:
+    return [PgColumn("v", typname, nullable)]
+
+
+@pytest.mark.parametrize(
+    ("typname", "values"),
+    [
+        ("int8", [1, -(2**63), 2**63 - 1, None]),
+        ("int2", [0, 5]),
+        ("float8", [1.5, float("inf"), float("nan"), -0.0]),
+        ("float4", [2.5]),
+        ("bool", [True, False, None]),
+        ("text", ["", "äöü ✓", None]),
+        ("varchar", ["abc"]),
+        ("timestamptz", [AT, datetime(2031, 3, 4, tzinfo=timezone(timedelta(hours=-5)))]),
+        ("timestamptz", [datetime(2024, 6, 1, 12, tzinfo=ZoneInfo("Europe/Berlin"))]),
+        ("date", [date(2000, 1, 1), date(9999, 12, 30)]),
+        ("uuid", [uuid.UUID(int=7)]),
+        ("int8", []),
+    ],
+)
+def test_values_of_the_exact_type_are_plain(typname: str, values: list[Any]) -> None:
+    """Exactly typed values (and NULL where allowed) may go to asyncpg's encoders."""
+    assert plain(_col(typname), [(v,) for v in values])
+
+
+@pytest.mark.parametrize(
+    ("typname", "value", "why"),
+    [
+        ("int8", 1.5, "asyncpg truncates a float"),
+        ("int8", True, "a bool is an int to asyncpg"),
+        ("int4", Decimal(3), "asyncpg calls __int__"),
+        ("float8", 2**53 + 1, "asyncpg rounds an int"),
+        ("float8", Decimal("0.1"), "asyncpg rounds a Decimal"),
+        ("float4", 1, "asyncpg converts an int"),
+        ("text", "nul\x00inside", "the server refuses the whole COPY"),
+        ("text", 5, "not a str"),
+        ("timestamptz", datetime(2024, 1, 1), "naive: asyncpg assumes local time"),
+        ("timestamptz", date(2024, 1, 1), "a date: asyncpg assumes local midnight"),
+        ("timestamptz", datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "-> infinity"),
+        ("timestamptz", datetime(1, 1, 1, tzinfo=UTC), "asyncpg writes -infinity"),
+        ("date", date.max, "asyncpg writes infinity"),
+        ("date", date.min, "asyncpg writes -infinity"),
+        ("date", AT, "a datetime is a date to asyncpg"),
+        ("uuid", "12345678-1234-5678-1234-567812345678", "asyncpg's own parser"),
+        ("bool", 1, "not a bool"),
+    ],
+)
+def test_values_asyncpg_would_change_or_fail_the_batch_on_are_not_plain(
+    typname: str, value: Any, why: str
+) -> None:
+    """One such value sends its whole batch to the reference encoders."""
+    rows = [(v,) for v in ([AT] if typname == "timestamptz" else [])] + [(value,)]
+    assert not plain(_col(typname), rows), why
+
+
+def test_mixed_naive_and_aware_datetimes_are_not_plain() -> None:
+    """A naive datetime among aware ones is caught (comparing them raises)."""
+    assert not plain(_col("timestamptz"), [(AT,), (datetime(2024, 1, 1),)])
+
+
+def test_null_in_a_not_null_column_is_left_to_the_reference() -> None:
+    """The reference refuses that row with its reason, so the batch is not plain."""
+    assert plain(_col("int8", nullable=False), [(1,)])
+    assert not plain(_col("int8", nullable=False), [(1,), (None,)])
+
+
+def test_several_columns_are_checked_each_by_its_type() -> None:
+    """A row is plain only when every column is."""
+    cols = [PgColumn("a", "int8", False), PgColumn("b", "text"), PgColumn("c", "timestamptz")]
+    assert plain(cols, [(1, "x", AT), (2, None, None)])
+    assert not plain(cols, [(1, "x", AT), (2, 3, AT)])
+
+
+def test_native_types_are_writer_types_and_tables_are_all_or_nothing() -> None:
+    """Every native type is one the writer encodes; one other column keeps the table off it."""
+    assert set(PG_TYPES) >= NATIVE
+    assert native_table([PgColumn("a", "int8"), PgColumn("b", "text")])
+    assert not native_table([PgColumn("a", "int8"), PgColumn("b", "numeric")])
+    assert not native_table([])

@@ -1,0 +1,164 @@
+"""The writer's fast PostgreSQL path (asyncpg's encoders), real server: exact or refused."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from async_etl import open_writer
+from async_etl.sinks import rows as rows_sinks
+from async_etl.sinks.rows import PostgresRowsSink, RecordsBatch
+from tests.embedding.test_writer_pg import _fetch
+
+COLUMNS = {
+    "id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz",
+    "day": "date", "ok": "boolean", "u": "uuid", "small": "smallint",
+}  # fmt: skip
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture
+def sent_as(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """How each COPY went: "records" (asyncpg encodes) or "payload" (reference encoders)."""
+    seen: list[str] = []
+    copy = PostgresRowsSink._copy
+
+    async def spy(self: PostgresRowsSink, conn: Any, batch: Any) -> None:
+        seen.append("records" if isinstance(batch, RecordsBatch) else "payload")
+        await copy(self, conn, batch)
+
+    monkeypatch.setattr(PostgresRowsSink, "_copy", spy)
+    yield seen
+
+
+def _in_utc(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row with its timestamptz as UTC (a time in a DST gap equals no other zone's)."""
+    return (*row[:3], row[3].astimezone(UTC), *row[4:])
+
+
+def _row(i: int) -> tuple[Any, ...]:
+    at = datetime(2024, 3, 31, 1, 30, tzinfo=BERLIN) + timedelta(minutes=i)
+    return (i, f"näme-{i} ✓", i / 7, at, date(2000, 1, 1) + timedelta(days=i), i % 2 == 0,
+            uuid.UUID(int=i), i % 100)  # fmt: skip
+
+
+async def test_plain_batches_go_through_asyncpg_and_read_back_exactly(
+    pg_dsn: str, sent_as: list[str]
+) -> None:
+    """A list of well-typed tuples is COPYed as records, and every value reads back equal."""
+    extremes = [
+        (-(2**63), "", -0.0, datetime(1, 1, 2, tzinfo=UTC), date(1, 1, 2), None, None, -(2**15)),
+        (2**63 - 1, None, math.inf, datetime(9999, 12, 31, tzinfo=UTC), date(9999, 12, 30),
+         False, uuid.UUID(int=2**128 - 1), 2**15 - 1),
+        (5000, "x", 5e-324, datetime(2031, 3, 4, tzinfo=timezone(timedelta(hours=-5))), None,
+         True, None, None),
+    ]  # fmt: skip
+    data = [_row(i) for i in range(3000)] + extremes
+    async with open_writer(
+        pg_dsn, table="t", columns=COLUMNS, primary_key=["id"], batch_rows=1000
+    ) as writer:
+        await writer.write_many(data)
+    assert writer.report.ok and writer.report.delivered == len(data), writer.report.reasons
+    assert sent_as == ["records"] * 4
+    got = await _fetch(pg_dsn, f"SELECT {', '.join(COLUMNS)} FROM t ORDER BY id")
+    assert [tuple(r) for r in got] == sorted(_in_utc(r) for r in data)
+
+
+async def test_values_asyncpg_would_change_go_through_the_reference_encoders(
+    pg_dsn: str, sent_as: list[str]
+) -> None:
+    """The last instant (asyncpg: infinity) and NaN land exactly; a naive datetime is refused."""
+    last = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    async with open_writer(
+        pg_dsn, table="t", columns={"id": "bigint", "at": "timestamptz", "x": "float8"},
+        primary_key=["id"], batch_rows=10,
+    ) as writer:  # fmt: skip
+        await writer.write_many([(1, last, math.nan), (2, datetime(2024, 1, 1), 1.0)])
+        await writer.write_many([(3, datetime(2024, 1, 1, tzinfo=UTC), 2**53 + 1)])
+    report = writer.report
+    assert (report.delivered, report.rejected) == (1, 2)
+    assert [r.reason for r in report.rejected_rows] == [
+        "column 'at' (timestamptz): timestamptz needs a timezone-aware datetime",
+        f"column 'x' (float8): {2**53 + 1} has no exact float value",
+    ]
+    assert sent_as == ["payload"]
+    got = await _fetch(pg_dsn, "SELECT id, at, at::text AS t, x FROM t")
+    assert [(r["id"], r["at"], r["t"]) for r in got] == [(1, last, "9999-12-31 23:59:59.999999+00")]
+    assert math.isnan(got[0]["x"])
+
+
+async def test_a_value_asyncpg_refuses_is_rejected_and_the_batch_lands_once(
+    pg_dsn: str, sent_as: list[str]
+) -> None:
+    """An int8 out of range fails asyncpg's COPY; the batch is re-encoded, the row refused."""
+    data = [(i, f"r{i}", 0.5) for i in range(50)]
+    data[20] = (2**63, "too big", 0.5)
+    async with open_writer(
+        pg_dsn, table="t", columns={"id": "bigint", "name": "text", "x": "float8"},
+        primary_key=["id"], batch_rows=50,
+    ) as writer:  # fmt: skip
+        await writer.write_many(data)
+    report = writer.report
+    assert (report.delivered, report.rejected, report.undelivered) == (49, 1, 0)
+    assert report.rejected_rows[0].row == (2**63, "too big", 0.5)
+    assert report.rejected_rows[0].reason == f"column 'id' (int8): {2**63} is out of range"
+    assert report.retries == 1
+    assert sent_as == ["records", "payload"]
+    got = await _fetch(pg_dsn, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM t")
+    assert (got[0]["n"], got[0]["d"]) == (49, 49)
+    ledger = await _fetch(pg_dsn, "SELECT start_id, rows FROM async_etl_bench_ledger")
+    assert [tuple(r) for r in ledger] == [(1, 49)]
+
+
+async def test_wide_batches_are_encoded_in_slices_and_land_whole(
+    pg_dsn: str, sent_as: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch above the pacing size is fed to asyncpg a slice at a time; nothing is lost."""
+    slices: list[int] = []
+    paced = rows_sinks._paced
+
+    async def counting(rows: Any, every: int) -> Any:
+        slices.append(every)
+        async for row in paced(rows, every):
+            yield row
+
+    monkeypatch.setattr(rows_sinks, "_paced", counting)
+    cols = {"id": "bigint"} | {f"c{k}": ("bigint" if k % 2 else "text") for k in range(20)}
+    data = [(i, *[(i * k if k % 2 else f"v-{i}-{k}") for k in range(20)]) for i in range(4000)]
+    async with open_writer(
+        pg_dsn, table="w", columns=cols, primary_key=["id"], batch_rows=2000, linger_ms=60_000
+    ) as writer:
+        for row in data:  # row by row: the plain check runs when the batch is sent
+            await writer.write(dict(zip(cols, row, strict=True)))
+    assert writer.report.ok and writer.report.delivered == 4000
+    assert sent_as == ["records", "records"] and len(slices) == 2
+    got = await _fetch(pg_dsn, f"SELECT {', '.join(cols)} FROM w ORDER BY id")
+    assert [tuple(r) for r in got] == data
+
+
+async def test_a_list_with_a_misfit_row_lands_the_others_in_order(pg_dsn: str) -> None:
+    """``write_many`` with a wrong-width row and a dict: that row is rejected, the rest land."""
+    data: list[Any] = [(i, f"r{i}") for i in range(30)]
+    data[10] = (10,)
+    data[11] = {"id": 11, "name": "dict"}
+    async with open_writer(
+        pg_dsn, table="t", columns={"id": "bigint", "name": "text"}, primary_key=["id"],
+        batch_rows=8,
+    ) as writer:  # fmt: skip
+        await writer.write_many(data)
+        await writer.write_many(iter([(100, "from an iterator"), (101, "too", "wide")]))
+    report = writer.report
+    assert (report.accepted, report.delivered, report.rejected) == (32, 30, 2)
+    assert [r.reason for r in report.rejected_rows] == [
+        "row has 1 values for 2 columns",
+        "row has 3 values for 2 columns",
+    ]
+    got = await _fetch(pg_dsn, "SELECT id, name FROM t ORDER BY id")
+    assert [r["id"] for r in got] == [*(i for i in range(30) if i != 10), 100]
+    assert got[10]["name"] == "dict"
