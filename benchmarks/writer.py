@@ -4,7 +4,8 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
 
 * ``pg`` — ROWS rows of (bigint, text, float8, timestamptz) into PostgreSQL in 5,000-row
   batches, 4 in flight: ``open_writer`` vs asyncpg ``copy_records_to_table`` on a pool of 4
-  (bounded by a semaphore).  Both into fresh tables.
+  (bounded by a semaphore).  Both into fresh tables; both connect and close inside the timing
+  (the writer opens its pool in ``async with``).
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
   ``open_writer`` vs a bare aiohttp poster (orjson body, 4 in flight).
 * ``write_cost`` — ``write()`` into ``null://`` with batches that close on rows: µs per row.
@@ -61,17 +62,17 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
     await conn.execute("DROP TABLE IF EXISTS bw_raw, bw_writer")
     ddl = "(id bigint PRIMARY KEY, name text, score double precision, at timestamptz)"
     await conn.execute(f"CREATE TABLE bw_raw {ddl}; CREATE TABLE bw_writer {ddl}")
-    await conn.close()
-    pool = await asyncpg.create_pool(dsn, min_size=IN_FLIGHT, max_size=IN_FLIGHT)
     gate = asyncio.Semaphore(IN_FLIGHT)
 
-    async def one(batch: list[tuple[Any, ...]]) -> None:
-        async with gate, pool.acquire() as c:
-            await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+    async def raw() -> None:  # connects and closes inside the timing, as the writer does
+        async with asyncpg.create_pool(dsn, min_size=IN_FLIGHT, max_size=IN_FLIGHT) as pool:
 
-    async def raw() -> None:
-        tasks = [asyncio.create_task(one(data[i : i + BATCH])) for i in range(0, n, BATCH)]
-        await asyncio.gather(*tasks)
+            async def one(batch: list[tuple[Any, ...]]) -> None:
+                async with gate, pool.acquire() as c:
+                    await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+
+            tasks = [asyncio.create_task(one(data[i : i + BATCH])) for i in range(0, n, BATCH)]
+            await asyncio.gather(*tasks)
 
     async def writer() -> None:
         async with open_writer(
@@ -81,8 +82,7 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
         assert w.report.delivered == n, w.report
 
     async def clear() -> None:
-        async with pool.acquire() as c:
-            await c.execute("TRUNCATE bw_raw, bw_writer")
+        await conn.execute("TRUNCATE bw_raw, bw_writer")
 
     await raw()  # warm-up
     await writer()
@@ -92,7 +92,7 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
         results["raw"].append(await timed(raw, n))
         results["writer"].append(await timed(writer, n))
         await clear()
-    await pool.close()
+    await conn.close()
     raw_best, writer_best = max(results["raw"]), max(results["writer"])
     return {
         "rows": n,
