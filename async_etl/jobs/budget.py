@@ -104,9 +104,14 @@ async def _acquire_unless(
         acquired = True
         tg.cancel_scope.cancel()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(take)
-        await stop.wait()
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+    except BaseException:  # cancelled from outside after ``take`` got the token: give it back
+        if acquired:
+            limiter.release_on_behalf_of(borrower)
+        raise
     if not acquired:
         raise StopRequested("stop requested while waiting for a connection budget token")
