@@ -168,6 +168,27 @@ class ItemResult:
 
 OK_ITEM = ItemResult(rowcount=1)
 _OK_RAW = {"rowcount": 1}
+_OK_BYTES = b'{"rowcount":1}'
+_RESULTS_KEY = b'"results":['
+_LAST = re.compile(rb'(?:,"duration":[0-9.eE+-]+)?\}\s*\Z')
+
+
+def _without_ok_results(body: bytes) -> tuple[bytes, int] | None:
+    """``body`` with a compact all-``{"rowcount":1}`` results array emptied, and its length.
+
+    Only when that array closes the body, but for a ``duration`` (``...]}`` or
+    ``...],"duration":1.5}``: so it is the top-level one) and is written exactly so; None
+    otherwise (spaces, another item, another order): parse it all then.  A bulk answer of
+    thousands of rows is then parsed as a few bytes, not as one dict a row.
+    """
+    head, found, rest = body.rpartition(_RESULTS_KEY)
+    if not found:
+        return None
+    items, _, tail = rest.partition(b"]")
+    n = (len(items) + 1) // (len(_OK_BYTES) + 1)
+    if not _LAST.match(tail) or not n or items != b",".join([_OK_BYTES] * n):
+        return None
+    return head + _RESULTS_KEY + b"]" + tail, n
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +264,17 @@ def parse_response(
     as a proxy's error page (reduced to one line with the status).
     """
     doc: Any = None
-    if body.strip():
+    all_ok = 0  # the length of an all-OK results array taken out of the body before parsing
+    if (emptied := _without_ok_results(body)) is not None:
+        try:
+            doc = orjson.loads(emptied[0])
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("results") == []:
+            all_ok = emptied[1]
+        else:  # the key was not the top-level one: read the body as it came
+            doc = None
+    if doc is None and body.strip():
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -261,7 +292,9 @@ def parse_response(
         message = f"HTTP {status} without error detail"
     raw_results = doc.get("results")
     results: tuple[ItemResult, ...] | None = None
-    if isinstance(raw_results, list):
+    if all_ok:
+        results = (OK_ITEM,) * all_ok
+    elif isinstance(raw_results, list):
         if raw_results.count(_OK_RAW) == len(raw_results):  # the common case, compared in C
             results = (OK_ITEM,) * len(raw_results)
         else:

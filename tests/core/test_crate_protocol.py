@@ -514,3 +514,39 @@ def test_checked_version_returns_raises_or_explains() -> None:
     bare = orjson.dumps({"ok": True})
     with pytest.raises(LoadError, match="CrateDB h: GET / answered no version number"):
         checked_version(parse_response(200, bare), bare, "CrateDB h")
+
+
+bulk_items = st.lists(
+    st.one_of(
+        st.just({"rowcount": 1}),
+        st.just({"rowcount": 0}),
+        st.just({"rowcount": -2, "error": {"code": 4091, "message": "dup ]"}}),
+    ),
+    max_size=40,
+)
+
+
+@given(items=bulk_items, spaced=st.booleans(), decoy=st.booleans(), last=st.booleans())
+def test_bulk_answers_read_the_same_with_or_without_the_all_ok_shortcut(
+    items: list[dict[str, Any]], spaced: bool, decoy: bool, last: bool
+) -> None:
+    """Compact all-OK results are read without parsing each item; every answer reads alike."""
+    import json
+
+    doc: dict[str, Any] = {"cols": []}
+    if decoy:  # a nested "results" array of OK items, before the real one
+        doc["rows"] = [[{"results": [{"rowcount": 1}] * 3}]]
+    if last:  # CrateDB's order; the stand-in writes the duration last
+        doc["duration"] = 2.5
+    doc["results"] = items
+    doc["duration"] = 2.5
+    body = json.dumps(doc).encode() if spaced else orjson.dumps(doc)
+    got = parse_response(200, body, "application/json")
+    errors = [i.get("error", {}) for i in items]
+    expected = tuple(
+        ItemResult(i["rowcount"], e.get("code"), e.get("message", ""))
+        for i, e in zip(items, errors, strict=True)
+    )
+    assert got.results == expected
+    assert got.duration_ms == 2.5 and got.status == 200 and got.error_message == ""
+    assert len(got.rows) == (1 if decoy else 0)
