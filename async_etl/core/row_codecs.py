@@ -69,8 +69,14 @@ class RowShape:
 
     def normalize(self, row: Any) -> tuple[Any, ...] | str:
         """``row`` (tuple/list, dict by column name, or dataclass) as a tuple, or why it is not."""
-        if type(row) is tuple and len(row) == len(self.columns):  # the common case, first
+        width = len(self.columns)
+        if type(row) is tuple and len(row) == width:  # the common case, first
             return row
+        if type(row) is dict and len(row) == width > 1:  # exactly the columns: one C call
+            try:
+                return self._pick(row)  # type: ignore[no-any-return]
+            except KeyError:
+                pass  # a key is not a column: said below
         if isinstance(row, tuple | list):
             if self.columns and len(row) != len(self.columns):  # no columns: any width
                 return f"row has {len(row)} values for {len(self.columns)} columns"

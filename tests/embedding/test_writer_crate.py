@@ -6,6 +6,7 @@ import aiohttp
 import pytest
 
 from async_etl import ConfigError, RetryPolicy, open_writer
+from async_etl.drivers import cratedb as cratedb_driver
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from async_etl.testing.crate.probe import post_sql
 
@@ -93,3 +94,37 @@ async def test_a_table_without_primary_key_is_refused_in_one_line() -> None:
         with pytest.raises(ConfigError, match="does not exist"):
             async with open_writer(crate.url, table="missing"):
                 pass
+
+
+@pytest.mark.parametrize(("threshold", "gzipped"), [(None, True), (0, False)])
+async def test_gzip_threshold_decides_whether_bodies_are_compressed(
+    crate_standin: CrateStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: int | None,
+    gzipped: bool,
+) -> None:
+    """By default large bodies are gzipped; ``gzip_threshold=0`` sends them as they are."""
+    crate = crate_standin
+    sizes: list[int] = []
+    real = cratedb_driver.maybe_gzip
+
+    def spy(body: bytes, at: int) -> tuple[bytes, dict[str, str]]:
+        sizes.append(len(body))
+        return real(body, at)
+
+    monkeypatch.setattr(cratedb_driver, "maybe_gzip", spy)
+    async with open_writer(
+        crate.url, table="ev", columns=COLUMNS, primary_key=["id"], gzip_threshold=threshold
+    ) as writer:
+        await writer.write_many([(i, "x" * 100, 0.5) for i in range(2000)])
+    assert writer.report.ok and writer.report.delivered == 2000
+    assert await _ids(crate) == list(range(2000))
+    assert bool(sizes) == gzipped
+
+
+def test_gzip_threshold_is_refused_for_other_urls_and_below_zero() -> None:
+    """A CrateDB-only setting given with PostgreSQL, or a negative one, is a one-line error."""
+    with pytest.raises(ConfigError, match="CrateDB URLs only"):
+        open_writer("postgresql://u@h/db", table="t", gzip_threshold=0)
+    with pytest.raises(ConfigError, match="0 \\(never\\) or more"):
+        open_writer("http://h:4200", table="t", gzip_threshold=-1)
