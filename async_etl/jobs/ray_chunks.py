@@ -96,10 +96,10 @@ class RayChunks:
         async with self._lock:
             if self._ray is not None:
                 return
-            from async_etl.runtime.ray_cluster import connect
+            from async_etl.runtime.ray_cluster import ACTOR_OPTIONS, connect
 
             ray = connect(self.address, **self._init)
-            remote = ray.remote(num_cpus=0)(ChunkActor)
+            remote = ray.remote(**ACTOR_OPTIONS)(ChunkActor)
             for i in range(self.actors):
                 name = f"actor-{i}"
                 self._live[name] = remote.remote(ctx.spec, ctx.window)

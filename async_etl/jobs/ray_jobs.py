@@ -177,10 +177,10 @@ class RayJobs:
     async def _ensure(self) -> None:
         async with self._lock:
             if self._ray is None:
-                from async_etl.runtime.ray_cluster import connect
+                from async_etl.runtime.ray_cluster import ACTOR_OPTIONS, connect
 
                 self._ray = connect(self.address, **self._init)
-                self._remote = self._ray.remote(num_cpus=0)(JobActor)
+                self._remote = self._ray.remote(**ACTOR_OPTIONS)(JobActor)
             for i in range(self.actors):
                 name = f"actor-{i}"
                 if name not in self._slots:

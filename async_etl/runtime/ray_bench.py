@@ -48,7 +48,7 @@ from async_etl.core.units import Assignment, UnitBook
 from async_etl.errors import AsyncEtlError, ConfigError, LoadError, unusable
 from async_etl.runtime.engine import SnapshotHandler, deliver
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
-from async_etl.runtime.ray_cluster import actor_died, connect
+from async_etl.runtime.ray_cluster import ACTOR_OPTIONS, actor_died, connect
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
@@ -183,7 +183,7 @@ async def run_on_ray(
         raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
     unit_rows = s.batch_size * batches_per_unit(s.batch_size)
     planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
-    remote = ray.remote(num_cpus=0)(BenchActor)
+    remote = ray.remote(**ACTOR_OPTIONS)(BenchActor)
     actors = {f"actor-{i}": remote.remote(s, source, target) for i in range(s.ray_actors)}
     try:
         pids = await _start(actors)

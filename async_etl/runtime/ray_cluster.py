@@ -17,6 +17,10 @@ from typing import Any
 from async_etl.errors import ConfigError
 
 INSTALL_HINT = "pip install 'async-etl[ray]'"
+ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0.01, "scheduling_strategy": "SPREAD"}
+"""How every actor is started: spread over the cluster's nodes (round robin), not packed onto
+the first node that fits.  Ray places an actor that requires no resource at all at random and
+ignores SPREAD for it, so each asks for a token 1 % of a CPU: a hundred actors fit one CPU."""
 _HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d{1,5})$")
 
 
@@ -93,4 +97,4 @@ def actor_died(exc: BaseException) -> bool:
     return isinstance(exc, gone)
 
 
-__all__ = ["actor_died", "check_address", "connect", "join_cluster", "load_ray"]
+__all__ = ["ACTOR_OPTIONS", "actor_died", "check_address", "connect", "join_cluster", "load_ray"]

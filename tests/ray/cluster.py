@@ -1,7 +1,7 @@
-"""A real two-node Ray cluster on this machine, for tests: a head and a worker process.
+"""A real Ray cluster on this machine, for tests and benchmarks: a head and worker processes.
 
 Each node is a ``ray start --block`` process in its own session, with its own free ports and a
-temp dir under /tmp; teardown signals those two process groups only (never ``ray stop``, which
+temp dir under /tmp; teardown signals those process groups only (never ``ray stop``, which
 would stop every Ray on the machine).
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,6 +63,22 @@ def _wait_listening(
 @contextmanager
 def two_node_cluster(repo_root: str) -> Iterator[str]:
     """Start a head and a worker node (1 CPU each); yields the GCS address ``127.0.0.1:PORT``."""
+    with local_cluster(repo_root, nodes=2) as address:
+        yield address
+
+
+@contextmanager
+def local_cluster(
+    repo_root: str,
+    nodes: int,
+    wrap: Callable[[int], list[str]] | None = None,
+    settle: float = 3.0,
+) -> Iterator[str]:
+    """Start a head and ``nodes - 1`` worker nodes (1 CPU each); yields the GCS address.
+
+    ``wrap(i)`` is a command prefix for node ``i`` (0: the head), e.g. one that moves the node
+    into a CPU-limited cgroup before it starts; every process of the node inherits it.
+    """
     temp = tempfile.mkdtemp(prefix="aetl-ray-", dir="/tmp")
     env = {**os.environ, "PYTHONPATH": repo_root, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
     port = _free_port()
@@ -73,13 +89,15 @@ def two_node_cluster(repo_root: str) -> Iterator[str]:
         temp,
         "--disable-usage-stats",
     ]
+    prefix = wrap or (lambda _: [])
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(_spawn([*head, *common, *_ports()], env, temp, "head"))
+        procs.append(_spawn([*prefix(0), *head, *common, *_ports()], env, temp, "head"))
         _wait_listening(port, procs[0], Path(temp) / "head.out")
-        worker = [RAY, "start", "--address", f"127.0.0.1:{port}", *common, *_ports()]
-        procs.append(_spawn(worker, env, temp, "worker"))
-        time.sleep(3)  # the worker registers with the head
+        for i in range(1, nodes):
+            worker = [RAY, "start", "--address", f"127.0.0.1:{port}", *common, *_ports()]
+            procs.append(_spawn([*prefix(i), *worker], env, temp, f"worker{i}"))
+        time.sleep(settle)  # the workers register with the head
         yield f"127.0.0.1:{port}"
     finally:
         for proc in reversed(procs):

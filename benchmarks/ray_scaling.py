@@ -1,0 +1,210 @@
+"""Aggregate scaling of ``bench --ray`` on a simulated cluster: N nodes, each CPU-limited.
+
+Each node is a real ``ray start`` process (a head, then workers) moved, before it starts, into
+its own cgroup (v1 ``cpu`` + ``cpuacct``) with a CFS quota of ``--quota`` CPUs, so the node
+and everything it starts (its raylet, the actor's worker process) can use at most that much
+CPU: a small stand-in for one machine of a cluster.  Actors are spread one per node (Ray's
+SPREAD strategy).  The sink (one counting CrateDB stand-in process) and the driver run outside
+the cgroups, unlimited, as they would on their own machines.
+
+For N = 1 .. ``--max-nodes``: start the cluster, run ``async-etl bench --ray ADDRESS
+--ray-actors N --generators 0`` (generation inline in the actor, on its node's CPU) with
+``N * --records-per-node`` records, read the summary (exact count required) and each node's
+CPU seconds (``cpuacct.usage``), stop the cluster.  Also in the same run: the local engine
+with 2 generator processes into the same kind of sink, unlimited, as the machine's ceiling.
+
+Needs root and a writable cgroup v1 ``cpu`` hierarchy (``/sys/fs/cgroup/cpu``).  Usage:
+
+    python benchmarks/ray_scaling.py [--max-nodes 4] [--quota 0.2] [--records-per-node 150000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, REPO)
+
+from tests.ray.cluster import NO_AUTH, local_cluster  # noqa: E402
+
+CGROUP = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+
+
+def standin() -> tuple[subprocess.Popen[str], str]:
+    """A counting stand-in process; (process, URL)."""
+    cmd = [sys.executable, "-m", "async_etl.testing.crate", "--port", "0", "--count-only"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().rsplit(" ", 1)[1].strip()
+
+
+WAIT_NODES = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False)
+deadline = time.monotonic() + 180
+while sum(n["Alive"] for n in ray.nodes()) < int(sys.argv[2]):
+    assert time.monotonic() < deadline, "the nodes did not all register"
+    time.sleep(0.5)
+"""
+
+
+def wait_nodes(address: str, n: int) -> None:
+    """Block until ``n`` nodes are alive in the cluster (a CPU-limited node starts slowly)."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
+    subprocess.run([sys.executable, "-c", WAIT_NODES, address, str(n)], check=True, env=env,
+                   capture_output=True, timeout=240)  # fmt: skip
+
+
+def bench(url: str, records: int, flags: list[str]) -> dict[str, object]:
+    """One ``async-etl bench`` run into ``url``; its JSON summary."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "s.json"
+        cmd = [sys.executable, "-m", "async_etl", "bench", "--sink", url]
+        cmd += ["--records", str(records), "--batch-size", "5000", "--concurrency", "8"]
+        cmd += ["--log-format", "json", "--json-out", str(out), *flags]
+        env = {**os.environ, "PYTHONPATH": REPO, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
+        done = subprocess.run(cmd, capture_output=True, env=env, text=True, timeout=900)
+        if done.returncode != 0:
+            raise SystemExit(f"bench failed ({done.returncode}): {done.stderr[-1500:]}")
+        summary: dict[str, object] = json.loads(out.read_text())
+    return summary
+
+
+class Nodes:
+    """One cpu + cpuacct cgroup per simulated node, with a CFS quota of ``quota`` CPUs."""
+
+    def __init__(self, n: int, quota: float) -> None:
+        self.names = [f"aetl_ray_scaling_{os.getpid()}_{i}" for i in range(n)]
+        for name in self.names:
+            for kind in ("cpu", "cpuacct"):
+                (CGROUP / kind / name).mkdir()
+            (CGROUP / "cpu" / name / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (CGROUP / "cpu" / name / "cpu.cfs_quota_us").write_text(str(int(quota * PERIOD_US)))
+
+    def wrap(self, i: int) -> list[str]:
+        """A command prefix that moves the node's first process into its cgroups, then execs."""
+        cpu, acct = (CGROUP / k / self.names[i] / "cgroup.procs" for k in ("cpu", "cpuacct"))
+        script = f'echo $$ > {cpu} && echo $$ > {acct} && exec "$@"'
+        return ["sh", "-c", script, "sh"]
+
+    def cpu_s(self) -> list[float]:
+        """CPU seconds used so far by each node."""
+        usage = (CGROUP / "cpuacct" / name / "cpuacct.usage" for name in self.names)
+        return [int(p.read_text()) / 1e9 for p in usage]
+
+    def actors_by_node(self, seen: dict[int, str]) -> None:
+        """Record which node's cgroup each ``ray::BenchActor`` process is in (pid -> node)."""
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            if " ".join(proc.info["cmdline"] or []).startswith("ray::BenchActor"):
+                try:
+                    lines = Path(f"/proc/{proc.info['pid']}/cgroup").read_text().splitlines()
+                except OSError:
+                    continue
+                for line in lines:
+                    _, kinds, path = line.split(":", 2)
+                    if "cpu" in kinds.split(",") and path.strip("/") in self.names:
+                        seen[proc.info["pid"]] = f"node{self.names.index(path.strip('/'))}"
+
+    def remove(self) -> None:
+        """Remove the cgroups (their processes are gone by now; retried briefly)."""
+        for name in self.names:
+            for kind in ("cpu", "cpuacct"):
+                path = CGROUP / kind / name
+                for _ in range(50):
+                    try:
+                        path.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.2)
+
+
+def scaled(n: int, quota: float, records: int) -> dict[str, object]:
+    """One run over ``n`` CPU-limited nodes: rows/s, per-actor rows/s, CPU s per node."""
+    nodes = Nodes(n, quota)
+    proc, url = standin()
+    try:
+        with local_cluster(REPO, nodes=n, wrap=nodes.wrap, settle=0.0) as address:
+            wait_nodes(address, n)
+            before = nodes.cpu_s()
+            t0 = time.monotonic()
+            seen: dict[int, str] = {}
+            done = threading.Event()
+
+            def watch() -> None:
+                while not done.wait(1.0):
+                    nodes.actors_by_node(seen)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            try:
+                flags = ["--generators", "0", "--ray", address, "--ray-actors", str(n)]
+                s = bench(url, records, flags)
+            finally:
+                done.set()
+                watcher.join()
+            wall = time.monotonic() - t0
+            used = [b - a for a, b in zip(before, nodes.cpu_s(), strict=True)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        nodes.remove()
+    ray = s["extra"]["ray"]  # type: ignore[index]
+    return {
+        "nodes": n,
+        "ok": s["ok"],
+        "records": s["records"],
+        "rows_per_s": s["rows_per_s"],
+        "rows_per_s_by_actor": ray["rows_per_s_by_actor"],
+        "node_cpu_s": [round(u, 2) for u in used],
+        "actor_nodes": sorted(seen.values()),
+        "process_wall_s": round(wall, 2),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--max-nodes", type=int, default=4)
+    p.add_argument("--quota", type=float, default=0.2, help="CPUs per node (CFS quota)")
+    p.add_argument("--records-per-node", type=int, default=150_000)
+    args = p.parse_args()
+    if not os.access(CGROUP / "cpu", os.W_OK):
+        raise SystemExit(f"{CGROUP / 'cpu'} is not writable: run as root on a cgroup v1 host")
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    proc, url = standin()
+    try:
+        ceiling = bench(url, args.records_per_node * args.max_nodes, ["--generators", "2"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"ceiling: local engine, 2 generator processes, unlimited: "
+          f"{ceiling['rows_per_s']:,.0f} rows/s (ok={ceiling['ok']})", flush=True)  # fmt: skip
+    runs = []
+    for n in range(1, args.max_nodes + 1):
+        run = scaled(n, args.quota, args.records_per_node * n)
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+    base = float(runs[0]["rows_per_s"])  # type: ignore[arg-type]
+    print(f"\n{'nodes':>5} {'rows/s':>10} {'x of 1 node':>11} {'of linear':>9}  node CPU s")
+    for run in runs:
+        rate = float(run["rows_per_s"])  # type: ignore[arg-type]
+        n = int(run["nodes"])  # type: ignore[call-overload]
+        print(f"{n:>5} {rate:>10,.0f} {rate / base:>11.2f} {rate / (base * n):>9.2f}  "
+              f"{run['node_cpu_s']}")  # fmt: skip
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
