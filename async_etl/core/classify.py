@@ -22,8 +22,10 @@ __all__ = [
     "classify_crate",
     "classify_oracle",
     "classify_sqlstate",
+    "fatal_sqlstate",
     "is_transient",
     "load_error",
+    "pg_kind",
 ]
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -58,6 +60,46 @@ def classify_sqlstate(code: str) -> ErrorKind:
     if state[:2] in ("22", "23"):
         return ErrorKind.DATA
     return ErrorKind.DB_PERMANENT
+
+
+_FATAL_TEXTS = (
+    ("too many connections", "53300"),  # "sorry, too many connections already"
+    ("starting up", "57P03"),  # "the database system is starting up"
+    ("in recovery", "57P03"),  # "the database system is in recovery mode"
+    ("shutting down", "57P01"),  # "the database system is shutting down"
+    ("terminating connection", "57P01"),  # pg_terminate_backend, or 57P02 after a crash
+)
+
+
+def fatal_sqlstate(text: str) -> str | None:
+    """The SQLSTATE a server's ``FATAL:`` refusal in ``text`` stands for; None without one.
+
+    libpq (psycopg) reports a refusal at connect time as text, without a SQLSTATE; asyncpg
+    gives the code.  Both PostgreSQL twins pass the code through ``classify_sqlstate``, so a
+    message meaning "try later" maps to its transient code and any other ``FATAL`` (bad
+    password, no such database, no pg_hba entry) to ``28000``, a permanent one.
+    """
+    if "FATAL:" not in text:
+        return None
+    lowered = text.lower()
+    for words, code in _FATAL_TEXTS:
+        if words in lowered:
+            return code
+    return "28000"
+
+
+def pg_kind(code: str, *, fatal: bool) -> ErrorKind:
+    """The kind of a PostgreSQL error with SQLSTATE ``code``; ``fatal``: severity FATAL.
+
+    A FATAL error ends the session, so a transient one (restart, shutdown, terminated, too
+    many connections) is a lost connection: ``NETWORK``, paced on the retry policy's slower
+    connect clock.  Both PostgreSQL twins decide with this (asyncpg gives the severity,
+    libpq's text says ``FATAL:``).
+    """
+    kind = classify_sqlstate(code)
+    if fatal and kind is ErrorKind.DB_TRANSIENT:
+        return ErrorKind.NETWORK
+    return kind
 
 
 # -- Oracle -----------------------------------------------------------------------------------

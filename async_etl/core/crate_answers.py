@@ -13,17 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from async_etl.core.crate_protocol import Response
+from async_etl.core.crate_protocol import Response, one_line
 from async_etl.errors import LoadError
 
 __all__ = ["count_of", "next_id", "odd_answer", "optional_number", "query_rows", "scalar"]
 
 _LIMIT = 160
-
-
-def _short(text: str, limit: int = 80) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def shape(response: Response) -> str:
@@ -40,7 +35,7 @@ def shape(response: Response) -> str:
 def odd_answer(where: str, stmt: str, response: Response, expected: str) -> LoadError:
     """The ``LoadError`` for an answer outside the protocol: statement, what came, what not."""
     return LoadError(
-        f"{where}: odd answer to {_short(stmt)!r}: {shape(response)} (expected {expected})"
+        f"{where}: odd answer to {one_line(stmt, 80)!r}: {shape(response)} (expected {expected})"
     )
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "judge_bulk",
     "mask_url",
     "maybe_gzip",
+    "one_line",
     "parse_response",
     "parse_retry_after",
     "send_result",
@@ -148,7 +149,8 @@ _LEGACY_CODES = (
 )
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters with …."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
@@ -244,13 +246,13 @@ def _error_fields(doc: dict[str, Any]) -> tuple[int | None, str]:
 
 def _item(raw: Any) -> ItemResult:
     if not isinstance(raw, dict):
-        return ItemResult(rowcount=-2, message=f"malformed bulk item {_one_line(repr(raw), 80)}")
+        return ItemResult(rowcount=-2, message=f"malformed bulk item {one_line(repr(raw), 80)}")
     rowcount = raw.get("rowcount")
     code, message = _error_fields(raw)
     return ItemResult(
         rowcount=rowcount if isinstance(rowcount, int) else -2,
         code=code,
-        message=_one_line(message),
+        message=one_line(message),
     )
 
 
@@ -283,7 +285,7 @@ def parse_response(
         text = body.decode("utf-8", "replace")
         if "html" in content_type.lower() or text.lstrip().startswith("<"):
             text = re.sub(r"<[^>]*>", " ", text)
-        message = _one_line(text) or "empty body"
+        message = one_line(text) or "empty body"
         if status == 200:
             message = f"unexpected non-JSON answer: {message}"
         return Response(status=status, error_message=message, retry_after=retry_after)
@@ -309,7 +311,7 @@ def parse_response(
         rowcount=rowcount if isinstance(rowcount, int) else None,
         results=results,
         error_code=code,
-        error_message=_one_line(message),
+        error_message=one_line(message),
         duration_ms=float(duration) if isinstance(duration, int | float) else None,
         retry_after=retry_after,
     )

@@ -27,11 +27,12 @@ import anyio
 import asyncpg
 import psycopg
 
-from async_etl.core.classify import classify_sqlstate, load_error
+from async_etl.core.classify import fatal_sqlstate, load_error, pg_kind
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
+    ErrorKind,
     LoadError,
     network,
 )
@@ -76,12 +77,32 @@ def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
     if isinstance(exc, asyncpg.PostgresError):
         code = str(getattr(exc, "sqlstate", "") or "")
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
-        return load_error(classify_sqlstate(code), text)
+        severity = getattr(exc, "severity_en", None) or getattr(exc, "severity", None)
+        return _classified(pg_kind(code, fatal=severity == "FATAL"), text)
     if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):  # e.g. sslmode=bogus
         return ConfigError(f"{where}: {exc}")
     if isinstance(exc, _CONNECTION_ERRORS):
-        return network(f"{where}: connection problem: {type(exc).__name__}: {exc}")
+        return _connection_problem(exc, where)
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def _connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
+    """A broken or refused connection (either driver), translated one way.
+
+    A server's ``FATAL`` is classified by the SQLSTATE it stands for
+    (``core.classify.fatal_sqlstate``, as asyncpg's coded errors are, ``pg_kind``); anything
+    else is a network failure.
+    """
+    text = " ".join(str(exc).split())
+    code = fatal_sqlstate(text)
+    if code is not None:
+        return _classified(pg_kind(code, fatal=True), f"{where}: {text}")
+    return network(f"{where}: connection problem: {type(exc).__name__}: {text}")
+
+
+def _classified(kind: ErrorKind, text: str) -> AsyncEtlError:
+    """``load_error`` for ``kind``, keeping ``NETWORK`` (a lost session) as its kind."""
+    return network(text) if kind is ErrorKind.NETWORK else load_error(kind, text)
 
 
 async def connect(url: str, *, application_name: str, timeout: float, where: str) -> Any:
@@ -177,13 +198,6 @@ def _broken(conn: asyncpg.Connection) -> bool:
 
 # psycopg 3 (the thread runner)
 
-_FATAL_BUT_TRANSIENT = (
-    "too many connections",  # 53300
-    "starting up",  # 57P03
-    "shutting down",  # 57P01
-    "in recovery",  # 57P03
-    "terminating connection",  # 57P01 / 57P02
-)
 _BROKEN = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
 
@@ -192,13 +206,10 @@ def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
     code = str(getattr(exc, "sqlstate", "") or "")
     if isinstance(exc, psycopg.Error) and code:
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
-        return load_error(classify_sqlstate(code), text)
-    if isinstance(exc, _BROKEN):
-        text = " ".join(str(exc).split())
-        # libpq reports a server's refusal at connect time without a SQLSTATE, as "FATAL: ..."
-        if "FATAL:" in text and not any(m in text for m in _FATAL_BUT_TRANSIENT):
-            return LoadError(f"{where}: {text}")
-        return network(f"{where}: connection problem: {type(exc).__name__}: {text}")
+        fatal = getattr(exc.diag, "severity_nonlocalized", None) == "FATAL"
+        return _classified(pg_kind(code, fatal=fatal), text)
+    if isinstance(exc, _BROKEN):  # libpq reports a refusal at connect time as "FATAL: ..."
+        return _connection_problem(exc, where)
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from async_etl.core import sink_rules
 from async_etl.core.crate_answers import count_of, next_id
 from async_etl.core.crate_protocol import (
     CrateTable,
@@ -58,6 +59,7 @@ class CrateDBSink(ClosingSink):
         self._stmt = ""
         self.pk: tuple[str, ...] = ()  # what a resend's ON CONFLICT names (default: the id)
         self.version = ""
+        self._closed = False
 
     def describe(self) -> str:
         """``CrateDB http://user@host:4200 schema.table`` — no password."""
@@ -67,8 +69,9 @@ class CrateDBSink(ClosingSink):
         """Check the server, create the table if missing and pick a fresh ``start_id``.
 
         Raises ``TransientLoadError`` when the server is unreachable or busy, ``LoadError``
-        for bad credentials, privileges or DDL.
+        for bad credentials, privileges or DDL (or a closed sink).
         """
+        self._check_open()
         await self.client.open()
         self.version = await self.client.server_version()
         await self.client.execute(schema.crate_create_table(self.table.name))
@@ -89,9 +92,12 @@ class CrateDBSink(ClosingSink):
         """Post one bulk body once and judge every item.
 
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
-        429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
+        429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will (or
+        the sink is closed).
         """
-        body = attempt_body(batch.payload, attempt, self._stmt, self.pk or (self.table.id_column,))
+        self._check_open()
+        key = sink_rules.resend_key(self.pk, self.table.id_column)
+        body = attempt_body(batch.payload, attempt, self._stmt, key)
         response = await self.client.post(body)
         verdict = verdict_for(
             batch.row_count, response, where=self.client.where, attempt=attempt, upsert=self._upsert
@@ -109,11 +115,17 @@ class CrateDBSink(ClosingSink):
 
     async def count(self, ids: IdRange) -> int | None:
         """Rows with ids in ``ids`` after ``REFRESH TABLE``; raises like ``prepare``."""
+        self._check_open()
         await self.client.open()
         await self.client.execute(self.table.refresh)
         response = await self.client.execute(self.table.count_range, [ids.start, ids.stop])
         return count_of(response, self.client.where, self.table.count_range)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise sink_rules.closed(self.describe())
+
     async def aclose(self) -> None:
         """Close the connection pool; safe to call twice."""
+        self._closed = True
         await self.client.aclose()

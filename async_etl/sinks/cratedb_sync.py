@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from async_etl.core import sink_rules
 from async_etl.core.crate_answers import count_of, next_id
 from async_etl.core.crate_protocol import (
     CrateTable,
@@ -55,8 +56,10 @@ class BlockingCrateDBSink:
         self.where = self.client.where
         self.table = CrateTable(table)
         self.version = ""
+        self.pk: tuple[str, ...] = ()  # what a resend's ON CONFLICT names (default: the id)
         self._upsert = False
         self._stmt = ""
+        self._closed = False
 
     def describe(self) -> str:
         """``CrateDB http://user@host:4200 schema.table`` — no password."""
@@ -64,14 +67,16 @@ class BlockingCrateDBSink:
 
     def execute(self, stmt: str, args: Sequence[Any] | None = None) -> Response:
         """Run one statement; raise ``TransientLoadError`` / ``LoadError`` / ``DataError``."""
+        self._check_open()
         return self.client.execute(stmt, args)
 
     def prepare(self, schema: Schema) -> Target:
         """Check the server, create the table if missing and pick a fresh ``start_id``.
 
         Raises ``TransientLoadError`` when the server is unreachable or busy, ``LoadError``
-        for bad credentials, privileges or DDL.
+        for bad credentials, privileges or DDL (or a closed sink).
         """
+        self._check_open()
         self.version = self.client.server_version()
         self.execute(schema.crate_create_table(self.table.name))
         self.table = CrateTable(self.table.name, schema.names[0])
@@ -91,9 +96,12 @@ class BlockingCrateDBSink:
         """Post one bulk body once and judge every item.
 
         Raises ``TransientLoadError`` when the request as a whole may succeed later (network,
-        429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will.
+        429, 503, 5xx; ``retry_after`` from the header), ``LoadError`` when it never will (or
+        the sink is closed).
         """
-        body = attempt_body(batch.payload, attempt, self._stmt, (self.table.id_column,))
+        self._check_open()
+        key = sink_rules.resend_key(self.pk, self.table.id_column)
+        body = attempt_body(batch.payload, attempt, self._stmt, key)
         response = self.client.post(body)
         verdict = verdict_for(
             batch.row_count, response, where=self.where, attempt=attempt, upsert=self._upsert
@@ -112,6 +120,11 @@ class BlockingCrateDBSink:
         response = self.execute(self.table.count_range, [ids.start, ids.stop])
         return count_of(response, self.where, self.table.count_range)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise sink_rules.closed(self.describe())
+
     def close(self) -> None:
         """Close the connection pool; safe to call twice."""
+        self._closed = True
         self.client.close()

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from async_etl.core import sink_rules
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import PG_ERRORS, open_pool, pooled, translate_pg
-from async_etl.errors import AsyncEtlError, DataError
+from async_etl.errors import AsyncEtlError
 from async_etl.sinks.closing import ClosingSink
 from async_etl.sinks.pg_sql import LEDGER, PgStatements, split_table
-from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
+from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
@@ -43,6 +44,7 @@ class PostgresSink(ClosingSink):
         self._size = max(1, concurrency)
         self._unlogged = unlogged
         self._pool: asyncpg.Pool | None = None
+        self._closed = False
         self._columns: tuple[str, ...] = ()
         self._where = f"PostgreSQL {mask_url(dsn)} table {table}"
         self._sql = PgStatements.for_table(table)
@@ -55,7 +57,11 @@ class PostgresSink(ClosingSink):
         """Open the pool, create the table and the ledger if missing, find the next free id.
 
         Safe to call again after a ``TransientLoadError`` (the pool is kept and reused).
+        Raises ``LoadError`` / ``TransientLoadError`` when PostgreSQL refuses or is unreachable,
+        ``LoadError`` once the sink is closed.
         """
+        if self._closed:
+            raise sink_rules.closed(self._where)
         try:
             if self._pool is None:
                 self._pool = await open_pool(
@@ -66,34 +72,41 @@ class PostgresSink(ClosingSink):
                     await conn.execute(self._sql.create_schema)
                 await conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
                 await conn.execute(self._sql.create_ledger)
-                last = await conn.fetchval(self._sql.next_from_ledger, self._table)
-                if last is None:  # no ledger yet: a table filled by something else, or empty
-                    last = await conn.fetchval(self._sql.next_from_table)
+                ledgered = await conn.fetchval(self._sql.next_from_ledger, self._table)
+                table_next = None
+                if ledgered is None:  # no ledger yet: a table filled by something else, or empty
+                    table_next = await conn.fetchval(self._sql.next_from_table)
         except AsyncEtlError:
             raise
         except PG_ERRORS as exc:
             raise translate_pg(exc, self._where) from exc
         self._columns = schema.names
-        return Target(Encoding("pg_binary"), start_id=int(last), description=self.describe())
+        start = sink_rules.start_after(ledgered, table_next)
+        return Target(Encoding("pg_binary"), start_id=start, description=self.describe())
 
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
-        """COPY one batch and record it in the ledger, in one transaction."""
-        assert self._pool is not None, "prepare() first"
+        """COPY one batch and record it in the ledger, in one transaction.
+
+        Raises ``TransientLoadError`` for a lost connection or a transient SQLSTATE,
+        ``LoadError`` for a permanent one (or a closed sink); a data error rejects the batch's
+        rows instead (``core.sink_rules``).
+        """
+        if self._pool is None:
+            raise sink_rules.closed(self._where)
         rows = batch.row_count
         try:
             async with pooled(self._pool) as conn:
-                if attempt > 1 and await self._landed(conn, batch):
-                    return SendResult(delivered=rows)
+                if sink_rules.ask_ledger(attempt) and await self._landed(conn, batch):
+                    return sink_rules.landed(batch)
                 async with conn.transaction():
                     await self._copy(conn, batch)
                     await conn.execute(self._sql.record, self.ledger_key, batch.ids.start, rows)
         except PG_ERRORS as exc:
             err = translate_pg(exc, self._where)
-            if isinstance(err, DataError):  # COPY is all-or-nothing: the batch is refused
-                reason = err.message
-                ids = batch.row_ids()
-                return SendResult(delivered=0, rejected=tuple(RowError(i, reason) for i in ids))
-            raise err from exc
+            refused = sink_rules.outcome(batch, err)
+            if refused is None:
+                raise err from exc
+            return refused
         return SendResult(delivered=rows)
 
     async def _copy(self, conn: asyncpg.Connection, batch: EncodedBatch) -> None:
@@ -123,6 +136,7 @@ class PostgresSink(ClosingSink):
 
     async def aclose(self) -> None:
         """Close the pool (idempotent)."""
+        self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

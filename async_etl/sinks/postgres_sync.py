@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from async_etl.core import sink_rules
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import connect_blocking, translate_psycopg
-from async_etl.errors import DataError, LoadError
 from async_etl.sinks.pg_sql import PgStatements
-from async_etl.typing import EncodedBatch, Encoding, IdRange, RowError, SendResult, Target
+from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
@@ -94,13 +94,14 @@ class BlockingPostgresSink:
 
     def _require(self) -> _Pool:
         if self._pool is None:
-            raise LoadError(f"{self._where}: sink is closed")
+            raise sink_rules.closed(self._where)
         return self._pool
 
     def prepare(self, schema: Schema) -> Target:
         """Create the table and the ledger if missing, find the next free id.
 
-        Raises ``LoadError`` / ``TransientLoadError`` when PostgreSQL refuses or is unreachable.
+        Raises ``LoadError`` / ``TransientLoadError`` when PostgreSQL refuses or is unreachable,
+        ``LoadError`` once the sink is closed.
         """
         sql = self._sql
         try:
@@ -109,39 +110,39 @@ class BlockingPostgresSink:
                     conn.execute(sql.create_schema)
                 conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
                 conn.execute(sql.create_ledger)
-                row = conn.execute(sql.next_from_ledger, (self._table,)).fetchone()
-                last = row[0] if row else None
-                if last is None:  # no ledger yet: a table filled by something else, or empty
-                    row = conn.execute(sql.next_from_table).fetchone()
-                    last = row[0] if row else 1
+                ledgered = _value(conn.execute(sql.next_from_ledger, (self._table,)))
+                table_next = None
+                if ledgered is None:  # no ledger yet: a table filled by something else, or empty
+                    table_next = _value(conn.execute(sql.next_from_table))
         except (psycopg.Error, OSError) as exc:
             raise translate_psycopg(exc, self._where) from exc
         self._copy = sql.copy(schema.names)
-        return Target(Encoding("pg_binary"), start_id=int(last), description=self.describe())
+        start = sink_rules.start_after(ledgered, table_next)
+        return Target(Encoding("pg_binary"), start_id=start, description=self.describe())
 
     def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """COPY one batch and record it in the ledger, in one transaction.
 
         Raises ``TransientLoadError`` for a lost connection or a transient SQLSTATE,
-        ``LoadError`` for a permanent one; a data error rejects the batch's rows instead.
+        ``LoadError`` for a permanent one (or a closed sink); a data error rejects the batch's
+        rows instead (``core.sink_rules``).
         """
         rows = batch.row_count
         sql = self._sql
         try:
             with self._require().connection() as conn:
-                if attempt > 1 and self._landed(conn, batch):
-                    return SendResult(delivered=rows)
+                if sink_rules.ask_ledger(attempt) and self._landed(conn, batch):
+                    return sink_rules.landed(batch)
                 with conn.transaction(), conn.cursor() as cur:
                     with cur.copy(self._copy) as copy:
                         copy.write(batch.payload)
                     cur.execute(sql.record, (self._table, batch.ids.start, rows))
         except (psycopg.Error, OSError) as exc:
             err = translate_psycopg(exc, self._where)
-            if isinstance(err, DataError):  # COPY is all-or-nothing: the batch is refused
-                ids = range(batch.ids.start, batch.ids.stop)
-                rejected = tuple(RowError(i, err.message) for i in ids)
-                return SendResult(delivered=0, rejected=rejected)
-            raise err from exc
+            refused = sink_rules.outcome(batch, err)
+            if refused is None:
+                raise err from exc
+            return refused
         return SendResult(delivered=rows)
 
     def _landed(self, conn: psycopg.Connection[Any], batch: EncodedBatch) -> bool:
@@ -164,3 +165,9 @@ class BlockingPostgresSink:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+
+def _value(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of the first row (None without a row), like asyncpg's ``fetchval``."""
+    row = cursor.fetchone()
+    return row[0] if row else None

@@ -8,7 +8,9 @@ from async_etl.core.classify import (
     classify_crate,
     classify_oracle,
     classify_sqlstate,
+    fatal_sqlstate,
     is_transient,
+    pg_kind,
 )
 from async_etl.errors import ErrorKind
 
@@ -157,3 +159,32 @@ def test_crate_table(status: int | None, code: int | None, kind: ErrorKind) -> N
 def test_is_transient_axis() -> None:
     """Only NETWORK and DB_TRANSIENT are worth another attempt."""
     assert {k for k in ErrorKind if is_transient(k)} == {N, T}
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('connection failed: FATAL:  database "nosuchdb" does not exist', "28000"),
+        ('FATAL:  password authentication failed for user "u"', "28000"),
+        ("FATAL:  sorry, too many connections already", "53300"),
+        ("FATAL:  the database system is starting up", "57P03"),
+        ("FATAL:  the database system is in recovery mode", "57P03"),
+        ("FATAL:  terminating connection due to administrator command", "57P01"),
+        ("connection refused", None),
+    ],
+)
+def test_a_fatal_refusal_maps_to_the_sqlstate_it_stands_for(text: str, code: str | None) -> None:
+    """libpq's FATAL texts get the SQLSTATE asyncpg would report: transient only for 'later'."""
+    assert fatal_sqlstate(text) == code
+    if code is not None:
+        transient = classify_sqlstate(code) is ErrorKind.DB_TRANSIENT
+        assert transient is (code != "28000")
+
+
+def test_a_fatal_transient_error_is_a_lost_connection_for_both_drivers() -> None:
+    """FATAL ends the session: a transient code is then NETWORK; other kinds are unchanged."""
+    assert pg_kind("57P01", fatal=True) is ErrorKind.NETWORK
+    assert pg_kind("57P01", fatal=False) is ErrorKind.DB_TRANSIENT
+    assert pg_kind("40P01", fatal=False) is ErrorKind.DB_TRANSIENT
+    assert pg_kind("28P01", fatal=True) is ErrorKind.DB_PERMANENT
+    assert pg_kind("23505", fatal=False) is ErrorKind.DATA
