@@ -84,10 +84,6 @@ class DataError(LoadError):
     kind = ErrorKind.DATA
 
 
-class DeliveryError(LoadError):
-    """Raised at the end of a run when some rows could not be delivered or reconciled."""
-
-
 class CheckpointError(AsyncEtlError):
     """Raised when run or chunk state cannot be read or written consistently."""
 
@@ -128,6 +124,24 @@ def network(message: str, *, retry_after: float | None = None) -> TransientLoadE
     err = TransientLoadError(message, retry_after=retry_after)
     err.kind = ErrorKind.NETWORK
     return err
+
+
+def extract_error(err: AsyncEtlError) -> AsyncEtlError:
+    """The source-side twin of a translated driver error: same message, kind and retry hint.
+
+    A transient error becomes a ``TransientExtractError``, any other ``LoadError`` an
+    ``ExtractError``; a ``ConfigError`` (bad input, not a failed read) or an error that is
+    already an ``ExtractError`` comes back unchanged.
+    """
+    if isinstance(err, ExtractError | ConfigError) or not isinstance(err, LoadError):
+        return err
+    out: ExtractError
+    if isinstance(err, TransientError):
+        out = TransientExtractError(err.message, retry_after=err.retry_after)
+    else:
+        out = ExtractError(err.message)
+    out.kind = err.kind
+    return out
 
 
 def first_etl_error(group: BaseExceptionGroup[Any]) -> AsyncEtlError | None:

@@ -35,7 +35,7 @@ from async_etl.errors import (
 )
 from async_etl.typing import Holder
 
-__all__ = ["oracle_connection", "oracle_params", "translate_oracle"]
+__all__ = ["oracle_connection", "oracle_errors", "oracle_params", "translate_oracle"]
 
 
 def oracle_params(url: str) -> dict[str, Any]:
@@ -75,7 +75,8 @@ def translate_oracle(exc: BaseException, where: str) -> AsyncEtlError:
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def _errors() -> tuple[type[BaseException], ...]:
+def oracle_errors() -> tuple[type[BaseException], ...]:
+    """What an Oracle adapter should catch and pass through ``translate_oracle``."""
     import oracledb
 
     return (oracledb.Error, OSError, TimeoutError)
@@ -102,7 +103,7 @@ async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> Asy
             "Oracle needs the 'oracledb' package (pip install async-etl[oracle])"
         ) from exc
     label = where or f"Oracle {mask_url(url)}"
-    errors = _errors()
+    errors = oracle_errors()
     async with holder(url):
         try:
             conn = await oracledb.connect_async(**oracle_params(url))

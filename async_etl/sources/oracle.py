@@ -19,7 +19,9 @@ from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import BINARY, KeyCollation, is_text_type
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
-from async_etl.sources._base import SourceBase
+from async_etl.drivers.oracle import oracle_errors, translate_oracle
+from async_etl.errors import AsyncEtlError
+from async_etl.sources._base import SourceBase, reads
 
 __all__ = ["OracleSource", "pg_type_of_oracle"]
 
@@ -34,6 +36,10 @@ class OracleSource(SourceBase):
         """``(query) q`` or the quoted table ``q``."""
         return ora.source_relation(self.query, self.table)
 
+    def _translate(self, exc: BaseException) -> AsyncEtlError | None:
+        return translate_oracle(exc, self.where) if isinstance(exc, oracle_errors()) else None
+
+    @reads
     async def columns(self, conn: Any) -> list[tuple[str, str]]:
         """(lower-cased name, PostgreSQL type) of every source column, in order."""
         cursor = conn.cursor()
@@ -44,12 +50,14 @@ class OracleSource(SourceBase):
             out.append((str(name).lower(), pg_type_of_oracle(type_name, precision, scale, size)))
         return out
 
+    @reads
     async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
         """Each key column's ordering: code-point (``BINARY``) for strings, None otherwise."""
         types = dict(await self.columns(conn))
         text = KeyCollation(BINARY, BINARY)
         return [text if is_text_type(types.get(k, "")) else None for k in self.key]
 
+    @reads
     async def estimate(self, conn: Any) -> int:
         """Optimizer statistics for a table, else ``EXPLAIN PLAN``; -1 when unknown.
 
@@ -80,6 +88,7 @@ class OracleSource(SourceBase):
             await conn.rollback()
         return int(row[0]) if row is not None and row[0] is not None else -1
 
+    @reads
     async def boundaries(
         self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
     ) -> list[tuple[Any, ...]]:
@@ -96,6 +105,7 @@ class OracleSource(SourceBase):
         await cursor.execute(st.text, st.args({"n": n, **self._window_values()}))
         return [tuple(r) for r in await cursor.fetchall()]
 
+    @reads
     async def null_keys(self, conn: Any) -> int:
         """How many source rows have a NULL in a key column."""
         st = inc.null_keys_sql("oracle", self.relation, self.key, self.window)
@@ -103,6 +113,7 @@ class OracleSource(SourceBase):
         await cursor.execute(st.text, st.args(self._window_values()))
         return int((await cursor.fetchone())[0])
 
+    @reads
     async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
         """Key values of up to ``limit`` rows with a NULL key part."""
         st = inc.null_keys_sql("oracle", self.relation, self.key, self.window, limit)
@@ -110,6 +121,7 @@ class OracleSource(SourceBase):
         await cursor.execute(st.text, st.args(self._window_values()))
         return [dict(zip(self.key, r, strict=True)) for r in await cursor.fetchall()]
 
+    @reads
     async def max_cursor(self, conn: Any, column: str) -> Any:
         """The highest value of the cursor ``column`` in the whole source (None: none)."""
         cursor = conn.cursor()
@@ -126,14 +138,15 @@ class OracleSource(SourceBase):
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """The chunk's rows in key order, ``size`` at a time."""
         st, args = self.extract(chunk)
-        cursor = conn.cursor()
-        cursor.arraysize = size
-        await cursor.execute(st.text, args)
-        while True:
-            rows = await cursor.fetchmany(size)
-            if not rows:
-                return
-            yield [tuple(r) for r in rows]
+        with self.reading():
+            cursor = conn.cursor()
+            cursor.arraysize = size
+            await cursor.execute(st.text, args)
+            while True:
+                rows = await cursor.fetchmany(size)
+                if not rows:
+                    return
+                yield [tuple(r) for r in rows]
 
 
 def pg_type_of_oracle(type_name: str, precision: int | None, scale: int | None,

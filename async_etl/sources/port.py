@@ -10,7 +10,7 @@ the driver's errors translated at that boundary.  The adapters are ``sources.pos
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
 from async_etl.core.chunks import Chunk
@@ -19,6 +19,7 @@ from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
 from async_etl.drivers.oracle import oracle_connection
 from async_etl.drivers.postgres import pg_connection
+from async_etl.errors import AsyncEtlError, extract_error
 from async_etl.typing import Holder
 
 __all__ = ["Source", "source_connection"]
@@ -72,9 +73,25 @@ class Source(Protocol):
         ...
 
 
-def source_connection(source: Source, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
-    """A connection to the source under a budget token (``holder``), errors translated."""
+@asynccontextmanager
+async def source_connection(source: Source, holder: Holder, app: str) -> AsyncIterator[Any]:
+    """A connection to the source under a budget token (``holder``), errors translated.
+
+    A failure to connect is an ``ExtractError`` (``TransientExtractError`` when worth
+    retrying); so is a failed read, translated by the adapter (``SourceBase.reading``).
+    """
     where = f"source {mask_url(source.url)}"
+    opening: AbstractAsyncContextManager[Any]
     if source.dialect == "postgresql":
-        return pg_connection(source.url, holder, app=app, where=where)
-    return oracle_connection(source.url, holder, where=where)
+        opening = pg_connection(source.url, holder, app=app, where=where)
+    else:
+        opening = oracle_connection(source.url, holder, where=where)
+    async with AsyncExitStack() as stack:
+        try:
+            conn = await stack.enter_async_context(opening)
+        except AsyncEtlError as exc:
+            err = extract_error(exc)
+            if err is exc:
+                raise
+            raise err from exc
+        yield conn

@@ -21,7 +21,9 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
-from async_etl.sources._base import SourceBase
+from async_etl.drivers.postgres import PG_ERRORS, translate_pg
+from async_etl.errors import AsyncEtlError
+from async_etl.sources._base import SourceBase, reads
 
 __all__ = ["PgSource"]
 
@@ -38,6 +40,9 @@ class PgSource(SourceBase):
         """``(query) AS q`` or the quoted table ``AS q``."""
         return pg.source_relation(self.query, self.table)
 
+    def _translate(self, exc: BaseException) -> AsyncEtlError | None:
+        return translate_pg(exc, self.where) if isinstance(exc, PG_ERRORS) else None
+
     async def _probe(self, conn: Any, sql: str, *args: Any) -> list[Any]:
         """Rows of ``sql`` about a throw-away TEMP table shaped like the source (rolled back)."""
         tr = conn.transaction()
@@ -50,6 +55,7 @@ class PgSource(SourceBase):
         finally:
             await tr.rollback()
 
+    @reads
     async def columns(self, conn: Any) -> list[tuple[str, str]]:
         """(name, SQL type with modifiers) of every source column, in order; writes nothing."""
         rows = await self._probe(
@@ -60,6 +66,7 @@ class PgSource(SourceBase):
         )
         return [(str(r[0]), str(r[1])) for r in rows]
 
+    @reads
     async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
         """The collation of each key column (None: a type without one); writes nothing."""
         st = pg.KEY_COLLATIONS_SQL
@@ -67,6 +74,7 @@ class PgSource(SourceBase):
         found = {str(r[0]): None if r[1] is None else KeyCollation(str(r[1]), r[2]) for r in rows}
         return [found.get(k) for k in self.key]
 
+    @reads
     async def estimate(self, conn: Any) -> int:
         """Planner row estimate: ``reltuples`` for a table, else ``EXPLAIN``; -1 when unknown.
 
@@ -87,6 +95,7 @@ class PgSource(SourceBase):
         except (KeyError, IndexError, TypeError, ValueError):
             return -1
 
+    @reads
     async def boundaries(
         self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
     ) -> list[tuple[Any, ...]]:
@@ -107,17 +116,20 @@ class PgSource(SourceBase):
         args = st.args({"n": n, **self._window_values()})
         return [tuple(r) for r in await conn.fetch(st.text, *args)]
 
+    @reads
     async def null_keys(self, conn: Any) -> int:
         """How many source rows have a NULL in a key column."""
         st = inc.null_keys_sql("pg", self.relation, self.key, self.window)
         return int(await conn.fetchval(st.text, *st.args(self._window_values())))
 
+    @reads
     async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
         """Key values of up to ``limit`` rows with a NULL key part (for the rejects table)."""
         st = inc.null_keys_sql("pg", self.relation, self.key, self.window, limit)
         rows = await conn.fetch(st.text, *st.args(self._window_values()))
         return [dict(zip(self.key, r, strict=True)) for r in rows]
 
+    @reads
     async def max_cursor(self, conn: Any, column: str) -> Any:
         """The highest value of the cursor ``column`` in the whole source (None: none)."""
         return await conn.fetchval(inc.max_cursor_sql("pg", self.relation, column).text)
@@ -132,16 +144,18 @@ class PgSource(SourceBase):
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
         """The chunk's rows in key order, ``size`` at a time (a server-side cursor)."""
         st, args = self.extract(chunk)
-        async with conn.transaction(readonly=True):
-            batch: list[tuple[Any, ...]] = []
-            async for record in conn.cursor(st.text, *args, prefetch=size):
-                batch.append(tuple(record))
-                if len(batch) >= size:
+        with self.reading():
+            async with conn.transaction(readonly=True):
+                batch: list[tuple[Any, ...]] = []
+                async for record in conn.cursor(st.text, *args, prefetch=size):
+                    batch.append(tuple(record))
+                    if len(batch) >= size:
+                        yield batch
+                        batch = []
+                if batch:
                     yield batch
-                    batch = []
-            if batch:
-                yield batch
 
+    @reads
     async def copy_out(
         self,
         conn: Any,
