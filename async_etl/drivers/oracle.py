@@ -35,7 +35,15 @@ from async_etl.errors import (
 )
 from async_etl.typing import Holder
 
-__all__ = ["oracle_connection", "oracle_errors", "oracle_params", "translate_oracle"]
+__all__ = [
+    "is_data_error",
+    "oracle_code",
+    "oracle_connection",
+    "oracle_error",
+    "oracle_errors",
+    "oracle_params",
+    "translate_oracle",
+]
 
 
 def oracle_params(url: str) -> dict[str, Any]:
@@ -55,6 +63,26 @@ def oracle_params(url: str) -> dict[str, Any]:
         "password": unquote(parts.password or ""),
         "dsn": f"{parts.hostname}:{port}/{service}",
     }
+
+
+def oracle_error() -> type[Exception]:
+    """``oracledb.Error``, the base of every error python-oracledb raises (imported lazily)."""
+    import oracledb
+
+    error: type[Exception] = oracledb.Error
+    return error
+
+
+def oracle_code(exc: BaseException) -> str:
+    """The ``ORA-nnnnn`` code of an oracledb error (empty when it has none)."""
+    args = getattr(exc, "args", ())
+    return str(getattr(args[0], "full_code", "") if args else "")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True for an Oracle error about a row's content (``classify_oracle`` says DATA)."""
+    code = oracle_code(exc)
+    return bool(code) and classify_oracle(code) is ErrorKind.DATA
 
 
 def translate_oracle(exc: BaseException, where: str) -> AsyncEtlError:

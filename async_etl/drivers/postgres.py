@@ -12,22 +12,28 @@ error, a bad client setting as a ``ConfigError``.
   scope (``close_quietly``);
 - ``pooled`` borrows a connection of an asyncpg pool and terminates it, rather than reusing it,
   when an operation on it broke;
-- ``connect_blocking`` / ``translate_psycopg``: the same for psycopg 3, used by the thread
-  runner's sink.
+- ``is_data_error`` tells an error about a row's content (SQLSTATE classes 22 and 23) from the
+  rest, and ``PostgresError`` / ``UniqueViolation`` name the driver's exceptions, so the job
+  drivers catch them without importing asyncpg;
+- ``connect_blocking`` / ``translate_psycopg`` / ``BlockingPool``: the same for psycopg 3,
+  used by the thread runner's sink (at most ``size`` connections shared by its threads: a
+  ``BoundedSemaphore`` in front of a LIFO of idle ones; a broken one is closed, not reused).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Any
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any, TypeAlias
 
 import anyio
 import asyncpg
 import psycopg
 
-from async_etl.core.classify import fatal_sqlstate, load_error, pg_kind
+from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
@@ -42,10 +48,19 @@ __all__ = [
     "APP_PREFIX",
     "CONNECT_TIMEOUT",
     "PG_ERRORS",
+    "PSYCOPG_ERRORS",
+    "BlockingConnection",
+    "BlockingCursor",
+    "BlockingPool",
+    "Connection",
+    "Pool",
+    "PostgresError",
+    "UniqueViolation",
     "close_quietly",
     "connect",
     "connect_blocking",
     "connect_job",
+    "is_data_error",
     "open_pool",
     "pg_connection",
     "pooled",
@@ -70,6 +85,20 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 PG_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
 """Everything a PostgreSQL adapter should catch and pass through ``translate_pg``."""
+
+
+PostgresError = asyncpg.PostgresError
+"""Base of every error the server sends back through asyncpg (it has a ``sqlstate``)."""
+UniqueViolation = asyncpg.UniqueViolationError
+"""SQLSTATE 23505: a unique index refused a key."""
+Pool = asyncpg.Pool
+Connection = asyncpg.Connection
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True for a PostgreSQL error about a row's content (SQLSTATE classes 22 and 23)."""
+    code = str(getattr(exc, "sqlstate", "") or "")
+    return isinstance(exc, asyncpg.PostgresError) and classify_sqlstate(code) is ErrorKind.DATA
 
 
 def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
@@ -200,6 +229,12 @@ def _broken(conn: asyncpg.Connection) -> bool:
 
 _BROKEN = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
+PSYCOPG_ERRORS: tuple[type[BaseException], ...] = (psycopg.Error, OSError)
+"""Everything a blocking PostgreSQL adapter should catch and pass through ``translate_psycopg``."""
+
+BlockingConnection: TypeAlias = "psycopg.Connection[Any]"
+BlockingCursor: TypeAlias = "psycopg.Cursor[Any]"
+
 
 def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
     """The async_etl error for a psycopg (or socket) failure at ``where``; chain it yourself."""
@@ -213,7 +248,7 @@ def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def connect_blocking(dsn: str) -> psycopg.Connection[Any]:
+def connect_blocking(dsn: str) -> BlockingConnection:
     """One autocommit psycopg connection taking ``$n`` placeholders (``RawCursor``), 30 s at most.
 
     Raises the driver's exception (pass it through ``translate_psycopg``).
@@ -221,3 +256,49 @@ def connect_blocking(dsn: str) -> psycopg.Connection[Any]:
     return psycopg.connect(
         dsn, autocommit=True, cursor_factory=psycopg.RawCursor, connect_timeout=30
     )
+
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+class BlockingPool:
+    """At most ``size`` psycopg connections, opened on demand and shared between threads."""
+
+    def __init__(self, dsn: str, size: int) -> None:
+        self._dsn = dsn
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: queue.LifoQueue[BlockingConnection] = queue.LifoQueue()
+
+    def _take(self) -> BlockingConnection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        return connect_blocking(self._dsn)
+
+    def _drop(self, conn: BlockingConnection) -> None:
+        conn.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[BlockingConnection]:
+        """Borrow a connection (waiting for a free slot); a broken one is closed, not returned."""
+        with self._slots:
+            conn = self._take()
+            try:
+                yield conn
+            except BaseException:
+                if conn.broken or conn.closed or conn.info.transaction_status != _IDLE:
+                    self._drop(conn)
+                else:
+                    self._idle.put(conn)
+                raise
+            self._idle.put(conn)
+
+    def close(self) -> None:
+        """Close every idle connection (callers have returned theirs)."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._drop(conn)

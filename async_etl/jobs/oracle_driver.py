@@ -37,15 +37,20 @@ import anyio
 from async_etl.core import drift
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import Chunk
-from async_etl.core.classify import classify_oracle
 from async_etl.core.duplicates import duplicate_keys, duplicate_message, duplicate_reason
 from async_etl.core.exact import oracle_refusal, row_refusal
 from async_etl.core.modes import OLD_SUFFIX, new_table, oracle_swap_sql
 from async_etl.core.scd_sql_common import chunk_values, quote, short_name
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
-from async_etl.drivers.oracle import oracle_connection, oracle_params
-from async_etl.errors import ConfigError, DataError, ErrorKind
+from async_etl.drivers.oracle import (
+    is_data_error,
+    oracle_code,
+    oracle_connection,
+    oracle_error,
+    oracle_params,
+)
+from async_etl.errors import ConfigError, DataError
 from async_etl.jobs.coltypes import oracle_type
 from async_etl.jobs.context import (
     COUNTERS,
@@ -70,16 +75,6 @@ def oracle_bind(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
-
-
-def _code(exc: BaseException) -> str:
-    args = getattr(exc, "args", ())
-    return str(getattr(args[0], "full_code", "") if args else "")
-
-
-def _is_data(exc: BaseException) -> bool:
-    code = _code(exc)
-    return bool(code) and classify_oracle(code) is ErrorKind.DATA
 
 
 def _with_schema(table: str, suffix: str) -> str:
@@ -149,7 +144,7 @@ class OracleTarget:
         Added columns (``ctx.add_columns``) go to the target, and to staging and probe when
         those exist already (``ORA-01430``, already there, is ignored like ``ORA-00955``).
         """
-        import oracledb
+        oracle_failure = oracle_error()
 
         try:
             columns = [(n, oracle_type(t)) for n, t in ctx.columns]
@@ -174,8 +169,8 @@ class OracleTarget:
             for text in [st.text for st in ddl] + [probe] + alters:
                 try:
                     await cursor.execute(text)
-                except oracledb.Error as exc:
-                    if _code(exc) not in _EXISTS:
+                except oracle_failure as exc:
+                    if oracle_code(exc) not in _EXISTS:
                         raise
 
     async def swap(self, ctx: JobContext) -> None:
@@ -281,7 +276,7 @@ class OracleTarget:
         rows: list[tuple[Any, ...]],
         keep: Sequence[tuple[Any, ...]] = (),
     ) -> tuple[dict[str, int], list[Reject]]:
-        import oracledb
+        oracle_failure = oracle_error()
 
         cursor = conn.cursor()
         key = ctx.spec.source.key
@@ -305,8 +300,8 @@ class OracleTarget:
         await cursor.execute("SAVEPOINT async_etl_merge")
         try:
             return await apply(), []
-        except oracledb.Error as exc:
-            if not _is_data(exc):
+        except oracle_failure as exc:
+            if not is_data_error(exc):
                 raise
             await cursor.execute("ROLLBACK TO SAVEPOINT async_etl_merge")
         rejects = await self._reject(ctx, cursor, rows, keep)
@@ -329,7 +324,7 @@ class OracleTarget:
         keep: Sequence[tuple[Any, ...]] = (),
     ) -> list[Reject]:
         """Bisect ``rows`` into the probe; re-stage the good ones (and ``keep``); the rejects."""
-        import oracledb
+        oracle_failure = oracle_error()
 
         cols = ctx.cols
         names = ", ".join(quote(c, "oracle") for c in cols.data)
@@ -349,9 +344,9 @@ class OracleTarget:
             await cursor.execute("SAVEPOINT async_etl_probe")
             try:
                 await cursor.executemany(probe, part)
-            except oracledb.Error as exc:
+            except oracle_failure as exc:
                 await cursor.execute("ROLLBACK TO SAVEPOINT async_etl_probe")
-                if not _is_data(exc):
+                if not is_data_error(exc):
                     raise
                 if hi - lo == 1:
                     bad.append((lo, " ".join(str(exc).split())))

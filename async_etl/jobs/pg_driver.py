@@ -44,7 +44,6 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-import asyncpg
 import orjson
 
 from async_etl.core import drift, state_sql
@@ -56,7 +55,7 @@ from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import pg_connection
+from async_etl.drivers.postgres import UniqueViolation, is_data_error, pg_connection
 from async_etl.errors import ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,
@@ -67,7 +66,7 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.rejects import find_bad_rows, is_data_error
+from async_etl.jobs.rejects import find_bad_rows
 from async_etl.sources.port import Source, source_connection
 from async_etl.sources.postgres import PgSource
 
@@ -174,7 +173,7 @@ class PgTarget:
             async with conn.transaction():
                 for st in pg.index_ddl(self.table, ctx.cols):
                     await conn.execute(st.text)
-        except asyncpg.UniqueViolationError:
+        except UniqueViolation:
             bk = ctx.cols.business_key
             dup = await conn.fetchrow(pg.duplicate_keys_sql(self.table, ctx.cols).text)
             if dup is None:
@@ -247,7 +246,7 @@ class PgTarget:
         try:
             async with conn.transaction():
                 return await self._stage(ctx, conn, chunk, source, self.table, tail)
-        except asyncpg.UniqueViolationError:
+        except UniqueViolation:
             return None
 
     async def _stage(

@@ -29,24 +29,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from async_etl.core.classify import classify_sqlstate
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import ScdColumns
-from async_etl.errors import ErrorKind
+from async_etl.drivers.postgres import PostgresError, is_data_error
 
-__all__ = ["find_bad_rows", "is_data_error"]
+__all__ = ["find_bad_rows"]
 
 _NUMBERED = "_async_etl_numbered"
 _PROBE = "_async_etl_reject_probe"
 _RN = "_async_etl_rn"
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """True for a PostgreSQL error about a row's content (SQLSTATE classes 22 and 23)."""
-    code = str(getattr(exc, "sqlstate", "") or "")
-    return isinstance(exc, asyncpg.PostgresError) and classify_sqlstate(code) is ErrorKind.DATA
 
 
 def _one_line(exc: BaseException) -> str:
@@ -95,7 +86,7 @@ async def find_bad_rows(
         try:
             async with conn.transaction():
                 await conn.execute(probe, lo, hi, *args)
-        except asyncpg.PostgresError as exc:
+        except PostgresError as exc:
             if not is_data_error(exc):
                 raise
             if hi - lo == 1:

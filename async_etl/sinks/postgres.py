@@ -12,11 +12,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import asyncpg
-
 from async_etl.core import sink_rules
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import PG_ERRORS, open_pool, pooled, translate_pg
+from async_etl.drivers.postgres import (
+    PG_ERRORS,
+    Connection,
+    Pool,
+    open_pool,
+    pooled,
+    translate_pg,
+)
 from async_etl.errors import AsyncEtlError
 from async_etl.sinks.closing import ClosingSink
 from async_etl.sinks.pg_sql import LEDGER, PgStatements, split_table
@@ -43,7 +48,7 @@ class PostgresSink(ClosingSink):
         self._schema_name, self._name = split_table(table)
         self._size = max(1, concurrency)
         self._unlogged = unlogged
-        self._pool: asyncpg.Pool | None = None
+        self._pool: Pool | None = None
         self._closed = False
         self._columns: tuple[str, ...] = ()
         self._where = f"PostgreSQL {mask_url(dsn)} table {table}"
@@ -109,7 +114,7 @@ class PostgresSink(ClosingSink):
             return refused
         return SendResult(delivered=rows)
 
-    async def _copy(self, conn: asyncpg.Connection, batch: EncodedBatch) -> None:
+    async def _copy(self, conn: Connection, batch: EncodedBatch) -> None:
         """COPY the batch's rows into the table (inside ``send``'s transaction)."""
         await conn.copy_to_table(
             self._name,
@@ -119,7 +124,7 @@ class PostgresSink(ClosingSink):
             format="binary",
         )
 
-    async def _landed(self, conn: asyncpg.Connection, batch: EncodedBatch) -> bool:
+    async def _landed(self, conn: Connection, batch: EncodedBatch) -> bool:
         found = await conn.fetchval(self._sql.landed, self.ledger_key, batch.ids.start)
         return found is not None
 

@@ -6,74 +6,29 @@ ledger row keyed by the batch's first id, and a retry first asks the ledger whet
 attempt committed.  The statements come from ``async_etl.sinks.pg_sql`` — both sinks run the
 same SQL text (psycopg's ``RawCursor`` takes the ``$n`` placeholders asyncpg uses).
 
-Connections: a small pool of at most ``concurrency`` psycopg connections shared by the sender
-threads (a ``BoundedSemaphore`` in front of a LIFO of idle connections), so the thread runner
-holds exactly as many connections as the async runner's asyncpg pool.
+Connections: ``drivers.postgres.BlockingPool``, at most ``concurrency`` psycopg connections
+shared by the sender threads, so the thread runner holds exactly as many connections as the
+async runner's asyncpg pool.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-
-import psycopg
 
 from async_etl.core import sink_rules
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import connect_blocking, translate_psycopg
+from async_etl.drivers.postgres import (
+    PSYCOPG_ERRORS,
+    BlockingConnection,
+    BlockingCursor,
+    BlockingPool,
+    translate_psycopg,
+)
 from async_etl.sinks.pg_sql import PgStatements
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
-
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-class _Pool:
-    """At most ``size`` psycopg connections, opened on demand and shared between threads."""
-
-    def __init__(self, dsn: str, size: int) -> None:
-        self._dsn = dsn
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
-
-    def _take(self) -> psycopg.Connection[Any]:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        return connect_blocking(self._dsn)
-
-    def _drop(self, conn: psycopg.Connection[Any]) -> None:
-        conn.close()
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a connection (waiting for a free slot); a broken one is closed, not returned."""
-        with self._slots:
-            conn = self._take()
-            try:
-                yield conn
-            except BaseException:
-                if conn.broken or conn.closed or conn.info.transaction_status != _IDLE:
-                    self._drop(conn)
-                else:
-                    self._idle.put(conn)
-                raise
-            self._idle.put(conn)
-
-    def close(self) -> None:
-        """Close every idle connection (callers have returned theirs)."""
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            self._drop(conn)
 
 
 class BlockingPostgresSink:
@@ -84,7 +39,7 @@ class BlockingPostgresSink:
         self._table = table
         self._unlogged = unlogged
         self._sql = PgStatements.for_table(table)
-        self._pool: _Pool | None = _Pool(dsn, max(1, concurrency))
+        self._pool: BlockingPool | None = BlockingPool(dsn, max(1, concurrency))
         self._copy = ""
         self._where = f"PostgreSQL {mask_url(dsn)} table {table}"
 
@@ -92,7 +47,7 @@ class BlockingPostgresSink:
         """A human-readable, password-free name for reports."""
         return f"{mask_url(self._dsn)} table {self._table}"
 
-    def _require(self) -> _Pool:
+    def _require(self) -> BlockingPool:
         if self._pool is None:
             raise sink_rules.closed(self._where)
         return self._pool
@@ -114,7 +69,7 @@ class BlockingPostgresSink:
                 table_next = None
                 if ledgered is None:  # no ledger yet: a table filled by something else, or empty
                     table_next = _value(conn.execute(sql.next_from_table))
-        except (psycopg.Error, OSError) as exc:
+        except PSYCOPG_ERRORS as exc:
             raise translate_psycopg(exc, self._where) from exc
         self._copy = sql.copy(schema.names)
         start = sink_rules.start_after(ledgered, table_next)
@@ -137,7 +92,7 @@ class BlockingPostgresSink:
                     with cur.copy(self._copy) as copy:
                         copy.write(batch.payload)
                     cur.execute(sql.record, (self._table, batch.ids.start, rows))
-        except (psycopg.Error, OSError) as exc:
+        except PSYCOPG_ERRORS as exc:
             err = translate_psycopg(exc, self._where)
             refused = sink_rules.outcome(batch, err)
             if refused is None:
@@ -145,7 +100,7 @@ class BlockingPostgresSink:
             return refused
         return SendResult(delivered=rows)
 
-    def _landed(self, conn: psycopg.Connection[Any], batch: EncodedBatch) -> bool:
+    def _landed(self, conn: BlockingConnection, batch: EncodedBatch) -> bool:
         found = conn.execute(self._sql.landed, (self._table, batch.ids.start)).fetchone()
         return found is not None
 
@@ -156,7 +111,7 @@ class BlockingPostgresSink:
         try:
             with self._pool.connection() as conn:
                 row = conn.execute(self._sql.count, (ids.start, ids.stop)).fetchone()
-        except (psycopg.Error, OSError) as exc:
+        except PSYCOPG_ERRORS as exc:
             raise translate_psycopg(exc, self._where) from exc
         return int(row[0]) if row else 0
 
@@ -167,7 +122,7 @@ class BlockingPostgresSink:
             pool.close()
 
 
-def _value(cursor: psycopg.Cursor[Any]) -> Any:
+def _value(cursor: BlockingCursor) -> Any:
     """The first column of the first row (None without a row), like asyncpg's ``fetchval``."""
     row = cursor.fetchone()
     return row[0] if row else None

@@ -27,7 +27,6 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import asyncpg
 
 from async_etl.core import pg_native
 from async_etl.core.batching import Columns
@@ -49,7 +48,14 @@ from async_etl.core.writer_sql import (
     create_table,
     pick_columns,
 )
-from async_etl.drivers.postgres import PG_ERRORS, open_pool, pooled, translate_pg
+from async_etl.drivers.postgres import (
+    PG_ERRORS,
+    Connection,
+    PostgresError,
+    open_pool,
+    pooled,
+    translate_pg,
+)
 from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.null import NullSink
@@ -176,7 +182,7 @@ class PostgresRowsSink(PostgresSink):
         retry = EncodedBatch(batch.ids, encoded.payload, self.wire, keys=keys)
         return SendResult(0, rejected, retry=retry, retry_reason=DRIVER_REFUSED)
 
-    async def _copy(self, conn: asyncpg.Connection, batch: EncodedBatch) -> None:
+    async def _copy(self, conn: Connection, batch: EncodedBatch) -> None:
         if not isinstance(batch, RecordsBatch):
             return await super()._copy(conn, batch)
         rows = batch.records
@@ -189,7 +195,7 @@ class PostgresRowsSink(PostgresSink):
                 records=_paced(rows, max(1, pg_native.SLICE_VALUES // width)) if paced else rows,
                 columns=list(self._columns),
             )
-        except asyncpg.PostgresError:
+        except PostgresError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:  # raised by a client encoder
             raise _DriverRefusedError(str(exc)) from exc

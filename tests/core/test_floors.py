@@ -12,9 +12,11 @@ floors below it, never from one above:
 6. ``runs``;
 7. ``cli``, ``testing``, the package itself (``__init__``, ``__main__``).
 
-Nothing outside ``testing`` imports ``testing``.  Every import counts, wherever it is written
-(module level, inside a function, under ``TYPE_CHECKING``).  The checker reads source text with
-``ast`` and imports nothing, so it is tested on planted violations too.
+Only ``drivers`` (and the test helpers in ``testing``) import a database driver library
+(asyncpg, psycopg, oracledb, aiohttp, urllib3).  Nothing outside ``testing`` imports
+``testing``.  Every import counts, wherever it is written (module level, inside a function,
+under ``TYPE_CHECKING``).  The checker reads source text with ``ast`` and imports nothing, so
+it is tested on planted violations too.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ FILE_CALLS = frozenset({"open", "read_text", "read_bytes", "write_text", "write_
 """Calls that read or write a file: none in ``core`` (the caller reads, the core parses)."""
 
 DRIVER_DEPENDENCIES = frozenset({"core", "errors", "typing", "drivers"})
+
+DRIVER_LIBRARIES = frozenset({"aiohttp", "asyncpg", "oracledb", "psycopg", "urllib3"})
+"""What only ``drivers`` (and ``testing``, the stand-in and test databases) may import."""
 
 
 def package_sources(root: Path = ROOT) -> dict[str, str]:
@@ -141,6 +146,8 @@ def floor_violations(modules: Mapping[str, str]) -> list[str]:
             if top != PACKAGE:
                 if area == "core" and top in IO_LIBRARIES:
                     found.append(f"{module}: core imports the I/O library {target}")
+                elif top in DRIVER_LIBRARIES and area not in ("drivers", "testing"):
+                    found.append(f"{module}: imports {target}; only drivers/ talk to a driver")
                 continue
             other = area_of(target)
             if other == area:
@@ -219,6 +226,16 @@ PLANTS = [
         "async_etl.jobs.state",
         "from ..orchestrator.state import lock_key\n",
         "imports async_etl.orchestrator.state from a floor above (orchestrator over jobs)",
+    ),
+    (
+        "async_etl.jobs.rejects",
+        "def f():\n    import asyncpg\n",
+        "imports asyncpg; only drivers/ talk to a driver",
+    ),
+    (
+        "async_etl.sinks.null",
+        "from psycopg import Connection\n",
+        "imports psycopg; only drivers/ talk to a driver",
     ),
     (
         "async_etl.cli.bench",
