@@ -24,7 +24,9 @@ while it waits for an earlier one:
 So the breaker's single half-open trial is never held by a job that is still waiting for a
 slot, and a breaker that opened during the wait is obeyed.  (Before this step the ticket was
 taken with the local token, so a job admitted by a closed breaker ran against a database the
-breaker had since judged down, and a trial could sit in the slot queue for minutes.)
+breaker had since judged down, and a trial could sit in the slot queue for minutes.)  Holds
+go back in the reverse order: the driver feeds the breaker the outcome (from ``settle``)
+before it lets the slot go.
 
 A job's ``phase`` tells where it is: ``idle`` (holds nothing), ``claimed`` (waits for its
 slot), ``slotted`` (holds the slot, awaits ``Start`` / ``Release``), ``running``, ``leaving``

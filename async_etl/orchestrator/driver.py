@@ -11,7 +11,9 @@ minimum connections fit the budgets (``admission``); ready jobs are claimed high
 slot (``slots.GlobalSlots``, shared by every orchestrator on the state store) holding no
 breaker ticket; with the slot held, the loop asks the breaker again and starts the job (taking
 its ticket) or releases the slot when the breaker shut meanwhile.  A started job is marked
-RUNNING, run, and its slot, token and reservation are given back.
+RUNNING and run; holds go back in the reverse order: the breaker hears the outcome while the
+slot is still held (so the next job to get the slot meets a breaker this failure opened), then
+the slot, then the token and the reservation.
 
 Outcomes: SUCCEEDED unblocks dependents.  FAILED with a transient kind (network,
 database-transient) is retried with the plan's ``[retry]`` policy, each attempt resuming from
@@ -42,7 +44,7 @@ import structlog
 
 from async_etl.core import dag, scheduling
 from async_etl.core.degrade import Degradation
-from async_etl.core.scheduling import Claim, Done, Limits, Phase, Release, Start, Wait
+from async_etl.core.scheduling import Claim, Done, Limits, Phase, Release, Settled, Start, Wait
 from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key
@@ -300,21 +302,33 @@ class Orchestrator:
         state.go.set()
 
     async def _attempt(self, state: JobState) -> None:
-        outcome: Outcome = "stopped"
         try:
-            result = await self._run_in_slots(state)
-            outcome = await self._settle(state, result) if result is not None else "stopped"
+            done = await self._run_in_slots(state)
+            if done is not None:
+                await self._settle(state, *done)
         finally:
-            if state.ticket is not None:
-                breaker = self.breakers[state.target_key]
-                self._log_transitions(breaker.finish(state.ticket, self.clock(), outcome))
-                self._degrade(state, outcome)
-            state.phase, state.ticket = "idle", None
+            if state.ticket is not None:  # cancelled before the outcome was known
+                self._end_ticket(state, "stopped")
+            state.phase = "idle"
             self.admission.release(state.job.name)
             self.local.release_on_behalf_of(state)
             self._wake.set()
 
-    async def _run_in_slots(self, state: JobState) -> JobResult | None:
+    def _end_ticket(self, state: JobState, outcome: Outcome) -> None:
+        """Feed the outcome to the breaker (and the degradation), giving the ticket back."""
+        assert state.ticket is not None
+        ticket, state.ticket = state.ticket, None
+        breaker = self.breakers[state.target_key]
+        self._log_transitions(breaker.finish(ticket, self.clock(), outcome))
+        self._degrade(state, outcome)
+
+    async def _run_in_slots(self, state: JobState) -> tuple[JobResult, Settled] | None:
+        """Wait for the slot, run the job, judge the result; None when it did not run.
+
+        Holds are given back in the reverse order of taking them: the breaker hears the
+        outcome while the slot is still held, so a job that gets the slot next already meets
+        a breaker opened by this failure.
+        """
         assert self._store is not None
         async with self._global_slot() as slot:
             if slot is None or self.stopping.is_set():
@@ -345,7 +359,9 @@ class Orchestrator:
             await self._store.attempt_ended(
                 state.job.name, state.attempts, state.finished_at, result.status, result.error
             )
-            return result
+            settled = self._judge(state, result)
+            self._end_ticket(state, settled.outcome)
+            return result, settled
 
     def _global_slot(self) -> Any:
         if self._slots is None:
@@ -381,12 +397,12 @@ class Orchestrator:
             log.exception("job raised", job=job.name)
             return _failed(job.name, f"job raised {exc!r}", None)
 
-    async def _settle(self, state: JobState, result: JobResult) -> Outcome:
+    def _judge(self, state: JobState, result: JobResult) -> Settled:
+        """Record the attempt's rows and error and decide what it means (``scheduling.settle``)."""
         state.rows += result.rows_read
         state.error, state.error_kind = result.error, result.error_kind
-        name = state.job.name
-        settled = scheduling.settle(
-            name,
+        return scheduling.settle(
+            state.job.name,
             result.status,
             transient=result.error_kind in TRANSIENT,
             attempts=state.attempts,
@@ -396,6 +412,10 @@ class Orchestrator:
             jobs=self._by_priority,
             deps=self.deps,
         )
+
+    async def _settle(self, state: JobState, result: JobResult, settled: Settled) -> None:
+        """Carry out ``settled``: a retry later, or the final status and skipped dependents."""
+        name = state.job.name
         if settled.status == "PENDING":
             state.status, state.not_before = "PENDING", self.clock() + settled.delay
             state.stop = anyio.Event()
@@ -415,12 +435,11 @@ class Orchestrator:
                 kind=_kind(result.error_kind),
                 delay_s=round(settled.delay, 3),
             )
-            return settled.outcome
+            return
         await self._finish(state, settled.status)
         for child in settled.skip:
             self.jobs[child].error = settled.reason
             await self._finish(self.jobs[child], "SKIPPED")
-        return settled.outcome
 
     async def _finish(self, state: JobState, status: str, *, resumed: bool = False) -> None:
         state.status, state.resumed = status, resumed

@@ -200,6 +200,35 @@ async def test_breaker_opens_after_k_failures_and_recovers(tmp_path: Path, pg_ds
     assert gap >= 0.55  # the retry waited for the cool-down, not the 0 s back-off
 
 
+async def test_no_job_starts_while_its_breaker_is_open(tmp_path: Path, pg_dsn: str) -> None:
+    """A job that waited for the global slot meanwhile the breaker opened does not run then.
+
+    Both jobs are claimed at once and share one global slot; the first failure opens the
+    breaker.  The ticket is taken only with the slot held, so between "breaker open" and
+    "breaker half-open" no job starts (a slotted one is released and waits again).
+    """
+    plan = make_plan(
+        tmp_path,
+        pg_dsn,
+        "local_max = 2\nglobal_max = 1\n[retry]\nmax_attempts = 4\nbase_delay = 0.0\n"
+        "[breaker]\nthreshold = 1\ncooldown = 0.4",
+        {"a": (), "b": ()},
+    )
+    jobs = FakeJobs({name: Behaviour(fail_times=1, seconds=0.1) for name in ("a", "b")})
+    with capture_logs() as logs:
+        outcome = await Orchestrator(plan, runner=jobs).run()
+    assert {n: s.status for n, s in outcome.jobs.items()} == {"a": "SUCCEEDED", "b": "SUCCEEDED"}
+    open_ = False
+    for event in (e["event"] for e in logs):
+        if event == "breaker open":
+            open_ = True
+        elif event == "breaker half-open":
+            open_ = False
+        elif event == "job started":
+            assert not open_, [(e["event"], e.get("job"), e.get("reason")) for e in logs]
+    assert [e["event"] for e in logs].count("breaker open") >= 1
+
+
 async def test_peak_connections_stay_within_the_budget(tmp_path: Path, pg_dsn: str) -> None:
     """Jobs holding real connections never exceed the database's budget (pg_stat_activity)."""
     plan = make_plan(
