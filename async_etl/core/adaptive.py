@@ -1,32 +1,51 @@
-"""Adaptive concurrency: a latency-based limit controller (TCP Vegas), as pure arithmetic.
+"""Adaptive concurrency: a throughput-probing limit controller, as pure arithmetic.
 
 Theory of operation
 -------------------
-The rule is TCP Vegas' (Brakmo & Peterson, "TCP Vegas: End to End Congestion Avoidance on a
-Global Internet", IEEE JSAC 1995), in the form Netflix's ``concurrency-limits`` library uses
-for request concurrency (``VegasLimit``), with AIMD's multiplicative decrease on errors (TCP
-Reno, RFC 5681):
+The aim is the **knee**: the lowest limit (requests in flight) that gets within ``EPSILON``
+(5 %) of the most throughput the server gives.  Below it, more concurrency buys throughput;
+past it, it only buys queueing.  Latency alone cannot find it when the client itself is busy:
+requests then wait in the client's event loop and their latency rises although more of them
+still pay off (the earlier Vegas rule backed off to a fifth of the knee that way).  So the
+controller climbs on **throughput**, the way the .NET thread pool's hill climbing does
+(Hellerstein, Morrison, Eilebrecht, "Optimizing concurrency levels in the .NET ThreadPool",
+FeBID 2008), estimated per window from latency by Little's law as in TCP Vegas (Brakmo &
+Peterson, IEEE JSAC 1995) and Netflix ``concurrency-limits`` (``VegasLimit``,
+``Gradient2Limit``): ``throughput = mean requests in flight / mean latency``, measured only
+while the limit was reached at least once (else the source, not the server, set the pace).
+That estimate stays smooth when a window holds only a few waves of completions, where counting
+them would not.
+Errors (failed attempts, 429 / 503 included) cut the limit multiplicatively as in TCP Reno
+(RFC 5681), after which growth is additive (AIMD).
 
-* ``baseline`` is the lowest typical latency seen: the latency of a request that did not queue.
-* each window the runner reports the typical (median) latency of the requests it finished at
-  the current ``limit``.  By Little's law, ``queue = limit * (1 - baseline / latency)`` requests
-  of those in flight were waiting rather than being served.
-* ``queue > beta`` (too many waiting): jump straight to the estimated queue-free limit,
-  ``limit - queue``.  ``queue < alpha`` (headroom) and the limit was really used (the
-  peak in flight reached it): grow — doubling until a queue first shows ("slow start"), then
-  by ``max(1, 5 %)`` a window.  In between: hold.
-* any failed attempt in the window (errors, 429, 503, timeouts) multiplies the limit by
-  ``backoff`` and ends slow start.
-* the limit always stays within ``[minimum, maximum]``.
+1. **Search.**  Double the limit from ``initial`` while each doubling adds more than
+   ``GROWTH`` (5 %) throughput over the best level before it.  Then, with ``T`` = 95 % of the
+   best throughput measured, ``b`` the lowest level at or above ``T`` and ``a`` the highest
+   level below it (halving from ``b`` until one is found, when the search began past the knee):
+   try ``a * best / X(a)`` once, the level at which the line from the origin through ``a``
+   meets the best throughput (exact for a server that is linear up to its knee: no queue below
+   ``C*``); settle there if it reaches ``T``, else repeat from the new ``a`` (at least a
+   quarter of the way to ``b``: the line undershoots a concave curve) until
+   ``b - a <= max(1, b / 16)`` or a guess on the line reaches ``T``, and settle on ``b``.
+2. **Hold and probe.**  At the settled level, every ``hold`` windows try one step up
+   (``+10 %``, ``+5 %`` after errors): keep it when throughput rose by at least
+   ``E_UP`` (60 %) of the proportional gain, and keep climbing; otherwise come back and next
+   time try one step down: keep it when throughput stays at or above ``T``.  So the limit
+   follows a server that got faster or slower without leaving the knee for long.
+3. **Drift.**  When a moving average of the throughput at the held level falls below
+   ``1 - DRIFT`` of the reference (the server lost capacity), search again from there.
+   Windows whose time-average in flight stayed under 90 % of the limit do not count: then
+   the client or the source slowed down (a busy machine), and no limit would help.
+4. **Errors.**  Any failed attempt in a window multiplies the limit by ``backoff``; growth
+   after that is in ``+5 %`` steps (the sawtooth stays within one step of where errors begin).
+5. The limit always stays within ``[minimum, maximum]``.
 
 Against a server with ``C*`` requests served at once and a queue behind them (latency flat up
-to ``C*``, then growing in proportion to the queue), the limit settles within ±20 % of ``C*``
-in at most ``CONVERGENCE_STEPS`` windows from any start at or below half the knee, for
-``C* >= 8`` (``C* >= 16`` with 3 % latency noise) and a service time that grows by up to
-12 % from idle to full (tested in ``tests/core/test_adaptive.py`` against a simulated
-server).  A start far above the knee measures a queued latency as the baseline: start low.
-The thresholds are fractions of the limit (``alpha`` 10 %, ``beta`` 15 %; at least 1 and
-1.5 requests), so the settled band is the same at every scale.
+to ``C*``, then growing in proportion to the queue; service time growing by up to 12 % from
+idle to full; up to 3 % latency noise), the limit settles within ±20 % of ``C*`` in at most
+``CONVERGENCE_STEPS`` windows from any start at or below half the knee, for ``C* >= 4``, and
+stays there, probes included (``tests/core/test_adaptive.py``, hypothesis over server shapes).
+A start above the knee halves down to it.
 
 The controller keeps no clock and does no I/O: the runner measures, the controller decides.
 """
@@ -36,33 +55,45 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CONVERGENCE_STEPS = 15
+CONVERGENCE_STEPS = 12
 """Windows within which the limit settles near the knee of a queueing server (see above)."""
+
+GROWTH = 0.05
+"""A doubling that adds no more than this share of throughput ends the search's climb."""
+EPSILON = 0.05
+"""The knee is the lowest level within this share of the best throughput."""
+E_UP = 0.6
+"""A probe up is kept when throughput rose by this share of the limit's rise (elasticity)."""
+DRIFT = 0.2
+"""A moving average of throughput this far below the reference starts a new search."""
+SMOOTHING = 0.25
+"""Weight of the newest window in that moving average (one noisy window is not a drift)."""
+STEP = 0.1
+"""A probe's size, as a share of the limit (half of it after errors)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AdaptiveSettings:
-    """Bounds and thresholds of the controller; raises ``ValueError`` when inconsistent.
+    """Bounds and tuning of the controller; raises ``ValueError`` when inconsistent.
 
     ``minimum`` / ``maximum`` bound the limit (requests in flight), ``initial`` is where it
-    starts; ``alpha`` / ``beta`` are the queue fractions below which it grows and above which
-    it shrinks; ``backoff`` multiplies the limit after a window with failures.
+    starts; ``backoff`` multiplies the limit after a window with failures; ``hold`` is the
+    number of windows at the settled level between two probes.
     """
 
     minimum: int = 1
     maximum: int = 256
     initial: int = 1
-    alpha: float = 0.1
-    beta: float = 0.15
     backoff: float = 0.7
+    hold: int = 10
 
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.maximum:
             raise ValueError(f"need 1 <= minimum <= maximum, got {self.minimum}..{self.maximum}")
-        if not 0 < self.alpha < self.beta < 1:
-            raise ValueError(f"need 0 < alpha < beta < 1, got {self.alpha}, {self.beta}")
         if not 0 < self.backoff < 1:
             raise ValueError(f"backoff must be within (0, 1), got {self.backoff}")
+        if self.hold < 1:
+            raise ValueError(f"hold must be at least 1 window, got {self.hold}")
 
     def clamp(self, value: float) -> int:
         """``value`` rounded into ``[minimum, maximum]``."""
@@ -75,13 +106,29 @@ class Observation:
 
     ``latency_s``: the median latency of the requests finished in the window (seconds);
     ``completed``: requests finished; ``errors``: failed attempts (any transient failure,
-    429 / 503 included); ``peak_in_flight``: the most requests in flight during the window.
+    429 / 503 included); ``peak_in_flight``: the most requests in flight during the window;
+    ``mean_latency_s``: their mean latency (None: take the median); ``mean_in_flight``: the
+    time-average of requests in flight (None: the limit, i.e. always full).
     """
 
     latency_s: float
     completed: int
     errors: int = 0
     peak_in_flight: int = 0
+    mean_latency_s: float | None = None
+    mean_in_flight: float | None = None
+
+    def throughput(self, limit: int) -> float | None:
+        """Requests per second at ``limit`` by Little's law; None when not measurable.
+
+        Not measurable: no completion, no latency, or a limit that was never full (the source,
+        not the server, set the pace).
+        """
+        mean = self.latency_s if self.mean_latency_s is None else self.mean_latency_s
+        if self.completed <= 0 or mean <= 0 or self.peak_in_flight < limit:
+            return None
+        rate = (limit if self.mean_in_flight is None else self.mean_in_flight) / mean
+        return rate if math.isfinite(rate) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +138,19 @@ class Change:
     old: int
     new: int
     reason: str
-    queue: float
+    throughput: float
+    reference: float
     latency_ms: float
-    baseline_ms: float
 
     def as_event(self) -> dict[str, float | int | str]:
-        """The fields of the structlog ``concurrency_changed`` event."""
+        """The fields of the structlog ``concurrency_changed`` event (throughput: requests/s)."""
         return {
             "old": self.old,
             "new": self.new,
             "reason": self.reason,
-            "queue": round(self.queue, 2),
+            "throughput": round(self.throughput, 2),
+            "reference": round(self.reference, 2),
             "latency_ms": round(self.latency_ms, 3),
-            "baseline_ms": round(self.baseline_ms, 3),
         }
 
 
@@ -125,44 +172,133 @@ def parse_auto(text: str, default: tuple[int, int] = AUTO_DEFAULT) -> tuple[int,
     return int(low), int(high)
 
 
-class VegasController:
+class ProbingController:
     """Decides the concurrency limit window by window (see the module docstring)."""
 
     def __init__(self, settings: AdaptiveSettings | None = None) -> None:
         self.settings = settings or AdaptiveSettings()
         self.limit = self.settings.clamp(self.settings.initial)
-        self.baseline_s = math.inf
-        self.slow_start = True
+        self.searching = True
+        self.after_errors = False
         self.changes = 0
+        self.reference = 0.0  # the best throughput of the last search (requests/s)
+        self._levels: dict[int, float] = {}  # this search's measured levels
+        self._climbing = True  # the search is still doubling
+        self._estimated = False  # the origin-line estimate was tried
+        self._guess = 0  # the level the refinement measures next
+        self._on_line = False  # ... and it is the origin line's (trusted when it meets T)
+        self._settled = 0  # the settled level while probing
+        self._here = 0.0  # its last throughput
+        self._held = 0
+        self._probe_up = True
+        self._smooth = 0.0  # moving average of the throughput at the settled level
 
     def observe(self, obs: Observation) -> Change | None:
         """Take one window's figures; returns the change of limit, or None to keep it."""
         s = self.settings
         if obs.errors > 0:
-            self.slow_start = False
-            return self._move(obs.latency_s, s.clamp(math.floor(self.limit * s.backoff)), 0.0)
-        if obs.completed <= 0 or obs.latency_s <= 0:
+            self.after_errors = True
+            new = s.clamp(math.floor(self.limit * s.backoff))
+            self._settle_at(new, 0.0)
+            return self._move(new, "errors", 0.0, obs)
+        x = obs.throughput(self.limit)
+        if x is None:
             return None
-        self.baseline_s = min(self.baseline_s, obs.latency_s)
-        limit = self.limit
-        queue = round(limit * (1.0 - self.baseline_s / obs.latency_s), 6)  # no float dust
-        alpha, beta = max(1.0, s.alpha * limit), max(1.5, s.beta * limit)
-        if queue > beta:
-            self.slow_start = False
-            return self._move(obs.latency_s, s.clamp(limit - queue), queue, "queueing")
-        if queue >= alpha:
-            self.slow_start = False  # queueing has begun: grow gently from here on
-        elif obs.peak_in_flight >= limit:
-            grown = limit * 2 if self.slow_start else limit + max(1, round(0.05 * limit))
-            return self._move(obs.latency_s, s.clamp(grown), queue, "headroom")
-        return None
+        if self.searching:
+            return self._search(x, obs)
+        return self._hold(x, obs)
 
-    def _move(
-        self, latency_s: float, new: int, queue: float, reason: str = "errors"
-    ) -> Change | None:
+    # -- search ---------------------------------------------------------------------------
+
+    def _search(self, x: float, obs: Observation) -> Change | None:
+        s, limit = self.settings, self.limit
+        earlier = max(self._levels.values(), default=0.0)
+        self._levels[limit] = x
+        if self._climbing:
+            if (not earlier or x > earlier * (1 + GROWTH)) and limit < s.maximum:
+                return self._move(s.clamp(limit * 2), "search", x, obs)
+            self._climbing = False
+        best = max(self._levels.values())
+        target = (1 - EPSILON) * best
+        b = min(level for level, rate in self._levels.items() if rate >= target)
+        below = [level for level in self._levels if level < b]
+        if not below:
+            if b <= s.minimum:
+                return self._settle(b, x, obs)
+            return self._move(s.clamp(b // 2), "search", x, obs)
+        a = max(below)
+        if b - a <= max(1, b // 16) or (self._on_line and limit == b == self._guess):
+            return self._settle(b, x, obs)
+        guess = round(a * best / self._levels[a] * (1 - EPSILON / 2))
+        quarter = a + math.ceil((b - a) / 4) if self._estimated else 0
+        self._on_line = guess >= quarter  # the line undershot (a concave curve): a quarter
+        guess = max(guess, quarter)
+        self._estimated = True
+        self._guess = min(b - 1, max(a + 1, guess))
+        if self._guess in self._levels:  # measured already: nothing left between
+            return self._settle(b, x, obs)
+        return self._move(self._guess, "search", x, obs)
+
+    def _settle(self, level: int, x: float, obs: Observation) -> Change | None:
+        self._settle_at(level, max(self._levels.values(), default=x))
+        self._here = self._levels.get(level, x)
+        return self._move(level, "settled", x, obs)
+
+    def _settle_at(self, level: int, reference: float) -> None:
+        self.searching = False
+        self.reference = reference
+        self._settled, self._here = level, 0.0
+        self._held, self._smooth, self._probe_up = 0, 0.0, True
+
+    def _research(self, x: float, obs: Observation) -> Change | None:
+        self.searching, self._climbing, self._estimated = True, False, False
+        self._levels = {}
+        return self._search(x, obs)
+
+    # -- hold and probe -------------------------------------------------------------------
+
+    def _hold(self, x: float, obs: Observation) -> Change | None:
+        s, limit = self.settings, self.limit
+        if limit != self._settled:  # a probe's window
+            return self._judge_probe(x, obs)
+        if not self.reference:
+            self.reference = x  # the first clean window after errors
+        self._here = x
+        full = obs.mean_in_flight is None or obs.mean_in_flight >= (1 - DRIFT / 2) * limit
+        if full:  # a limit not kept full: the client or the source slowed, not the server
+            self._smooth = x if not self._smooth else self._smooth + SMOOTHING * (x - self._smooth)
+            if self._smooth < (1 - DRIFT) * self.reference:
+                return self._research(x, obs)
+        self._held += 1
+        if self._held < s.hold:
+            return None
+        step = max(1, math.floor(limit * (STEP / 2 if self.after_errors else STEP)))
+        up, down = s.clamp(limit + step), s.clamp(limit - step)
+        if self._probe_up and up == limit:
+            self._probe_up = False
+        probe = up if self._probe_up else down
+        if probe == limit:
+            self._held, self._probe_up = 0, True
+            return None
+        return self._move(probe, "probe", x, obs)
+
+    def _judge_probe(self, x: float, obs: Observation) -> Change | None:
+        limit, home = self.limit, self._settled
+        if limit > home:
+            kept = x >= self._here * (1 + E_UP * (limit / home - 1))
+        else:
+            kept = x >= (1 - EPSILON) * self.reference
+        if kept:
+            self.reference = max(self.reference, x)
+            self._settled, self._here = limit, x
+            self._held = self.settings.hold  # keep going the same way at once
+            return None
+        self._held, self._probe_up = 0, limit < home
+        return self._move(home, "probe back", x, obs)
+
+    def _move(self, new: int, reason: str, x: float, obs: Observation) -> Change | None:
         old, self.limit = self.limit, new
         if new == old:
             return None
         self.changes += 1
-        baseline = 0.0 if math.isinf(self.baseline_s) else self.baseline_s
-        return Change(old, new, reason, queue, latency_s * 1000.0, baseline * 1000.0)
+        return Change(old, new, reason, x, self.reference, obs.latency_s * 1000.0)

@@ -155,6 +155,7 @@ class RunStats:
     lag: LatencyHistogram = field(default_factory=LatencyHistogram)  # rate mode: sent - due, ms
     late: int = 0
     _window_errors: int = 0
+    _window_skip: int = 0
     _last_rows: int = 0
     _last_at: float = 0.0
 
@@ -166,7 +167,10 @@ class RunStats:
         ms = latency_s * 1000.0
         self.latency.add(ms)
         self.interval.add(ms)
-        self.window.add(ms)
+        if self._window_skip > 0:
+            self._window_skip -= 1
+        else:
+            self.window.add(ms)
 
     def record_sent_at(self, lag_s: float, late_after_s: float) -> None:
         """Rate mode: a batch went out ``lag_s`` after its due time (late past the threshold)."""
@@ -186,6 +190,20 @@ class RunStats:
     def window_ready(self, min_samples: int) -> bool:
         """True when the window holds ``min_samples`` attempts or a new failure."""
         return self.window.count >= min_samples or self.errors > self._window_errors
+
+    def skip_window(self, attempts: int) -> None:
+        """Leave the next ``attempts`` finished attempts out of the window (not of the totals)."""
+        self._window_skip = max(0, attempts)
+
+    @property
+    def window_errors(self) -> int:
+        """Failed attempts since the last ``take_window``."""
+        return self.errors - self._window_errors
+
+    @property
+    def skipping(self) -> bool:
+        """True while finished attempts are being left out of the window (see skip_window)."""
+        return self._window_skip > 0
 
     def take_window(self) -> tuple[LatencyHistogram, int, int]:
         """(latencies in ms, failed attempts, peak in flight) since the last call; resets them."""

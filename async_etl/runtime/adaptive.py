@@ -4,13 +4,23 @@ Theory of operation
 -------------------
 One task per run, beside the reporter.  Every ``interval`` seconds it takes the window the
 runner's ``RunStats`` collected (latencies of finished attempts, failed attempts, peak in
-flight), hands it to the pure ``VegasController`` and, when the controller changes the limit,
+flight), hands it to the pure ``ProbingController`` and, when the controller changes the limit,
 sets the send limiter's ``total_tokens`` (``anyio.CapacityLimiter`` applies a lower value by
 granting no new tokens until enough are released; nothing in flight is cancelled), records the
 limit in the stats for the live view, and logs one ``concurrency_changed`` event.
 
-A window with fewer than ``MIN_SAMPLES`` finished attempts and no failure is left to grow; the
-window right after a change is discarded, because its requests ran under the old limit.
+The controller estimates throughput by Little's law, so the loop also counts the requests in
+flight ``SAMPLES_PER_INTERVAL`` times per interval: counting completions per window would
+swing by whole waves when the latency is as long as the window.
+
+A window is decided on when it has a failure, or when it spans at least one interval and
+holds at least ``MIN_SAMPLES`` finished attempts and as many as the limit (one generation of
+requests, so a wave of completions is seen whole); until then it is left to grow.
+After a change, the next ``in flight + new limit`` finished attempts stay out of the windows:
+the requests that began under the old limit, then the first ones under the new limit, which
+found the old queue (with 200 ms requests, discarding one 0.2 s window was not enough: the
+first measure after a doubling past the knee still saw about the old latency, and the search
+overshot to 4x the knee).
 """
 
 from __future__ import annotations
@@ -21,32 +31,42 @@ from typing import Any
 import anyio
 import structlog
 
-from async_etl.core.adaptive import AdaptiveSettings, Change, Observation, VegasController
+from async_etl.core.adaptive import AdaptiveSettings, Change, Observation, ProbingController
 from async_etl.core.stats import RunStats
 
 log = structlog.get_logger(__name__)
 
 MIN_SAMPLES = 5
 INTERVAL_S = 0.2
+SAMPLES_PER_INTERVAL = 20
+"""How often per interval the requests in flight are counted (for their time-average)."""
 
 
 class AdaptiveLimit:
     """The controller of one run plus the history of its changes (for the summary)."""
 
     def __init__(self, settings: AdaptiveSettings, limiter: anyio.CapacityLimiter) -> None:
-        self.controller = VegasController(settings)
+        self.controller = ProbingController(settings)
         self.limiter = limiter
         self.limiter.total_tokens = self.controller.limit
         self.history: list[dict[str, Any]] = []
 
-    def step(self, stats: RunStats, elapsed_s: float) -> Change | None:
-        """Feed one window from ``stats`` to the controller; apply and log any change."""
+    def step(
+        self, stats: RunStats, elapsed_s: float, mean_in_flight: float | None = None
+    ) -> Change | None:
+        """Feed one window from ``stats`` to the controller; apply and log any change.
+
+        ``mean_in_flight``: the time-average of requests in flight over the window (None: the
+        controller takes the limit).
+        """
         window, errors, peak = stats.take_window()
         obs = Observation(
             latency_s=window.percentile(50) / 1000.0,
             completed=window.count,
             errors=errors,
             peak_in_flight=peak,
+            mean_latency_s=window.total / window.count / 1000.0 if window.count else None,
+            mean_in_flight=mean_in_flight,
         )
         change = self.controller.observe(obs)
         stats.limit = self.controller.limit
@@ -62,16 +82,24 @@ class AdaptiveLimit:
     ) -> None:
         """Adjust the limit every ``interval`` seconds until cancelled."""
         stats.limit = self.controller.limit
-        settle = False
+        in_flight, ticks = 0, 0
         while True:
-            await anyio.sleep(interval)
-            if settle:  # this window ran under the previous limit
-                stats.take_window()
-                settle = False
+            for _ in range(SAMPLES_PER_INTERVAL):  # the time-average in flight (Little's law)
+                await anyio.sleep(interval / SAMPLES_PER_INTERVAL)
+                if stats.skipping:
+                    in_flight, ticks = 0, 0
+                else:
+                    in_flight, ticks = in_flight + stats.in_flight, ticks + 1
+            whole = ticks >= SAMPLES_PER_INTERVAL  # at least one interval after a skip
+            if not stats.window_errors and not (
+                whole and stats.window_ready(max(MIN_SAMPLES, self.controller.limit))
+            ):
                 continue
-            if not stats.window_ready(MIN_SAMPLES):
-                continue
-            settle = self.step(stats, clock() - stats.started_at) is not None
+            mean = in_flight / ticks if ticks else None
+            change = self.step(stats, clock() - stats.started_at, mean)
+            in_flight, ticks = 0, 0
+            if change is not None:  # two generations: those in flight, then the first new
+                stats.skip_window(stats.in_flight + change.new)
 
     def summary(self) -> dict[str, Any]:
         """The ``adaptive`` entry of the run summary's ``extra``."""

@@ -111,3 +111,16 @@ def test_absorb_sums_counters_and_merges_latencies() -> None:
     assert a.error_reasons == {"boom": 2}
     assert a.latency.count == 2 and a.latency.max == b.latency.max
     assert a.snapshot(1.0).p99_ms == a.latency.percentile(99)
+
+
+def test_skipped_attempts_stay_out_of_the_window_but_not_the_totals() -> None:
+    """skip_window(2): the next two attempts count in the run's latency, not in the window."""
+    stats = RunStats(started_at=0.0)
+    stats.skip_window(2)
+    for latency in (1.0, 1.0, 0.01):
+        assert stats.skipping == (stats.latency.count < 2)
+        stats.record_attempt(latency)
+    stats.record_error("busy")
+    window, errors, _ = stats.take_window()
+    assert (window.count, stats.latency.count, errors) == (1, 3, 1)
+    assert abs(window.max - 10.0) <= 1e-9 and not stats.skipping and stats.window_errors == 0
