@@ -64,12 +64,35 @@ def _command_name(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def find_knee_alias(words: list[str]) -> list[str]:
+    """``bench --find-knee [concurrency|rate] FLAGS`` spelled as ``sweep FLAGS [--by rate]``."""
+    if _command_name(words) != "bench" or not any(
+        w == "--find-knee" or w.startswith("--find-knee=") for w in words
+    ):
+        return words
+    out: list[str] = []
+    by, i = "concurrency", 0
+    while i < len(words):
+        word = words[i]
+        if word == "--find-knee":
+            if i + 1 < len(words) and words[i + 1] in ("concurrency", "rate"):
+                by, i = words[i + 1], i + 1
+        elif word.startswith("--find-knee="):
+            by = word.partition("=")[2]
+        else:
+            out.append(word)
+        i += 1
+    out[out.index("bench")] = "sweep"
+    return [*out, "--by", by]
+
+
 def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
     """Parse ``argv``, the command's ``env_prefix`` variables acting as flag defaults.
 
-    Raises ``ConfigError`` for a bad variable; argparse exits 2 for a bad command line.
+    ``bench --find-knee`` is parsed as ``sweep`` (see ``find_knee_alias``).  Raises
+    ``ConfigError`` for a bad variable; argparse exits 2 for a bad command line.
     """
-    words = sys.argv[1:] if argv is None else list(argv)
+    words = find_knee_alias(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(_command_name(words))
     command = subcommands(parser).get(_command_name(words) or "")
     if command is not None:

@@ -161,6 +161,17 @@ def register(sub: Any) -> None:
         help="run the engine in Ray actors: local (default), auto, HOST:PORT or ray://HOST:PORT",
     )
     p.add_argument(
+        "--find-knee",
+        dest="find_knee",
+        nargs="?",
+        const="concurrency",
+        choices=("concurrency", "rate"),
+        default=None,
+        metavar="BY",
+        help="find the saturation knee instead (by concurrency, default, or rate): the same "
+        "as async-etl sweep [--by rate], with sweep's flags",
+    )
+    p.add_argument(
         "--ray-actors",
         dest="ray_actors",
         type=int,
@@ -173,7 +184,7 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run a bench from parsed arguments; returns the exit status."""
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "find_knee")}
     settings = bench_settings(flags, os.environ)
     json_out = json_out_path(settings.json_out)
     live = settings.log_format == "auto" and sys.stderr.isatty()

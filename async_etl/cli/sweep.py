@@ -1,11 +1,16 @@
-"""``async-etl sweep``: find the saturation knee of a sink by stepping concurrency.
+"""``async-etl sweep``: find the saturation knee of a sink by stepping concurrency or rate.
 
-Each level is one closed-loop bench run of ``--step-seconds`` (the first ``--warmup`` seconds
-excluded) through the same sink; the pure ``core.knee.KneeSearch`` picks the levels (doubling,
-then bisection) and reports the knee: the level with the best throughput per unit of median
-latency (Kleinrock's power) whose p99 meets ``--slo-p99-ms``; the doubling stops when a level
-adds less than ``--threshold`` (5 %) throughput or passes the SLO.  Writes ``sweep.json`` and,
-with matplotlib (the ``plots`` extra), ``throughput.png`` to ``--out``.
+Each level is one bench run of ``--step-seconds`` through the same sink.  ``--by concurrency``
+(the default): closed loop, the first ``--warmup`` seconds excluded; the pure
+``core.knee.KneeSearch`` picks the levels (doubling, then bisection) and reports the knee: the
+level with the best throughput per unit of median latency (Kleinrock's power) whose p99 meets
+``--slo-p99-ms``; the doubling stops when a level adds less than ``--threshold`` (5 %)
+throughput or passes the SLO.  ``--by rate``: open loop (``bench --rate``) from
+``--start-rate``, at most ``--max-concurrency`` batches in flight; ``core.knee.RateSearch``
+doubles the rate until the achieved rate falls short of it by more than ``--threshold`` or the
+p99 from the due time passes the SLO, then bisects; the knee is the highest rate held.
+``bench --find-knee [concurrency|rate]`` is another spelling of this command.  Writes
+``sweep.json`` and, with matplotlib (the ``plots`` extra), ``throughput.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import os
 import sys
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from async_etl.cli.bench import _enter_sync
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, write_json
 from async_etl.config import BenchSettings, bench_settings
-from async_etl.core.knee import THRESHOLD, Knee, KneeSearch, Point
+from async_etl.core.knee import THRESHOLD, KneeSearch, Point, RatePoint, RateSearch
 from async_etl.core.stats import Snapshot
 from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
@@ -33,7 +39,11 @@ from async_etl.sources.synthetic import Synthetic
 
 BENCH_DESTS = ("sink", "table", "batch_size", "generators", "seed", "schema_file", "payload_bytes")
 """The bench flags a sweep takes, with bench's names, short flags and help."""
-EXIT_CODES = {0: "a knee was found", 1: "no level met --slo-p99-ms", 2: BAD_INPUT}
+EXIT_CODES = {
+    0: "a knee was found",
+    1: "no level met --slo-p99-ms (by rate: no rate was held)",
+    2: BAD_INPUT,
+}
 
 
 def register(sub: Any) -> None:
@@ -50,13 +60,19 @@ def register(sub: Any) -> None:
         if dest in BENCH_DESTS:
             p.add_argument(*flags, dest=dest, type=typ, metavar=metavar, default=None, help=text)
     p.add_argument("--log-format", choices=LOG_FORMATS, default=None, help="default auto")
+    p.add_argument("--by", choices=("concurrency", "rate"), default="concurrency",
+                   help="step batches in flight (closed loop; default) or the rate")  # fmt: skip
+    p.add_argument("--start-rate", type=float, default=1000.0, metavar="ROWS_PER_S",
+                   help="with --by rate: the first rate (1000)")  # fmt: skip
+    p.add_argument("--max-rate", type=float, default=10_000_000.0, metavar="ROWS_PER_S",
+                   help="with --by rate: the highest rate (10,000,000)")  # fmt: skip
     p.add_argument("--step-seconds", type=float, default=5.0, metavar="S",
                    help="seconds per level (5)")  # fmt: skip
     p.add_argument("--warmup", type=float, default=None, metavar="S",
                    help="seconds excluded per level (default: a fifth of a step)")  # fmt: skip
     p.add_argument("--start", type=int, default=1, metavar="N", help="first concurrency (1)")
     p.add_argument("--max-concurrency", type=int, default=256, metavar="N",
-                   help="highest level (256)")  # fmt: skip
+                   help="highest level (256); with --by rate, the batches in flight")  # fmt: skip
     p.add_argument("--threshold", type=float, default=THRESHOLD, metavar="F",
                    help="growth below this fraction = flat (0.05)")  # fmt: skip
     p.add_argument("--slo-p99-ms", type=float, default=None, metavar="MS",
@@ -86,6 +102,12 @@ def main(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             slo_p99_ms=args.slo_p99_ms,
         )
+        rates = RateSearch(
+            start=args.start_rate,
+            maximum=args.max_rate,
+            threshold=args.threshold,
+            slo_p99_ms=args.slo_p99_ms,
+        )
     except ValueError as exc:
         raise ConfigError(f"sweep: {exc}") from None
     out = Path(args.out)
@@ -94,10 +116,14 @@ def main(args: argparse.Namespace) -> int:
     source = Synthetic.from_options(
         schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
     )
+    if args.by == "rate":
+        in_flight = settings.replace(concurrency=args.max_concurrency)
+        return _main_rate(args, in_flight, source, rates, json_path, out)
     loop.run(lambda: sweep(settings, source, search, on_point=_print_point), use_uvloop=args.uvloop)
     knee = search.knee()
     write_json(json_path, result(search, settings))
-    print(plot_note(write_plot(out / "throughput.png", search.curve(), knee)))
+    mark = None if knee is None else (float(knee.concurrency), knee.rows_per_s)
+    print(plot_note(write_plot(out / "throughput.png", concurrency_curve(search.curve()), mark)))
     if knee is None:
         print(f"async-etl: no level met the p99 SLO of {args.slo_p99_ms} ms", file=sys.stderr)
         return 1
@@ -106,6 +132,55 @@ def main(args: argparse.Namespace) -> int:
         f"p99 {knee.p99_ms:,.1f} ms ({knee.reason})"
     )
     return 0
+
+
+def _main_rate(
+    args: argparse.Namespace,
+    settings: BenchSettings,
+    source: Synthetic,
+    search: RateSearch,
+    json_path: Path | None,
+    out: Path,
+) -> int:
+    """``--by rate``: measure, write sweep.json and the plot, print the knee; exit status."""
+    loop.run(
+        lambda: sweep_rate(settings, source, search, on_point=_print_rate), use_uvloop=args.uvloop
+    )
+    knee = search.knee()
+    write_json(json_path, rate_result(search, settings))
+    curve = search.curve()
+    drawn = write_plot(
+        out / "throughput.png",
+        Curve(
+            [p.target for p in curve],
+            [p.achieved for p in curve],
+            [p.p99_ms for p in curve],
+            "target rate (rows/s, open loop)",
+            "achieved rows/s and p99 from the due time vs target rate",
+        ),
+        None if knee is None else (knee.target, knee.achieved),
+    )
+    print(plot_note(drawn))
+    if knee is None:
+        print(
+            f"async-etl: no rate was held (from {args.start_rate:,.0f} rows/s down to "
+            f"{min(search.points):,.0f})",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"knee: rate {knee.target:,.0f} rows/s held ({knee.achieved:,.0f} achieved), "
+        f"p99 from due {knee.p99_ms:,.1f} ms ({knee.reason})"
+    )
+    return 0
+
+
+def _print_rate(point: RatePoint) -> None:
+    print(
+        f"rate {point.target:>12,.0f}: {point.achieved:>12,.0f} rows/s achieved  "
+        f"p99 from due {point.p99_ms:,.1f} ms",
+        flush=True,
+    )
 
 
 def _print_point(point: Point) -> None:
@@ -128,14 +203,7 @@ async def sweep(
     Raises the sink's ``LoadError`` (or another fatal error) as bench does.
     """
     async with AsyncExitStack() as stack:
-        url = settings.sink
-        if url is None:
-            from async_etl.drivers.postgres_embedded import embedded_postgres
-
-            url = await _enter_sync(stack, embedded_postgres())
-            settings = settings.replace(sink=url)
-        sink = open_sink(url, settings.replace(concurrency=search.maximum))
-        stack.push_async_callback(sink.aclose)
+        settings, sink = await _open(stack, settings, search.maximum)
         while (level := search.next_level()) is not None:
             snaps: list[Snapshot] = []
             run = settings.replace(concurrency=level, records=None, report_interval=0.1)
@@ -148,6 +216,51 @@ async def sweep(
             if on_point is not None:
                 on_point(point)
     return search
+
+
+async def sweep_rate(
+    settings: BenchSettings,
+    source: Synthetic,
+    search: RateSearch,
+    *,
+    on_point: Any = None,
+) -> RateSearch:
+    """Measure the open-loop rates ``search`` asks for through one sink; returns ``search``.
+
+    Each rate is a ``--rate`` run of ``settings.duration`` seconds with ``settings.concurrency``
+    batches in flight at most.  Raises the sink's ``LoadError`` (or another fatal error).
+    """
+    async with AsyncExitStack() as stack:
+        settings, sink = await _open(stack, settings, settings.concurrency)
+        while (target := search.next_rate()) is not None:
+            run = settings.replace(rate=target, records=None, warmup=0.0, report_interval=1.0)
+            async with Engine(run) as engine:
+                summary = await engine.run(source, sink, on_snapshot=lambda _: None)
+            rate = summary.extra["rate"]
+            due = rate["latency_from_due_ms"]
+            point = RatePoint(target, rate["achieved_rows_per_s"], due["p50"], due["p99"])
+            search.record(point)
+            if on_point is not None:
+                on_point(point)
+    return search
+
+
+async def _open(
+    stack: AsyncExitStack, settings: BenchSettings, in_flight: int
+) -> tuple[BenchSettings, Any]:
+    """The sink of a sweep (an embedded PostgreSQL without ``--sink``), closed by ``stack``.
+
+    ``in_flight``: the most batches any level sends at once (the sink's pool size).
+    """
+    url = settings.sink
+    if url is None:
+        from async_etl.drivers.postgres_embedded import embedded_postgres
+
+        url = await _enter_sync(stack, embedded_postgres())
+        settings = settings.replace(sink=url)
+    sink = open_sink(url, settings.replace(concurrency=in_flight))
+    stack.push_async_callback(sink.aclose)
+    return settings, sink
 
 
 def window_rate(snaps: list[Snapshot], start_s: float, end_s: float) -> float:
@@ -168,6 +281,7 @@ def result(search: KneeSearch, settings: BenchSettings) -> dict[str, Any]:
     """The ``sweep.json`` document: the knee, the curve and how it was measured."""
     knee = search.knee()
     return {
+        "by": "concurrency",
         "knee": knee.as_dict() if knee is not None else None,
         "points": [
             {
@@ -187,8 +301,54 @@ def result(search: KneeSearch, settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-def write_plot(path: Path, curve: list[Point], knee: Knee | None) -> bool:
-    """Draw rows/s and p99 against concurrency, knee marked; False without matplotlib."""
+def rate_result(search: RateSearch, settings: BenchSettings) -> dict[str, Any]:
+    """The ``sweep.json`` document of ``--by rate``: the knee, the curve, how it was measured."""
+    knee = search.knee()
+    return {
+        "by": "rate",
+        "knee": knee.as_dict() if knee is not None else None,
+        "points": [
+            {
+                "target_rows_per_s": p.target,
+                "achieved_rows_per_s": p.achieved,
+                "p50_from_due_ms": p.p50_ms,
+                "p99_from_due_ms": p.p99_ms,
+                "held": search.held(p),
+            }
+            for p in search.curve()
+        ],
+        "threshold": search.threshold,
+        "slo_p99_ms": search.slo_p99_ms,
+        "step_seconds": settings.duration,
+        "batch_size": settings.batch_size,
+        "max_in_flight": settings.concurrency,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """What ``write_plot`` draws: x, rows/s and p99 per point, and the labels."""
+
+    xs: list[float]
+    rows_per_s: list[float]
+    p99_ms: list[float]
+    xlabel: str
+    title: str
+
+
+def concurrency_curve(points: list[Point]) -> Curve:
+    """The concurrency sweep's curve."""
+    return Curve(
+        [float(p.concurrency) for p in points],
+        [p.rows_per_s for p in points],
+        [p.p99_ms for p in points],
+        "concurrency (batches in flight)",
+        "throughput and p99 latency vs concurrency",
+    )
+
+
+def write_plot(path: Path, curve: Curve, knee: tuple[float, float] | None) -> bool:
+    """Draw rows/s and p99 against x, the knee (x, rows/s) marked; False without matplotlib."""
     try:
         import matplotlib
     except ImportError:
@@ -196,25 +356,25 @@ def write_plot(path: Path, curve: list[Point], knee: Knee | None) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [p.concurrency for p in curve]
+    xs = curve.xs
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(xs, [p.rows_per_s for p in curve], marker="o", label="rows/s")
+    ax.plot(xs, curve.rows_per_s, marker="o", label="rows/s")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrency (batches in flight)")
+    ax.set_xlabel(curve.xlabel)
     ax.set_ylabel("rows/s")
     ax.set_ylim(bottom=0)
     lat = ax.twinx()
-    lat.plot(xs, [p.p99_ms for p in curve], marker="s", color="tab:red", label="p99 ms")
+    lat.plot(xs, curve.p99_ms, marker="s", color="tab:red", label="p99 ms")
     lat.set_ylabel("p99 latency (ms)")
     if knee is not None:
-        ax.axvline(knee.concurrency, color="grey", linestyle="--")
+        ax.axvline(knee[0], color="grey", linestyle="--")
         ax.annotate(
-            f"knee {knee.concurrency}: {knee.rows_per_s:,.0f} rows/s",
-            (knee.concurrency, knee.rows_per_s),
+            f"knee {knee[0]:,.0f}: {knee[1]:,.0f} rows/s",
+            knee,
             textcoords="offset points",
             xytext=(6, -14),
         )
-    ax.set_title("throughput and p99 latency vs concurrency")
+    ax.set_title(curve.title)
     ax.grid(True, alpha=0.3)
     fig.legend(loc="lower right")
     fig.tight_layout()

@@ -18,6 +18,10 @@ Only levels whose p99 meets the SLO (when one is given) count.
 2. **bisect** around the peak: between it and its measured neighbour below, then above, until
    each is at most ``max(1, knee / 8)`` away, so a knee at 24 is not reported as 32.
 
+``RateSearch`` does the same for open-loop rates (``sweep --by rate``): double the rate until
+the achieved rate falls short of the target by more than the threshold or the p99 from the
+due time passes the SLO, then bisect; the knee is the highest rate held.
+
 Everything here is pure: points in, decisions out.
 """
 
@@ -137,3 +141,119 @@ class KneeSearch:
 
 def _level(point: Point) -> int:
     return point.concurrency
+
+
+@dataclass(frozen=True, slots=True)
+class RatePoint:
+    """One measured open-loop rate: ``target`` and ``achieved`` rows/s, latency from due.
+
+    ``p50_ms`` / ``p99_ms`` are measured from each batch's due time (corrected for
+    coordinated omission).
+    """
+
+    target: float
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateKnee:
+    """The highest rate held, and why the rates above it were not."""
+
+    target: float
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return asdict(self)
+
+
+class RateSearch:
+    """Chooses the open-loop rates to measure and reports the highest one the sink holds.
+
+    A rate is **held** when the achieved rate is within ``threshold`` of the target (the same
+    5 % as bench's own verdict) and, with an SLO, the p99 from the due time meets it.  Double
+    from ``start`` until a rate is not held or ``maximum`` is reached (halving instead when
+    ``start`` itself is not held), then bisect between the highest rate held and the lowest
+    one not held until they are within ``resolution`` of each other.
+
+    Raises ``ValueError`` for ``start <= 0``, ``maximum < start``, a threshold outside (0, 1)
+    or a resolution outside (0, 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        start: float = 1000.0,
+        maximum: float = 10_000_000.0,
+        threshold: float = THRESHOLD,
+        slo_p99_ms: float | None = None,
+        resolution: float = 1 / 8,
+    ) -> None:
+        if not 0 < start <= maximum:
+            raise ValueError(f"need 0 < start rate <= maximum rate, got {start}..{maximum}")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be within (0, 1), got {threshold}")
+        if not 0 < resolution < 1:
+            raise ValueError(f"resolution must be within (0, 1), got {resolution}")
+        self.start, self.maximum = start, maximum
+        self.threshold, self.slo_p99_ms, self.resolution = threshold, slo_p99_ms, resolution
+        self.points: dict[float, RatePoint] = {}
+
+    def held(self, point: RatePoint) -> bool:
+        """True when ``point`` reached its target (within the threshold) and met the SLO."""
+        reached = point.achieved >= (1 - self.threshold) * point.target
+        return reached and (self.slo_p99_ms is None or point.p99_ms <= self.slo_p99_ms)
+
+    def record(self, point: RatePoint) -> None:
+        """Add a measured rate."""
+        self.points[point.target] = point
+
+    def next_rate(self) -> float | None:
+        """The next rate to measure (rows/s), or None when the knee is known."""
+        if not self.points:
+            return self.start
+        held = [t for t, p in self.points.items() if self.held(p)]
+        missed = [t for t, p in self.points.items() if not self.held(p)]
+        if not held:
+            lowest = min(missed)
+            return lowest / 2 if lowest / 2 >= self.start / 64 else None
+        top = max(held)
+        above = [t for t in missed if t > top]
+        if not above:
+            return None if top >= self.maximum else min(self.maximum, top * 2)
+        if min(above) - top <= top * self.resolution:
+            return None
+        return (top + min(above)) / 2
+
+    def knee(self) -> RateKnee | None:
+        """The highest rate held (None: none was)."""
+        held = [p for p in self.points.values() if self.held(p)]
+        if not held:
+            return None
+        best = max(held, key=_target)
+        above = sorted((p for p in self.points.values() if p.target > best.target), key=_target)
+        return RateKnee(best.target, best.achieved, best.p50_ms, best.p99_ms, self._why(above))
+
+    def _why(self, above: list[RatePoint]) -> str:
+        if not above:
+            return f"reached the maximum rate {self.maximum:,.0f} rows/s"
+        first = above[0]
+        if first.achieved < (1 - self.threshold) * first.target:
+            return (
+                f"at {first.target:,.0f} rows/s only {first.achieved:,.0f} were achieved "
+                f"(short by more than {self.threshold:.0%})"
+            )
+        return f"p99 {first.p99_ms:,.1f} ms over the SLO at {first.target:,.0f} rows/s"
+
+    def curve(self) -> list[RatePoint]:
+        """Every measured rate, lowest first."""
+        return sorted(self.points.values(), key=_target)
+
+
+def _target(point: RatePoint) -> float:
+    return point.target

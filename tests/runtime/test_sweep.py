@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from async_etl.cli import main
+from async_etl.cli import find_knee_alias, main
 from tests.runtime.standin_process import standin_process
 
 
@@ -45,3 +45,53 @@ def test_sweep_refuses_a_warmup_longer_than_a_step(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert code == 2
     assert err == "async-etl: error: --warmup: must be >= 0 and below --step-seconds, got 2.0\n"
+
+
+@pytest.mark.slow
+def test_bench_find_knee_by_rate_finds_the_stand_ins_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench --find-knee rate against capacity 4 x 50 ms x 100 rows (8,000 rows/s): the
+    highest rate held is 8,000 rows/s - 25 %, the rate above it fell short, all in sweep.json."""
+    with standin_process("--capacity", "4", "--latency-ms", "50", "--growth", "0") as url:
+        args = (
+            f"--batch-size 100 --generators 0 --step-seconds 2 --start-rate 1000 --out {tmp_path}"
+        )
+        code = main(["bench", "--find-knee", "rate", "--sink", url, *args.split()])
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "sweep.json").read_text())
+    knee = result["knee"]
+    assert code == 0, out
+    assert result["by"] == "rate"
+    assert 0.75 * 8000 <= knee["target"] <= 8000, result["points"]
+    targets = [p["target_rows_per_s"] for p in result["points"]]
+    assert {1000, 2000, 4000} <= set(targets)
+    above = [p for p in result["points"] if p["target_rows_per_s"] > knee["target"]]
+    assert above and not any(p["held"] for p in above)
+    assert above[0]["achieved_rows_per_s"] < 0.95 * above[0]["target_rows_per_s"]
+    assert f"knee: rate {knee['target']:,.0f} rows/s held" in out
+    assert "only" in knee["reason"] and "were achieved" in knee["reason"]
+
+
+def test_find_knee_is_another_spelling_of_sweep() -> None:
+    """bench --find-knee [concurrency|rate] FLAGS parses as sweep FLAGS --by ...; bench alone
+    and sweep stay as they are."""
+    assert find_knee_alias(["bench", "--find-knee", "--sink", "x"]) == [
+        "sweep", "--sink", "x", "--by", "concurrency",
+    ]  # fmt: skip
+    assert find_knee_alias(["bench", "-b", "5", "--find-knee", "rate"]) == [
+        "sweep", "-b", "5", "--by", "rate",
+    ]  # fmt: skip
+    assert find_knee_alias(["bench", "--find-knee=rate"]) == ["sweep", "--by", "rate"]
+    assert find_knee_alias(["bench", "--sink", "x"]) == ["bench", "--sink", "x"]
+    assert find_knee_alias(["sweep", "--by", "rate"]) == ["sweep", "--by", "rate"]
+
+
+def test_sweep_by_rate_refuses_a_bad_start_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    """--start-rate above --max-rate is one line and exit status 2."""
+    code = main(
+        ["sweep", "--sink", "null://", "--by", "rate", "--start-rate", "10", "--max-rate", "5"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "async-etl: error: sweep: need 0 < start rate <= maximum rate, got 10.0..5.0\n"
