@@ -19,14 +19,17 @@ Errors (failed attempts, 429 / 503 included) cut the limit multiplicatively as i
 (RFC 5681), after which growth is additive (AIMD).
 
 1. **Search.**  Double the limit from ``initial`` while each doubling adds more than
-   ``GROWTH`` (5 %) throughput over the best level before it.  Then, with ``T`` = 95 % of the
+   ``GROWTH`` (15 %) throughput over the best level before it.  Then, with ``T`` = 95 % of the
    best throughput measured, ``b`` the lowest level at or above ``T`` and ``a`` the highest
    level below it (halving from ``b`` until one is found, when the search began past the knee):
    try ``a * best / X(a)`` once, the level at which the line from the origin through ``a``
    meets the best throughput (exact for a server that is linear up to its knee: no queue below
-   ``C*``); settle there if it reaches ``T``, else repeat from the new ``a`` (at least a
-   quarter of the way to ``b``: the line undershoots a concave curve) until
-   ``b - a <= max(1, b / 16)`` or a guess on the line reaches ``T``, and settle on ``b``.
+   ``C*``), and settle there if it gets within ``2 * EPSILON`` of the best (a busy client keeps
+   gaining a little past the server's knee; chasing that would settle far above it).  Else
+   narrow ``[a, b]`` with each measure (a level that reaches ``T`` is the new
+   ``b``, one below it the new ``a``), guessing on the line from ``a`` but at least a quarter
+   of the bracket away from either end (the line undershoots a concave curve, and one noisy
+   measure of ``a`` must not decide), until ``b - a <= max(1, b / 16)``; settle on ``b``.
 2. **Hold and probe.**  At the settled level, every ``hold`` windows try one step up
    (``+10 %``, ``+5 %`` after errors): keep it when throughput rose by at least
    ``E_UP`` (60 %) of the proportional gain, and keep climbing; otherwise come back and next
@@ -58,8 +61,9 @@ from dataclasses import dataclass
 CONVERGENCE_STEPS = 12
 """Windows within which the limit settles near the knee of a queueing server (see above)."""
 
-GROWTH = 0.05
-"""A doubling that adds no more than this share of throughput ends the search's climb."""
+GROWTH = 0.15
+"""A doubling that adds no more than this share of throughput ends the search's climb (a
+client that is slow to refill keeps gaining a few % per doubling past the server's knee)."""
 EPSILON = 0.05
 """The knee is the lowest level within this share of the best throughput."""
 E_UP = 0.6
@@ -185,8 +189,7 @@ class ProbingController:
         self._levels: dict[int, float] = {}  # this search's measured levels
         self._climbing = True  # the search is still doubling
         self._estimated = False  # the origin-line estimate was tried
-        self._guess = 0  # the level the refinement measures next
-        self._on_line = False  # ... and it is the origin line's (trusted when it meets T)
+        self._line = 0  # ... at this level (0: no longer the latest guess)
         self._settled = 0  # the settled level while probing
         self._here = 0.0  # its last throughput
         self._held = 0
@@ -227,17 +230,18 @@ class ProbingController:
                 return self._settle(b, x, obs)
             return self._move(s.clamp(b // 2), "search", x, obs)
         a = max(below)
-        if b - a <= max(1, b // 16) or (self._on_line and limit == b == self._guess):
+        if limit == self._line and x >= (1 - 2 * EPSILON) * best:
+            return self._settle(limit, x, obs)  # the line's first guess, close enough
+        if b - a <= max(1, b // 16):
             return self._settle(b, x, obs)
-        guess = round(a * best / self._levels[a] * (1 - EPSILON / 2))
-        quarter = a + math.ceil((b - a) / 4) if self._estimated else 0
-        self._on_line = guess >= quarter  # the line undershot (a concave curve): a quarter
-        guess = max(guess, quarter)
+        line = round(a * best / self._levels[a] * (1 - EPSILON / 2))
+        quarter = math.ceil((b - a) / 4) if self._estimated else 1
+        self._line = 0 if self._estimated else min(b - 1, max(a + 1, line))
         self._estimated = True
-        self._guess = min(b - 1, max(a + 1, guess))
-        if self._guess in self._levels:  # measured already: nothing left between
+        guess = min(b - quarter, max(a + quarter, line))
+        if guess in self._levels:  # measured already: nothing left between
             return self._settle(b, x, obs)
-        return self._move(self._guess, "search", x, obs)
+        return self._move(guess, "search", x, obs)
 
     def _settle(self, level: int, x: float, obs: Observation) -> Change | None:
         self._settle_at(level, max(self._levels.values(), default=x))
@@ -251,7 +255,7 @@ class ProbingController:
         self._held, self._smooth, self._probe_up = 0, 0.0, True
 
     def _research(self, x: float, obs: Observation) -> Change | None:
-        self.searching, self._climbing, self._estimated = True, False, False
+        self.searching, self._climbing, self._estimated, self._line = True, False, False, 0
         self._levels = {}
         return self._search(x, obs)
 
