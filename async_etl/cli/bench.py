@@ -167,7 +167,6 @@ def register(sub: Any) -> None:
         const="concurrency",
         choices=("concurrency", "rate"),
         default=None,
-        metavar="BY",
         help="find the saturation knee instead (by concurrency, default, or rate): the same "
         "as async-etl sweep [--by rate], with sweep's flags",
     )
