@@ -10,10 +10,12 @@ types on both sides: exact by construction, or the server refuses the row), Crat
   NULL); integers beyond CrateDB's ``BIGINT`` (64 bits) do not fit; ``numeric`` is stored as
   ``DOUBLE PRECISION``, exact only when the double's shortest decimal form is the value
   itself (at most 15-17 significant digits); timestamps and dates are epoch milliseconds,
-  so a timestamp with microseconds would lose them.  ``real`` is stored as a 32-bit float:
-  it is sent as the float32's shortest decimal form, which CrateDB hands back unchanged, so
-  the read-back compares equal.
-* **Oracle (binds)**: ``''`` is NULL in Oracle; ``NUMBER`` keeps 38 significant digits and
+  so a timestamp with microseconds would lose them, and ``'infinity'`` has no form (a BC
+  date or a year past 9999, read as ``core.pg_values.PgMoment``, is stored exactly).
+  ``real`` is stored as a 32-bit float: it is sent as the float32's shortest decimal form,
+  which CrateDB hands back unchanged, so the read-back compares equal.
+* **Oracle (binds)**: ``''`` is NULL in Oracle; no infinity, and the driver binds only the
+  years 1 to 9999 (a ``PgMoment``); ``NUMBER`` keeps 38 significant digits and
   exponents from -130 to 125, and no NaN or infinity; ``VARCHAR2(4000)`` holds 4000 bytes;
   ``DATE`` has no fraction of a second (a ``date`` source has none); ``BINARY_DOUBLE`` and
   ``BINARY_FLOAT`` keep NaN, infinities and -0.0.
@@ -22,7 +24,10 @@ types on both sides: exact by construction, or the server refuses the row), Crat
 when it can); ``row_refusal`` names the first refused column of a row.  The drivers turn a
 refused row into a reject with that reason (``on_bad_row = "reject"``) or fail the run with
 it (``fail``), and keep the row's key out of the merge, so its current version stays as it
-is.  ``crate_sent`` is the value as it travels in CrateDB's JSON.  Pure: no I/O.
+is.  ``crate_sent`` is the value as it travels in CrateDB's JSON.  The writer into CrateDB
+(``core.row_codecs.encode_crate_rows``) asks ``crate_refusal`` too, with the CrateDB column
+types named as PostgreSQL's (``crate_column_type``), and the writer into PostgreSQL asks
+``json_refusal`` for a json / jsonb value: one decision for both paths.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from async_etl.core.compare import base_type, oracle_lob
+from async_etl.core.pg_values import PgMoment
 
 __all__ = [
     "BIGINT_RANGE",
     "ORACLE_VARCHAR_BYTES",
+    "crate_column_type",
     "crate_refusal",
+    "crate_row_check",
     "crate_sent",
+    "json_refusal",
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
@@ -119,33 +128,74 @@ def _crate_scalar(value: Any, base: str) -> str | None:
         return None
     if isinstance(value, dict | list):
         return _crate_nested(value)
+    if isinstance(value, PgMoment):
+        if value.micros is None:
+            return f"{value.kind} '{value.text}' has no CrateDB TIMESTAMP form (no infinity)"
+        if value.micros % 1000:
+            return f"{value.kind} {value.text} has microseconds; CrateDB stores milliseconds"
     return None
 
 
-def _crate_nested(value: Any) -> str | None:
+def _walk(value: Any, leaf: Callable[[Any], str | None]) -> str | None:
+    """``leaf``'s reason for the first refused scalar inside dicts and lists, or None."""
     if isinstance(value, dict):
         items: Sequence[Any] = list(value.values())
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):
         items = value
     else:
-        return _crate_scalar(value, "json")
+        return leaf(value)
     for item in items:
-        reason = _crate_nested(item)
+        reason = _walk(item, leaf)
         if reason is not None:
             return reason
     return None
 
 
-def crate_refusal(value: Any, pg_type: str) -> str | None:
-    """Why ``value`` of a ``pg_type`` column cannot be stored exactly in CrateDB, or None."""
-    base, array = base_type(pg_type)
+def _crate_nested(value: Any) -> str | None:
+    return _walk(value, lambda v: _crate_scalar(v, "json"))
+
+
+def _crate_value(value: Any, base: str, array: bool) -> str | None:
     if array and isinstance(value, list):
         for item in value:
-            reason = crate_refusal(item, base)
+            reason = None if item is None else _crate_scalar(item, base)
             if reason is not None:
                 return f"array element: {reason}"
         return None
     return _crate_scalar(value, base)
+
+
+def crate_refusal(value: Any, pg_type: str) -> str | None:
+    """Why ``value`` of a ``pg_type`` column cannot be stored exactly in CrateDB, or None."""
+    base, array = base_type(pg_type)
+    return _crate_value(value, base, array)
+
+
+_PLAIN = frozenset({str, bool, type(None)})
+"""Value types CrateDB's JSON always carries as they are (checked without a call)."""
+
+
+def crate_row_check(
+    names: Sequence[str], pg_types: Sequence[str]
+) -> Callable[[Sequence[Any]], str | None]:
+    """``row_refusal`` with ``crate_refusal`` for rows of these columns, types parsed once.
+
+    An empty ``pg_types`` decides by each value's own type.  The check returns
+    ``"column c: reason"`` for the first refused value of a row, or None.
+    """
+    types = pg_types or [""] * len(names)
+    columns = [(n, *base_type(t)) for n, t in zip(names, types, strict=True)]
+
+    def check(row: Sequence[Any]) -> str | None:
+        for value, (name, base, array) in zip(row, columns, strict=False):
+            if type(value) in _PLAIN:
+                continue
+            reason = _crate_value(value, base, array)
+            if reason is not None:
+                return f"column {name}: {reason}"
+        return None
+
+    return check
 
 
 def _oracle_number(value: Decimal | int) -> str | None:
@@ -192,7 +242,44 @@ def oracle_refusal(value: Any, pg_type: str) -> str | None:
         return None  # BINARY_DOUBLE / BINARY_FLOAT keep NaN, infinities and -0.0
     if isinstance(value, date) and not isinstance(value, datetime):
         return None  # a date has no time of day: Oracle DATE keeps it exactly
+    if isinstance(value, PgMoment):
+        if value.micros is None:
+            return f"{value.kind} '{value.text}' has no Oracle form (no infinity)"
+        return f"{value.kind} {value.text} is outside the years 1-9999 the Oracle driver binds"
     return None
+
+
+def json_refusal(value: Any) -> str | None:
+    """Why a JSON value (dicts, lists, scalars) would not be stored as given, or None.
+
+    NaN and the infinities have no JSON form: ``orjson`` writes them as ``null``.
+    """
+    return _walk(value, _json_scalar)
+
+
+def _json_scalar(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} has no JSON form (it would be null)"
+    return None
+
+
+_CRATE_AS_PG = {"double": "double precision", "float": "real", "long": "bigint", "int": "integer"}
+
+
+def crate_column_type(data_type: str) -> str:
+    """A CrateDB ``information_schema`` type as the PostgreSQL name ``crate_refusal`` takes.
+
+    ``double`` -> ``double precision``, ``real_array`` / ``array(real)`` -> ``real[]``;
+    other names are kept (``crate_refusal`` then decides by the value's own type).
+    """
+    name = " ".join(data_type.strip().lower().split())
+    array = False
+    if name.endswith("_array"):
+        name, array = name[: -len("_array")], True
+    elif name.startswith("array(") and name.endswith(")"):
+        name, array = name[len("array(") : -1], True
+    name = _CRATE_AS_PG.get(name, name)
+    return f"{name}[]" if array else name
 
 
 def oracle_number_as_decimal(precision: int | None, scale: int | None) -> bool:

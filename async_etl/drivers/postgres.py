@@ -15,6 +15,8 @@ error, a bad client setting as a ``ConfigError``.
 - ``is_data_error`` tells an error about a row's content (SQLSTATE classes 22 and 23) from the
   rest, and ``PostgresError`` / ``UniqueViolation`` name the driver's exceptions, so the job
   drivers catch them without importing asyncpg;
+- ``use_exact_codecs`` makes a connection read dates, timestamps, intervals and bit strings
+  exactly (``core.pg_values``), for a target that stores Python values (CrateDB, Oracle);
 - ``connect_blocking`` / ``translate_psycopg`` / ``BlockingPool``: the same for psycopg 3,
   used by the thread runner's sink (at most ``size`` connections shared by its threads: a
   ``BoundedSemaphore`` in front of a LIFO of idle ones; a broken one is closed, not reused).
@@ -34,6 +36,7 @@ import asyncpg
 import psycopg
 
 from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
+from async_etl.core.pg_values import TEXT_TYPES, TUPLE_CODECS
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
@@ -66,6 +69,7 @@ __all__ = [
     "pooled",
     "translate_pg",
     "translate_psycopg",
+    "use_exact_codecs",
 ]
 
 APP_PREFIX = "async-etl"
@@ -197,6 +201,23 @@ async def pg_connection(
             raise translate_pg(exc, label) from exc
         finally:
             await close_quietly(conn)
+
+
+async def use_exact_codecs(conn: Any) -> None:
+    """Decode ``interval`` / bit strings as text and dates / timestamps exactly on ``conn``.
+
+    See ``core.pg_values``: no value is changed on the way in (a month stays a month,
+    ``'infinity'`` is not 9999-12-31), and a BC date or a year past 9999 reads as a
+    ``PgMoment`` instead of failing the whole read.  Untranslated driver errors.
+    """
+    for name in TEXT_TYPES:
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=str, decoder=str, format="text"
+        )
+    for name, (encoder, decoder) in TUPLE_CODECS.items():
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=encoder, decoder=decoder, format="tuple"
+        )
 
 
 @asynccontextmanager

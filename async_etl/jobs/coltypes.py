@@ -20,6 +20,7 @@ import orjson
 
 from async_etl.core.compare import base_type, oracle_lob
 from async_etl.core.exact import crate_sent
+from async_etl.core.pg_values import PgMoment, range_text
 
 __all__ = [
     "crate_type",
@@ -152,9 +153,20 @@ def _geometric(value: Any) -> str | None:
     return None
 
 
+def _hstore_text(value: dict[Any, Any]) -> str:
+    """PostgreSQL's text form of an ``hstore`` (asyncpg reads it as a dict)."""
+
+    def quoted(text: Any) -> str:
+        return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return ", ".join(f"{quoted(k)}=>{'NULL' if v is None else quoted(v)}" for k, v in value.items())
+
+
 def _to_crate(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return epoch_ms(value)
+    if isinstance(value, PgMoment):  # an infinity keeps its text: refused, never sent
+        return value.text if value.micros is None else value.micros // 1000
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, list):
@@ -165,6 +177,10 @@ def _to_crate(value: Any) -> Any:
         return value
     if (text := _geometric(value)) is not None:
         return text
+    if isinstance(value, dict):
+        return _hstore_text(value)
+    if type(value).__name__ == "Range":
+        return range_text(value)
     if type(value).__name__ == "Record":  # a composite: its fields as a JSON object's text
         return orjson.dumps({k: _to_crate(v) for k, v in value.items()}).decode()
     return str(value)

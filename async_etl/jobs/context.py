@@ -10,6 +10,7 @@ opened under ``ctx.hold(url)``, which takes a budget token and counts it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -160,9 +161,22 @@ class JobContext:
             raise StopRequested(f"run {self.run_id}: stop requested")
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and the infinities as PostgreSQL spells them, in strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def key_json(key: dict[str, Any]) -> str:
-    """A key as JSON text for ``async_etl_rejects`` (values that JSON lacks become strings)."""
-    return json.dumps(key, default=str)
+    """A key as JSON text for ``async_etl_rejects`` (values that JSON lacks become strings).
+
+    NaN and the infinities too: ``-Infinity`` is not JSON, and the reject must be recorded.
+    """
+    safe = {k: _json_safe(v) for k, v in key.items()}
+    return json.dumps(safe, default=str, allow_nan=False)
 
 
 def null_key_rejects(ctx: JobContext, where: str, keys: list[dict[str, Any]]) -> list[Reject]:

@@ -24,7 +24,6 @@ Everything happens inside the chunk's transaction; the probe and the numbered co
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import ScdColumns
 from async_etl.drivers.postgres import PostgresError, is_data_error
+from async_etl.jobs.context import key_json
 
 __all__ = ["find_bad_rows"]
 
@@ -108,7 +108,7 @@ async def find_bad_rows(
         numbers,
     )
     by_number = {int(r[0]): dict(zip(cols.business_key, tuple(r)[1:], strict=True)) for r in keys}
-    return [(json.dumps(by_number[n], default=str), reason) for n, reason in bad]
+    return [(key_json(by_number[n]), reason) for n, reason in bad]
 
 
 async def _restage(conn: Any, t: str, s: str, cols: ScdColumns, numbers: Sequence[int]) -> None:

@@ -9,6 +9,9 @@ Text keys: chunk bounds, ``ntile`` and ``ORDER BY`` compare in the run's chunk c
 (``core.collation``: the key column's own one, or code-point order ``"C"``), named explicitly
 in every statement, so the target applies the very same ranges.  ``key_collations`` reports
 each key column's collation for that choice.
+
+``batches`` (the rows of a CrateDB or Oracle target) reads values exactly: intervals and bit
+strings as text, infinite, BC and far-future dates as ``core.pg_values.PgMoment``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
-from async_etl.drivers.postgres import PG_ERRORS, translate_pg
+from async_etl.drivers.postgres import PG_ERRORS, translate_pg, use_exact_codecs
 from async_etl.errors import AsyncEtlError
 from async_etl.sources._base import SourceBase, reads
 
@@ -142,9 +145,14 @@ class PgSource(SourceBase):
     async def batches(
         self, conn: Any, chunk: Chunk, size: int
     ) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """The chunk's rows in key order, ``size`` at a time (a server-side cursor)."""
+        """The chunk's rows in key order, ``size`` at a time (a server-side cursor).
+
+        Values are read exactly (``drivers.postgres.use_exact_codecs``): only a target that
+        stores Python values (CrateDB, Oracle) reads rows here; a PostgreSQL one copies them.
+        """
         st, args = self.extract(chunk)
         with self.reading():
+            await use_exact_codecs(conn)
             async with conn.transaction(readonly=True):
                 batch: list[tuple[Any, ...]] = []
                 async for record in conn.cursor(st.text, *args, prefetch=size):

@@ -17,6 +17,7 @@ import asyncpg
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.scd import Row, apply_plan, diff
 from async_etl.core.specs import ScdColumns, ScdSpec
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.jobs.spec import JobSpec, parse_job
 
 COLUMNS = [("a", "bigint"), ("b", "text"), ("name", "text"), ("city", "text"), ("tier", "integer")]
@@ -146,6 +147,14 @@ async def table_rows(dsn: str, table: str) -> list[dict[str, Any]]:
         return [dict(r) for r in await conn.fetch(f"SELECT * FROM {table}")]
     finally:
         await conn.close()
+
+
+async def crate_rows(url: str, table: str, where: str = "") -> dict[Any, dict[str, Any]]:
+    """The rows of CrateDB ``table`` (refreshed first) by their ``id``; ``where``: a filter."""
+    async with CrateDBClient(url) as client:
+        await client.execute(f"REFRESH TABLE {table}")
+        resp = await client.execute(f"SELECT * FROM {table} {where}")
+    return {row["id"]: row for row in (dict(zip(resp.cols, r, strict=True)) for r in resp.rows)}
 
 
 async def fetchval(dsn: str, sql: str, *args: Any) -> Any:

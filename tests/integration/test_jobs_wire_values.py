@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from async_etl.core.exact import crate_refusal, row_refusal
-from async_etl.drivers.cratedb import CrateDBClient
+from async_etl.drivers.postgres import use_exact_codecs
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.coltypes import from_epoch_ms
 from async_etl.jobs.runner import run_job
 from async_etl.testing.crate import CrateStandIn, StandInConfig
-from tests.integration.jobs_helpers import at, fetchval, spec_of
+from tests.integration.jobs_helpers import at, crate_rows, fetchval, spec_of
 
 COLUMNS = [
     ("id", "integer"),
@@ -58,6 +58,7 @@ ROW = st.tuples(FLOATS, REALS, NUMERICS, MOMENTS, NAIVES, DATES, TEXTS, BIGS)
 
 async def _load(dsn: str, rows: list[tuple[Any, ...]]) -> None:
     conn = await asyncpg.connect(dsn)
+    await use_exact_codecs(conn)  # asyncpg's own codecs write date(1, 1, 1) as '-infinity'
     try:
         await conn.execute("DROP TABLE IF EXISTS s")
         await conn.execute(f"CREATE TABLE s ({', '.join(f'{n} {t}' for n, t in COLUMNS)}, "
@@ -107,13 +108,6 @@ def _same(stored: Any, source: Any, pg_type: str) -> bool:
     return bool(stored == source)
 
 
-async def _crate_rows(url: str) -> dict[int, dict[str, Any]]:
-    async with CrateDBClient(url) as client:
-        await client.execute("REFRESH TABLE dw.edge")
-        resp = await client.execute("SELECT * FROM dw.edge")
-    return {row["id"]: row for row in (dict(zip(resp.cols, r, strict=True)) for r in resp.rows)}
-
-
 async def _reasons(dsn: str, job: str) -> dict[int, str]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -143,7 +137,7 @@ async def test_crate_target_stores_edge_values_exactly_or_rejects_them(
         expected = {r[0]: row_refusal(r, NAMES, TYPES, crate_refusal) for r in rows}
         refused = {k: why for k, why in expected.items() if why is not None}
         assert await _reasons(pg_dsn, job) == refused
-        stored = await _crate_rows(crate.url)
+        stored = await crate_rows(crate.url, "dw.edge")
         assert set(stored) == set(expected) - set(refused)
         for row in rows:
             if row[0] in stored:

@@ -1,0 +1,89 @@
+"""PostgreSQL dates, timestamps and keys read exactly: infinities, BC and far-future years kept."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from async_etl.core.exact import crate_refusal, oracle_refusal
+from async_etl.core.pg_values import (
+    PgMoment,
+    decode_date,
+    decode_timestamp,
+    decode_timestamptz,
+    encode_date,
+    encode_timestamp,
+    encode_timestamptz,
+)
+from async_etl.jobs.coltypes import crate_value
+from async_etl.jobs.context import key_json
+
+PG_DAYS = st.one_of(
+    st.sampled_from([2**31 - 1, -(2**31)]),
+    st.integers(-2_451_545, 2_145_031_948),  # 4713-11-24 BC .. 5874897-12-31, from 2000-01-01
+)
+PG_MICROS = st.one_of(
+    st.sampled_from([2**63 - 1, -(2**63)]),
+    st.integers(-211_813_488_000_000_000, 9_223_371_331_200_000_000 - 1),
+)
+
+
+@given(PG_DAYS)
+def test_every_postgres_date_decodes_and_binds_back_unchanged(days: int) -> None:
+    """decode then encode gives the same days: infinities and BC dates included."""
+    assert encode_date(decode_date((days,))) == (days,)
+
+
+@given(PG_MICROS)
+def test_every_postgres_timestamp_decodes_and_binds_back_unchanged(micros: int) -> None:
+    """timestamp and timestamptz: decode then encode gives the same microseconds."""
+    assert encode_timestamp(decode_timestamp((micros,))) == (micros,)
+    assert encode_timestamptz(decode_timestamptz((micros,))) == (micros,)
+
+
+@given(st.dates())
+def test_a_date_python_holds_stays_a_date(value: date) -> None:
+    """Years 1-9999 decode to the very date (never to a PgMoment)."""
+    assert decode_date(encode_date(value)) == value
+
+
+def test_infinity_and_bc_dates_have_postgres_text() -> None:
+    """'infinity' is not 9999-12-31; BC and far-future dates carry PostgreSQL's text."""
+    assert decode_date((2**31 - 1,)) == PgMoment("date", None, "infinity")
+    assert decode_date((-(2**31),)) == PgMoment("date", None, "-infinity")
+    assert str(decode_date(encode_date(PgMoment("date", -63517824000000000, "")))) == (
+        "0044-03-15 BC"
+    )
+    far = decode_timestamptz((327403382400000000 - 946684800000000 + 3_723_000_001,))
+    assert str(far) == "12345-01-01 01:02:03.000001+00"
+    assert decode_timestamptz((0,)) == datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def test_crate_stores_finite_moments_and_refuses_infinity() -> None:
+    """A BC date goes to CrateDB as epoch ms; an infinity or lost microseconds are refused."""
+    bc = PgMoment("date", -63517824000000000, "0044-03-15 BC")
+    assert crate_refusal(bc, "date") is None
+    assert crate_value(["date"])([bc]) == [-63517824000000]
+    inf = PgMoment("timestamptz", None, "infinity")
+    assert crate_refusal(inf, "timestamp with time zone") == (
+        "timestamptz 'infinity' has no CrateDB TIMESTAMP form (no infinity)"
+    )
+    assert crate_value(["timestamp with time zone"])([inf]) == ["infinity"]  # never a NULL key
+    fine = PgMoment("timestamp", -63517780799999999, "0044-03-15 12:00:00.000001 BC")
+    assert "has microseconds" in (crate_refusal(fine, "timestamp without time zone") or "")
+    assert "outside the years 1-9999" in (oracle_refusal(bc, "date") or "")
+    assert "no infinity" in (oracle_refusal(inf, "timestamp with time zone") or "")
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_key_parts_become_json_strings(value: float) -> None:
+    """A key with NaN or an infinity is valid JSON (PostgreSQL's spelling, as a string)."""
+    text = key_json({"k": value, "n": [1.5, value]})
+    spelled = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}[repr(value)]
+    assert json.loads(text) == {"k": spelled, "n": [1.5, spelled]}
+    assert "Infinity" not in text.replace('"Infinity"', "").replace('"-Infinity"', "")

@@ -1,0 +1,157 @@
+"""PostgreSQL -> CrateDB values Python cannot hold: stored exactly, or rejected naming a column."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.coltypes import epoch_ms
+from async_etl.jobs.runner import run_job
+from async_etl.testing.crate import CrateStandIn, StandInConfig
+from tests.integration.jobs_helpers import at, crate_rows, fetchval, spec_of, table_rows
+
+
+async def _source(dsn: str, columns: str, rows: list[str]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS src")
+        await conn.execute(f"CREATE TABLE src (id int PRIMARY KEY, {columns})")
+        for row in rows:
+            await conn.execute(f"INSERT INTO src VALUES ({row})")
+    finally:
+        await conn.close()
+
+
+def _job(dsn: str, crate_url: str, name: str, on_bad_row: str = "reject", key: str = "id") -> str:
+    return f"""
+name = "{name}"
+on_bad_row = "{on_bad_row}"
+[source]
+url = "{dsn}"
+table = "src"
+key = ["{key}"]
+[target]
+url = "{crate_url}"
+table = "dw.fid"
+[scd]
+type = 2
+[parallel]
+enabled = false
+[state]
+url = "{dsn}"
+"""
+
+
+async def _stored(url: str) -> dict[Any, dict[str, Any]]:
+    return await crate_rows(url, "dw.fid", "WHERE is_current = true")
+
+
+async def _rejects(dsn: str, job: str) -> dict[str, str]:
+    return {r["key"]: r["reason"] for r in await table_rows(dsn, "async_etl_rejects")
+            if r["job"] == job}  # fmt: skip
+
+
+async def test_interval_and_bit_strings_are_stored_as_postgres_text(pg_dsn: str) -> None:
+    """'1 mon' is stored as '1 mon' (not 30 days), B'0101' as '0101'; '1 mon' -> '30 days' lands."""
+    rows = ["1, '1 mon', B'0101', B'1'", "2, '1 day 02:00:00.5', B'1111', B'10101'"]
+    await _source(pg_dsn, "iv interval, b bit(4), vb varbit", rows)
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(_job(pg_dsn, crate.url, job))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert (first.status, first.error, first.inserted) == ("SUCCEEDED", None, 2)
+        stored = await _stored(crate.url)
+        assert {k: (r["iv"], r["b"], r["vb"]) for k, r in stored.items()} == {
+            1: ("1 mon", "0101", "1"), 2: ("1 day 02:00:00.5", "1111", "10101")}  # fmt: skip
+        again = await run_job(spec, options=JobOptions(as_of=at(1)))
+        assert (again.inserted, again.updated, again.expired) == (0, 0, 0)
+        await fetchval(pg_dsn, "UPDATE src SET iv = '30 days' WHERE id = 1")
+        third = await run_job(spec, options=JobOptions(as_of=at(2)))
+        assert third.status == "SUCCEEDED", third.error
+        assert (third.inserted, third.expired) == (1, 1)
+        assert (await _stored(crate.url))[1]["iv"] == "30 days"
+
+
+async def test_infinite_dates_and_timestamps_are_refused_with_a_true_reason(pg_dsn: str) -> None:
+    """date and timestamptz 'infinity' / '-infinity': rejects naming the column, nothing stored."""
+    await _source(pg_dsn, "d date, ts timestamptz",
+                  ["1, '2024-01-01', '2024-01-01 00:00+00'", "2, 'infinity', NULL",
+                   "3, NULL, 'infinity'", "4, '-infinity', '-infinity'"])  # fmt: skip
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, job)),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert result.status == "SUCCEEDED", result.error
+        assert (result.inserted, result.rejected) == (1, 3)
+        assert set(await _stored(crate.url)) == {1}
+    no_form = "has no CrateDB TIMESTAMP form (no infinity)"
+    assert await _rejects(pg_dsn, job) == {
+        '{"id": 2}': f"column d: date 'infinity' {no_form}",
+        '{"id": 3}': f"column ts: timestamptz 'infinity' {no_form}",
+        '{"id": 4}': f"column d: date '-infinity' {no_form}",
+    }
+
+
+async def test_infinite_date_fails_a_fail_mode_run_naming_it(pg_dsn: str) -> None:
+    """on_bad_row = "fail": the run fails naming the row, the column and the infinity."""
+    await _source(pg_dsn, "d date", ["1, 'infinity'"])
+    async with CrateStandIn(StandInConfig()) as crate:
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, "fidfail", "fail")),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert crate.counters.bulk_items == 0
+    assert result.status == "FAILED"
+    assert "row {\"id\": 1} refused: column d: date 'infinity'" in (result.error or "")
+
+
+async def test_bc_and_far_future_dates_are_stored_exactly(pg_dsn: str) -> None:
+    """'0044-03-15 BC' and years past 9999 are stored as exact epoch ms; a re-run writes nothing."""
+    await _source(pg_dsn, "d date, ts timestamp",
+                  ["1, '0044-03-15 BC', '0044-03-15 12:30:00.25 BC'",
+                   "2, '12345-06-07', '12345-06-07 01:02:03'", "3, '2024-01-01', NULL",
+                   "4, '4713-01-01 BC', '0001-01-01 00:00:00.000001 BC'"])  # fmt: skip
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(_job(pg_dsn, crate.url, job))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert first.status == "SUCCEEDED", first.error
+        assert (first.inserted, first.rejected) == (3, 1)
+        stored = await _stored(crate.url)
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            expected = {
+                r["id"]: (r["d"], r["ts"])
+                for r in await conn.fetch(
+                    "SELECT id, (extract(epoch FROM d::timestamp AT TIME ZONE 'UTC') * 1000)"
+                    "::bigint AS d, (extract(epoch FROM ts AT TIME ZONE 'UTC') * 1000)::bigint "
+                    "AS ts FROM src WHERE id < 4"
+                )
+            }
+        finally:
+            await conn.close()
+        assert {k: (r["d"], r["ts"]) for k, r in stored.items()} == expected
+        again = await run_job(spec, options=JobOptions(as_of=at(1)))
+        assert (again.inserted, again.updated, again.expired, again.rejected) == (0, 0, 0, 1)
+    reasons = await _rejects(pg_dsn, job)
+    assert reasons == {'{"id": 4}': "column ts: timestamp 0001-01-01 00:00:00.000001 BC has "
+                       "microseconds; CrateDB stores milliseconds"}  # fmt: skip
+    assert expected[3][0] == epoch_ms(at(0).replace(year=2024, month=1, day=1))
+
+
+@pytest.mark.parametrize("kind", ["float8", "numeric"])
+async def test_non_finite_key_rejects_are_recorded(pg_dsn: str, kind: str) -> None:
+    """A -Infinity / Infinity / NaN key is rejected naming the column, and its reject recorded."""
+    rows = ["1, '-Infinity', 'a'", "2, 'Infinity', 'b'", "3, 'NaN', 'c'", "4, 1.5, 'd'"]
+    await _source(pg_dsn, f"k {kind} UNIQUE, v text", rows)
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        text = _job(pg_dsn, crate.url, job, key="k").replace("[scd]", '[scd]\nbusiness_key = ["k"]')
+        result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        assert result.status == "SUCCEEDED", result.error
+        assert (result.inserted, result.rejected) == (1, 3)
+    reasons = await _rejects(pg_dsn, job)
+    assert set(reasons) == {'{"k": "-Infinity"}', '{"k": "Infinity"}', '{"k": "NaN"}'}
+    assert all(why.startswith("column k: ") for why in reasons.values())
