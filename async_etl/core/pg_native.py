@@ -34,7 +34,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from async_etl.core.batching import Columns
-from async_etl.core.row_codecs import PgColumn
+from async_etl.core.row_codecs import PgColumn, bounded
 
 _NONE = type(None)
 _TS_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)  # asyncpg writes infinity
@@ -98,8 +98,12 @@ NATIVE: Final = frozenset(_CHECKS)
 
 
 def native_table(columns: Sequence[PgColumn]) -> bool:
-    """True when every column's type is in ``NATIVE`` (else the reference encoders do it all)."""
-    return bool(columns) and all(c.typname in NATIVE for c in columns)
+    """True when every column's type is in ``NATIVE`` (else the reference encoders do it all).
+
+    A bounded column (``timestamptz(0)``: ``row_codecs.bounded``) is not: the server would
+    round what the reference refuses.
+    """
+    return bool(columns) and all(c.typname in NATIVE and not bounded(c) for c in columns)
 
 
 def plain(columns: Sequence[PgColumn], rows: Sequence[tuple[Any, ...]]) -> bool:

@@ -13,7 +13,9 @@ PostgreSQL: the binary COPY tuple format (``int16`` field count, then per field 
 length, -1 for NULL, and the value in PostgreSQL's binary send format).  The types a writer can
 fill are the keys of ``PG_TYPES`` (by ``pg_type.typname``); any other column type is refused
 when the writer opens.  CrateDB: one ``{"stmt": ..., "bulk_args": [...]}`` body through orjson
-(datetimes as ISO 8601, UUIDs as strings); a value orjson cannot represent refuses its row.
+(datetimes as ISO 8601, UUIDs as strings); a value orjson cannot represent, or one CrateDB
+would not store exactly (``core.exact.crate_refusal``, the mapper's own decision: a datetime
+with microseconds, NaN or an infinity anywhere in a row), refuses its row.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from typing import Any, Final
 import orjson
 
 from async_etl.core.batching import Columns
+from async_etl.core.compare import base_type
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
+from async_etl.core.exact import crate_row_check, json_refusal
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
 Encoder = Callable[[Any], bytes]
@@ -128,16 +132,23 @@ def _int(low: int, high: int, fmt: str) -> Encoder:
     return enc
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _float(fmt: str) -> Encoder:
+
     def enc(v: Any) -> bytes:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f"expected a number, got {type(v).__name__}")
-        if isinstance(v, int) and float(v) != v:
-            raise ValueError(f"{v} has no exact float value")
         try:
-            return struct.pack(fmt, float(v))
-        except (OverflowError, struct.error):
-            raise ValueError(f"{v} is out of range") from None
+            data = struct.pack(fmt, float(v))
+        except (OverflowError, struct.error):  # float(10**400) overflows before packing
+            raise ValueError(f"{_short(v)} is out of range") from None
+        if isinstance(v, int) and struct.unpack(fmt, data)[0] != v:
+            raise ValueError(f"{_short(v)} has no exact float value")
+        return data
 
     return enc
 
@@ -163,12 +174,15 @@ def _bytea(v: Any) -> bytes:
 
 
 def _json(v: Any) -> bytes:
-    if isinstance(v, str):  # JSON text, as asyncpg reads it
+    if isinstance(v, str):  # JSON text, as asyncpg reads it (orjson refuses NaN in text)
         try:
             orjson.loads(v)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"not JSON: {exc}") from None
         return _text(v)
+    reason = json_refusal(v)
+    if reason is not None:
+        raise ValueError(reason)
     try:
         return orjson.dumps(v)
     except TypeError as exc:
@@ -275,26 +289,121 @@ PG_TYPES: Final[Mapping[str, Encoder]] = {
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PgColumn:
-    """One target column: its name, ``typname`` and whether it takes NULL."""
+    """One target column: its name, ``typname``, whether it takes NULL, and its ``atttypmod``.
+
+    ``typmod`` -1 means none; ``numeric(p,s)``, ``timestamp(p)`` and ``time(p)`` have one.
+    """
 
     name: str
     typname: str
     nullable: bool = True
+    typmod: int = -1
+
+    @property
+    def type_text(self) -> str:
+        """The type as messages name it (``numeric(10,2)``, ``timestamptz(0)``, ``text``)."""
+        bounds = _bounds(self)
+        if bounds is None:
+            return self.typname
+        return f"{self.typname}({','.join(map(str, bounds))})"
 
 
-def _reference_row(columns: Sequence[PgColumn], row: tuple[Any, ...]) -> bytes:
-    """The COPY tuple of ``row`` by the reference encoders; ``ValueError`` names the column."""
+_PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time"})
+
+
+def bounded(col: PgColumn) -> bool:
+    """True when ``col``'s ``typmod`` bounds what it keeps (``numeric(p,s)``, ``timestamp(p)``)."""
+    return _bounds(col) is not None
+
+
+def _bounds(col: PgColumn) -> tuple[int, ...] | None:
+    """``(precision, scale)`` of a ``numeric``, ``(precision,)`` of a timestamp; else None."""
+    if col.typmod < 0:
+        return None
+    if col.typname == "numeric":
+        mod = col.typmod - 4
+        return (mod >> 16) & 0xFFFF, ((mod & 0x7FF) ^ 1024) - 1024  # the scale may be negative
+    if col.typname in _PRECISION_TYPES:
+        return (col.typmod,)
+    return None
+
+
+def _bounded_numeric(precision: int, scale: int) -> Encoder:
+    """``_numeric`` refusing what ``numeric(precision, scale)`` would round or overflow."""
+
+    def enc(v: Any) -> bytes:
+        data = _numeric(v)
+        number = Decimal(v) if isinstance(v, int) else v
+        if number.is_nan() or number.is_zero():
+            return data
+        _, digits, exp = number.as_tuple()
+        assert isinstance(exp, int)
+        zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if exp + zeros < -scale:
+            raise ValueError(
+                f"{_short(v)} has more than {scale} decimal places; "
+                f"numeric({precision},{scale}) would round it"
+            )
+        if len(digits) + exp > precision - scale:
+            raise ValueError(f"{_short(v)} does not fit numeric({precision},{scale})")
+        return data
+
+    return enc
+
+
+def _bounded_moment(encode: Encoder, precision: int, typname: str) -> Encoder:
+    """A timestamp / time encoder refusing fractions ``typname(precision)`` would round."""
+    step = 10 ** (6 - min(precision, 6))
+
+    def enc(v: Any) -> bytes:
+        data = encode(v)
+        if v.microsecond % step:
+            raise ValueError(
+                f"{v.isoformat()} has a finer fraction of a second than {typname}({precision}) "
+                "keeps (it would be rounded)"
+            )
+        return data
+
+    return enc
+
+
+def column_encoder(col: PgColumn) -> Encoder:
+    """The reference encoder of ``col`` (its ``typmod`` bounds included).
+
+    Raises ``KeyError`` for a column type outside ``PG_TYPES``.
+    """
+    encode = PG_TYPES[col.typname]
+    bounds = _bounds(col)
+    if bounds is None:
+        return encode
+    if col.typname == "numeric":
+        return _bounded_numeric(*bounds)
+    return _bounded_moment(encode, bounds[0], col.typname)
+
+
+def _reference_row(
+    columns: Sequence[PgColumn], row: tuple[Any, ...], encoders: Sequence[Encoder] = ()
+) -> bytes:
+    """The COPY tuple of ``row`` by the reference encoders; ``ValueError`` names the column.
+
+    Any failure of an encoder (an ``OverflowError`` or ``TypeError`` too) is that reason.
+    """
+    encoders = encoders or [column_encoder(c) for c in columns]
     fields = [struct.pack(">h", len(columns))]
-    for col, value in zip(columns, row, strict=True):
+    for col, encode, value in zip(columns, encoders, row, strict=True):
         try:
             if value is None:
                 if not col.nullable:
                     raise ValueError("NULL in a NOT NULL column")
                 fields.append(_NULL)
                 continue
-            data = PG_TYPES[col.typname](value)
+            data = encode(value)
         except ValueError as exc:
-            raise ValueError(f"column {col.name!r} ({col.typname}): {exc}") from None
+            raise ValueError(f"column {col.name!r} ({col.type_text}): {exc}") from None
+        except (TypeError, ArithmeticError) as exc:
+            raise ValueError(
+                f"column {col.name!r} ({col.type_text}): {type(exc).__name__}: {exc}"
+            ) from None
         fields.append(struct.pack(">i", len(data)))
         fields.append(data)
     return b"".join(fields)
@@ -303,9 +412,13 @@ def _reference_row(columns: Sequence[PgColumn], row: tuple[Any, ...]) -> bytes:
 def pg_row_encoder(columns: Sequence[PgColumn]) -> Callable[[tuple[Any, ...]], bytes]:
     """The fast encoder of one row for ``columns`` (raises on anything unusual).
 
-    Raises ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
+    A column with ``typmod`` bounds takes its reference encoder (the fast paths check no
+    bounds).  Raises ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
     """
-    fields = [FAST.get(c.typname) or prefixed(PG_TYPES[c.typname]) for c in columns]
+    fields = [
+        (FAST.get(c.typname) if _bounds(c) is None else None) or prefixed(column_encoder(c))
+        for c in columns
+    ]
     return row_encoder(fields, [c.nullable for c in columns])
 
 
@@ -327,6 +440,7 @@ def encode_pg_rows(
     ``KeyError`` for a column type outside ``PG_TYPES`` (check when opening).
     """
     fast = fast or pg_row_encoder(columns)
+    encoders: list[Encoder] = []
     parts = [PG_COPY_HEADER]
     kept: list[int] = []
     refused: list[tuple[int, str]] = []
@@ -336,8 +450,9 @@ def encode_pg_rows(
         try:
             parts.append(fast(row))
         except Exception:
+            encoders = encoders or [column_encoder(c) for c in columns]
             try:
-                parts.append(_reference_row(columns, row))
+                parts.append(_reference_row(columns, row, encoders))
             except ValueError as exc:
                 refused.append((pos, str(exc)))
                 continue
@@ -350,25 +465,50 @@ def _crate_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} has no CrateDB JSON form")
 
 
-def _not_finite(row: tuple[Any, ...]) -> str | None:
-    for value in row:
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{value} has no JSON form"  # orjson would write null: a changed value
-    return None
+RowCheck = Callable[[Sequence[Any]], "str | None"]
+"""Why a row would not be stored exactly (``core.exact.crate_row_check``), or None."""
 
 
-def _crate_refusal(row: tuple[Any, ...]) -> str | None:
+def _crate_refusal(row: tuple[Any, ...], check: RowCheck) -> str | None:
+    reason = check(row)
+    if reason is not None:
+        return reason
     try:
         orjson.dumps(row, default=_crate_default)
     except TypeError as exc:
         return str(exc)
-    return _not_finite(row)
+    return None
 
 
-def _all_finite(rows: Sequence[tuple[Any, ...]]) -> bool:
-    """True when no value of ``rows`` is a float NaN or infinity (checked a column at a time).
+_NONE = type(None)
+_CRATE_PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
+_BIG = 2**63
+_FLOAT_INTS = 2**53
 
-    False may also mean "not sure" (rows of different widths): check row by row then.
+
+def _crate_plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> bool:
+    """True when ``crate_refusal`` refuses no value of ``column`` (whole-column builtins)."""
+    if kinds <= _CRATE_PLAIN:
+        return True
+    values: Sequence[Any] = column
+    if _NONE in kinds:
+        kinds = kinds - {_NONE}
+        values = [v for v in column if v is not None]
+    if kinds == {float}:
+        return base != "real" and all(map(math.isfinite, values))
+    if kinds == {int}:
+        bound = _FLOAT_INTS if base in ("double precision", "real", "numeric") else _BIG
+        return bool(-bound <= min(values) and max(values) < bound)
+    if kinds == {datetime}:
+        return not any(v.microsecond % 1000 for v in values)
+    return False
+
+
+def _crate_plain(rows: Sequence[tuple[Any, ...]], bases: Sequence[str]) -> bool:
+    """True when ``crate_refusal`` refuses no value of ``rows`` (checked a column at a time).
+
+    False may also mean "not sure" (rows of different widths, nested values): check row by
+    row then.  ``bases``: each column's base type name (empty: decide by the value's type).
     """
     if not rows:
         return True
@@ -376,30 +516,39 @@ def _all_finite(rows: Sequence[tuple[Any, ...]]) -> bool:
     if set(map(len, rows)) != {width}:
         return False
     columns = Columns.of(rows, width)
-    for column, kinds in zip(columns.values, columns.kinds, strict=True):
-        if kinds == {float}:
-            finite = all(map(math.isfinite, column))
-        elif any(issubclass(k, float) for k in kinds):
-            finite = all(math.isfinite(v) for v in column if isinstance(v, float))
-        else:
-            continue
-        if not finite:
-            return False
-    return True
+    names = bases or [""] * width
+    return all(
+        _crate_plain_column(column, kinds, base)
+        for column, kinds, base in zip(columns.values, columns.kinds, names, strict=True)
+    )
 
 
-def encode_crate_rows(stmt: str, rows: Sequence[tuple[Any, ...]]) -> Encoded:
-    """The ``/_sql`` bulk body for ``stmt`` with ``rows``; rows JSON cannot carry are refused."""
+def encode_crate_rows(
+    stmt: str,
+    rows: Sequence[tuple[Any, ...]],
+    names: Sequence[str] = (),
+    types: Sequence[str] = (),
+) -> Encoded:
+    """The ``/_sql`` bulk body for ``stmt`` with ``rows``; rows JSON cannot carry are refused.
+
+    ``names`` / ``types`` are the table's columns and their types as PostgreSQL names them
+    (``core.exact.crate_column_type``): a row holding a value ``core.exact.crate_refusal``
+    refuses is left out with ``"column c: reason"`` (unnamed columns are ``#1``, ``#2``, ...).
+    """
+    width = len(rows[0]) if rows else 0
+    names = names or [f"#{i + 1}" for i in range(width)]
+    bases = [base_type(t)[0] for t in types]
+    check = crate_row_check(names, types)
     refused: list[tuple[int, str]] = []
-    if not _all_finite(rows):
-        refused = [(pos, why) for pos, row in enumerate(rows) if (why := _not_finite(row))]
+    if not _crate_plain(rows, bases):
+        refused = [(pos, why) for pos, row in enumerate(rows) if (why := check(row))]
     try:
         if not refused:
             body = orjson.dumps({"stmt": stmt, "bulk_args": rows}, default=_crate_default)
             return Encoded(body, tuple(range(len(rows))))
     except TypeError:
         pass
-    refused = [(pos, why) for pos, row in enumerate(rows) if (why := _crate_refusal(row))]
+    refused = [(pos, why) for pos, row in enumerate(rows) if (why := _crate_refusal(row, check))]
     bad = {pos for pos, _ in refused}
     kept = tuple(pos for pos in range(len(rows)) if pos not in bad)
     body = orjson.dumps({"stmt": stmt, "bulk_args": [rows[pos] for pos in kept]})

@@ -38,19 +38,19 @@ def create_table(table: str, columns: Mapping[str, str], primary_key: Sequence[s
     return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(body)})"
 
 
-PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull
+PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
   AND a.attgenerated = ''
 ORDER BY a.attnum"""
-"""A PostgreSQL table's writable columns: (name, typname, nullable); $1 = quoted table."""
+"""A PostgreSQL table's writable columns: (name, typname, nullable, typmod); $1 = quoted table."""
 
 CRATE_COLUMNS = (
-    "SELECT column_name FROM information_schema.columns "
+    "SELECT column_name, data_type FROM information_schema.columns "
     "WHERE table_schema = ? AND table_name = ? AND is_generated = 'NEVER' "
     "ORDER BY ordinal_position"
 )
-"""A CrateDB table's columns in order (args: schema, table); sub-columns contain ``[``."""
+"""A CrateDB table's columns and types in order (args: schema, table); sub-columns contain ``[``."""
 
 CRATE_PRIMARY_KEY = (
     "SELECT column_name FROM information_schema.key_column_usage "

@@ -472,13 +472,18 @@ class Writer:
 
     async def _deliver(self, batch: ClosedBatch, token: object, plain: bool | None) -> None:
         out = BatchOutcome()
+        unsent = CANCELLED_EARLY
         try:
             if plain is None:
                 plain = await self._plain(batch.rows)
             if plain:
                 await self._send(batch, None, out)
                 return
-            encoded = await self._encode(batch.rows)
+            try:
+                encoded = await self._encode(batch.rows)
+            except Exception as exc:  # an encoder's bug: the rows never left, say so
+                unsent = f"not sent: encoding failed: {type(exc).__name__}: {exc}"
+                return
             for pos, why in encoded.refused:
                 out.rejected[why] += 1
                 self._keep_rows(self._rejected_rows, (batch.rows[pos],), why)
@@ -486,9 +491,9 @@ class Writer:
                 await self._send(batch, encoded, out)
         finally:
             missing = batch.ids.count - out.total
-            if missing > 0:  # cancelled while encoding: nothing was sent
-                out.undelivered[CANCELLED] += missing
-                self._keep_rows(self._undelivered_rows, batch.rows[-missing:], CANCELLED)
+            if missing > 0:  # cancelled or failed while encoding: nothing was sent
+                out.undelivered[unsent] += missing
+                self._keep_rows(self._undelivered_rows, batch.rows[-missing:], unsent)
             self._book.settle(
                 batch.ids,
                 delivered=out.delivered,

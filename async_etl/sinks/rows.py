@@ -31,6 +31,7 @@ import anyio.lowlevel
 from async_etl.core import pg_native
 from async_etl.core.batching import Columns
 from async_etl.core.crate_answers import query_rows
+from async_etl.core.exact import crate_column_type
 from async_etl.core.row_codecs import (
     PG_TYPES,
     Encoded,
@@ -137,7 +138,7 @@ class PostgresRowsSink(PostgresSink):
             raise
         except PG_ERRORS as exc:
             raise translate_pg(exc, self._where) from exc
-        by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2])) for r in found}
+        by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3])) for r in found}
         names = pick_columns(self._table, [r[0] for r in found], wanted)
         cols = tuple(by_name[n] for n in names)
         for col in cols:
@@ -235,6 +236,8 @@ class CrateRowsSink(CrateDBSink):
 
     wire: WireFormat = "crate_json"
     native = False  # batches are always encoded here (``encode``)
+    _names: tuple[str, ...] = ()
+    _types: tuple[str, ...] = ()
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
@@ -249,9 +252,9 @@ class CrateRowsSink(CrateDBSink):
             await self.client.execute(create_table(self.table.name, declared, primary_key))
         schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
         found = await self.client.execute(CRATE_COLUMNS, [schema, name])
-        columns_found = query_rows(found, self.client.where, CRATE_COLUMNS, width=1)
-        present = [str(r[0]) for r in columns_found if "[" not in str(r[0])]
-        names = pick_columns(self.table.name, present, wanted)
+        columns_found = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
+        types = {str(r[0]): str(r[1]) for r in columns_found if "[" not in str(r[0])}
+        names = pick_columns(self.table.name, list(types), wanted)
         keys = await self.client.execute(CRATE_PRIMARY_KEY, [schema, name])
         key_rows = query_rows(keys, self.client.where, CRATE_PRIMARY_KEY, width=1)
         pk = tuple(str(r[0]) for r in key_rows if str(r[0]) != "_id")
@@ -268,6 +271,8 @@ class CrateRowsSink(CrateDBSink):
             )
         self.pk = pk
         self._stmt = crate_insert(self.table.name, names)
+        self._names = names
+        self._types = tuple(crate_column_type(types[n]) for n in names)
         return names
 
     async def landed(self, batch: EncodedBatch) -> bool | None:
@@ -285,8 +290,8 @@ class CrateRowsSink(CrateDBSink):
     def encode(
         self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
     ) -> Encoded:
-        """The bulk body of ``rows`` (rows JSON cannot carry refused, with their reason)."""
-        return encode_crate_rows(self._stmt, rows)
+        """The bulk body of ``rows``; rows CrateDB would not store exactly refused, with why."""
+        return encode_crate_rows(self._stmt, rows, self._names, self._types)
 
 
 class NullRowsSink(NullSink):

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from async_etl.core.exact import crate_column_type, crate_row_check, json_refusal
 from async_etl.core.row_codecs import (
     PG_TYPES,
     PgColumn,
@@ -89,7 +91,8 @@ def test_crate_body_carries_rows_and_refuses_what_json_would_change() -> None:
     assert enc.kept == (0, 3)
     assert orjson.loads(enc.payload) == {"stmt": stmt, "bulk_args": [[1, 2.5], [4, None]]}
     assert [pos for pos, _ in enc.refused] == [1, 2]
-    assert "nan has no JSON form" in enc.refused[0][1]
+    nan = "column #2: nan cannot travel in CrateDB's JSON (it would arrive as NULL)"
+    assert enc.refused[0][1] == nan
     assert "not JSON serializable: bytes" in enc.refused[1][1]
 
 
@@ -164,3 +167,43 @@ def test_crate_body_refuses_non_finite_floats_among_other_kinds() -> None:
     enc = encode_crate_rows(stmt, [(1.0, 2.5), (-math.inf, 1.0)])
     assert [pos for pos, _ in enc.refused] == [1]
     assert encode_crate_rows(stmt, [(1, 2.5), (2, 3.5)]).refused == ()
+
+
+def test_json_refusal_finds_non_finite_floats_at_any_depth() -> None:
+    """NaN / infinity anywhere in a JSON value is refused; finite values and text pass."""
+    assert json_refusal({"a": [1, {"b": math.nan}]}) == "nan has no JSON form (it would be null)"
+    assert json_refusal((1, -math.inf)) == "-inf has no JSON form (it would be null)"
+    assert json_refusal({"a": [1.5, None, "NaN", -0.0]}) is None
+
+
+@pytest.mark.parametrize(
+    ("crate", "pg"),
+    [("double", "double precision"), ("real_array", "real[]"), ("array(double)",
+     "double precision[]"), ("text", "text"), ("timestamp with time zone",
+     "timestamp with time zone"), ("bigint", "bigint")],
+)  # fmt: skip
+def test_crate_column_types_map_to_postgres_names(crate: str, pg: str) -> None:
+    """information_schema's CrateDB type names become the names crate_refusal decides by."""
+    assert crate_column_type(crate) == pg
+
+
+CRATE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=3), st.integers(), st.floats(), st.dates(),
+    st.datetimes(), st.dictionaries(st.text(max_size=2), st.floats(), max_size=2),
+)  # fmt: skip
+CRATE_TYPES = ["double precision", "real", "bigint", "text", "timestamp with time zone", ""]
+
+
+@given(
+    rows=st.lists(st.tuples(CRATE_VALUES, CRATE_VALUES), min_size=1, max_size=12),
+    types=st.tuples(st.sampled_from(CRATE_TYPES), st.sampled_from(CRATE_TYPES)),
+)
+def test_crate_column_check_agrees_with_the_row_check(
+    rows: list[tuple[object, object]], types: tuple[str, str]
+) -> None:
+    """The column-at-a-time check refuses a batch whenever core.exact refuses one of its rows."""
+    enc = encode_crate_rows("INSERT INTO t (a, b) VALUES (?, ?)", rows, ("a", "b"), types)
+    check = crate_row_check(("a", "b"), types)
+    assert dict(enc.refused) == {
+        pos: why for pos, row in enumerate(rows) if (why := check(row)) is not None
+    }
