@@ -13,7 +13,9 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
    * another PostgreSQL database: binary ``COPY`` out of the source piped into binary
      ``COPY`` in (a bounded memory stream between the two, the stop flag checked between
      buffers);
-   * Oracle: batches from the source adapter through ``copy_records_to_table``;
+   * Oracle: batches from the source adapter through ``copy_records_to_table``, on the
+     exact codecs (``drivers.postgres.use_exact_codecs``): asyncpg's own write the dates
+     9999-12-31 and 0001-01-01 (Oracle's "end of time") as ``infinity`` / ``-infinity``;
 3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row);
    before it, a business key staged twice fails the chunk naming it, or with
    ``on_bad_row = "reject"`` has all its rows rejected and the target's current row re-staged
@@ -55,7 +57,12 @@ from async_etl.core.scd_sql_common import chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import UniqueViolation, is_data_error, pg_connection
+from async_etl.drivers.postgres import (
+    UniqueViolation,
+    is_data_error,
+    pg_connection,
+    use_exact_codecs,
+)
 from async_etl.errors import ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,
@@ -275,6 +282,7 @@ class PgTarget:
                 return await _pipe(ctx, source, sconn, conn, chunk, dest, columns, consts)
             total = 0
             extra = (ctx.as_of, None, True) if tail else ()
+            await use_exact_codecs(conn)  # 9999-12-31 stays itself, not 'infinity'
             async for batch in source.batches(sconn, chunk, ctx.batch_rows):
                 ctx.check_stop()
                 records = [(*r, *extra) for r in batch] if extra else batch
