@@ -122,8 +122,14 @@ def _exact_numbers(cursor: Any, metadata: Any) -> Any:
 
 
 @asynccontextmanager
-async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> AsyncIterator[Any]:
-    """An Oracle connection under a budget token; errors inside translated (see module doc)."""
+async def oracle_connection(
+    url: str, holder: Holder, *, where: str = "", translate_inside: bool = True
+) -> AsyncIterator[Any]:
+    """An Oracle connection under a budget token; errors inside translated (see module doc).
+
+    With ``translate_inside=False`` what the block raises passes unchanged (as
+    ``drivers.postgres.pg_connection``).
+    """
     try:
         import oracledb
     except ImportError as exc:  # pragma: no cover - an optional dependency
@@ -145,6 +151,8 @@ async def oracle_connection(url: str, holder: Holder, *, where: str = "") -> Asy
         except AsyncEtlError:
             raise
         except errors as exc:
+            if not translate_inside:
+                raise
             raise translate_oracle(exc, label) from exc
         finally:
             with anyio.CancelScope(shield=True):

@@ -183,12 +183,15 @@ async def pg_connection(
     *,
     app: str,
     where: str = "",
+    translate_inside: bool = True,
 ) -> AsyncIterator[Any]:
     """A job's connection to ``url``, opened while ``holder(url)`` holds its budget token.
 
     Raises ``TransientLoadError`` (lost connection, server restarting, ...), ``DataError`` or
     ``LoadError`` for failures inside the block, each prefixed by ``where`` (default: the
-    masked URL) and chained to the driver's exception.
+    masked URL) and chained to the driver's exception.  With ``translate_inside=False`` what
+    the block raises passes unchanged: a source adapter translates its own reads, and another
+    connection's error belongs to that connection's boundary.
     """
     label = where or f"PostgreSQL {mask_url(url)}"
     async with holder(url):
@@ -198,6 +201,8 @@ async def pg_connection(
         except AsyncEtlError:
             raise
         except PG_ERRORS as exc:
+            if not translate_inside:
+                raise
             raise translate_pg(exc, label) from exc
         finally:
             await close_quietly(conn)

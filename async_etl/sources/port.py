@@ -78,14 +78,16 @@ async def source_connection(source: Source, holder: Holder, app: str) -> AsyncIt
     """A connection to the source under a budget token (``holder``), errors translated.
 
     A failure to connect is an ``ExtractError`` (``TransientExtractError`` when worth
-    retrying); so is a failed read, translated by the adapter (``SourceBase.reading``).
+    retrying); so is a failed read, translated by the adapter (``SourceBase.reading``).  What
+    else the block raises passes unchanged: a target's driver error, raised while the source
+    connection is open, is translated and named by the target's own connection.
     """
     where = f"source {mask_url(source.url)}"
     opening: AbstractAsyncContextManager[Any]
     if source.dialect == "postgresql":
-        opening = pg_connection(source.url, holder, app=app, where=where)
+        opening = pg_connection(source.url, holder, app=app, where=where, translate_inside=False)
     else:
-        opening = oracle_connection(source.url, holder, where=where)
+        opening = oracle_connection(source.url, holder, where=where, translate_inside=False)
     async with AsyncExitStack() as stack:
         try:
             conn = await stack.enter_async_context(opening)

@@ -83,3 +83,13 @@ async def test_a_target_error_inside_the_source_block_is_left_alone(pg_dsn: str)
     with pytest.raises(LoadError, match="target refused"):
         async with source_connection(source, _free, "test"):
             raise LoadError("target refused")
+
+
+async def test_a_target_driver_error_inside_the_source_block_is_not_named_source(
+    pg_dsn: str,
+) -> None:
+    """A raw driver error of another connection passes untranslated, to its own boundary."""
+    source = PgSource(pg_dsn, ("id",), "SELECT 1 AS id", None)
+    with pytest.raises(asyncpg.CheckViolationError):
+        async with source_connection(source, _free, "test"):
+            raise asyncpg.CheckViolationError("new row violates a check constraint")
