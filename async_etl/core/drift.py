@@ -118,7 +118,20 @@ def sql_fits(source: str, target: str) -> bool:
         return ts is None if ss is None else ts is None or ts >= ss
     if sb == "real" and tb == "double precision":
         return True
+    if sb == tb and sb in _FRACTIONS:  # timestamp(0) would round a source's microseconds
+        return _precision(tmods) >= _precision(smods)
     return sb == tb
+
+
+_FRACTIONS = frozenset({"timestamp with time zone", "timestamp without time zone",
+                        "timestamp", "timestamptz", "time without time zone", "time",
+                        "time with time zone", "timetz", "interval"})  # fmt: skip
+"""Types whose ``(p)`` is the digits of a second they keep (6 when not given)."""
+
+
+def _precision(mods: tuple[str, ...]) -> int:
+    """The fractional-second digits of ``timestamp(p)`` / ``time(p)`` (6: not given)."""
+    return int(mods[0]) if mods and mods[0].isdigit() else 6
 
 
 def oracle_column_type(data_type: str, precision: int | None, scale: int | None,

@@ -55,7 +55,9 @@ def test_names_fold_only_for_oracle() -> None:
      ("character varying(20)", "text"), ("text", "character varying(5)"),
      ("real", "double precision"), ("numeric(12,2)", "numeric"), ("numeric(12,2)", "numeric(14,4)"),
      ("integer[]", "ARRAY(INTEGER)"), ("text[]", "text_array"), ("INTEGER", "integer"),
-     ("timestamp(3) with time zone", "timestamp with time zone")],
+     ("timestamp(3) with time zone", "timestamp with time zone"),
+     ("timestamp(0) without time zone", "timestamp(3) without time zone"),
+     ("time(2) without time zone", "time without time zone")],
 )  # fmt: skip
 def test_widening_fits(source: str, target: str) -> None:
     """Every source value fits the target unchanged, or the database refuses it loudly."""
@@ -68,7 +70,11 @@ def test_widening_fits(source: str, target: str) -> None:
      ("double precision", "bigint"), ("numeric(12,2)", "numeric(12,1)"),
      ("numeric", "numeric(10,2)"),
      ("numeric(5,2)", "bigint"), ("timestamp with time zone", "timestamp without time zone"),
-     ("json", "jsonb"), ("integer[]", "integer"), ("text", "text_array"), ("date", "timestamp")],
+     ("json", "jsonb"), ("integer[]", "integer"), ("text", "text_array"), ("date", "timestamp"),
+     ("timestamp with time zone", "timestamp(0) with time zone"),
+     ("timestamp(6) without time zone", "timestamp(3) without time zone"),
+     ("time without time zone", "time(0) without time zone"),
+     ("interval", "interval(0)")],
 )  # fmt: skip
 def test_value_changing_types_do_not_fit(source: str, target: str) -> None:
     """Another family, a narrower float or a rounding scale counts as retyped."""

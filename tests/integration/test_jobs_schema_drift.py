@@ -59,6 +59,10 @@ DRIFTS = {
                 'target dw.dim has column "v" (integer) that the source no longer has'),
     "retyped": (["ALTER TABLE src ALTER COLUMN v TYPE text"],
                 'column "v" of target dw.dim is integer, but the source now gives text'),
+    "rounding": (["ALTER TABLE src ALTER COLUMN v TYPE timestamptz USING to_timestamp(v + 0.5)",
+                  "ALTER TABLE dw.dim ALTER COLUMN v TYPE timestamptz(0) USING to_timestamp(v)"],
+                 'column "v" of target dw.dim is timestamp(0) with time zone, but the source '
+                 "now gives timestamp with time zone"),
 }  # fmt: skip
 
 
@@ -68,9 +72,9 @@ async def test_drift_stops_in_preflight(pg_dsn: str, tmp_path: Path, case: str, 
     """Added / dropped / retyped source column: exit 2, one line, no write, no run recorded."""
     text = _job(pg_dsn, pg_dsn, kind=kind, evolve=case != "added")
     await _first_load(pg_dsn, text)
-    before = await table_rows(pg_dsn, "dw.dim")
     sql, needle = DRIFTS[case]
     await _exec(pg_dsn, *sql)
+    before = await table_rows(pg_dsn, "dw.dim")
     code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", text)))
     lines = err.strip().splitlines()
     assert code == 2, (out, err)
