@@ -16,7 +16,8 @@ Only ``drivers`` (and the test helpers in ``testing``) import a database driver 
 (asyncpg, psycopg, oracledb, aiohttp, urllib3).  Nothing outside ``testing`` imports
 ``testing``.  Every import counts, wherever it is written (module level, inside a function,
 under ``TYPE_CHECKING``).  The checker reads source text with ``ast`` and imports nothing, so
-it is tested on planted violations too.
+it is tested on planted violations too.  No two modules import each other, not even through
+a function-local import (only imports under ``TYPE_CHECKING`` may close a circle).
 """
 
 from __future__ import annotations
@@ -165,6 +166,52 @@ def floor_violations(modules: Mapping[str, str]) -> list[str]:
     return found
 
 
+def _runtime_imports(module: str, tree: ast.Module, modules: Mapping[str, str]) -> set[str]:
+    """The package modules ``module`` imports when run: anywhere but under TYPE_CHECKING."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for name in _imports(module, ast.Module([node], []), modules):
+                while name not in modules and "." in name:
+                    name = name.rsplit(".", 1)[0]
+                if name in modules and name != module:
+                    found.add(name)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def import_circles(modules: Mapping[str, str]) -> list[list[str]]:
+    """Each circle of imports, as the modules on it (first one repeated last).
+
+    A function-local import counts: deferring an import hides a circle, it does not end it.
+    """
+    graph = {m: _runtime_imports(m, _parse(text), modules) for m, text in modules.items()}
+    circles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                circles.append([*path[path.index(other) :], other])
+            elif other not in state:
+                walk(other)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module)
+    return circles
+
+
 @pytest.fixture(scope="module")
 def sources() -> dict[str, str]:
     """The package's modules, read once."""
@@ -273,3 +320,26 @@ def test_the_readme_layout_names_every_part_of_the_tree() -> None:
     parts |= {p.name for p in ROOT.glob("*.py") if p.name != "__main__.py"}
     missing = sorted(part for part in parts if part not in block)
     assert parts and missing == []
+
+
+def test_no_modules_import_each_other(sources: dict[str, str]) -> None:
+    """No import circle (jobs/endpoints and the target drivers had one, through lazy imports)."""
+    assert import_circles(sources) == []
+
+
+def test_a_planted_import_circle_is_caught(sources: dict[str, str]) -> None:
+    """An import back into a module that imports it is a circle, unless under TYPE_CHECKING."""
+    planted = {
+        **sources,
+        "async_etl.core.urls": sources["async_etl.core.urls"] + "\nfrom async_etl import errors\n",
+    }
+    circles = import_circles(planted)
+    assert len(circles) == 1
+    assert set(circles[0]) == {"async_etl.core.urls", "async_etl.errors"}
+    hidden = (
+        "\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from async_etl import errors\n"
+    )
+    assert (
+        import_circles({**sources, "async_etl.core.urls": sources["async_etl.core.urls"] + hidden})
+        == []
+    )
