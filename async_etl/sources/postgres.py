@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import structlog
+
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
@@ -29,6 +31,8 @@ from async_etl.errors import AsyncEtlError
 from async_etl.sources._base import SourceBase, reads
 
 __all__ = ["PgSource"]
+
+log = structlog.get_logger(__name__)
 
 _PROBE = "_async_etl_probe"
 
@@ -106,7 +110,8 @@ class PgSource(SourceBase):
 
         Sorted in ``collate`` (one collation per key column), and returned in that order.
         A table (not a view) of ``estimate`` rows large enough is cut by a block sample
-        (``chunks.sample_percent``).
+        (``chunks.sample_percent``).  A cut Python cannot hold (a BC date, a year past 9999)
+        gives no cuts: one chunk, logged.
         """
         if n <= 1:
             return []
@@ -117,7 +122,12 @@ class PgSource(SourceBase):
                 sample = None  # a view or a foreign table: read every row
         st = pg.boundaries_sql(self.query, self.table, self.key, collate, self.window, sample)
         args = st.args({"n": n, **self._window_values()})
-        return [tuple(r) for r in await conn.fetch(st.text, *args)]
+        try:
+            found = await conn.fetch(st.text, *args)
+        except (ValueError, OverflowError) as exc:  # a cut Python cannot hold (a BC date)
+            log.warning("one_chunk", why=f"a chunk cut of {list(self.key)} is unreadable: {exc}")
+            return []  # one chunk covers every key: correct, only not parallel
+        return [tuple(r) for r in found]
 
     @reads
     async def null_keys(self, conn: Any) -> int:

@@ -155,3 +155,27 @@ async def test_non_finite_key_rejects_are_recorded(pg_dsn: str, kind: str) -> No
     reasons = await _rejects(pg_dsn, job)
     assert set(reasons) == {'{"k": "-Infinity"}', '{"k": "Infinity"}', '{"k": "NaN"}'}
     assert all(why.startswith("column k: ") for why in reasons.values())
+
+
+async def test_bc_date_key_is_planned_and_stored_not_a_traceback(pg_dsn: str) -> None:
+    """A date key with BC and infinite values, chunked: one chunk, BC keys stored, ±inf rejected."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE src (d date PRIMARY KEY, v int)")
+        await conn.execute("INSERT INTO src SELECT '0100-01-01 BC'::date + i, i "
+                           "FROM generate_series(1, 3000) i")  # fmt: skip
+        await conn.execute("INSERT INTO src SELECT '2020-01-01'::date + i, i "
+                           "FROM generate_series(1, 3000) i")  # fmt: skip
+        await conn.execute("INSERT INTO src VALUES ('infinity', 1), ('-infinity', 2)")
+        await conn.execute("ANALYZE src")
+    finally:
+        await conn.close()
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        text = _job(pg_dsn, crate.url, job, key="d").replace(
+            "enabled = false", "chunk_size = 1000\nmin_rows_for_parallel = 0"
+        )
+        result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        assert result.status == "SUCCEEDED", result.error
+        assert (result.inserted, result.rejected) == (6000, 2)
+    assert set(await _rejects(pg_dsn, job)) == {'{"d": "infinity"}', '{"d": "-infinity"}'}
