@@ -112,6 +112,8 @@ def _crate_scalar(value: Any, base: str) -> str | None:
             return f"{value!r} cannot travel in CrateDB's JSON (it would arrive as NULL)"
         if base == "real" and abs(value) > FLOAT32_MAX:
             return f"{value!r} is beyond CrateDB's REAL range"
+        if base == "real" and value and _float32(value) == 0:
+            return f"{value!r} underflows CrateDB's REAL (it would be stored as 0)"
         return None
     if isinstance(value, Decimal):
         if not value.is_finite():

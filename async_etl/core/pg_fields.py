@@ -50,6 +50,19 @@ def _timestamptz(v: Any) -> bytes:
     return _ts(8, (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds)
 
 
+_f4 = struct.Struct(">if").pack
+_ZEROS = (b"\x00\x00\x00\x00", b"\x80\x00\x00\x00")
+
+
+def _float4(v: Any) -> bytes:
+    if type(v) is not float:
+        raise TypeError(type(v).__name__)
+    data = _f4(4, v)  # struct.error when out of range
+    if v and data[4:] in _ZEROS:
+        raise ValueError("underflow")  # the reference refuses it with the reason
+    return data
+
+
 def _bool(v: Any) -> bytes:
     if v is True:
         return b"\x00\x00\x00\x01\x01"
@@ -63,7 +76,7 @@ FAST: Final[Mapping[str, Field]] = {
     "int4": _fixed("i", 4, int),
     "int8": _fixed("q", 8, int),
     "float8": _fixed("d", 8, float),
-    "float4": _fixed("f", 4, float),
+    "float4": _float4,
     "text": _text,
     "varchar": _text,
     "bpchar": _text,

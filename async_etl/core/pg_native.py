@@ -49,6 +49,18 @@ def _exact(kind: type) -> Callable[[set[type], Sequence[Any]], bool]:
     return check
 
 
+_F4_TINY = 1.5e-45  # at least the smallest float32 (1.4e-45): no smaller value underflows
+
+
+def _float4(kinds: set[type], values: Sequence[Any]) -> bool:
+    """Floats only, none that the C cast would flush to zero (the reference refuses those)."""
+    if not kinds:
+        return True
+    if kinds != {float}:
+        return False
+    return bool(min(map(abs, filter(None, values)), default=1.0) >= _F4_TINY)
+
+
 def _text(kinds: set[type], values: Sequence[Any]) -> bool:
     return kinds <= {str} and "\x00" not in "".join(values)
 
@@ -83,7 +95,7 @@ _CHECKS: Final[dict[str, Callable[[set[type], Sequence[Any]], bool]]] = {
     "int2": _exact(int),
     "int4": _exact(int),
     "int8": _exact(int),
-    "float4": _exact(float),
+    "float4": _float4,
     "float8": _exact(float),
     "text": _text,
     "varchar": _text,

@@ -146,8 +146,11 @@ def _float(fmt: str) -> Encoder:
             data = struct.pack(fmt, float(v))
         except (OverflowError, struct.error):  # float(10**400) overflows before packing
             raise ValueError(f"{_short(v)} is out of range") from None
-        if isinstance(v, int) and struct.unpack(fmt, data)[0] != v:
+        stored = struct.unpack(fmt, data)[0]
+        if isinstance(v, int) and stored != v:
             raise ValueError(f"{_short(v)} has no exact float value")
+        if stored == 0 and v != 0:  # PostgreSQL's own input refuses an underflow too
+            raise ValueError(f"{_short(v)} is out of range (underflow)")
         return data
 
     return enc

@@ -87,3 +87,11 @@ def test_non_finite_key_parts_become_json_strings(value: float) -> None:
     spelled = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}[repr(value)]
     assert json.loads(text) == {"k": spelled, "n": [1.5, spelled]}
     assert "Infinity" not in text.replace('"Infinity"', "").replace('"-Infinity"', "")
+
+
+def test_crate_real_refuses_a_float_it_would_store_as_zero() -> None:
+    """1e-50 into a REAL column underflows to 0: refused; the smallest float32 is kept."""
+    why = "1e-50 underflows CrateDB's REAL (it would be stored as 0)"
+    assert crate_refusal(1e-50, "real") == why
+    assert crate_refusal(1.401298464324817e-45, "real") is None
+    assert crate_refusal(1e-50, "double precision") is None

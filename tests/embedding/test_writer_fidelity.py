@@ -110,3 +110,17 @@ async def test_crate_writer_refuses_what_the_mapper_refuses(crate_standin: Crate
         await post_sql(session, crate.url, "REFRESH TABLE ev")
         _, body = await post_sql(session, crate.url, "SELECT id, ts, o FROM ev ORDER BY id")
     assert body["rows"] == [[3, 1704067200123, {"a": 1.5}]]
+
+
+async def test_a_float_that_real_flushes_to_zero_is_refused(pg_dsn: str) -> None:
+    """1e-50 into real would become 0 (PostgreSQL's own input refuses it): rejected by name."""
+    async with open_writer(pg_dsn, table="r", columns={"k": "int", "r": "real"}) as w:
+        await w.write_many([(1, 1e-50), (2, 1.5), (3, -1e-46)])
+    refused = {r.row[0]: r.reason for r in w.report.rejected_rows}
+    assert refused == {1: "column 'r' (float4): 1e-50 is out of range (underflow)",
+                       3: "column 'r' (float4): -1e-46 is out of range (underflow)"}  # fmt: skip
+    assert await _pg_rows(pg_dsn, "SELECT k, r FROM r") == [(2, 1.5)]
+    async with open_writer(pg_dsn, table="r") as w:  # a batch the C encoders would take
+        await w.write_many([(4, 2.5), (5, 1e-40), (6, 1e-300)])
+    assert {r.row[0] for r in w.report.rejected_rows} == {6}
+    assert await _pg_rows(pg_dsn, "SELECT k FROM r ORDER BY k") == [(2,), (4,), (5,)]
