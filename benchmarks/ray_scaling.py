@@ -1,11 +1,13 @@
 """Aggregate scaling of ``bench --ray`` on a simulated cluster: N nodes, each CPU-limited.
 
-Each node is a real ``ray start`` process (a head, then workers) moved, before it starts, into
-its own cgroup (v1 ``cpu`` + ``cpuacct``) with a CFS quota of ``--quota`` CPUs, so the node
-and everything it starts (its raylet, the actor's worker process) can use at most that much
-CPU: a small stand-in for one machine of a cluster.  Actors are spread one per node (Ray's
-SPREAD strategy).  The sink (one counting CrateDB stand-in process) and the driver run outside
-the cgroups, unlimited, as they would on their own machines.
+Each node is a real ``ray start`` worker process moved, before it starts, into its own cgroup
+(v1 ``cpu`` + ``cpuacct``) with a CFS quota of ``--quota`` CPUs, so the node and everything it
+starts (its raylet, the actor's worker process) can use at most that much CPU: a small
+stand-in for one machine of a cluster.  The head node has no CPUs (so no actor) and no limit,
+like a cluster's head; actors are spread one per worker node (Ray's SPREAD strategy; which
+node each actor ran on is read from its process's cgroup and printed).  The sink (one counting
+CrateDB stand-in process) and the driver run outside the cgroups, unlimited, as they would on
+their own machines.
 
 For N = 1 .. ``--max-nodes``: start the cluster, run ``async-etl bench --ray ADDRESS
 --ray-actors N --generators 0`` (generation inline in the actor, on its node's CPU) with
@@ -62,8 +64,10 @@ while sum(n["Alive"] for n in ray.nodes()) < int(sys.argv[2]):
 def wait_nodes(address: str, n: int) -> None:
     """Block until ``n`` nodes are alive in the cluster (a CPU-limited node starts slowly)."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
-    subprocess.run([sys.executable, "-c", WAIT_NODES, address, str(n)], check=True, env=env,
-                   capture_output=True, timeout=240)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", WAIT_NODES, address, str(n)], env=env,
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"waiting for {n} Ray nodes failed: {done.stderr[-1500:]}")
 
 
 def bench(url: str, records: int, flags: list[str]) -> dict[str, object]:
@@ -97,6 +101,10 @@ class Nodes:
         cpu, acct = (CGROUP / k / self.names[i] / "cgroup.procs" for k in ("cpu", "cpuacct"))
         script = f'echo $$ > {cpu} && echo $$ > {acct} && exec "$@"'
         return ["sh", "-c", script, "sh"]
+
+    def wrap_worker(self, i: int) -> list[str]:
+        """``wrap`` for a cluster whose node 0 is a head without CPUs (no actor, no limit)."""
+        return [] if i == 0 else self.wrap(i - 1)
 
     def cpu_s(self) -> list[float]:
         """CPU seconds used so far by each node."""
@@ -136,8 +144,9 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
     nodes = Nodes(n, quota)
     proc, url = standin()
     try:
-        with local_cluster(REPO, nodes=n, wrap=nodes.wrap, settle=0.0) as address:
-            wait_nodes(address, n)
+        wrap = nodes.wrap_worker
+        with local_cluster(REPO, nodes=n + 1, wrap=wrap, settle=0.0, head_cpus=0) as address:
+            wait_nodes(address, n + 1)
             before = nodes.cpu_s()
             t0 = time.monotonic()
             seen: dict[int, str] = {}

@@ -73,16 +73,18 @@ def local_cluster(
     nodes: int,
     wrap: Callable[[int], list[str]] | None = None,
     settle: float = 3.0,
+    head_cpus: int = 1,
 ) -> Iterator[str]:
     """Start a head and ``nodes - 1`` worker nodes (1 CPU each); yields the GCS address.
 
     ``wrap(i)`` is a command prefix for node ``i`` (0: the head), e.g. one that moves the node
     into a CPU-limited cgroup before it starts; every process of the node inherits it.
+    ``head_cpus`` 0 keeps actors off the head (they each ask for a share of a CPU).
     """
     temp = tempfile.mkdtemp(prefix="aetl-ray-", dir="/tmp")
     env = {**os.environ, "PYTHONPATH": repo_root, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
     port = _free_port()
-    common = ["--block", "--num-cpus", "1", "--object-store-memory", STORE_BYTES]
+    common = ["--block", "--object-store-memory", STORE_BYTES]
     head = [RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false"]
     head += [
         "--temp-dir",
@@ -92,10 +94,12 @@ def local_cluster(
     prefix = wrap or (lambda _: [])
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(_spawn([*prefix(0), *head, *common, *_ports()], env, temp, "head"))
+        head += ["--num-cpus", str(head_cpus), *common]
+        procs.append(_spawn([*prefix(0), *head, *_ports()], env, temp, "head"))
         _wait_listening(port, procs[0], Path(temp) / "head.out")
         for i in range(1, nodes):
-            worker = [RAY, "start", "--address", f"127.0.0.1:{port}", *common, *_ports()]
+            worker = [RAY, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", *common]
+            worker += _ports()
             procs.append(_spawn([*prefix(i), *worker], env, temp, f"worker{i}"))
         time.sleep(settle)  # the workers register with the head
         yield f"127.0.0.1:{port}"
