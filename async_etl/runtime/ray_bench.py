@@ -10,9 +10,11 @@ delivers whole units::
     driver: UnitBook (core/units.py) ──assign──> actor.run_unit(unit) ──> RunStats of the unit
             ◀──acknowledge / lost(actor)────────┘
 
-* **Pull, not push.** Each actor holds at most ``UNITS_PER_ACTOR`` units at a time; a feeder
-  task per slot asks the book for the next unit when the previous one came back, so a slow
-  node simply takes fewer units and nothing waits on a straggler's queue.
+* **Pull, not push.** Each actor holds at most ``units_per_actor(concurrency)`` units at a
+  time (one more than its ``--concurrency``: a unit of small batches is one batch, and the
+  actor must have that many batches to send at once, plus one being generated); a feeder task
+  per slot asks the book for the next unit when the previous one came back, so a slow node
+  simply takes fewer units and nothing waits on a straggler's queue.
 * **Death.** When a call fails because the actor is gone, the book takes back every unit the
   actor held; survivors get them first, as *re-sends*: every attempt on them checks whether
   the batch already landed (PostgreSQL ledger, CrateDB ``ON CONFLICT DO NOTHING``), so rows a
@@ -58,7 +60,12 @@ from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, EncodedBatch, SendResult, Target
 
 log = structlog.get_logger(__name__)
-UNITS_PER_ACTOR = 2  # units an actor holds at once: one delivering, one generating
+UNITS_PER_ACTOR = 2  # the fewest units an actor holds at once: one delivering, one generating
+
+
+def units_per_actor(concurrency: int) -> int:
+    """Units one actor holds at once: enough to keep ``concurrency`` sends busy, plus one."""
+    return max(UNITS_PER_ACTOR, concurrency + 1)
 
 
 class Resending:
@@ -203,7 +210,7 @@ async def run_on_ray(
                 tg.start_soon(_stop_on, run.book, stop)
             async with anyio.create_task_group() as feeders:
                 for name, actor in actors.items():
-                    for _ in range(UNITS_PER_ACTOR):
+                    for _ in range(units_per_actor(s.concurrency)):
                         feeders.start_soon(_feed, run, name, actor)
             tg.cancel_scope.cancel()
     finally:
@@ -227,6 +234,7 @@ async def run_on_ray(
         "actor_pids": pids,
         "lost_actors": sorted(run.book.dead),
         "resent_units": run.book.resends,
+        "units_per_actor": units_per_actor(s.concurrency),
         "units": len(run.book.acknowledged),
         "rows_per_s_by_actor": {
             n: round(r / seconds, 1) for n, r in sorted(run.rows_by_actor.items())
@@ -329,4 +337,4 @@ def _kill(ray: Any, actors: dict[str, Any]) -> None:
             ray.kill(actor)
 
 
-__all__ = ["BenchActor", "Resending", "run_on_ray"]
+__all__ = ["BenchActor", "Resending", "run_on_ray", "units_per_actor"]

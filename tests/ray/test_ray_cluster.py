@@ -19,7 +19,7 @@ import pytest
 
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
-from async_etl.runtime.ray_bench import UNITS_PER_ACTOR
+from async_etl.runtime.ray_bench import units_per_actor
 from tests.integration.jobs_helpers import (
     at,
     cols_of,
@@ -129,7 +129,9 @@ def test_sigkill_of_a_bench_actor_loses_and_duplicates_nothing(
     assert [low, high + 1] == summary["id_range"]
     assert summary["ok"] and summary["records"] == summary["reconciled"] == RECORDS
     assert len(ray["lost_actors"]) == 1
-    assert 1 <= ray["resent_units"] <= UNITS_PER_ACTOR  # only the units the dead actor held
+    held = units_per_actor(2)  # --concurrency 2
+    assert ray["units_per_actor"] == held
+    assert 1 <= ray["resent_units"] <= held  # only the units the dead actor held
 
 
 def test_sigkill_of_a_chunk_actor_reruns_only_its_chunks(
