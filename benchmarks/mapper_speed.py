@@ -26,7 +26,9 @@ discarded warm-up rep (``--reps 1``: one measured rep, no warm-up):
   ``scd2``, dlt ``scd2`` (``--dlt``, one rep: 30 s a run);
 * merge (type 1) initial then second run: async-etl with ``incremental = "updated_at"``, sling
   ``incremental`` (``--update-key updated_at``), ingestr ``merge``;
-* a 10-row copy, whole process: async-etl and ingestr.
+* a 10-row copy, whole process: async-etl and ingestr;
+* with ``--before DIR`` (``git archive REV | tar -x -C DIR``), async-etl's full, SCD2 and merge
+  cases again with that code (same interpreter).
 
 rows/s = the source's rows / wall seconds (for an incremental second run too: the table it keeps
 up to date).  async-etl's peak RSS is the kernel's high-water mark of its process (``wait4``).
@@ -102,6 +104,7 @@ class Bench:
         # PYTHONDONTWRITEBYTECODE, which would compile every module on every start)
         self.env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.before_env = {**self.env, "PYTHONPATH": args.before} if args.before else None
         home = str(tmp / "home")
         self.peer_env = {**os.environ, "HOME": home, "XDG_CONFIG_HOME": home,
                          "XDG_CACHE_HOME": home, "XDG_DATA_HOME": home,
@@ -141,26 +144,9 @@ class Bench:
             return measure(pipe, e)
 
         out["full: psql \\copy pipe (table with PK)"] = [ceiling]
-        out["full: async-etl copy --mode replace"] = [
-            lambda: measure(
-                [
-                    *self.etl,
-                    "copy",
-                    "--source",
-                    self.src,
-                    "--source-table",
-                    "src.dim_v0",
-                    "--target",
-                    self.dst,
-                    "--target-table",
-                    "dw.fr",
-                    "--key",
-                    "id",
-                    "--fresh",
-                ],
-                e,
-            )
-        ]
+        variants = [("", e)] + ([(" [before]", self.before_env)] if self.before_env else [])
+        for tag, env in variants:
+            out[f"full: async-etl copy --mode replace{tag}"] = [self._copy("src.dim_v0", env)]
         if self.pgcopydb:
             filt = self.tmp / "pgcopydb.ini"
             filt.write_text("[include-only-table]\nsrc.dim_v0\n")
@@ -174,53 +160,40 @@ class Bench:
         if self.sling:
             out["full: sling full-refresh"] = [self._sling("full-refresh", "dw.sl_fr")]
         scd2 = self.job("scd2", 2, incremental=False)
-        out["scd2: async-etl (2 workers)"] = [
-            lambda: measure([*self.etl, "run", str(scd2), "--as-of", AS_OF[0]], e),
-            lambda: measure([*self.etl, "run", str(scd2), "--as-of", AS_OF[1], "--set",
-                             "source.table=src.dim_v1"], e),
-        ]  # fmt: skip
+        for tag, env in variants:
+            out[f"scd2: async-etl (2 workers){tag}"] = self._runs(scd2, env)
         if self.ingestr:
             out["scd2: ingestr scd2"] = [self._ingestr("scd2", f"src.dim_v{i}", "dw.ing_scd2")
                                          for i in (0, 1)]  # fmt: skip
         if self.dlt:
             out["scd2: dlt scd2 (one rep)"] = [self._dlt(0), self._dlt(1)]
         merge = self.job("merge", 1, incremental=True)
-        out["merge: async-etl incremental (2 workers)"] = [
-            lambda: measure([*self.etl, "run", str(merge), "--as-of", AS_OF[0]], e),
-            lambda: measure([*self.etl, "run", str(merge), "--as-of", AS_OF[1], "--set",
-                             "source.table=src.dim_v1"], e),
-        ]  # fmt: skip
+        for tag, env in variants:
+            out[f"merge: async-etl incremental (2 workers){tag}"] = self._runs(merge, env)
         if self.sling:
             out["merge: sling incremental"] = [self._sling("incremental", "dw.sl_inc", v)
                                                for v in (0, 1)]  # fmt: skip
         if self.ingestr:
             out["merge: ingestr merge"] = [self._ingestr("merge", f"src.dim_v{i}", "dw.ing_m")
                                            for i in (0, 1)]  # fmt: skip
-        out["tiny: async-etl 10-row copy"] = [
-            lambda: measure(
-                [
-                    *self.etl,
-                    "copy",
-                    "--source",
-                    self.src,
-                    "--source-table",
-                    "src.tiny",
-                    "--target",
-                    self.dst,
-                    "--target-table",
-                    "dw.tiny",
-                    "--key",
-                    "id",
-                    "--fresh",
-                ],
-                e,
-            )
-        ]
+        out["tiny: async-etl 10-row copy"] = [self._copy("src.tiny", e)]
         if self.ingestr:
             out["tiny: ingestr 10-row replace"] = [
                 self._ingestr("replace", "src.tiny", "dw.ing_tiny")
             ]
         return out
+
+    def _copy(self, table: str, env: dict[str, str]) -> Callable[[], dict[str, Any]]:
+        argv = [*self.etl, "copy", "--source", self.src, "--source-table", table, "--target",
+                self.dst, "--target-table", "dw.fr", "--key", "id", "--fresh"]  # fmt: skip
+        return lambda: measure(argv, env)
+
+    def _runs(self, job: Path, env: dict[str, str]) -> list[Callable[[], dict[str, Any]]]:
+        """The job's initial run (v0) and its second run (v1)."""
+        first = [*self.etl, "run", str(job), "--as-of", AS_OF[0]]
+        second = [*self.etl, "run", str(job), "--as-of", AS_OF[1], "--set",
+                  "source.table=src.dim_v1"]  # fmt: skip
+        return [lambda: measure(first, env), lambda: measure(second, env)]
 
     def _ingestr(self, strategy: str, table: str, dest: str) -> Callable[[], dict[str, Any]]:
         argv = [str(self.ingestr), "ingest", "--yes", "--source-uri", self.src, "--source-table",
@@ -280,6 +253,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--peers", default="/tmp", help="folder of the throwaway peer venvs")
     ap.add_argument("--dlt", action="store_true", help="also dlt scd2 (one rep)")
+    ap.add_argument("--before", default=None, help="a checkout of the code to compare with")
     ap.add_argument("--only", default="", help="run only cases whose name contains this")
     ap.add_argument("--out", default="benchmarks/results/mapper_speed.json")
     args = ap.parse_args()
