@@ -52,6 +52,7 @@ class JobFacts:
     names: tuple[str, ...]
     chunks: tuple[ChunkRead, ...]
     null_keys: int = 0
+    on_bad_row: str = "fail"
 
 
 def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
@@ -71,6 +72,9 @@ def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
     if facts.mode == "append":
         return [f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT binary)"]
     direct = ", ".join(quote(n) for n in (*facts.names, *facts.cols.scd))
+    if facts.mode == "full_refresh" and facts.on_bad_row == "fail":
+        return ["-- the new table has no unique index yet (built after the last chunk):",
+                f"COPY {quote(table)} ({direct}) FROM STDIN (FORMAT binary)"]  # fmt: skip
     return [pg.range_is_empty_sql(table, facts.key, chunk).text,
             "-- if the range is empty (initial load), straight into the target:",
             f"COPY {quote(table)} ({direct}) FROM STDIN (FORMAT binary)",
@@ -85,7 +89,9 @@ def finish_statements(facts: JobFacts) -> list[str]:
     if facts.mode != "full_refresh":
         return []
     if facts.dialect == "postgresql":
-        return [st.text for st in modes.pg_swap_sql(facts.table, facts.cols)]
+        new = modes.new_table(facts.table)
+        return [*(st.text for st in pg.index_ddl(new, facts.cols)),
+                *(st.text for st in modes.pg_swap_sql(facts.table, facts.cols))]  # fmt: skip
     if facts.dialect == "cratedb":
         return [modes.crate_swap_sql(facts.table)]
     return [st.text for st in modes.oracle_swap_sql(facts.table, exists=True)]

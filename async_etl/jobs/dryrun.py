@@ -65,7 +65,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
                     target=mask_url(spec.target.url), as_of=decision.as_of.isoformat(), run=run,
                     estimate=estimate, workers=ch.workers(estimate, spec.parallel),
                     cols=decision.cols, key=spec.source.key, names=ctx.names, chunks=reads,
-                    null_keys=nulls)  # fmt: skip
+                    null_keys=nulls, on_bad_row=spec.on_bad_row)  # fmt: skip
 
 
 def _read(source: Source, chunk: ch.Chunk) -> ChunkRead:

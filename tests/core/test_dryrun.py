@@ -64,3 +64,14 @@ def test_report_indents_multi_line_queries() -> None:
     assert "  chunk 0 [-inf, (10,)): SELECT *" in lines
     assert '      FROM "src"."t"' in lines
     assert finish_statements(facts("postgresql", "merge")) == []
+
+
+def test_pg_full_refresh_copies_without_index_and_builds_it_before_the_swap() -> None:
+    """PostgreSQL full refresh: COPY into the index-less new table; indexes built, then swap."""
+    f = facts("postgresql", "full_refresh")
+    got = target_statements(f, CHUNK)
+    assert got[-1] == 'COPY "dw"."t_etl_new" ("id", "v") FROM STDIN (FORMAT binary)'
+    assert not any(s.startswith("SELECT NOT EXISTS") for s in got)
+    done = finish_statements(f)
+    assert done[0] == pg.index_ddl("dw.t_etl_new", COLS1)[0].text
+    assert done[1].startswith("DROP TABLE")
