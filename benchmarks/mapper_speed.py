@@ -77,12 +77,16 @@ def psql(db: str, sql: str) -> str:
     return out.stdout.strip()
 
 
-def measure(argv: list[str] | str, env: dict[str, str]) -> dict[str, Any]:
-    """Wall seconds and peak RSS (MB) of one fresh process, with the load average before it."""
+def measure(argv: list[str] | str, env: dict[str, str], cwd: str | None = None) -> dict[str, Any]:
+    """Wall seconds and peak RSS (MB) of one fresh process, with the load average before it.
+
+    ``cwd``: where it runs (``python -m`` puts the working directory first on ``sys.path``,
+    ahead of ``PYTHONPATH``: async-etl runs from the checkout it measures).
+    """
     COMMANDS.append(argv if isinstance(argv, str) else " ".join(argv))
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, shell=isinstance(argv, str), env=env, text=True,
+    proc = subprocess.Popen(argv, shell=isinstance(argv, str), env=env, text=True, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     assert proc.stdout is not None
     output = proc.stdout.read()
@@ -186,14 +190,15 @@ class Bench:
     def _copy(self, table: str, env: dict[str, str]) -> Callable[[], dict[str, Any]]:
         argv = [*self.etl, "copy", "--source", self.src, "--source-table", table, "--target",
                 self.dst, "--target-table", "dw.fr", "--key", "id", "--fresh"]  # fmt: skip
-        return lambda: measure(argv, env)
+        return lambda: measure(argv, env, env["PYTHONPATH"])
 
     def _runs(self, job: Path, env: dict[str, str]) -> list[Callable[[], dict[str, Any]]]:
         """The job's initial run (v0) and its second run (v1)."""
         first = [*self.etl, "run", str(job), "--as-of", AS_OF[0]]
         second = [*self.etl, "run", str(job), "--as-of", AS_OF[1], "--set",
                   "source.table=src.dim_v1"]  # fmt: skip
-        return [lambda: measure(first, env), lambda: measure(second, env)]
+        where = env["PYTHONPATH"]
+        return [lambda: measure(first, env, where), lambda: measure(second, env, where)]
 
     def _ingestr(self, strategy: str, table: str, dest: str) -> Callable[[], dict[str, Any]]:
         argv = [str(self.ingestr), "ingest", "--yes", "--source-uri", self.src, "--source-table",
