@@ -4,7 +4,8 @@ The source is PostgreSQL (``async_etl.sources.postgres``) or Oracle
 (``async_etl.sources.oracle``), both filling ``async_etl.sources.port.Source``; the target is
 PostgreSQL (``pg_driver``), CrateDB (``crate_driver``) or Oracle (``oracle_driver``), each
 filling ``Target``.  Connections are always opened under the run's budget
-(``JobContext.hold``).
+(``JobContext.hold``).  The CrateDB and Oracle adapters are imported when a job uses them:
+aiohttp alone adds about 0.1 s and 20 MB to the start of every PostgreSQL-only job.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError
 from async_etl.jobs.context import ChunkResult, Holder, JobContext
-from async_etl.jobs.crate_driver import CrateTarget
-from async_etl.jobs.oracle_driver import OracleTarget
 from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.spec import JobSpec
-from async_etl.sources.oracle import OracleSource
 from async_etl.sources.port import Source
 from async_etl.sources.postgres import PgSource
 
@@ -47,6 +45,8 @@ def make_source(spec: JobSpec, window: CursorWindow | None = None) -> Source:
     if dialect == "postgresql":
         return PgSource(src.url, src.key, query, src.table, window)
     if dialect == "oracle":
+        from async_etl.sources.oracle import OracleSource  # oracledb only when it is one
+
         return OracleSource(src.url, src.key, query, src.table, window)
     raise ConfigError(f"[source] url: {mask_url(src.url)} cannot be a source")
 
@@ -96,7 +96,11 @@ def make_target(spec: JobSpec) -> Target:
     if dialect == "postgresql":
         return PgTarget(tgt.url, table)
     if dialect == "cratedb":
+        from async_etl.jobs.crate_driver import CrateTarget  # aiohttp: 0.1 s, 20 MB
+
         return CrateTarget(tgt.url, table)
     if dialect == "oracle":
+        from async_etl.jobs.oracle_driver import OracleTarget
+
         return OracleTarget(tgt.url, table)
     raise ConfigError(f"[target] url: {mask_url(tgt.url)} cannot be a target")
