@@ -32,7 +32,7 @@ from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
 
-__all__ = ["CrateDBClient", "CrateDBSink"]
+__all__ = ["CrateDBSink"]
 
 
 class CrateDBSink(ClosingSink):

@@ -12,8 +12,9 @@ import pytest
 
 from async_etl.core.records import w_generate
 from async_etl.core.schema import Schema, column, default_schema
+from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.errors import ErrorKind, LoadError, TransientLoadError
-from async_etl.sinks.cratedb import CrateDBClient, CrateDBSink
+from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.cratedb_sync import BlockingCrateDBSink
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from async_etl.typing import EncodedBatch, IdRange, RowError, SendResult, Target, WorkUnit
