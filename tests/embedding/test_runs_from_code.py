@@ -11,6 +11,7 @@ import pytest
 
 import async_etl
 from async_etl import ConfigError, Progress, job_spec, run_job, run_plan
+from async_etl.core.modes import new_table
 
 
 async def _seed(dsn: str, rows: int = 3000) -> None:
@@ -71,9 +72,16 @@ async def test_a_stop_event_ends_the_job_at_a_safe_point(pg_dsn: str) -> None:
     )
     assert result.status == "STOPPED"
     assert 0 < result.chunks_done < result.chunks_total
+    # an initial load builds its target as a new table, renamed in when every chunk is done
+    # (``planning.builds_new_table``): the stopped run's chunks are there, the target is not yet
     conn = await asyncpg.connect(pg_dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM dw_customers") == result.inserted
+        assert await conn.fetchval("SELECT to_regclass('dw_customers')") is None
+        building = new_table("dw_customers")
+        assert await conn.fetchval(f"SELECT count(*) FROM {building}") == result.inserted
+        resumed = await run_job(_job(pg_dsn))
+        assert resumed.status == "SUCCEEDED" and resumed.resumed
+        assert await conn.fetchval("SELECT count(*) FROM dw_customers") == 20_000
     finally:
         await conn.close()
 
