@@ -93,6 +93,9 @@ def _pg_parts(type_: str, values: Values, null: Mask | None) -> list[Part]:
             return [const(struct.pack(">i", width)), Part(value)]
         return [Part(_be_int32(np.where(null, -1, width))), Part(value, width * ~null)]
     text = _as_text(values)
+    if null is None and type_ == "text" and text.pool is not None and text.pool.constant:
+        raw = text.pool.mat[0, : int(text.pool.lens[0])].tobytes()
+        return [const(struct.pack(">i", len(raw)) + raw)]  # written once per row block
     lens = text.lens if null is None else np.where(null, 0, text.lens)
     head = text.lens + (type_ == "json")
     if null is not None:
@@ -104,12 +107,17 @@ def _pg_parts(type_: str, values: Values, null: Mask | None) -> list[Part]:
     return parts
 
 
-def encode_pg_binary(schema: Schema, cols: Columns) -> bytes:
-    """The complete PostgreSQL binary COPY payload (header, tuples, trailer) for ``cols``."""
+def pg_binary_array(schema: Schema, cols: Columns) -> npt.NDArray[np.uint8]:
+    """The PostgreSQL binary COPY payload of ``cols`` as a uint8 array (not copied to bytes)."""
     parts = [const(struct.pack(">h", len(schema.columns)))]
     for col, values, null in zip(schema.columns, cols.values, cols.nulls, strict=True):
         parts.extend(_pg_parts(col.type, values, null))
-    return pack_rows(parts, len(cols), PG_COPY_HEADER, PG_COPY_TRAILER).tobytes()
+    return pack_rows(parts, len(cols), PG_COPY_HEADER, PG_COPY_TRAILER)
+
+
+def encode_pg_binary(schema: Schema, cols: Columns) -> bytes:
+    """The complete PostgreSQL binary COPY payload (header, tuples, trailer) for ``cols``."""
+    return pg_binary_array(schema, cols).tobytes()
 
 
 def _crate_list(type_: str, values: Values) -> list[Any]:

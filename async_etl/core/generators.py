@@ -25,7 +25,7 @@ import numpy.typing as npt
 import orjson
 
 from async_etl.core import _words
-from async_etl.core.schema import Column, Schema
+from async_etl.core.schema import Column, Schema, constant_text
 from async_etl.typing import IdRange
 
 U8: TypeAlias = npt.NDArray[np.uint8]
@@ -60,6 +60,17 @@ class Pool:
         out = np.empty(len(self.values), dtype=object)
         out[:] = [orjson.Fragment(v) for v in self.values]
         return out
+
+    def repeat(self, n: int) -> Text:
+        """The first value on each of ``n`` rows, as a read-only broadcast (nothing copied)."""
+        mat = np.broadcast_to(self.mat[0], (n, self.mat.shape[1]))
+        codes = np.zeros(n, dtype=np.intp)
+        return Text(mat, np.full(n, self.lens[0]), pool=self, codes=codes, ascii=self.ascii)
+
+    @property
+    def constant(self) -> bool:
+        """True when the pool holds a single value (every row is the same)."""
+        return len(self.values) == 1
 
     def take(self, codes: npt.NDArray[np.intp]) -> Text:
         """The strings at ``codes``, one per row."""
@@ -246,6 +257,8 @@ def _column(col: Column, ids: IdRange, rng: np.random.Generator) -> Values:
         return np.array(choices, dtype=dtype)[codes]
     if gen == "text":
         return _letters(rng, n, col.param("min_len", 5), col.param("max_len", 40))
+    if gen == "constant":
+        return _pool((constant_text(col),)).repeat(n)
     if gen in ("name", "city", "json"):
         pool = _named_pool(gen)
         return pool.take(rng.integers(0, len(pool.values), size=n))

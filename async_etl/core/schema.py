@@ -9,6 +9,7 @@ one ``ConfigError`` line naming the file and the column.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import tomllib
@@ -49,6 +50,7 @@ GENERATOR_TYPES: Final[Mapping[str, frozenset[str]]] = {
     "timestamp": frozenset({"timestamptz"}),
     "bool": frozenset({"bool"}),
     "json": frozenset({"json"}),
+    "constant": frozenset({"text"}),
 }
 
 # generator -> the parameters it accepts (besides ``nullable``, which all but sequence accept)
@@ -65,6 +67,7 @@ GENERATOR_PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "timestamp": frozenset({"days"}),
     "bool": frozenset({"p"}),
     "json": frozenset(),
+    "constant": frozenset({"value", "width"}),
 }
 
 _PG_TYPES: Final[Mapping[str, str]] = {
@@ -194,6 +197,8 @@ class Schema:
         for col in self.columns:
             if col.gen == "text":
                 total += 4 * int(col.param("max_len", 40)) + 8  # UTF-8 and JSON escaping slack
+            elif col.gen == "constant":
+                total += len(json.dumps(constant_text(col)).encode()) + 8  # as escaped as it gets
             elif col.type in ("text", "json"):
                 total += 512
             else:
@@ -208,6 +213,11 @@ class Schema:
         cols = ", ".join(quote_ident(c.name) for c in self.columns)
         marks = ", ".join("?" for _ in self.columns)
         return f"INSERT INTO {quote_ident(table)} ({cols}) VALUES ({marks})"
+
+
+def constant_text(col: Column) -> str:
+    """A ``constant`` column's value, blank-padded to ``width`` characters (as ``char(n)``)."""
+    return str(col.param("value", "")).ljust(int(col.param("width", 0)))
 
 
 def _is_int(value: object) -> bool:
@@ -276,6 +286,14 @@ def _check_params(col: Column, mk: Callable[[str], ConfigError]) -> None:
             raise mk(f"min_len > max_len ({lo} > {hi})")
         if cast(int, hi) > _MAX_TEXT:
             raise mk(f"max_len must be at most {_MAX_TEXT}, got {hi}")
+    elif col.gen == "constant":
+        value, width = p.get("value", ""), p.get("width", 0)
+        if not (isinstance(value, str) and "\x00" not in value):
+            raise mk(f"value must be a string without NUL characters, got {value!r}")
+        if not (_is_int(width) and 0 <= cast(int, width) <= _MAX_TEXT):
+            raise mk(f"width must be an integer from 0 to {_MAX_TEXT}, got {width!r}")
+        if len(value) > _MAX_TEXT:
+            raise mk(f"value must be at most {_MAX_TEXT} characters, got {len(value)}")
     elif col.gen == "timestamp":
         days = p.get("days", 365)
         if not (_is_number(days) and 0 < cast(float, days) <= _MAX_DAYS):

@@ -49,6 +49,8 @@ CATALOGUE: tuple[Column, ...] = (
     column("flag", "bool", "bool", p=0.3),
     column("attrs", "json", "json"),
     column("fixed", "text", "text", min_len=7, max_len=7),
+    column("filler", "text", "constant", width=9),
+    column("motto", "text", "constant", value="hé\t€", width=2),
 )
 
 ID_COL = column("id", "bigint", "sequence")

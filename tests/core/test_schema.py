@@ -215,6 +215,13 @@ _ID = 'id = { type = "bigint", gen = "sequence" }\n'
             "days must be",
         ),
         ("[columns]\n" + _ID + "[extra]\n", "unknown top-level key"),
+        ("[columns]\n" + _ID + 'f = { type = "text", gen = "constant", value = 5 }', "value must"),
+        (
+            "[columns]\n" + _ID + 'f = { type = "text", gen = "constant", value = "a\\u0000" }',
+            "NUL",
+        ),
+        ("[columns]\n" + _ID + 'f = { type = "text", gen = "constant", width = -1 }', "width must"),
+        ("[columns]\n" + _ID + 'f = { type = "int", gen = "constant" }', "cannot fill type 'int'"),
     ],
 )
 def test_parse_errors_are_one_line(text: str, expected: str) -> None:
@@ -231,3 +238,13 @@ def test_parse_toml_error_names_line() -> None:
     """A TOML syntax error reports the line it is on."""
     with pytest.raises(ConfigError, match="line 3"):
         parse_schema("[columns]\n" + _ID + "x = { type = \n", WHERE)
+
+
+def test_constant_is_blank_padded_like_char_n() -> None:
+    """A constant column is its value blank-padded to width; a longer value is kept whole."""
+    from async_etl.core.schema import constant_text
+
+    assert constant_text(column("f", "text", "constant", width=4)) == "    "
+    assert constant_text(column("f", "text", "constant", value="ab", width=4)) == "ab  "
+    assert constant_text(column("f", "text", "constant", value="abcdef", width=4)) == "abcdef"
+    assert constant_text(column("f", "text", "constant")) == ""

@@ -26,6 +26,8 @@ FULL = Schema(
         column("ts", "timestamptz", "timestamp", nullable=0.2),
         column("flag", "bool", "bool", nullable=0.2),
         column("attrs", "json", "json", nullable=0.2),
+        column("filler", "text", "constant", width=84),
+        column("motto", "text", "constant", value="hé", width=4, nullable=0.2),
     )
 )
 
