@@ -70,3 +70,40 @@ def plan_batches(start: int, total: int, batch_size: int) -> list[IdRange]:
     while (ids := planner.next()) is not None:
         out.append(ids)
     return out
+
+
+# -- the generation window, shared by the async and the thread runner ----------------------
+
+
+def generation_window(workers: int) -> int:
+    """Units generating at once: two per generator process (one computing, one handing over)."""
+    return 2 * max(1, workers)
+
+
+def queue_size(workers: int) -> int:
+    """Batches that may wait, generated, for a sender (the bounded stream / queue)."""
+    return max(4, 2 * workers)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the producer does next: generate ``ids``, or stop (``ids`` None).
+
+    ``stop`` names the reason the run must now be stopped ("duration"), or is empty when it
+    simply ends (a stop was already requested, or every id of a bounded plan was issued).
+    """
+
+    ids: IdRange | None
+    stop: str = ""
+
+
+def next_step(planner: BatchPlanner, *, stopping: bool, now: float, deadline: float | None) -> Step:
+    """The producer's one decision per unit, the same in both runners.
+
+    A requested stop wins, then the deadline, then the planner's next range (None: exhausted).
+    """
+    if stopping:
+        return Step(None)
+    if deadline is not None and now >= deadline:
+        return Step(None, "duration")
+    return Step(planner.next())

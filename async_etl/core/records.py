@@ -13,9 +13,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from async_etl.core.encoders import encode_crate_json, encode_pg_binary
+from async_etl.core.encoders import encode_crate_json, encode_pg_binary, pg_binary_array
 from async_etl.core.generators import Columns, Text, generate_columns
 from async_etl.core.schema import Schema
 from async_etl.errors import ConfigError
@@ -25,9 +27,13 @@ __all__ = [
     "Columns",
     "encode_crate_json",
     "encode_pg_binary",
+    "encode_unit",
     "generate_columns",
+    "payload_bound",
     "rows",
+    "split_unit",
     "w_generate",
+    "w_generate_batches",
 ]
 
 _UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -62,17 +68,40 @@ def rows(schema: Schema, ids: IdRange, seed: int) -> list[Row]:
     return columns_to_rows(schema, generate_columns(schema, ids, seed))
 
 
+def split_unit(unit: WorkUnit) -> list[WorkUnit]:
+    """A unit as consecutive units of ``unit.batch_size`` rows (one batch each)."""
+    size = unit.batch_size if unit.batch_size > 0 else max(1, unit.ids.count)
+    return [
+        replace(unit, ids=IdRange(start, min(size, unit.ids.stop - start)))
+        for start in range(unit.ids.start, unit.ids.stop, size)
+    ]
+
+
 def w_generate_batches(unit: WorkUnit) -> list[EncodedBatch]:
     """Generate a unit as consecutive batches of ``unit.batch_size`` rows (top-level, picklable).
 
     Many small batches then cost one process-pool round trip instead of one each.  Each batch
     is exactly what ``w_generate`` makes for its own id range, so grouping changes no data.
     """
-    size = unit.batch_size if unit.batch_size > 0 else max(1, unit.ids.count)
-    return [
-        w_generate(replace(unit, ids=IdRange(start, min(size, unit.ids.stop - start))))
-        for start in range(unit.ids.start, unit.ids.stop, size)
-    ]
+    return [w_generate(part) for part in split_unit(unit)]
+
+
+def encode_unit(unit: WorkUnit) -> bytes | npt.NDArray[np.uint8]:
+    """Generate one batch and encode it in its wire format, without a final copy to bytes.
+
+    Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
+    """
+    cols = generate_columns(unit.schema, unit.ids, unit.seed)
+    wire = unit.encoding.wire
+    if wire == "pg_binary":
+        return pg_binary_array(unit.schema, cols)
+    if wire == "crate_json":
+        if not unit.encoding.stmt:
+            raise ConfigError("crate_json encoding needs an INSERT statement")
+        return encode_crate_json(unit.encoding.stmt, unit.schema, cols)
+    if wire == "none":
+        return b""
+    raise ConfigError(f"unknown wire format {wire!r}")
 
 
 def w_generate(unit: WorkUnit) -> EncodedBatch:
@@ -80,16 +109,13 @@ def w_generate(unit: WorkUnit) -> EncodedBatch:
 
     Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
     """
-    cols = generate_columns(unit.schema, unit.ids, unit.seed)
-    wire = unit.encoding.wire
-    if wire == "pg_binary":
-        payload = encode_pg_binary(unit.schema, cols)
-    elif wire == "crate_json":
-        if not unit.encoding.stmt:
-            raise ConfigError("crate_json encoding needs an INSERT statement")
-        payload = encode_crate_json(unit.encoding.stmt, unit.schema, cols)
-    elif wire == "none":
-        payload = b""
-    else:
-        raise ConfigError(f"unknown wire format {wire!r}")
-    return EncodedBatch(ids=unit.ids, payload=payload, wire=wire)
+    payload = encode_unit(unit)
+    data = payload if isinstance(payload, bytes) else payload.tobytes()
+    return EncodedBatch(ids=unit.ids, payload=data, wire=unit.encoding.wire)
+
+
+def payload_bound(unit: WorkUnit) -> int:
+    """An upper bound of the bytes ``w_generate_batches(unit)`` encodes, all batches together."""
+    parts = -(-unit.ids.count // unit.batch_size) if unit.batch_size > 0 else 1
+    per_batch = 64 + 2 * len(unit.encoding.stmt.encode())  # COPY header / JSON envelope
+    return unit.ids.count * (unit.schema.max_row_bytes() + 8) + parts * per_batch

@@ -8,10 +8,14 @@ One task group per run, three stages joined by a bounded memory stream::
         └─ each finished unit ──> stream (bounded buffer) ──> dispatcher
     dispatcher ──(send limiter: C batches in flight)──> deliver(batch) ──> sink.send()
 
-* The **producer** asks the pure ``BatchPlanner`` for the next id range, unless a stop was
-  requested or the deadline passed, and starts one generation task per range while the
-  generation limiter has a token.  A finished batch waits in ``stream.send`` when the buffer is
-  full, still holding its token: that is the backpressure that keeps memory flat.
+* The **producer** takes a generation token, then asks the pure ``next_step`` (``core.plan``,
+  shared with the thread runner) what to do: stop (a stop was requested, or the deadline
+  passed) or generate the planner's next id range.  The window (2·P tokens) and the stream's
+  size come from ``core.plan`` too.  A finished batch waits in ``stream.send`` when the buffer
+  is full, still holding its token: that is the backpressure that keeps memory flat.
+* Workers hand their encoded batches back through a shared-memory **arena** of one slot per
+  token (``runtime.transport``), not through the pool's pipe; the arena lives for one run and
+  is unlinked in ``finally``.  A generator process that dies fails the run with one line.
 * The **dispatcher** takes batches off the stream and starts one delivery task each, under the
   send limiter.  Both limiters are ``anyio.CapacityLimiter`` objects whose ``total_tokens`` may
   be changed while the run is going (``Engine.limits``), e.g. by an adaptive controller.
@@ -40,8 +44,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from async_etl.config import BenchSettings
 from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.delivery import Delivery
-from async_etl.core.plan import BatchPlanner, batches_per_unit
-from async_etl.core.records import w_generate_batches
+from async_etl.core.plan import (
+    BatchPlanner,
+    batches_per_unit,
+    generation_window,
+    next_step,
+    queue_size,
+)
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.schedule import LATE_AFTER_S
 from async_etl.core.stats import RunStats, Snapshot, Warmup
@@ -56,6 +65,7 @@ from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
 from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
+from async_etl.runtime.transport import Arena, generate
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, EncodedBatch, IdRange, Target
 
@@ -90,10 +100,11 @@ class Engine(Stoppable):
         self._stop_reason = ""
         self._abort: anyio.CancelScope | None = None
         self.limits = Limits(
-            generation=anyio.CapacityLimiter(max(1, workers) * 2),
+            generation=anyio.CapacityLimiter(generation_window(workers)),
             sends=anyio.CapacityLimiter(self.settings.concurrency),
         )
         self._random = random.Random(self.settings.seed)
+        self._arena: Arena | None = None
         self.stats: RunStats | None = None
         s = self.settings
         self.adaptive = (
@@ -155,9 +166,12 @@ class Engine(Stoppable):
         deadline = started + s.duration if s.duration and pacer is None else None
         handler = on_snapshot or log_snapshot
         send, receive = anyio.create_memory_object_stream[EncodedBatch](
-            max_buffer_size=max(4, 2 * self._executor.workers)
+            max_buffer_size=queue_size(self._executor.workers)
         )
         warm = Warmup(s.warmup, started)
+        if self._executor.workers > 0 and target.encoding.wire != "none":
+            probe = source.unit(IdRange(target.start_id, unit_rows), target.encoding, s.batch_size)
+            self._arena = Arena.for_units(generation_window(self._executor.workers), probe)
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._report, stats, handler, warm)
@@ -173,6 +187,10 @@ class Engine(Stoppable):
             if err is None:
                 raise
             raise err from err.__cause__  # keep the driver exception chained
+        finally:
+            arena, self._arena = self._arena, None
+            if arena is not None:
+                arena.close()
         finished = time.perf_counter()
         handler(stats.snapshot(finished))  # the last interval, so short runs report too
         with anyio.CancelScope(shield=True):
@@ -228,17 +246,18 @@ class Engine(Stoppable):
         deadline: float | None,
     ) -> None:
         async with send, anyio.create_task_group() as tg:
-            while not self._stop.is_set():
-                if deadline is not None and time.perf_counter() >= deadline:
-                    self.stop("duration")
-                    break
+            while True:
                 token = object()
                 await self.limits.generation.acquire_on_behalf_of(token)
-                ids = None if self._stop.is_set() else planner.next()  # a stop may have come
-                if ids is None:
+                step = next_step(  # after the wait: a stop or the deadline may have come
+                    planner, stopping=self.stopping, now=time.perf_counter(), deadline=deadline
+                )
+                if step.ids is None:
                     self.limits.generation.release_on_behalf_of(token)
+                    if step.stop:
+                        self.stop(step.stop)
                     break
-                tg.start_soon(self._generate, source, target, ids, send.clone(), token)
+                tg.start_soon(self._generate, source, target, step.ids, send.clone(), token)
 
     async def _generate(
         self,
@@ -251,7 +270,7 @@ class Engine(Stoppable):
         try:
             async with send:
                 unit = source.unit(ids, target.encoding, self.settings.batch_size)
-                for batch in await self._executor.run(w_generate_batches, unit):
+                for batch in await generate(self._executor, self._arena, unit):
                     await send.send(batch)
         finally:
             self.limits.generation.release_on_behalf_of(token)

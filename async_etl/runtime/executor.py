@@ -11,6 +11,8 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -20,6 +22,7 @@ import psutil
 
 T = TypeVar("T")
 R = TypeVar("R")
+_WATCH_S = 0.5  # how often a worker checks that its parent is alive
 
 
 def w_warm(_: int) -> int:
@@ -29,19 +32,32 @@ def w_warm(_: int) -> int:
     return os.getpid()
 
 
-def new_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned generator processes, shared by both runners.
+def w_init(parent: int) -> None:
+    """Worker start: ignore SIGINT, and exit when the parent process is gone.
 
-    Workers ignore SIGINT: a terminal Ctrl-C reaches the whole process group, and the parent
-    alone decides how to stop (finish in-flight batches first).
+    A terminal Ctrl-C reaches the whole process group, and the parent alone decides how to
+    stop (finish in-flight batches first).  A parent killed hard leaves no orphan generators
+    behind (they would keep its shared memory segment alive).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_WATCH_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="aetl-parent-watch", daemon=True).start()
+
+
+def new_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned generator processes (``w_init``), shared by both runners."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=signal.signal,
-        initargs=(signal.SIGINT, signal.SIG_IGN),
+        initializer=w_init,
+        initargs=(os.getpid(),),
     )
 
 

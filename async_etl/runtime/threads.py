@@ -3,10 +3,12 @@
 Theory of operation
 -------------------
 Same core, two runners (``shared/STYLE.md``, point 2): this module re-implements no decision.
-It uses the same ``BatchPlanner`` (which ids), the same picklable ``w_generate`` in a spawned
-process pool (what bytes), the same ``Delivery`` state machine and ``RetryPolicy`` (what to
-resend, when), the same ``RunStats`` / ``Warmup`` (figures) and the same ``summarize`` — only
-the concurrency model differs from ``async_etl.runtime.engine``::
+It uses the same ``BatchPlanner`` and ``next_step`` (which ids, when to stop), the same
+generation window and queue size (``core.plan``), the same spawned process pool returning
+batches through the same shared-memory arena (``runtime.transport``: what bytes, how they
+travel), the same ``Delivery`` state machine and ``RetryPolicy`` (what to resend, when), the
+same ``RunStats`` / ``Warmup`` (figures) and the same ``summarize`` — only the concurrency
+model differs from ``async_etl.runtime.engine``::
 
     main thread: producer ──(2·P units in flight)──> ProcessPoolExecutor (spawn, w_warm-ed)
         └─ each finished unit, in order ──> queue.Queue(maxsize) ──> C sender threads
@@ -42,7 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
@@ -51,8 +53,13 @@ import structlog
 
 from async_etl.config import BenchSettings
 from async_etl.core.delivery import Delivery
-from async_etl.core.plan import BatchPlanner, batches_per_unit
-from async_etl.core.records import w_generate_batches
+from async_etl.core.plan import (
+    BatchPlanner,
+    batches_per_unit,
+    generation_window,
+    next_step,
+    queue_size,
+)
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Warmup
 from async_etl.core.summary import Summary
@@ -64,9 +71,10 @@ from async_etl.runtime.retrying import retrying_blocking
 from async_etl.runtime.sampler import ProcessSampler, SnapshotHandler
 from async_etl.runtime.stopping import Stoppable
 from async_etl.runtime.summarize import describe, summarize
+from async_etl.runtime.transport import Arena, Pending
 from async_etl.sinks.blocking import open_blocking_sink
 from async_etl.sources.synthetic import Synthetic
-from async_etl.typing import BlockingSink, EncodedBatch, Target, WorkUnit
+from async_etl.typing import BlockingSink, EncodedBatch, IdRange, Target, WorkUnit
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +89,7 @@ class _Generators(AbstractContextManager["_Generators"]):
         self.workers = workers
         self.pids: list[int] = []
         self._pool: ProcessPoolExecutor | None = None
+        self.arena: Arena | None = None  # set per run, as in the async runner
 
     def __enter__(self) -> _Generators:
         if self.workers > 0:
@@ -95,14 +104,18 @@ class _Generators(AbstractContextManager["_Generators"]):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        arena, self.arena = self.arena, None
+        if arena is not None:
+            arena.close()
 
-    def submit(self, unit: WorkUnit) -> Future[list[EncodedBatch]]:
+    def open_arena(self, probe: WorkUnit) -> None:
+        """Batches come back through shared memory sized for units like ``probe``."""
+        if self.workers > 0 and probe.encoding.wire != "none":
+            self.arena = Arena.for_units(generation_window(self.workers), probe)
+
+    def submit(self, unit: WorkUnit) -> Pending:
         """Start generating ``unit`` (inline: generate it now)."""
-        if self._pool is not None:
-            return self._pool.submit(w_generate_batches, unit)
-        done: Future[list[EncodedBatch]] = Future()
-        done.set_result(w_generate_batches(unit))
-        return done
+        return Pending(self._pool, self.arena, unit)
 
 
 class ThreadRunner(Stoppable):
@@ -156,13 +169,16 @@ class ThreadRunner(Stoppable):
                 raise unusable(f"cannot use the sink: {exc.message}", exc) from exc
             unit_rows = s.batch_size * batches_per_unit(s.batch_size)
             planner = BatchPlanner(start=target.start_id, batch_size=unit_rows, total=s.records)
+            gen.open_arena(
+                source.unit(IdRange(target.start_id, unit_rows), target.encoding, s.batch_size)
+            )
             meter = ResourceMeter(gen.pids)
             meter.start()
             started = time.perf_counter()
             stats = self.stats = RunStats(started_at=started)
             deadline = started + s.duration if s.duration else None
             warm = Warmup(s.warmup, started)
-            batches: queue.Queue[EncodedBatch | None] = queue.Queue(max(4, 2 * gen.workers))
+            batches: queue.Queue[EncodedBatch | None] = queue.Queue(queue_size(gen.workers))
             done = threading.Event()
             reporter = threading.Thread(
                 target=self._report,
@@ -220,19 +236,20 @@ class ThreadRunner(Stoppable):
         batches: queue.Queue[EncodedBatch | None],
         deadline: float | None,
     ) -> None:
-        pending: deque[Future[list[EncodedBatch]]] = deque()
-        window = 2 * max(1, gen.workers)
+        pending: deque[Pending] = deque()
+        window = generation_window(gen.workers)
         exhausted = False
         while not self._abort.is_set():
-            if not (exhausted or self._stop.is_set()) and len(pending) < window:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    self.stop("duration")
-                    continue
-                ids = planner.next()
-                if ids is None:
+            if not exhausted and len(pending) < window:
+                step = next_step(
+                    planner, stopping=self.stopping, now=time.perf_counter(), deadline=deadline
+                )
+                if step.ids is None:
                     exhausted = True
+                    if step.stop:
+                        self.stop(step.stop)
                 else:
-                    unit = source.unit(ids, target.encoding, self.settings.batch_size)
+                    unit = source.unit(step.ids, target.encoding, self.settings.batch_size)
                     pending.append(gen.submit(unit))
                 continue
             if not pending:

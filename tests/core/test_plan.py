@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_etl.core.plan import BatchPlanner, plan_batches
+from async_etl.core.plan import (
+    BatchPlanner,
+    Step,
+    generation_window,
+    next_step,
+    plan_batches,
+    queue_size,
+)
+from async_etl.typing import IdRange
 
 
 @given(
@@ -59,3 +67,32 @@ def test_units_group_small_batches_only(batch_size: int) -> None:
     assert k == 32 or k * batch_size >= 4000
     if batch_size >= 4000:
         assert k == 1
+
+
+def test_a_stop_wins_over_the_deadline_and_issues_nothing() -> None:
+    """A requested stop ends the producer without a reason and without issuing ids."""
+    planner = BatchPlanner(start=1, batch_size=10)
+    assert next_step(planner, stopping=True, now=5.0, deadline=1.0) == Step(None)
+    assert planner.issued == 0
+
+
+def test_the_deadline_stops_with_its_reason() -> None:
+    """At or past the deadline the step says stop for "duration"; before it, the next range."""
+    planner = BatchPlanner(start=1, batch_size=10)
+    assert next_step(planner, stopping=False, now=2.0, deadline=2.0) == Step(None, "duration")
+    assert next_step(planner, stopping=False, now=1.0, deadline=2.0) == Step(IdRange(1, 10))
+    assert next_step(planner, stopping=False, now=9.0, deadline=None) == Step(IdRange(11, 10))
+
+
+def test_an_exhausted_plan_ends_without_a_reason() -> None:
+    """A bounded plan's last step is Step(None) with no stop reason."""
+    planner = BatchPlanner(start=1, batch_size=10, total=10)
+    assert next_step(planner, stopping=False, now=0.0, deadline=None).ids == IdRange(1, 10)
+    assert next_step(planner, stopping=False, now=0.0, deadline=None) == Step(None)
+
+
+@given(workers=st.integers(0, 64))
+def test_window_and_queue_grow_with_the_generators(workers: int) -> None:
+    """Two units generate per worker (at least two inline); the queue holds at least 4."""
+    assert generation_window(workers) == 2 * max(1, workers)
+    assert queue_size(workers) == max(4, 2 * workers)
