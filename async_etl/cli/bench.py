@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
-from async_etl.cli.signals import watch_signals
+from async_etl.cli.signals import EarlySignals, watch_signals
 from async_etl.config import BenchSettings, bench_settings
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError
@@ -183,6 +184,7 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run a bench from parsed arguments; returns the exit status."""
+    early = EarlySignals().install()  # before the pool starts: a signal then still stops gently
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "find_knee")}
     settings = bench_settings(flags, os.environ)
     json_out = json_out_path(settings.json_out)
@@ -199,7 +201,9 @@ def main(args: argparse.Namespace) -> int:
     if settings.mode == "threads":  # before any event loop: thread mode runs none at all
         summary = bench_threads(settings, source)
     else:
-        summary = loop.run(lambda: bench(settings, source, live=live), use_uvloop=settings.uvloop)
+        summary = loop.run(
+            lambda: bench(settings, source, live=live, early=early), use_uvloop=settings.uvloop
+        )
     print_summary(summary, text_stream(json_out))
     write_json(json_out, summary.to_dict())
     for problem in summary.problems():
@@ -210,7 +214,13 @@ def main(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Summary:
+async def bench(
+    settings: BenchSettings,
+    source: Synthetic,
+    *,
+    live: bool,
+    early: EarlySignals | None = None,
+) -> Summary:
     """Open the sink (or an embedded PostgreSQL), run the engine, close everything."""
     async with AsyncExitStack() as stack:
         url = settings.sink
@@ -223,13 +233,22 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
         sink = open_sink(url, settings)
         stack.push_async_callback(sink.aclose)
         if settings.ray is not None:
-            return await _bench_on_ray(settings, source, sink, live=live, embedded=embedded)
+            return await _bench_on_ray(
+                settings, source, sink, live=live, embedded=embedded, early=early
+            )
         engine = await stack.enter_async_context(Engine(settings))
         view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
         sampler = ProcessSampler(url)  # threads and connections, measured as in thread mode
         metrics = BenchCollector(lambda: engine.stats, lambda: engine.limits.sends.total_tokens)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_signals, lambda _: engine.stop("signal"), lambda _: engine.abort())
+            tg.start_soon(
+                functools.partial(
+                    watch_signals,
+                    lambda _: engine.stop("signal"),
+                    lambda _: engine.abort(),
+                    early=early,
+                )
+            )
             with view as handler, serve_metrics(settings.metrics_port, [metrics]):
                 summary = await engine.run(source, sink, on_snapshot=sampler.wrap(handler))
             tg.cancel_scope.cancel()
@@ -240,7 +259,13 @@ async def bench(settings: BenchSettings, source: Synthetic, *, live: bool) -> Su
 
 
 async def _bench_on_ray(
-    settings: BenchSettings, source: Synthetic, sink: Any, *, live: bool, embedded: bool
+    settings: BenchSettings,
+    source: Synthetic,
+    sink: Any,
+    *,
+    live: bool,
+    embedded: bool,
+    early: EarlySignals | None = None,
 ) -> Summary:
     """``--ray``: the same run over Ray actors (Ray is imported only here)."""
     from async_etl.runtime.ray_bench import run_on_ray
@@ -248,7 +273,14 @@ async def _bench_on_ray(
     view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_signals, lambda _: stop.set(), lambda _: tg.cancel_scope.cancel())
+        tg.start_soon(
+            functools.partial(
+                watch_signals,
+                lambda _: stop.set(),
+                lambda _: tg.cancel_scope.cancel(),
+                early=early,
+            )
+        )
         with view as handler:
             summary = await run_on_ray(settings, source, sink, on_snapshot=handler, stop=stop)
         tg.cancel_scope.cancel()
