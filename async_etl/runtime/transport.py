@@ -18,8 +18,9 @@ segment instead, and only a few small descriptors cross the pipe::
 * **One slot per unit in flight.**  K = the generation window (``core.plan``), which already
   bounds how many units generate at once, so a free slot is there for every unit; if the
   window was raised while running, or a unit encodes to more than its slot holds (the size is
-  ``payload_bound``, an upper bound from the schema, capped at ``SLOT_CAP``), that unit or its
-  last batches come back through the pipe as before: slower, never wrong.
+  ``payload_bound``, an upper bound from the schema, capped at ``SLOT_CAP`` and at half the
+  free space of ``/dev/shm``), that unit or its last batches come back through the pipe as
+  before: slower, never wrong.  No room at all (a tiny container ``/dev/shm``): no arena.
 * **A slot is given back only after its result arrived.**  A unit whose call failed or was
   cancelled keeps its slot (the worker may still be writing into it) until the arena closes.
 * **The parent copies the payload out** into ``bytes`` right away: a sink may keep a payload
@@ -54,6 +55,11 @@ from async_etl.typing import EncodedBatch, IdRange, WireFormat, WorkUnit
 
 SLOT_CAP: Final = 64 * 1024 * 1024
 """At most this many bytes per slot; larger units send their overflow through the pipe."""
+
+MIN_SLOT: Final = 64 * 1024
+"""Below this many bytes per slot shared memory is not worth it: the run uses the pipe."""
+
+SHM_DIR: Final = "/dev/shm"
 
 ARENA_PREFIX: Final = "aetl-gen-"
 """Shared memory segment names start with this, then the parent's pid."""
@@ -120,6 +126,15 @@ def w_generate_into(job: SlotJob) -> list[SlotBatch | EncodedBatch]:
     return out
 
 
+def shm_room() -> int:
+    """Bytes free in the shared memory file system (``/dev/shm``); 0 when there is none."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
 class Arena:
     """``slots`` slots of ``slot_bytes`` in one shared memory segment (parent side)."""
 
@@ -134,9 +149,17 @@ class Arena:
         self.overflows = 0  # batches that came back through the pipe
 
     @classmethod
-    def for_units(cls, slots: int, unit: WorkUnit) -> Arena:
-        """An arena sized for units like ``unit`` (the largest unit of the run)."""
-        return cls(slots, max(4096, min(SLOT_CAP, payload_bound(unit))))
+    def for_units(cls, slots: int, unit: WorkUnit, room: int | None = None) -> Arena | None:
+        """An arena sized for units like ``unit`` (the largest unit of the run), or None.
+
+        ``room`` is the free space of the shared memory file system (measured when None): the
+        arena takes at most half of it, since writing past a full tmpfs kills the writer
+        (SIGBUS).  None when not even ``MIN_SLOT`` bytes per slot fit (a small container
+        ``/dev/shm``): the run then uses the pipe, as before.
+        """
+        room = shm_room() if room is None else room
+        size = min(SLOT_CAP, payload_bound(unit), room // (2 * max(1, slots)))
+        return cls(slots, max(MIN_SLOT, size)) if size >= MIN_SLOT else None
 
     @property
     def name(self) -> str:

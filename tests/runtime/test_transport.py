@@ -54,6 +54,7 @@ def test_slot_batches_are_byte_for_byte_the_pipe_batches(schema: Schema, wire: s
     """A unit through a slot gives exactly w_generate_batches' batches (ids, wire, bytes)."""
     unit = _unit(schema, wire, IdRange(1000, 2500), 400)
     arena = Arena.for_units(2, unit)
+    assert arena is not None
     try:
         job = arena.take(unit)
         assert job is not None
@@ -81,6 +82,18 @@ def test_a_unit_larger_than_its_slot_overflows_through_the_pipe_unchanged() -> N
     assert SlotBatch in kinds and EncodedBatch in kinds
     assert got == w_generate_batches(unit)
     assert arena.overflows == kinds.count(EncodedBatch)
+
+
+def test_the_arena_takes_at_most_half_the_free_shared_memory() -> None:
+    """Slots shrink to fit half of /dev/shm's free space; with almost none there is no arena."""
+    unit = _unit(default_schema(), "crate_json", IdRange(1, 5000), 5000)
+    small = Arena.for_units(4, unit, room=8 * 1024 * 1024)
+    assert small is not None
+    try:
+        assert small.slot_bytes == 1024 * 1024  # 8 MiB free / 2 / 4 slots
+    finally:
+        small.close()
+    assert Arena.for_units(4, unit, room=256 * 1024) is None
 
 
 def test_the_arena_hands_out_each_slot_once_until_it_is_collected() -> None:
