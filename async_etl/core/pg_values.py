@@ -39,6 +39,9 @@ TEXT_TYPES: Final = ("interval", "bit", "varbit")
 """``pg_catalog`` types read as PostgreSQL's own text form."""
 
 _EPOCH_2000 = datetime(2000, 1, 1)
+_EPOCH_2000_UTC = datetime(2000, 1, 1, tzinfo=UTC)
+_fromordinal = date.fromordinal
+_timedelta = timedelta
 _DAYS_1970_2000 = 10_957
 _MICROS_1970_2000 = _DAYS_1970_2000 * 86_400_000_000
 _DATE_INF = (2**31 - 1, -(2**31))
@@ -98,36 +101,38 @@ def _moment_text(micros: int, kind: str) -> str:
 
 def decode_date(raw: tuple[int]) -> date | PgMoment:
     """A ``date`` from its binary form (days since 2000-01-01), or a ``PgMoment``."""
-    days = raw[0]
+    try:  # the common case first: one call (an infinity is out of range too)
+        return _fromordinal(raw[0] + _ORDINAL_2000)
+    except (ValueError, OverflowError):
+        days = raw[0]
     if days in _DATE_INF:
         return PgMoment("date", None, "infinity" if days > 0 else "-infinity")
-    try:
-        return date.fromordinal(days + _ORDINAL_2000)
-    except (ValueError, OverflowError):
-        days += _DAYS_1970_2000
-        return PgMoment("date", days * 86_400_000_000, _date_text(days))
+    days += _DAYS_1970_2000
+    return PgMoment("date", days * 86_400_000_000, _date_text(days))
 
 
-def _decode_moment(raw: tuple[int], kind: str) -> datetime | PgMoment:
-    micros = raw[0]
+def _moment(micros: int, kind: str) -> PgMoment:
+    """The ``PgMoment`` of a timestamp Python cannot hold (microseconds since 2000-01-01)."""
     if micros in _TS_INF:
         return PgMoment(kind, None, "infinity" if micros > 0 else "-infinity")
-    try:
-        value = _EPOCH_2000 + timedelta(microseconds=micros)
-    except OverflowError:
-        since_1970 = micros + _MICROS_1970_2000
-        return PgMoment(kind, since_1970, _moment_text(since_1970, kind))
-    return value.replace(tzinfo=UTC) if kind == "timestamptz" else value
+    since_1970 = micros + _MICROS_1970_2000
+    return PgMoment(kind, since_1970, _moment_text(since_1970, kind))
 
 
 def decode_timestamp(raw: tuple[int]) -> datetime | PgMoment:
     """A naive ``datetime`` from microseconds since 2000-01-01, or a ``PgMoment``."""
-    return _decode_moment(raw, "timestamp")
+    try:
+        return _EPOCH_2000 + _timedelta(0, 0, raw[0])
+    except OverflowError:
+        return _moment(raw[0], "timestamp")
 
 
 def decode_timestamptz(raw: tuple[int]) -> datetime | PgMoment:
     """A UTC ``datetime`` from microseconds since 2000-01-01 UTC, or a ``PgMoment``."""
-    return _decode_moment(raw, "timestamptz")
+    try:
+        return _EPOCH_2000_UTC + _timedelta(0, 0, raw[0])
+    except OverflowError:
+        return _moment(raw[0], "timestamptz")
 
 
 def _raw_infinity(value: PgMoment, bounds: tuple[int, int]) -> tuple[int]:

@@ -43,7 +43,7 @@ from async_etl.core.crate_answers import optional_number, query_rows
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
 from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_duplicates
-from async_etl.core.exact import crate_refusal, row_refusal
+from async_etl.core.exact import crate_row_check
 from async_etl.core.modes import crate_swap_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
@@ -168,6 +168,7 @@ class CrateTarget:
         cols = ctx.cols
         types = [t for _, t in ctx.columns]
         convert = crate_value(types)
+        refusal = crate_row_check(ctx.names, types)  # core.exact, types parsed once
         bk = cols.business_key
         async with ctx.hold(self.url), self._client() as client:
             refresh = crate.refresh_sql(self.table)
@@ -186,7 +187,7 @@ class CrateTarget:
                         if any(row[c] is None for c in bk):
                             null_keys.append(row)
                             continue
-                        reason = row_refusal(r, ctx.names, types, crate_refusal)
+                        reason = refusal(r)
                         if reason is None:
                             rows.append(row)
                         else:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from async_etl.core.exact import crate_refusal, oracle_refusal
+from async_etl.core.exact import crate_refusal, crate_row_check, oracle_refusal, row_refusal
 from async_etl.core.pg_values import (
     PgMoment,
     decode_date,
@@ -95,3 +95,17 @@ def test_crate_real_refuses_a_float_it_would_store_as_zero() -> None:
     assert crate_refusal(1e-50, "real") == why
     assert crate_refusal(1.401298464324817e-45, "real") is None
     assert crate_refusal(1e-50, "double precision") is None
+
+
+@given(
+    st.tuples(
+        st.one_of(st.none(), st.floats(), st.integers(), st.text(max_size=2)),
+        st.one_of(st.none(), st.lists(st.one_of(st.none(), st.floats()), max_size=3)),
+        st.one_of(st.none(), st.datetimes(), st.booleans(), st.decimals()),
+    )
+)
+def test_the_row_check_is_row_refusal_with_crate_refusal(row: tuple[object, ...]) -> None:
+    """crate_row_check (types parsed once, plain values skipped) decides as row_refusal does."""
+    names, types = ["a", "b", "c"], ["real", "double precision[]", "numeric(12,2)"]
+    check = crate_row_check(names, types)
+    assert check(row) == row_refusal(row, names, types, crate_refusal)
