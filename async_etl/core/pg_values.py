@@ -200,6 +200,6 @@ def range_text(value: Any) -> str:
         return "empty"
     lower = "" if value.lower_inf or value.lower is None else _bound_text(value.lower)
     upper = "" if value.upper_inf or value.upper is None else _bound_text(value.upper)
-    left = "[" if value.lower_inc else "("
-    right = "]" if value.upper_inc else ")"
+    left = "[" if value.lower_inc and lower else "("  # an infinite bound is never inclusive
+    right = "]" if value.upper_inc and upper else ")"
     return f"{left}{lower},{upper}{right}"

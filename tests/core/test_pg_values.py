@@ -109,3 +109,13 @@ def test_the_row_check_is_row_refusal_with_crate_refusal(row: tuple[object, ...]
     names, types = ["a", "b", "c"], ["real", "double precision[]", "numeric(12,2)"]
     check = crate_row_check(names, types)
     assert check(row) == row_refusal(row, names, types, crate_refusal)
+
+
+def test_ranges_and_hstores_reach_crate_as_postgres_text_not_a_repr() -> None:
+    """asyncpg's Range and an hstore dict become PostgreSQL's text, never '<Range ...>'."""
+    from asyncpg import Range
+
+    convert = crate_value(["int4range", "tsrange", "daterange", "hstore"])
+    row = [Range(1, 5), Range(datetime(2024, 1, 1), None, upper_inc=True),
+           Range(empty=True), {"a": "1", 'q"': None}]  # fmt: skip
+    assert convert(row) == ["[1,5)", '["2024-01-01 00:00:00",)', "empty", '"a"=>"1", "q\\""=>NULL']
