@@ -512,8 +512,12 @@ class Writer:
         if encoded is None:
             wire = RecordsBatch(batch.ids, b"", self._sink.wire, records=batch.rows)
         else:
-            keys = tuple(batch.ids.start + pos for pos in encoded.kept)
-            wire = EncodedBatch(batch.ids, encoded.payload, self._sink.wire, keys=keys)
+            ids, kept = batch.ids, encoded.kept
+            if len(kept) == ids.count:  # every row kept (the usual case)
+                keys = tuple(range(ids.start, ids.stop))
+            else:
+                keys = tuple(map(ids.start.__add__, kept))
+            wire = EncodedBatch(ids, encoded.payload, self._sink.wire, keys=keys)
         d = Delivery(wire, self._stats, self._policy)
         self._stats.started_request()
         try:
