@@ -286,6 +286,7 @@ async def main() -> None:
     p.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--only", default="pg,crate,write_cost,lag")
+    p.add_argument("--out", type=Path, default=OUT, help="where the JSON goes")
     args = p.parse_args()
     only = set(args.only.split(","))
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
@@ -302,8 +303,8 @@ async def main() -> None:
         out["lag"] = await lag_section(args.dsn, args.rows // 2)
         print(json.dumps({"lag": out["lag"]}), flush=True)
     out["load_avg_at_end"] = os.getloadavg()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
