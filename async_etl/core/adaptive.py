@@ -36,7 +36,8 @@ Errors (failed attempts, 429 / 503 included) cut the limit multiplicatively as i
    time try one step down: keep it when throughput stays at or above ``T``.  So the limit
    follows a server that got faster or slower without leaving the knee for long.
 3. **Drift.**  When a moving average of the throughput at the held level falls below
-   ``1 - DRIFT`` of the reference (the server lost capacity), search again from there.
+   ``1 - DRIFT`` (70 %) of the reference (the server lost capacity), search again, climbing
+   from half the held level (a noisy window must not walk the limit down for good).
    Windows whose time-average in flight stayed under 90 % of the limit do not count: then
    the client or the source slowed down (a busy machine), and no limit would help.
 4. **Errors.**  Any failed attempt in a window multiplies the limit by ``backoff``; growth
@@ -68,8 +69,10 @@ EPSILON = 0.05
 """The knee is the lowest level within this share of the best throughput."""
 E_UP = 0.6
 """A probe up is kept when throughput rose by this share of the limit's rise (elasticity)."""
-DRIFT = 0.2
+DRIFT = 0.3
 """A moving average of throughput this far below the reference starts a new search."""
+FULL = 0.9
+"""Only windows whose time-average in flight reached this share of the limit show drift."""
 SMOOTHING = 0.25
 """Weight of the newest window in that moving average (one noisy window is not a drift)."""
 STEP = 0.1
@@ -255,9 +258,9 @@ class ProbingController:
         self._held, self._smooth, self._probe_up = 0, 0.0, True
 
     def _research(self, x: float, obs: Observation) -> Change | None:
-        self.searching, self._climbing, self._estimated, self._line = True, False, False, 0
+        self.searching, self._climbing, self._estimated, self._line = True, True, False, 0
         self._levels = {}
-        return self._search(x, obs)
+        return self._move(self.settings.clamp(self.limit // 2), "search", x, obs)
 
     # -- hold and probe -------------------------------------------------------------------
 
@@ -268,7 +271,7 @@ class ProbingController:
         if not self.reference:
             self.reference = x  # the first clean window after errors
         self._here = x
-        full = obs.mean_in_flight is None or obs.mean_in_flight >= (1 - DRIFT / 2) * limit
+        full = obs.mean_in_flight is None or obs.mean_in_flight >= FULL * limit
         if full:  # a limit not kept full: the client or the source slowed, not the server
             self._smooth = x if not self._smooth else self._smooth + SMOOTHING * (x - self._smooth)
             if self._smooth < (1 - DRIFT) * self.reference:
