@@ -247,7 +247,13 @@ class Writer:
         Raises the writer's fatal ``AsyncEtlError`` after a failure, ``LoadError`` when it is
         closed.
         """
-        await self._write_one(row)
+        shaped = self._shaped(row)
+        if shaped is None:
+            return
+        if self._buffer.full:
+            await self._wait_for_room()
+        if self._add(shaped):
+            await anyio.lowlevel.checkpoint()
 
     async def write_many(self, rows: Iterable[Any]) -> None:
         """``write`` each row in turn, taking them a slice at a time (one coroutine for all).
@@ -274,7 +280,7 @@ class Writer:
             shaped = self._shape.normalize_many(chunk)
             if shaped is None:  # some row may not fit: row by row, for its reason
                 for row in chunk:
-                    await self._write_one(row)
+                    await self.write(row)
                 pos += len(chunk)
                 continue
             pos += self._add_many(shaped)
@@ -282,15 +288,6 @@ class Writer:
             if now - self._yielded >= YIELD_EVERY_S:
                 self._yielded = now
                 await anyio.lowlevel.checkpoint()
-
-    async def _write_one(self, row: Any) -> None:
-        shaped = self._shaped(row)
-        if shaped is None:
-            return
-        if self._buffer.full:
-            await self._wait_for_room()
-        if self._add(shaped):
-            await anyio.lowlevel.checkpoint()
 
     def _shaped(self, row: Any) -> tuple[Any, ...] | None:
         """``row`` fitted to the columns; None (and counted rejected) when it does not fit."""
