@@ -39,7 +39,7 @@ module on a real database.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -111,10 +111,15 @@ class ScdPlan:
     as_of: Any
     actions: tuple[Action, ...]
 
-    def counts(self) -> dict[str, int]:
-        """Rows this plan inserts / updates / expires / deletes (for the run's counters)."""
+    def counts(self, skip: Collection[int] = ()) -> dict[str, int]:
+        """Rows this plan inserts / updates / expires / deletes (for the run's counters).
+
+        ``skip``: indexes of actions the target refused (rejected rows), left out.
+        """
         out = {"inserted": 0, "updated": 0, "expired": 0, "deleted": 0}
-        for a in self.actions:
+        for i, a in enumerate(self.actions):
+            if i in skip:
+                continue
             if isinstance(a, InsertVersion) or (isinstance(a, Upsert) and a.new):
                 out["inserted"] += 1
             elif isinstance(a, UpdateVersion | Upsert):

@@ -36,10 +36,23 @@ __all__ = [
     "Holder",
     "JobContext",
     "Reject",
+    "unchanged_rows",
 ]
 
 COUNTERS = ("inserted", "updated", "expired", "deleted")
 """The change counters a merge reports (``rows_read`` and ``rejected`` are counted apart)."""
+
+
+def unchanged_rows(counters: dict[str, int]) -> int:
+    """Source rows read that changed nothing: read - inserted - updated - rejected.
+
+    Every row read ends inserted (a new key or a new version), updated, unchanged or rejected;
+    an expiry goes with its new version and a delete has no source row, so neither counts.
+    Negative means the counters disagree (a row counted twice).
+    """
+    c = counters
+    return c["rows_read"] - c["inserted"] - c["updated"] - c["rejected"]
+
 
 Reject = tuple[str, str]
 """A rejected row: its key as JSON text, and the reason the target gave."""

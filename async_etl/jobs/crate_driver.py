@@ -81,6 +81,7 @@ class CrateTarget:
         self.where = f"target CrateDB {self.endpoint.display} {table}"
         self._group: int | None = None
         self._refused: dict[int, dict[bytes, str]] = {}
+        self._plans: dict[int, ScdPlan] = {}  # a chunk's first plan, kept across its retries
 
     def _client(self) -> CrateDBClient:
         return CrateDBClient(self.endpoint, concurrency=1, timeout=60.0)
@@ -199,12 +200,30 @@ class CrateTarget:
             rows, held = hold_duplicates(cols, rows, current)
             rejects += self._duplicates(ctx, bk, held)
             plan = diff(cols, current, rows, epoch_ms(ctx.as_of))
+            first = self._plans.setdefault(chunk.index, plan)
             ctx.check_stop()  # last point where nothing of this chunk was written
             known = self._refused.setdefault(chunk.index, {})
             rejects += await self._write(ctx, client, plan, known)
             await self._retry(ctx, lambda: client.execute(refresh))
         self._refused.pop(chunk.index, None)
-        return ChunkResult(chunk.index, read, plan.counts(), tuple(rejects))
+        self._plans.pop(chunk.index, None)
+        counts = first.counts(skip=self._refused_actions(first, known))
+        return ChunkResult(chunk.index, read, counts, tuple(rejects))
+
+    def _refused_actions(self, plan: ScdPlan, known: dict[bytes, str]) -> set[int]:
+        """The indexes of ``plan``'s actions whose write was refused (rejects, not changes).
+
+        The counts come from the chunk's first plan: a retried attempt diffs against what the
+        failed one already wrote, and would count those rows as unchanged.
+        """
+        out: set[int] = set()
+        offset = 0
+        for bulk in crate.render(self.table, plan):
+            for i, item in enumerate(bulk.bulk_args):
+                if _item_id(bulk.stmt, item) in known:
+                    out.add(offset + i)
+            offset += len(bulk.bulk_args)
+        return out
 
     def _null_keys(
         self, ctx: JobContext, bk: Sequence[str], rows: Sequence[dict[str, Any]]

@@ -53,7 +53,14 @@ from async_etl.errors import (
 )
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
 from async_etl.jobs.budget import LimiterBudget
-from async_etl.jobs.context import COUNTERS, BudgetHolder, ChunkResult, ConnectionMeter, JobContext
+from async_etl.jobs.context import (
+    COUNTERS,
+    BudgetHolder,
+    ChunkResult,
+    ConnectionMeter,
+    JobContext,
+    unchanged_rows,
+)
 from async_etl.jobs.endpoints import Target, make_source, make_target
 from async_etl.jobs.planning import (
     Decision,
@@ -381,8 +388,11 @@ class _JobRun:
                 await store.clear_stop(self.ctx.run_id)
         except AsyncEtlError as exc:
             log.error("final_update_failed", error=exc.message)
-        log.info("run_finished", status=status, **self.counters,
+        unchanged = unchanged_rows(self.counters)
+        log.info("run_finished", status=status, **self.counters, unchanged=unchanged,
                  error=self.failure.message if self.failure else None)  # fmt: skip
+        if unchanged < 0:  # read = inserted + updated + unchanged + rejected must hold
+            log.error("counters_disagree", **self.counters)
 
     def _result(self, status: RunStatus, resumed: bool) -> JobResult:
         assert self.ctx is not None
