@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import anyio
 import pytest
 
 from async_etl import open_writer
@@ -162,3 +163,27 @@ async def test_a_list_with_a_misfit_row_lands_the_others_in_order(pg_dsn: str) -
     got = await _fetch(pg_dsn, "SELECT id, name FROM t ORDER BY id")
     assert [r["id"] for r in got] == [*(i for i in range(30) if i != 10), 100]
     assert got[10]["name"] == "dict"
+
+
+@pytest.mark.parametrize("after", [0.05, 0.15, 0.4])
+async def test_cancelled_while_paced_copies_run_the_table_holds_what_was_counted(
+    pg_dsn: str, after: float
+) -> None:
+    """Cancelled at any moment of wide, sliced COPYs: delivered == the rows in the table."""
+    cols = {"id": "bigint"} | {f"c{k}": "text" for k in range(15)}
+    writer = open_writer(
+        pg_dsn, table="w", columns=cols, primary_key=["id"], batch_rows=4000, max_in_flight=2
+    )
+
+    async def produce() -> None:
+        async with writer:
+            for start in range(0, 1_000_000, 4000):
+                await writer.write_many([(i, *["v" * 20] * 15) for i in range(start, start + 4000)])
+
+    with anyio.move_on_after(after):
+        await produce()
+    report = writer.report
+    assert report.accepted == report.delivered + report.undelivered
+    assert report.rejected == 0
+    got = await _fetch(pg_dsn, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM w")
+    assert got[0]["n"] == got[0]["d"] == report.delivered
