@@ -15,10 +15,12 @@ A Python-side target reads the source with the codecs here instead (installed by
 ``drivers.postgres.use_exact_codecs``): ``interval`` and bit strings as PostgreSQL's own
 text, and dates and timestamps from their binary form (days or microseconds since
 2000-01-01), as ``date`` / ``datetime`` when Python can hold them and as a ``PgMoment``
-otherwise (an infinity, a BC date, a year past 9999).  ``core.exact`` then decides what each
-target stores: CrateDB keeps a finite ``PgMoment`` exactly as epoch milliseconds, no target
-stores an infinity.  The encoders accept what the default ones do (``date`` / ``datetime``)
-plus ``PgMoment``, so chunk bounds bind unchanged.  Pure: no I/O.
+otherwise (an infinity, a BC date, a year past 9999).  Chunk cuts and cursor values are still
+read with asyncpg's codecs (so ``'infinity'`` reads as ``date.max`` there): a source read binds
+them back with ``READ_BACK_CODECS``, which write ``date.max`` as ``infinity`` as asyncpg does.
+``core.exact`` then decides what each target stores: CrateDB keeps a finite ``PgMoment``
+exactly as epoch milliseconds, no target stores an infinity.  The encoders accept what the
+default ones do (``date`` / ``datetime``) plus ``PgMoment``.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 __all__ = [
+    "READ_BACK_CODECS",
     "TEXT_TYPES",
     "TUPLE_CODECS",
     "PgMoment",
@@ -177,12 +180,46 @@ def encode_timestamptz(value: Any) -> tuple[int]:
     return _encode_moment(value, aware=True)
 
 
-TUPLE_CODECS: Final[dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]] = {
+Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
+
+TUPLE_CODECS: Final[dict[str, Codec]] = {
     "date": (encode_date, decode_date),
     "timestamp": (encode_timestamp, decode_timestamp),
     "timestamptz": (encode_timestamptz, decode_timestamptz),
 }
 """``pg_catalog`` type -> (encoder, decoder) over asyncpg's ``tuple`` format."""
+
+
+def _sentinels(encode: Callable[[Any], tuple[int]], top: Any, bottom: Any,
+               raw: tuple[int, int]) -> Callable[[Any], tuple[int]]:  # fmt: skip
+    def enc(value: Any) -> tuple[int]:
+        if value == top and type(value) is type(top):
+            return (raw[0],)
+        if value == bottom and type(value) is type(bottom):
+            return (raw[1],)
+        return encode(value)
+
+    return enc
+
+
+_DT_MAX_UTC = datetime.max.replace(tzinfo=UTC)
+_DT_MIN_UTC = datetime.min.replace(tzinfo=UTC)
+
+READ_BACK_CODECS: Final[dict[str, Codec]] = {
+    "date": (_sentinels(encode_date, date.max, date.min, _DATE_INF), decode_date),
+    "timestamp": (
+        _sentinels(encode_timestamp, datetime.max, datetime.min, _TS_INF),
+        decode_timestamp,
+    ),
+    "timestamptz": (
+        _sentinels(encode_timestamptz, _DT_MAX_UTC, _DT_MIN_UTC, _TS_INF),
+        decode_timestamptz,
+    ),
+}
+"""``TUPLE_CODECS`` whose encoders bind ``date.max`` / ``datetime.max`` (and the minimums) as
+``infinity`` (``-infinity``), as asyncpg's own do: for binding values read *with* asyncpg's
+codecs (chunk cuts, a cursor maximum), where ``date.max`` may stand for ``'infinity'``.  The
+rows themselves are still decoded exactly."""
 
 
 def _bound_text(value: Any) -> str:

@@ -36,7 +36,7 @@ import asyncpg
 import psycopg
 
 from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
-from async_etl.core.pg_values import TEXT_TYPES, TUPLE_CODECS
+from async_etl.core.pg_values import READ_BACK_CODECS, TEXT_TYPES, TUPLE_CODECS
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
@@ -208,18 +208,22 @@ async def pg_connection(
             await close_quietly(conn)
 
 
-async def use_exact_codecs(conn: Any) -> None:
+async def use_exact_codecs(conn: Any, *, asyncpg_binds: bool = False) -> None:
     """Decode ``interval`` / bit strings as text and dates / timestamps exactly on ``conn``.
 
     See ``core.pg_values``: no value is changed on the way in (a month stays a month,
     ``'infinity'`` is not 9999-12-31), and a BC date or a year past 9999 reads as a
-    ``PgMoment`` instead of failing the whole read.  Untranslated driver errors.
+    ``PgMoment`` instead of failing the whole read.  ``asyncpg_binds``: bind ``date.max`` /
+    ``datetime.max`` as ``infinity`` as asyncpg does (``core.pg_values.READ_BACK_CODECS``), for
+    a connection whose bound values (chunk cuts, cursors) were read with asyncpg's codecs.
+    Untranslated driver errors.
     """
     for name in TEXT_TYPES:
         await conn.set_type_codec(
             name, schema="pg_catalog", encoder=str, decoder=str, format="text"
         )
-    for name, (encoder, decoder) in TUPLE_CODECS.items():
+    codecs = READ_BACK_CODECS if asyncpg_binds else TUPLE_CODECS
+    for name, (encoder, decoder) in codecs.items():
         await conn.set_type_codec(
             name, schema="pg_catalog", encoder=encoder, decoder=decoder, format="tuple"
         )

@@ -162,7 +162,7 @@ class PgSource(SourceBase):
         """
         st, args = self.extract(chunk)
         with self.reading():
-            await use_exact_codecs(conn)
+            await use_exact_codecs(conn, asyncpg_binds=True)  # cuts were read by asyncpg
             async with conn.transaction(readonly=True):
                 batch: list[tuple[Any, ...]] = []
                 async for record in conn.cursor(st.text, *args, prefetch=size):

@@ -119,3 +119,17 @@ def test_ranges_and_hstores_reach_crate_as_postgres_text_not_a_repr() -> None:
     row = [Range(1, 5), Range(datetime(2024, 1, 1), None, upper_inc=True),
            Range(empty=True), {"a": "1", 'q"': None}]  # fmt: skip
     assert convert(row) == ["[1,5)", '["2024-01-01 00:00:00",)', "empty", '"a"=>"1", "q\\""=>NULL']
+
+
+def test_read_back_codecs_bind_asyncpg_sentinels_as_infinity() -> None:
+    """date.max / datetime.max read by asyncpg's codecs bind back as infinity; others exactly."""
+    from async_etl.core.pg_values import READ_BACK_CODECS, TUPLE_CODECS
+
+    bind_date = READ_BACK_CODECS["date"][0]
+    assert bind_date(date.max) == (2**31 - 1,) and bind_date(date.min) == (-(2**31),)
+    assert bind_date(date(2024, 1, 1)) == TUPLE_CODECS["date"][0](date(2024, 1, 1))
+    bind_tz = READ_BACK_CODECS["timestamptz"][0]
+    assert bind_tz(datetime.max.replace(tzinfo=UTC)) == (2**63 - 1,)
+    assert READ_BACK_CODECS["timestamp"][0](datetime.min) == (-(2**63),)
+    days = date.max.toordinal() - date(2000, 1, 1).toordinal()
+    assert TUPLE_CODECS["date"][0](date.max) == (days,)  # the exact ones: a real 9999-12-31

@@ -179,3 +179,18 @@ async def test_bc_date_key_is_planned_and_stored_not_a_traceback(pg_dsn: str) ->
         assert result.status == "SUCCEEDED", result.error
         assert (result.inserted, result.rejected) == (6000, 2)
     assert set(await _rejects(pg_dsn, job)) == {'{"d": "infinity"}', '{"d": "-infinity"}'}
+
+
+async def test_an_infinite_cursor_row_is_read_not_skipped(pg_dsn: str) -> None:
+    """Incremental over a date cursor whose maximum is 'infinity': the row is read (rejected)."""
+    await _source(pg_dsn, "c date", ["1, '2024-01-01'", "2, 'infinity'", "3, '9999-12-31'"])
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        text = _job(pg_dsn, crate.url, job)
+        text = text.replace('key = ["id"]', 'key = ["id"]\nincremental = "c"')
+        result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        assert result.status == "SUCCEEDED", result.error
+        assert (result.rows_read, result.inserted, result.rejected) == (3, 2, 1)
+    assert await _rejects(pg_dsn, job) == {
+        '{"id": 2}': "column c: date 'infinity' has no CrateDB TIMESTAMP form (no infinity)"
+    }
