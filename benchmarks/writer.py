@@ -4,8 +4,9 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
 
 * ``pg`` — ROWS rows of (bigint, text, float8, timestamptz) into PostgreSQL in 5,000-row
   batches, 4 in flight: ``open_writer`` vs asyncpg ``copy_records_to_table`` on a pool of 4
-  (bounded by a semaphore).  Both into fresh tables; both connect and close inside the timing
-  (the writer opens its pool in ``async with``).
+  (bounded by a semaphore), and the same raw COPY inside a transaction that also inserts a
+  ledger row (the shape of the writer's exactly-once delivery, by hand).  Into fresh tables;
+  all connect and close inside the timing (the writer opens its pool in ``async with``).
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
   ``open_writer`` (default: bodies of 8 KiB and more gzipped; and with ``gzip_threshold=0``)
   vs a bare aiohttp poster (orjson body, not gzipped, 4 in flight).
@@ -62,20 +63,29 @@ async def timed(fn: Callable[[], Awaitable[None]], n: int) -> float:
 async def pg_section(dsn: str, n: int) -> dict[str, Any]:
     data = rows(n)
     conn = await asyncpg.connect(dsn)
-    await conn.execute("DROP TABLE IF EXISTS bw_raw, bw_writer")
+    await conn.execute("DROP TABLE IF EXISTS bw_raw, bw_writer, bw_ledger")
     ddl = "(id bigint PRIMARY KEY, name text, score double precision, at timestamptz)"
     await conn.execute(f"CREATE TABLE bw_raw {ddl}; CREATE TABLE bw_writer {ddl}")
+    await conn.execute("CREATE TABLE bw_ledger (start_id bigint PRIMARY KEY, rows int)")
     gate = asyncio.Semaphore(IN_FLIGHT)
 
-    async def raw() -> None:  # connects and closes inside the timing, as the writer does
+    async def raw(ledger: bool = False) -> None:  # connects and closes inside the timing
         async with asyncpg.create_pool(dsn, min_size=IN_FLIGHT, max_size=IN_FLIGHT) as pool:
 
-            async def one(batch: list[tuple[Any, ...]]) -> None:
+            async def one(start: int) -> None:
+                batch = data[start : start + BATCH]
                 async with gate, pool.acquire() as c:
-                    await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+                    if not ledger:
+                        await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+                        return
+                    async with c.transaction():  # the writer's exactly-once shape, by hand
+                        await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+                        await c.execute("INSERT INTO bw_ledger VALUES ($1, $2)", start, len(batch))
 
-            tasks = [asyncio.create_task(one(data[i : i + BATCH])) for i in range(0, n, BATCH)]
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(0, n, BATCH)))
+
+    async def raw_ledgered() -> None:
+        await raw(ledger=True)
 
     async def writer() -> None:
         async with open_writer(
@@ -85,26 +95,30 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
         assert w.report.delivered == n, w.report
 
     async def clear() -> None:
-        await conn.execute("TRUNCATE bw_raw, bw_writer")
+        await conn.execute("TRUNCATE bw_raw, bw_writer, bw_ledger")
 
     await raw()  # warm-up
     await writer()
     await clear()
-    results = {"raw": [], "writer": []}  # type: dict[str, list[float]]
-    for _ in range(3):  # alternate, so load changes hit both alike
+    results = {"raw": [], "raw_ledgered": [], "writer": []}  # type: dict[str, list[float]]
+    for _ in range(3):  # alternate, so load changes hit all alike
         results["raw"].append(await timed(raw, n))
+        await clear()
+        results["raw_ledgered"].append(await timed(raw_ledgered, n))
+        await clear()
         results["writer"].append(await timed(writer, n))
         await clear()
     await conn.close()
     raw_best, writer_best = max(results["raw"]), max(results["writer"])
+    median = {k: statistics.median(v) for k, v in results.items()}
     return {
         "rows": n,
         "raw_copy_records_rows_per_s": [round(x) for x in results["raw"]],
+        "raw_with_ledger_transaction_rows_per_s": [round(x) for x in results["raw_ledgered"]],
         "writer_rows_per_s": [round(x) for x in results["writer"]],
         "ratio_best": round(writer_best / raw_best, 3),
-        "ratio_median": round(
-            statistics.median(results["writer"]) / statistics.median(results["raw"]), 3
-        ),
+        "ratio_median": round(median["writer"] / median["raw"], 3),
+        "ledgered_raw_ratio_median": round(median["raw_ledgered"] / median["raw"], 3),
     }
 
 
