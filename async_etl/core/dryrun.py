@@ -53,6 +53,8 @@ class JobFacts:
     chunks: tuple[ChunkRead, ...]
     null_keys: int = 0
     on_bad_row: str = "fail"
+    built_as: str | None = None
+    """The job's own mode when the run builds its absent target as a full refresh."""
 
 
 def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
@@ -97,6 +99,12 @@ def finish_statements(facts: JobFacts) -> list[str]:
     return [st.text for st in modes.oracle_swap_sql(facts.table, exists=True)]
 
 
+def _built_as(facts: JobFacts) -> str:
+    if facts.built_as is None:
+        return ""
+    return f" (a {facts.built_as} job whose target does not exist yet: its initial load)"
+
+
 def _bounds(chunk: Chunk) -> str:
     low = "-inf" if chunk.lower is None else repr(tuple(chunk.lower))
     high = "+inf" if chunk.upper is None else repr(tuple(chunk.upper))
@@ -106,7 +114,8 @@ def _bounds(chunk: Chunk) -> str:
 def report(facts: JobFacts) -> list[str]:
     """The dry-run report of one job, line by line."""
     lines = [
-        f"job {facts.job}: mode {facts.mode}, {facts.source} -> {facts.target} {facts.table}",
+        f"job {facts.job}: mode {facts.mode}{_built_as(facts)}, {facts.source} -> "
+        f"{facts.target} {facts.table}",
         f"  as-of {facts.as_of}, {facts.run}",
         f"  estimate {facts.estimate:,} rows, {len(facts.chunks)} chunk(s), "
         f"{facts.workers} worker(s)"

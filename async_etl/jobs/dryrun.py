@@ -2,9 +2,10 @@
 
 Order of operations: the state store is opened (connect only; its tables are never created),
 ``planning.preflight`` validates and reads the source's columns, the target's shape and the
-unfinished run if any, ``planning.survey`` estimates rows and cuts the chunks (a resumed
-run's stored plan instead), and each chunk's source statement is built.  Nothing is
-written anywhere: no table, no run record, no lock that outlives the connection.
+unfinished run if any (and ``planning.builds_new_table`` whether a merge / SCD2 run would
+build its absent target as a full refresh), ``planning.survey`` estimates rows and cuts the
+chunks (a resumed run's stored plan instead), and each chunk's source statement is built.
+Nothing is written anywhere: no table, no run record, no lock that outlives the connection.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
 from async_etl.jobs.endpoints import make_source, make_target
-from async_etl.jobs.planning import preflight, survey
+from async_etl.jobs.planning import as_new_build, builds_new_table, preflight, survey
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
@@ -44,6 +45,10 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
         decision = await preflight(spec, options, source, target, store, holder)
     finally:
         await store.__aexit__(None, None, None)
+    built_as = None
+    if await builds_new_table(spec, decision, target, holder, f"{spec.name}:check",
+                              options.retry):  # fmt: skip
+        built_as, spec = spec.mode, as_new_build(spec)
     if decision.window is not None:
         source = make_source(spec, decision.window)
     ctx = JobContext(spec=spec, run_id=decision.run_id, as_of=decision.as_of,
@@ -65,7 +70,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
                     target=mask_url(spec.target.url), as_of=decision.as_of.isoformat(), run=run,
                     estimate=estimate, workers=ch.workers(estimate, spec.parallel),
                     cols=decision.cols, key=spec.source.key, names=ctx.names, chunks=reads,
-                    null_keys=nulls, on_bad_row=spec.on_bad_row)  # fmt: skip
+                    null_keys=nulls, on_bad_row=spec.on_bad_row, built_as=built_as)  # fmt: skip
 
 
 def _read(source: Source, chunk: ch.Chunk) -> ChunkRead:

@@ -57,7 +57,12 @@ async def test_check_job_prints_plan_and_sql_and_writes_nothing(
         assert await footprint(pg_dsn) == before
         chunks = [line for line in out.splitlines() if line.startswith("  chunk ")]
         assert len(chunks) >= 3 and out.count("FROM src.t") == len(chunks)
-        assert 'INSERT INTO "dw"."c"' in out and "mode scd2" in out
+        if ran_before:  # the target exists: chunks merge into it
+            assert 'INSERT INTO "dw"."c"' in out and "mode scd2," in out
+        else:  # the initial load builds the absent target as a full refresh, as a run would
+            assert "mode full_refresh (a scd2 job whose target does not exist yet" in out
+            assert 'COPY "dw"."c_etl_new"' in out and 'INSERT INTO "dw"."c"' not in out
+            assert 'ALTER TABLE "dw"."c_etl_new" RENAME TO "c"' in out
         assert out.rstrip().endswith("check: OK, nothing was written")
     assert before[2] == 1  # the one real run, and no run recorded by check
 
