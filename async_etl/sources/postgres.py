@@ -27,7 +27,7 @@ from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.drivers.postgres import PG_ERRORS, translate_pg, use_exact_codecs
-from async_etl.errors import AsyncEtlError
+from async_etl.errors import AsyncEtlError, DataError
 from async_etl.sources._base import SourceBase, reads
 
 __all__ = ["PgSource"]
@@ -144,8 +144,20 @@ class PgSource(SourceBase):
 
     @reads
     async def max_cursor(self, conn: Any, column: str) -> Any:
-        """The highest value of the cursor ``column`` in the whole source (None: none)."""
-        return await conn.fetchval(inc.max_cursor_sql("pg", self.relation, column).text)
+        """The highest value of the cursor ``column`` in the whole source (None: none).
+
+        Raises ``DataError`` in one line when that value has no Python form (a year past
+        9999): the run's cursor could not be kept.
+        """
+        text = inc.max_cursor_sql("pg", self.relation, column).text
+        try:
+            return await conn.fetchval(text)
+        except (ValueError, OverflowError):
+            shown = await conn.fetchval(f"SELECT m::text FROM ({text}) AS q(m)")
+            raise DataError(
+                f"source cursor column {column}: its highest value {shown} has no Python form "
+                "(years 1 to 9999 only), so the run's cursor cannot be kept"
+            ) from None
 
     def extract(self, chunk: Chunk, tail: Sequence[str] = ()) -> tuple[Sql, list[Any]]:
         """The chunk's read statement and its arguments (``tail``: constants appended)."""

@@ -1,8 +1,9 @@
-"""A source that hands Python values (as Oracle's does) into a PostgreSQL target: stored exactly."""
+"""PostgreSQL values Python cannot hold as they are: end-of-time dates copied exactly, cursors."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from async_etl.jobs.spec import JobSpec
 from async_etl.sources.postgres import PgSource
-from tests.integration.jobs_helpers import at, fetchval, spec_of
+from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, write
 
 
 class PythonRows:
@@ -77,3 +78,33 @@ enabled = false
                     "00:00:00+00; 3 2024-01-01 -")  # fmt: skip
     same = "SELECT count(*) FROM src s JOIN dw_rows t USING (id) WHERE s.d = t.d"
     assert await fetchval(pg_dsn, same + " AND s.ts IS NOT DISTINCT FROM t.ts") == 3
+
+
+async def test_a_cursor_past_year_9999_is_one_line_not_a_traceback(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """An incremental cursor whose maximum is 12345-01-01: exit 2, one line naming the column."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE src (id int PRIMARY KEY, c date)")
+        await conn.execute("INSERT INTO src VALUES (1, '2024-01-01'), (2, '12345-01-01')")
+    finally:
+        await conn.close()
+    text = f"""
+name = "cur"
+[source]
+url = "{pg_dsn}"
+table = "src"
+key = ["id"]
+incremental = "c"
+[target]
+url = "{pg_dsn}"
+table = "dw_cur"
+[scd]
+type = 1
+"""
+    code, out, err = await run_cli("run", str(write(tmp_path, "job.toml", text)))
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "source cursor column c: its highest value 12345-01-01 has no Python form" in lines[0]
