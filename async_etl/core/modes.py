@@ -13,8 +13,12 @@ A job loads its target in one of four modes (the field's names):
   by chunk and resumable like any run, then swap it in at the very end (``swap_sql``).
   Readers see the old table until the swap commits and the new one after, never a mix;
   the old table is dropped only by the swap itself.  The fresh table takes the shape of
-  ``[scd] type`` (type 1 unless the job file says otherwise): type 2 starts every key with
-  one current version from the run's as-of time.
+  ``[scd] type`` (type 1 unless the job file says otherwise; ``--full-refresh`` of a
+  ``merge`` / ``scd2`` job keeps that job's type): type 2 starts every key with one current
+  version from the run's as-of time.  A full refresh never destroys history silently
+  (``refresh_problem``): it refuses to rebuild a type-2 table as type 1, and to rebuild a
+  type-2 table that holds expired versions (a normal run keeps them; dropping the table
+  first is the explicit way to start over from the source alone).
 
 How each dialect swaps (``swap_sql``):
 
@@ -32,6 +36,7 @@ How each dialect swaps (``swap_sql``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
 from async_etl.core.scd_sql_common import Sql, quote, short_name
@@ -45,6 +50,7 @@ __all__ = [
     "new_table",
     "oracle_swap_sql",
     "pg_swap_sql",
+    "refresh_problem",
     "synonym_swap_sql",
 ]
 
@@ -73,6 +79,29 @@ def new_table(table: str, suffix: str = NEW_SUFFIX) -> str:
     schema, _, _ = table.rpartition(".")
     name = short_name(table, suffix)
     return f"{schema}.{name}" if schema else name
+
+
+def refresh_problem(
+    table: str, cols: ScdColumns, existing: Sequence[str] | None, history: bool
+) -> str | None:
+    """Why a full refresh may not rebuild ``table`` (None: it may).
+
+    ``existing``: the target's column names (None: no table yet); ``history``: whether it
+    holds an expired version (``is_current`` false).  Names compare case-insensitively.
+    """
+    if existing is None:
+        return None
+    meta = (cols.valid_from, cols.valid_to, cols.is_current)
+    have = {c.lower() for c in existing}
+    if cols.type == 1 and all(c.lower() in have for c in meta):
+        return (f"{table} is a type-2 table ({', '.join(meta)}); a type-1 full refresh would "
+                "drop its history and those columns: set [scd] type = 2 (mode = \"scd2\"), or "
+                "drop the table first to rebuild it as type 1")  # fmt: skip
+    if cols.type == 2 and history:
+        return (f"{table} holds expired versions ({cols.is_current} false) that a full "
+                "refresh would lose: run without --full-refresh (a normal run keeps them), or "
+                "drop the table first to rebuild it from the source alone")  # fmt: skip
+    return None
 
 
 def _index_suffixes(cols: ScdColumns) -> tuple[str, ...]:

@@ -88,6 +88,11 @@ def max_valid_from_sql(table: str, cols: ScdColumns) -> str:
     return f"SELECT max({_q(cols.valid_from)}) FROM {_q(table)}"
 
 
+def history_sql(table: str, cols: ScdColumns) -> str:
+    """How many expired versions a type-2 target holds (a full refresh would lose them)."""
+    return f"SELECT count(*) FROM {_q(table)} WHERE {_q(cols.is_current)} = false"
+
+
 def first_column_range_sql(
     table: str, cols: ScdColumns, first: str, chunk: Chunk, bounds: dict[str, Any]
 ) -> tuple[str, list[Any]]:

@@ -297,3 +297,8 @@ def explain_sql(statement_id: str, query: str) -> tuple[Sql, Sql]:
 def max_valid_from_sql(table: str, cols: ScdColumns) -> Sql:
     """The latest version start; the driver refuses an as-of earlier than it."""
     return Sql(f"SELECT MAX({_q(cols.valid_from)}) FROM {_q(table)}")
+
+
+def history_sql(table: str, cols: ScdColumns) -> Sql:
+    """1 when a type-2 target holds an expired version (a full refresh would lose it), else 0."""
+    return Sql(f"SELECT COUNT(*) FROM {_q(table)} WHERE {_q(cols.is_current)} = 0 AND ROWNUM = 1")

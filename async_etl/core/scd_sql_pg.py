@@ -524,6 +524,11 @@ def max_valid_from_sql(table: str, cols: ScdColumns) -> Sql:
     return Sql(f"SELECT max({_q(cols.valid_from)}) FROM {_q(table)}")
 
 
+def history_sql(table: str, cols: ScdColumns) -> Sql:
+    """Whether a type-2 target holds an expired version (a full refresh would lose it)."""
+    return Sql(f"SELECT EXISTS (SELECT 1 FROM {_q(table)} WHERE NOT {_q(cols.is_current)})")
+
+
 def current_rows_sql(table: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -> Sql:
     """The chunk's current target rows (for the reference model / verification)."""
     b = Binder("pg")

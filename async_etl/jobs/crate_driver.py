@@ -71,6 +71,17 @@ __all__ = ["CrateTarget"]
 log = structlog.get_logger(__name__)
 
 
+async def _number(client: CrateDBClient, stmt: str) -> Any:
+    """The one number ``stmt`` answers; None when it is NULL or the table does not exist."""
+    try:
+        resp = await client.execute(stmt)
+    except LoadError as exc:
+        if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
+            return None
+        raise
+    return optional_number(resp, client.where, stmt)
+
+
 class CrateTarget:
     """Loads chunks into a CrateDB table through the HTTP ``/_sql`` endpoint."""
 
@@ -92,15 +103,13 @@ class CrateTarget:
             await client.server_version()
             if cols.type != 2:
                 return None
-            try:
-                stmt = crate.max_valid_from_sql(self.table, cols)
-                resp = await client.execute(stmt)
-            except LoadError as exc:
-                if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
-                    return None
-                raise
-            value = optional_number(resp, client.where, stmt)
+            value = await _number(client, crate.max_valid_from_sql(self.table, cols))
         return None if value is None else from_epoch_ms(value)
+
+    async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
+        """Whether the (type-2) table holds an expired version; False when it does not exist."""
+        async with holder(self.url), self._client() as client:
+            return bool(await _number(client, crate.history_sql(self.table, cols)))
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, CrateDB type) of the target table's columns in order; None: no such table."""

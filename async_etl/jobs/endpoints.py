@@ -60,6 +60,10 @@ class Target(Protocol):
         """Reach the target; the latest version start there (None: no table, or type 1)."""
         ...
 
+    async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
+        """Whether the type-2 table holds an expired version (False: no table)."""
+        ...
+
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, type as this target names it) of the target table's columns; None: no table."""
         ...

@@ -120,6 +120,15 @@ class OracleTarget:
             return None
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
+    async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
+        """Whether the (type-2) table holds an expired version; False when it does not exist."""
+        async with self.connection(holder) as conn:
+            cursor = conn.cursor()
+            if not await self._exists(cursor):
+                return False
+            await cursor.execute(ora.history_sql(self.table, cols).text)
+            return int((await cursor.fetchone())[0]) > 0
+
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, Oracle type) of the target table's columns in order; None: no such table."""
         async with self.connection(holder) as conn:

@@ -113,6 +113,13 @@ class PgTarget:
             )
             return value
 
+    async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
+        """Whether the (type-2) table holds an expired version; False when it does not exist."""
+        async with self.connection(holder, app) as conn:
+            if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+                return False
+            return bool(await conn.fetchval(pg.history_sql(self.table, cols).text))
+
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
         """Every collation name of the target database (key ranges may compare in any)."""
         async with self.connection(holder, app) as conn:

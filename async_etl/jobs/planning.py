@@ -37,6 +37,7 @@ from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
+from async_etl.core.modes import refresh_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import limits_rows
@@ -135,7 +136,7 @@ async def preflight(
     top = await source_max(spec, columns, source, holder, app, policy)
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
-    add = await check_drift(spec, columns, cols, target, holder, app, policy)
+    add = await _check_target(spec, columns, cols, target, holder, app, policy)
     try:
         latest = await retrying(
             lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"
@@ -171,6 +172,38 @@ async def preflight(
     else:
         window = await new_window(spec, store, top, whole=bool(add))
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest)
+
+
+async def _check_target(
+    spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns, target: Target,
+    holder: Holder, app: str, policy: RetryPolicy,
+) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    """``check_drift``; the columns to add to ``target``.
+
+    A full refresh may not drop the history of the table it replaces, nor turn a type-2 table
+    into a type-1 one (``core.modes.refresh_problem``).
+    """
+    if spec.mode != "full_refresh":
+        return await check_drift(spec, columns, cols, target, holder, app, policy)
+    final = make_target(dataclasses.replace(spec, mode="merge"))
+    try:
+        existing = await retrying(
+            lambda: final.columns(holder, app), policy, what="read target columns"
+        )
+        history = (
+            existing is not None
+            and cols.type == 2
+            and await retrying(
+                lambda: final.holds_history(holder, app, cols), policy, what="read target history"
+            )
+        )
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
+    names = None if existing is None else [n for n, _ in existing]
+    problem = refresh_problem(spec.target.table, cols, names, history)
+    if problem is not None:
+        raise ConfigError(f"job {spec.name}: full refresh: {problem}")
+    return await check_drift(spec, columns, cols, target, holder, app, policy)
 
 
 async def builds_new_table(

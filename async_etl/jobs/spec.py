@@ -22,6 +22,7 @@ from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError, Fail
 from async_etl.jobs._spec_values import (
     SCHEMA,
+    Gathered,
     check_kind,
     env_name,
     env_values,
@@ -138,7 +139,9 @@ def job_from_mapping(
     fail = Fail("job", path)
     merged = env_values(env or {}, fail)
     merged.update(file_values(doc, fail))
-    merged.update(set_values(overrides, fail))
+    sets = set_values(overrides, fail)
+    merged.update(_refresh_keeps_type(merged, sets))
+    merged.update(sets)
     values: dict[tuple[str, str], Any] = {}
     where: dict[tuple[str, str], str] = {}
     for (section, key), (raw, origin) in merged.items():
@@ -148,6 +151,28 @@ def job_from_mapping(
         except ValueError as exc:
             raise fail(origin, str(exc)) from None
     return _build(_Values(values, where, fail), path)
+
+
+def _refresh_keeps_type(merged: Gathered, sets: Gathered) -> Gathered:
+    """The job's own ``[scd] type`` when ``--set mode=full_refresh`` makes it a full refresh.
+
+    ``--full-refresh`` is that override; a ``merge`` / ``scd2`` job (or one with no ``mode``:
+    type 2) keeps its type: refreshing an SCD2 job keeps ``valid_from`` / ``valid_to`` /
+    ``is_current``, never rebuilds it as a type-1 table.
+    """
+    if ("", "mode") not in sets or ("scd", "type") in merged or ("scd", "type") in sets:
+        return {}
+    try:
+        if mode_of(str(sets[("", "mode")][0])) != "full_refresh":
+            return {}
+        written = merged.get(("", "mode"))
+        base = "scd2" if written is None else mode_of(str(written[0]))
+    except ValueError:
+        return {}  # _mode names the bad value
+    if base not in ("merge", "scd2"):
+        return {}
+    where = "mode" if written is None else written[1]
+    return {("scd", "type"): (1 if base == "merge" else 2, where)}
 
 
 class _Values:
@@ -226,7 +251,8 @@ def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:
 
     ``merge`` / ``scd2`` set ``[scd] type`` (a different type given too is an error);
     ``append`` takes no ``[scd]`` key; ``full_refresh`` keeps the table shape of
-    ``[scd] type`` (1 unless given) and ignores change and delete detection.
+    ``[scd] type`` (1 unless given; ``--set mode=full_refresh`` over a ``merge`` / ``scd2`` job
+    keeps that job's type, ``_refresh_keeps_type``) and ignores change and delete detection.
     """
     if not v.has("", "mode"):
         scd = _scd(v, source)

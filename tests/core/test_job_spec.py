@@ -220,3 +220,24 @@ def test_unreadable_file(tmp_path: Path):
 def test_mask_url(url: str, masked: str):
     """mask_url hides userinfo and query-string passwords, leaving the rest."""
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(("head", "scd", "overrides", "kind"), [
+    ('mode = "scd2"', "", ["mode=full_refresh"], 2),
+    ("", "", ["mode=full_refresh"], 2),
+    ('mode = "merge"', "", ["mode=full_refresh"], 1),
+    ('mode = "type2"', "", ["mode=replace"], 2),
+    ('mode = "scd2"', "", ["mode=full_refresh", "scd.type=1"], 1),
+    ('mode = "full_refresh"', "", [], 1),
+    ('mode = "full_refresh"', "type = 2", [], 2),
+    ("", "type = 1", ["mode=full_refresh"], 1),
+])  # fmt: skip
+def test_full_refresh_override_keeps_the_jobs_scd_type(
+    head: str, scd: str, overrides: list[str], kind: int
+) -> None:
+    """`--full-refresh` (--set mode=full_refresh) keeps a merge / scd2 job's SCD type."""
+    text = (f'name = "j"\n{head}\n[source]\nurl = "postgresql://h/d"\ntable = "s.t"\n'
+            'key = ["id"]\n[target]\nurl = "postgresql://h/d"\ntable = "d.t"\n'
+            f"[scd]\n{scd}\n")  # fmt: skip
+    spec = parse_job(text, overrides=overrides, env={})
+    assert (spec.mode, spec.scd.type) == ("full_refresh", kind)

@@ -12,6 +12,7 @@ from async_etl.core.modes import (
     new_table,
     oracle_swap_sql,
     pg_swap_sql,
+    refresh_problem,
     synonym_swap_sql,
 )
 from async_etl.core.specs import ScdSpec
@@ -139,3 +140,16 @@ def test_oracle_swap_sql_renames_then_drops() -> None:
         synonym_swap_sql("dw.t", "dw.t_b").text
         == 'CREATE OR REPLACE SYNONYM "DW"."T" FOR "DW"."T_B"'
     )
+
+
+def test_refresh_problem_refuses_to_drop_history_or_the_type_2_shape() -> None:
+    """A full refresh may rebuild a table unless it would lose history or the type-2 columns."""
+    two = ScdSpec(type=2, business_key=("id",)).resolve(["id", "v"])
+    one = ScdSpec(type=1, business_key=("id",)).resolve(["id", "v"])
+    type2 = ["id", "v", "valid_from", "valid_to", "is_current"]
+    assert refresh_problem("d.t", two, None, history=False) is None
+    assert refresh_problem("d.t", one, ["id", "v"], history=False) is None
+    assert refresh_problem("d.t", two, type2, history=False) is None
+    assert "type-2 table" in str(refresh_problem("d.t", one, type2, history=False))
+    assert "type-2 table" in str(refresh_problem("d.t", one, [c.upper() for c in type2], False))
+    assert "expired versions" in str(refresh_problem("d.t", two, type2, history=True))
