@@ -13,7 +13,7 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Final, Literal, TypeAlias, TypeVar, cast, get_args
@@ -213,6 +213,55 @@ class Schema:
         cols = ", ".join(quote_ident(c.name) for c in self.columns)
         marks = ", ".join("?" for _ in self.columns)
         return f"INSERT INTO {quote_ident(table)} ({cols}) VALUES ({marks})"
+
+
+_PG_SAME: Final[Mapping[str, frozenset[str]]] = {
+    "timestamptz": frozenset({"timestamptz", "timestamp with time zone"}),
+    "text": frozenset({"text", "character varying"}),
+}
+
+TableColumn: TypeAlias = tuple[str, str, bool, bool]
+"""An existing table's column: name, type as ``format_type`` shows it, NOT NULL, has a default."""
+
+
+def pg_shape_problems(schema: Schema, found: Sequence[TableColumn]) -> list[str]:
+    """Why an existing PostgreSQL table cannot take ``schema``'s rows (empty: it can).
+
+    Each schema column must be there with its very type (the binary COPY sends that type's
+    wire form: a ``varchar(3)`` or an ``integer`` refuses every row), and a column the records
+    do not fill must allow NULL or have a default.
+    """
+    have = {name: (typ, not_null, default) for name, typ, not_null, default in found}
+    out: list[str] = []
+    for col in schema.columns:
+        want = schema.pg_type(col)
+        if col.name not in have:
+            out.append(f"no column {col.name} ({want})")
+        elif have[col.name][0] not in _PG_SAME.get(want, frozenset({want})):
+            out.append(f"column {col.name} is {have[col.name][0]}, the records' is {want}")
+    names = set(schema.names)
+    for name, (typ, not_null, default) in have.items():
+        if name not in names and not_null and not default:
+            out.append(f"column {name} ({typ}) is NOT NULL without a default, and not written")
+    return out
+
+
+def crate_shape_problems(schema: Schema, found: Sequence[tuple[str, str]]) -> list[str]:
+    """Why an existing CrateDB table cannot take ``schema``'s rows: missing or retyped columns.
+
+    ``found``: (column name, ``information_schema.columns.data_type``), types compared
+    case-blind (``object`` for any object type).
+    """
+    have = {name: typ.lower() for name, typ in found}
+    out: list[str] = []
+    for col in schema.columns:
+        want = schema.crate_type(col).lower()
+        got = have.get(col.name)
+        if got is None:
+            out.append(f"no column {col.name} ({want})")
+        elif got != want and not (want.startswith("object") and got.startswith("object")):
+            out.append(f"column {col.name} is {got}, the records' is {want}")
+    return out
 
 
 def constant_text(col: Column) -> str:

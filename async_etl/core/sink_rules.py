@@ -62,6 +62,16 @@ def start_after(ledgered: int | None, table_next: int | None) -> int:
     return 1
 
 
+def check_shape(where: str, table: str, problems: list[str]) -> None:
+    """Raise ``LoadError`` naming what keeps an existing ``table`` from taking the rows.
+
+    ``problems`` comes from ``core.schema``'s shape checks; empty means the table fits.  Found
+    before the run, a table of the wrong shape is bad input (exit 2), not a run of rejects.
+    """
+    if problems:
+        raise LoadError(f"{where}: table {table} does not fit the records: {'; '.join(problems)}")
+
+
 def closed(where: str) -> LoadError:
     """The error for a sink used after it was closed (or before ``prepare``)."""
     return LoadError(f"{where}: sink is closed")

@@ -54,7 +54,8 @@ class Summary:
         """One line per way in which the run fell short (empty when ``ok``)."""
         out = []
         if self.rejected:
-            out.append(f"{self.rejected} rows rejected by the sink")
+            why = "; ".join(f"{n} x {reason}" for reason, n in list(self.reasons.items())[:3])
+            out.append(f"{self.rejected} rows rejected by the sink" + (f": {why}" if why else ""))
         if self.undelivered:
             out.append(f"{self.undelivered} rows not delivered after retries")
         lost = self.generated - self.records - self.rejected - self.undelivered

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from async_etl.core import sink_rules
-from async_etl.core.crate_answers import count_of, next_id
+from async_etl.core.crate_answers import count_of, next_id, query_rows
 from async_etl.core.crate_protocol import (
     CrateTable,
     attempt_body,
@@ -25,6 +25,9 @@ from async_etl.core.crate_protocol import (
     verdict_for,
 )
 from async_etl.core.crate_resolve import bulk_items, detail_group, subset_items
+from async_etl.core.schema import crate_shape_problems
+from async_etl.core.sink_rules import check_shape
+from async_etl.core.writer_sql import CRATE_COLUMNS
 from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.sinks.closing import ClosingSink
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
@@ -75,6 +78,11 @@ class CrateDBSink(ClosingSink):
         await self.client.open()
         self.version = await self.client.server_version()
         await self.client.execute(schema.crate_create_table(self.table.name))
+        qualified = self.table.qualified(self.client.endpoint.schema)
+        found = await self.client.execute(CRATE_COLUMNS, list(qualified.rsplit(".", 1)))
+        columns = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
+        types = [(str(r[0]), str(r[1])) for r in columns if "[" not in str(r[0])]
+        check_shape(self.client.where, self.table.name, crate_shape_problems(schema, types))
         self.table = CrateTable(self.table.name, schema.names[0])
         await self.client.execute(self.table.refresh)
         top = await self.client.execute(self.table.max_id)

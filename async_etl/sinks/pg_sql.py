@@ -54,6 +54,16 @@ class PgStatements:
         return f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"' if self.schema_name else None
 
     @property
+    def columns(self) -> str:
+        """The table's columns ($1 = ``quoted``): name, type, NOT NULL, filled without a value."""
+        return (
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' "
+            "FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY a.attnum"
+        )
+
+    @property
     def create_ledger(self) -> str:
         """Create the ledger if missing."""
         return (

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from async_etl.core import sink_rules
+from async_etl.core.schema import pg_shape_problems
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import (
     PG_ERRORS,
@@ -76,6 +77,9 @@ class PostgresSink(ClosingSink):
                 if self._sql.create_schema:
                     await conn.execute(self._sql.create_schema)
                 await conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
+                found = await conn.fetch(self._sql.columns, self._sql.quoted)
+                shape = pg_shape_problems(schema, [tuple(r) for r in found])
+                sink_rules.check_shape(self._where, self._table, shape)
                 await conn.execute(self._sql.create_ledger)
                 ledgered = await conn.fetchval(self._sql.next_from_ledger, self._table)
                 table_next = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from async_etl.core import sink_rules
+from async_etl.core.schema import pg_shape_problems
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import (
     PSYCOPG_ERRORS,
@@ -64,6 +65,9 @@ class BlockingPostgresSink:
                 if sql.create_schema:
                     conn.execute(sql.create_schema)
                 conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
+                found = conn.execute(sql.columns, (sql.quoted,)).fetchall()
+                shape = pg_shape_problems(schema, [tuple(r) for r in found])
+                sink_rules.check_shape(self._where, self._table, shape)
                 conn.execute(sql.create_ledger)
                 ledgered = _value(conn.execute(sql.next_from_ledger, (self._table,)))
                 table_next = None

@@ -59,3 +59,13 @@ def test_ray_runs_show_actors_losses_and_rows_per_actor() -> None:
     rows = dict(_summary(extra={"ray": ray}).table_rows())
     assert rows["ray actors (lost / units re-sent)"] == "3 (1 / 2)"
     assert rows["rows/s by actor"] == "actor-0 1,234, actor-2 99"
+
+
+def test_rejected_rows_problem_names_the_first_reasons() -> None:
+    """The rejected-rows line carries the sink's first reasons, not only a count."""
+    reasons = {"value too long for type character varying(3)": 900, "a": 60, "b": 30, "c": 10}
+    summary = _summary(records=0, generated=1000, rejected=1000, reasons=reasons)
+    assert summary.problems()[0] == (
+        "1000 rows rejected by the sink: 900 x value too long for type character varying(3); "
+        "60 x a; 30 x b"
+    )

@@ -4,7 +4,7 @@ import aiohttp
 import pytest
 
 from async_etl.config import BenchSettings
-from async_etl.errors import LoadError
+from async_etl.errors import ConfigError
 from async_etl.runtime.engine import Engine
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sources.synthetic import Synthetic
@@ -80,10 +80,11 @@ async def test_count_only_stand_in_reconciles_a_large_run() -> None:
 
 
 async def test_wrong_table_type_is_a_permanent_error() -> None:
-    """A pre-existing table whose id column is not numeric fails the run with one LoadError."""
+    """A pre-existing table whose id column is not numeric: one ConfigError before the run."""
     async with CrateStandIn() as crate:
         async with aiohttp.ClientSession() as s:
             await post_sql(s, crate.url, "CREATE TABLE async_etl_bench (id BOOLEAN PRIMARY KEY)")
-        with pytest.raises(LoadError) as info:
+        with pytest.raises(ConfigError) as info:
             await _run(_settings(crate.url, records=1_000))
     assert "\n" not in info.value.message
+    assert "column id is boolean, the records' is bigint" in info.value.message

@@ -58,6 +58,10 @@ def _server(count_answer: Any) -> ThreadingHTTPServer:
                 self._send({"cols": ["max(id)"], "rows": [[None]], "rowcount": 1})
             elif stmt.startswith("SELECT count(*)"):
                 self._send(count_answer)
+            elif "information_schema.columns" in stmt:  # the table has the records' shape
+                schema = default_schema()
+                rows = [[c.name, schema.crate_type(c).lower()] for c in schema.columns]
+                self._send({"cols": ["column_name", "data_type"], "rows": rows})
             else:
                 self._send({"cols": [], "rows": [[]], "rowcount": 1})
 

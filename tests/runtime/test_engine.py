@@ -59,7 +59,7 @@ async def test_rejected_rows_are_reported_with_their_reason_not_dropped() -> Non
     assert summary.rejected == 3 and summary.records == 2997
     assert summary.reasons["scripted: value too long"] == 3
     assert not summary.ok
-    assert "3 rows rejected by the sink" in summary.problems()
+    assert "3 rows rejected by the sink: 3 x scripted: value too long" in summary.problems()
 
 
 async def test_retries_running_out_gives_rows_up_with_reason() -> None:
