@@ -59,11 +59,22 @@ class ChunkActor:
     """One remote job worker: its own source adapter and target driver for the run."""
 
     def __init__(self, spec: JobSpec, window: CursorWindow | None) -> None:
+        self._adapt(spec, window)
+
+    def _adapt(self, spec: JobSpec, window: CursorWindow | None) -> None:
+        self._run = (spec, window)
         self._source = make_source(spec, window)
         self._target = make_target(spec)
 
     async def run_chunk(self, fields: dict[str, Any], chunk: Chunk) -> ChunkResult:
-        """Run ``chunk`` with the run context ``fields`` (all but hold and stop)."""
+        """Run ``chunk`` with the run context ``fields`` (all but hold and stop).
+
+        An actor outlives a run: a later run of the executor may read another cursor window or
+        load another table (a first run that built its absent target loaded ``<table>_etl_new``),
+        so the adapters follow the run's own spec and window.
+        """
+        if (fields["spec"], fields["window"]) != self._run:
+            self._adapt(fields["spec"], fields["window"])
         hold = BudgetHolder(LimiterBudget(UNBOUNDED), ConnectionMeter())
         ctx = JobContext(**fields, hold=hold, stop=anyio.Event())
         return await self._target.run_chunk(ctx, chunk, self._source)
