@@ -1,7 +1,8 @@
 """``async-etl stop JOB_OR_RUN_ID_OR_PLAN``: ask a running job or plan to stop at a safe point.
 
 For a job: writes a stop request into the state store (``async_etl_stop_requests``) for every
-RUNNING run of the job (or the one run with that id).  The job polls it before each chunk and
+RUNNING run of the job (or the one run with that id); a job still starting (preflight,
+planning) is asked too, and stops as soon as its run is recorded, before any chunk.  The job polls it before each chunk and
 between batches: chunks in flight finish or roll back, the run ends STOPPED (exit status 3),
 and the next ``async-etl run`` resumes it.  For a plan (its name, or its plan file): the
 orchestrator running it stops launching, asks its running jobs to stop, and exits with
@@ -18,7 +19,7 @@ from typing import Any
 
 from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.cli.status import STATE_ENV, add_state_flag, resolve
-from async_etl.jobs.state import StateStore, with_store
+from async_etl.jobs.state import StateStore, starting_key, with_store
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
 
@@ -80,7 +81,10 @@ def main(args: argparse.Namespace) -> int:
 
     async def request(store: StateStore) -> list[str]:
         await store.ensure()
-        return await store.request_stop(name)
+        runs = await store.request_stop(name)
+        if not runs and await store.request_starting_stop(name):
+            return [starting_key(name)]
+        return runs
 
     runs = loop.run(lambda: with_store(url, "stop", request))
     if not runs:
@@ -90,5 +94,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"async-etl: no RUNNING job run or plan named {name!r}", file=sys.stderr)
         return 1
     for run_id in runs:
-        print(f"stop requested for run {run_id}")
+        starting = run_id == starting_key(name)
+        print(
+            f"stop requested for {f'job {name} (still starting)' if starting else f'run {run_id}'}"
+        )
     return 0

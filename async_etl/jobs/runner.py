@@ -203,6 +203,9 @@ class _JobRun:
             await store.ensure()
             await retrying(lambda: self.target.prepare(ctx), ctx.policy, what="prepare target")
             self.plan = await plan_run(ctx, decision, self.source, store)
+            if await store.take_starting_stop(self.spec.name):  # asked while it was starting
+                log.info("stop_requested")
+                ctx.stop.set()
         except AsyncEtlError as exc:
             self.failure = exc
             if self.plan is None:

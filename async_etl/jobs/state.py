@@ -5,7 +5,9 @@ serialises its statements with a lock.  Every call is retried on a transient fai
 connection, admin shutdown, ...) on a fresh connection, so terminating the store's backend
 mid-run costs a reconnect, not the run.  The tables come from ``async_etl.core.state_sql``;
 stop requests live in ``async_etl_stop_requests`` (one row per run asked to stop), written by
-``async-etl stop`` and polled by the running job.
+``async-etl stop`` and polled by the running job.  A job still starting (preflight, planning:
+no run recorded yet, its state connection open) is asked with a row ``starting:JOB``, which
+the run takes as soon as it is recorded, when the request is newer than its state connection.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from async_etl.core import state_sql as sq
 from async_etl.core.incremental import CursorWindow, run_cursor, untag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
-from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect_job, translate_pg
+from async_etl.drivers.postgres import (
+    APP_PREFIX,
+    PG_ERRORS,
+    close_quietly,
+    connect_job,
+    translate_pg,
+)
 from async_etl.errors import AsyncEtlError, CheckpointError, TransientError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["STOP_DDL", "RunRow", "StateStore", "with_store"]
+__all__ = ["STOP_DDL", "RunRow", "StateStore", "starting_key", "with_store"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -47,6 +55,24 @@ _REQUEST_STOP = (
     "WHERE status = 'RUNNING' AND (run_id = $1 OR job = $1) ON CONFLICT DO NOTHING "
     "RETURNING run_id"
 )
+_REQUEST_STARTING_STOP = (
+    "INSERT INTO async_etl_stop_requests (run_id) SELECT $1 WHERE EXISTS ("
+    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+    "AND application_name = left($2, 63)) "
+    "ON CONFLICT (run_id) DO UPDATE SET requested_at = now() RETURNING run_id"
+)
+_TAKE_STARTING_STOP = (
+    "WITH gone AS (DELETE FROM async_etl_stop_requests WHERE run_id = $1 "
+    "RETURNING requested_at) SELECT count(*) FROM gone WHERE requested_at >= "
+    "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())"
+)
+
+
+def starting_key(job: str) -> str:
+    """The stop-request row asking ``job``'s starting run to stop (no run id exists yet)."""
+    return f"starting:{job}"
+
+
 _RUN_COLUMNS = (
     "run_id, job, status, as_of, started_at, finished_at, rows_read, rows_inserted, "
     "rows_updated, rows_expired, rows_deleted, rows_rejected, error"
@@ -281,6 +307,23 @@ class StateStore:
             return [str(r[0]) for r in await c.fetch(_REQUEST_STOP, job_or_run)]
 
         return await self._call("request stop", go)
+
+    async def request_starting_stop(self, job: str) -> bool:
+        """Ask ``job``'s run still starting (state connection open) to stop; True if one is."""
+        app = f"{APP_PREFIX}:{job}:state"
+
+        async def go(c: Any) -> bool:
+            return await c.fetchval(_REQUEST_STARTING_STOP, starting_key(job), app) is not None
+
+        return await self._call("request stop", go)
+
+    async def take_starting_stop(self, job: str) -> bool:
+        """Remove the ``starting:JOB`` request; True when it was made after this run began."""
+
+        async def go(c: Any) -> bool:
+            return bool(await c.fetchval(_TAKE_STARTING_STOP, starting_key(job)))
+
+        return await self._call("read stop request", go)
 
     async def recent_runs(self, job: str | None, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first (of one job, or of all)."""
