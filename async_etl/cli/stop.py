@@ -2,11 +2,11 @@
 
 For a job: writes a stop request into the state store (``async_etl_stop_requests``) for every
 RUNNING run of the job (or the one run with that id); a job still starting (preflight,
-planning) is asked too, and stops as soon as its run is recorded, before any chunk.  The job
+planning) is asked too, and stops as soon as its run is recorded, before any chunk. The job
 polls it before each chunk and between batches: chunks in flight finish or roll back, the run
-ends STOPPED (exit status 3), and the next ``async-etl run`` resumes it.  For a plan (its name, or its plan file): the
-orchestrator running it stops launching, asks its running jobs to stop, and exits with
-everything resumable.
+ends STOPPED (exit status 3), and the next ``async-etl run`` resumes it. For a plan (its name,
+or its plan file): the orchestrator running it stops launching, asks its running jobs to stop,
+and exits with everything resumable.
 """
 
 from __future__ import annotations
