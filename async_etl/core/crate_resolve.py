@@ -17,6 +17,12 @@ such an item *undecided*, and a ``Resolution`` finds out:
    top-level error) splits the group into single items; a single item refused as a whole is
    rejected with that error; a transient whole-request failure marks the group for retry.
 
+A bulk request refused as a whole (``400``: one item's value CrateDB cannot cast or store,
+``SQLParseException[Value ... out of range]``) is resolved the same way by ``Resolution.whole``:
+every item starts undecided, and a refused group is split in halves rather than in single
+items, so ``k`` bad rows among ``n`` cost about ``2 k log2(n)`` requests, not ``n``; the good
+items are delivered and each bad one is rejected with its own refusal.
+
 Every resend uses the statement of the attempt it resolves, so a resent item means what it
 meant.  Work is bounded: an item is resent at most twice (in a group, then alone), so
 resolving ``n`` items costs at most ``ceil(n / group) + n`` requests.
@@ -89,6 +95,7 @@ class Resolution:
     base: BulkVerdict
     rows: int
     group: int = DETAIL_GROUP
+    bisect: bool = False
     _queue: deque[tuple[int, ...]] = field(default_factory=deque)
     _delivered: int = 0
     _retry: list[int] = field(default_factory=list)
@@ -103,6 +110,12 @@ class Resolution:
         self._queue.extend(
             tuple(items[i : i + self.group]) for i in range(0, len(items), self.group)
         )
+
+    @classmethod
+    def whole(cls, rows: int) -> Resolution:
+        """A resolution bisecting a bulk of ``rows`` items refused as a whole (see above)."""
+        base = BulkVerdict(0, undecided=tuple(range(rows)))
+        return cls(base, rows, max(1, (rows + 1) // 2), bisect=True)
 
     def next_group(self) -> tuple[int, ...] | None:
         """The next items to resend (batch indices), or None when everything is decided."""
@@ -127,6 +140,9 @@ class Resolution:
         """The request for ``group`` was refused as a whole and will be again: split or reject."""
         if len(group) == 1:
             self._rejected.append((group[0], reason))
+        elif self.bisect:
+            half = (len(group) + 1) // 2
+            self._queue.extend((tuple(group[:half]), tuple(group[half:])))
         else:
             self._singles(group)
 

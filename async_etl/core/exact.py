@@ -43,6 +43,7 @@ from async_etl.core.pg_values import PgMoment
 
 __all__ = [
     "BIGINT_RANGE",
+    "CRATE_INT_BITS",
     "ORACLE_VARCHAR_BYTES",
     "crate_column_type",
     "crate_refusal",
@@ -56,6 +57,11 @@ __all__ = [
 
 BIGINT_RANGE = (-(2**63), 2**63 - 1)
 """CrateDB's ``BIGINT`` (and JSON integers as ``orjson`` writes them)."""
+
+CRATE_INT_BITS = {"smallint": 16, "integer": 32, "byte": 8}
+"""CrateDB integer column types narrower than ``BIGINT`` (as ``crate_column_type`` names them)
+and their width in bits: a value outside the range is refused before it is sent, since CrateDB
+refuses the whole bulk request for it (``400 4000 ... out of range for type integer``)."""
 
 ORACLE_VARCHAR_BYTES = 4000
 """``VARCHAR2(4000)``: the Oracle type of unbounded ``text`` (byte length semantics)."""
@@ -104,6 +110,9 @@ def _crate_scalar(value: Any, base: str) -> str | None:
     if isinstance(value, int):
         if not BIGINT_RANGE[0] <= value <= BIGINT_RANGE[1]:
             return f"integer {value} is beyond CrateDB's BIGINT range"
+        bits = CRATE_INT_BITS.get(base)
+        if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            return f"integer {value} is out of range for CrateDB's {base.upper()}"
         if base in _CRATE_FLOATS and int(float(value)) != value:
             return f"integer {value} is not exact as CrateDB's DOUBLE PRECISION"
         return None
@@ -265,7 +274,13 @@ def _json_scalar(value: Any) -> str | None:
     return None
 
 
-_CRATE_AS_PG = {"double": "double precision", "float": "real", "long": "bigint", "int": "integer"}
+_CRATE_AS_PG = {
+    "double": "double precision",
+    "float": "real",
+    "long": "bigint",
+    "int": "integer",
+    "short": "smallint",
+}
 
 
 def crate_column_type(data_type: str) -> str:

@@ -35,7 +35,7 @@ import orjson
 from async_etl.core.batching import Columns
 from async_etl.core.compare import base_type
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
-from async_etl.core.exact import crate_row_check, json_refusal
+from async_etl.core.exact import CRATE_INT_BITS, crate_row_check, json_refusal
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
 Encoder = Callable[[Any], bytes]
@@ -501,6 +501,8 @@ def _crate_plain_column(column: Sequence[Any], kinds: frozenset[type], base: str
         return base != "real" and all(map(math.isfinite, values))
     if kinds == {int}:
         bound = _FLOAT_INTS if base in ("double precision", "real", "numeric") else _BIG
+        if base in CRATE_INT_BITS:
+            bound = 2 ** (CRATE_INT_BITS[base] - 1)
         return bool(-bound <= min(values) and max(values) < bound)
     if kinds == {datetime}:
         return not any(v.microsecond % 1000 for v in values)

@@ -188,14 +188,17 @@ class CrateDBClient(_Settings):
         upsert: bool,
         idempotent: bool = False,
         group: int = 10,
+        whole: bool = False,
     ) -> BulkVerdict:
         """Decide the undecided items of ``verdict`` by resending them (``core.crate_resolve``).
 
         ``body_of(indices)`` is the bulk body of those batch items with the judged attempt's
         statement.  Returns the verdict without undecided items.  Raises ``LoadError`` when an
         answer is not a bulk answer; whole-request failures are decided, not raised.
+        ``whole``: the request was refused as a whole; bisect all ``rows`` items instead
+        (``Resolution.whole``; ``verdict`` and ``group`` are then unused).
         """
-        resolution = Resolution(verdict, rows, group)
+        resolution = Resolution.whole(rows) if whole else Resolution(verdict, rows, group)
         while (items := resolution.next_group()) is not None:
             try:
                 response = await self.post(body_of(items))
@@ -286,6 +289,7 @@ class BlockingCrateDBClient(_Settings):
         upsert: bool,
         idempotent: bool = False,
         group: int = 10,
+        whole: bool = False,
     ) -> BulkVerdict:
         """Decide the undecided items of ``verdict`` by resending them (as ``CrateDBClient``)."""
         resolution = Resolution(verdict, rows, group)

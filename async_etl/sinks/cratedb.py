@@ -5,7 +5,10 @@ rows in id order, id first).  ``send`` posts the bytes, and ``crate_protocol.jud
 splits the answer into delivered, rejected, retry and undecided items.  Undecided items (a bare
 ``rowcount -2``: CrateDB details only 10 failures per shard) are resolved inside the same
 ``send`` by resending them in small bulks with the same statement (``core.crate_resolve``);
-the retry is a new body holding exactly the items to resend.  The engine owns the retry loop
+the retry is a new body holding exactly the items to resend.  With ``isolate_refusals`` (the
+writer's sink), a bulk refused as a whole with a ``400`` (one item's value CrateDB cannot
+cast or store) is bisected the same way, so the good items land and each bad one is rejected
+with its own reason.  The engine owns the retry loop
 and the backoff.
 
 Every run writes a fresh id range (``start_id = max(id) + 1`` after a refresh), which is what
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 from async_etl.core import sink_rules
 from async_etl.core.crate_answers import count_of, next_id, query_rows
 from async_etl.core.crate_protocol import (
+    BulkVerdict,
     CrateTable,
     attempt_body,
     send_result,
@@ -44,6 +48,9 @@ class CrateDBSink(ClosingSink):
     ``url`` is ``http[s]://user:password@host:4200?schema=s`` (``crate://`` = http);
     ``concurrency`` bounds the connection pool.  Raises ``ConfigError`` for a bad URL or table.
     """
+
+    isolate_refusals = False
+    """Bisect a bulk refused as a whole (``400``) to reject only its bad items."""
 
     def __init__(
         self,
@@ -107,6 +114,13 @@ class CrateDBSink(ClosingSink):
         key = sink_rules.resend_key(self.pk, self.table.id_column)
         body = attempt_body(batch.payload, attempt, self._stmt, key)
         response = await self.client.post(body)
+        if self.isolate_refusals and response.status == 400 and batch.row_count > 1:
+            items = await self.client.in_thread(bulk_items, body)
+            verdict = await self.client.resolve(
+                BulkVerdict(0), batch.row_count, lambda group: subset_items(items, group),
+                attempt=attempt, upsert=self._upsert, whole=True,
+            )  # fmt: skip
+            return await self.client.in_thread(send_result, batch, verdict, None)
         verdict = verdict_for(
             batch.row_count, response, where=self.client.where, attempt=attempt, upsert=self._upsert
         )

@@ -236,6 +236,7 @@ class CrateRowsSink(CrateDBSink):
 
     wire: WireFormat = "crate_json"
     native = False  # batches are always encoded here (``encode``)
+    isolate_refusals = True  # one row CrateDB cannot cast must not strand the batch
     _names: tuple[str, ...] = ()
     _types: tuple[str, ...] = ()
 

@@ -158,3 +158,38 @@ def test_bulk_items_and_subsets() -> None:
     }
     with pytest.raises(ValueError, match="not a bulk body"):
         bulk_items(b'{"stmt": "s"}')
+
+
+CAST = "4000 SQLParseException[Value 1099511627776 is out of range for type `integer`]"
+
+
+def _whole(bad: set[int], rows: int) -> tuple[BulkVerdict, int]:
+    """Bisect a bulk refused as a whole (400 4000) because of the items in ``bad``."""
+    refused = orjson.dumps({"error": {"code": 4000, "message": CAST.partition(" ")[2]}})
+    resolution = Resolution.whole(rows)
+    requests = 0
+    while (group := resolution.next_group()) is not None:
+        requests += 1
+        if bad & set(group):
+            answer = parse_response(400, refused)
+        else:
+            answer = parse_response(
+                200, orjson.dumps({"cols": [], "results": [{"rowcount": 1}] * len(group)})
+            )
+        judged = judge_resent(resolution, group, answer, "w", attempt=1, upsert=False)
+        if judged is not None:
+            resolution.feed(group, judged)
+    return resolution.verdict(), requests
+
+
+@given(st.integers(min_value=2, max_value=300), st.data())
+def test_a_bulk_refused_as_a_whole_rejects_only_its_bad_items(
+    rows: int, data: st.DataObject
+) -> None:
+    """Bisecting a 400-refused bulk: good items delivered, each bad one rejected, work bounded."""
+    bad = data.draw(st.sets(st.integers(min_value=0, max_value=rows - 1), max_size=4))
+    verdict, requests = _whole(bad, rows)
+    assert verdict.delivered == rows - len(bad)
+    assert verdict.rejected == tuple((i, CAST) for i in sorted(bad))
+    assert verdict.retry == () and verdict.undecided == ()
+    assert requests <= max(2, 2 * len(bad) * math.ceil(math.log2(rows) + 1))

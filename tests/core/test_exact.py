@@ -127,6 +127,11 @@ def test_crate_value_round_trips_through_json_or_is_refused(case: tuple[str, Any
         ("numeric", Decimal("12345678901234567890.5"), "not exact as CrateDB's DOUBLE PRECISION"),
         ("numeric", Decimal("1E+400"), "not exact"),
         ("bigint", 2**63, "beyond CrateDB's BIGINT"),
+        ("integer", 2**40, "out of range for CrateDB's INTEGER"),
+        ("integer", -(2**31) - 1, "out of range for CrateDB's INTEGER"),
+        ("smallint", 70_000, "out of range for CrateDB's SMALLINT"),
+        ("byte", 128, "out of range for CrateDB's BYTE"),
+        ("integer[]", [1, 2**31], "array element"),
         ("numeric", 2**53 + 1, "not exact as CrateDB's DOUBLE PRECISION"),
         ("timestamp with time zone", datetime(2024, 1, 1, 0, 0, 0, 123, tzinfo=UTC), "microsec"),
         ("timestamp without time zone", datetime(2024, 1, 1, 0, 0, 0, 1500), "milliseconds"),
@@ -143,7 +148,8 @@ def test_crate_refuses_what_json_or_crate_would_change(pg_type: str, value: Any,
     ("pg_type", "value"),
     [("numeric", Decimal("19.99")), ("numeric", Decimal("-0")), ("double precision", -0.0),
      ("real", 0.10000000149011612), ("timestamp with time zone", datetime(1, 1, 1, tzinfo=UTC)),
-     ("date", date(9999, 12, 31)), ("text", ""), ("text", "😀" * 10_000), ("bigint", -(2**63))],
+     ("date", date(9999, 12, 31)), ("text", ""), ("text", "😀" * 10_000), ("bigint", -(2**63)),
+     ("integer", 2**31 - 1), ("integer", -(2**31)), ("smallint", -(2**15)), ("byte", -128)],
 )  # fmt: skip
 def test_crate_accepts_what_it_stores_exactly(pg_type: str, value: Any) -> None:
     """Ordinary edge values are not refused (refusing them would be a loss too)."""

@@ -129,3 +129,28 @@ def test_gzip_threshold_is_refused_for_other_urls_and_below_zero() -> None:
         open_writer("postgresql://u@h/db", table="t", gzip_threshold=0)
     with pytest.raises(ConfigError, match="0 \\(never\\) or more"):
         open_writer("http://h:4200", table="t", gzip_threshold=-1)
+
+
+@pytest.mark.parametrize(
+    ("columns", "bad", "why"),
+    [
+        ({"id": "BIGINT", "i": "INTEGER"}, {"id": 7, "i": 2**40}, "CrateDB's INTEGER"),
+        ({"id": "INTEGER", "i": "INTEGER"}, {"id": 2**63, "i": 7}, "BIGINT range"),
+        ({"id": "INTEGER", "i": "SMALLINT"}, {"id": 7, "i": 70_000}, "CrateDB's SMALLINT"),
+        ({"id": "BIGINT", "i": "INTEGER"}, {"id": 7, "i": "abc"}, "Cannot cast value"),
+        ({"id": "BIGINT", "i": "TEXT"}, {"id": 7, "i": {"a": 1}}, "Cannot cast value"),
+    ],
+    ids=["int-range", "id-2**63", "smallint-range", "text-in-int", "object-in-text"],
+)  # fmt: skip
+async def test_one_value_crate_cannot_store_rejects_only_its_row(
+    crate_standin: CrateStandIn, columns: dict[str, str], bad: dict[str, object], why: str
+) -> None:
+    """A value out of its column's range or not castable rejects its row; the others land."""
+    rows = [{"id": i, "i": i} for i in range(10) if i != 7]
+    async with open_writer(crate_standin.url, table="rg", columns=columns, primary_key=["id"]) as w:
+        await w.write_many([*rows[:5], bad, *rows[5:]])
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (9, 1, 0), report.reasons
+    assert [r.row for r in report.rejected_rows] == [(bad["id"], bad["i"])]
+    assert why in report.rejected_rows[0].reason
+    assert await _ids(crate_standin, "rg") == [i for i in range(10) if i != 7]
