@@ -89,12 +89,19 @@ class Nodes:
     """One cpu + cpuacct cgroup per simulated node, with a CFS quota of ``quota`` CPUs."""
 
     def __init__(self, n: int, quota: float) -> None:
-        self.names = [f"aetl_ray_scaling_{os.getpid()}_{i}" for i in range(n)]
+        self.names = [f"aetl_ray_scaling_{os.getpid()}_{n}_{i}" for i in range(n)]
+        self.quota = quota
         for name in self.names:
             for kind in ("cpu", "cpuacct"):
                 (CGROUP / kind / name).mkdir()
             (CGROUP / "cpu" / name / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-            (CGROUP / "cpu" / name / "cpu.cfs_quota_us").write_text(str(int(quota * PERIOD_US)))
+
+    def limit(self) -> None:
+        """Apply the quota (after the nodes started: a raylet starting under 0.2 CPU next to
+        another one timed out and aborted)."""
+        for name in self.names:
+            quota = str(int(self.quota * PERIOD_US))
+            (CGROUP / "cpu" / name / "cpu.cfs_quota_us").write_text(quota)
 
     def wrap(self, i: int) -> list[str]:
         """A command prefix that moves the node's first process into its cgroups, then execs."""
@@ -147,6 +154,7 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
         wrap = nodes.wrap_worker
         with local_cluster(REPO, nodes=n + 1, wrap=wrap, settle=0.0, head_cpus=0) as address:
             wait_nodes(address, n + 1)
+            nodes.limit()
             before = nodes.cpu_s()
             t0 = time.monotonic()
             seen: dict[int, str] = {}
