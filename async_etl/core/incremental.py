@@ -96,17 +96,27 @@ def untag(item: Any) -> Any:
     return None if item is None else _untag(item)
 
 
+MAX_TIME_LOOKBACK = 315_537_897_599
+"""Seconds from 0001-01-01 to 9999-12-31 23:59:59: the most a date or time cursor can move."""
+
+
 def minus(value: Any, lookback: int) -> Any:
     """``value`` moved ``lookback`` back: seconds for datetimes, days (rounded up) for dates.
 
-    Raises ``ValueError`` for a value that cannot move (text) when ``lookback`` is not 0.
+    Raises ``ValueError`` for a value that cannot move (text) when ``lookback`` is not 0, and
+    for a date or time moved before year 1.
     """
     if lookback == 0 or value is None:
         return value
-    if isinstance(value, datetime):
-        return value - timedelta(seconds=lookback)
     if isinstance(value, date):
-        return value - timedelta(days=math.ceil(lookback / 86_400))
+        try:
+            if isinstance(value, datetime):
+                return value - timedelta(seconds=lookback)
+            return value - timedelta(days=math.ceil(lookback / 86_400))
+        except OverflowError:
+            raise ValueError(
+                f"lookback {lookback} s moves the cursor {value.isoformat()} before year 1"
+            ) from None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError(f"a lookback needs a number, date or time cursor, not {value!r}")
     return value - lookback

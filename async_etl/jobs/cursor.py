@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from async_etl.core.incremental import CursorWindow, cursor_kind
+from async_etl.core.incremental import MAX_TIME_LOOKBACK, CursorWindow, cursor_kind
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import AsyncEtlError, ConfigError, unusable
 from async_etl.jobs.context import Holder
@@ -36,6 +36,10 @@ def check_cursor(spec: JobSpec, columns: tuple[tuple[str, str], ...]) -> None:
     if kind == "text" and spec.source.lookback:
         raise ConfigError(f"job {spec.name}: [source] lookback: {column} is a text column; "
                           "a lookback needs a number, date or timestamp cursor")  # fmt: skip
+    if kind in ("date", "time") and spec.source.lookback > MAX_TIME_LOOKBACK:
+        raise ConfigError(f"job {spec.name}: [source] lookback: {spec.source.lookback} s is "
+                          f"more than a {kind} cursor spans ({MAX_TIME_LOOKBACK} s, year 1 to "
+                          "9999)")  # fmt: skip
 
 
 async def source_max(

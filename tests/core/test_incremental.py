@@ -276,3 +276,30 @@ def test_text_run_cursor_stays_low_until_every_chunk_commits() -> None:
     window = CursorWindow("c", "b", "B")
     assert run_cursor(window, range(3), {0: "B", 2: "B"}) == "b"
     assert run_cursor(window, range(3), dict.fromkeys(range(3), "B")) == "B"
+
+
+@pytest.mark.parametrize(
+    ("low", "lookback"),
+    [
+        (datetime(2026, 1, 1, tzinfo=UTC), 70_000_000_000),  # past year 1
+        (datetime(2026, 1, 1, tzinfo=UTC), 99_999_999_999_999),  # past any timedelta
+        (date(2026, 1, 1), 99_999_999_999_999),
+    ],
+)
+def test_lookback_past_year_1_is_a_value_error_naming_it(low: Any, lookback: int) -> None:
+    """A lookback moving a date or time cursor before year 1: ValueError, no OverflowError."""
+    with pytest.raises(
+        ValueError, match=f"lookback {lookback} s moves the cursor .* before year 1"
+    ):
+        CursorWindow.plan("ts", low, low, lookback)
+
+
+@pytest.mark.parametrize("kind", ["timestamptz", "date"])
+def test_lookback_longer_than_any_date_span_is_refused_up_front(kind: str) -> None:
+    """lookback 99999999999999 on a date / time cursor: ConfigError naming [source] lookback."""
+    from async_etl.jobs.cursor import check_cursor
+
+    text = JOB.format(extra='incremental = "ts"\nlookback = 99999999999999', kind=2, scd="")
+    spec = parse_job(text, env={})
+    with pytest.raises(ConfigError, match=r"job j: \[source\] lookback: 99999999999999 s is more"):
+        check_cursor(spec, (("id", "integer"), ("ts", kind)))
