@@ -7,6 +7,7 @@ The core never reads the environment; the CLI (or an embedding app) calls
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -60,6 +61,11 @@ class BenchSettings:
     ray_actors: int = 2
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # nan passes every comparison below; inf runs forever
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = "--" + f.name.replace("_", "-")
+                raise ConfigError(f"{flag}: must be a finite number, got {value!r}")
         _check(self.ray_actors >= 1, "--ray-actors", "must be >= 1", self.ray_actors)
         if self.ray is not None:
             for given, flag in (

@@ -18,11 +18,11 @@ STDOUT: Final = Path("-")
 """What ``json_out_path("-")`` returns: write the JSON to stdout (compare with ``is``)."""
 
 
-def json_out_path(path: str | None) -> Path | None:
+def json_out_path(path: str | None, flag: str = "--json-out") -> Path | None:
     """The ``--json-out`` path, made ready (parent created, writable); ``ConfigError`` if not.
 
     ``"-"`` gives ``STDOUT``.  Checked up front so that a typo does not surface as a traceback
-    after a long run.
+    after a long run.  ``flag``: the option the user gave the path with, for the message.
     """
     if path is None:
         return None
@@ -32,14 +32,14 @@ def json_out_path(path: str | None) -> Path | None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.is_dir():
-            raise ConfigError(f"--json-out {path}: is a directory")
+            raise ConfigError(f"{flag} {path}: is a directory")
         existed = out.exists()
         with out.open("ab"):
             pass
         if not existed:  # leave no empty file behind: its presence means "the run wrote it"
             out.unlink()
     except OSError as exc:
-        raise ConfigError(f"--json-out {path}: cannot write there ({exc.strerror})") from None
+        raise ConfigError(f"{flag} {path}: cannot write there ({exc.strerror})") from None
     return out
 
 

@@ -16,6 +16,7 @@ p99 from the due time passes the SLO, then bisects; the knee is the highest rate
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from contextlib import AsyncExitStack
@@ -86,6 +87,7 @@ def register(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run a sweep; exit 0 with a knee, 1 when no level met the SLO, 2 for bad input."""
     flags = {dest: getattr(args, dest) for dest in (*BENCH_DESTS, "log_format")}
+    check_numbers(args)
     if args.step_seconds <= 0:
         raise ConfigError(f"--step-seconds: must be > 0, got {args.step_seconds}")
     warmup = args.warmup if args.warmup is not None else args.step_seconds / 5
@@ -111,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"sweep: {exc}") from None
     out = Path(args.out)
-    json_path = json_out_path(str(out / "sweep.json"))
+    json_path = json_out_path(str(out / "sweep.json"), flag="--out")
     configure_logging("json" if settings.log_format == "json" else "console")
     source = Synthetic.from_options(
         schema_file=settings.schema_file, payload_bytes=settings.payload_bytes, seed=settings.seed
@@ -132,6 +134,23 @@ def main(args: argparse.Namespace) -> int:
         f"p99 {knee.p99_ms:,.1f} ms ({knee.reason})"
     )
     return 0
+
+
+POSITIVE = (("start_rate", "--start-rate"), ("max_rate", "--max-rate"),
+            ("threshold", "--threshold"), ("slo_p99_ms", "--slo-p99-ms"),
+            ("start", "--start"), ("max_concurrency", "--max-concurrency"))  # fmt: skip
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every float flag finite, and those that must be, above 0: ``ConfigError`` naming it."""
+    for dest, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag}: must be a finite number, got {value!r}")
+    for dest, flag in POSITIVE:
+        value = getattr(args, dest)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag}: must be > 0, got {value!r}")
 
 
 def _main_rate(

@@ -14,6 +14,7 @@ plan draws from, default ``"default"``: shared by every plan on the same state s
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -171,6 +172,8 @@ def _get(
     if isinstance(value, bool) or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise fail(f"{where}{key}", f"expected {names}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # TOML's nan / inf
+        raise fail(f"{where}{key}", f"must be a finite number, got {value!r}")
     return float(cast(float, value)) if float in kinds else value
 
 

@@ -100,6 +100,13 @@ def test_full_plan_loads_with_defaults_and_names_from_job_files(tmp_path: Path) 
         ('[[jobs]]\nkind = "sleep"\nname = "x"\nfail_kind = "oops"\n', (), "jobs[0].fail_kind"),
         ('[[jobs]]\nkind = "sleep"\nname = "x"\nconnections = 2\n', (), "jobs[0].target"),
         ("[budgets]\ndefault = 0\n", (), "[budgets] default: must be >= 1"),
+        (
+            '[[jobs]]\nkind = "sleep"\nname = "x"\nseconds = nan\n',
+            (),
+            "jobs[0].seconds: must be a finite",
+        ),
+        ("[retry]\nmax_delay = inf\n", (), "[retry] max_delay: must be a finite number, got inf"),
+        ("[breaker]\ncooldown = -inf\n", (), "[breaker] cooldown: must be a finite number"),
     ],
 )
 def test_plan_errors_are_one_line_naming_the_key(

@@ -42,6 +42,9 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "null://", "--log-format", "xml"], "--log-format"),
         (["--sink", "null://", "--table", "a b"], "--table: must be name or schema.name"),
         (["--sink", "null://", "--json-out", "/"], "--json-out /: is a directory"),
+        (["--sink", "null://", "--rate", "inf"], "--rate: must be a finite number, got inf"),
+        (["--sink", "null://", "-T", "nan"], "--duration: must be a finite number, got nan"),
+        (["--sink", "null://", "--warmup", "inf"], "--warmup: must be a finite number, got inf"),
     ],
 )
 def test_bad_flags_give_one_line_errors_and_exit_2(args: list[str], needle: str) -> None:

@@ -95,3 +95,24 @@ def test_sweep_by_rate_refuses_a_bad_start_rate(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert code == 2
     assert err == "async-etl: error: sweep: need 0 < start rate <= maximum rate, got 10.0..5.0\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--slo-p99-ms", "-5"], "--slo-p99-ms: must be > 0, got -5.0"),
+        (["--slo-p99-ms", "nan"], "--slo-p99-ms: must be a finite number, got nan"),
+        (["--max-rate", "inf"], "--max-rate: must be a finite number, got inf"),
+        (["--threshold", "0"], "--threshold: must be > 0, got 0.0"),
+        (["--out", "/proc/x"], "--out /proc/x/sweep.json: cannot write there"),
+        (["--step-seconds", "inf"], "--step-seconds: must be a finite number, got inf"),
+    ],
+)
+def test_sweep_refuses_bad_numbers_and_paths_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], args: list[str], line: str
+) -> None:
+    """A negative or non-finite number, an unwritable --out: one line naming that flag, exit 2."""
+    code = main(["sweep", "--sink", "null://", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"async-etl: error: {line}") and err.count("\n") == 1, err
