@@ -170,3 +170,38 @@ async def test_a_stop_reaches_the_actor_and_the_next_attempt_resumes(
     cols = cols_of(2)
     got = norm(await table_rows(pg_dsn, "dw.stopme"), cols)
     assert got == norm(reference([rows], cols), cols)
+
+
+async def test_a_cancelled_attempt_cancels_the_remote_run_which_ends_stopped(
+    ray_local: Any, pg_dsn: str
+) -> None:
+    """Cancelling the runner mid-job (the CLI's second signal) cancels the job in its actor:
+    its run is recorded STOPPED, not left RUNNING, and the actor takes the next job."""
+    rows = history(seed=15, n_keys=1200, runs=1)[0]
+    await load_source(pg_dsn, rows)
+    await slow_target(pg_dsn, "dw.cancelme", 2, 0.2)
+    spec = spec_of(job_toml("cancelme", pg_dsn, "dw.cancelme", workers=2, chunk_size=50))
+    jobs = RayJobs("local", 1)
+    started = anyio.Event()
+
+    def on_progress(event: Progress) -> None:
+        if event.chunks_done > 0:
+            started.set()
+
+    budget = LimiterBudget(8)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(jobs, spec, JobOptions(as_of=at(0)), anyio.Event(), budget, on_progress)
+            await started.wait()
+            tg.cancel_scope.cancel()
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            status = await conn.fetchval("SELECT status FROM async_etl_runs WHERE job = 'cancelme'")
+        finally:
+            await conn.close()
+        again = await jobs(spec, JobOptions(), anyio.Event(), budget, _ignore)
+    finally:
+        await jobs.aclose()
+    assert status == "STOPPED"
+    assert budget.limiter(pg_dsn).borrowed_tokens == 0
+    assert again.status == "SUCCEEDED" and again.resumed
