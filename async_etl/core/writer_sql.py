@@ -38,6 +38,28 @@ def create_table(table: str, columns: Mapping[str, str], primary_key: Sequence[s
     return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(body)})"
 
 
+_UNKNOWN_TYPE = re.compile(r"Cannot find data type: ([A-Za-z0-9_ ]+)", re.IGNORECASE)
+
+
+def create_refused(where: str, table: str, columns: Mapping[str, str], message: str) -> str:
+    """One line for a ``CREATE TABLE`` the server refused (``message``: its error).
+
+    Names the declared column whose type the server does not know (CrateDB: ``Cannot find
+    data type: json``) when the message says which type, else repeats the server's reason.
+    """
+    found = _UNKNOWN_TYPE.search(message)
+    if found:
+        unknown = found.group(1).strip().lower()
+        for name, sql_type in columns.items():
+            base = sql_type.strip().lower().split("(")[0].removesuffix("[]").strip()
+            if base == unknown:
+                return (
+                    f"{where}: columns[{name!r}]: {sql_type.strip()!r} is not a type the "
+                    f"server knows (it refused to create table {table!r})"
+                )
+    return f"{where}: cannot create table {table!r}: {message}"
+
+
 PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped

@@ -175,13 +175,19 @@ class Writer:
 
         Raises ``ConfigError`` (missing table or column, a type the writer cannot encode, a
         CrateDB table without a primary key), ``LoadError`` when the server refuses us, or
-        ``TransientLoadError`` when it stays unreachable through the retries.
+        ``TransientLoadError`` when it stays unreachable through the retries.  On failure the
+        sink is closed (its connections with it) before the error is raised.
         """
-        names = await retrying(
-            lambda: self._sink.open(self._declared, self._primary_key),
-            self._policy,
-            self._random.random,
-        )
+        try:
+            names = await retrying(
+                lambda: self._sink.open(self._declared, self._primary_key),
+                self._policy,
+                self._random.random,
+            )
+        except BaseException:  # close what the sink opened: no unclosed session or pool
+            with anyio.CancelScope(shield=True):
+                await self._sink.aclose()
+            raise
         self._shape = RowShape(names)
         self._open_plain = self._sink.native
         self._stats = RunStats(started_at=time.perf_counter())

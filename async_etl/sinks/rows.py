@@ -46,6 +46,7 @@ from async_etl.core.writer_sql import (
     CRATE_PRIMARY_KEY,
     PG_COLUMNS,
     crate_insert,
+    create_refused,
     create_table,
     pick_columns,
 )
@@ -57,11 +58,16 @@ from async_etl.drivers.postgres import (
     pooled,
     translate_pg,
 )
-from async_etl.errors import AsyncEtlError, ConfigError
+from async_etl.errors import AsyncEtlError, ConfigError, LoadError, TransientLoadError
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.null import NullSink
 from async_etl.sinks.postgres import PostgresSink
 from async_etl.typing import EncodedBatch, RowError, SendResult, WireFormat
+
+_NO_PRIMARY_KEY = (
+    "{where}: the table has no primary key, so a resent batch could land twice "
+    "(declare columns= with primary_key= to create one)"
+)
 
 Declared = Mapping[str, str] | Sequence[str] | None
 """``columns=``: name -> SQL type (create the table if missing), names to fill, or None (all)."""
@@ -127,32 +133,39 @@ class PostgresRowsSink(PostgresSink):
                 self._pool = await open_pool(
                     self._dsn, min_size=1, max_size=self._size, command_timeout=300
                 )
-            async with pooled(self._pool) as conn:
+            # one transaction: a table (or schema) created for columns the writer cannot
+            # encode is rolled back with the ConfigError, leaving nothing behind
+            async with pooled(self._pool) as conn, conn.transaction():
                 if self._sql.create_schema and declared is not None:
                     await conn.execute(self._sql.create_schema)
                 if declared is not None:
                     await conn.execute(create_table(self._table, declared, primary_key))
                 await conn.execute(self._sql.create_ledger)
                 found = await conn.fetch(PG_COLUMNS, quote_ident(self._table))
+                by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3])) for r in found}
+                names = pick_columns(self._table, [r[0] for r in found], wanted)
+                cols = tuple(by_name[n] for n in names)
+                self._check_encodable(cols)
         except AsyncEtlError:
             raise
         except PG_ERRORS as exc:
             raise translate_pg(exc, self._where) from exc
-        by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3])) for r in found}
-        names = pick_columns(self._table, [r[0] for r in found], wanted)
-        cols = tuple(by_name[n] for n in names)
-        for col in cols:
-            if col.typname not in PG_TYPES:
-                known = ", ".join(sorted(PG_TYPES))
-                raise ConfigError(
-                    f"{self._where}: column {col.name!r} has type {col.typname}, "
-                    f"which the writer cannot encode (it takes {known})"
-                )
         self._pg_columns = cols
         self._fast = pg_row_encoder(cols)
         self.native = pg_native.native_table(cols)
         self._columns = names
         return names
+
+    def _check_encodable(self, cols: Sequence[PgColumn]) -> None:
+        """Raise ``ConfigError`` naming the first column whose type the writer cannot encode."""
+        for col in cols:
+            if col.typname not in PG_TYPES:
+                known = ", ".join(sorted(PG_TYPES))
+                shown = f"{col.typname[1:]}[]" if col.typname.startswith("_") else col.typname
+                raise ConfigError(
+                    f"{self._where}: column {col.name!r} has type {shown}, "
+                    f"which the writer cannot encode (it takes {known})"
+                )
 
     def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
         """True when asyncpg may encode ``rows`` (a slice of a batch) as they are."""
@@ -243,28 +256,38 @@ class CrateRowsSink(CrateDBSink):
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
 
-        Raises ``ConfigError`` for a missing table, an unknown column or a table without a
-        primary key; ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        Raises ``ConfigError`` for a missing table, an unknown column, a declared type the
+        server does not know, or a table without a primary key (checked before creating);
+        ``TransientLoadError`` / ``LoadError`` like the bench sink.
         """
         declared, wanted = _split(columns)
         await self.client.open()
         self.version = await self.client.server_version()
-        if declared is not None:
-            await self.client.execute(create_table(self.table.name, declared, primary_key))
         schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
+        where = self.describe()
+        pk = await self._primary_key(schema, name)
+        if declared is not None:
+            stmt = create_table(self.table.name, declared, primary_key)  # checked first
+            if not pk and not primary_key:  # refused before anything is created
+                raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
+            try:
+                await self.client.execute(stmt)
+            except TransientLoadError:
+                raise
+            except LoadError as exc:
+                if ": 400 " not in exc.message:  # not about the statement (401, 403, ...)
+                    raise
+                reason = exc.message.removeprefix(f"{self.client.where}: ")
+                raise ConfigError(
+                    create_refused(where, self.table.name, declared, reason)
+                ) from None
+            pk = pk or await self._primary_key(schema, name)
         found = await self.client.execute(CRATE_COLUMNS, [schema, name])
         columns_found = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
         types = {str(r[0]): str(r[1]) for r in columns_found if "[" not in str(r[0])}
         names = pick_columns(self.table.name, list(types), wanted)
-        keys = await self.client.execute(CRATE_PRIMARY_KEY, [schema, name])
-        key_rows = query_rows(keys, self.client.where, CRATE_PRIMARY_KEY, width=1)
-        pk = tuple(str(r[0]) for r in key_rows if str(r[0]) != "_id")
-        where = self.describe()
         if not pk:
-            raise ConfigError(
-                f"{where}: the table has no primary key, so a resent batch could land twice "
-                "(declare columns= with primary_key= to create one)"
-            )
+            raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
         missing = [k for k in pk if k not in names]
         if missing:
             raise ConfigError(
@@ -275,6 +298,12 @@ class CrateRowsSink(CrateDBSink):
         self._names = names
         self._types = tuple(crate_column_type(types[n]) for n in names)
         return names
+
+    async def _primary_key(self, schema: str, name: str) -> tuple[str, ...]:
+        """The table's primary key columns (none when it does not exist)."""
+        keys = await self.client.execute(CRATE_PRIMARY_KEY, [schema, name])
+        key_rows = query_rows(keys, self.client.where, CRATE_PRIMARY_KEY, width=1)
+        return tuple(str(r[0]) for r in key_rows if str(r[0]) != "_id")
 
     async def landed(self, batch: EncodedBatch) -> bool | None:
         """Unknowable for CrateDB without reading the rows back: None."""

@@ -102,3 +102,50 @@ def test_embedded_job_prints_nothing(tmp_path: Path, pg_dsn: str) -> None:
     done = _run(JOB.format(dsn=pg_dsn), tmp_path)
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("", "")
+
+
+FAILED_OPEN = """
+    import asyncio
+    import asyncpg
+    from async_etl import AsyncEtlError, RetryPolicy, open_writer
+    from async_etl.testing.crate import CrateStandIn
+
+    DSN = {dsn!r}
+    QUICK = RetryPolicy(max_retries=1, base=0.01, cap=0.01)
+
+    async def attempt(url, **kw) -> None:
+        try:
+            async with open_writer(url, table="t", retry=QUICK, **kw):
+                pass
+        except AsyncEtlError as exc:
+            print(type(exc).__name__, exc)
+
+    async def main() -> None:
+        await attempt("http://127.0.0.1:1")
+        async with CrateStandIn() as crate:
+            await attempt(crate.url, columns={{"id": "BIGINT", "j": "json"}}, primary_key=["id"])
+            await attempt(crate.url, columns={{"id": "BIGINT", "v": "TEXT"}})
+        await attempt(DSN, columns={{"id": "bigint", "a": "int[]"}}, primary_key=["id"])
+        conn = await asyncpg.connect(DSN)
+        print("pg table left:", await conn.fetchval("SELECT to_regclass('t') IS NOT NULL"))
+        await conn.close()
+
+    asyncio.run(main())
+    import gc; gc.collect()
+"""
+
+
+def test_a_writer_that_fails_to_open_is_silent_and_leaves_nothing(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Unreachable server, unknown type, no key, unencodable type: one line, no table, no noise."""
+    done = _run(FAILED_OPEN.format(dsn=pg_dsn), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no "Unclosed client session" / connector warnings
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5, done.stdout
+    assert lines[0].startswith("TransientLoadError CrateDB http://127.0.0.1:1")
+    assert lines[1].startswith("ConfigError ") and "columns['j']: 'json' is not a type" in lines[1]
+    assert lines[2].startswith("ConfigError ") and "no primary key" in lines[2]
+    assert lines[3].startswith("ConfigError ") and "column 'a' has type int4[]" in lines[3]
+    assert lines[4] == "pg table left: False"

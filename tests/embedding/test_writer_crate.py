@@ -154,3 +154,21 @@ async def test_one_value_crate_cannot_store_rejects_only_its_row(
     assert [r.row for r in report.rejected_rows] == [(bad["id"], bad["i"])]
     assert why in report.rejected_rows[0].reason
     assert await _ids(crate_standin, "rg") == [i for i in range(10) if i != 7]
+
+
+async def test_declared_columns_are_checked_before_the_table_is_created(
+    crate_standin: CrateStandIn,
+) -> None:
+    """No primary key, or a type CrateDB does not know: one-line ConfigError, no table made."""
+    url = crate_standin.url
+    with pytest.raises(ConfigError, match="no primary key"):
+        async with open_writer(url, table="nk", columns={"id": "BIGINT", "v": "TEXT"}):
+            pass
+    with pytest.raises(ConfigError, match=r"columns\['j'\]: 'json' is not a type the server"):
+        async with open_writer(url, table="nk", columns={"id": "BIGINT", "j": "json"},
+                               primary_key=["id"]):  # fmt: skip
+            pass
+    async with aiohttp.ClientSession() as session:
+        _, body = await post_sql(session, url, "SELECT table_name FROM information_schema.tables "
+                                 "WHERE table_name = 'nk'")  # fmt: skip
+    assert body["rows"] == []
