@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,21 +144,33 @@ async def test_a_job_in_an_actor_keeps_within_its_grant(ray_local: Any, pg_dsn: 
     assert result.max_connections is not None and max(result.max_connections.values()) <= 3
 
 
+async def _slow_job(dsn: str, name: str, seed: int) -> tuple[list[Any], JobSpec]:
+    """A 24-chunk job (2 at a time) into a target that sleeps 0.2 s a statement: over 2 s."""
+    rows = history(seed=seed, n_keys=1200, runs=1)[0]
+    await load_source(dsn, rows)
+    await slow_target(dsn, f"dw.{name}", 2, 0.2)
+    return rows, spec_of(job_toml(name, dsn, f"dw.{name}", workers=2, chunk_size=50))
+
+
+def _set_once_a_chunk_is_done(event: anyio.Event) -> Callable[[Progress], None]:
+    """A progress callback that sets ``event`` once a chunk has committed."""
+
+    def on_progress(progress: Progress) -> None:
+        if progress.chunks_done > 0:
+            event.set()
+
+    return on_progress
+
+
 async def test_a_stop_reaches_the_actor_and_the_next_attempt_resumes(
     ray_local: Any, pg_dsn: str
 ) -> None:
     """A stop set mid-job ends the remote run STOPPED at a chunk boundary; the next attempt
     resumes it (same run id) and the target equals the model."""
-    rows = history(seed=14, n_keys=1200, runs=1)[0]
-    await load_source(pg_dsn, rows)
-    await slow_target(pg_dsn, "dw.stopme", 2, 0.2)  # 24 chunks, 2 at a time: over 2 s
-    spec = spec_of(job_toml("stopme", pg_dsn, "dw.stopme", workers=2, chunk_size=50))
+    rows, spec = await _slow_job(pg_dsn, "stopme", 14)
     jobs = RayJobs("local", 2)
     stop = anyio.Event()
-
-    def on_progress(event: Progress) -> None:
-        if event.chunks_done > 0:
-            stop.set()
+    on_progress = _set_once_a_chunk_is_done(stop)
 
     budget = LimiterBudget(8)
     try:
@@ -177,16 +190,10 @@ async def test_a_cancelled_attempt_cancels_the_remote_run_which_ends_stopped(
 ) -> None:
     """Cancelling the runner mid-job (the CLI's second signal) cancels the job in its actor:
     its run is recorded STOPPED, not left RUNNING, and the actor takes the next job."""
-    rows = history(seed=15, n_keys=1200, runs=1)[0]
-    await load_source(pg_dsn, rows)
-    await slow_target(pg_dsn, "dw.cancelme", 2, 0.2)
-    spec = spec_of(job_toml("cancelme", pg_dsn, "dw.cancelme", workers=2, chunk_size=50))
+    _, spec = await _slow_job(pg_dsn, "cancelme", 15)
     jobs = RayJobs("local", 1)
     started = anyio.Event()
-
-    def on_progress(event: Progress) -> None:
-        if event.chunks_done > 0:
-            started.set()
+    on_progress = _set_once_a_chunk_is_done(started)
 
     budget = LimiterBudget(8)
     try:
