@@ -50,15 +50,17 @@ import anyio
 import orjson
 
 from async_etl.core import drift, state_sql
+from async_etl.core import refresh_pg as refresh
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import pg_swap_sql as swap_sql
-from async_etl.core.scd_sql_common import Sql, chunk_values, quote
+from async_etl.core.scd_sql_common import Sql, chunk_values, quote, short_name
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import (
+    PostgresError,
     UniqueViolation,
     is_data_error,
     pg_connection,
@@ -160,6 +162,10 @@ class PgTarget:
                     return  # resumed after the swap committed: nothing is left to load
                 if not ctx.resumed:  # a new run starts its new table empty
                     await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
+                    if await self._kept(conn, ctx):  # the target's own definition
+                        await conn.execute(refresh.like_sql(self.table, self._final(ctx)).text)
+                        if not self.deferred:  # rejecting rows needs the indexes now
+                            ddl += await self._copied_indexes(conn, ctx)
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
@@ -179,18 +185,83 @@ class PgTarget:
         business key loaded twice fails its index (``DataError`` naming the key); nothing is
         swapped in and the old table stays.  Safe to repeat: built indexes are kept.
         """
-        final = ctx.spec.target.table
+        final = self._final(ctx)
         async with self.connection(ctx.hold, ctx.app) as conn:
             if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
                 return  # the swap committed already
-        statements = pg.index_ddl(self.table, ctx.cols)
-        memory = INDEX_BUILD_MB // len(statements)
-        await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
+            kept = await self._kept(conn, ctx)
+            indexes = await self._indexes(conn, final) if kept else []
+        statements = pg.index_ddl(self.table, ctx.cols) if self.deferred else []
+        if self.deferred:
+            statements += self._index_sql(final, indexes)
+        if statements:
+            memory = INDEX_BUILD_MB // len(statements)
+            await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
             if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
                 return
+            if kept:
+                await self._keep_definition(conn, final)
             for st in swap_sql(final, ctx.cols):
                 await conn.execute(st.text)
+            for st in refresh.rename_statements(final, indexes, _engine_indexes(final)):
+                await conn.execute(st.text)
+
+    @staticmethod
+    def _final(ctx: JobContext) -> str:
+        """The table a full refresh ends in (``self.table`` is its new table)."""
+        return ctx.spec.target.table
+
+    async def _kept(self, conn: Any, ctx: JobContext) -> bool:
+        """Whether the full refresh's target exists (its definition is then kept).
+
+        Raises ``ConfigError`` naming what a drop-and-rename of it cannot keep.
+        """
+        final = self._final(ctx)
+        if await conn.fetchval("SELECT to_regclass($1)", final) is None:
+            return False
+        rows = await conn.fetch(refresh.BLOCKERS_SQL.text, quote(final))
+        if rows:
+            lost = "; ".join(str(r[0]) for r in rows)
+            raise ConfigError(f"{self.where}: a full refresh replaces {final} by a new table, "
+                              f"which would not keep: {lost}; drop or change that first, "
+                              "or run without --full-refresh")  # fmt: skip
+        return True
+
+    async def _indexes(self, conn: Any, final: str) -> list[refresh.TargetIndex]:
+        """The target's indexes (``core.refresh_pg.INDEXES_SQL``)."""
+        rows = await conn.fetch(refresh.INDEXES_SQL.text, quote(final))
+        return [
+            refresh.TargetIndex(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), str(r[4]), str(r[5]))
+            for r in rows
+        ]
+
+    def _index_sql(self, final: str, indexes: Sequence[refresh.TargetIndex]) -> list[Sql]:
+        """The target's own indexes rebuilt on the new table (``ConfigError`` if one cannot)."""
+        try:
+            return refresh.index_statements(self.table, indexes, _engine_indexes(final))
+        except ValueError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from exc
+
+    async def _copied_indexes(self, conn: Any, ctx: JobContext) -> list[Sql]:
+        """The target's own indexes for the new table, to build before the load."""
+        final = self._final(ctx)
+        return self._index_sql(final, await self._indexes(conn, final))
+
+    async def _keep_definition(self, conn: Any, final: str) -> None:
+        """In the swap's transaction: privileges, comment, options, foreign keys, owner.
+
+        A statement the session may not run (e.g. the owner cannot be given away) refuses the
+        swap in one line; the transaction rolls back and the old table stays.
+        """
+        for row in await conn.fetch(refresh.KEEP_SQL.text, quote(final), quote(self.table)):
+            try:
+                async with conn.transaction():
+                    await conn.execute(str(row[0]))
+            except PostgresError as exc:
+                raise ConfigError(f"{self.where}: cannot keep {final}'s definition on the "
+                                  f"new table ({row[0]}: {exc}); nothing was swapped "
+                                  "in") from None  # fmt: skip
 
     async def _build_index(self, ctx: JobContext, st: Sql, memory_mb: int) -> None:
         """One unique index of the loaded table (if missing); ``DataError`` on a key twice."""
@@ -374,6 +445,11 @@ class PgTarget:
             raise DataError(f"{self.where}: {duplicate_message(*keys[0])}")
         await conn.execute(pg.hold_duplicates_sql(self.table, STAGING, ctx.cols).text)
         return [(key_json(k), duplicate_reason(n)) for k, n in keys for _ in range(n)]
+
+
+def _engine_indexes(table: str) -> tuple[str, ...]:
+    """The names of the unique indexes the engine itself creates on ``table``."""
+    return tuple(short_name(table, s) for s in ("version", "current", "bk"))
 
 
 async def _pipe(

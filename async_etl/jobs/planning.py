@@ -178,10 +178,12 @@ async def _check_target(
     spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns, target: Target,
     holder: Holder, app: str, policy: RetryPolicy,
 ) -> tuple[tuple[str, str], ...]:  # fmt: skip
-    """``check_drift``; the columns to add to ``target``.
+    """``check_drift`` against the table the run ends in; the columns to add to ``target``.
 
-    A full refresh may not drop the history of the table it replaces, nor turn a type-2 table
-    into a type-1 one (``core.modes.refresh_problem``).
+    A full refresh loads a new table but keeps the existing target's definition: its columns
+    are checked like a normal run's (a PostgreSQL new table is made from the target's own
+    definition, so added columns go there too; CrateDB and Oracle build theirs from the
+    source's columns).  It may not drop history either (``core.modes.refresh_problem``).
     """
     if spec.mode != "full_refresh":
         return await check_drift(spec, columns, cols, target, holder, app, policy)
@@ -203,7 +205,8 @@ async def _check_target(
     problem = refresh_problem(spec.target.table, cols, names, history)
     if problem is not None:
         raise ConfigError(f"job {spec.name}: full refresh: {problem}")
-    return await check_drift(spec, columns, cols, target, holder, app, policy)
+    add = await check_drift(spec, columns, cols, final, holder, app, policy)
+    return add if dialect_of(spec.target.url) == "postgresql" else ()
 
 
 async def builds_new_table(
@@ -307,8 +310,6 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     if nulls and ctx.on_bad_row == "fail":
         raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
                         f"{', '.join(spec.source.key)}")  # fmt: skip
-    if nulls:  # rows the chunks never read (no chunk holds a NULL key), read all the same
-        out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
     if null_rows:
         reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
         await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])

@@ -1,13 +1,17 @@
-"""A full refresh keeps what the target is: its SCD type and its history.
+"""A full refresh keeps what the target is: its SCD type, its history, its definition.
 
 ``--full-refresh`` of an SCD2 job rebuilds a type-2 table (every key one current version at
 the as-of time), refuses to drop expired versions or to turn a type-2 table into a type-1
-one.
+one, and on PostgreSQL makes the new table from the existing target's own definition.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
 
 from async_etl.core.modes import new_table
 from tests.integration.jobs_helpers import (
@@ -125,3 +129,158 @@ async def test_initial_build_of_an_scd2_mode_job_has_the_type_2_shape(
     code, _, err = await run_cli("run", str(path), "--as-of", at(1).isoformat())
     assert code == 0, err
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.ki WHERE is_current") == len(second)
+
+
+DR_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS dw",
+    "CREATE TABLE dw.dr (id int PRIMARY KEY, a numeric(12,4), b varchar(1), "
+    "c smallint CONSTRAINT dr_c_positive CHECK (c >= 0))",
+    "CREATE INDEX my_b_idx ON dw.dr (b)",
+    "GRANT SELECT ON dw.dr TO PUBLIC",
+    "COMMENT ON TABLE dw.dr IS 'the dr table'",
+    "COMMENT ON COLUMN dw.dr.a IS 'amount'",
+    "INSERT INTO dw.dr VALUES (1, 1.5, 'x', 1), (2, 2.5, 'y', 2)",
+]
+DEFINITION = """
+SELECT (SELECT array_agg(format_type(atttypid, atttypmod) ORDER BY attnum) FROM pg_attribute
+        WHERE attrelid = 'dw.dr'::regclass AND attnum > 0 AND NOT attisdropped)::text,
+       (SELECT array_agg(indexdef ORDER BY indexname) FROM pg_indexes
+        WHERE schemaname = 'dw' AND tablename = 'dr' AND indexname <> 'dr_bk')::text,
+       (SELECT array_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname)
+        FROM pg_constraint WHERE conrelid = 'dw.dr'::regclass)::text,
+       (SELECT relacl FROM pg_class WHERE oid = 'dw.dr'::regclass)::text,
+       obj_description('dw.dr'::regclass, 'pg_class'), col_description('dw.dr'::regclass, 1),
+       col_description('dw.dr'::regclass, 2)
+"""
+
+
+def dr_toml(dsn: str, on_bad_row: str) -> str:
+    """A type-1 full refresh of src.dr into the hand-made dw.dr."""
+    return f"""
+name = "dr"
+mode = "full_refresh"
+on_bad_row = "{on_bad_row}"
+[source]
+url = "{dsn}"
+query = "SELECT id, a, b, c FROM src.dr"
+key = ["id"]
+[target]
+url = "{dsn}"
+table = "dw.dr"
+[parallel]
+chunk_size = 20
+min_rows_for_parallel = 10
+"""
+
+
+async def make_dr(dsn: str, source: list[tuple[int, str, str, int]]) -> tuple[Any, ...]:
+    """Create dw.dr with its definition and src.dr with ``source``; dw.dr's definition."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for st in DR_DDL:
+            await conn.execute(st)
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS src")
+        await conn.execute("CREATE TABLE src.dr (id int, a numeric(14,4), b text, c int)")
+        await conn.executemany("INSERT INTO src.dr VALUES ($1, $2::numeric, $3, $4)", source)
+        return tuple(await conn.fetchrow(DEFINITION))
+    finally:
+        await conn.close()
+
+
+async def definition(dsn: str) -> tuple[Any, ...]:
+    """dw.dr's column types, indexes (but the engine's dr_bk), constraints, grants, comments."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return tuple(await conn.fetchrow(DEFINITION))
+    finally:
+        await conn.close()
+
+
+GOOD = [(i, f"{i}.25", "abc"[i % 3], i) for i in range(10, 110)]
+BAD = [(200, "123456789.5", "z", 1), (201, "1", "zz", 1), (202, "1", "z", 40000),
+       (203, "1", "z", -1)]  # fmt: skip
+"""Rows dw.dr refuses: numeric(12,4) overflow, varchar(1) too long, smallint out of range,
+the CHECK constraint."""
+
+
+@pytest.mark.parametrize("on_bad_row", ["fail", "reject"])
+async def test_full_refresh_keeps_the_targets_definition(
+    pg_dsn: str, tmp_path: Path, on_bad_row: str
+) -> None:
+    """Types, indexes, constraints, grants and comments of dw.dr survive a full refresh."""
+    before = await make_dr(pg_dsn, GOOD)
+    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, on_bad_row))
+    code, _, err = await run_cli("run", str(path))
+    assert code == 0, err
+    assert await definition(pg_dsn) == before
+    assert "my_b_idx" in before[1] and "dr_pkey" in before[2] and "dr_c_positive" in before[2]
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
+    assert await fetchval(pg_dsn, "SELECT has_table_privilege('public', 'dw.dr', 'SELECT')")
+
+
+async def test_full_refresh_rejects_rows_the_target_refuses(pg_dsn: str, tmp_path: Path) -> None:
+    """With on_bad_row = "reject", rows dw.dr's types / CHECK refuse are rejected, not loaded."""
+    before = await make_dr(pg_dsn, GOOD + BAD)
+    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, "reject"))
+    code, _, err = await run_cli("run", str(path))
+    assert code in (0, 3), err
+    assert await definition(pg_dsn) == before
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr WHERE id >= 200") == 0
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects") == len(BAD)
+
+
+async def test_full_refresh_fails_on_a_row_the_target_refuses(pg_dsn: str, tmp_path: Path) -> None:
+    """With on_bad_row = "fail", a row dw.dr refuses fails the run; the old table stays."""
+    before = await make_dr(pg_dsn, GOOD + BAD[:1])
+    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, "fail"))
+    code, _, err = await run_cli("run", str(path))
+    assert code != 0
+    assert "Traceback" not in err and "numeric" in err
+    assert await definition(pg_dsn) == before
+    assert await fetchval(pg_dsn, "SELECT array_agg(id ORDER BY id) FROM dw.dr") == [1, 2]
+
+
+async def test_full_refresh_refuses_a_target_a_view_depends_on(pg_dsn: str, tmp_path: Path) -> None:
+    """A view on dw.dr would be lost by the drop-and-rename: the run refuses in one line."""
+    await make_dr(pg_dsn, GOOD)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE VIEW dw.dr_v AS SELECT id, b FROM dw.dr")
+    finally:
+        await conn.close()
+    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, "fail"))
+    code, _, err = await run_cli("run", str(path))
+    assert code == 2
+    assert "view dw.dr_v depends on it" in err and "Traceback" not in err
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == 2
+    assert await fetchval(pg_dsn, "SELECT to_regclass($1)", new_table("dw.dr")) is None
+
+
+async def test_full_refresh_keeps_serial_foreign_key_and_column_grant(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A serial default's sequence, a foreign key out and a column grant survive the swap."""
+    await make_dr(pg_dsn, GOOD)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE dw.kinds (b varchar(1) PRIMARY KEY)")
+        await conn.execute("INSERT INTO dw.kinds VALUES ('a'), ('b'), ('c'), ('x'), ('y')")
+        await conn.execute("ALTER TABLE dw.dr ADD CONSTRAINT dr_b_fk FOREIGN KEY (b) "
+                           "REFERENCES dw.kinds (b)")  # fmt: skip
+        await conn.execute("ALTER TABLE dw.dr ADD COLUMN n serial")
+        await conn.execute("GRANT UPDATE (a) ON dw.dr TO PUBLIC")
+        await conn.execute("SELECT setval('dw.dr_n_seq', 500)")
+    finally:
+        await conn.close()
+    text = dr_toml(pg_dsn, "fail").replace("SELECT id, a, b, c FROM src.dr",
+                                           "SELECT id, a, b, c, id AS n FROM src.dr")  # fmt: skip
+    code, _, err = await run_cli("run", str(write(tmp_path, "dr.toml", text)))
+    assert code == 0, err
+    fk = await fetchval(pg_dsn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                        "WHERE conname = 'dr_b_fk' AND conrelid = 'dw.dr'::regclass")  # fmt: skip
+    assert fk == "FOREIGN KEY (b) REFERENCES dw.kinds(b)"
+    owner = await fetchval(pg_dsn, "SELECT pg_get_serial_sequence('dw.dr', 'n')")
+    assert owner == "dw.dr_n_seq"
+    assert await fetchval(pg_dsn, "SELECT nextval('dw.dr_n_seq')") == 501
+    assert await fetchval(pg_dsn, "SELECT has_column_privilege('public', 'dw.dr', 'a', 'UPDATE')")
