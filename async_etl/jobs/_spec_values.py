@@ -39,9 +39,27 @@ def env_name(section: str, key: str) -> str:
     return "_".join(p.upper() for p in ("ASYNC_ETL", section, key) if p)
 
 
+def _toml_string(text: str) -> str | None:
+    """``text`` read as one TOML string (``"expire"``, ``'a b'``); None when it is not one."""
+    if text[:1] not in ('"', "'"):
+        return None
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def coerce_text(text: str, kind: str) -> Any:
-    """Turn an environment / ``--set`` string into a value of ``kind`` (ValueError if bad)."""
+    """Turn an environment / ``--set`` string into a value of ``kind`` (ValueError if bad).
+
+    As in the job file, a value written as TOML is read as TOML (a quoted string, an array of
+    column names); anything else is taken as the bare string.
+    """
     stripped = text.strip()
+    quoted = _toml_string(stripped)
+    if quoted is not None and kind not in ("bool", "int", "workers"):
+        return [quoted] if kind == "columns" else quoted
     if kind == "bool":
         return parse_bool(stripped)
     if kind == "workers" and stripped.lower().startswith("auto"):

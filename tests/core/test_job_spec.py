@@ -105,6 +105,14 @@ def test_set_lists_and_top_level():
     assert job.scd.tracked == ("city",)
 
 
+def test_set_reads_quoted_strings_as_toml():
+    """--set scd.deletes="expire" is the string expire (as in the file); bare words still work."""
+    job = parse_job(JOB, overrides=['scd.deletes="expire"', "on_bad_row='reject'"])
+    assert job.scd.deletes == "expire" and job.on_bad_row == "reject"
+    job = parse_job(JOB, overrides=['scd.tracked="city"', 'name="a b"', "scd.deletes=expire"])
+    assert job.scd.tracked == ("city",) and job.name == "a b" and job.scd.deletes == "expire"
+
+
 def test_malformed_toml_names_line():
     """Malformed TOML reports the line number."""
     assert "line 3" in err('name = "x"\n[source]\nurl = = 1\n')
