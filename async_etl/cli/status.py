@@ -95,6 +95,10 @@ def main(args: argparse.Namespace) -> int:
         return await store.recent_runs(job, args.limit)
 
     runs = loop.run(lambda: with_store(url, "status", fetch))
+    if not runs and not args.json:
+        what = f"of job {job} " if job is not None else ""
+        print(f"no runs {what}recorded in {mask_url(url)}")
+        return 0
     if args.json:
         for r in runs:
             print(orjson.dumps(_row_dict(r)).decode())

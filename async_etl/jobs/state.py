@@ -326,9 +326,11 @@ class StateStore:
         return await self._call("read stop request", go)
 
     async def recent_runs(self, job: str | None, limit: int = 20) -> list[RunRow]:
-        """The latest runs, newest first (of one job, or of all)."""
+        """The latest runs, newest first (of one job, or of all; none without state tables)."""
 
         async def go(c: Any) -> list[RunRow]:
+            if await c.fetchval("SELECT to_regclass('async_etl_runs')") is None:
+                return []  # no job has recorded a run in this database
             where = "WHERE job = $2" if job is not None else ""
             args: list[Any] = [limit] + ([job] if job is not None else [])
             rows = await c.fetch(

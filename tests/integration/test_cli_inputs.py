@@ -48,3 +48,13 @@ def test_bad_command_inputs_are_one_line_errors_before_any_work(
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert needle in lines[-1]
+
+
+def test_status_of_a_database_without_state_tables_says_no_runs(pg_dsn: str) -> None:
+    """status --state on a database no job has used: 'no runs recorded', exit 0, no traceback."""
+    proc = _cli("status", "--state", pg_dsn)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("no runs recorded in postgresql://") and proc.stderr == ""
+    proc = _cli("status", "nightly", "--state", pg_dsn)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("no runs of job nightly recorded in postgresql://")
