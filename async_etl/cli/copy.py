@@ -15,7 +15,8 @@ import os
 from typing import Any
 
 from async_etl.cli.help import add_command
-from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute
+from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute, with_flags
+from async_etl.errors import ConfigError
 from async_etl.jobs.spec import JobSpec, parse_job
 
 __all__ = ["job_text", "main", "register", "spec_from_args"]
@@ -75,10 +76,46 @@ def job_text(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+FLAGS_OF_KEYS = {
+    "[source] url": "--source",
+    "[source] table": "--source-table",
+    "[source] key": "--key",
+    "[source] incremental": "--incremental",
+    "[target] url": "--target",
+    "[target] table": "--target-table",
+    "[state] url": "--state",
+    "mode": "--mode",
+    "name": "--name",
+}
+"""The job-file key each flag writes: a problem with it is reported under the flag."""
+FROM_FLAGS = "job file <copy flags>: "
+
+
+def flag_message(message: str) -> str:
+    """A loader message about the flags' job text, naming the flag instead of the key."""
+    if not message.startswith(FROM_FLAGS):
+        return message
+    rest = message.removeprefix(FROM_FLAGS)
+    label, flag = next(((k, f) for k, f in FLAGS_OF_KEYS.items() if rest.startswith(f"{k}: ")),
+                       ("", ""))  # fmt: skip
+    problem = rest.removeprefix(f"{label}: ").replace("required key is missing", "required")
+    for key, other in FLAGS_OF_KEYS.items():  # keys named inside the problem, as flags too
+        if key.startswith("["):
+            problem = problem.replace(key, other)
+    return f"copy {flag}: {problem}" if flag else f"copy: {problem}"
+
+
 def spec_from_args(args: argparse.Namespace) -> JobSpec:
-    """The validated job of the flags; raises ``ConfigError`` (one line) like a job file."""
-    overrides = [*args.overrides, *(["mode=full_refresh"] if args.full_refresh else [])]
-    return parse_job(job_text(args), path="<copy flags>", overrides=overrides, env=os.environ)
+    """The validated job of the flags; raises ``ConfigError`` (one line) naming the flag."""
+    text = job_text(args)
+    try:
+        return with_flags(
+            args, lambda o: parse_job(text, path="<copy flags>", overrides=o, env=os.environ)
+        )
+    except ConfigError as exc:
+        err = ConfigError(flag_message(exc.message))
+        err.kind = exc.kind
+        raise err from None
 
 
 def main(args: argparse.Namespace) -> int:

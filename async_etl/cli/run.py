@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from functools import partial
@@ -107,13 +108,34 @@ def parse_as_of(text: str | None) -> datetime | None:
         raise ConfigError(f"--as-of: {text!r} is not an ISO 8601 timestamp") from None
 
 
+FULL_REFRESH = "mode=full_refresh"
+
+
+def with_flags(args: argparse.Namespace, load: Callable[[list[str]], JobSpec]) -> JobSpec:
+    """``load(overrides)`` with ``--full-refresh`` as ``--set mode=full_refresh``.
+
+    A problem with that setting is reported as ``--full-refresh``, the flag the user typed.
+    """
+    implied = args.full_refresh and FULL_REFRESH not in args.overrides
+    try:
+        return load([*args.overrides, *([FULL_REFRESH] if implied else [])])
+    except ConfigError as exc:
+        if not implied or f"--set {FULL_REFRESH}" not in exc.message:
+            raise
+        err = ConfigError(exc.message.replace(f"--set {FULL_REFRESH}", "--full-refresh"))
+        err.kind = exc.kind
+        raise err from None
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the job from parsed arguments; returns the exit status (see module doc)."""
-    overrides = [*args.overrides, *(["mode=full_refresh"] if args.full_refresh else [])]
     if args.job == "-":
-        spec = parse_job(sys.stdin.read(), path="<stdin>", overrides=overrides, env=os.environ)
+        text = sys.stdin.read()
+        spec = with_flags(
+            args, lambda o: parse_job(text, path="<stdin>", overrides=o, env=os.environ)
+        )
     else:
-        spec = load_job(args.job, overrides=overrides, env=os.environ)
+        spec = with_flags(args, lambda o: load_job(args.job, overrides=o, env=os.environ))
     return execute(spec, args)
 
 

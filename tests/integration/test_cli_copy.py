@@ -60,11 +60,13 @@ def test_copy_flags_map_to_the_same_job_as_the_file(flags: list[str], file: str)
 @pytest.mark.parametrize(("flags", "message"), [
     (["--mode", "append", "--key", "id", "--target", CRATE, "--state", PG],
      "append is exactly once only"),
-    ([], "[source] key: required key is missing"),
-    (["--key", "id", "--target", CRATE], "[state] url: required"),
+    ([], "copy --key: required (or set ASYNC_ETL_SOURCE_KEY)"),
+    (["--key", "id", "--target", CRATE], "copy --state: required"),
+    (["--key", "id", "--incremental", "v", "--full-refresh"],
+     "copy: --full-refresh: full_refresh reads the whole source: remove --incremental"),
 ])  # fmt: skip
 def test_bad_copy_flags_are_the_job_files_one_line_errors(flags: list[str], message: str) -> None:
-    """Flags go through the job file's validation: the same one-line errors."""
+    """Flags go through the job file's validation: one line naming the flag the user typed."""
     target = [] if "--target" in flags else ["--target", PG]
     args = copy_args("--source", PG, "--source-table", "src.t", *target,
                      "--target-table", "dw.t", *flags)  # fmt: skip

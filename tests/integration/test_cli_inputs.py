@@ -58,3 +58,16 @@ def test_status_of_a_database_without_state_tables_says_no_runs(pg_dsn: str) -> 
     proc = _cli("status", "nightly", "--state", pg_dsn)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("no runs of job nightly recorded in postgresql://")
+
+
+def test_full_refresh_of_an_incremental_job_names_the_flag_typed(tmp_path: Path) -> None:
+    """run JOB --full-refresh on an incremental job: the line names --full-refresh, not --set."""
+    job = tmp_path / "inc.toml"
+    job.write_text(
+        'name = "inc"\n[source]\nurl = "postgresql://u@h/db"\ntable = "s"\nkey = ["id"]\n'
+        'incremental = "ts"\n[target]\nurl = "postgresql://u@h/db"\ntable = "t"\n'
+    )
+    proc = _cli("run", str(job), "--full-refresh")
+    assert proc.returncode == 2, proc.stderr
+    assert "--full-refresh: full_refresh reads the whole source" in proc.stderr
+    assert "--set" not in proc.stderr
