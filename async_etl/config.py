@@ -22,6 +22,8 @@ from async_etl.errors import ConfigError
 LogFormat = Literal["auto", "console", "json"]
 ENV_PREFIX = "ASYNC_ETL_BENCH_"
 DEFAULT_RECORDS = 1_000_000
+MAX_IDENTIFIER = 63
+"""PostgreSQL's identifier length (NAMEDATALEN - 1): a longer name is truncated silently."""
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -92,6 +94,12 @@ class BenchSettings:
         _check(self.retry_cap >= 0, "retry_cap", "must be >= 0", self.retry_cap)
         _check(self.request_timeout > 0, "request_timeout", "must be > 0", self.request_timeout)
         _check(bool(_TABLE.match(self.table)), "--table", "must be name or schema.name", self.table)
+        _check(
+            all(len(part) <= MAX_IDENTIFIER for part in self.table.split(".")),
+            "--table",
+            f"a name longer than {MAX_IDENTIFIER} characters (PostgreSQL would cut it short)",
+            self.table,
+        )
         if self.records is not None:
             _check(self.records >= 0, "--records", "must be >= 0", self.records)
         if self.duration is not None:

@@ -43,6 +43,8 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "null://", "--table", "a b"], "--table: must be name or schema.name"),
         (["--sink", "null://", "--json-out", "/"], "--json-out /: is a directory"),
         (["--sink", "null://", "--rate", "inf"], "--rate: must be a finite number, got inf"),
+        (["--sink", "null://", "--table", "t" * 64], "--table: a name longer than 63 characters"),
+        (["--sink", "null://", "--table", "s." + "t" * 64], "--table: a name longer than 63"),
         (["--sink", "null://", "-T", "nan"], "--duration: must be a finite number, got nan"),
         (["--sink", "null://", "--warmup", "inf"], "--warmup: must be a finite number, got inf"),
     ],
