@@ -1,0 +1,148 @@
+"""Issue 12: the load generator against `pgbench -i`, and what the shared-memory transport buys.
+
+    flock /tmp/bench.lock python benchmarks/transport.py [--base DIR] [--repeat 3]
+          [--only pgbench,null,cpu] [--dsn postgresql://postgres@127.0.0.1:5432/DB]
+
+Every figure is the median of --repeat fresh processes, alternated with its anchor in the same
+run.  ``--base DIR`` is a copy of the package before the change (``git archive <commit>
+async_etl | tar -x -C DIR``): then the null-sink and CPU sections run it too, interleaved.
+Besides rows/s it reports CPU per row (µs of CPU, the bench process plus its generators,
+and the parent alone), which a loaded machine disturbs far less than rows/s.
+
+* pgbench: `pgbench -i -s S -I dtg` (its client-side generate step) vs `async-etl bench
+  --schema benchmarks/pgbench_accounts.toml`, 1M and 10M rows, same server, same database.
+* null:    `bench --sink null://` with P = 1 and P = 2 generator processes.
+* cpu:     2,000-byte payload rows into the null sink, P = 0 and P = 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+SCHEMA = HERE / "pgbench_accounts.toml"
+
+
+def bench(tree: Path, args: list[str], tmp: Path) -> dict[str, Any]:
+    """One `async-etl bench` run of the package in ``tree``; its summary plus CPU per row."""
+    out = tmp / "summary.json"
+    cmd = [PY, "-m", "async_etl", "bench", "--log-format", "json", "--json-out", str(out), *args]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # cwd = tree: ``python -m`` puts the working directory ahead of PYTHONPATH
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench failed: {' '.join(args)}\n{proc.stderr[-1500:]}")
+    d: dict[str, Any] = json.loads(out.read_text())
+    rate = d["rows_per_s"]
+    return {
+        "rows_per_s": rate,
+        "cpu_us_per_row": 1e6 * d["cpu_percent"] / 100 / rate,
+        "parent_us_per_row": 1e6 * d["extra"]["parent_cpu_percent"] / 100 / rate,
+        "ok": d["ok"],
+    }
+
+
+def pgbench(scale: int, db: str) -> dict[str, Any]:
+    """`pgbench -i -s scale -I dtg`; rows/s of its client-side generate step (data + COPY)."""
+    cmd = ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", str(scale), "-I", "dtg"]
+    proc = subprocess.run(
+        [*cmd, "-q", db],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"client-side generate ([0-9.]+) s", proc.stderr)
+    assert found, proc.stderr
+    return {"rows_per_s": scale * 100_000 / float(found.group(1))}
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k in ("rows_per_s", "cpu_us_per_row", "parent_us_per_row") if k in runs[0]]
+    return {k: round(median(runs, k), 3 if "us" in k else 0) for k in keys} | {
+        "runs": [round(r["rows_per_s"]) for r in runs]
+    }
+
+
+def section_pgbench(dsn: str, repeat: int, tmp: Path) -> dict[str, Any]:
+    db = dsn.rsplit("/", 1)[1]
+    result: dict[str, Any] = {}
+    for rows, flags in ((1_000_000, ["-b", "100000", "-c", "4"]),
+                        (10_000_000, ["-b", "100000", "-c", "4"])):  # fmt: skip
+        ours, theirs = [], []
+        for i in range(repeat):
+            theirs.append(pgbench(rows // 100_000, db))
+            args = ["--sink", dsn, "--table", f"accounts_{rows}_{i}", "--schema", str(SCHEMA),
+                    "-n", str(rows), *flags]  # fmt: skip
+            ours.append(bench(ROOT, args, tmp))
+        ratio = median(ours, "rows_per_s") / median(theirs, "rows_per_s")
+        result[f"{rows:,} rows"] = {
+            "async_etl": summary(ours),
+            "pgbench": summary(theirs),
+            "ratio": round(ratio, 2),
+            "command": "async-etl bench --sink $DSN --schema benchmarks/pgbench_accounts.toml "
+            f"-n {rows} {' '.join(flags)}",
+            "anchor": f"pgbench -i -s {rows // 100_000} -I dtg (client-side generate step)",
+        }
+    return result
+
+
+def pairs(
+    trees: dict[str, Path], cases: dict[str, list[str]], repeat: int, tmp: Path
+) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(repeat):
+        for label, args in cases.items():
+            for name, tree in trees.items():
+                runs.setdefault(f"{name} {label}", []).append(bench(tree, args, tmp))
+    return {key: summary(value) for key, value in runs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, help="the package before the change")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="pgbench,null,cpu")
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/transport_bench")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    trees = {"shm": ROOT} | ({"pipe": args.base} if args.base else {})
+    results: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="aetl-transport-") as name:
+        tmp = Path(name)
+        if "pgbench" in only:
+            results["pgbench"] = section_pgbench(args.dsn, args.repeat, tmp)
+            print(json.dumps(results["pgbench"], indent=1), flush=True)
+        if "null" in only:
+            cases = {f"null P={p}": ["--sink", "null://", "-n", "3000000", "-j", str(p)]
+                     for p in (1, 2)}  # fmt: skip
+            results["null"] = pairs(trees, cases, args.repeat, tmp)
+            print(json.dumps(results["null"], indent=1), flush=True)
+        if "cpu" in only:
+            cases = {f"cpu P={p}": ["--sink", "null://", "-n", "600000", "--payload-bytes",
+                                    "2000", "-c", "4", "-j", str(p)] for p in (0, 2)}  # fmt: skip
+            results["cpu"] = pairs(trees, cases, args.repeat, tmp)
+            print(json.dumps(results["cpu"], indent=1), flush=True)
+    results["load_after"] = os.getloadavg()
+    out = HERE / "results" / "transport.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps(previous | results, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
