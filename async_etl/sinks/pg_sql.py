@@ -109,6 +109,11 @@ class PgStatements:
         return f"SELECT 1 FROM {self.ledger} WHERE tbl = $1 AND start_id = $2"
 
     @property
+    def ledgered_rows(self) -> str:
+        """The rows ledgered for the batch starting at $2 of table $1 (NULL when none)."""
+        return f"SELECT rows FROM {self.ledger} WHERE tbl = $1 AND start_id = $2"
+
+    @property
     def count(self) -> str:
         """Rows of the target with ids in [$1, $2)."""
         return f"SELECT count(*) FROM {self.quoted} WHERE id >= $1 AND id < $2"

@@ -9,7 +9,11 @@ machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)
   A batch that ``plain`` passes (``core.pg_native``) travels as its rows (``RecordsBatch``) and
   asyncpg encodes it in C, in slices that let the event loop run; should asyncpg still refuse
   a value on the client (nothing is written then), the answer is a retry of the batch encoded
-  by the reference encoders, which refuse the bad rows with their reasons.
+  by the reference encoders, which refuse the bad rows with their reasons.  A COPY the server
+  refuses for a row's content (a duplicate key, a CHECK) is bisected in savepoints inside the
+  batch's one transaction, so only the offending rows are rejected, each with its own reason;
+  the ledger row holds how many rows landed.  (A batch cancelled in flight and found committed
+  is still counted whole: ``landed`` cannot tell how many of its rows were refused.)
 * ``CrateRowsSink``: ``bulk_args`` with a plain INSERT, resent as ``ON CONFLICT (pk) DO
   NOTHING``, so a resent row that landed is counted delivered, not written twice.  The table
   must have a primary key (declared when the writer creates it, or read from the server).
@@ -28,10 +32,13 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from async_etl.core import pg_native
+from async_etl.core import pg_native, sink_rules
 from async_etl.core.batching import Columns
 from async_etl.core.crate_answers import query_rows
+from async_etl.core.crate_protocol import BulkVerdict
+from async_etl.core.crate_resolve import Resolution
 from async_etl.core.exact import crate_column_type
+from async_etl.core.pg_copy import copy_payload, copy_rows
 from async_etl.core.row_codecs import (
     PG_TYPES,
     Encoded,
@@ -58,7 +65,7 @@ from async_etl.drivers.postgres import (
     pooled,
     translate_pg,
 )
-from async_etl.errors import AsyncEtlError, ConfigError, LoadError, TransientLoadError
+from async_etl.errors import AsyncEtlError, ConfigError, DataError, LoadError, TransientLoadError
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.null import NullSink
 from async_etl.sinks.postgres import PostgresSink
@@ -105,6 +112,16 @@ async def _paced(rows: Sequence[tuple[Any, ...]], every: int) -> AsyncIterator[t
             await anyio.lowlevel.checkpoint()
         for row in rows[start : start + every]:
             yield row
+
+
+LANDED_BEFORE = "refused in an earlier attempt of its batch, whose commit answer was lost"
+"""The reason for a row of a batch ledgered with fewer rows than it holds (see ``send``)."""
+
+
+def _landed_before(batch: EncodedBatch, stored: int) -> SendResult:
+    """The result for a batch the ledger shows committed, ``stored`` of its rows delivered."""
+    refused = max(0, batch.row_count - stored)
+    return SendResult(batch.row_count - refused, (RowError(None, LANDED_BEFORE),) * refused)
 
 
 class PostgresRowsSink(PostgresSink):
@@ -182,9 +199,9 @@ class PostgresRowsSink(PostgresSink):
         the same rows encoded by the reference encoders; the rows they refuse are rejected.
         """
         if not isinstance(batch, RecordsBatch):
-            return await super().send(batch, attempt)
+            return await self._send_isolating(batch, attempt)
         try:
-            return await super().send(batch, attempt)
+            return await self._send_isolating(batch, attempt)
         except _DriverRefusedError:
             pass
         encoded = await anyio.to_thread.run_sync(self.encode, batch.records, limiter=self._encoding)
@@ -195,6 +212,87 @@ class PostgresRowsSink(PostgresSink):
         keys = tuple(ids[pos] for pos in encoded.kept)
         retry = EncodedBatch(batch.ids, encoded.payload, self.wire, keys=keys)
         return SendResult(0, rejected, retry=retry, retry_reason=DRIVER_REFUSED)
+
+    async def _send_isolating(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """``PostgresSink.send``, but a data error rejects only the rows that cause it.
+
+        One transaction: the COPY of the whole batch, and when the server refuses it for a
+        row's content, COPYs of halves in savepoints (``Resolution.whole``) until each refused
+        row stands alone with its own reason; then the ledger row, holding how many rows
+        landed, so a retry after a lost commit reports the same split.
+        """
+        if self._pool is None:
+            raise sink_rules.closed(self._where)
+        ids = batch.row_ids()
+        try:
+            async with pooled(self._pool) as conn:
+                if sink_rules.ask_ledger(attempt):
+                    stored = await conn.fetchval(
+                        self._sql.ledgered_rows, self.ledger_key, batch.ids.start
+                    )
+                    if stored is not None:
+                        return _landed_before(batch, int(stored))
+                async with conn.transaction():
+                    refused = await self._copy_isolating(conn, batch)
+                    delivered = batch.row_count - len(refused)
+                    await conn.execute(
+                        self._sql.record, self.ledger_key, batch.ids.start, delivered
+                    )
+        except PG_ERRORS as exc:
+            err = translate_pg(exc, self._where)
+            whole = sink_rules.outcome(batch, err)
+            if whole is None:
+                raise err from exc
+            return whole
+        rejected = tuple(RowError(ids[pos], why) for pos, why in refused)
+        return SendResult(delivered, rejected)
+
+    async def _copy_isolating(
+        self, conn: Connection, batch: EncodedBatch
+    ) -> tuple[tuple[int, str], ...]:
+        """COPY ``batch``; the positions of the rows the server refused, with its reasons."""
+        reason = await self._try_copy(conn, batch)
+        if reason is None:
+            return ()
+        if batch.row_count == 1:
+            return ((0, reason),)
+        part_of = self._parts(batch)
+        resolution = Resolution.whole(batch.row_count)
+        while (group := resolution.next_group()) is not None:
+            part = part_of(group)
+            reason = await self._try_copy(conn, part)
+            if reason is None:
+                resolution.feed(group, BulkVerdict(len(group)))
+            else:
+                resolution.refused(group, reason)
+        return resolution.verdict().rejected
+
+    def _parts(self, batch: EncodedBatch) -> Callable[[Sequence[int]], EncodedBatch]:
+        """A function giving the batch of the rows of ``batch`` at some positions."""
+        if isinstance(batch, RecordsBatch):
+            records = batch.records
+            return lambda group: RecordsBatch(
+                batch.ids, b"", self.wire, records=[records[i] for i in group]
+            )
+        rows = copy_rows(batch.payload)
+        return lambda group: EncodedBatch(
+            batch.ids, copy_payload(rows[i] for i in group), self.wire
+        )
+
+    async def _try_copy(self, conn: Connection, batch: EncodedBatch) -> str | None:
+        """COPY ``batch`` in a savepoint: None, or the data error that refused it (rolled back).
+
+        Raises any other error (translated), which ends the enclosing transaction.
+        """
+        try:
+            async with conn.transaction():
+                await self._copy(conn, batch)
+        except PostgresError as exc:
+            err = translate_pg(exc, self._where)
+            if not isinstance(err, DataError):
+                raise err from exc
+            return err.message
+        return None
 
     async def _copy(self, conn: Connection, batch: EncodedBatch) -> None:
         if not isinstance(batch, RecordsBatch):

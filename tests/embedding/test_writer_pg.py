@@ -148,10 +148,10 @@ async def test_bad_rows_are_rejected_with_reasons_and_the_rest_land(pg_dsn: str)
     assert (await _fetch(pg_dsn, "SELECT count(*) AS n FROM ev"))[0]["n"] == 100
 
 
-async def test_a_constraint_violation_rejects_its_batch_with_the_server_reason(
+async def test_a_constraint_violation_rejects_only_its_rows_with_their_own_reasons(
     pg_dsn: str,
 ) -> None:
-    """A duplicate key refuses the batch it is in (COPY is all or nothing), with the reason."""
+    """Duplicate keys reject only the duplicates, each with its own key; the others land."""
     at = datetime.now(UTC)
     async with open_writer(
         pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=10
@@ -160,9 +160,40 @@ async def test_a_constraint_violation_rejects_its_batch_with_the_server_reason(
         await writer.flush()
         await writer.write_many((i, "b", 0.0, at) for i in range(5, 15))
     report = writer.report
-    assert (report.delivered, report.rejected, report.undelivered) == (10, 10, 0)
-    assert all("duplicate key" in r.reason for r in report.rejected_rows)
-    assert {r.row[0] for r in report.rejected_rows} == set(range(5, 15))
+    assert (report.delivered, report.rejected, report.undelivered) == (15, 5, 0)
+    refused = {r.row[0]: r.reason for r in report.rejected_rows}
+    assert set(refused) == set(range(5, 10))
+    assert all(f"Key (id)=({key}) already exists" in why for key, why in refused.items())
+    rows = await _fetch(pg_dsn, "SELECT id, name FROM ev ORDER BY id")
+    assert [(r["id"], r["name"]) for r in rows] == [
+        *((i, "a") for i in range(10)),
+        *((i, "b") for i in range(10, 15)),
+    ]
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["driver-encoded", "reference-encoded"])
+async def test_one_duplicate_in_a_large_batch_strands_no_innocent_row(
+    pg_dsn: str, encoded: bool
+) -> None:
+    """One key present before and one repeated in the batch: 2 rejects of 52, every row counted."""
+    async with open_writer(pg_dsn, table="dup", columns={"id": "bigint", "v": "text"},
+                           primary_key=["id"]) as first:  # fmt: skip
+        await first.write((5, "old"))
+    rows: list[tuple[int, Any]] = [(i, "b") for i in range(100, 152)]
+    rows[10], rows[30] = (5, "b"), rows[29]
+    if encoded:  # a value the driver refuses sends the batch through the reference encoders
+        rows[40] = (140, 7)
+    async with open_writer(pg_dsn, table="dup") as writer:
+        await writer.write_many(rows)
+    report = writer.report
+    bad = 3 if encoded else 2
+    assert (report.delivered, report.rejected, report.undelivered) == (52 - bad, bad, 0)
+    refused = {r.row: r.reason for r in report.rejected_rows}
+    assert "Key (id)=(5) already exists" in refused[(5, "b")]
+    assert "Key (id)=(129) already exists" in refused[(129, "b")]
+    found = await _fetch(pg_dsn, "SELECT id FROM dup ORDER BY id")
+    kept = {r[0] for r in rows} - ({140} if encoded else set())
+    assert [r["id"] for r in found] == sorted(kept)
 
 
 async def test_an_existing_table_gives_the_columns_and_a_subset_may_be_written(
