@@ -92,7 +92,11 @@ def finish_statements(facts: JobFacts) -> list[str]:
         return []
     if facts.dialect == "postgresql":
         new = modes.new_table(facts.table)
-        return [*(st.text for st in pg.index_ddl(new, facts.cols)),
+        kept = ["-- when the target exists (its new table was made LIKE it): its own indexes "
+                "and constraints are built too, and the swap's transaction first carries over "
+                "privileges, comment, options, foreign keys, owner and sequences "
+                "(core.refresh_pg)"]  # fmt: skip
+        return [*(st.text for st in pg.index_ddl(new, facts.cols)), *kept,
                 *(st.text for st in modes.pg_swap_sql(facts.table, facts.cols))]  # fmt: skip
     if facts.dialect == "cratedb":
         return [modes.crate_swap_sql(facts.table)]

@@ -74,4 +74,5 @@ def test_pg_full_refresh_copies_without_index_and_builds_it_before_the_swap() ->
     assert not any(s.startswith("SELECT NOT EXISTS") for s in got)
     done = finish_statements(f)
     assert done[0] == pg.index_ddl("dw.t_etl_new", COLS1)[0].text
-    assert done[1].startswith("DROP TABLE")
+    assert done[1].startswith("-- when the target exists") and "core.refresh_pg" in done[1]
+    assert done[2].startswith("DROP TABLE")
