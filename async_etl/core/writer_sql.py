@@ -38,18 +38,21 @@ def create_table(table: str, columns: Mapping[str, str], primary_key: Sequence[s
     return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(body)})"
 
 
-_UNKNOWN_TYPE = re.compile(r"Cannot find data type: ([A-Za-z0-9_ ]+)", re.IGNORECASE)
+_UNKNOWN_TYPE = re.compile(
+    r'Cannot find data type: ([A-Za-z0-9_ ]+)|type "([A-Za-z0-9_ ]+)" does not exist', re.IGNORECASE
+)
 
 
 def create_refused(where: str, table: str, columns: Mapping[str, str], message: str) -> str:
     """One line for a ``CREATE TABLE`` the server refused (``message``: its error).
 
     Names the declared column whose type the server does not know (CrateDB: ``Cannot find
-    data type: json``) when the message says which type, else repeats the server's reason.
+    data type: json``, PostgreSQL: ``type "jsonx" does not exist``) when the message says
+    which type, else repeats the server's reason.
     """
     found = _UNKNOWN_TYPE.search(message)
     if found:
-        unknown = found.group(1).strip().lower()
+        unknown = (found.group(1) or found.group(2)).strip().lower()
         for name, sql_type in columns.items():
             base = sql_type.strip().lower().split("(")[0].removesuffix("[]").strip()
             if base == unknown:

@@ -71,6 +71,9 @@ from async_etl.sinks.null import NullSink
 from async_etl.sinks.postgres import PostgresSink
 from async_etl.typing import EncodedBatch, RowError, SendResult, WireFormat
 
+UNDEFINED_OBJECT = "42704"
+"""PostgreSQL's SQLSTATE for an unknown type in ``CREATE TABLE`` (``type "x" does not exist``)."""
+
 _NO_PRIMARY_KEY = (
     "{where}: the table has no primary key, so a resent batch could land twice "
     "(declare columns= with primary_key= to create one)"
@@ -171,6 +174,9 @@ class PostgresRowsSink(PostgresSink):
         except AsyncEtlError:
             raise
         except PG_ERRORS as exc:
+            if declared is not None and getattr(exc, "sqlstate", "") == UNDEFINED_OBJECT:
+                why = create_refused(self._where, self._table, declared, str(exc))
+                raise ConfigError(why) from None
             raise translate_pg(exc, self._where) from exc
         self._pg_columns = cols
         self._fast = pg_row_encoder(cols)

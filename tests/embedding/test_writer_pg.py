@@ -225,6 +225,9 @@ async def test_opening_refuses_a_missing_table_or_an_unknown_type_in_one_line(
     with pytest.raises(ConfigError, match="column 'span' has type interval"):
         async with open_writer(pg_dsn, table="odd"):
             pass
+    with pytest.raises(ConfigError, match=r"columns\['a'\]: 'jsonx' is not a type the server"):
+        async with open_writer(pg_dsn, table="nope", columns={"id": "int", "a": "jsonx"}):
+            pass
 
 
 async def test_backends_terminated_mid_copy_land_every_row_exactly_once(pg_dsn: str) -> None:
