@@ -71,15 +71,18 @@ __all__ = ["CrateTarget"]
 log = structlog.get_logger(__name__)
 
 
-async def _number(client: CrateDBClient, stmt: str) -> Any:
-    """The one number ``stmt`` answers; None when it is NULL or the table does not exist."""
+async def _number(client: CrateDBClient, stmt: str, *, count: bool = True) -> Any:
+    """The one number ``stmt`` answers; None when it is NULL or the table does not exist.
+
+    ``count=False``: a statement answering no number; True when it ran, False: no table.
+    """
     try:
         resp = await client.execute(stmt)
     except LoadError as exc:
         if any(f" {code} " in f" {exc.message} " for code in (4041, 4045)):
-            return None
+            return None if count else False
         raise
-    return optional_number(resp, client.where, stmt)
+    return optional_number(resp, client.where, stmt) if count else True
 
 
 class CrateTarget:
@@ -109,6 +112,9 @@ class CrateTarget:
     async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
         """Whether the (type-2) table holds an expired version; False when it does not exist."""
         async with holder(self.url), self._client() as client:
+            # a refresh first: rows written since the last one are not visible to a read yet
+            if await _number(client, crate.refresh_sql(self.table), count=False) is False:
+                return False
             return bool(await _number(client, crate.history_sql(self.table, cols)))
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:

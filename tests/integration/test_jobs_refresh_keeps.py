@@ -14,6 +14,11 @@ import asyncpg
 import pytest
 
 from async_etl.core.modes import new_table
+from async_etl.errors import ConfigError
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
+from async_etl.jobs.spec import parse_job
+from async_etl.testing.crate import CrateStandIn
 from tests.integration.jobs_helpers import (
     at,
     fetchval,
@@ -21,6 +26,7 @@ from tests.integration.jobs_helpers import (
     job_toml,
     load_source,
     run_cli,
+    spec_of,
     table_rows,
     write,
 )
@@ -308,3 +314,24 @@ async def test_full_refresh_keeps_an_identity_columns_position(pg_dsn: str, tmp_
     assert got == "d"
     seq = await fetchval(pg_dsn, "SELECT pg_get_serial_sequence('dw.dr', 'n')")
     assert await fetchval(pg_dsn, "SELECT nextval($1)", seq) == 501
+
+
+async def test_crate_full_refresh_refuses_to_drop_history(pg_dsn: str) -> None:
+    """CrateDB stand-in: a type-2 table with expired versions is not rebuilt; one without is."""
+    first, second = history(seed=36, n_keys=150, runs=2)
+    async with CrateStandIn() as crate:
+        text = scd2_toml("kc", pg_dsn, "dw.kc").replace(
+            f'url = "{pg_dsn}"\ntable', f'url = "{crate.url}"\ntable'
+        )
+        spec = spec_of(text + f'\n[state]\nurl = "{pg_dsn}"\n')
+        refresh = parse_job(text + f'\n[state]\nurl = "{pg_dsn}"\n', env={},
+                            overrides=["mode=full_refresh"])  # fmt: skip
+        assert (refresh.mode, refresh.scd.type) == ("full_refresh", 2)
+        await load_source(pg_dsn, first)
+        assert (await run_job(spec, options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"
+        result = await run_job(refresh, options=JobOptions(as_of=at(1)))
+        assert result.status == "SUCCEEDED", result.error
+        await load_source(pg_dsn, second)
+        assert (await run_job(spec, options=JobOptions(as_of=at(2)))).status == "SUCCEEDED"
+        with pytest.raises(ConfigError, match="holds expired versions"):
+            await run_job(refresh, options=JobOptions(as_of=at(3)))
