@@ -46,6 +46,7 @@ from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.stats import RunStats
 from async_etl.errors import (
     AsyncEtlError,
+    ConfigError,
     ErrorKind,
     LoadError,
     StopRequested,
@@ -209,6 +210,13 @@ class _JobRun:
         except AsyncEtlError as exc:
             self.failure = exc
             if self.plan is None:
+                if isinstance(exc, ConfigError):  # bad input, no run recorded: as in preflight
+                    prefix = f"job {self.spec.name}: "
+                    if exc.message.startswith(prefix):
+                        raise
+                    err = ConfigError(prefix + exc.message)
+                    err.kind = exc.kind
+                    raise err from exc
                 return self._result("FAILED", resumed)
         plan = self.plan
         for k, v in plan.counters.items():
