@@ -332,13 +332,16 @@ class PostgresRowsSink(PostgresSink):
         return None
 
     async def landed(self, batch: EncodedBatch) -> bool | None:
-        """Whether ``batch`` committed; None when that cannot be told.
+        """Whether every row of ``batch`` committed; None when that cannot be told.
 
         Tries to ledger the batch in a transaction it rolls back: that waits for a cut-off
         transaction still holding the key, so a commit in flight is not mistaken for none.
+        A batch that committed with some rows refused (``_isolate``) is None too: the ledger
+        keeps how many landed, not which, so its rows are not all counted delivered.
         """
         if self._pool is None:
             return None
+        stored = None
         try:
             async with pooled(self._pool) as conn:
                 tr = conn.transaction()
@@ -347,11 +350,17 @@ class PostgresRowsSink(PostgresSink):
                     absent = await conn.fetchval(
                         self._sql.claim, self.ledger_key, batch.ids.start, batch.row_count
                     )
+                    if absent is None:
+                        stored = await conn.fetchval(
+                            self._sql.ledgered_rows, self.ledger_key, batch.ids.start
+                        )
                 finally:
                     await tr.rollback()
         except PG_ERRORS:
             return None
-        return absent is None
+        if absent is not None:
+            return False
+        return True if stored == batch.row_count else None
 
     def encode(
         self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None

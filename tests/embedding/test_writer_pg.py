@@ -16,6 +16,8 @@ import orjson
 import pytest
 
 from async_etl import ConfigError, RetryPolicy, open_writer
+from async_etl.sinks.rows import PostgresRowsSink, RecordsBatch
+from async_etl.typing import IdRange
 
 COLUMNS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
 
@@ -364,3 +366,23 @@ async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(pg_dsn: 
     assert "cancelled in flight; may have landed" in report.reasons
     rows = await _fetch(pg_dsn, "SELECT count(*) AS n FROM slow")
     assert rows[0]["n"] == report.delivered
+
+
+async def test_landed_tells_a_batch_committed_with_refused_rows_from_a_whole_one(
+    pg_dsn: str,
+) -> None:
+    """After a cut-off send: whole batch True, one with a duplicate refused None, unsent False."""
+    sink = PostgresRowsSink(pg_dsn, table="ld", concurrency=1)
+    try:
+        await sink.open({"id": "bigint"}, ["id"])
+        whole = RecordsBatch(IdRange(1, 3), b"", sink.wire, records=[(1,), (2,), (3,)])
+        split = RecordsBatch(IdRange(4, 3), b"", sink.wire, records=[(4,), (1,), (6,)])
+        unsent = RecordsBatch(IdRange(7, 1), b"", sink.wire, records=[(7,)])
+        assert (await sink.send(whole, 1)).delivered == 3
+        result = await sink.send(split, 1)
+        assert result.delivered == 2
+        assert [e.row_id for e in result.rejected] == [5]
+        assert (await sink.landed(whole), await sink.landed(split)) == (True, None)
+        assert await sink.landed(unsent) is False
+    finally:
+        await sink.aclose()
