@@ -12,8 +12,8 @@ machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)
   by the reference encoders, which refuse the bad rows with their reasons.  A COPY the server
   refuses for a row's content (a duplicate key, a CHECK) is bisected in savepoints inside the
   batch's one transaction, so only the offending rows are rejected, each with its own reason;
-  the ledger row holds how many rows landed.  (A batch cancelled in flight and found committed
-  is still counted whole: ``landed`` cannot tell how many of its rows were refused.)
+  the ledger row holds how many rows landed (not which: a batch cancelled in flight that
+  committed with rows refused is ``landed`` None, reported undelivered "may have landed").
 * ``CrateRowsSink``: ``bulk_args`` with a plain INSERT, resent as ``ON CONFLICT (pk) DO
   NOTHING``, so a resent row that landed is counted delivered, not written twice.  The table
   must have a primary key (declared when the writer creates it, or read from the server).
