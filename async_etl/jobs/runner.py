@@ -117,6 +117,16 @@ async def run_job(
         return await job.execute()
 
 
+def job_error(job: str, exc: ConfigError) -> ConfigError:
+    """``exc`` with its message starting ``job NAME:`` (itself when it already does)."""
+    prefix = f"job {job}: "
+    if exc.message.startswith(prefix):
+        return exc
+    err = ConfigError(prefix + exc.message)
+    err.kind = exc.kind
+    return err
+
+
 class _JobRun:
     """The mutable state of one ``run_job`` call."""
 
@@ -159,9 +169,12 @@ class _JobRun:
         except AsyncEtlError as exc:
             raise unusable(f"job {self.spec.name}: state store: {exc.message}", exc) from exc
         try:
-            decision = await preflight(
-                self.spec, self.options, self.source, self.target, store, self.holder
-            )
+            try:
+                decision = await preflight(
+                    self.spec, self.options, self.source, self.target, store, self.holder
+                )
+            except ConfigError as exc:  # every refusal names the job, whichever check made it
+                raise job_error(self.spec.name, exc) from exc.__cause__
             app = f"{self.spec.name}:preflight"
             policy = self.options.retry
             if await builds_new_table(self.spec, decision, self.target, self.holder, app, policy):
@@ -211,12 +224,7 @@ class _JobRun:
             self.failure = exc
             if self.plan is None:
                 if isinstance(exc, ConfigError):  # bad input, no run recorded: as in preflight
-                    prefix = f"job {self.spec.name}: "
-                    if exc.message.startswith(prefix):
-                        raise
-                    err = ConfigError(prefix + exc.message)
-                    err.kind = exc.kind
-                    raise err from exc
+                    raise job_error(self.spec.name, exc) from exc
                 return self._result("FAILED", resumed)
         plan = self.plan
         for k, v in plan.counters.items():

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.jobs_helpers import fetchval, run_cli, write
+import pytest
+
+from async_etl.errors import ConfigError
+from async_etl.jobs.runner import run_job
+from tests.integration.jobs_helpers import fetchval, run_cli, spec_of, write
 from tests.integration.test_jobs_incremental import execute
 
 JOB = """
@@ -38,3 +42,18 @@ async def test_column_the_target_cannot_name_is_one_line_and_no_run(
     assert "Größe" in lines[0] and "Traceback" not in err
     runs = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs")
     assert runs == 0
+
+
+async def test_key_and_column_refusals_name_the_job(pg_dsn: str) -> None:
+    """A [source] key or [scd] column that is not in the source: the error starts 'job NAME:'."""
+    await execute(pg_dsn, "CREATE TABLE src (id int PRIMARY KEY, v text)")
+    base = JOB.format(dsn=pg_dsn).replace(
+        "query = 'SELECT id, v AS \"Größe\" FROM src'", 'table = "src"'
+    )
+    for old, new, needle in [
+        ('key = ["id"]', 'key = ["nope"]', "[source] key: nope not among the source columns"),
+        ("type = 1", 'type = 2\ntracked = ["zz"]', "[scd] tracked: zz not among"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            await run_job(spec_of(base.replace(old, new)))
+        assert str(info.value).startswith(f"job weird: {needle}"), str(info.value)
