@@ -39,7 +39,7 @@ from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.modes import refresh_problem
 from async_etl.core.retry import RetryPolicy
-from async_etl.core.specs import ScdColumns
+from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
 from async_etl.core.urls import dialect_of
 from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
@@ -108,6 +108,12 @@ def new_run_id(job: str) -> str:
     return f"{job}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
+def _plain(name: str) -> str:
+    """A plain name to suggest for ``name`` (its ASCII letters, digits and underscores)."""
+    kept = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name)
+    return kept if kept[:1].isalpha() or kept[:1] == "_" else f"c_{kept}"
+
+
 async def preflight(
     spec: JobSpec,
     options: JobOptions,
@@ -129,6 +135,11 @@ async def preflight(
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
     names = [n for n, _ in columns]
+    odd = [n for n in names if not is_identifier(n)]
+    if odd:  # every statement quotes plain names only: say so before anything is written
+        raise ConfigError(f"job {spec.name}: source column {odd[0]!r} is not a plain name "
+                          "([A-Za-z_][A-Za-z0-9_]*): rename it in [source] query "
+                          f"(... AS {_plain(odd[0])})")  # fmt: skip
     missing = [k for k in spec.source.key if k not in names]
     if missing:
         raise ConfigError(f"[source] key: {', '.join(missing)} not among the source columns "

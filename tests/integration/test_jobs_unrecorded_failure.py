@@ -39,9 +39,9 @@ async def test_column_the_target_cannot_name_is_one_line_and_no_run(
     assert "FAILED" not in out and "run weird-" not in out
     lines = [ln for ln in err.splitlines() if ln.startswith("async-etl:")]
     assert len(lines) == 1 and lines[0].startswith("async-etl: error: job weird: "), err
-    assert "Größe" in lines[0] and "Traceback" not in err
-    runs = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs")
-    assert runs == 0
+    assert "source column 'Größe' is not a plain name" in lines[0] and "Traceback" not in err
+    if await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is not None:
+        assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
 
 
 async def test_key_and_column_refusals_name_the_job(pg_dsn: str) -> None:
