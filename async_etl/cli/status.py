@@ -91,10 +91,14 @@ def main(args: argparse.Namespace) -> int:
     """Print the runs; returns 0 (2 for a bad state URL, via ``ConfigError``)."""
     job, url = resolve(args.job, args.state)
 
-    async def fetch(store: StateStore) -> list[RunRow]:
-        return await store.recent_runs(job, args.limit)
+    async def fetch(store: StateStore) -> tuple[list[RunRow], list[str]]:
+        starting = [j for j in await store.starting_jobs() if job is None or j == job]
+        return await store.recent_runs(job, args.limit), starting
 
-    runs = loop.run(lambda: with_store(url, "status", fetch))
+    runs, starting = loop.run(lambda: with_store(url, "status", fetch))
+    if not args.json:
+        for name in starting:
+            print(f"{name}: starting (preflight / planning; no run recorded yet)")
     if not runs and not args.json:
         what = f"of job {job} " if job is not None else ""
         print(f"no runs {what}recorded in {mask_url(url)}")

@@ -61,6 +61,10 @@ _REQUEST_STARTING_STOP = (
     "AND application_name = left($2, 63)) "
     "ON CONFLICT (run_id) DO UPDATE SET requested_at = now() RETURNING run_id"
 )
+_STARTING_JOBS = (
+    "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() "
+    "AND application_name LIKE $1 AND pid <> pg_backend_pid()"
+)
 _TAKE_STARTING_STOP = (
     "WITH gone AS (DELETE FROM async_etl_stop_requests WHERE run_id = $1 "
     "RETURNING requested_at) SELECT count(*) FROM gone WHERE requested_at >= "
@@ -316,6 +320,21 @@ class StateStore:
             return await c.fetchval(_REQUEST_STARTING_STOP, starting_key(job), app) is not None
 
         return await self._call("request stop", go)
+
+    async def starting_jobs(self) -> list[str]:
+        """Jobs still starting here: their state connection is open, no RUNNING run yet."""
+
+        async def go(c: Any) -> list[str]:
+            rows = await c.fetch(_STARTING_JOBS, f"{APP_PREFIX}:%:state")
+            jobs = sorted({str(r[0])[len(APP_PREFIX) + 1 : -len(":state")] for r in rows})
+            if jobs and await c.fetchval("SELECT to_regclass('async_etl_runs')") is not None:
+                running = await c.fetch(
+                    "SELECT DISTINCT job FROM async_etl_runs WHERE status = 'RUNNING'"
+                )
+                jobs = [j for j in jobs if j not in {str(r[0]) for r in running}]
+            return jobs
+
+        return await self._call("read starting jobs", go)
 
     async def take_starting_stop(self, job: str) -> bool:
         """Remove the ``starting:JOB`` request; True when it was made after this run began."""

@@ -46,7 +46,7 @@ async def wait_for_lock_waiter(dsn: str, timeout: float = 60) -> None:
 async def test_stop_while_the_job_plans_stops_it_before_any_chunk(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    """stop in preflight (source locked): exit 0 naming it, the run ends STOPPED, no chunk."""
+    """status shows a job in preflight (source locked); stop stops it: STOPPED, no chunk."""
     await execute(
         pg_dsn,
         "CREATE TABLE src (id int PRIMARY KEY, v text)",
@@ -62,6 +62,9 @@ async def test_stop_while_the_job_plans_stops_it_before_any_chunk(
     proc = start_cli("run", str(job), "--log-format", "json")
     try:
         await wait_for_lock_waiter(pg_dsn)
+        code, out, err = await run_cli("status", "--state", pg_dsn)
+        assert code == 0, err
+        assert "early: starting (preflight / planning; no run recorded yet)" in out
         code, out, err = await run_cli("stop", "early", "--state", pg_dsn)
         assert code == 0, err
         assert "stop requested for job early (still starting)" in out
