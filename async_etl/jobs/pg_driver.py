@@ -108,7 +108,7 @@ class PgTarget:
     async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
         """Reach the target; its latest version start (None: no table yet, or type 1)."""
         async with self.connection(holder, app) as conn:
-            if cols.type != 2 or await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+            if cols.type != 2 or not await _exists(conn, self.table):
                 return None
             value: datetime | None = await conn.fetchval(
                 pg.max_valid_from_sql(self.table, cols).text
@@ -118,7 +118,7 @@ class PgTarget:
     async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
         """Whether the (type-2) table holds an expired version; False when it does not exist."""
         async with self.connection(holder, app) as conn:
-            if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+            if not await _exists(conn, self.table):
                 return False
             return bool(await conn.fetchval(pg.history_sql(self.table, cols).text))
 
@@ -132,7 +132,7 @@ class PgTarget:
         """(name, type) of the target table's columns in order; None when it does not exist."""
         st = drift.target_columns_sql("postgresql")
         async with self.connection(holder, app) as conn:
-            rows = await conn.fetch(st.text, *st.args({"table": self.table}))
+            rows = await conn.fetch(st.text, *st.args({"table": quote(self.table)}))
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
     async def prepare(self, ctx: JobContext) -> None:
@@ -155,10 +155,7 @@ class PgTarget:
             raise ConfigError(f"{self.where}: {exc}") from exc
         async with self.connection(ctx.hold, ctx.app) as conn:
             if ctx.spec.mode == "full_refresh":
-                if (
-                    ctx.resumed
-                    and await conn.fetchval("SELECT to_regclass($1)", self.table) is None
-                ):
+                if ctx.resumed and not await _exists(conn, self.table):
                     return  # resumed after the swap committed: nothing is left to load
                 if not ctx.resumed:  # a new run starts its new table empty
                     await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
@@ -187,7 +184,7 @@ class PgTarget:
         """
         final = self._final(ctx)
         async with self.connection(ctx.hold, ctx.app) as conn:
-            if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+            if not await _exists(conn, self.table):
                 return  # the swap committed already
             kept = await self._kept(conn, ctx)
             indexes = await self._indexes(conn, final) if kept else []
@@ -198,7 +195,7 @@ class PgTarget:
             memory = INDEX_BUILD_MB // len(statements)
             await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            if await conn.fetchval("SELECT to_regclass($1)", self.table) is None:
+            if not await _exists(conn, self.table):
                 return
             if kept:
                 await self._keep_definition(conn, final)
@@ -218,7 +215,7 @@ class PgTarget:
         Raises ``ConfigError`` naming what a drop-and-rename of it cannot keep.
         """
         final = self._final(ctx)
-        if await conn.fetchval("SELECT to_regclass($1)", final) is None:
+        if not await _exists(conn, final):
             return False
         rows = await conn.fetch(refresh.BLOCKERS_SQL.text, quote(final))
         if rows:
@@ -445,6 +442,15 @@ class PgTarget:
             raise DataError(f"{self.where}: {duplicate_message(*keys[0])}")
         await conn.execute(pg.hold_duplicates_sql(self.table, STAGING, ctx.cols).text)
         return [(key_json(k), duplicate_reason(n)) for k, n in keys for _ in range(n)]
+
+
+async def _exists(conn: Any, table: str) -> bool:
+    """Whether ``table`` (``name`` or ``schema.name``, as typed) exists.
+
+    The name is quoted for ``to_regclass``, which folds an unquoted name to lower case: a
+    mixed-case target (``Sales.OrderItems``) would otherwise read as absent.
+    """
+    return await conn.fetchval("SELECT to_regclass($1)", quote(table)) is not None
 
 
 def _engine_indexes(table: str) -> tuple[str, ...]:

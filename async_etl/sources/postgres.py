@@ -92,7 +92,7 @@ class PgSource(SourceBase):
             return int(await conn.fetchval(st.text, *st.args(self.window.values())))
         if self.table is not None:
             st = pg.estimate_table_sql()
-            value = await conn.fetchval(st.text, self.table)
+            value = await conn.fetchval(st.text, quote(self.table))
             if value is not None and int(value) >= 0:
                 return int(value)
         query = self.query if self.query is not None else f"SELECT * FROM {quote(self.table or '')}"
