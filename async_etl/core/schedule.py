@@ -108,6 +108,19 @@ class RateSchedule:
             start_rows += step_rows
         return None
 
+    def span_of(self, rows: int) -> float:
+        """Seconds the schedule takes to send ``rows`` rows: when the next row would be due.
+
+        A batch goes out when its first row is due, so its other rows leave early; measured
+        only to the last completion, a run whose batch outlasts the schedule (``--rate 1
+        -T 2 -b 5000``: both rows sent at once) would "achieve" thousands of times its target.
+        An achieved rate is measured over at least this span.  Past the end: the whole length.
+        """
+        due = self.due_at(rows)
+        if due is not None:
+            return due
+        return self.seconds or 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class RateFigures:

@@ -48,12 +48,16 @@ class Pacer:
         self.last_done = max(self.last_done, at)
 
     def figures(self, stats: RunStats) -> RateFigures:
-        """The run's rate figures (target over the schedule, achieved up to the last completion)."""
+        """The run's rate figures: target over the schedule, achieved up to the last completion.
+
+        The achieved rate's span is at least the schedule's span of the rows handed out
+        (``RateSchedule.span_of``): rows sent early with their batch do not count as a rate.
+        """
         origin = self.origin if self.origin is not None else self.last_done
         return RateFigures(
             target_rows_per_s=self.schedule.mean_rows_per_s,
             rows=stats.rows,
-            span_s=self.last_done - origin,
+            span_s=max(self.last_done - origin, self.schedule.span_of(self.rows)),
             batches=stats.lag.count,
             late_batches=stats.late,
             lag_p99_ms=stats.lag.percentile(99),

@@ -42,6 +42,14 @@ def test_a_constant_rate_without_end_never_runs_out() -> None:
     assert schedule.due_at(10**9) == 10**9 / 5000
 
 
+def test_the_span_of_rows_is_when_the_next_row_is_due() -> None:
+    """2 rows of a 1 row/s, 2 s schedule span 2 s; 3 rows of an endless 10 row/s one 0.3 s."""
+    assert RateSchedule.constant(1.0, 2.0).span_of(2) == 2.0
+    assert RateSchedule.constant(1.0, 2.0).span_of(1) == 1.0
+    assert RateSchedule.constant(10.0).span_of(3) == pytest.approx(0.3)
+    assert RateSchedule.constant(10.0).span_of(0) == 0.0
+
+
 @given(
     steps=st.lists(st.tuples(st.floats(1, 1e6), st.floats(0.01, 100)), min_size=1, max_size=6),
     offsets=st.lists(st.integers(0, 10**8), min_size=2, max_size=20),

@@ -40,6 +40,17 @@ async def test_a_feasible_rate_is_held_within_two_percent() -> None:
     assert abs(rate["achieved_rows_per_s"] - 5000.0) <= 0.02 * 5000.0, rate
 
 
+async def test_a_batch_longer_than_the_schedule_does_not_count_as_a_rate() -> None:
+    """1 row/s for 2 s in batches of 5,000: both rows go at once, achieved 1 row/s, not 10,000."""
+    summary, _ = await _bench(
+        StandInConfig(count_only=True), rate=1.0, duration=2.0, batch_size=5000, concurrency=8
+    )
+    rate = summary.extra["rate"]
+    assert summary.ok and summary.records == 2
+    assert rate["achieved_rows_per_s"] == 1.0, rate
+    assert rate["met"], rate
+
+
 async def test_a_stall_shows_in_latency_from_the_due_time_not_in_service_time() -> None:
     """One 1 s stall: p99 from the due time >= 1 s; service-time p99 stays near 70 ms.
 
