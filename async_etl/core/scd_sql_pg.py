@@ -39,6 +39,10 @@ from async_etl.core.specs import ScdColumns
 STAGING = "_async_etl_stage"
 """The per-connection TEMP table a chunk is staged in."""
 
+OVERRIDE = "OVERRIDING SYSTEM VALUE"
+"""Every INSERT of source rows says this: a target whose key is ``GENERATED ALWAYS AS IDENTITY``
+takes the source's values (as ``COPY`` does) instead of refusing each row; a no-op elsewhere."""
+
 
 def _q(name: str) -> str:
     return quote(name, "pg")
@@ -244,7 +248,7 @@ def merge_statements(
     out.append(
         b.sql(
             _counted(
-                f"INSERT INTO {t} ({data}, {vf}, {vt}, {cur}) "
+                f"INSERT INTO {t} ({data}, {vf}, {vt}, {cur}) {OVERRIDE} "
                 f"SELECT {_cols('s', cols.data)}, {b('as_of')}::timestamptz, NULL, true "
                 f"FROM {s} AS s "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {t} AS c WHERE c.{cur} AND "
@@ -315,12 +319,13 @@ def initial_insert_statements(table: str, staging: str, cols: ScdColumns) -> lis
     """
     data = ", ".join(_q(c) for c in cols.data)
     if cols.type == 1:
-        return [Sql(_counted(f"INSERT INTO {_q(table)} ({data}) SELECT {_cols('s', cols.data)} "
-                             f"FROM {_q(staging)} AS s", "inserted"), (), "rows")]  # fmt: skip
+        return [Sql(_counted(f"INSERT INTO {_q(table)} ({data}) {OVERRIDE} "
+                             f"SELECT {_cols('s', cols.data)} FROM {_q(staging)} AS s",
+                             "inserted"), (), "rows")]  # fmt: skip
     b = Binder("pg")
     vf, vt, cur = _q(cols.valid_from), _q(cols.valid_to), _q(cols.is_current)
     dml = (
-        f"INSERT INTO {_q(table)} ({data}, {vf}, {vt}, {cur}) "
+        f"INSERT INTO {_q(table)} ({data}, {vf}, {vt}, {cur}) {OVERRIDE} "
         f"SELECT {_cols('s', cols.data)}, {b('as_of')}::timestamptz, NULL, true "
         f"FROM {_q(staging)} AS s"
     )
@@ -362,8 +367,9 @@ def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -
     out.append(
         Sql(
             " ".join(
-                f"WITH x AS (INSERT INTO {t} AS t ({data}) SELECT {_cols('s', cols.data)} "
-                f"FROM {s} AS s ON CONFLICT ({', '.join(_q(c) for c in bk)}) DO {action} "
+                f"WITH x AS (INSERT INTO {t} AS t ({data}) {OVERRIDE} "
+                f"SELECT {_cols('s', cols.data)} FROM {s} AS s "
+                f"ON CONFLICT ({', '.join(_q(c) for c in bk)}) DO {action} "
                 "RETURNING (t.xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins) AS inserted, "
                 "count(*) FILTER (WHERE NOT ins) AS updated, 0::bigint AS expired, "
                 "0::bigint AS deleted FROM x".split()

@@ -363,7 +363,9 @@ class PgTarget:
         consts = pg.initial_version_tail(ctx.cols, ctx.as_of) if tail else ()
         if isinstance(source, PgSource) and ctx.same_database(source.url, self.url):
             st, args = source.extract(chunk, consts)
-            status = await conn.execute(f"INSERT INTO {quote(dest)} ({names}) {st.text}", *args)
+            status = await conn.execute(
+                f"INSERT INTO {quote(dest)} ({names}) {pg.OVERRIDE} {st.text}", *args
+            )
             return int(str(status).rsplit(" ", 1)[-1])
         schema, _, name = dest.rpartition(".")
         async with source_connection(source, ctx.hold, ctx.app) as sconn:
