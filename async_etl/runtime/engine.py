@@ -96,7 +96,8 @@ class Engine(Stoppable):
         self._executor: ProcessExecutor | InlineExecutor = (
             ProcessExecutor(workers) if workers > 0 else InlineExecutor()
         )
-        self._stop = anyio.Event()
+        self._stop_event = anyio.Event()  # the rate pacer waits on it
+        self._stop = self._stop_event
         self._stop_reason = ""
         self._abort: anyio.CancelScope | None = None
         self.limits = Limits(
@@ -285,7 +286,7 @@ class Engine(Stoppable):
     ) -> None:
         async with receive, anyio.create_task_group() as tg:
             async for batch in receive:
-                due = None if pacer is None else await pacer.wait(batch.ids.count)
+                due = None if pacer is None else await pacer.wait(batch.ids.count, self._stop_event)
                 borrower = object()
                 await self.limits.sends.acquire_on_behalf_of(borrower)
                 if due is not None:

@@ -28,19 +28,34 @@ class Pacer:
         self.origin: float | None = None
         self.rows = 0
         self.last_done = 0.0
+        self.unscheduled = 0
+        """Rows handed out after a stop, outside the schedule (not in the achieved rate)."""
 
-    async def wait(self, rows: int) -> float | None:
-        """Sleep until the next batch of ``rows`` is due; its due time (None: past the end)."""
+    async def wait(self, rows: int, stop: anyio.Event | None = None) -> float | None:
+        """Sleep until the next batch of ``rows`` is due; its due time.
+
+        None: past the end, or ``stop`` was set before the batch came due.  A stop ends the
+        wait at once: the batches already generated go out now, not at their due times (with
+        ``-R 100 -b 5000`` those were 50 s apart, and a first SIGINT took minutes to end the
+        run); they count neither in the schedule's rows nor in the achieved rate.
+        """
         if self.origin is None:
             self.origin = self.clock()
         due = self.schedule.due_at(self.rows)
         if due is None:
             return None
-        self.rows += rows
         at = self.origin + due
         delay = at - self.clock()
         if delay > 0:
-            await anyio.sleep(delay)
+            if stop is None:
+                await anyio.sleep(delay)
+            else:
+                with anyio.move_on_after(delay):
+                    await stop.wait()
+        if stop is not None and stop.is_set():
+            self.unscheduled += rows
+            return None
+        self.rows += rows
         return at
 
     def done(self, at: float) -> None:
@@ -56,7 +71,7 @@ class Pacer:
         origin = self.origin if self.origin is not None else self.last_done
         return RateFigures(
             target_rows_per_s=self.schedule.mean_rows_per_s,
-            rows=stats.rows,
+            rows=max(stats.rows - self.unscheduled, 0),
             span_s=max(self.last_done - origin, self.schedule.span_of(self.rows)),
             batches=stats.lag.count,
             late_batches=stats.late,

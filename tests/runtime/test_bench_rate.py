@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from async_etl.config import BenchSettings, bench_settings
+from async_etl.core.schedule import RateSchedule
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError
 from async_etl.runtime.engine import Engine
+from async_etl.runtime.pacing import Pacer
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 from async_etl.testing.crate import CrateStandIn, StandInConfig
@@ -111,3 +114,13 @@ def test_bad_rate_flags_are_one_line(flags: dict[str, Any], message: str) -> Non
         bench_settings(flags, {})
     assert str(info.value).startswith(message.split(": ", 1)[0])
     assert message.split(": ", 1)[1] in str(info.value)
+
+
+async def test_a_stop_ends_the_wait_for_a_batch_not_yet_due() -> None:
+    """A stop hands out the next batch (due 50 s later) at once, outside the schedule's rows."""
+    pacer = Pacer(RateSchedule.constant(100.0), clock=lambda: 0.0)
+    stop = anyio.Event()
+    assert await pacer.wait(5000, stop) == 0.0
+    stop.set()
+    assert await pacer.wait(5000, stop) is None
+    assert pacer.rows == 5000 and pacer.unscheduled == 5000
