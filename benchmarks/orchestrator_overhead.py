@@ -136,6 +136,18 @@ def fresh_database(server: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
+def drop_database(server: str, dsn: str) -> None:
+    """Drop the benchmark's own database (``fresh_database``'s), sessions and all."""
+    name = dsn.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(server)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(drop())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -144,6 +156,13 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("console", level=logging.WARNING)
     dsn = fresh_database(args.dsn)
+    try:
+        _measure(args, dsn)
+    finally:
+        drop_database(args.dsn, dsn)
+
+
+def _measure(args: argparse.Namespace, dsn: str) -> None:
     run_async(dsn, 50, "sleep", None)  # warm-up; also creates the state tables
     run_threads(dsn, 50, "sleep")
     print(f"jobs={args.jobs} local_max={LOCAL_MAX} sleep_s={SLEEP_S} state={dsn}")
