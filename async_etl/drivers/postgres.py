@@ -1,4 +1,4 @@
-"""PostgreSQL: connecting (asyncpg; psycopg for the thread runner) and translating its errors.
+"""PostgreSQL: connecting with asyncpg and translating its errors.
 
 Every asyncpg / psycopg / socket failure is translated here into an ``async_etl.errors``
 exception and chained to the original by the caller (``raise translate_pg(exc, where) from
@@ -17,23 +17,19 @@ error, a bad client setting as a ``ConfigError``.
   drivers catch them without importing asyncpg;
 - ``use_exact_codecs`` makes a connection read dates, timestamps, intervals and bit strings
   exactly (``core.pg_values``), for a target that stores Python values (CrateDB, Oracle);
-- ``connect_blocking`` / ``translate_psycopg`` / ``BlockingPool``: the same for psycopg 3,
-  used by the thread runner's sink (at most ``size`` connections shared by its threads: a
-  ``BoundedSemaphore`` in front of a LIFO of idle ones; a broken one is closed, not reused).
+- the psycopg 3 twin (the thread runner's sink) is ``drivers.postgres_blocking``: psycopg is
+  the optional ``threads`` extra, so nothing here imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import anyio
 import asyncpg
-import psycopg
 
 from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
 from async_etl.core.pg_values import READ_BACK_CODECS, TEXT_TYPES, TUPLE_CODECS
@@ -51,24 +47,18 @@ __all__ = [
     "APP_PREFIX",
     "CONNECT_TIMEOUT",
     "PG_ERRORS",
-    "PSYCOPG_ERRORS",
-    "BlockingConnection",
-    "BlockingCursor",
-    "BlockingPool",
     "Connection",
     "Pool",
     "PostgresError",
     "UniqueViolation",
     "close_quietly",
     "connect",
-    "connect_blocking",
     "connect_job",
     "is_data_error",
     "open_pool",
     "pg_connection",
     "pooled",
     "translate_pg",
-    "translate_psycopg",
     "use_exact_codecs",
 ]
 
@@ -253,82 +243,3 @@ def _broken(conn: asyncpg.Connection) -> bool:
         return bool(conn.is_closed())
     except asyncpg.InterfaceError:  # the pool already took it back
         return True
-
-
-# psycopg 3 (the thread runner)
-
-_BROKEN = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
-
-PSYCOPG_ERRORS: tuple[type[BaseException], ...] = (psycopg.Error, OSError)
-"""Everything a blocking PostgreSQL adapter should catch and pass through ``translate_psycopg``."""
-
-BlockingConnection: TypeAlias = "psycopg.Connection[Any]"
-BlockingCursor: TypeAlias = "psycopg.Cursor[Any]"
-
-
-def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
-    """The async_etl error for a psycopg (or socket) failure at ``where``; chain it yourself."""
-    code = str(getattr(exc, "sqlstate", "") or "")
-    if isinstance(exc, psycopg.Error) and code:
-        text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
-        fatal = getattr(exc.diag, "severity_nonlocalized", None) == "FATAL"
-        return _classified(pg_kind(code, fatal=fatal), text)
-    if isinstance(exc, _BROKEN):  # libpq reports a refusal at connect time as "FATAL: ..."
-        return _connection_problem(exc, where)
-    return LoadError(f"{where}: {type(exc).__name__}: {exc}")
-
-
-def connect_blocking(dsn: str) -> BlockingConnection:
-    """One autocommit psycopg connection taking ``$n`` placeholders (``RawCursor``), 30 s at most.
-
-    Raises the driver's exception (pass it through ``translate_psycopg``).
-    """
-    return psycopg.connect(
-        dsn, autocommit=True, cursor_factory=psycopg.RawCursor, connect_timeout=30
-    )
-
-
-_IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-class BlockingPool:
-    """At most ``size`` psycopg connections, opened on demand and shared between threads."""
-
-    def __init__(self, dsn: str, size: int) -> None:
-        self._dsn = dsn
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: queue.LifoQueue[BlockingConnection] = queue.LifoQueue()
-
-    def _take(self) -> BlockingConnection:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        return connect_blocking(self._dsn)
-
-    def _drop(self, conn: BlockingConnection) -> None:
-        conn.close()
-
-    @contextmanager
-    def connection(self) -> Iterator[BlockingConnection]:
-        """Borrow a connection (waiting for a free slot); a broken one is closed, not returned."""
-        with self._slots:
-            conn = self._take()
-            try:
-                yield conn
-            except BaseException:
-                if conn.broken or conn.closed or conn.info.transaction_status != _IDLE:
-                    self._drop(conn)
-                else:
-                    self._idle.put(conn)
-                raise
-            self._idle.put(conn)
-
-    def close(self) -> None:
-        """Close every idle connection (callers have returned theirs)."""
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            self._drop(conn)

@@ -23,7 +23,7 @@ from async_etl.core.crate_protocol import (
     verdict_for,
 )
 from async_etl.core.crate_resolve import bulk_items, detail_group, subset_items
-from async_etl.drivers.cratedb import BlockingCrateDBClient
+from async_etl.drivers.cratedb_blocking import BlockingCrateDBClient
 from async_etl.typing import EncodedBatch, Encoding, IdRange, SendResult, Target
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ ledger row keyed by the batch's first id, and a retry first asks the ledger whet
 attempt committed.  The statements come from ``async_etl.sinks.pg_sql`` — both sinks run the
 same SQL text (psycopg's ``RawCursor`` takes the ``$n`` placeholders asyncpg uses).
 
-Connections: ``drivers.postgres.BlockingPool``, at most ``concurrency`` psycopg connections
+Connections: ``drivers.postgres_blocking.BlockingPool``, at most ``concurrency`` psycopg connections
 shared by the sender threads, so the thread runner holds exactly as many connections as the
 async runner's asyncpg pool.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from async_etl.core import sink_rules
 from async_etl.core.schema import pg_shape_problems
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import (
+from async_etl.drivers.postgres_blocking import (
     PSYCOPG_ERRORS,
     BlockingConnection,
     BlockingCursor,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from async_etl.drivers.postgres import translate_psycopg
+from async_etl.drivers.postgres_blocking import translate_psycopg
 from async_etl.errors import LoadError, TransientLoadError
 
 
