@@ -20,6 +20,7 @@ from typing import Literal
 from async_etl.errors import AsyncEtlError, ErrorKind
 
 Strategy = Literal["exponential", "linear", "fixed"]
+STRATEGIES: tuple[Strategy, ...] = ("exponential", "linear", "fixed")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,13 @@ Each raises ``ValueError`` with the bare reason; the caller adds the file and ke
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from async_etl.core.adaptive import parse_auto
-from async_etl.core.coerce import did_you_mean, parse_bool, parse_int
+from async_etl.core.coerce import did_you_mean, parse_bool, parse_float, parse_int
 from async_etl.core.specs import is_identifier
 from async_etl.core.urls import SCHEMES, mask_url, scheme_of, url_problem
 from async_etl.errors import Fail
@@ -31,6 +32,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "parallel": {"enabled": "bool", "max_workers": "workers", "chunk_size": "int",
                  "min_rows_for_parallel": "int"},
     "state": {"url": "url"},
+    "retry": {"max_attempts": "int", "strategy": "str", "base_delay": "number",
+              "max_delay": "number"},
 }  # fmt: skip
 
 
@@ -58,7 +61,7 @@ def coerce_text(text: str, kind: str) -> Any:
     """
     stripped = text.strip()
     quoted = _toml_string(stripped)
-    if quoted is not None and kind not in ("bool", "int", "workers"):
+    if quoted is not None and kind not in ("bool", "int", "number", "workers"):
         return [quoted] if kind == "columns" else quoted
     if kind == "bool":
         return parse_bool(stripped)
@@ -67,6 +70,8 @@ def coerce_text(text: str, kind: str) -> Any:
         return stripped
     if kind in ("int", "workers"):
         return parse_int(stripped)
+    if kind == "number":
+        return parse_float(stripped)
     if kind == "columns":
         if stripped.startswith("["):
             try:
@@ -88,6 +93,12 @@ def check_kind(value: Any, kind: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {type(value).__name__}")
         return value
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value}")
+        return float(value)
     if kind == "workers":
         if isinstance(value, str):
             parse_auto(value)

@@ -7,7 +7,7 @@ picklable: a job run is a self-contained unit that could be shipped to another p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -35,6 +35,16 @@ class JobOptions:
     as_of: datetime | None = None
     fresh: bool = False
     retry: RetryPolicy = field(default_factory=lambda: JOB_RETRY)
+
+    def with_job_retry(self, job_retry: RetryPolicy | None) -> JobOptions:
+        """These options with the job file's ``[retry]`` policy, unless the caller chose one.
+
+        A ``retry`` other than the default ``JOB_RETRY`` (given in code, ``run_job(retry=)``)
+        wins over the job file; the job file's wins over the default.
+        """
+        if job_retry is None or self.retry is not JOB_RETRY:
+            return self
+        return replace(self, retry=job_retry)
 
 
 @dataclass(frozen=True, slots=True)

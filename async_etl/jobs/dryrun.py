@@ -34,6 +34,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
 
     Connection failures that persist after the run's retries raise as the run would.
     """
+    options = options.with_job_retry(spec.retry)
     source, target = make_source(spec), make_target(spec)
     holder = BudgetHolder(LimiterBudget(3), ConnectionMeter())
     store = StateStore(spec.state.url, holder, app=f"{spec.name}:check", policy=options.retry)

@@ -108,6 +108,7 @@ async def run_job(
     target's history); every failure after that is reported in the returned ``JobResult``
     (status FAILED).
     """
+    options = options.with_job_retry(spec.retry)
     source = make_source(spec)
     target = make_target(spec)
     budget = budget or LimiterBudget(spec.parallel.max_workers + 2)

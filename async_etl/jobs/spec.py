@@ -16,6 +16,7 @@ from typing import Any, Literal
 from async_etl.core.adaptive import parse_auto
 from async_etl.core.drift import Evolution
 from async_etl.core.modes import Mode, mode_of
+from async_etl.core.retry import STRATEGIES, RetryPolicy
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -30,6 +31,7 @@ from async_etl.jobs._spec_values import (
     parse_toml,
     set_values,
 )
+from async_etl.jobs.api import JOB_RETRY
 from async_etl.jobs.budget import database_key
 
 __all__ = [
@@ -111,6 +113,10 @@ class JobSpec:
     on_bad_row: Literal["fail", "reject"] = "fail"
     path: str = ""
     mode: Mode = "scd2"
+    retry: RetryPolicy | None = None
+    """The ``[retry]`` section's policy for every database round trip of a run (chunks, the
+    state tables, preflight); None: the caller's (``JobOptions.retry``, by default
+    ``JOB_RETRY``)."""
 
 
 def parse_job(
@@ -243,7 +249,31 @@ def _build(v: _Values, path: str) -> JobSpec:
                       "whose database also holds the run state (each chunk commits with "
                       "its checkpoint): use a PostgreSQL target, [state] url unset")  # fmt: skip
     return JobSpec(name=name, source=source, target=target, scd=scd, parallel=parallel,
-                   state=state, on_bad_row=on_bad_row, path=path, mode=mode)  # fmt: skip
+                   state=state, on_bad_row=on_bad_row, path=path, mode=mode,
+                   retry=_retry(v))  # fmt: skip
+
+
+def _retry(v: _Values) -> RetryPolicy | None:
+    """The ``[retry]`` section as a ``RetryPolicy`` (the plan file's keys); None if absent.
+
+    ``max_attempts`` (>= 1) tries per round trip, ``strategy`` exponential | linear | fixed,
+    ``base_delay`` / ``max_delay`` in seconds (>= 0): the defaults are ``JOB_RETRY``'s.
+    """
+    if not any(s == "retry" for s, _ in v.values):
+        return None
+    attempts = v.get("retry", "max_attempts", JOB_RETRY.max_retries + 1)
+    if attempts < 1:
+        raise v.error("retry", "max_attempts", f"must be >= 1, got {attempts}")
+    strategy = v.get("retry", "strategy", JOB_RETRY.strategy)
+    if strategy not in STRATEGIES:
+        raise v.error("retry", "strategy",
+                      f"expected {' | '.join(STRATEGIES)}, got {strategy!r}")  # fmt: skip
+    base = v.get("retry", "base_delay", JOB_RETRY.base)
+    cap = v.get("retry", "max_delay", JOB_RETRY.cap)
+    for key, value in (("base_delay", base), ("max_delay", cap)):
+        if value < 0:
+            raise v.error("retry", key, f"must be >= 0, got {value}")
+    return RetryPolicy(max_retries=attempts - 1, base=base, cap=cap, strategy=strategy)
 
 
 def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from async_etl.core.coerce import did_you_mean
 from async_etl.core.dag import find_cycle
-from async_etl.core.retry import RetryPolicy, Strategy
+from async_etl.core.retry import STRATEGIES, RetryPolicy, Strategy
 from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError, ErrorKind, Fail
 from async_etl.jobs.spec import JobSpec, load_job
@@ -31,7 +31,6 @@ from async_etl.jobs.spec import JobSpec, load_job
 JobLoader = Callable[[Path], JobSpec]
 """Reads one job file; raises ``FileNotFoundError`` when it is missing, ``ConfigError`` if bad."""
 
-STRATEGIES: tuple[Strategy, ...] = ("exponential", "linear", "fixed")
 _KEYS: dict[str, frozenset[str]] = {
     "": frozenset(
         {

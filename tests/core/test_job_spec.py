@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError
+from async_etl.jobs.api import JOB_RETRY, JobOptions
 from async_etl.jobs.spec import ScdSpec, load_job, parse_job
 
 JOB = """
@@ -249,3 +251,46 @@ def test_full_refresh_override_keeps_the_jobs_scd_type(
             f"[scd]\n{scd}\n")  # fmt: skip
     spec = parse_job(text, overrides=overrides, env={})
     assert (spec.mode, spec.scd.type) == ("full_refresh", kind)
+
+
+def test_retry_section_is_the_runs_policy():
+    """``[retry]`` becomes the run's RetryPolicy (attempts - 1 retries); absent, None."""
+    assert parse_job(JOB).retry is None
+    text = (
+        JOB + '\n[retry]\nmax_attempts = 1\nstrategy = "fixed"\nbase_delay = 2\nmax_delay = 0.5\n'
+    )
+    policy = parse_job(text).retry
+    assert policy == RetryPolicy(max_retries=0, base=2.0, cap=0.5, strategy="fixed")
+    partial = parse_job(JOB + "\n[retry]\nmax_attempts = 3\n").retry
+    assert partial == RetryPolicy(
+        max_retries=2, base=JOB_RETRY.base, cap=JOB_RETRY.cap, strategy=JOB_RETRY.strategy
+    )
+    by_set = parse_job(
+        JOB, overrides=["retry.base_delay=0.25"], env={"ASYNC_ETL_RETRY_MAX_ATTEMPTS": "2"}
+    )
+    assert by_set.retry is not None and by_set.retry.base == 0.25 and by_set.retry.max_retries == 1
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("max_attempts = 0", "[retry] max_attempts: must be >= 1, got 0"),
+        ('strategy = "random"', "[retry] strategy: expected exponential | linear | fixed"),
+        ("base_delay = -1", "[retry] base_delay: must be >= 0"),
+        ("max_delay = nan", "[retry] max_delay: expected a finite number, got nan"),
+        ('max_delay = "soon"', "[retry] max_delay: expected a number, got str"),
+        ("max_tries = 3", "[retry] max_tries: unknown key (did you mean 'max_attempts'?)"),
+    ],
+)
+def test_retry_section_errors_are_one_line(section: str, expected: str):
+    """Every bad ``[retry]`` value is one line naming the key."""
+    assert expected in err(JOB + f"\n[retry]\n{section}\n")
+
+
+def test_options_take_the_job_files_retry_unless_the_caller_chose_one():
+    """The job file's policy replaces the default JOB_RETRY, never a policy given in code."""
+    mine = RetryPolicy(max_retries=1)
+    job = parse_job(JOB + "\n[retry]\nmax_attempts = 5\n")
+    assert JobOptions().with_job_retry(job.retry).retry == job.retry
+    assert JobOptions(retry=mine).with_job_retry(job.retry).retry is mine
+    assert JobOptions().with_job_retry(None).retry is JOB_RETRY

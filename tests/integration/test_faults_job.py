@@ -147,3 +147,20 @@ async def test_job_connects_through_refused_connections(pg_dsn: str, refused: in
     assert faults.kills == refused and faults.refusals == 0
     assert result.status == "SUCCEEDED", result.error
     assert norm(await table_rows(pg_dsn, "dw.t"), cols) == norm(reference(states, cols), cols)
+
+
+@pytest.mark.parametrize(("attempts", "status"), [(1, "FAILED"), (2, "SUCCEEDED")])
+async def test_the_job_files_retry_section_decides_the_chunk_retries(
+    pg_dsn: str, attempts: int, status: str
+) -> None:
+    """``[retry] max_attempts = 1`` makes a killed checkpoint fail the run; 2 retries it once."""
+    states = history(seed=5, n_keys=200, runs=1)
+    await load_source(pg_dsn, states[0])
+    faults = Faults()
+    faults.arm(PG_STEPS["checkpoint"])
+    async with PgProxy(pg_dsn, faults) as proxy:
+        retry = f"\n[retry]\nmax_attempts = {attempts}\nbase_delay = 0.01\nmax_delay = 0.05\n"
+        spec = spec_of(job_toml("kq", proxy.url, "dw.t") + retry)
+        result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert faults.kills == 1
+    assert result.status == status, result.error
