@@ -321,6 +321,8 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     if nulls and ctx.on_bad_row == "fail":
         raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
                         f"{', '.join(spec.source.key)}")  # fmt: skip
+    if nulls:  # rows the chunks never read (no chunk holds a NULL key), read all the same
+        out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
     if null_rows:
         reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
         await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])
