@@ -181,7 +181,7 @@ class Engine(Stoppable):
                 with anyio.CancelScope() as self._abort:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._produce, source, target, planner, send, deadline)
-                        tg.start_soon(self._dispatch, sink, receive, stats, policy, pacer)
+                        tg.start_soon(self._dispatch, sink, receive, stats, policy, pacer, warm)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             err = first_etl_error(group)
@@ -283,6 +283,7 @@ class Engine(Stoppable):
         stats: RunStats,
         policy: RetryPolicy,
         pacer: Pacer | None,
+        warm: Warmup,
     ) -> None:
         async with receive, anyio.create_task_group() as tg:
             async for batch in receive:
@@ -291,7 +292,7 @@ class Engine(Stoppable):
                 await self.limits.sends.acquire_on_behalf_of(borrower)
                 if due is not None:
                     stats.record_sent_at(time.perf_counter() - due, LATE_AFTER_S)
-                tg.start_soon(self._deliver, sink, batch, stats, policy, borrower, pacer, due)
+                tg.start_soon(self._deliver, sink, batch, stats, policy, borrower, warm, pacer, due)
 
     async def _deliver(
         self,
@@ -300,12 +301,16 @@ class Engine(Stoppable):
         stats: RunStats,
         policy: RetryPolicy,
         borrower: object,
+        warm: Warmup,
         pacer: Pacer | None = None,
         due: float | None = None,
     ) -> None:
         stats.started_request()
         try:
             await deliver(sink, batch, stats, policy, self._random.random)
+            # the warm-up ends with the first batch done after it is due, not when the
+            # reporter next wakes (late when generation keeps the loop busy)
+            warm.check(stats, time.perf_counter())
             if pacer is not None and due is not None:
                 done = time.perf_counter()
                 stats.record_from_due(done - due)
