@@ -101,15 +101,15 @@ def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
         code = str(getattr(exc, "sqlstate", "") or "")
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
         severity = getattr(exc, "severity_en", None) or getattr(exc, "severity", None)
-        return _classified(pg_kind(code, fatal=severity == "FATAL"), text)
+        return classified(pg_kind(code, fatal=severity == "FATAL"), text)
     if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):  # e.g. sslmode=bogus
         return ConfigError(f"{where}: {exc}")
     if isinstance(exc, _CONNECTION_ERRORS):
-        return _connection_problem(exc, where)
+        return connection_problem(exc, where)
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def _connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
+def connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
     """A broken or refused connection (either driver), translated one way.
 
     A server's ``FATAL`` is classified by the SQLSTATE it stands for
@@ -119,11 +119,11 @@ def _connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
     text = " ".join(str(exc).split())
     code = fatal_sqlstate(text)
     if code is not None:
-        return _classified(pg_kind(code, fatal=True), f"{where}: {text}")
+        return classified(pg_kind(code, fatal=True), f"{where}: {text}")
     return network(f"{where}: connection problem: {type(exc).__name__}: {text}")
 
 
-def _classified(kind: ErrorKind, text: str) -> AsyncEtlError:
+def classified(kind: ErrorKind, text: str) -> AsyncEtlError:
     """``load_error`` for ``kind``, keeping ``NETWORK`` (a lost session) as its kind."""
     return network(text) if kind is ErrorKind.NETWORK else load_error(kind, text)
 

@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 import psycopg
 
 from async_etl.core.classify import pg_kind
-from async_etl.drivers.postgres import _classified, _connection_problem
+from async_etl.drivers.postgres import classified, connection_problem
 from async_etl.errors import AsyncEtlError, LoadError
 
 __all__ = [
@@ -49,9 +49,9 @@ def translate_psycopg(exc: BaseException, where: str) -> AsyncEtlError:
     if isinstance(exc, psycopg.Error) and code:
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
         fatal = getattr(exc.diag, "severity_nonlocalized", None) == "FATAL"
-        return _classified(pg_kind(code, fatal=fatal), text)
+        return classified(pg_kind(code, fatal=fatal), text)
     if isinstance(exc, _BROKEN):  # libpq reports a refusal at connect time as "FATAL: ..."
-        return _connection_problem(exc, where)
+        return connection_problem(exc, where)
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")
 
 
