@@ -13,7 +13,8 @@ COLUMNS = (PgColumn("id", "int8", False, -1), PgColumn("v", "text", True, -1))
 ROWS = st.lists(
     st.tuples(
         st.integers(-(2**63), 2**63 - 1),
-        st.none() | st.text(st.characters(exclude_characters="\x00")),
+        # text PostgreSQL can hold: no NUL, no lone surrogate (the encoder refuses both, row by row)
+        st.none() | st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",))),
     ),
     max_size=40,
 )
