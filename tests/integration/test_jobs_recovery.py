@@ -68,7 +68,8 @@ async def test_terminated_backends_are_retried(pg_dsn: str) -> None:
     """pg_terminate_backend on every job connection, three times mid-run: the run completes."""
     cols = cols_of(2)
     states = history(seed=12, n_keys=1500, runs=2)
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0.01)
+    # long enough that the run is still going when the third kill round comes
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.05)
     spec = spec_of(job_toml("term", pg_dsn, "dw.dim", chunk_size=50))
     await load_source(pg_dsn, states[0])
     assert (await run_job(spec, options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"
