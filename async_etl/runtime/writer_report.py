@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,3 +85,28 @@ class BatchOutcome:
     @property
     def total(self) -> int:
         return self.delivered + self.rejected.total() + self.undelivered.total()
+
+
+class Refusals:
+    """The first ``keep`` rejected rows and the first ``keep`` undelivered rows, with reasons."""
+
+    __slots__ = ("keep", "rejected", "undelivered")
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.rejected: list[RefusedRow] = []
+        self.undelivered: list[RefusedRow] = []
+
+    def reject(self, rows: Iterable[Any], reason: str) -> None:
+        """Keep ``rows`` as rejected for ``reason`` (while there is room)."""
+        self._keep(self.rejected, rows, reason)
+
+    def undeliver(self, rows: Iterable[Any], reason: str) -> None:
+        """Keep ``rows`` as undelivered for ``reason`` (while there is room)."""
+        self._keep(self.undelivered, rows, reason)
+
+    def _keep(self, into: list[RefusedRow], rows: Iterable[Any], reason: str) -> None:
+        for row in rows:
+            if len(into) >= self.keep:
+                return
+            into.append(RefusedRow(row, reason))
