@@ -33,7 +33,7 @@ from async_etl.drivers.postgres import (
     connect_job,
     translate_pg,
 )
-from async_etl.errors import AsyncEtlError, CheckpointError, TransientError
+from async_etl.errors import AsyncEtlError, CheckpointError, TransientError, unusable
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
 from async_etl.runtime.retrying import retrying
@@ -367,7 +367,18 @@ def _asdict(run: RunRow) -> dict[str, Any]:
 
 
 async def with_store(url: str, app: str, fn: Callable[[StateStore], Awaitable[T]]) -> T:
-    """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands)."""
+    """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands).
+
+    Raises ``ConfigError`` when the store cannot be opened (unreachable after the retries, no
+    such database, a bad password): the CLI's bad input, exit status 2, as for ``run``.
+    """
     holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
-    async with StateStore(url, holder, app=app) as store:
+    store = StateStore(url, holder, app=app)
+    try:
+        await store.__aenter__()
+    except AsyncEtlError as exc:
+        raise unusable(f"state store: {exc.message}", exc) from exc
+    try:
         return await fn(store)
+    finally:
+        await store.__aexit__()

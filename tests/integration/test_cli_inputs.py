@@ -71,3 +71,14 @@ def test_full_refresh_of_an_incremental_job_names_the_flag_typed(tmp_path: Path)
     assert proc.returncode == 2, proc.stderr
     assert "--full-refresh: full_refresh reads the whole source" in proc.stderr
     assert "--set" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "stop"])
+def test_status_and_stop_on_a_missing_database_exit_2(command: str, pg_dsn: str) -> None:
+    """status / stop --state naming a database that does not exist: one line, exit 2 (not 1)."""
+    missing = pg_dsn.rsplit("/", 1)[0] + "/async_etl_no_such_database"
+    proc = _cli(command, *(["nightly"] if command == "stop" else []), "--state", missing)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(lines) == 1
+    assert "async_etl_no_such_database" in lines[0] and "does not exist" in lines[0]
