@@ -9,11 +9,15 @@ node each actor ran on is read from its process's cgroup and printed).  The sink
 CrateDB stand-in process) and the driver run outside the cgroups, unlimited, as they would on
 their own machines.
 
-For N = 1 .. ``--max-nodes``: start the cluster, run ``async-etl bench --ray ADDRESS
---ray-actors N --generators 0`` (generation inline in the actor, on its node's CPU) with
-``N * --records-per-node`` records, read the summary (exact count required) and each node's
-CPU seconds (``cpuacct.usage``), stop the cluster.  Also in the same run: the local engine
-with 2 generator processes into the same kind of sink, unlimited, as the machine's ceiling.
+For N = 1 .. ``--max-nodes``: start the cluster (the worker nodes one at a time, each once
+the one before has registered; the quota is applied once all have), run ``async-etl bench
+--ray ADDRESS --ray-actors N --generators 0`` (generation inline in the actor, on its node's
+CPU) with ``N * --records-per-node`` records, read the summary (exact count required), each
+node's CPU seconds (``cpuacct.usage``), the stand-in's and the driver's CPU seconds and the
+whole machine's busy fraction, stop the cluster.  ``sink busy`` is the stand-in's CPU seconds
+per second of the run: near 1.0 it is the limit (one process, one core).  Also in the same run:
+the local engine with 2 generator processes into the same kind of sink, unlimited, as the
+machine's ceiling.
 
 Needs root and a writable cgroup v1 ``cpu`` hierarchy (``/sys/fs/cgroup/cpu``).  Usage:
 
@@ -37,7 +41,7 @@ import psutil
 REPO = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, REPO)
 
-from tests.ray.cluster import NO_AUTH, local_cluster  # noqa: E402
+from tests.ray.cluster import NO_AUTH, alive_nodes, local_cluster  # noqa: E402
 
 CGROUP = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
@@ -51,38 +55,36 @@ def standin() -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().rsplit(" ", 1)[1].strip()
 
 
-WAIT_NODES = """
-import sys, time, ray
-ray.init(address=sys.argv[1], log_to_driver=False, include_dashboard=False)
-deadline = time.monotonic() + 180
-while sum(n["Alive"] for n in ray.nodes()) < int(sys.argv[2]):
-    assert time.monotonic() < deadline, "the nodes did not all register"
-    time.sleep(0.5)
-"""
-
-
-def wait_nodes(address: str, n: int) -> None:
-    """Block until ``n`` nodes are alive in the cluster (a CPU-limited node starts slowly)."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
-    done = subprocess.run([sys.executable, "-c", WAIT_NODES, address, str(n)], env=env,
-                          capture_output=True, text=True, timeout=240)  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"waiting for {n} Ray nodes failed: {done.stderr[-1500:]}")
-
-
 def bench(url: str, records: int, flags: list[str]) -> dict[str, object]:
-    """One ``async-etl bench`` run into ``url``; its JSON summary."""
+    """One ``async-etl bench`` run into ``url``; its JSON summary, plus ``driver_cpu_s``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "s.json"
         cmd = [sys.executable, "-m", "async_etl", "bench", "--sink", url]
         cmd += ["--records", str(records), "--batch-size", "5000", "--concurrency", "8"]
         cmd += ["--log-format", "json", "--json-out", str(out), *flags]
         env = {**os.environ, "PYTHONPATH": REPO, "RAY_USAGE_STATS_ENABLED": "0", **NO_AUTH}
+        before = os.times()
         done = subprocess.run(cmd, capture_output=True, env=env, text=True, timeout=900)
+        after = os.times()
         if done.returncode != 0:
             raise SystemExit(f"bench failed ({done.returncode}): {done.stderr[-1500:]}")
         summary: dict[str, object] = json.loads(out.read_text())
+    used = after.children_user + after.children_system
+    summary["driver_cpu_s"] = round(used - before.children_user - before.children_system, 2)
     return summary
+
+
+def cpu_s(proc: subprocess.Popen[str]) -> float:
+    """CPU seconds used so far by the process ``proc`` (the stand-in)."""
+    times = psutil.Process(proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every core summed."""
+    times = psutil.cpu_times()
+    total = float(sum(times))
+    return total - times.idle - getattr(times, "iowait", 0.0), total
 
 
 class Nodes:
@@ -152,10 +154,14 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
     proc, url = standin()
     try:
         wrap = nodes.wrap_worker
-        with local_cluster(REPO, nodes=n + 1, wrap=wrap, settle=0.0, head_cpus=0) as address:
-            wait_nodes(address, n + 1)
+        t_start = time.monotonic()
+        with local_cluster(REPO, nodes=n + 1, wrap=wrap, head_cpus=0) as address:
+            assert alive_nodes(address) == n + 1, "a node left the cluster"
+            started_s = time.monotonic() - t_start
             nodes.limit()
             before = nodes.cpu_s()
+            sink_before = cpu_s(proc)
+            busy_before = machine_busy()
             t0 = time.monotonic()
             seen: dict[int, str] = {}
             done = threading.Event()
@@ -174,11 +180,14 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
                 watcher.join()
             wall = time.monotonic() - t0
             used = [b - a for a, b in zip(before, nodes.cpu_s(), strict=True)]
+            sink_used = cpu_s(proc) - sink_before
+            busy_after = machine_busy()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         nodes.remove()
     ray = s["extra"]["ray"]  # type: ignore[index]
+    busy, total = (b - a for a, b in zip(busy_before, busy_after, strict=True))
     return {
         "nodes": n,
         "ok": s["ok"],
@@ -188,6 +197,11 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
         "node_cpu_s": [round(u, 2) for u in used],
         "actor_nodes": sorted(seen.values()),
         "process_wall_s": round(wall, 2),
+        "sink_cpu_s": round(sink_used, 2),
+        "sink_busy": round(sink_used / max(float(s["seconds"]), 1e-9), 2),  # type: ignore[arg-type]
+        "driver_cpu_s": s["driver_cpu_s"],
+        "machine_busy": round(busy / max(total, 1e-9), 2),
+        "cluster_start_s": round(started_s, 1),
     }
 
 
@@ -214,11 +228,13 @@ def main() -> None:
         runs.append(run)
         print(json.dumps(run), flush=True)
     base = float(runs[0]["rows_per_s"])  # type: ignore[arg-type]
-    print(f"\n{'nodes':>5} {'rows/s':>10} {'x of 1 node':>11} {'of linear':>9}  node CPU s")
+    print(f"\n{'nodes':>5} {'rows/s':>10} {'linear':>10} {'x of 1 node':>11} {'of linear':>9} "
+          f"{'sink busy':>9} {'machine':>7}  node CPU s")  # fmt: skip
     for run in runs:
         rate = float(run["rows_per_s"])  # type: ignore[arg-type]
         n = int(run["nodes"])  # type: ignore[call-overload]
-        print(f"{n:>5} {rate:>10,.0f} {rate / base:>11.2f} {rate / (base * n):>9.2f}  "
+        print(f"{n:>5} {rate:>10,.0f} {base * n:>10,.0f} {rate / base:>11.2f} "
+              f"{rate / (base * n):>9.2f} {run['sink_busy']:>9} {run['machine_busy']:>7}  "
               f"{run['node_cpu_s']}")  # fmt: skip
     print(f"load average at end: {os.getloadavg()}")
 
