@@ -27,12 +27,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import structlog
+
 from async_etl.core.stats import RunStats
 from async_etl.errors import ConfigError
 from async_etl.typing import Progress
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds of the latency histogram's buckets, in seconds (then +Inf)."""
+
+log = structlog.get_logger(__name__)
 
 
 class BenchCollector:
@@ -112,6 +116,8 @@ class JobCollector:
 def serve_metrics(port: int | None, collectors: Iterable[Any]) -> Iterator[int | None]:
     """Serve ``/metrics`` on ``port`` (0: any free one) while inside; yields the port.
 
+    Logs one ``serving metrics`` event with the port bound (the CLI shows it on stderr).
+
     ``port`` None serves nothing.  Raises ``ConfigError`` when prometheus-client is missing
     or the port cannot be bound.
     """
@@ -131,8 +137,11 @@ def serve_metrics(port: int | None, collectors: Iterable[Any]) -> Iterator[int |
         server, thread = start_http_server(port, addr="0.0.0.0", registry=registry)
     except OSError as exc:
         raise ConfigError(f"--metrics-port {port}: cannot listen ({exc.strerror})") from None
+    bound = int(server.server_port)
+    # the one place a port picked for 0 shows: without it nothing could find the endpoint
+    log.info("serving metrics", port=bound, url=f"http://localhost:{bound}/metrics")
     try:
-        yield int(server.server_port)
+        yield bound
     finally:
         server.shutdown()
         server.server_close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -102,3 +105,16 @@ def test_a_busy_metrics_port_is_one_line() -> None:
         refused = pytest.raises(ConfigError, match=rf"^--metrics-port {port}: cannot listen")
         with refused, serve_metrics(port, []):
             pass
+
+
+def test_a_free_port_picked_for_port_0_is_announced() -> None:
+    """--metrics-port 0: bench says on stderr which port it picked (else nobody could scrape)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "async_etl", "bench", "--sink", "null://", "-n", "10",
+         "-j", "0", "--metrics-port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    found = re.search(r"serving metrics .*http://[^ ]*:(\d+)/metrics", proc.stderr)
+    assert found is not None, proc.stderr
+    assert int(found.group(1)) > 0
