@@ -9,19 +9,20 @@ node each actor ran on is read from its process's cgroup and printed).  The sink
 CrateDB stand-in process) and the driver run outside the cgroups, unlimited, as they would on
 their own machines.
 
-For N = 1 .. ``--max-nodes``: start the cluster (the worker nodes one at a time, each once
-the one before has registered; the quota is applied once all have), run ``async-etl bench
---ray ADDRESS --ray-actors N --generators 0`` (generation inline in the actor, on its node's
-CPU) with ``N * --records-per-node`` records, read the summary (exact count required), each
-node's CPU seconds (``cpuacct.usage``), the stand-in's and the driver's CPU seconds and the
-whole machine's busy fraction, stop the cluster.  ``sink busy`` is the stand-in's CPU seconds
-per second of the run: near 1.0 it is the limit (one process, one core).  Also in the same run:
-the local engine with 2 generator processes into the same kind of sink, unlimited, as the
-machine's ceiling.
+For N = 1 .. ``--max-nodes`` (or 1 and the counts ``--nodes`` lists): start the cluster (the
+worker nodes one at a time, each once the one before has registered; the quota is applied
+once all have), run ``async-etl bench --ray ADDRESS --ray-actors N --generators 0``
+(generation inline in the actor, on its node's CPU) with ``N * --records-per-node`` records,
+read the summary (exact count required), each node's CPU seconds (``cpuacct.usage``), the
+stand-in's and the driver's CPU seconds and the whole machine's busy fraction, stop the
+cluster.  ``sink busy`` is the stand-in's CPU seconds per second of the run: near 1.0 it is
+the limit (one process, one core).  Also in the same run: the local engine with 2 generator
+processes into the same kind of sink, unlimited, as the machine's ceiling.
 
 Needs root and a writable cgroup v1 ``cpu`` hierarchy (``/sys/fs/cgroup/cpu``).  Usage:
 
-    python benchmarks/ray_scaling.py [--max-nodes 4] [--quota 0.2] [--records-per-node 150000]
+    python benchmarks/ray_scaling.py [--max-nodes 4 | --nodes 6,8] [--quota 0.2]
+        [--records-per-node 150000]
 """
 
 from __future__ import annotations
@@ -208,22 +209,31 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--max-nodes", type=int, default=4)
+    p.add_argument("--nodes", help="node counts to run after 1 node, e.g. 6,8 (not 2 .. max)")
     p.add_argument("--quota", type=float, default=0.2, help="CPUs per node (CFS quota)")
     p.add_argument("--records-per-node", type=int, default=150_000)
     args = p.parse_args()
+    counts = list(range(1, args.max_nodes + 1))
+    if args.nodes:
+        try:
+            counts = sorted({1, *(int(n) for n in args.nodes.split(","))})
+        except ValueError:
+            p.error(f"--nodes: expected counts like 6,8, got {args.nodes!r}")
+        if counts[0] < 1:
+            p.error("--nodes: every count must be >= 1")
     if not os.access(CGROUP / "cpu", os.W_OK):
         raise SystemExit(f"{CGROUP / 'cpu'} is not writable: run as root on a cgroup v1 host")
     print(f"load average at start: {os.getloadavg()}", flush=True)
     proc, url = standin()
     try:
-        ceiling = bench(url, args.records_per_node * args.max_nodes, ["--generators", "2"])
+        ceiling = bench(url, args.records_per_node * counts[-1], ["--generators", "2"])
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     print(f"ceiling: local engine, 2 generator processes, unlimited: "
           f"{ceiling['rows_per_s']:,.0f} rows/s (ok={ceiling['ok']})", flush=True)  # fmt: skip
     runs = []
-    for n in range(1, args.max_nodes + 1):
+    for n in counts:
         run = scaled(n, args.quota, args.records_per_node * n)
         runs.append(run)
         print(json.dumps(run), flush=True)
