@@ -61,6 +61,7 @@ class BenchSettings:
     metrics_port: int | None = None
     ray: str | None = None  # None: local engine; "local", "auto", HOST:PORT or ray://HOST:PORT
     ray_actors: int = 2
+    processes: int = 0  # 0: one engine here; N: N shared-nothing worker processes
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # nan passes every comparison below; inf runs forever
@@ -69,14 +70,19 @@ class BenchSettings:
                 flag = "--" + f.name.replace("_", "-")
                 raise ConfigError(f"{flag}: must be a finite number, got {value!r}")
         _check(self.ray_actors >= 1, "--ray-actors", "must be >= 1", self.ray_actors)
-        if self.ray is not None:
+        _check(self.processes >= 0, "--processes", "must be >= 0", self.processes)
+        for scale_out, on in (("--ray", self.ray is not None), ("--processes", self.processes)):
+            if not on:
+                continue
             for given, flag in (
                 (self.rate is not None or self.ramp is not None, "--rate / --ramp"),
                 (self.adaptive, "--concurrency auto"),
                 (self.metrics_port is not None, "--metrics-port"),
+                (self.mode == "threads", "--mode threads"),
+                (scale_out == "--processes" and self.ray is not None, "--ray"),
             ):
                 if given:
-                    raise ConfigError(f"{flag} is not supported with --ray yet")
+                    raise ConfigError(f"{flag} is not supported with {scale_out} yet")
         _check(self.batch_size >= 1, "--batch-size", "must be >= 1", self.batch_size)
         _check(self.concurrency >= 1, "--concurrency", "must be >= 1", self.concurrency)
         _check(

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from typing import Any, TextIO
 
@@ -179,6 +180,16 @@ def register(sub: Any) -> None:
         metavar="N",
         help="with --ray: how many actors (default 2)",
     )
+    p.add_argument(
+        "--processes",
+        dest="processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="shared-nothing worker processes: each runs the engine with its own event loop "
+        "and sink connections, generates inline and sends -c C batches at a time; this process "
+        "only hands out id ranges, adds up and reconciles (the local twin of --ray)",
+    )
     p.set_defaults(handler=main)
 
 
@@ -196,8 +207,10 @@ def main(args: argparse.Namespace) -> int:
     check_batch_memory(source.schema.max_row_bytes(), settings.batch_size)
     if args.ray_actors is not None and settings.ray is None:
         raise ConfigError("--ray-actors needs --ray")
-    if settings.ray is not None and settings.mode == "threads":
-        raise ConfigError("--ray runs the async engine in each actor; drop --mode threads")
+    if settings.processes and (args.generators is not None or GENERATORS_ENV in os.environ):
+        raise ConfigError(
+            "--processes: each worker process generates inline; drop -j / --generators"
+        )
     if settings.mode == "threads":  # before any event loop: thread mode runs none at all
         summary = bench_threads(settings, source)
     else:
@@ -232,9 +245,12 @@ async def bench(
             settings = settings.replace(sink=url)
         sink = open_sink(url, settings)
         stack.push_async_callback(sink.aclose)
-        if settings.ray is not None:
-            return await _bench_on_ray(
-                settings, source, sink, live=live, embedded=embedded, early=early
+        if settings.ray is not None or settings.processes:
+            summary = await _bench_scaled_out(settings, source, sink, live=live, early=early)
+            return (
+                dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
+                if embedded
+                else summary
             )
         engine = await stack.enter_async_context(Engine(settings))
         view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
@@ -258,37 +274,40 @@ async def bench(
         return dataclasses.replace(summary, sink=sink_name, extra=extra)
 
 
-async def _bench_on_ray(
+async def _bench_scaled_out(
     settings: BenchSettings,
     source: Synthetic,
     sink: Any,
     *,
     live: bool,
-    embedded: bool,
     early: EarlySignals | None = None,
 ) -> Summary:
-    """``--ray``: the same run over Ray actors (Ray is imported only here)."""
-    from async_etl.runtime.ray_bench import run_on_ray
+    """``--ray`` / ``--processes``: the coordinator over Ray actors or local worker processes.
+
+    The first signal issues no more units (the ones out finish), the second aborts them.
+    """
+    run: Callable[..., Awaitable[Summary]]
+    if settings.ray is not None:
+        from async_etl.runtime.ray_bench import run_on_ray  # Ray is imported only here
+
+        run = run_on_ray
+    else:
+        from async_etl.runtime.local_workers import run_on_processes
+
+        run = run_on_processes
 
     view: AbstractContextManager[Any] = LiveLine() if live else nullcontext(log_snapshot)
-    stop = anyio.Event()
+    stop, abort = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(
             functools.partial(
-                watch_signals,
-                lambda _: stop.set(),
-                lambda _: tg.cancel_scope.cancel(),
-                early=early,
+                watch_signals, lambda _: stop.set(), lambda _: abort.set(), early=early
             )
         )
         with view as handler:
-            summary = await run_on_ray(settings, source, sink, on_snapshot=handler, stop=stop)
+            summary = await run(settings, source, sink, on_snapshot=handler, stop=stop, abort=abort)
         tg.cancel_scope.cancel()
-    return (
-        dataclasses.replace(summary, sink="embedded PostgreSQL (temporary)")
-        if embedded
-        else summary
-    )
+    return summary
 
 
 def bench_threads(settings: BenchSettings, source: Synthetic) -> Summary:
@@ -324,6 +343,7 @@ def print_summary(summary: Summary, file: TextIO | None = None) -> None:
     Console(soft_wrap=True, file=file).print(table)
 
 
+GENERATORS_ENV = "ASYNC_ETL_BENCH_GENERATORS"
 MAX_BATCH_BYTES = 256 * 1024 * 1024
 
 

@@ -99,22 +99,27 @@ class Summary:
             ("reconciled", "n/a" if self.reconciled is None else f"{self.reconciled:,} in target"),
             ("stopped by", self.stopped_by),
         ]
-        return rows + self._rate_rows() + self._ray_rows()
+        return rows + self._rate_rows() + self._scale_out_rows()
 
-    def _ray_rows(self) -> list[tuple[str, str]]:
-        """``--ray``: actors, losses and re-sent units, rows/s per actor."""
-        ray = self.extra.get("ray")
-        if not ray:
-            return []
-        lost = len(ray["lost_actors"])
-        by_actor = ", ".join(f"{n} {r:,.0f}" for n, r in ray["rows_per_s_by_actor"].items())
-        return [
-            (
-                "ray actors (lost / units re-sent)",
-                f"{ray['actors']} ({lost} / {ray['resent_units']})",
-            ),
-            ("rows/s by actor", by_actor or "-"),
-        ]
+    def _scale_out_rows(self) -> list[tuple[str, str]]:
+        """``--ray`` / ``--processes``: workers, losses and re-sent units, rows/s per worker."""
+        for key, kind, label in (
+            ("ray", "actor", "ray actors"),
+            ("processes", "worker", "worker processes"),
+        ):
+            figures = self.extra.get(key)
+            if not figures:
+                continue
+            lost = len(figures[f"lost_{kind}s"])
+            by = ", ".join(f"{n} {r:,.0f}" for n, r in figures[f"rows_per_s_by_{kind}"].items())
+            return [
+                (
+                    f"{label} (lost / units re-sent)",
+                    f"{figures[f'{kind}s']} ({lost} / {figures['resent_units']})",
+                ),
+                (f"rows/s by {kind}", by or "-"),
+            ]
+        return []
 
     def _rate_rows(self) -> list[tuple[str, str]]:
         """Rate mode: target vs achieved, latency from the due time, schedule lag."""

@@ -35,6 +35,16 @@ class ResourceMeter:
     _wall: float = 0.0
     _cpu: float = 0.0
     _own: float = 0.0
+    _end: tuple[float, float, float, float] | None = None  # wall, cpu, own cpu, workers' rss
+
+    def stop(self) -> None:
+        """Take the final sample now (e.g. before the workers exit); later figures use it."""
+        self._end = (
+            time.perf_counter(),
+            _cpu_seconds([psutil.Process().pid, *self.worker_pids]),
+            _cpu_seconds([psutil.Process().pid]),
+            self._rss_mb(),
+        )
 
     def start(self) -> None:
         """Take the starting sample."""
@@ -44,17 +54,24 @@ class ResourceMeter:
 
     def own_cpu_percent(self) -> float:
         """CPU used since ``start`` by this process alone (the event loop), % of one core."""
+        if self._end is not None:
+            return 100.0 * (self._end[2] - self._own) / max(self._end[0] - self._wall, 1e-9)
         wall = max(time.perf_counter() - self._wall, 1e-9)
         return 100.0 * (_cpu_seconds([psutil.Process().pid]) - self._own) / wall
 
     def cpu_percent(self) -> float:
         """CPU used since ``start`` as a percentage of one core."""
+        if self._end is not None:
+            return 100.0 * (self._end[1] - self._cpu) / max(self._end[0] - self._wall, 1e-9)
         wall = max(time.perf_counter() - self._wall, 1e-9)
         used = _cpu_seconds([psutil.Process().pid, *self.worker_pids]) - self._cpu
         return 100.0 * used / wall
 
     def workers_rss_mb(self) -> float:
-        """Current RSS of the worker processes, in MB."""
+        """RSS of the worker processes, in MB: now, or when ``stop`` was called."""
+        return self._end[3] if self._end is not None else self._rss_mb()
+
+    def _rss_mb(self) -> float:
         total = 0
         for pid in self.worker_pids:
             try:

@@ -71,7 +71,8 @@ class _BlockingKill(_KillOnSend):
         return result
 
 
-async def _table_counts(dsn: str) -> tuple[int, int, int]:
+async def table_counts(dsn: str) -> tuple[int, int, int]:
+    """Rows, distinct ids and ledgered rows of the bench table."""
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow("SELECT count(*), count(DISTINCT id) FROM async_etl_bench")
@@ -105,7 +106,7 @@ async def test_a_killed_generator_fails_the_run_loudly_and_loses_or_doubles_noth
             async with open_sink(pg_dsn, settings) as sink, Engine(settings) as engine:
                 await engine.run(Synthetic(), _AsyncKill(sink, 5))  # type: ignore[arg-type]
     assert info.value.message == WORKER_DIED
-    rows, distinct, ledger = await _table_counts(pg_dsn)
+    rows, distinct, ledger = await table_counts(pg_dsn)
     assert 0 < rows < RECORDS  # it stopped part-way
     assert rows == distinct == ledger  # every landed batch is whole and in the ledger, once
     assert not _segments()
@@ -132,5 +133,5 @@ async def test_a_killed_connection_with_pooled_generation_stores_each_id_once(
                 summary = await engine.run(Synthetic(), sink)
     assert faults.kills == 1
     assert summary.ok and summary.generators == 2
-    assert await _table_counts(pg_dsn) == (12_000, 12_000, 12_000)
+    assert await table_counts(pg_dsn) == (12_000, 12_000, 12_000)
     assert not _segments()

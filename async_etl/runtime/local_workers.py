@@ -1,0 +1,330 @@
+"""``bench --processes N``: shared-nothing worker processes on this machine.
+
+Theory of operation
+-------------------
+The local twin of ``--ray``: the same coordinator (``runtime.coordinator``) hands id-range
+units to N spawned worker processes instead of Ray actors.  Each worker is started once for the
+run with its own event loop (uvloop unless ``--no-uvloop``), its own sink connections and its
+own ``UnitEngine`` (generation inline: P = 0 inside), and is then fed units over a pipe::
+
+    parent (coordinator)                         worker process (w_serve, spawned)
+      Process(w_serve) ───────────────────────>  own loop; UnitEngine.start(): sink prepared
+      <──("ready", pid)──────────────────────────
+      Assignment (unit, ids, resend) ──────────>  a task per unit: generate inline, deliver
+                                                  C batches at a time over its connections
+      <──("done", unit, RunStats) / ("failed", unit, error)
+      None (no more units) ────────────────────>  wait for the units out, close the sink
+      <──("closed",)───────────────────────────── exit
+
+Only these small messages cross the pipe (an ``Assignment``, a unit's ``RunStats``: about a
+kilobyte); no encoded byte ever reaches the parent, whose work is per unit, not per row.
+
+* **Reading.** One reader thread per worker blocks on its pipe and hands each message to the
+  loop (``call_soon_threadsafe``); a unit's caller waits on its own event.  The thread ends
+  when the pipe reaches end-of-file: the worker exited, closed or was killed.
+* **Death.** End-of-file before ``closed`` means the worker is gone (SIGKILL, OOM): every unit
+  it held raises ``WorkerLostError``, and the coordinator re-sends them on the survivors (every
+  attempt checks whether the batch landed), or fails the run with one line when none is left.
+  A unit's own failure comes back as the worker's exception (pickled; when it cannot be, a
+  ``LoadError`` naming it), and the coordinator fails the run with it.
+* **Signals.** Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group; the
+  parent decides: the first signal stops issuing units, the second aborts), and exit on their
+  own when the parent process is gone (``w_init``'s watchdog), so none outlives a killed run.
+* **Closing.** A normal end sends ``None`` to each live worker and waits for ``closed`` and its
+  exit; an error, an abort or a worker that does not answer within ``CLOSE_TIMEOUT_S`` is
+  killed.  Every process is joined (no zombie), every pipe and reader thread ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Final
+
+import anyio
+
+from async_etl.config import BenchSettings
+from async_etl.core.stats import RunStats
+from async_etl.core.summary import Summary
+from async_etl.core.units import Assignment
+from async_etl.errors import ConfigError, LoadError
+from async_etl.log import configure_logging
+from async_etl.runtime import loop as loops
+from async_etl.runtime.coordinator import WorkerLostError, coordinate
+from async_etl.runtime.engine import SnapshotHandler
+from async_etl.runtime.executor import w_init
+from async_etl.runtime.unit_engine import UnitEngine
+from async_etl.sources.synthetic import Synthetic
+from async_etl.typing import AsyncSink, Target
+
+START_TIMEOUT_S: Final = 120.0
+"""A worker that has not opened its sink by then fails the start (one line, exit 2)."""
+
+CLOSE_TIMEOUT_S: Final = 30.0
+"""A worker that has not closed by then after ``None`` is killed."""
+
+
+def w_serve(conn: Connection, settings: BenchSettings, source: Synthetic, target: Target) -> None:
+    """A worker process's main (top-level, spawned): serve units until told to close."""
+    w_init(os.getppid())
+    configure_logging("json" if settings.log_format == "json" else "console")
+    with contextlib.suppress(EOFError, OSError):  # the parent is gone: nothing to tell
+        loops.run(lambda: _serve(conn, settings, source, target), use_uvloop=settings.uvloop)
+
+
+async def _serve(
+    conn: Connection, settings: BenchSettings, source: Synthetic, target: Target
+) -> None:
+    engine = UnitEngine(settings, source, target)
+    try:
+        pid = await engine.start()
+    except Exception as exc:
+        conn.send(("failed", None, portable(exc)))
+        return
+    conn.send(("ready", pid))
+    one = anyio.CapacityLimiter(1)
+    try:
+        async with anyio.create_task_group() as tg:
+            while (unit := await anyio.to_thread.run_sync(conn.recv, limiter=one)) is not None:
+                tg.start_soon(_unit, engine, conn, unit)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await engine.close()
+    conn.send(("closed",))
+
+
+async def _unit(engine: UnitEngine, conn: Connection, unit: Assignment) -> None:
+    try:
+        stats = await engine.run_unit(unit)
+    except Exception as exc:
+        conn.send(("failed", unit.unit, portable(exc)))
+        return
+    conn.send(("done", unit.unit, stats))
+
+
+def portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a ``LoadError`` naming it (first line)."""
+    try:
+        copy = pickle.loads(pickle.dumps(exc))
+    except Exception:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return LoadError(f"{type(exc).__name__}: {first}".rstrip(": "))
+    return copy if isinstance(copy, BaseException) else LoadError(str(exc))
+
+
+@dataclasses.dataclass(slots=True)
+class _Waiter:
+    """One unit's caller, waiting for its answer."""
+
+    event: anyio.Event
+    stats: RunStats | None = None
+    error: BaseException | None = None
+
+
+class _Channel:
+    """The parent's end of one worker: its process, pipe, reader thread and waiting units."""
+
+    def __init__(self, name: str, process: BaseProcess, conn: Connection) -> None:
+        self.name = name
+        self.process = process
+        self.conn = conn
+        self.ready = anyio.Event()
+        self.closed = anyio.Event()
+        self.start_error: BaseException | None = None
+        self.gone: str | None = None
+        self.pid = 0
+        self._waiting: dict[int, _Waiter] = {}
+        self._loop = asyncio.get_running_loop()
+        self._reader = threading.Thread(target=self._read, name=f"aetl-{name}-pipe", daemon=True)
+        self._reader.start()
+
+    async def call(self, unit: Assignment) -> RunStats:
+        """Send ``unit`` and wait for its counters; ``WorkerLostError`` when the worker is gone."""
+        if self.gone is not None:
+            raise WorkerLostError(f"{self.name} {self.gone}")
+        waiter = self._waiting[unit.unit] = _Waiter(anyio.Event())
+        try:
+            with contextlib.suppress(OSError):  # the pipe broke: the reader reports the exit
+                self.conn.send(unit)
+            await waiter.event.wait()
+        finally:
+            self._waiting.pop(unit.unit, None)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.stats is not None
+        return waiter.stats
+
+    def _read(self) -> None:
+        """The reader thread: every message to the loop, then end-of-file (the worker exited)."""
+        try:
+            while True:
+                self._post(self._on_message, self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        self._post(self._on_exit)
+
+    def _post(self, fn: Any, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_message(self, msg: tuple[Any, ...]) -> None:
+        what = msg[0]
+        if what == "ready":
+            self.pid = int(msg[1])
+            self.ready.set()
+        elif what == "closed":
+            self.closed.set()
+        elif msg[1] is None:  # ("failed", None, error): the start failed
+            self.start_error = msg[2]
+            self.ready.set()
+        elif (waiter := self._waiting.get(msg[1])) is not None:
+            if what == "done":
+                waiter.stats = msg[2]
+            else:
+                waiter.error = msg[2]
+            waiter.event.set()
+
+    def _on_exit(self) -> None:
+        if self.closed.is_set():
+            return
+        self.process.join(0.5)  # it has closed its pipe: its exit code is due now
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            self.gone = f"was killed ({signal.Signals(-code).name})"
+        else:
+            self.gone = f"exited (exit code {code})"
+        for waiter in self._waiting.values():
+            waiter.error = WorkerLostError(f"{self.name} {self.gone}")
+            waiter.event.set()
+        self.ready.set()
+        self.closed.set()
+
+    def kill(self) -> None:
+        """Kill the process (idempotent)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.process.kill()
+
+
+class LocalWorkers:
+    """``UnitWorkers`` over ``settings.processes`` spawned worker processes on this machine."""
+
+    kind = "worker"
+
+    def __init__(self, settings: BenchSettings, source: Synthetic, target: Target) -> None:
+        self._settings = settings.replace(generators=0)  # generation inline in each worker
+        self._source = source
+        self._target = target
+        self.names = tuple(f"worker-{i}" for i in range(settings.processes))
+        self.uvloop = settings.uvloop and loops.uvloop_available()
+        self._channels: dict[str, _Channel] = {}
+
+    async def start(self) -> dict[str, int]:
+        """Spawn every worker and wait until each has prepared its sink; pids by name.
+
+        Raises ``ConfigError`` (one line) when one could not start.
+        """
+        ctx = multiprocessing.get_context("spawn")
+        for name in self.names:
+            parent_end, child_end = ctx.Pipe(duplex=True)
+            process = ctx.Process(
+                target=w_serve,
+                args=(child_end, self._settings, self._source, self._target),
+                name=f"aetl-{name}",
+                daemon=True,
+            )
+            process.start()
+            child_end.close()
+            self._channels[name] = _Channel(name, process, parent_end)
+        with anyio.move_on_after(START_TIMEOUT_S):
+            for channel in self._channels.values():
+                await channel.ready.wait()
+        for channel in self._channels.values():
+            why = _start_failure(channel)
+            if why is not None:
+                raise ConfigError(f"--processes: {channel.name} could not start: {why}")
+        return {name: c.pid for name, c in self._channels.items()}
+
+    async def run_unit(self, name: str, unit: Assignment) -> RunStats:
+        """Run ``unit`` on worker ``name``."""
+        return await self._channels[name].call(unit)
+
+    def pids(self) -> list[int]:
+        """The worker processes' pids."""
+        return [c.pid for c in self._channels.values() if c.pid]
+
+    async def close(self, dead: frozenset[str], *, hard: bool) -> None:
+        """Close every worker (kill them when ``hard``), join them, end their pipes."""
+        live = [c for c in self._channels.values() if c.gone is None]
+        if hard:
+            for channel in live:
+                channel.kill()
+        else:
+            for channel in live:
+                with contextlib.suppress(OSError):
+                    channel.conn.send(None)
+            with anyio.move_on_after(CLOSE_TIMEOUT_S):
+                for channel in live:
+                    await channel.closed.wait()
+            for channel in live:
+                if not channel.closed.is_set():
+                    channel.kill()
+        await anyio.to_thread.run_sync(self._join, limiter=anyio.CapacityLimiter(1))
+
+    def _join(self) -> None:
+        for channel in self._channels.values():
+            channel.process.join(CLOSE_TIMEOUT_S)
+            if channel.process.exitcode is None:
+                channel.kill()
+                channel.process.join()
+            channel.conn.close()
+
+
+def _start_failure(channel: _Channel) -> str | None:
+    """Why ``channel``'s worker did not start, or None when it is ready."""
+    if channel.start_error is not None:
+        err = channel.start_error
+        return str(getattr(err, "message", None) or err).splitlines()[0]
+    if channel.gone is not None:
+        return channel.gone
+    return None if channel.pid else f"no answer within {START_TIMEOUT_S:.0f} s"
+
+
+async def run_on_processes(
+    settings: BenchSettings,
+    source: Synthetic,
+    sink: AsyncSink,
+    *,
+    on_snapshot: SnapshotHandler | None = None,
+    stop: anyio.Event | None = None,
+    abort: anyio.Event | None = None,
+) -> Summary:
+    """Run a bench over ``settings.processes`` local worker processes into ``sink``'s target.
+
+    ``sink`` is this process's own (prepare, reconcile); each worker opens its own from
+    ``settings.sink``.  ``stop`` issues no more units (the ones out are finished); ``abort``
+    cancels those too.  Raises ``ConfigError`` (exit 2) for a sink unusable at start or a
+    worker that cannot start; ``LoadError`` when every worker died or a unit failed for good.
+    """
+    assert settings.sink is not None, "the workers need a sink URL"
+    return await coordinate(
+        settings.replace(generators=0),
+        source,
+        sink,
+        lambda target: LocalWorkers(settings, source, target),
+        label="processes",
+        extra={},
+        on_snapshot=on_snapshot,
+        stop=stop,
+        abort=abort,
+    )
+
+
+__all__ = ["LocalWorkers", "portable", "run_on_processes", "w_serve"]

@@ -1,0 +1,187 @@
+"""bench --processes: shared-nothing worker processes, fed id-range units by the coordinator."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+
+from async_etl.cli import main
+from async_etl.config import BenchSettings
+from async_etl.core.stats import Snapshot
+from async_etl.core.summary import Summary
+from async_etl.errors import LoadError
+from async_etl.runtime.local_workers import portable, run_on_processes
+from async_etl.sinks import open_sink
+from async_etl.sources.synthetic import Synthetic
+from async_etl.testing.crate import CrateStandIn, StandInConfig
+from tests.runtime.test_threads import faults_while_inserting, stored_ids
+
+
+def _settings(url: str, **kw: Any) -> BenchSettings:
+    base: dict[str, Any] = dict(sink=url, records=24_000, batch_size=1000, concurrency=2,
+                                processes=2, report_interval=0.1, retry_base=0.001,
+                                table="t")  # fmt: skip
+    return BenchSettings(**(base | kw))
+
+
+def _workers() -> list[psutil.Process]:
+    """This test process's spawned worker processes."""
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if any("spawn_main" in part for part in p.cmdline())
+    ]
+
+
+async def _run(settings: BenchSettings, **kw: Any) -> Summary:
+    assert settings.sink is not None
+    async with open_sink(settings.sink, settings) as sink:
+        return await run_on_processes(settings, Synthetic(), sink, **kw)
+
+
+def _once_rows_landed(action: Callable[[], None]) -> Callable[[Snapshot], None]:
+    """A snapshot handler that calls ``action`` once, at the first snapshot with rows in."""
+    done: list[bool] = []
+
+    def handler(snap: Snapshot) -> None:
+        if snap.rows_total > 0 and not done:
+            done.append(True)
+            action()
+
+    return handler
+
+
+def _gone(summary: Summary) -> None:
+    pids = summary.extra["processes"]["worker_pids"].values()
+    assert pids and not any(psutil.pid_exists(p) for p in pids), "a worker outlived the run"
+
+
+async def test_two_workers_store_disjoint_ids_once_and_reconcile_exactly() -> None:
+    """Two workers into the stand-in: ids 1..N each once, reconcile exact, both did work."""
+    with CrateStandIn(StandInConfig(seed=3)) as crate:
+        summary = await _run(_settings(crate.url))
+        ids = stored_ids(crate.url)
+    assert summary.ok, summary.problems()
+    assert summary.mode == "processes x2" and summary.generators == 0
+    assert sorted(ids) == list(range(1, 24_001))
+    assert summary.records == summary.generated == summary.reconciled == 24_000
+    figures = summary.extra["processes"]
+    assert figures["workers"] == 2 and figures["units"] == 6  # 4,000-row units
+    assert set(figures["rows_per_s_by_worker"]) <= {"worker-0", "worker-1"}
+    assert ("worker processes (lost / units re-sent)", "2 (0 / 0)") in summary.table_rows()
+    _gone(summary)
+
+
+def test_stand_in_faults_through_workers_store_every_id_once() -> None:
+    """Drops, 503s and per-item failures inside the workers: every id stored once."""
+    rates = dict(drop_rate=0.1, fail_rate=0.1, busy_rate=0.05, item_fail_rate=0.05)
+    settings = _settings("", records=6000, batch_size=100, max_retries=20)
+    with CrateStandIn(StandInConfig(seed=5)) as crate:
+        with faults_while_inserting(crate, 6000, **rates):
+            summary = anyio.run(_run, settings.replace(sink=crate.url))
+        ids = stored_ids(crate.url)
+    assert summary.ok, summary.problems()
+    assert sorted(ids) == list(range(1, 6001)) and summary.reconciled == 6000
+    assert summary.retries > 0
+
+
+async def test_a_killed_worker_has_its_units_resent_and_every_id_stored_once() -> None:
+    """SIGKILL of one worker mid-run: survivors re-send its units; every id once, count exact."""
+    victims: list[int] = []
+
+    def kill_one() -> None:
+        victims.append(_workers()[0].pid)
+        os.kill(victims[0], signal.SIGKILL)
+
+    settings = _settings("", records=400_000, batch_size=500)
+    with CrateStandIn(StandInConfig(seed=4)) as crate:
+        summary = await _run(
+            settings.replace(sink=crate.url), on_snapshot=_once_rows_landed(kill_one)
+        )
+        ids = stored_ids(crate.url)
+    figures = summary.extra["processes"]
+    assert summary.ok, summary.problems()
+    assert [figures["worker_pids"][n] for n in figures["lost_workers"]] == victims
+    assert sorted(ids) == list(range(1, 400_001)) and summary.reconciled == 400_000
+    assert summary.records == 400_000
+    _gone(summary)
+
+
+async def test_every_worker_killed_fails_the_run_with_one_line() -> None:
+    """SIGKILL of every worker: LoadError naming the death in one line; no process left."""
+
+    def kill_all() -> None:
+        for p in _workers():
+            os.kill(p.pid, signal.SIGKILL)
+
+    settings = _settings("null://", records=None, duration=60)
+    with pytest.raises(LoadError) as info:
+        await _run(settings, on_snapshot=_once_rows_landed(kill_all))
+    assert "every worker died" in info.value.message and "SIGKILL" in info.value.message
+    assert "\n" not in info.value.message
+    assert not _workers()
+
+
+async def test_a_stop_finishes_the_units_out_and_counts_exactly() -> None:
+    """A stop (the first signal) mid-run: no new units, those out finish, counts exact."""
+    stop = anyio.Event()
+    with CrateStandIn(StandInConfig(seed=6)) as crate:
+        settings = _settings(crate.url, records=None, duration=60)
+        summary = await _run(settings, on_snapshot=_once_rows_landed(stop.set), stop=stop)
+    assert summary.stopped_by == "signal"
+    assert summary.ok, summary.problems()
+    assert 0 < summary.records == summary.reconciled == summary.generated
+    _gone(summary)
+
+
+async def test_an_abort_ends_at_once_and_leaves_no_worker() -> None:
+    """An abort (the second signal): units out cancelled, workers killed, a summary still."""
+    abort = anyio.Event()
+    settings = _settings("null://", records=None, duration=60)
+    summary = await _run(settings, on_snapshot=_once_rows_landed(abort.set), abort=abort)
+    assert summary.stopped_by == "abort" and summary.records > 0
+    _gone(summary)
+
+
+async def test_the_live_view_reports_the_merged_counters_of_every_worker() -> None:
+    """Each snapshot carries the sum of both workers' units; the last one every row."""
+    snaps: list[Snapshot] = []
+    summary = await _run(_settings("null://", records=200_000), on_snapshot=snaps.append)
+    totals = [s.rows_total for s in snaps]
+    assert totals == sorted(totals) and totals[-1] == summary.records == 200_000
+    assert summary.batches == 200
+
+
+def test_an_exception_that_does_not_pickle_comes_back_as_one_load_error_line() -> None:
+    """A unit's exception that cannot cross the pipe becomes a LoadError naming its type."""
+
+    class LocalError(Exception):  # a local class does not pickle
+        pass
+
+    err = portable(LocalError("broken\nsecond line"))
+    assert isinstance(err, LoadError) and err.message == "LocalError: broken"
+    assert portable(LoadError("kept")).args == ("kept",)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["-j", "2"], "-j / --generators"),
+        (["--mode", "threads"], "--mode threads is not supported with --processes"),
+        (["--ray"], "--ray is not supported with --processes"),
+        (["--rate", "1000"], "--rate / --ramp is not supported with --processes"),
+    ],
+)
+def test_settings_the_workers_would_ignore_are_refused(
+    flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--processes with a setting it cannot honour: exit 2, one line naming it."""
+    code = main(["bench", "--sink", "null://", "--processes", "2", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and named in err[0]
