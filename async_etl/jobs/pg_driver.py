@@ -16,7 +16,10 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
    * Oracle: batches from the source adapter through ``copy_records_to_table``, on the
      exact codecs (``drivers.postgres.use_exact_codecs``): asyncpg's own write the dates
      9999-12-31 and 0001-01-01 (Oracle's "end of time") as ``infinity`` / ``-infinity``;
-3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row);
+3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row), or,
+   for a type-2 run later than every version, the one statement of
+   ``scd_sql_pg_latest.latest_merge_statements`` (one join of staging with the chunk's
+   current rows instead of three);
    before it, a business key staged twice fails the chunk naming it, or with
    ``on_bad_row = "reject"`` has all its rows rejected and the target's current row re-staged
    in their place (``core.duplicates``);
@@ -57,6 +60,7 @@ from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote, short_name
 from async_etl.core.scd_sql_pg import STAGING
+from async_etl.core.scd_sql_pg_latest import latest_merge_statements
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import (
@@ -393,8 +397,11 @@ class PgTarget:
             statements = pg.initial_insert_statements(self.table, STAGING, ctx.cols)
         else:
             held = await self._drop_null_keys(ctx, conn) + await self._hold_duplicates(ctx, conn)
-            statements = pg.merge_statements(self.table, STAGING, ctx.cols, key, chunk,
-                                             after_all=ctx.after_all)  # fmt: skip
+            latest = None
+            if ctx.after_all:  # a run later than every version: one statement, one join
+                latest = latest_merge_statements(self.table, STAGING, ctx.cols, key, chunk)
+            statements = latest or pg.merge_statements(self.table, STAGING, ctx.cols, key,
+                                                       chunk, after_all=ctx.after_all)  # fmt: skip
 
         async def apply() -> dict[str, int]:
             totals = dict.fromkeys(COUNTERS, 0)

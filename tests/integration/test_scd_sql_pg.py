@@ -16,6 +16,7 @@ from async_etl.core import state_sql
 from async_etl.core.chunks import ChunkPlan, plan_chunks, row_in_chunk, sample_percent
 from async_etl.core.scd import Row, apply_plan, diff, history_problems
 from async_etl.core.scd_sql_common import chunk_values
+from async_etl.core.scd_sql_pg_latest import latest_merge_statements
 from async_etl.core.specs import ScdColumns, ScdSpec
 from async_etl.sources.postgres import PgSource
 
@@ -75,8 +76,12 @@ async def merge_chunked(
     as_of: datetime,
     model: list[Row],
     after_all: bool = False,
+    latest: bool = False,
 ) -> list[Row]:
-    """Run one job run chunk by chunk, checking each chunk's counts against the model."""
+    """Run one job run chunk by chunk, checking each chunk's counts against the model.
+
+    ``latest``: merge each chunk with ``latest_merge_statements`` (a run after every version).
+    """
     for chunk in plan.chunks:
         rows = [r for r in source if row_in_chunk((r["a"], r["b"]), chunk)]
         inside = [r for r in model if row_in_chunk((r["a"], r["b"]), chunk)]
@@ -88,7 +93,12 @@ async def merge_chunked(
             await conn.copy_records_to_table(
                 "stg", records=[tuple(r[c] for c in NAMES) for r in rows], columns=NAMES
             )
-            for st in pg.merge_statements("dw.dim", "stg", cols, KEY, chunk, after_all=after_all):
+            statements = None
+            if latest:
+                statements = latest_merge_statements("dw.dim", "stg", cols, KEY, chunk)
+            for st in statements or pg.merge_statements(
+                "dw.dim", "stg", cols, KEY, chunk, after_all=after_all
+            ):
                 if st.counts == "rows":
                     got = await conn.fetchrow(st.text, *st.args(values))
                     for k in totals:
@@ -156,6 +166,26 @@ async def test_after_all_merge_matches_model(pg_dsn: str, seed: int):
             other = random_history(seed + 10 + i, runs=1)[0]
             model = await merge_chunked(conn, cols, plan, other, as_of, model)
             assert norm(await conn.fetch('SELECT * FROM "dw"."dim"'), cols) == norm(model, cols)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("deletes", ["expire", "ignore"])
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+async def test_latest_merge_matches_model(pg_dsn: str, seed: int, deletes: str):
+    """The one-statement merge of runs later than every version equals the model, counts too."""
+    cols = ScdSpec(type=2, business_key=KEY, deletes=deletes).resolve(NAMES)  # type: ignore[arg-type]
+    assert latest_merge_statements("dw.dim", "stg", cols, KEY, plan_chunks([]).chunks[0])
+    plan = plan_chunks([(2, "x"), (3, "Y"), (5, "y")])
+    conn = await dim_and_staging(pg_dsn, cols)
+    try:
+        model: list[Row] = []
+        for i, source in enumerate(random_history(seed, runs=7)):
+            as_of = T0 + timedelta(days=i)
+            model = await merge_chunked(conn, cols, plan, source, as_of, model, latest=True)
+            table = await conn.fetch('SELECT * FROM "dw"."dim"')
+            assert norm(table, cols) == norm(model, cols)
+            assert history_problems([dict(r) for r in table], cols) == []
     finally:
         await conn.close()
 
