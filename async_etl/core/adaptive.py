@@ -19,8 +19,15 @@ Errors (failed attempts, 429 / 503 included) cut the limit multiplicatively as i
 (RFC 5681), after which growth is additive (AIMD).
 
 1. **Search.**  Double the limit from ``initial`` while each doubling adds more than
-   ``GROWTH`` (15 %) throughput over the best level before it.  Then, with ``T`` = 95 % of the
-   best throughput measured, ``b`` the lowest level at or above ``T`` and ``a`` the highest
+   ``GROWTH`` (15 %) throughput over the best level before it.  One flat doubling does not end
+   the climb unless the doubling before it added ``SHARP`` (50 %) or more (a straight line up
+   to a knee): it may be one noisy window, or a plateau before the next rise (PostgreSQL
+   here: about as fast at 2 in flight as at 1, 24 % faster at 4); ``LOOKAHEAD`` (2) flat
+   doublings in a row do.  Every level is judged on the mean of its windows, and a
+   window that does not show a clear gain gets a second one (``CONFIRM``) before it decides
+   anything: windows of a fraction of a second swing by 10-30 % on a busy machine.  Then,
+   with ``T`` = 95 % of the best throughput measured, ``b`` the lowest level at or above
+   ``T`` (measured again first when it was passed on one window) and ``a`` the highest
    level below it (halving from ``b`` until one is found, when the search began past the knee):
    try ``a * best / X(a)`` once, the level at which the line from the origin through ``a``
    meets the best throughput (exact for a server that is linear up to its knee: no queue below
@@ -31,10 +38,13 @@ Errors (failed attempts, 429 / 503 included) cut the limit multiplicatively as i
    of the bracket away from either end (the line undershoots a concave curve, and one noisy
    measure of ``a`` must not decide), until ``b - a <= max(1, b / 16)``; settle on ``b``.
 2. **Hold and probe.**  At the settled level, every ``hold`` windows try one step up
-   (``+10 %``, ``+5 %`` after errors): keep it when throughput rose by at least
+   (``+10 %``, ``+5 %`` after errors), judged on the mean of ``CONFIRM`` windows: keep it
+   when throughput rose, over the mean of the windows held since the last probe, by at least
    ``E_UP`` (60 %) of the proportional gain, and keep climbing; otherwise come back and next
-   time try one step down: keep it when throughput stays at or above ``T``.  So the limit
-   follows a server that got faster or slower without leaving the knee for long.
+   time try one step down: keep it when throughput stays at or above ``T``.  Each round of
+   probes (one up, one down) that changed nothing doubles the hold, up to ``MAX_HOLD`` times
+   ``hold``: at a stable knee, probes only cost.  So the limit follows a server that got
+   faster or slower without leaving the knee for long.
 3. **Drift.**  When a moving average of the throughput at the held level falls below
    ``1 - DRIFT`` (70 %) of the reference (the server lost capacity), search again, climbing
    from half the held level (a noisy window must not walk the limit down for good).
@@ -59,7 +69,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CONVERGENCE_STEPS = 12
+CONVERGENCE_STEPS = 14
 """Windows within which the limit settles near the knee of a queueing server (see above)."""
 
 GROWTH = 0.15
@@ -67,6 +77,20 @@ GROWTH = 0.15
 client that is slow to refill keeps gaining a few % per doubling past the server's knee)."""
 EPSILON = 0.05
 """The knee is the lowest level within this share of the best throughput."""
+LOOKAHEAD = 2
+"""The climb ends after this many doublings in a row that each added no more than ``GROWTH``
+over the best level before them: a single flat doubling is often one noisy window, or a
+plateau before the next rise (PostgreSQL here: 1 and 2 in flight alike, +24 % at 4)."""
+SHARP = 0.5
+"""... unless the doubling before the flat one added this share or more: then the curve was a
+straight line up to a knee, and past it a queue only costs latency (looking one doubling
+further would take a long window at four times the knee's latency)."""
+CONFIRM = 2
+"""Windows a decision that may end the climb, and each probe, is judged on (their mean): one
+window of a fraction of a second swings by 10-30 % on a busy machine."""
+MAX_HOLD = 4
+"""The hold doubles after each round of probes (one up, one down) that changed nothing, up to
+this many times ``hold``: at a stable knee, probes only cost."""
 E_UP = 0.6
 """A probe up is kept when throughput rose by this share of the limit's rise (elasticity)."""
 DRIFT = 0.3
@@ -189,14 +213,20 @@ class ProbingController:
         self.after_errors = False
         self.changes = 0
         self.reference = 0.0  # the best throughput of the last search (requests/s)
-        self._levels: dict[int, float] = {}  # this search's measured levels
+        self._levels: dict[int, float] = {}  # this search's measured levels (mean rate)
+        self._seen: dict[int, int] = {}  # ... and how many windows each mean holds
         self._climbing = True  # the search is still doubling
+        self._flat = 0  # ... and this many doublings in a row added no more than GROWTH
+        self._gain = 0.0  # ... and the last doubling multiplied the throughput by this
         self._estimated = False  # the origin-line estimate was tried
         self._line = 0  # ... at this level (0: no longer the latest guess)
         self._settled = 0  # the settled level while probing
-        self._here = 0.0  # its last throughput
+        self._here = 0.0  # its mean throughput since it was last (re)entered
+        self._home = 0  # ... over this many windows
         self._held = 0
         self._probe_up = True
+        self._probe_rates: list[float] = []  # the windows of the probe under way
+        self._quiet = 0  # probes in a row that changed nothing
         self._smooth = 0.0  # moving average of the throughput at the settled level
 
     def observe(self, obs: Observation) -> Change | None:
@@ -218,15 +248,26 @@ class ProbingController:
 
     def _search(self, x: float, obs: Observation) -> Change | None:
         s, limit = self.settings, self.limit
-        earlier = max(self._levels.values(), default=0.0)
-        self._levels[limit] = x
-        if self._climbing:
-            if (not earlier or x > earlier * (1 + GROWTH)) and limit < s.maximum:
+        earlier = max((r for level, r in self._levels.items() if level != limit), default=0.0)
+        seen = self._seen.get(limit, 0)
+        x = (self._levels.get(limit, 0.0) * seen + x) / (seen + 1)  # the level's mean so far
+        self._levels[limit], self._seen[limit] = x, seen + 1
+        climbing = self._climbing and limit < s.maximum
+        grew = not earlier or x > earlier * (1 + GROWTH)
+        if seen + 1 < CONFIRM and not (climbing and grew):
+            return None  # only a clear gain is taken on one window; else the mean of two
+        if climbing:
+            sharp = self._gain >= 1 + SHARP  # the doubling before was on a straight line
+            self._flat = 0 if grew else self._flat + 1
+            self._gain = x / earlier if earlier else 0.0
+            if grew or (self._flat < LOOKAHEAD and not sharp):  # a plateau, or noise?
                 return self._move(s.clamp(limit * 2), "search", x, obs)
-            self._climbing = False
+        self._climbing = False
         best = max(self._levels.values())
         target = (1 - EPSILON) * best
         b = min(level for level, rate in self._levels.items() if rate >= target)
+        if self._seen[b] < CONFIRM:  # passed on one (lucky?) window while climbing
+            return self._move(b, "search", x, obs)
         below = [level for level in self._levels if level < b]
         if not below:
             if b <= s.minimum:
@@ -248,18 +289,20 @@ class ProbingController:
 
     def _settle(self, level: int, x: float, obs: Observation) -> Change | None:
         self._settle_at(level, max(self._levels.values(), default=x))
-        self._here = self._levels.get(level, x)
+        self._here, self._home = self._levels.get(level, x), self._seen.get(level, 1)
         return self._move(level, "settled", x, obs)
 
     def _settle_at(self, level: int, reference: float) -> None:
         self.searching = False
         self.reference = reference
-        self._settled, self._here = level, 0.0
+        self._settled, self._here, self._home = level, 0.0, 0
         self._held, self._smooth, self._probe_up = 0, 0.0, True
+        self._probe_rates, self._quiet = [], 0
 
     def _research(self, x: float, obs: Observation) -> Change | None:
         self.searching, self._climbing, self._estimated, self._line = True, True, False, 0
-        self._levels = {}
+        self._flat, self._gain = 0, 0.0
+        self._levels, self._seen = {}, {}
         return self._move(self.settings.clamp(self.limit // 2), "search", x, obs)
 
     # -- hold and probe -------------------------------------------------------------------
@@ -270,15 +313,16 @@ class ProbingController:
             return self._judge_probe(x, obs)
         if not self.reference:
             self.reference = x  # the first clean window after errors
-        self._here = x
+        self._here = (self._here * self._home + x) / (self._home + 1)
+        self._home += 1
         full = obs.mean_in_flight is None or obs.mean_in_flight >= FULL * limit
         if full:  # a limit not kept full: the client or the source slowed, not the server
             self._smooth = x if not self._smooth else self._smooth + SMOOTHING * (x - self._smooth)
             if self._smooth < (1 - DRIFT) * self.reference:
                 return self._research(x, obs)
         self._held += 1
-        if self._held < s.hold:
-            return None
+        if self._held < s.hold * min(MAX_HOLD, 2 ** (self._quiet // 2)):
+            return None  # a full round of probes (up, then down) that changed nothing doubles it
         step = max(1, math.floor(limit * (STEP / 2 if self.after_errors else STEP)))
         up, down = s.clamp(limit + step), s.clamp(limit - step)
         if self._probe_up and up == limit:
@@ -291,16 +335,22 @@ class ProbingController:
 
     def _judge_probe(self, x: float, obs: Observation) -> Change | None:
         limit, home = self.limit, self._settled
+        self._probe_rates.append(x)
+        if len(self._probe_rates) < CONFIRM:
+            return None
+        x = sum(self._probe_rates) / len(self._probe_rates)
+        self._probe_rates = []
         if limit > home:
             kept = x >= self._here * (1 + E_UP * (limit / home - 1))
         else:
             kept = x >= (1 - EPSILON) * self.reference
         if kept:
             self.reference = max(self.reference, x)
-            self._settled, self._here = limit, x
-            self._held = self.settings.hold  # keep going the same way at once
+            self._settled, self._here, self._home = limit, x, CONFIRM
+            self._held, self._quiet = self.settings.hold, 0  # keep going the same way at once
             return None
-        self._held, self._probe_up = 0, limit < home
+        self._held, self._probe_up, self._quiet = 0, limit < home, self._quiet + 1
+        self._here, self._home = 0.0, 0
         return self._move(home, "probe back", x, obs)
 
     def _move(self, new: int, reason: str, x: float, obs: Observation) -> Change | None:

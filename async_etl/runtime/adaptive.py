@@ -20,7 +20,9 @@ After a change, the next ``in flight + new limit`` finished attempts stay out of
 the requests that began under the old limit, then the first ones under the new limit, which
 found the old queue (with 200 ms requests, discarding one 0.2 s window was not enough: the
 first measure after a doubling past the knee still saw about the old latency, and the search
-overshot to 4x the knee).
+overshot to 4x the knee).  The first generation of the run stays out too: while connections
+open and the generators fill the pipeline, fewer requests are in flight than the limit allows
+(PostgreSQL's first window measured half the rate of the next).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class AdaptiveLimit:
     ) -> None:
         """Adjust the limit every ``interval`` seconds until cancelled."""
         stats.limit = self.controller.limit
+        stats.skip_window(self.controller.limit)  # the start: connections, an empty pipeline
         in_flight, ticks = 0, 0
         while True:
             for _ in range(SAMPLES_PER_INTERVAL):  # the time-average in flight (Little's law)
