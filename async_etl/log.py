@@ -6,6 +6,12 @@ through the standard library's ``logging`` under the ``async_etl.*`` logger name
 ``async_etl`` logger carries a ``NullHandler`` — so an embedded engine, writer or job prints
 nothing until the host configures ``logging`` (e.g. ``logging.basicConfig(level="INFO")``).
 The CLI replaces all of this with ``configure_logging`` (JSON or readable lines on stderr).
+
+structlog is imported with rich hidden: structlog's own modules import rich (and through it
+pygments and attrs) only to draw exception tracebacks in colour, about 40 ms of every
+``async-etl`` start.  Without rich structlog prints plain tracebacks.  rich stays importable
+afterwards (the progress bar and the tables import it when they draw); a process that
+imported structlog or rich before ``async_etl`` keeps them as they are.
 """
 
 from __future__ import annotations
@@ -16,9 +22,17 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
-import structlog
 
 from async_etl.core.urls import mask_text
+
+_HIDE_RICH = "structlog" not in sys.modules and "rich" not in sys.modules
+if _HIDE_RICH:  # see the module doc: ``import rich`` raises ImportError while structlog loads
+    sys.modules["rich"] = None  # type: ignore[assignment]
+try:
+    import structlog
+finally:
+    if _HIDE_RICH:
+        del sys.modules["rich"]
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> str:

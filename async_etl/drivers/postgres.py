@@ -10,6 +10,9 @@ error, a bad client setting as a ``ConfigError``.
 - ``pg_connection`` takes a budget token for the URL (``holder``), connects, yields the
   connection, translates what fails inside the block and closes it under a shielded cancel
   scope (``close_quietly``);
+- ``reusing`` is a block (preflight's sequential reads) inside which ``pg_connection`` keeps its
+  last connection open for the next call to the same database, instead of closing it and
+  opening another (2-4 ms each on a local server);
 - ``pooled`` borrows a connection of an asyncpg pool and terminates it, rather than reusing it,
   when an operation on it broke;
 - ``is_data_error`` tells an error about a row's content (SQLSTATE classes 22 and 23) from the
@@ -25,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -58,6 +62,7 @@ __all__ = [
     "open_pool",
     "pg_connection",
     "pooled",
+    "reusing",
     "translate_pg",
     "use_exact_codecs",
 ]
@@ -166,6 +171,80 @@ async def close_quietly(conn: Any) -> None:
             conn.terminate()
 
 
+class _Kept:
+    """The connection a ``reusing`` block keeps open between ``pg_connection`` calls."""
+
+    def __init__(self) -> None:
+        self.task = anyio.get_current_task().id
+        self.key: tuple[str, str, Holder] | None = None
+        self.conn: Any = None
+        self.busy = False
+        self._token = AsyncExitStack()
+
+    def usable(self) -> bool:
+        """Free, and asked for from the block's own task (budget tokens stay in one task)."""
+        return not self.busy and anyio.get_current_task().id == self.task
+
+    async def take(self, url: str, holder: Holder, app: str) -> Any:
+        """The kept connection when it is to ``url`` as ``app`` under ``holder``, else a new one.
+
+        The one kept before (another database) is closed first: a block never holds more
+        connections than it would without ``reusing``.
+        """
+        key = (url, app, holder)
+        if self.conn is not None and (self.key != key or self.conn.is_closed()):
+            await self.drop()
+        if self.conn is None:
+            await self._token.enter_async_context(holder(url))
+            try:
+                self.conn = await connect_job(url, app)
+            except BaseException:
+                await self._token.aclose()
+                raise
+            self.key = key
+        self.busy = True
+        return self.conn
+
+    async def give_back(self, *, broken: bool) -> None:
+        """Keep the connection for the next call, unless its block failed or left a transaction."""
+        self.busy = False
+        if broken or self.conn is None or self.conn.is_in_transaction():
+            await self.drop()
+
+    async def drop(self) -> None:
+        """Close the kept connection and give its budget token back."""
+        conn, self.conn, self.key = self.conn, None, None
+        try:
+            if conn is not None:
+                await close_quietly(conn)
+        finally:
+            await self._token.aclose()
+
+
+_KEPT: ContextVar[_Kept | None] = ContextVar("async_etl_pg_kept", default=None)
+
+
+@asynccontextmanager
+async def reusing() -> AsyncIterator[None]:
+    """A block of sequential steps whose ``pg_connection`` calls share one open connection.
+
+    Inside it, a ``pg_connection`` whose block ends cleanly (no error, no open transaction)
+    leaves its connection open, budget token held, and the next call for the same URL,
+    application name and holder gets it again; a call for another database closes it and
+    opens its own, so at most one connection is kept.  A call made while the kept one is in
+    use, or from another task, connects as usual.  The kept connection is closed when the
+    block ends.  For short sequences of reads (preflight): each reuse saves a connection's
+    set-up and tear-down (2-4 ms on a local server, more across a network).
+    """
+    kept = _Kept()
+    token = _KEPT.set(kept)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+        await kept.drop()
+
+
 @asynccontextmanager
 async def pg_connection(
     url: str,
@@ -181,13 +260,22 @@ async def pg_connection(
     ``LoadError`` for failures inside the block, each prefixed by ``where`` (default: the
     masked URL) and chained to the driver's exception.  With ``translate_inside=False`` what
     the block raises passes unchanged: a source adapter translates its own reads, and another
-    connection's error belongs to that connection's boundary.
+    connection's error belongs to that connection's boundary.  Inside a ``reusing`` block the
+    connection may be the one the previous call used (see there).
     """
     label = where or f"PostgreSQL {mask_url(url)}"
-    async with holder(url):
-        conn = await connect_job(url, app)
+    kept = _KEPT.get()
+    shared = kept if kept is not None and kept.usable() else None
+    async with AsyncExitStack() as stack:
+        if shared is not None:
+            conn = await shared.take(url, holder, app)
+        else:
+            await stack.enter_async_context(holder(url))
+            conn = await connect_job(url, app)
+        broken = True
         try:
             yield conn
+            broken = False
         except AsyncEtlError:
             raise
         except PG_ERRORS as exc:
@@ -195,7 +283,10 @@ async def pg_connection(
                 raise
             raise translate_pg(exc, label) from exc
         finally:
-            await close_quietly(conn)
+            if shared is not None:
+                await shared.give_back(broken=broken)
+            else:
+                await close_quietly(conn)
 
 
 async def use_exact_codecs(conn: Any, *, asyncpg_binds: bool = False) -> None:

@@ -170,7 +170,10 @@ class PgTarget:
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
-            rows = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
+            keys = list(ctx.spec.source.key)
+            rows = await conn.fetch(
+                st.text, *st.args({"relation": quote(self.table), "keys": keys})
+            )
             st = pg.NULLABLE_COLUMNS_SQL
             nullable = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
         self.nullable_key = bool({str(r[0]) for r in nullable} & set(ctx.cols.business_key))

