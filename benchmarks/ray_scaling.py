@@ -16,8 +16,10 @@ once all have), run ``async-etl bench --ray ADDRESS --ray-actors N --generators 
 read the summary (exact count required), each node's CPU seconds (``cpuacct.usage``), the
 stand-in's and the driver's CPU seconds and the whole machine's busy fraction, stop the
 cluster.  ``sink busy`` is the stand-in's CPU seconds per second of the run: near 1.0 it is
-the limit (one process, one core).  Also in the same run: the local engine with 2 generator
-processes into the same kind of sink, unlimited, as the machine's ceiling.
+the limit (one process, one core); ``sink peak`` and ``machine peak`` are the busiest
+1-second interval of the stand-in (in cores) and of the whole machine (1.0: every core busy).
+Also in the same run: the local engine with 2 generator processes into the same kind of
+sink, unlimited, as the machine's ceiling.
 
 Needs root and a writable cgroup v1 ``cpu`` hierarchy (``/sys/fs/cgroup/cpu``).  Usage:
 
@@ -165,11 +167,21 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
             busy_before = machine_busy()
             t0 = time.monotonic()
             seen: dict[int, str] = {}
+            peak = {"sink": 0.0, "machine": 0.0}  # the busiest 1-second interval of each
             done = threading.Event()
 
             def watch() -> None:
+                last = (time.monotonic(), cpu_s(proc), *machine_busy())
                 while not done.wait(1.0):
                     nodes.actors_by_node(seen)
+                    now = (time.monotonic(), cpu_s(proc), *machine_busy())
+                    sink = (now[1] - last[1]) / max(now[0] - last[0], 1e-9)
+                    machine = (now[2] - last[2]) / max(now[3] - last[3], 1e-9)
+                    peak["sink"], peak["machine"] = (
+                        max(peak["sink"], sink),
+                        max(peak["machine"], machine),
+                    )
+                    last = now
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
@@ -202,6 +214,8 @@ def scaled(n: int, quota: float, records: int) -> dict[str, object]:
         "sink_busy": round(sink_used / max(float(s["seconds"]), 1e-9), 2),  # type: ignore[arg-type]
         "driver_cpu_s": s["driver_cpu_s"],
         "machine_busy": round(busy / max(total, 1e-9), 2),
+        "sink_peak": round(peak["sink"], 2),
+        "machine_peak": round(peak["machine"], 2),
         "cluster_start_s": round(started_s, 1),
     }
 
@@ -239,12 +253,13 @@ def main() -> None:
         print(json.dumps(run), flush=True)
     base = float(runs[0]["rows_per_s"])  # type: ignore[arg-type]
     print(f"\n{'nodes':>5} {'rows/s':>10} {'linear':>10} {'x of 1 node':>11} {'of linear':>9} "
-          f"{'sink busy':>9} {'machine':>7}  node CPU s")  # fmt: skip
+          f"{'sink busy':>9} {'sink peak':>9} {'machine peak':>12}  node CPU s")  # fmt: skip
     for run in runs:
         rate = float(run["rows_per_s"])  # type: ignore[arg-type]
         n = int(run["nodes"])  # type: ignore[call-overload]
         print(f"{n:>5} {rate:>10,.0f} {base * n:>10,.0f} {rate / base:>11.2f} "
-              f"{rate / (base * n):>9.2f} {run['sink_busy']:>9} {run['machine_busy']:>7}  "
+              f"{rate / (base * n):>9.2f} {run['sink_busy']:>9} {run['sink_peak']:>9} "
+              f"{run['machine_peak']:>12}  "
               f"{run['node_cpu_s']}")  # fmt: skip
     print(f"load average at end: {os.getloadavg()}")
 
