@@ -173,14 +173,16 @@ class StateStore:
 
         Two ``CREATE TABLE IF NOT EXISTS`` racing on an empty state store can both pass the
         check and one then fails on the catalog's unique index; a transaction-scoped advisory
-        lock serialises them.
+        lock serialises them.  One round trip: the statements go as one simple-query script,
+        which PostgreSQL runs as one transaction (rolled back whole if a statement fails).
         """
+        script = ";\n".join(
+            [f"SELECT pg_advisory_xact_lock({STATE_DDL_LOCK})",
+             *(st.text for st in (*sq.STATE_DDL, STOP_DDL))]
+        )  # fmt: skip
 
         async def go(c: Any) -> None:
-            async with c.transaction():
-                await c.execute("SELECT pg_advisory_xact_lock($1)", STATE_DDL_LOCK)
-                for st in (*sq.STATE_DDL, STOP_DDL):
-                    await c.execute(st.text)
+            await c.execute(script)
 
         await self._call("create state tables", go)
 
