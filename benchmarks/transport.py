@@ -13,6 +13,12 @@ and the parent alone), which a loaded machine disturbs far less than rows/s.
   --schema benchmarks/pgbench_accounts.toml`, 1M and 10M rows, same server, same database.
 * null:    `bench --sink null://` with P = 1 and P = 2 generator processes.
 * cpu:     2,000-byte payload rows into the null sink, P = 0 and P = 2.
+* sn-null, sn-cpu, sn-pgbench: the same three with shared-nothing worker processes
+  (``--processes N``, each worker generating inline and sending over its own connections):
+  null sink N = 1 and N = 2 (and ``-j 2`` beside them), 10M rows; CPU-heavy rows ``-j 0`` and
+  ``--processes 2``, 1.5M rows; and ``--pg-flags`` (default ``-b 100000 -c 1 --processes 2``)
+  against ``pgbench -i``.  ``--out`` names the JSON
+  file the figures are merged into (default ``results/transport.json``).
 """
 
 from __future__ import annotations
@@ -78,11 +84,16 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def section_pgbench(dsn: str, repeat: int, tmp: Path) -> dict[str, Any]:
+PG_FLAGS = ["-b", "100000", "-c", "4"]
+SN_PG_FLAGS = "-b 100000 -c 1 --processes 2"
+
+
+def section_pgbench(
+    dsn: str, repeat: int, tmp: Path, flags: list[str] = PG_FLAGS, sizes: tuple[int, ...] = ()
+) -> dict[str, Any]:
     db = dsn.rsplit("/", 1)[1]
     result: dict[str, Any] = {}
-    for rows, flags in ((1_000_000, ["-b", "100000", "-c", "4"]),
-                        (10_000_000, ["-b", "100000", "-c", "4"])):  # fmt: skip
+    for rows in sizes or (1_000_000, 10_000_000):
         ours, theirs = [], []
         for i in range(repeat):
             theirs.append(pgbench(rows // 100_000, db))
@@ -118,10 +129,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="pgbench,null,cpu")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/transport_bench")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "transport.json")
+    parser.add_argument("--rows", default="", help="sn-pgbench row counts, e.g. 1000000")
+    parser.add_argument("--pg-flags", default=SN_PG_FLAGS, help="sn-pgbench: bench's flags")
     args = parser.parse_args()
     only = set(args.only.split(","))
     trees = {"shm": ROOT} | ({"pipe": args.base} if args.base else {})
-    results: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
+    results: dict[str, Any] = {f"load_before {args.only}": os.getloadavg(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="aetl-transport-") as name:
         tmp = Path(name)
         if "pgbench" in only:
@@ -137,8 +151,28 @@ def main() -> None:
                                     "2000", "-c", "4", "-j", str(p)] for p in (0, 2)}  # fmt: skip
             results["cpu"] = pairs(trees, cases, args.repeat, tmp)
             print(json.dumps(results["cpu"], indent=1), flush=True)
-    results["load_after"] = os.getloadavg()
-    out = HERE / "results" / "transport.json"
+        here = {"now": ROOT}
+        if "sn-null" in only:
+            null = ["--sink", "null://", "-n", "10000000"]
+            cases = {"null --processes 1": [*null, "--processes", "1"],
+                     "null --processes 2": [*null, "--processes", "2"],
+                     "null -j 2": [*null, "-j", "2"]}  # fmt: skip
+            results["sn_null"] = pairs(here, cases, args.repeat, tmp)
+            print(json.dumps(results["sn_null"], indent=1), flush=True)
+        if "sn-cpu" in only:
+            heavy = ["--sink", "null://", "-n", "1500000", "--payload-bytes", "2000", "-c", "4"]
+            cases = {"cpu -j 0": [*heavy, "-j", "0"],
+                     "cpu --processes 2": [*heavy, "--processes", "2"]}  # fmt: skip
+            results["sn_cpu"] = pairs(here, cases, args.repeat, tmp)
+            print(json.dumps(results["sn_cpu"], indent=1), flush=True)
+        if "sn-pgbench" in only:
+            sizes = tuple(int(n) for n in args.rows.split(",") if n)
+            key = f"sn_pgbench {args.pg_flags}"
+            flags = args.pg_flags.split()
+            results[key] = section_pgbench(args.dsn, args.repeat, tmp, flags, sizes)
+            print(json.dumps(results[key], indent=1), flush=True)
+    results[f"load_after {args.only}"] = os.getloadavg()
+    out = args.out
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps(previous | results, indent=1))
     print(f"wrote {out}")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -185,3 +188,23 @@ def test_settings_the_workers_would_ignore_are_refused(
     code = main(["bench", "--sink", "null://", "--processes", "2", *flags])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and named in err[0]
+
+
+def test_a_killed_parent_leaves_no_worker_behind() -> None:
+    """SIGKILL of a `bench --processes 2` process: its workers notice and exit on their own."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd = [sys.executable, "-m", "async_etl", "bench", "--sink", "null://", "--duration", "60",
+           "--processes", "2", "--log-format", "json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress: the workers are up and sending
+            if b'"throughput"' in line:
+                break
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        assert len(workers) >= 2  # and the resource tracker spawning starts
+    finally:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, "a worker outlived its killed parent"
