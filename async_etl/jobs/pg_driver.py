@@ -68,6 +68,7 @@ from async_etl.drivers.postgres import (
     UniqueViolation,
     is_data_error,
     pg_connection,
+    reusing,
     use_exact_codecs,
 )
 from async_etl.errors import ConfigError, DataError
@@ -184,23 +185,35 @@ class PgTarget:
         """Full refresh: build the new table's indexes, then drop the target, rename the new in.
 
         The indexes are built first, each on its own connection at the same time (they lock
-        only the new table, which no reader sees), then one transaction drops the target and
+        only the new table, which no reader sees; a lone index on the connection that checked
+        the tables, which the swap then uses too), then one transaction drops the target and
         renames the new table and its indexes in: readers of the target wait only for that.  A
         business key loaded twice fails its index (``DataError`` naming the key); nothing is
         swapped in and the old table stays.  Safe to repeat: built indexes are kept.
         """
         final = self._final(ctx)
-        async with self.connection(ctx.hold, ctx.app) as conn:
-            if not await _exists(conn, self.table):
-                return  # the swap committed already
-            kept = await self._kept(conn, ctx)
-            indexes = await self._indexes(conn, final) if kept else []
-        statements = pg.index_ddl(self.table, ctx.cols) if self.deferred else []
-        if self.deferred:
-            statements += self._index_sql(final, indexes)
-        if statements:
-            memory = INDEX_BUILD_MB // len(statements)
-            await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
+        async with reusing():  # the checks, a lone index build and the swap on one connection
+            async with self.connection(ctx.hold, ctx.app) as conn:
+                if not await _exists(conn, self.table):
+                    return  # the swap committed already
+                kept = await self._kept(conn, ctx)
+                indexes = await self._indexes(conn, final) if kept else []
+            statements = pg.index_ddl(self.table, ctx.cols) if self.deferred else []
+            if self.deferred:
+                statements += self._index_sql(final, indexes)
+            if len(statements) <= 1:
+                for st in statements:
+                    await self._build_index(ctx, st, INDEX_BUILD_MB)
+                return await self._swap_in(ctx, final, kept, indexes)
+        # several indexes: each on its own connection at the same time, none kept meanwhile
+        memory = INDEX_BUILD_MB // len(statements)
+        await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
+        await self._swap_in(ctx, final, kept, indexes)
+
+    async def _swap_in(
+        self, ctx: JobContext, final: str, kept: bool, indexes: Sequence[refresh.TargetIndex]
+    ) -> None:
+        """One transaction: drop the target, rename the new table and its indexes in."""
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
             if not await _exists(conn, self.table):
                 return
