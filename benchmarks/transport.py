@@ -2,6 +2,7 @@
 
     flock /tmp/bench.lock python benchmarks/transport.py [--base DIR] [--repeat 3]
           [--only pgbench,null,cpu] [--dsn postgresql://postgres@127.0.0.1:5432/DB]
+          [--rows 1000000,10000000] [--pg-concurrency 2,4] [--pg-flags FLAGS] [--out FILE]
 
 Every figure is the median of --repeat fresh processes, alternated with its anchor in the same
 run.  ``--base DIR`` is a copy of the package before the change (``git archive <commit>
@@ -10,7 +11,10 @@ Besides rows/s it reports CPU per row (µs of CPU, the bench process plus its ge
 and the parent alone), which a loaded machine disturbs far less than rows/s.
 
 * pgbench: `pgbench -i -s S -I dtg` (its client-side generate step) vs `async-etl bench
-  --schema benchmarks/pgbench_accounts.toml`, 1M and 10M rows, same server, same database.
+  --schema benchmarks/pgbench_accounts.toml -b 100000 -c C` (C from --pg-concurrency), --rows
+  rows (1M and 10M), same server,
+  same database; with a local server, also the CPU every PostgreSQL process used per 1M rows
+  over each whole command (backends, reaped ones included, and background processes).
 * null:    `bench --sink null://` with P = 1 and P = 2 generator processes.
 * cpu:     2,000-byte payload rows into the null sink, P = 0 and P = 2.
 * sn-null, sn-cpu, sn-pgbench: the same three with shared-nothing worker processes
@@ -31,6 +35,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,42 +80,88 @@ def pgbench(scale: int, db: str) -> dict[str, Any]:
     return {"rows_per_s": scale * 100_000 / float(found.group(1))}
 
 
+def _postgres_cpu() -> float:
+    """CPU seconds of every local ``postgres`` process, plus the children the postmaster reaped.
+
+    0.0 where /proc is not readable (a remote server: then the figure is left out).
+    """
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if "(postgres)" not in stat:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / hz  # utime + stime
+        ppid = fields[1]
+        if (
+            not Path(f"/proc/{ppid}/stat").exists()
+            or "(postgres)" not in Path(f"/proc/{ppid}/stat").read_text()
+        ):  # the postmaster: its reaped backends' CPU
+            total += (int(fields[13]) + int(fields[14])) / hz
+    return total
+
+
+def with_server_cpu(rows: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s result plus ``server_s_per_1m``: PostgreSQL CPU per 1M rows over the run."""
+    before = _postgres_cpu()
+    result = run()
+    time.sleep(1.0)  # the client's backends exit, and are reaped, after it does
+    used = _postgres_cpu() - before
+    if used > 0:
+        result["server_s_per_1m"] = used * 1_000_000 / rows
+    return result
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = [k for k in ("rows_per_s", "cpu_us_per_row", "parent_us_per_row") if k in runs[0]]
-    return {k: round(median(runs, k), 3 if "us" in k else 0) for k in keys} | {
+    names = ("rows_per_s", "cpu_us_per_row", "parent_us_per_row", "server_s_per_1m")
+    keys = [k for k in names if all(k in r for r in runs)]
+    return {k: round(median(runs, k), 0 if k == "rows_per_s" else 3) for k in keys} | {
         "runs": [round(r["rows_per_s"]) for r in runs]
     }
 
 
-PG_FLAGS = ["-b", "100000", "-c", "4"]
+PG_FLAGS = "-b 100000 -c {c}"
 SN_PG_FLAGS = "-b 100000 -c 1 --processes 2"
 
 
 def section_pgbench(
-    dsn: str, repeat: int, tmp: Path, flags: list[str] = PG_FLAGS, sizes: tuple[int, ...] = ()
+    dsn: str, repeat: int, tmp: Path, sizes: tuple[int, ...], variants: dict[str, list[str]]
 ) -> dict[str, Any]:
+    """Each size: pgbench and bench with every variant's flags, alternated, ``repeat`` times."""
     db = dsn.rsplit("/", 1)[1]
     result: dict[str, Any] = {}
-    for rows in sizes or (1_000_000, 10_000_000):
-        ours, theirs = [], []
+    for rows in sizes:
+        theirs: list[dict[str, Any]] = []
+        ours: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
         for i in range(repeat):
-            theirs.append(pgbench(rows // 100_000, db))
-            args = ["--sink", dsn, "--table", f"accounts_{rows}_{i}", "--schema", str(SCHEMA),
-                    "-n", str(rows), *flags]  # fmt: skip
-            ours.append(bench(ROOT, args, tmp))
-        ratio = median(ours, "rows_per_s") / median(theirs, "rows_per_s")
-        result[f"{rows:,} rows"] = {
-            "async_etl": summary(ours),
-            "pgbench": summary(theirs),
-            "ratio": round(ratio, 2),
-            "command": "async-etl bench --sink $DSN --schema benchmarks/pgbench_accounts.toml "
-            f"-n {rows} {' '.join(flags)}",
-            "anchor": f"pgbench -i -s {rows // 100_000} -I dtg (client-side generate step)",
-        }
+            theirs.append(with_server_cpu(rows, partial(pgbench, rows // 100_000, db)))
+            for v, (label, flags) in enumerate(variants.items()):
+                table = f"accounts_{rows}_{v}_{i}"
+                args = ["--sink", dsn, "--table", table, "--schema", str(SCHEMA),
+                        "-n", str(rows), *flags]  # fmt: skip
+                ours[label].append(with_server_cpu(rows, partial(bench, ROOT, args, tmp)))
+                drop = f"DROP TABLE {table}"  # 1.3 GB each at 10M rows
+                subprocess.run(["psql", dsn, "-qc", drop], check=True, capture_output=True)
+        for label in variants:
+            ratio = median(ours[label], "rows_per_s") / median(theirs, "rows_per_s")
+            result[f"{rows:,} rows {label}"] = {
+                "async_etl": summary(ours[label]),
+                "pgbench": summary(theirs),
+                "ratio": round(ratio, 2),
+                "command": "async-etl bench --sink $DSN --schema "
+                f"benchmarks/pgbench_accounts.toml -n {rows} {label}",
+                "anchor": f"pgbench -i -s {rows // 100_000} -I dtg (client-side generate step)",
+            }
     return result
 
 
@@ -130,16 +183,20 @@ def main() -> None:
     parser.add_argument("--only", default="pgbench,null,cpu")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/transport_bench")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "transport.json")
-    parser.add_argument("--rows", default="", help="sn-pgbench row counts, e.g. 1000000")
+    parser.add_argument("--rows", default="1000000,10000000", help="pgbench sections' sizes")
+    parser.add_argument("--pg-concurrency", default="2,4", help="pgbench: bench's -c levels")
     parser.add_argument("--pg-flags", default=SN_PG_FLAGS, help="sn-pgbench: bench's flags")
     args = parser.parse_args()
     only = set(args.only.split(","))
     trees = {"shm": ROOT} | ({"pipe": args.base} if args.base else {})
     results: dict[str, Any] = {f"load_before {args.only}": os.getloadavg(), "cpus": os.cpu_count()}
+    sizes = tuple(int(n) for n in args.rows.split(",") if n)
     with tempfile.TemporaryDirectory(prefix="aetl-transport-") as name:
         tmp = Path(name)
         if "pgbench" in only:
-            results["pgbench"] = section_pgbench(args.dsn, args.repeat, tmp)
+            levels = args.pg_concurrency.split(",")
+            variants = {PG_FLAGS.format(c=c): PG_FLAGS.format(c=c).split() for c in levels}
+            results["pgbench"] = section_pgbench(args.dsn, args.repeat, tmp, sizes, variants)
             print(json.dumps(results["pgbench"], indent=1), flush=True)
         if "null" in only:
             cases = {f"null P={p}": ["--sink", "null://", "-n", "3000000", "-j", str(p)]
@@ -166,10 +223,9 @@ def main() -> None:
             results["sn_cpu"] = pairs(here, cases, args.repeat, tmp)
             print(json.dumps(results["sn_cpu"], indent=1), flush=True)
         if "sn-pgbench" in only:
-            sizes = tuple(int(n) for n in args.rows.split(",") if n)
             key = f"sn_pgbench {args.pg_flags}"
-            flags = args.pg_flags.split()
-            results[key] = section_pgbench(args.dsn, args.repeat, tmp, flags, sizes)
+            variants = {args.pg_flags: args.pg_flags.split()}
+            results[key] = section_pgbench(args.dsn, args.repeat, tmp, sizes, variants)
             print(json.dumps(results[key], indent=1), flush=True)
     results[f"load_after {args.only}"] = os.getloadavg()
     out = args.out
