@@ -12,9 +12,9 @@ and the parent alone), which a loaded machine disturbs far less than rows/s.
 
 * pgbench: `pgbench -i -s S -I dtg` (its client-side generate step) vs `async-etl bench
   --schema benchmarks/pgbench_accounts.toml -b 100000 -c C` (C from --pg-concurrency), --rows
-  rows (1M and 10M), same server,
-  same database; with a local server, also the CPU every PostgreSQL process used per 1M rows
-  over each whole command (backends, reaped ones included, and background processes).
+  rows (1M and 10M), same server, same database; with a local server, also the CPU every
+  PostgreSQL process used per 1M rows over each whole command (backends, reaped ones
+  included, and background processes).
 * null:    `bench --sink null://` with P = 1 and P = 2 generator processes.
 * cpu:     2,000-byte payload rows into the null sink, P = 0 and P = 2.
 * sn-null, sn-cpu, sn-pgbench: the same three with shared-nothing worker processes
