@@ -29,6 +29,7 @@ from async_etl.core.records import w_generate_batches
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats
 from async_etl.core.units import Assignment
+from async_etl.errors import first_etl_error
 from async_etl.runtime.engine import deliver
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.retrying import retrying
@@ -102,10 +103,16 @@ class UnitEngine:
         batches = await self._executor.run(w_generate_batches, work)
         sink: Any = Resending(self._sink) if unit.resend else self._sink
         sends = self._sends
-        async with anyio.create_task_group() as tg:
-            for batch in batches:
-                await sends.acquire_on_behalf_of(batch)
-                tg.start_soon(self._deliver, sink, batch, stats, policy)
+        try:
+            async with anyio.create_task_group() as tg:
+                for batch in batches:
+                    await sends.acquire_on_behalf_of(batch)
+                    tg.start_soon(self._deliver, sink, batch, stats, policy)
+        except BaseExceptionGroup as group:  # the sink's own error, not a group, goes back
+            err = first_etl_error(group)
+            if err is None:
+                raise
+            raise err from err.__cause__
         return stats
 
     async def _deliver(

@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+import asyncpg
 import psutil
 import pytest
 
 from async_etl.config import BenchSettings
 from async_etl.core.stats import Snapshot
 from async_etl.core.summary import Summary
-from async_etl.errors import LoadError
+from async_etl.errors import AsyncEtlError, LoadError
 from async_etl.runtime.local_workers import run_on_processes
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
@@ -134,3 +136,39 @@ def test_sigint_stops_the_cli_run_with_a_summary_and_no_process_left(
     while any(psutil.pid_exists(p) for p in workers):
         assert time.monotonic() < deadline, "a worker outlived the run"
         time.sleep(0.1)
+
+
+async def test_a_unit_failing_for_good_fails_the_run_with_its_error_in_one_line(
+    pg_dsn: str,
+) -> None:
+    """A fatal sink error inside a worker (its table renamed away): raised here, one line."""
+    landed, errors = anyio.Event(), list[AsyncEtlError]()
+
+    async def rename_once_rows_landed() -> None:
+        await landed.wait()
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("ALTER TABLE async_etl_bench RENAME TO moved_away")
+        finally:
+            await conn.close()
+
+    async def bench() -> None:
+        try:
+            await _run(_settings(pg_dsn, records=2_000_000), on_snapshot=_rows_in(landed))
+        except AsyncEtlError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rename_once_rows_landed)
+        tg.start_soon(bench)
+    assert len(errors) == 1 and "async_etl_bench" in errors[0].message
+    assert "\n" not in errors[0].message
+    assert not _workers()
+
+
+def _rows_in(event: anyio.Event) -> Any:
+    def handler(snap: Snapshot) -> None:
+        if snap.rows_total > 0:
+            event.set()
+
+    return handler
