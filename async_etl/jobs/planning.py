@@ -54,7 +54,7 @@ from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 from async_etl.sources.port import Source, source_connection
 
-__all__ = ["Decision", "Plan", "builds_new_table", "plan_run", "preflight", "survey"]
+__all__ = ["Decision", "Plan", "Survey", "builds_new_table", "plan_run", "preflight", "survey"]
 
 log = structlog.get_logger(__name__)
 
@@ -279,16 +279,29 @@ def _collate(
     return key_order(collations, target=available, same_database=same_database)
 
 
-async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: StateStore) -> Plan:
+Survey = tuple[int, int, list[tuple[Any, ...]], list[dict[str, Any]]]
+"""What ``survey`` read: the estimate, NULL keys, chunk cuts, NULL-key rows."""
+
+
+async def plan_run(
+    ctx: JobContext,
+    decision: Decision,
+    source: Source,
+    store: StateStore,
+    surveyed: Survey | None = None,
+) -> Plan:
     """Record the new run with its chunk plan, or resume the stored one; check NULL keys.
 
-    Raises ``DataError`` when the source has NULL keys and ``on_bad_row = "fail"``, and the
-    translated driver errors of the source and the state store.
+    ``surveyed``: what ``survey`` read already (None: it is read here, retried with the run's
+    policy).  Raises ``DataError`` when the source has NULL keys and ``on_bad_row = "fail"``,
+    and the translated driver errors of the source and the state store.
     """
     spec = ctx.spec
-    estimate, nulls, cuts, null_rows = await retrying(
-        lambda: survey(ctx, decision, source), ctx.policy, what="plan chunks"
-    )
+    if surveyed is None:
+        surveyed = await retrying(
+            lambda: survey(ctx, decision, source), ctx.policy, what="plan chunks"
+        )
+    estimate, nulls, cuts, null_rows = surveyed
     workers = ch.workers(estimate, spec.parallel)
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
@@ -330,9 +343,7 @@ async def plan_run(ctx: JobContext, decision: Decision, source: Source, store: S
     return out
 
 
-async def survey(
-    ctx: JobContext, decision: Decision, source: Source
-) -> tuple[int, int, list[tuple[Any, ...]], list[dict[str, Any]]]:
+async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
     """On one source connection: the estimate, NULL keys, chunk cuts (new runs), NULL-key rows."""
     async with source_connection(source, ctx.hold, ctx.app) as conn:
         estimate = await source.estimate(conn)

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 1. ``planning.preflight`` (reads only; ``ConfigError`` is raised from here and nowhere later);
-2. state tables and target table are created if missing; ``planning.plan_run`` records the new
+2. state tables and target table are created if missing, while the source is surveyed (its
+   estimate, NULL keys and chunk cuts: reads only); ``planning.plan_run`` records the new
    run with its stored chunk plan (or resumes the unfinished one: same T, same chunks);
    every round trip of steps 1, 2 and 5 (and the state store's) is retried on a transient
    failure with the run's policy (``JobOptions.retry``), reconnecting each time;
@@ -67,10 +68,12 @@ from async_etl.jobs.endpoints import Target, make_source, make_target
 from async_etl.jobs.planning import (
     Decision,
     Plan,
+    Survey,
     as_new_build,
     builds_new_table,
     plan_run,
     preflight,
+    survey,
 )
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
@@ -220,9 +223,8 @@ class _JobRun:
     async def _run(self, ctx: JobContext, store: StateStore, decision: Decision) -> JobResult:
         resumed = decision.resumed_plan is not None
         try:
-            await store.ensure()
-            await retrying(lambda: self.target.prepare(ctx), ctx.policy, what="prepare target")
-            self.plan = await plan_run(ctx, decision, self.source, store)
+            surveyed = await self._prepare_and_survey(ctx, store, decision)
+            self.plan = await plan_run(ctx, decision, self.source, store, surveyed)
             if await store.take_starting_stop(self.spec.name):  # asked while it was starting
                 log.info("stop_requested")
                 ctx.stop.set()
@@ -256,6 +258,40 @@ class _JobRun:
             status = "STOPPED"
         await self._finish(store, status)
         return self._result(status, resumed)
+
+    async def _prepare_and_survey(
+        self, ctx: JobContext, store: StateStore, decision: Decision
+    ) -> Survey:
+        """State tables and target prepared while the source is surveyed (reads only).
+
+        The two touch different databases and neither needs the other: at the same time,
+        they cost the longer of the two instead of the sum.  A failure to prepare wins (it
+        cancels the survey); the survey's own failure is raised once preparing succeeded.
+        """
+        found: list[Survey] = []
+        failed: list[AsyncEtlError] = []
+
+        async def look() -> None:
+            try:
+                found.append(
+                    await retrying(
+                        lambda: survey(ctx, decision, self.source), ctx.policy, what="plan chunks"
+                    )
+                )
+            except AsyncEtlError as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(look)
+            try:
+                await store.ensure()
+                await retrying(lambda: self.target.prepare(ctx), ctx.policy, what="prepare target")
+            except AsyncEtlError as exc:
+                failed.insert(0, exc)
+                tg.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
+        return found[0]
 
     async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
         todo = remaining(plan.plan, plan.committed)
