@@ -178,6 +178,11 @@ def set_values(overrides: Sequence[str], fail: Fail) -> Gathered:
 
 
 def env_values(env: Mapping[str, str], fail: Fail) -> Gathered:
+    known = {env_name(section, key) for section, keys in SCHEMA.items() for key in keys}
+    prefixes = tuple(env_name(section, "") + "_" for section in SCHEMA if section)
+    for var in sorted(env):  # a typo in a section's variable would be ignored without a word
+        if var.startswith(prefixes) and var not in known:
+            raise fail(var, "unknown setting" + did_you_mean(var, sorted(known)))
     out: Gathered = {}
     for section, keys in SCHEMA.items():
         for key, kind in keys.items():

@@ -90,6 +90,21 @@ def test_priority_set_over_file_over_env(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
+    ("var", "hint"),
+    [
+        ("ASYNC_ETL_PARALLEL_MAX_WORKRS", "ASYNC_ETL_PARALLEL_MAX_WORKERS"),
+        ("ASYNC_ETL_SOURCE_QUERRY", "ASYNC_ETL_SOURCE_QUERY"),
+        ("ASYNC_ETL_RETRY_ATTEMPTS", "ASYNC_ETL_RETRY_MAX_ATTEMPTS"),
+        ("ASYNC_ETL_STATE_URI", "ASYNC_ETL_STATE_URL"),
+    ],
+)
+def test_a_misspelt_section_variable_is_one_line(var: str, hint: str):
+    """ASYNC_ETL_<SECTION>_<typo> is refused naming the closest variable, not silently ignored."""
+    msg = err(JOB, env={var: "3", "ASYNC_ETL_TEST_DSN": "x", "ASYNC_ETL_BENCH_MODE": "async"})
+    assert f"{var}: unknown setting (did you mean '{hint}'?)" in msg
+
+
+@pytest.mark.parametrize(
     ("text", "value"),
     [("Y", True), ("n", False), ("true", True), ("0", False), ("yes", True), ("No", False)],
 )
