@@ -165,6 +165,11 @@ class Table:
             row[pos] = key
             yield row
 
+    def visible_counted_keys(self) -> array[int]:
+        """Counted rows' primary keys a non-PK read sees now (a copy)."""
+        self._maybe_refresh()
+        return self.counted_keys[: self._counted_keys_visible]
+
     # -- reads: visible only after a refresh -----------------------------------------------
     def refresh(self) -> None:
         """Make every write so far visible to non-PK reads (``REFRESH TABLE``)."""
