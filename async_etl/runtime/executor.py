@@ -87,6 +87,35 @@ class InlineExecutor:
         return []
 
 
+class ThreadExecutor:
+    """Runs each unit on one helper thread, so the event loop keeps serving its sockets.
+
+    A COPY stream in flight keeps being fed while the next unit generates; no parallelism
+    beyond that (one thread, the GIL).
+    """
+
+    workers = 0
+
+    def __init__(self) -> None:
+        self._one: anyio.CapacityLimiter | None = None
+
+    async def run(self, fn: Callable[[T], R], arg: T) -> R:
+        """Run ``fn(arg)`` on the helper thread."""
+        if self._one is None:
+            self._one = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(fn, arg, limiter=self._one)
+
+    async def start(self) -> None:
+        """Nothing to start (the thread is anyio's)."""
+
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+    def worker_pids(self) -> list[int]:
+        """No worker processes."""
+        return []
+
+
 class ProcessExecutor:
     """Runs units in a pool of ``workers`` spawned processes (no state leaks from the parent)."""
 

@@ -5,7 +5,9 @@ Theory of operation
 The local twin of ``--ray``: the same coordinator (``runtime.coordinator``) hands id-range
 units to N spawned worker processes instead of Ray actors.  Each worker is started once for the
 run with its own event loop (uvloop unless ``--no-uvloop``), its own sink connections and its
-own ``UnitEngine`` (generation inline: P = 0 inside), and is then fed units over a pipe::
+own ``UnitEngine`` (generation in the worker: P = 0 inside, on a helper thread when the sink
+has a socket, so that a COPY in flight keeps being fed while the next unit generates; on the
+loop itself for the null sink), and is then fed units over a pipe::
 
     parent (coordinator)                         worker process (w_serve, spawned)
       Process(w_serve) ───────────────────────>  own loop; UnitEngine.start(): sink prepared
@@ -60,7 +62,7 @@ from async_etl.log import configure_logging
 from async_etl.runtime import loop as loops
 from async_etl.runtime.coordinator import WorkerLostError, coordinate
 from async_etl.runtime.engine import SnapshotHandler
-from async_etl.runtime.executor import w_init
+from async_etl.runtime.executor import ThreadExecutor, w_init
 from async_etl.runtime.unit_engine import UnitEngine
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, Target
@@ -83,7 +85,10 @@ def w_serve(conn: Connection, settings: BenchSettings, source: Synthetic, target
 async def _serve(
     conn: Connection, settings: BenchSettings, source: Synthetic, target: Target
 ) -> None:
-    engine = UnitEngine(settings, source, target)
+    # a sink with a socket generates on a helper thread: the loop keeps the COPY / request in
+    # flight fed meanwhile; the null sink has none, and generates on the loop (no thread hop)
+    helper = None if (settings.sink or "").startswith("null:") else ThreadExecutor()
+    engine = UnitEngine(settings, source, target, generate_on=helper)
     try:
         pid = await engine.start()
     except Exception as exc:

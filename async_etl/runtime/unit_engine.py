@@ -31,7 +31,7 @@ from async_etl.core.stats import RunStats
 from async_etl.core.units import Assignment
 from async_etl.errors import first_etl_error
 from async_etl.runtime.engine import deliver
-from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
+from async_etl.runtime.executor import InlineExecutor, ProcessExecutor, ThreadExecutor
 from async_etl.runtime.retrying import retrying
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
@@ -59,12 +59,20 @@ class Resending:
 class UnitEngine:
     """One worker's engine: its own sink connections, generator processes and send limit."""
 
-    def __init__(self, settings: BenchSettings, source: Synthetic, target: Target) -> None:
+    def __init__(
+        self,
+        settings: BenchSettings,
+        source: Synthetic,
+        target: Target,
+        generate_on: ThreadExecutor | None = None,
+    ) -> None:
         self._settings = settings
         self._source = source
         self._target = target
         self._sink: AsyncSink | None = None
-        self._executor: ProcessExecutor | InlineExecutor = InlineExecutor()
+        self._executor: ProcessExecutor | InlineExecutor | ThreadExecutor = (
+            generate_on or InlineExecutor()
+        )
         self._sends: anyio.CapacityLimiter | None = None
         self._random = random.Random(settings.seed ^ os.getpid())
 
