@@ -187,8 +187,8 @@ def register(sub: Any) -> None:
         default=None,
         metavar="N",
         help="shared-nothing worker processes: each runs the engine with its own event loop "
-        "and sink connections, generates inline and sends -c C batches at a time; this process "
-        "only hands out id ranges, adds up and reconciles (the local twin of --ray)",
+        "and sink connections, generates its own rows and sends -c C batches at a time; this "
+        "process only hands out id ranges, adds up and reconciles (the local twin of --ray)",
     )
     p.set_defaults(handler=main)
 
@@ -209,7 +209,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--ray-actors needs --ray")
     if settings.processes and (args.generators is not None or GENERATORS_ENV in os.environ):
         raise ConfigError(
-            "--processes: each worker process generates inline; drop -j / --generators"
+            "--processes: each worker process generates its own rows; drop -j / --generators"
         )
     if settings.mode == "threads":  # before any event loop: thread mode runs none at all
         summary = bench_threads(settings, source)
