@@ -21,7 +21,6 @@ with microseconds, NaN or an infinity anywhere in a row), refuses its row.
 from __future__ import annotations
 
 import dataclasses
-import math
 import operator
 import struct
 import uuid
@@ -32,10 +31,10 @@ from typing import Any, Final
 
 import orjson
 
-from async_etl.core.batching import Columns
+from async_etl.core import crate_native
 from async_etl.core.compare import base_type
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
-from async_etl.core.exact import CRATE_INT_BITS, crate_row_check, json_refusal
+from async_etl.core.exact import crate_row_check, json_refusal
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
 Encoder = Callable[[Any], bytes]
@@ -483,51 +482,6 @@ def _crate_refusal(row: tuple[Any, ...], check: RowCheck) -> str | None:
     return None
 
 
-_NONE = type(None)
-_CRATE_PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
-_BIG = 2**63
-_FLOAT_INTS = 2**53
-
-
-def _crate_plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> bool:
-    """True when ``crate_refusal`` refuses no value of ``column`` (whole-column builtins)."""
-    if kinds <= _CRATE_PLAIN:
-        return True
-    values: Sequence[Any] = column
-    if _NONE in kinds:
-        kinds = kinds - {_NONE}
-        values = [v for v in column if v is not None]
-    if kinds == {float}:
-        return base != "real" and all(map(math.isfinite, values))
-    if kinds == {int}:
-        bound = _FLOAT_INTS if base in ("double precision", "real", "numeric") else _BIG
-        if base in CRATE_INT_BITS:
-            bound = 2 ** (CRATE_INT_BITS[base] - 1)
-        return bool(-bound <= min(values) and max(values) < bound)
-    if kinds == {datetime}:
-        return not any(v.microsecond % 1000 for v in values)
-    return False
-
-
-def _crate_plain(rows: Sequence[tuple[Any, ...]], bases: Sequence[str]) -> bool:
-    """True when ``crate_refusal`` refuses no value of ``rows`` (checked a column at a time).
-
-    False may also mean "not sure" (rows of different widths, nested values): check row by
-    row then.  ``bases``: each column's base type name (empty: decide by the value's type).
-    """
-    if not rows:
-        return True
-    width = len(rows[0])
-    if set(map(len, rows)) != {width}:
-        return False
-    columns = Columns.of(rows, width)
-    names = bases or [""] * width
-    return all(
-        _crate_plain_column(column, kinds, base)
-        for column, kinds, base in zip(columns.values, columns.kinds, names, strict=True)
-    )
-
-
 def encode_crate_rows(
     stmt: str,
     rows: Sequence[tuple[Any, ...]],
@@ -545,7 +499,7 @@ def encode_crate_rows(
     bases = [base_type(t)[0] for t in types]
     check = crate_row_check(names, types)
     refused: list[tuple[int, str]] = []
-    if not _crate_plain(rows, bases):
+    if not crate_native.plain(rows, bases):
         refused = [(pos, why) for pos, row in enumerate(rows) if (why := check(row))]
     try:
         if not refused:

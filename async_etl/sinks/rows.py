@@ -32,8 +32,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from async_etl.core import pg_native, sink_rules
+from async_etl.core import crate_native, pg_native, sink_rules
 from async_etl.core.batching import Columns
+from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
 from async_etl.core.crate_protocol import BulkVerdict
 from async_etl.core.crate_resolve import Resolution
@@ -115,6 +116,20 @@ async def _paced(rows: Sequence[tuple[Any, ...]], every: int) -> AsyncIterator[t
             await anyio.lowlevel.checkpoint()
         for row in rows[start : start + every]:
             yield row
+
+
+def _encoded_again(batch: RecordsBatch, encoded: Encoded, wire: WireFormat) -> SendResult:
+    """The answer for a ``RecordsBatch`` the driver refused: a retry of its ``encoded`` rows.
+
+    The rows the reference encoders refused are rejected with their reasons.
+    """
+    ids = batch.row_ids()
+    rejected = tuple(RowError(ids[pos], why) for pos, why in encoded.refused)
+    if not encoded.kept:
+        return SendResult(delivered=0, rejected=rejected)
+    keys = tuple(ids[pos] for pos in encoded.kept)
+    retry = EncodedBatch(batch.ids, encoded.payload, wire, keys=keys)
+    return SendResult(0, rejected, retry=retry, retry_reason=DRIVER_REFUSED)
 
 
 LANDED_BEFORE = "refused in an earlier attempt of its batch, whose commit answer was lost"
@@ -216,13 +231,7 @@ class PostgresRowsSink(PostgresSink):
         except _DriverRefusedError:
             pass
         encoded = await anyio.to_thread.run_sync(self.encode, batch.records, limiter=self._encoding)
-        ids = batch.row_ids()
-        rejected = tuple(RowError(ids[pos], why) for pos, why in encoded.refused)
-        if not encoded.kept:
-            return SendResult(delivered=0, rejected=rejected)
-        keys = tuple(ids[pos] for pos in encoded.kept)
-        retry = EncodedBatch(batch.ids, encoded.payload, self.wire, keys=keys)
-        return SendResult(0, rejected, retry=retry, retry_reason=DRIVER_REFUSED)
+        return _encoded_again(batch, encoded, self.wire)
 
     async def _send_isolating(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """``PostgresSink.send``, but a data error rejects only the rows that cause it.
@@ -373,10 +382,11 @@ class CrateRowsSink(CrateDBSink):
     """A CrateDB table filled by a writer (``bulk_args``; resends ``ON CONFLICT DO NOTHING``)."""
 
     wire: WireFormat = "crate_json"
-    native = False  # batches are always encoded here (``encode``)
+    native = True  # a batch ``plain`` passes travels as its rows, dumped as they are
     isolate_refusals = True  # one row CrateDB cannot cast must not strand the batch
     _names: tuple[str, ...] = ()
     _types: tuple[str, ...] = ()
+    _bases: tuple[str, ...] = ()
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
@@ -422,6 +432,7 @@ class CrateRowsSink(CrateDBSink):
         self._stmt = crate_insert(self.table.name, names)
         self._names = names
         self._types = tuple(crate_column_type(types[n]) for n in names)
+        self._bases = tuple(base_type(t)[0] for t in self._types)
         return names
 
     async def _primary_key(self, schema: str, name: str) -> tuple[str, ...]:
@@ -435,12 +446,39 @@ class CrateRowsSink(CrateDBSink):
         return None
 
     def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
-        """Never: a CrateDB batch is always encoded by ``encode``."""
-        return False
+        """True when CrateDB stores every value of ``rows`` (a slice of a batch) exactly."""
+        return crate_native.plain(rows, self._bases)
 
     def plain_columns(self, values: Columns) -> bool:
-        """Never (see ``plain``)."""
-        return False
+        """``plain`` for rows already seen by column."""
+        return crate_native.plain_columns(values, self._bases)
+
+    async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """Post one bulk body (see ``CrateDBSink.send``); a ``RecordsBatch`` is dumped first.
+
+        Its rows passed ``plain``, so they are dumped as they are, a slice at a time with the
+        event loop let run in between; should orjson still refuse a value, the answer is a
+        retry of the batch encoded by ``encode``, which refuses the bad rows with reasons.
+        """
+        if not isinstance(batch, RecordsBatch):
+            return await super().send(batch, attempt)
+        records = batch.records
+        try:
+            body = await self._body(records)
+        except TypeError:
+            return _encoded_again(batch, self.encode(records), self.wire)
+        keys = tuple(range(batch.ids.start, batch.ids.stop))
+        return await super().send(EncodedBatch(batch.ids, body, self.wire, keys=keys), attempt)
+
+    async def _body(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
+        width = max(1, len(self._names))
+        if len(rows) * width <= pg_native.PACE_ABOVE:
+            return crate_native.bulk_body(self._stmt, rows)
+        parts = []
+        for part in crate_native.body_parts(self._stmt, rows, pg_native.SLICE_VALUES // width):
+            parts.append(part)
+            await anyio.lowlevel.checkpoint()
+        return b"".join(parts)
 
     def encode(
         self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None

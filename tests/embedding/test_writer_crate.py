@@ -172,3 +172,17 @@ async def test_declared_columns_are_checked_before_the_table_is_created(
         _, body = await post_sql(session, url, "SELECT table_name FROM information_schema.tables "
                                  "WHERE table_name = 'nk'")  # fmt: skip
     assert body["rows"] == []
+
+
+async def test_a_value_json_cannot_carry_in_a_checked_batch_rejects_only_its_row(
+    crate_standin: CrateStandIn,
+) -> None:
+    """A lone surrogate passes the column check but not orjson: its row alone is rejected."""
+    rows = [(i, f"n{i}", i / 2) for i in range(40)]
+    rows[17] = (17, "bad \ud800", 8.5)
+    async with open_writer(crate_standin.url, table="sg", columns=COLUMNS, primary_key=["id"]) as w:
+        await w.write_many(rows)
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (39, 1, 0), report.reasons
+    assert [r.row for r in report.rejected_rows] == [rows[17]]
+    assert await _ids(crate_standin, "sg") == [i for i in range(40) if i != 17]
