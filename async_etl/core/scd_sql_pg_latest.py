@@ -11,11 +11,12 @@ join is computed once, as a full join of the chunk's current target rows with st
   ``ctid`` (NULL: a new key) and the staged row (NULL, marked by ``_async_etl_in``: a key the
   source no longer holds, only with ``deletes = "expire"``; with ``"ignore"`` staging is
   right-joined and absent keys never appear);
-* ``e`` expires the current row of every changed or absent key (by ``ctid``: the rows ``d``
-  just read, on the same snapshot), returning those row ids;
+* ``e`` expires the current row of every changed or absent key (a TID scan of the row ids
+  ``d`` just read, on the same snapshot, still limited to the chunk's current rows), returning
+  their keys;
 * ``i`` inserts the new current version of every new key and of every changed key whose old
   row ``e`` returned.  A changed key's new row is inserted only once ``e`` has expired its old
-  one (the INSERT reads it from ``e``'s output), so the one-current-row-per-key unique index
+  one (the INSERT reads its key from ``e``'s output), so the one-current-row-per-key unique index
   never sees two current rows; a new key has no current row to conflict with.
 
 The result equals ``merge_statements(..., after_all=True)`` on the same chunk (tested against
@@ -97,11 +98,13 @@ def latest_merge_statements(
         f"WITH d AS MATERIALIZED (SELECT o.{_TID}, s.{_IN}, {_cols('s', cols.data)} "
         f"FROM ({current}) AS o {join} (SELECT true AS {_IN}, * FROM {s}) AS s ON {on} "
         f"WHERE o.{_TID} IS NULL OR s.{_IN} IS NULL OR {changed}), "
-        f"e AS (UPDATE {t} AS x SET {vt} = {as_of}, {cur} = false FROM d "
-        f"WHERE x.ctid = d.{_TID} AND {current_in_chunk('x')} RETURNING d.{_TID}), "
+        f"e AS (UPDATE {t} AS x SET {vt} = {as_of}, {cur} = false "
+        f"WHERE x.ctid = ANY (ARRAY(SELECT d.{_TID} FROM d WHERE d.{_TID} IS NOT NULL)) "
+        f"AND {current_in_chunk('x')} RETURNING {_cols('x', bk)}), "
         f"i AS (INSERT INTO {t} ({data}, {vf}, {vt}, {cur}) OVERRIDING SYSTEM VALUE "
         f"SELECT {_cols('d', cols.data)}, {as_of}::timestamptz, NULL, true FROM d "
-        f"WHERE d.{_IN} AND (d.{_TID} IS NULL OR d.{_TID} IN (SELECT {_TID} FROM e)) "
+        f"WHERE d.{_IN} AND (d.{_TID} IS NULL OR ({_cols('d', bk)}) IN "
+        f"(SELECT {_cols('e', bk)} FROM e)) "
         "RETURNING 1) "
         "SELECT (SELECT count(*) FROM i) AS inserted, 0::bigint AS updated, "
         "(SELECT count(*) FROM e) AS expired, 0::bigint AS deleted"
