@@ -474,6 +474,20 @@ SAMPLEABLE_SQL = Sql(
 """Whether ``table`` takes ``TABLESAMPLE`` (a table, partitioned table or materialized view,
 not a view or a foreign table)."""
 
+UNIQUE_ON_SQL = Sql(
+    "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) "
+    "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) AS k(n) JOIN pg_attribute a "
+    "ON a.attrelid = i.indrelid AND a.attnum = k.n "
+    "WHERE a.attcollation <> 0 OR NOT a.attname = ANY ($2::text[])))",
+    ("table", "key"),
+)
+"""Whether a table (bind ``table``, quoted) has a unique index on columns that are all in
+``key`` (bind, text[]) and have no collation: then no two of its rows share a value of ``key``
+once rows with a NULL in it are set aside.  Expression and partial indexes do not count, nor
+collatable columns (a target column compared in another collation could make two distinct
+source values equal)."""
+
 NULLABLE_COLUMNS_SQL = Sql(
     "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
     "AND NOT attisdropped AND NOT attnotnull",

@@ -102,6 +102,10 @@ class PgTarget:
         """Chunk-key column -> the target column's own collation (set by ``prepare``)."""
         self.nullable_key = False
         """Whether a business-key column of the target accepts NULL (set by ``prepare``)."""
+        self.source_unique: bool | None = None
+        """Whether the source's own unique index makes the business key unique, so no chunk
+        can stage a key twice and the duplicate check is skipped (set by the first chunk that
+        reads a PostgreSQL source; None: not known, check)."""
         self.deferred = False
         """Full refresh, ``on_bad_row = "fail"``: the new table's unique indexes are built by
         ``swap``, after the load, and every chunk goes straight in (set by ``prepare``)."""
@@ -390,6 +394,8 @@ class PgTarget:
         schema, _, name = dest.rpartition(".")
         async with source_connection(source, ctx.hold, ctx.app) as sconn:
             if isinstance(source, PgSource):
+                if self.source_unique is None and dest == STAGING:
+                    self.source_unique = await source.unique_on(sconn, ctx.cols.business_key)
                 return await _pipe(ctx, source, sconn, conn, chunk, dest, columns, consts)
             total = 0
             extra = (ctx.as_of, None, True) if tail else ()
@@ -456,8 +462,11 @@ class PgTarget:
         """Business keys staged twice: fail naming one, or reject all their rows and hold them.
 
         Holding re-stages the target's current row of each such key (``core.duplicates``).
+        Skipped when the source's own unique index makes the key unique (``source_unique``).
         Raises ``DataError`` with ``on_bad_row = "fail"``.
         """
+        if self.source_unique:  # the source's unique index already refuses a key twice
+            return []
         bk = ctx.cols.business_key
         dups = await conn.fetch(pg.duplicate_keys_sql(STAGING, ctx.cols).text)
         if not dups:

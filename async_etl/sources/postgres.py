@@ -138,6 +138,18 @@ class PgSource(SourceBase):
         return int(await conn.fetchval(st.text, *st.args(self._window_values())))
 
     @reads
+    async def unique_on(self, conn: Any, columns: Sequence[str]) -> bool:
+        """Whether the source table's own unique index makes ``columns`` unique (a query: no).
+
+        See ``scd_sql_pg.UNIQUE_ON_SQL``: only a plain unique index on non-collatable columns,
+        all among ``columns``, counts.
+        """
+        if self.table is None or self.query is not None:
+            return False
+        st = pg.UNIQUE_ON_SQL
+        return bool(await conn.fetchval(st.text, quote(self.table), list(columns)))
+
+    @reads
     async def null_key_rows(self, conn: Any, limit: int) -> list[dict[str, Any]]:
         """Key values of up to ``limit`` rows with a NULL key part (for the rejects table)."""
         st = inc.null_keys_sql("pg", self.relation, self.key, self.window, limit)

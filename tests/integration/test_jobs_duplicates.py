@@ -237,3 +237,26 @@ async def test_duplicates_with_key_columns_named_like_the_count(pg_dsn: str) -> 
     assert [(r["n"], r["count"], r["val"]) for r in await table_rows(pg_dsn, "dw.d")] == [
         (1, 2, "c")
     ]
+
+
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_source_primary_key_skips_the_check_and_merges_as_the_model(
+    pg_dsn: str, pg_server_dsn: str, kind: int
+) -> None:
+    """A source with a primary key, read from another database: no duplicate check, same merge."""
+    async with fresh_database(pg_server_dsn) as target:
+        spec = spec_of(_job(pg_dsn, kind, "fail", target))
+        for i, rows in enumerate([[(1, "a"), (2, "x"), (4, "w")], [(1, "b"), (3, "z"), (4, "w")]]):
+            await _source(pg_dsn, rows)
+            conn = await asyncpg.connect(pg_dsn)
+            try:
+                await conn.execute("ALTER TABLE s ADD PRIMARY KEY (id)")
+            finally:
+                await conn.close()
+            result = await run_job(spec, options=JobOptions(as_of=at(i)))
+            assert result.status == "SUCCEEDED", result.error
+        got = await table_rows(target, "dw.d")
+    assert _current(got, kind) == {1: "b", 3: "z", 4: "w"}
+    counts = (result.inserted, result.updated, result.expired, result.deleted)
+    assert counts == ((2, 0, 2, 0) if kind == 2 else (1, 1, 0, 1))
+    assert len(got) == (5 if kind == 2 else 3)

@@ -190,6 +190,44 @@ async def test_latest_merge_matches_model(pg_dsn: str, seed: int, deletes: str):
         await conn.close()
 
 
+async def test_source_unique_on_only_plain_unique_indexes_on_uncollated_key_columns(pg_dsn: str):
+    """unique_on: a PK / unique index on non-text key columns only; never partial, text, views."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA src; "
+            "CREATE TABLE src.pk (a bigint PRIMARY KEY, b text, v int); "
+            "CREATE TABLE src.pair (a bigint, b text, v int, UNIQUE (a, v)); "
+            "CREATE TABLE src.txt (a bigint, b text UNIQUE, v int); "
+            "CREATE TABLE src.part (a bigint, b text, v int); "
+            "CREATE UNIQUE INDEX ON src.part (a) WHERE v > 0; "
+            "CREATE TABLE src.expr (a bigint, b text, v int); "
+            "CREATE UNIQUE INDEX ON src.expr ((a + 1)); "
+            "CREATE TABLE src.none (a bigint, b text, v int); "
+            'CREATE TABLE src."Mixed" (a bigint PRIMARY KEY, b text); '
+            "CREATE VIEW src.pk_v AS SELECT * FROM src.pk"
+        )
+        expect = {
+            "src.pk": True,
+            "src.Mixed": True,
+            "src.pair": False,
+            "src.txt": False,
+            "src.part": False,
+            "src.expr": False,
+            "src.none": False,
+            "src.pk_v": False,
+        }
+        for table, unique in expect.items():
+            got = await PgSource(pg_dsn, KEY, None, table).unique_on(conn, KEY)
+            assert got is unique, table
+        assert await PgSource(pg_dsn, KEY, None, "src.pair").unique_on(conn, ("a", "v"))
+        assert not await PgSource(pg_dsn, KEY, None, "src.txt").unique_on(conn, ("a", "b"))
+        query = PgSource(pg_dsn, KEY, "SELECT * FROM src.pk", None)
+        assert not await query.unique_on(conn, KEY)
+    finally:
+        await conn.close()
+
+
 async def test_sampled_boundaries_cover_every_row_once(pg_dsn: str):
     """Cuts from a block sample of a large table plan chunks that read every row exactly once."""
     conn = await asyncpg.connect(pg_dsn)
