@@ -54,11 +54,16 @@ min_rows_for_parallel = 0
 """
 
 
-async def _source(dsn: str, rows: list[tuple[int, str]]) -> None:
-    """Replace the source ``s`` (id int, val text, doc json) with ``rows`` in this order."""
+async def _source(dsn: str, rows: list[tuple[int, str]], key: str = "") -> None:
+    """Replace the source ``s`` (id int, val text, doc json) with ``rows`` in this order.
+
+    ``key``: ``" PRIMARY KEY"`` makes ``id`` the source's primary key.
+    """
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("DROP TABLE IF EXISTS s; CREATE TABLE s (id int, val text, doc json)")
+        await conn.execute(
+            f"DROP TABLE IF EXISTS s; CREATE TABLE s (id int{key}, val text, doc json)"
+        )
         await conn.executemany(
             "INSERT INTO s VALUES ($1, $2, $3)", [(i, v, json.dumps({"v": v})) for i, v in rows]
         )
@@ -247,12 +252,7 @@ async def test_source_primary_key_skips_the_check_and_merges_as_the_model(
     async with fresh_database(pg_server_dsn) as target:
         spec = spec_of(_job(pg_dsn, kind, "fail", target))
         for i, rows in enumerate([[(1, "a"), (2, "x"), (4, "w")], [(1, "b"), (3, "z"), (4, "w")]]):
-            await _source(pg_dsn, rows)
-            conn = await asyncpg.connect(pg_dsn)
-            try:
-                await conn.execute("ALTER TABLE s ADD PRIMARY KEY (id)")
-            finally:
-                await conn.close()
+            await _source(pg_dsn, rows, key=" PRIMARY KEY")
             result = await run_job(spec, options=JobOptions(as_of=at(i)))
             assert result.status == "SUCCEEDED", result.error
         got = await table_rows(target, "dw.d")
