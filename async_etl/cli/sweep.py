@@ -9,6 +9,8 @@ throughput or passes the SLO.  ``--by rate``: open loop (``bench --rate``) from
 ``--start-rate``, at most ``--max-concurrency`` batches in flight; ``core.knee.RateSearch``
 doubles the rate until the achieved rate falls short of it by more than ``--threshold`` or the
 p99 from the due time passes the SLO, then bisects; the knee is the highest rate held.
+A level in which no batch finished inside its window measured nothing: the sweep stops there
+with one line naming ``--step-seconds`` (exit 2) rather than count it as 0 rows/s.
 ``bench --find-knee [concurrency|rate]`` is another spelling of this command.  Writes
 ``sweep.json`` and, with matplotlib (the ``plots`` extra), ``throughput.png`` to ``--out``.
 """
@@ -230,6 +232,12 @@ async def sweep(
                 summary = await engine.run(source, sink, on_snapshot=snaps.append)
             rate = window_rate(snaps, settings.warmup, settings.duration or 0.0)
             lat = summary.latency_ms
+            if rate is None:
+                raise ConfigError(
+                    f"--step-seconds: no batch finished inside the measured window "
+                    f"({settings.warmup:g} s to {settings.duration or 0.0:g} s) at concurrency "
+                    f"{level} (a batch took {lat['p50']:,.0f} ms); use a longer step"
+                )
             point = Point(level, rate, lat["p50"], lat["p99"])
             search.record(point)
             if on_point is not None:
@@ -282,18 +290,22 @@ async def _open(
     return settings, sink
 
 
-def window_rate(snaps: list[Snapshot], start_s: float, end_s: float) -> float:
+def window_rate(snaps: list[Snapshot], start_s: float, end_s: float) -> float | None:
     """Rows/s between the first snapshot at or after ``start_s`` and the last up to ``end_s``.
 
     The run's own figure would include the drain after the deadline, when batches in flight
-    finish and no new ones start: that tail weighs more the higher the concurrency.
+    finish and no new ones start: that tail weighs more the higher the concurrency.  None when
+    no batch finished between those two snapshots (or there are not two): the window measured
+    nothing, which is not a level with 0 rows/s.
     """
     inside = [s for s in snaps if start_s <= s.elapsed_s <= end_s]
     if len(inside) < 2:
-        return 0.0
+        return None
     first, last = inside[0], inside[-1]
     span = last.elapsed_s - first.elapsed_s
-    return (last.rows_total - first.rows_total) / span if span > 0 else 0.0
+    if span <= 0 or last.rows_total == first.rows_total:
+        return None
+    return (last.rows_total - first.rows_total) / span
 
 
 def result(search: KneeSearch, settings: BenchSettings) -> dict[str, Any]:

@@ -116,3 +116,19 @@ def test_sweep_refuses_bad_numbers_and_paths_naming_the_flag(
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(f"async-etl: error: {line}") and err.count("\n") == 1, err
+
+
+def test_sweep_refuses_a_step_in_which_no_batch_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Batches of 1.5 s against 0.5 s steps: one line naming --step-seconds, exit 2, no knee."""
+    with standin_process("--capacity", "64", "--latency-ms", "1500", "--growth", "0") as url:
+        args = "--batch-size 10 --generators 0 --step-seconds 0.5 --max-concurrency 2"
+        args += f" --out {tmp_path}"
+        code = main(["sweep", "--sink", url, *args.split()])
+    captured = capsys.readouterr()
+    assert code == 2, captured.out
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("async-etl: error: --step-seconds: "), lines
+    assert "no batch finished inside the measured window" in lines[0]
+    assert "knee:" not in captured.out
