@@ -5,7 +5,8 @@ Sections (each run is a fresh ``python -m async_etl bench ... --json-out`` proce
 * ``standin`` — the CrateDB stand-in as its own process, ``--capacity 32 --latency-ms 20
   --count-only``, batches of 100: fixed concurrencies 8..64 (brute force), then ``auto``;
 * ``pg`` — PostgreSQL (``--dsn``), batches of 5,000: fixed 1..16, then ``auto:1-32``;
-* ``rate`` — ``--rate`` 100k and 500k rows/s into ``null://`` (batches of 1,000): target vs
+* ``rate`` — ``--rate`` 100k and 500k rows/s into ``null://`` (batches of 1,000; 500k also
+  with two generator processes): target vs
   achieved, schedule lag, and the bench process's own CPU per 1,000 batches (the pacer's cost
   and the engine's, generation excluded: it runs in the worker process).
 
@@ -66,8 +67,12 @@ def row(label: str, s: dict[str, Any]) -> dict[str, Any]:
     if auto:
         out["final_limit"] = auto["final"]
         out["changes"] = auto["changes"]
-        settled = [h["elapsed_s"] for h in auto["history"] if h["reason"] == "settled"]
-        out["settled_at_s"] = settled[0] if settled else None  # the first search's end
+        searched = []  # the last move of the first search (settling in place logs nothing)
+        for h in auto["history"]:
+            if h["reason"] not in ("search", "settled"):
+                break
+            searched.append(h["elapsed_s"])
+        out["searched_until_s"] = searched[-1] if searched else None
         out["limits"] = [h["new"] for h in auto["history"]]
     out["wall_s"] = s["wall_s"]
     out["load_after"] = load()
@@ -136,14 +141,16 @@ def pg(dsn: str, secs: float) -> dict[str, Any]:
 
 def rate(secs: float) -> list[dict[str, Any]]:
     out = []
-    for target in (100_000, 500_000):
+    for target, generators in ((100_000, 1), (500_000, 1), (500_000, 2)):
         before = load()
-        flags = f"--sink null:// --rate {target} --duration {secs} --batch-size 1000 --generators 1"
+        flags = f"--sink null:// --rate {target} --duration {secs} --batch-size 1000"
+        flags += f" --generators {generators}"
         s = bench(flags.split())
         r = s["extra"]["rate"]
         parent_cpu_s = s["extra"]["parent_cpu_percent"] / 100.0 * s["seconds"]
         entry = {
             "target_rows_per_s": target,
+            "generators": generators,
             "achieved_rows_per_s": r["achieved_rows_per_s"],
             "met": r["met"],
             "late_batches": r["late_batches"],
@@ -185,7 +192,7 @@ def summarize(path: Path) -> dict[str, Any]:
             "best_fixed": best,
             "auto": auto,
             "auto_final_limits": [r["final_limit"] for r in levels[auto]],
-            "auto_settled_at_s": [r["settled_at_s"] for r in levels[auto]],
+            "auto_searched_until_s": [r.get("searched_until_s") for r in levels[auto]],
             "rows_ratio": round(med[auto]["rows_per_s"] / med[best]["rows_per_s"], 3),
             "p99_ratio": round(med[auto]["p99_ms"] / med[best]["p99_ms"], 3),
         }
