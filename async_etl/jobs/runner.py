@@ -170,22 +170,7 @@ class _JobRun:
             policy=self.options.retry,
         )
         try:
-            await store.__aenter__()
-        except AsyncEtlError as exc:
-            raise unusable(f"job {self.spec.name}: state store: {exc.message}", exc) from exc
-        try:
-            async with reusing():  # preflight's reads share one connection per database
-                try:
-                    decision = await preflight(
-                        self.spec, self.options, self.source, self.target, store, self.holder
-                    )
-                except ConfigError as exc:  # every refusal names the job, whichever check did
-                    raise job_error(self.spec.name, exc) from exc.__cause__
-                app = f"{self.spec.name}:preflight"
-                policy = self.options.retry
-                new_build = await builds_new_table(
-                    self.spec, decision, self.target, self.holder, app, policy
-                )
+            decision, new_build = await self._open_and_preflight(store)
             if new_build:
                 self.spec = as_new_build(self.spec)
                 self.target = make_target(self.spec)
@@ -219,6 +204,52 @@ class _JobRun:
                     raise
         finally:
             await store.__aexit__(None, None, None)
+
+    async def _open_and_preflight(self, store: StateStore) -> tuple[Decision, bool]:
+        """Connect the state store while preflight reads; the decision and ``builds_new_table``.
+
+        Preflight's first reads need no state, so the state connection (which ``async-etl
+        stop`` finds a starting job by) opens beside them; preflight's first state call waits
+        for it.  A state store that cannot be used wins over preflight's own failure, as when
+        it was connected first.
+        """
+        failed: list[Exception] = []
+        found: list[tuple[Decision, bool]] = []
+
+        async def connect() -> None:
+            try:
+                try:
+                    await store.__aenter__()
+                except AsyncEtlError as exc:
+                    raise unusable(
+                        f"job {self.spec.name}: state store: {exc.message}", exc
+                    ) from exc
+            except Exception as exc:
+                failed.insert(0, exc)
+                tg.cancel_scope.cancel()
+
+        store.open_later()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(connect)
+            try:
+                async with reusing():  # preflight's reads share one connection per database
+                    try:
+                        decision = await preflight(
+                            self.spec, self.options, self.source, self.target, store, self.holder
+                        )
+                    except ConfigError as exc:  # every refusal names the job, whichever check did
+                        raise job_error(self.spec.name, exc) from exc.__cause__
+                    app = f"{self.spec.name}:preflight"
+                    policy = self.options.retry
+                    new_build = await builds_new_table(
+                        self.spec, decision, self.target, self.holder, app, policy
+                    )
+                found.append((decision, new_build))
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
+        return found[0]
 
     async def _run(self, ctx: JobContext, store: StateStore, decision: Decision) -> JobResult:
         resumed = decision.resumed_plan is not None

@@ -126,16 +126,29 @@ class StateStore:
         self._conn: Any = None
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
+        self._opening: anyio.Event | None = None
+
+    def open_later(self) -> None:
+        """Make calls wait for ``__aenter__`` (run in another task) to finish first.
+
+        The connection is then opened beside other work; a call made meanwhile does not open
+        a second one.
+        """
+        self._opening = anyio.Event()
 
     async def __aenter__(self) -> StateStore:
         """Take a budget token and connect (retrying transient failures with the policy)."""
-        await self._stack.enter_async_context(self._holder(self.url))
         try:
-            self._conn = await retrying(lambda: connect_job(self.url, self._app), self._policy,
-                                        what="state store: connect")  # fmt: skip
-        except BaseException:
-            await self._stack.aclose()
-            raise
+            await self._stack.enter_async_context(self._holder(self.url))
+            try:
+                self._conn = await retrying(lambda: connect_job(self.url, self._app),
+                                            self._policy, what="state store: connect")  # fmt: skip
+            except BaseException:
+                await self._stack.aclose()
+                raise
+        finally:
+            if self._opening is not None:
+                self._opening.set()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -159,6 +172,8 @@ class StateStore:
             if conn is not None:
                 await close_quietly(conn)
 
+        if self._opening is not None:
+            await self._opening.wait()
         async with self._lock:
             try:
                 return await retrying(once, self._policy, what=f"state store: {what}",

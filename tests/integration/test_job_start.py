@@ -15,7 +15,8 @@ from async_etl.drivers.postgres import pg_connection, reusing
 from async_etl.errors import AsyncEtlError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
-from tests.integration.jobs_helpers import fetchval
+from async_etl.jobs.state import StateStore
+from tests.integration.jobs_helpers import fetchval, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,3 +164,35 @@ async def test_key_collations_reads_only_the_key_columns(pg_dsn: str) -> None:
     finally:
         await conn.close()
     assert [(r[0], r[1]) for r in rows] == [("id", None), ("name", "C")]
+
+
+async def test_a_state_call_made_while_the_store_opens_elsewhere_waits_for_that_connection(
+    pg_dsn: str,
+) -> None:
+    """With ``open_later``, a call during ``__aenter__`` in another task opens no second one."""
+    store = StateStore(pg_dsn, _holder(), app="jobstart:state")
+    store.open_later()
+    seen: list[list[str]] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.__aenter__)
+            seen.append(await store.starting_jobs())  # another job:state backend would show
+    finally:
+        await store.__aexit__(None, None, None)
+    assert seen == [[]]
+
+
+async def test_a_broken_state_store_is_reported_before_a_broken_source(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The state store, now connected beside preflight, still wins when both are unusable."""
+    missing = pg_dsn.rsplit("/", 1)[0] + "/jobstart_no_such_db"
+    job = tmp_path / "both.toml"
+    job.write_text(
+        f'name = "both"\n[source]\nurl = "{pg_dsn}"\ntable = "no_such_table"\nkey = ["id"]\n'
+        f'[target]\nurl = "{pg_dsn}"\ntable = "dim"\n[state]\nurl = "{missing}"\n[scd]\ntype = 1\n'
+    )
+    code, _, err = await run_cli("run", str(job))
+    assert code != 0
+    assert "job both: state store:" in err, err
+    assert "Traceback" not in err
