@@ -5,18 +5,22 @@ becomes the text of a job file (``job_text``) and goes through the very loader a
 validation a job file does (``parse_job``), then runs like ``async-etl run``: same flags,
 same exit status, resumable (the job is named after the target table unless ``--name``).
 Modes: ``replace`` (full refresh, the default), ``append``, ``merge`` (SCD type 1), ``scd2``.
+Without ``--key`` (nor ``ASYNC_ETL_SOURCE_KEY``) a PostgreSQL source table's primary key is
+the key; a source table without one needs ``--key`` (one line, exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 from typing import Any
 
 from async_etl.cli.help import add_command
 from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute, with_flags
-from async_etl.errors import ConfigError
+from async_etl.core.urls import dialect_of
+from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.jobs.spec import JobSpec, parse_job
 
 __all__ = ["job_text", "main", "register", "spec_from_args"]
@@ -44,7 +48,8 @@ def register(sub: Any) -> None:
     p.add_argument("--mode", default="replace", choices=MODES,
                    help="replace (full refresh, default) | append | merge | scd2")  # fmt: skip
     p.add_argument("--key", default=None, metavar="COL[,COL]",
-                   help="key column(s): chunking; the business key of merge / scd2")  # fmt: skip
+                   help="key column(s): chunking; the business key of merge / scd2 "
+                        "(default: the source table's primary key)")  # fmt: skip
     p.add_argument("--incremental", default=None, metavar="COL",
                    help="read only rows past the last run's highest COL")  # fmt: skip
     p.add_argument("--state", default=None, metavar="URL",
@@ -105,15 +110,59 @@ def flag_message(message: str) -> str:
     return f"copy {flag}: {problem}" if flag else f"copy: {problem}"
 
 
+PRIMARY_KEY_SQL = """
+SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)
+"""
+"""The primary key columns of a PostgreSQL table, in key order (none: no table or no key)."""
+
+
+async def source_primary_key(url: str, table: str) -> tuple[str, ...] | None:
+    """The primary key of ``table`` at the PostgreSQL ``url``; None when it cannot be read."""
+    from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect_job
+
+    try:
+        conn = await connect_job(url, "copy-key")
+    except AsyncEtlError:
+        return None  # the run reports the connection; the loader asks for --key
+    try:
+        return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, table))
+    except PG_ERRORS:  # a failed look-up leaves the key to --key
+        return None
+    finally:
+        await close_quietly(conn)
+
+
+def _default_key(args: argparse.Namespace) -> str | None:
+    """``args.key`` when given, else the PostgreSQL source table's primary key (if any)."""
+    given: str | None = args.key
+    if given is not None or os.environ.get("ASYNC_ETL_SOURCE_KEY"):
+        return given
+    if dialect_of(args.source) != "postgresql":
+        return None
+    key = asyncio.run(source_primary_key(args.source, args.source_table))
+    return ",".join(key) if key else None
+
+
 def spec_from_args(args: argparse.Namespace) -> JobSpec:
-    """The validated job of the flags; raises ``ConfigError`` (one line) naming the flag."""
+    """The validated job of the flags; raises ``ConfigError`` (one line) naming the flag.
+
+    Without ``--key`` the key is the PostgreSQL source table's primary key.
+    """
+    looked_up = args.key is None
+    args = argparse.Namespace(**{**vars(args), "key": _default_key(args)})
     text = job_text(args)
     try:
         return with_flags(
             args, lambda o: parse_job(text, path="<copy flags>", overrides=o, env=os.environ)
         )
     except ConfigError as exc:
-        err = ConfigError(flag_message(exc.message))
+        message = flag_message(exc.message)
+        if looked_up and message.startswith("copy --key: required"):
+            message += f": {args.source_table} has no primary key to default to"
+        err = ConfigError(message)
         err.kind = exc.kind
         raise err from None
 

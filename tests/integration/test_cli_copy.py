@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from async_etl.cli import build_parser
@@ -114,3 +115,27 @@ async def test_run_dash_reads_the_job_from_stdin(pg_dsn: str, tmp_path: Path) ->
     bad = await asyncio.to_thread(run, text.replace('mode = "full_refresh"', 'mode = "nope"'))
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "<stdin>: mode:" in bad.stderr
+
+
+async def test_copy_without_key_uses_the_source_primary_key(pg_dsn: str) -> None:
+    """No --key: the source's primary key is the key; a source without one is one line, exit 2."""
+    (rows,) = history(seed=4, n_keys=120, runs=1)
+    await load_source(pg_dsn, rows)
+    base = ["copy", "--source", pg_dsn, "--source-table", "src.t", "--target", pg_dsn,
+            "--target-table", "dw.nokey", "--mode", "merge"]  # fmt: skip
+    code, out, err = await run_cli(*base)
+    assert code == 2, out
+    assert err.count("\n") == 1 and "copy --key: required" in err, err
+    assert "src.t has no primary key" in err
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("ALTER TABLE src.t ADD PRIMARY KEY (b, a)")
+    finally:
+        await conn.close()
+    spec = await asyncio.to_thread(spec_from_args, copy_args(*base[1:]))
+    assert spec.source.key == ("b", "a")
+    code, out, err = await run_cli(*base)
+    assert code == 0, err
+    want = Counter(tuple(r[c] for c in NAMES) for r in rows)
+    got = Counter(tuple(r[c] for c in NAMES) for r in await table_rows(pg_dsn, "dw.nokey"))
+    assert got == want
