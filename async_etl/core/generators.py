@@ -86,6 +86,8 @@ class Text:
     pool: Pool | None = None
     codes: npt.NDArray[np.intp] | None = None
     ascii: bool = False
+    json_safe: bool = False
+    """ASCII with no byte JSON escapes (no quote, backslash or control character)."""
 
     @property
     def width(self) -> int:
@@ -151,7 +153,10 @@ def compose(parts: Sequence[Text]) -> Text:
     lens = np.zeros(mat.shape[0], dtype=np.int64)
     for part in parts:
         lens += part.lens
-    return Text.from_flat(mat[mask], lens, ascii=all(p.ascii for p in parts))
+    text = Text.from_flat(mat[mask], lens, ascii=all(p.ascii for p in parts))
+    if all(p.json_safe for p in parts):
+        return Text(text.mat, text.lens, ascii=True, json_safe=True)
+    return text
 
 
 def digits(values: I64) -> Text:
@@ -218,10 +223,10 @@ def _letters(rng: np.random.Generator, n: int, lo: int, hi: int) -> Text:
     raw = np.frombuffer(rng.bytes(n * hi), dtype=np.uint8).reshape(n, hi)
     mat = _LETTER_LUT[raw]
     if lo == hi:
-        return Text(mat, np.full(n, hi, dtype=np.int64), ascii=True)
+        return Text(mat, np.full(n, hi, dtype=np.int64), ascii=True, json_safe=True)
     lens = rng.integers(lo, hi, size=n, endpoint=True, dtype=np.int64)
     mat[~_valid(lens, hi)] = 0
-    return Text(mat, lens, ascii=True)
+    return Text(mat, lens, ascii=True, json_safe=True)
 
 
 def _uuids(rng: np.random.Generator, n: int) -> U8:
