@@ -45,9 +45,12 @@ Errors (failed attempts, 429 / 503 included) cut the limit multiplicatively as i
    probes (one up, one down) that changed nothing doubles the hold, up to ``MAX_HOLD`` times
    ``hold``: at a stable knee, probes only cost.  So the limit follows a server that got
    faster or slower without leaving the knee for long.
-3. **Drift.**  When a moving average of the throughput at the held level falls below
-   ``1 - DRIFT`` (70 %) of the reference (the server lost capacity), search again, climbing
-   from half the held level (a noisy window must not walk the limit down for good).
+3. **Drift.**  When the median throughput of the last ``DRIFT_WINDOWS`` (5) windows at the
+   held level falls below ``1 - DRIFT`` (70 %) of the reference (the server lost capacity),
+   search again, climbing from half the held level (a noisy window must not walk the limit
+   down for good).  A median, not a moving average: a server stall of one or two windows
+   (PostgreSQL: a window at a third of the rate) dragged the average down and restarted the
+   search mid-run; the median moves only when most recent windows are slow.
    Windows whose time-average in flight stayed under 90 % of the limit do not count: then
    the client or the source slowed down (a busy machine), and no limit would help.
 4. **Errors.**  Any failed attempt in a window multiplies the limit by ``backoff``; growth
@@ -67,6 +70,7 @@ The controller keeps no clock and does no I/O: the runner measures, the controll
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 CONVERGENCE_STEPS = 14
@@ -94,11 +98,11 @@ this many times ``hold``: at a stable knee, probes only cost."""
 E_UP = 0.6
 """A probe up is kept when throughput rose by this share of the limit's rise (elasticity)."""
 DRIFT = 0.3
-"""A moving average of throughput this far below the reference starts a new search."""
+"""A median of recent windows' throughput this far below the reference starts a new search."""
+DRIFT_WINDOWS = 5
+"""The drift rule judges the median of this many recent full windows (at least 3 of them)."""
 FULL = 0.9
 """Only windows whose time-average in flight reached this share of the limit show drift."""
-SMOOTHING = 0.25
-"""Weight of the newest window in that moving average (one noisy window is not a drift)."""
 STEP = 0.1
 """A probe's size, as a share of the limit (half of it after errors)."""
 
@@ -227,7 +231,7 @@ class ProbingController:
         self._probe_up = True
         self._probe_rates: list[float] = []  # the windows of the probe under way
         self._quiet = 0  # probes in a row that changed nothing
-        self._smooth = 0.0  # moving average of the throughput at the settled level
+        self._recent: deque[float] = deque(maxlen=DRIFT_WINDOWS)  # full windows held there
 
     def observe(self, obs: Observation) -> Change | None:
         """Take one window's figures; returns the change of limit, or None to keep it."""
@@ -296,7 +300,8 @@ class ProbingController:
         self.searching = False
         self.reference = reference
         self._settled, self._here, self._home = level, 0.0, 0
-        self._held, self._smooth, self._probe_up = 0, 0.0, True
+        self._held, self._probe_up = 0, True
+        self._recent.clear()
         self._probe_rates, self._quiet = [], 0
 
     def _research(self, x: float, obs: Observation) -> Change | None:
@@ -317,8 +322,9 @@ class ProbingController:
         self._home += 1
         full = obs.mean_in_flight is None or obs.mean_in_flight >= FULL * limit
         if full:  # a limit not kept full: the client or the source slowed, not the server
-            self._smooth = x if not self._smooth else self._smooth + SMOOTHING * (x - self._smooth)
-            if self._smooth < (1 - DRIFT) * self.reference:
+            self._recent.append(x)
+            recent = sorted(self._recent)
+            if len(recent) >= 3 and recent[len(recent) // 2] < (1 - DRIFT) * self.reference:
                 return self._research(x, obs)
         self._held += 1
         if self._held < s.hold * min(MAX_HOLD, 2 ** (self._quiet // 2)):

@@ -294,3 +294,16 @@ def test_the_hold_grows_while_probes_change_nothing() -> None:
     runs = [len(list(group)) for level, group in itertools.groupby(limits) if level == home]
     assert runs[1:5] == [4, 8, 8, 16], limits
     assert set(runs[5:-1]) == {4 * MAX_HOLD}, limits
+
+
+def test_a_short_server_stall_does_not_restart_the_search() -> None:
+    """A server stall over two windows (a fifth of the rate, limit full) is not a drift: the
+    median of the recent windows decides, so the limit stays (the moving average searched)."""
+    server = QueueingServer(32, 0.02, 0.0)
+    ctl = ProbingController(AdaptiveSettings(maximum=128, hold=1000))
+    run(ctl, server, 4 * CONVERGENCE_STEPS)
+    settled = ctl.limit
+    stall = Observation(server.window(settled).latency_s * 5, 100, peak_in_flight=settled)
+    assert [ctl.observe(stall), ctl.observe(stall)] == [None, None]
+    assert run(ctl, server, 20) == [settled] * 20
+    assert not ctl.searching
