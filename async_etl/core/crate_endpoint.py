@@ -26,7 +26,8 @@ class Endpoint:
     """A CrateDB HTTP endpoint parsed from a sink URL; ``repr`` and ``display`` hide the password.
 
     ``http://user:pw@host:4200/?schema=s`` — ``crate://`` means ``http://``; the port defaults
-    to 4200; a path is ignored; ``schema`` is the only query parameter (``Default-Schema``).
+    to 4200; a path is refused (CrateDB's ``/_sql`` is at the root: a request there would miss a
+    reverse proxy's prefix); ``schema`` is the only query parameter (``Default-Schema``).
     """
 
     scheme: Literal["http", "https"]
@@ -55,6 +56,8 @@ class Endpoint:
             raise bad("no host")
         if port == 0:
             raise bad("port must be 1..65535")
+        if parts.path not in ("", "/"):
+            raise bad(f"a path ({parts.path!r}) is not supported: /_sql is sent to the root")
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
         unknown = sorted(set(query) - {"schema"})
         if unknown:

@@ -43,8 +43,8 @@ from async_etl.typing import EncodedBatch, IdRange, RowError, SendResult
 
 
 def test_endpoint_full_url() -> None:
-    """User, password, port and ?schema= are all taken from the URL; the path is ignored."""
-    ep = Endpoint.parse("https://crate:s%40cret@db.example:4201/ignored/path?schema=bench")
+    """User, password, port and ?schema= are all taken from the URL."""
+    ep = Endpoint.parse("https://crate:s%40cret@db.example:4201/?schema=bench")
     assert (ep.scheme, ep.host, ep.port) == ("https", "db.example", 4201)
     assert (ep.user, ep.password, ep.schema) == ("crate", "s@cret", "bench")
     assert ep.sql_url == "https://db.example:4201/_sql"
