@@ -35,9 +35,18 @@ STATE_DDL: tuple[Sql, ...] = (
         "key jsonb, reason text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
     ),
     Sql("CREATE INDEX IF NOT EXISTS async_etl_rejects_run ON async_etl_rejects (run_id)"),
-    Sql("ALTER TABLE async_etl_chunks ADD COLUMN IF NOT EXISTS cursor jsonb"),
+    Sql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'cursor' "
+        "AND NOT attisdropped AND attrelid = 'async_etl_chunks'::regclass) THEN "
+        "ALTER TABLE async_etl_chunks ADD COLUMN cursor jsonb; END IF; END $$"
+    ),
 )
-"""Run these once (each is idempotent) before the first run."""
+"""Run these once (each is idempotent) before the first run.
+
+The ``cursor`` column of a state store made before it existed is added only when the catalog
+lacks it: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` takes an ACCESS EXCLUSIVE lock even when
+the column is there, so every job start would wait behind the other jobs' open checkpoints.
+"""
 
 START_RUN = Sql(
     "INSERT INTO async_etl_runs (run_id, job, status, as_of, plan) "
