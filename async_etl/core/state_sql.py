@@ -11,6 +11,19 @@ from async_etl.core.scd_sql_common import Sql
 
 RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
 
+
+def _index_once(name: str, on: str) -> str:
+    """``CREATE INDEX name ON on`` only when the catalog lacks ``name`` (a DO block).
+
+    ``CREATE INDEX IF NOT EXISTS`` takes its SHARE lock on the table before it finds the index
+    there, so it would wait behind any other job's open transaction that writes the table.
+    """
+    return (
+        f"DO $$ BEGIN IF to_regclass('{name}') IS NULL THEN "
+        f"CREATE INDEX IF NOT EXISTS {name} ON {on}; END IF; END $$"
+    )
+
+
 STATE_DDL: tuple[Sql, ...] = (
     Sql(
         "CREATE TABLE IF NOT EXISTS async_etl_runs (run_id text PRIMARY KEY, job text NOT NULL, "
@@ -22,7 +35,7 @@ STATE_DDL: tuple[Sql, ...] = (
         "rows_rejected bigint NOT NULL DEFAULT 0, error text, plan jsonb, "
         "watermark integer NOT NULL DEFAULT -1, cursor jsonb)"
     ),
-    Sql("CREATE INDEX IF NOT EXISTS async_etl_runs_job ON async_etl_runs (job, started_at DESC)"),
+    Sql(_index_once("async_etl_runs_job", "async_etl_runs (job, started_at DESC)")),
     Sql(
         "CREATE TABLE IF NOT EXISTS async_etl_chunks (run_id text NOT NULL REFERENCES "
         "async_etl_runs (run_id) ON DELETE CASCADE, chunk_index integer NOT NULL, "
@@ -34,7 +47,7 @@ STATE_DDL: tuple[Sql, ...] = (
         "CREATE TABLE IF NOT EXISTS async_etl_rejects (job text NOT NULL, run_id text NOT NULL, "
         "key jsonb, reason text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
     ),
-    Sql("CREATE INDEX IF NOT EXISTS async_etl_rejects_run ON async_etl_rejects (run_id)"),
+    Sql(_index_once("async_etl_rejects_run", "async_etl_rejects (run_id)")),
     Sql(
         "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'cursor' "
         "AND NOT attisdropped AND attrelid = 'async_etl_chunks'::regclass) THEN "
@@ -43,9 +56,10 @@ STATE_DDL: tuple[Sql, ...] = (
 )
 """Run these once (each is idempotent) before the first run.
 
-The ``cursor`` column of a state store made before it existed is added only when the catalog
-lacks it: ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` takes an ACCESS EXCLUSIVE lock even when
-the column is there, so every job start would wait behind the other jobs' open checkpoints.
+The indexes, and the ``cursor`` column of a state store made before it existed, are added only
+when the catalog lacks them: ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock and ``ALTER TABLE
+... ADD COLUMN IF NOT EXISTS`` an ACCESS EXCLUSIVE lock even when the index or column is there,
+so every job start would wait behind the other jobs' open checkpoints and reject writes.
 """
 
 START_RUN = Sql(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.jobs.budget import LimiterBudget
@@ -18,8 +19,17 @@ async def ensure_once(dsn: str) -> None:
         await store.ensure()
 
 
-async def test_ensure_passes_a_row_lock_held_on_the_chunks_table(pg_dsn: str) -> None:
-    """With a chunk row locked in an open transaction and lock_timeout 1 s, ensure succeeds."""
+@pytest.mark.parametrize(
+    "write",
+    [
+        "UPDATE async_etl_chunks SET rows = 1 WHERE run_id = 'r1'",
+        "UPDATE async_etl_runs SET watermark = 0 WHERE run_id = 'r1'",
+        "INSERT INTO async_etl_rejects (job, run_id, reason) VALUES ('j', 'r1', 'x')",
+    ],
+    ids=["chunks", "runs", "rejects"],
+)
+async def test_ensure_passes_an_open_write_to_a_state_table(pg_dsn: str, write: str) -> None:
+    """With a state table written in an open transaction and lock_timeout 1 s, ensure succeeds."""
     await ensure_once(pg_dsn)
     admin = await asyncpg.connect(pg_dsn)
     try:
@@ -38,8 +48,8 @@ async def test_ensure_passes_a_row_lock_held_on_the_chunks_table(pg_dsn: str) ->
     try:
         tx = holder.transaction()
         await tx.start()
-        await holder.execute("UPDATE async_etl_chunks SET rows = 1 WHERE run_id = 'r1'")
-        await ensure_once(pg_dsn)  # lock_timeout: raises if it waits on the chunks table
+        await holder.execute(write)
+        await ensure_once(pg_dsn)  # lock_timeout: raises if it waits on the written table
         await tx.rollback()
     finally:
         await holder.close()
