@@ -128,6 +128,8 @@ async def source_primary_key(url: str, table: str) -> tuple[str, ...] | None:
     except AsyncEtlError:
         return None  # the run reports the connection; the loader asks for --key
     try:
+        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+            return None  # no such table: the run names it
         return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, table))
     except PG_ERRORS:  # a failed look-up leaves the key to --key
         return None
@@ -135,15 +137,14 @@ async def source_primary_key(url: str, table: str) -> tuple[str, ...] | None:
         await close_quietly(conn)
 
 
-def _default_key(args: argparse.Namespace) -> str | None:
-    """``args.key`` when given, else the PostgreSQL source table's primary key (if any)."""
-    given: str | None = args.key
-    if given is not None or os.environ.get("ASYNC_ETL_SOURCE_KEY"):
-        return given
+def _default_key(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The source table's primary key: ``()`` when it has none, None when unreadable.
+
+    Unreadable: no such table, an unreachable source, or a source that is not PostgreSQL.
+    """
     if dialect_of(args.source) != "postgresql":
         return None
-    key = asyncio.run(source_primary_key(args.source, args.source_table))
-    return ",".join(key) if key else None
+    return asyncio.run(source_primary_key(args.source, args.source_table))
 
 
 def spec_from_args(args: argparse.Namespace) -> JobSpec:
@@ -151,8 +152,10 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
 
     Without ``--key`` the key is the PostgreSQL source table's primary key.
     """
-    looked_up = args.key is None
-    args = argparse.Namespace(**{**vars(args), "key": _default_key(args)})
+    looked_up = args.key is None and not os.environ.get("ASYNC_ETL_SOURCE_KEY")
+    found = _default_key(args) if looked_up else None
+    if found:
+        args = argparse.Namespace(**{**vars(args), "key": ",".join(found)})
     text = job_text(args)
     try:
         return with_flags(
@@ -161,7 +164,11 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     except ConfigError as exc:
         message = flag_message(exc.message)
         if looked_up and message.startswith("copy --key: required"):
-            message += f": {args.source_table} has no primary key to default to"
+            message += (
+                f": {args.source_table} has no primary key to default to"
+                if found == ()
+                else f": the primary key of {args.source_table} could not be read to default to"
+            )
         err = ConfigError(message)
         err.kind = exc.kind
         raise err from None

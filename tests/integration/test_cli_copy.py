@@ -122,6 +122,15 @@ async def test_run_dash_reads_the_job_from_stdin(pg_dsn: str, tmp_path: Path) ->
     assert bad.stderr.count("\n") == 1 and "<stdin>: mode:" in bad.stderr
 
 
+async def test_copy_without_key_from_a_missing_table_does_not_blame_its_key(pg_dsn: str) -> None:
+    """No --key and no such source table: one line, exit 2, not "has no primary key"."""
+    base = copy_cli(pg_dsn, "dw.nokey", "--mode", "merge")
+    code, out, err = await run_cli(*base)
+    assert code == 2, out
+    assert err.count("\n") == 1 and "copy --key: required" in err, err
+    assert "could not be read" in err and "has no primary key" not in err, err
+
+
 async def test_copy_without_key_uses_the_source_primary_key(pg_dsn: str) -> None:
     """No --key: the source's primary key is the key; a source without one is one line, exit 2."""
     (rows,) = history(seed=4, n_keys=120, runs=1)
