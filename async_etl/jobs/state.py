@@ -165,12 +165,16 @@ class StateStore:
             try:
                 return await fn(self._conn)
             except PG_ERRORS as exc:
+                self._drop()
                 raise translate_pg(exc, f"state store: {what}") from exc
+            except BaseException:  # cancelled mid-statement: cancel it server-side, then close
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await close_quietly(conn)
+                raise
 
         async def reset() -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await close_quietly(conn)
+            self._drop()
 
         if self._opening is not None:
             await self._opening.wait()
@@ -182,6 +186,20 @@ class StateStore:
                 raise
             except AsyncEtlError as exc:
                 raise CheckpointError(exc.message) from exc
+
+    def _drop(self) -> None:
+        """Forget the connection after a failed call; the next call reconnects.
+
+        Whatever the failure (a killed backend, the retries spent), the connection may still
+        hold the failed operation's protocol state: asyncpg then refuses every later statement
+        on it with "cannot switch to state 12; another operation is in progress", and the run
+        could not record another checkpoint.  A cancelled call closes its connection instead
+        (``close_quietly``, shielded: asyncpg cancels the statement on the server first, so the
+        backend does not run on with its locks held).
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
 
     async def ensure(self) -> None:
         """Create the state tables (idempotent, safe for jobs starting at the same moment).
