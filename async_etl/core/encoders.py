@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from async_etl.core.generators import Columns, Mask, Text, Values, uuid_hex
+from async_etl.core.generators import Columns, Mask, Text, Values, pool_of, uuid_hex
 from async_etl.core.packing import Part, const, pack_rows
 from async_etl.core.schema import Schema
 
@@ -85,6 +85,18 @@ def _be_int32(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     return values.astype(">i4").view(np.uint8).reshape(-1, 4)
 
 
+def _unpadded(text: Text) -> Text:
+    """A ``char(n)`` constant without its trailing blanks: ``bpcharrecv`` pads to the column's n.
+
+    The server pads with the typmod that binary COPY hands the receive function, so the stored
+    value is the same as with the blanks sent (PostgreSQL ``bpchar_input``); only a constant
+    fills a char column, anything else is sent as it is (the server accepts the padded form).
+    """
+    if text.pool is None or not text.pool.constant:
+        return text
+    return pool_of((text.pool.values[0].rstrip(" "),)).repeat(len(text.lens))
+
+
 def _pg_parts(type_: str, values: Values, null: Mask | None) -> list[Part]:
     """The parts of one column's field: its 4-byte length, then its value bytes."""
     if type_ in _FIXED:
@@ -94,7 +106,9 @@ def _pg_parts(type_: str, values: Values, null: Mask | None) -> list[Part]:
             return [const(struct.pack(">i", width)), Part(value)]
         return [Part(_be_int32(np.where(null, -1, width))), Part(value, width * ~null)]
     text = _as_text(values)
-    if null is None and type_ == "text" and text.pool is not None and text.pool.constant:
+    if type_ == "char":
+        text = _unpadded(text)
+    if null is None and type_ in ("text", "char") and text.pool is not None and text.pool.constant:
         raw = text.pool.mat[0, : int(text.pool.lens[0])].tobytes()
         return [const(struct.pack(">i", len(raw)) + raw)]  # written once per row block
     lens = text.lens if null is None else np.where(null, 0, text.lens)

@@ -182,7 +182,8 @@ def uuid_hex(raw: U8) -> U8:
 
 
 @cache
-def _pool(values: tuple[str, ...]) -> Pool:
+def pool_of(values: tuple[str, ...]) -> Pool:
+    """The ``Pool`` of ``values``, built once per distinct tuple (cached)."""
     return Pool(values)
 
 
@@ -257,13 +258,13 @@ def _column(col: Column, ids: IdRange, rng: np.random.Generator) -> Values:
         choices: tuple[Any, ...] = col.param("values", ())
         codes = rng.integers(0, len(choices), size=n)
         if col.type == "text":
-            return _pool(choices).take(codes)
+            return pool_of(choices).take(codes)
         dtype = {"int": np.int32, "bigint": np.int64, "double": np.float64}[col.type]
         return np.array(choices, dtype=dtype)[codes]
     if gen == "text":
         return _letters(rng, n, col.param("min_len", 5), col.param("max_len", 40))
     if gen == "constant":
-        return _pool((constant_text(col),)).repeat(n)
+        return pool_of((constant_text(col),)).repeat(n)
     if gen in ("name", "city", "json"):
         pool = _named_pool(gen)
         return pool.take(rng.integers(0, len(pool.values), size=n))

@@ -21,9 +21,10 @@ from typing import Final, Literal, TypeAlias, TypeVar, cast, get_args
 from async_etl.errors import ConfigError
 
 ColumnType: TypeAlias = Literal[
-    "bigint", "int", "double", "text", "bool", "timestamptz", "uuid", "json"
+    "bigint", "int", "double", "text", "char", "bool", "timestamptz", "uuid", "json"
 ]
-"""The column types a schema may use."""
+"""The column types a schema may use.  ``char`` is PostgreSQL's ``character(n)``, n being the
+``constant`` generator's ``width``: the server pads the value, so the blanks are not sent."""
 
 COLUMN_TYPES: Final[frozenset[str]] = frozenset(get_args(ColumnType))
 
@@ -50,7 +51,7 @@ GENERATOR_TYPES: Final[Mapping[str, frozenset[str]]] = {
     "timestamp": frozenset({"timestamptz"}),
     "bool": frozenset({"bool"}),
     "json": frozenset({"json"}),
-    "constant": frozenset({"text"}),
+    "constant": frozenset({"text", "char"}),
 }
 
 # generator -> the parameters it accepts (besides ``nullable``, which all but sequence accept)
@@ -75,6 +76,7 @@ _PG_TYPES: Final[Mapping[str, str]] = {
     "int": "integer",
     "double": "double precision",
     "text": "text",
+    "char": "character",
     "bool": "boolean",
     "timestamptz": "timestamptz",
     "uuid": "uuid",
@@ -86,6 +88,7 @@ _CRATE_TYPES: Final[Mapping[str, str]] = {
     "int": "INTEGER",
     "double": "DOUBLE PRECISION",
     "text": "TEXT",
+    "char": "TEXT",
     "bool": "BOOLEAN",
     "timestamptz": "TIMESTAMP WITH TIME ZONE",
     "uuid": "TEXT",
@@ -155,11 +158,17 @@ class Schema:
         return tuple(col.name for col in self.columns)
 
     def pg_type(self, col: Column) -> str:
-        """The PostgreSQL type of ``col`` (json -> jsonb, double -> double precision, ...)."""
+        """The PostgreSQL type of ``col`` (json -> jsonb, char -> character(width), ...)."""
+        if col.type == "char":
+            return f"character({int(col.param('width', 1))})"
         return _PG_TYPES[col.type]
 
     def crate_type(self, col: Column) -> str:
-        """The CrateDB type of ``col`` (uuid -> TEXT, json -> OBJECT(DYNAMIC), ...)."""
+        """The CrateDB type of ``col`` (uuid -> TEXT, char -> TEXT, json -> OBJECT(DYNAMIC), ...).
+
+        A ``char`` column's values reach CrateDB blank-padded (``constant_text``), as stored by
+        PostgreSQL's ``character(n)``.
+        """
         return _CRATE_TYPES[col.type]
 
     def pg_create_table(self, table: str, *, unlogged: bool) -> str:
@@ -343,6 +352,11 @@ def _check_params(col: Column, mk: Callable[[str], ConfigError]) -> None:
             raise mk(f"width must be an integer from 0 to {_MAX_TEXT}, got {width!r}")
         if len(value) > _MAX_TEXT:
             raise mk(f"value must be at most {_MAX_TEXT} characters, got {len(value)}")
+        if col.type == "char" and cast(int, width) < max(1, len(value)):
+            raise mk(
+                f"a char column is character(width): width must be at least 1 and at least "
+                f"the value's {len(value)} characters, got {width}"
+            )
     elif col.gen == "timestamp":
         days = p.get("days", 365)
         if not (_is_number(days) and 0 < cast(float, days) <= _MAX_DAYS):

@@ -51,6 +51,9 @@ CATALOGUE: tuple[Column, ...] = (
     column("fixed", "text", "text", min_len=7, max_len=7),
     column("filler", "text", "constant", width=9),
     column("motto", "text", "constant", value="hé\t€", width=2),
+    column("blank", "char", "constant", width=84),
+    column("pad", "char", "constant", value="hé €", width=7),
+    column("tight", "char", "constant", value="x  ", width=3),
 )
 
 ID_COL = column("id", "bigint", "sequence")
@@ -94,7 +97,11 @@ def decode_pg_binary(schema: Schema, payload: bytes) -> list[Row]:
                 continue
             raw = payload[pos : pos + size]
             pos += size
-            row.append(_decode_field(col.type, raw))
+            if col.type == "char":  # what the server stores: the value padded to character(n)
+                assert not raw.endswith(b" "), "a char value's trailing blanks are not sent"
+                row.append(raw.decode("utf-8").ljust(int(col.param("width", 1))))
+            else:
+                row.append(_decode_field(col.type, raw))
         out.append(tuple(row))
     assert pos == len(payload)
     return out
@@ -276,6 +283,33 @@ def test_empty_batch_payloads() -> None:
     cols = generate_columns(schema, IdRange(5, 0), 1)
     assert encode_pg_binary(schema, cols) == PG_COPY_HEADER + PG_COPY_TRAILER
     assert orjson.loads(encode_crate_json("s", schema, cols)) == {"stmt": "s", "bulk_args": []}
+
+
+@pytest.mark.parametrize("nullable", [0.0, 0.4])
+@pytest.mark.parametrize("value", ["", "ab", "hé €  "])
+def test_char_constant_travels_without_its_blanks(value: str, nullable: float) -> None:
+    """A char(n) constant's COPY bytes are those of its unpadded text; its rows are padded."""
+    params: dict[str, Any] = {"nullable": nullable} if nullable else {}
+    as_char = Schema((ID_COL, column("f", "char", "constant", value=value, width=84, **params)))
+    bare = value.rstrip(" ")
+    as_text = Schema((ID_COL, column("f", "text", "constant", value=bare, **params)))
+    ids = IdRange(7, 300)
+    char_cols, text_cols = generate_columns(as_char, ids, 3), generate_columns(as_text, ids, 3)
+    assert encode_pg_binary(as_char, char_cols) == encode_pg_binary(as_text, text_cols)
+    got = {r[1] for r in rows(as_char, ids, 3)} - {None}
+    assert got == {value.ljust(84)}
+
+
+def test_pgbench_accounts_rows_are_34_bytes_with_a_char_filler() -> None:
+    """pgbench_accounts-shaped rows: 34 bytes each on the wire with char(84), 118 with text."""
+    ints = (ID_COL, column("bid", "int", "int"), column("abalance", "int", "int"))
+    char = Schema((*ints, column("filler", "char", "constant", width=84)))
+    text = Schema((*ints, column("filler", "text", "constant", width=84)))
+    ids = IdRange(1, 1000)
+    frame = len(PG_COPY_HEADER + PG_COPY_TRAILER)
+    assert len(encode_pg_binary(char, generate_columns(char, ids, 1))) == frame + 34 * 1000
+    assert len(encode_pg_binary(text, generate_columns(text, ids, 1))) == frame + 118 * 1000
+    assert rows(char, ids, 1) == rows(text, ids, 1)
 
 
 def test_w_generate_dispatches_on_wire() -> None:

@@ -6,7 +6,15 @@ import pickle
 
 import pytest
 
-from async_etl.core.schema import Column, Schema, column, default_schema, parse_schema, quote_ident
+from async_etl.core.schema import (
+    Column,
+    Schema,
+    column,
+    default_schema,
+    parse_schema,
+    pg_shape_problems,
+    quote_ident,
+)
 from async_etl.errors import ConfigError
 
 EXAMPLE = """
@@ -222,6 +230,14 @@ _ID = 'id = { type = "bigint", gen = "sequence" }\n'
         ),
         ("[columns]\n" + _ID + 'f = { type = "text", gen = "constant", width = -1 }', "width must"),
         ("[columns]\n" + _ID + 'f = { type = "int", gen = "constant" }', "cannot fill type 'int'"),
+        ("[columns]\n" + _ID + 'f = { type = "char", gen = "constant" }', "width must be at"),
+        (
+            "[columns]\n"
+            + _ID
+            + 'f = { type = "char", gen = "constant", value = "abc", width = 2 }',
+            "the value's 3 characters, got 2",
+        ),
+        ("[columns]\n" + _ID + 'f = { type = "char", gen = "text" }', "cannot fill type 'char'"),
     ],
 )
 def test_parse_errors_are_one_line(text: str, expected: str) -> None:
@@ -248,3 +264,23 @@ def test_constant_is_blank_padded_like_char_n() -> None:
     assert constant_text(column("f", "text", "constant", value="ab", width=4)) == "ab  "
     assert constant_text(column("f", "text", "constant", value="abcdef", width=4)) == "abcdef"
     assert constant_text(column("f", "text", "constant")) == ""
+
+
+def test_char_is_character_n_in_postgresql_and_text_in_cratedb() -> None:
+    """A char constant column is created as character(width) in PostgreSQL, TEXT in CrateDB."""
+    schema = parse_schema(
+        "[columns]\n" + _ID + 'filler = { type = "char", gen = "constant", width = 84 }', WHERE
+    )
+    filler = schema.columns[1]
+    assert schema.pg_type(filler) == "character(84)"
+    assert '"filler" character(84)' in schema.pg_create_table("t", unlogged=False)
+    assert schema.crate_type(filler) == "TEXT"
+    assert (
+        pg_shape_problems(
+            schema, [("id", "bigint", True, False), ("filler", "character(84)", False, False)]
+        )
+        == []
+    )
+    assert pg_shape_problems(
+        schema, [("id", "bigint", True, False), ("filler", "text", False, False)]
+    ) == ["column filler is text, the records' is character(84)"]

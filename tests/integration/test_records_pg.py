@@ -28,6 +28,8 @@ FULL = Schema(
         column("attrs", "json", "json", nullable=0.2),
         column("filler", "text", "constant", width=84),
         column("motto", "text", "constant", value="hé", width=4, nullable=0.2),
+        column("blank", "char", "constant", width=84),
+        column("pad", "char", "constant", value="hé €", width=6, nullable=0.2),
     )
 )
 
@@ -90,3 +92,23 @@ async def test_not_null_id_and_nullable_columns(pg_dsn: str) -> None:
         await conn.close()
     assert [tuple(r.values()) for r in nullable] == [("id", "NO"), ("v", "YES")]
     assert indexes == 0
+
+
+async def test_char_filler_is_stored_padded_by_the_server(pg_dsn: str) -> None:
+    """A char(84) constant sent without its blanks is stored as 84 blanks, as pgbench's filler."""
+    schema = Schema(
+        (column("id", "bigint", "sequence"), column("filler", "char", "constant", width=84))
+    )
+    payload = encode_pg_binary(schema, generate_columns(schema, IdRange(1, 500), 1))
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(schema.pg_create_table("acc", unlogged=True))
+        await conn.copy_to_table("acc", source=io.BytesIO(payload), format="binary")
+        stored = await conn.fetch(
+            "SELECT octet_length(filler) AS n, filler::text = '' AS blank, "
+            "format_type(atttypid, atttypmod) AS typ FROM acc, pg_attribute "
+            "WHERE attrelid = 'acc'::regclass AND attname = 'filler' GROUP BY 1, 2, 3"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(r.values()) for r in stored] == [(84, True, "character(84)")]
