@@ -7,6 +7,9 @@ are stored as ``Chunk.to_json()`` so a resumed run reuses the exact plan.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 from async_etl.core.scd_sql_common import Sql
 
 RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
@@ -21,6 +24,15 @@ def _index_once(name: str, on: str) -> str:
     return (
         f"DO $$ BEGIN IF to_regclass('{name}') IS NULL THEN "
         f"CREATE INDEX IF NOT EXISTS {name} ON {on}; END IF; END $$"
+    )
+
+
+def _column_once(table: str, column: str, type_: str) -> str:
+    """``ALTER TABLE table ADD COLUMN column type_`` only when the catalog lacks it (a DO block)."""
+    return (
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = '{column}' "
+        f"AND NOT attisdropped AND attrelid = '{table}'::regclass) THEN "
+        f"ALTER TABLE {table} ADD COLUMN {column} {type_}; END IF; END $$"
     )
 
 
@@ -48,18 +60,16 @@ STATE_DDL: tuple[Sql, ...] = (
         "key jsonb, reason text NOT NULL, at timestamptz NOT NULL DEFAULT now())"
     ),
     Sql(_index_once("async_etl_rejects_run", "async_etl_rejects (run_id)")),
-    Sql(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'cursor' "
-        "AND NOT attisdropped AND attrelid = 'async_etl_chunks'::regclass) THEN "
-        "ALTER TABLE async_etl_chunks ADD COLUMN cursor jsonb; END IF; END $$"
-    ),
+    Sql(_column_once("async_etl_chunks", "cursor", "jsonb")),
+    Sql(_column_once("async_etl_chunks", "counts", "jsonb")),
 )
 """Run these once (each is idempotent) before the first run.
 
-The indexes, and the ``cursor`` column of a state store made before it existed, are added only
-when the catalog lacks them: ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock and ``ALTER TABLE
-... ADD COLUMN IF NOT EXISTS`` an ACCESS EXCLUSIVE lock even when the index or column is there,
-so every job start would wait behind the other jobs' open checkpoints and reject writes.
+The indexes, and the ``cursor`` and ``counts`` columns of a state store made before they
+existed, are added only when the catalog lacks them: ``CREATE INDEX IF NOT EXISTS`` takes a
+SHARE lock and ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` an ACCESS EXCLUSIVE lock even when
+the index or column is there, so every job start would wait behind the other jobs' open
+checkpoints and reject writes.
 """
 
 START_RUN = Sql(
@@ -78,16 +88,40 @@ INSERT_CHUNK = Sql(
 
 CHECKPOINT_CHUNK = Sql(
     "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds, status, rows, committed_at, "
-    "cursor) VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now(), $5::jsonb) "
+    "cursor, counts) VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now(), $5::jsonb, $6::jsonb) "
     "ON CONFLICT (run_id, chunk_index) DO UPDATE SET status = 'COMMITTED', "
-    "rows = EXCLUDED.rows, committed_at = EXCLUDED.committed_at, cursor = EXCLUDED.cursor",
-    ("run_id", "chunk_index", "bounds", "rows", "cursor"),
+    "rows = EXCLUDED.rows, committed_at = EXCLUDED.committed_at, cursor = EXCLUDED.cursor, "
+    "counts = EXCLUDED.counts",
+    ("run_id", "chunk_index", "bounds", "rows", "cursor", "counts"),
 )
 """Mark a chunk committed, in the same transaction as its merge (PostgreSQL target).
 
 ``cursor`` is the incremental cursor the chunk covers (``incremental.tag`` as JSON text, or
-NULL for a job that is not incremental): the job's cursor commits with its chunks.
+NULL for a job that is not incremental): the job's cursor commits with its chunks.  ``counts``
+is the chunk's change counters as JSON text (``chunk_counts``): a resumed run adds up its
+committed chunks' counts (``COMMITTED_COUNTS``), exact however long ago the run row was updated.
 """
+
+COUNTED = ("inserted", "updated", "expired", "deleted", "rejected")
+"""The change counters a checkpoint records (the keys of ``chunk_counts``)."""
+
+
+def chunk_counts(counts: Mapping[str, int], rejected: int) -> str:
+    """A chunk's ``counts`` column: its change counters and rejected rows, as JSON text."""
+    doc = {k: int(counts.get(k, 0)) for k in COUNTED[:-1]} | {"rejected": rejected}
+    return json.dumps(doc, separators=(",", ":"))
+
+
+COMMITTED_COUNTS = Sql(
+    "SELECT coalesce(sum(rows), 0), "
+    + ", ".join(f"coalesce(sum((counts ->> '{k}')::bigint), 0)" for k in COUNTED)
+    + ", count(*) FILTER (WHERE counts IS NULL) "
+    "FROM async_etl_chunks WHERE run_id = $1 AND status = 'COMMITTED'",
+    ("run_id",),
+)
+"""A run's committed chunks: rows read, then ``COUNTED`` summed, then how many chunks were
+checkpointed without counts (by a version before ``counts`` existed: the run row's counters
+are then the best there is)."""
 
 HAS_CHUNK_CURSORS = Sql(
     "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attname = 'cursor' AND NOT attisdropped "

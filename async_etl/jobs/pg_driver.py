@@ -327,6 +327,7 @@ class PgTarget:
                     bounds,
                     rows,
                     ctx.chunk_cursor,
+                    state_sql.chunk_counts(counts, len(rejects)),
                 )
                 if rejects:
                     await conn.executemany(

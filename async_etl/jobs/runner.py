@@ -44,6 +44,7 @@ import structlog
 from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
+from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
 from async_etl.drivers.postgres import reusing
 from async_etl.errors import (
@@ -416,8 +417,9 @@ class _JobRun:
     ) -> None:
         if not result.checkpointed:
             bounds = orjson.dumps(chunk.to_json()).decode()
+            counts = chunk_counts(result.counts, len(result.rejects))
             await store.checkpoint(ctx.run_id, chunk.index, bounds, result.rows_read,
-                                   ctx.chunk_cursor)  # fmt: skip
+                                   ctx.chunk_cursor, counts)  # fmt: skip
             await store.add_rejects(self.spec.name, ctx.run_id, result.rejects)
         assert self.plan is not None
         self.plan.committed.add(chunk.index)

@@ -248,7 +248,12 @@ class StateStore:
         await self._call("start run", go)
 
     async def resume_run(self, run_id: str) -> tuple[set[int], RunRow]:
-        """Mark ``run_id`` RUNNING again; its committed chunks and its stored row."""
+        """Mark ``run_id`` RUNNING again; its committed chunks and its row as they count.
+
+        The row's counters are the sums over the committed chunks' checkpoints (exact: a chunk
+        and its checkpoint commit together on a PostgreSQL target), or the run row's last
+        update when a chunk was checkpointed by a version that did not record its counts.
+        """
 
         async def go(c: Any) -> tuple[set[int], RunRow]:
             async with c.transaction():
@@ -259,29 +264,34 @@ class StateStore:
                 )
                 await c.execute("DELETE FROM async_etl_stop_requests WHERE run_id = $1", run_id)
                 done = {int(r[0]) for r in await c.fetch(sq.COMMITTED_CHUNKS.text, run_id)}
-                read = await c.fetchval(
-                    "SELECT coalesce(sum(rows), 0) FROM async_etl_chunks "
-                    "WHERE run_id = $1 AND status = 'COMMITTED'",
-                    run_id,
-                )
+                sums = [int(v) for v in await c.fetchrow(sq.COMMITTED_COUNTS.text, run_id)]
                 row = await c.fetchrow(
                     f"SELECT {_RUN_COLUMNS} FROM async_etl_runs WHERE run_id = $1", run_id
                 )
-            run = RunRow.of(row)
-            return done, RunRow(**{**_asdict(run), "rows_read": int(read)})
+            run = {**_asdict(RunRow.of(row)), "rows_read": sums[0]}
+            if sums[-1] == 0:  # every committed chunk carries its counts: add them up
+                run |= dict(zip(_COUNTED_FIELDS, sums[1:-1], strict=True))
+            return done, RunRow(**run)
 
         return await self._call("resume run", go)
 
     async def checkpoint(
-        self, run_id: str, index: int, bounds: str, rows: int, cursor: str | None = None
+        self,
+        run_id: str,
+        index: int,
+        bounds: str,
+        rows: int,
+        cursor: str | None = None,
+        counts: str | None = None,
     ) -> None:
         """Mark a chunk COMMITTED (targets whose merge cannot share this transaction).
 
-        ``cursor``: the incremental cursor the chunk covers, as tagged JSON text (or None).
+        ``cursor``: the incremental cursor the chunk covers, as tagged JSON text (or None);
+        ``counts``: its change counters (``state_sql.chunk_counts``).
         """
 
         async def go(c: Any) -> None:
-            await c.execute(sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows, cursor)
+            await c.execute(sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows, cursor, counts)
 
         await self._call("checkpoint chunk", go)
 
@@ -395,6 +405,10 @@ class StateStore:
             return [RunRow.of(r) for r in rows]
 
         return await self._call("read runs", go)
+
+
+_COUNTED_FIELDS = ("inserted", "updated", "expired", "deleted", "rejected")
+"""``RunRow`` fields of ``state_sql.COUNTED``, in that order."""
 
 
 def _asdict(run: RunRow) -> dict[str, Any]:

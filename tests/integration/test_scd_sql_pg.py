@@ -299,6 +299,7 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
             "bounds": json.dumps(plan.chunks[2].to_json()),
             "rows": 10,
             "cursor": None,
+            "counts": state_sql.chunk_counts({"inserted": 10}, 0),
         }
         await conn.execute(state_sql.CHECKPOINT_CHUNK.text, *state_sql.CHECKPOINT_CHUNK.args(args))
         done = await conn.fetch(state_sql.COMMITTED_CHUNKS.text, "r1")
