@@ -9,7 +9,6 @@ the variable, flag or file key that was at fault.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
@@ -79,5 +78,7 @@ def coerce(text: str, kind: type, choices: Iterable[str] | None = None) -> Any:
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the option closest to ``word``, or ``""`` if none is close."""
+    import difflib  # only when a value is refused: not on every start
+
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from async_etl.core.scd import Key, Row, key_of
 from async_etl.core.specs import ScdColumns
+
+if TYPE_CHECKING:  # core.scd (the Python SCD model) is imported where rows are held in Python:
+    # PostgreSQL's path needs only the messages below, and a start need not build its classes
+    from async_etl.core.scd import Key, Row
 
 __all__ = ["duplicate_keys", "duplicate_message", "duplicate_reason", "hold_duplicates"]
 
@@ -58,6 +61,8 @@ def hold_duplicates(
     Returns the rows to diff (a duplicated key the target lacks is left out) and the
     duplicated keys with their counts.  Raises ``DataError`` on a NULL key part.
     """
+    from async_etl.core.scd import key_of
+
     dups = duplicate_keys(key_of(r, cols) for r in source_rows)
     if not dups:
         return [dict(r) for r in source_rows], {}

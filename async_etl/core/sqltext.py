@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 __all__ = ["QUERY_STARTS", "ROW_LIMITS", "SqlTextError", "limits_rows", "source_query", "subquery"]
@@ -39,9 +40,15 @@ ROW_LIMITS = frozenset({"limit", "offset", "fetch"})
 """Top-level words that make a query return a subset of its rows (``LIMIT``, ``OFFSET``,
 ``FETCH FIRST``): such a query cannot be cut into key ranges, each range would apply it again."""
 
-_DOLLAR = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
+_DOLLAR_TAG = r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _PARTNER = {"[": "]", "(": ")", "{": "}", "<": ">"}
+
+
+@cache
+def _dollar() -> re.Pattern[str]:
+    """The dollar-quote tag pattern, compiled on first use (its non-ASCII ranges: ~3 ms)."""
+    return re.compile(_DOLLAR_TAG)
 
 
 class SqlTextError(ValueError):
@@ -115,7 +122,7 @@ def _skip_token(text: str, i: int, dialect: Dialect) -> tuple[int, bool]:
     if dialect == "postgresql" and not prev_word:
         if c in "eE" and text.startswith("'", i + 1):
             return _skip_quoted(text, i + 1, "'", backslash=True), False
-        m = _DOLLAR.match(text, i) if c == "$" else None
+        m = _dollar().match(text, i) if c == "$" else None
         if m is not None:
             end = text.find(m.group(0), m.end())
             if end < 0:

@@ -17,7 +17,6 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
-from async_etl.drivers.oracle import oracle_connection
 from async_etl.drivers.postgres import pg_connection
 from async_etl.errors import AsyncEtlError, extract_error
 from async_etl.typing import Holder
@@ -41,6 +40,10 @@ class Source(Protocol):
 
     async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
         """The collation of each key column (None: a type without one)."""
+        ...
+
+    async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
+        """``columns`` and ``key_collations`` together, in as few round trips as the driver can."""
         ...
 
     async def boundaries(
@@ -86,7 +89,9 @@ async def source_connection(source: Source, holder: Holder, app: str) -> AsyncIt
     opening: AbstractAsyncContextManager[Any]
     if source.dialect == "postgresql":
         opening = pg_connection(source.url, holder, app=app, where=where, translate_inside=False)
-    else:
+    else:  # the Oracle driver's module is imported for an Oracle source only
+        from async_etl.drivers.oracle import oracle_connection
+
         opening = oracle_connection(source.url, holder, where=where, translate_inside=False)
     async with AsyncExitStack() as stack:
         try:

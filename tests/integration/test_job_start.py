@@ -57,17 +57,34 @@ MODULES_AT_EXIT = (
 """``python -m async_etl ARGS`` that prints the top-level names of its modules when it exits."""
 
 
+UNUSED_MODULES_ON_A_PG_COPY = (
+    "async_etl.core.scd",  # the Python SCD model (CrateDB / Oracle targets hold rows in Python)
+    "async_etl.drivers.oracle",  # an Oracle source's connection
+    "difflib",  # "did you mean" for a refused value
+)
+"""Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
+
+ALL_MODULES_AT_EXIT = MODULES_AT_EXIT.replace("m.split('.')[0] for m", "m for m").replace(
+    "print('modules:'",
+    "from async_etl.core import sqltext\n"
+    "    compiled = sqltext._dollar.cache_info().currsize\n"
+    "    print('dollar pattern compiled:', compiled, file=sys.stderr)\n"
+    "    print('modules:'",
+)
+"""``MODULES_AT_EXIT`` with full module names, and whether the dollar-quote pattern compiled."""
+
+
 def _imported(stderr: str) -> set[str]:
     """The module names ``MODULES_AT_EXIT`` printed on ``stderr``."""
     (line,) = [x for x in stderr.splitlines() if x.startswith("modules: ")]
     return set(line.removeprefix("modules: ").split())
 
 
-async def test_a_copy_imports_no_driver_or_tool_it_does_not_use(pg_dsn: str) -> None:
-    """A 10-row ``copy`` process imports asyncpg, and none of the optional or TTY packages."""
+async def _copy_process(pg_dsn: str, script: str) -> subprocess.CompletedProcess[str]:
+    """A 10-row ``copy`` of ``src.t`` into ``dw.t`` run by ``python -c script`` (it succeeded)."""
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
-    argv = [sys.executable, "-c", MODULES_AT_EXIT, "copy", "--source", pg_dsn,
+    argv = [sys.executable, "-c", script, "copy", "--source", pg_dsn,
             "--source-table", "src.t", "--target", pg_dsn, "--target-table", "dw.t",
             "--key", "id"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -76,10 +93,24 @@ async def test_a_copy_imports_no_driver_or_tool_it_does_not_use(pg_dsn: str) -> 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "copy_dw_t SUCCEEDED" in done.stdout
-    imported = _imported(done.stderr)
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.t") == 10
+    return done
+
+
+async def test_a_copy_imports_no_driver_or_tool_it_does_not_use(pg_dsn: str) -> None:
+    """A 10-row ``copy`` process imports asyncpg, and none of the optional or TTY packages."""
+    imported = _imported((await _copy_process(pg_dsn, MODULES_AT_EXIT)).stderr)
     assert {"async_etl", "asyncpg", "structlog"} <= imported
     assert sorted(imported & set(UNUSED_ON_A_PG_COPY)) == []
-    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.t") == 10
+
+
+async def test_a_copy_loads_no_module_or_pattern_of_another_path(pg_dsn: str) -> None:
+    """A 10-row ``copy`` never imports the SCD model, the Oracle driver or difflib."""
+    done = await _copy_process(pg_dsn, ALL_MODULES_AT_EXIT)
+    imported = _imported(done.stderr)
+    assert {"async_etl.jobs.pg_driver", "async_etl.core.sqltext"} <= imported
+    assert sorted(imported & set(UNUSED_MODULES_ON_A_PG_COPY)) == []
+    assert "dollar pattern compiled: 0" in done.stderr  # compiled only for a query with a $
 
 
 def _holder(tokens: int = 2) -> BudgetHolder:
@@ -196,3 +227,4 @@ async def test_a_broken_state_store_is_reported_before_a_broken_source(
     assert code != 0
     assert "job both: state store:" in err, err
     assert "Traceback" not in err
+
