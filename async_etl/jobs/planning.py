@@ -128,7 +128,8 @@ async def preflight(
 
     async def read_columns() -> tuple[tuple[tuple[str, str], ...], list[KeyCollation | None]]:
         async with source_connection(source, holder, app) as conn:
-            return tuple(await source.columns(conn)), await source.key_collations(conn)
+            columns, collations = await source.describe(conn)
+        return tuple(columns), collations
 
     try:
         columns, collations = await retrying(read_columns, policy, what="read source columns")
@@ -152,8 +153,12 @@ async def preflight(
         latest = await retrying(
             lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"
         )
-        available = await retrying(
-            lambda: target.collations(holder, app), policy, what="read the target's collations"
+        available = (  # a key without collations (numbers, dates) is ordered the same anywhere
+            await retrying(
+                lambda: target.collations(holder, app), policy, what="read the target's collations"
+            )
+            if any(c is not None for c in collations)
+            else None
         )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc

@@ -53,7 +53,15 @@ class OracleSource(SourceBase):
     @reads
     async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
         """Each key column's ordering: code-point (``BINARY``) for strings, None otherwise."""
-        types = dict(await self.columns(conn))
+        return self._key_order(await self.columns(conn))
+
+    async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
+        """``columns`` and ``key_collations`` from one read of the source's columns."""
+        columns = await self.columns(conn)
+        return columns, self._key_order(columns)
+
+    def _key_order(self, columns: list[tuple[str, str]]) -> list[KeyCollation | None]:
+        types = dict(columns)
         text = KeyCollation(BINARY, BINARY)
         return [text if is_text_type(types.get(k, "")) else None for k in self.key]
 

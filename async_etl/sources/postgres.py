@@ -17,6 +17,7 @@ strings as text, infinite, BC and far-future dates as ``core.pg_values.PgMoment`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -50,38 +51,52 @@ class PgSource(SourceBase):
     def _translate(self, exc: BaseException) -> AsyncEtlError | None:
         return translate_pg(exc, self.where) if isinstance(exc, PG_ERRORS) else None
 
-    async def _probe(self, conn: Any, sql: str, *args: Any) -> list[Any]:
-        """Rows of ``sql`` about a throw-away TEMP table shaped like the source (rolled back)."""
+    @asynccontextmanager
+    async def _probing(self, conn: Any) -> AsyncIterator[None]:
+        """A transaction holding a throw-away TEMP table shaped like the source (rolled back)."""
         tr = conn.transaction()
         await tr.start()
         try:
             await conn.execute(
                 f"CREATE TEMP TABLE {_PROBE} AS SELECT * FROM {self.relation} LIMIT 0"
             )
-            return list(await conn.fetch(sql, *args))
+            yield
         finally:
             await tr.rollback()
 
-    @reads
-    async def columns(self, conn: Any) -> list[tuple[str, str]]:
-        """(name, SQL type with modifiers) of every source column, in order; writes nothing."""
-        rows = await self._probe(
-            conn,
+    async def _columns(self, conn: Any) -> list[tuple[str, str]]:
+        rows = await conn.fetch(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
             f"WHERE attrelid = 'pg_temp.{_PROBE}'::regclass AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum",
         )
         return [(str(r[0]), str(r[1])) for r in rows]
 
-    @reads
-    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
-        """The collation of each key column (None: a type without one); writes nothing."""
+    async def _key_collations(self, conn: Any) -> list[KeyCollation | None]:
         st = pg.KEY_COLLATIONS_SQL
-        rows = await self._probe(
-            conn, st.text, *st.args({"relation": f"pg_temp.{_PROBE}", "keys": list(self.key)})
+        rows = await conn.fetch(
+            st.text, *st.args({"relation": f"pg_temp.{_PROBE}", "keys": list(self.key)})
         )
         found = {str(r[0]): None if r[1] is None else KeyCollation(str(r[1]), r[2]) for r in rows}
         return [found.get(k) for k in self.key]
+
+    @reads
+    async def columns(self, conn: Any) -> list[tuple[str, str]]:
+        """(name, SQL type with modifiers) of every source column, in order; writes nothing."""
+        async with self._probing(conn):
+            return await self._columns(conn)
+
+    @reads
+    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
+        """The collation of each key column (None: a type without one); writes nothing."""
+        async with self._probing(conn):
+            return await self._key_collations(conn)
+
+    @reads
+    async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
+        """``columns`` and ``key_collations`` from one probe: one transaction, not two."""
+        async with self._probing(conn):
+            return await self._columns(conn), await self._key_collations(conn)
 
     @reads
     async def estimate(self, conn: Any) -> int:

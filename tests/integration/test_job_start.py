@@ -228,3 +228,51 @@ async def test_a_broken_state_store_is_reported_before_a_broken_source(
     assert "job both: state store:" in err, err
     assert "Traceback" not in err
 
+
+@pytest.mark.parametrize(("key", "reads"), [("id", 0), ("name", 1)])
+async def test_preflight_reads_the_targets_collations_only_for_a_key_that_has_one(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, key: str, reads: int
+) -> None:
+    """An integer key is ordered alike in any database: no read of the target's collations."""
+    from async_etl.jobs.pg_driver import PgTarget
+    from async_etl.jobs.runner import run_job
+    from tests.integration.jobs_helpers import spec_of
+
+    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, "
+                  "name text NOT NULL); INSERT INTO src.t SELECT g, 'n' || g "
+                  "FROM generate_series(1, 10) g")  # fmt: skip
+    seen: list[str] = []
+    read = PgTarget.collations
+
+    async def counted(self: PgTarget, holder: object, app: str) -> frozenset[str] | None:
+        seen.append(app)
+        return await read(self, holder, app)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PgTarget, "collations", counted)
+    spec = spec_of(
+        f'name = "coll_{key}"\n[source]\nurl = "{pg_dsn}"\ntable = "src.t"\nkey = ["{key}"]\n'
+        f'[target]\nurl = "{pg_dsn}"\ntable = "dw.t_{key}"\n[scd]\ntype = 1\n'
+    )
+    result = await run_job(spec)
+    assert result.status == "SUCCEEDED", result.error
+    assert len(seen) == reads
+    assert await fetchval(pg_dsn, f"SELECT count(*) FROM dw.t_{key}") == 10
+
+
+async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn: str) -> None:
+    """``describe`` answers as ``columns`` and ``key_collations`` do, for a query source too."""
+    from async_etl.sources.postgres import PgSource
+
+    await _execute(pg_dsn, 'CREATE TABLE t (id int, name text COLLATE "C", city varchar(20))')
+    source = PgSource(pg_dsn, ("name", "id"), "SELECT id, name, city FROM t", None)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        described = await source.describe(conn)
+        apart = (await source.columns(conn), await source.key_collations(conn))
+        assert not conn.is_in_transaction()  # the probe's transaction is rolled back
+    finally:
+        await conn.close()
+    assert described == apart
+    columns, collations = described
+    assert columns == [("id", "integer"), ("name", "text"), ("city", "character varying(20)")]
+    assert [c.name if c else None for c in collations] == ["C", None]
