@@ -296,12 +296,15 @@ class _JobRun:
     ) -> Survey:
         """State tables and target prepared while the source is surveyed (reads only).
 
-        The two touch different databases and neither needs the other: at the same time,
-        they cost the longer of the two instead of the sum.  A failure to prepare wins (it
-        cancels the survey); the survey's own failure is raised once preparing succeeded.
+        The three touch different connections and none needs another: at the same time,
+        they cost the longest of the three instead of the sum.  A failure to create the state
+        tables wins, then one to prepare the target (either cancels the rest); the survey's
+        own failure is raised once both succeeded.  A state store that cannot create its
+        tables may leave the target prepared (created, or its new table made): preparing is
+        idempotent, and the next run does it again.
         """
         found: list[Survey] = []
-        failed: list[AsyncEtlError] = []
+        failed: dict[str, AsyncEtlError] = {}
 
         async def look() -> None:
             try:
@@ -311,18 +314,26 @@ class _JobRun:
                     )
                 )
             except AsyncEtlError as exc:
-                failed.append(exc)
+                failed["survey"] = exc
+
+        async def state_tables() -> None:
+            try:
+                await store.ensure()
+            except AsyncEtlError as exc:
+                failed["state"] = exc
+                tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(look)
+            tg.start_soon(state_tables)
             try:
-                await store.ensure()
                 await retrying(lambda: self.target.prepare(ctx), ctx.policy, what="prepare target")
             except AsyncEtlError as exc:
-                failed.insert(0, exc)
+                failed["target"] = exc
                 tg.cancel_scope.cancel()
-        if failed:
-            raise failed[0]
+        for step in ("state", "target", "survey"):
+            if step in failed:
+                raise failed[step]
         return found[0]
 
     async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
