@@ -216,13 +216,48 @@ def _named_pool(kind: str) -> Pool:
     raise ValueError(f"no pool named {kind!r}")
 
 
-_LETTER_LUT: Final = np.frombuffer((_words.LETTERS * 5)[:256], dtype=np.uint8)
+_LETTER_TABLE: Final = (_words.LETTERS * 5)[:256]
+"""Random byte b -> letter ``LETTERS[b % 52]``, as a ``bytes.translate`` table."""
+
+BLOCK_BYTES: Final = 1 << 17
+"""Bytes per cache-sized step of letters generation and of JSON quoting (128 KiB).
+
+A 5,000-row batch of 2,000-byte rows is 10 MB per array; several such arrays per batch left
+every pass in main memory, which two generator processes then shared (issue 12, RESULTS.md
+"CPU-heavy rows in cache-sized blocks").  A multiple of 8: every step draws whole 64-bit words.
+"""
+
+
+def random_bytes(rng: np.random.Generator, length: int) -> bytes:
+    """Exactly ``rng.bytes(length)``, leaving ``rng`` in the same state, with fewer copies.
+
+    ``Generator.bytes`` draws ceil(length / 4) 32-bit words (PCG64, the bit generator of
+    ``default_rng``, serves the low then the high half of each 64-bit output), then copies them
+    twice.  The raw 64-bit outputs in little-endian order are those bytes; an odd last word is
+    drawn through ``integers`` so that its unused high half stays buffered as before (numpy
+    draws one word for ``length`` 0 too).  Calls whose lengths are positive multiples of 8
+    therefore concatenate to one call's bytes.
+    """
+    words = max(1, -(-length // 4))
+    data = rng.bit_generator.random_raw(words // 2).astype("<u8", copy=False).tobytes()
+    if words % 2:
+        data += rng.integers(0, 2**32, size=1, dtype=np.uint32).astype("<u4").tobytes()
+    return data[:length]
 
 
 def _letters(rng: np.random.Generator, n: int, lo: int, hi: int) -> Text:
-    """Random ASCII letters, ``lo..hi`` bytes per row."""
-    raw = np.frombuffer(rng.bytes(n * hi), dtype=np.uint8).reshape(n, hi)
-    mat = _LETTER_LUT[raw]
+    """Random ASCII letters, ``lo..hi`` bytes per row.
+
+    The random bytes are drawn and mapped in ``BLOCK_BYTES`` steps, so only the letter matrix
+    itself leaves the cache; the bytes equal one ``rng.bytes(n * hi)`` mapped at once.
+    """
+    mat = np.empty((n, hi), dtype=np.uint8)
+    flat = mat.reshape(-1)
+    for start in range(0, max(flat.size, 1), BLOCK_BYTES):  # an empty matrix draws too
+        block = random_bytes(rng, min(BLOCK_BYTES, flat.size - start))
+        flat[start : start + len(block)] = np.frombuffer(
+            block.translate(_LETTER_TABLE), dtype=np.uint8
+        )
     if lo == hi:
         return Text(mat, np.full(n, hi, dtype=np.int64), ascii=True, json_safe=True)
     lens = rng.integers(lo, hi, size=n, endpoint=True, dtype=np.int64)
