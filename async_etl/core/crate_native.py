@@ -44,8 +44,10 @@ def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> b
     if _NONE in kinds:
         kinds = kinds - {_NONE}
         values = [v for v in column if v is not None]
-    if kinds == {float}:
-        return base != "real" and all(map(math.isfinite, values))
+    if kinds == {float}:  # a finite sum has no NaN or infinity in it (one C pass)
+        if base == "real":
+            return False
+        return math.isfinite(sum(values)) or all(map(math.isfinite, values))
     if kinds == {int}:
         bound = _FLOAT_INTS if base in ("double precision", "real", "numeric") else _BIG
         if base in CRATE_INT_BITS:

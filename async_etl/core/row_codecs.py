@@ -102,16 +102,16 @@ class RowShape:
         (another kind of row, a wrong width, a missing or unknown key): ask ``normalize`` row by
         row then, for the rows and the reasons.
         """
-        kinds = set(map(type, rows))
-        width = len(self.columns)
-        if len(kinds) != 1:
+        if not rows:
             return None
-        kind = kinds.pop()
+        kind, count, width = type(rows[0]), len(rows), len(self.columns)
+        if operator.countOf(map(type, rows), kind) != count:  # counted: half the cost of a set
+            return None
         if kind is tuple or kind is list:
-            if width and set(map(len, rows)) != {width}:
+            if width and operator.countOf(map(len, rows), width) != count:
                 return None
             return list(rows) if kind is tuple else list(map(tuple, rows))
-        if kind is not dict or not width or set(map(len, rows)) != {width}:
+        if kind is not dict or not width or operator.countOf(map(len, rows), width) != count:
             return None
         try:  # width keys, each column among them: exactly the columns
             picked = list(map(self._pick, rows))

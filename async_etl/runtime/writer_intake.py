@@ -21,6 +21,7 @@ from async_etl.core.batching import (
     Columns,
     RowBuffer,
     column_sizes,
+    column_total,
     row_size,
     row_sizes,
 )
@@ -91,18 +92,23 @@ class Intake:
 
         The rows are seen by column once, for their sizes and for the sink's ``plain`` check
         (made on all of ``shaped``: a row left for the next batch only makes it stricter).
+        Sizes are one total a column while the rows stay clear of the batch's limits
+        (``RowBuffer.add_all``); a size a row only for the slice that closes the batch.
         """
         buffer = self.buffer
         was_empty = not buffer.rows
         width = len(self.shape.columns)
+        now = time.monotonic()
         if width:
             columns = Columns.of(shaped, width)
-            sizes = column_sizes(columns)
             if self._open_plain:
                 self._open_plain = self._sink.plain_columns(columns)
+            if buffer.add_all(shaped, column_total(columns), now):
+                taken = len(shaped)
+            else:
+                taken = buffer.add_many(shaped, column_sizes(columns), now)
         else:  # a null writer without columns: rows of any width
-            sizes = row_sizes(shaped)
-        taken = buffer.add_many(shaped, sizes, time.monotonic())
+            taken = buffer.add_many(shaped, row_sizes(shaped), now)
         self._book.accept(taken)
         if was_empty or buffer.full:
             self._wake()

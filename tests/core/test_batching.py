@@ -16,6 +16,8 @@ from async_etl.core.batching import (
     Columns,
     RowBuffer,
     column_sizes,
+    column_total,
+    kinds_of,
     row_size,
     row_sizes,
 )
@@ -194,6 +196,19 @@ def test_row_sizes_by_column_match_row_size(width: int, data: st.DataObject) -> 
         assert column_sizes(Columns.of(rows, width)) == [row_size(r) for r in rows]
 
 
+@settings(max_examples=300, deadline=None)
+@given(width=st.integers(0, 5), data=st.data())
+def test_counted_kinds_and_totals_match_the_sets_and_sums(width: int, data: st.DataObject) -> None:
+    """Each column's kinds are the set of its types, and ``column_total`` the sum of the sizes."""
+    mostly = data.draw(st.one_of(values, st.just(None), st.just(1), st.just("x"), st.just(True)))
+    cell = st.one_of(st.just(mostly), values)  # columns of one type, one type and None, mixed
+    rows = data.draw(st.lists(st.tuples(*[cell] * width), max_size=30))
+    columns = Columns.of(rows, width)
+    assert columns.kinds == tuple(frozenset(map(type, c)) for c in columns.values)
+    assert all(kinds_of(list(c)) == frozenset(map(type, c)) for c in columns.values)
+    assert column_total(columns) == sum(column_sizes(columns)) == sum(map(row_size, rows))
+
+
 @settings(max_examples=100, deadline=None)
 @given(rows=st.lists(st.lists(values, max_size=4).map(tuple), max_size=30))
 def test_row_sizes_of_ragged_rows_match_row_size(rows: list[tuple[object, ...]]) -> None:
@@ -201,24 +216,31 @@ def test_row_sizes_of_ragged_rows_match_row_size(rows: list[tuple[object, ...]])
     assert row_sizes(rows) == [row_size(r) for r in rows]
 
 
+_OPEN_BATCH = {
+    "max_rows": st.integers(1, 40),
+    "max_bytes": st.integers(1, 3000),
+    "already": st.lists(st.integers(1, 200), max_size=10),
+}  # the limits of an open batch and the sizes of the rows it holds already
+
+
+def _two_buffers(limits: BatchLimits, already: list[int]) -> tuple[RowBuffer, RowBuffer]:
+    """Two open batches holding the same rows of sizes ``already`` (until one is full)."""
+    one, two = RowBuffer(limits), RowBuffer(limits)
+    for i, size in enumerate(already):
+        if one.full:
+            break
+        one.add((-i,), size, 0.0)
+        two.add((-i,), size, 0.0)
+    return one, two
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    max_rows=st.integers(1, 40),
-    max_bytes=st.integers(1, 3000),
-    already=st.lists(st.integers(1, 200), max_size=10),
-    sizes=st.lists(st.integers(1, 400), min_size=1, max_size=60),
-)
+@given(**_OPEN_BATCH, sizes=st.lists(st.integers(1, 400), min_size=1, max_size=60))
 def test_add_many_takes_what_add_row_by_row_would(
     max_rows: int, max_bytes: int, already: list[int], sizes: list[int]
 ) -> None:
     """``add_many`` leaves the buffer as ``add`` would, stopping where the batch turns full."""
-    limits = BatchLimits(max_rows, max_bytes, 1.0)
-    bulk, single = RowBuffer(limits), RowBuffer(limits)
-    for i, size in enumerate(already):
-        if bulk.full:
-            break
-        bulk.add((-i,), size, 0.0)
-        single.add((-i,), size, 0.0)
+    bulk, single = _two_buffers(BatchLimits(max_rows, max_bytes, 1.0), already)
     rows = [(i,) for i in range(len(sizes))]
     if bulk.full:
         with pytest.raises(ValueError, match="full"):
@@ -234,4 +256,27 @@ def test_add_many_takes_what_add_row_by_row_would(
     assert taken == expected >= 1
     assert (bulk.rows, bulk.bytes, bulk.next_seq, bulk.full, bulk.opened_at) == (
         single.rows, single.bytes, single.next_seq, single.full, single.opened_at,
+    )  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(**_OPEN_BATCH, sizes=st.lists(st.integers(1, 400), max_size=60))
+def test_add_all_takes_everything_as_add_many_would_or_nothing(
+    max_rows: int, max_bytes: int, already: list[int], sizes: list[int]
+) -> None:
+    """``add_all`` leaves the buffer as ``add_many`` would when it takes, untouched otherwise."""
+    whole, bulk = _two_buffers(BatchLimits(max_rows, max_bytes, 1.0), already)
+    rows = [(i,) for i in range(len(sizes))]
+    if whole.full:
+        with pytest.raises(ValueError, match="full"):
+            whole.add_all(rows, sum(sizes), 1.0)
+        return
+    before = (list(whole.rows), whole.bytes, whole.next_seq, whole.opened_at)
+    if not whole.add_all(rows, sum(sizes), 1.0):
+        assert (whole.rows, whole.bytes, whole.next_seq, whole.opened_at) == before
+        assert bulk.add_many(rows, sizes, 1.0) < len(rows) or bulk.bytes >= max_bytes
+        return
+    assert bulk.add_many(rows, sizes, 1.0) == len(rows)
+    assert (whole.rows, whole.bytes, whole.next_seq, whole.full, whole.opened_at) == (
+        bulk.rows, bulk.bytes, bulk.next_seq, bulk.full, bulk.opened_at,
     )  # fmt: skip

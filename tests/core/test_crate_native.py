@@ -57,3 +57,17 @@ def test_sub_millisecond_times_and_non_finite_floats_fail_the_check() -> None:
     odd = at.replace(microsecond=1)
     assert not crate_native.plain([(1, at), (2, odd)], ("bigint", "timestamp with time zone"))
     assert not crate_native.plain([(math.nan, "x")], ("double precision", "text"))
+
+
+_floats = st.one_of(st.floats(), st.floats(min_value=1e300), st.floats(max_value=-1e300), st.none())
+
+
+@given(st.lists(_floats, min_size=1, max_size=30), st.sampled_from(["double precision", "real"]))
+def test_a_float_column_passes_exactly_when_every_value_is_finite(
+    column: list[float | None], base: str
+) -> None:
+    """The summed finiteness check answers as a check of each value (overflowing sums too)."""
+    rows = [(v,) for v in column]
+    floats = [v for v in column if v is not None]
+    expected = not floats or (base != "real" and all(map(math.isfinite, floats)))
+    assert crate_native.plain(rows, (base,)) == expected
