@@ -218,7 +218,7 @@ def _stand_in(latency_ms: float) -> Iterator[tuple[str, int | None]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "async_etl.testing.crate", "--port", str(port)]
-    cmd += ["--latency-ms", str(latency_ms), "--count-only"]
+    cmd += ["--latency-ms", str(latency_ms), "--count-only", "--http", "lean"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""

@@ -9,6 +9,9 @@ FAULT_KINDS = ("fail", "busy", "item_fail", "drop_before", "drop_after", "auth")
 """Keys of ``Counters.faults``: 503s, 429s, per-item 5002s, drops before / after applying
 the write, and refused credentials."""
 
+HTTP_LAYERS = ("aiohttp", "lean")
+"""The stand-in's HTTP layers (``StandInConfig.http``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StandInConfig:
@@ -33,6 +36,9 @@ class StandInConfig:
     - ``count_only``: INSERTs are arity-checked and counted, not stored (no PK uniqueness).
     - ``user`` / ``password``: when ``user`` is set, Basic auth is required.
     - ``seed``: seeds the fault random generator, for reproducible runs.
+    - ``http``: the HTTP layer: ``"aiohttp"`` (default) or ``"lean"`` (``testing.crate.lean``:
+      a plain asyncio Protocol, a fraction of aiohttp's CPU per request; same answers, counters
+      and faults; chunked request bodies are refused with a 411).
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +61,7 @@ class StandInConfig:
     seed: int | None = None
     max_body_bytes: int = 100 * 1024 * 1024
     parse_cache_size: int = 1024
+    http: str = "aiohttp"
 
     def __post_init__(self) -> None:
         """Validate rates; raises ``ValueError`` when a rate is outside [0, 1]."""
@@ -62,6 +69,8 @@ class StandInConfig:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"StandInConfig.{name} must be within [0, 1], got {rate}")
+        if self.http not in HTTP_LAYERS:
+            raise ValueError(f"StandInConfig.http must be one of {HTTP_LAYERS}, got {self.http!r}")
         for name in ("latency_ms", "capacity", "growth", "stall_every", "stall_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"StandInConfig.{name} must not be negative")

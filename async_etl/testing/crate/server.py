@@ -47,13 +47,14 @@ from async_etl.testing.crate import protocol
 from async_etl.testing.crate.capacity import CapacityModel
 from async_etl.testing.crate.config import Counters, StandInConfig
 from async_etl.testing.crate.engine import Engine
+from async_etl.testing.crate.exchange import DROP, TEXT, Exchange, Reply
+from async_etl.testing.crate.lean import LeanServer, serve_lean
 from async_etl.testing.crate.sql import SQLParseError, UnsupportedSQLError, parse
 from async_etl.testing.crate.sqlast import WRITES, Statement
 from async_etl.testing.crate.store import Catalog
 from async_etl.testing.crate.systables import NodeInfo
 
 _BODY_KEYS = frozenset({"stmt", "args", "bulk_args"})
-_JSON = "application/json"
 
 
 class CrateStandIn:
@@ -99,6 +100,7 @@ class CrateStandIn:
         self._schemas: dict[int, tuple[object, str]] = {}
         self._open: dict[int, object] = {}  # transports that sent a request, maybe closed since
         self._runner: web.AppRunner | None = None
+        self._lean: LeanServer | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._thread_stop: asyncio.Event | None = None
@@ -133,11 +135,14 @@ class CrateStandIn:
         except OSError:
             sock.close()
             raise
-        self._runner = web.AppRunner(
-            self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        if self.config.http == "lean":
+            self._lean = await serve_lean(self, sock)
+        else:
+            self._runner = web.AppRunner(
+                self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
+            )
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         self.engine.node = self._node(self.url)
@@ -148,6 +153,9 @@ class CrateStandIn:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+        if self._lean is not None:
+            lean, self._lean = self._lean, None
+            await lean.close()
 
     async def __aenter__(self) -> CrateStandIn:
         """Start in the running loop."""
@@ -205,30 +213,32 @@ class CrateStandIn:
             self._thread = None
 
     # -- handlers ------------------------------------------------------------------------
-    def _unauthorized(self, request: web.Request) -> web.Response | None:
-        if self._auth is None:
-            return None
-        given = request.headers.get("Authorization", "").encode()
-        if given == self._auth:  # a Bearer JWT is never accepted: nothing to verify it with
-            return None
+    def refusal(self, authorization: str) -> Reply | None:
+        """The plain-text 401 for missing / wrong Basic credentials (``None``: let it in)."""
+        if self._auth is None or authorization.encode() == self._auth:
+            return None  # a Bearer JWT is never accepted: nothing to verify it with
         self.counters.faults["auth"] += 1
-        response = web.Response(
-            status=401,
-            text="trust authentication failed for user\n",
-            headers={"WWW-Authenticate": 'Basic realm="CrateDB"', "Connection": "close"},
+        return Reply(
+            401,
+            b"trust authentication failed for user\n",
+            TEXT,
+            (("WWW-Authenticate", 'Basic realm="CrateDB"'),),
+            close=True,
         )
-        response.force_close()
-        return response
 
-    async def _info(self, request: web.Request) -> web.Response:
-        refused = self._unauthorized(request)
+    def info_reply(self, authorization: str) -> Reply:
+        """The answer to ``GET /``: node information, or the 401."""
+        refused = self.refusal(authorization)
         if refused is not None:
             return refused
         cfg = self.config
         body = protocol.node_info(cfg.version, cfg.node_name, cfg.cluster_name)
-        return web.Response(body=orjson.dumps(body), content_type=_JSON)
+        return Reply(200, orjson.dumps(body))
 
-    def _count_connection(self, transport: object) -> None:
+    async def _info(self, request: web.Request) -> web.StreamResponse:
+        return _response(self.info_reply(request.headers.get("Authorization", "")), request)
+
+    def count_connection(self, transport: object) -> None:
         """Raise ``peak_connections`` when this request's connection makes a new peak.
 
         Closed connections are dropped only when the count would rise, so each request costs
@@ -258,18 +268,36 @@ class CrateStandIn:
         return schema
 
     async def _sql(self, request: web.Request) -> web.StreamResponse:
+        query = request.query
+        exchange = Exchange(
+            transport=request.transport,
+            authorization=request.headers.get("Authorization", ""),
+            schema=lambda: self._default_schema(request),
+            read=request.read,
+            trace=query.get("error_trace", "false") != "false",
+            types=query.get("types", "false") != "false",
+        )
+        return _response(await self.sql_reply(exchange), request)
+
+    async def sql_reply(self, exchange: Exchange) -> Reply:
+        """Steps 1-6 of the theory of operation for one ``POST /_sql``, whatever the HTTP layer."""
         started = time.perf_counter()
         self.counters.requests += 1
-        self._count_connection(request.transport)
-        refused = self._unauthorized(request)
+        self.count_connection(exchange.transport)
+        refused = self.refusal(exchange.authorization)
         if refused is not None:
             return refused
         if self._slots is None:
-            return await self._serve(request, started)
-        async with self._slots:
-            return await self._serve(request, started)
+            await self._serve()
+        else:
+            async with self._slots:
+                await self._serve()
+        return self.answer(
+            await exchange.read(), exchange.schema(), exchange.trace, exchange.types, started
+        )
 
-    async def _serve(self, request: web.Request, started: float) -> web.StreamResponse:
+    async def _serve(self) -> None:
+        """Wait out the service time and any stall (``capacity.CapacityModel``)."""
         model = self.model
         model.latency_ms = self.latency_ms
         model.admit(time.monotonic())
@@ -285,18 +313,16 @@ class CrateStandIn:
                 await asyncio.sleep(hold)
         finally:
             model.release()
-        return await self._answer(request, started)
 
-    async def _answer(self, request: web.Request, started: float) -> web.StreamResponse:
-        schema = self._default_schema(request)
-        trace = request.query.get("error_trace", "false") != "false"
+    def answer(self, raw: bytes, schema: str, trace: bool, types: bool, started: float) -> Reply:
+        """Read the body, draw the faults and run the statement (steps 3-6); never awaits."""
         bulk = False
         try:
-            stmt, args, bulk_args = self._read(await request.read())
+            stmt, args, bulk_args = self._read(raw)
             bulk = bulk_args is not None
             drop = self._draw_faults()
             if drop == "before":
-                return self._drop(request)
+                return DROP
             body = self.engine.run(
                 stmt,
                 args,
@@ -304,15 +330,15 @@ class CrateStandIn:
                 schema,
                 count_only=self.count_only,
                 item_fault=self._item_fault() if bulk_args is not None else None,
-                types=request.query.get("types", "false") != "false",
+                types=types,
             )
             if drop == "after":
-                return self._drop(request)
+                return DROP
             status = 200
         except protocol.CrateError as err:
             status, body = err.status, err.body(trace and not bulk)
         body["duration"] = round((time.perf_counter() - started) * 1000.0, 3)
-        return web.Response(status=status, body=orjson.dumps(body), content_type=_JSON)
+        return Reply(status, orjson.dumps(body))
 
     def _read(self, raw: bytes) -> tuple[Statement, list[Any], list[Any] | None]:
         try:
@@ -369,12 +395,23 @@ class CrateStandIn:
         draw = self._rng.random
         return lambda: draw() < rate
 
-    @staticmethod
-    def _drop(request: web.Request) -> web.StreamResponse:
-        """Abort the connection without answering."""
+
+def _response(reply: Reply, request: web.Request) -> web.StreamResponse:
+    """An aiohttp response for ``reply``; a drop aborts the connection without answering."""
+    if reply.drop:
         if request.transport is not None:
             request.transport.abort()
         return web.Response(status=500)
+    response = web.Response(
+        status=reply.status,
+        body=reply.body,
+        content_type=reply.content_type,
+        charset="utf-8" if reply.content_type == TEXT else None,
+        headers=dict(reply.headers),
+    )
+    if reply.close:
+        response.force_close()
+    return response
 
 
 def _alive(transport: object) -> bool:

@@ -1,0 +1,251 @@
+"""The stand-in's lean HTTP/1.1 layer: one ``asyncio.Protocol`` per connection, no aiohttp.
+
+Theory of operation
+-------------------
+The aiohttp layer costs the stand-in about as much CPU per request as the statement itself
+(request and response objects, routing, header multidicts, a task per request).  In a
+benchmark the stand-in shares the machine with the client it measures, so that cost is taken
+from the client.  This layer speaks just the HTTP/1.1 our clients (aiohttp, urllib3) send and
+hands every decision to the same ``CrateStandIn.sql_reply`` / ``info_reply`` the aiohttp layer
+uses: the answers, counters and faults are the same, only the parsing of bytes differs.
+
+Per connection, requests are served one at a time, in order (HTTP/1.1 keep-alive; a pipelined
+request waits in the buffer until the one before it is answered):
+
+1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in;
+   a head over 64 KiB is a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
+   neither client sends) a 411 — each then closes the connection;
+2. ``Content-Encoding: gzip`` / ``deflate`` bodies are inflated (a bad one is a 400);
+3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
+   anything else is a 404 (405 for another method on a known path);
+4. the ``Reply`` is written as one buffer; ``close`` (or the request's ``Connection: close``)
+   closes after writing, ``drop`` aborts.
+
+The connection's ``Default-Schema`` is read from its first request, as the aiohttp layer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
+from urllib.parse import parse_qs
+
+from async_etl.testing.crate.exchange import TEXT, Exchange, Reply
+
+if TYPE_CHECKING:
+    import socket
+
+    from async_etl.testing.crate.server import CrateStandIn
+
+__all__ = ["LeanServer", "serve_lean"]
+
+_MAX_HEAD = 64 * 1024
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    411: "Length Required",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _plain(status: int, text: str) -> Reply:
+    """A plain-text error answer that closes the connection."""
+    return Reply(status, f"{status}: {text}".encode(), TEXT, close=True)
+
+
+def render(reply: Reply) -> bytes:
+    """The HTTP/1.1 bytes of ``reply`` (status line, headers, body)."""
+    ctype = reply.content_type + ("; charset=utf-8" if reply.content_type == TEXT else "")
+    head = [
+        f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}",
+        f"Content-Type: {ctype}",
+        f"Content-Length: {len(reply.body)}",
+    ]
+    head += [f"{name}: {value}" for name, value in reply.headers]
+    if reply.close:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+
+
+def _inflate(body: bytes, encoding: str) -> bytes | None:
+    """``body`` inflated per ``Content-Encoding`` (``None``: not valid for that encoding)."""
+    if encoding in ("", "identity"):
+        return body
+    wbits = {"gzip": 31, "deflate": 15}.get(encoding)
+    if wbits is None:
+        return None
+    try:
+        return zlib.decompress(body, wbits)
+    except zlib.error:
+        if encoding == "deflate":  # raw deflate, as some clients send it
+            try:
+                return zlib.decompress(body, -15)
+            except zlib.error:
+                return None
+        return None
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse requests in order, answer through the stand-in."""
+
+    def __init__(self, server: LeanServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self.schema: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.task is not None:
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.task is None:
+            self._next()
+
+    def _next(self) -> None:
+        """Start serving the next complete request in the buffer, if there is one."""
+        buf, transport = self.buffer, self.transport
+        if transport is None or transport.is_closing():
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._send(_plain(431, "Request Header Fields Too Large"))
+            return
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            self._send(_plain(400, "Bad Request"))
+            return
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._send(_plain(411, "Length Required"))
+            return
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._send(_plain(400, "Bad Request"))
+            return
+        if length > self.server.standin.config.max_body_bytes:
+            self._send(_plain(413, "Payload Too Large"))
+            return
+        start = end + 4
+        if len(buf) < start + length:
+            return
+        raw = bytes(buf[start : start + length])
+        del buf[: start + length]
+        method, target = parts[0], parts[1]
+        self.task = asyncio.get_running_loop().create_task(
+            self._serve(method, target, headers, raw)
+        )
+
+    async def _serve(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> None:
+        reply = await self._reply(method, target, headers, raw)
+        self.task = None
+        if headers.get("connection", "").lower() == "close":
+            reply = dataclasses.replace(reply, close=True)
+        self._send(reply)
+        if not reply.close and not reply.drop and self.buffer:
+            self._next()
+
+    async def _reply(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
+        standin = self.server.standin
+        path, _, query = target.partition("?")
+        authorization = headers.get("authorization", "")
+        if path == "/":
+            if method != "GET":
+                return _plain(405, "Method Not Allowed")
+            return standin.info_reply(authorization)
+        if path != "/_sql" and not path.startswith("/_sql/"):
+            return _plain(404, "Not Found")
+        if method != "POST":
+            return _plain(405, "Method Not Allowed")
+        body = _inflate(raw, headers.get("content-encoding", "").lower())
+        if body is None:
+            return _plain(400, "Can not decode content-encoding")
+        if self.schema is None:
+            self.schema = headers.get("default-schema") or "doc"
+        flags = parse_qs(query, keep_blank_values=True) if query else {}
+        exchange = Exchange(
+            transport=self.transport,
+            authorization=authorization,
+            schema=self._schema,
+            read=_ready(body),
+            trace=flags.get("error_trace", ["false"])[-1] != "false",
+            types=flags.get("types", ["false"])[-1] != "false",
+        )
+        return await standin.sql_reply(exchange)
+
+    def _schema(self) -> str:
+        return self.schema or "doc"
+
+    def _send(self, reply: Reply) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if reply.drop:
+            transport.abort()
+            return
+        transport.write(render(reply))
+        if reply.close:
+            transport.close()
+
+
+def _ready(body: bytes) -> Callable[[], Awaitable[bytes]]:
+    """A ``read()`` for ``Exchange``: the body is already in memory."""
+
+    async def read() -> bytes:
+        return body
+
+    return read
+
+
+class LeanServer:
+    """The listening socket and its open connections; ``close()`` stops both."""
+
+    def __init__(self, standin: CrateStandIn) -> None:
+        self.standin = standin
+        self.connections: set[_Connection] = set()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def close(self) -> None:
+        """Stop listening and abort every open connection."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        if server is not None:
+            await server.wait_closed()
+
+
+async def serve_lean(standin: CrateStandIn, sock: socket.socket) -> LeanServer:
+    """Serve ``standin`` on the bound ``sock`` with the lean layer, in the running loop."""
+    lean = LeanServer(standin)
+    loop = asyncio.get_running_loop()
+    lean.server = await loop.create_server(lambda: _Connection(lean), sock=sock, backlog=1024)
+    return lean

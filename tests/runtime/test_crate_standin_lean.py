@@ -1,0 +1,204 @@
+"""The stand-in's lean HTTP layer answers, counts and injects faults as the aiohttp layer does.
+
+The protocol, fault, counting-mode and engine (exactly-once under faults) suites of the
+aiohttp layer are collected again here with every ``CrateStandIn`` built on the lean layer
+(``StandInConfig.http = "lean"``), on both event loops; the tests below add what only the
+lean layer has: its own HTTP parsing, and answers equal to the aiohttp layer's byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import urllib3
+
+from async_etl.core.encoders import encode_crate_json
+from async_etl.core.generators import generate_columns
+from async_etl.core.schema import default_schema
+from async_etl.testing.crate import CrateStandIn, StandInConfig
+from async_etl.testing.crate.probe import post_sql
+from async_etl.typing import IdRange
+from tests.runtime.standin_process import standin_process
+from tests.runtime.test_bench_crate import *  # noqa: F403
+from tests.runtime.test_crate_standin import *  # noqa: F403
+from tests.runtime.test_crate_standin_countonly import *  # noqa: F403
+from tests.runtime.test_crate_standin_faults import *  # noqa: F403
+
+pytestmark = pytest.mark.both_loops
+_ORIGINAL_INIT = CrateStandIn.__init__
+
+
+@pytest.fixture(autouse=True)
+def _lean_layer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def init(
+        self: CrateStandIn,
+        config: StandInConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config = config or StandInConfig()
+        _ORIGINAL_INIT(self, dataclasses.replace(config, http="lean"), clock=clock)
+
+    monkeypatch.setattr(CrateStandIn, "__init__", init)
+    yield
+
+
+def _bench_bodies() -> list[bytes]:
+    """Real bench bodies (100 rows of the default schema) for a counting stand-in."""
+    schema = default_schema()
+    stmt = schema.crate_insert("bench")
+    return [
+        encode_crate_json(stmt, schema, generate_columns(schema, IdRange(start, 100), 42))
+        for start in (1, 101, 201)
+    ]
+
+
+_EXCHANGES: list[bytes] = [
+    orjson.dumps({"stmt": default_schema().crate_create_table("bench")}),
+    *_bench_bodies(),
+    b"not json",
+    orjson.dumps({"stmt": "SELECT 1", "nope": 1}),
+    orjson.dumps({"stmt": "INSERT INTO bench (id) VALUES (?)", "args": [1], "bulk_args": [[2]]}),
+    orjson.dumps({"stmt": "INSERT INTO bench (id) VALUES (?)", "bulk_args": [[1, 2], "x"]}),
+    orjson.dumps({"stmt": "REFRESH TABLE bench"}),
+    orjson.dumps(
+        {"stmt": "SELECT count(*) FROM bench WHERE id >= ? AND id < ?", "args": [50, 250]}
+    ),
+    orjson.dumps({"stmt": "SELECT count(*) FROM bench"}),
+]
+
+
+def _standin(config: StandInConfig) -> CrateStandIn:
+    """A stand-in on exactly ``config``'s layer (the autouse fixture would force lean)."""
+    crate = CrateStandIn.__new__(CrateStandIn)
+    _ORIGINAL_INIT(crate, config)
+    return crate
+
+
+def _answers(http: str) -> tuple[list[tuple[int, Any]], dict[str, object]]:
+    """Every exchange's status and body (without ``duration``) and the counters after them."""
+    answers: list[tuple[int, Any]] = []
+    with _standin(StandInConfig(count_only=True, http=http)) as crate:
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", crate.port, maxsize=1)
+        for body in _EXCHANGES:
+            resp = pool.request("POST", "/_sql", body=body, retries=False)
+            doc = orjson.loads(resp.data)
+            doc.pop("duration", None)
+            answers.append((resp.status, doc))
+        pool.close()
+        return answers, crate.counters.snapshot()
+
+
+def test_lean_answers_as_the_aiohttp_layer_does() -> None:
+    """Bench bodies, errors and counts: same statuses, bodies and counters on both layers."""
+    lean, lean_counters = _answers("lean")
+    full, full_counters = _answers("aiohttp")
+    assert lean == full
+    assert lean_counters == full_counters
+    assert [status for status, _ in lean] == [200] * 4 + [400] * 4 + [200] * 3
+    assert lean[-2][1]["rows"] == [[200]] and lean[-1][1]["rows"] == [[300]]
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    """Send ``data`` on one connection and read until the server closes it (5 s at most)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _post(body: bytes, *, headers: str = "", close: bool = False) -> bytes:
+    extra = "Connection: close\r\n" if close else ""
+    head = f"POST /_sql HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{headers}{extra}\r\n"
+    return head.encode() + body
+
+
+def test_lean_http_keeps_alive_answers_pipelined_requests_in_order_and_inflates() -> None:
+    """Three requests in one write (one gzipped) get three answers, in order, on one connection."""
+    select = orjson.dumps({"stmt": "SELECT ? AS v", "args": [1]})
+    second = orjson.dumps({"stmt": "SELECT ? AS v", "args": [2]})
+    third = gzip.compress(orjson.dumps({"stmt": "SELECT ? AS v", "args": [3]}))
+    with _standin(StandInConfig(http="lean")) as crate:
+        data = (
+            _post(select)
+            + _post(second)
+            + _post(third, headers="Content-Encoding: gzip\r\n", close=True)
+        )
+        answer = _raw(crate.port, data)
+        assert crate.counters.requests == 3 and crate.counters.peak_connections == 1
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
+    values = [int(part.split(b"]]")[0]) for part in answer.split(b'"rows":[[')[1:]]
+    assert values == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),
+        (b"GET /_sql HTTP/1.1\r\nHost: x\r\n\r\n", b"405"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"405"),
+        (b"POST /_sql HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"411"),
+        (b"POST /_sql HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n", b"413"),
+        (b"POST /_sql HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
+        (b"POST /_sql HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", b"400"),
+        (b"BROKEN\r\n\r\n", b"400"),
+        (b"POST /_sql HTTP/1.1\r\nX: " + b"a" * 70_000, b"431"),
+    ],
+    ids=[
+        "404",
+        "405-sql",
+        "405-root",
+        "chunked",
+        "too-large",
+        "bad-length",
+        "bad-gzip",
+        "bad-line",
+        "huge-head",
+    ],
+)
+def test_lean_http_refuses_what_it_does_not_serve(request_bytes: bytes, status: bytes) -> None:
+    """Unknown paths and methods, chunked, oversized or undecodable requests: one status line."""
+    with _standin(StandInConfig(http="lean", max_body_bytes=1024 * 1024)) as crate:
+        answer = _raw(crate.port, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+
+
+async def test_lean_stop_closes_open_connections() -> None:
+    """Stopping the lean stand-in aborts idle keep-alive connections and stops listening."""
+    crate = _standin(StandInConfig(http="lean"))
+    await crate.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", crate.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    port = crate.port
+    await crate.stop()
+    await asyncio.wait_for(reader.read(), 5)  # the rest, then EOF: the server closed it
+    assert reader.at_eof()
+    writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_module_entry_point_with_http_lean_counts_bench_bodies() -> None:
+    """``--http lean --count-only`` (what compare starts) serves and counts every bench row."""
+    with standin_process("--http", "lean") as url:
+        async with aiohttp.ClientSession() as session:
+            await post_sql(session, url, default_schema().crate_create_table("bench"))
+            for body in _bench_bodies():
+                async with session.post(f"{url}/_sql", data=body) as resp:
+                    assert resp.status == 200
+            await post_sql(session, url, "REFRESH TABLE bench")
+            _, counted = await post_sql(session, url, "SELECT count(*) FROM bench")
+    assert counted["rows"] == [[300]]
