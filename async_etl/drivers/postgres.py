@@ -188,22 +188,43 @@ class _Kept:
     async def take(self, url: str, holder: Holder, app: str) -> Any:
         """The kept connection when it is to ``url`` as ``app`` under ``holder``, else a new one.
 
-        The one kept before (another database) is closed first: a block never holds more
-        connections than it would without ``reusing``.
+        The one kept before is closed first; when it is to another URL (another database,
+        counted against its own budget) it closes while the new one opens.  Either way a block
+        never holds more connections to a database than it would without ``reusing``.
         """
         key = (url, app, holder)
         if self.conn is not None and (self.key != key or self.conn.is_closed()):
-            await self.drop()
+            if self.key is not None and self.key[0] != url:
+                await self._switch(url, holder, app)
+            else:
+                await self.drop()
         if self.conn is None:
-            await self._token.enter_async_context(holder(url))
-            try:
-                self.conn = await connect_job(url, app)
-            except BaseException:
-                await self._token.aclose()
-                raise
-            self.key = key
+            await self._open(url, holder, app)
         self.busy = True
         return self.conn
+
+    async def _open(self, url: str, holder: Holder, app: str) -> None:
+        await self._token.enter_async_context(holder(url))
+        try:
+            self.conn = await connect_job(url, app)
+        except BaseException:
+            await self._token.aclose()
+            raise
+        self.key = (url, app, holder)
+
+    async def _switch(self, url: str, holder: Holder, app: str) -> None:
+        """Open a connection to ``url`` while the kept one (to another URL) closes."""
+        old, old_token = self.conn, self._token
+        self.conn, self.key, self._token = None, None, AsyncExitStack()
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_release, old, old_token)
+            try:
+                await self._open(url, holder, app)
+            except BaseException as exc:  # raised as itself once the old one is closed
+                failure = exc
+        if failure is not None:
+            raise failure
 
     async def give_back(self, *, broken: bool) -> None:
         """Keep the connection for the next call, unless its block failed or left a transaction."""
@@ -214,11 +235,16 @@ class _Kept:
     async def drop(self) -> None:
         """Close the kept connection and give its budget token back."""
         conn, self.conn, self.key = self.conn, None, None
-        try:
-            if conn is not None:
-                await close_quietly(conn)
-        finally:
-            await self._token.aclose()
+        await _release(conn, self._token)
+
+
+async def _release(conn: Any, token: AsyncExitStack) -> None:
+    """Close ``conn`` (if any), then give back the budget token ``token`` holds."""
+    try:
+        if conn is not None:
+            await close_quietly(conn)
+    finally:
+        await token.aclose()
 
 
 _KEPT: ContextVar[_Kept | None] = ContextVar("async_etl_pg_kept", default=None)
@@ -230,11 +256,12 @@ async def reusing() -> AsyncIterator[None]:
 
     Inside it, a ``pg_connection`` whose block ends cleanly (no error, no open transaction)
     leaves its connection open, budget token held, and the next call for the same URL,
-    application name and holder gets it again; a call for another database closes it and
-    opens its own, so at most one connection is kept.  A call made while the kept one is in
-    use, or from another task, connects as usual.  The kept connection is closed when the
-    block ends.  For short sequences of reads (preflight): each reuse saves a connection's
-    set-up and tear-down (2-4 ms on a local server, more across a network).
+    application name and holder gets it again; a call for another database closes it while
+    it opens its own (another URL: its own budget), so at most one connection is kept.  A
+    call made while the kept one is in use, or from another task, connects as usual.  The
+    kept connection is closed when the block ends.  For short sequences of reads
+    (preflight): each reuse saves a connection's set-up and tear-down (2-4 ms on a local
+    server, more across a network).
     """
     kept = _Kept()
     token = _KEPT.set(kept)

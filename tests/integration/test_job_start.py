@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -167,6 +169,31 @@ async def test_reusing_keeps_one_connection_and_lends_it_to_one_caller_at_a_time
         assert await _alive(pg_dsn, kept) is False  # closed when another database was asked for
         back = await _pid(pg_dsn, holder)
     assert len({kept, nested, elsewhere, back}) == 4
+    assert sum(holder.meter.open.values()) == 0
+
+
+async def test_reusing_opens_another_databases_connection_while_the_kept_one_closes(
+    pg_dsn: str,
+) -> None:
+    """Switching databases, the new connection's token is taken before the old one's is back."""
+    other = pg_dsn.rsplit("/", 1)[0] + "/postgres"
+    holder = _holder()
+    entered = anyio.Event()
+
+    @asynccontextmanager
+    async def gated(url: str) -> AsyncIterator[None]:
+        async with holder(url):
+            if url == other:
+                entered.set()
+            yield
+            if url == pg_dsn:  # given back only once the other database's token is held
+                await entered.wait()
+
+    with anyio.fail_after(10):  # closing first, then opening, would wait here for ever
+        async with reusing():
+            first = await _pid(pg_dsn, gated)  # type: ignore[arg-type]
+            await _pid(other, gated)  # type: ignore[arg-type]
+            assert await _alive(pg_dsn, first) is False  # closed by the time the call returned
     assert sum(holder.meter.open.values()) == 0
 
 
