@@ -163,6 +163,9 @@ class CrateTarget:
             raise
         return True
 
+    async def after_load(self, ctx: JobContext) -> None:
+        """Nothing to do after the load (CrateDB has no sequences to move)."""
+
     async def swap(self, ctx: JobContext) -> None:
         """Full refresh: ``ALTER CLUSTER SWAP TABLE`` the new table in (target made first).
 

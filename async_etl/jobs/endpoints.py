@@ -87,6 +87,14 @@ class Target(Protocol):
         """
         ...
 
+    async def after_load(self, ctx: JobContext) -> None:
+        """After the chunks (and a full refresh's swap): what the loaded target needs next.
+
+        PostgreSQL moves identity and serial sequences past the loaded values; the others do
+        nothing.  Safe to repeat.
+        """
+        ...
+
 
 def make_target(spec: JobSpec) -> Target:
     """The driver for ``[target]``; raises ``ConfigError`` for an unsupported URL.

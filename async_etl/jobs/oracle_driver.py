@@ -182,6 +182,9 @@ class OracleTarget:
                     if oracle_code(exc) not in _EXISTS:
                         raise
 
+    async def after_load(self, ctx: JobContext) -> None:
+        """Nothing to do after the load (an Oracle identity column is not moved: see the README)."""
+
     async def swap(self, ctx: JobContext) -> None:
         """Full refresh: rename the old table away, the new one in, drop the old.
 

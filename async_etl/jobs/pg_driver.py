@@ -51,10 +51,12 @@ from typing import Any
 
 import anyio
 import orjson
+import structlog
 
 from async_etl.core import drift, state_sql
 from async_etl.core import refresh_pg as refresh
 from async_etl.core import scd_sql_pg as pg
+from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import pg_swap_sql as swap_sql
@@ -86,6 +88,8 @@ from async_etl.sources.port import Source, source_connection
 from async_etl.sources.postgres import PgSource
 
 __all__ = ["INDEX_BUILD_MB", "STAGING", "PgTarget"]
+
+log = structlog.get_logger(__name__)
 
 INDEX_BUILD_MB = 256
 """``maintenance_work_mem`` (MB) shared by the builds of a loaded table's unique indexes."""
@@ -227,6 +231,24 @@ class PgTarget:
                 await conn.execute(st.text)
             for st in refresh.rename_statements(final, indexes, _engine_indexes(final)):
                 await conn.execute(st.text)
+
+    async def after_load(self, ctx: JobContext) -> None:
+        """Move the loaded table's identity / serial sequences past its values (``sequences_pg``).
+
+        The table is the target (a full refresh's once swapped in; before that, nothing is
+        visible to move).  Raises translated driver errors.
+        """
+        table = self._final(ctx)
+        async with self.connection(ctx.hold, ctx.app) as conn:
+            if ctx.spec.mode == "full_refresh" and await _exists(conn, self.table):
+                return  # not swapped in: the target's rows and sequences are the old ones
+            st = seq.SEQUENCE_COLUMNS_SQL
+            owned = await conn.fetch(st.text, *st.args({"relation": quote(table)}))
+            for column, sequence in owned:
+                st = seq.advance_sql(quote(table), column, sequence)
+                moved = await conn.fetchval(st.text, sequence)
+                if moved is not None:
+                    log.info("sequence_advanced", column=column, sequence=sequence, to=moved)
 
     @staticmethod
     def _final(ctx: JobContext) -> str:

@@ -25,6 +25,10 @@ Theory of operation
    committed, swaps it in for the target (``Target.swap``, retried; repeating it is a no-op);
    so does the initial load of a merge / SCD2 job into a PostgreSQL target that does not
    exist yet (``planning.builds_new_table``), decided after preflight.
+8. once chunks are committed (and a full refresh is swapped in), ``Target.after_load`` moves
+   a PostgreSQL target's identity / serial sequences past the loaded values
+   (``core.sequences_pg``, retried); a failure is a ``sequences_not_advanced`` warning, the
+   rows and the run's status stand.
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
@@ -282,6 +286,12 @@ class _JobRun:
                 await retrying(lambda: self.target.swap(ctx), ctx.policy, what="swap new table in")
             except AsyncEtlError as exc:
                 self.failure = exc
+        if plan.committed and not (self.failure is not None and self.spec.mode == "full_refresh"):
+            try:  # rows landed: identity / serial sequences go past them (a no-op when ahead)
+                await retrying(lambda: self.target.after_load(ctx), ctx.policy,
+                               what="advance sequences")  # fmt: skip
+            except AsyncEtlError as exc:  # the rows are right; the user's next INSERT may not be
+                log.warning("sequences_not_advanced", error=exc.message)
         if self.failure is not None:
             status: RunStatus = "FAILED"
         elif self.watermark.complete:
