@@ -91,6 +91,20 @@ class PgStatements:
         """Ledger one batch ($1 = table, $2 = start id, $3 = rows)."""
         return f"INSERT INTO {self.ledger} (tbl, start_id, rows) VALUES ($1, $2, $3)"
 
+    def open_and_record(self, key: str, start: int, rows: int) -> str:
+        """``BEGIN`` and the ledger row of one batch as one simple query (one round trip).
+
+        The values are written as literals (a simple query takes no parameters): ``key`` as an
+        ``E''`` string with its quotes and backslashes doubled, ``start`` and ``rows`` as
+        integers.  The writer sends it, then its COPY, then ``COMMIT``: three round trips a
+        batch, where ``BEGIN`` / COPY / ``record`` / ``COMMIT`` take four.
+        """
+        literal = "E'" + key.replace("\\", "\\\\").replace("'", "''") + "'"
+        return (
+            f"BEGIN; INSERT INTO {self.ledger} (tbl, start_id, rows) "
+            f"VALUES ({literal}, {int(start)}, {int(rows)})"
+        )
+
     @property
     def claim(self) -> str:
         """Ledger a batch unless present ($1..$3 as ``record``); returns 1 when it was absent.

@@ -3,7 +3,8 @@
 Each subclasses the bench sink of its database and keeps its ``send`` — the same exactly-once
 machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)``:
 
-* ``PostgresRowsSink``: binary COPY plus the ledger row in one transaction.  The ledger key is
+* ``PostgresRowsSink``: binary COPY plus the ledger row in one transaction, in three round
+  trips: ``BEGIN`` and the ledger row as one simple query, the COPY, ``COMMIT``.  The ledger key is
   ``table#writer-<uuid>`` and the writer's sequence numbers start at 1, so two writers on one
   table never share a key, and a retried batch whose first attempt committed is seen landed.
   A batch that ``plain`` passes (``core.pg_native``) travels as its rows (``RecordsBatch``) and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +144,27 @@ def _landed_before(batch: EncodedBatch, stored: int) -> SendResult:
     return SendResult(batch.row_count - refused, (RowError(None, LANDED_BEFORE),) * refused)
 
 
+@asynccontextmanager
+async def _ledgered(conn: Connection, opening: str) -> AsyncIterator[None]:
+    """A transaction opened with its ledger row in one round trip (``opening``), then committed.
+
+    ``opening`` is ``PgStatements.open_and_record``: the ledger row goes first, so the batch's
+    key is locked for the whole COPY (``landed`` waits for it).  When the body or the opening
+    raises an ``Exception`` on an open connection still in the transaction, it is rolled back
+    (a rollback that fails is left to ``pooled``, which drops a broken connection); on
+    cancellation ``pooled`` terminates the connection, which ends the transaction.
+    """
+    try:
+        await conn.execute(opening)
+        yield
+    except Exception:
+        if not conn.is_closed() and conn.is_in_transaction():
+            with suppress(*PG_ERRORS):
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
 def _data_error(exc: PostgresError, where: str) -> bool:
     """Whether the server refused a COPY for a row's content (a ``DataError``)."""
     return isinstance(translate_pg(exc, where), DataError)
@@ -236,7 +259,8 @@ class PostgresRowsSink(PostgresSink):
     async def _send_isolating(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """``PostgresSink.send``, but a data error rejects only the rows that cause it.
 
-        One transaction: the COPY of the whole batch and its ledger row.  When the server
+        One transaction: the COPY of the whole batch and its ledger row (``_ledgered``: three
+        round trips, the ledger row sent with ``BEGIN``).  When the server
         refuses the COPY for a row's content, a second transaction COPYs halves in savepoints
         (``Resolution.whole``) until each refused row stands alone with its own reason; its
         ledger row holds how many rows landed, so a retry after a lost commit reports the
@@ -244,7 +268,6 @@ class PostgresRowsSink(PostgresSink):
         """
         if self._pool is None:
             raise sink_rules.closed(self._where)
-        ids = batch.row_ids()
         try:
             async with pooled(self._pool) as conn:
                 if sink_rules.ask_ledger(attempt):
@@ -253,12 +276,12 @@ class PostgresRowsSink(PostgresSink):
                     )
                     if stored is not None:
                         return _landed_before(batch, int(stored))
-                try:  # the usual case as the bench sink: no savepoint, two round trips
-                    async with conn.transaction():
+                opening = self._sql.open_and_record(
+                    self.ledger_key, batch.ids.start, batch.row_count
+                )
+                try:  # the usual case: no savepoint, three round trips (``_ledgered``)
+                    async with _ledgered(conn, opening):
                         await self._copy(conn, batch)
-                        await conn.execute(
-                            self._sql.record, self.ledger_key, batch.ids.start, batch.row_count
-                        )
                     return SendResult(delivered=batch.row_count)
                 except PostgresError as exc:
                     if batch.row_count == 1 or not _data_error(exc, self._where):
@@ -275,6 +298,7 @@ class PostgresRowsSink(PostgresSink):
             if whole is None:
                 raise err from exc
             return whole
+        ids = batch.row_ids()
         rejected = tuple(RowError(ids[pos], why) for pos, why in refused)
         return SendResult(delivered, rejected)
 

@@ -17,7 +17,7 @@ import pytest
 
 from async_etl import ConfigError, RetryPolicy, open_writer
 from async_etl.sinks.rows import PostgresRowsSink, RecordsBatch
-from async_etl.typing import IdRange
+from async_etl.typing import IdRange, SendResult
 
 COLUMNS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
 
@@ -386,3 +386,21 @@ async def test_landed_tells_a_batch_committed_with_refused_rows_from_a_whole_one
         assert await sink.landed(unsent) is False
     finally:
         await sink.aclose()
+
+
+async def test_a_ledger_key_with_quotes_and_backslashes_is_ledgered_exactly(pg_dsn: str) -> None:
+    """The ledger row sent as literals with BEGIN (one round trip) keeps an odd key as it is."""
+    sink = PostgresRowsSink(pg_dsn, table="lk", concurrency=1)
+    key = "lk#it's \\ a key'); DROP TABLE lk; --"
+    sink.ledger_key = key
+    try:
+        await sink.open({"id": "bigint"}, ["id"])
+        batch = RecordsBatch(IdRange(1, 2), b"", sink.wire, records=[(1,), (2,)])
+        assert (await sink.send(batch, 1)).delivered == 2
+        assert await sink.send(batch, 2) == SendResult(delivered=2)  # a retry: seen landed
+        assert await sink.landed(batch) is True
+    finally:
+        await sink.aclose()
+    ledger = await _fetch(pg_dsn, "SELECT tbl, start_id, rows FROM async_etl_bench_ledger")
+    assert [tuple(r) for r in ledger] == [(key, 1, 2)]
+    assert [tuple(r) for r in await _fetch(pg_dsn, "SELECT id FROM lk ORDER BY id")] == [(1,), (2,)]
