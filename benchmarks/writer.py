@@ -5,7 +5,8 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
 * ``pg`` — ROWS rows of (bigint, text, float8, timestamptz) into PostgreSQL in 5,000-row
   batches, 4 in flight: ``open_writer`` vs asyncpg ``copy_records_to_table`` on a pool of 4
   (bounded by a semaphore), and the same raw COPY inside a transaction that also inserts a
-  ledger row (the shape of the writer's exactly-once delivery, by hand).  Into fresh tables;
+  ledger row (the shape of the writer's exactly-once delivery, by hand: ``BEGIN`` with the
+  ledger row as one simple query, the COPY, ``COMMIT``).  Into fresh tables;
   all connect and close inside the timing (the writer opens its pool in ``async with``).
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
   ``open_writer`` (default: bodies of 8 KiB and more gzipped; and with ``gzip_threshold=0``)
@@ -78,9 +79,15 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
                     if not ledger:
                         await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
                         return
-                    async with c.transaction():  # the writer's exactly-once shape, by hand
+                    # the writer's exactly-once shape, by hand: BEGIN with the ledger row
+                    # (one simple query), the COPY, COMMIT
+                    await c.execute(f"BEGIN; INSERT INTO bw_ledger VALUES ({start}, {len(batch)})")
+                    try:
                         await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
-                        await c.execute("INSERT INTO bw_ledger VALUES ($1, $2)", start, len(batch))
+                    except BaseException:
+                        await c.execute("ROLLBACK")
+                        raise
+                    await c.execute("COMMIT")
 
             await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(0, n, BATCH)))
 
