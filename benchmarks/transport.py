@@ -2,7 +2,8 @@
 
     flock /tmp/bench.lock python benchmarks/transport.py [--base DIR] [--repeat 3]
           [--only pgbench,null,cpu] [--dsn postgresql://postgres@127.0.0.1:5432/DB]
-          [--rows 1000000,10000000] [--pg-concurrency 2,4] [--pg-flags FLAGS] [--out FILE]
+          [--rows 1000000,10000000] [--pg-concurrency 2,4] [--pg-variants 'F1|F2']
+          [--quiet 0.15] [--pg-flags FLAGS] [--out FILE]
 
 Every figure is the median of --repeat fresh processes, alternated with its anchor in the same
 run.  ``--base DIR`` is a copy of the package before the change (``git archive <commit>
@@ -11,10 +12,13 @@ Besides rows/s it reports CPU per row (µs of CPU, the bench process plus its ge
 and the parent alone), which a loaded machine disturbs far less than rows/s.
 
 * pgbench: `pgbench -i -s S -I dtg` (its client-side generate step) vs `async-etl bench
-  --schema benchmarks/pgbench_accounts.toml -b 100000 -c C` (C from --pg-concurrency), --rows
-  rows (1M and 10M), same server, same database; with a local server, also the CPU every
-  PostgreSQL process used per 1M rows over each whole command (backends, reaped ones
-  included, and background processes).
+  --schema benchmarks/pgbench_accounts.toml -b 100000 -c C` (C from --pg-concurrency, or each
+  flag set of --pg-variants, separated by |, e.g. '-b 50000 -c 2 -j 0|-b 100000 -c 1'), --rows
+  rows (1M and 10M), same server, same database, each repetition once the machine's CPU use
+  over 2 s was at most --quiet (a fraction; it waits up to 90 s), each run after a CHECKPOINT
+  and a sync (``settle``: no run pays for the previous one's writeback); with a local server,
+  also the CPU every PostgreSQL process used per 1M rows over each whole command (backends,
+  reaped ones included, and background processes), the machine's CPU and the checkpoints.
 * null:    `bench --sink null://` with P = 1 and P = 2 generator processes.
 * cpu:     2,000-byte payload rows into the null sink, P = 0 and P = 2.
 * sn-null, sn-cpu, sn-pgbench: the same three with shared-nothing worker processes
@@ -53,7 +57,9 @@ def bench(tree: Path, args: list[str], tmp: Path) -> dict[str, Any]:
     cmd = [PY, "-m", "async_etl", "bench", "--log-format", "json", "--json-out", str(out), *args]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     # cwd = tree: ``python -m`` puts the working directory ahead of PYTHONPATH
+    wall = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree, timeout=1800)
+    wall = time.perf_counter() - wall
     if proc.returncode != 0:
         raise SystemExit(f"bench failed: {' '.join(args)}\n{proc.stderr[-1500:]}")
     d: dict[str, Any] = json.loads(out.read_text())
@@ -63,21 +69,24 @@ def bench(tree: Path, args: list[str], tmp: Path) -> dict[str, Any]:
         "cpu_us_per_row": 1e6 * d["cpu_percent"] / 100 / rate,
         "parent_us_per_row": 1e6 * d["extra"]["parent_cpu_percent"] / 100 / rate,
         "ok": d["ok"],
+        "wall_s": wall,  # the whole command: interpreter start, pool, prepare, reconcile
     }
 
 
 def pgbench(scale: int, db: str) -> dict[str, Any]:
     """`pgbench -i -s scale -I dtg`; rows/s of its client-side generate step (data + COPY)."""
     cmd = ["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", str(scale), "-I", "dtg"]
+    wall = time.perf_counter()
     proc = subprocess.run(
         [*cmd, "-q", db],
         capture_output=True,
         text=True,
         check=True,
     )
+    wall = time.perf_counter() - wall
     found = re.search(r"client-side generate ([0-9.]+) s", proc.stderr)
     assert found, proc.stderr
-    return {"rows_per_s": scale * 100_000 / float(found.group(1))}
+    return {"rows_per_s": scale * 100_000 / float(found.group(1)), "wall_s": wall}
 
 
 def _postgres_cpu() -> float:
@@ -107,15 +116,69 @@ def _postgres_cpu() -> float:
     return total
 
 
-def with_server_cpu(rows: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``run()``'s result plus ``server_s_per_1m``: PostgreSQL CPU per 1M rows over the run."""
-    before = _postgres_cpu()
+def _checkpoints(dsn: str) -> int:
+    """Checkpoints the server has started (timed + requested), from ``pg_stat_bgwriter``."""
+    sql = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+    out = subprocess.run(["psql", dsn, "-Atc", sql], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def settle(dsn: str) -> None:
+    """Start the next run on a settled server: ``CHECKPOINT``, then flush the page cache.
+
+    Without it the order of the runs decides part of the figures: `pgbench -i` leaves its
+    table (1.3 GB at 10M rows) dirty in shared buffers and the page cache, and its writeback
+    then runs during whatever comes next, while bench's table is dropped after each run (its
+    dirty pages are discarded, and the next pgbench finds the disk idle).
+    """
+    subprocess.run(["psql", dsn, "-qc", "CHECKPOINT"], check=True, capture_output=True)
+    os.sync()
+
+
+def with_server_cpu(
+    rows: int, run: Callable[[], dict[str, Any]], dsn: str | None = None
+) -> dict[str, Any]:
+    """``run()``'s result plus PostgreSQL CPU per 1M rows over the run (``server_s_per_1m``).
+
+    Also ``machine_s_per_1m``: the CPU the whole machine used meanwhile (the rest of it is
+    neither the client nor the server: someone else's work), and with ``dsn`` the number of
+    checkpoints that started during the run (a checkpoint writes the run's pages meanwhile).
+    """
+    before, (busy0, _) = _postgres_cpu(), _cpu_ticks()
+    points = _checkpoints(dsn) if dsn else 0
     result = run()
     time.sleep(1.0)  # the client's backends exit, and are reaped, after it does
     used = _postgres_cpu() - before
     if used > 0:
         result["server_s_per_1m"] = used * 1_000_000 / rows
+    machine = (_cpu_ticks()[0] - busy0) / os.sysconf("SC_CLK_TCK")
+    result["machine_s_per_1m"] = machine * 1_000_000 / rows
+    if dsn:
+        result["checkpoints"] = _checkpoints(dsn) - points
     return result
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_quiet(max_busy: float, patience_s: float = 90.0) -> float:
+    """Wait until the machine's CPU use over 2 s is at most ``max_busy`` (0..1); return it.
+
+    A shared machine's other work (other people's tests and builds) shows here before a run;
+    after ``patience_s`` the run goes ahead anyway and the figure says how busy it was.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        b0, t0 = _cpu_ticks()
+        time.sleep(2.0)
+        b1, t1 = _cpu_ticks()
+        busy = (b1 - b0) / max(1, t1 - t0)
+        if busy <= max_busy or time.monotonic() > deadline:
+            return round(busy, 3)
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float:
@@ -125,9 +188,13 @@ def median(runs: list[dict[str, Any]], key: str) -> float:
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     names = ("rows_per_s", "cpu_us_per_row", "parent_us_per_row", "server_s_per_1m")
     keys = [k for k in names if all(k in r for r in runs)]
-    return {k: round(median(runs, k), 0 if k == "rows_per_s" else 3) for k in keys} | {
+    out = {k: round(median(runs, k), 0 if k == "rows_per_s" else 3) for k in keys} | {
         "runs": [round(r["rows_per_s"]) for r in runs]
     }
+    for key in ("server_s_per_1m", "machine_s_per_1m", "checkpoints", "wall_s"):
+        if all(key in r for r in runs):
+            out[f"runs_{key}"] = [round(r[key], 3) for r in runs]
+    return out
 
 
 PG_FLAGS = "-b 100000 -c {c}"
@@ -135,21 +202,34 @@ SN_PG_FLAGS = "-b 100000 -c 1 --processes 2"
 
 
 def section_pgbench(
-    dsn: str, repeat: int, tmp: Path, sizes: tuple[int, ...], variants: dict[str, list[str]]
+    dsn: str,
+    repeat: int,
+    tmp: Path,
+    sizes: tuple[int, ...],
+    variants: dict[str, list[str]],
+    max_busy: float = 1.0,
 ) -> dict[str, Any]:
-    """Each size: pgbench and bench with every variant's flags, alternated, ``repeat`` times."""
+    """Each size: pgbench and bench with every variant's flags, alternated, ``repeat`` times.
+
+    Before each repetition it waits for the machine to be quiet (``wait_quiet(max_busy)``).
+    """
     db = dsn.rsplit("/", 1)[1]
     result: dict[str, Any] = {}
     for rows in sizes:
         theirs: list[dict[str, Any]] = []
         ours: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
+        busy: list[float] = []
         for i in range(repeat):
-            theirs.append(with_server_cpu(rows, partial(pgbench, rows // 100_000, db)))
+            if max_busy < 1.0:
+                busy.append(wait_quiet(max_busy))
+            settle(dsn)
+            theirs.append(with_server_cpu(rows, partial(pgbench, rows // 100_000, db), dsn))
             for v, (label, flags) in enumerate(variants.items()):
                 table = f"accounts_{rows}_{v}_{i}"
                 args = ["--sink", dsn, "--table", table, "--schema", str(SCHEMA),
                         "-n", str(rows), *flags]  # fmt: skip
-                ours[label].append(with_server_cpu(rows, partial(bench, ROOT, args, tmp)))
+                settle(dsn)
+                ours[label].append(with_server_cpu(rows, partial(bench, ROOT, args, tmp), dsn))
                 drop = f"DROP TABLE {table}"  # 1.3 GB each at 10M rows
                 subprocess.run(["psql", dsn, "-qc", drop], check=True, capture_output=True)
         for label in variants:
@@ -161,6 +241,7 @@ def section_pgbench(
                 "command": "async-etl bench --sink $DSN --schema "
                 f"benchmarks/pgbench_accounts.toml -n {rows} {label}",
                 "anchor": f"pgbench -i -s {rows // 100_000} -I dtg (client-side generate step)",
+                "machine_busy_before_each_repetition": busy,
             }
     return result
 
@@ -185,6 +266,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "transport.json")
     parser.add_argument("--rows", default="1000000,10000000", help="pgbench sections' sizes")
     parser.add_argument("--pg-concurrency", default="2,4", help="pgbench: bench's -c levels")
+    parser.add_argument(
+        "--quiet", type=float, default=1.0, help="pgbench: wait for CPU use <= this (0..1)"
+    )
+    parser.add_argument("--pg-variants", default="", help="pgbench: bench's flag sets, |-separated")
     parser.add_argument("--pg-flags", default=SN_PG_FLAGS, help="sn-pgbench: bench's flags")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -195,8 +280,13 @@ def main() -> None:
         tmp = Path(name)
         if "pgbench" in only:
             levels = args.pg_concurrency.split(",")
-            variants = {PG_FLAGS.format(c=c): PG_FLAGS.format(c=c).split() for c in levels}
-            results["pgbench"] = section_pgbench(args.dsn, args.repeat, tmp, sizes, variants)
+            flag_sets = [PG_FLAGS.format(c=c) for c in levels]
+            if args.pg_variants:
+                flag_sets = [f.strip() for f in args.pg_variants.split("|")]
+            variants = {flags: flags.split() for flags in flag_sets}
+            results["pgbench"] = section_pgbench(
+                args.dsn, args.repeat, tmp, sizes, variants, args.quiet
+            )
             print(json.dumps(results["pgbench"], indent=1), flush=True)
         if "null" in only:
             cases = {f"null P={p}": ["--sink", "null://", "-n", "3000000", "-j", str(p)]
