@@ -16,7 +16,15 @@ from async_etl.cli import build_parser
 from async_etl.cli.copy import spec_from_args
 from async_etl.errors import ConfigError
 from async_etl.jobs.spec import parse_job
-from tests.integration.jobs_helpers import NAMES, cli, history, load_source, run_cli, table_rows
+from tests.integration.jobs_helpers import (
+    NAMES,
+    cli,
+    fetchval,
+    history,
+    load_source,
+    run_cli,
+    table_rows,
+)
 
 PG = "postgresql://postgres@127.0.0.1:5432/db"
 CRATE = "http://127.0.0.1:4200"
@@ -129,6 +137,27 @@ async def test_copy_without_key_from_a_missing_table_does_not_blame_its_key(pg_d
     assert code == 2, out
     assert err.count("\n") == 1 and "copy --key: required" in err, err
     assert "could not be read" in err and "has no primary key" not in err, err
+    assert "(no such table)" in err, err
+
+
+async def test_copy_without_key_from_an_unreachable_source_says_why(pg_dsn: str) -> None:
+    """No --key, source refusing connections: the one line names the source, password masked."""
+    source = "postgresql://postgres:hunter2@127.0.0.1:1/db"
+    code, out, err = await run_cli("copy", "--source", source, "--source-table", "src.t",
+                                   "--target", pg_dsn, "--target-table", "dw.t")  # fmt: skip
+    assert code == 2, out
+    assert err.count("\n") == 1 and "could not be read" in err, err
+    assert "postgres:***@127.0.0.1:1/db" in err and "hunter2" not in err, err
+
+
+async def test_copy_without_key_reads_the_mixed_case_table_it_copies(pg_dsn: str) -> None:
+    """Source table MiXed (keyed on k) beside mixed (keyed on id): the key is MiXed's k."""
+    await fetchval(pg_dsn, 'CREATE TABLE "MiXed" (k int PRIMARY KEY, v text)')
+    await fetchval(pg_dsn, "CREATE TABLE mixed (id int PRIMARY KEY, k int, v text)")
+    spec = await asyncio.to_thread(spec_from_args, copy_args(
+        "--source", pg_dsn, "--source-table", "MiXed", "--target", pg_dsn,
+        "--target-table", "dw.m"))  # fmt: skip
+    assert spec.source.key == ("k",)
 
 
 async def test_copy_without_key_uses_the_source_primary_key(pg_dsn: str) -> None:
