@@ -1,15 +1,17 @@
 """Issue 11's fixed cost: a 10-row job, whole process, against ingestr's (and the parts of ours).
 
     flock /tmp/bench.lock /work/main/.venv/bin/python benchmarks/job_start.py \\
-        --ingestr /tmp/jobstart_ingestr/bin/ingestr [--before DIR] [--rounds 15] [--out F]
+        --ingestr /tmp/jobstart_ingestr/bin/ingestr [--before DIR] [--rounds 15] [--out F] \\
+        [--db-prefix aetl_start]
 
 ``--ingestr``: ingestr 1.1.22 from a throwaway venv (``python3 -m venv V && V/bin/pip install
 ingestr==1.1.22``), run with ``HOME`` / ``XDG_*`` in a temp dir and its telemetry off.
 ``--before DIR``: the code before (``git archive REV | tar -x -C DIR``), same interpreter.
 
 Data: ``src.tiny`` (10 rows: id, name, email, city, tier, updated_at) in one database of the
-local PostgreSQL, copied into another (so the rows cross the process).  Cases, each a fresh
-process, wall seconds spawn to exit:
+local PostgreSQL, copied into another (so the rows cross the process); the two databases are
+``PREFIX_src`` and ``PREFIX_dst`` (``--db-prefix``), created and dropped by the script.
+Cases, each a fresh process, wall seconds spawn to exit:
 
 * ``async-etl copy --mode replace --key id --fresh`` (now, and ``--before``), bytecode cached
   as an installed package's is (``PYTHONDONTWRITEBYTECODE`` unset);
@@ -37,7 +39,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-SRC, DST = "aetl_start_src", "aetl_start_dst"
 BASE = "postgresql://postgres@127.0.0.1:5432"
 TINY = (
     "CREATE SCHEMA src; CREATE TABLE src.tiny (id bigint PRIMARY KEY, name text, email text, "
@@ -70,7 +71,7 @@ def cases(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[list[str], dic
     env = {**os.environ, "PYTHONPATH": here}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     cold = {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp / "nocache")}
-    src, dst = f"{BASE}/{SRC}", f"{BASE}/{DST}"
+    src, dst = f"{BASE}/{args.db_prefix}_src", f"{BASE}/{args.db_prefix}_dst"
     etl = [sys.executable, "-m", "async_etl"]
 
     def copy(table: str) -> list[str]:
@@ -111,11 +112,13 @@ def main() -> None:
     ap.add_argument("--before", default=None, help="a checkout of the code before")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--db-prefix", default="aetl_start", help="names of the two databases")
     args = ap.parse_args()
-    for db in (SRC, DST):
+    src_db, dst_db = f"{args.db_prefix}_src", f"{args.db_prefix}_dst"
+    for db in (src_db, dst_db):
         psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db};")
-    psql(SRC, TINY)
-    psql(DST, "CREATE SCHEMA dw;")
+    psql(src_db, TINY)
+    psql(dst_db, "CREATE SCHEMA dw;")
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="aetl_start_") as name:
         todo = cases(args, Path(name))
@@ -126,7 +129,7 @@ def main() -> None:
                 if i:  # round 0 warms caches (and writes the bytecode) and is not counted
                     times[case].append(took)
             loads.append(os.getloadavg()[0])
-    for db in (SRC, DST):
+    for db in (src_db, dst_db):
         psql("postgres", f"DROP DATABASE IF EXISTS {db} WITH (FORCE);")
     result: dict[str, Any] = {"rounds": args.rounds, "load_1min": loads,
                               "ms": {k: summary(v) for k, v in times.items()}}  # fmt: skip
