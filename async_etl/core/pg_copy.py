@@ -2,7 +2,7 @@
 
 The format: ``PG_COPY_HEADER`` (signature, flags, a header extension), then per row an int16
 field count and per field an int32 length (-1 for NULL) and that many bytes, then the int16 -1
-trailer.  The writer uses this to COPY part of a refused batch again (``sinks.rows``).
+trailer.  The writer uses this to COPY part of a refused batch again (``sinks.postgres_rows``).
 """
 
 from __future__ import annotations

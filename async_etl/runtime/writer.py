@@ -59,7 +59,10 @@ from async_etl.runtime.writer_report import (
 )
 from async_etl.runtime.writer_run import Writer
 from async_etl.sinks import sink_scheme
-from async_etl.sinks.rows import CrateRowsSink, Declared, NullRowsSink, PostgresRowsSink, RowsSink
+from async_etl.sinks.cratedb_rows import CrateRowsSink
+from async_etl.sinks.postgres_rows import PostgresRowsSink
+from async_etl.sinks.rows import NullRowsSink, RowsSink
+from async_etl.sinks.rows_common import Declared
 
 
 def open_writer(

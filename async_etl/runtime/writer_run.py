@@ -33,7 +33,8 @@ from async_etl.runtime.writer_report import (
     WriterSnapshot,
 )
 from async_etl.runtime.writer_send import CANCELLED_EARLY, BatchSender
-from async_etl.sinks.rows import Declared, RowsSink
+from async_etl.sinks.rows import RowsSink
+from async_etl.sinks.rows_common import Declared
 
 ABORTED = "writer aborted before delivery"
 

@@ -38,7 +38,8 @@ from async_etl.core.stats import RunStats
 from async_etl.errors import AsyncEtlError
 from async_etl.runtime.engine import deliver
 from async_etl.runtime.writer_report import BatchOutcome, Refusals, WriterLimits
-from async_etl.sinks.rows import RecordsBatch, RowsSink
+from async_etl.sinks.rows import RowsSink
+from async_etl.sinks.rows_common import RecordsBatch
 from async_etl.typing import EncodedBatch
 
 CANCELLED_EARLY = "writer cancelled before delivery"

@@ -16,7 +16,8 @@ import orjson
 import pytest
 
 from async_etl import ConfigError, RetryPolicy, open_writer
-from async_etl.sinks.rows import PostgresRowsSink, RecordsBatch
+from async_etl.sinks.postgres_rows import PostgresRowsSink
+from async_etl.sinks.rows_common import RecordsBatch
 from async_etl.typing import IdRange, SendResult
 
 COLUMNS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}

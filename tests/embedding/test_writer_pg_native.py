@@ -13,8 +13,9 @@ import anyio
 import pytest
 
 from async_etl import open_writer
-from async_etl.sinks import rows as rows_sinks
-from async_etl.sinks.rows import PostgresRowsSink, RecordsBatch
+from async_etl.sinks import postgres_rows
+from async_etl.sinks.postgres_rows import PostgresRowsSink
+from async_etl.sinks.rows_common import RecordsBatch
 from tests.embedding.test_writer_pg import _fetch
 
 COLUMNS = {
@@ -122,14 +123,14 @@ async def test_wide_batches_are_encoded_in_slices_and_land_whole(
 ) -> None:
     """A batch above the pacing size is fed to asyncpg a slice at a time; nothing is lost."""
     slices: list[int] = []
-    paced = rows_sinks._paced
+    paced = postgres_rows._paced
 
     async def counting(rows: Any, every: int) -> Any:
         slices.append(every)
         async for row in paced(rows, every):
             yield row
 
-    monkeypatch.setattr(rows_sinks, "_paced", counting)
+    monkeypatch.setattr(postgres_rows, "_paced", counting)
     cols = {"id": "bigint"} | {f"c{k}": ("bigint" if k % 2 else "text") for k in range(20)}
     data = [(i, *[(i * k if k % 2 else f"v-{i}-{k}") for k in range(20)]) for i in range(4000)]
     async with open_writer(

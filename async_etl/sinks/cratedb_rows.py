@@ -1,0 +1,153 @@
+"""The writer's CrateDB sink: ``bulk_args`` inserts, resent ``ON CONFLICT (pk) DO NOTHING``.
+
+``CrateRowsSink`` subclasses the bench sink (``sinks.cratedb``), replacing ``prepare(schema)``
+with ``open(columns, primary_key)``.  A resent row that landed is counted delivered, not
+written twice, so the table must have a primary key (declared when the writer creates it, or
+read from the server).  A batch that ``plain`` passes (``core.crate_native``) travels as its
+rows and is dumped with ``orjson`` a slice at a time; any other is encoded by ``encode``, which
+refuses the rows CrateDB would not store exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from async_etl.core import crate_native, pg_native
+from async_etl.core.batching import Columns
+from async_etl.core.compare import base_type
+from async_etl.core.crate_answers import query_rows
+from async_etl.core.exact import crate_column_type
+from async_etl.core.row_codecs import Encoded, encode_crate_rows
+from async_etl.core.writer_sql import (
+    CRATE_COLUMNS,
+    CRATE_PRIMARY_KEY,
+    crate_insert,
+    create_refused,
+    create_table,
+    pick_columns,
+)
+from async_etl.errors import ConfigError, LoadError, TransientLoadError
+from async_etl.sinks.cratedb import CrateDBSink
+from async_etl.sinks.rows_common import Declared, RecordsBatch, encoded_again, split_declared
+from async_etl.typing import EncodedBatch, SendResult, WireFormat
+
+_NO_PRIMARY_KEY = (
+    "{where}: the table has no primary key, so a resent batch could land twice "
+    "(declare columns= with primary_key= to create one)"
+)
+
+
+class CrateRowsSink(CrateDBSink):
+    """A CrateDB table filled by a writer (``bulk_args``; resends ``ON CONFLICT DO NOTHING``)."""
+
+    wire: WireFormat = "crate_json"
+    native = True  # a batch ``plain`` passes travels as its rows, dumped as they are
+    isolate_refusals = True  # one row CrateDB cannot cast must not strand the batch
+    _names: tuple[str, ...] = ()
+    _types: tuple[str, ...] = ()
+    _bases: tuple[str, ...] = ()
+
+    async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
+        """Check the server, create the table (when declared); return the columns to fill.
+
+        Raises ``ConfigError`` for a missing table, an unknown column, a declared type the
+        server does not know, or a table without a primary key (checked before creating);
+        ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        """
+        declared, wanted = split_declared(columns)
+        await self.client.open()
+        self.version = await self.client.server_version()
+        schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
+        where = self.describe()
+        pk = await self._primary_key(schema, name)
+        if declared is not None:
+            stmt = create_table(self.table.name, declared, primary_key)  # checked first
+            if not pk and not primary_key:  # refused before anything is created
+                raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
+            try:
+                await self.client.execute(stmt)
+            except TransientLoadError:
+                raise
+            except LoadError as exc:
+                if ": 400 " not in exc.message:  # not about the statement (401, 403, ...)
+                    raise
+                reason = exc.message.removeprefix(f"{self.client.where}: ")
+                raise ConfigError(
+                    create_refused(where, self.table.name, declared, reason)
+                ) from None
+            pk = pk or await self._primary_key(schema, name)
+        found = await self.client.execute(CRATE_COLUMNS, [schema, name])
+        columns_found = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
+        types = {str(r[0]): str(r[1]) for r in columns_found if "[" not in str(r[0])}
+        names = pick_columns(self.table.name, list(types), wanted)
+        if not pk:
+            raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
+        missing = [k for k in pk if k not in names]
+        if missing:
+            raise ConfigError(
+                f"{where}: the writer must fill the primary key column {missing[0]!r}"
+            )
+        self.pk = pk
+        self._stmt = crate_insert(self.table.name, names)
+        self._names = names
+        self._types = tuple(crate_column_type(types[n]) for n in names)
+        self._bases = tuple(base_type(t)[0] for t in self._types)
+        return names
+
+    async def _primary_key(self, schema: str, name: str) -> tuple[str, ...]:
+        """The table's primary key columns (none when it does not exist)."""
+        keys = await self.client.execute(CRATE_PRIMARY_KEY, [schema, name])
+        key_rows = query_rows(keys, self.client.where, CRATE_PRIMARY_KEY, width=1)
+        return tuple(str(r[0]) for r in key_rows if str(r[0]) != "_id")
+
+    async def landed(self, batch: EncodedBatch) -> bool | None:
+        """Unknowable for CrateDB without reading the rows back: None."""
+        return None
+
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """True when CrateDB stores every value of ``rows`` (a slice of a batch) exactly."""
+        return crate_native.plain(rows, self._bases)
+
+    def plain_columns(self, values: Columns) -> bool:
+        """``plain`` for rows already seen by column."""
+        return crate_native.plain_columns(values, self._bases)
+
+    async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """Post one bulk body (see ``CrateDBSink.send``); a ``RecordsBatch`` is dumped first.
+
+        Its rows passed ``plain``, so they are dumped as they are, a slice at a time with the
+        event loop let run in between; should orjson still refuse a value, the answer is a
+        retry of the batch encoded by ``encode``, which refuses the bad rows with reasons.
+        """
+        if not isinstance(batch, RecordsBatch):
+            return await super().send(batch, attempt)
+        records = batch.records
+        try:
+            body = await self._body(records)
+        except TypeError:
+            return encoded_again(batch, self.encode(records), self.wire)
+        keys = tuple(range(batch.ids.start, batch.ids.stop))
+        return await super().send(EncodedBatch(batch.ids, body, self.wire, keys=keys), attempt)
+
+    async def _body(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
+        width = max(1, len(self._names))
+        if len(rows) * width <= pg_native.PACE_ABOVE:
+            return crate_native.bulk_body(self._stmt, rows)
+        parts = []
+        for part in crate_native.body_parts(self._stmt, rows, pg_native.SLICE_VALUES // width):
+            parts.append(part)
+            await anyio.lowlevel.checkpoint()
+        return b"".join(parts)
+
+    def encode(
+        self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
+    ) -> Encoded:
+        """The bulk body of ``rows``; rows CrateDB would not store exactly refused, with why."""
+        return encode_crate_rows(self._stmt, rows, self._names, self._types)
+
+
+__all__ = ["CrateRowsSink"]

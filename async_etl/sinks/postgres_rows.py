@@ -1,0 +1,339 @@
+"""The writer's PostgreSQL sink: binary COPY and the ledger row in one transaction.
+
+``PostgresRowsSink`` subclasses the bench sink (``sinks.postgres``) and keeps its exactly-once
+machinery, replacing ``prepare(schema)`` with ``open(columns, primary_key)``.
+
+* A batch is one transaction in three round trips: ``BEGIN`` and the ledger row as one simple
+  query, the COPY, ``COMMIT``.  The ledger key is ``table#writer-<uuid>`` and the writer's
+  sequence numbers start at 1, so two writers on one table never share a key, and a retried
+  batch whose first attempt committed is seen landed.
+* A batch that ``plain`` passes (``core.pg_native``) travels as its rows (``RecordsBatch``) and
+  asyncpg encodes it in C, in slices that let the event loop run; should asyncpg still refuse
+  a value on the client (nothing is written then), the answer is a retry of the batch encoded
+  by the reference encoders, which refuse the bad rows with their reasons.
+* A COPY the server refuses for a row's content (a duplicate key, a CHECK) is bisected in
+  savepoints inside the batch's one transaction, so only the offending rows are rejected, each
+  with its own reason; the ledger row holds how many rows landed (not which: a batch cancelled
+  in flight that committed with rows refused is ``landed`` None, reported undelivered "may
+  have landed").
+
+``encode(rows)`` is CPU work (the writer runs large batches in a thread).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from async_etl.core import pg_native, sink_rules
+from async_etl.core.batching import Columns
+from async_etl.core.crate_protocol import BulkVerdict
+from async_etl.core.crate_resolve import Resolution
+from async_etl.core.pg_copy import copy_payload, copy_rows
+from async_etl.core.row_codecs import PG_TYPES, Encoded, PgColumn, encode_pg_rows, pg_row_encoder
+from async_etl.core.schema import quote_ident
+from async_etl.core.writer_sql import PG_COLUMNS, create_refused, create_table, pick_columns
+from async_etl.drivers.postgres import (
+    PG_ERRORS,
+    Connection,
+    PostgresError,
+    open_pool,
+    pooled,
+    translate_pg,
+)
+from async_etl.errors import AsyncEtlError, ConfigError, DataError
+from async_etl.sinks.postgres import PostgresSink
+from async_etl.sinks.rows_common import Declared, RecordsBatch, encoded_again, split_declared
+from async_etl.typing import EncodedBatch, RowError, SendResult, WireFormat
+
+UNDEFINED_OBJECT = "42704"
+"""PostgreSQL's SQLSTATE for an unknown type in ``CREATE TABLE`` (``type "x" does not exist``)."""
+
+
+class _DriverRefusedError(Exception):
+    """asyncpg's encoder refused a value on the client: the COPY was aborted, nothing written."""
+
+
+async def _paced(rows: Sequence[tuple[Any, ...]], every: int) -> AsyncIterator[tuple[Any, ...]]:
+    """``rows`` one by one, letting the event loop run after every ``every`` rows."""
+    for start in range(0, len(rows), every):
+        if start:
+            await anyio.lowlevel.checkpoint()
+        for row in rows[start : start + every]:
+            yield row
+
+
+LANDED_BEFORE = "refused in an earlier attempt of its batch, whose commit answer was lost"
+"""The reason for a row of a batch ledgered with fewer rows than it holds (see ``send``)."""
+
+
+def _landed_before(batch: EncodedBatch, stored: int) -> SendResult:
+    """The result for a batch the ledger shows committed, ``stored`` of its rows delivered."""
+    refused = max(0, batch.row_count - stored)
+    return SendResult(batch.row_count - refused, (RowError(None, LANDED_BEFORE),) * refused)
+
+
+@asynccontextmanager
+async def _ledgered(conn: Connection, opening: str) -> AsyncIterator[None]:
+    """A transaction opened with its ledger row in one round trip (``opening``), then committed.
+
+    ``opening`` is ``PgStatements.open_and_record``: the ledger row goes first, so the batch's
+    key is locked for the whole COPY (``landed`` waits for it).  When the body or the opening
+    raises an ``Exception`` on an open connection still in the transaction, it is rolled back
+    (a rollback that fails is left to ``pooled``, which drops a broken connection); on
+    cancellation ``pooled`` terminates the connection, which ends the transaction.
+    """
+    try:
+        await conn.execute(opening)
+        yield
+    except Exception:
+        if not conn.is_closed() and conn.is_in_transaction():
+            with suppress(*PG_ERRORS):
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
+def _data_error(exc: PostgresError, where: str) -> bool:
+    """Whether the server refused a COPY for a row's content (a ``DataError``)."""
+    return isinstance(translate_pg(exc, where), DataError)
+
+
+class PostgresRowsSink(PostgresSink):
+    """A PostgreSQL table filled by a writer (binary COPY, ledger exactly-once)."""
+
+    wire: WireFormat = "pg_binary"
+
+    def __init__(self, dsn: str, *, table: str, concurrency: int) -> None:
+        super().__init__(dsn, table=table, concurrency=concurrency)
+        quote_ident(table)
+        self.ledger_key = f"{table}#writer-{uuid.uuid4().hex}"
+        self._pg_columns: tuple[PgColumn, ...] = ()
+        self._fast = pg_row_encoder(())
+        self.native = False  # every column's type can go through asyncpg's encoders
+        self._encoding = anyio.CapacityLimiter(1)  # re-encoding a batch the driver refused
+
+    async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
+        """Connect, create the table (when declared) and the ledger; return the columns to fill.
+
+        Raises ``ConfigError`` for a missing table, an unknown column or a column type the
+        writer cannot encode; ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        """
+        declared, wanted = split_declared(columns)
+        try:
+            if self._pool is None:
+                self._pool = await open_pool(
+                    self._dsn, min_size=1, max_size=self._size, command_timeout=300
+                )
+            # one transaction: a table (or schema) created for columns the writer cannot
+            # encode is rolled back with the ConfigError, leaving nothing behind
+            async with pooled(self._pool) as conn, conn.transaction():
+                if self._sql.create_schema and declared is not None:
+                    await conn.execute(self._sql.create_schema)
+                if declared is not None:
+                    await conn.execute(create_table(self._table, declared, primary_key))
+                await conn.execute(self._sql.create_ledger)
+                found = await conn.fetch(PG_COLUMNS, quote_ident(self._table))
+                by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3])) for r in found}
+                names = pick_columns(self._table, [r[0] for r in found], wanted)
+                cols = tuple(by_name[n] for n in names)
+                self._check_encodable(cols)
+        except AsyncEtlError:
+            raise
+        except PG_ERRORS as exc:
+            if declared is not None and getattr(exc, "sqlstate", "") == UNDEFINED_OBJECT:
+                why = create_refused(self._where, self._table, declared, str(exc))
+                raise ConfigError(why) from None
+            raise translate_pg(exc, self._where) from exc
+        self._pg_columns = cols
+        self._fast = pg_row_encoder(cols)
+        self.native = pg_native.native_table(cols)
+        self._columns = names
+        return names
+
+    def _check_encodable(self, cols: Sequence[PgColumn]) -> None:
+        """Raise ``ConfigError`` naming the first column whose type the writer cannot encode."""
+        for col in cols:
+            if col.typname not in PG_TYPES:
+                known = ", ".join(sorted(PG_TYPES))
+                shown = f"{col.typname[1:]}[]" if col.typname.startswith("_") else col.typname
+                raise ConfigError(
+                    f"{self._where}: column {col.name!r} has type {shown}, "
+                    f"which the writer cannot encode (it takes {known})"
+                )
+
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """True when asyncpg may encode ``rows`` (a slice of a batch) as they are."""
+        return self.native and pg_native.plain(self._pg_columns, rows)
+
+    def plain_columns(self, values: Columns) -> bool:
+        """``plain`` for rows already seen by column."""
+        return self.native and pg_native.plain_columns(self._pg_columns, values)
+
+    async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """COPY one batch with its ledger row, in one transaction (see ``PostgresSink``).
+
+        A ``RecordsBatch`` whose value asyncpg refuses on the client comes back as a retry of
+        the same rows encoded by the reference encoders; the rows they refuse are rejected.
+        """
+        if not isinstance(batch, RecordsBatch):
+            return await self._send_isolating(batch, attempt)
+        try:
+            return await self._send_isolating(batch, attempt)
+        except _DriverRefusedError:
+            pass
+        encoded = await anyio.to_thread.run_sync(self.encode, batch.records, limiter=self._encoding)
+        return encoded_again(batch, encoded, self.wire)
+
+    async def _send_isolating(self, batch: EncodedBatch, attempt: int) -> SendResult:
+        """``PostgresSink.send``, but a data error rejects only the rows that cause it.
+
+        One transaction: the COPY of the whole batch and its ledger row (``_ledgered``: three
+        round trips, the ledger row sent with ``BEGIN``).  When the server
+        refuses the COPY for a row's content, a second transaction COPYs halves in savepoints
+        (``Resolution.whole``) until each refused row stands alone with its own reason; its
+        ledger row holds how many rows landed, so a retry after a lost commit reports the
+        same split.
+        """
+        if self._pool is None:
+            raise sink_rules.closed(self._where)
+        try:
+            async with pooled(self._pool) as conn:
+                if sink_rules.ask_ledger(attempt):
+                    stored = await conn.fetchval(
+                        self._sql.ledgered_rows, self.ledger_key, batch.ids.start
+                    )
+                    if stored is not None:
+                        return _landed_before(batch, int(stored))
+                opening = self._sql.open_and_record(
+                    self.ledger_key, batch.ids.start, batch.row_count
+                )
+                try:  # the usual case: no savepoint, three round trips (``_ledgered``)
+                    async with _ledgered(conn, opening):
+                        await self._copy(conn, batch)
+                    return SendResult(delivered=batch.row_count)
+                except PostgresError as exc:
+                    if batch.row_count == 1 or not _data_error(exc, self._where):
+                        raise
+                async with conn.transaction():
+                    refused = await self._isolate(conn, batch)
+                    delivered = batch.row_count - len(refused)
+                    await conn.execute(
+                        self._sql.record, self.ledger_key, batch.ids.start, delivered
+                    )
+        except PG_ERRORS as exc:
+            err = translate_pg(exc, self._where)
+            whole = sink_rules.outcome(batch, err)
+            if whole is None:
+                raise err from exc
+            return whole
+        ids = batch.row_ids()
+        rejected = tuple(RowError(ids[pos], why) for pos, why in refused)
+        return SendResult(delivered, rejected)
+
+    async def _isolate(self, conn: Connection, batch: EncodedBatch) -> tuple[tuple[int, str], ...]:
+        """The positions of the rows of refused ``batch`` refused alone, with their reasons.
+
+        COPYs halves in savepoints until each refused row stands alone (the rest stay written).
+        """
+        part_of = self._parts(batch)
+        resolution = Resolution.whole(batch.row_count)
+        while (group := resolution.next_group()) is not None:
+            part = part_of(group)
+            reason = await self._try_copy(conn, part)
+            if reason is None:
+                resolution.feed(group, BulkVerdict(len(group)))
+            else:
+                resolution.refused(group, reason)
+        return resolution.verdict().rejected
+
+    def _parts(self, batch: EncodedBatch) -> Callable[[Sequence[int]], EncodedBatch]:
+        """A function giving the batch of the rows of ``batch`` at some positions."""
+        if isinstance(batch, RecordsBatch):
+            records = batch.records
+            return lambda group: RecordsBatch(
+                batch.ids, b"", self.wire, records=[records[i] for i in group]
+            )
+        rows = copy_rows(batch.payload)
+        return lambda group: EncodedBatch(
+            batch.ids, copy_payload(rows[i] for i in group), self.wire
+        )
+
+    async def _try_copy(self, conn: Connection, batch: EncodedBatch) -> str | None:
+        """COPY ``batch`` in a savepoint: None, or the data error that refused it (rolled back).
+
+        Raises any other error (translated), which ends the enclosing transaction.
+        """
+        try:
+            async with conn.transaction():
+                await self._copy(conn, batch)
+        except PostgresError as exc:
+            err = translate_pg(exc, self._where)
+            if not isinstance(err, DataError):
+                raise err from exc
+            return err.message
+        return None
+
+    async def _copy(self, conn: Connection, batch: EncodedBatch) -> None:
+        if not isinstance(batch, RecordsBatch):
+            return await super()._copy(conn, batch)
+        rows = batch.records
+        width = max(1, len(self._columns))
+        paced = len(rows) * width > pg_native.PACE_ABOVE
+        try:
+            await conn.copy_records_to_table(
+                self._name,
+                schema_name=self._schema_name,
+                records=_paced(rows, max(1, pg_native.SLICE_VALUES // width)) if paced else rows,
+                columns=list(self._columns),
+            )
+        except PostgresError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # raised by a client encoder
+            raise _DriverRefusedError(str(exc)) from exc
+        return None
+
+    async def landed(self, batch: EncodedBatch) -> bool | None:
+        """Whether every row of ``batch`` committed; None when that cannot be told.
+
+        Tries to ledger the batch in a transaction it rolls back: that waits for a cut-off
+        transaction still holding the key, so a commit in flight is not mistaken for none.
+        A batch that committed with some rows refused (``_isolate``) is None too: the ledger
+        keeps how many landed, not which, so its rows are not all counted delivered.
+        """
+        if self._pool is None:
+            return None
+        stored = None
+        try:
+            async with pooled(self._pool) as conn:
+                tr = conn.transaction()
+                await tr.start()
+                try:
+                    absent = await conn.fetchval(
+                        self._sql.claim, self.ledger_key, batch.ids.start, batch.row_count
+                    )
+                    if absent is None:
+                        stored = await conn.fetchval(
+                            self._sql.ledgered_rows, self.ledger_key, batch.ids.start
+                        )
+                finally:
+                    await tr.rollback()
+        except PG_ERRORS:
+            return None
+        if absent is not None:
+            return False
+        return True if stored == batch.row_count else None
+
+    def encode(
+        self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None
+    ) -> Encoded:
+        """The binary COPY payload of ``rows`` (refused rows left out, with their reason)."""
+        return encode_pg_rows(self._pg_columns, rows, self._fast, pause)
+
+
+__all__ = ["LANDED_BEFORE", "UNDEFINED_OBJECT", "PostgresRowsSink"]
