@@ -26,6 +26,7 @@ import orjson
 
 from async_etl.core import _words
 from async_etl.core.schema import Column, Schema, constant_text
+from async_etl.core.seeding import PCG64State, Seeded, pcg64_states
 from async_etl.typing import IdRange
 
 U8: TypeAlias = npt.NDArray[np.uint8]
@@ -320,18 +321,43 @@ def _column(col: Column, ids: IdRange, rng: np.random.Generator) -> Values:
     raise ValueError(f"column {col.name!r}: no generator {gen!r}")  # Schema validated it
 
 
+def column_key(seed: int, ids: IdRange, name: str) -> tuple[int, int, int, int]:
+    """The seed key of one column of one batch (what ``column_rng`` seeds ``default_rng`` with)."""
+    return seed % 2**64, ids.start % 2**64, ids.count, zlib.crc32(name.encode())
+
+
 def column_rng(seed: int, ids: IdRange, name: str) -> np.random.Generator:
     """The random stream of one column of one batch."""
-    key = [seed % 2**64, ids.start % 2**64, ids.count, zlib.crc32(name.encode())]
-    return np.random.default_rng(key)
+    return np.random.default_rng(column_key(seed, ids, name))
 
 
-def generate_columns(schema: Schema, ids: IdRange, seed: int) -> Columns:
-    """Generate the batch ``ids`` of ``schema``; the result depends only on the arguments."""
+def batch_states(schema: Schema, batches: Sequence[IdRange], seed: int) -> list[list[PCG64State]]:
+    """Each batch's column generator states (``column_rng``'s), seeded together.
+
+    ``core.seeding`` makes a generator ~10x cheaper than one ``column_rng`` call when many
+    small batches are seeded at once.
+    """
+    names = [col.name for col in schema.columns]
+    states = pcg64_states([column_key(seed, ids, name) for ids in batches for name in names])
+    width = len(names)
+    return [states[i : i + width] for i in range(0, len(states), width)]
+
+
+def generate_columns(
+    schema: Schema, ids: IdRange, seed: int, states: Sequence[PCG64State] | None = None
+) -> Columns:
+    """Generate the batch ``ids`` of ``schema``; the result depends only on ``ids`` and ``seed``.
+
+    Each column draws from ``column_rng(seed, ids, name)``; ``states`` are those generators'
+    states when the caller seeded them already (``batch_states``), else they are seeded here.
+    """
+    if states is None:
+        states = batch_states(schema, [ids], seed)[0]
+    seeded = Seeded()
     values: list[Values] = []
     nulls: list[Mask | None] = []
-    for col in schema.columns:
-        rng = column_rng(seed, ids, col.name)
+    for col, state in zip(schema.columns, states, strict=True):
+        rng = seeded.at(state)
         values.append(_column(col, ids, rng))
         p = col.null_fraction
         nulls.append(rng.random(ids.count) < p if p > 0 else None)

@@ -9,6 +9,7 @@ Pure: no I/O, no asyncio, no threads.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -18,8 +19,9 @@ import numpy.typing as npt
 import orjson
 
 from async_etl.core.encoders import encode_crate_json, encode_pg_binary, pg_binary_array
-from async_etl.core.generators import Columns, Text, generate_columns
+from async_etl.core.generators import Columns, Text, batch_states, generate_columns
 from async_etl.core.schema import Schema
+from async_etl.core.seeding import PCG64State
 from async_etl.errors import ConfigError
 from async_etl.typing import EncodedBatch, IdRange, Row, WorkUnit
 
@@ -83,15 +85,20 @@ def w_generate_batches(unit: WorkUnit) -> list[EncodedBatch]:
     Many small batches then cost one process-pool round trip instead of one each.  Each batch
     is exactly what ``w_generate`` makes for its own id range, so grouping changes no data.
     """
-    return [w_generate(part) for part in split_unit(unit)]
+    parts = split_unit(unit)
+    states = batch_states(unit.schema, [part.ids for part in parts], unit.seed)
+    return [w_generate(part, state) for part, state in zip(parts, states, strict=True)]
 
 
-def encode_unit(unit: WorkUnit) -> bytes | npt.NDArray[np.uint8]:
+def encode_unit(
+    unit: WorkUnit, states: Sequence[PCG64State] | None = None
+) -> bytes | npt.NDArray[np.uint8]:
     """Generate one batch and encode it in its wire format, without a final copy to bytes.
 
+    ``states``: the batch's column generators, when seeded already (``batch_states``).
     Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
     """
-    cols = generate_columns(unit.schema, unit.ids, unit.seed)
+    cols = generate_columns(unit.schema, unit.ids, unit.seed, states)
     wire = unit.encoding.wire
     if wire == "pg_binary":
         return pg_binary_array(unit.schema, cols)
@@ -104,12 +111,13 @@ def encode_unit(unit: WorkUnit) -> bytes | npt.NDArray[np.uint8]:
     raise ConfigError(f"unknown wire format {wire!r}")
 
 
-def w_generate(unit: WorkUnit) -> EncodedBatch:
+def w_generate(unit: WorkUnit, states: Sequence[PCG64State] | None = None) -> EncodedBatch:
     """Generate and encode one unit of work (a top-level, picklable process-pool function).
 
+    ``states``: the unit's column generators, when seeded already (``batch_states``).
     Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
     """
-    payload = encode_unit(unit)
+    payload = encode_unit(unit, states)
     data = payload if isinstance(payload, bytes) else payload.tobytes()
     return EncodedBatch(ids=unit.ids, payload=data, wire=unit.encoding.wire)
 
