@@ -9,8 +9,11 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
   ledger row as one simple query, the COPY, ``COMMIT``).  Into fresh tables;
   all connect and close inside the timing (the writer opens its pool in ``async with``).
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
-  ``open_writer`` (default: bodies of 8 KiB and more gzipped; and with ``gzip_threshold=0``)
-  vs a bare aiohttp poster (orjson body, not gzipped, 4 in flight).
+  ``open_writer`` with ``gzip_threshold=0`` vs a bare aiohttp poster (an orjson body a batch,
+  4 in flight), and ``open_writer`` by default (bodies of 8 KiB and more gzipped, level 1) vs
+  the same poster gzipping its bodies at level 1.  Same batches, same concurrency (4 in flight
+  on a pool of 4 connections), the same stand-in mode; every side opens and closes its own
+  session inside the timing.  Each side's client CPU (``time.process_time``) is recorded.
 * ``write_cost`` — ``write()`` into ``null://`` with batches that close on rows: µs per row.
 * ``lag`` — a 1 ms ticker task on the host loop while the writer sends 5,000-row batches of
   21-column rows into PostgreSQL: how late the ticker wakes (p50 / p99 / max, ms), and the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import socket
@@ -157,52 +161,74 @@ async def crate_section(n: int) -> dict[str, Any]:
                     await asyncio.sleep(0.1)
             ddl = "CREATE TABLE bw (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, at TIMESTAMP)"
             await session.post(url + "/_sql", json={"stmt": ddl})
-            data = rows(n)
-            stmt = "INSERT INTO bw (id, name, score, at) VALUES (?, ?, ?, ?)"
-            gate = asyncio.Semaphore(IN_FLIGHT)
+        data = rows(n)
+        stmt = "INSERT INTO bw (id, name, score, at) VALUES (?, ?, ?, ?)"
+        gate = asyncio.Semaphore(IN_FLIGHT)
 
-            async def one(batch: list[tuple[Any, ...]]) -> None:
-                async with gate:
-                    body = orjson.dumps({"stmt": stmt, "bulk_args": batch})
-                    headers = {"Content-Type": "application/json"}
-                    async with session.post(url + "/_sql", data=body, headers=headers) as r:
-                        await r.read()
-                        assert r.status == 200
+        async def raw(gzip_level: int | None = None) -> None:
+            # its own session, connected and closed inside the timing, as the writer's is;
+            # the same pool size as the writer's (IN_FLIGHT connections)
+            connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+            async with aiohttp.ClientSession(connector=connector) as poster:
 
-            async def raw() -> None:
+                async def one(batch: list[tuple[Any, ...]]) -> None:
+                    async with gate:
+                        body = orjson.dumps({"stmt": stmt, "bulk_args": batch})
+                        headers = {"Content-Type": "application/json"}
+                        if gzip_level is not None:  # as the writer: level 1, in the loop
+                            body = gzip.compress(body, compresslevel=gzip_level, mtime=0)
+                            headers["Content-Encoding"] = "gzip"
+                        async with poster.post(url + "/_sql", data=body, headers=headers) as r:
+                            await r.read()
+                            assert r.status == 200
+
                 batches = [data[i : i + BATCH] for i in range(0, n, BATCH)]
                 await asyncio.gather(*(one(b) for b in batches))
 
-            async def writer(gzip_threshold: int | None = None) -> None:
-                async with open_writer(
-                    url, table="bw", batch_rows=BATCH, max_in_flight=IN_FLIGHT, linger_ms=1000,
-                    gzip_threshold=gzip_threshold,
-                ) as w:  # fmt: skip
-                    await w.write_many(data)
-                assert w.report.delivered == n, w.report
+        async def raw_gzip() -> None:  # the poster gzipping its bodies as the writer does
+            await raw(gzip_level=1)
 
-            async def writer_plain_bodies() -> None:  # the raw poster does not gzip either
-                await writer(gzip_threshold=0)
+        async def writer(gzip_threshold: int | None = None) -> None:
+            async with open_writer(
+                url, table="bw", batch_rows=BATCH, max_in_flight=IN_FLIGHT, linger_ms=1000,
+                gzip_threshold=gzip_threshold,
+            ) as w:  # fmt: skip
+                await w.write_many(data)
+            assert w.report.delivered == n, w.report
 
-            await raw()
-            await writer()
-            results = {"raw": [], "writer": [], "writer_no_gzip": []}  # type: dict[str, list[float]]
-            for _ in range(3):
-                results["raw"].append(await timed(raw, n))
-                results["writer"].append(await timed(writer, n))
-                results["writer_no_gzip"].append(await timed(writer_plain_bodies, n))
+        async def writer_plain_bodies() -> None:  # plain bodies, as the plain poster's
+            await writer(gzip_threshold=0)
+
+        await raw()
+        await writer()
+        sides = {
+            "raw": raw,
+            "writer_no_gzip": writer_plain_bodies,
+            "raw_gzip": raw_gzip,
+            "writer": writer,
+        }
+        results: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(3):  # alternate, so load changes hit all alike
+            for name, side in sides.items():
+                c0 = time.process_time()
+                results[name].append(await timed(side, n))
+                cpu[name].append(time.process_time() - c0)
     finally:
         server.terminate()
         server.wait()
-    raw_median = statistics.median(results["raw"])
+    median = {k: statistics.median(v) for k, v in results.items()}
     return {
         "rows": n,
         "raw_aiohttp_rows_per_s": [round(x) for x in results["raw"]],
-        "writer_rows_per_s": [round(x) for x in results["writer"]],
         "writer_no_gzip_rows_per_s": [round(x) for x in results["writer_no_gzip"]],
+        "raw_aiohttp_gzip_rows_per_s": [round(x) for x in results["raw_gzip"]],
+        "writer_rows_per_s": [round(x) for x in results["writer"]],
+        "client_cpu_ms": {k: [round(x * 1000, 1) for x in v] for k, v in cpu.items()},
+        "no_gzip_ratio_median": round(median["writer_no_gzip"] / median["raw"], 3),
+        "gzip_ratio_median": round(median["writer"] / median["raw_gzip"], 3),
+        "ratio_median": round(median["writer"] / median["raw"], 3),
         "ratio_best": round(max(results["writer"]) / max(results["raw"]), 3),
-        "ratio_median": round(statistics.median(results["writer"]) / raw_median, 3),
-        "no_gzip_ratio_median": round(statistics.median(results["writer_no_gzip"]) / raw_median, 3),
     }
 
 
