@@ -52,6 +52,9 @@ class CrateDBSink(ClosingSink):
     isolate_refusals = False
     """Bisect a bulk refused as a whole (``400``) to reject only its bad items."""
 
+    gzip_in_thread = True
+    """Gzip large bodies in a thread (False: in the loop, a slice at a time; see the client)."""
+
     def __init__(
         self,
         url: str,
@@ -62,8 +65,9 @@ class CrateDBSink(ClosingSink):
         timeout: float = 60.0,
     ) -> None:
         self.client = CrateDBClient(
-            url, concurrency=concurrency, timeout=timeout, gzip_threshold=gzip_threshold
-        )
+            url, concurrency=concurrency, timeout=timeout, gzip_threshold=gzip_threshold,
+            gzip_in_thread=self.gzip_in_thread,
+        )  # fmt: skip
         self.table = CrateTable(table)
         self._upsert = False
         self._stmt = ""

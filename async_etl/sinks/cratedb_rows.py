@@ -47,6 +47,7 @@ class CrateRowsSink(CrateDBSink):
     wire: WireFormat = "crate_json"
     native = True  # a batch ``plain`` passes travels as its rows, dumped as they are
     isolate_refusals = True  # one row CrateDB cannot cast must not strand the batch
+    gzip_in_thread = False  # the loop thread is busy with the host's rows: see gzip_paced
     _names: tuple[str, ...] = ()
     _types: tuple[str, ...] = ()
     _bases: tuple[str, ...] = ()

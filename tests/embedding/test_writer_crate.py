@@ -123,6 +123,31 @@ async def test_gzip_threshold_decides_whether_bodies_are_compressed(
     assert bool(sizes) == gzipped
 
 
+async def test_large_bodies_are_gzipped_in_the_loop_and_land(
+    crate_standin: CrateStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body past the inline size is gzipped a slice at a time in the loop, not in a thread."""
+    crate = crate_standin
+    paced: list[int] = []
+    real = cratedb_driver.gzip_paced
+
+    async def spy(body: bytes) -> bytes:
+        paced.append(len(body))
+        return await real(body)
+
+    def no_thread(*args: object) -> object:
+        raise AssertionError("the writer gzipped in a thread")
+
+    monkeypatch.setattr(cratedb_driver, "gzip_paced", spy)
+    monkeypatch.setattr(cratedb_driver.CrateDBClient, "in_thread", no_thread)
+    rows = [(i, f"{i:0>150}", i / 7) for i in range(3000)]
+    async with open_writer(crate.url, table="ev", columns=COLUMNS, primary_key=["id"]) as writer:
+        await writer.write_many(rows)
+    assert writer.report.ok and writer.report.delivered == 3000
+    assert paced and min(paced) >= cratedb_driver._INLINE_GZIP_MAX
+    assert await _ids(crate) == list(range(3000))
+
+
 def test_gzip_threshold_is_refused_for_other_urls_and_below_zero() -> None:
     """A CrateDB-only setting given with PostgreSQL, or a negative one, is a one-line error."""
     with pytest.raises(ConfigError, match="CrateDB URLs only"):
