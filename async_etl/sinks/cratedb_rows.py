@@ -10,7 +10,7 @@ refuses the rows CrateDB would not store exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -20,6 +20,7 @@ from async_etl.core import crate_native, pg_native
 from async_etl.core.batching import Columns
 from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
+from async_etl.core.crate_protocol import Response
 from async_etl.core.exact import crate_column_type
 from async_etl.core.row_codecs import Encoded, encode_crate_rows
 from async_etl.core.writer_sql import (
@@ -30,7 +31,13 @@ from async_etl.core.writer_sql import (
     create_table,
     pick_columns,
 )
-from async_etl.errors import ConfigError, LoadError, TransientLoadError
+from async_etl.errors import (
+    AsyncEtlError,
+    ConfigError,
+    LoadError,
+    TransientLoadError,
+    first_etl_error,
+)
 from async_etl.sinks.cratedb import CrateDBSink
 from async_etl.sinks.rows_common import Declared, RecordsBatch, encoded_again, split_declared
 from async_etl.typing import EncodedBatch, SendResult, WireFormat
@@ -39,6 +46,31 @@ _NO_PRIMARY_KEY = (
     "{where}: the table has no primary key, so a resent batch could land twice "
     "(declare columns= with primary_key= to create one)"
 )
+
+
+async def _at_once(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Await every call of ``calls`` at once; their results, in order.
+
+    Raises the first ``AsyncEtlError`` any of them raised (the others are cancelled), else the
+    group of what they raised.
+    """
+    results: list[Any] = [None] * len(calls)
+
+    async def one(pos: int) -> None:
+        results[pos] = await calls[pos]()
+
+    failed: AsyncEtlError | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            for pos in range(len(calls)):
+                tg.start_soon(one, pos)
+    except BaseExceptionGroup as group:
+        failed = first_etl_error(group)
+        if failed is None:
+            raise
+    if failed is not None:  # raised as it was, with its own cause (the driver's exception)
+        raise failed
+    return results
 
 
 class CrateRowsSink(CrateDBSink):
@@ -61,10 +93,18 @@ class CrateRowsSink(CrateDBSink):
         """
         declared, wanted = split_declared(columns)
         await self.client.open()
-        self.version = await self.client.server_version()
         schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
         where = self.describe()
-        pk = await self._primary_key(schema, name)
+
+        async def columns_found() -> Response:
+            return await self.client.execute(CRATE_COLUMNS, [schema, name])
+
+        # one round trip's wait: the version, the key and (a table not declared) the columns
+        asks: list[Callable[[], Awaitable[Any]]] = [
+            self.client.server_version,
+            lambda: self._primary_key(schema, name),
+        ]
+        self.version, pk, *found = await _at_once(asks if declared else [*asks, columns_found])
         if declared is not None:
             stmt = create_table(self.table.name, declared, primary_key)  # checked first
             if not pk and not primary_key:  # refused before anything is created
@@ -81,9 +121,9 @@ class CrateRowsSink(CrateDBSink):
                     create_refused(where, self.table.name, declared, reason)
                 ) from None
             pk = pk or await self._primary_key(schema, name)
-        found = await self.client.execute(CRATE_COLUMNS, [schema, name])
-        columns_found = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
-        types = {str(r[0]): str(r[1]) for r in columns_found if "[" not in str(r[0])}
+            found = [await columns_found()]
+        rows = query_rows(found[0], self.client.where, CRATE_COLUMNS, width=2)
+        types = {str(r[0]): str(r[1]) for r in rows if "[" not in str(r[0])}
         names = pick_columns(self.table.name, list(types), wanted)
         if not pk:
             raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
