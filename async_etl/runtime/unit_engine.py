@@ -114,8 +114,11 @@ class UnitEngine:
         try:
             async with anyio.create_task_group() as tg:
                 for batch in batches:
-                    await sends.acquire_on_behalf_of(batch)
-                    tg.start_soon(self._deliver, sink, batch, stats, policy)
+                    # a token, not the batch: a limiter keeps its borrowers in a set, and a
+                    # batch's hash is its payload's (10 MB of 2,000-byte rows hashed per batch)
+                    borrower = object()
+                    await sends.acquire_on_behalf_of(borrower)
+                    tg.start_soon(self._deliver, borrower, sink, batch, stats, policy)
         except BaseExceptionGroup as group:  # the sink's own error, not a group, goes back
             err = first_etl_error(group)
             if err is None:
@@ -124,7 +127,12 @@ class UnitEngine:
         return stats
 
     async def _deliver(
-        self, sink: AsyncSink, batch: EncodedBatch, stats: RunStats, policy: RetryPolicy
+        self,
+        borrower: object,
+        sink: AsyncSink,
+        batch: EncodedBatch,
+        stats: RunStats,
+        policy: RetryPolicy,
     ) -> None:
         assert self._sends is not None
         stats.started_request()
@@ -134,7 +142,7 @@ class UnitEngine:
             )
         finally:
             stats.in_flight -= 1
-            self._sends.release_on_behalf_of(batch)
+            self._sends.release_on_behalf_of(borrower)
 
     def pid(self) -> int:
         """The worker's process id (tests kill it)."""
