@@ -71,6 +71,9 @@ class BenchSettings:
                 raise ConfigError(f"{flag}: must be a finite number, got {value!r}")
         _check(self.ray_actors >= 1, "--ray-actors", "must be >= 1", self.ray_actors)
         _check(self.processes >= 0, "--processes", "must be >= 0", self.processes)
+        most = max_processes()
+        _check(self.processes <= most, "--processes",
+               f"at most {most} ({PROCESSES_PER_CPU} per CPU here)", self.processes)  # fmt: skip
         for scale_out, on in (("--ray", self.ray is not None), ("--processes", self.processes)):
             if not on:
                 continue
@@ -165,6 +168,17 @@ class BenchSettings:
     def replace(self, **changes: Any) -> BenchSettings:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+PROCESSES_PER_CPU = 4
+"""``--processes`` is refused above this many worker processes per CPU: each is a Python
+interpreter with its own event loop and sink connections, so a mistyped N (``100000``) would
+fork-bomb the machine before the first unit; more workers than cores only add contention."""
+
+
+def max_processes() -> int:
+    """The most ``--processes`` this machine accepts (``PROCESSES_PER_CPU`` per CPU)."""
+    return PROCESSES_PER_CPU * (os.cpu_count() or 1)
 
 
 def _check(ok: bool, name: str, rule: str, value: object) -> None:

@@ -188,7 +188,8 @@ def register(sub: Any) -> None:
         metavar="N",
         help="shared-nothing worker processes: each runs the engine with its own event loop "
         "and sink connections, generates its own rows and sends -c C batches at a time; this "
-        "process only hands out id ranges, adds up and reconciles (the local twin of --ray)",
+        "process only hands out id ranges, adds up and reconciles (the local twin of --ray); "
+        "at most 4 per CPU",
     )
     p.set_defaults(handler=main)
 

@@ -18,7 +18,7 @@ from async_etl.cli import main
 from async_etl.config import BenchSettings
 from async_etl.core.stats import Snapshot
 from async_etl.core.summary import Summary
-from async_etl.errors import LoadError
+from async_etl.errors import ConfigError, LoadError
 from async_etl.runtime.local_workers import portable, run_on_processes
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
@@ -188,6 +188,14 @@ def test_settings_the_workers_would_ignore_are_refused(
     code = main(["bench", "--sink", "null://", "--processes", "2", *flags])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and named in err[0]
+
+
+def test_more_worker_processes_than_four_per_cpu_are_refused_before_any_starts() -> None:
+    """--processes 100000 is one line naming the limit (it spawned until the machine choked)."""
+    with pytest.raises(ConfigError, match=r"--processes: at most \d+ \(4 per CPU here\)"):
+        BenchSettings(sink="null://", processes=100_000)
+    most = 4 * (os.cpu_count() or 1)
+    assert BenchSettings(sink="null://", processes=most).processes == most
 
 
 def test_a_killed_parent_leaves_no_worker_behind() -> None:
