@@ -59,6 +59,7 @@ __all__ = [
     "connect",
     "connect_job",
     "is_data_error",
+    "let_go",
     "open_pool",
     "pg_connection",
     "pooled",
@@ -261,14 +262,27 @@ async def reusing() -> AsyncIterator[None]:
     call made while the kept one is in use, or from another task, connects as usual.  The
     kept connection is closed when the block ends.  For short sequences of reads
     (preflight): each reuse saves a connection's set-up and tear-down (2-4 ms on a local
-    server, more across a network).
+    server, more across a network).  A block inside another one of the same task is part of
+    it: the connection it leaves stays kept for the outer block's next call (``let_go``
+    closes it, e.g. before several connections open at once).
     """
+    outer = _KEPT.get()
+    if outer is not None and outer.task == anyio.get_current_task().id:
+        yield
+        return
     kept = _Kept()
     token = _KEPT.set(kept)
     try:
         yield
     finally:
         _KEPT.reset(token)
+        await kept.drop()
+
+
+async def let_go() -> None:
+    """Close the connection this task's ``reusing`` block keeps, if any (it stays usable)."""
+    kept = _KEPT.get()
+    if kept is not None and kept.usable():
         await kept.drop()
 
 

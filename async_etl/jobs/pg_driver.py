@@ -69,6 +69,7 @@ from async_etl.drivers.postgres import (
     PostgresError,
     UniqueViolation,
     is_data_error,
+    let_go,
     pg_connection,
     reusing,
     use_exact_codecs,
@@ -214,6 +215,7 @@ class PgTarget:
                     await self._build_index(ctx, st, INDEX_BUILD_MB)
                 return await self._swap_in(ctx, final, kept, indexes)
         # several indexes: each on its own connection at the same time, none kept meanwhile
+        await let_go()  # the caller's own ``reusing`` block may keep one
         memory = INDEX_BUILD_MB // len(statements)
         await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
         await self._swap_in(ctx, final, kept, indexes)

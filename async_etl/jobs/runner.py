@@ -281,6 +281,19 @@ class _JobRun:
                 await self._chunks(ctx, store, plan)
             except AsyncEtlError as exc:  # the state store gave up while polling for stops
                 self.failure = self.failure or exc
+        async with reusing():  # the swap's last connection moves the sequences too
+            await self._after_chunks(ctx, plan)
+        if self.failure is not None:
+            status: RunStatus = "FAILED"
+        elif self.watermark.complete:
+            status = "SUCCEEDED"
+        else:
+            status = "STOPPED"
+        await self._finish(store, status)
+        return self._result(status, resumed)
+
+    async def _after_chunks(self, ctx: JobContext, plan: Plan) -> None:
+        """A full refresh's swap once every chunk committed, then the sequences (see 7, 8)."""
         if self.failure is None and self.watermark.complete and self.spec.mode == "full_refresh":
             try:  # every chunk is in the new table: swap it in (a no-op once it committed)
                 await retrying(lambda: self.target.swap(ctx), ctx.policy, what="swap new table in")
@@ -292,14 +305,6 @@ class _JobRun:
                                what="advance sequences")  # fmt: skip
             except AsyncEtlError as exc:  # the rows are right; the user's next INSERT may not be
                 log.warning("sequences_not_advanced", error=exc.message)
-        if self.failure is not None:
-            status: RunStatus = "FAILED"
-        elif self.watermark.complete:
-            status = "SUCCEEDED"
-        else:
-            status = "STOPPED"
-        await self._finish(store, status)
-        return self._result(status, resumed)
 
     async def _prepare_and_survey(
         self, ctx: JobContext, store: StateStore, decision: Decision
