@@ -49,14 +49,22 @@ PG_TYPES = (
 """Source column types a job maps to CrateDB types (unknown ones become TEXT)."""
 
 _GEN = {"bigint": "sequence", "int": "int", "double": "uniform", "text": "name",
-        "bool": "bool", "timestamptz": "timestamp", "uuid": "uuid", "json": "json"}  # fmt: skip
+        "bool": "bool", "timestamptz": "timestamp", "uuid": "uuid", "json": "json",
+        "char": "constant"}  # fmt: skip
+_PARAMS: dict[str, dict[str, object]] = {"char": {"value": "", "width": 84}}
+"""Parameters a type's generator needs (``char`` is filled by ``constant``)."""
 
 
 def bench_statements() -> Iterator[str]:
     """The bench sinks' statements: DDL, inserts (first and re-sent), refresh, max, count."""
     every_type = Schema(
         tuple(
-            column("id" if i == 0 else f"c_{t}", t, "sequence" if i == 0 else _GEN.get(t, "name"))
+            column(
+                "id" if i == 0 else f"c_{t}",
+                t,
+                "sequence" if i == 0 else _GEN.get(t, "name"),
+                **({} if i == 0 else _PARAMS.get(t, {})),
+            )
             for i, t in enumerate(["bigint", *sorted(COLUMN_TYPES - {"bigint"})])
         )
     )
