@@ -19,6 +19,7 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
   21-column rows into PostgreSQL: how late the ticker wakes (p50 / p99 / max, ms), and the
   longest single loop step in CPU time; the same ticker alone for a second first, as the
   machine's own floor (a shared, loaded machine wakes a sleeper late by itself).
+* ``lag_crate`` — the same into the counting stand-in (bodies gzipped, as by default).
 
 Usage::
 
@@ -149,16 +150,21 @@ def start_standin() -> tuple[subprocess.Popen[bytes], str]:
     return server, f"http://127.0.0.1:{port}"
 
 
+async def _ready(session: aiohttp.ClientSession, url: str) -> None:
+    """Wait (10 s at most) until the stand-in at ``url`` answers."""
+    for _ in range(100):
+        try:
+            async with session.get(url + "/"):
+                return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.1)
+
+
 async def crate_section(n: int) -> dict[str, Any]:
     server, url = start_standin()
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    async with session.get(url + "/"):
-                        break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+            await _ready(session, url)
             ddl = "CREATE TABLE bw (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, at TIMESTAMP)"
             await session.post(url + "/_sql", json={"stmt": ddl})
         data = rows(n)
@@ -294,10 +300,12 @@ async def _ticking(
 
 
 async def lag_section(dsn: str, n: int) -> dict[str, Any]:
+    """The host loop's lag while the writer fills ``bw_wide`` at ``dsn`` (PostgreSQL or CrateDB)."""
     cols = {f"c{i}": ("bigint" if i % 2 else "text") for i in range(20)} | {"id": "bigint"}
-    conn = await asyncpg.connect(dsn)
-    await conn.execute("DROP TABLE IF EXISTS bw_wide")
-    await conn.close()
+    if dsn.startswith("postgres"):
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("DROP TABLE IF EXISTS bw_wide")
+        await conn.close()
     wide = [
         tuple([i] + [(i * k if k % 2 else f"value-{i}-{k}-xxxxxxxxxxxx") for k in range(20)])
         for i in range(n)
@@ -328,11 +336,23 @@ async def lag_section(dsn: str, n: int) -> dict[str, Any]:
     }
 
 
+async def lag_crate_section(n: int) -> dict[str, Any]:
+    """``lag_section`` into the counting stand-in: bodies gzipped by default, in the loop."""
+    server, url = start_standin()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _ready(session, url)
+        return await lag_section(url, n)
+    finally:
+        server.terminate()
+        server.wait()
+
+
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--rows", type=int, default=200_000)
-    p.add_argument("--only", default="pg,crate,write_cost,lag")
+    p.add_argument("--only", default="pg,crate,write_cost,lag,lag_crate")
     p.add_argument("--out", type=Path, default=OUT, help="where the JSON goes")
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -349,6 +369,9 @@ async def main() -> None:
     if "lag" in only:
         out["lag"] = await lag_section(args.dsn, args.rows // 2)
         print(json.dumps({"lag": out["lag"]}), flush=True)
+    if "lag_crate" in only:
+        out["lag_crate"] = await lag_crate_section(args.rows // 2)
+        print(json.dumps({"lag_crate": out["lag_crate"]}), flush=True)
     out["load_avg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
