@@ -70,7 +70,7 @@ class EncodedBatch:
     payload: bytes
     wire: WireFormat
     rows: int = -1  # rows in payload when it is a subset of ``ids`` (a retry); -1 = ids.count
-    keys: tuple[int, ...] | None = None  # the payload's row ids in order, when not its first value
+    keys: tuple[int, ...] | range | None = None  # the payload's row ids, when not its first value
 
     @property
     def row_count(self) -> int:

@@ -139,9 +139,8 @@ class BatchSender:
             wire = RecordsBatch(batch.ids, b"", self._sink.wire, records=batch.rows)
         else:
             ids, kept = batch.ids, encoded.kept
-            if len(kept) == ids.count:  # every row kept (the usual case)
-                keys = tuple(range(ids.start, ids.stop))
-            else:
+            keys: tuple[int, ...] | range = range(ids.start, ids.stop)  # every row kept
+            if len(kept) != ids.count:
                 keys = tuple(map(ids.start.__add__, kept))
             wire = EncodedBatch(ids, encoded.payload, self._sink.wire, keys=keys)
         d = Delivery(wire, self._stats, self._policy)

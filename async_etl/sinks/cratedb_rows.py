@@ -171,7 +171,7 @@ class CrateRowsSink(CrateDBSink):
             body = await self._body(records)
         except TypeError:
             return encoded_again(batch, self.encode(records), self.wire)
-        keys = tuple(range(batch.ids.start, batch.ids.stop))
+        keys = range(batch.ids.start, batch.ids.stop)  # not a tuple of 5,000 ints a batch
         return await super().send(EncodedBatch(batch.ids, body, self.wire, keys=keys), attempt)
 
     async def _body(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
