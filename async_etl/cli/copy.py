@@ -19,6 +19,7 @@ from typing import Any
 
 from async_etl.cli.help import add_command
 from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute, with_flags
+from async_etl.core.scd_sql_common import quote
 from async_etl.core.urls import dialect_of
 from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.jobs.spec import JobSpec, parse_job
@@ -119,31 +120,41 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)
 """The primary key columns of a PostgreSQL table, in key order (none: no table or no key)."""
 
 
-async def source_primary_key(url: str, table: str) -> tuple[str, ...] | None:
-    """The primary key of ``table`` at the PostgreSQL ``url``; None when it cannot be read."""
+async def source_primary_key(url: str, table: str) -> tuple[str, ...] | str:
+    """The primary key of ``table`` at the PostgreSQL ``url``, or why it cannot be read.
+
+    ``table`` is the job's ``[source] table``, as typed: quoted as the job quotes it, so
+    ``MiXed`` is the table ``"MiXed"``, never ``mixed``.  The reason (a string) names an
+    unreachable source (URL masked), a missing table or a failed look-up, for the loader's
+    one-line refusal of a missing ``--key``.
+    """
     from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect_job
 
     try:
-        conn = await connect_job(url, "copy-key")
-    except AsyncEtlError:
-        return None  # the run reports the connection; the loader asks for --key
+        relation = quote(table)
+    except ValueError:
+        return "not a table name"  # the loader names the bad identifier itself
     try:
-        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
-            return None  # no such table: the run names it
-        return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, table))
-    except PG_ERRORS:  # a failed look-up leaves the key to --key
-        return None
+        conn = await connect_job(url, "copy-key")
+    except AsyncEtlError as exc:
+        return exc.message
+    try:
+        if await conn.fetchval("SELECT to_regclass($1)", relation) is None:
+            return "no such table"
+        return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, relation))
+    except PG_ERRORS as exc:  # a failed look-up leaves the key to --key
+        return f"{type(exc).__name__}: {exc}"
     finally:
         await close_quietly(conn)
 
 
-def _default_key(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """The source table's primary key: ``()`` when it has none, None when unreadable.
+def _default_key(args: argparse.Namespace) -> tuple[str, ...] | str:
+    """The source table's primary key (``()`` when it has none), or why it is unreadable.
 
     Unreadable: no such table, an unreachable source, or a source that is not PostgreSQL.
     """
     if dialect_of(args.source) != "postgresql":
-        return None
+        return "the source is not PostgreSQL"
     return asyncio.run(source_primary_key(args.source, args.source_table))
 
 
@@ -154,7 +165,7 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     """
     looked_up = args.key is None and not os.environ.get("ASYNC_ETL_SOURCE_KEY")
     found = _default_key(args) if looked_up else None
-    if found:
+    if isinstance(found, tuple) and found:
         args = argparse.Namespace(**{**vars(args), "key": ",".join(found)})
     text = job_text(args)
     try:
@@ -167,7 +178,8 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
             message += (
                 f": {args.source_table} has no primary key to default to"
                 if found == ()
-                else f": the primary key of {args.source_table} could not be read to default to"
+                else f": the primary key of {args.source_table} could not be read to default "
+                f"to ({found})"
             )
         err = ConfigError(message)
         err.kind = exc.kind
