@@ -95,6 +95,8 @@ class BenchSettings:
             f"{self.concurrency_min}-{self.concurrency_max}",
         )
         _check(self.generators >= 0, "--generators", "must be >= 0", self.generators)
+        _check(self.generators <= most, "--generators",
+               f"at most {most} ({PROCESSES_PER_CPU} per CPU here)", self.generators)  # fmt: skip
         _check(self.max_retries >= 0, "--max-retries", "must be >= 0", self.max_retries)
         _check(self.payload_bytes >= 0, "--payload-bytes", "must be >= 0", self.payload_bytes)
         _check(self.report_interval > 0, "--report-interval", "must be > 0", self.report_interval)
@@ -171,13 +173,14 @@ class BenchSettings:
 
 
 PROCESSES_PER_CPU = 4
-"""``--processes`` is refused above this many worker processes per CPU: each is a Python
-interpreter with its own event loop and sink connections, so a mistyped N (``100000``) would
-fork-bomb the machine before the first unit; more workers than cores only add contention."""
+"""``--processes`` and ``-j`` / ``--generators`` are refused above this many processes per CPU:
+each is a Python interpreter (a worker with its own event loop and sink connections, or a
+generator), started before the first batch, so a mistyped N (``100000``) would fork-bomb the
+machine; more processes than cores only add contention."""
 
 
 def max_processes() -> int:
-    """The most ``--processes`` this machine accepts (``PROCESSES_PER_CPU`` per CPU)."""
+    """The most ``--processes`` (or ``-j``) this machine accepts (``PROCESSES_PER_CPU`` per CPU)."""
     return PROCESSES_PER_CPU * (os.cpu_count() or 1)
 
 

@@ -191,11 +191,14 @@ def test_settings_the_workers_would_ignore_are_refused(
 
 
 def test_more_worker_processes_than_four_per_cpu_are_refused_before_any_starts() -> None:
-    """--processes 100000 is one line naming the limit (it spawned until the machine choked)."""
+    """--processes / -j 100000: one line naming the limit (they spawned until the host choked)."""
     with pytest.raises(ConfigError, match=r"--processes: at most \d+ \(4 per CPU here\)"):
         BenchSettings(sink="null://", processes=100_000)
+    with pytest.raises(ConfigError, match=r"--generators: at most \d+ \(4 per CPU here\)"):
+        BenchSettings(sink="null://", generators=100_000)
     most = 4 * (os.cpu_count() or 1)
     assert BenchSettings(sink="null://", processes=most).processes == most
+    assert BenchSettings(sink="null://", generators=most).generators == most
 
 
 def test_a_killed_parent_leaves_no_worker_behind() -> None:
