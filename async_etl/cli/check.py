@@ -1,16 +1,17 @@
-"""``async-etl check JOB.toml|PLAN.toml``: a dry run that validates, connects and explains.
+"""``async-etl check JOB.toml|PLAN.toml|-``: a dry run that validates, connects and explains.
 
 For a job: the estimate, the chunk plan, the statement that reads each chunk, the statements
 each chunk runs on the target and, for a full refresh, the swap at the end.  For a plan: that
 for every mapper job, then the order the jobs would start in and a critical-path guess
-(estimated rows as each job's cost).  Writes nothing; a problem is one line on stderr
-(passwords masked).
+(estimated rows as each job's cost).  ``-`` reads a job file from stdin, as ``run -`` does.
+Writes nothing; a problem is one line on stderr (passwords masked).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from async_etl.core.dryrun import JobFacts, report
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.dryrun import check_job
-from async_etl.jobs.spec import JobSpec, load_job
+from async_etl.jobs.spec import JobSpec, load_job, parse_job
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
 
@@ -40,7 +41,8 @@ def register(sub: Any) -> None:
         exit_codes={0: "the job or plan would run as printed", 2: BAD_INPUT},
         env=run.ENVIRONMENT,
     )
-    p.add_argument("file", metavar="JOB_OR_PLAN.toml", help="a job file or a plan file")
+    p.add_argument("file", metavar="JOB_OR_PLAN.toml",
+                   help="a job file or a plan file ('-': a job file from stdin)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a job-file key (repeatable)")  # fmt: skip
@@ -68,7 +70,7 @@ def plan_lines(deps: Mapping[str, Sequence[str]], rows: Mapping[str, int]) -> li
 
 def main(args: argparse.Namespace) -> int:
     """Check the job or plan file; returns 0 (``ConfigError`` gives exit status 2)."""
-    if is_plan(args.file):
+    if args.file != "-" and is_plan(args.file):
         if args.overrides:
             raise ConfigError("--set: only for a job file, not a plan")
         plan = load_plan(args.file)
@@ -83,11 +85,30 @@ def main(args: argparse.Namespace) -> int:
                 print(f"job {job.name}: synthetic ({job.synthetic}), nothing to check")
         print("\n".join(plan_lines(plan.deps(), rows)))
     else:
-        spec = load_job(args.file, overrides=args.overrides, env=os.environ)
+        spec = _job(args)
         (facts_one,) = loop.run(lambda: _check_all([spec]), use_uvloop=False)
         print("\n".join(report(facts_one)))
     print("check: OK, nothing was written")
     return 0
+
+
+def _job(args: argparse.Namespace) -> JobSpec:
+    """The job file named by ``args.file``, or read from stdin for ``-`` (as ``run -``).
+
+    Raises ``ConfigError`` for a bad job, and for a plan on stdin (its ``file =`` paths are
+    relative to the plan file's own folder, which stdin does not have).
+    """
+    if args.file != "-":
+        return load_job(args.file, overrides=args.overrides, env=os.environ)
+    text = sys.stdin.read()
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        doc = {}  # the job loader reports the problem in its own words
+    if isinstance(doc.get("jobs"), list):
+        raise ConfigError("check -: a plan cannot come from stdin (its job paths are relative "
+                          "to its file); give its path")  # fmt: skip
+    return parse_job(text, path="<stdin>", overrides=args.overrides, env=os.environ)
 
 
 async def _check_all(specs: list[JobSpec]) -> list[JobFacts]:

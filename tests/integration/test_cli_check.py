@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from tests.integration.jobs_helpers import (
+    cli,
     history,
     job_toml,
     load_source,
@@ -111,3 +115,22 @@ async def test_check_bad_job_is_one_line_exit_2(pg_dsn: str, tmp_path: Path) -> 
     code, out, err = await run_cli("check", str(write(tmp_path, "x.toml", text)))
     assert code == 2
     assert err.count("\n") == 1 and "zz" in err and out == ""
+
+
+async def test_check_dash_reads_the_job_from_stdin_as_run_does(pg_dsn: str) -> None:
+    """`check -` explains the job piped in (it said "cannot read it: '-'"); a plan is one line."""
+    await load_source(pg_dsn, history(seed=7, n_keys=60, runs=1)[0])
+    text = job_toml("s", pg_dsn, "dw.s", chunk_size=20)
+
+    def check(stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cli("check", "-"), input=stdin, capture_output=True, text=True,
+                              env=dict(os.environ), timeout=60)  # fmt: skip
+
+    before = await footprint(pg_dsn)
+    done = await asyncio.to_thread(check, text)
+    assert done.returncode == 0, done.stderr
+    assert "job s" in done.stdout and done.stdout.rstrip().endswith("nothing was written")
+    assert await footprint(pg_dsn) == before
+    plan = await asyncio.to_thread(check, '[[jobs]]\nname = "a"\nfile = "a.toml"\n')
+    assert plan.returncode == 2 and plan.stderr.count("\n") == 1, plan.stderr
+    assert "a plan cannot come from stdin" in plan.stderr
