@@ -165,6 +165,8 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
 
 def ray_executor(address: str | None, actors: int | None) -> RayChunks | None:
     """``--ray``: join the cluster now (one line, exit 2 if it cannot be), then the executor."""
+    if address is None and actors is None:
+        return None  # without --ray its module is not even imported
     from async_etl.runtime.ray_cluster import join_cluster
 
     cluster = join_cluster(address, actors)

@@ -63,6 +63,8 @@ UNUSED_MODULES_ON_A_PG_COPY = (
     "async_etl.core.scd",  # the Python SCD model (CrateDB / Oracle targets hold rows in Python)
     "async_etl.drivers.oracle",  # an Oracle source's connection
     "difflib",  # "did you mean" for a refused value
+    "async_etl.runtime.ray_cluster",  # --ray only
+    "shutil",  # argparse's terminal width: read without it (and its compression modules)
 )
 """Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
 
@@ -107,7 +109,7 @@ async def test_a_copy_imports_no_driver_or_tool_it_does_not_use(pg_dsn: str) -> 
 
 
 async def test_a_copy_loads_no_module_or_pattern_of_another_path(pg_dsn: str) -> None:
-    """A 10-row ``copy`` never imports the SCD model, the Oracle driver or difflib."""
+    """A 10-row ``copy`` imports no SCD model, Oracle driver, difflib, Ray module or shutil."""
     done = await _copy_process(pg_dsn, ALL_MODULES_AT_EXIT)
     imported = _imported(done.stderr)
     assert {"async_etl.jobs.pg_driver", "async_etl.core.sqltext"} <= imported

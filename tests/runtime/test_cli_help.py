@@ -8,7 +8,7 @@ import pytest
 
 from async_etl.cli import build_parser, main, subcommands
 from async_etl.cli.completion import SHELLS, script
-from async_etl.cli.help import fill
+from async_etl.cli.help import HelpFormatter, fill
 
 COMMANDS = sorted(subcommands(build_parser()))
 
@@ -131,3 +131,22 @@ def test_completion_refuses_an_unknown_shell(capsys: pytest.CaptureFixture[str])
         main(["completion", "fish"])
     assert caught.value.code == 2
     assert "invalid choice: 'fish'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("columns", "width"), [("100", 98), ("0", None), ("wide", None), (None, None)]
+)
+def test_help_width_is_the_one_shutil_would_give(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None, width: int | None
+) -> None:
+    """The formatter's width is ``shutil.get_terminal_size().columns - 2``, as argparse's is."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    expected = shutil.get_terminal_size().columns - 2
+    assert width is None or width == expected
+    assert HelpFormatter("async-etl")._width == expected
+    assert subcommands(build_parser())["copy"]._get_formatter()._width == expected
