@@ -65,6 +65,8 @@ UNUSED_MODULES_ON_A_PG_COPY = (
     "difflib",  # "did you mean" for a refused value
     "async_etl.runtime.ray_cluster",  # --ray only
     "shutil",  # argparse's terminal width: read without it (and its compression modules)
+    "async_etl.jobs.coltypes",  # CrateDB / Oracle column types (schema drift's mapping)
+    "async_etl.core.exact",  # exact values for CrateDB / Oracle
 )
 """Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
 
@@ -109,7 +111,7 @@ async def test_a_copy_imports_no_driver_or_tool_it_does_not_use(pg_dsn: str) -> 
 
 
 async def test_a_copy_loads_no_module_or_pattern_of_another_path(pg_dsn: str) -> None:
-    """A 10-row ``copy`` imports no SCD model, Oracle driver, difflib, Ray module or shutil."""
+    """A 10-row ``copy`` imports no SCD model, Oracle or CrateDB types, Ray or shutil."""
     done = await _copy_process(pg_dsn, ALL_MODULES_AT_EXIT)
     imported = _imported(done.stderr)
     assert {"async_etl.jobs.pg_driver", "async_etl.core.sqltext"} <= imported
