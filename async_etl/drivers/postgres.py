@@ -13,6 +13,10 @@ error, a bad client setting as a ``ConfigError``.
 - ``reusing`` is a block (preflight's sequential reads) inside which ``pg_connection`` keeps its
   last connection open for the next call to the same database, instead of closing it and
   opening another (2-4 ms each on a local server);
+- ``Shelf`` / ``shelved``: the connections a run's chunks leave behind, kept open (budget token
+  held) for the next chunk to take instead of connecting again; a block that failed, or left a
+  transaction open, closes its connection instead, and a block outside ``shelved`` (a chunk's
+  retry) connects afresh;
 - ``pooled`` borrows a connection of an asyncpg pool and terminates it, rather than reusing it,
   when an operation on it broke;
 - ``is_data_error`` tells an error about a row's content (SQLSTATE classes 22 and 23) from the
@@ -27,8 +31,8 @@ error, a bad client setting as a ``ConfigError``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
@@ -54,6 +58,7 @@ __all__ = [
     "Connection",
     "Pool",
     "PostgresError",
+    "Shelf",
     "UniqueViolation",
     "close_quietly",
     "connect",
@@ -64,6 +69,7 @@ __all__ = [
     "pg_connection",
     "pooled",
     "reusing",
+    "shelved",
     "translate_pg",
     "use_exact_codecs",
 ]
@@ -286,6 +292,79 @@ async def let_go() -> None:
         await kept.drop()
 
 
+_Key = tuple[str, str, Holder]
+"""What a kept connection is for: (URL, application name, budget holder)."""
+
+
+class Shelf:
+    """Connections a run's chunks gave back, open with their budget tokens, for the next chunk.
+
+    ``keep()`` bounds the idle connections per (URL, application name, holder): the run's
+    worker limit, so a shelf never holds more than the chunks in flight held, and connections
+    above a lowered limit are closed as they come back.  ``take`` skips a connection that is
+    closed (a terminated backend whose socket ended); ``give_back`` closes a connection whose
+    block failed, left a transaction open, or came back after ``aclose``.  Used only through
+    ``shelved``; ``aclose`` (the end of the run's chunks) closes every idle one.  One event
+    loop, no lock: every method runs between awaits of that loop.
+    """
+
+    def __init__(self, keep: Callable[[], int]) -> None:
+        self.keep = keep
+        self.closed = False
+        self._idle: dict[_Key, list[tuple[Any, AsyncExitStack]]] = {}
+
+    async def take(self, key: _Key) -> tuple[Any, AsyncExitStack]:
+        """An idle open connection for ``key`` and its token, else a new one (errors translated)."""
+        idle = self._idle.get(key, [])
+        while idle:
+            conn, token = idle.pop()
+            if not conn.is_closed():
+                return conn, token
+            await _release(conn, token)
+        url, app, holder = key
+        token = AsyncExitStack()
+        await token.enter_async_context(holder(url))
+        try:
+            return await connect_job(url, app), token
+        except BaseException:
+            await token.aclose()
+            raise
+
+    async def give_back(self, key: _Key, conn: Any, token: AsyncExitStack, *, broken: bool) -> None:
+        """Keep ``conn`` idle for the next chunk, or close it (see the class)."""
+        idle = self._idle.setdefault(key, [])
+        if broken or self.closed or conn.is_closed() or conn.is_in_transaction():
+            await _release(conn, token)
+            return
+        idle.append((conn, token))
+        while len(idle) > max(self.keep(), 0):
+            await _release(*idle.pop(0))
+
+    async def aclose(self) -> None:
+        """Close every idle connection and give its token back; later ones are closed as given."""
+        self.closed = True
+        for idle in self._idle.values():
+            while idle:
+                await _release(*idle.pop())
+
+
+_SHELF: ContextVar[Shelf | None] = ContextVar("async_etl_pg_shelf", default=None)
+
+
+@contextmanager
+def shelved(shelf: Shelf | None) -> Iterator[None]:
+    """Inside, this task's ``pg_connection`` calls take from and give back to ``shelf``.
+
+    ``None``: they connect afresh (a chunk's retry after a failure, which may have been a
+    terminated backend, never gets a connection kept from before it).
+    """
+    token = _SHELF.set(shelf)
+    try:
+        yield
+    finally:
+        _SHELF.reset(token)
+
+
 @asynccontextmanager
 async def pg_connection(
     url: str,
@@ -302,14 +381,19 @@ async def pg_connection(
     masked URL) and chained to the driver's exception.  With ``translate_inside=False`` what
     the block raises passes unchanged: a source adapter translates its own reads, and another
     connection's error belongs to that connection's boundary.  Inside a ``reusing`` block the
-    connection may be the one the previous call used (see there).
+    connection may be the one the previous call used (see there); inside ``shelved``, one a
+    previous chunk gave back (see ``Shelf``).
     """
     label = where or f"PostgreSQL {mask_url(url)}"
     kept = _KEPT.get()
     shared = kept if kept is not None and kept.usable() else None
+    shelf = _SHELF.get() if shared is None else None
+    key = (url, app, holder)
     async with AsyncExitStack() as stack:
         if shared is not None:
             conn = await shared.take(url, holder, app)
+        elif shelf is not None:
+            conn, token = await shelf.take(key)
         else:
             await stack.enter_async_context(holder(url))
             conn = await connect_job(url, app)
@@ -326,6 +410,8 @@ async def pg_connection(
         finally:
             if shared is not None:
                 await shared.give_back(broken=broken)
+            elif shelf is not None:
+                await shelf.give_back(key, conn, token, broken=broken)
             else:
                 await close_quietly(conn)
 

@@ -9,10 +9,13 @@ Theory of operation
    every round trip of steps 1, 2 and 5 (and the state store's) is retried on a transient
    failure with the run's policy (``JobOptions.retry``), reconnecting each time;
 3. chunks run in key order, at most ``workers`` in flight (a ``CapacityLimiter``; one task per
-   chunk in one task group), each on its own connections taken from the ``ConnectionBudget``
-   and closed after.  A transient failure retries the whole chunk (its transaction was rolled
-   back) after an exponential backoff with full jitter; anything else fails the run, lets the
-   chunks in flight finish, and starts no more;
+   chunk in one task group), each on its own connections taken from the ``ConnectionBudget``.
+   A chunk that committed leaves its PostgreSQL connections open on the run's ``Shelf`` for
+   the next chunk's first attempt (at most ``workers`` idle per database; all closed when the
+   chunks end); a failed attempt closes them.  A transient failure retries the whole chunk
+   (its transaction was rolled back), on fresh connections, after an exponential backoff with
+   full jitter; anything else fails the run, lets the chunks in flight finish, and starts no
+   more;
 4. a stop (the ``stop`` event, SIGINT/SIGTERM in the CLI, or ``async-etl stop`` polled from the
    state store before each chunk and every half second) starts no more chunks; chunks in
    flight finish, or roll back at their next safe point (between batches);
@@ -37,7 +40,7 @@ error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +53,7 @@ from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
-from async_etl.drivers.postgres import reusing
+from async_etl.drivers.postgres import Shelf, reusing, shelved
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
@@ -166,6 +169,7 @@ class _JobRun:
         self.rates: RateMeter | None = None
         self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
         self.executor: ChunkExecutor | None = None  # None: chunks run here, by the target driver
+        self.shelf: Shelf | None = None  # the chunks' idle connections while they run
 
     async def execute(self) -> JobResult:
         store = StateStore(
@@ -354,12 +358,27 @@ class _JobRun:
     async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
         todo = remaining(plan.plan, plan.committed)
         limiter = anyio.CapacityLimiter(plan.workers)
+        self.shelf = Shelf(lambda: int(limiter.total_tokens))
+        try:
+            await self._dispatch(ctx, store, todo, limiter, plan.workers)
+        finally:
+            await self.shelf.aclose()
+
+    async def _dispatch(
+        self,
+        ctx: JobContext,
+        store: StateStore,
+        todo: Sequence[Chunk],
+        limiter: anyio.CapacityLimiter,
+        workers: int,
+    ) -> None:
+        """Start each chunk of ``todo`` as ``limiter`` allows; return when all have ended."""
         par = self.spec.parallel
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watch_stop, ctx, store)
-            if par.adaptive and plan.workers > 1:  # chunk latency drives the worker count
-                low = min(par.min_workers, plan.workers)
-                bounds = AdaptiveSettings(minimum=low, maximum=plan.workers, initial=low)
+            if par.adaptive and workers > 1:  # chunk latency drives the worker count
+                low = min(par.min_workers, workers)
+                bounds = AdaptiveSettings(minimum=low, maximum=workers, initial=low)
                 adapt = AdaptiveLimit(bounds, limiter)
                 outer.start_soon(adapt.run, self.chunk_stats, time.perf_counter)
             async with anyio.create_task_group() as tg:
@@ -420,14 +439,19 @@ class _JobRun:
             self.failure = exc
 
     async def _attempts(self, ctx: JobContext, chunk: Chunk) -> ChunkResult:
+        tries = 0
+
         async def attempt() -> ChunkResult:
+            nonlocal tries
+            tries += 1
             ctx.check_stop()
             t0 = time.perf_counter()
             try:
                 if self.executor is not None:
                     result = await self.executor.run_chunk(ctx, chunk, self.source)
-                else:
-                    result = await self.target.run_chunk(ctx, chunk, self.source)
+                else:  # a retry never takes a connection kept from before the failure
+                    with shelved(self.shelf if tries == 1 else None):
+                        result = await self.target.run_chunk(ctx, chunk, self.source)
             except StopRequested:
                 raise
             except AsyncEtlError as exc:

@@ -6,6 +6,8 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from async_etl.core import scd_sql_pg as pg
+from async_etl.core.specs import ScdSpec
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
@@ -38,6 +40,16 @@ async def test_auto_workers_load_every_row_and_stay_within_bounds(pg_dsn: str) -
     conn = await asyncpg.connect(pg_dsn)
     try:
         await conn.execute("CREATE TABLE src (id int, v text); CREATE SCHEMA dw")
+        # 10 ms per chunk in the target: the run outlasts the controller's first windows
+        # however fast a chunk's own work is (chunks reuse their connections)
+        cols = ScdSpec(type=1, business_key=("id",)).resolve(["id", "v"])
+        for st in pg.target_ddl("dw.out", [("id", "integer"), ("v", "text")], cols):
+            await conn.execute(st.text)
+        await conn.execute(
+            "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(0.01); RETURN NULL; END $$; "
+            "CREATE TRIGGER nap BEFORE INSERT ON dw.out FOR EACH STATEMENT EXECUTE FUNCTION nap()"
+        )
         await conn.executemany(
             "INSERT INTO src VALUES ($1, $2)", [(i, f"v{i}") for i in range(ROWS)]
         )

@@ -1,0 +1,93 @@
+"""How chunks use their sessions (real PostgreSQL): kept connections, fresh ones on a retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from async_etl.core import scd_sql_pg as pg
+from async_etl.drivers import postgres
+from async_etl.errors import TransientLoadError
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.pg_driver import PgTarget
+from async_etl.jobs.runner import run_job
+from tests.integration.jobs_helpers import (
+    COLUMNS,
+    at,
+    cols_of,
+    history,
+    job_toml,
+    load_source,
+    norm,
+    reference,
+    spec_of,
+    table_rows,
+)
+
+
+async def logged_target(dsn: str, table: str) -> None:
+    """Pre-create ``table``; each INSERT statement into it logs its backend and commit mode."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for st in pg.target_ddl(table, COLUMNS, cols_of(2)):
+            await conn.execute(st.text)
+        await conn.execute("CREATE TABLE public.chunk_pids (pid integer, sync text)")
+        await conn.execute(
+            "CREATE FUNCTION public.log_pid() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO public.chunk_pids VALUES (pg_backend_pid(), "
+            "current_setting('synchronous_commit')); RETURN NULL; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER log_pid AFTER INSERT ON {table} FOR EACH STATEMENT "
+            "EXECUTE FUNCTION public.log_pid()"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_chunks_reuse_their_workers_connections(pg_dsn: str) -> None:
+    """A dozen chunks on 2 workers commit through at most 2 target backends, all correct."""
+    states = history(seed=21, n_keys=600, runs=1)
+    await load_source(pg_dsn, states[0])
+    await logged_target(pg_dsn, "dw.dim")
+    spec = spec_of(job_toml("reuse", pg_dsn, "dw.dim", workers=2, chunk_size=30))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "SUCCEEDED", result.error
+    assert result.chunks_total >= 10
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        statements, backends = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT pid) FROM public.chunk_pids"
+        )
+    finally:
+        await conn.close()
+    assert statements == result.chunks_total and 1 <= backends <= 2, (statements, backends)
+    got = await table_rows(pg_dsn, "dw.dim")
+    assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
+
+
+async def test_a_retried_chunk_takes_no_kept_connection(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's first attempt runs on the run's shelf; its retry after a failure does not."""
+    states = history(seed=22, n_keys=300, runs=1)
+    await load_source(pg_dsn, states[0])
+    seen: list[tuple[int, bool]] = []  # (chunk, whether the attempt could take kept ones)
+    real = PgTarget.run_chunk
+
+    async def flaky(self: PgTarget, ctx: Any, chunk: Any, source: Any) -> Any:
+        seen.append((chunk.index, postgres._SHELF.get() is not None))
+        if chunk.index == 1 and len([s for s in seen if s[0] == 1]) == 1:
+            raise TransientLoadError("connection lost (injected)")
+        return await real(self, ctx, chunk, source)
+
+    monkeypatch.setattr(PgTarget, "run_chunk", flaky)
+    spec = spec_of(job_toml("retry", pg_dsn, "dw.dim", workers=2, chunk_size=40))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "SUCCEEDED", result.error
+    assert [s for s in seen if s[0] == 1] == [(1, True), (1, False)]
+    assert all(kept for index, kept in seen if index != 1)
+    got = await table_rows(pg_dsn, "dw.dim")
+    assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))

@@ -1,0 +1,160 @@
+"""``drivers.postgres.Shelf``: chunks' connections kept open between chunks, on fakes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from async_etl.drivers import postgres
+from async_etl.drivers.postgres import Shelf, pg_connection, shelved
+
+URL = "postgresql://u@h/db"
+
+
+class FakeConn:
+    """Just what ``pg_connection`` and ``Shelf`` ask of an asyncpg connection."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.closed = False
+        self.in_transaction = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def is_in_transaction(self) -> bool:
+        return self.in_transaction
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def terminate(self) -> None:
+        self.closed = True
+
+
+class Tokens:
+    """A ``Holder`` counting the budget tokens it holds."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    @asynccontextmanager
+    async def __call__(self, url: str) -> AsyncIterator[None]:
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeConn]]:
+    """Every connection ``connect_job`` opened, in order (fakes, no server)."""
+    made: list[FakeConn] = []
+
+    async def connect_job(url: str, app: str) -> FakeConn:
+        made.append(FakeConn(len(made)))
+        return made[-1]
+
+    monkeypatch.setattr(postgres, "connect_job", connect_job)
+    yield made
+
+
+async def use(holder: Tokens, app: str = "job:run", fail: bool = False) -> Any:
+    """One ``pg_connection`` block; raises ``ValueError`` inside it when ``fail``."""
+    async with pg_connection(URL, holder, app=app) as conn:
+        if fail:
+            raise ValueError("boom")
+        return conn
+
+
+async def test_a_clean_block_leaves_its_connection_for_the_next(opened: list[FakeConn]) -> None:
+    """Two blocks in turn share one connection; its token is held while idle, freed at aclose."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        first = await use(holder)
+        assert holder.held == 1 and not first.closed
+        second = await use(holder)
+    assert first is second and len(opened) == 1
+    await shelf.aclose()
+    assert first.closed and holder.held == 0
+
+
+async def test_a_failed_block_closes_its_connection(opened: list[FakeConn]) -> None:
+    """A block that raised closes its connection and frees its token; the next one connects."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        with pytest.raises(ValueError):
+            await use(holder, fail=True)
+        assert opened[0].closed and holder.held == 0
+        again = await use(holder)
+    assert again is opened[1]
+    await shelf.aclose()
+
+
+async def test_an_open_transaction_or_a_closed_connection_is_not_reused(
+    opened: list[FakeConn],
+) -> None:
+    """A block left in a transaction is closed; an idle one whose backend ended is skipped."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        async with pg_connection(URL, holder, app="job:run") as conn:
+            conn.in_transaction = True
+        assert conn.closed and holder.held == 0
+        kept = await use(holder)
+        kept.closed = True  # the server terminated it while it sat on the shelf
+        fresh = await use(holder)
+    assert fresh is not kept and len(opened) == 3 and holder.held == 1
+    await shelf.aclose()
+    assert holder.held == 0
+
+
+async def test_a_retry_outside_the_shelf_connects_afresh(opened: list[FakeConn]) -> None:
+    """``shelved(None)`` (a chunk's retry) neither takes a kept connection nor keeps its own."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        kept = await use(holder)
+        with shelved(None):
+            retry = await use(holder)
+        assert retry is not kept and retry.closed and not kept.closed
+    await shelf.aclose()
+    assert kept.closed and holder.held == 0
+
+
+async def test_idle_connections_are_bounded_by_keep(opened: list[FakeConn]) -> None:
+    """Three blocks at once, keep = 2: two stay idle, the third is closed as it comes back."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    both = anyio.Event()
+    inside = 0
+
+    async def block() -> None:
+        nonlocal inside
+        async with pg_connection(URL, holder, app="job:run"):
+            inside += 1
+            if inside == 3:
+                both.set()
+            await both.wait()
+
+    with shelved(shelf):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(block)
+    assert len(opened) == 3 and sum(c.closed for c in opened) == 1 and holder.held == 2
+    await shelf.aclose()
+    assert all(c.closed for c in opened) and holder.held == 0
+
+
+async def test_keys_are_kept_apart_and_a_late_give_back_is_closed(opened: list[FakeConn]) -> None:
+    """Another application name gets its own connection; one given back after aclose closes."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        a = await use(holder, app="job:run")
+        b = await use(holder, app="job:other")
+        assert a is not b
+        await shelf.aclose()
+        late = await use(holder, app="job:run")
+    assert late.closed and a.closed and b.closed and holder.held == 0
