@@ -1,6 +1,6 @@
 """The PostgreSQL target driver: one chunk = one transaction (stage, merge, checkpoint).
 
-Per chunk, on one fresh connection (one budget token), in ONE transaction:
+Per chunk, on one connection (one budget token), in ONE transaction:
 
 0. when the chunk's key range holds no row of the target yet (an initial load, a new key
    range, every chunk of a full refresh) and ``on_bad_row = "fail"``, the rows go straight
@@ -28,6 +28,16 @@ Per chunk, on one fresh connection (one budget token), in ONE transaction:
 4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database, with the
    incremental cursor the chunk covers: the job's cursor commits with the chunk's data;
 5. COMMIT.  A failure anywhere rolls everything back: no partial chunk is ever visible.
+   When the checkpoint is in the chunk's own transaction, the COMMIT does not wait for its
+   WAL to reach the disk (``SET LOCAL synchronous_commit = off``): a server crash can lose
+   a chunk only together with its checkpoint (the resumed run loads it again), and the
+   run's later synchronous commits on this database (the run row every ``UPDATE_EVERY``
+   chunks and at the end, a full refresh's swap) flush every chunk committed before them.
+   A checkpoint kept in another database waits for the flush, as before.
+
+The connection is the one the worker's previous chunk gave back when there is one
+(``drivers.postgres.Shelf``; a retry always connects afresh); a chunk leaves nothing on it
+but the TEMP staging table (its rows deleted at commit).
 
 Modes (``core.modes``): ``append`` COPYs (or, same database, ``INSERT ... SELECT``s) the
 chunk straight into the target, with no staging, comparison or key index (with
@@ -36,10 +46,11 @@ with its checkpoint; a ``full_refresh`` loads its new table like an initial load
 replaces the target with it in one transaction.  With ``on_bad_row = "fail"`` the new table is
 created without its unique indexes: every chunk is COPYed straight in with no emptiness check
 (a new run starts the table empty, and a chunk's rows are there only once it committed, in its
-own key range), and ``swap`` builds the indexes (at the same time, one connection each) before
-the transaction that drops and renames; building an index once costs less than maintaining it
-row by row, and a key the source holds twice fails the build, naming the key, with the old
-table untouched.
+own key range; nothing on the table can refuse a row, so no savepoint), and ``swap`` builds the
+indexes (at the same time, one connection each; each commits without waiting for its WAL flush,
+which the swap's commit waits for) before the transaction that drops and renames; building an
+index once costs less than maintaining it row by row, and a key the source holds twice fails
+the build, naming the key, with the old table untouched.
 """
 
 from __future__ import annotations
@@ -94,6 +105,9 @@ log = structlog.get_logger(__name__)
 
 INDEX_BUILD_MB = 256
 """``maintenance_work_mem`` (MB) shared by the builds of a loaded table's unique indexes."""
+
+NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
+"""This transaction's COMMIT does not wait for its WAL flush (a later synchronous one does)."""
 
 
 class PgTarget:
@@ -315,7 +329,10 @@ class PgTarget:
                 async with conn.transaction():
                     # the sort spills at the default 64MB: two SCD2 indexes on 1M rows built one
                     # after the other took 1.46 s at 64MB, 0.96 s at 256MB, 0.99 s in parallel
-                    await conn.execute(f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'")
+                    # a build lost in a crash is built again: the swap's commit waits the flush
+                    await conn.execute(
+                        f"SET LOCAL maintenance_work_mem = '{memory_mb}MB'; {NO_FLUSH_WAIT}"
+                    )
                     await conn.execute(st.text)
             except UniqueViolation:
                 bk = ctx.cols.business_key
@@ -331,6 +348,8 @@ class PgTarget:
         """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
         in_state = ctx.same_database(ctx.state_url, self.url)
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
+            if in_state:  # lost in a crash only with its checkpoint: no wait for the flush
+                await conn.execute(NO_FLUSH_WAIT)
             rows = await self._load_direct(ctx, conn, chunk, source)
             if rows is not None:
                 counts = {**dict.fromkeys(COUNTERS, 0), "inserted": rows}
@@ -383,11 +402,14 @@ class PgTarget:
         """Load the chunk straight into the target when ``_direct``; its rows (None: not done).
 
         Runs in a savepoint: a key read twice (a unique violation) rolls back to it and the
-        chunk goes through staging instead, whose duplicate check names the key.
+        chunk goes through staging instead, whose duplicate check names the key.  A full
+        refresh's new table with its indexes deferred has nothing to refuse a row: no savepoint.
         """
         if not await self._direct(ctx, conn, chunk):
             return None
         tail = () if ctx.spec.mode == "append" else ctx.cols.scd
+        if self.deferred:  # no unique index yet (``swap`` builds them): nothing can refuse
+            return await self._stage(ctx, conn, chunk, source, self.table, tail)
         try:
             async with conn.transaction():
                 return await self._stage(ctx, conn, chunk, source, self.table, tail)

@@ -1,4 +1,5 @@
-"""How chunks use their sessions (real PostgreSQL): kept connections, fresh ones on a retry."""
+"""How chunks use their sessions (real PostgreSQL): kept connections, fresh ones on a retry, and
+a commit that waits for its WAL flush only when the checkpoint is elsewhere."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from async_etl.errors import TransientLoadError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.runner import run_job
+from async_etl.testing.databases import fresh_database
 from tests.integration.jobs_helpers import (
     COLUMNS,
     at,
@@ -91,3 +93,25 @@ async def test_a_retried_chunk_takes_no_kept_connection(
     assert all(kept for index, kept in seen if index != 1)
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
+
+
+@pytest.mark.parametrize("state_elsewhere", [False, True])
+async def test_a_chunk_waits_for_its_flush_only_when_its_checkpoint_is_elsewhere(
+    pg_dsn: str, pg_server_dsn: str, state_elsewhere: bool
+) -> None:
+    """Checkpoint in the chunk's transaction: synchronous_commit off; state elsewhere: on."""
+    states = history(seed=23, n_keys=300, runs=1)
+    await load_source(pg_dsn, states[0])
+    await logged_target(pg_dsn, "dw.dim")
+    async with fresh_database(pg_server_dsn) as state_dsn:
+        extra = f'[state]\nurl = "{state_dsn}"' if state_elsewhere else ""
+        text = job_toml("flush", pg_dsn, "dw.dim", workers=2, chunk_size=40, extra=extra)
+        result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+    assert result.status == "SUCCEEDED", result.error
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        modes = [r[0] for r in await conn.fetch("SELECT sync FROM public.chunk_pids")]
+    finally:
+        await conn.close()
+    assert len(modes) == result.chunks_total
+    assert set(modes) == ({"on"} if state_elsewhere else {"off"})
