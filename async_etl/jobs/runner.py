@@ -177,6 +177,7 @@ class _JobRun:
             self.holder,
             app=f"{self.spec.name}:state",
             policy=self.options.retry,
+            job=self.spec.name,
         )
         try:
             decision, new_build = await self._open_and_preflight(store)

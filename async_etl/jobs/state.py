@@ -72,6 +72,10 @@ _TAKE_STARTING_STOP = (
 )
 
 
+_JOB_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('async-etl job:' || $1, 0))"
+"""Take the session-level advisory lock of job ``$1`` if free (True) or not (False)."""
+
+
 def starting_key(job: str) -> str:
     """The stop-request row asking ``job``'s starting run to stop (no run id exists yet)."""
     return f"starting:{job}"
@@ -113,15 +117,23 @@ class StateStore:
 
     Use as ``async with StateStore(url, budget, app=...) as store``.  Methods raise
     ``CheckpointError`` when the store fails for good, ``TransientError`` only after the
-    retries are spent.
+    retries are spent.  ``job``: the job whose run this store records; its connection then
+    holds the job's lock, and entering raises ``CheckpointError`` when another run holds it.
     """
 
     def __init__(
-        self, url: str, holder: Holder, *, app: str, policy: RetryPolicy | None = None
+        self,
+        url: str,
+        holder: Holder,
+        *,
+        app: str,
+        policy: RetryPolicy | None = None,
+        job: str | None = None,
     ) -> None:
         self.url = url
         self._holder = holder
         self._app = app
+        self._job = job
         self._policy = policy or RetryPolicy(max_retries=8, base=0.1, cap=3.0)
         self._conn: Any = None
         self._lock = anyio.Lock()
@@ -141,8 +153,8 @@ class StateStore:
         try:
             await self._stack.enter_async_context(self._holder(self.url))
             try:
-                self._conn = await retrying(lambda: connect_job(self.url, self._app),
-                                            self._policy, what="state store: connect")  # fmt: skip
+                self._conn = await retrying(self._connect, self._policy,
+                                            what="state store: connect")  # fmt: skip
             except BaseException:
                 await self._stack.aclose()
                 raise
@@ -161,7 +173,7 @@ class StateStore:
     async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
         async def once() -> T:
             if self._conn is None:
-                self._conn = await connect_job(self.url, self._app)
+                self._conn = await self._connect()
             try:
                 return await fn(self._conn)
             except PG_ERRORS as exc:
@@ -186,6 +198,30 @@ class StateStore:
                 raise
             except AsyncEtlError as exc:
                 raise CheckpointError(exc.message) from exc
+
+    async def _connect(self) -> Any:
+        """A new state connection; for a job's run, holding the job's lock (``JOB_LOCK_SQL``).
+
+        Raises ``CheckpointError`` when another run of the job holds it: two processes running
+        one job at once would both run its pending chunks (an append then loads them twice).
+        The lock is a session lock, so it is re-taken on every reconnect and dies with a
+        killed run's connection, leaving the run to resume.
+        """
+        conn = await connect_job(self.url, self._app)
+        if self._job is None:
+            return conn
+        try:
+            held = await conn.fetchval(_JOB_LOCK_SQL, self._job)
+        except PG_ERRORS as exc:
+            conn.terminate()
+            raise translate_pg(exc, "state store: take the job's lock") from exc
+        if not held:
+            await close_quietly(conn)
+            raise CheckpointError(
+                f"job {self._job} is already running (another process holds its lock in this "
+                f"state store); wait for it, or stop it: async-etl stop {self._job}"
+            )
+        return conn
 
     def _drop(self) -> None:
         """Forget the connection after a failed call; the next call reconnects.
