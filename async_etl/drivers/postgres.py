@@ -341,11 +341,23 @@ class Shelf:
             await _release(*idle.pop(0))
 
     async def aclose(self) -> None:
-        """Close every idle connection and give its token back; later ones are closed as given."""
+        """Close every idle connection and give its token back; later ones are closed as given.
+
+        The idle connections close at once, not one after another: a graceful close waits for
+        its backend to exit (about 2 ms on a local server), and a run's last chunk leaves a
+        source and a target connection here.  The tokens are given back in this task, after.
+        """
         self.closed = True
-        for idle in self._idle.values():
-            while idle:
-                await _release(*idle.pop())
+        idle = [pair for pairs in self._idle.values() for pair in pairs]
+        for pairs in self._idle.values():
+            pairs.clear()
+        try:
+            async with anyio.create_task_group() as tg:
+                for conn, _ in idle:
+                    tg.start_soon(close_quietly, conn)
+        finally:
+            for _, token in idle:
+                await token.aclose()
 
 
 _SHELF: ContextVar[Shelf | None] = ContextVar("async_etl_pg_shelf", default=None)

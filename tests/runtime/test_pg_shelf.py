@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from async_etl.drivers import postgres
@@ -158,3 +159,25 @@ async def test_keys_are_kept_apart_and_a_late_give_back_is_closed(opened: list[F
         await shelf.aclose()
         late = await use(holder, app="job:run")
     assert late.closed and a.closed and b.closed and holder.held == 0
+
+
+async def test_aclose_closes_the_idle_connections_at_once(opened: list[FakeConn]) -> None:
+    """Two idle connections: the second's close starts before the first's has finished."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    steps: list[str] = []
+
+    async def close(conn: FakeConn) -> None:
+        steps.append(f"start {conn.n}")
+        for _ in range(3):  # a close waits for its backend to exit: the loop runs others
+            await anyio.lowlevel.checkpoint()
+        conn.closed = True
+        steps.append(f"end {conn.n}")
+
+    with shelved(shelf):
+        a = await use(holder, app="job:source")
+        b = await use(holder, app="job:target")
+    for conn in (a, b):
+        conn.close = lambda conn=conn: close(conn)  # type: ignore[method-assign]
+    await shelf.aclose()
+    assert sorted(steps[:2]) == ["start 0", "start 1"], steps  # one by one: start, end, start
+    assert a.closed and b.closed and holder.held == 0
