@@ -341,10 +341,11 @@ async def plan_run(
                         f"{', '.join(spec.source.key)}")  # fmt: skip
     if nulls:  # rows the chunks never read (no chunk holds a NULL key), read all the same
         out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
-    if null_rows:
+        # and rejected: a resumed run counts them again (its counters are the chunks' sums)
+        out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
+    if null_rows:  # recorded by the new run only: a resumed run's survey reads none
         reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
         await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])
-        out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
     return out
 
 

@@ -2,7 +2,9 @@
 
 The run row is updated every few chunks, so a run killed between two updates had committed
 chunks whose inserts the row did not hold yet; the resumed run started from the row and
-reported fewer inserted rows than the target received.
+reported fewer inserted rows than the target received.  The NULL-key rows are rejected (and
+recorded in ``async_etl_rejects``) by the new run before any chunk, so no checkpoint holds them:
+a resumed run counted them read but not rejected; it must count them, and not record them again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+
+import asyncpg
 
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import (
@@ -45,3 +49,27 @@ async def test_counters_after_sigkill_and_resume_count_every_row(
                             "FROM async_etl_runs")  # fmt: skip
     assert stored == f"({len(rows)},{len(rows)})"
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dim") == len(rows)
+
+
+async def test_resumed_run_records_null_key_rejects_once(pg_dsn: str, tmp_path: Path) -> None:
+    """5 NULL-key rows, run SIGKILLed after 3 chunks, resumed: 5 rejected, 5 reject rows."""
+    rows = history(seed=7, n_keys=600, runs=1)[0]
+    await load_source(pg_dsn, rows)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("INSERT INTO src.t (a, b, name) "
+                           "SELECT NULL, 'x', 'n' || i FROM generate_series(1, 5) i")  # fmt: skip
+    finally:
+        await conn.close()
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.05)
+    text = job_toml("rej", pg_dsn, "dw.dim", chunk_size=40, extra='on_bad_row = "reject"')
+    job = write(tmp_path, "r.toml", text)
+    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+    await wait_committed(pg_dsn, "rej", 3)
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait)
+    result = await run_job(spec_of(text))
+    assert result.status == "SUCCEEDED" and result.resumed, result.error
+    assert (result.rows_read, result.rejected) == (len(rows) + 5, 5)
+    stored = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects WHERE job = 'rej'")
+    assert stored == result.rejected
