@@ -20,6 +20,7 @@ from typing import Any
 from async_etl.cli.help import add_command
 from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute, with_flags
 from async_etl.core.scd_sql_common import quote
+from async_etl.core.specs import is_table_name
 from async_etl.core.urls import dialect_of
 from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.jobs.spec import JobSpec, parse_job
@@ -151,8 +152,12 @@ async def source_primary_key(url: str, table: str) -> tuple[str, ...] | str:
 def _default_key(args: argparse.Namespace) -> tuple[str, ...] | str:
     """The source table's primary key (``()`` when it has none), or why it is unreadable.
 
-    Unreadable: no such table, an unreachable source, or a source that is not PostgreSQL.
+    Unreadable: no such table, an unreachable source, a source that is not PostgreSQL, or a
+    ``--source-table`` / ``--target-table`` that is no table name: the loader then refuses
+    that flag in one line, before any connection.
     """
+    if not (is_table_name(args.source_table) and is_table_name(args.target_table)):
+        return "not a table name"
     if dialect_of(args.source) != "postgresql":
         return "the source is not PostgreSQL"
     return asyncio.run(source_primary_key(args.source, args.source_table))

@@ -26,6 +26,11 @@ def is_identifier(name: str, *, dotted: bool = False) -> bool:
     return all(IDENT.fullmatch(p) is not None for p in parts)
 
 
+def is_table_name(name: str) -> bool:
+    """True when ``name`` is a job's table name: ``name`` or ``schema.name``, no more parts."""
+    return name.count(".") <= 1 and is_identifier(name, dotted=True)
+
+
 @dataclass(frozen=True, slots=True)
 class ParallelSpec:
     """The ``[parallel]`` section: when and how wide to fan chunks out."""

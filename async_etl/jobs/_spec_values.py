@@ -13,7 +13,7 @@ from typing import Any
 
 from async_etl.core.adaptive import parse_auto
 from async_etl.core.coerce import did_you_mean, parse_bool, parse_float, parse_int
-from async_etl.core.specs import is_identifier
+from async_etl.core.specs import is_identifier, is_table_name
 from async_etl.core.urls import SCHEMES, mask_url, scheme_of, url_problem
 from async_etl.errors import Fail
 
@@ -121,7 +121,7 @@ def check_kind(value: Any, kind: str) -> Any:
         raise ValueError(f"expected a string, got {type(value).__name__}")
     if kind == "column" and not is_identifier(value):
         raise ValueError(f"bad identifier {value!r} (want [A-Za-z_][A-Za-z0-9_]*)")
-    if kind == "table" and not is_identifier(value, dotted=True):
+    if kind == "table" and not is_table_name(value):
         raise ValueError(f"bad identifier {value!r} (want name or schema.name)")
     if kind == "url" and scheme_of(value) not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)

@@ -158,6 +158,7 @@ def test_missing_required_key():
         ("chunk_size = 50000", "chunk_size = 0", "chunk_size: must be >= 1"),
         ("enabled = true", 'enabled = "yes"', "enabled: expected true or false"),
         ('"dw.dim_customer"', '"dw.dim-customer"', "[target] table: bad identifier"),
+        ('"dw.dim_customer"', '"db.dw.dim_customer"', "want name or schema.name"),
         ('key = ["id"]', 'key = ["id; drop"]', "[source] key: bad identifier"),
         ("type = 2", "type = 3", "[scd] type: must be 1 or 2"),
         ('deletes = "expire"', 'deletes = "delete"', "type 2 allows ignore | expire"),

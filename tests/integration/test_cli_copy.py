@@ -84,6 +84,25 @@ def test_bad_copy_flags_are_the_job_files_one_line_errors(flags: list[str], mess
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("key", [[], ["--key", "id"]])
+@pytest.mark.parametrize("flag", ["--source-table", "--target-table"])
+def test_a_three_part_table_flag_is_refused_before_any_connection(
+    monkeypatch: pytest.MonkeyPatch, flag: str, key: list[str]
+) -> None:
+    """``a.b.c`` as either table flag: one line naming the flag, and no connection is tried."""
+
+    async def no_connection(*args: object, **kwargs: object) -> None:
+        raise AssertionError("connected")
+
+    monkeypatch.setattr("async_etl.drivers.postgres.connect_job", no_connection)
+    tables = {"--source-table": "src.t", "--target-table": "dw.t", flag: "a.b.c"}
+    args = copy_args("--source", PG, "--target", PG, *key,
+                     *(x for pair in tables.items() for x in pair))  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        spec_from_args(args)
+    assert str(info.value) == f"copy {flag}: bad identifier 'a.b.c' (want name or schema.name)"
+
+
 def copy_cli(pg_dsn: str, table: str, *flags: str) -> list[str]:
     """The ``copy`` command line from ``src.t`` into ``table`` on ``pg_dsn``."""
     return ["copy", "--source", pg_dsn, "--source-table", "src.t", "--target", pg_dsn,
