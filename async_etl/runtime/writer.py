@@ -93,7 +93,7 @@ def open_writer(
     than it saves).  Raises ``ConfigError`` in one line for a bad URL, table name or limit,
     and for ``gzip_threshold`` with a URL that is not CrateDB's.
     """
-    scheme = sink_scheme(url)
+    scheme = sink_scheme(url, "url")
     try:
         limits = BatchLimits(batch_rows, batch_bytes, linger_ms / 1000.0)
     except ValueError as exc:

@@ -13,21 +13,25 @@ from async_etl.typing import ManagedAsyncSink, WireFormat
 SCHEMES = ("http://", "https://", "crate://", "postgresql://", "postgres://", "null://")
 
 
-def sink_scheme(url: str) -> str:
-    """The scheme of a sink URL, or ConfigError naming the URL when it has none we know."""
+def sink_scheme(url: str, what: str = "--sink") -> str:
+    """The scheme of a sink URL, or ConfigError naming the URL when it has none we know.
+
+    ``what``: how the one-line error names where the URL came from: the CLI's ``--sink`` flag
+    (the default), or a library function's argument (``open_writer`` passes ``"url"``).
+    """
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme:
         expected = ", ".join(SCHEMES)
-        raise ConfigError(f"--sink {mask_url(url)!r}: not a URL (expected e.g. {expected})")
+        raise ConfigError(f"{what} {mask_url(url)!r}: not a URL (expected e.g. {expected})")
     scheme = scheme.lower()
     if f"{scheme}://" not in SCHEMES:
         known = ", ".join(SCHEMES)
-        raise ConfigError(f"--sink {mask_url(url)!r}: unknown scheme {scheme!r} (use {known})")
+        raise ConfigError(f"{what} {mask_url(url)!r}: unknown scheme {scheme!r} (use {known})")
     if scheme != "null" and not rest.strip("/"):
-        raise ConfigError(f"--sink {mask_url(url)!r}: no host")
+        raise ConfigError(f"{what} {mask_url(url)!r}: no host")
     problem = url_problem(url)
     if problem is not None:
-        raise ConfigError(f"--sink {mask_url(url)!r}: {problem}")
+        raise ConfigError(f"{what} {mask_url(url)!r}: {problem}")
     return scheme
 
 

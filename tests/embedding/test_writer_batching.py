@@ -50,3 +50,14 @@ def test_bad_limits_are_one_line_config_errors() -> None:
         open_writer("null://", table="t", max_in_flight=0)
     with pytest.raises(ConfigError, match="unknown scheme 'ftp'"):
         open_writer("ftp://x", table="t")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("ftp://x", "unknown scheme 'ftp'"), ("localhost:5432", "not a URL"), ("http://", "no host")],
+)
+def test_a_bad_url_names_the_url_argument_not_a_cli_flag(url: str, problem: str) -> None:
+    """From the library a bad URL is refused under ``url`` (the argument), never ``--sink``."""
+    with pytest.raises(ConfigError) as info:
+        open_writer(url, table="t")
+    assert str(info.value).startswith(f"url {url!r}: {problem}")
