@@ -211,12 +211,7 @@ class _Kept:
         return self.conn
 
     async def _open(self, url: str, holder: Holder, app: str) -> None:
-        await self._token.enter_async_context(holder(url))
-        try:
-            self.conn = await connect_job(url, app)
-        except BaseException:
-            await self._token.aclose()
-            raise
+        self.conn, self._token = await _connect_held(url, holder, app)
         self.key = (url, app, holder)
 
     async def _switch(self, url: str, holder: Holder, app: str) -> None:
@@ -243,6 +238,21 @@ class _Kept:
         """Close the kept connection and give its budget token back."""
         conn, self.conn, self.key = self.conn, None, None
         await _release(conn, self._token)
+
+
+async def _connect_held(url: str, holder: Holder, app: str) -> tuple[Any, AsyncExitStack]:
+    """A new connection to ``url`` as ``app`` and the stack holding its ``holder`` budget token.
+
+    The token is taken first and given back when connecting fails; errors are translated
+    (``connect_job``).  ``_release`` undoes both.
+    """
+    token = AsyncExitStack()
+    await token.enter_async_context(holder(url))
+    try:
+        return await connect_job(url, app), token
+    except BaseException:
+        await token.aclose()
+        raise
 
 
 async def _release(conn: Any, token: AsyncExitStack) -> None:
@@ -322,13 +332,7 @@ class Shelf:
                 return conn, token
             await _release(conn, token)
         url, app, holder = key
-        token = AsyncExitStack()
-        await token.enter_async_context(holder(url))
-        try:
-            return await connect_job(url, app), token
-        except BaseException:
-            await token.aclose()
-            raise
+        return await _connect_held(url, holder, app)
 
     async def give_back(self, key: _Key, conn: Any, token: AsyncExitStack, *, broken: bool) -> None:
         """Keep ``conn`` idle for the next chunk, or close it (see the class)."""
@@ -401,31 +405,29 @@ async def pg_connection(
     shared = kept if kept is not None and kept.usable() else None
     shelf = _SHELF.get() if shared is None else None
     key = (url, app, holder)
-    async with AsyncExitStack() as stack:
-        if shared is not None:
-            conn = await shared.take(url, holder, app)
-        elif shelf is not None:
-            conn, token = await shelf.take(key)
-        else:
-            await stack.enter_async_context(holder(url))
-            conn = await connect_job(url, app)
-        broken = True
-        try:
-            yield conn
-            broken = False
-        except AsyncEtlError:
+    if shared is not None:
+        conn = await shared.take(url, holder, app)
+    elif shelf is not None:
+        conn, token = await shelf.take(key)
+    else:
+        conn, token = await _connect_held(url, holder, app)
+    broken = True
+    try:
+        yield conn
+        broken = False
+    except AsyncEtlError:
+        raise
+    except PG_ERRORS as exc:
+        if not translate_inside:
             raise
-        except PG_ERRORS as exc:
-            if not translate_inside:
-                raise
-            raise translate_pg(exc, label) from exc
-        finally:
-            if shared is not None:
-                await shared.give_back(broken=broken)
-            elif shelf is not None:
-                await shelf.give_back(key, conn, token, broken=broken)
-            else:
-                await close_quietly(conn)
+        raise translate_pg(exc, label) from exc
+    finally:
+        if shared is not None:
+            await shared.give_back(broken=broken)
+        elif shelf is not None:
+            await shelf.give_back(key, conn, token, broken=broken)
+        else:
+            await _release(conn, token)
 
 
 async def use_exact_codecs(conn: Any, *, asyncpg_binds: bool = False) -> None:
