@@ -48,8 +48,7 @@ from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Final
 
-from async_etl.core.generators import batch_states
-from async_etl.core.records import encode_unit, payload_bound, split_unit, w_generate_batches
+from async_etl.core.records import encode_unit, payload_bound, split_seeded, w_generate_batches
 from async_etl.errors import LoadError
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.typing import EncodedBatch, IdRange, WireFormat, WorkUnit
@@ -114,10 +113,8 @@ def w_generate_into(job: SlotJob) -> list[SlotBatch | EncodedBatch]:
     assert buf is not None
     pos, end = job.offset, job.offset + job.size
     out: list[SlotBatch | EncodedBatch] = []
-    parts = split_unit(job.unit)
-    states = batch_states(job.unit.schema, [part.ids for part in parts], job.unit.seed)
-    for part, state in zip(parts, states, strict=True):
-        payload = encode_unit(part, state)
+    for part, states in split_seeded(job.unit):
+        payload = encode_unit(part, states)
         n = len(payload)
         if pos + n > end:
             data = payload if isinstance(payload, bytes) else payload.tobytes()
