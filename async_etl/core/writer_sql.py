@@ -63,6 +63,44 @@ def create_refused(where: str, table: str, columns: Mapping[str, str], message: 
     return f"{where}: cannot create table {table!r}: {message}"
 
 
+PG_DECLARED = """SELECT d.n, to_regtype(d.t) IS NULL, format_type(a.atttypid, a.atttypmod),
+  a.atttypid IS DISTINCT FROM to_regtype(d.t)::oid
+FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS d(n, t, i)
+LEFT JOIN pg_attribute a ON a.attrelid = to_regclass($1) AND a.attname = d.n AND a.attnum > 0
+  AND NOT a.attisdropped
+ORDER BY d.i"""
+"""Each declared column against the server: (name, type unknown, the table's type or NULL,
+the type differs); $1 = quoted table, $2 / $3 = names / ``lookup_type`` of their types.
+``to_regtype`` raises, instead of returning NULL, on a name that is no type's syntax."""
+
+_SERIAL = {"smallserial": "smallint", "serial2": "smallint", "serial": "integer",
+           "serial4": "integer", "bigserial": "bigint", "serial8": "bigint"}  # fmt: skip
+"""The serial pseudo-types, which only ``CREATE TABLE`` knows, as the column type they make."""
+
+
+def lookup_type(sql_type: str) -> str:
+    """A declared PostgreSQL type as ``to_regtype`` can resolve it (``serial`` -> integer)."""
+    text = sql_type.strip()
+    return _SERIAL.get(text.lower(), text)
+
+
+def declared_problem(where: str, table: str, name: str, sql_type: str, unknown: bool,
+                     has: str | None, differs: bool) -> str | None:  # fmt: skip
+    """One line refusing a declared column (a ``PG_DECLARED`` row), or None when it stands.
+
+    Refused: a type the server does not know, whether or not the table exists, and a type
+    other than the existing table's column has (the type itself: a length or precision
+    modifier is not compared; ``int`` and ``integer`` are one type).  A declared column the
+    table lacks is ``pick_columns``' to refuse.
+    """
+    if unknown:
+        return f"{where}: columns[{name!r}]: {sql_type.strip()!r} is not a type the server knows"
+    if has is not None and differs:
+        return (f"{where}: columns[{name!r}]: declared {sql_type.strip()!r}, but table "
+                f"{table!r} has it as {has!r}")  # fmt: skip
+    return None
+
+
 PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped

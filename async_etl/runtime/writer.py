@@ -84,7 +84,9 @@ def open_writer(
     """A ``Writer`` into ``table`` at ``url`` (PostgreSQL, CrateDB ``http(s)://``, ``null://``).
 
     Use it as ``async with open_writer(...) as writer:``.  ``columns``: a mapping name ->
-    SQL type creates the table when missing (with ``primary_key``); a sequence of names
+    SQL type creates the table when missing (with ``primary_key``; on PostgreSQL each type
+    must be one the server knows and, for a table that exists, its column's type: see
+    ``core.writer_sql.declared_problem``); a sequence of names
     fills only those; None fills every column.  A batch closes at ``batch_rows`` rows,
     ``batch_bytes`` (estimated) bytes or ``linger_ms`` after its first row; at most
     ``max_in_flight`` batches are delivered at once (``connections`` defaults to that).

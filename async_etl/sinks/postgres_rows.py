@@ -23,7 +23,7 @@ machinery, replacing ``prepare(schema)`` with ``open(columns, primary_key)``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -37,7 +37,15 @@ from async_etl.core.crate_resolve import Resolution
 from async_etl.core.pg_copy import copy_payload, copy_rows
 from async_etl.core.row_codecs import PG_TYPES, Encoded, PgColumn, encode_pg_rows, pg_row_encoder
 from async_etl.core.schema import quote_ident
-from async_etl.core.writer_sql import PG_COLUMNS, create_refused, create_table, pick_columns
+from async_etl.core.writer_sql import (
+    PG_COLUMNS,
+    PG_DECLARED,
+    create_refused,
+    create_table,
+    declared_problem,
+    lookup_type,
+    pick_columns,
+)
 from async_etl.drivers.postgres import (
     PG_ERRORS,
     Connection,
@@ -121,8 +129,10 @@ class PostgresRowsSink(PostgresSink):
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Connect, create the table (when declared) and the ledger; return the columns to fill.
 
-        Raises ``ConfigError`` for a missing table, an unknown column or a column type the
-        writer cannot encode; ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        Raises ``ConfigError`` for a missing table, an unknown column, a column type the
+        writer cannot encode, and a declared type the server does not know or that differs
+        from the existing table's (``writer_sql.declared_problem``); ``TransientLoadError`` /
+        ``LoadError`` like the bench sink.
         """
         declared, wanted = split_declared(columns)
         try:
@@ -136,7 +146,9 @@ class PostgresRowsSink(PostgresSink):
                 if self._sql.create_schema and declared is not None:
                     await conn.execute(self._sql.create_schema)
                 if declared is not None:
-                    await conn.execute(create_table(self._table, declared, primary_key))
+                    create = create_table(self._table, declared, primary_key)  # checked first
+                    await self._check_declared(conn, declared)
+                    await conn.execute(create)
                 await conn.execute(self._sql.create_ledger)
                 found = await conn.fetch(PG_COLUMNS, quote_ident(self._table))
                 by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3])) for r in found}
@@ -155,6 +167,37 @@ class PostgresRowsSink(PostgresSink):
         self.native = pg_native.native_table(cols)
         self._columns = names
         return names
+
+    async def _check_declared(self, conn: Any, declared: Mapping[str, str]) -> None:
+        """Raise ``ConfigError`` for the first declared type unknown or differing (one line).
+
+        ``CREATE TABLE IF NOT EXISTS`` checks nothing of a table that exists: the types are
+        resolved here, before it.  A name that is no type's syntax makes ``to_regtype`` raise;
+        each type is then resolved alone (each in a savepoint) to name its column.
+        """
+        names = list(declared)
+        try:
+            async with conn.transaction():
+                rows = await conn.fetch(PG_DECLARED, quote_ident(self._table), names,
+                                        [lookup_type(t) for t in declared.values()])  # fmt: skip
+        except PG_ERRORS as exc:
+            if not getattr(exc, "sqlstate", "").startswith("42"):
+                raise
+            rows = []
+            for name in names:
+                try:
+                    async with conn.transaction():
+                        await conn.fetchval("SELECT to_regtype($1)", lookup_type(declared[name]))
+                except PG_ERRORS:
+                    rows.append((name, True, None, False))
+                    break
+            else:
+                raise
+        for name, unknown, has, differs in rows:
+            why = declared_problem(self._where, self._table, name, declared[name], unknown,
+                                   has, differs)  # fmt: skip
+            if why is not None:
+                raise ConfigError(why)
 
     def _check_encodable(self, cols: Sequence[PgColumn]) -> None:
         """Raise ``ConfigError`` naming the first column whose type the writer cannot encode."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from async_etl.core.writer_sql import create_refused
+from async_etl.core.writer_sql import create_refused, declared_problem, lookup_type
 
 COLUMNS = {"id": "BIGINT", "j": "json", "tags": "Text[]", "n": "numeric(10, 2)"}
 
@@ -29,3 +29,33 @@ def test_another_refusal_repeats_the_server_reason() -> None:
     """A refusal that names no type keeps the server's words, with the table."""
     line = create_refused("W", "t", COLUMNS, "400 4000 SQLParseException[line 1: bad]")
     assert line == "W: cannot create table 't': 400 4000 SQLParseException[line 1: bad]"
+
+
+@pytest.mark.parametrize(
+    ("row", "line"),
+    [
+        ((True, None, True), "w: columns['v']: 'bogus' is not a type the server knows"),
+        ((True, "text", True), "w: columns['v']: 'bogus' is not a type the server knows"),
+        (
+            (False, "text", True),
+            "w: columns['v']: declared 'bogus', but table 't' has it as 'text'",
+        ),
+        ((False, "text", False), None),
+        ((False, None, True), None),
+    ],
+)
+def test_declared_problem_refuses_unknown_and_differing_types(
+    row: tuple[bool, str | None, bool], line: str | None
+) -> None:
+    """Unknown: refused, table or not; differing from an existing column: refused; else None."""
+    assert declared_problem("w", "t", "v", " bogus ", *row) == line
+
+
+def test_serial_types_resolve_as_the_integer_they_make() -> None:
+    """``serial`` / ``BIGSERIAL`` look up as integer / bigint; other types are kept as typed."""
+    assert [lookup_type(t) for t in ("serial", " BIGSERIAL ", "serial2", "numeric(4,1)")] == [
+        "integer",
+        "bigint",
+        "smallint",
+        "numeric(4,1)",
+    ]

@@ -233,6 +233,44 @@ async def test_opening_refuses_a_missing_table_or_an_unknown_type_in_one_line(
             pass
 
 
+@pytest.mark.parametrize("exists", [False, True])
+@pytest.mark.parametrize("sql_type", ["bogustype", "foo bar baz"])
+async def test_an_unknown_declared_type_is_one_line_whether_or_not_the_table_exists(
+    pg_dsn: str, exists: bool, sql_type: str
+) -> None:
+    """``columns={"v": <no type>}``: the same one-line ConfigError, table there or not."""
+    if exists:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        await conn.close()
+    declared = {"id": "int", "v": sql_type}
+    with pytest.raises(ConfigError) as info:
+        async with open_writer(pg_dsn, table="t", columns=declared, primary_key=["id"]):
+            pass
+    assert str(info.value).endswith(f"columns['v']: {sql_type!r} is not a type the server knows")
+    present = await _fetch(pg_dsn, "SELECT to_regclass('t') IS NOT NULL AS there")
+    assert present[0]["there"] is exists
+
+
+async def test_a_declared_type_other_than_the_existing_columns_is_refused(pg_dsn: str) -> None:
+    """An existing ``v text`` declared ``bigint`` is refused in one line; ``int`` for ``int4``,
+    ``serial`` for ``integer`` and ``varchar(5)`` for ``varchar(9)`` are the same types."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("CREATE TABLE t (id integer PRIMARY KEY, v text, w varchar(9))")
+    await conn.close()
+    with pytest.raises(ConfigError) as info:
+        async with open_writer(pg_dsn, table="t", columns={"id": "int", "v": "bigint"}):
+            pass
+    assert str(info.value).endswith(
+        "columns['v']: declared 'bigint', but table 't' has it as 'text'"
+    )
+    assert "\n" not in str(info.value)
+    same = {"id": "serial", "v": "TEXT", "w": "varchar(5)"}
+    async with open_writer(pg_dsn, table="t", columns=same) as writer:
+        await writer.write({"id": 1, "v": "a", "w": "b"})
+    assert [tuple(r) for r in await _fetch(pg_dsn, "SELECT id, v, w FROM t")] == [(1, "a", "b")]
+
+
 async def test_backends_terminated_mid_copy_land_every_row_exactly_once(pg_dsn: str) -> None:
     """Killing the writer's backends during COPY and commit: retried batches never land twice."""
     at = datetime.now(UTC)
