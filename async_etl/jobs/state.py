@@ -165,9 +165,7 @@ class StateStore:
 
     async def __aexit__(self, *exc: object) -> None:
         """Close the connection and give the token back."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await close_quietly(conn)
+        await self._close()
         await self._stack.aclose()
 
     async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -180,9 +178,7 @@ class StateStore:
                 self._drop()
                 raise translate_pg(exc, f"state store: {what}") from exc
             except BaseException:  # cancelled mid-statement: cancel it server-side, then close
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    await close_quietly(conn)
+                await self._close()
                 raise
 
         async def reset() -> None:
@@ -200,7 +196,7 @@ class StateStore:
                 raise CheckpointError(exc.message) from exc
 
     async def _connect(self) -> Any:
-        """A new state connection; for a job's run, holding the job's lock (``JOB_LOCK_SQL``).
+        """A new state connection; for a job's run, holding the job's lock (``_JOB_LOCK_SQL``).
 
         Raises ``CheckpointError`` when another run of the job holds it: two processes running
         one job at once would both run its pending chunks (an append then loads them twice).
@@ -222,6 +218,12 @@ class StateStore:
                 f"state store); wait for it, or stop it: async-etl stop {self._job}"
             )
         return conn
+
+    async def _close(self) -> None:
+        """Close the connection, if any (``close_quietly``: shielded); the next call reconnects."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await close_quietly(conn)
 
     def _drop(self) -> None:
         """Forget the connection after a failed call; the next call reconnects.

@@ -64,7 +64,11 @@ class StandInConfig:
     http: str = "aiohttp"
 
     def __post_init__(self) -> None:
-        """Validate rates; raises ``ValueError`` when a rate is outside [0, 1]."""
+        """Validate; raises ``ValueError`` for a bad rate, ``http`` layer or negative setting.
+
+        Rates lie in [0, 1]; ``http`` is one of ``HTTP_LAYERS``; latency, capacity, growth and
+        the stall settings are not negative.
+        """
         for name in ("fail_rate", "busy_rate", "item_fail_rate", "drop_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
