@@ -24,7 +24,7 @@ from rich.table import Table
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.signals import EarlySignals, watch_signals
-from async_etl.config import BenchSettings, bench_settings
+from async_etl.config import PROCESSES_PER_CPU, BenchSettings, bench_settings
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
@@ -85,7 +85,8 @@ FLAGS: tuple[tuple[tuple[str, ...], str, Any, str, str], ...] = (
         "generators",
         int,
         "P",
-        "generator processes; 0 = inline (default: CPU count)",
+        f"generator processes; 0 = inline (default: CPU count; at most {PROCESSES_PER_CPU} "
+        "per CPU)",
     ),
     (("--seed",), "seed", int, "N", "random seed: same seed, same data (default 42)"),
     (("--schema",), "schema_file", str, "FILE", "record schema file (TOML), not the built-in one"),
@@ -189,7 +190,7 @@ def register(sub: Any) -> None:
         help="shared-nothing worker processes: each runs the engine with its own event loop "
         "and sink connections, generates its own rows and sends -c C batches at a time; this "
         "process only hands out id ranges, adds up and reconciles (the local twin of --ray); "
-        "at most 4 per CPU",
+        f"at most {PROCESSES_PER_CPU} per CPU",
     )
     p.set_defaults(handler=main)
 
