@@ -308,7 +308,7 @@ class StateStore:
                 )
             run = {**_asdict(RunRow.of(row)), "rows_read": sums[0]}
             if sums[-1] == 0:  # every committed chunk carries its counts: add them up
-                run |= dict(zip(_COUNTED_FIELDS, sums[1:-1], strict=True))
+                run |= dict(zip(sq.COUNTED, sums[1:-1], strict=True))  # RunRow's fields
             return done, RunRow(**run)
 
         return await self._call("resume run", go)
@@ -443,10 +443,6 @@ class StateStore:
             return [RunRow.of(r) for r in rows]
 
         return await self._call("read runs", go)
-
-
-_COUNTED_FIELDS = ("inserted", "updated", "expired", "deleted", "rejected")
-"""``RunRow`` fields of ``state_sql.COUNTED``, in that order."""
 
 
 def _asdict(run: RunRow) -> dict[str, Any]:
