@@ -50,13 +50,11 @@ class OracleSource(SourceBase):
             out.append((str(name).lower(), pg_type_of_oracle(type_name, precision, scale, size)))
         return out
 
-    @reads
-    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
-        """Each key column's ordering: code-point (``BINARY``) for strings, None otherwise."""
-        return self._key_order(await self.columns(conn))
-
     async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
-        """``columns`` and ``key_collations`` from one read of the source's columns."""
+        """``columns``, and each key column's ordering from that one read of the columns.
+
+        The ordering is code-point (``BINARY``) for strings, None otherwise.
+        """
         columns = await self.columns(conn)
         return columns, self._key_order(columns)
 

@@ -38,12 +38,11 @@ class Source(Protocol):
         """A cheap row estimate (-1 when unknown)."""
         ...
 
-    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
-        """The collation of each key column (None: a type without one)."""
-        ...
-
     async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
-        """``columns`` and ``key_collations`` together, in as few round trips as the driver can."""
+        """``columns``, and the collation of each key column (None: a type without one).
+
+        Both in as few round trips as the driver can.
+        """
         ...
 
     async def boundaries(

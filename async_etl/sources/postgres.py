@@ -7,7 +7,7 @@ created in a transaction that is rolled back, so inspecting a source writes noth
 
 Text keys: chunk bounds, ``ntile`` and ``ORDER BY`` compare in the run's chunk collation
 (``core.collation``: the key column's own one, or code-point order ``"C"``), named explicitly
-in every statement, so the target applies the very same ranges.  ``key_collations`` reports
+in every statement, so the target applies the very same ranges.  ``describe`` reports
 each key column's collation for that choice.
 
 ``batches`` (the rows of a CrateDB or Oracle target) reads values exactly: intervals and bit
@@ -87,14 +87,11 @@ class PgSource(SourceBase):
             return await self._columns(conn)
 
     @reads
-    async def key_collations(self, conn: Any) -> list[KeyCollation | None]:
-        """The collation of each key column (None: a type without one); writes nothing."""
-        async with self._probing(conn):
-            return await self._key_collations(conn)
-
-    @reads
     async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
-        """``columns`` and ``key_collations`` from one probe: one transaction, not two."""
+        """``columns``, and each key column's collation (None: a type without one).
+
+        Both from one probe (one rolled-back transaction); writes nothing.
+        """
         async with self._probing(conn):
             return await self._columns(conn), await self._key_collations(conn)
 
