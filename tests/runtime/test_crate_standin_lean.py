@@ -142,6 +142,19 @@ def test_lean_http_keeps_alive_answers_pipelined_requests_in_order_and_inflates(
     assert values == [1, 2, 3]
 
 
+@pytest.mark.parametrize("http", ["aiohttp", "lean"])
+def test_a_body_inflating_past_max_body_bytes_is_a_413_on_both_layers(http: str) -> None:
+    """A 2 KB gzip body that inflates to 2 MB against a 1 MiB limit: 413, as aiohttp says."""
+    body = gzip.compress(orjson.dumps({"stmt": "SELECT 1", "args": ["x" * 2_000_000]}))
+    with _standin(StandInConfig(http=http, max_body_bytes=1024 * 1024)) as crate:
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", crate.port, maxsize=1)
+        resp = pool.request(
+            "POST", "/_sql", body=body, headers={"Content-Encoding": "gzip"}, retries=False
+        )
+        pool.close()
+    assert len(body) < 1024 * 1024 and resp.status == 413
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
@@ -152,6 +165,11 @@ def test_lean_http_keeps_alive_answers_pipelined_requests_in_order_and_inflates(
         (b"POST /_sql HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n", b"413"),
         (b"POST /_sql HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
         (b"POST /_sql HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", b"400"),
+        (
+            b"POST /_sql HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\n"
+            + gzip.compress(b"{}")[:10],
+            b"400",
+        ),
         (b"BROKEN\r\n\r\n", b"400"),
         (b"POST /_sql HTTP/1.1\r\nX: " + b"a" * 70_000, b"431"),
     ],
@@ -163,6 +181,7 @@ def test_lean_http_keeps_alive_answers_pipelined_requests_in_order_and_inflates(
         "too-large",
         "bad-length",
         "bad-gzip",
+        "truncated-gzip",
         "bad-line",
         "huge-head",
     ],

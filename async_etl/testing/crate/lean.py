@@ -15,7 +15,8 @@ request waits in the buffer until the one before it is answered):
 1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in;
    a head over 64 KiB is a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
    neither client sends) a 411 — each then closes the connection;
-2. ``Content-Encoding: gzip`` / ``deflate`` bodies are inflated (a bad one is a 400);
+2. ``Content-Encoding: gzip`` / ``deflate`` bodies are inflated (a bad one is a 400, one
+   inflating past ``max_body_bytes`` a 413, as aiohttp's limit);
 3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
    anything else is a 404 (405 for another method on a known path);
 4. the ``Reply`` is written as one buffer; ``close`` (or the request's ``Connection: close``)
@@ -78,22 +79,27 @@ def render(reply: Reply) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
 
 
-def _inflate(body: bytes, encoding: str) -> bytes | None:
-    """``body`` inflated per ``Content-Encoding`` (``None``: not valid for that encoding)."""
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes | Reply:
+    """``body`` inflated per ``Content-Encoding``, or the answer that refuses it.
+
+    400 when it is not valid for that encoding; 413 when it inflates past ``limit`` bytes
+    (``max_body_bytes``, which aiohttp's ``client_max_size`` applies to the inflated body too):
+    inflating stops there, so a small body cannot take unbounded memory.
+    """
     if encoding in ("", "identity"):
         return body
-    wbits = {"gzip": 31, "deflate": 15}.get(encoding)
-    if wbits is None:
-        return None
-    try:
-        return zlib.decompress(body, wbits)
-    except zlib.error:
-        if encoding == "deflate":  # raw deflate, as some clients send it
-            try:
-                return zlib.decompress(body, -15)
-            except zlib.error:
-                return None
-        return None
+    formats = {"gzip": (31,), "deflate": (15, -15)}  # raw deflate too, as some clients send it
+    for bits in formats.get(encoding, ()):
+        inflater = zlib.decompressobj(bits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit:
+            return _plain(413, "Payload Too Large")
+        if inflater.eof:
+            return out
+    return _plain(400, "Can not decode content-encoding")
 
 
 class _Connection(asyncio.Protocol):
@@ -183,9 +189,10 @@ class _Connection(asyncio.Protocol):
             return _plain(404, "Not Found")
         if method != "POST":
             return _plain(405, "Method Not Allowed")
-        body = _inflate(raw, headers.get("content-encoding", "").lower())
-        if body is None:
-            return _plain(400, "Can not decode content-encoding")
+        limit = standin.config.max_body_bytes
+        body = _inflate(raw, headers.get("content-encoding", "").lower(), limit)
+        if isinstance(body, Reply):
+            return body
         if self.schema is None:
             self.schema = headers.get("default-schema") or "doc"
         flags = parse_qs(query, keep_blank_values=True) if query else {}
