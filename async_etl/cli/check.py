@@ -52,8 +52,17 @@ def register(sub: Any) -> None:
 def is_plan(path: str) -> bool:
     """True when the file at ``path`` is a plan (it has ``[[jobs]]``); False for a job file."""
     try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False  # the job loader reports the problem in its own words
+    return _plan_text(text)
+
+
+def _plan_text(text: str) -> bool:
+    """True when ``text`` is a plan's TOML (it has ``[[jobs]]``); False otherwise, bad TOML too."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return False  # the job loader reports the problem in its own words
     return isinstance(doc.get("jobs"), list)
 
@@ -101,11 +110,7 @@ def _job(args: argparse.Namespace) -> JobSpec:
     if args.file != "-":
         return load_job(args.file, overrides=args.overrides, env=os.environ)
     text = sys.stdin.read()
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        doc = {}  # the job loader reports the problem in its own words
-    if isinstance(doc.get("jobs"), list):
+    if _plan_text(text):
         raise ConfigError("check -: a plan cannot come from stdin (its job paths are relative "
                           "to its file); give its path")  # fmt: skip
     return parse_job(text, path="<stdin>", overrides=args.overrides, env=os.environ)
