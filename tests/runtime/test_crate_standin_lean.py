@@ -143,6 +143,23 @@ def test_lean_http_keeps_alive_answers_pipelined_requests_in_order_and_inflates(
 
 
 @pytest.mark.parametrize("http", ["aiohttp", "lean"])
+def test_an_exception_in_the_request_logic_is_a_500_on_both_layers(
+    http: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sql_reply`` raising: a 500 that closes the connection (the lean layer never answered)."""
+
+    async def broken(self: CrateStandIn, exchange: object) -> None:
+        raise RuntimeError("request logic broke")
+
+    monkeypatch.setattr(CrateStandIn, "sql_reply", broken)
+    with _standin(StandInConfig(http=http)) as crate:
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", crate.port, maxsize=1, timeout=10)
+        resp = pool.request("POST", "/_sql", body=b'{"stmt": "SELECT 1"}', retries=False)
+        pool.close()
+    assert (resp.status, resp.headers.get("Connection")) == (500, "close")
+
+
+@pytest.mark.parametrize("http", ["aiohttp", "lean"])
 def test_a_body_inflating_past_max_body_bytes_is_a_413_on_both_layers(http: str) -> None:
     """A 2 KB gzip body that inflates to 2 MB against a 1 MiB limit: 413, as aiohttp says."""
     body = gzip.compress(orjson.dumps({"stmt": "SELECT 1", "args": ["x" * 2_000_000]}))

@@ -20,7 +20,8 @@ request waits in the buffer until the one before it is answered):
 3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
    anything else is a 404 (405 for another method on a known path);
 4. the ``Reply`` is written as one buffer; ``close`` (or the request's ``Connection: close``)
-   closes after writing, ``drop`` aborts.
+   closes after writing, ``drop`` aborts.  An exception of the request logic is a 500 naming
+   it, and the connection closes (the aiohttp layer answers a 500 too).
 
 The connection's ``Default-Schema`` is read from its first request, as the aiohttp layer does.
 """
@@ -169,7 +170,10 @@ class _Connection(asyncio.Protocol):
         )
 
     async def _serve(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> None:
-        reply = await self._reply(method, target, headers, raw)
+        try:
+            reply = await self._reply(method, target, headers, raw)
+        except Exception as exc:  # a fault of the stand-in itself: a 500 that closes, as aiohttp
+            reply = _plain(500, f"Internal Server Error ({type(exc).__name__}: {exc})")
         self.task = None
         if headers.get("connection", "").lower() == "close":
             reply = dataclasses.replace(reply, close=True)
