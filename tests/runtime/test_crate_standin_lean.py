@@ -189,6 +189,19 @@ def test_a_body_inflating_past_max_body_bytes_is_a_413_on_both_layers(http: str)
         ),
         (b"BROKEN\r\n\r\n", b"400"),
         (b"POST /_sql HTTP/1.1\r\nX: " + b"a" * 70_000, b"431"),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
+        (b"POST /_sql HTTP/1.1\r\nContent-Length: 2_0\r\n\r\n" + b'{"stmt": "SELECT 1"}', b"400"),
+        (b"POST /_sql HTTP/1.1\r\nContent-Length: +20\r\n\r\n" + b'{"stmt": "SELECT 1"}', b"400"),
+        (
+            b"POST /_sql HTTP/1.1\r\nContent-Length: 20\r\nContent-Length: 0\r\n\r\n"
+            + b'{"stmt": "SELECT 1"}',
+            b"400",
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\nHost: x\n\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", b"400"),
+        (b"GET / FOO/9\r\nHost: x\r\n\r\n", b"400"),
     ],
     ids=[
         "404",
@@ -201,10 +214,19 @@ def test_a_body_inflating_past_max_body_bytes_is_a_413_on_both_layers(http: str)
         "truncated-gzip",
         "bad-line",
         "huge-head",
+        "huge-complete-head",
+        "length-underscore",
+        "length-plus",
+        "length-twice-differing",
+        "header-without-colon",
+        "space-before-colon",
+        "bare-lf-head",
+        "bare-cr-in-head",
+        "not-http",
     ],
 )
 def test_lean_http_refuses_what_it_does_not_serve(request_bytes: bytes, status: bytes) -> None:
-    """Unknown paths and methods, chunked, oversized or undecodable requests: one status line."""
+    """Unknown paths, methods; chunked, oversized, malformed or undecodable requests: a status."""
     with _standin(StandInConfig(http="lean", max_body_bytes=1024 * 1024)) as crate:
         answer = _raw(crate.port, request_bytes)
     assert answer.startswith(b"HTTP/1.1 " + status + b" ")

@@ -14,7 +14,9 @@ request waits in the buffer until the one before it is answered):
 
 1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in;
    a head over 64 KiB is a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
-   neither client sends) a 411 — each then closes the connection;
+   neither client sends) a 411, a head that is not HTTP/1.x (a bare LF or CR, a field with no
+   colon, a ``Content-Length`` not plain digits or given twice differing) a 400, as aiohttp's
+   parser refuses it — each then closes the connection;
 2. ``Content-Encoding: gzip`` / ``deflate`` bodies are inflated (a bad one is a 400, one
    inflating past ``max_body_bytes`` a 413, as aiohttp's limit);
 3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, cast
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["LeanServer", "serve_lean"]
 
 _MAX_HEAD = 64 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method or field name
+_VERSIONS = frozenset(("HTTP/1.0", "HTTP/1.1"))
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -103,6 +108,31 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes | Reply:
     return _plain(400, "Can not decode content-encoding")
 
 
+def _parse_head(lines: list[str]) -> dict[str, str] | None:
+    """The head's headers (names lower-cased), or None when it is not HTTP/1.x as RFC 9112 says.
+
+    The request line is ``METHOD SP target SP HTTP/1.x``; each field is ``token ":" value``
+    (no blank before the colon); ``Content-Length`` is ASCII digits only, and given twice only
+    with one value — ``+20``, ``2_0`` or two lengths would frame the body differently from
+    another parser (aiohttp's refuses them with a 400 too).
+    """
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or parts[2] not in _VERSIONS:
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            return None
+        name, value = name.lower(), value.strip()
+        if name == "content-length" and (
+            not (value.isascii() and value.isdigit()) or headers.get(name, value) != value
+        ):
+            return None
+        headers[name] = value
+    return headers
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parse requests in order, answer through the stand-in."""
 
@@ -133,29 +163,23 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         end = buf.find(b"\r\n\r\n")
-        if end < 0:
+        head = buf[:end] if end >= 0 else buf.rstrip(b"\r")
+        if head.count(b"\n") != head.count(b"\r") or head.count(b"\n") != head.count(b"\r\n"):
+            self._send(_plain(400, "Bad Request"))  # a bare LF or CR: the head would never end
+            return
+        if end < 0 or end > _MAX_HEAD:
             if len(buf) > _MAX_HEAD:
                 self._send(_plain(431, "Request Header Fields Too Large"))
             return
         lines = buf[:end].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3:
+        headers = _parse_head(lines)
+        if headers is None:
             self._send(_plain(400, "Bad Request"))
             return
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self._send(_plain(411, "Length Required"))
             return
-        try:
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._send(_plain(400, "Bad Request"))
-            return
+        length = int(headers.get("content-length", "0"))
         if length > self.server.standin.config.max_body_bytes:
             self._send(_plain(413, "Payload Too Large"))
             return
@@ -164,7 +188,7 @@ class _Connection(asyncio.Protocol):
             return
         raw = bytes(buf[start : start + length])
         del buf[: start + length]
-        method, target = parts[0], parts[1]
+        method, target = lines[0].split(" ")[:2]
         self.task = asyncio.get_running_loop().create_task(
             self._serve(method, target, headers, raw)
         )
