@@ -21,7 +21,7 @@ from async_etl.cli.help import add_command
 from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute, with_flags
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import is_table_name
-from async_etl.core.urls import dialect_of
+from async_etl.core.urls import dialect_of, url_problem
 from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.jobs.spec import JobSpec, parse_job
 
@@ -152,14 +152,17 @@ async def source_primary_key(url: str, table: str) -> tuple[str, ...] | str:
 def _default_key(args: argparse.Namespace) -> tuple[str, ...] | str:
     """The source table's primary key (``()`` when it has none), or why it is unreadable.
 
-    Unreadable: no such table, an unreachable source, a source that is not PostgreSQL, or a
-    ``--source-table`` / ``--target-table`` that is no table name: the loader then refuses
-    that flag in one line, before any connection.
+    Unreadable: no such table, an unreachable source, a source that is not PostgreSQL, a
+    ``--source`` URL the loader refuses (``url_problem``: a port past 65535 reached the driver,
+    whose OverflowError was a traceback) or a ``--source-table`` / ``--target-table`` that is
+    no table name: the loader then refuses that flag in one line, before any connection.
     """
     if not (is_table_name(args.source_table) and is_table_name(args.target_table)):
         return "not a table name"
     if dialect_of(args.source) != "postgresql":
         return "the source is not PostgreSQL"
+    if url_problem(args.source) is not None:
+        return "not a usable URL"
     return asyncio.run(source_primary_key(args.source, args.source_table))
 
 

@@ -103,6 +103,30 @@ def test_a_three_part_table_flag_is_refused_before_any_connection(
     assert str(info.value) == f"copy {flag}: bad identifier 'a.b.c' (want name or schema.name)"
 
 
+@pytest.mark.parametrize("port", ["99999", "0x10", "-1"])
+def test_a_source_url_with_a_bad_port_is_refused_before_any_connection(
+    monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    """No ``--key`` and a source port past 65535: one line naming ``--source``, no connection.
+
+    The key look-up connected first and the driver's OverflowError ended in a traceback.
+    """
+
+    async def no_connection(*args: object, **kwargs: object) -> None:
+        raise AssertionError("connected")
+
+    monkeypatch.setattr("async_etl.drivers.postgres.connect_job", no_connection)
+    source = f"postgresql://u:hunter2@127.0.0.1:{port}/db"
+    args = copy_args("--source", source, "--source-table", "t", "--target", PG,
+                     "--target-table", "t")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        spec_from_args(args)
+    message = str(info.value)
+    assert message.startswith("copy --source: postgresql://u:***@127.0.0.1:")
+    assert "port is not a number" in message and "hunter2" not in message
+    assert "\n" not in message
+
+
 def copy_cli(pg_dsn: str, table: str, *flags: str) -> list[str]:
     """The ``copy`` command line from ``src.t`` into ``table`` on ``pg_dsn``."""
     return ["copy", "--source", pg_dsn, "--source-table", "src.t", "--target", pg_dsn,
