@@ -173,6 +173,24 @@ def test_a_body_inflating_past_max_body_bytes_is_a_413_on_both_layers(http: str)
 
 
 @pytest.mark.parametrize(
+    ("http", "keep_alive"),
+    [("aiohttp", ""), ("lean", ""), ("lean", "Connection: keep-alive\r\n")],
+)
+def test_an_http_1_0_request_is_answered_and_its_connection_closed(
+    http: str, keep_alive: str
+) -> None:
+    """An HTTP/1.0 request without keep-alive is answered, then closed (lean: always closed).
+
+    The lean layer kept it open, and a client reading its answer to the end waited forever
+    (aiohttp keeps a keep-alive one open, saying so in its answer; lean does not keep HTTP/1.0).
+    """
+    with _standin(StandInConfig(http=http)) as crate:
+        answer = _raw(crate.port, f"GET / HTTP/1.0\r\n{keep_alive}\r\n".encode())
+    assert answer.startswith((b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 200 OK\r\n"))
+    assert b'"cluster_name"' in answer
+
+
+@pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
         (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", b"404"),

@@ -21,9 +21,10 @@ request waits in the buffer until the one before it is answered):
    inflating past ``max_body_bytes`` a 413, as aiohttp's limit);
 3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
    anything else is a 404 (405 for another method on a known path);
-4. the ``Reply`` is written as one buffer; ``close`` (or the request's ``Connection: close``)
-   closes after writing, ``drop`` aborts.  An exception of the request logic is a 500 naming
-   it, and the connection closes (the aiohttp layer answers a 500 too).
+4. the ``Reply`` is written as one buffer; ``close`` (or the request's ``Connection: close``,
+   or an HTTP/1.0 request: this layer keeps only HTTP/1.1 connections alive) closes after
+   writing, ``drop`` aborts.  An exception of the request logic is a 500 naming it, and the
+   connection closes (the aiohttp layer answers a 500 too).
 
 The connection's ``Default-Schema`` is read from its first request, as the aiohttp layer does.
 """
@@ -188,18 +189,21 @@ class _Connection(asyncio.Protocol):
             return
         raw = bytes(buf[start : start + length])
         del buf[: start + length]
-        method, target = lines[0].split(" ")[:2]
+        method, target, version = lines[0].split(" ")
+        close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
         self.task = asyncio.get_running_loop().create_task(
-            self._serve(method, target, headers, raw)
+            self._serve(method, target, headers, raw, close=close)
         )
 
-    async def _serve(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> None:
+    async def _serve(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes, *, close: bool
+    ) -> None:
         try:
             reply = await self._reply(method, target, headers, raw)
         except Exception as exc:  # a fault of the stand-in itself: a 500 that closes, as aiohttp
             reply = _plain(500, f"Internal Server Error ({type(exc).__name__}: {exc})")
         self.task = None
-        if headers.get("connection", "").lower() == "close":
+        if close:  # the request's Connection: close, or HTTP/1.0 (no keep-alive here)
             reply = dataclasses.replace(reply, close=True)
         self._send(reply)
         if not reply.close and not reply.drop and self.buffer:
