@@ -91,10 +91,15 @@ CHECKPOINT_CHUNK = Sql(
     "cursor, counts) VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now(), $5::jsonb, $6::jsonb) "
     "ON CONFLICT (run_id, chunk_index) DO UPDATE SET status = 'COMMITTED', "
     "rows = EXCLUDED.rows, committed_at = EXCLUDED.committed_at, cursor = EXCLUDED.cursor, "
-    "counts = EXCLUDED.counts",
+    "counts = EXCLUDED.counts WHERE async_etl_chunks.status <> 'COMMITTED'",
     ("run_id", "chunk_index", "bounds", "rows", "cursor", "counts"),
 )
 """Mark a chunk committed, in the same transaction as its merge (PostgreSQL target).
+
+A chunk already COMMITTED is left as it is and the statement inserts nothing (``INSERT 0 0``):
+its loader then rolls its transaction back.  The chunk's row lock orders two commits of one
+chunk (a run that lost its job lock while a new run resumed it, or a retry whose first
+commit landed unacknowledged), so the second loader sees the first one's checkpoint.
 
 ``cursor`` is the incremental cursor the chunk covers (``incremental.tag`` as JSON text, or
 NULL for a job that is not incremental): the job's cursor commits with its chunks.  ``counts``

@@ -26,7 +26,9 @@ Per chunk, on one connection (one budget token), in ONE transaction:
    with ``on_bad_row = "reject"`` the merge runs in a savepoint and a data error hands over to
    ``rejects.find_bad_rows`` before it runs again;
 4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database, with the
-   incremental cursor the chunk covers: the job's cursor commits with the chunk's data;
+   incremental cursor the chunk covers: the job's cursor commits with the chunk's data; a
+   chunk found COMMITTED already (by a run that lost its lock to this one, or by an attempt
+   whose commit went unacknowledged) is a ``CheckpointError`` that rolls this copy back;
 5. COMMIT.  A failure anywhere rolls everything back: no partial chunk is ever visible.
    When the checkpoint is in the chunk's own transaction, the COMMIT does not wait for its
    WAL to reach the disk (``SET LOCAL synchronous_commit = off``): a server crash can lose
@@ -85,7 +87,7 @@ from async_etl.drivers.postgres import (
     reusing,
     use_exact_codecs,
 )
-from async_etl.errors import ConfigError, DataError
+from async_etl.errors import CheckpointError, ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,
     ChunkResult,
@@ -363,7 +365,7 @@ class PgTarget:
                 counts, rejects = await self._merge(ctx, conn, chunk)
             if in_state:
                 bounds = orjson.dumps(chunk.to_json()).decode()
-                await conn.execute(
+                status = await conn.execute(
                     state_sql.CHECKPOINT_CHUNK.text,
                     ctx.run_id,
                     chunk.index,
@@ -372,6 +374,13 @@ class PgTarget:
                     ctx.chunk_cursor,
                     state_sql.chunk_counts(counts, len(rejects)),
                 )
+                if status == "INSERT 0 0":  # committed meanwhile: roll this copy back
+                    raise CheckpointError(
+                        f"{self.where}: chunk {chunk.index} of run {ctx.run_id} was committed "
+                        "by another process (or by an attempt whose commit was not "
+                        "acknowledged); this load of it is rolled back. Run the job again to "
+                        "resume it"
+                    )
                 if rejects:
                     await conn.executemany(
                         state_sql.INSERT_REJECT.text,

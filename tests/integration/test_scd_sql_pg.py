@@ -304,6 +304,13 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
         await conn.execute(state_sql.CHECKPOINT_CHUNK.text, *state_sql.CHECKPOINT_CHUNK.args(args))
         done = await conn.fetch(state_sql.COMMITTED_CHUNKS.text, "r1")
         assert [r[0] for r in done] == [2]
+        again = args | {"rows": 99, "counts": state_sql.chunk_counts({"inserted": 99}, 0)}
+        status = await conn.execute(
+            state_sql.CHECKPOINT_CHUNK.text, *state_sql.CHECKPOINT_CHUNK.args(again)
+        )
+        assert status == "INSERT 0 0"  # a chunk commits once: its loader rolls a second back
+        kept = "SELECT rows FROM async_etl_chunks WHERE run_id = 'r1' AND chunk_index = 2"
+        assert await conn.fetchval(kept) == 10
         back = await conn.fetchrow(state_sql.UNFINISHED_RUN.text, "j")
         assert ChunkPlan.from_json(json.loads(back["plan"])) == plan and back["as_of"] == T0
         upd = dict.fromkeys(state_sql.UPDATE_RUN.params, 0) | {
