@@ -139,6 +139,7 @@ class StateStore:
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
         self._opening: anyio.Event | None = None
+        self._held = False  # the job's lock was taken once: failing to re-take it is a loss
 
     def open_later(self) -> None:
         """Make calls wait for ``__aenter__`` (run in another task) to finish first.
@@ -200,6 +201,8 @@ class StateStore:
 
         Raises ``CheckpointError`` when another run of the job holds it: two processes running
         one job at once would both run its pending chunks (an append then loads them twice).
+        On a reconnect (this run held the lock and lost it with its connection) the message
+        says the run lost its lock, not that the job is already running.
         The lock is a session lock, so it is re-taken on every reconnect and dies with a
         killed run's connection, leaving the run to resume.
         """
@@ -213,10 +216,17 @@ class StateStore:
             raise translate_pg(exc, "state store: take the job's lock") from exc
         if not held:
             await close_quietly(conn)
+            if self._held:  # a reconnect: this run had the lock and another run took it
+                raise CheckpointError(
+                    f"job {self._job}: this run lost its lock when its state connection was "
+                    f"cut, and another run of job {self._job} took it meanwhile; this run stops "
+                    "and that one goes on with the job"
+                )
             raise CheckpointError(
                 f"job {self._job} is already running (another process holds its lock in this "
                 f"state store); wait for it, or stop it: async-etl stop {self._job}"
             )
+        self._held = True
         return conn
 
     async def _close(self) -> None:

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from async_etl.core.retry import RetryPolicy
-from async_etl.errors import TransientError
+from async_etl.errors import CheckpointError, TransientError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
 from async_etl.jobs.state import StateStore
@@ -86,3 +86,23 @@ async def test_a_call_cancelled_mid_statement_leaves_the_store_usable(pg_dsn: st
         assert store._conn.get_server_pid() != pid
         busy = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
         assert await fetchval(pg_dsn, busy, pid) == 0
+
+
+async def test_a_run_that_lost_its_job_lock_says_so_not_already_running(pg_dsn: str) -> None:
+    """Lock lost with a killed backend and taken by another run: this run is told it lost it.
+
+    It was told that the job was already running and to wait or stop it, as a second start is.
+    """
+    holder = BudgetHolder(LimiterBudget(2), ConnectionMeter())
+    policy = RetryPolicy(max_retries=0)
+    async with StateStore(pg_dsn, holder, app="t:state", policy=policy, job="twice") as first:
+        await first.ensure()
+        await fetchval(pg_dsn, "SELECT pg_terminate_backend($1)", first._conn.get_server_pid())
+        async with StateStore(pg_dsn, holder, app="t:state", policy=policy, job="twice"):
+            with pytest.raises(TransientError):
+                await first.stop_requested("r")  # the killed connection: dropped
+            with pytest.raises(CheckpointError) as info:
+                await first.stop_requested("r")
+    message = str(info.value)
+    assert "lost its lock" in message and "another run of job twice took it" in message
+    assert "already running" not in message and "\n" not in message
