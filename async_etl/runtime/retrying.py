@@ -3,10 +3,13 @@
 Theory of operation: a *round trip* is a call that opens (or reuses) a connection, does one
 unit of work and returns.  When it raises a ``TransientError`` (a lost connection, SQLSTATE
 ``08xxx``/``57P0x``, 429/503, ...) the pure ``RetryPolicy`` decides whether to try again and
-after how long; ``reset`` (when given) runs first, so a caller that keeps a connection between
-calls drops the broken one and the next attempt reconnects.  A call that opens its own
-connection inside (``pg_connection``) reconnects by itself.  Any other error is raised at
-once: permanent failures are one line already, and are never retried.
+after how long; ``reset`` (when given) runs after that backoff sleep, right before the next
+attempt, so a caller that keeps a connection between calls drops the broken one and
+reconnects only then: a connection made before the sleep could be cut during it and spend
+an attempt without being used (a plan's state connection under terminations every 250 ms).
+A call that opens its own connection inside (``pg_connection``) reconnects by itself.  Any
+other error is raised at once: permanent failures are one line already, and are never
+retried.
 
 The unit retried must be safe to repeat: a read, an idempotent write, or one transaction
 (the server rolled it back when the connection died).  Never retry the second half of a unit.
@@ -45,9 +48,9 @@ async def retrying(
 ) -> T:
     """Await ``call()``, retrying ``TransientError`` with ``policy`` (``jitter``: U[0, 1)).
 
-    ``what`` names the step in the ``retrying`` log event; ``reset`` is awaited before each
-    new attempt.  Raises the last ``TransientError`` when the retries run out, and any other
-    exception at once.
+    ``what`` names the step in the ``retrying`` log event; ``reset`` is awaited after the
+    backoff sleep, right before each new attempt.  Raises the last ``TransientError`` when
+    the retries run out, and any other exception at once.
     """
     attempt = 1
     while True:
@@ -55,10 +58,10 @@ async def retrying(
             return await call()
         except TransientError as exc:
             delay = backoff(exc, attempt, policy, jitter, what=what)
-            if reset is not None:
-                await reset()
             attempt += 1
             await anyio.sleep(delay)
+            if reset is not None:
+                await reset()
 
 
 def retrying_blocking(
@@ -80,10 +83,10 @@ def retrying_blocking(
             return call()
         except TransientError as exc:
             delay = backoff(exc, attempt, policy, jitter, what=what)
-            if reset is not None:
-                reset()
             attempt += 1
             time.sleep(delay)
+            if reset is not None:
+                reset()
 
 
 def backoff(

@@ -6,6 +6,7 @@ import pytest
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import LoadError, TransientLoadError
+from async_etl.runtime import retrying as retrying_module
 from async_etl.runtime.retrying import retrying, retrying_blocking
 
 POLICY = RetryPolicy(max_retries=3, base=0.0)
@@ -79,3 +80,48 @@ async def test_async_gives_up_and_never_retries_a_permanent_error() -> None:
     with pytest.raises(LoadError, match="syntax error"):
         await retrying(lambda: once(broken), POLICY)
     assert (down.calls, broken.calls) == (4, 1)
+
+
+class Ordered:
+    """Records the order of calls, backoff sleeps and resets; fails transiently once."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def __call__(self) -> int:
+        self.events.append("call")
+        if self.events.count("call") == 1:
+            raise TransientLoadError("scripted: cut")
+        return 42
+
+    def reset(self) -> None:
+        self.events.append("reset")
+
+    def sleep(self, _delay: float) -> None:
+        self.events.append("sleep")
+
+
+def test_blocking_resets_after_the_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocking twin sleeps first, then resets (reconnects) right before the next call."""
+    call = Ordered()
+    monkeypatch.setattr(retrying_module.time, "sleep", call.sleep)
+    assert retrying_blocking(call, POLICY, reset=call.reset) == 42
+    assert call.events == ["call", "sleep", "reset", "call"]
+
+
+async def test_async_resets_after_the_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The async helper sleeps first, then awaits reset right before the next call."""
+    call = Ordered()
+
+    async def once() -> int:
+        return call()
+
+    async def reset() -> None:
+        call.reset()
+
+    async def sleep(delay: float) -> None:
+        call.sleep(delay)
+
+    monkeypatch.setattr(retrying_module.anyio, "sleep", sleep)
+    assert await retrying(once, POLICY, reset=reset) == 42
+    assert call.events == ["call", "sleep", "reset", "call"]
