@@ -1,7 +1,10 @@
 """``async-etl status [JOB]``: recent runs from the state store, newest first, as a table.
 
 JOB is a job name or a job file (whose ``[state] url`` is then used).  The state store is
-``--state URL``, else ``$ASYNC_ETL_STATE_URL``, else the job file's.
+``--state URL``, else ``$ASYNC_ETL_STATE_URL``, else the job file's.  A RUNNING run whose job
+lock no process holds (the run was killed) shows as ``RUNNING (no live process: resumes on
+the next run)``; with ``--json`` its ``live`` is false (true for a live RUNNING run, null for
+a finished one).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from async_etl.jobs.spec import env_name, load_job
 from async_etl.jobs.state import RunRow, StateStore, with_store
 from async_etl.runtime import loop
 
-__all__ = ["STATE_ENV", "add_state_flag", "main", "register", "resolve"]
+__all__ = ["NOT_LIVE", "STATE_ENV", "add_state_flag", "main", "register", "resolve"]
+
+NOT_LIVE = "no live process: resumes on the next run"
+"""What a RUNNING run is when no process holds its job's lock (the run was killed)."""
 
 STATE_ENV = ((env_name("state", "url"), "the state store URL, when --state is not given"),)
 
@@ -91,11 +97,13 @@ def main(args: argparse.Namespace) -> int:
     """Print the runs; returns 0 (2 for a bad state URL, via ``ConfigError``)."""
     job, url = resolve(args.job, args.state)
 
-    async def fetch(store: StateStore) -> tuple[list[RunRow], list[str]]:
+    async def fetch(store: StateStore) -> tuple[list[RunRow], list[str], set[str]]:
         starting = [j for j in await store.starting_jobs() if job is None or j == job]
-        return await store.recent_runs(job, args.limit), starting
+        runs = await store.recent_runs(job, args.limit)
+        live = await store.live_jobs(r.job for r in runs if r.status == "RUNNING")
+        return runs, starting, live
 
-    runs, starting = loop.run(lambda: with_store(url, "status", fetch))
+    runs, starting, live = loop.run(lambda: with_store(url, "status", fetch))
     if not args.json:
         for name in starting:
             print(f"{name}: starting (preflight / planning; no run recorded yet)")
@@ -105,28 +113,38 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         for r in runs:
-            print(orjson.dumps(_row_dict(r)).decode())
+            print(orjson.dumps(_row_dict(r, live)).decode())
         return 0
-    print_runs(runs)
+    print_runs(runs, live=live)
     return 0
 
 
-def _row_dict(r: RunRow) -> dict[str, Any]:
+def _row_dict(r: RunRow, live: set[str]) -> dict[str, Any]:
     out = {name: getattr(r, name) for name in RunRow.__dataclass_fields__}
     for key in ("as_of", "started_at", "finished_at"):
         out[key] = out[key].isoformat() if out[key] is not None else None
+    out["live"] = r.job in live if r.status == "RUNNING" else None
     return out
 
 
-def print_runs(runs: list[RunRow], console: Console | None = None) -> None:
-    """The runs as a rich table on stdout."""
+def _status(r: RunRow, live: set[str] | None) -> str:
+    """The run's status; a RUNNING run of a job no process holds says so."""
+    if r.status == "RUNNING" and live is not None and r.job not in live:
+        return f"RUNNING ({NOT_LIVE})"
+    return r.status
+
+
+def print_runs(
+    runs: list[RunRow], console: Console | None = None, *, live: set[str] | None = None
+) -> None:
+    """The runs as a rich table on stdout; ``live``: the jobs with a live run (None: unknown)."""
     table = Table(title="async-etl runs", title_justify="left")
     for col in ("run_id", "job", "status", "as_of", "started", "finished", "read",
                 "inserted", "updated", "expired", "deleted", "rejected", "error"):  # fmt: skip
         table.add_column(col, justify="right" if col in _NUMBERS else "left")
     for r in runs:
         table.add_row(
-            r.run_id, r.job, r.status, _ts(r.as_of), _ts(r.started_at), _ts(r.finished_at),
+            r.run_id, r.job, _status(r, live), _ts(r.as_of), _ts(r.started_at), _ts(r.finished_at),
             *(f"{v:,}" for v in (r.rows_read, r.inserted, r.updated, r.expired, r.deleted,
                                  r.rejected)),
             (r.error or "")[:80],

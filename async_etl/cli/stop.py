@@ -6,7 +6,9 @@ planning) is asked too, and stops as soon as its run is recorded, before any chu
 polls it before each chunk and between batches: chunks in flight finish or roll back, the run
 ends STOPPED (exit status 3), and the next ``async-etl run`` resumes it. For a plan (its name,
 or its plan file): the orchestrator running it stops launching, asks its running jobs to stop,
-and exits with everything resumable.
+and exits with everything resumable.  A job whose RUNNING run has no live process (killed:
+no process holds the job's lock) is told so in one line, exit status 1, and no request is
+written: the next ``async-etl run`` resumes that run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from async_etl.cli.help import BAD_INPUT, add_command
-from async_etl.cli.status import STATE_ENV, add_state_flag, resolve
+from async_etl.cli.status import NOT_LIVE, STATE_ENV, add_state_flag, resolve
 from async_etl.jobs.state import StateStore, starting_key, with_store
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
@@ -35,7 +37,7 @@ def register(sub: Any) -> None:
         doc=__doc__,
         exit_codes={
             0: "a stop request was written",
-            1: "nothing of that name is running",
+            1: "nothing of that name is running (a killed run, no live process, included)",
             2: BAD_INPUT,
         },
         env=STATE_ENV,
@@ -79,14 +81,23 @@ def main(args: argparse.Namespace) -> int:
     name, url = resolve(args.target, args.state)
     assert name is not None
 
-    async def request(store: StateStore) -> list[str]:
+    async def request(store: StateStore) -> tuple[list[str], list[str]]:
+        """(runs asked to stop, RUNNING runs with no live process, left alone)."""
         await store.ensure()
+        running = await store.running_runs(name)
+        live = await store.live_jobs(job for _, job in running)
+        if running and not live:
+            return [], [run_id for run_id, _ in running]
         runs = await store.request_stop(name)
         if not runs and await store.request_starting_stop(name):
-            return [starting_key(name)]
-        return runs
+            return [starting_key(name)], []
+        return runs, []
 
-    runs = loop.run(lambda: with_store(url, "stop", request))
+    runs, dead = loop.run(lambda: with_store(url, "stop", request))
+    if dead:
+        print(f"async-etl: {name!r} is not running: run {', '.join(dead)} is RUNNING with "
+              f"{NOT_LIVE}", file=sys.stderr)  # fmt: skip
+        return 1
     if not runs:
         if _stop_plan(url, name):
             print(f"stop requested for plan {name}")

@@ -13,7 +13,7 @@ the run takes as soon as it is recorded, when the request is newer than its stat
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +74,19 @@ _TAKE_STARTING_STOP = (
 
 _JOB_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('async-etl job:' || $1, 0))"
 """Take the session-level advisory lock of job ``$1`` if free (True) or not (False)."""
+_LIVE_JOBS = (
+    "SELECT j FROM unnest($1::text[]) AS j WHERE EXISTS (SELECT 1 FROM pg_locks l "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = "
+    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid::bigint = (hashtextextended('async-etl job:' || j, 0) >> 32) & 4294967295 "
+    "AND l.objid::bigint = hashtextextended('async-etl job:' || j, 0) & 4294967295)"
+)
+"""Which of the jobs ``$1`` have their ``_JOB_LOCK_SQL`` lock held, read from ``pg_locks``.
+
+A bigint advisory key shows there as ``classid`` (high 32 bits), ``objid`` (low 32 bits) and
+``objsubid = 1`` (PostgreSQL manual, "pg_locks").  Reading it takes no lock, so it never
+makes a starting run of the job think another one is running.
+"""
 
 
 def starting_key(job: str) -> str:
@@ -436,6 +449,34 @@ class StateStore:
             return bool(await c.fetchval(_TAKE_STARTING_STOP, starting_key(job)))
 
         return await self._call("read stop request", go)
+
+    async def live_jobs(self, jobs: Iterable[str]) -> set[str]:
+        """The jobs among ``jobs`` with a live run: a process holds the job's lock.
+
+        A RUNNING run whose job is not live was killed (its lock died with its session); the
+        next run of the job resumes it.
+        """
+        names = sorted(set(jobs))
+        if not names:
+            return set()
+
+        async def go(c: Any) -> set[str]:
+            return {str(r[0]) for r in await c.fetch(_LIVE_JOBS, names)}
+
+        return await self._call("read live jobs", go)
+
+    async def running_runs(self, job_or_run: str) -> list[tuple[str, str]]:
+        """(run id, job) of every RUNNING run of a job, or of the one run with that id."""
+
+        async def go(c: Any) -> list[tuple[str, str]]:
+            rows = await c.fetch(
+                "SELECT run_id, job FROM async_etl_runs WHERE status = 'RUNNING' "
+                "AND (run_id = $1 OR job = $1)",
+                job_or_run,
+            )
+            return [(str(r[0]), str(r[1])) for r in rows]
+
+        return await self._call("read running runs", go)
 
     async def recent_runs(self, job: str | None, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first (of one job, or of all; none without state tables)."""

@@ -129,3 +129,26 @@ async def test_stop_command_then_resume(pg_dsn: str, tmp_path: Path) -> None:
     assert result.chunks_done == total
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols) == norm(reference(states, cols), cols)
+
+
+async def test_status_and_stop_of_a_killed_run_say_no_live_process(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A SIGKILLed run: status says no live process, stop says so (exit 1, no request)."""
+    states = history(seed=14, n_keys=1500, runs=1)
+    await load_source(pg_dsn, states[0])
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.15)
+    job = write(tmp_path, "dead.toml", job_toml("deadrun", pg_dsn, "dw.dim", chunk_size=40))
+    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+    await wait_committed(pg_dsn, "deadrun", 2)
+    code, out, err = await run_cli("status", str(job), "--json")
+    assert code == 0 and '"status":"RUNNING"' in out and '"live":true' in out, err
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait)
+    code, out, err = await run_cli("status", str(job))
+    assert code == 0 and "no live process: resumes on the next run" in out, err
+    code, out, err = await run_cli("stop", "deadrun", "--state", pg_dsn)
+    assert code == 1 and out == "", out
+    assert err.count("\n") == 1 and "no live process" in err and "deadrun-" in err, err
+    requests = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_stop_requests")
+    assert requests == 0
