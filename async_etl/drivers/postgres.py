@@ -322,9 +322,17 @@ class Shelf:
         self.keep = keep
         self.closed = False
         self._idle: dict[_Key, list[tuple[Any, AsyncExitStack]]] = {}
+        self._connecting: dict[str, int] = {}  # URL -> takes waiting for a token or a connect
 
     async def take(self, key: _Key) -> tuple[Any, AsyncExitStack]:
-        """An idle open connection for ``key`` and its token, else a new one (errors translated)."""
+        """An idle open connection for ``key`` and its token, else a new one (errors translated).
+
+        An idle connection holds a token of its database's budget, so a shelf must never keep
+        one while a chunk waits for a token there (a budget below the chunks in flight, say 3
+        for state, source and target on one database, would wait for ever): before a new
+        connection is asked for, the idle ones of that database under other keys are closed,
+        and while one is being asked for, ``give_back`` closes instead of keeping.
+        """
         idle = self._idle.get(key, [])
         while idle:
             conn, token = idle.pop()
@@ -332,12 +340,20 @@ class Shelf:
                 return conn, token
             await _release(conn, token)
         url, app, holder = key
-        return await _connect_held(url, holder, app)
+        for other, pairs in self._idle.items():
+            while other[0] == url and pairs:
+                await _release(*pairs.pop())
+        self._connecting[url] = self._connecting.get(url, 0) + 1
+        try:
+            return await _connect_held(url, holder, app)
+        finally:
+            self._connecting[url] -= 1
 
     async def give_back(self, key: _Key, conn: Any, token: AsyncExitStack, *, broken: bool) -> None:
         """Keep ``conn`` idle for the next chunk, or close it (see the class)."""
         idle = self._idle.setdefault(key, [])
-        if broken or self.closed or conn.is_closed() or conn.is_in_transaction():
+        waited_for = self._connecting.get(key[0], 0) > 0  # its token is wanted now
+        if broken or self.closed or waited_for or conn.is_closed() or conn.is_in_transaction():
             await _release(conn, token)
             return
         idle.append((conn, token))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 
@@ -12,6 +13,7 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.drivers import postgres
 from async_etl.errors import TransientLoadError
 from async_etl.jobs.api import JobOptions
+from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.runner import run_job
 from async_etl.testing.databases import fresh_database
@@ -68,6 +70,23 @@ async def test_chunks_reuse_their_workers_connections(pg_dsn: str) -> None:
     assert statements == result.chunks_total and 1 <= backends <= 2, (statements, backends)
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
+
+
+async def test_kept_connections_never_starve_a_budget_below_the_chunks_in_flight(
+    pg_dsn: str,
+) -> None:
+    """Budget 3 on one database, 4 workers: kept connections give their tokens to waiting chunks."""
+    rows = history(seed=13, n_keys=300, runs=1)[0]
+    await load_source(pg_dsn, rows)
+    spec = spec_of(job_toml("tight", pg_dsn, "dw.tight", workers=4, chunk_size=50))
+    with anyio.fail_after(60):  # it waited for ever for a token an idle connection held
+        result = await run_job(
+            spec, options=JobOptions(as_of=at(0)), budget=LimiterBudget(1, {pg_dsn: 3})
+        )
+    assert result.status == "SUCCEEDED", result.error
+    assert result.chunks_total >= 4
+    got = await table_rows(pg_dsn, "dw.tight")
+    assert norm(got, cols_of(2)) == norm(reference([rows], cols_of(2)), cols_of(2))
 
 
 async def test_a_retried_chunk_takes_no_kept_connection(

@@ -65,9 +65,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeConn]]:
     yield made
 
 
-async def use(holder: Tokens, app: str = "job:run", fail: bool = False) -> Any:
+async def use(holder: Tokens, app: str = "job:run", fail: bool = False, url: str = URL) -> Any:
     """One ``pg_connection`` block; raises ``ValueError`` inside it when ``fail``."""
-    async with pg_connection(URL, holder, app=app) as conn:
+    async with pg_connection(url, holder, app=app) as conn:
         if fail:
             raise ValueError("boom")
         return conn
@@ -162,7 +162,7 @@ async def test_keys_are_kept_apart_and_a_late_give_back_is_closed(opened: list[F
 
 
 async def test_aclose_closes_the_idle_connections_at_once(opened: list[FakeConn]) -> None:
-    """Two idle connections: the second's close starts before the first's has finished."""
+    """Two idle connections (two databases): the second's close starts before the first's ends."""
     holder, shelf = Tokens(), Shelf(lambda: 2)
     steps: list[str] = []
 
@@ -174,10 +174,24 @@ async def test_aclose_closes_the_idle_connections_at_once(opened: list[FakeConn]
         steps.append(f"end {conn.n}")
 
     with shelved(shelf):
-        a = await use(holder, app="job:source")
+        a = await use(holder, app="job:source", url=URL + "_source")
         b = await use(holder, app="job:target")
     for conn in (a, b):
         conn.close = lambda conn=conn: close(conn)  # type: ignore[method-assign]
     await shelf.aclose()
     assert sorted(steps[:2]) == ["start 0", "start 1"], steps  # one by one: start, end, start
     assert a.closed and b.closed and holder.held == 0
+
+
+async def test_a_new_connection_first_closes_idle_ones_of_its_database(
+    opened: list[FakeConn],
+) -> None:
+    """A miss closes the idle connections of the same database (their tokens), not others'."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        a = await use(holder, app="job:source")
+        other = await use(holder, app="job:source", url=URL + "_other")
+        b = await use(holder, app="job:target")
+    assert a.closed and not b.closed and not other.closed
+    await shelf.aclose()
+    assert holder.held == 0
