@@ -306,6 +306,11 @@ _Key = tuple[str, str, Holder]
 """What a kept connection is for: (URL, application name, budget holder)."""
 
 
+def is_lost_connection(exc: BaseException) -> bool:
+    """True when ``exc`` is asyncpg's error for an operation on a connection that died."""
+    return isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError)
+
+
 class Shelf:
     """Connections a run's chunks gave back, open with their budget tokens, for the next chunk.
 

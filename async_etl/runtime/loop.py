@@ -24,17 +24,18 @@ _NEVER_RETRIEVED = "exception was never retrieved"
 
 
 def lost_connection_future(context: dict[str, Any]) -> bool:
-    """True for an unretrieved future holding asyncpg's ``ConnectionDoesNotExistError``.
+    """True for an unretrieved future holding a lost PostgreSQL connection's error.
 
     ``context`` is an asyncio exception-handler context.  Such a future is asyncpg's waiter
     for an operation on a connection that died: the caller's own await failed too (the lost
-    connection is seen and retried there), so the future adds nothing but a traceback.
+    connection is seen and retried there), so the future adds nothing but a traceback.  Which
+    errors are a lost connection is the driver's call (``drivers.postgres.is_lost_connection``).
     """
-    from asyncpg.exceptions import ConnectionDoesNotExistError
+    from async_etl.drivers.postgres import is_lost_connection
 
     message = str(context.get("message", ""))
     exc = context.get("exception")
-    return _NEVER_RETRIEVED in message and isinstance(exc, ConnectionDoesNotExistError)
+    return _NEVER_RETRIEVED in message and exc is not None and is_lost_connection(exc)
 
 
 def quiet_duplicate_futures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
