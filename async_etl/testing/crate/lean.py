@@ -15,8 +15,9 @@ request waits in the buffer until the one before it is answered):
 1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in;
    a head over 64 KiB is a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
    neither client sends) a 411, a head that is not HTTP/1.x (a bare LF or CR, a field with no
-   colon, a ``Content-Length`` not plain digits or given twice differing) a 400, as aiohttp's
-   parser refuses it — each then closes the connection;
+   colon or a control character, a ``Content-Length`` not plain digits or given twice
+   differing, a ``Transfer-Encoding`` other than ``chunked``) a 400, as aiohttp's parser
+   refuses it — each then closes the connection;
 2. ``Content-Encoding: gzip`` / ``deflate`` bodies are inflated (a bad one is a 400, one
    inflating past ``max_body_bytes`` a 413, as aiohttp's limit);
 3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
@@ -51,6 +52,7 @@ __all__ = ["LeanServer", "serve_lean"]
 _MAX_HEAD = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method or field name
 _VERSIONS = frozenset(("HTTP/1.0", "HTTP/1.1"))
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # not in a field value (RFC 9110 5.5)
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -113,9 +115,11 @@ def _parse_head(lines: list[str]) -> dict[str, str] | None:
     """The head's headers (names lower-cased), or None when it is not HTTP/1.x as RFC 9112 says.
 
     The request line is ``METHOD SP target SP HTTP/1.x``; each field is ``token ":" value``
-    (no blank before the colon); ``Content-Length`` is ASCII digits only, and given twice only
-    with one value — ``+20``, ``2_0`` or two lengths would frame the body differently from
-    another parser (aiohttp's refuses them with a 400 too).
+    (no blank before the colon, no control character in the value, only blanks and tabs
+    around it); ``Content-Length`` is ASCII digits only, below 2**64, and given twice only
+    with one value; ``Transfer-Encoding`` lines are one list, and ``chunked`` alone is a
+    coding — ``+20``, ``2_0``, a no-break space, two lengths or ``identity`` would frame the
+    body differently from another parser (aiohttp's refuses them with a 400 too).
     """
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or parts[2] not in _VERSIONS:
@@ -123,13 +127,20 @@ def _parse_head(lines: list[str]) -> dict[str, str] | None:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
             return None
-        name, value = name.lower(), value.strip()
+        name, value = name.lower(), value.strip(" \t")
         if name == "content-length" and (
-            not (value.isascii() and value.isdigit()) or headers.get(name, value) != value
+            not (value.isascii() and value.isdigit())
+            or len(value.lstrip("0")) > 20  # int() of a long string raises
+            or int(value) >= 2**64
+            or headers.get(name, value) != value
         ):
             return None
+        if name == "transfer-encoding":
+            value = ", ".join(filter(None, (headers.get(name), value)))
+            if value.lower() != "chunked":
+                return None
         headers[name] = value
     return headers
 
@@ -177,7 +188,7 @@ class _Connection(asyncio.Protocol):
         if headers is None:
             self._send(_plain(400, "Bad Request"))
             return
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if "transfer-encoding" in headers:  # chunked, the only coding _parse_head lets by
             self._send(_plain(411, "Length Required"))
             return
         length = int(headers.get("content-length", "0"))
