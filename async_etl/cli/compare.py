@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import socket
 import subprocess
@@ -121,6 +122,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--duration: must be > 0, got {args.duration!r}")
     if args.latency_ms is not None and (scenario != "network" or args.sink):
         raise ConfigError("--latency-ms: only for the network scenario's own stand-in (no --sink)")
+    if args.latency_ms is not None and not math.isfinite(args.latency_ms):  # inf: hangs
+        raise ConfigError(f"--latency-ms: must be a finite number, got {args.latency_ms!r}")
     if args.latency_ms is not None and args.latency_ms < 0:
         raise ConfigError(f"--latency-ms: must be >= 0, got {args.latency_ms!r}")
     if args.sink:

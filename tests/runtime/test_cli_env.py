@@ -83,3 +83,14 @@ def test_another_commands_variables_do_not_matter() -> None:
     """A bad ASYNC_ETL_COMPARE_* variable does not stop orchestrate (or any other command)."""
     args = parse(["orchestrate", "plan.toml"], {"ASYNC_ETL_COMPARE_SCENARIO": "bad"})
     assert args.plan == "plan.toml"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_compare_refuses_a_latency_that_is_not_a_finite_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """compare --latency-ms nan / inf: one line naming the flag, exit 2, no run started."""
+    args = ["--records", "1", "--concurrency", "1,x", "--latency-ms", value]  # refused first
+    assert main(["compare", "--out", "x", *args]) == 2
+    err = capsys.readouterr().err
+    assert err == f"async-etl: error: --latency-ms: must be a finite number, got {float(value)!r}\n"

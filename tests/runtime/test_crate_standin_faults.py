@@ -239,3 +239,11 @@ async def test_stall_freezes_the_server(session: aiohttp.ClientSession) -> None:
             took.append(time.perf_counter() - started)
     assert crate.counters.stalls == 1
     assert took[2] >= 0.3
+
+
+@pytest.mark.parametrize("name", ["latency_ms", "fail_rate", "growth", "stall_ms"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_config_refuses_a_setting_that_is_not_a_finite_number(name: str, value: float) -> None:
+    """StandInConfig: NaN passes every range check and inf sleeps for ever, so both are refused."""
+    with pytest.raises(ValueError, match=f"StandInConfig.{name} must be a finite number"):
+        StandInConfig(**{name: value})

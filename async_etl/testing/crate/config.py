@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 FAULT_KINDS = ("fail", "busy", "item_fail", "drop_before", "drop_after", "auth")
 """Keys of ``Counters.faults``: 503s, 429s, per-item 5002s, drops before / after applying
@@ -64,11 +65,15 @@ class StandInConfig:
     http: str = "aiohttp"
 
     def __post_init__(self) -> None:
-        """Validate; raises ``ValueError`` for a bad rate, ``http`` layer or negative setting.
+        """Validate; raises ``ValueError`` for a bad number, ``http`` layer or negative setting.
 
-        Rates lie in [0, 1]; ``http`` is one of ``HTTP_LAYERS``; latency, capacity, growth and
-        the stall settings are not negative.
+        Every float setting is finite; rates lie in [0, 1]; ``http`` is one of ``HTTP_LAYERS``;
+        latency, capacity, growth and the stall settings are not negative.
         """
+        for f in fields(self):  # NaN passes every range check below, inf sleeps for ever
+            value = getattr(self, f.name)
+            if f.type == "float" and not math.isfinite(value):
+                raise ValueError(f"StandInConfig.{f.name} must be a finite number, got {value}")
         for name in ("fail_rate", "busy_rate", "item_fail_rate", "drop_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
