@@ -511,9 +511,7 @@ class _JobRun:
             "rows_rejected": c["rejected"],
             "watermark": self.watermark.value,
             "error": self.failure.message if self.failure is not None else None,
-            "cursor": None
-            if self._cursor() is None
-            else orjson.dumps(tag(self._cursor())).decode(),
+            "cursor": _cursor_json(self._cursor()),
         }
 
     def _cursor(self) -> Any:
