@@ -136,13 +136,19 @@ class Writer:
         """Flush, wait for every batch, close the connections; return the report.
 
         Raises the writer's fatal ``AsyncEtlError`` if it had one (``report`` still holds the
-        accounting).  Safe to call twice.
+        accounting).  Safe to call twice.  Cancelled while it waits for the batches, it aborts
+        (what is left is counted, the connections are closed) and lets the cancel through.
         """
         if self._report is None:
             self._closing = True
             self._wake.set()
             if self._runner is not None:
-                await self._runner
+                try:  # shielded: a cancel here must not end the runner before ``abort``
+                    await asyncio.shield(self._runner)
+                except asyncio.CancelledError:
+                    with anyio.CancelScope(shield=True):
+                        await self.abort(CANCELLED_EARLY)
+                    raise
             await self._finish()
         if self._error is not None:
             raise self._error

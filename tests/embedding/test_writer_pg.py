@@ -335,6 +335,26 @@ async def test_cancelling_the_writing_task_keeps_the_accounting_and_closes_the_p
     assert writer._sink._pool is None  # type: ignore[union-attr]
 
 
+async def test_cancelled_while_closing_the_writer_still_closes_its_pool(pg_dsn: str) -> None:
+    """The host's cancel lands in the flush at the block's end: rows accounted, pool closed."""
+    at = datetime.now(UTC)
+    writer = open_writer(
+        pg_dsn, table="ev", columns=COLUMNS, primary_key=["id"], batch_rows=2000, max_in_flight=2
+    )
+    with anyio.CancelScope() as scope:
+        async with writer:
+            await writer.write_many((i, "x" * 200, 0.0, at) for i in range(40_000))
+            scope.deadline = anyio.current_time() + 0.01  # fires in aclose's flush
+    assert scope.cancelled_caught
+    assert writer._sink._pool is None  # type: ignore[union-attr]
+    report = writer.report
+    assert report.accepted == 40_000
+    assert report.accepted == report.delivered + report.rejected + report.undelivered
+    rows = await _fetch(pg_dsn, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM ev")
+    assert rows[0]["n"] == rows[0]["d"] == report.delivered
+    assert await writer.aclose() is report  # closing again answers, instead of raising
+
+
 async def test_abort_mid_run_reports_buffered_rows_undelivered(pg_dsn: str) -> None:
     """``abort()`` stops at once; the target holds exactly the rows reported delivered."""
     at = datetime.now(UTC)
