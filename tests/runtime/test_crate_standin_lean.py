@@ -281,6 +281,32 @@ def test_a_head_that_frames_its_body_ambiguously_is_a_400_on_both_layers(
     assert answer.startswith((b"HTTP/1.1 400 ", b"HTTP/1.0 400 ")) and requests == 0
 
 
+@pytest.mark.parametrize("http", ["aiohttp", "lean"])
+def test_expect_100_continue_gets_its_interim_answer_on_both_layers(http: str) -> None:
+    """A head with ``Expect: 100-continue`` is told to go on before its body is sent.
+
+    curl sends it with a large body and waits a second for the ``100 Continue`` before sending
+    the body anyway: the lean layer never sent it, so each such request stalled for a second.
+    """
+    body = b'{"stmt": "SELECT 1"}'
+    head = (
+        b"POST /_sql HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 20\r\nConnection: close\r\n\r\n"
+    )
+    with (
+        _standin(StandInConfig(http=http)) as crate,
+        socket.create_connection(("127.0.0.1", crate.port), timeout=5) as sock,
+    ):
+        sock.sendall(head)
+        interim = sock.recv(65536)
+        sock.sendall(body)
+        chunks = [interim]
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert b"".join(chunks[1:]).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
 async def test_lean_stop_closes_open_connections() -> None:
     """Stopping the lean stand-in aborts idle keep-alive connections and stops listening."""
     crate = _standin(StandInConfig(http="lean"))

@@ -12,7 +12,8 @@ uses: the answers, counters and faults are the same, only the parsing of bytes d
 Per connection, requests are served one at a time, in order (HTTP/1.1 keep-alive; a pipelined
 request waits in the buffer until the one before it is answered):
 
-1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in;
+1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in
+   (a head with ``Expect: 100-continue`` is answered ``100 Continue`` while its body is due);
    a head over 64 KiB is a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
    neither client sends) a 411, a head that is not HTTP/1.x (a bare LF or CR, a field with no
    colon or a control character, a ``Content-Length`` not plain digits or given twice
@@ -154,6 +155,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.task: asyncio.Task[None] | None = None
         self.schema: str | None = None
+        self.continued = False  # the buffered request's 100 Continue is sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
@@ -197,9 +199,14 @@ class _Connection(asyncio.Protocol):
             return
         start = end + 4
         if len(buf) < start + length:
+            expects = headers.get("expect", "").lower() == "100-continue"
+            if expects and not self.continued and lines[0].endswith(" HTTP/1.1"):
+                self.continued = True  # the client waits for this before sending the body
+                transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return
         raw = bytes(buf[start : start + length])
         del buf[: start + length]
+        self.continued = False
         method, target, version = lines[0].split(" ")
         close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
         self.task = asyncio.get_running_loop().create_task(
