@@ -152,7 +152,7 @@ def row_sizes(rows: Sequence[tuple[Any, ...]]) -> list[int]:
 class BatchLimits:
     """When an open batch closes: ``max_rows`` rows, ``max_bytes`` bytes or ``linger_s`` age.
 
-    Raises ``ValueError`` for a limit below 1 row, 1 byte, or a negative linger.
+    Raises ``ValueError`` for a limit below 1 row, 1 byte, or a negative (or NaN) linger.
     """
 
     max_rows: int = 5000
@@ -164,7 +164,7 @@ class BatchLimits:
             raise ValueError(f"batch_rows must be at least 1, got {self.max_rows}")
         if self.max_bytes < 1:
             raise ValueError(f"batch_bytes must be at least 1, got {self.max_bytes}")
-        if self.linger_s < 0:
+        if not self.linger_s >= 0:  # NaN too: it passes every comparison
             raise ValueError(f"linger_ms must be >= 0, got {self.linger_s * 1000:g}")
 
 

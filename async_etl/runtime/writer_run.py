@@ -58,6 +58,8 @@ class Writer:
     ) -> None:
         if max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if not snapshot_interval > 0:  # 0 would call ``on_snapshot`` without pause; NaN too
+            raise ConfigError(f"snapshot_interval must be > 0 seconds, got {snapshot_interval:g}")
         self._sink = sink
         self._declared = columns
         self._primary_key = tuple(primary_key)

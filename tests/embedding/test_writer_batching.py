@@ -53,6 +53,20 @@ def test_bad_limits_are_one_line_config_errors() -> None:
 
 
 @pytest.mark.parametrize(
+    ("limit", "problem"),
+    [
+        ({"linger_ms": float("nan")}, "linger_ms must be >= 0, got nan"),
+        ({"snapshot_interval": 0}, "snapshot_interval must be > 0 seconds, got 0"),
+        ({"snapshot_interval": float("nan")}, "snapshot_interval must be > 0 seconds, got nan"),
+    ],
+)
+def test_a_limit_that_is_nan_or_zero_time_is_refused(limit: dict[str, float], problem: str) -> None:
+    """A NaN linger (it crashed the writer's task) or a snapshot interval 0 / NaN: ConfigError."""
+    with pytest.raises(ConfigError, match=problem):
+        open_writer("null://", table="t", on_snapshot=lambda snap: None, **limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("url", "problem"),
     [("ftp://x", "unknown scheme 'ftp'"), ("localhost:5432", "not a URL"), ("http://", "no host")],
 )
