@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from async_etl.core.retry import RetryPolicy
+from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.runner import run_job as _run_job
 from async_etl.jobs.spec import JobSpec, job_from_mapping, load_job
@@ -103,6 +104,8 @@ def _ray_chunks(address: str, actors: int) -> RayChunks:
     from async_etl.jobs.ray_chunks import RayChunks
     from async_etl.runtime.ray_cluster import join_cluster
 
+    if actors < 1:  # named as the argument: join_cluster's line names the CLI's --ray-actors
+        raise ConfigError(f"ray_actors: must be >= 1, got {actors}")
     joined = join_cluster(address, actors)
     assert joined is not None  # an address was given
     return RayChunks(*joined)
