@@ -14,6 +14,9 @@ from async_etl.core.scd_sql_common import Sql
 
 RUN_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
 
+NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
+"""This transaction's COMMIT does not wait for its WAL flush (a later synchronous one does)."""
+
 
 def _index_once(name: str, on: str) -> str:
     """``CREATE INDEX name ON on`` only when the catalog lacks ``name`` (a DO block).

@@ -108,8 +108,7 @@ log = structlog.get_logger(__name__)
 INDEX_BUILD_MB = 256
 """``maintenance_work_mem`` (MB) shared by the builds of a loaded table's unique indexes."""
 
-NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
-"""This transaction's COMMIT does not wait for its WAL flush (a later synchronous one does)."""
+NO_FLUSH_WAIT = state_sql.NO_FLUSH_WAIT
 
 
 class PgTarget:

@@ -134,3 +134,30 @@ async def test_a_chunk_waits_for_its_flush_only_when_its_checkpoint_is_elsewhere
         await conn.close()
     assert len(modes) == result.chunks_total
     assert set(modes) == ({"on"} if state_elsewhere else {"off"})
+
+
+async def test_a_runs_record_skips_the_flush_wait_and_its_final_status_does_not(
+    pg_dsn: str,
+) -> None:
+    """The new run's record commits without the WAL flush wait; its final status waits."""
+    from async_etl.jobs.state import with_store
+
+    await with_store(pg_dsn, "flush-test", lambda store: store.ensure())
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE public.run_writes (op text, status text, sync text); "
+            "CREATE FUNCTION public.log_run() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO public.run_writes VALUES (TG_OP, NEW.status, "
+            "current_setting('synchronous_commit')); RETURN NULL; END $$; "
+            "CREATE TRIGGER log_run AFTER INSERT OR UPDATE ON async_etl_runs FOR EACH ROW "
+            "EXECUTE FUNCTION public.log_run()"
+        )
+        await load_source(pg_dsn, history(seed=24, n_keys=50, runs=1)[0])
+        spec = spec_of(job_toml("runflush", pg_dsn, "dw.dim", workers=1, chunk_size=100))
+        result = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert result.status == "SUCCEEDED", result.error
+        writes = [tuple(r) for r in await conn.fetch("SELECT * FROM public.run_writes")]
+    finally:
+        await conn.close()
+    assert writes == [("INSERT", "RUNNING", "off"), ("UPDATE", "SUCCEEDED", "on")]
