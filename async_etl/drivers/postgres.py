@@ -34,7 +34,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
@@ -50,6 +50,9 @@ from async_etl.errors import (
     network,
 )
 from async_etl.typing import Holder
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = [
     "APP_PREFIX",
@@ -268,7 +271,7 @@ _KEPT: ContextVar[_Kept | None] = ContextVar("async_etl_pg_kept", default=None)
 
 
 @asynccontextmanager
-async def reusing() -> AsyncIterator[None]:
+async def reusing(close_in: TaskGroup | None = None) -> AsyncIterator[None]:
     """A block of sequential steps whose ``pg_connection`` calls share one open connection.
 
     Inside it, a ``pg_connection`` whose block ends cleanly (no error, no open transaction)
@@ -280,7 +283,9 @@ async def reusing() -> AsyncIterator[None]:
     (preflight): each reuse saves a connection's set-up and tear-down (2-4 ms on a local
     server, more across a network).  A block inside another one of the same task is part of
     it: the connection it leaves stays kept for the outer block's next call (``let_go``
-    closes it, e.g. before several connections open at once).
+    closes it, e.g. before several connections open at once).  ``close_in``: the kept
+    connection is closed in a task of that group, so the caller's next step need not wait for
+    its backend to exit (a graceful close, about 2 ms on a local server).
     """
     outer = _KEPT.get()
     if outer is not None and outer.task == anyio.get_current_task().id:
@@ -292,7 +297,29 @@ async def reusing() -> AsyncIterator[None]:
         yield
     finally:
         _KEPT.reset(token)
-        await kept.drop()
+        if close_in is None or kept.conn is None:
+            await kept.drop()
+        else:
+            close_in.start_soon(kept.drop)
+
+
+@asynccontextmanager
+async def closing_beside() -> AsyncIterator[TaskGroup]:
+    """A task group for closes (``reusing(close_in=...)``, ``Shelf.aclose``) beside the block.
+
+    A graceful close waits for its backend to exit; started here, it runs while the block
+    goes on, and the block's end waits for every close.  An exception the block raises passes
+    out as itself (not in an exception group) once the closes are done; the closes raise
+    nothing (``close_quietly``).  Cancellation passes through as anyio delivers it.
+    """
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            yield tg
+        except Exception as exc:  # re-raised below, after the closes
+            failure = exc
+    if failure is not None:
+        raise failure
 
 
 async def let_go() -> None:

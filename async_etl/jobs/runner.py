@@ -11,11 +11,11 @@ Theory of operation
 3. chunks run in key order, at most ``workers`` in flight (a ``CapacityLimiter``; one task per
    chunk in one task group), each on its own connections taken from the ``ConnectionBudget``.
    A chunk that committed leaves its PostgreSQL connections open on the run's ``Shelf`` for
-   the next chunk's first attempt (at most ``workers`` idle per database; all closed when the
-   chunks end); a failed attempt closes them.  A transient failure retries the whole chunk
-   (its transaction was rolled back), on fresh connections, after an exponential backoff with
-   full jitter; anything else fails the run, lets the chunks in flight finish, and starts no
-   more;
+   the next chunk's first attempt (at most ``workers`` idle per database; all closed once the
+   chunks end, while the next step goes on); a failed attempt closes them.  A transient
+   failure retries the whole chunk (its transaction was rolled back), on fresh connections,
+   after an exponential backoff with full jitter; anything else fails the run, lets the
+   chunks in flight finish, and starts no more;
 4. a stop (the ``stop`` event, SIGINT/SIGTERM in the CLI, or ``async-etl stop`` polled from the
    state store before each chunk and every half second) starts no more chunks; chunks in
    flight finish, or roll back at their next safe point (between batches);
@@ -53,7 +53,7 @@ from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
-from async_etl.drivers.postgres import Shelf, reusing, shelved
+from async_etl.drivers.postgres import Shelf, closing_beside, reusing, shelved
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
@@ -88,6 +88,8 @@ from async_etl.jobs.spec import JobSpec
 from async_etl.sources.port import Source
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from async_etl.jobs.ray_chunks import ChunkExecutor
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.adaptive import AdaptiveLimit
@@ -280,21 +282,24 @@ class _JobRun:
             self.counters[k] = v
         self.watermark = Watermark(len(plan.plan)).advance(plan.committed)
         self.rates = RateMeter(self.spec.name, ctx.run_id, len(plan.plan), len(plan.committed))
-        if self.failure is None:
-            self._report()
-            try:
-                await self._chunks(ctx, store, plan)
-            except AsyncEtlError as exc:  # the state store gave up while polling for stops
-                self.failure = self.failure or exc
-        async with reusing():  # the swap's last connection moves the sequences too
-            await self._after_chunks(ctx, plan)
-        if self.failure is not None:
-            status: RunStatus = "FAILED"
-        elif self.watermark.complete:
-            status = "SUCCEEDED"
-        else:
-            status = "STOPPED"
-        await self._finish(store, status)
+        # connections close in tasks of ``closing``, beside the step after them: the chunks'
+        # idle ones while the swap starts, the swap's while the run's status is written
+        async with closing_beside() as closing:
+            if self.failure is None:
+                self._report()
+                try:
+                    await self._chunks(ctx, store, plan, closing)
+                except AsyncEtlError as exc:  # the state store gave up while polling for stops
+                    self.failure = self.failure or exc
+            async with reusing(close_in=closing):  # the swap's connection moves the sequences
+                await self._after_chunks(ctx, plan)
+            if self.failure is not None:
+                status: RunStatus = "FAILED"
+            elif self.watermark.complete:
+                status = "SUCCEEDED"
+            else:
+                status = "STOPPED"
+            await self._finish(store, status)
         return self._result(status, resumed)
 
     async def _after_chunks(self, ctx: JobContext, plan: Plan) -> None:
@@ -356,14 +361,17 @@ class _JobRun:
                 raise failed[step]
         return found[0]
 
-    async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
+    async def _chunks(
+        self, ctx: JobContext, store: StateStore, plan: Plan, closing: TaskGroup
+    ) -> None:
         todo = remaining(plan.plan, plan.committed)
         limiter = anyio.CapacityLimiter(plan.workers)
         self.shelf = Shelf(lambda: int(limiter.total_tokens))
         try:
             await self._dispatch(ctx, store, todo, limiter, plan.workers)
-        finally:
-            await self.shelf.aclose()
+        finally:  # the chunks have ended: their idle connections close in a task of ``closing``
+            self.shelf.closed = True  # (one given back from now on is closed, not kept)
+            closing.start_soon(self.shelf.aclose)
 
     async def _dispatch(
         self,

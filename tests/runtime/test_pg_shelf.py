@@ -11,7 +11,7 @@ import anyio.lowlevel
 import pytest
 
 from async_etl.drivers import postgres
-from async_etl.drivers.postgres import Shelf, pg_connection, shelved
+from async_etl.drivers.postgres import Shelf, closing_beside, pg_connection, reusing, shelved
 
 URL = "postgresql://u@h/db"
 
@@ -195,3 +195,43 @@ async def test_a_new_connection_first_closes_idle_ones_of_its_database(
     assert a.closed and not b.closed and not other.closed
     await shelf.aclose()
     assert holder.held == 0
+
+
+async def test_reusing_closes_its_kept_connection_beside_the_next_step(
+    opened: list[FakeConn],
+) -> None:
+    """``reusing(close_in=...)``: the next step runs while the kept one closes; all done after."""
+    holder = Tokens()
+    steps: list[str] = []
+
+    async def close(conn: FakeConn) -> None:
+        steps.append("close starts")
+        for _ in range(3):  # a close waits for its backend to exit: the loop runs others
+            await anyio.lowlevel.checkpoint()
+        conn.closed = True
+        steps.append("close ends")
+
+    async with closing_beside() as closing:
+        async with reusing(close_in=closing):
+            kept = await use(holder)
+            kept.close = lambda: close(kept)  # type: ignore[method-assign]
+        steps.append("next step starts")
+        await anyio.lowlevel.checkpoint()
+        steps.append("next step ends")
+        assert not kept.closed
+    assert steps.index("close starts") < steps.index("next step ends") < steps.index("close ends")
+    assert kept.closed and holder.held == 0
+
+
+async def test_closing_beside_raises_the_blocks_own_error_after_the_closes(
+    opened: list[FakeConn],
+) -> None:
+    """An error in the block comes out as itself, not in a group, once the closes are done."""
+    holder, shelf = Tokens(), Shelf(lambda: 1)
+    with shelved(shelf):
+        kept = await use(holder)
+    with pytest.raises(ValueError, match="boom"):
+        async with closing_beside() as closing:
+            closing.start_soon(shelf.aclose)
+            raise ValueError("boom")
+    assert kept.closed and holder.held == 0
