@@ -14,6 +14,7 @@ five retries wait 6.25-12.5 s in all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,7 +34,11 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How often and how patiently a transient failure is retried."""
+    """How often and how patiently a transient failure is retried.
+
+    Raises ``ValueError`` for ``max_retries`` < 0, a delay that is negative or not a finite
+    number, or a ``strategy`` not in ``STRATEGIES``.
+    """
 
     max_retries: int = 5
     base: float = 0.05
@@ -44,8 +49,16 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        if self.base < 0 or self.cap < 0 or self.connect_base < 0:
-            raise ValueError("base, connect_base and cap must be >= 0")
+        delays = (self.base, self.cap, self.connect_base)
+        if not all(math.isfinite(d) and d >= 0 for d in delays):  # NaN passes a plain >= 0
+            raise ValueError(
+                f"base, connect_base and cap must be finite numbers >= 0, got base={self.base}, "
+                f"connect_base={self.connect_base}, cap={self.cap}"
+            )
+        if self.strategy not in STRATEGIES:  # any other word backed off as "fixed"
+            raise ValueError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
 
     def ceiling(self, attempt: int, *, network: bool = False) -> float:
         """The largest delay (s) allowed after failed attempt number ``attempt`` (1-based).

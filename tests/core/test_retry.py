@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -62,3 +66,20 @@ def test_default_network_retries_span_seconds() -> None:
     waits = [policy.decide(n, retryable=True, jitter=0.0, network=True) for n in range(1, 7)]
     assert [w.retry for w in waits] == [True] * 5 + [False]
     assert sum(w.delay for w in waits) == 0.25 + 0.5 + 1.0 + 2.0 + 2.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"base": math.nan}, "base, connect_base and cap must be finite numbers >= 0"),
+        ({"cap": math.inf}, "base, connect_base and cap must be finite numbers >= 0"),
+        ({"connect_base": math.nan}, "base, connect_base and cap must be finite numbers >= 0"),
+        ({"strategy": "exponental"}, "strategy must be one of exponential, linear, fixed"),
+    ],
+)
+def test_a_policy_that_would_not_pace_as_written_is_refused(
+    kwargs: dict[str, Any], problem: str
+) -> None:
+    """NaN / inf delays and a misspelt strategy (it backed off as 'fixed') raise ValueError."""
+    with pytest.raises(ValueError, match=problem):
+        RetryPolicy(**kwargs)
