@@ -4,9 +4,9 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
 
 * ``pg`` — ROWS rows of (bigint, text, float8, timestamptz) into PostgreSQL in 5,000-row
   batches, 4 in flight: ``open_writer`` vs asyncpg ``copy_records_to_table`` on a pool of 4
-  (bounded by a semaphore), and the same raw COPY inside a transaction that also inserts a
-  ledger row (the shape of the writer's exactly-once delivery, by hand: ``BEGIN`` with the
-  ledger row as one simple query, the COPY, ``COMMIT``).  Into fresh tables;
+  (bounded by a semaphore), and the same raw COPY in one transaction with a ledger row (the
+  shape of the writer's exactly-once delivery, by hand: the ledger row and the COPY as one
+  simple query, ``drivers.postgres_copy.copy_after``).  Into fresh tables;
   all connect and close inside the timing (the writer opens its pool in ``async with``).
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
   ``open_writer`` with ``gzip_threshold=0`` vs a bare aiohttp poster (an orjson body a batch,
@@ -48,6 +48,7 @@ import asyncpg
 import orjson
 
 from async_etl import open_writer
+from async_etl.drivers.postgres_copy import copy_after
 
 OUT = Path(__file__).parent / "results" / "writer.json"
 BATCH = 5000
@@ -84,15 +85,10 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
                     if not ledger:
                         await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
                         return
-                    # the writer's exactly-once shape, by hand: BEGIN with the ledger row
-                    # (one simple query), the COPY, COMMIT
-                    await c.execute(f"BEGIN; INSERT INTO bw_ledger VALUES ({start}, {len(batch)})")
-                    try:
-                        await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
-                    except BaseException:
-                        await c.execute("ROLLBACK")
-                        raise
-                    await c.execute("COMMIT")
+                    # the writer's exactly-once shape, by hand: the ledger row and the COPY
+                    # as one simple query (one round trip, one implicit transaction)
+                    record = f"INSERT INTO bw_ledger VALUES ({start}, {len(batch)})"
+                    await copy_after(c, record, "bw_raw", list(COLS), records=batch)
 
             await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(0, n, BATCH)))
 

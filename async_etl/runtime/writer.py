@@ -29,10 +29,11 @@ background task per writer (started on open, awaited on close) owns a task group
   for): rows shaped, sized and counted a column at a time (``RowShape.normalize_many``,
   ``row_sizes``, ``RowBuffer.add_many``); a slice with a row that does not fit goes row by row,
   so that row is rejected with its reason and the others are taken.
-* PostgreSQL: a batch is three round trips: ``BEGIN`` with its ledger row (one simple
-  query), the COPY, ``COMMIT``.  A batch that ``core.pg_native.plain`` passes is handed to
-  asyncpg as rows (``RecordsBatch``; C encoders, exact by that check); any other batch is
-  encoded by the reference encoders, which refuse a bad row with its reason.
+* PostgreSQL: a batch is one round trip: its ledger row and its COPY as one simple query,
+  which the server runs as one implicit transaction (``drivers.postgres_copy``).  A batch
+  that ``core.pg_native.plain`` passes is handed to asyncpg as rows (``RecordsBatch``; C
+  encoders, exact by that check); any other batch is encoded by the reference encoders,
+  which refuse a bad row with its reason.
 * The host loop stays responsive: ``write`` yields at least every millisecond even when it
   need not wait; the ``plain`` check and asyncpg's encoding run in slices of
   ``SLICE_VALUES`` values with a yield between; batches the reference encoders take are

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 LEDGER = "async_etl_bench_ledger"
 
+VOID_ROWS = -1
+"""The ``rows`` of a void ledger row: a writer's batch found not landed, fenced out for good."""
+
 
 def split_table(table: str) -> tuple[str | None, str]:
     """``schema.name`` -> (schema, name); ``name`` -> (None, name)."""
@@ -91,17 +94,16 @@ class PgStatements:
         """Ledger one batch ($1 = table, $2 = start id, $3 = rows)."""
         return f"INSERT INTO {self.ledger} (tbl, start_id, rows) VALUES ($1, $2, $3)"
 
-    def open_and_record(self, key: str, start: int, rows: int) -> str:
-        """``BEGIN`` and the ledger row of one batch as one simple query (one round trip).
+    def record_literal(self, key: str, start: int, rows: int) -> str:
+        """``record`` with its values written as literals, for a simple query (no parameters).
 
-        The values are written as literals (a simple query takes no parameters): ``key`` as an
-        ``E''`` string with its quotes and backslashes doubled, ``start`` and ``rows`` as
-        integers.  The writer sends it, then its COPY, then ``COMMIT``: three round trips a
-        batch, where ``BEGIN`` / COPY / ``record`` / ``COMMIT`` take four.
+        ``key`` as an ``E''`` string with its quotes and backslashes doubled, ``start`` and
+        ``rows`` as integers.  The writer sends it and its COPY as one simple query (one round
+        trip, one implicit transaction: ``drivers.postgres_copy``).
         """
         literal = "E'" + key.replace("\\", "\\\\").replace("'", "''") + "'"
         return (
-            f"BEGIN; INSERT INTO {self.ledger} (tbl, start_id, rows) "
+            f"INSERT INTO {self.ledger} (tbl, start_id, rows) "
             f"VALUES ({literal}, {int(start)}, {int(rows)})"
         )
 
@@ -109,8 +111,9 @@ class PgStatements:
     def claim(self) -> str:
         """Ledger a batch unless present ($1..$3 as ``record``); returns 1 when it was absent.
 
-        Waits for a transaction still writing the same key, so, run and rolled back, it tells
-        whether a batch whose connection was cut mid-commit landed.
+        Waits for a transaction still writing the same key, so it tells whether a batch whose
+        connection was cut mid-commit landed; committed with ``VOID_ROWS``, it also keeps a
+        cut-off batch the server has not run yet from landing after it.
         """
         return (
             f"INSERT INTO {self.ledger} (tbl, start_id, rows) VALUES ($1, $2, $3) "

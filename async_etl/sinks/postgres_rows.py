@@ -3,10 +3,11 @@
 ``PostgresRowsSink`` subclasses the bench sink (``sinks.postgres``) and keeps its exactly-once
 machinery, replacing ``prepare(schema)`` with ``open(columns, primary_key)``.
 
-* A batch is one transaction in three round trips: ``BEGIN`` and the ledger row as one simple
-  query, the COPY, ``COMMIT``.  The ledger key is ``table#writer-<uuid>`` and the writer's
-  sequence numbers start at 1, so two writers on one table never share a key, and a retried
-  batch whose first attempt committed is seen landed.
+* A batch is one transaction in one round trip: the ledger row and the COPY as one simple
+  query (``drivers.postgres_copy``; PostgreSQL runs it as one implicit transaction, the ledger
+  row first, so its key is locked for the whole COPY).  The ledger key is
+  ``table#writer-<uuid>`` and the writer's sequence numbers start at 1, so two writers on one
+  table never share a key, and a retried batch whose first attempt committed is seen landed.
 * A batch that ``plain`` passes (``core.pg_native``) travels as its rows (``RecordsBatch``) and
   asyncpg encodes it in C, in slices that let the event loop run; should asyncpg still refuse
   a value on the client (nothing is written then), the answer is a retry of the batch encoded
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
@@ -54,7 +54,9 @@ from async_etl.drivers.postgres import (
     pooled,
     translate_pg,
 )
+from async_etl.drivers.postgres_copy import copy_after
 from async_etl.errors import AsyncEtlError, ConfigError, DataError
+from async_etl.sinks.pg_sql import VOID_ROWS
 from async_etl.sinks.postgres import PostgresSink
 from async_etl.sinks.rows_common import Declared, RecordsBatch, encoded_again, split_declared
 from async_etl.typing import EncodedBatch, RowError, SendResult, WireFormat
@@ -84,27 +86,6 @@ def _landed_before(batch: EncodedBatch, stored: int) -> SendResult:
     """The result for a batch the ledger shows committed, ``stored`` of its rows delivered."""
     refused = max(0, batch.row_count - stored)
     return SendResult(batch.row_count - refused, (RowError(None, LANDED_BEFORE),) * refused)
-
-
-@asynccontextmanager
-async def _ledgered(conn: Connection, opening: str) -> AsyncIterator[None]:
-    """A transaction opened with its ledger row in one round trip (``opening``), then committed.
-
-    ``opening`` is ``PgStatements.open_and_record``: the ledger row goes first, so the batch's
-    key is locked for the whole COPY (``landed`` waits for it).  When the body or the opening
-    raises an ``Exception`` on an open connection still in the transaction, it is rolled back
-    (a rollback that fails is left to ``pooled``, which drops a broken connection); on
-    cancellation ``pooled`` terminates the connection, which ends the transaction.
-    """
-    try:
-        await conn.execute(opening)
-        yield
-    except Exception:
-        if not conn.is_closed() and conn.is_in_transaction():
-            with suppress(*PG_ERRORS):
-                await conn.execute("ROLLBACK")
-        raise
-    await conn.execute("COMMIT")
 
 
 def _data_error(exc: PostgresError, where: str) -> bool:
@@ -236,12 +217,11 @@ class PostgresRowsSink(PostgresSink):
     async def _send_isolating(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """``PostgresSink.send``, but a data error rejects only the rows that cause it.
 
-        One transaction: the COPY of the whole batch and its ledger row (``_ledgered``: three
-        round trips, the ledger row sent with ``BEGIN``).  When the server
-        refuses the COPY for a row's content, a second transaction COPYs halves in savepoints
-        (``Resolution.whole``) until each refused row stands alone with its own reason; its
-        ledger row holds how many rows landed, so a retry after a lost commit reports the
-        same split.
+        One transaction: the ledger row and the COPY of the whole batch, one simple query (one
+        round trip, the ledger row first).  When the server refuses the COPY for a row's
+        content, a second transaction COPYs halves in savepoints (``Resolution.whole``) until
+        each refused row stands alone with its own reason; its ledger row holds how many rows
+        landed, so a retry after a lost commit reports the same split.
         """
         if self._pool is None:
             raise sink_rules.closed(self._where)
@@ -253,12 +233,9 @@ class PostgresRowsSink(PostgresSink):
                     )
                     if stored is not None:
                         return _landed_before(batch, int(stored))
-                opening = self._sql.open_and_record(
-                    self.ledger_key, batch.ids.start, batch.row_count
-                )
-                try:  # the usual case: no savepoint, three round trips (``_ledgered``)
-                    async with _ledgered(conn, opening):
-                        await self._copy(conn, batch)
+                record = self._sql.record_literal(self.ledger_key, batch.ids.start, batch.row_count)
+                try:  # the usual case: no savepoint, one round trip
+                    await self._copy(conn, batch, record)
                     return SendResult(delivered=batch.row_count)
                 except PostgresError as exc:
                     if batch.row_count == 1 or not _data_error(exc, self._where):
@@ -322,53 +299,53 @@ class PostgresRowsSink(PostgresSink):
             return err.message
         return None
 
-    async def _copy(self, conn: Connection, batch: EncodedBatch) -> None:
+    async def _copy(self, conn: Connection, batch: EncodedBatch, before: str | None = None) -> None:
+        """COPY ``batch``, after ``before`` (the ledger row) in the same simple query when given.
+
+        Raises ``_DriverRefusedError`` when asyncpg's encoders refuse a value of a
+        ``RecordsBatch`` (nothing is written), the server's ``PostgresError`` as it is.
+        """
+        columns, table, schema = self._columns, self._name, self._schema_name
         if not isinstance(batch, RecordsBatch):
-            return await super()._copy(conn, batch)
+            await copy_after(conn, before, table, columns, schema=schema, payload=batch.payload)
+            return
         rows = batch.records
-        width = max(1, len(self._columns))
+        width = max(1, len(columns))
         paced = len(rows) * width > pg_native.PACE_ABOVE
+        records = _paced(rows, max(1, pg_native.SLICE_VALUES // width)) if paced else rows
         try:
-            await conn.copy_records_to_table(
-                self._name,
-                schema_name=self._schema_name,
-                records=_paced(rows, max(1, pg_native.SLICE_VALUES // width)) if paced else rows,
-                columns=list(self._columns),
-            )
+            await copy_after(conn, before, table, columns, schema=schema, records=records)
         except PostgresError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:  # raised by a client encoder
             raise _DriverRefusedError(str(exc)) from exc
-        return None
 
     async def landed(self, batch: EncodedBatch) -> bool | None:
         """Whether every row of ``batch`` committed; None when that cannot be told.
 
-        Tries to ledger the batch in a transaction it rolls back: that waits for a cut-off
-        transaction still holding the key, so a commit in flight is not mistaken for none.
-        A batch that committed with some rows refused (``_isolate``) is None too: the ledger
-        keeps how many landed, not which, so its rows are not all counted delivered.
+        Claims the batch's ledger key with a void row (``VOID_ROWS``) and commits it.  The
+        claim waits for a cut-off transaction still holding the key (its ledger row goes
+        first), so a commit in flight is not mistaken for none; and a cut-off query the
+        server has not run yet finds the key taken, so its ledger row and its COPY roll back
+        together: False stays true (the batch is never sent again).  A batch that committed
+        with some rows refused (``_isolate``) is None: the ledger keeps how many landed, not
+        which, so its rows are not all counted delivered.
         """
         if self._pool is None:
             return None
         stored = None
         try:
             async with pooled(self._pool) as conn:
-                tr = conn.transaction()
-                await tr.start()
-                try:
-                    absent = await conn.fetchval(
-                        self._sql.claim, self.ledger_key, batch.ids.start, batch.row_count
+                absent = await conn.fetchval(
+                    self._sql.claim, self.ledger_key, batch.ids.start, VOID_ROWS
+                )
+                if absent is None:
+                    stored = await conn.fetchval(
+                        self._sql.ledgered_rows, self.ledger_key, batch.ids.start
                     )
-                    if absent is None:
-                        stored = await conn.fetchval(
-                            self._sql.ledgered_rows, self.ledger_key, batch.ids.start
-                        )
-                finally:
-                    await tr.rollback()
         except PG_ERRORS:
             return None
-        if absent is not None:
+        if absent is not None or stored == VOID_ROWS:
             return False
         return True if stored == batch.row_count else None
 

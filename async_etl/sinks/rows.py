@@ -4,7 +4,7 @@ Each subclasses the bench sink of its database and keeps its ``send`` — the sa
 machinery — and replaces ``prepare(schema)`` with ``open(columns, primary_key)``:
 
 * ``PostgresRowsSink`` (``sinks.postgres_rows``): binary COPY plus the ledger row in one
-  transaction, three round trips a batch; refused rows isolated in savepoints.
+  transaction, one round trip a batch; refused rows isolated in savepoints.
 * ``CrateRowsSink`` (``sinks.cratedb_rows``): ``bulk_args`` with a plain INSERT, resent as
   ``ON CONFLICT (pk) DO NOTHING``.
 * ``NullRowsSink`` (here): counts rows.

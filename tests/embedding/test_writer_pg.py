@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from async_etl import ConfigError, RetryPolicy, open_writer
+from async_etl.runtime.writer_send import CANCELLED
 from async_etl.sinks.postgres_rows import PostgresRowsSink
 from async_etl.sinks.rows_common import RecordsBatch
 from async_etl.typing import IdRange, SendResult
@@ -27,6 +28,21 @@ async def _fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
         return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def _napping(dsn: str, table: str, nap: float, when: str, each: str) -> None:
+    """Create ``table`` (``name (columns)``) with a trigger sleeping ``nap`` s ``when`` ``each``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            f"CREATE TABLE {table}; "
+            "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN PERFORM pg_sleep({nap}); RETURN NEW; END $$; "
+            f"CREATE TRIGGER nap {when} INSERT ON {table.split()[0]} "
+            f"FOR EACH {each} EXECUTE FUNCTION nap()"
+        )
     finally:
         await conn.close()
 
@@ -404,14 +420,7 @@ async def test_in_flight_is_bounded_and_adjustable_at_runtime(pg_dsn: str) -> No
 
 async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(pg_dsn: str) -> None:
     """Cancelled while COPYs run (a slow trigger): delivered == rows in the table, no guess."""
-    conn = await asyncpg.connect(pg_dsn)
-    await conn.execute(
-        "CREATE TABLE slow (id bigint PRIMARY KEY, v text); "
-        "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$; "
-        "CREATE TRIGGER nap BEFORE INSERT ON slow FOR EACH ROW EXECUTE FUNCTION nap()"
-    )
-    await conn.close()
+    await _napping(pg_dsn, "slow (id bigint PRIMARY KEY, v text)", 0.002, "BEFORE", "ROW")
     writer = open_writer(pg_dsn, table="slow", batch_rows=100, max_in_flight=3, linger_ms=5)
 
     async def produce() -> None:
@@ -422,7 +431,8 @@ async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(pg_dsn: 
         await produce()
     report = writer.report
     assert report.accepted == report.delivered + report.undelivered > report.delivered > 0
-    assert "cancelled in flight; may have landed" in report.reasons
+    # a batch cut off after it was sent commits or not as the server decides; the ledger says
+    assert set(report.reasons) <= {"writer cancelled before delivery", CANCELLED}
     rows = await _fetch(pg_dsn, "SELECT count(*) AS n FROM slow")
     assert rows[0]["n"] == report.delivered
 
@@ -447,8 +457,43 @@ async def test_landed_tells_a_batch_committed_with_refused_rows_from_a_whole_one
         await sink.aclose()
 
 
+async def test_a_batch_found_not_landed_can_no_longer_land(pg_dsn: str) -> None:
+    """``landed`` False fences the batch out: its query, run by the server after, lands nothing."""
+    sink = PostgresRowsSink(pg_dsn, table="fz", concurrency=2)
+    try:
+        await sink.open({"id": "bigint"}, ["id"])
+        batch = RecordsBatch(IdRange(1, 2), b"", sink.wire, records=[(1,), (2,)])
+        assert await sink.landed(batch) is False
+        assert await sink.landed(batch) is False  # asked again: still known not landed
+        # the batch's own query, as a cut-off connection's backend would run it only now
+        record = sink._sql.record_literal(sink.ledger_key, 1, 2)
+        assert sink._pool is not None
+        async with sink._pool.acquire() as conn:
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await sink._copy(conn, batch, record)
+    finally:
+        await sink.aclose()
+    assert await _fetch(pg_dsn, "SELECT id FROM fz") == []
+
+
+async def test_landed_waits_for_a_batch_still_being_written(pg_dsn: str) -> None:
+    """Asked while the batch's COPY runs, ``landed`` waits for its commit and says True."""
+    await _napping(pg_dsn, "sl (id bigint PRIMARY KEY)", 0.3, "AFTER", "STATEMENT")
+    sink = PostgresRowsSink(pg_dsn, table="sl", concurrency=2)
+    try:
+        await sink.open(None, ())
+        batch = RecordsBatch(IdRange(1, 2), b"", sink.wire, records=[(1,), (2,)])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sink.send, batch, 1)
+            await anyio.sleep(0.1)  # the COPY has begun, its ledger row is written
+            assert await sink.landed(batch) is True
+    finally:
+        await sink.aclose()
+    assert await _fetch(pg_dsn, "SELECT count(*) AS n FROM sl") == [(2,)]
+
+
 async def test_a_ledger_key_with_quotes_and_backslashes_is_ledgered_exactly(pg_dsn: str) -> None:
-    """The ledger row sent as literals with BEGIN (one round trip) keeps an odd key as it is."""
+    """The ledger row sent as literals with the COPY (one query) keeps an odd key as it is."""
     sink = PostgresRowsSink(pg_dsn, table="lk", concurrency=1)
     key = "lk#it's \\ a key'); DROP TABLE lk; --"
     sink.ledger_key = key

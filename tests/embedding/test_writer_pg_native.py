@@ -31,9 +31,9 @@ def sent_as(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     seen: list[str] = []
     copy = PostgresRowsSink._copy
 
-    async def spy(self: PostgresRowsSink, conn: Any, batch: Any) -> None:
+    async def spy(self: PostgresRowsSink, conn: Any, batch: Any, before: str | None = None) -> None:
         seen.append("records" if isinstance(batch, RecordsBatch) else "payload")
-        await copy(self, conn, batch)
+        await copy(self, conn, batch, before)
 
     monkeypatch.setattr(PostgresRowsSink, "_copy", spy)
     yield seen
