@@ -122,6 +122,29 @@ async def test_same_seed_same_faults(session: aiohttp.ClientSession) -> None:
     assert statuses[0] == statuses[1] and 503 in statuses[0]
 
 
+async def test_scheduled_faults_hit_the_next_bulk_requests_in_order(
+    session: aiohttp.ClientSession,
+) -> None:
+    """schedule_faults forces each kind once, in order, on bulk requests only, at zero rates."""
+    async with CrateStandIn() as crate:
+        crate.schedule_faults("fail", "busy", "item_fail", "drop_before", "drop_after")
+        await post_sql(session, crate.url, DDL)  # not a bulk request: takes no scheduled fault
+        answers: list[object] = []
+        for key in range(1, 7):
+            try:
+                status, body = await post_sql(session, crate.url, INSERT, bulk_args=[[key, "x"]])
+                answers.append((status, body["results"][0]["rowcount"] if status == 200 else None))
+            except aiohttp.ClientError:
+                answers.append("dropped")
+        stored = [key for key in range(1, 7) if await exists(session, crate, key)]
+        faults = dict(crate.counters.faults)
+        with pytest.raises(ValueError, match="'auth' is not a fault kind"):
+            crate.schedule_faults("auth")
+    assert answers == [(503, None), (429, None), (200, -2), "dropped", "dropped", (200, 1)]
+    assert stored == [5, 6]  # dropped after applying: written, unanswered
+    assert faults == dict.fromkeys(("fail", "busy", "item_fail", "drop_before", "drop_after"), 1)
+
+
 async def test_latency(session: aiohttp.ClientSession) -> None:
     """latency_ms delays every request by at least that much."""
     async with CrateStandIn(StandInConfig(latency_ms=50)) as crate:

@@ -105,7 +105,9 @@ def test_thread_runner_null_sink_counts_every_record() -> None:
 def test_faults_deliver_every_row_exactly_once(mode: str) -> None:
     """503s, 429s, per-item failures and drops before/after apply: every id stored once."""
     rates = dict(drop_rate=0.1, fail_rate=0.1, busy_rate=0.05, item_fail_rate=0.05)
+    kinds = ("fail", "busy", "item_fail", "drop_before", "drop_after")
     with CrateStandIn(StandInConfig(seed=7)) as crate:
+        crate.schedule_faults(*kinds)  # each kind surely occurs, whatever the draws
         with faults_while_inserting(crate, 3000, **rates):
             summary = run_mode(mode, _settings(max_retries=20), crate.url)
         ids = stored_ids(crate.url)
@@ -113,7 +115,7 @@ def test_faults_deliver_every_row_exactly_once(mode: str) -> None:
     assert summary.mode == mode and summary.ok, summary.problems()
     assert len(ids) == len(set(ids)) == 3000 == summary.records == summary.reconciled
     assert sorted(ids) == list(range(1, 3001))
-    assert summary.retries > 0 and faults.get("drop_after", 0) > 0
+    assert summary.retries > 0 and all(faults.get(kind, 0) > 0 for kind in kinds), faults
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -16,7 +16,9 @@ generator, counters — so two stand-ins in one process share nothing.  The aioh
 4. draw the injected faults from the seeded generator: 503 / 5030 (``fail_rate``),
    429 / 4290 (``busy_rate``), or a dropped connection (``drop_rate``) — drops alternate
    between "before" (nothing applied) and "after" (applied, then the socket is aborted
-   without a response), so clients meet the ambiguous case;
+   without a response), so clients meet the ambiguous case; a bulk request first takes the
+   next fault of ``schedule_faults`` (forced, whatever the rates), so a test can be sure
+   each kind occurs;
 5. run the statement on the pure ``Engine`` synchronously (no ``await`` while applying, so
    every request is atomic with respect to the others), with the ``Default-Schema`` the
    connection carried on its first request;
@@ -36,6 +38,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -45,7 +48,7 @@ from aiohttp import web
 
 from async_etl.testing.crate import protocol
 from async_etl.testing.crate.capacity import CapacityModel
-from async_etl.testing.crate.config import Counters, StandInConfig
+from async_etl.testing.crate.config import FAULT_KINDS, Counters, StandInConfig
 from async_etl.testing.crate.engine import Engine
 from async_etl.testing.crate.exchange import DROP, TEXT, Exchange, Reply
 from async_etl.testing.crate.lean import LeanServer, serve_lean
@@ -96,6 +99,7 @@ class CrateStandIn:
         self.url = ""
         self._rng = random.Random(cfg.seed)
         self._drops = 0
+        self._scheduled: deque[str] = deque()
         self._parse = functools.lru_cache(maxsize=cfg.parse_cache_size)(parse)
         self._schemas: dict[int, tuple[object, str]] = {}
         self._open: dict[int, object] = {}  # transports that sent a request, maybe closed since
@@ -320,7 +324,8 @@ class CrateStandIn:
         try:
             stmt, args, bulk_args = self._read(raw)
             bulk = bulk_args is not None
-            drop = self._draw_faults()
+            forced = self._next_scheduled() if bulk else None
+            drop = self._draw_faults(forced)
             if drop == "before":
                 return DROP
             body = self.engine.run(
@@ -329,7 +334,7 @@ class CrateStandIn:
                 bulk_args,
                 schema,
                 count_only=self.count_only,
-                item_fault=self._item_fault() if bulk_args is not None else None,
+                item_fault=self._item_fault(forced == "item_fail") if bulk else None,
                 types=types,
             )
             if drop == "after":
@@ -372,15 +377,35 @@ class CrateStandIn:
         return stmt, args or [], bulk_args
 
     # -- faults --------------------------------------------------------------------------
-    def _draw_faults(self) -> str | None:
+    def schedule_faults(self, *kinds: str) -> None:
+        """Force ``kinds`` (``FAULT_KINDS`` but ``auth``), one each, on the next bulk requests.
+
+        A scheduled fault comes before the random draws: ``item_fail`` fails the request's first
+        item.  Raises ``ValueError`` for another kind.  Safe to call from any thread.
+        """
+        for kind in kinds:
+            if kind not in FAULT_KINDS or kind == "auth":
+                raise ValueError(f"schedule_faults: {kind!r} is not a fault kind of a bulk request")
+        self._scheduled.extend(kinds)
+
+    def _next_scheduled(self) -> str | None:
+        try:
+            return self._scheduled.popleft()
+        except IndexError:
+            return None
+
+    def _draw_faults(self, forced: str | None) -> str | None:
         """Decide this request's injected fault; raises ``CrateError`` for 503 / 429."""
         rng = self._rng
-        if self.fail_rate > 0 and rng.random() < self.fail_rate:
+        if forced == "fail" or (self.fail_rate > 0 and rng.random() < self.fail_rate):
             self.counters.faults["fail"] += 1
             raise protocol.unavailable()
-        if self.busy_rate > 0 and rng.random() < self.busy_rate:
+        if forced == "busy" or (self.busy_rate > 0 and rng.random() < self.busy_rate):
             self.counters.faults["busy"] += 1
             raise protocol.busy()
+        if forced in ("drop_before", "drop_after"):
+            self.counters.faults[forced] += 1
+            return forced.removeprefix("drop_")
         if self.drop_rate > 0 and rng.random() < self.drop_rate:
             self._drops += 1
             when = "before" if self._drops % 2 else "after"
@@ -388,12 +413,20 @@ class CrateStandIn:
             return when
         return None
 
-    def _item_fault(self) -> Callable[[], bool] | None:
+    def _item_fault(self, fail_first: bool) -> Callable[[], bool] | None:
         rate = self.item_fail_rate
-        if rate <= 0:
+        if rate <= 0 and not fail_first:
             return None
         draw = self._rng.random
-        return lambda: draw() < rate
+        first = [fail_first]
+
+        def fault() -> bool:
+            if first[0]:
+                first[0] = False
+                return True
+            return rate > 0 and draw() < rate
+
+        return fault
 
 
 def _response(reply: Reply, request: web.Request) -> web.StreamResponse:
