@@ -245,7 +245,7 @@ async def bench(
 
             url = await _enter_sync(stack, embedded_postgres())
             settings = settings.replace(sink=url)
-        sink = open_sink(url, settings)
+        sink = open_sink(url, settings, what="--sink")
         stack.push_async_callback(sink.aclose)
         if settings.ray is not None or settings.processes:
             summary = await _bench_scaled_out(settings, source, sink, live=live, early=early)

@@ -285,7 +285,7 @@ async def _open(
 
         url = await _enter_sync(stack, embedded_postgres())
         settings = settings.replace(sink=url)
-    sink = open_sink(url, settings.replace(concurrency=in_flight))
+    sink = open_sink(url, settings.replace(concurrency=in_flight), what="--sink")
     stack.push_async_callback(sink.aclose)
     return settings, sink
 

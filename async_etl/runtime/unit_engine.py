@@ -83,7 +83,7 @@ class UnitEngine:
         """
         s = self._settings
         assert s.sink is not None
-        self._sink = open_sink(s.sink, s)
+        self._sink = open_sink(s.sink, s, what="--sink")
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
         await retrying(
             functools.partial(self._sink.prepare, self._source.schema),

@@ -35,19 +35,20 @@ def sink_scheme(url: str, what: str = "--sink") -> str:
     return scheme
 
 
-def null_wire(url: str) -> WireFormat:
+def null_wire(url: str, what: str = "--sink") -> WireFormat:
     """The wire format a ``null://`` sink asks workers to encode (``?wire=``).
 
-    ``crate_json`` (default), ``pg_binary`` or ``none``; raises ``ConfigError`` otherwise.
+    ``crate_json`` (default), ``pg_binary`` or ``none``; raises ``ConfigError`` otherwise,
+    naming the URL as ``what`` (see ``sink_scheme``).
     """
     query = parse_qs(urlsplit(url).query)
     unknown = set(query) - {"wire"}
     if unknown:
         first = sorted(unknown)[0]
-        raise ConfigError(f"--sink {mask_url(url)!r}: unknown parameter {first!r} (use wire=)")
+        raise ConfigError(f"{what} {mask_url(url)!r}: unknown parameter {first!r} (use wire=)")
     wire = query.get("wire", ["crate_json"])[-1]
     if wire not in get_args(WireFormat):
-        raise ConfigError(f"--sink {mask_url(url)!r}: wire must be crate_json, pg_binary or none")
+        raise ConfigError(f"{what} {mask_url(url)!r}: wire must be crate_json, pg_binary or none")
     return wire  # type: ignore[return-value]
 
 
@@ -57,12 +58,14 @@ def open_sink(
     *,
     table: str | None = None,
     concurrency: int | None = None,
+    what: str = "url",
 ) -> ManagedAsyncSink:
     """The async sink for ``url``; an async context manager that closes the sink on exit.
 
     ``table`` and ``concurrency`` (connections) override ``settings``; without settings the
-    ``BenchSettings`` defaults apply.  Raises ``ConfigError`` for an unknown or malformed URL,
-    a bad table name or a concurrency below 1.
+    ``BenchSettings`` defaults apply.  Raises ``ConfigError`` for an unknown or malformed URL
+    (naming it as ``what``: the argument ``url``, or the CLI's ``--sink``), a bad table name
+    or a concurrency below 1.
     """
     changes: dict[str, object] = {}
     if table is not None:
@@ -71,11 +74,11 @@ def open_sink(
         changes["concurrency"] = concurrency
     settings = (settings or BenchSettings()).replace(**changes) if changes else settings
     settings = settings or BenchSettings()
-    scheme = sink_scheme(url)
+    scheme = sink_scheme(url, what)
     if scheme == "null":
         from async_etl.sinks.null import NullSink
 
-        return NullSink(wire=null_wire(url))
+        return NullSink(wire=null_wire(url, what))
     if scheme in ("postgresql", "postgres"):
         from async_etl.sinks.postgres import PostgresSink
 

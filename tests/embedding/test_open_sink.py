@@ -26,3 +26,20 @@ def test_open_sink_refuses_a_bad_concurrency_in_one_line() -> None:
     """A concurrency below 1 is a ConfigError naming the setting."""
     with pytest.raises(ConfigError, match="concurrency"):
         open_sink("null://", concurrency=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://x", "unknown scheme 'ftp'"),
+        ("localhost:5432", "not a URL"),
+        ("http://", "no host"),
+        ("null://?wire=xml", "wire must be crate_json, pg_binary or none"),
+        ("null://?colour=red", "unknown parameter 'colour'"),
+    ],
+)
+def test_a_bad_url_names_the_url_argument_not_a_cli_flag(url: str, problem: str) -> None:
+    """From the library a bad URL is refused under ``url`` (the argument), never ``--sink``."""
+    with pytest.raises(ConfigError) as info:
+        open_sink(url)
+    assert str(info.value).startswith(f"url {url!r}: {problem}")

@@ -35,7 +35,7 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--sink", "ftp://host/x"], "unknown scheme 'ftp'"),
+        (["--sink", "ftp://host/x"], "--sink 'ftp://host/x': unknown scheme 'ftp'"),
         (["--sink", "localhost:5432"], "not a URL"),
         (["--sink", "http://host:notaport"], "the port is not a number"),
         (["--sink", "null://", "--concurrency", "0"], "--concurrency: must be >= 1"),
@@ -159,7 +159,7 @@ def test_null_sink_wire_option_is_validated() -> None:
     """null://?wire= accepts the three wire formats and names anything else in one line."""
     proc = _cli("--sink", "null://?wire=xml", "--records", "10")
     assert proc.returncode == 2
-    assert "wire must be" in _one_line_error(proc)
+    assert "--sink 'null://?wire=xml': wire must be" in _one_line_error(proc)
     ok = _cli("--sink", "null://?wire=pg_binary", "--records", "1000", "--generators", "0")
     assert ok.returncode == 0, ok.stderr
     assert "null://?wire=pg_binary" in ok.stdout
