@@ -218,9 +218,10 @@ class PgTarget:
         final = self._final(ctx)
         async with reusing():  # the checks, a lone index build and the swap on one connection
             async with self.connection(ctx.hold, ctx.app) as conn:
-                if not await _exists(conn, self.table):
+                new, old = await _exist(conn, self.table, final)  # one round trip for both
+                if not new:
                     return  # the swap committed already
-                kept = await self._kept(conn, ctx)
+                kept = await self._kept(conn, ctx, old)
                 indexes = await self._indexes(conn, final) if kept else []
             statements = pg.index_ddl(self.table, ctx.cols) if self.deferred else []
             if self.deferred:
@@ -272,13 +273,14 @@ class PgTarget:
         """The table a full refresh ends in (``self.table`` is its new table)."""
         return ctx.spec.target.table
 
-    async def _kept(self, conn: Any, ctx: JobContext) -> bool:
+    async def _kept(self, conn: Any, ctx: JobContext, exists: bool | None = None) -> bool:
         """Whether the full refresh's target exists (its definition is then kept).
 
+        ``exists``: whether it does, when the caller read that already (None: read it here).
         Raises ``ConfigError`` naming what a drop-and-rename of it cannot keep.
         """
         final = self._final(ctx)
-        if not await _exists(conn, final):
+        if not (await _exists(conn, final) if exists is None else exists):
             return False
         rows = await conn.fetch(refresh.BLOCKERS_SQL.text, quote(final))
         if rows:
@@ -540,6 +542,16 @@ async def _exists(conn: Any, table: str) -> bool:
     mixed-case target (``Sales.OrderItems``) would otherwise read as absent.
     """
     return await conn.fetchval("SELECT to_regclass($1)", quote(table)) is not None
+
+
+async def _exist(conn: Any, first: str, second: str) -> tuple[bool, bool]:
+    """Whether each of two tables exists (as ``_exists``), in one round trip."""
+    row = await conn.fetchrow(
+        "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
+        quote(first),
+        quote(second),
+    )
+    return bool(row[0]), bool(row[1])
 
 
 def _engine_indexes(table: str) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
 from async_etl.jobs.endpoints import Target, make_target
-from async_etl.jobs.schema_drift import check_drift
+from async_etl.jobs.schema_drift import check_drift, drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
@@ -204,10 +204,8 @@ async def _check_target(
     if spec.mode != "full_refresh":
         return await check_drift(spec, columns, cols, target, holder, app, policy)
     final = make_target(dataclasses.replace(spec, mode="merge"))
+    existing = await read_columns(spec, final, holder, app, policy)
     try:
-        existing = await retrying(
-            lambda: final.columns(holder, app), policy, what="read target columns"
-        )
         history = (
             existing is not None
             and cols.type == 2
@@ -221,7 +219,7 @@ async def _check_target(
     problem = refresh_problem(spec.target.table, cols, names, history)
     if problem is not None:
         raise ConfigError(f"job {spec.name}: full refresh: {problem}")
-    add = await check_drift(spec, columns, cols, final, holder, app, policy)
+    add = drift_to_add(spec, columns, cols, existing)  # the columns read above, not again
     return add if dialect_of(spec.target.url) == "postgresql" else ()
 
 

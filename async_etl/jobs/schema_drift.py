@@ -22,7 +22,7 @@ from async_etl.jobs.endpoints import Target
 from async_etl.jobs.spec import JobSpec
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["check_drift"]
+__all__ = ["check_drift", "drift_to_add", "read_columns"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,12 +67,37 @@ async def check_drift(
     not proceed, and ``unusable(...)`` when the target cannot be read (transient failures are
     retried with ``policy`` first).
     """
+    existing = await read_columns(spec, target, holder, app, policy)
+    return drift_to_add(spec, columns, cols, existing)
+
+
+async def read_columns(
+    spec: JobSpec, target: Target, holder: Holder, app: str, policy: RetryPolicy
+) -> list[tuple[str, str]] | None:
+    """The target's (name, type) columns, None when it does not exist.
+
+    Transient failures are retried with ``policy``; raises ``unusable(...)`` naming the job
+    when the target cannot be read.
+    """
     try:
-        existing = await retrying(
+        return await retrying(
             lambda: target.columns(holder, app), policy, what="read target columns"
         )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
+
+
+def drift_to_add(
+    spec: JobSpec,
+    columns: Sequence[tuple[str, str]],
+    cols: ScdColumns,
+    existing: Sequence[tuple[str, str]] | None,
+) -> tuple[tuple[str, str], ...]:
+    """``check_drift``'s decision on target columns already read (``read_columns``).
+
+    Raises ``ConfigError`` naming the first added, dropped or retyped column when the run may
+    not proceed.
+    """
     if existing is None:
         return ()
     dialect = str(dialect_of(spec.target.url))

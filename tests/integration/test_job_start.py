@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -220,13 +222,25 @@ async def test_a_nested_reusing_block_leaves_its_connection_to_the_outer_one(
     await _gone(pg_dsn, inner, again)
 
 
+async def _full_refresh(pg_dsn: str, name: str) -> None:
+    """Run job ``name``: a full refresh of ``src.t`` into ``dw.t`` (it succeeded)."""
+    from async_etl.jobs.runner import run_job
+    from tests.integration.jobs_helpers import spec_of
+
+    spec = spec_of(
+        f'name = "{name}"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
+        f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{pg_dsn}"\ntable = "dw.t"\n'
+        "[scd]\ntype = 1\n"
+    )
+    result = await run_job(spec)
+    assert result.status == "SUCCEEDED", result.error
+
+
 async def test_a_full_refresh_copy_moves_sequences_on_the_swaps_connection(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 10-row ``copy --fresh``: 8 connections, the sequences read on the swap's own one."""
     import async_etl.drivers.postgres as driver
-    from async_etl.jobs.runner import run_job
-    from tests.integration.jobs_helpers import spec_of
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g; "
@@ -240,15 +254,41 @@ async def test_a_full_refresh_copy_moves_sequences_on_the_swaps_connection(
         return await connect(url, app)
 
     monkeypatch.setattr(driver, "connect_job", counted)
-    spec = spec_of(
-        f'name = "seqs"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
-        f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{pg_dsn}"\ntable = "dw.t"\n'
-        "[scd]\ntype = 1\n"
-    )
-    result = await run_job(spec)
-    assert result.status == "SUCCEEDED", result.error
+    await _full_refresh(pg_dsn, "seqs")
     assert len(opened) == 8, opened  # state, preflight x2, survey, prepare, chunk x2, swap
     assert await fetchval(pg_dsn, "SELECT nextval(pg_get_serial_sequence('dw.t', 'id'))") == 11
+
+
+async def test_a_full_refresh_copy_repeats_no_round_trip(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``copy --fresh`` onto its target sends no statement twice in a row on one connection."""
+    import async_etl.drivers.postgres as driver
+
+    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
+                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g; "
+                  "CREATE SCHEMA dw; CREATE TABLE dw.t (id int PRIMARY KEY, v text)")  # fmt: skip
+    sent: dict[int, list[str]] = {}
+    connect = driver.connect_job
+
+    async def logged(url: str, app: str) -> Any:
+        conn = await connect(url, app)
+        mine = sent.setdefault(len(sent), [])
+        conn.add_query_logger(lambda q: mine.append(f"{q.query} {q.args!r}"))
+        return conn
+
+    monkeypatch.setattr(driver, "connect_job", logged)
+    await _full_refresh(pg_dsn, "trips")
+    repeated = [a for trips in sent.values() for a, b in itertools.pairwise(trips) if a == b]
+    assert repeated == []  # the target's columns were read twice by preflight
+    checks = [
+        (a, b)
+        for trips in sent.values()
+        for a, b in itertools.pairwise(trips)
+        if a.startswith("SELECT to_regclass(") and b.startswith("SELECT to_regclass(")
+    ]
+    assert checks == []  # the swap checked the new table, then the target, in two round trips
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.t") == 10
 
 
 async def _alive(dsn: str, pid: int) -> bool:
