@@ -5,20 +5,25 @@ Theory of operation
 One task group per run, three stages joined by a bounded memory stream::
 
     producer ──(gen limiter: 2·P units in flight)──> executor (process pool)
-        └─ each finished unit ──> stream (bounded buffer) ──> dispatcher
+        └─ each finished unit (its batches) ──> stream (bounded buffer) ──> dispatcher
     dispatcher ──(send limiter: C batches in flight)──> deliver(batch) ──> sink.send()
 
 * The **producer** takes a generation token, then asks the pure ``next_step`` (``core.plan``,
   shared with the thread runner) what to do: stop (a stop was requested, or the deadline
   passed) or generate the planner's next id range.  The window (2·P tokens) and the stream's
-  size come from ``core.plan`` too.  A finished batch waits in ``stream.send`` when the buffer
-  is full, still holding its token: that is the backpressure that keeps memory flat.
+  size come from ``core.plan`` too.  A finished unit goes through the stream whole (one hop
+  for its batches, not one each: at batch 100 a unit is 32 batches) and **keeps its generation
+  token until the dispatcher has handed out its last batch**; the buffer holds at most as many
+  batches as ``queue_size`` says (``queue_size // batches_per_unit`` units, 0: a rendezvous).
+  A unit waits in ``stream.send`` when the buffer is full, still holding its token: that is
+  the backpressure that keeps memory flat.
 * Workers hand their encoded batches back through a shared-memory **arena** of one slot per
   token (``runtime.transport``), not through the pool's pipe; the arena lives for one run and
   is unlinked in ``finally``.  A generator process that dies fails the run with one line.
-* The **dispatcher** takes batches off the stream and starts one delivery task each, under the
-  send limiter.  Both limiters are ``anyio.CapacityLimiter`` objects whose ``total_tokens`` may
-  be changed while the run is going (``Engine.limits``), e.g. by an adaptive controller.
+* The **dispatcher** takes units off the stream and starts one delivery task per batch, under
+  the send limiter (a free token is taken without a checkpoint; only a full limiter waits).
+  Both limiters are ``anyio.CapacityLimiter`` objects whose ``total_tokens`` may be changed
+  while the run is going (``Engine.limits``), e.g. by an adaptive controller.
 * **deliver** sends one batch, and applies the pure ``RetryPolicy`` to transient failures and
   to the subset of rows a sink asks to resend.  Every row ends up delivered, rejected (with
   the sink's reason) or given up (after the last retry): nothing is dropped silently.
@@ -81,6 +86,26 @@ class Limits:
 
     generation: anyio.CapacityLimiter
     sends: anyio.CapacityLimiter
+
+
+class _Unit:
+    """A generated unit's batches on their way to the dispatcher, holding a generation token.
+
+    ``done`` gives the token back; only the first call does (the dispatcher after the last
+    batch, or the generating task when the unit never reached the dispatcher).
+    """
+
+    __slots__ = ("_release", "batches")
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.batches: list[EncodedBatch] = []
+        self._release: Callable[[], None] | None = release
+
+    def done(self) -> None:
+        """Give the generation token back (once)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 class Engine(Stoppable):
@@ -166,8 +191,8 @@ class Engine(Stoppable):
         stats = self.stats = RunStats(started_at=started)
         deadline = started + s.duration if s.duration and pacer is None else None
         handler = on_snapshot or log_snapshot
-        send, receive = anyio.create_memory_object_stream[EncodedBatch](
-            max_buffer_size=queue_size(self._executor.workers)
+        send, receive = anyio.create_memory_object_stream[_Unit](
+            max_buffer_size=queue_size(self._executor.workers) // batches_per_unit(s.batch_size)
         )
         warm = Warmup(s.warmup, started)
         if self._executor.workers > 0 and target.encoding.wire != "none":
@@ -243,7 +268,7 @@ class Engine(Stoppable):
         source: Synthetic,
         target: Target,
         planner: BatchPlanner,
-        send: MemoryObjectSendStream[EncodedBatch],
+        send: MemoryObjectSendStream[_Unit],
         deadline: float | None,
     ) -> None:
         async with send, anyio.create_task_group() as tg:
@@ -265,34 +290,58 @@ class Engine(Stoppable):
         source: Synthetic,
         target: Target,
         ids: IdRange,
-        send: MemoryObjectSendStream[EncodedBatch],
+        send: MemoryObjectSendStream[_Unit],
         token: object,
     ) -> None:
+        unit = _Unit(functools.partial(self.limits.generation.release_on_behalf_of, token))
         try:
             async with send:
-                unit = source.unit(ids, target.encoding, self.settings.batch_size)
-                for batch in await generate(self._executor, self._arena, unit):
-                    await send.send(batch)
-        finally:
-            self.limits.generation.release_on_behalf_of(token)
+                work = source.unit(ids, target.encoding, self.settings.batch_size)
+                unit.batches = await generate(self._executor, self._arena, work)
+                await send.send(unit)  # the dispatcher gives the token back from here on
+        except BaseException:
+            unit.done()
+            raise
 
     async def _dispatch(
         self,
         sink: AsyncSink,
-        receive: MemoryObjectReceiveStream[EncodedBatch],
+        receive: MemoryObjectReceiveStream[_Unit],
         stats: RunStats,
         policy: RetryPolicy,
         pacer: Pacer | None,
         warm: Warmup,
     ) -> None:
         async with receive, anyio.create_task_group() as tg:
-            async for batch in receive:
-                due = None if pacer is None else await pacer.wait(batch.ids.count, self._stop_event)
-                borrower = object()
-                await self.limits.sends.acquire_on_behalf_of(borrower)
-                if due is not None:
-                    stats.record_sent_at(time.perf_counter() - due, LATE_AFTER_S)
-                tg.start_soon(self._deliver, sink, batch, stats, policy, borrower, warm, pacer, due)
+            try:
+                async for unit in receive:
+                    try:
+                        for batch in unit.batches:
+                            due = None if pacer is None else await pacer.wait(
+                                batch.ids.count, self._stop_event
+                            )  # fmt: skip
+                            borrower = await self._send_token()
+                            if due is not None:
+                                stats.record_sent_at(time.perf_counter() - due, LATE_AFTER_S)
+                            tg.start_soon(self._deliver, sink, batch, stats, policy, borrower,
+                                          warm, pacer, due)  # fmt: skip
+                    finally:
+                        unit.done()
+            finally:  # units left in the buffer (an abort): give their tokens back
+                while True:
+                    try:
+                        receive.receive_nowait().done()
+                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
+
+    async def _send_token(self) -> object:
+        """A send token, taken at once when one is free (no trip through the event loop)."""
+        borrower = object()
+        try:
+            self.limits.sends.acquire_on_behalf_of_nowait(borrower)
+        except anyio.WouldBlock:
+            await self.limits.sends.acquire_on_behalf_of(borrower)
+        return borrower
 
     async def _deliver(
         self,

@@ -124,7 +124,10 @@ async def test_stop_finishes_in_flight_batches_and_accounts_for_all() -> None:
     assert max(sink.seen.values()) == 1
 
 
-async def test_abort_cancels_sends_in_flight_and_leaves_every_count_consistent() -> None:
+@pytest.mark.parametrize("batch_size", [1000, 100])  # a unit buffered / 32-batch units met
+async def test_abort_cancels_sends_in_flight_and_leaves_every_count_consistent(
+    batch_size: int,
+) -> None:
     """Engine.abort mid-send: delivered == reconciled, no token or request left held."""
 
     @dataclasses.dataclass
@@ -137,7 +140,7 @@ async def test_abort_cancels_sends_in_flight_and_leaves_every_count_consistent()
             return await super().send(batch, attempt)
 
     sink = AbortOnTenth(delay=0.01)
-    async with Engine(_settings(records=None, duration=30)) as engine:
+    async with Engine(_settings(records=None, duration=30, batch_size=batch_size)) as engine:
         sink.engine = engine
         summary = await engine.run(Synthetic(), sink)
         assert engine.stats is not None and engine.stats.in_flight == 0
@@ -151,7 +154,8 @@ async def test_abort_cancels_sends_in_flight_and_leaves_every_count_consistent()
     assert f"{lost} generated rows unaccounted for (run interrupted)" in summary.problems()
 
 
-async def test_duration_stops_the_run() -> None:
+@pytest.mark.parametrize("batch_size", [1000, 100])
+async def test_duration_stops_the_run(batch_size: int) -> None:
     """--duration: nothing is planned after the deadline; only the window then open is sent.
 
     Counted, not timed: the batches first sent after the deadline are at most those that were
@@ -168,7 +172,7 @@ async def test_duration_stops_the_run() -> None:
             self.first_sent.setdefault(batch.ids.start, time.perf_counter())
             return await super().send(batch, attempt)
 
-    settings = _settings(records=None, duration=0.5)
+    settings = _settings(records=None, duration=0.5, batch_size=batch_size)
     sink = Timed(delay=0.001)
     async with Engine(settings) as engine:
         summary = await engine.run(Synthetic(), sink)
