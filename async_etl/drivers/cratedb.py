@@ -22,6 +22,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 import aiohttp
 import anyio
 import anyio.lowlevel
+import yarl
 
 from async_etl import errors
 from async_etl.core.crate_protocol import (
@@ -120,6 +121,7 @@ class CrateDBClient(_Settings):
         self.gzip_in_thread = gzip_in_thread
         self._session: aiohttp.ClientSession | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._sql_url = yarl.URL(self.endpoint.sql_url)  # parsed once, not per request
 
     async def open(self) -> None:
         """Create the session and its pool (inside the running loop); a no-op when open."""
@@ -128,6 +130,7 @@ class CrateDBClient(_Settings):
                 connector=aiohttp.TCPConnector(limit=self.concurrency),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers=self.endpoint.headers(),
+                cookie_jar=aiohttp.DummyCookieJar(),  # CrateDB sets no cookies
             )
             self._limiter = anyio.CapacityLimiter(self.concurrency)
 
@@ -183,7 +186,7 @@ class CrateDBClient(_Settings):
         session = self._require()
         data, extra = await self._compress(body)
         try:
-            async with session.post(self.endpoint.sql_url, data=data, headers=extra) as resp:
+            async with session.post(self._sql_url, data=data, headers=extra or None) as resp:
                 raw = await resp.read()
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), now=time.time())
                 ctype = resp.headers.get("Content-Type", "")
