@@ -3,8 +3,9 @@
 JOB is a job name or a job file (whose ``[state] url`` is then used).  The state store is
 ``--state URL``, else ``$ASYNC_ETL_STATE_URL``, else the job file's.  A RUNNING run whose job
 lock no process holds (the run was killed) shows as ``RUNNING (no live process: resumes on
-the next run)``; with ``--json`` its ``live`` is false (true for a live RUNNING run, null for
-a finished one).
+the next run)``, and one that a later run of its job replaced (``--fresh``) as ``RUNNING (no
+live process: a later run replaced it, never resumed)``; with ``--json`` their ``live`` is
+false (true for a live RUNNING run, null for a finished one).
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError
 from async_etl.jobs.spec import env_name, load_job
-from async_etl.jobs.state import RunRow, StateStore, with_store
+from async_etl.jobs.state import RunLife, RunRow, StateStore, with_store
 from async_etl.runtime import loop
 
-__all__ = ["NOT_LIVE", "STATE_ENV", "add_state_flag", "main", "register", "resolve"]
+__all__ = ["NOT_LIVE", "REPLACED", "STATE_ENV", "add_state_flag", "main", "register", "resolve"]
 
 NOT_LIVE = "no live process: resumes on the next run"
 """What a RUNNING run is when no process holds its job's lock (the run was killed)."""
+REPLACED = "no live process: a later run replaced it, never resumed"
+"""What a RUNNING run is when a later run of its job took its place (``run --fresh``)."""
+NOTES: dict[RunLife, str] = {"killed": NOT_LIVE, "replaced": REPLACED}
+"""The note on a RUNNING run that is not live, by what it is (``StateStore.run_lives``)."""
 
 STATE_ENV = ((env_name("state", "url"), "the state store URL, when --state is not given"),)
 
@@ -97,13 +102,13 @@ def main(args: argparse.Namespace) -> int:
     """Print the runs; returns 0 (2 for a bad state URL, via ``ConfigError``)."""
     job, url = resolve(args.job, args.state)
 
-    async def fetch(store: StateStore) -> tuple[list[RunRow], list[str], set[str]]:
+    async def fetch(store: StateStore) -> tuple[list[RunRow], list[str], dict[str, RunLife]]:
         starting = [j for j in await store.starting_jobs() if job is None or j == job]
         runs = await store.recent_runs(job, args.limit)
-        live = await store.live_jobs(r.job for r in runs if r.status == "RUNNING")
-        return runs, starting, live
+        lives = await store.run_lives(r.run_id for r in runs if r.status == "RUNNING")
+        return runs, starting, lives
 
-    runs, starting, live = loop.run(lambda: with_store(url, "status", fetch))
+    runs, starting, lives = loop.run(lambda: with_store(url, "status", fetch))
     if not args.json:
         for name in starting:
             print(f"{name}: starting (preflight / planning; no run recorded yet)")
@@ -113,38 +118,37 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         for r in runs:
-            print(orjson.dumps(_row_dict(r, live)).decode())
+            print(orjson.dumps(_row_dict(r, lives)).decode())
         return 0
-    print_runs(runs, live=live)
+    print_runs(runs, lives=lives)
     return 0
 
 
-def _row_dict(r: RunRow, live: set[str]) -> dict[str, Any]:
+def _row_dict(r: RunRow, lives: dict[str, RunLife]) -> dict[str, Any]:
     out = {name: getattr(r, name) for name in RunRow.__dataclass_fields__}
     for key in ("as_of", "started_at", "finished_at"):
         out[key] = out[key].isoformat() if out[key] is not None else None
-    out["live"] = r.job in live if r.status == "RUNNING" else None
+    out["live"] = lives.get(r.run_id) == "live" if r.status == "RUNNING" else None
     return out
 
 
-def _status(r: RunRow, live: set[str] | None) -> str:
-    """The run's status; a RUNNING run of a job no process holds says so."""
-    if r.status == "RUNNING" and live is not None and r.job not in live:
-        return f"RUNNING ({NOT_LIVE})"
-    return r.status
+def _status(r: RunRow, lives: dict[str, RunLife] | None) -> str:
+    """The run's status; a RUNNING run that is not live says why (``NOTES``)."""
+    life = lives.get(r.run_id, "live") if lives is not None and r.status == "RUNNING" else "live"
+    return f"{r.status} ({NOTES[life]})" if life != "live" else r.status
 
 
 def print_runs(
-    runs: list[RunRow], console: Console | None = None, *, live: set[str] | None = None
+    runs: list[RunRow], console: Console | None = None, *, lives: dict[str, RunLife] | None = None
 ) -> None:
-    """The runs as a rich table on stdout; ``live``: the jobs with a live run (None: unknown)."""
+    """The runs as a rich table on stdout; ``lives``: what each RUNNING run is (None: unknown)."""
     table = Table(title="async-etl runs", title_justify="left")
     for col in ("run_id", "job", "status", "as_of", "started", "finished", "read",
                 "inserted", "updated", "expired", "deleted", "rejected", "error"):  # fmt: skip
         table.add_column(col, justify="right" if col in _NUMBERS else "left")
     for r in runs:
         table.add_row(
-            r.run_id, r.job, _status(r, live), _ts(r.as_of), _ts(r.started_at), _ts(r.finished_at),
+            r.run_id, r.job, _status(r, lives), _ts(r.as_of), _ts(r.started_at), _ts(r.finished_at),
             *(f"{v:,}" for v in (r.rows_read, r.inserted, r.updated, r.expired, r.deleted,
                                  r.rejected)),
             (r.error or "")[:80],

@@ -8,7 +8,8 @@ ends STOPPED (exit status 3), and the next ``async-etl run`` resumes it. For a p
 or its plan file): the orchestrator running it stops launching, asks its running jobs to stop,
 and exits with everything resumable.  A job whose RUNNING run has no live process (killed:
 no process holds the job's lock) is told so in one line, exit status 1, and no request is
-written: the next ``async-etl run`` resumes that run.
+written: the next ``async-etl run`` resumes that run (or none, when a later run of the job,
+``--fresh``, replaced it; the line says which).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from async_etl.cli.help import BAD_INPUT, add_command
-from async_etl.cli.status import NOT_LIVE, STATE_ENV, add_state_flag, resolve
+from async_etl.cli.status import NOTES, STATE_ENV, add_state_flag, resolve
 from async_etl.jobs.state import StateStore, starting_key, with_store
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
@@ -82,12 +83,12 @@ def main(args: argparse.Namespace) -> int:
     assert name is not None
 
     async def request(store: StateStore) -> tuple[list[str], list[str]]:
-        """(runs asked to stop, RUNNING runs with no live process, left alone)."""
+        """(runs asked to stop, RUNNING runs with no live process, left alone, with why)."""
         await store.ensure()
         running = await store.running_runs(name)
-        live = await store.live_jobs(job for _, job in running)
-        if running and not live:
-            return [], [run_id for run_id, _ in running]
+        lives = await store.run_lives(run_id for run_id, _ in running)
+        if running and "live" not in lives.values():
+            return [], [f"{run_id} is RUNNING with {NOTES[life]}" for run_id, life in lives.items()]
         runs = await store.request_stop(name)
         if not runs and await store.request_starting_stop(name):
             return [starting_key(name)], []
@@ -95,8 +96,7 @@ def main(args: argparse.Namespace) -> int:
 
     runs, dead = loop.run(lambda: with_store(url, "stop", request))
     if dead:
-        print(f"async-etl: {name!r} is not running: run {', '.join(dead)} is RUNNING with "
-              f"{NOT_LIVE}", file=sys.stderr)  # fmt: skip
+        print(f"async-etl: {name!r} is not running: run {'; run '.join(dead)}", file=sys.stderr)
         return 1
     if not runs:
         if _stop_plan(url, name):

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar, cast
 
 import anyio
 import structlog
@@ -38,7 +38,7 @@ from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["STOP_DDL", "RunRow", "StateStore", "starting_key", "with_store"]
+__all__ = ["STOP_DDL", "RunLife", "RunRow", "StateStore", "starting_key", "with_store"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -74,19 +74,27 @@ _TAKE_STARTING_STOP = (
 
 _JOB_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('async-etl job:' || $1, 0))"
 """Take the session-level advisory lock of job ``$1`` if free (True) or not (False)."""
-_LIVE_JOBS = (
-    "SELECT j FROM unnest($1::text[]) AS j WHERE EXISTS (SELECT 1 FROM pg_locks l "
+_RUN_LIVES = (
+    "SELECT r.run_id, CASE WHEN r.run_id <> (SELECT l.run_id FROM async_etl_runs l "
+    "WHERE l.job = r.job ORDER BY l.started_at DESC LIMIT 1) THEN 'replaced' "
+    "WHEN EXISTS (SELECT 1 FROM pg_locks l "
     "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.database = "
     "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND l.classid::bigint = (hashtextextended('async-etl job:' || j, 0) >> 32) & 4294967295 "
-    "AND l.objid::bigint = hashtextextended('async-etl job:' || j, 0) & 4294967295)"
+    "AND l.classid::bigint = (hashtextextended('async-etl job:' || r.job, 0) >> 32) & 4294967295 "
+    "AND l.objid::bigint = hashtextextended('async-etl job:' || r.job, 0) & 4294967295) "
+    "THEN 'live' ELSE 'killed' END FROM async_etl_runs r WHERE r.run_id = ANY($1::text[])"
 )
-"""Which of the jobs ``$1`` have their ``_JOB_LOCK_SQL`` lock held, read from ``pg_locks``.
+"""Each of the runs ``$1``: replaced (not its job's latest run, which ``UNFINISHED_RUN``
+alone resumes), live (its job's ``_JOB_LOCK_SQL`` lock is held, read from ``pg_locks``) or
+killed.
 
 A bigint advisory key shows there as ``classid`` (high 32 bits), ``objid`` (low 32 bits) and
 ``objsubid = 1`` (PostgreSQL manual, "pg_locks").  Reading it takes no lock, so it never
 makes a starting run of the job think another one is running.
 """
+
+RunLife: TypeAlias = Literal["live", "killed", "replaced"]
+"""What a RUNNING run is: see ``StateStore.run_lives``."""
 
 
 def starting_key(job: str) -> str:
@@ -459,20 +467,21 @@ class StateStore:
 
         return await self._call("read stop request", go)
 
-    async def live_jobs(self, jobs: Iterable[str]) -> set[str]:
-        """The jobs among ``jobs`` with a live run: a process holds the job's lock.
+    async def run_lives(self, run_ids: Iterable[str]) -> dict[str, RunLife]:
+        """What each RUNNING run among ``run_ids`` is (absent: no such run).
 
-        A RUNNING run whose job is not live was killed (its lock died with its session); the
-        next run of the job resumes it.
+        ``live``: its job's latest run, and a process holds the job's lock; ``killed``: the
+        latest, its lock died with its session, and the next run resumes it; ``replaced``: a
+        later run of its job (``--fresh``) took its place, and no run resumes it.
         """
-        names = sorted(set(jobs))
-        if not names:
-            return set()
+        ids = sorted(set(run_ids))
+        if not ids:
+            return {}
 
-        async def go(c: Any) -> set[str]:
-            return {str(r[0]) for r in await c.fetch(_LIVE_JOBS, names)}
+        async def go(c: Any) -> dict[str, RunLife]:
+            return {str(r[0]): cast(RunLife, r[1]) for r in await c.fetch(_RUN_LIVES, ids)}
 
-        return await self._call("read live jobs", go)
+        return await self._call("read live runs", go)
 
     async def running_runs(self, job_or_run: str) -> list[tuple[str, str]]:
         """(run id, job) of every RUNNING run of a job, or of the one run with that id."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -214,3 +215,20 @@ def write(tmp: Path, name: str, text: str) -> Path:
     path = tmp / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+async def killed_run(
+    dsn: str, tmp: Path, job: str, *, seed: int, n_keys: int, sleep_s: float, committed: int
+) -> tuple[Path, list[Row]]:
+    """A type-2 ``async-etl run`` of ``job`` into a slow ``dw.dim``, SIGKILLed once at least
+    ``committed`` chunks committed: its job file and the source rows.
+    """
+    rows = history(seed=seed, n_keys=n_keys, runs=1)[0]
+    await load_source(dsn, rows)
+    await slow_target(dsn, "dw.dim", sleep_s=sleep_s)
+    path = write(tmp, f"{job}.toml", job_toml(job, dsn, "dw.dim", chunk_size=40))
+    proc = start_cli("run", str(path), "--as-of", at(0).isoformat(), "--log-format", "json")
+    await wait_committed(dsn, job, committed)
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait)
+    return path, rows

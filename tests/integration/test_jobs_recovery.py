@@ -19,6 +19,7 @@ from tests.integration.jobs_helpers import (
     fetchval,
     history,
     job_toml,
+    killed_run,
     load_source,
     norm,
     reference,
@@ -152,3 +153,30 @@ async def test_status_and_stop_of_a_killed_run_say_no_live_process(
     assert err.count("\n") == 1 and "no live process" in err and "deadrun-" in err, err
     requests = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_stop_requests")
     assert requests == 0
+
+
+async def test_status_and_stop_of_a_run_replaced_by_fresh_say_it_is_never_resumed(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A killed run that ``run --fresh`` replaced: never resumed, and status / stop say so.
+
+    Only the job's latest run is resumed; status said the replaced one "resumes on the next
+    run", and showed it live while a later run of its job was.
+    """
+    job, _ = await killed_run(
+        pg_dsn, tmp_path, "gonerun", seed=15, n_keys=600, sleep_s=0.15, committed=1
+    )
+    killed = await fetchval(pg_dsn, "SELECT run_id FROM async_etl_runs WHERE job = 'gonerun'")
+    done = await wait_committed(pg_dsn, "gonerun", 1)
+    fresh = start_cli("run", str(job), "--fresh", "--log-format", "json")
+    await wait_committed(pg_dsn, "gonerun", done + 1)  # a chunk of the fresh run
+    code, out, err = await run_cli("status", str(job), "--json")
+    lines = [line for line in out.splitlines() if killed in line]
+    assert code == 0 and len(lines) == 1 and '"live":false' in lines[0], (out, err)
+    assert await asyncio.to_thread(fresh.wait) == 0
+    code, out, err = await run_cli("status", str(job))
+    assert code == 0 and "a later run replaced it" in out, (out, err)
+    assert "resumes on the next run" not in out, out
+    code, out, err = await run_cli("stop", "gonerun", "--state", pg_dsn)
+    assert code == 1 and err.count("\n") == 1 and "a later run replaced it" in err, err
+    assert "resumes on the next run" not in err, err

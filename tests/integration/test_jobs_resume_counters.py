@@ -21,6 +21,7 @@ from tests.integration.jobs_helpers import (
     fetchval,
     history,
     job_toml,
+    killed_run,
     load_source,
     slow_target,
     spec_of,
@@ -34,14 +35,9 @@ async def test_counters_after_sigkill_and_resume_count_every_row(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     """Initial SCD2 load SIGKILLed after 7 chunks, then resumed: inserted = rows read = source."""
-    rows = history(seed=5, n_keys=1200, runs=1)[0]
-    await load_source(pg_dsn, rows)
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0.05)
-    job = write(tmp_path, "c.toml", job_toml("cnt", pg_dsn, "dw.dim", chunk_size=40))
-    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "cnt", 7)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    job, rows = await killed_run(
+        pg_dsn, tmp_path, "cnt", seed=5, n_keys=1200, sleep_s=0.05, committed=7
+    )
     result = await run_job(spec_of(job.read_text()))
     assert result.status == "SUCCEEDED" and result.resumed
     assert (result.rows_read, result.inserted, result.rejected) == (len(rows), len(rows), 0)
