@@ -159,11 +159,19 @@ class ProcessExecutor:
         self._pids: list[int] = []
 
     async def start(self) -> None:
-        """Start every worker and import the generation code in each, before any timing."""
+        """Start every worker and import the generation code in each, before any timing.
+
+        A start that fails or is cancelled shuts the pool down (``aclose``) before it raises:
+        ``async with Engine(...)`` runs no ``__aexit__`` for an ``__aenter__`` that raised.
+        """
         self._pool = new_pool(self.workers)
         loop = asyncio.get_running_loop()
         futures = [loop.run_in_executor(self._pool, w_warm, i) for i in range(self.workers * 2)]
-        await asyncio.gather(*futures)
+        try:
+            await asyncio.gather(*futures)
+        except BaseException:
+            await self.aclose()
+            raise
         self._pids = pool_pids(self._pool)
 
     async def run(self, fn: Callable[[T], R], arg: T) -> R:

@@ -270,6 +270,25 @@ async def test_every_generator_process_is_accounted_for() -> None:
     assert summary.cpu_percent > summary.extra["parent_cpu_percent"]  # and their CPU counted
 
 
+async def test_an_engine_cancelled_while_its_workers_start_leaves_no_process() -> None:
+    """Cancelled in ``async with Engine(...)``'s start (workers spawning): every worker exits."""
+    import psutil
+
+    def workers() -> set[int]:  # multiprocessing's resource tracker lives as long as we do
+        kids = psutil.Process().children(recursive=True)
+        return {p.pid for p in kids if "resource_tracker" not in " ".join(p.cmdline())}
+
+    before = workers()
+    engine = Engine(_settings(generators=2))  # kept: no garbage collection closes its pool
+    with anyio.move_on_after(0.2) as scope:  # spawning and importing numpy takes longer
+        async with engine:
+            pass
+    assert scope.cancelled_caught
+    with anyio.fail_after(20):
+        while workers() - before:
+            await anyio.sleep(0.1)
+
+
 async def test_a_transient_failure_while_preparing_the_sink_is_retried() -> None:
     """A sink whose first prepare() fails transiently still gets the whole run, once."""
     from async_etl.core.schema import Schema
