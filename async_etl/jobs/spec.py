@@ -143,6 +143,11 @@ def job_from_mapping(
     ``{"name": ..., "source": {...}, "target": {...}, "scd": {...}}``; raises ``ConfigError``.
     """
     fail = Fail("job", path)
+    if isinstance(doc.get("jobs"), list):
+        raise fail(
+            "[[jobs]]",
+            "this is a plan file: run it with async-etl orchestrate (run_plan from code)",
+        )
     merged = env_values(env or {}, fail)
     merged.update(file_values(doc, fail))
     sets = set_values(overrides, fail)

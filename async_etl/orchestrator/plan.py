@@ -208,6 +208,8 @@ def plan_from_mapping(
     ``[[jobs]]`` is the ``"jobs"`` list of mappings.  Raises ``ConfigError`` naming the key.
     """
     fail = Fail("plan", path)
+    if "jobs" not in doc and isinstance(doc.get("source"), dict):
+        raise fail("[source]", "this is a job file: run it with async-etl run (run_job from code)")
     _check_keys(doc, "", "", fail)
     name = _get(doc, "name", str, "", fail)
     if not name or not name.strip():

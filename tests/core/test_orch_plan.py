@@ -145,3 +145,14 @@ def test_state_must_be_postgresql(tmp_path: Path) -> None:
     plan.write_text('name = "p"\nstate = "oracle://u:secret@h/x"\n')
     message = error_of(plan)
     assert "secret" not in message and "state:" in message
+
+
+def test_a_job_file_given_as_a_plan_says_it_is_a_job(tmp_path: Path) -> None:
+    """A job file read as a plan names the command that runs it, in one line.
+
+    It said "mode: unknown key (did you mean 'name'?)", or whichever job key came first.
+    """
+    path = tmp_path / "job.toml"
+    path.write_text('mode = "append"\n' + JOB.format(name="j", url=STATE))
+    message = error_of(path)
+    assert "a job file" in message and "async-etl run" in message, message
