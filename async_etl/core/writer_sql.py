@@ -101,6 +101,58 @@ def declared_problem(where: str, table: str, name: str, sql_type: str, unknown: 
     return None
 
 
+_CRATE_ALIASES = {
+    "string": "text", "varchar": "text", "character varying": "text", "character": "text",
+    "char": "text", "long": "bigint", "int8": "bigint", "int": "integer", "int4": "integer",
+    "short": "smallint", "int2": "smallint", "double": "double precision",
+    "float8": "double precision", "float": "real", "float4": "real", "bool": "boolean",
+    "decimal": "numeric", "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+}  # fmt: skip
+"""CrateDB's other names of a type, as ``information_schema`` names it (``TIMESTAMP`` alone is
+without time zone; a length-limited or fixed-length string is compared as text)."""
+
+
+def crate_type_key(sql_type: str) -> str:
+    """A CrateDB type, declared or read from ``information_schema``, as one comparable name.
+
+    Aliases fold (``long`` / ``int8`` -> ``bigint``), a length or precision modifier is dropped,
+    an object's definition too, and ``t[]`` / ``array(t)`` / ``t_array`` read alike.
+    """
+    text = " ".join(sql_type.strip().lower().split())
+    arrays = 0
+    while True:
+        if text.endswith("[]"):
+            text = text[:-2].rstrip()
+        elif text.startswith("array(") and text.endswith(")"):
+            text = text[len("array(") : -1].strip()
+        elif text.endswith("_array"):
+            text = text[: -len("_array")]
+        else:
+            break
+        arrays += 1
+    if text.startswith("object"):
+        text = "object"
+    text = re.sub(r"\s*\(.*\)$", "", text)  # varchar(10), numeric(10, 2)
+    return _CRATE_ALIASES.get(text, text) + "_array" * arrays
+
+
+def crate_declared_problem(
+    where: str, table: str, declared: Mapping[str, str], existing: Mapping[str, str]
+) -> str | None:
+    """One line refusing the first declared column whose type the existing table's differs from.
+
+    ``existing``: name -> ``information_schema`` type; None when no declared type differs.
+    Compared by ``crate_type_key``; a declared column the table lacks is ``pick_columns``' to
+    refuse.
+    """
+    for name, sql_type in declared.items():
+        has = existing.get(name)
+        if has is not None and crate_type_key(sql_type) != crate_type_key(has):
+            return declared_problem(where, table, name, sql_type, False, has, True)
+    return None
+
+
 PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped

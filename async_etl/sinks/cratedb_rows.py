@@ -26,6 +26,7 @@ from async_etl.core.row_codecs import Encoded, encode_crate_rows
 from async_etl.core.writer_sql import (
     CRATE_COLUMNS,
     CRATE_PRIMARY_KEY,
+    crate_declared_problem,
     crate_insert,
     create_refused,
     create_table,
@@ -88,8 +89,9 @@ class CrateRowsSink(CrateDBSink):
         """Check the server, create the table (when declared); return the columns to fill.
 
         Raises ``ConfigError`` for a missing table, an unknown column, a declared type the
-        server does not know, or a table without a primary key (checked before creating);
-        ``TransientLoadError`` / ``LoadError`` like the bench sink.
+        server does not know or that differs from the existing table's column
+        (``writer_sql.crate_declared_problem``), or a table without a primary key (checked
+        before creating); ``TransientLoadError`` / ``LoadError`` like the bench sink.
         """
         declared, wanted = split_declared(columns)
         await self.client.open()
@@ -99,14 +101,20 @@ class CrateRowsSink(CrateDBSink):
         async def columns_found() -> Response:
             return await self.client.execute(CRATE_COLUMNS, [schema, name])
 
-        # one round trip's wait: the version, the key and (a table not declared) the columns
-        asks: list[Callable[[], Awaitable[Any]]] = [
-            self.client.server_version,
-            lambda: self._primary_key(schema, name),
-        ]
-        self.version, pk, *found = await _at_once(asks if declared else [*asks, columns_found])
+        def types_of(found: Response) -> dict[str, str]:
+            rows = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
+            return {str(r[0]): str(r[1]) for r in rows if "[" not in str(r[0])}
+
+        # one round trip's wait: the version, the key and the columns (none: no table yet)
+        self.version, pk, found = await _at_once(
+            [self.client.server_version, lambda: self._primary_key(schema, name), columns_found]
+        )
+        types = types_of(found)
         if declared is not None:
             stmt = create_table(self.table.name, declared, primary_key)  # checked first
+            differs = crate_declared_problem(where, self.table.name, declared, types)
+            if differs is not None:  # CREATE TABLE IF NOT EXISTS would check nothing
+                raise ConfigError(differs)
             if not pk and not primary_key:  # refused before anything is created
                 raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
             try:
@@ -120,10 +128,9 @@ class CrateRowsSink(CrateDBSink):
                 raise ConfigError(
                     create_refused(where, self.table.name, declared, reason)
                 ) from None
-            pk = pk or await self._primary_key(schema, name)
-            found = [await columns_found()]
-        rows = query_rows(found[0], self.client.where, CRATE_COLUMNS, width=2)
-        types = {str(r[0]): str(r[1]) for r in rows if "[" not in str(r[0])}
+            if not types:  # created now
+                pk = pk or await self._primary_key(schema, name)
+                types = types_of(await columns_found())
         names = pick_columns(self.table.name, list(types), wanted)
         if not pk:
             raise ConfigError(_NO_PRIMARY_KEY.format(where=where))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from async_etl.core.writer_sql import create_refused, declared_problem, lookup_type
+from async_etl.core.writer_sql import (
+    crate_declared_problem,
+    crate_type_key,
+    create_refused,
+    declared_problem,
+    lookup_type,
+)
 
 COLUMNS = {"id": "BIGINT", "j": "json", "tags": "Text[]", "n": "numeric(10, 2)"}
 
@@ -59,3 +65,49 @@ def test_serial_types_resolve_as_the_integer_they_make() -> None:
         "smallint",
         "numeric(4,1)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("declared", "existing"),
+    [
+        ("BIGINT", "bigint"),
+        ("long", "bigint"),
+        ("int", "integer"),
+        ("DOUBLE  PRECISION", "double"),
+        ("varchar(20)", "text"),
+        ("string", "character varying"),
+        ("TIMESTAMP", "timestamp without time zone"),
+        ("timestamptz", "timestamp with time zone"),
+        ("bigint[]", "bigint_array"),
+        ("text[]", "array(text)"),
+        ("numeric(10, 2)", "numeric"),
+        ("object", "object"),
+    ],
+)
+def test_crate_type_key_reads_a_types_other_names_alike(declared: str, existing: str) -> None:
+    """Aliases, modifiers and the three array spellings give one CrateDB type one key."""
+    assert crate_type_key(declared) == crate_type_key(existing)
+
+
+@pytest.mark.parametrize(
+    ("declared", "existing"),
+    [
+        ("TEXT", "bigint"),
+        ("integer", "bigint"),
+        ("TIMESTAMP", "timestamp with time zone"),
+        ("bigint[]", "bigint"),
+        ("real", "double precision"),
+    ],
+)
+def test_crate_type_key_tells_different_types_apart(declared: str, existing: str) -> None:
+    """Another type, time zone or array-ness is another key."""
+    assert crate_type_key(declared) != crate_type_key(existing)
+
+
+def test_crate_declared_problem_names_table_column_and_both_types() -> None:
+    """The first declared column whose type differs is refused in one line; absent ones pass."""
+    existing = {"id": "bigint", "v": "text"}
+    assert crate_declared_problem("w", "t", {"id": "long", "v": "string", "x": "int"},
+                                  existing) is None  # fmt: skip
+    line = crate_declared_problem("w", "t", {"id": "BIGINT", "v": "INTEGER"}, existing)
+    assert line == "w: columns['v']: declared 'INTEGER', but table 't' has it as 'text'"

@@ -199,6 +199,26 @@ async def test_declared_columns_are_checked_before_the_table_is_created(
     assert body["rows"] == []
 
 
+async def test_a_declared_type_other_than_the_existing_columns_is_refused_at_open(
+    crate_standin: CrateStandIn,
+) -> None:
+    """An existing table's column declared as another type: one line naming both, no write."""
+    url = crate_standin.url
+    async with open_writer(url, table="dt", columns=COLUMNS, primary_key=["id"]) as w:
+        await w.write({"id": 1, "name": "a", "score": 0.5})
+    same = {"id": "long", "name": "string", "score": "double"}  # other names of the same types
+    async with open_writer(url, table="dt", columns=same, primary_key=["id"]) as w:
+        await w.write({"id": 2, "name": "b", "score": 1.5})
+    other = {**COLUMNS, "name": "INTEGER"}
+    with pytest.raises(ConfigError) as info:
+        async with open_writer(url, table="dt", columns=other, primary_key=["id"]):
+            pass
+    assert str(info.value).endswith(
+        "columns['name']: declared 'INTEGER', but table 'dt' has it as 'text'"
+    )
+    assert await _ids(crate_standin, "dt") == [1, 2]
+
+
 async def test_a_value_json_cannot_carry_in_a_checked_batch_rejects_only_its_row(
     crate_standin: CrateStandIn,
 ) -> None:
