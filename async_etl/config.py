@@ -99,6 +99,8 @@ class BenchSettings:
                f"at most {most} ({PROCESSES_PER_CPU} per CPU here)", self.generators)  # fmt: skip
         _check(self.max_retries >= 0, "--max-retries", "must be >= 0", self.max_retries)
         _check(self.payload_bytes >= 0, "--payload-bytes", "must be >= 0", self.payload_bytes)
+        _check(self.gzip_threshold >= 0, "--gzip-threshold", "must be >= 0 (0: never)",
+               self.gzip_threshold)  # fmt: skip
         _check(self.report_interval > 0, "--report-interval", "must be > 0", self.report_interval)
         _check(self.warmup >= 0, "--warmup", "must be >= 0", self.warmup)
         _check(self.retry_base >= 0, "retry_base", "must be >= 0", self.retry_base)

@@ -47,6 +47,7 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "null://", "--table", "s." + "t" * 64], "--table: a name longer than 63"),
         (["--sink", "null://", "-T", "nan"], "--duration: must be a finite number, got nan"),
         (["--sink", "null://", "--warmup", "inf"], "--warmup: must be a finite number, got inf"),
+        (["--sink", "null://", "-n", "9", "--gzip-threshold", "-1"], "--gzip-threshold: must be"),
     ],
 )
 def test_bad_flags_give_one_line_errors_and_exit_2(args: list[str], needle: str) -> None:
