@@ -176,10 +176,10 @@ def _crate_list(type_: str, values: Values) -> list[Any]:
         if values.pool is not None and values.codes is not None:
             return list(values.pool.fragments[values.codes].tolist())
         return [orjson.Fragment(s) for s in values.strings()]
-    if type_ == "uuid":
-        return Text(
-            uuid_hex(values), np.full(len(values), 36, dtype=np.int64), ascii=True
-        ).strings()
+    if type_ == "uuid":  # pre-serialised JSON strings: no str per row for orjson to scan
+        return list(
+            map(orjson.Fragment, uuid_hex(values, quoted=True).view("S38").ravel().tolist())
+        )
     if type_ == "timestamptz":
         return list((values // 1000).tolist())
     return list(values.tolist())

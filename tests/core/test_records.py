@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
+from async_etl.core.generators import uuid_hex
 from async_etl.core.packing import Part, const, pack_rows
 from async_etl.core.records import (
     encode_crate_json,
@@ -181,6 +182,18 @@ def test_uuids_are_distinct_v4(ids: IdRange, seed: int) -> None:
     uids = [r[1] for r in rows(default_schema(), ids, seed)]
     assert len(set(uids)) == len(uids)
     assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in uids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.lists(st.binary(min_size=16, max_size=16), max_size=40))
+def test_uuid_hex_is_the_canonical_text_plain_and_quoted(raw: list[bytes]) -> None:
+    """uuid_hex rows are str(uuid.UUID(bytes=...)), and with quoted=True that string in JSON."""
+    mat = np.frombuffer(b"".join(raw), dtype=np.uint8).reshape(len(raw), 16)
+    expected = [str(uuid.UUID(bytes=b)) for b in raw]
+    plain, quoted = uuid_hex(mat), uuid_hex(mat, quoted=True)
+    assert plain.shape == (len(raw), 36) and quoted.shape == (len(raw), 38)
+    assert [bytes(r).decode() for r in plain] == expected
+    assert [orjson.loads(bytes(r)) for r in quoted] == expected
 
 
 @settings(max_examples=80, deadline=None)
