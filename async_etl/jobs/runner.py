@@ -172,6 +172,11 @@ class _JobRun:
         self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
         self.executor: ChunkExecutor | None = None  # None: chunks run here, by the target driver
         self.shelf: Shelf | None = None  # the chunks' idle connections while they run
+        self.closing: TaskGroup | None = None
+        """Set by ``execute`` for the whole run: connections whose closing nothing has to wait
+        for (a graceful close waits for its backend to exit, about 2 ms) close in its tasks,
+        beside the next step: preflight's kept one while the target is prepared, the chunks'
+        idle ones while the swap starts, the swap's while the run's status is written."""
 
     async def execute(self) -> JobResult:
         store = StateStore(
@@ -182,40 +187,45 @@ class _JobRun:
             job=self.spec.name,
         )
         try:
-            decision, new_build = await self._open_and_preflight(store)
-            if new_build:
-                self.spec = as_new_build(self.spec)
-                self.target = make_target(self.spec)
-                log.info("initial_load_into_new_table", table=self.spec.target.table)
-            ctx = JobContext(
-                spec=self.spec,
-                run_id=decision.run_id,
-                as_of=decision.as_of,
-                columns=decision.columns,
-                cols=decision.cols,
-                collate=decision.collate,
-                hold=self.holder,
-                stop=anyio.Event(),
-                state_url=store.url,
-                add_columns=decision.add_columns,
-                policy=self.options.retry,
-                window=decision.window,
-                resumed=decision.resumed_plan is not None,
-                after_all=decision.after_all,
-            )
-            if decision.window is not None:
-                self.source = make_source(self.spec, decision.window)
-            self.ctx = ctx
-            self.holder.stop = ctx.stop
-            with structlog.contextvars.bound_contextvars(run_id=ctx.run_id):
-                try:
-                    return await self._run(ctx, store, decision)
-                except anyio.get_cancelled_exc_class():
-                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                        await self._finish(store, "STOPPED")
-                    raise
+            async with closing_beside() as self.closing:  # see ``closing``
+                return await self._execute(store)
         finally:
             await store.__aexit__(None, None, None)
+
+    async def _execute(self, store: StateStore) -> JobResult:
+        """Preflight, then the run (``_run``); a cancelled run is marked STOPPED, shielded."""
+        decision, new_build = await self._open_and_preflight(store)
+        if new_build:
+            self.spec = as_new_build(self.spec)
+            self.target = make_target(self.spec)
+            log.info("initial_load_into_new_table", table=self.spec.target.table)
+        ctx = JobContext(
+            spec=self.spec,
+            run_id=decision.run_id,
+            as_of=decision.as_of,
+            columns=decision.columns,
+            cols=decision.cols,
+            collate=decision.collate,
+            hold=self.holder,
+            stop=anyio.Event(),
+            state_url=store.url,
+            add_columns=decision.add_columns,
+            policy=self.options.retry,
+            window=decision.window,
+            resumed=decision.resumed_plan is not None,
+            after_all=decision.after_all,
+        )
+        if decision.window is not None:
+            self.source = make_source(self.spec, decision.window)
+        self.ctx = ctx
+        self.holder.stop = ctx.stop
+        with structlog.contextvars.bound_contextvars(run_id=ctx.run_id):
+            try:
+                return await self._run(ctx, store, decision)
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self._finish(store, "STOPPED")
+                raise
 
     async def _open_and_preflight(self, store: StateStore) -> tuple[Decision, bool]:
         """Connect the state store while preflight reads; the decision and ``builds_new_table``.
@@ -244,7 +254,7 @@ class _JobRun:
         async with anyio.create_task_group() as tg:
             tg.start_soon(connect)
             try:
-                async with reusing():  # preflight's reads share one connection per database
+                async with reusing(close_in=self.closing):  # one connection per database
                     try:
                         decision = await preflight(
                             self.spec, self.options, self.source, self.target, store, self.holder
@@ -282,24 +292,21 @@ class _JobRun:
             self.counters[k] = v
         self.watermark = Watermark(len(plan.plan)).advance(plan.committed)
         self.rates = RateMeter(self.spec.name, ctx.run_id, len(plan.plan), len(plan.committed))
-        # connections close in tasks of ``closing``, beside the step after them: the chunks'
-        # idle ones while the swap starts, the swap's while the run's status is written
-        async with closing_beside() as closing:
-            if self.failure is None:
-                self._report()
-                try:
-                    await self._chunks(ctx, store, plan, closing)
-                except AsyncEtlError as exc:  # the state store gave up while polling for stops
-                    self.failure = self.failure or exc
-            async with reusing(close_in=closing):  # the swap's connection moves the sequences
-                await self._after_chunks(ctx, plan)
-            if self.failure is not None:
-                status: RunStatus = "FAILED"
-            elif self.watermark.complete:
-                status = "SUCCEEDED"
-            else:
-                status = "STOPPED"
-            await self._finish(store, status)
+        if self.failure is None:
+            self._report()
+            try:
+                await self._chunks(ctx, store, plan)
+            except AsyncEtlError as exc:  # the state store gave up while polling for stops
+                self.failure = self.failure or exc
+        async with reusing(close_in=self.closing):  # the swap's connection moves the sequences
+            await self._after_chunks(ctx, plan)
+        if self.failure is not None:
+            status: RunStatus = "FAILED"
+        elif self.watermark.complete:
+            status = "SUCCEEDED"
+        else:
+            status = "STOPPED"
+        await self._finish(store, status)
         return self._result(status, resumed)
 
     async def _after_chunks(self, ctx: JobContext, plan: Plan) -> None:
@@ -361,17 +368,18 @@ class _JobRun:
                 raise failed[step]
         return found[0]
 
-    async def _chunks(
-        self, ctx: JobContext, store: StateStore, plan: Plan, closing: TaskGroup
-    ) -> None:
+    async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
         todo = remaining(plan.plan, plan.committed)
         limiter = anyio.CapacityLimiter(plan.workers)
         self.shelf = Shelf(lambda: int(limiter.total_tokens))
         try:
             await self._dispatch(ctx, store, todo, limiter, plan.workers)
-        finally:  # the chunks have ended: their idle connections close in a task of ``closing``
+        finally:  # the chunks have ended: their idle connections close beside the next step
             self.shelf.closed = True  # (one given back from now on is closed, not kept)
-            closing.start_soon(self.shelf.aclose)
+            if self.closing is None:
+                await self.shelf.aclose()
+            else:
+                self.closing.start_soon(self.shelf.aclose)
 
     async def _dispatch(
         self,
