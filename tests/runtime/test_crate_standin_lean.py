@@ -190,6 +190,23 @@ def test_an_http_1_0_request_is_answered_and_its_connection_closed(
     assert b'"cluster_name"' in answer
 
 
+@pytest.mark.parametrize("http", ["aiohttp", "lean"])
+@pytest.mark.parametrize("value", ["close", "Close", "keep-alive, close", "close, TE"])
+def test_connection_close_in_a_list_closes_after_the_answer_on_both_layers(
+    http: str, value: str
+) -> None:
+    """``Connection`` is a token list: ``close`` anywhere in it closes after the answer.
+
+    The lean layer compared the whole value with ``close``, so ``close, TE`` kept the
+    connection open and a client reading the answer to its end waited for ever.
+    """
+    with _standin(StandInConfig(http=http)) as crate:
+        answer = _raw(
+            crate.port, f"GET / HTTP/1.1\r\nHost: x\r\nConnection: {value}\r\n\r\n".encode()
+        )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b'"cluster_name"' in answer
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [

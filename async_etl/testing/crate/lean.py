@@ -208,7 +208,8 @@ class _Connection(asyncio.Protocol):
         del buf[: start + length]
         self.continued = False
         method, target, version = lines[0].split(" ")
-        close = version == "HTTP/1.0" or headers.get("connection", "").lower() == "close"
+        tokens = {t.strip() for t in headers.get("connection", "").lower().split(",")}
+        close = version == "HTTP/1.0" or "close" in tokens  # a token list (RFC 9110 7.6.1)
         self.task = asyncio.get_running_loop().create_task(
             self._serve(method, target, headers, raw, close=close)
         )
