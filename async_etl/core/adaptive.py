@@ -189,24 +189,6 @@ class Change:
         }
 
 
-AUTO_DEFAULT = (1, 16)
-"""Bounds of a bare ``auto`` job ``max_workers``."""
-
-
-def parse_auto(text: str, default: tuple[int, int] = AUTO_DEFAULT) -> tuple[int, int]:
-    """``"auto"`` or ``"auto:MIN-MAX"`` as (MIN, MAX); ``ValueError`` for anything else."""
-    raw = text.strip().lower()
-    if raw == "auto":
-        return default
-    head, _, bounds = raw.partition(":")
-    low, _, high = bounds.partition("-")
-    if head != "auto" or not low.isdigit() or not high.isdigit():
-        raise ValueError(f"expected an integer, auto or auto:MIN-MAX, got {text!r}")
-    if not 1 <= int(low) <= int(high):
-        raise ValueError(f"auto:MIN-MAX needs 1 <= MIN <= MAX, got {text!r}")
-    return int(low), int(high)
-
-
 class ProbingController:
     """Decides the concurrency limit window by window (see the module docstring)."""
 

@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from async_etl.core.adaptive import parse_auto
+from async_etl.core.auto_workers import parse_auto
 from async_etl.core.coerce import did_you_mean, parse_bool, parse_float, parse_int
 from async_etl.core.specs import is_identifier, is_table_name
 from async_etl.core.urls import SCHEMES, mask_url, scheme_of, url_problem

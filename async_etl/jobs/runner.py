@@ -48,7 +48,6 @@ import anyio
 import orjson
 import structlog
 
-from async_etl.core.adaptive import AdaptiveSettings
 from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
@@ -92,7 +91,6 @@ if TYPE_CHECKING:
 
     from async_etl.jobs.ray_chunks import ChunkExecutor
 from async_etl.jobs.state import StateStore
-from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.retrying import retrying
 
 __all__ = ["UPDATE_EVERY", "run_job"]
@@ -394,6 +392,10 @@ class _JobRun:
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watch_stop, ctx, store)
             if par.adaptive and workers > 1:  # chunk latency drives the worker count
+                # imported here: a run on one worker (every small job) never needs them
+                from async_etl.core.adaptive import AdaptiveSettings
+                from async_etl.runtime.adaptive import AdaptiveLimit
+
                 low = min(par.min_workers, workers)
                 bounds = AdaptiveSettings(minimum=low, maximum=workers, initial=low)
                 adapt = AdaptiveLimit(bounds, limiter)

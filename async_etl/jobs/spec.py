@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from async_etl.core.adaptive import parse_auto
+from async_etl.core.auto_workers import parse_auto
 from async_etl.core.drift import Evolution
 from async_etl.core.modes import Mode, mode_of
 from async_etl.core.retry import STRATEGIES, RetryPolicy

@@ -69,6 +69,8 @@ UNUSED_MODULES_ON_A_PG_COPY = (
     "shutil",  # argparse's terminal width: read without it (and its compression modules)
     "async_etl.jobs.coltypes",  # CrateDB / Oracle column types (schema drift's mapping)
     "async_etl.core.exact",  # exact values for CrateDB / Oracle
+    "async_etl.core.adaptive",  # max_workers = auto with more than one worker
+    "async_etl.runtime.adaptive",
 )
 """Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
 
