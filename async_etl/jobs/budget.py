@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
@@ -27,8 +27,11 @@ __all__ = ["LimiterBudget", "database_key", "hold"]
 def database_key(url: str) -> str:
     """``dialect://host:port/database`` of ``url``: the identity of a database for budgets.
 
-    Credentials, query strings and scheme aliases are dropped; host and database names are
-    lower-cased.  Never raises: a URL that does not parse is its own key.
+    Credentials, scheme aliases and the rest of the query string are dropped; host and
+    database names are lower-cased.  A PostgreSQL URL's ``host``, ``port`` and ``dbname`` /
+    ``database`` query parameters count where the URL itself leaves them out, as libpq and
+    asyncpg read them (``postgresql:///db?host=/run/pg2`` is another server than
+    ``postgresql:///db``).  Never raises: a URL that does not parse is its own key.
     """
     try:
         parts = urlsplit(url.strip())
@@ -39,6 +42,15 @@ def database_key(url: str) -> str:
     default = {"postgresql": 5432, "oracle": 1521, "cratedb": 4200}.get(dialect, 0)
     host = (parts.hostname or "localhost").lower()
     database = parts.path.strip("/").lower() if dialect != "cratedb" else ""
+    if dialect == "postgresql" and parts.query:
+        query = parse_qs(parts.query)
+        given = {k: v[0] for k, v in query.items() if v and v[0]}
+        if parts.hostname is None and "host" in given:
+            host = given["host"]  # a socket directory is a path: its case is kept
+        if port is None and given.get("port", "").isdigit():
+            port = int(given["port"])
+        if not database:
+            database = (given.get("dbname") or given.get("database") or "").lower()
     return f"{dialect}://{host}:{port or default}/{database}"
 
 

@@ -29,6 +29,17 @@ def test_database_key_ignores_credentials_and_aliases() -> None:
     assert database_key("http://crate:4200/") == database_key("crate://crate")
 
 
+def test_database_key_reads_the_server_and_database_a_query_string_names() -> None:
+    """host / port / dbname in the query (read as libpq and asyncpg do) tell servers apart."""
+    assert database_key("postgresql://h/db?port=5433") == database_key("postgresql://h:5433/db")
+    assert database_key("postgresql://h/db?port=5433") != database_key("postgresql://h/db")
+    assert database_key("postgresql:///db?host=/run/a") != database_key(
+        "postgresql:///db?host=/run/b"
+    )
+    assert database_key("postgresql://h/?dbname=x") == database_key("postgresql://h/x")
+    assert database_key("postgresql://h:5432/db?port=5433") == database_key("postgresql://h/db")
+
+
 async def test_limiter_budget_shares_and_limits() -> None:
     """One limiter per database; per-URL limits override the default; tokens are bounded."""
     budget = LimiterBudget(2, {"postgresql://h/db": 1})
