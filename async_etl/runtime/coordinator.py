@@ -121,11 +121,10 @@ async def coordinate(
     """Run a bench over the workers ``make_workers(target)`` builds, into ``sink``'s target.
 
     ``sink`` is this process's own (prepare, reconcile); workers open theirs.  ``extra`` goes
-    goes into the summary's extra under ``label`` with the per-worker figures; the mode is
-    ``"{label} x{workers}"``.  Raises
-    ``ConfigError`` (exit 2) for a sink unusable at start or workers that cannot start;
-    ``LoadError`` (or the unit's fatal ``AsyncEtlError``) when every worker died or a unit
-    failed for good.
+    into the summary's extra under ``label`` with the per-worker figures; the mode is
+    ``"{label} x{workers}"``.  Raises ``ConfigError`` (exit 2) for a sink unusable at start
+    or workers that cannot start; ``LoadError`` (or the unit's fatal ``AsyncEtlError``) when
+    every worker died or a unit failed for good.
     """
     s = settings
     policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
