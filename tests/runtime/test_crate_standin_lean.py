@@ -324,6 +324,71 @@ def test_expect_100_continue_gets_its_interim_answer_on_both_layers(http: str) -
     assert b"".join(chunks[1:]).startswith(b"HTTP/1.1 200 OK\r\n")
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /_sql HTTP/1.1\r\nX: " + b"a" * 4_000_000 + b"\r\n\r\n",
+        b"POST /_sql HTTP/1.1\r\nContent-Length: 4000000\r\n\r\n" + b"b" * 4_000_000,
+    ],
+    ids=["4-MB-head", "4-MB-body-past-the-limit"],
+)
+def test_a_refusal_in_one_large_write_is_answered_not_reset(request_bytes: bytes) -> None:
+    """A 4 MB head (431) or body past the limit (413) sent at once: the client reads the answer.
+
+    The lean layer closed with the rest unread, so the kernel reset the connection and the
+    client saw ``ConnectionResetError`` instead of the answer.
+    """
+    with _standin(StandInConfig(http="lean", max_body_bytes=1024 * 1024)) as crate:
+        answer = _raw(crate.port, request_bytes)
+        requests = crate.counters.requests
+    assert answer.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 413 ")) and requests == 0
+
+
+def test_a_head_not_complete_in_head_timeout_is_a_408() -> None:
+    """A head that stops coming is answered 408 and closed after ``head_timeout``; not before."""
+    with (
+        _standin(StandInConfig(http="lean", head_timeout=0.3)) as crate,
+        socket.create_connection(("127.0.0.1", crate.port), timeout=5) as slow,
+        socket.create_connection(("127.0.0.1", crate.port), timeout=5) as stalled,
+    ):
+        started = time.monotonic()
+        stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        slow.sendall(b"GET / HTTP/1.1\r\n")
+        time.sleep(0.1)
+        slow.sendall(b"Host: x\r\nConnection: close\r\n\r\n")  # complete within the time
+        served = b"".join(iter(lambda: slow.recv(65536), b""))
+        refused = b"".join(iter(lambda: stalled.recv(65536), b""))
+        waited = time.monotonic() - started
+    assert served.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert refused.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert 0.3 <= waited < 4
+
+
+async def test_pipelined_requests_behind_a_slow_one_pause_reading_at_the_buffer_bound() -> None:
+    """5 MB pipelined behind a slow request: at most about 1 MiB is buffered; all are answered."""
+    crate = _standin(StandInConfig(http="lean", latency_ms=400))
+    await crate.start()
+    try:
+        big = orjson.dumps({"stmt": "SELECT ? AS v", "args": ["x" * 125_000]})
+        data = _post(b'{"stmt": "SELECT 1"}') + _post(big) * 39 + _post(big, close=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", crate.port)
+        writer.write(data)
+        await asyncio.sleep(0.05)
+        crate.latency_ms = 0  # the first request is served in 400 ms, the others at once
+        lean = crate._lean
+        assert lean is not None
+        peak = 0
+        for _ in range(100):  # while the first request is served
+            peak = max([peak, *(len(conn.buffer) for conn in lean.connections)])
+            await asyncio.sleep(0.002)
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    finally:
+        await crate.stop()
+    assert len(data) > 5_000_000 and peak <= 1024 * 1024 + 512 * 1024
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 41 == crate.counters.requests
+
+
 async def test_lean_stop_closes_open_connections() -> None:
     """Stopping the lean stand-in aborts idle keep-alive connections and stops listening."""
     crate = _standin(StandInConfig(http="lean"))

@@ -40,6 +40,8 @@ class StandInConfig:
     - ``http``: the HTTP layer: ``"aiohttp"`` (default) or ``"lean"`` (``testing.crate.lean``:
       a plain asyncio Protocol, a fraction of aiohttp's CPU per request; same answers, counters
       and faults; chunked request bodies are refused with a 411).
+    - ``head_timeout``: seconds the lean layer waits for a request head to complete once its
+      first byte came, then answers 408 and closes (0: no limit; the aiohttp layer has none).
     """
 
     host: str = "127.0.0.1"
@@ -63,12 +65,13 @@ class StandInConfig:
     max_body_bytes: int = 100 * 1024 * 1024
     parse_cache_size: int = 1024
     http: str = "aiohttp"
+    head_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         """Validate; raises ``ValueError`` for a bad number, ``http`` layer or negative setting.
 
         Every float setting is finite; rates lie in [0, 1]; ``http`` is one of ``HTTP_LAYERS``;
-        latency, capacity, growth and the stall settings are not negative.
+        latency, capacity, growth, the stall settings and ``head_timeout`` are not negative.
         """
         for f in fields(self):  # NaN passes every range check below, inf sleeps for ever
             value = getattr(self, f.name)
@@ -80,7 +83,7 @@ class StandInConfig:
                 raise ValueError(f"StandInConfig.{name} must be within [0, 1], got {rate}")
         if self.http not in HTTP_LAYERS:
             raise ValueError(f"StandInConfig.http must be one of {HTTP_LAYERS}, got {self.http!r}")
-        for name in ("latency_ms", "capacity", "growth", "stall_every", "stall_ms"):
+        for name in ("latency_ms", "capacity", "growth", "stall_every", "stall_ms", "head_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"StandInConfig.{name} must not be negative")
 

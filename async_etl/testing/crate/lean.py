@@ -10,15 +10,20 @@ hands every decision to the same ``CrateStandIn.sql_reply`` / ``info_reply`` the
 uses: the answers, counters and faults are the same, only the parsing of bytes differs.
 
 Per connection, requests are served one at a time, in order (HTTP/1.1 keep-alive; a pipelined
-request waits in the buffer until the one before it is answered):
+request waits in the buffer until the one before it is answered; past 1 MiB buffered while a
+request is served, reading pauses until it is answered, so a client cannot fill memory):
 
 1. buffer bytes until the head (the blank line) and ``Content-Length`` body bytes are in
    (a head with ``Expect: 100-continue`` is answered ``100 Continue`` while its body is due);
-   a head over 64 KiB is a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
+   a head not complete ``head_timeout`` seconds after its first byte is a 408, a head over
+   64 KiB a 431, a body over ``max_body_bytes`` a 413, chunked bodies (which
    neither client sends) a 411, a head that is not HTTP/1.x (a bare LF or CR, a field with no
    colon or a control character, a ``Content-Length`` not plain digits or given twice
    differing, a ``Transfer-Encoding`` other than ``chunked``) a 400, as aiohttp's parser
-   refuses it — each then closes the connection;
+   refuses it — each then closes the connection after a lingering read: the answer is sent,
+   the sending side shut, and what the client still sends is read and dropped until it
+   closes (5 s at most), since closing a socket with unread bytes resets the connection and
+   the client would see the reset, not the answer;
 2. ``Content-Encoding: gzip`` / ``deflate`` bodies are inflated (a bad one is a 400, one
    inflating past ``max_body_bytes`` a 413, as aiohttp's limit);
 3. ``GET /`` answers ``info_reply``, ``POST /_sql[/...]`` runs ``sql_reply`` in one task,
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["LeanServer", "serve_lean"]
 
 _MAX_HEAD = 64 * 1024
+_MAX_PIPELINED = 1024 * 1024  # buffered while a request is served: reading pauses past it
+_LINGER_S = 5.0  # the most a refused connection is read (and dropped) before it is closed
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: a method or field name
 _VERSIONS = frozenset(("HTTP/1.0", "HTTP/1.1"))
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # not in a field value (RFC 9110 5.5)
@@ -60,6 +67,7 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     411: "Length Required",
     413: "Payload Too Large",
@@ -156,6 +164,9 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.schema: str | None = None
         self.continued = False  # the buffered request's 100 Continue is sent
+        self.paused = False  # reading paused: the buffer is full while a request is served
+        self.head_timer: asyncio.TimerHandle | None = None  # the buffered head's deadline
+        self.linger: asyncio.TimerHandle | None = None  # refused: read and drop until this
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is not a subclass
@@ -165,37 +176,58 @@ class _Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self.task is not None:
             self.task.cancel()
+        for timer in (self.head_timer, self.linger):
+            if timer is not None:
+                timer.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.linger is not None:
+            return  # refused: read and dropped until the client closes
         self.buffer += data
         if self.task is None:
             self._next()
+        self._pace()
+
+    def _pace(self) -> None:
+        """Pause reading while a request is served and the buffer is full; resume after."""
+        transport = self.transport
+        full = self.task is not None and len(self.buffer) >= _MAX_PIPELINED
+        if transport is None or full == self.paused or transport.is_closing():
+            return
+        self.paused = full
+        if full:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def _next(self) -> None:
         """Start serving the next complete request in the buffer, if there is one."""
         buf, transport = self.buffer, self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.linger is not None:
             return
         end = buf.find(b"\r\n\r\n")
         head = buf[:end] if end >= 0 else buf.rstrip(b"\r")
         if head.count(b"\n") != head.count(b"\r") or head.count(b"\n") != head.count(b"\r\n"):
-            self._send(_plain(400, "Bad Request"))  # a bare LF or CR: the head would never end
+            self._refuse(400, "Bad Request")  # a bare LF or CR: the head would never end
             return
         if end < 0 or end > _MAX_HEAD:
             if len(buf) > _MAX_HEAD:
-                self._send(_plain(431, "Request Header Fields Too Large"))
+                self._refuse(431, "Request Header Fields Too Large")
+            else:
+                self._time_head(bool(buf))
             return
+        self._time_head(False)
         lines = buf[:end].decode("latin-1").split("\r\n")
         headers = _parse_head(lines)
         if headers is None:
-            self._send(_plain(400, "Bad Request"))
+            self._refuse(400, "Bad Request")
             return
         if "transfer-encoding" in headers:  # chunked, the only coding _parse_head lets by
-            self._send(_plain(411, "Length Required"))
+            self._refuse(411, "Length Required")
             return
         length = int(headers.get("content-length", "0"))
         if length > self.server.standin.config.max_body_bytes:
-            self._send(_plain(413, "Payload Too Large"))
+            self._refuse(413, "Payload Too Large")
             return
         start = end + 4
         if len(buf) < start + length:
@@ -227,6 +259,7 @@ class _Connection(asyncio.Protocol):
         self._send(reply)
         if not reply.close and not reply.drop and self.buffer:
             self._next()
+        self._pace()
 
     async def _reply(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
         standin = self.server.standin
@@ -259,6 +292,39 @@ class _Connection(asyncio.Protocol):
 
     def _schema(self) -> str:
         return self.schema or "doc"
+
+    def _time_head(self, due: bool) -> None:
+        """Start the head's deadline when ``due`` (a head is coming) and none runs; else end it."""
+        timeout = self.server.standin.config.head_timeout
+        if due and self.head_timer is None and timeout > 0:
+            loop = asyncio.get_running_loop()
+            self.head_timer = loop.call_later(timeout, self._refuse, 408, "Request Timeout")
+        elif not due and self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _refuse(self, status: int, text: str) -> None:
+        """Answer a request refused before it is served; close after a lingering read.
+
+        Closing a socket with unread bytes (the rest of a large head or body, pipelined
+        requests) makes the kernel reset the connection, and the client sees the reset, not
+        the answer: so the answer is sent, the sending side shut, and what comes in is dropped
+        until the client closes (EOF closes the transport) or ``_LINGER_S`` passed.
+        """
+        transport = self.transport
+        self._time_head(False)
+        if transport is None or transport.is_closing() or self.linger is not None:
+            return
+        transport.write(render(_plain(status, text)))
+        self.buffer.clear()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.linger = asyncio.get_running_loop().call_later(_LINGER_S, transport.close)
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
 
     def _send(self, reply: Reply) -> None:
         transport = self.transport
