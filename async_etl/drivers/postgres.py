@@ -372,7 +372,7 @@ class Shelf:
                 return conn, token
             await _release(conn, token)
         url, app, holder = key
-        for other, pairs in self._idle.items():
+        for other, pairs in list(self._idle.items()):  # a give_back may add a key meanwhile
             while other[0] == url and pairs:
                 await _release(*pairs.pop())
         self._connecting[url] = self._connecting.get(url, 0) + 1

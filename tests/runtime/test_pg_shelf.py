@@ -235,3 +235,33 @@ async def test_closing_beside_raises_the_blocks_own_error_after_the_closes(
             closing.start_soon(shelf.aclose)
             raise ValueError("boom")
     assert kept.closed and holder.held == 0
+
+
+async def test_a_give_back_of_a_new_key_while_a_take_closes_idle_ones_is_kept_apart(
+    opened: list[FakeConn],
+) -> None:
+    """A take closing its database's idle connections awaits; a give_back meanwhile is fine."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        idle = await use(holder, app="job:source")  # idle under (URL, job:source)
+    closing = anyio.Event()
+
+    async def slow_close(conn: FakeConn = idle) -> None:
+        closing.set()
+        await anyio.sleep(0.05)
+        conn.closed = True
+
+    idle.close = slow_close  # type: ignore[method-assign]
+
+    async def give_back_new_key() -> None:
+        await closing.wait()  # the take is inside its loop over the idle connections
+        with shelved(shelf):
+            await use(holder, app="job:other", url=URL + "_other")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(give_back_new_key)
+        with shelved(shelf):
+            await use(holder, app="job:target")  # a miss: closes ``idle`` first
+    assert idle.closed
+    await shelf.aclose()
+    assert holder.held == 0
