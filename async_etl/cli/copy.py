@@ -18,12 +18,22 @@ import os
 from typing import Any
 
 from async_etl.cli.help import add_command
-from async_etl.cli.run import ENVIRONMENT, EXIT_STATUSES, add_run_flags, execute, with_flags
+from async_etl.cli.run import (
+    ENVIRONMENT,
+    EXIT_STATUSES,
+    add_run_flags,
+    execute,
+    log_as_flagged,
+    with_flags,
+)
+from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import is_table_name
 from async_etl.core.urls import dialect_of, url_problem
 from async_etl.errors import AsyncEtlError, ConfigError
+from async_etl.jobs.api import JOB_RETRY
 from async_etl.jobs.spec import JobSpec, parse_job
+from async_etl.runtime.retrying import retrying
 
 __all__ = ["job_text", "main", "register", "spec_from_args"]
 
@@ -121,13 +131,16 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)
 """The primary key columns of a PostgreSQL table, in key order (none: no table or no key)."""
 
 
-async def source_primary_key(url: str, table: str) -> tuple[str, ...] | str:
+async def source_primary_key(
+    url: str, table: str, retry: RetryPolicy = JOB_RETRY
+) -> tuple[str, ...] | str:
     """The primary key of ``table`` at the PostgreSQL ``url``, or why it cannot be read.
 
     ``table`` is the job's ``[source] table``, as typed: quoted as the job quotes it, so
-    ``MiXed`` is the table ``"MiXed"``, never ``mixed``.  The reason (a string) names an
-    unreachable source (URL masked), a missing table or a failed look-up, for the loader's
-    one-line refusal of a missing ``--key``.
+    ``MiXed`` is the table ``"MiXed"``, never ``mixed``.  A source that cannot be reached yet
+    is retried with ``retry`` (the job's policy), as the run's own steps are.  The reason (a
+    string) names an unreachable source (URL masked), a missing table or a failed look-up,
+    for the loader's one-line refusal of a missing ``--key``.
     """
     from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect_job
 
@@ -136,7 +149,9 @@ async def source_primary_key(url: str, table: str) -> tuple[str, ...] | str:
     except ValueError:
         return "not a table name"  # the loader names the bad identifier itself
     try:
-        conn = await connect_job(url, "copy-key")
+        conn = await retrying(
+            lambda: connect_job(url, "copy-key"), retry, what="read the source's primary key"
+        )
     except AsyncEtlError as exc:
         return exc.message
     try:
@@ -149,7 +164,7 @@ async def source_primary_key(url: str, table: str) -> tuple[str, ...] | str:
         await close_quietly(conn)
 
 
-def _default_key(args: argparse.Namespace) -> tuple[str, ...] | str:
+def _default_key(args: argparse.Namespace, retry: RetryPolicy) -> tuple[str, ...] | str:
     """The source table's primary key (``()`` when it has none), or why it is unreadable.
 
     Unreadable: no such table, an unreachable source, a source that is not PostgreSQL, a
@@ -163,18 +178,14 @@ def _default_key(args: argparse.Namespace) -> tuple[str, ...] | str:
         return "the source is not PostgreSQL"
     if url_problem(args.source) is not None:
         return "not a usable URL"
-    return asyncio.run(source_primary_key(args.source, args.source_table))
+    return asyncio.run(source_primary_key(args.source, args.source_table, retry))
 
 
-def spec_from_args(args: argparse.Namespace) -> JobSpec:
-    """The validated job of the flags; raises ``ConfigError`` (one line) naming the flag.
+def _parse(args: argparse.Namespace, key_note: str = "") -> JobSpec:
+    """The job the flags spell, through the job loader; ``ConfigError`` naming the flag.
 
-    Without ``--key`` the key is the PostgreSQL source table's primary key.
+    ``key_note`` follows the loader's refusal of a missing ``--key`` (why it has no default).
     """
-    looked_up = args.key is None and not os.environ.get("ASYNC_ETL_SOURCE_KEY")
-    found = _default_key(args) if looked_up else None
-    if isinstance(found, tuple) and found:
-        args = argparse.Namespace(**{**vars(args), "key": ",".join(found)})
     text = job_text(args)
     try:
         return with_flags(
@@ -182,18 +193,35 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
         )
     except ConfigError as exc:
         message = flag_message(exc.message)
-        if looked_up and message.startswith("copy --key: required"):
-            message += (
-                f": {args.source_table} has no primary key to default to"
-                if found == ()
-                else f": the primary key of {args.source_table} could not be read to default "
-                f"to ({found})"
-            )
+        if message.startswith("copy --key: required"):
+            message += key_note
         err = ConfigError(message)
         err.kind = exc.kind
         raise err from None
 
 
+def spec_from_args(args: argparse.Namespace) -> JobSpec:
+    """The validated job of the flags; raises ``ConfigError`` (one line) naming the flag.
+
+    Without ``--key`` the key is the PostgreSQL source table's primary key, read after the
+    other flags passed the loader (with a stand-in key: a bad flag is named before any
+    connection) with the job's ``[retry]`` policy (``--set retry.*``, the environment).
+    """
+    if args.key is not None or os.environ.get("ASYNC_ETL_SOURCE_KEY"):
+        return _parse(args)
+    probe = _parse(argparse.Namespace(**{**vars(args), "key": "async_etl_key"}))
+    found = _default_key(args, probe.retry or JOB_RETRY)
+    if isinstance(found, tuple) and found:
+        return _parse(argparse.Namespace(**{**vars(args), "key": ",".join(found)}))
+    return _parse(
+        args,
+        f": {args.source_table} has no primary key to default to"
+        if found == ()
+        else f": the primary key of {args.source_table} could not be read to default to ({found})",
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     """Build the job from the flags and run it (exit status as ``async-etl run``)."""
+    log_as_flagged(args)  # the key look-up's retries are events too
     return execute(spec_from_args(args), args)

@@ -35,7 +35,7 @@ from async_etl.log import configure_logging
 from async_etl.runtime import loop
 from async_etl.runtime.metrics import JobCollector, serve_metrics
 
-__all__ = ["EXIT_CODES", "add_run_flags", "execute", "main", "register"]
+__all__ = ["EXIT_CODES", "add_run_flags", "execute", "log_as_flagged", "main", "register"]
 
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 """Exit status per run status; 2 is a bad configuration (``ConfigError``)."""
@@ -139,12 +139,17 @@ def main(args: argparse.Namespace) -> int:
     return execute(spec, args)
 
 
+def log_as_flagged(args: argparse.Namespace) -> None:
+    """Render log events on stderr as ``--log-format`` says (json, else console lines)."""
+    configure_logging("json" if args.log_format == "json" else "console")
+
+
 def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     """Run ``spec`` with the run flags in ``args``; the exit status (see module doc)."""
     options = JobOptions(as_of=parse_as_of(args.as_of), fresh=args.fresh)
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
-    configure_logging("json" if args.log_format == "json" else "console")
+    log_as_flagged(args)
     executor = ray_executor(getattr(args, "ray", None), getattr(args, "ray_actors", None))
     result = loop.run(
         lambda: _run(spec, options, live=live, metrics_port=args.metrics_port, executor=executor),

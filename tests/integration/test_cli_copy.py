@@ -187,10 +187,28 @@ async def test_copy_without_key_from_an_unreachable_source_says_why(pg_dsn: str)
     """No --key, source refusing connections: the one line names the source, password masked."""
     source = "postgresql://postgres:hunter2@127.0.0.1:1/db"
     code, out, err = await run_cli("copy", "--source", source, "--source-table", "src.t",
-                                   "--target", pg_dsn, "--target-table", "dw.t")  # fmt: skip
+                                   "--target", pg_dsn, "--target-table", "dw.t",
+                                   "--set", "retry.max_attempts=1")  # fmt: skip
     assert code == 2, out
     assert err.count("\n") == 1 and "could not be read" in err, err
     assert "postgres:***@127.0.0.1:1/db" in err and "hunter2" not in err, err
+
+
+async def test_copy_without_key_retries_an_unreachable_source_as_a_run_does(pg_dsn: str) -> None:
+    """No --key: the key look-up meets a refused connection with the job's [retry] policy.
+
+    It failed at once, where the run with --key waits for a restarting server; here
+    ``retry.max_attempts=3`` gives two ``retrying`` events, then the one error line.
+    """
+    source = "postgresql://postgres:hunter2@127.0.0.1:1/db"
+    code, out, err = await run_cli("copy", "--source", source, "--source-table", "src.t",
+                                   "--target", pg_dsn, "--target-table", "dw.t", "--set",
+                                   "retry.max_attempts=3", "--set", "retry.max_delay=0.1",
+                                   "--log-format", "json")  # fmt: skip
+    lines = err.splitlines()
+    assert code == 2, out
+    assert sum('"retrying"' in line for line in lines) == 2, err
+    assert "could not be read" in lines[-1] and "hunter2" not in err, err
 
 
 async def test_copy_without_key_reads_the_mixed_case_table_it_copies(pg_dsn: str) -> None:
