@@ -322,6 +322,25 @@ async def closing_beside() -> AsyncIterator[TaskGroup]:
         raise failure
 
 
+def keep_from(shelf: Shelf, url: str, holder: Holder, app: str) -> bool:
+    """Hand ``shelf``'s idle connection for (``url``, ``app``, ``holder``) to ``reusing``.
+
+    It becomes the kept connection of this task's ``reusing`` block; True when there was one.
+    The block's next call for that key then needs no connect (a run's swap and sequences start
+    on its last chunk's target connection); the block closes it as its own.  Nothing happens
+    outside a ``reusing`` block of this task, or when the block keeps a connection already.
+    """
+    kept = _KEPT.get()
+    if kept is None or not kept.usable() or kept.conn is not None:
+        return False
+    taken = shelf.lend((url, app, holder))
+    if taken is None:
+        return False
+    kept.conn, kept._token = taken
+    kept.key = (url, app, holder)
+    return True
+
+
 async def let_go() -> None:
     """Close the connection this task's ``reusing`` block keeps, if any (it stays usable)."""
     kept = _KEPT.get()
@@ -380,6 +399,16 @@ class Shelf:
             return await _connect_held(url, holder, app)
         finally:
             self._connecting[url] -= 1
+
+    def lend(self, key: _Key) -> tuple[Any, AsyncExitStack] | None:
+        """The last idle connection for ``key`` and its token, off the shelf (None: none open).
+
+        Whoever takes it closes it and gives its token back (``keep_from``).
+        """
+        idle = self._idle.get(key)
+        if idle and not idle[-1][0].is_closed():
+            return idle.pop()
+        return None
 
     async def give_back(self, key: _Key, conn: Any, token: AsyncExitStack, *, broken: bool) -> None:
         """Keep ``conn`` idle for the next chunk, or close it (see the class)."""

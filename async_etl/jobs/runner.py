@@ -52,7 +52,7 @@ from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
-from async_etl.drivers.postgres import Shelf, closing_beside, reusing, shelved
+from async_etl.drivers.postgres import Shelf, closing_beside, keep_from, reusing, shelved
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
@@ -297,6 +297,9 @@ class _JobRun:
             except AsyncEtlError as exc:  # the state store gave up while polling for stops
                 self.failure = self.failure or exc
         async with reusing(close_in=self.closing):  # the swap's connection moves the sequences
+            if self.shelf is not None:  # they start on the last chunk's target connection
+                keep_from(self.shelf, self.spec.target.url, self.holder, ctx.app)
+                self._close_shelf()
             await self._after_chunks(ctx, plan)
         if self.failure is not None:
             status: RunStatus = "FAILED"
@@ -372,12 +375,18 @@ class _JobRun:
         self.shelf = Shelf(lambda: int(limiter.total_tokens))
         try:
             await self._dispatch(ctx, store, todo, limiter, plan.workers)
-        finally:  # the chunks have ended: their idle connections close beside the next step
-            self.shelf.closed = True  # (one given back from now on is closed, not kept)
-            if self.closing is None:
-                await self.shelf.aclose()
-            else:
-                self.closing.start_soon(self.shelf.aclose)
+        except BaseException:
+            self._close_shelf()
+            raise
+        # ended: ``_run`` hands its target connection to the swap, then closes the shelf
+
+    def _close_shelf(self) -> None:
+        """Close the chunks' idle connections (and any given back later) beside the next step."""
+        shelf, self.shelf = self.shelf, None
+        if shelf is not None:
+            shelf.closed = True
+            assert self.closing is not None  # set by ``execute`` for the whole run
+            self.closing.start_soon(shelf.aclose)
 
     async def _dispatch(
         self,

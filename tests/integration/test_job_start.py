@@ -241,7 +241,7 @@ async def _full_refresh(pg_dsn: str, name: str) -> None:
 async def test_a_full_refresh_copy_moves_sequences_on_the_swaps_connection(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 10-row ``copy --fresh``: 8 connections, the sequences read on the swap's own one."""
+    """A 10-row ``copy --fresh``: 7 connections; swap and sequences on the chunk's target one."""
     import async_etl.drivers.postgres as driver
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
@@ -257,7 +257,7 @@ async def test_a_full_refresh_copy_moves_sequences_on_the_swaps_connection(
 
     monkeypatch.setattr(driver, "connect_job", counted)
     await _full_refresh(pg_dsn, "seqs")
-    assert len(opened) == 8, opened  # state, preflight x2, survey, prepare, chunk x2, swap
+    assert len(opened) == 7, opened  # state, preflight x2, survey, prepare, chunk x2
     assert await fetchval(pg_dsn, "SELECT nextval(pg_get_serial_sequence('dw.t', 'id'))") == 11
 
 

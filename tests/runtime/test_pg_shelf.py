@@ -11,7 +11,14 @@ import anyio.lowlevel
 import pytest
 
 from async_etl.drivers import postgres
-from async_etl.drivers.postgres import Shelf, closing_beside, pg_connection, reusing, shelved
+from async_etl.drivers.postgres import (
+    Shelf,
+    closing_beside,
+    keep_from,
+    pg_connection,
+    reusing,
+    shelved,
+)
 
 URL = "postgresql://u@h/db"
 
@@ -263,5 +270,37 @@ async def test_a_give_back_of_a_new_key_while_a_take_closes_idle_ones_is_kept_ap
         with shelved(shelf):
             await use(holder, app="job:target")  # a miss: closes ``idle`` first
     assert idle.closed
+
+
+async def test_keep_from_hands_the_shelfs_connection_to_a_reusing_block(
+    opened: list[FakeConn],
+) -> None:
+    """The block's first call takes the idle connection of its key; the block closes it."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        target = await use(holder, app="job:run")
+        other = await use(holder, app="job:source", url=URL + "_source")
+    assert keep_from(shelf, URL, holder, "job:run") is False  # no reusing block: nothing moves
+    async with reusing():
+        assert keep_from(shelf, URL, holder, "job:run") is True
+        assert await use(holder, app="job:run") is target and len(opened) == 2
+        await shelf.aclose()  # the rest of the shelf; the kept one is the block's now
+        assert other.closed and not target.closed and holder.held == 1
+    assert target.closed and holder.held == 0
+
+
+async def test_keep_from_takes_no_closed_connection_and_no_other_key(
+    opened: list[FakeConn],
+) -> None:
+    """A connection whose backend ended, or one of another key, stays on the shelf."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    with shelved(shelf):
+        dead = await use(holder, app="job:run")
+    dead.closed = True
+    async with reusing():
+        assert keep_from(shelf, URL, holder, "job:run") is False
+        assert keep_from(shelf, URL, holder, "job:other") is False
+        fresh = await use(holder, app="job:run")
+    assert fresh is not dead and fresh.closed
     await shelf.aclose()
     assert holder.held == 0
