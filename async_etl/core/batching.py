@@ -60,16 +60,21 @@ class Columns:
     rows: int
     values: tuple[list[Any], ...]
     kinds: tuple[frozenset[type], ...]
+    texts: tuple[str | None, ...] = ()
+    """Each all-``str`` column's values joined (for its size and its NUL check), else None."""
 
     @classmethod
     def of(cls, rows: Sequence[tuple[Any, ...]], width: int) -> Columns:
         """``rows`` (each of ``width`` values) by column.
 
         One ``itemgetter`` pass a column, not ``zip(*rows)``: that allocates an iterator per
-        row, and the garbage collector then keeps scanning the host's rows.
+        row, and the garbage collector then keeps scanning the host's rows.  A column of
+        ``str`` only is joined once here, for whoever needs its text (sizes, checks).
         """
         values = tuple(list(map(itemgetter(i), rows)) for i in range(width))
-        return cls(len(rows), values, tuple(map(kinds_of, values)))
+        kinds = tuple(map(kinds_of, values))
+        texts = tuple("".join(v) if k == _STR else None for v, k in zip(values, kinds, strict=True))
+        return cls(len(rows), values, kinds, texts)
 
 
 _NONE = type(None)
@@ -125,12 +130,13 @@ def column_sizes(columns: Columns) -> list[int]:
 def column_total(columns: Columns) -> int:
     """``sum(column_sizes(columns))``: one total a column, no list of sizes a row."""
     total = ROW_OVERHEAD * columns.rows
-    for column, kinds in zip(columns.values, columns.kinds, strict=True):
+    texts = columns.texts or (None,) * len(columns.values)
+    for column, kinds, text in zip(columns.values, columns.kinds, texts, strict=True):
         sized = _sized(kinds)
         if sized is False:
             total += 8 * columns.rows
         elif kinds == _STR:  # one join: about a third of the cost of a ``len`` a value
-            total += len("".join(column)) + 4 * columns.rows
+            total += len("".join(column) if text is None else text) + 4 * columns.rows
         elif sized:
             total += sum(map(len, column)) + 4 * columns.rows
         else:
@@ -173,7 +179,7 @@ class ClosedBatch:
     """A closed batch: rows with sequence numbers ``ids.start ..`` in order, and why it closed."""
 
     ids: IdRange
-    rows: tuple[tuple[Any, ...], ...]
+    rows: Sequence[tuple[Any, ...]]
     reason: str
 
 
@@ -269,10 +275,10 @@ class RowBuffer:
         """Close the open batch and return it (None when empty)."""
         if not self.rows:
             return None
-        rows, self.rows = self.rows, []
+        rows, self.rows = self.rows, []  # the list is the batch's from here: no copy
         self.bytes = 0
         self.opened_at = None
-        return ClosedBatch(IdRange(self.next_seq - len(rows), len(rows)), tuple(rows), reason)
+        return ClosedBatch(IdRange(self.next_seq - len(rows), len(rows)), rows, reason)
 
 
 @dataclass(slots=True)

@@ -65,6 +65,10 @@ def _text(kinds: set[type], values: Sequence[Any]) -> bool:
     return kinds <= {str} and "\x00" not in "".join(values)
 
 
+_TEXT: Final = frozenset(("text", "varchar", "bpchar"))
+"""The text types: ``_text`` each (a column of ``str`` only: no NUL in its joined values)."""
+
+
 def _between(kind: type, low: Any, high: Any) -> Callable[[set[type], Sequence[Any]], bool]:
     def check(kinds: set[type], values: Sequence[Any]) -> bool:
         if not kinds:
@@ -97,9 +101,7 @@ _CHECKS: Final[dict[str, Callable[[set[type], Sequence[Any]], bool]]] = {
     "int8": _exact(int),
     "float4": _float4,
     "float8": _exact(float),
-    "text": _text,
-    "varchar": _text,
-    "bpchar": _text,
+    **dict.fromkeys(_TEXT, _text),
     "timestamptz": _timestamptz,
     "date": _between(date, date.min, date.max),
     "uuid": _exact(UUID),
@@ -132,7 +134,12 @@ def plain_columns(columns: Sequence[PgColumn], values: Columns) -> bool:
     """``plain`` for rows already seen by column (``Columns.of(rows, len(columns))``)."""
     if not values.rows:
         return True
-    for col, column, found in zip(columns, values.values, values.kinds, strict=True):
+    texts = values.texts or (None,) * len(columns)
+    for col, column, found, text in zip(columns, values.values, values.kinds, texts, strict=True):
+        if text is not None and col.typname in _TEXT:  # joined already: its NUL check alone
+            if "\x00" in text:
+                return False
+            continue
         kinds = set(found)
         checked: Sequence[Any] = column
         if _NONE in kinds:

@@ -100,7 +100,8 @@ class RowShape:
 
         Takes lists of tuples, lists or dicts that all fit; returns None when any row may not
         (another kind of row, a wrong width, a missing or unknown key): ask ``normalize`` row by
-        row then, for the rows and the reasons.
+        row then, for the rows and the reasons.  A list of tuples that fit is returned as it is
+        (not copied: the caller owns it).
         """
         if not rows:
             return None
@@ -110,7 +111,9 @@ class RowShape:
         if kind is tuple or kind is list:
             if width and operator.countOf(map(len, rows), width) != count:
                 return None
-            return list(rows) if kind is tuple else list(map(tuple, rows))
+            if kind is tuple:
+                return rows if type(rows) is list else list(rows)
+            return list(map(tuple, rows))
         if kind is not dict or not width or operator.countOf(map(len, rows), width) != count:
             return None
         try:  # width keys, each column among them: exactly the columns

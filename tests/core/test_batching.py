@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 
@@ -207,6 +208,11 @@ def test_counted_kinds_and_totals_match_the_sets_and_sums(width: int, data: st.D
     assert columns.kinds == tuple(frozenset(map(type, c)) for c in columns.values)
     assert all(kinds_of(list(c)) == frozenset(map(type, c)) for c in columns.values)
     assert column_total(columns) == sum(column_sizes(columns)) == sum(map(row_size, rows))
+    assert column_total(dataclasses.replace(columns, texts=())) == column_total(columns)
+    assert columns.texts == tuple(
+        "".join(c) if k == frozenset((str,)) else None
+        for c, k in zip(columns.values, columns.kinds, strict=True)
+    )
 
 
 @settings(max_examples=100, deadline=None)

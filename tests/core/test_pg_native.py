@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -9,8 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from async_etl.core.pg_native import NATIVE, native_table, plain
+from async_etl.core.batching import Columns
+from async_etl.core.pg_native import NATIVE, native_table, plain, plain_columns
 from async_etl.core.row_codecs import PG_TYPES, PgColumn
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
@@ -96,3 +100,21 @@ def test_native_types_are_writer_types_and_tables_are_all_or_nothing() -> None:
     assert native_table([PgColumn("a", "int8"), PgColumn("b", "text")])
     assert not native_table([PgColumn("a", "int8"), PgColumn("b", "numeric")])
     assert not native_table([])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    typname=st.sampled_from(["text", "varchar", "bpchar", "int8"]),
+    nullable=st.booleans(),
+    values=st.lists(st.one_of(st.text(max_size=5), st.just("a\x00b"), st.none(), st.integers())),
+)
+def test_a_text_column_joined_once_answers_as_checked_value_by_value(
+    typname: str, nullable: bool, values: list[Any]
+) -> None:
+    """The check on ``Columns.texts`` (joined once) agrees with the per-type check without it."""
+    cols = [PgColumn("v", typname, nullable), PgColumn("w", "text")]
+    rows = [(v, "x") for v in values]
+    columns = Columns.of(rows, 2)
+    assert columns.texts[1] == ("x" * len(rows) if rows else None)
+    unjoined = dataclasses.replace(columns, texts=())
+    assert plain_columns(cols, columns) == plain_columns(cols, unjoined) == plain(cols, rows)
