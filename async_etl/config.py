@@ -22,6 +22,8 @@ from async_etl.errors import ConfigError
 LogFormat = Literal["auto", "console", "json"]
 ENV_PREFIX = "ASYNC_ETL_BENCH_"
 DEFAULT_RECORDS = 1_000_000
+METRICS_HOST = "127.0.0.1"
+"""Where ``/metrics`` listens unless ``--metrics-host`` says otherwise: this machine only."""
 MAX_IDENTIFIER = 63
 """PostgreSQL's identifier length (NAMEDATALEN - 1): a longer name is truncated silently."""
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -59,6 +61,7 @@ class BenchSettings:
     gzip_threshold: int = 8192
     request_timeout: float = 60.0
     metrics_port: int | None = None
+    metrics_host: str = METRICS_HOST
     ray: str | None = None  # None: local engine; "local", "auto", HOST:PORT or ray://HOST:PORT
     ray_actors: int = 2
     processes: int = 0  # 0: one engine here; N: N shared-nothing worker processes

@@ -103,6 +103,13 @@ FLAGS: tuple[tuple[tuple[str, ...], str, Any, str, str], ...] = (
     (("--json-out",), "json_out", str, "FILE", "also write the summary as JSON to FILE (- stdout)"),
     (("--metrics-port",), "metrics_port", int, "N", "serve Prometheus metrics on port N (0: any)"),
     (
+        ("--metrics-host",),
+        "metrics_host",
+        str,
+        "HOST",
+        "with --metrics-port: the address to listen on (default 127.0.0.1; 0.0.0.0: all)",
+    ),
+    (
         ("--gzip-threshold",),
         "gzip_threshold",
         int,
@@ -209,6 +216,8 @@ def main(args: argparse.Namespace) -> int:
     check_batch_memory(source.schema.max_row_bytes(), settings.batch_size)
     if args.ray_actors is not None and settings.ray is None:
         raise ConfigError("--ray-actors needs --ray")
+    if args.metrics_host is not None and settings.metrics_port is None:
+        raise ConfigError("--metrics-host needs --metrics-port")
     if settings.processes and (args.generators is not None or GENERATORS_ENV in os.environ):
         raise ConfigError(
             "--processes: each worker process generates its own rows; drop -j / --generators"
@@ -267,7 +276,10 @@ async def bench(
                     early=early,
                 )
             )
-            with view as handler, serve_metrics(settings.metrics_port, [metrics]):
+            with (
+                view as handler,
+                serve_metrics(settings.metrics_port, [metrics], settings.metrics_host),
+            ):
                 summary = await engine.run(source, sink, on_snapshot=sampler.wrap(handler))
             tg.cancel_scope.cancel()
         sampler.sample()

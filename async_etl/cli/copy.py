@@ -24,6 +24,7 @@ from async_etl.cli.run import (
     add_run_flags,
     execute,
     log_as_flagged,
+    metrics_address,
     with_flags,
 )
 from async_etl.core.retry import RetryPolicy
@@ -223,5 +224,6 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
 
 def main(args: argparse.Namespace) -> int:
     """Build the job from the flags and run it (exit status as ``async-etl run``)."""
+    metrics_address(args)  # a flag mistake is told before any database is asked
     log_as_flagged(args)  # the key look-up's retries are events too
     return execute(spec_from_args(args), args)

@@ -20,7 +20,9 @@ import anyio
 
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
+from async_etl.cli.run import metrics_address
 from async_etl.cli.signals import watch_signals
+from async_etl.config import METRICS_HOST
 from async_etl.log import configure_logging
 from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner
 from async_etl.orchestrator.plan import Plan, load_plan
@@ -71,21 +73,23 @@ def register(sub: Any) -> None:
                    help="use the stdlib asyncio loop")  # fmt: skip
     p.add_argument("--metrics-port", type=int, default=None, metavar="N",
                    help="serve Prometheus metrics on port N (0: any)")  # fmt: skip
+    p.add_argument("--metrics-host", default=None, metavar="HOST",
+                   help="with --metrics-port: the address to listen on (default 127.0.0.1; "
+                        "0.0.0.0: all)")  # fmt: skip
     p.set_defaults(env_prefix=ENV_PREFIX)
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the plan from parsed arguments; returns the exit status (see the module doc)."""
+    metrics = metrics_address(args)  # a flag mistake is told before the plan is read
     plan = load_plan(args.plan).with_limits(local_max=args.local_max, global_max=args.global_max)
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     configure_logging("json" if args.log_format == "json" else "console")
     runner = _ray_runner(args.ray, args.ray_actors, plan.local_max)
     outcome = loop.run(
-        lambda: orchestrate(
-            plan, live=live, fresh=args.fresh, metrics_port=args.metrics_port, runner=runner
-        ),
+        lambda: orchestrate(plan, live=live, fresh=args.fresh, metrics=metrics, runner=runner),
         use_uvloop=args.uvloop,
     )
     if outcome is None:
@@ -115,7 +119,7 @@ async def orchestrate(
     *,
     live: bool,
     fresh: bool = False,
-    metrics_port: int | None = None,
+    metrics: tuple[int | None, str] = (None, METRICS_HOST),
     runner: JobRunner | None = None,
 ) -> PlanOutcome | None:
     """Run ``plan`` with a view and signal handling; None when a second signal cancelled it.
@@ -124,11 +128,11 @@ async def orchestrate(
     Second: cancel the running jobs (each still marks its run STOPPED, shielded).
     """
     view = LiveView() if live else LogView()
-    metrics = JobCollector()
-    view.listeners.append(metrics.observe)
+    collector = JobCollector()
+    view.listeners.append(collector.observe)
     orch = Orchestrator(plan, view=view, runner=runner or default_runner)
     outcome: PlanOutcome | None = None
-    with serve_metrics(metrics_port, [metrics]):
+    with serve_metrics(metrics[0], [collector], metrics[1]):
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope() as work:
                 tg.start_soon(

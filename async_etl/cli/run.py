@@ -23,6 +23,7 @@ import anyio
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.signals import watch_signals
+from async_etl.config import METRICS_HOST
 from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog
@@ -35,7 +36,15 @@ from async_etl.log import configure_logging
 from async_etl.runtime import loop
 from async_etl.runtime.metrics import JobCollector, serve_metrics
 
-__all__ = ["EXIT_CODES", "add_run_flags", "execute", "log_as_flagged", "main", "register"]
+__all__ = [
+    "EXIT_CODES",
+    "add_run_flags",
+    "execute",
+    "log_as_flagged",
+    "main",
+    "metrics_address",
+    "register",
+]
 
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 """Exit status per run status; 2 is a bad configuration (``ConfigError``)."""
@@ -90,6 +99,9 @@ def add_run_flags(p: Any) -> None:
                    help="use the stdlib asyncio loop instead of uvloop")  # fmt: skip
     p.add_argument("--metrics-port", dest="metrics_port", type=int, default=None, metavar="N",
                    help="serve Prometheus metrics on port N while running (0: any)")  # fmt: skip
+    p.add_argument("--metrics-host", dest="metrics_host", default=None, metavar="HOST",
+                   help="with --metrics-port: the address to listen on (default 127.0.0.1; "
+                        "0.0.0.0: all)")  # fmt: skip
     p.add_argument("--ray", dest="ray", nargs="?", const="local", default=None,
                    metavar="ADDRESS",
                    help="run the chunks in Ray actors: local (default), auto, HOST:PORT or "
@@ -129,6 +141,7 @@ def with_flags(args: argparse.Namespace, load: Callable[[list[str]], JobSpec]) -
 
 def main(args: argparse.Namespace) -> int:
     """Run the job from parsed arguments; returns the exit status (see module doc)."""
+    metrics_address(args)  # a flag mistake is told before the job file is read
     if args.job == "-":
         text = sys.stdin.read()
         spec = with_flags(
@@ -150,9 +163,10 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
     log_as_flagged(args)
+    metrics = metrics_address(args)
     executor = ray_executor(getattr(args, "ray", None), getattr(args, "ray_actors", None))
     result = loop.run(
-        lambda: _run(spec, options, live=live, metrics_port=args.metrics_port, executor=executor),
+        lambda: _run(spec, options, live=live, metrics=metrics, executor=executor),
         use_uvloop=args.uvloop,
     )
     if result is None:
@@ -166,6 +180,13 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
         if result.error_kind is ErrorKind.CONFIGURATION:
             return EXIT_CONFIG
     return EXIT_CODES[result.status]
+
+
+def metrics_address(args: argparse.Namespace) -> tuple[int | None, str]:
+    """``--metrics-port`` and ``--metrics-host`` (default 127.0.0.1); the host alone is refused."""
+    if args.metrics_host is not None and args.metrics_port is None:
+        raise ConfigError("--metrics-host needs --metrics-port")
+    return args.metrics_port, args.metrics_host or METRICS_HOST
 
 
 def ray_executor(address: str | None, actors: int | None) -> RayChunks | None:
@@ -187,7 +208,7 @@ async def _run(
     options: JobOptions,
     *,
     live: bool,
-    metrics_port: int | None = None,
+    metrics: tuple[int | None, str] = (None, METRICS_HOST),
     executor: RayChunks | None = None,
 ) -> JobResult | None:
     """Run the job with signal handling; None when a second signal cancelled it.
@@ -197,7 +218,7 @@ async def _run(
     """
     stop = anyio.Event()
     view: AbstractContextManager[Any] = ProgressBar() if live else nullcontext(ProgressLog())
-    metrics = JobCollector()
+    collector = JobCollector()
     result: JobResult | None = None
     async with anyio.create_task_group() as tg:
         with anyio.CancelScope() as work:
@@ -210,10 +231,10 @@ async def _run(
                     second_note="second signal: stopping now",
                 )
             )
-            with view as show, serve_metrics(metrics_port, [metrics]):
+            with view as show, serve_metrics(metrics[0], [collector], metrics[1]):
 
                 def on_progress(p: Progress) -> None:
-                    metrics.observe(p)
+                    collector.observe(p)
                     show(p)
 
                 try:

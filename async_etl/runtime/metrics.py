@@ -1,5 +1,8 @@
 """Prometheus metrics for dashboards: ``--metrics-port N`` serves ``/metrics`` while a run goes.
 
+The endpoint listens on 127.0.0.1 unless ``--metrics-host`` names another address (0.0.0.0:
+every interface): a run's figures are not offered to the whole network by default.
+
 Theory of operation
 -------------------
 Nothing is counted twice.  The runners already keep their figures (``RunStats`` for bench, the
@@ -29,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from async_etl.config import METRICS_HOST
 from async_etl.core.stats import RunStats
 from async_etl.errors import ConfigError
 from async_etl.typing import Progress
@@ -113,17 +117,22 @@ class JobCollector:
 
 
 @contextmanager
-def serve_metrics(port: int | None, collectors: Iterable[Any]) -> Iterator[int | None]:
-    """Serve ``/metrics`` on ``port`` (0: any free one) while inside; yields the port.
+def serve_metrics(
+    port: int | None, collectors: Iterable[Any], host: str = METRICS_HOST
+) -> Iterator[int | None]:
+    """Serve ``/metrics`` on ``host``:``port`` (0: any free one) while inside; yields the port.
 
     Logs one ``serving metrics`` event with the port bound (the CLI shows it on stderr).
 
-    ``port`` None serves nothing.  Raises ``ConfigError`` when prometheus-client is missing
-    or the port cannot be bound.
+    ``port`` None serves nothing.  ``host`` is the address to listen on (default 127.0.0.1,
+    this machine only; 0.0.0.0 every interface).  Raises ``ConfigError`` when prometheus-client
+    is missing, ``host`` is empty or the address cannot be bound.
     """
     if port is None:
         yield None
         return
+    if not host.strip():  # the socket layer would take "" for every interface
+        raise ConfigError(f"--metrics-host: must be a host name or address, got {host!r}")
     try:
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError:
@@ -134,15 +143,25 @@ def serve_metrics(port: int | None, collectors: Iterable[Any]) -> Iterator[int |
     for collector in collectors:
         registry.register(collector)
     try:
-        server, thread = start_http_server(port, addr="0.0.0.0", registry=registry)
+        server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise ConfigError(f"--metrics-port {port}: cannot listen ({exc.strerror})") from None
+        why = exc.strerror or exc
+        raise ConfigError(f"--metrics-port {port} on {host}: cannot listen ({why})") from None
     bound = int(server.server_port)
     # the one place a port picked for 0 shows: without it nothing could find the endpoint
-    log.info("serving metrics", port=bound, url=f"http://localhost:{bound}/metrics")
+    log.info(
+        "serving metrics", host=host, port=bound, url=f"http://{_url_host(host)}:{bound}/metrics"
+    )
     try:
         yield bound
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it goes in a URL: a wildcard is reached here as localhost; IPv6 in brackets."""
+    if host in ("0.0.0.0", "::"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host

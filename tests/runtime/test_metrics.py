@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from async_etl.cli import main
 from async_etl.config import BenchSettings
 from async_etl.core.stats import Snapshot
 from async_etl.errors import ConfigError
@@ -97,12 +98,14 @@ def test_job_metrics_follow_the_last_progress_per_job() -> None:
 
 
 def test_a_busy_metrics_port_is_one_line() -> None:
-    """A port already taken is a ConfigError naming --metrics-port."""
+    """A port already taken is a ConfigError naming --metrics-port and the address."""
     with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        refused = pytest.raises(ConfigError, match=rf"^--metrics-port {port}: cannot listen")
+        refused = pytest.raises(
+            ConfigError, match=rf"^--metrics-port {port} on 127\.0\.0\.1: cannot listen"
+        )
         with refused, serve_metrics(port, []):
             pass
 
@@ -118,3 +121,75 @@ def test_a_free_port_picked_for_port_0_is_announced() -> None:
     found = re.search(r"serving metrics .*http://[^ ]*:(\d+)/metrics", proc.stderr)
     assert found is not None, proc.stderr
     assert int(found.group(1)) > 0
+
+
+def _accepts(address: str, port: int) -> bool:
+    """Whether a TCP connection to ``address``:``port`` is accepted."""
+    try:
+        socket.create_connection((address, port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+def test_metrics_listen_on_this_machine_only_by_default() -> None:
+    """Without a host /metrics is bound to 127.0.0.1: another local address is refused."""
+    with serve_metrics(0, []) as port:
+        assert port is not None
+        # 127.0.0.2 is this machine too (all of 127/8 is loopback): only a wildcard bind takes it
+        assert _accepts("127.0.0.1", port)
+        assert not _accepts("127.0.0.2", port)
+
+
+def test_metrics_host_0_0_0_0_listens_on_every_interface() -> None:
+    """host 0.0.0.0 (--metrics-host 0.0.0.0) serves /metrics on every local address."""
+    with serve_metrics(0, [], "0.0.0.0") as port:
+        assert port is not None
+        assert _accepts("127.0.0.1", port) and _accepts("127.0.0.2", port)
+
+
+def test_an_empty_metrics_host_is_refused() -> None:
+    """An empty host (every interface to the socket layer) is a ConfigError, not a wildcard bind."""
+    refused = pytest.raises(ConfigError, match=r"^--metrics-host: must be a host name")
+    with refused, serve_metrics(0, [], " "):
+        pass
+
+
+def test_bench_metrics_host_is_announced() -> None:
+    """bench --metrics-host 127.0.0.2: the serving metrics event names that address."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "async_etl", "bench", "--sink", "null://", "-n", "10",
+         "-j", "0", "--metrics-port", "0", "--metrics-host", "127.0.0.2"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"serving metrics .*http://127\.0\.0\.2:\d+/metrics", proc.stderr), proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--sink", "null://", "-n", "10", "-j", "0"],
+        ["run", "no-such-job.toml"],
+        ["orchestrate", "no-such-plan.toml"],
+        [
+            "copy",
+            "--source",
+            "postgresql://127.0.0.1:1/none",
+            "--source-table",
+            "a",
+            "--target",
+            "postgresql://127.0.0.1:1/none",
+            "--target-table",
+            "b",
+        ],
+    ],
+)
+def test_metrics_host_without_a_port_is_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--metrics-host alone (bench, run, orchestrate, copy): exit 2, one line naming both flags."""
+    code = main([*argv, "--metrics-host", "0.0.0.0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--metrics-host needs --metrics-port" in err[0]
