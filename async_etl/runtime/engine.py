@@ -20,8 +20,9 @@ One task group per run, three stages joined by a bounded memory stream::
 * Workers hand their encoded batches back through a shared-memory **arena** of one slot per
   token (``runtime.transport``), not through the pool's pipe; the arena lives for one run and
   is unlinked in ``finally``.  A generator process that dies fails the run with one line.
-* The **dispatcher** takes units off the stream and starts one delivery task per batch, under
-  the send limiter (a free token is taken without a checkpoint; only a full limiter waits).
+* The **dispatcher** takes units off the stream and hands each batch, under the send limiter,
+  to a delivery lane (``runtime.lanes``: a task kept between batches, a new one only when none
+  is idle); a free token is taken without a checkpoint, only a full limiter waits.
   Both limiters are ``anyio.CapacityLimiter`` objects whose ``total_tokens`` may be changed
   while the run is going (``Engine.limits``), e.g. by an adaptive controller.
 * **deliver** sends one batch, and applies the pure ``RetryPolicy`` to transient failures and
@@ -63,6 +64,7 @@ from async_etl.core.summary import Summary
 from async_etl.errors import AsyncEtlError, TransientError, first_etl_error, unusable
 from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
+from async_etl.runtime.lanes import Lanes
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.pacing import Pacer
 from async_etl.runtime.reporter import log_snapshot
@@ -86,6 +88,10 @@ class Limits:
 
     generation: anyio.CapacityLimiter
     sends: anyio.CapacityLimiter
+
+
+_Job = tuple[EncodedBatch, object, float | None]
+"""A batch to deliver, the send token it holds, and its due time (rate mode) or None."""
 
 
 class _Unit:
@@ -312,7 +318,9 @@ class Engine(Stoppable):
         pacer: Pacer | None,
         warm: Warmup,
     ) -> None:
+        deliver_one = functools.partial(self._deliver_job, sink, stats, policy, warm, pacer)
         async with receive, anyio.create_task_group() as tg:
+            lanes = Lanes(tg, deliver_one, self._drop_job)
             try:
                 async for unit in receive:
                     try:
@@ -323,11 +331,11 @@ class Engine(Stoppable):
                             borrower = await self._send_token()
                             if due is not None:
                                 stats.record_sent_at(time.perf_counter() - due, LATE_AFTER_S)
-                            tg.start_soon(self._deliver, sink, batch, stats, policy, borrower,
-                                          warm, pacer, due)  # fmt: skip
+                            lanes.submit((batch, borrower, due))
                     finally:
                         unit.done()
             finally:  # units left in the buffer (an abort): give their tokens back
+                lanes.close()
                 while True:
                     try:
                         receive.receive_nowait().done()
@@ -343,17 +351,16 @@ class Engine(Stoppable):
             await self.limits.sends.acquire_on_behalf_of(borrower)
         return borrower
 
-    async def _deliver(
+    async def _deliver_job(
         self,
         sink: AsyncSink,
-        batch: EncodedBatch,
         stats: RunStats,
         policy: RetryPolicy,
-        borrower: object,
         warm: Warmup,
-        pacer: Pacer | None = None,
-        due: float | None = None,
+        pacer: Pacer | None,
+        job: _Job,
     ) -> None:
+        batch, borrower, due = job
         stats.started_request()
         try:
             await deliver(sink, batch, stats, policy, self._random.random)
@@ -367,6 +374,10 @@ class Engine(Stoppable):
         finally:
             stats.in_flight -= 1
             self.limits.sends.release_on_behalf_of(borrower)
+
+    def _drop_job(self, job: _Job) -> None:
+        """A batch handed to a lane that was cancelled first (an abort): give its token back."""
+        self.limits.sends.release_on_behalf_of(job[1])
 
     async def _report(self, stats: RunStats, handler: SnapshotHandler, warm: Warmup) -> None:
         interval = self.settings.report_interval

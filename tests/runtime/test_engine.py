@@ -90,6 +90,24 @@ async def test_concurrency_limit_bounds_requests_in_flight() -> None:
     assert sink.max_in_flight == 3
 
 
+async def test_deliveries_reuse_their_tasks_instead_of_one_per_batch() -> None:
+    """20 batches at --concurrency 3 are sent from at most 3 tasks (delivery lanes), all once."""
+
+    @dataclasses.dataclass
+    class Tasks(ScriptedSink):
+        tasks: set[int] = dataclasses.field(default_factory=set)
+
+        async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+            self.tasks.add(anyio.get_current_task().id)
+            return await super().send(batch, attempt)
+
+    sink = Tasks(delay=0.002)
+    async with Engine(_settings(concurrency=3)) as engine:
+        summary = await engine.run(Synthetic(), sink)
+    assert summary.ok and summary.batches == 20 and max(sink.seen.values()) == 1
+    assert len(sink.tasks) <= 3
+
+
 async def test_send_limit_is_adjustable_while_running() -> None:
     """Raising the send limiter's tokens mid-run lets more batches fly at once."""
     sink = ScriptedSink(delay=0.02)
