@@ -52,9 +52,10 @@ STATE_DDL_LOCK = 0x6A57_0E72  # arbitrary, constant: serialises the jobs' state-
 
 _REQUEST_STOP = (
     "INSERT INTO async_etl_stop_requests (run_id) SELECT run_id FROM async_etl_runs "
-    "WHERE status = 'RUNNING' AND (run_id = $1 OR job = $1) ON CONFLICT DO NOTHING "
-    "RETURNING run_id"
+    "WHERE status = 'RUNNING' AND (run_id = $1 OR job = $1) ON CONFLICT (run_id) "
+    "DO UPDATE SET requested_at = async_etl_stop_requests.requested_at RETURNING run_id"
 )
+"""Ask RUNNING runs to stop; a run already asked keeps its request and is returned again."""
 _REQUEST_STARTING_STOP = (
     "INSERT INTO async_etl_stop_requests (run_id) SELECT $1 WHERE EXISTS ("
     "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
