@@ -24,8 +24,10 @@ kilobyte); no encoded byte ever reaches the parent, whose work is per unit, not 
 * **Reading.** One reader thread per worker blocks on its pipe and hands each message to the
   loop (``call_soon_threadsafe``); a unit's caller waits on its own event.  The thread ends
   when the pipe reaches end-of-file: the worker exited, closed or was killed.
-* **Death.** End-of-file before ``closed`` means the worker is gone (SIGKILL, OOM): every unit
-  it held raises ``WorkerLostError``, and the coordinator re-sends them on the survivors (every
+* **Death.** End-of-file before ``closed`` means the worker is gone (SIGKILL, OOM): the reader
+  thread waits up to ``EXIT_WAIT_S`` for its exit code (off the loop: a worker whose pipe closed
+  before its process ended would otherwise stall every task), then every unit it held raises
+  ``WorkerLostError``, and the coordinator re-sends them on the survivors (every
   attempt checks whether the batch landed), or fails the run with one line when none is left.
   A unit's own failure comes back as the worker's exception (pickled; when it cannot be, a
   ``LoadError`` naming it), and the coordinator fails the run with it.
@@ -72,6 +74,9 @@ START_TIMEOUT_S: Final = 120.0
 
 CLOSE_TIMEOUT_S: Final = 30.0
 """A worker that has not closed by then after ``None`` is killed."""
+
+EXIT_WAIT_S: Final = 0.5
+"""How long the reader thread waits for a lost worker's exit code once its pipe has closed."""
 
 
 def w_serve(conn: Connection, settings: BenchSettings, source: Synthetic, target: Target) -> None:
@@ -148,6 +153,7 @@ class _Channel:
         self.pid = 0
         self._waiting: dict[int, _Waiter] = {}
         self._loop = asyncio.get_running_loop()
+        self._reaping = threading.Lock()  # one join at a time: two waitpid calls race for a code
         self._reader = threading.Thread(target=self._read, name=f"aetl-{name}-pipe", daemon=True)
         self._reader.start()
 
@@ -167,14 +173,24 @@ class _Channel:
         assert waiter.stats is not None
         return waiter.stats
 
+    def reap(self, timeout: float | None) -> int | None:
+        """Join the process for up to ``timeout`` s (blocking: never on the loop); its exit code."""
+        with self._reaping:
+            self.process.join(timeout)
+            return self.process.exitcode
+
     def _read(self) -> None:
         """The reader thread: every message to the loop, then end-of-file (the worker exited)."""
+        closed = False
         try:
             while True:
-                self._post(self._on_message, self.conn.recv())
+                msg = self.conn.recv()
+                closed = closed or msg[0] == "closed"
+                self._post(self._on_message, msg)
         except (EOFError, OSError):
             pass
-        self._post(self._on_exit)
+        # end-of-file before "closed": the worker is gone, and its exit code is due now
+        self._post(self._on_exit, None if closed else self.reap(EXIT_WAIT_S))
 
     def _post(self, fn: Any, *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits
@@ -197,11 +213,9 @@ class _Channel:
                 waiter.error = msg[2]
             waiter.event.set()
 
-    def _on_exit(self) -> None:
+    def _on_exit(self, code: int | None) -> None:
         if self.closed.is_set():
             return
-        self.process.join(0.5)  # it has closed its pipe: its exit code is due now
-        code = self.process.exitcode
         if code is not None and code < 0:
             self.gone = f"was killed ({signal.Signals(-code).name})"
         else:
@@ -285,10 +299,9 @@ class LocalWorkers:
 
     def _join(self) -> None:
         for channel in self._channels.values():
-            channel.process.join(CLOSE_TIMEOUT_S)
-            if channel.process.exitcode is None:
+            if channel.reap(CLOSE_TIMEOUT_S) is None:
                 channel.kill()
-                channel.process.join()
+                channel.reap(None)
             channel.conn.close()
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +24,29 @@ from async_etl.config import BenchSettings
 from async_etl.core.stats import Snapshot
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError, LoadError
-from async_etl.runtime.local_workers import portable, run_on_processes
+from async_etl.runtime.local_workers import EXIT_WAIT_S, _Channel, portable, run_on_processes
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 from async_etl.testing.crate import CrateStandIn, StandInConfig
 from tests.runtime.test_threads import faults_while_inserting, stored_ids
+
+_JOINED_ON: list[threading.Thread] = []
+"""The threads ``_JoinWatched.join`` was called on (in this, the parent, process)."""
+
+
+class _JoinWatched(SpawnProcess):
+    """A spawned process that records the thread each ``join`` runs on."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Record the calling thread, then join."""
+        _JOINED_ON.append(threading.current_thread())
+        super().join(timeout)
+
+
+def w_close_pipe_then_linger(conn: Connection, linger_s: float) -> None:
+    """A worker that closes its pipe without saying ``closed``, then takes ``linger_s`` to exit."""
+    conn.close()
+    time.sleep(linger_s)
 
 
 def _settings(url: str, **kw: Any) -> BenchSettings:
@@ -219,3 +242,36 @@ def test_a_killed_parent_leaves_no_worker_behind() -> None:
         proc.wait()
     _, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, "a worker outlived its killed parent"
+
+
+async def test_a_worker_gone_without_a_word_is_joined_off_the_event_loop() -> None:
+    """A worker whose pipe closed before it exited is joined on its reader thread, not the loop."""
+    parent_end, child_end = multiprocessing.get_context("spawn").Pipe(duplex=True)
+    process = _JoinWatched(target=w_close_pipe_then_linger, args=(child_end, 30.0), daemon=True)
+    process.start()
+    child_end.close()
+    channel = _Channel("worker-x", process, parent_end)
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await anyio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            with anyio.fail_after(60):
+                await channel.closed.wait()
+            tg.cancel_scope.cancel()
+        # the worker is still running: its exit code waited for EXIT_WAIT_S, on the reader thread
+        assert channel.gone == "exited (exit code None)"
+        assert _JOINED_ON and threading.current_thread() not in _JOINED_ON
+        assert max(gaps) < EXIT_WAIT_S  # the loop kept running while the reader waited
+    finally:
+        channel.kill()
+        await anyio.to_thread.run_sync(channel.reap, 30.0)
+        parent_end.close()
