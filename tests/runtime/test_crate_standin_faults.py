@@ -270,3 +270,17 @@ def test_config_refuses_a_setting_that_is_not_a_finite_number(name: str, value: 
     """StandInConfig: NaN passes every range check and inf sleeps for ever, so both are refused."""
     with pytest.raises(ValueError, match=f"StandInConfig.{name} must be a finite number"):
         StandInConfig(**{name: value})
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_module_entry_point_refuses_a_port_outside_0_to_65535(port: str) -> None:
+    """``--port 99999``: the usage and a line naming the port, exit 2, as for other bad values.
+
+    ``socket.bind``'s OverflowError was a traceback.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "async_etl.testing.crate", "--port", port],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "port must be within [0, 65535]" in done.stderr.splitlines()[-1], done.stderr

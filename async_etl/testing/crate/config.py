@@ -71,7 +71,8 @@ class StandInConfig:
         """Validate; raises ``ValueError`` for a bad number, ``http`` layer or negative setting.
 
         Every float setting is finite; rates lie in [0, 1]; ``http`` is one of ``HTTP_LAYERS``;
-        latency, capacity, growth, the stall settings and ``head_timeout`` are not negative.
+        latency, capacity, growth, the stall settings and ``head_timeout`` are not negative;
+        ``port`` is within [0, 65535].
         """
         for f in fields(self):  # NaN passes every range check below, inf sleeps for ever
             value = getattr(self, f.name)
@@ -86,6 +87,8 @@ class StandInConfig:
         for name in ("latency_ms", "capacity", "growth", "stall_every", "stall_ms", "head_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"StandInConfig.{name} must not be negative")
+        if not 0 <= self.port <= 65535:  # bind() would raise OverflowError
+            raise ValueError(f"StandInConfig.port must be within [0, 65535], got {self.port}")
 
 
 @dataclass(slots=True)
