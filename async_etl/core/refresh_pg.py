@@ -88,7 +88,15 @@ INDEXES_SQL = Sql(
     """
 SELECT ic.relname::text, pg_get_indexdef(i.indexrelid), i.indisunique,
        coalesce(c.contype::text, ''),
-       quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(ic.relname)
+       quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(ic.relname),
+       coalesce(i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL
+         AND i.indexprs IS NULL AND (
+           SELECT bool_and(k.coll = a.attcollation)
+                  AND array_agg(a.attname::text) <@ $2::text[]
+                  AND $2::text[] <@ array_agg(a.attname::text)
+           FROM unnest(i.indkey::int2[], i.indcollation::oid[]) WITH ORDINALITY AS k(n, coll, pos)
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+           WHERE k.pos <= i.indnkeyatts), false)
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -97,10 +105,11 @@ LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrel
 WHERE i.indrelid = $1::regclass
 ORDER BY ic.relname
 """,
-    ("table",),
+    ("table", "key"),
 )
-"""The target's indexes: name, definition, unique, constraint kind (p / u / ''), table, and
-the name as ``pg_get_indexdef`` quotes it."""
+"""The target's indexes: name, definition, unique, constraint kind (p / u / ''), table, the
+name as ``pg_get_indexdef`` quotes it, and whether it is an arbiter of the business key
+(bind ``key``, text[]; see ``TargetIndex.arbiter``)."""
 
 KEEP_SQL = Sql(
     """
@@ -167,6 +176,11 @@ class TargetIndex:
     """The target as ``pg_get_indexdef`` names it (schema-qualified, quoted when needed)."""
     quoted: str
     """The index name as ``pg_get_indexdef`` writes it (quoted when needed)."""
+    arbiter: bool = False
+    """Unique, valid, not deferrable, not partial, on exactly the business key's columns in
+    their own collations: the primary key on the key, say.  Copied to the new table, it refuses
+    a key twice and serves ``ON CONFLICT`` (business key) as the engine's ``<t>_bk`` would, so
+    a type-1 refresh does not build that one beside it."""
 
 
 def ident(name: str) -> str:

@@ -189,9 +189,14 @@ class PgTarget:
                 if not ctx.resumed:  # a new run starts its new table empty
                     await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
                     if await self._kept(conn, ctx):  # the target's own definition
-                        await conn.execute(refresh.like_sql(self.table, self._final(ctx)).text)
+                        final = self._final(ctx)
+                        await conn.execute(refresh.like_sql(self.table, final).text)
                         if not self.deferred:  # rejecting rows needs the indexes now
-                            ddl += await self._copied_indexes(conn, ctx)
+                            indexes = await self._indexes(conn, final, ctx.cols)
+                            keyed = _key_indexed(final, ctx.cols, indexes)
+                            repeat = pg.index_ddl(self.table, ctx.cols) if keyed else []
+                            ddl = [st for st in ddl if st not in repeat]
+                            ddl += self._index_sql(final, indexes)
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
@@ -222,8 +227,9 @@ class PgTarget:
                 if not new:
                     return  # the swap committed already
                 kept = await self._kept(conn, ctx, old)
-                indexes = await self._indexes(conn, final) if kept else []
-            statements = pg.index_ddl(self.table, ctx.cols) if self.deferred else []
+                indexes = await self._indexes(conn, final, ctx.cols) if kept else []
+            own = self.deferred and not _key_indexed(final, ctx.cols, indexes)
+            statements = pg.index_ddl(self.table, ctx.cols) if own else []
             if self.deferred:
                 statements += self._index_sql(final, indexes)
             if len(statements) <= 1:
@@ -290,13 +296,12 @@ class PgTarget:
                               "or run without --full-refresh")  # fmt: skip
         return True
 
-    async def _indexes(self, conn: Any, final: str) -> list[refresh.TargetIndex]:
+    async def _indexes(self, conn: Any, final: str, cols: ScdColumns) -> list[refresh.TargetIndex]:
         """The target's indexes (``core.refresh_pg.INDEXES_SQL``)."""
-        rows = await conn.fetch(refresh.INDEXES_SQL.text, quote(final))
-        return [
-            refresh.TargetIndex(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), str(r[4]), str(r[5]))
-            for r in rows
-        ]
+        key = list(cols.business_key)
+        rows = await conn.fetch(refresh.INDEXES_SQL.text, quote(final), key)
+        return [refresh.TargetIndex(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), str(r[4]),
+                                    str(r[5]), bool(r[6])) for r in rows]  # fmt: skip
 
     def _index_sql(self, final: str, indexes: Sequence[refresh.TargetIndex]) -> list[Sql]:
         """The target's own indexes rebuilt on the new table (``ConfigError`` if one cannot)."""
@@ -304,11 +309,6 @@ class PgTarget:
             return refresh.index_statements(self.table, indexes, _engine_indexes(final))
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
-
-    async def _copied_indexes(self, conn: Any, ctx: JobContext) -> list[Sql]:
-        """The target's own indexes for the new table, to build before the load."""
-        final = self._final(ctx)
-        return self._index_sql(final, await self._indexes(conn, final))
 
     async def _keep_definition(self, conn: Any, final: str) -> None:
         """In the swap's transaction: privileges, comment, options, foreign keys, owner.
@@ -552,6 +552,16 @@ async def _exist(conn: Any, first: str, second: str) -> tuple[bool, bool]:
         quote(second),
     )
     return bool(row[0]), bool(row[1])
+
+
+def _key_indexed(final: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex]) -> bool:
+    """Whether a type-1 target has an index of its own that is an arbiter of the business key.
+
+    Copied to the new table, it makes the engine's ``<t>_bk`` (``index_ddl``) a repeat
+    (``TargetIndex.arbiter``); the engine's own indexes are not copied, so they do not count.
+    """
+    engine = _engine_indexes(final)
+    return cols.type == 1 and any(ix.arbiter and ix.name not in engine for ix in indexes)
 
 
 def _engine_indexes(table: str) -> tuple[str, ...]:

@@ -151,7 +151,7 @@ DEFINITION = """
 SELECT (SELECT array_agg(format_type(atttypid, atttypmod) ORDER BY attnum) FROM pg_attribute
         WHERE attrelid = 'dw.dr'::regclass AND attnum > 0 AND NOT attisdropped)::text,
        (SELECT array_agg(indexdef ORDER BY indexname) FROM pg_indexes
-        WHERE schemaname = 'dw' AND tablename = 'dr' AND indexname <> 'dr_bk')::text,
+        WHERE schemaname = 'dw' AND tablename = 'dr')::text,
        (SELECT array_agg(conname || ' ' || pg_get_constraintdef(oid) ORDER BY conname)
         FROM pg_constraint WHERE conrelid = 'dw.dr'::regclass)::text,
        (SELECT relacl FROM pg_class WHERE oid = 'dw.dr'::regclass)::text,
@@ -194,7 +194,7 @@ async def make_dr(dsn: str, source: list[tuple[int, str, str, int]]) -> tuple[An
 
 
 async def definition(dsn: str) -> tuple[Any, ...]:
-    """dw.dr's column types, indexes (but the engine's dr_bk), constraints, grants, comments."""
+    """dw.dr's column types, indexes, constraints, grants and comments."""
     conn = await asyncpg.connect(dsn)
     try:
         return tuple(await conn.fetchrow(DEFINITION))
@@ -213,7 +213,11 @@ the CHECK constraint."""
 async def test_full_refresh_keeps_the_targets_definition(
     pg_dsn: str, tmp_path: Path, on_bad_row: str
 ) -> None:
-    """Types, indexes, constraints, grants and comments of dw.dr survive a full refresh."""
+    """Types, indexes, constraints, grants and comments of dw.dr survive a full refresh.
+
+    The indexes are the target's, no more: its primary key on the business key makes the
+    engine's own unique index (dr_bk) a repeat, which was built beside it.
+    """
     before = await make_dr(pg_dsn, GOOD)
     path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, on_bad_row))
     code, _, err = await run_cli("run", str(path))
@@ -222,6 +226,44 @@ async def test_full_refresh_keeps_the_targets_definition(
     assert "my_b_idx" in before[1] and "dr_pkey" in before[2] and "dr_c_positive" in before[2]
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
     assert await fetchval(pg_dsn, "SELECT has_table_privilege('public', 'dw.dr', 'SELECT')")
+
+
+@pytest.mark.parametrize(
+    ("ddl", "runs", "indexes"),
+    [
+        ("ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey", 2, ["dr_bk", "my_b_idx"]),
+        (
+            "ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey, ADD PRIMARY KEY (id) DEFERRABLE",
+            1,
+            ["dr_bk", "dr_pkey", "my_b_idx"],
+        ),
+        (
+            "ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey, ADD PRIMARY KEY (id, b)",
+            2,
+            ["dr_bk", "dr_pkey", "my_b_idx"],
+        ),
+        ("CREATE UNIQUE INDEX dr_bk ON dw.dr (id)", 1, ["dr_pkey", "my_b_idx"]),
+    ],
+    ids=["no-primary-key", "deferrable-key", "wider-key", "repeat-dropped"],
+)
+async def test_full_refresh_builds_its_key_index_unless_the_target_has_one(
+    pg_dsn: str, tmp_path: Path, ddl: str, runs: int, indexes: list[str]
+) -> None:
+    """dr_bk is built when no index of the target's own can be the key's ON CONFLICT arbiter."""
+    await make_dr(pg_dsn, GOOD)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(ddl)
+    finally:
+        await conn.close()
+    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, "fail"))
+    for _ in range(runs):  # a second run refreshes the table the first one built
+        code, _, err = await run_cli("run", str(path))
+        assert code == 0, err
+    sql = ("SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes "
+           "WHERE schemaname = 'dw' AND tablename = 'dr'")  # fmt: skip
+    assert await fetchval(pg_dsn, sql) == indexes
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
 
 
 async def test_full_refresh_rejects_rows_the_target_refuses(pg_dsn: str, tmp_path: Path) -> None:
