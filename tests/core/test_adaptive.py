@@ -79,8 +79,7 @@ def settled_within(limits: list[int], knee: int) -> int:
 def test_converges_to_the_knee_within_the_documented_steps(
     knee: int, service_s: float, growth: float, noise: float, start: st.DataObject
 ) -> None:
-    """From any start up to half the knee, the limit settles within ±20 % of C* in time and
-    stays there, probes included."""
+    """From up to half the knee the limit settles in time within ±20 % of C*, and stays there."""
     initial = start.draw(st.integers(1, max(1, knee // 2)))
     ctl = ProbingController(AdaptiveSettings(maximum=4 * knee, initial=initial))
     limits = run(ctl, QueueingServer(knee, service_s, growth, noise), 8 * CONVERGENCE_STEPS)
@@ -101,11 +100,11 @@ def test_a_start_past_the_knee_comes_down_to_it(knee: int, over: float, growth: 
 def test_a_busy_client_still_gets_most_of_the_throughput(
     best: float, scale: float, noise: float
 ) -> None:
-    """Latency rising from the start does not stop the climb: once settled, the rate averages
-    at least 85 % of the best, probes included, and no window drops below 80 % (the old
-    latency rule stopped near a fifth of it). Not 90 %: a smooth curve like this one looks,
-    near its top, like a server's knee seen by a slow client (the stand-in test), and the
-    controller settles where the line's guess gets within 10 % of the best rate seen."""
+    """Latency rising from the start does not stop the climb: it settles at 85 % of the best."""
+    # Once settled, the rate averages at least 85 % of the best, probes included, and no window
+    # drops below 80 % (the old latency rule stopped near a fifth of it). Not 90 %: a smooth curve
+    # like this one looks, near its top, like a server's knee seen by a slow client (the stand-in
+    # test), and the controller settles where the line's guess gets within 10 % of the best rate.
     server = ClientBound(best, scale, noise)
     ctl = ProbingController(AdaptiveSettings(maximum=1024))
     rates = [server.rate(limit) for limit in run(ctl, server, 8 * CONVERGENCE_STEPS)]
@@ -125,8 +124,9 @@ def test_follows_a_server_whose_capacity_changes(before: int, after: int) -> Non
 
 
 def test_a_client_that_cannot_keep_the_limit_full_is_not_a_drift() -> None:
-    """Throughput halves while only half the limit is in flight (a busy client): no new
-    search; the same drop with the limit full is the server's, and the search restarts."""
+    """A drop with half the limit in flight (a busy client) is no drift; with it full, it is."""
+    # Throughput halves while only half the limit is in flight: no new search; the same drop with
+    # the limit full is the server's, and the search restarts.
     ctl = ProbingController(AdaptiveSettings(maximum=256, hold=1000))
     run(ctl, QueueingServer(32, 0.02, 0.0), 4 * CONVERGENCE_STEPS)
     settled = ctl.limit
@@ -236,8 +236,9 @@ class Plateau:
 
 
 def test_a_plateau_does_not_end_the_climb() -> None:
-    """Flat from 1 to 2 in flight, then 24 % more at 4: the climb looks one doubling further
-    and settles where the rate is within 10 % of the best (it stopped at 1: 73 %)."""
+    """A flat step does not end the climb: it settles where the rate is within 10 % of the best."""
+    # Flat from 1 to 2 in flight, then 24 % more at 4: the climb looks one doubling further (it
+    # stopped at 1: 73 %).
     server = Plateau()
     ctl = ProbingController(AdaptiveSettings(maximum=32))
     rates = [server.rate(limit) for limit in run(ctl, server, 8 * CONVERGENCE_STEPS)]
@@ -246,8 +247,8 @@ def test_a_plateau_does_not_end_the_climb() -> None:
 
 
 def test_one_flat_window_on_a_straight_line_is_judged_again() -> None:
-    """A window at 8 in flight that measures no more than 4 did (a stall) does not end the
-    climb on a straight line to a knee of 32: the mean with the next window decides."""
+    """A stalled window on a line does not end the climb: its mean with the next window decides."""
+    # A window at 8 in flight that measures no more than 4 did, on a line to a knee of 32.
     server, stalled = QueueingServer(32, 0.02, 0.0), []
 
     def window(limit: int) -> Observation:
@@ -266,9 +267,9 @@ def test_one_flat_window_on_a_straight_line_is_judged_again() -> None:
 
 
 def test_a_probe_down_is_not_kept_on_one_lucky_window() -> None:
-    """The first window of a probe down measures as much as the knee did, the second what the
-    lower level gives: the mean decides, and the limit comes back (it was kept on one window,
-    and the next probe went further down at once)."""
+    """A probe down is judged on the mean of two windows, not a lucky one: the limit comes back."""
+    # The probe's first window measures as much as the knee did, the second what the lower level
+    # gives (it was kept on one window, and the next probe went further down at once).
     server = QueueingServer(32, 0.02, 0.0)
     ctl = ProbingController(AdaptiveSettings(maximum=128, hold=3))
     limits = run(ctl, server, 4 * CONVERGENCE_STEPS)
@@ -286,8 +287,8 @@ def test_a_probe_down_is_not_kept_on_one_lucky_window() -> None:
 
 
 def test_the_hold_grows_while_probes_change_nothing() -> None:
-    """At a stable knee each round of probes (up, then down) that changed nothing doubles the
-    windows held between probes, up to MAX_HOLD times ``hold`` (it was ``hold`` throughout)."""
+    """Each round of probes that changed nothing doubles the hold, up to MAX_HOLD times ``hold``."""
+    # At a stable knee a round is a probe up, then down (the hold was ``hold`` throughout).
     ctl = ProbingController(AdaptiveSettings(maximum=128, hold=4))
     limits = run(ctl, QueueingServer(32, 0.02, 0.0), 300)
     home = limits[-1]
@@ -297,8 +298,8 @@ def test_the_hold_grows_while_probes_change_nothing() -> None:
 
 
 def test_a_short_server_stall_does_not_restart_the_search() -> None:
-    """A server stall over two windows (a fifth of the rate, limit full) is not a drift: the
-    median of the recent windows decides, so the limit stays (the moving average searched)."""
+    """A two-window server stall is no drift: the median of the recent windows keeps the limit."""
+    # A fifth of the rate with the limit full, over two windows (the moving average searched).
     server = QueueingServer(32, 0.02, 0.0)
     ctl = ProbingController(AdaptiveSettings(maximum=128, hold=1000))
     run(ctl, server, 4 * CONVERGENCE_STEPS)

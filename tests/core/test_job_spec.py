@@ -313,10 +313,8 @@ def test_options_take_the_job_files_retry_unless_the_caller_chose_one():
 
 
 def test_a_plan_given_as_a_job_says_it_is_a_plan():
-    """A plan's TOML ([[jobs]]) read as a job names the command that runs it, in one line.
-
-    It said "[state]: expected a table (section)" (a plan's state is a URL string).
-    """
+    """A plan's TOML ([[jobs]]) read as a job names the command that runs it, in one line."""
+    # It said "[state]: expected a table (section)" (a plan's state is a URL string).
     plan = 'name = "p"\nstate = "postgresql://h/db"\n[[jobs]]\nfile = "a.toml"\n'
     msg = err(plan)
     assert "job file" in msg and "a plan file" in msg and "async-etl orchestrate" in msg, msg

@@ -148,10 +148,8 @@ def test_state_must_be_postgresql(tmp_path: Path) -> None:
 
 
 def test_a_job_file_given_as_a_plan_says_it_is_a_job(tmp_path: Path) -> None:
-    """A job file read as a plan names the command that runs it, in one line.
-
-    It said "mode: unknown key (did you mean 'name'?)", or whichever job key came first.
-    """
+    """A job file read as a plan names the command that runs it, in one line."""
+    # It said "mode: unknown key (did you mean 'name'?)", or whichever job key came first.
     path = tmp_path / "job.toml"
     path.write_text('mode = "append"\n' + JOB.format(name="j", url=STATE))
     message = error_of(path)

@@ -269,8 +269,9 @@ async def test_an_unknown_declared_type_is_one_line_whether_or_not_the_table_exi
 
 
 async def test_a_declared_type_other_than_the_existing_columns_is_refused(pg_dsn: str) -> None:
-    """An existing ``v text`` declared ``bigint`` is refused in one line; ``int`` for ``int4``,
-    ``serial`` for ``integer`` and ``varchar(5)`` for ``varchar(9)`` are the same types."""
+    """A declared type other than an existing column's is refused in one line; aliases are equal."""
+    # ``v text`` declared ``bigint`` is refused; ``int`` for ``int4``, ``serial`` for ``integer``
+    # and ``varchar(5)`` for ``varchar(9)`` are the same types.
     conn = await asyncpg.connect(pg_dsn)
     await conn.execute("CREATE TABLE t (id integer PRIMARY KEY, v text, w varchar(9))")
     await conn.close()

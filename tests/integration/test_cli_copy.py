@@ -107,10 +107,8 @@ def test_a_three_part_table_flag_is_refused_before_any_connection(
 def test_a_source_url_with_a_bad_port_is_refused_before_any_connection(
     monkeypatch: pytest.MonkeyPatch, port: str
 ) -> None:
-    """No ``--key`` and a source port past 65535: one line naming ``--source``, no connection.
-
-    The key look-up connected first and the driver's OverflowError ended in a traceback.
-    """
+    """No ``--key`` and a source port past 65535: one line naming ``--source``, no connection."""
+    # The key look-up connected first and the driver's OverflowError ended in a traceback.
 
     async def no_connection(*args: object, **kwargs: object) -> None:
         raise AssertionError("connected")
@@ -195,11 +193,9 @@ async def test_copy_without_key_from_an_unreachable_source_says_why(pg_dsn: str)
 
 
 async def test_copy_without_key_retries_an_unreachable_source_as_a_run_does(pg_dsn: str) -> None:
-    """No --key: the key look-up meets a refused connection with the job's [retry] policy.
-
-    It failed at once, where the run with --key waits for a restarting server; here
-    ``retry.max_attempts=3`` gives two ``retrying`` events, then the one error line.
-    """
+    """No --key: the key look-up meets a refused connection with the job's [retry] policy."""
+    # It failed at once, where the run with --key waits for a restarting server; here
+    # ``retry.max_attempts=3`` gives two ``retrying`` events, then the one error line.
     source = "postgresql://postgres:hunter2@127.0.0.1:1/db"
     code, out, err = await run_cli("copy", "--source", source, "--source-table", "src.t",
                                    "--target", pg_dsn, "--target-table", "dw.t", "--set",

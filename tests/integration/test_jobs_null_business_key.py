@@ -83,8 +83,8 @@ async def test_null_business_key_fails_a_crate_run_naming_it_in_fail_mode(pg_dsn
 async def test_a_nullable_key_column_in_a_precreated_target_is_no_way_around(
     pg_dsn: str, kind: int
 ) -> None:
-    """PostgreSQL target created beforehand with b nullable: NULL keys are still rejects, and
-    an unchanged re-run writes nothing (no version re-inserted for a key that never matches)."""
+    """A precreated target with b nullable: NULL keys are still rejects; a re-run writes nothing."""
+    # An unchanged re-run re-inserts no version for a key that never matches.
     await _source(pg_dsn)
     history = ", valid_from timestamptz NOT NULL, valid_to timestamptz, is_current boolean "
     await execute(
@@ -104,8 +104,8 @@ async def test_a_nullable_key_column_in_a_precreated_target_is_no_way_around(
 async def test_fail_mode_refuses_null_keys_before_a_first_load_into_a_nullable_target(
     pg_dsn: str,
 ) -> None:
-    """`fail` mode, empty target created beforehand with b nullable: the first run fails
-    naming the key and leaves no row with a NULL key in the target."""
+    """`fail` mode, empty target with b nullable: fails naming the key, stores no NULL key."""
+    # The target is created beforehand; the first run leaves no row with a NULL key in it.
     await _source(pg_dsn)
     await execute(pg_dsn, "CREATE TABLE dim (id int NOT NULL, b text, v text)")
     spec = spec_of(JOB.format(mode="fail", dsn=pg_dsn, target=pg_dsn, kind=1))

@@ -158,11 +158,9 @@ async def test_status_and_stop_of_a_killed_run_say_no_live_process(
 async def test_status_and_stop_of_a_run_replaced_by_fresh_say_it_is_never_resumed(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    """A killed run that ``run --fresh`` replaced: never resumed, and status / stop say so.
-
-    Only the job's latest run is resumed; status said the replaced one "resumes on the next
-    run", and showed it live while a later run of its job was.
-    """
+    """A killed run that ``run --fresh`` replaced: never resumed, and status / stop say so."""
+    # Only the job's latest run is resumed; status said the replaced one "resumes on the next
+    # run", and showed it live while a later run of its job was.
     job, _ = await killed_run(
         pg_dsn, tmp_path, "gonerun", seed=15, n_keys=600, sleep_s=0.15, committed=1
     )

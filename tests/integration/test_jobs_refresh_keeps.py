@@ -213,11 +213,9 @@ the CHECK constraint."""
 async def test_full_refresh_keeps_the_targets_definition(
     pg_dsn: str, tmp_path: Path, on_bad_row: str
 ) -> None:
-    """Types, indexes, constraints, grants and comments of dw.dr survive a full refresh.
-
-    The indexes are the target's, no more: its primary key on the business key makes the
-    engine's own unique index (dr_bk) a repeat, which was built beside it.
-    """
+    """Types, indexes, constraints, grants and comments of dw.dr survive a full refresh."""
+    # The indexes are the target's, no more: its primary key on the business key makes the
+    # engine's own unique index (dr_bk) a repeat, which was built beside it.
     before = await make_dr(pg_dsn, GOOD)
     path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, on_bad_row))
     code, _, err = await run_cli("run", str(path))

@@ -201,12 +201,10 @@ async def test_breaker_opens_after_k_failures_and_recovers(tmp_path: Path, pg_ds
 
 
 async def test_no_job_starts_while_its_breaker_is_open(tmp_path: Path, pg_dsn: str) -> None:
-    """A job that waited for the global slot meanwhile the breaker opened does not run then.
-
-    Both jobs are claimed at once and share one global slot; the first failure opens the
-    breaker.  The ticket is taken only with the slot held, so between "breaker open" and
-    "breaker half-open" no job starts (a slotted one is released and waits again).
-    """
+    """A job that waited for the global slot meanwhile the breaker opened does not run then."""
+    # Both jobs are claimed at once and share one global slot; the first failure opens the
+    # breaker.  The ticket is taken only with the slot held, so between "breaker open" and
+    # "breaker half-open" no job starts (a slotted one is released and waits again).
     plan = make_plan(
         tmp_path,
         pg_dsn,

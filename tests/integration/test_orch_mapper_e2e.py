@@ -71,8 +71,8 @@ def write_plan(tmp_path: Path, dsn: str, budget: int) -> Path:
 
 
 async def test_real_mapper_jobs_run_in_order_within_budget(tmp_path: Path, pg_dsn: str) -> None:
-    """Mapper jobs load their targets in dependency order; a permanent failure skips only its
-    dependents; job connections never exceed the budget."""
+    """Jobs load in dependency order, a failure skips only its dependents, connections in budget."""
+    # A permanent failure skips only its dependents; job connections never exceed the budget.
     await seed(pg_dsn)
     plan, report_file = write_plan(tmp_path, pg_dsn, budget=5), tmp_path / "report.json"
     cmd = [

@@ -89,10 +89,8 @@ async def test_a_call_cancelled_mid_statement_leaves_the_store_usable(pg_dsn: st
 
 
 async def test_a_run_that_lost_its_job_lock_says_so_not_already_running(pg_dsn: str) -> None:
-    """Lock lost with a killed backend and taken by another run: this run is told it lost it.
-
-    It was told that the job was already running and to wait or stop it, as a second start is.
-    """
+    """Lock lost with a killed backend and taken by another run: this run is told it lost it."""
+    # It was told that the job was already running and to wait or stop it, as a second start is.
     holder = BudgetHolder(LimiterBudget(2), ConnectionMeter())
     policy = RetryPolicy(max_retries=0)
     async with StateStore(pg_dsn, holder, app="t:state", policy=policy, job="twice") as first:

@@ -10,12 +10,10 @@ from async_etl.jobs.state import StateStore
 
 
 async def test_a_second_stop_request_returns_the_run_again(pg_dsn: str) -> None:
-    """Two ``request_stop`` calls on one RUNNING run both return it; one request is stored.
-
-    The second found the request already there (ON CONFLICT DO NOTHING returned no row), so
-    ``async-etl stop`` went on to ask the job's "starting" run and printed ``stop requested for
-    job J (still starting)`` for a run that had started long before.
-    """
+    """Two ``request_stop`` calls on one RUNNING run both return it; one request is stored."""
+    # The second found the request already there (ON CONFLICT DO NOTHING returned no row), so
+    # ``async-etl stop`` went on to ask the job's "starting" run and printed ``stop requested for
+    # job J (still starting)`` for a run that had started long before.
     holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
     async with StateStore(pg_dsn, holder, app="async-etl:twice:state") as store:
         await store.ensure()

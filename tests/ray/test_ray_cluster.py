@@ -137,8 +137,8 @@ def test_sigkill_of_a_bench_actor_loses_and_duplicates_nothing(
 def test_sigkill_of_a_chunk_actor_reruns_only_its_chunks(
     cluster: str, pg_dsn: str, tmp_path: Path
 ) -> None:
-    """A job's chunk actor SIGKILLed mid-run: the run succeeds, target == model, only chunks
-    in flight on it are re-run (none that had committed)."""
+    """A chunk actor SIGKILLed mid-run: the run succeeds; only its chunks in flight are re-run."""
+    # target == model; no chunk that had committed is re-run.
     rows = history(seed=3, n_keys=1500, runs=1)[0]
     anyio.run(load_source, pg_dsn, rows)
     anyio.run(slow_target, pg_dsn, "dw.dim", 2, 0.1)
@@ -178,9 +178,9 @@ def test_sigkill_of_a_chunk_actor_reruns_only_its_chunks(
 def test_sigkill_of_a_job_actor_resumes_the_job_elsewhere(
     cluster: str, pg_dsn: str, tmp_path: Path
 ) -> None:
-    """orchestrate --ray: the actor running a whole job SIGKILLed mid-job; the job is resumed in
-    another actor (same run), succeeds in its one attempt, target == model, and no chunk that
-    had committed is run again (its checkpoint time is unchanged)."""
+    """orchestrate --ray: a job's actor SIGKILLed mid-job, the job resumes in another actor."""
+    # Same run, it succeeds in its one attempt, target == model, and no chunk that had committed
+    # is run again (its checkpoint time is unchanged).
     rows = history(seed=4, n_keys=1500, runs=1)[0]
     anyio.run(load_source, pg_dsn, rows)
     anyio.run(slow_target, pg_dsn, "dw.dim", 2, 0.1)

@@ -80,8 +80,9 @@ async def _run_plan(
 async def test_plan_jobs_run_whole_in_actors_and_honour_global_max(
     ray_local: Any, tmp_path: Path, pg_dsn: str
 ) -> None:
-    """Three independent jobs, local_max 3, global_max 1, in 2 actors: each job ran in an
-    actor process, no two overlap in the status table, connections stay within the budget."""
+    """Jobs run whole in actors under global_max: no two overlap, connections stay in budget."""
+    # Three independent jobs, local_max 3, global_max 1, in 2 actors: each job ran in an actor
+    # process, and no two overlap in the status table.
     outcome, jobs, pids, intervals, peak = await _run_plan(tmp_path, pg_dsn, 1, 9)
     assert outcome.status == "SUCCEEDED"
     assert sorted(job for job, _, _ in jobs.placed) == sorted(JOBS)
@@ -110,8 +111,8 @@ async def test_plan_over_actors_runs_jobs_side_by_side_up_to_global_max(
 async def test_job_in_an_actor_equals_the_single_process_target(
     ray_local: Any, pg_dsn: str
 ) -> None:
-    """SCD2 runs (updates, deletes) as whole jobs in an actor: target == the local run's, each
-    grant comes back, and progress events come back from the actor."""
+    """An SCD2 job run whole in an actor: target == the local run's; grants and progress return."""
+    # SCD2 with updates and deletes; each grant comes back, and progress events from the actor.
     jobs = RayJobs("local", 2)
     seen: list[Progress] = []
     budget = LimiterBudget(8)
@@ -129,8 +130,8 @@ async def test_job_in_an_actor_equals_the_single_process_target(
 
 
 async def test_a_job_in_an_actor_keeps_within_its_grant(ray_local: Any, pg_dsn: str) -> None:
-    """Budget 3 on the one database (state, source, target): the job runs one chunk at a time
-    in its actor and its connections never pass 3."""
+    """Budget 3 on the one database: the job in its actor never holds more than 3 connections."""
+    # State, source and target share the database; the job runs one chunk at a time.
     rows = history(seed=13, n_keys=300, runs=1)[0]
     await load_source(pg_dsn, rows)
     spec = spec_of(job_toml("tight", pg_dsn, "dw.tight", workers=4, chunk_size=50))
@@ -165,8 +166,8 @@ def _set_once_a_chunk_is_done(event: anyio.Event) -> Callable[[Progress], None]:
 async def test_a_stop_reaches_the_actor_and_the_next_attempt_resumes(
     ray_local: Any, pg_dsn: str
 ) -> None:
-    """A stop set mid-job ends the remote run STOPPED at a chunk boundary; the next attempt
-    resumes it (same run id) and the target equals the model."""
+    """A stop mid-job ends the remote run STOPPED at a chunk boundary; the next attempt resumes."""
+    # Same run id, and the target equals the model.
     rows, spec = await _slow_job(pg_dsn, "stopme", 14)
     jobs = RayJobs("local", 2)
     stop = anyio.Event()
@@ -188,8 +189,8 @@ async def test_a_stop_reaches_the_actor_and_the_next_attempt_resumes(
 async def test_a_cancelled_attempt_cancels_the_remote_run_which_ends_stopped(
     ray_local: Any, pg_dsn: str
 ) -> None:
-    """Cancelling the runner mid-job (the CLI's second signal) cancels the job in its actor:
-    its run is recorded STOPPED, not left RUNNING, and the actor takes the next job."""
+    """Cancelling the runner mid-job cancels the job in its actor; its run is recorded STOPPED."""
+    # The CLI's second signal: the run is not left RUNNING, and the actor takes the next job.
     _, spec = await _slow_job(pg_dsn, "cancelme", 15)
     jobs = RayJobs("local", 1)
     started = anyio.Event()

@@ -55,13 +55,11 @@ async def test_a_batch_longer_than_the_schedule_does_not_count_as_a_rate() -> No
 
 
 async def test_a_stall_shows_in_latency_from_the_due_time_not_in_service_time() -> None:
-    """One 1 s stall: p99 from the due time >= 1 s; service-time p99 stays near 70 ms.
-
-    25 batches/s, two in flight, 70 ms each: the two caught in the stall take >= 1 s of
-    service (2 of 200: under the p99's rank); the batches due during it wait in the client and
-    are sent late, so from their due time several more take >= 1 s (a closed loop would not
-    have sent them, and would report 70 ms).
-    """
+    """One 1 s stall: p99 from the due time >= 1 s; service-time p99 stays near 70 ms."""
+    # 25 batches/s, two in flight, 70 ms each: the two caught in the stall take >= 1 s of
+    # service (2 of 200: under the p99's rank); the batches due during it wait in the client and
+    # are sent late, so from their due time several more take >= 1 s (a closed loop would not
+    # have sent them, and would report 70 ms).
     config = StandInConfig(count_only=True, latency_ms=70, stall_every=150, stall_ms=1000)
     summary, crate = await _bench(config, rate=5000.0, duration=8.0, batch_size=200, concurrency=2)
     due = summary.extra["rate"]["latency_from_due_ms"]

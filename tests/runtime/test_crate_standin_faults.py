@@ -274,10 +274,8 @@ def test_config_refuses_a_setting_that_is_not_a_finite_number(name: str, value: 
 
 @pytest.mark.parametrize("port", ["99999", "-1"])
 def test_module_entry_point_refuses_a_port_outside_0_to_65535(port: str) -> None:
-    """``--port 99999``: the usage and a line naming the port, exit 2, as for other bad values.
-
-    ``socket.bind``'s OverflowError was a traceback.
-    """
+    """``--port 99999``: the usage and a line naming the port, exit 2, as for other bad values."""
+    # ``socket.bind``'s OverflowError was a traceback.
     done = subprocess.run(
         [sys.executable, "-m", "async_etl.testing.crate", "--port", port],
         capture_output=True, text=True, timeout=60,

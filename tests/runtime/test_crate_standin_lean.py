@@ -179,11 +179,9 @@ def test_a_body_inflating_past_max_body_bytes_is_a_413_on_both_layers(http: str)
 def test_an_http_1_0_request_is_answered_and_its_connection_closed(
     http: str, keep_alive: str
 ) -> None:
-    """An HTTP/1.0 request without keep-alive is answered, then closed (lean: always closed).
-
-    The lean layer kept it open, and a client reading its answer to the end waited forever
-    (aiohttp keeps a keep-alive one open, saying so in its answer; lean does not keep HTTP/1.0).
-    """
+    """An HTTP/1.0 request without keep-alive is answered, then closed (lean: always closed)."""
+    # The lean layer kept it open, and a client reading its answer to the end waited forever
+    # (aiohttp keeps a keep-alive one open, saying so in its answer; lean does not keep HTTP/1.0).
     with _standin(StandInConfig(http=http)) as crate:
         answer = _raw(crate.port, f"GET / HTTP/1.0\r\n{keep_alive}\r\n".encode())
     assert answer.startswith((b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 200 OK\r\n"))
@@ -195,11 +193,9 @@ def test_an_http_1_0_request_is_answered_and_its_connection_closed(
 def test_connection_close_in_a_list_closes_after_the_answer_on_both_layers(
     http: str, value: str
 ) -> None:
-    """``Connection`` is a token list: ``close`` anywhere in it closes after the answer.
-
-    The lean layer compared the whole value with ``close``, so ``close, TE`` kept the
-    connection open and a client reading the answer to its end waited for ever.
-    """
+    """``Connection`` is a token list: ``close`` anywhere in it closes after the answer."""
+    # The lean layer compared the whole value with ``close``, so ``close, TE`` kept the
+    # connection open and a client reading the answer to its end waited for ever.
     with _standin(StandInConfig(http=http)) as crate:
         answer = _raw(
             crate.port, f"GET / HTTP/1.1\r\nHost: x\r\nConnection: {value}\r\n\r\n".encode()
@@ -287,10 +283,8 @@ _SMUGGLING_SHAPES = {
 def test_a_head_that_frames_its_body_ambiguously_is_a_400_on_both_layers(
     http: str, fields: bytes
 ) -> None:
-    """Lengths and codings other parsers read otherwise: a 400 that serves nothing, as aiohttp.
-
-    The lean layer served them (a length of 5,000 digits raised in ``int`` and got no answer).
-    """
+    """Lengths and codings other parsers read otherwise: a 400 that serves nothing, as aiohttp."""
+    # The lean layer served them (a length of 5,000 digits raised in ``int`` and got no answer).
     head = b"POST /_sql HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"
     with _standin(StandInConfig(http=http)) as crate:
         answer = _raw(crate.port, head + b'{"stmt": "SELECT 1"}')
@@ -300,11 +294,9 @@ def test_a_head_that_frames_its_body_ambiguously_is_a_400_on_both_layers(
 
 @pytest.mark.parametrize("http", ["aiohttp", "lean"])
 def test_expect_100_continue_gets_its_interim_answer_on_both_layers(http: str) -> None:
-    """A head with ``Expect: 100-continue`` is told to go on before its body is sent.
-
-    curl sends it with a large body and waits a second for the ``100 Continue`` before sending
-    the body anyway: the lean layer never sent it, so each such request stalled for a second.
-    """
+    """A head with ``Expect: 100-continue`` is told to go on before its body is sent."""
+    # curl sends it with a large body and waits a second for the ``100 Continue`` before sending
+    # the body anyway: the lean layer never sent it, so each such request stalled for a second.
     body = b'{"stmt": "SELECT 1"}'
     head = (
         b"POST /_sql HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
@@ -333,11 +325,9 @@ def test_expect_100_continue_gets_its_interim_answer_on_both_layers(http: str) -
     ids=["4-MB-head", "4-MB-body-past-the-limit"],
 )
 def test_a_refusal_in_one_large_write_is_answered_not_reset(request_bytes: bytes) -> None:
-    """A 4 MB head (431) or body past the limit (413) sent at once: the client reads the answer.
-
-    The lean layer closed with the rest unread, so the kernel reset the connection and the
-    client saw ``ConnectionResetError`` instead of the answer.
-    """
+    """A 4 MB head (431) or body past the limit (413) sent at once: the client reads the answer."""
+    # The lean layer closed with the rest unread, so the kernel reset the connection and the
+    # client saw ``ConnectionResetError`` instead of the answer.
     with _standin(StandInConfig(http="lean", max_body_bytes=1024 * 1024)) as crate:
         answer = _raw(crate.port, request_bytes)
         requests = crate.counters.requests

@@ -174,13 +174,11 @@ async def test_abort_cancels_sends_in_flight_and_leaves_every_count_consistent(
 
 @pytest.mark.parametrize("batch_size", [1000, 100])
 async def test_duration_stops_the_run(batch_size: int) -> None:
-    """--duration: nothing is planned after the deadline; only the window then open is sent.
-
-    Counted, not timed: the batches first sent after the deadline are at most those that were
-    planned, queued or dispatched when it passed (the generation limiter's units, the stream's
-    buffer of 4, the batch the dispatcher holds, the sends that hold a token), however slowly
-    the machine ran.
-    """
+    """--duration: nothing is planned after the deadline; only the window then open is sent."""
+    # Counted, not timed: the batches first sent after the deadline are at most those that were
+    # planned, queued or dispatched when it passed (the generation limiter's units, the stream's
+    # buffer of 4, the batch the dispatcher holds, the sends that hold a token), however slowly
+    # the machine ran.
 
     @dataclasses.dataclass
     class Timed(ScriptedSink):

@@ -51,8 +51,9 @@ def test_sweep_refuses_a_warmup_longer_than_a_step(capsys: pytest.CaptureFixture
 def test_bench_find_knee_by_rate_finds_the_stand_ins_rate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """bench --find-knee rate against capacity 4 x 50 ms x 100 rows (8,000 rows/s): the
-    highest rate held is 8,000 rows/s - 25 %, the rate above it fell short, all in sweep.json."""
+    """bench --find-knee rate: the highest rate held is the stand-in's less 25 %, in sweep.json."""
+    # Capacity 4 x 50 ms x 100 rows (8,000 rows/s): the highest rate held is 8,000 rows/s - 25 %,
+    # and the rate above it fell short.
     with standin_process("--capacity", "4", "--latency-ms", "50", "--growth", "0") as url:
         args = (
             f"--batch-size 100 --generators 0 --step-seconds 2 --start-rate 1000 --out {tmp_path}"
@@ -74,8 +75,7 @@ def test_bench_find_knee_by_rate_finds_the_stand_ins_rate(
 
 
 def test_find_knee_is_another_spelling_of_sweep() -> None:
-    """bench --find-knee [concurrency|rate] FLAGS parses as sweep FLAGS --by ...; bench alone
-    and sweep stay as they are."""
+    """bench --find-knee MODE FLAGS is sweep FLAGS --by MODE; plain bench and sweep unchanged."""
     assert find_knee_alias(["bench", "--find-knee", "--sink", "x"]) == [
         "sweep", "--sink", "x", "--by", "concurrency",
     ]  # fmt: skip
