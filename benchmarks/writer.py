@@ -8,6 +8,7 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
   shape of the writer's exactly-once delivery, by hand: the ledger row and the COPY as one
   simple query, ``drivers.postgres_copy.copy_after``).  Into fresh tables;
   all connect and close inside the timing (the writer opens its pool in ``async with``).
+  Each side's client CPU (``time.process_time``) is recorded.
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
   ``open_writer`` with ``gzip_threshold=0`` vs a bare aiohttp poster (an orjson body a batch,
   4 in flight), and ``open_writer`` by default (bodies of 8 KiB and more gzipped, level 1) vs
@@ -21,7 +22,7 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
   machine's own floor (a shared, loaded machine wakes a sleeper late by itself).
 * ``lag_crate`` — the same into the counting stand-in (bodies gzipped, as by default).
 
-Usage::
+Usage (``--repeat``: how many times the ``pg`` / ``crate`` sides alternate, 3 by default)::
 
     python benchmarks/writer.py --dsn postgresql://postgres@127.0.0.1:5432/postgres
 """
@@ -67,7 +68,7 @@ async def timed(fn: Callable[[], Awaitable[None]], n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def pg_section(dsn: str, n: int) -> dict[str, Any]:
+async def pg_section(dsn: str, n: int, repeat: int = 3) -> dict[str, Any]:
     data = rows(n)
     conn = await asyncpg.connect(dsn)
     await conn.execute("DROP TABLE IF EXISTS bw_raw, bw_writer, bw_ledger")
@@ -108,14 +109,15 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
     await raw()  # warm-up
     await writer()
     await clear()
-    results = {"raw": [], "raw_ledgered": [], "writer": []}  # type: dict[str, list[float]]
-    for _ in range(3):  # alternate, so load changes hit all alike
-        results["raw"].append(await timed(raw, n))
-        await clear()
-        results["raw_ledgered"].append(await timed(raw_ledgered, n))
-        await clear()
-        results["writer"].append(await timed(writer, n))
-        await clear()
+    sides = {"raw": raw, "raw_ledgered": raw_ledgered, "writer": writer}
+    results: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):  # alternate, so load changes hit all alike
+        for name, side in sides.items():
+            c0 = time.process_time()
+            results[name].append(await timed(side, n))
+            cpu[name].append(time.process_time() - c0)
+            await clear()
     await conn.close()
     raw_best, writer_best = max(results["raw"]), max(results["writer"])
     median = {k: statistics.median(v) for k, v in results.items()}
@@ -124,6 +126,7 @@ async def pg_section(dsn: str, n: int) -> dict[str, Any]:
         "raw_copy_records_rows_per_s": [round(x) for x in results["raw"]],
         "raw_with_ledger_transaction_rows_per_s": [round(x) for x in results["raw_ledgered"]],
         "writer_rows_per_s": [round(x) for x in results["writer"]],
+        "client_cpu_ms": {k: [round(x * 1000, 1) for x in v] for k, v in cpu.items()},
         "ratio_best": round(writer_best / raw_best, 3),
         "ratio_median": round(median["writer"] / median["raw"], 3),
         "ledgered_raw_ratio_median": round(median["raw_ledgered"] / median["raw"], 3),
@@ -156,7 +159,7 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def crate_section(n: int) -> dict[str, Any]:
+async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
     server, url = start_standin()
     try:
         async with aiohttp.ClientSession() as session:
@@ -211,7 +214,7 @@ async def crate_section(n: int) -> dict[str, Any]:
         }
         results: dict[str, list[float]] = {name: [] for name in sides}
         cpu: dict[str, list[float]] = {name: [] for name in sides}
-        for _ in range(3):  # alternate, so load changes hit all alike
+        for _ in range(repeat):  # alternate, so load changes hit all alike
             for name, side in sides.items():
                 c0 = time.process_time()
                 results[name].append(await timed(side, n))
@@ -350,14 +353,15 @@ async def main() -> None:
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--only", default="pg,crate,write_cost,lag,lag_crate")
     p.add_argument("--out", type=Path, default=OUT, help="where the JSON goes")
+    p.add_argument("--repeat", type=int, default=3, help="alternations of pg / crate sides")
     args = p.parse_args()
     only = set(args.only.split(","))
     out: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
     if "pg" in only:
-        out["pg"] = await pg_section(args.dsn, args.rows)
+        out["pg"] = await pg_section(args.dsn, args.rows, args.repeat)
         print(json.dumps({"pg": out["pg"]}), flush=True)
     if "crate" in only:
-        out["crate"] = await crate_section(args.rows)
+        out["crate"] = await crate_section(args.rows, args.repeat)
         print(json.dumps({"crate": out["crate"]}), flush=True)
     if "write_cost" in only:
         out["write_cost"] = await write_cost(args.rows)
