@@ -19,6 +19,7 @@ from typing import Any
 
 from async_etl.cli import run
 from async_etl.cli.help import BAD_INPUT, add_command
+from async_etl.core import tomltext
 from async_etl.core.dag import critical_path, topological_order
 from async_etl.core.dryrun import JobFacts, report
 from async_etl.errors import ConfigError
@@ -61,7 +62,7 @@ def is_plan(path: str) -> bool:
 def _plan_text(text: str) -> bool:
     """True when ``text`` is a plan's TOML (it has ``[[jobs]]``); False otherwise, bad TOML too."""
     try:
-        doc = tomllib.loads(text)
+        doc = tomltext.loads(text)
     except tomllib.TOMLDecodeError:
         return False  # the job loader reports the problem in its own words
     return isinstance(doc.get("jobs"), list)

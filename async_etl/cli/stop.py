@@ -22,6 +22,7 @@ from typing import Any
 
 from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.cli.status import NOTES, STATE_ENV, add_state_flag, resolve
+from async_etl.core import tomltext
 from async_etl.jobs.state import StateStore, starting_key, with_store
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
@@ -58,8 +59,8 @@ def _plan_file(arg: str) -> bool:
     if path.suffix != ".toml" or not path.is_file():
         return False
     try:
-        return "jobs" in tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        return "jobs" in tomltext.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False  # the job-file loader reports it properly
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final, Literal, TypeAlias, TypeVar, cast, get_args
 
+from async_etl.core import tomltext
 from async_etl.errors import ConfigError
 
 ColumnType: TypeAlias = Literal[
@@ -424,7 +425,7 @@ def parse_schema(text: str, where: str) -> Schema:
     Raises ``ConfigError`` (one line starting with ``where``, naming the column) on any problem.
     """
     try:
-        doc = tomllib.loads(text)
+        doc = tomltext.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from exc
     table = doc.get("columns")

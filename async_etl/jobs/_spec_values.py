@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from async_etl.core import tomltext
 from async_etl.core.auto_workers import parse_auto
 from async_etl.core.coerce import did_you_mean, parse_bool, parse_float, parse_int
 from async_etl.core.specs import is_identifier, is_table_name
@@ -133,7 +134,7 @@ def check_kind(value: Any, kind: str) -> Any:
 
 def parse_toml(text: str, fail: Fail) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        return tomltext.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise fail("malformed TOML", str(exc)) from exc
 

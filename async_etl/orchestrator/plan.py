@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from async_etl.core import tomltext
 from async_etl.core.coerce import did_you_mean
 from async_etl.core.dag import find_cycle
 from async_etl.core.retry import STRATEGIES, RetryPolicy, Strategy
@@ -194,7 +195,7 @@ def parse_plan(text: str, *, path: str, base_dir: Path, load: JobLoader) -> Plan
     Raises ``ConfigError`` (one line naming the file and key) on any problem.
     """
     try:
-        doc = tomllib.loads(text)
+        doc = tomltext.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise Fail("plan", path)("TOML", str(exc)) from None
     return plan_from_mapping(doc, path=path, base_dir=base_dir, load=load)
