@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from async_etl.cli import run
-from async_etl.cli.help import BAD_INPUT, add_command
+from async_etl.cli.help import BAD_INPUT, PLAN_NOT_FROM_STDIN, add_command
 from async_etl.core import tomltext
 from async_etl.core.dag import critical_path, topological_order
 from async_etl.core.dryrun import JobFacts, report
@@ -112,8 +112,7 @@ def _job(args: argparse.Namespace) -> JobSpec:
         return load_job(args.file, overrides=args.overrides, env=os.environ)
     text = sys.stdin.read()
     if _plan_text(text):
-        raise ConfigError("check -: a plan cannot come from stdin (its job paths are relative "
-                          "to its file); give its path")  # fmt: skip
+        raise ConfigError(f"check -: {PLAN_NOT_FROM_STDIN}")
     return parse_job(text, path="<stdin>", overrides=args.overrides, env=os.environ)
 
 

@@ -154,4 +154,8 @@ def add_command(
 
 
 BAD_INPUT = "bad input: a flag, file, URL or variable (one line on stderr; nothing was done)"
+PLAN_NOT_FROM_STDIN = (
+    "a plan cannot come from stdin (its job paths are relative to its file); give its path"
+)
+"""Why ``check -`` and ``orchestrate -`` refuse a plan piped in, after the command's name."""
 LOG_FORMATS = ("auto", "console", "json")

@@ -18,11 +18,12 @@ from typing import Any, TextIO
 
 import anyio
 
-from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
+from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, PLAN_NOT_FROM_STDIN, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.run import metrics_address
 from async_etl.cli.signals import watch_signals
 from async_etl.config import METRICS_HOST
+from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner
 from async_etl.orchestrator.plan import Plan, load_plan
@@ -83,6 +84,8 @@ def register(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the plan from parsed arguments; returns the exit status (see the module doc)."""
     metrics = metrics_address(args)  # a flag mistake is told before the plan is read
+    if args.plan == "-":
+        raise ConfigError(f"orchestrate -: {PLAN_NOT_FROM_STDIN}")
     plan = load_plan(args.plan).with_limits(local_max=args.local_max, global_max=args.global_max)
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()

@@ -134,3 +134,12 @@ async def test_check_dash_reads_the_job_from_stdin_as_run_does(pg_dsn: str) -> N
     plan = await asyncio.to_thread(check, '[[jobs]]\nname = "a"\nfile = "a.toml"\n')
     assert plan.returncode == 2 and plan.stderr.count("\n") == 1, plan.stderr
     assert "a plan cannot come from stdin" in plan.stderr
+
+
+def test_orchestrate_dash_says_a_plan_cannot_come_from_stdin() -> None:
+    """`orchestrate -` is one line saying why, as `check -` (it said "No such file ... '-'")."""
+    plan = '[[jobs]]\nfile = "a.toml"\n'
+    done = subprocess.run(cli("orchestrate", "-"), input=plan, capture_output=True, text=True,
+                          env=dict(os.environ), timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "orchestrate -: a plan cannot come from stdin" in done.stderr
