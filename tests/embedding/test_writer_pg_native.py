@@ -176,15 +176,30 @@ async def test_cancelled_while_paced_copies_run_the_table_holds_what_was_counted
         pg_dsn, table="w", columns=cols, primary_key=["id"], batch_rows=4000, max_in_flight=2
     )
 
-    async def produce() -> None:
+    # The clock starts once the writer is open (the table exists): a cancel that landed
+    # while it opened found no COPY to cut, and no table to count.
+    with anyio.CancelScope() as scope:
         async with writer:
+            scope.deadline = anyio.current_time() + after
             for start in range(0, 1_000_000, 4000):
                 await writer.write_many([(i, *["v" * 20] * 15) for i in range(start, start + 4000)])
-
-    with anyio.move_on_after(after):
-        await produce()
+    assert scope.cancelled_caught
     report = writer.report
     assert report.accepted == report.delivered + report.undelivered
     assert report.rejected == 0
     got = await _fetch(pg_dsn, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM w")
     assert got[0]["n"] == got[0]["d"] == report.delivered
+
+
+async def test_cancelled_while_opening_accounts_nothing_and_closes_the_pool(
+    pg_dsn: str,
+) -> None:
+    """A cancel that lands while the writer opens: no row counted, its pool closed."""
+    writer = open_writer(pg_dsn, table="w", columns={"id": "bigint"}, primary_key=["id"])
+    with anyio.move_on_after(0) as scope:
+        async with writer:
+            await writer.write((1,))
+    assert scope.cancelled_caught
+    report = writer.report
+    assert (report.accepted, report.delivered, report.undelivered) == (0, 0, 0)
+    assert writer._sink._pool is None  # type: ignore[attr-defined]
