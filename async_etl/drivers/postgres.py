@@ -243,14 +243,18 @@ class _Kept:
         await _release(conn, self._token)
 
 
-async def _connect_held(url: str, holder: Holder, app: str) -> tuple[Any, AsyncExitStack]:
+async def _connect_held(
+    url: str, holder: Holder, app: str, got_token: Callable[[], None] | None = None
+) -> tuple[Any, AsyncExitStack]:
     """A new connection to ``url`` as ``app`` and the stack holding its ``holder`` budget token.
 
-    The token is taken first and given back when connecting fails; errors are translated
-    (``connect_job``).  ``_release`` undoes both.
+    The token is taken first (then ``got_token`` is called) and given back when connecting
+    fails; errors are translated (``connect_job``).  ``_release`` undoes both.
     """
     token = AsyncExitStack()
     await token.enter_async_context(holder(url))
+    if got_token is not None:
+        got_token()
     try:
         return await connect_job(url, app), token
     except BaseException:
@@ -373,7 +377,7 @@ class Shelf:
         self.keep = keep
         self.closed = False
         self._idle: dict[_Key, list[tuple[Any, AsyncExitStack]]] = {}
-        self._connecting: dict[str, int] = {}  # URL -> takes waiting for a token or a connect
+        self._connecting: dict[str, int] = {}  # URL -> takes waiting for a budget token
 
     async def take(self, key: _Key) -> tuple[Any, AsyncExitStack]:
         """An idle open connection for ``key`` and its token, else a new one (errors translated).
@@ -382,7 +386,9 @@ class Shelf:
         one while a chunk waits for a token there (a budget below the chunks in flight, say 3
         for state, source and target on one database, would wait for ever): before a new
         connection is asked for, the idle ones of that database under other keys are closed,
-        and while one is being asked for, ``give_back`` closes instead of keeping.
+        and while a take waits for its token, ``give_back`` closes instead of keeping (once
+        the take holds its token and only connects, a connection given back stays kept: two
+        chunks starting together would otherwise close the first one's for nothing).
         """
         idle = self._idle.get(key, [])
         while idle:
@@ -395,10 +401,18 @@ class Shelf:
             while other[0] == url and pairs:
                 await _release(*pairs.pop())
         self._connecting[url] = self._connecting.get(url, 0) + 1
-        try:
-            return await _connect_held(url, holder, app)
-        finally:
+        waiting = True
+
+        def got_token() -> None:
+            nonlocal waiting
+            waiting = False
             self._connecting[url] -= 1
+
+        try:
+            return await _connect_held(url, holder, app, got_token)
+        finally:
+            if waiting:
+                self._connecting[url] -= 1
 
     def lend(self, key: _Key) -> tuple[Any, AsyncExitStack] | None:
         """The last idle connection for ``key`` and its token, off the shelf (None: none open).

@@ -304,3 +304,34 @@ async def test_keep_from_takes_no_closed_connection_and_no_other_key(
     assert fresh is not dead and fresh.closed
     await shelf.aclose()
     assert holder.held == 0
+
+
+async def test_a_connection_given_back_while_another_take_only_connects_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A take holding its token and connecting does not make a give_back close (no wait)."""
+    made: list[FakeConn] = []
+    slow = anyio.Event()
+
+    async def connect_job(url: str, app: str) -> FakeConn:
+        made.append(FakeConn(len(made)))
+        if len(made) == 2:  # the second connect takes a while: the first chunk ends meanwhile
+            await slow.wait()
+        return made[-1]
+
+    monkeypatch.setattr(postgres, "connect_job", connect_job)
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+
+    async def second() -> None:
+        with shelved(shelf):
+            await use(holder)
+
+    async with anyio.create_task_group() as tg:
+        with shelved(shelf):
+            async with pg_connection(URL, holder, app="job:run") as first:
+                tg.start_soon(second)
+                await anyio.wait_all_tasks_blocked()  # the second take holds a token, connects
+        assert not first.closed  # kept for the next chunk
+        slow.set()
+    await shelf.aclose()
+    assert len(made) == 2 and all(c.closed for c in made) and holder.held == 0
