@@ -34,7 +34,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 import asyncpg
@@ -343,6 +343,54 @@ def keep_from(shelf: Shelf, url: str, holder: Holder, app: str) -> bool:
     kept.conn, kept._token = taken
     kept.key = (url, app, holder)
     return True
+
+
+Lent: TypeAlias = tuple[str, Holder, Any, AsyncExitStack]
+"""A connection taken out of a ``reusing`` block: (URL, holder, connection, budget token)."""
+
+
+def lend_kept(url: str) -> Lent | None:
+    """Take this task's ``reusing`` block's idle kept connection to ``url`` out of the block.
+
+    The block then does not close it; whoever holds it passes it to ``keep_lent`` (or closes
+    it with ``release_lent``).  None outside a block, or when it keeps none to ``url``.
+    """
+    kept = _KEPT.get()
+    if kept is None or not kept.usable() or kept.key is None or kept.key[0] != url:
+        return None
+    if kept.conn is None or kept.conn.is_closed():
+        return None
+    lent: Lent = (url, kept.key[2], kept.conn, kept._token)
+    kept.conn, kept.key, kept._token = None, None, AsyncExitStack()
+    return lent
+
+
+async def keep_lent(lent: Lent, app: str) -> None:
+    """Make ``lent`` this task's ``reusing`` block's kept connection, renamed ``app``.
+
+    One statement sets its ``application_name`` (as ``connect_job`` names a new one) instead
+    of a new connection's set-up; the block closes it as its own.  Outside a block, when the
+    block keeps one already, or when the rename fails, ``lent`` is closed instead (the next
+    call connects).
+    """
+    url, holder, conn, token = lent
+    kept = _KEPT.get()
+    if kept is None or not kept.usable() or kept.conn is not None:
+        await release_lent(lent)
+        return
+    try:
+        await conn.execute(
+            "SELECT set_config('application_name', $1, false)", f"{APP_PREFIX}:{app}"[:63]
+        )
+    except PG_ERRORS:
+        await release_lent(lent)
+        return
+    kept.conn, kept._token, kept.key = conn, token, (url, app, holder)
+
+
+async def release_lent(lent: Lent) -> None:
+    """Close a connection ``lend_kept`` returned and give its budget token back."""
+    await _release(lent[2], lent[3])
 
 
 async def let_go() -> None:

@@ -52,7 +52,17 @@ from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
-from async_etl.drivers.postgres import Shelf, closing_beside, keep_from, reusing, shelved
+from async_etl.drivers.postgres import (
+    Lent,
+    Shelf,
+    closing_beside,
+    keep_from,
+    keep_lent,
+    lend_kept,
+    release_lent,
+    reusing,
+    shelved,
+)
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
@@ -170,6 +180,8 @@ class _JobRun:
         self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
         self.executor: ChunkExecutor | None = None  # None: chunks run here, by the target driver
         self.shelf: Shelf | None = None  # the chunks' idle connections while they run
+        self.lent: Lent | None = None
+        """Preflight's last target connection, kept open for the target's preparation."""
         self.closing: TaskGroup | None = None
         """Set by ``execute`` for the whole run: connections whose closing nothing has to wait
         for (a graceful close waits for its backend to exit, about 2 ms) close in its tasks,
@@ -186,7 +198,11 @@ class _JobRun:
         )
         try:
             async with closing_beside() as self.closing:  # see ``closing``
-                return await self._execute(store)
+                try:
+                    return await self._execute(store)
+                finally:
+                    if self.lent is not None:  # not taken over: a failure before ``prepare``
+                        self.closing.start_soon(release_lent, self.lent)
         finally:
             await store.__aexit__(None, None, None)
 
@@ -264,6 +280,7 @@ class _JobRun:
                     new_build = await builds_new_table(
                         self.spec, decision, self.target, self.holder, app, policy
                     )
+                    self.lent = lend_kept(self.spec.target.url)  # prepare goes on with it
                 found.append((decision, new_build))
             except Exception as exc:
                 failed.append(exc)
@@ -360,7 +377,13 @@ class _JobRun:
             tg.start_soon(look)
             tg.start_soon(state_tables)
             try:
-                await retrying(lambda: self.target.prepare(ctx), ctx.policy, what="prepare target")
+                async with reusing(close_in=self.closing):  # on preflight's target connection
+                    if self.lent is not None:
+                        lent, self.lent = self.lent, None
+                        await keep_lent(lent, ctx.app)
+                    await retrying(
+                        lambda: self.target.prepare(ctx), ctx.policy, what="prepare target"
+                    )
             except AsyncEtlError as exc:
                 failed["target"] = exc
                 tg.cancel_scope.cancel()

@@ -15,6 +15,8 @@ from async_etl.drivers.postgres import (
     Shelf,
     closing_beside,
     keep_from,
+    keep_lent,
+    lend_kept,
     pg_connection,
     reusing,
     shelved,
@@ -30,6 +32,7 @@ class FakeConn:
         self.n = n
         self.closed = False
         self.in_transaction = False
+        self.sent: list[tuple[Any, ...]] = []
 
     def is_closed(self) -> bool:
         return self.closed
@@ -42,6 +45,10 @@ class FakeConn:
 
     def terminate(self) -> None:
         self.closed = True
+
+    async def execute(self, query: str, *args: Any) -> str:
+        self.sent.append((query, *args))
+        return "SELECT 1"
 
 
 class Tokens:
@@ -304,6 +311,35 @@ async def test_keep_from_takes_no_closed_connection_and_no_other_key(
     assert fresh is not dead and fresh.closed
     await shelf.aclose()
     assert holder.held == 0
+
+
+async def test_a_lent_connection_goes_on_in_the_next_block_under_its_new_name(
+    opened: list[FakeConn],
+) -> None:
+    """``lend_kept`` takes the block's connection out; ``keep_lent`` renames it for the next."""
+    holder = Tokens()
+    async with reusing():
+        first = await use(holder, app="job:preflight")
+        assert lend_kept(URL + "_elsewhere") is None  # only a connection to the URL asked for
+        lent = lend_kept(URL)
+    assert lent is not None and not first.closed and holder.held == 1
+    async with reusing():
+        await keep_lent(lent, "job:run-1")
+        assert await use(holder, app="job:run-1") is first and len(opened) == 1
+    assert first.sent == [("SELECT set_config('application_name', $1, false)",
+                           "async-etl:job:run-1")]  # fmt: skip
+    assert first.closed and holder.held == 0
+
+
+async def test_a_lent_connection_outside_a_block_is_closed(opened: list[FakeConn]) -> None:
+    """With no ``reusing`` block to take it, ``keep_lent`` closes the connection and its token."""
+    holder = Tokens()
+    async with reusing():
+        first = await use(holder, app="job:preflight")
+        lent = lend_kept(URL)
+    assert lent is not None
+    await keep_lent(lent, "job:run-1")
+    assert first.closed and first.sent == [] and holder.held == 0
 
 
 async def test_a_connection_given_back_while_another_take_only_connects_is_kept(
