@@ -19,6 +19,10 @@ Theory of operation
 4. a stop (the ``stop`` event, SIGINT/SIGTERM in the CLI, or ``async-etl stop`` polled from the
    state store before each chunk and every half second) starts no more chunks; chunks in
    flight finish, or roll back at their next safe point (between batches);
+   the state connection holds the job's lock (``jobs.state``): when it is cut, the poll runs at
+   once and reconnects, re-taking the lock before any new chunk; if another run took it
+   meanwhile, the run fails in one line and cancels its chunks in flight (their transactions
+   roll back: a checkpoint could not be written under the lock, and the other run loads them);
 5. the committed chunks advance the contiguous watermark; ``async_etl_runs`` is updated every
    ``UPDATE_EVERY`` chunks and at the end;
 6. an incremental job reads only the run's cursor window (``core.incremental``, decided in
@@ -140,6 +144,18 @@ async def run_job(
         return await job.execute()
 
 
+async def first_of(*events: anyio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        for event in events:
+            tg.start_soon(wait, event)
+
+
 def job_error(job: str, exc: ConfigError) -> ConfigError:
     """``exc`` with its message starting ``job NAME:`` (itself when it already does)."""
     prefix = f"job {job}: "
@@ -172,6 +188,7 @@ class _JobRun:
         self.counters: dict[str, int] = dict.fromkeys(("rows_read", "rejected", *COUNTERS), 0)
         self.rows_here = 0
         self.failure: AsyncEtlError | None = None
+        self.chunks_scope: anyio.CancelScope | None = None  # the chunks in flight, while they run
         self.since_update = 0
         self.ctx: JobContext | None = None
         self.plan: Plan | None = None
@@ -433,6 +450,7 @@ class _JobRun:
                 adapt = AdaptiveLimit(bounds, limiter)
                 outer.start_soon(adapt.run, self.chunk_stats, time.perf_counter)
             async with anyio.create_task_group() as tg:
+                self.chunks_scope = tg.cancel_scope
                 for chunk in todo:
                     borrower = object()
                     await limiter.acquire_on_behalf_of(borrower)
@@ -451,13 +469,30 @@ class _JobRun:
         return ctx.stop.is_set()
 
     async def _watch_stop(self, ctx: JobContext, store: StateStore) -> None:
+        """Poll for stops every ``STOP_POLL_S``, and at once when the job lock's connection is cut.
+
+        Polling reconnects, re-taking the job's lock.  When another run took it meanwhile, this
+        run fails now and cancels its chunks in flight (their transactions roll back): their
+        checkpoints could not be written under the lock, and the other run loads them.
+        """
         while not ctx.stop.is_set():
             with anyio.move_on_after(STOP_POLL_S):
-                await self.external_stop.wait()
+                await first_of(self.external_stop, store.cut)
             try:
                 await self._stop_requested(ctx, store)
             except AsyncEtlError as exc:
-                log.warning("stop_poll_failed", error=exc.message)
+                if not store.lock_lost:
+                    log.warning("stop_poll_failed", error=exc.message)
+                    continue
+                self._lost_lock(exc)
+                return
+
+    def _lost_lock(self, exc: AsyncEtlError) -> None:
+        """Another run holds the job's lock now: fail, cancelling the chunks in flight."""
+        log.error("job_lock_lost", error=exc.message)
+        self.failure = self.failure or exc
+        if self.chunks_scope is not None:
+            self.chunks_scope.cancel()
 
     async def _chunk(
         self,
@@ -476,6 +511,8 @@ class _JobRun:
             log.info("chunk_rolled_back", reason="stop requested")
         except AsyncEtlError as exc:
             self._fail(exc, chunk)
+            if store.lock_lost:  # its checkpoint found the lock taken: the others stop too
+                self._lost_lock(exc)
         except Exception as exc:  # a bug must still end as a FAILED result, not a crash
             err = LoadError(f"chunk {chunk.index}: {type(exc).__name__}: {exc}")
             err.__cause__ = exc

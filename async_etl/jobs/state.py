@@ -162,6 +162,8 @@ class StateStore:
         self._stack = AsyncExitStack()
         self._opening: anyio.Event | None = None
         self._held = False  # the job's lock was taken once: failing to re-take it is a loss
+        self.lock_lost = False  # the job's lock was lost to another run: stop at once
+        self.cut = anyio.Event()  # set when the connection holding the job's lock closes
 
     def open_later(self) -> None:
         """Make calls wait for ``__aenter__`` (run in another task) to finish first.
@@ -226,7 +228,9 @@ class StateStore:
         On a reconnect (this run held the lock and lost it with its connection) the message
         says the run lost its lock, not that the job is already running.
         The lock is a session lock, so it is re-taken on every reconnect and dies with a
-        killed run's connection, leaving the run to resume.
+        killed run's connection, leaving the run to resume.  ``cut`` is set the moment the
+        connection holding it closes (the runner then re-takes it at once, see
+        ``runner._watch_stop``); ``lock_lost`` once re-taking it failed.
         """
         conn = await connect_job(self.url, self._app)
         if self._job is None:
@@ -239,6 +243,7 @@ class StateStore:
         if not held:
             await close_quietly(conn)
             if self._held:  # a reconnect: this run had the lock and another run took it
+                self.lock_lost = True
                 raise CheckpointError(
                     f"job {self._job}: this run lost its lock when its state connection was "
                     f"cut, and another run of job {self._job} took it meanwhile; this run stops "
@@ -249,7 +254,13 @@ class StateStore:
                 f"state store); wait for it, or stop it: async-etl stop {self._job}"
             )
         self._held = True
+        self.cut = anyio.Event()
+        conn.add_termination_listener(self._on_cut)
         return conn
+
+    def _on_cut(self, _conn: Any) -> None:
+        """The lock's connection closed (asyncpg's termination listener): the lock went with it."""
+        self.cut.set()
 
     async def _close(self) -> None:
         """Close the connection, if any (``close_quietly``: shielded); the next call reconnects."""
