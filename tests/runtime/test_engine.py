@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from async_etl.config import BenchSettings
 from async_etl.core.plan import batches_per_unit
 from async_etl.errors import LoadError
+from async_etl.runtime import executor
 from async_etl.runtime.engine import Engine
 from async_etl.sinks.null import NullSink
 from async_etl.sources.synthetic import Synthetic
@@ -286,9 +287,21 @@ async def test_every_generator_process_is_accounted_for() -> None:
     assert summary.cpu_percent > summary.extra["parent_cpu_percent"]  # and their CPU counted
 
 
-async def test_an_engine_cancelled_while_its_workers_start_leaves_no_process() -> None:
+def _slow_warm(i: int) -> int:
+    """A worker warm-up that outlasts the test's cancel by far (2 s), as a cold start can."""
+    time.sleep(2)
+    return executor.w_warm(i)
+
+
+async def test_an_engine_cancelled_while_its_workers_start_leaves_no_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Cancelled in ``async with Engine(...)``'s start (workers spawning): every worker exits."""
     import psutil
+
+    # the cancel must land inside start(): a warm pool (page cache, numpy imported) can start
+    # two workers in under 0.2 s, so the warm-up is made to take 2 s
+    monkeypatch.setattr(executor, "w_warm", _slow_warm)
 
     def workers() -> set[int]:  # multiprocessing's resource tracker lives as long as we do
         kids = psutil.Process().children(recursive=True)
@@ -296,7 +309,7 @@ async def test_an_engine_cancelled_while_its_workers_start_leaves_no_process() -
 
     before = workers()
     engine = Engine(_settings(generators=2))  # kept: no garbage collection closes its pool
-    with anyio.move_on_after(0.2) as scope:  # spawning and importing numpy takes longer
+    with anyio.move_on_after(0.2) as scope:
         async with engine:
             pass
     assert scope.cancelled_caught
