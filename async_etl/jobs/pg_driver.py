@@ -170,7 +170,8 @@ class PgTarget:
         Key columns are created in the chunk collation (``ctx.collate``).  Staging key columns
         take the collation the target's columns really have (a table created beforehand may
         differ), so the merge's key joins never mix two explicit collations; its range filters
-        name the chunk collation themselves.
+        name the chunk collation themselves.  A type-1 target with an index of its own that is
+        the business key's arbiter (its primary key, say) gets no ``<t>_bk`` beside it.
         """
         keyed = ctx.spec.mode != "append"
         self.deferred = ctx.spec.mode == "full_refresh" and ctx.on_bad_row == "fail"
@@ -193,10 +194,11 @@ class PgTarget:
                         await conn.execute(refresh.like_sql(self.table, final).text)
                         if not self.deferred:  # rejecting rows needs the indexes now
                             indexes = await self._indexes(conn, final, ctx.cols)
-                            keyed = _key_indexed(final, ctx.cols, indexes)
-                            repeat = pg.index_ddl(self.table, ctx.cols) if keyed else []
-                            ddl = [st for st in ddl if st not in repeat]
+                            ddl = _no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
+            elif keyed and ctx.cols.type == 1 and await _exists(conn, self.table):
+                indexes = await self._indexes(conn, self.table, ctx.cols)
+                ddl = _no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
@@ -562,6 +564,24 @@ def _key_indexed(final: str, cols: ScdColumns, indexes: Sequence[refresh.TargetI
     """
     engine = _engine_indexes(final)
     return cols.type == 1 and any(ix.arbiter and ix.name not in engine for ix in indexes)
+
+
+def _no_repeat(
+    ddl: list[Sql],
+    table: str,
+    cols: ScdColumns,
+    final: str,
+    indexes: Sequence[refresh.TargetIndex],
+) -> list[Sql]:
+    """``ddl`` less ``table``'s ``index_ddl`` when ``final``'s own indexes hold the key's arbiter.
+
+    ``final`` is the target itself for a merge, the table a refresh copies its indexes from
+    (``_key_indexed``).
+    """
+    if not _key_indexed(final, cols, indexes):
+        return ddl
+    repeat = pg.index_ddl(table, cols)
+    return [st for st in ddl if st not in repeat]
 
 
 def _engine_indexes(table: str) -> tuple[str, ...]:

@@ -226,6 +226,24 @@ async def test_full_refresh_keeps_the_targets_definition(
     assert await fetchval(pg_dsn, "SELECT has_table_privilege('public', 'dw.dr', 'SELECT')")
 
 
+async def dr_indexes_after(dsn: str, tmp_path: Path, ddl: str, toml: str, runs: int) -> Any:
+    """Make dw.dr, run ``ddl`` on it, then the job ``toml`` ``runs`` times: dw.dr's indexes."""
+    # a second run loads into the table the first one built (or left)
+    await make_dr(dsn, GOOD)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(ddl)
+    finally:
+        await conn.close()
+    path = write(tmp_path, "dr.toml", toml)
+    for _ in range(runs):
+        code, _, err = await run_cli("run", str(path))
+        assert code == 0, err
+    sql = ("SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes "
+           "WHERE schemaname = 'dw' AND tablename = 'dr'")  # fmt: skip
+    return await fetchval(dsn, sql)
+
+
 @pytest.mark.parametrize(
     ("ddl", "runs", "indexes"),
     [
@@ -248,19 +266,8 @@ async def test_full_refresh_builds_its_key_index_unless_the_target_has_one(
     pg_dsn: str, tmp_path: Path, ddl: str, runs: int, indexes: list[str]
 ) -> None:
     """dr_bk is built when no index of the target's own can be the key's ON CONFLICT arbiter."""
-    await make_dr(pg_dsn, GOOD)
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(ddl)
-    finally:
-        await conn.close()
-    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, "fail"))
-    for _ in range(runs):  # a second run refreshes the table the first one built
-        code, _, err = await run_cli("run", str(path))
-        assert code == 0, err
-    sql = ("SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes "
-           "WHERE schemaname = 'dw' AND tablename = 'dr'")  # fmt: skip
-    assert await fetchval(pg_dsn, sql) == indexes
+    toml = dr_toml(pg_dsn, "fail")
+    assert await dr_indexes_after(pg_dsn, tmp_path, ddl, toml, runs) == indexes
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
 
 
@@ -375,3 +382,24 @@ async def test_crate_full_refresh_refuses_to_drop_history(pg_dsn: str) -> None:
         assert (await run_job(spec, options=JobOptions(as_of=at(2)))).status == "SUCCEEDED"
         with pytest.raises(ConfigError, match="holds expired versions"):
             await run_job(refresh, options=JobOptions(as_of=at(3)))
+
+
+@pytest.mark.parametrize(
+    ("ddl", "indexes"),
+    [
+        ("SELECT 1", ["dr_pkey", "my_b_idx"]),
+        ("ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey", ["dr_bk", "my_b_idx"]),
+        (
+            "ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey, ADD PRIMARY KEY (id, b)",
+            ["dr_bk", "dr_pkey", "my_b_idx"],
+        ),
+    ],
+    ids=["key-primary-key", "no-primary-key", "wider-key"],
+)
+async def test_merge_builds_its_key_index_unless_the_target_has_one(
+    pg_dsn: str, tmp_path: Path, ddl: str, indexes: list[str]
+) -> None:
+    """A type-1 merge into dw.dr builds dr_bk only when no index of its own is the key's arbiter."""
+    toml = dr_toml(pg_dsn, "fail").replace("full_refresh", "merge")
+    assert await dr_indexes_after(pg_dsn, tmp_path, ddl, toml, 2) == indexes
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD) + 2
