@@ -89,14 +89,15 @@ INDEXES_SQL = Sql(
 SELECT ic.relname::text, pg_get_indexdef(i.indexrelid), i.indisunique,
        coalesce(c.contype::text, ''),
        quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(ic.relname),
-       coalesce(i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL
+       coalesce(i.indisunique AND i.indisvalid AND i.indpred IS NULL
          AND i.indexprs IS NULL AND (
            SELECT bool_and(k.coll = a.attcollation)
                   AND array_agg(a.attname::text) <@ $2::text[]
                   AND $2::text[] <@ array_agg(a.attname::text)
            FROM unnest(i.indkey::int2[], i.indcollation::oid[]) WITH ORDINALITY AS k(n, coll, pos)
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
-           WHERE k.pos <= i.indnkeyatts), false)
+           WHERE k.pos <= i.indnkeyatts), false),
+       coalesce(c.condeferrable, false), coalesce(c.condeferred, false)
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -108,8 +109,10 @@ ORDER BY ic.relname
     ("table", "key"),
 )
 """The target's indexes: name, definition, unique, constraint kind (p / u / ''), table, the
-name as ``pg_get_indexdef`` quotes it, and whether it is an arbiter of the business key
-(bind ``key``, text[]; see ``TargetIndex.arbiter``)."""
+name as ``pg_get_indexdef`` quotes it, whether it is unique, valid, not partial and on exactly
+the business key's columns in their own collations (bind ``key``, text[]; an arbiter when not
+deferrable, see ``TargetIndex.arbiter``), and its constraint's DEFERRABLE and INITIALLY
+DEFERRED."""
 
 KEEP_SQL = Sql(
     """
@@ -181,6 +184,13 @@ class TargetIndex:
     their own collations: the primary key on the key, say.  Copied to the new table, it refuses
     a key twice and serves ``ON CONFLICT`` (business key) as the engine's ``<t>_bk`` would, so
     a type-1 refresh does not build that one beside it."""
+    deferrable: bool = False
+    """Its primary key or unique constraint is DEFERRABLE."""
+    deferred: bool = False
+    """Its primary key or unique constraint is INITIALLY DEFERRED."""
+    deferrable_key: bool = False
+    """A DEFERRABLE constraint on exactly the business key: ``ON CONFLICT`` (business key)
+    fails while it is there (PostgreSQL takes no deferrable arbiter)."""
 
 
 def ident(name: str) -> str:
@@ -202,7 +212,8 @@ def index_statements(new: str, indexes: Sequence[TargetIndex], skip: Sequence[st
     """The target's indexes (but ``skip``: the engine's own) rebuilt on table ``new``.
 
     One statement text each: the index created if missing under its temporary name, then a
-    primary key or unique constraint attached to it unless already there (safe to repeat).
+    primary key or unique constraint (DEFERRABLE, INITIALLY DEFERRED as the target's was)
+    attached to it unless already there (safe to repeat).
     Raises ``ValueError`` on a definition this module cannot rewrite.
     """
     out: list[Sql] = []
@@ -220,11 +231,14 @@ def index_statements(new: str, indexes: Sequence[TargetIndex], skip: Sequence[st
         text = (f"CREATE {'UNIQUE ' if ix.unique else ''}INDEX IF NOT EXISTS {tmp} "
                 f"ON {quote(new)}{tail}")  # fmt: skip
         if ix.constraint in ("p", "u"):
-            kind = "PRIMARY KEY" if ix.constraint == "p" else "UNIQUE"
+            clause = "PRIMARY KEY" if ix.constraint == "p" else "UNIQUE"
+            clause += " USING INDEX " + tmp
+            clause += " DEFERRABLE" if ix.deferrable else ""  # as the target's constraint was
+            clause += " INITIALLY DEFERRED" if ix.deferred else ""
             text += (f"; DO $etl$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE "
                      f"conrelid = '{quote(new)}'::regclass AND conname = "
                      f"'{temporary(ix.name).replace(chr(39), chr(39) * 2)}') THEN "
-                     f"ALTER TABLE {quote(new)} ADD CONSTRAINT {tmp} {kind} USING INDEX {tmp}; "
+                     f"ALTER TABLE {quote(new)} ADD CONSTRAINT {tmp} {clause}; "
                      "END IF; END $etl$")  # fmt: skip
         out.append(Sql(text))
     return out

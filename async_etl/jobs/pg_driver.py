@@ -191,9 +191,11 @@ class PgTarget:
                     await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
                     if await self._kept(conn, ctx):  # the target's own definition
                         final = self._final(ctx)
-                        await conn.execute(refresh.like_sql(self.table, final).text)
                         if not self.deferred:  # rejecting rows needs the indexes now
                             indexes = await self._indexes(conn, final, ctx.cols)
+                            self._refuse_deferrable_key(final, ctx.cols, indexes)
+                        await conn.execute(refresh.like_sql(self.table, final).text)
+                        if not self.deferred:
                             ddl = _no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
             elif keyed and ctx.cols.type == 1 and await _exists(conn, self.table):
@@ -302,8 +304,30 @@ class PgTarget:
         """The target's indexes (``core.refresh_pg.INDEXES_SQL``)."""
         key = list(cols.business_key)
         rows = await conn.fetch(refresh.INDEXES_SQL.text, quote(final), key)
-        return [refresh.TargetIndex(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), str(r[4]),
-                                    str(r[5]), bool(r[6])) for r in rows]  # fmt: skip
+        out = []
+        for r in rows:
+            on_key, deferrable, deferred = (bool(v) for v in r[6:9])
+            names = (str(r[0]), str(r[1]), bool(r[2]), str(r[3]), str(r[4]), str(r[5]))
+            flags = (on_key and not deferrable, deferrable, deferred, on_key and deferrable)
+            out.append(refresh.TargetIndex(*names, *flags))
+        return out
+
+    def _refuse_deferrable_key(
+        self, final: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex]
+    ) -> None:
+        """``ConfigError`` when a type-1 refresh that rejects rows would copy a DEFERRABLE key.
+
+        Its merges into the new table use ``ON CONFLICT`` (business key), which PostgreSQL
+        refuses beside a deferrable constraint on the key; built at the swap, it is kept.
+        """
+        for ix in indexes:
+            if cols.type == 1 and ix.deferrable_key:
+                raise ConfigError(
+                    f"{self.where}: {final}'s {ix.name} on the business key is DEFERRABLE, "
+                    'which the merges of on_bad_row = "reject" cannot load beside (ON '
+                    'CONFLICT takes no deferrable constraint): use on_bad_row = "fail", '
+                    "which keeps it"
+                )
 
     def _index_sql(self, final: str, indexes: Sequence[refresh.TargetIndex]) -> list[Sql]:
         """The target's own indexes rebuilt on the new table (``ConfigError`` if one cannot)."""

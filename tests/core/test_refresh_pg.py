@@ -30,6 +30,17 @@ def test_index_statements_rebuild_each_index_on_the_new_table_under_a_temporary_
     ]
 
 
+def test_a_deferrable_constraint_is_attached_deferrable() -> None:
+    """A DEFERRABLE INITIALLY DEFERRED unique constraint is attached to its index as it was."""
+    unique = TargetIndex("dr_b", "CREATE UNIQUE INDEX dr_b ON dw.dr USING btree (b)", True, "u",
+                         "dw.dr", "dr_b", deferrable=True, deferred=True)  # fmt: skip
+    (out,) = [s.text for s in index_statements("dw.dr_etl_new", [unique], [])]
+    assert ('ADD CONSTRAINT "dr_b_etl_new" UNIQUE USING INDEX "dr_b_etl_new" DEFERRABLE '
+            "INITIALLY DEFERRED; END IF") in out  # fmt: skip
+    (out,) = [s.text for s in index_statements("dw.dr_etl_new", [PKEY], [])]
+    assert 'PRIMARY KEY USING INDEX "dr_pkey_etl_new"; END IF' in out
+
+
 def test_an_index_definition_it_cannot_read_is_refused() -> None:
     """A definition not in pg_get_indexdef's shape raises instead of building something else."""
     bad = TargetIndex("x", "CREATE INDEX x ON other.t USING btree (a)", False, "", "dw.dr", "x")

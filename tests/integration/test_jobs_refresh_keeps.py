@@ -226,19 +226,29 @@ async def test_full_refresh_keeps_the_targets_definition(
     assert await fetchval(pg_dsn, "SELECT has_table_privilege('public', 'dw.dr', 'SELECT')")
 
 
-async def dr_indexes_after(dsn: str, tmp_path: Path, ddl: str, toml: str, runs: int) -> Any:
-    """Make dw.dr, run ``ddl`` on it, then the job ``toml`` ``runs`` times: dw.dr's indexes."""
-    # a second run loads into the table the first one built (or left)
+async def make_dr_with(dsn: str, ddl: str) -> tuple[Any, ...]:
+    """Make dw.dr (source GOOD) and run ``ddl`` on it; dw.dr's definition then."""
     await make_dr(dsn, GOOD)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(ddl)
     finally:
         await conn.close()
+    return await definition(dsn)
+
+
+async def run_times(tmp_path: Path, toml: str, runs: int) -> None:
+    """Run the job ``toml`` ``runs`` times; each must succeed."""
     path = write(tmp_path, "dr.toml", toml)
-    for _ in range(runs):
+    for _ in range(runs):  # a second run loads into the table the first one built (or left)
         code, _, err = await run_cli("run", str(path))
         assert code == 0, err
+
+
+async def dr_indexes_after(dsn: str, tmp_path: Path, ddl: str, toml: str, runs: int) -> Any:
+    """Make dw.dr, run ``ddl`` on it, then the job ``toml`` ``runs`` times: dw.dr's indexes."""
+    await make_dr_with(dsn, ddl)
+    await run_times(tmp_path, toml, runs)
     sql = ("SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes "
            "WHERE schemaname = 'dw' AND tablename = 'dr'")  # fmt: skip
     return await fetchval(dsn, sql)
@@ -269,6 +279,37 @@ async def test_full_refresh_builds_its_key_index_unless_the_target_has_one(
     toml = dr_toml(pg_dsn, "fail")
     assert await dr_indexes_after(pg_dsn, tmp_path, ddl, toml, runs) == indexes
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
+
+
+DEFERRABLE_DDL = (
+    "ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey, ADD PRIMARY KEY (id) DEFERRABLE, "
+    "ADD CONSTRAINT dr_b_id UNIQUE (b, id) DEFERRABLE INITIALLY DEFERRED"
+)
+
+
+async def test_full_refresh_keeps_deferrable_constraints(pg_dsn: str, tmp_path: Path) -> None:
+    """A deferrable primary key and an initially deferred unique constraint stay so."""
+    before = await make_dr_with(pg_dsn, DEFERRABLE_DDL)
+    assert "dr_b_id UNIQUE (b, id) DEFERRABLE INITIALLY DEFERRED" in before[2]
+    assert "dr_pkey PRIMARY KEY (id) DEFERRABLE" in before[2]
+    await run_times(tmp_path, dr_toml(pg_dsn, "fail"), 2)
+    assert (await definition(pg_dsn))[2] == before[2]  # each pg_get_constraintdef
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD)
+
+
+async def test_full_refresh_rejecting_rows_refuses_a_deferrable_key(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """on_bad_row = "reject" over a deferrable key: one line, nothing loaded or dropped."""
+    before = await make_dr_with(pg_dsn, DEFERRABLE_DDL)
+    path = write(tmp_path, "dr.toml", dr_toml(pg_dsn, "reject"))
+    code, out, err = await run_cli("run", str(path))
+    assert code != 0
+    assert "dr_pkey on the business key is DEFERRABLE" in out + err
+    assert "Traceback" not in out + err
+    assert await definition(pg_dsn) == before
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == 2
+    assert await fetchval(pg_dsn, f"SELECT to_regclass('{new_table('dw.dr')}') IS NULL")
 
 
 async def test_full_refresh_rejects_rows_the_target_refuses(pg_dsn: str, tmp_path: Path) -> None:
