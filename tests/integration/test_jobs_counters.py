@@ -91,14 +91,16 @@ async def test_crate_faults_do_not_change_the_counters(pg_dsn: str) -> None:
     )
     config = StandInConfig(seed=5, item_fail_rate=0.05, drop_rate=0.3, busy_rate=0.02)
     async with CrateStandIn(config) as crate:
+        crate.schedule_faults("item_fail", "busy", "drop_before", "drop_after")  # each occurs
         text = JOB.format(dsn=pg_dsn, target=crate.url, kind=1).replace(
             "enabled = false", "enabled = true\nmax_workers = 2\nchunk_size = 200"
         )
         result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
         crate.item_fail_rate = crate.drop_rate = crate.busy_rate = 0.0
         held = len(await crate_rows(crate.url, "dim"))
-        drops = crate.counters.faults["drop_after"]
+        faults = dict(crate.counters.faults)
     assert result.status == "SUCCEEDED", result.error
-    assert drops > 0  # a request was applied and its answer lost: the chunk was retried
+    # a request was applied and its answer lost (drop_after): the chunk was retried
+    assert all(faults[k] > 0 for k in ("item_fail", "busy", "drop_before", "drop_after")), faults
     assert (result.rows_read, result.inserted, result.rejected, held) == (3000, 3000, 0, 3000)
     assert reconciles(result, unchanged=0)
