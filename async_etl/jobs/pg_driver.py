@@ -111,6 +111,19 @@ INDEX_BUILD_MB = 256
 NO_FLUSH_WAIT = state_sql.NO_FLUSH_WAIT
 
 
+REJECT_DEFERRABLE = (
+    'which the merges of on_bad_row = "reject" cannot load beside (ON CONFLICT takes no '
+    'deferrable constraint): use on_bad_row = "fail", which keeps it'
+)
+"""Why a type-1 full refresh that rejects rows refuses a deferrable key."""
+MERGE_DEFERRABLE = (
+    "which a merge (INSERT ... ON CONFLICT) cannot load beside (ON CONFLICT takes no "
+    'deferrable constraint): re-create it NOT DEFERRABLE, or load with mode = "full_refresh" '
+    'and on_bad_row = "fail", which keeps it'
+)
+"""Why a type-1 merge into an existing table refuses a deferrable key."""
+
+
 class PgTarget:
     """Merges chunks into ``[target] table`` of a PostgreSQL database."""
 
@@ -193,13 +206,14 @@ class PgTarget:
                         final = self._final(ctx)
                         if not self.deferred:  # rejecting rows needs the indexes now
                             indexes = await self._indexes(conn, final, ctx.cols)
-                            self._refuse_deferrable_key(final, ctx.cols, indexes)
+                            self._refuse_deferrable_key(final, ctx.cols, indexes, REJECT_DEFERRABLE)
                         await conn.execute(refresh.like_sql(self.table, final).text)
                         if not self.deferred:
                             ddl = _no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
             elif keyed and ctx.cols.type == 1 and await _exists(conn, self.table):
                 indexes = await self._indexes(conn, self.table, ctx.cols)
+                self._refuse_deferrable_key(self.table, ctx.cols, indexes, MERGE_DEFERRABLE)
                 ddl = _no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
             for st in ddl:
                 await conn.execute(st.text)
@@ -313,20 +327,21 @@ class PgTarget:
         return out
 
     def _refuse_deferrable_key(
-        self, final: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex]
+        self, table: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex], why: str
     ) -> None:
-        """``ConfigError`` when a type-1 refresh that rejects rows would copy a DEFERRABLE key.
+        """``ConfigError`` (``why`` after the index) when ``table``'s key is DEFERRABLE.
 
-        Its merges into the new table use ``ON CONFLICT`` (business key), which PostgreSQL
-        refuses beside a deferrable constraint on the key; built at the swap, it is kept.
+        A type-1 load into ``table`` merges with ``INSERT ... ON CONFLICT`` (business key), which
+        PostgreSQL refuses beside a deferrable unique constraint on the conflict columns
+        ("ON CONFLICT does not support deferrable unique constraints/exclusion constraints as
+        arbiters", the ``INSERT`` reference page): every chunk would fail, so the run is
+        refused before it writes anything.  A full refresh with ``on_bad_row = "fail"`` builds
+        the key at the swap and keeps it deferrable; it is not refused.
         """
         for ix in indexes:
             if cols.type == 1 and ix.deferrable_key:
                 raise ConfigError(
-                    f"{self.where}: {final}'s {ix.name} on the business key is DEFERRABLE, "
-                    'which the merges of on_bad_row = "reject" cannot load beside (ON '
-                    'CONFLICT takes no deferrable constraint): use on_bad_row = "fail", '
-                    "which keeps it"
+                    f"{self.where}: {table}'s {ix.name} on the business key is DEFERRABLE, {why}"
                 )
 
     def _index_sql(self, final: str, indexes: Sequence[refresh.TargetIndex]) -> list[Sql]:

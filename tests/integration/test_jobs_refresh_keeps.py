@@ -444,3 +444,15 @@ async def test_merge_builds_its_key_index_unless_the_target_has_one(
     toml = dr_toml(pg_dsn, "fail").replace("full_refresh", "merge")
     assert await dr_indexes_after(pg_dsn, tmp_path, ddl, toml, 2) == indexes
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD) + 2
+
+
+async def test_merge_refuses_a_deferrable_key_before_writing(pg_dsn: str, tmp_path: Path) -> None:
+    """A type-1 merge into dw.dr with a DEFERRABLE key: one line, dw.dr untouched, exit 2."""
+    before = await make_dr_with(pg_dsn, DEFERRABLE_DDL)
+    toml = dr_toml(pg_dsn, "fail").replace("full_refresh", "merge")
+    code, out, err = await run_cli("run", str(write(tmp_path, "dr.toml", toml)))
+    assert code == 2, out + err
+    assert "dr_pkey on the business key is DEFERRABLE, which a merge" in err
+    assert "Traceback" not in out + err and "ON CONFLICT does not support" not in out + err
+    assert await definition(pg_dsn) == before
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == 2
