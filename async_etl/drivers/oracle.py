@@ -128,7 +128,7 @@ async def oracle_connection(
     """An Oracle connection under a budget token; errors inside translated (see module doc).
 
     With ``translate_inside=False`` what the block raises passes unchanged (as
-    ``drivers.postgres.pg_connection``).
+    ``drivers.postgres_connections.pg_connection``).
     """
     try:
         import oracledb

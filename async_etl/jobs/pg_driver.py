@@ -38,8 +38,8 @@ Per chunk, on one connection (one budget token), in ONE transaction:
    A checkpoint kept in another database waits for the flush, as before.
 
 The connection is the one the worker's previous chunk gave back when there is one
-(``drivers.postgres.Shelf``; a retry always connects afresh); a chunk leaves nothing on it
-but the TEMP staging table (its rows deleted at commit).
+(``drivers.postgres_connections.Shelf``; a retry always connects afresh); a chunk leaves
+nothing on it but the TEMP staging table (its rows deleted at commit).
 
 Modes (``core.modes``): ``append`` COPYs (or, same database, ``INSERT ... SELECT``s) the
 chunk straight into the target, with no staging, comparison or key index (with
@@ -82,11 +82,9 @@ from async_etl.drivers.postgres import (
     PostgresError,
     UniqueViolation,
     is_data_error,
-    let_go,
-    pg_connection,
-    reusing,
     use_exact_codecs,
 )
+from async_etl.drivers.postgres_connections import let_go, pg_connection, reusing
 from async_etl.errors import CheckpointError, ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,

@@ -56,7 +56,7 @@ from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
-from async_etl.drivers.postgres import (
+from async_etl.drivers.postgres_connections import (
     Lent,
     Shelf,
     closing_beside,

@@ -17,7 +17,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import pg_connection
+from async_etl.drivers.postgres_connections import pg_connection
 from async_etl.errors import AsyncEtlError, extract_error
 from async_etl.typing import Holder
 

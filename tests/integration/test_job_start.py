@@ -15,7 +15,7 @@ import anyio
 import asyncpg
 import pytest
 
-from async_etl.drivers.postgres import pg_connection, reusing
+from async_etl.drivers.postgres_connections import pg_connection, reusing
 from async_etl.errors import AsyncEtlError
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
@@ -209,7 +209,7 @@ async def test_a_nested_reusing_block_leaves_its_connection_to_the_outer_one(
     pg_dsn: str,
 ) -> None:
     """Inside an outer block the inner one's connection stays kept; ``let_go`` closes it."""
-    from async_etl.drivers.postgres import let_go
+    from async_etl.drivers.postgres_connections import let_go
 
     holder = _holder()
     async with reusing():
@@ -242,7 +242,7 @@ async def test_a_full_refresh_copy_moves_sequences_on_the_swaps_connection(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 10-row ``copy --fresh``: 3 job connections; prepare, swap and sequences reuse ones."""
-    import async_etl.drivers.postgres as driver
+    import async_etl.drivers.postgres_connections as driver
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g; "
@@ -268,7 +268,7 @@ async def test_a_full_refresh_copy_repeats_no_round_trip(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A ``copy --fresh`` onto its target sends no statement twice in a row on one connection."""
-    import async_etl.drivers.postgres as driver
+    import async_etl.drivers.postgres_connections as driver
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g; "

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from async_etl.core import scd_sql_pg as pg
-from async_etl.drivers import postgres
+from async_etl.drivers import postgres_connections
 from async_etl.errors import TransientLoadError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget
@@ -99,7 +99,7 @@ async def test_a_retried_chunk_takes_no_kept_connection(
     real = PgTarget.run_chunk
 
     async def flaky(self: PgTarget, ctx: Any, chunk: Any, source: Any) -> Any:
-        seen.append((chunk.index, postgres._SHELF.get() is not None))
+        seen.append((chunk.index, postgres_connections._SHELF.get() is not None))
         if chunk.index == 1 and len([s for s in seen if s[0] == 1]) == 1:
             raise TransientLoadError("connection lost (injected)")
         return await real(self, ctx, chunk, source)

@@ -1,4 +1,4 @@
-"""``drivers.postgres.Shelf``: chunks' connections kept open between chunks, on fakes."""
+"""``drivers.postgres_connections.Shelf``: chunks' connections kept between chunks, on fakes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from async_etl.drivers import postgres
-from async_etl.drivers.postgres import (
+from async_etl.drivers import postgres_connections
+from async_etl.drivers.postgres_connections import (
     Shelf,
     closing_beside,
     keep_from,
@@ -75,7 +75,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeConn]]:
         made.append(FakeConn(len(made)))
         return made[-1]
 
-    monkeypatch.setattr(postgres, "connect_job", connect_job)
+    monkeypatch.setattr(postgres_connections, "connect_job", connect_job)
     yield made
 
 
@@ -355,7 +355,7 @@ async def test_a_connection_given_back_while_another_take_only_connects_is_kept(
             await slow.wait()
         return made[-1]
 
-    monkeypatch.setattr(postgres, "connect_job", connect_job)
+    monkeypatch.setattr(postgres_connections, "connect_job", connect_job)
     holder, shelf = Tokens(), Shelf(lambda: 2)
 
     async def second() -> None:
