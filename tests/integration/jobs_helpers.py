@@ -8,7 +8,8 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,46 @@ async def slow_target(dsn: str, table: str, kind: int = 2, sleep_s: float = 0.02
         await conn.close()
 
 
+GATE_LOCK = 0x6A57_6A7E  # arbitrary: the advisory lock a closed gate (``closed_gate``) holds
+
+
+async def gate_target(dsn: str, table: str, job: str, after: int) -> None:
+    """Make each INSERT into ``table`` wait while a gate is closed (``closed_gate``), once the
+    RUNNING run of ``job`` has ``after`` committed chunks: that run cannot end meanwhile.
+
+    A statement-level trigger reads the committed chunks (visible to its snapshot) and then
+    waits for a shared hold of ``GATE_LOCK``; a statement that started before the count was
+    reached goes through, so a few more chunks may commit.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE OR REPLACE FUNCTION public.aetl_gate() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN IF (SELECT count(*) FROM async_etl_chunks c JOIN async_etl_runs r "
+            "USING (run_id) WHERE r.job = TG_ARGV[0] AND r.status = 'RUNNING' "
+            "AND c.status = 'COMMITTED') >= TG_ARGV[1]::int THEN "
+            f"PERFORM pg_advisory_lock_shared({GATE_LOCK}); "
+            f"PERFORM pg_advisory_unlock_shared({GATE_LOCK}); END IF; RETURN NULL; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER gate BEFORE INSERT ON {table} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION public.aetl_gate('{job}', '{after}')"
+        )
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def closed_gate(dsn: str) -> AsyncIterator[None]:
+    """Hold the gates of ``gate_target`` closed inside the block; they open when it ends."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"SELECT pg_advisory_lock({GATE_LOCK})")
+        yield
+    finally:
+        await conn.close()  # the session lock goes with it
+
+
 def reference(states: Sequence[Sequence[Row]], cols: ScdColumns) -> list[Row]:
     """The pure model after one run per state (run i at as-of ``at(i)``)."""
     model: list[Row] = []
@@ -187,27 +228,47 @@ async def run_cli(*args: str, timeout: float = 60) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+async def _wait_count(
+    dsn: str, sql: str, arg: str, done: Callable[[int], bool], timeout: float, late: str
+) -> int:
+    """Poll the count ``sql`` gives for ``arg`` (0 while its table is missing) until ``done``
+    says it is; raise ``TimeoutError(late)`` (``{n}``: the count) after ``timeout`` seconds.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                n = int(await conn.fetchval(sql, arg))
+            except asyncpg.UndefinedTableError:
+                n = 0
+            if done(n):
+                return n
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(late.format(n=n))
+            await asyncio.sleep(0.005)
+    finally:
+        await conn.close()
+
+
 async def wait_committed(dsn: str, job: str, at_least: int, timeout: float = 30) -> int:
     """Wait until a RUNNING run of ``job`` has ``at_least`` committed chunks; their number."""
     sql = (
         "SELECT count(*) FROM async_etl_chunks c JOIN async_etl_runs r USING (run_id) "
         "WHERE r.job = $1 AND c.status = 'COMMITTED' AND r.status = 'RUNNING'"
     )
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            try:
-                n = int(await conn.fetchval(sql, job))
-            except asyncpg.UndefinedTableError:
-                n = 0
-            if n >= at_least:
-                return n
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{job}: only {n} chunks committed")
-            await asyncio.sleep(0.005)
-    finally:
-        await conn.close()
+    return await _wait_count(dsn, sql, job, lambda n: n >= at_least, timeout,
+                             f"{job}: only {{n}} chunks committed")  # fmt: skip
+
+
+async def wait_gone(dsn: str, job: str, timeout: float = 30) -> None:
+    """Wait until no server session of ``job``'s processes is left (a killed run's included)."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE $1"
+    )
+    await _wait_count(dsn, sql, f"async-etl:{job}:%", lambda n: n == 0, timeout,
+                      f"{job}: {{n}} sessions still open")  # fmt: skip
 
 
 def write(tmp: Path, name: str, text: str) -> Path:

@@ -15,8 +15,10 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import (
     at,
+    closed_gate,
     cols_of,
     fetchval,
+    gate_target,
     history,
     job_toml,
     killed_run,
@@ -109,11 +111,13 @@ async def test_stop_command_then_resume(pg_dsn: str, tmp_path: Path) -> None:
     cols = cols_of(2)
     states = history(seed=13, n_keys=1500, runs=1)
     await load_source(pg_dsn, states[0])
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0.15)  # ~3 s of chunks: outlasts the stop
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0)
+    await gate_target(pg_dsn, "dw.dim", "stopme", after=3)  # the run outlasts the stop request
     job = write(tmp_path, "stop.toml", job_toml("stopme", pg_dsn, "dw.dim", chunk_size=40))
-    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "stopme", 3)
-    code, out, err = await run_cli("stop", "stopme", "--state", pg_dsn)
+    async with closed_gate(pg_dsn):
+        proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+        await wait_committed(pg_dsn, "stopme", 3)
+        code, out, err = await run_cli("stop", "stopme", "--state", pg_dsn)
     assert code == 0 and "stop requested for run stopme-" in out, err
     await asyncio.to_thread(proc.wait, 30)
     assert proc.returncode == 3
