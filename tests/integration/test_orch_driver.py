@@ -119,6 +119,24 @@ async def attempts(dsn: str) -> dict[str, list[asyncpg.Record]]:
     return out
 
 
+async def wait_jobs(dsn: str, statuses: dict[str, str], timeout: float = 30) -> None:
+    """Wait until the plan's jobs have these statuses in ``async_etl_plan_jobs``."""
+    sql = "SELECT job, status FROM async_etl_plan_jobs WHERE job = ANY($1::text[])"
+    conn = await asyncpg.connect(dsn)
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    now = {r["job"]: r["status"] for r in await conn.fetch(sql, list(statuses))}
+                except asyncpg.UndefinedTableError:
+                    now = {}
+                if now == statuses:
+                    return
+                await anyio.sleep(0.005)
+    finally:
+        await conn.close()
+
+
 async def test_dependency_order_and_independent_jobs_overlap(tmp_path: Path, pg_dsn: str) -> None:
     """Dependents start after their dependencies end; the wall time is the longest chain's."""
     plan = make_plan(
@@ -254,8 +272,8 @@ async def test_stop_request_stops_running_jobs_and_next_run_resumes(
     orch = Orchestrator(plan, runner=jobs)
     async with anyio.create_task_group() as tg:
 
-        async def stop_soon() -> None:
-            await anyio.sleep(0.8)
+        async def stop_soon() -> None:  # once quick has ended and slow runs, not after a nap
+            await wait_jobs(pg_dsn, {"quick": "SUCCEEDED", "slow": "RUNNING"})
             assert await request_plan_stop(pg_dsn, "p")
 
         tg.start_soon(stop_soon)
