@@ -53,16 +53,19 @@ indexes (at the same time, one connection each; each commits without waiting for
 which the swap's commit waits for) before the transaction that drops and renames; building an
 index once costs less than maintaining it row by row, and a key the source holds twice fails
 the build, naming the key, with the old table untouched.
+
+Beside it: ``jobs.pg_tables`` (whether tables exist, the target's indexes, when the engine's
+key index would repeat one of them) and ``jobs.pg_pipe`` (the binary COPY pipe from another
+PostgreSQL database, and the index builds run together).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-import anyio
 import orjson
 import structlog
 
@@ -73,7 +76,7 @@ from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import pg_swap_sql as swap_sql
-from async_etl.core.scd_sql_common import Sql, chunk_values, quote, short_name
+from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.scd_sql_pg_latest import latest_merge_statements
 from async_etl.core.specs import ScdColumns
@@ -94,6 +97,15 @@ from async_etl.jobs.context import (
     Reject,
     key_json,
     null_key_rejects,
+)
+from async_etl.jobs.pg_pipe import bound, pipe, run_all
+from async_etl.jobs.pg_tables import (
+    engine_indexes,
+    key_indexed,
+    no_repeat,
+    table_exists,
+    tables_exist,
+    target_indexes,
 )
 from async_etl.jobs.rejects import find_bad_rows
 from async_etl.sources.port import Source, source_connection
@@ -148,7 +160,7 @@ class PgTarget:
     async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
         """Reach the target; its latest version start (None: no table yet, or type 1)."""
         async with self.connection(holder, app) as conn:
-            if cols.type != 2 or not await _exists(conn, self.table):
+            if cols.type != 2 or not await table_exists(conn, self.table):
                 return None
             value: datetime | None = await conn.fetchval(
                 pg.max_valid_from_sql(self.table, cols).text
@@ -158,7 +170,7 @@ class PgTarget:
     async def holds_history(self, holder: Holder, app: str, cols: ScdColumns) -> bool:
         """Whether the (type-2) table holds an expired version; False when it does not exist."""
         async with self.connection(holder, app) as conn:
-            if not await _exists(conn, self.table):
+            if not await table_exists(conn, self.table):
                 return False
             return bool(await conn.fetchval(pg.history_sql(self.table, cols).text))
 
@@ -196,23 +208,23 @@ class PgTarget:
             raise ConfigError(f"{self.where}: {exc}") from exc
         async with self.connection(ctx.hold, ctx.app) as conn:
             if ctx.spec.mode == "full_refresh":
-                if ctx.resumed and not await _exists(conn, self.table):
+                if ctx.resumed and not await table_exists(conn, self.table):
                     return  # resumed after the swap committed: nothing is left to load
                 if not ctx.resumed:  # a new run starts its new table empty
                     await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
                     if await self._kept(conn, ctx):  # the target's own definition
                         final = self._final(ctx)
                         if not self.deferred:  # rejecting rows needs the indexes now
-                            indexes = await self._indexes(conn, final, ctx.cols)
+                            indexes = await target_indexes(conn, final, ctx.cols)
                             self._refuse_deferrable_key(final, ctx.cols, indexes, REJECT_DEFERRABLE)
                         await conn.execute(refresh.like_sql(self.table, final).text)
                         if not self.deferred:
-                            ddl = _no_repeat(ddl, self.table, ctx.cols, final, indexes)
+                            ddl = no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
-            elif keyed and ctx.cols.type == 1 and await _exists(conn, self.table):
-                indexes = await self._indexes(conn, self.table, ctx.cols)
+            elif keyed and ctx.cols.type == 1 and await table_exists(conn, self.table):
+                indexes = await target_indexes(conn, self.table, ctx.cols)
                 self._refuse_deferrable_key(self.table, ctx.cols, indexes, MERGE_DEFERRABLE)
-                ddl = _no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
+                ddl = no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL
@@ -239,12 +251,12 @@ class PgTarget:
         final = self._final(ctx)
         async with reusing():  # the checks, a lone index build and the swap on one connection
             async with self.connection(ctx.hold, ctx.app) as conn:
-                new, old = await _exist(conn, self.table, final)  # one round trip for both
+                new, old = await tables_exist(conn, self.table, final)  # one round trip for both
                 if not new:
                     return  # the swap committed already
                 kept = await self._kept(conn, ctx, old)
-                indexes = await self._indexes(conn, final, ctx.cols) if kept else []
-            own = self.deferred and not _key_indexed(final, ctx.cols, indexes)
+                indexes = await target_indexes(conn, final, ctx.cols) if kept else []
+            own = self.deferred and not key_indexed(final, ctx.cols, indexes)
             statements = pg.index_ddl(self.table, ctx.cols) if own else []
             if self.deferred:
                 statements += self._index_sql(final, indexes)
@@ -255,7 +267,7 @@ class PgTarget:
         # several indexes: each on its own connection at the same time, none kept meanwhile
         await let_go()  # the caller's own ``reusing`` block may keep one
         memory = INDEX_BUILD_MB // len(statements)
-        await _run_all(*(_bound(self._build_index, ctx, st, memory) for st in statements))
+        await run_all(*(bound(self._build_index, ctx, st, memory) for st in statements))
         await self._swap_in(ctx, final, kept, indexes)
 
     async def _swap_in(
@@ -263,13 +275,13 @@ class PgTarget:
     ) -> None:
         """One transaction: drop the target, rename the new table and its indexes in."""
         async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            if not await _exists(conn, self.table):
+            if not await table_exists(conn, self.table):
                 return
             if kept:
                 await self._keep_definition(conn, final)
             for st in swap_sql(final, ctx.cols):
                 await conn.execute(st.text)
-            for st in refresh.rename_statements(final, indexes, _engine_indexes(final)):
+            for st in refresh.rename_statements(final, indexes, engine_indexes(final)):
                 await conn.execute(st.text)
 
     async def after_load(self, ctx: JobContext) -> None:
@@ -280,7 +292,7 @@ class PgTarget:
         """
         table = self._final(ctx)
         async with self.connection(ctx.hold, ctx.app) as conn:
-            if ctx.spec.mode == "full_refresh" and await _exists(conn, self.table):
+            if ctx.spec.mode == "full_refresh" and await table_exists(conn, self.table):
                 return  # not swapped in: the target's rows and sequences are the old ones
             st = seq.SEQUENCE_COLUMNS_SQL
             owned = await conn.fetch(st.text, *st.args({"relation": quote(table)}))
@@ -302,7 +314,7 @@ class PgTarget:
         Raises ``ConfigError`` naming what a drop-and-rename of it cannot keep.
         """
         final = self._final(ctx)
-        if not (await _exists(conn, final) if exists is None else exists):
+        if not (await table_exists(conn, final) if exists is None else exists):
             return False
         rows = await conn.fetch(refresh.BLOCKERS_SQL.text, quote(final))
         if rows:
@@ -311,18 +323,6 @@ class PgTarget:
                               f"which would not keep: {lost}; drop or change that first, "
                               "or run without --full-refresh")  # fmt: skip
         return True
-
-    async def _indexes(self, conn: Any, final: str, cols: ScdColumns) -> list[refresh.TargetIndex]:
-        """The target's indexes (``core.refresh_pg.INDEXES_SQL``)."""
-        key = list(cols.business_key)
-        rows = await conn.fetch(refresh.INDEXES_SQL.text, quote(final), key)
-        out = []
-        for r in rows:
-            on_key, deferrable, deferred = (bool(v) for v in r[6:9])
-            names = (str(r[0]), str(r[1]), bool(r[2]), str(r[3]), str(r[4]), str(r[5]))
-            flags = (on_key and not deferrable, deferrable, deferred, on_key and deferrable)
-            out.append(refresh.TargetIndex(*names, *flags))
-        return out
 
     def _refuse_deferrable_key(
         self, table: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex], why: str
@@ -345,7 +345,7 @@ class PgTarget:
     def _index_sql(self, final: str, indexes: Sequence[refresh.TargetIndex]) -> list[Sql]:
         """The target's own indexes rebuilt on the new table (``ConfigError`` if one cannot)."""
         try:
-            return refresh.index_statements(self.table, indexes, _engine_indexes(final))
+            return refresh.index_statements(self.table, indexes, engine_indexes(final))
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
 
@@ -492,7 +492,7 @@ class PgTarget:
             if isinstance(source, PgSource):
                 if self.source_unique is None and dest == STAGING:
                     self.source_unique = await source.unique_on(sconn, ctx.cols.business_key)
-                return await _pipe(ctx, source, sconn, conn, chunk, dest, columns, consts)
+                return await pipe(ctx, source, sconn, conn, chunk, dest, columns, consts)
             total = 0
             extra = (ctx.as_of, None, True) if tail else ()
             await use_exact_codecs(conn)  # 9999-12-31 stays itself, not 'infinity'
@@ -572,138 +572,3 @@ class PgTarget:
             raise DataError(f"{self.where}: {duplicate_message(*keys[0])}")
         await conn.execute(pg.hold_duplicates_sql(self.table, STAGING, ctx.cols).text)
         return [(key_json(k), duplicate_reason(n)) for k, n in keys for _ in range(n)]
-
-
-async def _exists(conn: Any, table: str) -> bool:
-    """Whether ``table`` (``name`` or ``schema.name``, as typed) exists.
-
-    The name is quoted for ``to_regclass``, which folds an unquoted name to lower case: a
-    mixed-case target (``Sales.OrderItems``) would otherwise read as absent.
-    """
-    return await conn.fetchval("SELECT to_regclass($1)", quote(table)) is not None
-
-
-async def _exist(conn: Any, first: str, second: str) -> tuple[bool, bool]:
-    """Whether each of two tables exists (as ``_exists``), in one round trip."""
-    row = await conn.fetchrow(
-        "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL",
-        quote(first),
-        quote(second),
-    )
-    return bool(row[0]), bool(row[1])
-
-
-def _key_indexed(final: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex]) -> bool:
-    """Whether a type-1 target has an index of its own that is an arbiter of the business key.
-
-    Copied to the new table, it makes the engine's ``<t>_bk`` (``index_ddl``) a repeat
-    (``TargetIndex.arbiter``); the engine's own indexes are not copied, so they do not count.
-    """
-    engine = _engine_indexes(final)
-    return cols.type == 1 and any(ix.arbiter and ix.name not in engine for ix in indexes)
-
-
-def _no_repeat(
-    ddl: list[Sql],
-    table: str,
-    cols: ScdColumns,
-    final: str,
-    indexes: Sequence[refresh.TargetIndex],
-) -> list[Sql]:
-    """``ddl`` less ``table``'s ``index_ddl`` when ``final``'s own indexes hold the key's arbiter.
-
-    ``final`` is the target itself for a merge, the table a refresh copies its indexes from
-    (``_key_indexed``).
-    """
-    if not _key_indexed(final, cols, indexes):
-        return ddl
-    repeat = pg.index_ddl(table, cols)
-    return [st for st in ddl if st not in repeat]
-
-
-def _engine_indexes(table: str) -> tuple[str, ...]:
-    """The names of the unique indexes the engine itself creates on ``table``."""
-    return tuple(short_name(table, s) for s in ("version", "current", "bk"))
-
-
-async def _pipe(
-    ctx: JobContext,
-    source: PgSource,
-    sconn: Any,
-    conn: Any,
-    chunk: Chunk,
-    dest: str,
-    columns: Sequence[str],
-    tail: Sequence[str],
-) -> int:
-    """Binary COPY from the source connection into ``dest``, through a bounded stream."""
-    send, receive = anyio.create_memory_object_stream[bytes](8)
-    rows = 0
-
-    async def produce() -> None:
-        nonlocal rows
-        async with send:
-
-            async def out(data: bytes) -> None:
-                ctx.check_stop()
-                await send.send(data)
-
-            rows = await source.copy_out(sconn, chunk, out, tail)
-
-    async def consume() -> None:
-        async with receive:
-            schema, _, name = dest.rpartition(".")
-            await conn.copy_to_table(name, schema_name=schema or None, source=_iterate(receive),
-                                     columns=list(columns), format="binary")  # fmt: skip
-
-    await _run_all(produce, consume)
-    return rows
-
-
-async def _iterate(receive: Any) -> AsyncIterator[bytes]:
-    async for data in receive:
-        yield data
-
-
-def _leaf_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The most telling exception of a group: the first that is not a cancellation."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    cancelled = anyio.get_cancelled_exc_class()
-    for exc in leaves:
-        if not isinstance(exc, cancelled):
-            return exc
-    return leaves[0]
-
-
-def _bound(
-    fn: Callable[..., Coroutine[Any, Any, None]], *args: Any
-) -> Callable[[], Coroutine[Any, Any, None]]:
-    """``fn`` with ``args`` bound, for ``_run_all``."""
-
-    async def call() -> None:
-        await fn(*args)
-
-    return call
-
-
-async def _run_all(*fns: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``fns`` concurrently in one task group; re-raise the first real failure bare.
-
-    When one fails the others are cancelled (task-group semantics); the caller sees the
-    failing task's own exception instead of an ``ExceptionGroup``.
-    """
-    try:
-        async with anyio.create_task_group() as tg:
-            for fn in fns:
-                tg.start_soon(fn)
-    except BaseExceptionGroup as group:
-        raise _leaf_error(group)  # noqa: B904 - keep the leaf's own cause chain
