@@ -113,12 +113,16 @@ async def test_a_second_signal_stops_at_once_and_still_marks_the_run_stopped(
     job = write(tmp_path, "sig.toml", job_toml("sig", pg_dsn, "dw.dim", workers=2,
                                                chunk_size=2000))  # fmt: skip
     proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-    running = "SELECT count(*) FROM async_etl_runs WHERE job = 'sig' AND status = 'RUNNING'"
-    for _ in range(600):  # the run has started: its first chunks are napping in their inserts
-        if await _count_or_zero(pg_dsn, running):
+    napping = (  # the run has started: its first chunks are napping in their inserts
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'async-etl:sig:%' AND wait_event = 'PgSleep'"
+    )
+    for _ in range(600):
+        if await _count_or_zero(pg_dsn, napping):
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+    else:
+        raise AssertionError("no chunk of the run got to its insert")
     proc.send_signal(signal.SIGINT)
     await asyncio.sleep(0.05)
     proc.send_signal(signal.SIGINT)
