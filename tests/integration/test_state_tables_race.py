@@ -15,21 +15,25 @@ STARTING = 6
 async def test_state_tables_created_by_jobs_starting_together(pg_dsn: str) -> None:
     """Six stores run ``ensure`` at once on a fresh database: none fails on the catalog race."""
     failures: list[BaseException] = []
-    ready = anyio.Event()
+    connected: list[int] = []
+    ready = anyio.Event()  # every store connected: then all create at once
 
     async def one(i: int) -> None:
         holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
         try:
             async with StateStore(pg_dsn, holder, app=f"async-etl:race{i}") as store:
+                connected.append(i)
+                if len(connected) == STARTING:
+                    ready.set()
                 await ready.wait()
                 await store.ensure()
         except Exception as exc:
             failures.append(exc)
+            ready.set()  # the others go on; the failure is reported below
 
-    async with anyio.create_task_group() as tg:
-        for i in range(STARTING):
-            tg.start_soon(one, i)
-        await anyio.sleep(0.5)  # every store connected: then all create at once
-        ready.set()
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for i in range(STARTING):
+                tg.start_soon(one, i)
     assert failures == []
     assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_chunks') IS NOT NULL")
