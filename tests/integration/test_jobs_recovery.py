@@ -31,6 +31,7 @@ from tests.integration.jobs_helpers import (
     start_cli,
     table_rows,
     wait_committed,
+    wait_gone,
     write,
 )
 
@@ -142,14 +143,17 @@ async def test_status_and_stop_of_a_killed_run_say_no_live_process(
     """A SIGKILLed run: status says no live process, stop says so (exit 1, no request)."""
     states = history(seed=14, n_keys=1500, runs=1)
     await load_source(pg_dsn, states[0])
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0.15)
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0)
+    await gate_target(pg_dsn, "dw.dim", "deadrun", after=2)  # it runs until it is killed
     job = write(tmp_path, "dead.toml", job_toml("deadrun", pg_dsn, "dw.dim", chunk_size=40))
-    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "deadrun", 2)
-    code, out, err = await run_cli("status", str(job), "--json")
-    assert code == 0 and '"status":"RUNNING"' in out and '"live":true' in out, err
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    async with closed_gate(pg_dsn):
+        proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+        await wait_committed(pg_dsn, "deadrun", 2)
+        code, out, err = await run_cli("status", str(job), "--json")
+        assert code == 0 and '"status":"RUNNING"' in out and '"live":true' in out, err
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+    await wait_gone(pg_dsn, "deadrun")  # its sessions end once the gate lets their statements go
     code, out, err = await run_cli("status", str(job))
     assert code == 0 and "no live process: resumes on the next run" in out, err
     code, out, err = await run_cli("stop", "deadrun", "--state", pg_dsn)
