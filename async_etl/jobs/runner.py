@@ -39,21 +39,21 @@ Theory of operation
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
+The run's counters, watermark and failure, and what is reported from them (the run row, the
+progress callback, the ``JobResult``), are ``jobs.tally.RunTally``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import orjson
 import structlog
 
 from async_etl.core.chunks import Chunk, Watermark, remaining
-from async_etl.core.incremental import run_cursor, tag
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
 from async_etl.drivers.postgres_connections import (
@@ -70,7 +70,6 @@ from async_etl.drivers.postgres_connections import (
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
-    ErrorKind,
     LoadError,
     StopRequested,
     unusable,
@@ -83,7 +82,6 @@ from async_etl.jobs.context import (
     ChunkResult,
     ConnectionMeter,
     JobContext,
-    unchanged_rows,
 )
 from async_etl.jobs.endpoints import Target, make_source, make_target
 from async_etl.jobs.planning import (
@@ -98,6 +96,7 @@ from async_etl.jobs.planning import (
 )
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.tally import RunTally
 from async_etl.sources.port import Source
 
 if TYPE_CHECKING:
@@ -166,8 +165,8 @@ def job_error(job: str, exc: ConfigError) -> ConfigError:
     return err
 
 
-class _JobRun:
-    """The mutable state of one ``run_job`` call."""
+class _JobRun(RunTally):
+    """The mutable state of one ``run_job`` call (its counts and reports: ``RunTally``)."""
 
     def __init__(
         self,
@@ -179,21 +178,12 @@ class _JobRun:
         source: Source,
         target: Target,
     ) -> None:
-        self.spec, self.options, self.external_stop = spec, options, stop
-        self.on_progress = on_progress
+        super().__init__(spec, on_progress, ConnectionMeter())
+        self.options, self.external_stop = options, stop
         self.source, self.target = source, target
-        self.meter = ConnectionMeter()
         self.holder = BudgetHolder(budget, self.meter)
-        self.started = datetime.now(UTC)
-        self.counters: dict[str, int] = dict.fromkeys(("rows_read", "rejected", *COUNTERS), 0)
-        self.rows_here = 0
-        self.failure: AsyncEtlError | None = None
         self.chunks_scope: anyio.CancelScope | None = None  # the chunks in flight, while they run
         self.since_update = 0
-        self.ctx: JobContext | None = None
-        self.plan: Plan | None = None
-        self.watermark = Watermark(0)
-        self.rates: RateMeter | None = None
         self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
         self.executor: ChunkExecutor | None = None  # None: chunks run here, by the target driver
         self.shelf: Shelf | None = None  # the chunks' idle connections while they run
@@ -573,84 +563,3 @@ class _JobRun:
             self.since_update = 0
             await store.update_run(self._values("RUNNING"))
         self._report()
-
-    def _report(self) -> None:
-        if self.on_progress is None or self.rates is None or self.plan is None:
-            return
-        p = self.rates.progress(len(self.plan.committed), self.counters["rows_read"],
-                                self.rows_here)  # fmt: skip
-        try:
-            self.on_progress(p)
-        except Exception as exc:  # a broken progress callback must not break the load
-            log.warning("progress_callback_failed", error=repr(exc))
-
-    def _values(self, status: RunStatus) -> dict[str, Any]:
-        assert self.ctx is not None
-        c = self.counters
-        return {
-            "run_id": self.ctx.run_id,
-            "status": status,
-            "rows_read": c["rows_read"],
-            "rows_inserted": c["inserted"],
-            "rows_updated": c["updated"],
-            "rows_expired": c["expired"],
-            "rows_deleted": c["deleted"],
-            "rows_rejected": c["rejected"],
-            "watermark": self.watermark.value,
-            "error": self.failure.message if self.failure is not None else None,
-            "cursor": _cursor_json(self._cursor()),
-        }
-
-    def _cursor(self) -> Any:
-        """The cursor this run has committed so far (None: not incremental, or none yet)."""
-        window = self.ctx.window if self.ctx is not None else None
-        if window is None or self.plan is None:
-            return None
-        done = dict.fromkeys(self.plan.committed, window.high)
-        return run_cursor(window, range(len(self.plan.plan)), done)
-
-    async def _finish(self, store: StateStore, status: RunStatus) -> None:
-        if self.plan is None or self.ctx is None:
-            return
-        try:
-            await store.update_run(self._values(status))
-            if status == "STOPPED":
-                await store.clear_stop(self.ctx.run_id)
-        except AsyncEtlError as exc:
-            log.error("final_update_failed", error=exc.message)
-        unchanged = unchanged_rows(self.counters)
-        log.info("run_finished", status=status, **self.counters, unchanged=unchanged,
-                 error=self.failure.message if self.failure else None)  # fmt: skip
-        if unchanged < 0:  # read = inserted + updated + unchanged + rejected must hold
-            log.error("counters_disagree", **self.counters)
-
-    def _result(self, status: RunStatus, resumed: bool) -> JobResult:
-        assert self.ctx is not None
-        c = self.counters
-        kind: ErrorKind | None = self.failure.kind if self.failure is not None else None
-        return JobResult(
-            run_id=self.ctx.run_id,
-            job=self.spec.name,
-            status=status,
-            as_of=self.ctx.as_of,
-            started_at=self.started,
-            finished_at=datetime.now(UTC),
-            rows_read=c["rows_read"],
-            inserted=c["inserted"],
-            updated=c["updated"],
-            expired=c["expired"],
-            deleted=c["deleted"],
-            rejected=c["rejected"],
-            chunks_total=len(self.plan.plan) if self.plan else 0,
-            chunks_done=len(self.plan.committed) if self.plan else 0,
-            resumed=resumed,
-            error=self.failure.message if self.failure is not None else None,
-            error_kind=kind,
-            max_connections=dict(self.meter.peak),
-            cursor=None if self._cursor() is None else str(self._cursor()),
-        )
-
-
-def _cursor_json(value: Any) -> str | None:
-    """A committed cursor as the JSON text ``async_etl_runs.cursor`` holds (None: SQL NULL)."""
-    return None if value is None else orjson.dumps(tag(value)).decode()
