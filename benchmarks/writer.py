@@ -39,7 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,29 @@ async def timed(fn: Callable[[], Awaitable[None]], n: int) -> float:
     t0 = time.perf_counter()
     await fn()
     return n / (time.perf_counter() - t0)
+
+
+async def alternate(
+    sides: Mapping[str, Callable[[], Awaitable[None]]],
+    n: int,
+    repeat: int,
+    after_each: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each side's rows/s and client CPU seconds, ``repeat`` rounds of every side in turn.
+
+    The sides alternate, so a change of load in the machine hits all of them alike;
+    ``after_each`` (e.g. emptying the tables) runs after every side.
+    """
+    results: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):
+        for name, side in sides.items():
+            c0 = time.process_time()
+            results[name].append(await timed(side, n))
+            cpu[name].append(time.process_time() - c0)
+            if after_each is not None:
+                await after_each()
+    return results, cpu
 
 
 async def pg_section(dsn: str, n: int, repeat: int = 3) -> dict[str, Any]:
@@ -110,14 +133,7 @@ async def pg_section(dsn: str, n: int, repeat: int = 3) -> dict[str, Any]:
     await writer()
     await clear()
     sides = {"raw": raw, "raw_ledgered": raw_ledgered, "writer": writer}
-    results: dict[str, list[float]] = {name: [] for name in sides}
-    cpu: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(repeat):  # alternate, so load changes hit all alike
-        for name, side in sides.items():
-            c0 = time.process_time()
-            results[name].append(await timed(side, n))
-            cpu[name].append(time.process_time() - c0)
-            await clear()
+    results, cpu = await alternate(sides, n, repeat, after_each=clear)
     await conn.close()
     raw_best, writer_best = max(results["raw"]), max(results["writer"])
     median = {k: statistics.median(v) for k, v in results.items()}
@@ -212,13 +228,7 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
             "raw_gzip": raw_gzip,
             "writer": writer,
         }
-        results: dict[str, list[float]] = {name: [] for name in sides}
-        cpu: dict[str, list[float]] = {name: [] for name in sides}
-        for _ in range(repeat):  # alternate, so load changes hit all alike
-            for name, side in sides.items():
-                c0 = time.process_time()
-                results[name].append(await timed(side, n))
-                cpu[name].append(time.process_time() - c0)
+        results, cpu = await alternate(sides, n, repeat)
     finally:
         server.terminate()
         server.wait()
