@@ -186,7 +186,8 @@ def metrics_address(args: argparse.Namespace) -> tuple[int | None, str]:
     """``--metrics-port`` and ``--metrics-host`` (default 127.0.0.1); the host alone is refused."""
     if args.metrics_host is not None and args.metrics_port is None:
         raise ConfigError("--metrics-host needs --metrics-port")
-    return args.metrics_port, args.metrics_host or METRICS_HOST
+    host = args.metrics_host if args.metrics_host is not None else METRICS_HOST
+    return args.metrics_port, host
 
 
 def ray_executor(address: str | None, actors: int | None) -> RayChunks | None:

@@ -193,3 +193,13 @@ def test_metrics_host_without_a_port_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "--metrics-host needs --metrics-port" in err[0]
+
+
+def test_run_passes_an_empty_metrics_host_on_to_be_refused() -> None:
+    """run/copy/orchestrate --metrics-host "": kept as given (serving refuses it), not 127.0.0.1."""
+    from argparse import Namespace
+
+    from async_etl.cli.run import metrics_address
+
+    assert metrics_address(Namespace(metrics_port=9, metrics_host="")) == (9, "")
+    assert metrics_address(Namespace(metrics_port=9, metrics_host=None)) == (9, "127.0.0.1")
