@@ -420,8 +420,18 @@ async def test_in_flight_is_bounded_and_adjustable_at_runtime(pg_dsn: str) -> No
     assert writer.report.delivered == 8000
 
 
-async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(pg_dsn: str) -> None:
+async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Cancelled while COPYs run (a slow trigger): delivered == rows in the table, no guess."""
+    asked: list[bool | None] = []  # what the ledger said of each batch cut off in flight
+    landed = PostgresRowsSink.landed
+
+    async def counted(self: PostgresRowsSink, batch: Any) -> bool | None:
+        asked.append(await landed(self, batch))
+        return asked[-1]
+
+    monkeypatch.setattr(PostgresRowsSink, "landed", counted)
     await _napping(pg_dsn, "slow (id bigint PRIMARY KEY, v text)", 0.002, "BEFORE", "ROW")
     writer = open_writer(pg_dsn, table="slow", batch_rows=100, max_in_flight=3, linger_ms=5)
 
@@ -435,6 +445,7 @@ async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(pg_dsn: 
     assert report.accepted == report.delivered + report.undelivered > report.delivered > 0
     # a batch cut off after it was sent commits or not as the server decides; the ledger says
     assert set(report.reasons) <= {"writer cancelled before delivery", CANCELLED}
+    assert asked  # the cancel cut batches off mid-COPY, and the ledger was asked about each
     rows = await _fetch(pg_dsn, "SELECT count(*) AS n FROM slow")
     assert rows[0]["n"] == report.delivered
 
