@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import asyncpg
+
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
 from async_etl.jobs.state import StateStore
@@ -22,3 +24,9 @@ async def test_a_second_stop_request_returns_the_run_again(pg_dsn: str) -> None:
         second = await store.request_stop("twice-1")
         stored = await store.running_runs("twice")
     assert first == second == ["twice-1"] and stored == [("twice-1", "twice")]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        requests = await conn.fetch("SELECT run_id FROM async_etl_stop_requests")
+    finally:
+        await conn.close()
+    assert [r["run_id"] for r in requests] == ["twice-1"]
