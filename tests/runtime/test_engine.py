@@ -309,10 +309,22 @@ async def test_an_engine_cancelled_while_its_workers_start_leaves_no_process(
 
     before = workers()
     engine = Engine(_settings(generators=2))  # kept: no garbage collection closes its pool
-    with anyio.move_on_after(0.2) as scope:
-        async with engine:
-            pass
-    assert scope.cancelled_caught
+    seen: set[int] = set()
+
+    async def cancel_once_spawned(scope: anyio.CancelScope) -> None:
+        with anyio.fail_after(20):
+            while not seen:
+                seen.update(workers() - before)
+                await anyio.sleep(0.02)
+        scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_once_spawned, scope)
+            async with engine:
+                pass
+            tg.cancel_scope.cancel()  # start() ended before the cancel: the check below fails
+    assert seen and scope.cancelled_caught  # workers existed when the cancel landed in start()
     with anyio.fail_after(20):
         while workers() - before:
             await anyio.sleep(0.1)
