@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from async_etl.core.modes import NEW_SUFFIX
-from async_etl.core.scd_sql_common import Sql, quote, short_name
+from async_etl.core.scd_sql_common import Sql, ident, quote, short_name
 
 __all__ = [
     "BLOCKERS_SQL",
@@ -191,11 +191,6 @@ class TargetIndex:
     deferrable_key: bool = False
     """A DEFERRABLE constraint on exactly the business key: ``ON CONFLICT`` (business key)
     fails while it is there (PostgreSQL takes no deferrable arbiter)."""
-
-
-def ident(name: str) -> str:
-    """``name`` as a quoted PostgreSQL identifier (any characters)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def like_sql(new: str, target: str) -> Sql:

@@ -25,6 +25,11 @@ _NAME = r'(?:[A-Za-z_][A-Za-z0-9_]*|"[^"]+")'
 _TYPE = re.compile(rf"^{_NAME}(?:\.{_NAME})?[A-Za-z0-9_ ,()\[\]]*$")
 
 
+def ident(name: str) -> str:
+    """``name`` as one quoted PostgreSQL identifier, any characters (inner quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def quote(name: str, style: Style = "pg") -> str:
     """Quote a (possibly dotted) identifier; Oracle names are upper-cased as Oracle folds them.
 

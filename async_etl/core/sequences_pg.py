@@ -17,8 +17,7 @@ once per column (a scan of its maximum, an index probe when the column leads an 
 
 from __future__ import annotations
 
-from async_etl.core.refresh_pg import ident
-from async_etl.core.scd_sql_common import Sql
+from async_etl.core.scd_sql_common import Sql, ident
 
 __all__ = ["SEQUENCE_COLUMNS_SQL", "advance_sql"]
 

@@ -28,10 +28,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import Any
 
-
-def quoted(name: str) -> str:
-    """``name`` as a quoted SQL identifier (inner quotes doubled)."""
-    return '"' + name.replace('"', '""') + '"'
+from async_etl.core.scd_sql_common import ident
 
 
 async def copy_after(
@@ -55,8 +52,8 @@ async def copy_after(
     on the client (``TypeError``, ``ValueError``, ``OverflowError``: the COPY is aborted,
     nothing is kept).
     """
-    target = quoted(table) if schema is None else f"{quoted(schema)}.{quoted(table)}"
-    cols = ", ".join(map(quoted, columns))
+    target = ident(table) if schema is None else f"{ident(schema)}.{ident(table)}"
+    cols = ", ".join(map(ident, columns))
     statement = f"COPY {target} ({cols}) FROM STDIN (FORMAT binary)"
     if before is not None:
         statement = f"{before}; {statement}"
@@ -69,4 +66,4 @@ async def copy_after(
     return status
 
 
-__all__ = ["copy_after", "quoted"]
+__all__ = ["copy_after"]

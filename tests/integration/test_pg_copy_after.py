@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from async_etl.core.row_codecs import PgColumn, encode_pg_rows
-from async_etl.drivers.postgres_copy import copy_after, quoted
+from async_etl.core.scd_sql_common import ident
+from async_etl.drivers.postgres_copy import copy_after
 
 LEDGER = "INSERT INTO ledger VALUES (1)"
 
@@ -117,7 +118,7 @@ async def test_a_payload_and_async_records_are_copied_too(pg_dsn: str) -> None:
         await conn.close()
 
 
-def test_quoted_doubles_inner_quotes() -> None:
+def test_ident_doubles_inner_quotes() -> None:
     """An identifier is double-quoted with its inner quotes doubled."""
-    assert quoted('a"b') == '"a""b"'
-    assert quoted("plain") == '"plain"'
+    assert ident('a"b') == '"a""b"'
+    assert ident("plain") == '"plain"'
