@@ -20,7 +20,13 @@ transaction.
 asyncpg's public ``copy_records_to_table`` sends the COPY alone; the work here is the same
 calls it makes (``Connection._prepare`` of the introspection query that gives the columns'
 binary encoders, then ``_protocol.copy_in``), with the statement text extended.  Those are
-asyncpg internals (the same from 0.29 to 0.32); the tests run them against a real server.
+asyncpg internals (the same from 0.29 to 0.32 by their source; the package asks for 0.32, the
+version the tests run them with against a real server).
+
+The server answers a refused ``before`` while the COPY data is still arriving, and skips that
+data; PgBouncer in transaction pooling mode does not expect COPY messages after an error
+(pgbouncer PR #1470) and drops the server connection, so a connection that runs this must be
+direct or pooled per session (replayed with PgBouncer 1.18; no pooler in the tests).
 """
 
 from __future__ import annotations
