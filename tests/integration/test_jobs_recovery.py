@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import asyncpg
 
-from async_etl.core.scd import history_problems
+from async_etl.core.scd import Row, history_problems
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import (
@@ -107,18 +110,31 @@ async def test_terminated_backends_are_retried(pg_dsn: str) -> None:
     assert norm(got, cols) == norm(reference(states, cols), cols)
 
 
+@asynccontextmanager
+async def gated_run(
+    dsn: str, tmp_path: Path, name: str, *, seed: int, after: int
+) -> AsyncIterator[tuple[list[list[Row]], Path, subprocess.Popen[str]]]:
+    """Job ``name`` (1,500 keys into dw.dim) run by the CLI and held once ``after`` chunks commit.
+
+    Yields the source states, the job file and the run's process while the gate is closed: the
+    run cannot end before the block does.
+    """
+    states = history(seed=seed, n_keys=1500, runs=1)
+    await load_source(dsn, states[0])
+    await slow_target(dsn, "dw.dim", sleep_s=0)
+    await gate_target(dsn, "dw.dim", name, after=after)
+    job = write(tmp_path, f"{name}.toml", job_toml(name, dsn, "dw.dim", chunk_size=40))
+    async with closed_gate(dsn):
+        proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
+        await wait_committed(dsn, name, after)
+        yield states, job, proc
+
+
 async def test_stop_command_then_resume(pg_dsn: str, tmp_path: Path) -> None:
     """`async-etl stop JOB` mid-run: exit 3, run STOPPED; the next run resumes and is correct."""
     cols = cols_of(2)
-    states = history(seed=13, n_keys=1500, runs=1)
-    await load_source(pg_dsn, states[0])
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0)
-    await gate_target(pg_dsn, "dw.dim", "stopme", after=3)  # the run outlasts the stop request
-    job = write(tmp_path, "stop.toml", job_toml("stopme", pg_dsn, "dw.dim", chunk_size=40))
-    async with closed_gate(pg_dsn):
-        proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-        await wait_committed(pg_dsn, "stopme", 3)
-        code, out, err = await run_cli("stop", "stopme", "--state", pg_dsn)
+    async with gated_run(pg_dsn, tmp_path, "stopme", seed=13, after=3) as (states, job, proc):
+        code, out, err = await run_cli("stop", "stopme", "--state", pg_dsn)  # it outlasts this
     assert code == 0 and "stop requested for run stopme-" in out, err
     await asyncio.to_thread(proc.wait, 30)
     assert proc.returncode == 3
@@ -141,15 +157,8 @@ async def test_status_and_stop_of_a_killed_run_say_no_live_process(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     """A SIGKILLed run: status says no live process, stop says so (exit 1, no request)."""
-    states = history(seed=14, n_keys=1500, runs=1)
-    await load_source(pg_dsn, states[0])
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0)
-    await gate_target(pg_dsn, "dw.dim", "deadrun", after=2)  # it runs until it is killed
-    job = write(tmp_path, "dead.toml", job_toml("deadrun", pg_dsn, "dw.dim", chunk_size=40))
-    async with closed_gate(pg_dsn):
-        proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-        await wait_committed(pg_dsn, "deadrun", 2)
-        code, out, err = await run_cli("status", str(job), "--json")
+    async with gated_run(pg_dsn, tmp_path, "deadrun", seed=14, after=2) as (_, job, proc):
+        code, out, err = await run_cli("status", str(job), "--json")  # it runs until killed
         assert code == 0 and '"status":"RUNNING"' in out and '"live":true' in out, err
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)
