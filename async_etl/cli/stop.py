@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from async_etl.cli.check import is_plan
 from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.cli.status import NOTES, STATE_ENV, add_state_flag, resolve
-from async_etl.core import tomltext
 from async_etl.jobs.state import StateStore, starting_key, with_store
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
@@ -54,14 +53,8 @@ def register(sub: Any) -> None:
 
 
 def _plan_file(arg: str) -> bool:
-    """True when ``arg`` is a plan file (a TOML file with ``[[jobs]]``), not a job file."""
-    path = Path(arg)
-    if path.suffix != ".toml" or not path.is_file():
-        return False
-    try:
-        return "jobs" in tomltext.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False  # the job-file loader reports it properly
+    """True when ``arg`` is a ``.toml`` file that ``check`` takes for a plan (``[[jobs]]``)."""
+    return Path(arg).suffix == ".toml" and Path(arg).is_file() and is_plan(arg)
 
 
 def _stop_plan(url: str, name: str) -> bool:

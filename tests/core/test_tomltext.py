@@ -65,3 +65,12 @@ def test_a_schema_file_with_a_mark_parses_as_without() -> None:
         Path(__file__).resolve().parents[2] / "benchmarks" / "pgbench_accounts.toml"
     ).read_text()
     assert parse_schema("\ufeff" + text, "s.toml") == parse_schema(text, "s.toml")
+
+
+def test_stop_and_check_take_the_same_files_for_plans(tmp_path: Path) -> None:
+    """A file whose ``jobs`` is not an array of tables is a plan to neither stop nor check."""
+    from async_etl.cli.check import is_plan
+
+    odd = tmp_path / "odd.toml"
+    odd.write_text('jobs = "nightly"\n')
+    assert not _plan_file(str(odd)) and not is_plan(str(odd))
