@@ -65,10 +65,11 @@ STATE_DDL: tuple[Sql, ...] = (
     Sql(_index_once("async_etl_rejects_run", "async_etl_rejects (run_id)")),
     Sql(_column_once("async_etl_chunks", "cursor", "jsonb")),
     Sql(_column_once("async_etl_chunks", "counts", "jsonb")),
+    Sql(_column_once("async_etl_chunks", "loader", "text")),
 )
 """Run these once (each is idempotent) before the first run.
 
-The indexes, and the ``cursor`` and ``counts`` columns of a state store made before they
+The indexes, and the ``cursor``, ``counts`` and ``loader`` columns of a state store made before they
 existed, are added only when the catalog lacks them: ``CREATE INDEX IF NOT EXISTS`` takes a
 SHARE lock and ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` an ACCESS EXCLUSIVE lock even when
 the index or column is there, so every job start would wait behind the other jobs' open
@@ -91,11 +92,12 @@ INSERT_CHUNK = Sql(
 
 CHECKPOINT_CHUNK = Sql(
     "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds, status, rows, committed_at, "
-    "cursor, counts) VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now(), $5::jsonb, $6::jsonb) "
-    "ON CONFLICT (run_id, chunk_index) DO UPDATE SET status = 'COMMITTED', "
+    "cursor, counts, loader) VALUES ($1, $2, $3::jsonb, 'COMMITTED', $4, now(), $5::jsonb, "
+    "$6::jsonb, $7) ON CONFLICT (run_id, chunk_index) DO UPDATE SET status = 'COMMITTED', "
     "rows = EXCLUDED.rows, committed_at = EXCLUDED.committed_at, cursor = EXCLUDED.cursor, "
-    "counts = EXCLUDED.counts WHERE async_etl_chunks.status <> 'COMMITTED'",
-    ("run_id", "chunk_index", "bounds", "rows", "cursor", "counts"),
+    "counts = EXCLUDED.counts, loader = EXCLUDED.loader "
+    "WHERE async_etl_chunks.status <> 'COMMITTED'",
+    ("run_id", "chunk_index", "bounds", "rows", "cursor", "counts", "loader"),
 )
 """Mark a chunk committed, in the same transaction as its merge (PostgreSQL target).
 
@@ -108,7 +110,17 @@ commit landed unacknowledged), so the second loader sees the first one's checkpo
 NULL for a job that is not incremental): the job's cursor commits with its chunks.  ``counts``
 is the chunk's change counters as JSON text (``chunk_counts``): a resumed run adds up its
 committed chunks' counts (``COMMITTED_COUNTS``), exact however long ago the run row was updated.
+``loader`` names the ``run_job`` call that loaded the chunk (``JobContext.loader``, or NULL):
+a retry of that call can tell its own unacknowledged commit from another process's
+(``CHECKPOINT_OF``, ``landed_before``).
 """
+
+CHECKPOINT_OF = Sql(
+    "SELECT bounds::text, rows, counts::text, loader FROM async_etl_chunks "
+    "WHERE run_id = $1 AND chunk_index = $2 AND status = 'COMMITTED'",
+    ("run_id", "chunk_index"),
+)
+"""A committed chunk's checkpoint: its bounds and counts as JSON text, rows read, loader."""
 
 COUNTED = ("inserted", "updated", "expired", "deleted", "rejected")
 """The change counters a checkpoint records (the keys of ``chunk_counts``)."""
@@ -118,6 +130,25 @@ def chunk_counts(counts: Mapping[str, int], rejected: int) -> str:
     """A chunk's ``counts`` column: its change counters and rejected rows, as JSON text."""
     doc = {k: int(counts.get(k, 0)) for k in COUNTED[:-1]} | {"rejected": rejected}
     return json.dumps(doc, separators=(",", ":"))
+
+
+def landed_before(
+    found: tuple[str, int, str | None, str | None], bounds: str, loader: str
+) -> tuple[int, dict[str, int]] | None:
+    """Whether a checkpoint found committed is this loader's own: (rows, counts), else None.
+
+    ``found``: the ``CHECKPOINT_OF`` row (bounds JSON, rows, counts JSON, loader); ``bounds``:
+    the chunk's bounds as the retry would store them (JSON text).  It is this loader's own when
+    it names ``loader`` with the same bounds and carries counts: an earlier attempt of the same
+    chunk in the same ``run_job`` call committed it and lost the acknowledgement, so the chunk
+    is done, counted from its checkpoint (``COUNTED`` keys, ``rejected`` included).  Anything
+    else (another run's loader, no loader, other bounds, no counts) is None: not ours.
+    """
+    found_bounds, rows, counts, by = found
+    if by != loader or counts is None or json.loads(found_bounds) != json.loads(bounds):
+        return None
+    doc = json.loads(counts)
+    return int(rows), {k: int(doc.get(k, 0)) for k in COUNTED}
 
 
 COMMITTED_COUNTS = Sql(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -109,6 +110,14 @@ class ChunkResult:
     counts: dict[str, int]
     rejects: tuple[Reject, ...] = ()
     checkpointed: bool = False
+    rejects_before: int = 0
+    """Rows an earlier attempt rejected and recorded with its commit (which went
+    unacknowledged): counted here, not in ``rejects``, which would record them again."""
+
+    @property
+    def rejected(self) -> int:
+        """The chunk's rejected rows: ``rejects`` and ``rejects_before``."""
+        return len(self.rejects) + self.rejects_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,10 @@ class JobContext:
     """A new run later than every target version: none starts at the as-of before a chunk
     merges (``planning.Decision.after_all``; a chunk's retry sees only its own rolled-back or
     committed work, which an idempotent merge repeats harmlessly)."""
+    loader: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This ``run_job`` call's name in the checkpoints it writes (random): a chunk found
+    committed under it was committed by an earlier attempt of this call whose COMMIT went
+    unacknowledged, not by another process (``state_sql.landed_before``)."""
 
     @property
     def app(self) -> str:

@@ -27,8 +27,9 @@ Per chunk, on one connection (one budget token), in ONE transaction:
    ``rejects.find_bad_rows`` before it runs again;
 4. ``CHECKPOINT_CHUNK`` (and the rejects) when the state store is this database, with the
    incremental cursor the chunk covers: the job's cursor commits with the chunk's data; a
-   chunk found COMMITTED already (by a run that lost its lock to this one, or by an attempt
-   whose commit went unacknowledged) is a ``CheckpointError`` that rolls this copy back;
+   chunk found COMMITTED already rolls this copy back: by this run's own earlier attempt
+   whose commit went unacknowledged, the chunk is done, counted from its checkpoint; by a
+   run that lost its lock to this one, a ``CheckpointError`` (``jobs.pg_checkpoint``);
 5. COMMIT.  A failure anywhere rolls everything back: no partial chunk is ever visible.
    When the checkpoint is in the chunk's own transaction, the COMMIT does not wait for its
    WAL to reach the disk (``SET LOCAL synchronous_commit = off``): a server crash can lose
@@ -66,7 +67,6 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-import orjson
 import structlog
 
 from async_etl.core import drift, state_sql
@@ -88,7 +88,7 @@ from async_etl.drivers.postgres import (
     use_exact_codecs,
 )
 from async_etl.drivers.postgres_connections import let_go, pg_connection, reusing
-from async_etl.errors import CheckpointError, ConfigError, DataError
+from async_etl.errors import ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,
     ChunkResult,
@@ -98,6 +98,7 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
+from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in
 from async_etl.jobs.pg_pipe import bound, pipe, run_all
 from async_etl.jobs.pg_tables import (
     engine_indexes,
@@ -387,45 +388,32 @@ class PgTarget:
                                 "--fresh)") from None  # fmt: skip
 
     async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
-        """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors."""
+        """Stage, merge and checkpoint ``chunk`` in one transaction; raises translated errors.
+
+        A chunk this run committed already (a retry after a lost COMMIT reply) is rolled back
+        and answered from its checkpoint (``jobs.pg_checkpoint``).
+        """
         in_state = ctx.same_database(ctx.state_url, self.url)
-        async with self.connection(ctx.hold, ctx.app) as conn, conn.transaction():
-            if in_state:  # lost in a crash only with its checkpoint: no wait for the flush
-                await conn.execute(NO_FLUSH_WAIT)
-            rows = await self._load_direct(ctx, conn, chunk, source)
-            if rows is not None:
-                counts = {**dict.fromkeys(COUNTERS, 0), "inserted": rows}
-                rejects: list[Reject] = []
-            else:
-                await conn.execute(
-                    pg.staging_ddl(STAGING, ctx.columns, collate=self.staging_collate).text
-                )
-                rows = await self._stage(ctx, conn, chunk, source, STAGING)
-                ctx.check_stop()
-                counts, rejects = await self._merge(ctx, conn, chunk)
-            if in_state:
-                bounds = orjson.dumps(chunk.to_json()).decode()
-                status = await conn.execute(
-                    state_sql.CHECKPOINT_CHUNK.text,
-                    ctx.run_id,
-                    chunk.index,
-                    bounds,
-                    rows,
-                    ctx.chunk_cursor,
-                    state_sql.chunk_counts(counts, len(rejects)),
-                )
-                if status == "INSERT 0 0":  # committed meanwhile: roll this copy back
-                    raise CheckpointError(
-                        f"{self.where}: chunk {chunk.index} of run {ctx.run_id} was committed "
-                        "by another process (or by an attempt whose commit was not "
-                        "acknowledged); this load of it is rolled back. Run the job again to "
-                        "resume it"
-                    )
-                if rejects:
-                    await conn.executemany(
-                        state_sql.INSERT_REJECT.text,
-                        [(ctx.spec.name, ctx.run_id, k, r) for k, r in rejects],
-                    )
+        async with self.connection(ctx.hold, ctx.app) as conn:
+            try:
+                async with conn.transaction():
+                    if in_state:  # lost in a crash only with its checkpoint: no flush wait
+                        await conn.execute(NO_FLUSH_WAIT)
+                    rows = await self._load_direct(ctx, conn, chunk, source)
+                    if rows is not None:
+                        counts = {**dict.fromkeys(COUNTERS, 0), "inserted": rows}
+                        rejects: list[Reject] = []
+                    else:
+                        await conn.execute(
+                            pg.staging_ddl(STAGING, ctx.columns, collate=self.staging_collate).text
+                        )
+                        rows = await self._stage(ctx, conn, chunk, source, STAGING)
+                        ctx.check_stop()
+                        counts, rejects = await self._merge(ctx, conn, chunk)
+                    if in_state:
+                        await checkpoint_in(conn, ctx, chunk, rows, counts, rejects, self.where)
+            except Landed as landed:  # rolled back: the earlier, unacknowledged commit stands
+                return landed.result
         return ChunkResult(chunk.index, rows, counts, tuple(rejects), checkpointed=in_state)
 
     async def _direct(self, ctx: JobContext, conn: Any, chunk: Chunk) -> bool:

@@ -545,15 +545,15 @@ class _JobRun(RunTally):
     ) -> None:
         if not result.checkpointed:
             bounds = orjson.dumps(chunk.to_json()).decode()
-            counts = chunk_counts(result.counts, len(result.rejects))
+            counts = chunk_counts(result.counts, result.rejected)
             await store.checkpoint(ctx.run_id, chunk.index, bounds, result.rows_read,
-                                   ctx.chunk_cursor, counts)  # fmt: skip
+                                   ctx.chunk_cursor, counts, ctx.loader)  # fmt: skip
             await store.add_rejects(self.spec.name, ctx.run_id, result.rejects)
         assert self.plan is not None
         self.plan.committed.add(chunk.index)
         self.watermark = self.watermark.advance(self.plan.committed)
         self.counters["rows_read"] += result.rows_read
-        self.counters["rejected"] += len(result.rejects)
+        self.counters["rejected"] += result.rejected
         for k in COUNTERS:
             self.counters[k] += result.counts.get(k, 0)
         self.rows_here += result.rows_read

@@ -373,15 +373,19 @@ class StateStore:
         rows: int,
         cursor: str | None = None,
         counts: str | None = None,
+        loader: str | None = None,
     ) -> None:
         """Mark a chunk COMMITTED (targets whose merge cannot share this transaction).
 
         ``cursor``: the incremental cursor the chunk covers, as tagged JSON text (or None);
-        ``counts``: its change counters (``state_sql.chunk_counts``).
+        ``counts``: its change counters (``state_sql.chunk_counts``); ``loader``: the run's
+        ``JobContext.loader``.
         """
 
         async def go(c: Any) -> None:
-            await c.execute(sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows, cursor, counts)
+            await c.execute(
+                sq.CHECKPOINT_CHUNK.text, run_id, index, bounds, rows, cursor, counts, loader
+            )
 
         await self._call("checkpoint chunk", go)
 

@@ -11,6 +11,10 @@ rolling back its transaction) and answers the client the way PostgreSQL answers 
 ``pg_terminate_backend``: ``FATAL 57P01 terminating connection due to administrator command``,
 then closes.  So the statement never ran, and the client sees a real transient failure.
 ``Faults.refuse(n)`` closes the next ``n`` new connections as soon as they are accepted.
+``Faults.lose_reply(pattern, after=...)`` is the other kind of fault: the statement *is*
+forwarded and runs to its end (the server's ``ReadyForQuery``), but its answer never reaches
+the client, whose connection is then closed: a ``COMMIT`` that reached the server while the
+client saw its connection drop (a lost acknowledgement).
 
 Several proxies may share one ``Faults`` (e.g. one port for a job's source, one for its
 target), so a rule counts statements across all of them.  Test-only: no TLS, no auth of its own.
@@ -25,7 +29,7 @@ import struct
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["Faults", "PgProxy", "Rule"]
+__all__ = ["Faults", "LostReply", "PgProxy", "Rule"]
 
 _SSL_REQUEST = 80877103
 _GSS_REQUEST = 80877104
@@ -43,10 +47,23 @@ class Rule:
 
 
 @dataclass(slots=True)
+class LostReply:
+    """Lose the answer to the first statement matching ``pattern`` after ``after`` on a session.
+
+    ``after`` must have matched an earlier statement of that session (None: any session).
+    """
+
+    pattern: re.Pattern[str]
+    after: re.Pattern[str] | None = None
+    fired: bool = False
+
+
+@dataclass(slots=True)
 class Faults:
     """The armed rules and every statement seen, shared by one or more proxies."""
 
     rules: list[Rule] = field(default_factory=list)
+    lost: list[LostReply] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     kills: int = 0
     refusals: int = 0
@@ -57,6 +74,33 @@ class Faults:
         rule = Rule(re.compile(pattern, re.IGNORECASE | re.DOTALL), nth)
         self.rules.append(rule)
         return rule
+
+    def lose_reply(self, pattern: str, after: str | None = None) -> LostReply:
+        """Run the first statement matching ``pattern``, then cut its session unanswered.
+
+        Only on a session that sent a statement matching ``after`` earlier, when given.
+        """
+        flags = re.IGNORECASE | re.DOTALL
+        rule = LostReply(re.compile(pattern, flags), re.compile(after, flags) if after else None)
+        self.lost.append(rule)
+        return rule
+
+    def loses(self, sql: str, primed: set[int]) -> bool:
+        """True when the answer to ``sql`` must be lost (counts it as a kill).
+
+        ``primed``: the ``lost`` rules (by position) whose ``after`` this session has sent;
+        updated here.
+        """
+        for i, rule in enumerate(self.lost):
+            if rule.fired:
+                continue
+            if (rule.after is None or i in primed) and rule.pattern.search(sql):
+                rule.fired = True
+                self.kills += 1
+                return True
+            if rule.after is not None and rule.after.search(sql):
+                primed.add(i)
+        return False
 
     def refuse(self, connections: int = 1) -> None:
         """Close the next ``connections`` new connections at once (a server that is not up)."""
@@ -169,6 +213,7 @@ class PgProxy:
             if not await self._startup(creader, cwriter, swriter):
                 return
             back = asyncio.create_task(_copy(sreader, cwriter))
+            primed: set[int] = set()
             while True:
                 head = await creader.readexactly(5)
                 body = await creader.readexactly(struct.unpack("!i", head[1:])[0] - 4)
@@ -178,6 +223,14 @@ class PgProxy:
                     swriter.close()
                     cwriter.write(terminated_message())
                     await cwriter.drain()
+                    return
+                if sql is not None and self.faults.loses(sql, primed):
+                    back.cancel()  # the answer is never relayed
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await back
+                    swriter.write(head + body)
+                    await swriter.drain()
+                    await _until_ready(sreader)  # it ran to its end; then the client is cut
                     return
                 swriter.write(head + body)
                 await swriter.drain()
@@ -214,11 +267,20 @@ class PgProxy:
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Relay ``reader`` to ``writer``, closing it when the reader ends (not when cancelled)."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
     except OSError:
         pass
-    finally:
-        writer.close()
+    writer.close()
+
+
+async def _until_ready(reader: asyncio.StreamReader) -> None:
+    """Read the server's messages up to and including ``ReadyForQuery`` (``Z``), dropping them."""
+    while True:
+        head = await reader.readexactly(5)
+        await reader.readexactly(struct.unpack("!i", head[1:])[0] - 4)
+        if head[:1] == b"Z":
+            return

@@ -205,3 +205,16 @@ def test_after_all_drops_only_the_statements_of_versions_at_the_as_of():
     assert pg.merge_statements("dw.dim", "stg", type1, KEY, chunk, after_all=True) == (
         pg.merge_statements("dw.dim", "stg", type1, KEY, chunk)
     )
+
+
+def test_landed_before_takes_only_its_own_loaders_checkpoint_with_the_same_bounds():
+    """landed_before: own loader + same bounds + counts -> (rows, counts); else None."""
+    bounds = '{"index": 3, "lower": [["i", 1]], "upper": null}'
+    counts = state_sql.chunk_counts({"inserted": 7, "updated": 2}, 1)
+    own = state_sql.landed_before((bounds, 10, counts, "me"), bounds.replace(" ", ""), "me")
+    assert own == (10, {"inserted": 7, "updated": 2, "expired": 0, "deleted": 0, "rejected": 1})
+    assert state_sql.landed_before((bounds, 10, counts, "other"), bounds, "me") is None
+    assert state_sql.landed_before((bounds, 10, counts, None), bounds, "me") is None
+    assert state_sql.landed_before((bounds, 10, None, "me"), bounds, "me") is None
+    moved = bounds.replace('["i", 1]', '["i", 2]')
+    assert state_sql.landed_before((moved, 10, counts, "me"), bounds, "me") is None

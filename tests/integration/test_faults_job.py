@@ -30,6 +30,7 @@ from tests.integration.jobs_helpers import (
     table_rows,
 )
 from tests.integration.test_jobs_crate import crate_rows
+from tests.integration.test_jobs_modes import append_toml
 
 FAST = RetryPolicy(max_retries=6, base=0.01, cap=0.1)
 
@@ -164,3 +165,35 @@ async def test_the_job_files_retry_section_decides_the_chunk_retries(
         result = await run_job(spec, options=JobOptions(as_of=at(0)))
     assert faults.kills == 1
     assert result.status == status, result.error
+
+
+LOST_COMMIT = {
+    "scd2": lambda url: job_toml("kl2", url, "dw.t", workers=1),
+    "append": lambda url: append_toml("kla", url, "dw.t", workers=1),
+    "reject": lambda url: job_toml("klr", url, "dw.t", workers=1, extra='on_bad_row = "reject"'),
+}
+
+
+@pytest.mark.parametrize("case", list(LOST_COMMIT))
+async def test_a_chunk_whose_commit_reply_was_lost_is_done_once(pg_dsn: str, case: str) -> None:
+    """A chunk's COMMIT lands but its reply is lost: the retry finds it done, counted once."""
+    cols = cols_of(2)
+    states = history(seed=5, n_keys=300, runs=1)
+    null_key = {"a": None, "b": "x", "name": "n1", "city": "p", "tier": 1}
+    rows = [*states[0], null_key] if case == "reject" else states[0]
+    await load_source(pg_dsn, rows)
+    faults = Faults()
+    faults.lose_reply(r"^COMMIT", after=PG_STEPS["checkpoint"])
+    async with PgProxy(pg_dsn, faults) as proxy:
+        spec = spec_of(LOST_COMMIT[case](proxy.url))
+        result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+    assert faults.kills == 1
+    assert result.status == "SUCCEEDED", result.error
+    assert result.chunks_done == result.chunks_total > 1
+    assert result.rows_read == len(rows)
+    assert result.inserted == len(states[0]) and result.rejected == (case == "reject")
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects") == result.rejected
+    if case == "append":
+        assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.t") == len(states[0])
+    else:
+        assert norm(await table_rows(pg_dsn, "dw.t"), cols) == norm(reference(states, cols), cols)

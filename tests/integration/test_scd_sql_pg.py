@@ -300,6 +300,7 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
             "rows": 10,
             "cursor": None,
             "counts": state_sql.chunk_counts({"inserted": 10}, 0),
+            "loader": "first",
         }
         await conn.execute(state_sql.CHECKPOINT_CHUNK.text, *state_sql.CHECKPOINT_CHUNK.args(args))
         done = await conn.fetch(state_sql.COMMITTED_CHUNKS.text, "r1")
@@ -311,6 +312,11 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
         assert status == "INSERT 0 0"  # a chunk commits once: its loader rolls a second back
         kept = "SELECT rows FROM async_etl_chunks WHERE run_id = 'r1' AND chunk_index = 2"
         assert await conn.fetchval(kept) == 10
+        found = tuple(await conn.fetchrow(state_sql.CHECKPOINT_OF.text, "r1", 2))
+        own = state_sql.landed_before(found, again["bounds"], "first")
+        assert own == (10, {"inserted": 10, "updated": 0, "expired": 0, "deleted": 0,
+                            "rejected": 0})  # fmt: skip
+        assert state_sql.landed_before(found, again["bounds"], "second") is None
         back = await conn.fetchrow(state_sql.UNFINISHED_RUN.text, "j")
         assert ChunkPlan.from_json(json.loads(back["plan"])) == plan and back["as_of"] == T0
         upd = dict.fromkeys(state_sql.UPDATE_RUN.params, 0) | {

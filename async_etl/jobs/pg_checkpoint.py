@@ -1,0 +1,90 @@
+"""A chunk's checkpoint in its own transaction on a PostgreSQL target holding the state.
+
+``checkpoint_in`` runs ``state_sql.CHECKPOINT_CHUNK`` (and the chunk's rejects) inside the
+transaction that loaded the chunk, so the chunk and its checkpoint commit together or not at
+all.  The statement inserts nothing when the chunk is COMMITTED already; the row lock it takes
+orders two commits of one chunk, so that is seen even when the other commit was in flight.
+Two ways to get there, told apart by the checkpoint's ``loader`` (``JobContext.loader``):
+
+* an earlier attempt of this chunk in this same ``run_job`` call committed it, and the client
+  saw its connection drop before the acknowledgement (a lost COMMIT reply): the chunk is
+  done.  ``Landed`` carries the result counted from that checkpoint (rows read, change
+  counts, rejects), and rolls this second load back as it leaves the transaction; the
+  caller returns that result, so nothing is loaded or counted twice;
+* anything else (another process resumed the run after this one lost its job lock, or the
+  checkpoint names no loader or other bounds) is a ``CheckpointError``, loud as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+
+from async_etl.core import state_sql
+from async_etl.core.chunks import Chunk
+from async_etl.errors import CheckpointError
+from async_etl.jobs.context import COUNTERS, ChunkResult, JobContext, Reject
+
+__all__ = ["Landed", "checkpoint_in"]
+
+log = structlog.get_logger(__name__)
+
+
+class Landed(Exception):  # noqa: N818 - a signal that rolls a transaction back, not an error
+    """Raised inside a chunk's transaction: an earlier attempt's commit holds the chunk.
+
+    ``result`` is that commit's ``ChunkResult`` (from its checkpoint), to return instead.
+    """
+
+    def __init__(self, result: ChunkResult) -> None:
+        super().__init__(f"chunk {result.index} committed by an earlier attempt")
+        self.result = result
+
+
+async def checkpoint_in(
+    conn: Any,
+    ctx: JobContext,
+    chunk: Chunk,
+    rows: int,
+    counts: dict[str, int],
+    rejects: list[Reject],
+    where: str,
+) -> None:
+    """Checkpoint ``chunk`` (``rows`` read, ``counts``, ``rejects``) in ``conn``'s transaction.
+
+    Raises ``Landed`` when this run's earlier attempt committed the chunk already, and
+    ``CheckpointError`` (``where`` first) when someone else did; see the module doc.
+    """
+    bounds = orjson.dumps(chunk.to_json()).decode()
+    status = await conn.execute(
+        state_sql.CHECKPOINT_CHUNK.text,
+        ctx.run_id,
+        chunk.index,
+        bounds,
+        rows,
+        ctx.chunk_cursor,
+        state_sql.chunk_counts(counts, len(rejects)),
+        ctx.loader,
+    )
+    if status == "INSERT 0 0":  # committed meanwhile: roll this copy back
+        found = await conn.fetchrow(state_sql.CHECKPOINT_OF.text, ctx.run_id, chunk.index)
+        own = None if found is None else state_sql.landed_before(tuple(found), bounds, ctx.loader)
+        if own is not None:
+            read, done = own
+            log.warning("chunk_committed_before", chunk=chunk.index, rows=read,
+                        reason="an earlier attempt's COMMIT was not acknowledged")  # fmt: skip
+            result = ChunkResult(chunk.index, read, {k: done[k] for k in COUNTERS},
+                                 checkpointed=True, rejects_before=done["rejected"])  # fmt: skip
+            raise Landed(result)
+        raise CheckpointError(
+            f"{where}: chunk {chunk.index} of run {ctx.run_id} was committed "
+            "by another process; this load of it is rolled back. Run the job again to "
+            "resume it"
+        )
+    if rejects:
+        await conn.executemany(
+            state_sql.INSERT_REJECT.text,
+            [(ctx.spec.name, ctx.run_id, k, r) for k, r in rejects],
+        )
