@@ -104,6 +104,32 @@ class _Kept:
         if failure is not None:
             raise failure
 
+    def idle(self) -> bool:
+        """Usable (see there) and holding no connection: free to ``adopt`` one."""
+        return self.usable() and self.conn is None
+
+    def adopt(self, conn: Any, token: AsyncExitStack, key: tuple[str, str, Holder]) -> None:
+        """Keep ``conn`` (open, its budget token held by ``token``) for calls matching ``key``.
+
+        Only when ``idle``: the block closes it as its own (``drop``).
+        """
+        assert self.idle(), "a reusing block keeps one connection at a time"
+        self.conn, self._token, self.key = conn, token, key
+
+    def detach(self, url: str) -> tuple[Any, AsyncExitStack, Holder] | None:
+        """Give up the idle open connection kept to ``url``: (connection, token, holder).
+
+        The block then no longer closes it; the caller does.  None when the block is not
+        ``usable`` or keeps no open connection to ``url``.
+        """
+        if not self.usable() or self.key is None or self.key[0] != url:
+            return None
+        if self.conn is None or self.conn.is_closed():
+            return None
+        taken = (self.conn, self._token, self.key[2])
+        self.conn, self.key, self._token = None, None, AsyncExitStack()
+        return taken
+
     async def give_back(self, *, broken: bool) -> None:
         """Keep the connection for the next call, unless its block failed or left a transaction."""
         self.busy = False
@@ -208,13 +234,12 @@ def keep_from(shelf: Shelf, url: str, holder: Holder, app: str) -> bool:
     outside a ``reusing`` block of this task, or when the block keeps a connection already.
     """
     kept = _KEPT.get()
-    if kept is None or not kept.usable() or kept.conn is not None:
+    if kept is None or not kept.idle():
         return False
     taken = shelf.lend((url, app, holder))
     if taken is None:
         return False
-    kept.conn, kept._token = taken
-    kept.key = (url, app, holder)
+    kept.adopt(*taken, (url, app, holder))
     return True
 
 
@@ -229,13 +254,11 @@ def lend_kept(url: str) -> Lent | None:
     it with ``release_lent``).  None outside a block, or when it keeps none to ``url``.
     """
     kept = _KEPT.get()
-    if kept is None or not kept.usable() or kept.key is None or kept.key[0] != url:
+    taken = None if kept is None else kept.detach(url)
+    if taken is None:
         return None
-    if kept.conn is None or kept.conn.is_closed():
-        return None
-    lent: Lent = (url, kept.key[2], kept.conn, kept._token)
-    kept.conn, kept.key, kept._token = None, None, AsyncExitStack()
-    return lent
+    conn, token, holder = taken
+    return (url, holder, conn, token)
 
 
 async def keep_lent(lent: Lent, app: str) -> None:
@@ -248,7 +271,7 @@ async def keep_lent(lent: Lent, app: str) -> None:
     """
     url, holder, conn, token = lent
     kept = _KEPT.get()
-    if kept is None or not kept.usable() or kept.conn is not None:
+    if kept is None or not kept.idle():
         await release_lent(lent)
         return
     try:
@@ -258,7 +281,7 @@ async def keep_lent(lent: Lent, app: str) -> None:
     except PG_ERRORS:
         await release_lent(lent)
         return
-    kept.conn, kept._token, kept.key = conn, token, (url, app, holder)
+    kept.adopt(conn, token, (url, app, holder))
 
 
 async def release_lent(lent: Lent) -> None:
