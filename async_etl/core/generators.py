@@ -142,6 +142,36 @@ class Columns:
         """Rows in the batch."""
         return self.ids.count
 
+    def part(self, offset: int, count: int) -> Columns:
+        """Rows ``offset .. offset + count`` as a batch of their own (views, nothing copied).
+
+        Text keeps the whole batch's matrix width; every encoder reads only ``lens`` bytes of a
+        row, so a part encodes exactly as the same rows generated with that width would.
+        Raises ``ValueError`` when the rows are not all inside the batch.
+        """
+        if offset < 0 or count < 0 or offset + count > self.ids.count:
+            raise ValueError(f"rows {offset}+{count} are not inside a batch of {self.ids.count}")
+        end = offset + count
+        return Columns(
+            IdRange(self.ids.start + offset, count),
+            tuple(_rows_of(v, offset, end) for v in self.values),
+            tuple(None if m is None else m[offset:end] for m in self.nulls),
+        )
+
+
+def _rows_of(values: Values, start: int, end: int) -> Values:
+    if isinstance(values, Text):
+        codes = None if values.codes is None else values.codes[start:end]
+        return Text(
+            values.mat[start:end],
+            values.lens[start:end],
+            pool=values.pool,
+            codes=codes,
+            ascii=values.ascii,
+            json_safe=values.json_safe,
+        )
+    return values[start:end]
+
 
 def _valid(lens: I64, width: int) -> Mask:
     return np.arange(width) < lens[:, None]

@@ -1,8 +1,9 @@
 """Record generation for the load generator: the public face of generators + encoders.
 
-``w_generate`` is the process-pool entry point: it turns a ``WorkUnit`` into an
-``EncodedBatch`` already in the sink's wire format, so the event loop only ships bytes.
-``rows`` gives the same batch as Python values, for tests, the thread mode and reconcilers.
+``w_generate_batches`` is the process-pool entry point: it turns a ``WorkUnit`` into
+``EncodedBatch``es already in the sink's wire format, so the event loop only ships bytes.  A
+unit is generated whole (one random stream per column per unit) and cut into its batches.
+``rows`` gives a unit's rows as Python values, for tests, the thread mode and reconcilers.
 Pure: no I/O, no asyncio, no threads.
 """
 
@@ -12,34 +13,41 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from async_etl.core.encoders import encode_crate_json, encode_pg_binary, pg_binary_array
-from async_etl.core.generators import Columns, Text, batch_states, generate_columns
+from async_etl.core.encoders import (
+    crate_json_bodies,
+    encode_crate_json,
+    encode_pg_binary,
+    pg_binary_array,
+)
+from async_etl.core.generators import Columns, Text, generate_columns
 from async_etl.core.schema import Schema
-from async_etl.core.seeding import PCG64State
 from async_etl.errors import ConfigError
 from async_etl.typing import EncodedBatch, IdRange, Row, WorkUnit
 
 __all__ = [
     "Columns",
+    "Payload",
+    "encode_batches",
     "encode_crate_json",
     "encode_pg_binary",
-    "encode_unit",
     "generate_columns",
     "payload_bound",
     "rows",
-    "split_seeded",
     "split_unit",
     "w_generate",
     "w_generate_batches",
 ]
 
 _UNIX: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+Payload: TypeAlias = "bytes | npt.NDArray[np.uint8]"
+"""An encoded batch in its wire format, not yet copied to ``bytes`` when it is an array."""
 
 
 def _py_list(type_: str, values: Any) -> list[Any]:
@@ -67,7 +75,7 @@ def columns_to_rows(schema: Schema, cols: Columns) -> list[Row]:
 
 
 def rows(schema: Schema, ids: IdRange, seed: int) -> list[Row]:
-    """The batch ``ids`` as Python tuples: exactly what the encoders put on the wire."""
+    """The unit ``ids`` as Python tuples: exactly what the encoders put on the wire, in order."""
     return columns_to_rows(schema, generate_columns(schema, ids, seed))
 
 
@@ -83,53 +91,62 @@ def split_unit(unit: WorkUnit) -> list[WorkUnit]:
 def w_generate_batches(unit: WorkUnit) -> list[EncodedBatch]:
     """Generate a unit as consecutive batches of ``unit.batch_size`` rows (top-level, picklable).
 
-    Many small batches then cost one process-pool round trip instead of one each.  Each batch
-    is exactly what ``w_generate`` makes for its own id range, so grouping changes no data.
-    """
-    return [w_generate(part, states) for part, states in split_seeded(unit)]
-
-
-def split_seeded(unit: WorkUnit) -> list[tuple[WorkUnit, list[PCG64State]]]:
-    """``split_unit``'s batches, each with its column generators' states, seeded together.
-
-    Seeding a unit's batches at once (``generators.batch_states``) costs about a tenth of
-    seeding each on its own; the values are the same.
-    """
-    parts = split_unit(unit)
-    states = batch_states(unit.schema, [part.ids for part in parts], unit.seed)
-    return list(zip(parts, states, strict=True))
-
-
-def encode_unit(
-    unit: WorkUnit, states: Sequence[PCG64State] | None = None
-) -> bytes | npt.NDArray[np.uint8]:
-    """Generate one batch and encode it in its wire format, without a final copy to bytes.
-
-    ``states``: the batch's column generators, when seeded already (``batch_states``).
+    Many small batches then cost one process-pool round trip instead of one each.  The batches
+    are the unit's rows (``generate_columns`` over the unit's whole id range) cut in order, so
+    their payloads together hold exactly the rows of the unit generated as one batch.
     Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
     """
-    cols = generate_columns(unit.schema, unit.ids, unit.seed, states)
+    return [
+        EncodedBatch(ids, _bytes(payload), unit.encoding.wire)
+        for ids, payload in encode_batches(unit)
+    ]
+
+
+def encode_batches(unit: WorkUnit) -> list[tuple[IdRange, Payload]]:
+    """Generate ``unit`` once and encode it as consecutive batches of ``unit.batch_size`` rows.
+
+    The unit is the unit of the random streams: each column draws once for all of the unit's
+    rows (``generate_columns(schema, unit.ids, seed)``), and the batches are slices of that.
+    At 100-row batches one numpy call per column per batch was most of the generators' CPU
+    (RESULTS.md, issue 12, "a unit's columns in one call").  A unit of one batch (batch size of
+    4,000 rows or more, ``plan.batches_per_unit``) draws exactly as before, from its own id
+    range.  Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without
+    statement.
+    """
+    return _encoded(unit, [part.ids for part in split_unit(unit)])
+
+
+def _encoded(unit: WorkUnit, parts: Sequence[IdRange]) -> list[tuple[IdRange, Payload]]:
+    """``unit`` generated once, encoded as the batches ``parts`` (consecutive, covering it)."""
+    cols = generate_columns(unit.schema, unit.ids, unit.seed)
     wire = unit.encoding.wire
     if wire == "pg_binary":
-        return pg_binary_array(unit.schema, cols)
+        return [
+            (ids, pg_binary_array(unit.schema, cols.part(ids.start - unit.ids.start, ids.count)))
+            for ids in parts
+        ]
     if wire == "crate_json":
         if not unit.encoding.stmt:
             raise ConfigError("crate_json encoding needs an INSERT statement")
-        return encode_crate_json(unit.encoding.stmt, unit.schema, cols)
+        sizes = [ids.count for ids in parts]
+        bodies = crate_json_bodies(unit.encoding.stmt, unit.schema, cols, sizes)
+        return list(zip(parts, bodies, strict=True))
     if wire == "none":
-        return b""
+        return [(ids, b"") for ids in parts]
     raise ConfigError(f"unknown wire format {wire!r}")
 
 
-def w_generate(unit: WorkUnit, states: Sequence[PCG64State] | None = None) -> EncodedBatch:
-    """Generate and encode one unit of work (a top-level, picklable process-pool function).
+def w_generate(unit: WorkUnit) -> EncodedBatch:
+    """Generate and encode ``unit`` as one batch (a top-level, picklable process-pool function).
 
-    ``states``: the unit's column generators, when seeded already (``batch_states``).
     Raises ``ConfigError`` for an unknown wire format or a CrateDB encoding without statement.
     """
-    payload = encode_unit(unit, states)
-    data = payload if isinstance(payload, bytes) else payload.tobytes()
-    return EncodedBatch(ids=unit.ids, payload=data, wire=unit.encoding.wire)
+    ((ids, payload),) = _encoded(unit, [unit.ids])
+    return EncodedBatch(ids, _bytes(payload), unit.encoding.wire)
+
+
+def _bytes(payload: Payload) -> bytes:
+    return payload if isinstance(payload, bytes) else payload.tobytes()
 
 
 def payload_bound(unit: WorkUnit) -> int:

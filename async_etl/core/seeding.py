@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-Every column of every batch draws from its own generator, ``default_rng([seed, start, count,
-crc32(name)])`` (``generators.column_rng``), so a batch depends only on its id range.  Building
+Every column of every generated id range (a unit of work: one batch, or a group of small ones)
+draws from its own generator, ``default_rng([seed, start, count, crc32(name)])``
+(``generators.column_rng``), so the rows depend only on that id range.  Building
 one costs about 8-13 µs (``SeedSequence`` hashing, ``PCG64`` seeding, the objects): at the
 default schema's 10 columns that is ~130 µs for a batch, ~90 % of generating a 100-row batch
 (issue 12, RESULTS.md "Network scenario ... the generators' seeding").

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Final
 
-from async_etl.core.records import encode_unit, payload_bound, split_seeded, w_generate_batches
+from async_etl.core.records import encode_batches, payload_bound, w_generate_batches
 from async_etl.errors import LoadError
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.typing import EncodedBatch, IdRange, WireFormat, WorkUnit
@@ -113,15 +113,15 @@ def w_generate_into(job: SlotJob) -> list[SlotBatch | EncodedBatch]:
     assert buf is not None
     pos, end = job.offset, job.offset + job.size
     out: list[SlotBatch | EncodedBatch] = []
-    for part, states in split_seeded(job.unit):
-        payload = encode_unit(part, states)
+    wire = job.unit.encoding.wire
+    for ids, payload in encode_batches(job.unit):
         n = len(payload)
         if pos + n > end:
             data = payload if isinstance(payload, bytes) else payload.tobytes()
-            out.append(EncodedBatch(part.ids, data, part.encoding.wire))
+            out.append(EncodedBatch(ids, data, wire))
             continue
         buf[pos : pos + n] = payload if isinstance(payload, bytes) else payload.data
-        out.append(SlotBatch(part.ids, part.encoding.wire, pos, n))
+        out.append(SlotBatch(ids, wire, pos, n))
         pos += n
     return out
 

@@ -379,29 +379,69 @@ def test_pack_rows_matches_a_python_join(rows_: list[tuple[bytes, bytes]], sep: 
     assert got == b"<" + b"".join(v + sep + b"|" + f for v, f in rows_) + b">"
 
 
+UNIT_SCHEMAS = (
+    default_schema(),
+    Schema(
+        (
+            column("id", "bigint", "sequence"),
+            column("note", "text", "text", min_len=0, max_len=30, nullable=0.3),
+            column("mail", "text", "email", nullable=0.2),
+            column("tag", "char", "constant", value="x", width=3),
+            column("u", "uuid", "uuid", nullable=0.5),
+            column("j", "json", "json", nullable=0.4),
+        )
+    ),
+)
+
+
+def _tuples(wire: str, payload: bytes) -> list[Any]:
+    """The rows of one batch's payload: CrateDB's bulk_args, or the COPY tuple stream's bytes."""
+    if wire == "crate_json":
+        return list(orjson.loads(payload)["bulk_args"])
+    head, tail = len(PG_COPY_HEADER), len(PG_COPY_TRAILER)
+    assert payload[:head] == PG_COPY_HEADER and payload[-tail:] == PG_COPY_TRAILER
+    return list(payload[head:-tail])
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     start=st.integers(min_value=1, max_value=10**9),
     count=st.integers(min_value=1, max_value=700),
     size=st.integers(min_value=1, max_value=300),
     wire=st.sampled_from(["crate_json", "pg_binary"]),
+    which=st.sampled_from([0, 1]),
 )
-def test_grouped_units_yield_the_same_batches_as_single_ones(
-    start: int, count: int, size: int, wire: str
+def test_a_units_batches_are_the_unit_generated_whole_cut_in_order(
+    start: int, count: int, size: int, wire: str, which: int
 ) -> None:
-    """A multi-batch unit gives exactly the batches (ids and bytes) single units would."""
+    """A multi-batch unit's batches hold exactly the unit's rows as one batch, in order, by size."""
     from dataclasses import replace
 
     from async_etl.core.records import w_generate, w_generate_batches
-    from async_etl.typing import Encoding, WorkUnit
 
-    schema = default_schema()
+    schema = UNIT_SCHEMAS[which]
     enc = Encoding(wire, schema.crate_insert("t") if wire == "crate_json" else "")  # type: ignore[arg-type]
     unit = WorkUnit(3, IdRange(start, count), schema, enc, batch_size=size)
     grouped = w_generate_batches(unit)
-    singles = [
-        w_generate(replace(unit, ids=IdRange(s, min(size, start + count - s)), batch_size=0))
-        for s in range(start, start + count, size)
+    whole = w_generate(replace(unit, batch_size=0))
+    assert [b.ids for b in grouped] == [
+        IdRange(s, min(size, start + count - s)) for s in range(start, start + count, size)
     ]
-    assert grouped == singles
+    assert {b.wire for b in grouped} == {wire}
+    if wire == "crate_json":
+        assert all(orjson.loads(b.payload)["stmt"] == enc.stmt for b in grouped)
+    assert [x for b in grouped for x in _tuples(wire, b.payload)] == _tuples(wire, whole.payload)
     assert sum(b.row_count for b in grouped) == count
+
+
+def test_parts_and_bodies_refuse_rows_outside_the_batch() -> None:
+    """Columns.part and crate_json_bodies raise ValueError for rows the batch does not have."""
+    from async_etl.core.encoders import crate_json_bodies
+
+    schema = default_schema()
+    cols = generate_columns(schema, IdRange(10, 5), 1)
+    assert len(cols.part(2, 3)) == 3 and cols.part(2, 3).ids == IdRange(12, 3)
+    with pytest.raises(ValueError, match="not inside"):
+        cols.part(3, 3)
+    with pytest.raises(ValueError, match="do not cut"):
+        crate_json_bodies("INSERT", schema, cols, [2, 2])

@@ -13,7 +13,7 @@ from async_etl.core.generators import (
     column_rng,
     generate_columns,
 )
-from async_etl.core.records import split_unit, w_generate, w_generate_batches
+from async_etl.core.records import w_generate, w_generate_batches
 from async_etl.core.schema import Schema, column, default_schema
 from async_etl.core.seeding import Seeded, pcg64_states
 from async_etl.typing import Encoding, IdRange, WorkUnit
@@ -106,12 +106,14 @@ def test_generate_columns_equals_one_column_rng_per_column(seed: int, start: int
         assert _same(_values(schema, ids, seed), _reference_columns(schema, ids, seed))
 
 
-def test_a_unit_seeded_together_gives_each_batch_its_own_bytes() -> None:
-    """``w_generate_batches`` (one seeding for 40 batches) equals each batch generated alone."""
+def test_a_unit_of_one_batch_draws_from_its_own_id_range() -> None:
+    """A one-batch unit is ``w_generate`` of its ids; batch_states seeds 40 batches together."""
     schema = default_schema()
     for wire, stmt in (("crate_json", schema.crate_insert("t")), ("pg_binary", "")):
-        unit = WorkUnit(7, IdRange(2**32 - 2000, 4000), schema, Encoding(wire, stmt), 100)  # type: ignore[arg-type]
-        alone = [w_generate(part) for part in split_unit(unit)]
-        assert w_generate_batches(unit) == alone
-        states = batch_states(schema, [part.ids for part in split_unit(unit)], 7)
+        unit = WorkUnit(7, IdRange(2**32 - 2000, 4000), schema, Encoding(wire, stmt), 4000)  # type: ignore[arg-type]
+        assert w_generate_batches(unit) == [w_generate(unit)]
+        assert _same(_values(schema, unit.ids, 7), _reference_columns(schema, unit.ids, 7))
+        parts = [IdRange(unit.ids.start + 100 * i, 100) for i in range(40)]
+        states = batch_states(schema, parts, 7)
         assert len(states) == 40 and all(len(s) == len(schema.columns) for s in states)
+        assert states[3] == batch_states(schema, [parts[3]], 7)[0]
