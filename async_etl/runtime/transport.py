@@ -89,6 +89,14 @@ class SlotBatch:
     start: int
     length: int
 
+    def __reduce__(self) -> tuple[object, tuple[int, int, WireFormat, int, int]]:
+        """Pickle as five plain values (the dataclass' default state took ~7x as long)."""
+        return _slot_batch, (self.ids.start, self.ids.count, self.wire, self.start, self.length)
+
+
+def _slot_batch(start_id: int, count: int, wire: WireFormat, start: int, length: int) -> SlotBatch:
+    return SlotBatch(IdRange(start_id, count), wire, start, length)
+
 
 _mapped: dict[str, shared_memory.SharedMemory] = {}
 

@@ -246,3 +246,11 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_slot_batch_pickles_to_an_equal_one() -> None:
+    """SlotBatch's compact pickle gives back the same ids, wire, offset and length."""
+    import pickle
+
+    batch = SlotBatch(IdRange(2**40, 100), "crate_json", 12_345, 17_000)
+    assert pickle.loads(pickle.dumps([batch, batch])) == [batch, batch]
