@@ -38,6 +38,7 @@ from async_etl.core.scd_sql_common import Sql, ident, quote, short_name
 
 __all__ = [
     "BLOCKERS_SQL",
+    "ENGINE_KEY_INDEX_SQL",
     "INDEXES_SQL",
     "KEEP_SQL",
     "TargetIndex",
@@ -113,6 +114,33 @@ name as ``pg_get_indexdef`` quotes it, whether it is unique, valid, not partial 
 the business key's columns in their own collations (bind ``key``, text[]; an arbiter when not
 deferrable, see ``TargetIndex.arbiter``), and its constraint's DEFERRABLE and INITIALLY
 DEFERRED."""
+
+ENGINE_KEY_INDEX_SQL = Sql(
+    """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE i.indrelid = $1::regclass AND ic.relname = $2
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+  AND pg_get_indexdef(i.indexrelid) = format('CREATE UNIQUE INDEX %I ON %s USING btree (%s)',
+        ic.relname, quote_ident(tn.nspname) || '.' || quote_ident(t.relname),
+        (SELECT string_agg(quote_ident(k), ', ' ORDER BY o)
+         FROM unnest($3::text[]) WITH ORDINALITY AS u(k, o)))
+""",
+    ("table", "name", "key"),
+)
+"""The engine's own type-1 key index of ``table`` (quoted, schema-qualified), or no row.
+
+Bind the table (quoted, as for ``to_regclass``), the index name ``<t>_bk``
+(``jobs.pg_tables.engine_indexes``) and the business key (text[], in order).  A row only when
+the index by that name is exactly what ``scd_sql_pg.index_ddl`` creates, as the server prints
+it (``pg_get_indexdef``: unique, btree, on the key's columns in order in their own collations,
+no predicate, no INCLUDE, no storage options) and backs no constraint: what the engine created,
+as far as the catalog can tell; an index the user made differently under that name, or a
+``UNIQUE`` constraint of that name, is not it."""
 
 KEEP_SQL = Sql(
     """

@@ -101,6 +101,7 @@ from async_etl.jobs.context import (
 from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in
 from async_etl.jobs.pg_pipe import bound, pipe, run_all
 from async_etl.jobs.pg_tables import (
+    drop_repeat,
     engine_indexes,
     key_indexed,
     no_repeat,
@@ -195,7 +196,9 @@ class PgTarget:
         take the collation the target's columns really have (a table created beforehand may
         differ), so the merge's key joins never mix two explicit collations; its range filters
         name the chunk collation themselves.  A type-1 target with an index of its own that is
-        the business key's arbiter (its primary key, say) gets no ``<t>_bk`` beside it.
+        the business key's arbiter (its primary key, say) gets no ``<t>_bk`` beside it, and a
+        merge drops the one an earlier run built there when it is provably the engine's
+        (``pg_tables.drop_repeat``).
         """
         keyed = ctx.spec.mode != "append"
         self.deferred = ctx.spec.mode == "full_refresh" and ctx.on_bad_row == "fail"
@@ -226,6 +229,7 @@ class PgTarget:
                 indexes = await target_indexes(conn, self.table, ctx.cols)
                 self._refuse_deferrable_key(self.table, ctx.cols, indexes, MERGE_DEFERRABLE)
                 ddl = no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
+                await drop_repeat(conn, self.table, ctx.cols, indexes)
             for st in ddl:
                 await conn.execute(st.text)
             st = pg.KEY_COLLATIONS_SQL

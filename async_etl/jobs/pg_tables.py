@@ -8,7 +8,10 @@ Used by ``jobs.pg_driver.PgTarget`` (prepare, swap, after_load):
   ``TargetIndex`` values;
 - ``key_indexed`` / ``no_repeat`` decide when the engine's own ``<t>_bk`` would repeat an index
   of the target's that already is the business key's arbiter, and ``engine_indexes`` names the
-  unique indexes the engine creates itself.
+  unique indexes the engine creates itself;
+- ``drop_repeat`` drops the engine's ``<t>_bk`` that an earlier run built before the target had
+  an arbiter of its own (or before the engine knew to skip it): only when the catalog shows it
+  is exactly the index the engine creates (``refresh_pg.ENGINE_KEY_INDEX_SQL``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from async_etl.core import refresh_pg as refresh
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.scd_sql_common import Sql, quote, short_name
 from async_etl.core.specs import ScdColumns
 
 __all__ = [
+    "drop_repeat",
     "engine_indexes",
     "key_indexed",
     "no_repeat",
@@ -29,6 +35,8 @@ __all__ = [
     "tables_exist",
     "target_indexes",
 ]
+
+log = structlog.get_logger(__name__)
 
 
 async def table_exists(conn: Any, table: str) -> bool:
@@ -76,6 +84,34 @@ def no_repeat(
         return ddl
     repeat = pg.index_ddl(table, cols)
     return [st for st in ddl if st not in repeat]
+
+
+async def drop_repeat(
+    conn: Any, table: str, cols: ScdColumns, indexes: Sequence[refresh.TargetIndex]
+) -> str | None:
+    """Drop ``table``'s engine-made ``<t>_bk`` when an index of its own is the key's arbiter.
+
+    A type-1 target whose own index (its primary key, say) serves ``ON CONFLICT`` gets no
+    ``<t>_bk`` (``no_repeat``); one built by an earlier run is a second unique index on the
+    same key, maintained on every write for nothing.  It is dropped only when it is provably
+    the engine's (``refresh_pg.ENGINE_KEY_INDEX_SQL``: by name and exact definition, backing
+    no constraint); anything else under that name is left alone.  Returns the index dropped
+    (quoted), or None.  Raises the driver's errors (the caller translates them).
+    """
+    if not key_indexed(table, cols, indexes):
+        return None
+    name = short_name(table, "bk")
+    if name not in {ix.name for ix in indexes}:
+        return None
+    st = refresh.ENGINE_KEY_INDEX_SQL
+    args = {"table": quote(table), "name": name, "key": list(cols.business_key)}
+    found = await conn.fetchval(st.text, *st.args(args))
+    if found is None:
+        return None
+    await conn.execute(f"DROP INDEX IF EXISTS {found}")
+    log.info("repeat_index_dropped", index=found, reason="an index of the target's own is "
+             "the business key's ON CONFLICT arbiter")  # fmt: skip
+    return str(found)
 
 
 def engine_indexes(table: str) -> tuple[str, ...]:

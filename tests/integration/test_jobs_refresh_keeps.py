@@ -434,13 +434,31 @@ async def test_crate_full_refresh_refuses_to_drop_history(pg_dsn: str) -> None:
             "ALTER TABLE dw.dr DROP CONSTRAINT dr_pkey, ADD PRIMARY KEY (id, b)",
             ["dr_bk", "dr_pkey", "my_b_idx"],
         ),
+        ("CREATE UNIQUE INDEX dr_bk ON dw.dr (id)", ["dr_pkey", "my_b_idx"]),
+        ("CREATE UNIQUE INDEX dr_bk ON dw.dr (id) WHERE c > 0", ["dr_bk", "dr_pkey", "my_b_idx"]),
+        ("CREATE UNIQUE INDEX dr_bk ON dw.dr (id) INCLUDE (b)", ["dr_bk", "dr_pkey", "my_b_idx"]),
+        ("ALTER TABLE dw.dr ADD CONSTRAINT dr_bk UNIQUE (id)", ["dr_bk", "dr_pkey", "my_b_idx"]),
+        ("CREATE UNIQUE INDEX my_id ON dw.dr (id)", ["dr_pkey", "my_b_idx", "my_id"]),
     ],
-    ids=["key-primary-key", "no-primary-key", "wider-key"],
+    ids=[
+        "key-primary-key",
+        "no-primary-key",
+        "wider-key",
+        "engine-repeat-dropped",
+        "partial-kept",
+        "include-kept",
+        "constraint-kept",
+        "users-repeat-kept",
+    ],
 )
 async def test_merge_builds_its_key_index_unless_the_target_has_one(
     pg_dsn: str, tmp_path: Path, ddl: str, indexes: list[str]
 ) -> None:
-    """A type-1 merge into dw.dr builds dr_bk only when no index of its own is the key's arbiter."""
+    """A type-1 merge into dw.dr builds dr_bk only when no index of its own is the key's arbiter.
+
+    An engine-made dr_bk beside the primary key (an earlier run's) is dropped; an index or
+    constraint by that name that is not exactly the engine's, or the user's own repeat, stays.
+    """
     toml = dr_toml(pg_dsn, "fail").replace("full_refresh", "merge")
     assert await dr_indexes_after(pg_dsn, tmp_path, ddl, toml, 2) == indexes
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD) + 2
