@@ -17,13 +17,12 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from async_etl.core.coerce import PARSERS, coerce, did_you_mean
 from async_etl.core.schedule import RateSchedule
+from async_etl.core.urls import METRICS_HOST as METRICS_HOST  # its home; kept here too
 from async_etl.errors import ConfigError
 
 LogFormat = Literal["auto", "console", "json"]
 ENV_PREFIX = "ASYNC_ETL_BENCH_"
 DEFAULT_RECORDS = 1_000_000
-METRICS_HOST = "127.0.0.1"
-"""Where ``/metrics`` listens unless ``--metrics-host`` says otherwise: this machine only."""
 MAX_IDENTIFIER = 63
 """PostgreSQL's identifier length (NAMEDATALEN - 1): a longer name is truncated silently."""
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")

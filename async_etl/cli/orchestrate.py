@@ -22,7 +22,7 @@ from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, PLAN_NOT_FROM_STDIN, add_
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.run import metrics_address
 from async_etl.cli.signals import watch_signals
-from async_etl.config import METRICS_HOST
+from async_etl.core.urls import METRICS_HOST
 from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.orchestrator.driver import JobRunner, Orchestrator, PlanOutcome, default_runner

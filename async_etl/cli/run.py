@@ -23,7 +23,7 @@ import anyio
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.signals import watch_signals
-from async_etl.config import METRICS_HOST
+from async_etl.core.urls import METRICS_HOST
 from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog

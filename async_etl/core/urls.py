@@ -1,5 +1,8 @@
 """Database URLs: which dialect a URL speaks, and how to print one without its secrets.
 
+Also where the metrics endpoint listens by default (``METRICS_HOST``), here so that a job run
+finds it without importing the bench settings (``async_etl.config``).
+
 Pure string work (no connection is made here).  ``mask_url`` is the project's one masker:
 every message, log event, summary, JSON file and table that shows a URL passes it through
 ``mask_url`` first, and the two exits every line leaves by (the structlog chain and the CLI's
@@ -23,6 +26,9 @@ from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
 Dialect: TypeAlias = Literal["postgresql", "oracle", "cratedb"]
+
+METRICS_HOST = "127.0.0.1"
+"""Where ``/metrics`` listens unless ``--metrics-host`` says otherwise: this machine only."""
 
 SCHEMES: dict[str, Dialect] = {
     "postgresql": "postgresql",

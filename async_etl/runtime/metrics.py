@@ -32,8 +32,8 @@ from typing import Any
 
 import structlog
 
-from async_etl.config import METRICS_HOST
 from async_etl.core.stats import RunStats
+from async_etl.core.urls import METRICS_HOST
 from async_etl.errors import ConfigError
 from async_etl.typing import Progress
 

@@ -71,6 +71,8 @@ UNUSED_MODULES_ON_A_PG_COPY = (
     "async_etl.core.exact",  # exact values for CrateDB / Oracle
     "async_etl.core.adaptive",  # max_workers = auto with more than one worker
     "async_etl.runtime.adaptive",
+    "async_etl.config",  # bench settings (a job run needs only the metrics address)
+    "async_etl.core.schedule",  # bench rate schedules
 )
 """Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
 
@@ -402,3 +404,4 @@ async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn
     columns, collations = described
     assert columns == [("id", "integer"), ("name", "text"), ("city", "character varying(20)")]
     assert [c.name if c else None for c in collations] == ["C", None]
+
