@@ -2,17 +2,34 @@
 
 Nothing here does I/O.  Value types are frozen, slotted and picklable, so a unit of work can
 cross a process (or, later, a Ray actor) boundary unchanged.
+
+The writer's value types and sink ports (``IdRange``, ``Encoding``, ``WorkUnit``,
+``EncodedBatch``, ``RowError``, ``SendResult``, ``Target``, ``AsyncSink``,
+``ManagedAsyncSink``, ``BlockingSink``) are defined in ``async_etl.core.writer_types`` and
+imported from there on first use of the name here (PEP 562 ``__getattr__``): a job run never
+uses them, and creating their seven dataclasses was about 2-3 ms of every job's start.
+``from async_etl.typing import EncodedBatch`` works as before; their ``__module__`` is
+``async_etl.core.writer_types`` (so pickles name that module).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
-    from async_etl.core.schema import Schema
+    from async_etl.core.writer_types import AsyncSink as AsyncSink
+    from async_etl.core.writer_types import BlockingSink as BlockingSink
+    from async_etl.core.writer_types import EncodedBatch as EncodedBatch
+    from async_etl.core.writer_types import Encoding as Encoding
+    from async_etl.core.writer_types import IdRange as IdRange
+    from async_etl.core.writer_types import ManagedAsyncSink as ManagedAsyncSink
+    from async_etl.core.writer_types import RowError as RowError
+    from async_etl.core.writer_types import SendResult as SendResult
+    from async_etl.core.writer_types import Target as Target
+    from async_etl.core.writer_types import WorkUnit as WorkUnit
 
 Row: TypeAlias = tuple[Any, ...]
 """One record, in schema column order."""
@@ -28,145 +45,6 @@ Holder: TypeAlias = Callable[[str], AbstractAsyncContextManager[None]]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class IdRange:
-    """A half-open range of record ids ``[start, start + count)``."""
-
-    start: int
-    count: int
-
-    @property
-    def stop(self) -> int:
-        """One past the last id."""
-        return self.start + self.count
-
-
-@dataclass(frozen=True, slots=True)
-class Encoding:
-    """What a worker needs to encode a batch for one sink: the format and its statement."""
-
-    wire: WireFormat
-    stmt: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkUnit:
-    """A self-contained, picklable unit of generation work handed to an executor."""
-
-    seed: int
-    ids: IdRange
-    schema: Schema
-    encoding: Encoding
-    batch_size: int = 0  # split the unit into batches of this many rows (0: one batch)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedBatch:
-    """A batch already in its sink's wire format: the event loop only ships these bytes."""
-
-    ids: IdRange
-    payload: bytes
-    wire: WireFormat
-    rows: int = -1  # rows in payload when it is a subset of ``ids`` (a retry); -1 = ids.count
-    keys: tuple[int, ...] | range | None = None  # the payload's row ids, when not its first value
-
-    @property
-    def row_count(self) -> int:
-        """How many rows the payload holds."""
-        if self.keys is not None:
-            return len(self.keys)
-        return self.ids.count if self.rows < 0 else self.rows
-
-    def row_ids(self) -> tuple[int, ...] | range:
-        """The ids of the payload's rows, in payload order (``keys``, else ``ids``)."""
-        return self.keys if self.keys is not None else range(self.ids.start, self.ids.stop)
-
-
-@dataclass(frozen=True, slots=True)
-class RowError:
-    """A row the sink refused for good, with the sink's reason."""
-
-    row_id: int | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """The outcome of one attempt to send one batch.
-
-    ``delivered`` rows are durably in the sink; ``rejected`` rows are refused for good;
-    ``retry`` is the subset worth another attempt (None when nothing is left to resend).
-    """
-
-    delivered: int
-    rejected: tuple[RowError, ...] = ()
-    retry: EncodedBatch | None = None
-    retry_reason: str = ""
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What a sink decided when it prepared: where ids start and how to encode batches."""
-
-    encoding: Encoding
-    start_id: int = 1
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class AsyncSink(Protocol):
-    """A destination driven from the event loop.  One attempt per ``send``; the runner retries."""
-
-    async def prepare(self, schema: Schema) -> Target:
-        """Create the target if missing and say how batches must be encoded."""
-        ...
-
-    async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
-        """Deliver one batch once; raise ``TransientLoadError`` or ``LoadError`` on failure."""
-        ...
-
-    async def count(self, ids: IdRange) -> int | None:
-        """Rows of ``ids`` present in the target (after a refresh), or None if unknowable."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections; safe to call twice."""
-        ...
-
-
-class ManagedAsyncSink(AsyncSink, Protocol):
-    """An ``AsyncSink`` that is also an async context manager (``async with`` closes it)."""
-
-    async def __aenter__(self) -> Any:
-        """Return the sink itself."""
-        ...
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Close the sink (``aclose``)."""
-        ...
-
-
-class BlockingSink(Protocol):
-    """The blocking twin of ``AsyncSink``, used by the thread runner."""
-
-    def prepare(self, schema: Schema) -> Target:
-        """Create the target if missing and say how batches must be encoded."""
-        ...
-
-    def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
-        """Deliver one batch once; raise ``TransientLoadError`` or ``LoadError`` on failure."""
-        ...
-
-    def count(self, ids: IdRange) -> int | None:
-        """Rows of ``ids`` present in the target (after a refresh), or None if unknowable."""
-        ...
-
-    def close(self) -> None:
-        """Release connections; safe to call twice."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +75,33 @@ class Limit(Protocol):
     """A runtime-adjustable concurrency limit (anyio.CapacityLimiter fits)."""
 
     total_tokens: float
+
+
+_WRITER_TYPES = frozenset(
+    {
+        "AsyncSink",
+        "BlockingSink",
+        "EncodedBatch",
+        "Encoding",
+        "IdRange",
+        "ManagedAsyncSink",
+        "RowError",
+        "SendResult",
+        "Target",
+        "WorkUnit",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The writer's types, imported on first use (see the module's docstring).
+
+    Raises ``AttributeError`` for any other name, as a module does.
+    """
+    if name in _WRITER_TYPES:
+        from async_etl.core import writer_types
+
+        value = getattr(writer_types, name)
+        globals()[name] = value  # found directly from now on
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

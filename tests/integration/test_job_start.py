@@ -73,6 +73,7 @@ UNUSED_MODULES_ON_A_PG_COPY = (
     "async_etl.runtime.adaptive",
     "async_etl.config",  # bench settings (a job run needs only the metrics address)
     "async_etl.core.schedule",  # bench rate schedules
+    "async_etl.core.writer_types",  # the writer's value types and sink ports
 )
 """Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
 
