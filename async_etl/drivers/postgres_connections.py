@@ -13,12 +13,15 @@ Built on ``drivers.postgres`` (``connect_job``, ``close_quietly``, ``translate_p
 - ``Shelf`` / ``shelved``: the connections a run's chunks leave behind, kept open (budget token
   held) for the next chunk to take instead of connecting again; a block that failed, or left a
   transaction open, closes its connection instead, and a block outside ``shelved`` (a chunk's
-  retry) connects afresh.
+  retry) connects afresh;
+- ``connected_ahead``: a block that needs connections to several databases one after the other
+  (a chunk: its target, then its source) opens the ones it has not got at the same time, on
+  entry, each handed to the first ``pg_connection`` call for it inside.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -43,6 +46,7 @@ __all__ = [
     "Lent",
     "Shelf",
     "closing_beside",
+    "connected_ahead",
     "keep_from",
     "keep_lent",
     "lend_kept",
@@ -150,12 +154,25 @@ async def _connect_held(
     The token is taken first (then ``got_token`` is called) and given back when connecting
     fails; errors are translated (``connect_job``).  ``_release`` undoes both.
     """
+    token = await _hold_token(url, holder, got_token)
+    return await _connect_on(url, app, token), token
+
+
+async def _hold_token(
+    url: str, holder: Holder, got_token: Callable[[], None] | None = None
+) -> AsyncExitStack:
+    """The stack holding one ``holder`` budget token for ``url`` (then ``got_token()``)."""
     token = AsyncExitStack()
     await token.enter_async_context(holder(url))
     if got_token is not None:
         got_token()
+    return token
+
+
+async def _connect_on(url: str, app: str, token: AsyncExitStack) -> Any:
+    """A new connection to ``url`` as ``app`` under ``token``; gives the token back on failure."""
     try:
-        return await connect_job(url, app), token
+        return await connect_job(url, app)
     except BaseException:
         await token.aclose()
         raise
@@ -329,13 +346,25 @@ class Shelf:
         the take holds its token and only connects, a connection given back stays kept: two
         chunks starting together would otherwise close the first one's for nothing).
         """
+        found = await self.take_idle(key)
+        if found is not None:
+            return found
+        token = await self.hold(key)
+        return await _connect_on(key[0], key[1], token), token
+
+    async def take_idle(self, key: _Key) -> tuple[Any, AsyncExitStack] | None:
+        """An idle open connection for ``key`` and its token, off the shelf (None: none open)."""
         idle = self._idle.get(key, [])
         while idle:
             conn, token = idle.pop()
             if not conn.is_closed():
                 return conn, token
             await _release(conn, token)
-        url, app, holder = key
+        return None
+
+    async def hold(self, key: _Key) -> AsyncExitStack:
+        """A budget token for a new connection for ``key``, taken as ``take`` takes it."""
+        url, _, holder = key
         for other, pairs in list(self._idle.items()):  # a give_back may add a key meanwhile
             while other[0] == url and pairs:
                 await _release(*pairs.pop())
@@ -348,7 +377,7 @@ class Shelf:
             self._connecting[url] -= 1
 
         try:
-            return await _connect_held(url, holder, app, got_token)
+            return await _hold_token(url, holder, got_token)
         finally:
             if waiting:
                 self._connecting[url] -= 1
@@ -411,6 +440,59 @@ def shelved(shelf: Shelf | None) -> Iterator[None]:
         _SHELF.reset(token)
 
 
+_Ready: TypeAlias = dict[_Key, tuple[Any, AsyncExitStack] | BaseException]
+_AHEAD: ContextVar[_Ready | None] = ContextVar("async_etl_pg_ahead", default=None)
+
+
+@asynccontextmanager
+async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
+    """Inside, the first ``pg_connection`` call for each of ``keys`` gets one opened on entry.
+
+    ``keys``: (URL, application name, holder), in the order the block asks for them.  A chunk
+    connects to its target, begins its transaction, then connects to its source: one connect
+    after the other (3-4 ms each on a local server) wherever nothing is kept.  Here a key with
+    an idle connection on this task's shelf (``shelved``) takes it; for the others the budget
+    tokens are taken in the order given (the block's own order: no new wait on a token can
+    arise), then they all connect at the same time.  A connection that failed to open is not
+    raised here: the ``pg_connection`` call for its key raises that error, where the block
+    would have met it (translated and named as there).  What the block did not ask for goes
+    back to the shelf (or is closed) on the way out.  Raises what taking a token raises
+    (``StopRequested``); nested blocks keep their own.
+    """
+    shelf = _SHELF.get()
+    ready: _Ready = {}
+    tokens: dict[_Key, AsyncExitStack] = {}
+
+    async def open_one(key: _Key, token: AsyncExitStack) -> None:
+        try:
+            ready[key] = (await _connect_on(key[0], key[1], token), token)
+        except Exception as exc:  # its token is given back; raised by pg_connection
+            ready[key] = exc
+
+    try:
+        for key in dict.fromkeys(keys):
+            found = await shelf.take_idle(key) if shelf is not None else None
+            if found is not None:
+                ready[key] = found
+            else:
+                tokens[key] = await (shelf.hold(key) if shelf else _hold_token(key[0], key[2]))
+        async with anyio.create_task_group() as tg:
+            for key, token in tokens.items():
+                tg.start_soon(open_one, key, token)
+        tokens.clear()
+        reset = _AHEAD.set(ready)
+        try:
+            yield
+        finally:
+            _AHEAD.reset(reset)
+    finally:
+        for token in tokens.values():  # taken, never connected (cancelled or failed meanwhile)
+            await token.aclose()
+        for key, pair in ready.items():  # opened and not asked for
+            if not isinstance(pair, BaseException):
+                await (shelf.give_back(key, *pair, broken=False) if shelf else _release(*pair))
+
+
 @asynccontextmanager
 async def pg_connection(
     url: str,
@@ -435,7 +517,13 @@ async def pg_connection(
     shared = kept if kept is not None and kept.usable() else None
     shelf = _SHELF.get() if shared is None else None
     key = (url, app, holder)
-    if shared is not None:
+    ahead = _AHEAD.get()
+    opened = ahead.pop(key, None) if ahead is not None and shared is None else None
+    if isinstance(opened, BaseException):
+        raise opened
+    if opened is not None:
+        conn, token = opened
+    elif shared is not None:
         conn = await shared.take(url, holder, app)
     elif shelf is not None:
         conn, token = await shelf.take(key)

@@ -40,7 +40,9 @@ Per chunk, on one connection (one budget token), in ONE transaction:
 
 The connection is the one the worker's previous chunk gave back when there is one
 (``drivers.postgres_connections.Shelf``; a retry always connects afresh); a chunk leaves
-nothing on it but the TEMP staging table (its rows deleted at commit).
+nothing on it but the TEMP staging table (its rows deleted at commit).  A source in another
+PostgreSQL database is connected to at the same time as the target, before step 0, where
+neither is kept (``connected_ahead``; its budget tokens are taken target first, as before).
 
 Modes (``core.modes``): ``append`` COPYs (or, same database, ``INSERT ... SELECT``s) the
 chunk straight into the target, with no staging, comparison or key index (with
@@ -87,7 +89,12 @@ from async_etl.drivers.postgres import (
     is_data_error,
     use_exact_codecs,
 )
-from async_etl.drivers.postgres_connections import let_go, pg_connection, reusing
+from async_etl.drivers.postgres_connections import (
+    connected_ahead,
+    let_go,
+    pg_connection,
+    reusing,
+)
 from async_etl.errors import ConfigError, DataError
 from async_etl.jobs.context import (
     COUNTERS,
@@ -398,7 +405,10 @@ class PgTarget:
         and answered from its checkpoint (``jobs.pg_checkpoint``).
         """
         in_state = ctx.same_database(ctx.state_url, self.url)
-        async with self.connection(ctx.hold, ctx.app) as conn:
+        keys = [(self.url, ctx.app, ctx.hold)]
+        if isinstance(source, PgSource) and not ctx.same_database(source.url, self.url):
+            keys.append((source.url, ctx.app, ctx.hold))  # ``_stage`` reads it: open both at once
+        async with connected_ahead(keys), self.connection(ctx.hold, ctx.app) as conn:
             try:
                 async with conn.transaction():
                     if in_state:  # lost in a crash only with its checkpoint: no flush wait

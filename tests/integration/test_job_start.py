@@ -406,3 +406,40 @@ async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn
     assert columns == [("id", "integer"), ("name", "text"), ("city", "character varying(20)")]
     assert [c.name if c else None for c in collations] == ["C", None]
 
+
+async def test_a_chunk_connects_to_its_target_and_source_at_once(
+    pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy into another database: the chunk's source connect starts before its target's ends."""
+    import async_etl.drivers.postgres_connections as driver
+    from async_etl.jobs.runner import run_job
+    from tests.databases import fresh_database
+    from tests.integration.jobs_helpers import spec_of
+
+    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
+                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    steps: list[tuple[str, str]] = []
+    connect = driver.connect_job
+
+    async def logged(url: str, app: str) -> Any:
+        steps.append(("start", url))
+        try:
+            return await connect(url, app)
+        finally:
+            steps.append(("end", url))
+
+    monkeypatch.setattr(driver, "connect_job", logged)
+    async with fresh_database(pg_server_dsn) as target:
+        spec = spec_of(
+            f'name = "ahead"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
+            f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{target}"\ntable = "dw.t"\n'
+            "[scd]\ntype = 1\n"
+        )
+        result = await run_job(spec)
+        assert result.status == "SUCCEEDED", result.error
+        assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
+    # preflight: source, then target (kept for the preparation); the survey: source; then
+    # the chunk's two, the target's first (its token is taken first), at once
+    chunk = steps[-4:]
+    assert [s for s, _ in chunk] == ["start", "start", "end", "end"], steps
+    assert chunk[0][1] == target and chunk[1][1] == pg_dsn

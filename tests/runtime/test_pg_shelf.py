@@ -14,6 +14,7 @@ from async_etl.drivers import postgres_connections
 from async_etl.drivers.postgres_connections import (
     Shelf,
     closing_beside,
+    connected_ahead,
     keep_from,
     keep_lent,
     lend_kept,
@@ -21,6 +22,7 @@ from async_etl.drivers.postgres_connections import (
     reusing,
     shelved,
 )
+from async_etl.errors import LoadError
 
 URL = "postgresql://u@h/db"
 
@@ -371,3 +373,75 @@ async def test_a_connection_given_back_while_another_take_only_connects_is_kept(
         slow.set()
     await shelf.aclose()
     assert len(made) == 2 and all(c.closed for c in made) and holder.held == 0
+
+
+@pytest.fixture
+def slow_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``connect_job`` as fakes that take a few loop turns (a connect waits on the server)."""
+    steps: list[str] = []
+
+    async def connect_job(url: str, app: str) -> FakeConn:
+        steps.append(f"start {url}")
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        if url.endswith("_down"):
+            steps.append(f"failed {url}")
+            raise LoadError(f"PostgreSQL {url}: connection refused")
+        steps.append(f"end {url}")
+        return FakeConn(len(steps))
+
+    monkeypatch.setattr(postgres_connections, "connect_job", connect_job)
+    return steps
+
+
+async def test_connected_ahead_opens_the_blocks_connections_at_once(
+    slow_connects: list[str],
+) -> None:
+    """Target and source connect together on entry; each block then uses its own, kept after."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    target, source = (URL, "job:run", holder), (URL + "_source", "job:run", holder)
+    with shelved(shelf):
+        async with connected_ahead([target, source]):
+            assert sorted(slow_connects[:2]) == [f"start {URL}", f"start {URL}_source"]
+            assert holder.held == 2
+            t = await use(holder)
+            s = await use(holder, url=URL + "_source")
+        assert len(slow_connects) == 4 and t is not s  # nothing connected in the blocks
+        again = await use(holder)  # the target's, kept on the shelf
+    assert again is t and not t.closed and not s.closed
+    await shelf.aclose()
+    assert holder.held == 0
+
+
+async def test_connected_ahead_takes_idle_ones_and_gives_back_what_was_not_asked_for(
+    slow_connects: list[str],
+) -> None:
+    """A key kept idle is taken, not connected; one the block never used goes back or closes."""
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    target, source = (URL, "job:run", holder), (URL + "_source", "job:run", holder)
+    with shelved(shelf):
+        kept = await use(holder)
+        async with connected_ahead([target, source]):
+            assert slow_connects == [f"start {URL}", f"end {URL}", f"start {URL}_source",
+                                     f"end {URL}_source"]  # fmt: skip
+            assert await use(holder) is kept
+        unused = await use(holder, url=URL + "_source")  # given back to the shelf unused
+        assert len(slow_connects) == 4 and not unused.closed
+    await shelf.aclose()
+    async with connected_ahead([target]):  # no shelf: closed on the way out
+        pass
+    assert holder.held == 0 and len(slow_connects) == 6
+
+
+async def test_a_connect_that_failed_ahead_is_raised_where_its_block_asks(
+    slow_connects: list[str],
+) -> None:
+    """A source that cannot be reached: entering succeeds, its block raises, no token held."""
+    holder = Tokens()
+    target, down = (URL, "job:run", holder), (URL + "_down", "job:run", holder)
+    async with connected_ahead([target, down]):
+        assert holder.held == 1 and f"failed {URL}_down" in slow_connects
+        async with pg_connection(URL, holder, app="job:run") as conn:
+            with pytest.raises(LoadError, match="connection refused"):
+                await use(holder, url=URL + "_down")
+    assert conn.closed and holder.held == 0 and len(slow_connects) == 4
