@@ -26,9 +26,12 @@ kilobyte); no encoded byte ever reaches the parent, whose work is per unit, not 
   when the pipe reaches end-of-file: the worker exited, closed or was killed.
 * **Death.** End-of-file before ``closed`` means the worker is gone (SIGKILL, OOM): the reader
   thread waits up to ``EXIT_WAIT_S`` for its exit code (off the loop: a worker whose pipe closed
-  before its process ended would otherwise stall every task), then every unit it held raises
-  ``WorkerLostError``, and the coordinator re-sends them on the survivors (every
-  attempt checks whether the batch landed), or fails the run with one line when none is left.
+  before its process ended would otherwise stall every task); a worker still running then
+  (it closed its pipe and stayed alive: it can never answer again) is killed there and
+  reported as such, so neither its units nor the close wait ``CLOSE_TIMEOUT_S`` for it; then
+  every unit it held raises ``WorkerLostError``, and the coordinator re-sends them on the
+  survivors (every attempt checks whether the batch landed), or fails the run with one line
+  when none is left.
   A unit's own failure comes back as the worker's exception (pickled; when it cannot be, a
   ``LoadError`` naming it), and the coordinator fails the run with it.
 * **Signals.** Workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group; the
@@ -76,7 +79,11 @@ CLOSE_TIMEOUT_S: Final = 30.0
 """A worker that has not closed by then after ``None`` is killed."""
 
 EXIT_WAIT_S: Final = 0.5
-"""How long the reader thread waits for a lost worker's exit code once its pipe has closed."""
+"""How long the reader thread waits for a lost worker's exit code once its pipe has closed;
+a worker still running after that is killed."""
+
+LINGERED: Final = "closed its pipe but kept running (killed)"
+"""How a worker that closed its pipe without ``closed`` and did not exit is reported."""
 
 
 def w_serve(conn: Connection, settings: BenchSettings, source: Synthetic, target: Target) -> None:
@@ -189,8 +196,22 @@ class _Channel:
                 self._post(self._on_message, msg)
         except (EOFError, OSError):
             pass
-        # end-of-file before "closed": the worker is gone, and its exit code is due now
-        self._post(self._on_exit, None if closed else self.reap(EXIT_WAIT_S))
+        self._post(self._on_exit, None if closed else self._gone_why())
+
+    def _gone_why(self) -> str:
+        """End-of-file before ``closed``: why the worker is gone (killed here if still running).
+
+        Its exit code is due now; a process still running after ``EXIT_WAIT_S`` closed its pipe
+        and lingers, and can never answer: it is killed now rather than waited for.
+        """
+        code = self.reap(EXIT_WAIT_S)
+        if code is None:
+            self.kill()
+            self.reap(EXIT_WAIT_S * 10)
+            return LINGERED
+        if code < 0:
+            return f"was killed ({signal.Signals(-code).name})"
+        return f"exited (exit code {code})"
 
     def _post(self, fn: Any, *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits
@@ -213,13 +234,10 @@ class _Channel:
                 waiter.error = msg[2]
             waiter.event.set()
 
-    def _on_exit(self, code: int | None) -> None:
-        if self.closed.is_set():
+    def _on_exit(self, why: str | None) -> None:
+        if self.closed.is_set() or why is None:
             return
-        if code is not None and code < 0:
-            self.gone = f"was killed ({signal.Signals(-code).name})"
-        else:
-            self.gone = f"exited (exit code {code})"
+        self.gone = why
         for waiter in self._waiting.values():
             waiter.error = WorkerLostError(f"{self.name} {self.gone}")
             waiter.event.set()

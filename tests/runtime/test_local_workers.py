@@ -24,7 +24,14 @@ from async_etl.config import BenchSettings
 from async_etl.core.stats import Snapshot
 from async_etl.core.summary import Summary
 from async_etl.errors import ConfigError, LoadError
-from async_etl.runtime.local_workers import EXIT_WAIT_S, _Channel, portable, run_on_processes
+from async_etl.runtime import local_workers
+from async_etl.runtime.local_workers import (
+    EXIT_WAIT_S,
+    LINGERED,
+    _Channel,
+    portable,
+    run_on_processes,
+)
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 from async_etl.testing.crate import CrateStandIn, StandInConfig
@@ -47,6 +54,16 @@ def w_close_pipe_then_linger(conn: Connection, linger_s: float) -> None:
     """A worker that closes its pipe without saying ``closed``, then takes ``linger_s`` to exit."""
     conn.close()
     time.sleep(linger_s)
+
+
+def w_start_then_close_pipe_and_linger(
+    conn: Connection, settings: BenchSettings, source: Synthetic, target: Any
+) -> None:
+    """A worker (``w_serve``'s signature) that starts, takes a unit, closes its pipe, lingers."""
+    conn.send(("ready", os.getpid()))
+    conn.recv()
+    conn.close()
+    time.sleep(120)
 
 
 def _settings(url: str, **kw: Any) -> BenchSettings:
@@ -267,11 +284,26 @@ async def test_a_worker_gone_without_a_word_is_joined_off_the_event_loop() -> No
             with anyio.fail_after(60):
                 await channel.closed.wait()
             tg.cancel_scope.cancel()
-        # the worker is still running: its exit code waited for EXIT_WAIT_S, on the reader thread
-        assert channel.gone == "exited (exit code None)"
+        # the worker was still running: its exit code waited for EXIT_WAIT_S, on the reader
+        # thread, which then killed it
+        assert channel.gone == LINGERED
+        assert process.exitcode == -signal.SIGKILL
         assert _JOINED_ON and threading.current_thread() not in _JOINED_ON
         assert max(gaps) < EXIT_WAIT_S  # the loop kept running while the reader waited
     finally:
         channel.kill()
         await anyio.to_thread.run_sync(channel.reap, 30.0)
         parent_end.close()
+
+
+async def test_a_worker_that_closes_its_pipe_and_lingers_fails_the_run_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real worker closes its pipe mid-unit and stays alive: killed, one line, none left."""
+    monkeypatch.setattr(local_workers, "w_serve", w_start_then_close_pipe_and_linger)
+    monkeypatch.setattr(local_workers, "CLOSE_TIMEOUT_S", 5.0)  # the old code's wait, shorter
+    settings = _settings("null://", records=None, duration=60, processes=1)
+    with anyio.fail_after(60), pytest.raises(LoadError) as info:
+        await _run(settings)
+    assert info.value.message == (f"every worker died (worker-0 {LINGERED}); the run cannot finish")
+    assert not _workers()
