@@ -75,8 +75,12 @@ def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
         return [f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT binary)"]
     direct = ", ".join(quote(n) for n in (*facts.names, *facts.cols.scd))
     if facts.mode == "full_refresh" and facts.on_bad_row == "fail":
+        scd = " / ".join(facts.cols.scd)  # type 2: filled by the new table's defaults
+        note = (f"-- {scd}: the new table's defaults (the as-of, NULL, true); when the target "
+                "exists (its new table made LIKE it), sent with every row instead:")  # fmt: skip
         return ["-- the new table has no unique index yet (built after the last chunk):",
-                f"COPY {quote(table)} ({direct}) FROM STDIN (FORMAT binary)"]  # fmt: skip
+                *([note] if scd else []),
+                f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT binary)"]  # fmt: skip
     return [pg.range_is_empty_sql(table, facts.key, chunk).text,
             "-- if the range is empty (initial load), straight into the target:",
             f"COPY {quote(table)} ({direct}) FROM STDIN (FORMAT binary)",
@@ -96,7 +100,9 @@ def finish_statements(facts: JobFacts) -> list[str]:
                 "and constraints are built too, and the swap's transaction first carries over "
                 "privileges, comment, options, foreign keys, owner and sequences "
                 "(core.refresh_pg)"]  # fmt: skip
-        return [*(st.text for st in pg.index_ddl(new, facts.cols)), *kept,
+        drop = pg.drop_initial_default_sql(new, facts.cols).text  # type 2, not made LIKE
+        default = ["-- unless made LIKE the target:", drop] if facts.cols.type == 2 else []
+        return [*(st.text for st in pg.index_ddl(new, facts.cols)), *kept, *default,
                 *(st.text for st in modes.pg_swap_sql(facts.table, facts.cols))]  # fmt: skip
     if facts.dialect == "cratedb":
         return [modes.crate_swap_sql(facts.table)]

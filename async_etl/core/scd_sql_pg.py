@@ -419,6 +419,26 @@ def initial_version_tail(cols: ScdColumns, as_of: datetime) -> tuple[str, ...]:
     return (f"'{as_of.isoformat()}'::timestamptz", "NULL::timestamptz", "true")
 
 
+def initial_defaults_sql(table: str, cols: ScdColumns, as_of: datetime) -> Sql:
+    """Make the initial version's values ``table``'s column defaults (type 2 only).
+
+    ``valid_from`` defaults to the as-of time, ``valid_to`` to NULL and ``is_current`` to
+    true, so a chunk COPYed into a new table names only the source's columns: the three
+    bookkeeping values are neither computed by the source, sent, nor parsed per row (1M
+    rows: COPY out 0.32 -> 0.25 s, COPY in 0.58 -> 0.49 s, ``benchmarks/RESULTS.md``).
+    ``as_of`` must be timezone-aware.  ``drop_initial_default_sql`` undoes the first.
+    """
+    t, vf = _q(table), _q(cols.valid_from)
+    return Sql(f"ALTER TABLE {t} ALTER COLUMN {vf} SET DEFAULT '{as_of.isoformat()}'::timestamptz, "
+               f"ALTER COLUMN {_q(cols.valid_to)} DROP DEFAULT, "
+               f"ALTER COLUMN {_q(cols.is_current)} SET DEFAULT true")  # fmt: skip
+
+
+def drop_initial_default_sql(table: str, cols: ScdColumns) -> Sql:
+    """Take the as-of default off ``valid_from`` again (the target DDL has none; repeatable)."""
+    return Sql(f"ALTER TABLE {_q(table)} ALTER COLUMN {_q(cols.valid_from)} DROP DEFAULT")
+
+
 def null_keys_sql(
     query: str | None, table: str | None, key: Sequence[str], window: CursorWindow | None = None
 ) -> Sql:

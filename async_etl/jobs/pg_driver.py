@@ -5,8 +5,10 @@ Per chunk, on one connection (one budget token), in ONE transaction:
 0. when the chunk's key range holds no row of the target yet (an initial load, a new key
    range, every chunk of a full refresh) and ``on_bad_row = "fail"``, the rows go straight
    into the target by the same path as step 2 (type 2: with the initial version's
-   ``valid_from`` / ``valid_to`` / ``is_current`` appended by the source's SELECT): one write
-   instead of two, the target's unique indexes still refusing a key read twice; then 4 and 5;
+   ``valid_from`` / ``valid_to`` / ``is_current`` appended by the source's SELECT, or, into a
+   full refresh's new table not made LIKE an existing target, filled by that table's column
+   defaults, set for the run and dropped again by ``swap``): one write instead of two, the
+   target's unique indexes still refusing a key read twice; then 4 and 5;
 1. ``CREATE TEMP TABLE IF NOT EXISTS`` the staging table (``ON COMMIT DELETE ROWS``);
 2. stage the chunk's source rows:
    * source in the same database: ``INSERT INTO staging SELECT ... `` (no round trip);
@@ -161,6 +163,10 @@ class PgTarget:
         self.deferred = False
         """Full refresh, ``on_bad_row = "fail"``: the new table's unique indexes are built by
         ``swap``, after the load, and every chunk goes straight in (set by ``prepare``)."""
+        self.by_default = False
+        """Type-2 deferred load into a new table not made LIKE an existing target: the
+        initial version's values are the new table's column defaults, so chunks send only
+        the source's columns; ``swap`` takes the as-of default off again (set by ``prepare``)."""
 
     def connection(self, holder: Holder, app: str) -> AbstractAsyncContextManager[Any]:
         """A target connection under a budget token (errors translated, URL masked)."""
@@ -221,9 +227,12 @@ class PgTarget:
             if ctx.spec.mode == "full_refresh":
                 if ctx.resumed and not await table_exists(conn, self.table):
                     return  # resumed after the swap committed: nothing is left to load
-                if not ctx.resumed:  # a new run starts its new table empty
+                kept = False
+                if ctx.resumed:  # its new table may have been made LIKE the target
+                    kept = await table_exists(conn, self._final(ctx))
+                else:  # a new run starts its new table empty
                     await conn.execute(f"DROP TABLE IF EXISTS {quote(self.table)}")
-                    if await self._kept(conn, ctx):  # the target's own definition
+                    if kept := await self._kept(conn, ctx):  # the target's own definition
                         final = self._final(ctx)
                         if not self.deferred:  # rejecting rows needs the indexes now
                             indexes = await target_indexes(conn, final, ctx.cols)
@@ -232,6 +241,10 @@ class PgTarget:
                         if not self.deferred:
                             ddl = no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
+                # a kept definition keeps its own defaults: its chunks send every column
+                self.by_default = self.deferred and ctx.cols.type == 2 and not kept
+                if self.by_default:  # set on a resumed table too, whatever made it
+                    ddl.append(pg.initial_defaults_sql(self.table, ctx.cols, ctx.as_of))
             elif keyed and ctx.cols.type == 1 and await table_exists(conn, self.table):
                 indexes = await target_indexes(conn, self.table, ctx.cols)
                 self._refuse_deferrable_key(self.table, ctx.cols, indexes, MERGE_DEFERRABLE)
@@ -291,6 +304,8 @@ class PgTarget:
                 return
             if kept:
                 await self._keep_definition(conn, final)
+            if self.by_default:  # the target's DDL gives valid_from no default
+                await conn.execute(pg.drop_initial_default_sql(self.table, ctx.cols).text)
             for st in swap_sql(final, ctx.cols):
                 await conn.execute(st.text)
             for st in refresh.rename_statements(final, indexes, engine_indexes(final)):
@@ -458,7 +473,8 @@ class PgTarget:
         """
         if not await self._direct(ctx, conn, chunk):
             return None
-        tail = () if ctx.spec.mode == "append" else ctx.cols.scd
+        no_tail = ctx.spec.mode == "append" or self.by_default  # by_default: the defaults fill it
+        tail = () if no_tail else ctx.cols.scd
         if self.deferred:  # no unique index yet (``swap`` builds them): nothing can refuse
             return await self._stage(ctx, conn, chunk, source, self.table, tail)
         try:

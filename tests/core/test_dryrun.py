@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from async_etl.core import scd_sql_crate as crate
@@ -76,3 +78,15 @@ def test_pg_full_refresh_copies_without_index_and_builds_it_before_the_swap() ->
     assert done[0] == pg.index_ddl("dw.t_etl_new", COLS1)[0].text
     assert done[1].startswith("-- when the target exists") and "core.refresh_pg" in done[1]
     assert done[2].startswith("DROP TABLE")
+
+
+def test_pg_type2_full_refresh_copies_the_source_columns_and_drops_the_default() -> None:
+    """Type 2 full refresh: the COPY names the source's columns; the swap drops the default."""
+    cols2 = ScdSpec(type=2, business_key=("id",)).resolve(["id", "v"])
+    f = dataclasses.replace(facts("postgresql", "full_refresh"), cols=cols2)
+    got = target_statements(f, CHUNK)
+    assert got[-1] == 'COPY "dw"."t_etl_new" ("id", "v") FROM STDIN (FORMAT binary)'
+    assert got[-2].startswith(f"-- {cols2.valid_from} / {cols2.valid_to} / {cols2.is_current}:")
+    done = finish_statements(f)
+    drop = pg.drop_initial_default_sql("dw.t_etl_new", cols2).text
+    assert done[done.index(drop) + 1].startswith("DROP TABLE")

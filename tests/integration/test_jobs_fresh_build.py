@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from async_etl.core import scd_sql_pg as pg
+from async_etl.core.chunks import Chunk
 from async_etl.core.modes import new_table
 from async_etl.errors import ErrorKind
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
+from async_etl.sources.postgres import PgSource
 from tests.integration.jobs_helpers import (
     COLUMNS,
     at,
@@ -161,3 +164,56 @@ async def test_initial_build_sigkill_shows_no_target_and_resumes(
     assert "(resumed)" in out
     assert norm(await table_rows(pg_dsn, "dw.ibk"), cols) == norm(reference([rows], cols), cols)
     assert len(await indexes(pg_dsn, "dw.ibk")) == 2
+
+
+async def column_defaults(dsn: str, table: str) -> dict[str, str | None]:
+    """Column name -> its default expression (None: no default) of ``table``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+            "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            table,
+        )
+    finally:
+        await conn.close()
+    return {str(r[0]): r[1] for r in rows}
+
+
+async def test_a_new_type2_table_fills_the_initial_version_from_its_defaults(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an absent SCD2 target the source sends no bookkeeping columns; no default is left."""
+    rows = history(seed=35, n_keys=900, runs=1)[0]
+    cols = cols_of(2)
+    tails: list[tuple[str, ...]] = []
+    extract = PgSource.extract
+
+    def spy(self: PgSource, chunk: Chunk, tail: Sequence[str] = ()) -> Any:
+        tails.append(tuple(tail))
+        return extract(self, chunk, tail)
+
+    monkeypatch.setattr(PgSource, "extract", spy)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # what the target's own DDL gives: the defaults the built table must end with
+        for st in pg.target_ddl("dw.ibd_made", COLUMNS, cols):
+            await conn.execute(st.text)
+    finally:
+        await conn.close()
+    await load_source(pg_dsn, rows)
+    spec = spec_of(job_toml("ibd", pg_dsn, "dw.ibd", chunk_size=100))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "SUCCEEDED", result.error
+    assert len(tails) > 1 and set(tails) == {()}
+    assert norm(await table_rows(pg_dsn, "dw.ibd"), cols) == norm(reference([rows], cols), cols)
+    made = await column_defaults(pg_dsn, "dw.ibd_made")
+    assert await column_defaults(pg_dsn, "dw.ibd") == made
+    assert made[cols.valid_from] is None and made[cols.is_current] == "true"
+    tails.clear()  # a full refresh of the existing target keeps its definition: tail sent
+    again = spec_of(refresh_toml("ibd_fr", pg_dsn, "dw.ibd", 2, "fail"))
+    result = await run_job(again, options=JobOptions(as_of=at(1)))
+    assert result.status == "SUCCEEDED", result.error
+    assert tails and set(tails) == {pg.initial_version_tail(cols, at(1))}
+    assert await column_defaults(pg_dsn, "dw.ibd") == made
+    assert {str(r[cols.valid_from]) for r in await table_rows(pg_dsn, "dw.ibd")} == {str(at(1))}
