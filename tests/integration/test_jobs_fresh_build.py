@@ -217,3 +217,40 @@ async def test_a_new_type2_table_fills_the_initial_version_from_its_defaults(
     assert tails and set(tails) == {pg.initial_version_tail(cols, at(1))}
     assert await column_defaults(pg_dsn, "dw.ibd") == made
     assert {str(r[cols.valid_from]) for r in await table_rows(pg_dsn, "dw.ibd")} == {str(at(1))}
+
+
+NOTE_BUILDS = """
+CREATE TABLE public.builds (object text, workers text, memory text);
+CREATE FUNCTION public.note_build() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.builds SELECT object_identity,
+        current_setting('max_parallel_maintenance_workers'), current_setting('maintenance_work_mem')
+    FROM pg_event_trigger_ddl_commands();
+END $$;
+CREATE EVENT TRIGGER note_build ON ddl_command_end WHEN TAG IN ('CREATE INDEX')
+    EXECUTE FUNCTION public.note_build();
+"""
+
+
+@pytest.mark.parametrize("kind", [2, 1])
+async def test_index_builds_side_by_side_get_no_parallel_workers(pg_dsn: str, kind: int) -> None:
+    """The two SCD2 builds run with no parallel workers each; a lone type-1 build may have some."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # every CREATE INDEX notes the settings it ran under, in its own transaction
+        await conn.execute(NOTE_BUILDS)
+        default = await conn.fetchval("SHOW max_parallel_maintenance_workers")
+    finally:
+        await conn.close()
+    await load_source(pg_dsn, history(seed=36, n_keys=600, runs=1)[0])
+    spec = spec_of(job_toml(f"ibw{kind}", pg_dsn, f"dw.ibw{kind}", kind=kind))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "SUCCEEDED", result.error
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT workers, memory FROM public.builds WHERE object LIKE $1", f"dw.ibw{kind}%"
+        )
+    finally:
+        await conn.close()
+    expected = [("0", "128MB")] * 2 if kind == 2 else [(default, "256MB")]
+    assert [tuple(r) for r in rows] == expected
