@@ -91,8 +91,9 @@ class _Kept:
         return self.conn
 
     async def _open(self, url: str, holder: Holder, app: str) -> None:
-        self.conn, self._token = await _connect_held(url, holder, app)
-        self.key = (url, app, holder)
+        key = (url, app, holder)
+        self.conn, self._token = _opened_ahead(key) or await _connect_held(url, holder, app)
+        self.key = key
 
     async def _switch(self, url: str, holder: Holder, app: str) -> None:
         """Open a connection to ``url`` while the kept one (to another URL) closes."""
@@ -444,6 +445,15 @@ _Ready: TypeAlias = dict[_Key, tuple[Any, AsyncExitStack] | BaseException]
 _AHEAD: ContextVar[_Ready | None] = ContextVar("async_etl_pg_ahead", default=None)
 
 
+def _opened_ahead(key: _Key) -> tuple[Any, AsyncExitStack] | None:
+    """The connection ``connected_ahead`` opened for ``key`` (None: none); raises its failure."""
+    ahead = _AHEAD.get()
+    opened = ahead.pop(key, None) if ahead is not None else None
+    if isinstance(opened, BaseException):
+        raise opened
+    return opened
+
+
 @asynccontextmanager
 async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
     """Inside, the first ``pg_connection`` call for each of ``keys`` gets one opened on entry.
@@ -457,7 +467,8 @@ async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
     raised here: the ``pg_connection`` call for its key raises that error, where the block
     would have met it (translated and named as there).  What the block did not ask for goes
     back to the shelf (or is closed) on the way out.  Raises what taking a token raises
-    (``StopRequested``); nested blocks keep their own.
+    (``StopRequested``); nested blocks keep their own.  Inside ``reusing`` the kept connection
+    is the one opened here, when its block asks for it.
     """
     shelf = _SHELF.get()
     ready: _Ready = {}
@@ -517,10 +528,7 @@ async def pg_connection(
     shared = kept if kept is not None and kept.usable() else None
     shelf = _SHELF.get() if shared is None else None
     key = (url, app, holder)
-    ahead = _AHEAD.get()
-    opened = ahead.pop(key, None) if ahead is not None and shared is None else None
-    if isinstance(opened, BaseException):
-        raise opened
+    opened = _opened_ahead(key) if shared is None else None  # a kept one takes its own
     if opened is not None:
         conn, token = opened
     elif shared is not None:

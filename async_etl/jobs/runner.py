@@ -3,6 +3,8 @@
 Theory of operation
 -------------------
 1. ``planning.preflight`` (reads only; ``ConfigError`` is raised from here and nowhere later);
+   its source and target connections (two PostgreSQL databases) open at once, beside the
+   state store's (``connected_ahead``);
 2. state tables and target table are created if missing, while the source is surveyed (its
    estimate, NULL keys and chunk cuts: reads only); ``planning.plan_run`` records the new
    run with its stored chunk plan (or resumes the unfinished one: same T, same chunks);
@@ -56,10 +58,12 @@ import structlog
 from async_etl.core.chunks import Chunk, Watermark, remaining
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
+from async_etl.core.urls import dialect_of
 from async_etl.drivers.postgres_connections import (
     Lent,
     Shelf,
     closing_beside,
+    connected_ahead,
     keep_from,
     keep_lent,
     lend_kept,
@@ -75,7 +79,7 @@ from async_etl.errors import (
     unusable,
 )
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
-from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.budget import LimiterBudget, database_key
 from async_etl.jobs.context import (
     COUNTERS,
     BudgetHolder,
@@ -103,6 +107,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from async_etl.jobs.ray_chunks import ChunkExecutor
+    from async_etl.typing import Holder
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 
@@ -275,7 +280,10 @@ class _JobRun(RunTally):
         async with anyio.create_task_group() as tg:
             tg.start_soon(connect)
             try:
-                async with reusing(close_in=self.closing):  # one connection per database
+                async with (
+                    reusing(close_in=self.closing),  # one connection per database
+                    connected_ahead(self._preflight_keys()),  # each, all at once
+                ):
                     try:
                         decision = await preflight(
                             self.spec, self.options, self.source, self.target, store, self.holder
@@ -294,6 +302,20 @@ class _JobRun(RunTally):
         if failed:
             raise failed[0]
         return found[0]
+
+    def _preflight_keys(self) -> list[tuple[str, str, Holder]]:
+        """Preflight's source and target connections, opened at once when they can be.
+
+        Both PostgreSQL, in two databases (one database: its one kept connection serves both
+        reads); the source's budget token is taken first, as preflight takes them.
+        """
+        app = f"{self.spec.name}:preflight"
+        source, target = self.source.url, self.spec.target.url
+        if self.source.dialect != "postgresql" or dialect_of(target) != "postgresql":
+            return []
+        if database_key(source) == database_key(target):
+            return []
+        return [(source, app, self.holder), (target, app, self.holder)]
 
     async def _run(self, ctx: JobContext, store: StateStore, decision: Decision) -> JobResult:
         resumed = decision.resumed_plan is not None

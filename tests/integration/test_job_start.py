@@ -407,10 +407,10 @@ async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn
     assert [c.name if c else None for c in collations] == ["C", None]
 
 
-async def test_a_chunk_connects_to_its_target_and_source_at_once(
+async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
     pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A copy into another database: the chunk's source connect starts before its target's ends."""
+    """A copy into another database: each second connect starts before the first one ends."""
     import async_etl.drivers.postgres_connections as driver
     from async_etl.jobs.runner import run_job
     from tests.databases import fresh_database
@@ -418,15 +418,15 @@ async def test_a_chunk_connects_to_its_target_and_source_at_once(
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
-    steps: list[tuple[str, str]] = []
+    steps: list[tuple[str, str, str]] = []
     connect = driver.connect_job
 
     async def logged(url: str, app: str) -> Any:
-        steps.append(("start", url))
+        steps.append(("start", url, app))
         try:
             return await connect(url, app)
         finally:
-            steps.append(("end", url))
+            steps.append(("end", url, app))
 
     monkeypatch.setattr(driver, "connect_job", logged)
     async with fresh_database(pg_server_dsn) as target:
@@ -438,8 +438,11 @@ async def test_a_chunk_connects_to_its_target_and_source_at_once(
         result = await run_job(spec)
         assert result.status == "SUCCEEDED", result.error
         assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
-    # preflight: source, then target (kept for the preparation); the survey: source; then
-    # the chunk's two, the target's first (its token is taken first), at once
-    chunk = steps[-4:]
+    # preflight: source and target (kept for the preparation), each token in that order; the
+    # survey: source; the chunk: target and source; the swap goes on on the chunk's target's
+    preflight = [(s, url) for s, url, app in steps if app == "ahead:preflight"]
+    assert preflight[:2] == [("start", pg_dsn), ("start", target)], steps
+    assert sorted(preflight[2:]) == sorted([("end", pg_dsn), ("end", target)]), steps
+    chunk = [(s, url) for s, url, _ in steps[-4:]]
     assert [s for s, _ in chunk] == ["start", "start", "end", "end"], steps
     assert chunk[0][1] == target and chunk[1][1] == pg_dsn

@@ -445,3 +445,20 @@ async def test_a_connect_that_failed_ahead_is_raised_where_its_block_asks(
             with pytest.raises(LoadError, match="connection refused"):
                 await use(holder, url=URL + "_down")
     assert conn.closed and holder.held == 0 and len(slow_connects) == 4
+
+
+async def test_a_reusing_block_keeps_the_connections_opened_ahead_in_turn(
+    slow_connects: list[str],
+) -> None:
+    """Preflight's shape: source and target open at once; each is the block's kept one in turn."""
+    holder = Tokens()
+    source, target = (URL + "_source", "job:pre", holder), (URL, "job:pre", holder)
+    async with reusing(), connected_ahead([source, target]):
+        assert len(slow_connects) == 4 and holder.held == 2
+        async with pg_connection(URL + "_source", holder, app="job:pre") as s:
+            pass
+        async with pg_connection(URL, holder, app="job:pre") as t:
+            assert s.closed  # the source's kept one closed as the block moved on
+        async with pg_connection(URL, holder, app="job:pre") as again:
+            assert again is t
+    assert len(slow_connects) == 4 and t.closed and holder.held == 0
