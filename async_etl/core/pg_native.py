@@ -22,14 +22,26 @@ is stored exactly as the reference would store it, or refused with its reason, o
 Every check is a whole-column builtin (``set(map(type, ...))``, ``min`` / ``max``, one
 ``join``), so the cost is a few tens of nanoseconds a value; ``plain`` works on any slice of a
 batch, so a caller can check a large batch in slices and let its event loop run in between.
+
+A ``timestamptz`` column of a plain batch is sent as naive datetimes of the same UTC wall time
+(``wire_rows``), through asyncpg's ``timestamp`` encoder (``encode_as``): both types are int64
+microseconds since 2000-01-01 on the wire (UTC for ``timestamptz``), and asyncpg's
+``timestamptz`` encoder compares every aware value with its naive infinity sentinels (two
+``utcoffset`` calls) and converts it to UTC before subtracting its epoch: ~450 ns a value,
+against ~70 ns for the conversion here plus ~130 ns for the ``timestamp`` encoder (CPython
+3.11, asyncpg 0.32, 200,000 values).  The conversion is ``v - 2000-01-01 UTC``, the
+reference's own, added to the naive epoch; the ``timestamp`` encoder subtracts that epoch
+again, so the microseconds sent are the reference's.  ``plain`` keeps such a column's values
+strictly between the first and the last instant, so none meets the encoder's infinity.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import partial
+from itertools import repeat
 from typing import Any, Final
 from uuid import UUID
 
@@ -158,3 +170,51 @@ SLICE_VALUES: Final = 16_384
 PACE_ABOVE: Final = 2 * SLICE_VALUES
 """A batch with more values than this is encoded in slices of ``SLICE_VALUES`` (below it, the
 pause would cost more than the couple of milliseconds it saves)."""
+
+
+_EPOCH_UTC = datetime(2000, 1, 1, tzinfo=UTC)  # the reference's epoch (row_codecs)
+_EPOCH_NAIVE = datetime(2000, 1, 1)  # asyncpg's timestamp epoch
+
+
+def encode_as(columns: Sequence[PgColumn]) -> tuple[str | None, ...]:
+    """Per column, the type whose asyncpg encoder takes ``wire_rows``'s values (None: its own).
+
+    ``timestamp`` for a ``timestamptz`` column (see the module docstring); ``()`` when no
+    column needs another encoder.
+    """
+    cast = tuple("timestamp" if c.typname == "timestamptz" else None for c in columns)
+    return cast if any(cast) else ()
+
+
+def naive_utc(values: list[Any]) -> list[Any]:
+    """Aware datetimes (or None) as naive datetimes of the same UTC wall time (None kept).
+
+    ``naive_utc(vs)[i] - datetime(2000, 1, 1) == vs[i] - datetime(2000, 1, 1, tzinfo=UTC)``.
+    Raises ``TypeError`` for a naive datetime or a value that is no datetime, and
+    ``OverflowError`` for an instant whose UTC wall time is outside years 1-9999.
+    """
+    try:  # one C-level pass when there is no NULL (it raises TypeError at a None)
+        return list(map(operator.add, map(operator.sub, values, repeat(_EPOCH_UTC)),
+                        repeat(_EPOCH_NAIVE)))  # fmt: skip
+    except TypeError:
+        if None not in values:
+            raise
+    return [None if v is None else v - _EPOCH_UTC + _EPOCH_NAIVE for v in values]
+
+
+def wire_rows(
+    rows: Sequence[tuple[Any, ...]], cast: Sequence[str | None]
+) -> Iterable[tuple[Any, ...]]:
+    """``rows`` as asyncpg's encoders of ``cast`` (``encode_as``) take them: ``rows`` when ().
+
+    Each ``timestamptz`` value (a ``plain`` batch's: aware, or None) becomes ``naive_utc``'s;
+    the rows are made one at a time as they are read (no list of them).  Raises like
+    ``naive_utc``.
+    """
+    if not cast:
+        return rows
+    columns: list[Iterable[Any]] = [map(operator.itemgetter(i), rows) for i in range(len(cast))]
+    for i, kind in enumerate(cast):
+        if kind is not None:
+            columns[i] = naive_utc(list(columns[i]))
+    return zip(*columns, strict=True)

@@ -21,7 +21,11 @@ asyncpg's public ``copy_records_to_table`` sends the COPY alone; the work here i
 calls it makes (``Connection._prepare`` of the introspection query that gives the columns'
 binary encoders, then ``_protocol.copy_in``), with the statement text extended.  Those are
 asyncpg internals (the same from 0.29 to 0.32 by their source; the package asks for 0.32, the
-version the tests run them with against a real server).
+version the tests run them with against a real server).  The introspection query may cast a
+column (``encode_as``) so that its values go through another type's encoder with the same
+binary format (the writer sends a ``timestamptz`` column's values as naive UTC datetimes
+through asyncpg's ``timestamp`` encoder: both are int64 microseconds since 2000-01-01, and the
+``timestamp`` encoder costs less than half the ``timestamptz`` one, see ``core.pg_native``).
 
 The server answers a refused ``before`` while the COPY data is still arriving, and skips that
 data; PgBouncer in transaction pooling mode does not expect COPY messages after an error
@@ -46,11 +50,15 @@ async def copy_after(
     schema: str | None = None,
     records: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]] | None = None,
     payload: bytes = b"",
+    encode_as: Sequence[str | None] = (),
 ) -> str:
     """Run ``before`` (one statement, no parameters; None: none), then COPY into ``table``.
 
     The COPY sends ``records`` (asyncpg's binary encoders, from the table's column types), or
-    when that is None ``payload`` (a whole binary COPY stream: signature, rows, trailer).  One
+    when that is None ``payload`` (a whole binary COPY stream: signature, rows, trailer).
+    ``encode_as``: for each column, None or the SQL type (trusted text, inserted as it is)
+    whose asyncpg encoder takes its ``records`` values; that type's binary format must be the
+    column's own (the server reads the bytes as the column's type).  One
     simple query: one round trip, one implicit transaction (see the module docstring).
     ``conn`` is an idle asyncpg connection (or a pool's proxy of one).  Returns the COPY's
     status (``COPY n``).  Raises asyncpg's ``PostgresError`` for what the server refuses
@@ -67,7 +75,11 @@ async def copy_after(
     if records is None:
         status = await conn._protocol.copy_in(statement, None, payload, None, None, None)
         return status
-    intro = await conn._prepare(f"SELECT {cols} FROM {target} LIMIT 1", use_cache=True)
+    picked = cols
+    if any(encode_as):
+        casts = zip(map(ident, columns), encode_as, strict=True)
+        picked = ", ".join(name if cast is None else f"{name}::{cast}" for name, cast in casts)
+    intro = await conn._prepare(f"SELECT {picked} FROM {target} LIMIT 1", use_cache=True)
     status = await conn._protocol.copy_in(statement, None, None, records, intro._state, None)
     return status
 

@@ -9,7 +9,9 @@ machinery, replacing ``prepare(schema)`` with ``open(columns, primary_key)``.
   ``table#writer-<uuid>`` and the writer's sequence numbers start at 1, so two writers on one
   table never share a key, and a retried batch whose first attempt committed is seen landed.
 * A batch that ``plain`` passes (``core.pg_native``) travels as its rows (``RecordsBatch``) and
-  asyncpg encodes it in C, in slices that let the event loop run; should asyncpg still refuse
+  asyncpg encodes it in C, in slices that let the event loop run (a ``timestamptz`` column's
+  values as naive UTC through the ``timestamp`` encoder, ``pg_native.wire_rows``: the same
+  bytes, at less than half the cost); should asyncpg still refuse
   a value on the client (nothing is written then), the answer is a retry of the batch encoded
   by the reference encoders, which refuse the bad rows with their reasons.
 * A COPY the server refuses for a row's content (a duplicate key, a CHECK) is bisected in
@@ -24,7 +26,7 @@ machinery, replacing ``prepare(schema)`` with ``open(columns, primary_key)``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -69,12 +71,14 @@ class _DriverRefusedError(Exception):
     """asyncpg's encoder refused a value on the client: the COPY was aborted, nothing written."""
 
 
-async def _paced(rows: Sequence[tuple[Any, ...]], every: int) -> AsyncIterator[tuple[Any, ...]]:
-    """``rows`` one by one, letting the event loop run after every ``every`` rows."""
+async def _paced(
+    rows: Sequence[tuple[Any, ...]], every: int, cast: Sequence[str | None]
+) -> AsyncIterator[tuple[Any, ...]]:
+    """``rows`` one by one (``pg_native.wire_rows`` of ``cast``), yielding every ``every``."""
     for start in range(0, len(rows), every):
         if start:
             await anyio.lowlevel.checkpoint()
-        for row in rows[start : start + every]:
+        for row in pg_native.wire_rows(rows[start : start + every], cast):
             yield row
 
 
@@ -105,6 +109,7 @@ class PostgresRowsSink(PostgresSink):
         self._pg_columns: tuple[PgColumn, ...] = ()
         self._fast = pg_row_encoder(())
         self.native = False  # every column's type can go through asyncpg's encoders
+        self._cast: tuple[str | None, ...] = ()  # pg_native.encode_as of the columns
         self._encoding = anyio.CapacityLimiter(1)  # re-encoding a batch the driver refused
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
@@ -146,6 +151,7 @@ class PostgresRowsSink(PostgresSink):
         self._pg_columns = cols
         self._fast = pg_row_encoder(cols)
         self.native = pg_native.native_table(cols)
+        self._cast = pg_native.encode_as(cols)
         self._columns = names
         return names
 
@@ -309,12 +315,17 @@ class PostgresRowsSink(PostgresSink):
         if not isinstance(batch, RecordsBatch):
             await copy_after(conn, before, table, columns, schema=schema, payload=batch.payload)
             return
-        rows = batch.records
+        rows, cast = batch.records, self._cast
         width = max(1, len(columns))
-        paced = len(rows) * width > pg_native.PACE_ABOVE
-        records = _paced(rows, max(1, pg_native.SLICE_VALUES // width)) if paced else rows
         try:
-            await copy_after(conn, before, table, columns, schema=schema, records=records)
+            records: Iterable[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]]
+            if len(rows) * width > pg_native.PACE_ABOVE:
+                records = _paced(rows, max(1, pg_native.SLICE_VALUES // width), cast)
+            else:
+                records = pg_native.wire_rows(rows, cast)
+            await copy_after(
+                conn, before, table, columns, schema=schema, records=records, encode_as=cast
+            )
         except PostgresError:
             raise
         except (TypeError, ValueError, OverflowError) as exc:  # raised by a client encoder

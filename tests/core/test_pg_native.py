@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from async_etl.core.batching import Columns
-from async_etl.core.pg_native import NATIVE, native_table, plain, plain_columns
+from async_etl.core.pg_native import (
+    NATIVE,
+    encode_as,
+    naive_utc,
+    native_table,
+    plain,
+    plain_columns,
+    wire_rows,
+)
 from async_etl.core.row_codecs import PG_TYPES, PgColumn
 
 AT = datetime(2024, 1, 1, tzinfo=UTC)
@@ -118,3 +126,68 @@ def test_a_text_column_joined_once_answers_as_checked_value_by_value(
     assert columns.texts[1] == ("x" * len(rows) if rows else None)
     unjoined = dataclasses.replace(columns, texts=())
     assert plain_columns(cols, columns) == plain_columns(cols, unjoined) == plain(cols, rows)
+
+
+EPOCH_UTC, EPOCH_NAIVE = datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 1)
+ZONES = [
+    UTC,
+    timezone(timedelta(hours=-5)),
+    timezone(timedelta(hours=14)),
+    ZoneInfo("Europe/Berlin"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.datetimes(
+                min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                timezones=st.sampled_from(ZONES), allow_imaginary=True,
+            ),
+        )
+    )
+)  # fmt: skip
+def test_naive_utc_keeps_the_microseconds_the_reference_sends(values: list[Any]) -> None:
+    """Each aware value becomes the naive datetime whose offset from 2000-01-01 is its own."""
+    got = naive_utc(values)
+    assert len(got) == len(values)
+    for v, n in zip(values, got, strict=True):
+        if v is None:
+            assert n is None
+        else:
+            assert n.tzinfo is None and n - EPOCH_NAIVE == v - EPOCH_UTC
+
+
+def test_naive_utc_refuses_naive_datetimes_and_other_values() -> None:
+    """A naive datetime, a date or a number raises TypeError; an instant past year 9999 raises."""
+    for bad in (datetime(2024, 1, 1), date(2024, 1, 1), 5):
+        with pytest.raises(TypeError):
+            naive_utc([AT, bad])
+        with pytest.raises(TypeError):
+            naive_utc([None, bad])
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
+    with pytest.raises(OverflowError):
+        naive_utc([late])
+
+
+def test_fold_picks_the_instant_in_both_directions() -> None:
+    """The repeated hour of a DST change: fold 0 and fold 1 stay an hour apart."""
+    first = datetime(2024, 10, 27, 2, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    second = first.replace(fold=1)
+    assert naive_utc([first, second]) == [
+        datetime(2024, 10, 27, 0, 30),
+        datetime(2024, 10, 27, 1, 30),
+    ]
+
+
+def test_only_timestamptz_columns_are_sent_through_another_encoder() -> None:
+    """``encode_as`` names the timestamp encoder for timestamptz only; ``wire_rows`` follows it."""
+    cols = [PgColumn("a", "int8"), PgColumn("b", "timestamptz"), PgColumn("c", "text")]
+    cast = encode_as(cols)
+    assert cast == (None, "timestamp", None)
+    assert encode_as([PgColumn("a", "int8"), PgColumn("c", "date")]) == ()
+    rows = [(1, AT, "x"), (2, None, None)]
+    assert list(wire_rows(rows, cast)) == [(1, datetime(2024, 1, 1), "x"), (2, None, None)]
+    assert wire_rows(rows, ()) is rows

@@ -72,6 +72,27 @@ async def test_plain_batches_go_through_asyncpg_and_read_back_exactly(
     assert [tuple(r) for r in got] == sorted(_in_utc(r) for r in data)
 
 
+async def test_timestamptz_with_nulls_and_folds_goes_through_asyncpg_exactly(
+    pg_dsn: str, sent_as: list[str]
+) -> None:
+    """A nullable timestamptz column (NULLs, both sides of a DST fold, many zones) lands exactly."""
+    fold = datetime(2024, 10, 27, 2, 30, tzinfo=BERLIN)
+    zones = [UTC, BERLIN, ZoneInfo("Asia/Kathmandu"), timezone(timedelta(hours=-9, minutes=-30))]
+    values = [fold, fold.replace(fold=1), None] + [
+        datetime(2024, 1, 1, tzinfo=zones[i % 4]) + timedelta(microseconds=7_777_777 * i)
+        for i in range(997)
+    ]
+    async with open_writer(pg_dsn, table="ts", columns={"id": "bigint", "at": "timestamptz"}) as w:
+        await w.write_many(list(enumerate(values)))
+    assert w.report.ok and w.report.delivered == len(values), w.report.reasons
+    assert sent_as == ["records"]
+    got = await _fetch(pg_dsn, "SELECT at FROM ts ORDER BY id")
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    assert [None if r[0] is None else r[0] - epoch for r in got] == [
+        None if v is None else v - epoch for v in values
+    ]
+
+
 async def test_values_asyncpg_would_change_go_through_the_reference_encoders(
     pg_dsn: str, sent_as: list[str]
 ) -> None:
@@ -125,9 +146,9 @@ async def test_wide_batches_are_encoded_in_slices_and_land_whole(
     slices: list[int] = []
     paced = postgres_rows._paced
 
-    async def counting(rows: Any, every: int) -> Any:
+    async def counting(rows: Any, every: int, cast: Any) -> Any:
         slices.append(every)
-        async for row in paced(rows, every):
+        async for row in paced(rows, every, cast):
             yield row
 
     monkeypatch.setattr(postgres_rows, "_paced", counting)

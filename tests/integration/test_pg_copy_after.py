@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
+from async_etl.core.pg_native import wire_rows
 from async_etl.core.row_codecs import PgColumn, encode_pg_rows
 from async_etl.core.scd_sql_common import ident
 from async_etl.drivers.postgres_copy import copy_after
@@ -114,6 +117,38 @@ async def test_a_payload_and_async_records_are_copied_too(pg_dsn: str) -> None:
         got = await conn.fetch('SELECT "i""d", v FROM "s p"."odd""t" ORDER BY 1')
         assert [tuple(r) for r in got] == [(1, "x"), (2, None), (3, "y"), (4, "z"), (5, "w")]
         assert [r[0] for r in await conn.fetch("SELECT k FROM ledger ORDER BY k")] == [1, 2]
+    finally:
+        await conn.close()
+
+
+async def test_a_column_cast_for_the_introspection_goes_through_that_types_encoder(
+    pg_dsn: str,
+) -> None:
+    """``encode_as``: naive UTC values through the timestamp encoder land as the same instants."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE ts (id int, at timestamptz); CREATE TABLE ledger (k int PRIMARY KEY)"
+        )
+        await conn.execute("SET TimeZone = 'America/New_York'")  # binary: it must not matter
+        berlin = ZoneInfo("Europe/Berlin")
+        at = [
+            datetime(2024, 10, 27, 2, 30, tzinfo=berlin),
+            datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=berlin),
+            datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+            datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC),
+            None,
+        ]
+        cast = (None, "timestamp")
+        records = list(wire_rows(list(enumerate(at)), cast))
+        assert all(r[1] is None or r[1].tzinfo is None for r in records)
+        await copy_after(conn, LEDGER, "ts", ["id", "at"], records=records, encode_as=cast)
+        got = [r[0] for r in await conn.fetch("SELECT at FROM ts ORDER BY id")]
+        epoch = datetime(2000, 1, 1, tzinfo=UTC)
+        assert [None if g is None else g - epoch for g in got] == [
+            None if v is None else v - epoch for v in at
+        ]
+        assert [r[0] for r in await conn.fetch("SELECT k FROM ledger")] == [1]
     finally:
         await conn.close()
 
