@@ -9,6 +9,9 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
   simple query, ``drivers.postgres_copy.copy_after``).  Into fresh tables;
   all connect and close inside the timing (the writer opens its pool in ``async with``).
   Each side's client CPU (``time.process_time``) is recorded.
+* ``pg_no_ts`` — ``pg`` without the timestamptz column (bigint, text, float8; not run by
+  default): the writer's own cost where its timestamptz encoding (``core.pg_native.wire_rows``)
+  does not apply.
 * ``crate`` — the same rows as ``bulk_args`` into the counting stand-in (its own process):
   ``open_writer`` with ``gzip_threshold=0`` vs a bare aiohttp poster (an orjson body a batch,
   4 in flight), and ``open_writer`` by default (bodies of 8 KiB and more gzipped, level 1) vs
@@ -91,11 +94,14 @@ async def alternate(
     return results, cpu
 
 
-async def pg_section(dsn: str, n: int, repeat: int = 3) -> dict[str, Any]:
-    data = rows(n)
+async def pg_section(dsn: str, n: int, repeat: int = 3, width: int = len(COLS)) -> dict[str, Any]:
+    """``pg`` (``width``: the first columns of ``COLS`` only; 3: ``pg_no_ts``, no timestamptz)."""
+    cols = dict(list(COLS.items())[:width])
+    data = rows(n) if width == len(COLS) else [r[:width] for r in rows(n)]
     conn = await asyncpg.connect(dsn)
     await conn.execute("DROP TABLE IF EXISTS bw_raw, bw_writer, bw_ledger")
-    ddl = "(id bigint PRIMARY KEY, name text, score double precision, at timestamptz)"
+    keyed = {k: f"{t} PRIMARY KEY" if k == "id" else t for k, t in cols.items()}
+    ddl = "(" + ", ".join(f"{k} {t}" for k, t in keyed.items()) + ")"
     await conn.execute(f"CREATE TABLE bw_raw {ddl}; CREATE TABLE bw_writer {ddl}")
     await conn.execute("CREATE TABLE bw_ledger (start_id bigint PRIMARY KEY, rows int)")
     gate = asyncio.Semaphore(IN_FLIGHT)
@@ -107,12 +113,12 @@ async def pg_section(dsn: str, n: int, repeat: int = 3) -> dict[str, Any]:
                 batch = data[start : start + BATCH]
                 async with gate, pool.acquire() as c:
                     if not ledger:
-                        await c.copy_records_to_table("bw_raw", records=batch, columns=list(COLS))
+                        await c.copy_records_to_table("bw_raw", records=batch, columns=list(cols))
                         return
                     # the writer's exactly-once shape, by hand: the ledger row and the COPY
                     # as one simple query (one round trip, one implicit transaction)
                     record = f"INSERT INTO bw_ledger VALUES ({start}, {len(batch)})"
-                    await copy_after(c, record, "bw_raw", list(COLS), records=batch)
+                    await copy_after(c, record, "bw_raw", list(cols), records=batch)
 
             await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(0, n, BATCH)))
 
@@ -370,6 +376,9 @@ async def main() -> None:
     if "pg" in only:
         out["pg"] = await pg_section(args.dsn, args.rows, args.repeat)
         print(json.dumps({"pg": out["pg"]}), flush=True)
+    if "pg_no_ts" in only:  # the same without the timestamptz column
+        out["pg_no_ts"] = await pg_section(args.dsn, args.rows, args.repeat, width=3)
+        print(json.dumps({"pg_no_ts": out["pg_no_ts"]}), flush=True)
     if "crate" in only:
         out["crate"] = await crate_section(args.rows, args.repeat)
         print(json.dumps({"crate": out["crate"]}), flush=True)
