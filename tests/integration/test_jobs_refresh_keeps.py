@@ -454,11 +454,9 @@ async def test_crate_full_refresh_refuses_to_drop_history(pg_dsn: str) -> None:
 async def test_merge_builds_its_key_index_unless_the_target_has_one(
     pg_dsn: str, tmp_path: Path, ddl: str, indexes: list[str]
 ) -> None:
-    """A type-1 merge into dw.dr builds dr_bk only when no index of its own is the key's arbiter.
-
-    An engine-made dr_bk beside the primary key (an earlier run's) is dropped; an index or
-    constraint by that name that is not exactly the engine's, or the user's own repeat, stays.
-    """
+    """A merge builds dr_bk only without an own arbiter; drops only an engine-made one beside it."""
+    # An engine-made dr_bk beside the primary key (an earlier run's) is dropped; an index or
+    # constraint by that name that is not exactly the engine's, or the user's own repeat, stays.
     toml = dr_toml(pg_dsn, "fail").replace("full_refresh", "merge")
     assert await dr_indexes_after(pg_dsn, tmp_path, ddl, toml, 2) == indexes
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.dr") == len(GOOD) + 2
