@@ -53,6 +53,7 @@ __all__ = [
     "connect",
     "connect_job",
     "is_data_error",
+    "keep_session",
     "open_pool",
     "pooled",
     "translate_pg",
@@ -151,6 +152,16 @@ async def connect_job(url: str, app: str) -> Any:
 async def open_pool(url: str, *, min_size: int, max_size: int, **options: Any) -> asyncpg.Pool:
     """An asyncpg pool (``options`` as ``asyncpg.create_pool`` takes them); untranslated errors."""
     return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, **options)
+
+
+async def keep_session(conn: Any) -> None:
+    """A pool's ``reset=`` that sends nothing when a connection goes back to the pool.
+
+    asyncpg's default sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+    ALL`` at every release: a round trip each time.  For a pool whose connections never change
+    their session (no ``SET``, ``LISTEN``, advisory lock or open cursor) it does nothing;
+    asyncpg still rolls back a transaction left open before it calls this.  Raises nothing.
+    """
 
 
 async def close_quietly(conn: Any) -> None:

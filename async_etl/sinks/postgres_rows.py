@@ -52,6 +52,7 @@ from async_etl.drivers.postgres import (
     PG_ERRORS,
     Connection,
     PostgresError,
+    keep_session,
     open_pool,
     pooled,
     translate_pg,
@@ -123,9 +124,11 @@ class PostgresRowsSink(PostgresSink):
         declared, wanted = split_declared(columns)
         try:
             if self._pool is None:
+                # the writer's connections keep no session state: no reset query a batch
                 self._pool = await open_pool(
-                    self._dsn, min_size=1, max_size=self._size, command_timeout=300
-                )
+                    self._dsn, min_size=1, max_size=self._size, command_timeout=300,
+                    reset=keep_session,
+                )  # fmt: skip
             # one transaction: a table (or schema) created for columns the writer cannot
             # encode is rolled back with the ConfigError, leaving nothing behind
             async with pooled(self._pool) as conn, conn.transaction():

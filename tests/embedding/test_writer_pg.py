@@ -521,3 +521,18 @@ async def test_a_ledger_key_with_quotes_and_backslashes_is_ledgered_exactly(pg_d
     ledger = await _fetch(pg_dsn, "SELECT tbl, start_id, rows FROM async_etl_bench_ledger")
     assert [tuple(r) for r in ledger] == [(key, 1, 2)]
     assert [tuple(r) for r in await _fetch(pg_dsn, "SELECT id FROM lk ORDER BY id")] == [(1,), (2,)]
+
+
+async def test_a_connection_goes_back_to_the_pool_without_a_reset_query(pg_dsn: str) -> None:
+    """After a batch the writer's idle connection last ran its ledger row and COPY, no reset."""
+    async with open_writer(pg_dsn, table="t", columns={"id": "bigint"}, max_in_flight=1) as w:
+        await w.write_many([(i,) for i in range(10)])
+        await w.flush()
+        got = await _fetch(
+            pg_dsn,
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+    assert w.report.delivered == 10
+    queries = [r[0] for r in got]
+    assert len(queries) == 1 and "COPY" in queries[0], queries
