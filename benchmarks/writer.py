@@ -4,9 +4,12 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
 
 * ``pg`` — ROWS rows of (bigint, text, float8, timestamptz) into PostgreSQL in 5,000-row
   batches, 4 in flight: ``open_writer`` vs asyncpg ``copy_records_to_table`` on a pool of 4
-  (bounded by a semaphore), and the same raw COPY in one transaction with a ledger row (the
-  shape of the writer's exactly-once delivery, by hand: the ledger row and the COPY as one
-  simple query, ``drivers.postgres_copy.copy_after``).  Into fresh tables;
+  (bounded by a semaphore) that releases as the writer's does (``reset=`` a coroutine that
+  sends nothing: no ``RESET ALL`` query a batch, the writer's round trips), the timestamptz
+  values plain aware datetimes, as a raw-driver user sends them; and the same raw COPY in one
+  transaction with a ledger row (the shape of the writer's exactly-once delivery, by hand:
+  the ledger row and the COPY as one simple query, ``drivers.postgres_copy.copy_after``).
+  Into fresh tables;
   all connect and close inside the timing (the writer opens its pool in ``async with``).
   Each side's client CPU (``time.process_time``) is recorded.
 * ``pg_no_ts`` — ``pg`` without the timestamptz column (bigint, text, float8; not run by
@@ -61,6 +64,10 @@ AT = datetime(2024, 1, 1, tzinfo=UTC)
 COLS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
 
 
+async def no_reset(conn: asyncpg.Connection) -> None:
+    """The raw pool's ``reset=``: sends nothing at release, as the writer's pool does."""
+
+
 def rows(n: int, start: int = 0) -> list[tuple[Any, ...]]:
     return [(i, f"name-{i}", i / 3, AT) for i in range(start, start + n)]
 
@@ -107,7 +114,9 @@ async def pg_section(dsn: str, n: int, repeat: int = 3, width: int = len(COLS)) 
     gate = asyncio.Semaphore(IN_FLIGHT)
 
     async def raw(ledger: bool = False) -> None:  # connects and closes inside the timing
-        async with asyncpg.create_pool(dsn, min_size=IN_FLIGHT, max_size=IN_FLIGHT) as pool:
+        # a best-effort raw driver: no reset query at release, as the writer's pool
+        pool_of = asyncpg.create_pool(dsn, min_size=IN_FLIGHT, max_size=IN_FLIGHT, reset=no_reset)
+        async with pool_of as pool:
 
             async def one(start: int) -> None:
                 batch = data[start : start + BATCH]
