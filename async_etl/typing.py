@@ -93,6 +93,23 @@ _WRITER_TYPES = frozenset(
 )
 
 
+__all__ = [  # the writer's types too, so that ``import *`` imports them on first use
+    "AsyncExecutor",
+    "Holder",
+    "Limit",
+    "Mode",
+    "Progress",
+    "Row",
+    "WireFormat",
+    *sorted(_WRITER_TYPES),
+]
+
+
+def __dir__() -> list[str]:
+    """The module's names, the writer's types included before their first use."""
+    return sorted({*globals(), *_WRITER_TYPES})
+
+
 def __getattr__(name: str) -> Any:
     """The writer's types, imported on first use (see the module's docstring).
 
