@@ -19,6 +19,7 @@ import asyncpg
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.scd import Row, apply_plan, diff
 from async_etl.core.specs import ScdColumns, ScdSpec
+from async_etl.core.state_sql import STATE_DDL
 from async_etl.drivers.cratedb import CrateDBClient
 from async_etl.jobs.spec import JobSpec, parse_job
 
@@ -154,6 +155,57 @@ async def gate_target(dsn: str, table: str, job: str, after: int) -> None:
         await conn.close()
 
 
+async def gate_checkpoints(dsn: str, job: str, after: int) -> None:
+    """Make each chunk checkpoint of ``job`` wait while a gate is closed (``closed_gate``), once
+    its RUNNING run has ``after`` committed chunks: that run can then commit no chunk, nor end.
+
+    Unlike ``gate_target`` it needs no particular target table (a full refresh loads a table
+    of its own): a statement-level trigger on ``async_etl_chunks`` (the state tables are
+    created here if missing) holds the statements of ``job``'s sessions (by application
+    name), inside the chunk's transaction; a checkpoint that started before the count was
+    reached goes through, so a few more chunks may commit.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        for st in STATE_DDL:
+            await conn.execute(st.text)
+        await conn.execute(
+            "CREATE OR REPLACE FUNCTION public.aetl_checkpoint_gate() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN "
+            "IF current_setting('application_name') LIKE 'async-etl:' || TG_ARGV[0] || ':%' "
+            "AND (SELECT count(*) FROM async_etl_chunks c JOIN async_etl_runs r "
+            "USING (run_id) WHERE r.job = TG_ARGV[0] AND r.status = 'RUNNING' "
+            "AND c.status = 'COMMITTED') >= TG_ARGV[1]::int THEN "
+            f"PERFORM pg_advisory_lock_shared({GATE_LOCK}); "
+            f"PERFORM pg_advisory_unlock_shared({GATE_LOCK}); END IF; RETURN NULL; END $$"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER gate_{job} BEFORE INSERT OR UPDATE ON async_etl_chunks "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION public.aetl_checkpoint_gate('{job}', '{after}')"
+        )
+    finally:
+        await conn.close()
+
+
+async def kill_at_gate(dsn: str, job: str, after: int, *args: str) -> None:
+    """Start ``async-etl run *args`` (a run of ``job``) and SIGKILL it once ``after`` chunks
+    committed and one of its chunks waits at a closed checkpoint gate (``gate_checkpoints``):
+    it cannot finish before the kill, which lands with that chunk in flight.  Returns once the
+    process and every server session of ``job`` are gone (the held ones end once the gate
+    opens; none can commit: their client never sends the COMMIT).
+    """
+    await gate_checkpoints(dsn, job, after)
+    async with closed_gate(dsn):
+        proc = start_cli("run", *args)
+        try:
+            await wait_committed(dsn, job, after)
+            await wait_held(dsn, job)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+    await wait_gone(dsn, job)
+
+
 @asynccontextmanager
 async def closed_gate(dsn: str) -> AsyncIterator[None]:
     """Hold the gates of ``gate_target`` closed inside the block; they open when it ends."""
@@ -271,6 +323,16 @@ async def wait_gone(dsn: str, job: str, timeout: float = 30) -> None:
                       f"{job}: {{n}} sessions still open")  # fmt: skip
 
 
+async def wait_held(dsn: str, job: str, timeout: float = 30) -> int:
+    """Wait until a session of ``job`` waits at a closed gate (an advisory lock); how many do."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE $1 AND wait_event = 'advisory'"
+    )
+    return await _wait_count(dsn, sql, f"async-etl:{job}:%", lambda n: n >= 1, timeout,
+                             f"{job}: no session held at the gate")  # fmt: skip
+
+
 def write(tmp: Path, name: str, text: str) -> Path:
     """Write a job file."""
     path = tmp / name
@@ -282,14 +344,13 @@ async def killed_run(
     dsn: str, tmp: Path, job: str, *, seed: int, n_keys: int, sleep_s: float, committed: int
 ) -> tuple[Path, list[Row]]:
     """A type-2 ``async-etl run`` of ``job`` into a slow ``dw.dim``, SIGKILLed once at least
-    ``committed`` chunks committed: its job file and the source rows.
+    ``committed`` chunks committed, held at a closed gate (``kill_at_gate``): its job file and
+    the source rows.
     """
     rows = history(seed=seed, n_keys=n_keys, runs=1)[0]
     await load_source(dsn, rows)
     await slow_target(dsn, "dw.dim", sleep_s=sleep_s)
     path = write(tmp, f"{job}.toml", job_toml(job, dsn, "dw.dim", chunk_size=40))
-    proc = start_cli("run", str(path), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(dsn, job, committed)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    await kill_at_gate(dsn, job, committed, str(path), "--as-of", at(0).isoformat(),
+                       "--log-format", "json")  # fmt: skip
     return path, rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from async_etl.testing.pgproxy import Faults, PgProxy
 from tests.integration.jobs_helpers import (
     at,
     fetchval,
+    kill_at_gate,
     run_cli,
     spec_of,
-    start_cli,
     wait_committed,
     write,
 )
@@ -237,10 +236,8 @@ async def test_sigkill_mid_run_keeps_the_cursor_and_resumes_its_window(
         "EXECUTE FUNCTION public.aetl_nap()",
         "UPDATE src.ev SET val = 'b' || id, v = 300 + id",
     )
-    proc = start_cli("run", str(job), "--as-of", at(1).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "kill", 2)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    await kill_at_gate(pg_dsn, "kill", 2, str(job), "--as-of", at(1).isoformat(),
+                       "--log-format", "json")  # fmt: skip
 
     async def committed(store: StateStore) -> Any:
         return await store.committed_cursor("kill", "v")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,11 @@ from tests.integration.jobs_helpers import (
     fetchval,
     history,
     job_toml,
+    kill_at_gate,
     load_source,
     run_cli,
     spec_of,
-    start_cli,
     table_rows,
-    wait_committed,
     write,
 )
 
@@ -108,10 +106,7 @@ async def test_full_refresh_sigkill_keeps_old_table_and_rerun_swaps(
     code, _, err = await run_cli("run", str(path), "--log-format", "json")
     assert code == 0, err
     await load_source(pg_dsn, new)
-    proc = start_cli("run", str(path), "--fresh", "--log-format", "json")
-    await wait_committed(pg_dsn, "frk", 5)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    await kill_at_gate(pg_dsn, "frk", 5, str(path), "--fresh", "--log-format", "json")
     assert data(await table_rows(pg_dsn, "dw.frk")) == data(old)
     assert await fetchval(pg_dsn, "SELECT to_regclass($1)", new_table("dw.frk")) is not None
     code, out, err = await run_cli("run", str(path), "--log-format", "json")
@@ -148,10 +143,7 @@ async def test_append_exactly_once_under_sigkill(pg_dsn: str, tmp_path: Path) ->
     path = write(tmp_path, "apk.toml", append_toml("apk", pg_dsn, "dw.apk", chunk_size=10,
                                                    workers=2))  # fmt: skip
     await load_source(pg_dsn, rows)
-    proc = start_cli("run", str(path), "--log-format", "json")
-    await wait_committed(pg_dsn, "apk", 7)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    await kill_at_gate(pg_dsn, "apk", 7, str(path), "--log-format", "json")
     partial = data(await table_rows(pg_dsn, "dw.apk"))
     assert 0 < sum(partial.values()) < len(rows)
     code, out, err = await run_cli("run", str(path), "--log-format", "json")

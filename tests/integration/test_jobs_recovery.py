@@ -24,6 +24,7 @@ from tests.integration.jobs_helpers import (
     gate_target,
     history,
     job_toml,
+    kill_at_gate,
     killed_run,
     load_source,
     norm,
@@ -55,11 +56,8 @@ async def test_sigkill_at_random_points_then_rerun_converges(pg_dsn: str, tmp_pa
                               options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"  # fmt: skip
     await load_source(pg_dsn, states[1])
     for job, point in zip(jobs, points, strict=True):
-        proc = start_cli("run", str(files[job]), "--as-of", at(1).isoformat(), "--log-format",
-                         "json")  # fmt: skip
-        await wait_committed(pg_dsn, job, point)
-        proc.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(proc.wait)
+        await kill_at_gate(pg_dsn, job, point, str(files[job]), "--as-of", at(1).isoformat(),
+                           "--log-format", "json")  # fmt: skip
         status = await fetchval(pg_dsn, "SELECT status FROM async_etl_runs WHERE job = $1 "
                                 "ORDER BY started_at DESC LIMIT 1", job)  # fmt: skip
         assert status == "RUNNING"  # killed: nobody marked it

@@ -9,8 +9,6 @@ a resumed run counted them read but not rejected; it must count them, and not re
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
 import asyncpg
@@ -21,12 +19,11 @@ from tests.integration.jobs_helpers import (
     fetchval,
     history,
     job_toml,
+    kill_at_gate,
     killed_run,
     load_source,
     slow_target,
     spec_of,
-    start_cli,
-    wait_committed,
     write,
 )
 
@@ -60,10 +57,8 @@ async def test_resumed_run_records_null_key_rejects_once(pg_dsn: str, tmp_path: 
     await slow_target(pg_dsn, "dw.dim", sleep_s=0.05)
     text = job_toml("rej", pg_dsn, "dw.dim", chunk_size=40, extra='on_bad_row = "reject"')
     job = write(tmp_path, "r.toml", text)
-    proc = start_cli("run", str(job), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "rej", 3)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    await kill_at_gate(pg_dsn, "rej", 3, str(job), "--as-of", at(0).isoformat(),
+                       "--log-format", "json")  # fmt: skip
     result = await run_job(spec_of(text))
     assert result.status == "SUCCEEDED" and result.resumed, result.error
     assert (result.rows_read, result.rejected) == (len(rows) + 5, 5)
