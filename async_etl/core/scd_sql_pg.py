@@ -434,6 +434,25 @@ def initial_defaults_sql(table: str, cols: ScdColumns, as_of: datetime) -> Sql:
                f"ALTER COLUMN {_q(cols.is_current)} SET DEFAULT true")  # fmt: skip
 
 
+def holds_initial_default_sql(cols: ScdColumns) -> Sql:
+    """Whether a table's ``valid_from`` default is the as-of one ``initial_defaults_sql`` sets.
+
+    One row, one boolean.  Binds ``relation`` (the quoted table name) and ``as_of``
+    (timezone-aware).  The default is compared as the server deparses it, with the as-of
+    written by the same session's output function, so ``DateStyle`` and ``TimeZone`` cannot
+    tell the two apart.  A resumed full refresh asks it of its new table: that default is
+    the run's own, to be taken off again by the swap.
+    """
+    return Sql(
+        "SELECT EXISTS (SELECT FROM pg_attribute a JOIN pg_attrdef d "
+        "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "WHERE a.attrelid = to_regclass($1) AND a.attname = $2 "
+        "AND pg_get_expr(d.adbin, d.adrelid) "
+        "= quote_literal($3::timestamptz::text) || '::timestamp with time zone')",
+        params=("relation", "column", "as_of"),
+    )
+
+
 def drop_initial_default_sql(table: str, cols: ScdColumns) -> Sql:
     """Take the as-of default off ``valid_from`` again (the target DDL has none; repeatable)."""
     return Sql(f"ALTER TABLE {_q(table)} ALTER COLUMN {_q(cols.valid_from)} DROP DEFAULT")

@@ -242,7 +242,9 @@ class PgTarget:
                             ddl = no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
                 # a kept definition keeps its own defaults: its chunks send every column
-                self.by_default = self.deferred and ctx.cols.type == 2 and not kept
+                self.by_default = self.deferred and ctx.cols.type == 2
+                if self.by_default and kept:  # resumed beside a target made while stopped?
+                    self.by_default = ctx.resumed and await self._holds_as_of(conn, ctx)
                 if self.by_default:  # set on a resumed table too, whatever made it
                     ddl.append(pg.initial_defaults_sql(self.table, ctx.cols, ctx.as_of))
             elif keyed and ctx.cols.type == 1 and await table_exists(conn, self.table):
@@ -328,6 +330,16 @@ class PgTarget:
                 moved = await conn.fetchval(st.text, sequence)
                 if moved is not None:
                     log.info("sequence_advanced", column=column, sequence=sequence, to=moved)
+
+    async def _holds_as_of(self, conn: Any, ctx: JobContext) -> bool:
+        """Whether the new table carries this run's as-of default (the swap then drops it).
+
+        A resumed run finds the target there when it was created while the run was stopped,
+        after the new table was made without it: the new table is still the run's own.
+        """
+        st = pg.holds_initial_default_sql(ctx.cols)
+        values = {"relation": quote(self.table), "column": ctx.cols.valid_from, "as_of": ctx.as_of}
+        return bool(await conn.fetchval(st.text, *st.args(values)))
 
     @staticmethod
     def _final(ctx: JobContext) -> str:

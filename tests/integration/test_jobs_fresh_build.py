@@ -254,3 +254,39 @@ async def test_index_builds_side_by_side_get_no_parallel_workers(pg_dsn: str, ki
         await conn.close()
     expected = [("0", "128MB")] * 2 if kind == 2 else [(default, "256MB")]
     assert [tuple(r) for r in rows] == expected
+
+
+async def test_resumed_refresh_drops_its_as_of_default_when_the_target_appeared(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A target created while a refresh was stopped: the swapped-in table has no as-of default."""
+    rows = history(seed=37, n_keys=1500, runs=1)[0]
+    cols = cols_of(2)
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # what the target's own DDL gives: the defaults the swapped-in table must end with
+        for st in pg.target_ddl("dw.ibr_made", COLUMNS, cols):
+            await conn.execute(st.text)
+    finally:
+        await conn.close()
+    made = await column_defaults(pg_dsn, "dw.ibr_made")
+    extra = 'mode = "full_refresh"\non_bad_row = "fail"'
+    text = job_toml("ibr", pg_dsn, "dw.ibr", chunk_size=10, workers=1, parallel=False, extra=extra)
+    path = write(tmp_path, "ibr.toml", text)
+    await load_source(pg_dsn, rows)
+    proc = start_cli("run", str(path), "--as-of", at(0).isoformat(), "--log-format", "json")
+    await wait_committed(pg_dsn, "ibr", 5)
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait)
+    assert (await column_defaults(pg_dsn, new_table("dw.ibr")))[cols.valid_from] is not None
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # the target appears while the run is stopped
+        for st in pg.target_ddl("dw.ibr", COLUMNS, cols):
+            await conn.execute(st.text)
+    finally:
+        await conn.close()
+    code, out, err = await run_cli("run", str(path), "--log-format", "json")
+    assert code == 0, err
+    assert "(resumed)" in out
+    assert norm(await table_rows(pg_dsn, "dw.ibr"), cols) == norm(reference([rows], cols), cols)
+    assert await column_defaults(pg_dsn, "dw.ibr") == made
+    assert await indexes(pg_dsn, "dw.ibr") == await indexes(pg_dsn, "dw.ibr_made")

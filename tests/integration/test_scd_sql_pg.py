@@ -373,3 +373,28 @@ async def test_crate_bulks_converge_after_crash_at_any_prefix(pg_dsn: str, seed:
             assert norm(await conn.fetch('SELECT * FROM "dim"'), cols) == norm(final, cols)
     finally:
         await conn.close()
+
+
+async def test_the_as_of_default_is_told_apart_whatever_the_session_settings(pg_dsn: str):
+    """Only the run's own as-of default on valid_from reads as held, in any DateStyle / TimeZone."""
+    cols = spec(2)
+    as_of = datetime(2024, 3, 5, 6, 7, 8, 123456, tzinfo=UTC)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("SET DateStyle = 'German'; SET TimeZone = 'America/New_York'")
+        for st in pg.target_ddl("dw.hd", COLUMNS, cols):
+            await conn.execute(st.text)
+        st = pg.holds_initial_default_sql(cols)
+
+        async def holds(when: datetime) -> bool:
+            values = {"relation": "dw.hd", "column": "vf", "as_of": when}
+            return bool(await conn.fetchval(st.text, *st.args(values)))
+
+        assert not await holds(as_of)  # the target's own DDL: no default
+        await conn.execute(pg.initial_defaults_sql("dw.hd", cols, as_of).text)
+        assert await holds(as_of)
+        assert not await holds(as_of + timedelta(microseconds=1))
+        await conn.execute(pg.drop_initial_default_sql("dw.hd", cols).text)
+        assert not await holds(as_of)
+    finally:
+        await conn.close()
