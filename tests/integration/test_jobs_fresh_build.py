@@ -34,6 +34,7 @@ from tests.integration.jobs_helpers import (
     fetchval,
     history,
     job_toml,
+    kill_at_gate,
     load_source,
     norm,
     reference,
@@ -273,10 +274,7 @@ async def test_resumed_refresh_drops_its_as_of_default_when_the_target_appeared(
     text = job_toml("ibr", pg_dsn, "dw.ibr", chunk_size=10, workers=1, parallel=False, extra=extra)
     path = write(tmp_path, "ibr.toml", text)
     await load_source(pg_dsn, rows)
-    proc = start_cli("run", str(path), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "ibr", 5)
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+    await kill_at_gate(pg_dsn, "ibr", 5, str(path), "--as-of", at(0).isoformat())
     assert (await column_defaults(pg_dsn, new_table("dw.ibr")))[cols.valid_from] is not None
     conn = await asyncpg.connect(pg_dsn)
     try:  # the target appears while the run is stopped
