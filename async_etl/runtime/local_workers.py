@@ -146,6 +146,18 @@ class _Waiter:
     error: BaseException | None = None
 
 
+def _signal_name(signum: int) -> str:
+    """A signal's name: ``SIGKILL`` for 9, ``signal 35`` for a number without a member.
+
+    ``signal.Signals`` has no member for the real-time signals between ``SIGRTMIN`` and
+    ``SIGRTMAX``; raising there would end the reader thread before it reports the worker gone.
+    """
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 class _Channel:
     """The parent's end of one worker: its process, pipe, reader thread and waiting units."""
 
@@ -210,7 +222,7 @@ class _Channel:
             self.reap(EXIT_WAIT_S * 10)
             return LINGERED
         if code < 0:
-            return f"was killed ({signal.Signals(-code).name})"
+            return f"was killed ({_signal_name(-code)})"
         return f"exited (exit code {code})"
 
     def _post(self, fn: Any, *args: Any) -> None:

@@ -56,6 +56,12 @@ def w_close_pipe_then_linger(conn: Connection, linger_s: float) -> None:
     time.sleep(linger_s)
 
 
+def w_die_by_signal(conn: Connection, signum: int) -> None:
+    """A worker killed by ``signum`` (its default action: terminate) before it says anything."""
+    os.kill(os.getpid(), signum)
+    time.sleep(30)
+
+
 def w_start_then_close_pipe_and_linger(
     conn: Connection, settings: BenchSettings, source: Synthetic, target: Any
 ) -> None:
@@ -307,3 +313,23 @@ async def test_a_worker_that_closes_its_pipe_and_lingers_fails_the_run_at_once(
         await _run(settings)
     assert info.value.message == (f"every worker died (worker-0 {LINGERED}); the run cannot finish")
     assert not _workers()
+
+
+async def test_a_worker_killed_by_a_signal_without_a_name_is_reported_not_waited_for() -> None:
+    """A worker ended by a real-time signal (no ``signal.Signals`` member) is reported lost."""
+    signum = signal.SIGRTMIN + 1
+    parent_end, child_end = multiprocessing.get_context("spawn").Pipe(duplex=True)
+    process = multiprocessing.get_context("spawn").Process(
+        target=w_die_by_signal, args=(child_end, signum), daemon=True
+    )
+    process.start()
+    child_end.close()
+    channel = _Channel("worker-x", process, parent_end)
+    try:
+        with anyio.fail_after(30):
+            await channel.closed.wait()
+        assert channel.gone == f"was killed (signal {signum})"
+    finally:
+        channel.kill()
+        await anyio.to_thread.run_sync(channel.reap, 30.0)
+        parent_end.close()
