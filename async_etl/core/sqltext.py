@@ -25,11 +25,20 @@ can never comment out what follows.  Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
-__all__ = ["QUERY_STARTS", "ROW_LIMITS", "SqlTextError", "limits_rows", "source_query", "subquery"]
+__all__ = [
+    "QUERY_STARTS",
+    "ROW_LIMITS",
+    "SqlTextError",
+    "inline_integers",
+    "limits_rows",
+    "source_query",
+    "subquery",
+]
 
 Dialect = Literal["postgresql", "oracle"]
 
@@ -227,3 +236,54 @@ def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
         else:
             i += 1
     return False
+
+
+_PARAM = re.compile(r"\$([0-9]+)")
+
+
+def inline_integers(text: str, args: Sequence[object]) -> str | None:
+    """PostgreSQL ``text`` with its ``$n`` placeholders replaced by ``args[n - 1]`` as literals.
+
+    For a statement that takes no parameters (``COPY (query) TO``).  Only when every argument
+    is an ``int`` (not a bool) or None: an int is written ``'<digits>'`` and None ``NULL``,
+    the text asyncpg's own inlining gets from the server (``quote_literal($n::type::text)``,
+    a prepare and a query: two round trips), so the statement is the same.  Placeholders in
+    string literals, quoted names, dollar quotes and comments are left alone.  Returns None
+    when an argument is of another type or a placeholder has no argument (the caller inlines
+    through the server then).  Raises ``SqlTextError`` on an unterminated quote or comment.
+    """
+    if not all(a is None or type(a) is int for a in args):
+        return None
+    out: list[str] = []
+    last = 0
+    for start, end, n in _placeholders(text):
+        if n > len(args) or n < 1:
+            return None
+        value = args[n - 1]
+        out += [text[last:start], "NULL" if value is None else f"'{value}'"]
+        last = end
+    return "".join(out) + text[last:]
+
+
+@lru_cache(maxsize=256)
+def _placeholders(text: str) -> tuple[tuple[int, int, int], ...]:
+    """(start, end, n) of each ``$n`` outside quotes and comments.
+
+    Cached: every chunk of a job has the same text, with other bounds.
+    """
+    found: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(text):
+        end, _ = _skip_token(text, i, "postgresql")
+        if end > i:
+            i = end
+            continue
+        c = text[i]
+        m = _PARAM.match(text, i) if c == "$" else None
+        if m is not None:
+            found.append((i, m.end(), int(m.group(1))))
+            i = m.end()
+            continue
+        w = _WORD.match(text, i) if c.isalpha() or c == "_" else None
+        i = w.end() if w is not None else i + 1
+    return tuple(found)

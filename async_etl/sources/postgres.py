@@ -27,6 +27,7 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
+from async_etl.core.sqltext import inline_integers
 from async_etl.drivers.postgres import PG_ERRORS, translate_pg, use_exact_codecs
 from async_etl.errors import AsyncEtlError, DataError
 from async_etl.sources._base import SourceBase, reads
@@ -221,6 +222,10 @@ class PgSource(SourceBase):
     ) -> int:
         """Stream the chunk as binary COPY data into ``output``; the row count."""
         st, args = self.extract(chunk, tail)
-        status = await conn.copy_from_query(st.text, *args, output=output, format="binary")
+        inlined = inline_integers(st.text, args)  # integer bounds: no round trips to inline
+        if inlined is not None:
+            status = await conn.copy_from_query(inlined, output=output, format="binary")
+        else:
+            status = await conn.copy_from_query(st.text, *args, output=output, format="binary")
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0

@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, plan_chunks
-from async_etl.core.sqltext import Dialect, SqlTextError, limits_rows, source_query, subquery
+from async_etl.core.sqltext import (
+    Dialect,
+    SqlTextError,
+    inline_integers,
+    limits_rows,
+    source_query,
+    subquery,
+)
 from async_etl.jobs.spec import parse_job
 
 CHUNKS = plan_chunks([(5,), (9,)]).chunks
@@ -204,3 +211,28 @@ def test_limits_rows_sees_only_top_level_row_limits(
 ) -> None:
     """Only a top-level LIMIT / OFFSET / FETCH counts; subqueries, strings, comments do not."""
     assert limits_rows(query, dialect) is limited
+
+
+def test_inline_integers_writes_each_placeholder_as_asyncpg_would():
+    """Integers go in as quoted digits, None as NULL, $10 is not $1 followed by 0."""
+    args: list[object] = [1, -2, None, 4, 5, 6, 7, 8, 9, 10]
+    text = "SELECT * FROM t WHERE a >= $1 AND a < $2 AND b IS $3 AND c = $10"
+    assert inline_integers(text, args) == (
+        "SELECT * FROM t WHERE a >= '1' AND a < '-2' AND b IS NULL AND c = '10'"
+    )
+
+
+def test_inline_integers_leaves_quotes_and_comments_alone():
+    """A $n inside a literal, a quoted name, a dollar quote or a comment is not a placeholder."""
+    text = (
+        "SELECT '$1', \"$1\", E'\\'$1', $q$ $1 $q$, $$ $1 $$, x$1 /* $1 */ "
+        "FROM t -- $1\nWHERE a = $1"
+    )
+    got = inline_integers(text, [7])
+    assert got == text[: text.rindex("$1")] + "'7'"
+
+
+@pytest.mark.parametrize("args", [[True], [1.0], ["1"], [1, "x"], []])
+def test_inline_integers_declines_what_it_cannot_write_exactly(args: list[object]):
+    """A bool, float or text argument, or a placeholder with no argument: None (server inlines)."""
+    assert inline_integers("SELECT $1", args) is None

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from asyncpg.utils import _mogrify
 
 from async_etl.core import scd_sql_crate as crate
 from async_etl.core import scd_sql_pg as pg
@@ -18,6 +19,7 @@ from async_etl.core.scd import Row, apply_plan, diff, history_problems
 from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.scd_sql_pg_latest import latest_merge_statements
 from async_etl.core.specs import ScdColumns, ScdSpec
+from async_etl.core.sqltext import inline_integers
 from async_etl.sources.postgres import PgSource
 
 COLUMNS = [("a", "bigint"), ("b", "text"), ("name", "text"), ("city", "text"), ("tier", "integer")]
@@ -396,5 +398,38 @@ async def test_the_as_of_default_is_told_apart_whatever_the_session_settings(pg_
         assert not await holds(as_of + timedelta(microseconds=1))
         await conn.execute(pg.drop_initial_default_sql("dw.hd", cols).text)
         assert not await holds(as_of)
+    finally:
+        await conn.close()
+
+
+async def test_integer_bounds_are_inlined_as_asyncpg_would_without_asking(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Integer chunk bounds: the COPY text asyncpg's inlining gives, with no prepare sent."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA src; CREATE TABLE src.ik (id bigint, v numeric, w text); "
+            "INSERT INTO src.ik SELECT g, g, md5(g::text) FROM generate_series(-500, 1500) g"
+        )
+        cuts = await conn.fetch(pg.boundaries_sql(None, "src.ik", ("id",)).text, 6)
+        plan = plan_chunks([tuple(r) for r in cuts])
+        assert len(plan) == 6
+        source = PgSource(pg_dsn, ("id",), None, "src.ik")
+        for chunk in plan.chunks:
+            st, args = source.extract(chunk)
+            assert inline_integers(st.text, args) == await _mogrify(conn, st.text, args)
+
+        async def no_prepare(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("prepared a statement to inline the bounds")
+
+        monkeypatch.setattr(asyncpg.connection.Connection, "prepare", no_prepare)
+        sizes: list[int] = []
+
+        async def out(data: bytes) -> None:
+            sizes.append(len(data))
+
+        total = sum([await source.copy_out(conn, chunk, out) for chunk in plan.chunks])
+        assert total == 2001 and sum(sizes) > 0
     finally:
         await conn.close()
