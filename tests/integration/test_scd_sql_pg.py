@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -402,18 +403,23 @@ async def test_the_as_of_default_is_told_apart_whatever_the_session_settings(pg_
         await conn.close()
 
 
+async def id_plan(conn: Any, table: str, more: str, values: str, low: int, parts: int) -> ChunkPlan:
+    """Create ``table`` (id bigint, ``more``), ids ``low``..1500; cut it in ``parts`` chunks."""
+    await conn.execute(
+        f"CREATE SCHEMA src; CREATE TABLE {table} (id bigint, {more}); "
+        f"INSERT INTO {table} SELECT g, {values} FROM generate_series({low}, 1500) g"
+    )
+    cuts = await conn.fetch(pg.boundaries_sql(None, table, ("id",)).text, parts)
+    return plan_chunks([tuple(r) for r in cuts])
+
+
 async def test_integer_bounds_are_inlined_as_asyncpg_would_without_asking(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ):
     """Integer chunk bounds: the COPY text asyncpg's inlining gives, with no prepare sent."""
     conn = await asyncpg.connect(pg_dsn)
     try:
-        await conn.execute(
-            "CREATE SCHEMA src; CREATE TABLE src.ik (id bigint, v numeric, w text); "
-            "INSERT INTO src.ik SELECT g, g, md5(g::text) FROM generate_series(-500, 1500) g"
-        )
-        cuts = await conn.fetch(pg.boundaries_sql(None, "src.ik", ("id",)).text, 6)
-        plan = plan_chunks([tuple(r) for r in cuts])
+        plan = await id_plan(conn, "src.ik", "v numeric, w text", "g, md5(g::text)", -500, 6)
         assert len(plan) == 6
         source = PgSource(pg_dsn, ("id",), None, "src.ik")
         for chunk in plan.chunks:
@@ -431,5 +437,29 @@ async def test_integer_bounds_are_inlined_as_asyncpg_would_without_asking(
 
         total = sum([await source.copy_out(conn, chunk, out) for chunk in plan.chunks])
         assert total == 2001 and sum(sizes) > 0
+    finally:
+        await conn.close()
+
+
+async def test_a_dollar_number_in_the_source_query_text_is_not_a_bound(pg_dsn: str):
+    """A source query with '$1' in a string literal copies out by integer key ranges intact."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        plan = await id_plan(conn, "src.dk", "v int", "g", 1, 4)
+        source = PgSource(pg_dsn, ("id",), "SELECT id, '$1 each' AS note FROM src.dk", None)
+        await conn.execute("CREATE TABLE src.dk_copy (id bigint, note text)")
+        for chunk in plan.chunks:
+            rows: list[bytes] = []
+
+            async def out(data: bytes, rows: list[bytes] = rows) -> None:
+                rows.append(data)
+
+            await source.copy_out(conn, chunk, out)
+            await conn.copy_to_table(
+                "dk_copy", schema_name="src", source=io.BytesIO(b"".join(rows)), format="binary"
+            )
+        got = await conn.fetch("SELECT DISTINCT note FROM src.dk_copy")
+        assert [r[0] for r in got] == ["$1 each"]
+        assert await conn.fetchval("SELECT count(*) FROM src.dk_copy") == 1500
     finally:
         await conn.close()
