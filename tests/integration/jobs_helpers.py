@@ -8,7 +8,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,12 +187,15 @@ async def gate_checkpoints(dsn: str, job: str, after: int) -> None:
         await conn.close()
 
 
-async def kill_at_gate(dsn: str, job: str, after: int, *args: str) -> None:
+async def kill_at_gate(
+    dsn: str, job: str, after: int, *args: str, held: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Start ``async-etl run *args`` (a run of ``job``) and SIGKILL it once ``after`` chunks
     committed and one of its chunks waits at a closed checkpoint gate (``gate_checkpoints``):
-    it cannot finish before the kill, which lands with that chunk in flight.  Returns once the
-    process and every server session of ``job`` are gone (the held ones end once the gate
-    opens; none can commit: their client never sends the COMMIT).
+    it cannot finish before the kill, which lands with that chunk in flight.  ``held``, if
+    given, is awaited while the run is held there, before the kill (a look at what readers
+    see mid-run).  Returns once the process and every server session of ``job`` are gone (the
+    held ones end once the gate opens; none can commit: their client never sends the COMMIT).
     """
     await gate_checkpoints(dsn, job, after)
     async with closed_gate(dsn):
@@ -200,6 +203,8 @@ async def kill_at_gate(dsn: str, job: str, after: int, *args: str) -> None:
         try:
             await wait_committed(dsn, job, after)
             await wait_held(dsn, job)
+            if held is not None:
+                await held()
         finally:
             proc.send_signal(signal.SIGKILL)
             await asyncio.to_thread(proc.wait)

@@ -10,8 +10,6 @@ target ever visible.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,9 +38,7 @@ from tests.integration.jobs_helpers import (
     reference,
     run_cli,
     spec_of,
-    start_cli,
     table_rows,
-    wait_committed,
     write,
 )
 
@@ -153,11 +149,12 @@ async def test_initial_build_sigkill_shows_no_target_and_resumes(
     path = write(tmp_path, "ibk.toml", job_toml("ibk", pg_dsn, "dw.ibk", chunk_size=10,
                                                 workers=1, parallel=False))  # fmt: skip
     await load_source(pg_dsn, rows)
-    proc = start_cli("run", str(path), "--as-of", at(0).isoformat(), "--log-format", "json")
-    await wait_committed(pg_dsn, "ibk", 5)
-    assert await fetchval(pg_dsn, "SELECT to_regclass('dw.ibk')") is None  # readers: no table
-    proc.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(proc.wait)
+
+    async def no_target() -> None:
+        assert await fetchval(pg_dsn, "SELECT to_regclass('dw.ibk')") is None  # readers: no table
+
+    await kill_at_gate(pg_dsn, "ibk", 5, str(path), "--as-of", at(0).isoformat(),
+                       "--log-format", "json", held=no_target)  # fmt: skip
     assert await fetchval(pg_dsn, "SELECT to_regclass('dw.ibk')") is None
     assert await fetchval(pg_dsn, "SELECT to_regclass($1)", new_table("dw.ibk")) is not None
     code, out, err = await run_cli("run", str(path), "--log-format", "json")
