@@ -56,6 +56,7 @@ import orjson
 import structlog
 
 from async_etl.core.chunks import Chunk, Watermark, remaining
+from async_etl.core.job_budget import needed_connections, refusal
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
 from async_etl.core.urls import dialect_of
@@ -111,7 +112,7 @@ if TYPE_CHECKING:
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["UPDATE_EVERY", "run_job"]
+__all__ = ["UPDATE_EVERY", "check_budget", "run_job"]
 
 log = structlog.get_logger(__name__)
 
@@ -134,18 +135,38 @@ async def run_job(
 
     ``executor`` runs the chunk attempts elsewhere (``jobs.ray_chunks.RayChunks``: in Ray
     actors); the caller closes it.  Raises ``ConfigError`` only for problems found before
-    anything is written (bad spec, unknown columns, unreachable database, an as-of before the
-    target's history); every failure after that is reported in the returned ``JobResult``
-    (status FAILED).
+    anything is written (bad spec, a ``budget`` too small for the job (``check_budget``),
+    unknown columns, unreachable database, an as-of before the target's history); every
+    failure after that is reported in the returned ``JobResult`` (status FAILED).
     """
     options = options.with_job_retry(spec.retry)
+    budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
+    check_budget(spec, budget, apart=executor is not None)
     source = make_source(spec)
     target = make_target(spec)
-    budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
     job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
     job.executor = executor
     with structlog.contextvars.bound_contextvars(job=spec.name):
         return await job.execute()
+
+
+def check_budget(spec: JobSpec, budget: ConnectionBudget, *, apart: bool = False) -> None:
+    """Raise ``ConfigError`` when a database's limit in ``budget`` is below ``spec``'s minimum.
+
+    The minimum (``core.job_budget``, which orchestrator admission reserves too) is the
+    connections the run holds at once there; below it the run would wait for ever for a token
+    its own state connection holds.  One line, naming the database (credentials dropped), its
+    limit, the minimum and why.  ``apart``: chunks run by an executor that holds a source and a
+    target token even in one database.  Connects to nothing.
+    """
+    urls = {database_key(u): u for u in (spec.state.url, spec.source.url, spec.target.url)}
+    needs = needed_connections(
+        spec.state.url, spec.source.url, spec.target.url, database_key, apart=apart
+    )
+    for db, why in needs.items():
+        limit = budget.limiter(urls[db]).total_tokens
+        if limit < len(why):
+            raise ConfigError(refusal(spec.name, db, int(limit), why))
 
 
 async def first_of(*events: anyio.Event) -> None:

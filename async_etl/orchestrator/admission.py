@@ -8,9 +8,11 @@ only when, per database, the reserved minimums of the running jobs plus its own 
 Whatever is left over is shared by the running jobs' extra workers; since every admitted job
 holds or will get its minimum, each can always progress and give tokens back.
 
-A mapper job's minimum on a database is the number of its roles there (state store, source,
-target: up to 3); a synthetic job's is its ``connections``.  Pure: database identity (``key``)
-and each database's limit (``limit``) are passed in.
+A mapper job's minimum on a database is what ``run_job`` checks before it starts
+(``core.job_budget``): its state store's connection plus what one chunk holds there (up to 2,
+one connection for a chunk whose source and target are one PostgreSQL database); a synthetic
+job's is its ``connections``.  Pure: database identity (``key``) and each database's limit
+(``limit``) are passed in.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 
+from async_etl.core.job_budget import needed_connections
 from async_etl.errors import ConfigError
 from async_etl.orchestrator.plan import PlanJob
 
@@ -29,8 +32,8 @@ def minimum_connections(job: PlanJob, key: Callable[[str], str]) -> dict[str, in
         return {key(job.target): n} if n else {}
     assert job.spec is not None
     spec = job.spec
-    state = spec.state.url
-    return dict(Counter(key(u) for u in (state, spec.source.url, spec.target.url)))
+    needs = needed_connections(spec.state.url, spec.source.url, spec.target.url, key)
+    return {db: len(why) for db, why in needs.items()}
 
 
 class Admission:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 
 from async_etl.errors import ConfigError
-from async_etl.orchestrator.admission import Admission
+from async_etl.jobs.budget import database_key
+from async_etl.jobs.spec import parse_job
+from async_etl.orchestrator.admission import Admission, minimum_connections
 from async_etl.orchestrator.plan import PlanJob, SyntheticJob
 
 
@@ -34,3 +36,26 @@ def test_free_is_each_budget_less_the_reserved_minimums() -> None:
     adm = Admission(jobs, key=str, limit=lambda url: 3)
     adm.reserve("a")
     assert adm.free() == {"postgresql://h/db": 1, "postgresql://h/other": 3}
+
+
+def mapper(source: str, target: str, state: str = "") -> PlanJob:
+    """A mapper job over ``source`` into ``target`` (state store: the target unless given)."""
+    extra = f'[state]\nurl = "{state}"\n' if state else ""
+    spec = parse_job(
+        f'name = "m"\n[source]\nurl = "{source}"\ntable = "s.t"\nkey = ["id"]\n'
+        f'[target]\nurl = "{target}"\ntable = "d.t"\n[scd]\ntype = 1\n{extra}',
+        env={},
+    )
+    return PlanJob(name="m", target=target, spec=spec)
+
+
+def test_a_mapper_jobs_minimum_is_the_rule_run_job_checks() -> None:
+    """Cross-database: 2 on the target (state + chunk), 1 on the source; one database: 2, not 3."""
+    cross = minimum_connections(mapper("postgresql://h/s", "postgresql://h/t"), database_key)
+    assert cross == {"postgresql://h:5432/t": 2, "postgresql://h:5432/s": 1}
+    one = minimum_connections(mapper("postgresql://h/d", "postgresql://h/d"), database_key)
+    assert one == {"postgresql://h:5432/d": 2}
+    apart = mapper("postgresql://h/s", "postgresql://h/t", state="postgresql://h/x")
+    assert minimum_connections(apart, database_key) == {
+        "postgresql://h:5432/x": 1, "postgresql://h:5432/t": 1, "postgresql://h:5432/s": 1
+    }  # fmt: skip
