@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from async_etl.core.job_budget import needed_connections
+from async_etl.core.job_budget import needed_connections, refusal
 from async_etl.errors import ConfigError
 from async_etl.orchestrator.plan import PlanJob
 
@@ -34,6 +34,19 @@ def minimum_connections(job: PlanJob, key: Callable[[str], str]) -> dict[str, in
     spec = job.spec
     needs = needed_connections(spec.state.url, spec.source.url, spec.target.url, key)
     return {db: len(why) for db, why in needs.items()}
+
+
+def _refused(name: str, job: PlanJob, db: str, limit: int, key: Callable[[str], str]) -> str:
+    """The one line refusing job ``name`` a budget of ``limit`` on database ``db``."""
+    if job.spec is None:
+        n = minimum_connections(job, key)[db]
+        return (
+            f"[budgets] {db}: {limit} connection(s) cannot run job {name!r}, "
+            f"which needs {n} at once"
+        )
+    spec = job.spec
+    why = needed_connections(spec.state.url, spec.source.url, spec.target.url, key)[db]
+    return "[budgets] " + refusal(name, db, limit, why)
 
 
 class Admission:
@@ -56,10 +69,7 @@ class Admission:
             self.needs[name] = minimum_connections(job, key)
             for db, n in self.needs[name].items():
                 if n > limit(self._urls[db]):
-                    raise ConfigError(
-                        f"[budgets] {db}: {limit(self._urls[db])} connection(s) cannot run job "
-                        f"{name!r}, which needs {n} at once"
-                    )
+                    raise ConfigError(_refused(name, job, db, limit(self._urls[db]), key))
 
     def fits(self, name: str) -> bool:
         """True when job ``name``'s minimum fits next to the running jobs' reservations."""

@@ -162,3 +162,32 @@ async def test_a_job_whose_source_is_unreachable_is_retried_as_a_network_failure
     assert far.attempts == 3
     assert far.error_kind == ErrorKind.NETWORK
     assert far.error is not None and "cannot read the source" in far.error
+
+
+@pytest.mark.parametrize(("budget", "code"), [(1, 2), (2, 0)])
+async def test_a_plans_budget_below_a_jobs_minimum_exits_2_and_the_minimum_runs(
+    tmp_path: Path, pg_dsn: str, budget: int, code: int
+) -> None:
+    """One database for source, target and state: budget 1 exits 2 in one line; 2 (not 3) runs."""
+    await seed(pg_dsn)
+    (tmp_path / "jobs").mkdir()
+    query = "SELECT id, name, city FROM src.customers"
+    (tmp_path / "jobs" / "dim.toml").write_text(JOB.format(name="dim", url=pg_dsn, query=query))
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        f'name = "tight"\nstate = "{pg_dsn}"\n[budgets]\n"{pg_dsn}" = {budget}\n'
+        '[[jobs]]\nfile = "jobs/dim.toml"\n'
+    )
+    cmd = [sys.executable, "-m", "async_etl", "orchestrate", str(plan)]
+    proc = await anyio.run_process(cmd, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err[-2000:]
+    if code == 2:
+        assert "this job needs at least 2 connections there at once" in err
+        assert len([line for line in err.splitlines() if "budget" in line]) == 1, err
+    else:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM dw.dim") == 600
+        finally:
+            await conn.close()
