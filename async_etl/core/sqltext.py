@@ -35,9 +35,12 @@ __all__ = [
     "ROW_LIMITS",
     "SqlTextError",
     "inline_integers",
+    "inline_literals",
     "limits_rows",
+    "quote_literals_sql",
     "source_query",
     "subquery",
+    "typed_literals",
 ]
 
 Dialect = Literal["postgresql", "oracle"]
@@ -254,15 +257,54 @@ def inline_integers(text: str, args: Sequence[object]) -> str | None:
     """
     if not all(a is None or type(a) is int for a in args):
         return None
+    if any(n > len(args) or n < 1 for _, _, n in _placeholders(text)):
+        return None
+    return inline_literals(text, ["NULL" if a is None else f"'{a}'" for a in args])
+
+
+def inline_literals(text: str, literals: Sequence[str]) -> str:
+    """PostgreSQL ``text`` with each ``$n`` placeholder replaced by SQL text ``literals[n - 1]``.
+
+    Placeholders are found by this module's lexer: a ``$n`` in a string literal, a quoted
+    name, a dollar quote or a comment is text, not a placeholder (asyncpg's own inlining,
+    a regular expression over the whole text, replaces those too).  ``literals`` come from
+    ``inline_integers`` or ``typed_literals``.  Raises ``SqlTextError`` on an unterminated
+    quote or comment, or a placeholder with no literal.
+    """
     out: list[str] = []
     last = 0
     for start, end, n in _placeholders(text):
-        if n > len(args) or n < 1:
-            return None
-        value = args[n - 1]
-        out += [text[last:start], "NULL" if value is None else f"'{value}'"]
+        if n > len(literals) or n < 1:
+            raise SqlTextError(f"${n} has no value ({len(literals)} given)")
+        out += [text[last:start], literals[n - 1]]
         last = end
     return "".join(out) + text[last:]
+
+
+def quote_literals_sql(types: Sequence[str]) -> str:
+    """The query that asks PostgreSQL for each argument's literal: one row, a column per type.
+
+    ``types``: the statement's parameter types as qualified, quoted names (``"pg_catalog".
+    "timestamptz"``), in placeholder order.  Column n is ``quote_literal($n::type::text)``
+    (NULL for a NULL argument): the value bound as that type, written out by the server in
+    its session settings (DateStyle, TimeZone, extra_float_digits) and read back the same
+    way by the statement it is inlined into on that connection.  The text asyncpg's
+    inlining asks for.
+    """
+    cols = ", ".join(f"quote_literal(${i}::{t}::text)" for i, t in enumerate(types, start=1))
+    return f"SELECT {cols}"
+
+
+def typed_literals(quoted: Sequence[str | None], types: Sequence[str]) -> list[str]:
+    """``'<quoted>'::type`` per argument (``NULL::type`` for None), for ``inline_literals``.
+
+    ``quoted``: the row of ``quote_literals_sql(types)``.  The cast names the type the
+    server gave the placeholder, so the constant is typed as the parameter was rather than
+    left to be resolved again from its context.  Raises ``ValueError`` on a length mismatch.
+    """
+    if len(quoted) != len(types):
+        raise ValueError(f"{len(quoted)} literals for {len(types)} types")
+    return [f"{'NULL' if q is None else q}::{t}" for q, t in zip(quoted, types, strict=True)]
 
 
 @lru_cache(maxsize=256)

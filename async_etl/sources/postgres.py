@@ -27,7 +27,12 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
-from async_etl.core.sqltext import inline_integers
+from async_etl.core.sqltext import (
+    inline_integers,
+    inline_literals,
+    quote_literals_sql,
+    typed_literals,
+)
 from async_etl.drivers.postgres import PG_ERRORS, translate_pg, use_exact_codecs
 from async_etl.errors import AsyncEtlError, DataError
 from async_etl.sources._base import SourceBase, reads
@@ -223,9 +228,30 @@ class PgSource(SourceBase):
         """Stream the chunk as binary COPY data into ``output``; the row count."""
         st, args = self.extract(chunk, tail)
         inlined = inline_integers(st.text, args)  # integer bounds: no round trips to inline
-        if inlined is not None:
-            status = await conn.copy_from_query(inlined, output=output, format="binary")
-        else:
-            status = await conn.copy_from_query(st.text, *args, output=output, format="binary")
+        if inlined is None:
+            inlined = await _inline_through_server(conn, st.text, args)
+        status = await conn.copy_from_query(inlined, output=output, format="binary")
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
+
+
+async def _inline_through_server(conn: Any, text: str, args: Sequence[Any]) -> str:
+    """``text`` with each argument inlined as the literal the server writes for it.
+
+    Two round trips, as asyncpg's own inlining (``copy_from_query`` with arguments): a
+    prepare of ``text`` for its parameter types, then ``core.sqltext.quote_literals_sql``
+    with the same arguments through the same codecs on the same connection, so each
+    literal holds the very value the chunk plan bound.  Unlike asyncpg's, the placeholders
+    are found by ``core.sqltext`` (none inside the user's string literals or comments) and
+    each literal is cast to its parameter's type.  Untranslated driver errors.
+    """
+    ps = await conn.prepare(text)
+    types = [_type_name(t) for t in ps.get_parameters()]
+    row = await conn.fetchrow(quote_literals_sql(types), *args) if types else ()
+    return inline_literals(text, typed_literals(list(row), types))
+
+
+def _type_name(t: Any) -> str:
+    """An asyncpg ``Type`` as a qualified, quoted type name (``int4[]`` -> ``_int4``)."""
+    name = "_" + t.name[:-2] if t.name.endswith("[]") else t.name
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (t.schema, name))

@@ -13,9 +13,12 @@ from async_etl.core.sqltext import (
     Dialect,
     SqlTextError,
     inline_integers,
+    inline_literals,
     limits_rows,
+    quote_literals_sql,
     source_query,
     subquery,
+    typed_literals,
 )
 from async_etl.jobs.spec import parse_job
 
@@ -236,3 +239,34 @@ def test_inline_integers_leaves_quotes_and_comments_alone():
 def test_inline_integers_declines_what_it_cannot_write_exactly(args: list[object]):
     """A bool, float or text argument, or a placeholder with no argument: None (server inlines)."""
     assert inline_integers("SELECT $1", args) is None
+
+
+def test_inline_literals_puts_each_literal_at_its_placeholders_only():
+    """Each $n gets literals[n-1], again where it repeats; quoted and commented $n stay."""
+    text = "SELECT '$1 each', $2, /* $1 */ $1 FROM t WHERE k >= $1 -- $2"
+    got = inline_literals(text, ["'a''b'::\"pg_catalog\".\"text\"", "NULL::x"])
+    assert got == (
+        "SELECT '$1 each', NULL::x, /* $1 */ 'a''b'::\"pg_catalog\".\"text\" FROM t "
+        "WHERE k >= 'a''b'::\"pg_catalog\".\"text\" -- $2"
+    )
+
+
+def test_inline_literals_refuses_a_placeholder_with_no_literal():
+    """$3 with two literals: SqlTextError, not a half-inlined statement."""
+    with pytest.raises(SqlTextError):
+        inline_literals("SELECT $1, $3", ["1", "2"])
+
+
+def test_typed_literals_cast_each_quoted_value_to_its_parameter_type():
+    """Each server-quoted value, or NULL, is cast to the type the placeholder had."""
+    types = ['"pg_catalog"."timestamp"', '"pg_catalog"."text"']
+    assert quote_literals_sql(types) == (
+        'SELECT quote_literal($1::"pg_catalog"."timestamp"::text), '
+        'quote_literal($2::"pg_catalog"."text"::text)'
+    )
+    assert typed_literals(["'2024-01-01 00:00:00'", None], types) == [
+        '\'2024-01-01 00:00:00\'::"pg_catalog"."timestamp"',
+        'NULL::"pg_catalog"."text"',
+    ]
+    with pytest.raises(ValueError):
+        typed_literals(["'x'"], types)

@@ -441,6 +441,20 @@ async def test_integer_bounds_are_inlined_as_asyncpg_would_without_asking(
         await conn.close()
 
 
+async def copy_chunks(conn: Any, source: PgSource, plan: ChunkPlan, table: str) -> None:
+    """COPY each chunk of ``plan`` out of ``source`` and into ``src.<table>``, one by one."""
+    for chunk in plan.chunks:
+        data: list[bytes] = []
+
+        async def out(part: bytes, data: list[bytes] = data) -> None:
+            data.append(part)
+
+        await source.copy_out(conn, chunk, out)
+        await conn.copy_to_table(
+            table, schema_name="src", source=io.BytesIO(b"".join(data)), format="binary"
+        )
+
+
 async def test_a_dollar_number_in_the_source_query_text_is_not_a_bound(pg_dsn: str):
     """A source query with '$1' in a string literal copies out by integer key ranges intact."""
     conn = await asyncpg.connect(pg_dsn)
@@ -448,18 +462,47 @@ async def test_a_dollar_number_in_the_source_query_text_is_not_a_bound(pg_dsn: s
         plan = await id_plan(conn, "src.dk", "v int", "g", 1, 4)
         source = PgSource(pg_dsn, ("id",), "SELECT id, '$1 each' AS note FROM src.dk", None)
         await conn.execute("CREATE TABLE src.dk_copy (id bigint, note text)")
-        for chunk in plan.chunks:
-            rows: list[bytes] = []
-
-            async def out(data: bytes, rows: list[bytes] = rows) -> None:
-                rows.append(data)
-
-            await source.copy_out(conn, chunk, out)
-            await conn.copy_to_table(
-                "dk_copy", schema_name="src", source=io.BytesIO(b"".join(rows)), format="binary"
-            )
+        await copy_chunks(conn, source, plan, "dk_copy")
         got = await conn.fetch("SELECT DISTINCT note FROM src.dk_copy")
         assert [r[0] for r in got] == ["$1 each"]
         assert await conn.fetchval("SELECT count(*) FROM src.dk_copy") == 1500
+    finally:
+        await conn.close()
+
+
+KEYED = {  # key type -> (its values from g, the key's collation)
+    "text": ("format('%s''\\%s $1', g, md5(g::text))", "C"),
+    "timestamp": ("'2024-02-29 23:59:59'::timestamp + g * interval '1.000007 s'", None),
+    "timestamptz": ("'2024-03-31 01:30:00+00'::timestamptz + g * interval '1.000007 s'", None),
+    "numeric": ("g / 7.0", None),
+}
+
+
+@pytest.mark.parametrize("kind", list(KEYED))
+async def test_other_bounds_inline_exactly_past_a_dollar_number_in_the_query(
+    pg_dsn: str, kind: str
+):
+    """Text, timestamp, numeric bounds: a source query with '$1 each' copies out every row once."""
+    values, collate = KEYED[kind]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            f"CREATE SCHEMA src; CREATE TABLE src.xk (k {kind}, v int); "
+            f"INSERT INTO src.xk SELECT {values}, g FROM generate_series(1, 1500) g; "
+            f"CREATE TABLE src.xk_copy (k {kind}, v int, note text)"
+        )
+        await conn.execute("SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kathmandu'")
+        cuts = await conn.fetch(pg.boundaries_sql(None, "src.xk", ("k",), (collate,)).text, 5)
+        plan = plan_chunks([tuple(r) for r in cuts], (collate,))
+        assert len(plan) == 5
+        query = "SELECT k, v, '$1 each' AS note FROM src.xk"
+        source = PgSource(pg_dsn, ("k",), query, None)
+        await copy_chunks(conn, source, plan, "xk_copy")
+        assert [r[0] for r in await conn.fetch("SELECT DISTINCT note FROM src.xk_copy")] == [
+            "$1 each"
+        ]
+        missed = "SELECT count(*) FROM (TABLE src.xk EXCEPT ALL SELECT k, v FROM src.xk_copy) d"
+        assert await conn.fetchval(missed) == 0
+        assert await conn.fetchval("SELECT count(*) FROM src.xk_copy") == 1500
     finally:
         await conn.close()
