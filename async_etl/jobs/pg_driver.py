@@ -242,10 +242,12 @@ class PgTarget:
                             ddl = no_repeat(ddl, self.table, ctx.cols, final, indexes)
                             ddl += self._index_sql(final, indexes)
                 # a kept definition keeps its own defaults: its chunks send every column
-                self.by_default = self.deferred and ctx.cols.type == 2
-                if self.by_default and kept:  # resumed beside a target made while stopped?
-                    self.by_default = ctx.resumed and await self._holds_as_of(conn, ctx)
-                if self.by_default:  # set on a resumed table too, whatever made it
+                self.by_default = self.deferred and ctx.cols.type == 2 and not kept
+                if self.deferred and ctx.cols.type == 2 and ctx.resumed:
+                    # the new table tells whether it was made LIKE a target or from the run's
+                    # own DDL; a target may have been dropped or created while the run stopped
+                    self.by_default = await self._holds_as_of(conn, ctx)
+                if self.by_default:  # set again on resume (repeatable)
                     ddl.append(pg.initial_defaults_sql(self.table, ctx.cols, ctx.as_of))
             elif keyed and ctx.cols.type == 1 and await table_exists(conn, self.table):
                 indexes = await target_indexes(conn, self.table, ctx.cols)
@@ -334,8 +336,11 @@ class PgTarget:
     async def _holds_as_of(self, conn: Any, ctx: JobContext) -> bool:
         """Whether the new table carries this run's as-of default (the swap then drops it).
 
-        A resumed run finds the target there when it was created while the run was stopped,
-        after the new table was made without it: the new table is still the run's own.
+        Asked on resume, of the new table itself: it holds that default when the run made
+        it from its own DDL (a target created while the run was stopped changes nothing),
+        and not when it was made LIKE a target, which keeps that definition's defaults even
+        if the target was dropped while the run was stopped (or when the run stopped before
+        it set them: its chunks then send every column, as they did before the stop).
         """
         st = pg.holds_initial_default_sql(ctx.cols)
         values = {"relation": quote(self.table), "column": ctx.cols.valid_from, "as_of": ctx.as_of}

@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.modes import new_table
+from async_etl.core.specs import ScdColumns
 from async_etl.errors import ErrorKind
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
@@ -48,6 +49,16 @@ def refresh_toml(name: str, dsn: str, table: str, kind: int, on_bad_row: str) ->
     extra = f'mode = "full_refresh"\non_bad_row = "{on_bad_row}"'
     text = job_toml(name, dsn, table, kind=kind, extra=extra, chunk_size=70, workers=2)
     return text.replace('deletes = "delete"', "") if kind == 1 else text
+
+
+async def make_target(dsn: str, table: str, cols: ScdColumns, *more: str) -> None:
+    """Create ``table`` from the engine's target DDL (``COLUMNS``, ``cols``), then run ``more``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for text in [st.text for st in pg.target_ddl(table, COLUMNS, cols)] + list(more):
+            await conn.execute(text)
+    finally:
+        await conn.close()
 
 
 async def indexes(dsn: str, table: str) -> list[str]:
@@ -117,12 +128,8 @@ async def test_initial_load_into_an_absent_target_equals_the_indexed_path(
     """A merge / SCD2 job whose target is absent builds it; rows and indexes as if it existed."""
     states = history(seed=33, n_keys=1500, runs=2)
     cols = cols_of(kind)
-    conn = await asyncpg.connect(pg_dsn)
-    try:  # the indexed path: the same job into a target created (empty) beforehand
-        for st in pg.target_ddl("dw.ib_made", COLUMNS, cols):
-            await conn.execute(st.text)
-    finally:
-        await conn.close()
+    # the indexed path: the same job into a target created (empty) beforehand
+    await make_target(pg_dsn, "dw.ib_made", cols)
     specs = {t: spec_of(job_toml(f"ib_{t}_{kind}", pg_dsn, f"dw.ib_{t}", kind=kind,
                                  chunk_size=80)) for t in ("new", "made")}  # fmt: skip
     for day, rows in enumerate(states):
@@ -193,12 +200,8 @@ async def test_a_new_type2_table_fills_the_initial_version_from_its_defaults(
         return extract(self, chunk, tail)
 
     monkeypatch.setattr(PgSource, "extract", spy)
-    conn = await asyncpg.connect(pg_dsn)
-    try:  # what the target's own DDL gives: the defaults the built table must end with
-        for st in pg.target_ddl("dw.ibd_made", COLUMNS, cols):
-            await conn.execute(st.text)
-    finally:
-        await conn.close()
+    # what the target's own DDL gives: the defaults the built table must end with
+    await make_target(pg_dsn, "dw.ibd_made", cols)
     await load_source(pg_dsn, rows)
     spec = spec_of(job_toml("ibd", pg_dsn, "dw.ibd", chunk_size=100))
     result = await run_job(spec, options=JobOptions(as_of=at(0)))
@@ -260,12 +263,8 @@ async def test_resumed_refresh_drops_its_as_of_default_when_the_target_appeared(
     """A target created while a refresh was stopped: the swapped-in table has no as-of default."""
     rows = history(seed=37, n_keys=1500, runs=1)[0]
     cols = cols_of(2)
-    conn = await asyncpg.connect(pg_dsn)
-    try:  # what the target's own DDL gives: the defaults the swapped-in table must end with
-        for st in pg.target_ddl("dw.ibr_made", COLUMNS, cols):
-            await conn.execute(st.text)
-    finally:
-        await conn.close()
+    # what the target's own DDL gives: the defaults the swapped-in table must end with
+    await make_target(pg_dsn, "dw.ibr_made", cols)
     made = await column_defaults(pg_dsn, "dw.ibr_made")
     extra = 'mode = "full_refresh"\non_bad_row = "fail"'
     text = job_toml("ibr", pg_dsn, "dw.ibr", chunk_size=10, workers=1, parallel=False, extra=extra)
@@ -273,15 +272,41 @@ async def test_resumed_refresh_drops_its_as_of_default_when_the_target_appeared(
     await load_source(pg_dsn, rows)
     await kill_at_gate(pg_dsn, "ibr", 5, str(path), "--as-of", at(0).isoformat())
     assert (await column_defaults(pg_dsn, new_table("dw.ibr")))[cols.valid_from] is not None
-    conn = await asyncpg.connect(pg_dsn)
-    try:  # the target appears while the run is stopped
-        for st in pg.target_ddl("dw.ibr", COLUMNS, cols):
-            await conn.execute(st.text)
-    finally:
-        await conn.close()
+    # the target appears while the run is stopped
+    await make_target(pg_dsn, "dw.ibr", cols)
     code, out, err = await run_cli("run", str(path), "--log-format", "json")
     assert code == 0, err
     assert "(resumed)" in out
     assert norm(await table_rows(pg_dsn, "dw.ibr"), cols) == norm(reference([rows], cols), cols)
     assert await column_defaults(pg_dsn, "dw.ibr") == made
     assert await indexes(pg_dsn, "dw.ibr") == await indexes(pg_dsn, "dw.ibr_made")
+
+
+async def test_resumed_refresh_keeps_the_copied_definition_when_the_target_was_dropped(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A target dropped while a refresh made LIKE it was stopped: its defaults are kept as made."""
+    rows = history(seed=38, n_keys=1500, runs=1)[0]
+    cols = cols_of(2)
+    await make_target(  # the user's own definition: defaults the engine's DDL does not give
+        pg_dsn, "dw.ibu", cols, f"ALTER TABLE dw.ibu ALTER COLUMN {cols.valid_to} SET DEFAULT "
+        f"'infinity', ALTER COLUMN {cols.is_current} DROP DEFAULT"
+    )  # fmt: skip
+    made = await column_defaults(pg_dsn, "dw.ibu")
+    assert made[cols.valid_to] is not None and made[cols.is_current] is None
+    extra = 'mode = "full_refresh"\non_bad_row = "fail"'
+    text = job_toml("ibu", pg_dsn, "dw.ibu", chunk_size=10, workers=1, parallel=False, extra=extra)
+    path = write(tmp_path, "ibu.toml", text)
+    await load_source(pg_dsn, rows)
+    await kill_at_gate(pg_dsn, "ibu", 5, str(path), "--as-of", at(0).isoformat())
+    assert await column_defaults(pg_dsn, new_table("dw.ibu")) == made
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # the target is dropped while the run is stopped
+        await conn.execute("DROP TABLE dw.ibu")
+    finally:
+        await conn.close()
+    code, out, err = await run_cli("run", str(path), "--log-format", "json")
+    assert code == 0, err
+    assert "(resumed)" in out
+    assert norm(await table_rows(pg_dsn, "dw.ibu"), cols) == norm(reference([rows], cols), cols)
+    assert await column_defaults(pg_dsn, "dw.ibu") == made
