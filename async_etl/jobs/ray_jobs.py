@@ -50,6 +50,7 @@ from typing import Any
 import anyio
 import structlog
 
+from async_etl.core.job_budget import needed_connections
 from async_etl.errors import AsyncEtlError, ErrorKind, LoadError, StopRequested
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
 from async_etl.jobs.budget import LimiterBudget, database_key, hold
@@ -65,20 +66,21 @@ CANCEL_GRACE_S = 6.0  # a cancelled remote run marks itself STOPPED within 5 s
 def connection_needs(spec: JobSpec) -> tuple[dict[str, int], dict[str, int]]:
     """(minimum, most useful) connections of ``spec`` per database URL of its roles.
 
-    The minimum is one per role (state store, source, target), as admission reserves it; the
-    most a run uses is one for the state store and ``max_workers`` per source and target role.
-    URLs naming one database are merged under the first spelling met.
+    The minimum is what admission reserves and ``run_job`` checks (``core.job_budget``: the
+    state store's connection and one chunk's); the most a run uses is one for the state store
+    and ``max_workers`` per source and target role.  URLs naming one database are merged under
+    the first spelling met.
     """
     workers = spec.parallel.max_workers
     roles = ((spec.state.url, 1), (spec.source.url, workers), (spec.target.url, workers))
     spelling: dict[str, str] = {}
-    need: Counter[str] = Counter()
     want: Counter[str] = Counter()
     for url, most in roles:
         url = spelling.setdefault(database_key(url), url)
-        need[url] += 1
         want[url] += most
-    return dict(need), dict(want)
+    minimum = needed_connections(spec.state.url, spec.source.url, spec.target.url, database_key)
+    need = {spelling[db]: len(why) for db, why in minimum.items()}
+    return need, dict(want)
 
 
 @dataclass(frozen=True, slots=True)

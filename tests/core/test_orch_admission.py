@@ -59,3 +59,16 @@ def test_a_mapper_jobs_minimum_is_the_rule_run_job_checks() -> None:
     assert minimum_connections(apart, database_key) == {
         "postgresql://h:5432/x": 1, "postgresql://h:5432/t": 1, "postgresql://h:5432/s": 1
     }  # fmt: skip
+
+
+def test_a_ray_jobs_grant_waits_for_the_same_minimum() -> None:
+    """RayJobs' minimum grant is admission's: 2 in one database (3 would wait on a budget of 2)."""
+    from async_etl.jobs.ray_jobs import connection_needs
+
+    one = mapper("postgresql://h/d", "postgresql://h/d")
+    assert one.spec is not None
+    assert connection_needs(one.spec) == ({"postgresql://h/d": 2}, {"postgresql://h/d": 9})
+    cross = mapper("postgresql://h/s", "postgresql://h/t")
+    assert cross.spec is not None
+    need, _ = connection_needs(cross.spec)
+    assert need == {"postgresql://h/t": 2, "postgresql://h/s": 1}

@@ -135,7 +135,7 @@ async def test_a_job_in_an_actor_keeps_within_its_grant(ray_local: Any, pg_dsn: 
     rows = history(seed=13, n_keys=300, runs=1)[0]
     await load_source(pg_dsn, rows)
     spec = spec_of(job_toml("tight", pg_dsn, "dw.tight", workers=4, chunk_size=50))
-    assert connection_needs(spec) == ({pg_dsn: 3}, {pg_dsn: 9})
+    assert connection_needs(spec) == ({pg_dsn: 2}, {pg_dsn: 9})
     jobs = RayJobs("local", 1)
     try:
         result = await jobs(spec, JobOptions(as_of=at(0)), anyio.Event(), LimiterBudget(3), _ignore)
@@ -213,3 +213,14 @@ async def test_a_cancelled_attempt_cancels_the_remote_run_which_ends_stopped(
     assert status == "STOPPED"
     assert budget.limiter(pg_dsn).borrowed_tokens == 0
     assert again.status == "SUCCEEDED" and again.resumed
+
+
+async def test_plan_over_actors_runs_on_each_jobs_minimum_budget(
+    ray_local: Any, tmp_path: Path, pg_dsn: str
+) -> None:
+    """Budget 2 (one-database jobs' minimum): admitted and granted one at a time, no wait for 3."""
+    with anyio.fail_after(120):  # a grant waiting for a third token would hang here
+        outcome, _, _, intervals, peak = await _run_plan(tmp_path, pg_dsn, 3, 2)
+    assert outcome.status == "SUCCEEDED"
+    assert max_overlap(intervals) == 1
+    assert 0 < peak <= 2
