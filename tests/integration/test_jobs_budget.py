@@ -90,3 +90,24 @@ async def test_one_database_runs_on_its_minimum_of_two_and_refuses_one(pg_dsn: s
     assert result.max_connections == {database_key(pg_dsn): 2}
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
+
+
+async def test_state_beside_the_source_runs_on_one_target_connection(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """State store in the source's database: 2 there and 1 on the target run; 1 there is refused."""
+    states = history(seed=6, n_keys=300, runs=1)
+    await load_source(pg_dsn, states[0])
+    async with fresh_database(pg_server_dsn) as target:
+        text = cross_job("beside", pg_dsn, target, 2) + f'[state]\nurl = "{pg_dsn}"\n'
+        spec = spec_of(text)
+        with anyio.fail_after(GUARD_S), pytest.raises(ConfigError, match="needs at least 2 conn"):
+            await run_job(spec, budget=LimiterBudget(1, {pg_dsn: 1}))
+        with anyio.fail_after(GUARD_S):
+            result = await run_job(
+                spec, options=JobOptions(as_of=at(0)), budget=LimiterBudget(1, {pg_dsn: 2})
+            )
+        assert result.status == "SUCCEEDED", result.error
+        assert result.max_connections == {database_key(pg_dsn): 2, database_key(target): 1}
+        got = await table_rows(target, "dw.dim")
+    assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
