@@ -497,8 +497,9 @@ async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
         finally:
             _AHEAD.reset(reset)
     finally:
-        for token in tokens.values():  # taken, never connected (cancelled or failed meanwhile)
-            await token.aclose()
+        for key, token in tokens.items():  # taken, never connected (cancelled meanwhile)
+            if key not in ready:  # one that did connect keeps its token, given back below
+                await token.aclose()
         for key, pair in ready.items():  # opened and not asked for
             if not isinstance(pair, BaseException):
                 await (shelf.give_back(key, *pair, broken=False) if shelf else _release(*pair))

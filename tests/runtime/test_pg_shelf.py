@@ -462,3 +462,35 @@ async def test_a_reusing_block_keeps_the_connections_opened_ahead_in_turn(
         async with pg_connection(URL, holder, app="job:pre") as again:
             assert again is t
     assert len(slow_connects) == 4 and t.closed and holder.held == 0
+
+
+async def test_a_cancel_while_connecting_ahead_keeps_a_token_per_open_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled with the target open and the source connecting: the shelved one keeps its token."""
+    connected = anyio.Event()
+
+    async def connect_job(url: str, app: str) -> FakeConn:
+        if url.endswith("_source"):
+            await anyio.sleep_forever()
+        connected.set()
+        return FakeConn(0)
+
+    monkeypatch.setattr(postgres_connections, "connect_job", connect_job)
+    holder, shelf = Tokens(), Shelf(lambda: 2)
+    target, source = (URL, "job:run", holder), (URL + "_source", "job:run", holder)
+    with shelved(shelf):
+        async with anyio.create_task_group() as tg:
+
+            async def chunk() -> None:
+                async with connected_ahead([target, source]):
+                    pytest.fail("entered with the source still connecting")
+
+            tg.start_soon(chunk)
+            await connected.wait()
+            await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
+        kept = await use(holder)  # the target's, given back to the shelf
+        assert not kept.closed and holder.held == 1  # it holds its token (0 before: over budget)
+    await shelf.aclose()
+    assert kept.closed and holder.held == 0
