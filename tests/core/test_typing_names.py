@@ -47,3 +47,14 @@ def test_every_public_name_imports_and_its_values_pickle() -> None:
     for value in (m.IdRange(5, 3), m.Encoding("pg_binary", "COPY t"), m.RowError(7, "why")):
         back = pickle.loads(pickle.dumps(value))
         assert back == value and type(back) is type(value)
+
+
+def test_the_writer_types_hints_resolve_as_before_the_move() -> None:
+    """get_type_hints resolves Encoding's and EncodedBatch's ``wire`` (WireFormat) at run time."""
+    import typing
+
+    import async_etl.typing as m
+
+    for kind in (m.Encoding, m.EncodedBatch, m.IdRange, m.RowError, m.Target):
+        hints = typing.get_type_hints(kind)
+        assert "wire" not in hints or hints["wire"] == m.WireFormat, kind
