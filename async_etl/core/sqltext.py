@@ -242,6 +242,9 @@ def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
 
 
 _PARAM = re.compile(r"\$([0-9]+)")
+_NAME = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
+"""A PostgreSQL name or keyword: every non-ASCII character starts or continues one, as in
+the server's lexer (``café$1`` is one name, no placeholder in it)."""
 
 
 def inline_integers(text: str, args: Sequence[object]) -> str | None:
@@ -326,6 +329,6 @@ def _placeholders(text: str) -> tuple[tuple[int, int, int], ...]:
             found.append((i, m.end(), int(m.group(1))))
             i = m.end()
             continue
-        w = _WORD.match(text, i) if c.isalpha() or c == "_" else None
+        w = _NAME.match(text, i)
         i = w.end() if w is not None else i + 1
     return tuple(found)

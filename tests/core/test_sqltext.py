@@ -251,6 +251,13 @@ def test_inline_literals_puts_each_literal_at_its_placeholders_only():
     )
 
 
+def test_inline_literals_leaves_a_dollar_digit_inside_a_non_ascii_name_alone():
+    """café$1 and x_é$2 are names to PostgreSQL (any non-ASCII letter starts or continues one)."""
+    text = "SELECT café$1, x_é$2, é$1 FROM t WHERE k > $1 AND j < $2"
+    got = inline_literals(text, ["'5'", "'6'"])
+    assert got == "SELECT café$1, x_é$2, é$1 FROM t WHERE k > '5' AND j < '6'"
+
+
 def test_inline_literals_refuses_a_placeholder_with_no_literal():
     """$3 with two literals: SqlTextError, not a half-inlined statement."""
     with pytest.raises(SqlTextError):
