@@ -39,6 +39,21 @@ def sent_as(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield seen
 
 
+@pytest.fixture
+def slices(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The slice size of every paced feed of a batch to asyncpg (one entry a paced COPY)."""
+    seen: list[int] = []
+    paced = postgres_rows._paced
+
+    async def counting(rows: Any, every: int, cast: Any) -> Any:
+        seen.append(every)
+        async for row in paced(rows, every, cast):
+            yield row
+
+    monkeypatch.setattr(postgres_rows, "_paced", counting)
+    return seen
+
+
 def _in_utc(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """The row with its timestamptz as UTC (a time in a DST gap equals no other zone's)."""
     return (*row[:3], row[3].astimezone(UTC), *row[4:])
@@ -140,18 +155,9 @@ async def test_a_value_asyncpg_refuses_is_rejected_and_the_batch_lands_once(
 
 
 async def test_wide_batches_are_encoded_in_slices_and_land_whole(
-    pg_dsn: str, sent_as: list[str], monkeypatch: pytest.MonkeyPatch
+    pg_dsn: str, sent_as: list[str], slices: list[int]
 ) -> None:
     """A batch above the pacing size is fed to asyncpg a slice at a time; nothing is lost."""
-    slices: list[int] = []
-    paced = postgres_rows._paced
-
-    async def counting(rows: Any, every: int, cast: Any) -> Any:
-        slices.append(every)
-        async for row in paced(rows, every, cast):
-            yield row
-
-    monkeypatch.setattr(postgres_rows, "_paced", counting)
     cols = {"id": "bigint"} | {f"c{k}": ("bigint" if k % 2 else "text") for k in range(20)}
     data = [(i, *[(i * k if k % 2 else f"v-{i}-{k}") for k in range(20)]) for i in range(4000)]
     async with open_writer(
@@ -163,6 +169,35 @@ async def test_wide_batches_are_encoded_in_slices_and_land_whole(
     assert sent_as == ["records", "records"] and len(slices) == 2
     got = await _fetch(pg_dsn, f"SELECT {', '.join(cols)} FROM w ORDER BY id")
     assert [tuple(r) for r in got] == data
+
+
+async def test_a_wide_timestamptz_batch_with_a_duplicate_lands_the_rest_exactly(
+    pg_dsn: str, sent_as: list[str], slices: list[int]
+) -> None:
+    """Paced slices and the split-and-retry keep timestamptz exact; the duplicate is refused."""
+    zones = [UTC, BERLIN, ZoneInfo("America/New_York")]
+    start = datetime(2024, 3, 10, 1, 0, tzinfo=UTC)
+    data: list[tuple[int, datetime | None]] = [
+        (i, None if i % 97 == 0 else (start + timedelta(microseconds=1_234_567 * i)).astimezone(
+            zones[i % 3]))
+        for i in range(20_000)
+    ]  # fmt: skip
+    data[12_345] = (7, data[12_345][1])  # a second id 7: the primary key refuses it
+    async with open_writer(
+        pg_dsn, table="tzw", columns={"id": "bigint", "at": "timestamptz"}, primary_key=["id"],
+        batch_rows=20_000, linger_ms=60_000,
+    ) as writer:  # fmt: skip
+        await writer.write_many(data)
+    report = writer.report
+    assert (report.delivered, report.rejected, report.undelivered) == (19_999, 1, 0)
+    assert report.rejected_rows[0].row == data[12_345]
+    assert sent_as[0] == "records" and slices  # 40,000 values: fed to asyncpg in slices
+    got = await _fetch(pg_dsn, "SELECT id, at FROM tzw ORDER BY id")
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    kept = sorted(data[:12_345] + data[12_346:])
+    assert [(r["id"], r["at"] and r["at"] - epoch) for r in got] == [
+        (i, at and at - epoch) for i, at in kept
+    ]
 
 
 async def test_a_list_with_a_misfit_row_lands_the_others_in_order(pg_dsn: str) -> None:
