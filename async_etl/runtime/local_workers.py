@@ -82,7 +82,7 @@ EXIT_WAIT_S: Final = 0.5
 """How long the reader thread waits for a lost worker's exit code once its pipe has closed;
 a worker still running after that is killed."""
 
-LINGERED: Final = "closed its pipe but kept running (killed)"
+LINGERED: Final = f"did not exit within {EXIT_WAIT_S:g} s of closing its pipe (killed)"
 """How a worker that closed its pipe without ``closed`` and did not exit is reported."""
 
 
@@ -199,7 +199,11 @@ class _Channel:
             return self.process.exitcode
 
     def _read(self) -> None:
-        """The reader thread: every message to the loop, then end-of-file (the worker exited)."""
+        """The reader thread: every message to the loop, then end-of-file (the worker exited).
+
+        A message that cannot be unpickled ends the reading: the worker is killed (it could
+        never be heard again) and reported gone, as a worker that exited is.
+        """
         closed = False
         try:
             while True:
@@ -208,6 +212,12 @@ class _Channel:
                 self._post(self._on_message, msg)
         except (EOFError, OSError):
             pass
+        except Exception as exc:  # an unreadable message: the pipe cannot be read past it
+            self.kill()
+            self.reap(EXIT_WAIT_S * 10)
+            why = f"sent a message the parent could not read ({type(exc).__name__}: {exc}; killed)"
+            self._post(self._on_exit, why)
+            return
         self._post(self._on_exit, None if closed else self._gone_why())
 
     def _gone_why(self) -> str:

@@ -62,6 +62,12 @@ def w_die_by_signal(conn: Connection, signum: int) -> None:
     time.sleep(30)
 
 
+def w_send_garbage(conn: Connection) -> None:
+    """A worker whose first message is bytes that do not unpickle, then waits to be killed."""
+    conn.send_bytes(b"not a pickle")
+    time.sleep(30)
+
+
 def w_start_then_close_pipe_and_linger(
     conn: Connection, settings: BenchSettings, source: Synthetic, target: Any
 ) -> None:
@@ -329,6 +335,28 @@ async def test_a_worker_killed_by_a_signal_without_a_name_is_reported_not_waited
         with anyio.fail_after(30):
             await channel.closed.wait()
         assert channel.gone == f"was killed (signal {signum})"
+    finally:
+        channel.kill()
+        await anyio.to_thread.run_sync(channel.reap, 30.0)
+        parent_end.close()
+
+
+async def test_a_worker_whose_message_does_not_unpickle_is_killed_and_reported() -> None:
+    """An unreadable message ends the reader: the worker is killed and reported, not waited on."""
+    parent_end, child_end = multiprocessing.get_context("spawn").Pipe(duplex=True)
+    process = multiprocessing.get_context("spawn").Process(
+        target=w_send_garbage, args=(child_end,), daemon=True
+    )
+    process.start()
+    child_end.close()
+    channel = _Channel("worker-x", process, parent_end)
+    try:
+        with anyio.fail_after(30):
+            await channel.closed.wait()
+        assert channel.gone is not None
+        assert channel.gone.startswith("sent a message the parent could not read (UnpicklingError")
+        assert channel.gone.endswith("; killed)")
+        assert process.exitcode == -signal.SIGKILL
     finally:
         channel.kill()
         await anyio.to_thread.run_sync(channel.reap, 30.0)
