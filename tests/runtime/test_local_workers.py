@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
@@ -321,12 +322,12 @@ async def test_a_worker_that_closes_its_pipe_and_lingers_fails_the_run_at_once(
     assert not _workers()
 
 
-async def test_a_worker_killed_by_a_signal_without_a_name_is_reported_not_waited_for() -> None:
-    """A worker ended by a real-time signal (no ``signal.Signals`` member) is reported lost."""
-    signum = signal.SIGRTMIN + 1
+@contextlib.asynccontextmanager
+async def _gone_worker(target: Callable[..., None], *args: Any) -> AsyncIterator[_Channel]:
+    """A spawned worker running ``target(conn, *args)`` and its channel, once it is gone."""
     parent_end, child_end = multiprocessing.get_context("spawn").Pipe(duplex=True)
     process = multiprocessing.get_context("spawn").Process(
-        target=w_die_by_signal, args=(child_end, signum), daemon=True
+        target=target, args=(child_end, *args), daemon=True
     )
     process.start()
     child_end.close()
@@ -334,30 +335,24 @@ async def test_a_worker_killed_by_a_signal_without_a_name_is_reported_not_waited
     try:
         with anyio.fail_after(30):
             await channel.closed.wait()
-        assert channel.gone == f"was killed (signal {signum})"
+        yield channel
     finally:
         channel.kill()
         await anyio.to_thread.run_sync(channel.reap, 30.0)
         parent_end.close()
+
+
+async def test_a_worker_killed_by_a_signal_without_a_name_is_reported_not_waited_for() -> None:
+    """A worker ended by a real-time signal (no ``signal.Signals`` member) is reported lost."""
+    signum = signal.SIGRTMIN + 1
+    async with _gone_worker(w_die_by_signal, signum) as channel:
+        assert channel.gone == f"was killed (signal {signum})"
 
 
 async def test_a_worker_whose_message_does_not_unpickle_is_killed_and_reported() -> None:
     """An unreadable message ends the reader: the worker is killed and reported, not waited on."""
-    parent_end, child_end = multiprocessing.get_context("spawn").Pipe(duplex=True)
-    process = multiprocessing.get_context("spawn").Process(
-        target=w_send_garbage, args=(child_end,), daemon=True
-    )
-    process.start()
-    child_end.close()
-    channel = _Channel("worker-x", process, parent_end)
-    try:
-        with anyio.fail_after(30):
-            await channel.closed.wait()
+    async with _gone_worker(w_send_garbage) as channel:
         assert channel.gone is not None
         assert channel.gone.startswith("sent a message the parent could not read (UnpicklingError")
         assert channel.gone.endswith("; killed)")
-        assert process.exitcode == -signal.SIGKILL
-    finally:
-        channel.kill()
-        await anyio.to_thread.run_sync(channel.reap, 30.0)
-        parent_end.close()
+        assert channel.process.exitcode == -signal.SIGKILL
