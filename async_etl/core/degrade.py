@@ -8,7 +8,10 @@ When a job attempt against a database fails with a transient error (network, dro
 serialization), the scheduler retries it; before the retry, ``Degradation`` halves that
 database's budget, step by step, down to the **floor**: the most connections any one of its
 jobs needs at once (state store, source and target), where a job runs one chunk at a time
-(sequential).  A successful attempt doubles it back, step by step, up to the configured
+(sequential) — and never below ``held``, the connections the scheduler has already reserved
+there for the minimums of the jobs still running (several jobs may be admitted side by side;
+each holds its state connection and waits for a chunk's, so a lower level would hang them all).
+A successful attempt doubles it back, step by step, up to the configured
 budget.  Each step is returned, never applied here: the scheduler sets the limiter, logs it
 and puts it in the report (the dbt-era orchestrators fell back from batch to concurrent to
 sequential by hand; this does it per database, and comes back).
@@ -50,9 +53,14 @@ class Degradation:
             raise ValueError(f"need 1 <= floor <= base, got {self.floor}..{self.base}")
         self.level = self.level or self.base
 
-    def failed(self, why: str) -> Step | None:
-        """A transient failure against the database: halve the level (not below the floor)."""
-        return self._to(max(self.floor, self.level // 2), f"transient failure: {why}")
+    def failed(self, why: str, *, held: int = 0) -> Step | None:
+        """A transient failure against the database: halve the level.
+
+        Not below the floor, nor below ``held`` (connections reserved for the minimums of the
+        jobs still running on the database); never above the current level.
+        """
+        new = max(self.floor, min(self.level, held), self.level // 2)
+        return self._to(new, f"transient failure: {why}")
 
     def succeeded(self) -> Step | None:
         """A successful attempt: double the level back (not above the base)."""

@@ -82,6 +82,11 @@ class Admission:
         """Database key -> connections not reserved by running jobs' minimums."""
         return {db: self._limit(url) - self._reserved[db] for db, url in self._urls.items()}
 
+    def reserved(self, db: str, *, without: str | None = None) -> int:
+        """Connections reserved on database key ``db`` by running jobs (less job ``without``'s)."""
+        mine = self.needs[without].get(db, 0) if without is not None else 0
+        return self._reserved[db] - mine
+
     def reserve(self, name: str) -> None:
         """Reserve job ``name``'s minimum (call when it starts)."""
         self._reserved.update(self.needs[name])

@@ -22,7 +22,9 @@ transitive dependent still pending becomes SKIPPED with the reason.  Unrelated j
 
 Degradation: after a transient failure the target database's connection budget (its jobs'
 parallelism) is halved, down to the most connections one of its jobs needs at once (one chunk
-at a time); each success doubles it back to the configured budget (``core.degrade``).  Every
+at a time) but never below the minimums reserved there by the other jobs still running (so
+each of them can still get its minimum); admission compares against this lowered budget.  Each
+success doubles it back to the configured budget (``core.degrade``).  Every
 step is a log event and a line of the report.
 
 Stop (``request_stop``: a signal, or a row in ``async_etl_plan_stops``): launch nothing more,
@@ -475,7 +477,11 @@ class Orchestrator:
             floor = max((need.get(db, 0) for need in self.admission.needs.values()), default=1)
             base = int(limiter.total_tokens)
             found = self.degradations[db] = Degradation(db, base, max(1, min(floor, base)))
-        step = found.failed(state.error or "") if outcome == "transient" else found.succeeded()
+        if outcome == "transient":  # never below what the other running jobs reserved there
+            held = self.admission.reserved(db, without=state.job.name)
+            step = found.failed(state.error or "", held=held)
+        else:
+            step = found.succeeded()
         if step is None:
             return
         limiter.total_tokens = step.new

@@ -38,6 +38,28 @@ def test_free_is_each_budget_less_the_reserved_minimums() -> None:
     assert adm.free() == {"postgresql://h/db": 1, "postgresql://h/other": 3}
 
 
+def test_reserved_counts_running_minimums_less_one_job() -> None:
+    """reserved(db): the running jobs' minimums there; ``without`` leaves one job's out."""
+    jobs = {"a": job("a", 2), "b": job("b", 2), "c": job("c", 1, "postgresql://h/other")}
+    adm = Admission(jobs, key=str, limit=lambda url: 4)
+    adm.reserve("a")
+    adm.reserve("b")
+    adm.reserve("c")
+    assert adm.reserved("postgresql://h/db") == 4
+    assert adm.reserved("postgresql://h/db", without="a") == 2
+    assert adm.reserved("postgresql://h/db", without="c") == 4
+
+
+def test_admission_compares_against_the_live_limit() -> None:
+    """A limit lowered after construction (degradation) is the one fits() and free() use."""
+    limits = {"postgresql://h/db": 4}
+    adm = Admission({"a": job("a", 2), "b": job("b", 2)}, key=str, limit=limits.__getitem__)
+    adm.reserve("a")
+    assert adm.fits("b")
+    limits["postgresql://h/db"] = 3
+    assert not adm.fits("b") and adm.free() == {"postgresql://h/db": 1}
+
+
 def mapper(source: str, target: str, state: str = "") -> PlanJob:
     """A mapper job over ``source`` into ``target`` (state store: the target unless given)."""
     extra = f'[state]\nurl = "{state}"\n' if state else ""

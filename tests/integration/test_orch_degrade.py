@@ -114,3 +114,70 @@ async def test_flapping_database_lowers_parallelism_then_recovers(
     assert steps == [(8, 4), (4, 2), (2, 4)]
     assert events == ["parallelism lowered", "parallelism lowered", "parallelism restored"]
     assert report["degradation"][0]["reason"].startswith("transient failure: backend terminated")
+
+
+class StateAndChunksJob:
+    """A job holding one budget token for its state connection for the whole attempt, then
+    running ``chunks`` chunks one at a time, each taking a second token for a real query.
+
+    Jobs named in ``fail_first`` fail their first attempt transiently once they hold their
+    state token; the others run their chunks.
+    """
+
+    def __init__(self, fail_first: set[str], chunks: int) -> None:
+        self.fail_first, self.chunks = fail_first, chunks
+        self.attempts: dict[str, int] = {}
+
+    async def __call__(
+        self,
+        spec: JobSpec,
+        options: JobOptions,
+        stop: anyio.Event,
+        budget: ConnectionBudget,
+        on_progress: Callable[[Progress], None],
+    ) -> JobResult:
+        limiter = budget.limiter(spec.target.url)
+        attempt = self.attempts[spec.name] = self.attempts.get(spec.name, 0) + 1
+        started = datetime.now(UTC)
+        done = dict(run_id="r", job=spec.name, as_of=started, started_at=started)
+        async with hold(limiter):  # the state store's connection
+            state = await asyncpg.connect(spec.target.url)
+            try:
+                if spec.name in self.fail_first and attempt == 1:
+                    await state.execute("SELECT pg_sleep(0.1)")
+                    return JobResult(
+                        **done,  # type: ignore[arg-type]
+                        status="FAILED",
+                        finished_at=datetime.now(UTC),
+                        error="backend terminated (injected)",
+                        error_kind=ErrorKind.DB_TRANSIENT,
+                    )
+                for _ in range(self.chunks):
+                    async with hold(limiter):  # one chunk's connection
+                        await state.execute("SELECT pg_sleep(0.05)")
+            finally:
+                await state.close()
+        return JobResult(
+            **done,  # type: ignore[arg-type]
+            status="SUCCEEDED",
+            finished_at=datetime.now(UTC),
+            rows_read=self.chunks,
+        )
+
+
+async def test_degradation_keeps_the_running_jobs_minimums(tmp_path: Path, pg_dsn: str) -> None:
+    """Four jobs of minimum 2 on budget 8, two fail at once: the budget stays >= 4 for the two
+    still running (8->6, then 6 or 4) and the plan completes (8->4->2 left both hung)."""
+    header = (
+        f"local_max = 4\n[retry]\nmax_attempts = 3\nbase_delay = 0.01\n"
+        f'[breaker]\nthreshold = 10\n[budgets]\n"{pg_dsn}" = 8'
+    )
+    plan = make_plan(tmp_path, pg_dsn, header, {n: () for n in ("a", "b", "c", "d")})
+    job = StateAndChunksJob(fail_first={"a", "b"}, chunks=8)
+    orchestrator = Orchestrator(plan, runner=job)
+    with anyio.fail_after(30):  # a hang fails the test
+        outcome = await orchestrator.run()
+    assert outcome.status == "SUCCEEDED"
+    lowered = [(s["old"], s["new"]) for s in outcome.degradation if s["new"] < s["old"]]
+    assert lowered[0] == (8, 6)  # b, c and d still reserve 2 each
+    assert all(new >= 4 for _, new in lowered)  # c and d still run at every failure
