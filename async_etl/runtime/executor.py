@@ -88,12 +88,13 @@ def w_init(parent: int) -> None:
     A terminal Ctrl-C reaches the whole process group, and the parent alone decides how to
     stop (finish in-flight batches first).  A parent killed hard leaves no orphan generators
     behind (they would keep its shared memory segment alive).  Batch buffers stay in the
-    worker's heap between batches (``retain_freed_memory``), and its young objects are
-    collected less often (``fewer_gc_passes``).
+    worker's heap between batches (``retain_freed_memory``).  The gc thresholds are left as
+    they are: a shared-nothing worker (``local_workers.w_serve``) runs an event loop and
+    network sinks, which do make reference cycles; only generator pool workers raise the
+    young threshold (``w_pool_init``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     retain_freed_memory()
-    fewer_gc_passes()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -103,14 +104,24 @@ def w_init(parent: int) -> None:
     threading.Thread(target=watch, name="aetl-parent-watch", daemon=True).start()
 
 
+def w_pool_init(parent: int) -> None:
+    """Generator pool worker start: ``w_init``, then ``fewer_gc_passes``.
+
+    Only generation runs in these processes, and generation makes no reference cycles
+    (``fewer_gc_passes``), so their young objects are collected less often.
+    """
+    w_init(parent)
+    fewer_gc_passes()
+
+
 def new_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned generator processes (``w_init``), shared by both runners."""
+    """A pool of ``workers`` spawned generator processes (``w_pool_init``), for both runners."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=w_init,
+        initializer=w_pool_init,
         initargs=(os.getpid(),),
     )
 

@@ -76,6 +76,34 @@ def test_units_leave_no_cycles_behind() -> None:
         gc.enable()
 
 
+def test_shared_nothing_worker_keeps_the_default_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """w_init, which w_serve's shared-nothing workers run, leaves CPython's gc thresholds."""
+    from async_etl.runtime import executor
+
+    monkeypatch.setattr(executor.signal, "signal", lambda *_: None)
+    monkeypatch.setattr(executor.threading, "Thread", _NoThread)
+    monkeypatch.setattr(executor, "retain_freed_memory", lambda: True)
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        executor.w_init(1)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
+
+
+class _NoThread:
+    """A stand-in for the watchdog thread, which must not start in the test process."""
+
+    def __init__(self, **_: object) -> None:
+        """Accept the watchdog's arguments."""
+
+    def start(self) -> None:
+        """Start nothing."""
+
+
 def test_pool_workers_start_with_the_threshold() -> None:
     """Every pooled generator process runs with the raised young-generation threshold."""
     pool = new_pool(1)
