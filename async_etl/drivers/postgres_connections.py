@@ -458,12 +458,13 @@ def _opened_ahead(key: _Key) -> tuple[Any, AsyncExitStack] | None:
 async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
     """Inside, the first ``pg_connection`` call for each of ``keys`` gets one opened on entry.
 
-    ``keys``: (URL, application name, holder), in the order the block asks for them.  A chunk
-    connects to its target, begins its transaction, then connects to its source: one connect
-    after the other (3-4 ms each on a local server) wherever nothing is kept.  Here a key with
-    an idle connection on this task's shelf (``shelved``) takes it; for the others the budget
-    tokens are taken in the order given (the block's own order: no new wait on a token can
-    arise), then they all connect at the same time.  A connection that failed to open is not
+    ``keys``: (URL, application name, holder), target before source.  A chunk connects to its
+    target, begins its transaction, then connects to its source: one connect after the other
+    (3-4 ms each on a local server) wherever nothing is kept.  Here a key with an idle
+    connection on this task's shelf (``shelved``) takes it; for the others the budget tokens
+    are taken in the order given (every caller passes target before source, the order a
+    chunk takes them, so no two blocks under a shared budget wait on each other's token),
+    then they all connect at the same time.  A connection that failed to open is not
     raised here: the ``pg_connection`` call for its key raises that error, where the block
     would have met it (translated and named as there).  What the block did not ask for goes
     back to the shelf (or is closed) on the way out.  Raises what taking a token raises

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 1. ``planning.preflight`` (reads only; ``ConfigError`` is raised from here and nowhere later);
-   its source and target connections (two PostgreSQL databases) open at once, beside the
-   state store's (``connected_ahead``);
+   its target and source connections (two PostgreSQL databases) open at once, beside the
+   state store's (``connected_ahead``; budget tokens target first, as chunks take them);
 2. state tables and target table are created if missing, while the source is surveyed (its
    estimate, NULL keys and chunk cuts: reads only); ``planning.plan_run`` records the new
    run with its stored chunk plan (or resumes the unfinished one: same T, same chunks);
@@ -148,6 +148,24 @@ async def run_job(
     job.executor = executor
     with structlog.contextvars.bound_contextvars(job=spec.name):
         return await job.execute()
+
+
+def preflight_keys(
+    source: str, source_dialect: str, target: str, app: str, holder: Holder
+) -> list[tuple[str, str, Holder]]:
+    """Preflight's connections to open at once (``connected_ahead``): (URL, ``app``, ``holder``).
+
+    Both PostgreSQL, in two databases: the target's key, then the source's, so the budget
+    tokens are taken in the order a chunk takes them (target, then source): under a budget
+    shared with other jobs a preflight holding the source's token while it waited for the
+    target's, beside a chunk holding the target's while it waited for the source's, would
+    wait for ever.  Empty otherwise (one database: its one kept connection serves both reads).
+    """
+    if source_dialect != "postgresql" or dialect_of(target) != "postgresql":
+        return []
+    if database_key(source) == database_key(target):
+        return []
+    return [(target, app, holder), (source, app, holder)]
 
 
 def check_budget(spec: JobSpec, budget: ConnectionBudget, *, apart: bool = False) -> None:
@@ -325,18 +343,14 @@ class _JobRun(RunTally):
         return found[0]
 
     def _preflight_keys(self) -> list[tuple[str, str, Holder]]:
-        """Preflight's source and target connections, opened at once when they can be.
-
-        Both PostgreSQL, in two databases (one database: its one kept connection serves both
-        reads); the source's budget token is taken first, as preflight takes them.
-        """
-        app = f"{self.spec.name}:preflight"
-        source, target = self.source.url, self.spec.target.url
-        if self.source.dialect != "postgresql" or dialect_of(target) != "postgresql":
-            return []
-        if database_key(source) == database_key(target):
-            return []
-        return [(source, app, self.holder), (target, app, self.holder)]
+        """Preflight's target and source connections (``preflight_keys``)."""
+        return preflight_keys(
+            self.source.url,
+            self.source.dialect,
+            self.spec.target.url,
+            f"{self.spec.name}:preflight",
+            self.holder,
+        )
 
     async def _run(self, ctx: JobContext, store: StateStore, decision: Decision) -> JobResult:
         resumed = decision.resumed_plan is not None

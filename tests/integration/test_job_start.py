@@ -438,10 +438,11 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
         result = await run_job(spec)
         assert result.status == "SUCCEEDED", result.error
         assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
-    # preflight: source and target (kept for the preparation), each token in that order; the
-    # survey: source; the chunk: target and source; the swap goes on on the chunk's target's
+    # preflight: target (kept for the preparation) and source, each token in that order, as a
+    # chunk takes them; the survey: source; the chunk: target and source; the swap goes on on
+    # the chunk's target's
     preflight = [(s, url) for s, url, app in steps if app == "ahead:preflight"]
-    assert preflight[:2] == [("start", pg_dsn), ("start", target)], steps
+    assert preflight[:2] == [("start", target), ("start", pg_dsn)], steps
     assert sorted(preflight[2:]) == sorted([("end", pg_dsn), ("end", target)]), steps
     chunk = [(s, url) for s, url, _ in steps[-4:]]
     assert [s for s, _ in chunk] == ["start", "start", "end", "end"], steps

@@ -23,6 +23,7 @@ from async_etl.drivers.postgres_connections import (
     shelved,
 )
 from async_etl.errors import LoadError
+from async_etl.jobs.runner import preflight_keys
 
 URL = "postgresql://u@h/db"
 
@@ -58,9 +59,11 @@ class Tokens:
 
     def __init__(self) -> None:
         self.held = 0
+        self.taken: list[str] = []  # the URLs of the tokens taken, in order
 
     @asynccontextmanager
     async def __call__(self, url: str) -> AsyncIterator[None]:
+        self.taken.append(url)
         self.held += 1
         try:
             yield
@@ -447,13 +450,27 @@ async def test_a_connect_that_failed_ahead_is_raised_where_its_block_asks(
     assert conn.closed and holder.held == 0 and len(slow_connects) == 4
 
 
+async def test_preflight_takes_the_target_token_then_the_source_like_a_chunk(
+    slow_connects: list[str],
+) -> None:
+    """Preflight's keys take the target's token first, as chunks do, and still connect at once."""
+    holder = Tokens()
+    keys = preflight_keys(URL + "_source", "postgresql", URL, "job:preflight", holder)
+    async with reusing(), connected_ahead(keys):
+        assert holder.taken == [URL, URL + "_source"]  # source first before: a lock inversion
+        assert sorted(slow_connects[:2]) == [f"start {URL}", f"start {URL}_source"]
+        async with pg_connection(URL + "_source", holder, app="job:preflight"):
+            pass  # preflight reads the source first; its connection was opened ahead
+    assert len(slow_connects) == 4 and holder.held == 0
+
+
 async def test_a_reusing_block_keeps_the_connections_opened_ahead_in_turn(
     slow_connects: list[str],
 ) -> None:
     """Preflight's shape: source and target open at once; each is the block's kept one in turn."""
     holder = Tokens()
     source, target = (URL + "_source", "job:pre", holder), (URL, "job:pre", holder)
-    async with reusing(), connected_ahead([source, target]):
+    async with reusing(), connected_ahead([target, source]):
         assert len(slow_connects) == 4 and holder.held == 2
         async with pg_connection(URL + "_source", holder, app="job:pre") as s:
             pass
