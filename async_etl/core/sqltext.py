@@ -53,7 +53,9 @@ ROW_LIMITS = frozenset({"limit", "offset", "fetch"})
 ``FETCH FIRST``): such a query cannot be cut into key ranges, each range would apply it again."""
 
 _DOLLAR_TAG = r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$"
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_NAME = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
+"""A PostgreSQL name or keyword: every non-ASCII character starts or continues one, as in
+the server's lexer (``café$1`` is one name, no placeholder in it)."""
 _PARTNER = {"[": "]", "(": ")", "{": "}", "<": ">"}
 
 
@@ -170,7 +172,7 @@ def _parts(text: str, dialect: Dialect) -> list[_Part]:
             continue
         if first is None and not c.isspace():
             first = i
-        m = _WORD.match(text, i) if c.isalpha() or c == "_" else None
+        m = _NAME.match(text, i)
         i = m.end() if m is not None else i + 1
     parts.append(_Part(start, len(text), first))
     return parts
@@ -195,7 +197,7 @@ def source_query(text: str, dialect: Dialect = "postgresql") -> str:
                            f"{_where(text, second.first)} ({head!r}); give one SELECT")  # fmt: skip
     only = statements[0]
     assert only.first is not None
-    m = _WORD.match(text, only.first)
+    m = _NAME.match(text, only.first)
     word = m.group(0).lower() if m is not None else text[only.first]
     if word not in QUERY_STARTS:
         raise SqlTextError(f"must be one SELECT (or WITH / VALUES / TABLE), not {word.upper()!r} "
@@ -230,9 +232,7 @@ def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
             depth, i = depth + 1, i + 1
         elif c == ")":
             depth, i = depth - 1, i + 1
-        elif c.isalpha() or c == "_":
-            m = _WORD.match(query, i)
-            assert m is not None
+        elif (m := _NAME.match(query, i)) is not None:
             if depth == 0 and m.group(0).lower() in ROW_LIMITS:
                 return True
             i = m.end()
@@ -242,9 +242,6 @@ def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
 
 
 _PARAM = re.compile(r"\$([0-9]+)")
-_NAME = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
-"""A PostgreSQL name or keyword: every non-ASCII character starts or continues one, as in
-the server's lexer (``café$1`` is one name, no placeholder in it)."""
 
 
 def inline_integers(text: str, args: Sequence[object]) -> str | None:

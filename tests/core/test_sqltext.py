@@ -66,6 +66,7 @@ def _code(text: str, dialect: str) -> str:
          "SELECT E'it\\'s; --' AS id, \"a;--b\" FROM t"),
         ("VALUES (1, 'a');", "VALUES (1, 'a')"),
         ("(SELECT 1 AS id) UNION ALL (SELECT 2);", "(SELECT 1 AS id) UNION ALL (SELECT 2)"),
+        ("SELECT 1 AS é$x$; ", "SELECT 1 AS é$x$"),  # one name, no dollar quote in it
     ],
 )  # fmt: skip
 def test_postgresql_query_is_one_statement(text: str, want: str) -> None:
@@ -207,6 +208,9 @@ def test_read_sql_keeps_the_query_text_verbatim(dialect: str) -> None:
         ("SELECT $$ LIMIT $$, id FROM t /* fetch */", "postgresql", False),
         ("SELECT q'[limit]' FROM t", "oracle", False),
         ("SELECT limited, fetched FROM t", "postgresql", False),
+        ("SELECT a AS limité FROM t", "postgresql", False),  # one name, not LIMIT
+        ("SELECT a AS offsetä FROM t", "postgresql", False),
+        ("SELECT é FROM t LIMIT 5", "postgresql", True),
     ],
 )
 def test_limits_rows_sees_only_top_level_row_limits(
