@@ -116,9 +116,16 @@ class _Kept:
     def adopt(self, conn: Any, token: AsyncExitStack, key: tuple[str, str, Holder]) -> None:
         """Keep ``conn`` (open, its budget token held by ``token``) for calls matching ``key``.
 
-        Only when ``idle``: the block closes it as its own (``drop``).
+        Only when ``idle``: the block closes it as its own (``drop``).  Raises
+        ``RuntimeError`` otherwise (the block keeps a connection already, is busy, or belongs
+        to another task): a second kept connection would never be closed nor its token given
+        back.
         """
-        assert self.idle(), "a reusing block keeps one connection at a time"
+        if not self.idle():
+            raise RuntimeError(
+                "a reusing block keeps one connection at a time: adopt called while it is "
+                "not idle (it keeps one already, is in use, or belongs to another task)"
+            )
         self.conn, self._token, self.key = conn, token, key
 
     def detach(self, url: str) -> tuple[Any, AsyncExitStack, Holder] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -511,3 +511,13 @@ async def test_a_cancel_while_connecting_ahead_keeps_a_token_per_open_connection
         assert not kept.closed and holder.held == 1  # it holds its token (0 before: over budget)
     await shelf.aclose()
     assert kept.closed and holder.held == 0
+
+
+async def test_a_reusing_block_refuses_to_adopt_a_second_connection() -> None:
+    """Adopting while a connection is kept raises RuntimeError, even under python -O."""
+    kept = postgres_connections._Kept()
+    first, second = FakeConn(0), FakeConn(1)
+    kept.adopt(first, AsyncExitStack(), (URL, "job:pre", Tokens()))
+    with pytest.raises(RuntimeError, match="keeps one connection at a time"):
+        kept.adopt(second, AsyncExitStack(), (URL, "job:pre", Tokens()))
+    assert kept.conn is first
