@@ -19,6 +19,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
+from async_etl.core.wire_format import WireFormat as WireFormat
+
 if TYPE_CHECKING:
     from async_etl.core.writer_types import AsyncSink as AsyncSink
     from async_etl.core.writer_types import BlockingSink as BlockingSink
@@ -34,9 +36,6 @@ if TYPE_CHECKING:
 Row: TypeAlias = tuple[Any, ...]
 """One record, in schema column order."""
 
-WireFormat: TypeAlias = Literal["crate_json", "pg_binary", "none"]
-"""How a worker encodes a batch: CrateDB ``bulk_args`` JSON body, PostgreSQL binary COPY
-payload, or nothing at all (the null sink still gets the rows generated and counted)."""
 
 Mode: TypeAlias = Literal["async", "threads"]
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-# at run time too, so that ``typing.get_type_hints`` resolves ``wire`` as before the move:
-# ``async_etl.typing`` imports this module only on first use of a name, never at its own import
-from async_etl.typing import WireFormat
+# at run time too, so that ``typing.get_type_hints`` resolves ``wire`` as before the move
+from async_etl.core.wire_format import WireFormat
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema

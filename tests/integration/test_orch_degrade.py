@@ -166,8 +166,8 @@ class StateAndChunksJob:
 
 
 async def test_degradation_keeps_the_running_jobs_minimums(tmp_path: Path, pg_dsn: str) -> None:
-    """Four jobs of minimum 2 on budget 8, two fail at once: the budget stays >= 4 for the two
-    still running (8->6, then 6 or 4) and the plan completes (8->4->2 left both hung)."""
+    """Four jobs of minimum 2, budget 8, two failing at once: the budget stays >= 4, all finish."""
+    # the two still running keep theirs (8->6, then 6 or 4); 8->4->2 left both hung before
     header = (
         f"local_max = 4\n[retry]\nmax_attempts = 3\nbase_delay = 0.01\n"
         f'[breaker]\nthreshold = 10\n[budgets]\n"{pg_dsn}" = 8'
