@@ -117,10 +117,13 @@ def _skip_block(text: str, i: int, nested: bool) -> int:
     raise SqlTextError(f"unterminated /* comment starting at {_where(text, i)}")
 
 
-def _skip_token(text: str, i: int, dialect: Dialect) -> tuple[int, bool]:
+def _skip_token(
+    text: str, i: int, dialect: Dialect, *, standard_strings: bool = True
+) -> tuple[int, bool]:
     """(end of the token at ``i``, whether it is a comment) for quotes and comments.
 
-    Returns ``(i, False)`` when ``i`` starts neither.
+    ``standard_strings``: PostgreSQL's ``standard_conforming_strings``; off, a backslash
+    escapes in a plain ``'...'`` string too.  Returns ``(i, False)`` when ``i`` starts neither.
     """
     c = text[i]
     if text.startswith("--", i):
@@ -131,7 +134,7 @@ def _skip_token(text: str, i: int, dialect: Dialect) -> tuple[int, bool]:
     if c == '"':
         return _skip_quoted(text, i, '"', backslash=False), False
     if c == "'":
-        return _skip_quoted(text, i, "'", backslash=False), False
+        return _skip_quoted(text, i, "'", backslash=not standard_strings), False
     prev_word = i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_$")
     if dialect == "postgresql" and not prev_word:
         if c in "eE" and text.startswith("'", i + 1):
@@ -244,7 +247,9 @@ def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
 _PARAM = re.compile(r"\$([0-9]+)")
 
 
-def inline_integers(text: str, args: Sequence[object]) -> str | None:
+def inline_integers(
+    text: str, args: Sequence[object], *, standard_strings: bool = True
+) -> str | None:
     """PostgreSQL ``text`` with its ``$n`` placeholders replaced by ``args[n - 1]`` as literals.
 
     For a statement that takes no parameters (``COPY (query) TO``).  Only when every argument
@@ -253,27 +258,32 @@ def inline_integers(text: str, args: Sequence[object]) -> str | None:
     a prepare and a query: two round trips), so the statement is the same.  Placeholders in
     string literals, quoted names, dollar quotes and comments are left alone.  Returns None
     when an argument is of another type or a placeholder has no argument (the caller inlines
-    through the server then).  Raises ``SqlTextError`` on an unterminated quote or comment.
+    through the server then).  ``standard_strings``: the session's
+    ``standard_conforming_strings`` (as for ``inline_literals``).  Raises ``SqlTextError`` on
+    an unterminated quote or comment.
     """
     if not all(a is None or type(a) is int for a in args):
         return None
-    if any(n > len(args) or n < 1 for _, _, n in _placeholders(text)):
+    if any(n > len(args) or n < 1 for _, _, n in _placeholders(text, standard_strings)):
         return None
-    return inline_literals(text, ["NULL" if a is None else f"'{a}'" for a in args])
+    literals = ["NULL" if a is None else f"'{a}'" for a in args]
+    return inline_literals(text, literals, standard_strings=standard_strings)
 
 
-def inline_literals(text: str, literals: Sequence[str]) -> str:
+def inline_literals(text: str, literals: Sequence[str], *, standard_strings: bool = True) -> str:
     """PostgreSQL ``text`` with each ``$n`` placeholder replaced by SQL text ``literals[n - 1]``.
 
     Placeholders are found by this module's lexer: a ``$n`` in a string literal, a quoted
     name, a dollar quote or a comment is text, not a placeholder (asyncpg's own inlining,
     a regular expression over the whole text, replaces those too).  ``literals`` come from
-    ``inline_integers`` or ``typed_literals``.  Raises ``SqlTextError`` on an unterminated
+    ``inline_integers`` or ``typed_literals``.  ``standard_strings``: the session's
+    ``standard_conforming_strings``; off, the server reads a backslash in a plain ``'...'``
+    string as an escape, and so does the lexer.  Raises ``SqlTextError`` on an unterminated
     quote or comment, or a placeholder with no literal.
     """
     out: list[str] = []
     last = 0
-    for start, end, n in _placeholders(text):
+    for start, end, n in _placeholders(text, standard_strings):
         if n > len(literals) or n < 1:
             raise SqlTextError(f"${n} has no value ({len(literals)} given)")
         out += [text[last:start], literals[n - 1]]
@@ -308,7 +318,7 @@ def typed_literals(quoted: Sequence[str | None], types: Sequence[str]) -> list[s
 
 
 @lru_cache(maxsize=256)
-def _placeholders(text: str) -> tuple[tuple[int, int, int], ...]:
+def _placeholders(text: str, standard_strings: bool) -> tuple[tuple[int, int, int], ...]:
     """(start, end, n) of each ``$n`` outside quotes and comments.
 
     Cached: every chunk of a job has the same text, with other bounds.
@@ -316,7 +326,7 @@ def _placeholders(text: str) -> tuple[tuple[int, int, int], ...]:
     found: list[tuple[int, int, int]] = []
     i = 0
     while i < len(text):
-        end, _ = _skip_token(text, i, "postgresql")
+        end, _ = _skip_token(text, i, "postgresql", standard_strings=standard_strings)
         if end > i:
             i = end
             continue

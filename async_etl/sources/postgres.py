@@ -227,15 +227,24 @@ class PgSource(SourceBase):
     ) -> int:
         """Stream the chunk as binary COPY data into ``output``; the row count."""
         st, args = self.extract(chunk, tail)
-        inlined = inline_integers(st.text, args)  # integer bounds: no round trips to inline
+        standard = _standard_strings(conn)
+        # integer bounds: no round trips to inline
+        inlined = inline_integers(st.text, args, standard_strings=standard)
         if inlined is None:
-            inlined = await _inline_through_server(conn, st.text, args)
+            inlined = await _inline_through_server(conn, st.text, args, standard)
         status = await conn.copy_from_query(inlined, output=output, format="binary")
         tail = str(status).rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
 
-async def _inline_through_server(conn: Any, text: str, args: Sequence[Any]) -> str:
+def _standard_strings(conn: Any) -> bool:
+    """The session's ``standard_conforming_strings`` (reported by the server), as a bool."""
+    return str(getattr(conn.get_settings(), "standard_conforming_strings", "on")) != "off"
+
+
+async def _inline_through_server(
+    conn: Any, text: str, args: Sequence[Any], standard_strings: bool
+) -> str:
     """``text`` with each argument inlined as the literal the server writes for it.
 
     Two round trips, as asyncpg's own inlining (``copy_from_query`` with arguments): a
@@ -248,7 +257,8 @@ async def _inline_through_server(conn: Any, text: str, args: Sequence[Any]) -> s
     ps = await conn.prepare(text)
     types = [_type_name(t) for t in ps.get_parameters()]
     row = await conn.fetchrow(quote_literals_sql(types), *args) if types else ()
-    return inline_literals(text, typed_literals(list(row), types))
+    literals = typed_literals(list(row), types)
+    return inline_literals(text, literals, standard_strings=standard_strings)
 
 
 def _type_name(t: Any) -> str:

@@ -281,3 +281,15 @@ def test_typed_literals_cast_each_quoted_value_to_its_parameter_type():
     ]
     with pytest.raises(ValueError):
         typed_literals(["'x'"], types)
+
+
+def test_inline_literals_reads_backslash_escapes_in_plain_strings_when_the_session_does():
+    """standard_conforming_strings off: '\\'$1' is one string, and only the later $1 is replaced."""
+    text = "SELECT 'a\\'$1' AS s WHERE k >= $1"
+    assert inline_literals(text, ["'5'"], standard_strings=False) == (
+        "SELECT 'a\\'$1' AS s WHERE k >= '5'"
+    )
+    assert inline_integers(text, [5], standard_strings=False) == (
+        "SELECT 'a\\'$1' AS s WHERE k >= '5'"
+    )
+    assert inline_literals("SELECT 'a\\' AS s, $1", ["'5'"]) == "SELECT 'a\\' AS s, '5'"

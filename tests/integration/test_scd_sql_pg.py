@@ -470,6 +470,24 @@ async def test_a_dollar_number_in_the_source_query_text_is_not_a_bound(pg_dsn: s
         await conn.close()
 
 
+async def test_a_backslash_quote_is_read_as_the_session_reads_it_when_bounds_are_inlined(
+    pg_dsn: str,
+):
+    """With standard_conforming_strings off, '\\'$1' is string text: the real bounds are inlined."""
+    conn = await asyncpg.connect(pg_dsn, server_settings={"standard_conforming_strings": "off"})
+    try:
+        plan = await id_plan(conn, "src.dq", "v int", "g", 1, 4)
+        query = "SELECT id, 'a\\'$1' AS note FROM src.dq"  # the server reads: a'$1
+        source = PgSource(pg_dsn, ("id",), query, None)
+        await conn.execute("CREATE TABLE src.dq_copy (id bigint, note text)")
+        await copy_chunks(conn, source, plan, "dq_copy")
+        got = await conn.fetch("SELECT DISTINCT note FROM src.dq_copy")
+        assert [r[0] for r in got] == ["a'$1"]
+        assert await conn.fetchval("SELECT count(*) FROM src.dq_copy") == 1500
+    finally:
+        await conn.close()
+
+
 KEYED = {  # key type -> (its values from g, the key's collation)
     "text": ("format('%s''\\%s $1', g, md5(g::text))", "C"),
     "timestamp": ("'2024-02-29 23:59:59'::timestamp + g * interval '1.000007 s'", None),
