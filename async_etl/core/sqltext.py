@@ -31,9 +31,11 @@ from functools import cache, lru_cache
 from typing import Literal
 
 __all__ = [
+    "EXACT_FLOATS_SQL",
     "QUERY_STARTS",
     "ROW_LIMITS",
     "SqlTextError",
+    "floats_print_exactly",
     "inline_integers",
     "inline_literals",
     "limits_rows",
@@ -291,6 +293,12 @@ def inline_literals(text: str, literals: Sequence[str], *, standard_strings: boo
     return "".join(out) + text[last:]
 
 
+_FLOAT_SETTINGS = ("extra_float_digits", "server_version_num")
+
+EXACT_FLOATS_SQL = "SET LOCAL extra_float_digits = 3"
+"""Makes the session print every float4 / float8 exactly until its transaction ends."""
+
+
 def quote_literals_sql(types: Sequence[str]) -> str:
     """The query that asks PostgreSQL for each argument's literal: one row, a column per type.
 
@@ -299,18 +307,36 @@ def quote_literals_sql(types: Sequence[str]) -> str:
     (NULL for a NULL argument): the value bound as that type, written out by the server in
     its session settings (DateStyle, TimeZone, extra_float_digits) and read back the same
     way by the statement it is inlined into on that connection.  The text asyncpg's
-    inlining asks for.
+    inlining asks for.  Two more columns follow, the session's ``extra_float_digits`` and
+    ``server_version_num`` (ints), for ``floats_print_exactly``: a float's text is exact
+    only under some settings, and no setting changes between the two statements.
     """
     cols = ", ".join(f"quote_literal(${i}::{t}::text)" for i, t in enumerate(types, start=1))
-    return f"SELECT {cols}"
+    settings = ", ".join(f"current_setting('{n}')::int" for n in _FLOAT_SETTINGS)
+    return f"SELECT {cols}, {settings}"
+
+
+def floats_print_exactly(extra_float_digits: int, server_version_num: int) -> bool:
+    """Whether the session's text of every float4 / float8 value reads back as that value.
+
+    PostgreSQL 12 and later print the shortest text that reads back exactly when
+    ``extra_float_digits`` is 1 or more (1 is the default), and 15 (float8) or 6 (float4)
+    significant digits, fewer when it is negative, when it is 0 or less: another number.
+    Before 12, only 3 gives enough digits (17, 9).  When False, ask for the literals again
+    under ``EXACT_FLOATS_SQL`` (PostgreSQL documentation, "Floating-Point Types").
+    """
+    if server_version_num >= 120000:
+        return extra_float_digits >= 1
+    return extra_float_digits >= 3
 
 
 def typed_literals(quoted: Sequence[str | None], types: Sequence[str]) -> list[str]:
     """``'<quoted>'::type`` per argument (``NULL::type`` for None), for ``inline_literals``.
 
-    ``quoted``: the row of ``quote_literals_sql(types)``.  The cast names the type the
-    server gave the placeholder, so the constant is typed as the parameter was rather than
-    left to be resolved again from its context.  Raises ``ValueError`` on a length mismatch.
+    ``quoted``: the literal columns of ``quote_literals_sql(types)``'s row.  The cast names
+    the type the server gave the placeholder, so the constant is typed as the parameter was
+    rather than left to be resolved again from its context.  Raises ``ValueError`` on a
+    length mismatch.
     """
     if len(quoted) != len(types):
         raise ValueError(f"{len(quoted)} literals for {len(types)} types")

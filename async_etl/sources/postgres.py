@@ -28,6 +28,8 @@ from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.sqltext import (
+    EXACT_FLOATS_SQL,
+    floats_print_exactly,
     inline_integers,
     inline_literals,
     quote_literals_sql,
@@ -252,13 +254,38 @@ async def _inline_through_server(
     with the same arguments through the same codecs on the same connection, so each
     literal holds the very value the chunk plan bound.  Unlike asyncpg's, the placeholders
     are found by ``core.sqltext`` (none inside the user's string literals or comments) and
-    each literal is cast to its parameter's type.  Untranslated driver errors.
+    each literal is cast to its parameter's type.  A session that prints floats inexactly
+    (``extra_float_digits`` below 1, set on its role, database or URL) writes the literals
+    again under ``EXACT_FLOATS_SQL`` (``_exact_floats``): else a float bound is another
+    number and the rows between the two fall in the neighbouring chunk, not the one the
+    plan (and the target) gives them.  Untranslated driver errors.
     """
     ps = await conn.prepare(text)
     types = [_type_name(t) for t in ps.get_parameters()]
-    row = await conn.fetchrow(quote_literals_sql(types), *args) if types else ()
-    literals = typed_literals(list(row), types)
+    quoted: list[Any] = []
+    if types:
+        sql = quote_literals_sql(types)
+        row = await conn.fetchrow(sql, *args)
+        if not floats_print_exactly(row[-2], row[-1]):
+            row = await _exact_floats(conn, sql, args)
+        quoted = list(row)[: len(types)]
+    literals = typed_literals(quoted, types)
     return inline_literals(text, literals, standard_strings=standard_strings)
+
+
+async def _exact_floats(conn: Any, sql: str, args: Sequence[Any]) -> Any:
+    """``sql``'s row under ``EXACT_FLOATS_SQL``; the session keeps its own setting.
+
+    In a transaction (a savepoint when one is open) rolled back after: the ``SET LOCAL``
+    ends with it.  Untranslated driver errors.
+    """
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        await conn.execute(EXACT_FLOATS_SQL)
+        return await conn.fetchrow(sql, *args)
+    finally:
+        await tr.rollback()
 
 
 def _type_name(t: Any) -> str:

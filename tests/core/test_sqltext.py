@@ -12,6 +12,7 @@ from async_etl.core.chunks import Chunk, plan_chunks
 from async_etl.core.sqltext import (
     Dialect,
     SqlTextError,
+    floats_print_exactly,
     inline_integers,
     inline_literals,
     limits_rows,
@@ -273,7 +274,8 @@ def test_typed_literals_cast_each_quoted_value_to_its_parameter_type():
     types = ['"pg_catalog"."timestamp"', '"pg_catalog"."text"']
     assert quote_literals_sql(types) == (
         'SELECT quote_literal($1::"pg_catalog"."timestamp"::text), '
-        'quote_literal($2::"pg_catalog"."text"::text)'
+        'quote_literal($2::"pg_catalog"."text"::text), '
+        "current_setting('extra_float_digits')::int, current_setting('server_version_num')::int"
     )
     assert typed_literals(["'2024-01-01 00:00:00'", None], types) == [
         '\'2024-01-01 00:00:00\'::"pg_catalog"."timestamp"',
@@ -281,6 +283,18 @@ def test_typed_literals_cast_each_quoted_value_to_its_parameter_type():
     ]
     with pytest.raises(ValueError):
         typed_literals(["'x'"], types)
+
+
+@pytest.mark.parametrize(
+    ("digits", "version", "exact"),
+    [(1, 150000, True), (3, 120000, True), (0, 150000, False), (-15, 120000, False),
+     (1, 110000, False), (2, 90600, False), (3, 110000, True)],
+)  # fmt: skip
+def test_floats_print_exactly_only_under_settings_that_round_trip(
+    digits: int, version: int, exact: bool
+):
+    """extra_float_digits >= 1 is exact from PostgreSQL 12 on, only 3 before; 0 or less never."""
+    assert floats_print_exactly(digits, version) is exact
 
 
 def test_inline_literals_reads_backslash_escapes_in_plain_strings_when_the_session_does():
