@@ -200,23 +200,48 @@ async def use_exact_codecs(conn: Any, *, asyncpg_binds: bool = False) -> None:
         )
 
 
+CANCEL_ACK_S = 5.0
+"""How long a cancelled ``pooled`` operation waits for the server to answer asyncpg's cancel."""
+
+
 @asynccontextmanager
 async def pooled(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pool connection that is terminated, not reused, when an operation on it broke."""
+    """A pool connection that is terminated, not reused, when an operation on it broke.
+
+    Cancelled mid-query, the connection goes back through asyncpg's release (shielded,
+    ``CANCEL_ACK_S`` at most, then terminated), which waits for the server's answer to the
+    CancelRequest asyncpg sent: cutting the socket at once would also cut that request, and a
+    statement whose input was all sent (a COPY after its last row, a query waiting on a lock)
+    would run on alone, to its commit.
+    """
     conn = await pool.acquire()
+    released = False
     try:
         yield conn
     except BaseException as exc:
-        if not isinstance(exc, asyncpg.PostgresError) or _broken(conn):
+        if isinstance(exc, asyncio.CancelledError) and not _broken(conn):
+            await _release_cancelled(pool, conn)
+            released = True
+        elif not isinstance(exc, asyncpg.PostgresError) or _broken(conn):
             with suppress(*PG_ERRORS):
                 conn.terminate()
         raise
     finally:
-        try:
-            await pool.release(conn)
-        except PG_ERRORS:  # a broken connection: the pool replaces it
-            with suppress(*PG_ERRORS):
-                conn.terminate()
+        if not released:
+            try:
+                await pool.release(conn)
+            except PG_ERRORS:  # a broken connection: the pool replaces it
+                with suppress(*PG_ERRORS):
+                    conn.terminate()
+
+
+async def _release_cancelled(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Release ``conn`` once the server has answered the cancel (see ``pooled``); else cut it."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_ACK_S), suppress(*PG_ERRORS):
+        await pool.release(conn)
+        return
+    with suppress(*PG_ERRORS):
+        conn.terminate()
 
 
 def _broken(conn: asyncpg.Connection) -> bool:

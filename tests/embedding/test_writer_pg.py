@@ -20,6 +20,7 @@ from async_etl.runtime.writer_send import CANCELLED
 from async_etl.sinks.postgres_rows import PostgresRowsSink
 from async_etl.sinks.rows_common import RecordsBatch
 from async_etl.typing import IdRange, SendResult
+from tests.integration.pg_activity import until_waiting_on
 
 COLUMNS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
 
@@ -423,7 +424,7 @@ async def test_in_flight_is_bounded_and_adjustable_at_runtime(pg_dsn: str) -> No
 async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cancelled while COPYs run (a slow trigger): delivered == rows in the table, no guess."""
+    """Cancelled while a COPY is held on a lock (others slow): delivered == rows in the table."""
     asked: list[bool | None] = []  # what the ledger said of each batch cut off in flight
     landed = PostgresRowsSink.landed
 
@@ -432,22 +433,39 @@ async def test_batches_cancelled_mid_copy_are_counted_by_what_committed(
         return asked[-1]
 
     monkeypatch.setattr(PostgresRowsSink, "landed", counted)
-    await _napping(pg_dsn, "slow (id bigint PRIMARY KEY, v text)", 0.002, "BEFORE", "ROW")
-    writer = open_writer(pg_dsn, table="slow", batch_rows=100, max_in_flight=3, linger_ms=5)
+    # row 1050's batch waits on an advisory lock the test holds: it is surely mid-COPY when the
+    # cancel comes (a wall-clock cancel could find every COPY finished on a loaded machine)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE slow (id bigint PRIMARY KEY, v text); "
+            "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.id = 1050 THEN PERFORM pg_advisory_xact_lock(4242); "
+            "ELSE PERFORM pg_sleep(0.002); END IF; RETURN NEW; END $$; "
+            "CREATE TRIGGER nap BEFORE INSERT ON slow FOR EACH ROW EXECUTE FUNCTION nap(); "
+            "SELECT pg_advisory_lock(4242)"
+        )
+        writer = open_writer(pg_dsn, table="slow", batch_rows=100, max_in_flight=3, linger_ms=5)
 
-    async def produce() -> None:
-        async with writer:
-            await writer.write_many((i, "x") for i in range(100_000))
+        async def produce() -> None:
+            async with writer:
+                await writer.write_many((i, "x") for i in range(100_000))
 
-    with anyio.move_on_after(1.5):
-        await produce()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            await until_waiting_on(conn, 4242)
+            tg.cancel_scope.cancel()
+    finally:
+        await conn.close()  # lets go of the lock: a COPY the cancel missed could commit now
     report = writer.report
     assert report.accepted == report.delivered + report.undelivered > report.delivered > 0
+    assert report.undelivered >= 100  # the held batch never committed
     # a batch cut off after it was sent commits or not as the server decides; the ledger says
     assert set(report.reasons) <= {"writer cancelled before delivery", CANCELLED}
-    assert asked  # the cancel cut batches off mid-COPY, and the ledger was asked about each
+    assert False in asked  # the held batch was asked about, and the ledger said not landed
     rows = await _fetch(pg_dsn, "SELECT count(*) AS n FROM slow")
     assert rows[0]["n"] == report.delivered
+    assert not await _fetch(pg_dsn, "SELECT id FROM slow WHERE id = 1050")
 
 
 async def test_landed_tells_a_batch_committed_with_refused_rows_from_a_whole_one(

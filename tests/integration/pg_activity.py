@@ -66,3 +66,17 @@ async def peak_connections(dsn: str, every: float = 0.005) -> AsyncIterator[Peak
             yield peak
         finally:
             tg.cancel_scope.cancel()
+
+
+WAITING_SQL = (
+    "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 "
+    "AND NOT granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+async def until_waiting_on(conn: asyncpg.Connection, key: int, *, limit_s: float = 60.0) -> None:
+    """Return once a session of ``conn``'s database waits on advisory lock ``key`` (or time out)."""
+    with anyio.fail_after(limit_s):
+        while not await conn.fetchval(WAITING_SQL, key):
+            await anyio.sleep(0.01)
