@@ -26,6 +26,7 @@ from async_etl.core.specs import ScdColumns
 from async_etl.errors import DataError, StopRequested
 from async_etl.jobs.api import JOB_RETRY, ConnectionBudget
 from async_etl.jobs.budget import database_key, hold
+from async_etl.jobs.grant import Grant
 from async_etl.jobs.spec import JobSpec
 from async_etl.typing import Holder
 
@@ -79,17 +80,29 @@ class ConnectionMeter:
 
 
 class BudgetHolder:
-    """A ``Holder``: takes one token of ``budget.limiter(url)`` and counts it in ``meter``."""
+    """A ``Holder``: takes one token of ``budget.limiter(url)`` and counts it in ``meter``.
+
+    Once the runner sets ``grant`` (the job's reservation, ``jobs.grant``), the databases it
+    covers lend their tokens from it instead: never waiting on the shared budget while
+    holding some of it.
+    """
 
     def __init__(self, budget: ConnectionBudget, meter: ConnectionMeter) -> None:
         self.budget = budget
         self.meter = meter
         self.stop: anyio.Event | None = None  # set by the runner: waits for tokens honour it
+        self.grant: Grant | None = None
 
     @asynccontextmanager
     async def __call__(self, url: str) -> AsyncIterator[None]:
         """Hold a token for one connection to ``url`` for the duration of the block."""
-        async with hold(self.budget.limiter(url), self.stop):
+        grant = self.grant
+        held = (
+            grant.hold(url, self.stop)
+            if grant is not None and grant.covers(url)
+            else hold(self.budget.limiter(url), self.stop)
+        )
+        async with held:
             self.meter.opened(url)
             try:
                 yield

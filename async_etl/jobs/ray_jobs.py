@@ -53,7 +53,8 @@ import structlog
 from async_etl.core.job_budget import needed_connections
 from async_etl.errors import AsyncEtlError, ErrorKind, LoadError, StopRequested
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
-from async_etl.jobs.budget import LimiterBudget, database_key, hold
+from async_etl.jobs.budget import LimiterBudget, database_key
+from async_etl.jobs.grant import reserved
 from async_etl.jobs.spec import JobSpec
 
 log = structlog.get_logger(__name__)
@@ -311,15 +312,14 @@ async def _granted(
 ) -> AsyncIterator[dict[str, int]]:
     """Hold ``spec``'s connection grant out of ``budget`` (see the module doc); yields it.
 
-    Raises ``StopRequested`` when ``stop`` is set while the minimum is still awaited.
+    The minimum is taken as one reservation (``jobs.grant.reserved``), so two jobs never hold
+    part of it each and wait for the rest.  Raises ``StopRequested`` when ``stop`` is set while
+    the minimum is still awaited.
     """
     need, want = connection_needs(spec)
-    taken = dict.fromkeys(need, 0)
     async with AsyncExitStack() as held:
-        for url in sorted(need):
-            for _ in range(need[url]):
-                await held.enter_async_context(hold(budget.limiter(url), stop))
-                taken[url] += 1
+        await held.enter_async_context(reserved(budget, need, stop))  # at once: ``jobs.grant``
+        taken = dict(need)
         for url in sorted(want):
             limiter = budget.limiter(url)
             most = min(want[url], max(need[url], int(limiter.total_tokens) // jobs_at_once))

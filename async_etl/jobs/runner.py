@@ -2,6 +2,11 @@
 
 Theory of operation
 -------------------
+0. the job's minimum connections on each database (``core.job_budget``) are taken out of the
+   ``ConnectionBudget`` at once (``jobs.grant.reserved``), waiting while other jobs hold them;
+   every connection of the run is then lent a token of that grant, or one more the budget has
+   free, and never waits on the budget holding part of it, so jobs sharing a budget cannot
+   each hold what the other waits for.  A stop while waiting ends the call STOPPED, unstarted;
 1. ``planning.preflight`` (reads only; ``ConfigError`` is raised from here and nowhere later);
    its target and source connections (two PostgreSQL databases) open at once, beside the
    state store's (``connected_ahead``; budget tokens target first, as chunks take them);
@@ -49,6 +54,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -89,6 +96,7 @@ from async_etl.jobs.context import (
     JobContext,
 )
 from async_etl.jobs.endpoints import Target, make_source, make_target
+from async_etl.jobs.grant import reserved
 from async_etl.jobs.planning import (
     Decision,
     Plan,
@@ -147,7 +155,15 @@ async def run_job(
     job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
     job.executor = executor
     with structlog.contextvars.bound_contextvars(job=spec.name):
-        return await job.execute()
+        async with AsyncExitStack() as grant:
+            try:  # the job's minimum, at once: see ``jobs.grant``
+                need, refuse = job_minimum(spec, apart=executor is not None)
+                reserving = reserved(budget, need, job.external_stop, refuse)
+                job.holder.grant = await grant.enter_async_context(reserving)
+            except StopRequested:
+                log.info("stop_requested", waiting_for="connection budget")
+                return stopped_unstarted(spec.name)
+            return await job.execute()
 
 
 def preflight_keys(
@@ -177,14 +193,33 @@ def check_budget(spec: JobSpec, budget: ConnectionBudget, *, apart: bool = False
     limit, the minimum and why.  ``apart``: chunks run by an executor that holds a source and a
     target token even in one database.  Connects to nothing.
     """
+    need, refuse = job_minimum(spec, apart=apart)
+    for url, n in need.items():
+        limit = int(budget.limiter(url).total_tokens)
+        if limit < n:
+            raise ConfigError(refuse(database_key(url), limit))
+
+
+def job_minimum(
+    spec: JobSpec, *, apart: bool = False
+) -> tuple[dict[str, int], Callable[[str, int], str]]:
+    """``spec``'s minimum (URL -> connections, ``core.job_budget``) and its refusal line."""
     urls = {database_key(u): u for u in (spec.state.url, spec.source.url, spec.target.url)}
     needs = needed_connections(
         spec.state.url, spec.source.url, spec.target.url, database_key, apart=apart
     )
-    for db, why in needs.items():
-        limit = budget.limiter(urls[db]).total_tokens
-        if limit < len(why):
-            raise ConfigError(refusal(spec.name, db, int(limit), why))
+
+    def refuse(db: str, limit: int) -> str:
+        return refusal(spec.name, db, limit, needs[db])
+
+    return {urls[db]: len(why) for db, why in needs.items()}, refuse
+
+
+def stopped_unstarted(job: str) -> JobResult:
+    """The result of a run stopped before it began (waiting for its connection budget)."""
+    now = datetime.now(UTC)
+    return JobResult(run_id="", job=job, status="STOPPED", as_of=now, started_at=now,
+                     finished_at=now)  # fmt: skip
 
 
 async def first_of(*events: anyio.Event) -> None:

@@ -4,8 +4,9 @@ Useful to dry-run a plan's shape (dependencies, limits, budgets, breaker) before
 exist, and to measure the orchestrator's own overhead.  A synthetic job:
 
 1. opens ``connections`` real connections to its ``target`` PostgreSQL, each holding one token
-   of the connection budget (a job that needs several takes them under one gate per database,
-   so such jobs never deadlock each other holding one token apiece);
+   of the connection budget, all taken at once as a mapper job takes its minimum
+   (``jobs.grant.reserved``: under the database's gate), so jobs never deadlock each other
+   holding one token apiece;
 2. fails at once with ``fail_kind`` while its attempt number is <= ``fail_times``;
 3. otherwise sleeps ``seconds`` in ten progress steps, ending STOPPED (resumable) if its stop
    event is set, SUCCEEDED with ``rows`` rows otherwise.
@@ -16,7 +17,7 @@ Like ``run_job``, it never raises for a job failure: it returns a ``JobResult``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,25 +25,20 @@ import anyio
 
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import PG_ERRORS, connect, translate_pg
-from async_etl.errors import AsyncEtlError, ErrorKind
+from async_etl.errors import AsyncEtlError, ErrorKind, StopRequested
 from async_etl.jobs.api import ConnectionBudget, JobResult, Progress
-from async_etl.jobs.budget import hold
+from async_etl.jobs.grant import Grant, reserved
 from async_etl.orchestrator.plan import SyntheticJob
 
 APP_PREFIX = "async-etl:synthetic"
 """``application_name`` prefix of a synthetic job's connections."""
 
-_NO_GATE = nullcontext()
 STEPS = 10
 """Progress events per synthetic job (one per simulated chunk)."""
 
 
 class SyntheticRunner:
-    """Runs synthetic jobs; owns the per-database gates that make token grabs atomic."""
-
-    def __init__(self) -> None:
-        """A runner with no gates yet."""
-        self._gates: dict[int, anyio.Lock] = {}
+    """Runs synthetic jobs (each attempt on its own connections)."""
 
     async def run(
         self,
@@ -74,15 +70,14 @@ class SyntheticRunner:
         try:
             async with AsyncExitStack() as stack:
                 if job.connections:
-                    limiter = budget.limiter(target)
-                    gate = self._gates.setdefault(id(limiter), anyio.Lock())
-                    async with gate if job.connections > 1 else _NO_GATE:
-                        conns = [
-                            await stack.enter_async_context(
-                                _connection(target, budget, f"{name}:{attempt}")
-                            )
-                            for _ in range(job.connections)
-                        ]
+                    need = {target: job.connections}
+                    grant = await stack.enter_async_context(reserved(budget, need, stop))
+                    conns = [
+                        await stack.enter_async_context(
+                            _connection(target, grant, f"{name}:{attempt}")
+                        )
+                        for _ in range(job.connections)
+                    ]
                     for conn in conns:
                         await conn.fetchval("SELECT 1")
                 if attempt <= job.fail_times:
@@ -106,6 +101,8 @@ class SyntheticRunner:
                             (STEPS - step) * elapsed / step,
                         )
                     )
+        except StopRequested:  # while waiting for its connections
+            return result("STOPPED")
         except AsyncEtlError as exc:
             kind = exc.kind if exc.kind in ErrorKind else ErrorKind.DB_PERMANENT
             return result("FAILED", error=exc.message, error_kind=kind)
@@ -113,9 +110,9 @@ class SyntheticRunner:
 
 
 @asynccontextmanager
-async def _connection(url: str, budget: ConnectionBudget, app: str) -> AsyncIterator[Any]:
-    """A connection holding one budget token; driver errors become ``AsyncEtlError``."""
-    async with hold(budget.limiter(url)):
+async def _connection(url: str, grant: Grant, app: str) -> AsyncIterator[Any]:
+    """A connection holding one token of ``grant``; driver errors become ``AsyncEtlError``."""
+    async with grant.hold(url):
         conn = await connect(
             url,
             application_name=f"{APP_PREFIX}:{app}",
