@@ -126,7 +126,7 @@ class Bench:
         self.etl = [sys.executable, "-m", "async_etl.cli"]
 
     def job(self, name: str, kind: int, incremental: bool) -> Path:
-        """A job file: v0 into ``dw.<name>``, SCD ``kind``, 2 workers, 50k-row chunks."""
+        """A job file: v0 into ``dw.<name>``, SCD ``kind``, 2 workers, ``chunk_size`` unset."""
         scd = 'type = 2\ndeletes = "expire"' if kind == 2 else 'type = 1\ndeletes = "ignore"'
         inc = 'incremental = "updated_at"\n' if incremental else ""
         path = self.tmp / f"{name}.toml"

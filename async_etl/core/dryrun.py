@@ -16,7 +16,7 @@ from async_etl.core import modes
 from async_etl.core import scd_sql_crate as crate
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core import scd_sql_pg as pg
-from async_etl.core.chunks import Chunk
+from async_etl.core.chunks import Chunk, ChunkSizing
 from async_etl.core.scd_sql_common import quote, short_name
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
@@ -55,6 +55,8 @@ class JobFacts:
     on_bad_row: str = "fail"
     built_as: str | None = None
     """The job's own mode when the run builds its absent target as a full refresh."""
+    sizing: ChunkSizing | None = None
+    """The rows per chunk the plan is cut for, and why (None: a resumed plan stored without)."""
 
 
 def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
@@ -74,7 +76,7 @@ def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
     if facts.mode == "append":
         return [f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT binary)"]
     direct = ", ".join(quote(n) for n in (*facts.names, *facts.cols.scd))
-    if facts.mode == "full_refresh" and facts.on_bad_row == "fail":
+    if modes.indexes_after_load(facts.mode, facts.on_bad_row, facts.dialect):
         scd = " / ".join(facts.cols.scd)  # type 2: filled by the new table's defaults
         note = (f"-- {scd}: the new table's defaults (the as-of, NULL, true); when the target "
                 "exists (its new table made LIKE it), sent with every row instead:")  # fmt: skip
@@ -115,6 +117,12 @@ def _built_as(facts: JobFacts) -> str:
     return f" (a {facts.built_as} job whose target does not exist yet: its initial load)"
 
 
+def _sizing(facts: JobFacts) -> str:
+    if facts.sizing is None:
+        return "as the unfinished run's stored plan was cut"
+    return f"{facts.sizing.rows:,} ({facts.sizing.why})"
+
+
 def _bounds(chunk: Chunk) -> str:
     low = "-inf" if chunk.lower is None else repr(tuple(chunk.lower))
     high = "+inf" if chunk.upper is None else repr(tuple(chunk.upper))
@@ -130,6 +138,7 @@ def report(facts: JobFacts) -> list[str]:
         f"  estimate {facts.estimate:,} rows, {len(facts.chunks)} chunk(s), "
         f"{facts.workers} worker(s)"
         + (f", {facts.null_keys:,} row(s) with a NULL key" if facts.null_keys else ""),
+        f"  rows per chunk {_sizing(facts)}",
     ]
     for read in facts.chunks:
         text = read.text.replace("\n", "\n      ")  # a multi-line query stays indented

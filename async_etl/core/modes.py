@@ -46,6 +46,7 @@ __all__ = [
     "MODES",
     "Mode",
     "crate_swap_sql",
+    "indexes_after_load",
     "mode_of",
     "new_table",
     "oracle_swap_sql",
@@ -79,6 +80,17 @@ def new_table(table: str, suffix: str = NEW_SUFFIX) -> str:
     schema, _, _ = table.rpartition(".")
     name = short_name(table, suffix)
     return f"{schema}.{name}" if schema else name
+
+
+def indexes_after_load(mode: str, on_bad_row: str, dialect: str) -> bool:
+    """Whether the load goes into a new table whose unique indexes are built after it.
+
+    A PostgreSQL full refresh (and the initial load built as one) with ``on_bad_row =
+    "fail"``: every chunk is one COPY into the new table, nothing in it can refuse a row, and
+    ``swap`` builds the indexes.  Rejecting rows needs the indexes during the load; CrateDB
+    and Oracle keep theirs during it too.  ``dialect``: the target's.
+    """
+    return mode == "full_refresh" and on_bad_row == "fail" and dialect == "postgresql"
 
 
 def refresh_problem(

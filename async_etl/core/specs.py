@@ -33,11 +33,15 @@ def is_table_name(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ParallelSpec:
-    """The ``[parallel]`` section: when and how wide to fan chunks out."""
+    """The ``[parallel]`` section: when and how wide to fan chunks out.
+
+    ``chunk_size`` (rows per chunk) None means unset: the run picks it
+    (``core.chunks.chunk_sizing``); a value is always honoured.
+    """
 
     enabled: bool = True
     max_workers: int = 4
-    chunk_size: int = 50_000
+    chunk_size: int | None = None
     min_rows_for_parallel: int = 100_000
     adaptive: bool = False  # max_workers = "auto[:MIN-MAX]": adapted between the bounds
     min_workers: int = 1

@@ -71,6 +71,10 @@ class JobResult:
     max_connections: dict[str, int] | None = None
     cursor: str | None = None
     """The incremental cursor committed by this run, as text (None: not incremental)."""
+    chunk_size: int | None = None
+    """The rows per chunk the run's plan was cut for (None: no plan, or one stored without)."""
+    chunk_size_why: str | None = None
+    """Why that size: ``set: [parallel] chunk_size``, or how ``auto`` chose it."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO strings)."""

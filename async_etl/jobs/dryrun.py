@@ -4,7 +4,8 @@ Order of operations: the state store is opened (connect only; its tables are nev
 ``planning.preflight`` validates and reads the source's columns, the target's shape and the
 unfinished run if any (and ``planning.builds_new_table`` whether a merge / SCD2 run would
 build its absent target as a full refresh), ``planning.survey`` estimates rows and cuts the
-chunks (a resumed run's stored plan instead), and each chunk's source statement is built.
+chunks (a resumed run's stored plan instead) for the rows per chunk ``planning.chunk_sizing``
+picks, and each chunk's source statement is built.
 Nothing is written anywhere: no table, no run record, no lock that outlives the connection.
 """
 
@@ -20,7 +21,14 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
 from async_etl.jobs.endpoints import make_source, make_target
-from async_etl.jobs.planning import as_new_build, builds_new_table, preflight, survey
+from async_etl.jobs.planning import (
+    as_new_build,
+    builds_new_table,
+    chunk_sizing,
+    preflight,
+    stored_sizing,
+    survey,
+)
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
@@ -62,16 +70,19 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
         run = f"resumes unfinished run {decision.run_id}"
+        sizing = stored_sizing(decision.resumed_plan)
     else:
         plan = ch.plan_chunks(cuts, decision.collate)
         run = f"a new run (run id at start, e.g. {decision.run_id})"
+        sizing = chunk_sizing(ctx, estimate)
     reads = tuple(_read(source, c) for c in plan.chunks)
     return JobFacts(job=spec.name, mode=spec.mode, dialect=dialect_of(spec.target.url) or "",
                     table=spec.target.table, source=mask_url(spec.source.url),
                     target=mask_url(spec.target.url), as_of=decision.as_of.isoformat(), run=run,
                     estimate=estimate, workers=ch.workers(estimate, spec.parallel),
                     cols=decision.cols, key=spec.source.key, names=ctx.names, chunks=reads,
-                    null_keys=nulls, on_bad_row=spec.on_bad_row, built_as=built_as)  # fmt: skip
+                    null_keys=nulls, on_bad_row=spec.on_bad_row, built_as=built_as,
+                    sizing=sizing)  # fmt: skip
 
 
 def _read(source: Source, chunk: ch.Chunk) -> ChunkRead:

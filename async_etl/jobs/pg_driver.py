@@ -79,6 +79,7 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
+from async_etl.core.modes import indexes_after_load
 from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
@@ -214,7 +215,7 @@ class PgTarget:
         (``pg_tables.drop_repeat``).
         """
         keyed = ctx.spec.mode != "append"
-        self.deferred = ctx.spec.mode == "full_refresh" and ctx.on_bad_row == "fail"
+        self.deferred = indexes_after_load(ctx.spec.mode, ctx.on_bad_row, "postgresql")
         try:
             ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed,
                                 indexes=not self.deferred)  # fmt: skip

@@ -15,7 +15,8 @@ resumed run keeps the window stored with its plan; a new one reads from the job'
 cursor up to the source's current maximum, read here.
 
 ``plan_run`` then writes: it records a new run with its chunk plan (estimate, parallel
-decision, boundary sampling) or marks the resumed run RUNNING, and checks NULL keys.
+decision, rows per chunk (``chunk_sizing``), boundary sampling) or marks the resumed run
+RUNNING, and checks NULL keys.
 
 Every round trip here is retried on a transient failure with the run's policy
 (``JobOptions.retry``), each attempt on a new connection.
@@ -37,7 +38,7 @@ from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
-from async_etl.core.modes import refresh_problem
+from async_etl.core.modes import indexes_after_load, refresh_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
@@ -54,7 +55,17 @@ from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 from async_etl.sources.port import Source, source_connection
 
-__all__ = ["Decision", "Plan", "Survey", "builds_new_table", "plan_run", "preflight", "survey"]
+__all__ = [
+    "Decision",
+    "Plan",
+    "Survey",
+    "builds_new_table",
+    "chunk_sizing",
+    "plan_run",
+    "preflight",
+    "stored_sizing",
+    "survey",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +104,8 @@ class Plan:
     committed: set[int] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=dict)
     started_at: datetime | None = None
+    sizing: ch.ChunkSizing | None = None
+    """The rows per chunk the plan was cut for, and why (None: a resumed plan stored without)."""
 
 
 def utc_ms(value: datetime) -> datetime:
@@ -308,6 +321,7 @@ async def plan_run(
     workers = ch.workers(estimate, spec.parallel)
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
+        sizing = stored_sizing(decision.resumed_plan)
         committed, row = await store.resume_run(ctx.run_id)
         counters = {
             "rows_read": row.rows_read,
@@ -317,9 +331,12 @@ async def plan_run(
             "deleted": row.deleted,
             "rejected": row.rejected,
         }
-        out = Plan(plan, workers, committed, counters, row.started_at)
-        log.info("run_resumed", chunks=len(plan), committed=len(committed), workers=workers)
+        out = Plan(plan, workers, committed, counters, row.started_at, sizing)
+        log.info("run_resumed", chunks=len(plan), committed=len(committed), workers=workers,
+                 chunk_size=None if sizing is None else sizing.rows,
+                 chunk_size_why=None if sizing is None else sizing.why)  # fmt: skip
     else:
+        sizing = chunk_sizing(ctx, estimate)
         try:
             plan = ch.plan_chunks(cuts, decision.collate)
             bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
@@ -327,11 +344,13 @@ async def plan_run(
         except ValueError as exc:
             raise DataError(f"job {spec.name}: cannot plan chunks over [source] key "
                             f"{', '.join(spec.source.key)}: {exc}") from exc  # fmt: skip
+        doc["chunk_size"] = {"rows": sizing.rows, "why": sizing.why}
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)
-        out = Plan(plan, workers, counters={"rejected": 0})
+        out = Plan(plan, workers, counters={"rejected": 0}, sizing=sizing)
         log.info("run_started", chunks=len(plan), estimate=estimate, workers=workers,
+                 chunk_size=sizing.rows, chunk_size_why=sizing.why,
                  cursor_from=shown(ctx.window, "start"),
                  cursor_to=shown(ctx.window, "high"))  # fmt: skip
     if nulls and ctx.on_bad_row == "fail":
@@ -354,12 +373,40 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
         nulls = await source.null_keys(conn)
         cuts: list[tuple[Any, ...]] = []
         if decision.resumed_plan is None and not _reads_whole(ctx):
-            n = ch.chunk_count(estimate, ctx.spec.parallel)
+            n = ch.chunk_count(estimate, ctx.spec.parallel, new_table=_into_new_table(ctx.spec))
             cuts = await source.boundaries(conn, n, decision.collate, estimate)
         null_rows: list[dict[str, Any]] = []
         if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
     return estimate, nulls, cuts, null_rows
+
+
+def _into_new_table(spec: JobSpec) -> bool:
+    """Whether the run loads a new table whose indexes are built after it (``core.modes``)."""
+    return indexes_after_load(spec.mode, spec.on_bad_row, dialect_of(spec.target.url) or "")
+
+
+def chunk_sizing(ctx: JobContext, estimate: int) -> ch.ChunkSizing:
+    """The rows per chunk a new plan of the run is cut for, and why (``core.chunks``).
+
+    A source query that limits its rows is read as one chunk (``_reads_whole``), whatever
+    the size.  ``estimate``: the source's row estimate (negative: unknown).
+    """
+    if _reads_whole(ctx):
+        return ch.ChunkSizing(max(estimate, 0), "one chunk: the source query has a top-level "
+                              "LIMIT / OFFSET / FETCH")  # fmt: skip
+    return ch.chunk_sizing(estimate, ctx.spec.parallel, new_table=_into_new_table(ctx.spec))
+
+
+def stored_sizing(plan: dict[str, Any]) -> ch.ChunkSizing | None:
+    """The rows per chunk a stored plan records (None: stored before plans recorded it)."""
+    found = plan.get("chunk_size")
+    if not isinstance(found, dict):
+        return None
+    try:
+        return ch.ChunkSizing(int(found["rows"]), str(found["why"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _reads_whole(ctx: JobContext) -> bool:

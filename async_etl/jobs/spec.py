@@ -231,14 +231,15 @@ def _build(v: _Values, path: str) -> JobSpec:
     parallel = ParallelSpec(
         enabled=v.get("parallel", "enabled", True),
         max_workers=high,
-        chunk_size=v.get("parallel", "chunk_size", 50_000),
+        chunk_size=v.get("parallel", "chunk_size", None),  # unset: the run picks it
         min_rows_for_parallel=v.get("parallel", "min_rows_for_parallel", 100_000),
         adaptive=isinstance(workers, str),
         min_workers=low,
     )
     for key, low in (("max_workers", 1), ("chunk_size", 1), ("min_rows_for_parallel", 0)):
-        if getattr(parallel, key) < low:
-            raise v.error("parallel", key, f"must be >= {low}, got {getattr(parallel, key)}")
+        value = getattr(parallel, key)
+        if value is not None and value < low:  # chunk_size None: unset
+            raise v.error("parallel", key, f"must be >= {low}, got {value}")
     if v.has("state", "url"):
         state = StateSpec(url=_url(v, "state", ("postgresql",)))
     elif dialect_of(target.url) == "postgresql":

@@ -111,6 +111,7 @@ class RunTally:
         assert self.ctx is not None
         c = self.counters
         kind: ErrorKind | None = self.failure.kind if self.failure is not None else None
+        sizing = self.plan.sizing if self.plan is not None else None
         return JobResult(
             run_id=self.ctx.run_id,
             job=self.spec.name,
@@ -131,6 +132,8 @@ class RunTally:
             error_kind=kind,
             max_connections=dict(self.meter.peak),
             cursor=None if self._cursor() is None else str(self._cursor()),
+            chunk_size=sizing.rows if sizing is not None else None,
+            chunk_size_why=sizing.why if sizing is not None else None,
         )
 
 

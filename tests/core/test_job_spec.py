@@ -68,7 +68,8 @@ def test_defaults():
     job = parse_job(text)
     assert job.scd.business_key == ("id",) and job.scd.tracked is None
     assert job.scd.type == 2 and job.scd.deletes == "ignore"
-    assert job.parallel.chunk_size == 50_000
+    assert job.parallel.chunk_size is None  # unset: the run picks it (core.chunks.chunk_sizing)
+    assert job.parallel.max_workers == 4 and job.parallel.min_rows_for_parallel == 100_000
 
 
 def test_priority_set_over_file_over_env(tmp_path: Path):
