@@ -132,16 +132,23 @@ def column_total(columns: Columns) -> int:
     total = ROW_OVERHEAD * columns.rows
     texts = columns.texts or (None,) * len(columns.values)
     for column, kinds, text in zip(columns.values, columns.kinds, texts, strict=True):
-        sized = _sized(kinds)
-        if sized is False:
-            total += 8 * columns.rows
-        elif kinds == _STR:  # one join: about a third of the cost of a ``len`` a value
-            total += len("".join(column) if text is None else text) + 4 * columns.rows
-        elif sized:
-            total += sum(map(len, column)) + 4 * columns.rows
-        else:
-            total += sum(len(v) + 4 if isinstance(v, _SIZED) else 8 for v in column)
+        total += column_bytes(column, kinds, text)
     return total
+
+
+def column_bytes(column: Sequence[Any], kinds: frozenset[type], text: str | None = None) -> int:
+    """What one column's values add to ``row_size`` over its rows, summed (no ``ROW_OVERHEAD``).
+
+    ``kinds``: the values' types (``kinds_of``); ``text``: the values joined, when all ``str``.
+    """
+    sized = _sized(kinds)
+    if sized is False:
+        return 8 * len(column)
+    if kinds == _STR:  # one join: about a third of the cost of a ``len`` a value
+        return len("".join(column) if text is None else text) + 4 * len(column)
+    if sized:
+        return sum(map(len, column)) + 4 * len(column)
+    return sum(len(v) + 4 if isinstance(v, _SIZED) else 8 for v in column)
 
 
 def row_sizes(rows: Sequence[tuple[Any, ...]]) -> list[int]:

@@ -13,6 +13,21 @@ row by row" (it may also mean "not sure").
 A batch that passes goes out as ``bulk_body``: one ``orjson.dumps`` per slice of rows, joined
 byte for byte into what ``orjson.dumps({"stmt": stmt, "bulk_args": rows})`` gives, so a caller
 can let its event loop run between slices (``body_parts``).
+
+The writer's intake asks through a ``ColumnPlan`` (decided once from the table's column types):
+it answers ``plain`` and the rows' size estimate (``core.batching.column_total``) in one look a
+column at a time, and spares a column the type count when one pass proves it plain.  A column
+whose first value is a ``str`` is joined (what its size needs anyway): the join raises
+``TypeError`` unless every value is a ``str``, which ``crate_refusal`` never refuses.  One
+whose first value is an ``int``, in a column whose range is that of an ``array`` type (every
+integer column; not a floating one, where 2**53 bounds an exact integer), goes into
+``array(code, values)``: it raises unless every value is an integer (a ``bool``, or any object
+with ``__index__``) inside the column's range, which ``crate_refusal`` does not refuse either.
+A probe that fails, and every other column, takes the column's types and ``plain_columns``'s
+per-column check.  The answer may be True where ``plain_columns``'s is False (a ``str`` or
+``int`` subclass, a ``bool``), never the other way round; a value with ``__index__`` that JSON
+cannot carry (a numpy integer) passes the probe and is refused by orjson's ``TypeError`` when
+the body is dumped, as any such value is (the sink then encodes row by row).
 """
 
 from __future__ import annotations
@@ -20,13 +35,15 @@ from __future__ import annotations
 import math
 import operator
 import uuid
+from array import array
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from async_etl.core.batching import Columns
+from async_etl.core.batching import ROW_OVERHEAD, Columns, column_bytes, kinds_of
 from async_etl.core.exact import CRATE_INT_BITS
 
 _NONE = type(None)
@@ -34,6 +51,9 @@ _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
 _BIG = 2**63
 _FLOAT_INTS = 2**53
 _micros = operator.attrgetter("microsecond")
+_FLOATING = frozenset({"double precision", "real", "numeric"})
+_ARRAY_OF_BITS = {array(code).itemsize * 8: code for code in "bhiq"}
+"""Signed integer ``array`` typecodes by width in bits (8, 16, 32 and 64 on CPython)."""
 
 
 def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> bool:
@@ -70,14 +90,81 @@ def plain_columns(columns: Columns, bases: Sequence[str]) -> bool:
     )
 
 
+def _int_code(base: str) -> str | None:
+    """The ``array`` typecode whose range is the integers ``_plain_column`` lets a ``base`` take.
+
+    None for a floating column (2**53 bounds its exact integers: no ``array`` type's range).
+    """
+    if base in _FLOATING:
+        return None
+    return _ARRAY_OF_BITS.get(CRATE_INT_BITS.get(base, 64))
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """How the intake looks at each column of a CrateDB table (see the module docstring).
+
+    ``bases``: each column's base type name (empty: decide by the value's type), ``codes``
+    each column's ``array`` typecode for its integers (None: no probe).
+    """
+
+    bases: tuple[str, ...]
+    codes: tuple[str | None, ...]
+
+    @classmethod
+    def of(cls, bases: Sequence[str], width: int) -> ColumnPlan:
+        """The plan for ``width`` columns of these base types (``()``: not known)."""
+        names = tuple(bases) or ("",) * width
+        return cls(names, tuple(map(_int_code, names)))
+
+    def look(self, rows: Sequence[tuple[Any, ...]], check: bool = True) -> tuple[bool, int]:
+        """``(plain, size)`` of ``rows``: tuples (or lists) as wide as the plan.
+
+        ``plain``: ``crate_refusal`` refuses none of their values (see the module docstring;
+        always False when not ``check``); ``size``: ``column_total`` of them (an object that
+        is both a ``str`` and an integer, in an integer column, is sized as an integer).
+        """
+        if not rows:
+            return check, 0
+        count = len(rows)
+        total = ROW_OVERHEAD * count
+        plain = check
+        first = rows[0]
+        for i, (base, code) in enumerate(zip(self.bases, self.codes, strict=True)):
+            pick = operator.itemgetter(i)
+            head = first[i]
+            if isinstance(head, str):
+                try:  # every value a str: never refused, sized by its length
+                    total += len("".join(map(pick, rows))) + 4 * count
+                    continue
+                except TypeError:
+                    pass
+            column = list(map(pick, rows))
+            if code is not None and type(head) is int:
+                try:  # every value an integer inside the column's range
+                    array(code, column)
+                    total += 8 * count
+                    continue
+                except (TypeError, OverflowError):
+                    pass
+            kinds = kinds_of(column)
+            total += column_bytes(column, kinds)
+            plain = plain and _plain_column(column, kinds, base)
+        return plain, total
+
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """``look``'s answer for ``rows``; False for rows of other widths (check row by row)."""
+        width = len(self.bases)
+        if rows and set(map(len, rows)) != {width}:
+            return False
+        return self.look(rows)[0]
+
+
 def plain(rows: Sequence[tuple[Any, ...]], bases: Sequence[str]) -> bool:
-    """``plain_columns`` for rows; False also for rows of different widths (check row by row)."""
+    """``ColumnPlan.plain`` for rows; False also for rows of different widths."""
     if not rows:
         return True
-    width = len(rows[0])
-    if set(map(len, rows)) != {width}:
-        return False
-    return plain_columns(Columns.of(rows, width), bases)
+    return ColumnPlan.of(bases, len(rows[0])).plain(rows)
 
 
 def body_parts(stmt: str, rows: Sequence[tuple[Any, ...]], every: int) -> Iterator[bytes]:
@@ -97,4 +184,4 @@ def bulk_body(stmt: str, rows: Sequence[tuple[Any, ...]]) -> bytes:
     return orjson.dumps({"stmt": stmt, "bulk_args": rows})
 
 
-__all__ = ["body_parts", "bulk_body", "plain", "plain_columns"]
+__all__ = ["ColumnPlan", "body_parts", "bulk_body", "plain", "plain_columns"]

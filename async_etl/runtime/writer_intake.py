@@ -14,17 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from async_etl.core.batching import (
-    BatchLimits,
-    Book,
-    ClosedBatch,
-    Columns,
-    RowBuffer,
-    column_sizes,
-    column_total,
-    row_size,
-    row_sizes,
-)
+from async_etl.core.batching import BatchLimits, Book, ClosedBatch, RowBuffer, row_size, row_sizes
 from async_etl.core.pg_native import SLICE_VALUES
 from async_etl.core.row_codecs import RowShape
 from async_etl.runtime.writer_report import Refusals
@@ -90,23 +80,22 @@ class Intake:
     def add_many(self, shaped: Sequence[tuple[Any, ...]]) -> int:
         """Put the leading rows that fit in the open batch; return how many it took.
 
-        The rows are seen by column once, for their sizes and for the sink's ``plain`` check
-        (made on all of ``shaped``: a row left for the next batch only makes it stricter).
-        Sizes are one total a column while the rows stay clear of the batch's limits
+        The sink looks at the rows once, by column (``look``), for their size and for its
+        ``plain`` check (made on all of ``shaped``: a row left for the next batch only makes it
+        stricter).  Sizes are one total while the rows stay clear of the batch's limits
         (``RowBuffer.add_all``); a size a row only for the slice that closes the batch.
         """
         buffer = self.buffer
         was_empty = not buffer.rows
-        width = len(self.shape.columns)
         now = time.monotonic()
-        if width:
-            columns = Columns.of(shaped, width)
+        if self.shape.columns:
+            plain, total = self._sink.look(shaped, bool(self._open_plain))
             if self._open_plain:
-                self._open_plain = self._sink.plain_columns(columns)
-            if buffer.add_all(shaped, column_total(columns), now):
+                self._open_plain = plain
+            if buffer.add_all(shaped, total, now):
                 taken = len(shaped)
             else:
-                taken = buffer.add_many(shaped, column_sizes(columns), now)
+                taken = buffer.add_many(shaped, row_sizes(shaped), now)
         else:  # a null writer without columns: rows of any width
             taken = buffer.add_many(shaped, row_sizes(shaped), now)
         self._book.accept(taken)

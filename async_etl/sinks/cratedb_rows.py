@@ -3,7 +3,8 @@
 ``CrateRowsSink`` subclasses the bench sink (``sinks.cratedb``), replacing ``prepare(schema)``
 with ``open(columns, primary_key)``.  A resent row that landed is counted delivered, not
 written twice, so the table must have a primary key (declared when the writer creates it, or
-read from the server).  A batch that ``plain`` passes (``core.crate_native``) travels as its
+read from the server).  The intake looks at rows through ``look`` (``core.crate_native``'s
+``ColumnPlan``, decided once the columns are known).  A batch that ``plain`` passes travels as its
 rows and is dumped with ``orjson`` a slice at a time; any other is encoded by ``encode``, which
 refuses the rows CrateDB would not store exactly.
 """
@@ -17,7 +18,6 @@ import anyio
 import anyio.lowlevel
 
 from async_etl.core import crate_native, pg_native
-from async_etl.core.batching import Columns
 from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
 from async_etl.core.crate_protocol import Response
@@ -83,7 +83,7 @@ class CrateRowsSink(CrateDBSink):
     gzip_in_thread = False  # the loop thread is busy with the host's rows: see gzip_paced
     _names: tuple[str, ...] = ()
     _types: tuple[str, ...] = ()
-    _bases: tuple[str, ...] = ()
+    _plan = crate_native.ColumnPlan((), ())
 
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
@@ -143,7 +143,7 @@ class CrateRowsSink(CrateDBSink):
         self._stmt = crate_insert(self.table.name, names)
         self._names = names
         self._types = tuple(crate_column_type(types[n]) for n in names)
-        self._bases = tuple(base_type(t)[0] for t in self._types)
+        self._plan = crate_native.ColumnPlan.of([base_type(t)[0] for t in self._types], len(names))
         return names
 
     async def _primary_key(self, schema: str, name: str) -> tuple[str, ...]:
@@ -158,11 +158,14 @@ class CrateRowsSink(CrateDBSink):
 
     def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
         """True when CrateDB stores every value of ``rows`` (a slice of a batch) exactly."""
-        return crate_native.plain(rows, self._bases)
+        return self._plan.plain(rows)
 
-    def plain_columns(self, values: Columns) -> bool:
-        """``plain`` for rows already seen by column."""
-        return crate_native.plain_columns(values, self._bases)
+    def look(self, rows: Sequence[tuple[Any, ...]], check: bool) -> tuple[bool, int]:
+        """``plain`` (only when ``check``; else False) and the size estimate of the intake's rows.
+
+        ``rows``: tuples as wide as the columns (``ColumnPlan.look``).
+        """
+        return self._plan.look(rows, check)
 
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """Post one bulk body (see ``CrateDBSink.send``); a ``RecordsBatch`` is dumped first.

@@ -33,7 +33,7 @@ import anyio
 import anyio.lowlevel
 
 from async_etl.core import pg_native, sink_rules
-from async_etl.core.batching import Columns
+from async_etl.core.batching import Columns, column_total
 from async_etl.core.crate_protocol import BulkVerdict
 from async_etl.core.crate_resolve import Resolution
 from async_etl.core.pg_copy import copy_payload, copy_rows
@@ -204,9 +204,14 @@ class PostgresRowsSink(PostgresSink):
         """True when asyncpg may encode ``rows`` (a slice of a batch) as they are."""
         return self.native and pg_native.plain(self._pg_columns, rows)
 
-    def plain_columns(self, values: Columns) -> bool:
-        """``plain`` for rows already seen by column."""
-        return self.native and pg_native.plain_columns(self._pg_columns, values)
+    def look(self, rows: Sequence[tuple[Any, ...]], check: bool) -> tuple[bool, int]:
+        """``plain`` (only when ``check``; else False) and the size estimate of the intake's rows.
+
+        ``rows``: tuples as wide as the columns, seen by column once for both.
+        """
+        values = Columns.of(rows, len(self._pg_columns))
+        plain = check and self.native and pg_native.plain_columns(self._pg_columns, values)
+        return plain, column_total(values)
 
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """COPY one batch with its ledger row, in one transaction (see ``PostgresSink``).

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from async_etl.core.batching import Columns
+from async_etl.core.batching import Columns, column_total
 from async_etl.core.row_codecs import Encoded
 from async_etl.sinks.cratedb_rows import CrateRowsSink
 from async_etl.sinks.null import NullSink
@@ -51,9 +51,9 @@ class NullRowsSink(NullSink):
         """Never: ``encode`` is already free."""
         return False
 
-    def plain_columns(self, values: Columns) -> bool:
-        """Never (see ``plain``)."""
-        return False
+    def look(self, rows: Sequence[tuple[Any, ...]], check: bool) -> tuple[bool, int]:
+        """Never plain (see ``plain``); the size estimate of the rows (as wide as the columns)."""
+        return False, column_total(Columns.of(rows, len(self._names)))
 
     def encode(
         self, rows: Sequence[tuple[Any, ...]], pause: Callable[[], None] | None = None

@@ -6,10 +6,11 @@ import math
 from datetime import UTC, datetime
 
 import orjson
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from async_etl.core import crate_native
+from async_etl.core.batching import Columns, column_total, row_size
 from async_etl.core.exact import crate_row_check
 
 _values = st.one_of(
@@ -71,3 +72,68 @@ def test_a_float_column_passes_exactly_when_every_value_is_finite(
     floats = [v for v in column if v is not None]
     expected = not floats or (base != "real" and all(map(math.isfinite, floats)))
     assert crate_native.plain(rows, (base,)) == expected
+
+
+class _Tag(str):
+    """A ``str`` subclass (what a ``StrEnum`` member is)."""
+
+
+class _Count(int):
+    """An ``int`` subclass (what an ``IntEnum`` member is)."""
+
+
+class _Index:
+    """Not an integer, but with ``__index__``: ``array`` takes it, JSON cannot carry it."""
+
+    def __index__(self) -> int:
+        return 3
+
+
+_BASES = (
+    "bigint", "integer", "smallint", "byte", "text", "double precision", "real", "numeric",
+    "timestamp with time zone", "",
+)  # fmt: skip
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.integers(min_value=-200, max_value=200),
+    st.integers(min_value=-(2**33), max_value=2**33).map(_Count),
+    st.floats(),
+    st.text(max_size=5),
+    st.text(max_size=5).map(_Tag),
+    st.binary(max_size=5),
+    st.datetimes(timezones=st.just(UTC)),
+    st.just(_Index()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), bases=st.lists(st.sampled_from(_BASES), min_size=1, max_size=4))
+def test_the_column_plan_answers_as_the_row_check_and_sizes_as_row_size(
+    data: st.DataObject, bases: list[str]
+) -> None:
+    """``look`` is plain only when no row is refused, never stricter; its sizes are exact."""
+    # columns of one value (a probe's case), one type and another, or anything
+    cells = [st.one_of(st.just(data.draw(_ANY)), _ANY) for _ in bases]
+    rows = data.draw(st.lists(st.tuples(*cells), min_size=1, max_size=25))
+    plan = crate_native.ColumnPlan.of(bases, len(bases))
+    plain, size = plan.look(rows)
+    check = crate_row_check([f"c{i}" for i in range(len(bases))], bases)
+    if plain:
+        assert not any(check(row) for row in rows)
+    generic = Columns.of(rows, len(bases))
+    if crate_native.plain_columns(generic, bases):
+        assert plain
+    assert size == column_total(generic) == sum(map(row_size, rows))
+    assert plan.look(rows, check=False) == (False, size)
+    assert plan.plain(rows) == plain == crate_native.plain(rows, bases)
+
+
+def test_str_subclasses_and_integers_that_fit_pass_without_a_type_count() -> None:
+    """An enum's ``str`` values, ``bool`` and ``int`` subclasses in an integer column: plain."""
+    rows = [(1, _Tag("a")), (True, _Tag("b")), (_Count(2**31 - 1), "c")]
+    assert crate_native.plain(rows, ("integer", "text"))
+    assert not crate_native.plain([*rows, (2**31, "d")], ("integer", "text"))
+    assert not crate_native.plain([(2**53 + 1, "x")], ("double precision", "text"))
+    assert crate_native.plain([(2**53 - 1, "x")], ("double precision", "text"))

@@ -231,3 +231,26 @@ async def test_a_value_json_cannot_carry_in_a_checked_batch_rejects_only_its_row
     assert (report.delivered, report.rejected, report.undelivered) == (39, 1, 0), report.reasons
     assert [r.row for r in report.rejected_rows] == [rows[17]]
     assert await _ids(crate_standin, "sg") == [i for i in range(40) if i != 17]
+
+
+class _Index:
+    """Not an integer, but with ``__index__``: the intake's integer probe takes it, JSON not."""
+
+    def __index__(self) -> int:
+        return 3
+
+
+async def test_an_index_object_in_an_integer_column_rejects_only_its_row(
+    crate_standin: CrateStandIn,
+) -> None:
+    """A value the integer column's probe passes but orjson refuses: its row alone is rejected."""
+    columns = {"id": "BIGINT", "n": "INTEGER", "name": "TEXT"}
+    rows: list[tuple[object, ...]] = [(i, i, f"n{i}") for i in range(40)]
+    rows[17] = (17, _Index(), "n17")
+    async with open_writer(crate_standin.url, table="ix", columns=columns, primary_key=["id"]) as w:
+        await w.write_many(rows)
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (39, 1, 0), report.reasons
+    assert [r.row for r in report.rejected_rows] == [rows[17]]
+    assert "_Index" in report.rejected_rows[0].reason
+    assert await _ids(crate_standin, "ix") == [i for i in range(40) if i != 17]
