@@ -49,6 +49,7 @@ from whichever shape the server used (``error`` object, legacy ``error_message``
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 from collections.abc import Iterable, Sequence
@@ -175,22 +176,35 @@ _RESULTS_KEY = b'"results":['
 _LAST = re.compile(rb'(?:,"duration":[0-9.eE+-]+)?\}\s*\Z')
 
 
+@functools.lru_cache(maxsize=4)
+def _ok_run(n: int) -> bytes:
+    """``n`` compact OK items joined by commas (a batch's size recurs: built once for it)."""
+    return b",".join([_OK_BYTES] * n)
+
+
 def _without_ok_results(body: bytes) -> tuple[bytes, int] | None:
     """``body`` with a compact all-``{"rowcount":1}`` results array emptied, and its length.
 
     Only when that array closes the body, but for a ``duration`` (``...]}`` or
     ``...],"duration":1.5}``: so it is the top-level one) and is written exactly so; None
     otherwise (spaces, another item, another order): parse it all then.  A bulk answer of
-    thousands of rows is then parsed as a few bytes, not as one dict a row.
+    thousands of rows is then parsed as a few bytes, not as one dict a row; the array is
+    compared in place (no copy of it) with the same number of OK items.
     """
-    head, found, rest = body.rpartition(_RESULTS_KEY)
-    if not found:
+    key = body.rfind(_RESULTS_KEY)
+    if key < 0:
         return None
-    items, _, tail = rest.partition(b"]")
-    n = (len(items) + 1) // (len(_OK_BYTES) + 1)
-    if not _LAST.match(tail) or not n or items != b",".join([_OK_BYTES] * n):
+    first = key + len(_RESULTS_KEY)
+    end = body.find(b"]", first)
+    if end < 0:
         return None
-    return head + _RESULTS_KEY + b"]" + tail, n
+    n = (end - first + 1) // (len(_OK_BYTES) + 1)
+    if not n or end - first != n * (len(_OK_BYTES) + 1) - 1:
+        return None
+    tail = body[end + 1 :]
+    if not _LAST.match(tail) or not body.startswith(_ok_run(n), first):
+        return None
+    return body[:first] + b"]" + tail, n
 
 
 @dataclass(frozen=True, slots=True)

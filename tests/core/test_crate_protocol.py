@@ -550,3 +550,22 @@ def test_bulk_answers_read_the_same_with_or_without_the_all_ok_shortcut(
     assert got.results == expected
     assert got.duration_ms == 2.5 and got.status == 200 and got.error_message == ""
     assert len(got.rows) == (1 if decoy else 0)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        b'{"rowcount":1}{"rowcount":1}x',  # the length of two items and a comma, no comma
+        b'{"rowcount":1},{"rowcount":1},',
+        b'{"rowcount":1},{"rowcount":0}',
+        b',{"rowcount":1}{"rowcount":1}',
+        b'{"rowcount":1} ,{"rowcount":1}',
+    ],
+)
+def test_results_that_only_look_all_ok_are_parsed_item_by_item(items: bytes) -> None:
+    """The all-OK shortcut takes only ``{"rowcount":1}`` items joined by commas, nothing like it."""
+    from async_etl.core.crate_protocol import _without_ok_results
+
+    ok = b'{"cols":[],"results":[' + b",".join([b'{"rowcount":1}'] * 3) + b'],"duration":1.5}'
+    assert _without_ok_results(ok) == (b'{"cols":[],"results":[],"duration":1.5}', 3)
+    assert _without_ok_results(b'{"cols":[],"results":[' + items + b"]}") is None
