@@ -155,6 +155,28 @@ async def gate_target(dsn: str, table: str, job: str, after: int) -> None:
         await conn.close()
 
 
+def _checkpoint_gate_sql(name: str, job: str, gate: str) -> list[str]:
+    """Function ``public.<name>`` and trigger ``<name>_<job>`` holding ``job``'s checkpoints.
+
+    ``gate``: a relation of one row ``(n, lock_key)``, read in one statement each time: once
+    the RUNNING run of ``job`` has ``n`` committed chunks, an INSERT or UPDATE on
+    ``async_etl_chunks`` by a session of ``job`` waits for a shared hold of advisory lock
+    ``lock_key`` (statement-level, inside the chunk's transaction).
+    """
+    return [
+        f"CREATE OR REPLACE FUNCTION public.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"DECLARE g record; BEGIN SELECT n, lock_key INTO g FROM {gate}; "
+        "IF current_setting('application_name') LIKE 'async-etl:' || TG_ARGV[0] || ':%' "
+        "AND (SELECT count(*) FROM async_etl_chunks c JOIN async_etl_runs r "
+        "USING (run_id) WHERE r.job = TG_ARGV[0] AND r.status = 'RUNNING' "
+        "AND c.status = 'COMMITTED') >= g.n THEN "
+        "PERFORM pg_advisory_lock_shared(g.lock_key); "
+        "PERFORM pg_advisory_unlock_shared(g.lock_key); END IF; RETURN NULL; END $$",
+        f"CREATE TRIGGER {name}_{job} BEFORE INSERT OR UPDATE ON async_etl_chunks "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION public.{name}('{job}')",
+    ]
+
+
 async def gate_checkpoints(dsn: str, job: str, after: int) -> None:
     """Make each chunk checkpoint of ``job`` wait while a gate is closed (``closed_gate``), once
     its RUNNING run has ``after`` committed chunks: that run can then commit no chunk, nor end.
@@ -165,26 +187,62 @@ async def gate_checkpoints(dsn: str, job: str, after: int) -> None:
     name), inside the chunk's transaction; a checkpoint that started before the count was
     reached goes through, so a few more chunks may commit.
     """
+    gate = f"(VALUES ({int(after)}, {GATE_LOCK}::bigint)) AS v(n, lock_key)"
     conn = await asyncpg.connect(dsn)
     try:
         for st in STATE_DDL:
             await conn.execute(st.text)
-        await conn.execute(
-            "CREATE OR REPLACE FUNCTION public.aetl_checkpoint_gate() RETURNS trigger "
-            "LANGUAGE plpgsql AS $$ BEGIN "
-            "IF current_setting('application_name') LIKE 'async-etl:' || TG_ARGV[0] || ':%' "
-            "AND (SELECT count(*) FROM async_etl_chunks c JOIN async_etl_runs r "
-            "USING (run_id) WHERE r.job = TG_ARGV[0] AND r.status = 'RUNNING' "
-            "AND c.status = 'COMMITTED') >= TG_ARGV[1]::int THEN "
-            f"PERFORM pg_advisory_lock_shared({GATE_LOCK}); "
-            f"PERFORM pg_advisory_unlock_shared({GATE_LOCK}); END IF; RETURN NULL; END $$"
-        )
-        await conn.execute(
-            f"CREATE TRIGGER gate_{job} BEFORE INSERT OR UPDATE ON async_etl_chunks "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION public.aetl_checkpoint_gate('{job}', '{after}')"
-        )
+        for text in _checkpoint_gate_sql("aetl_checkpoint_gate", job, gate):
+            await conn.execute(text)
     finally:
         await conn.close()
+
+
+ROUND_LOCKS = tuple(GATE_LOCK + i for i in (1, 2, 3))
+"""Advisory locks for up to three rounds of ``gate_checkpoint_rounds`` (one per round)."""
+
+
+async def gate_checkpoint_rounds(conn: Any, job: str) -> None:
+    """``gate_checkpoints`` with a gate moved on round by round (``next_round``), on ``conn``.
+
+    One row of ``public.aetl_round`` ``(n, lock_key)`` says after how many committed chunks
+    the checkpoints of ``job``'s RUNNING run wait, and for which advisory lock: the test holds
+    the locks of the rounds to come, sets the next round before it lets the held sessions go,
+    so the run cannot commit past a round, nor end, before the test is done with it.  No
+    round at first: nothing waits.
+    """
+    for st in STATE_DDL:
+        await conn.execute(st.text)
+    await conn.execute(
+        "CREATE TABLE public.aetl_round (n bigint, lock_key bigint); "
+        "INSERT INTO public.aetl_round VALUES (9223372036854775807, 0)"
+    )
+    for text in _checkpoint_gate_sql("round_gate", job, "public.aetl_round"):
+        await conn.execute(text)
+
+
+async def next_round(conn: Any, after: int | None, lock_key: int = 0) -> None:
+    """Make ``gate_checkpoint_rounds``' gate hold at ``lock_key`` after ``after`` committed
+    chunks (None: no more rounds)."""
+    n = 9223372036854775807 if after is None else after
+    await conn.execute("UPDATE public.aetl_round SET n = $1, lock_key = $2", n, lock_key)
+
+
+async def wait_held_at(conn: Any, job: str, lock_key: int, timeout: float = 30) -> int:
+    """Wait until a session of ``job`` waits for advisory lock ``lock_key``; how many do."""
+    sql = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name LIKE $1 "
+        "AND l.classid::bigint << 32 | l.objid::bigint = $2"
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        n = int(await conn.fetchval(sql, f"async-etl:{job}:%", lock_key))
+        if n:
+            return n
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{job}: no session waits for lock {lock_key}")
+        await asyncio.sleep(0.005)
 
 
 async def kill_at_gate(

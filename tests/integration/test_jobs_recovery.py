@@ -17,16 +17,19 @@ from async_etl.core.scd import Row, history_problems
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import (
+    ROUND_LOCKS,
     at,
     closed_gate,
     cols_of,
     fetchval,
+    gate_checkpoint_rounds,
     gate_target,
     history,
     job_toml,
     kill_at_gate,
     killed_run,
     load_source,
+    next_round,
     norm,
     reference,
     run_cli,
@@ -36,6 +39,7 @@ from tests.integration.jobs_helpers import (
     table_rows,
     wait_committed,
     wait_gone,
+    wait_held_at,
     write,
 )
 
@@ -73,35 +77,39 @@ async def test_terminated_backends_are_retried(pg_dsn: str) -> None:
     """pg_terminate_backend on every job connection, three times mid-run: the run completes."""
     cols = cols_of(2)
     states = history(seed=12, n_keys=1500, runs=2)
-    # long enough that the run is still going when the third kill round comes
-    await slow_target(pg_dsn, "dw.dim", sleep_s=0.05)
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0)
     spec = spec_of(job_toml("term", pg_dsn, "dw.dim", chunk_size=50))
     await load_source(pg_dsn, states[0])
     assert (await run_job(spec, options=JobOptions(as_of=at(0)))).status == "SUCCEEDED"
     await load_source(pg_dsn, states[1])
+    # the second run has 18 chunks; each round holds it at a checkpoint (a chunk in flight,
+    # nothing left to end the run) until its kill is done and the next round is set
+    rounds = list(zip((2, 7, 12), ROUND_LOCKS, strict=True))
     killed: list[int] = []  # backends terminated in each kill round
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await gate_checkpoint_rounds(conn, "term")
+        for _, lock in rounds:
+            await conn.execute("SELECT pg_advisory_lock($1)", lock)
+        await next_round(conn, *rounds[0])
 
-    async def terminate() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            # the second run has 18 chunks: the last round leaves 6 to run after it
-            for point in (2, 7, 12):
+        async def terminate() -> None:
+            for i, (point, lock) in enumerate(rounds):
                 await wait_committed(pg_dsn, "term", point)
-                n = 0
-                while not n:  # between chunks the job may hold no connection for a moment
-                    n = await conn.fetchval(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name LIKE 'async-etl:term:%'"
-                    )
-                    await asyncio.sleep(0.002)
-                killed.append(n)
-        finally:
-            await conn.close()
+                await wait_held_at(conn, "term", lock)
+                killed.append(await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'async-etl:term:%'"
+                ))  # fmt: skip
+                await next_round(conn, *(rounds[i + 1] if i + 1 < len(rounds) else (None,)))
+                await conn.execute("SELECT pg_advisory_unlock($1)", lock)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(terminate)
-        result = await run_job(spec, options=JobOptions(as_of=at(1)))
-        tg.cancel_scope.cancel()  # a run that ends early fails below with its status
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(terminate)
+            result = await run_job(spec, options=JobOptions(as_of=at(1)))
+            tg.cancel_scope.cancel()  # a run that failed ends before the rounds: see below
+    finally:
+        await conn.close()
     assert result.status == "SUCCEEDED", result.error
     assert len(killed) == 3 and min(killed) >= 1, f"kill rounds: {killed} of {result.chunks_total}"
     got = await table_rows(pg_dsn, "dw.dim")
