@@ -10,6 +10,8 @@ target ever visible.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,9 @@ from async_etl.jobs.runner import run_job
 from async_etl.sources.postgres import PgSource
 from tests.integration.jobs_helpers import (
     COLUMNS,
+    GATE_LOCK,
     at,
+    closed_gate,
     cols_of,
     fetchval,
     history,
@@ -39,7 +43,10 @@ from tests.integration.jobs_helpers import (
     reference,
     run_cli,
     spec_of,
+    start_cli,
     table_rows,
+    wait_gone,
+    wait_held,
     write,
 )
 
@@ -310,3 +317,72 @@ async def test_resumed_refresh_keeps_the_copied_definition_when_the_target_was_d
     assert "(resumed)" in out
     assert norm(await table_rows(pg_dsn, "dw.ibu"), cols) == norm(reference([rows], cols), cols)
     assert await column_defaults(pg_dsn, "dw.ibu") == made
+
+
+def defaults_gate(job: str) -> str:
+    """An event trigger holding ``job``'s ``ALTER TABLE ... SET DEFAULT`` at a closed gate.
+
+    It fires before the statement runs, inside its transaction: the new table's CREATE has
+    committed, its defaults are not set.
+    """
+    return f"""
+CREATE FUNCTION public.aetl_defaults_gate() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('application_name') LIKE 'async-etl:{job}:%'
+            AND current_query() ILIKE '%SET DEFAULT%' THEN
+        PERFORM pg_advisory_lock_shared({GATE_LOCK});
+        PERFORM pg_advisory_unlock_shared({GATE_LOCK});
+    END IF;
+END $$;
+CREATE EVENT TRIGGER aetl_defaults_gate ON ddl_command_start WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION public.aetl_defaults_gate();
+"""
+
+
+@pytest.mark.parametrize("refresh", [False, True])
+async def test_killed_between_the_new_tables_create_and_its_defaults_the_rerun_loads_it_right(
+    pg_dsn: str, tmp_path: Path, refresh: bool
+) -> None:
+    """SIGKILL after the new SCD2 table's CREATE, before its defaults: the re-run is exact."""
+    rows = history(seed=39, n_keys=600, runs=1)[0]
+    cols = cols_of(2)
+    await make_target(pg_dsn, "dw.ikd_made", cols)  # the defaults the built table must end with
+    made = await column_defaults(pg_dsn, "dw.ikd_made")
+    extra = 'mode = "full_refresh"\non_bad_row = "fail"' if refresh else ""
+    text = job_toml("ikd", pg_dsn, "dw.ikd", chunk_size=100, workers=2, extra=extra)
+    path = write(tmp_path, "ikd.toml", text)
+    await load_source(pg_dsn, rows)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(defaults_gate("ikd"))
+        async with closed_gate(pg_dsn):
+            proc = start_cli("run", str(path), "--as-of", at(0).isoformat())
+            try:
+                await wait_held(pg_dsn, "ikd")
+                held = await column_defaults(pg_dsn, new_table("dw.ikd"))  # in the window
+                assert held[cols.valid_from] is None and held[cols.is_current] == "true"
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(proc.wait)
+            await conn.execute(  # the held ALTER must not commit once the gate opens
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'async-etl:ikd:%'"
+            )
+        await wait_gone(pg_dsn, "ikd")
+        await conn.execute("DROP EVENT TRIGGER aetl_defaults_gate")
+        held = await column_defaults(pg_dsn, new_table("dw.ikd"))
+        assert held[cols.valid_from] is None and await conn.fetchval(
+            "SELECT to_regclass('dw.ikd')"
+        ) is None  # fmt: skip
+    finally:
+        await conn.close()
+    # the run is recorded only once its target is prepared: the re-run starts afresh, its new
+    # table dropped and made again, with its defaults
+    code, out, err = await run_cli("run", str(path), "--as-of", at(0).isoformat())
+    assert code == 0, err
+    assert "SUCCEEDED" in out
+    assert norm(await table_rows(pg_dsn, "dw.ikd"), cols) == norm(reference([rows], cols), cols)
+    assert {str(r[cols.valid_from]) for r in await table_rows(pg_dsn, "dw.ikd")} == {str(at(0))}
+    assert await column_defaults(pg_dsn, "dw.ikd") == made
+    assert await indexes(pg_dsn, "dw.ikd") == await indexes(pg_dsn, "dw.ikd_made")
+    assert await fetchval(pg_dsn, "SELECT to_regclass($1)", new_table("dw.ikd")) is None
