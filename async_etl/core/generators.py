@@ -1,8 +1,9 @@
 """Vectorised, deterministic column generation: one numpy call per column, never per row.
 
-Every column of a batch gets its own ``np.random.default_rng`` seeded with
+Every column of a generated id range (a unit of work: one batch, or a group of small batches
+cut from it afterwards) gets its own ``np.random.default_rng`` seeded with
 ``[seed, ids.start, ids.count, crc32(column name)]``: the output depends only on
-(schema, seed, ids), two batches never share a stream (forked workers cannot duplicate data),
+(schema, seed, ids), two units never share a stream (forked workers cannot duplicate data),
 and adding a column does not change the others.
 
 Text is kept as a zero-padded byte matrix (``Text``): one row per record, ``lens`` bytes used.
@@ -370,28 +371,22 @@ def column_rng(seed: int, ids: IdRange, name: str) -> np.random.Generator:
     return np.random.default_rng(column_key(seed, ids, name))
 
 
-def batch_states(schema: Schema, batches: Sequence[IdRange], seed: int) -> list[list[PCG64State]]:
-    """Each batch's column generator states (``column_rng``'s), seeded together.
+def column_states(schema: Schema, ids: IdRange, seed: int) -> list[PCG64State]:
+    """The states of ``ids``' column generators (``column_rng``'s), one per column, in order.
 
-    ``core.seeding`` makes a generator ~10x cheaper than one ``column_rng`` call when many
-    small batches are seeded at once.
+    Seeded together by ``core.seeding`` (one pass over the columns' keys) instead of one
+    ``column_rng`` each; the states are the same.
     """
-    names = [col.name for col in schema.columns]
-    states = pcg64_states([column_key(seed, ids, name) for ids in batches for name in names])
-    width = len(names)
-    return [states[i : i + width] for i in range(0, len(states), width)]
+    return pcg64_states([column_key(seed, ids, col.name) for col in schema.columns])
 
 
-def generate_columns(
-    schema: Schema, ids: IdRange, seed: int, states: Sequence[PCG64State] | None = None
-) -> Columns:
-    """Generate the batch ``ids`` of ``schema``; the result depends only on ``ids`` and ``seed``.
+def generate_columns(schema: Schema, ids: IdRange, seed: int) -> Columns:
+    """Generate the id range ``ids`` of ``schema``; the result depends only on ``ids`` and ``seed``.
 
-    Each column draws from ``column_rng(seed, ids, name)``; ``states`` are those generators'
-    states when the caller seeded them already (``batch_states``), else they are seeded here.
+    Each column draws from ``column_rng(seed, ids, name)``, seeded through ``column_states``
+    and one re-seeded ``Generator`` (``core.seeding.Seeded``).
     """
-    if states is None:
-        states = batch_states(schema, [ids], seed)[0]
+    states = column_states(schema, ids, seed)
     seeded = Seeded()
     values: list[Values] = []
     nulls: list[Mask | None] = []

@@ -2,12 +2,15 @@
 
 Theory of operation
 -------------------
-Every column of every generated id range (a unit of work: one batch, or a group of small ones)
-draws from its own generator, ``default_rng([seed, start, count, crc32(name)])``
-(``generators.column_rng``), so the rows depend only on that id range.  Building
-one costs about 8-13 µs (``SeedSequence`` hashing, ``PCG64`` seeding, the objects): at the
-default schema's 10 columns that is ~130 µs for a batch, ~90 % of generating a 100-row batch
-(issue 12, RESULTS.md "Network scenario ... the generators' seeding").
+Every column of every generated id range draws from its own generator,
+``default_rng([seed, start, count, crc32(name)])`` (``generators.column_rng``), so the rows
+depend only on that id range.  The range is a unit of work, generated whole: one batch, or a
+group of small batches cut from it afterwards (``records.encode_batches``), so a unit seeds one
+generator per column (``generators.column_states``, all of its columns at once).  Building one
+with ``default_rng`` costs about 8-13 µs (``SeedSequence`` hashing, ``PCG64`` seeding, the
+objects): at the default schema's 10 columns ~130 µs a unit, which was ~90 % of generating a
+100-row batch when every batch was seeded on its own (issue 12, RESULTS.md "Network scenario
+... the generators' seeding").
 
 The seeding is integer arithmetic that does not depend on the data between keys, so it
 vectorises: ``pcg64_states`` runs numpy's ``SeedSequence`` algorithm (``mix_entropy`` with the

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from async_etl.core.generators import (
     _column,
-    batch_states,
     column_rng,
     generate_columns,
 )
@@ -107,13 +106,9 @@ def test_generate_columns_equals_one_column_rng_per_column(seed: int, start: int
 
 
 def test_a_unit_of_one_batch_draws_from_its_own_id_range() -> None:
-    """A one-batch unit is ``w_generate`` of its ids; batch_states seeds 40 batches together."""
+    """A one-batch unit is ``w_generate`` of its ids, one ``column_rng`` stream per column."""
     schema = default_schema()
     for wire, stmt in (("crate_json", schema.crate_insert("t")), ("pg_binary", "")):
         unit = WorkUnit(7, IdRange(2**32 - 2000, 4000), schema, Encoding(wire, stmt), 4000)  # type: ignore[arg-type]
         assert w_generate_batches(unit) == [w_generate(unit)]
         assert _same(_values(schema, unit.ids, 7), _reference_columns(schema, unit.ids, 7))
-        parts = [IdRange(unit.ids.start + 100 * i, 100) for i in range(40)]
-        states = batch_states(schema, parts, 7)
-        assert len(states) == 40 and all(len(s) == len(schema.columns) for s in states)
-        assert states[3] == batch_states(schema, [parts[3]], 7)[0]
