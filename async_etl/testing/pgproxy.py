@@ -14,7 +14,9 @@ then closes.  So the statement never ran, and the client sees a real transient f
 ``Faults.lose_reply(pattern, after=...)`` is the other kind of fault: the statement *is*
 forwarded and runs to its end (the server's ``ReadyForQuery``), but its answer never reaches
 the client, whose connection is then closed: a ``COMMIT`` that reached the server while the
-client saw its connection drop (a lost acknowledgement).
+client saw its connection drop (a lost acknowledgement).  Only a statement sent as a simple
+``Query`` (asyncpg's ``execute`` without arguments, its transactions' ``COMMIT``) can lose its
+answer; ``after`` may match either kind.
 
 Several proxies may share one ``Faults`` (e.g. one port for a job's source, one for its
 target), so a rule counts statements across all of them.  Test-only: no TLS, no auth of its own.
@@ -85,16 +87,20 @@ class Faults:
         self.lost.append(rule)
         return rule
 
-    def loses(self, sql: str, primed: set[int]) -> bool:
+    def loses(self, sql: str, primed: set[int], *, query: bool = True) -> bool:
         """True when the answer to ``sql`` must be lost (counts it as a kill).
 
         ``primed``: the ``lost`` rules (by position) whose ``after`` this session has sent;
-        updated here.
+        updated here.  ``query``: ``sql`` came as a simple ``Query`` message, which runs to
+        its ``ReadyForQuery`` by itself; a ``Parse`` (``query=False``) only primes ``after``:
+        its statement runs at a later ``Execute`` and answers after a ``Sync``, so waiting
+        for the end of it there would wait for ever, the client's socket and the server
+        session held open.
         """
         for i, rule in enumerate(self.lost):
             if rule.fired:
                 continue
-            if (rule.after is None or i in primed) and rule.pattern.search(sql):
+            if query and (rule.after is None or i in primed) and rule.pattern.search(sql):
                 rule.fired = True
                 self.kills += 1
                 return True
@@ -224,7 +230,7 @@ class PgProxy:
                     cwriter.write(terminated_message())
                     await cwriter.drain()
                     return
-                if sql is not None and self.faults.loses(sql, primed):
+                if sql is not None and self.faults.loses(sql, primed, query=head[:1] == b"Q"):
                     back.cancel()  # the answer is never relayed
                     with contextlib.suppress(asyncio.CancelledError):
                         await back
