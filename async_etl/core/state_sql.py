@@ -122,6 +122,35 @@ CHECKPOINT_OF = Sql(
 )
 """A committed chunk's checkpoint: its bounds and counts as JSON text, rows read, loader."""
 
+LANDED_DDL = Sql(
+    "CREATE TABLE IF NOT EXISTS async_etl_landed (run_id text NOT NULL, "
+    "chunk_index integer NOT NULL, bounds jsonb NOT NULL, rows bigint NOT NULL, "
+    "counts jsonb NOT NULL, loader text NOT NULL, landed_at timestamptz NOT NULL DEFAULT now(), "
+    "PRIMARY KEY (run_id, chunk_index))"
+)
+"""The chunk ledger of a PostgreSQL target whose run state is in another database.
+
+A chunk's transaction on the target inserts its row (``LAND_CHUNK``) with its data, so the
+target itself knows which chunks landed even when the COMMIT's reply never came back, or the
+process died before the state store recorded the checkpoint: the chunk's next load finds the
+row (``LANDED_OF``) and rolls itself back instead of loading the rows a second time.
+"""
+
+LAND_CHUNK = Sql(
+    "INSERT INTO async_etl_landed (run_id, chunk_index, bounds, rows, counts, loader) "
+    "VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6) ON CONFLICT (run_id, chunk_index) DO NOTHING",
+    ("run_id", "chunk_index", "bounds", "rows", "counts", "loader"),
+)
+"""Record a chunk as landed in the target, in its transaction (``INSERT 0 0``: it had landed;
+the primary key's lock orders two loads of one chunk, so the second sees the first)."""
+
+LANDED_OF = Sql(
+    "SELECT bounds::text, rows, counts::text, loader FROM async_etl_landed "
+    "WHERE run_id = $1 AND chunk_index = $2",
+    ("run_id", "chunk_index"),
+)
+"""A landed chunk's ledger row, shaped as ``CHECKPOINT_OF``'s (bounds, rows, counts, loader)."""
+
 COUNTED = ("inserted", "updated", "expired", "deleted", "rejected")
 """The change counters a checkpoint records (the keys of ``chunk_counts``)."""
 

@@ -13,6 +13,13 @@ Two ways to get there, told apart by the checkpoint's ``loader`` (``JobContext.l
   caller returns that result, so nothing is loaded or counted twice;
 * anything else (another process resumed the run after this one lost its job lock, or the
   checkpoint names no loader or other bounds) is a ``CheckpointError``, loud as before.
+
+When the run state is in another database, the target keeps a ledger instead
+(``state_sql.LANDED_DDL``; ``ensure_ledger``, ``checkpoint_in(ledger=True)``): the chunk's
+transaction inserts its row there, and a load that finds the row (a lost COMMIT reply, or a
+process that died before its state store recorded the checkpoint) rolls back, answered from
+the row; the runner then records the checkpoint in the state store.  Any loader of the run
+counts: the rows are in the target once, whoever put them there.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from async_etl.core.chunks import Chunk
 from async_etl.errors import CheckpointError
 from async_etl.jobs.context import COUNTERS, ChunkResult, JobContext, Reject
 
-__all__ = ["Landed", "checkpoint_in"]
+__all__ = ["LEDGER_DDL_LOCK", "Landed", "checkpoint_in", "ensure_ledger"]
 
 log = structlog.get_logger(__name__)
+
+LEDGER_DDL_LOCK = 0x6A57_0E73  # arbitrary, constant: serialises creating the targets' ledgers
 
 
 class Landed(Exception):  # noqa: N818 - a signal that rolls a transaction back, not an error
@@ -51,13 +60,21 @@ async def checkpoint_in(
     counts: dict[str, int],
     rejects: list[Reject],
     where: str,
+    *,
+    ledger: bool = False,
 ) -> None:
     """Checkpoint ``chunk`` (``rows`` read, ``counts``, ``rejects``) in ``conn``'s transaction.
 
     Raises ``Landed`` when this run's earlier attempt committed the chunk already, and
     ``CheckpointError`` (``where`` first) when someone else did; see the module doc.
+    ``ledger``: the run state is elsewhere; record the chunk in the target's ledger instead
+    (the module doc).
     """
     bounds = orjson.dumps(chunk.to_json()).decode()
+    if ledger:
+        counted = state_sql.chunk_counts(counts, len(rejects))
+        await _land_in(conn, ctx, chunk, bounds, rows, counted, tuple(rejects))
+        return
     status = await conn.execute(
         state_sql.CHECKPOINT_CHUNK.text,
         ctx.run_id,
@@ -88,3 +105,43 @@ async def checkpoint_in(
             state_sql.INSERT_REJECT.text,
             [(ctx.spec.name, ctx.run_id, k, r) for k, r in rejects],
         )
+
+
+async def ensure_ledger(conn: Any) -> None:
+    """Create the target's chunk ledger if missing (two jobs at once: one after the other)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_DDL_LOCK)
+        await conn.execute(state_sql.LANDED_DDL.text)
+
+
+async def _land_in(
+    conn: Any,
+    ctx: JobContext,
+    chunk: Chunk,
+    bounds: str,
+    rows: int,
+    counts: str,
+    rejects: tuple[Reject, ...],
+) -> None:
+    """Record ``chunk`` in the target's ledger, in ``conn``'s transaction (see the module doc).
+
+    Raises ``Landed`` when the chunk had landed already (the result counted from its ledger
+    row, with ``rejects``: this load found the same ones, and the runner records them in the
+    state store with the checkpoint), and ``CheckpointError`` when that row holds other bounds.
+    """
+    args = (ctx.run_id, chunk.index, bounds, rows, counts, ctx.loader)
+    if await conn.execute(state_sql.LAND_CHUNK.text, *args) != "INSERT 0 0":
+        return
+    found = await conn.fetchrow(state_sql.LANDED_OF.text, ctx.run_id, chunk.index)
+    own = None
+    if found is not None:  # whichever loader: the rows are there once
+        own = state_sql.landed_before((*tuple(found)[:3], ctx.loader), bounds, ctx.loader)
+    if own is None:
+        raise CheckpointError(
+            f"chunk {chunk.index} of run {ctx.run_id} is in the target's ledger with other "
+            "bounds; this load of it is rolled back"
+        )
+    read, done = own
+    why = "its COMMIT was not acknowledged, or the state store never recorded it"
+    log.warning("chunk_landed_before", chunk=chunk.index, rows=read, reason=why)
+    raise Landed(ChunkResult(chunk.index, read, {k: done[k] for k in COUNTERS}, rejects))

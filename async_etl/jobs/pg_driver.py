@@ -108,7 +108,7 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in
+from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in, ensure_ledger
 from async_etl.jobs.pg_pipe import bound, pipe, run_all
 from async_etl.jobs.pg_tables import (
     drop_repeat,
@@ -257,6 +257,8 @@ class PgTarget:
                 await drop_repeat(conn, self.table, ctx.cols, indexes)
             for st in ddl:
                 await conn.execute(st.text)
+            if not ctx.same_database(ctx.state_url, self.url):  # chunks land with a ledger row
+                await ensure_ledger(conn)
             st = pg.KEY_COLLATIONS_SQL
             keys = list(ctx.spec.source.key)
             rows = await conn.fetch(
@@ -465,8 +467,8 @@ class PgTarget:
                         rows = await self._stage(ctx, conn, chunk, source, STAGING)
                         ctx.check_stop()
                         counts, rejects = await self._merge(ctx, conn, chunk)
-                    if in_state:
-                        await checkpoint_in(conn, ctx, chunk, rows, counts, rejects, self.where)
+                    await checkpoint_in(conn, ctx, chunk, rows, counts, rejects, self.where,
+                                        ledger=not in_state)  # fmt: skip
             except Landed as landed:  # rolled back: the earlier, unacknowledged commit stands
                 return landed.result
         return ChunkResult(chunk.index, rows, counts, tuple(rejects), checkpointed=in_state)

@@ -1,0 +1,78 @@
+"""A chunk's COMMIT on the target lands but its reply is lost, the state store being in another
+database (real PostgreSQL through ``PgProxy``): the retry finds the chunk done, loaded once."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from async_etl.core.retry import RetryPolicy
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
+from async_etl.testing.databases import fresh_database
+from async_etl.testing.pgproxy import Faults, PgProxy
+from tests.integration.jobs_helpers import (
+    at,
+    cols_of,
+    fetchval,
+    history,
+    job_toml,
+    load_source,
+    norm,
+    reference,
+    spec_of,
+    table_rows,
+)
+from tests.integration.test_jobs_modes import refresh_toml
+
+FAST = RetryPolicy(max_retries=6, base=0.01, cap=0.1)
+
+CASES = {
+    "scd2": (job_toml, r"^COPY"),
+    "refresh": (refresh_toml, r"^COPY"),
+    "reject": (functools.partial(job_toml, extra='on_bad_row = "reject"'), r"^COPY"),
+}
+"""Job file maker, and a statement the chunk's target session sends before its COMMIT.
+
+The first two load a new table with no unique index (the initial load of a type-2 target
+that does not exist yet, a full refresh): a chunk loaded twice there used to fail the swap,
+naming a key "twice in the source".  ``reject``: a bad row's reject is recorded once.  Append
+is refused with the state elsewhere (``tests/core/test_modes``)."""
+
+
+def apart(case: str, source: str, target: str) -> str:
+    """The ``case`` job reading ``source`` into ``target``, its state store beside the source."""
+    make, _ = CASES[case]
+    text = make(f"lost_{case}", source, "dw.t", workers=1, chunk_size=40)
+    text = text.replace(f'[target]\nurl = "{source}"', f'[target]\nurl = "{target}"', 1)
+    return text + f'[state]\nurl = "{source}"\n'
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_lost_commit_reply_with_the_state_elsewhere_loads_the_chunk_once(
+    pg_dsn: str, pg_server_dsn: str, case: str
+) -> None:
+    """Target's COMMIT lands, its reply is lost, state in the source's database: no row twice."""
+    states = history(seed=7, n_keys=300, runs=1)
+    null_key = {"a": None, "b": "x", "name": "n1", "city": "p", "tier": 1}
+    rows = [*states[0], null_key] if case == "reject" else states[0]
+    await load_source(pg_dsn, rows)
+    async with fresh_database(pg_server_dsn) as target:
+        faults = Faults()
+        faults.lose_reply(r"^COMMIT", after=CASES[case][1])
+        async with PgProxy(target, faults) as proxy:
+            spec = spec_of(apart(case, pg_dsn, proxy.url))
+            result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+        assert faults.kills == 1
+        assert result.status == "SUCCEEDED", result.error
+        assert result.chunks_done == result.chunks_total > 1
+        assert result.rows_read == len(rows)
+        assert result.inserted == len(states[0]) and result.rejected == (case == "reject")
+        rejects = "SELECT count(*) FROM async_etl_rejects"
+        assert await fetchval(pg_dsn, rejects) == result.rejected
+        cols = cols_of(1 if case == "refresh" else 2)
+        want = norm(reference(states, cols), cols)
+        assert norm(await table_rows(target, "dw.t"), cols) == want
+        landed = "SELECT count(*) FROM async_etl_landed"
+        assert await fetchval(target, landed) == result.chunks_total
