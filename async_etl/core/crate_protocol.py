@@ -42,7 +42,10 @@ duplicate key on a re-sent row can only be our own earlier write of that very ro
 Before 5.10.11 a failed single-item bulk answered a top-level error instead of ``results``:
 409/4091 for a duplicate key, 400/4003 for a column validation (NOT NULL); ``judge_bulk``
 reads these as that one item (other whole-request errors, such as an analysis error, stay
-errors).  Every ``Response`` field is filled
+errors).  CrateDB 5.10.9 answered a bulk refused in analysis (one value it cannot cast) as 200
+with that ``SQLParseException`` on every item (crate/crate#18067): ``parse_response`` reads it
+as the whole-request 400 it is, so the good items are not rejected with the bad one's error.
+Every ``Response`` field is filled
 from whichever shape the server used (``error`` object, legacy ``error_message``, plain-text
 401, a proxy's HTML page).
 """
@@ -170,6 +173,8 @@ class ItemResult:
 
 
 OK_ITEM = ItemResult(rowcount=1)
+CRATE_ANALYSIS = 4000
+"""CrateDB's code for a statement refused in analysis (``SQLParseException``: a bad cast)."""
 _OK_RAW = {"rowcount": 1}
 _OK_BYTES = b'{"rowcount":1}'
 _RESULTS_KEY = b'"results":['
@@ -270,6 +275,23 @@ def _item(raw: Any) -> ItemResult:
     )
 
 
+def _analysis_on_every_item(results: Sequence[ItemResult]) -> bool:
+    """Whether a bulk answer carries one request-wide analysis error on each of its items.
+
+    CrateDB 5.10.9 answered a bulk with one value it cannot cast as 200 with that
+    ``SQLParseException`` (4000) on every item, the good ones included (crate/crate#18067);
+    ``parse_response`` reads it as the 400 the request was: nothing was written.
+    """
+    if len(results) < 2:
+        return False
+    first = results[0]
+    return (
+        first.code == CRATE_ANALYSIS
+        and first.message.startswith("SQLParseException[")
+        and results.count(first) == len(results)
+    )
+
+
 def parse_response(
     status: int, body: bytes, content_type: str = "", *, retry_after: float | None = None
 ) -> Response:
@@ -318,6 +340,8 @@ def parse_response(
     rows = doc.get("rows")
     rowcount = doc.get("rowcount")
     duration = doc.get("duration")
+    if status == 200 and results is not None and _analysis_on_every_item(results):
+        status, code, message, results = 400, results[0].code, results[0].message, None
     return Response(
         status=status,
         cols=tuple(doc.get("cols") or ()),

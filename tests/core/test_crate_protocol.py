@@ -569,3 +569,33 @@ def test_results_that_only_look_all_ok_are_parsed_item_by_item(items: bytes) -> 
     ok = b'{"cols":[],"results":[' + b",".join([b'{"rowcount":1}'] * 3) + b'],"duration":1.5}'
     assert _without_ok_results(ok) == (b'{"cols":[],"results":[],"duration":1.5}', 3)
     assert _without_ok_results(b'{"cols":[],"results":[' + items + b"]}") is None
+
+
+def _failed(message: str, code: int = 4000) -> dict[str, Any]:
+    return {"rowcount": -2, "error": {"code": code, "message": message}}
+
+
+def test_one_analysis_error_on_every_item_reads_as_the_whole_request_refused() -> None:
+    """CrateDB 5.10.9's 200 with one cast error on every item (crate#18067) is read as a 400."""
+    cast = "SQLParseException[Cannot cast value `abc` to type `integer`]"
+    r = _parse(200, {"cols": [], "results": [_failed(cast)] * 3})
+    assert (r.status, r.error_code, r.error_message, r.results) == (400, 4000, cast, None)
+    assert r.reason == f"400 4000 {cast}"
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [_failed("SQLParseException[Cannot cast value `abc` to type `integer`]")],
+        [_failed("SQLParseException[Cannot cast value `a`]"), _failed("SQLParseException[b]")],
+        [_failed("IllegalArgumentException[Failed CONSTRAINT c for values: [1]]")] * 2,
+        [_failed("SQLParseException[x]"), {"rowcount": 1}],
+    ],
+    ids=["one-item", "two-messages", "not-analysis", "one-landed"],
+)
+def test_item_errors_that_are_not_one_request_wide_analysis_error_stay_per_item(
+    items: list[dict[str, Any]],
+) -> None:
+    """A single item, differing messages, a runtime error or a landed item stay bulk results."""
+    r = _parse(200, {"cols": [], "results": items})
+    assert r.status == 200 and r.results is not None and len(r.results) == len(items)

@@ -254,3 +254,18 @@ async def test_an_index_object_in_an_integer_column_rejects_only_its_row(
     assert [r.row for r in report.rejected_rows] == [rows[17]]
     assert "_Index" in report.rejected_rows[0].reason
     assert await _ids(crate_standin, "ix") == [i for i in range(40) if i != 17]
+
+
+async def test_an_analysis_error_on_every_item_rejects_only_the_bad_row() -> None:
+    """CrateDB 5.10.9 puts one value's cast error on every item (crate#18067): good rows land."""
+    columns = {"id": "BIGINT", "i": "INTEGER"}
+    rows: list[dict[str, object]] = [{"id": i, "i": i} for i in range(10)]
+    rows[7] = {"id": 7, "i": "abc"}
+    async with CrateStandIn(StandInConfig(version="5.10.9", analysis_per_item=True)) as crate:
+        async with open_writer(crate.url, table="ap", columns=columns, primary_key=["id"]) as w:
+            await w.write_many(rows)
+        report = w.report
+        assert (report.delivered, report.rejected, report.undelivered) == (9, 1, 0), report.reasons
+        assert [r.row for r in report.rejected_rows] == [(7, "abc")]
+        assert "Cannot cast value" in report.rejected_rows[0].reason
+        assert await _ids(crate, "ap") == [i for i in range(10) if i != 7]

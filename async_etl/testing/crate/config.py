@@ -34,6 +34,9 @@ class StandInConfig:
     - ``item_fail_rate``: fraction of bulk items failing with a transient 5002 (not written).
     - ``drop_rate``: fraction of requests whose connection is dropped without a response,
       alternately before and after the statement is applied.
+    - ``analysis_per_item``: a bulk of several items refused in analysis (400 / 4000
+      ``SQLParseException``, e.g. one value that cannot be cast) answers 200 with that error on
+      every item instead, as CrateDB 5.10.9 did (crate/crate#18067); nothing is written.
     - ``count_only``: INSERTs are arity-checked and counted, not stored (no PK uniqueness).
     - ``user`` / ``password``: when ``user`` is set, Basic auth is required.
     - ``seed``: seeds the fault random generator, for reproducible runs.
@@ -58,6 +61,7 @@ class StandInConfig:
     busy_rate: float = 0.0
     item_fail_rate: float = 0.0
     drop_rate: float = 0.0
+    analysis_per_item: bool = False
     count_only: bool = False
     user: str | None = None
     password: str = ""

@@ -120,3 +120,9 @@ def node_info(version: str, name: str, cluster_name: str) -> dict[str, Any]:
             "lucene_version": "9.12.0",
         },
     }
+
+
+def every_item_failed(items: int, err: CrateError) -> dict[str, Any]:
+    """A 200 bulk body with ``err`` on each of ``items`` items (CrateDB 5.10.9, crate#18067)."""
+    item = {"rowcount": -2, "error": {"code": err.code, "message": err.message}}
+    return {"cols": [], "results": [item] * items}

@@ -85,6 +85,7 @@ class CrateStandIn:
         self.busy_rate = cfg.busy_rate
         self.item_fail_rate = cfg.item_fail_rate
         self.drop_rate = cfg.drop_rate
+        self.analysis_per_item = cfg.analysis_per_item
         self.count_only = cfg.count_only
         self.counters = Counters()
         self.model = CapacityModel(
@@ -320,11 +321,11 @@ class CrateStandIn:
 
     def answer(self, raw: bytes, schema: str, trace: bool, types: bool, started: float) -> Reply:
         """Read the body, draw the faults and run the statement (steps 3-6); never awaits."""
-        bulk = False
+        bulk: list[Any] | None = None
         try:
             stmt, args, bulk_args = self._read(raw)
-            bulk = bulk_args is not None
-            forced = self._next_scheduled() if bulk else None
+            bulk = bulk_args
+            forced = self._next_scheduled() if bulk is not None else None
             drop = self._draw_faults(forced)
             if drop == "before":
                 return DROP
@@ -334,14 +335,16 @@ class CrateStandIn:
                 bulk_args,
                 schema,
                 count_only=self.count_only,
-                item_fault=self._item_fault(forced == "item_fail") if bulk else None,
+                item_fault=self._item_fault(forced == "item_fail") if bulk is not None else None,
                 types=types,
             )
             if drop == "after":
                 return DROP
             status = 200
         except protocol.CrateError as err:
-            status, body = err.status, err.body(trace and not bulk)
+            status, body = err.status, err.body(trace and bulk is None)
+            if self.analysis_per_item and bulk and len(bulk) > 1 and err.code == 4000:
+                status, body = 200, protocol.every_item_failed(len(bulk), err)
         body["duration"] = round((time.perf_counter() - started) * 1000.0, 3)
         return Reply(status, orjson.dumps(body))
 
