@@ -211,6 +211,10 @@ class _Values:
         return self.fail(self.where.get((section, key), label), problem)
 
 
+_MAX_INT = 2**63 - 1
+"""The largest ``[parallel]`` number: a 64-bit integer (the run's plan and ``--json-out``)."""
+
+
 def _build(v: _Values, path: str) -> JobSpec:
     name = v.require("", "name")
     if not name.strip():
@@ -240,6 +244,8 @@ def _build(v: _Values, path: str) -> JobSpec:
         value = getattr(parallel, key)
         if value is not None and value < low:  # chunk_size None: unset
             raise v.error("parallel", key, f"must be >= {low}, got {value}")
+        if value is not None and value > _MAX_INT:  # stored with the run, written as JSON
+            raise v.error("parallel", key, f"must be <= {_MAX_INT:,}, got {value:,}")
     if v.has("state", "url"):
         state = StateSpec(url=_url(v, "state", ("postgresql",)))
     elif dialect_of(target.url) == "postgresql":

@@ -157,6 +157,8 @@ def test_missing_required_key():
         ("max_workers = 4", 'max_workers = "4"', "[parallel] max_workers: expected an integer"),
         ("max_workers = 4", "max_workers = 0", "max_workers: must be >= 1"),
         ("chunk_size = 50000", "chunk_size = 0", "chunk_size: must be >= 1"),
+        ("chunk_size = 50000", f"chunk_size = {2**64}", "chunk_size: must be <= 9,223,372,"),
+        ("max_workers = 4", f"max_workers = {2**63}", "max_workers: must be <= 9,223,372,"),
         ("enabled = true", 'enabled = "yes"', "enabled: expected true or false"),
         ('"dw.dim_customer"', '"dw.dim-customer"', "[target] table: bad identifier"),
         ('"dw.dim_customer"', '"db.dw.dim_customer"', "want name or schema.name"),
