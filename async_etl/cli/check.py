@@ -26,6 +26,7 @@ from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.dryrun import check_job
 from async_etl.jobs.spec import JobSpec, load_job, parse_job
+from async_etl.orchestrator.driver import plan_budget
 from async_etl.orchestrator.plan import load_plan
 from async_etl.runtime import loop
 
@@ -84,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
         if args.overrides:
             raise ConfigError("--set: only for a job file, not a plan")
         plan = load_plan(args.file)
+        plan_budget(plan)  # a budget too small for a job: refused here as orchestrate would
         specs = {j.name: j.spec for j in plan.jobs if j.spec is not None}
         facts = loop.run(lambda: _check_all(list(specs.values())), use_uvloop=False)
         rows: dict[str, int] = {}

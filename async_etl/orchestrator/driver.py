@@ -71,6 +71,17 @@ TRANSIENT = frozenset({ErrorKind.NETWORK, ErrorKind.DB_TRANSIENT})
 STOP_POLL_S = 0.5
 
 
+def plan_budget(plan: Plan) -> tuple[ConnectionBudget, Admission]:
+    """The plan's ``[budgets]`` as limiters, and the admission of its jobs against them.
+
+    Raises ``ConfigError`` (one line) when a job needs more connections at once than a
+    database's budget allows (``admission``); ``check`` calls it too.
+    """
+    budget = LimiterBudget(plan.default_budget, plan.budgets)
+    jobs = {job.name: job for job in plan.jobs}
+    return budget, Admission(jobs, database_key, lambda u: int(budget.limiter(u).total_tokens))
+
+
 async def default_runner(
     spec: JobSpec,
     options: JobOptions,
@@ -149,13 +160,8 @@ class Orchestrator:
         height = dag.heights(self.deps)
         self.order = sorted(self.deps, key=lambda n: -height[n])
         self.breakers = Breakers(threshold=plan.breaker.threshold, cooldown=plan.breaker.cooldown)
-        self.budget: ConnectionBudget = LimiterBudget(plan.default_budget, plan.budgets)
+        self.budget, self.admission = plan_budget(plan)
         self.local = anyio.CapacityLimiter(plan.local_max)
-        self.admission = Admission(
-            {job.name: job for job in plan.jobs},
-            database_key,
-            lambda url: int(self.budget.limiter(url).total_tokens),
-        )
         self.jobs = {
             job.name: JobState(job, database_key(job.target), self.admission.needs[job.name])
             for job in plan.jobs

@@ -143,3 +143,15 @@ def test_orchestrate_dash_says_a_plan_cannot_come_from_stdin() -> None:
                           env=dict(os.environ), timeout=60)  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "orchestrate -: a plan cannot come from stdin" in done.stderr
+
+
+async def test_check_plan_refuses_a_budget_too_small_for_a_job(pg_dsn: str, tmp_path: Path) -> None:
+    """A [budgets] limit below a job's minimum: check exits 2 in one line, as orchestrate does."""
+    await load_source(pg_dsn, history(seed=7, n_keys=30, runs=1)[0])
+    write(tmp_path, "a.toml", job_toml("a", pg_dsn, "dw.a"))
+    plan = f'name = "p"\nstate = "{pg_dsn}"\n[budgets]\n"{pg_dsn}" = 1\n[[jobs]]\nfile = "a.toml"\n'
+    path = str(write(tmp_path, "plan.toml", plan))
+    for command in ("check", "orchestrate"):
+        code, out, err = await run_cli(command, path)
+        assert code == 2 and out == "", (command, out, err)
+        assert err.count("\n") == 1 and "needs at least 2 connections" in err, (command, err)
