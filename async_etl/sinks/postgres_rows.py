@@ -98,6 +98,11 @@ def _data_error(exc: PostgresError, where: str) -> bool:
     return isinstance(translate_pg(exc, where), DataError)
 
 
+_SAVEPOINT = "SAVEPOINT async_etl_part"
+_RELEASE = "RELEASE SAVEPOINT async_etl_part"
+_ROLLBACK_TO = f"ROLLBACK TO SAVEPOINT async_etl_part; {_RELEASE}"
+
+
 class PostgresRowsSink(PostgresSink):
     """A PostgreSQL table filled by a writer (binary COPY, ledger exactly-once)."""
 
@@ -301,16 +306,23 @@ class PostgresRowsSink(PostgresSink):
     async def _try_copy(self, conn: Connection, batch: EncodedBatch) -> str | None:
         """COPY ``batch`` in a savepoint: None, or the data error that refused it (rolled back).
 
-        Raises any other error (translated), which ends the enclosing transaction.
+        The savepoint is released either way, so the transaction holds one level of them
+        however many parts it tries: asyncpg's nested ``transaction()`` rolls back *to* its
+        savepoint and keeps it, each next one nests inside, and every level then holds a
+        transaction-id lock until the end (a batch of 5,000 refused rows, bisected in ~10,000
+        COPYs, ran the server out of shared memory: ``max_locks_per_transaction``).  Raises any
+        other error (translated), which ends the enclosing transaction.
         """
+        await conn.execute(_SAVEPOINT)
         try:
-            async with conn.transaction():
-                await self._copy(conn, batch)
+            await self._copy(conn, batch)
         except PostgresError as exc:
             err = translate_pg(exc, self._where)
             if not isinstance(err, DataError):
                 raise err from exc
+            await conn.execute(_ROLLBACK_TO)
             return err.message
+        await conn.execute(_RELEASE)
         return None
 
     async def _copy(self, conn: Connection, batch: EncodedBatch, before: str | None = None) -> None:

@@ -216,6 +216,20 @@ async def test_one_duplicate_in_a_large_batch_strands_no_innocent_row(
     assert [r["id"] for r in found] == sorted(kept)
 
 
+async def test_a_batch_of_rows_all_present_already_is_rejected_row_by_row(pg_dsn: str) -> None:
+    """8,000 keys written again in one batch: each refused alone, no server lock pile-up."""
+    rows = [(i, "v") for i in range(8000)]
+    cols = {"id": "bigint", "v": "text"}
+    for _ in range(2):  # the second run: every key is there (~16,000 COPYs bisecting it)
+        async with open_writer(pg_dsn, table="again", columns=cols, primary_key=["id"],
+                               batch_rows=8000, max_in_flight=1) as writer:  # fmt: skip
+            await writer.write_many(rows)
+    report = writer.report
+    assert (report.delivered, report.rejected, report.undelivered) == (0, 8000, 0), report.reasons
+    assert all("already exists" in r.reason for r in report.rejected_rows)
+    assert len(await _fetch(pg_dsn, "SELECT id FROM again")) == 8000
+
+
 async def test_an_existing_table_gives_the_columns_and_a_subset_may_be_written(
     pg_dsn: str,
 ) -> None:
