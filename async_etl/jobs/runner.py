@@ -120,7 +120,7 @@ if TYPE_CHECKING:
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["UPDATE_EVERY", "check_budget", "run_job"]
+__all__ = ["UPDATE_EVERY", "job_minimum", "run_job"]
 
 log = structlog.get_logger(__name__)
 
@@ -143,13 +143,12 @@ async def run_job(
 
     ``executor`` runs the chunk attempts elsewhere (``jobs.ray_chunks.RayChunks``: in Ray
     actors); the caller closes it.  Raises ``ConfigError`` only for problems found before
-    anything is written (bad spec, a ``budget`` too small for the job (``check_budget``),
+    anything is written (bad spec, a ``budget`` too small for the job (``job_minimum``),
     unknown columns, unreachable database, an as-of before the target's history); every
     failure after that is reported in the returned ``JobResult`` (status FAILED).
     """
     options = options.with_job_retry(spec.retry)
     budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
-    check_budget(spec, budget, apart=executor is not None)
     source = make_source(spec)
     target = make_target(spec)
     job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
@@ -184,26 +183,18 @@ def preflight_keys(
     return [(target, app, holder), (source, app, holder)]
 
 
-def check_budget(spec: JobSpec, budget: ConnectionBudget, *, apart: bool = False) -> None:
-    """Raise ``ConfigError`` when a database's limit in ``budget`` is below ``spec``'s minimum.
-
-    The minimum (``core.job_budget``, which orchestrator admission reserves too) is the
-    connections the run holds at once there; below it the run would wait for ever for a token
-    its own state connection holds.  One line, naming the database (credentials dropped), its
-    limit, the minimum and why.  ``apart``: chunks run by an executor that holds a source and a
-    target token even in one database.  Connects to nothing.
-    """
-    need, refuse = job_minimum(spec, apart=apart)
-    for url, n in need.items():
-        limit = int(budget.limiter(url).total_tokens)
-        if limit < n:
-            raise ConfigError(refuse(database_key(url), limit))
-
-
 def job_minimum(
     spec: JobSpec, *, apart: bool = False
 ) -> tuple[dict[str, int], Callable[[str, int], str]]:
-    """``spec``'s minimum (URL -> connections, ``core.job_budget``) and its refusal line."""
+    """``spec``'s minimum (URL -> connections, ``core.job_budget``) and its refusal line.
+
+    The minimum (which orchestrator admission reserves too) is the connections the run holds
+    at once on a database; below it the run would wait for ever for a token its own state
+    connection holds, so ``jobs.grant.reserved`` refuses it with ``refuse(database key,
+    limit)``: one line naming the database (credentials dropped), its limit, the minimum and
+    why.  ``apart``: chunks run by an executor that holds a source and a target token even in
+    one database.  Connects to nothing.
+    """
     urls = {database_key(u): u for u in (spec.state.url, spec.source.url, spec.target.url)}
     needs = needed_connections(
         spec.state.url, spec.source.url, spec.target.url, database_key, apart=apart
