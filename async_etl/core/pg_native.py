@@ -33,19 +33,34 @@ against ~70 ns for the conversion here plus ~130 ns for the ``timestamp`` encode
 reference's own, added to the naive epoch; the ``timestamp`` encoder subtracts that epoch
 again, so the microseconds sent are the reference's.  ``plain`` keeps such a column's values
 strictly between the first and the last instant, so none meets the encoder's infinity.
+
+The writer's intake asks through a ``ColumnPlan`` (decided once from the table's columns): it
+answers ``plain`` and the rows' size estimate (``core.batching.column_total``) in one look a
+column at a time, and spares a column its list and its type count when one pass over the rows
+proves the column plain.  A text column (``text``, ``varchar``, ``bpchar``) is joined, which is
+what its size and its NUL check need anyway: the join raises ``TypeError`` unless every value
+is a ``str``.  A column whose check is its values' exact type (``bool``, the integers,
+``float8``, ``uuid``) is one ``countOf`` of that type over the rows' values, which proves no
+NULL and nothing else either.  A probe that fails, and every other column (``float4``,
+``date``, ``timestamptz``: their checks need the values), takes the column's list, its types
+and the per-column check of ``plain_columns``, as before.  The answer is ``plain_columns``'s
+but for one thing: a text column of ``str`` subclasses (an enum's values) is plain, where the
+type check refused it; asyncpg sends such a value's own characters (``PyUnicode_AsUTF8``),
+and so does the reference (``str.encode``) unless the subclass overrides ``encode``.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 from itertools import repeat
 from typing import Any, Final
 from uuid import UUID
 
-from async_etl.core.batching import Columns
+from async_etl.core.batching import ROW_OVERHEAD, Columns, column_bytes, kinds_of
 from async_etl.core.row_codecs import PgColumn, bounded
 
 _NONE = type(None)
@@ -148,20 +163,87 @@ def plain_columns(columns: Sequence[PgColumn], values: Columns) -> bool:
         return True
     texts = values.texts or (None,) * len(columns)
     for col, column, found, text in zip(columns, values.values, values.kinds, texts, strict=True):
-        if text is not None and col.typname in _TEXT:  # joined already: its NUL check alone
-            if "\x00" in text:
-                return False
-            continue
-        kinds = set(found)
-        checked: Sequence[Any] = column
-        if _NONE in kinds:
-            if not col.nullable:
-                return False  # the reference refuses the row with its reason
-            kinds.discard(_NONE)
-            checked = tuple(filter(_not_none, column))
-        if not _CHECKS[col.typname](kinds, checked):
+        if not _plain_column(col, column, found, text):
             return False
     return True
+
+
+def _plain_column(
+    col: PgColumn, column: Sequence[Any], found: frozenset[type], text: str | None = None
+) -> bool:
+    """``plain_columns``'s check of one column: its values, their types, their join or None."""
+    if text is not None and col.typname in _TEXT:  # joined already: its NUL check alone
+        return "\x00" not in text
+    kinds = set(found)
+    checked: Sequence[Any] = column
+    if _NONE in kinds:
+        if not col.nullable:
+            return False  # the reference refuses the row with its reason
+        kinds.discard(_NONE)
+        checked = tuple(filter(_not_none, column))
+    return _CHECKS[col.typname](kinds, checked)
+
+
+_ONE_TYPE: Final[dict[str, type]] = {
+    "bool": bool, "int2": int, "int4": int, "int8": int, "float8": float, "uuid": UUID,
+    **dict.fromkeys(_TEXT, str),
+}  # fmt: skip
+"""The column types whose probe is one pass (see the module docstring): a join for ``str``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """How the intake looks at each column of a PostgreSQL table (see the module docstring).
+
+    ``columns``: the table's columns in row order; ``probes``: each column's one-pass probe
+    (the one type its values must have; None: none); ``native``: ``native_table(columns)``.
+    """
+
+    columns: tuple[PgColumn, ...]
+    probes: tuple[type | None, ...]
+    native: bool
+
+    @classmethod
+    def of(cls, columns: Sequence[PgColumn]) -> ColumnPlan:
+        """The plan for these columns (any types; ``look`` is never plain unless native)."""
+        cols = tuple(columns)
+        return cls(cols, tuple(_ONE_TYPE.get(c.typname) for c in cols), native_table(cols))
+
+    def look(self, rows: Sequence[tuple[Any, ...]], check: bool = True) -> tuple[bool, int]:
+        """``(plain, size)`` of ``rows``: tuples (or lists) of ``len(columns)`` values.
+
+        ``plain``: ``plain_columns``'s answer (but see the module docstring on ``str``
+        subclasses); always False when not ``check`` or not ``native``.  ``size``:
+        ``column_total`` of the rows (a ``str`` subclass sized by its characters).
+        """
+        plain = check and self.native
+        if not rows:
+            return plain, 0
+        count = len(rows)
+        total = ROW_OVERHEAD * count
+        for i, (col, probe) in enumerate(zip(self.columns, self.probes, strict=True)):
+            pick = operator.itemgetter(i)
+            if probe is str:
+                try:  # every value a str: its size and its NUL check need this join alone
+                    text = "".join(map(pick, rows))
+                except TypeError:
+                    pass
+                else:
+                    total += len(text) + 4 * count
+                    plain = plain and "\x00" not in text
+                    continue
+            elif probe is not None and operator.countOf(map(type, map(pick, rows)), probe) == count:
+                total += 8 * count  # all of the one type the check takes (so no NULL)
+                continue
+            column = list(map(pick, rows))
+            kinds = kinds_of(column)
+            total += column_bytes(column, kinds)
+            plain = plain and _plain_column(col, column, kinds)
+        return plain, total
+
+    def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """``look``'s ``plain`` for ``rows``: asyncpg stores every value as the reference does."""
+        return self.look(rows)[0]
 
 
 SLICE_VALUES: Final = 16_384

@@ -33,7 +33,6 @@ import anyio
 import anyio.lowlevel
 
 from async_etl.core import pg_native, sink_rules
-from async_etl.core.batching import Columns, column_total
 from async_etl.core.crate_protocol import BulkVerdict
 from async_etl.core.crate_resolve import Resolution
 from async_etl.core.pg_copy import copy_payload, copy_rows
@@ -115,6 +114,7 @@ class PostgresRowsSink(PostgresSink):
         self._pg_columns: tuple[PgColumn, ...] = ()
         self._fast = pg_row_encoder(())
         self.native = False  # every column's type can go through asyncpg's encoders
+        self._plan = pg_native.ColumnPlan.of(())  # how the intake looks at the columns
         self._cast: tuple[str | None, ...] = ()  # pg_native.encode_as of the columns
         self._encoding = anyio.CapacityLimiter(1)  # re-encoding a batch the driver refused
 
@@ -159,6 +159,7 @@ class PostgresRowsSink(PostgresSink):
         self._pg_columns = cols
         self._fast = pg_row_encoder(cols)
         self.native = pg_native.native_table(cols)
+        self._plan = pg_native.ColumnPlan.of(cols)
         self._cast = pg_native.encode_as(cols)
         self._columns = names
         return names
@@ -207,16 +208,15 @@ class PostgresRowsSink(PostgresSink):
 
     def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
         """True when asyncpg may encode ``rows`` (a slice of a batch) as they are."""
-        return self.native and pg_native.plain(self._pg_columns, rows)
+        return self._plan.plain(rows)
 
     def look(self, rows: Sequence[tuple[Any, ...]], check: bool) -> tuple[bool, int]:
         """``plain`` (only when ``check``; else False) and the size estimate of the intake's rows.
 
-        ``rows``: tuples as wide as the columns, seen by column once for both.
+        ``rows``: tuples as wide as the columns, each column seen once for both
+        (``pg_native.ColumnPlan.look``: one pass where that proves it plain).
         """
-        values = Columns.of(rows, len(self._pg_columns))
-        plain = check and self.native and pg_native.plain_columns(self._pg_columns, values)
-        return plain, column_total(values)
+        return self._plan.look(rows, check)
 
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """COPY one batch with its ledger row, in one transaction (see ``PostgresSink``).

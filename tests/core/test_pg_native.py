@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from async_etl.core.batching import Columns
+from async_etl.core.batching import Columns, column_total, row_size
 from async_etl.core.pg_native import (
     NATIVE,
+    ColumnPlan,
     encode_as,
     naive_utc,
     native_table,
@@ -191,3 +193,121 @@ def test_only_timestamptz_columns_are_sent_through_another_encoder() -> None:
     rows = [(1, AT, "x"), (2, None, None)]
     assert list(wire_rows(rows, cast)) == [(1, datetime(2024, 1, 1), "x"), (2, None, None)]
     assert wire_rows(rows, ()) is rows
+
+
+class _Name(str):
+    """A ``str`` subclass, as a host's own string type."""
+
+
+class _Colour(enum.StrEnum):
+    RED = "red"
+    NUL = "n\x00l"
+
+
+_TEXTS = [st.text(max_size=4), st.text(max_size=4).map(_Name), st.sampled_from(_Colour)]
+_GOOD: dict[str, list[st.SearchStrategy[Any]]] = {
+    "bool": [st.booleans()],
+    "int2": [st.integers(min_value=-(2**15), max_value=2**15 - 1)],
+    "int4": [st.integers(min_value=-(2**31), max_value=2**31 - 1)],
+    "int8": [st.integers(min_value=-(2**63), max_value=2**63 - 1)],
+    "float4": [st.floats(width=32)],
+    "float8": [st.floats()],
+    **{name: [*_TEXTS, st.one_of(_TEXTS)] for name in ("text", "varchar", "bpchar", "jsonb")},
+    "timestamptz": [st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=3))]))],
+    "date": [st.dates()],
+    "uuid": [st.uuids()],
+    "numeric": [st.decimals(allow_nan=False, places=2)],
+}
+"""Per column type, what a host usually sends there (a column of one such kind is plain)."""
+_NEAR: dict[str, list[Any]] = {
+    **{name: [True, 1.0, 2**63, -(2**63) - 1, Decimal(1)] for name in ("int2", "int4", "int8")},
+    "bool": [1, 0],
+    "float8": [1, 2**53 + 1, Decimal("0.1"), True],
+    "float4": [1e-45, 5e-324, 1, True],
+    **{name: ["\x00", "a\x00b", _Name("\x00"), _Colour.NUL, 5, b"x"]
+       for name in ("text", "varchar", "bpchar", "jsonb")},
+    "timestamptz": [AT.replace(tzinfo=None), date(2024, 1, 1), datetime(1, 1, 1, tzinfo=UTC),
+                    datetime.max.replace(tzinfo=UTC)],
+    "date": [date.min, date.max, AT],
+    "uuid": [str(uuid.UUID(int=1)), uuid.UUID(int=1).bytes],
+    "numeric": [1.5, True],
+}  # fmt: skip
+"""Per column type, values its full check refuses though a probe might not (and NULL)."""
+_ANY = st.one_of(
+    st.booleans(), st.integers(min_value=-(2**64), max_value=2**64), st.floats(),
+    st.binary(max_size=3), st.datetimes(), *[s for kinds in _GOOD.values() for s in kinds],
+)  # fmt: skip
+
+
+def _column(data: st.DataObject, col: PgColumn, count: int, misfits: int = 0) -> list[Any]:
+    """``count`` values a host usually sends to ``col`` (NULLs if it takes them), and misfits."""
+    good = data.draw(st.sampled_from(_GOOD[col.typname]))
+    if col.nullable and data.draw(st.booleans()):
+        good = st.one_of(good, st.none())
+    values = data.draw(st.lists(good, min_size=count, max_size=count))
+    misfit = st.one_of(st.sampled_from([None, *_NEAR[col.typname]]), _ANY)
+    for _ in range(misfits if count else 0):
+        values[data.draw(st.integers(0, count - 1))] = data.draw(misfit)
+    return values
+
+
+def _as_str(row: tuple[Any, ...], cols: list[PgColumn]) -> tuple[Any, ...]:
+    """``row`` with each ``str`` (subclass) value of a text column as a plain ``str``."""
+    text = ("text", "varchar", "bpchar")
+    return tuple(
+        str.__str__(v) if isinstance(v, str) and c.typname in text else v
+        for v, c in zip(row, cols, strict=True)
+    )
+
+
+_COLUMN = st.builds(
+    PgColumn, st.just("c"), st.sampled_from(sorted(_GOOD)), st.booleans(),
+    st.sampled_from([-1, -1, -1, 3]),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("typname", sorted(_GOOD))
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), count=st.integers(min_value=0, max_value=25))
+def test_the_column_plan_answers_as_the_full_check_and_sizes_as_row_size(
+    typname: str, data: st.DataObject, count: int
+) -> None:
+    """``look`` is plain where the full check is, and beyond it for ``str`` subclasses alone."""
+    # the column of ``typname`` (with misfits or not) among others of usual values
+    tested = PgColumn("t", typname, data.draw(st.booleans()), data.draw(st.sampled_from([-1, 3])))
+    cols = data.draw(st.lists(_COLUMN, max_size=2))
+    at = data.draw(st.integers(0, len(cols)))
+    cols.insert(at, tested)
+    misfits = data.draw(st.sampled_from([0, 1, 1, 2]))
+    columns = [_column(data, c, count, misfits if i == at else 0) for i, c in enumerate(cols)]
+    rows = list(zip(*columns, strict=True))
+    width = len(cols)
+    plan = ColumnPlan.of(cols)
+    plain_now, size = plan.look(rows)
+    full = native_table(cols) and plain_columns(cols, Columns.of(rows, width))
+    assert size == column_total(Columns.of(rows, width)) == sum(map(row_size, rows))
+    assert plan.look(rows, check=False) == (False, size)
+    assert plan.plain(rows) == plain_now
+    if full:
+        assert plain_now  # never stricter
+    if plain_now and not full:  # looser only where the reference stores the same characters
+        exact = [_as_str(r, cols) for r in rows]
+        assert plain_columns(cols, Columns.of(exact, width))
+        for row, same in zip(rows, exact, strict=True):
+            for col, v, w in zip(cols, row, same, strict=True):
+                if v is not w:  # a str subclass: the reference sends its characters
+                    assert PG_TYPES[col.typname](v) == PG_TYPES[col.typname](w)
+
+
+def test_the_plan_takes_str_subclasses_and_refuses_what_the_full_check_refuses() -> None:
+    """An enum's values in a text column are plain; a bool, a NUL, a NULL where none: not."""
+    cols = [PgColumn("a", "int8", False), PgColumn("b", "text"), PgColumn("c", "float8")]
+    plan = ColumnPlan.of(cols)
+    assert plan.plain([(1, _Colour.RED, 0.5), (2, _Name("x"), 1.5)])
+    assert not plain(cols, [(1, _Colour.RED, 0.5)])
+    for bad in [(True, "x", 0.5), (1, _Colour.NUL, 0.5), (None, "x", 0.5), (1, "x", 1),
+                (1, b"x", 0.5), (1, "x", None)]:  # fmt: skip
+        rows = [(1, "x", 0.5), bad]
+        assert plan.plain(rows) == plain(cols, rows) == (bad == (1, "x", None)), bad
+    assert plan.look([], check=True) == (True, 0)
+    assert ColumnPlan.of([PgColumn("n", "numeric")]).look([(1,)]) == (False, 16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import uuid
 from collections.abc import Iterator
@@ -152,6 +153,34 @@ async def test_a_value_asyncpg_refuses_is_rejected_and_the_batch_lands_once(
     assert (got[0]["n"], got[0]["d"]) == (49, 49)
     ledger = await _fetch(pg_dsn, "SELECT start_id, rows FROM async_etl_bench_ledger")
     assert [tuple(r) for r in ledger] == [(1, 49)]
+
+
+class _Mood(enum.StrEnum):
+    GLAD = "glad ✓"
+    SAD = "sad"
+
+
+async def test_an_enums_str_values_go_through_asyncpg_and_misfits_are_refused(
+    pg_dsn: str, sent_as: list[str]
+) -> None:
+    """A text column of StrEnum members is COPYed as records; a bool, a NUL or a NULL is not."""
+    cols = {"id": "bigint", "mood": "text", "x": "float8"}
+    good = [(i, [_Mood.GLAD, _Mood.SAD][i % 2], i / 3) for i in range(300)]
+    bad = [(300, "ok", 0.5), (True, "a bool id", 0.5), (302, "nul\x00", 0.5), (None, "x", 0.5),
+           (304, "int x", 1), (305, None, None)]  # fmt: skip
+    async with open_writer(
+        pg_dsn, table="m", columns=cols, primary_key=["id"], batch_rows=300, linger_ms=60_000
+    ) as writer:
+        await writer.write_many(good)
+        await writer.write_many(bad)
+    report = writer.report
+    assert (report.delivered, report.rejected) == (303, 3), report.reasons
+    assert [r.row[0] for r in report.rejected_rows] == [True, 302, None]
+    assert sent_as == ["records", "payload"]
+    got = await _fetch(pg_dsn, "SELECT id, mood, x FROM m ORDER BY id")
+    rest = [(300, "ok", 0.5), (304, "int x", 1.0), (305, None, None)]
+    assert [tuple(r) for r in got] == [(i, str(m), x) for i, m, x in good] + rest
+    assert all(type(r["mood"]) is str for r in got[:300])
 
 
 async def test_wide_batches_are_encoded_in_slices_and_land_whole(
