@@ -31,13 +31,15 @@ import structlog
 
 from async_etl.core import state_sql
 from async_etl.core.chunks import Chunk
+from async_etl.core.scd_sql_common import quote
 from async_etl.errors import CheckpointError
 from async_etl.jobs.context import COUNTERS, ChunkResult, JobContext, Reject
 
-__all__ = ["LEDGER_DDL_LOCK", "Landed", "checkpoint_in", "ensure_ledger"]
+__all__ = ["LEDGER_DDL_LOCK", "Landed", "checkpoint_in", "ensure_ledger", "in_schema_of"]
 
 log = structlog.get_logger(__name__)
 
+_LEDGER = "async_etl_landed"
 LEDGER_DDL_LOCK = 0x6A57_0E73  # arbitrary, constant: serialises creating the targets' ledgers
 
 
@@ -107,11 +109,22 @@ async def checkpoint_in(
         )
 
 
-async def ensure_ledger(conn: Any) -> None:
-    """Create the target's chunk ledger if missing (two jobs at once: one after the other)."""
+def in_schema_of(table: str, text: str) -> str:
+    """``text`` with the ledger ``async_etl_landed`` in the schema of the target ``table``.
+
+    The job may create tables there (it creates its target there); ``public`` it may not
+    (PostgreSQL 15 and later grant CREATE on it to its owner only).  An unqualified ``table``
+    keeps the ledger unqualified: the search path's first schema, where the target goes too.
+    """
+    schema, dot, _ = table.rpartition(".")
+    return text.replace(_LEDGER, f"{quote(schema)}.{_LEDGER}") if dot else text
+
+
+async def ensure_ledger(conn: Any, table: str) -> None:
+    """Create the chunk ledger beside ``table`` if missing (two jobs at once: one at a time)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_DDL_LOCK)
-        await conn.execute(state_sql.LANDED_DDL.text)
+        await conn.execute(in_schema_of(table, state_sql.LANDED_DDL.text))
 
 
 async def _land_in(
@@ -130,9 +143,11 @@ async def _land_in(
     state store with the checkpoint), and ``CheckpointError`` when that row holds other bounds.
     """
     args = (ctx.run_id, chunk.index, bounds, rows, counts, ctx.loader)
-    if await conn.execute(state_sql.LAND_CHUNK.text, *args) != "INSERT 0 0":
+    table = ctx.spec.target.table
+    if await conn.execute(in_schema_of(table, state_sql.LAND_CHUNK.text), *args) != "INSERT 0 0":
         return
-    found = await conn.fetchrow(state_sql.LANDED_OF.text, ctx.run_id, chunk.index)
+    found = await conn.fetchrow(in_schema_of(table, state_sql.LANDED_OF.text), ctx.run_id,
+                                chunk.index)  # fmt: skip
     own = None
     if found is not None:  # whichever loader: the rows are there once
         own = state_sql.landed_before((*tuple(found)[:3], ctx.loader), bounds, ctx.loader)

@@ -258,7 +258,7 @@ class PgTarget:
             for st in ddl:
                 await conn.execute(st.text)
             if not ctx.same_database(ctx.state_url, self.url):  # chunks land with a ledger row
-                await ensure_ledger(conn)
+                await ensure_ledger(conn, ctx.spec.target.table)
             st = pg.KEY_COLLATIONS_SQL
             keys = list(ctx.spec.source.key)
             rows = await conn.fetch(

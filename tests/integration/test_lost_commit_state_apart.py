@@ -4,6 +4,7 @@ database (real PostgreSQL through ``PgProxy``): the retry finds the chunk done, 
 from __future__ import annotations
 
 import functools
+import uuid
 
 import pytest
 
@@ -74,5 +75,31 @@ async def test_a_lost_commit_reply_with_the_state_elsewhere_loads_the_chunk_once
         cols = cols_of(1 if case == "refresh" else 2)
         want = norm(reference(states, cols), cols)
         assert norm(await table_rows(target, "dw.t"), cols) == want
-        landed = "SELECT count(*) FROM async_etl_landed"
+        landed = "SELECT count(*) FROM dw.async_etl_landed"  # beside the target
         assert await fetchval(target, landed) == result.chunks_total
+
+
+async def test_the_ledger_goes_beside_the_target_where_the_job_may_create(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """A target role that may create in the target's schema only (not in public): it succeeds."""
+    states = history(seed=8, n_keys=120, runs=1)
+    await load_source(pg_dsn, states[0])
+    role = f"aetl_ledger_{uuid.uuid4().hex[:8]}"
+    try:
+        async with fresh_database(pg_server_dsn) as target:
+            db = target.rsplit("/", 1)[1]
+            for sql in (f'CREATE ROLE "{role}" LOGIN', "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                        f'GRANT CREATE, TEMPORARY ON DATABASE "{db}" TO "{role}"',
+                        f'CREATE SCHEMA dw AUTHORIZATION "{role}"'):  # fmt: skip
+                await fetchval(target, sql)
+            as_role = target.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+            assert as_role != target
+            spec = spec_of(apart("scd2", pg_dsn, as_role))
+            result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+            assert result.status == "SUCCEEDED", result.error
+            assert result.inserted == len(states[0])
+            landed = "SELECT count(*) FROM dw.async_etl_landed"
+            assert await fetchval(target, landed) == result.chunks_total
+    finally:
+        await fetchval(pg_server_dsn, f'DROP ROLE IF EXISTS "{role}"')
