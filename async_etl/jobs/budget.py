@@ -12,6 +12,8 @@ one limiter twice, e.g. a source and a target connection to the same database).
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +23,7 @@ import anyio
 from async_etl.core.urls import dialect_of
 from async_etl.errors import StopRequested
 
-__all__ = ["LimiterBudget", "database_key", "hold"]
+__all__ = ["LimiterBudget", "database_key", "hold", "token_limit"]
 
 
 def database_key(url: str) -> str:
@@ -52,6 +54,16 @@ def database_key(url: str) -> str:
         if not database:
             database = (given.get("dbname") or given.get("database") or "").lower()
     return f"{dialect}://{host}:{port or default}/{database}"
+
+
+def token_limit(limiter: anyio.CapacityLimiter) -> int:
+    """``limiter``'s limit as a whole number of connections: ``sys.maxsize`` for ``math.inf``.
+
+    anyio takes ``math.inf`` as "no limit", and a host may lift a budget so at run time; the
+    arithmetic on limits (minimums, shares, the shelf's size) is done in ints.  Raises nothing.
+    """
+    total = limiter.total_tokens
+    return sys.maxsize if math.isinf(total) else int(total)
 
 
 class LimiterBudget:

@@ -44,7 +44,7 @@ import structlog
 
 from async_etl.errors import ConfigError, StopRequested
 from async_etl.jobs.api import ConnectionBudget
-from async_etl.jobs.budget import database_key
+from async_etl.jobs.budget import database_key, token_limit
 
 __all__ = ["RECHECK_S", "Grant", "reserved"]
 
@@ -201,7 +201,7 @@ async def reserved(
     grant = Grant()
     for key, (url, n) in wants.items():
         limiter = budget.limiter(url)
-        limit = int(limiter.total_tokens)
+        limit = token_limit(limiter)
         if limit < n:
             raise ConfigError(
                 refuse(key, limit)

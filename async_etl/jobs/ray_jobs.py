@@ -53,7 +53,7 @@ import structlog
 from async_etl.core.job_budget import needed_connections
 from async_etl.errors import AsyncEtlError, ErrorKind, LoadError, StopRequested
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
-from async_etl.jobs.budget import LimiterBudget, database_key
+from async_etl.jobs.budget import LimiterBudget, database_key, token_limit
 from async_etl.jobs.grant import reserved
 from async_etl.jobs.spec import JobSpec
 
@@ -322,7 +322,7 @@ async def _granted(
         taken = dict(need)
         for url in sorted(want):
             limiter = budget.limiter(url)
-            most = min(want[url], max(need[url], int(limiter.total_tokens) // jobs_at_once))
+            most = min(want[url], max(need[url], token_limit(limiter) // jobs_at_once))
             while taken[url] < most and limiter.available_tokens >= 1:
                 borrower = object()  # one token per borrower, as ``hold`` does
                 limiter.acquire_on_behalf_of_nowait(borrower)

@@ -87,7 +87,7 @@ from async_etl.errors import (
     unusable,
 )
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
-from async_etl.jobs.budget import LimiterBudget, database_key
+from async_etl.jobs.budget import LimiterBudget, database_key, token_limit
 from async_etl.jobs.context import (
     COUNTERS,
     BudgetHolder,
@@ -485,7 +485,7 @@ class _JobRun(RunTally):
     async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
         todo = remaining(plan.plan, plan.committed)
         limiter = anyio.CapacityLimiter(plan.workers)
-        self.shelf = Shelf(lambda: int(limiter.total_tokens))
+        self.shelf = Shelf(lambda: token_limit(limiter))
         try:
             await self._dispatch(ctx, store, todo, limiter, plan.workers)
         except BaseException:

@@ -49,7 +49,7 @@ from async_etl.core.degrade import Degradation
 from async_etl.core.scheduling import Claim, Done, Limits, Phase, Release, Settled, Start, Wait
 from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
-from async_etl.jobs.budget import LimiterBudget, database_key
+from async_etl.jobs.budget import LimiterBudget, database_key, token_limit
 from async_etl.jobs.spec import JobSpec
 from async_etl.orchestrator.admission import Admission
 from async_etl.orchestrator.breaker import Breakers, Outcome, Ticket, Transition
@@ -79,7 +79,7 @@ def plan_budget(plan: Plan) -> tuple[ConnectionBudget, Admission]:
     """
     budget = LimiterBudget(plan.default_budget, plan.budgets)
     jobs = {job.name: job for job in plan.jobs}
-    return budget, Admission(jobs, database_key, lambda u: int(budget.limiter(u).total_tokens))
+    return budget, Admission(jobs, database_key, lambda u: token_limit(budget.limiter(u)))
 
 
 async def default_runner(
@@ -481,7 +481,7 @@ class Orchestrator:
         found = self.degradations.get(db)
         if found is None:
             floor = max((need.get(db, 0) for need in self.admission.needs.values()), default=1)
-            base = int(limiter.total_tokens)
+            base = token_limit(limiter)
             found = self.degradations[db] = Degradation(db, base, max(1, min(floor, base)))
         if outcome == "transient":  # never below what the other running jobs reserved there
             held = self.admission.reserved(db, without=state.job.name)

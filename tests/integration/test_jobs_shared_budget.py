@@ -5,6 +5,7 @@ waited for; a budget that can never fit a job's minimum is refused in one line."
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,17 @@ async def test_an_orchestrated_plan_of_two_crossing_jobs_shares_a_budget_of_thre
         want = norm(reference(states, cols_of(2)), cols_of(2))
         assert norm(await table_rows(other, "dw.a"), cols_of(2)) == want
         assert norm(await table_rows(pg_dsn, "dw.b"), cols_of(2)) == want
+
+
+async def test_a_budget_lifted_to_unlimited_at_run_time_still_runs_the_job(pg_dsn: str) -> None:
+    """A limit set to math.inf (anyio's "no limit") before the run: the job runs, rows exact."""
+    states = history(seed=42, n_keys=120, runs=1)
+    await load_source(pg_dsn, states[0])
+    budget = LimiterBudget(3)
+    budget.limiter(pg_dsn).total_tokens = math.inf
+    spec = spec_of(job_toml("unlimited", pg_dsn, "dw.u", kind=2, workers=4, chunk_size=15))
+    with anyio.fail_after(GUARD_S):
+        result = await run_job(spec, options=JobOptions(as_of=at(0)), budget=budget)
+    assert result.status == "SUCCEEDED", result.error
+    want = norm(reference(states, cols_of(2)), cols_of(2))
+    assert norm(await table_rows(pg_dsn, "dw.u"), cols_of(2)) == want
