@@ -151,6 +151,16 @@ LANDED_OF = Sql(
 )
 """A landed chunk's ledger row, shaped as ``CHECKPOINT_OF``'s (bounds, rows, counts, loader)."""
 
+FORGET_LANDED = Sql(
+    "DELETE FROM async_etl_landed WHERE run_id = ANY($1::text[])",
+    ("run_ids",),
+)
+"""Delete the ledger rows of finished runs: only once the state store records the run
+SUCCEEDED (every chunk's checkpoint is there then, and no later load of them can happen)."""
+
+JOB_RUN_IDS = Sql("SELECT run_id FROM async_etl_runs WHERE job = $1", ("job",))
+"""Every run id of a job in the state store (whose ledger rows a SUCCEEDED run deletes)."""
+
 COUNTED = ("inserted", "updated", "expired", "deleted", "rejected")
 """The change counters a checkpoint records (the keys of ``chunk_counts``)."""
 

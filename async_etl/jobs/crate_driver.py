@@ -166,6 +166,13 @@ class CrateTarget:
     async def after_load(self, ctx: JobContext) -> None:
         """Nothing to do after the load (CrateDB has no sequences to move)."""
 
+    def keeps_landed(self, ctx: JobContext) -> bool:
+        """False: no chunk ledger here."""
+        return False
+
+    async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
+        """Nothing kept: nothing to forget."""
+
     async def swap(self, ctx: JobContext) -> None:
         """Full refresh: ``ALTER CLUSTER SWAP TABLE`` the new table in (target made first).
 

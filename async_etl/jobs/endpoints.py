@@ -10,6 +10,7 @@ aiohttp alone adds about 0.1 s and 20 MB to the start of every PostgreSQL-only j
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -92,6 +93,17 @@ class Target(Protocol):
 
         PostgreSQL moves identity and serial sequences past the loaded values; the others do
         nothing.  Safe to repeat.
+        """
+        ...
+
+    def keeps_landed(self, ctx: JobContext) -> bool:
+        """Whether this target keeps a chunk ledger for the run (``forget_landed`` has work)."""
+        ...
+
+    async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
+        """Delete the chunk-ledger rows of ``run_ids`` (runs recorded finished); safe to repeat.
+
+        Called only once the state store records the run SUCCEEDED.
         """
         ...
 

@@ -185,6 +185,13 @@ class OracleTarget:
     async def after_load(self, ctx: JobContext) -> None:
         """Nothing to do after the load (an Oracle identity column is not moved: see the README)."""
 
+    def keeps_landed(self, ctx: JobContext) -> bool:
+        """False: no chunk ledger here."""
+        return False
+
+    async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
+        """Nothing kept: nothing to forget."""
+
     async def swap(self, ctx: JobContext) -> None:
         """Full refresh: rename the old table away, the new one in, drop the old.
 

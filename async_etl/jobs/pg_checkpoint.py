@@ -19,11 +19,16 @@ When the run state is in another database, the target keeps a ledger instead
 transaction inserts its row there, and a load that finds the row (a lost COMMIT reply, or a
 process that died before its state store recorded the checkpoint) rolls back, answered from
 the row; the runner then records the checkpoint in the state store.  Any loader of the run
-counts: the rows are in the target once, whoever put them there.
+counts: the rows are in the target once, whoever put them there.  Once the state store
+records the run SUCCEEDED, the runner deletes the rows of the job's runs (``forget_landed``):
+every chunk's checkpoint is in the state store then, and no run resumes those runs, so no
+load asks for them again (a run that failed, stopped or was killed keeps its rows for its
+resumption).  The job's lock is held meanwhile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -35,7 +40,14 @@ from async_etl.core.scd_sql_common import quote
 from async_etl.errors import CheckpointError
 from async_etl.jobs.context import COUNTERS, ChunkResult, JobContext, Reject
 
-__all__ = ["LEDGER_DDL_LOCK", "Landed", "checkpoint_in", "ensure_ledger", "in_schema_of"]
+__all__ = [
+    "LEDGER_DDL_LOCK",
+    "Landed",
+    "checkpoint_in",
+    "ensure_ledger",
+    "forget_landed",
+    "in_schema_of",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +137,11 @@ async def ensure_ledger(conn: Any, table: str) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_DDL_LOCK)
         await conn.execute(in_schema_of(table, state_sql.LANDED_DDL.text))
+
+
+async def forget_landed(conn: Any, table: str, run_ids: Sequence[str]) -> None:
+    """Delete the ledger rows beside ``table`` of ``run_ids``: runs no load asks for again."""
+    await conn.execute(in_schema_of(table, state_sql.FORGET_LANDED.text), list(run_ids))
 
 
 async def _land_in(

@@ -108,7 +108,7 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in, ensure_ledger
+from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in, ensure_ledger, forget_landed
 from async_etl.jobs.pg_pipe import bound, pipe, run_all
 from async_etl.jobs.pg_tables import (
     drop_repeat,
@@ -257,7 +257,7 @@ class PgTarget:
                 await drop_repeat(conn, self.table, ctx.cols, indexes)
             for st in ddl:
                 await conn.execute(st.text)
-            if not ctx.same_database(ctx.state_url, self.url):  # chunks land with a ledger row
+            if self.keeps_landed(ctx):  # chunks land with a ledger row
                 await ensure_ledger(conn, ctx.spec.target.table)
             st = pg.KEY_COLLATIONS_SQL
             keys = list(ctx.spec.source.key)
@@ -335,6 +335,15 @@ class PgTarget:
                 moved = await conn.fetchval(st.text, sequence)
                 if moved is not None:
                     log.info("sequence_advanced", column=column, sequence=sequence, to=moved)
+
+    def keeps_landed(self, ctx: JobContext) -> bool:
+        """True when the run state is in another database: chunks land with a ledger row."""
+        return not ctx.same_database(ctx.state_url, self.url)
+
+    async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
+        """Delete the ledger rows of ``run_ids`` (``pg_checkpoint.forget_landed``)."""
+        async with self.connection(ctx.hold, ctx.app) as conn:
+            await forget_landed(conn, ctx.spec.target.table, run_ids)
 
     async def _holds_as_of(self, conn: Any, ctx: JobContext) -> bool:
         """Whether the new table carries this run's as-of default (the swap then drops it).

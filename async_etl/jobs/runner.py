@@ -42,7 +42,12 @@ Theory of operation
 8. once chunks are committed (and a full refresh is swapped in), ``Target.after_load`` moves
    a PostgreSQL target's identity / serial sequences past the loaded values
    (``core.sequences_pg``, retried); a failure is a ``sequences_not_advanced`` warning, the
-   rows and the run's status stand.
+   rows and the run's status stand;
+9. once the state store records the run SUCCEEDED, a target that keeps a chunk ledger
+   (PostgreSQL with the state elsewhere: ``pg_checkpoint``) deletes the rows of the job's
+   runs there (``Target.forget_landed``): every chunk's checkpoint is in the state store then
+   and none of those runs is resumed, so no load can need them again.  A run that did not
+   succeed keeps its rows for the run that resumes it; the job's lock is held throughout.
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
@@ -408,14 +413,30 @@ class _JobRun(RunTally):
                 keep_from(self.shelf, self.spec.target.url, self.holder, ctx.app)
                 self._close_shelf()
             await self._after_chunks(ctx, plan)
-        if self.failure is not None:
-            status: RunStatus = "FAILED"
-        elif self.watermark.complete:
-            status = "SUCCEEDED"
-        else:
-            status = "STOPPED"
-        await self._finish(store, status)
+            if self.failure is not None:
+                status: RunStatus = "FAILED"
+            elif self.watermark.complete:
+                status = "SUCCEEDED"
+            else:
+                status = "STOPPED"
+            if await self._finish(store, status) and status == "SUCCEEDED":
+                await self._forget_landed(ctx, store)
         return self._result(status, resumed)
+
+    async def _forget_landed(self, ctx: JobContext, store: StateStore) -> None:
+        """Once SUCCEEDED is recorded: the target forgets the job's runs (see 9).
+
+        A failure is a ``landed_not_forgotten`` warning (the run stands; the next run that
+        succeeds deletes those rows too).
+        """
+        try:
+            await retrying(lambda: self._forget(ctx, store), ctx.policy, what="forget landed")
+        except AsyncEtlError as exc:
+            log.warning("landed_not_forgotten", error=exc.message)
+
+    async def _forget(self, ctx: JobContext, store: StateStore) -> None:
+        if self.target.keeps_landed(ctx):
+            await self.target.forget_landed(ctx, await store.run_ids(self.spec.name))
 
     async def _after_chunks(self, ctx: JobContext, plan: Plan) -> None:
         """A full refresh's swap once every chunk committed, then the sequences (see 7, 8)."""

@@ -415,6 +415,14 @@ class StateStore:
 
         await self._call("update run", go)
 
+    async def run_ids(self, job: str) -> list[str]:
+        """Every run id of ``job`` recorded here (``JOB_RUN_IDS``)."""
+
+        async def go(c: Any) -> list[str]:
+            return [str(r[0]) for r in await c.fetch(sq.JOB_RUN_IDS.text, job)]
+
+        return await self._call("read run ids", go)
+
     async def add_rejects(self, job: str, run_id: str, rejects: Sequence[tuple[str, str]]) -> None:
         """Record rejected rows: (key as JSON text, reason)."""
 

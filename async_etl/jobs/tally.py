@@ -92,11 +92,14 @@ class RunTally:
         done = dict.fromkeys(self.plan.committed, window.high)
         return run_cursor(window, range(len(self.plan.plan)), done)
 
-    async def _finish(self, store: StateStore, status: RunStatus) -> None:
+    async def _finish(self, store: StateStore, status: RunStatus) -> bool:
+        """Record the run's end in ``store``; True when its status was written."""
         if self.plan is None or self.ctx is None:
-            return
+            return False
+        recorded = False
         try:
             await store.update_run(self._values(status))
+            recorded = True
             if status == "STOPPED":
                 await store.clear_stop(self.ctx.run_id)
         except AsyncEtlError as exc:
@@ -106,6 +109,7 @@ class RunTally:
                  error=self.failure.message if self.failure else None)  # fmt: skip
         if unchanged < 0:  # read = inserted + updated + unchanged + rejected must hold
             log.error("counters_disagree", **self.counters)
+        return recorded
 
     def _result(self, status: RunStatus, resumed: bool) -> JobResult:
         assert self.ctx is not None

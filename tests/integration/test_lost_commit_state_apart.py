@@ -7,6 +7,7 @@ import functools
 import uuid
 
 import pytest
+from structlog.testing import capture_logs
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.jobs.api import JobOptions
@@ -75,8 +76,8 @@ async def test_a_lost_commit_reply_with_the_state_elsewhere_loads_the_chunk_once
         cols = cols_of(1 if case == "refresh" else 2)
         want = norm(reference(states, cols), cols)
         assert norm(await table_rows(target, "dw.t"), cols) == want
-        landed = "SELECT count(*) FROM dw.async_etl_landed"  # beside the target
-        assert await fetchval(target, landed) == result.chunks_total
+        landed = "SELECT count(*) FROM dw.async_etl_landed"  # beside the target: deleted
+        assert await fetchval(target, landed) == 0  # once the run is recorded SUCCEEDED
 
 
 async def test_the_ledger_goes_beside_the_target_where_the_job_may_create(
@@ -99,7 +100,51 @@ async def test_the_ledger_goes_beside_the_target_where_the_job_may_create(
             result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
             assert result.status == "SUCCEEDED", result.error
             assert result.inserted == len(states[0])
-            landed = "SELECT count(*) FROM dw.async_etl_landed"
-            assert await fetchval(target, landed) == result.chunks_total
+            landed = "SELECT count(*) FROM dw.async_etl_landed"  # made there, emptied at the end
+            assert await fetchval(target, landed) == 0
     finally:
         await fetchval(pg_server_dsn, f'DROP ROLE IF EXISTS "{role}"')
+
+
+FAIL_CHECKPOINT = (
+    "CREATE FUNCTION fail_chunk() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "IF NEW.chunk_index = 2 AND NEW.status = 'COMMITTED' THEN "
+    "RAISE EXCEPTION 'checkpoint refused by the test'; END IF; "
+    "RETURN NEW; END $$",
+    "CREATE TRIGGER fail_chunk BEFORE INSERT OR UPDATE ON async_etl_chunks "
+    "FOR EACH ROW EXECUTE FUNCTION fail_chunk()",
+)
+"""The state store refuses chunk 2's checkpoint: its target COMMIT stands, unrecorded there."""
+
+
+async def test_a_finished_runs_ledger_rows_go_and_a_crashed_runs_stay_for_its_resumption(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """Ledger rows: gone once a run succeeds; kept by one that failed, and used when resumed."""
+    states = history(seed=9, n_keys=300, runs=1)
+    await load_source(pg_dsn, states[0])
+    rows_of = "(SELECT run_id, count(*) AS n FROM dw.async_etl_landed GROUP BY run_id) g"
+    async with fresh_database(pg_server_dsn) as target:
+        spec = spec_of(apart("refresh", pg_dsn, target))
+        first = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+        assert first.status == "SUCCEEDED", first.error
+        assert first.chunks_total > 3
+        assert await table_rows(target, rows_of) == []  # its rows went once it was recorded
+        for sql in FAIL_CHECKPOINT:
+            await fetchval(pg_dsn, sql)
+        crashed = await run_job(spec, options=JobOptions(as_of=at(1), retry=FAST))
+        assert crashed.status == "FAILED" and crashed.chunks_done == 2, crashed.error
+        # chunks 0, 1 recorded in both; chunk 2 committed on the target, not in the state store
+        assert await table_rows(target, rows_of) == [{"run_id": crashed.run_id, "n": 3}]
+        await fetchval(pg_dsn, "DROP TRIGGER fail_chunk ON async_etl_chunks")
+        with capture_logs() as logs:
+            resumed = await run_job(spec, options=JobOptions(retry=FAST))
+        assert resumed.status == "SUCCEEDED", resumed.error
+        assert resumed.run_id == crashed.run_id and resumed.resumed
+        assert [e["chunk"] for e in logs if e["event"] == "chunk_landed_before"] == [2]
+        assert resumed.rows_read == first.rows_read == len(states[0])  # chunk 2 counted once
+        cols = cols_of(1)
+        assert norm(await table_rows(target, "dw.t"), cols) == norm(
+            reference(states, cols), cols
+        )  # the swap found no key twice: chunk 2 was not loaded again
+        assert await table_rows(target, rows_of) == []
