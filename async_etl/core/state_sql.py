@@ -8,7 +8,7 @@ are stored as ``Chunk.to_json()`` so a resumed run reuses the exact plan.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from async_etl.core.scd_sql_common import Sql
 
@@ -75,6 +75,35 @@ SHARE lock and ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` an ACCESS EXCLUSIVE 
 the index or column is there, so every job start would wait behind the other jobs' open
 checkpoints and reject writes.
 """
+
+STATE_TABLES = ("async_etl_runs", "async_etl_chunks", "async_etl_rejects")
+"""The tables ``STATE_DDL`` creates."""
+STATE_INDEXES = ("async_etl_runs_job", "async_etl_rejects_run")
+"""The indexes ``STATE_DDL`` adds when the catalog lacks them."""
+STATE_COLUMNS = (("async_etl_chunks", ("cursor", "counts", "loader")),)
+"""The columns ``STATE_DDL`` adds to a table made before them, per table."""
+
+
+def state_ready_sql(tables: Sequence[str]) -> str:
+    """One query, true when the state DDL (``STATE_DDL`` and ``tables``' own) would change nothing.
+
+    ``tables``: every table the DDL creates (``STATE_TABLES`` and the stop requests').  Each is
+    looked for where an unqualified ``CREATE TABLE IF NOT EXISTS`` would look: the first
+    existing schema of the search path (``current_schema()``; none: false, and the DDL fails as
+    before).  The indexes and columns are looked for as their DO blocks do.  A role that may use
+    the tables but not create in their schema can then start a job (``CREATE TABLE IF NOT
+    EXISTS`` checks the schema's CREATE privilege before it finds the table there).
+    """
+    found = [f"to_regclass(quote_ident(current_schema()) || '.{t}') IS NOT NULL" for t in tables]
+    found += [f"to_regclass('{name}') IS NOT NULL" for name in STATE_INDEXES]
+    for table, columns in STATE_COLUMNS:
+        names = ", ".join(f"'{c}'" for c in columns)
+        found.append(
+            f"(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('{table}') "
+            f"AND attname IN ({names}) AND NOT attisdropped) = {len(columns)}"
+        )
+    return "SELECT " + "\n   AND ".join(found)
+
 
 START_RUN = Sql(
     "INSERT INTO async_etl_runs (run_id, job, status, as_of, plan) "

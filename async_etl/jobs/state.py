@@ -43,8 +43,9 @@ __all__ = ["STOP_DDL", "RunLife", "RunRow", "StateStore", "starting_key", "with_
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+STOP_TABLE = "async_etl_stop_requests"
 STOP_DDL = Sql(
-    "CREATE TABLE IF NOT EXISTS async_etl_stop_requests (run_id text PRIMARY KEY, "
+    f"CREATE TABLE IF NOT EXISTS {STOP_TABLE} (run_id text PRIMARY KEY, "
     "requested_at timestamptz NOT NULL DEFAULT now())"
 )
 """Stop requests: a row asks the running run ``run_id`` to stop at its next safe point."""
@@ -285,18 +286,23 @@ class StateStore:
     async def ensure(self) -> None:
         """Create the state tables (idempotent, safe for jobs starting at the same moment).
 
-        Two ``CREATE TABLE IF NOT EXISTS`` racing on an empty state store can both pass the
-        check and one then fails on the catalog's unique index; a transaction-scoped advisory
-        lock serialises them.  One round trip: the statements go as one simple-query script,
-        which PostgreSQL runs as one transaction (rolled back whole if a statement fails).
+        One catalog query first (``state_sql.state_ready_sql``): when every table, index and
+        column is there, nothing else is sent (no DDL parsed, no DO blocks run at every start,
+        and no CREATE privilege on the schema needed).  Otherwise two ``CREATE TABLE IF NOT
+        EXISTS`` racing on an empty state store can both pass the check and one then fails on
+        the catalog's unique index; a transaction-scoped advisory lock serialises them.  The
+        statements go as one simple-query script, which PostgreSQL runs as one transaction
+        (rolled back whole if a statement fails).
         """
+        ready = sq.state_ready_sql((*sq.STATE_TABLES, STOP_TABLE))
         script = ";\n".join(
             [f"SELECT pg_advisory_xact_lock({STATE_DDL_LOCK})",
              *(st.text for st in (*sq.STATE_DDL, STOP_DDL))]
         )  # fmt: skip
 
         async def go(c: Any) -> None:
-            await c.execute(script)
+            if not await c.fetchval(ready):
+                await c.execute(script)
 
         await self._call("create state tables", go)
 

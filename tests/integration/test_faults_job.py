@@ -42,7 +42,7 @@ SOURCE_STEPS = {
 }
 STATE_STEPS = {
     "preflight: unfinished run": r"FROM async_etl_runs WHERE job = \$1",
-    "state tables": r"CREATE TABLE IF NOT EXISTS async_etl_runs",
+    "state tables": r"current_schema\(\)\) \|\| '\.async_etl_runs'",  # the ready check
     "start run": r"^INSERT INTO async_etl_runs",
     "final run update": r"^UPDATE async_etl_runs SET status",
 }
