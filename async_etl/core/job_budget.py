@@ -25,12 +25,27 @@ from collections.abc import Callable, Sequence
 
 from async_etl.core.urls import dialect_of
 
-__all__ = ["needed_connections", "refusal"]
+__all__ = ["chunk_connections", "needed_connections", "refusal"]
 
 STATE = "its state store's (held for the whole run, with the job's lock)"
 TARGET = "a chunk's target connection"
 SOURCE = "a chunk's source connection"
 BOTH = "a chunk's one connection (source and target are this PostgreSQL database)"
+
+
+def chunk_connections(source: str, target: str, key: Callable[[str], str], *,
+                      apart: bool = False) -> list[str]:  # fmt: skip
+    """The URL of each connection one chunk holds at once: the target's, then the source's.
+
+    One URL (the target's) when source and target are PostgreSQL in one database (unless
+    ``apart``: see ``needed_connections``).  Raises nothing.
+    """
+    shared = (
+        not apart
+        and key(source) == key(target)
+        and dialect_of(source) == dialect_of(target) == "postgresql"
+    )
+    return [target] if shared else [target, source]
 
 
 def needed_connections(
@@ -42,12 +57,8 @@ def needed_connections(
     target token even in one database.  Raises nothing.
     """
     needs: dict[str, list[str]] = {key(state): [STATE]}
-    shared = (
-        not apart
-        and key(source) == key(target)
-        and dialect_of(source) == dialect_of(target) == "postgresql"
-    )
-    if shared:
+    chunk = chunk_connections(source, target, key, apart=apart)
+    if len(chunk) == 1:
         needs.setdefault(key(target), []).append(BOTH)
     else:
         needs.setdefault(key(target), []).append(TARGET)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,6 +108,19 @@ class BudgetHolder:
                 yield
             finally:
                 self.meter.closed(url)
+
+    @asynccontextmanager
+    async def step(self, urls: Sequence[str]) -> AsyncIterator[None]:
+        """A step holding one connection to each of ``urls`` at once (a chunk: target, source).
+
+        Under a grant, its tokens on one database are taken together (``Grant.step``).
+        """
+        grant = self.grant
+        if grant is None:
+            yield
+            return
+        async with grant.step(urls):
+            yield
 
 
 @dataclass(frozen=True, slots=True)

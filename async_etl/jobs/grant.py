@@ -28,15 +28,21 @@ holds tokens there in one place only:
    they come back.
 
 Inside one job the steps take their tokens in one order (a chunk: target, then source), so a
-step waiting for the job's own token waits for steps that hold all of theirs.
+step waiting for the job's own token waits for steps that hold all of theirs.  A step with
+two connections on one database (an Oracle source and target in one database; a chunk
+executor holding a source and a target token) takes both of that database's tokens at once
+(``Grant.step``): taken one by one, two such chunks under a grant of two could each hold one
+and wait for ever for the other's.  Waiters are served first come, first served, each with
+all the tokens it asks for at once, so a step never holds part of its need while waiting.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import anyio
@@ -65,13 +71,39 @@ def _gate(limiter: anyio.CapacityLimiter) -> anyio.Lock:
 
 
 class _Waiter:
-    """A connection of the job waiting for a token (handed to it by ``Grant._give``)."""
+    """A step of the job waiting for ``n`` tokens (handed to it at once by ``Grant._give``)."""
 
-    __slots__ = ("event", "token")
+    __slots__ = ("event", "n", "tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, n: int) -> None:
         self.event = anyio.Event()
-        self.token: object | None = None
+        self.n = n
+        self.tokens: list[object] | None = None
+
+
+class _Ahead:
+    """One step's tokens per database: all of a database's taken at its first connection there.
+
+    ``need``: database key -> connections the step holds there at once (only those above 1).
+    """
+
+    __slots__ = ("grant", "lock", "need", "open", "tokens")
+
+    def __init__(self, grant: Grant, need: dict[str, int]) -> None:
+        self.grant = grant
+        self.need = need
+        self.tokens: dict[str, list[object]] = {}
+        self.lock = anyio.Lock()
+        self.open = True
+
+    def put_back(self, key: str, token: object) -> bool:
+        """Keep ``token`` for the step's next connection; False once the step has ended."""
+        if self.open:
+            self.tokens[key].append(token)
+        return self.open
+
+
+_AHEAD: ContextVar[_Ahead | None] = ContextVar("async_etl_grant_ahead", default=None)
 
 
 @dataclass(slots=True)
@@ -93,6 +125,20 @@ class _Pool:
             return None
         self.held += 1
         return token
+
+    def take_now(self, n: int) -> list[object] | None:
+        """``n`` tokens now: free ones, then shared ones free now (None: all or nothing)."""
+        grabbed: list[object] = []
+        while len(self.free) + len(grabbed) < n:
+            token = self.grab()
+            if token is None:
+                for back in grabbed:
+                    self.held -= 1
+                    self.shared.release_on_behalf_of(back)
+                return None
+            grabbed.append(token)
+        taken = grabbed + [self.free.pop() for _ in range(n - len(grabbed))]
+        return taken
 
     def wanted(self) -> bool:
         """Whether the shared budget wants a token back (a waiter, or a lowered limit)."""
@@ -125,50 +171,92 @@ class Grant:
         Raises ``StopRequested`` when ``stop`` is set while still waiting, and ``KeyError``
         for a database the grant does not cover.
         """
-        pool = self._pools[database_key(url)]
-        token = await self._take(pool, stop)
+        key = database_key(url)
+        pool = self._pools[key]
+        ahead = _AHEAD.get()
+        if ahead is not None and ahead.grant is self and ahead.open and key in ahead.need:
+            async with ahead.lock:  # the step's first connection there takes them all at once
+                if key not in ahead.tokens:
+                    ahead.tokens[key] = await self._take(pool, stop, ahead.need[key])
+            spare = ahead.tokens[key]
+            if spare:
+                token = spare.pop()
+                try:
+                    yield
+                finally:
+                    if not ahead.put_back(key, token):  # held past its step: to the grant
+                        self._give(pool, token)
+                return
+        (token,) = await self._take(pool, stop, 1)
         try:
             yield
         finally:
             self._give(pool, token)
 
-    async def _take(self, pool: _Pool, stop: anyio.Event | None) -> object:
-        if pool.free:
-            return pool.free.pop()
-        token = pool.grab()
-        if token is not None:
-            return token
-        waiter = _Waiter()
+    @asynccontextmanager
+    async def step(self, urls: Sequence[str]) -> AsyncIterator[None]:
+        """A step whose connections (one URL each) take a database's tokens at once.
+
+        Where the step holds two or more connections on one database, its first connection
+        there takes all their tokens together, and the others use them (see the module doc);
+        tokens left unused go back when the block ends.  Raises nothing itself.
+        """
+        counts = Counter(database_key(u) for u in urls if self.covers(u))
+        ahead = _Ahead(self, {key: n for key, n in counts.items() if n > 1})
+        reset = _AHEAD.set(ahead)
+        try:
+            yield
+        finally:
+            _AHEAD.reset(reset)
+            ahead.open = False
+            for key, tokens in ahead.tokens.items():
+                while tokens:
+                    self._give(self._pools[key], tokens.pop())
+
+    async def _take(self, pool: _Pool, stop: anyio.Event | None, n: int) -> list[object]:
+        """``n`` tokens of ``pool`` at once, first come first served (see the module doc)."""
+        if not pool.waiters:
+            taken = pool.take_now(n)
+            if taken is not None:
+                return taken
+        waiter = _Waiter(n)
         pool.waiters.append(waiter)
         try:
-            while waiter.token is None:
+            while waiter.tokens is None:
                 if stop is not None and stop.is_set():
                     raise StopRequested("stop requested while waiting for a connection token")
                 with anyio.move_on_after(RECHECK_S):
                     await waiter.event.wait()
-                if waiter.token is None:
-                    waiter.token = pool.grab()
+                if waiter.tokens is None and pool.waiters[0] is waiter:
+                    taken = pool.take_now(n)
+                    if taken is not None:  # took them itself
+                        pool.waiters.popleft()
+                        waiter.tokens = taken
         except BaseException:
             if waiter in pool.waiters:
                 pool.waiters.remove(waiter)
-            if waiter.token is not None:  # handed over just as it was cancelled: pass it on
-                self._give(pool, waiter.token)
+            for token in waiter.tokens or ():  # handed over just as it was cancelled
+                self._give(pool, token)
+            self._serve(pool)  # the next one may be served now
             raise
-        if waiter in pool.waiters:  # took a shared token itself
-            pool.waiters.remove(waiter)
-        return waiter.token
+        return waiter.tokens
 
     def _give(self, pool: _Pool, token: object) -> None:
         above = pool.held > pool.minimum
         if self._closed or (above and (pool.wanted() or not pool.waiters)):
             pool.held -= 1
             pool.shared.release_on_behalf_of(token)
-        elif pool.waiters:
-            waiter = pool.waiters.popleft()
-            waiter.token = token
-            waiter.event.set()
         else:
             pool.free.append(token)
+            self._serve(pool)
+
+    @staticmethod
+    def _serve(pool: _Pool) -> None:
+        """Hand free tokens to the waiters in turn, each all it asks for at once."""
+        while pool.waiters and len(pool.free) >= pool.waiters[0].n:
+            waiter = pool.waiters.popleft()
+            waiter.tokens = [pool.free.pop() for _ in range(waiter.n)]
+            waiter.event.set()
 
     def _close(self) -> None:
         """Give every free token back; tokens still lent go back as their blocks end."""

@@ -16,7 +16,8 @@ Theory of operation
    every round trip of steps 1, 2 and 5 (and the state store's) is retried on a transient
    failure with the run's policy (``JobOptions.retry``), reconnecting each time;
 3. chunks run in key order, at most ``workers`` in flight (a ``CapacityLimiter``; one task per
-   chunk in one task group), each on its own connections taken from the ``ConnectionBudget``.
+   chunk in one task group), each on its own connections taken from the ``ConnectionBudget``
+   (two on one database: both tokens at once, ``BudgetHolder.step``).
    A chunk that committed leaves its PostgreSQL connections open on the run's ``Shelf`` for
    the next chunk's first attempt (at most ``workers`` idle per database; all closed once the
    chunks end, while the next step goes on); a failed attempt closes them.  A transient
@@ -68,7 +69,7 @@ import orjson
 import structlog
 
 from async_etl.core.chunks import Chunk, Watermark, remaining
-from async_etl.core.job_budget import needed_connections, refusal
+from async_etl.core.job_budget import chunk_connections, needed_connections, refusal
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
 from async_etl.core.urls import dialect_of
@@ -158,6 +159,9 @@ async def run_job(
     target = make_target(spec)
     job = _JobRun(spec, options, stop or anyio.Event(), budget, on_progress, source, target)
     job.executor = executor
+    job.chunk_urls = chunk_connections(
+        spec.source.url, spec.target.url, database_key, apart=executor is not None
+    )
     with structlog.contextvars.bound_contextvars(job=spec.name):
         async with AsyncExitStack() as grant:
             try:  # the job's minimum, at once: see ``jobs.grant``
@@ -261,6 +265,7 @@ class _JobRun(RunTally):
         self.since_update = 0
         self.chunk_stats = RunStats(started_at=time.perf_counter())  # feeds max_workers = auto
         self.executor: ChunkExecutor | None = None  # None: chunks run here, by the target driver
+        self.chunk_urls: list[str] = []  # a chunk's connections (``core.job_budget``)
         self.shelf: Shelf | None = None  # the chunks' idle connections while they run
         self.lent: Lent | None = None
         """Preflight's last target connection, kept open for the target's preparation."""
@@ -629,11 +634,12 @@ class _JobRun(RunTally):
             ctx.check_stop()
             t0 = time.perf_counter()
             try:
-                if self.executor is not None:
-                    result = await self.executor.run_chunk(ctx, chunk, self.source)
-                else:  # a retry never takes a connection kept from before the failure
-                    with shelved(self.shelf if tries == 1 else None):
-                        result = await self.target.run_chunk(ctx, chunk, self.source)
+                async with self.holder.step(self.chunk_urls):  # one database's tokens at once
+                    if self.executor is not None:
+                        result = await self.executor.run_chunk(ctx, chunk, self.source)
+                    else:  # a retry never takes a connection kept from before the failure
+                        with shelved(self.shelf if tries == 1 else None):
+                            result = await self.target.run_chunk(ctx, chunk, self.source)
             except StopRequested:
                 raise
             except AsyncEtlError as exc:

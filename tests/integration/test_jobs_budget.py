@@ -3,13 +3,20 @@ anything is written, instead of a run that waits for ever; the minimum itself ru
 
 from __future__ import annotations
 
+import dataclasses
+
 import anyio
 import pytest
 
+from async_etl.core.chunks import Chunk
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget, database_key
+from async_etl.jobs.context import ChunkResult, JobContext
+from async_etl.jobs.ray_chunks import LOCAL_FIELDS, ChunkActor
 from async_etl.jobs.runner import run_job
+from async_etl.jobs.spec import JobSpec
+from async_etl.sources.port import Source
 from async_etl.testing.databases import fresh_database
 from tests.integration.jobs_helpers import (
     at,
@@ -110,4 +117,41 @@ async def test_state_beside_the_source_runs_on_one_target_connection(
         assert result.status == "SUCCEEDED", result.error
         assert result.max_connections == {database_key(pg_dsn): 2, database_key(target): 1}
         got = await table_rows(target, "dw.dim")
+    assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
+
+
+class HoldingApart:
+    """A chunk executor that holds a source then a target token, as ``RayChunks`` does, and
+    runs the chunk here (``ChunkActor``, on its own unbounded budget)."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.actor = ChunkActor(spec, None)
+
+    async def run_chunk(self, ctx: JobContext, chunk: Chunk, source: Source) -> ChunkResult:
+        """Hold both tokens (one at a time, a pause between), then run ``chunk``."""
+        fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(ctx)}
+        fields = {k: v for k, v in fields.items() if k not in LOCAL_FIELDS}
+        async with ctx.hold(ctx.spec.source.url):
+            await anyio.sleep(0.05)  # every worker holds its first token before any asks again
+            async with ctx.hold(ctx.spec.target.url):
+                return await self.actor.run_chunk(fields, chunk)
+
+    async def aclose(self) -> None:
+        """Nothing started."""
+
+
+async def test_two_workers_holding_two_tokens_on_one_database_finish_on_the_minimum(
+    pg_dsn: str,
+) -> None:
+    """One database, chunks holding a source and a target token, budget = minimum 3: no deadlock."""
+    states = history(seed=7, n_keys=300, runs=1)
+    await load_source(pg_dsn, states[0])
+    spec = spec_of(job_toml("apart", pg_dsn, "dw.dim", workers=3, chunk_size=40))
+    with anyio.fail_after(GUARD_S):
+        result = await run_job(spec, options=JobOptions(as_of=at(0)), budget=LimiterBudget(3),
+                               executor=HoldingApart(spec))  # fmt: skip
+    assert result.status == "SUCCEEDED", result.error
+    assert result.chunks_done == result.chunks_total > 3
+    assert result.max_connections == {database_key(pg_dsn): 3}  # the state's and one chunk's
+    got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))

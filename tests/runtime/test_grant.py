@@ -9,7 +9,7 @@ import pytest
 
 from async_etl.errors import ConfigError, StopRequested
 from async_etl.jobs.budget import LimiterBudget
-from async_etl.jobs.grant import reserved
+from async_etl.jobs.grant import Grant, reserved
 
 S = "postgresql://u:secret@h/s"
 T = "postgresql://u:secret@h/t"
@@ -93,4 +93,40 @@ async def test_extras_come_from_free_tokens_and_go_back_when_the_budget_wants_th
         with anyio.fail_after(5):
             await got.wait()
         assert grant.held() == {"postgresql://h:5432/t": 1}
+    assert budget.limiter(T).borrowed_tokens == 0
+
+
+async def test_steps_with_two_connections_on_one_database_take_both_at_once() -> None:
+    """Grant 2 on T, 4 lanes each holding T twice (one at a time): all finish, all given back."""
+    budget = LimiterBudget(2)
+    done = 0
+
+    async def lane(grant: Grant) -> None:
+        nonlocal done
+        async with grant.step([T, T]), grant.hold(T):
+            await anyio.sleep(0.01)  # every lane's first connection is open before a second
+            async with grant.hold(T):
+                done += 1
+
+    with anyio.fail_after(5):
+        async with reserved(budget, {T: 2}) as grant, anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(lane, grant)
+    assert done == 4
+    assert budget.limiter(T).borrowed_tokens == 0
+
+
+async def test_a_steps_unused_token_goes_back_and_one_held_past_it_returns_to_the_grant() -> None:
+    """A step of two on T opening one: the other is free again at its end; a kept one too."""
+    budget = LimiterBudget(2)
+    async with reserved(budget, {T: 2}) as grant, AsyncExitStack() as kept:
+        async with grant.step([T, T]):
+            await kept.enter_async_context(grant.hold(T))  # outlives the step (a kept connection)
+        with anyio.fail_after(5):
+            async with grant.hold(T):  # the unused one is free again
+                pass
+        await kept.aclose()
+        with anyio.fail_after(5):
+            async with grant.hold(T), grant.hold(T):  # and the kept one is back
+                assert grant.held() == {"postgresql://h:5432/t": 2}
     assert budget.limiter(T).borrowed_tokens == 0
