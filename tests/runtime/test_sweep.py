@@ -121,9 +121,11 @@ def test_sweep_refuses_bad_numbers_and_paths_naming_the_flag(
 def test_sweep_refuses_a_step_in_which_no_batch_finished(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Batches of 1.5 s against 0.5 s steps: one line naming --step-seconds, exit 2, no knee."""
-    with standin_process("--capacity", "64", "--latency-ms", "1500", "--growth", "0") as url:
-        args = "--batch-size 10 --generators 0 --step-seconds 0.5 --max-concurrency 2"
+    """Batches of 1 s against 0.5 s steps: one line naming --step-seconds, exit 2, no knee."""
+    # One batch per generation unit (4,000 rows): a stop delivers the units already generated,
+    # and at 10 rows a unit was 32 batches, so the level drained ~64 batches one by one (100 s).
+    with standin_process("--capacity", "64", "--latency-ms", "1000", "--growth", "0") as url:
+        args = "--batch-size 4000 --generators 0 --step-seconds 0.5 --max-concurrency 2"
         args += f" --out {tmp_path}"
         code = main(["sweep", "--sink", url, *args.split()])
     captured = capsys.readouterr()
