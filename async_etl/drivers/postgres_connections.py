@@ -61,8 +61,9 @@ __all__ = [
 class _Kept:
     """The connection a ``reusing`` block keeps open between ``pg_connection`` calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, close_in: TaskGroup | None = None) -> None:
         self.task = anyio.get_current_task().id
+        self.close_in = close_in
         self.key: tuple[str, str, Holder] | None = None
         self.conn: Any = None
         self.busy = False
@@ -96,9 +97,18 @@ class _Kept:
         self.key = key
 
     async def _switch(self, url: str, holder: Holder, app: str) -> None:
-        """Open a connection to ``url`` while the kept one (to another URL) closes."""
+        """Open a connection to ``url`` while the kept one (to another URL) closes.
+
+        With the block's ``close_in`` group the close runs there and the caller goes on once
+        its own connection is open (opened ahead: at once), not when the old backend has
+        exited; without, this waits for both.
+        """
         old, old_token = self.conn, self._token
         self.conn, self.key, self._token = None, None, AsyncExitStack()
+        if self.close_in is not None:
+            self.close_in.start_soon(_release, old, old_token)
+            await self._open(url, holder, app)
+            return
         failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_release, old, old_token)
@@ -213,13 +223,14 @@ async def reusing(close_in: TaskGroup | None = None) -> AsyncIterator[None]:
     it: the connection it leaves stays kept for the outer block's next call (``let_go``
     closes it, e.g. before several connections open at once).  ``close_in``: the kept
     connection is closed in a task of that group, so the caller's next step need not wait for
-    its backend to exit (a graceful close, about 2 ms on a local server).
+    its backend to exit (a graceful close, about 2 ms on a local server); so is the one a call
+    for another database replaces.
     """
     outer = _KEPT.get()
     if outer is not None and outer.task == anyio.get_current_task().id:
         yield
         return
-    kept = _Kept()
+    kept = _Kept(close_in)
     token = _KEPT.set(kept)
     try:
         yield

@@ -242,6 +242,32 @@ async def test_reusing_closes_its_kept_connection_beside_the_next_step(
     assert kept.closed and holder.held == 0
 
 
+async def test_reusing_goes_on_to_another_database_while_the_kept_one_closes(
+    opened: list[FakeConn],
+) -> None:
+    """``reusing(close_in=...)``: a call for another database does not wait for the old close."""
+    holder = Tokens()
+    steps: list[str] = []
+
+    async def close(conn: FakeConn) -> None:
+        steps.append("close starts")
+        for _ in range(3):  # a close waits for its backend to exit: the loop runs others
+            await anyio.lowlevel.checkpoint()
+        conn.closed = True
+        steps.append("close ends")
+
+    async with closing_beside() as closing:
+        async with reusing(close_in=closing):
+            first = await use(holder)
+            first.close = lambda: close(first)  # type: ignore[method-assign]
+            second = await use(holder, url=URL + "_other")
+            steps.append("other database used")
+            assert second is not first and not second.closed
+        assert holder.taken == [URL, URL + "_other"]
+    assert steps.index("other database used") < steps.index("close ends"), steps
+    assert first.closed and second.closed and holder.held == 0
+
+
 async def test_closing_beside_raises_the_blocks_own_error_after_the_closes(
     opened: list[FakeConn],
 ) -> None:
