@@ -216,6 +216,15 @@ async def test_a_new_connection_first_closes_idle_ones_of_its_database(
     assert holder.held == 0
 
 
+async def slow_close(conn: FakeConn, steps: list[str]) -> None:
+    """A close that, like a graceful one, lets the loop run others before it ends."""
+    steps.append("close starts")
+    for _ in range(3):  # a close waits for its backend to exit: the loop runs others
+        await anyio.lowlevel.checkpoint()
+    conn.closed = True
+    steps.append("close ends")
+
+
 async def test_reusing_closes_its_kept_connection_beside_the_next_step(
     opened: list[FakeConn],
 ) -> None:
@@ -223,17 +232,10 @@ async def test_reusing_closes_its_kept_connection_beside_the_next_step(
     holder = Tokens()
     steps: list[str] = []
 
-    async def close(conn: FakeConn) -> None:
-        steps.append("close starts")
-        for _ in range(3):  # a close waits for its backend to exit: the loop runs others
-            await anyio.lowlevel.checkpoint()
-        conn.closed = True
-        steps.append("close ends")
-
     async with closing_beside() as closing:
         async with reusing(close_in=closing):
             kept = await use(holder)
-            kept.close = lambda: close(kept)  # type: ignore[method-assign]
+            kept.close = lambda: slow_close(kept, steps)  # type: ignore[method-assign]
         steps.append("next step starts")
         await anyio.lowlevel.checkpoint()
         steps.append("next step ends")
@@ -249,17 +251,10 @@ async def test_reusing_goes_on_to_another_database_while_the_kept_one_closes(
     holder = Tokens()
     steps: list[str] = []
 
-    async def close(conn: FakeConn) -> None:
-        steps.append("close starts")
-        for _ in range(3):  # a close waits for its backend to exit: the loop runs others
-            await anyio.lowlevel.checkpoint()
-        conn.closed = True
-        steps.append("close ends")
-
     async with closing_beside() as closing:
         async with reusing(close_in=closing):
             first = await use(holder)
-            first.close = lambda: close(first)  # type: ignore[method-assign]
+            first.close = lambda: slow_close(first, steps)  # type: ignore[method-assign]
             second = await use(holder, url=URL + "_other")
             steps.append("other database used")
             assert second is not first and not second.closed
