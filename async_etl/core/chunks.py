@@ -219,24 +219,25 @@ class ChunkSizing:
     why: str
 
 
-def chunk_sizing(estimate_rows: int, spec: ParallelSpec, *, new_table: bool) -> ChunkSizing:
+def chunk_sizing(estimate_rows: int, spec: ParallelSpec, *, kept: str | None) -> ChunkSizing:
     """Rows per chunk: ``spec.chunk_size`` when set, else chosen here.
 
-    Unset, a load into a new table (``new_table``: a PostgreSQL full refresh, or the initial
+    Unset, a load into a new table (``kept`` None: a PostgreSQL full refresh, or the initial
     load built as one, whose unique indexes are built after the last chunk: every chunk is one
     COPY into it) is cut into about ``AUTO_CHUNKS_PER_WORKER`` chunks per worker
     (``workers``) of ``DEFAULT_CHUNK_SIZE`` to ``AUTO_MAX_CHUNK_SIZE`` rows each: a chunk's
     fixed cost (its transaction, checkpoint and commit, about 4 ms of the process's CPU) is
-    paid fewer times, and every worker still has a chunk to load.  Any other load (a merge
+    paid fewer times, and every worker still has a chunk to load.  Any other load (``kept``:
+    why it keeps the target's indexes during it, ``core.modes.indexes_during_load``: a merge
     into an existing table, an append, rows rejected one by one, a CrateDB or Oracle target),
-    or an unknown estimate (negative), gets ``DEFAULT_CHUNK_SIZE``.  ``estimate_rows``: the
-    source's row estimate.  Pure; raises nothing.
+    or an unknown estimate (negative), gets ``DEFAULT_CHUNK_SIZE``, and the reason says why.
+    ``estimate_rows``: the source's row estimate.  Pure; raises nothing.
     """
     if spec.chunk_size is not None:
         return ChunkSizing(spec.chunk_size, "set: [parallel] chunk_size")
     default = f"auto: the default {DEFAULT_CHUNK_SIZE:,}"
-    if not new_table:
-        return ChunkSizing(DEFAULT_CHUNK_SIZE, f"{default} (larger only into a new table)")
+    if kept is not None:
+        return ChunkSizing(DEFAULT_CHUNK_SIZE, f"{default} ({kept})")
     if estimate_rows < 0:
         return ChunkSizing(DEFAULT_CHUNK_SIZE, f"{default} (no row estimate)")
     n = workers(estimate_rows, spec)
@@ -247,14 +248,14 @@ def chunk_sizing(estimate_rows: int, spec: ParallelSpec, *, new_table: bool) -> 
                        f"{AUTO_MAX_CHUNK_SIZE:,} rows each")  # fmt: skip
 
 
-def chunk_count(estimate_rows: int, spec: ParallelSpec, *, new_table: bool = False) -> int:
+def chunk_count(estimate_rows: int, spec: ParallelSpec, *, kept: str | None) -> int:
     """How many chunks to plan: about ``chunk_sizing(...).rows`` rows each, at least 1.
 
     Sequential runs are chunked too (checkpoints); an unknown (negative) estimate gives 1.
     """
     if estimate_rows <= 0:
         return 1
-    size = chunk_sizing(estimate_rows, spec, new_table=new_table).rows
+    size = chunk_sizing(estimate_rows, spec, kept=kept).rows
     return max(1, min(MAX_CHUNKS, math.ceil(estimate_rows / size)))
 
 

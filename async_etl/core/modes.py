@@ -47,6 +47,7 @@ __all__ = [
     "Mode",
     "crate_swap_sql",
     "indexes_after_load",
+    "indexes_during_load",
     "mode_of",
     "new_table",
     "oracle_swap_sql",
@@ -90,7 +91,28 @@ def indexes_after_load(mode: str, on_bad_row: str, dialect: str) -> bool:
     ``swap`` builds the indexes.  Rejecting rows needs the indexes during the load; CrateDB
     and Oracle keep theirs during it too.  ``dialect``: the target's.
     """
-    return mode == "full_refresh" and on_bad_row == "fail" and dialect == "postgresql"
+    return indexes_during_load(mode, on_bad_row, dialect) is None
+
+
+_DIALECT_NAMES = {"cratedb": "a CrateDB", "oracle": "an Oracle"}
+
+
+def indexes_during_load(mode: str, on_bad_row: str, dialect: str) -> str | None:
+    """Why the load keeps the target's indexes during it (None: ``indexes_after_load``).
+
+    The target's kind first, then the mode (a load into the existing table), then
+    ``on_bad_row``.  Raises nothing.
+    """
+    if dialect != "postgresql":
+        name = _DIALECT_NAMES.get(dialect, f"a {dialect}")
+        return f"{name} target keeps its indexes during the load"
+    if mode == "append":
+        return "an append loads the target table itself"
+    if mode != "full_refresh":
+        return "a merge into the existing table"
+    if on_bad_row != "fail":
+        return 'on_bad_row = "reject" needs the indexes during the load'
+    return None
 
 
 def refresh_problem(

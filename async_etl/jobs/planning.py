@@ -38,7 +38,7 @@ from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
-from async_etl.core.modes import indexes_after_load, refresh_problem
+from async_etl.core.modes import indexes_during_load, refresh_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
@@ -373,7 +373,7 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
         nulls = await source.null_keys(conn)
         cuts: list[tuple[Any, ...]] = []
         if decision.resumed_plan is None and not _reads_whole(ctx):
-            n = ch.chunk_count(estimate, ctx.spec.parallel, new_table=_into_new_table(ctx.spec))
+            n = ch.chunk_count(estimate, ctx.spec.parallel, kept=_kept_indexes(ctx.spec))
             cuts = await source.boundaries(conn, n, decision.collate, estimate)
         null_rows: list[dict[str, Any]] = []
         if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
@@ -381,9 +381,9 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
     return estimate, nulls, cuts, null_rows
 
 
-def _into_new_table(spec: JobSpec) -> bool:
-    """Whether the run loads a new table whose indexes are built after it (``core.modes``)."""
-    return indexes_after_load(spec.mode, spec.on_bad_row, dialect_of(spec.target.url) or "")
+def _kept_indexes(spec: JobSpec) -> str | None:
+    """Why the run's load keeps the target's indexes (None: a new table, ``core.modes``)."""
+    return indexes_during_load(spec.mode, spec.on_bad_row, dialect_of(spec.target.url) or "")
 
 
 def chunk_sizing(ctx: JobContext, estimate: int) -> ch.ChunkSizing:
@@ -395,7 +395,7 @@ def chunk_sizing(ctx: JobContext, estimate: int) -> ch.ChunkSizing:
     if _reads_whole(ctx):
         return ch.ChunkSizing(max(estimate, 0), "one chunk: the source query has a top-level "
                               "LIMIT / OFFSET / FETCH")  # fmt: skip
-    return ch.chunk_sizing(estimate, ctx.spec.parallel, new_table=_into_new_table(ctx.spec))
+    return ch.chunk_sizing(estimate, ctx.spec.parallel, kept=_kept_indexes(ctx.spec))
 
 
 def stored_sizing(plan: dict[str, Any]) -> ch.ChunkSizing | None:

@@ -19,10 +19,13 @@ from async_etl.core.chunks import (
     chunk_sizing,
 )
 from async_etl.core.dryrun import ChunkRead, JobFacts, report
-from async_etl.core.modes import indexes_after_load
+from async_etl.core.modes import indexes_after_load, indexes_during_load
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.jobs.planning import stored_sizing
 from async_etl.jobs.spec import parse_job
+
+MERGE = "a merge into the existing table"
+"""Why a merge keeps the target's indexes (``core.modes.indexes_during_load``)."""
 
 JOB = """
 name = "j"
@@ -41,36 +44,36 @@ business_key = ["id"]
 def test_unset_into_a_new_table_gives_every_worker_two_chunks() -> None:
     """1M rows, 2 workers, unset, into a new table: 4 chunks of 250,000 rows."""
     spec = ParallelSpec(max_workers=2)
-    got = chunk_sizing(1_000_000, spec, new_table=True)
+    got = chunk_sizing(1_000_000, spec, kept=None)
     assert got.rows == 250_000 and got.why.startswith("auto: a load into a new table")
     assert "2 chunks per worker (2)" in got.why
-    assert chunk_count(1_000_000, spec, new_table=True) == 4
+    assert chunk_count(1_000_000, spec, kept=None) == 4
 
 
 def test_unset_elsewhere_is_the_old_default() -> None:
     """Unset, a load that is not into a new table is cut into 50,000-row chunks as before."""
     spec = ParallelSpec(max_workers=2)
-    got = chunk_sizing(1_000_000, spec, new_table=False)
-    assert got == ChunkSizing(50_000, "auto: the default 50,000 (larger only into a new table)")
-    assert chunk_count(1_000_000, spec) == 20
+    got = chunk_sizing(1_000_000, spec, kept=MERGE)
+    assert got == ChunkSizing(50_000, "auto: the default 50,000 (a merge into the existing table)")
+    assert chunk_count(1_000_000, spec, kept=MERGE) == 20
 
 
 def test_auto_size_is_bounded_on_both_sides() -> None:
     """Small tables keep 50,000-row chunks, large ones never pass 500,000; unknown: 50,000."""
     spec = ParallelSpec(max_workers=4)
-    assert chunk_sizing(120_000, spec, new_table=True).rows == 50_000
-    assert chunk_sizing(100_000_000, spec, new_table=True).rows == 500_000
-    unknown = chunk_sizing(-1, spec, new_table=True)
+    assert chunk_sizing(120_000, spec, kept=None).rows == 50_000
+    assert chunk_sizing(100_000_000, spec, kept=None).rows == 500_000
+    unknown = chunk_sizing(-1, spec, kept=None)
     assert unknown.rows == 50_000 and "no row estimate" in unknown.why
     sequential = ParallelSpec(max_workers=4, min_rows_for_parallel=10**9)  # one worker
-    assert chunk_sizing(300_000, sequential, new_table=True).rows == 150_000
+    assert chunk_sizing(300_000, sequential, kept=None).rows == 150_000
 
 
 @given(st.integers(1, 10**7), st.booleans(), st.integers(1, 16), st.integers(-1, 10**9))
 def test_an_explicit_chunk_size_is_always_kept(size: int, new: bool, n: int, rows: int) -> None:
     """A chunk_size from the job file is the size used, whatever the load and estimate."""
     spec = ParallelSpec(max_workers=n, chunk_size=size)
-    assert chunk_sizing(rows, spec, new_table=new) == ChunkSizing(
+    assert chunk_sizing(rows, spec, kept=None if new else MERGE) == ChunkSizing(
         size, "set: [parallel] chunk_size"
     )
 
@@ -79,16 +82,38 @@ def test_an_explicit_chunk_size_is_always_kept(size: int, new: bool, n: int, row
 def test_auto_chunks_stay_in_bounds_and_keep_workers_busy(rows: int, n: int, par: bool) -> None:
     """Unset into a new table: 50k..500k rows a chunk, and at least two chunks per worker."""
     spec = ParallelSpec(max_workers=n, enabled=par)
-    got = chunk_sizing(rows, spec, new_table=True)
+    got = chunk_sizing(rows, spec, kept=None)
     assert DEFAULT_CHUNK_SIZE <= got.rows <= AUTO_MAX_CHUNK_SIZE
     used = n if par and rows >= spec.min_rows_for_parallel else 1
-    count = chunk_count(rows, spec, new_table=True)
+    count = chunk_count(rows, spec, kept=None)
     if rows >= used * AUTO_CHUNKS_PER_WORKER * DEFAULT_CHUNK_SIZE:
         if rows <= used * AUTO_CHUNKS_PER_WORKER * AUTO_MAX_CHUNK_SIZE:
             assert count == used * AUTO_CHUNKS_PER_WORKER
         else:
             assert count == math.ceil(rows / AUTO_MAX_CHUNK_SIZE)
     assert count <= max(1, math.ceil(rows / DEFAULT_CHUNK_SIZE))  # never more than before
+
+
+@pytest.mark.parametrize(
+    ("mode", "on_bad_row", "dialect", "why"),
+    [
+        ("full_refresh", "fail", "cratedb", "a CrateDB target keeps its indexes during the load"),
+        ("scd2", "reject", "oracle", "an Oracle target keeps its indexes during the load"),
+        ("full_refresh", "reject", "postgresql",
+         'on_bad_row = "reject" needs the indexes during the load'),
+        ("merge", "reject", "postgresql", "a merge into the existing table"),
+        ("scd2", "fail", "postgresql", "a merge into the existing table"),
+        ("append", "fail", "postgresql", "an append loads the target table itself"),
+    ],
+)  # fmt: skip
+def test_the_default_size_names_why_the_load_is_not_into_a_new_table(
+    mode: str, on_bad_row: str, dialect: str, why: str
+) -> None:
+    """Unset, not a new table: 50,000 rows, and the reason names the target, mode or on_bad_row."""
+    kept = indexes_during_load(mode, on_bad_row, dialect)
+    got = chunk_sizing(1_000_000, ParallelSpec(max_workers=2), kept=kept)
+    assert got == ChunkSizing(50_000, f"auto: the default 50,000 ({why})")
+    assert indexes_during_load("full_refresh", "fail", "postgresql") is None
 
 
 @pytest.mark.parametrize(

@@ -114,8 +114,8 @@ def test_parallel_decision_and_counts():
     assert estimate_parallel(1000, spec) and not estimate_parallel(999, spec)
     assert not estimate_parallel(10**6, ParallelSpec(enabled=False))
     assert not estimate_parallel(-1, ParallelSpec(min_rows_for_parallel=0))
-    assert chunk_count(1001, spec) == 11
-    assert chunk_count(0, spec) == 1 and chunk_count(-1, spec) == 1
+    assert chunk_count(1001, spec, kept="a merge") == 11
+    assert chunk_count(0, spec, kept="a merge") == 1 and chunk_count(-1, spec, kept="a merge") == 1
     assert workers(5000, spec) == 3 and workers(10, spec) == 1
 
 

@@ -72,7 +72,7 @@ async def test_unset_chunk_size_into_a_new_table_is_chosen_and_a_set_one_kept(
 
     merged, _ = await run(pg_dsn, "auto", None, 1)  # the target exists now: merged into it
     assert merged.chunk_size == 50_000 and merged.chunks_total == 8
-    assert merged.chunk_size_why == "auto: the default 50,000 (larger only into a new table)"
+    assert merged.chunk_size_why == "auto: the default 50,000 (a merge into the existing table)"
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.auto") == ROWS
 
 
