@@ -40,8 +40,9 @@ def _bad_files(dsn: str) -> dict[str, tuple[str, str]]:
             base.replace('tracked = ["name", "city"]', 'tracked = ["nope"]'),
             "nope",
         ),
-        "unreachable": (
-            base.replace(f'url = "{dsn}"\ntable', f'url = "{dead}"\ntable'),
+        "unreachable": (  # one quick retry: a retry line is still written, not 13 s of them
+            base.replace(f'url = "{dsn}"\ntable', f'url = "{dead}"\ntable')
+            + "[retry]\nmax_attempts = 2\nbase_delay = 0.05\n",
             "127.0.0.1:1",
         ),
     }

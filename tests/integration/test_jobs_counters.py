@@ -95,6 +95,8 @@ async def test_crate_faults_do_not_change_the_counters(pg_dsn: str) -> None:
         text = JOB.format(dsn=pg_dsn, target=crate.url, kind=1).replace(
             "enabled = false", "enabled = true\nmax_workers = 2\nchunk_size = 200"
         )
+        # the default attempts, with short delays: the faults, not the backoff, are tested here
+        text += "[retry]\nbase_delay = 0.01\nmax_delay = 0.05\n"
         result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
         crate.item_fail_rate = crate.drop_rate = crate.busy_rate = 0.0
         held = len(await crate_rows(crate.url, "dim"))
