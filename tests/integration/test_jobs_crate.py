@@ -48,6 +48,8 @@ async def test_crate_target_with_faults_converges_to_reference(pg_dsn: str) -> N
         text = job_toml("crate", pg_dsn, "dw.dim", chunk_size=60)
         text = text.replace(f'url = "{pg_dsn}"\ntable', f'url = "{crate.url}"\ntable')
         text += f'\n[state]\nurl = "{pg_dsn}"\n'
+        # the default attempts, with short delays: the faults, not the backoff, are tested here
+        text += "[retry]\nbase_delay = 0.01\nmax_delay = 0.05\n"
         spec = spec_of(text)
         for i, rows in enumerate(states):
             await load_source(pg_dsn, rows)
