@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from async_etl.core.urls import dialect_of
 
-__all__ = ["chunk_connections", "needed_connections", "refusal"]
+__all__ = ["chunk_connections", "minimum", "needed_connections", "refusal"]
 
 STATE = "its state store's (held for the whole run, with the job's lock)"
 TARGET = "a chunk's target connection"
@@ -64,6 +64,23 @@ def needed_connections(
         needs.setdefault(key(target), []).append(TARGET)
         needs.setdefault(key(source), []).append(SOURCE)
     return needs
+
+
+def minimum(
+    state: str, source: str, target: str, key: Callable[[str], str], *, apart: bool = False
+) -> dict[str, int]:
+    """A job's minimum: URL -> connections it needs open at once on that database.
+
+    The one source of the number ``run_job`` reserves (``jobs.runner.job_minimum``),
+    orchestrator admission reserves (``orchestrator.admission``) and a Ray job's grant waits
+    for (``jobs.ray_jobs.connection_needs``): ``needed_connections`` counted, each database
+    under the first of ``state``, ``source``, ``target`` that names it.  Raises nothing.
+    """
+    spelling: dict[str, str] = {}
+    for url in (state, source, target):
+        spelling.setdefault(key(url), url)
+    needs = needed_connections(state, source, target, key, apart=apart)
+    return {spelling[db]: len(why) for db, why in needs.items()}
 
 
 def refusal(job: str, database: str, limit: int, why: Sequence[str]) -> str:

@@ -50,7 +50,7 @@ from typing import Any
 import anyio
 import structlog
 
-from async_etl.core.job_budget import needed_connections
+from async_etl.core.job_budget import minimum
 from async_etl.errors import AsyncEtlError, ErrorKind, LoadError, StopRequested
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress, RunStatus
 from async_etl.jobs.budget import LimiterBudget, database_key, token_limit
@@ -79,8 +79,7 @@ def connection_needs(spec: JobSpec) -> tuple[dict[str, int], dict[str, int]]:
     for url, most in roles:
         url = spelling.setdefault(database_key(url), url)
         want[url] += most
-    minimum = needed_connections(spec.state.url, spec.source.url, spec.target.url, database_key)
-    need = {spelling[db]: len(why) for db, why in minimum.items()}
+    need = minimum(spec.state.url, spec.source.url, spec.target.url, database_key)
     return need, dict(want)
 
 

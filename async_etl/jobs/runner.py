@@ -69,7 +69,7 @@ import orjson
 import structlog
 
 from async_etl.core.chunks import Chunk, Watermark, remaining
-from async_etl.core.job_budget import chunk_connections, needed_connections, refusal
+from async_etl.core.job_budget import chunk_connections, minimum, needed_connections, refusal
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
 from async_etl.core.urls import dialect_of
@@ -204,15 +204,13 @@ def job_minimum(
     why.  ``apart``: chunks run by an executor that holds a source and a target token even in
     one database.  Connects to nothing.
     """
-    urls = {database_key(u): u for u in (spec.state.url, spec.source.url, spec.target.url)}
-    needs = needed_connections(
-        spec.state.url, spec.source.url, spec.target.url, database_key, apart=apart
-    )
+    urls = (spec.state.url, spec.source.url, spec.target.url)
+    needs = needed_connections(*urls, database_key, apart=apart)
 
     def refuse(db: str, limit: int) -> str:
         return refusal(spec.name, db, limit, needs[db])
 
-    return {urls[db]: len(why) for db, why in needs.items()}, refuse
+    return minimum(*urls, database_key, apart=apart), refuse
 
 
 def stopped_unstarted(job: str) -> JobResult:

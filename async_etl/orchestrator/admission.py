@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from async_etl.core.job_budget import needed_connections, refusal
+from async_etl.core.job_budget import minimum, needed_connections, refusal
 from async_etl.errors import ConfigError
 from async_etl.orchestrator.plan import PlanJob
 
@@ -32,8 +32,8 @@ def minimum_connections(job: PlanJob, key: Callable[[str], str]) -> dict[str, in
         return {key(job.target): n} if n else {}
     assert job.spec is not None
     spec = job.spec
-    needs = needed_connections(spec.state.url, spec.source.url, spec.target.url, key)
-    return {db: len(why) for db, why in needs.items()}
+    need = minimum(spec.state.url, spec.source.url, spec.target.url, key)
+    return {key(url): n for url, n in need.items()}
 
 
 def _refused(name: str, job: PlanJob, db: str, limit: int, key: Callable[[str], str]) -> str:

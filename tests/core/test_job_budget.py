@@ -64,3 +64,37 @@ def test_the_refusal_is_one_line_naming_database_limit_minimum_and_why() -> None
         "least 2 connections there at once (its state store's"
     )
     assert "a chunk's target connection" in line
+
+
+@pytest.mark.parametrize(
+    ("state", "source", "target", "expected"),
+    [
+        (PG_A, PG_A, PG_A, {"postgresql://h:5432/a": 2}),  # one database
+        (PG_B, PG_A, PG_B, {"postgresql://h:5432/b": 2, A: 1}),  # two databases
+        (PG_A, PG_A, CRATE, {A: 2, "cratedb://crate:4200/": 1}),  # a CrateDB target
+        (PG_C, ORA, ORA, {"postgresql://h:5432/c": 1, "oracle://h:1521/svc": 2}),  # Oracle
+    ],
+)
+def test_run_job_admission_and_ray_jobs_take_one_minimum(
+    state: str, source: str, target: str, expected: dict[str, int]
+) -> None:
+    """runner.job_minimum, admission.minimum_connections, connection_needs: one number each."""
+    from async_etl.jobs.ray_jobs import connection_needs
+    from async_etl.jobs.runner import job_minimum
+    from async_etl.jobs.spec import parse_job
+    from async_etl.orchestrator.admission import minimum_connections
+    from async_etl.orchestrator.plan import PlanJob
+
+    spec = parse_job(
+        f'name = "m"\n[source]\nurl = "{source}"\ntable = "s.t"\nkey = ["id"]\n'
+        f'[target]\nurl = "{target}"\ntable = "d.t"\n[scd]\ntype = 1\n[state]\nurl = "{state}"\n',
+        env={},
+    )
+
+    def by_key(need: dict[str, int]) -> dict[str, int]:
+        return {database_key(url): n for url, n in need.items()}
+
+    run = by_key(job_minimum(spec)[0])
+    admitted = minimum_connections(PlanJob(name="m", target=target, spec=spec), database_key)
+    ray = by_key(connection_needs(spec)[0])
+    assert run == admitted == ray == expected
