@@ -51,7 +51,8 @@ Theory of operation
    succeed keeps its rows for the run that resumes it; the job's lock is held throughout.
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
-error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises.
+error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises,
+unless its end is recorded already (a cancel while step 9 runs leaves it SUCCEEDED).
 The run's counters, watermark and failure, and what is reported from them (the run row, the
 progress callback, the ``JobResult``), are ``jobs.tally.RunTally``.
 """
@@ -322,8 +323,9 @@ class _JobRun(RunTally):
             try:
                 return await self._run(ctx, store, decision)
             except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await self._finish(store, "STOPPED")
+                if self.recorded is None:  # a status written stands (SUCCEEDED, then step 9)
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await self._finish(store, "STOPPED")
                 raise
 
     async def _open_and_preflight(self, store: StateStore) -> tuple[Decision, bool]:

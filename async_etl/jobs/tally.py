@@ -56,6 +56,8 @@ class RunTally:
         self.plan: Plan | None = None
         self.watermark = Watermark(0)
         self.rates: RateMeter | None = None
+        self.recorded: RunStatus | None = None
+        """The run's end as ``_finish`` wrote it in the state store (None: not yet)."""
 
     def _report(self) -> None:
         if self.on_progress is None or self.rates is None or self.plan is None:
@@ -100,6 +102,7 @@ class RunTally:
         try:
             await store.update_run(self._values(status))
             recorded = True
+            self.recorded = status
             if status == "STOPPED":
                 await store.clear_stop(self.ctx.run_id)
         except AsyncEtlError as exc:

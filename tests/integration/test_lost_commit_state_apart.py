@@ -6,11 +6,14 @@ from __future__ import annotations
 import functools
 import uuid
 
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from async_etl.core import state_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.jobs.api import JobOptions
+from async_etl.jobs.pg_checkpoint import in_schema_of
 from async_etl.jobs.runner import run_job
 from async_etl.testing.databases import fresh_database
 from async_etl.testing.pgproxy import Faults, PgProxy
@@ -148,3 +151,40 @@ async def test_a_finished_runs_ledger_rows_go_and_a_crashed_runs_stay_for_its_re
             reference(states, cols), cols
         )  # the swap found no key twice: chunk 2 was not loaded again
         assert await table_rows(target, rows_of) == []
+
+
+SLOW_FORGET = (
+    "CREATE SCHEMA IF NOT EXISTS dw",
+    in_schema_of("dw.t", state_sql.LANDED_DDL.text),
+    "CREATE FUNCTION slow_forget() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "PERFORM pg_sleep(30); RETURN NULL; END $$",
+    "CREATE TRIGGER slow_forget BEFORE DELETE ON dw.async_etl_landed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION slow_forget()",
+)
+"""The target's ledger, made ahead, whose DELETE (the forget after SUCCEEDED) takes 30 s."""
+
+
+async def test_a_cancel_while_the_ledger_is_forgotten_keeps_the_run_succeeded(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """Cancelled after SUCCEEDED is recorded (deleting its ledger rows): it stays SUCCEEDED."""
+    states = history(seed=10, n_keys=120, runs=1)
+    await load_source(pg_dsn, states[0])
+    async with fresh_database(pg_server_dsn) as target:
+        for sql in SLOW_FORGET:
+            await fetchval(target, sql)
+        spec = spec_of(apart("scd2", pg_dsn, target))
+        status = "SELECT status FROM async_etl_runs WHERE job = 'lost_scd2'"
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(functools.partial(run_job, spec, options=JobOptions(as_of=at(0))))
+                made = "SELECT to_regclass('async_etl_runs') IS NOT NULL"
+                while not await fetchval(pg_dsn, made) or await fetchval(pg_dsn, status) != (
+                    "SUCCEEDED"
+                ):
+                    await anyio.sleep(0.05)
+                await anyio.sleep(0.3)  # the forget's DELETE is waiting in its trigger
+                tg.cancel_scope.cancel()
+        assert await fetchval(pg_dsn, status) == "SUCCEEDED"
+        landed = "SELECT count(*) FROM dw.async_etl_landed"  # the cancelled forget: kept
+        assert await fetchval(target, landed) > 0
