@@ -5,7 +5,7 @@ Theory of operation
 ``encode_crate_rows`` (``core.row_codecs``) refuses a row holding a value CrateDB would not
 store exactly (``core.exact.crate_refusal``: a NaN or an infinity, an integer past the
 column's range or past 2**53 in a floating column, sub-millisecond time, a type JSON cannot
-carry).  Checking row by row costs a few microseconds a row; ``plain_columns`` answers the
+carry).  Checking row by row costs a few microseconds a row; ``plain`` answers the
 same question for a whole batch with whole-column builtins (the value types of each column,
 ``min`` / ``max``, ``math.isfinite``): True means no row would be refused, False means "check
 row by row" (it may also mean "not sure").
@@ -23,11 +23,12 @@ whose first value is an ``int``, in a column whose range is that of an ``array``
 integer column; not a floating one, where 2**53 bounds an exact integer), goes into
 ``array(code, values)``: it raises unless every value is an integer (a ``bool``, or any object
 with ``__index__``) inside the column's range, which ``crate_refusal`` does not refuse either.
-A probe that fails, and every other column, takes the column's types and ``plain_columns``'s
-per-column check.  The answer may be True where ``plain_columns``'s is False (a ``str`` or
-``int`` subclass, a ``bool``), never the other way round; a value with ``__index__`` that JSON
-cannot carry (a numpy integer) passes the probe and is refused by orjson's ``TypeError`` when
-the body is dumped, as any such value is (the sink then encodes row by row).
+A probe that fails, and every other column, takes the column's types and the per-column
+check (``_plain_column``).  The answer may be True where that check alone says False (a
+``str`` or ``int`` subclass, a ``bool``), never the other way round; a value with
+``__index__`` that JSON cannot carry (a numpy integer) passes the probe and is refused by
+orjson's ``TypeError`` when the body is dumped, as any such value is (the sink then encodes
+row by row).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from async_etl.core.batching import ROW_OVERHEAD, Columns, column_bytes, kinds_of
+from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
 from async_etl.core.exact import CRATE_INT_BITS
 
 _NONE = type(None)
@@ -76,18 +77,6 @@ def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> b
     if kinds == {datetime}:  # whole milliseconds: each distinct microsecond field once
         return not any(m % 1000 for m in set(map(_micros, values)))
     return False
-
-
-def plain_columns(columns: Columns, bases: Sequence[str]) -> bool:
-    """True when ``crate_refusal`` refuses no value of the rows seen as ``columns``.
-
-    ``bases``: each column's base type name (empty: decide by the value's type).
-    """
-    names = bases or [""] * len(columns.values)
-    return all(
-        _plain_column(column, kinds, base)
-        for column, kinds, base in zip(columns.values, columns.kinds, names, strict=True)
-    )
 
 
 def _int_code(base: str) -> str | None:
@@ -184,4 +173,4 @@ def bulk_body(stmt: str, rows: Sequence[tuple[Any, ...]]) -> bytes:
     return orjson.dumps({"stmt": stmt, "bulk_args": rows})
 
 
-__all__ = ["ColumnPlan", "body_parts", "bulk_body", "plain", "plain_columns"]
+__all__ = ["ColumnPlan", "body_parts", "bulk_body", "plain"]
