@@ -187,8 +187,15 @@ FORGET_LANDED = Sql(
 """Delete the ledger rows of finished runs: only once the state store records the run
 SUCCEEDED (every chunk's checkpoint is there then, and no later load of them can happen)."""
 
-JOB_RUN_IDS = Sql("SELECT run_id FROM async_etl_runs WHERE job = $1", ("job",))
-"""Every run id of a job in the state store (whose ledger rows a SUCCEEDED run deletes)."""
+LANDED_RUNS = Sql("SELECT DISTINCT run_id FROM async_etl_landed")
+"""The runs a ledger holds rows of (every job's beside that target; few: a success forgets)."""
+
+JOB_RUN_IDS = Sql(
+    "SELECT run_id FROM async_etl_runs WHERE job = $1 AND run_id = ANY($2::text[])",
+    ("job", "among"),
+)
+"""Which of ``among`` (a ledger's runs) are runs of a job in the state store: the ones a
+SUCCEEDED run of it deletes.  Bounded by the ledger, not by the job's whole run history."""
 
 COUNTED = ("inserted", "updated", "expired", "deleted", "rejected")
 """The change counters a checkpoint records (the keys of ``chunk_counts``)."""

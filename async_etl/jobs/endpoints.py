@@ -100,6 +100,10 @@ class Target(Protocol):
         """Whether this target keeps a chunk ledger for the run (``forget_landed`` has work)."""
         ...
 
+    async def landed_runs(self, ctx: JobContext) -> list[str]:
+        """The runs (of any job) whose chunk-ledger rows this target holds now."""
+        ...
+
     async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
         """Delete the chunk-ledger rows of ``run_ids`` (runs recorded finished); safe to repeat.
 

@@ -189,6 +189,10 @@ class OracleTarget:
         """False: no chunk ledger here."""
         return False
 
+    async def landed_runs(self, ctx: JobContext) -> list[str]:
+        """None: no chunk ledger here."""
+        return []
+
     async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
         """Nothing kept: nothing to forget."""
 

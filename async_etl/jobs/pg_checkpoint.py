@@ -20,7 +20,8 @@ transaction inserts its row there, and a load that finds the row (a lost COMMIT 
 process that died before its state store recorded the checkpoint) rolls back, answered from
 the row; the runner then records the checkpoint in the state store.  Any loader of the run
 counts: the rows are in the target once, whoever put them there.  Once the state store
-records the run SUCCEEDED, the runner deletes the rows of the job's runs (``forget_landed``):
+records the run SUCCEEDED, the runner deletes the rows of the job's runs (``landed_runs``, of
+those the ones the state store names the job's, then ``forget_landed``):
 every chunk's checkpoint is in the state store then, and no run resumes those runs, so no
 load asks for them again (a run that failed, stopped or was killed keeps its rows for its
 resumption).  The job's lock is held meanwhile.
@@ -47,6 +48,7 @@ __all__ = [
     "ensure_ledger",
     "forget_landed",
     "in_schema_of",
+    "landed_runs",
 ]
 
 log = structlog.get_logger(__name__)
@@ -137,6 +139,11 @@ async def ensure_ledger(conn: Any, table: str) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_DDL_LOCK)
         await conn.execute(in_schema_of(table, state_sql.LANDED_DDL.text))
+
+
+async def landed_runs(conn: Any, table: str) -> list[str]:
+    """The runs (of any job) the ledger beside ``table`` holds rows of."""
+    return [str(r[0]) for r in await conn.fetch(in_schema_of(table, state_sql.LANDED_RUNS.text))]
 
 
 async def forget_landed(conn: Any, table: str, run_ids: Sequence[str]) -> None:

@@ -108,7 +108,13 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
-from async_etl.jobs.pg_checkpoint import Landed, checkpoint_in, ensure_ledger, forget_landed
+from async_etl.jobs.pg_checkpoint import (
+    Landed,
+    checkpoint_in,
+    ensure_ledger,
+    forget_landed,
+    landed_runs,
+)
 from async_etl.jobs.pg_pipe import bound, pipe, run_all
 from async_etl.jobs.pg_tables import (
     drop_repeat,
@@ -339,6 +345,11 @@ class PgTarget:
     def keeps_landed(self, ctx: JobContext) -> bool:
         """True when the run state is in another database: chunks land with a ledger row."""
         return not ctx.same_database(ctx.state_url, self.url)
+
+    async def landed_runs(self, ctx: JobContext) -> list[str]:
+        """The runs the ledger beside the target holds rows of (``pg_checkpoint.landed_runs``)."""
+        async with self.connection(ctx.hold, ctx.app) as conn:
+            return await landed_runs(conn, ctx.spec.target.table)
 
     async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:
         """Delete the ledger rows of ``run_ids`` (``pg_checkpoint.forget_landed``)."""

@@ -46,7 +46,9 @@ Theory of operation
    rows and the run's status stand;
 9. once the state store records the run SUCCEEDED, a target that keeps a chunk ledger
    (PostgreSQL with the state elsewhere: ``pg_checkpoint``) deletes the rows of the job's
-   runs there (``Target.forget_landed``): every chunk's checkpoint is in the state store then
+   runs there (``Target.forget_landed``; the runs asked for are those the ledger holds rows of,
+   ``Target.landed_runs``, that the state store names the job's: the cost follows the ledger,
+   not the job's run history, which is never pruned): every chunk's checkpoint is there then
    and none of those runs is resumed, so no load can need them again.  A run that did not
    succeed keeps its rows for the run that resumes it; the job's lock is held throughout.
 
@@ -440,8 +442,11 @@ class _JobRun(RunTally):
             log.warning("landed_not_forgotten", error=exc.message)
 
     async def _forget(self, ctx: JobContext, store: StateStore) -> None:
-        if self.target.keeps_landed(ctx):
-            await self.target.forget_landed(ctx, await store.run_ids(self.spec.name))
+        if self.target.keeps_landed(ctx):  # the ledger's runs, not the job's whole history
+            landed = await self.target.landed_runs(ctx)
+            mine = await store.run_ids(self.spec.name, landed) if landed else []
+            if mine:
+                await self.target.forget_landed(ctx, mine)
 
     async def _after_chunks(self, ctx: JobContext, plan: Plan) -> None:
         """A full refresh's swap once every chunk committed, then the sequences (see 7, 8)."""

@@ -421,11 +421,11 @@ class StateStore:
 
         await self._call("update run", go)
 
-    async def run_ids(self, job: str) -> list[str]:
-        """Every run id of ``job`` recorded here (``JOB_RUN_IDS``)."""
+    async def run_ids(self, job: str, among: Sequence[str]) -> list[str]:
+        """The run ids of ``among`` that are runs of ``job`` recorded here (``JOB_RUN_IDS``)."""
 
         async def go(c: Any) -> list[str]:
-            return [str(r[0]) for r in await c.fetch(sq.JOB_RUN_IDS.text, job)]
+            return [str(r[0]) for r in await c.fetch(sq.JOB_RUN_IDS.text, job, list(among))]
 
         return await self._call("read run ids", go)
 

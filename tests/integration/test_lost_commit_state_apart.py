@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 
 import anyio
 import pytest
@@ -13,7 +14,9 @@ from structlog.testing import capture_logs
 from async_etl.core import state_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.jobs.api import JobOptions
+from async_etl.jobs.context import JobContext
 from async_etl.jobs.pg_checkpoint import in_schema_of
+from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.runner import run_job
 from async_etl.testing.databases import fresh_database
 from async_etl.testing.pgproxy import Faults, PgProxy
@@ -188,3 +191,34 @@ async def test_a_cancel_while_the_ledger_is_forgotten_keeps_the_run_succeeded(
         assert await fetchval(pg_dsn, status) == "SUCCEEDED"
         landed = "SELECT count(*) FROM dw.async_etl_landed"  # the cancelled forget: kept
         assert await fetchval(target, landed) > 0
+
+
+async def test_a_success_forgets_the_ledgers_runs_not_the_jobs_whole_history(
+    pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forget asks for the ledger's runs of the job only, however many runs came before."""
+    states = history(seed=11, n_keys=120, runs=1)
+    await load_source(pg_dsn, states[0])
+    asked: list[list[str]] = []
+    forget = PgTarget.forget_landed
+
+    async def recorded(self: PgTarget, ctx: JobContext, run_ids: Sequence[str]) -> None:
+        asked.append(sorted(run_ids))
+        await forget(self, ctx, run_ids)
+
+    monkeypatch.setattr(PgTarget, "forget_landed", recorded)
+    async with fresh_database(pg_server_dsn) as target:
+        spec = spec_of(apart("refresh", pg_dsn, target))
+        first = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+        assert first.status == "SUCCEEDED", first.error
+        assert asked == [[first.run_id]]
+        old = (  # a long history of the job: runs the ledger holds nothing of
+            "INSERT INTO async_etl_runs (run_id, job, status, as_of, started_at) "
+            "SELECT 'lost_refresh-old-' || g, 'lost_refresh', 'SUCCEEDED', now(), "
+            "now() - interval '1 day' FROM generate_series(1, 2000) g"
+        )
+        await fetchval(pg_dsn, old)
+        second = await run_job(spec, options=JobOptions(as_of=at(1), retry=FAST))
+        assert second.status == "SUCCEEDED", second.error
+        assert asked[1:] == [[second.run_id]]
+        assert await fetchval(target, "SELECT count(*) FROM dw.async_etl_landed") == 0
