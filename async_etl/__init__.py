@@ -16,6 +16,10 @@ Silent by default: events go through stdlib ``logging`` (``async_etl.*``, NullHa
 
 from __future__ import annotations
 
+# first: the command's process collects no garbage while it imports (see there)
+import async_etl._launch  # noqa: F401
+
+# isort: split
 from typing import TYPE_CHECKING
 
 from async_etl.errors import (

@@ -33,7 +33,7 @@ PACKAGE = "async_etl"
 ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("core", "errors", "typing"),
+    ("core", "errors", "typing", "_launch"),
     ("drivers", "config", "log"),
     ("sinks", "sources"),
     ("runtime",),

@@ -126,6 +126,43 @@ async def test_a_copy_loads_no_module_or_pattern_of_another_path(pg_dsn: str) ->
     assert "dollar pattern compiled: 0" in done.stderr  # compiled only for a query with a $
 
 
+GC_AT_IMPORTS = (
+    "import atexit, gc, sys\n"
+    "seen = []\n"
+    "def hook(event, args):\n"
+    "    if event == 'import' and args[0] in ('async_etl.errors', 'shtab'):\n"
+    "        seen.append(f'{args[0]}={gc.isenabled()}')\n"
+    "sys.addaudithook(hook)\n"
+    "atexit.register(lambda: print('gc:', *seen, file=sys.stderr))\n"
+)
+"""A ``sitecustomize``: whether the collector is on at the package's first own import
+(``async_etl.errors``) and at the ``completion`` command's (``shtab``, in its handler)."""
+
+CONSOLE_SCRIPT = "import sys\nfrom async_etl.cli import main\nsys.exit(main())\n"
+"""What pip's ``async-etl`` script runs (``[project.scripts]``)."""
+
+
+@pytest.mark.parametrize("entry", ["python -m async_etl", "async-etl script", "import async_etl"])
+def test_the_command_collects_no_garbage_while_importing_and_runs_with_it(
+    entry: str, tmp_path: Path
+) -> None:
+    """The command's process: collector off through the package's imports, on for the command."""
+    (tmp_path / "sitecustomize.py").write_text(GC_AT_IMPORTS)
+    (tmp_path / "async-etl").write_text(CONSOLE_SCRIPT)
+    argv = {
+        "python -m async_etl": [sys.executable, "-m", "async_etl", "completion", "bash"],
+        "async-etl script": [sys.executable, str(tmp_path / "async-etl"), "completion", "bash"],
+        "import async_etl": [sys.executable, "-c", "import async_etl, shtab"],
+    }[entry]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("gc: ")]
+    # a library import leaves the collector as it is
+    at_import = "False" if entry != "import async_etl" else "True"
+    assert line.split()[1:] == [f"async_etl.errors={at_import}", "shtab=True"], done.stderr
+
+
 def _holder(tokens: int = 2) -> BudgetHolder:
     return BudgetHolder(LimiterBudget(tokens), ConnectionMeter())
 
