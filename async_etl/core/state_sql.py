@@ -84,10 +84,15 @@ STATE_COLUMNS = (("async_etl_chunks", ("cursor", "counts", "loader")),)
 """The columns ``STATE_DDL`` adds to a table made before them, per table."""
 
 
-def state_ready_sql(tables: Sequence[str]) -> str:
+def state_ready_sql(
+    tables: Sequence[str],
+    indexes: Sequence[str] = STATE_INDEXES,
+    columns: Sequence[tuple[str, Sequence[str]]] = STATE_COLUMNS,
+) -> str:
     """One query, true when the state DDL (``STATE_DDL`` and ``tables``' own) would change nothing.
 
-    ``tables``: every table the DDL creates (``STATE_TABLES`` and the stop requests').  Each is
+    ``tables``: every table the DDL creates (``STATE_TABLES`` and the stop requests'; the
+    orchestrator's store passes its own, with its ``indexes`` and no late ``columns``).  Each is
     looked for where an unqualified ``CREATE TABLE IF NOT EXISTS`` would look: the first
     existing schema of the search path (``current_schema()``; none: false, and the DDL fails as
     before).  The indexes and columns are looked for as their DO blocks do.  A role that may use
@@ -95,12 +100,12 @@ def state_ready_sql(tables: Sequence[str]) -> str:
     EXISTS`` checks the schema's CREATE privilege before it finds the table there).
     """
     found = [f"to_regclass(quote_ident(current_schema()) || '.{t}') IS NOT NULL" for t in tables]
-    found += [f"to_regclass('{name}') IS NOT NULL" for name in STATE_INDEXES]
-    for table, columns in STATE_COLUMNS:
-        names = ", ".join(f"'{c}'" for c in columns)
+    found += [f"to_regclass('{name}') IS NOT NULL" for name in indexes]
+    for table, added in columns:
+        names = ", ".join(f"'{c}'" for c in added)
         found.append(
             f"(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass('{table}') "
-            f"AND attname IN ({names}) AND NOT attisdropped) = {len(columns)}"
+            f"AND attname IN ({names}) AND NOT attisdropped) = {len(added)}"
         )
     return "SELECT " + "\n   AND ".join(found)
 

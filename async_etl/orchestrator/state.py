@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import anyio
 
 from async_etl.core.retry import RetryPolicy
+from async_etl.core.state_sql import state_ready_sql
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import PG_ERRORS, connect, open_pool, translate_pg
 from async_etl.errors import AsyncEtlError, LoadError, network, unusable
@@ -66,6 +67,13 @@ _DDL = (
     "requested_at timestamptz NOT NULL DEFAULT clock_timestamp(), requested_by text)",
 )
 _DDL_LOCK = 0x6A57_0E71  # arbitrary, constant: serialises DDL between orchestrators
+_READY = state_ready_sql(
+    ("async_etl_plan_runs", "async_etl_plan_jobs", "async_etl_plan_attempts",
+     "async_etl_plan_stops"),
+    indexes=("async_etl_plan_runs_plan",),
+    columns=(),
+)  # fmt: skip
+"""True when every table and index ``_DDL`` makes is there (``state_sql.state_ready_sql``)."""
 
 
 def lock_key(*parts: str) -> int:
@@ -91,7 +99,15 @@ async def translated(url: str, what: str) -> AsyncIterator[None]:
 
 
 async def ensure_tables(conn: Any) -> None:
-    """Create the orchestrator tables if missing (idempotent, safe to run concurrently)."""
+    """Create the orchestrator tables if missing (idempotent, safe to run concurrently).
+
+    One catalog query first: when all are there nothing else is sent, so a role with DML on
+    the tables needs no CREATE on their schema (``CREATE TABLE IF NOT EXISTS`` checks it before
+    it finds the table), and no ``CREATE INDEX IF NOT EXISTS`` waits for its SHARE lock behind
+    another orchestrator's open transaction on ``async_etl_plan_runs``.
+    """
+    if await conn.fetchval(_READY):
+        return
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
         for statement in _DDL:

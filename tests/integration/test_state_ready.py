@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
 from async_etl.jobs.state import StateStore
+from async_etl.orchestrator.state import ensure_tables
 from tests.integration.jobs_helpers import fetchval
 
 EVERYTHING = (
@@ -36,6 +40,13 @@ async def test_a_role_that_may_not_create_in_the_schema_starts_on_existing_table
 ) -> None:
     """State tables made by their owner; a role with only DML on them (no CREATE): ensure passes."""
     await _ensure(pg_dsn)
+    async with _dml_role(pg_dsn, pg_server_dsn) as as_role:
+        await _ensure(as_role)  # before: 'permission denied for schema public' at every start
+
+
+@asynccontextmanager
+async def _dml_role(pg_dsn: str, pg_server_dsn: str) -> AsyncIterator[str]:
+    """A new role's DSN with only DML on public's tables (no CREATE there); dropped after."""
     role = f"aetl_state_{uuid.uuid4().hex[:8]}"
     await fetchval(pg_server_dsn, f'CREATE ROLE "{role}" LOGIN')
     try:
@@ -45,7 +56,7 @@ async def test_a_role_that_may_not_create_in_the_schema_starts_on_existing_table
             await fetchval(pg_dsn, sql)
         as_role = pg_dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
         assert as_role != pg_dsn
-        await _ensure(as_role)  # before: 'permission denied for schema public' at every start
+        yield as_role
     finally:
         await fetchval(pg_dsn, f'DROP OWNED BY "{role}"')
         await fetchval(pg_server_dsn, f'DROP ROLE IF EXISTS "{role}"')
@@ -69,3 +80,34 @@ async def test_a_missing_table_index_or_column_is_made_again(pg_dsn: str, drop: 
     assert not await fetchval(pg_dsn, EVERYTHING)
     await _ensure(pg_dsn)
     assert await fetchval(pg_dsn, EVERYTHING)
+
+
+async def test_a_plan_store_opens_on_existing_tables_for_a_role_that_may_not_create(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """Orchestrator tables made by their owner; a role with only DML on them: ensure passes."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await ensure_tables(conn)
+    finally:
+        await conn.close()
+    async with _dml_role(pg_dsn, pg_server_dsn) as as_role:
+        conn = await asyncpg.connect(as_role)
+        try:
+            await ensure_tables(conn)  # before: 'permission denied for schema public'
+            plans = "SELECT count(*) FROM async_etl_plan_runs"
+            assert await conn.fetchval(plans) == 0  # the store is usable
+        finally:
+            await conn.close()
+
+
+async def test_a_missing_plan_index_is_made_again(pg_dsn: str) -> None:
+    """With the plan runs' index dropped, the next ``ensure_tables`` makes it again."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await ensure_tables(conn)
+        await conn.execute("DROP INDEX async_etl_plan_runs_plan")
+        await ensure_tables(conn)
+        assert await conn.fetchval("SELECT to_regclass('async_etl_plan_runs_plan')") is not None
+    finally:
+        await conn.close()
