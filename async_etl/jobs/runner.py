@@ -467,6 +467,9 @@ class _JobRun(RunTally):
     ) -> Survey:
         """State tables and target prepared while the source is surveyed (reads only).
 
+        The survey's source connection (PostgreSQL) is closed in the run's ``closing`` group:
+        the run is recorded while its backend exits, not after.
+
         The three touch different connections and none needs another: at the same time,
         they cost the longest of the three instead of the sum.  A failure to create the state
         tables wins, then one to prepare the target (either cancels the rest); the survey's
@@ -479,11 +482,14 @@ class _JobRun(RunTally):
 
         async def look() -> None:
             try:
-                found.append(
-                    await retrying(
-                        lambda: survey(ctx, decision, self.source), ctx.policy, what="plan chunks"
+                async with reusing(close_in=self.closing):  # its source connection closes aside
+                    found.append(
+                        await retrying(
+                            lambda: survey(ctx, decision, self.source),
+                            ctx.policy,
+                            what="plan chunks",
+                        )
                     )
-                )
             except AsyncEtlError as exc:
                 failed["survey"] = exc
 

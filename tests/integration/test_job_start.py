@@ -444,6 +444,56 @@ async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn
     assert [c.name if c else None for c in collations] == ["C", None]
 
 
+async def test_the_surveys_source_connection_closes_while_the_run_goes_on(
+    pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The survey's source connection closes beside the run: a chunk connects before it ends."""
+    import async_etl.drivers.postgres_connections as driver
+    from async_etl.jobs.runner import run_job
+    from tests.databases import fresh_database
+    from tests.integration.jobs_helpers import spec_of
+
+    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
+                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    steps: list[str] = []
+    opened: list[tuple[str, str, Any]] = []
+    chunk_connects = anyio.Event()
+    connect, close = driver.connect_job, driver.close_quietly
+
+    def of_the_run(app: str) -> bool:  # not preflight's nor the state store's
+        return app.startswith("survey:survey-")
+
+    async def logged(url: str, app: str) -> Any:
+        if url == target and of_the_run(app):  # the chunk's target connection
+            steps.append("chunk connects")
+            chunk_connects.set()
+        conn = await connect(url, app)
+        opened.append((url, app, conn))
+        return conn
+
+    async def gated(conn: Any) -> None:  # the survey's close waits for the chunk (3 s at most)
+        survey = next((c for url, app, c in opened if url == pg_dsn and of_the_run(app)), None)
+        if conn is survey:
+            with anyio.move_on_after(3):
+                await chunk_connects.wait()
+            steps.append("survey's connection closes")
+        await close(conn)
+
+    monkeypatch.setattr(driver, "connect_job", logged)
+    monkeypatch.setattr(driver, "close_quietly", gated)
+    async with fresh_database(pg_server_dsn) as target:
+        spec = spec_of(
+            f'name = "survey"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
+            f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{target}"\ntable = "dw.t"\n'
+            "[scd]\ntype = 1\n"
+        )
+        result = await run_job(spec)
+        assert result.status == "SUCCEEDED", result.error
+        assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
+    # in line, the close ended before the run was recorded and its chunks started
+    assert steps == ["chunk connects", "survey's connection closes"], (steps, opened)
+
+
 async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
     pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
