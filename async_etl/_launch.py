@@ -29,8 +29,13 @@ def is_cli(argv0: str, orig_argv: Sequence[str]) -> bool:
     ``argv0``: ``sys.argv[0]``, the script's path (the console script) or ``-m`` (while
     ``python -m`` imports the module's packages, before it runs the module); ``orig_argv``:
     the interpreter's own command line (``sys.orig_argv``), which names the ``-m`` module.
-    Another program's ``python -m`` whose package imports ``async_etl`` is not the command.
+    Another program's ``python -m`` whose package imports ``async_etl`` is not the command,
+    nor is a process ``multiprocessing`` spawned from the command (a generator pool's worker,
+    ``--multiprocessing-fork`` on its command line): it inherits the command's ``sys.argv``
+    and loads the script again, but never runs ``cli.main``, which turns collection back on.
     """
+    if "--multiprocessing-fork" in orig_argv:
+        return False
     if argv0.replace("\\", "/").rpartition("/")[2] in SCRIPTS:  # no pathlib: not loaded yet
         return True
     if argv0 != "-m":

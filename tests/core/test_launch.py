@@ -39,3 +39,10 @@ def test_the_command_is_recognised(argv0: str, orig_argv: list[str]) -> None:
 def test_another_process_is_not(argv0: str, orig_argv: list[str]) -> None:
     """A library import: another script, ``-c``, or another ``-m`` module importing async_etl."""
     assert not is_cli(argv0, orig_argv)
+
+
+def test_a_process_spawned_from_the_command_is_not_the_command() -> None:
+    """A spawned pool worker inherits the script's argv[0], but it is not the command."""
+    spawned = [PY, "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5, "
+               "pipe_handle=7)", "--multiprocessing-fork"]  # fmt: skip
+    assert not is_cli("/venv/bin/async-etl", spawned)
