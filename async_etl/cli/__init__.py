@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Called for the process (``argv`` None: the ``async-etl`` script, ``python -m async_etl``),
     it keeps the garbage collector out of the start and the exit: collection is off while
     the package and the command's modules are imported (``async_etl._launch`` turns it off
-    before the package's first import; tens of thousands of objects, all kept; 5-11 ms of
+    before the package's first import; tens of thousands of objects, all kept; 5-20 ms of
     collections), those objects are then frozen (``gc.freeze``: no later collection walks
     them again), and so is everything else on the way out, so the interpreter's exit skips
     a last collection over every object (30 ms of a 10-row job); then it ends the process

@@ -264,15 +264,18 @@ async def test_a_nested_reusing_block_leaves_its_connection_to_the_outer_one(
     await _gone(pg_dsn, inner, again)
 
 
-async def _full_refresh(pg_dsn: str, name: str) -> None:
-    """Run job ``name``: a full refresh of ``src.t`` into ``dw.t`` (it succeeded)."""
+async def _full_refresh(pg_dsn: str, name: str, target: str | None = None) -> None:
+    """Run job ``name``: a full refresh of ``src.t`` into ``dw.t`` (it succeeded).
+
+    ``target``: the target database's URL (default: the source's).
+    """
     from async_etl.jobs.runner import run_job
     from tests.integration.jobs_helpers import spec_of
 
     spec = spec_of(
         f'name = "{name}"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
-        f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{pg_dsn}"\ntable = "dw.t"\n'
-        "[scd]\ntype = 1\n"
+        f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{target or pg_dsn}"\n'
+        'table = "dw.t"\n[scd]\ntype = 1\n'
     )
     result = await run_job(spec)
     assert result.status == "SUCCEEDED", result.error
@@ -449,9 +452,7 @@ async def test_the_surveys_source_connection_closes_while_the_run_goes_on(
 ) -> None:
     """The survey's source connection closes beside the run: a chunk connects before it ends."""
     import async_etl.drivers.postgres_connections as driver
-    from async_etl.jobs.runner import run_job
     from tests.databases import fresh_database
-    from tests.integration.jobs_helpers import spec_of
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
@@ -482,13 +483,7 @@ async def test_the_surveys_source_connection_closes_while_the_run_goes_on(
     monkeypatch.setattr(driver, "connect_job", logged)
     monkeypatch.setattr(driver, "close_quietly", gated)
     async with fresh_database(pg_server_dsn) as target:
-        spec = spec_of(
-            f'name = "survey"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
-            f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{target}"\ntable = "dw.t"\n'
-            "[scd]\ntype = 1\n"
-        )
-        result = await run_job(spec)
-        assert result.status == "SUCCEEDED", result.error
+        await _full_refresh(pg_dsn, "survey", target)
         assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
     # in line, the close ended before the run was recorded and its chunks started
     assert steps == ["chunk connects", "survey's connection closes"], (steps, opened)
@@ -499,9 +494,7 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
 ) -> None:
     """A copy into another database: each second connect starts before the first one ends."""
     import async_etl.drivers.postgres_connections as driver
-    from async_etl.jobs.runner import run_job
     from tests.databases import fresh_database
-    from tests.integration.jobs_helpers import spec_of
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
@@ -517,13 +510,7 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
 
     monkeypatch.setattr(driver, "connect_job", logged)
     async with fresh_database(pg_server_dsn) as target:
-        spec = spec_of(
-            f'name = "ahead"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
-            f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{target}"\ntable = "dw.t"\n'
-            "[scd]\ntype = 1\n"
-        )
-        result = await run_job(spec)
-        assert result.status == "SUCCEEDED", result.error
+        await _full_refresh(pg_dsn, "ahead", target)
         assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
     # preflight: target (kept for the preparation) and source, each token in that order, as a
     # chunk takes them; the survey: source; the chunk: target and source; the swap goes on on
