@@ -7,6 +7,7 @@ import atexit
 import gc
 import importlib
 import os
+import select
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -167,7 +168,34 @@ def _main(argv: Sequence[str] | None, *, process: bool) -> int:
     except KeyboardInterrupt:
         print("async-etl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not stdout_gone():
+            raise
+        return 1
     return code
+
+
+def stdout_gone() -> bool:
+    """True when stdout's reader has gone (``async-etl ... | head``); stdout is then devnull.
+
+    Python's "Note on SIGPIPE" (``signal`` module documentation): the interpreter ignores
+    SIGPIPE, so a write to a closed pipe raises ``BrokenPipeError``; point stdout at devnull
+    so the exit's flush of what is left cannot raise again, and exit 1 with no traceback.
+    Whose pipe broke is asked of the descriptor (``poll``: a pipe with no reader reports
+    ``POLLERR``); False, stdout untouched, when it is not stdout's (the error is re-raised).
+    """
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):  # no descriptor, or no poll (Windows)
+        return False
+    poller.register(fd, select.POLLOUT)
+    if not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
 
 
 def _report(exc: AsyncEtlError) -> int:

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from async_etl.cli import stdout_gone
+
 ROOT = Path(__file__).resolve().parents[2]
 
 WITH_HANDLERS = (
@@ -54,3 +58,31 @@ def test_a_command_that_leaves_a_thread_running_exits_the_usual_way() -> None:
     assert done.returncode == 2
     assert "thread done" in done.stderr  # a normal exit waits for it
     assert "atexit ran" in done.stderr
+
+
+def test_a_closed_stdout_pipe_ends_the_command_quietly() -> None:
+    """Output into a pipe whose reader has gone (``| head``): exit 1, no traceback, no output."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the child writes: its first write surely fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "async_etl", "completion", "bash"],
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
+def test_stdout_gone_only_for_a_pipe_with_no_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe with a reader is not gone; one without one is gone, and stdout is devnull after."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        assert not stdout_gone()
+        os.close(read_end)
+        assert stdout_gone()
+        assert Path(f"/proc/self/fd/{write_end}").samefile(os.devnull)
+        out.write("x" * 100_000)  # flushed into devnull at close: no error
