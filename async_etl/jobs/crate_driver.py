@@ -166,12 +166,8 @@ class CrateTarget:
     async def after_load(self, ctx: JobContext) -> None:
         """Nothing to do after the load (CrateDB has no sequences to move)."""
 
-    def keeps_landed(self, ctx: JobContext) -> bool:
-        """False: no chunk ledger here."""
-        return False
-
     async def landed_runs(self, ctx: JobContext) -> list[str]:
-        """None: no chunk ledger here."""
+        """``[]``: no chunk ledger here."""
         return []
 
     async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:

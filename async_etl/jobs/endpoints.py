@@ -96,12 +96,11 @@ class Target(Protocol):
         """
         ...
 
-    def keeps_landed(self, ctx: JobContext) -> bool:
-        """Whether this target keeps a chunk ledger for the run (``forget_landed`` has work)."""
-        ...
-
     async def landed_runs(self, ctx: JobContext) -> list[str]:
-        """The runs (of any job) whose chunk-ledger rows this target holds now."""
+        """The runs (of any job) whose chunk-ledger rows this target holds now.
+
+        ``[]`` when it keeps no ledger for the run (connects to nothing then).
+        """
         ...
 
     async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:

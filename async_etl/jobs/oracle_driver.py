@@ -185,12 +185,8 @@ class OracleTarget:
     async def after_load(self, ctx: JobContext) -> None:
         """Nothing to do after the load (an Oracle identity column is not moved: see the README)."""
 
-    def keeps_landed(self, ctx: JobContext) -> bool:
-        """False: no chunk ledger here."""
-        return False
-
     async def landed_runs(self, ctx: JobContext) -> list[str]:
-        """None: no chunk ledger here."""
+        """``[]``: no chunk ledger here."""
         return []
 
     async def forget_landed(self, ctx: JobContext, run_ids: Sequence[str]) -> None:

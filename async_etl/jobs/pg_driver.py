@@ -347,7 +347,12 @@ class PgTarget:
         return not ctx.same_database(ctx.state_url, self.url)
 
     async def landed_runs(self, ctx: JobContext) -> list[str]:
-        """The runs the ledger beside the target holds rows of (``pg_checkpoint.landed_runs``)."""
+        """The runs the ledger beside the target holds rows of (``pg_checkpoint.landed_runs``).
+
+        ``[]`` without connecting when the run keeps no ledger (state in the target's database).
+        """
+        if not self.keeps_landed(ctx):
+            return []
         async with self.connection(ctx.hold, ctx.app) as conn:
             return await landed_runs(conn, ctx.spec.target.table)
 

@@ -442,11 +442,10 @@ class _JobRun(RunTally):
             log.warning("landed_not_forgotten", error=exc.message)
 
     async def _forget(self, ctx: JobContext, store: StateStore) -> None:
-        if self.target.keeps_landed(ctx):  # the ledger's runs, not the job's whole history
-            landed = await self.target.landed_runs(ctx)
-            mine = await store.run_ids(self.spec.name, landed) if landed else []
-            if mine:
-                await self.target.forget_landed(ctx, mine)
+        landed = await self.target.landed_runs(ctx)  # the ledger's, not the job's whole history
+        mine = await store.run_ids(self.spec.name, landed) if landed else []
+        if mine:
+            await self.target.forget_landed(ctx, mine)
 
     async def _after_chunks(self, ctx: JobContext, plan: Plan) -> None:
         """A full refresh's swap once every chunk committed, then the sequences (see 7, 8)."""
