@@ -426,7 +426,8 @@ class _JobRun(RunTally):
                 status = "SUCCEEDED"
             else:
                 status = "STOPPED"
-            if await self._finish(store, status) and status == "SUCCEEDED":
+            await self._finish(store, status)
+            if self.recorded == "SUCCEEDED":
                 await self._forget_landed(ctx, store)
         return self._result(status, resumed)
 

@@ -94,14 +94,12 @@ class RunTally:
         done = dict.fromkeys(self.plan.committed, window.high)
         return run_cursor(window, range(len(self.plan.plan)), done)
 
-    async def _finish(self, store: StateStore, status: RunStatus) -> bool:
-        """Record the run's end in ``store``; True when its status was written."""
+    async def _finish(self, store: StateStore, status: RunStatus) -> None:
+        """Record the run's end in ``store``; ``recorded`` says it once written."""
         if self.plan is None or self.ctx is None:
-            return False
-        recorded = False
+            return
         try:
             await store.update_run(self._values(status))
-            recorded = True
             self.recorded = status
             if status == "STOPPED":
                 await store.clear_stop(self.ctx.run_id)
@@ -112,7 +110,6 @@ class RunTally:
                  error=self.failure.message if self.failure else None)  # fmt: skip
         if unchanged < 0:  # read = inserted + updated + unchanged + rejected must hold
             log.error("counters_disagree", **self.counters)
-        return recorded
 
     def _result(self, status: RunStatus, resumed: bool) -> JobResult:
         assert self.ctx is not None
