@@ -137,8 +137,7 @@ class _Pool:
                     self.shared.release_on_behalf_of(back)
                 return None
             grabbed.append(token)
-        taken = grabbed + [self.free.pop() for _ in range(n - len(grabbed))]
-        return taken
+        return grabbed + [self.free.pop() for _ in range(n - len(grabbed))]
 
     def wanted(self) -> bool:
         """Whether the shared budget wants a token back (a waiter, or a lowered limit)."""
