@@ -158,8 +158,8 @@ class PostgresRowsSink(PostgresSink):
             raise translate_pg(exc, self._where) from exc
         self._pg_columns = cols
         self._fast = pg_row_encoder(cols)
-        self.native = pg_native.native_table(cols)
         self._plan = pg_native.ColumnPlan.of(cols)
+        self.native = self._plan.native  # pg_native.native_table(cols), decided by the plan
         self._cast = pg_native.encode_as(cols)
         self._columns = names
         return names
