@@ -42,6 +42,7 @@ from async_etl.errors import CheckpointError
 from async_etl.jobs.context import COUNTERS, ChunkResult, JobContext, Reject
 
 __all__ = [
+    "LEDGER",
     "LEDGER_DDL_LOCK",
     "Landed",
     "checkpoint_in",
@@ -53,7 +54,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-_LEDGER = "async_etl_landed"
+LEDGER = "async_etl_landed"
 LEDGER_DDL_LOCK = 0x6A57_0E73  # arbitrary, constant: serialises creating the targets' ledgers
 
 
@@ -131,7 +132,7 @@ def in_schema_of(table: str, text: str) -> str:
     keeps the ledger unqualified: the search path's first schema, where the target goes too.
     """
     schema, dot, _ = table.rpartition(".")
-    return text.replace(_LEDGER, f"{quote(schema)}.{_LEDGER}") if dot else text
+    return text.replace(LEDGER, f"{quote(schema)}.{LEDGER}") if dot else text
 
 
 async def ensure_ledger(conn: Any, table: str) -> None:

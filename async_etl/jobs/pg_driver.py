@@ -109,6 +109,7 @@ from async_etl.jobs.context import (
     null_key_rejects,
 )
 from async_etl.jobs.pg_checkpoint import (
+    LEDGER,
     Landed,
     checkpoint_in,
     ensure_ledger,
@@ -221,6 +222,11 @@ class PgTarget:
         (``pg_tables.drop_repeat``).
         """
         keyed = ctx.spec.mode != "append"
+        if self.keeps_landed(ctx) and ctx.spec.target.table.rpartition(".")[2] == LEDGER:
+            raise ConfigError(
+                f"{self.where}: the table {LEDGER} beside the target is the chunk ledger of a "
+                "job whose [state] url is another database; name the target otherwise"
+            )
         self.deferred = indexes_after_load(ctx.spec.mode, ctx.on_bad_row, "postgresql")
         try:
             ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed,

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from async_etl.core import state_sql
 from async_etl.core.retry import RetryPolicy
+from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.context import JobContext
 from async_etl.jobs.pg_checkpoint import in_schema_of
@@ -222,3 +223,16 @@ async def test_a_success_forgets_the_ledgers_runs_not_the_jobs_whole_history(
         assert second.status == "SUCCEEDED", second.error
         assert asked[1:] == [[second.run_id]]
         assert await fetchval(target, "SELECT count(*) FROM dw.async_etl_landed") == 0
+
+
+async def test_a_target_named_as_the_ledger_is_refused_in_one_line(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """A target table named async_etl_landed, state elsewhere: a clear refusal, nothing made."""
+    await load_source(pg_dsn, history(seed=3, n_keys=20, runs=1)[0])
+    async with fresh_database(pg_server_dsn) as target:
+        text = apart("scd2", pg_dsn, target).replace('"dw.t"', '"dw.async_etl_landed"')
+        with pytest.raises(ConfigError, match="async_etl_landed beside the target is the chunk"):
+            await run_job(spec_of(text), options=JobOptions(as_of=at(0), retry=FAST))
+        made = "SELECT to_regclass('dw.async_etl_landed')"
+        assert await fetchval(target, made) is None
