@@ -104,6 +104,11 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namesp
     return parser.parse_args(words)
 
 
+PIPE_GONE = 128 + 13
+"""Exit status when stdout's reader went away: 128 + SIGPIPE (13), as a shell reports a
+process that signal ended (``yes | head``), so it is not read as the command's failure."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand; user errors print one line and exit 2, failures exit 1.
 
@@ -171,7 +176,7 @@ def _main(argv: Sequence[str] | None, *, process: bool) -> int:
     except BrokenPipeError:
         if not stdout_gone():
             raise
-        return 1
+        return PIPE_GONE
     return code
 
 
@@ -180,7 +185,8 @@ def stdout_gone() -> bool:
 
     Python's "Note on SIGPIPE" (``signal`` module documentation): the interpreter ignores
     SIGPIPE, so a write to a closed pipe raises ``BrokenPipeError``; point stdout at devnull
-    so the exit's flush of what is left cannot raise again, and exit 1 with no traceback.
+    so the exit's flush of what is left cannot raise again, and end with no traceback, exit
+    ``PIPE_GONE`` (141: what a shell reports for a process SIGPIPE ended, not 1 = failed).
     Whose pipe broke is asked of the descriptor (``poll``: a pipe with no reader reports
     ``POLLERR``); False, stdout untouched, when it is not stdout's (the error is re-raised).
     """

@@ -125,7 +125,8 @@ class Parser(argparse.ArgumentParser):
 def epilog(exit_codes: Mapping[int, str], env: Sequence[tuple[str, str]] = ()) -> str:
     """The epilog every command ends with: its exit statuses, then the variables it reads."""
     lines = ["exit status:"]
-    lines += [f"  {code:<3} {meaning}" for code, meaning in sorted(exit_codes.items())]
+    codes = {**exit_codes, 141: "stdout's reader went away (`| head`): output cut short"}
+    lines += [f"  {code:<3} {meaning}" for code, meaning in sorted(codes.items())]
     if env:
         lines += ["", "environment:"]
         width = max(len(name) for name, _ in env)

@@ -30,12 +30,12 @@ def test_help_has_no_rest_markup(name: str) -> None:
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_ends_with_exit_statuses(name: str) -> None:
-    """Each command's epilog lists its exit statuses, with 0 and 2 (bad input) among them."""
+    """Each command's epilog lists its exit statuses: 0, 2 (bad input) and 141 (stdout gone)."""
     text = _help(name)
     assert "\nexit status:\n" in text
     tail = text.split("\nexit status:\n", 1)[1]
     codes = [line.split()[0] for line in tail.splitlines() if line.startswith("  ")]
-    assert "0" in codes and "2" in codes, tail
+    assert "0" in codes and "2" in codes and "141" in codes, tail
 
 
 @pytest.mark.parametrize("name", COMMANDS)
