@@ -140,8 +140,8 @@ def endless(value: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    """An endless cursor for a message (asyncpg reads ``infinity`` and the last date alike)."""
-    return f"infinity or {value.isoformat()}" if isinstance(value, date) else str(value)
+    """An endless cursor as PostgreSQL spells it."""
+    return "infinity" if isinstance(value, date) else str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,8 +117,7 @@ def test_window_refuses_values_that_do_not_compare() -> None:
 )
 def test_window_refuses_a_cursor_that_could_never_move(endless: Any) -> None:
     """A NaN or infinite source maximum or committed cursor is refused (later rows were lost)."""
-    shown = r"(nan|inf|NaN|Infinity|infinity or 9999-12-31[ T0-9:.+]*)"
-    with pytest.raises(ValueError, match=rf"highest c is {shown}:"):
+    with pytest.raises(ValueError, match=r"highest c is (nan|inf|NaN|Infinity|infinity):"):
         CursorWindow.plan("c", None, endless)
     with pytest.raises(ValueError, match=r"committed cursor of c is .*: no row after it"):
         CursorWindow.plan("c", endless, None)
