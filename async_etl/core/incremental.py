@@ -122,28 +122,6 @@ def minus(value: Any, lookback: int) -> Any:
     return value - lookback
 
 
-def endless(value: Any) -> bool:
-    """Whether a cursor at ``value`` could never move: NaN or +infinity.
-
-    asyncpg reads PostgreSQL's timestamp and date ``infinity`` as ``datetime.max`` and
-    ``date.max``; the window's ``>= value`` then holds only rows at infinity.
-    """
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None) == datetime.max
-    if isinstance(value, date):
-        return value == date.max
-    if isinstance(value, float):
-        return math.isnan(value) or value == math.inf
-    if isinstance(value, Decimal):
-        return value.is_nan() or value == Decimal("Infinity")
-    return False
-
-
-def _shown(value: Any) -> str:
-    """An endless cursor as PostgreSQL spells it."""
-    return "infinity" if isinstance(value, date) else str(value)
-
-
 @dataclass(frozen=True, slots=True)
 class CursorWindow:
     """The cursor range one run reads: ``column IS NULL OR start <= column <= high``.
@@ -166,18 +144,6 @@ class CursorWindow:
         Raises ``ValueError`` when ``low`` and ``source_max`` do not compare (the column's type
         changed since the cursor was committed) or ``lookback`` cannot apply to them.
         """
-        if endless(low):
-            raise ValueError(
-                f"the committed cursor of {column} is {_shown(low)}: no row after it was "
-                "read, nor can be; once no source row holds it, run under a new job name "
-                "(its cursor starts empty)"
-            )
-        if endless(source_max):
-            raise ValueError(
-                f"the source's highest {column} is {_shown(source_max)}: a cursor there could "
-                "never move again and later rows would never be read; set such rows' "
-                f"{column} to NULL (read by every run) or choose another cursor"
-            )
         high = source_max
         if low is not None and source_max is not None:
             text = isinstance(low, str), isinstance(source_max, str)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -101,28 +100,6 @@ def test_window_refuses_values_that_do_not_compare() -> None:
         CursorWindow.plan("c", "abc", 5)
     with pytest.raises(ValueError, match="lookback"):
         CursorWindow.plan("c", "abc", "abd", lookback=5)
-
-
-@pytest.mark.parametrize(
-    "endless",
-    [
-        math.nan,
-        math.inf,
-        Decimal("NaN"),
-        Decimal("Infinity"),
-        datetime.max,
-        datetime.max.replace(tzinfo=UTC),
-        date.max,
-    ],
-)
-def test_window_refuses_a_cursor_that_could_never_move(endless: Any) -> None:
-    """A NaN or infinite source maximum or committed cursor is refused (later rows were lost)."""
-    with pytest.raises(ValueError, match=r"highest c is (nan|inf|NaN|Infinity|infinity):"):
-        CursorWindow.plan("c", None, endless)
-    with pytest.raises(ValueError, match=r"committed cursor of c is .*: no row after it"):
-        CursorWindow.plan("c", endless, None)
-    assert CursorWindow.plan("c", -math.inf, 1.5).high == 1.5  # -infinity moves on
-    assert CursorWindow.plan("c", date.min, date(2026, 1, 1)).high == date(2026, 1, 1)
 
 
 @pytest.mark.parametrize(

@@ -208,26 +208,6 @@ async def test_null_cursors_are_read_by_every_run(pg_dsn: str) -> None:
     assert await current(pg_dsn, "dw.nulls") == await source(pg_dsn)
 
 
-@pytest.mark.parametrize(
-    ("cursor_type", "endless"), [("timestamptz", "infinity"), ("numeric", "NaN")]
-)
-async def test_an_endless_cursor_maximum_is_refused_not_committed(
-    pg_dsn: str, tmp_path: Path, cursor_type: str, endless: str
-) -> None:
-    """A source maximum at infinity / NaN fails in one line, exit 2: no cursor later rows miss."""
-    await make_source(pg_dsn, 10, "bigint" if cursor_type == "numeric" else cursor_type)
-    await execute(pg_dsn, f"ALTER TABLE src.ev ALTER v TYPE {cursor_type}")
-    await execute(pg_dsn, f"INSERT INTO src.ev VALUES (11, 'endless', '{endless}')")
-    text = inc_toml("endless", pg_dsn, cursor="v")
-    code, out, err = await run_cli("run", str(write(tmp_path, "endless.toml", text)))
-    assert code == 2 and out == ""
-    assert "the source's highest v is" in err and len(err.strip().splitlines()) == 1
-    assert await fetchval(pg_dsn, "SELECT to_regclass('dw.endless')") is None
-    await execute(pg_dsn, "UPDATE src.ev SET v = NULL WHERE id = 11")
-    await run(text, 0)
-    assert await current(pg_dsn, "dw.endless") == await source(pg_dsn)
-
-
 async def test_lookback_reads_rows_committed_below_the_cursor(pg_dsn: str) -> None:
     """With `lookback = 50` a row committed late with an older cursor value is still loaded."""
     await make_source(pg_dsn, 100)
