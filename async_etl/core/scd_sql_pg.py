@@ -20,6 +20,7 @@ from typing import Any
 
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_common as common
+from async_etl.core import state_sql
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import collated
 from async_etl.core.compare import is_exact
@@ -113,6 +114,23 @@ def target_ddl(
         out.append(Sql(f"CREATE SCHEMA IF NOT EXISTS {_q(table.rsplit('.', 1)[0])}"))
     out.append(Sql(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({', '.join(defs)})"))
     return out + index_ddl(table, cols) if keyed and indexes else out
+
+
+def target_ready_sql(
+    table: str, cols: ScdColumns, *, indexes: bool = True, beside: Sequence[str] = ()
+) -> str:
+    """One query, true when ``target_ddl`` (with ``indexes``) would change nothing.
+
+    ``table`` and its indexes (``index_ddl``'s, in the table's schema; ``indexes=False``: none,
+    as for an append, or a type-1 target whose own index is the key's arbiter) are looked for,
+    and the tables ``beside`` it (quoted; the ledger), by ``state_sql.state_ready_sql``.  A role
+    with only DML on an existing target can then load it: ``CREATE SCHEMA / TABLE / INDEX IF
+    NOT EXISTS`` check the CREATE privilege (or ownership) before they find what is there.
+    """
+    schema, dot, _ = table.rpartition(".")
+    suffixes = (("version", "current") if cols.type == 2 else ("bk",)) if indexes else ()
+    names = [_q(f"{schema}{dot}{_short(table, s)}") for s in suffixes]
+    return state_sql.state_ready_sql((_q(table), *beside), indexes=names, columns=())
 
 
 def index_ddl(table: str, cols: ScdColumns) -> list[Sql]:

@@ -97,9 +97,11 @@ def state_ready_sql(
     existing schema of the search path (``current_schema()``; none: false, and the DDL fails as
     before).  The indexes and columns are looked for as their DO blocks do.  A role that may use
     the tables but not create in their schema can then start a job (``CREATE TABLE IF NOT
-    EXISTS`` checks the schema's CREATE privilege before it finds the table there).
+    EXISTS`` checks the schema's CREATE privilege before it finds the table there).  A
+    schema-qualified name (a PostgreSQL target's table, its ledger and indexes:
+    ``scd_sql_pg.target_ready_sql``) is looked for as written.
     """
-    found = [f"to_regclass(quote_ident(current_schema()) || '.{t}') IS NOT NULL" for t in tables]
+    found = [f"to_regclass({_where(t)}) IS NOT NULL" for t in tables]
     found += [f"to_regclass('{name}') IS NOT NULL" for name in indexes]
     for table, added in columns:
         names = ", ".join(f"'{c}'" for c in added)
@@ -108,6 +110,11 @@ def state_ready_sql(
             f"AND attname IN ({names}) AND NOT attisdropped) = {len(added)}"
         )
     return "SELECT " + "\n   AND ".join(found)
+
+
+def _where(table: str) -> str:
+    """``table`` as the text ``to_regclass`` reads: in ``current_schema()`` unless qualified."""
+    return f"'{table}'" if "." in table else f"quote_ident(current_schema()) || '.{table}'"
 
 
 START_RUN = Sql(

@@ -114,6 +114,7 @@ from async_etl.jobs.pg_checkpoint import (
     checkpoint_in,
     ensure_ledger,
     forget_landed,
+    in_schema_of,
     landed_runs,
 )
 from async_etl.jobs.pg_pipe import bound, pipe, run_all
@@ -229,13 +230,14 @@ class PgTarget:
             )
         self.deferred = indexes_after_load(ctx.spec.mode, ctx.on_bad_row, "postgresql")
         try:
-            ddl = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed,
-                                indexes=not self.deferred)  # fmt: skip
-            ddl += [
+            made = pg.target_ddl(self.table, ctx.columns, ctx.cols, ctx.key_collate, keyed=keyed,
+                                 indexes=not self.deferred)  # fmt: skip
+            ddl = made + [
                 drift.add_column_sql("postgresql", self.table, n, t) for n, t in ctx.add_columns
             ]
         except ValueError as exc:
             raise ConfigError(f"{self.where}: {exc}") from exc
+        ledger = self.keeps_landed(ctx)  # chunks land with a ledger row
         async with self.connection(ctx.hold, ctx.app) as conn:
             if ctx.spec.mode == "full_refresh":
                 if ctx.resumed and not await table_exists(conn, self.table):
@@ -262,14 +264,11 @@ class PgTarget:
                     self.by_default = await self._holds_as_of(conn, ctx)
                 if self.by_default:  # set again on resume (repeatable)
                     ddl.append(pg.initial_defaults_sql(self.table, ctx.cols, ctx.as_of))
-            elif keyed and ctx.cols.type == 1 and await table_exists(conn, self.table):
-                indexes = await target_indexes(conn, self.table, ctx.cols)
-                self._refuse_deferrable_key(self.table, ctx.cols, indexes, MERGE_DEFERRABLE)
-                ddl = no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
-                await drop_repeat(conn, self.table, ctx.cols, indexes)
+            else:
+                ddl, ledger = await self._missing(conn, ctx, ddl, made, keyed)
             for st in ddl:
                 await conn.execute(st.text)
-            if self.keeps_landed(ctx):  # chunks land with a ledger row
+            if ledger:
                 await ensure_ledger(conn, ctx.spec.target.table)
             st = pg.KEY_COLLATIONS_SQL
             keys = list(ctx.spec.source.key)
@@ -281,6 +280,34 @@ class PgTarget:
         self.nullable_key = bool({str(r[0]) for r in nullable} & set(ctx.cols.business_key))
         own = {str(r[0]): r[1] for r in rows}
         self.staging_collate = {k: own.get(k) for k in ctx.spec.source.key}
+
+    async def _missing(
+        self, conn: Any, ctx: JobContext, ddl: list[Sql], made: list[Sql], keyed: bool
+    ) -> tuple[list[Sql], bool]:
+        """(What a merge or append sends of ``ddl``: ``made`` + added columns, make the ledger).
+
+        One catalog query (``scd_sql_pg.target_ready_sql``: the table, its indexes and the
+        ledger when the run keeps one) first: when all are there only the added columns are
+        sent and no ledger is made, so a role with DML on the target alone (no CREATE on its
+        schema or database) runs the job again.  Else every statement goes, and the ledger
+        (``ensure_ledger``).  A type-1 target's own indexes are read first (they may hold the
+        key's arbiter, and then the engine makes no ``<t>_bk``: ``no_repeat`` /
+        ``drop_repeat``).
+        """
+        own_key = False
+        if keyed and ctx.cols.type == 1 and await table_exists(conn, self.table):
+            indexes = await target_indexes(conn, self.table, ctx.cols)
+            self._refuse_deferrable_key(self.table, ctx.cols, indexes, MERGE_DEFERRABLE)
+            ddl = no_repeat(ddl, self.table, ctx.cols, self.table, indexes)
+            await drop_repeat(conn, self.table, ctx.cols, indexes)
+            own_key = key_indexed(self.table, ctx.cols, indexes)
+        ledger = self.keeps_landed(ctx)
+        beside = [in_schema_of(ctx.spec.target.table, LEDGER)] if ledger else []
+        ready = pg.target_ready_sql(self.table, ctx.cols, indexes=keyed and not own_key,
+                                    beside=beside)  # fmt: skip
+        if await conn.fetchval(ready):
+            return [st for st in ddl if st not in made], False
+        return ddl, ledger
 
     async def swap(self, ctx: JobContext) -> None:
         """Full refresh: build the new table's indexes, then drop the target, rename the new in.

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -417,3 +418,27 @@ async def killed_run(
     await kill_at_gate(dsn, job, committed, str(path), "--as-of", at(0).isoformat(),
                        "--log-format", "json")  # fmt: skip
     return path, rows
+
+
+@asynccontextmanager
+async def dml_role(dsn: str, server_dsn: str, schema: str = "public") -> AsyncIterator[str]:
+    """A new role's DSN with only DML on ``schema``'s tables in ``dsn`` (no CREATE); dropped after.
+
+    CREATE on public is revoked from PUBLIC in that database; another ``schema`` gets USAGE.
+    """
+    role = f"aetl_dml_{uuid.uuid4().hex[:8]}"
+    await fetchval(server_dsn, f'CREATE ROLE "{role}" LOGIN')
+    try:
+        grants = ["REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                  f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} '
+                  f'TO "{role}"']  # fmt: skip
+        if schema != "public":
+            grants.append(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
+        for sql in grants:
+            await fetchval(dsn, sql)
+        as_role = dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        assert as_role != dsn
+        yield as_role
+    finally:
+        await fetchval(dsn, f'DROP OWNED BY "{role}"')
+        await fetchval(server_dsn, f'DROP ROLE IF EXISTS "{role}"')

@@ -51,7 +51,7 @@ PG_STEPS = {
     **STATE_STEPS,
     "preflight: target columns": r"WHERE attrelid = to_regclass\(\$1\)",
     "preflight: target": r'SELECT max\("valid_from"\)',
-    "target prepare": r'CREATE TABLE IF NOT EXISTS "dw"."t"',
+    "target prepare": r"^SELECT to_regclass\('\"dw\"\.\"t\"'\) IS NOT NULL",  # the ready check
     "staging": r'CREATE TEMP TABLE IF NOT EXISTS "_async_etl_stage"',
     "extraction": r"^COPY \(SELECT",
     "staging copy": r'^COPY "_async_etl_stage"',

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import asyncpg
 import pytest
 
@@ -14,7 +10,7 @@ from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
 from async_etl.jobs.state import StateStore
 from async_etl.orchestrator.state import ensure_tables
-from tests.integration.jobs_helpers import fetchval
+from tests.integration.jobs_helpers import dml_role, fetchval
 
 EVERYTHING = (
     "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND "
@@ -40,26 +36,8 @@ async def test_a_role_that_may_not_create_in_the_schema_starts_on_existing_table
 ) -> None:
     """State tables made by their owner; a role with only DML on them (no CREATE): ensure passes."""
     await _ensure(pg_dsn)
-    async with _dml_role(pg_dsn, pg_server_dsn) as as_role:
+    async with dml_role(pg_dsn, pg_server_dsn) as as_role:
         await _ensure(as_role)  # before: 'permission denied for schema public' at every start
-
-
-@asynccontextmanager
-async def _dml_role(pg_dsn: str, pg_server_dsn: str) -> AsyncIterator[str]:
-    """A new role's DSN with only DML on public's tables (no CREATE there); dropped after."""
-    role = f"aetl_state_{uuid.uuid4().hex[:8]}"
-    await fetchval(pg_server_dsn, f'CREATE ROLE "{role}" LOGIN')
-    try:
-        dml = "SELECT, INSERT, UPDATE, DELETE"
-        for sql in ("REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-                    f'GRANT {dml} ON ALL TABLES IN SCHEMA public TO "{role}"'):  # fmt: skip
-            await fetchval(pg_dsn, sql)
-        as_role = pg_dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
-        assert as_role != pg_dsn
-        yield as_role
-    finally:
-        await fetchval(pg_dsn, f'DROP OWNED BY "{role}"')
-        await fetchval(pg_server_dsn, f'DROP ROLE IF EXISTS "{role}"')
 
 
 @pytest.mark.parametrize(
@@ -91,7 +69,7 @@ async def test_a_plan_store_opens_on_existing_tables_for_a_role_that_may_not_cre
         await ensure_tables(conn)
     finally:
         await conn.close()
-    async with _dml_role(pg_dsn, pg_server_dsn) as as_role:
+    async with dml_role(pg_dsn, pg_server_dsn) as as_role:
         conn = await asyncpg.connect(as_role)
         try:
             await ensure_tables(conn)  # before: 'permission denied for schema public'
