@@ -9,25 +9,30 @@ asyncpg's default decoding changes some values without a word, and fails on othe
 * ``bit`` / ``varbit`` become a ``BitString`` whose ``str()`` is a Python repr;
 * ``date`` / ``timestamp`` / ``timestamptz`` ``'infinity'`` become ``date.max`` /
   ``datetime.max`` (a real 9999-12-31), and a BC date or a year past 9999 raises
-  ``ValueError`` / ``OverflowError`` for the whole read.
+  ``ValueError`` / ``OverflowError`` for the whole read;
+* ``time`` / ``timetz`` ``'24:00:00'`` (a valid PostgreSQL time, the end of a day) raises
+  ``ValueError`` for the whole read: ``datetime.time`` stops at 23:59:59.999999.
 
 A Python-side target reads the source with the codecs here instead (installed by
 ``drivers.postgres.use_exact_codecs``): ``interval`` and bit strings as PostgreSQL's own
 text, and dates and timestamps from their binary form (days or microseconds since
 2000-01-01), as ``date`` / ``datetime`` when Python can hold them and as a ``PgMoment``
-otherwise (an infinity, a BC date, a year past 9999).  Chunk cuts and cursor values are still
-read with asyncpg's codecs (so ``'infinity'`` reads as ``date.max`` there): a source read binds
-them back with ``READ_BACK_CODECS``, which write ``date.max`` as ``infinity`` as asyncpg does.
-``core.exact`` then decides what each target stores: CrateDB keeps a finite ``PgMoment``
-exactly as epoch milliseconds, no target stores an infinity.  The encoders accept what the
-default ones do (``date`` / ``datetime``) plus ``PgMoment``.  Pure: no I/O.
+otherwise (an infinity, a BC date, a year past 9999); times as ``datetime.time``, and
+24:00:00 as the text ``str()`` of such a time would have (``'24:00:00'``,
+``'24:00:00+05:30'``), which is how every other time reaches a text column.  Chunk cuts and
+cursor values are still read with asyncpg's codecs (so ``'infinity'`` reads as ``date.max``
+there): a source read binds them back with ``READ_BACK_CODECS``, which write ``date.max`` as
+``infinity`` as asyncpg does.  ``core.exact`` then decides what each target stores: CrateDB
+keeps a finite ``PgMoment`` exactly as epoch milliseconds, no target stores an infinity.  The
+encoders accept what the default ones do (``date`` / ``datetime`` / ``time``) plus
+``PgMoment`` and the 24:00 texts.  Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, Final
 
 __all__ = [
@@ -180,12 +185,62 @@ def encode_timestamptz(value: Any) -> tuple[int]:
     return _encode_moment(value, aware=True)
 
 
+_DAY_MICROS = 86_400_000_000
+_MIDNIGHT_END = "24:00:00"
+
+
+def _clock(micros: int, tz: timezone | None) -> time | str:
+    if micros >= _DAY_MICROS:  # 24:00:00, the only time past 23:59:59.999999
+        return _MIDNIGHT_END + time(0, tzinfo=tz).isoformat()[8:]
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time(seconds // 3600, seconds // 60 % 60, seconds % 60, fraction, tz)
+
+
+def decode_time(raw: tuple[int]) -> time | str:
+    """A naive ``time`` from microseconds since midnight; ``'24:00:00'`` for 24:00."""
+    return _clock(raw[0], None)
+
+
+def decode_timetz(raw: tuple[int, int]) -> time | str:
+    """An aware ``time`` from (microseconds, seconds west of UTC); 24:00 as its text.
+
+    24:00:00 at +05:30 is ``'24:00:00+05:30'``, the ``str()`` of other aware times.
+    """
+    return _clock(raw[0], timezone(timedelta(seconds=-raw[1])))
+
+
+def _clock_micros(value: time) -> int:
+    return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+
+
+def encode_time(value: Any) -> tuple[int]:
+    """The binary form of a naive ``time`` or of ``'24:00:00'`` (``TypeError`` otherwise)."""
+    if value == _MIDNIGHT_END:
+        return (_DAY_MICROS,)
+    if not isinstance(value, time):
+        raise TypeError(f"expected a time, got {type(value).__name__}")
+    return (_clock_micros(value),)
+
+
+def encode_timetz(value: Any) -> tuple[int, int]:
+    """The binary form of a ``time`` (naive = UTC) or of ``decode_timetz``'s 24:00 text."""
+    if isinstance(value, str) and value.startswith(_MIDNIGHT_END):
+        end = time.fromisoformat("00" + value[2:])
+        return (_DAY_MICROS, -int((end.utcoffset() or timedelta(0)).total_seconds()))
+    if not isinstance(value, time):
+        raise TypeError(f"expected a time, got {type(value).__name__}")
+    offset = value.utcoffset() or timedelta(0)
+    return (_clock_micros(value), -int(offset.total_seconds()))
+
+
 Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 
 TUPLE_CODECS: Final[dict[str, Codec]] = {
     "date": (encode_date, decode_date),
     "timestamp": (encode_timestamp, decode_timestamp),
     "timestamptz": (encode_timestamptz, decode_timestamptz),
+    "time": (encode_time, decode_time),
+    "timetz": (encode_timetz, decode_timetz),
 }
 """``pg_catalog`` type -> (encoder, decoder) over asyncpg's ``tuple`` format."""
 
@@ -215,6 +270,8 @@ READ_BACK_CODECS: Final[dict[str, Codec]] = {
         _sentinels(encode_timestamptz, _DT_MAX_UTC, _DT_MIN_UTC, _TS_INF),
         decode_timestamptz,
     ),
+    "time": (encode_time, decode_time),
+    "timetz": (encode_timetz, decode_timetz),
 }
 """``TUPLE_CODECS`` whose encoders bind ``date.max`` / ``datetime.max`` (and the minimums) as
 ``infinity`` (``-infinity``), as asyncpg's own do: for binding values read *with* asyncpg's

@@ -133,3 +133,28 @@ def test_read_back_codecs_bind_asyncpg_sentinels_as_infinity() -> None:
     assert READ_BACK_CODECS["timestamp"][0](datetime.min) == (-(2**63),)
     days = date.max.toordinal() - date(2000, 1, 1).toordinal()
     assert TUPLE_CODECS["date"][0](date.max) == (days,)  # the exact ones: a real 9999-12-31
+
+
+def test_time_24_00_decodes_as_its_text_and_binds_back() -> None:
+    """time / timetz 24:00:00 read as '24:00:00' / '24:00:00+05:30', not a ValueError."""
+    from datetime import time, timedelta, timezone
+
+    from async_etl.core.pg_values import READ_BACK_CODECS, TUPLE_CODECS
+
+    enc_t, dec_t = TUPLE_CODECS["time"]
+    enc_tz, dec_tz = TUPLE_CODECS["timetz"]
+    assert dec_t((86_400_000_000,)) == "24:00:00"
+    assert dec_t((43_200_500_000,)) == time(12, 0, 0, 500_000)
+    assert dec_tz((86_400_000_000, -19_800)) == "24:00:00+05:30"
+    assert dec_tz((86_400_000_000, 57_540)) == "24:00:00-15:59"
+    minus = timezone(-timedelta(hours=15, minutes=59))
+    assert dec_tz((43_200_000_000, 57_540)) == time(12, tzinfo=minus)
+    assert str(dec_tz((43_200_000_000, 57_540))) == "12:00:00-15:59"
+    for raw in [(0,), (86_399_999_999,), (86_400_000_000,)]:
+        assert enc_t(dec_t(raw)) == raw
+    for raw2 in [(0, 0), (86_400_000_000, -19_815), (1, 57_540), (86_400_000_000, 0)]:
+        assert enc_tz(dec_tz(raw2)) == raw2
+    assert enc_tz(time(1)) == (3_600_000_000, 0)  # naive: UTC
+    assert READ_BACK_CODECS["time"] == TUPLE_CODECS["time"]
+    with pytest.raises(TypeError):
+        enc_t("25:00:00")

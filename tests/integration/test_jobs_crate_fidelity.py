@@ -141,6 +141,25 @@ async def test_bc_and_far_future_dates_are_stored_exactly(pg_dsn: str) -> None:
     assert expected[3][0] == epoch_ms(at(0).replace(year=2024, month=1, day=1))
 
 
+async def test_time_24_00_is_stored_as_its_text_not_a_failed_run(pg_dsn: str) -> None:
+    """time / timetz / time[] '24:00:00' reach CrateDB as text (not a failed run); re-run no-op."""
+    await _source(pg_dsn, "tm time, tz timetz, ta time[]",
+                  ["1, '24:00:00', '24:00:00+05:30', '{24:00:00,12:00:00}'",
+                   "2, '23:59:59.999999', '12:00:00-15:59', NULL"])  # fmt: skip
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(_job(pg_dsn, crate.url, job))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert (first.status, first.error, first.inserted, first.rejected) == (
+            "SUCCEEDED", None, 2, 0)  # fmt: skip
+        stored = await _stored(crate.url)
+        assert {k: (r["tm"], r["tz"], r["ta"]) for k, r in stored.items()} == {
+            1: ("24:00:00", "24:00:00+05:30", ["24:00:00", "12:00:00"]),
+            2: ("23:59:59.999999", "12:00:00-15:59", None)}  # fmt: skip
+        again = await run_job(spec, options=JobOptions(as_of=at(1)))
+        assert (again.inserted, again.updated, again.expired) == (0, 0, 0)
+
+
 @pytest.mark.parametrize("kind", ["float8", "numeric"])
 async def test_non_finite_key_rejects_are_recorded(pg_dsn: str, kind: str) -> None:
     """A -Infinity / Infinity / NaN key is rejected naming the column, and its reject recorded."""
