@@ -33,6 +33,16 @@ and never passes an unacknowledged chunk; a failed or stopped run leaves it at `
 NULL cursors are read by every run (``c IS NULL`` is always in the window): a row is never lost
 because its writer left the cursor unset, at the cost of re-reading such rows each time.
 
+An endless cursor.  PostgreSQL sorts a float or numeric ``NaN`` above every number, and a date
+or timestamp ``infinity`` above every value; a run whose window tops out there reads that row
+(the window is ``c <= NaN``: everything) and commits it.  Every run after it would read only
+``c >= NaN`` and succeed, however many rows arrive below: so a new run over such a committed
+cursor is refused (``stuck``), the run that commits it is not.  asyncpg reads a date or time
+``infinity`` as ``date.max`` / ``datetime.max``, as it reads ``9999-12-31`` (a common sentinel,
+never refused): the source's maximum comes with PostgreSQL's own text of it (``is_endless``), and
+the window stores the answer (``CursorWindow.endless``).  ``-infinity`` sorts first: a cursor
+there moves on.
+
 A cursor that is not monotonic (a clock set back, ``now()`` of a transaction that commits
 after a run read past its start) can commit rows below the committed cursor; later runs do not
 read them.  ``lookback`` widens every window downwards by that much (seconds for date and time
@@ -55,9 +65,13 @@ __all__ = [
     "CursorKind",
     "CursorWindow",
     "cursor_kind",
+    "cursor_text",
+    "endless_text",
+    "is_endless",
     "max_cursor_sql",
     "null_keys_sql",
     "run_cursor",
+    "stuck",
     "tag",
     "untag",
     "window_clause",
@@ -122,35 +136,68 @@ def minus(value: Any, lookback: int) -> Any:
     return value - lookback
 
 
+def is_endless(value: Any, shown: str | None = None) -> bool:
+    """Whether a cursor at ``value`` could never move: NaN or +infinity (see above).
+
+    A float or decimal says so itself.  A date or time cannot (``infinity`` and ``9999-12-31``
+    both arrive as ``date.max``): ``shown`` is the database's text of the value, and only
+    ``'infinity'`` is endless; without it a date or time is not.
+    """
+    if isinstance(value, float):
+        return math.isnan(value) or value == math.inf
+    if isinstance(value, Decimal):
+        return value.is_nan() or (value.is_infinite() and value > 0)
+    if isinstance(value, date):
+        return shown == "infinity"
+    return False
+
+
+def endless_text(value: Any) -> str:
+    """An endless cursor as PostgreSQL spells it: ``NaN``, ``Infinity`` or ``infinity``."""
+    if isinstance(value, date):
+        return "infinity"
+    if isinstance(value, Decimal):
+        return "NaN" if value.is_nan() else "Infinity"
+    return "NaN" if isinstance(value, float) and math.isnan(value) else "Infinity"
+
+
 @dataclass(frozen=True, slots=True)
 class CursorWindow:
     """The cursor range one run reads: ``column IS NULL OR start <= column <= high``.
 
     ``low`` is the job's committed cursor before the run, ``start`` is ``low - lookback``;
-    ``None`` leaves that side open.
+    ``None`` leaves that side open.  ``endless``: ``high`` is the source's NaN or +infinity
+    (``is_endless``), above every value; a run that commits it leaves a cursor that is ``stuck``.
     """
 
     column: str
     low: Any = None
     high: Any = None
     lookback: int = 0
+    endless: bool = False
 
     @classmethod
-    def plan(cls, column: str, low: Any, source_max: Any, lookback: int = 0) -> CursorWindow:
+    def plan(
+        cls, column: str, low: Any, source_max: Any, lookback: int = 0, top_endless: bool = False
+    ) -> CursorWindow:
         """The window of a new run: from ``low`` up to ``max(low, source_max)``.
 
         Text keeps ``source_max`` as the database ordered it (its collation, see above).
+        ``top_endless``: ``source_max`` is NaN or +infinity (``is_endless`` with the database's
+        text of it), which the database sorts above ``low`` (Python's ``max`` keeps a number
+        over a NaN, and a decimal NaN does not compare at all).
 
         Raises ``ValueError`` when ``low`` and ``source_max`` do not compare (the column's type
         changed since the cursor was committed) or ``lookback`` cannot apply to them.
         """
         high = source_max
+        top_endless = source_max is not None and (top_endless or is_endless(source_max))
         if low is not None and source_max is not None:
             text = isinstance(low, str), isinstance(source_max, str)
             try:
                 if text[0] != text[1]:
                     raise TypeError
-                if not text[0]:  # text keeps the database's (collation's) maximum
+                if not text[0] and not top_endless:  # text: the database's (collation's) max
                     high = max(low, source_max)
             except TypeError:
                 raise ValueError(
@@ -158,7 +205,7 @@ class CursorWindow:
                 ) from None
         elif low is not None:
             high = low
-        window = cls(column, low, high, lookback)
+        window = cls(column, low, high, lookback, top_endless)
         minus(window.low, lookback)  # refuse a lookback the values cannot take, now
         return window
 
@@ -183,15 +230,22 @@ class CursorWindow:
         return f"({ref} IS NULL OR ({' AND '.join(parts)}))"
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-able form, stored with the run's chunk plan."""
-        return {"column": self.column, "low": tag(self.low), "high": tag(self.high),
+        """JSON-able form, stored with the run's chunk plan (``endless`` only when true)."""
+        data = {"column": self.column, "low": tag(self.low), "high": tag(self.high),
                 "lookback": self.lookback}  # fmt: skip
+        return {**data, "endless": True} if self.endless else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CursorWindow:
-        """Inverse of ``to_json``; raises ``ValueError`` or ``KeyError`` on a malformed one."""
-        return cls(str(data["column"]), untag(data["low"]), untag(data["high"]),
-                   int(data.get("lookback", 0)))  # fmt: skip
+        """Inverse of ``to_json``; raises ``ValueError`` or ``KeyError`` on a malformed one.
+
+        A window stored without ``endless`` (before it was kept) is endless when its top says
+        so itself (a NaN or infinite number; a date or time cannot tell).
+        """
+        high = untag(data["high"])
+        top_endless = bool(data.get("endless", False)) or is_endless(high)
+        return cls(str(data["column"]), untag(data["low"]), high,
+                   int(data.get("lookback", 0)), top_endless)  # fmt: skip
 
 
 def window_clause(window: CursorWindow | None, bind: Binder) -> str:
@@ -242,9 +296,15 @@ def window_count_sql(style: Style, relation: str, window: CursorWindow) -> Sql:
     return embed_source(b.sql(f"SELECT COUNT(*) FROM {SOURCE} WHERE {cond}"), relation)
 
 
-def max_cursor_sql(style: Style, relation: str, column: str) -> Sql:
-    """The source's highest value of the cursor ``column`` (NULL when it has none)."""
-    return Sql(f"SELECT MAX({_ref(column, style)}) FROM {relation}")
+def max_cursor_sql(style: Style, relation: str, column: str, shown: bool = False) -> Sql:
+    """The source's highest value of the cursor ``column`` (NULL when it has none).
+
+    ``shown`` (PostgreSQL): also that value as the database's text, which tells a date or
+    time ``infinity`` from ``9999-12-31`` (``is_endless``).
+    """
+    ref = _ref(column, style)
+    also = f", MAX({ref})::text" if shown and style == "pg" else ""
+    return Sql(f"SELECT MAX({ref}){also} FROM {relation}")
 
 
 def run_cursor(window: CursorWindow, chunks: Iterable[int], committed: Mapping[int, Any]) -> Any:
@@ -254,7 +314,11 @@ def run_cursor(window: CursorWindow, chunks: Iterable[int], committed: Mapping[i
     a chunk without a checkpoint counts as ``window.low``.  ``None`` is lower than any value
     (nothing is guaranteed: the next run reads from the start).  The result never exceeds the
     ``low`` of a run with an unacknowledged chunk, nor any checkpoint's cursor.
+    An endless window's top does not order in Python (NaN; ``infinity`` read as 9999-12-31):
+    the run's cursor is then its top when ``stuck``, its ``low`` otherwise.
     """
+    if window.endless:
+        return window.high if stuck(window, chunks, committed) else window.low
     lowest: Any = _TOP
     for index in chunks:
         value = committed.get(index, window.low)
@@ -270,3 +334,21 @@ def run_cursor(window: CursorWindow, chunks: Iterable[int], committed: Mapping[i
 
 
 _TOP = object()
+
+
+def cursor_text(window: CursorWindow, value: Any) -> str:
+    """A cursor of ``window`` for people, an endless top as PostgreSQL spells it.
+
+    ``infinity``, not the ``9999-12-31 23:59:59.999999`` asyncpg reads; else ``str(value)``.
+    """
+    return endless_text(value) if window.endless and value is window.high else str(value)
+
+
+def stuck(window: CursorWindow, chunks: Iterable[int], committed: Mapping[int, Any]) -> bool:
+    """Whether the run committed its endless top: a cursor that can never move again.
+
+    So it is when every one of its ``chunks`` (one at least) is checkpointed under an
+    ``endless`` window.  A new run from there could never read a row again: it is refused.
+    """
+    indexes = list(chunks)
+    return window.endless and bool(indexes) and all(i in committed for i in indexes)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from async_etl.core.incremental import MAX_TIME_LOOKBACK, CursorWindow, cursor_kind
+from async_etl.core.incremental import (
+    MAX_TIME_LOOKBACK,
+    CursorWindow,
+    cursor_kind,
+    cursor_text,
+    endless_text,
+)
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import AsyncEtlError, ConfigError, unusable
 from async_etl.jobs.context import Holder
@@ -49,14 +55,17 @@ async def source_max(
     holder: Holder,
     app: str,
     policy: RetryPolicy,
-) -> Any:
-    """The cursor column's current maximum in the source (None: not incremental, or none)."""
+) -> tuple[Any, bool]:
+    """The cursor column's current maximum in the source, and whether it is NaN / +infinity.
+
+    (None, False): not incremental, or no value (``Source.max_cursor``).
+    """
     column = spec.source.incremental
     if column is None:
-        return None
+        return None, False
     check_cursor(spec, columns)
 
-    async def read() -> Any:
+    async def read() -> tuple[Any, bool]:
         async with source_connection(source, holder, app) as conn:
             return await source.max_cursor(conn, column)
 
@@ -82,22 +91,32 @@ def resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWi
 
 
 async def new_window(
-    spec: JobSpec, store: StateStore, top: Any, *, whole: bool = False
+    spec: JobSpec, store: StateStore, top: tuple[Any, bool], *, whole: bool = False
 ) -> CursorWindow | None:
-    """A new run's window: from the committed cursor up to the source's maximum.
+    """A new run's window: from the committed cursor up to the source's maximum ``top``.
 
+    ``top`` is that value, and whether it is NaN / +infinity (``source_max``).
     ``whole``: no lower bound (the run adds target columns, which every row must fill: rows
     below the cursor would otherwise keep NULL in them for good).
+
+    Raises ``ConfigError`` (one line) when the committed cursor is NaN or +infinity: no run
+    from it could ever read a row again (``core.incremental``, "An endless cursor").
     """
     column = spec.source.incremental
     if column is None:
         return None
     try:
-        low = None if whole else await store.committed_cursor(spec.name, column)
+        low, stuck = (None, False) if whole else await store.committed(spec.name, column)
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
+    if stuck:
+        raise ConfigError(f"job {spec.name}: [source] incremental: the committed cursor of "
+                          f"{column} is {endless_text(low)}, which sorts above every value, so "
+                          "no later row can ever be read; fix the source rows holding it "
+                          "(NULL or a real value), then run the job under a new name (its "
+                          "cursor starts empty: the first run reads every row)")  # fmt: skip
     try:
-        window = CursorWindow.plan(column, low, top, spec.source.lookback)
+        window = CursorWindow.plan(column, low, top[0], spec.source.lookback, top[1])
         window.to_json()  # a value that cannot be stored exactly is refused now
     except ValueError as exc:
         raise ConfigError(f"job {spec.name}: [source] incremental: {exc}") from exc
@@ -107,4 +126,4 @@ async def new_window(
 def shown(window: CursorWindow | None, side: str) -> str | None:
     """One side of a window for a log event (None: not incremental, or open)."""
     value = None if window is None else getattr(window, side)
-    return None if value is None else str(value)
+    return None if value is None or window is None else cursor_text(window, value)

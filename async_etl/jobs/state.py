@@ -23,7 +23,7 @@ import anyio
 import structlog
 
 from async_etl.core import state_sql as sq
-from async_etl.core.incremental import CursorWindow, run_cursor, untag
+from async_etl.core.incremental import CursorWindow, run_cursor, stuck, untag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
 from async_etl.drivers.postgres import (
@@ -400,16 +400,24 @@ class StateStore:
 
         It is ``run_cursor`` of the job's latest run over that column, from its checkpoints.
         """
+        return (await self.committed(job, column))[0]
 
-        async def go(c: Any) -> Any:
+    async def committed(self, job: str, column: str) -> tuple[Any, bool]:
+        """``committed_cursor``, and whether it is ``stuck`` (NaN / +infinity: never moves).
+
+        See ``core.incremental``, "An endless cursor".
+        """
+
+        async def go(c: Any) -> tuple[Any, bool]:
             if not await c.fetchval(sq.HAS_CHUNK_CURSORS.text):
-                return None  # no state yet, or state from before incremental runs existed
+                return None, False  # no state yet, or state from before incremental runs existed
             r = await c.fetchrow(sq.LAST_WINDOW.text, job, column)
             if r is None:
-                return None
+                return None, False
             window = CursorWindow.from_json(json.loads(r[0]))
             done = {int(i): untag(v) for i, v in json.loads(r[2])}
-            return run_cursor(window, range(int(r[1])), done)
+            chunks = range(int(r[1]))
+            return run_cursor(window, chunks, done), stuck(window, chunks, done)
 
         return await self._call("read committed cursor", go)
 

@@ -22,7 +22,7 @@ import orjson
 import structlog
 
 from async_etl.core.chunks import Watermark
-from async_etl.core.incremental import run_cursor, tag
+from async_etl.core.incremental import cursor_text, run_cursor, tag
 from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import JobResult, Progress, RunStatus
 from async_etl.jobs.context import COUNTERS, ConnectionMeter, JobContext, unchanged_rows
@@ -94,6 +94,13 @@ class RunTally:
         done = dict.fromkeys(self.plan.committed, window.high)
         return run_cursor(window, range(len(self.plan.plan)), done)
 
+    def _cursor_text(self) -> str | None:
+        """``_cursor`` for people (``incremental.cursor_text``)."""
+        value = self._cursor()
+        if value is None or self.ctx is None or self.ctx.window is None:
+            return None
+        return cursor_text(self.ctx.window, value)
+
     async def _finish(self, store: StateStore, status: RunStatus) -> None:
         """Record the run's end in ``store``; ``recorded`` says it once written."""
         if self.plan is None or self.ctx is None:
@@ -135,7 +142,7 @@ class RunTally:
             error=self.failure.message if self.failure is not None else None,
             error_kind=kind,
             max_connections=dict(self.meter.peak),
-            cursor=None if self._cursor() is None else str(self._cursor()),
+            cursor=self._cursor_text(),
             chunk_size=sizing.rows if sizing is not None else None,
             chunk_size_why=sizing.why if sizing is not None else None,
         )

@@ -128,11 +128,16 @@ class OracleSource(SourceBase):
         return [dict(zip(self.key, r, strict=True)) for r in await cursor.fetchall()]
 
     @reads
-    async def max_cursor(self, conn: Any, column: str) -> Any:
-        """The highest value of the cursor ``column`` in the whole source (None: none)."""
+    async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
+        """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
+
+        (None, False): no value.  Only a ``BINARY_DOUBLE`` can be NaN / +infinity here: Oracle
+        dates have no infinity.
+        """
         cursor = conn.cursor()
         await cursor.execute(inc.max_cursor_sql("oracle", self.relation, column).text)
-        return (await cursor.fetchone())[0]
+        top = (await cursor.fetchone())[0]
+        return top, inc.is_endless(top)
 
     def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:
         """The chunk's read statement and its arguments."""

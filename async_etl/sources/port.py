@@ -62,8 +62,11 @@ class Source(Protocol):
         """Keys of up to ``limit`` rows with a NULL key part."""
         ...
 
-    async def max_cursor(self, conn: Any, column: str) -> Any:
-        """The highest value of the cursor ``column`` in the whole source (None: none)."""
+    async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
+        """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
+
+        (None, False): no value.  ``incremental.is_endless`` decides the second.
+        """
         ...
 
     def extract(self, chunk: Chunk) -> tuple[Sql, list[Any]]:

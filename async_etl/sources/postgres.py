@@ -177,15 +177,19 @@ class PgSource(SourceBase):
         return [dict(zip(self.key, r, strict=True)) for r in rows]
 
     @reads
-    async def max_cursor(self, conn: Any, column: str) -> Any:
-        """The highest value of the cursor ``column`` in the whole source (None: none).
+    async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
+        """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
+
+        (None, False): no value.  ``incremental.is_endless`` decides the second from
+        PostgreSQL's text of the value (asyncpg reads ``infinity`` as it reads 9999-12-31).
 
         Raises ``DataError`` in one line when that value has no Python form (a year past
         9999): the run's cursor could not be kept.
         """
         text = inc.max_cursor_sql("pg", self.relation, column).text
         try:
-            return await conn.fetchval(text)
+            row = await conn.fetchrow(inc.max_cursor_sql("pg", self.relation, column, True).text)
+            return row[0], inc.is_endless(row[0], row[1])
         except (ValueError, OverflowError):
             shown = await conn.fetchval(f"SELECT m::text FROM ({text}) AS q(m)")
             raise DataError(

@@ -303,3 +303,93 @@ def test_lookback_longer_than_any_date_span_is_refused_up_front(kind: str) -> No
     spec = parse_job(text, env={})
     with pytest.raises(ConfigError, match=r"job j: \[source\] lookback: 99999999999999 s is more"):
         check_cursor(spec, (("id", "integer"), ("ts", kind)))
+
+
+MAX_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "endless"),
+    [
+        (float("nan"), None, True),
+        (float("inf"), None, True),
+        (float("-inf"), None, False),  # sorts first: a cursor there moves on
+        (1e308, None, False),
+        (Decimal("NaN"), None, True),
+        (Decimal("Infinity"), None, True),
+        (Decimal("-Infinity"), None, False),
+        (Decimal("1e999"), None, False),
+        (date.max, "infinity", True),
+        (date.max, "9999-12-31", False),  # asyncpg reads both as date.max
+        (date.max, None, False),
+        (date.min, "-infinity", False),
+        (datetime.max, "infinity", True),
+        (MAX_TIME, "9999-12-31 23:59:59.999999+00", False),
+        ("infinity", "infinity", False),  # a text cursor is never endless
+        (2**63 - 1, None, False),
+        (None, None, False),
+    ],
+)
+def test_is_endless_tells_nan_and_infinity_from_the_largest_values(
+    value: Any, shown: str | None, endless: bool
+) -> None:
+    """NaN and +infinity are endless; -infinity, 9999-12-31 and text 'infinity' are not."""
+    assert inc.is_endless(value, shown) is endless
+
+
+def test_endless_text_spells_the_cursor_as_postgresql_does() -> None:
+    """NaN, Infinity for numbers; infinity for dates and times."""
+    shown = [float("nan"), Decimal("NaN"), float("inf"), Decimal("Infinity"), date.max, MAX_TIME]
+    assert [inc.endless_text(v) for v in shown] == ["NaN"] * 2 + ["Infinity"] * 2 + ["infinity"] * 2
+
+
+@pytest.mark.parametrize("top", [float("nan"), Decimal("NaN"), date.max])
+def test_an_endless_top_is_the_window_top_above_any_committed_cursor(top: Any) -> None:
+    """Python's max keeps 5 over a NaN (a decimal NaN raises): an endless top wins, and is kept."""
+    low = date(2026, 1, 1) if isinstance(top, date) else type(top)(5)
+    window = CursorWindow.plan("c", low, top, top_endless=True)
+    assert window.high is top and window.endless and window.low == low
+    data = window.to_json()
+    assert data["endless"] is True
+    back = CursorWindow.from_json(data)
+    assert back.endless and back.low == low and str(back.high) == str(top)
+
+
+def test_a_window_stored_before_endless_was_kept_knows_a_nan_top_by_its_value() -> None:
+    """Old plans: a NaN / infinite number top is endless; a date.max top cannot be told."""
+    old = {"column": "c", "low": None, "high": ["float", "nan"], "lookback": 0}
+    assert CursorWindow.from_json(old).endless
+    old["high"] = ["date", "9999-12-31"]
+    assert not CursorWindow.from_json(old).endless
+    sentinel = CursorWindow.plan("c", date(2026, 1, 1), date.max)  # 9999-12-31: no top_endless
+    assert not sentinel.endless and "endless" not in sentinel.to_json()
+
+
+@pytest.mark.parametrize("top", [float("nan"), Decimal("NaN"), date.max])
+def test_an_endless_run_is_stuck_only_once_every_chunk_is_committed(top: Any) -> None:
+    """stuck: all chunks checkpointed under an endless top; run_cursor: that top, else low."""
+    low = None if isinstance(top, date) else type(top)(5)
+    window = CursorWindow("c", low, top, endless=True)
+    every = dict.fromkeys(range(3), top)
+    assert inc.stuck(window, range(3), every) and run_cursor(window, range(3), every) is top
+    some = {0: top, 2: top}
+    assert not inc.stuck(window, range(3), some) and run_cursor(window, range(3), some) == low
+    assert not inc.stuck(window, range(0), {})  # no chunk: the cursor did not move
+    assert not inc.stuck(CursorWindow("c", low, date.max), range(3), every)
+
+
+def test_postgresql_max_cursor_can_bring_its_text() -> None:
+    """The max with its text: what tells infinity from 9999-12-31; Oracle's stays one column."""
+    relation = pg.source_relation(None, "s")
+    assert inc.max_cursor_sql("pg", relation, "d", shown=True).text == (
+        'SELECT MAX(q."d"), MAX(q."d")::text FROM "s" AS q'
+    )
+    assert inc.max_cursor_sql("oracle", "T q", "d", shown=True).text == 'SELECT MAX(q."D") FROM T q'
+
+
+def test_cursor_text_shows_an_endless_top_as_postgresql_does() -> None:
+    """An endless top reads 'infinity', not 9999-12-31; other cursors as str gives them."""
+    window = CursorWindow("c", date(2026, 1, 1), date.max, endless=True)
+    assert inc.cursor_text(window, window.high) == "infinity"
+    assert inc.cursor_text(window, window.low) == "2026-01-01"
+    assert inc.cursor_text(CursorWindow("c", None, date.max), date.max) == "9999-12-31"
