@@ -360,8 +360,11 @@ async def plan_run(
         out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
         # and rejected: a resumed run counts them again (its counters are the chunks' sums)
         out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
-    if null_rows:  # recorded by the new run only: a resumed run's survey reads none
-        reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
+    reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
+    # recorded once per run: a resumed run records them only when its first attempt did not
+    # (it failed on them in "fail" mode, or was killed before recording them)
+    if null_rows and (decision.resumed_plan is None
+                      or not await store.has_rejects(ctx.run_id, reason)):  # fmt: skip
         await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])
     return out
 
@@ -376,7 +379,7 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
             n = ch.chunk_count(estimate, ctx.spec.parallel, kept=_kept_indexes(ctx.spec))
             cuts = await source.boundaries(conn, n, decision.collate, estimate)
         null_rows: list[dict[str, Any]] = []
-        if nulls and ctx.on_bad_row == "reject" and decision.resumed_plan is None:
+        if nulls and ctx.on_bad_row == "reject":
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
     return estimate, nulls, cuts, null_rows
 

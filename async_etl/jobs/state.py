@@ -446,6 +446,14 @@ class StateStore:
         if rejects:
             await self._call("record rejects", go)
 
+    async def has_rejects(self, run_id: str, reason: str) -> bool:
+        """Whether ``run_id`` has recorded a reject with ``reason`` (``HAS_REJECT_REASON``)."""
+
+        async def go(c: Any) -> bool:
+            return bool(await c.fetchval(sq.HAS_REJECT_REASON.text, run_id, reason))
+
+        return await self._call("read rejects", go)
+
     async def stop_requested(self, run_id: str) -> bool:
         """True when ``async-etl stop`` asked this run to stop."""
 

@@ -64,3 +64,26 @@ async def test_resumed_run_records_null_key_rejects_once(pg_dsn: str, tmp_path: 
     assert (result.rows_read, result.rejected) == (len(rows) + 5, 5)
     stored = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects WHERE job = 'rej'")
     assert stored == result.rejected
+
+
+async def test_a_fail_run_resumed_in_reject_mode_records_its_null_key_rejects(
+    pg_dsn: str,
+) -> None:
+    """5 NULL-key rows fail a `fail` run; its resume with `reject` records the 5 it counts."""
+    rows = history(seed=8, n_keys=200, runs=1)[0]
+    await load_source(pg_dsn, rows)
+    await fetchval(pg_dsn, "INSERT INTO src.t (a, b, name) "
+                   "SELECT NULL, 'x', 'n' || i FROM generate_series(1, 5) i")  # fmt: skip
+    failed = await run_job(spec_of(job_toml("nk", pg_dsn, "dw.dim", chunk_size=40)))
+    assert failed.status == "FAILED" and "NULL in key" in (failed.error or ""), failed.error
+    text = job_toml("nk", pg_dsn, "dw.dim", chunk_size=40, extra='on_bad_row = "reject"')
+    result = await run_job(spec_of(text))
+    assert result.status == "SUCCEEDED" and result.resumed, result.error
+    assert (result.rows_read, result.rejected) == (len(rows) + 5, 5)
+    recorded = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects WHERE job = 'nk' "
+                              "AND reason = 'NULL in key column(s) a, b'")  # fmt: skip
+    assert recorded == 5
+    again = await run_job(spec_of(text))
+    assert again.rejected == 5 and not again.resumed
+    total = await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_rejects WHERE job = 'nk'")
+    assert total == 10  # 5 per run, none twice
