@@ -209,18 +209,27 @@ AUTO_CHUNKS_PER_WORKER = 2
 """An unset chunk size into a new table: about this many chunks per worker."""
 AUTO_MAX_CHUNK_SIZE = 500_000
 """... and no chunk above this many rows (a crash loses at most one chunk per worker)."""
+WHOLE = "one chunk: the source query has a top-level LIMIT / OFFSET / FETCH"
+"""Why a source query that limits its rows is read whole (cut into key ranges, each range would
+re-run the limit and could pick other rows)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkSizing:
     """The rows per chunk a new plan is cut for, and why (logged, reported, shown by ``check``)."""
 
-    rows: int
+    rows: int | None
+    """None: no row count, one chunk of every row the source returns (``WHOLE``)."""
     why: str
 
 
-def chunk_sizing(estimate_rows: int, spec: ParallelSpec, *, kept: str | None) -> ChunkSizing:
+def chunk_sizing(
+    estimate_rows: int, spec: ParallelSpec, *, kept: str | None, whole: bool = False
+) -> ChunkSizing:
     """Rows per chunk: ``spec.chunk_size`` when set, else chosen here.
+
+    ``whole``: the source query limits its rows; one chunk of every row, no count (not the
+    estimate, which may be unknown, or an exact 0 for an incremental window), whatever is set.
 
     Unset, a load into a new table (``kept`` None: a PostgreSQL full refresh, or the initial
     load built as one, whose unique indexes are built after the last chunk: every chunk is one
@@ -233,6 +242,8 @@ def chunk_sizing(estimate_rows: int, spec: ParallelSpec, *, kept: str | None) ->
     or an unknown estimate (negative), gets ``DEFAULT_CHUNK_SIZE``, and the reason says why.
     ``estimate_rows``: the source's row estimate.  Pure; raises nothing.
     """
+    if whole:
+        return ChunkSizing(None, WHOLE)
     if spec.chunk_size is not None:
         return ChunkSizing(spec.chunk_size, "set: [parallel] chunk_size")
     default = f"auto: the default {DEFAULT_CHUNK_SIZE:,}"
@@ -256,6 +267,8 @@ def chunk_count(estimate_rows: int, spec: ParallelSpec, *, kept: str | None) -> 
     if estimate_rows <= 0:
         return 1
     size = chunk_sizing(estimate_rows, spec, kept=kept).rows
+    if size is None:
+        return 1
     return max(1, min(MAX_CHUNKS, math.ceil(estimate_rows / size)))
 
 

@@ -119,8 +119,10 @@ def _built_as(facts: JobFacts) -> str:
 
 def _sizing(facts: JobFacts) -> str:
     if facts.sizing is None:
-        return "as the unfinished run's stored plan was cut"
-    return f"{facts.sizing.rows:,} ({facts.sizing.why})"
+        return " as the unfinished run's stored plan was cut"
+    if facts.sizing.rows is None:  # one chunk of every row the source query returns
+        return f": every row ({facts.sizing.why})"
+    return f" {facts.sizing.rows:,} ({facts.sizing.why})"
 
 
 def _bounds(chunk: Chunk) -> str:
@@ -138,7 +140,7 @@ def report(facts: JobFacts) -> list[str]:
         f"  estimate {facts.estimate:,} rows, {len(facts.chunks)} chunk(s), "
         f"{facts.workers} worker(s)"
         + (f", {facts.null_keys:,} row(s) with a NULL key" if facts.null_keys else ""),
-        f"  rows per chunk {_sizing(facts)}",
+        f"  rows per chunk{_sizing(facts)}",
     ]
     for read in facts.chunks:
         text = read.text.replace("\n", "\n      ")  # a multi-line query stays indented

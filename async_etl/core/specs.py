@@ -36,7 +36,8 @@ class ParallelSpec:
     """The ``[parallel]`` section: when and how wide to fan chunks out.
 
     ``chunk_size`` (rows per chunk) None means unset: the run picks it
-    (``core.chunks.chunk_sizing``); a value is always honoured.
+    (``core.chunks.chunk_sizing``); a value is always honoured (a source query with a top-level
+    LIMIT is one chunk whatever the size).
     """
 
     enabled: bool = True

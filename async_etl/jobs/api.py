@@ -72,7 +72,8 @@ class JobResult:
     cursor: str | None = None
     """The incremental cursor committed by this run, as text (None: not incremental)."""
     chunk_size: int | None = None
-    """The rows per chunk the run's plan was cut for (None: no plan, or one stored without)."""
+    """The rows per chunk the run's plan was cut for (None: no plan, one stored without, or
+    one chunk of every row: ``chunk_size_why`` says so)."""
     chunk_size_why: str | None = None
     """Why that size: ``set: [parallel] chunk_size``, or how ``auto`` chose it."""
 

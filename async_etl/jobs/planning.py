@@ -395,10 +395,8 @@ def chunk_sizing(ctx: JobContext, estimate: int) -> ch.ChunkSizing:
     A source query that limits its rows is read as one chunk (``_reads_whole``), whatever
     the size.  ``estimate``: the source's row estimate (negative: unknown).
     """
-    if _reads_whole(ctx):
-        return ch.ChunkSizing(max(estimate, 0), "one chunk: the source query has a top-level "
-                              "LIMIT / OFFSET / FETCH")  # fmt: skip
-    return ch.chunk_sizing(estimate, ctx.spec.parallel, kept=_kept_indexes(ctx.spec))
+    kept = _kept_indexes(ctx.spec)
+    return ch.chunk_sizing(estimate, ctx.spec.parallel, kept=kept, whole=_reads_whole(ctx))
 
 
 def stored_sizing(plan: dict[str, Any]) -> ch.ChunkSizing | None:
@@ -407,7 +405,8 @@ def stored_sizing(plan: dict[str, Any]) -> ch.ChunkSizing | None:
     if not isinstance(found, dict):
         return None
     try:
-        return ch.ChunkSizing(int(found["rows"]), str(found["why"]))
+        rows = found["rows"]
+        return ch.ChunkSizing(None if rows is None else int(rows), str(found["why"]))
     except (KeyError, TypeError, ValueError):
         return None
 

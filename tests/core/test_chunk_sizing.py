@@ -13,6 +13,7 @@ from async_etl.core.chunks import (
     AUTO_CHUNKS_PER_WORKER,
     AUTO_MAX_CHUNK_SIZE,
     DEFAULT_CHUNK_SIZE,
+    WHOLE,
     Chunk,
     ChunkSizing,
     chunk_count,
@@ -150,6 +151,8 @@ def test_stored_plan_gives_back_its_sizing() -> None:
     assert stored_sizing({"version": 1, "chunks": []}) is None
     assert stored_sizing({"chunk_size": {"rows": "x", "why": "auto"}}) is None
     assert stored_sizing({"chunk_size": 5}) is None
+    whole = {"chunk_size": {"rows": None, "why": WHOLE}}  # one chunk of every row
+    assert stored_sizing(whole) == ChunkSizing(None, WHOLE)
 
 
 def test_check_report_says_the_chunk_size_and_why() -> None:
@@ -163,3 +166,15 @@ def test_check_report_says_the_chunk_size_and_why() -> None:
     assert "  rows per chunk 250,000 (auto: why)" in report(base)
     resumed = dataclasses.replace(base, sizing=None)
     assert "  rows per chunk as the unfinished run's stored plan was cut" in report(resumed)
+    whole = dataclasses.replace(base, estimate=-1, sizing=ChunkSizing(None, WHOLE))
+    line = f"  rows per chunk: every row ({WHOLE})"
+    assert line in report(whole)
+
+
+@pytest.mark.parametrize("estimate", [-1, 0, 10, 10_000_000])
+@pytest.mark.parametrize("size", [None, 7])
+def test_a_limited_source_query_is_one_chunk_of_every_row(estimate: int, size: int | None) -> None:
+    """A top-level LIMIT: no row count per chunk (not the estimate, unknown or 0), set or not."""
+    spec = ParallelSpec(chunk_size=size)
+    assert chunk_sizing(estimate, spec, kept=None, whole=True) == ChunkSizing(None, WHOLE)
+    assert WHOLE == "one chunk: the source query has a top-level LIMIT / OFFSET / FETCH"

@@ -7,6 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from async_etl.core.chunks import WHOLE
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, table_rows, write
@@ -110,3 +111,29 @@ async def test_a_limited_query_is_read_once_not_per_chunk(pg_dsn: str, query: st
     assert (result.rows_read, result.inserted) == (10, 10)
     rows = await table_rows(pg_dsn, "dw.out")
     assert len({r["id"] for r in rows}) == len(rows) == 10
+
+
+async def test_check_of_a_limited_query_with_no_rows_estimated_says_every_row(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A LIMIT job whose next window counts 0 rows: check says every row is one chunk, not 0."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text, u int); CREATE SCHEMA dw")
+        await conn.execute("INSERT INTO big SELECT i, 'v' || i, i FROM generate_series(1, 50) i")
+    finally:
+        await conn.close()
+    text = _job(pg_dsn, "SELECT id, v, u FROM big ORDER BY id LIMIT 10")
+    text = text.replace('key = ["id"]', 'key = ["id"]\nincremental = "u"', 1)
+    first = await run_job(spec_of(text), options=JobOptions(as_of=at(1)))
+    assert first.status == "SUCCEEDED", first.error
+    assert (first.rows_read, first.chunks_total) == (10, 1)
+    await fetchval(pg_dsn, "UPDATE big SET u = 0")  # below the cursor (10): nothing to read
+    code, out, err = await run_cli("check", str(write(tmp_path, "q.toml", text)))
+    assert code == 0, err
+    assert "  estimate 0 rows, 1 chunk(s)" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("  rows per chunk")]
+    # before: '  rows per chunk 0 (one chunk: ...)'
+    assert line == ("  rows per chunk: every row (one chunk: the source query has a "
+                    "top-level LIMIT / OFFSET / FETCH)")  # fmt: skip
+    assert (first.chunk_size, first.chunk_size_why) == (None, WHOLE)  # --json-out: null
