@@ -8,8 +8,9 @@ Built on ``drivers.postgres`` (``connect_job``, ``close_quietly``, ``translate_p
 - ``reusing`` is a block (preflight's sequential reads) inside which ``pg_connection`` keeps its
   last connection open for the next call to the same database, instead of closing it and
   opening another (2-4 ms each on a local server); ``let_go``, ``lend_kept`` / ``keep_lent`` /
-  ``release_lent`` and ``keep_from`` move that kept connection out of, into and between blocks,
-  and ``closing_beside`` runs the closes beside the next step;
+  ``release_lent``, ``keep_from`` and ``shelve_kept`` move that kept connection out of, into
+  and between blocks (and onto a run's ``Shelf``), and ``closing_beside`` runs the closes
+  beside the next step;
 - ``Shelf`` / ``shelved``: the connections a run's chunks leave behind, kept open (budget token
   held) for the next chunk to take instead of connecting again; a block that failed, or left a
   transaction open, closes its connection instead, and a block outside ``shelved`` (a chunk's
@@ -54,6 +55,7 @@ __all__ = [
     "pg_connection",
     "release_lent",
     "reusing",
+    "shelve_kept",
     "shelved",
 ]
 
@@ -323,6 +325,26 @@ async def keep_lent(lent: Lent, app: str) -> None:
 async def release_lent(lent: Lent) -> None:
     """Close a connection ``lend_kept`` returned and give its budget token back."""
     await _release(lent[2], lent[3])
+
+
+async def shelve_kept(shelf: Shelf) -> bool:
+    """Move this task's ``reusing`` block's idle kept connection onto ``shelf``, open.
+
+    The run's first chunk then takes it instead of connecting (``connected_ahead`` looks on
+    the shelf first): the survey's source and the preparation's target connection, named
+    for the run as a chunk's are, wait there while the run is recorded.  ``Shelf.give_back``
+    decides as for a chunk's (closed when the shelf is, a transaction is open, or a chunk
+    waits for that database's token).  True when one moved; nothing happens outside a
+    ``reusing`` block of this task or when it keeps no open connection.
+    """
+    kept = _KEPT.get()
+    key = None if kept is None else kept.key
+    taken = None if kept is None or key is None else kept.detach(key[0])
+    if key is None or taken is None:
+        return False
+    conn, token, _ = taken
+    await shelf.give_back(key, conn, token, broken=False)
+    return True
 
 
 async def let_go() -> None:

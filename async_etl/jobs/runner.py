@@ -20,7 +20,9 @@ Theory of operation
    (two on one database: both tokens at once, ``BudgetHolder.step``).
    A chunk that committed leaves its PostgreSQL connections open on the run's ``Shelf`` for
    the next chunk's first attempt (at most ``workers`` idle per database; all closed once the
-   chunks end, while the next step goes on); a failed attempt closes them.  A transient
+   chunks end, while the next step goes on); a failed attempt closes them.  The first chunk
+   finds there the survey's source connection and the preparation's target one, left in
+   step 2 when source and target are two databases (``_shelve_early``).  A transient
    failure retries the whole chunk (its transaction was rolled back), on fresh connections,
    after an exponential backoff with full jitter; anything else fails the run, lets the
    chunks in flight finish, and starts no more;
@@ -86,6 +88,7 @@ from async_etl.drivers.postgres_connections import (
     lend_kept,
     release_lent,
     reusing,
+    shelve_kept,
     shelved,
 )
 from async_etl.errors import (
@@ -392,6 +395,8 @@ class _JobRun(RunTally):
 
     async def _run(self, ctx: JobContext, store: StateStore, decision: Decision) -> JobResult:
         resumed = decision.resumed_plan is not None
+        if self._shelve_early():  # the survey's and preparation's connections wait here
+            self.shelf = Shelf(lambda: 1)  # for the first chunk (``_chunks`` sets its bound)
         try:
             surveyed = await self._prepare_and_survey(ctx, store, decision)
             self.plan = await plan_run(ctx, decision, self.source, store, surveyed)
@@ -401,9 +406,13 @@ class _JobRun(RunTally):
         except AsyncEtlError as exc:
             self.failure = exc
             if self.plan is None:
+                self._close_shelf()  # no chunk runs: what waits there closes beside
                 if isinstance(exc, ConfigError):  # bad input, no run recorded: as in preflight
                     raise job_error(self.spec.name, exc) from exc
                 return self._result("FAILED", resumed)
+        except BaseException:  # cancelled (or a bug): nothing waits on the shelf any more
+            self._close_shelf()
+            raise
         plan = self.plan
         for k, v in plan.counters.items():
             self.counters[k] = v
@@ -430,6 +439,18 @@ class _JobRun(RunTally):
             if self.recorded == "SUCCEEDED":
                 await self._forget_landed(ctx, store)
         return self._result(status, resumed)
+
+    def _shelve_early(self) -> bool:
+        """Whether the survey's and the preparation's connections wait for the first chunk.
+
+        Only where the chunks run here (an executor's run elsewhere) and source and target
+        are two databases: on one, the survey waits for the token the preparation's
+        connection holds (a budget of 2 there: the state store's and one more), and a
+        shelved one would hold it for ever.
+        """
+        return self.executor is None and database_key(self.source.url) != database_key(
+            self.spec.target.url
+        )
 
     async def _forget_landed(self, ctx: JobContext, store: StateStore) -> None:
         """Once SUCCEEDED is recorded: the target forgets the job's runs (see 9).
@@ -467,8 +488,9 @@ class _JobRun(RunTally):
     ) -> Survey:
         """State tables and target prepared while the source is surveyed (reads only).
 
-        The survey's source connection (PostgreSQL) is closed in the run's ``closing`` group:
-        the run is recorded while its backend exits, not after.
+        The survey's source connection (PostgreSQL) and the preparation's target one wait on
+        the run's shelf for the first chunk (``_shelve_early``), else the survey's is closed in
+        the run's ``closing`` group: the run is recorded while its backend exits, not after.
 
         The three touch different connections and none needs another: at the same time,
         they cost the longest of the three instead of the sum.  A failure to create the state
@@ -490,6 +512,8 @@ class _JobRun(RunTally):
                             what="plan chunks",
                         )
                     )
+                    if self.shelf is not None:  # or waits for the first chunk
+                        await shelve_kept(self.shelf)
             except AsyncEtlError as exc:
                 failed["survey"] = exc
 
@@ -511,6 +535,8 @@ class _JobRun(RunTally):
                     await retrying(
                         lambda: self.target.prepare(ctx), ctx.policy, what="prepare target"
                     )
+                    if self.shelf is not None:  # the first chunk goes on with it
+                        await shelve_kept(self.shelf)
             except AsyncEtlError as exc:
                 failed["target"] = exc
                 tg.cancel_scope.cancel()
@@ -522,7 +548,10 @@ class _JobRun(RunTally):
     async def _chunks(self, ctx: JobContext, store: StateStore, plan: Plan) -> None:
         todo = remaining(plan.plan, plan.committed)
         limiter = anyio.CapacityLimiter(plan.workers)
-        self.shelf = Shelf(lambda: token_limit(limiter))
+        if self.shelf is None:
+            self.shelf = Shelf(lambda: token_limit(limiter))
+        else:  # holding the survey's and the preparation's connections (``_run``)
+            self.shelf.keep = lambda: token_limit(limiter)
         try:
             await self._dispatch(ctx, store, todo, limiter, plan.workers)
         except BaseException:

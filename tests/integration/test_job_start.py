@@ -264,10 +264,16 @@ async def test_a_nested_reusing_block_leaves_its_connection_to_the_outer_one(
     await _gone(pg_dsn, inner, again)
 
 
-async def _full_refresh(pg_dsn: str, name: str, target: str | None = None) -> None:
+TWO_CHUNKS_AT_ONCE = (
+    "[parallel]\nenabled = true\nmax_workers = 2\nchunk_size = 10\nmin_rows_for_parallel = 10\n"
+)
+"""Two chunks of 10 rows of ``src.t`` (20), both in flight at once."""
+
+
+async def _full_refresh(pg_dsn: str, name: str, target: str | None = None, more: str = "") -> None:
     """Run job ``name``: a full refresh of ``src.t`` into ``dw.t`` (it succeeded).
 
-    ``target``: the target database's URL (default: the source's).
+    ``target``: the target database's URL (default: the source's); ``more``: TOML appended.
     """
     from async_etl.jobs.runner import run_job
     from tests.integration.jobs_helpers import spec_of
@@ -275,7 +281,7 @@ async def _full_refresh(pg_dsn: str, name: str, target: str | None = None) -> No
     spec = spec_of(
         f'name = "{name}"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\n'
         f'table = "src.t"\nkey = ["id"]\n[target]\nurl = "{target or pg_dsn}"\n'
-        'table = "dw.t"\n[scd]\ntype = 1\n'
+        'table = "dw.t"\n[scd]\ntype = 1\n' + more
     )
     result = await run_job(spec)
     assert result.status == "SUCCEEDED", result.error
@@ -303,6 +309,7 @@ async def test_a_full_refresh_copy_moves_sequences_on_the_swaps_connection(
     # 7 while the engine built its own key index beside dw.t's primary key: two index builds
     # and the swap then took connections of their own; one index is built on the kept one.
     # Preflight, survey, the chunk: prepare goes on on preflight's, the swap on the chunk's
+    # (one database: the survey's connection is not kept for the chunk, see ``_shelve_early``)
     assert len(opened) == 3, opened
     assert await fetchval(pg_dsn, "SELECT nextval(pg_get_serial_sequence('dw.t', 'id'))") == 11
 
@@ -447,46 +454,45 @@ async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn
     assert [c.name if c else None for c in collations] == ["C", None]
 
 
-async def test_the_surveys_source_connection_closes_while_the_run_goes_on(
+async def test_the_first_chunk_goes_on_on_the_surveys_and_the_preparations_connections(
     pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The survey's source connection closes beside the run: a chunk connects before it ends."""
+    """A copy into another database: its chunk connects to neither; all are closed at the end."""
     import async_etl.drivers.postgres_connections as driver
     from tests.databases import fresh_database
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
                   "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
-    steps: list[str] = []
     opened: list[tuple[str, str, Any]] = []
-    chunk_connects = anyio.Event()
-    connect, close = driver.connect_job, driver.close_quietly
-
-    def of_the_run(app: str) -> bool:  # not preflight's nor the state store's
-        return app.startswith("survey:survey-")
+    copied_on: list[Any] = []
+    connect = driver.connect_job
 
     async def logged(url: str, app: str) -> Any:
-        if url == target and of_the_run(app):  # the chunk's target connection
-            steps.append("chunk connects")
-            chunk_connects.set()
         conn = await connect(url, app)
         opened.append((url, app, conn))
         return conn
 
-    async def gated(conn: Any) -> None:  # the survey's close waits for the chunk (3 s at most)
-        survey = next((c for url, app, c in opened if url == pg_dsn and of_the_run(app)), None)
-        if conn is survey:
-            with anyio.move_on_after(3):
-                await chunk_connects.wait()
-            steps.append("survey's connection closes")
-        await close(conn)
+    for name in ("copy_to_table", "copy_from_query"):  # the chunk's write and its read
+        method = getattr(asyncpg.Connection, name)
 
+        async def copied(conn: Any, *args: Any, _method: Any = method, **kw: Any) -> Any:
+            copied_on.append(conn)
+            return await _method(conn, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, copied)
     monkeypatch.setattr(driver, "connect_job", logged)
-    monkeypatch.setattr(driver, "close_quietly", gated)
     async with fresh_database(pg_server_dsn) as target:
-        await _full_refresh(pg_dsn, "survey", target)
+        await _full_refresh(pg_dsn, "onward", target)
         assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
-    # in line, the close ended before the run was recorded and its chunks started
-    assert steps == ["chunk connects", "survey's connection closes"], (steps, opened)
+    apps = sorted((url == target, app.split("-")[0]) for url, app, _ in opened)
+    # preflight's two (its target one goes on to prepare the target), the survey's source one;
+    # the chunk reads and writes on the survey's and the preparation's: no connect of its own
+    assert apps == [(False, "onward:onward"), (False, "onward:preflight"),
+                    (True, "onward:preflight")], opened  # fmt: skip
+    survey = next(c for _, app, c in opened if app.startswith("onward:onward-"))
+    prepared = next(c for url, _, c in opened if url == target)
+    assert copied_on == [survey, prepared] or copied_on == [prepared, survey], opened
+    assert all(c.is_closed() for _, _, c in opened)
 
 
 async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
@@ -497,7 +503,7 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
     from tests.databases import fresh_database
 
     await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
-                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 20) g")  # fmt: skip
     steps: list[tuple[str, str, str]] = []
     connect = driver.connect_job
 
@@ -510,11 +516,11 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
 
     monkeypatch.setattr(driver, "connect_job", logged)
     async with fresh_database(pg_server_dsn) as target:
-        await _full_refresh(pg_dsn, "ahead", target)
-        assert await fetchval(target, "SELECT count(*) FROM dw.t") == 10
+        await _full_refresh(pg_dsn, "ahead", target, TWO_CHUNKS_AT_ONCE)
+        assert await fetchval(target, "SELECT count(*) FROM dw.t") == 20
     # preflight: target (kept for the preparation) and source, each token in that order, as a
-    # chunk takes them; the survey: source; the chunk: target and source; the swap goes on on
-    # the chunk's target's
+    # chunk takes them; the survey: source; the first chunk goes on on the survey's and the
+    # preparation's, the second connects: target and source; the swap goes on on a chunk's
     preflight = [(s, url) for s, url, app in steps if app == "ahead:preflight"]
     assert preflight[:2] == [("start", target), ("start", pg_dsn)], steps
     assert sorted(preflight[2:]) == sorted([("end", pg_dsn), ("end", target)]), steps

@@ -20,6 +20,7 @@ from async_etl.drivers.postgres_connections import (
     lend_kept,
     pg_connection,
     reusing,
+    shelve_kept,
     shelved,
 )
 from async_etl.errors import LoadError
@@ -542,3 +543,38 @@ async def test_a_reusing_block_refuses_to_adopt_a_second_connection() -> None:
     with pytest.raises(RuntimeError, match="keeps one connection at a time"):
         kept.adopt(second, AsyncExitStack(), (URL, "job:pre", Tokens()))
     assert kept.conn is first
+
+
+async def test_shelve_kept_moves_a_blocks_kept_connection_to_the_shelf(
+    opened: list[FakeConn],
+) -> None:
+    """The block's kept connection waits on the shelf, token held, for the next chunk's take."""
+    holder, shelf = Tokens(), Shelf(lambda: 1)
+    assert not await shelve_kept(shelf)  # outside a block: nothing to move
+    async with reusing():
+        assert not await shelve_kept(shelf)  # the block keeps none yet
+        kept = await use(holder)
+        assert await shelve_kept(shelf)
+    assert not kept.closed and holder.held == 1  # the block's end closed nothing
+    with shelved(shelf):
+        taken = await use(holder)
+    assert taken is kept and len(opened) == 1
+    await shelf.aclose()
+    assert kept.closed and holder.held == 0
+
+
+async def test_shelve_kept_closes_what_a_closed_shelf_or_an_open_transaction_cannot_keep(
+    opened: list[FakeConn],
+) -> None:
+    """On a closed shelf, or in a transaction, the connection closes and its token goes back."""
+    holder, shelf = Tokens(), Shelf(lambda: 1)
+    shelf.closed = True
+    async with reusing():
+        late = await use(holder)
+        assert await shelve_kept(shelf)
+    open_shelf = Shelf(lambda: 1)
+    async with reusing():
+        busy = await use(holder)
+        busy.in_transaction = True
+        assert await shelve_kept(open_shelf)
+    assert late.closed and busy.closed and holder.held == 0
