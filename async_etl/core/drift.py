@@ -40,6 +40,7 @@ __all__ = [
     "decide",
     "oracle_column_type",
     "oracle_fits",
+    "pg_scd_type_problem",
     "sql_fits",
     "target_columns_sql",
 ]
@@ -228,6 +229,32 @@ def decide(drift: Drift, table: str, evolution: Evolution) -> tuple[str | None, 
                 f'{_more(drift.added)}; add it there, or set [target] schema_evolution = '
                 '"add_columns"', ())  # fmt: skip
     return None, drift.added
+
+
+_PG_TSTZ = re.compile(r"timestamp(?:\(\d\))? with time zone")
+
+
+def pg_scd_type_problem(target: Sequence[Column], valid_from: str, valid_to: str,
+                        is_current: str, table: str) -> str | None:  # fmt: skip
+    """Why a PostgreSQL type-2 ``target``'s own SCD columns cannot hold a run's values, or None.
+
+    A run binds its as-of time (an instant) to ``valid_from`` / ``valid_to`` and a boolean to
+    ``is_current``: a table made beforehand with ``timestamp`` (no time zone) or ``date``
+    there failed the first chunk with a driver error.  Missing columns are ``decide``'s.
+    """
+    have = dict(target)
+    for name in (valid_from, valid_to):
+        got = have.get(name)
+        if got is not None and not _PG_TSTZ.fullmatch(got):
+            return (f'column "{name}" of target {table} is {got}; [scd] type 2 writes instants '
+                    "there and needs timestamp with time zone: alter it (ALTER TABLE ... ALTER "
+                    "COLUMN ... TYPE timestamptz USING ... AT TIME ZONE 'UTC', if it holds "
+                    "UTC) or use another table")  # fmt: skip
+    got = have.get(is_current)
+    if got is not None and got != "boolean":
+        return (f'column "{is_current}" of target {table} is {got}; [scd] type 2 needs boolean '
+                "there: alter it or use another table")  # fmt: skip
+    return None
 
 
 def add_column_sql(dialect: str, table: str, name: str, type_name: str) -> Sql:

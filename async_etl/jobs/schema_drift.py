@@ -105,6 +105,8 @@ def drift_to_add(
     meta = (cols.valid_from, cols.valid_to, cols.is_current) if cols.type == 2 else ()
     found = drift.compare(columns, existing, meta, expect, fits, fold=dialect == "oracle")
     problem, add = drift.decide(found, spec.target.table, spec.target.schema_evolution)
+    if problem is None and meta and dialect == "postgresql":
+        problem = drift.pg_scd_type_problem(existing, *meta, spec.target.table)
     if problem is not None:
         raise ConfigError(f"job {spec.name}: schema drift: {problem}")
     if add:

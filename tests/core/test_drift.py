@@ -192,3 +192,20 @@ def test_schema_evolution_setting_is_read_and_checked() -> None:
     assert spec.target.schema_evolution == "add_columns"
     with pytest.raises(ConfigError, match=r"\[target\] schema_evolution: expected 'none' or"):
         parse_job(_job('schema_evolution = "drop_columns"'), env={})
+
+
+@pytest.mark.parametrize(
+    ("column", "got", "needle"),
+    [("valid_from", "timestamp without time zone", "needs timestamp with time zone"),
+     ("valid_to", "date", 'column "valid_to" of target dw.t is date'),
+     ("is_current", "integer", "needs boolean")],
+)  # fmt: skip
+def test_pg_scd_columns_of_another_type_are_refused(column: str, got: str, needle: str) -> None:
+    """A PostgreSQL type-2 table made with timestamp / date / integer SCD columns is refused."""
+    cols = {"valid_from": "timestamp with time zone", "valid_to": "timestamp(3) with time zone",
+            "is_current": "boolean"}  # fmt: skip
+    target = [("id", "integer"), *{**cols, column: got}.items()]
+    problem = drift.pg_scd_type_problem(target, "valid_from", "valid_to", "is_current", "dw.t")
+    assert problem is not None and needle in problem
+    ok = [("id", "integer"), *cols.items()]
+    assert drift.pg_scd_type_problem(ok, "valid_from", "valid_to", "is_current", "dw.t") is None

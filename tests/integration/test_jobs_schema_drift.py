@@ -94,6 +94,26 @@ async def test_type2_job_on_a_type1_table_stops_in_preflight(pg_dsn: str, tmp_pa
     assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 1
 
 
+@pytest.mark.parametrize("valid", ["timestamp", "date"])
+async def test_type2_table_with_naive_validity_stops_in_preflight(
+    pg_dsn: str, tmp_path: Path, valid: str
+) -> None:
+    """A type-2 target made with timestamp / date valid_from: exit 2 naming it, nothing written."""
+    dim = (f"CREATE TABLE dw.dim (id int, v int, valid_from {valid} NOT NULL, "
+           f"valid_to {valid}, is_current boolean NOT NULL DEFAULT true)")  # fmt: skip
+    await _exec(pg_dsn, "CREATE TABLE src (id int PRIMARY KEY, v int)",
+                "INSERT INTO src SELECT i, i * 10 FROM generate_series(1, 3) i",
+                "CREATE SCHEMA dw", dim)  # fmt: skip
+    text = _job(pg_dsn, pg_dsn, kind=2, evolve=False)
+    code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", text)))
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and f'column "valid_from" of target dw.dim is {valid}' in err, err
+    assert await table_rows(pg_dsn, "dw.dim") == []
+    if await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs') IS NOT NULL"):
+        assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
+
+
 async def test_type2_add_columns_adds_a_nullable_column_and_versions(pg_dsn: str) -> None:
     """Type 2 with evolution: the column is added nullable, each key gets a version with it."""
     text = _job(pg_dsn, pg_dsn, kind=2, evolve=True)
