@@ -377,6 +377,7 @@ def write_plots(plan: Plan, rows: Sequence[dict[str, Any]]) -> None:
         ("memory", "peak_rss_mb", "peak RSS of the bench process (MB)"),
     ):
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        plotted = False
         for mode, marker in zip(MODES, ("s", "o"), strict=True):
             points = [
                 (r["level"], r[key]) for r in rows if r["mode"] == mode and r.get(key) is not None
@@ -384,6 +385,7 @@ def write_plots(plan: Plan, rows: Sequence[dict[str, Any]]) -> None:
             if points:
                 xs, ys = zip(*sorted(points), strict=True)
                 ax.plot(xs, ys, marker=marker, label=mode)
+                plotted = True
         if plan.scenario == "cpu":
             ax.set_xticks(list(plan.levels))
         else:
@@ -394,7 +396,8 @@ def write_plots(plan: Plan, rows: Sequence[dict[str, Any]]) -> None:
         ax.set_ylim(bottom=0)
         ax.set_title(f"threads vs async, {plan.scenario} scenario: {label.split(' (')[0]}")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if plotted:  # every run failed: an empty plot, not a matplotlib warning on stderr
+            ax.legend()
         fig.tight_layout()
         fig.savefig(plan.out / f"{name}.png")
         plt.close(fig)

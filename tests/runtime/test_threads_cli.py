@@ -99,3 +99,21 @@ def test_compare_bad_flags_are_one_line_config_errors(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "async-etl: error: --concurrency: expected comma-separated integers, got '1,x'"
     )
+
+
+def test_compare_plots_of_only_failed_runs_warn_nothing(tmp_path: Path) -> None:
+    """Every run failed (no figures): both PNGs are written and matplotlib prints no warning."""
+    import warnings
+
+    from async_etl.cli.compare import Plan, write_plots
+
+    plan = Plan(scenario="database", sink=None, levels=(1, 4), concurrency=4, records=10,
+                duration=None, batch_size=10, generators=0, latency_ms=0.0, payload_bytes=0,
+                gzip_threshold=0, warmup=0.0, uvloop=False, out=tmp_path)  # fmt: skip
+    rows = [{"level": c, "mode": m, "ok": False} for c in (1, 4) for m in MODES]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_plots(plan, rows)
+    assert [str(w.message) for w in caught] == []
+    for name in ("throughput.png", "memory.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG)
