@@ -277,7 +277,8 @@ class _JobRun(RunTally):
         """Set by ``execute`` for the whole run: connections whose closing nothing has to wait
         for (a graceful close waits for its backend to exit, about 2 ms) close in its tasks,
         beside the next step: preflight's kept one while the target is prepared, the chunks'
-        idle ones while the swap starts, the swap's while the run's status is written."""
+        idle ones while the swap starts, the swap's while the run's status is written; the
+        state store's beside the last of them."""
 
     async def execute(self) -> JobResult:
         store = StateStore(
@@ -294,8 +295,11 @@ class _JobRun(RunTally):
                 finally:
                     if self.lent is not None:  # not taken over: a failure before ``prepare``
                         self.closing.start_soon(release_lent, self.lent)
+                    # beside the run's last kept connection's close (each waits ~2 ms for
+                    # its backend to exit), not after it
+                    self.closing.start_soon(store.__aexit__, None, None, None)
         finally:
-            await store.__aexit__(None, None, None)
+            await store.__aexit__(None, None, None)  # a no-op once closed above
 
     async def _execute(self, store: StateStore) -> JobResult:
         """Preflight, then the run (``_run``); a cancelled run is marked STOPPED, shielded."""

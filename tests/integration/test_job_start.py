@@ -527,3 +527,30 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
     chunk = [(s, url) for s, url, _ in steps[-4:]]
     assert [s for s, _ in chunk] == ["start", "start", "end", "end"], steps
     assert chunk[0][1] == target and chunk[1][1] == pg_dsn
+
+
+async def test_the_state_connection_closes_beside_the_runs_last_connection(
+    pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end the state store's close starts while another of the run's is still closing."""
+    from tests.databases import fresh_database
+
+    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
+                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    closes: list[tuple[str, str]] = []
+    close = asyncpg.Connection.close
+
+    async def slow(conn: Any, *args: Any, **kw: Any) -> None:  # each close takes 0.2 s at least
+        app = conn.get_settings().application_name
+        closes.append(("start", app))
+        await anyio.sleep(0.2)
+        await close(conn, *args, **kw)
+        closes.append(("end", app))
+
+    monkeypatch.setattr(asyncpg.Connection, "close", slow)
+    async with fresh_database(pg_server_dsn) as target:
+        await _full_refresh(pg_dsn, "closes", target)
+    state = closes.index(("start", "async-etl:closes:state"))
+    run = ("async-etl:closes:preflight", "async-etl:closes:closes-")  # not the test's own
+    others = [i for i, (step, app) in enumerate(closes) if step == "end" and app.startswith(run)]
+    assert others and max(others) > state, closes
