@@ -26,6 +26,7 @@ from async_etl.core import state_sql as sq
 from async_etl.core.incremental import CursorWindow, run_cursor, stuck, untag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
+from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import (
     APP_PREFIX,
     PG_ERRORS,
@@ -33,7 +34,7 @@ from async_etl.drivers.postgres import (
     connect_job,
     translate_pg,
 )
-from async_etl.errors import AsyncEtlError, CheckpointError, TransientError, unusable
+from async_etl.errors import AsyncEtlError, CheckpointError, TransientError, network, unusable
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
 from async_etl.runtime.retrying import retrying
@@ -564,18 +565,32 @@ def _asdict(run: RunRow) -> dict[str, Any]:
     return {name: getattr(run, name) for name in RunRow.__dataclass_fields__}
 
 
+ONE_SHOT = RetryPolicy(max_retries=1, base=0.05, cap=0.5, connect_base=0.25)
+"""A one-shot command's retries (``status``, ``stop``): one quick retry, not a run's eight
+(0.5 s to 3 s apart: ~13 s before a closed port's refusal was reported)."""
+ONE_SHOT_OPEN_S = 5.0
+"""Seconds a one-shot command may take to open the store, retry included: a host that drops
+the packets, or a server that takes the connection and never answers, refuses nothing."""
+
+
 async def with_store(url: str, app: str, fn: Callable[[StateStore], Awaitable[T]]) -> T:
     """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands).
 
-    Raises ``ConfigError`` when the store cannot be opened (unreachable after the retries, no
-    such database, a bad password): the CLI's bad input, exit status 2, as for ``run``.
+    The store is opened with ``ONE_SHOT``'s retries within ``ONE_SHOT_OPEN_S``: a person is
+    waiting, and running the command again is the retry.  Raises ``ConfigError`` when the
+    store cannot be opened (unreachable, no answer in time, no such database, a bad
+    password): the CLI's bad input, exit status 2, as for ``run``.
     """
     holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
-    store = StateStore(url, holder, app=app)
+    store = StateStore(url, holder, app=app, policy=ONE_SHOT)
     try:
-        await store.__aenter__()
+        with anyio.fail_after(ONE_SHOT_OPEN_S):
+            await store.__aenter__()
     except AsyncEtlError as exc:
         raise unusable(f"state store: {exc.message}", exc) from exc
+    except TimeoutError as exc:
+        where = f"state store: PostgreSQL {mask_url(url)}"
+        raise unusable(f"{where}: no answer within {ONE_SHOT_OPEN_S:g} s", network(where)) from exc
     try:
         return await fn(store)
     finally:

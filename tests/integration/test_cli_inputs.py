@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,42 @@ def test_status_and_stop_on_a_missing_database_exit_2(command: str, pg_dsn: str)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(lines) == 1
     assert "async_etl_no_such_database" in lines[0] and "does not exist" in lines[0]
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound once, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", ["status", "stop"])
+def test_status_and_stop_on_a_closed_port_fail_fast_in_one_line(command: str) -> None:
+    """status / stop --state at a closed port: one masked line, exit 2, in seconds (was ~13 s)."""
+    url = f"postgresql://u:QzS3CRET@127.0.0.1:{_closed_port()}/db"
+    started = time.monotonic()
+    proc = _cli(command, *(["nightly"] if command == "stop" else []), "--state", url)
+    took = time.monotonic() - started
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("async-etl: error: state store: PostgreSQL postgresql://u:***@")
+    assert "Connection refused" in lines[0] and "QzS3CRET" not in proc.stderr + proc.stdout
+    assert took < 5, took  # the run's 8 connect retries took ~13 s
+
+
+def test_status_against_a_server_that_never_answers_gives_up_in_one_line() -> None:
+    """A port that takes the connection and never answers (a hung server): one line, exit 2."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nothing ever replies
+        port = int(silent.getsockname()[1])
+        started = time.monotonic()
+        proc = _cli("status", "--state", f"postgresql://u:QzS3CRET@127.0.0.1:{port}/db")
+        took = time.monotonic() - started
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0] == (f"async-etl: error: state store: PostgreSQL postgresql://u:***@127.0.0.1:"
+                        f"{port}/db: no answer within 5 s")  # fmt: skip
+    assert took < 15, took  # before: a 15 s connect timeout, 9 attempts
