@@ -43,6 +43,16 @@ never refused): the source's maximum comes with PostgreSQL's own text of it (``i
 the window stores the answer (``CursorWindow.endless``).  ``-infinity`` sorts first: a cursor
 there moves on.
 
+Bounds as text.  asyncpg binds ``date.max`` / ``datetime.max`` as ``infinity`` and the
+minimums as ``-infinity``, and reads them back the same way: a cursor at ``9999-12-31`` (a
+common "valid to" sentinel) bound as it is reads ``c >= 'infinity'``, and a row arriving later
+at ``9999-12-31`` is never read; a top at ``0001-01-01`` reads ``c <= '-infinity'``.  So
+PostgreSQL is sent a date or time bound as text cast to its type (``pg_bound``:
+``$1::text::date``), its ISO text, which is exact: ``'infinity'`` only for the top of an
+``endless`` window, ``'-infinity'`` for the lowest value as ``low`` (which may have been read
+from one: at worst rows below the cursor are read again).  Chunk cuts are not sent this
+way: asyncpg binds every cut alike, which moves a cut but still splits the rows between chunks.
+
 A cursor that is not monotonic (a clock set back, ``now()`` of a transaction that commits
 after a run read past its start) can commit rows below the committed cursor; later runs do not
 read them.  ``lookback`` widens every window downwards by that much (seconds for date and time
@@ -54,7 +64,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -70,9 +80,11 @@ __all__ = [
     "is_endless",
     "max_cursor_sql",
     "null_keys_sql",
+    "pg_bound",
     "run_cursor",
     "stuck",
     "tag",
+    "time_type",
     "untag",
     "window_clause",
     "window_count_sql",
@@ -214,17 +226,26 @@ class CursorWindow:
         """The lowest cursor read (``low - lookback``; None: no lower bound)."""
         return minus(self.low, self.lookback)
 
-    def values(self) -> dict[str, Any]:
-        """The bind values of ``predicate`` (``cur_lo``, ``cur_hi``)."""
-        return {"cur_lo": self.start, "cur_hi": self.high}
+    def values(self, style: Style) -> dict[str, Any]:
+        """The bind values of ``predicate`` (``cur_lo``, ``cur_hi``) in dialect ``style``.
+
+        PostgreSQL: a date or time as its text (``pg_bound``), any other value as it is.
+        """
+        if style != "pg":
+            return {"cur_lo": self.start, "cur_hi": self.high}
+        return {"cur_lo": pg_bound(self.start, "low", False),
+                "cur_hi": pg_bound(self.high, "high", self.endless)}  # fmt: skip
 
     def predicate(self, ref: str, bind: Binder) -> str | None:
-        """SQL for "``ref`` (a quoted column reference) is in the window"; None: everything."""
+        """SQL for "``ref`` (a quoted column reference) is in the window"; None: everything.
+
+        PostgreSQL: a date or time bound is bound as text and cast (``pg_bound``).
+        """
         parts = []
         if self.start is not None:
-            parts.append(f"{ref} >= {bind('cur_lo')}")
+            parts.append(f"{ref} >= {_bound_ref(bind, 'cur_lo', self.start)}")
         if self.high is not None:
-            parts.append(f"{ref} <= {bind('cur_hi')}")
+            parts.append(f"{ref} <= {_bound_ref(bind, 'cur_hi', self.high)}")
         if not parts:
             return None
         return f"({ref} IS NULL OR ({' AND '.join(parts)}))"
@@ -246,6 +267,52 @@ class CursorWindow:
         top_endless = bool(data.get("endless", False)) or is_endless(high)
         return cls(str(data["column"]), untag(data["low"]), high,
                    int(data.get("lookback", 0)), top_endless)  # fmt: skip
+
+
+def time_type(value: Any) -> str | None:
+    """The PostgreSQL type of a date or time cursor ``value`` (None: not a date or time).
+
+    asyncpg reads ``date`` as a ``date``, ``timestamp`` as a naive and ``timestamptz`` as an
+    aware ``datetime``; ``CursorWindow.plan`` refuses a cursor whose kind changed.
+    """
+    if isinstance(value, datetime):
+        return "timestamp" if value.tzinfo is None else "timestamptz"
+    return "date" if isinstance(value, date) else None
+
+
+_DT_MIN_UTC = datetime.min.replace(tzinfo=UTC)
+
+
+def _lowest(value: date) -> bool:
+    """Whether ``value`` is ``date.min`` / ``datetime.min``, which asyncpg binds as -infinity."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value == _DT_MIN_UTC  # the same instant, whatever its offset
+    return value == (datetime.min if isinstance(value, datetime) else date.min)
+
+
+def pg_bound(value: Any, side: Literal["low", "high"], endless: bool) -> Any:
+    """A window bound as PostgreSQL is sent it: a date or time as its text, else ``value``.
+
+    See the header, "Bounds as text": ``9999-12-31`` stays ``9999-12-31``.  The top of an
+    ``endless`` window is ``'infinity'``; the lowest date or time on the ``low`` side is
+    ``'-infinity'`` (it may have been read from one; if not, the run only re-reads rows below
+    its cursor).
+    """
+    if time_type(value) is None:
+        return value
+    if side == "high" and endless:
+        return "infinity"
+    if side == "low" and _lowest(value):
+        return "-infinity"
+    return str(value.isoformat())
+
+
+def _bound_ref(bind: Binder, name: str, value: Any) -> str:
+    """A window bound's placeholder: ``$1::text::date`` for a date or time in PostgreSQL."""
+    sql_type = time_type(value)
+    if bind.style != "pg" or sql_type is None:
+        return bind(name)
+    return f"{bind(name)}::text::{sql_type}"
 
 
 def window_clause(window: CursorWindow | None, bind: Binder) -> str:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from async_etl.core.incremental import CursorWindow
+from async_etl.core.scd_sql_common import Style
 from async_etl.core.urls import mask_url
 from async_etl.errors import AsyncEtlError, extract_error
 
@@ -46,9 +47,12 @@ class SourceBase:
         self.window = window
         self.where = f"source {mask_url(url)}"
 
+    style: Style
+    """The SQL dialect of the source's statements (``core.scd_sql_common``)."""
+
     def _window_values(self) -> dict[str, Any]:
         """The window's bind values (``cur_lo``, ``cur_hi``); none without a window."""
-        return self.window.values() if self.window is not None else {}
+        return self.window.values(self.style) if self.window is not None else {}
 
     def _translate(self, exc: BaseException) -> AsyncEtlError | None:
         """The driver's translation of ``exc``; None when it is not the driver's exception."""

@@ -30,6 +30,7 @@ class OracleSource(SourceBase):
     """Reads the ``[source]`` query or table of a job from Oracle (see ``SourceBase``)."""
 
     dialect = "oracle"
+    style = "oracle"
 
     @property
     def relation(self) -> str:
@@ -72,7 +73,7 @@ class OracleSource(SourceBase):
         cursor = conn.cursor()
         if self.window is not None and self.window.start is not None:
             st = inc.window_count_sql("oracle", self.relation, self.window)
-            await cursor.execute(st.text, st.args(self.window.values()))
+            await cursor.execute(st.text, st.args(self._window_values()))
             return int((await cursor.fetchone())[0])
         if self.table is not None:
             owner, _, name = self.table.upper().rpartition(".")

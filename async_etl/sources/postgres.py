@@ -50,6 +50,7 @@ class PgSource(SourceBase):
     """Reads the ``[source]`` query or table of a job from PostgreSQL (see ``SourceBase``)."""
 
     dialect = "postgresql"
+    style = "pg"
 
     @property
     def relation(self) -> str:
@@ -111,7 +112,7 @@ class PgSource(SourceBase):
         """
         if self.window is not None and self.window.start is not None:
             st = inc.window_count_sql("pg", self.relation, self.window)
-            return int(await conn.fetchval(st.text, *st.args(self.window.values())))
+            return int(await conn.fetchval(st.text, *st.args(self._window_values())))
         if self.table is not None:
             st = pg.estimate_table_sql()
             value = await conn.fetchval(st.text, quote(self.table))

@@ -151,7 +151,7 @@ def test_pg_extract_reads_the_window_with_nulls() -> None:
     assert '(q."updated_at" IS NULL OR (q."updated_at" >= $3 AND q."updated_at" <= $4))' in (
         st_.text
     )
-    args = st_.args({**chunk_values(CHUNK), **WINDOW.values()})
+    args = st_.args({**chunk_values(CHUNK), **WINDOW.values("pg")})
     assert args == [10, 20, 70, 250]
     assert pg.extract_sql(None, "src.t", ["id"], CHUNK).params == ("lo0", "hi0")
 
@@ -187,7 +187,7 @@ def test_oracle_extract_reads_the_window_with_binds_in_text_order() -> None:
     st_ = ora.extract_sql(None, "SRC.T", ["a", "b"], key, WINDOW)
     assert '(q."UPDATED_AT" IS NULL OR (q."UPDATED_AT" >= :' in st_.text
     _oracle_binds_in_text_order(st_.text)
-    args = st_.args({**chunk_values(key), **WINDOW.values()})
+    args = st_.args({**chunk_values(key), **WINDOW.values("oracle")})
     assert args[-2:] == [70, 250] and len(args) == len(st_.params)
 
 
@@ -393,3 +393,54 @@ def test_cursor_text_shows_an_endless_top_as_postgresql_does() -> None:
     assert inc.cursor_text(window, window.high) == "infinity"
     assert inc.cursor_text(window, window.low) == "2026-01-01"
     assert inc.cursor_text(CursorWindow("c", None, date.max), date.max) == "9999-12-31"
+
+
+MAX_UTC = datetime.max.replace(tzinfo=UTC)
+MIN_UTC = datetime.min.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "cast", "sent"),
+    [
+        (date(2024, 1, 1), date.max, "date", ("2024-01-01", "9999-12-31")),
+        (datetime(2024, 1, 1), datetime.max, "timestamp",
+         ("2024-01-01T00:00:00", "9999-12-31T23:59:59.999999")),
+        (datetime(2024, 1, 1, tzinfo=UTC), MAX_UTC, "timestamptz",
+         ("2024-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999999+00:00")),
+        (date.max, date.max, "date", ("9999-12-31", "9999-12-31")),
+        (date.min, date.min, "date", ("-infinity", "0001-01-01")),
+        (datetime.min, datetime.min, "timestamp", ("-infinity", "0001-01-01T00:00:00")),
+        (MIN_UTC, MIN_UTC, "timestamptz", ("-infinity", "0001-01-01T00:00:00+00:00")),
+    ],
+)  # fmt: skip
+def test_postgresql_gets_date_and_time_bounds_as_text_never_as_infinity(
+    low: Any, high: Any, cast: str, sent: tuple[str, str]
+) -> None:
+    """9999-12-31 is sent as its text (asyncpg binds date.max as 'infinity'), cast to its type."""
+    window = CursorWindow.plan("c", low, high)
+    st_ = inc.window_count_sql("pg", pg.source_relation(None, "s"), window)
+    assert st_.text.endswith(f'(q."c" >= $1::text::{cast} AND q."c" <= $2::text::{cast}))')
+    assert st_.args(window.values("pg")) == list(sent)
+    assert window.values("oracle") == {"cur_lo": low, "cur_hi": high}
+    ora_ = inc.window_count_sql("oracle", "T q", window)
+    assert "::" not in ora_.text and ora_.args(window.values("oracle")) == [low, high]
+
+
+def test_an_endless_top_is_sent_as_infinity_and_numbers_as_they_are() -> None:
+    """Only an endless window's top is 'infinity'; numbers and text keep their value."""
+    endless = CursorWindow.plan("c", date.max, date.max, top_endless=True)
+    assert endless.values("pg") == {"cur_lo": "9999-12-31", "cur_hi": "infinity"}
+    assert WINDOW.values("pg") == {"cur_lo": 70, "cur_hi": 250}
+    assert WINDOW.predicate("q.c", _binder()) == "(q.c IS NULL OR (q.c >= $1 AND q.c <= $2))"
+    text = CursorWindow("c", "a", "b")
+    assert text.values("pg") == {"cur_lo": "a", "cur_hi": "b"}
+    assert "::" not in (text.predicate("q.c", _binder()) or "")
+
+
+def test_a_window_stored_before_bounds_went_as_text_sends_them_as_text() -> None:
+    """A run's plan as stored today (tagged values) resumes with its bounds sent as text."""
+    stored = {"column": "c", "low": ["date", "9999-12-31"], "high": ["date", "9999-12-31"],
+              "lookback": 0}  # fmt: skip
+    window = CursorWindow.from_json(stored)
+    assert window.values("pg") == {"cur_lo": "9999-12-31", "cur_hi": "9999-12-31"}
+    assert "$1::text::date" in (window.predicate("q.c", _binder()) or "")
