@@ -32,6 +32,7 @@ from typing import Literal
 from async_etl.core.scd_sql_common import Sql, check_type, quote
 
 __all__ = [
+    "PG_RELKINDS",
     "Column",
     "Drift",
     "Evolution",
@@ -276,6 +277,13 @@ def add_column_sql(dialect: str, table: str, name: str, type_name: str) -> Sql:
     raise ValueError(f"no ALTER TABLE for dialect {dialect!r}")
 
 
+PG_RELKINDS: dict[str, str] = {
+    "v": "a view", "m": "a materialized view", "S": "a sequence", "f": "a foreign table",
+    "c": "a composite type", "i": "an index", "I": "a partitioned index", "t": "a TOAST table",
+}  # fmt: skip
+"""``pg_class.relkind`` of the relations a PostgreSQL target may not be (tables: r, p)."""
+
+
 def target_columns_sql(dialect: str) -> Sql:
     """The target table's columns in order, as (name, type) rows; no rows: no such table.
 
@@ -283,8 +291,9 @@ def target_columns_sql(dialect: str) -> Sql:
     ``owner``, ``table`` (upper case), and the rows are ``all_tab_columns`` fields for
     ``oracle_column_type``.  Raises ``ValueError`` for another dialect.
     """
-    if dialect == "postgresql":
-        return Sql("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+    if dialect == "postgresql":  # each row also names the relation's kind (pg_class.relkind)
+        return Sql("SELECT attname, format_type(atttypid, atttypmod), relkind::text "
+                   "FROM pg_attribute JOIN pg_class ON pg_class.oid = attrelid "
                    "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped "
                    "ORDER BY attnum", ("table",))  # fmt: skip
     if dialect == "cratedb":

@@ -205,10 +205,18 @@ class PgTarget:
         return frozenset(str(r[0]) for r in rows)
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
-        """(name, type) of the target table's columns in order; None when it does not exist."""
+        """(name, type) of the target table's columns in order; None when it does not exist.
+
+        Raises ``ConfigError`` when the name is a relation other than a table (a view, a
+        sequence, ...): it would fail later, after the run was recorded, or read as drift.
+        """
         st = drift.target_columns_sql("postgresql")
         async with self.connection(holder, app) as conn:
             rows = await conn.fetch(st.text, *st.args({"table": quote(self.table)}))
+        kind = drift.PG_RELKINDS.get(str(rows[0][2])) if rows else None
+        if kind is not None:
+            raise ConfigError(f"{self.where} is {kind}, not a table; a job loads into a table "
+                              "(and creates it when missing): name another")  # fmt: skip
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
     async def prepare(self, ctx: JobContext) -> None:

@@ -114,6 +114,29 @@ async def test_type2_table_with_naive_validity_stops_in_preflight(
         assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
 
 
+@pytest.mark.parametrize(
+    ("ddl", "kind"),
+    [("CREATE VIEW dw.dim AS SELECT id, v FROM src", "a view"),
+     ("CREATE MATERIALIZED VIEW dw.dim AS SELECT id, v FROM src", "a materialized view"),
+     ("CREATE SEQUENCE dw.dim", "a sequence")],
+)  # fmt: skip
+@pytest.mark.parametrize("kind_of_job", [1, 2])
+async def test_a_target_that_is_no_table_stops_in_preflight(
+    pg_dsn: str, tmp_path: Path, ddl: str, kind: str, kind_of_job: int
+) -> None:
+    """A view / materialized view / sequence named as target: exit 2 naming it, no run."""
+    await _exec(pg_dsn, "CREATE TABLE src (id int PRIMARY KEY, v int)",
+                "INSERT INTO src SELECT i, i * 10 FROM generate_series(1, 3) i",
+                "CREATE SCHEMA dw", ddl)  # fmt: skip
+    text = _job(pg_dsn, pg_dsn, kind=kind_of_job, evolve=False)
+    code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", text)))
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and f"dw.dim is {kind}, not a table" in err, err
+    if await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs') IS NOT NULL"):
+        assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
+
+
 async def test_type2_add_columns_adds_a_nullable_column_and_versions(pg_dsn: str) -> None:
     """Type 2 with evolution: the column is added nullable, each key gets a version with it."""
     text = _job(pg_dsn, pg_dsn, kind=2, evolve=True)
