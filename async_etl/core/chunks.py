@@ -259,17 +259,16 @@ def chunk_sizing(
                        f"{AUTO_MAX_CHUNK_SIZE:,} rows each")  # fmt: skip
 
 
-def chunk_count(estimate_rows: int, spec: ParallelSpec, *, kept: str | None) -> int:
-    """How many chunks to plan: about ``chunk_sizing(...).rows`` rows each, at least 1.
+def chunk_count(estimate_rows: int, sizing: ChunkSizing) -> int:
+    """How many chunks to cut for ``sizing`` (``chunk_sizing``'s decision): at least 1.
 
-    Sequential runs are chunked too (checkpoints); an unknown (negative) estimate gives 1.
+    About ``sizing.rows`` rows each; one chunk when the sizing has no row count (``WHOLE``)
+    or the estimate is 0 or unknown (negative).  Sequential runs are chunked too
+    (checkpoints).  Pure; raises nothing.
     """
-    if estimate_rows <= 0:
+    if estimate_rows <= 0 or sizing.rows is None:
         return 1
-    size = chunk_sizing(estimate_rows, spec, kept=kept).rows
-    if size is None:
-        return 1
-    return max(1, min(MAX_CHUNKS, math.ceil(estimate_rows / size)))
+    return max(1, min(MAX_CHUNKS, math.ceil(estimate_rows / sizing.rows)))
 
 
 SAMPLE_ROWS = 50_000

@@ -5,7 +5,7 @@ Order of operations: the state store is opened (connect only; its tables are nev
 unfinished run if any (and ``planning.builds_new_table`` whether a merge / SCD2 run would
 build its absent target as a full refresh), ``planning.survey`` estimates rows and cuts the
 chunks (a resumed run's stored plan instead) for the rows per chunk ``planning.chunk_sizing``
-picks, and each chunk's source statement is built.
+picks (once, in the survey), and each chunk's source statement is built.
 Nothing is written anywhere: no table, no run record, no lock that outlives the connection.
 """
 
@@ -24,7 +24,6 @@ from async_etl.jobs.endpoints import make_source, make_target
 from async_etl.jobs.planning import (
     as_new_build,
     builds_new_table,
-    chunk_sizing,
     preflight,
     stored_sizing,
     survey,
@@ -64,7 +63,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
                      columns=decision.columns, cols=decision.cols, hold=holder,
                      stop=anyio.Event(), state_url=spec.state.url, window=decision.window,
                      collate=decision.collate, policy=options.retry)  # fmt: skip
-    estimate, nulls, cuts, _ = await retrying(
+    estimate, nulls, cuts, _, new_sizing = await retrying(
         lambda: survey(ctx, decision, source), ctx.policy, what="plan chunks"
     )
     if decision.resumed_plan is not None:
@@ -74,7 +73,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
     else:
         plan = ch.plan_chunks(cuts, decision.collate)
         run = f"a new run (run id at start, e.g. {decision.run_id})"
-        sizing = chunk_sizing(ctx, estimate)
+        sizing = new_sizing  # the size the survey cut the chunks for
     reads = tuple(_read(source, c) for c in plan.chunks)
     return JobFacts(job=spec.name, mode=spec.mode, dialect=dialect_of(spec.target.url) or "",
                     table=spec.target.table, source=mask_url(spec.source.url),

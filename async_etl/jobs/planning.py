@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -295,8 +295,16 @@ def _collate(
     return key_order(collations, target=available, same_database=same_database)
 
 
-Survey = tuple[int, int, list[tuple[Any, ...]], list[dict[str, Any]]]
-"""What ``survey`` read: the estimate, NULL keys, chunk cuts, NULL-key rows."""
+class Survey(NamedTuple):
+    """What ``survey`` read: the estimate, NULL keys, chunk cuts, NULL-key rows, and the size."""
+
+    estimate: int
+    nulls: int
+    cuts: list[tuple[Any, ...]]
+    null_rows: list[dict[str, Any]]
+    sizing: ch.ChunkSizing | None
+    """The rows per chunk the cuts were made for, decided once (``chunk_sizing``) and
+    recorded in the new plan; None for a resumed run (its stored plan says)."""
 
 
 async def plan_run(
@@ -317,7 +325,7 @@ async def plan_run(
         surveyed = await retrying(
             lambda: survey(ctx, decision, source), ctx.policy, what="plan chunks"
         )
-    estimate, nulls, cuts, null_rows = surveyed
+    estimate, nulls, cuts, null_rows, new_sizing = surveyed
     workers = ch.workers(estimate, spec.parallel)
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
@@ -336,7 +344,8 @@ async def plan_run(
                  chunk_size=None if sizing is None else sizing.rows,
                  chunk_size_why=None if sizing is None else sizing.why)  # fmt: skip
     else:
-        sizing = chunk_sizing(ctx, estimate)
+        assert new_sizing is not None  # survey sizes every new plan
+        sizing = new_sizing
         try:
             plan = ch.plan_chunks(cuts, decision.collate)
             bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
@@ -370,18 +379,25 @@ async def plan_run(
 
 
 async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
-    """On one source connection: the estimate, NULL keys, chunk cuts (new runs), NULL-key rows."""
+    """On one source connection: the estimate, NULL keys, chunk cuts (new runs), NULL-key rows.
+
+    A new run's rows per chunk are decided here, once (``chunk_sizing``): the cuts are made
+    for it and ``plan_run`` records it.
+    """
     async with source_connection(source, ctx.hold, ctx.app) as conn:
         estimate = await source.estimate(conn)
         nulls = await source.null_keys(conn)
         cuts: list[tuple[Any, ...]] = []
-        if decision.resumed_plan is None and not _reads_whole(ctx):
-            n = ch.chunk_count(estimate, ctx.spec.parallel, kept=_kept_indexes(ctx.spec))
-            cuts = await source.boundaries(conn, n, decision.collate, estimate)
+        sizing = None
+        if decision.resumed_plan is None:
+            sizing = chunk_sizing(ctx, estimate)
+            if sizing.rows is not None:  # else read whole (``WHOLE``): no cuts
+                n = ch.chunk_count(estimate, sizing)
+                cuts = await source.boundaries(conn, n, decision.collate, estimate)
         null_rows: list[dict[str, Any]] = []
         if nulls and ctx.on_bad_row == "reject":
             null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
-    return estimate, nulls, cuts, null_rows
+    return Survey(estimate, nulls, cuts, null_rows, sizing)
 
 
 def _kept_indexes(spec: JobSpec) -> str | None:

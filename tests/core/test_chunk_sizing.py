@@ -13,6 +13,7 @@ from async_etl.core.chunks import (
     AUTO_CHUNKS_PER_WORKER,
     AUTO_MAX_CHUNK_SIZE,
     DEFAULT_CHUNK_SIZE,
+    MAX_CHUNKS,
     WHOLE,
     Chunk,
     ChunkSizing,
@@ -48,7 +49,7 @@ def test_unset_into_a_new_table_gives_every_worker_two_chunks() -> None:
     got = chunk_sizing(1_000_000, spec, kept=None)
     assert got.rows == 250_000 and got.why.startswith("auto: a load into a new table")
     assert "2 chunks per worker (2)" in got.why
-    assert chunk_count(1_000_000, spec, kept=None) == 4
+    assert chunk_count(1_000_000, got) == 4
 
 
 def test_unset_elsewhere_is_the_old_default() -> None:
@@ -56,7 +57,7 @@ def test_unset_elsewhere_is_the_old_default() -> None:
     spec = ParallelSpec(max_workers=2)
     got = chunk_sizing(1_000_000, spec, kept=MERGE)
     assert got == ChunkSizing(50_000, "auto: the default 50,000 (a merge into the existing table)")
-    assert chunk_count(1_000_000, spec, kept=MERGE) == 20
+    assert chunk_count(1_000_000, got) == 20
 
 
 def test_auto_size_is_bounded_on_both_sides() -> None:
@@ -86,7 +87,7 @@ def test_auto_chunks_stay_in_bounds_and_keep_workers_busy(rows: int, n: int, par
     got = chunk_sizing(rows, spec, kept=None)
     assert DEFAULT_CHUNK_SIZE <= got.rows <= AUTO_MAX_CHUNK_SIZE
     used = n if par and rows >= spec.min_rows_for_parallel else 1
-    count = chunk_count(rows, spec, kept=None)
+    count = chunk_count(rows, got)
     if rows >= used * AUTO_CHUNKS_PER_WORKER * DEFAULT_CHUNK_SIZE:
         if rows <= used * AUTO_CHUNKS_PER_WORKER * AUTO_MAX_CHUNK_SIZE:
             assert count == used * AUTO_CHUNKS_PER_WORKER
@@ -178,3 +179,15 @@ def test_a_limited_source_query_is_one_chunk_of_every_row(estimate: int, size: i
     spec = ParallelSpec(chunk_size=size)
     assert chunk_sizing(estimate, spec, kept=None, whole=True) == ChunkSizing(None, WHOLE)
     assert WHOLE == "one chunk: the source query has a top-level LIMIT / OFFSET / FETCH"
+    assert chunk_count(estimate, ChunkSizing(None, WHOLE)) == 1
+
+
+@given(st.integers(-1, 10**9), st.one_of(st.none(), st.integers(1, 10**6)), st.booleans())
+def test_the_chunk_count_follows_from_the_sizing(rows: int, size: int | None, new: bool) -> None:
+    """The count the survey cuts follows only from the one sizing the plan records."""
+    sized = chunk_sizing(rows, ParallelSpec(max_workers=2, chunk_size=size),
+                         kept=None if new else MERGE)  # fmt: skip
+    assert sized.rows is not None
+    expected = 1 if rows <= 0 else min(MAX_CHUNKS, math.ceil(rows / sized.rows))
+    assert chunk_count(rows, sized) == expected
+    assert chunk_count(rows, ChunkSizing(sized.rows, "another reason")) == expected

@@ -21,6 +21,7 @@ from async_etl.core.chunks import (
     Watermark,
     advance,
     chunk_count,
+    chunk_sizing,
     estimate_parallel,
     plan_chunks,
     remaining,
@@ -114,8 +115,9 @@ def test_parallel_decision_and_counts():
     assert estimate_parallel(1000, spec) and not estimate_parallel(999, spec)
     assert not estimate_parallel(10**6, ParallelSpec(enabled=False))
     assert not estimate_parallel(-1, ParallelSpec(min_rows_for_parallel=0))
-    assert chunk_count(1001, spec, kept="a merge") == 11
-    assert chunk_count(0, spec, kept="a merge") == 1 and chunk_count(-1, spec, kept="a merge") == 1
+    sized = chunk_sizing(1001, spec, kept="a merge")
+    assert chunk_count(1001, sized) == 11
+    assert chunk_count(0, sized) == 1 and chunk_count(-1, sized) == 1
     assert workers(5000, spec) == 3 and workers(10, spec) == 1
 
 

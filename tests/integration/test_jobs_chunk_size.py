@@ -13,6 +13,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from async_etl.core.chunks import ChunkSizing, chunk_count
 from async_etl.jobs.api import JobOptions, JobResult
 from async_etl.jobs.runner import run_job
 from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, write
@@ -65,10 +66,14 @@ async def test_unset_chunk_size_into_a_new_table_is_chosen_and_a_set_one_kept(
     stored = await fetchval(pg_dsn, "SELECT plan -> 'chunk_size' -> 'rows' "
                             "FROM async_etl_runs WHERE run_id = $1", auto.run_id)  # fmt: skip
     assert int(stored) == auto.chunk_size
+    # the survey cut the chunks for the very size the plan records (one decision, not two)
+    recorded = ChunkSizing(auto.chunk_size, auto.chunk_size_why)
+    assert auto.chunks_total == chunk_count(started["estimate"], recorded)
 
     kept, started = await run(pg_dsn, "kept", 50_000, 0)
     assert (kept.chunk_size, kept.chunk_size_why) == (50_000, "set: [parallel] chunk_size")
     assert kept.chunks_total == 8 and started["chunk_size"] == 50_000
+    assert kept.chunks_total == chunk_count(started["estimate"], ChunkSizing(50_000, "set"))
 
     merged, _ = await run(pg_dsn, "auto", None, 1)  # the target exists now: merged into it
     assert merged.chunk_size == 50_000 and merged.chunks_total == 8
