@@ -137,3 +137,34 @@ def test_str_subclasses_and_integers_that_fit_pass_without_a_type_count() -> Non
     assert not crate_native.plain([*rows, (2**31, "d")], ("integer", "text"))
     assert not crate_native.plain([(2**53 + 1, "x")], ("double precision", "text"))
     assert crate_native.plain([(2**53 - 1, "x")], ("double precision", "text"))
+
+
+def test_the_one_pass_probes_answer_at_every_edge_as_the_row_check() -> None:
+    """Integer widths at their range edges, float and datetime columns: plain as the row check."""
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    edges = {"byte": 8, "smallint": 16, "integer": 32, "bigint": 64}
+    cases: list[tuple[str, list[object]]] = []
+    for base, bits in edges.items():
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        cases += [(base, [0, low, high]), (base, [0, high + 1]), (base, [0, low - 1])]
+        cases += [(base, [1, True, _Count(high), _Index()]), (base, [1, 2.0]), (base, [1, None])]
+    cases += [
+        ("double precision", [0.5, 1.5]), ("double precision", [0.5, math.inf]),
+        ("double precision", [0.5, math.nan]), ("real", [0.5, 1.5]), ("double precision", [0.5, 2]),
+        ("double precision", [1e308, 1e308]), ("numeric", [0.5, None]),
+        ("timestamp with time zone", [at, at.replace(microsecond=3000)]),
+        ("timestamp with time zone", [at, at.replace(microsecond=3001)]),
+        ("timestamp with time zone", [at, None]), ("text", [at, at.replace(microsecond=1)]),
+    ]  # fmt: skip
+    for base, values in cases:
+        rows = [(v, "x") for v in values]
+        plan = crate_native.ColumnPlan.of((base, "text"), 2)
+        refused = any(map(crate_row_check(("a", "b"), (base, "text")), rows))
+        seen = Columns.of(rows, 2)
+        expected = all(map(crate_native._plain_column, seen.values, seen.kinds, (base, "text")))
+        plain, size = plan.look(rows)
+        assert not (plain and refused), (base, values)  # never looser than the row check
+        assert plain or not expected, (base, values)  # never stricter than the column check
+        if base != "real" and not {int, float} <= set(map(type, values)):  # else "not sure"
+            assert plain == (not refused), (base, values)
+        assert size == sum(map(row_size, rows)), (base, values)
