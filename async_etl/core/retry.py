@@ -15,7 +15,7 @@ five retries wait 6.25-12.5 s in all.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from async_etl.errors import AsyncEtlError, ErrorKind
@@ -74,6 +74,10 @@ class RetryPolicy:
         else:
             raw = base
         return min(self.cap, raw)
+
+    def at_most(self, retries: int) -> RetryPolicy:
+        """The same policy with no more than ``retries`` retries (the same pacing)."""
+        return replace(self, max_retries=min(self.max_retries, retries))
 
     def decide(
         self,

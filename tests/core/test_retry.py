@@ -83,3 +83,14 @@ def test_a_policy_that_would_not_pace_as_written_is_refused(
     """NaN / inf delays and a misspelt strategy (it backed off as 'fixed') raise ValueError."""
     with pytest.raises(ValueError, match=problem):
         RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(("retries", "kept"), [(0, 0), (1, 1), (6, 1)])
+def test_at_most_caps_the_retries_and_keeps_the_pacing(retries: int, kept: int) -> None:
+    """``at_most(1)`` (the ledger's forget): one retry at most, paced as the job's policy."""
+    policy = RetryPolicy(max_retries=retries, base=0.2, cap=5.0, strategy="linear")
+    capped = policy.at_most(1)
+    assert capped.max_retries == kept
+    assert (capped.base, capped.cap, capped.strategy) == (0.2, 5.0, "linear")
+    assert capped.decide(1, retryable=True, jitter=0.5).retry is (kept >= 1)
+    assert not capped.decide(2, retryable=True, jitter=0.5).retry

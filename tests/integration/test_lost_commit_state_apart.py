@@ -4,6 +4,7 @@ database (real PostgreSQL through ``PgProxy``): the retry finds the chunk done, 
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from async_etl.jobs.api import JobOptions
 from async_etl.jobs.context import JobContext
 from async_etl.jobs.pg_checkpoint import in_schema_of
 from async_etl.jobs.pg_driver import PgTarget
-from async_etl.jobs.runner import run_job
+from async_etl.jobs.runner import FORGET_S, run_job
 from async_etl.testing.databases import fresh_database
 from async_etl.testing.pgproxy import Faults, PgProxy
 from tests.integration.jobs_helpers import (
@@ -236,3 +237,69 @@ async def test_a_target_named_as_the_ledger_is_refused_in_one_line(
             await run_job(spec_of(text), options=JobOptions(as_of=at(0), retry=FAST))
         made = "SELECT to_regclass('dw.async_etl_landed')"
         assert await fetchval(target, made) is None
+
+
+LEDGER_QUERY = r"^SELECT DISTINCT run_id FROM .*async_etl_landed"
+"""The first statement of the forget after SUCCEEDED (``Target.landed_runs``)."""
+
+
+class _DownAtTheLedger(Faults):
+    """The target goes down at the forget's first query: its session dies, new ones are refused."""
+
+    def check(self, sql: str) -> bool:
+        """Kill the session at ``LEDGER_QUERY``, then refuse every new connection."""
+        hit = super().check(sql)
+        if hit:
+            self.refuse(1000)
+        return hit
+
+
+async def test_a_target_gone_after_success_is_given_up_soon_and_forgotten_next_time(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """Target down once SUCCEEDED is recorded: one quick retry, a warning, still SUCCEEDED."""
+    states = history(seed=12, n_keys=120, runs=2)
+    await load_source(pg_dsn, states[0])
+    async with fresh_database(pg_server_dsn) as target:
+        faults = _DownAtTheLedger()
+        faults.arm(LEDGER_QUERY)
+        async with PgProxy(target, faults) as proxy:
+            spec = spec_of(apart("scd2", pg_dsn, proxy.url))
+            with capture_logs() as logs:
+                started = time.monotonic()
+                first = await run_job(spec, options=JobOptions(as_of=at(0)))  # default retries
+                took = time.monotonic() - started
+        assert first.status == "SUCCEEDED", first.error
+        status = "SELECT status FROM async_etl_runs WHERE run_id = $1"
+        assert await fetchval(pg_dsn, status, first.run_id) == "SUCCEEDED"
+        (warned,) = [e for e in logs if e["event"] == "landed_not_forgotten"]
+        assert "connection" in warned["error"]
+        assert faults.kills == 2  # the killed query and one refused retry (before: 1 + 6 retries)
+        assert took < 10, took
+        landed = "SELECT count(*) FROM dw.async_etl_landed"
+        assert await fetchval(target, landed) == first.chunks_total  # kept for now
+        await load_source(pg_dsn, states[1])
+        second = await run_job(spec_of(apart("scd2", pg_dsn, target)),
+                               options=JobOptions(as_of=at(1), retry=FAST))  # fmt: skip
+        assert second.status == "SUCCEEDED", second.error
+        assert await fetchval(target, landed) == 0  # the first run's rows went with it
+
+
+async def test_a_forget_that_never_ends_is_given_up_after_its_bound(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """The ledger's DELETE takes 30 s: the run returns SUCCEEDED after FORGET_S, warned."""
+    await load_source(pg_dsn, history(seed=13, n_keys=60, runs=1)[0])
+    async with fresh_database(pg_server_dsn) as target:
+        for sql in SLOW_FORGET:
+            await fetchval(target, sql)
+        spec = spec_of(apart("scd2", pg_dsn, target))
+        with capture_logs() as logs:
+            started = time.monotonic()
+            result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+            took = time.monotonic() - started
+        assert result.status == "SUCCEEDED", result.error
+        (warned,) = [e for e in logs if e["event"] == "landed_not_forgotten"]
+        assert warned["error"] == f"no answer within {FORGET_S:g} s"
+        assert FORGET_S <= took < FORGET_S + 10, took  # before: the DELETE's 30 s
+        assert await fetchval(target, "SELECT count(*) FROM dw.async_etl_landed") > 0
