@@ -159,10 +159,6 @@ class Grant:
         """Whether the database at ``url`` is one this grant holds tokens of."""
         return database_key(url) in self._pools
 
-    def held(self) -> dict[str, int]:
-        """Database key -> shared tokens held now (lent or free)."""
-        return {key: pool.held for key, pool in self._pools.items()}
-
     @asynccontextmanager
     async def hold(self, url: str, stop: anyio.Event | None = None) -> AsyncIterator[None]:
         """Hold one token of the database at ``url`` for the block (one connection's worth).
