@@ -53,6 +53,7 @@ __all__ = [
     "oracle_swap_sql",
     "pg_swap_sql",
     "refresh_problem",
+    "resume_problem",
     "synonym_swap_sql",
 ]
 
@@ -136,6 +137,35 @@ def refresh_problem(
                 "refresh would lose: run without --full-refresh (a normal run keeps them), or "
                 "drop the table first to rebuild it from the source alone")  # fmt: skip
     return None
+
+
+def _described(mode: str, scd_type: int) -> str:
+    return mode if mode != "full_refresh" else f"full_refresh of type {scd_type}"
+
+
+def resume_problem(stored: object, mode: str, scd_type: int) -> str | None:
+    """Why a run in ``mode`` / ``[scd] type`` may not resume a plan stored as ``stored``.
+
+    None: it may.  ``stored`` is the plan's ``[mode, type]``; a plan stored before plans
+    recorded their mode (anything else) resumes as before.  An unfinished full refresh of
+    the same type resumes under its ``merge`` / ``scd2`` job: it is the initial load of such
+    a job (``jobs.planning.builds_new_table``), or a ``--full-refresh`` left half done,
+    which the run then finishes.  Any other change (``--full-refresh`` or ``--mode
+    replace`` after a failed merge) would run the stored chunks of one mode as another: a
+    full refresh into a new table that was never made.
+    """
+    if not (isinstance(stored, list) and len(stored) == 2):
+        return None
+    was, was_type = str(stored[0]), stored[1]
+    if (was, was_type) == (mode, scd_type):
+        return None
+    if was == "full_refresh" and mode in ("merge", "scd2") and was_type == scd_type:
+        return None
+    return (
+        f"is unfinished as a {_described(was, was_type)} load; this run is a "
+        f"{_described(mode, scd_type)} load: resume it with the mode it had, or start "
+        "over with --fresh"
+    )
 
 
 def _index_suffixes(cols: ScdColumns) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
 from async_etl.core.incremental import CursorWindow
-from async_etl.core.modes import indexes_during_load, refresh_problem
+from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
@@ -187,6 +187,8 @@ async def preflight(
             raise ConfigError(f"job {spec.name}: run {run_id} is unfinished at as-of "
                               f"{as_of.isoformat()}; resume it without --as-of (or with that "
                               "value), or start over with --fresh")  # fmt: skip
+        if (problem := resume_problem(plan.get("mode"), spec.mode, spec.scd.type)) is not None:
+            raise ConfigError(f"job {spec.name}: run {run_id} {problem}")
     else:
         run_id, as_of, plan = new_run_id(spec.name), wanted or utc_ms(datetime.now(UTC)), None
     if latest is not None and as_of < latest:
@@ -354,6 +356,7 @@ async def plan_run(
             raise DataError(f"job {spec.name}: cannot plan chunks over [source] key "
                             f"{', '.join(spec.source.key)}: {exc}") from exc  # fmt: skip
         doc["chunk_size"] = {"rows": sizing.rows, "why": sizing.why}
+        doc["mode"] = [spec.mode, spec.scd.type]  # what a resuming run must match (resume_problem)
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)

@@ -153,3 +153,17 @@ def test_refresh_problem_refuses_to_drop_history_or_the_type_2_shape() -> None:
     assert "type-2 table" in str(refresh_problem("d.t", one, type2, history=False))
     assert "type-2 table" in str(refresh_problem("d.t", one, [c.upper() for c in type2], False))
     assert "expired versions" in str(refresh_problem("d.t", two, type2, history=True))
+
+
+def test_a_resumed_plan_must_have_been_stored_in_the_same_mode() -> None:
+    """Only the same mode and type resume, or an initial load's full refresh under its job."""
+    from async_etl.core.modes import resume_problem
+
+    assert resume_problem(["merge", 1], "merge", 1) is None
+    assert resume_problem(None, "full_refresh", 1) is None  # a plan stored before modes were
+    assert resume_problem(["full_refresh", 2], "scd2", 2) is None  # the initial load, resumed
+    refused = resume_problem(["merge", 1], "full_refresh", 1)
+    assert refused is not None and "unfinished as a merge load" in refused
+    assert resume_problem(["full_refresh", 1], "scd2", 2) is not None
+    assert resume_problem(["scd2", 2], "append", 2) is not None
+    assert resume_problem(["full_refresh", 2], "full_refresh", 1) is not None

@@ -128,6 +128,28 @@ async def test_run_full_refresh_flag_rebuilds_a_merge_job(pg_dsn: str, tmp_path:
     assert data(await table_rows(pg_dsn, "dw.mf")) == data(new)
 
 
+async def test_full_refresh_after_a_failed_merge_is_refused_not_a_missing_table(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A failed merge run, then `--full-refresh`: exit 2 naming why (not '_etl_new missing')."""
+    rows = history(seed=9, n_keys=100, runs=1)[0]
+    text = job_toml("mr", pg_dsn, "dw.mr", kind=1).replace('deletes = "delete"', "")
+    path = write(tmp_path, "mr.toml", text)
+    await load_source(pg_dsn, rows)
+    assert (await run_cli("run", str(path)))[0] == 0
+    await fetchval(pg_dsn, "ALTER TABLE dw.mr ADD CONSTRAINT no_x CHECK (name <> 'x')")
+    await fetchval(pg_dsn, "UPDATE src.t SET name = 'x' WHERE a = (SELECT min(a) FROM src.t)")
+    failed, _, err = await run_cli("run", str(path))
+    assert failed == 1 and "no_x" in err, err
+    code, _, err = await run_cli("run", str(path), "--full-refresh")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "is unfinished as a merge load; this run is a full_refresh of type 1 load" in err
+    assert "_etl_new" not in err
+    again, out, err = await run_cli("run", str(path), "--set", "on_bad_row=reject")
+    assert again == 0 and "(resumed)" in out, err
+
+
 async def test_append_twice_inserts_every_row_twice(pg_dsn: str) -> None:
     """Append: two runs over two states leave exactly the rows of both."""
     states = history(seed=9, n_keys=600, runs=2)
