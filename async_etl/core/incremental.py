@@ -51,7 +51,8 @@ PostgreSQL is sent a date or time bound as text cast to its type (``pg_bound``:
 ``$1::text::date``), its ISO text, which is exact: ``'infinity'`` only for the top of an
 ``endless`` window, ``'-infinity'`` for the lowest value as ``low`` (which may have been read
 from one: at worst rows below the cursor are read again).  Chunk cuts are not sent this
-way: asyncpg binds every cut alike, which moves a cut but still splits the rows between chunks.
+way: the source binds them as its target does (asyncpg's codecs for a PostgreSQL target, whose
+statements bind them alike; ``core.pg_values``' exact ones for CrateDB and Oracle).
 
 A cursor that is not monotonic (a clock set back, ``now()`` of a transaction that commits
 after a run read past its start) can commit rows below the committed cursor; later runs do not

@@ -19,13 +19,13 @@ text, and dates and timestamps from their binary form (days or microseconds sinc
 2000-01-01), as ``date`` / ``datetime`` when Python can hold them and as a ``PgMoment``
 otherwise (an infinity, a BC date, a year past 9999); times as ``datetime.time``, and
 24:00:00 as the text ``str()`` of such a time would have (``'24:00:00'``,
-``'24:00:00+05:30'``), which is how every other time reaches a text column.  Chunk cuts and
-cursor values are still read with asyncpg's codecs (so ``'infinity'`` reads as ``date.max``
-there): a source read binds them back with ``READ_BACK_CODECS``, which write ``date.max`` as
-``infinity`` as asyncpg does.  ``core.exact`` then decides what each target stores: CrateDB
-keeps a finite ``PgMoment`` exactly as epoch milliseconds, no target stores an infinity.  The
-encoders accept what the default ones do (``date`` / ``datetime`` / ``time``) plus
-``PgMoment`` and the 24:00 texts.  Pure: no I/O.
+``'24:00:00+05:30'``), which is how every other time reaches a text column.  The encoders are
+exact too: a chunk cut of 9999-12-31 (read with asyncpg's codecs, as ``date.max``) is bound as
+9999-12-31, as a CrateDB or Oracle target binds it, so both split the keys alike (asyncpg would
+send ``infinity``); cursor bounds go as text (``core.incremental``).  ``core.exact`` then
+decides what each target stores: CrateDB keeps a finite ``PgMoment`` exactly as epoch
+milliseconds, no target stores an infinity.  The encoders accept what the default ones do
+(``date`` / ``datetime`` / ``time``) plus ``PgMoment`` and the 24:00 texts.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, Final
 
 __all__ = [
-    "READ_BACK_CODECS",
     "TEXT_TYPES",
     "TUPLE_CODECS",
     "PgMoment",
@@ -243,40 +242,6 @@ TUPLE_CODECS: Final[dict[str, Codec]] = {
     "timetz": (encode_timetz, decode_timetz),
 }
 """``pg_catalog`` type -> (encoder, decoder) over asyncpg's ``tuple`` format."""
-
-
-def _sentinels(encode: Callable[[Any], tuple[int]], top: Any, bottom: Any,
-               raw: tuple[int, int]) -> Callable[[Any], tuple[int]]:  # fmt: skip
-    def enc(value: Any) -> tuple[int]:
-        if value == top and type(value) is type(top):
-            return (raw[0],)
-        if value == bottom and type(value) is type(bottom):
-            return (raw[1],)
-        return encode(value)
-
-    return enc
-
-
-_DT_MAX_UTC = datetime.max.replace(tzinfo=UTC)
-_DT_MIN_UTC = datetime.min.replace(tzinfo=UTC)
-
-READ_BACK_CODECS: Final[dict[str, Codec]] = {
-    "date": (_sentinels(encode_date, date.max, date.min, _DATE_INF), decode_date),
-    "timestamp": (
-        _sentinels(encode_timestamp, datetime.max, datetime.min, _TS_INF),
-        decode_timestamp,
-    ),
-    "timestamptz": (
-        _sentinels(encode_timestamptz, _DT_MAX_UTC, _DT_MIN_UTC, _TS_INF),
-        decode_timestamptz,
-    ),
-    "time": (encode_time, decode_time),
-    "timetz": (encode_timetz, decode_timetz),
-}
-"""``TUPLE_CODECS`` whose encoders bind ``date.max`` / ``datetime.max`` (and the minimums) as
-``infinity`` (``-infinity``), as asyncpg's own do: for binding values read *with* asyncpg's
-codecs (chunk cuts, a cursor maximum), where ``date.max`` may stand for ``'infinity'``.  The
-rows themselves are still decoded exactly."""
 
 
 def _bound_text(value: Any) -> str:

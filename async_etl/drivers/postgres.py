@@ -31,7 +31,7 @@ import anyio
 import asyncpg
 
 from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
-from async_etl.core.pg_values import READ_BACK_CODECS, TEXT_TYPES, TUPLE_CODECS
+from async_etl.core.pg_values import TEXT_TYPES, TUPLE_CODECS
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
@@ -179,22 +179,19 @@ def is_lost_connection(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError)
 
 
-async def use_exact_codecs(conn: Any, *, asyncpg_binds: bool = False) -> None:
+async def use_exact_codecs(conn: Any) -> None:
     """Decode ``interval`` / bit strings as text and dates / timestamps exactly on ``conn``.
 
     See ``core.pg_values``: no value is changed on the way in (a month stays a month,
     ``'infinity'`` is not 9999-12-31), and a BC date or a year past 9999 reads as a
-    ``PgMoment`` instead of failing the whole read.  ``asyncpg_binds``: bind ``date.max`` /
-    ``datetime.max`` as ``infinity`` as asyncpg does (``core.pg_values.READ_BACK_CODECS``), for
-    a connection whose bound values (chunk cuts, cursors) were read with asyncpg's codecs.
-    Untranslated driver errors.
+    ``PgMoment`` instead of failing the whole read.  Bound values are exact too: ``date.max``
+    is 9999-12-31, not asyncpg's ``infinity``.  Untranslated driver errors.
     """
     for name in TEXT_TYPES:
         await conn.set_type_codec(
             name, schema="pg_catalog", encoder=str, decoder=str, format="text"
         )
-    codecs = READ_BACK_CODECS if asyncpg_binds else TUPLE_CODECS
-    for name, (encoder, decoder) in codecs.items():
+    for name, (encoder, decoder) in TUPLE_CODECS.items():
         await conn.set_type_codec(
             name, schema="pg_catalog", encoder=encoder, decoder=decoder, format="tuple"
         )

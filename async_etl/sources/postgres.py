@@ -210,10 +210,13 @@ class PgSource(SourceBase):
 
         Values are read exactly (``drivers.postgres.use_exact_codecs``): only a target that
         stores Python values (CrateDB, Oracle) reads rows here; a PostgreSQL one copies them.
+        The chunk's cuts are bound exactly too (a 9999-12-31 cut as 9999-12-31, not asyncpg's
+        ``infinity``), as those targets bind them: the source and the target split the keys
+        alike.
         """
         st, args = self.extract(chunk)
         with self.reading():
-            await use_exact_codecs(conn, asyncpg_binds=True)  # cuts were read by asyncpg
+            await use_exact_codecs(conn)
             async with conn.transaction(readonly=True):
                 batch: list[tuple[Any, ...]] = []
                 async for record in conn.cursor(st.text, *args, prefetch=size):

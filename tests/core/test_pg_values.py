@@ -121,25 +121,25 @@ def test_ranges_and_hstores_reach_crate_as_postgres_text_not_a_repr() -> None:
     assert convert(row) == ["[1,5)", '["2024-01-01 00:00:00",)', "empty", '"a"=>"1", "q\\""=>NULL']
 
 
-def test_read_back_codecs_bind_asyncpg_sentinels_as_infinity() -> None:
-    """date.max / datetime.max read by asyncpg's codecs bind back as infinity; others exactly."""
-    from async_etl.core.pg_values import READ_BACK_CODECS, TUPLE_CODECS
+def test_exact_codecs_bind_9999_12_31_as_itself_not_infinity() -> None:
+    """date.max / datetime.max bind as 9999-12-31 (asyncpg's own: infinity); infinity reads back."""
+    from async_etl.core.pg_values import TUPLE_CODECS, PgMoment
 
-    bind_date = READ_BACK_CODECS["date"][0]
-    assert bind_date(date.max) == (2**31 - 1,) and bind_date(date.min) == (-(2**31),)
-    assert bind_date(date(2024, 1, 1)) == TUPLE_CODECS["date"][0](date(2024, 1, 1))
-    bind_tz = READ_BACK_CODECS["timestamptz"][0]
-    assert bind_tz(datetime.max.replace(tzinfo=UTC)) == (2**63 - 1,)
-    assert READ_BACK_CODECS["timestamp"][0](datetime.min) == (-(2**63),)
     days = date.max.toordinal() - date(2000, 1, 1).toordinal()
-    assert TUPLE_CODECS["date"][0](date.max) == (days,)  # the exact ones: a real 9999-12-31
+    assert TUPLE_CODECS["date"][0](date.max) == (days,)
+    assert TUPLE_CODECS["date"][0](date.min) == (
+        date.min.toordinal() - date(2000, 1, 1).toordinal(),
+    )
+    micros = TUPLE_CODECS["timestamptz"][0](datetime.max.replace(tzinfo=UTC))
+    assert micros != (2**63 - 1,) and TUPLE_CODECS["timestamp"][0](datetime.min) != (-(2**63),)
+    assert isinstance(TUPLE_CODECS["date"][1]((2**31 - 1,)), PgMoment)
 
 
 def test_time_24_00_decodes_as_its_text_and_binds_back() -> None:
     """time / timetz 24:00:00 read as '24:00:00' / '24:00:00+05:30', not a ValueError."""
     from datetime import time, timedelta, timezone
 
-    from async_etl.core.pg_values import READ_BACK_CODECS, TUPLE_CODECS
+    from async_etl.core.pg_values import TUPLE_CODECS
 
     enc_t, dec_t = TUPLE_CODECS["time"]
     enc_tz, dec_tz = TUPLE_CODECS["timetz"]
@@ -155,6 +155,5 @@ def test_time_24_00_decodes_as_its_text_and_binds_back() -> None:
     for raw2 in [(0, 0), (86_400_000_000, -19_815), (1, 57_540), (86_400_000_000, 0)]:
         assert enc_tz(dec_tz(raw2)) == raw2
     assert enc_tz(time(1)) == (3_600_000_000, 0)  # naive: UTC
-    assert READ_BACK_CODECS["time"] == TUPLE_CODECS["time"]
     with pytest.raises(TypeError):
         enc_t("25:00:00")

@@ -213,3 +213,37 @@ async def test_an_infinite_cursor_row_is_read_not_skipped(pg_dsn: str) -> None:
     assert await _rejects(pg_dsn, job) == {
         '{"id": 2}': "column c: date 'infinity' has no CrateDB TIMESTAMP form (no infinity)"
     }
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "sentinel"),
+    [("date", "9999-12-31"), ("timestamp", "9999-12-31 23:59:59.999"), ("date", "0001-01-01")],
+)
+async def test_chunk_cuts_at_a_date_sentinel_split_source_and_target_alike(
+    pg_dsn: str, sql_type: str, sentinel: str
+) -> None:
+    """Key (d, id), cuts inside 100 rows at d = 9999-12-31: a second run changes nothing."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f"CREATE TABLE src (d {sql_type}, id int, val text, PRIMARY KEY "
+                           "(d, id)); INSERT INTO src SELECT date '2024-01-01' + i, i, 'a' "
+                           "FROM generate_series(1, 20) i;"
+                           f"INSERT INTO src SELECT '{sentinel}', i, 'b' "
+                           "FROM generate_series(100, 199) i; ANALYZE src")  # fmt: skip
+    finally:
+        await conn.close()
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    text = _job(pg_dsn, "CRATE", job).replace('key = ["id"]', 'key = ["d", "id"]')
+    text = text.replace("type = 2", 'type = 2\ntracked = ["val"]\ndeletes = "expire"')
+    parallel = "max_workers = 3\nchunk_size = 30\nmin_rows_for_parallel = 0"
+    text = text.replace("enabled = false", parallel)
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(text.replace("CRATE", crate.url))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert (first.status, first.inserted, first.error) == ("SUCCEEDED", 120, None)
+        assert first.chunks_total == 4  # cuts at (sentinel, 110), (sentinel, 140), ...
+        again = await run_job(spec, options=JobOptions(as_of=at(1)))
+        assert (again.status, again.error) == ("SUCCEEDED", None)
+        assert (again.rows_read, again.inserted, again.expired) == (120, 0, 0)
+        rows = await crate_rows(crate.url, "dw.fid")
+    assert len(rows) == 120 and all(r["is_current"] for r in rows.values())
