@@ -79,7 +79,8 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """A value for a reason: a Decimal as PostgreSQL writes it (``str``), not its repr."""
+    text = str(value) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -263,3 +263,13 @@ def test_oracle_stages_a_refused_keys_current_row(kind: int) -> None:
         'WHERE x."A" = t."A" AND x."B" = t."B")'
     )
     assert st.args({"a": 1, "b": "x"}) == [1, "x"]
+
+
+def test_numeric_reasons_show_the_number_not_a_python_repr() -> None:
+    """A refused numeric reads '12345678901234567890.1' in its reason, not "Decimal('...')"."""
+    value = Decimal("12345678901234567890.1")
+    for reason in (crate_refusal(value, "numeric"), crate_refusal([value], "numeric[]")):
+        assert reason is not None and "numeric 12345678901234567890.1 is not exact" in reason
+        assert "Decimal(" not in reason
+    oracle = oracle_refusal(Decimal("1E-131"), "numeric")
+    assert oracle is not None and "Decimal(" not in oracle and oracle.startswith("1E-131 ")
