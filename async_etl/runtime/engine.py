@@ -160,6 +160,7 @@ class Engine(Stoppable):
     def abort(self) -> None:
         """Stop at once: cancel deliveries in flight (the reconcile count tells what landed)."""
         self.stop("abort")
+        self._stop_reason = "abort"  # also after a graceful stop (a second signal)
         if self._abort is not None:
             self._abort.cancel()
 

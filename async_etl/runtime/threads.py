@@ -134,6 +134,7 @@ class ThreadRunner(Stoppable):
     def abort(self) -> None:
         """Stop at once: drop queued batches, no further attempts (sends on the wire finish)."""
         self.stop("abort")
+        self._stop_reason = "abort"  # also after a graceful stop (a second signal)
         self._abort.set()
 
     def _fail(self, exc: BaseException) -> None:

@@ -143,6 +143,27 @@ async def test_stop_finishes_in_flight_batches_and_accounts_for_all() -> None:
     assert max(sink.seen.values()) == 1
 
 
+async def test_an_abort_after_a_graceful_stop_says_abort() -> None:
+    """A second signal (stop, then abort) ends 'stopped by abort', not 'signal' as the first."""
+
+    @dataclasses.dataclass
+    class StopThenAbort(ScriptedSink):
+        engine: Engine | None = None
+
+        async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
+            if self.sends == 5 and self.engine is not None:
+                self.engine.stop("signal")
+                self.engine.abort()
+            return await super().send(batch, attempt)
+
+    sink = StopThenAbort(delay=0.01)
+    async with Engine(_settings(records=None, duration=30, batch_size=100)) as engine:
+        sink.engine = engine
+        summary = await engine.run(Synthetic(), sink)
+    assert summary.stopped_by == "abort"
+    assert summary.records == summary.reconciled == len(sink.seen)
+
+
 @pytest.mark.parametrize("batch_size", [1000, 100])  # a unit buffered / 32-batch units met
 async def test_abort_cancels_sends_in_flight_and_leaves_every_count_consistent(
     batch_size: int,

@@ -146,6 +146,26 @@ def test_stop_finishes_in_flight_batches_and_accounts_for_all() -> None:
     assert summary.ok
 
 
+def test_an_abort_after_a_graceful_stop_says_abort() -> None:
+    """Thread runner: stop, then abort (a second signal) ends 'stopped by abort'."""
+    with CrateStandIn(StandInConfig(latency_ms=10, count_only=True)) as crate:
+        settings = _settings(records=None, duration=30, mode="threads")
+        runner = ThreadRunner(settings)
+        sink = open_blocking_sink(crate.url, settings)
+
+        def second_signal() -> None:
+            runner.stop("signal")
+            runner.abort()
+
+        threading.Timer(0.7, second_signal).start()
+        try:
+            summary = runner.run(Synthetic(), sink)
+        finally:
+            sink.close()
+    assert summary.stopped_by == "abort"
+    assert summary.records == summary.reconciled > 0
+
+
 def test_fatal_error_aborts_the_run_and_is_raised() -> None:
     """Bad credentials at start fail the thread runner with one line: ConfigError (exit 2)."""
     with CrateStandIn(StandInConfig(user="crate", password="right")) as crate:
