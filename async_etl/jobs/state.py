@@ -39,7 +39,7 @@ from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["STOP_DDL", "RunLife", "RunRow", "StateStore", "starting_key", "with_store"]
+__all__ = ["STOP_DDL", "RunLife", "RunRow", "StateStore", "one_shot", "starting_key", "with_store"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -569,28 +569,40 @@ ONE_SHOT = RetryPolicy(max_retries=1, base=0.05, cap=0.5, connect_base=0.25)
 """A one-shot command's retries (``status``, ``stop``): one quick retry, not a run's eight
 (0.5 s to 3 s apart: ~13 s before a closed port's refusal was reported)."""
 ONE_SHOT_OPEN_S = 5.0
-"""Seconds a one-shot command may take to open the store, retry included: a host that drops
-the packets, or a server that takes the connection and never answers, refuses nothing."""
+"""Seconds a one-shot command may take to open the store (a plan's stop: to write its
+request), retry included: a host that drops the packets, or a server that takes the connection
+and never answers, refuses nothing."""
 
 
-async def with_store(url: str, app: str, fn: Callable[[StateStore], Awaitable[T]]) -> T:
-    """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands).
+async def one_shot(url: str, opening: Callable[[], Awaitable[T]]) -> T:
+    """``await opening()`` within ``ONE_SHOT_OPEN_S`` for ``status`` and ``stop`` (job or plan).
 
-    The store is opened with ``ONE_SHOT``'s retries within ``ONE_SHOT_OPEN_S``: a person is
-    waiting, and running the command again is the retry.  Raises ``ConfigError`` when the
-    store cannot be opened (unreachable, no answer in time, no such database, a bad
-    password): the CLI's bad input, exit status 2, as for ``run``.
+    ``opening`` retries with ``ONE_SHOT`` (a person is waiting, and running the command again
+    is the retry) and names the store ``PostgreSQL <url>`` (password masked) in its errors.
+    Raises ``ConfigError`` when it fails (unreachable, no such database, a bad password) or
+    does not answer in time, in one line naming the URL once: the CLI's bad input, exit 2.
     """
-    holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
-    store = StateStore(url, holder, app=app, policy=ONE_SHOT)
     try:
         with anyio.fail_after(ONE_SHOT_OPEN_S):
-            await store.__aenter__()
+            return await opening()
     except AsyncEtlError as exc:
         raise unusable(f"state store: {exc.message}", exc) from exc
     except TimeoutError as exc:
         where = f"state store: PostgreSQL {mask_url(url)}"
         raise unusable(f"{where}: no answer within {ONE_SHOT_OPEN_S:g} s", network(where)) from exc
+
+
+async def with_store(url: str, app: str, fn: Callable[[StateStore], Awaitable[T]]) -> T:
+    """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands).
+
+    The store is opened through ``one_shot`` (``ONE_SHOT``'s retries within
+    ``ONE_SHOT_OPEN_S``).  Raises ``ConfigError`` when the store cannot be opened
+    (unreachable, no answer in time, no such database, a bad password): the CLI's bad input,
+    exit status 2, as for ``run``.
+    """
+    holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
+    store = StateStore(url, holder, app=app, policy=ONE_SHOT)
+    await one_shot(url, store.__aenter__)
     try:
         return await fn(store)
     finally:

@@ -36,8 +36,9 @@ import anyio
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.state_sql import state_ready_sql
 from async_etl.core.urls import mask_url
-from async_etl.drivers.postgres import PG_ERRORS, connect, open_pool, translate_pg
+from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect, open_pool, translate_pg
 from async_etl.errors import AsyncEtlError, LoadError, network, unusable
+from async_etl.jobs.state import ONE_SHOT, one_shot
 from async_etl.runtime.retrying import retrying
 
 T = TypeVar("T")
@@ -82,20 +83,26 @@ def lock_key(*parts: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-async def open_connection(url: str) -> Any:
-    """An orchestrator connection to the state store; raises a translated ``AsyncEtlError``."""
+async def open_connection(url: str, *, where: str | None = None) -> Any:
+    """An orchestrator connection to the state store; raises a translated ``AsyncEtlError``.
+
+    ``where`` names the store in the error (default ``state store <url>``, password masked).
+    """
     return await connect(
-        url, application_name=APP_NAME, timeout=10, where=f"state store {mask_url(url)}"
+        url, application_name=APP_NAME, timeout=10, where=where or f"state store {mask_url(url)}"
     )
 
 
 @asynccontextmanager
-async def translated(url: str, what: str) -> AsyncIterator[None]:
-    """Translate asyncpg / socket errors inside the block (``TransientError`` and friends)."""
+async def translated(url: str, what: str, *, where: str | None = None) -> AsyncIterator[None]:
+    """Translate asyncpg / socket errors inside the block (``TransientError`` and friends).
+
+    ``where`` names the store in the error, as for ``open_connection``.
+    """
     try:
         yield
     except PG_ERRORS as exc:
-        raise translate_pg(exc, f"state store {mask_url(url)}: {what}") from exc
+        raise translate_pg(exc, f"{where or f'state store {mask_url(url)}'}: {what}") from exc
 
 
 async def ensure_tables(conn: Any) -> None:
@@ -360,14 +367,16 @@ async def request_plan_stop(state_url: str, plan_name: str) -> bool:
     """Ask the orchestrator running ``plan_name`` on ``state_url`` to stop.
 
     Returns True when such an orchestrator is alive (it holds the plan lock) and the request
-    was recorded; False when no orchestrator runs the plan.  Transient failures are retried;
-    raises ``ConfigError`` when the state store stays unreachable.
+    was recorded; False when no orchestrator runs the plan.  A one-shot command's request
+    (``state.one_shot``: one quick retry, 5 s at most); raises ``ConfigError`` when the state
+    store cannot be reached or does not answer in time, in one line naming the URL once.
     """
+    where = f"PostgreSQL {mask_url(state_url)}"  # one_shot's line: 'state store: ' + this
 
     async def once() -> bool:
-        conn = await open_connection(state_url)
+        conn = await open_connection(state_url, where=where)
         try:
-            async with translated(state_url, "request a plan stop"):
+            async with translated(state_url, "request a plan stop", where=where):
                 await ensure_tables(conn)
                 key = lock_key("plan", plan_name)
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
@@ -380,19 +389,8 @@ async def request_plan_stop(state_url: str, plan_name: str) -> bool:
                 )
                 return True
         finally:
-            await _close(conn)
+            await close_quietly(conn)
 
-    try:
-        return await retrying(once, RetryPolicy(), what="state store: request a plan stop")
-    except LoadError as exc:  # unreachable (after the retries), auth, no database
-        where = f"state store {mask_url(state_url)}"
-        raise unusable(f"{where}: cannot connect: {exc.message}", exc) from exc
-
-
-async def _close(conn: Any) -> None:
-    """Close ``conn`` (shielded), terminating it when a clean close fails."""
-    with anyio.CancelScope(shield=True):
-        try:
-            await conn.close()
-        except Exception:
-            conn.terminate()
+    return await one_shot(
+        state_url, lambda: retrying(once, ONE_SHOT, what="state store: request a plan stop")
+    )

@@ -108,14 +108,17 @@ def test_status_and_stop_on_a_closed_port_fail_fast_in_one_line(command: str) ->
     assert took < 5, took  # the run's 8 connect retries took ~13 s
 
 
-def test_status_against_a_server_that_never_answers_gives_up_in_one_line() -> None:
+@pytest.mark.parametrize("command", [["status"], ["stop", str(PLAN)]], ids=["status", "stop-plan"])
+def test_status_and_stop_plan_against_a_server_that_never_answers_give_up(
+    command: list[str],
+) -> None:
     """A port that takes the connection and never answers (a hung server): one line, exit 2."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel completes the handshake; nothing ever replies
         port = int(silent.getsockname()[1])
         started = time.monotonic()
-        proc = _cli("status", "--state", f"postgresql://u:QzS3CRET@127.0.0.1:{port}/db")
+        proc = _cli(*command, "--state", f"postgresql://u:QzS3CRET@127.0.0.1:{port}/db")
         took = time.monotonic() - started
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2, proc.stderr
@@ -123,3 +126,23 @@ def test_status_against_a_server_that_never_answers_gives_up_in_one_line() -> No
     assert lines[0] == (f"async-etl: error: state store: PostgreSQL postgresql://u:***@127.0.0.1:"
                         f"{port}/db: no answer within 5 s")  # fmt: skip
     assert took < 15, took  # before: a 15 s connect timeout, 9 attempts
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://postgres@127.0.0.1:{port}/x", "postgresql://u:QzS3CRET@127.0.0.1:{port}/x"],
+)
+def test_stop_plan_on_a_closed_port_names_the_url_once_in_seconds(url: str) -> None:
+    """stop PLAN --state at a closed port: exit 2, one line, the masked URL once (was ~9 s)."""
+    port = _closed_port()
+    started = time.monotonic()
+    proc = _cli("stop", str(PLAN), "--state", url.format(port=port))
+    took = time.monotonic() - started
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    shown = url.format(port=port).replace("QzS3CRET", "***")
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"async-etl: error: state store: PostgreSQL {shown}: "), lines[0]
+    assert lines[0].count(f"127.0.0.1:{port}") == 1 and "Connection refused" in lines[0]
+    assert "QzS3CRET" not in proc.stderr + proc.stdout
+    assert took < 5, took  # the run's 8 connect retries took ~9 s
