@@ -1,10 +1,11 @@
 """Logging: silent by default for a host app, configured once at the edge (the CLI).
 
-Library code only gets loggers (``structlog.get_logger(__name__)``).  Importing ``async_etl``
-calls ``install_library_default``: unless the host already configured structlog, events go
-through the standard library's ``logging`` under the ``async_etl.*`` logger names, and the
-``async_etl`` logger carries a ``NullHandler`` — so an embedded engine, writer or job prints
-nothing until the host configures ``logging`` (e.g. ``logging.basicConfig(level="INFO")``).
+Library code only gets loggers (``async_etl.log.get_logger(__name__)``).  Until someone
+configures structlog, their events go through the standard library's ``logging`` under the
+``async_etl.*`` logger names, and importing ``async_etl`` gives the ``async_etl`` logger a
+``NullHandler`` — so an embedded engine, writer or job prints nothing until the host configures
+``logging`` (e.g. ``logging.basicConfig(level="INFO")``).  structlog's global configuration is
+never set on import: a host on structlog's defaults keeps printing its own events.
 The CLI replaces all of this with ``configure_logging`` (JSON or readable lines on stderr).
 
 structlog is imported with rich hidden: structlog's own modules import rich (and through it
@@ -44,27 +45,54 @@ def mask_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> d
     return {k: mask_text(v) if isinstance(v, str) else v for k, v in event.items()}
 
 
-def install_library_default() -> None:
-    """Route structlog through stdlib ``logging`` (silent until the host adds handlers).
+_LIBRARY_PROCESSORS: list[Any] = [
+    structlog.stdlib.filter_by_level,
+    structlog.contextvars.merge_contextvars,
+    mask_secrets,
+    structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+]
 
-    Leaves a structlog configuration the host made before importing ``async_etl`` alone.
+
+class _LibraryLogger:
+    """A module's logger, decided at each call (a configuration may come after the import).
+
+    Once anyone configured structlog (the CLI's ``configure_logging``, the host, or
+    ``structlog.testing.capture_logs``) events follow that configuration; until then they go
+    through the standard library's ``logging.getLogger(name)``, rendered as ``key=value``.
+    structlog's global configuration is never touched, so a host on structlog's defaults keeps
+    printing its own events.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if structlog.is_configured():
+            return getattr(structlog.get_logger(self._name), attr)
+        quiet = structlog.wrap_logger(
+            logging.getLogger(self._name),
+            processors=_LIBRARY_PROCESSORS,
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
+        return getattr(quiet, attr)
+
+
+def get_logger(name: str) -> Any:
+    """The logger for module ``name`` (see ``_LibraryLogger``); raises nothing."""
+    return _LibraryLogger(name)
+
+
+def install_library_default() -> None:
+    """Give the ``async_etl`` stdlib logger a ``NullHandler`` (silent until the host adds handlers).
+
+    structlog's own configuration is left alone: a host that never configures it keeps
+    structlog's defaults for its own events (``get_logger`` routes ours apart).
     """
     root = logging.getLogger("async_etl")
     if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
         root.addHandler(logging.NullHandler())
-    if structlog.is_configured():
-        return
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            structlog.contextvars.merge_contextvars,
-            mask_secrets,
-            structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
-    )
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

@@ -34,7 +34,6 @@ from typing import Any
 
 import anyio
 import orjson
-import structlog
 
 from async_etl.core import drift
 from async_etl.core import scd_sql_crate as crate
@@ -60,6 +59,7 @@ from async_etl.jobs.context import (
     key_json,
     null_key_rejects,
 )
+from async_etl.log import get_logger
 from async_etl.runtime.retrying import backoff, retrying
 from async_etl.sources.port import Source, source_connection
 
@@ -68,7 +68,7 @@ INNER_RETRIES = 3
 
 __all__ = ["CrateTarget"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 async def _number(client: CrateDBClient, stmt: str, *, count: bool = True) -> Any:

@@ -46,15 +46,15 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import anyio
-import structlog
 
 from async_etl.errors import ConfigError, StopRequested
 from async_etl.jobs.api import ConnectionBudget
 from async_etl.jobs.budget import database_key, token_limit
+from async_etl.log import get_logger
 
 __all__ = ["RECHECK_S", "Grant", "reserved"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 RECHECK_S = 0.05
 """How often a connection waiting for one of its job's tokens looks at the shared budget."""

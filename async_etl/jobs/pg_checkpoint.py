@@ -33,13 +33,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import structlog
 
 from async_etl.core import state_sql
 from async_etl.core.chunks import Chunk
 from async_etl.core.scd_sql_common import quote
 from async_etl.errors import CheckpointError
 from async_etl.jobs.context import COUNTERS, ChunkResult, JobContext, Reject
+from async_etl.log import get_logger
 
 __all__ = [
     "LEDGER",
@@ -52,7 +52,7 @@ __all__ = [
     "landed_runs",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LEDGER = "async_etl_landed"
 LEDGER_DDL_LOCK = 0x6A57_0E73  # arbitrary, constant: serialises creating the targets' ledgers

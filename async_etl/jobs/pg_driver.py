@@ -71,8 +71,6 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from async_etl.core import drift, state_sql
 from async_etl.core import refresh_pg as refresh
 from async_etl.core import scd_sql_pg as pg
@@ -128,12 +126,13 @@ from async_etl.jobs.pg_tables import (
     target_indexes,
 )
 from async_etl.jobs.rejects import find_bad_rows
+from async_etl.log import get_logger
 from async_etl.sources.port import Source, source_connection
 from async_etl.sources.postgres import PgSource
 
 __all__ = ["INDEX_BUILD_MB", "STAGING", "PgTarget"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 INDEX_BUILD_MB = 256
 """``maintenance_work_mem`` (MB) shared by the builds of a loaded table's unique indexes."""

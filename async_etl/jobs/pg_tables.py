@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
-
 from async_etl.core import refresh_pg as refresh
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.scd_sql_common import Sql, quote, short_name
 from async_etl.core.specs import ScdColumns
+from async_etl.log import get_logger
 
 __all__ = [
     "drop_repeat",
@@ -36,7 +35,7 @@ __all__ = [
     "target_indexes",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 async def table_exists(conn: Any, table: str) -> bool:

@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-import structlog
 
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
@@ -52,6 +51,7 @@ from async_etl.jobs.endpoints import Target, make_target
 from async_etl.jobs.schema_drift import check_drift, drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
+from async_etl.log import get_logger
 from async_etl.runtime.retrying import retrying
 from async_etl.sources.port import Source, source_connection
 
@@ -67,7 +67,7 @@ __all__ = [
     "survey",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 NULL_KEY_REJECTS = 10_000
 """At most this many NULL-key rows are recorded one by one in ``async_etl_rejects``."""

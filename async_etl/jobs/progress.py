@@ -13,16 +13,15 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-import structlog
-
 from async_etl.jobs.api import Progress
+from async_etl.log import get_logger
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = ["ProgressBar", "ProgressLog", "RateMeter"]
 
-log = structlog.get_logger("async_etl.jobs.progress")
+log = get_logger("async_etl.jobs.progress")
 
 
 class RateMeter:

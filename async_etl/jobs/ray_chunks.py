@@ -27,7 +27,6 @@ import os
 from typing import Any, Protocol
 
 import anyio
-import structlog
 
 from async_etl.core.chunks import Chunk
 from async_etl.core.incremental import CursorWindow
@@ -36,9 +35,10 @@ from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ChunkResult, ConnectionMeter, JobContext
 from async_etl.jobs.endpoints import make_source, make_target
 from async_etl.jobs.spec import JobSpec
+from async_etl.log import get_logger
 from async_etl.sources.port import Source
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 LOCAL_FIELDS = ("hold", "stop")  # a JobContext's process-local parts, rebuilt in the actor
 UNBOUNDED = 1_000_000  # the actors' own budget: the driver's tokens are the limit
 

@@ -48,7 +48,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import structlog
 
 from async_etl.core.job_budget import minimum
 from async_etl.errors import AsyncEtlError, ErrorKind, LoadError, StopRequested
@@ -56,8 +55,9 @@ from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key, token_limit
 from async_etl.jobs.grant import reserved
 from async_etl.jobs.spec import JobSpec
+from async_etl.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PROGRESS_EVERY_S = 0.5
 MAX_ACTOR_LOSSES = 3

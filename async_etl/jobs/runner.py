@@ -124,6 +124,7 @@ from async_etl.jobs.planning import (
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.tally import RunTally
+from async_etl.log import get_logger
 from async_etl.sources.port import Source
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ from async_etl.runtime.retrying import retrying
 
 __all__ = ["UPDATE_EVERY", "job_minimum", "run_job"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 UPDATE_EVERY = 5
 """``async_etl_runs`` is updated after this many committed chunks (and at the end)."""

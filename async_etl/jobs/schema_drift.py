@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import structlog
-
 from async_etl.core import drift
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
@@ -20,11 +18,12 @@ from async_etl.errors import AsyncEtlError, ConfigError, unusable
 from async_etl.jobs.context import Holder
 from async_etl.jobs.endpoints import Target
 from async_etl.jobs.spec import JobSpec
+from async_etl.log import get_logger
 from async_etl.runtime.retrying import retrying
 
 __all__ = ["check_drift", "drift_to_add", "read_columns"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _crate_type(pg_type: str) -> str:

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any, Literal, TypeAlias, TypeVar, cast
 
 import anyio
-import structlog
 
 from async_etl.core import state_sql as sq
 from async_etl.core.incremental import CursorWindow, run_cursor, stuck, untag
@@ -37,11 +36,12 @@ from async_etl.drivers.postgres import (
 from async_etl.errors import AsyncEtlError, CheckpointError, TransientError, network, unusable
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, Holder
+from async_etl.log import get_logger
 from async_etl.runtime.retrying import retrying
 
 __all__ = ["STOP_DDL", "RunLife", "RunRow", "StateStore", "one_shot", "starting_key", "with_store"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 STOP_TABLE = "async_etl_stop_requests"

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import structlog
 
 from async_etl.core.chunks import Watermark
 from async_etl.core.incremental import cursor_text, run_cursor, tag
@@ -30,10 +29,11 @@ from async_etl.jobs.planning import Plan
 from async_etl.jobs.progress import RateMeter
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
+from async_etl.log import get_logger
 
 __all__ = ["RunTally"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class RunTally:

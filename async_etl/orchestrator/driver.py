@@ -51,6 +51,7 @@ from async_etl.errors import AsyncEtlError, ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import LimiterBudget, database_key, token_limit
 from async_etl.jobs.spec import JobSpec
+from async_etl.log import get_logger
 from async_etl.orchestrator.admission import Admission
 from async_etl.orchestrator.breaker import Breakers, Outcome, Ticket, Transition
 from async_etl.orchestrator.plan import Plan, PlanJob
@@ -59,7 +60,7 @@ from async_etl.orchestrator.slots import GlobalSlots, Slot
 from async_etl.orchestrator.state import PlanStore
 from async_etl.orchestrator.synthetic import SyntheticRunner
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
 JobRunner = Callable[

@@ -14,19 +14,19 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
 from async_etl.core import dag
 from async_etl.jobs.api import Progress
+from async_etl.log import get_logger
 
 if TYPE_CHECKING:
     from async_etl.orchestrator.driver import PlanOutcome
     from async_etl.orchestrator.plan import Plan
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class View(Protocol):

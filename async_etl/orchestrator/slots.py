@@ -28,15 +28,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import structlog
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import mask_url
 from async_etl.errors import LoadError, unusable
+from async_etl.log import get_logger
 from async_etl.orchestrator.state import lock_key, open_connection, translated
 from async_etl.runtime.retrying import retrying
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _TRY = "SELECT s FROM generate_series(0, $2 - 1) AS s WHERE pg_try_advisory_lock($1, s) LIMIT 1"
 

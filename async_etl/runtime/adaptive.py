@@ -31,12 +31,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import structlog
 
 from async_etl.core.adaptive import AdaptiveSettings, Change, Observation, ProbingController
 from async_etl.core.stats import RunStats
+from async_etl.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MIN_SAMPLES = 5
 INTERVAL_S = 0.2

@@ -41,7 +41,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
-import structlog
 
 from async_etl.config import BenchSettings
 from async_etl.core.plan import BatchPlanner, batches_per_unit
@@ -50,6 +49,7 @@ from async_etl.core.stats import RunStats, Warmup
 from async_etl.core.summary import Summary
 from async_etl.core.units import Assignment, UnitBook
 from async_etl.errors import AsyncEtlError, LoadError, unusable
+from async_etl.log import get_logger
 from async_etl.runtime.engine import SnapshotHandler
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
@@ -59,7 +59,7 @@ from async_etl.runtime.unit_engine import units_per_worker
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, Target
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 IDLE_POLL_S = 0.05  # a feeder with nothing to do looks again (a dead worker's units may return)
 
 

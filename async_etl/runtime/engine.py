@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from async_etl.config import BenchSettings
@@ -62,6 +61,7 @@ from async_etl.core.schedule import LATE_AFTER_S
 from async_etl.core.stats import RunStats, Snapshot, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import AsyncEtlError, TransientError, first_etl_error, unusable
+from async_etl.log import get_logger
 from async_etl.runtime.adaptive import AdaptiveLimit
 from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.lanes import Lanes
@@ -76,7 +76,7 @@ from async_etl.runtime.transport import Arena, generate
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, EncodedBatch, IdRange, Target
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 SnapshotHandler = Callable[[Snapshot], None]

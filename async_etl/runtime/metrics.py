@@ -30,17 +30,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import structlog
-
 from async_etl.core.stats import RunStats
 from async_etl.core.urls import METRICS_HOST
 from async_etl.errors import ConfigError
+from async_etl.log import get_logger
 from async_etl.typing import Progress
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds of the latency histogram's buckets, in seconds (then +Inf)."""
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class BenchCollector:

@@ -17,13 +17,13 @@ import contextlib
 from typing import Any
 
 import anyio
-import structlog
 
 from async_etl.config import BenchSettings
 from async_etl.core.stats import RunStats
 from async_etl.core.summary import Summary
 from async_etl.core.units import Assignment
 from async_etl.errors import ConfigError
+from async_etl.log import get_logger
 from async_etl.runtime.coordinator import WorkerLostError, coordinate
 from async_etl.runtime.engine import SnapshotHandler
 from async_etl.runtime.ray_cluster import ACTOR_OPTIONS, actor_died, connect
@@ -31,7 +31,7 @@ from async_etl.runtime.unit_engine import Resending, UnitEngine, units_per_worke
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import AsyncSink, Target
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 units_per_actor = units_per_worker
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from types import TracebackType
 
-import structlog
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from async_etl.core.stats import Snapshot
+from async_etl.log import get_logger
 
-log = structlog.get_logger("async_etl.reporter")
+log = get_logger("async_etl.reporter")
 
 
 def format_line(s: Snapshot) -> str:

@@ -27,14 +27,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
-import structlog
 
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import TransientError
+from async_etl.log import get_logger
 
 __all__ = ["backoff", "retrying", "retrying_blocking"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 

@@ -49,8 +49,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
-import structlog
-
 from async_etl.config import BenchSettings
 from async_etl.core.delivery import Delivery
 from async_etl.core.plan import (
@@ -64,6 +62,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import AsyncEtlError, TransientError, unusable
+from async_etl.log import get_logger
 from async_etl.runtime.executor import new_pool, pool_pids, w_warm
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
@@ -76,7 +75,7 @@ from async_etl.sinks.blocking import open_blocking_sink
 from async_etl.sources.synthetic import Synthetic
 from async_etl.typing import BlockingSink, EncodedBatch, IdRange, Target, WorkUnit
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 _POLL = 0.2  # seconds between abort checks while blocked on a full queue

@@ -20,8 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import structlog
-
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
@@ -37,11 +35,12 @@ from async_etl.core.sqltext import (
 )
 from async_etl.drivers.postgres import PG_ERRORS, translate_pg, use_exact_codecs
 from async_etl.errors import AsyncEtlError, DataError
+from async_etl.log import get_logger
 from async_etl.sources._base import SourceBase, reads
 
 __all__ = ["PgSource"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _PROBE = "_async_etl_probe"
 

@@ -149,3 +149,31 @@ def test_a_writer_that_fails_to_open_is_silent_and_leaves_nothing(
     assert lines[2].startswith("ConfigError ") and "no primary key" in lines[2]
     assert lines[3].startswith("ConfigError ") and "column 'a' has type int4[]" in lines[3]
     assert lines[4] == "pg table left: False"
+
+
+HOST_STRUCTLOG = """
+    import asyncio
+    import structlog
+    from async_etl import open_writer
+
+    structlog.get_logger("host").info("host_started", n=1)
+
+    async def main() -> None:
+        async with open_writer("null://", table="t", linger_ms=1) as writer:
+            for i in range(1_000):
+                await writer.write((i, "x"))
+
+    asyncio.run(main())
+    structlog.get_logger("host").info("host_done", n=2)
+"""
+
+
+def test_importing_async_etl_leaves_the_hosts_structlog_defaults_alone(tmp_path: Path) -> None:
+    """A host on structlog's own defaults still prints its events; async_etl's stay silent."""
+    done = _run(HOST_STRUCTLOG, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    assert "host_started" in lines[0] and "n=1" in lines[0], done.stdout
+    assert "host_done" in lines[1] and "n=2" in lines[1], done.stdout
