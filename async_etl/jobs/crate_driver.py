@@ -18,8 +18,8 @@ are resent alone; a bare ``rowcount -2`` (CrateDB details only 10 failures per s
 *undecided* and resolved at once by resending it in small bulks, then alone, to learn its
 error (``core.crate_resolve``).  Resending is harmless because every statement is idempotent,
 and a crash at any point is repaired by re-running the chunk from step 1.  Items refused for
-good (and, with ``on_bad_row = "reject"``, rows of a bulk the server refused as a whole, found
-by splitting it in halves) become rejects; with ``fail`` they fail the chunk with the reason.
+good (and rows of a bulk the server refused as a whole, found by splitting it in halves)
+become rejects; with ``fail`` the first of them fails the chunk with its key and reason.
 Refusals found by an attempt of a chunk are remembered by statement and values, so a retry of
 the chunk rejects them again without resending them.  Caveat: CrateDB cannot roll an expiry
 back, so a key whose new version is rejected may be left without a current row.
@@ -360,8 +360,10 @@ class CrateTarget:
                 await self._backoff(ctx, attempt, exc)
                 continue
             except LoadError as exc:
-                if ctx.on_bad_row != "reject" or exc.retryable:
+                if exc.retryable:
                     raise
+                # refused whole (a value it cannot cast): bisect to the rows, in "fail" mode
+                # too, so the run's error names the row's key (``_write``), not just the bulk
                 refused += await self._split(ctx, client, stmt, batch, pending, exc.message)
                 break
             verdict = verdict_for(len(batch), resp, where=client.where, attempt=attempt,
@@ -407,6 +409,8 @@ class CrateTarget:
         out: list[tuple[int, str]] = []
         for part, idx in ((batch[:mid], indexes[:mid]), (batch[mid:], indexes[mid:])):
             out += [(idx[i], why) for i, why in await self._bulk(ctx, client, stmt, part)]
+            if out and ctx.on_bad_row != "reject":
+                break  # "fail": the first refused row is the one the error names
         return out
 
     async def _backoff(self, ctx: JobContext, attempt: int, exc: TransientError) -> None:

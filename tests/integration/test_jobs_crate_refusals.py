@@ -162,3 +162,20 @@ async def test_split_of_a_refused_bulk_judges_the_items_of_each_half() -> None:
     assert "Cannot cast" in refused[7]
     assert all("Cannot insert null into 'note'" in refused[i] for i in refused if i != 7)
     assert [r[0] for r in written] == [i for i in range(40) if i % 2 == 0]
+
+
+async def test_a_bulk_refused_whole_fails_the_run_naming_the_row(pg_dsn: str) -> None:
+    """on_bad_row = "fail", one value CrateDB cannot cast in a chunk: the error names its key."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # int[] holds a 2-D value too; the target's ARRAY(INTEGER) cannot cast [[1, 2], ...]
+        await conn.execute("CREATE TABLE s (id int PRIMARY KEY, note int[])")
+        await conn.execute("INSERT INTO s SELECT i, ARRAY[i] FROM generate_series(1, 40) i")
+        await conn.execute("UPDATE s SET note = '{{1,2},{3,4}}' WHERE id = 7")
+    finally:
+        await conn.close()
+    async with CrateStandIn(StandInConfig()) as crate:
+        result = await run_job(spec_of(_job(pg_dsn, crate.url, "fail")),
+                               options=JobOptions(as_of=at(0)))  # fmt: skip
+    assert result.status == "FAILED"
+    assert 'row {"id": 7} refused: ' in (result.error or ""), result.error
+    assert "Cannot cast" in (result.error or "")
