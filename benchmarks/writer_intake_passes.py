@@ -33,6 +33,7 @@ COLS = (
     PgColumn("score", "float8"),
     PgColumn("at", "timestamptz"),
 )
+PLAN = pg_native.ColumnPlan.of(COLS)  # the writer's intake check for these columns
 _ROWS = rows(200_000)
 SLICES = [_ROWS[i : i + 4096] for i in range(0, len(_ROWS), 4096)]
 
@@ -66,12 +67,7 @@ def main() -> None:
         "rows": sum(map(len, SLICES)),
         "slices": len(SLICES),
         "now": {
-            "whole_intake": best_ms(
-                lambda k, s: (
-                    column_total(c := Columns.of(shape.normalize_many(s) or [], WIDTH)),
-                    pg_native.plain_columns(COLS, c),
-                )
-            ),
+            "whole_intake": best_ms(lambda k, s: PLAN.look(shape.normalize_many(s) or [])),
             "normalize_many (type + width passes)": best_ms(lambda k, s: shape.normalize_many(s)),
             "Columns.of (lists, kinds, join)": best_ms(lambda k, s: Columns.of(s, WIDTH)),
             "  column lists (itemgetter)": best_ms(
@@ -80,7 +76,7 @@ def main() -> None:
             "  kinds on the lists (countOf)": best_ms(
                 lambda k, s: [countOf(map(type, v), type(v[0])) for v in lists[k]]
             ),
-            "plain_columns": best_ms(lambda k, s: pg_native.plain_columns(COLS, seen[k])),
+            "ColumnPlan.look (plain + size)": best_ms(lambda k, s: PLAN.look(s)),
             "  timestamps min + max": best_ms(lambda k, s: (min(lists[k][3]), max(lists[k][3]))),
             "column_total": best_ms(lambda k, s: column_total(seen[k])),
         },

@@ -8,7 +8,7 @@ that does not fit its column, but they run in Python, a few microseconds a row. 
 lenient in places: it turns a float into an int8 by truncation, an int or a ``Decimal`` into a
 float8 by rounding, a ``date`` or a naive ``datetime`` into a timestamptz in the local time
 zone, and the last representable instant into ``infinity``; a NUL in a text value fails the
-whole COPY on the server.  So a batch goes to asyncpg only when ``plain(columns, rows)`` holds:
+whole COPY on the server.  So a batch goes to asyncpg only when ``ColumnPlan.plain`` holds:
 
 * every column's type is in ``NATIVE`` (decided once per table: ``native_table``);
 * each column's values are all of the exact Python type of the reference's fast path (so
@@ -20,7 +20,7 @@ that batch again with the reference encoders, which refuse the bad rows by name.
 is stored exactly as the reference would store it, or refused with its reason, on either path.
 
 Every check is a whole-column builtin (``set(map(type, ...))``, ``min`` / ``max``, one
-``join``), so the cost is a few tens of nanoseconds a value; ``plain`` works on any slice of a
+``join``), so the cost is a few tens of nanoseconds a value; the check works on any slice of a
 batch, so a caller can check a large batch in slices and let its event loop run in between.
 
 A ``timestamptz`` column of a plain batch is sent as naive datetimes of the same UTC wall time
@@ -31,7 +31,7 @@ microseconds since 2000-01-01 on the wire (UTC for ``timestamptz``), and asyncpg
 against ~70 ns for the conversion here plus ~130 ns for the ``timestamp`` encoder (CPython
 3.11, asyncpg 0.32, 200,000 values).  The conversion is ``v - 2000-01-01 UTC``, the
 reference's own, added to the naive epoch; the ``timestamp`` encoder subtracts that epoch
-again, so the microseconds sent are the reference's.  ``plain`` keeps such a column's values
+again, so the microseconds sent are the reference's.  The check keeps such a column's values
 strictly between the first and the last instant, so none meets the encoder's infinity.
 
 The writer's intake asks through a ``ColumnPlan`` (decided once from the table's columns): it
@@ -43,9 +43,9 @@ is a ``str``.  A column whose check is its values' exact type (``bool``, the int
 ``float8``, ``uuid``) is one ``countOf`` of that type over the rows' values, which proves no
 NULL and nothing else either.  A probe that fails, and every other column (``float4``,
 ``date``, ``timestamptz``: their checks need the values), takes the column's list, its types
-and the per-column check of ``plain_columns``, as before.  The answer is ``plain_columns``'s
-but for one thing: a text column of ``str`` subclasses (an enum's values) is plain, where the
-type check refused it; asyncpg sends such a value's own characters (``PyUnicode_AsUTF8``),
+and the per-column check (``_plain_column``).  The answer is that check's on every column but
+for one thing: a text column of ``str`` subclasses (an enum's values) is plain, where the
+type check refuses it; asyncpg sends such a value's own characters (``PyUnicode_AsUTF8``),
 and so does the reference (``str.encode``) unless the subclass overrides ``encode``.
 """
 
@@ -60,7 +60,7 @@ from itertools import repeat
 from typing import Any, Final
 from uuid import UUID
 
-from async_etl.core.batching import ROW_OVERHEAD, Columns, column_bytes, kinds_of
+from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
 from async_etl.core.row_codecs import PgColumn, bounded
 
 _NONE = type(None)
@@ -147,33 +147,12 @@ def native_table(columns: Sequence[PgColumn]) -> bool:
     return bool(columns) and all(c.typname in NATIVE and not bounded(c) for c in columns)
 
 
-def plain(columns: Sequence[PgColumn], rows: Sequence[tuple[Any, ...]]) -> bool:
-    """True when asyncpg would store every value of ``rows`` exactly as the reference does.
+def _plain_column(col: PgColumn, column: Sequence[Any], found: frozenset[type]) -> bool:
+    """True when asyncpg would store each value of ``column`` (types ``found``) as the reference.
 
-    ``rows`` are tuples of ``len(columns)`` values (the writer's shaped rows).  False means:
-    encode them with ``row_codecs.encode_pg_rows``.  Raises ``KeyError`` for a column outside
-    ``NATIVE`` (check ``native_table`` first).
+    False: encode the batch with ``row_codecs.encode_pg_rows``.  Raises ``KeyError`` for a
+    column outside ``NATIVE`` (check ``native_table`` first).
     """
-    return plain_columns(columns, Columns.of(rows, len(columns)))
-
-
-def plain_columns(columns: Sequence[PgColumn], values: Columns) -> bool:
-    """``plain`` for rows already seen by column (``Columns.of(rows, len(columns))``)."""
-    if not values.rows:
-        return True
-    texts = values.texts or (None,) * len(columns)
-    for col, column, found, text in zip(columns, values.values, values.kinds, texts, strict=True):
-        if not _plain_column(col, column, found, text):
-            return False
-    return True
-
-
-def _plain_column(
-    col: PgColumn, column: Sequence[Any], found: frozenset[type], text: str | None = None
-) -> bool:
-    """``plain_columns``'s check of one column: its values, their types, their join or None."""
-    if text is not None and col.typname in _TEXT:  # joined already: its NUL check alone
-        return "\x00" not in text
     kinds = set(found)
     checked: Sequence[Any] = column
     if _NONE in kinds:
@@ -212,8 +191,8 @@ class ColumnPlan:
     def look(self, rows: Sequence[tuple[Any, ...]], check: bool = True) -> tuple[bool, int]:
         """``(plain, size)`` of ``rows``: tuples (or lists) of ``len(columns)`` values.
 
-        ``plain``: ``plain_columns``'s answer (but see the module docstring on ``str``
-        subclasses); always False when not ``check`` or not ``native``.  ``size``:
+        ``plain``: ``_plain_column``'s answer on every column (but see the module docstring
+        on ``str`` subclasses); always False when not ``check`` or not ``native``.  ``size``:
         ``column_total`` of the rows (a ``str`` subclass sized by its characters).
         """
         plain = check and self.native

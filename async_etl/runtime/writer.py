@@ -31,7 +31,7 @@ background task per writer (started on open, awaited on close) owns a task group
   so that row is rejected with its reason and the others are taken.
 * PostgreSQL: a batch is one round trip: its ledger row and its COPY as one simple query,
   which the server runs as one implicit transaction (``drivers.postgres_copy``).  A batch
-  that ``core.pg_native.plain`` passes is handed to asyncpg as rows (``RecordsBatch``; C
+  that ``core.pg_native.ColumnPlan`` passes is handed to asyncpg as rows (``RecordsBatch``; C
   encoders, exact by that check); any other batch is encoded by the reference encoders,
   which refuse a bad row with its reason.
 * The host loop stays responsive: ``write`` yields at least every millisecond even when it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -18,11 +17,10 @@ from async_etl.core.batching import Columns, column_total, row_size
 from async_etl.core.pg_native import (
     NATIVE,
     ColumnPlan,
+    _plain_column,
     encode_as,
     naive_utc,
     native_table,
-    plain,
-    plain_columns,
     wire_rows,
 )
 from async_etl.core.row_codecs import PG_TYPES, PgColumn
@@ -32,6 +30,19 @@ AT = datetime(2024, 1, 1, tzinfo=UTC)
 
 def _col(typname: str, nullable: bool = True) -> list[PgColumn]:
     return [PgColumn("v", typname, nullable)]
+
+
+def _checked(cols: list[PgColumn], rows: list[tuple[Any, ...]]) -> bool:
+    """The per-column check alone: ``_plain_column`` on each column's values and types."""
+    columns = Columns.of(rows, len(cols))
+    return all(map(_plain_column, cols, columns.values, columns.kinds))
+
+
+def _plain(cols: list[PgColumn], rows: list[tuple[Any, ...]]) -> bool:
+    """``ColumnPlan.plain`` of ``rows`` (no ``str`` subclass), asserted to be ``_checked``'s."""
+    answer = ColumnPlan.of(cols).plain(rows)
+    assert answer == _checked(cols, rows), rows
+    return answer
 
 
 @pytest.mark.parametrize(
@@ -53,7 +64,7 @@ def _col(typname: str, nullable: bool = True) -> list[PgColumn]:
 )
 def test_values_of_the_exact_type_are_plain(typname: str, values: list[Any]) -> None:
     """Exactly typed values (and NULL where allowed) may go to asyncpg's encoders."""
-    assert plain(_col(typname), [(v,) for v in values])
+    assert _plain(_col(typname), [(v,) for v in values])
 
 
 @pytest.mark.parametrize(
@@ -83,25 +94,25 @@ def test_values_asyncpg_would_change_or_fail_the_batch_on_are_not_plain(
 ) -> None:
     """One such value sends its whole batch to the reference encoders."""
     rows = [(v,) for v in ([AT] if typname == "timestamptz" else [])] + [(value,)]
-    assert not plain(_col(typname), rows), why
+    assert not _plain(_col(typname), rows), why
 
 
 def test_mixed_naive_and_aware_datetimes_are_not_plain() -> None:
     """A naive datetime among aware ones is caught (comparing them raises)."""
-    assert not plain(_col("timestamptz"), [(AT,), (datetime(2024, 1, 1),)])
+    assert not _plain(_col("timestamptz"), [(AT,), (datetime(2024, 1, 1),)])
 
 
 def test_null_in_a_not_null_column_is_left_to_the_reference() -> None:
     """The reference refuses that row with its reason, so the batch is not plain."""
-    assert plain(_col("int8", nullable=False), [(1,)])
-    assert not plain(_col("int8", nullable=False), [(1,), (None,)])
+    assert _plain(_col("int8", nullable=False), [(1,)])
+    assert not _plain(_col("int8", nullable=False), [(1,), (None,)])
 
 
 def test_several_columns_are_checked_each_by_its_type() -> None:
     """A row is plain only when every column is."""
     cols = [PgColumn("a", "int8", False), PgColumn("b", "text"), PgColumn("c", "timestamptz")]
-    assert plain(cols, [(1, "x", AT), (2, None, None)])
-    assert not plain(cols, [(1, "x", AT), (2, 3, AT)])
+    assert _plain(cols, [(1, "x", AT), (2, None, None)])
+    assert not _plain(cols, [(1, "x", AT), (2, 3, AT)])
 
 
 def test_native_types_are_writer_types_and_tables_are_all_or_nothing() -> None:
@@ -121,13 +132,12 @@ def test_native_types_are_writer_types_and_tables_are_all_or_nothing() -> None:
 def test_a_text_column_joined_once_answers_as_checked_value_by_value(
     typname: str, nullable: bool, values: list[Any]
 ) -> None:
-    """The check on ``Columns.texts`` (joined once) agrees with the per-type check without it."""
+    """``look``'s one join of a text column answers as the per-column check of its values."""
     cols = [PgColumn("v", typname, nullable), PgColumn("w", "text")]
     rows = [(v, "x") for v in values]
-    columns = Columns.of(rows, 2)
-    assert columns.texts[1] == ("x" * len(rows) if rows else None)
-    unjoined = dataclasses.replace(columns, texts=())
-    assert plain_columns(cols, columns) == plain_columns(cols, unjoined) == plain(cols, rows)
+    plain, size = ColumnPlan.of(cols).look(rows)
+    assert plain == _checked(cols, rows)
+    assert size == column_total(Columns.of(rows, 2))
 
 
 EPOCH_UTC, EPOCH_NAIVE = datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 1)
@@ -284,7 +294,7 @@ def test_the_column_plan_answers_as_the_full_check_and_sizes_as_row_size(
     width = len(cols)
     plan = ColumnPlan.of(cols)
     plain_now, size = plan.look(rows)
-    full = native_table(cols) and plain_columns(cols, Columns.of(rows, width))
+    full = native_table(cols) and _checked(cols, rows)
     assert size == column_total(Columns.of(rows, width)) == sum(map(row_size, rows))
     assert plan.look(rows, check=False) == (False, size)
     assert plan.plain(rows) == plain_now
@@ -292,7 +302,7 @@ def test_the_column_plan_answers_as_the_full_check_and_sizes_as_row_size(
         assert plain_now  # never stricter
     if plain_now and not full:  # looser only where the reference stores the same characters
         exact = [_as_str(r, cols) for r in rows]
-        assert plain_columns(cols, Columns.of(exact, width))
+        assert _checked(cols, exact)
         for row, same in zip(rows, exact, strict=True):
             for col, v, w in zip(cols, row, same, strict=True):
                 if v is not w:  # a str subclass: the reference sends its characters
@@ -304,10 +314,10 @@ def test_the_plan_takes_str_subclasses_and_refuses_what_the_full_check_refuses()
     cols = [PgColumn("a", "int8", False), PgColumn("b", "text"), PgColumn("c", "float8")]
     plan = ColumnPlan.of(cols)
     assert plan.plain([(1, _Colour.RED, 0.5), (2, _Name("x"), 1.5)])
-    assert not plain(cols, [(1, _Colour.RED, 0.5)])
+    assert not _checked(cols, [(1, _Colour.RED, 0.5)])
     for bad in [(True, "x", 0.5), (1, _Colour.NUL, 0.5), (None, "x", 0.5), (1, "x", 1),
                 (1, b"x", 0.5), (1, "x", None)]:  # fmt: skip
         rows = [(1, "x", 0.5), bad]
-        assert plan.plain(rows) == plain(cols, rows) == (bad == (1, "x", None)), bad
+        assert plan.plain(rows) == _checked(cols, rows) == (bad == (1, "x", None)), bad
     assert plan.look([], check=True) == (True, 0)
     assert ColumnPlan.of([PgColumn("n", "numeric")]).look([(1,)]) == (False, 16)
