@@ -13,8 +13,8 @@ Built on ``drivers.postgres`` (``connect_job``, ``close_quietly``, ``translate_p
   beside the next step;
 - ``Shelf`` / ``shelved``: the connections a run's chunks leave behind, kept open (budget token
   held) for the next chunk to take instead of connecting again; a block that failed, or left a
-  transaction open, closes its connection instead, and a block outside ``shelved`` (a chunk's
-  retry) connects afresh;
+  transaction open, closes its connection instead, and a ``fresh`` one (a chunk's retry)
+  connects afresh, through the shelf (its idle connections to that database close first);
 - ``connected_ahead``: a block that needs connections to several databases one after the other
   (a chunk: its target, then its source) opens the ones it has not got at the same time, on
   entry, each handed to the first ``pg_connection`` call for it inside.
@@ -376,8 +376,10 @@ class Shelf:
         self._idle: dict[_Key, list[tuple[Any, AsyncExitStack]]] = {}
         self._connecting: dict[str, int] = {}  # URL -> takes waiting for a budget token
 
-    async def take(self, key: _Key) -> tuple[Any, AsyncExitStack]:
+    async def take(self, key: _Key, *, fresh: bool = False) -> tuple[Any, AsyncExitStack]:
         """An idle open connection for ``key`` and its token, else a new one (errors translated).
+
+        ``fresh``: always a new one (``shelved``), taken as below.
 
         An idle connection holds a token of its database's budget, so a shelf must never keep
         one while a chunk waits for a token there (a budget below the chunks in flight, say 3
@@ -387,7 +389,7 @@ class Shelf:
         the take holds its token and only connects, a connection given back stays kept: two
         chunks starting together would otherwise close the first one's for nothing).
         """
-        found = await self.take_idle(key)
+        found = None if fresh else await self.take_idle(key)
         if found is not None:
             return found
         token = await self.hold(key)
@@ -464,17 +466,21 @@ class Shelf:
                 await token.aclose()
 
 
-_SHELF: ContextVar[Shelf | None] = ContextVar("async_etl_pg_shelf", default=None)
+_SHELF: ContextVar[tuple[Shelf, bool] | None] = ContextVar("async_etl_pg_shelf", default=None)
 
 
 @contextmanager
-def shelved(shelf: Shelf | None) -> Iterator[None]:
+def shelved(shelf: Shelf | None, *, fresh: bool = False) -> Iterator[None]:
     """Inside, this task's ``pg_connection`` calls take from and give back to ``shelf``.
 
-    ``None``: they connect afresh (a chunk's retry after a failure, which may have been a
-    terminated backend, never gets a connection kept from before it).
+    ``fresh`` (a chunk's retry after a failure, which may have been a terminated backend):
+    they take no connection kept from before it and keep none, but connect through the shelf
+    (``Shelf.take``): its idle connections to that database close first, and none given back
+    while they wait for a token is kept, so a retry never waits for a budget token an idle
+    connection holds (under a budget at the job's minimum it would wait for ever).  ``None``:
+    they connect outside any shelf.
     """
-    token = _SHELF.set(shelf)
+    token = _SHELF.set(None if shelf is None else (shelf, fresh))
     try:
         yield
     finally:
@@ -511,7 +517,7 @@ async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
     (``StopRequested``); nested blocks keep their own.  Inside ``reusing`` the kept connection
     is the one opened here, when its block asks for it.
     """
-    shelf = _SHELF.get()
+    shelf, fresh = _SHELF.get() or (None, False)
     ready: _Ready = {}
     tokens: dict[_Key, AsyncExitStack] = {}
 
@@ -523,7 +529,7 @@ async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
 
     try:
         for key in dict.fromkeys(keys):
-            found = await shelf.take_idle(key) if shelf is not None else None
+            found = await shelf.take_idle(key) if shelf is not None and not fresh else None
             if found is not None:
                 ready[key] = found
             else:
@@ -543,7 +549,7 @@ async def connected_ahead(keys: Sequence[_Key]) -> AsyncIterator[None]:
                 await token.aclose()
         for key, pair in ready.items():  # opened and not asked for
             if not isinstance(pair, BaseException):
-                await (shelf.give_back(key, *pair, broken=False) if shelf else _release(*pair))
+                await (shelf.give_back(key, *pair, broken=fresh) if shelf else _release(*pair))
 
 
 @asynccontextmanager
@@ -568,7 +574,7 @@ async def pg_connection(
     label = where or f"PostgreSQL {mask_url(url)}"
     kept = _KEPT.get()
     shared = kept if kept is not None and kept.usable() else None
-    shelf = _SHELF.get() if shared is None else None
+    shelf, fresh = (_SHELF.get() if shared is None else None) or (None, False)
     key = (url, app, holder)
     opened = _opened_ahead(key) if shared is None else None  # a kept one takes its own
     if opened is not None:
@@ -576,7 +582,7 @@ async def pg_connection(
     elif shared is not None:
         conn = await shared.take(url, holder, app)
     elif shelf is not None:
-        conn, token = await shelf.take(key)
+        conn, token = await shelf.take(key, fresh=fresh)
     else:
         conn, token = await _connect_held(url, holder, app)
     broken = True
@@ -593,6 +599,6 @@ async def pg_connection(
         if shared is not None:
             await shared.give_back(broken=broken)
         elif shelf is not None:
-            await shelf.give_back(key, conn, token, broken=broken)
+            await shelf.give_back(key, conn, token, broken=broken or fresh)
         else:
             await _release(conn, token)

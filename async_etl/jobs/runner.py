@@ -693,7 +693,7 @@ class _JobRun(RunTally):
                     if self.executor is not None:
                         result = await self.executor.run_chunk(ctx, chunk, self.source)
                     else:  # a retry never takes a connection kept from before the failure
-                        with shelved(self.shelf if tries == 1 else None):
+                        with shelved(self.shelf, fresh=tries > 1):
                             result = await self.target.run_chunk(ctx, chunk, self.source)
             except StopRequested:
                 raise

@@ -13,10 +13,12 @@ from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget, database_key
 from async_etl.jobs.context import ChunkResult, JobContext
+from async_etl.jobs.crate_driver import INNER_RETRIES
 from async_etl.jobs.ray_chunks import LOCAL_FIELDS, ChunkActor
 from async_etl.jobs.runner import run_job
 from async_etl.jobs.spec import JobSpec
 from async_etl.sources.port import Source
+from async_etl.testing.crate import CrateStandIn, StandInConfig
 from async_etl.testing.databases import fresh_database
 from tests.integration.jobs_helpers import (
     at,
@@ -155,3 +157,26 @@ async def test_two_workers_holding_two_tokens_on_one_database_finish_on_the_mini
     assert result.max_connections == {database_key(pg_dsn): 3}  # the state's and one chunk's
     got = await table_rows(pg_dsn, "dw.dim")
     assert norm(got, cols_of(2)) == norm(reference(states, cols_of(2)), cols_of(2))
+
+
+async def test_a_chunk_retried_after_its_source_connection_went_idle_gets_its_token(
+    pg_dsn: str,
+) -> None:
+    """Budget at the minimum, a CrateDB chunk's writes fail: the retry reconnects, the run ends."""
+    # the chunk gave its source connection back to the run's shelf before its writes failed;
+    # the retry connects afresh and must not wait for the token that idle connection holds
+    states = history(seed=7, n_keys=120, runs=1)
+    await load_source(pg_dsn, states[0])
+    async with CrateStandIn(StandInConfig(seed=1)) as crate:
+        text = job_toml("retried", pg_dsn, "dw.dim", kind=2, workers=1, chunk_size=40,
+                        parallel=False)  # fmt: skip
+        text = text.replace(f'url = "{pg_dsn}"\ntable', f'url = "{crate.url}"\ntable', 1)
+        text += f'[state]\nurl = "{pg_dsn}"\n[retry]\nbase_delay = 0.01\nmax_delay = 0.05\n'
+        crate.schedule_faults(*["fail"] * (INNER_RETRIES + 1))  # the first write's every try
+        with anyio.fail_after(GUARD_S):
+            result = await run_job(
+                spec_of(text), options=JobOptions(as_of=at(0)), budget=LimiterBudget(1, {pg_dsn: 2})
+            )
+        assert result.status == "SUCCEEDED", result.error
+        assert crate.counters.faults["fail"] == INNER_RETRIES + 1
+        assert result.inserted == len(states[0])

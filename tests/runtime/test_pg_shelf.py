@@ -146,6 +146,34 @@ async def test_a_retry_outside_the_shelf_connects_afresh(opened: list[FakeConn])
     assert kept.closed and holder.held == 0
 
 
+class OneToken:
+    """A ``Holder`` of one budget token per database, waited for as a job's budget is."""
+
+    def __init__(self) -> None:
+        self.limiter = anyio.CapacityLimiter(1)
+
+    @asynccontextmanager
+    async def __call__(self, url: str) -> AsyncIterator[None]:
+        async with self.limiter:
+            yield
+
+
+async def test_a_fresh_retry_closes_the_idle_connection_holding_its_token(
+    opened: list[FakeConn],
+) -> None:
+    """``fresh`` (a chunk's retry) under a budget of one: the idle one closes, nothing is kept."""
+    holder, shelf = OneToken(), Shelf(lambda: 2)
+    with shelved(shelf):
+        idle = await use(holder, app="job:run")  # given back: idle, its token held
+    with anyio.fail_after(1), shelved(shelf, fresh=True):
+        retry = await use(holder, app="job:run")
+        async with connected_ahead([(URL, "job:run", holder)]):
+            ahead = await use(holder, app="job:run")
+    assert idle.closed and retry is not idle and retry.closed and ahead.closed
+    await shelf.aclose()
+    assert holder.limiter.borrowed_tokens == 0
+
+
 async def test_idle_connections_are_bounded_by_keep(opened: list[FakeConn]) -> None:
     """Three blocks at once, keep = 2: two stay idle, the third is closed as it comes back."""
     holder, shelf = Tokens(), Shelf(lambda: 2)
