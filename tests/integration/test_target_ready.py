@@ -62,3 +62,24 @@ async def test_a_dml_only_target_role_runs_an_existing_job_again(
         assert await fetchval(target, current) == len(states[1])
         ledger = table.replace("t", "async_etl_landed")  # beside the target, emptied at the end
         assert await fetchval(target, f"SELECT count(*) FROM {ledger}") == 0
+
+
+@pytest.mark.parametrize("kind", [1, 2])
+async def test_an_index_dropped_by_hand_is_made_again_by_the_next_run(
+    pg_dsn: str, pg_server_dsn: str, kind: int
+) -> None:
+    """The target's unique indexes dropped between two runs: the second run makes them again."""
+    states = history(seed=12, n_keys=150, runs=2)
+    names = ["t_version", "t_current"] if kind == 2 else ["t_bk"]
+    made = "SELECT count(*) FROM pg_indexes WHERE schemaname = 'dw' AND indexname = ANY($1)"
+    async with fresh_database(pg_server_dsn) as target:
+        spec = spec_of(_job(kind, pg_dsn, target, pg_dsn, "dw.t"))
+        for i, rows in enumerate(states):
+            await load_source(pg_dsn, rows)
+            result = await run_job(spec, options=JobOptions(as_of=at(i), retry=FAST))
+            assert result.status == "SUCCEEDED", result.error
+            assert await fetchval(target, made, names) == len(names)
+            if i == 0:
+                for name in names:
+                    await fetchval(target, f"DROP INDEX dw.{name}")
+                assert await fetchval(target, made, names) == 0
