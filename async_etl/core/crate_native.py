@@ -70,27 +70,31 @@ def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> b
     if _NONE in kinds:
         kinds = kinds - {_NONE}
         values = [v for v in column if v is not None]
-    if kinds == {float}:  # a finite sum has no NaN or infinity in it (one C pass)
-        if base == "real":
-            return False
-        return math.isfinite(sum(values)) or all(map(math.isfinite, values))
+    if kinds == {float}:
+        return _finite(values, base)
     if kinds == {int}:
         bound = _FLOAT_INTS if base in ("double precision", "real", "numeric") else _BIG
         if base in CRATE_INT_BITS:
             bound = 2 ** (CRATE_INT_BITS[base] - 1)
         return bool(-bound <= min(values) and max(values) < bound)
-    if kinds == {datetime}:  # whole milliseconds: each distinct microsecond field once
-        return not any(m % 1000 for m in set(map(_micros, values)))
+    if kinds == {datetime}:
+        return _whole_ms(values, base)
     return False
 
 
 def _finite(column: Sequence[float], base: str) -> bool:
-    """``_plain_column`` of a column of ``float`` values alone."""
+    """``_plain_column`` of a column of ``float`` values alone: finite, and not a REAL.
+
+    A finite sum has no NaN or infinity in it (one C pass); an infinite one may be an overflow.
+    """
     return base != "real" and (math.isfinite(sum(column)) or all(map(math.isfinite, column)))
 
 
 def _whole_ms(column: Sequence[datetime], base: str) -> bool:
-    """``_plain_column`` of a column of ``datetime`` values alone."""
+    """``_plain_column`` of a column of ``datetime`` values alone: whole milliseconds.
+
+    Each distinct microsecond field is looked at once.
+    """
     return not any(m % 1000 for m in set(map(_micros, column)))
 
 
