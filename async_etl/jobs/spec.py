@@ -18,7 +18,7 @@ from async_etl.core.drift import Evolution
 from async_etl.core.modes import Mode, mode_of
 from async_etl.core.retry import STRATEGIES, RetryPolicy
 from async_etl.core.specs import ParallelSpec, ScdSpec
-from async_etl.core.sqltext import SqlTextError, source_query
+from async_etl.core.sqltext import Dialect, SqlTextError, limits_rows, source_query
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError, Fail
 from async_etl.jobs._spec_values import (
@@ -341,12 +341,20 @@ def _source(v: _Values) -> SourceSpec:
     query, table = v.get("source", "query"), v.get("source", "table")
     if (query is None) == (table is None):
         raise v.fail("[source] query / table", "give exactly one of them")
+    dialect: Dialect = "oracle" if dialect_of(url) == "oracle" else "postgresql"
     if query is not None:
         try:
-            query = source_query(query, "oracle" if dialect_of(url) == "oracle" else "postgresql")
+            query = source_query(query, dialect)
         except SqlTextError as exc:
             raise v.error("source", "query", str(exc)) from None
     incremental = v.get("source", "incremental")
+    if incremental is not None and query is not None and limits_rows(query, dialect):
+        # the window wraps the query, so the limit picks its rows before the cursor filters
+        # them: the cursor would stop at the top of the first rows and never move again
+        raise v.error("source", "incremental", "not with a source query that has a top-level "
+                      "LIMIT / OFFSET / FETCH: the window is applied around the query, after "
+                      "the limit, so the cursor would stop at the limited rows and later rows "
+                      "would never be read; remove the limit")  # fmt: skip
     lookback = v.get("source", "lookback", 0)
     if lookback < 0:
         raise v.error("source", "lookback", f"must be >= 0, got {lookback}")

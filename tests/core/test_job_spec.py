@@ -195,6 +195,21 @@ def test_incremental_needs_deletes_ignore():
     assert "incremental" in err(text)
 
 
+def test_incremental_refuses_a_source_query_that_limits_its_rows():
+    """A top-level LIMIT / OFFSET / FETCH under incremental is one line: the cursor would stall."""
+    inc = JOB.replace('key = ["id"]', 'key = ["id"]\nincremental = "updated_at"', 1).replace(
+        'deletes = "expire"', 'deletes = "ignore"'
+    )
+    for tail in (" ORDER BY updated_at LIMIT 2", " OFFSET 5", " FETCH FIRST 10 ROWS ONLY"):
+        msg = err(inc.replace('FROM src.customers"', f'FROM src.customers{tail}"'))
+        assert "[source] incremental" in msg and "LIMIT / OFFSET / FETCH" in msg, msg
+    inner = "SELECT * FROM (SELECT id, name FROM src.customers LIMIT 9) s"
+    assert parse_job(inc.replace(
+        '"SELECT id, name, email, city, tier FROM src.customers"', f'"{inner}"'
+    )).source.incremental == "updated_at"  # fmt: skip
+    assert parse_job(JOB.replace('FROM src.customers"', 'FROM src.customers LIMIT 2"'))
+
+
 def test_scd_column_names_configurable_and_checked():
     """valid_from / valid_to / is_current names can be changed but must not collide."""
     job = parse_job(JOB + "", overrides=["scd.valid_from=start_ts", "scd.is_current=cur"])

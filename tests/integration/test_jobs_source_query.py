@@ -113,10 +113,10 @@ async def test_a_limited_query_is_read_once_not_per_chunk(pg_dsn: str, query: st
     assert len({r["id"] for r in rows}) == len(rows) == 10
 
 
-async def test_check_of_a_limited_query_with_no_rows_estimated_says_every_row(
+async def test_check_of_a_limited_query_says_every_row_and_refuses_it_incremental(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    """A LIMIT job whose next window counts 0 rows: check says every row is one chunk, not 0."""
+    """A LIMIT job: check says every row is one chunk; made incremental it is one line, exit 2."""
     conn = await asyncpg.connect(pg_dsn)
     try:
         await conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text, u int); CREATE SCHEMA dw")
@@ -124,16 +124,19 @@ async def test_check_of_a_limited_query_with_no_rows_estimated_says_every_row(
     finally:
         await conn.close()
     text = _job(pg_dsn, "SELECT id, v, u FROM big ORDER BY id LIMIT 10")
-    text = text.replace('key = ["id"]', 'key = ["id"]\nincremental = "u"', 1)
     first = await run_job(spec_of(text), options=JobOptions(as_of=at(1)))
     assert first.status == "SUCCEEDED", first.error
     assert (first.rows_read, first.chunks_total) == (10, 1)
-    await fetchval(pg_dsn, "UPDATE big SET u = 0")  # below the cursor (10): nothing to read
     code, out, err = await run_cli("check", str(write(tmp_path, "q.toml", text)))
     assert code == 0, err
-    assert "  estimate 0 rows, 1 chunk(s)" in out
     (line,) = [x for x in out.splitlines() if x.startswith("  rows per chunk")]
-    # before: '  rows per chunk 0 (one chunk: ...)'
     assert line == ("  rows per chunk: every row (one chunk: the source query has a "
                     "top-level LIMIT / OFFSET / FETCH)")  # fmt: skip
     assert (first.chunk_size, first.chunk_size_why) == (None, WHOLE)  # --json-out: null
+    # incremental: the window wraps the query, after its LIMIT; the cursor stalled at u = 10
+    # and rows 11.. were never read (replayed before the refusal: every later run read 1 row)
+    inc = text.replace('key = ["id"]', 'key = ["id"]\nincremental = "u"', 1)
+    code, out, err = await run_cli("check", str(write(tmp_path, "inc.toml", inc)))
+    assert code == 2 and out == "", (out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert "[source] incremental: not with a source query that has a top-level LIMIT" in err
