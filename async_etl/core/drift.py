@@ -284,6 +284,24 @@ PG_RELKINDS: dict[str, str] = {
 """``pg_class.relkind`` of the relations a PostgreSQL target may not be (tables: r, p)."""
 
 
+def pg_column_types_sql(relation: str) -> str:
+    """(name, type, relkind) of the columns of ``relation`` (a regclass expression), in order.
+
+    The type is ``format_type``'s, a domain written as its base type (a domain over a domain
+    too): a value of a domain is its base type's (asyncpg decodes it so), a target in another
+    database, a CrateDB or an Oracle one has no such domain, and a domain column on one side
+    holds the other side's base type unchanged.
+    """
+    return ("WITH RECURSIVE d AS (SELECT a.attnum, a.attname, a.atttypid AS typ, "
+            "a.atttypmod AS mod, c.relkind::text AS kind FROM pg_attribute a "
+            f"JOIN pg_class c ON c.oid = a.attrelid WHERE a.attrelid = {relation} "
+            "AND a.attnum > 0 AND NOT a.attisdropped "
+            "UNION ALL SELECT d.attnum, d.attname, t.typbasetype, t.typtypmod, d.kind "
+            "FROM d JOIN pg_type t ON t.oid = d.typ WHERE t.typtype = 'd') "
+            "SELECT d.attname, format_type(d.typ, d.mod), d.kind FROM d "
+            "JOIN pg_type t ON t.oid = d.typ WHERE t.typtype <> 'd' ORDER BY d.attnum")  # fmt: skip
+
+
 def target_columns_sql(dialect: str) -> Sql:
     """The target table's columns in order, as (name, type) rows; no rows: no such table.
 
@@ -292,10 +310,7 @@ def target_columns_sql(dialect: str) -> Sql:
     ``oracle_column_type``.  Raises ``ValueError`` for another dialect.
     """
     if dialect == "postgresql":  # each row also names the relation's kind (pg_class.relkind)
-        return Sql("SELECT attname, format_type(atttypid, atttypmod), relkind::text "
-                   "FROM pg_attribute JOIN pg_class ON pg_class.oid = attrelid "
-                   "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped "
-                   "ORDER BY attnum", ("table",))  # fmt: skip
+        return Sql(pg_column_types_sql("to_regclass($1)"), ("table",))
     if dialect == "cratedb":
         return Sql("SELECT column_name, data_type FROM information_schema.columns "
                    "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",

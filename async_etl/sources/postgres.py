@@ -24,6 +24,7 @@ from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
+from async_etl.core.drift import pg_column_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.sqltext import (
     EXACT_FLOATS_SQL,
@@ -73,11 +74,7 @@ class PgSource(SourceBase):
             await tr.rollback()
 
     async def _columns(self, conn: Any) -> list[tuple[str, str]]:
-        rows = await conn.fetch(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            f"WHERE attrelid = 'pg_temp.{_PROBE}'::regclass AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum",
-        )
+        rows = await conn.fetch(pg_column_types_sql(f"'pg_temp.{_PROBE}'::regclass"))
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def _key_collations(self, conn: Any) -> list[KeyCollation | None]:

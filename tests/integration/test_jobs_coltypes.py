@@ -197,3 +197,57 @@ async def test_key_without_equality_is_refused_before_anything(
         "'information_schema', 'src')",
     )
     assert tables == 0
+
+
+DOMAIN_SETUP = (
+    "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+    "CREATE DOMAIN small AS posint CHECK (VALUE < 100)",
+    "CREATE SCHEMA dw",
+    "CREATE TABLE dom (id int PRIMARY KEY, p posint, q small)",
+    "INSERT INTO dom VALUES (1, 5, 6), (2, NULL, NULL)",
+    "CREATE TABLE dw.mine (id int, p posint, q small, valid_from timestamptz NOT NULL, "
+    "valid_to timestamptz, is_current boolean NOT NULL)",
+)
+"""A source with a domain column and a domain over it; a type-2 target of the user's with them."""
+
+
+def _domain_job(dsn: str, target: str, table: str) -> str:
+    return f"""
+name = "dom_{table.replace(".", "_")}"
+[source]
+url = "{dsn}"
+query = "SELECT id, p, q FROM dom"
+key = ["id"]
+[target]
+url = "{target}"
+table = "{table}"
+[scd]
+type = 2
+[state]
+url = "{dsn}"
+"""
+
+
+async def test_domain_columns_load_as_their_base_type_and_rest(pg_dsn: str) -> None:
+    """A domain (and a domain over it) is its base type: no change seen on an unchanged run."""
+    for sql in DOMAIN_SETUP:
+        await fetchval(pg_dsn, sql)
+    async with CrateStandIn(StandInConfig()) as crate:
+        for target, table in ((crate.url, "dw.dom"), (pg_dsn, "dw.dom"), (pg_dsn, "dw.mine")):
+            spec = spec_of(_domain_job(pg_dsn, target, table))
+            first = await run_job(spec, options=JobOptions(as_of=at(0)))
+            again = await run_job(spec, options=JobOptions(as_of=at(1)))
+            assert (first.status, first.inserted) == ("SUCCEEDED", 2), (table, first.error)
+            # before: CrateDB stored p as TEXT '5' and every run saw 5 <> '5' (inserted 1,
+            # expired 1); a new PostgreSQL table was made with the domain's name as its type
+            assert (again.status, again.inserted, again.expired) == ("SUCCEEDED", 0, 0), (
+                target,
+                table,
+                again.error,
+            )
+    types = await fetchval(
+        pg_dsn,
+        "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) "
+        "FROM pg_attribute WHERE attrelid = 'dw.dom'::regclass AND attname IN ('p', 'q')",
+    )
+    assert types == "integer,integer"
