@@ -195,7 +195,10 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession() as session:
             await _ready(session, url)
-            ddl = "CREATE TABLE bw (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, at TIMESTAMP)"
+            ddl = (  # aware datetimes: a zoned column (the writer refuses them in an unzoned one)
+                "CREATE TABLE bw (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, "
+                "at TIMESTAMP WITH TIME ZONE)"
+            )
             await session.post(url + "/_sql", json={"stmt": ddl})
         data = rows(n)
         stmt = "INSERT INTO bw (id, name, score, at) VALUES (?, ?, ?, ?)"

@@ -26,12 +26,13 @@ than ``array(code, list)``): it raises unless every value is an integer (a ``boo
 object with ``__index__``) inside the column's range, which ``crate_refusal`` does not refuse
 either.  A column whose first value is a ``float`` or a ``datetime`` and whose values are all
 of that exact type (one type count) takes that type's check alone (``_ONE_KIND``: a finite
-sum; the set of microsecond fields).  A probe that fails, and every other column, takes the
-column's types and the per-column check (``_plain_column``).  The answer may be True where
-that check alone says False (a ``str`` or ``int`` subclass, a ``bool``), never the other way
-round; a value with ``__index__`` that JSON cannot carry (a numpy integer) passes the probe
-and is refused by orjson's ``TypeError`` when the body is dumped, as any such value is (the
-sink then encodes row by row).
+sum; the set of microsecond fields, and in a timestamp column the set of ``tzinfo``, which
+must be the column's kind: ``core.exact.zone_refusal``).  A probe that fails, and every other
+column, takes the column's types and the per-column check (``_plain_column``).  The answer
+may be True where that check alone says False (a ``str`` or ``int`` subclass, a ``bool``),
+never the other way round; a value with ``__index__`` that JSON cannot carry (a numpy
+integer) passes the probe and is refused by orjson's ``TypeError`` when the body is dumped,
+as any such value is (the sink then encodes row by row).
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ from typing import Any
 import orjson
 
 from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
-from async_etl.core.exact import CRATE_INT_BITS
+from async_etl.core.exact import CRATE_INT_BITS, UNZONED, ZONED
 
 _NONE = type(None)
 _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
 _BIG = 2**63
 _FLOAT_INTS = 2**53
 _micros = operator.attrgetter("microsecond")
+_zone = operator.attrgetter("tzinfo")
 _FLOATING = frozenset({"double precision", "real", "numeric"})
 _ARRAY_OF_BITS = {array(code).itemsize * 8: code for code in "bhiq"}
 """Signed integer ``array`` typecodes by width in bits (8, 16, 32 and 64 on CPython); each is
@@ -91,10 +93,15 @@ def _finite(column: Sequence[float], base: str) -> bool:
 
 
 def _whole_ms(column: Sequence[datetime], base: str) -> bool:
-    """``_plain_column`` of a column of ``datetime`` values alone: whole milliseconds.
+    """``_plain_column`` of a column of ``datetime`` values alone.
 
-    Each distinct microsecond field is looked at once.
+    Whole milliseconds (each distinct microsecond field once) and, in a timestamp column,
+    the time zone kind ``zone_refusal`` asks for (each distinct ``tzinfo`` once).
     """
+    if base in ZONED or base in UNZONED:
+        zones = set(map(_zone, column))
+        if (None in zones) if base in ZONED else (zones != {None}):
+            return False
     return not any(m % 1000 for m in set(map(_micros, column)))
 
 

@@ -27,7 +27,11 @@ it (``fail``), and keep the row's key out of the merge, so its current version s
 is.  ``crate_sent`` is the value as it travels in CrateDB's JSON.  The writer into CrateDB
 (``core.row_codecs.encode_crate_rows``) asks ``crate_refusal`` too, with the CrateDB column
 types named as PostgreSQL's (``crate_column_type``), and the writer into PostgreSQL asks
-``json_refusal`` for a json / jsonb value: one decision for both paths.  Pure: no I/O.
+``json_refusal`` for a json / jsonb value: one decision for both paths.  The writers (not the
+mapper, whose values come from a typed source) also refuse a naive datetime for a timestamp
+column with a time zone and an aware one for a column without (``zone_refusal``: the same
+reason into PostgreSQL and into CrateDB, which would read a naive value as UTC and store an
+aware one's wall clock in UTC).  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = [
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
+    "zone_refusal",
 ]
 
 BIGINT_RANGE = (-(2**63), 2**63 - 1)
@@ -177,6 +182,26 @@ def _crate_value(value: Any, base: str, array: bool) -> str | None:
     return _crate_scalar(value, base)
 
 
+NEEDS_AWARE = "timestamptz needs a timezone-aware datetime"
+NEEDS_NAIVE = "timestamp (without time zone) needs a naive datetime"
+ZONED = frozenset({"timestamp with time zone", "timestamptz"})
+UNZONED = frozenset({"timestamp without time zone", "timestamp"})
+"""Base type names (``base_type``) of the timestamp columns with and without a time zone."""
+
+
+def zone_refusal(value: Any, base: str) -> str | None:
+    """Why a writer refuses ``value`` for a column of this base type's time zone kind, or None.
+
+    A naive ``datetime`` for a zoned timestamp, an aware one for an unzoned timestamp; other
+    values and other columns are not this check's business (None).
+    """
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        return NEEDS_AWARE if base in ZONED else None
+    return NEEDS_NAIVE if base in UNZONED else None
+
+
 def crate_refusal(value: Any, pg_type: str) -> str | None:
     """Why ``value`` of a ``pg_type`` column cannot be stored exactly in CrateDB, or None."""
     base, array = base_type(pg_type)
@@ -187,13 +212,24 @@ _PLAIN = frozenset({str, bool, type(None)})
 """Value types CrateDB's JSON always carries as they are (checked without a call)."""
 
 
+def _zone(value: Any, base: str, array: bool) -> str | None:
+    if array and isinstance(value, list):
+        for item in value:
+            reason = zone_refusal(item, base)
+            if reason is not None:
+                return f"array element: {reason}"
+        return None
+    return zone_refusal(value, base)
+
+
 def crate_row_check(
-    names: Sequence[str], pg_types: Sequence[str]
+    names: Sequence[str], pg_types: Sequence[str], zones: bool = False
 ) -> Callable[[Sequence[Any]], str | None]:
     """``row_refusal`` with ``crate_refusal`` for rows of these columns, types parsed once.
 
-    An empty ``pg_types`` decides by each value's own type.  The check returns
-    ``"column c: reason"`` for the first refused value of a row, or None.
+    An empty ``pg_types`` decides by each value's own type; ``zones`` (the writer's intake)
+    asks ``zone_refusal`` first.  The check returns ``"column c: reason"`` for the first
+    refused value of a row, or None.
     """
     types = pg_types or [""] * len(names)
     columns = [(n, *base_type(t)) for n, t in zip(names, types, strict=True)]
@@ -202,7 +238,7 @@ def crate_row_check(
         for value, (name, base, array) in zip(row, columns, strict=False):
             if type(value) in _PLAIN:
                 continue
-            reason = _crate_value(value, base, array)
+            reason = (zones and _zone(value, base, array)) or _crate_value(value, base, array)
             if reason is not None:
                 return f"column {name}: {reason}"
         return None

@@ -34,7 +34,7 @@ import orjson
 from async_etl.core import crate_native
 from async_etl.core.compare import base_type
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
-from async_etl.core.exact import crate_row_check, json_refusal
+from async_etl.core.exact import NEEDS_AWARE, NEEDS_NAIVE, crate_row_check, json_refusal
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
 Encoder = Callable[[Any], bytes]
@@ -200,14 +200,14 @@ def _jsonb(v: Any) -> bytes:
 
 def _timestamptz(v: Any) -> bytes:
     if not isinstance(v, datetime) or v.tzinfo is None:
-        raise ValueError("timestamptz needs a timezone-aware datetime")
+        raise ValueError(NEEDS_AWARE)
     d = v - _EPOCH_2000
     return struct.pack(">q", (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds)
 
 
 def _timestamp(v: Any) -> bytes:
     if not isinstance(v, datetime) or v.tzinfo is not None:
-        raise ValueError("timestamp (without time zone) needs a naive datetime")
+        raise ValueError(NEEDS_NAIVE)
     return _timestamptz(v.replace(tzinfo=UTC))
 
 
@@ -500,7 +500,7 @@ def encode_crate_rows(
     width = len(rows[0]) if rows else 0
     names = names or [f"#{i + 1}" for i in range(width)]
     bases = [base_type(t)[0] for t in types]
-    check = crate_row_check(names, types)
+    check = crate_row_check(names, types, zones=True)
     refused: list[tuple[int, str]] = []
     if not crate_native.plain(rows, bases):
         refused = [(pos, why) for pos, row in enumerate(rows) if (why := check(row))]

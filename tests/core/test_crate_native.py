@@ -91,7 +91,7 @@ class _Index:
 
 _BASES = (
     "bigint", "integer", "smallint", "byte", "text", "double precision", "real", "numeric",
-    "timestamp with time zone", "",
+    "timestamp with time zone", "timestamp without time zone", "",
 )  # fmt: skip
 _ANY = st.one_of(
     st.none(),
@@ -103,7 +103,7 @@ _ANY = st.one_of(
     st.text(max_size=5),
     st.text(max_size=5).map(_Tag),
     st.binary(max_size=5),
-    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(timezones=st.sampled_from([UTC, None])),
     st.just(_Index()),
 )
 
@@ -119,7 +119,7 @@ def test_the_column_plan_answers_as_the_row_check_and_sizes_as_row_size(
     rows = data.draw(st.lists(st.tuples(*cells), min_size=1, max_size=25))
     plan = crate_native.ColumnPlan.of(bases, len(bases))
     plain, size = plan.look(rows)
-    check = crate_row_check([f"c{i}" for i in range(len(bases))], bases)
+    check = crate_row_check([f"c{i}" for i in range(len(bases))], bases, zones=True)
     if plain:
         assert not any(check(row) for row in rows)
     generic = Columns.of(rows, len(bases))
@@ -142,6 +142,7 @@ def test_str_subclasses_and_integers_that_fit_pass_without_a_type_count() -> Non
 def test_the_one_pass_probes_answer_at_every_edge_as_the_row_check() -> None:
     """Integer widths at their range edges, float and datetime columns: plain as the row check."""
     at = datetime(2024, 1, 1, tzinfo=UTC)
+    naive = at.replace(tzinfo=None)
     edges = {"byte": 8, "smallint": 16, "integer": 32, "bigint": 64}
     cases: list[tuple[str, list[object]]] = []
     for base, bits in edges.items():
@@ -155,11 +156,13 @@ def test_the_one_pass_probes_answer_at_every_edge_as_the_row_check() -> None:
         ("timestamp with time zone", [at, at.replace(microsecond=3000)]),
         ("timestamp with time zone", [at, at.replace(microsecond=3001)]),
         ("timestamp with time zone", [at, None]), ("text", [at, at.replace(microsecond=1)]),
+        ("timestamp with time zone", [at, naive]), ("timestamp without time zone", [naive, None]),
+        ("timestamp without time zone", [naive, at]), ("timestamp without time zone", [at, at]),
     ]  # fmt: skip
     for base, values in cases:
         rows = [(v, "x") for v in values]
         plan = crate_native.ColumnPlan.of((base, "text"), 2)
-        refused = any(map(crate_row_check(("a", "b"), (base, "text")), rows))
+        refused = any(map(crate_row_check(("a", "b"), (base, "text"), zones=True), rows))
         seen = Columns.of(rows, 2)
         expected = all(map(crate_native._plain_column, seen.values, seen.kinds, (base, "text")))
         plain, size = plan.look(rows)

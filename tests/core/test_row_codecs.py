@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal, localcontext
 
 import orjson
@@ -189,9 +190,13 @@ def test_crate_column_types_map_to_postgres_names(crate: str, pg: str) -> None:
 
 CRATE_VALUES = st.one_of(
     st.none(), st.booleans(), st.text(max_size=3), st.integers(), st.floats(), st.dates(),
-    st.datetimes(), st.dictionaries(st.text(max_size=2), st.floats(), max_size=2),
+    st.datetimes(timezones=st.sampled_from([None, UTC])),
+    st.dictionaries(st.text(max_size=2), st.floats(), max_size=2),
 )  # fmt: skip
-CRATE_TYPES = ["double precision", "real", "bigint", "text", "timestamp with time zone", ""]
+CRATE_TYPES = [
+    "double precision", "real", "bigint", "text", "timestamp with time zone",
+    "timestamp without time zone", "",
+]  # fmt: skip
 
 
 @given(
@@ -203,7 +208,7 @@ def test_crate_column_check_agrees_with_the_row_check(
 ) -> None:
     """The column-at-a-time check refuses a batch whenever core.exact refuses one of its rows."""
     enc = encode_crate_rows("INSERT INTO t (a, b) VALUES (?, ?)", rows, ("a", "b"), types)
-    check = crate_row_check(("a", "b"), types)
+    check = crate_row_check(("a", "b"), types, zones=True)
     assert dict(enc.refused) == {
         pos: why for pos, row in enumerate(rows) if (why := check(row)) is not None
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import aiohttp
 import pytest
 
@@ -269,3 +271,27 @@ async def test_an_analysis_error_on_every_item_rejects_only_the_bad_row() -> Non
         assert [r.row for r in report.rejected_rows] == [(7, "abc")]
         assert "Cannot cast value" in report.rejected_rows[0].reason
         assert await _ids(crate, "ap") == [i for i in range(10) if i != 7]
+
+
+@pytest.mark.parametrize(
+    ("kind", "good", "bad", "why"),
+    [
+        ("TIMESTAMP WITH TIME ZONE", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1),
+         "column at: timestamptz needs a timezone-aware datetime"),
+        ("TIMESTAMP WITHOUT TIME ZONE", datetime(2024, 1, 1), datetime(2024, 1, 1, tzinfo=UTC),
+         "column at: timestamp (without time zone) needs a naive datetime"),
+    ],
+    ids=["naive-in-tz", "aware-in-no-tz"],
+)  # fmt: skip
+async def test_a_datetime_of_the_other_zone_kind_rejects_its_row(
+    crate_standin: CrateStandIn, kind: str, good: datetime, bad: datetime, why: str
+) -> None:
+    """A naive datetime for a zoned column (or aware for an unzoned one) is refused, as in PG."""
+    rows = [{"id": i, "at": bad if i == 3 else good} for i in range(6)]
+    columns = {"id": "BIGINT", "at": kind}
+    async with open_writer(crate_standin.url, table="tz", columns=columns, primary_key=["id"]) as w:
+        await w.write_many(rows)
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (5, 1, 0), report.reasons
+    assert [(r.row, r.reason) for r in report.rejected_rows] == [((3, bad), why)]
+    assert await _ids(crate_standin, "tz") == [0, 1, 2, 4, 5]
