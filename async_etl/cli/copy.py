@@ -30,7 +30,7 @@ from async_etl.cli.run import (
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import is_table_name
-from async_etl.core.urls import dialect_of, url_problem
+from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import AsyncEtlError, ConfigError
 from async_etl.jobs.api import JOB_RETRY
 from async_etl.jobs.spec import JobSpec, parse_job
@@ -123,6 +123,9 @@ def flag_message(message: str) -> str:
     return f"copy {flag}: {problem}" if flag else f"copy: {problem}"
 
 
+NO_TABLE = "no such table"
+"""``source_primary_key``'s reason for a source table that does not exist."""
+
 PRIMARY_KEY_SQL = """
 SELECT a.attname FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -157,7 +160,7 @@ async def source_primary_key(
         return exc.message
     try:
         if await conn.fetchval("SELECT to_regclass($1)", relation) is None:
-            return "no such table"
+            return NO_TABLE
         return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, relation))
     except PG_ERRORS as exc:  # a failed look-up leaves the key to --key
         return f"{type(exc).__name__}: {exc}"
@@ -206,7 +209,8 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
 
     Without ``--key`` the key is the PostgreSQL source table's primary key, read after the
     other flags passed the loader (with a stand-in key: a bad flag is named before any
-    connection) with the job's ``[retry]`` policy (``--set retry.*``, the environment).
+    connection) with the job's ``[retry]`` policy (``--set retry.*``, the environment); a
+    source table that does not exist is refused naming it.
     """
     if args.key is not None or os.environ.get("ASYNC_ETL_SOURCE_KEY"):
         return _parse(args)
@@ -214,6 +218,9 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     found = _default_key(args, probe.retry or JOB_RETRY)
     if isinstance(found, tuple) and found:
         return _parse(argparse.Namespace(**{**vars(args), "key": ",".join(found)}))
+    if found == NO_TABLE:  # the table is what is missing, not the key
+        where = mask_url(args.source)
+        raise ConfigError(f"copy --source-table: no table {args.source_table} in {where}")
     return _parse(
         args,
         f": {args.source_table} has no primary key to default to"

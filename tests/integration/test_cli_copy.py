@@ -171,14 +171,16 @@ async def test_run_dash_reads_the_job_from_stdin(pg_dsn: str, tmp_path: Path) ->
     assert bad.stderr.count("\n") == 1 and "<stdin>: mode:" in bad.stderr
 
 
-async def test_copy_without_key_from_a_missing_table_does_not_blame_its_key(pg_dsn: str) -> None:
-    """No --key and no such source table: one line, exit 2, not "has no primary key"."""
-    base = copy_cli(pg_dsn, "dw.nokey", "--mode", "merge")
-    code, out, err = await run_cli(*base)
+async def test_copy_without_key_from_a_missing_table_names_the_table(pg_dsn: str) -> None:
+    """No --key and no such source table: one line naming the table (password masked), exit 2."""
+    source = pg_dsn.replace("postgres@", "postgres:hunter2@", 1)
+    code, out, err = await run_cli("copy", "--source", source, "--source-table", "src.missing",
+                                   "--target", pg_dsn, "--target-table", "dw.nokey",
+                                   "--mode", "merge")  # fmt: skip
     assert code == 2, out
-    assert err.count("\n") == 1 and "copy --key: required" in err, err
-    assert "could not be read" in err and "has no primary key" not in err, err
-    assert "(no such table)" in err, err
+    masked = source.replace("hunter2", "***")
+    assert "hunter2" in source and "hunter2" not in err, err
+    assert err == f"async-etl: error: copy --source-table: no table src.missing in {masked}\n"
 
 
 async def test_copy_without_key_from_an_unreachable_source_says_why(pg_dsn: str) -> None:
