@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
+import logging
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -460,3 +462,52 @@ async def test_peak_connections_counts_connections_open_at_once(crate: CrateStan
             async with late.post(f"{crate.url}/_sql", json=body) as resp:
                 assert resp.status == 200
     assert crate.counters.peak_connections == 3
+
+
+async def _leave_mid_request(crate: CrateStandIn, missing: int) -> None:
+    """Send a POST (its body ``missing`` bytes short), then drop the connection unanswered."""
+    host, port = crate.url.removeprefix("http://").rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port))
+    body = orjson.dumps({"stmt": "SELECT 1"})
+    head = f"POST /_sql HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body) + missing}\r\n\r\n"
+    writer.write(head.encode() + body)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.transport.abort()
+    await asyncio.sleep(0.3)
+
+
+@pytest.mark.parametrize("missing", [0, 100], ids=["in-service", "mid-body"])
+async def test_a_client_leaving_mid_request_is_not_an_error(
+    missing: int, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client that disconnects mid-request leaves no traceback and no error log."""
+    async with CrateStandIn(StandInConfig(latency_ms=200)) as crate:
+        await _leave_mid_request(crate, missing)
+        async with aiohttp.ClientSession() as client:
+            assert (await post_sql(client, crate.url, "SELECT 1"))[0] == 200
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert capfd.readouterr().err == ""
+
+
+async def test_a_failing_handler_still_logs_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real error (not a client leaving) still surfaces: aiohttp logs its traceback."""
+    async with CrateStandIn(StandInConfig()) as crate:
+
+        def broken(*args: object) -> None:
+            raise ConnectionResetError("a bug that looks like a reset")
+
+        monkeypatch.setattr(crate, "answer", broken)
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(f"{crate.url}/_sql", json={"stmt": "SELECT 1"}) as resp,
+        ):
+            assert resp.status == 500
+            body = await resp.text()
+    if crate.config.http == "lean":  # the lean layer names it in the 500's body instead
+        assert "ConnectionResetError: a bug that looks like a reset" in body, body
+        return
+    errors = [r.exc_info[1] for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert [str(e) for e in errors] == ["a bug that looks like a reset"], caplog.text

@@ -24,6 +24,10 @@ generator, counters — so two stand-ins in one process share nothing.  The aioh
    connection carried on its first request;
 6. serialise with orjson, adding ``duration`` (ms) and, on errors, ``error_trace`` if asked.
 
+A client that disconnects mid-request (its body cut short, or gone during the service time)
+is not an error: the request ends without an answer and without a log line; any other
+exception in the handler is aiohttp's "Error handling request" with its traceback.
+
 The engine, store and parser do no I/O; this module is the only one that touches sockets.
 The stand-in runs in the caller's event loop (``async with``) or on a private loop in a
 background thread (``with``); ``python -m async_etl.testing.crate`` runs it as a process.
@@ -282,7 +286,13 @@ class CrateStandIn:
             trace=query.get("error_trace", "false") != "false",
             types=query.get("types", "false") != "false",
         )
-        return _response(await self.sql_reply(exchange), request)
+        try:
+            reply = await self.sql_reply(exchange)
+        except ConnectionResetError:
+            if _alive(request.transport):
+                raise  # not the client leaving: aiohttp logs it with its traceback
+            return web.Response(status=499)  # the client left mid-request: nobody to answer
+        return _response(reply, request)
 
     async def sql_reply(self, exchange: Exchange) -> Reply:
         """Steps 1-6 of the theory of operation for one ``POST /_sql``, whatever the HTTP layer."""
