@@ -292,10 +292,10 @@ def pg_column_types_sql(relation: str) -> str:
     database, a CrateDB or an Oracle one has no such domain, and a domain column on one side
     holds the other side's base type unchanged.
     """
-    return ("WITH RECURSIVE d AS (SELECT a.attnum, a.attname, a.atttypid AS typ, "
-            "a.atttypmod AS mod, c.relkind::text AS kind FROM pg_attribute a "
-            f"JOIN pg_class c ON c.oid = a.attrelid WHERE a.attrelid = {relation} "
-            "AND a.attnum > 0 AND NOT a.attisdropped "
+    return ("WITH RECURSIVE d AS (SELECT attnum, attname, atttypid AS typ, "
+            "atttypmod AS mod, c.relkind::text AS kind FROM pg_attribute "
+            f"JOIN pg_class c ON c.oid = attrelid WHERE attrelid = {relation} "
+            "AND attnum > 0 AND NOT attisdropped "
             "UNION ALL SELECT d.attnum, d.attname, t.typbasetype, t.typtypmod, d.kind "
             "FROM d JOIN pg_type t ON t.oid = d.typ WHERE t.typtype = 'd') "
             "SELECT d.attname, format_type(d.typ, d.mod), d.kind FROM d "
