@@ -288,18 +288,25 @@ def pg_column_types_sql(relation: str) -> str:
     """(name, type, relkind) of the columns of ``relation`` (a regclass expression), in order.
 
     The type is ``format_type``'s, a domain written as its base type (a domain over a domain
-    too): a value of a domain is its base type's (asyncpg decodes it so), a target in another
-    database, a CrateDB or an Oracle one has no such domain, and a domain column on one side
-    holds the other side's base type unchanged.
+    too), and an array of a domain as the array of that base type (``posint[]`` is
+    ``integer[]``): a value of a domain is its base type's (asyncpg decodes it so), a target in
+    another database, a CrateDB or an Oracle one has no such domain, and a domain column on one
+    side holds the other side's base type unchanged.  Each step resolves one domain (``n``);
+    a column's last step is its type.
     """
     return ("WITH RECURSIVE d AS (SELECT attnum, attname, atttypid AS typ, "
-            "atttypmod AS mod, c.relkind::text AS kind FROM pg_attribute "
+            "atttypmod AS mod, c.relkind::text AS kind, 0 AS step FROM pg_attribute "
             f"JOIN pg_class c ON c.oid = attrelid WHERE attrelid = {relation} "
             "AND attnum > 0 AND NOT attisdropped "
-            "UNION ALL SELECT d.attnum, d.attname, t.typbasetype, t.typtypmod, d.kind "
-            "FROM d JOIN pg_type t ON t.oid = d.typ WHERE t.typtype = 'd') "
-            "SELECT d.attname, format_type(d.typ, d.mod), d.kind FROM d "
-            "JOIN pg_type t ON t.oid = d.typ WHERE t.typtype <> 'd' ORDER BY d.attnum")  # fmt: skip
+            "UNION ALL SELECT d.attnum, d.attname, n.typ, n.mod, d.kind, d.step + 1 FROM d, "
+            "LATERAL (SELECT t.typbasetype AS typ, t.typtypmod AS mod FROM pg_type t "
+            "WHERE t.oid = d.typ AND t.typtype = 'd' "
+            "UNION ALL SELECT b.typarray, e.typtypmod FROM pg_type t "
+            "JOIN pg_type e ON e.oid = t.typelem JOIN pg_type b ON b.oid = e.typbasetype "
+            "WHERE t.oid = d.typ AND t.typcategory = 'A' AND e.typtype = 'd' "
+            "AND b.typarray <> 0) AS n) "
+            "SELECT DISTINCT ON (d.attnum) d.attname, format_type(d.typ, d.mod), d.kind FROM d "
+            "ORDER BY d.attnum, d.step DESC")  # fmt: skip
 
 
 def target_columns_sql(dialect: str) -> Sql:

@@ -10,6 +10,7 @@ import pytest
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from async_etl.testing.crate import CrateStandIn, StandInConfig
+from async_etl.testing.databases import fresh_database
 from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, write
 
 COLUMNS = {
@@ -251,3 +252,42 @@ async def test_domain_columns_load_as_their_base_type_and_rest(pg_dsn: str) -> N
         "FROM pg_attribute WHERE attrelid = 'dw.dom'::regclass AND attname IN ('p', 'q')",
     )
     assert types == "integer,integer"
+
+
+DOMAIN_ARRAYS = (
+    "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+    "CREATE DOMAIN code AS varchar(20)",
+    "CREATE TABLE doma (id int PRIMARY KEY, pa posint[], ca code[])",
+    "INSERT INTO doma VALUES (1, '{5,6}', '{a,b}'), (2, NULL, '{}')",
+)
+"""A source whose columns are arrays of domains."""
+
+
+async def test_arrays_of_domains_load_as_arrays_of_their_base_type(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """``posint[]`` is ``integer[]``: another database's new table, no change seen on CrateDB."""
+    for sql in DOMAIN_ARRAYS:
+        await fetchval(pg_dsn, sql)
+    async with CrateStandIn(StandInConfig()) as crate, fresh_database(pg_server_dsn) as other:
+        for i, target in enumerate((crate.url, other)):
+            text = _domain_job(pg_dsn, target, "dw.doma").replace(
+                "p, q FROM dom", "pa, ca FROM doma"
+            )
+            text = text.replace('name = "dom_dw_doma"', f'name = "doma_{i}"')
+            spec = spec_of(text)
+            first = await run_job(spec, options=JobOptions(as_of=at(0)))
+            again = await run_job(spec, options=JobOptions(as_of=at(1)))
+            # before: 'type "posint[]" does not exist' making the new PostgreSQL table; CrateDB
+            # stored them as text arrays and every run saw each row changed (inserted 2, expired 2)
+            assert (first.status, first.inserted) == ("SUCCEEDED", 2), (target, first.error)
+            assert (again.status, again.inserted, again.expired) == ("SUCCEEDED", 0, 0), (
+                target,
+                again.error,
+            )
+        types = await fetchval(
+            other,
+            "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) "
+            "FROM pg_attribute WHERE attrelid = 'dw.doma'::regclass AND attname IN ('pa', 'ca')",
+        )
+    assert types == "integer[],character varying(20)[]"
