@@ -291,3 +291,19 @@ async def test_arrays_of_domains_load_as_arrays_of_their_base_type(
             "FROM pg_attribute WHERE attrelid = 'dw.doma'::regclass AND attname IN ('pa', 'ca')",
         )
     assert types == "integer[],character varying(20)[]"
+
+
+async def test_integers_in_crate_text_columns_rest(pg_dsn: str) -> None:
+    """An oid column (TEXT in CrateDB): an unchanged run sees no change."""
+    for sql in (
+        "CREATE TABLE dom (id int PRIMARY KEY, o oid, r oid[])",
+        "INSERT INTO dom VALUES (1, 123, '{7,8}'), (2, NULL, NULL)",
+    ):
+        await fetchval(pg_dsn, sql)
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(_domain_job(pg_dsn, crate.url, "dw.ints").replace("p, q", "o, r"))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        again = await run_job(spec, options=JobOptions(as_of=at(1)))
+    assert (first.status, first.inserted) == ("SUCCEEDED", 2), first.error
+    # before: 123 and [7, 8] were compared with the '123' and ['7', '8'] CrateDB read back
+    assert (again.status, again.inserted, again.expired) == ("SUCCEEDED", 0, 0), again.error
