@@ -40,6 +40,7 @@ __all__ = [
     "is_exact",
     "key_problem",
     "oracle_lob",
+    "pg_compared",
     "same",
 ]
 
@@ -109,6 +110,25 @@ def is_exact(pg_type: str) -> bool:
     if not pg_type.strip():
         return True
     return base_type(pg_type)[0] in EXACT_TYPES
+
+
+def pg_compared(ref: str, source_type: str, target_type: str) -> str:
+    """How a PostgreSQL merge compares column reference ``ref`` (the staged or the target side).
+
+    ``source_type`` is the source's type name, ``target_type`` an existing target's as its
+    drift check read it (a domain written as its base type; "" when not known).  A type
+    without a usable ``=`` is compared by text; an array goes through the target's array type
+    without modifiers on both sides, since arrays of two types have no ``=``: a target
+    ``posint[]`` against the staged ``integer[]`` (``operator does not exist: posint[] =
+    integer[]``), a widened ``bigint[]`` against ``integer[]``.  The staged value fits the
+    target's type (the drift check refuses the rest) and a domain's value is its base type's,
+    so neither cast changes a value.
+    """
+    if not is_exact(source_type):
+        return f"{ref}::text"
+    if not base_type(target_type)[1]:
+        return ref
+    return f"{ref}::{' '.join(_MODS.sub('', target_type.strip().lower()).split())}"
 
 
 def key_problem(pg_type: str) -> str | None:

@@ -23,7 +23,7 @@ from async_etl.core import scd_sql_common as common
 from async_etl.core import state_sql
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import collated
-from async_etl.core.compare import is_exact
+from async_etl.core.compare import is_exact, pg_compared
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.scd_sql_common import (
     SOURCE,
@@ -58,9 +58,9 @@ def _keys_equal(a: str, b: str, names: Sequence[str]) -> str:
 
 
 def _compared(alias: str, names: Sequence[str], cols: ScdColumns) -> str:
-    """Column references as compared: ``a."c"``, or ``a."c"::text`` without a usable ``=``."""
+    """Column references as compared (``core.compare.pg_compared``)."""
     return ", ".join(
-        f"{alias}.{_q(c)}" if is_exact(cols.type_of(c)) else f"{alias}.{_q(c)}::text" for c in names
+        pg_compared(f"{alias}.{_q(c)}", cols.type_of(c), cols.target_type_of(c)) for c in names
     )
 
 

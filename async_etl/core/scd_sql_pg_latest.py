@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from async_etl.core.chunks import Chunk
-from async_etl.core.compare import is_exact
+from async_etl.core.compare import is_exact, pg_compared
 from async_etl.core.scd_sql_common import Binder, Sql, bounds_predicate, quote
 from async_etl.core.specs import ScdColumns
 
@@ -49,7 +49,7 @@ def _cols(alias: str, names: Sequence[str]) -> str:
 
 def _compared(alias: str, names: Sequence[str], cols: ScdColumns) -> str:
     return ", ".join(
-        f"{alias}.{_q(c)}" if is_exact(cols.type_of(c)) else f"{alias}.{_q(c)}::text" for c in names
+        pg_compared(f"{alias}.{_q(c)}", cols.type_of(c), cols.target_type_of(c)) for c in names
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
 from async_etl.errors import ConfigError
@@ -56,6 +56,8 @@ class ScdColumns:
     ``data`` that are neither key nor compared are written on insert and never compared.
     ``types`` holds the PostgreSQL type name of each ``data`` column (empty: not known); the
     SQL generators pick each column's change comparison from it (``core.compare``).
+    ``target_types`` holds an existing PostgreSQL target's type of each ``data`` column as its
+    drift check read it (a domain as its base type; empty: no such target, or not known).
     """
 
     data: tuple[str, ...]
@@ -68,12 +70,26 @@ class ScdColumns:
     type: Literal[1, 2]
     deletes: Deletes
     types: tuple[str, ...] = ()
+    target_types: tuple[str, ...] = ()
 
     def type_of(self, name: str) -> str:
         """The PostgreSQL type name of data column ``name`` ("" when not known)."""
         if len(self.types) != len(self.data) or name not in self.data:
             return ""
         return self.types[self.data.index(name)]
+
+    def target_type_of(self, name: str) -> str:
+        """The existing target's type name of data column ``name`` ("" when not known)."""
+        if len(self.target_types) != len(self.data) or name not in self.data:
+            return ""
+        return self.target_types[self.data.index(name)]
+
+    def with_target(self, existing: Sequence[tuple[str, str]] | None) -> ScdColumns:
+        """These columns with ``target_types`` from an existing target's (name, type) listing."""
+        found = dict(existing or ())
+        if not found:
+            return self
+        return replace(self, target_types=tuple(found.get(c, "") for c in self.data))
 
     @property
     def compared(self) -> tuple[str, ...]:

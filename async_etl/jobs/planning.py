@@ -48,7 +48,7 @@ from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
 from async_etl.jobs.endpoints import Target, make_target
-from async_etl.jobs.schema_drift import check_drift, drift_to_add, read_columns
+from async_etl.jobs.schema_drift import drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.log import get_logger
@@ -161,7 +161,9 @@ async def preflight(
     top = await source_max(spec, columns, source, holder, app, policy)
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
-    add = await _check_target(spec, columns, cols, target, holder, app, policy)
+    add, existing = await _check_target(spec, columns, cols, target, holder, app, policy)
+    if dialect_of(spec.target.url) == "postgresql":  # compare through the target's types
+        cols = cols.with_target(existing)
     try:
         latest = await retrying(
             lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"
@@ -208,8 +210,10 @@ async def preflight(
 async def _check_target(
     spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns, target: Target,
     holder: Holder, app: str, policy: RetryPolicy,
-) -> tuple[tuple[str, str], ...]:  # fmt: skip
-    """``check_drift`` against the table the run ends in; the columns to add to ``target``.
+) -> tuple[tuple[tuple[str, str], ...], list[tuple[str, str]] | None]:  # fmt: skip
+    """``check_drift`` against the table the run ends in: the columns to add, the target's.
+
+    The target's are its (name, type) columns as read (None: no such table yet).
 
     A full refresh loads a new table but keeps the existing target's definition: its columns
     are checked like a normal run's (a PostgreSQL new table is made from the target's own
@@ -217,7 +221,8 @@ async def _check_target(
     source's columns).  It may not drop history either (``core.modes.refresh_problem``).
     """
     if spec.mode != "full_refresh":
-        return await check_drift(spec, columns, cols, target, holder, app, policy)
+        existing = await read_columns(spec, target, holder, app, policy)
+        return drift_to_add(spec, columns, cols, existing), existing
     final = make_target(dataclasses.replace(spec, mode="merge"))
     existing = await read_columns(spec, final, holder, app, policy)
     try:
@@ -235,7 +240,7 @@ async def _check_target(
     if problem is not None:
         raise ConfigError(f"job {spec.name}: full refresh: {problem}")
     add = drift_to_add(spec, columns, cols, existing)  # the columns read above, not again
-    return add if dialect_of(spec.target.url) == "postgresql" else ()
+    return (add if dialect_of(spec.target.url) == "postgresql" else ()), existing
 
 
 async def builds_new_table(

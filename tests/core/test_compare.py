@@ -120,6 +120,22 @@ def test_pg_merge_compares_types_without_equality_as_text(kind: int) -> None:
             )
 
 
+@pytest.mark.parametrize("kind", [2, 1])
+def test_pg_merge_compares_arrays_through_the_targets_type(kind: int) -> None:
+    """An existing target's posint[] (read as integer[]) and numeric[] are cast on both sides."""
+    spec = ScdSpec(type=kind, business_key=("id",))  # type: ignore[arg-type]
+    cols = spec.resolve(["id", "p", "r", "w"], ["integer", "integer", "integer[]", "integer[]"])
+    cols = cols.with_target([("id", "integer"), ("p", "integer"), ("r", "integer[]"),
+                             ("w", "numeric(12,2)[]")])  # fmt: skip
+    sql = [s.text for s in pg.merge_statements("dw.t", "stg", cols, ("id",), Chunk(0, None, None))]
+    compared = [s for s in sql if "IS DISTINCT FROM" in s]
+    assert compared
+    for text in compared:
+        for alias in ("t", "EXCLUDED" if kind == 1 else "s"):
+            assert f'ROW({alias}."p", {alias}."r"::integer[], {alias}."w"::numeric[])' in text
+    assert cols.with_target(None) == cols and cols.target_type_of("nope") == ""
+
+
 def test_pg_merge_without_inexact_types_is_unchanged() -> None:
     """Only exact types: no ::text casts and no SET LOCAL."""
     cols = ScdSpec(business_key=("id",)).resolve(["id", "v"], ["integer", "text"])

@@ -293,6 +293,52 @@ async def test_arrays_of_domains_load_as_arrays_of_their_base_type(
     assert types == "integer[],character varying(20)[]"
 
 
+DOMAIN_TARGETS = (
+    "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+    "CREATE SCHEMA dw",
+    "CREATE TABLE dw.v (id int, p posint, r posint[], "
+    "valid_from timestamptz NOT NULL, valid_to timestamptz, is_current boolean NOT NULL)",
+    "CREATE TABLE dw.m (id int PRIMARY KEY, p posint, r posint[])",
+)
+"""A user's type-2 and type-1 targets with posint and posint[] columns."""
+
+
+async def test_existing_targets_with_domain_arrays_take_changes(pg_server_dsn: str) -> None:
+    """SCD2 and merge into a user's posint and posint[] columns take one change."""
+    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as other:
+        for sql in (*DOMAIN_TARGETS[:1], "CREATE TABLE s (id int PRIMARY KEY, p posint, "
+                    "r posint[])", "INSERT INTO s VALUES (1, 5, '{1,2}'), "
+                    "(2, NULL, NULL)"):  # fmt: skip
+            await fetchval(src, sql)
+        for i, dsn in enumerate((src, other)):  # the same database, another one
+            for sql in DOMAIN_TARGETS[1:] if dsn == src else DOMAIN_TARGETS:
+                await fetchval(dsn, sql)
+            for table, scd in (("dw.v", "type = 2"), ("dw.m", "type = 1")):
+                text = _domain_job(src, dsn, table).replace("p, q FROM dom", "p, r FROM s")
+                text = text.replace("type = 2", scd).replace('name = "dom_', f'name = "d{i}_')
+                spec = spec_of(text)
+                first = await run_job(spec, options=JobOptions(as_of=at(0)))
+                assert (first.status, first.inserted) == ("SUCCEEDED", 2), (dsn, table, first.error)
+                await fetchval(src, "UPDATE s SET r = '{1,2,3}' WHERE id = 1")
+                again = await run_job(spec, options=JobOptions(as_of=at(1)))
+                await fetchval(src, "UPDATE s SET r = '{1,2}' WHERE id = 1")
+                # before: 'operator does not exist: posint[] = integer[]' (type 2), the run FAILED
+                changed = (again.inserted, again.expired) if scd == "type = 2" else (again.updated,)
+                assert (again.status, *changed) == (
+                    ("SUCCEEDED", 1, 1) if scd == "type = 2" else ("SUCCEEDED", 1)
+                ), (dsn, table, again.error)
+            versions = await fetchval(
+                dsn,
+                "SELECT string_agg(format('%s %s %s', id, r, is_current), '; ' "
+                "ORDER BY id, valid_from) FROM dw.v",
+            )
+            assert versions == "1 {1,2} f; 1 {1,2,3} t; 2  t"
+            merged = await fetchval(
+                dsn, "SELECT string_agg(format('%s %s %s', id, p, r), '; ' ORDER BY id) FROM dw.m"
+            )
+            assert merged == "1 5 {1,2,3}; 2  "
+
+
 async def test_integers_in_crate_text_columns_rest(pg_dsn: str) -> None:
     """An oid column (TEXT in CrateDB): an unchanged run sees no change."""
     for sql in (
