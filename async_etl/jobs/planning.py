@@ -211,7 +211,7 @@ async def _check_target(
     spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns, target: Target,
     holder: Holder, app: str, policy: RetryPolicy,
 ) -> tuple[tuple[tuple[str, str], ...], list[tuple[str, str]] | None]:  # fmt: skip
-    """``check_drift`` against the table the run ends in: the columns to add, the target's.
+    """``drift_to_add`` against the table the run ends in: the columns to add, the target's.
 
     The target's are its (name, type) columns as read (None: no such table yet).
 

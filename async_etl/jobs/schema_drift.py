@@ -21,7 +21,7 @@ from async_etl.jobs.spec import JobSpec
 from async_etl.log import get_logger
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["check_drift", "drift_to_add", "read_columns"]
+__all__ = ["drift_to_add", "read_columns"]
 
 log = get_logger(__name__)
 
@@ -51,25 +51,6 @@ _TYPES: dict[str, tuple[Callable[[str], str], Callable[[str, str], bool]]] = {
 }
 
 
-async def check_drift(
-    spec: JobSpec,
-    columns: Sequence[tuple[str, str]],
-    cols: ScdColumns,
-    target: Target,
-    holder: Holder,
-    app: str,
-    policy: RetryPolicy,
-) -> tuple[tuple[str, str], ...]:
-    """The columns to add to the target (name, target type); () when none or no table yet.
-
-    Raises ``ConfigError`` naming the first added, dropped or retyped column when the run may
-    not proceed, and ``unusable(...)`` when the target cannot be read (transient failures are
-    retried with ``policy`` first).
-    """
-    existing = await read_columns(spec, target, holder, app, policy)
-    return drift_to_add(spec, columns, cols, existing)
-
-
 async def read_columns(
     spec: JobSpec, target: Target, holder: Holder, app: str, policy: RetryPolicy
 ) -> list[tuple[str, str]] | None:
@@ -92,7 +73,9 @@ def drift_to_add(
     cols: ScdColumns,
     existing: Sequence[tuple[str, str]] | None,
 ) -> tuple[tuple[str, str], ...]:
-    """``check_drift``'s decision on target columns already read (``read_columns``).
+    """The columns to add to the target (name, target type), from its columns (``read_columns``).
+
+    () when none or no table yet (``existing`` None).
 
     Raises ``ConfigError`` naming the first added, dropped or retyped column when the run may
     not proceed.
