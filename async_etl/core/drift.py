@@ -41,7 +41,9 @@ __all__ = [
     "decide",
     "oracle_column_type",
     "oracle_fits",
+    "pg_missing_types_sql",
     "pg_scd_type_problem",
+    "pg_types_to_check",
     "sql_fits",
     "target_columns_sql",
 ]
@@ -307,6 +309,39 @@ def pg_column_types_sql(relation: str) -> str:
             "AND b.typarray <> 0) AS n) "
             "SELECT DISTINCT ON (d.attnum) d.attname, format_type(d.typ, d.mod), d.kind FROM d "
             "ORDER BY d.attnum, d.step DESC")  # fmt: skip
+
+
+_PG_BUILT_IN = frozenset({
+    "smallint", "integer", "bigint", "numeric", "real", "double precision", "money", "boolean",
+    "text", "character varying", "character", "\"char\"", "name", "bytea", "uuid", "json",
+    "jsonb", "xml", "date", "time without time zone", "time with time zone", "interval",
+    "timestamp without time zone", "timestamp with time zone", "inet", "cidr", "macaddr",
+    "macaddr8", "bit", "bit varying", "oid", "tsvector", "tsquery", "point", "line", "lseg",
+    "box", "path", "polygon", "circle", "int4range", "int8range", "numrange", "tsrange",
+    "tstzrange", "daterange", "pg_lsn", "jsonpath",
+})  # fmt: skip
+"""``format_type``'s names (modifiers and ``[]`` taken off) of PostgreSQL's common built-in
+types: every database has them, so a new target's column of one needs no question."""
+
+
+def pg_types_to_check(columns: Sequence[Column]) -> tuple[str, ...]:
+    """The distinct types of ``columns`` a PostgreSQL target may lack, in first-seen order.
+
+    Those not built in (``_PG_BUILT_IN``): an enum, a composite, an extension's type, or an
+    array of one, as ``format_type`` names it (``pg_missing_types_sql`` asks the target).
+    """
+    seen: dict[str, None] = {}
+    for _, type_name in columns:
+        t = type_name.strip()
+        base = " ".join(_MODS.sub(" ", t[:-2] if t.endswith("[]") else t).split())
+        if base.lower() not in _PG_BUILT_IN and base not in _PG_BUILT_IN:
+            seen.setdefault(t, None)
+    return tuple(seen)
+
+
+def pg_missing_types_sql() -> Sql:
+    """Which of ``$1`` (type names, ``pg_types_to_check``) the PostgreSQL database lacks."""
+    return Sql("SELECT t FROM unnest($1::text[]) AS t WHERE to_regtype(t) IS NULL", ("types",))
 
 
 def target_columns_sql(dialect: str) -> Sql:

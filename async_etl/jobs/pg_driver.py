@@ -218,6 +218,13 @@ class PgTarget:
                               "(and creates it when missing): name another")  # fmt: skip
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
+    async def missing_types(self, holder: Holder, app: str, types: Sequence[str]) -> list[str]:
+        """Those of ``types`` (``drift.pg_types_to_check``) the target database does not have."""
+        st = drift.pg_missing_types_sql()
+        async with self.connection(holder, app) as conn:
+            rows = await conn.fetch(st.text, *st.args({"types": list(types)}))
+        return [str(r[0]) for r in rows]
+
     async def prepare(self, ctx: JobContext) -> None:
         """Create the target and its indexes if missing; add ``ctx.add_columns``.
 

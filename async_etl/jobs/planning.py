@@ -48,7 +48,7 @@ from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
 from async_etl.jobs.endpoints import Target, make_target
-from async_etl.jobs.schema_drift import drift_to_add, read_columns
+from async_etl.jobs.schema_drift import check_new_types, drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
 from async_etl.log import get_logger
@@ -222,7 +222,10 @@ async def _check_target(
     """
     if spec.mode != "full_refresh":
         existing = await read_columns(spec, target, holder, app, policy)
-        return drift_to_add(spec, columns, cols, existing), existing
+        add = drift_to_add(spec, columns, cols, existing)
+        await check_new_types(spec, columns if existing is None else add, target, holder, app,
+                              policy)  # fmt: skip
+        return add, existing
     final = make_target(dataclasses.replace(spec, mode="merge"))
     existing = await read_columns(spec, final, holder, app, policy)
     try:
@@ -240,6 +243,7 @@ async def _check_target(
     if problem is not None:
         raise ConfigError(f"job {spec.name}: full refresh: {problem}")
     add = drift_to_add(spec, columns, cols, existing)  # the columns read above, not again
+    await check_new_types(spec, columns if existing is None else add, final, holder, app, policy)
     return (add if dialect_of(spec.target.url) == "postgresql" else ()), existing
 
 

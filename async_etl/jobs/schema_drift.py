@@ -3,7 +3,8 @@
 Reads only (one target connection).  The decision is ``core.drift``'s; this module picks the
 target's type mapping (PostgreSQL: the source's own types; CrateDB: ``crate_type``; Oracle:
 ``oracle_type``) and turns a refusal into a ``ConfigError`` (exit status 2, before anything is
-written or any run is recorded).
+written or any run is recorded).  ``check_new_types``: a PostgreSQL target that must create
+columns (a new table, added ones) has each one's type (an enum, a composite of the source's).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from collections.abc import Callable, Sequence
 from async_etl.core import drift
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
-from async_etl.core.urls import dialect_of
+from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import AsyncEtlError, ConfigError, unusable
 from async_etl.jobs.context import Holder
 from async_etl.jobs.endpoints import Target
+from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.spec import JobSpec
 from async_etl.log import get_logger
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["drift_to_add", "read_columns"]
+__all__ = ["check_new_types", "drift_to_add", "read_columns"]
 
 log = get_logger(__name__)
 
@@ -94,3 +96,36 @@ def drift_to_add(
     if add:
         log.info("schema_evolution", table=spec.target.table, add=[n for n, _ in add])
     return add
+
+
+async def check_new_types(
+    spec: JobSpec,
+    made: Sequence[tuple[str, str]],
+    target: Target,
+    holder: Holder,
+    app: str,
+    policy: RetryPolicy,
+) -> None:
+    """``ConfigError`` naming a column of ``made`` whose type the PostgreSQL target lacks.
+
+    ``made``: the (name, source type) columns the run will create in the target (all of them
+    for a new table, the added ones for an existing one).  A type not built in (an enum, a
+    composite: ``drift.pg_types_to_check``) is looked up in the target database, one round trip
+    and only then; a source in another database may have types this one does not.  Raises
+    ``unusable(...)`` when the target cannot be read.
+    """
+    types = drift.pg_types_to_check(made)
+    if not types or not isinstance(target, PgTarget):
+        return
+    try:
+        missing = await retrying(
+            lambda: target.missing_types(holder, app, types), policy, what="read target types"
+        )
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
+    if missing:
+        name, type_name = next((n, t) for n, t in made if t.strip() == missing[0])
+        raise ConfigError(f"job {spec.name}: target {mask_url(spec.target.url)}: column {name} "
+                          f"has type {type_name}, which the target database does not have; "
+                          f"create it there first (CREATE TYPE ...) or cast it in [source] "
+                          f"query (... {name}::text AS {name})")  # fmt: skip

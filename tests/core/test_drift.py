@@ -209,3 +209,12 @@ def test_pg_scd_columns_of_another_type_are_refused(column: str, got: str, needl
     assert problem is not None and needle in problem
     ok = [("id", "integer"), *cols.items()]
     assert drift.pg_scd_type_problem(ok, "valid_from", "valid_to", "is_current", "dw.t") is None
+
+
+def test_pg_types_to_check_asks_only_about_types_not_built_in() -> None:
+    """Built-in types (with modifiers, arrays) need no question; enums, composites do, once."""
+    columns = [("a", "integer"), ("b", "character varying(20)[]"), ("c", "numeric(10,2)"),
+               ("d", "timestamp with time zone"), ("e", "mood"), ("f", "mood[]"),
+               ("g", "s.pair"), ("h", "mood"), ("i", '"Mood"'), ("j", '"char"')]  # fmt: skip
+    assert drift.pg_types_to_check(columns) == ("mood", "mood[]", "s.pair", '"Mood"')
+    assert drift.pg_types_to_check([("id", "bigint"), ("t", "text"), ("j", "jsonb")]) == ()
