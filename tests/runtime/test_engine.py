@@ -227,7 +227,9 @@ async def test_duration_stops_the_run(batch_size: int) -> None:
 
 async def test_warmup_is_excluded_from_the_figures() -> None:
     """With --warmup the measured rows and seconds exclude the warm-up period."""
-    settings = _settings(records=None, duration=1.0, warmup=0.4, report_interval=0.1)
+    # 2 s, not 1: the warm-up ends at the reporter's first tick after 0.4 s, and on a busy
+    # machine that tick came 0.37 s late, leaving a 1 s run 0.23 s to measure
+    settings = _settings(records=None, duration=2.0, warmup=0.4, report_interval=0.1)
     async with Engine(settings) as engine:
         t0 = time.perf_counter()  # the engine's clock
         summary = await engine.run(Synthetic(), ScriptedSink(delay=0.002))
