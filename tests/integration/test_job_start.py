@@ -95,8 +95,7 @@ def _imported(stderr: str) -> set[str]:
 
 async def _copy_process(pg_dsn: str, script: str) -> subprocess.CompletedProcess[str]:
     """A 10-row ``copy`` of ``src.t`` into ``dw.t`` run by ``python -c script`` (it succeeded)."""
-    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
-                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    await _source_table(pg_dsn, 10)
     argv = [sys.executable, "-c", script, "copy", "--source", pg_dsn,
             "--source-table", "src.t", "--target", pg_dsn, "--target-table", "dw.t",
             "--key", "id"]  # fmt: skip
@@ -268,6 +267,15 @@ TWO_CHUNKS_AT_ONCE = (
     "[parallel]\nenabled = true\nmax_workers = 2\nchunk_size = 10\nmin_rows_for_parallel = 10\n"
 )
 """Two chunks of 10 rows of ``src.t`` (20), both in flight at once."""
+
+
+async def _source_table(dsn: str, rows: int) -> None:
+    """``src.t (id int PRIMARY KEY, v text)`` holding ids 1..``rows``."""
+    await _execute(
+        dsn,
+        "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
+        f"INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, {rows}) g",
+    )
 
 
 async def _full_refresh(pg_dsn: str, name: str, target: str | None = None, more: str = "") -> None:
@@ -461,8 +469,7 @@ async def test_the_first_chunk_goes_on_on_the_surveys_and_the_preparations_conne
     import async_etl.drivers.postgres_connections as driver
     from tests.databases import fresh_database
 
-    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
-                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    await _source_table(pg_dsn, 10)
     opened: list[tuple[str, str, Any]] = []
     copied_on: list[Any] = []
     connect = driver.connect_job
@@ -502,8 +509,7 @@ async def test_preflight_and_a_chunk_connect_to_target_and_source_at_once(
     import async_etl.drivers.postgres_connections as driver
     from tests.databases import fresh_database
 
-    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
-                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 20) g")  # fmt: skip
+    await _source_table(pg_dsn, 20)
     steps: list[tuple[str, str, str]] = []
     connect = driver.connect_job
 
@@ -535,8 +541,7 @@ async def test_the_state_connection_closes_beside_the_runs_last_connection(
     """At the end the state store's close starts while another of the run's is still closing."""
     from tests.databases import fresh_database
 
-    await _execute(pg_dsn, "CREATE SCHEMA src; CREATE TABLE src.t (id int PRIMARY KEY, v text); "
-                  "INSERT INTO src.t SELECT g, 'v' || g FROM generate_series(1, 10) g")  # fmt: skip
+    await _source_table(pg_dsn, 10)
     closes: list[tuple[str, str]] = []
     close = asyncpg.Connection.close
 
