@@ -15,17 +15,18 @@ asyncpg's default decoding changes some values without a word, and fails on othe
 
 A Python-side target reads the source with the codecs here instead (installed by
 ``drivers.postgres.use_exact_codecs``): ``interval`` and bit strings as PostgreSQL's own
-text, and dates and timestamps from their binary form (days or microseconds since
-2000-01-01), as ``date`` / ``datetime`` when Python can hold them and as a ``PgMoment``
-otherwise (an infinity, a BC date, a year past 9999); times as ``datetime.time``, and
-24:00:00 as the text ``str()`` of such a time would have (``'24:00:00'``,
-``'24:00:00+05:30'``), which is how every other time reaches a text column.  The encoders are
-exact too: a chunk cut of 9999-12-31 (read with asyncpg's codecs, as ``date.max``) is bound as
-9999-12-31, as a CrateDB or Oracle target binds it, so both split the keys alike (asyncpg would
-send ``infinity``); cursor bounds go as text (``core.incremental``).  ``core.exact`` then
-decides what each target stores: CrateDB keeps a finite ``PgMoment`` exactly as epoch
-milliseconds, no target stores an infinity.  The encoders accept what the default ones do
-(``date`` / ``datetime`` / ``time``) plus ``PgMoment`` and the 24:00 texts.  Pure: no I/O.
+text (an interval's under ``IntervalStyle`` ``postgres``: ``TEXT_SESSION_SQL``), and dates
+and timestamps from their binary form (days or microseconds since 2000-01-01), as ``date`` /
+``datetime`` when Python can hold them and as a ``PgMoment`` otherwise (an infinity, a BC
+date, a year past 9999); times as ``datetime.time``, and 24:00:00 as the text ``str()`` of
+such a time would have (``'24:00:00'``, ``'24:00:00+05:30'``), which is how every other time
+reaches a text column.  The encoders are exact too: a chunk cut of 9999-12-31 (read with
+asyncpg's codecs, as ``date.max``) is bound as 9999-12-31, as a CrateDB or Oracle target binds
+it, so both split the keys alike (asyncpg would send ``infinity``); cursor bounds go as text
+(``core.incremental``).  ``core.exact`` then decides what each target stores: CrateDB keeps a
+finite ``PgMoment`` exactly as epoch milliseconds, no target stores an infinity.  The encoders
+accept what the default ones do (``date`` / ``datetime`` / ``time``) plus ``PgMoment`` and the
+24:00 texts.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, Final
 
 __all__ = [
+    "TEXT_SESSION_SQL",
     "TEXT_TYPES",
     "TUPLE_CODECS",
     "PgMoment",
@@ -44,6 +46,17 @@ __all__ = [
 
 TEXT_TYPES: Final = ("interval", "bit", "varbit")
 """``pg_catalog`` types read as PostgreSQL's own text form."""
+
+TEXT_SESSION_SQL: Final = "SET intervalstyle = 'postgres'"
+"""The session setting those texts are read under, whatever the role or database sets.
+
+An ``interval``'s text follows the session's ``IntervalStyle`` (``'1 mon'`` is ``P1M`` under
+``iso_8601``, ``0-1`` under ``sql_standard``): a source whose style changed between two runs
+would read every interval as changed, and a type-2 job into CrateDB would write a new version
+of every row.  ``postgres`` is the server's default, and what ``pg_dump`` sets for the same
+reason (``setup_connection`` in ``src/bin/pg_dump/pg_dump.c``).  It also decides how an
+interval literal in ``[source] query`` with a leading ``-`` and unsigned fields reads
+(``'-1 2:00'``: PostgreSQL's documentation, "Interval Input")."""
 
 _EPOCH_2000 = datetime(2000, 1, 1)
 _EPOCH_2000_UTC = datetime(2000, 1, 1, tzinfo=UTC)

@@ -31,7 +31,7 @@ import anyio
 import asyncpg
 
 from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
-from async_etl.core.pg_values import TEXT_TYPES, TUPLE_CODECS
+from async_etl.core.pg_values import TEXT_SESSION_SQL, TEXT_TYPES, TUPLE_CODECS
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
     AsyncEtlError,
@@ -185,8 +185,11 @@ async def use_exact_codecs(conn: Any) -> None:
     See ``core.pg_values``: no value is changed on the way in (a month stays a month,
     ``'infinity'`` is not 9999-12-31), and a BC date or a year past 9999 reads as a
     ``PgMoment`` instead of failing the whole read.  Bound values are exact too: ``date.max``
-    is 9999-12-31, not asyncpg's ``infinity``.  Untranslated driver errors.
+    is 9999-12-31, not asyncpg's ``infinity``.  Intervals read under ``IntervalStyle``
+    ``postgres`` (``core.pg_values.TEXT_SESSION_SQL``, a session setting of ``conn``), so a role
+    or database that sets another style does not change their text.  Untranslated driver errors.
     """
+    await conn.execute(TEXT_SESSION_SQL)
     for name in TEXT_TYPES:
         await conn.set_type_codec(
             name, schema="pg_catalog", encoder=str, decoder=str, format="text"

@@ -76,6 +76,31 @@ async def test_interval_and_bit_strings_are_stored_as_postgres_text(pg_dsn: str)
         assert (await _stored(crate.url))[1]["iv"] == "30 days"
 
 
+@pytest.mark.parametrize("style", ["iso_8601", "sql_standard"])
+async def test_interval_text_does_not_follow_the_source_interval_style(
+    pg_dsn: str, style: str
+) -> None:
+    """A source whose IntervalStyle changes between runs: intervals read alike, nothing changes."""
+    rows = ["1, '1 mon 2 days 03:04:05.678', ARRAY['1 mon', '-2 days 00:00:01']::interval[]",
+            "2, '-1 year +1 day -00:00:00.001', NULL"]  # fmt: skip
+    await _source(pg_dsn, "iv interval, ia interval[]", rows)
+    job = f"fid_{uuid.uuid4().hex[:8]}"
+    async with CrateStandIn(StandInConfig()) as crate:
+        spec = spec_of(_job(pg_dsn, crate.url, job))
+        first = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert (first.status, first.error, first.inserted) == ("SUCCEEDED", None, 2)
+        before = {k: (r["iv"], r["ia"]) for k, r in (await _stored(crate.url)).items()}
+        assert before == {1: ("1 mon 2 days 03:04:05.678", ["1 mon", "-2 days +00:00:01"]),
+                          2: ("-1 years +1 day -00:00:00.001", None)}  # fmt: skip
+        alter = f"ALTER DATABASE %I SET intervalstyle = {style}"
+        await fetchval(pg_dsn, f"DO $$ BEGIN EXECUTE format('{alter}', current_database()); END $$")
+        again = await run_job(spec, options=JobOptions(as_of=at(1)))
+        assert (again.status, again.error) == ("SUCCEEDED", None)
+        assert (again.inserted, again.updated, again.expired) == (0, 0, 0)
+        after = {k: (r["iv"], r["ia"]) for k, r in (await _stored(crate.url)).items()}
+        assert after == before
+
+
 async def test_infinite_dates_and_timestamps_are_refused_with_a_true_reason(pg_dsn: str) -> None:
     """date and timestamptz 'infinity' / '-infinity': rejects naming the column, nothing stored."""
     await _source(pg_dsn, "d date, ts timestamptz",
