@@ -87,8 +87,7 @@ class GlobalSlots:
             conn, slot = await retrying(lambda: self._acquire(cancelled), self.policy,
                                         what="state store: global slot")  # fmt: skip
         except LoadError as exc:  # unreachable (after the retries), auth, no database
-            where = f"state store {mask_url(self.url)}"
-            raise unusable(f"{where}: global slot: {exc.message}", exc) from exc
+            raise unusable(exc.message, exc) from exc  # 'state store URL: global slot: ...'
         listener: Any = None
         try:
             if slot is not None:
@@ -103,7 +102,8 @@ class GlobalSlots:
 
     async def _acquire(self, cancelled: anyio.Event) -> tuple[Any, Slot | None]:
         """A connection and the slot it holds (None: cancelled); errors translated."""
-        conn = self._idle.pop() if self._idle else await open_connection(self.url)
+        where = f"state store {mask_url(self.url)}: global slot"
+        conn = self._idle.pop() if self._idle else await open_connection(self.url, where=where)
         try:
             async with translated(self.url, "global slot"):
                 return conn, await self._wait(conn, cancelled)

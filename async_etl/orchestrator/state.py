@@ -152,8 +152,7 @@ class PlanStore:
             conn = await retrying(lambda: _control_connection(url, plan), policy,
                                   what="state store: open")  # fmt: skip
         except LoadError as exc:  # unreachable (after the retries), auth, no database
-            raise unusable(f"state store {mask_url(url)}: cannot connect: {exc.message}",
-                           exc) from exc  # fmt: skip
+            raise unusable(exc.message, exc) from exc  # it names the store: 'state store URL: '
         try:
             pool = await open_pool(
                 url, min_size=0, max_size=writers, server_settings={"application_name": APP_NAME}
