@@ -75,6 +75,14 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,  # e.g. releasing a connection broken mid-COPY
 )
 
+UNDECODABLE_HINT = (
+    "asyncpg cannot read a composite holding a field it reads only as text (an interval, a bit "
+    "string, tsvector, an extension's type): cast the column in [source] query "
+    "(col::text AS col)"
+)
+"""Why asyncpg's ``UnsupportedClientFeatureError`` (MagicStack/asyncpg#710, #779) is no
+connection problem, and what to do: retrying cannot help, the same column fails every time."""
+
 PG_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *_CONNECTION_ERRORS)
 """Everything a PostgreSQL adapter should catch and pass through ``translate_pg``."""
 
@@ -102,6 +110,9 @@ def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
         return classified(pg_kind(code, fatal=severity == "FATAL"), text)
     if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):  # e.g. sslmode=bogus
         return ConfigError(f"{where}: {exc}")
+    if isinstance(exc, asyncpg.exceptions.UnsupportedClientFeatureError):  # not the connection
+        hint = f"; {UNDECODABLE_HINT}" if "composite" in str(exc) else ""
+        return LoadError(f"{where}: {exc}{hint}")
     if isinstance(exc, _CONNECTION_ERRORS):
         return connection_problem(exc, where)
     return LoadError(f"{where}: {type(exc).__name__}: {exc}")

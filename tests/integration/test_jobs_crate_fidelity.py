@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.coltypes import epoch_ms
@@ -183,6 +184,27 @@ async def test_time_24_00_is_stored_as_its_text_not_a_failed_run(pg_dsn: str) ->
             2: ("23:59:59.999999", "12:00:00-15:59", None)}  # fmt: skip
         again = await run_job(spec, options=JobOptions(as_of=at(1)))
         assert (again.inserted, again.updated, again.expired) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("field", ["interval", "bit(2)", "tsvector"])
+async def test_composite_asyncpg_cannot_read_fails_once_naming_it_not_a_connection(
+    pg_dsn: str, field: str
+) -> None:
+    """A composite with a field asyncpg reads only as text: one line naming it, no retries."""
+    await fetchval(pg_dsn, f"CREATE TYPE pair AS (n int, f {field})")
+    await _source(pg_dsn, "p pair", ["1, NULL"])
+    await fetchval(pg_dsn, "UPDATE src SET p = ROW(1, NULL)")
+    async with CrateStandIn(StandInConfig()) as crate:
+        with capture_logs() as logs:
+            result = await run_job(spec_of(_job(pg_dsn, crate.url, "fidpair", "fail")),
+                                   options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert crate.counters.bulk_items == 0
+    assert result.status == "FAILED"
+    assert [e for e in logs if e["event"] == "retrying"] == []
+    error = result.error or ""
+    assert "connection problem" not in error
+    assert 'cannot decode type "public"."pair"' in error
+    assert "cast the column in [source] query" in error
 
 
 @pytest.mark.parametrize("kind", ["float8", "numeric"])
