@@ -411,18 +411,20 @@ def extract_sql(
     chunk: Chunk,
     window: CursorWindow | None = None,
     tail: Sequence[str] = (),
+    select: str = "*",
 ) -> Sql:
     """Read one chunk of the source in key order (rows with a NULL key are never read).
 
     With a cursor ``window`` only its rows are read (binds from ``window.values()`` too).
     ``tail``: constant SQL expressions appended to every row (``initial_version_tail``).
+    ``select``: the source's columns (of alias ``q``) as read, ``core.pg_casts.cast_select``'s.
     """
     b = Binder("pg")
     where = bounds_predicate([f"q.{_q(c)}" for c in key], chunk, b)
     where += inc.window_clause(window, b)
     order = _order_by([f"q.{_q(c)}" for c in key], chunk.collate)
     extra = "".join(f", {t}" for t in tail)
-    st = b.sql(f"SELECT *{extra} FROM {SOURCE} WHERE {where} ORDER BY {order}")
+    st = b.sql(f"SELECT {select}{extra} FROM {SOURCE} WHERE {where} ORDER BY {order}")
     return embed_source(st, source_relation(query, table))
 
 

@@ -79,6 +79,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import indexes_after_load
 from async_etl.core.modes import pg_swap_sql as swap_sql
+from async_etl.core.pg_casts import cast_select, copy_casts
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.scd_sql_pg_latest import latest_merge_statements
@@ -610,7 +611,8 @@ class PgTarget:
             if isinstance(source, PgSource):
                 if self.source_unique is None and dest == STAGING:
                     self.source_unique = await source.unique_on(sconn, ctx.cols.business_key)
-                return await pipe(ctx, source, sconn, conn, chunk, dest, columns, consts)
+                select = "*" if dest == STAGING else self._select(ctx)
+                return await pipe(ctx, source, sconn, conn, chunk, dest, columns, consts, select)
             total = 0
             extra = (ctx.as_of, None, True) if tail else ()
             await use_exact_codecs(conn)  # 9999-12-31 stays itself, not 'infinity'
@@ -622,6 +624,19 @@ class PgTarget:
                 )
                 total += len(batch)
             return total
+
+    @staticmethod
+    def _select(ctx: JobContext) -> str:
+        """The source's columns as a binary COPY into the target reads them (``core.pg_casts``).
+
+        Cast to the existing target's types where the binary formats differ (``integer[]``
+        into ``bigint[]``); staging has the source's own types and needs no cast.  A full
+        refresh's new table is made LIKE the target whose types preflight read (or, with no
+        target, from the source's: no cast).
+        """
+        types = [t for _, t in ctx.columns]
+        target = [ctx.cols.target_type_of(n) for n in ctx.names]
+        return cast_select(ctx.names, copy_casts(types, target) if any(target) else ())
 
     async def _merge(
         self, ctx: JobContext, conn: Any, chunk: Chunk

@@ -31,8 +31,13 @@ async def pipe(
     dest: str,
     columns: Sequence[str],
     tail: Sequence[str],
+    select: str = "*",
 ) -> int:
-    """Binary COPY from the source connection into ``dest``, through a bounded stream."""
+    """Binary COPY from the source connection into ``dest``, through a bounded stream.
+
+    ``select``: the source's columns as read (``core.pg_casts.cast_select``), so that each
+    field is in the binary format of ``dest``'s column.
+    """
     send, receive = anyio.create_memory_object_stream[bytes](8)
     rows = 0
 
@@ -44,7 +49,7 @@ async def pipe(
                 ctx.check_stop()
                 await send.send(data)
 
-            rows = await source.copy_out(sconn, chunk, out, tail)
+            rows = await source.copy_out(sconn, chunk, out, tail, select)
 
     async def consume() -> None:
         async with receive:

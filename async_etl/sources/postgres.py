@@ -194,9 +194,14 @@ class PgSource(SourceBase):
                 "(years 1 to 9999 only), so the run's cursor cannot be kept"
             ) from None
 
-    def extract(self, chunk: Chunk, tail: Sequence[str] = ()) -> tuple[Sql, list[Any]]:
-        """The chunk's read statement and its arguments (``tail``: constants appended)."""
-        st = pg.extract_sql(self.query, self.table, self.key, chunk, self.window, tail)
+    def extract(
+        self, chunk: Chunk, tail: Sequence[str] = (), select: str = "*"
+    ) -> tuple[Sql, list[Any]]:
+        """The chunk's read statement and its arguments (``tail``: constants appended).
+
+        ``select``: the columns as read (``core.pg_casts.cast_select``: cast to a target's).
+        """
+        st = pg.extract_sql(self.query, self.table, self.key, chunk, self.window, tail, select)
         return st, st.args({**chunk_values(chunk), **self._window_values()})
 
     async def batches(
@@ -230,9 +235,13 @@ class PgSource(SourceBase):
         chunk: Chunk,
         output: Callable[[bytes], Awaitable[None]],
         tail: Sequence[str] = (),
+        select: str = "*",
     ) -> int:
-        """Stream the chunk as binary COPY data into ``output``; the row count."""
-        st, args = self.extract(chunk, tail)
+        """Stream the chunk as binary COPY data into ``output``; the row count.
+
+        ``tail`` and ``select`` as for ``extract``.
+        """
+        st, args = self.extract(chunk, tail, select)
         standard = _standard_strings(conn)
         # integer bounds: no round trips to inline
         inlined = inline_integers(st.text, args, standard_strings=standard)

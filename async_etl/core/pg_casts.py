@@ -1,0 +1,113 @@
+"""What a binary COPY from one PostgreSQL database into another must cast, and to what (pure).
+
+Theory of operation
+-------------------
+A chunk read from a PostgreSQL source in another database travels as binary ``COPY`` out of
+the source piped unchanged into binary ``COPY`` in (``jobs.pg_pipe``).  Each field is the
+source type's ``send`` output, read by the target column's ``receive`` function, so it only
+works when both are the same type: an ``integer`` field read as ``bigint`` is four bytes
+short ("insufficient data left in message"), and an ``integer[]`` read as ``bigint[]`` names
+its element type ("binary data has array element type 23 (integer) instead of expected 20
+(bigint)").  The schema-drift check (``core.drift.sql_fits``) accepts such pairs as
+widenings, since an ``INSERT ... SELECT`` converts them (an assignment cast), so the binary
+path must too.
+
+``copy_casts`` therefore names, per column, the type the source's SELECT casts the value to
+before it is sent: the target's type written without modifiers (``unbounded``) whenever its
+base type differs from the source's (modifiers alone do not change the binary format; the
+target's ``receive`` applies its own: a ``numeric(5,2)`` or ``varchar(5)`` refuses what does
+not fit, as an assignment would).  A cast to the type without modifiers never changes a
+value: integers widen, ``real`` widens to ``double precision`` exactly, any integer is a
+``numeric``, and a ``character(n)`` becomes text as an assignment makes it (its trailing
+blanks are not part of its value).  A narrowing pair the drift check lets through (a
+``bigint`` into an ``integer``) fails the cast on a value out of range, where the target
+would have refused it.  Equal base types are sent as they are (the fast path); so is every
+column of a target not known (no such table yet: it is made from the source's types).
+
+``unbounded`` is also what an SCD comparison casts arrays to (``core.compare.pg_compared``):
+``character`` and ``bit`` without a length are ``character(1)`` and ``bit(1)``, and a cast to
+those cuts every element to its first character or bit, so their unbounded forms are
+``bpchar`` and ``bit varying``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from async_etl.core.scd_sql_common import check_type, quote
+
+__all__ = ["cast_select", "copy_casts", "unbounded"]
+
+_MODS = re.compile(r"\(\s*\d+\s*(?:,\s*-?\d+\s*)?\)")
+_ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
+          "float8": "double precision", "float4": "real", "decimal": "numeric",
+          "varchar": "character varying", "char": "character", "bpchar": "character",
+          "bool": "boolean", "timestamptz": "timestamp with time zone",
+          "varbit": "bit varying"}  # fmt: skip
+_WIDENED = frozenset({"smallint", "integer", "bigint", "numeric", "real", "double precision",
+                      "text", "character varying", "character"})  # fmt: skip
+"""The base types of the pairs ``drift.sql_fits`` accepts across types: only these are cast."""
+_LENGTHLESS = {"character": "bpchar", "bit": "bit varying"}
+"""Types whose name without a length means length 1: the name that means no limit."""
+
+
+def _parts(type_name: str) -> tuple[str, int]:
+    """(base name without modifiers, array dimensions written) of a ``format_type`` name."""
+    name = " ".join(_MODS.sub("", type_name.strip().lower()).split())
+    dims = 0
+    while name.endswith("[]"):
+        name, dims = name[:-2].rstrip(), dims + 1
+    return _ALIAS.get(name, name), dims
+
+
+def unbounded(type_name: str) -> str:
+    """``type_name`` without its modifiers, as a type that holds every value of it.
+
+    ``numeric(12,2)[]`` -> ``numeric[]``, ``character varying(5)`` -> ``character varying``,
+    ``character(3)[]`` -> ``bpchar[]`` (``character`` alone is ``character(1)``),
+    ``bit(4)`` -> ``bit varying``.  Any array is written with one ``[]`` (PostgreSQL ignores
+    the number of them).
+    """
+    name, dims = _parts(type_name)
+    return _LENGTHLESS.get(name, name) + ("[]" if dims else "")
+
+
+def copy_casts(types: Sequence[str], target_types: Sequence[str]) -> tuple[str | None, ...]:
+    """Per column, the type a source value is cast to for a binary COPY (None: sent as is).
+
+    ``types``: the source's column types, ``target_types``: the existing target's, both as
+    the drift check reads them (``format_type``, a domain as its base type; "" where not
+    known, or ``()``).  A cast is the target's type through ``unbounded``, for a column whose
+    base type differs from the source's, both among the numeric and text types the drift
+    check widens between (see the module docstring); any other pair it accepts is one type.
+    ``()`` when no column needs one.  Raises ``ValueError`` when the lengths differ.
+    """
+    if not target_types:
+        return ()
+    if len(types) != len(target_types):
+        raise ValueError(f"{len(types)} source types against {len(target_types)} target types")
+    casts: list[str | None] = []
+    for source, target in zip(types, target_types, strict=True):
+        (sb, sdims), (tb, tdims) = _parts(source), _parts(target)
+        differs = sb != tb and bool(sdims) == bool(tdims)
+        differs = differs and sb in _WIDENED and tb in _WIDENED
+        casts.append(unbounded(target) if differs else None)
+    return tuple(casts) if any(casts) else ()
+
+
+def cast_select(names: Sequence[str], casts: Sequence[str | None], alias: str = "q") -> str:
+    """The select list reading ``names`` of ``alias`` with ``casts`` (``copy_casts``) applied.
+
+    ``*`` when there is no cast: ``alias."a", alias."b"::bigint[] AS "b"`` otherwise, in the
+    order of ``names``.  Raises ``ValueError`` for a malformed type or when the lengths differ.
+    """
+    if not casts:
+        return "*"
+    if len(names) != len(casts):
+        raise ValueError(f"{len(names)} columns against {len(casts)} casts")
+    out = []
+    for name, cast in zip(names, casts, strict=True):
+        ref = f"{alias}.{quote(name)}"
+        out.append(ref if cast is None else f"{ref}::{check_type(cast)} AS {quote(name)}")
+    return ", ".join(out)

@@ -1,0 +1,77 @@
+"""core.pg_casts: what a binary COPY into another PostgreSQL database casts, and to what."""
+
+from __future__ import annotations
+
+import pytest
+
+from async_etl.core import scd_sql_pg as pg
+from async_etl.core.chunks import Chunk
+from async_etl.core.drift import sql_fits
+from async_etl.core.pg_casts import cast_select, copy_casts, unbounded
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "cast"),
+    [
+        ("integer[]", "bigint[]", "bigint[]"),
+        ("smallint", "integer", "integer"),
+        ("real", "double precision", "double precision"),
+        ("real[]", "double precision[]", "double precision[]"),
+        ("integer", "numeric(10,0)", "numeric"),
+        ("integer[]", "numeric(12,0)[]", "numeric[]"),
+        ("character varying(5)[]", "text[]", "text[]"),
+        ("text[]", "character(3)[]", "bpchar[]"),
+        ("bigint", "integer", "integer"),
+    ],
+)
+def test_a_pair_of_two_binary_formats_is_cast_to_the_unbounded_target_type(
+    source: str, target: str, cast: str
+) -> None:
+    """Base types that differ: cast to the target's type without modifiers."""
+    assert sql_fits(source, target)
+    assert copy_casts(["integer", source], ["integer", target]) == (None, cast)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("numeric(5,2)", "numeric(10,2)"),
+        ("numeric(5,2)[]", "numeric[]"),
+        ("character varying(5)", "character varying(9)"),
+        ("timestamp(3) with time zone", "timestamp with time zone"),
+        ("integer[]", "integer[]"),
+        ("src.mood[]", "src.mood[]"),
+        ("integer", ""),
+    ],
+)
+def test_one_binary_format_is_sent_as_it_is(source: str, target: str) -> None:
+    """Modifiers alone, one type, or an unknown target: no cast at all."""
+    assert copy_casts(["integer", source], ["integer", target]) == ()
+
+
+def test_no_target_types_means_no_cast() -> None:
+    """No existing target (its types not known): ``()``; lengths must agree otherwise."""
+    assert copy_casts(["integer"], ()) == ()
+    with pytest.raises(ValueError, match="1 source types against 2"):
+        copy_casts(["integer"], ["bigint", "text"])
+
+
+def test_unbounded_never_means_length_one() -> None:
+    """``character`` and ``bit`` alone are length 1: their unbounded names are others."""
+    assert unbounded("character(3)[]") == "bpchar[]"
+    assert unbounded("bit(4)") == "bit varying"
+    assert unbounded("numeric(12,2)[]") == "numeric[]"
+    assert unbounded("timestamp(3) with time zone") == "timestamp with time zone"
+    assert unbounded("integer[][]") == "integer[]"
+
+
+def test_the_chunk_read_casts_only_what_differs() -> None:
+    """The select list names every column in order, casting the ones ``copy_casts`` gives."""
+    casts = copy_casts(["integer", "integer[]"], ["integer", "bigint[]"])
+    select = cast_select(["id", "a"], casts)
+    assert select == 'q."id", q."a"::bigint[] AS "a"'
+    read = pg.extract_sql(None, "t", ["id"], Chunk(0, None, None), select=select).text
+    assert read.startswith(f"SELECT {select} FROM")
+    assert cast_select(["id", "a"], ()) == "*"
+    with pytest.raises(ValueError):
+        cast_select(["id", "a"], (None, "bigint; DROP TABLE t"))

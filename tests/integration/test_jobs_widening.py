@@ -1,0 +1,142 @@
+"""A PostgreSQL source column into an existing target column of a wider type, in another database.
+
+The schema-drift check accepts such a pair (``core.drift.sql_fits``); every mode must then load
+it exactly: the values the target holds equal the source's (NULL elements, empty and
+multi-dimensional arrays, lower bounds kept), and an unchanged type-2 run sees no change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from async_etl.jobs.api import JobOptions
+from async_etl.jobs.runner import run_job
+from async_etl.testing.databases import fresh_database
+from tests.integration.jobs_helpers import at, fetchval, spec_of
+
+DOMAINS = (
+    "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+    "CREATE DOMAIN pos8 AS bigint CHECK (VALUE > 0)",
+)
+"""Made in both databases (a domain is read as its base type: 551144e)."""
+
+ARRAYS = ("'{1,NULL,3}'", "'{}'", "NULL", "'{{1,2},{3,NULL}}'", "'[0:1]={7,8}'")
+"""Integer arrays: NULL elements, empty, NULL, two dimensions, a lower bound of 0."""
+
+PAIRS = {  # source type, target type, the source's values (one row each)
+    "int2-int4": ("smallint", "integer", ("1", "NULL", "-32768")),
+    "int4-int8": ("integer", "bigint", ("1", "NULL", "2147483647")),
+    "int2-int8": ("smallint", "bigint", ("1", "NULL", "32767")),
+    "float4-float8": ("real", "double precision", ("0.1", "NULL", "'NaN'", "'-Infinity'")),
+    "int4-numeric": ("integer", "numeric", ("1", "NULL", "-2147483648")),
+    "int8-numeric(19)": ("bigint", "numeric(19,0)", ("1", "NULL", "9223372036854775807")),
+    "int4[]-int8[]": ("integer[]", "bigint[]", ARRAYS),
+    "int2[]-int4[]": ("smallint[]", "integer[]", ARRAYS),
+    "float4[]-float8[]": ("real[]", "double precision[]", ("'{0.1,NULL,NaN}'", "'{}'", "NULL")),
+    "varchar(5)[]-text[]": ("varchar(5)[]", "text[]", ("'{ab,NULL,\"c d\"}'", "'{}'", "NULL")),
+    "int4[]-numeric[]": ("integer[]", "numeric[]", ARRAYS),
+    "posint[]-int8[]": ("posint[]", "bigint[]", ("'{1,NULL,3}'", "'{}'", "NULL")),
+    "int4[]-pos8[]": ("integer[]", "pos8[]", ("'{1,NULL,3}'", "'{}'", "NULL")),
+    "posint-pos8": ("posint", "pos8", ("1", "NULL")),
+}
+"""Pairs the drift check accepts whose binary formats differ: each failed before."""
+
+SAME_FORMAT = {
+    "varchar(5)-text": ("varchar(5)", "text", ("'ab'", "NULL", "'c d '")),
+    "numeric(5,2)-numeric(10,2)": ("numeric(5,2)", "numeric(10,2)", ("1.5", "NULL", "-999.99")),
+    "numeric(5,2)[]-numeric[]": ("numeric(5,2)[]", "numeric[]", ("'{1.50,NULL}'", "'{}'")),
+    "posint[]-posint[]": ("posint[]", "posint[]", ("'{1,NULL,3}'", "'{}'", "NULL")),
+}
+"""Accepted pairs of one binary format (they loaded before too): kept loading exactly."""
+
+SCD = "valid_from timestamptz NOT NULL, valid_to timestamptz, is_current boolean NOT NULL"
+MODES = {"merge": 1, "append": 0, "full_refresh": 1, "scd2": 2}
+"""Each mode and its [scd] type (append: no [scd] section)."""
+
+
+def _job(src: str, dst: str, mode: str) -> str:
+    return f"""
+name = "widen_{mode}"
+mode = "{mode}"
+[source]
+url = "{src}"
+table = "t"
+key = ["id"]
+[target]
+url = "{dst}"
+table = "t_{mode}"
+{f'[scd]{chr(10)}business_key = ["id"]{chr(10)}type = {MODES[mode]}' if MODES[mode] else ""}
+"""
+
+
+async def _rows(dsn: str, table: str, array: bool, where: str = "") -> list[tuple[Any, ...]]:
+    """(id, value, array_dims or None) of each row of ``table``, by id."""
+    dims = "array_dims(a)" if array else "NULL"
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = await conn.fetch(f"SELECT id, a, {dims} FROM {table} {where} ORDER BY id")
+    finally:
+        await conn.close()
+    return [tuple(r) for r in found]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, NaN equal to NaN, element by element."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b or (a != a and b != b)
+
+
+async def _check_pair(
+    server: str, source_type: str, target_type: str, values: tuple[str, ...]
+) -> None:
+    """Every mode loads the pair exactly; a change is taken, an unchanged run sees none."""
+    async with fresh_database(server) as src, fresh_database(server) as dst:
+        for dsn in (src, dst):
+            for sql in DOMAINS:
+                await fetchval(dsn, sql)
+        rows = ", ".join(f"({i}, {v})" for i, v in enumerate(values, 1))
+        await fetchval(src, f"CREATE TABLE t (id int PRIMARY KEY, a {source_type})")
+        await fetchval(src, f"INSERT INTO t VALUES {rows}")
+        for mode in MODES:
+            extra = f", {SCD}" if mode == "scd2" else ""
+            key = "" if mode == "scd2" else " PRIMARY KEY"
+            await fetchval(dst, f"CREATE TABLE t_{mode} (id int{key}, a {target_type}{extra})")
+            spec = spec_of(_job(src, dst, mode))
+            first = await run_job(spec, options=JobOptions(as_of=at(0)))
+            assert (first.status, first.inserted) == ("SUCCEEDED", len(values)), first.error
+            current = "WHERE is_current" if mode == "scd2" else ""
+            array = target_type.endswith("]")
+            want = await _rows(src, "t", array)
+            got = await _rows(dst, f"t_{mode}", array, current)
+            assert [(i, d) for i, _, d in got] == [(i, d) for i, _, d in want], mode
+            assert all(_same(g[1], w[1]) for g, w in zip(got, want, strict=True)), (mode, got)
+            if mode in ("merge", "scd2"):  # through staging: one change, then none
+                await fetchval(src, "UPDATE t SET a = NULL WHERE id = 1")
+                again = await run_job(spec, options=JobOptions(as_of=at(1)))
+                rest = await run_job(spec, options=JobOptions(as_of=at(2)))
+                await fetchval(src, f"UPDATE t SET a = {values[0]} WHERE id = 1")
+                moved = (again.updated + again.inserted, rest.updated + rest.inserted)
+                assert (again.status, rest.status, moved) == ("SUCCEEDED", "SUCCEEDED", (1, 0)), (
+                    mode,
+                    again.error or rest.error,
+                )
+
+
+@pytest.mark.parametrize("pair", list(PAIRS))
+async def test_a_widened_target_column_loads_exactly_in_every_mode(
+    pg_server_dsn: str, pair: str
+) -> None:
+    """Merge, append, full refresh and SCD2 into a wider column of another database load it."""
+    await _check_pair(pg_server_dsn, *PAIRS[pair])
+
+
+@pytest.mark.parametrize("pair", list(SAME_FORMAT))
+async def test_a_target_column_of_the_same_binary_format_still_loads(
+    pg_server_dsn: str, pair: str
+) -> None:
+    """Pairs whose binary formats match (modifiers or domains only) keep loading exactly."""
+    await _check_pair(pg_server_dsn, *SAME_FORMAT[pair])
