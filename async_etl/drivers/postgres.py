@@ -23,9 +23,9 @@ error, a bad client setting as a ``ConfigError``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import asyncpg
@@ -40,6 +40,8 @@ from async_etl.errors import (
     LoadError,
     network,
 )
+
+_T = TypeVar("_T")
 
 __all__ = [
     "APP_PREFIX",
@@ -143,8 +145,11 @@ async def connect(url: str, *, application_name: str, timeout: float, where: str
     ``application_name`` is cut to PostgreSQL's 63 characters; ``where`` prefixes the error.
     """
     try:
-        return await asyncpg.connect(
-            url, timeout=timeout, server_settings={"application_name": application_name[:63]}
+        return await _settled(
+            asyncpg.connect(
+                url, timeout=timeout, server_settings={"application_name": application_name[:63]}
+            ),
+            close_quietly,
         )
     except PG_ERRORS as exc:
         raise translate_pg(exc, where) from exc
@@ -161,8 +166,57 @@ async def connect_job(url: str, app: str) -> Any:
 
 
 async def open_pool(url: str, *, min_size: int, max_size: int, **options: Any) -> asyncpg.Pool:
-    """An asyncpg pool (``options`` as ``asyncpg.create_pool`` takes them); untranslated errors."""
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, **options)
+    """An asyncpg pool (``options`` as ``asyncpg.create_pool`` takes them); untranslated errors.
+
+    Cancelled while it connects, it is closed once its connections are made (see ``_settled``).
+    """
+    pool = asyncpg.create_pool(url, min_size=min_size, max_size=max_size, **options)
+    return await _settled(pool, _close_pool)  # awaiting a Pool connects it
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Close ``pool`` (``SETTLE_S`` at most), terminating it when a clean close fails."""
+    try:
+        with anyio.fail_after(SETTLE_S):
+            await pool.close()
+    except Exception:
+        pool.terminate()
+
+
+SETTLE_S = 5.0
+"""How long a cancelled connect may still run to its end, so that it can be closed cleanly."""
+
+
+async def _settled(opening: Awaitable[_T], close: Callable[[_T], Awaitable[None]]) -> _T:
+    """Await ``opening`` (a connect); cancelled, let it finish (``SETTLE_S`` at most), close it.
+
+    asyncpg cancelled in the loop turn between a socket's connect and its protocol's
+    ``connection_made`` leaves a future holding ``ConnectionError('unexpected connection_lost()
+    call')`` that nobody retrieves, and asyncio's logger prints "Future exception was never
+    retrieved" in a host that configured no logging (asyncpg issues #1211, #1310).  So the
+    connect is never cancelled halfway: it runs shielded to its end, its connection is closed
+    (or its error dropped, the caller being cancelled anyway) and the cancel goes on.  Only a
+    connect still running after ``SETTLE_S`` is cancelled.  Raises what ``opening`` raises.
+    """
+    task = asyncio.ensure_future(opening)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait((task,), timeout=SETTLE_S)
+            if task.done() and not task.cancelled() and task.exception() is None:
+                with suppress(Exception):
+                    await close(task.result())
+        if not task.done():
+            task.cancel()
+        task.add_done_callback(_retrieve)
+        raise
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take a finished task's outcome, so asyncio has no unretrieved exception to report."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def keep_session(conn: Any) -> None:

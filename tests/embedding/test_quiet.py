@@ -177,3 +177,52 @@ def test_importing_async_etl_leaves_the_hosts_structlog_defaults_alone(tmp_path:
     assert len(lines) == 2, done.stdout
     assert "host_started" in lines[0] and "n=1" in lines[0], done.stdout
     assert "host_done" in lines[1] and "n=2" in lines[1], done.stdout
+
+
+CANCELLED_OPEN = """
+    import asyncio
+    import gc
+    import asyncpg
+    from async_etl import open_writer, run_job
+
+    DSN = {dsn!r}
+
+    async def write() -> None:
+        async with open_writer(DSN, table="w", columns={{"id": "bigint"}}, primary_key=["id"]):
+            await asyncio.sleep(30)
+
+    async def job() -> None:
+        await run_job({{"name": "quiet", "source": {{"url": DSN, "table": "s", "key": ["id"]}},
+                        "target": {{"url": DSN, "table": "t"}}, "scd": {{"type": 1}}}})
+
+    async def cancel_after(make, loop_turns: int) -> None:
+        task = asyncio.ensure_future(make())
+        for _ in range(loop_turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    async def main() -> None:
+        conn = await asyncpg.connect(DSN)
+        await conn.execute("CREATE TABLE s (id int PRIMARY KEY, v text)")
+        await conn.close()
+        for make in (write, job):
+            for turns in range(40):
+                await cancel_after(make, turns)
+        gc.collect()
+
+    asyncio.run(main())
+    gc.collect()
+"""
+
+
+def test_a_writer_or_job_cancelled_while_connecting_prints_nothing(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Cancelled at each loop turn of its opening, a writer or job leaves no asyncio complaint."""
+    done = _run(CANCELLED_OPEN.format(dsn=pg_dsn), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
