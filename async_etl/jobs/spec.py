@@ -395,6 +395,10 @@ def _scd(v: _Values, source: SourceSpec) -> ScdSpec:
     if both:
         raise v.error("scd", "overwrite", f"{', '.join(both)} also in tracked")
     names = {k: v.get("scd", k, k) for k in ("valid_from", "valid_to", "is_current")}
+    named = [k for k in names if v.has("scd", k)]
+    if named and kind == 1:  # accepted, they would name columns a type-1 target never has
+        raise v.error("scd", named[0], "only for type 2 (a type-1 target has no validity "
+                      "columns)")  # fmt: skip
     used = keys | set(tracked or ()) | set(overwrite)
     for key, col in names.items():
         if col in used or list(names.values()).count(col) > 1:

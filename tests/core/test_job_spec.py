@@ -189,6 +189,18 @@ def test_type1_rules():
     assert "type 1 allows ignore | delete" in err(t1.replace('"delete"', '"expire"'))
 
 
+@pytest.mark.parametrize("key", ["valid_from", "valid_to", "is_current"])
+def test_type1_refuses_the_validity_column_names(key: str):
+    """A type-1 target has no validity columns: naming one is refused, not silently ignored."""
+    t1 = JOB.replace("type = 2", "type = 1").replace('overwrite = ["tier"]', "")
+    t1 = t1.replace('deletes = "expire"', 'deletes = "delete"')
+    assert f"[scd] {key}: only for type 2" in err(t1.replace("[scd]", f'[scd]\n{key} = "v"'))
+    assert f"scd.{key}=v: only for type 2" in err(t1, overrides=[f"scd.{key}=v"])
+    merge = t1.replace("type = 1", "").replace("[source]", 'mode = "merge"\n\n[source]')
+    assert f"[scd] {key}: only for type 2" in err(merge.replace("[scd]", f'[scd]\n{key} = "v"'))
+    assert parse_job(t1).scd.type == 1  # without them the type-1 job stands
+
+
 def test_incremental_needs_deletes_ignore():
     """An incremental source cannot detect deletes, so deletes must be 'ignore'."""
     text = JOB.replace('key = ["id"]', 'key = ["id"]\nincremental = "updated_at"')
