@@ -54,6 +54,21 @@ from one: at worst rows below the cursor are read again).  Chunk cuts are not se
 way: the source binds them as its target does (asyncpg's codecs for a PostgreSQL target, whose
 statements bind them alike; ``core.pg_values``' exact ones for CrateDB and Oracle).
 
+Rows capped before the window.  The window wraps the source (``SELECT ... FROM (query) AS q
+WHERE <window>``), so whatever in the query picks a subset of its rows picks it *before* the
+window: a ``LIMIT`` / ``OFFSET`` / ``FETCH FIRST`` (at the top, in a subquery or a CTE, in a
+view) or a ``TABLESAMPLE``.  Each run then reads the same first rows, the cursor stops at the
+top of them and later rows are never read, while every run succeeds.  ``row_cap`` finds such a
+cap in PostgreSQL's plan of the source (``EXPLAIN``, no ``ANALYZE``): a ``Limit`` or ``Sample
+Scan`` node on a path the output rows come through.  Every input of a node is such a path
+(a sort, an aggregate, an append, both sides of a hash or merge join: a limited side decides
+which rows come out), except the inner side of a nested loop (run again for each outer row:
+a ``LATERAL (... LIMIT 1)`` look-up is per row and legitimate) and the scalar subqueries of an
+expression (``SubPlan`` / ``InitPlan``); a CTE's body is followed from the ``CTE Scan`` that
+reads it.  Not found: a cap under a nested loop's inner side that is not per row (the
+planner rarely puts a limited subquery there), and anything in an Oracle source (no plan is
+read there: only the job file's text is checked, ``sqltext.limits_rows``).
+
 A cursor that is not monotonic (a clock set back, ``now()`` of a transaction that commits
 after a run read past its start) can commit rows below the committed cursor; later runs do not
 read them.  ``lookback`` widens every window downwards by that much (seconds for date and time
@@ -62,6 +77,7 @@ cursors, units for numeric ones); it costs re-reading the rows inside it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +91,7 @@ from async_etl.core.scd_sql_common import SOURCE, Binder, Sql, Style, embed_sour
 __all__ = [
     "CursorKind",
     "CursorWindow",
+    "capped_refusal",
     "cursor_kind",
     "cursor_text",
     "endless_text",
@@ -82,6 +99,7 @@ __all__ = [
     "max_cursor_sql",
     "null_keys_sql",
     "pg_bound",
+    "row_cap",
     "run_cursor",
     "stuck",
     "tag",
@@ -420,3 +438,56 @@ def stuck(window: CursorWindow, chunks: Iterable[int], committed: Mapping[int, A
     """
     indexes = list(chunks)
     return window.endless and bool(indexes) and all(i in committed for i in indexes)
+
+
+_CAPS = {"Limit": "a LIMIT / OFFSET / FETCH FIRST", "Sample Scan": "a TABLESAMPLE"}
+"""Plan nodes that pass on a subset of their input's rows, and what the query says for them."""
+
+
+def row_cap(plan: Any) -> str | None:
+    """What picks a subset of the source's rows before the window applies; None: nothing.
+
+    ``plan`` is PostgreSQL's ``EXPLAIN (FORMAT JSON)`` of the source (the text or its parsed
+    list).  The rule and what it cannot see are in the header ("Rows capped before the
+    window").  The answer names the clause, and the table of a ``TABLESAMPLE``.  A plan of
+    another shape (not PostgreSQL's) gives None.
+    """
+    try:
+        root = (json.loads(plan) if isinstance(plan, str | bytes) else plan)[0]["Plan"]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    ctes: dict[str, Any] = {}
+    stack = [root]
+    while stack:  # the CTE bodies, wherever the planner hung them
+        node = stack.pop()
+        for child in node.get("Plans", ()):
+            name = str(child.get("Subplan Name", ""))
+            if child.get("Parent Relationship") == "InitPlan" and name.startswith("CTE "):
+                ctes[name[4:]] = child
+            stack.append(child)
+    followed: set[str] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        kind = node.get("Node Type")
+        if kind in _CAPS:
+            table = node.get("Relation Name")
+            return f"{_CAPS[kind]} on {table}" if kind == "Sample Scan" and table else _CAPS[kind]
+        name = node.get("CTE Name")
+        if kind == "CTE Scan" and name in ctes and name not in followed:
+            followed.add(name)
+            stack.append(ctes[name])
+        for child in node.get("Plans", ()):
+            side = child.get("Parent Relationship")
+            if side in ("InitPlan", "SubPlan") or (kind == "Nested Loop" and side == "Inner"):
+                continue
+            stack.append(child)
+    return None
+
+
+def capped_refusal(column: str, cap: str) -> str:
+    """The one line refusing an incremental source whose rows ``cap`` picks (``row_cap``)."""
+    return (f"[source] incremental: the source's rows are picked by {cap} before the cursor "
+            f"window on {column} applies (the window wraps the query), so every run would "
+            "read the same rows, the cursor would stop at them and later rows would never be "
+            "read; remove it (a per-row LIMIT belongs in a LATERAL join)")  # fmt: skip

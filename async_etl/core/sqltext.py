@@ -225,15 +225,21 @@ def subquery(query: str) -> str:
     return f"(\n{query}\n)"
 
 
+_CLAUSES = frozenset({"select", "from", "where", "group", "having", "order", "connect", "start"})
+"""Words that start a clause of a query (what an Oracle ``ROWNUM`` / ``SAMPLE`` is inside)."""
+
+
 def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
     """Whether ``query`` limits its rows at the top level (``LIMIT``, ``OFFSET``, ``FETCH``).
 
+    Oracle also: ``ROWNUM`` in the top-level ``WHERE`` (``WHERE ROWNUM <= 10``; in the select
+    list it only numbers rows) and a ``SAMPLE`` clause after a table of the top-level ``FROM``.
     Words inside parentheses (subqueries, CTE bodies), strings, quoted names and comments do not
     count.  A chunked read wraps the query once per key range, so a top-level limit would pick
     its rows again in every range (rows lost or read twice): the planner reads such a query as
     one chunk.
     """
-    depth, i = 0, 0
+    depth, i, clause = 0, 0, ""
     while i < len(query):
         c = query[i]
         end, _comment = _skip_token(query, i, dialect)
@@ -244,8 +250,17 @@ def limits_rows(query: str, dialect: Dialect = "postgresql") -> bool:
         elif c == ")":
             depth, i = depth - 1, i + 1
         elif (m := _NAME.match(query, i)) is not None:
-            if depth == 0 and m.group(0).lower() in ROW_LIMITS:
+            word = m.group(0).lower()
+            if depth == 0 and word in ROW_LIMITS:
                 return True
+            if depth == 0 and dialect == "oracle":
+                if word in _CLAUSES:
+                    clause = word
+                elif (word, clause) == ("rownum", "where") or (
+                    (word, clause) == ("sample", "from")
+                    and re.match(r"\s*(\(|block\b)", query[m.end() :], re.IGNORECASE)
+                ):
+                    return True
             i = m.end()
         else:
             i += 1

@@ -12,9 +12,11 @@ from typing import Any
 from async_etl.core.incremental import (
     MAX_TIME_LOOKBACK,
     CursorWindow,
+    capped_refusal,
     cursor_kind,
     cursor_text,
     endless_text,
+    row_cap,
 )
 from async_etl.core.retry import RetryPolicy
 from async_etl.errors import AsyncEtlError, ConfigError, unusable
@@ -58,21 +60,28 @@ async def source_max(
 ) -> tuple[Any, bool]:
     """The cursor column's current maximum in the source, and whether it is NaN / +infinity.
 
-    (None, False): not incremental, or no value (``Source.max_cursor``).
+    (None, False): not incremental, or no value (``Source.max_cursor``).  Read on one
+    connection with the source's plan: a source whose rows are picked before the window
+    applies (``incremental.row_cap``: a LIMIT in a subquery, a TABLESAMPLE) is refused with a
+    one-line ``ConfigError``, since its cursor would stop for good.
     """
     column = spec.source.incremental
     if column is None:
         return None, False
     check_cursor(spec, columns)
 
-    async def read() -> tuple[Any, bool]:
+    async def read() -> tuple[Any, tuple[Any, bool]]:
         async with source_connection(source, holder, app) as conn:
-            return await source.max_cursor(conn, column)
+            return await source.query_plan(conn), await source.max_cursor(conn, column)
 
     try:
-        return await retrying(read, policy, what="read the cursor maximum")
+        plan, top = await retrying(read, policy, what="read the cursor maximum")
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
+    cap = None if plan is None else row_cap(plan)
+    if cap is not None:
+        raise ConfigError(f"job {spec.name}: {capped_refusal(column, cap)}")
+    return top
 
 
 def resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWindow | None:

@@ -351,10 +351,11 @@ def _source(v: _Values) -> SourceSpec:
     if incremental is not None and query is not None and limits_rows(query, dialect):
         # the window wraps the query, so the limit picks its rows before the cursor filters
         # them: the cursor would stop at the top of the first rows and never move again
+        also = " / ROWNUM / SAMPLE" if dialect == "oracle" else ""
         raise v.error("source", "incremental", "not with a source query that has a top-level "
-                      "LIMIT / OFFSET / FETCH: the window is applied around the query, after "
-                      "the limit, so the cursor would stop at the limited rows and later rows "
-                      "would never be read; remove the limit")  # fmt: skip
+                      f"LIMIT / OFFSET / FETCH{also}: the window is applied around the query, "
+                      "after the limit, so the cursor would stop at the limited rows and later "
+                      "rows would never be read; remove the limit")  # fmt: skip
     lookback = v.get("source", "lookback", 0)
     if lookback < 0:
         raise v.error("source", "lookback", f"must be >= 0, got {lookback}")

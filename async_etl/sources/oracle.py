@@ -129,6 +129,10 @@ class OracleSource(SourceBase):
         return [dict(zip(self.key, r, strict=True)) for r in await cursor.fetchall()]
 
     @reads
+    async def query_plan(self, conn: Any) -> Any:
+        """None: no plan is read from Oracle (``incremental.row_cap`` is PostgreSQL's)."""
+        return None
+
     async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
         """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
 

@@ -62,6 +62,13 @@ class Source(Protocol):
         """Keys of up to ``limit`` rows with a NULL key part."""
         ...
 
+    async def query_plan(self, conn: Any) -> Any:
+        """The database's plan of reading the whole source, for ``incremental.row_cap``.
+
+        PostgreSQL's ``EXPLAIN (FORMAT JSON)``; None where no plan is read (Oracle).
+        """
+        ...
+
     async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
         """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
 

@@ -174,6 +174,14 @@ class PgSource(SourceBase):
         return [dict(zip(self.key, r, strict=True)) for r in rows]
 
     @reads
+    async def query_plan(self, conn: Any) -> Any:
+        """PostgreSQL's plan of reading the whole source, for ``incremental.row_cap``.
+
+        ``EXPLAIN (FORMAT JSON)`` without ``ANALYZE``: planned, not run.
+        """
+        return await conn.fetchval(pg.estimate_query_sql(f"SELECT * FROM {self.relation}").text)
+
+    @reads
     async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
         """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
 

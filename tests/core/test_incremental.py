@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -444,3 +445,121 @@ def test_a_window_stored_before_bounds_went_as_text_sends_them_as_text() -> None
     window = CursorWindow.from_json(stored)
     assert window.values("pg") == {"cur_lo": "9999-12-31", "cur_hi": "9999-12-31"}
     assert "$1::text::date" in (window.predicate("q.c", _binder()) or "")
+
+
+def _node(kind: str, *children: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A plan node as ``EXPLAIN (FORMAT JSON)`` writes it (PostgreSQL 15)."""
+    node: dict[str, Any] = {"Node Type": kind, **fields}
+    if children:
+        node["Plans"] = list(children)
+    return node
+
+
+def _under(side: str, node: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """``node`` as a child on ``side`` (its ``Parent Relationship``)."""
+    return {**node, "Parent Relationship": side, **fields}
+
+
+def _plan(root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The EXPLAIN document of a plan whose root is ``root``."""
+    return [{"Plan": root}]
+
+
+SCAN = _node("Seq Scan", **{"Relation Name": "ev"})
+LIMITED = _node("Limit", _under("Outer", _node("Sort", _under("Outer", SCAN))))
+
+CAPPED_PLANS = [  # the plans PostgreSQL 15 makes of the queries in the comments
+    # SELECT * FROM (SELECT * FROM ev ORDER BY id LIMIT 5) s
+    (_plan(LIMITED), "a LIMIT / OFFSET / FETCH FIRST"),
+    # SELECT * FROM ev TABLESAMPLE SYSTEM (50)
+    (_plan(_node("Sample Scan", **{"Relation Name": "ev"})), "a TABLESAMPLE on ev"),
+    # WITH f AS MATERIALIZED (... LIMIT 5) SELECT * FROM f
+    (
+        _plan(
+            _node(
+                "CTE Scan",
+                _under("InitPlan", LIMITED, **{"Subplan Name": "CTE f"}),
+                **{"CTE Name": "f"},
+            )
+        ),
+        "a LIMIT / OFFSET / FETCH FIRST",
+    ),
+    # SELECT s.* FROM (... LIMIT 1000) s JOIN d USING (id): a merge join's outer side
+    (
+        _plan(
+            _node(
+                "Merge Join",
+                _under("Outer", _node("Sort", _under("Outer", LIMITED))),
+                _under("Inner", _node("Sort", _under("Outer", SCAN))),
+            )
+        ),
+        "a LIMIT / OFFSET / FETCH FIRST",
+    ),
+    # SELECT * FROM ev WHERE id IN (SELECT id FROM ev ORDER BY c LIMIT 100): a hash's side
+    (
+        _plan(
+            _node(
+                "Hash Join",
+                _under("Outer", SCAN),
+                _under(
+                    "Inner",
+                    _node(
+                        "Hash", _under("Outer", _node("Subquery Scan", _under("Subquery", LIMITED)))
+                    ),
+                ),
+            )
+        ),
+        "a LIMIT / OFFSET / FETCH FIRST",
+    ),
+    # SELECT * FROM ev UNION ALL SELECT * FROM (... LIMIT 3) s
+    (
+        _plan(_node("Append", _under("Member", SCAN), _under("Member", LIMITED))),
+        "a LIMIT / OFFSET / FETCH FIRST",
+    ),
+]
+
+
+@pytest.mark.parametrize(("plan", "named"), CAPPED_PLANS)
+def test_row_cap_finds_a_limit_or_sample_the_output_rows_come_through(
+    plan: list[dict[str, Any]], named: str
+) -> None:
+    """A Limit / Sample Scan under a subquery, a CTE, a join side or an append is a cap."""
+    assert inc.row_cap(plan) == named
+    assert inc.row_cap(json.dumps(plan)) == named
+
+
+UNCAPPED_PLANS = [
+    _plan(SCAN),  # SELECT * FROM ev, and (SELECT * FROM ev OFFSET 0) s: no Limit node
+    # SELECT ... FROM ev CROSS JOIN LATERAL (SELECT ... WHERE d.id = ev.id ... LIMIT 1) l
+    _plan(_node("Nested Loop", _under("Outer", SCAN), _under("Inner", LIMITED))),
+    # SELECT ev.*, (SELECT d.x FROM d WHERE d.id = ev.id LIMIT 1) FROM ev
+    _plan(_node("Seq Scan", _under("SubPlan", LIMITED, **{"Subplan Name": "SubPlan 1"}))),
+    # a materialized CTE read only by a scalar subquery: its body is no path of the output
+    _plan(
+        _node(
+            "Seq Scan",
+            _under("InitPlan", LIMITED, **{"Subplan Name": "CTE f"}),
+            _under("SubPlan", _node("CTE Scan", **{"CTE Name": "g"})),
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize("plan", UNCAPPED_PLANS)
+def test_row_cap_ignores_per_row_limits(plan: list[dict[str, Any]]) -> None:
+    """A LATERAL or scalar per-row LIMIT, or no Limit node at all, caps nothing."""
+    assert inc.row_cap(plan) is None
+
+
+@pytest.mark.parametrize("doc", [[], "not json", [{"no plan": 1}], None, 7])
+def test_row_cap_of_an_unknown_document_is_none(doc: Any) -> None:
+    """A document that is not PostgreSQL's plan is not read as a cap (nor an error)."""
+    assert inc.row_cap(doc) is None
+
+
+def test_capped_refusal_names_the_cap_the_column_and_the_way_out() -> None:
+    """One line: what picks the rows, the cursor column, and what to do instead."""
+    line = inc.capped_refusal("updated_at", "a TABLESAMPLE on ev")
+    assert "\n" not in line and line.startswith("[source] incremental: ")
+    assert "a TABLESAMPLE on ev" in line and "window on updated_at" in line
+    assert "remove it" in line and "LATERAL" in line

@@ -222,6 +222,18 @@ def test_incremental_refuses_a_source_query_that_limits_its_rows():
     assert parse_job(JOB.replace('FROM src.customers"', 'FROM src.customers LIMIT 2"'))
 
 
+def test_incremental_refuses_an_oracle_query_capped_by_rownum_or_sample():
+    """Oracle: WHERE ROWNUM <= n or SAMPLE (n) at the top level under incremental is one line."""
+    inc = JOB.replace('key = ["id"]', 'key = ["id"]\nincremental = "updated_at"', 1).replace(
+        'deletes = "expire"', 'deletes = "ignore"'
+    )
+    ora = inc.replace("postgresql://postgres:s3cret@", "oracle://scott:tiger@", 1)
+    for tail in (" WHERE ROWNUM <= 100", " SAMPLE (10)"):
+        msg = err(ora.replace('FROM src.customers"', f'FROM src.customers{tail}"'))
+        assert "[source] incremental" in msg and "LIMIT / OFFSET / FETCH / ROWNUM" in msg, msg
+    assert parse_job(ora.replace('FROM src.customers"', 'FROM src.customers WHERE rownum_x = 1"'))
+
+
 def test_scd_column_names_configurable_and_checked():
     """valid_from / valid_to / is_current names can be changed but must not collide."""
     job = parse_job(JOB + "", overrides=["scd.valid_from=start_ts", "scd.is_current=cur"])

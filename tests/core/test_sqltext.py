@@ -214,6 +214,14 @@ def test_read_sql_keeps_the_query_text_verbatim(dialect: str) -> None:
         ("SELECT a AS limité FROM t", "postgresql", False),  # one name, not LIMIT
         ("SELECT a AS offsetä FROM t", "postgresql", False),
         ("SELECT é FROM t LIMIT 5", "postgresql", True),
+        ("SELECT id FROM t WHERE ROWNUM <= 5", "oracle", True),
+        ("SELECT id FROM t WHERE x = 1 AND rownum < 9 ORDER BY id", "oracle", True),
+        ("SELECT id FROM t SAMPLE (10)", "oracle", True),
+        ("SELECT id FROM t SAMPLE BLOCK (5) WHERE x = 1", "oracle", True),
+        ("SELECT ROWNUM AS rn, id FROM t", "oracle", False),  # numbers rows, keeps them all
+        ("SELECT id FROM (SELECT id FROM t WHERE ROWNUM <= 5) s", "oracle", False),
+        ("SELECT sample FROM t WHERE rownum_ok = 1", "oracle", False),
+        ("SELECT id FROM t WHERE ROWNUM <= 5", "postgresql", False),  # a column there
     ],
 )
 def test_limits_rows_sees_only_top_level_row_limits(
