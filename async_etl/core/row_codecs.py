@@ -474,13 +474,19 @@ RowCheck = Callable[[Sequence[Any]], "str | None"]
 """Why a row would not be stored exactly (``core.exact.crate_row_check``), or None."""
 
 
-def _crate_refusal(row: tuple[Any, ...], check: RowCheck) -> str | None:
+def _crate_refusal(row: tuple[Any, ...], check: RowCheck, names: Sequence[str]) -> str | None:
+    """Why ``row`` cannot go in a bulk body, naming the column (``"column c: reason"``)."""
     reason = check(row)
     if reason is not None:
         return reason
     try:
         orjson.dumps(row, default=_crate_default)
-    except TypeError as exc:
+    except TypeError as exc:  # orjson.JSONEncodeError: a str with a lone surrogate, bytes, ...
+        for name, value in zip(names, row, strict=False):
+            try:
+                orjson.dumps(value, default=_crate_default)
+            except TypeError as one:
+                return f"column {name}: {one}"
         return str(exc)
     return None
 
@@ -510,7 +516,9 @@ def encode_crate_rows(
             return Encoded(body, tuple(range(len(rows))))
     except TypeError:
         pass
-    refused = [(pos, why) for pos, row in enumerate(rows) if (why := _crate_refusal(row, check))]
+    refused = [
+        (pos, why) for pos, row in enumerate(rows) if (why := _crate_refusal(row, check, names))
+    ]
     bad = {pos for pos, _ in refused}
     kept = tuple(pos for pos in range(len(rows)) if pos not in bad)
     body = orjson.dumps({"stmt": stmt, "bulk_args": [rows[pos] for pos in kept]})

@@ -170,6 +170,20 @@ def test_crate_body_refuses_non_finite_floats_among_other_kinds() -> None:
     assert encode_crate_rows(stmt, [(1, 2.5), (2, 3.5)]).refused == ()
 
 
+def test_crate_rows_with_a_lone_surrogate_are_refused_naming_the_column() -> None:
+    """A str with a lone surrogate (no UTF-8 form) is refused as 'column t: ...', the rest kept."""
+    stmt = "INSERT INTO t (id, t, u) VALUES (?, ?, ?)"
+    rows = [(1, "ok", "x"), (2, "a\ud800b", "x"), (3, "ok", ["\udfff"])]
+    enc = encode_crate_rows(stmt, rows, ("id", "t", "u"), ("bigint", "text", "text[]"))
+    assert enc.kept == (0,)
+    assert orjson.loads(enc.payload)["bulk_args"] == [[1, "ok", "x"]]
+    assert [(pos, why.split(":")[0]) for pos, why in enc.refused] == [
+        (1, "column t"),
+        (2, "column u"),
+    ]
+    assert all("surrogates not allowed" in why for _, why in enc.refused)
+
+
 def test_json_refusal_finds_non_finite_floats_at_any_depth() -> None:
     """NaN / infinity anywhere in a JSON value is refused; finite values and text pass."""
     assert json_refusal({"a": [1, {"b": math.nan}]}) == "nan has no JSON form (it would be null)"
