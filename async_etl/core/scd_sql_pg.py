@@ -585,8 +585,21 @@ def collation_names_sql() -> Sql:
 
 
 def estimate_table_sql() -> Sql:
-    """Planner row estimate of a table (bind ``table``, e.g. 'src.customers'; -1 = unknown)."""
-    return Sql("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", ("table",))
+    """Row estimate of a table (bind ``table``, e.g. 'src.customers'); -1 = ask ``EXPLAIN``.
+
+    The planner's own rule (PostgreSQL's ``estimate_rel_size``): the rows per page of the last
+    ANALYZE / VACUUM (``reltuples / relpages``) times the pages the table has now, so rows
+    added since count. -1 when those statistics hold no density: never analyzed
+    (``reltuples`` -1 since PostgreSQL 14), analyzed while empty (``reltuples`` 0, which read
+    as is planned a 200,000-row table as one chunk), or a relation with no pages of its own
+    (a partitioned table); ``EXPLAIN`` then estimates from the table's size and row width.
+    """
+    return Sql(
+        "SELECT CASE WHEN c.reltuples > 0 AND c.relpages > 0 THEN (c.reltuples / c.relpages"
+        " * (pg_relation_size(c.oid) / current_setting('block_size')::float8))::bigint"
+        " ELSE -1 END FROM pg_class c WHERE c.oid = to_regclass($1)",
+        ("table",),
+    )
 
 
 def estimate_query_sql(query: str) -> Sql:

@@ -102,7 +102,7 @@ class PgSource(SourceBase):
 
     @reads
     async def estimate(self, conn: Any) -> int:
-        """Planner row estimate: ``reltuples`` for a table, else ``EXPLAIN``; -1 when unknown.
+        """Row estimate: ``estimate_table_sql`` for a table, else ``EXPLAIN``; -1 when unknown.
 
         A window with a lower bound (an incremental run after the first) is counted exactly.
         """

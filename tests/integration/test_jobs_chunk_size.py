@@ -9,8 +9,10 @@ the ``JobResult``, the stored plan and ``check``'s report.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from async_etl.core.chunks import ChunkSizing, chunk_count
@@ -91,3 +93,29 @@ async def test_check_prints_the_chunk_size_a_run_would_use(pg_dsn: str, tmp_path
         assert code == 0, err
         (line,) = [x for x in out.splitlines() if x.startswith("  rows per chunk ")]
         assert expected in line
+
+
+@pytest.mark.parametrize(
+    "analyzed_at", [None, 0, 1_000], ids=["never-analyzed", "analyzed-empty", "analyzed-at-1000"]
+)
+async def test_statistics_older_than_the_rows_do_not_make_one_chunk(
+    pg_dsn: str, tmp_path: Path, analyzed_at: int | None
+) -> None:
+    """200,000 rows whose pg_class.reltuples says -1, 0 or 1,000: check estimates ~200,000."""
+    rows = 200_000
+    await fetchval(pg_dsn, "CREATE SCHEMA src")
+    await fetchval(pg_dsn, "CREATE TABLE src.big (id bigint PRIMARY KEY, v text) "
+                           "WITH (autovacuum_enabled = false)")  # fmt: skip
+    fill = "INSERT INTO src.big SELECT g, md5(g::text) FROM generate_series({}, {}) g"
+    if analyzed_at is not None:
+        await fetchval(pg_dsn, fill.format(1, analyzed_at))
+        await fetchval(pg_dsn, "ANALYZE src.big")
+    await fetchval(pg_dsn, fill.format((analyzed_at or 0) + 1, rows))
+    path = write(tmp_path, "stale.toml", job(pg_dsn, "stale", None))
+    code, out, err = await run_cli("check", str(path))
+    assert code == 0, err
+    found = re.search(r"estimate ([\d,]+) rows, (\d+) chunk", out)
+    assert found is not None, out
+    # before: 'estimate 0 rows, 1 chunk(s)' (analyzed empty) / 'estimate 1,000 rows, 1 chunk(s)'
+    assert rows // 2 <= int(found[1].replace(",", "")) <= rows * 2, found[0]
+    assert int(found[2]) >= 2, found[0]
