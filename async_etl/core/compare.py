@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from async_etl.core.pg_casts import unbounded
+
 __all__ = [
     "EXACT_TYPES",
     "base_type",
@@ -122,13 +124,15 @@ def pg_compared(ref: str, source_type: str, target_type: str) -> str:
     ``posint[]`` against the staged ``integer[]`` (``operator does not exist: posint[] =
     integer[]``), a widened ``bigint[]`` against ``integer[]``.  The staged value fits the
     target's type (the drift check refuses the rest) and a domain's value is its base type's,
-    so neither cast changes a value.
+    so neither cast changes a value.  The type is ``core.pg_casts.unbounded``'s: a
+    ``character(3)[]`` is cast to ``bpchar[]``, not to ``character[]`` (``character(1)[]``,
+    which cuts each element to its first character, so a change past it went unseen).
     """
     if not is_exact(source_type):
         return f"{ref}::text"
     if not base_type(target_type)[1]:
         return ref
-    return f"{ref}::{' '.join(_MODS.sub('', target_type.strip().lower()).split())}"
+    return f"{ref}::{unbounded(target_type)}"
 
 
 def key_problem(pg_type: str) -> str | None:

@@ -18,6 +18,7 @@ from async_etl.core.compare import (
     is_exact,
     key_problem,
     oracle_lob,
+    pg_compared,
     same,
 )
 from async_etl.core.scd import apply_plan, diff
@@ -134,6 +135,14 @@ def test_pg_merge_compares_arrays_through_the_targets_type(kind: int) -> None:
         for alias in ("t", "EXCLUDED" if kind == 1 else "s"):
             assert f'ROW({alias}."p", {alias}."r"::integer[], {alias}."w"::numeric[])' in text
     assert cols.with_target(None) == cols and cols.target_type_of("nope") == ""
+
+
+def test_pg_merge_compares_bounded_arrays_without_a_length_of_one() -> None:
+    """character(3)[] and bit(4)[] are cast to bpchar[] / bit varying[], never to length 1."""
+    assert pg_compared('t."c"', "character(3)[]", "character(3)[]") == 't."c"::bpchar[]'
+    assert pg_compared('s."c"', "text[]", "character(5)[]") == 's."c"::bpchar[]'
+    assert pg_compared('t."b"', "bit(4)[]", "bit(4)[]") == 't."b"::bit varying[]'
+    assert pg_compared('t."v"', "character varying(4)[]", "text[]") == 't."v"::text[]'
 
 
 def test_pg_merge_without_inexact_types_is_unchanged() -> None:

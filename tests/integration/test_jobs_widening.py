@@ -140,3 +140,40 @@ async def test_a_target_column_of_the_same_binary_format_still_loads(
 ) -> None:
     """Pairs whose binary formats match (modifiers or domains only) keep loading exactly."""
     await _check_pair(pg_server_dsn, *SAME_FORMAT[pair])
+
+
+BOUNDED = (
+    "CREATE SCHEMA dw",
+    "CREATE TABLE dw.v (id int, c character(3)[], b bit(3)[], " + SCD + ")",
+    "CREATE TABLE dw.m (id int PRIMARY KEY, c character(3)[], b bit(3)[])",
+)
+"""A user's type-2 and type-1 targets with arrays of fixed-length types."""
+
+
+@pytest.mark.parametrize("target", ["dw.v", "dw.m"])
+async def test_a_change_past_the_first_character_of_a_bounded_array_is_taken(
+    pg_dsn: str, target: str
+) -> None:
+    """character(3)[] and bit(3)[] elements compare whole: 'abc' -> 'abd' is a change."""
+    for sql in (*BOUNDED, "CREATE TABLE s (id int PRIMARY KEY, c character(3)[], b bit(3)[])",
+                "INSERT INTO s VALUES (1, '{abc,NULL}', '{101}'), (2, '{x}', NULL)"):  # fmt: skip
+        await fetchval(pg_dsn, sql)
+    kind = 2 if target == "dw.v" else 1
+    spec = spec_of(
+        f'name = "bounded"\nmode = "{"scd2" if kind == 2 else "merge"}"\n[source]\n'
+        f'url = "{pg_dsn}"\ntable = "s"\nkey = ["id"]\n[target]\nurl = "{pg_dsn}"\n'
+        f'table = "{target}"\n[scd]\nbusiness_key = ["id"]\ntype = {kind}\n'
+    )
+    first = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert (first.status, first.inserted) == ("SUCCEEDED", 2), first.error
+    for change in ("c = '{abd,NULL}'", "b = '{100}'"):
+        await fetchval(pg_dsn, f"UPDATE s SET {change} WHERE id = 1")
+        again = await run_job(spec, options=JobOptions(as_of=at(1 if "c" in change else 2)))
+        # before: 'inserted 0' / 'updated 0', both sides cut to their first character or bit
+        assert (again.status, again.updated + again.inserted) == ("SUCCEEDED", 1), (change, again)
+    current = " WHERE is_current" if kind == 2 else ""
+    held = await fetchval(
+        pg_dsn,
+        f"SELECT string_agg(format('%s %s %s', id, c, b), '; ' ORDER BY id) FROM {target}{current}",
+    )
+    assert held == '1 {abd,NULL} {100}; 2 {"x  "} '
