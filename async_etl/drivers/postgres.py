@@ -77,6 +77,12 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,  # e.g. releasing a connection broken mid-COPY
 )
 
+_FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+"""OSErrors of a local file (a certificate the URL names), not of the connection: asyncpg
+raises ``ssl``'s bare ``FileNotFoundError: [Errno 2] No such file or directory`` for a missing
+``sslrootcert`` (the shape of ClickHouse/clickhouse-connect#742, MagicStack/asyncpg#1014)."""
+_URL_FILES = "sslrootcert, sslcert, sslkey, sslcrl, passfile"
+
 UNDECODABLE_HINT = (
     "asyncpg cannot read a composite holding a field it reads only as text (an interval, a bit "
     "string, tsvector, an extension's type): cast the column in [source] query "
@@ -124,10 +130,14 @@ def connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
     """A broken or refused connection (either driver), translated one way.
 
     A server's ``FATAL`` is classified by the SQLSTATE it stands for
-    (``core.classify.fatal_sqlstate``, as asyncpg's coded errors are, ``pg_kind``); anything
-    else is a network failure.
+    (``core.classify.fatal_sqlstate``, as asyncpg's coded errors are, ``pg_kind``); a local
+    file that cannot be read (a missing ``sslrootcert``) is a ``ConfigError``; anything else is
+    a network failure.
     """
     text = " ".join(str(exc).split())
+    if isinstance(exc, _FILE_ERRORS):  # an OSError, but of a local file: retrying cannot help
+        return ConfigError(f"{where}: cannot read a file the URL names ({_URL_FILES}): "
+                           f"{type(exc).__name__}: {text}")  # fmt: skip
     code = fatal_sqlstate(text)
     if code is not None:
         return classified(pg_kind(code, fatal=True), f"{where}: {text}")

@@ -18,3 +18,15 @@ def test_a_refused_connection_stays_a_network_retry() -> None:
     """A refused connection is still transient, of kind network (paced retries)."""
     err = translate_pg(ConnectionRefusedError(111, "Connection refused"), "PostgreSQL x")
     assert err.retryable and err.kind is ErrorKind.NETWORK
+
+
+def test_a_missing_certificate_file_is_a_config_error_naming_the_url_files() -> None:
+    """sslrootcert naming no file (asyncpg's bare FileNotFoundError) is bad input, not a retry."""
+    where = "PostgreSQL postgresql://u:***@h/db?sslrootcert=/nonexist/root.crt&sslmode=verify-ca"
+    for exc in (FileNotFoundError(2, "No such file or directory"), NotADirectoryError(20, "x"),
+                PermissionError(13, "Permission denied")):  # fmt: skip
+        err = translate_pg(exc, where)
+        assert isinstance(err, ConfigError) and not err.retryable
+        assert "connection problem" not in err.message
+        assert err.message.startswith(f"{where}: cannot read a file the URL names (sslrootcert, ")
+        assert type(exc).__name__ in err.message
