@@ -54,11 +54,36 @@ __all__ = [
     "bulk_items",
     "detail_group",
     "judge_resent",
+    "refused_as_whole",
     "subset_items",
 ]
 
-_REFUSED_STATUSES = (400, 409)
-"""Whole-request answers that refuse the items themselves (analysis, validation, duplicate)."""
+_REFUSED_STATUSES = (400, 409, 413)
+"""Whole-request answers that refuse the items themselves (analysis, validation, duplicate,
+a body too large)."""
+
+TOO_LARGE = 413
+"""A request body over the server's limit (CrateDB's ``http.max_content_length``, 100 MB by
+default): refused as a whole, for good.  Halves of it are smaller, so it is bisected as a 400
+is, and a row that alone is over the limit is rejected (``refusal_reason``) instead of failing
+every row of its batch (each was undelivered before)."""
+
+
+def refusal_reason(response: Response) -> str:
+    """Why a single item refused as a whole is rejected: the server's words (413: too large)."""
+    reason = response.reason.partition(" ")[2]
+    if response.status == TOO_LARGE:
+        return f"{reason}: the row alone is over the server's request size limit"
+    return reason
+
+
+def refused_as_whole(response: Response, rows: int) -> bool:
+    """Whether a bulk of ``rows`` items answered ``response`` is bisected (``Resolution.whole``).
+
+    A 400 of more than one item (one item's own 400 is its verdict), or any 413.
+    """
+    return response.status == TOO_LARGE or (response.status == 400 and rows > 1)
+
 
 DETAIL_GROUP = 10
 """CrateDB details the first 10 failed items per shard: a bulk of 10 items details them all."""
@@ -193,7 +218,7 @@ def judge_resent(
     if err.retryable:
         resolution.transient(group, err.message)
     elif response.status in _REFUSED_STATUSES:
-        resolution.refused(group, response.reason.partition(" ")[2])
+        resolution.refused(group, refusal_reason(response))
     else:
         raise err
     return None

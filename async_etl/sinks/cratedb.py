@@ -28,7 +28,7 @@ from async_etl.core.crate_protocol import (
     send_result,
     verdict_for,
 )
-from async_etl.core.crate_resolve import bulk_items, detail_group, subset_items
+from async_etl.core.crate_resolve import bulk_items, detail_group, refused_as_whole, subset_items
 from async_etl.core.schema import crate_shape_problems
 from async_etl.core.sink_rules import check_shape
 from async_etl.core.writer_sql import CRATE_COLUMNS
@@ -118,7 +118,7 @@ class CrateDBSink(ClosingSink):
         key = sink_rules.resend_key(self.pk, self.table.id_column)
         body = attempt_body(batch.payload, attempt, self._stmt, key)
         response = await self.client.post(body)
-        if self.isolate_refusals and response.status == 400 and batch.row_count > 1:
+        if self.isolate_refusals and refused_as_whole(response, batch.row_count):
             items = await self.client.in_thread(bulk_items, body)
             verdict = await self.client.resolve(
                 BulkVerdict(0), batch.row_count, lambda group: subset_items(items, group),

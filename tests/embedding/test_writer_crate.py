@@ -183,6 +183,27 @@ async def test_one_value_crate_cannot_store_rejects_only_its_row(
     assert await _ids(crate_standin, "rg") == [i for i in range(10) if i != 7]
 
 
+@pytest.mark.parametrize("http", ["aiohttp", "lean"])
+@pytest.mark.parametrize("batch_rows", [1, 200])
+async def test_a_row_over_the_servers_body_limit_rejects_only_itself(
+    http: str, batch_rows: int
+) -> None:
+    """A bulk answered 413 (one row alone over the body limit): that row rejected, the rest land."""
+    config = StandInConfig(max_body_bytes=200_000, http=http)
+    rows = [{"id": i, "t": "x" * 1000} for i in range(100)]
+    big = {"id": 1000, "t": "y" * 300_000}
+    async with CrateStandIn(config) as crate:
+        async with open_writer(crate.url, table="big", columns={"id": "bigint", "t": "text"},
+                               primary_key=["id"], gzip_threshold=0,
+                               batch_rows=batch_rows) as w:  # fmt: skip
+            await w.write_many([*rows[:50], big, *rows[50:]])
+        report = w.report
+        assert (report.delivered, report.rejected, report.undelivered) == (100, 1, 0)
+        assert [r.row[0] for r in report.rejected_rows] == [1000]
+        assert "over the server's request size limit" in report.rejected_rows[0].reason
+        assert await _ids(crate, "big") == list(range(100))
+
+
 async def test_declared_columns_are_checked_before_the_table_is_created(
     crate_standin: CrateStandIn,
 ) -> None:
