@@ -2,8 +2,12 @@
 
 All SQL text comes from ``async_etl.core.scd_sql_pg``; this adapter only runs it on a
 connection it is handed (the job owns connections and their budget tokens).  Column types are
-read with their modifiers (``varchar(20)``, ``numeric(12,2)``) from a throw-away TEMP table
-created in a transaction that is rolled back, so inspecting a source writes nothing.
+read with their modifiers (``varchar(20)``, ``numeric(12,2)``) from the catalog: a table's
+own entry, after a ``SELECT * ... LIMIT 0`` of it that fails as reading it would (a missing
+table, no privilege), or for a query a throw-away TEMP table created from it in a
+transaction that is rolled back.  Either way inspecting a source writes nothing; a table's
+needs no DDL, so it works on a read-only session (a standby, ``default_transaction_read_only``)
+and costs a start three round trips and a temporary table's creation fewer.
 
 Text keys: chunk bounds, ``ntile`` and ``ORDER BY`` compare in the run's chunk collation
 (``core.collation``: the key column's own one, or code-point order ``"C"``), named explicitly
@@ -61,44 +65,51 @@ class PgSource(SourceBase):
         return translate_pg(exc, self.where) if isinstance(exc, PG_ERRORS) else None
 
     @asynccontextmanager
-    async def _probing(self, conn: Any) -> AsyncIterator[None]:
-        """A transaction holding a throw-away TEMP table shaped like the source (rolled back)."""
+    async def _probing(self, conn: Any) -> AsyncIterator[str]:
+        """The relation whose catalog entry has the source's columns (see the module doc).
+
+        A table: the table itself, once ``SELECT * ... LIMIT 0`` of it succeeded (one round
+        trip, no transaction).  A query: a throw-away TEMP table shaped like it, in a
+        transaction rolled back when the block ends.
+        """
+        if self.table is not None:
+            await conn.execute(f"SELECT * FROM {self.relation} LIMIT 0")
+            yield quote(self.table)
+            return
         tr = conn.transaction()
         await tr.start()
         try:
             await conn.execute(
                 f"CREATE TEMP TABLE {_PROBE} AS SELECT * FROM {self.relation} LIMIT 0"
             )
-            yield
+            yield f"pg_temp.{_PROBE}"
         finally:
             await tr.rollback()
 
-    async def _columns(self, conn: Any) -> list[tuple[str, str]]:
-        rows = await conn.fetch(pg_column_types_sql(f"'pg_temp.{_PROBE}'::regclass"))
+    async def _columns(self, conn: Any, relation: str) -> list[tuple[str, str]]:
+        rows = await conn.fetch(pg_column_types_sql("$1::regclass"), relation)
         return [(str(r[0]), str(r[1])) for r in rows]
 
-    async def _key_collations(self, conn: Any) -> list[KeyCollation | None]:
+    async def _key_collations(self, conn: Any, relation: str) -> list[KeyCollation | None]:
         st = pg.KEY_COLLATIONS_SQL
-        rows = await conn.fetch(
-            st.text, *st.args({"relation": f"pg_temp.{_PROBE}", "keys": list(self.key)})
-        )
+        rows = await conn.fetch(st.text, *st.args({"relation": relation, "keys": list(self.key)}))
         found = {str(r[0]): None if r[1] is None else KeyCollation(str(r[1]), r[2]) for r in rows}
         return [found.get(k) for k in self.key]
 
     @reads
     async def columns(self, conn: Any) -> list[tuple[str, str]]:
         """(name, SQL type with modifiers) of every source column, in order; writes nothing."""
-        async with self._probing(conn):
-            return await self._columns(conn)
+        async with self._probing(conn) as relation:
+            return await self._columns(conn, relation)
 
     @reads
     async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:
         """``columns``, and each key column's collation (None: a type without one).
 
-        Both from one probe (one rolled-back transaction); writes nothing.
+        Both from one probe (for a query, one rolled-back transaction); writes nothing.
         """
-        async with self._probing(conn):
-            return await self._columns(conn), await self._key_collations(conn)
+        async with self._probing(conn) as relation:
+            return await self._columns(conn, relation), await self._key_collations(conn, relation)
 
     @reads
     async def estimate(self, conn: Any) -> int:

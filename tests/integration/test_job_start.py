@@ -462,6 +462,53 @@ async def test_describe_reads_the_columns_and_key_collations_of_one_probe(pg_dsn
     assert [c.name if c else None for c in collations] == ["C", None]
 
 
+_TRICKY_TABLE = (
+    "CREATE DOMAIN short AS varchar(8); CREATE DOMAIN posint AS int CHECK (VALUE > 0); "
+    "CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE SCHEMA src; "
+    'CREATE TABLE src.t (id int, gone int, name text COLLATE "C", city varchar(20), '
+    "price numeric(12,2), at timestamptz(3), tag short, tags posint[], m mood, "
+    "twice bigint GENERATED ALWAYS AS (id * 2) STORED); ALTER TABLE src.t DROP COLUMN gone"
+)
+
+
+async def test_a_tables_describe_matches_its_querys_and_sends_no_ddl(pg_dsn: str) -> None:
+    """A table source is described from the catalog as ``SELECT *`` of it would be, no DDL sent."""
+    from async_etl.sources.postgres import PgSource
+
+    await _execute(pg_dsn, _TRICKY_TABLE)
+    table = PgSource(pg_dsn, ("name", "id"), None, "src.t")
+    query = PgSource(pg_dsn, ("name", "id"), "SELECT * FROM src.t", None)
+    conn = await asyncpg.connect(pg_dsn)
+    sent: list[str] = []
+    try:
+        from_query = await query.describe(conn)
+        conn.add_query_logger(lambda q: sent.append(q.query))
+        from_table = await table.describe(conn)
+        columns = await table.columns(conn)
+    finally:
+        await conn.close()
+    assert from_table[0] == from_query[0] == columns
+    assert from_table[1] == from_query[1]
+    assert [c.name if c else None for c in from_table[1]] == ["C", None]
+    assert not [q for q in sent if q.split()[0].upper() in ("BEGIN", "CREATE", "ROLLBACK")]
+
+
+async def test_a_table_source_is_described_on_a_read_only_connection(pg_dsn: str) -> None:
+    """A table source behind a read-only session (a standby, a read-only role) is described."""
+    from async_etl.sources.postgres import PgSource
+
+    await _execute(pg_dsn, _TRICKY_TABLE)
+    source = PgSource(pg_dsn, ("id",), None, "src.t")
+    conn = await asyncpg.connect(pg_dsn, server_settings={"default_transaction_read_only": "on"})
+    try:
+        columns, collations = await source.describe(conn)
+    finally:
+        await conn.close()
+    assert columns[:3] == [("id", "integer"), ("name", "text"), ("city", "character varying(20)")]
+    assert columns[5:8] == [("tag", "character varying(8)"), ("tags", "integer[]"), ("m", "mood")]
+    assert collations == [None]
+
+
 async def test_the_first_chunk_goes_on_on_the_surveys_and_the_preparations_connections(
     pg_dsn: str, pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
