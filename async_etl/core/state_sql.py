@@ -118,18 +118,24 @@ def _where(table: str) -> str:
 
 
 START_RUN = Sql(
-    "INSERT INTO async_etl_runs (run_id, job, status, as_of, plan) "
-    "VALUES ($1, $2, 'RUNNING', $3, $4::jsonb)",
-    ("run_id", "job", "as_of", "plan"),
+    "WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true)), "
+    "run AS (INSERT INTO async_etl_runs (run_id, job, status, as_of, plan) "
+    "SELECT $1::text, $2::text, 'RUNNING', $3::timestamptz, $4::jsonb FROM no_flush_wait), "
+    "chunks AS (INSERT INTO async_etl_chunks (run_id, chunk_index, bounds) "
+    "SELECT $1, u.n - 1, u.b::jsonb FROM unnest($5::text[]) WITH ORDINALITY AS u(b, n) "
+    "ON CONFLICT (run_id, chunk_index) DO NOTHING), "
+    "stop AS (DELETE FROM async_etl_stop_requests WHERE run_id = $1) SELECT 1",
+    ("run_id", "job", "as_of", "plan", "bounds"),
 )
-"""Record a new run with its as-of time and its stored chunk plan (``ChunkPlan.to_json``)."""
+"""Record a new run in one statement (its own implicit transaction): the run with its as-of
+time and stored chunk plan (``ChunkPlan.to_json``), one PENDING chunk row per element of
+``bounds`` (JSON text, chunk index = position), and no stop request left for its id (the
+stop table is ``jobs.state.STOP_DDL``'s).
 
-INSERT_CHUNK = Sql(
-    "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds) VALUES ($1, $2, $3::jsonb) "
-    "ON CONFLICT (run_id, chunk_index) DO NOTHING",
-    ("run_id", "chunk_index", "bounds"),
-)
-"""One row per planned chunk (``executemany``), status PENDING."""
+Its commit does not wait for the WAL flush: ``set_config(..., true)`` is ``SET LOCAL``
+(PostgreSQL manual, "System Administration Functions"), read at the commit that ends the
+statement.  Data-modifying ``WITH`` parts all run, referenced or not; the ``SELECT`` part
+runs because the run's insert reads it (PostgreSQL manual, "WITH Queries")."""
 
 CHECKPOINT_CHUNK = Sql(
     "INSERT INTO async_etl_chunks (run_id, chunk_index, bounds, status, rows, committed_at, "

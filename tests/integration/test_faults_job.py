@@ -43,7 +43,7 @@ SOURCE_STEPS = {
 STATE_STEPS = {
     "preflight: unfinished run": r"FROM async_etl_runs WHERE job = \$1",
     "state tables": r"current_schema\(\)\) \|\| '\.async_etl_runs'",  # the ready check
-    "start run": r"^INSERT INTO async_etl_runs",
+    "start run": r"^WITH no_flush_wait AS .*\(INSERT INTO async_etl_runs",
     "final run update": r"^UPDATE async_etl_runs SET status",
 }
 PG_STEPS = {

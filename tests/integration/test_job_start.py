@@ -8,10 +8,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 import pytest
 
@@ -606,3 +608,44 @@ async def test_the_state_connection_closes_beside_the_runs_last_connection(
     run = ("async-etl:closes:preflight", "async-etl:closes:closes-")  # not the test's own
     others = [i for i, (step, app) in enumerate(closes) if step == "end" and app.startswith(run)]
     assert others and max(others) > state, closes
+
+
+async def test_a_run_is_recorded_in_one_statement(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``start_run`` records the run, its PENDING chunks and clears its stop, one statement."""
+    import async_etl.jobs.state as state
+
+    sent: list[str] = []
+    connect = state.connect_job
+
+    async def logged(url: str, app: str) -> Any:
+        conn = await connect(url, app)
+        conn.add_query_logger(lambda q: sent.append(q.query))
+        return conn
+
+    monkeypatch.setattr(state, "connect_job", logged)
+    holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
+    async with StateStore(pg_dsn, holder, app="async-etl:rec:state") as store:
+        await store.ensure()
+        await _execute(pg_dsn, "INSERT INTO async_etl_stop_requests (run_id) VALUES ('rec-1')")
+        del sent[:]
+        await store.start_run("rec-1", "rec", datetime.now(UTC), {"k": 1}, ["[1]", "null", '"b"'])
+        await anyio.lowlevel.checkpoint()  # asyncpg calls query loggers with ``call_soon``
+        assert len(sent) == 1  # was 4 statements in a transaction: 9 round trips
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        run = await conn.fetchrow("SELECT job, status, plan FROM async_etl_runs")
+        chunks = await conn.fetch(
+            "SELECT chunk_index, bounds, status FROM async_etl_chunks ORDER BY chunk_index"
+        )
+        stops = await conn.fetchval("SELECT count(*) FROM async_etl_stop_requests")
+    finally:
+        await conn.close()
+    assert tuple(run) == ("rec", "RUNNING", '{"k": 1}')
+    assert [tuple(c) for c in chunks] == [
+        (0, "[1]", "PENDING"),
+        (1, "null", "PENDING"),
+        (2, '"b"', "PENDING"),
+    ]
+    assert stops == 0

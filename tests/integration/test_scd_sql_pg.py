@@ -21,6 +21,7 @@ from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.scd_sql_pg_latest import latest_merge_statements
 from async_etl.core.specs import ScdColumns, ScdSpec
 from async_etl.core.sqltext import inline_integers
+from async_etl.jobs.state import STOP_DDL
 from async_etl.sources.postgres import PgSource
 
 COLUMNS = [("a", "bigint"), ("b", "text"), ("name", "text"), ("city", "text"), ("tier", "integer")]
@@ -289,13 +290,13 @@ async def test_extraction_boundaries_estimates_and_state(pg_dsn: str):
         assert await conn.fetchval(pg.estimate_table_sql().text, "src.t") == 101
         doc = await conn.fetchval(pg.estimate_query_sql(query).text)
         assert pg.parse_explain_rows(doc) > 0
-        for st in state_sql.STATE_DDL:
+        for st in (*state_sql.STATE_DDL, STOP_DDL):  # a run's record clears its stop request
             await conn.execute(st.text)
+        bounds = [json.dumps(c.to_json()) for c in plan.chunks]
         run = {"run_id": "r1", "job": "j", "as_of": T0, "plan": json.dumps(plan.to_json())}
-        await conn.execute(state_sql.START_RUN.text, *state_sql.START_RUN.args(run))
-        for c in plan.chunks:
-            args = {"run_id": "r1", "chunk_index": c.index, "bounds": json.dumps(c.to_json())}
-            await conn.execute(state_sql.INSERT_CHUNK.text, *state_sql.INSERT_CHUNK.args(args))
+        await conn.execute(
+            state_sql.START_RUN.text, *state_sql.START_RUN.args(run | {"bounds": bounds})
+        )
         args = {
             "run_id": "r1",
             "chunk_index": 2,
