@@ -43,6 +43,16 @@ never refused): the source's maximum comes with PostgreSQL's own text of it (``i
 the window stores the answer (``CursorWindow.endless``).  ``-infinity`` sorts first: a cursor
 there moves on.
 
+A cursor whose text was lost.  Before the window kept ``endless`` (2b4cc23), a run whose top was
+a date or time ``infinity`` stored it as asyncpg read it, ``9999-12-31`` (``23:59:59.999999``),
+as it stores a real ``9999-12-31``; that code also sent such a cursor back as ``infinity``, so
+the job was stuck either way.  Read today, the cursor is ``9999-12-31``, and the next run reads
+``c >= '9999-12-31'``: the rows added below it are skipped, and the run succeeds.  A window now
+says which it was (``endless``, or ``finite`` for a real value at the type's maximum); a
+committed date or time at the type's maximum under a window that says neither is ``unsure``,
+and the job asks the source whether a row holds that very value (``holds_sql``): if none
+does, the cursor came from ``infinity`` and the run is refused as a stuck one is.
+
 Bounds as text.  asyncpg binds ``date.max`` / ``datetime.max`` as ``infinity`` and the
 minimums as ``-infinity``, and reads them back the same way: a cursor at ``9999-12-31`` (a
 common "valid to" sentinel) bound as it is reads ``c >= 'infinity'``, and a row arriving later
@@ -95,6 +105,7 @@ __all__ = [
     "cursor_kind",
     "cursor_text",
     "endless_text",
+    "holds_sql",
     "is_endless",
     "max_cursor_sql",
     "null_keys_sql",
@@ -104,6 +115,7 @@ __all__ = [
     "stuck",
     "tag",
     "time_type",
+    "unsure",
     "untag",
     "window_clause",
     "window_count_sql",
@@ -270,10 +282,16 @@ class CursorWindow:
         return f"({ref} IS NULL OR ({' AND '.join(parts)}))"
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-able form, stored with the run's chunk plan (``endless`` only when true)."""
+        """JSON-able form, stored with the run's chunk plan (``endless`` only when true).
+
+        ``finite``: a date or time top at its type's maximum that is that value, not
+        ``infinity`` (see "A cursor whose text was lost"); only then.
+        """
         data = {"column": self.column, "low": tag(self.low), "high": tag(self.high),
                 "lookback": self.lookback}  # fmt: skip
-        return {**data, "endless": True} if self.endless else data
+        if self.endless:
+            return {**data, "endless": True}
+        return {**data, "finite": True} if _highest(self.high) else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CursorWindow:
@@ -307,6 +325,38 @@ def _lowest(value: date) -> bool:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value == _DT_MIN_UTC  # the same instant, whatever its offset
     return value == (datetime.min if isinstance(value, datetime) else date.min)
+
+
+_DT_MAX_UTC = datetime.max.replace(tzinfo=UTC)
+
+
+def _highest(value: Any) -> bool:
+    """Whether ``value`` is ``date.max`` / ``datetime.max``: asyncpg reads ``infinity`` so."""
+    if isinstance(value, datetime):
+        return value == (_DT_MAX_UTC if value.tzinfo is not None else datetime.max)
+    return isinstance(value, date) and value == date.max
+
+
+def unsure(stored: Mapping[str, Any], value: Any) -> bool:
+    """Whether ``value``, committed under the stored window ``stored``, may be an ``infinity``.
+
+    So it is for a date or time at its type's maximum when ``stored`` (``to_json``'s form)
+    says neither ``endless`` nor ``finite``: written before either was kept (see "A cursor
+    whose text was lost"); ``holds_sql`` tells.
+    """
+    return "endless" not in stored and "finite" not in stored and _highest(value)
+
+
+def holds_sql(relation: str, column: str, value: Any) -> tuple[Sql, dict[str, Any]]:
+    """PostgreSQL: whether a source row holds the date or time cursor ``value`` itself.
+
+    ``SELECT EXISTS``, the value bound as its text (``9999-12-31``, never ``infinity``);
+    ``relation`` as for ``null_keys_sql``.  Returns the statement and its bind values.
+    """
+    b = Binder("pg")
+    st = b.sql(f"SELECT EXISTS (SELECT 1 FROM {SOURCE} WHERE "
+               f"{_ref(column, 'pg')} = {_bound_ref(b, 'cur_at', value)})")  # fmt: skip
+    return embed_source(st, relation), {"cur_at": pg_bound(value, "high", False)}
 
 
 def pg_bound(value: Any, side: Literal["low", "high"], endless: bool) -> Any:

@@ -7,6 +7,7 @@ stored with its plan.  Problems are one-line ``ConfigError``s naming the key.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from async_etl.core.incremental import (
@@ -26,7 +27,7 @@ from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 from async_etl.sources.port import Source, source_connection
 
-__all__ = ["check_cursor", "new_window", "resumed_window", "shown", "source_max"]
+__all__ = ["check_cursor", "new_window", "resumed_window", "shown", "source_holds", "source_max"]
 
 
 def check_cursor(spec: JobSpec, columns: tuple[tuple[str, str], ...]) -> None:
@@ -84,6 +85,23 @@ async def source_max(
     return top
 
 
+async def source_holds(
+    spec: JobSpec, source: Source, holder: Holder, app: str, policy: RetryPolicy, value: Any
+) -> bool:
+    """Whether a source row holds the cursor column at ``value`` itself (``Source.holds``)."""
+    column = spec.source.incremental
+    assert column is not None
+
+    async def read() -> bool:
+        async with source_connection(source, holder, app) as conn:
+            return await source.holds(conn, column, value)
+
+    try:
+        return await retrying(read, policy, what="read the source at the committed cursor")
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
+
+
 def resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWindow | None:
     """The window stored with an unfinished run; it must match ``[source] incremental``."""
     stored = plan.get("cursor")
@@ -100,16 +118,24 @@ def resumed_window(spec: JobSpec, run_id: str, plan: dict[str, Any]) -> CursorWi
 
 
 async def new_window(
-    spec: JobSpec, store: StateStore, top: tuple[Any, bool], *, whole: bool = False
+    spec: JobSpec,
+    store: StateStore,
+    top: tuple[Any, bool],
+    *,
+    whole: bool = False,
+    holds: Callable[[Any], Awaitable[bool]] | None = None,
 ) -> CursorWindow | None:
     """A new run's window: from the committed cursor up to the source's maximum ``top``.
 
     ``top`` is that value, and whether it is NaN / +infinity (``source_max``).
     ``whole``: no lower bound (the run adds target columns, which every row must fill: rows
-    below the cursor would otherwise keep NULL in them for good).
+    below the cursor would otherwise keep NULL in them for good).  ``holds`` (``source_holds``)
+    tells a committed 9999-12-31 that may have been ``infinity`` (``StateStore.committed``
+    cannot tell) from a real one: a source row holds a real one.
 
     Raises ``ConfigError`` (one line) when the committed cursor is NaN or +infinity: no run
-    from it could ever read a row again (``core.incremental``, "An endless cursor").
+    from it could ever read a row again (``core.incremental``, "An endless cursor"; an
+    ``infinity`` committed before its text was kept: "A cursor whose text was lost").
     """
     column = spec.source.incremental
     if column is None:
@@ -118,6 +144,8 @@ async def new_window(
         low, stuck = (None, False) if whole else await store.committed(spec.name, column)
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
+    if stuck is None:  # 9999-12-31 read back: infinity (no row holds it) or that very value
+        stuck = holds is not None and not await holds(low)
     if stuck:
         raise ConfigError(f"job {spec.name}: [source] incremental: the committed cursor of "
                           f"{column} is {endless_text(low)}, which sorts above every value, so "

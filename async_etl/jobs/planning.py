@@ -46,7 +46,7 @@ from async_etl.errors import AsyncEtlError, ConfigError, DataError, unusable
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
-from async_etl.jobs.cursor import new_window, resumed_window, shown, source_max
+from async_etl.jobs.cursor import new_window, resumed_window, shown, source_holds, source_max
 from async_etl.jobs.endpoints import Target, make_target
 from async_etl.jobs.schema_drift import check_new_types, drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
@@ -203,7 +203,10 @@ async def preflight(
     if plan is not None:
         window = resumed_window(spec, run_id, plan)
     else:
-        window = await new_window(spec, store, top, whole=bool(add))
+        window = await new_window(
+            spec, store, top, whole=bool(add),
+            holds=lambda value: source_holds(spec, source, holder, app, policy, value),
+        )  # fmt: skip
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeAlias, TypeVar, cast
 import anyio
 
 from async_etl.core import state_sql as sq
-from async_etl.core.incremental import CursorWindow, run_cursor, stuck, untag
+from async_etl.core.incremental import CursorWindow, run_cursor, stuck, unsure, untag
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
@@ -399,22 +399,27 @@ class StateStore:
         """
         return (await self.committed(job, column))[0]
 
-    async def committed(self, job: str, column: str) -> tuple[Any, bool]:
+    async def committed(self, job: str, column: str) -> tuple[Any, bool | None]:
         """``committed_cursor``, and whether it is ``stuck`` (NaN / +infinity: never moves).
 
-        See ``core.incremental``, "An endless cursor".
+        None: cannot tell, a date or time at 9999-12-31 that may have been ``infinity``
+        (``incremental.unsure``).  See ``core.incremental``, "An endless cursor".
         """
 
-        async def go(c: Any) -> tuple[Any, bool]:
+        async def go(c: Any) -> tuple[Any, bool | None]:
             if not await c.fetchval(sq.HAS_CHUNK_CURSORS.text):
                 return None, False  # no state yet, or state from before incremental runs existed
             r = await c.fetchrow(sq.LAST_WINDOW.text, job, column)
             if r is None:
                 return None, False
-            window = CursorWindow.from_json(json.loads(r[0]))
+            stored = json.loads(r[0])
+            window = CursorWindow.from_json(stored)
             done = {int(i): untag(v) for i, v in json.loads(r[2])}
             chunks = range(int(r[1]))
-            return run_cursor(window, chunks, done), stuck(window, chunks, done)
+            value = run_cursor(window, chunks, done)
+            if stuck(window, chunks, done):
+                return value, True
+            return value, None if unsure(stored, value) else False
 
         return await self._call("read committed cursor", go)
 

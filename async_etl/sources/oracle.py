@@ -133,6 +133,10 @@ class OracleSource(SourceBase):
         """None: no plan is read from Oracle (``incremental.row_cap`` is PostgreSQL's)."""
         return None
 
+    async def holds(self, conn: Any, column: str, value: Any) -> bool:
+        """True: an Oracle date has no infinity, so a cursor at its maximum is that value."""
+        return True
+
     async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
         """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
 

@@ -69,6 +69,14 @@ class Source(Protocol):
         """
         ...
 
+    async def holds(self, conn: Any, column: str, value: Any) -> bool:
+        """Whether a row holds the cursor ``column`` at the date or time ``value`` itself.
+
+        Asked of a committed cursor at 9999-12-31 that may have been ``infinity``
+        (``incremental.unsure``).
+        """
+        ...
+
     async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
         """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
 

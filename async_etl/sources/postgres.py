@@ -193,6 +193,12 @@ class PgSource(SourceBase):
         return await conn.fetchval(pg.estimate_query_sql(f"SELECT * FROM {self.relation}").text)
 
     @reads
+    async def holds(self, conn: Any, column: str, value: Any) -> bool:
+        """Whether a row holds the date or time cursor ``value`` itself (``inc.holds_sql``)."""
+        st, values = inc.holds_sql(self.relation, column, value)
+        return bool(await conn.fetchval(st.text, *st.args(values)))
+
+    @reads
     async def max_cursor(self, conn: Any, column: str) -> tuple[Any, bool]:
         """The highest value of ``column`` in the whole source, and whether it is NaN / +inf.
 

@@ -563,3 +563,41 @@ def test_capped_refusal_names_the_cap_the_column_and_the_way_out() -> None:
     assert "\n" not in line and line.startswith("[source] incremental: ")
     assert "a TABLESAMPLE on ev" in line and "window on updated_at" in line
     assert "remove it" in line and "LATERAL" in line
+
+
+HIGHEST = [date.max, datetime.max, datetime.max.replace(tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("top", HIGHEST)
+def test_a_window_says_whether_its_9999_12_31_top_was_infinity(top: Any) -> None:
+    """A date or time top at the maximum is stored as endless or finite, never neither."""
+    real = CursorWindow.plan("c", None, top).to_json()
+    endless = CursorWindow.plan("c", None, top, top_endless=True).to_json()
+    assert real.get("finite") is True and "endless" not in real
+    assert endless.get("endless") is True and "finite" not in endless
+    assert not inc.unsure(real, top) and not inc.unsure(endless, top)
+    assert CursorWindow.from_json(real) == CursorWindow.plan("c", None, top)
+    assert "finite" not in CursorWindow.plan("c", None, date(2026, 1, 1)).to_json()
+
+
+@pytest.mark.parametrize("top", HIGHEST)
+def test_a_9999_12_31_cursor_stored_by_older_code_is_unsure(top: Any) -> None:
+    """Stored without endless / finite (before 2b4cc23), 9999-12-31 may have been infinity."""
+    old = {"column": "c", "low": None, "high": tag(top), "lookback": 0}
+    assert inc.unsure(old, untag(old["high"]))
+    assert not inc.unsure(old, date(2026, 1, 1)) and not inc.unsure(old, 5)
+    assert not inc.unsure(old, datetime(9999, 12, 31))
+
+
+@pytest.mark.parametrize(
+    ("value", "cast", "bound"),
+    [(date.max, "date", "9999-12-31"), (datetime.max, "timestamp", "9999-12-31T23:59:59.999999"),
+     (datetime.max.replace(tzinfo=UTC), "timestamptz", "9999-12-31T23:59:59.999999+00:00")],
+)  # fmt: skip
+def test_holds_sql_binds_the_value_as_its_text(value: Any, cast: str, bound: str) -> None:
+    """The look-up compares with the value's own text, never asyncpg's 'infinity'."""
+    st, values = inc.holds_sql('"src"."ev" AS q', "c", value)
+    assert (
+        st.text == f'SELECT EXISTS (SELECT 1 FROM "src"."ev" AS q WHERE q."c" = $1::text::{cast})'
+    )
+    assert st.args(values) == [bound]

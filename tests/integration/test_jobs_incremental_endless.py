@@ -104,3 +104,67 @@ async def test_a_nan_arriving_above_a_committed_cursor_reads_every_row_below_it(
     assert sorted(await current(pg_dsn, "dw.late")) == [1, 2, 3, 4]
     code, out, err = await run_cli("run", str(write(tmp_path, "late.toml", text)))
     assert code == 2 and out == "" and "the committed cursor of v is NaN," in err
+
+
+async def store_as_before_2b4cc23(dsn: str) -> None:
+    """The job's stored windows as code before 2b4cc23 wrote them: no endless / finite key."""
+    await execute(dsn, "UPDATE async_etl_runs SET plan = jsonb_set(plan, '{cursor}', "
+                       "(plan -> 'cursor') - 'endless' - 'finite')")  # fmt: skip
+
+
+OLD_INFINITY = [  # type, a row's cursor, a later row's, the cursor as asyncpg read infinity
+    ("date", "'2026-01-01'", "'2026-06-01'", '["date", "9999-12-31"]'),
+    (
+        "timestamp",
+        "'2026-01-01 00:00'",
+        "'2026-06-01 00:00'",
+        '["datetime", "9999-12-31T23:59:59.999999"]',
+    ),
+    (
+        "timestamptz",
+        "'2026-01-01 00:00+00'",
+        "'2026-06-01 00:00+00'",
+        '["datetime", "9999-12-31T23:59:59.999999"]',  # asyncpg: infinity is naive
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql_type", "low", "later", "stored"), OLD_INFINITY)
+async def test_an_infinity_committed_before_its_text_was_kept_is_refused(
+    pg_dsn: str, tmp_path: Path, sql_type: str, low: str, later: str, stored: str
+) -> None:
+    """An 'infinity' cursor stored as 9999-12-31 by older code: the next run exits 2, one line."""
+    await make_source(pg_dsn, sql_type, low, "'infinity'")
+    text = inc_toml("old_inf", pg_dsn)
+    await run(text, 0)
+    await store_as_before_2b4cc23(pg_dsn)
+    window = "SELECT plan -> 'cursor' -> 'high' FROM async_etl_runs"
+    assert await fetchval(pg_dsn, f"SELECT ({window})::text") == stored
+    assert "endless" not in await fetchval(pg_dsn, "SELECT (plan -> 'cursor')::text FROM "
+                                                   "async_etl_runs")  # fmt: skip
+    await add_row(pg_dsn, sql_type, 3, later)
+    code, out, err = await run_cli("run", str(write(tmp_path, "old_inf.toml", text)))
+    assert code == 2 and out == "", (code, out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert "job old_inf: [source] incremental: the committed cursor of v is infinity," in err
+    assert "run the job under a new name" in err
+    assert await run_count(pg_dsn) == 1
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "sentinel"),
+    [("date", "'9999-12-31'"), ("timestamp", "'9999-12-31 23:59:59.999999'"),
+     ("timestamptz", "'9999-12-31 23:59:59.999999+00'")],
+)  # fmt: skip
+async def test_a_real_9999_12_31_committed_before_its_text_was_kept_runs_on(
+    pg_dsn: str, sql_type: str, sentinel: str
+) -> None:
+    """The same stored cursor from a real 9999-12-31 (a source row holds it): later runs read."""
+    await make_source(pg_dsn, sql_type, "'2026-01-01'", sentinel)
+    text = inc_toml("old_max", pg_dsn)
+    first = await run(text, 0)
+    await store_as_before_2b4cc23(pg_dsn)
+    await add_row(pg_dsn, sql_type, 3, sentinel)
+    second = await run(text, 1)
+    assert (second.rows_read, second.inserted, second.cursor) == (2, 1, first.cursor)
+    assert sorted(await current(pg_dsn, "dw.old_max")) == [1, 2, 3]
