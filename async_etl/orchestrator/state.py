@@ -37,7 +37,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.state_sql import state_ready_sql
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect, open_pool, translate_pg
-from async_etl.errors import AsyncEtlError, LoadError, network, unusable
+from async_etl.errors import AsyncEtlError, ConfigError, LoadError, network, unusable
 from async_etl.jobs.state import ONE_SHOT, one_shot
 from async_etl.runtime.retrying import retrying
 
@@ -144,12 +144,13 @@ class PlanStore:
         Job rows are written through ``writers`` more connections (opened on demand), so many
         jobs' status writes do not queue on one connection.
 
-        Raises ``ConfigError`` when the store is unreachable and ``AsyncEtlError`` when another
-        orchestrator is running this plan.
+        Raises ``ConfigError`` when the store is unreachable or another orchestrator is running
+        this plan (nothing was done: ``async-etl orchestrate`` exits 2, as ``run`` does for a
+        job already running).
         """
         policy = policy or RetryPolicy()
         try:
-            conn = await retrying(lambda: _control_connection(url, plan), policy,
+            conn = await retrying(lambda: _control_connection(url, plan, first=True), policy,
                                   what="state store: open")  # fmt: skip
         except LoadError as exc:  # unreachable (after the retries), auth, no database
             raise unusable(exc.message, exc) from exc  # it names the store: 'state store URL: '
@@ -346,8 +347,13 @@ class PlanStore:
         return await self._control("poll stop requests", go)
 
 
-async def _control_connection(url: str, plan: str) -> Any:
-    """A connection holding ``plan``'s lock, with the tables created; errors translated."""
+async def _control_connection(url: str, plan: str, *, first: bool = False) -> Any:
+    """A connection holding ``plan``'s lock, with the tables created; errors translated.
+
+    The lock held by another orchestrator: ``ConfigError`` at the ``first`` connection (the
+    plan is already running), else ``AsyncEtlError`` (this run lost the lock with its
+    connection and another orchestrator took it meanwhile).
+    """
     conn = await open_connection(url)
     try:
         async with translated(url, "take the plan lock"):
@@ -358,7 +364,16 @@ async def _control_connection(url: str, plan: str) -> Any:
         raise
     if not locked:
         conn.terminate()
-        raise AsyncEtlError(f"plan {plan!r} is already running against {mask_url(url)}")
+        if not first:
+            raise AsyncEtlError(
+                f"plan {plan!r}: this orchestrator lost the plan lock when its state connection "
+                f"to {mask_url(url)} was cut, and another orchestrator of the plan took it "
+                "meanwhile; this one stops"
+            )
+        raise ConfigError(
+            f"plan {plan!r} is already running against {mask_url(url)} (another orchestrator "
+            f"holds its lock); wait for it, or stop it: async-etl stop {plan}"
+        )
     return conn
 
 

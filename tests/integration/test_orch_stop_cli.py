@@ -20,6 +20,15 @@ def _stop(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _orchestrate(plan: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "async_etl", "orchestrate", str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 async def _wait_running(dsn: str, n: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -62,3 +71,24 @@ def test_stop_of_nothing_running_exits_1(pg_dsn: str) -> None:
     proc = _stop("ghost", "--state", pg_dsn)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "async-etl: no RUNNING job run or plan named 'ghost'"
+
+
+async def test_a_second_orchestrator_of_a_running_plan_is_bad_input(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Orchestrating a plan that already runs is exit 2 (nothing done), one line, not 1 (failed)."""
+    plan = sleep_plan(tmp_path / "p.toml", "nightly", pg_dsn, 1, 30.0, local_max=1, global_max=1)
+    proc = start(plan)
+    try:
+        await _wait_running(pg_dsn, 1)
+        second = _orchestrate(plan)
+        assert _stop("nightly", "--state", pg_dsn).returncode == 0
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert lines[0].startswith("async-etl: error: plan 'nightly' is already running")
+    assert lines[0].endswith("wait for it, or stop it: async-etl stop nightly")
