@@ -384,8 +384,10 @@ class Orchestrator:
 
     async def _call_job(self, state: JobState) -> JobResult:
         job = state.job
+        # the job file's own [retry] governs its round trips; the plan's for a job without one
+        own = job.spec.retry if job.spec is not None else None
         options = replace(self.options, fresh=self.options.fresh and state.attempts == 1,
-                          retry=self.policy)  # fmt: skip
+                          retry=own or self.policy)  # fmt: skip
         try:
             if job.synthetic is not None:
                 return await self._synthetic.run(

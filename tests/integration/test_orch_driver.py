@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from async_etl.core.retry import RetryPolicy
 from async_etl.errors import ErrorKind
 from async_etl.jobs.api import ConnectionBudget, JobOptions, JobResult, Progress
 from async_etl.jobs.budget import hold
@@ -135,6 +136,19 @@ async def wait_jobs(dsn: str, statuses: dict[str, str], timeout: float = 30) -> 
                 await anyio.sleep(0.005)
     finally:
         await conn.close()
+
+
+async def test_a_job_files_own_retry_policy_is_used_in_a_plan(tmp_path: Path, pg_dsn: str) -> None:
+    """A job file's ``[retry]`` governs its own round trips in a plan; others get the plan's."""
+    make_plan(tmp_path, pg_dsn, "[retry]\nmax_attempts = 5\nbase_delay = 2.0", {"a": (), "b": ()})
+    with (tmp_path / "jobs" / "a.toml").open("a") as f:
+        f.write("\n[retry]\nmax_attempts = 2\nbase_delay = 0.5\nmax_delay = 1.0\n")
+    plan = load_plan(tmp_path / "plan.toml")
+    jobs = FakeJobs({n: Behaviour() for n in "ab"})
+    assert (await Orchestrator(plan, runner=jobs).run()).status == "SUCCEEDED"
+    used = {name: options.retry for name, options in jobs.calls}
+    assert used["a"] == plan.job("a").spec.retry == RetryPolicy(max_retries=1, base=0.5, cap=1.0)
+    assert used["b"] == plan.retry.policy()
 
 
 async def test_dependency_order_and_independent_jobs_overlap(tmp_path: Path, pg_dsn: str) -> None:
