@@ -38,6 +38,19 @@ def create_table(table: str, columns: Mapping[str, str], primary_key: Sequence[s
     return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(body)})"
 
 
+def key_problem(where: str, table: str, given: Sequence[str], found: Sequence[str]) -> str | None:
+    """One line when ``primary_key=`` (``given``) is not the existing table's key (``found``).
+
+    ``CREATE TABLE IF NOT EXISTS`` applies no key to a table that exists, so a key other than
+    the table's would be silently ignored.  Columns compare as a set (their order in the key
+    does not change which rows are duplicates); None when ``given`` is empty or the same key.
+    """
+    if not given or set(given) == set(found):
+        return None
+    has = f"primary key {list(found)!r}" if found else "no primary key"
+    return f"{where}: primary_key={list(given)!r}, but table {table!r} has {has}"
+
+
 _UNKNOWN_TYPE = re.compile(
     r'Cannot find data type: ([A-Za-z0-9_ ]+)|type "([A-Za-z0-9_ ]+)" does not exist', re.IGNORECASE
 )
@@ -159,6 +172,12 @@ WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
   AND a.attgenerated = ''
 ORDER BY a.attnum"""
 """A PostgreSQL table's writable columns: (name, typname, nullable, typmod); $1 = quoted table."""
+
+PG_PRIMARY_KEY = """SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)"""
+"""A PostgreSQL table's primary key columns in key order (none: no key); $1 = quoted table."""
 
 CRATE_COLUMNS = (
     "SELECT column_name, data_type FROM information_schema.columns "

@@ -30,6 +30,7 @@ from async_etl.core.writer_sql import (
     crate_insert,
     create_refused,
     create_table,
+    key_problem,
     pick_columns,
 )
 from async_etl.errors import (
@@ -134,6 +135,8 @@ class CrateRowsSink(CrateDBSink):
         names = pick_columns(self.table.name, list(types), wanted)
         if not pk:
             raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
+        if (why := key_problem(where, self.table.name, primary_key, pk)) is not None:
+            raise ConfigError(why)  # an existing table keeps its own key: it must be this one
         missing = [k for k in pk if k not in names]
         if missing:
             raise ConfigError(

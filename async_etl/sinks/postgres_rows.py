@@ -41,9 +41,11 @@ from async_etl.core.schema import quote_ident
 from async_etl.core.writer_sql import (
     PG_COLUMNS,
     PG_DECLARED,
+    PG_PRIMARY_KEY,
     create_refused,
     create_table,
     declared_problem,
+    key_problem,
     lookup_type,
     pick_columns,
 )
@@ -149,6 +151,11 @@ class PostgresRowsSink(PostgresSink):
                 names = pick_columns(self._table, [r[0] for r in found], wanted)
                 cols = tuple(by_name[n] for n in names)
                 self._check_encodable(cols)
+                if primary_key:  # an existing table keeps its own key: it must be this one
+                    key = await conn.fetch(PG_PRIMARY_KEY, quote_ident(self._table))
+                    why = key_problem(self._where, self._table, primary_key, [r[0] for r in key])
+                    if why is not None:
+                        raise ConfigError(why)
         except AsyncEtlError:
             raise
         except PG_ERRORS as exc:

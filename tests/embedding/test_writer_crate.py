@@ -222,10 +222,10 @@ async def test_declared_columns_are_checked_before_the_table_is_created(
     assert body["rows"] == []
 
 
-async def test_a_declared_type_other_than_the_existing_columns_is_refused_at_open(
+async def test_a_declared_type_or_key_other_than_the_existing_tables_is_refused_at_open(
     crate_standin: CrateStandIn,
 ) -> None:
-    """An existing table's column declared as another type: one line naming both, no write."""
+    """An existing table's column type or primary key declared otherwise: one line, no write."""
     url = crate_standin.url
     async with open_writer(url, table="dt", columns=COLUMNS, primary_key=["id"]) as w:
         await w.write({"id": 1, "name": "a", "score": 0.5})
@@ -239,6 +239,12 @@ async def test_a_declared_type_other_than_the_existing_columns_is_refused_at_ope
     assert str(info.value).endswith(
         "columns['name']: declared 'INTEGER', but table 'dt' has it as 'text'"
     )
+    for columns in (None, COLUMNS):  # a key other than the table's would be silently ignored
+        with pytest.raises(ConfigError) as info:
+            async with open_writer(url, table="dt", columns=columns, primary_key=["name"]):
+                pass
+        assert str(info.value).endswith("primary_key=['name'], but table 'dt' has primary key "
+                                        "['id']")  # fmt: skip
     assert await _ids(crate_standin, "dt") == [1, 2]
 
 

@@ -264,6 +264,29 @@ async def test_opening_refuses_a_missing_table_or_an_unknown_type_in_one_line(
             pass
 
 
+async def test_a_primary_key_other_than_the_existing_tables_is_refused(pg_dsn: str) -> None:
+    """``primary_key=`` for an existing table must be its key: else one line, never ignored."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("CREATE TABLE nk (id int, v text); CREATE TABLE k (v text, id int, "
+                       "PRIMARY KEY (id, v))")  # fmt: skip
+    await conn.close()
+    declared = {"id": "int", "v": "text"}
+    for table, given, has, columns in (
+        ("nk", ["id"], "no primary key", None),
+        ("nk", ["id"], "no primary key", declared),
+        ("k", ["v"], "primary key ['id', 'v']", None),
+        ("k", ["id"], "primary key ['id', 'v']", ["id", "v"]),
+    ):
+        with pytest.raises(ConfigError) as info:
+            async with open_writer(pg_dsn, table=table, columns=columns, primary_key=given):
+                pass
+        assert str(info.value).endswith(f"primary_key={given!r}, but table {table!r} has {has}")
+        assert "\n" not in str(info.value)
+    async with open_writer(pg_dsn, table="k", primary_key=["v", "id"]) as writer:  # its key
+        await writer.write(("a", 1))
+    assert writer.report.delivered == 1
+
+
 @pytest.mark.parametrize("exists", [False, True])
 @pytest.mark.parametrize("sql_type", ["bogustype", "foo bar baz"])
 async def test_an_unknown_declared_type_is_one_line_whether_or_not_the_table_exists(
