@@ -32,6 +32,7 @@ from typing import Literal
 from async_etl.core.scd_sql_common import Sql, check_type, quote
 
 __all__ = [
+    "PG_GENERATED",
     "PG_RELKINDS",
     "Column",
     "Drift",
@@ -41,6 +42,7 @@ __all__ = [
     "decide",
     "oracle_column_type",
     "oracle_fits",
+    "pg_generated_problem",
     "pg_missing_types_sql",
     "pg_scd_type_problem",
     "pg_types_to_check",
@@ -287,7 +289,7 @@ PG_RELKINDS: dict[str, str] = {
 
 
 def pg_column_types_sql(relation: str) -> str:
-    """(name, type, relkind) of the columns of ``relation`` (a regclass expression), in order.
+    """(name, type, relkind, attgenerated) of the columns of ``relation`` (a regclass), in order.
 
     The type is ``format_type``'s, a domain written as its base type (a domain over a domain
     too), and an array of a domain as the array of that base type (``posint[]`` is
@@ -297,18 +299,42 @@ def pg_column_types_sql(relation: str) -> str:
     a column's last step is its type.
     """
     return ("WITH RECURSIVE d AS (SELECT attnum, attname, atttypid AS typ, "
-            "atttypmod AS mod, c.relkind::text AS kind, 0 AS step FROM pg_attribute "
+            "atttypmod AS mod, c.relkind::text AS kind, attgenerated::text AS gen, "
+            "0 AS step FROM pg_attribute "
             f"JOIN pg_class c ON c.oid = attrelid WHERE attrelid = {relation} "
             "AND attnum > 0 AND NOT attisdropped "
-            "UNION ALL SELECT d.attnum, d.attname, n.typ, n.mod, d.kind, d.step + 1 FROM d, "
+            "UNION ALL SELECT d.attnum, d.attname, n.typ, n.mod, d.kind, d.gen, d.step + 1 "
+            "FROM d, "
             "LATERAL (SELECT t.typbasetype AS typ, t.typtypmod AS mod FROM pg_type t "
             "WHERE t.oid = d.typ AND t.typtype = 'd' "
             "UNION ALL SELECT b.typarray, e.typtypmod FROM pg_type t "
             "JOIN pg_type e ON e.oid = t.typelem JOIN pg_type b ON b.oid = e.typbasetype "
             "WHERE t.oid = d.typ AND t.typcategory = 'A' AND e.typtype = 'd' "
             "AND b.typarray <> 0) AS n) "
-            "SELECT DISTINCT ON (d.attnum) d.attname, format_type(d.typ, d.mod), d.kind FROM d "
+            "SELECT DISTINCT ON (d.attnum) d.attname, format_type(d.typ, d.mod), d.kind, d.gen "
+            "FROM d "
             "ORDER BY d.attnum, d.step DESC")  # fmt: skip
+
+
+PG_GENERATED: dict[str, str] = {"s": "STORED", "v": "VIRTUAL"}
+"""``pg_attribute.attgenerated`` of a generated column (``GENERATED ALWAYS AS (...) STORED``;
+``VIRTUAL`` from PostgreSQL 18); ``''`` for every other column."""
+
+
+def pg_generated_problem(columns: Sequence[tuple[str, str]]) -> str | None:
+    """Why a PostgreSQL target with a generated column cannot be loaded, or None.
+
+    ``columns``: (name, ``attgenerated``) pairs.  PostgreSQL computes such a column and
+    refuses any value for it (``COPY``: "Generated columns cannot be used in COPY", ``INSERT``:
+    SQLSTATE 428C9), and a job writes every column it loads: the run failed at its first chunk,
+    after it was recorded (the report of dimitri/pgcopydb#496, ankane/pgsync#172).
+    """
+    for name, gen in columns:
+        if gen in PG_GENERATED:
+            return (f'column "{name}" is generated (GENERATED ALWAYS AS ... {PG_GENERATED[gen]}): '
+                    "PostgreSQL computes it and refuses a value for it; load into a table where "
+                    "it is a plain column")  # fmt: skip
+    return None
 
 
 _PG_BUILT_IN = frozenset({

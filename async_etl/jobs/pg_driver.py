@@ -208,7 +208,8 @@ class PgTarget:
         """(name, type) of the target table's columns in order; None when it does not exist.
 
         Raises ``ConfigError`` when the name is a relation other than a table (a view, a
-        sequence, ...): it would fail later, after the run was recorded, or read as drift.
+        sequence, ...), or a table with a generated column (``drift.pg_generated_problem``):
+        it would fail later, after the run was recorded, or read as drift.
         """
         st = drift.target_columns_sql("postgresql")
         async with self.connection(holder, app) as conn:
@@ -217,6 +218,9 @@ class PgTarget:
         if kind is not None:
             raise ConfigError(f"{self.where} is {kind}, not a table; a job loads into a table "
                               "(and creates it when missing): name another")  # fmt: skip
+        generated = drift.pg_generated_problem([(str(r[0]), str(r[3])) for r in rows])
+        if generated is not None:
+            raise ConfigError(f"{self.where}: {generated}")
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
     async def missing_types(self, holder: Holder, app: str, types: Sequence[str]) -> list[str]:

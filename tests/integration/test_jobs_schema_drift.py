@@ -137,6 +137,26 @@ async def test_a_target_that_is_no_table_stops_in_preflight(
         assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
 
 
+@pytest.mark.parametrize("kind_of_job", [1, 2])
+async def test_a_generated_target_column_stops_in_preflight(
+    pg_dsn: str, tmp_path: Path, kind_of_job: int
+) -> None:
+    """A target column GENERATED ALWAYS AS (...) STORED (COPY cannot write it): exit 2, no run."""
+    scd = (", valid_from timestamptz NOT NULL, valid_to timestamptz, "
+           "is_current boolean NOT NULL DEFAULT true") if kind_of_job == 2 else ""  # fmt: skip
+    await _exec(pg_dsn, "CREATE TABLE src (id int PRIMARY KEY, v int)",
+                "INSERT INTO src SELECT i, i * 10 FROM generate_series(1, 3) i", "CREATE SCHEMA dw",
+                f"CREATE TABLE dw.dim (id int, v int GENERATED ALWAYS AS (id * 10) STORED{scd})",
+                )  # fmt: skip
+    text = _job(pg_dsn, pg_dsn, kind=kind_of_job, evolve=False)
+    code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", text)))
+    lines = err.strip().splitlines()
+    assert code == 2, (out, err)
+    assert len(lines) == 1 and 'dw.dim: column "v" is generated' in err, err
+    if await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs') IS NOT NULL"):
+        assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
+
+
 async def test_type2_add_columns_adds_a_nullable_column_and_versions(pg_dsn: str) -> None:
     """Type 2 with evolution: the column is added nullable, each key gets a version with it."""
     text = _job(pg_dsn, pg_dsn, kind=2, evolve=True)
