@@ -13,7 +13,10 @@ PostgreSQL, ``crate_type`` / ``oracle_type`` for the others) and sorts the diffe
   them (``fits`` is False): another family (text vs integer, timestamp vs timestamptz), a
   narrower float, a numeric scale that would round.  Widening is fine (integer into bigint or
   numeric, real into double precision, any text into any text; a value too long or too large
-  for the target is refused by the database row by row, never silently changed).
+  for the target is refused by the database row by row, never silently changed).  But not
+  text or varchar into ``character(n)``: it drops a value's trailing blanks (``'ab '`` comes
+  back ``'ab'``), and a type-2 run compares the source's ``'ab '`` with it and sees a change
+  every time.
 
 ``decide`` turns a drift into one line naming the first column, or, with
 ``schema_evolution = "add_columns"``, into the columns to add (nullable, the type the target
@@ -56,6 +59,8 @@ Column = tuple[str, str]
 Evolution = Literal["none", "add_columns"]
 
 _TEXT = frozenset({"text", "character varying", "character", "varchar", "char", "string"})
+_BLANK_PADDED = frozenset({"character", "char"})
+"""``character(n)``: blank-padded, and its trailing blanks are no part of its value."""
 _INTS = ("smallint", "integer", "bigint")
 _ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
           "bool": "boolean", "float8": "double precision", "float4": "real",
@@ -115,8 +120,8 @@ def sql_fits(source: str, target: str) -> bool:
     tb, tmods, tarr = _split(target)
     if sarr != tarr:
         return False
-    if sb in _TEXT and tb in _TEXT:
-        return True
+    if sb in _TEXT and tb in _TEXT:  # character(n) keeps no trailing blank of a text value
+        return tb not in _BLANK_PADDED or sb in _BLANK_PADDED
     if sb in _INTS and (tb in _INTS or (tb == "numeric" and _scale(tmods) in (None, 0))):
         return True
     if sb == "numeric" and tb == "numeric":
@@ -220,9 +225,11 @@ def decide(drift: Drift, table: str, evolution: Evolution) -> tuple[str | None, 
                 "(a table made for type 1?); use another table, or add them", ())  # fmt: skip
     if drift.retyped:
         name, want, got = drift.retyped[0]
+        why = (" (character(n) drops a text value's trailing blanks)"
+               if _split(got)[0] in _BLANK_PADDED and _split(want)[0] in _TEXT else "")  # fmt: skip
         return (f'column "{name}" of target {table} is {got}, but the source now gives '
-                f"{want} values{_more(drift.retyped)}; a run never retypes a column: change "
-                "the target (or cast in the source query)", ())  # fmt: skip
+                f"{want} values{why}{_more(drift.retyped)}; a run never retypes a column: "
+                "change the target (or cast in the source query)", ())  # fmt: skip
     if drift.dropped:
         name, got = drift.dropped[0]
         return (f'target {table} has column "{name}" ({got}) that the source no longer '

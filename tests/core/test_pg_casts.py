@@ -20,7 +20,7 @@ from async_etl.core.pg_casts import cast_select, copy_casts, unbounded
         ("integer", "numeric(10,0)", "numeric"),
         ("integer[]", "numeric(12,0)[]", "numeric[]"),
         ("character varying(5)[]", "text[]", "text[]"),
-        ("text[]", "character(3)[]", "bpchar[]"),
+        ("character(3)[]", "text[]", "text[]"),
         ("bigint", "integer", "integer"),
     ],
 )

@@ -7,6 +7,7 @@ multi-dimensional arrays, lower bounds kept), and an unchanged type-2 run sees n
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,7 @@ import pytest
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
 from async_etl.testing.databases import fresh_database
-from tests.integration.jobs_helpers import at, fetchval, spec_of
+from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, write
 
 DOMAINS = (
     "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
@@ -177,3 +178,27 @@ async def test_a_change_past_the_first_character_of_a_bounded_array_is_taken(
         f"SELECT string_agg(format('%s %s %s', id, c, b), '; ' ORDER BY id) FROM {target}{current}",
     )
     assert held == '1 {abd,NULL} {100}; 2 {"x  "} '
+
+
+@pytest.mark.parametrize(
+    ("source_type", "target_type"), [("text", "character(3)"), ("varchar(3)[]", "character(3)[]")]
+)
+async def test_text_into_a_character_column_stops_in_preflight(
+    pg_server_dsn: str, tmp_path: Path, source_type: str, target_type: str
+) -> None:
+    """Text into character(n) (which drops trailing blanks): exit 2, one line, no run recorded."""
+    value = "'ab '" if source_type == "text" else "'{\"ab \"}'"
+    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as dst:
+        await fetchval(src, f"CREATE TABLE t (id int PRIMARY KEY, a {source_type})")
+        await fetchval(src, f"INSERT INTO t VALUES (1, {value})")
+        await fetchval(dst, f"CREATE TABLE t_scd2 (id int, a {target_type}, {SCD})")
+        code, out, err = await run_cli(
+            "run", str(write(tmp_path, "j.toml", _job(src, dst, "scd2")))
+        )
+        # before: 'inserted 1', then 'inserted 1, expired 1' at every run ('ab ' against 'ab')
+        lines = err.strip().splitlines()
+        assert code == 2, (out, err)
+        assert len(lines) == 1 and f'column "a" of target t_scd2 is {target_type}' in err, err
+        assert "trailing blanks" in err, err
+        assert await fetchval(dst, "SELECT count(*) FROM t_scd2") == 0
+        assert not await fetchval(dst, "SELECT to_regclass('async_etl_runs') IS NOT NULL")
