@@ -1,0 +1,7 @@
+\timing on
+create table t(id int primary key, v text); create table s(id int, v text);
+insert into t select g, 'a' from generate_series(1,200000) g; insert into s select g, 'b' from generate_series(100001,300000) g; analyze t; analyze s;
+begin; with x as (insert into t as t (id, v) select s.id, s.v from s as s on conflict (id) do update set v = excluded.v where t.v is distinct from excluded.v returning (t.xmax = 0) as ins) select count(*) filter (where ins), count(*) filter (where not ins) from x; rollback;
+begin; with x as (insert into t as t (id, v) select s.id, s.v from s as s on conflict (id) do update set v = excluded.v where t.v is distinct from excluded.v returning t.id) select count(*) filter (where not exists (select 1 from t as o where o.id = x.id)), count(*) filter (where exists (select 1 from t as o where o.id = x.id)) from x; rollback;
+begin; with x as (insert into t as t (id, v) select s.id, s.v from s as s on conflict (id) do update set v = excluded.v where t.v is distinct from excluded.v returning (t.xmax = 0) as ins) select count(*) filter (where ins), count(*) filter (where not ins) from x; rollback;
+begin; with x as (insert into t as t (id, v) select s.id, s.v from s as s on conflict (id) do update set v = excluded.v where t.v is distinct from excluded.v returning t.id) select count(*) filter (where not exists (select 1 from t as o where o.id = x.id)), count(*) filter (where exists (select 1 from t as o where o.id = x.id)) from x; rollback;
