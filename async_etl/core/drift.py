@@ -37,6 +37,7 @@ from async_etl.core.scd_sql_common import Sql, check_type, quote
 __all__ = [
     "PG_GENERATED",
     "PG_RELKINDS",
+    "PG_RELKIND_WHY",
     "Column",
     "Drift",
     "Evolution",
@@ -47,6 +48,7 @@ __all__ = [
     "oracle_fits",
     "pg_generated_problem",
     "pg_missing_types_sql",
+    "pg_not_a_table",
     "pg_scd_type_problem",
     "pg_types_to_check",
     "sql_fits",
@@ -293,6 +295,32 @@ PG_RELKINDS: dict[str, str] = {
     "c": "a composite type", "i": "an index", "I": "a partitioned index", "t": "a TOAST table",
 }  # fmt: skip
 """``pg_class.relkind`` of the relations a PostgreSQL target may not be (tables: r, p)."""
+
+PG_RELKIND_WHY: dict[str, str] = {
+    "f": "a chunk's rows and its checkpoint commit in one transaction of the target database, "
+    "and a foreign table's rows commit on its foreign server, outside it, so a chunk retried "
+    "or resumed after a failure could load its rows twice or not at all (exactly-once cannot "
+    "be kept); point [target] url at the foreign server's database and name the table there",
+    "v": "a view holds no rows of its own to load; name the table it reads",
+    "m": "a materialized view is filled by REFRESH MATERIALIZED VIEW, not by a load; load the "
+    "table it reads, then refresh it",
+}  # fmt: skip
+"""Why a job cannot load each of some ``PG_RELKINDS`` and what to do instead; the others
+(a sequence, an index, ...) hold no rows at all."""
+
+
+def pg_not_a_table(kind: str) -> str | None:
+    """Why a relation of ``pg_class.relkind`` ``kind`` cannot be a job's target; None: a table.
+
+    One clause, ``'is a view, not a table: ...'``: what it is, why a job cannot load it (a
+    foreign table: the chunk's commit and its checkpoint would not be one transaction) and
+    what to name instead.
+    """
+    name = PG_RELKINDS.get(kind)
+    if name is None:
+        return None
+    why = PG_RELKIND_WHY.get(kind, "it holds no rows a job can load; name a table")
+    return f"is {name}, not a table: {why} (a job creates a missing table itself)"
 
 
 def pg_column_types_sql(relation: str) -> str:

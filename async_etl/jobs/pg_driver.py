@@ -214,10 +214,9 @@ class PgTarget:
         st = drift.target_columns_sql("postgresql")
         async with self.connection(holder, app) as conn:
             rows = await conn.fetch(st.text, *st.args({"table": quote(self.table)}))
-        kind = drift.PG_RELKINDS.get(str(rows[0][2])) if rows else None
-        if kind is not None:
-            raise ConfigError(f"{self.where} is {kind}, not a table; a job loads into a table "
-                              "(and creates it when missing): name another")  # fmt: skip
+        refused = drift.pg_not_a_table(str(rows[0][2])) if rows else None
+        if refused is not None:
+            raise ConfigError(f"{self.where} {refused}")
         generated = drift.pg_generated_problem([(str(r[0]), str(r[3])) for r in rows])
         if generated is not None:
             raise ConfigError(f"{self.where}: {generated}")

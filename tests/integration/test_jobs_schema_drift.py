@@ -115,24 +115,32 @@ async def test_type2_table_with_naive_validity_stops_in_preflight(
 
 
 @pytest.mark.parametrize(
-    ("ddl", "kind"),
-    [("CREATE VIEW dw.dim AS SELECT id, v FROM src", "a view"),
-     ("CREATE MATERIALIZED VIEW dw.dim AS SELECT id, v FROM src", "a materialized view"),
-     ("CREATE SEQUENCE dw.dim", "a sequence")],
+    ("ddl", "kind", "why"),
+    [(("CREATE VIEW dw.dim AS SELECT id, v FROM src",), "a view", "name the table it reads"),
+     (("CREATE MATERIALIZED VIEW dw.dim AS SELECT id, v FROM src",), "a materialized view",
+      "filled by REFRESH MATERIALIZED VIEW, not by a load"),
+     (("CREATE SEQUENCE dw.dim",), "a sequence", "it holds no rows a job can load"),
+     (("CREATE EXTENSION IF NOT EXISTS postgres_fdw",
+       "CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw",
+       "CREATE FOREIGN TABLE dw.dim (id int, v int) SERVER loop OPTIONS (table_name 'src')"),
+      "a foreign table", "commit on its foreign server, outside it, so a chunk retried or "
+      "resumed after a failure could load its rows twice or not at all (exactly-once cannot "
+      "be kept); point [target] url at the foreign server's database")],
 )  # fmt: skip
 @pytest.mark.parametrize("kind_of_job", [1, 2])
 async def test_a_target_that_is_no_table_stops_in_preflight(
-    pg_dsn: str, tmp_path: Path, ddl: str, kind: str, kind_of_job: int
+    pg_dsn: str, tmp_path: Path, ddl: tuple[str, ...], kind: str, why: str, kind_of_job: int
 ) -> None:
-    """A view / materialized view / sequence named as target: exit 2 naming it, no run."""
+    """A view / materialized view / sequence / foreign table as target: exit 2, why, no run."""
     await _exec(pg_dsn, "CREATE TABLE src (id int PRIMARY KEY, v int)",
                 "INSERT INTO src SELECT i, i * 10 FROM generate_series(1, 3) i",
-                "CREATE SCHEMA dw", ddl)  # fmt: skip
+                "CREATE SCHEMA dw", *ddl)  # fmt: skip
     text = _job(pg_dsn, pg_dsn, kind=kind_of_job, evolve=False)
     code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", text)))
     lines = err.strip().splitlines()
     assert code == 2, (out, err)
-    assert len(lines) == 1 and f"dw.dim is {kind}, not a table" in err, err
+    assert len(lines) == 1 and f"dw.dim is {kind}, not a table: " in err, err
+    assert why in lines[0], lines[0]  # before: '...; a job loads into a table ...: name another'
     if await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs') IS NOT NULL"):
         assert await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
 
