@@ -68,6 +68,8 @@ _ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smalli
           "bool": "boolean", "float8": "double precision", "float4": "real",
           "timestamptz": "timestamp with time zone", "decimal": "numeric"}  # fmt: skip
 _ORA_TEXT = frozenset({"VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR", "CLOB", "NCLOB"})
+_ORA_PADDED = frozenset({"CHAR", "NCHAR"})
+"""Oracle's blank-padded text types: a shorter value is stored with trailing blanks added."""
 _MODS = re.compile(r"\(([^)]*)\)")
 
 
@@ -161,10 +163,14 @@ def oracle_column_type(data_type: str, precision: int | None, scale: int | None,
 
 
 def oracle_fits(source: str, target: str) -> bool:
-    """True when an Oracle ``target`` column holds every value of type ``source`` (Oracle)."""
+    """True when an Oracle ``target`` column holds every value of type ``source`` (Oracle).
+
+    Text into any text but ``CHAR`` / ``NCHAR`` (blank-padded: only from one of them), as
+    ``sql_fits`` refuses text into PostgreSQL's ``character(n)``.
+    """
     sb, tb = (" ".join(_MODS.sub(" ", t.upper()).split()) for t in (source, target))
-    if sb in _ORA_TEXT and tb in _ORA_TEXT:
-        return True
+    if sb in _ORA_TEXT and tb in _ORA_TEXT:  # CHAR(n) pads: 'ab' would come back 'ab '
+        return tb not in _ORA_PADDED or sb in _ORA_PADDED
     if sb == "NUMBER" and tb == "NUMBER":
         smods, tmods = (tuple(_MODS.findall(t)[0].split(",")) if "(" in t else ()
                         for t in (source, target))  # fmt: skip

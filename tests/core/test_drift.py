@@ -124,10 +124,12 @@ def test_oracle_target_created_by_a_job_fits_its_source(pg_type: str) -> None:
     [("NUMBER(19)", "NUMBER(12,2)", True), ("NUMBER(12,2)", "NUMBER(19)", False),
      ("NUMBER", "NUMBER(19)", False), ("VARCHAR2(4000)", "CLOB", True),
      ("BINARY_DOUBLE", "NUMBER", False), ("BINARY_FLOAT", "BINARY_DOUBLE", True),
-     ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP", False)],
+     ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP", False), ("VARCHAR2(4000)", "CHAR(3 CHAR)", False),
+     ("CLOB", "NCHAR(3 CHAR)", False), ("CHAR(3 CHAR)", "CHAR(5 CHAR)", True),
+     ("CHAR(3 CHAR)", "VARCHAR2(10 CHAR)", True)],
 )  # fmt: skip
 def test_oracle_fits(source: str, target: str, ok: bool) -> None:
-    """Oracle: text into any text, NUMBER only without rounding, no family change."""
+    """Oracle: text into any text but CHAR, NUMBER only without rounding, no family change."""
     assert drift.oracle_fits(source, target) is ok
 
 
