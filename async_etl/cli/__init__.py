@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from async_etl import __version__
 from async_etl.cli.envflags import apply_env
 from async_etl.cli.help import HelpFormatter, Parser, epilog
+from async_etl.core.coerce import did_you_mean
 from async_etl.errors import AsyncEtlError, ConfigError, first_etl_error
 
 COMMANDS = (
@@ -101,7 +102,13 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namesp
     command = subcommands(parser).get(_command_name(words) or "")
     if command is not None:
         apply_env(command, env)
-    return parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if extra:  # said by the command, as its other bad flags are, with the flag meant
+        flags = [f for a in (command or parser)._actions for f in a.option_strings]
+        meant = next((did_you_mean(w.partition("=")[0], flags) for w in extra
+                      if w.startswith("--")), "")  # fmt: skip
+        (command or parser).error(f"unrecognized arguments: {' '.join(extra)}{meant}")
+    return args
 
 
 PIPE_GONE = 128 + 13

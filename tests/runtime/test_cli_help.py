@@ -134,6 +134,26 @@ def test_completion_refuses_an_unknown_shell(capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["bench", "--recrods", "5"],
+         "bench: unrecognized arguments: --recrods 5 (did you mean '--records'?)"),
+        (["run", "job.toml", "--sett", "x=1"],
+         "run: unrecognized arguments: --sett x=1 (did you mean '--set'?)"),
+        (["status", "--zzz"], "status: unrecognized arguments: --zzz"),
+    ],
+)  # fmt: skip
+def test_an_unknown_flag_names_its_command_and_the_flag_meant(
+    capsys: pytest.CaptureFixture[str], argv: list[str], line: str
+) -> None:
+    """A misspelt flag: one line naming the command, as other bad flags do, and the closest."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == f"async-etl: error: {line}\n"
+
+
+@pytest.mark.parametrize(
     ("columns", "width"), [("100", 98), ("0", None), ("wide", None), (None, None)]
 )
 def test_help_width_is_the_one_shutil_would_give(
