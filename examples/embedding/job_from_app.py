@@ -10,6 +10,7 @@ run at a safe point, and running it again resumes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from async_etl import JobResult, Progress, run_job
+from async_etl import AsyncEtlError, ConfigError, JobResult, Progress, run_job
 
 
 def customers_job(dsn: str) -> dict[str, Any]:
@@ -50,12 +51,18 @@ async def run(dsn: str, *, on_progress: Any = None) -> JobResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run once; exit status 0 when the run succeeded."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m examples.embedding.job_from_app POSTGRES_URL", file=sys.stderr)
-        return 2
-    result = asyncio.run(run(args[0]))
+    """Run once; exit status 0 when the run succeeded, 2 for bad input (one line)."""
+    p = argparse.ArgumentParser(
+        prog="python -m examples.embedding.job_from_app",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    p.add_argument("url", metavar="POSTGRES_URL", help="postgresql://... (source and target)")
+    args = p.parse_args(argv)
+    try:
+        result = asyncio.run(run(args.url))
+    except AsyncEtlError as exc:
+        print(f"job_from_app: error: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     print(f"{result.status}: inserted {result.inserted}, updated {result.updated}, "
           f"expired {result.expired}")  # fmt: skip
     return 0 if result.status == "SUCCEEDED" else 1

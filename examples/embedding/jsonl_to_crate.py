@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import anyio
 import orjson
 
-from async_etl import WriterReport, open_writer
+from async_etl import AsyncEtlError, ConfigError, WriterReport, open_writer
 
 COLUMNS = {"id": "BIGINT", "sensor": "TEXT", "value": "DOUBLE PRECISION", "ts": "TIMESTAMP"}
 BLOCK = 1 << 20
@@ -91,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default="http://localhost:4200")
     p.add_argument("--table", default="readings")
     args = p.parse_args(argv)
-    report, skipped = asyncio.run(load(args.path, args.url, table=args.table))
+    try:
+        report, skipped = asyncio.run(load(args.path, args.url, table=args.table))
+    except AsyncEtlError as exc:  # a bad URL, an unreachable CrateDB: one line
+        print(f"jsonl_to_crate: error: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     print(f"delivered {report.delivered}, rejected {report.rejected}, "
           f"undelivered {report.undelivered}, skipped lines {skipped.count}")  # fmt: skip
     for reason in skipped.first:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from async_etl import Writer, WriterReport, open_writer
+from async_etl import AsyncEtlError, ConfigError, Writer, WriterReport, open_writer
 
 COLUMNS = {"id": "bigint", "kind": "text", "data": "text"}
 """The events table (CrateDB and PostgreSQL both take these types); ``id`` is the key."""
@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     args = p.parse_args(argv)
-    report = asyncio.run(serve(args.url, table=args.table, host=args.host, port=args.port))
+    try:
+        report = asyncio.run(serve(args.url, table=args.table, host=args.host, port=args.port))
+    except AsyncEtlError as exc:  # a bad URL, an unreachable database: one line
+        print(f"web_service: error: {exc.message}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     summary: dict[str, Any] = {
         "accepted": report.accepted,
         "delivered": report.delivered,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import orjson
+import pytest
 
 from async_etl import Progress
 from async_etl.testing.crate import CrateStandIn
+from examples.embedding.job_from_app import main as job_main
 from examples.embedding.job_from_app import run
 from examples.embedding.jsonl_to_crate import load
 
@@ -53,3 +56,29 @@ async def test_a_job_started_from_an_app_reports_progress(pg_dsn: str) -> None:
     again = await run(pg_dsn, on_progress=events.append)
     assert again.status == "SUCCEEDED"
     assert (again.inserted, again.updated, again.expired) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("job_from_app", ["bogus://x"]),
+        ("web_service", ["--url", "bogus://x"]),
+        ("jsonl_to_crate", ["readings.jsonl", "--url", "bogus://x"]),
+    ],
+)
+def test_an_example_given_a_bad_url_says_so_in_one_line(
+    module: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong URL is one line on stderr and exit status 2, not a traceback."""
+    main = importlib.import_module(f"examples.embedding.{module}").main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown" in err and "scheme" in err, err
+
+
+def test_job_from_app_answers_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` prints the usage (it was taken for the database URL)."""
+    with pytest.raises(SystemExit) as caught:
+        job_main(["--help"])
+    assert caught.value.code == 0
+    assert "usage:" in capsys.readouterr().out
