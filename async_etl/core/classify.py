@@ -26,6 +26,7 @@ __all__ = [
     "is_transient",
     "load_error",
     "pg_kind",
+    "tls_refusal",
 ]
 
 # -- PostgreSQL -------------------------------------------------------------------------------
@@ -215,3 +216,31 @@ def load_error(kind: ErrorKind, message: str) -> AsyncEtlError:
     if kind is ErrorKind.DATA:
         return DataError(message)
     return LoadError(message)
+
+
+# -- TLS ----------------------------------------------------------------------------------------
+
+_TLS_CURES = (
+    ("WRONG_VERSION_NUMBER", "the server does not answer TLS on this port: for a plain HTTP "
+     "server use http://"),
+    ("CERTIFICATE_VERIFY_FAILED", "the server's certificate is not trusted here: give its CA, "
+     "or check the host name"),
+    ("rejected SSL upgrade", "the server does not accept SSL: drop sslmode=require (or set "
+     "prefer), or enable ssl on the server"),
+    ("server does not support SSL", "the server does not accept SSL: drop sslmode=require (or "
+     "set prefer), or enable ssl on the server"),
+)  # fmt: skip
+
+
+def tls_refusal(text: str) -> str | None:
+    """What to change when a connection failed for a TLS reason no retry cures, or None.
+
+    ``text``: the driver's message.  TLS spoken to a plain port (``WRONG_VERSION_NUMBER``), an
+    untrusted certificate, a server that refuses SSL: each fails the same way every time, so a
+    retry (up to 14 s of them) only delays the one line that says so.  A reset, refused or cut
+    connection (a restarting server) is None: still a network failure.
+    """
+    for mark, cure in _TLS_CURES:
+        if mark in text:
+            return cure
+    return None

@@ -25,6 +25,7 @@ import anyio.lowlevel
 import yarl
 
 from async_etl import errors
+from async_etl.core.classify import tls_refusal
 from async_etl.core.crate_protocol import (
     BulkVerdict,
     Endpoint,
@@ -159,8 +160,10 @@ class CrateDBClient(_Settings):
             raise LoadError(f"{self.where}: client is not open")
         return self._session
 
-    def _network(self, exc: BaseException) -> errors.TransientLoadError:
+    def _network(self, exc: BaseException) -> errors.AsyncEtlError:
         detail = str(exc) or "no detail"
+        if (cure := tls_refusal(detail)) is not None:  # no retry cures it (core.classify)
+            return errors.ConfigError(f"{self.where}: {type(exc).__name__}: {detail}; {cure}")
         return errors.network(f"{self.where}: {type(exc).__name__}: {detail}")
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:

@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 import anyio
 import asyncpg
 
-from async_etl.core.classify import classify_sqlstate, fatal_sqlstate, load_error, pg_kind
+from async_etl.core.classify import (
+    classify_sqlstate,
+    fatal_sqlstate,
+    load_error,
+    pg_kind,
+    tls_refusal,
+)
 from async_etl.core.pg_values import TEXT_SESSION_SQL, TEXT_TYPES, TUPLE_CODECS
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
@@ -138,6 +144,8 @@ def connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
     if isinstance(exc, _FILE_ERRORS):  # an OSError, but of a local file: retrying cannot help
         return ConfigError(f"{where}: cannot read a file the URL names ({_URL_FILES}): "
                            f"{type(exc).__name__}: {text}")  # fmt: skip
+    if (cure := tls_refusal(text)) is not None:  # no retry cures it (core.classify)
+        return ConfigError(f"{where}: {type(exc).__name__}: {text}; {cure}")
     code = fatal_sqlstate(text)
     if code is not None:
         return classified(pg_kind(code, fatal=True), f"{where}: {text}")

@@ -11,6 +11,7 @@ from async_etl.core.classify import (
     fatal_sqlstate,
     is_transient,
     pg_kind,
+    tls_refusal,
 )
 from async_etl.errors import ErrorKind
 
@@ -188,3 +189,30 @@ def test_a_fatal_transient_error_is_a_lost_connection_for_both_drivers() -> None
     assert pg_kind("40P01", fatal=False) is ErrorKind.DB_TRANSIENT
     assert pg_kind("28P01", fatal=True) is ErrorKind.DB_PERMANENT
     assert pg_kind("23505", fatal=False) is ErrorKind.DATA
+
+
+@pytest.mark.parametrize(
+    ("text", "cure"),
+    [("Cannot connect to host h:4200 ssl:default [[SSL: WRONG_VERSION_NUMBER] wrong version "
+      "number (_ssl.c:1006)]", "http://"),
+     ("Cannot connect to host h:4200 ssl:True [SSLCertVerificationError: (1, '[SSL: "
+      "CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate')]",
+      "certificate"),
+     ('PostgreSQL server at "127.0.0.1:5432" rejected SSL upgrade', "sslmode"),
+     ("server does not support SSL, but SSL was required", "sslmode")],
+)  # fmt: skip
+def test_tls_failures_no_retry_can_cure_are_named(text: str, cure: str) -> None:
+    """TLS spoken to a plain port, an untrusted certificate, SSL refused: a cure, not a retry."""
+    hint = tls_refusal(text)
+    assert hint is not None and cure in hint
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[Errno 111] Connect call failed ('127.0.0.1', 4200)",
+     "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol (_ssl.c:1006)",
+     "Server disconnected"],
+)  # fmt: skip
+def test_other_connection_failures_stay_retryable(text: str) -> None:
+    """A refused, reset or cut connection (a restarting server) has no TLS cure: None."""
+    assert tls_refusal(text) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -28,3 +29,24 @@ def test_bench_refuses_a_crate_url_with_a_path(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "a path ('/some/path') is not supported" in err
+
+
+async def test_https_to_a_plain_http_server_is_a_config_error_not_a_retry() -> None:
+    """https:// to a server that answers plain HTTP: ConfigError saying to use http://."""
+
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with CrateDBClient(f"https://127.0.0.1:{port}") as client:
+            with pytest.raises(ConfigError) as info:
+                await client.execute("SELECT 1")
+    finally:
+        server.close()
+    message = str(info.value)
+    assert "WRONG_VERSION_NUMBER" in message and "http://" in message.split("]")[-1]

@@ -30,3 +30,11 @@ def test_a_missing_certificate_file_is_a_config_error_naming_the_url_files() -> 
         assert "connection problem" not in err.message
         assert err.message.startswith(f"{where}: cannot read a file the URL names (sslrootcert, ")
         assert type(exc).__name__ in err.message
+
+
+def test_sslmode_require_to_a_server_without_ssl_is_a_config_error() -> None:
+    """asyncpg's 'rejected SSL upgrade' (sslmode=require, no ssl on the server): no retry."""
+    exc = ConnectionError('PostgreSQL server at "127.0.0.1:5432" rejected SSL upgrade')
+    err = translate_pg(exc, "PostgreSQL postgresql://u@h/db?sslmode=require")
+    assert isinstance(err, ConfigError) and not err.retryable
+    assert "rejected SSL upgrade; the server does not accept SSL" in err.message
