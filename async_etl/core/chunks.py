@@ -214,6 +214,18 @@ WHOLE = "one chunk: the source query has a top-level LIMIT / OFFSET / FETCH"
 re-run the limit and could pick other rows)."""
 
 
+def capped_whole(cap: str) -> str:
+    """Why a source (a query, a view) whose rows ``cap`` picks inside it is read whole.
+
+    ``cap``: what ``incremental.row_cap`` found in the query's plan (a LIMIT / OFFSET / FETCH
+    FIRST in a subquery, a CTE or a view; a TABLESAMPLE).  Each key range would run the query
+    again, and each run may pick other rows (a concurrent scan starts where another is, a
+    sample without ``REPEATABLE`` draws anew), so the chunks' union is no one evaluation.
+    """
+    return (f"one chunk: the source's rows are picked by {cap} inside it, which each key "
+            "range would run again")  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkSizing:
     """The rows per chunk a new plan is cut for, and why (logged, reported, shown by ``check``)."""
@@ -224,12 +236,19 @@ class ChunkSizing:
 
 
 def chunk_sizing(
-    estimate_rows: int, spec: ParallelSpec, *, kept: str | None, whole: bool = False
+    estimate_rows: int,
+    spec: ParallelSpec,
+    *,
+    kept: str | None,
+    whole: bool = False,
+    cap: str | None = None,
 ) -> ChunkSizing:
     """Rows per chunk: ``spec.chunk_size`` when set, else chosen here.
 
     ``whole``: the source query limits its rows; one chunk of every row, no count (not the
     estimate, which may be unknown, or an exact 0 for an incremental window), whatever is set.
+    ``cap``: what picks the query's rows inside it (``incremental.row_cap``); read whole the
+    same way (``capped_whole``).
 
     Unset, a load into a new table (``kept`` None: a PostgreSQL full refresh, or the initial
     load built as one, whose unique indexes are built after the last chunk: every chunk is one
@@ -244,6 +263,8 @@ def chunk_sizing(
     """
     if whole:
         return ChunkSizing(None, WHOLE)
+    if cap is not None:
+        return ChunkSizing(None, capped_whole(cap))
     if spec.chunk_size is not None:
         return ChunkSizing(spec.chunk_size, "set: [parallel] chunk_size")
     default = f"auto: the default {DEFAULT_CHUNK_SIZE:,}"

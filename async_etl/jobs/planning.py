@@ -36,7 +36,7 @@ import orjson
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
-from async_etl.core.incremental import CursorWindow
+from async_etl.core.incremental import CursorWindow, row_cap
 from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns, is_identifier
@@ -400,12 +400,12 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
     for it and ``plan_run`` records it.
     """
     async with source_connection(source, ctx.hold, ctx.app) as conn:
-        estimate = await source.estimate(conn)
+        estimate, plan = await source.estimate(conn)
         nulls = await source.null_keys(conn)
         cuts: list[tuple[Any, ...]] = []
         sizing = None
         if decision.resumed_plan is None:
-            sizing = chunk_sizing(ctx, estimate)
+            sizing = chunk_sizing(ctx, estimate, plan)
             if sizing.rows is not None:  # else read whole (``WHOLE``): no cuts
                 n = ch.chunk_count(estimate, sizing)
                 cuts = await source.boundaries(conn, n, decision.collate, estimate)
@@ -420,14 +420,19 @@ def _kept_indexes(spec: JobSpec) -> str | None:
     return indexes_during_load(spec.mode, spec.on_bad_row, dialect_of(spec.target.url) or "")
 
 
-def chunk_sizing(ctx: JobContext, estimate: int) -> ch.ChunkSizing:
+def chunk_sizing(ctx: JobContext, estimate: int, plan: Any = None) -> ch.ChunkSizing:
     """The rows per chunk a new plan of the run is cut for, and why (``core.chunks``).
 
-    A source query that limits its rows is read as one chunk (``_reads_whole``), whatever
-    the size.  ``estimate``: the source's row estimate (negative: unknown).
+    A source query that limits its rows is read as one chunk, whatever the size and mode: at
+    the top level (``_reads_whole``, the job file's text) or inside it, in a subquery, a CTE
+    or a view (``incremental.row_cap`` of ``plan``, the source's ``EXPLAIN`` that the
+    estimate read; None: none read, a table with statistics or a windowed count).
+    ``estimate``: the source's row estimate (negative: unknown).
     """
     kept = _kept_indexes(ctx.spec)
-    return ch.chunk_sizing(estimate, ctx.spec.parallel, kept=kept, whole=_reads_whole(ctx))
+    cap = None if plan is None else row_cap(plan)
+    return ch.chunk_sizing(estimate, ctx.spec.parallel, kept=kept, whole=_reads_whole(ctx),
+                           cap=cap)  # fmt: skip
 
 
 def stored_sizing(plan: dict[str, Any]) -> ch.ChunkSizing | None:

@@ -22,6 +22,7 @@ from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.drivers.oracle import oracle_errors, translate_oracle
 from async_etl.errors import AsyncEtlError
 from async_etl.sources._base import SourceBase, reads
+from async_etl.sources.port import Estimate
 
 __all__ = ["OracleSource", "pg_type_of_oracle"]
 
@@ -64,8 +65,12 @@ class OracleSource(SourceBase):
         text = KeyCollation(BINARY, BINARY)
         return [text if is_text_type(types.get(k, "")) else None for k in self.key]
 
+    async def estimate(self, conn: Any) -> Estimate:
+        """``rows``, with no plan (``incremental.row_cap`` reads PostgreSQL's only)."""
+        return Estimate(await self.rows(conn), None)
+
     @reads
-    async def estimate(self, conn: Any) -> int:
+    async def rows(self, conn: Any) -> int:
         """Optimizer statistics for a table, else ``EXPLAIN PLAN``; -1 when unknown.
 
         A window with a lower bound (an incremental run after the first) is counted exactly.

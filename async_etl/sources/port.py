@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from async_etl.core.chunks import Chunk
 from async_etl.core.collation import KeyCollation
@@ -21,7 +21,17 @@ from async_etl.drivers.postgres_connections import pg_connection
 from async_etl.errors import AsyncEtlError, extract_error
 from async_etl.typing import Holder
 
-__all__ = ["Source", "source_connection"]
+__all__ = ["Estimate", "Source", "source_connection"]
+
+
+class Estimate(NamedTuple):
+    """A source's row estimate, and the plan it was read from."""
+
+    rows: int
+    """Rows the source returns, about (-1: unknown; exact for a window with a lower bound)."""
+    plan: Any
+    """PostgreSQL's ``EXPLAIN (FORMAT JSON)`` of the source when the estimate read one (a
+    query, a view, a table without statistics), for ``incremental.row_cap``; else None."""
 
 
 class Source(Protocol):
@@ -34,8 +44,8 @@ class Source(Protocol):
         """(name, PostgreSQL-compatible type) of each source column, in order."""
         ...
 
-    async def estimate(self, conn: Any) -> int:
-        """A cheap row estimate (-1 when unknown)."""
+    async def estimate(self, conn: Any) -> Estimate:
+        """A cheap row estimate (-1 when unknown), with the plan it read (``Estimate``)."""
         ...
 
     async def describe(self, conn: Any) -> tuple[list[tuple[str, str]], list[KeyCollation | None]]:

@@ -42,6 +42,7 @@ from async_etl.drivers.postgres import PG_ERRORS, translate_pg, use_exact_codecs
 from async_etl.errors import AsyncEtlError, DataError
 from async_etl.log import get_logger
 from async_etl.sources._base import SourceBase, reads
+from async_etl.sources.port import Estimate
 
 __all__ = ["PgSource"]
 
@@ -112,25 +113,29 @@ class PgSource(SourceBase):
             return await self._columns(conn, relation), await self._key_collations(conn, relation)
 
     @reads
-    async def estimate(self, conn: Any) -> int:
+    async def estimate(self, conn: Any) -> Estimate:
         """Row estimate: ``estimate_table_sql`` for a table, else ``EXPLAIN``; -1 when unknown.
 
         A window with a lower bound (an incremental run after the first) is counted exactly.
+        The ``EXPLAIN`` document comes back as the plan (a query, a view, a table without
+        statistics: ``incremental.row_cap`` reads it with no further round trip); else None.
         """
         if self.window is not None and self.window.start is not None:
             st = inc.window_count_sql("pg", self.relation, self.window)
-            return int(await conn.fetchval(st.text, *st.args(self._window_values())))
+            return Estimate(
+                int(await conn.fetchval(st.text, *st.args(self._window_values()))), None
+            )
         if self.table is not None:
             st = pg.estimate_table_sql()
             value = await conn.fetchval(st.text, quote(self.table))
             if value is not None and int(value) >= 0:
-                return int(value)
+                return Estimate(int(value), None)
         query = self.query if self.query is not None else f"SELECT * FROM {quote(self.table or '')}"
         doc = await conn.fetchval(pg.estimate_query_sql(query).text)
         try:
-            return pg.parse_explain_rows(doc)
+            return Estimate(pg.parse_explain_rows(doc), doc)
         except (KeyError, IndexError, TypeError, ValueError):
-            return -1
+            return Estimate(-1, doc)
 
     @reads
     async def boundaries(

@@ -17,6 +17,7 @@ from async_etl.core.chunks import (
     WHOLE,
     Chunk,
     ChunkSizing,
+    capped_whole,
     chunk_count,
     chunk_sizing,
 )
@@ -180,6 +181,21 @@ def test_a_limited_source_query_is_one_chunk_of_every_row(estimate: int, size: i
     assert chunk_sizing(estimate, spec, kept=None, whole=True) == ChunkSizing(None, WHOLE)
     assert WHOLE == "one chunk: the source query has a top-level LIMIT / OFFSET / FETCH"
     assert chunk_count(estimate, ChunkSizing(None, WHOLE)) == 1
+
+
+@pytest.mark.parametrize("estimate", [-1, 0, 10, 10_000_000])
+@pytest.mark.parametrize("size", [None, 7])
+@pytest.mark.parametrize("kept", [None, MERGE])
+def test_a_query_capped_inside_is_one_chunk_whatever_the_mode(
+    estimate: int, size: int | None, kept: str | None
+) -> None:
+    """A cap inside the query (``row_cap``): one chunk of every row, the cap named, any mode."""
+    sized = chunk_sizing(
+        estimate, ParallelSpec(chunk_size=size), kept=kept, cap="a TABLESAMPLE on t"
+    )
+    assert sized == ChunkSizing(None, capped_whole("a TABLESAMPLE on t"))
+    assert "picked by a TABLESAMPLE on t inside it" in sized.why
+    assert chunk_count(estimate, sized) == 1
 
 
 @given(st.integers(-1, 10**9), st.one_of(st.none(), st.integers(1, 10**6)), st.booleans())

@@ -89,26 +89,37 @@ async def test_two_statements_exit_2_in_one_line(pg_dsn: str, tmp_path: Path) ->
     assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None
 
 
+async def _big(dsn: str) -> None:
+    """``big`` (ids 1..200), a view picking 10 of its rows at random, and the ``dw`` schema."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text); CREATE SCHEMA dw")
+        await conn.execute("INSERT INTO big SELECT i, 'v' || i FROM generate_series(1, 200) i")
+        await conn.execute("CREATE VIEW pick AS SELECT * FROM big ORDER BY random() LIMIT 10")
+        await conn.execute("ANALYZE big")
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize(
     "query",
     [
         "SELECT id, v FROM big ORDER BY random() LIMIT 10",
         "SELECT id, v FROM big ORDER BY random() FETCH FIRST 10 ROWS ONLY",
         "SELECT id, v FROM big ORDER BY random() OFFSET 190 -- the last ten",
+        # inside a subquery, a CTE, a view: cut into key ranges, each chunk ran the inner pick
+        # again ('chunks 10/10, read 7', or 8, or 13)
+        "SELECT id, v FROM (SELECT * FROM big ORDER BY random() LIMIT 10) s",
+        "WITH k AS (SELECT * FROM big ORDER BY random() OFFSET 190) SELECT id, v FROM k",
+        "SELECT id, v FROM pick",
     ],
 )
 async def test_a_limited_query_is_read_once_not_per_chunk(pg_dsn: str, query: str) -> None:
-    """A top-level LIMIT / FETCH / OFFSET picks its rows once: 10 rows read, 10 loaded, once."""
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute("CREATE TABLE big (id int PRIMARY KEY, v text); CREATE SCHEMA dw")
-        await conn.execute("INSERT INTO big SELECT i, 'v' || i FROM generate_series(1, 200) i")
-        await conn.execute("ANALYZE big")
-    finally:
-        await conn.close()
+    """A LIMIT / FETCH / OFFSET, at the top or inside, picks its rows once: 10 rows, one chunk."""
+    await _big(pg_dsn)
     result = await run_job(spec_of(_job(pg_dsn, query)), options=JobOptions(as_of=at(1)))
     assert result.status == "SUCCEEDED", result.error
-    assert (result.rows_read, result.inserted) == (10, 10)
+    assert (result.chunks_total, result.rows_read, result.inserted) == (1, 10, 10)
     rows = await table_rows(pg_dsn, "dw.out")
     assert len({r["id"] for r in rows}) == len(rows) == 10
 
@@ -140,3 +151,29 @@ async def test_check_of_a_limited_query_says_every_row_and_refuses_it_incrementa
     assert code == 2 and out == "", (out, err)
     assert len(err.strip().splitlines()) == 1, err
     assert "[source] incremental: not with a source query that has a top-level LIMIT" in err
+
+
+SAMPLED = "SELECT id, v FROM (SELECT * FROM big TABLESAMPLE BERNOULLI (50) REPEATABLE (7)) s"
+
+
+async def test_a_sampled_query_loads_one_evaluation_and_check_says_why(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """A TABLESAMPLE subquery loads exactly its sample in one chunk; check names the sample."""
+    await _big(pg_dsn)
+    text = _job(pg_dsn, SAMPLED).replace("type = 1", 'type = 2\ndeletes = "expire"')
+    code, out, err = await run_cli("check", str(write(tmp_path, "s.toml", text)))
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("  rows per chunk")]
+    assert line == ("  rows per chunk: every row (one chunk: the source's rows are picked "
+                    "by a TABLESAMPLE on big inside it, which each key range would run "
+                    "again)")  # fmt: skip
+    result = await run_job(spec_of(text), options=JobOptions(as_of=at(1)))
+    assert result.status == "SUCCEEDED", result.error
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        sample = {r["id"] for r in await conn.fetch(SAMPLED)}
+    finally:
+        await conn.close()
+    assert (result.chunks_total, result.rows_read, result.inserted) == (1, len(sample), len(sample))
+    assert {r["id"] for r in await table_rows(pg_dsn, "dw.out")} == sample
