@@ -177,3 +177,14 @@ async def test_a_sampled_query_loads_one_evaluation_and_check_says_why(
         await conn.close()
     assert (result.chunks_total, result.rows_read, result.inserted) == (1, len(sample), len(sample))
     assert {r["id"] for r in await table_rows(pg_dsn, "dw.out")} == sample
+
+
+async def test_a_table_source_that_is_a_limited_view_is_read_once(pg_dsn: str) -> None:
+    """``table = "pick"``, a view with ORDER BY random() LIMIT 10: 10 distinct rows, one chunk."""
+    await _big(pg_dsn)
+    text = _job(pg_dsn, "-").replace("query = '''-'''", 'table = "pick"')
+    result = await run_job(spec_of(text), options=JobOptions(as_of=at(1)))
+    assert result.status == "SUCCEEDED", result.error
+    assert (result.chunks_total, result.rows_read, result.inserted) == (1, 10, 10)
+    rows = await table_rows(pg_dsn, "dw.out")
+    assert len({r["id"] for r in rows}) == len(rows) == 10
