@@ -27,6 +27,7 @@ from async_etl.core.dag import find_cycle
 from async_etl.core.retry import STRATEGIES, RetryPolicy, Strategy
 from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError, ErrorKind, Fail
+from async_etl.jobs.budget import database_key
 from async_etl.jobs.spec import JobSpec, load_job
 
 JobLoader = Callable[[Path], JobSpec]
@@ -235,6 +236,7 @@ def plan_from_mapping(
         raise fail("jobs", "expected [[jobs]] tables")
     jobs = tuple(_job(j, i, base_dir, state, load, fail) for i, j in enumerate(raw_jobs))
     _check_graph(jobs, fail)
+    _check_budgets(budgets, jobs, state, fail)
     return Plan(
         name=name,
         state=state,
@@ -360,6 +362,28 @@ def _synthetic(t: dict[str, Any], where: str, depends: tuple[str, ...], fail: Fa
     if job.connections and dialect_of(target) != "postgresql":
         raise fail(f"{where}target", "connections need a postgresql:// target")
     return PlanJob(name=name, target=target, depends_on=depends, synthetic=job)
+
+
+def _check_budgets(
+    budgets: Mapping[str, int], jobs: tuple[PlanJob, ...], state: str, fail: Fail
+) -> None:
+    """Refuse a ``[budgets]`` URL that no job (source, target, state) nor the plan uses.
+
+    Budgets are matched by ``database_key``; a misspelt URL would leave the database it meant
+    without a limit, without a word.
+    """
+    used = {database_key(state)}
+    for job in jobs:
+        if job.spec is None:
+            used.add(database_key(job.target))
+        else:
+            urls = (job.spec.source.url, job.spec.target.url, job.spec.state.url)
+            used.update(database_key(u) for u in urls)
+    for url in budgets:
+        key = database_key(url)
+        if key not in used:
+            raise fail(f"[budgets] {mask_url(url)}", "no job of the plan uses this database, "
+                       "so it would limit nothing" + did_you_mean(key, sorted(used)))  # fmt: skip
 
 
 def _check_graph(jobs: tuple[PlanJob, ...], fail: Fail) -> None:

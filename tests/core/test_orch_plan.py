@@ -96,6 +96,14 @@ def test_full_plan_loads_with_defaults_and_names_from_job_files(tmp_path: Path) 
         ("locl_max = 3\n", (), "locl_max: unknown key (did you mean 'local_max'?)"),
         ("[retry]\nattempts = 3\n", (), "[retry] attempts: unknown key"),
         ('[[jobs]]\nfile = "jobs/a.toml"\nsecond = 1\n', ("a",), "jobs[0].second: unknown key"),
+        (
+            '[budgets]\n"postgresql://postgres:pw@127.0.0.1:5432/tset" = 1\n'
+            '[[jobs]]\nfile = "jobs/a.toml"\n',
+            ("a",),
+            "[budgets] postgresql://postgres:***@127.0.0.1:5432/tset: no job of the plan uses "
+            "this database, so it would limit nothing (did you mean "
+            "'postgresql://127.0.0.1:5432/test'?)",
+        ),
         ('local_max = "4"\n', (), "local_max: expected int, got '4'"),
         ('[[jobs]]\nkind = "sleep"\nname = "x"\nfail_kind = "oops"\n', (), "jobs[0].fail_kind"),
         ('[[jobs]]\nkind = "sleep"\nname = "x"\nconnections = 2\n', (), "jobs[0].target"),
