@@ -129,7 +129,8 @@ async def new_window(
 
     ``top`` is that value, and whether it is NaN / +infinity (``source_max``).
     ``whole``: no lower bound (the run adds target columns, which every row must fill: rows
-    below the cursor would otherwise keep NULL in them for good).  ``holds`` (``source_holds``)
+    below the cursor would otherwise keep NULL in them for good; or the target table is not
+    there, so it holds none of the rows below the cursor).  ``holds`` (``source_holds``)
     tells a committed 9999-12-31 that may have been ``infinity`` (``StateStore.committed``
     cannot tell) from a real one: a source row holds a real one.
 

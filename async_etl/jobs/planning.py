@@ -203,8 +203,10 @@ async def preflight(
     if plan is not None:
         window = resumed_window(spec, run_id, plan)
     else:
+        # A target that is not there (dropped, or renamed away, since the cursor was committed)
+        # holds none of the rows below the cursor: read them all, as a first run does.
         window = await new_window(
-            spec, store, top, whole=bool(add),
+            spec, store, top, whole=bool(add) or existing is None,
             holds=lambda value: source_holds(spec, source, holder, app, policy, value),
         )  # fmt: skip
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest)

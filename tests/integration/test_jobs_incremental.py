@@ -170,6 +170,22 @@ async def test_rows_committed_later_at_the_previous_maximum_are_loaded(pg_dsn: s
     assert await current(pg_dsn, "dw.edge") == await source(pg_dsn)
 
 
+@pytest.mark.parametrize("kind", [1, 2])
+async def test_a_dropped_target_is_loaded_again_whole_not_from_the_cursor(
+    pg_dsn: str, kind: int
+) -> None:
+    """The target dropped between runs: the next run reads every row, not only above the cursor."""
+    await make_source(pg_dsn, 120)
+    text = inc_toml("gone", pg_dsn, kind=kind)
+    first = await run(text, 0)
+    assert first.cursor == "120"
+    await execute(pg_dsn, "DROP TABLE dw.gone",
+                  "INSERT INTO src.ev VALUES (121, 'new', 121)")  # fmt: skip
+    second = await run(text, 1)
+    assert (second.rows_read, second.inserted, second.cursor) == (121, 121, "121")
+    assert await current(pg_dsn, "dw.gone", kind=kind) == await source(pg_dsn)
+
+
 async def test_rows_written_during_a_run_are_read_by_the_next(pg_dsn: str) -> None:
     """Inserts and updates landing mid-run, before and after the chunk reading them, all arrive."""
     await make_source(pg_dsn, 200)
