@@ -47,7 +47,6 @@ __all__ = [
     "oracle_column_type",
     "oracle_fits",
     "pg_generated_problem",
-    "pg_missing_types_sql",
     "pg_not_a_table",
     "pg_scd_type_problem",
     "pg_types_to_check",
@@ -395,7 +394,7 @@ def pg_types_to_check(columns: Sequence[Column]) -> tuple[str, ...]:
     """The distinct types of ``columns`` a PostgreSQL target may lack, in first-seen order.
 
     Those not built in (``_PG_BUILT_IN``): an enum, a composite, an extension's type, or an
-    array of one, as ``format_type`` names it (``pg_missing_types_sql`` asks the target).
+    array of one, as ``format_type`` names it (``pg_user_types`` reads their definitions).
     """
     seen: dict[str, None] = {}
     for _, type_name in columns:
@@ -404,11 +403,6 @@ def pg_types_to_check(columns: Sequence[Column]) -> tuple[str, ...]:
         if base.lower() not in _PG_BUILT_IN and base not in _PG_BUILT_IN:
             seen.setdefault(t, None)
     return tuple(seen)
-
-
-def pg_missing_types_sql() -> Sql:
-    """Which of ``$1`` (type names, ``pg_types_to_check``) the PostgreSQL database lacks."""
-    return Sql("SELECT t FROM unnest($1::text[]) AS t WHERE to_regtype(t) IS NULL", ("types",))
 
 
 def target_columns_sql(dialect: str) -> Sql:

@@ -80,6 +80,7 @@ from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import indexes_after_load
 from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.pg_casts import cast_select, copy_casts
+from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.scd_sql_pg_latest import latest_merge_statements
@@ -222,12 +223,17 @@ class PgTarget:
             raise ConfigError(f"{self.where}: {generated}")
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
-    async def missing_types(self, holder: Holder, app: str, types: Sequence[str]) -> list[str]:
-        """Those of ``types`` (``drift.pg_types_to_check``) the target database does not have."""
-        st = drift.pg_missing_types_sql()
+    async def user_types(
+        self, holder: Holder, app: str, types: Sequence[str]
+    ) -> dict[str, UserType]:
+        """``types`` (``drift.pg_types_to_check``) as the target database defines them.
+
+        With the user types they reach; kind None: it has no such type (``pg_user_types``).
+        """
+        st = user_types_sql()
         async with self.connection(holder, app) as conn:
             rows = await conn.fetch(st.text, *st.args({"types": list(types)}))
-        return [str(r[0]) for r in rows]
+        return user_types_from_rows(rows)
 
     async def prepare(self, ctx: JobContext) -> None:
         """Create the target and its indexes if missing; add ``ctx.add_columns``.

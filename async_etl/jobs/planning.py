@@ -161,7 +161,7 @@ async def preflight(
     top = await source_max(spec, columns, source, holder, app, policy)
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
-    add, existing = await _check_target(spec, columns, cols, target, holder, app, policy)
+    add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
     if dialect_of(spec.target.url) == "postgresql":  # compare through the target's types
         cols = cols.with_target(existing)
     try:
@@ -213,8 +213,8 @@ async def preflight(
 
 
 async def _check_target(
-    spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns, target: Target,
-    holder: Holder, app: str, policy: RetryPolicy,
+    spec: JobSpec, columns: Sequence[tuple[str, str]], cols: ScdColumns, source: Source,
+    target: Target, holder: Holder, app: str, policy: RetryPolicy,
 ) -> tuple[tuple[tuple[str, str], ...], list[tuple[str, str]] | None]:  # fmt: skip
     """``drift_to_add`` against the table the run ends in: the columns to add, the target's.
 
@@ -228,8 +228,8 @@ async def _check_target(
     if spec.mode != "full_refresh":
         existing = await read_columns(spec, target, holder, app, policy)
         add = drift_to_add(spec, columns, cols, existing)
-        await check_new_types(spec, columns if existing is None else add, target, holder, app,
-                              policy)  # fmt: skip
+        await check_new_types(spec, columns if existing is None else add, source, target,
+                              holder, app, policy)  # fmt: skip
         return add, existing
     final = make_target(dataclasses.replace(spec, mode="merge"))
     existing = await read_columns(spec, final, holder, app, policy)
@@ -248,7 +248,8 @@ async def _check_target(
     if problem is not None:
         raise ConfigError(f"job {spec.name}: full refresh: {problem}")
     add = drift_to_add(spec, columns, cols, existing)  # the columns read above, not again
-    await check_new_types(spec, columns if existing is None else add, final, holder, app, policy)
+    await check_new_types(spec, columns if existing is None else add, source, final, holder, app,
+                          policy)  # fmt: skip
     return (add if dialect_of(spec.target.url) == "postgresql" else ()), existing
 
 

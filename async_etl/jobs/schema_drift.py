@@ -4,7 +4,8 @@ Reads only (one target connection).  The decision is ``core.drift``'s; this modu
 target's type mapping (PostgreSQL: the source's own types; CrateDB: ``crate_type``; Oracle:
 ``oracle_type``) and turns a refusal into a ``ConfigError`` (exit status 2, before anything is
 written or any run is recorded).  ``check_new_types``: a PostgreSQL target that must create
-columns (a new table, added ones) has each one's type (an enum, a composite of the source's).
+columns (a new table, added ones) has each one's type (an enum, a composite of the source's),
+defined alike (``core.pg_user_types``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from async_etl.core import drift
+from async_etl.core.pg_user_types import UserType, user_type_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import dialect_of, mask_url
@@ -22,6 +24,8 @@ from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.spec import JobSpec
 from async_etl.log import get_logger
 from async_etl.runtime.retrying import retrying
+from async_etl.sources.port import Source, source_connection
+from async_etl.sources.postgres import PgSource
 
 __all__ = ["check_new_types", "drift_to_add", "read_columns"]
 
@@ -101,31 +105,49 @@ def drift_to_add(
 async def check_new_types(
     spec: JobSpec,
     made: Sequence[tuple[str, str]],
+    source: Source,
     target: Target,
     holder: Holder,
     app: str,
     policy: RetryPolicy,
 ) -> None:
-    """``ConfigError`` naming a column of ``made`` whose type the PostgreSQL target lacks.
+    """``ConfigError`` naming a column of ``made`` whose type the target lacks or differs.
 
     ``made``: the (name, source type) columns the run will create in the target (all of them
     for a new table, the added ones for an existing one).  A type not built in (an enum, a
-    composite: ``drift.pg_types_to_check``) is looked up in the target database, one round trip
-    and only then; a source in another database may have types this one does not.  Raises
-    ``unusable(...)`` when the target cannot be read.
+    composite: ``drift.pg_types_to_check``) is read in the target database and, for a
+    PostgreSQL source, in the source one: one round trip each, and only then; a source in
+    another database may have types this one lacks or defines otherwise (an enum without a
+    label, a composite's fields in another order).  ``core.pg_user_types.user_type_problem``
+    decides; ``[source] key`` columns keep their enum label order.  Raises ``unusable(...)``
+    when either side cannot be read.
     """
     types = drift.pg_types_to_check(made)
     if not types or not isinstance(target, PgTarget):
         return
+
+    async def read_source() -> dict[str, UserType]:
+        if not isinstance(source, PgSource):
+            return {}
+        async with source_connection(source, holder, app) as conn:
+            return await source.user_types(conn, types)
+
     try:
-        missing = await retrying(
-            lambda: target.missing_types(holder, app, types), policy, what="read target types"
+        theirs = await retrying(
+            lambda: target.user_types(holder, app, types), policy, what="read target types"
         )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
-    if missing:
-        name, type_name = next((n, t) for n, t in made if t.strip() == missing[0])
-        raise ConfigError(f"job {spec.name}: target {mask_url(spec.target.url)}: column {name} "
-                          f"has type {type_name}, which the target database does not have; "
-                          f"create it there first (CREATE TYPE ...) or cast it in [source] "
-                          f"query (... {name}::text AS {name})")  # fmt: skip
+    try:
+        ours = await retrying(read_source, policy, what="read source types")
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
+    checked = [(n, t) for n, t in made if t.strip() in types]
+    problem = user_type_problem(checked, ours, theirs, ordered=spec.source.key)
+    if problem is None:
+        return
+    column = problem.split(" ", 2)[1]
+    hint = ("create it there first (CREATE TYPE ...)" if "target database does not have" in
+            problem else "make the target's type match the source's (ALTER TYPE ...)")  # fmt: skip
+    raise ConfigError(f"job {spec.name}: target {mask_url(spec.target.url)}: {problem}; {hint} "
+                      f"or cast it in [source] query (... {column}::text AS {column})")  # fmt: skip

@@ -29,6 +29,7 @@ from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.drift import pg_column_types_sql
+from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.sqltext import (
     EXACT_FLOATS_SQL,
@@ -111,6 +112,15 @@ class PgSource(SourceBase):
         """
         async with self._probing(conn) as relation:
             return await self._columns(conn, relation), await self._key_collations(conn, relation)
+
+    @reads
+    async def user_types(self, conn: Any, types: Sequence[str]) -> dict[str, UserType]:
+        """``types`` (its columns' ``format_type`` names) as the source database defines them.
+
+        With the user types they reach (``core.pg_user_types``); one round trip.
+        """
+        st = user_types_sql()
+        return user_types_from_rows(await conn.fetch(st.text, *st.args({"types": list(types)})))
 
     @reads
     async def estimate(self, conn: Any) -> Estimate:
