@@ -228,7 +228,7 @@ async def _check_target(
     if spec.mode != "full_refresh":
         existing = await read_columns(spec, target, holder, app, policy)
         add = drift_to_add(spec, columns, cols, existing)
-        await check_new_types(spec, columns if existing is None else add, source, target,
+        await check_new_types(spec, _typed_by_name(columns, add, existing), source, target,
                               holder, app, policy)  # fmt: skip
         return add, existing
     final = make_target(dataclasses.replace(spec, mode="merge"))
@@ -248,9 +248,27 @@ async def _check_target(
     if problem is not None:
         raise ConfigError(f"job {spec.name}: full refresh: {problem}")
     add = drift_to_add(spec, columns, cols, existing)  # the columns read above, not again
-    await check_new_types(spec, columns if existing is None else add, source, final, holder, app,
-                          policy)  # fmt: skip
+    await check_new_types(spec, _typed_by_name(columns, add, existing), source, final, holder,
+                          app, policy)  # fmt: skip
     return (add if dialect_of(spec.target.url) == "postgresql" else ()), existing
+
+
+def _typed_by_name(
+    columns: Sequence[tuple[str, str]],
+    add: Sequence[tuple[str, str]],
+    existing: Sequence[tuple[str, str]] | None,
+) -> list[tuple[str, str]]:
+    """The source columns whose type the target must define alike (``check_new_types``).
+
+    Every column of a new table; else the added ones and those the target table already
+    holds under the same type name: a PostgreSQL user type is matched by name across
+    databases, so an existing column of the target's own ``mood`` takes the source's ``mood``
+    values, and an enum there without one of their labels would refuse them row by row.
+    """
+    if existing is None:
+        return list(columns)
+    theirs = set(existing)
+    return [*add, *(c for c in columns if c in theirs)]
 
 
 async def builds_new_table(

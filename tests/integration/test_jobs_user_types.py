@@ -139,36 +139,45 @@ async def _source(src: str, column: str) -> None:
     await fetchval(src, f"INSERT INTO t VALUES (1, {first}), (2, {second})")
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new table", "existing table"])
 @pytest.mark.parametrize(("column", "key", "types", "needle"), REFUSED)
 async def test_a_user_type_unlike_the_sources_is_refused(
-    pg_server_dsn: str, column: str, key: str, types: tuple[str, ...], needle: str
+    pg_server_dsn: str, column: str, key: str, types: tuple[str, ...], needle: str, existing: bool
 ) -> None:
-    """The target has the type but defined otherwise: exit 2, one line, nothing written."""
+    """The target has the type but defined otherwise (its table new or not): exit 2, one line."""
     async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as dst:
         await _source(src, column)
         for sql in types:
             await fetchval(dst, sql)
+        if existing:  # a user type is matched by name: the table's column takes the values
+            await fetchval(dst, f"CREATE TABLE t (id int PRIMARY KEY, {column})")
         args = list(_copy(src, dst, "t"))
         args[args.index("--key") + 1] = key
         code, out, err = await run_cli(*args)
         # before: exit 1 after the run was recorded (DatatypeMismatchError, invalid input
-        # value for enum), t_etl_new left in the target
+        # value for enum), t_etl_new left in the target; into an existing table the same, or
+        # for an enum key ordered otherwise, exit 0
         assert code == 2, (out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1, err
         assert needle in lines[0], lines[0]
-        assert await fetchval(dst, RELATIONS) == 0
+        assert await fetchval(dst, RELATIONS) == int(existing)
+        if existing:
+            assert await fetchval(dst, "SELECT count(*) FROM t") == 0
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new table", "existing table"])
 @pytest.mark.parametrize(("column", "types", "want"), LOADED)
 async def test_a_user_type_alike_enough_loads_exactly(
-    pg_server_dsn: str, column: str, types: tuple[str, ...], want: str
+    pg_server_dsn: str, column: str, types: tuple[str, ...], want: str, existing: bool
 ) -> None:
     """More enum labels, another label order, the same fields: every row loads as it was."""
     async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as dst:
         await _source(src, column)
         for sql in types:
             await fetchval(dst, sql)
+        if existing:
+            await fetchval(dst, f"CREATE TABLE t (id int PRIMARY KEY, {column})")
         code, out, err = await run_cli(*_copy(src, dst, "t"))
         assert code == 0, (out, err)
         name = column.split()[0]
