@@ -28,6 +28,19 @@ column of a target not known (no such table yet: it is made from the source's ty
 ``character`` and ``bit`` without a length are ``character(1)`` and ``bit(1)``, and a cast to
 those cuts every element to its first character or bit, so their unbounded forms are
 ``bpchar`` and ``bit varying``.
+
+``length_guards`` and ``cast_select``'s guards keep a ``character varying(n)`` target from
+changing a value: PostgreSQL's assignment to it refuses a longer value "unless the excess
+characters are all spaces, in which case the string will be truncated" (PostgreSQL docs,
+Character Types), so ``'abc  '`` would be stored as ``'abc'`` (and a type-2 run would see a
+change at every run).  The drift check accepts text into any ``varchar(n)`` (a value that fits
+is common), so the check is per row: a guarded column reads ``CASE WHEN char_length(c) > n
+THEN left(c, -1) || '~' ELSE c END``, a value longer than ``n`` whose last character is no
+blank, which the target refuses as too long ("value too long for type character varying(n)",
+SQLSTATE 22001) like any other: the chunk fails (``on_bad_row = "fail"``) or the row is
+rejected with that reason (``"reject"``), never stored changed.  A value that fits is read as
+it is; only columns whose source type is longer than ``n`` (text, or ``varchar(m)``, m > n)
+are guarded, so a widening costs nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ from collections.abc import Sequence
 
 from async_etl.core.scd_sql_common import check_type, quote
 
-__all__ = ["cast_select", "copy_casts", "unbounded"]
+__all__ = ["cast_select", "copy_casts", "length_guards", "unbounded"]
 
 _MODS = re.compile(r"\(\s*\d+\s*(?:,\s*-?\d+\s*)?\)")
 _ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
@@ -73,6 +86,16 @@ def unbounded(type_name: str) -> str:
     return _LENGTHLESS.get(name, name) + ("[]" if dims else "")
 
 
+def _pairs(types: Sequence[str], target_types: Sequence[str]) -> list[tuple[str, str]]:
+    """(source type, target type) per column; none when ``target_types`` is empty.
+
+    Raises ``ValueError`` when the lengths differ.
+    """
+    if target_types and len(types) != len(target_types):
+        raise ValueError(f"{len(types)} source types against {len(target_types)} target types")
+    return list(zip(types, target_types, strict=True)) if target_types else []
+
+
 def copy_casts(types: Sequence[str], target_types: Sequence[str]) -> tuple[str | None, ...]:
     """Per column, the type a source value is cast to for a binary COPY (None: sent as is).
 
@@ -83,12 +106,8 @@ def copy_casts(types: Sequence[str], target_types: Sequence[str]) -> tuple[str |
     check widens between (see the module docstring); any other pair it accepts is one type.
     ``()`` when no column needs one.  Raises ``ValueError`` when the lengths differ.
     """
-    if not target_types:
-        return ()
-    if len(types) != len(target_types):
-        raise ValueError(f"{len(types)} source types against {len(target_types)} target types")
     casts: list[str | None] = []
-    for source, target in zip(types, target_types, strict=True):
+    for source, target in _pairs(types, target_types):
         (sb, sdims), (tb, tdims) = _parts(source), _parts(target)
         differs = sb != tb and bool(sdims) == bool(tdims)
         differs = differs and sb in _WIDENED and tb in _WIDENED
@@ -96,18 +115,59 @@ def copy_casts(types: Sequence[str], target_types: Sequence[str]) -> tuple[str |
     return tuple(casts) if any(casts) else ()
 
 
-def cast_select(names: Sequence[str], casts: Sequence[str | None], alias: str = "q") -> str:
-    """The select list reading ``names`` of ``alias`` with ``casts`` (``copy_casts``) applied.
+_VARYING_LENGTH = re.compile(r"character varying\(\s*(\d+)\s*\)")
+_TEXTS = frozenset({"text", "character varying"})
 
-    ``*`` when there is no cast: ``alias."a", alias."b"::bigint[] AS "b"`` otherwise, in the
-    order of ``names``.  Raises ``ValueError`` for a malformed type or when the lengths differ.
+
+def _varying_length(type_name: str) -> int | None:
+    """The ``n`` of ``character varying(n)`` (None: another type, or no length)."""
+    found = _VARYING_LENGTH.fullmatch(" ".join(type_name.lower().split()))
+    return int(found.group(1)) if found else None
+
+
+def length_guards(types: Sequence[str], target_types: Sequence[str]) -> tuple[int | None, ...]:
+    """Per column, the ``n`` of a ``varchar(n)`` target that could cut a source value, or None.
+
+    See the module docstring.  ``types`` / ``target_types`` as for ``copy_casts``.  A column
+    is guarded when the target is ``character varying(n)`` (not an array) and the source is
+    ``text`` or ``character varying`` without a length or with one above ``n``.  ``()`` when
+    no column is.  Raises ``ValueError`` when the lengths differ.
     """
-    if not casts:
+    guards: list[int | None] = []
+    for source, target in _pairs(types, target_types):
+        n, (sb, sdims), m = _varying_length(target), _parts(source), _varying_length(source)
+        wider = n is not None and sb in _TEXTS and not sdims and (m is None or m > n)
+        guards.append(n if wider else None)
+    return tuple(guards) if any(g is not None for g in guards) else ()
+
+
+def cast_select(
+    names: Sequence[str],
+    casts: Sequence[str | None],
+    alias: str = "q",
+    guards: Sequence[int | None] = (),
+) -> str:
+    """The select list reading ``names`` of ``alias``, ``casts`` and ``guards`` applied.
+
+    ``casts`` are ``copy_casts``', ``guards`` ``length_guards``'.  ``*`` when there is
+    neither: ``alias."a", alias."b"::bigint[] AS "b"`` otherwise, in the order of ``names``;
+    a guarded column ``CASE WHEN char_length(alias."c") > n THEN left(alias."c", -1) || '~'
+    ELSE alias."c" END AS "c"``.  Raises ``ValueError`` for a
+    malformed type or when the lengths differ.
+    """
+    if not casts and not guards:
         return "*"
-    if len(names) != len(casts):
-        raise ValueError(f"{len(names)} columns against {len(casts)} casts")
+    casts = casts or (None,) * len(names)
+    guards = guards or (None,) * len(names)
+    if not len(names) == len(casts) == len(guards):
+        raise ValueError(f"{len(names)} columns against {len(casts)} casts, {len(guards)} guards")
     out = []
-    for name, cast in zip(names, casts, strict=True):
+    for name, cast, guard in zip(names, casts, guards, strict=True):
         ref = f"{alias}.{quote(name)}"
-        out.append(ref if cast is None else f"{ref}::{check_type(cast)} AS {quote(name)}")
+        if cast is not None:
+            ref = f"{ref}::{check_type(cast)}"
+        if guard is not None:
+            cut = f"left({ref}, -1) || '~'"
+            ref = f"CASE WHEN char_length({ref}) > {int(guard)} THEN {cut} ELSE {ref} END"
+        out.append(ref if ref == f"{alias}.{quote(name)}" else f"{ref} AS {quote(name)}")
     return ", ".join(out)

@@ -79,7 +79,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import indexes_after_load
 from async_etl.core.modes import pg_swap_sql as swap_sql
-from async_etl.core.pg_casts import cast_select, copy_casts
+from async_etl.core.pg_casts import cast_select, copy_casts, length_guards
 from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
@@ -610,7 +610,7 @@ class PgTarget:
         names = ", ".join(quote(n) for n in columns)
         consts = pg.initial_version_tail(ctx.cols, ctx.as_of) if tail else ()
         if isinstance(source, PgSource) and ctx.same_database(source.url, self.url):
-            st, args = source.extract(chunk, consts)
+            st, args = source.extract(chunk, consts, self._select(ctx, cast=False))
             status = await conn.execute(
                 f"INSERT INTO {quote(dest)} ({names}) {pg.OVERRIDE} {st.text}", *args
             )
@@ -620,7 +620,7 @@ class PgTarget:
             if isinstance(source, PgSource):
                 if self.source_unique is None and dest == STAGING:
                     self.source_unique = await source.unique_on(sconn, ctx.cols.business_key)
-                select = "*" if dest == STAGING else self._select(ctx)
+                select = self._select(ctx, cast=dest != STAGING)
                 return await pipe(ctx, source, sconn, conn, chunk, dest, columns, consts, select)
             total = 0
             extra = (ctx.as_of, None, True) if tail else ()
@@ -635,17 +635,22 @@ class PgTarget:
             return total
 
     @staticmethod
-    def _select(ctx: JobContext) -> str:
+    def _select(ctx: JobContext, *, cast: bool = True) -> str:
         """The source's columns as a binary COPY into the target reads them (``core.pg_casts``).
 
-        Cast to the existing target's types where the binary formats differ (``integer[]``
-        into ``bigint[]``); staging has the source's own types and needs no cast.  A full
+        With ``cast``, cast to the existing target's types where the binary formats differ
+        (``integer[]`` into ``bigint[]``); staging has the source's own types and needs no
+        cast, nor does an ``INSERT ... SELECT`` in one database.  Always guarded where a
+        ``varchar(n)`` target would cut a value's excess blanks (``length_guards``).  A full
         refresh's new table is made LIKE the target whose types preflight read (or, with no
-        target, from the source's: no cast).
+        target, from the source's: no cast, no guard).
         """
         types = [t for _, t in ctx.columns]
         target = [ctx.cols.target_type_of(n) for n in ctx.names]
-        return cast_select(ctx.names, copy_casts(types, target) if any(target) else ())
+        if not any(target):
+            return "*"
+        casts = copy_casts(types, target) if cast else ()
+        return cast_select(ctx.names, casts, guards=length_guards(types, target))
 
     async def _merge(
         self, ctx: JobContext, conn: Any, chunk: Chunk

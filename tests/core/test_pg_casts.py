@@ -7,7 +7,7 @@ import pytest
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.drift import sql_fits
-from async_etl.core.pg_casts import cast_select, copy_casts, unbounded
+from async_etl.core.pg_casts import cast_select, copy_casts, length_guards, unbounded
 
 
 @pytest.mark.parametrize(
@@ -75,3 +75,36 @@ def test_the_chunk_read_casts_only_what_differs() -> None:
     assert cast_select(["id", "a"], ()) == "*"
     with pytest.raises(ValueError):
         cast_select(["id", "a"], (None, "bigint; DROP TABLE t"))
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "guard"),
+    [
+        ("text", "character varying(3)", 3),
+        ("character varying(5)", "character varying(3)", 3),
+        ("character varying", "character varying(3)", 3),
+        ("character varying(3)", "character varying(3)", None),
+        ("character varying(2)", "character varying(3)", None),
+        ("text", "text", None),
+        ("text", "character varying", None),
+        ("character(5)", "character varying(3)", None),
+        ("text[]", "character varying(3)[]", None),
+        ("integer", "character varying(3)", None),
+    ],
+)
+def test_only_a_varchar_narrower_than_its_source_is_guarded(
+    source: str, target: str, guard: int | None
+) -> None:
+    """A guard where varchar(n) could cut a longer text's excess blanks; widening: none."""
+    want = (None, guard) if guard is not None else ()
+    assert length_guards(["integer", source], ["bigint", target]) == want
+
+
+def test_a_guarded_column_reads_longer_values_with_a_last_character_no_blank() -> None:
+    """The guard keeps a value up to n, and makes a longer one end in '~' (refused, not cut)."""
+    got = cast_select(["id", "a"], ("bigint", None), guards=(None, 3))
+    assert got == ('q."id"::bigint AS "id", CASE WHEN char_length(q."a") > 3 THEN '
+                   'left(q."a", -1) || \'~\' ELSE q."a" END AS "a"')  # fmt: skip
+    assert cast_select(["id", "a"], (), guards=(None, 3)).startswith('q."id", CASE')
+    with pytest.raises(ValueError, match="2 columns against 2 casts, 1 guards"):
+        cast_select(["id", "a"], (None, None), guards=(3,))

@@ -202,3 +202,43 @@ async def test_text_into_a_character_column_stops_in_preflight(
         assert "trailing blanks" in err, err
         assert await fetchval(dst, "SELECT count(*) FROM t_scd2") == 0
         assert not await fetchval(dst, "SELECT to_regclass('async_etl_runs') IS NOT NULL")
+
+
+BLANK_CUT = {  # source type, target type: 'abc  ' would be stored as 'abc'
+    "text-varchar(3)": ("text", "varchar(3)"),
+    "varchar(5)-varchar(3)": ("varchar(5)", "varchar(3)"),
+}
+"""Pairs the drift check accepts where varchar(3) would cut a value's excess blanks."""
+
+
+def _bad_row_job(src: str, dst: str, mode: str, on_bad_row: str) -> str:
+    return _job(src, dst, mode).replace('mode = "', f'on_bad_row = "{on_bad_row}"\nmode = "', 1)
+
+
+@pytest.mark.parametrize("database", ["another", "the same"])
+@pytest.mark.parametrize("on_bad_row", ["fail", "reject"])
+@pytest.mark.parametrize("pair", list(BLANK_CUT))
+async def test_a_value_varchar_would_cut_is_never_stored_changed(
+    pg_server_dsn: str, pair: str, on_bad_row: str, database: str
+) -> None:
+    """'abc  ' into varchar(3), every mode: the chunk fails, or the row is rejected; never 'abc'."""
+    source_type, target_type = BLANK_CUT[pair]
+    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as other:
+        dst = other if database == "another" else src
+        await fetchval(src, f"CREATE TABLE t (id int PRIMARY KEY, a {source_type})")
+        await fetchval(src, "INSERT INTO t VALUES (1, 'abc  '), (2, 'ab '), (3, NULL)")
+        for mode in MODES:
+            extra = f", {SCD}" if mode == "scd2" else ""
+            key = "" if mode == "scd2" else " PRIMARY KEY"
+            await fetchval(dst, f"CREATE TABLE t_{mode} (id int{key}, a {target_type}{extra})")
+            spec = spec_of(_bad_row_job(src, dst, mode, on_bad_row))
+            got = await run_job(spec, options=JobOptions(as_of=at(0)))
+            # before: SUCCEEDED, 'inserted 3', row 1 stored as 'abc' (scd2: a new version per run)
+            held = await fetchval(dst, f"SELECT string_agg(format('%s=%L', id, a), ',' "
+                                       f"ORDER BY id) FROM t_{mode}")  # fmt: skip
+            if on_bad_row == "fail":
+                assert got.status == "FAILED" and held is None, (mode, got, held)
+                assert "too long for type character varying(3)" in (got.error or ""), mode
+            else:
+                assert (got.status, got.inserted, got.rejected) == ("SUCCEEDED", 2, 1), mode
+                assert held == "2='ab ',3=NULL", (mode, held)
