@@ -16,7 +16,10 @@ PostgreSQL, ``crate_type`` / ``oracle_type`` for the others) and sorts the diffe
   for the target is refused by the database row by row, never silently changed).  But not
   text or varchar into ``character(n)``: it drops a value's trailing blanks (``'ab '`` comes
   back ``'ab'``), and a type-2 run compares the source's ``'ab '`` with it and sees a change
-  every time.
+  every time.  Nor an array of text into an array of ``varchar(n)`` of a smaller (or
+  a source without a) length: PostgreSQL cuts an element whose excess is only blanks
+  (``'abc  '`` into ``varchar(3)`` is ``'abc'``).  A scalar ``varchar(n)`` fits: a PostgreSQL
+  source's SELECT guards its values row by row (``core.pg_casts.length_guards``).
 
 ``decide`` turns a drift into one line naming the first column, or, with
 ``schema_evolution = "add_columns"``, into the columns to add (nullable, the type the target
@@ -106,6 +109,16 @@ def _split(type_name: str) -> tuple[str, tuple[str, ...], bool]:
     return _ALIAS.get(base, base), mods, array
 
 
+def _cuts_blanks(smods: tuple[str, ...], tmods: tuple[str, ...]) -> bool:
+    """True when ``varchar(n)`` (``tmods``) may cut a value of a text type of ``smods``' length.
+
+    PostgreSQL stores a longer value "unless the excess characters are all spaces, in which
+    case the string will be truncated" (docs, Character Types): a source without a length, or
+    a longer one.
+    """
+    return bool(tmods) and (not smods or int(smods[0]) > int(tmods[0]))
+
+
 def _scale(mods: tuple[str, ...]) -> int | None:
     """The scale of ``numeric(p[,s])`` (None: unconstrained)."""
     if not mods:
@@ -124,7 +137,9 @@ def sql_fits(source: str, target: str) -> bool:
     if sarr != tarr:
         return False
     if sb in _TEXT and tb in _TEXT:  # character(n) keeps no trailing blank of a text value
-        return tb not in _BLANK_PADDED or sb in _BLANK_PADDED
+        if tb in _BLANK_PADDED or sb in _BLANK_PADDED:
+            return sb in _BLANK_PADDED
+        return not (tarr and _cuts_blanks(smods, tmods))
     if sb in _INTS and (tb in _INTS or (tb == "numeric" and _scale(tmods) in (None, 0))):
         return True
     if sb == "numeric" and tb == "numeric":
@@ -232,8 +247,11 @@ def decide(drift: Drift, table: str, evolution: Evolution) -> tuple[str | None, 
                 "(a table made for type 1?); use another table, or add them", ())  # fmt: skip
     if drift.retyped:
         name, want, got = drift.retyped[0]
+        (gb, gmods, _), (wb, wmods, _) = _split(got), _split(want)
         why = (" (character(n) drops a text value's trailing blanks)"
-               if _split(got)[0] in _BLANK_PADDED and _split(want)[0] in _TEXT else "")  # fmt: skip
+               if gb in _BLANK_PADDED and wb in _TEXT else
+               " (varchar(n) cuts a longer element's trailing blanks: 'abc  ' becomes 'abc')"
+               if gb in _TEXT and wb in _TEXT and _cuts_blanks(wmods, gmods) else "")  # fmt: skip
         return (f'column "{name}" of target {table} is {got}, but the source now gives '
                 f"{want} values{why}{_more(drift.retyped)}; a run never retypes a column: "
                 "change the target (or cast in the source query)", ())  # fmt: skip

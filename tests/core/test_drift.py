@@ -58,7 +58,9 @@ def test_names_fold_only_for_oracle() -> None:
      ("timestamp(3) with time zone", "timestamp with time zone"),
      ("timestamp(0) without time zone", "timestamp(3) without time zone"),
      ("time(2) without time zone", "time without time zone"),
-     ("character(3)", "character(5)"), ("character(3)[]", "text[]")],
+     ("character(3)", "character(5)"), ("character(3)[]", "text[]"),
+     ("character varying(3)[]", "character varying(5)[]"),
+     ("character(5)[]", "character varying(3)[]")],
 )  # fmt: skip
 def test_widening_fits(source: str, target: str) -> None:
     """Every source value fits the target unchanged, or the database refuses it loudly."""
@@ -75,6 +77,8 @@ def test_widening_fits(source: str, target: str) -> None:
      ("timestamp with time zone", "timestamp(0) with time zone"),
      ("timestamp(6) without time zone", "timestamp(3) without time zone"),
      ("text", "character(3)"), ("character varying(3)[]", "character(3)[]"),
+     ("text[]", "character varying(3)[]"),
+     ("character varying(5)[]", "character varying(3)[]"),
      ("time without time zone", "time(0) without time zone"),
      ("interval", "interval(0)")],
 )  # fmt: skip

@@ -242,3 +242,24 @@ async def test_a_value_varchar_would_cut_is_never_stored_changed(
             else:
                 assert (got.status, got.inserted, got.rejected) == ("SUCCEEDED", 2, 1), mode
                 assert held == "2='ab ',3=NULL", (mode, held)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("source_type", ["text[]", "varchar(5)[]"])
+async def test_an_array_varchar_would_cut_stops_in_preflight(
+    pg_server_dsn: str, tmp_path: Path, source_type: str, mode: str
+) -> None:
+    """Text arrays into varchar(3)[] (cuts an element's excess blanks): exit 2, one line."""
+    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as dst:
+        await fetchval(src, f"CREATE TABLE t (id int PRIMARY KEY, a {source_type})")
+        await fetchval(src, "INSERT INTO t VALUES (1, '{\"abc  \",ab}')")
+        extra = f", {SCD}" if mode == "scd2" else ""
+        await fetchval(dst, f"CREATE TABLE t_{mode} (id int, a varchar(3)[]{extra})")
+        code, out, err = await run_cli("run", str(write(tmp_path, "j.toml", _job(src, dst, mode))))
+        # before: SUCCEEDED, exit 0, the target holding {abc,ab}
+        assert code == 2, (out, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert f'column "a" of target t_{mode} is character varying(3)[]' in err, err
+        assert "trailing blanks" in err, err
+        assert await fetchval(dst, f"SELECT count(*) FROM t_{mode}") == 0
+        assert not await fetchval(dst, "SELECT to_regclass('async_etl_runs') IS NOT NULL")
