@@ -173,6 +173,8 @@ def oracle_column_type(data_type: str, precision: int | None, scale: int | None,
         return f"NUMBER({precision})" if not scale else f"NUMBER({precision},{scale})"
     if base in ("VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR") and char_length:
         return f"{base}({char_length} CHAR)"
+    if base.startswith("TIMESTAMP") and scale is not None and scale < 6:  # rounds a source's
+        return base.replace("TIMESTAMP", f"TIMESTAMP({scale})", 1)  # microseconds: oracle_fits
     return base
 
 
@@ -180,7 +182,10 @@ def oracle_fits(source: str, target: str) -> bool:
     """True when an Oracle ``target`` column holds every value of type ``source`` (Oracle).
 
     Text into any text but ``CHAR`` / ``NCHAR`` (blank-padded: only from one of them), as
-    ``sql_fits`` refuses text into PostgreSQL's ``character(n)``.
+    ``sql_fits`` refuses text into PostgreSQL's ``character(n)``.  ``TIMESTAMP(p)`` only from one of
+    at most ``p`` fractional-second digits (6 when not given): Oracle rounds a value's
+    fractional seconds to the column's precision on insert, where PostgreSQL's ``timestamp(p)``
+    is refused the same way by ``sql_fits``.
     """
     sb, tb = (" ".join(_MODS.sub(" ", t.upper()).split()) for t in (source, target))
     if sb in _ORA_TEXT and tb in _ORA_TEXT:  # CHAR(n) pads: 'ab' would come back 'ab '
@@ -192,7 +197,15 @@ def oracle_fits(source: str, target: str) -> bool:
         return ts is None if ss is None else ts is None or ts >= ss
     if sb == "BINARY_FLOAT" and tb == "BINARY_DOUBLE":
         return True
+    if sb == tb and sb.startswith("TIMESTAMP"):  # TIMESTAMP(0) rounds fractional seconds
+        return _ora_precision(target) >= _ora_precision(source)
     return sb == tb
+
+
+def _ora_precision(type_name: str) -> int:
+    """The fractional-second digits of Oracle's ``TIMESTAMP(p) ...`` (6: not given)."""
+    mods = _MODS.findall(type_name)
+    return int(mods[0]) if mods and mods[0].strip().isdigit() else 6
 
 
 def compare(

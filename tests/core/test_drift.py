@@ -101,7 +101,10 @@ def test_crate_target_created_by_a_job_fits_its_source(pg_type: str) -> None:
     [(("NUMBER", 19, 0, None), "NUMBER(19)"), (("NUMBER", None, None, None), "NUMBER"),
      (("NUMBER", 12, 2, None), "NUMBER(12,2)"), (("VARCHAR2", None, None, 40), "VARCHAR2(40 CHAR)"),
      (("TIMESTAMP(6) WITH TIME ZONE", None, 6, None), "TIMESTAMP WITH TIME ZONE"),
-     (("TIMESTAMP(6)", None, 6, None), "TIMESTAMP"), (("BINARY_DOUBLE", None, None, None),
+     (("TIMESTAMP(6)", None, 6, None), "TIMESTAMP"),
+     (("TIMESTAMP(0) WITH TIME ZONE", None, 0, None), "TIMESTAMP(0) WITH TIME ZONE"),
+     (("TIMESTAMP(3)", None, 3, None), "TIMESTAMP(3)"),
+     (("TIMESTAMP(9)", None, 9, None), "TIMESTAMP"), (("BINARY_DOUBLE", None, None, None),
                                                       "BINARY_DOUBLE")],
 )  # fmt: skip
 def test_oracle_column_type_from_all_tab_columns(fields: tuple, want: str) -> None:  # type: ignore[type-arg]
@@ -130,7 +133,10 @@ def test_oracle_target_created_by_a_job_fits_its_source(pg_type: str) -> None:
      ("BINARY_DOUBLE", "NUMBER", False), ("BINARY_FLOAT", "BINARY_DOUBLE", True),
      ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP", False), ("VARCHAR2(4000)", "CHAR(3 CHAR)", False),
      ("CLOB", "NCHAR(3 CHAR)", False), ("CHAR(3 CHAR)", "CHAR(5 CHAR)", True),
-     ("CHAR(3 CHAR)", "VARCHAR2(10 CHAR)", True)],
+     ("CHAR(3 CHAR)", "VARCHAR2(10 CHAR)", True),
+     ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP(0) WITH TIME ZONE", False),
+     ("TIMESTAMP", "TIMESTAMP(3)", False), ("TIMESTAMP(3)", "TIMESTAMP", True),
+     ("TIMESTAMP(0) WITH TIME ZONE", "TIMESTAMP(0) WITH TIME ZONE", True)],
 )  # fmt: skip
 def test_oracle_fits(source: str, target: str, ok: bool) -> None:
     """Oracle: text into any text but CHAR, NUMBER only without rounding, no family change."""
