@@ -24,6 +24,20 @@ Strategy = Literal["exponential", "linear", "fixed"]
 STRATEGIES: tuple[Strategy, ...] = ("exponential", "linear", "fixed")
 
 
+def delays_problem(base: float, cap: float) -> str | None:
+    """Why a ``[retry]`` section's ``base_delay`` / ``max_delay`` (seconds) cannot go together.
+
+    None when ``base <= cap``.  Every wait is at most ``cap`` (``RetryPolicy.ceiling``), so a
+    ``base`` above it would change nothing: the setting would be accepted and do nothing.
+    """
+    if base <= cap:
+        return None
+    return (
+        f"base_delay {base:g} s is above max_delay {cap:g} s, so every wait would be "
+        "max_delay and base_delay would do nothing: lower base_delay or raise max_delay"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What to do after a failed attempt: retry after ``delay`` seconds, or give up."""

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from async_etl.core.auto_workers import parse_auto
 from async_etl.core.drift import Evolution
 from async_etl.core.modes import Mode, mode_of
-from async_etl.core.retry import STRATEGIES, RetryPolicy
+from async_etl.core.retry import STRATEGIES, RetryPolicy, delays_problem
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import Dialect, SqlTextError, limits_rows, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -285,6 +285,9 @@ def _retry(v: _Values) -> RetryPolicy | None:
     for key, value in (("base_delay", base), ("max_delay", cap)):
         if value < 0:
             raise v.error("retry", key, f"must be >= 0, got {value}")
+    problem = delays_problem(base, cap) if v.has("retry", "base_delay") else None
+    if problem is not None:  # max_delay alone below the default base: every wait is max_delay
+        raise v.error("retry", "base_delay", problem)
     return RetryPolicy(max_retries=attempts - 1, base=base, cap=cap, strategy=strategy)
 
 

@@ -24,7 +24,7 @@ from typing import Any, cast
 from async_etl.core import tomltext
 from async_etl.core.coerce import did_you_mean
 from async_etl.core.dag import find_cycle
-from async_etl.core.retry import STRATEGIES, RetryPolicy, Strategy
+from async_etl.core.retry import STRATEGIES, RetryPolicy, Strategy, delays_problem
 from async_etl.core.urls import dialect_of, mask_url, url_problem
 from async_etl.errors import ConfigError, ErrorKind, Fail
 from async_etl.jobs.budget import database_key
@@ -273,6 +273,9 @@ def _retry(t: dict[str, Any], fail: Fail) -> RetrySettings:
     _at_least(out.max_attempts, 1, "[retry] max_attempts", fail)
     _at_least(out.base_delay, 0, "[retry] base_delay", fail)
     _at_least(out.max_delay, 0, "[retry] max_delay", fail)
+    problem = delays_problem(out.base_delay, out.max_delay) if "base_delay" in t else None
+    if problem is not None:  # max_delay alone below the default base: every wait is max_delay
+        raise fail("[retry] base_delay", problem)
     return out
 
 

@@ -315,10 +315,10 @@ def test_retry_section_is_the_runs_policy():
     """``[retry]`` becomes the run's RetryPolicy (attempts - 1 retries); absent, None."""
     assert parse_job(JOB).retry is None
     text = (
-        JOB + '\n[retry]\nmax_attempts = 1\nstrategy = "fixed"\nbase_delay = 2\nmax_delay = 0.5\n'
+        JOB + '\n[retry]\nmax_attempts = 1\nstrategy = "fixed"\nbase_delay = 0.5\nmax_delay = 2\n'
     )
     policy = parse_job(text).retry
-    assert policy == RetryPolicy(max_retries=0, base=2.0, cap=0.5, strategy="fixed")
+    assert policy == RetryPolicy(max_retries=0, base=0.5, cap=2.0, strategy="fixed")
     partial = parse_job(JOB + "\n[retry]\nmax_attempts = 3\n").retry
     assert partial == RetryPolicy(
         max_retries=2, base=JOB_RETRY.base, cap=JOB_RETRY.cap, strategy=JOB_RETRY.strategy
@@ -327,6 +327,8 @@ def test_retry_section_is_the_runs_policy():
         JOB, overrides=["retry.base_delay=0.25"], env={"ASYNC_ETL_RETRY_MAX_ATTEMPTS": "2"}
     )
     assert by_set.retry is not None and by_set.retry.base == 0.25 and by_set.retry.max_retries == 1
+    capped = parse_job(JOB + "\n[retry]\nmax_delay = 0.1\n").retry  # below the default base
+    assert capped is not None and capped.ceiling(3) == 0.1
 
 
 @pytest.mark.parametrize(
@@ -338,6 +340,11 @@ def test_retry_section_is_the_runs_policy():
         ("max_delay = nan", "[retry] max_delay: expected a finite number, got nan"),
         ('max_delay = "soon"', "[retry] max_delay: expected a number, got str"),
         ("max_tries = 3", "[retry] max_tries: unknown key (did you mean 'max_attempts'?)"),
+        (
+            "base_delay = 10",
+            "[retry] base_delay: base_delay 10 s is above max_delay 5 s, so "
+            "every wait would be max_delay and base_delay would do nothing",
+        ),
     ],
 )
 def test_retry_section_errors_are_one_line(section: str, expected: str):

@@ -114,6 +114,12 @@ def test_full_plan_loads_with_defaults_and_names_from_job_files(tmp_path: Path) 
             "jobs[0].seconds: must be a finite",
         ),
         ("[retry]\nmax_delay = inf\n", (), "[retry] max_delay: must be a finite number, got inf"),
+        (
+            "[retry]\nbase_delay = 90\n",
+            (),
+            "[retry] base_delay: base_delay 90 s is above max_delay 60 s, so every wait would be "
+            "max_delay and base_delay would do nothing",
+        ),
         ("[breaker]\ncooldown = -inf\n", (), "[breaker] cooldown: must be a finite number"),
     ],
 )
