@@ -186,6 +186,7 @@ def merge_statements(
     chunk: Chunk,
     *,
     after_all: bool = False,
+    partitioned: bool = False,
 ) -> list[Sql]:
     """The statements that merge the staged chunk into the target, in the order to run them.
 
@@ -195,6 +196,8 @@ def merge_statements(
     leaves out the two statements that only touch versions starting at the as-of: the
     in-place UPDATE when no ``overwrite`` column exists (it changes only a version of this
     as-of whose tracked columns differ) and the DELETE of such versions of absent keys.
+    ``partitioned``: the target is a partitioned table (``pg_class.relkind = 'p'``), which
+    has no system column to tell a type-1 upsert's inserts from its updates (``_type1``).
     """
     t, s = _q(table), _q(staging)
     # statistics on the key are what the planner needs to pick index joins: keep ANALYZE cheap
@@ -202,7 +205,7 @@ def merge_statements(
     if not all(is_exact(cols.type_of(c)) for c in cols.compared):
         out.append(Sql("SET LOCAL extra_float_digits = 3"))
     if cols.type == 1:
-        return out + _type1(t, s, cols, key, chunk)
+        return out + _type1(t, s, cols, key, chunk, partitioned)
     bk, cur, vf, vt = cols.business_key, _q(cols.is_current), _q(cols.valid_from), _q(cols.valid_to)
     in_place = not (after_all and set(cols.compared) <= set(cols.tracked))
     if cols.compared and in_place:
@@ -360,7 +363,9 @@ def _in_chunk(alias: str, key: Sequence[str], chunk: Chunk, b: Binder) -> str:
     return bounds_predicate([f"{alias}.{_q(c)}" for c in key], chunk, b)
 
 
-def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -> list[Sql]:
+def _type1(
+    t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk, partitioned: bool
+) -> list[Sql]:
     bk = cols.business_key
     out: list[Sql] = []
     if cols.deletes == "delete":
@@ -382,26 +387,30 @@ def _type1(t: str, s: str, cols: ScdColumns, key: Sequence[str], chunk: Chunk) -
     else:
         action = "NOTHING"
     data = ", ".join(_q(c) for c in cols.data)
-    # A returned row is an update when its key was in the target before the statement: the
-    # outer SELECT reads the snapshot the INSERT started from (one snapshot for all of a WITH
-    # statement's parts). Not RETURNING (t.xmax = 0): a partitioned table has no system
-    # columns there ('cannot retrieve a system column in this context'). A LEFT JOIN, not
-    # EXISTS per row: 5-15 % over xmax on 100,000 updates (EXISTS: ~1.5x; benchmarks/RESULTS.md).
-    found = f"o.{_q(bk[0])}"
-    out.append(
-        Sql(
-            " ".join(
-                f"WITH x AS (INSERT INTO {t} AS t ({data}) {OVERRIDE} "
-                f"SELECT {_cols('s', cols.data)} FROM {s} AS s "
-                f"ON CONFLICT ({', '.join(_q(c) for c in bk)}) DO {action} "
-                f"RETURNING {_cols('t', bk)}) SELECT count(*) - count({found}) AS inserted, "
-                f"count({found}) AS updated, 0::bigint AS expired, 0::bigint AS deleted "
-                f"FROM x LEFT JOIN {t} AS o ON {_keys_equal('o', 'x', bk)}".split()
-            ),
-            (),
-            "rows",
-        )
+    upsert = (
+        f"WITH x AS (INSERT INTO {t} AS t ({data}) {OVERRIDE} "
+        f"SELECT {_cols('s', cols.data)} FROM {s} AS s "
+        f"ON CONFLICT ({', '.join(_q(c) for c in bk)}) DO {action} RETURNING "
     )
+    if partitioned:
+        # A partitioned table has no system columns in RETURNING ('cannot retrieve a system
+        # column in this context'): a returned row is an update when its key was in the target
+        # before the statement (the outer SELECT reads the snapshot the INSERT started from,
+        # one for all of a WITH statement's parts). The join reads the whole target: 0.5 s a
+        # second run of a 1M-row merge, so plain tables keep xmax (benchmarks/RESULTS.md).
+        found = f"o.{_q(bk[0])}"
+        counted = (
+            f"{_cols('t', bk)}) SELECT count(*) - count({found}) AS inserted, "
+            f"count({found}) AS updated, 0::bigint AS expired, 0::bigint AS deleted "
+            f"FROM x LEFT JOIN {t} AS o ON {_keys_equal('o', 'x', bk)}"
+        )
+    else:  # xmax is 0 on a row version the upsert inserted, the updater's xid on an update
+        counted = (
+            "(t.xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins) AS inserted, "
+            "count(*) FILTER (WHERE NOT ins) AS updated, 0::bigint AS expired, "
+            "0::bigint AS deleted FROM x"
+        )
+    out.append(Sql(" ".join((upsert + counted).split()), (), "rows"))
     return out
 
 
@@ -552,6 +561,12 @@ UNIQUE_ON_SQL = Sql(
 once rows with a NULL in it are set aside.  Expression and partial indexes do not count, nor
 collatable columns (a target column compared in another collation could make two distinct
 source values equal)."""
+
+PARTITIONED_SQL = Sql(
+    "SELECT coalesce((SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass), false)",
+    ("relation",),
+)
+"""Whether a relation is a partitioned table (bind ``relation``, quoted; ``merge_statements``)."""
 
 NULLABLE_COLUMNS_SQL = Sql(
     "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "

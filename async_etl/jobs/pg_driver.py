@@ -166,6 +166,8 @@ class PgTarget:
         """Chunk-key column -> the target column's own collation (set by ``prepare``)."""
         self.nullable_key = False
         """Whether a business-key column of the target accepts NULL (set by ``prepare``)."""
+        self.partitioned = False
+        """Whether the table the chunks merge into is partitioned (set by ``prepare``)."""
         self.source_unique: bool | None = None
         """Whether the source's own unique index makes the business key unique, so no chunk
         can stage a key twice and the duplicate check is skipped (set by the first chunk that
@@ -301,6 +303,10 @@ class PgTarget:
             )
             st = pg.NULLABLE_COLUMNS_SQL
             nullable = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
+            st = pg.PARTITIONED_SQL
+            self.partitioned = bool(
+                await conn.fetchval(st.text, *st.args({"relation": quote(self.table)}))
+            )
         self.nullable_key = bool({str(r[0]) for r in nullable} & set(ctx.cols.business_key))
         own = {str(r[0]): r[1] for r in rows}
         self.staging_collate = {k: own.get(k) for k in ctx.spec.source.key}
@@ -665,8 +671,10 @@ class PgTarget:
             latest = None
             if ctx.after_all:  # a run later than every version: one statement, one join
                 latest = latest_merge_statements(self.table, STAGING, ctx.cols, key, chunk)
-            statements = latest or pg.merge_statements(self.table, STAGING, ctx.cols, key,
-                                                       chunk, after_all=ctx.after_all)  # fmt: skip
+            statements = latest or pg.merge_statements(
+                self.table, STAGING, ctx.cols, key, chunk, after_all=ctx.after_all,
+                partitioned=self.partitioned,
+            )  # fmt: skip
 
         async def apply() -> dict[str, int]:
             totals = dict.fromkeys(COUNTERS, 0)

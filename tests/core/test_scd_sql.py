@@ -109,6 +109,18 @@ def test_pg_type1_upsert_shape():
     assert 'WHERE ROW(t."name", t."city", t."tier") IS DISTINCT FROM ROW(EXCLUDED' in up
 
 
+def test_pg_type1_upsert_counts_by_xmax_unless_the_target_is_partitioned():
+    """Plain target: inserts told by xmax, no join; partitioned: by a join to the snapshot."""
+    plain = pg.merge_statements("dw.dim", "stg", cols(1, "ignore"), KEY, CHUNKS[2])[-1].text
+    assert "RETURNING (t.xmax = 0) AS ins" in plain and "JOIN" not in plain
+    parted = pg.merge_statements(
+        "dw.dim", "stg", cols(1, "ignore"), KEY, CHUNKS[2], partitioned=True
+    )[-1].text
+    assert "xmax" not in parted and 'RETURNING t."a", t."b")' in parted
+    assert 'FROM x LEFT JOIN "dw"."dim" AS o ON' in parted
+    assert 'count(*) - count(o."a") AS inserted, count(o."a") AS updated' in parted
+
+
 def test_oracle_expanded_bounds_and_merge():
     """Oracle: composite bounds expanded into OR form with :n binds; type 1 is one MERGE."""
     b = Binder("oracle")
