@@ -202,9 +202,9 @@ async def test_a_new_type2_table_fills_the_initial_version_from_its_defaults(
     tails: list[tuple[str, ...]] = []
     extract = PgSource.extract
 
-    def spy(self: PgSource, chunk: Chunk, tail: Sequence[str] = ()) -> Any:
+    def spy(self: PgSource, chunk: Chunk, tail: Sequence[str] = (), select: str = "*") -> Any:
         tails.append(tuple(tail))
-        return extract(self, chunk, tail)
+        return extract(self, chunk, tail, select)
 
     monkeypatch.setattr(PgSource, "extract", spy)
     # what the target's own DDL gives: the defaults the built table must end with
