@@ -19,6 +19,7 @@ from datetime import date
 from typing import Final, Literal, TypeAlias, TypeVar, cast, get_args
 
 from async_etl.core import tomltext
+from async_etl.core.crate_names import first_column_problem
 from async_etl.errors import ConfigError
 
 ColumnType: TypeAlias = Literal[
@@ -187,8 +188,11 @@ class Schema:
     def crate_create_table(self, table: str) -> str:
         """``CREATE TABLE IF NOT EXISTS`` with ``id`` as the primary key, 4 shards, 0 replicas.
 
-        Raises ``ConfigError`` when ``table`` is not a valid ``[schema.]name``.
+        Raises ``ConfigError`` when ``table`` is not a valid ``[schema.]name``, or a column's
+        name is one CrateDB refuses (``core.crate_names``: one starting with ``_``).
         """
+        if (problem := first_column_problem(self.names)) is not None:
+            raise ConfigError(f"schema: {problem}; rename it")
         cols = ", ".join(
             f"{quote_ident(c.name)} {self.crate_type(c)}" + (" PRIMARY KEY" if i == 0 else "")
             for i, c in enumerate(self.columns)

@@ -36,6 +36,7 @@ import orjson
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
+from async_etl.core.crate_names import first_column_problem
 from async_etl.core.incremental import CursorWindow, row_cap
 from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
@@ -161,6 +162,7 @@ async def preflight(
     top = await source_max(spec, columns, source, holder, app, policy)
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
+    _check_target_names(spec, cols)
     add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
     if dialect_of(spec.target.url) == "postgresql":  # compare through the target's types
         cols = cols.with_target(existing)
@@ -313,6 +315,28 @@ def _check_key_types(spec: JobSpec, columns: Sequence[tuple[str, str]], cols: Sc
             if (why := problem(types[name])) is not None:
                 raise ConfigError(f"{section}: column {name} {why}; key on another column "
                                   "(or a text / jsonb cast of it in the source query)")  # fmt: skip
+
+
+def _check_target_names(spec: JobSpec, cols: ScdColumns) -> None:
+    """``ConfigError`` naming a column a CrateDB target refuses (``core.crate_names``).
+
+    Checked before anything is written: CrateDB refuses the table's ``CREATE`` (or a new
+    column's ``ADD COLUMN``) only at run time, after the run is recorded.
+    """
+    if dialect_of(spec.target.url) != "cratedb":
+        return
+    meta = {}
+    if cols.type == 2:
+        meta = {cols.valid_from: "valid_from", cols.valid_to: "valid_to",
+                cols.is_current: "is_current"}  # fmt: skip
+    for name in (*cols.data, *meta):
+        problem = first_column_problem([name])
+        if problem is None:
+            continue
+        hint = (f"set [scd] {meta[name]} to another name" if name in meta and
+                name not in cols.data else
+                f"rename it in [source] query (... AS {name.lstrip('_') or 'c'})")  # fmt: skip
+        raise ConfigError(f"job {spec.name}: target {spec.target.table}: {problem}; {hint}")
 
 
 def _collate(

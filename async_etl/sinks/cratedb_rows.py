@@ -20,6 +20,7 @@ import anyio.lowlevel
 from async_etl.core import crate_native, pg_native
 from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
+from async_etl.core.crate_names import first_column_problem
 from async_etl.core.crate_protocol import Response
 from async_etl.core.exact import crate_column_type
 from async_etl.core.row_codecs import Encoded, encode_crate_rows
@@ -89,7 +90,8 @@ class CrateRowsSink(CrateDBSink):
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
 
-        Raises ``ConfigError`` for a missing table, an unknown column, a declared type the
+        Raises ``ConfigError`` for a missing table, an unknown column, a declared name CrateDB
+        refuses (``core.crate_names``: one starting with ``_``), a declared type the
         server does not know or that differs from the existing table's column
         (``writer_sql.crate_declared_problem``), or a table without a primary key (checked
         before creating); ``TransientLoadError`` / ``LoadError`` like the bench sink.
@@ -113,6 +115,8 @@ class CrateRowsSink(CrateDBSink):
         types = types_of(found)
         if declared is not None:
             stmt = create_table(self.table.name, declared, primary_key)  # checked first
+            if (refused := first_column_problem(declared)) is not None:
+                raise ConfigError(f"{where}: columns: {refused}; rename it")
             differs = crate_declared_problem(where, self.table.name, declared, types)
             if differs is not None:  # CREATE TABLE IF NOT EXISTS would check nothing
                 raise ConfigError(differs)

@@ -74,7 +74,8 @@ class BlockingCrateDBSink:
         """Check the server, create the table if missing and pick a fresh ``start_id``.
 
         Raises ``TransientLoadError`` when the server is unreachable or busy, ``LoadError``
-        for bad credentials, privileges or DDL (or a closed sink).
+        for bad credentials, privileges or DDL (or a closed sink); ``ConfigError`` for a column
+        name CrateDB refuses (``Schema.crate_create_table``).
         """
         self._check_open()
         self.version = self.client.server_version()

@@ -322,3 +322,15 @@ async def test_a_datetime_of_the_other_zone_kind_rejects_its_row(
     assert (report.delivered, report.rejected, report.undelivered) == (5, 1, 0), report.reasons
     assert [(r.row, r.reason) for r in report.rejected_rows] == [((3, bad), why)]
     assert await _ids(crate_standin, "tz") == [0, 1, 2, 4, 5]
+
+
+async def test_a_declared_column_crate_reserves_is_refused_in_one_line() -> None:
+    """columns={'_x': ...} (CrateDB's system column pattern) is refused before any CREATE."""
+    async with CrateStandIn() as crate:
+        with pytest.raises(ConfigError) as err:
+            columns = {"id": "bigint", "_x": "text"}
+            async with open_writer(crate.url, table="under", columns=columns, primary_key=["id"]):
+                pass
+        assert not crate.catalog.tables
+    line = err.value.message
+    assert "\n" not in line and "column '_x'" in line and "system columns" in line

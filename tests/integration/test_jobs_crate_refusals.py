@@ -10,7 +10,7 @@ import pytest
 
 from async_etl.core.specs import ScdSpec
 from async_etl.drivers.cratedb import CrateDBClient
-from async_etl.errors import TransientLoadError
+from async_etl.errors import ConfigError, TransientLoadError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
@@ -179,3 +179,28 @@ async def test_a_bulk_refused_whole_fails_the_run_naming_the_row(pg_dsn: str) ->
     assert result.status == "FAILED"
     assert 'row {"id": 7} refused: ' in (result.error or ""), result.error
     assert "Cannot cast" in (result.error or "")
+
+
+@pytest.mark.parametrize(
+    ("query", "scd", "named", "hint"),
+    [
+        ("SELECT id, note AS _note FROM s", "", "_note", "rename it in [source] query"),
+        ("SELECT id, note FROM s", 'valid_from = "_from"', "_from", "set [scd] valid_from"),
+    ],
+)
+async def test_a_column_crate_reserves_is_refused_in_preflight(
+    pg_dsn: str, query: str, scd: str, named: str, hint: str
+) -> None:
+    """A column starting with _ (CrateDB's system column pattern) is one line before any run."""
+    await _source(pg_dsn)
+    async with CrateStandIn() as crate:
+        text = _job(pg_dsn, crate.url, "reject").replace("SELECT id, note FROM s", query)
+        text = text.replace("type = 2\n", f"type = 2\n{scd}\n")
+        with pytest.raises(ConfigError) as err:
+            await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        tables = crate.catalog.tables
+    line = err.value.message
+    assert "\n" not in line and f"column '{named}'" in line and hint in line
+    assert "system columns" in line and "Naming restrictions" in line
+    assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None  # no run
+    assert not tables  # nothing created in the target

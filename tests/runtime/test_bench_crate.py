@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 
@@ -27,12 +29,12 @@ def _settings(url: str, **kw: object) -> BenchSettings:
     return BenchSettings(**base)  # type: ignore[arg-type]
 
 
-async def _run(settings: BenchSettings) -> object:
+async def _run(settings: BenchSettings, source: Synthetic | None = None) -> object:
     assert settings.sink
     sink = CrateDBSink(settings.sink, table=settings.table, concurrency=settings.concurrency)
     try:
         async with Engine(settings) as engine:
-            return await engine.run(Synthetic(), sink)
+            return await engine.run(source or Synthetic(), sink)
     finally:
         await sink.aclose()
 
@@ -88,3 +90,16 @@ async def test_wrong_table_type_is_a_permanent_error() -> None:
             await _run(_settings(crate.url, records=1_000))
     assert "\n" not in info.value.message
     assert "column id is boolean, the records' is bigint" in info.value.message
+
+
+async def test_a_schema_column_crate_reserves_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A bench schema column starting with _ is one ConfigError, nothing created (was a 4008)."""
+    schema = tmp_path / "s.toml"
+    schema.write_text('[columns]\nid = { type = "bigint", gen = "sequence" }\n'
+                      '_tag = { type = "text", gen = "choice", values = ["a"] }\n')  # fmt: skip
+    async with CrateStandIn() as crate:
+        with pytest.raises(ConfigError) as info:
+            await _run(_settings(crate.url, records=10),
+                       Synthetic.from_options(schema_file=str(schema)))  # fmt: skip
+        assert not crate.catalog.tables
+    assert "\n" not in info.value.message and "column '_tag'" in info.value.message

@@ -392,6 +392,31 @@ async def test_system_queries_cr8_sends(
     ]
 
 
+async def test_column_names_crate_refuses_are_4008(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """A column named like a system column (_x), with a dot or in subscript form is 400 / 4008."""
+    cases = {
+        '"_x"': '"_x" conflicts with system column pattern',
+        '"a.b"': '"a.b" contains a dot',
+        "\"a['b']\"": "\"a['b']\" conflicts with subscript pattern, square brackets are "
+        "not allowed",
+    }
+    for name, why in cases.items():
+        status, body = await sql(
+            session, crate, f"CREATE TABLE u (id BIGINT PRIMARY KEY, {name} TEXT)"
+        )
+        assert (status, body["error"]["code"]) == (400, 4008)
+        assert body["error"]["message"] == f"InvalidColumnNameException[{why}]"
+    status, _ = await sql(session, crate, "SELECT count(*) FROM u")
+    assert status == 404  # nothing was created
+    await sql(session, crate, DDL)
+    status, body = await sql(session, crate, 'ALTER TABLE t ADD COLUMN "_score2" TEXT')
+    assert (status, body["error"]["code"]) == (400, 4008)
+    status, body = await sql(session, crate, "SELECT * FROM t")
+    assert status == 200 and body["cols"] == ["id", "name", "ts"]
+
+
 async def test_alter_drop_begin_commit(crate: CrateStandIn, session: aiohttp.ClientSession) -> None:
     """ALTER TABLE SET, BEGIN/COMMIT are accepted; DROP TABLE removes it (IF EXISTS tolerant)."""
     await sql(session, crate, DDL)

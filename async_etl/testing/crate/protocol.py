@@ -49,6 +49,24 @@ def analysis_error(text: str) -> CrateError:
     return parse_error(text)
 
 
+def column_name_refused(name: str) -> CrateError | None:
+    """400 / 4008 ``InvalidColumnNameException`` for a name CrateDB refuses as a column's.
+
+    CrateDB's ``ColumnIdent.validateColumnName`` (docs, CREATE TABLE, Naming restrictions): a
+    name with a dot, one in subscript form (``a['b']``), and one starting with ``_`` (the
+    system columns' pattern).  None: the name is allowed.
+    """
+    if "." in name:
+        why = "contains a dot"
+    elif "[" in name and "]" in name:
+        why = "conflicts with subscript pattern, square brackets are not allowed"
+    elif name.startswith("_"):
+        why = "conflicts with system column pattern"
+    else:
+        return None
+    return CrateError(400, 4008, f'InvalidColumnNameException["{name}" {why}]')
+
+
 def relation_unknown(fqn: str) -> CrateError:
     """404 / 4041 for a table that does not exist."""
     return CrateError(404, 4041, f"RelationUnknown[Relation '{fqn}' unknown]")

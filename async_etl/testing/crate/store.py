@@ -71,8 +71,11 @@ class Table:
     def add_column(self, column: ColumnDef) -> None:
         """``ALTER TABLE ADD COLUMN``: a nullable column, NULL in every existing row.
 
-        Raises ``CrateError`` 4091 (as CrateDB) when the column exists, and for NOT NULL.
+        Raises ``CrateError`` 4091 (as CrateDB) when the column exists, 4008 for a name CrateDB
+        refuses (``protocol.column_name_refused``), and 4000 for NOT NULL.
         """
+        if (refused := protocol.column_name_refused(column.name)) is not None:
+            raise refused
         if column.name in self.index:
             raise protocol.CrateError(
                 409, 4091, f"ColumnAlreadyExistsException[Column '{column.name}' already exists]"
@@ -222,8 +225,12 @@ class Catalog:
     def create(self, stmt: CreateTable, default_schema: str) -> bool:
         """Create a table; False if it exists and ``IF NOT EXISTS`` was given.
 
-        Raises ``CrateError`` 4093 when it exists otherwise.
+        Raises ``CrateError`` 4093 when it exists otherwise, 4008 for a column name CrateDB
+        refuses (``protocol.column_name_refused``).
         """
+        for column in stmt.columns:
+            if (refused := protocol.column_name_refused(column.name)) is not None:
+                raise refused
         key = self.qualify(stmt.table, default_schema)
         if key in self.tables:
             if stmt.if_not_exists:
