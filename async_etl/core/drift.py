@@ -140,22 +140,26 @@ def sql_fits(source: str, target: str) -> bool:
         if tb in _BLANK_PADDED or sb in _BLANK_PADDED:
             return sb in _BLANK_PADDED
         return not (tarr and _cuts_blanks(smods, tmods))
-    if sb in _INTS and (tb in _INTS or (tb == "numeric" and _scale(tmods) in (None, 0))):
+    if sb in _INTS and tb in _INTS:
         return True
+    if sb in _INTS and tb == "numeric":  # numeric(p,s), s >= 0, holds an integer's digits
+        return (_scale(tmods) or 0) >= 0
     if sb == "numeric" and tb == "numeric":
         ts, ss = _scale(tmods), _scale(smods)
         return ts is None if ss is None else ts is None or ts >= ss
     if sb == "real" and tb == "double precision":
         return True
-    if sb == tb and sb in _FRACTIONS:  # timestamp(0) would round a source's microseconds
-        return _precision(tmods) >= _precision(smods)
+    if sb == tb and (sb in _FRACTIONS or sb.startswith("interval ")):  # timestamp(0) rounds
+        return _precision(tmods) >= _precision(smods)  # a source's microseconds
     return sb == tb
 
 
 _FRACTIONS = frozenset({"timestamp with time zone", "timestamp without time zone",
                         "timestamp", "timestamptz", "time without time zone", "time",
                         "time with time zone", "timetz", "interval"})  # fmt: skip
-"""Types whose ``(p)`` is the digits of a second they keep (6 when not given)."""
+"""Types whose ``(p)`` is the digits of a second they keep (6 when not given); so is every
+``interval <fields>`` (``interval second(3)``, ``interval day to second(0)``), whose fields
+must be the same on both sides (``interval day`` drops a value's hours)."""
 
 
 def _precision(mods: tuple[str, ...]) -> int:

@@ -33,6 +33,8 @@ __all__ = [
 Convert = Callable[[Any], Any]
 
 _BASE = re.compile(r"^([a-z ]+?)\s*(\(.*\))?(\[\])?$")
+_STAMP = re.compile(r"timestamp\s*\(\s*(\d)\s*\) (with|without) time zone")
+"""``format_type``'s ``timestamp(p)``: the precision sits inside the name."""
 
 _CRATE = {
     "bigint": "BIGINT",
@@ -100,6 +102,11 @@ def oracle_type(pg_type: str) -> str:
         return f"{'VARCHAR2' if base == 'character varying' else 'CHAR'}{mods[:-1]} CHAR)"
     if base == "numeric" and mods:
         return f"NUMBER{mods}"
+    stamp = _STAMP.fullmatch(" ".join(pg_type.strip().lower().split()))
+    if stamp is not None:  # TIMESTAMP(p) p < 6 as core.drift.oracle_column_type reads it back
+        kind = _ORACLE[f"timestamp {stamp.group(2)} time zone"]
+        digits = int(stamp.group(1))
+        return kind.replace("TIMESTAMP", f"TIMESTAMP({digits})", 1) if digits < 6 else kind
     return _ORACLE.get(base, "VARCHAR2(4000)")
 
 

@@ -60,7 +60,9 @@ def test_names_fold_only_for_oracle() -> None:
      ("time(2) without time zone", "time without time zone"),
      ("character(3)", "character(5)"), ("character(3)[]", "text[]"),
      ("character varying(3)[]", "character varying(5)[]"),
-     ("character(5)[]", "character varying(3)[]")],
+     ("character(5)[]", "character varying(3)[]"), ("integer", "numeric(12,2)"),
+     ("bigint", "numeric(30,4)"), ("interval second(0)", "interval second(3)"),
+     ("interval(3)", "interval(3)")],
 )  # fmt: skip
 def test_widening_fits(source: str, target: str) -> None:
     """Every source value fits the target unchanged, or the database refuses it loudly."""
@@ -80,7 +82,9 @@ def test_widening_fits(source: str, target: str) -> None:
      ("text[]", "character varying(3)[]"),
      ("character varying(5)[]", "character varying(3)[]"),
      ("time without time zone", "time(0) without time zone"),
-     ("interval", "interval(0)")],
+     ("interval", "interval(0)"), ("interval second", "interval second(0)"),
+     ("interval day to second(6)", "interval day to second(3)"),
+     ("interval", "interval day"), ("integer", "numeric(12,-2)")],
 )  # fmt: skip
 def test_value_changing_types_do_not_fit(source: str, target: str) -> None:
     """Another family, a narrower float or a rounding scale counts as retyped."""
@@ -124,6 +128,39 @@ def test_oracle_target_created_by_a_job_fits_its_source(pg_type: str) -> None:
     scale = (int(mods[1]) if len(mods) > 1 else 0) if precision is not None else None
     length = int(mods[0].split()[0]) if mods and base != "NUMBER" else None
     assert drift.oracle_fits(made, drift.oracle_column_type(base, precision, scale, length))
+
+
+@pytest.mark.parametrize(
+    ("pg_type", "target", "ok"),
+    [("timestamp(0) without time zone", ("TIMESTAMP(0)", None, 0, None), True),
+     ("timestamp(0) with time zone", ("TIMESTAMP(0) WITH TIME ZONE", None, 0, None), True),
+     ("timestamp(3) without time zone", ("TIMESTAMP(3)", None, 3, None), True),
+     ("timestamp(3) without time zone", ("TIMESTAMP(0)", None, 0, None), False),
+     ("timestamp(0) without time zone", ("TIMESTAMP(3)", None, 3, None), True),
+     ("timestamp without time zone", ("TIMESTAMP(3)", None, 3, None), False),
+     ("timestamp(6) with time zone", ("TIMESTAMP(6) WITH TIME ZONE", None, 6, None), True),
+     ("timestamp(3) with time zone", ("TIMESTAMP(9) WITH TIME ZONE", None, 9, None), True),
+     ("timestamp(3) with time zone", ("TIMESTAMP(3)", None, 3, None), False),
+     ("numeric(12,2)", ("NUMBER", 12, 2, None), True),
+     ("numeric(12,4)", ("NUMBER", 12, 2, None), False),
+     ("numeric(5)", ("NUMBER", 5, 0, None), True), ("integer", ("NUMBER", 12, 2, None), True),
+     ("numeric", ("NUMBER", 12, 2, None), False), ("integer", ("NUMBER", 5, -2, None), False)],
+)  # fmt: skip
+def test_pg_precision_into_an_oracle_column(pg_type: str, target: tuple, ok: bool) -> None:  # type: ignore[type-arg]
+    """A PostgreSQL type with a precision fits an Oracle column iff no value's digits are lost."""
+    assert drift.oracle_fits(oracle_type(pg_type), drift.oracle_column_type(*target)) is ok
+
+
+@pytest.mark.parametrize(
+    ("pg_type", "want"),
+    [("timestamp(0) without time zone", "TIMESTAMP(0)"),
+     ("timestamp(3) with time zone", "TIMESTAMP(3) WITH TIME ZONE"),
+     ("timestamp(6) with time zone", "TIMESTAMP WITH TIME ZONE"),
+     ("timestamp without time zone", "TIMESTAMP"), ("numeric(12,2)", "NUMBER(12,2)")],
+)  # fmt: skip
+def test_oracle_type_keeps_a_timestamp_precision(pg_type: str, want: str) -> None:
+    """A job makes an Oracle column of the source's precision (was VARCHAR2(4000) with one)."""
+    assert oracle_type(pg_type) == want
 
 
 @pytest.mark.parametrize(
