@@ -467,6 +467,14 @@ def encode_pg_rows(
 
 
 def _crate_default(value: Any) -> Any:
+    """A value orjson has no form for, as it travels to CrateDB; raises ``TypeError`` otherwise.
+
+    A finite ``Decimal`` travels as its float, as a job's ``numeric`` does (``jobs.coltypes``):
+    called only for rows ``core.exact.crate_refusal`` passed, which refuses a Decimal that is
+    not exactly a double.
+    """
+    if isinstance(value, Decimal) and value.is_finite():
+        return float(value)
     raise TypeError(f"{type(value).__name__} has no CrateDB JSON form")
 
 
@@ -521,5 +529,6 @@ def encode_crate_rows(
     ]
     bad = {pos for pos, _ in refused}
     kept = tuple(pos for pos in range(len(rows)) if pos not in bad)
-    body = orjson.dumps({"stmt": stmt, "bulk_args": [rows[pos] for pos in kept]})
+    kept_rows = [rows[pos] for pos in kept]
+    body = orjson.dumps({"stmt": stmt, "bulk_args": kept_rows}, default=_crate_default)
     return Encoded(body, kept, tuple(refused))

@@ -124,3 +124,24 @@ async def test_a_float_that_real_flushes_to_zero_is_refused(pg_dsn: str) -> None
         await w.write_many([(4, 2.5), (5, 1e-40), (6, 1e-300)])
     assert {r.row[0] for r in w.report.rejected_rows} == {6}
     assert await _pg_rows(pg_dsn, "SELECT k FROM r ORDER BY k") == [(2,), (4,), (5,)]
+
+
+async def test_crate_writer_takes_a_decimal_the_mapper_takes(crate_standin: CrateStandIn) -> None:
+    """A Decimal exact as a double lands in CrateDB, as a job's does; an inexact one is refused."""
+    crate = crate_standin
+    cols = {"id": "BIGINT", "d": "DOUBLE", "o": "OBJECT"}
+    inexact = Decimal("0.1000000000000000000001")
+    rows = [
+        (1, Decimal("12.34"), None),
+        (2, inexact, None),
+        (3, None, {"a": Decimal("-0.5")}),
+    ]
+    async with open_writer(crate.url, table="dec", columns=cols, primary_key=["id"]) as w:
+        await w.write_many(rows)
+    refused = {r.row[0]: r.reason for r in w.report.rejected_rows}
+    assert refused == {2: "column d: " + str(crate_refusal(inexact, "double precision"))}
+    assert (w.report.delivered, w.report.undelivered) == (2, 0)
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, crate.url, "REFRESH TABLE dec")
+        _, body = await post_sql(session, crate.url, "SELECT id, d, o FROM dec ORDER BY id")
+    assert body["rows"] == [[1, 12.34, None], [3, None, {"a": -0.5}]]
