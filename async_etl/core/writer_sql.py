@@ -8,7 +8,7 @@ checked to be a plain type name so that it cannot carry a second statement.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from async_etl.core.schema import quote_ident
 from async_etl.errors import ConfigError
@@ -166,12 +166,15 @@ def crate_declared_problem(
     return None
 
 
-PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod
+PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod, a.attgenerated <> ''
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-  AND a.attgenerated = ''
 ORDER BY a.attnum"""
-"""A PostgreSQL table's writable columns: (name, typname, nullable, typmod); $1 = quoted table."""
+"""A PostgreSQL table's columns: (name, typname, nullable, typmod, generated); $1 = quoted table.
+
+A generated column (``GENERATED ALWAYS AS (...) STORED``) takes no value: the writer leaves it
+out, and ``pick_columns`` refuses it by that name when ``columns=`` names it.
+"""
 
 PG_PRIMARY_KEY = """SELECT a.attname FROM pg_index i
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -201,17 +204,28 @@ def crate_insert(table: str, columns: Sequence[str]) -> str:
 
 
 def pick_columns(
-    table: str, present: Sequence[str], wanted: Sequence[str] | None
+    table: str,
+    present: Sequence[str],
+    wanted: Sequence[str] | None,
+    generated: Collection[str] = (),
 ) -> tuple[str, ...]:
     """The columns a writer fills: ``wanted`` (each must exist) or every column ``present``.
 
-    Raises ``ConfigError`` naming the table when it has no columns (it does not exist) or a
-    wanted column is missing.
+    ``generated``: the table's generated columns, not in ``present`` (the server computes
+    them).  Raises ``ConfigError`` naming the table when it has no columns (it does not
+    exist), a wanted column is generated, or one is missing.
     """
-    if not present:
+    if not present and not generated:
         raise ConfigError(f"table {table!r} does not exist (declare columns= to create it)")
     if wanted is None:
         return tuple(present)
+    for name in wanted:
+        if name in generated:
+            raise ConfigError(
+                f"table {table!r}: column {name!r} is generated (GENERATED ALWAYS AS ... "
+                "STORED): PostgreSQL computes it and refuses a value for it; leave it out "
+                "of columns="
+            )
     missing = [c for c in wanted if c not in present]
     if missing:
         raise ConfigError(f"table {table!r} has no column {missing[0]!r}")

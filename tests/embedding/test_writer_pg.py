@@ -264,6 +264,24 @@ async def test_opening_refuses_a_missing_table_or_an_unknown_type_in_one_line(
             pass
 
 
+async def test_a_generated_column_named_is_refused_as_generated(pg_dsn: str) -> None:
+    """columns= naming a generated column says it is generated, not that the table lacks it."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("CREATE TABLE g (id int PRIMARY KEY, a int, "
+                       "b int GENERATED ALWAYS AS (a * 2) STORED)")  # fmt: skip
+    await conn.close()
+    with pytest.raises(ConfigError) as caught:
+        async with open_writer(pg_dsn, table="g", columns=["id", "a", "b"]):
+            pass
+    assert str(caught.value) == (
+        "table 'g': column 'b' is generated (GENERATED ALWAYS AS ... STORED): PostgreSQL "
+        "computes it and refuses a value for it; leave it out of columns="
+    )
+    async with open_writer(pg_dsn, table="g") as writer:  # every column: b is left out
+        await writer.write({"id": 1, "a": 3})
+    assert [tuple(r) for r in await _fetch(pg_dsn, "SELECT id, a, b FROM g")] == [(1, 3, 6)]
+
+
 async def test_a_primary_key_other_than_the_existing_tables_is_refused(pg_dsn: str) -> None:
     """``primary_key=`` for an existing table must be its key: else one line, never ignored."""
     conn = await asyncpg.connect(pg_dsn)
