@@ -54,6 +54,7 @@ __all__ = [
     "crate_row_check",
     "crate_sent",
     "json_refusal",
+    "locale_text_problem",
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
@@ -356,4 +357,46 @@ def row_refusal(
         reason = refusal(value, pg_type)
         if reason is not None:
             return f"column {name}: {reason}"
+    return None
+
+
+_LOCALE_TEXT = {"money": "lc_monetary"}
+"""Source types asyncpg reads as the server's text, written per a session setting: a value
+would be stored as that text (``'$1,234.50'``), and a role or database whose setting changes
+makes every value a change.  ``interval`` is read with ``IntervalStyle`` fixed instead
+(``core.pg_values.TEXT_SESSION_SQL``)."""
+
+
+def locale_text_problem(columns: Sequence[tuple[str, str]], target: str) -> str | None:
+    """One line naming the first ``money`` (or ``money[]``) column a ``target`` cannot take.
+
+    ``columns``: the source's (name, PostgreSQL type); ``target``: ``"cratedb"`` or
+    ``"oracle"`` (None for any other: a PostgreSQL target copies money as money).  asyncpg
+    has no binary codec for money and hands its text in ``lc_monetary``'s format (PostgreSQL
+    docs, Monetary Types: "Output is generally in the latter form but depends on the locale"),
+    so it is refused rather than stored as locale text.  The cure named: cast it to numeric
+    in the source query.  Into CrateDB that is a DOUBLE PRECISION column, each value refused
+    unless exact: CrateDB creates no NUMERIC column ("You cannot create table columns of type
+    NUMERIC", CrateDB docs, Data types, NUMERIC) and a double keeps 15-17 of money's 19
+    digits.  Oracle's NUMBER (38 digits) holds every money value exactly.
+    """
+    if target not in ("cratedb", "oracle"):
+        return None
+    for name, pg_type in columns:
+        base, _ = base_type(pg_type)
+        setting = _LOCALE_TEXT.get(base)
+        if setting is None:
+            continue
+        into = (
+            "a CrateDB DOUBLE PRECISION column, each value refused unless exact (CrateDB "
+            "creates no NUMERIC column)"
+            if target == "cratedb"
+            else "numbers (Oracle's NUMBER keeps every money value exactly)"
+        )
+        cast = "numeric[]" if pg_type.strip().endswith("[]") else "numeric"
+        return (
+            f"column {name!r} is {pg_type}: its values would be stored as text in the source "
+            f"session's {setting} format ('$1,234.50'), not as numbers; cast it in [source] "
+            f"query ({name}::{cast} AS {name}) to load it as {into}"
+        )
     return None

@@ -163,6 +163,7 @@ async def preflight(
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
     _check_target_names(spec, cols)
+    _check_locale_text(spec, columns)
     add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
     if dialect_of(spec.target.url) == "postgresql":  # compare through the target's types
         cols = cols.with_target(existing)
@@ -315,6 +316,20 @@ def _check_key_types(spec: JobSpec, columns: Sequence[tuple[str, str]], cols: Sc
             if (why := problem(types[name])) is not None:
                 raise ConfigError(f"{section}: column {name} {why}; key on another column "
                                   "(or a text / jsonb cast of it in the source query)")  # fmt: skip
+
+
+def _check_locale_text(spec: JobSpec, columns: Sequence[tuple[str, str]]) -> None:
+    """``ConfigError`` naming a money column a CrateDB or Oracle target would store as text.
+
+    ``core.exact.locale_text_problem`` decides (imported only for those targets).
+    """
+    dialect = str(dialect_of(spec.target.url))
+    if dialect not in ("cratedb", "oracle"):
+        return
+    from async_etl.core.exact import locale_text_problem
+
+    if (problem := locale_text_problem(columns, dialect)) is not None:
+        raise ConfigError(f"job {spec.name}: target {spec.target.table}: {problem}")
 
 
 def _check_target_names(spec: JobSpec, cols: ScdColumns) -> None:

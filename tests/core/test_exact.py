@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.exact import (
     crate_refusal,
+    locale_text_problem,
     oracle_number_as_decimal,
     oracle_refusal,
     row_refusal,
@@ -273,3 +274,15 @@ def test_numeric_reasons_show_the_number_not_a_python_repr() -> None:
         assert "Decimal(" not in reason
     oracle = oracle_refusal(Decimal("1E-131"), "numeric")
     assert oracle is not None and "Decimal(" not in oracle and oracle.startswith("1E-131 ")
+
+
+def test_money_is_refused_for_targets_that_would_store_its_locale_text() -> None:
+    """money / money[] into CrateDB or Oracle: one line naming it and the cast; PostgreSQL: None."""
+    columns = [("id", "integer"), ("amount", "money"), ("hist", "money[]")]
+    crate = locale_text_problem(columns, "cratedb")
+    assert crate is not None and crate.startswith("column 'amount' is money: ")
+    assert "amount::numeric AS amount" in crate and "DOUBLE PRECISION" in crate
+    oracle = locale_text_problem(columns[2:], "oracle")
+    assert oracle is not None and "hist::numeric[] AS hist" in oracle and "NUMBER" in oracle
+    assert locale_text_problem(columns, "postgresql") is None
+    assert locale_text_problem([("n", "numeric(19,2)")], "cratedb") is None

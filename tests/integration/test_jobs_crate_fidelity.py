@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.coltypes import epoch_ms
 from async_etl.jobs.runner import run_job
@@ -100,6 +101,42 @@ async def test_interval_text_does_not_follow_the_source_interval_style(
         assert (again.inserted, again.updated, again.expired) == (0, 0, 0)
         after = {k: (r["iv"], r["ia"]) for k, r in (await _stored(crate.url)).items()}
         assert after == before
+
+
+@pytest.mark.parametrize("column", ["m money", "m money[]"])
+async def test_money_is_refused_in_preflight_not_stored_as_locale_text(
+    pg_dsn: str, column: str
+) -> None:
+    """A money column is one line naming it (was stored as '$1,234.50'); its numeric cast loads."""
+    array = column.endswith("[]")
+    value = "'{1234.5,0.07}'" if array else "1234.5"
+    await _source(pg_dsn, column, [f"1, {value}", "2, NULL"])
+    async with CrateStandIn() as crate:
+        with pytest.raises(ConfigError) as err:
+            await run_job(
+                spec_of(_job(pg_dsn, crate.url, "money")), options=JobOptions(as_of=at(0))
+            )
+        assert not crate.catalog.tables  # nothing created
+        cast = "numeric[]" if array else "numeric"
+        line = err.value.message
+        assert "\n" not in line and f"column 'm' is {column[2:]}" in line
+        assert f"m::{cast} AS m" in line and "lc_monetary" in line
+        assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None
+        query = f'query = "SELECT id, m::{cast} AS m FROM src"'
+        text = _job(pg_dsn, crate.url, "money").replace('table = "src"', query, 1)
+        result = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        assert result.status == "SUCCEEDED", result.error
+        stored = await _stored(crate.url)
+    assert stored[1]["m"] == ([1234.5, 0.07] if array else 1234.5) and stored[2]["m"] is None
+
+
+async def test_money_into_oracle_is_refused_before_reaching_it(pg_dsn: str) -> None:
+    """Into Oracle too (NUMBER would hold it): refused before any Oracle connection is made."""
+    await _source(pg_dsn, "m money", ["1, 5"])
+    text = _job(pg_dsn, "oracle://u:p@127.0.0.1:1/none", "money_ora")
+    with pytest.raises(ConfigError) as err:
+        await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+    assert "column 'm' is money" in err.value.message and "Oracle's NUMBER" in err.value.message
 
 
 async def test_infinite_dates_and_timestamps_are_refused_with_a_true_reason(pg_dsn: str) -> None:
