@@ -51,6 +51,8 @@ __all__ = [
     "oracle_fits",
     "pg_generated_problem",
     "pg_not_a_table",
+    "pg_partition_key_problem",
+    "pg_partition_key_sql",
     "pg_scd_type_problem",
     "pg_types_to_check",
     "sql_fits",
@@ -389,6 +391,39 @@ def pg_column_types_sql(relation: str) -> str:
             "SELECT DISTINCT ON (d.attnum) d.attname, format_type(d.typ, d.mod), d.kind, d.gen "
             "FROM d "
             "ORDER BY d.attnum, d.step DESC")  # fmt: skip
+
+
+def pg_partition_key_sql() -> Sql:
+    """The partition key of a partitioned table (bind ``relation``, quoted): one row per column.
+
+    Each row is the column's name, NULL for an expression (``PARTITION BY RANGE (lower(c))``);
+    no rows: not a partitioned table.
+    """
+    return Sql("SELECT a.attname FROM pg_partitioned_table p "
+               "CROSS JOIN LATERAL unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(num, ord) "
+               "LEFT JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = k.num "
+               "AND k.num <> 0 WHERE p.partrelid = to_regclass($1) ORDER BY k.ord",
+               ("relation",))  # fmt: skip
+
+
+def pg_partition_key_problem(key: Sequence[str], partition_key: Sequence[str | None]) -> str | None:
+    """Why a job keyed on ``key`` cannot merge into a table partitioned on ``partition_key``.
+
+    ``partition_key``: ``pg_partition_key_sql``'s rows (None for an expression; empty: not
+    partitioned).  A type-1 merge's ``ON CONFLICT`` and a type-2 run's one-current-version
+    index need a unique index on the key, and a unique index of a partitioned table "must
+    include all partitioning columns", an expression never (PostgreSQL docs, CREATE TABLE,
+    PARTITION BY; ddl-partitioning limitations): the run failed at its first chunk, after it
+    was recorded.  None when every partition key column is a key column.
+    """
+    if not partition_key or all(c is not None and c in key for c in partition_key):
+        return None
+    parts = ", ".join("an expression" if c is None else c for c in partition_key)
+    cure = ("a table partitioned by an expression can have none: load into another table"
+            if None in partition_key else "add the partition key to [source] key")  # fmt: skip
+    return (f"the key ({', '.join(key)}) lacks the partition key ({parts}): a merge needs a "
+            "unique index on the key, and a partitioned table's unique index must include every "
+            f'partition key column; {cure}, or load with mode = "append"')  # fmt: skip
 
 
 PG_GENERATED: dict[str, str] = {"s": "STORED", "v": "VIRTUAL"}

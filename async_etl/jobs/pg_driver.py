@@ -168,6 +168,9 @@ class PgTarget:
         """Whether a business-key column of the target accepts NULL (set by ``prepare``)."""
         self.partitioned = False
         """Whether the table the chunks merge into is partitioned (set by ``prepare``)."""
+        self.partition_key: tuple[str | None, ...] = ()
+        """The existing target's partition key columns (None: an expression; set by ``columns``
+        for a partitioned table, empty otherwise)."""
         self.source_unique: bool | None = None
         """Whether the source's own unique index makes the business key unique, so no chunk
         can stage a key twice and the duplicate check is skipped (set by the first chunk that
@@ -223,6 +226,11 @@ class PgTarget:
         generated = drift.pg_generated_problem([(str(r[0]), str(r[3])) for r in rows])
         if generated is not None:
             raise ConfigError(f"{self.where}: {generated}")
+        if rows and rows[0][2] == "p":
+            st = drift.pg_partition_key_sql()
+            async with self.connection(holder, app) as conn:
+                parts = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
+            self.partition_key = tuple(None if r[0] is None else str(r[0]) for r in parts)
         return [(str(r[0]), str(r[1])) for r in rows] or None
 
     async def user_types(

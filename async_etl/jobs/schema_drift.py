@@ -62,15 +62,23 @@ async def read_columns(
 ) -> list[tuple[str, str]] | None:
     """The target's (name, type) columns, None when it does not exist.
 
+    Raises ``ConfigError`` for a merge or a type-2 run into a partitioned PostgreSQL table
+    whose partition key is not part of ``[source] key`` (``drift.pg_partition_key_problem``).
+
     Transient failures are retried with ``policy``; raises ``unusable(...)`` naming the job
     when the target cannot be read.
     """
     try:
-        return await retrying(
+        found = await retrying(
             lambda: target.columns(holder, app), policy, what="read target columns"
         )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
+    if isinstance(target, PgTarget) and spec.mode in ("merge", "scd2"):  # keyed, into it
+        problem = drift.pg_partition_key_problem(spec.source.key, target.partition_key)
+        if problem is not None:
+            raise ConfigError(f"job {spec.name}: {target.where} is partitioned: {problem}")
+    return found
 
 
 def drift_to_add(

@@ -269,3 +269,17 @@ def test_pg_types_to_check_asks_only_about_types_not_built_in() -> None:
                ("g", "s.pair"), ("h", "mood"), ("i", '"Mood"'), ("j", '"char"')]  # fmt: skip
     assert drift.pg_types_to_check(columns) == ("mood", "mood[]", "s.pair", '"Mood"')
     assert drift.pg_types_to_check([("id", "bigint"), ("t", "text"), ("j", "jsonb")]) == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "parts", "needle"),
+    [(("id",), ("region",), "the key (id) lacks the partition key (region)"),
+     (("id", "region"), ("region",), None), (("id",), (), None),
+     (("id", "d"), ("d", None), "(d, an expression)"), (("id",), ("id",), None)],
+)  # fmt: skip
+def test_a_partition_key_outside_the_key_is_a_problem(
+    key: tuple[str, ...], parts: tuple[str | None, ...], needle: str | None
+) -> None:
+    """A merge key must hold every partition key column; an expression never fits."""
+    problem = drift.pg_partition_key_problem(key, parts)
+    assert problem is None if needle is None else needle in (problem or "")

@@ -6,6 +6,8 @@ The target (made by hand, list-partitioned by ``region``) exists before the firs
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.integration.jobs_helpers import fetchval, run_cli, table_rows
@@ -61,3 +63,37 @@ async def test_a_partitioned_target_is_loaded_run_after_run(pg_dsn: str, mode: s
         assert sum(r["v"] == "changed" for r in current) == 10
     eu = await fetchval(pg_dsn, "SELECT count(*) FROM ONLY dw.p_eu")
     assert eu == sum(r["region"] == "eu" for r in rows)
+
+
+@pytest.mark.parametrize("kept_key", [", PRIMARY KEY (id, region)", ""])
+async def test_a_merge_key_without_the_partition_key_is_refused_in_preflight(
+    pg_dsn: str, tmp_path: Path, kept_key: str
+) -> None:
+    """check and run refuse key (id) into a table partitioned by region: one line, no run."""
+    for sql in (
+        "CREATE TABLE public.s (id int PRIMARY KEY, region text, v text)",
+        "INSERT INTO public.s VALUES (1, 'eu', 'a'), (2, 'us', 'b')",
+        "CREATE SCHEMA dw",
+        f"CREATE TABLE dw.p (id int, region text, v text{kept_key}) PARTITION BY LIST (region)",
+        "CREATE TABLE dw.p_eu PARTITION OF dw.p FOR VALUES IN ('eu')",
+        "CREATE TABLE dw.p_us PARTITION OF dw.p FOR VALUES IN ('us')",
+    ):
+        await fetchval(pg_dsn, sql)
+    job = tmp_path / "p.toml"
+    job.write_text(
+        f'name = "p"\n[source]\nurl = "{pg_dsn}"\ntable = "public.s"\nkey = ["id"]\n'
+        f'[target]\nurl = "{pg_dsn}"\ntable = "dw.p"\n[scd]\ntype = 1\n'
+    )
+    for command in ("check", "run"):
+        # before: check exit 0; run exit 1 after the run was recorded, with PostgreSQL's
+        # 'there is no unique or exclusion constraint matching the ON CONFLICT specification'
+        # or 'unique constraint on partitioned table must include all partitioning columns'
+        code, out, err = await run_cli(command, str(job))
+        assert code == 2, (command, out, err)
+        line = err.strip().splitlines()[-1]
+        assert "dw.p" in line and "key (id)" in line and "partition key (region)" in line, line
+        assert "Traceback" not in err
+    assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs') IS NULL") or (
+        await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
+    )
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.p") == 0
