@@ -30,13 +30,6 @@ from typing import Any, TypeVar
 import anyio
 import asyncpg
 
-from async_etl.core.classify import (
-    classify_sqlstate,
-    fatal_sqlstate,
-    load_error,
-    pg_kind,
-    tls_refusal,
-)
 from async_etl.core.pg_values import TEXT_SESSION_SQL, TEXT_TYPES, TUPLE_CODECS
 from async_etl.core.urls import mask_url
 from async_etl.errors import (
@@ -111,13 +104,18 @@ Connection = asyncpg.Connection
 
 def is_data_error(exc: BaseException) -> bool:
     """True for a PostgreSQL error about a row's content (SQLSTATE classes 22 and 23)."""
-    code = str(getattr(exc, "sqlstate", "") or "")
-    return isinstance(exc, asyncpg.PostgresError) and classify_sqlstate(code) is ErrorKind.DATA
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    from async_etl.core.classify import classify_sqlstate  # here: only a failure needs it
+
+    return classify_sqlstate(str(getattr(exc, "sqlstate", "") or "")) is ErrorKind.DATA
 
 
 def translate_pg(exc: BaseException, where: str) -> AsyncEtlError:
     """The async_etl error for an asyncpg (or socket) failure at ``where``; chain it yourself."""
     if isinstance(exc, asyncpg.PostgresError):
+        from async_etl.core.classify import pg_kind  # here: only a failure needs it
+
         code = str(getattr(exc, "sqlstate", "") or "")
         text = f"{where}: {type(exc).__name__}: {exc} (SQLSTATE {code})"
         severity = getattr(exc, "severity_en", None) or getattr(exc, "severity", None)
@@ -140,6 +138,8 @@ def connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
     file that cannot be read (a missing ``sslrootcert``) is a ``ConfigError``; anything else is
     a network failure.
     """
+    from async_etl.core.classify import fatal_sqlstate, pg_kind, tls_refusal
+
     text = " ".join(str(exc).split())
     if isinstance(exc, _FILE_ERRORS):  # an OSError, but of a local file: retrying cannot help
         return ConfigError(f"{where}: cannot read a file the URL names ({_URL_FILES}): "
@@ -154,6 +154,8 @@ def connection_problem(exc: BaseException, where: str) -> AsyncEtlError:
 
 def classified(kind: ErrorKind, text: str) -> AsyncEtlError:
     """``load_error`` for ``kind``, keeping ``NETWORK`` (a lost session) as its kind."""
+    from async_etl.core.classify import load_error
+
     return network(text) if kind is ErrorKind.NETWORK else load_error(kind, text)
 
 

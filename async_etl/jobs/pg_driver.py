@@ -76,14 +76,12 @@ from async_etl.core import refresh_pg as refresh
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
-from async_etl.core.duplicates import duplicate_message, duplicate_reason
 from async_etl.core.modes import indexes_after_load
 from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.pg_casts import cast_select, copy_casts, length_guards
 from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
-from async_etl.core.scd_sql_pg_latest import latest_merge_statements
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import (
@@ -127,7 +125,6 @@ from async_etl.jobs.pg_tables import (
     tables_exist,
     target_indexes,
 )
-from async_etl.jobs.rejects import find_bad_rows
 from async_etl.log import get_logger
 from async_etl.sources.port import Source, source_connection
 from async_etl.sources.postgres import PgSource
@@ -532,6 +529,8 @@ class PgTarget:
                 dup = await conn.fetchrow(pg.duplicate_keys_sql(self.table, ctx.cols).text)
                 if dup is None:
                     raise
+                from async_etl.core.duplicates import duplicate_message  # a failure's words
+
                 key = dict(zip(bk, tuple(dup)[: len(bk)], strict=True))
                 raise DataError(f"{self.where}: {duplicate_message(key, int(dup[len(bk)]))}; "
                                 "nothing was swapped in (fix the source, then run with "
@@ -678,6 +677,8 @@ class PgTarget:
             held = await self._drop_null_keys(ctx, conn) + await self._hold_duplicates(ctx, conn)
             latest = None
             if ctx.after_all:  # a run later than every version: one statement, one join
+                from async_etl.core.scd_sql_pg_latest import latest_merge_statements
+
                 latest = latest_merge_statements(self.table, STAGING, ctx.cols, key, chunk)
             statements = latest or pg.merge_statements(
                 self.table, STAGING, ctx.cols, key, chunk, after_all=ctx.after_all,
@@ -703,6 +704,8 @@ class PgTarget:
         except Exception as exc:
             if not is_data_error(exc):
                 raise
+        from async_etl.jobs.rejects import find_bad_rows  # only once a chunk has a bad row
+
         rejects = await find_bad_rows(
             conn, table=self.table, staging=STAGING, cols=ctx.cols, as_of=ctx.as_of
         )
@@ -730,6 +733,8 @@ class PgTarget:
         dups = await conn.fetch(pg.duplicate_keys_sql(STAGING, ctx.cols).text)
         if not dups:
             return []
+        from async_etl.core.duplicates import duplicate_message, duplicate_reason  # found some
+
         keys = [(dict(zip(bk, tuple(r)[: len(bk)], strict=True)), int(r[len(bk)])) for r in dups]
         if ctx.on_bad_row != "reject":
             raise DataError(f"{self.where}: {duplicate_message(*keys[0])}")

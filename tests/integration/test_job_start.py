@@ -76,6 +76,10 @@ UNUSED_MODULES_ON_A_PG_COPY = (
     "async_etl.config",  # bench settings (a job run needs only the metrics address)
     "async_etl.core.schedule",  # bench rate schedules
     "async_etl.core.writer_types",  # the writer's value types and sink ports
+    "async_etl.core.classify",  # error classification: only a failure is classified
+    "async_etl.jobs.rejects",  # finding bad rows: only a chunk that failed on one
+    "async_etl.core.duplicates",  # a key staged twice: only when one is
+    "async_etl.core.scd_sql_pg_latest",  # a merge later than every version (not a new table)
 )
 """Modules (full names) a PostgreSQL-to-PostgreSQL ``copy`` that succeeds never needs."""
 
