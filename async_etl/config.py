@@ -136,6 +136,24 @@ class BenchSettings:
         if self.adaptive:
             _check(self.mode == "async", "--concurrency auto", "needs --mode async", self.mode)
         self._check_rate()
+        self._check_warmup()
+
+    def _check_warmup(self) -> None:
+        """A warm-up as long as the run never ends: the figures would silently include it.
+
+        The run's length is ``--duration`` or the ramp's; a ``--records`` run has none known.
+        ``sweep`` refuses the same for its steps.
+        """
+        length = self.duration
+        if length is None and self.ramp is not None and (schedule := self.schedule) is not None:
+            length = schedule.seconds
+        if length is not None and self.warmup > 0:
+            _check(
+                self.warmup < length,
+                "--warmup",
+                f"must be shorter than the run ({length:g} s): the figures would include it",
+                self.warmup,
+            )
 
     def _check_rate(self) -> None:
         if self.rate is None and self.ramp is None:

@@ -47,6 +47,8 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "null://", "--table", "s." + "t" * 64], "--table: a name longer than 63"),
         (["--sink", "null://", "-T", "nan"], "--duration: must be a finite number, got nan"),
         (["--sink", "null://", "--warmup", "inf"], "--warmup: must be a finite number, got inf"),
+        (["--sink", "null://", "-T", "2", "--warmup", "5"], "--warmup: must be shorter than"),
+        (["--sink", "null://", "--ramp", "9:1s", "--warmup", "1"], "--warmup: must be shorter"),
         (["--sink", "null://", "-n", "9", "--gzip-threshold", "-1"], "--gzip-threshold: must be"),
     ],
 )
