@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from typing import Any, TextIO
 
@@ -26,6 +26,7 @@ from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.signals import EarlySignals, watch_signals
 from async_etl.config import PROCESSES_PER_CPU, BenchSettings, bench_settings
 from async_etl.core.summary import Summary
+from async_etl.core.urls import scheme_of
 from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
 from async_etl.runtime import loop
@@ -218,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--ray-actors needs --ray")
     if args.metrics_host is not None and settings.metrics_port is None:
         raise ConfigError("--metrics-host needs --metrics-port")
+    sink_only_problem(args, settings, os.environ)
     if settings.processes and (args.generators is not None or GENERATORS_ENV in os.environ):
         raise ConfigError(
             "--processes: each worker process generates its own rows; drop -j / --generators"
@@ -358,6 +360,29 @@ def print_summary(summary: Summary, file: TextIO | None = None) -> None:
 
 
 GENERATORS_ENV = "ASYNC_ETL_BENCH_GENERATORS"
+
+
+def sink_only_problem(
+    args: argparse.Namespace, settings: BenchSettings, env: Mapping[str, str]
+) -> None:
+    """Refuse a flag of one sink's (given on the line or in the environment) for another sink.
+
+    ``--unlogged`` makes a PostgreSQL table, ``--gzip-threshold`` gzips CrateDB bodies: for
+    any other sink each did nothing, silently (the writer refuses ``gzip_threshold`` the same
+    way).  No ``--sink`` is the embedded PostgreSQL.  Raises ``ConfigError``.
+    """
+    scheme = scheme_of(settings.sink) if settings.sink else "postgresql"
+    postgres = scheme in ("postgresql", "postgres")
+    crate = scheme in ("http", "https", "crate")
+    for flag, dest, fits, what in (
+        ("--unlogged", "unlogged", postgres, "PostgreSQL"),
+        ("--gzip-threshold", "gzip_threshold", crate, "CrateDB"),
+    ):
+        given = getattr(args, dest, None) is not None or f"ASYNC_ETL_BENCH_{dest.upper()}" in env
+        if given and not fits:
+            raise ConfigError(f"{flag}: applies to {what} sinks only, not {scheme}://")
+
+
 MAX_BATCH_BYTES = 256 * 1024 * 1024
 
 

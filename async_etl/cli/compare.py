@@ -36,6 +36,7 @@ import psutil
 
 from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.config import BenchSettings
+from async_etl.core.urls import scheme_of
 from async_etl.errors import ConfigError
 from async_etl.sinks import sink_scheme
 
@@ -265,6 +266,8 @@ def run_one(
         ("--json-out", json_out),
         ("--log-format", "json"),
     ):
+        if flag == "--gzip-threshold" and scheme_of(url) not in ("http", "https", "crate"):
+            continue  # bench refuses it for any other sink: it would do nothing there
         cmd += [flag, str(value)]
     cmd += [] if plan.uvloop else ["--no-uvloop"]
     t0, cpu0 = time.perf_counter(), _cpu_s(server)

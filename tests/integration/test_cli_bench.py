@@ -50,6 +50,8 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "null://", "-T", "2", "--warmup", "5"], "--warmup: must be shorter than"),
         (["--sink", "null://", "--ramp", "9:1s", "--warmup", "1"], "--warmup: must be shorter"),
         (["--sink", "null://", "-n", "9", "--gzip-threshold", "-1"], "--gzip-threshold: must be"),
+        (["--sink", "null://", "-n", "9", "--unlogged"], "--unlogged: applies to PostgreSQL"),
+        (["--sink", "null://", "-n", "9", "--gzip-threshold", "0"], "--gzip-threshold: applies to"),
     ],
 )
 def test_bad_flags_give_one_line_errors_and_exit_2(args: list[str], needle: str) -> None:
