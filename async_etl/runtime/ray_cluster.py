@@ -64,12 +64,33 @@ def connect(address: str, flag: str = "--ray", **init: Any) -> ModuleType:
     if ray.is_initialized():
         return ray
     target = None if address == "local" else address
+    _reports_to_stderr(ray)
     try:
         ray.init(address=target, log_to_driver=False, include_dashboard=False, **init)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{flag} {address}: cannot join the Ray cluster: {first}") from exc
     return ray
+
+
+def _reports_to_stderr(ray: ModuleType) -> None:
+    """Send what Ray's driver prints (a dead worker's report, ``(raylet) ...``) to stderr.
+
+    Ray prints such reports to stdout from a thread of its own, which broke ``--json-out -``
+    (JSON on stdout) when an actor died.  Ray offers no setting for it: its driver looks up
+    ``ray._private.worker.print_to_stdstream`` at each report, so it is wrapped once here; a
+    Ray without that function is left as it is.
+    """
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "async_etl_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.async_etl_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr  # type: ignore[union-attr]
 
 
 def join_cluster(address: str | None, actors: int | None) -> tuple[str, int] | None:

@@ -125,3 +125,30 @@ def test_ray_actors_without_ray_is_one_line_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "--ray-actors needs --ray" in err[0]
+
+
+KILLED_ACTOR = """
+import os, signal, time
+from async_etl.runtime.ray_cluster import connect
+ray = connect("local", num_cpus=1, object_store_memory=80 * 1024 * 1024)
+
+@ray.remote(num_cpus=0)
+class Victim:
+    def pid(self) -> int:
+        return os.getpid()
+
+victim = Victim.remote()
+os.kill(ray.get(victim.pid.remote()), signal.SIGKILL)
+time.sleep(6)  # Ray's driver thread reports the death a moment later
+ray.shutdown()
+"""
+
+
+def test_ray_reports_of_a_dead_actor_stay_off_stdout() -> None:
+    """Ray's report of a SIGKILLed actor goes to stderr: stdout is ours (``--json-out -``)."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_ACTOR], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "worker died" in done.stderr.lower()
