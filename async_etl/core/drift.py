@@ -46,6 +46,7 @@ __all__ = [
     "Evolution",
     "add_column_sql",
     "compare",
+    "crate_listed_type",
     "decide",
     "oracle_column_type",
     "oracle_fits",
@@ -126,6 +127,18 @@ def _scale(mods: tuple[str, ...]) -> int | None:
     if not mods:
         return None
     return int(mods[1]) if len(mods) > 1 else 0
+
+
+def crate_listed_type(data_type: str, length: int | None) -> str:
+    """A CrateDB column's type from ``information_schema.columns``, ``VARCHAR(n)`` with its n.
+
+    CrateDB reports a ``VARCHAR(n)`` column as ``character varying`` and n apart
+    (``character_maximum_length``); the n is kept (``character varying(5)``) so that a load
+    can refuse a longer value rather than have CrateDB cut it (``core.exact.varchar_check``).
+    """
+    if data_type.strip().lower() == "character varying" and length is not None:
+        return f"character varying({int(length)})"
+    return data_type
 
 
 def sql_fits(source: str, target: str) -> bool:
@@ -478,14 +491,16 @@ def pg_types_to_check(columns: Sequence[Column]) -> tuple[str, ...]:
 def target_columns_sql(dialect: str) -> Sql:
     """The target table's columns in order, as (name, type) rows; no rows: no such table.
 
-    Binds: PostgreSQL ``table`` (``schema.name``); CrateDB ``schema``, ``table``; Oracle
+    Binds: PostgreSQL ``table`` (``schema.name``); CrateDB ``schema``, ``table`` (rows also
+    give ``VARCHAR(n)``'s n, for ``crate_column_type``); Oracle
     ``owner``, ``table`` (upper case), and the rows are ``all_tab_columns`` fields for
     ``oracle_column_type``.  Raises ``ValueError`` for another dialect.
     """
     if dialect == "postgresql":  # each row also names the relation's kind (pg_class.relkind)
         return Sql(pg_column_types_sql("to_regclass($1)"), ("table",))
     if dialect == "cratedb":
-        return Sql("SELECT column_name, data_type FROM information_schema.columns "
+        return Sql("SELECT column_name, data_type, character_maximum_length "
+                   "FROM information_schema.columns "
                    "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
                    ("schema", "table"))  # fmt: skip
     if dialect == "oracle":

@@ -37,6 +37,7 @@ aware one's wall clock in UTC).  Pure: no I/O.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -58,6 +59,7 @@ __all__ = [
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
+    "varchar_check",
     "zone_refusal",
 ]
 
@@ -400,3 +402,39 @@ def locale_text_problem(columns: Sequence[tuple[str, str]], target: str) -> str 
             f"query ({name}::{cast} AS {name}) to load it as {into}"
         )
     return None
+
+
+_VARCHAR = re.compile(r"^(?:character varying|varchar)\s*\(\s*(\d+)\s*\)$", re.IGNORECASE)
+
+
+def varchar_check(
+    names: Sequence[str], target_types: Sequence[str]
+) -> Callable[[Sequence[Any]], str | None]:
+    """A row check refusing a text longer than its CrateDB ``VARCHAR(n)`` target column.
+
+    ``target_types``: the target's type per column of ``names`` (``drift.crate_listed_type``;
+    ``""`` or any other type: not checked).  CrateDB refuses a longer value, "unless the excess
+    characters are all spaces, in which case the string literal will be truncated" (CrateDB
+    docs, Data types, VARCHAR(n)): such a value is refused here too, so it is never stored
+    changed.  Length in characters (code points), as CrateDB counts them.  The check returns
+    ``"column c: reason"`` for the first refused value of a row, or None.
+    """
+    limits = [
+        (i, name, int(m.group(1)))
+        for i, (name, t) in enumerate(zip(names, target_types, strict=False))
+        if (m := _VARCHAR.fullmatch(t.strip())) is not None
+    ]
+
+    def check(row: Sequence[Any]) -> str | None:
+        for i, name, limit in limits:
+            value = row[i]
+            if isinstance(value, str) and len(value) > limit:
+                would = ("store it cut to its first {0} (its excess is blanks)"
+                         if not value[limit:].strip(" ") else "refuse it")  # fmt: skip
+                return (
+                    f"column {name}: text of {len(value)} characters is longer than the "
+                    f"target's VARCHAR({limit}); CrateDB would {would.format(limit)}"
+                )
+        return None
+
+    return check

@@ -42,7 +42,7 @@ from async_etl.core.crate_answers import optional_number, query_rows
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
 from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_duplicates
-from async_etl.core.exact import crate_row_check
+from async_etl.core.exact import crate_row_check, varchar_check
 from async_etl.core.modes import crate_swap_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
@@ -118,14 +118,18 @@ class CrateTarget:
             return bool(await _number(client, crate.history_sql(self.table, cols)))
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
-        """(name, CrateDB type) of the target table's columns in order; None: no such table."""
+        """(name, CrateDB type) of the target table's columns in order; None: no such table.
+
+        A ``VARCHAR(n)`` column reads ``character varying(n)`` (``drift.crate_listed_type``).
+        """
         schema, _, name = self.table.rpartition(".")
         st = drift.target_columns_sql("cratedb")
         args = st.args({"schema": schema or self.endpoint.schema or "doc", "table": name})
         async with holder(self.url), self._client() as client:
             resp = await client.execute(st.text, args)
-            found = query_rows(resp, client.where, st.text, width=2)
-        rows = [(str(r[0]), str(r[1])) for r in found if "[" not in str(r[0])]
+            found = query_rows(resp, client.where, st.text, width=3)
+        rows = [(str(r[0]), drift.crate_listed_type(str(r[1]), r[2]))
+                for r in found if "[" not in str(r[0])]  # fmt: skip
         return rows or None
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
@@ -195,6 +199,7 @@ class CrateTarget:
         types = [t for _, t in ctx.columns]
         convert = crate_value(types)
         refusal = crate_row_check(ctx.names, types)  # core.exact, types parsed once
+        too_long = varchar_check(ctx.names, [cols.target_type_of(n) for n in ctx.names])
         bk = cols.business_key
         async with ctx.hold(self.url), self._client() as client:
             refresh = crate.refresh_sql(self.table)
@@ -213,7 +218,7 @@ class CrateTarget:
                         if any(row[c] is None for c in bk):
                             null_keys.append(row)
                             continue
-                        reason = refusal(r)
+                        reason = refusal(r) or too_long(r)
                         if reason is None:
                             rows.append(row)
                         else:

@@ -165,8 +165,8 @@ async def preflight(
     _check_target_names(spec, cols)
     _check_locale_text(spec, columns)
     add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
-    if dialect_of(spec.target.url) == "postgresql":  # compare through the target's types
-        cols = cols.with_target(existing)
+    if dialect_of(spec.target.url) in ("postgresql", "cratedb"):  # the target's types
+        cols = cols.with_target(existing)  # compared through (PostgreSQL); VARCHAR(n) checked
     try:
         latest = await retrying(
             lambda: target.max_valid_from(holder, app, cols), policy, what="reach the target"

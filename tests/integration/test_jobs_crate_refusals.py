@@ -17,7 +17,7 @@ from async_etl.jobs.context import BudgetHolder, ConnectionMeter, JobContext
 from async_etl.jobs.crate_driver import CrateTarget
 from async_etl.jobs.runner import run_job
 from async_etl.testing.crate import CrateStandIn, StandInConfig
-from tests.integration.jobs_helpers import at, fetchval, spec_of
+from tests.integration.jobs_helpers import at, crate_rows, fetchval, spec_of, table_rows
 
 ROWS = 2000
 
@@ -204,3 +204,26 @@ async def test_a_column_crate_reserves_is_refused_in_preflight(
     assert "system columns" in line and "Naming restrictions" in line
     assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None  # no run
     assert not tables  # nothing created in the target
+
+
+async def test_a_value_longer_than_a_varchar_target_is_rejected_never_cut(pg_dsn: str) -> None:
+    """Into VARCHAR(3): 'abcd' and 'abc  ' (CrateDB cuts blank excess) are rejects naming it."""
+    await fetchval(pg_dsn, "CREATE TABLE s (id int PRIMARY KEY, note text)")
+    await fetchval(pg_dsn, "INSERT INTO s VALUES (1, 'abc'), (2, 'abc  '), (3, 'abcd'), "
+                           "(4, NULL), (5, 'ab ')")  # fmt: skip
+    async with CrateStandIn() as crate:
+        await _target(crate.url, note="note VARCHAR(3)")
+        for run in range(2):  # the second run: nothing stored changed, the same two rejects
+            result = await run_job(spec_of(_job(pg_dsn, crate.url, "reject")),
+                                   options=JobOptions(as_of=at(run)))  # fmt: skip
+            assert result.status == "SUCCEEDED", result.error
+            assert (result.inserted, result.rejected) == ((3, 2) if run == 0 else (0, 2))
+        stored = await crate_rows(crate.url, "dw.notes", "WHERE is_current = true")
+    assert {k: r["note"] for k, r in stored.items()} == {1: "abc", 4: None, 5: "ab "}
+    reasons = {r["reason"] for r in await table_rows(pg_dsn, "async_etl_rejects")}
+    assert reasons == {
+        "column note: text of 5 characters is longer than the target's VARCHAR(3); CrateDB "
+        "would store it cut to its first 3 (its excess is blanks)",
+        "column note: text of 4 characters is longer than the target's VARCHAR(3); CrateDB "
+        "would refuse it",
+    }

@@ -417,6 +417,28 @@ async def test_column_names_crate_refuses_are_4008(
     assert status == 200 and body["cols"] == ["id", "name", "ts"]
 
 
+async def test_varchar_n_refuses_a_longer_value_and_cuts_blank_excess(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """VARCHAR(6) as CrateDB's docs show: 'john doe' is 400 / 4000, 'john     ' stored 'john  '."""
+    await sql(session, crate, "CREATE TABLE users (id VARCHAR, name VARCHAR(6))")
+    status, body = await sql(session, crate, "INSERT INTO users (id, name) VALUES (?, ?)",
+                             ["1361", "john doe"])  # fmt: skip
+    assert (status, body["error"]["code"]) == (400, 4000)
+    assert "'john doe' is too long for the text type of length: 6" in body["error"]["message"]
+    status, _ = await sql(session, crate, "INSERT INTO users (id, name) VALUES (?, ?)",
+                          ["1", "john     "])  # fmt: skip
+    assert status == 200
+    await sql(session, crate, "REFRESH TABLE users")
+    _, body = await sql(session, crate, "SELECT id, name FROM users")
+    assert body["rows"] == [["1", "john  "]]
+    _, body = await sql(
+        session, crate, "SELECT column_name, data_type, character_maximum_length "
+        "FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position"
+    )  # fmt: skip
+    assert body["rows"] == [["id", "text", None], ["name", "character varying", 6]]
+
+
 async def test_alter_drop_begin_commit(crate: CrateStandIn, session: aiohttp.ClientSession) -> None:
     """ALTER TABLE SET, BEGIN/COMMIT are accepted; DROP TABLE removes it (IF EXISTS tolerant)."""
     await sql(session, crate, DDL)

@@ -54,6 +54,8 @@ class ColumnType:
     inner: ColumnType | None = None
     fields: tuple[tuple[str, ColumnType], ...] = ()
     policy: str = "dynamic"
+    length: int | None = None
+    """``VARCHAR(n)``'s n (a ``text`` kind); None: unbounded."""
 
     @property
     def type_id(self) -> int | list[Any]:
@@ -64,10 +66,17 @@ class ColumnType:
 
     @property
     def sql_name(self) -> str:
-        """The name information_schema reports (``text``, ``bigint_array``, ...)."""
+        """The type's name in casts (``text``, ``bigint_array``, ...; ``VARCHAR(n)`` is text)."""
         if self.kind == "array" and self.inner is not None:
             return f"{self.inner.sql_name}_array"
         return self.kind
+
+    @property
+    def data_type(self) -> str:
+        """information_schema's name: ``sql_name``, ``character varying`` for VARCHAR(n)."""
+        if self.kind == "array" and self.inner is not None:
+            return f"{self.inner.data_type}_array"
+        return "character varying" if self.length is not None else self.kind
 
     def caster(self) -> Caster:
         """A function casting one JSON value to this type (``None`` passes through)."""
@@ -76,6 +85,8 @@ class ColumnType:
         if self.kind == "object":
             subs = {name: t.caster() for name, t in self.fields}
             return _object_caster(subs, self.policy)
+        if self.length is not None:
+            return _varchar(self.length)
         return _SCALAR_CASTERS.get(self.kind, _to_text)
 
 
@@ -121,6 +132,25 @@ def _to_text(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(value, "text")
     return str(value)
+
+
+def _varchar(length: int) -> Caster:
+    """Text for a ``VARCHAR(length)`` column, as CrateDB stores it (docs, Data types, VARCHAR(n)).
+
+    A longer value is refused ("An attempt to store a string literal that exceeds the
+    specified length ... results in an error": ``'john doe' is too long for the text type of
+    length: 6``), unless the excess characters are all spaces: then it is cut to ``length``.
+    """
+
+    def cast(value: Any) -> Any:
+        text = _to_text(value)
+        if text is None or len(text) <= length:
+            return text
+        if not text[length:].strip(" "):
+            return text[:length]
+        raise CastError(f"'{text}' is too long for the text type of length: {length}")
+
+    return cast
 
 
 def _integer(kind: str, low: int, high: int) -> Caster:

@@ -238,10 +238,10 @@ class Cursor:
             self.accept("precision")
             result = ColumnType("double precision")
         elif word in ("character", "varchar", "numeric", "decimal"):
-            self.accept("varying")
-            if self.peek() == ("op", "("):
-                self.paren_list(self.integer)
-            result = ColumnType(TYPE_ALIASES[word])
+            varying = self.accept("varying") or word == "varchar"
+            mods = self.paren_list(self.integer) if self.peek() == ("op", "(") else []
+            length = mods[0] if varying and mods else None  # VARCHAR(n): checked on cast
+            result = ColumnType(TYPE_ALIASES[word], length=length)
         elif word == "array":
             self.expect("(")
             inner = self.column_type()

@@ -76,10 +76,10 @@ def _column_rows(table: Table) -> list[list[Any]]:
                 "crate",
                 name,
                 position,
-                col_type.sql_name,
+                col_type.data_type,
                 "NEVER",
                 nullable,
-                None,
+                col_type.length,
                 None if default is None else str(default),
             ]
         )
