@@ -60,5 +60,9 @@ def is_cli(argv0: str, orig_argv: Sequence[str]) -> bool:
     return False
 
 
-if is_cli((getattr(sys, "argv", None) or [""])[0], sys.orig_argv):
+COMMAND = is_cli((getattr(sys, "argv", None) or [""])[0], sys.orig_argv)
+"""Whether this process is the ``async-etl`` command (its job run's last closes need not wait:
+``drivers.postgres.process_ends_after``)."""
+
+if COMMAND:
     gc.disable()

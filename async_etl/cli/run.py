@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from async_etl._launch import COMMAND
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.signals import watch_signals
 from async_etl.core.urls import METRICS_HOST
+from async_etl.drivers.postgres import process_ends_after
 from async_etl.errors import ConfigError, ErrorKind
 from async_etl.jobs.api import JobOptions, JobResult, Progress
 from async_etl.jobs.progress import ProgressBar, ProgressLog
@@ -217,6 +219,8 @@ async def _run(
     First SIGINT/SIGTERM: stop at a safe point (the result says STOPPED).  Second: cancel the
     chunks in flight; the job's shielded cleanup still marks the run STOPPED.
     """
+    if COMMAND:  # the process ends after this run: its last closes need not wait
+        process_ends_after()
     stop = anyio.Event()
     view: AbstractContextManager[Any] = ProgressBar() if live else nullcontext(ProgressLog())
     collector = JobCollector()

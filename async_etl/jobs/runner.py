@@ -80,6 +80,7 @@ from async_etl.core.job_budget import chunk_connections, minimum, needed_connect
 from async_etl.core.state_sql import chunk_counts
 from async_etl.core.stats import RunStats
 from async_etl.core.urls import dialect_of
+from async_etl.drivers.postgres import last_closes
 from async_etl.drivers.postgres_connections import (
     Lent,
     Shelf,
@@ -447,6 +448,7 @@ class _JobRun(RunTally):
             await self._finish(store, status)
             if self.recorded == "SUCCEEDED":
                 await self._forget_landed(ctx, store)
+            last_closes()  # the run is over: at the command's end, closes need not wait
         return self._result(status, resumed)
 
     def _shelve_early(self) -> bool:

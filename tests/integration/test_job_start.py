@@ -23,6 +23,7 @@ from async_etl.jobs.budget import LimiterBudget
 from async_etl.jobs.context import BudgetHolder, ConnectionMeter
 from async_etl.jobs.state import StateStore
 from tests.integration.jobs_helpers import fetchval, run_cli
+from tests.integration.pg_activity import open_connections
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -653,3 +654,93 @@ async def test_a_run_is_recorded_in_one_statement(
         (2, '"b"', "PENDING"),
     ]
     assert stops == 0
+
+
+CLOSES_AT_EXIT = MODULES_AT_EXIT.replace(
+    "atexit.register(show)\n",
+    "atexit.register(show)\n"
+    "import asyncpg.connection\n"
+    "seen = {'close': 0, 'terminate': 0}\n"
+    "def counted(name):\n"
+    "    real = getattr(asyncpg.connection.Connection, name)\n"
+    "    def call(self, *a, **k):\n"
+    "        seen[name] += 1\n"
+    "        return real(self, *a, **k)\n"
+    "    setattr(asyncpg.connection.Connection, name, call)\n"
+    "counted('close'); counted('terminate')\n"
+    "atexit.register(lambda: print('ends:', seen['close'], seen['terminate'], file=sys.stderr))\n",
+)
+"""``MODULES_AT_EXIT`` that also counts asyncpg's ``close`` and ``terminate`` calls."""
+
+
+class _Counted(asyncpg.Connection):  # type: ignore[misc]
+    """A real connection that records whether ``close`` (the graceful one) was called."""
+
+    closes = 0
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        type(self).closes += 1
+        await super().close(timeout=timeout)
+
+
+async def _close_holding_a_lock(dsn: str, *, command: bool) -> tuple[int, int, bool]:
+    """Close a connection holding advisory lock 4242 as a run's end does, in a task of its own.
+
+    ``command``: as the ``async-etl`` process (``process_ends_after``) or as a library.
+    Returns (its backend pid, graceful closes, whether the backend was still listed in
+    ``pg_stat_activity`` right after ``close_quietly`` returned).
+    """
+    from async_etl.drivers.postgres import close_quietly, last_closes, process_ends_after
+
+    _Counted.closes = 0
+    conn = await asyncpg.connect(dsn, connection_class=_Counted)
+    pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    await conn.execute("SELECT pg_advisory_lock(4242)")
+    listed: list[bool] = []
+
+    async def end() -> None:  # its own task: the context variables stay there
+        if command:
+            process_ends_after()
+        last_closes()
+        await close_quietly(conn)
+        assert conn.is_closed()
+        sql = "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1"
+        listed.append(bool(await fetchval(dsn, sql, pid)))
+        # the lock is free at once, whichever way it closed: the next run may take it
+        assert await fetchval(dsn, "SELECT pg_try_advisory_lock(4242)") is True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(end)
+    return pid, _Counted.closes, listed[0]
+
+
+async def test_the_commands_last_close_frees_the_locks_and_does_not_wait_for_the_backend(
+    pg_dsn: str,
+) -> None:
+    """At the command's end a close unlocks, then drops the socket: no graceful close."""
+    pid, closes, _ = await _close_holding_a_lock(pg_dsn, command=True)
+    assert closes == 0
+    await _gone(pg_dsn, pid)  # the server ends the session at the end of its input
+
+
+async def test_a_library_runs_last_close_still_waits_for_its_backend(pg_dsn: str) -> None:
+    """Without ``process_ends_after`` a run's last close is graceful: the backend is gone."""
+    _, closes, listed = await _close_holding_a_lock(pg_dsn, command=False)
+    assert closes == 1
+    assert listed is False  # asyncpg's close returned once the backend had exited
+
+
+async def test_a_copy_process_ends_its_last_connections_without_waiting(pg_dsn: str) -> None:
+    """The command's run ends the state and target connections unawaited, lock freed."""
+    done = await _copy_process(pg_dsn, CLOSES_AT_EXIT)
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("ends: ")]
+    _, terminates = map(int, line.split()[1:])
+    # one database here: the state store's connection and the swap's target one end
+    # unawaited; any closed before the run's end (preflight's) closed gracefully
+    assert terminates == 2, done.stderr[-2000:]
+    sql = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    assert await fetchval(pg_dsn, sql) == 0  # the job's lock was released before the exit
+    assert await open_connections(pg_dsn) == 0
