@@ -35,8 +35,9 @@ characters are all spaces, in which case the string will be truncated" (PostgreS
 Character Types), so ``'abc  '`` would be stored as ``'abc'`` (and a type-2 run would see a
 change at every run).  The drift check accepts text into any ``varchar(n)`` (a value that fits
 is common), so the check is per row: a guarded column reads ``CASE WHEN char_length(c) > n
-THEN left(c, -1) || '~' ELSE c END``, a value longer than ``n`` whose last character is no
-blank, which the target refuses as too long ("value too long for type character varying(n)",
+THEN c || '~' ELSE c END``, a value longer than ``n`` whose last character is no
+blank (and, the mark taken off, the value itself: ``unguard``, for a rejected row's key),
+which the target refuses as too long ("value too long for type character varying(n)",
 SQLSTATE 22001) like any other: the chunk fails (``on_bad_row = "fail"``) or the row is
 rejected with that reason (``"reject"``), never stored changed.  A value that fits is read as
 it is; only columns whose source type is longer than ``n`` (text, or ``varchar(m)``, m > n)
@@ -50,7 +51,15 @@ from collections.abc import Sequence
 
 from async_etl.core.scd_sql_common import check_type, quote
 
-__all__ = ["cast_select", "copy_casts", "length_guards", "unbounded"]
+__all__ = [
+    "cast_select",
+    "copy_casts",
+    "guarded_columns",
+    "length_guards",
+    "too_long_line",
+    "unbounded",
+    "unguard",
+]
 
 _MODS = re.compile(r"\(\s*\d+\s*(?:,\s*-?\d+\s*)?\)")
 _ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
@@ -151,8 +160,8 @@ def cast_select(
 
     ``casts`` are ``copy_casts``', ``guards`` ``length_guards``'.  ``*`` when there is
     neither: ``alias."a", alias."b"::bigint[] AS "b"`` otherwise, in the order of ``names``;
-    a guarded column ``CASE WHEN char_length(alias."c") > n THEN left(alias."c", -1) || '~'
-    ELSE alias."c" END AS "c"``.  Raises ``ValueError`` for a
+    a guarded column ``CASE WHEN char_length(alias."c") > n THEN alias."c" || '~'
+    ELSE alias."c" END AS "c"`` (``unguard`` takes the mark off again).  Raises ``ValueError`` for a
     malformed type or when the lengths differ.
     """
     if not casts and not guards:
@@ -167,7 +176,53 @@ def cast_select(
         if cast is not None:
             ref = f"{ref}::{check_type(cast)}"
         if guard is not None:
-            cut = f"left({ref}, -1) || '~'"
+            cut = f"{ref} || '~'"
             ref = f"CASE WHEN char_length({ref}) > {int(guard)} THEN {cut} ELSE {ref} END"
         out.append(ref if ref == f"{alias}.{quote(name)}" else f"{ref} AS {quote(name)}")
     return ", ".join(out)
+
+
+def guarded_columns(
+    names: Sequence[str], types: Sequence[str], target_types: Sequence[str]
+) -> dict[str, int]:
+    """Column name -> the ``n`` of its guard (``length_guards``), for the guarded columns only."""
+    guards = length_guards(types, target_types) or (None,) * len(names)
+    return {name: n for name, n in zip(names, guards, strict=True) if n is not None}
+
+
+def unguard(value: object, n: int) -> object:
+    """A guarded column's value as the source holds it: the guard's ``'~'`` taken off.
+
+    A guarded value longer than ``n`` always ends in the ``'~'`` the guard appended; any
+    other value is returned as it is.
+    """
+    if isinstance(value, str) and len(value) > n and value.endswith("~"):
+        return value[:-1]
+    return value
+
+
+_TOO_LONG = re.compile(r"value too long for type character varying\((\d+)\)")
+
+
+def too_long_line(message: str, guarded: dict[str, int]) -> str | None:
+    """The columns a "value too long for type character varying(n)" ``message`` may mean.
+
+    PostgreSQL's message names no column (SQLSTATE 22001); ``guarded`` (``guarded_columns``)
+    names the columns a source value may be too long for.  None when ``message`` is another,
+    or no guarded column has that ``n``.  ``'column "a" (character varying(3) in the target)
+    got a value longer than 3 characters ...'``.
+    """
+    found = _TOO_LONG.search(message)
+    if found is None:
+        return None
+    n = int(found.group(1))
+    names = [name for name, m in guarded.items() if m == n]
+    if not names:
+        return None
+    which = (f'column "{names[0]}"' if len(names) == 1 else
+             "one of the columns " + ", ".join(f'"{c}"' for c in names))  # fmt: skip
+    return (
+        f"{which} (character varying({n}) in the target) got a value longer than {n} "
+        "characters, which the target would store with its trailing blanks cut; widen "
+        "the target column, or trim the value in the source query"
+    )

@@ -78,7 +78,14 @@ from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
 from async_etl.core.modes import indexes_after_load
 from async_etl.core.modes import pg_swap_sql as swap_sql
-from async_etl.core.pg_casts import cast_select, copy_casts, length_guards
+from async_etl.core.pg_casts import (
+    cast_select,
+    copy_casts,
+    guarded_columns,
+    length_guards,
+    too_long_line,
+    unbounded,
+)
 from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
@@ -96,7 +103,7 @@ from async_etl.drivers.postgres_connections import (
     pg_connection,
     reusing,
 )
-from async_etl.errors import ConfigError, DataError
+from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.context import (
     COUNTERS,
     ChunkResult,
@@ -546,6 +553,38 @@ class PgTarget:
         keys = [(self.url, ctx.app, ctx.hold)]
         if isinstance(source, PgSource) and not ctx.same_database(source.url, self.url):
             keys.append((source.url, ctx.app, ctx.hold))  # ``_stage`` reads it: open both at once
+        try:
+            return await self._run_chunk(ctx, chunk, source, in_state, keys)
+        except LoadError as exc:  # PostgreSQL's 'value too long ...' names no column
+            line = too_long_line(exc.message, self._guarded(ctx))
+            if line is None or isinstance(exc, TransientError):
+                raise
+            said = exc.message.removeprefix(f"{self.where}: ")
+            raise DataError(f"job {ctx.spec.name}: {self.where}: {line} ({said})") from exc
+
+    @staticmethod
+    def _guarded(ctx: JobContext) -> dict[str, int]:
+        """The columns ``_select`` guards against a ``varchar(n)`` cut: name -> n."""
+        target = [ctx.cols.target_type_of(n) for n in ctx.names]
+        if not any(target):
+            return {}
+        return guarded_columns(ctx.names, [t for _, t in ctx.columns], target)
+
+    def _staged(self, ctx: JobContext) -> list[tuple[str, str]]:
+        """Staging's columns: the source's, a guarded ``varchar(m)`` without its length.
+
+        A guarded value too long for the target is one character longer than the source's
+        (``core.pg_casts.cast_select``), so that ``unguard`` can give it back as it was.
+        """
+        guarded = self._guarded(ctx)
+        if not guarded:
+            return list(ctx.columns)
+        return [(n, unbounded(t) if n in guarded else t) for n, t in ctx.columns]
+
+    async def _run_chunk(
+        self, ctx: JobContext, chunk: Chunk, source: Source, in_state: bool, keys: list[Any]
+    ) -> ChunkResult:
+        """``run_chunk``'s transaction."""
         async with connected_ahead(keys), self.connection(ctx.hold, ctx.app) as conn:
             try:
                 async with conn.transaction():
@@ -557,7 +596,9 @@ class PgTarget:
                         rejects: list[Reject] = []
                     else:
                         await conn.execute(
-                            pg.staging_ddl(STAGING, ctx.columns, collate=self.staging_collate).text
+                            pg.staging_ddl(
+                                STAGING, self._staged(ctx), collate=self.staging_collate
+                            ).text
                         )
                         rows = await self._stage(ctx, conn, chunk, source, STAGING)
                         ctx.check_stop()
@@ -707,8 +748,9 @@ class PgTarget:
         from async_etl.jobs.rejects import find_bad_rows  # only once a chunk has a bad row
 
         rejects = await find_bad_rows(
-            conn, table=self.table, staging=STAGING, cols=ctx.cols, as_of=ctx.as_of
-        )
+            conn, table=self.table, staging=STAGING, cols=ctx.cols, as_of=ctx.as_of,
+            guarded=self._guarded(ctx),
+        )  # fmt: skip
         return await apply(), held + rejects
 
     async def _drop_null_keys(self, ctx: JobContext, conn: Any) -> list[Reject]:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from async_etl.core.pg_casts import too_long_line, unguard
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import ScdColumns
 from async_etl.drivers.postgres import PostgresError, is_data_error
@@ -52,8 +53,13 @@ async def find_bad_rows(
     staging: str,
     cols: ScdColumns,
     as_of: datetime,
+    guarded: dict[str, int] | None = None,
 ) -> list[tuple[str, str]]:
     """Remove the rows ``table`` refuses from ``staging``; their (key JSON, reason).
+
+    ``guarded`` (``core.pg_casts.guarded_columns``): staged columns read through a
+    ``varchar(n)`` guard; a key is recorded as the source holds it (``unguard``), and a
+    reason "value too long for type character varying(n)" names the column(s) it may mean.
 
     Must run inside a transaction on ``conn``.  Raises the driver's error when the probe
     itself cannot be built (that is not a bad row).
@@ -90,7 +96,9 @@ async def find_bad_rows(
             if not is_data_error(exc):
                 raise
             if hi - lo == 1:
-                bad.append((lo, _one_line(exc)))
+                reason = _one_line(exc)
+                named = too_long_line(reason, guarded or {})
+                bad.append((lo, reason if named is None else f"{named} ({reason})"))
                 return
             mid = (lo + hi) // 2
             await bisect(lo, mid)
@@ -107,7 +115,12 @@ async def find_bad_rows(
         f"WHERE {_RN} = ANY($1::bigint[])",
         numbers,
     )
-    by_number = {int(r[0]): dict(zip(cols.business_key, tuple(r)[1:], strict=True)) for r in keys}
+    marks = guarded or {}
+    by_number = {
+        int(r[0]): {c: unguard(v, marks[c]) if c in marks else v
+                    for c, v in zip(cols.business_key, tuple(r)[1:], strict=True)}
+        for r in keys
+    }  # fmt: skip
     return [(key_json(by_number[n]), reason) for n, reason in bad]
 
 

@@ -239,9 +239,32 @@ async def test_a_value_varchar_would_cut_is_never_stored_changed(
             if on_bad_row == "fail":
                 assert got.status == "FAILED" and held is None, (mode, got, held)
                 assert "too long for type character varying(3)" in (got.error or ""), mode
+                # before: PostgreSQL's line alone, naming neither the job nor the column
+                named = f"job widen_{mode}: target "
+                assert named in (got.error or ""), (mode, got.error)
+                assert 'column "a" (character varying(3) in the target)' in (got.error or "")
             else:
                 assert (got.status, got.inserted, got.rejected) == ("SUCCEEDED", 2, 1), mode
                 assert held == "2='ab ',3=NULL", (mode, held)
+                reason = await fetchval(dst, "SELECT string_agg(reason, '|') FROM async_etl_rejects"
+                                             f" WHERE job = 'widen_{mode}'")  # fmt: skip
+                assert 'column "a" (character varying(3) in the target)' in reason, reason
+
+
+async def test_a_guarded_key_is_rejected_under_its_own_value(pg_server_dsn: str) -> None:
+    """A text key too long for a varchar(3) key column is rejected as the source holds it."""
+    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as dst:
+        await fetchval(src, "CREATE TABLE t (id text PRIMARY KEY, a int)")
+        await fetchval(src, "INSERT INTO t VALUES ('k1  ', 1), ('k2', 2)")
+        await fetchval(dst, "CREATE TABLE t_merge (id varchar(3) PRIMARY KEY, a int)")
+        got = await run_job(spec_of(_bad_row_job(src, dst, "merge", "reject")),
+                            options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert (got.status, got.inserted, got.rejected) == ("SUCCEEDED", 1, 1), got
+        key = await fetchval(dst, "SELECT key FROM async_etl_rejects")
+        reason = await fetchval(dst, "SELECT reason FROM async_etl_rejects")
+        # before: the key recorded as the guard marked it, '"k1 ~"' (3ee641d: 'k1 ~')
+        assert '"k1  "' in key, key
+        assert 'column "id" (character varying(3) in the target)' in reason, reason
 
 
 @pytest.mark.parametrize("mode", list(MODES))
