@@ -17,7 +17,8 @@ can let its event loop run between slices (``body_parts``).
 The writer's intake asks through a ``ColumnPlan`` (decided once from the table's column types):
 it answers ``plain`` and the rows' size estimate (``core.batching.column_total``) in one look a
 column at a time, and spares a column the type count when one pass proves it plain.  A column
-whose first value is a ``str`` is joined (what its size needs anyway): the join raises
+whose first value is a ``str`` is joined (but in a timestamp column, where each string is
+checked: ``core.exact.crate_timestamp_text``) (what its size needs anyway): the join raises
 ``TypeError`` unless every value is a ``str``, which ``crate_refusal`` never refuses.  One
 whose first value is an ``int``, in a column whose range is that of an ``array`` type (every
 integer column; not a floating one, where 2**53 bounds an exact integer), is packed as that
@@ -50,7 +51,7 @@ from typing import Any
 import orjson
 
 from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
-from async_etl.core.exact import CRATE_INT_BITS, UNZONED, ZONED
+from async_etl.core.exact import CRATE_INT_BITS, TIMESTAMPS, UNZONED, ZONED, crate_timestamp_text
 
 _NONE = type(None)
 _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
@@ -65,13 +66,18 @@ also the ``struct`` format (native sizes) of that width."""
 
 
 def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> bool:
-    """True when ``crate_refusal`` refuses no value of ``column`` (whole-column builtins)."""
-    if kinds <= _PLAIN:
+    """True when ``crate_refusal`` refuses no value of ``column`` (whole-column builtins).
+
+    In a timestamp column a ``str`` is checked one by one (``crate_timestamp_text``).
+    """
+    if kinds <= _PLAIN and not (str in kinds and base in TIMESTAMPS):
         return True
     values: Sequence[Any] = column
     if _NONE in kinds:
         kinds = kinds - {_NONE}
         values = [v for v in column if v is not None]
+    if kinds == {str}:
+        return not any(crate_timestamp_text(v, base) for v in values)
     if kinds == {float}:
         return _finite(values, base)
     if kinds == {int}:
@@ -154,7 +160,7 @@ class ColumnPlan:
             pick = operator.itemgetter(i)
             head = first[i]
             kind = type(head)
-            if isinstance(head, str):
+            if isinstance(head, str) and base not in TIMESTAMPS:
                 try:  # every value a str: never refused, sized by its length
                     total += len("".join(map(pick, rows))) + 4 * count
                     continue

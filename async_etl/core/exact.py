@@ -54,6 +54,7 @@ __all__ = [
     "crate_refusal",
     "crate_row_check",
     "crate_sent",
+    "crate_timestamp_text",
     "json_refusal",
     "locale_text_problem",
     "oracle_number_as_decimal",
@@ -113,8 +114,48 @@ def crate_sent(value: Any, pg_type: str) -> Any:
     return value
 
 
+ZONED = frozenset({"timestamp with time zone", "timestamptz"})
+UNZONED = frozenset({"timestamp without time zone", "timestamp"})
+"""Base type names (``base_type``) of the timestamp columns with and without a time zone."""
+TIMESTAMPS = ZONED | UNZONED
+
+_CRATE_TS_TEXT = re.compile(
+    r"\d{4,}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:\.(\d+))?(Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+"""CrateDB's timestamp string literal: ``date-element [time-separator [time-element
+[offset]]]``, fraction ``'.' digit+``, offset ``{+ | -} HH [:mm] | 'Z'`` (CrateDB docs, Data
+types, TIMESTAMP); group 1 the fraction's digits, group 2 the offset."""
+
+
+def crate_timestamp_text(value: str, base: str) -> str | None:
+    """Why CrateDB would store the timestamp string ``value`` changed in a ``base`` column, or None.
+
+    CrateDB keeps milliseconds (a fraction's further digits are cut), and "A TIMESTAMP without
+    a timezone will be converted to UTC without the offset" (CrateDB docs, Data types,
+    TIMESTAMP): a non-zero offset into TIMESTAMP WITHOUT TIME ZONE would be dropped.  A string
+    that is not such a literal is left to the server (it refuses what it cannot parse).
+    """
+    match = _CRATE_TS_TEXT.fullmatch(value)
+    if match is None:
+        return None
+    fraction, offset = match.groups()
+    if fraction and fraction[3:].strip("0"):
+        return (
+            f"timestamp {_short(value)} has digits past the millisecond; CrateDB stores "
+            "milliseconds (it would cut them)"
+        )
+    if offset and base in UNZONED and offset != "Z" and offset[1:].strip("0:"):
+        return (
+            f"timestamp {_short(value)} has an offset; CrateDB ignores it for a TIMESTAMP "
+            "WITHOUT TIME ZONE (it would store the wall clock as UTC)"
+        )
+    return None
+
+
 def _crate_scalar(value: Any, base: str) -> str | None:
-    if isinstance(value, bool) or value is None or isinstance(value, str | bytes | bytearray):
+    if isinstance(value, str):
+        return crate_timestamp_text(value, base) if base in TIMESTAMPS else None
+    if isinstance(value, bool) or value is None or isinstance(value, bytes | bytearray):
         return None
     if isinstance(value, int):
         if not BIGINT_RANGE[0] <= value <= BIGINT_RANGE[1]:
@@ -187,9 +228,6 @@ def _crate_value(value: Any, base: str, array: bool) -> str | None:
 
 NEEDS_AWARE = "timestamptz needs a timezone-aware datetime"
 NEEDS_NAIVE = "timestamp (without time zone) needs a naive datetime"
-ZONED = frozenset({"timestamp with time zone", "timestamptz"})
-UNZONED = frozenset({"timestamp without time zone", "timestamp"})
-"""Base type names (``base_type``) of the timestamp columns with and without a time zone."""
 
 
 def zone_refusal(value: Any, base: str) -> str | None:
@@ -213,6 +251,8 @@ def crate_refusal(value: Any, pg_type: str) -> str | None:
 
 _PLAIN = frozenset({str, bool, type(None)})
 """Value types CrateDB's JSON always carries as they are (checked without a call)."""
+_PLAIN_TS = frozenset({bool, type(None)})
+"""``_PLAIN`` for a timestamp column: a string is checked (``crate_timestamp_text``)."""
 
 
 def _zone(value: Any, base: str, array: bool) -> str | None:
@@ -236,10 +276,11 @@ def crate_row_check(
     """
     types = pg_types or [""] * len(names)
     columns = [(n, *base_type(t)) for n, t in zip(names, types, strict=True)]
+    skips = [_PLAIN_TS if base in TIMESTAMPS else _PLAIN for _, base, _ in columns]
 
     def check(row: Sequence[Any]) -> str | None:
-        for value, (name, base, array) in zip(row, columns, strict=False):
-            if type(value) in _PLAIN:
+        for value, (name, base, array), plain in zip(row, columns, skips, strict=False):
+            if type(value) in plain:
                 continue
             reason = (zones and _zone(value, base, array)) or _crate_value(value, base, array)
             if reason is not None:

@@ -334,3 +334,38 @@ async def test_a_declared_column_crate_reserves_is_refused_in_one_line() -> None
         assert not crate.catalog.tables
     line = err.value.message
     assert "\n" not in line and "column '_x'" in line and "system columns" in line
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad", "why"),
+    [
+        ("TIMESTAMP WITHOUT TIME ZONE", "2026-01-01T00:00:00.123456",
+         "column at: timestamp '2026-01-01T00:00:00.123456' has digits past the millisecond; "
+         "CrateDB stores milliseconds (it would cut them)"),
+        ("TIMESTAMP WITH TIME ZONE", "2026-01-01 00:00:00.0005Z",
+         "column at: timestamp '2026-01-01 00:00:00.0005Z' has digits past the millisecond; "
+         "CrateDB stores milliseconds (it would cut them)"),
+        ("TIMESTAMP WITHOUT TIME ZONE", "2026-01-01T00:00:00+02:00",
+         "column at: timestamp '2026-01-01T00:00:00+02:00' has an offset; CrateDB ignores it "
+         "for a TIMESTAMP WITHOUT TIME ZONE (it would store the wall clock as UTC)"),
+    ],
+    ids=["micros-no-tz", "micros-tz", "offset-no-tz"],
+)  # fmt: skip
+async def test_a_timestamp_string_crate_would_change_rejects_its_row(
+    crate_standin: CrateStandIn, kind: str, bad: str, why: str
+) -> None:
+    """An ISO string CrateDB would store cut or shifted is refused; exact ones are stored."""
+    good = ["2026-01-01T00:00:00.123", "2026-01-01 00:00:00.120000", "2026-01-01", None]
+    if "WITH TIME" in kind:
+        good.append("2026-01-01T00:00:00.123+02:00")
+    else:
+        good.append("2026-01-01T00:00:00Z")
+    values = [*good[:2], bad, *good[2:]]
+    columns = {"id": "BIGINT", "at": kind}
+    async with open_writer(crate_standin.url, table="ts", columns=columns, primary_key=["id"]) as w:
+        await w.write_many([(i, v) for i, v in enumerate(values)])
+        await w.write((100, bad))
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (len(good), 2, 0)
+    assert [(r.row, r.reason) for r in report.rejected_rows] == [((2, bad), why), ((100, bad), why)]
+    assert await _ids(crate_standin, "ts") == [i for i in range(len(values)) if i != 2]
