@@ -21,7 +21,7 @@ import anyio
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, PLAN_NOT_FROM_STDIN, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
 from async_etl.cli.run import metrics_address
-from async_etl.cli.signals import watch_signals
+from async_etl.cli.signals import EarlySignals, watch_signals
 from async_etl.core.urls import METRICS_HOST
 from async_etl.errors import ConfigError
 from async_etl.log import configure_logging
@@ -83,6 +83,7 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the plan from parsed arguments; returns the exit status (see the module doc)."""
+    early = EarlySignals().install()  # before Ray and the loop start: a signal still stops gently
     metrics = metrics_address(args)  # a flag mistake is told before the plan is read
     if args.plan == "-":
         raise ConfigError(f"orchestrate -: {PLAN_NOT_FROM_STDIN}")
@@ -92,7 +93,9 @@ def main(args: argparse.Namespace) -> int:
     configure_logging("json" if args.log_format == "json" else "console")
     runner = _ray_runner(args.ray, args.ray_actors, plan.local_max)
     outcome = loop.run(
-        lambda: orchestrate(plan, live=live, fresh=args.fresh, metrics=metrics, runner=runner),
+        lambda: orchestrate(
+            plan, live=live, fresh=args.fresh, metrics=metrics, runner=runner, early=early
+        ),
         use_uvloop=args.uvloop,
     )
     if outcome is None:
@@ -124,11 +127,13 @@ async def orchestrate(
     fresh: bool = False,
     metrics: tuple[int | None, str] = (None, METRICS_HOST),
     runner: JobRunner | None = None,
+    early: EarlySignals | None = None,
 ) -> PlanOutcome | None:
     """Run ``plan`` with a view and signal handling; None when a second signal cancelled it.
 
     First SIGINT/SIGTERM: stop launching and ask running jobs to stop at a chunk boundary.
-    Second: cancel the running jobs (each still marks its run STOPPED, shielded).
+    Second: cancel the running jobs (each still marks its run STOPPED, shielded).  Signals
+    ``early`` caught before the loop ran count first.
     """
     view = LiveView() if live else LogView()
     collector = JobCollector()
@@ -144,6 +149,7 @@ async def orchestrate(
                         orch.request_stop,
                         lambda _: work.cancel(),
                         second_note="second signal: cancelling the running jobs",
+                        early=early,
                     )
                 )
                 try:

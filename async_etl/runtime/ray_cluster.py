@@ -10,7 +10,11 @@ nothing else in the package imports it, so ``import async_etl`` and every comman
 from __future__ import annotations
 
 import re
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -66,11 +70,37 @@ def connect(address: str, flag: str = "--ray", **init: Any) -> ModuleType:
     target = None if address == "local" else address
     _reports_to_stderr(ray)
     try:
-        ray.init(address=target, log_to_driver=False, include_dashboard=False, **init)
+        with _own_sigterm_kept(ray):
+            ray.init(address=target, log_to_driver=False, include_dashboard=False, **init)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{flag} {address}: cannot join the Ray cluster: {first}") from exc
     return ray
+
+
+@contextmanager
+def _own_sigterm_kept(ray: ModuleType) -> Iterator[None]:
+    """During ``ray.init``, keep a SIGTERM handler this process installed (the commands' own).
+
+    ``ray.init`` replaces the SIGTERM handler twice (``sys.exit(15)`` while it connects, then
+    one that kills a local instance's processes and exits 1), so a SIGTERM while Ray started
+    ended ``orchestrate --ray`` with no word instead of stopping its plan.  Ray sets them through
+    ``ray._private.utils.set_sigterm_handler``, made a no-op here while the process has a
+    handler of its own; with the default one, Ray's are installed as before.
+    """
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    setter = getattr(utils, "set_sigterm_handler", None)
+    own = threading.current_thread() is threading.main_thread() and callable(
+        signal.getsignal(signal.SIGTERM)
+    )
+    if setter is None or not own:
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = setter  # type: ignore[union-attr]
 
 
 def _reports_to_stderr(ray: ModuleType) -> None:

@@ -49,24 +49,30 @@ def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def signal_once_started(cmd: list[str], signum: int) -> tuple[int, str, str]:
+    """Start ``cmd`` with SIGINT ignored, send ``signum`` once it has a child process.
+
+    Returns its exit status, stdout and stderr.
+    """
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint
+    )
+    try:
+        wait_for_children(proc, 1)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, stdout, stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_pool_starts_stops_gently_with_summary(signum: int, tmp_path: Path) -> None:
     """SIGINT / SIGTERM while the pool starts, SIGINT inherited ignored: exit 0, a summary."""
     out = tmp_path / "summary.json"
-    proc = subprocess.Popen(
-        bench_cmd(out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=ignore_sigint,
-    )
-    try:
-        wait_for_children(proc, 1)  # the pool is starting: the loop watches no signal yet
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr
+    # the pool is starting: the loop watches no signal yet
+    returncode, stdout, stderr = signal_once_started(bench_cmd(out), signum)
+    assert returncode == 0, stderr
     assert "async-etl bench" in stdout
     assert json.loads(out.read_text())["stopped_by"] == "signal"
 
