@@ -58,7 +58,8 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
                               options.retry):  # fmt: skip
         built_as, spec = spec.mode, as_new_build(spec)
     if decision.window is not None:
-        source = make_source(spec, decision.window)
+        read, source = source.plan_read, make_source(spec, decision.window)
+        source.plan_read = read  # the cursor check's EXPLAIN: the estimate's too
     ctx = JobContext(spec=spec, run_id=decision.run_id, as_of=decision.as_of,
                      columns=decision.columns, cols=decision.cols, hold=holder,
                      stop=anyio.Event(), state_url=spec.state.url, window=decision.window,

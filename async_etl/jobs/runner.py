@@ -331,7 +331,8 @@ class _JobRun(RunTally):
             after_all=decision.after_all,
         )
         if decision.window is not None:
-            self.source = make_source(self.spec, decision.window)
+            read, self.source = self.source.plan_read, make_source(self.spec, decision.window)
+            self.source.plan_read = read  # the cursor check's EXPLAIN: the estimate's too
         self.ctx = ctx
         self.holder.stop = ctx.stop
         with structlog.contextvars.bound_contextvars(run_id=ctx.run_id):

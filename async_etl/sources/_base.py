@@ -46,6 +46,9 @@ class SourceBase:
         self.table = table
         self.window = window
         self.where = f"source {mask_url(url)}"
+        self.plan_read: Any = None
+        """The source's ``EXPLAIN`` document a cursor check read (``query_plan``), for the
+        run's estimate to take instead of reading it again; None: none."""
 
     style: Style
     """The SQL dialect of the source's statements (``core.scd_sql_common``)."""

@@ -39,6 +39,8 @@ class Source(Protocol):
 
     dialect: str
     url: str
+    plan_read: Any
+    """The ``EXPLAIN`` document ``query_plan`` read, for ``estimate`` to take (None: none)."""
 
     async def columns(self, conn: Any) -> list[tuple[str, str]]:
         """(name, PostgreSQL-compatible type) of each source column, in order."""

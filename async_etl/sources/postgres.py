@@ -129,6 +129,8 @@ class PgSource(SourceBase):
         A window with a lower bound (an incremental run after the first) is counted exactly.
         The ``EXPLAIN`` document comes back as the plan (a query, a view, a table without
         statistics: ``incremental.row_cap`` reads it with no further round trip); else None.
+        A plan ``query_plan`` read (a first incremental run's cursor check: the same rows, no
+        window yet) is taken instead of a second ``EXPLAIN``, once.
         """
         if self.window is not None and self.window.start is not None:
             st = inc.window_count_sql("pg", self.relation, self.window)
@@ -140,8 +142,12 @@ class PgSource(SourceBase):
             value = await conn.fetchval(st.text, quote(self.table))
             if value is not None and int(value) >= 0:
                 return Estimate(int(value), None)
-        query = self.query if self.query is not None else f"SELECT * FROM {quote(self.table or '')}"
-        doc = await conn.fetchval(pg.estimate_query_sql(query).text)
+        doc, self.plan_read = self.plan_read, None  # query_plan's, taken once
+        if doc is None:
+            query = (
+                self.query if self.query is not None else f"SELECT * FROM {quote(self.table or '')}"
+            )
+            doc = await conn.fetchval(pg.estimate_query_sql(query).text)
         try:
             return Estimate(pg.parse_explain_rows(doc), doc)
         except (KeyError, IndexError, TypeError, ValueError):
@@ -203,9 +209,13 @@ class PgSource(SourceBase):
     async def query_plan(self, conn: Any) -> Any:
         """PostgreSQL's plan of reading the whole source, for ``incremental.row_cap``.
 
-        ``EXPLAIN (FORMAT JSON)`` without ``ANALYZE``: planned, not run.
+        ``EXPLAIN (FORMAT JSON)`` without ``ANALYZE``: planned, not run.  Kept as
+        ``plan_read`` for the next ``estimate``, which then sends none.
         """
-        return await conn.fetchval(pg.estimate_query_sql(f"SELECT * FROM {self.relation}").text)
+        self.plan_read = await conn.fetchval(
+            pg.estimate_query_sql(f"SELECT * FROM {self.relation}").text
+        )
+        return self.plan_read
 
     @reads
     async def holds(self, conn: Any, column: str, value: Any) -> bool:

@@ -744,3 +744,32 @@ async def test_a_copy_process_ends_its_last_connections_without_waiting(pg_dsn: 
     )
     assert await fetchval(pg_dsn, sql) == 0  # the job's lock was released before the exit
     assert await open_connections(pg_dsn) == 0
+
+
+async def test_a_first_incremental_run_of_a_query_explains_it_once(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cursor check's EXPLAIN is the estimate's too: one EXPLAIN round trip, not two."""
+    from async_etl.jobs.runner import run_job
+    from async_etl.sources import postgres
+    from tests.integration.jobs_helpers import spec_of
+
+    await _execute(pg_dsn, "CREATE TABLE ev (id int PRIMARY KEY, d int)")
+    await _execute(pg_dsn, "INSERT INTO ev SELECT g, g FROM generate_series(1, 50) g")
+    explained: list[str] = []
+    build = postgres.pg.estimate_query_sql
+
+    def counted(query: str) -> Any:
+        explained.append(query)
+        return build(query)
+
+    monkeypatch.setattr(postgres.pg, "estimate_query_sql", counted)
+    spec = spec_of(
+        f'name = "once"\n[source]\nurl = "{pg_dsn}"\nquery = "SELECT id, d FROM ev"\n'
+        f'key = ["id"]\nincremental = "d"\n[target]\nurl = "{pg_dsn}"\ntable = "dw.once"\n'
+        "[scd]\ntype = 1\n"
+    )
+    result = await run_job(spec)
+    assert result.status == "SUCCEEDED", result.error
+    assert len(explained) == 1, explained  # before: 2 (cursor check, then estimate)
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.once") == 50
