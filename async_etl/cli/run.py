@@ -23,7 +23,7 @@ import anyio
 from async_etl._launch import COMMAND
 from async_etl.cli.help import BAD_INPUT, LOG_FORMATS, add_command
 from async_etl.cli.output import json_out_path, text_stream, write_json
-from async_etl.cli.signals import watch_signals
+from async_etl.cli.signals import EarlySignals, watch_signals
 from async_etl.core.urls import METRICS_HOST
 from async_etl.drivers.postgres import process_ends_after
 from async_etl.errors import ConfigError, ErrorKind
@@ -161,6 +161,7 @@ def log_as_flagged(args: argparse.Namespace) -> None:
 
 def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     """Run ``spec`` with the run flags in ``args``; the exit status (see module doc)."""
+    early = EarlySignals().install()  # before Ray and the loop start: a signal still stops gently
     options = JobOptions(as_of=parse_as_of(args.as_of), fresh=args.fresh)
     json_out = json_out_path(args.json_out)
     live = args.log_format == "auto" and sys.stderr.isatty()
@@ -168,7 +169,7 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> int:
     metrics = metrics_address(args)
     executor = ray_executor(getattr(args, "ray", None), getattr(args, "ray_actors", None))
     result = loop.run(
-        lambda: _run(spec, options, live=live, metrics=metrics, executor=executor),
+        lambda: _run(spec, options, live=live, metrics=metrics, executor=executor, early=early),
         use_uvloop=args.uvloop,
     )
     if result is None:
@@ -213,11 +214,13 @@ async def _run(
     live: bool,
     metrics: tuple[int | None, str] = (None, METRICS_HOST),
     executor: RayChunks | None = None,
+    early: EarlySignals | None = None,
 ) -> JobResult | None:
     """Run the job with signal handling; None when a second signal cancelled it.
 
     First SIGINT/SIGTERM: stop at a safe point (the result says STOPPED).  Second: cancel the
-    chunks in flight; the job's shielded cleanup still marks the run STOPPED.
+    chunks in flight; the job's shielded cleanup still marks the run STOPPED.  Signals
+    ``early`` caught before the loop ran count first.
     """
     if COMMAND:  # the process ends after this run: its last closes need not wait
         process_ends_after()
@@ -234,6 +237,7 @@ async def _run(
                     lambda _: work.cancel(),
                     first_note="stopping after the chunks in flight ...",
                     second_note="second signal: stopping now",
+                    early=early,
                 )
             )
             with view as show, serve_metrics(metrics[0], [collector], metrics[1]):
