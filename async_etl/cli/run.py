@@ -88,7 +88,8 @@ def add_run_flags(p: Any) -> None:
                    help="start a new run instead of resuming the unfinished one")  # fmt: skip
     p.add_argument("--full-refresh", dest="full_refresh", action="store_true",
                    help="rebuild the target in a new table and swap it in at the end (the job's "
-                        "SCD type; refuses to drop type-2 history)")  # fmt: skip
+                        "SCD type; [scd] deletes / tracked / overwrite do not apply to this run; "
+                        "refuses to drop type-2 history)")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="override a job-file key (repeatable)")  # fmt: skip

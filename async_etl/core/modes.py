@@ -18,7 +18,9 @@ A job loads its target in one of four modes (the field's names):
   version from the run's as-of time.  A full refresh never destroys history silently
   (``refresh_problem``): it refuses to rebuild a type-2 table as type 1, and to rebuild a
   type-2 table that holds expired versions (a normal run keeps them; dropping the table
-  first is the explicit way to start over from the source alone).
+  first is the explicit way to start over from the source alone).  It compares nothing, so
+  the ``[scd]`` keys that only say how a merge compares (``COMPARISON_KEYS``) are refused in a
+  job whose own mode it is, and set aside for a ``--full-refresh`` run of a merge / scd2 job.
 
 How each dialect swaps (``swap_sql``):
 
@@ -40,11 +42,13 @@ from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
 from async_etl.core.scd_sql_common import Sql, quote, short_name
-from async_etl.core.specs import ScdColumns
+from async_etl.core.specs import ScdColumns, ScdSpec
 
 __all__ = [
+    "COMPARISON_KEYS",
     "MODES",
     "Mode",
+    "comparison_keys",
     "crate_swap_sql",
     "indexes_after_load",
     "indexes_during_load",
@@ -52,6 +56,7 @@ __all__ = [
     "new_table",
     "oracle_swap_sql",
     "pg_swap_sql",
+    "refresh_compares",
     "refresh_problem",
     "resume_problem",
     "synonym_swap_sql",
@@ -75,6 +80,34 @@ def mode_of(text: str) -> Mode:
     if word in _ALIASES:
         return _ALIASES[word]
     raise ValueError(f"expected one of {', '.join(MODES)} (or replace), got {text!r}")
+
+
+COMPARISON_KEYS = ("deletes", "tracked", "overwrite")
+"""The ``[scd]`` keys that only say how a merge / scd2 run compares the source with the target
+(which change makes a new version, what a missing key means)."""
+
+REFRESH_COMPARES = (
+    "not with mode full_refresh: a full refresh replaces the table with the source's rows, "
+    "there is nothing to compare (no change or missing key to detect); remove it, or use "
+    "mode merge / scd2"
+)
+"""Why a full refresh refuses a ``COMPARISON_KEYS`` key, after the key's name."""
+
+
+def comparison_keys(scd: ScdSpec) -> tuple[str, ...]:
+    """The ``COMPARISON_KEYS`` that ``scd`` sets away from their defaults, in that order."""
+    unset = {"deletes": scd.deletes == "ignore", "tracked": scd.tracked is None,
+             "overwrite": not scd.overwrite}  # fmt: skip
+    return tuple(k for k in COMPARISON_KEYS if not unset[k])
+
+
+def refresh_compares(mode: str, scd: ScdSpec) -> str | None:
+    """``[scd] KEY: why`` when a ``mode`` full refresh carries a comparison key (None: fine).
+
+    For a job built in code; the job file's loader says the same naming the file.
+    """
+    keys = comparison_keys(scd) if mode == "full_refresh" else ()
+    return f"[scd] {keys[0]}: {REFRESH_COMPARES}" if keys else None
 
 
 def new_table(table: str, suffix: str = NEW_SUFFIX) -> str:

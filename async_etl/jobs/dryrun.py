@@ -28,7 +28,7 @@ from async_etl.jobs.planning import (
     stored_sizing,
     survey,
 )
-from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.spec import JobSpec, refuse_unused
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 from async_etl.sources.port import Source
@@ -41,6 +41,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
 
     Connection failures that persist after the run's retries raise as the run would.
     """
+    refuse_unused(spec)  # a spec built in code; the loader refuses the same in a file
     options = options.with_job_retry(spec.retry)
     source, target = make_source(spec), make_target(spec)
     holder = BudgetHolder(LimiterBudget(3), ConnectionMeter())

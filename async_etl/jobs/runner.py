@@ -123,7 +123,7 @@ from async_etl.jobs.planning import (
     survey,
 )
 from async_etl.jobs.progress import RateMeter
-from async_etl.jobs.spec import JobSpec
+from async_etl.jobs.spec import JobSpec, refuse_unused
 from async_etl.jobs.tally import RunTally
 from async_etl.log import get_logger
 from async_etl.sources.port import Source
@@ -165,6 +165,7 @@ async def run_job(
     unknown columns, unreachable database, an as-of before the target's history); every
     failure after that is reported in the returned ``JobResult`` (status FAILED).
     """
+    refuse_unused(spec)  # a spec built in code; the loader refuses the same in a file
     options = options.with_job_retry(spec.retry)
     budget = budget or LimiterBudget(spec.parallel.max_workers + 2)
     source = make_source(spec)

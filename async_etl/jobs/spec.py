@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 from async_etl.core.auto_workers import parse_auto
 from async_etl.core.drift import Evolution
-from async_etl.core.modes import Mode, mode_of
+from async_etl.core.modes import (
+    COMPARISON_KEYS,
+    REFRESH_COMPARES,
+    Mode,
+    mode_of,
+    refresh_compares,
+)
 from async_etl.core.retry import STRATEGIES, RetryPolicy, delays_problem
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import Dialect, SqlTextError, limits_rows, source_query
@@ -44,6 +50,7 @@ __all__ = [
     "env_name",
     "load_job",
     "parse_job",
+    "refuse_unused",
 ]
 
 
@@ -151,6 +158,7 @@ def job_from_mapping(
     merged = env_values(env or {}, fail)
     merged.update(file_values(doc, fail))
     sets = set_values(overrides, fail)
+    own_refresh = _names_refresh(merged.get(("", "mode")))
     merged.update(_refresh_keeps_type(merged, sets))
     merged.update(sets)
     values: dict[tuple[str, str], Any] = {}
@@ -161,7 +169,16 @@ def job_from_mapping(
             values[(section, key)] = check_kind(raw, SCHEMA[section][key])
         except ValueError as exc:
             raise fail(origin, str(exc)) from None
-    return _build(_Values(values, where, fail), path)
+    kept = frozenset(k for k in values if k not in sets and not own_refresh)
+    return _build(_Values(values, where, fail, kept), path)
+
+
+def _names_refresh(given: tuple[Any, str] | None) -> bool:
+    """Whether the job's own ``mode`` (file or environment) is a full refresh."""
+    try:
+        return given is not None and mode_of(str(given[0])) == "full_refresh"
+    except ValueError:
+        return False  # _mode names the bad value
 
 
 def _refresh_keeps_type(merged: Gathered, sets: Gathered) -> Gathered:
@@ -190,9 +207,16 @@ class _Values:
     """The merged, type-checked values plus where each came from."""
 
     def __init__(
-        self, values: dict[tuple[str, str], Any], where: dict[tuple[str, str], str], fail: Fail
+        self,
+        values: dict[tuple[str, str], Any],
+        where: dict[tuple[str, str], str],
+        fail: Fail,
+        kept: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self.values, self.where, self.fail = values, where, fail
+        # the keys a per-run full refresh sets aside: written for the job's own mode (file,
+        # environment) when that is not a full refresh; a --set key is the run's own
+        self.kept = kept
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
         return self.values.get((section, key), default)
@@ -297,7 +321,9 @@ def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:
     ``merge`` / ``scd2`` set ``[scd] type`` (a different type given too is an error);
     ``append`` takes no ``[scd]`` key; ``full_refresh`` keeps the table shape of
     ``[scd] type`` (1 unless given; ``--set mode=full_refresh`` over a ``merge`` / ``scd2`` job
-    keeps that job's type, ``_refresh_keeps_type``) and ignores change and delete detection.
+    keeps that job's type, ``_refresh_keeps_type``).  It compares nothing: ``[scd]``
+    deletes / tracked / overwrite are refused in a job whose own mode it is (or set with
+    ``--set`` for the run), and set aside when the run's override makes it one.
     """
     if not v.has("", "mode"):
         scd = _scd(v, source)
@@ -327,7 +353,12 @@ def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:
         raise v.error("", "mode", "full_refresh reads the whole source: remove "
                       "[source] incremental")  # fmt: skip
     v.values.setdefault(("scd", "type"), 1)
-    v.values.pop(("scd", "deletes"), None)  # the fresh table holds exactly the source's keys
+    for key in COMPARISON_KEYS:  # the fresh table holds the source's rows: nothing compared
+        if ("scd", key) not in v.values:
+            continue
+        if ("scd", key) not in v.kept:
+            raise v.error("scd", key, REFRESH_COMPARES)
+        del v.values[("scd", key)]  # --full-refresh of a merge / scd2 job: not for this run
     return mode, _scd(v, source)
 
 
@@ -409,6 +440,17 @@ def _scd(v: _Values, source: SourceSpec) -> ScdSpec:
             raise v.error("scd", key, f"column name {col!r} is already used")
     return ScdSpec(type=kind, business_key=bkey, tracked=tracked, overwrite=overwrite,
                    deletes=deletes, **names)  # fmt: skip
+
+
+def refuse_unused(spec: JobSpec) -> None:
+    """Raise ``ConfigError`` when ``spec`` carries a setting its mode never uses.
+
+    For a ``JobSpec`` built in code (the loader refuses the same in a job file, naming it):
+    a ``full_refresh`` with ``ScdSpec`` deletes / tracked / overwrite (``core.modes``).
+    """
+    problem = refresh_compares(spec.mode, spec.scd)
+    if problem is not None:
+        raise ConfigError(f"job {spec.name}: {problem}")
 
 
 def load_job(

@@ -56,6 +56,62 @@ def test_full_refresh_keeps_type_2_shape_and_drops_deletes() -> None:
     assert (spec.mode, spec.scd.type, spec.scd.deletes) == ("full_refresh", 2, "ignore")
 
 
+COMPARE_ONLY = [("deletes", '"expire"'), ("tracked", '["v"]'), ("overwrite", '["w"]')]
+"""The ``[scd]`` keys that only say how a merge / SCD2 run compares source and target."""
+
+
+@pytest.mark.parametrize("mode", ["full_refresh", "replace"])
+@pytest.mark.parametrize(("key", "value"), COMPARE_ONLY)
+def test_a_full_refresh_job_file_refuses_the_keys_of_a_comparison(
+    mode: str, key: str, value: str
+) -> None:
+    """`mode = "full_refresh"` with [scd] deletes / tracked / overwrite: one line, file and key."""
+    scd = f"[scd]\ntype = 2\n{key} = {value}"
+    with pytest.raises(ConfigError) as info:
+        parse_job(job(f'mode = "{mode}"', scd), path="jobs/t.toml", env={})
+    message = str(info.value)
+    assert message.startswith(f"job file jobs/t.toml: [scd] {key}: not with mode full_refresh")
+    assert "replaces the table" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("key", "value"), COMPARE_ONLY)
+def test_a_full_refresh_from_the_environment_refuses_them_too(key: str, value: str) -> None:
+    """ASYNC_ETL_MODE=full_refresh is the job's own mode: a written comparison key is refused."""
+    with pytest.raises(ConfigError, match=f"\\[scd\\] {key}: not with mode full_refresh"):
+        parse_job(job(scd=f"[scd]\ntype = 2\n{key} = {value}"),
+                  env={"ASYNC_ETL_MODE": "full_refresh"})  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value"), COMPARE_ONLY)
+@pytest.mark.parametrize("head", ['mode = "scd2"', 'mode = "full_refresh"'])
+def test_a_comparison_key_set_for_a_full_refresh_run_is_refused(
+    head: str, key: str, value: str
+) -> None:
+    """`--set scd.<key>=...` with a full-refresh run would do nothing: refused, naming the --set."""
+    with pytest.raises(ConfigError) as info:
+        parse_job(job(head, "[scd]\ntype = 2"), env={},
+                  overrides=["mode=full_refresh", f"scd.{key}={value}"])  # fmt: skip
+    assert f"--set scd.{key}={value}: not with mode full_refresh" in str(info.value)
+
+
+def test_full_refresh_run_of_a_merge_or_scd2_job_sets_its_comparison_aside() -> None:
+    """`--full-refresh` over an scd2 job with those keys runs; the spec carries none of them."""
+    scd = '[scd]\ntype = 2\ndeletes = "expire"\ntracked = ["v"]\noverwrite = ["w"]'
+    spec = parse_job(job('mode = "scd2"', scd), env={}, overrides=["mode=full_refresh"])
+    assert (spec.mode, spec.scd.type) == ("full_refresh", 2)
+    assert (spec.scd.deletes, spec.scd.tracked, spec.scd.overwrite) == ("ignore", None, ())
+    kept = parse_job(job('mode = "scd2"', scd), env={})
+    assert (kept.scd.deletes, kept.scd.tracked, kept.scd.overwrite) == ("expire", ("v",), ("w",))
+
+
+@pytest.mark.parametrize("key", ["business_key", "valid_from", "valid_to", "is_current"])
+def test_a_full_refresh_keeps_the_keys_that_shape_its_table(key: str) -> None:
+    """[scd] business_key and the validity column names shape the new table: still accepted."""
+    value = '["id", "k"]' if key == "business_key" else '"x_col"'
+    spec = parse_job(job('mode = "full_refresh"', f"[scd]\ntype = 2\n{key} = {value}"), env={})
+    assert spec.mode == "full_refresh" and spec.scd.type == 2
+
+
 @pytest.mark.parametrize(("extra", "scd", "target", "state", "message"), [
     ('mode = "upsert"', "", PG, "", "mode: expected one of merge, scd2, append, full_refresh"),
     ('mode = "merge"', "[scd]\ntype = 2", PG, "", "mode merge is SCD type 1, got type 2"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -39,12 +40,17 @@ def at(day: int) -> datetime:
 
 def job_toml(name: str, dsn: str, table: str, *, kind: int = 2, workers: int = 3,
              chunk_size: int = 100, parallel: bool = True, extra: str = "") -> str:  # fmt: skip
-    """A job file over ``src.t`` (composite key a, b) into ``table``."""
-    scd = (
-        'type = 2\ntracked = ["name", "city"]\noverwrite = ["tier"]\ndeletes = "expire"'
-        if kind == 2
-        else 'type = 1\ndeletes = "delete"'
-    )
+    """A job file over ``src.t`` (composite key a, b) into ``table``.
+
+    A full refresh (``extra`` sets ``mode = "full_refresh"`` / ``"replace"``) compares nothing,
+    so its ``[scd]`` has only the ``type`` (the loader refuses deletes / tracked / overwrite).
+    """
+    if re.search(r'^mode = "(full_refresh|replace)"', extra, re.MULTILINE):
+        scd = f"type = {kind}"
+    elif kind == 2:
+        scd = 'type = 2\ntracked = ["name", "city"]\noverwrite = ["tier"]\ndeletes = "expire"'
+    else:
+        scd = 'type = 1\ndeletes = "delete"'
     return f"""
 name = "{name}"
 {extra}

@@ -54,8 +54,7 @@ from tests.integration.jobs_helpers import (
 def refresh_toml(name: str, dsn: str, table: str, kind: int, on_bad_row: str) -> str:
     """A full refresh job file of SCD ``kind`` shape with ``on_bad_row``."""
     extra = f'mode = "full_refresh"\non_bad_row = "{on_bad_row}"'
-    text = job_toml(name, dsn, table, kind=kind, extra=extra, chunk_size=70, workers=2)
-    return text.replace('deletes = "delete"', "") if kind == 1 else text
+    return job_toml(name, dsn, table, kind=kind, extra=extra, chunk_size=70, workers=2)
 
 
 async def make_target(dsn: str, table: str, cols: ScdColumns, *more: str) -> None:
