@@ -6,7 +6,8 @@ validation a job file does (``parse_job``), then runs like ``async-etl run``: sa
 same exit status, resumable (the job is named after the target table unless ``--name``).
 Modes: ``replace`` (full refresh, the default), ``append``, ``merge`` (SCD type 1), ``scd2``.
 Without ``--key`` (nor ``ASYNC_ETL_SOURCE_KEY``) a PostgreSQL source table's primary key is
-the key; a source table without one needs ``--key`` (one line, exit 2).
+the key; a source table without one needs ``--key`` (one line, exit 2); a source that cannot
+be connected to for that look-up is named as such (``copy --source: cannot connect ...``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import quote
 from async_etl.core.specs import is_table_name
 from async_etl.core.urls import dialect_of, mask_url, url_problem
-from async_etl.errors import AsyncEtlError, ConfigError
+from async_etl.errors import AsyncEtlError, ConfigError, unusable
 from async_etl.jobs.api import JOB_RETRY
 from async_etl.jobs.spec import JobSpec, parse_job
 from async_etl.runtime.retrying import retrying
@@ -141,40 +142,58 @@ async def source_primary_key(
     """The primary key of ``table`` at the PostgreSQL ``url``, or why it cannot be read.
 
     ``table`` is the job's ``[source] table``, as typed: quoted as the job quotes it, so
-    ``MiXed`` is the table ``"MiXed"``, never ``mixed``.  A source that cannot be reached yet
-    is retried with ``retry`` (the job's policy), as the run's own steps are.  The reason (a
-    string) names an unreachable source (URL masked), a missing table or a failed look-up,
-    for the loader's one-line refusal of a missing ``--key``.
+    ``MiXed`` is the table ``"MiXed"``, never ``mixed``.  A source that cannot be reached yet,
+    or whose connection breaks during the look-up, is retried with ``retry`` (the job's
+    policy), as the run's own steps are.  The reason (a string) names a missing table or a
+    look-up the server refused, for the loader's one-line refusal of a missing ``--key``.
+    Raises ``ConfigError`` (``unusable``: the cause's kind kept) naming ``--source`` when no
+    connection could be made or kept: the source is what failed, not the missing ``--key``.
     """
-    from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect_job
+    from async_etl.drivers.postgres import (
+        PG_ERRORS,
+        PostgresError,
+        close_quietly,
+        connect_job,
+        translate_pg,
+    )
 
     try:
         relation = quote(table)
     except ValueError:
         return "not a table name"  # the loader names the bad identifier itself
+
+    async def look_up() -> tuple[str, ...] | str:
+        conn = await connect_job(url, "copy-key")
+        try:
+            if await conn.fetchval("SELECT to_regclass($1)", relation) is None:
+                return NO_TABLE
+            return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, relation))
+        except PG_ERRORS as exc:
+            err = translate_pg(exc, f"PostgreSQL {mask_url(url)}")
+            if err.retryable or not isinstance(exc, PostgresError):
+                raise err from exc  # the connection, not the look-up: retried, then named
+            return f"{type(exc).__name__}: {exc}"  # the server refused it: --key can do
+        finally:
+            await close_quietly(conn)
+
     try:
-        conn = await retrying(
-            lambda: connect_job(url, "copy-key"), retry, what="read the source's primary key"
-        )
+        return await retrying(look_up, retry, what="read the source's primary key")
     except AsyncEtlError as exc:
-        return exc.message
-    try:
-        if await conn.fetchval("SELECT to_regclass($1)", relation) is None:
-            return NO_TABLE
-        return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, relation))
-    except PG_ERRORS as exc:  # a failed look-up leaves the key to --key
-        return f"{type(exc).__name__}: {exc}"
-    finally:
-        await close_quietly(conn)
+        raise unusable(
+            f"copy --source: cannot connect to read the primary key of {table} "
+            f"(no --key given): {exc.message}",
+            exc,
+        ) from exc
 
 
 def _default_key(args: argparse.Namespace, retry: RetryPolicy) -> tuple[str, ...] | str:
     """The source table's primary key (``()`` when it has none), or why it is unreadable.
 
-    Unreadable: no such table, an unreachable source, a source that is not PostgreSQL, a
+    Unreadable: no such table, a source that is not PostgreSQL, a
     ``--source`` URL the loader refuses (``url_problem``: a port past 65535 reached the driver,
     whose OverflowError was a traceback) or a ``--source-table`` / ``--target-table`` that is
     no table name: the loader then refuses that flag in one line, before any connection.
+    A source that cannot be connected to raises ``ConfigError`` (``source_primary_key``).
     """
     if not (is_table_name(args.source_table) and is_table_name(args.target_table)):
         return "not a table name"
