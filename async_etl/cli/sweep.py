@@ -40,7 +40,8 @@ from async_etl.runtime.engine import Engine
 from async_etl.sinks import open_sink
 from async_etl.sources.synthetic import Synthetic
 
-BENCH_DESTS = ("sink", "table", "batch_size", "generators", "seed", "schema_file", "payload_bytes")
+BENCH_DESTS = ("sink", "table", "batch_size", "generators", "seed", "schema_file", "payload_bytes",
+               "max_retries")  # fmt: skip
 """The bench flags a sweep takes, with bench's names, short flags and help."""
 EXIT_CODES = {
     0: "a knee was found",

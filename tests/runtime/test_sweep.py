@@ -106,6 +106,7 @@ def test_sweep_by_rate_refuses_a_bad_start_rate(capsys: pytest.CaptureFixture[st
         (["--threshold", "0"], "--threshold: must be > 0, got 0.0"),
         (["--out", "/proc/x"], "--out /proc/x/sweep.json: cannot write there"),
         (["--step-seconds", "inf"], "--step-seconds: must be a finite number, got inf"),
+        (["--max-retries", "-1"], "--max-retries: must be >= 0, got -1"),
     ],
 )
 def test_sweep_refuses_bad_numbers_and_paths_naming_the_flag(
@@ -134,3 +135,18 @@ def test_sweep_refuses_a_step_in_which_no_batch_finished(
     assert len(lines) == 1 and lines[0].startswith("async-etl: error: --step-seconds: "), lines
     assert "no batch finished inside the measured window" in lines[0]
     assert "knee:" not in captured.out
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_sweep_retries_an_unreachable_sink_as_bench_max_retries_says(
+    retries: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-retries N (bench's flag): a sink refusing connections is retried N times, one line."""
+    sink = "postgresql://postgres:hunter2@127.0.0.1:1/x"
+    code = main(["sweep", "--sink", sink, "--max-retries", str(retries), "--log-format", "json",
+                 "--out", str(tmp_path)])  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2, lines
+    assert sum('"retrying"' in line for line in lines) == retries, lines
+    assert lines[-1].startswith("async-etl: error: cannot use the sink: PostgreSQL "
+                                "postgresql://postgres:***@127.0.0.1:1/x"), lines  # fmt: skip
