@@ -6,7 +6,7 @@ from typing import Any
 
 from async_etl.config import BenchSettings
 from async_etl.core.stats import RunStats, Warmup
-from async_etl.core.summary import Summary
+from async_etl.core.summary import Summary, settle
 from async_etl.runtime.resources import ResourceMeter, peak_rss_mb
 from async_etl.typing import IdRange
 
@@ -32,16 +32,23 @@ def summarize(
     uvloop: bool,
     extra: dict[str, Any] | None = None,
 ) -> Summary:
-    """The summary of a run that ended at ``finished`` (warm-up excluded from the figures)."""
+    """The summary of a run that ended at ``finished`` (warm-up excluded from the figures).
+
+    Rows an abort left without an answer are delivered when the reconcile count finds them,
+    else undelivered (``core.summary.settle``): every generated row has an outcome.
+    """
     warm.check(stats, finished)
     measured_from, rows_before = warm.baseline()
     lat = stats.latency
+    landed, unconfirmed = settle(
+        issued.count, stats.rows, stats.rejected, stats.undelivered, reconciled
+    )
     return Summary(
         sink=sink,
         mode=mode,
-        records=stats.rows,
+        records=stats.rows + landed,
         generated=issued.count,
-        measured_records=stats.rows - rows_before,
+        measured_records=stats.rows + landed - rows_before,
         seconds=finished - measured_from,
         batches=stats.batches,
         batch_size=settings.batch_size,
@@ -50,7 +57,8 @@ def summarize(
         errors=stats.errors,
         retries=stats.retries,
         rejected=stats.rejected,
-        undelivered=stats.undelivered,
+        undelivered=stats.undelivered + unconfirmed,
+        interrupted=unconfirmed,
         latency_ms={
             q: round(lat.percentile(v), 3) for q, v in (("p50", 50), ("p95", 95), ("p99", 99))
         },

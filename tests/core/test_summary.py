@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from async_etl.core.summary import Summary
+import pytest
+
+from async_etl.core.summary import Summary, settle
 from tests.keys import SUMMARY_KEYS
 
 
@@ -69,3 +71,26 @@ def test_rejected_rows_problem_names_the_first_reasons() -> None:
         "1000 rows rejected by the sink: 900 x value too long for type character varying(3); "
         "60 x a; 30 x b"
     )
+
+
+@pytest.mark.parametrize(("counts", "reconciled", "expected"), [
+    ((1000, 600, 0, 0), 600, (0, 400)),  # the count finds none of the 400: all undelivered
+    ((1000, 600, 0, 0), 700, (100, 300)),  # 100 cancelled in flight did land: delivered
+    ((1000, 600, 50, 10), None, (0, 340)),  # no count: none confirmed
+    ((1000, 600, 0, 0), 2000, (400, 0)),  # a count past every row left confirms at most them
+    ((1000, 990, 0, 10), 990, (0, 0)),  # every row has an outcome already
+])  # fmt: skip
+def test_settle_gives_every_row_an_abort_left_an_outcome(
+    counts: tuple[int, int, int, int], reconciled: int | None, expected: tuple[int, int]
+) -> None:
+    """Rows without an answer: landed when the reconcile count finds them, else undelivered."""
+    assert settle(*counts, reconciled) == expected
+
+
+def test_an_aborted_runs_undelivered_rows_say_why() -> None:
+    """Rows an abort left unconfirmed are told apart from those whose retries ran out."""
+    summary = _summary(records=600, undelivered=400, interrupted=300, reconciled=600)
+    problems = summary.problems()
+    assert problems[0] == "100 rows not delivered after retries"
+    assert problems[1].startswith("300 rows not delivered: the run was aborted before the sink")
+    assert len(problems) == 2 and not summary.ok
