@@ -38,6 +38,7 @@ from typing import Literal
 from async_etl.core.scd_sql_common import Sql, check_type, quote
 
 __all__ = [
+    "ACROSS",
     "PG_GENERATED",
     "PG_RELKINDS",
     "PG_RELKIND_WHY",
@@ -71,7 +72,20 @@ _BLANK_PADDED = frozenset({"character", "char"})
 _INTS = ("smallint", "integer", "bigint")
 _ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smallint",
           "bool": "boolean", "float8": "double precision", "float4": "real",
-          "timestamptz": "timestamp with time zone", "decimal": "numeric"}  # fmt: skip
+          "timestamptz": "timestamp with time zone", "decimal": "numeric",
+          "varchar": "character varying", "char": "character", "bpchar": "character",
+          "string": "text"}  # fmt: skip
+ACROSS: frozenset[tuple[str, str]] = frozenset(
+    {(s, t) for s in _INTS for t in (*_INTS, "numeric") if s != t}
+    | {("real", "double precision")}
+    | {(s, t) for s in ("text", "character varying", "character")
+       for t in ("text", "character varying") if s != t}
+)  # fmt: skip
+"""The one table of (source, target) pairs of two base types (PostgreSQL names, modifiers
+off) whose values may fit across: ``sql_fits`` refuses every other pair of two base types and
+decides these by their modifiers (an integer into ``numeric(p,s)`` of a scale >= 0); a binary
+COPY casts exactly these (``core.pg_casts.copy_casts``), since their binary formats differ.
+A narrowing pair (bigint into integer) fits: the database refuses a value out of range."""
 _ORA_TEXT = frozenset({"VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR", "CLOB", "NCLOB"})
 _ORA_PADDED = frozenset({"CHAR", "NCHAR"})
 """Oracle's blank-padded text types: a shorter value is stored with trailing blanks added."""
@@ -149,7 +163,7 @@ def sql_fits(source: str, target: str) -> bool:
     """
     sb, smods, sarr = _split(source)
     tb, tmods, tarr = _split(target)
-    if sarr != tarr:
+    if sarr != tarr or (sb != tb and (sb, tb) not in ACROSS):
         return False
     if sb in _TEXT and tb in _TEXT:  # character(n) keeps no trailing blank of a text value
         if tb in _BLANK_PADDED or sb in _BLANK_PADDED:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from async_etl.core.drift import ACROSS
 from async_etl.core.scd_sql_common import check_type, quote
 
 __all__ = [
@@ -67,9 +68,6 @@ _ALIAS = {"int": "integer", "int4": "integer", "int8": "bigint", "int2": "smalli
           "varchar": "character varying", "char": "character", "bpchar": "character",
           "bool": "boolean", "timestamptz": "timestamp with time zone",
           "varbit": "bit varying"}  # fmt: skip
-_WIDENED = frozenset({"smallint", "integer", "bigint", "numeric", "real", "double precision",
-                      "text", "character varying", "character"})  # fmt: skip
-"""The base types of the pairs ``drift.sql_fits`` accepts across types: only these are cast."""
 _LENGTHLESS = {"character": "bpchar", "bit": "bit varying"}
 """Types whose name without a length means length 1: the name that means no limit."""
 
@@ -111,15 +109,14 @@ def copy_casts(types: Sequence[str], target_types: Sequence[str]) -> tuple[str |
     ``types``: the source's column types, ``target_types``: the existing target's, both as
     the drift check reads them (``format_type``, a domain as its base type; "" where not
     known, or ``()``).  A cast is the target's type through ``unbounded``, for a column whose
-    base type differs from the source's, both among the numeric and text types the drift
-    check widens between (see the module docstring); any other pair it accepts is one type.
+    base type differs from the source's, a pair of ``drift.ACROSS`` (the pairs the drift
+    check fits across types; see the module docstring); any other pair it accepts is one type.
     ``()`` when no column needs one.  Raises ``ValueError`` when the lengths differ.
     """
     casts: list[str | None] = []
     for source, target in _pairs(types, target_types):
         (sb, sdims), (tb, tdims) = _parts(source), _parts(target)
-        differs = sb != tb and bool(sdims) == bool(tdims)
-        differs = differs and sb in _WIDENED and tb in _WIDENED
+        differs = sb != tb and bool(sdims) == bool(tdims) and (sb, tb) in ACROSS
         casts.append(unbounded(target) if differs else None)
     return tuple(casts) if any(casts) else ()
 

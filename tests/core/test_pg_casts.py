@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from async_etl.core import drift
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.drift import sql_fits
@@ -108,3 +109,20 @@ def test_a_guarded_column_reads_longer_values_with_a_last_character_no_blank() -
     assert cast_select(["id", "a"], (), guards=(None, 3)).startswith('q."id", CASE')
     with pytest.raises(ValueError, match="2 columns against 2 casts, 1 guards"):
         cast_select(["id", "a"], (None, None), guards=(3,))
+
+
+_BASES = sorted({b for pair in drift.ACROSS for b in pair} | {
+    "boolean", "date", "timestamp without time zone", "timestamp with time zone", "json",
+    "jsonb", "bytea", "uuid", "interval", "time without time zone"})  # fmt: skip
+
+
+@pytest.mark.parametrize("pair", [(s, t) for s in _BASES for t in _BASES if s != t])
+def test_fits_and_casts_come_from_one_table(pair: tuple[str, str]) -> None:
+    """Every pair of two base types: the drift check fits it iff COPY casts it iff ACROSS has it."""
+    source, target = pair
+    listed = pair in drift.ACROSS
+    assert drift.sql_fits(source, target) is listed
+    assert copy_casts([source], [target]) == ((unbounded(target),) if listed else ())
+    assert copy_casts([f"{source}[]"], [f"{target}[]"]) == (
+        (f"{unbounded(target)}[]",) if listed else ()
+    )
