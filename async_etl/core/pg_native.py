@@ -61,7 +61,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
-from async_etl.core.row_codecs import PgColumn, bounded
+from async_etl.core.row_codecs import PgColumn, bounded, text_length
 
 _NONE = type(None)
 _TS_MAX = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)  # asyncpg writes infinity
@@ -142,9 +142,25 @@ def native_table(columns: Sequence[PgColumn]) -> bool:
     """True when every column's type is in ``NATIVE`` (else the reference encoders do it all).
 
     A bounded column (``timestamptz(0)``: ``row_codecs.bounded``) is not: the server would
-    round what the reference refuses.
+    round what the reference refuses.  A ``varchar(n)`` / ``character(n)`` column is: its
+    values' lengths are checked a column at a time (``_lengths_fit``).
     """
-    return bool(columns) and all(c.typname in NATIVE and not bounded(c) for c in columns)
+    return bool(columns) and all(
+        c.typname in NATIVE and (text_length(c) is not None or not bounded(c)) for c in columns
+    )
+
+
+def _lengths_fit(col: PgColumn, limit: int, values: Iterable[str]) -> bool:
+    """True when no value is longer than ``limit`` (nor shorter, for ``character(n)``).
+
+    What ``row_codecs.length_refusal`` refuses: PostgreSQL would cut or pad it.
+    """
+    lengths = list(map(len, values))
+    if not lengths:
+        return True
+    if col.typname == "bpchar":
+        return min(lengths) == max(lengths) == limit
+    return max(lengths) <= limit
 
 
 def _plain_column(col: PgColumn, column: Sequence[Any], found: frozenset[type]) -> bool:
@@ -160,7 +176,10 @@ def _plain_column(col: PgColumn, column: Sequence[Any], found: frozenset[type]) 
             return False  # the reference refuses the row with its reason
         kinds.discard(_NONE)
         checked = tuple(filter(_not_none, column))
-    return _CHECKS[col.typname](kinds, checked)
+    if not _CHECKS[col.typname](kinds, checked):
+        return False
+    limit = text_length(col)
+    return limit is None or _lengths_fit(col, limit, checked)
 
 
 _ONE_TYPE: Final[dict[str, type]] = {
@@ -175,18 +194,21 @@ class ColumnPlan:
     """How the intake looks at each column of a PostgreSQL table (see the module docstring).
 
     ``columns``: the table's columns in row order; ``probes``: each column's one-pass probe
-    (the one type its values must have; None: none); ``native``: ``native_table(columns)``.
+    (the one type its values must have; None: none); ``native``: ``native_table(columns)``;
+    ``lengths``: each column's ``varchar(n)`` / ``character(n)`` n (None: not checked).
     """
 
     columns: tuple[PgColumn, ...]
     probes: tuple[type | None, ...]
     native: bool
+    lengths: tuple[int | None, ...] = ()
 
     @classmethod
     def of(cls, columns: Sequence[PgColumn]) -> ColumnPlan:
         """The plan for these columns (any types; ``look`` is never plain unless native)."""
         cols = tuple(columns)
-        return cls(cols, tuple(_ONE_TYPE.get(c.typname) for c in cols), native_table(cols))
+        probes = tuple(_ONE_TYPE.get(c.typname) for c in cols)
+        return cls(cols, probes, native_table(cols), tuple(map(text_length, cols)))
 
     def look(self, rows: Sequence[tuple[Any, ...]], check: bool = True) -> tuple[bool, int]:
         """``(plain, size)`` of ``rows``: tuples (or lists) of ``len(columns)`` values.
@@ -200,7 +222,10 @@ class ColumnPlan:
             return plain, 0
         count = len(rows)
         total = ROW_OVERHEAD * count
-        for i, (col, probe) in enumerate(zip(self.columns, self.probes, strict=True)):
+        lengths = self.lengths or (None,) * len(self.columns)
+        for i, (col, probe, limit) in enumerate(
+            zip(self.columns, self.probes, lengths, strict=True)
+        ):
             pick = operator.itemgetter(i)
             if probe is str:
                 try:  # every value a str: its size and its NUL check need this join alone
@@ -210,6 +235,8 @@ class ColumnPlan:
                 else:
                     total += len(text) + 4 * count
                     plain = plain and "\x00" not in text
+                    if plain and limit is not None:  # varchar(n) / character(n) alone
+                        plain = _lengths_fit(col, limit, map(pick, rows))
                     continue
             elif probe is not None and operator.countOf(map(type, map(pick, rows)), probe) == count:
                 total += 8 * count  # all of the one type the check takes (so no NULL)

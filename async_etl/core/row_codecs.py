@@ -296,7 +296,8 @@ PG_TYPES: Final[Mapping[str, Encoder]] = {
 class PgColumn:
     """One target column: its name, ``typname``, whether it takes NULL, and its ``atttypmod``.
 
-    ``typmod`` -1 means none; ``numeric(p,s)``, ``timestamp(p)`` and ``time(p)`` have one.
+    ``typmod`` -1 means none; ``numeric(p,s)``, ``timestamp(p)``, ``time(p)``, ``varchar(n)``
+    and ``character(n)`` (``bpchar``) have one.
     """
 
     name: str
@@ -310,10 +311,20 @@ class PgColumn:
         bounds = _bounds(self)
         if bounds is None:
             return self.typname
-        return f"{self.typname}({','.join(map(str, bounds))})"
+        name = "character" if self.typname == "bpchar" else self.typname
+        return f"{name}({','.join(map(str, bounds))})"
 
 
 _PRECISION_TYPES = frozenset({"timestamp", "timestamptz", "time"})
+_LENGTH_TYPES = frozenset({"varchar", "bpchar"})
+"""The text types whose ``typmod`` is a length in characters plus 4 (``VARHDRSZ``)."""
+
+
+def text_length(col: PgColumn) -> int | None:
+    """The n of a ``varchar(n)`` or ``character(n)`` column; None for any other column."""
+    if col.typname in _LENGTH_TYPES and col.typmod >= 4:
+        return col.typmod - 4
+    return None
 
 
 def bounded(col: PgColumn) -> bool:
@@ -330,6 +341,8 @@ def _bounds(col: PgColumn) -> tuple[int, ...] | None:
         return (mod >> 16) & 0xFFFF, ((mod & 0x7FF) ^ 1024) - 1024  # the scale may be negative
     if col.typname in _PRECISION_TYPES:
         return (col.typmod,)
+    if col.typname in _LENGTH_TYPES:
+        return (col.typmod - 4,)
     return None
 
 
@@ -351,6 +364,41 @@ def _bounded_numeric(precision: int, scale: int) -> Encoder:
             )
         if len(digits) + exp > precision - scale:
             raise ValueError(f"{_short(v)} does not fit numeric({precision},{scale})")
+        return data
+
+    return enc
+
+
+def length_refusal(value: str, limit: int, padded: bool, type_text: str) -> str | None:
+    """Why PostgreSQL would store ``value`` changed in ``type_text`` (n = ``limit``), or None.
+
+    PostgreSQL refuses a longer value "unless the excess characters are all spaces, in which
+    case the string will be truncated to the maximum length", and a ``character(n)`` value
+    shorter than n "will be space-padded" (``padded``) (PostgreSQL docs, Character Types).
+    Both are refused here, so a value is stored exactly; length in characters (code points).
+    """
+    size = len(value)
+    if size > limit:
+        would = "refuse it" if value[limit:].strip(" ") else (
+            f"store it cut to its first {limit} (its excess is blanks)")  # fmt: skip
+        return f"text of {size} characters is longer than {type_text}; PostgreSQL would {would}"
+    if padded and size < limit:
+        return (
+            f"text of {size} characters is shorter than {type_text}; PostgreSQL would store "
+            f"it padded with blanks (pass exactly {limit} characters, or use varchar or text)"
+        )
+    return None
+
+
+def _bounded_text(encode: Encoder, col: PgColumn, limit: int) -> Encoder:
+    """A ``varchar(n)`` / ``character(n)`` encoder refusing what PostgreSQL would cut or pad."""
+    padded, type_text = col.typname == "bpchar", col.type_text
+
+    def enc(v: Any) -> bytes:
+        data = encode(v)
+        reason = length_refusal(v, limit, padded, type_text)
+        if reason is not None:
+            raise ValueError(reason)
         return data
 
     return enc
@@ -383,6 +431,8 @@ def column_encoder(col: PgColumn) -> Encoder:
         return encode
     if col.typname == "numeric":
         return _bounded_numeric(*bounds)
+    if col.typname in _LENGTH_TYPES:
+        return _bounded_text(encode, col, bounds[0])
     return _bounded_moment(encode, bounds[0], col.typname)
 
 

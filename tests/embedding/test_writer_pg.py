@@ -609,3 +609,35 @@ async def test_a_connection_goes_back_to_the_pool_without_a_reset_query(pg_dsn: 
     assert w.report.delivered == 10
     queries = [r[0] for r in got]
     assert len(queries) == 1 and "COPY" in queries[0], queries
+
+
+async def test_text_that_varchar_n_or_char_n_would_cut_or_pad_is_rejected(pg_dsn: str) -> None:
+    """varchar(n) / char(n): longer (even by blanks) or, for char(n), shorter text is refused."""
+    columns = {"id": "bigint", "v": "varchar(3)", "c": "character(3)"}
+    rows = [
+        (1, "abc", "xyz"), (2, "ab", "x z"), (3, "abc  ", "xyz"), (4, "abcd", "xyz"),
+        (5, "abc", "xy"), (6, "abc", "xyz "), (7, None, None), (8, "é€x", "€€€"),
+    ]  # fmt: skip
+    longer = "column 'v' (varchar(3)): text of {} characters is longer than varchar(3); "
+    expected = [
+        (3, longer.format(5) + "PostgreSQL would store it cut to its first 3 (its excess is "
+         "blanks)"),
+        (4, longer.format(4) + "PostgreSQL would refuse it"),
+        (5, "column 'c' (character(3)): text of 2 characters is shorter than character(3); "
+         "PostgreSQL would store it padded with blanks (pass exactly 3 characters, or use "
+         "varchar or text)"),
+        (6, "column 'c' (character(3)): text of 4 characters is longer than character(3); "
+         "PostgreSQL would store it cut to its first 3 (its excess is blanks)"),
+    ]  # fmt: skip
+    for table, many in (("vc_many", True), ("vc_one", False)):
+        async with open_writer(pg_dsn, table=table, columns=columns, primary_key=["id"]) as w:
+            if many:
+                await w.write_many(rows)
+            else:
+                for row in rows:
+                    await w.write(row)
+        report = w.report
+        assert (report.delivered, report.rejected) == (4, 4), report.reasons
+        assert [(r.row[0], r.reason) for r in report.rejected_rows] == expected
+        stored = await _fetch(pg_dsn, f"SELECT id, v, c FROM {table} ORDER BY id")
+        assert [tuple(r) for r in stored] == [rows[i] for i in (0, 1, 6, 7)]
