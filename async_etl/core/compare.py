@@ -10,12 +10,20 @@ A plain ``=`` / ``IS DISTINCT FROM`` is only right for types whose equality is i
 the problem.  The rule:
 
 * a type in ``EXACT_TYPES`` (and an array of one) is compared with its own ``=``,
-  NULL-safely (``numeric`` by value: ``1.0`` equals ``1.00``; ``jsonb`` by meaning);
+  NULL-safely;
+* ``real`` / ``double precision``: ``'-0' = '0'`` is true, yet they are two values that
+  print differently, so a float is compared as ``(value, the text of a zero)``: its own
+  ``=`` (cheap; ``NaN = NaN``) and, for a zero only, its sign;
+* ``numeric``: ``1.0 = 1.00`` is true, yet the scale is kept and shown, so a numeric is
+  compared as ``(value, scale(value))`` unless the target's type fixes the scale
+  (``numeric(12,2)`` stores every value at scale 2, so the source's scale is not kept);
 * every other type is compared by its text form (``value::text``), which every PostgreSQL
   type has: a ``json`` value is changed when its text is (whitespace and key order count:
-  ``json`` keeps the text as written, use ``jsonb`` to compare by meaning), a ``point`` when
-  a coordinate is, a composite when any field's text is.  Floats print exactly under the
-  merge's ``extra_float_digits = 3``;
+  ``json`` keeps the text as written), a ``jsonb`` when its normalised text is (key order
+  and whitespace do not count, a number's scale does: ``{"a": 1}`` and ``{"a": 1.0}`` are
+  equal by ``=`` but differ), a ``point`` when a coordinate is, a composite when any field's
+  text is, a float array when an element's text is.  Floats print exactly under the merge's
+  ``extra_float_digits = 3``, every ``NaN`` as ``NaN``;
 * values not equal to themselves (``NaN``) count as unchanged when both sides are ``NaN``,
   as PostgreSQL's ``=`` and Oracle's comparison already treat them.
 
@@ -52,8 +60,6 @@ EXACT_TYPES = frozenset(
         "integer",
         "bigint",
         "numeric",
-        "real",
-        "double precision",
         "boolean",
         "text",
         "character varying",
@@ -66,7 +72,6 @@ EXACT_TYPES = frozenset(
         "time without time zone",
         "timestamp without time zone",
         "timestamp with time zone",
-        "jsonb",
         "inet",
         "cidr",
         "macaddr",
@@ -78,6 +83,8 @@ EXACT_TYPES = frozenset(
     }
 )
 """PostgreSQL types whose ``=`` is the identity of values (modulo NaN and numeric scale)."""
+
+_FLOATS = frozenset({"real", "double precision"})
 
 _UNKEYED = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
 _RANGES = ("int4", "int8", "num", "ts", "tstz", "date")
@@ -128,7 +135,14 @@ def pg_compared(ref: str, source_type: str, target_type: str) -> str:
     ``character(3)[]`` is cast to ``bpchar[]``, not to ``character[]`` (``character(1)[]``,
     which cuts each element to its first character, so a change past it went unseen).
     """
+    name, array = base_type(source_type)
+    if name in _FLOATS and not array:
+        return f"{ref}, CASE WHEN {ref} = 0 THEN {ref}::text END"
+    if name == "numeric" and "(" not in (target_type or source_type):
+        return f"{ref}::numeric[]::text" if array else f"{ref}, scale({ref})"
     if not is_exact(source_type):
+        if name in _FLOATS and base_type(target_type)[1]:
+            return f"{ref}::{unbounded(target_type)}::text"
         return f"{ref}::text"
     if not base_type(target_type)[1]:
         return ref
@@ -174,9 +188,10 @@ def _nan(value: Any) -> bool:
 def same(a: Any, b: Any) -> bool:
     """The model's change rule: True when ``a`` and ``b`` are the same value.
 
-    NULL-safe (None equals None only); NaN equals NaN; lists / tuples element by element and
-    mappings key by key with the same rule (so ``[NaN] == [NaN]``); a boolean never equals a
-    number (``{"a": true}`` differs from ``{"a": 1}``, as in JSON).
+    NULL-safe (None equals None only); NaN equals NaN; ``-0.0`` differs from ``0.0`` (as the
+    PostgreSQL merge sees them); lists / tuples element by element and mappings key by key
+    with the same rule (so ``[NaN] == [NaN]``); a boolean never equals a number
+    (``{"a": true}`` differs from ``{"a": 1}``, as in JSON).
     """
     if a is None or b is None:
         return a is None and b is None
@@ -184,6 +199,8 @@ def same(a: Any, b: Any) -> bool:
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if _nan(a) or _nan(b):
         return _nan(a) and _nan(b)
+    if isinstance(a, float) and isinstance(b, float) and a == b == 0:
+        return math.copysign(1.0, a) == math.copysign(1.0, b)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, Mapping) and isinstance(b, Mapping):

@@ -92,8 +92,9 @@ def test_type_names_and_exactness() -> None:
     """format_type names with modifiers, arrays and user types map to the right rule."""
     assert base_type("timestamp(3) with time zone") == ("timestamp with time zone", False)
     assert base_type("numeric(12,2)[]") == ("numeric", True)
-    assert all(is_exact(t) for t in ("bigint", "numeric(12,2)", "text[]", "jsonb", "", "uuid"))
-    inexact = ("json", "xml", "point", "box", "path", "interval", "json[]", "src.pair", "citext")
+    assert all(is_exact(t) for t in ("bigint", "numeric(12,2)", "text[]", "", "uuid"))
+    inexact = ("json", "xml", "point", "box", "path", "interval", "json[]", "src.pair", "citext",
+               "jsonb", "real", "double precision[]")  # fmt: skip
     assert not any(is_exact(t) for t in inexact)
     assert all(oracle_lob(t) for t in ("json", "jsonb", "xml", "integer[]"))
     assert not any(oracle_lob(t) for t in ("text", "point", "bigint"))
@@ -143,6 +144,23 @@ def test_pg_merge_compares_bounded_arrays_without_a_length_of_one() -> None:
     assert pg_compared('s."c"', "text[]", "character(5)[]") == 's."c"::bpchar[]'
     assert pg_compared('t."b"', "bit(4)[]", "bit(4)[]") == 't."b"::bit varying[]'
     assert pg_compared('t."v"', "character varying(4)[]", "text[]") == 't."v"::text[]'
+
+
+def test_pg_compares_values_equal_by_their_own_equality_exactly() -> None:
+    """-0 vs 0 (float), 1.0 vs 1.00 (numeric of free scale), 1 vs 1.0 in jsonb: all differ."""
+    zero = 't."f", CASE WHEN t."f" = 0 THEN t."f"::text END'
+    assert pg_compared('t."f"', "double precision", "") == zero
+    assert pg_compared('t."f"', "real", "double precision") == zero
+    assert pg_compared('t."a"', "real[]", "double precision[]") == 't."a"::double precision[]::text'
+    assert pg_compared('t."a"', "double precision[]", "") == 't."a"::text'
+    assert pg_compared('t."n"', "numeric", "") == 't."n", scale(t."n")'
+    assert pg_compared('t."n"', "numeric", "numeric") == 't."n", scale(t."n")'
+    assert pg_compared('t."n"', "numeric[]", "") == 't."n"::numeric[]::text'
+    assert pg_compared('t."n"', "numeric", "numeric(12,2)") == 't."n"'
+    assert pg_compared('t."n"', "numeric(12,2)", "") == 't."n"'
+    assert pg_compared('t."j"', "jsonb", "jsonb") == 't."j"::text'
+    assert not same(-0.0, 0.0) and same(-0.0, -0.0) and same(0.0, 0)
+    assert not same([0.0], [-0.0])
 
 
 def test_pg_merge_without_inexact_types_is_unchanged() -> None:
