@@ -54,6 +54,7 @@ class Summary:
     reasons: dict[str, int] = field(default_factory=dict)  # rows not delivered, by reason
     error_reasons: dict[str, int] = field(default_factory=dict)  # failed attempts, by reason
     warmup_seconds: float = 0.0
+    warmup_reached: bool = True  # False: the run ended inside its warm-up, figures include it
     extra: dict[str, Any] = field(default_factory=dict)
     interrupted: int = 0  # of ``undelivered``: rows an abort left unconfirmed (``settle``)
 
@@ -89,6 +90,13 @@ class Summary:
             out.append(f"target holds {self.reconciled} rows of the run, {self.records} reported")
         return out
 
+    def warmup_note(self) -> str:
+        """Why the figures include the warm-up: the run ended before it did."""
+        return (
+            f"not reached (ran {self.seconds:.1f} s of {self.warmup_seconds:g} s); "
+            "figures include it"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``--json-out``): every field plus ``rows_per_s`` and ``ok``."""
         data = asdict(self)
@@ -123,6 +131,8 @@ class Summary:
             ("reconciled", "n/a" if self.reconciled is None else f"{self.reconciled:,} in target"),
             ("stopped by", self.stopped_by),
         ]
+        if not self.warmup_reached:
+            rows.append(("warm-up", self.warmup_note()))
         return rows + self._rate_rows() + self._scale_out_rows()
 
     def _scale_out_rows(self) -> list[tuple[str, str]]:

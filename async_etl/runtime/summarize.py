@@ -72,6 +72,7 @@ def summarize(
         reasons=dict(stats.reasons.most_common(10)),
         error_reasons=dict(stats.error_reasons.most_common(10)),
         warmup_seconds=settings.warmup,
+        warmup_reached=warm.done,
         extra={
             "workers_rss_mb": round(meter.workers_rss_mb(), 1),
             "parent_cpu_percent": round(meter.own_cpu_percent(), 1),

@@ -117,3 +117,18 @@ def test_compare_plots_of_only_failed_runs_warn_nothing(tmp_path: Path) -> None:
     assert [str(w.message) for w in caught] == []
     for name in ("throughput.png", "memory.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_ending_inside_its_warmup_says_so(mode: str, tmp_path: Path) -> None:
+    """-n 2000 --warmup 30 ends long before 30 s: table and JSON say the warm-up never ended."""
+    out = tmp_path / "summary.json"
+    cmd = bench("--sink", "null://", "--mode", mode, "-n", "2000", "--warmup", "30")
+    done = subprocess.run(
+        [*cmd, "--json-out", str(out)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["warmup_reached"] is False and data["records"] == 2000
+    table = " ".join(done.stdout.replace("│", " ").split())  # a long cell wraps
+    assert "warm-up not reached (ran " in table and " s of 30 s); figures include it" in table
