@@ -125,7 +125,8 @@ def flag_message(message: str) -> str:
 
 
 NO_TABLE = "no such table"
-"""``source_primary_key``'s reason for a source table that does not exist."""
+"""``source_primary_key``'s reason for a source table that does not exist (then a hint naming
+a table of that name but for case, if one exists: ``core.drift.near_table_hint``)."""
 
 PRIMARY_KEY_SQL = """
 SELECT a.attname FROM pg_index i
@@ -166,7 +167,10 @@ async def source_primary_key(
         conn = await connect_job(url, "copy-key")
         try:
             if await conn.fetchval("SELECT to_regclass($1)", relation) is None:
-                return NO_TABLE
+                from async_etl.core.drift import near_table_hint
+                from async_etl.sources.postgres import near_table
+
+                return NO_TABLE + near_table_hint(table, await near_table(conn, table))
             return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, relation))
         except PG_ERRORS as exc:
             err = translate_pg(exc, f"PostgreSQL {mask_url(url)}")
@@ -237,9 +241,9 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     found = _default_key(args, probe.retry or JOB_RETRY)
     if isinstance(found, tuple) and found:
         return _parse(argparse.Namespace(**{**vars(args), "key": ",".join(found)}))
-    if found == NO_TABLE:  # the table is what is missing, not the key
-        where = mask_url(args.source)
-        raise ConfigError(f"copy --source-table: no table {args.source_table} in {where}")
+    if isinstance(found, str) and found.startswith(NO_TABLE):  # the table, not the key
+        where, hint = mask_url(args.source), found.removeprefix(NO_TABLE)
+        raise ConfigError(f"copy --source-table: no table {args.source_table} in {where}{hint}")
     return _parse(
         args,
         f": {args.source_table} has no primary key to default to"

@@ -522,3 +522,35 @@ def target_columns_sql(dialect: str) -> Sql:
                    "FROM all_tab_columns WHERE owner = :1 AND table_name = :2 "
                    "ORDER BY column_id", ("owner", "table"))  # fmt: skip
     raise ValueError(f"no column listing for dialect {dialect!r}")
+
+
+NEAR_TABLE_SQL = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE lower(c.relname) = lower($2) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND (CASE WHEN $1::text IS NULL THEN pg_table_is_visible(c.oid)
+            ELSE lower(n.nspname) = lower($1) END)
+ORDER BY n.nspname = $1 DESC, c.relname LIMIT 1
+"""
+"""``(schema, name)`` of a table whose name is ``$1.$2`` but for case (``$1`` NULL: on the
+search path); no row when none is."""
+
+
+def near_table_args(table: str) -> tuple[str | None, str]:
+    """``NEAR_TABLE_SQL``'s arguments for a ``[source] table`` as typed (``name`` or ``s.name``)."""
+    schema, _, name = table.rpartition(".")
+    return schema or None, name
+
+
+def near_table_hint(table: str, found: tuple[str, str] | None) -> str:
+    """``'; a table nz exists (...)'`` when ``found`` is another table than ``table``, else "".
+
+    ``found`` is ``NEAR_TABLE_SQL``'s row; the name is written as ``table`` is (with its schema
+    only when ``table`` has one).  Job names are quoted as typed, so ``NZ`` is not ``nz``.
+    """
+    if found is None:
+        return ""
+    schema, name = found
+    near = f"{schema}.{name}" if "." in table else name
+    if near == table:
+        return ""
+    return f"; a table {near} exists (table names are matched exactly, case included)"

@@ -24,11 +24,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
 from async_etl.core.collation import KeyCollation
-from async_etl.core.drift import pg_column_types_sql
+from async_etl.core.drift import (
+    NEAR_TABLE_SQL,
+    near_table_args,
+    near_table_hint,
+    pg_column_types_sql,
+)
 from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.sqltext import (
@@ -50,6 +57,12 @@ __all__ = ["PgSource"]
 log = get_logger(__name__)
 
 _PROBE = "_async_etl_probe"
+
+
+async def near_table(conn: Any, table: str) -> tuple[str, str] | None:
+    """``(schema, name)`` of a table named ``table`` but for case, or None (``NEAR_TABLE_SQL``)."""
+    row = await conn.fetchrow(NEAR_TABLE_SQL, *near_table_args(table))
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 class PgSource(SourceBase):
@@ -75,7 +88,13 @@ class PgSource(SourceBase):
         transaction rolled back when the block ends.
         """
         if self.table is not None:
-            await conn.execute(f"SELECT * FROM {self.relation} LIMIT 0")
+            try:
+                await conn.execute(f"SELECT * FROM {self.relation} LIMIT 0")
+            except asyncpg.UndefinedTableError as exc:
+                hint = near_table_hint(self.table, await near_table(conn, self.table))
+                if not hint:
+                    raise
+                raise asyncpg.UndefinedTableError(f"{exc}{hint}") from exc
             yield quote(self.table)
             return
         tr = conn.transaction()

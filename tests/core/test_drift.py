@@ -283,3 +283,13 @@ def test_a_partition_key_outside_the_key_is_a_problem(
     """A merge key must hold every partition key column; an expression never fits."""
     problem = drift.pg_partition_key_problem(key, parts)
     assert problem is None if needle is None else needle in (problem or "")
+
+
+def test_near_table_hint_names_a_table_differing_in_case_only() -> None:
+    """NZ vs nz: a hint written as typed (schema only when given); none for no or the same."""
+    from async_etl.core.drift import near_table_args, near_table_hint
+
+    assert near_table_args("NZ") == (None, "NZ") and near_table_args("s.NZ") == ("s", "NZ")
+    assert near_table_hint("NZ", ("public", "nz")).startswith("; a table nz exists (")
+    assert near_table_hint("S.NZ", ("s", "nz")).startswith("; a table s.nz exists (")
+    assert near_table_hint("NZ", None) == "" and near_table_hint("s.nz", ("s", "nz")) == ""

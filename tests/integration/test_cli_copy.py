@@ -245,3 +245,15 @@ async def test_copy_without_key_uses_the_source_primary_key(pg_dsn: str) -> None
     assert code == 0, err
     got = [tuple(r[c] for c in NAMES) for r in await table_rows(pg_dsn, "dw.nokey")]
     assert sorted(got) == sorted(tuple(r[c] for c in NAMES) for r in rows)
+
+
+@pytest.mark.parametrize("key", [[], ["--key", "id"]])
+async def test_a_table_named_in_another_case_is_hinted(pg_dsn: str, key: list[str]) -> None:
+    """--source-table NZ where only nz exists: one line, exit 2, naming nz as the near match."""
+    await fetchval(pg_dsn, "CREATE TABLE IF NOT EXISTS public.nz (id integer PRIMARY KEY)")
+    code, out, err = await run_cli("copy", "--source", pg_dsn, "--source-table", "NZ",
+                                   "--target", pg_dsn, "--target-table", "dw.nz",
+                                   "--mode", "merge", *key)  # fmt: skip
+    assert code == 2, out
+    assert err.count("\n") == 1 and "NZ" in err, err
+    assert "a table nz exists (table names are matched exactly, case included)" in err, err
