@@ -297,13 +297,16 @@ class PgColumn:
     """One target column: its name, ``typname``, whether it takes NULL, and its ``atttypmod``.
 
     ``typmod`` -1 means none; ``numeric(p,s)``, ``timestamp(p)``, ``time(p)``, ``varchar(n)``
-    and ``character(n)`` (``bpchar``) have one.
+    and ``character(n)`` (``bpchar``) have one.  ``defaulted``: the column has a DEFAULT or is
+    an identity (said when a NULL is refused: the writer's COPY names the column, so its
+    default does not apply).
     """
 
     name: str
     typname: str
     nullable: bool = True
     typmod: int = -1
+    defaulted: bool = False
 
     @property
     def type_text(self) -> str:
@@ -436,6 +439,13 @@ def column_encoder(col: PgColumn) -> Encoder:
     return _bounded_moment(encode, bounds[0], col.typname)
 
 
+_NOT_NULL: Final = "NULL in a NOT NULL column"
+_DEFAULT_SKIPPED: Final = (
+    " (a missing key is NULL: the column's DEFAULT applies only when columns= leaves the "
+    "column out)"
+)
+
+
 def _reference_row(
     columns: Sequence[PgColumn], row: tuple[Any, ...], encoders: Sequence[Encoder] = ()
 ) -> bytes:
@@ -449,7 +459,7 @@ def _reference_row(
         try:
             if value is None:
                 if not col.nullable:
-                    raise ValueError("NULL in a NOT NULL column")
+                    raise ValueError(_NOT_NULL + (_DEFAULT_SKIPPED if col.defaulted else ""))
                 fields.append(_NULL)
                 continue
             data = encode(value)

@@ -166,14 +166,18 @@ def crate_declared_problem(
     return None
 
 
-PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod, a.attgenerated <> ''
+PG_COLUMNS = """SELECT a.attname, t.typname, NOT a.attnotnull, a.atttypmod, a.attgenerated <> '',
+a.attidentity = 'a', a.atthasdef OR a.attidentity <> ''
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum"""
-"""A PostgreSQL table's columns: (name, typname, nullable, typmod, generated); $1 = quoted table.
+"""A PostgreSQL table's columns: (name, typname, nullable, typmod, generated, identity always,
+has a default or an identity); $1 = quoted table.
 
 A generated column (``GENERATED ALWAYS AS (...) STORED``) takes no value: the writer leaves it
-out, and ``pick_columns`` refuses it by that name when ``columns=`` names it.
+out, and ``pick_columns`` refuses it by that name when ``columns=`` names it.  An identity
+column ``GENERATED ALWAYS`` is left out of every column (``pick_columns``' ``always``): the
+server numbers it; named in ``columns=`` it is filled (COPY takes its value).
 """
 
 PG_PRIMARY_KEY = """SELECT a.attname FROM pg_index i
@@ -208,17 +212,20 @@ def pick_columns(
     present: Sequence[str],
     wanted: Sequence[str] | None,
     generated: Collection[str] = (),
+    always: Collection[str] = (),
 ) -> tuple[str, ...]:
     """The columns a writer fills: ``wanted`` (each must exist) or every column ``present``.
 
     ``generated``: the table's generated columns, not in ``present`` (the server computes
-    them).  Raises ``ConfigError`` naming the table when it has no columns (it does not
+    them).  ``always``: columns of ``present`` left out of every column (PostgreSQL's
+    ``GENERATED ALWAYS AS IDENTITY``: the server numbers them), taken only when wanted.
+    Raises ``ConfigError`` naming the table when it has no columns (it does not
     exist), a wanted column is generated, or one is missing.
     """
     if not present and not generated:
         raise ConfigError(f"table {table!r} does not exist (declare columns= to create it)")
     if wanted is None:
-        return tuple(present)
+        return tuple(c for c in present if c not in always)
     for name in wanted:
         if name in generated:
             raise ConfigError(

@@ -88,7 +88,9 @@ def open_writer(
     SQL type creates the table when missing (with ``primary_key``; on PostgreSQL each type
     must be one the server knows and, for a table that exists, its column's type: see
     ``core.writer_sql.declared_problem``); a sequence of names
-    fills only those; None fills every column.  A batch closes at ``batch_rows`` rows,
+    fills only those; None fills every column but the generated ones and, on PostgreSQL,
+    ``GENERATED ALWAYS`` identities.  A dict row's missing key is NULL (a column's DEFAULT
+    applies only to a column left out of ``columns``).  A batch closes at ``batch_rows`` rows,
     ``batch_bytes`` (estimated) bytes or ``linger_ms`` after its first row; at most
     ``max_in_flight`` batches are delivered at once (``connections`` defaults to that).
     ``gzip_threshold`` (CrateDB only): request bodies of at least this many bytes are sent

@@ -149,8 +149,11 @@ class PostgresRowsSink(PostgresSink):
                 listed = await conn.fetch(PG_COLUMNS, quote_ident(self._table))
                 found = [r for r in listed if not r[4]]
                 generated = {r[0] for r in listed if r[4]}
-                by_name = {r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3])) for r in found}
-                names = pick_columns(self._table, [r[0] for r in found], wanted, generated)
+                always = {r[0] for r in found if r[5]}
+                by_name = {
+                    r[0]: PgColumn(r[0], r[1], bool(r[2]), int(r[3]), bool(r[6])) for r in found
+                }
+                names = pick_columns(self._table, [r[0] for r in found], wanted, generated, always)
                 cols = tuple(by_name[n] for n in names)
                 self._check_encodable(cols)
                 if primary_key:  # an existing table keeps its own key: it must be this one

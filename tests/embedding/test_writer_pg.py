@@ -641,3 +641,24 @@ async def test_text_that_varchar_n_or_char_n_would_cut_or_pad_is_rejected(pg_dsn
         assert [(r.row[0], r.reason) for r in report.rejected_rows] == expected
         stored = await _fetch(pg_dsn, f"SELECT id, v, c FROM {table} ORDER BY id")
         assert [tuple(r) for r in stored] == [rows[i] for i in (0, 1, 6, 7)]
+
+
+async def test_an_identity_always_column_is_left_out_of_every_column(pg_dsn: str) -> None:
+    """No columns=: an ALWAYS identity is left to the server; a NULL says why no DEFAULT."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("CREATE TABLE ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                       "v text, d int NOT NULL DEFAULT 5)")  # fmt: skip
+    await conn.close()
+    async with open_writer(pg_dsn, table="ident") as writer:
+        await writer.write_many([{"v": "a", "d": 1}, ("b", 2)])
+        await writer.write({"v": "c"})
+    report = writer.report
+    assert (report.delivered, report.rejected) == (2, 1), report.reasons
+    assert [r.reason for r in report.rejected_rows] == [
+        "column 'd' (int4): NULL in a NOT NULL column (a missing key is NULL: the column's "
+        "DEFAULT applies only when columns= leaves the column out)"
+    ]
+    async with open_writer(pg_dsn, table="ident", columns=["v"]) as writer:
+        await writer.write({"v": "c"})
+    stored = await _fetch(pg_dsn, "SELECT id, v, d FROM ident ORDER BY id")
+    assert [tuple(r) for r in stored] == [(1, "a", 1), (2, "b", 2), (3, "c", 5)]
