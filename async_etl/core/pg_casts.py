@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from async_etl.core.drift import ACROSS
 from async_etl.core.scd_sql_common import check_type, quote
@@ -55,6 +56,7 @@ from async_etl.core.scd_sql_common import check_type, quote
 __all__ = [
     "cast_select",
     "copy_casts",
+    "guard_rows",
     "guarded_columns",
     "length_guards",
     "too_long_line",
@@ -185,6 +187,36 @@ def guarded_columns(
     """Column name -> the ``n`` of its guard (``length_guards``), for the guarded columns only."""
     guards = length_guards(types, target_types) or (None,) * len(names)
     return {name: n for name, n in zip(names, guards, strict=True) if n is not None}
+
+
+def guard_rows(
+    rows: list[tuple[Any, ...]], guarded: dict[str, int], names: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """``rows`` as ``cast_select``'s guards would read them, for rows handed over as Python values.
+
+    A source that is not PostgreSQL (Oracle) hands its rows to ``copy_records_to_table``, which
+    no SELECT guards: this is the same rule in Python.  ``guarded``: ``guarded_columns``' name
+    -> n; ``names``: the columns of each row, in order.  A ``str`` longer than its column's
+    ``n`` gets ``'~'`` appended (a character that is no blank, so the target refuses it as too
+    long, SQLSTATE 22001, where it would have cut its excess blanks; ``unguard`` takes it off
+    again); every other value, and ``rows`` itself when no value is longer, is returned as it
+    is.  Raises ``ValueError`` when a guarded name is not in ``names``.
+    """
+    marks = [(names.index(name), n) for name, n in guarded.items()]
+    if not marks:
+        return rows
+    out: list[tuple[Any, ...]] | None = None
+    for at, row in enumerate(rows):
+        long = [(i, v) for i, n in marks if isinstance(v := row[i], str) and len(v) > n]
+        if not long:
+            continue
+        if out is None:
+            out = list(rows)
+        fixed = list(row)
+        for i, v in long:
+            fixed[i] = f"{v}~"
+        out[at] = tuple(fixed)
+    return rows if out is None else out
 
 
 def unguard(value: object, n: int) -> object:

@@ -18,6 +18,8 @@ Per chunk, on one connection (one budget token), in ONE transaction:
    * Oracle: batches from the source adapter through ``copy_records_to_table``, on the
      exact codecs (``drivers.postgres.use_exact_codecs``): asyncpg's own write the dates
      9999-12-31 and 0001-01-01 (Oracle's "end of time") as ``infinity`` / ``-infinity``;
+     a text longer than its ``varchar(n)`` target is marked as the SELECT guards mark a
+     PostgreSQL source's (``core.pg_casts.guard_rows``), so it is refused, never cut;
 3. every statement of ``scd_sql_pg.merge_statements`` (counted ones return one row), or,
    for a type-2 run later than every version, the one statement of
    ``scd_sql_pg_latest.latest_merge_statements`` (one join of staging with the chunk's
@@ -81,6 +83,7 @@ from async_etl.core.modes import pg_swap_sql as swap_sql
 from async_etl.core.pg_casts import (
     cast_select,
     copy_casts,
+    guard_rows,
     guarded_columns,
     length_guards,
     too_long_line,
@@ -679,8 +682,11 @@ class PgTarget:
             total = 0
             extra = (ctx.as_of, None, True) if tail else ()
             await use_exact_codecs(conn)  # 9999-12-31 stays itself, not 'infinity'
+            guarded = self._guarded(ctx)  # no SELECT guards Python rows: the same rule here
             async for batch in source.batches(sconn, chunk, ctx.batch_rows):
                 ctx.check_stop()
+                if guarded:
+                    batch = guard_rows(batch, guarded, ctx.names)
                 records = [(*r, *extra) for r in batch] if extra else batch
                 await conn.copy_records_to_table(
                     name, schema_name=schema or None, records=records, columns=columns

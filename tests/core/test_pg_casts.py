@@ -8,7 +8,15 @@ from async_etl.core import drift
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk
 from async_etl.core.drift import sql_fits
-from async_etl.core.pg_casts import cast_select, copy_casts, length_guards, unbounded
+from async_etl.core.pg_casts import (
+    cast_select,
+    copy_casts,
+    guard_rows,
+    guarded_columns,
+    length_guards,
+    unbounded,
+    unguard,
+)
 
 
 @pytest.mark.parametrize(
@@ -126,3 +134,21 @@ def test_fits_and_casts_come_from_one_table(pair: tuple[str, str]) -> None:
     assert copy_casts([f"{source}[]"], [f"{target}[]"]) == (
         (f"{unbounded(target)}[]",) if listed else ()
     )
+
+
+def test_guard_rows_marks_a_python_value_varchar_would_cut() -> None:
+    """Python rows (an Oracle source's): a text longer than n ends in '~', unguard undoes it."""
+    guarded = guarded_columns(["id", "a", "b"], ["integer", "text", "text"],
+                              ["integer", "character varying(3)", "text"])  # fmt: skip
+    assert guarded == {"a": 3}
+    rows = [(1, "abc  ", "abc  "), (2, "ab ", "x"), (3, None, None), (4, "abcd", "y")]
+    got = guard_rows(rows, guarded, ["id", "a", "b"])
+    assert got == [(1, "abc  ~", "abc  "), (2, "ab ", "x"), (3, None, None), (4, "abcd~", "y")]
+    assert [unguard(r[1], 3) for r in got] == [r[1] for r in rows]
+
+
+def test_guard_rows_hands_back_rows_that_fit_as_they_are() -> None:
+    """A batch with no value longer than its column's n is the same list, not a copy."""
+    rows = [(1, "abc"), (2, None)]
+    assert guard_rows(rows, {"a": 3}, ["id", "a"]) is rows
+    assert guard_rows(rows, {}, ["id", "a"]) is rows

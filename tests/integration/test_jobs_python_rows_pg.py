@@ -16,6 +16,7 @@ from async_etl.jobs.runner import run_job
 from async_etl.jobs.spec import JobSpec
 from async_etl.sources.postgres import PgSource
 from tests.integration.jobs_helpers import at, fetchval, run_cli, spec_of, write
+from tests.integration.test_jobs_widening import BLANK_CUT, check_blank_cut
 
 
 class PythonRows:
@@ -39,13 +40,7 @@ async def test_end_of_time_dates_from_python_rows_are_not_stored_as_infinity(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """9999-12-31 and 0001-01-01 (Oracle's 'end of time') land as themselves, not ±infinity."""
-    made = runner.make_source
-
-    def python_rows(spec: JobSpec, window: Any = None) -> Any:
-        source = made(spec, window)
-        return PythonRows(source) if isinstance(source, PgSource) else source
-
-    monkeypatch.setattr(runner, "make_source", python_rows)
+    _python_rows(monkeypatch)
     conn = await asyncpg.connect(pg_dsn)
     try:
         await conn.execute("CREATE TABLE src (id int PRIMARY KEY, d date, ts timestamptz)")
@@ -108,3 +103,24 @@ type = 1
     assert code == 2, (out, err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "source cursor column c: its highest value 12345-01-01 has no Python form" in lines[0]
+
+
+def _python_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every job's PostgreSQL source handed over as Python rows, as an Oracle source's are."""
+    made = runner.make_source
+
+    def python_rows(spec: JobSpec, window: Any = None) -> Any:
+        source = made(spec, window)
+        return PythonRows(source) if isinstance(source, PgSource) else source
+
+    monkeypatch.setattr(runner, "make_source", python_rows)
+
+
+@pytest.mark.parametrize("on_bad_row", ["fail", "reject"])
+@pytest.mark.parametrize("pair", list(BLANK_CUT))
+async def test_python_rows_varchar_would_cut_are_never_stored_changed(
+    pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch, pair: str, on_bad_row: str
+) -> None:
+    """Python rows (an Oracle source's path): 'abc  ' into varchar(3) fails or is rejected."""
+    _python_rows(monkeypatch)
+    await check_blank_cut(pg_server_dsn, pair, on_bad_row, "another")

@@ -222,8 +222,13 @@ async def test_a_value_varchar_would_cut_is_never_stored_changed(
     pg_server_dsn: str, pair: str, on_bad_row: str, database: str
 ) -> None:
     """'abc  ' into varchar(3), every mode: the chunk fails, or the row is rejected; never 'abc'."""
+    await check_blank_cut(pg_server_dsn, pair, on_bad_row, database)
+
+
+async def check_blank_cut(server: str, pair: str, on_bad_row: str, database: str) -> None:
+    """'abc  ' into varchar(3) in every mode fails the run (one line) or is rejected alone."""
     source_type, target_type = BLANK_CUT[pair]
-    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as other:
+    async with fresh_database(server) as src, fresh_database(server) as other:
         dst = other if database == "another" else src
         await fetchval(src, f"CREATE TABLE t (id int PRIMARY KEY, a {source_type})")
         await fetchval(src, "INSERT INTO t VALUES (1, 'abc  '), (2, 'ab '), (3, NULL)")
