@@ -234,6 +234,8 @@ def plan_from_mapping(
     raw_jobs = doc.get("jobs", [])
     if not isinstance(raw_jobs, list) or not all(isinstance(j, dict) for j in raw_jobs):
         raise fail("jobs", "expected [[jobs]] tables")
+    if not raw_jobs:
+        raise fail("jobs", "the plan has no [[jobs]], so it would run nothing and report success")
     jobs = tuple(_job(j, i, base_dir, state, load, fail) for i, j in enumerate(raw_jobs))
     _check_graph(jobs, fail)
     _check_budgets(budgets, jobs, state, fail)

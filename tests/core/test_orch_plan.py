@@ -90,6 +90,8 @@ def test_full_plan_loads_with_defaults_and_names_from_job_files(tmp_path: Path) 
             ("a",),
             "jobs[1]: duplicate job name 'a' (also jobs[0])",
         ),
+        ("", (), "jobs: the plan has no [[jobs]], so it would run nothing and report success"),
+        ("jobs = []\n", (), "jobs: the plan has no [[jobs]], so it would run nothing"),
         ("local_max = 0\n", (), "local_max: must be >= 1, got 0"),
         ("global_max = 0\n", (), "global_max: must be >= 1, got 0"),
         ('[retry]\nstrategy = "random"\n', (), "[retry] strategy: expected exponential"),
@@ -146,7 +148,7 @@ def test_bad_job_file_is_reported_through_the_plan(tmp_path: Path) -> None:
 
 def test_command_line_limits_override_and_are_validated(tmp_path: Path) -> None:
     """--local-max / --global-max replace the plan's values; values < 1 are a ConfigError."""
-    plan = load_plan(write_plan(tmp_path, "local_max = 2\n"))
+    plan = load_plan(write_plan(tmp_path, 'local_max = 2\n[[jobs]]\nkind = "sleep"\nname = "x"\n'))
     assert plan.with_limits(local_max=7, global_max=None).local_max == 7
     assert plan.with_limits(local_max=None, global_max=3).global_max == 3
     with pytest.raises(ConfigError, match="--local-max: must be >= 1"):

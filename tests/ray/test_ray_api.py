@@ -59,7 +59,7 @@ async def test_run_plan_with_an_unreachable_ray_address_is_a_config_error(
     tmp_path: Path, pg_dsn: str
 ) -> None:
     """run_plan(ray=closed address): one-line ConfigError before any job runs."""
-    plan = {"name": "p", "state": pg_dsn, "jobs": []}
+    plan = {"name": "p", "state": pg_dsn, "jobs": [{"kind": "sleep", "name": "nap"}]}
     with pytest.raises(ConfigError, match=r"--ray 127\.0\.0\.1:1: no Ray cluster reachable"):
         await run_plan(plan, ray="127.0.0.1:1", base_dir=tmp_path)
 
