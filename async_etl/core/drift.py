@@ -554,3 +554,26 @@ def near_table_hint(table: str, found: tuple[str, str] | None) -> str:
     if near == table:
         return ""
     return f"; a table {near} exists (table names are matched exactly, case included)"
+
+
+PG_MAX_COLUMNS = 1600
+"""Columns a PostgreSQL table can have ("columns per table: 1,600", PostgreSQL docs,
+Appendix K. PostgreSQL Limits); dropped columns count too."""
+
+
+def pg_column_count_problem(table: str, source_columns: int, scd_columns: int) -> str | None:
+    """Why a PostgreSQL target cannot hold the job's columns (None when it can).
+
+    ``source_columns`` are the source's, ``scd_columns`` those the target adds (type 2:
+    valid_from, valid_to, is_current).  PostgreSQL refuses the ``CREATE TABLE`` (or the
+    ``ADD COLUMN``) with TooManyColumnsError only when the run is under way.
+    """
+    total = source_columns + scd_columns
+    if total <= PG_MAX_COLUMNS:
+        return None
+    extra = f" + {scd_columns} SCD" if scd_columns else ""
+    return (
+        f"target {table} would have {total} columns ({source_columns} source{extra}): "
+        f"PostgreSQL tables have at most {PG_MAX_COLUMNS} columns (docs, Appendix K. "
+        "PostgreSQL Limits); select fewer columns with [source] query"
+    )

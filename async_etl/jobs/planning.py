@@ -163,6 +163,7 @@ async def preflight(
     cols = spec.scd.resolve(names, [t for _, t in columns])
     _check_key_types(spec, columns, cols)
     _check_target_names(spec, cols)
+    _check_column_count(spec, cols)
     _check_locale_text(spec, columns)
     add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
     if dialect_of(spec.target.url) in ("postgresql", "cratedb"):  # the target's types
@@ -330,6 +331,18 @@ def _check_locale_text(spec: JobSpec, columns: Sequence[tuple[str, str]]) -> Non
 
     if (problem := locale_text_problem(columns, dialect)) is not None:
         raise ConfigError(f"job {spec.name}: target {spec.target.table}: {problem}")
+
+
+def _check_column_count(spec: JobSpec, cols: ScdColumns) -> None:
+    """``ConfigError`` when a PostgreSQL target would pass its column limit (source + SCD)."""
+    if dialect_of(spec.target.url) != "postgresql":
+        return
+    from async_etl.core.drift import pg_column_count_problem
+
+    scd = 3 if cols.type == 2 else 0
+    problem = pg_column_count_problem(spec.target.table, len(cols.data), scd)
+    if problem is not None:
+        raise ConfigError(f"job {spec.name}: {problem}")
 
 
 def _check_target_names(spec: JobSpec, cols: ScdColumns) -> None:

@@ -293,3 +293,14 @@ def test_near_table_hint_names_a_table_differing_in_case_only() -> None:
     assert near_table_hint("NZ", ("public", "nz")).startswith("; a table nz exists (")
     assert near_table_hint("S.NZ", ("s", "nz")).startswith("; a table s.nz exists (")
     assert near_table_hint("NZ", None) == "" and near_table_hint("s.nz", ("s", "nz")) == ""
+
+
+def test_a_pg_target_past_1600_columns_is_a_problem() -> None:
+    """1,597 + 3 SCD columns fit; 1,598 + 3 do not, and the line says how many and why."""
+    from async_etl.core.drift import pg_column_count_problem
+
+    assert pg_column_count_problem("dw.w", 1597, 3) is None
+    assert pg_column_count_problem("dw.w", 1600, 0) is None
+    line = pg_column_count_problem("dw.w", 1598, 3)
+    assert line is not None and line.startswith("target dw.w would have 1601 columns (1598")
+    assert "at most 1600" in line
