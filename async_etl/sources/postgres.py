@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
-
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core.chunks import Chunk, sample_percent
@@ -90,11 +88,13 @@ class PgSource(SourceBase):
         if self.table is not None:
             try:
                 await conn.execute(f"SELECT * FROM {self.relation} LIMIT 0")
-            except asyncpg.UndefinedTableError as exc:
+            except PG_ERRORS as exc:  # undefined_table: name one differing in case only
+                if getattr(exc, "sqlstate", None) != "42P01":
+                    raise
                 hint = near_table_hint(self.table, await near_table(conn, self.table))
                 if not hint:
                     raise
-                raise asyncpg.UndefinedTableError(f"{exc}{hint}") from exc
+                raise type(exc)(f"{exc}{hint}") from exc
             yield quote(self.table)
             return
         tr = conn.transaction()
