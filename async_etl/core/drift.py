@@ -55,6 +55,7 @@ __all__ = [
     "pg_not_a_table",
     "pg_partition_key_problem",
     "pg_partition_key_sql",
+    "pg_partitioned_refresh_problem",
     "pg_scd_type_problem",
     "pg_types_to_check",
     "sql_fits",
@@ -451,6 +452,25 @@ def pg_partition_key_problem(key: Sequence[str], partition_key: Sequence[str | N
     return (f"the key ({', '.join(key)}) lacks the partition key ({parts}): a merge needs a "
             "unique index on the key, and a partitioned table's unique index must include every "
             f'partition key column; {cure}, or load with mode = "append"')  # fmt: skip
+
+
+def pg_partitioned_refresh_problem(partition_key: Sequence[str | None]) -> str | None:
+    """Why a full refresh cannot replace a table partitioned on ``partition_key``, or None.
+
+    ``partition_key``: ``pg_partition_key_sql``'s rows (empty: not partitioned).  A full refresh
+    loads a new table made ``CREATE TABLE new (LIKE target ...)`` (``core.refresh_pg.like_sql``)
+    and swaps it in; ``LIKE`` copies the columns and what its ``INCLUDING`` options name, none
+    of which is a ``PARTITION BY`` (PostgreSQL docs, CREATE TABLE, LIKE), so the table swapped
+    in would be a plain one and the partitions would go with the old table.  Refused in
+    preflight, before the run is recorded, so ``check`` says it too (``prepare``'s own check,
+    ``core.refresh_pg.BLOCKERS_SQL``, refuses it in ``run`` only, naming the new table).
+    """
+    if not partition_key:
+        return None
+    parts = ", ".join("an expression" if c is None else c for c in partition_key)
+    return (f"a full refresh replaces it by a new table made LIKE it, which would not be "
+            f"partitioned (by {parts}) nor keep its partitions; load it with mode = \"merge\" "
+            'or "append", or empty it yourself first')  # fmt: skip
 
 
 PG_GENERATED: dict[str, str] = {"s": "STORED", "v": "VIRTUAL"}

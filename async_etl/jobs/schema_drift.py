@@ -63,7 +63,8 @@ async def read_columns(
     """The target's (name, type) columns, None when it does not exist.
 
     Raises ``ConfigError`` for a merge or a type-2 run into a partitioned PostgreSQL table
-    whose partition key is not part of ``[source] key`` (``drift.pg_partition_key_problem``).
+    whose partition key is not part of ``[source] key`` (``drift.pg_partition_key_problem``),
+    and for a full refresh into any partitioned one (``drift.pg_partitioned_refresh_problem``).
 
     Transient failures are retried with ``policy``; raises ``unusable(...)`` naming the job
     when the target cannot be read.
@@ -76,6 +77,10 @@ async def read_columns(
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
     if isinstance(target, PgTarget) and spec.mode in ("merge", "scd2"):  # keyed, into it
         problem = drift.pg_partition_key_problem(spec.source.key, target.partition_key)
+        if problem is not None:
+            raise ConfigError(f"job {spec.name}: {target.where} is partitioned: {problem}")
+    if isinstance(target, PgTarget) and spec.mode == "full_refresh":  # swaps in a LIKE table
+        problem = drift.pg_partitioned_refresh_problem(target.partition_key)
         if problem is not None:
             raise ConfigError(f"job {spec.name}: {target.where} is partitioned: {problem}")
     return found

@@ -304,3 +304,11 @@ def test_a_pg_target_past_1600_columns_is_a_problem() -> None:
     line = pg_column_count_problem("dw.w", 1598, 3)
     assert line is not None and line.startswith("target dw.w would have 1601 columns (1598")
     assert "at most 1600" in line
+
+
+def test_a_full_refresh_into_any_partitioned_table_is_a_problem() -> None:
+    """A full refresh swaps in a table made LIKE the target: refused when it is partitioned."""
+    assert drift.pg_partitioned_refresh_problem(()) is None
+    problem = drift.pg_partitioned_refresh_problem(("region", None)) or ""
+    assert "would not be partitioned (by region, an expression)" in problem, problem
+    assert 'mode = "merge"' in problem

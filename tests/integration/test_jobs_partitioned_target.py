@@ -65,20 +65,25 @@ async def test_a_partitioned_target_is_loaded_run_after_run(pg_dsn: str, mode: s
     assert eu == sum(r["region"] == "eu" for r in rows)
 
 
-@pytest.mark.parametrize("kept_key", [", PRIMARY KEY (id, region)", ""])
-async def test_a_merge_key_without_the_partition_key_is_refused_in_preflight(
-    pg_dsn: str, tmp_path: Path, kept_key: str
-) -> None:
-    """check and run refuse key (id) into a table partitioned by region: one line, no run."""
+async def _two_rows_into_two_partitions(dsn: str, id_key: str, kept_key: str) -> None:
+    """public.s with two rows, an empty dw.p list-partitioned by region into p_eu and p_us."""
     for sql in (
-        "CREATE TABLE public.s (id int PRIMARY KEY, region text, v text)",
+        f"CREATE TABLE public.s (id int {id_key}, region text, v text)",
         "INSERT INTO public.s VALUES (1, 'eu', 'a'), (2, 'us', 'b')",
         "CREATE SCHEMA dw",
         f"CREATE TABLE dw.p (id int, region text, v text{kept_key}) PARTITION BY LIST (region)",
         "CREATE TABLE dw.p_eu PARTITION OF dw.p FOR VALUES IN ('eu')",
         "CREATE TABLE dw.p_us PARTITION OF dw.p FOR VALUES IN ('us')",
     ):
-        await fetchval(pg_dsn, sql)
+        await fetchval(dsn, sql)
+
+
+@pytest.mark.parametrize("kept_key", [", PRIMARY KEY (id, region)", ""])
+async def test_a_merge_key_without_the_partition_key_is_refused_in_preflight(
+    pg_dsn: str, tmp_path: Path, kept_key: str
+) -> None:
+    """check and run refuse key (id) into a table partitioned by region: one line, no run."""
+    await _two_rows_into_two_partitions(pg_dsn, "PRIMARY KEY", kept_key)
     job = tmp_path / "p.toml"
     job.write_text(
         f'name = "p"\n[source]\nurl = "{pg_dsn}"\ntable = "public.s"\nkey = ["id"]\n'
@@ -97,3 +102,30 @@ async def test_a_merge_key_without_the_partition_key_is_refused_in_preflight(
         await fetchval(pg_dsn, "SELECT count(*) FROM async_etl_runs") == 0
     )
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dw.p") == 0
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+async def test_a_full_refresh_into_a_partitioned_target_is_refused_in_preflight(
+    pg_dsn: str, tmp_path: Path, command: str
+) -> None:
+    """A full refresh into a partitioned table: one line, no run, the table still partitioned."""
+    await _two_rows_into_two_partitions(pg_dsn, "", "")
+    await fetchval(pg_dsn, "INSERT INTO dw.p VALUES (9, 'eu', 'kept')")
+    job = tmp_path / "p.toml"
+    job.write_text(
+        f'name = "p"\nmode = "full_refresh"\n[source]\nurl = "{pg_dsn}"\ntable = "public.s"\n'
+        f'key = ["id", "region"]\n[target]\nurl = "{pg_dsn}"\ntable = "dw.p"\n'
+    )
+    code, out, err = await run_cli(command, str(job))
+    # before: check exit 0, 'check: OK, nothing was written'; run refused at prepare
+    # naming the new table ('... dw.p_etl_new: a full refresh replaces dw.p by a new table,
+    # which would not keep: inheritance; partitioning; ...')
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "dw.p is partitioned" in lines[0] and "full refresh" in lines[0], lines[0]
+    assert (
+        await fetchval(pg_dsn, "SELECT relkind::text FROM pg_class WHERE oid = 'dw.p'::regclass")
+        == "p"
+    )
+    assert await fetchval(pg_dsn, "SELECT string_agg(v, ',') FROM dw.p") == "kept"
