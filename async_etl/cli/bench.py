@@ -369,18 +369,21 @@ def sink_only_problem(
 
     ``--unlogged`` makes a PostgreSQL table, ``--gzip-threshold`` gzips CrateDB bodies: for
     any other sink each did nothing, silently (the writer refuses ``gzip_threshold`` the same
-    way).  No ``--sink`` is the embedded PostgreSQL.  Raises ``ConfigError``.
+    way).  ``ASYNC_ETL_BENCH_UNLOGGED`` false asks for nothing, so it is not refused.  No
+    ``--sink`` is the embedded PostgreSQL.  Raises ``ConfigError`` naming the flag, or the
+    environment variable when the value came from there.
     """
     scheme = scheme_of(settings.sink) if settings.sink else "postgresql"
     postgres = scheme in ("postgresql", "postgres")
     crate = scheme in ("http", "https", "crate")
-    for flag, dest, fits, what in (
-        ("--unlogged", "unlogged", postgres, "PostgreSQL"),
-        ("--gzip-threshold", "gzip_threshold", crate, "CrateDB"),
+    for flag, dest, fits, what, asks in (
+        ("--unlogged", "unlogged", postgres, "PostgreSQL", settings.unlogged),
+        ("--gzip-threshold", "gzip_threshold", crate, "CrateDB", True),
     ):
-        given = getattr(args, dest, None) is not None or f"ASYNC_ETL_BENCH_{dest.upper()}" in env
-        if given and not fits:
-            raise ConfigError(f"{flag}: applies to {what} sinks only, not {scheme}://")
+        var = f"ASYNC_ETL_BENCH_{dest.upper()}"
+        source = flag if getattr(args, dest, None) is not None else var if var in env else None
+        if source is not None and asks and not fits:
+            raise ConfigError(f"{source}: applies to {what} sinks only, not {scheme}://")
 
 
 MAX_BATCH_BYTES = 256 * 1024 * 1024
