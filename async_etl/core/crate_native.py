@@ -131,17 +131,24 @@ class ColumnPlan:
     """How the intake looks at each column of a CrateDB table (see the module docstring).
 
     ``bases``: each column's base type name (empty: decide by the value's type), ``codes``
-    each column's ``array`` typecode for its integers (None: no probe).
+    each column's ``array`` typecode for its integers (None: no probe), ``lengths`` each
+    column's ``VARCHAR(n)`` n (None: not checked; ``()``: none is).
     """
 
     bases: tuple[str, ...]
     codes: tuple[str | None, ...]
+    lengths: tuple[int | None, ...] = ()
 
     @classmethod
-    def of(cls, bases: Sequence[str], width: int) -> ColumnPlan:
-        """The plan for ``width`` columns of these base types (``()``: not known)."""
+    def of(cls, bases: Sequence[str], width: int, lengths: Sequence[int | None] = ()) -> ColumnPlan:
+        """The plan for ``width`` columns of these base types (``()``: not known).
+
+        ``lengths``: each column's ``VARCHAR(n)`` n or None (``core.exact.varchar_length``);
+        a str longer than n is not plain (``core.exact.varchar_check`` refuses it).
+        """
         names = tuple(bases) or ("",) * width
-        return cls(names, tuple(map(_int_code, names)))
+        limits = tuple(lengths) if any(n is not None for n in lengths) else ()
+        return cls(names, tuple(map(_int_code, names)), limits)
 
     def look(self, rows: Sequence[tuple[Any, ...]], check: bool = True) -> tuple[bool, int]:
         """``(plain, size)`` of ``rows``: tuples (or lists) as wide as the plan.
@@ -156,13 +163,16 @@ class ColumnPlan:
         total = ROW_OVERHEAD * count
         plain = check
         first = rows[0]
-        for i, (base, code) in enumerate(zip(self.bases, self.codes, strict=True)):
+        lengths = self.lengths or (None,) * len(self.bases)
+        for i, (base, code, limit) in enumerate(zip(self.bases, self.codes, lengths, strict=True)):
             pick = operator.itemgetter(i)
             head = first[i]
             kind = type(head)
             if isinstance(head, str) and base not in TIMESTAMPS:
-                try:  # every value a str: never refused, sized by its length
+                try:  # every value a str: never refused (but past VARCHAR(n)), sized by length
                     total += len("".join(map(pick, rows))) + 4 * count
+                    if plain and limit is not None:
+                        plain = max(map(len, map(pick, rows))) <= limit
                     continue
                 except TypeError:
                     pass
@@ -181,6 +191,8 @@ class ColumnPlan:
             kinds = kinds_of(column)
             total += column_bytes(column, kinds)
             plain = plain and _plain_column(column, kinds, base)
+            if plain and limit is not None and str in kinds:
+                plain = all(len(v) <= limit for v in column if isinstance(v, str))
         return plain, total
 
     def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
@@ -191,11 +203,13 @@ class ColumnPlan:
         return self.look(rows)[0]
 
 
-def plain(rows: Sequence[tuple[Any, ...]], bases: Sequence[str]) -> bool:
+def plain(
+    rows: Sequence[tuple[Any, ...]], bases: Sequence[str], lengths: Sequence[int | None] = ()
+) -> bool:
     """``ColumnPlan.plain`` for rows; False also for rows of different widths."""
     if not rows:
         return True
-    return ColumnPlan.of(bases, len(rows[0])).plain(rows)
+    return ColumnPlan.of(bases, len(rows[0]), lengths).plain(rows)
 
 
 def body_parts(stmt: str, rows: Sequence[tuple[Any, ...]], every: int) -> Iterator[bytes]:

@@ -61,6 +61,7 @@ __all__ = [
     "oracle_refusal",
     "row_refusal",
     "varchar_check",
+    "varchar_length",
     "zone_refusal",
 ]
 
@@ -448,6 +449,12 @@ def locale_text_problem(columns: Sequence[tuple[str, str]], target: str) -> str 
 _VARCHAR = re.compile(r"^(?:character varying|varchar)\s*\(\s*(\d+)\s*\)$", re.IGNORECASE)
 
 
+def varchar_length(target_type: str) -> int | None:
+    """The n of a ``character varying(n)`` / ``varchar(n)`` type; None for any other type."""
+    m = _VARCHAR.fullmatch(target_type.strip())
+    return None if m is None else int(m.group(1))
+
+
 def varchar_check(
     names: Sequence[str], target_types: Sequence[str]
 ) -> Callable[[Sequence[Any]], str | None]:
@@ -461,9 +468,9 @@ def varchar_check(
     ``"column c: reason"`` for the first refused value of a row, or None.
     """
     limits = [
-        (i, name, int(m.group(1)))
+        (i, name, limit)
         for i, (name, t) in enumerate(zip(names, target_types, strict=False))
-        if (m := _VARCHAR.fullmatch(t.strip())) is not None
+        if (limit := varchar_length(t)) is not None
     ]
 
     def check(row: Sequence[Any]) -> str | None:

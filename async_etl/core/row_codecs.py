@@ -34,7 +34,14 @@ import orjson
 from async_etl.core import crate_native
 from async_etl.core.compare import base_type
 from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
-from async_etl.core.exact import NEEDS_AWARE, NEEDS_NAIVE, crate_row_check, json_refusal
+from async_etl.core.exact import (
+    NEEDS_AWARE,
+    NEEDS_NAIVE,
+    crate_row_check,
+    json_refusal,
+    varchar_check,
+    varchar_length,
+)
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
 Encoder = Callable[[Any], bytes]
@@ -559,6 +566,15 @@ def _crate_refusal(row: tuple[Any, ...], check: RowCheck, names: Sequence[str]) 
     return None
 
 
+def _either(first: RowCheck, then: RowCheck) -> RowCheck:
+    """A row check answering ``first``'s reason, else ``then``'s."""
+
+    def check(row: Sequence[Any]) -> str | None:
+        return first(row) or then(row)
+
+    return check
+
+
 def encode_crate_rows(
     stmt: str,
     rows: Sequence[tuple[Any, ...]],
@@ -569,14 +585,19 @@ def encode_crate_rows(
 
     ``names`` / ``types`` are the table's columns and their types as PostgreSQL names them
     (``core.exact.crate_column_type``): a row holding a value ``core.exact.crate_refusal``
-    refuses is left out with ``"column c: reason"`` (unnamed columns are ``#1``, ``#2``, ...).
+    refuses, or a text longer than its ``character varying(n)`` column
+    (``core.exact.varchar_check``), is left out with ``"column c: reason"`` (unnamed columns
+    are ``#1``, ``#2``, ...).
     """
     width = len(rows[0]) if rows else 0
     names = names or [f"#{i + 1}" for i in range(width)]
     bases = [base_type(t)[0] for t in types]
+    lengths = [varchar_length(t) for t in types]
     check = crate_row_check(names, types, zones=True)
+    if any(n is not None for n in lengths):
+        check = _either(check, varchar_check(names, types))
     refused: list[tuple[int, str]] = []
-    if not crate_native.plain(rows, bases):
+    if not crate_native.plain(rows, bases, lengths):
         refused = [(pos, why) for pos, row in enumerate(rows) if (why := check(row))]
     try:
         if not refused:

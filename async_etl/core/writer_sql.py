@@ -187,11 +187,13 @@ ORDER BY array_position(i.indkey::int2[], a.attnum)"""
 """A PostgreSQL table's primary key columns in key order (none: no key); $1 = quoted table."""
 
 CRATE_COLUMNS = (
-    "SELECT column_name, data_type FROM information_schema.columns "
+    "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns "
     "WHERE table_schema = ? AND table_name = ? AND is_generated = 'NEVER' "
     "ORDER BY ordinal_position"
 )
-"""A CrateDB table's columns and types in order (args: schema, table); sub-columns contain ``[``."""
+"""A CrateDB table's columns in order: (name, type, ``VARCHAR(n)``'s n or NULL) rows (args:
+schema, table); sub-columns contain ``[``.  ``drift.crate_listed_type`` makes one type of the
+last two, as a job's target listing (``drift.target_columns_sql``) does."""
 
 CRATE_PRIMARY_KEY = (
     "SELECT column_name FROM information_schema.key_column_usage "

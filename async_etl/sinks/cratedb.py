@@ -92,7 +92,7 @@ class CrateDBSink(ClosingSink):
         await self.client.execute(schema.crate_create_table(self.table.name))
         qualified = self.table.qualified(self.client.endpoint.schema)
         found = await self.client.execute(CRATE_COLUMNS, list(qualified.rsplit(".", 1)))
-        columns = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
+        columns = query_rows(found, self.client.where, CRATE_COLUMNS, width=3)
         types = [(str(r[0]), str(r[1])) for r in columns if "[" not in str(r[0])]
         check_shape(self.client.where, self.table.name, crate_shape_problems(schema, types))
         self.table = CrateTable(self.table.name, schema.names[0])

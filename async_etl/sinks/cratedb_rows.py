@@ -22,7 +22,8 @@ from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
 from async_etl.core.crate_names import first_column_problem
 from async_etl.core.crate_protocol import Response
-from async_etl.core.exact import crate_column_type
+from async_etl.core.drift import crate_listed_type
+from async_etl.core.exact import crate_column_type, varchar_length
 from async_etl.core.row_codecs import Encoded, encode_crate_rows
 from async_etl.core.writer_sql import (
     CRATE_COLUMNS,
@@ -105,8 +106,10 @@ class CrateRowsSink(CrateDBSink):
             return await self.client.execute(CRATE_COLUMNS, [schema, name])
 
         def types_of(found: Response) -> dict[str, str]:
-            rows = query_rows(found, self.client.where, CRATE_COLUMNS, width=2)
-            return {str(r[0]): str(r[1]) for r in rows if "[" not in str(r[0])}
+            rows = query_rows(found, self.client.where, CRATE_COLUMNS, width=3)
+            return {  # VARCHAR(n) as 'character varying(n)': a longer text is refused
+                str(r[0]): crate_listed_type(str(r[1]), r[2]) for r in rows if "[" not in str(r[0])
+            }
 
         # one round trip's wait: the version, the key and the columns (none: no table yet)
         self.version, pk, found = await _at_once(
@@ -150,7 +153,9 @@ class CrateRowsSink(CrateDBSink):
         self._stmt = crate_insert(self.table.name, names)
         self._names = names
         self._types = tuple(crate_column_type(types[n]) for n in names)
-        self._plan = crate_native.ColumnPlan.of([base_type(t)[0] for t in self._types], len(names))
+        bases = [base_type(t)[0] for t in self._types]
+        lengths = [varchar_length(t) for t in self._types]
+        self._plan = crate_native.ColumnPlan.of(bases, len(names), lengths)
         return names
 
     async def _primary_key(self, schema: str, name: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from async_etl.core import crate_native
 from async_etl.core.batching import Columns, column_total, row_size
 from async_etl.core.exact import crate_row_check
+from async_etl.core.row_codecs import encode_crate_rows
 
 _values = st.one_of(
     st.none(),
@@ -171,3 +172,19 @@ def test_the_one_pass_probes_answer_at_every_edge_as_the_row_check() -> None:
         if base != "real" and not {int, float} <= set(map(type, values)):  # else "not sure"
             assert plain == (not refused), (base, values)
         assert size == sum(map(row_size, rows)), (base, values)
+
+
+def test_a_text_past_varchar_n_is_not_plain_and_the_row_check_refuses_it() -> None:
+    """VARCHAR(3): plain only when no str is longer than 3 (str probe or mixed column)."""
+    plan = crate_native.ColumnPlan.of(("bigint", "character varying"), 2, (None, 3))
+    for notes, plain in [
+        (["abc", "é€x", "ab "], True), (["abc", "abc  "], False), (["abcd", "a"], False),
+        ([None, "abc"], True), ([None, "abcd"], False), ([1, "abcd"], False),
+    ]:  # fmt: skip
+        rows = [(i, v) for i, v in enumerate(notes)]
+        assert plan.look(rows)[0] == plain == crate_native.plain(rows, plan.bases, (None, 3))
+        enc = encode_crate_rows("INSERT", rows, ("id", "note"), ("bigint", "character varying(3)"))
+        longer = [i for i, v in enumerate(notes) if isinstance(v, str) and len(v) > 3]
+        assert [pos for pos, why in enc.refused if "VARCHAR(3)" in why] == longer
+        assert plain == (not longer) or 1 in notes
+    assert crate_native.ColumnPlan.of(("text",), 1, (None,)).lengths == ()  # none checked

@@ -369,3 +369,36 @@ async def test_a_timestamp_string_crate_would_change_rejects_its_row(
     assert (report.delivered, report.rejected, report.undelivered) == (len(good), 2, 0)
     assert [(r.row, r.reason) for r in report.rejected_rows] == [((2, bad), why), ((100, bad), why)]
     assert await _ids(crate_standin, "ts") == [i for i in range(len(values)) if i != 2]
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["existing", "declared"])
+async def test_text_longer_than_varchar_n_rejects_its_row(
+    crate_standin: CrateStandIn, declared: bool
+) -> None:
+    """VARCHAR(n): a longer text (even by blanks, which CrateDB would cut) is refused per row."""
+    url = crate_standin.url
+    columns = {"id": "BIGINT", "note": "VARCHAR(3)"} if declared else None
+    if not declared:
+        async with aiohttp.ClientSession() as session:
+            await post_sql(
+                session, url, "CREATE TABLE notes (id BIGINT PRIMARY KEY, note VARCHAR(3))"
+            )
+    rows = [(1, "abc"), (2, "abc  "), (3, "abcd"), (4, None), (5, "ab "), (6, "é€x")]
+    longer = "column note: text of {} characters is longer than the target's VARCHAR(3); "
+    why = {
+        2: longer.format(5) + "CrateDB would store it cut to its first 3 (its excess is blanks)",
+        3: longer.format(4) + "CrateDB would refuse it",
+    }
+    async with open_writer(url, table="notes", columns=columns, primary_key=["id"]) as w:
+        await w.write_many(rows)
+        await w.write((12, "abc  "))
+        await w.write((13, "abcd"))
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (4, 4, 0), report.reasons
+    assert [(r.row[0], r.reason) for r in report.rejected_rows] == [
+        (2, why[2]), (3, why[3]), (12, why[2]), (13, why[3]),
+    ]  # fmt: skip
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, url, "REFRESH TABLE notes")
+        _, body = await post_sql(session, url, "SELECT id, note FROM notes ORDER BY id")
+    assert [tuple(r) for r in body["rows"]] == [rows[i] for i in (0, 3, 4, 5)]

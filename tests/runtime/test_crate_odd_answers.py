@@ -60,8 +60,9 @@ def _server(count_answer: Any) -> ThreadingHTTPServer:
                 self._send(count_answer)
             elif "information_schema.columns" in stmt:  # the table has the records' shape
                 schema = default_schema()
-                rows = [[c.name, schema.crate_type(c).lower()] for c in schema.columns]
-                self._send({"cols": ["column_name", "data_type"], "rows": rows})
+                rows = [[c.name, schema.crate_type(c).lower(), None] for c in schema.columns]
+                cols = ["column_name", "data_type", "character_maximum_length"]
+                self._send({"cols": cols, "rows": rows})
             else:
                 self._send({"cols": [], "rows": [[]], "rowcount": 1})
 
