@@ -128,14 +128,6 @@ NO_TABLE = "no such table"
 """``source_primary_key``'s reason for a source table that does not exist (then a hint naming
 a table of that name but for case, if one exists: ``core.drift.near_table_hint``)."""
 
-PRIMARY_KEY_SQL = """
-SELECT a.attname FROM pg_index i
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-WHERE i.indrelid = to_regclass($1) AND i.indisprimary
-ORDER BY array_position(i.indkey::int2[], a.attnum)
-"""
-"""The primary key columns of a PostgreSQL table, in key order (none: no table or no key)."""
-
 
 async def source_primary_key(
     url: str, table: str, retry: RetryPolicy = JOB_RETRY
@@ -150,6 +142,7 @@ async def source_primary_key(
     Raises ``ConfigError`` (``unusable``: the cause's kind kept) naming ``--source`` when no
     connection could be made or kept: the source is what failed, not the missing ``--key``.
     """
+    from async_etl.core.writer_sql import PG_PRIMARY_KEY
     from async_etl.drivers.postgres import (
         PG_ERRORS,
         PostgresError,
@@ -171,7 +164,7 @@ async def source_primary_key(
                 from async_etl.sources.postgres import near_table
 
                 return NO_TABLE + near_table_hint(table, await near_table(conn, table))
-            return tuple(str(r[0]) for r in await conn.fetch(PRIMARY_KEY_SQL, relation))
+            return tuple(str(r[0]) for r in await conn.fetch(PG_PRIMARY_KEY, relation))
         except PG_ERRORS as exc:
             err = translate_pg(exc, f"PostgreSQL {mask_url(url)}")
             if err.retryable or not isinstance(exc, PostgresError):
