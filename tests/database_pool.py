@@ -91,11 +91,7 @@ class DatabasePool:
         if self.free:
             return with_database(self.server_dsn, self.free.pop())
         name = f"aetl_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(self.server_dsn)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
+        await self._as_admin(f'CREATE DATABASE "{name}"')
         self.made.add(name)
         if self.clean is None:
             self.clean = await self._reset(name)
@@ -120,11 +116,7 @@ class DatabasePool:
 
     async def _reset(self, name: str) -> str:
         """End the other sessions on ``name``, empty it; its signature after."""
-        admin = await asyncpg.connect(self.server_dsn)
-        try:
-            await admin.fetchval(_TERMINATE, name)
-        finally:
-            await admin.close()
+        await self._as_admin(_TERMINATE, name)
         conn = await asyncpg.connect(with_database(self.server_dsn, name))
         try:
             await conn.execute(_EMPTY)
@@ -133,9 +125,16 @@ class DatabasePool:
             await conn.close()
 
     async def _drop(self, name: str) -> None:
+        await self._as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.made.discard(name)
+
+    async def _as_admin(self, sql: str, *args: object) -> None:
+        """Run one statement on the server's maintenance database, on a connection of its own."""
         admin = await asyncpg.connect(self.server_dsn)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if args:
+                await admin.fetchval(sql, *args)
+            else:
+                await admin.execute(sql)  # simple protocol: CREATE / DROP DATABASE
         finally:
             await admin.close()
-        self.made.discard(name)
