@@ -36,7 +36,8 @@ import orjson
 from async_etl.core import chunks as ch
 from async_etl.core.collation import KeyCollation, key_order
 from async_etl.core.compare import chunk_key_problem, key_problem
-from async_etl.core.crate_names import first_column_problem
+from async_etl.core.crate_endpoint import Endpoint
+from async_etl.core.crate_names import first_column_problem, table_problem
 from async_etl.core.incremental import CursorWindow, row_cap
 from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
@@ -346,13 +347,20 @@ def _check_column_count(spec: JobSpec, cols: ScdColumns) -> None:
 
 
 def _check_target_names(spec: JobSpec, cols: ScdColumns) -> None:
-    """``ConfigError`` naming a column a CrateDB target refuses (``core.crate_names``).
+    """``ConfigError`` naming a table, schema or column a CrateDB target refuses.
 
-    Checked before anything is written: CrateDB refuses the table's ``CREATE`` (or a new
-    column's ``ADD COLUMN``) only at run time, after the run is recorded.
+    ``core.crate_names``: the table or its schema (the URL's ``?schema=`` when the table names
+    none) starting with ``_``, with upper case letters or reserved; a column starting with
+    ``_``.  Checked before anything is written: CrateDB refuses the table's ``CREATE`` (or a
+    new column's ``ADD COLUMN``) only at run time, after the run is recorded.
     """
     if dialect_of(spec.target.url) != "cratedb":
         return
+    table = spec.target.table
+    if "." not in table:
+        table = f"{Endpoint.parse(spec.target.url).schema or 'doc'}.{table}"
+    if (refused := table_problem(table)) is not None:
+        raise ConfigError(f"job {spec.name}: target {spec.target.table}: {refused}")
     meta = {}
     if cols.type == 2:
         meta = {cols.valid_from: "valid_from", cols.valid_to: "valid_to",

@@ -20,7 +20,7 @@ import anyio.lowlevel
 from async_etl.core import crate_native, pg_native
 from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
-from async_etl.core.crate_names import first_column_problem
+from async_etl.core.crate_names import first_column_problem, table_problem
 from async_etl.core.crate_protocol import Response
 from async_etl.core.drift import crate_listed_type
 from async_etl.core.exact import crate_column_type, varchar_length
@@ -91,16 +91,21 @@ class CrateRowsSink(CrateDBSink):
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
 
-        Raises ``ConfigError`` for a missing table, an unknown column, a declared name CrateDB
+        Raises ``ConfigError`` for a table or schema name CrateDB refuses (``core.crate_names``:
+        one starting with ``_``, with upper case letters or reserved; checked before any round
+        trip), a missing table, an unknown column, a declared name CrateDB
         refuses (``core.crate_names``: one starting with ``_``), a declared type the
         server does not know or that differs from the existing table's column
         (``writer_sql.crate_declared_problem``), or a table without a primary key (checked
         before creating); ``TransientLoadError`` / ``LoadError`` like the bench sink.
         """
         declared, wanted = split_declared(columns)
-        await self.client.open()
-        schema, _, name = self.table.qualified(self.client.endpoint.schema).rpartition(".")
+        qualified = self.table.qualified(self.client.endpoint.schema)
         where = self.describe()
+        if (refused := table_problem(qualified)) is not None:
+            raise ConfigError(f"{where}: {refused}")
+        await self.client.open()
+        schema, _, name = qualified.rpartition(".")
 
         async def columns_found() -> Response:
             return await self.client.execute(CRATE_COLUMNS, [schema, name])

@@ -402,3 +402,20 @@ async def test_text_longer_than_varchar_n_rejects_its_row(
         await post_sql(session, url, "REFRESH TABLE notes")
         _, body = await post_sql(session, url, "SELECT id, note FROM notes ORDER BY id")
     assert [tuple(r) for r in body["rows"]] == [rows[i] for i in (0, 3, 4, 5)]
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [("_under", "table name '_under'"), ("Upper", "table name 'Upper'"),
+     ("_s.t", "schema name '_s'"), ("S.t", "schema name 'S'")],
+)  # fmt: skip
+async def test_a_table_name_crate_refuses_is_refused_in_one_line(table: str, named: str) -> None:
+    """table='_under' / 'Upper' (CrateDB's naming restrictions) is refused before any CREATE."""
+    async with CrateStandIn() as crate:
+        with pytest.raises(ConfigError) as err:
+            columns = {"id": "bigint", "x": "text"}
+            async with open_writer(crate.url, table=table, columns=columns, primary_key=["id"]):
+                pass
+        assert not crate.catalog.tables
+    line = err.value.message
+    assert "\n" not in line and named in line and "Naming restrictions" in line, line

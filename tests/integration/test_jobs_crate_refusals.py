@@ -227,3 +227,30 @@ async def test_a_value_longer_than_a_varchar_target_is_rejected_never_cut(pg_dsn
         "column note: text of 4 characters is longer than the target's VARCHAR(3); CrateDB "
         "would refuse it",
     }
+
+
+@pytest.mark.parametrize(
+    ("table", "named", "why"),
+    [
+        ("dw._notes", "table name '_notes'", "starts with '_'"),
+        ("_dw.notes", "schema name '_dw'", "starts with '_'"),
+        ("dw.Notes", "table name 'Notes'", "upper case"),
+        ("DW.notes", "schema name 'DW'", "upper case"),
+        ("sys.notes", "schema name 'sys'", "reserved"),
+    ],
+)
+async def test_a_table_name_crate_refuses_is_refused_in_preflight(
+    pg_dsn: str, table: str, named: str, why: str
+) -> None:
+    """A target table or schema CrateDB refuses (_x, upper case, sys) is one line, no run."""
+    await _source(pg_dsn)
+    async with CrateStandIn() as crate:
+        text = _job(pg_dsn, crate.url, "reject").replace('"dw.notes"', f'"{table}"')
+        with pytest.raises(ConfigError) as err:
+            await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        tables = crate.catalog.tables
+    line = err.value.message
+    assert "\n" not in line and line.startswith(f"job notes: target {table}: {named}"), line
+    assert why in line and "docs: CREATE TABLE, " in line
+    assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None  # no run
+    assert not tables  # nothing created in the target
