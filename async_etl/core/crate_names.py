@@ -15,7 +15,8 @@ Table and schema names (the same docs section): they "may not contain upper case
 reserved and may not be used" as schemas (docs, CREATE TABLE, Schemas).  Every name here is
 double-quoted, so an upper-case one is not folded to lower case as an unquoted one would be:
 CrateDB would refuse to create it (and never find a table of that name).  Their character rules
-(no ``\\ / * ? " < > |``, whitespace, ``,``, ``#``, ``.``) are met by ``core.specs.IDENT``.
+(no backslash, ``/ * ? " < > |``, whitespace, ``,``, ``#``, ``.``) are met by
+``core.specs.IDENT``.
 Pure: no I/O.
 """
 

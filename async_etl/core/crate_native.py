@@ -51,7 +51,14 @@ from typing import Any
 import orjson
 
 from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
-from async_etl.core.exact import CRATE_INT_BITS, TIMESTAMPS, UNZONED, ZONED, crate_timestamp_text
+from async_etl.core.exact import (
+    CRATE_INT_BITS,
+    TIMESTAMPS,
+    UNZONED,
+    ZONED,
+    TextBound,
+    crate_timestamp_text,
+)
 
 _NONE = type(None)
 _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
@@ -132,22 +139,27 @@ class ColumnPlan:
 
     ``bases``: each column's base type name (empty: decide by the value's type), ``codes``
     each column's ``array`` typecode for its integers (None: no probe), ``lengths`` each
-    column's ``VARCHAR(n)`` n (None: not checked; ``()``: none is).
+    column's ``VARCHAR(n)`` / ``CHARACTER(n)`` rule (None: not checked; ``()``: none is).
     """
 
     bases: tuple[str, ...]
     codes: tuple[str | None, ...]
-    lengths: tuple[int | None, ...] = ()
+    lengths: tuple[TextBound | None, ...] = ()
 
     @classmethod
-    def of(cls, bases: Sequence[str], width: int, lengths: Sequence[int | None] = ()) -> ColumnPlan:
+    def of(
+        cls, bases: Sequence[str], width: int, lengths: Sequence[TextBound | int | None] = ()
+    ) -> ColumnPlan:
         """The plan for ``width`` columns of these base types (``()``: not known).
 
-        ``lengths``: each column's ``VARCHAR(n)`` n or None (``core.exact.varchar_length``);
-        a str longer than n is not plain (``core.exact.varchar_check`` refuses it).
+        ``lengths``: each column's rule (``core.exact.text_bound``; an int n: ``VARCHAR(n)``)
+        or None; a str it would not store as it is (longer, or not exactly n for
+        ``CHARACTER(n)``) is not plain (``core.exact.text_length_check`` refuses it).
         """
         names = tuple(bases) or ("",) * width
-        limits = tuple(lengths) if any(n is not None for n in lengths) else ()
+        limits = tuple(TextBound(n, False) if isinstance(n, int) else n for n in lengths)
+        if all(n is None for n in limits):
+            limits = ()
         return cls(names, tuple(map(_int_code, names)), limits)
 
     def look(self, rows: Sequence[tuple[Any, ...]], check: bool = True) -> tuple[bool, int]:
@@ -169,10 +181,11 @@ class ColumnPlan:
             head = first[i]
             kind = type(head)
             if isinstance(head, str) and base not in TIMESTAMPS:
-                try:  # every value a str: never refused (but past VARCHAR(n)), sized by length
+                try:  # every value a str: never refused (but by VARCHAR(n) / CHAR(n)), sized
                     total += len("".join(map(pick, rows))) + 4 * count
                     if plain and limit is not None:
-                        plain = max(map(len, map(pick, rows))) <= limit
+                        sizes = list(map(len, map(pick, rows)))
+                        plain = limit.fits(max(sizes)) and limit.fits(min(sizes))
                     continue
                 except TypeError:
                     pass
@@ -192,7 +205,7 @@ class ColumnPlan:
             total += column_bytes(column, kinds)
             plain = plain and _plain_column(column, kinds, base)
             if plain and limit is not None and str in kinds:
-                plain = all(len(v) <= limit for v in column if isinstance(v, str))
+                plain = all(limit.fits(len(v)) for v in column if isinstance(v, str))
         return plain, total
 
     def plain(self, rows: Sequence[tuple[Any, ...]]) -> bool:
@@ -204,7 +217,9 @@ class ColumnPlan:
 
 
 def plain(
-    rows: Sequence[tuple[Any, ...]], bases: Sequence[str], lengths: Sequence[int | None] = ()
+    rows: Sequence[tuple[Any, ...]],
+    bases: Sequence[str],
+    lengths: Sequence[TextBound | int | None] = (),
 ) -> bool:
     """``ColumnPlan.plain`` for rows; False also for rows of different widths."""
     if not rows:

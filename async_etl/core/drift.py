@@ -47,6 +47,7 @@ __all__ = [
     "Evolution",
     "add_column_sql",
     "compare",
+    "crate_fits",
     "crate_listed_type",
     "decide",
     "oracle_column_type",
@@ -145,15 +146,38 @@ def _scale(mods: tuple[str, ...]) -> int | None:
 
 
 def crate_listed_type(data_type: str, length: int | None) -> str:
-    """A CrateDB column's type from ``information_schema.columns``, ``VARCHAR(n)`` with its n.
+    """A CrateDB column's type from ``information_schema.columns``, with a length kept.
 
-    CrateDB reports a ``VARCHAR(n)`` column as ``character varying`` and n apart
-    (``character_maximum_length``); the n is kept (``character varying(5)``) so that a load
-    can refuse a longer value rather than have CrateDB cut it (``core.exact.varchar_check``).
+    ``character_maximum_length`` is, "if the data type is a character type", "the declared
+    length limit; otherwise NULL" (CrateDB docs, Information schema, columns).  A ``VARCHAR(n)``
+    column reads ``character varying(n)`` (CrateDB names its data_type ``text``; the stand-in
+    ``character varying``), a ``CHAR(n)`` / ``CHARACTER(n)`` one ``character(n)`` (n is 1
+    for ``CHARACTER`` alone), so that a load can refuse a value CrateDB would cut or pad
+    (``core.exact.text_length_check``).  Other types are kept as read.
     """
-    if data_type.strip().lower() == "character varying" and length is not None:
-        return f"character varying({int(length)})"
+    if length is not None:
+        base = " ".join(data_type.strip().lower().split())
+        if base in ("text", "character varying", "varchar"):
+            return f"character varying({int(length)})"
+        if base in ("character", "char"):
+            return f"character({int(length)})"
     return data_type
+
+
+def crate_fits(source: str, target: str) -> bool:
+    """``sql_fits`` for a CrateDB target, where a text also fits ``character(n)``.
+
+    CrateDB keeps a ``CHARACTER(n)`` value's blanks (a shorter value is stored "right padded
+    with whitespaces" and its ``char_length`` is n: CrateDB docs, Data types, CHARACTER(n)),
+    so a text of exactly n characters is stored as it is; any other is refused per row
+    (``core.exact.text_length_check``).  PostgreSQL's ``character(n)`` drops a value's
+    trailing blanks instead, which ``sql_fits`` refuses.
+    """
+    sb, _, sarr = _split(source)
+    tb, tmods, tarr = _split(target)
+    if sb in _TEXT and tb in _BLANK_PADDED and tmods and not (sarr or tarr):
+        return True
+    return sql_fits(source, target)
 
 
 def sql_fits(source: str, target: str) -> bool:

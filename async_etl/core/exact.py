@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -50,18 +51,20 @@ __all__ = [
     "BIGINT_RANGE",
     "CRATE_INT_BITS",
     "ORACLE_VARCHAR_BYTES",
+    "TextBound",
     "crate_column_type",
     "crate_refusal",
     "crate_row_check",
     "crate_sent",
     "crate_timestamp_text",
     "json_refusal",
+    "length_refusal",
     "locale_text_problem",
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
-    "varchar_check",
-    "varchar_length",
+    "text_bound",
+    "text_length_check",
     "zone_refusal",
 ]
 
@@ -446,43 +449,93 @@ def locale_text_problem(columns: Sequence[tuple[str, str]], target: str) -> str 
     return None
 
 
-_VARCHAR = re.compile(r"^(?:character varying|varchar)\s*\(\s*(\d+)\s*\)$", re.IGNORECASE)
+_BOUNDED = re.compile(
+    r"^(character varying|varchar|character|char|bpchar)\s*\(\s*(\d+)\s*\)$", re.IGNORECASE
+)
 
 
-def varchar_length(target_type: str) -> int | None:
-    """The n of a ``character varying(n)`` / ``varchar(n)`` type; None for any other type."""
-    m = _VARCHAR.fullmatch(target_type.strip())
-    return None if m is None else int(m.group(1))
+def length_refusal(
+    value: str, limit: int, padded: bool, type_text: str, server: str = "PostgreSQL"
+) -> str | None:
+    """Why ``server`` would store ``value`` changed in ``type_text`` (n = ``limit``), or None.
+
+    The one rule for PostgreSQL's ``varchar(n)`` / ``character(n)`` and CrateDB's
+    ``VARCHAR(n)`` / ``CHARACTER(n)``: both refuse a longer value "unless the excess characters
+    are all spaces, in which case the string will be truncated" (PostgreSQL docs, Character
+    Types; CrateDB docs, Data types, VARCHAR(n) and CHARACTER(n)), and a ``character(n)``
+    value shorter than n is blank-padded (``padded``; PostgreSQL: "will be space-padded";
+    CrateDB: "will be right padded with whitespaces").  Both are refused here, so a value is
+    stored exactly or not at all; length in characters (code points), as both count them.
+    """
+    size = len(value)
+    if size > limit:
+        would = "refuse it" if value[limit:].strip(" ") else (
+            f"store it cut to its first {limit} (its excess is blanks)")  # fmt: skip
+        return f"text of {size} characters is longer than {type_text}; {server} would {would}"
+    if padded and size < limit:
+        return (
+            f"text of {size} characters is shorter than {type_text}; {server} would store "
+            f"it padded with blanks (pass exactly {limit} characters, or use varchar or text)"
+        )
+    return None
 
 
-def varchar_check(
+@dataclass(frozen=True, slots=True)
+class TextBound:
+    """A CrateDB ``VARCHAR(n)`` (``padded`` False) or ``CHARACTER(n)`` (True) column's rule."""
+
+    limit: int
+    padded: bool
+
+    @property
+    def type_text(self) -> str:
+        """``the target's VARCHAR(n)`` / ``the target's CHARACTER(n)``, as a reason names it."""
+        return f"the target's {'CHARACTER' if self.padded else 'VARCHAR'}({self.limit})"
+
+    def fits(self, size: int) -> bool:
+        """True when a text of ``size`` characters is stored as it is."""
+        return size == self.limit if self.padded else size <= self.limit
+
+    def refusal(self, value: str) -> str | None:
+        """``length_refusal`` of ``value`` with CrateDB's words; None: stored as it is."""
+        if self.fits(len(value)):
+            return None
+        return length_refusal(value, self.limit, self.padded, self.type_text, "CrateDB")
+
+
+def text_bound(target_type: str) -> TextBound | None:
+    """The rule of a ``character varying(n)`` / ``varchar(n)`` / ``character(n)`` type.
+
+    None for any other type (``text``, an array, ``""``: not known).
+    """
+    m = _BOUNDED.fullmatch(target_type.strip())
+    if m is None:
+        return None
+    return TextBound(int(m.group(2)), m.group(1).lower() in ("character", "char", "bpchar"))
+
+
+def text_length_check(
     names: Sequence[str], target_types: Sequence[str]
 ) -> Callable[[Sequence[Any]], str | None]:
-    """A row check refusing a text longer than its CrateDB ``VARCHAR(n)`` target column.
+    """A row check refusing a text CrateDB would cut or pad in its VARCHAR(n) / CHAR(n) column.
+
+    ``TextBound.refusal``: a longer text, or one shorter than a ``CHARACTER(n)``.
 
     ``target_types``: the target's type per column of ``names`` (``drift.crate_listed_type``;
-    ``""`` or any other type: not checked).  CrateDB refuses a longer value, "unless the excess
-    characters are all spaces, in which case the string literal will be truncated" (CrateDB
-    docs, Data types, VARCHAR(n)): such a value is refused here too, so it is never stored
-    changed.  Length in characters (code points), as CrateDB counts them.  The check returns
-    ``"column c: reason"`` for the first refused value of a row, or None.
+    ``""`` or any other type: not checked).  The check returns ``"column c: reason"`` for the
+    first refused value of a row, or None.
     """
-    limits = [
-        (i, name, limit)
+    bounds = [
+        (i, name, bound)
         for i, (name, t) in enumerate(zip(names, target_types, strict=False))
-        if (limit := varchar_length(t)) is not None
+        if (bound := text_bound(t)) is not None
     ]
 
     def check(row: Sequence[Any]) -> str | None:
-        for i, name, limit in limits:
+        for i, name, bound in bounds:
             value = row[i]
-            if isinstance(value, str) and len(value) > limit:
-                would = ("store it cut to its first {0} (its excess is blanks)"
-                         if not value[limit:].strip(" ") else "refuse it")  # fmt: skip
-                return (
-                    f"column {name}: text of {len(value)} characters is longer than the "
-                    f"target's VARCHAR({limit}); CrateDB would {would.format(limit)}"
-                )
+            if isinstance(value, str) and (reason := bound.refusal(value)) is not None:
+                return f"column {name}: {reason}"
         return None
 
     return check

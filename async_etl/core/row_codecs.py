@@ -39,8 +39,9 @@ from async_etl.core.exact import (
     NEEDS_NAIVE,
     crate_row_check,
     json_refusal,
-    varchar_check,
-    varchar_length,
+    length_refusal,
+    text_bound,
+    text_length_check,
 )
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
@@ -379,27 +380,6 @@ def _bounded_numeric(precision: int, scale: int) -> Encoder:
     return enc
 
 
-def length_refusal(value: str, limit: int, padded: bool, type_text: str) -> str | None:
-    """Why PostgreSQL would store ``value`` changed in ``type_text`` (n = ``limit``), or None.
-
-    PostgreSQL refuses a longer value "unless the excess characters are all spaces, in which
-    case the string will be truncated to the maximum length", and a ``character(n)`` value
-    shorter than n "will be space-padded" (``padded``) (PostgreSQL docs, Character Types).
-    Both are refused here, so a value is stored exactly; length in characters (code points).
-    """
-    size = len(value)
-    if size > limit:
-        would = "refuse it" if value[limit:].strip(" ") else (
-            f"store it cut to its first {limit} (its excess is blanks)")  # fmt: skip
-        return f"text of {size} characters is longer than {type_text}; PostgreSQL would {would}"
-    if padded and size < limit:
-        return (
-            f"text of {size} characters is shorter than {type_text}; PostgreSQL would store "
-            f"it padded with blanks (pass exactly {limit} characters, or use varchar or text)"
-        )
-    return None
-
-
 def _bounded_text(encode: Encoder, col: PgColumn, limit: int) -> Encoder:
     """A ``varchar(n)`` / ``character(n)`` encoder refusing what PostgreSQL would cut or pad."""
     padded, type_text = col.typname == "bpchar", col.type_text
@@ -585,17 +565,17 @@ def encode_crate_rows(
 
     ``names`` / ``types`` are the table's columns and their types as PostgreSQL names them
     (``core.exact.crate_column_type``): a row holding a value ``core.exact.crate_refusal``
-    refuses, or a text longer than its ``character varying(n)`` column
-    (``core.exact.varchar_check``), is left out with ``"column c: reason"`` (unnamed columns
-    are ``#1``, ``#2``, ...).
+    refuses, or a text CrateDB would cut or pad in its ``character varying(n)`` /
+    ``character(n)`` column (``core.exact.text_length_check``), is left out with
+    ``"column c: reason"`` (unnamed columns are ``#1``, ``#2``, ...).
     """
     width = len(rows[0]) if rows else 0
     names = names or [f"#{i + 1}" for i in range(width)]
     bases = [base_type(t)[0] for t in types]
-    lengths = [varchar_length(t) for t in types]
+    lengths = [text_bound(t) for t in types]
     check = crate_row_check(names, types, zones=True)
     if any(n is not None for n in lengths):
-        check = _either(check, varchar_check(names, types))
+        check = _either(check, text_length_check(names, types))
     refused: list[tuple[int, str]] = []
     if not crate_native.plain(rows, bases, lengths):
         refused = [(pos, why) for pos, row in enumerate(rows) if (why := check(row))]

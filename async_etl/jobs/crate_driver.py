@@ -42,7 +42,7 @@ from async_etl.core.crate_answers import optional_number, query_rows
 from async_etl.core.crate_protocol import NO_DETAIL, Endpoint, build_request, verdict_for
 from async_etl.core.crate_resolve import detail_group
 from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_duplicates
-from async_etl.core.exact import crate_row_check, varchar_check
+from async_etl.core.exact import crate_row_check, text_length_check
 from async_etl.core.modes import crate_swap_sql
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
@@ -199,7 +199,7 @@ class CrateTarget:
         types = [t for _, t in ctx.columns]
         convert = crate_value(types)
         refusal = crate_row_check(ctx.names, types)  # core.exact, types parsed once
-        too_long = varchar_check(ctx.names, [cols.target_type_of(n) for n in ctx.names])
+        too_long = text_length_check(ctx.names, [cols.target_type_of(n) for n in ctx.names])
         bk = cols.business_key
         async with ctx.hold(self.url), self._client() as client:
             refresh = crate.refresh_sql(self.table)

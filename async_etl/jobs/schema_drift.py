@@ -52,7 +52,7 @@ def _oracle_type(pg_type: str) -> str:
 
 _TYPES: dict[str, tuple[Callable[[str], str], Callable[[str, str], bool]]] = {
     "postgresql": (lambda t: t, drift.sql_fits),
-    "cratedb": (_crate_type, drift.sql_fits),
+    "cratedb": (_crate_type, drift.crate_fits),
     "oracle": (_oracle_type, drift.oracle_fits),
 }
 

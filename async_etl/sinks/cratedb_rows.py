@@ -23,7 +23,7 @@ from async_etl.core.crate_answers import query_rows
 from async_etl.core.crate_names import first_column_problem, table_problem
 from async_etl.core.crate_protocol import Response
 from async_etl.core.drift import crate_listed_type
-from async_etl.core.exact import crate_column_type, varchar_length
+from async_etl.core.exact import crate_column_type, text_bound
 from async_etl.core.row_codecs import Encoded, encode_crate_rows
 from async_etl.core.writer_sql import (
     CRATE_COLUMNS,
@@ -112,7 +112,7 @@ class CrateRowsSink(CrateDBSink):
 
         def types_of(found: Response) -> dict[str, str]:
             rows = query_rows(found, self.client.where, CRATE_COLUMNS, width=3)
-            return {  # VARCHAR(n) as 'character varying(n)': a longer text is refused
+            return {  # VARCHAR(n) / CHAR(n) keep n: a text CrateDB would change is refused
                 str(r[0]): crate_listed_type(str(r[1]), r[2]) for r in rows if "[" not in str(r[0])
             }
 
@@ -159,7 +159,7 @@ class CrateRowsSink(CrateDBSink):
         self._names = names
         self._types = tuple(crate_column_type(types[n]) for n in names)
         bases = [base_type(t)[0] for t in self._types]
-        lengths = [varchar_length(t) for t in self._types]
+        lengths = [text_bound(t) for t in self._types]
         self._plan = crate_native.ColumnPlan.of(bases, len(names), lengths)
         return names
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from async_etl.core import crate_native
 from async_etl.core.batching import Columns, column_total, row_size
-from async_etl.core.exact import crate_row_check
+from async_etl.core.exact import crate_row_check, text_bound
 from async_etl.core.row_codecs import encode_crate_rows
 
 _values = st.one_of(
@@ -188,3 +188,19 @@ def test_a_text_past_varchar_n_is_not_plain_and_the_row_check_refuses_it() -> No
         assert [pos for pos, why in enc.refused if "VARCHAR(3)" in why] == longer
         assert plain == (not longer) or 1 in notes
     assert crate_native.ColumnPlan.of(("text",), 1, (None,)).lengths == ()  # none checked
+
+
+def test_a_text_not_of_char_n_length_is_not_plain_and_the_row_check_refuses_it() -> None:
+    """CHARACTER(3): plain only when every str has exactly 3 characters (str probe or mixed)."""
+    bound = text_bound("character(3)")
+    plan = crate_native.ColumnPlan.of(("bigint", "character"), 2, (None, bound))
+    for codes, plain in [
+        (["abc", "é€x", "ab "], True), (["abc", "abc  "], False), (["abcd", "abc"], False),
+        (["abc", "ab"], False), ([None, "abc"], True), ([None, "a"], False), ([1, "a"], False),
+    ]:  # fmt: skip
+        rows = [(i, v) for i, v in enumerate(codes)]
+        assert plan.look(rows)[0] == plain == crate_native.plain(rows, plan.bases, (None, bound))
+        enc = encode_crate_rows("INSERT", rows, ("id", "code"), ("bigint", "character(3)"))
+        off = [i for i, v in enumerate(codes) if isinstance(v, str) and len(v) != 3]
+        assert [pos for pos, why in enc.refused if "CHARACTER(3)" in why] == off
+        assert plain == (not off) or 1 in codes

@@ -312,3 +312,31 @@ def test_a_full_refresh_into_any_partitioned_table_is_a_problem() -> None:
     problem = drift.pg_partitioned_refresh_problem(("region", None)) or ""
     assert "would not be partitioned (by region, an expression)" in problem, problem
     assert 'mode = "merge"' in problem
+
+
+@pytest.mark.parametrize(
+    ("data_type", "length", "listed"),
+    [
+        ("character varying", 3, "character varying(3)"),  # the stand-in's name
+        ("text", 3, "character varying(3)"),  # CrateDB's name for VARCHAR(3) (StringType)
+        ("character", 3, "character(3)"),  # CHAR(3) / CHARACTER(3)
+        ("character", 1, "character(1)"),  # CHARACTER without a length
+        ("text", None, "text"),
+        ("text_array", None, "text_array"),
+        ("bigint", None, "bigint"),
+    ],
+)
+def test_crate_listed_type_keeps_the_length_of_every_character_type(
+    data_type: str, length: int | None, listed: str
+) -> None:
+    """information_schema's data_type and character_maximum_length give VARCHAR(n) / CHAR(n)."""
+    assert drift.crate_listed_type(data_type, length) == listed
+
+
+@pytest.mark.parametrize("source", ["text", "character varying(5)", "character(3)"])
+def test_a_text_source_fits_a_crate_character_n_target_checked_per_row(source: str) -> None:
+    """Into CrateDB CHARACTER(n) a text fits (each value is checked for n characters per row)."""
+    assert drift.crate_fits(crate_type(source), "character(3)")
+    assert not drift.crate_fits(crate_type("bigint"), "character(3)")
+    assert not drift.crate_fits(crate_type(f"{source}[]"), "character(3)")
+    assert drift.crate_fits(crate_type(source), "text")  # as sql_fits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -371,37 +372,55 @@ async def test_a_timestamp_string_crate_would_change_rejects_its_row(
     assert await _ids(crate_standin, "ts") == [i for i in range(len(values)) if i != 2]
 
 
+async def _write_texts(
+    crate: CrateStandIn,
+    column: str,
+    sql_type: str,
+    declared: bool,
+    rows: list[tuple[int, str | None]],
+    singles: list[tuple[int, str]],
+) -> tuple[Any, list[tuple[Any, ...]]]:
+    """Write ``rows`` (write_many) then ``singles`` (write) into ``{column}s`` (id, ``column``).
+
+    The table is made by hand first, or by the writer from ``columns=`` when ``declared``;
+    gives the writer's report and the stored (id, value) rows by id.
+    """
+    url, table = crate.url, f"{column}s"
+    columns = {"id": "BIGINT", column: sql_type} if declared else None
+    if not declared:
+        async with aiohttp.ClientSession() as session:
+            ddl = f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, {column} {sql_type})"
+            await post_sql(session, url, ddl)
+    async with open_writer(url, table=table, columns=columns, primary_key=["id"]) as w:
+        await w.write_many(rows)
+        for row in singles:
+            await w.write(row)
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, url, f"REFRESH TABLE {table}")
+        _, body = await post_sql(session, url, f"SELECT id, {column} FROM {table} ORDER BY id")
+    return w.report, [tuple(r) for r in body["rows"]]
+
+
 @pytest.mark.parametrize("declared", [False, True], ids=["existing", "declared"])
 async def test_text_longer_than_varchar_n_rejects_its_row(
     crate_standin: CrateStandIn, declared: bool
 ) -> None:
     """VARCHAR(n): a longer text (even by blanks, which CrateDB would cut) is refused per row."""
-    url = crate_standin.url
-    columns = {"id": "BIGINT", "note": "VARCHAR(3)"} if declared else None
-    if not declared:
-        async with aiohttp.ClientSession() as session:
-            await post_sql(
-                session, url, "CREATE TABLE notes (id BIGINT PRIMARY KEY, note VARCHAR(3))"
-            )
     rows = [(1, "abc"), (2, "abc  "), (3, "abcd"), (4, None), (5, "ab "), (6, "é€x")]
     longer = "column note: text of {} characters is longer than the target's VARCHAR(3); "
     why = {
         2: longer.format(5) + "CrateDB would store it cut to its first 3 (its excess is blanks)",
         3: longer.format(4) + "CrateDB would refuse it",
     }
-    async with open_writer(url, table="notes", columns=columns, primary_key=["id"]) as w:
-        await w.write_many(rows)
-        await w.write((12, "abc  "))
-        await w.write((13, "abcd"))
-    report = w.report
+    singles = [(12, "abc  "), (13, "abcd")]
+    report, stored = await _write_texts(
+        crate_standin, "note", "VARCHAR(3)", declared, rows, singles
+    )
     assert (report.delivered, report.rejected, report.undelivered) == (4, 4, 0), report.reasons
     assert [(r.row[0], r.reason) for r in report.rejected_rows] == [
         (2, why[2]), (3, why[3]), (12, why[2]), (13, why[3]),
     ]  # fmt: skip
-    async with aiohttp.ClientSession() as session:
-        await post_sql(session, url, "REFRESH TABLE notes")
-        _, body = await post_sql(session, url, "SELECT id, note FROM notes ORDER BY id")
-    assert [tuple(r) for r in body["rows"]] == [rows[i] for i in (0, 3, 4, 5)]
+    assert stored == [rows[i] for i in (0, 3, 4, 5)]
 
 
 @pytest.mark.parametrize(
@@ -419,3 +438,26 @@ async def test_a_table_name_crate_refuses_is_refused_in_one_line(table: str, nam
         assert not crate.catalog.tables
     line = err.value.message
     assert "\n" not in line and named in line and "Naming restrictions" in line, line
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["existing", "declared"])
+async def test_text_not_of_char_n_length_rejects_its_row(
+    crate_standin: CrateStandIn, declared: bool
+) -> None:
+    """CHAR(3): a longer text (even by blanks) or a shorter one (CrateDB pads it) is refused."""
+    rows = [(1, "abc"), (2, "abc  "), (3, "abcd"), (4, None), (5, "ab "), (6, "é€x"), (7, "ab")]
+    longer = "column code: text of {} characters is longer than the target's CHARACTER(3); "
+    why = {
+        2: longer.format(5) + "CrateDB would store it cut to its first 3 (its excess is blanks)",
+        3: longer.format(4) + "CrateDB would refuse it",
+        7: "column code: text of 2 characters is shorter than the target's CHARACTER(3); "
+        "CrateDB would store it padded with blanks (pass exactly 3 characters, or use varchar "
+        "or text)",
+    }
+    singles = [(12, "abc  "), (17, "ab")]
+    report, stored = await _write_texts(crate_standin, "code", "CHAR(3)", declared, rows, singles)
+    assert (report.delivered, report.rejected, report.undelivered) == (4, 5, 0), report.reasons
+    assert [(r.row[0], r.reason) for r in report.rejected_rows] == [
+        (2, why[2]), (3, why[3]), (7, why[7]), (12, why[2]), (17, why[7]),
+    ]  # fmt: skip
+    assert stored == [rows[i] for i in (0, 3, 4, 5)]

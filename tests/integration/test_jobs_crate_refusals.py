@@ -206,21 +206,33 @@ async def test_a_column_crate_reserves_is_refused_in_preflight(
     assert not tables  # nothing created in the target
 
 
-async def test_a_value_longer_than_a_varchar_target_is_rejected_never_cut(pg_dsn: str) -> None:
-    """Into VARCHAR(3): 'abcd' and 'abc  ' (CrateDB cuts blank excess) are rejects naming it."""
+async def _load_notes_twice(
+    pg_dsn: str, note: str, rejected: int, more: str = ""
+) -> tuple[dict[Any, Any], set[str]]:
+    """Run the type-2 job twice into dw.notes (``note``) from five (+ ``more``) texts.
+
+    Asserts both runs SUCCEEDED, the first inserting 3 and both rejecting ``rejected`` (the
+    second: nothing stored changed); gives the current notes by id and the rejects' reasons.
+    """
     await fetchval(pg_dsn, "CREATE TABLE s (id int PRIMARY KEY, note text)")
     await fetchval(pg_dsn, "INSERT INTO s VALUES (1, 'abc'), (2, 'abc  '), (3, 'abcd'), "
-                           "(4, NULL), (5, 'ab ')")  # fmt: skip
+                           f"(4, NULL), (5, 'ab '){more}")  # fmt: skip
     async with CrateStandIn() as crate:
-        await _target(crate.url, note="note VARCHAR(3)")
-        for run in range(2):  # the second run: nothing stored changed, the same two rejects
+        await _target(crate.url, note=note)
+        for run in range(2):
             result = await run_job(spec_of(_job(pg_dsn, crate.url, "reject")),
                                    options=JobOptions(as_of=at(run)))  # fmt: skip
             assert result.status == "SUCCEEDED", result.error
-            assert (result.inserted, result.rejected) == ((3, 2) if run == 0 else (0, 2))
+            assert (result.inserted, result.rejected) == (3 if run == 0 else 0, rejected)
         stored = await crate_rows(crate.url, "dw.notes", "WHERE is_current = true")
-    assert {k: r["note"] for k, r in stored.items()} == {1: "abc", 4: None, 5: "ab "}
     reasons = {r["reason"] for r in await table_rows(pg_dsn, "async_etl_rejects")}
+    return {k: r["note"] for k, r in stored.items()}, reasons
+
+
+async def test_a_value_longer_than_a_varchar_target_is_rejected_never_cut(pg_dsn: str) -> None:
+    """Into VARCHAR(3): 'abcd' and 'abc  ' (CrateDB cuts blank excess) are rejects naming it."""
+    stored, reasons = await _load_notes_twice(pg_dsn, "note VARCHAR(3)", rejected=2)
+    assert stored == {1: "abc", 4: None, 5: "ab "}
     assert reasons == {
         "column note: text of 5 characters is longer than the target's VARCHAR(3); CrateDB "
         "would store it cut to its first 3 (its excess is blanks)",
@@ -254,3 +266,20 @@ async def test_a_table_name_crate_refuses_is_refused_in_preflight(
     assert why in line and "docs: CREATE TABLE, " in line
     assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None  # no run
     assert not tables  # nothing created in the target
+
+
+async def test_a_value_crate_would_pad_or_cut_into_a_char_target_is_rejected(pg_dsn: str) -> None:
+    """Into CHAR(3): 'abcd', 'abc  ' (cut) and 'ab' (CrateDB pads it) are rejects naming it."""
+    stored, reasons = await _load_notes_twice(
+        pg_dsn, "note CHAR(3)", rejected=3, more=", (6, 'ab')"
+    )
+    assert stored == {1: "abc", 4: None, 5: "ab "}
+    assert reasons == {
+        "column note: text of 5 characters is longer than the target's CHARACTER(3); CrateDB "
+        "would store it cut to its first 3 (its excess is blanks)",
+        "column note: text of 4 characters is longer than the target's CHARACTER(3); CrateDB "
+        "would refuse it",
+        "column note: text of 2 characters is shorter than the target's CHARACTER(3); CrateDB "
+        "would store it padded with blanks (pass exactly 3 characters, or use varchar or "
+        "text)",
+    }

@@ -417,26 +417,43 @@ async def test_column_names_crate_refuses_are_4008(
     assert status == 200 and body["cols"] == ["id", "name", "ts"]
 
 
+async def _users_answers(
+    session: aiohttp.ClientSession,
+    crate: CrateStandIn,
+    columns: str,
+    refused: list[str],
+    rows: list[list[str]],
+) -> tuple[int, dict[str, Any], list[Any], list[Any]]:
+    """CREATE TABLE users (``columns``), INSERT ``refused`` then each of ``rows`` (each 200).
+
+    Gives the refused insert's status and error, the stored rows by id and
+    information_schema's (column_name, data_type, character_maximum_length) rows.
+    """
+    insert = "INSERT INTO users (id, name) VALUES (?, ?)"
+    await sql(session, crate, f"CREATE TABLE users ({columns})")
+    status, body = await sql(session, crate, insert, refused)
+    for row in rows:
+        assert (await sql(session, crate, insert, row))[0] == 200
+    await sql(session, crate, "REFRESH TABLE users")
+    _, stored = await sql(session, crate, "SELECT id, name FROM users ORDER BY id")
+    _, listed = await sql(
+        session, crate, "SELECT column_name, data_type, character_maximum_length "
+        "FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position"
+    )  # fmt: skip
+    return status, body["error"], stored["rows"], listed["rows"]
+
+
 async def test_varchar_n_refuses_a_longer_value_and_cuts_blank_excess(
     crate: CrateStandIn, session: aiohttp.ClientSession
 ) -> None:
     """VARCHAR(6) as CrateDB's docs show: 'john doe' is 400 / 4000, 'john     ' stored 'john  '."""
-    await sql(session, crate, "CREATE TABLE users (id VARCHAR, name VARCHAR(6))")
-    status, body = await sql(session, crate, "INSERT INTO users (id, name) VALUES (?, ?)",
-                             ["1361", "john doe"])  # fmt: skip
-    assert (status, body["error"]["code"]) == (400, 4000)
-    assert "'john doe' is too long for the text type of length: 6" in body["error"]["message"]
-    status, _ = await sql(session, crate, "INSERT INTO users (id, name) VALUES (?, ?)",
-                          ["1", "john     "])  # fmt: skip
-    assert status == 200
-    await sql(session, crate, "REFRESH TABLE users")
-    _, body = await sql(session, crate, "SELECT id, name FROM users")
-    assert body["rows"] == [["1", "john  "]]
-    _, body = await sql(
-        session, crate, "SELECT column_name, data_type, character_maximum_length "
-        "FROM information_schema.columns WHERE table_name = 'users' ORDER BY ordinal_position"
-    )  # fmt: skip
-    assert body["rows"] == [["id", "text", None], ["name", "character varying", 6]]
+    status, error, stored, listed = await _users_answers(
+        session, crate, "id VARCHAR, name VARCHAR(6)", ["1361", "john doe"], [["1", "john     "]]
+    )
+    assert (status, error["code"]) == (400, 4000)
+    assert "'john doe' is too long for the text type of length: 6" in error["message"]
+    assert stored == [["1", "john  "]]
+    assert listed == [["id", "text", None], ["name", "character varying", 6]]
 
 
 async def test_alter_drop_begin_commit(crate: CrateStandIn, session: aiohttp.ClientSession) -> None:
@@ -558,3 +575,17 @@ async def test_a_failing_handler_still_logs_its_traceback(
         return
     errors = [r.exc_info[1] for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
     assert [str(e) for e in errors] == ["a bug that looks like a reset"], caplog.text
+
+
+async def test_character_n_pads_a_shorter_value_and_refuses_a_longer_one(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """CHAR(3) as CrateDB's docs show: 'Alice Smith' 400 / 4000, 'Bob     ' 'Bob', 'Bo' 'Bo '."""
+    status, error, stored, listed = await _users_answers(
+        session, crate, "id CHARACTER, name CHAR(3)", ["1", "Alice Smith"],
+        [["1", "Bob     "], ["2", "Bo"]],
+    )  # fmt: skip
+    assert (status, error["code"]) == (400, 4000)
+    assert "'Alice Smith' is too long for the character type of length: 3" in error["message"]
+    assert stored == [["1", "Bob"], ["2", "Bo "]]
+    assert listed == [["id", "character", 1], ["name", "character", 3]]

@@ -55,7 +55,9 @@ class ColumnType:
     fields: tuple[tuple[str, ColumnType], ...] = ()
     policy: str = "dynamic"
     length: int | None = None
-    """``VARCHAR(n)``'s n (a ``text`` kind); None: unbounded."""
+    """``VARCHAR(n)``'s or ``CHARACTER(n)``'s n (a ``text`` kind); None: unbounded."""
+    padded: bool = False
+    """``CHARACTER(n)``: blank-padded to n (``length``); False: ``VARCHAR(n)``."""
 
     @property
     def type_id(self) -> int | list[Any]:
@@ -73,10 +75,15 @@ class ColumnType:
 
     @property
     def data_type(self) -> str:
-        """information_schema's name: ``sql_name``, ``character varying`` for VARCHAR(n)."""
+        """information_schema's name: ``sql_name``, or the name of VARCHAR(n) / CHARACTER(n).
+
+        ``character varying`` for VARCHAR(n), ``character`` for CHARACTER(n).
+        """
         if self.kind == "array" and self.inner is not None:
             return f"{self.inner.data_type}_array"
-        return "character varying" if self.length is not None else self.kind
+        if self.length is None:
+            return self.kind
+        return "character" if self.padded else "character varying"
 
     def caster(self) -> Caster:
         """A function casting one JSON value to this type (``None`` passes through)."""
@@ -86,7 +93,7 @@ class ColumnType:
             subs = {name: t.caster() for name, t in self.fields}
             return _object_caster(subs, self.policy)
         if self.length is not None:
-            return _varchar(self.length)
+            return _varchar(self.length, self.padded)
         return _SCALAR_CASTERS.get(self.kind, _to_text)
 
 
@@ -134,21 +141,26 @@ def _to_text(value: Any) -> Any:
     return str(value)
 
 
-def _varchar(length: int) -> Caster:
-    """Text for a ``VARCHAR(length)`` column, as CrateDB stores it (docs, Data types, VARCHAR(n)).
+def _varchar(length: int, padded: bool = False) -> Caster:
+    """Text for a ``VARCHAR(length)`` (``CHARACTER(length)`` when ``padded``) as CrateDB stores it.
 
-    A longer value is refused ("An attempt to store a string literal that exceeds the
+    CrateDB docs, Data types, VARCHAR(n) and CHARACTER(n).  A longer value is refused ("An attempt to store a string literal that exceeds the
     specified length ... results in an error": ``'john doe' is too long for the text type of
-    length: 6``), unless the excess characters are all spaces: then it is cut to ``length``.
+    length: 6``, ``... for the character type of length: 3``), unless the excess characters
+    are all spaces: then it is cut to ``length``.  A shorter ``CHARACTER(n)`` value "will be
+    right padded with whitespaces".
     """
+    kind = "character" if padded else "text"
 
     def cast(value: Any) -> Any:
         text = _to_text(value)
-        if text is None or len(text) <= length:
+        if text is None or len(text) == length:
             return text
+        if len(text) < length:
+            return text.ljust(length) if padded else text
         if not text[length:].strip(" "):
             return text[:length]
-        raise CastError(f"'{text}' is too long for the text type of length: {length}")
+        raise CastError(f"'{text}' is too long for the {kind} type of length: {length}")
 
     return cast
 

@@ -237,11 +237,14 @@ class Cursor:
         elif word == "double":
             self.accept("precision")
             result = ColumnType("double precision")
-        elif word in ("character", "varchar", "numeric", "decimal"):
+        elif word in ("character", "char", "varchar", "numeric", "decimal"):
             varying = self.accept("varying") or word == "varchar"
             mods = self.paren_list(self.integer) if self.peek() == ("op", "(") else []
             length = mods[0] if varying and mods else None  # VARCHAR(n): checked on cast
-            result = ColumnType(TYPE_ALIASES[word], length=length)
+            padded = word in ("character", "char") and not varying
+            if padded:  # CHARACTER(n), n = 1 when not given (docs, Data types, CHARACTER(n))
+                length = mods[0] if mods else 1
+            result = ColumnType(TYPE_ALIASES[word], length=length, padded=padded)
         elif word == "array":
             self.expect("(")
             inner = self.column_type()
