@@ -144,11 +144,11 @@ def _to_text(value: Any) -> Any:
 def _varchar(length: int, padded: bool = False) -> Caster:
     """Text for a ``VARCHAR(length)`` (``CHARACTER(length)`` when ``padded``) as CrateDB stores it.
 
-    CrateDB docs, Data types, VARCHAR(n) and CHARACTER(n).  A longer value is refused ("An attempt to store a string literal that exceeds the
-    specified length ... results in an error": ``'john doe' is too long for the text type of
-    length: 6``, ``... for the character type of length: 3``), unless the excess characters
-    are all spaces: then it is cut to ``length``.  A shorter ``CHARACTER(n)`` value "will be
-    right padded with whitespaces".
+    CrateDB docs, Data types, VARCHAR(n) and CHARACTER(n).  A longer value is refused ("An
+    attempt to store a string literal that exceeds the specified length ... results in an
+    error": ``'john doe' is too long for the text type of length: 6``, ``... for the character
+    type of length: 3``), unless the excess characters are all spaces: then it is cut to
+    ``length``.  A shorter ``CHARACTER(n)`` value "will be right padded with whitespaces".
     """
     kind = "character" if padded else "text"
 
