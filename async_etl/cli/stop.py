@@ -63,6 +63,16 @@ def _stop_plan(url: str, name: str) -> bool:
     return loop.run(lambda: request_plan_stop(url, name))
 
 
+def _nothing_running(name: str) -> int:
+    """Say that nothing named ``name`` runs, in the one wording of every path; returns 1.
+
+    A plan file and a name (job, run id or plan) find nothing the same way: no RUNNING job
+    run and no orchestrator of a plan of that name.
+    """
+    print(f"async-etl: no RUNNING job run or plan named {name!r}", file=sys.stderr)
+    return 1
+
+
 def main(args: argparse.Namespace) -> int:
     """Write the stop request(s); returns the exit status (see module doc)."""
     if _plan_file(args.target):
@@ -71,8 +81,7 @@ def main(args: argparse.Namespace) -> int:
         if _stop_plan(url, plan.name):
             print(f"stop requested for plan {plan.name}")
             return 0
-        print(f"async-etl: no orchestrator is running plan {plan.name!r}", file=sys.stderr)
-        return 1
+        return _nothing_running(plan.name)
     name, url = resolve(args.target, args.state)
     assert name is not None
 
@@ -96,8 +105,7 @@ def main(args: argparse.Namespace) -> int:
         if _stop_plan(url, name):
             print(f"stop requested for plan {name}")
             return 0
-        print(f"async-etl: no RUNNING job run or plan named {name!r}", file=sys.stderr)
-        return 1
+        return _nothing_running(name)
     for run_id in runs:
         starting = run_id == starting_key(name)
         print(

@@ -73,6 +73,17 @@ def test_stop_of_nothing_running_exits_1(pg_dsn: str) -> None:
     assert proc.stderr.strip() == "async-etl: no RUNNING job run or plan named 'ghost'"
 
 
+def test_stop_of_a_plan_file_not_running_words_it_as_stop_by_name(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """stop PLAN_FILE with no orchestrator running it: exit 1, the by-name path's one line."""
+    plan = sleep_plan(tmp_path / "p.toml", "idle", pg_dsn, 1, 1.0)
+    by_file, by_name = _stop(str(plan)), _stop("idle", "--state", pg_dsn)
+    assert (by_file.returncode, by_name.returncode) == (1, 1), by_file.stderr + by_name.stderr
+    assert by_file.stderr.strip() == "async-etl: no RUNNING job run or plan named 'idle'"
+    assert by_file.stderr == by_name.stderr
+
+
 async def test_a_second_orchestrator_of_a_running_plan_is_bad_input(
     tmp_path: Path, pg_dsn: str
 ) -> None:
