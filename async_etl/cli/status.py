@@ -22,9 +22,10 @@ from rich.table import Table
 
 from async_etl.cli.help import BAD_INPUT, add_command
 from async_etl.core.urls import dialect_of, mask_url, url_problem
+from async_etl.core.waits import wait_problem
 from async_etl.errors import ConfigError
 from async_etl.jobs.spec import env_name, load_job
-from async_etl.jobs.state import RunLife, RunRow, StateStore, with_store
+from async_etl.jobs.state import ONE_SHOT_OPEN_S, RunLife, RunRow, StateStore, with_store
 from async_etl.runtime import loop
 
 __all__ = ["NOT_LIVE", "REPLACED", "STATE_ENV", "add_state_flag", "main", "register", "resolve"]
@@ -59,10 +60,24 @@ def register(sub: Any) -> None:
 
 
 def add_state_flag(p: argparse.ArgumentParser) -> None:
-    """The ``--state URL`` flag shared by ``status`` and ``stop``."""
+    """The ``--state URL`` and ``--timeout SECONDS`` flags shared by ``status`` and ``stop``."""
     p.add_argument("--state", default=None, metavar="URL",
                    help=f"state store URL (default: ${env_name('state', 'url')} or the job "
                    "file's [state] url)")  # fmt: skip
+    p.add_argument("--timeout", type=_seconds, default=ONE_SHOT_OPEN_S, metavar="SECONDS",
+                   help="give up opening the state store after SECONDS, its one retry "
+                   f"included (default {ONE_SHOT_OPEN_S:g})")  # fmt: skip
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: seconds that bound a wait (``core.waits``; one line, exit 2)."""
+    try:
+        value: object = float(text)
+    except ValueError:
+        value = text
+    if (problem := wait_problem(value, repr(text))) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return float(text)
 
 
 def _positive(text: str) -> int:
@@ -108,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
         lives = await store.run_lives(r.run_id for r in runs if r.status == "RUNNING")
         return runs, starting, lives
 
-    runs, starting, lives = loop.run(lambda: with_store(url, "status", fetch))
+    runs, starting, lives = loop.run(lambda: with_store(url, "status", fetch, within=args.timeout))
     if not args.json:
         for name in starting:
             print(f"{name}: starting (preflight / planning; no run recorded yet)")

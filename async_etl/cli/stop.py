@@ -57,10 +57,10 @@ def _plan_file(arg: str) -> bool:
     return Path(arg).suffix == ".toml" and Path(arg).is_file() and is_plan(arg)
 
 
-def _stop_plan(url: str, name: str) -> bool:
+def _stop_plan(url: str, name: str, within: float) -> bool:
     from async_etl.orchestrator import request_plan_stop
 
-    return loop.run(lambda: request_plan_stop(url, name))
+    return loop.run(lambda: request_plan_stop(url, name, within=within))
 
 
 def _nothing_running(name: str) -> int:
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     if _plan_file(args.target):
         plan = load_plan(args.target)
         _, url = resolve(None, args.state or plan.state)  # a PostgreSQL URL, or ConfigError
-        if _stop_plan(url, plan.name):
+        if _stop_plan(url, plan.name, args.timeout):
             print(f"stop requested for plan {plan.name}")
             return 0
         return _nothing_running(plan.name)
@@ -97,12 +97,12 @@ def main(args: argparse.Namespace) -> int:
             return [starting_key(name)], []
         return runs, []
 
-    runs, dead = loop.run(lambda: with_store(url, "stop", request))
+    runs, dead = loop.run(lambda: with_store(url, "stop", request, within=args.timeout))
     if dead:
         print(f"async-etl: {name!r} is not running: run {'; run '.join(dead)}", file=sys.stderr)
         return 1
     if not runs:
-        if _stop_plan(url, name):
+        if _stop_plan(url, name, args.timeout):
             print(f"stop requested for plan {name}")
             return 0
         return _nothing_running(name)

@@ -26,6 +26,7 @@ from async_etl.core.incremental import CursorWindow, run_cursor, stuck, unsure, 
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
+from async_etl.core.waits import wait_problem
 from async_etl.drivers.postgres import (
     APP_PREFIX,
     PG_ERRORS,
@@ -570,40 +571,54 @@ ONE_SHOT = RetryPolicy(max_retries=1, base=0.05, cap=0.5, connect_base=0.25)
 """A one-shot command's retries (``status``, ``stop``): one quick retry, not a run's eight
 (0.5 s to 3 s apart: ~13 s before a closed port's refusal was reported)."""
 ONE_SHOT_OPEN_S = 5.0
-"""Seconds a one-shot command may take to open the store (a plan's stop: to write its
-request), retry included: a host that drops the packets, or a server that takes the connection
-and never answers, refuses nothing."""
+"""The default of how long (seconds) a one-shot command may take to open the store (a plan's
+stop: to write its request), retry included: a host that drops the packets, or a server that
+takes the connection and never answers, refuses nothing.  ``status`` / ``stop --timeout``
+change it, and ``one_shot`` / ``with_store`` / ``request_plan_stop`` take ``within=``."""
 
 
-async def one_shot(url: str, opening: Callable[[], Awaitable[T]]) -> T:
-    """``await opening()`` within ``ONE_SHOT_OPEN_S`` for ``status`` and ``stop`` (job or plan).
+async def one_shot(
+    url: str, opening: Callable[[], Awaitable[T]], within: float = ONE_SHOT_OPEN_S
+) -> T:
+    """``await opening()`` within ``within`` seconds for ``status`` and ``stop`` (job or plan).
 
     ``opening`` retries with ``ONE_SHOT`` (a person is waiting, and running the command again
     is the retry) and names the store ``PostgreSQL <url>`` (password masked) in its errors.
     Raises ``ConfigError`` when it fails (unreachable, no such database, a bad password) or
-    does not answer in time, in one line naming the URL once: the CLI's bad input, exit 2.
+    does not answer in ``within`` seconds (default ``ONE_SHOT_OPEN_S``), in one line naming
+    the URL once: the CLI's bad input, exit 2; ``ValueError`` when ``within`` is not a finite
+    number > 0 (``wait_problem``).
     """
+    if (problem := wait_problem(within)) is not None:
+        raise ValueError(f"within: {problem}")
     try:
-        with anyio.fail_after(ONE_SHOT_OPEN_S):
+        with anyio.fail_after(within):
             return await opening()
     except AsyncEtlError as exc:
         raise unusable(f"state store: {exc.message}", exc) from exc
     except TimeoutError as exc:
         where = f"state store: PostgreSQL {mask_url(url)}"
-        raise unusable(f"{where}: no answer within {ONE_SHOT_OPEN_S:g} s", network(where)) from exc
+        raise unusable(f"{where}: no answer within {within:g} s", network(where)) from exc
 
 
-async def with_store(url: str, app: str, fn: Callable[[StateStore], Awaitable[T]]) -> T:
+async def with_store(
+    url: str,
+    app: str,
+    fn: Callable[[StateStore], Awaitable[T]],
+    *,
+    within: float = ONE_SHOT_OPEN_S,
+) -> T:
     """Open a store, run ``fn`` on it, close it (for the CLI's one-shot commands).
 
-    The store is opened through ``one_shot`` (``ONE_SHOT``'s retries within
-    ``ONE_SHOT_OPEN_S``).  Raises ``ConfigError`` when the store cannot be opened
-    (unreachable, no answer in time, no such database, a bad password): the CLI's bad input,
-    exit status 2, as for ``run``.
+    The store is opened through ``one_shot`` (``ONE_SHOT``'s retries within ``within``
+    seconds, default ``ONE_SHOT_OPEN_S``).  Raises ``ConfigError`` when the store cannot be
+    opened (unreachable, no answer in time, no such database, a bad password): the CLI's bad
+    input, exit status 2, as for ``run``; ``ValueError`` for a ``within`` that is not a finite
+    number > 0.
     """
     holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
     store = StateStore(url, holder, app=app, policy=ONE_SHOT)
-    await one_shot(url, store.__aenter__)
+    await one_shot(url, store.__aenter__, within)
     try:
         return await fn(store)
     finally:

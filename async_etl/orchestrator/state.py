@@ -38,7 +38,7 @@ from async_etl.core.state_sql import state_ready_sql
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres import PG_ERRORS, close_quietly, connect, open_pool, translate_pg
 from async_etl.errors import AsyncEtlError, ConfigError, LoadError, network, unusable
-from async_etl.jobs.state import ONE_SHOT, one_shot
+from async_etl.jobs.state import ONE_SHOT, ONE_SHOT_OPEN_S, one_shot
 from async_etl.runtime.retrying import retrying
 
 T = TypeVar("T")
@@ -377,13 +377,17 @@ async def _control_connection(url: str, plan: str, *, first: bool = False) -> An
     return conn
 
 
-async def request_plan_stop(state_url: str, plan_name: str) -> bool:
+async def request_plan_stop(
+    state_url: str, plan_name: str, *, within: float = ONE_SHOT_OPEN_S
+) -> bool:
     """Ask the orchestrator running ``plan_name`` on ``state_url`` to stop.
 
     Returns True when such an orchestrator is alive (it holds the plan lock) and the request
     was recorded; False when no orchestrator runs the plan.  A one-shot command's request
-    (``state.one_shot``: one quick retry, 5 s at most); raises ``ConfigError`` when the state
-    store cannot be reached or does not answer in time, in one line naming the URL once.
+    (``state.one_shot``: one quick retry, ``within`` seconds at most, default
+    ``ONE_SHOT_OPEN_S``); raises ``ConfigError`` when the state store cannot be reached or
+    does not answer in time, in one line naming the URL once, and ``ValueError`` for a
+    ``within`` that is not a finite number > 0.
     """
     where = f"PostgreSQL {mask_url(state_url)}"  # one_shot's line: 'state store: ' + this
 
@@ -406,5 +410,7 @@ async def request_plan_stop(state_url: str, plan_name: str) -> bool:
             await close_quietly(conn)
 
     return await one_shot(
-        state_url, lambda: retrying(once, ONE_SHOT, what="state store: request a plan stop")
+        state_url,
+        lambda: retrying(once, ONE_SHOT, what="state store: request a plan stop"),
+        within,
     )

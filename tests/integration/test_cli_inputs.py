@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from async_etl.core.waits import WAIT_RULE
+from async_etl.jobs.state import with_store
+from async_etl.orchestrator import request_plan_stop
+
 PLAN = Path(__file__).resolve().parents[2] / "examples" / "plans" / "nightly.toml"
 JOB = Path(__file__).resolve().parents[2] / "examples" / "jobs" / "dim_customer.toml"
 
@@ -126,6 +130,53 @@ def test_status_and_stop_plan_against_a_server_that_never_answers_give_up(
     assert lines[0] == (f"async-etl: error: state store: PostgreSQL postgresql://u:***@127.0.0.1:"
                         f"{port}/db: no answer within 5 s")  # fmt: skip
     assert took < 15, took  # before: a 15 s connect timeout, 9 attempts
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["stop", "nightly"], ["stop", str(PLAN)]],
+    ids=["status", "stop", "stop-plan"],
+)
+def test_status_and_stop_timeout_sets_how_long_they_wait_for_the_store(command: list[str]) -> None:
+    """--timeout 0.5 against a server that never answers: the one line names 0.5 s, not 5 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nothing ever replies
+        port = int(silent.getsockname()[1])
+        proc = _cli(*command, "--timeout", "0.5", "--state", f"postgresql://u@127.0.0.1:{port}/db")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert lines == [f"async-etl: error: state store: PostgreSQL postgresql://u@127.0.0.1:"
+                     f"{port}/db: no answer within 0.5 s"], proc.stderr  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+@pytest.mark.parametrize("command", [["status"], ["stop", "nightly"]])
+def test_status_and_stop_refuse_a_timeout_that_is_not_seconds(
+    command: list[str], value: str
+) -> None:
+    """--timeout 0 / -1 / nan / inf / a word: one line naming the flag and the value, exit 2."""
+    proc = _cli(*command, "--timeout", value, "--state", "postgresql://u@127.0.0.1:1/db")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].endswith(
+        f"argument --timeout: expected seconds, a finite number > 0, got {value!r}"
+    ), proc.stderr
+
+
+@pytest.mark.parametrize("within", [0, -1.0, float("nan"), float("inf")])
+async def test_with_store_and_request_plan_stop_refuse_a_bad_within(within: float) -> None:
+    """From code, ``within=`` that is not seconds > 0 is a ValueError naming it, before I/O."""
+
+    async def nothing(store: object) -> None:
+        raise AssertionError("opened a store")
+
+    url = "postgresql://u@127.0.0.1:1/db"
+    with pytest.raises(ValueError, match=rf"^within: {WAIT_RULE}, got {within!r}$"):
+        await with_store(url, "status", nothing, within=within)
+    with pytest.raises(ValueError, match=rf"^within: {WAIT_RULE}, got {within!r}$"):
+        await request_plan_stop(url, "p", within=within)
 
 
 @pytest.mark.parametrize(
