@@ -1,7 +1,7 @@
 """Limits on waits: the one rule for a number of seconds that bounds a wait.
 
 Every user-settable wait (``status`` / ``stop --timeout``, a job file's ``[state]
-forget_timeout``, ``JobOptions.forget_timeout``) is checked here, so each is refused in the
+forget_timeout``, ``StateSpec.forget_timeout``) is checked here, so each is refused in the
 same words: 0 or less would give up before trying, NaN or infinity would never give up.
 Pure: no I/O.
 """

@@ -32,7 +32,7 @@ SCHEMA: dict[str, dict[str, str]] = {
             "valid_to": "column", "is_current": "column"},
     "parallel": {"enabled": "bool", "max_workers": "workers", "chunk_size": "int",
                  "min_rows_for_parallel": "int"},
-    "state": {"url": "url"},
+    "state": {"url": "url", "forget_timeout": "number"},
     "retry": {"max_attempts": "int", "strategy": "str", "base_delay": "number",
               "max_delay": "number"},
 }  # fmt: skip

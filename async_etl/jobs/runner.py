@@ -52,9 +52,9 @@ Theory of operation
    ``Target.landed_runs``, that the state store names the job's: the cost follows the ledger,
    not the job's run history, which is never pruned): every chunk's checkpoint is there then
    and none of those runs is resumed, so no load can need them again.  Housekeeping: one
-   quick retry within ``FORGET_S``, else a warning (the next success deletes them).  A run
-   that did not succeed keeps its rows for the run that resumes it; the job's lock is held
-   throughout.
+   quick retry within ``[state] forget_timeout`` (default ``FORGET_S``), else a warning (the
+   next success deletes them).  A run that did not succeed keeps its rows for the run that
+   resumes it; the job's lock is held throughout.
 
 ``run_job`` never raises for a failed job: the ``JobResult`` says FAILED, with the one-line
 error and its ``ErrorKind``.  Cancelling it marks the run STOPPED (shielded) and re-raises,
@@ -123,7 +123,7 @@ from async_etl.jobs.planning import (
     survey,
 )
 from async_etl.jobs.progress import RateMeter
-from async_etl.jobs.spec import JobSpec, refuse_unused
+from async_etl.jobs.spec import FORGET_S, JobSpec, refuse_unused
 from async_etl.jobs.tally import RunTally
 from async_etl.log import get_logger
 from async_etl.sources.port import Source
@@ -136,15 +136,13 @@ if TYPE_CHECKING:
 from async_etl.jobs.state import StateStore
 from async_etl.runtime.retrying import retrying
 
-__all__ = ["UPDATE_EVERY", "job_minimum", "run_job"]
+__all__ = ["FORGET_S", "UPDATE_EVERY", "job_minimum", "run_job"]
 
 log = get_logger(__name__)
 
 UPDATE_EVERY = 5
 """``async_etl_runs`` is updated after this many committed chunks (and at the end)."""
 
-FORGET_S = 5.0
-"""Seconds the ledger's forget after a success (step 9) may take, its one retry included."""
 STOP_POLL_S = 0.5
 
 
@@ -468,19 +466,21 @@ class _JobRun(RunTally):
     async def _forget_landed(self, ctx: JobContext, store: StateStore) -> None:
         """Once SUCCEEDED is recorded: the target forgets the job's runs (see 9).
 
-        Housekeeping: one quick retry, and ``FORGET_S`` at most (a target gone after the
-        success used to hold the finished run for the job's every retry, a dead host 15 s
-        each).  A failure is a ``landed_not_forgotten`` warning: the run stands, and the next
-        run that succeeds deletes those rows too (they are the job's, in the same ledger).
+        Housekeeping: one quick retry, and ``[state] forget_timeout`` seconds at most (default
+        ``FORGET_S``; a target gone after the success used to hold the finished run for the
+        job's every retry, a dead host 15 s each).  A failure is a ``landed_not_forgotten``
+        warning: the run stands, and the next run that succeeds deletes those rows too (they
+        are the job's, in the same ledger).
         """
         policy = ctx.policy.at_most(1)
+        within = self.spec.state.forget_timeout or FORGET_S  # None: the default
         try:
-            with anyio.fail_after(FORGET_S):
+            with anyio.fail_after(within):
                 await retrying(lambda: self._forget(ctx, store), policy, what="forget landed")
         except AsyncEtlError as exc:
             log.warning("landed_not_forgotten", error=exc.message)
         except TimeoutError:
-            log.warning("landed_not_forgotten", error=f"no answer within {FORGET_S:g} s")
+            log.warning("landed_not_forgotten", error=f"no answer within {within:g} s")
 
     async def _forget(self, ctx: JobContext, store: StateStore) -> None:
         landed = await self.target.landed_runs(ctx)  # the ledger's, not the job's whole history

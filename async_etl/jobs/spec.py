@@ -26,6 +26,7 @@ from async_etl.core.retry import STRATEGIES, RetryPolicy, delays_problem
 from async_etl.core.specs import ParallelSpec, ScdSpec
 from async_etl.core.sqltext import Dialect, SqlTextError, limits_rows, source_query
 from async_etl.core.urls import dialect_of, mask_url
+from async_etl.core.waits import wait_problem
 from async_etl.errors import ConfigError, Fail
 from async_etl.jobs._spec_values import (
     SCHEMA,
@@ -41,6 +42,7 @@ from async_etl.jobs.api import JOB_RETRY
 from async_etl.jobs.budget import database_key
 
 __all__ = [
+    "FORGET_S",
     "JobSpec",
     "ParallelSpec",
     "ScdSpec",
@@ -96,11 +98,48 @@ class TargetSpec(_MaskedRepr):
     schema_evolution: Evolution = "none"
 
 
+FORGET_S = 5.0
+"""Seconds the ledger's forget after a success may take, its one retry included, unless
+``[state] forget_timeout`` says otherwise (``runner``'s step 9)."""
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class StateSpec(_MaskedRepr):
-    """The ``[state]`` section: the PostgreSQL database holding runs, chunks and rejects."""
+    """The ``[state]`` section: the PostgreSQL database holding runs, chunks and rejects.
+
+    ``forget_timeout``: seconds (finite, > 0) the deletion of a finished job's chunk-ledger
+    rows may take once the run SUCCEEDED, its one retry included (None: ``FORGET_S``).  Only
+    for a PostgreSQL target keeping that ledger (the state in another database: ``ledger``);
+    anywhere else ``refuse_unused`` (and the loader) refuse it: it would do nothing.
+    """
 
     url: str
+    forget_timeout: float | None = None
+
+
+def ledger(state_url: str, target_url: str) -> bool:
+    """Whether a run keeps a chunk ledger beside its target (``jobs.pg_checkpoint``).
+
+    A PostgreSQL target whose run state is in another database (``PgTarget.keeps_landed``).
+    """
+    return dialect_of(target_url) == "postgresql" and database_key(state_url) != database_key(
+        target_url
+    )
+
+
+def forget_timeout_problem(spec_state: StateSpec, target_url: str) -> str | None:
+    """Why ``[state] forget_timeout`` cannot be taken (not seconds > 0, or no ledger); None."""
+    value = spec_state.forget_timeout
+    if value is None:
+        return None
+    if (problem := wait_problem(value)) is not None:
+        return problem
+    if not ledger(spec_state.url, target_url):
+        return (
+            "only when the target keeps a chunk ledger (a PostgreSQL target with [state] url "
+            "in another database): here nothing is left to forget after a run"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,12 +310,15 @@ def _build(v: _Values, path: str) -> JobSpec:
         if value is not None and value > _MAX_INT:  # stored with the run, written as JSON
             raise v.error("parallel", key, f"must be <= {_MAX_INT:,}, got {value:,}")
     if v.has("state", "url"):
-        state = StateSpec(url=_url(v, "state", ("postgresql",)))
+        state_url = _url(v, "state", ("postgresql",))
     elif dialect_of(target.url) == "postgresql":
-        state = StateSpec(url=target.url)
+        state_url = target.url
     else:
         raise v.fail("[state] url", "required when the target is not PostgreSQL "
                      f"(target is {mask_url(target.url)})")  # fmt: skip
+    state = StateSpec(url=state_url, forget_timeout=v.get("state", "forget_timeout"))
+    if (problem := forget_timeout_problem(state, target.url)) is not None:
+        raise v.error("state", "forget_timeout", problem)
     if mode == "append" and (
         dialect_of(target.url) != "postgresql"
         or database_key(state.url) != database_key(target.url)
@@ -446,11 +488,14 @@ def refuse_unused(spec: JobSpec) -> None:
     """Raise ``ConfigError`` when ``spec`` carries a setting its mode never uses.
 
     For a ``JobSpec`` built in code (the loader refuses the same in a job file, naming it):
-    a ``full_refresh`` with ``ScdSpec`` deletes / tracked / overwrite (``core.modes``).
+    a ``full_refresh`` with ``ScdSpec`` deletes / tracked / overwrite (``core.modes``), and a
+    ``StateSpec.forget_timeout`` that is not seconds > 0 or has no ledger to bound.
     """
     problem = refresh_compares(spec.mode, spec.scd)
     if problem is not None:
         raise ConfigError(f"job {spec.name}: {problem}")
+    if (problem := forget_timeout_problem(spec.state, spec.target.url)) is not None:
+        raise ConfigError(f"job {spec.name}: [state] forget_timeout: {problem}")
 
 
 def load_job(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.urls import dialect_of, mask_url
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JOB_RETRY, JobOptions
-from async_etl.jobs.spec import ScdSpec, load_job, parse_job
+from async_etl.jobs.spec import ScdSpec, load_job, parse_job, refuse_unused
 
 JOB = """
 name = "dim_customer"
@@ -367,3 +368,54 @@ def test_a_plan_given_as_a_job_says_it_is_a_plan():
     plan = 'name = "p"\nstate = "postgresql://h/db"\n[[jobs]]\nfile = "a.toml"\n'
     msg = err(plan)
     assert "job file" in msg and "a plan file" in msg and "async-etl orchestrate" in msg, msg
+
+
+APART = JOB + '\n[state]\nurl = "postgresql://postgres@127.0.0.1:5432/state"\n'
+"""``JOB`` with its run state in another database: the target keeps a chunk ledger."""
+
+
+def test_state_forget_timeout_bounds_the_ledgers_forget():
+    """``[state] forget_timeout`` (file, --set, environment) is the run's bound; unset: None."""
+    assert parse_job(APART).state.forget_timeout is None  # the run's FORGET_S, 5 s
+    text = APART + "forget_timeout = 0.5\n"
+    assert parse_job(text).state.forget_timeout == 0.5
+    assert parse_job(APART, overrides=["state.forget_timeout=30"]).state.forget_timeout == 30.0
+    by_env = parse_job(APART, env={"ASYNC_ETL_STATE_FORGET_TIMEOUT": "2"})
+    assert by_env.state.forget_timeout == 2.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", "[state] forget_timeout: expected seconds, a finite number > 0, got 0.0"),
+        ("-1", "[state] forget_timeout: expected seconds, a finite number > 0, got -1.0"),
+        ("inf", "[state] forget_timeout: expected a finite number, got inf"),
+        ('"soon"', "[state] forget_timeout: expected a number, got str"),
+    ],
+)
+def test_a_bad_forget_timeout_is_one_line(value: str, expected: str):
+    """0, negatives, infinity or text as ``forget_timeout``: one line naming the key."""
+    assert expected in err(APART + f"forget_timeout = {value}\n")
+
+
+def test_forget_timeout_without_a_ledger_is_refused():
+    """The state in the target's database keeps no ledger: the key would do nothing."""
+    msg = err(JOB + '\n[state]\nurl = "postgresql://postgres@127.0.0.1:5432/test"\n'
+              "forget_timeout = 1\n")  # fmt: skip
+    assert "[state] forget_timeout: only when the target keeps a chunk ledger" in msg, msg
+    assert "only when" in err(JOB, overrides=["state.forget_timeout=1"])
+
+
+def test_a_spec_built_in_code_with_a_bad_forget_timeout_is_refused():
+    """A bad or ledger-less ``StateSpec.forget_timeout`` in code: one line from run_job's check."""
+    spec = parse_job(APART)
+    bad = replace(spec, state=replace(spec.state, forget_timeout=0.0))
+    with pytest.raises(ConfigError, match=r"^job dim_customer: \[state\] forget_timeout: "
+                       r"expected seconds, a finite number > 0, got 0\.0$"):  # fmt: skip
+        refuse_unused(bad)
+    same = parse_job(JOB)
+    unused = replace(same, state=replace(same.state, forget_timeout=1.0))
+    only_when = r"^job dim_customer: \[state\] forget_timeout: only when"
+    with pytest.raises(ConfigError, match=only_when):
+        refuse_unused(unused)
+    refuse_unused(replace(spec, state=replace(spec.state, forget_timeout=0.5)))  # fine

@@ -303,3 +303,21 @@ async def test_a_forget_that_never_ends_is_given_up_after_its_bound(
         assert warned["error"] == f"no answer within {FORGET_S:g} s"
         assert FORGET_S <= took < FORGET_S + 10, took  # before: the DELETE's 30 s
         assert await fetchval(target, "SELECT count(*) FROM dw.async_etl_landed") > 0
+
+
+async def test_state_forget_timeout_sets_how_long_the_forget_may_take(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """``[state] forget_timeout = 0.5``: the never-ending forget is given up at 0.5 s, warned so."""
+    await load_source(pg_dsn, history(seed=13, n_keys=60, runs=1)[0])
+    async with fresh_database(pg_server_dsn) as target:
+        for sql in SLOW_FORGET:
+            await fetchval(target, sql)
+        spec = spec_of(apart("scd2", pg_dsn, target) + "forget_timeout = 0.5\n")
+        assert spec.state.forget_timeout == 0.5
+        with capture_logs() as logs:
+            result = await run_job(spec, options=JobOptions(as_of=at(0), retry=FAST))
+        assert result.status == "SUCCEEDED", result.error
+        (warned,) = [e for e in logs if e["event"] == "landed_not_forgotten"]
+        assert warned["error"] == "no answer within 0.5 s"  # not FORGET_S's 5 s
+        assert await fetchval(target, "SELECT count(*) FROM dw.async_etl_landed") > 0
