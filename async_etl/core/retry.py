@@ -50,8 +50,11 @@ class Decision:
 class RetryPolicy:
     """How often and how patiently a transient failure is retried.
 
-    Raises ``ValueError`` for ``max_retries`` < 0, a delay that is negative or not a finite
-    number, or a ``strategy`` not in ``STRATEGIES``.
+    A job or plan file's ``[retry]`` names the same settings in its own words:
+    ``max_attempts`` = ``max_retries + 1``, ``base_delay`` = ``base``, ``max_delay`` = ``cap``
+    (``from_attempts`` builds a policy from them).  Raises ``ValueError`` for
+    ``max_retries`` < 0, a delay that is negative or not a finite number, or a ``strategy``
+    not in ``STRATEGIES``.
     """
 
     max_retries: int = 5
@@ -73,6 +76,25 @@ class RetryPolicy:
             raise ValueError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
+
+    @classmethod
+    def from_attempts(
+        cls,
+        max_attempts: int,
+        base_delay: float,
+        max_delay: float,
+        strategy: Strategy = "exponential",
+    ) -> RetryPolicy:
+        """The policy a job or plan file's ``[retry]`` keys describe, in their words.
+
+        ``max_attempts`` counts tries (the first included): ``max_retries = max_attempts - 1``;
+        ``base_delay`` is ``base`` and ``max_delay`` is ``cap`` (seconds).  The one place the
+        two vocabularies meet (the job and plan loaders use it).  Raises ``ValueError`` for
+        ``max_attempts`` < 1, and what the constructor raises.
+        """
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        return cls(max_retries=max_attempts - 1, base=base_delay, cap=max_delay, strategy=strategy)
 
     def ceiling(self, attempt: int, *, network: bool = False) -> float:
         """The largest delay (s) allowed after failed attempt number ``attempt`` (1-based).

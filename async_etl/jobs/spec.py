@@ -354,7 +354,7 @@ def _retry(v: _Values) -> RetryPolicy | None:
     problem = delays_problem(base, cap) if v.has("retry", "base_delay") else None
     if problem is not None:  # max_delay alone below the default base: every wait is max_delay
         raise v.error("retry", "base_delay", problem)
-    return RetryPolicy(max_retries=attempts - 1, base=base, cap=cap, strategy=strategy)
+    return RetryPolicy.from_attempts(attempts, base, cap, strategy)
 
 
 def _mode(v: _Values, source: SourceSpec) -> tuple[Mode, ScdSpec]:

@@ -78,11 +78,8 @@ class RetrySettings:
 
     def policy(self) -> RetryPolicy:
         """The equivalent ``RetryPolicy`` (full jitter; ``max_retries = max_attempts - 1``)."""
-        return RetryPolicy(
-            max_retries=self.max_attempts - 1,
-            base=self.base_delay,
-            cap=self.max_delay,
-            strategy=self.strategy,
+        return RetryPolicy.from_attempts(
+            self.max_attempts, self.base_delay, self.max_delay, self.strategy
         )
 
 

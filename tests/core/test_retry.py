@@ -94,3 +94,20 @@ def test_at_most_caps_the_retries_and_keeps_the_pacing(retries: int, kept: int) 
     assert (capped.base, capped.cap, capped.strategy) == (0.2, 5.0, "linear")
     assert capped.decide(1, retryable=True, jitter=0.5).retry is (kept >= 1)
     assert not capped.decide(2, retryable=True, jitter=0.5).retry
+
+
+def test_from_attempts_takes_the_retry_sections_words():
+    """``from_attempts(max_attempts, base_delay, max_delay)``: attempts - 1 retries, same delays."""
+    made = RetryPolicy.from_attempts(max_attempts=7, base_delay=0.2, max_delay=5.0)
+    assert made == RetryPolicy(max_retries=6, base=0.2, cap=5.0, strategy="exponential")
+    assert RetryPolicy.from_attempts(1, 0.5, 2.0, "fixed") == RetryPolicy(0, 0.5, 2.0, "fixed")
+    with pytest.raises(ValueError, match=r"^max_attempts must be >= 1, got 0$"):
+        RetryPolicy.from_attempts(0, 0.2, 5.0)
+
+
+def test_the_job_and_plan_files_retry_is_from_attempts():
+    """A job file's and a plan file's ``[retry]`` give what ``from_attempts`` gives their keys."""
+    from async_etl.orchestrator.plan import RetrySettings
+
+    settings = RetrySettings(max_attempts=4, strategy="linear", base_delay=0.3, max_delay=9.0)
+    assert settings.policy() == RetryPolicy.from_attempts(4, 0.3, 9.0, "linear")
