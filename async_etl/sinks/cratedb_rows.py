@@ -4,9 +4,9 @@
 with ``open(columns, primary_key)``.  A resent row that landed is counted delivered, not
 written twice, so the table must have a primary key (declared when the writer creates it, or
 read from the server).  The intake looks at rows through ``look`` (``core.crate_native``'s
-``ColumnPlan``, decided once the columns are known).  A batch that ``plain`` passes travels as its
-rows and is dumped with ``orjson`` a slice at a time; any other is encoded by ``encode``, which
-refuses the rows CrateDB would not store exactly.
+``ColumnPlan``, decided once the columns are known).  A batch that ``plain`` passes travels as
+its rows and is dumped with msgspec (``crate_native.dump_plain``) a slice at a time; any other
+is encoded by ``encode``, which refuses the rows CrateDB would not store exactly.
 """
 
 from __future__ import annotations
@@ -187,9 +187,10 @@ class CrateRowsSink(CrateDBSink):
     async def send(self, batch: EncodedBatch, attempt: int) -> SendResult:
         """Post one bulk body (see ``CrateDBSink.send``); a ``RecordsBatch`` is dumped first.
 
-        Its rows passed ``plain``, so they are dumped as they are, a slice at a time with the
-        event loop let run in between; should orjson still refuse a value, the answer is a
-        retry of the batch encoded by ``encode``, which refuses the bad rows with reasons.
+        Its rows passed ``plain``, so they are dumped as they are (``crate_native.dump_plain``),
+        a slice at a time with the event loop let run in between; should the dump still refuse
+        a value, the answer is a retry of the batch encoded by ``encode``, which refuses the bad
+        rows with reasons.
         """
         if not isinstance(batch, RecordsBatch):
             return await super().send(batch, attempt)
@@ -204,9 +205,10 @@ class CrateRowsSink(CrateDBSink):
     async def _body(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
         width = max(1, len(self._names))
         if len(rows) * width <= pg_native.PACE_ABOVE:
-            return crate_native.bulk_body(self._stmt, rows)
+            return crate_native.bulk_body(self._stmt, rows, crate_native.dump_plain)
+        every = pg_native.SLICE_VALUES // width
         parts = []
-        for part in crate_native.body_parts(self._stmt, rows, pg_native.SLICE_VALUES // width):
+        for part in crate_native.body_parts(self._stmt, rows, every, crate_native.dump_plain):
             parts.append(part)
             await anyio.lowlevel.checkpoint()
         return b"".join(parts)

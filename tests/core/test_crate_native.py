@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,115 @@ def test_a_text_not_of_char_n_length_is_not_plain_and_the_row_check_refuses_it()
         off = [i for i, v in enumerate(codes) if isinstance(v, str) and len(v) != 3]
         assert [pos for pos, why in enc.refused if "CHARACTER(3)" in why] == off
         assert plain == (not off) or 1 in codes
+
+
+_ZONES = st.sampled_from(
+    [UTC, None, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+)
+"""Whole-minute offsets: an offset with seconds is written inexactly by orjson and msgspec alike
+(orjson rounds it to the minute, msgspec cuts it), and is not this comparison's question."""
+_SENT = st.one_of(
+    _ANY,
+    st.datetimes(timezones=_ZONES).map(
+        lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)
+    ),
+    st.dates(),
+    st.uuids(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
+)
+
+
+def _read_alike(ours: object, theirs: object) -> bool:
+    """One value of ``dump_plain``'s body read as the same as orjson's.
+
+    Equal and of the same type (a float by its repr: -0.0 is not 0.0), but for a UTC offset
+    written ``Z`` where orjson writes ``+00:00``.
+    """
+    if isinstance(ours, list) and isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(map(_read_alike, ours, theirs))
+    if type(ours) is not type(theirs):
+        return False
+    if isinstance(ours, float):
+        return repr(ours) == repr(theirs)
+    if isinstance(ours, str) and isinstance(theirs, str) and ours != theirs:
+        return theirs.endswith("+00:00") and ours == theirs.removesuffix("+00:00") + "Z"
+    return ours == theirs
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), bases=st.lists(st.sampled_from(_BASES), min_size=1, max_size=4))
+def test_a_plain_batch_dumped_by_msgspec_reads_as_the_orjson_body(
+    data: st.DataObject, bases: list[str]
+) -> None:
+    """Every batch ``plain`` passes: msgspec's body reads as orjson's, or both raise TypeError."""
+    cells = [st.one_of(st.just(data.draw(_SENT)), _SENT) for _ in bases]
+    rows = data.draw(st.lists(st.tuples(*cells), min_size=1, max_size=25))
+    if not crate_native.plain(rows, bases):
+        return
+    stmt = "INSERT INTO t (a) VALUES (?)"
+    try:
+        theirs = orjson.loads(crate_native.bulk_body(stmt, rows))
+    except TypeError:
+        with pytest.raises(TypeError):
+            crate_native.bulk_body(stmt, rows, crate_native.dump_plain)
+        return
+    ours = crate_native.bulk_body(stmt, rows, crate_native.dump_plain)
+    assert orjson.loads(ours)["stmt"] == theirs["stmt"] == stmt
+    assert _read_alike(orjson.loads(ours)["bulk_args"], theirs["bulk_args"])
+    every = data.draw(st.integers(min_value=1, max_value=30))
+    assert b"".join(crate_native.body_parts(stmt, rows, every, crate_native.dump_plain)) == ours
+
+
+def test_msgspec_writes_utc_as_z_and_subclasses_as_their_builtin_values() -> None:
+    """UTC as ``Z``, other offsets and ms as orjson; subclasses' own values, not overrides."""
+    pytest.importorskip("msgspec")
+
+    class Loud(str):
+        def __str__(self) -> str:
+            return "LOUD"
+
+    class Off(int):
+        def __int__(self) -> int:
+            return 0
+
+        def __index__(self) -> int:
+            return 0
+
+    at = datetime(2024, 1, 1, 1, 2, 3, 45000, tzinfo=UTC)
+    india = at.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    row = (Off(7), Loud("quiet"), 1e64, at, india, at.replace(tzinfo=None), date(2024, 1, 1))
+    assert crate_native.dump_plain([row]) == (
+        b'[[7,"quiet",1e64,"2024-01-01T01:02:03.045000Z","2024-01-01T06:32:03.045000+05:30",'
+        b'"2024-01-01T01:02:03.045000","2024-01-01"]]'
+    )
+    assert orjson.dumps([row[:3]]) == b'[[7,"quiet",1e+64]]'
+
+
+def test_a_value_json_cannot_carry_raises_type_error_from_msgspec_as_from_orjson() -> None:
+    """An object with ``__index__``, a lone surrogate, a float subclass: TypeError from both."""
+
+    class Real(float):
+        """A float subclass (orjson refuses it)."""
+
+    for value in (_Index(), "a\ud800", Real(1.5)):
+        with pytest.raises(TypeError):
+            orjson.dumps([value])
+        with pytest.raises(TypeError):
+            crate_native.dump_plain([value])
+
+
+def test_values_msgspec_writes_and_orjson_refuses_are_never_plain() -> None:
+    """bytes, a Decimal, a set, a timedelta: msgspec writes them, orjson refuses; never plain."""
+    pytest.importorskip("msgspec")
+    from decimal import Decimal
+
+    odd = (b"x", bytearray(b"x"), Decimal("1.5"), {1}, timedelta(seconds=1))
+    for value in odd:
+        with pytest.raises(TypeError):
+            orjson.dumps([value])
+        crate_native.dump_plain([value])
+        for base in _BASES:
+            assert not crate_native.plain([(value,)], (base,)), (value, base)
+            assert not crate_native.plain([(1,), (value,)], (base,)), (value, base)
+            assert not crate_native.plain([("a",), (value,)], (base,)), (value, base)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -461,3 +461,39 @@ async def test_text_not_of_char_n_length_rejects_its_row(
         (2, why[2]), (3, why[3]), (7, why[7]), (12, why[2]), (17, why[7]),
     ]  # fmt: skip
     assert stored == [rows[i] for i in (0, 3, 4, 5)]
+
+
+class _Tag(str):
+    """A ``str`` subclass whose ``__str__`` is not its value: its value is what is stored."""
+
+    def __str__(self) -> str:
+        return "not stored"
+
+
+async def test_a_checked_batch_lands_as_its_values_utc_offsets_and_exponents_too(
+    crate_standin: CrateStandIn,
+) -> None:
+    """UTC (sent as ``Z``), +05:30, naive ms times, 1e64 and subclasses: stored as given."""
+    columns = {
+        "id": "BIGINT", "name": "TEXT", "score": "DOUBLE PRECISION",
+        "at": "TIMESTAMP WITH TIME ZONE", "wall": "TIMESTAMP WITHOUT TIME ZONE",
+    }  # fmt: skip
+    india = timezone(timedelta(hours=5, minutes=30))
+    at = datetime(2024, 1, 1, 1, 2, 3, 45000, tzinfo=UTC)
+    rows = [
+        (1, _Tag("a"), 1e64, at, at.replace(tzinfo=None)),
+        (2, "b", -2.5e-300, at.astimezone(india), datetime(1969, 12, 31, 23, 59, 59, 999000)),
+        (3, "c", 0.1, datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59)),
+    ]
+    async with open_writer(crate_standin.url, table="rt", columns=columns, primary_key=["id"]) as w:
+        await w.write_many(rows)
+    assert (w.report.delivered, w.report.rejected, w.report.undelivered) == (3, 0, 0)
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, crate_standin.url, "REFRESH TABLE rt")
+        _, body = await post_sql(session, crate_standin.url, "SELECT * FROM rt ORDER BY id")
+
+    def ms(moment: datetime) -> int:
+        aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+
+    assert body["rows"] == [[r[0], str.__str__(r[1]), r[2], ms(r[3]), ms(r[4])] for r in rows]
