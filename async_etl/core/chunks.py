@@ -40,7 +40,7 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from async_etl.core.specs import ParallelSpec
@@ -133,6 +133,21 @@ class ChunkPlan:
             else:
                 hi = mid - 1
         return self.chunks[lo]
+
+
+class Cuts(NamedTuple):
+    """A source's chunk cuts (key tuples in the source's order) and where they came from.
+
+    ``source``: one phrase (the key's statistics, a block sample, every row, or none: one
+    chunk), shown by ``check``, logged with the run's start and kept in its stored plan.
+    """
+
+    values: list[Key]
+    source: str
+
+
+NO_CUTS = "none: one chunk"
+"""``Cuts.source`` of a plan of one chunk (nothing to cut)."""
 
 
 def plan_chunks(

@@ -57,6 +57,8 @@ class JobFacts:
     """The job's own mode when the run builds its absent target as a full refresh."""
     sizing: ChunkSizing | None = None
     """The rows per chunk the plan is cut for, and why (None: a resumed plan stored without)."""
+    cuts_from: str | None = None
+    """Where the plan's cuts came from (``chunks.Cuts.source``; None: a stored plan without)."""
 
 
 def target_statements(facts: JobFacts, chunk: Chunk) -> list[str]:
@@ -141,6 +143,7 @@ def report(facts: JobFacts) -> list[str]:
         f"{facts.workers} worker(s)"
         + (f", {facts.null_keys:,} row(s) with a NULL key" if facts.null_keys else ""),
         f"  rows per chunk{_sizing(facts)}",
+        f"  cuts from {facts.cuts_from or 'the unfinished run (not recorded)'}",
     ]
     for read in facts.chunks:
         text = read.text.replace("\n", "\n      ")  # a multi-line query stays indented

@@ -72,10 +72,12 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
         run = f"resumes unfinished run {decision.run_id}"
         sizing = stored_sizing(decision.resumed_plan)
+        cuts_from = decision.resumed_plan.get("cuts_from")
     else:
-        plan = ch.plan_chunks(cuts, decision.collate)
+        plan = ch.plan_chunks(cuts.values, decision.collate)
         run = f"a new run (run id at start, e.g. {decision.run_id})"
         sizing = new_sizing  # the size the survey cut the chunks for
+        cuts_from = cuts.source
     reads = tuple(_read(source, c) for c in plan.chunks)
     return JobFacts(job=spec.name, mode=spec.mode, dialect=dialect_of(spec.target.url) or "",
                     table=spec.target.table, source=mask_url(spec.source.url),
@@ -83,7 +85,7 @@ async def check_job(spec: JobSpec, options: JobOptions = JobOptions()) -> JobFac
                     estimate=estimate, workers=ch.workers(estimate, spec.parallel),
                     cols=decision.cols, key=spec.source.key, names=ctx.names, chunks=reads,
                     null_keys=nulls, on_bad_row=spec.on_bad_row, built_as=built_as,
-                    sizing=sizing)  # fmt: skip
+                    sizing=sizing, cuts_from=cuts_from)  # fmt: skip
 
 
 def _read(source: Source, chunk: ch.Chunk) -> ChunkRead:

@@ -395,7 +395,8 @@ class Survey(NamedTuple):
 
     estimate: int
     nulls: int
-    cuts: list[tuple[Any, ...]]
+    cuts: ch.Cuts
+    """A new run's chunk cuts and where they came from (a resumed run: none)."""
     null_rows: list[dict[str, Any]]
     sizing: ch.ChunkSizing | None
     """The rows per chunk the cuts were made for, decided once (``chunk_sizing``) and
@@ -442,20 +443,21 @@ async def plan_run(
         assert new_sizing is not None  # survey sizes every new plan
         sizing = new_sizing
         try:
-            plan = ch.plan_chunks(cuts, decision.collate)
+            plan = ch.plan_chunks(cuts.values, decision.collate)
             bounds = [orjson.dumps(c.to_json()).decode() for c in plan.chunks]
             doc = plan.to_json()
         except ValueError as exc:
             raise DataError(f"job {spec.name}: cannot plan chunks over [source] key "
                             f"{', '.join(spec.source.key)}: {exc}") from exc  # fmt: skip
         doc["chunk_size"] = {"rows": sizing.rows, "why": sizing.why}
+        doc["cuts_from"] = cuts.source
         doc["mode"] = [spec.mode, spec.scd.type]  # what a resuming run must match (resume_problem)
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)
         out = Plan(plan, workers, counters={"rejected": 0}, sizing=sizing)
         log.info("run_started", chunks=len(plan), estimate=estimate, workers=workers,
-                 chunk_size=sizing.rows, chunk_size_why=sizing.why,
+                 chunk_size=sizing.rows, chunk_size_why=sizing.why, cuts_from=cuts.source,
                  cursor_from=shown(ctx.window, "start"),
                  cursor_to=shown(ctx.window, "high"))  # fmt: skip
     if nulls and ctx.on_bad_row == "fail":
@@ -483,7 +485,7 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
     async with source_connection(source, ctx.hold, ctx.app) as conn:
         estimate, plan = await source.estimate(conn)
         nulls = await source.null_keys(conn)
-        cuts: list[tuple[Any, ...]] = []
+        cuts = ch.Cuts([], ch.NO_CUTS)
         sizing = None
         if decision.resumed_plan is None:
             sizing = chunk_sizing(ctx, estimate, plan)

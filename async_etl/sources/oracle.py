@@ -16,8 +16,9 @@ from typing import Any
 
 from async_etl.core import incremental as inc
 from async_etl.core import scd_sql_oracle as ora
-from async_etl.core.chunks import Chunk
+from async_etl.core.chunks import NO_CUTS, Chunk, Cuts
 from async_etl.core.collation import BINARY, KeyCollation, is_text_type
+from async_etl.core.key_stats import from_sample
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.drivers.oracle import oracle_errors, translate_oracle
 from async_etl.errors import AsyncEtlError
@@ -103,7 +104,7 @@ class OracleSource(SourceBase):
     @reads
     async def boundaries(
         self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
-    ) -> list[tuple[Any, ...]]:
+    ) -> Cuts:
         """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
 
         The session sorts in code-point order, which is what ``collate`` says for Oracle.
@@ -111,11 +112,11 @@ class OracleSource(SourceBase):
         """
         del collate, estimate
         if n <= 1:
-            return []
+            return Cuts([], NO_CUTS)
         st = ora.boundaries_sql(self.query, self.table, self.key, self.window)
         cursor = conn.cursor()
         await cursor.execute(st.text, st.args({"n": n, **self._window_values()}))
-        return [tuple(r) for r in await cursor.fetchall()]
+        return Cuts([tuple(r) for r in await cursor.fetchall()], from_sample(None, None))
 
     @reads
     async def null_keys(self, conn: Any) -> int:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, NamedTuple, Protocol
 
-from async_etl.core.chunks import Chunk
+from async_etl.core.chunks import Chunk, Cuts
 from async_etl.core.collation import KeyCollation
 from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
@@ -59,10 +59,11 @@ class Source(Protocol):
 
     async def boundaries(
         self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
-    ) -> list[tuple[Any, ...]]:
+    ) -> Cuts:
         """Cuts of ``n`` about equal chunks over the key, in the order of ``collate``.
 
-        ``estimate``: the source's estimated rows (a large table may be cut by a sample).
+        ``estimate``: the source's estimated rows (a large table may be cut by a sample, or
+        at its key's statistics).  ``Cuts.source`` says which.
         """
         ...
 

@@ -25,8 +25,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from async_etl.core import incremental as inc
+from async_etl.core import key_stats as ks
 from async_etl.core import scd_sql_pg as pg
-from async_etl.core.chunks import Chunk, sample_percent
+from async_etl.core.chunks import NO_CUTS, Chunk, Cuts, sample_percent
 from async_etl.core.collation import KeyCollation
 from async_etl.core.drift import (
     NEAR_TABLE_SQL,
@@ -175,29 +176,61 @@ class PgSource(SourceBase):
     @reads
     async def boundaries(
         self, conn: Any, n: int, collate: tuple[str | None, ...] = (), estimate: int = -1
-    ) -> list[tuple[Any, ...]]:
+    ) -> Cuts:
         """The cuts of ``n`` chunks of about equal row counts (none when ``n <= 1``).
 
         Sorted in ``collate`` (one collation per key column), and returned in that order.
-        A table (not a view) of ``estimate`` rows large enough is cut by a block sample
-        (``chunks.sample_percent``).  A cut Python cannot hold (a BC date, a year past 9999)
-        gives no cuts: one chunk, logged.
+        A table (not a view) of ``estimate`` rows large enough to sample
+        (``chunks.sample_percent``) is cut at its key's histogram when the statistics are
+        fresh (``core.key_stats``: no scan), else by a block sample.  A cut Python cannot
+        hold (a BC date, a year past 9999) gives no cuts: one chunk, logged.
         """
         if n <= 1:
-            return []
+            return Cuts([], NO_CUTS)
         sample = sample_percent(estimate, n) if self.table is not None else None
+        why = None
         if sample is not None:
-            st = pg.SAMPLEABLE_SQL
-            if not await conn.fetchval(st.text, *st.args({"table": quote(self.table or "")})):
-                sample = None  # a view or a foreign table: read every row
+            found, why, sampleable = await self._stats_cuts(conn, n, collate, estimate)
+            if found is not None:
+                return found
+            if not sampleable:
+                sample, why = None, None  # a view or a foreign table: read every row
         st = pg.boundaries_sql(self.query, self.table, self.key, collate, self.window, sample)
         args = st.args({"n": n, **self._window_values()})
         try:
-            found = await conn.fetch(st.text, *args)
+            rows = await conn.fetch(st.text, *args)
         except (ValueError, OverflowError) as exc:  # a cut Python cannot hold (a BC date)
             log.warning("one_chunk", why=f"a chunk cut of {list(self.key)} is unreadable: {exc}")
-            return []  # one chunk covers every key: correct, only not parallel
-        return [tuple(r) for r in found]
+            return Cuts([], NO_CUTS)  # one chunk covers every key: correct, only not parallel
+        return Cuts([tuple(r) for r in rows], ks.from_sample(sample, why))
+
+    async def _stats_cuts(
+        self, conn: Any, n: int, collate: tuple[str | None, ...], estimate: int
+    ) -> tuple[Cuts | None, str | None, bool]:
+        """Cuts from the key's histogram (None: refused), why not, and whether to sample.
+
+        Two catalog reads, no scan of the table (``core.key_stats``).
+        """
+        st = pg.KEY_STATS_SQL
+        table = quote(self.table or "")
+        row = await conn.fetchrow(st.text, *st.args({"table": table, "column": self.key[0]}))
+        stats = ks.KeyStats.from_row(row)
+        if self.window is not None:
+            why: str | None = "an incremental window (the statistics cover the whole table)"
+        else:
+            why = ks.stats_refusal(stats, n, estimate, len(self.key))
+        if why is not None:
+            return None, why, stats.sampleable
+        assert stats.type_name is not None
+        hist = pg.histogram_sql(stats.type_name, collate[0] if collate else None)
+        try:
+            rows = await conn.fetch(hist.text, list(stats.bounds or ()))
+        except (ValueError, OverflowError) as exc:  # a bound Python cannot hold (a BC date)
+            return None, f"a histogram bound is unreadable: {exc}", True
+        cuts = ks.histogram_cuts([(int(r[0]), r[1]) for r in rows], n)
+        if cuts is None:
+            return None, "the histogram is ordered in another collation", True
+        return Cuts(list(cuts), ks.from_stats(stats)), None, True
 
     @reads
     async def null_keys(self, conn: Any) -> int:
