@@ -539,6 +539,13 @@ def verdict_for(
         raise LoadError(f"{where}: {exc}") from exc
 
 
+def _int_ids(values: tuple[Any, ...]) -> tuple[int, ...] | None:
+    """Items' first values as row ids when they all are ints (else None: ids unknown)."""
+    if all(type(v) is int for v in values):
+        return values
+    return None
+
+
 def send_result(
     batch: EncodedBatch, verdict: BulkVerdict, retry_after: float | None = None
 ) -> SendResult:
@@ -558,8 +565,9 @@ def send_result(
     retry = None
     keys = batch.keys
     if verdict.retry:
-        body, _ = subset_body(batch.payload, verdict.retry)
-        subset = None if keys is None else tuple(keys[i] for i in verdict.retry)
+        body, first = subset_body(batch.payload, verdict.retry)
+        # the subset's own ids (row_ids), so a run can tell which rows are still in question
+        subset = tuple(keys[i] for i in verdict.retry) if keys is not None else _int_ids(first)
         retry = EncodedBatch(batch.ids, body, batch.wire, rows=len(verdict.retry), keys=subset)
     rejected: tuple[RowError, ...] = ()
     if verdict.rejected:

@@ -459,6 +459,15 @@ def test_send_result_builds_retry_and_rejections() -> None:
     assert send_result(batch, BulkVerdict(4)) == SendResult(delivered=4)
 
 
+def test_a_retry_subset_names_its_own_row_ids() -> None:
+    """The retry batch of ids 11 and 13 says so (row_ids), not the whole batch's range."""
+    batch = _payload([10, 11, 12, 13])
+    verdict = judge_bulk(4, _bulk(OK, SHARD, CHECK, SHARD), attempt=1, upsert=False)
+    retry = send_result(batch, verdict).retry
+    assert retry is not None and retry.row_count == 2
+    assert tuple(retry.row_ids()) == (11, 13)
+
+
 def test_send_result_never_drops_an_undecided_item() -> None:
     """An item left undecided becomes a NO_DETAIL reject: every row is counted somewhere."""
     batch = _payload([10, 11, 12])
