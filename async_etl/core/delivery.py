@@ -31,6 +31,7 @@ class Delivery:
     """The state of one batch's delivery: what to send next, and on which attempt."""
 
     __slots__ = (
+        "abandoned",
         "attempt",
         "batch",
         "delivered",
@@ -50,6 +51,7 @@ class Delivery:
         self.delivered = 0
         self.rejected: list[RowError] = []  # every row refused for good, with the reason
         self.given_up: tuple[EncodedBatch, str] | None = None  # rows retries ran out on, why
+        self.abandoned = False  # see abandon
 
     def sent(self, result: SendResult, latency_s: float, jitter: float) -> float:
         """Account for an attempt that got an answer; return the delay before the next one."""
@@ -89,7 +91,21 @@ class Delivery:
         self.attempt += 1
         return decision.delay
 
+    def abandon(self) -> None:
+        """The run stops waiting for this batch (an abort): its pending rows stay unanswered.
+
+        Records which of the batch's ids did get an answer in earlier attempts when the run
+        keeps ids (``RunStats.ids``); ``pending`` and the counts are left as they are (a
+        writer still looks the pending rows up).  Only the first call records.
+        """
+        if self.pending is not None and self.stats.ids is not None and not self.abandoned:
+            self.stats.ids.abandoned(self.batch, self.pending)
+        self.abandoned = True
+
     def _finish(self) -> float:
         self.pending = None
-        self.stats.record_batch_done()
+        stats = self.stats
+        stats.record_batch_done()
+        if stats.ids is not None:
+            stats.ids.finished(self.batch, None if self.given_up is None else self.given_up[0])
         return 0.0

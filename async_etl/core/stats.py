@@ -14,6 +14,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from async_etl.core.reckoning import IdOutcomes
+
 REL_ERROR = 0.01
 _GROWTH = 1.0 + 2.0 * REL_ERROR
 _LOG_GROWTH = math.log(_GROWTH)
@@ -154,6 +156,7 @@ class RunStats:
     from_due: LatencyHistogram = field(default_factory=LatencyHistogram)  # rate mode, ms
     lag: LatencyHistogram = field(default_factory=LatencyHistogram)  # rate mode: sent - due, ms
     late: int = 0
+    ids: IdOutcomes | None = None  # per id, answered or given up (bench runs; ``core.reckoning``)
     _window_errors: int = 0
     _window_skip: int = 0
     _last_rows: int = 0
@@ -245,6 +248,8 @@ class RunStats:
         self.undelivered += other.undelivered
         self.reasons.update(other.reasons)
         self.error_reasons.update(other.error_reasons)
+        if self.ids is not None and other.ids is not None:
+            self.ids.absorb(other.ids)
         for mine, theirs in (
             (self.latency, other.latency),
             (self.interval, other.latency),

@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Settlement(NamedTuple):
+    """What ``settle`` decided, in rows: ``landed`` and ``recovered`` are delivered.
+
+    ``unconfirmed`` are undelivered: an abort left them, and the target does not hold them.
+    """
+
+    landed: int  # unanswered rows the count of their own ids found in the target
+    unconfirmed: int  # unanswered rows it did not find
+    recovered: int = 0  # rows given up after retries that it found (their answer was lost)
 
 
 def settle(
-    generated: int, delivered: int, rejected: int, undelivered: int, reconciled: int | None
-) -> tuple[int, int]:
-    """``(landed, unconfirmed)``: the outcome of the rows a run left without one.
+    generated: int,
+    delivered: int,
+    rejected: int,
+    undelivered: int,
+    found: int | None,
+    found_given_up: int | None = 0,
+) -> Settlement:
+    """The outcome of the rows a run left without an answer, from counts of their own ids.
 
     ``generated - delivered - rejected - undelivered`` rows (all counts in rows) got no answer:
-    an abort cancelled their sends in flight, or they were generated and never sent.  Those the
-    end-of-run count of the run's ids (``reconciled``) finds beyond the ``delivered`` ones did
-    land (the sink confirms them: delivered); the rest are undelivered.  ``reconciled`` None (a
-    sink that cannot count): none is confirmed.  Raises nothing; (0, 0) when every row has an
-    outcome.
+    an abort cancelled their sends in flight, or they were generated and never sent.
+    ``found``: how many of exactly those ids the target holds (the sink's count over the
+    unanswered ranges of ``core.reckoning.open_questions``); they landed and are delivered,
+    the rest are undelivered.  ``found_given_up``: how many of the ``undelivered`` rows'
+    own ids the target holds (a last attempt that landed while its answer was lost); they
+    are delivered too.  Never from the whole run's count minus ``delivered``: that mixes the
+    two kinds, and a landed given-up batch would make never-sent rows look delivered.
+    None (a sink that cannot count): none is confirmed.  Counts past the rows they are about
+    confirm at most those rows.  Raises nothing.
     """
-    left = generated - delivered - rejected - undelivered
-    if left <= 0:
-        return 0, 0
-    landed = 0 if reconciled is None else min(max(reconciled - delivered, 0), left)
-    return landed, left - landed
+    left = max(generated - delivered - rejected - undelivered, 0)
+    landed = 0 if found is None else min(max(found, 0), left)
+    recovered = 0 if found_given_up is None else min(max(found_given_up, 0), undelivered)
+    return Settlement(landed, left - landed, recovered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +76,8 @@ class Summary:
     warmup_reached: bool = True  # False: the run ended inside its warm-up, figures include it
     extra: dict[str, Any] = field(default_factory=dict)
     interrupted: int = 0  # of ``undelivered``: rows an abort left unconfirmed (``settle``)
+    confirmed: int = 0  # of ``records``: rows with no answer (an abort's, or given up) whose
+    # own ids the end-of-run count found in the target (``settle``)
 
     @property
     def rows_per_s(self) -> float:
@@ -82,7 +103,7 @@ class Summary:
         if self.interrupted:
             out.append(f"{self.interrupted} rows not delivered: the run was aborted before the "
                        "sink confirmed them (never sent, or cancelled in flight, and not found "
-                       "by the reconcile count)")  # fmt: skip
+                       "by the count of their ids)")  # fmt: skip
         lost = self.generated - self.records - self.rejected - self.undelivered
         if lost:  # settle() leaves none: a bookkeeping bug if this shows
             out.append(f"{lost} generated rows unaccounted for")

@@ -44,6 +44,7 @@ import anyio
 
 from async_etl.config import BenchSettings
 from async_etl.core.plan import BatchPlanner, batches_per_unit
+from async_etl.core.reckoning import IdOutcomes
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Warmup
 from async_etl.core.summary import Summary
@@ -51,6 +52,7 @@ from async_etl.core.units import Assignment, UnitBook
 from async_etl.errors import AsyncEtlError, LoadError, unusable
 from async_etl.log import get_logger
 from async_etl.runtime.engine import SnapshotHandler
+from async_etl.runtime.recount import count_open, questions_for
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
@@ -147,7 +149,13 @@ async def coordinate(
         meter.start()
         started = time.perf_counter()
         book = UnitBook(planner)
-        run = _Run(book, len(workers.names), workers.kind, RunStats(started_at=started), Counter())
+        run = _Run(
+            book,
+            len(workers.names),
+            workers.kind,
+            RunStats(started_at=started, ids=IdOutcomes()),
+            Counter(),
+        )
         warm = Warmup(s.warmup, started)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_report, run, handler, warm, s.report_interval)
@@ -176,6 +184,9 @@ async def coordinate(
     with anyio.CancelScope(shield=True):
         ids = book.issued_range
         reconciled = await retrying(lambda: sink.count(ids), policy, jitter, what="reconcile count")
+        found = await count_open(
+            sink.count, questions_for(ids, run.stats, reconciled), policy, jitter
+        )
     seconds = max(finished - started, 1e-9)
     kind = workers.kind
     figures = {
@@ -200,6 +211,7 @@ async def coordinate(
         warm=warm,
         finished=finished,
         reconciled=reconciled,
+        found=found,
         stopped_by="abort" if hard else _stopped_by(s, planner, stop),
         uvloop=workers.uvloop,
         extra={label: figures},

@@ -31,7 +31,9 @@ One task group per run, three stages joined by a bounded memory stream::
 * A **stop** (signal, ``Engine.stop()``) only stops the producer: batches already generated
   are delivered, so nothing is half-sent.  ``Engine.abort()`` cancels the deliveries too.
 * At the end the sink counts the run's id range (``reconcile``), which catches loss and
-  duplication that per-request bookkeeping could not see.
+  duplication that per-request bookkeeping could not see.  ``RunStats.ids`` keeps which ids
+  were answered; the ids left without an answer (an abort's, or given up after retries) are
+  counted range by range (``runtime.recount``), so each kind gets its own outcome.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from async_etl.core.plan import (
     next_step,
     queue_size,
 )
+from async_etl.core.reckoning import IdOutcomes
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.schedule import LATE_AFTER_S
 from async_etl.core.stats import RunStats, Snapshot, Warmup
@@ -67,6 +70,7 @@ from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.lanes import Lanes
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.pacing import Pacer
+from async_etl.runtime.recount import count_open, questions_for
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
@@ -195,7 +199,7 @@ class Engine(Stoppable):
         meter = ResourceMeter(self._executor.worker_pids())
         meter.start()
         started = time.perf_counter()
-        stats = self.stats = RunStats(started_at=started)
+        stats = self.stats = RunStats(started_at=started, ids=IdOutcomes())
         deadline = started + s.duration if s.duration and pacer is None else None
         handler = on_snapshot or log_snapshot
         send, receive = anyio.create_memory_object_stream[_Unit](
@@ -231,6 +235,8 @@ class Engine(Stoppable):
             reconciled = await retrying(
                 lambda: sink.count(ids), policy, self._random.random, what="reconcile count"
             )
+            asked = questions_for(ids, stats, reconciled)
+            found = await count_open(sink.count, asked, policy, self._random.random)
         return summarize(
             self.settings,
             mode="async",
@@ -241,6 +247,7 @@ class Engine(Stoppable):
             warm=warm,
             finished=finished,
             reconciled=reconciled,
+            found=found,
             stopped_by=self._stop_reason or ("schedule" if pacer is not None else "records"),
             uvloop=running_uvloop(),
             extra=self._extra(pacer, stats),
@@ -400,22 +407,27 @@ async def deliver(
     """Send one batch until every row is delivered, rejected, or retries run out.
 
     Returns the finished ``Delivery`` (its rejected rows and what was given up); pass
-    ``delivery`` to keep its state when this raises or is cancelled.  Raises the sink's fatal
-    ``AsyncEtlError`` (e.g. a 401 or an unknown table) unchanged.
+    ``delivery`` to keep its state when this raises or is cancelled (then its pending rows are
+    abandoned: ``Delivery.abandon``).  Raises the sink's fatal ``AsyncEtlError`` (e.g. a 401 or
+    an unknown table) unchanged.
     """
     d = delivery or Delivery(batch, stats, policy)
-    while (current := d.pending) is not None:
-        t0 = time.perf_counter()
-        try:
-            result = await sink.send(current, d.attempt)
-        except TransientError as exc:
-            delay = d.failed(exc, time.perf_counter() - t0, jitter())
-            if d.pending is None:
-                log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
-        else:
-            delay = d.sent(result, time.perf_counter() - t0, jitter())
-        if delay:
-            await anyio.sleep(delay)
+    try:
+        while (current := d.pending) is not None:
+            t0 = time.perf_counter()
+            try:
+                result = await sink.send(current, d.attempt)
+            except TransientError as exc:
+                delay = d.failed(exc, time.perf_counter() - t0, jitter())
+                if d.pending is None:
+                    log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
+            else:
+                delay = d.sent(result, time.perf_counter() - t0, jitter())
+            if delay:
+                await anyio.sleep(delay)
+    except BaseException:
+        d.abandon()  # cancelled (an abort) or failed: the pending rows got no answer
+        raise
     return d
 
 

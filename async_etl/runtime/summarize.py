@@ -28,27 +28,31 @@ def summarize(
     warm: Warmup,
     finished: float,
     reconciled: int | None,
+    found: tuple[int | None, int | None],
     stopped_by: str,
     uvloop: bool,
     extra: dict[str, Any] | None = None,
 ) -> Summary:
     """The summary of a run that ended at ``finished`` (warm-up excluded from the figures).
 
-    Rows an abort left without an answer are delivered when the reconcile count finds them,
-    else undelivered (``core.summary.settle``): every generated row has an outcome.
+    ``found``: how many of the run's unanswered ids and of its given-up ids the target holds
+    (``runtime.recount``).  Rows an abort left without an answer are delivered when found,
+    else undelivered; given-up rows found landed after all and are delivered
+    (``core.summary.settle``): every generated row has an outcome.
     """
     warm.check(stats, finished)
     measured_from, rows_before = warm.baseline()
     lat = stats.latency
-    landed, unconfirmed = settle(
-        issued.count, stats.rows, stats.rejected, stats.undelivered, reconciled
+    landed, unconfirmed, recovered = settle(
+        issued.count, stats.rows, stats.rejected, stats.undelivered, *found
     )
+    confirmed = landed + recovered
     return Summary(
         sink=sink,
         mode=mode,
-        records=stats.rows + landed,
+        records=stats.rows + confirmed,
         generated=issued.count,
-        measured_records=stats.rows + landed - rows_before,
+        measured_records=stats.rows + confirmed - rows_before,
         seconds=finished - measured_from,
         batches=stats.batches,
         batch_size=settings.batch_size,
@@ -57,8 +61,9 @@ def summarize(
         errors=stats.errors,
         retries=stats.retries,
         rejected=stats.rejected,
-        undelivered=stats.undelivered + unconfirmed,
+        undelivered=stats.undelivered - recovered + unconfirmed,
         interrupted=unconfirmed,
+        confirmed=confirmed,
         latency_ms={
             q: round(lat.percentile(v), 3) for q, v in (("p50", 50), ("p95", 95), ("p99", 99))
         },

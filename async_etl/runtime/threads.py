@@ -58,12 +58,14 @@ from async_etl.core.plan import (
     next_step,
     queue_size,
 )
+from async_etl.core.reckoning import IdOutcomes
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats, Warmup
 from async_etl.core.summary import Summary
 from async_etl.errors import AsyncEtlError, TransientError, unusable
 from async_etl.log import get_logger
 from async_etl.runtime.executor import new_pool, pool_pids, w_warm
+from async_etl.runtime.recount import count_open_blocking, questions_for
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying_blocking
@@ -175,7 +177,7 @@ class ThreadRunner(Stoppable):
             meter = ResourceMeter(gen.pids)
             meter.start()
             started = time.perf_counter()
-            stats = self.stats = RunStats(started_at=started)
+            stats = self.stats = RunStats(started_at=started, ids=IdOutcomes())
             deadline = started + s.duration if s.duration else None
             warm = Warmup(s.warmup, started)
             batches: queue.Queue[EncodedBatch | None] = queue.Queue(queue_size(gen.workers))
@@ -212,6 +214,8 @@ class ThreadRunner(Stoppable):
             reconciled = retrying_blocking(
                 lambda: sink.count(ids), policy, self._random.random, what="reconcile count"
             )
+            asked = questions_for(ids, stats, reconciled)
+            found = count_open_blocking(sink.count, asked, policy, self._random.random)
             return summarize(  # while the workers live: their CPU and memory count
                 s,
                 mode="threads",
@@ -222,6 +226,7 @@ class ThreadRunner(Stoppable):
                 warm=warm,
                 finished=finished,
                 reconciled=reconciled,
+                found=found,
                 stopped_by=self._stop_reason or "records",
                 uvloop=False,
                 extra=sampler.extra(),
@@ -316,20 +321,25 @@ def deliver_blocking(
     ``lock``.  Raises the sink's fatal ``AsyncEtlError`` unchanged.
     """
     d = Delivery(batch, stats, policy)
-    while (current := d.pending) is not None:
-        t0 = time.perf_counter()
-        try:
-            result = sink.send(current, d.attempt)
-        except TransientError as exc:
+    try:
+        while (current := d.pending) is not None:
+            t0 = time.perf_counter()
+            try:
+                result = sink.send(current, d.attempt)
+            except TransientError as exc:
+                with lock:
+                    delay = d.failed(exc, time.perf_counter() - t0, jitter())
+                if d.pending is None:
+                    log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
+            else:
+                with lock:
+                    delay = d.sent(result, time.perf_counter() - t0, jitter())
+            if delay and abort.wait(delay):
+                return
+    finally:
+        if d.pending is not None:  # an abort between attempts, or a fatal error
             with lock:
-                delay = d.failed(exc, time.perf_counter() - t0, jitter())
-            if d.pending is None:
-                log.warning("batch_given_up", first_id=batch.ids.start, reason=exc.message)
-        else:
-            with lock:
-                delay = d.sent(result, time.perf_counter() - t0, jitter())
-        if delay and abort.wait(delay):
-            return
+                d.abandon()
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import anyio
 
 from async_etl.config import BenchSettings
 from async_etl.core.delivery import Delivery
+from async_etl.core.reckoning import IdOutcomes
 from async_etl.core.records import w_generate_batches
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.stats import RunStats
@@ -106,7 +107,7 @@ class UnitEngine:
         assert self._sink is not None and self._sends is not None, "start() first"
         s = self._settings
         policy = RetryPolicy(max_retries=s.max_retries, base=s.retry_base, cap=s.retry_cap)
-        stats = RunStats(started_at=time.perf_counter())
+        stats = RunStats(started_at=time.perf_counter(), ids=IdOutcomes())
         work = self._source.unit(unit.ids, self._target.encoding, s.batch_size)
         batches = await self._executor.run(w_generate_batches, work)
         sink: Any = Resending(self._sink) if unit.resend else self._sink

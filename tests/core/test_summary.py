@@ -73,18 +73,31 @@ def test_rejected_rows_problem_names_the_first_reasons() -> None:
     )
 
 
-@pytest.mark.parametrize(("counts", "reconciled", "expected"), [
-    ((1000, 600, 0, 0), 600, (0, 400)),  # the count finds none of the 400: all undelivered
-    ((1000, 600, 0, 0), 700, (100, 300)),  # 100 cancelled in flight did land: delivered
+@pytest.mark.parametrize(("counts", "found", "expected"), [
+    ((1000, 600, 0, 0), 0, (0, 400)),  # the count finds none of the 400: all undelivered
+    ((1000, 600, 0, 0), 100, (100, 300)),  # 100 cancelled in flight did land: delivered
     ((1000, 600, 50, 10), None, (0, 340)),  # no count: none confirmed
     ((1000, 600, 0, 0), 2000, (400, 0)),  # a count past every row left confirms at most them
-    ((1000, 990, 0, 10), 990, (0, 0)),  # every row has an outcome already
+    ((1000, 990, 0, 10), 0, (0, 0)),  # every row has an outcome already
 ])  # fmt: skip
 def test_settle_gives_every_row_an_abort_left_an_outcome(
-    counts: tuple[int, int, int, int], reconciled: int | None, expected: tuple[int, int]
+    counts: tuple[int, int, int, int], found: int | None, expected: tuple[int, int]
 ) -> None:
-    """Rows without an answer: landed when the reconcile count finds them, else undelivered."""
-    assert settle(*counts, reconciled) == expected
+    """Rows without an answer: landed when the count of their ids finds them, else undelivered."""
+    assert settle(*counts, found)[:2] == expected
+
+
+def test_settle_keeps_a_landed_given_up_batch_apart_from_never_sent_rows() -> None:
+    """2,000 given up but landed, 4,000 never sent: those are delivered, none of these is."""
+    # 10,000 generated, 4,000 answered delivered, 2,000 given up (their COMMIT landed, the
+    # answer was lost), 4,000 never sent (an abort).  The target holds 6,000 of the run's ids:
+    # the old rule (reconciled - delivered = 2,000 'landed' of the 4,000 left) claimed 2,000
+    # never-sent rows delivered and left the landed 2,000 undelivered.
+    decided = settle(10_000, 4_000, 0, 2_000, found=0, found_given_up=2_000)
+    assert decided == (0, 4_000, 2_000)
+    assert (decided.landed, decided.unconfirmed, decided.recovered) == (0, 4_000, 2_000)
+    assert settle(10_000, 4_000, 0, 2_000, found=0, found_given_up=None).recovered == 0
+    assert settle(10_000, 4_000, 0, 2_000, found=0, found_given_up=9_999).recovered == 2_000
 
 
 def test_an_aborted_runs_undelivered_rows_say_why() -> None:
