@@ -9,11 +9,11 @@ target itself, never from the source's columns:
 1. ``prepare``: ``BLOCKERS_SQL`` lists what a drop-and-rename cannot keep (views and foreign
    keys that depend on the target, triggers, rules, row-level security, partitioning or
    inheritance, publications); any of them refuses the run in one line before anything is
-   written.  Then ``like_sql``: ``CREATE TABLE new (LIKE target INCLUDING ALL EXCLUDING
-   INDEXES)`` — the same column types, defaults, NOT NULL and CHECK constraints, identity,
-   generated columns, storage, statistics and column comments, so the database refuses
-   every row the target would refuse (``on_bad_row`` decides: the run fails, or the row is
-   rejected);
+   written (``blockers_problem``, the words preflight says first, in ``check`` too).  Then
+   ``like_sql``: ``CREATE TABLE new (LIKE target INCLUDING ALL EXCLUDING INDEXES)`` — the same
+   column types, defaults, NOT NULL and CHECK constraints, identity, generated columns,
+   storage, statistics and column comments, so the database refuses every row the target
+   would refuse (``on_bad_row`` decides: the run fails, or the row is rejected);
 2. after the load (before the swap; at once with ``on_bad_row = "reject"``): the target's
    own indexes (``INDEXES_SQL`` → ``index_statements``), each under a temporary name, and the
    primary key / unique constraints attached to them (``ADD CONSTRAINT ... USING INDEX``);
@@ -42,6 +42,7 @@ __all__ = [
     "INDEXES_SQL",
     "KEEP_SQL",
     "TargetIndex",
+    "blockers_problem",
     "index_statements",
     "like_sql",
     "rename_statements",
@@ -84,6 +85,21 @@ ORDER BY 1
     ("table",),
 )
 """What a drop-and-rename of the target cannot keep: one line each (none: it can)."""
+
+
+def blockers_problem(lost: Sequence[str]) -> str | None:
+    """Why a full refresh may not replace a target with ``lost`` (``BLOCKERS_SQL``'s rows), or None.
+
+    The one decision behind both refusals: preflight's (``check`` and ``run``, before the run
+    is recorded) and ``prepare``'s (a target changed since preflight).  The words follow the
+    target's name (``<where>: ...``).
+    """
+    if not lost:
+        return None
+    return (f"a full refresh replaces it by a new table, which would not keep: "
+            f"{'; '.join(lost)}; drop or change that first, or load it with mode = \"merge\" "
+            'or "append"')  # fmt: skip
+
 
 INDEXES_SQL = Sql(
     """

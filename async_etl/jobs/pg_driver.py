@@ -162,6 +162,11 @@ MERGE_DEFERRABLE = (
 """Why a type-1 merge into an existing table refuses a deferrable key."""
 
 
+async def _lost(conn: Any, table: str) -> list[str]:
+    """What a drop-and-rename of ``table`` cannot keep (``refresh_pg.BLOCKERS_SQL``), one each."""
+    return [str(r[0]) for r in await conn.fetch(refresh.BLOCKERS_SQL.text, quote(table))]
+
+
 class PgTarget:
     """Merges chunks into ``[target] table`` of a PostgreSQL database."""
 
@@ -239,6 +244,17 @@ class PgTarget:
                 parts = await conn.fetch(st.text, *st.args({"relation": quote(self.table)}))
             self.partition_key = tuple(None if r[0] is None else str(r[0]) for r in parts)
         return [(str(r[0]), str(r[1])) for r in rows] or None
+
+    async def refresh_problem(self, holder: Holder, app: str) -> str | None:
+        """Why a full refresh may not replace this (existing) table, or None.
+
+        ``core.refresh_pg.blockers_problem`` over what a drop-and-rename of it cannot keep
+        (``BLOCKERS_SQL``): the decision ``prepare`` takes again (``_kept``), asked by preflight
+        so that ``check`` and ``run`` refuse it before anything is recorded.  Raises translated
+        driver errors.
+        """
+        async with self.connection(holder, app) as conn:
+            return refresh.blockers_problem(await _lost(conn, self.table))
 
     async def user_types(
         self, holder: Holder, app: str, types: Sequence[str]
@@ -466,12 +482,9 @@ class PgTarget:
         final = self._final(ctx)
         if not (await table_exists(conn, final) if exists is None else exists):
             return False
-        rows = await conn.fetch(refresh.BLOCKERS_SQL.text, quote(final))
-        if rows:
-            lost = "; ".join(str(r[0]) for r in rows)
-            raise ConfigError(f"{self.where}: a full refresh replaces {final} by a new table, "
-                              f"which would not keep: {lost}; drop or change that first, "
-                              "or run without --full-refresh")  # fmt: skip
+        problem = refresh.blockers_problem(await _lost(conn, final))
+        if problem is not None:  # the words preflight says (``refresh_problem``)
+            raise ConfigError(f"target {mask_url(self.url)} {final}: {problem}")
         return True
 
     def _refuse_deferrable_key(

@@ -64,7 +64,8 @@ async def read_columns(
 
     Raises ``ConfigError`` for a merge or a type-2 run into a partitioned PostgreSQL table
     whose partition key is not part of ``[source] key`` (``drift.pg_partition_key_problem``),
-    and for a full refresh into any partitioned one (``drift.pg_partitioned_refresh_problem``).
+    and for a full refresh into any partitioned one (``drift.pg_partitioned_refresh_problem``)
+    or one with what a drop-and-rename cannot keep (``PgTarget.refresh_problem``).
 
     Transient failures are retried with ``policy``; raises ``unusable(...)`` naming the job
     when the target cannot be read.
@@ -83,7 +84,23 @@ async def read_columns(
         problem = drift.pg_partitioned_refresh_problem(target.partition_key)
         if problem is not None:
             raise ConfigError(f"job {spec.name}: {target.where} is partitioned: {problem}")
+        if found is not None:  # what prepare would refuse, asked before the run is recorded
+            await _refuse_refresh(spec, target, holder, app, policy)
     return found
+
+
+async def _refuse_refresh(
+    spec: JobSpec, target: PgTarget, holder: Holder, app: str, policy: RetryPolicy
+) -> None:
+    """``ConfigError`` when a full refresh may not replace ``target`` (its ``refresh_problem``)."""
+    try:
+        problem = await retrying(
+            lambda: target.refresh_problem(holder, app), policy, what="read the target's objects"
+        )
+    except AsyncEtlError as exc:
+        raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
+    if problem is not None:
+        raise ConfigError(f"job {spec.name}: {target.where}: {problem}")
 
 
 def drift_to_add(

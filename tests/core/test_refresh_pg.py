@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from async_etl.core.refresh_pg import TargetIndex, index_statements, like_sql, rename_statements
+from async_etl.core.refresh_pg import (
+    TargetIndex,
+    blockers_problem,
+    index_statements,
+    like_sql,
+    rename_statements,
+)
 
 PKEY = TargetIndex("dr_pkey", "CREATE UNIQUE INDEX dr_pkey ON dw.dr USING btree (id)", True,
                    "p", "dw.dr", "dr_pkey")  # fmt: skip
@@ -53,3 +59,11 @@ def test_like_sql_copies_all_but_the_indexes() -> None:
     assert like_sql("dw.dr_etl_new", "dw.dr").text == (
         'CREATE TABLE "dw"."dr_etl_new" (LIKE "dw"."dr" INCLUDING ALL EXCLUDING INDEXES)'
     )
+
+
+def test_blockers_problem_names_everything_lost_in_one_line() -> None:
+    """Nothing lost: None; else one line naming each thing and the modes that keep them."""
+    assert blockers_problem([]) is None
+    line = blockers_problem(["rule r", "trigger t"])
+    assert line is not None and "\n" not in line
+    assert "would not keep: rule r; trigger t;" in line and 'mode = "merge"' in line
