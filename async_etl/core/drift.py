@@ -39,6 +39,7 @@ from async_etl.core.scd_sql_common import Sql, check_type, quote
 
 __all__ = [
     "ACROSS",
+    "PG_DROPPED_COLUMNS_SQL",
     "PG_GENERATED",
     "PG_RELKINDS",
     "PG_RELKIND_WHY",
@@ -605,17 +606,33 @@ PG_MAX_COLUMNS = 1600
 Appendix K. PostgreSQL Limits); dropped columns count too."""
 
 
-def pg_column_count_problem(table: str, source_columns: int, scd_columns: int) -> str | None:
+PG_DROPPED_COLUMNS_SQL = Sql(
+    "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+    "AND attisdropped",
+    ("table",),
+)
+"""How many dropped columns ``table`` (quoted, as for ``to_regclass``) still holds: each keeps
+its attribute number, and a column added later takes a new one past them."""
+
+
+def pg_column_count_problem(
+    table: str, source_columns: int, scd_columns: int, dropped: int = 0
+) -> str | None:
     """Why a PostgreSQL target cannot hold the job's columns (None when it can).
 
     ``source_columns`` are the source's, ``scd_columns`` those the target adds (type 2:
-    valid_from, valid_to, is_current).  PostgreSQL refuses the ``CREATE TABLE`` (or the
-    ``ADD COLUMN``) with TooManyColumnsError only when the run is under way.
+    valid_from, valid_to, is_current), ``dropped`` the existing target's dropped columns
+    (``PG_DROPPED_COLUMNS_SQL``; pass them only when the run adds columns to it): PostgreSQL
+    never reuses a dropped column's number, so they count toward the limit ("dropped columns
+    also count", docs, Appendix K. PostgreSQL Limits).  PostgreSQL refuses the
+    ``CREATE TABLE`` (or the ``ADD COLUMN``) with TooManyColumnsError only when the run is
+    under way.
     """
-    total = source_columns + scd_columns
+    total = source_columns + scd_columns + dropped
     if total <= PG_MAX_COLUMNS:
         return None
     extra = f" + {scd_columns} SCD" if scd_columns else ""
+    extra += f" + {dropped} dropped, which still count" if dropped else ""
     return (
         f"target {table} would have {total} columns ({source_columns} source{extra}): "
         f"PostgreSQL tables have at most {PG_MAX_COLUMNS} columns (docs, Appendix K. "

@@ -183,6 +183,9 @@ class PgTarget:
         self.partition_key: tuple[str | None, ...] = ()
         """The existing target's partition key columns (None: an expression; set by ``columns``
         for a partitioned table, empty otherwise)."""
+        self.dropped_columns = 0
+        """The existing target's dropped columns, which count toward PostgreSQL's column limit
+        (set by ``columns``)."""
         self.source_unique: bool | None = None
         """Whether the source's own unique index makes the business key unique, so no chunk
         can stage a key twice and the duplicate check is skipped (set by the first chunk that
@@ -230,8 +233,13 @@ class PgTarget:
         it would fail later, after the run was recorded, or read as drift.
         """
         st = drift.target_columns_sql("postgresql")
+        dropped = drift.PG_DROPPED_COLUMNS_SQL
         async with self.connection(holder, app) as conn:
             rows = await conn.fetch(st.text, *st.args({"table": quote(self.table)}))
+            if rows:
+                self.dropped_columns = int(
+                    await conn.fetchval(dropped.text, *dropped.args({"table": quote(self.table)}))
+                )
         refused = drift.pg_not_a_table(str(rows[0][2])) if rows else None
         if refused is not None:
             raise ConfigError(f"{self.where} {refused}")

@@ -50,6 +50,7 @@ from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_holds, source_max
 from async_etl.jobs.endpoints import Target, make_target
+from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.schema_drift import check_new_types, drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
@@ -167,6 +168,8 @@ async def preflight(
     _check_column_count(spec, cols)
     _check_locale_text(spec, columns)
     add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
+    if add and isinstance(target, PgTarget):  # added past the dropped columns' numbers
+        _check_column_count(spec, cols, target.dropped_columns)
     if dialect_of(spec.target.url) in ("postgresql", "cratedb"):  # the target's types
         cols = cols.with_target(existing)  # compared through (PostgreSQL); VARCHAR(n) checked
     try:
@@ -334,14 +337,18 @@ def _check_locale_text(spec: JobSpec, columns: Sequence[tuple[str, str]]) -> Non
         raise ConfigError(f"job {spec.name}: target {spec.target.table}: {problem}")
 
 
-def _check_column_count(spec: JobSpec, cols: ScdColumns) -> None:
-    """``ConfigError`` when a PostgreSQL target would pass its column limit (source + SCD)."""
+def _check_column_count(spec: JobSpec, cols: ScdColumns, dropped: int = 0) -> None:
+    """``ConfigError`` when a PostgreSQL target would pass its column limit.
+
+    Source + SCD columns, + ``dropped``: the existing target's dropped columns, when the run
+    adds columns to it (``core.drift.pg_column_count_problem``).
+    """
     if dialect_of(spec.target.url) != "postgresql":
         return
     from async_etl.core.drift import pg_column_count_problem
 
     scd = 3 if cols.type == 2 else 0
-    problem = pg_column_count_problem(spec.target.table, len(cols.data), scd)
+    problem = pg_column_count_problem(spec.target.table, len(cols.data), scd, dropped)
     if problem is not None:
         raise ConfigError(f"job {spec.name}: {problem}")
 

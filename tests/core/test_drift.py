@@ -306,6 +306,14 @@ def test_a_pg_target_past_1600_columns_is_a_problem() -> None:
     assert "at most 1600" in line
 
 
+def test_a_pg_targets_dropped_columns_count_toward_1600() -> None:
+    """1,500 + 100 dropped fit; 1,501 + 100 dropped do not, and the line names the dropped."""
+    assert drift.pg_column_count_problem("dw.w", 1500, 0, 100) is None
+    line = drift.pg_column_count_problem("dw.w", 1498, 3, 100) or ""
+    assert line.startswith("target dw.w would have 1601 columns (1498 source + 3 SCD + 100 "
+                           "dropped, which still count)")  # fmt: skip
+
+
 def test_a_full_refresh_into_any_partitioned_table_is_a_problem() -> None:
     """A full refresh swaps in a table made LIKE the target: refused when it is partitioned."""
     assert drift.pg_partitioned_refresh_problem(()) is None
