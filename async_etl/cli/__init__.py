@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from async_etl import __version__
+from async_etl._launch import fewer_gc_passes
 from async_etl.cli.envflags import apply_env
 from async_etl.cli.help import HelpFormatter, Parser, epilog
 from async_etl.core.coerce import did_you_mean
@@ -124,8 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     the package and the command's modules are imported (``async_etl._launch`` turns it off
     before the package's first import; tens of thousands of objects, all kept; 5-20 ms of
     collections), those objects are then frozen (``gc.freeze``: no later collection walks
-    them again), and so is everything else on the way out, so the interpreter's exit skips
-    a last collection over every object (30 ms of a 10-row job); then it ends the process
+    them again), the young generation is collected only past ``_launch.GC_YOUNG_OBJECTS``
+    objects (``fewer_gc_passes``), and everything is frozen on the way out, so the
+    interpreter's exit skips a last collection over every object (30 ms of a 10-row job);
+    then it ends the process
     itself, skipping the interpreter's teardown (``exit_now``).  Called from code, it leaves
     the collector be and returns the exit status.
     """
@@ -168,6 +171,7 @@ def _main(argv: Sequence[str] | None, *, process: bool) -> int:
         args = parse(argv, os.environ)
         if process:  # the command's modules are imported: freeze them, collect from here on
             gc.freeze()
+            fewer_gc_passes()
             gc.enable()
         code: int = args.handler(args)
     except AsyncEtlError as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
 import multiprocessing
 import os
 import signal
@@ -22,15 +21,15 @@ from typing import TypeVar
 import anyio
 import psutil
 
+from async_etl._launch import GC_YOUNG_OBJECTS as GC_YOUNG_OBJECTS
+from async_etl._launch import fewer_gc_passes
+
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h> mallopt parameters
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 """Allocations below this come from the heap, not from a fresh ``mmap`` (glibc's maximum)."""
 TRIM_THRESHOLD_BYTES = 256 * 2**20
 """Free memory at the top of the heap is returned to the kernel only beyond this."""
-
-GC_YOUNG_OBJECTS = 50_000
-"""A generator worker's first-generation gc threshold (CPython's default: 700 objects)."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,22 +63,6 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
-
-
-def fewer_gc_passes() -> None:
-    """Collect this process's youngest gc generation only past ``GC_YOUNG_OBJECTS`` objects.
-
-    A CrateDB unit of 32 batches of 100 rows builds 3,200 row tuples at once.  With CPython's
-    threshold of 700 about one young-generation pass ran per unit and walked all of them:
-    ~10 µs a 100-row batch, 12 % of a worker's generation time (``gc.callbacks``, in a pool
-    worker and in a process of its own alike).  Generation makes no reference cycles: its
-    objects are freed by reference counting when the unit's batches are sent, so a pass finds
-    nothing to collect.  At 50,000 the count (net new gc-tracked objects) rarely reaches the
-    threshold; a pass still runs when it does, so memory stays bounded.  The older
-    generations' thresholds are kept.  RESULTS.md, issue 12, "A pool worker's per-batch cost".
-    """
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_OBJECTS, middle, old)
 
 
 def w_init(parent: int) -> None:

@@ -169,6 +169,41 @@ def test_the_command_collects_no_garbage_while_importing_and_runs_with_it(
     assert line.split()[1:] == [f"async_etl.errors={at_import}", "shtab=True"], done.stderr
 
 
+GC_THRESHOLD_AT_COMMAND = (
+    "import atexit, gc, sys\n"
+    "seen = []\n"
+    "def hook(event, args):\n"
+    "    if event == 'import' and args[0] == 'shtab':\n"
+    "        seen.append(gc.get_threshold()[0])\n"
+    "sys.addaudithook(hook)\n"
+    "atexit.register(lambda: print('young:', *seen, file=sys.stderr))\n"
+)
+"""A ``sitecustomize``: the young generation's gc threshold when the ``completion`` command's
+handler imports ``shtab``."""
+
+
+@pytest.mark.parametrize("entry", ["python -m async_etl", "async-etl script", "import async_etl"])
+def test_the_command_collects_its_young_objects_past_the_workers_threshold(
+    entry: str, tmp_path: Path
+) -> None:
+    """The command's process runs with the workers' young gc threshold; an import keeps 700."""
+    from async_etl._launch import GC_YOUNG_OBJECTS
+
+    (tmp_path / "sitecustomize.py").write_text(GC_THRESHOLD_AT_COMMAND)
+    (tmp_path / "async-etl").write_text(CONSOLE_SCRIPT)
+    argv = {
+        "python -m async_etl": [sys.executable, "-m", "async_etl", "completion", "bash"],
+        "async-etl script": [sys.executable, str(tmp_path / "async-etl"), "completion", "bash"],
+        "import async_etl": [sys.executable, "-c", "import async_etl, shtab"],
+    }[entry]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("young: ")]
+    expected = 700 if entry == "import async_etl" else GC_YOUNG_OBJECTS
+    assert line.split()[1:] == [str(expected)], done.stderr
+
+
 def _holder(tokens: int = 2) -> BudgetHolder:
     return BudgetHolder(LimiterBudget(tokens), ConnectionMeter())
 
