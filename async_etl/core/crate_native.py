@@ -37,8 +37,10 @@ than ``array(code, list)``): it raises unless every value is an integer (a ``boo
 object with ``__index__``) inside the column's range, which ``crate_refusal`` does not refuse
 either.  A column whose first value is a ``float`` or a ``datetime`` and whose values are all
 of that exact type (one type count) takes that type's check alone (``_ONE_KIND``: a finite
-sum; the set of microsecond fields, and in a timestamp column the set of ``tzinfo``, which
-must be the column's kind: ``core.exact.zone_refusal``).  A probe that fails, and every other
+sum; the set of microsecond fields, and the set of ``tzinfo``, which in a timestamp column
+must be the column's kind, ``core.exact.zone_refusal``, and whose offsets must be whole
+minutes, ``core.exact.minute_offset``: asked once per fixed ``timezone``, value by value for
+another zone but UTC).  A probe that fails, and every other
 column, takes the column's types and the per-column check (``_plain_column``).  The answer
 may be True where that check alone says False (a ``str`` or ``int`` subclass, a ``bool``),
 never the other way round; a value with ``__index__`` that JSON cannot carry (a numpy
@@ -55,7 +57,7 @@ import uuid
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import orjson
@@ -68,12 +70,14 @@ from async_etl.core.exact import (
     ZONED,
     TextBound,
     crate_timestamp_text,
+    minute_offset,
 )
 
 _NONE = type(None)
 _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
 _BIG = 2**63
 _FLOAT_INTS = 2**53
+_MINUTE = timedelta(minutes=1)
 _micros = operator.attrgetter("microsecond")
 _zone = operator.attrgetter("tzinfo")
 _FLOATING = frozenset({"double precision", "real", "numeric"})
@@ -118,14 +122,34 @@ def _finite(column: Sequence[float], base: str) -> bool:
 def _whole_ms(column: Sequence[datetime], base: str) -> bool:
     """``_plain_column`` of a column of ``datetime`` values alone.
 
-    Whole milliseconds (each distinct microsecond field once) and, in a timestamp column,
-    the time zone kind ``zone_refusal`` asks for (each distinct ``tzinfo`` once).
+    Whole milliseconds (each distinct microsecond field once), UTC offsets of whole minutes
+    (``_minute_offsets``: JSON writes ``HH:MM``; the row check sends or refuses the others)
+    and, in a timestamp column, the time zone kind ``zone_refusal`` asks for (each distinct
+    ``tzinfo`` once).
     """
-    if base in ZONED or base in UNZONED:
-        zones = set(map(_zone, column))
-        if (None in zones) if base in ZONED else (zones != {None}):
-            return False
+    zones = set(map(_zone, column))
+    if (base in ZONED or base in UNZONED) and (
+        (None in zones) if base in ZONED else (zones != {None})
+    ):
+        return False
+    if not zones <= _MINUTE_ZONES and not _minute_offsets(column, zones):
+        return False
     return not any(m % 1000 for m in set(map(_micros, column)))
+
+
+_MINUTE_ZONES = frozenset({None, UTC})
+
+
+def _minute_offsets(column: Sequence[datetime], zones: set[tzinfo | None]) -> bool:
+    """True when every value's UTC offset is whole minutes (``core.exact.minute_offset``).
+
+    A fixed ``timezone`` is asked once; any other zone (zoneinfo's offsets change with the
+    date) value by value.
+    """
+    fixed = [zone for zone in zones if isinstance(zone, timezone)]
+    if len(fixed) == len(zones - {None}):
+        return not any(zone.utcoffset(None) % _MINUTE for zone in fixed)
+    return all(map(minute_offset, column))
 
 
 _ONE_KIND: dict[type, Callable[[Any, str], bool]] = {float: _finite, datetime: _whole_ms}

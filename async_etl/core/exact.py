@@ -10,7 +10,9 @@ types on both sides: exact by construction, or the server refuses the row), Crat
   NULL); integers beyond CrateDB's ``BIGINT`` (64 bits) do not fit; ``numeric`` is stored as
   ``DOUBLE PRECISION``, exact only when the double's shortest decimal form is the value
   itself (at most 15-17 significant digits); timestamps and dates are epoch milliseconds,
-  so a timestamp with microseconds would lose them, and ``'infinity'`` has no form (a BC
+  so a timestamp with microseconds would lose them, a UTC offset is written ``HH:MM`` (one of
+  seconds or microseconds would be rounded or cut: ``minute_offset``; the writer sends such a
+  value in UTC to a zoned column, ``utc_row``), and ``'infinity'`` has no form (a BC
   date or a year past 9999, read as ``core.pg_values.PgMoment``, is stored exactly).
   ``real`` is stored as a 32-bit float: it is sent as the float32's shortest decimal form,
   which CrateDB hands back unchanged, so the read-back compares equal.
@@ -40,7 +42,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -60,11 +62,13 @@ __all__ = [
     "json_refusal",
     "length_refusal",
     "locale_text_problem",
+    "minute_offset",
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
     "text_bound",
     "text_length_check",
+    "utc_row",
     "zone_refusal",
 ]
 
@@ -156,6 +160,57 @@ def crate_timestamp_text(value: str, base: str) -> str | None:
     return None
 
 
+_MINUTE = timedelta(minutes=1)
+
+
+def minute_offset(value: datetime) -> bool:
+    """True when ``value`` is naive or its UTC offset is a whole number of minutes.
+
+    JSON encoders write an offset as ``HH:MM``: orjson rounds one of seconds (``-05:30:30`` as
+    ``-05:31``), msgspec cuts it (``-05:30``), both drop microseconds; CrateDB's literal takes
+    no more (``{+ | -} HH [:mm]``, CrateDB docs, Data types, TIMESTAMP).  Since Python 3.7 a
+    ``timezone`` may carry seconds and microseconds, and zoneinfo's local mean time zones have
+    seconds (``Europe/Amsterdam`` before 1937: +00:19:32).
+    """
+    offset = value.utcoffset()
+    return offset is None or not offset % _MINUTE
+
+
+def _moved(value: Any) -> bool:
+    """True for a datetime (or a list holding one) ``utc_row`` changes."""
+    if isinstance(value, datetime):
+        return not minute_offset(value)
+    return isinstance(value, list) and any(
+        isinstance(v, datetime) and not minute_offset(v) for v in value
+    )
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value if minute_offset(value) else value.astimezone(UTC)
+    if isinstance(value, list):
+        return [_utc(v) if isinstance(v, datetime) else v for v in value]
+    return value
+
+
+def utc_row(row: tuple[Any, ...], zoned: Sequence[int]) -> tuple[Any, ...]:
+    """``row`` with its odd-offset datetimes at the positions ``zoned`` as the same instant in UTC.
+
+    ``zoned``: the positions of timestamp with time zone columns (or arrays of them); a
+    ``datetime`` there (or an array's element) whose offset is not whole minutes
+    (``minute_offset``) becomes ``astimezone(UTC)``: the instant such a column stores, exact
+    once JSON carries it.  The same tuple when nothing changes.
+    """
+    width = len(row)
+    if not any(i < width and _moved(row[i]) for i in zoned):
+        return row
+    values = list(row)
+    for i in zoned:
+        if i < width:
+            values[i] = _utc(values[i])
+    return tuple(values)
+
+
 def _crate_scalar(value: Any, base: str) -> str | None:
     if isinstance(value, str):
         return crate_timestamp_text(value, base) if base in TIMESTAMPS else None
@@ -190,6 +245,12 @@ def _crate_scalar(value: Any, base: str) -> str | None:
     if isinstance(value, datetime):
         if value.microsecond % 1000:
             return f"timestamp {value.isoformat()} has microseconds; CrateDB stores milliseconds"
+        if base not in TIMESTAMPS and not minute_offset(value):  # a timestamp column's go
+            # as epoch ms (a job's, ``jobs.coltypes.epoch_ms``) or in UTC (``utc_row``)
+            return (
+                f"timestamp {value.isoformat()} has a UTC offset that is not a whole number of "
+                "minutes; JSON writes HH:MM (it would be stored as another instant)"
+            )
         return None
     if isinstance(value, dict | list):
         return _crate_nested(value)

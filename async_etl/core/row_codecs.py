@@ -37,11 +37,13 @@ from async_etl.core.encoders import PG_COPY_HEADER, PG_COPY_TRAILER
 from async_etl.core.exact import (
     NEEDS_AWARE,
     NEEDS_NAIVE,
+    ZONED,
     crate_row_check,
     json_refusal,
     length_refusal,
     text_bound,
     text_length_check,
+    utc_row,
 )
 from async_etl.core.pg_fields import FAST, prefixed, row_encoder
 
@@ -567,7 +569,10 @@ def encode_crate_rows(
     (``core.exact.crate_column_type``): a row holding a value ``core.exact.crate_refusal``
     refuses, or a text CrateDB would cut or pad in its ``character varying(n)`` /
     ``character(n)`` column (``core.exact.text_length_check``), is left out with
-    ``"column c: reason"`` (unnamed columns are ``#1``, ``#2``, ...).
+    ``"column c: reason"`` (unnamed columns are ``#1``, ``#2``, ...).  An aware datetime
+    whose UTC offset is not whole minutes (which JSON would write rounded or cut:
+    ``core.exact.minute_offset``) is sent as its instant in UTC in a timestamp with time zone
+    column (or array; ``core.exact.utc_row``) and refuses its row anywhere else.
     """
     width = len(rows[0]) if rows else 0
     names = names or [f"#{i + 1}" for i in range(width)]
@@ -578,6 +583,9 @@ def encode_crate_rows(
         check = _either(check, text_length_check(names, types))
     refused: list[tuple[int, str]] = []
     if not crate_native.plain(rows, bases, lengths):
+        zoned = [i for i, base in enumerate(bases) if base in ZONED]
+        if zoned:
+            rows = [utc_row(row, zoned) for row in rows]
         refused = [(pos, why) for pos, row in enumerate(rows) if (why := check(row))]
     try:
         if not refused:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -317,3 +318,64 @@ def test_values_msgspec_writes_and_orjson_refuses_are_never_plain() -> None:
             assert not crate_native.plain([(value,)], (base,)), (value, base)
             assert not crate_native.plain([(1,), (value,)], (base,)), (value, base)
             assert not crate_native.plain([("a",), (value,)], (base,)), (value, base)
+
+
+_ODD = timezone(timedelta(hours=-5, minutes=-30, seconds=-30))
+_LMT = ZoneInfo("Europe/Amsterdam")  # local mean time +00:19:32 (+01:19:32 in summer) until 1937
+_ODD_AT = [
+    datetime(2024, 1, 1, 12, 0, tzinfo=_ODD),
+    datetime(1920, 6, 1, 12, 0, tzinfo=_LMT),
+    datetime(1920, 1, 1, 12, 0, 0, 5000, tzinfo=_LMT),
+    datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=1, microseconds=250_000))),
+]
+_ODD_IDS = ["seconds", "lmt-summer", "lmt-winter-ms", "whole-ms-micro-offset"]
+
+
+@pytest.mark.parametrize("at", _ODD_AT, ids=_ODD_IDS)
+@pytest.mark.parametrize("base", ["timestamp with time zone", ""])
+def test_an_offset_not_of_whole_minutes_is_never_plain(at: datetime, base: str) -> None:
+    """JSON encoders write HH:MM offsets: such a datetime is checked row by row, not dumped."""
+    rows = [(1, datetime(2024, 1, 1, tzinfo=UTC)), (2, at)]
+    assert not crate_native.plain(rows, ["bigint", base] if base else [])
+
+
+@pytest.mark.parametrize("at", _ODD_AT, ids=_ODD_IDS)
+def test_a_zoned_column_sends_an_odd_offset_as_its_utc_instant(at: datetime) -> None:
+    """An offset of seconds (or whole-ms microseconds) goes as the same instant in UTC."""
+    rows = [(1, datetime(2024, 1, 1, tzinfo=UTC)), (2, at)]
+    encoded = encode_crate_rows("INSERT", rows, ["id", "at"], ["bigint", "timestamptz"])
+    assert (encoded.kept, encoded.refused) == ((0, 1), ())
+    sent = orjson.loads(encoded.payload)["bulk_args"][1][1]
+    assert datetime.fromisoformat(sent) == at
+    assert sent.endswith("+00:00")
+
+
+def test_an_offset_with_sub_millisecond_microseconds_is_refused() -> None:
+    """+01:00:00.0005 makes an instant CrateDB cannot keep (milliseconds): the row is refused."""
+    odd = datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=1, microseconds=500)))
+    rows = [(1, datetime(2024, 1, 1, tzinfo=UTC)), (2, odd)]
+    encoded = encode_crate_rows("INSERT", rows, ["id", "at"], ["bigint", "timestamptz"])
+    assert encoded.kept == (0,)
+    assert [(p, "milliseconds" in why) for p, why in encoded.refused] == [(1, True)]
+
+
+@pytest.mark.parametrize("at", _ODD_AT, ids=_ODD_IDS)
+@pytest.mark.parametrize("pg_type", ["", "object", "text"])
+def test_an_odd_offset_outside_a_zoned_column_is_refused(at: datetime, pg_type: str) -> None:
+    """Where no UTC conversion is the column's rule (untyped, nested, text) the row is refused."""
+    value: object = {"when": at} if pg_type == "object" else at
+    types = ["bigint", pg_type] if pg_type else []
+    encoded = encode_crate_rows("INSERT", [(1, value)], ["id", "v"], types)
+    assert encoded.kept == ()
+    assert "not a whole number of minutes" in encoded.refused[0][1]
+
+
+def test_a_zoned_array_sends_odd_offsets_as_utc() -> None:
+    """timestamptz[] elements with an offset of seconds go as their UTC instants."""
+    at = _ODD_AT[0]
+    encoded = encode_crate_rows(
+        "INSERT", [(1, [at, None])], ["id", "a"], ["bigint", "timestamptz[]"]
+    )
+    assert encoded.refused == ()
+    sent = orjson.loads(encoded.payload)["bulk_args"][0][1]
+    assert datetime.fromisoformat(sent[0]) == at and sent[1] is None

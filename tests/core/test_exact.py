@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.exact import (
     crate_refusal,
+    crate_row_check,
     locale_text_problem,
     oracle_number_as_decimal,
     oracle_refusal,
     row_refusal,
 )
 from async_etl.core.specs import ScdSpec
-from async_etl.jobs.coltypes import crate_value, from_epoch_ms
+from async_etl.jobs.coltypes import crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.oracle_driver import oracle_bind
 
 INTS = st.one_of(
@@ -286,3 +287,21 @@ def test_money_is_refused_for_targets_that_would_store_its_locale_text() -> None
     assert oracle is not None and "hist::numeric[] AS hist" in oracle and "NUMBER" in oracle
     assert locale_text_problem(columns, "postgresql") is None
     assert locale_text_problem([("n", "numeric(19,2)")], "cratedb") is None
+
+
+_ODD = datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=-5, minutes=-30, seconds=-30)))
+
+
+@pytest.mark.parametrize("pg_type", ["jsonb", "text", ""])
+def test_the_crate_check_refuses_an_offset_of_seconds_json_would_carry(pg_type: str) -> None:
+    """A datetime that goes as JSON text with an offset JSON rounds (to HH:MM) is refused."""
+    value = {"at": _ODD} if pg_type == "jsonb" else _ODD
+    reason = crate_refusal(value, pg_type) if pg_type else crate_row_check(["v"], [])((value,))
+    assert reason is not None and "not a whole number of minutes" in reason
+    assert crate_refusal(_ODD.astimezone(UTC), pg_type or "timestamptz") is None
+
+
+def test_a_jobs_timestamp_with_an_offset_of_seconds_goes_as_exact_epoch_ms() -> None:
+    """A job's timestamptz value is sent as epoch ms (exact for any offset): not refused."""
+    assert crate_refusal(_ODD, "timestamptz") is None
+    assert epoch_ms(_ODD) == epoch_ms(_ODD.astimezone(UTC)) == 1704130230000

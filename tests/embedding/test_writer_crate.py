@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -497,3 +498,30 @@ async def test_a_checked_batch_lands_as_its_values_utc_offsets_and_exponents_too
         return (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
     assert body["rows"] == [[r[0], str.__str__(r[1]), r[2], ms(r[3]), ms(r[4])] for r in rows]
+
+
+async def test_offsets_of_seconds_land_as_their_instant_or_are_refused(
+    crate_standin: CrateStandIn,
+) -> None:
+    """Offsets JSON writes as HH:MM (seconds, LMT zones, microseconds) store the exact instant."""
+    amsterdam = ZoneInfo("Europe/Amsterdam")  # local mean time +00:19:32 until 1937
+    good = [
+        datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30, seconds=-30))),
+        datetime(1920, 6, 1, 12, 0, tzinfo=amsterdam),
+        datetime(1920, 1, 1, 12, 0, 0, 5000, tzinfo=amsterdam),
+        datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=1, microseconds=250_000))),
+    ]
+    bad = datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=1, microseconds=500)))
+    columns = {"id": "BIGINT", "at": "TIMESTAMP WITH TIME ZONE"}
+    rows = [(i, at) for i, at in enumerate([*good, bad])]
+    async with open_writer(
+        crate_standin.url, table="lmt", columns=columns, primary_key=["id"]
+    ) as w:
+        await w.write_many(rows)
+    assert (w.report.delivered, w.report.rejected, w.report.undelivered) == (4, 1, 0)
+    assert "milliseconds" in w.report.rejected_rows[0].reason
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, crate_standin.url, "REFRESH TABLE lmt")
+        _, body = await post_sql(session, crate_standin.url, "SELECT id, at FROM lmt ORDER BY id")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert body["rows"] == [[i, (at - epoch) // timedelta(milliseconds=1)] for i, at in rows[:4]]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import anyio
 import asyncpg
@@ -662,3 +663,23 @@ async def test_an_identity_always_column_is_left_out_of_every_column(pg_dsn: str
         await writer.write({"v": "c"})
     stored = await _fetch(pg_dsn, "SELECT id, v, d FROM ident ORDER BY id")
     assert [tuple(r) for r in stored] == [(1, "a", 1), (2, "b", 2), (3, "c", 5)]
+
+
+async def test_offsets_of_seconds_and_microseconds_store_their_exact_instant(pg_dsn: str) -> None:
+    """timestamptz from offsets of seconds, microseconds and LMT zones keeps the exact instant."""
+    amsterdam = ZoneInfo("Europe/Amsterdam")  # local mean time +00:19:32 until 1937
+    values = [
+        datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30, seconds=-30))),
+        datetime(1920, 6, 1, 12, 0, 0, 123456, tzinfo=amsterdam),
+        datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=1, microseconds=500))),
+    ]
+    async with open_writer(
+        pg_dsn, table="v", columns={"k": "int", "v": "timestamptz"}, primary_key=["k"]
+    ) as writer:
+        await writer.write_many(enumerate(values))
+    assert writer.report.delivered == len(values), writer.report.reasons
+    rows = await _fetch(
+        pg_dsn, "SELECT k, (extract(epoch FROM v) * 1000000)::bigint AS us FROM v ORDER BY k"
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert [r["us"] for r in rows] == [(v - epoch) // timedelta(microseconds=1) for v in values]
