@@ -48,8 +48,11 @@ __all__ = [
     "Evolution",
     "add_column_sql",
     "compare",
+    "crate_array_types",
     "crate_fits",
     "crate_listed_type",
+    "crate_show_create_sql",
+    "crate_text_array",
     "decide",
     "oracle_column_type",
     "oracle_fits",
@@ -163,6 +166,48 @@ def crate_listed_type(data_type: str, length: int | None) -> str:
         if base in ("character", "char"):
             return f"character({int(length)})"
     return data_type
+
+
+_TEXT_ARRAYS = frozenset({"text_array", "character varying_array", "character_array"})
+_BOUNDED_ARRAY = re.compile(
+    r'^\s*"((?:[^"]|"")+)"\s+ARRAY\(\s*(VARCHAR|CHARACTER)\s*\(\s*(\d+)\s*\)\s*\)',
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def crate_text_array(data_type: str) -> bool:
+    """True for an ``information_schema`` array of text, whose element length it never gives.
+
+    An array's ``character_maximum_length`` is NULL (it is given "if the data type is a
+    character type": CrateDB docs, Information schema, columns) and its data_type names the
+    element type alone (``text_array`` for ``ARRAY(TEXT)`` and ``ARRAY(VARCHAR(n))`` alike,
+    ``character_array`` for ``ARRAY(CHARACTER(n))``), so such a column's definition is read
+    with ``SHOW CREATE TABLE`` (``crate_show_create_sql``, ``crate_array_types``).
+    """
+    return " ".join(data_type.strip().lower().split()) in _TEXT_ARRAYS
+
+
+def crate_show_create_sql(schema: str, table: str) -> str:
+    """``SHOW CREATE TABLE "schema"."table"``: one row, the table's ``CREATE TABLE`` statement.
+
+    CrateDB docs, SHOW CREATE TABLE: it "can be used to dump the schema of an existing
+    user-created table".  Raises ``ValueError`` for a name that is not an identifier.
+    """
+    return f"SHOW CREATE TABLE {quote(f'{schema}.{table}', 'crate')}"
+
+
+def crate_array_types(ddl: str) -> dict[str, str]:
+    """The ``ARRAY(VARCHAR(n))`` / ``ARRAY(CHARACTER(n))`` columns of a ``SHOW CREATE TABLE``.
+
+    ``{name: 'character varying(n)[]' | 'character(n)[]'}``: types ``sql_fits`` refuses a text
+    array into (CrateDB would cut an element's blank excess, or pad a shorter one: docs, Data
+    types, VARCHAR(n) and CHARACTER(n)), so a load never stores such an element changed.
+    """
+    found = {}
+    for m in _BOUNDED_ARRAY.finditer(ddl):
+        kind = "character varying" if m.group(2).lower() == "varchar" else "character"
+        found[m.group(1).replace('""', '"')] = f"{kind}({int(m.group(3))})[]"
+    return found
 
 
 def crate_fits(source: str, target: str) -> bool:

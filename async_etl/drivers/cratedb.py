@@ -40,7 +40,7 @@ from async_etl.core.crate_protocol import (
 from async_etl.core.crate_resolve import Resolution, judge_resent
 from async_etl.errors import ConfigError, LoadError
 
-__all__ = ["ClientSettings", "CrateDBClient", "gzip_paced"]
+__all__ = ["ClientSettings", "CrateDBClient", "gzip_paced", "listed_types"]
 
 T = TypeVar("T")
 
@@ -259,3 +259,29 @@ class CrateDBClient(_Settings):
         except _NETWORK_ERRORS as exc:
             raise self._network(exc) from exc
         return checked_version(response, raw, self.where)
+
+
+async def listed_types(
+    client: CrateDBClient, schema: str, table: str, rows: Sequence[Sequence[Any]]
+) -> list[tuple[str, str]]:
+    """(name, type) of a table's top-level columns from ``information_schema.columns`` rows.
+
+    ``rows``: (column_name, data_type, character_maximum_length); a ``VARCHAR(n)`` /
+    ``CHAR(n)`` type keeps n (``drift.crate_listed_type``).  When the table has an array of
+    text, whose element length information_schema never gives, one ``SHOW CREATE TABLE``
+    (``drift.crate_show_create_sql``) tells ``ARRAY(VARCHAR(n))`` / ``ARRAY(CHARACTER(n))``
+    from ``ARRAY(TEXT)``: such a column reads ``character varying(n)[]`` / ``character(n)[]``
+    (``drift.crate_array_types``).  Raises ``LoadError`` / ``TransientLoadError`` like
+    ``CrateDBClient.execute``.
+    """
+    from async_etl.core import drift
+    from async_etl.core.crate_answers import query_rows
+
+    listed = [(str(r[0]), drift.crate_listed_type(str(r[1]), r[2]))
+              for r in rows if "[" not in str(r[0])]  # fmt: skip
+    if not any(drift.crate_text_array(t) for _, t in listed):
+        return listed
+    stmt = drift.crate_show_create_sql(schema, table)
+    found = query_rows(await client.execute(stmt), client.where, stmt, width=1)
+    bounded = drift.crate_array_types(str(found[0][0])) if found else {}
+    return [(name, bounded.get(name, t)) for name, t in listed]

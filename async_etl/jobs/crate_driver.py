@@ -48,7 +48,7 @@ from async_etl.core.retry import RetryPolicy
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns
-from async_etl.drivers.cratedb import CrateDBClient
+from async_etl.drivers.cratedb import CrateDBClient, listed_types
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.context import (
@@ -120,16 +120,18 @@ class CrateTarget:
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, CrateDB type) of the target table's columns in order; None: no such table.
 
-        A ``VARCHAR(n)`` column reads ``character varying(n)`` (``drift.crate_listed_type``).
+        A ``VARCHAR(n)`` column reads ``character varying(n)``, ``CHAR(n)`` ``character(n)``,
+        ``ARRAY(VARCHAR(n))`` ``character varying(n)[]`` (``cratedb.listed_types``), so that
+        preflight refuses a text array into the last (``drift.sql_fits``).
         """
         schema, _, name = self.table.rpartition(".")
+        schema = schema or self.endpoint.schema or "doc"
         st = drift.target_columns_sql("cratedb")
-        args = st.args({"schema": schema or self.endpoint.schema or "doc", "table": name})
+        args = st.args({"schema": schema, "table": name})
         async with holder(self.url), self._client() as client:
             resp = await client.execute(st.text, args)
             found = query_rows(resp, client.where, st.text, width=3)
-        rows = [(str(r[0]), drift.crate_listed_type(str(r[1]), r[2]))
-                for r in found if "[" not in str(r[0])]  # fmt: skip
+            rows = await listed_types(client, schema, name, found) if found else []
         return rows or None
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:

@@ -11,7 +11,7 @@ is encoded by ``encode``, which refuses the rows CrateDB would not store exactly
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -22,7 +22,6 @@ from async_etl.core.compare import base_type
 from async_etl.core.crate_answers import query_rows
 from async_etl.core.crate_names import first_column_problem, table_problem
 from async_etl.core.crate_protocol import Response
-from async_etl.core.drift import crate_listed_type
 from async_etl.core.exact import crate_column_type, text_bound
 from async_etl.core.row_codecs import Encoded, encode_crate_rows
 from async_etl.core.writer_sql import (
@@ -35,6 +34,7 @@ from async_etl.core.writer_sql import (
     key_problem,
     pick_columns,
 )
+from async_etl.drivers.cratedb import listed_types
 from async_etl.errors import (
     AsyncEtlError,
     ConfigError,
@@ -91,7 +91,9 @@ class CrateRowsSink(CrateDBSink):
     async def open(self, columns: Declared, primary_key: Sequence[str]) -> tuple[str, ...]:
         """Check the server, create the table (when declared); return the columns to fill.
 
-        Raises ``ConfigError`` for a table or schema name CrateDB refuses (``core.crate_names``:
+        Raises ``ConfigError`` for a column to fill of an ``ARRAY(VARCHAR(n))`` /
+        ``ARRAY(CHARACTER(n))`` type (``_bounded_array``), a table or schema name CrateDB
+        refuses (``core.crate_names``:
         one starting with ``_``, with upper case letters or reserved; checked before any round
         trip), a missing table, an unknown column, a declared name CrateDB
         refuses (``core.crate_names``: one starting with ``_``), a declared type the
@@ -110,17 +112,16 @@ class CrateRowsSink(CrateDBSink):
         async def columns_found() -> Response:
             return await self.client.execute(CRATE_COLUMNS, [schema, name])
 
-        def types_of(found: Response) -> dict[str, str]:
+        async def types_of(found: Response) -> dict[str, str]:
             rows = query_rows(found, self.client.where, CRATE_COLUMNS, width=3)
-            return {  # VARCHAR(n) / CHAR(n) keep n: a text CrateDB would change is refused
-                str(r[0]): crate_listed_type(str(r[1]), r[2]) for r in rows if "[" not in str(r[0])
-            }
+            # VARCHAR(n) / CHAR(n) keep n: a text CrateDB would change is refused
+            return dict(await listed_types(self.client, schema, name, rows))
 
         # one round trip's wait: the version, the key and the columns (none: no table yet)
         self.version, pk, found = await _at_once(
             [self.client.server_version, lambda: self._primary_key(schema, name), columns_found]
         )
-        types = types_of(found)
+        types = await types_of(found)
         if declared is not None:
             stmt = create_table(self.table.name, declared, primary_key)  # checked first
             if (refused := first_column_problem(declared)) is not None:
@@ -143,8 +144,10 @@ class CrateRowsSink(CrateDBSink):
                 ) from None
             if not types:  # created now
                 pk = pk or await self._primary_key(schema, name)
-                types = types_of(await columns_found())
+                types = await types_of(await columns_found())
         names = pick_columns(self.table.name, list(types), wanted)
+        if (refused := _bounded_array(names, types)) is not None:
+            raise ConfigError(f"{where}: {refused}")
         if not pk:
             raise ConfigError(_NO_PRIMARY_KEY.format(where=where))
         if (why := key_problem(where, self.table.name, primary_key, pk)) is not None:
@@ -221,3 +224,26 @@ class CrateRowsSink(CrateDBSink):
 
 
 __all__ = ["CrateRowsSink"]
+
+
+def _bounded_array(names: Sequence[str], types: Mapping[str, str]) -> str | None:
+    """Why the writer refuses to fill an ``ARRAY(VARCHAR(n))`` / ``ARRAY(CHARACTER(n))`` column.
+
+    CrateDB would cut an element's blank excess past n (or pad a shorter ``CHARACTER(n)``
+    element: docs, Data types, VARCHAR(n) and CHARACTER(n)); the writer checks no element, so
+    such a column is refused before anything is sent (its n is read with ``SHOW CREATE TABLE``:
+    information_schema gives none for an array, ``cratedb.listed_types``).
+    """
+    for name in names:
+        pg_type = types[name]
+        bound = text_bound(pg_type[:-2]) if pg_type.endswith("[]") else None
+        if bound is not None:
+            kind = "CHARACTER" if bound.padded else "VARCHAR"
+            return (
+                f"column {name} is ARRAY({kind}({bound.limit})) (read by SHOW CREATE TABLE): "
+                f"CrateDB would cut an element's blank excess past {bound.limit}"
+                + (" or pad a shorter one" if bound.padded else "")
+                + " (docs, Data types), and the writer checks no element; make it ARRAY(TEXT), "
+                "or leave it out (columns=[...])"
+            )
+    return None

@@ -348,3 +348,39 @@ def test_a_text_source_fits_a_crate_character_n_target_checked_per_row(source: s
     assert not drift.crate_fits(crate_type("bigint"), "character(3)")
     assert not drift.crate_fits(crate_type(f"{source}[]"), "character(3)")
     assert drift.crate_fits(crate_type(source), "text")  # as sql_fits
+
+
+DDL = """CREATE TABLE IF NOT EXISTS "doc"."t" (
+   "id" BIGINT,
+   "a" ARRAY(VARCHAR(3)),
+   "b" ARRAY(CHARACTER(2)),
+   "c" TEXT,
+   "d ""q"" x" ARRAY(TEXT),
+   "e" ARRAY(VARCHAR(10)),
+   PRIMARY KEY ("id")
+)"""
+
+
+def test_crate_array_types_reads_bounded_elements_from_show_create_table() -> None:
+    """SHOW CREATE TABLE's ARRAY(VARCHAR(n)) / ARRAY(CHARACTER(n)) columns, by name, with n."""
+    assert drift.crate_array_types(DDL) == {
+        "a": "character varying(3)[]", "b": "character(2)[]", "e": "character varying(10)[]",
+    }  # fmt: skip
+    assert drift.crate_array_types("") == {}
+
+
+@pytest.mark.parametrize(
+    ("data_type", "asks"),
+    [("text_array", True), ("character varying_array", True), ("character_array", True),
+     ("text", False), ("bigint_array", False), ("object_array", False)],
+)  # fmt: skip
+def test_a_text_array_column_asks_for_show_create_table(data_type: str, asks: bool) -> None:
+    """information_schema gives no element length: a text array needs SHOW CREATE TABLE."""
+    assert drift.crate_text_array(data_type) is asks
+
+
+def test_show_create_table_sql_parses_as_cratedb() -> None:
+    """The statement reading a table's definition is one CrateDB statement, names quoted."""
+    text = drift.crate_show_create_sql("dw", "notes")
+    assert text == 'SHOW CREATE TABLE "dw"."notes"'
+    assert len(crate_parse(text)) == 1

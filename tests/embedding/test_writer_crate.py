@@ -525,3 +525,25 @@ async def test_offsets_of_seconds_land_as_their_instant_or_are_refused(
         _, body = await post_sql(session, crate_standin.url, "SELECT id, at FROM lmt ORDER BY id")
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     assert body["rows"] == [[i, (at - epoch) // timedelta(milliseconds=1)] for i, at in rows[:4]]
+
+
+@pytest.mark.parametrize("element", ["VARCHAR(3)", "CHAR(3)"])
+async def test_an_array_of_bounded_text_column_is_refused_in_one_line(
+    crate_standin: CrateStandIn, element: str
+) -> None:
+    """ARRAY(VARCHAR(3)) / ARRAY(CHAR(3)): elements are not checked, so the writer refuses it."""
+    url = crate_standin.url
+    async with aiohttp.ClientSession() as session:
+        ddl = f"CREATE TABLE tagged (id BIGINT PRIMARY KEY, tags ARRAY({element}))"
+        await post_sql(session, url, ddl)
+    with pytest.raises(ConfigError) as err:
+        async with open_writer(url, table="tagged", primary_key=["id"]) as w:
+            await w.write((1, ["abc  "]))
+    line = err.value.message
+    shown = {"VARCHAR(3)": "VARCHAR(3)", "CHAR(3)": "CHARACTER(3)"}[element]
+    assert "\n" not in line and f"column tags is ARRAY({shown})" in line, line
+    assert "SHOW CREATE TABLE" in line
+    async with aiohttp.ClientSession() as session:
+        await post_sql(session, url, "REFRESH TABLE tagged")
+        _, body = await post_sql(session, url, "SELECT id FROM tagged")
+    assert body["rows"] == []

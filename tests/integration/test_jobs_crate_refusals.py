@@ -283,3 +283,28 @@ async def test_a_value_crate_would_pad_or_cut_into_a_char_target_is_rejected(pg_
         "would store it padded with blanks (pass exactly 3 characters, or use varchar or "
         "text)",
     }
+
+
+@pytest.mark.parametrize("element", ["VARCHAR(3)", "CHAR(3)"])
+async def test_an_array_of_bounded_text_target_is_refused_in_preflight(
+    pg_dsn: str, element: str
+) -> None:
+    """ARRAY(VARCHAR(3)) / ARRAY(CHAR(3)) (n read by SHOW CREATE TABLE) is one line, no run."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("CREATE TABLE s (id int PRIMARY KEY, note text[])")
+        await conn.execute("INSERT INTO s VALUES (1, '{abc}'), (2, '{\"abc  \"}'), (3, '{ab}')")
+    finally:
+        await conn.close()
+    async with CrateStandIn() as crate:
+        await _target(crate.url, note=f"note ARRAY({element})")
+        with pytest.raises(ConfigError) as err:
+            await run_job(spec_of(_job(pg_dsn, crate.url, "reject")),
+                          options=JobOptions(as_of=at(0)))  # fmt: skip
+        stored = await crate_rows(crate.url, "dw.notes")
+    line = err.value.message
+    listed = "character varying(3)[]" if element == "VARCHAR(3)" else "character(3)[]"
+    assert "\n" not in line and line.startswith("job notes: schema drift: "), line
+    assert "note" in line and listed in line, line
+    assert await fetchval(pg_dsn, "SELECT to_regclass('async_etl_runs')") is None  # no run
+    assert stored == {}  # nothing written

@@ -589,3 +589,18 @@ async def test_character_n_pads_a_shorter_value_and_refuses_a_longer_one(
     assert "'Alice Smith' is too long for the character type of length: 3" in error["message"]
     assert stored == [["1", "Bob"], ["2", "Bo "]]
     assert listed == [["id", "character", 1], ["name", "character", 3]]
+
+
+async def test_show_create_table_gives_each_column_as_declared(
+    crate: CrateStandIn, session: aiohttp.ClientSession
+) -> None:
+    """SHOW CREATE TABLE: one row, the statement; VARCHAR(n) / CHAR(n) / arrays keep their n."""
+    await sql(session, crate, "CREATE TABLE t (id BIGINT PRIMARY KEY, a ARRAY(VARCHAR(3)), "
+                              "b CHAR(2)[], c TEXT, d VARCHAR(5), e ARRAY(TEXT))")  # fmt: skip
+    status, body = await sql(session, crate, 'SHOW CREATE TABLE "doc"."t"')
+    assert status == 200 and body["cols"] == ["SHOW CREATE TABLE doc.t"], body
+    ddl = body["rows"][0][0]
+    assert ddl.startswith('CREATE TABLE IF NOT EXISTS "doc"."t" (\n'), ddl
+    for column in ('"id" BIGINT', '"a" ARRAY(VARCHAR(3))', '"b" ARRAY(CHARACTER(2))',
+                   '"c" TEXT', '"d" VARCHAR(5)', '"e" ARRAY(TEXT)'):  # fmt: skip
+        assert f"   {column}," in ddl, (column, ddl)

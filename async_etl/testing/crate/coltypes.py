@@ -67,6 +67,18 @@ class ColumnType:
         return _TYPE_IDS.get(self.kind, 4)
 
     @property
+    def ddl(self) -> str:
+        """The type as ``SHOW CREATE TABLE`` writes it (``VARCHAR(3)``, ``ARRAY(CHARACTER(2))``)."""
+        if self.kind == "array" and self.inner is not None:
+            return f"ARRAY({self.inner.ddl})"
+        if self.kind == "object":
+            fields = ", ".join(f'"{name}" {t.ddl}' for name, t in self.fields)
+            return f"OBJECT({self.policy.upper()})" + (f" AS ({fields})" if fields else "")
+        if self.length is not None:
+            return f"{'CHARACTER' if self.padded else 'VARCHAR'}({self.length})"
+        return self.kind.upper()
+
+    @property
     def sql_name(self) -> str:
         """The type's name in casts (``text``, ``bigint_array``, ...; ``VARCHAR(n)`` is text)."""
         if self.kind == "array" and self.inner is not None:

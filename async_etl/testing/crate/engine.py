@@ -32,13 +32,20 @@ from async_etl.testing.crate.sqlast import (
     Param,
     Refresh,
     Select,
+    ShowCreate,
     Star,
     Statement,
     SwapTable,
     Update,
 )
 from async_etl.testing.crate.store import Catalog, Table
-from async_etl.testing.crate.systables import NodeInfo, Relation, system_relation, table_relation
+from async_etl.testing.crate.systables import (
+    NodeInfo,
+    Relation,
+    show_create,
+    system_relation,
+    table_relation,
+)
 from async_etl.testing.crate.writes import (
     InsertPlan,
     ItemError,
@@ -138,6 +145,10 @@ class Engine:
             for table in tables:
                 table.refresh()
             return _ddl(len(tables))
+        if isinstance(stmt, ShowCreate):
+            table = self.catalog.get(stmt.table, schema)
+            head = f"SHOW CREATE TABLE {table.schema}.{table.name}"
+            return {"cols": [head], "rows": [[show_create(table)]], "rowcount": 1}
         assert isinstance(stmt, Noop)
         return _dml(0)
 

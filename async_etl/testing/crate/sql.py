@@ -30,6 +30,7 @@ from async_etl.testing.crate.sqlast import (
     Refresh,
     Select,
     SelectItem,
+    ShowCreate,
     Star,
     Statement,
     SwapTable,
@@ -98,6 +99,11 @@ class _Parser(Cursor):
     def _stmt_refresh(self) -> Refresh:
         self.expect("table")
         return Refresh(tuple(self.comma_list(self.table_name)))
+
+    def _stmt_show(self) -> ShowCreate:
+        self.expect("create")
+        self.expect("table")
+        return ShowCreate(self.table_name())
 
     def _stmt_drop(self) -> DropTable:
         self.expect("table")

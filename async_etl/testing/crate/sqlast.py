@@ -230,6 +230,14 @@ class Refresh:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowCreate:
+    """``SHOW CREATE TABLE t``."""
+
+    table: TableName
+    param_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Noop:
     """``BEGIN``, ``COMMIT``, ``START TRANSACTION``, ``SET ...``: accepted and ignored."""
 
@@ -247,6 +255,7 @@ Statement: TypeAlias = (
     | Delete
     | Select
     | Refresh
+    | ShowCreate
     | Noop
 )
 WRITES = (Insert, Update, Delete)

@@ -5,6 +5,7 @@ so the ordinary ``SELECT`` machinery filters, orders and projects them.  The col
 ones clients actually ask for (cr8 reads ``min(version['number'])`` from ``sys.nodes`` and
 ``column_name, data_type, character_maximum_length`` from ``information_schema.columns``;
 a writer reads a table's primary key from ``information_schema.key_column_usage``).
+``show_create`` answers ``SHOW CREATE TABLE`` from the same catalog.
 """
 
 from __future__ import annotations
@@ -184,4 +185,22 @@ def table_relation(table: Table, rows: list[list[Any]]) -> Relation:
     """A user table's rows viewed as a ``Relation``."""
     return Relation(
         tuple(c.name for c in table.columns), tuple(c.type for c in table.columns), rows
+    )
+
+
+def show_create(table: Table) -> str:
+    """A user table's ``CREATE TABLE`` statement, as ``SHOW CREATE TABLE`` gives it.
+
+    Its columns as declared, one a line (``"tags" ARRAY(VARCHAR(3))``), the primary key and the
+    shards; CrateDB's own answer also lists every table setting (``WITH (...)``), left out here.
+    """
+    lines = [
+        f'   "{c.name}" {c.type.ddl}' + (" NOT NULL" if c.not_null else "") for c in table.columns
+    ]
+    if table.pk_names:
+        lines.append("   PRIMARY KEY (" + ", ".join(f'"{k}"' for k in table.pk_names) + ")")
+    body = ",\n".join(lines)
+    return (
+        f'CREATE TABLE IF NOT EXISTS "{table.schema}"."{table.name}" (\n{body}\n)\n'
+        f"CLUSTERED INTO {table.shards} SHARDS"
     )
