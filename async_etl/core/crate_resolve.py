@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from async_etl.core.crate_protocol import (
+    CRATE_COLUMN_VALIDATION,
     NO_DETAIL,
     BulkVerdict,
     Response,
@@ -80,9 +81,13 @@ def refusal_reason(response: Response) -> str:
 def refused_as_whole(response: Response, rows: int) -> bool:
     """Whether a bulk of ``rows`` items answered ``response`` is bisected (``Resolution.whole``).
 
-    A 400 of more than one item (one item's own 400 is its verdict), or any 413.
+    Any 413, and any 400 but a single item's ``CRATE_COLUMN_VALIDATION`` (4003, which
+    ``judge_bulk`` reads as that item's outcome): a single item's cast error (400 4000) is
+    rejected like one found by bisecting a larger bulk, not a failure of the whole writer.
     """
-    return response.status == TOO_LARGE or (response.status == 400 and rows > 1)
+    if response.status == TOO_LARGE:
+        return True
+    return response.status == 400 and (rows > 1 or response.error_code != CRATE_COLUMN_VALIDATION)
 
 
 DETAIL_GROUP = 10

@@ -185,6 +185,25 @@ async def test_one_value_crate_cannot_store_rejects_only_its_row(
     assert await _ids(crate_standin, "rg") == [i for i in range(10) if i != 7]
 
 
+@pytest.mark.parametrize("bad", ["abc", True], ids=["text-in-int", "bool-in-int"])
+async def test_a_value_crate_cannot_cast_alone_in_its_batch_rejects_only_its_row(
+    crate_standin: CrateStandIn, bad: object
+) -> None:
+    """A single-row bulk refused as a whole (400 4000 cast) rejects its row, not the writer."""
+    columns = {"id": "BIGINT", "i": "INTEGER"}
+    url = crate_standin.url
+    async with open_writer(
+        url, table="one", columns=columns, primary_key=["id"], batch_rows=1
+    ) as w:
+        for i in range(4):
+            await w.write({"id": i, "i": bad if i == 2 else i})
+    report = w.report
+    assert (report.delivered, report.rejected, report.undelivered) == (3, 1, 0), report.reasons
+    assert [r.row for r in report.rejected_rows] == [(2, bad)]
+    assert "Cannot cast value" in report.rejected_rows[0].reason
+    assert await _ids(crate_standin, "one") == [0, 1, 3]
+
+
 @pytest.mark.parametrize("http", ["aiohttp", "lean"])
 @pytest.mark.parametrize("batch_rows", [1, 200])
 async def test_a_row_over_the_servers_body_limit_rejects_only_itself(
