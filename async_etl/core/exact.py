@@ -222,6 +222,8 @@ def _crate_scalar(value: Any, base: str) -> str | None:
         bits = CRATE_INT_BITS.get(base)
         if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
             return f"integer {value} is out of range for CrateDB's {base.upper()}"
+        if base == "real" and int(_float32(float(value))) != value:
+            return f"integer {value} is not exact as CrateDB's REAL (a 32-bit float)"
         if base in _CRATE_FLOATS and int(float(value)) != value:
             return f"integer {value} is not exact as CrateDB's DOUBLE PRECISION"
         return None

@@ -135,6 +135,8 @@ def test_crate_value_round_trips_through_json_or_is_refused(case: tuple[str, Any
         ("byte", 128, "out of range for CrateDB's BYTE"),
         ("integer[]", [1, 2**31], "array element"),
         ("numeric", 2**53 + 1, "not exact as CrateDB's DOUBLE PRECISION"),
+        ("real", 2**24 + 1, "not exact as CrateDB's REAL"),
+        ("real[]", [1, -(2**24) - 1], "array element"),
         ("timestamp with time zone", datetime(2024, 1, 1, 0, 0, 0, 123, tzinfo=UTC), "microsec"),
         ("timestamp without time zone", datetime(2024, 1, 1, 0, 0, 0, 1500), "milliseconds"),
         ("double precision[]", [1.0, math.nan], "array element"),
