@@ -11,6 +11,18 @@ the problem.  The rule:
 
 * a type in ``EXACT_TYPES`` (and an array of one) is compared with its own ``=``,
   NULL-safely;
+* text is compared byte for byte (``COLLATE "C"``), whatever the column's collation: under
+  a nondeterministic one (``CREATE COLLATION ci (provider = icu, locale =
+  'und-u-ks-level2', deterministic = false)``) ``'abc' = 'ABC'`` is true, yet the target
+  would keep the old letters.  Under a deterministic collation ``=`` is already byte
+  equality (such a collation calls strings equal only when they are the same byte
+  sequence: PostgreSQL docs, Collation Support), so ``COLLATE "C"`` changes no result
+  there.  The text form of a type that may carry a collation (``citext``, a domain or
+  another user type) is compared the same way;
+* unbounded ``bpchar``: ``=`` (and ``::text``) ignore trailing blanks, which the column
+  keeps and shows, so it is compared as ``(value, octet_length(value))`` when the target's
+  type is unbounded too (a ``character(n)`` target pads every value to n, so there the
+  blanks tell nothing);
 * ``real`` / ``double precision``: ``'-0' = '0'`` is true, yet they are two values that
   print differently, so a float is compared as ``(value, the text of a zero)``: its own
   ``=`` (cheap; ``NaN = NaN``) and, for a zero only, its sign;
@@ -86,6 +98,12 @@ EXACT_TYPES = frozenset(
 
 _FLOATS = frozenset({"real", "double precision"})
 
+_BYTEWISE = ' COLLATE "C"'
+"""What a text-typed comparison is written with: equal only when byte for byte equal."""
+
+_COLLATED = frozenset({"text", "character varying", "character", "name"})
+"""The ``EXACT_TYPES`` a column may hold under a nondeterministic collation."""
+
 _UNKEYED = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
 _RANGES = ("int4", "int8", "num", "ts", "tstz", "date")
 _UNCHUNKED = frozenset(
@@ -93,6 +111,15 @@ _UNCHUNKED = frozenset(
     | {f"{r}range" for r in _RANGES}
     | {f"{r}multirange" for r in _RANGES}
 )
+_UNCOLLATED = frozenset(
+    _UNKEYED
+    | _FLOATS
+    | {"jsonb", "numeric", "interval", "time with time zone", "tsvector", "tsquery"}
+    | {f"{r}range" for r in _RANGES}
+    | {f"{r}multirange" for r in _RANGES}
+)
+"""Built-in types compared by text that carry no collation: their text has the database's
+default one, which is deterministic, so it is compared as it is."""
 _MODS = re.compile(r"\(\s*\d+\s*(?:,\s*\d+\s*)?\)")
 _LOBS = frozenset({"json", "jsonb", "xml"})
 
@@ -134,19 +161,26 @@ def pg_compared(ref: str, source_type: str, target_type: str) -> str:
     so neither cast changes a value.  The type is ``core.pg_casts.unbounded``'s: a
     ``character(3)[]`` is cast to ``bpchar[]``, not to ``character[]`` (``character(1)[]``,
     which cuts each element to its first character, so a change past it went unseen).
+    Text is compared under ``COLLATE "C"`` (byte for byte; a nondeterministic collation's
+    ``=`` calls ``'abc'`` and ``'ABC'`` equal), an unbounded ``bpchar`` with its length in
+    bytes too (its ``=`` ignores trailing blanks).  Returns SQL for one or more ``ROW``
+    fields.
     """
     name, array = base_type(source_type)
     if name in _FLOATS and not array:
         return f"{ref}, CASE WHEN {ref} = 0 THEN {ref}::text END"
     if name == "numeric" and "(" not in (target_type or source_type):
         return f"{ref}::numeric[]::text" if array else f"{ref}, scale({ref})"
+    if name == "bpchar" and not array and base_type(target_type or source_type)[0] == "bpchar":
+        return f"{ref}{_BYTEWISE}, octet_length({ref})"
     if not is_exact(source_type):
         if name in _FLOATS and base_type(target_type)[1]:
             return f"{ref}::{unbounded(target_type)}::text"
-        return f"{ref}::text"
+        return f"{ref}::text{_BYTEWISE if name not in _UNCOLLATED else ''}"
+    collate = _BYTEWISE if name in _COLLATED else ""
     if not base_type(target_type)[1]:
-        return ref
-    return f"{ref}::{unbounded(target_type)}"
+        return f"{ref}{collate}"
+    return f"{ref}::{unbounded(target_type)}{collate}"
 
 
 def key_problem(pg_type: str) -> str | None:

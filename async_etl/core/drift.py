@@ -566,8 +566,8 @@ def pg_generated_problem(columns: Sequence[tuple[str, str]]) -> str | None:
 
 _PG_BUILT_IN = frozenset({
     "smallint", "integer", "bigint", "numeric", "real", "double precision", "money", "boolean",
-    "text", "character varying", "character", "\"char\"", "name", "bytea", "uuid", "json",
-    "jsonb", "xml", "date", "time without time zone", "time with time zone", "interval",
+    "text", "character varying", "character", "bpchar", "\"char\"", "name", "bytea", "uuid",
+    "json", "jsonb", "xml", "date", "time without time zone", "time with time zone", "interval",
     "timestamp without time zone", "timestamp with time zone", "inet", "cidr", "macaddr",
     "macaddr8", "bit", "bit varying", "oid", "tsvector", "tsquery", "point", "line", "lseg",
     "box", "path", "polygon", "circle", "int4range", "int8range", "numrange", "tsrange",

@@ -140,10 +140,11 @@ def test_pg_merge_compares_arrays_through_the_targets_type(kind: int) -> None:
 
 def test_pg_merge_compares_bounded_arrays_without_a_length_of_one() -> None:
     """character(3)[] and bit(4)[] are cast to bpchar[] / bit varying[], never to length 1."""
-    assert pg_compared('t."c"', "character(3)[]", "character(3)[]") == 't."c"::bpchar[]'
-    assert pg_compared('s."c"', "text[]", "character(5)[]") == 's."c"::bpchar[]'
+    c = ' COLLATE "C"'  # text of any collation compared byte for byte (the test below)
+    assert pg_compared('t."c"', "character(3)[]", "character(3)[]") == 't."c"::bpchar[]' + c
+    assert pg_compared('s."c"', "text[]", "character(5)[]") == 's."c"::bpchar[]' + c
     assert pg_compared('t."b"', "bit(4)[]", "bit(4)[]") == 't."b"::bit varying[]'
-    assert pg_compared('t."v"', "character varying(4)[]", "text[]") == 't."v"::text[]'
+    assert pg_compared('t."v"', "character varying(4)[]", "text[]") == 't."v"::text[]' + c
 
 
 def test_pg_compares_values_equal_by_their_own_equality_exactly() -> None:
@@ -161,6 +162,25 @@ def test_pg_compares_values_equal_by_their_own_equality_exactly() -> None:
     assert pg_compared('t."j"', "jsonb", "jsonb") == 't."j"::text'
     assert not same(-0.0, 0.0) and same(-0.0, -0.0) and same(0.0, 0)
     assert not same([0.0], [-0.0])
+
+
+def test_pg_compares_text_byte_for_byte_whatever_its_collation() -> None:
+    """Text under a nondeterministic collation, citext, unbounded bpchar's blanks: all differ."""
+    c = ' COLLATE "C"'
+    assert pg_compared('t."v"', "text", "") == 't."v"' + c
+    assert pg_compared('t."v"', "character varying(9)", "text") == 't."v"' + c
+    assert pg_compared('t."v"', "character(3)", "character(3)") == 't."v"' + c
+    assert pg_compared('t."v"', "name", "name") == 't."v"' + c
+    assert pg_compared('t."v"', "text[]", "text[]") == 't."v"::text[]' + c
+    assert pg_compared('t."v"', "citext", "") == 't."v"::text' + c
+    assert pg_compared('t."v"', "src.pair", "") == 't."v"::text' + c
+    assert pg_compared('t."v"', "bpchar", "") == 't."v"' + c + ', octet_length(t."v")'
+    assert pg_compared('t."v"', "bpchar", "bpchar") == 't."v"' + c + ', octet_length(t."v")'
+    assert pg_compared('t."v"', "bpchar", "character(5)") == 't."v"::text' + c  # char(5) pads all
+    assert pg_compared('t."v"', "bpchar[]", "") == 't."v"::text' + c
+    assert pg_compared('t."v"', "interval", "") == 't."v"::text'  # '1 day' = '24 hours' by =
+    assert pg_compared('t."v"', "json", "") == 't."v"::text'
+    assert pg_compared('t."v"', "bigint", "") == 't."v"' and pg_compared('t."v"', "", "") == 't."v"'
 
 
 def test_pg_merge_without_inexact_types_is_unchanged() -> None:
