@@ -20,7 +20,11 @@ types on both sides: exact by construction, or the server refuses the row), Crat
   years 1 to 9999 (a ``PgMoment``); ``NUMBER`` keeps 38 significant digits and
   exponents from -130 to 125, and no NaN or infinity; ``VARCHAR2(4000)`` holds 4000 bytes;
   ``DATE`` has no fraction of a second (a ``date`` source has none); ``BINARY_DOUBLE`` and
-  ``BINARY_FLOAT`` keep NaN, infinities and -0.0.
+  ``BINARY_FLOAT`` keep NaN and the infinities, but not a float's -0: "-0 is converted to
+  +0" (Oracle Database Development Guide, Behavior of Special Values for Native
+  Floating-Point Data Types), and Oracle's comparison calls them equal, so a later change
+  between them could not be seen either.  PostgreSQL's ``numeric`` has no -0 (``'-0'`` is
+  read as 0), so ``NUMBER`` needs no such rule.
 
 ``crate_refusal`` / ``oracle_refusal`` say why one value cannot be stored exactly (``None``
 when it can); ``row_refusal`` names the first refused column of a row.  The drivers turn a
@@ -398,7 +402,10 @@ def oracle_refusal(value: Any, pg_type: str) -> str | None:
         except InvalidOperation:
             return f"{_short(value)} has no Oracle NUMBER form"
     if isinstance(value, float):
-        return None  # BINARY_DOUBLE / BINARY_FLOAT keep NaN, infinities and -0.0
+        if value == 0 and math.copysign(1.0, value) < 0:  # NaN and the infinities are kept
+            kind = "BINARY_FLOAT" if base == "real" else "BINARY_DOUBLE"
+            return f"-0.0: Oracle {kind} stores -0 as 0"
+        return None
     if isinstance(value, date) and not isinstance(value, datetime):
         return None  # a date has no time of day: Oracle DATE keeps it exactly
     if isinstance(value, PgMoment):

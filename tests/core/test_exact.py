@@ -180,6 +180,8 @@ def _oracle_stores(bound: Any, pg_type: str) -> Any:
             return bound
         stored = ORACLE_CONTEXT.plus(Decimal(bound))
         return stored if stored.adjusted() >= -130 else Decimal(0)
+    if isinstance(bound, float) and bound == 0:
+        return 0.0  # BINARY_DOUBLE / BINARY_FLOAT: "-0 is converted to +0"
     return bound
 
 
@@ -218,22 +220,25 @@ def test_oracle_bind_is_stored_exactly_or_refused(case: tuple[str, Any]) -> None
         ("numeric", Decimal("NaN"), "no Oracle NUMBER form"),
         ("numeric", 10**40 + 1, "41 significant digits"),
         ("text", "é" * 2001, "4002 bytes exceeds Oracle VARCHAR2"),
+        ("double precision", -0.0, "-0.0: Oracle BINARY_DOUBLE stores -0 as 0"),
+        ("real", -0.0, "-0.0: Oracle BINARY_FLOAT stores -0 as 0"),
     ],
 )
 def test_oracle_refuses_what_it_would_change(pg_type: str, value: Any, why: str) -> None:
-    """Empty strings, over-precise or out-of-range numbers and over-long text are refused."""
+    """'', over-precise or out-of-range numbers, over-long text and a float -0 are refused."""
     reason = oracle_refusal(value, pg_type)
     assert reason is not None and why in reason
 
 
 @pytest.mark.parametrize(
     ("pg_type", "value"),
-    [("numeric", Decimal("9" * 38)), ("double precision", math.nan), ("real", -0.0),
-     ("double precision", math.inf), ("date", date(1, 1, 1)), ("text", "x" * 4000),
+    [("numeric", Decimal("9" * 38)), ("double precision", math.nan), ("real", 0.0),
+     ("double precision", math.inf), ("double precision", -math.inf), ("numeric", Decimal("-0")),
+     ("date", date(1, 1, 1)), ("text", "x" * 4000),
      ("json", ""), ("timestamp with time zone", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC))],
 )  # fmt: skip
 def test_oracle_accepts_what_it_stores_exactly(pg_type: str, value: Any) -> None:
-    """BINARY_DOUBLE keeps NaN/inf/-0.0, TIMESTAMP keeps microseconds, CLOB keeps ''."""
+    """BINARY_DOUBLE keeps NaN/inf/0.0, TIMESTAMP keeps microseconds, CLOB keeps ''."""
     assert oracle_refusal(value, pg_type) is None
 
 
