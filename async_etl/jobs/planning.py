@@ -199,6 +199,12 @@ async def preflight(
                               "value), or start over with --fresh")  # fmt: skip
         if (problem := resume_problem(plan.get("mode"), spec.mode, spec.scd.type)) is not None:
             raise ConfigError(f"job {spec.name}: run {run_id} {problem}")
+        was = plan.get("target")  # a plan stored before plans recorded it resumes as before
+        if isinstance(was, list) and was != target_identity(spec):
+            raise ConfigError(f"job {spec.name}: run {run_id} is unfinished into target "
+                              f"{was[1]} ({was[0]}); its committed chunks are there, not in "
+                              f"{spec.target.table} ({target_identity(spec)[0]}): resume it "
+                              "with the target it had, or start over with --fresh")  # fmt: skip
     else:
         run_id, as_of, plan = new_run_id(spec.name), wanted or utc_ms(datetime.now(UTC)), None
     if latest is not None and as_of < latest:
@@ -218,6 +224,15 @@ async def preflight(
             holds=lambda value: source_holds(spec, source, holder, app, policy, value),
         )  # fmt: skip
     return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest)
+
+
+def target_identity(spec: JobSpec) -> list[str]:
+    """``[database_key(target url), target table]``: where a run's committed chunks are.
+
+    Stored with a new run's plan; a run that would resume it into another table or database
+    is refused (it would skip chunks committed elsewhere).  No credentials (``database_key``).
+    """
+    return [database_key(spec.target.url), spec.target.table]
 
 
 async def _check_target(
@@ -459,6 +474,7 @@ async def plan_run(
         doc["chunk_size"] = {"rows": sizing.rows, "why": sizing.why}
         doc["cuts_from"] = cuts.source
         doc["mode"] = [spec.mode, spec.scd.type]  # what a resuming run must match (resume_problem)
+        doc["target"] = target_identity(spec)  # and where its committed chunks are
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)

@@ -193,3 +193,16 @@ async def test_full_refresh_into_crate_swaps_table(pg_dsn: str) -> None:
             await load_and_run(pg_dsn, spec, rows, i)
             assert await crate_data(crate.url, "dw.frc") == data(rows)
         assert ("dw", new_table("dw.frc").split(".")[1]) not in crate.catalog.tables
+
+
+async def test_resume_into_another_target_table_is_refused(pg_dsn: str, tmp_path: Path) -> None:
+    """A run killed mid-load, rerun with another [target] table: exit 2, nothing skipped."""
+    rows = history(seed=12, n_keys=400, runs=1)[0]
+    path = write(tmp_path, "rt.toml", job_toml("rt", pg_dsn, "dw.rt", kind=2, chunk_size=50))
+    await load_source(pg_dsn, rows)
+    await kill_at_gate(pg_dsn, "rt", 2, str(path), "--log-format", "json")
+    code, _, err = await run_cli("run", str(path), "--set", "target.table=dw.rt_other")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "is unfinished into target dw.rt" in err
+    assert await fetchval(pg_dsn, "SELECT to_regclass('dw.rt_other')") is None
