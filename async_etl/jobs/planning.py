@@ -445,6 +445,9 @@ async def plan_run(
         )
     estimate, nulls, cuts, null_rows, new_sizing = surveyed
     workers = ch.workers(estimate, spec.parallel)
+    if nulls and ctx.on_bad_row == "fail":  # before a new run is recorded: none is left RUNNING
+        raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
+                        f"{', '.join(spec.source.key)}")  # fmt: skip
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
         sizing = stored_sizing(decision.resumed_plan)
@@ -483,9 +486,6 @@ async def plan_run(
                  chunk_size=sizing.rows, chunk_size_why=sizing.why, cuts_from=cuts.source,
                  cursor_from=shown(ctx.window, "start"),
                  cursor_to=shown(ctx.window, "high"))  # fmt: skip
-    if nulls and ctx.on_bad_row == "fail":
-        raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
-                        f"{', '.join(spec.source.key)}")  # fmt: skip
     if nulls:  # rows the chunks never read (no chunk holds a NULL key), read all the same
         out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
         # and rejected: a resumed run counts them again (its counters are the chunks' sums)

@@ -113,3 +113,18 @@ async def test_fail_mode_refuses_null_keys_before_a_first_load_into_a_nullable_t
     assert result.status == "FAILED"
     assert result.error is not None and "NULL in business key column(s) b" in result.error
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dim WHERE b IS NULL") == 0
+
+
+async def test_fail_mode_null_source_key_leaves_no_run_marked_running(pg_dsn: str) -> None:
+    """`fail` mode, a NULL in the [source] key: the FAILED run is not left RUNNING in the state."""
+    await execute(
+        pg_dsn,
+        "CREATE TABLE src (id int, b text, v text)",
+        "INSERT INTO src VALUES (1, 'b', 'v'), (NULL, 'b', 'w')",
+    )
+    spec = spec_of(JOB.format(mode="fail", dsn=pg_dsn, target=pg_dsn, kind=1))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "FAILED"
+    assert result.error is not None and "NULL in key column(s) id" in result.error
+    running = "SELECT count(*) FROM async_etl_runs WHERE job = 'nbk' AND status = 'RUNNING'"
+    assert await fetchval(pg_dsn, running) == 0
