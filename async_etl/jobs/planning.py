@@ -41,6 +41,7 @@ from async_etl.core.crate_names import first_column_problem, table_problem
 from async_etl.core.incremental import CursorWindow, row_cap
 from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
+from async_etl.core.run_identity import identity_problem, source_identity
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
 from async_etl.core.urls import dialect_of
@@ -199,12 +200,11 @@ async def preflight(
                               "value), or start over with --fresh")  # fmt: skip
         if (problem := resume_problem(plan.get("mode"), spec.mode, spec.scd.type)) is not None:
             raise ConfigError(f"job {spec.name}: run {run_id} {problem}")
-        was = plan.get("target")  # a plan stored before plans recorded it resumes as before
-        if isinstance(was, list) and was != target_identity(spec):
-            raise ConfigError(f"job {spec.name}: run {run_id} is unfinished into target "
-                              f"{was[1]} ({was[0]}); its committed chunks are there, not in "
-                              f"{spec.target.table} ({target_identity(spec)[0]}): resume it "
-                              "with the target it had, or start over with --fresh")  # fmt: skip
+        now = source_identity_of(spec, columns)
+        changed = identity_problem(plan.get("target"), target_identity(spec),
+                                   plan.get("source"), now)  # fmt: skip
+        if changed is not None:  # a plan stored before plans recorded them resumes as before
+            raise ConfigError(f"job {spec.name}: run {run_id} {changed}")
     else:
         run_id, as_of, plan = new_run_id(spec.name), wanted or utc_ms(datetime.now(UTC)), None
     if latest is not None and as_of < latest:
@@ -233,6 +233,17 @@ def target_identity(spec: JobSpec) -> list[str]:
     is refused (it would skip chunks committed elsewhere).  No credentials (``database_key``).
     """
     return [database_key(spec.target.url), spec.target.table]
+
+
+def source_identity_of(spec: JobSpec, columns: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """What a run's committed chunks were read from (``core.run_identity.source_identity``).
+
+    Stored with a new run's plan beside ``target_identity``; a run that would resume it over
+    another source database, table, query, key or source columns is refused (it would mix
+    two sources in one target).  No credentials (``database_key``).
+    """
+    src = spec.source
+    return source_identity(database_key(src.url), src.table, src.query, src.key, columns)
 
 
 async def _check_target(
@@ -478,6 +489,7 @@ async def plan_run(
         doc["cuts_from"] = cuts.source
         doc["mode"] = [spec.mode, spec.scd.type]  # what a resuming run must match (resume_problem)
         doc["target"] = target_identity(spec)  # and where its committed chunks are
+        doc["source"] = source_identity_of(spec, decision.columns)  # read from what
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)
