@@ -67,14 +67,22 @@ async def test_resumed_run_records_null_key_rejects_once(pg_dsn: str, tmp_path: 
 
 
 async def test_a_fail_run_resumed_in_reject_mode_records_its_null_key_rejects(
-    pg_dsn: str,
+    pg_dsn: str, tmp_path: Path
 ) -> None:
-    """5 NULL-key rows fail a `fail` run; its resume with `reject` records the 5 it counts."""
+    """5 NULL-key rows fail a `fail` run; its resume with `reject` records the 5 it counts.
+
+    A new `fail` run meeting them is not recorded (nothing to resume): this run was recorded
+    before they came (SIGKILLed after 3 chunks), and its `fail` resume fails on them.
+    """
     rows = history(seed=8, n_keys=200, runs=1)[0]
     await load_source(pg_dsn, rows)
+    await slow_target(pg_dsn, "dw.dim", sleep_s=0.01)
+    job = write(tmp_path, "nk.toml", job_toml("nk", pg_dsn, "dw.dim", chunk_size=40))
+    await kill_at_gate(pg_dsn, "nk", 3, str(job), "--as-of", at(0).isoformat(),
+                       "--log-format", "json")  # fmt: skip
     await fetchval(pg_dsn, "INSERT INTO src.t (a, b, name) "
                    "SELECT NULL, 'x', 'n' || i FROM generate_series(1, 5) i")  # fmt: skip
-    failed = await run_job(spec_of(job_toml("nk", pg_dsn, "dw.dim", chunk_size=40)))
+    failed = await run_job(spec_of(job.read_text()))
     assert failed.status == "FAILED" and "NULL in key" in (failed.error or ""), failed.error
     text = job_toml("nk", pg_dsn, "dw.dim", chunk_size=40, extra='on_bad_row = "reject"')
     result = await run_job(spec_of(text))
