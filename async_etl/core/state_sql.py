@@ -304,7 +304,9 @@ INSERT_REJECT = Sql(
 """One rejected row (``executemany``), with its key as JSON."""
 
 HAS_REJECT_REASON = Sql(
-    "SELECT EXISTS (SELECT 1 FROM async_etl_rejects WHERE run_id = $1 AND reason = $2)",
+    "SELECT EXISTS (SELECT 1 FROM async_etl_rejects WHERE run_id = $1 "
+    "AND left(reason, length($2)) = $2)",
     ("run_id", "reason"),
 )
-"""Whether a run has recorded a reject with this reason (its NULL-key rows, before a resume)."""
+"""Whether a run has recorded a reject whose reason starts with this one (its NULL-key rows,
+before a resume)."""

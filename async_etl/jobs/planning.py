@@ -76,6 +76,9 @@ log = get_logger(__name__)
 NULL_KEY_REJECTS = 10_000
 """At most this many NULL-key rows are recorded one by one in ``async_etl_rejects``."""
 
+NULL_KEY_REASON = "NULL in key column(s) "
+"""How every NULL-key row's reject reason starts; the row's NULL key columns follow."""
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -502,13 +505,18 @@ async def plan_run(
         out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
         # and rejected: a resumed run counts them again (its counters are the chunks' sums)
         out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
-    reason = f"NULL in key column(s) {', '.join(spec.source.key)}"
     # recorded once per run: a resumed run records them only when its first attempt did not
     # (it failed on them in "fail" mode, or was killed before recording them)
     if null_rows and (decision.resumed_plan is None
-                      or not await store.has_rejects(ctx.run_id, reason)):  # fmt: skip
-        await store.add_rejects(spec.name, ctx.run_id, [(key_json(k), reason) for k in null_rows])
+                      or not await store.has_rejects(ctx.run_id, NULL_KEY_REASON)):  # fmt: skip
+        rejects = [(key_json(k), null_key_reason(spec.source.key, k)) for k in null_rows]
+        await store.add_rejects(spec.name, ctx.run_id, rejects)
     return out
+
+
+def null_key_reason(key: Sequence[str], row: dict[str, Any]) -> str:
+    """A NULL-key row's reject reason: ``NULL_KEY_REASON`` and the key columns NULL in it."""
+    return NULL_KEY_REASON + ", ".join(k for k in key if row.get(k) is None)
 
 
 async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:

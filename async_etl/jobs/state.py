@@ -450,7 +450,10 @@ class StateStore:
             await self._call("record rejects", go)
 
     async def has_rejects(self, run_id: str, reason: str) -> bool:
-        """Whether ``run_id`` has recorded a reject with ``reason`` (``HAS_REJECT_REASON``)."""
+        """Whether ``run_id`` has recorded a reject whose reason starts with ``reason``.
+
+        (``HAS_REJECT_REASON``.)
+        """
 
         async def go(c: Any) -> bool:
             return bool(await c.fetchval(sq.HAS_REJECT_REASON.text, run_id, reason))

@@ -128,3 +128,22 @@ async def test_fail_mode_null_source_key_leaves_no_run_marked_running(pg_dsn: st
     assert result.error is not None and "NULL in key column(s) id" in result.error
     running = "SELECT count(*) FROM async_etl_runs WHERE job = 'nbk' AND status = 'RUNNING'"
     assert await fetchval(pg_dsn, running) == 0
+
+
+async def test_reject_reason_names_only_the_null_source_key_columns(pg_dsn: str) -> None:
+    """[source] key (id, b), one row NULL in b, one in id: each reason names its NULL column."""
+    await execute(
+        pg_dsn,
+        "CREATE TABLE src (id int, b text, v text)",
+        "INSERT INTO src VALUES (1, 'b', 'v'), (2, NULL, 'w'), (NULL, 'c', 'x'), (NULL, NULL, 'y')",
+    )
+    text = JOB.format(mode="reject", dsn=pg_dsn, target=pg_dsn, kind=1)
+    spec = spec_of(text.replace('key = ["id"]', 'key = ["id", "b"]'))
+    result = await run_job(spec, options=JobOptions(as_of=at(0)))
+    assert result.status == "SUCCEEDED" and result.rejected == 3, result.error
+    reasons = await fetchval(
+        pg_dsn, "SELECT string_agg(reason, '|' ORDER BY reason) FROM async_etl_rejects"
+    )
+    assert reasons == (
+        "NULL in key column(s) b|NULL in key column(s) id|NULL in key column(s) id, b"
+    )
