@@ -69,11 +69,9 @@ async def test_resumed_run_records_null_key_rejects_once(pg_dsn: str, tmp_path: 
 async def test_a_fail_run_resumed_in_reject_mode_records_its_null_key_rejects(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    """5 NULL-key rows fail a `fail` run; its resume with `reject` records the 5 it counts.
-
-    A new `fail` run meeting them is not recorded (nothing to resume): this run was recorded
-    before they came (SIGKILLed after 3 chunks), and its `fail` resume fails on them.
-    """
+    """5 NULL-key rows fail a `fail` run; its resume with `reject` records the 5 it counts."""
+    # a new `fail` run meeting them is not recorded (nothing to resume): this run was recorded
+    # before they came (SIGKILLed after 3 chunks), and its `fail` resume fails on them
     rows = history(seed=8, n_keys=200, runs=1)[0]
     await load_source(pg_dsn, rows)
     await slow_target(pg_dsn, "dw.dim", sleep_s=0.01)
