@@ -13,6 +13,8 @@ from tests.integration.jobs_helpers import at, fetchval, spec_of
 
 JOB = """
 name = "ri"
+scd = {{ type = 1 }}
+parallel = {{ enabled = true, max_workers = 2, chunk_size = 10, min_rows_for_parallel = 0 }}
 [source]
 url = "{dsn}"
 {read}
@@ -21,13 +23,6 @@ key = {key}
 url = "{dsn}"
 table = "dim"
 schema_evolution = "add_columns"
-[scd]
-type = 1
-[parallel]
-enabled = true
-max_workers = 2
-chunk_size = 10
-min_rows_for_parallel = 0
 """
 
 TABLE = 'table = "src"'
