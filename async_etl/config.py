@@ -24,6 +24,10 @@ LogFormat = Literal["auto", "console", "json"]
 ENV_PREFIX = "ASYNC_ETL_BENCH_"
 DEFAULT_RECORDS = 1_000_000
 MAX_IDENTIFIER = 63
+MAX_ID = 2**63 - 1
+"""The largest id a bench row can have: PostgreSQL's and CrateDB's ``bigint``."""
+MAX_SLOTS = 65535
+"""The most batches in flight: each holds a connection, and one host has 65,535 ports."""
 """PostgreSQL's identifier length (NAMEDATALEN - 1): a longer name is truncated silently."""
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -117,6 +121,15 @@ class BenchSettings:
         )
         if self.records is not None:
             _check(self.records >= 0, "--records", "must be >= 0", self.records)
+            _check(self.records <= MAX_ID, "--records",
+                   f"at most {MAX_ID} (ids are bigint, from 1)", self.records)  # fmt: skip
+        for flag, slots in (("--concurrency", self.concurrency),
+                            ("--concurrency auto:MIN-MAX", self.concurrency_max)):  # fmt: skip
+            _check(slots <= MAX_SLOTS, flag,
+                   f"at most {MAX_SLOTS} (one connection each, from one host)", slots)  # fmt: skip
+        if self.rate is not None:
+            _check(self.rate <= MAX_ID, "--rate",
+                   f"at most {MAX_ID} rows/s (ids are bigint)", self.rate)  # fmt: skip
         if self.duration is not None:
             _check(self.duration > 0, "--duration", "must be > 0", self.duration)
         if self.metrics_port is not None:

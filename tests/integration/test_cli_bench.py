@@ -52,6 +52,9 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--sink", "null://", "-n", "9", "--gzip-threshold", "-1"], "--gzip-threshold: must be"),
         (["--sink", "null://", "-n", "9", "--unlogged"], "--unlogged: applies to PostgreSQL"),
         (["--sink", "null://", "-n", "9", "--gzip-threshold", "0"], "--gzip-threshold: applies to"),
+        (["--sink", "null://", "-n", "9" * 23], "--records: at most 9223372036854775807"),
+        (["--sink", "null://", "-n", "9", "-c", "1" + "0" * 20], "--concurrency: at most 65535"),
+        (["--sink", "null://", "-n", "9", "-R", "1e300"], "--rate: at most 9223372036854775807"),
     ],
 )
 def test_bad_flags_give_one_line_errors_and_exit_2(args: list[str], needle: str) -> None:
