@@ -229,6 +229,7 @@ class Engine(Stoppable):
             if arena is not None:
                 arena.close()
         finished = time.perf_counter()
+        meter.stop()  # cpu % over the load, as rows/s: not the reconcile after it
         handler(stats.snapshot(finished))  # the last interval, so short runs report too
         with anyio.CancelScope(shield=True):
             ids = planner.issued_range

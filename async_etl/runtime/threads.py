@@ -208,6 +208,7 @@ class ThreadRunner(Stoppable):
                 done.set()
                 reporter.join()
             finished = time.perf_counter()
+            meter.stop()  # cpu % over the load, as rows/s: not the reconcile after it
             if self._failure is not None:
                 raise self._failure
             ids = planner.issued_range
