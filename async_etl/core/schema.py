@@ -185,6 +185,17 @@ class Schema:
         kind = "UNLOGGED TABLE" if unlogged else "TABLE"
         return f"CREATE {kind} IF NOT EXISTS {quote_ident(table)} ({cols})"
 
+    def pg_create_index(self, table: str) -> str:
+        """A BRIN index on ``id`` for a table ``pg_create_table`` just made.
+
+        BRIN keeps one summary per block range, cheap to maintain for ascending ids, and lets
+        the end-of-run count by id range skip what earlier runs left.  Raises ``ConfigError``
+        when ``table`` is not a valid ``[schema.]name``.
+        """
+        return (
+            f"CREATE INDEX ON {quote_ident(table)} USING brin ({quote_ident(self.columns[0].name)})"
+        )
+
     def crate_create_table(self, table: str) -> str:
         """``CREATE TABLE IF NOT EXISTS`` with ``id`` as the primary key, 4 shards, 0 replicas.
 

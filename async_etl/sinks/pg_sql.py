@@ -57,6 +57,11 @@ class PgStatements:
         return f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"' if self.schema_name else None
 
     @property
+    def missing(self) -> str:
+        """True when the table ($1 = ``quoted``) does not exist yet."""
+        return "SELECT to_regclass($1) IS NULL"
+
+    @property
     def columns(self) -> str:
         """The table's columns ($1 = ``quoted``): name, type, NOT NULL, filled without a value."""
         return (

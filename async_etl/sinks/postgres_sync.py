@@ -64,7 +64,10 @@ class BlockingPostgresSink:
             with self._require().connection() as conn:
                 if sql.create_schema:
                     conn.execute(sql.create_schema)
+                new = _value(conn.execute(sql.missing, (sql.quoted,)))
                 conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
+                if new:  # an existing table is left as it is (README: Record schema)
+                    conn.execute(schema.pg_create_index(self._table))
                 found = conn.execute(sql.columns, (sql.quoted,)).fetchall()
                 shape = pg_shape_problems(schema, [tuple(r) for r in found])
                 sink_rules.check_shape(self._where, self._table, shape)
