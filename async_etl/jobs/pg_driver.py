@@ -135,6 +135,7 @@ from async_etl.jobs.pg_tables import (
     tables_exist,
     target_indexes,
 )
+from async_etl.jobs.spec import ledger
 from async_etl.log import get_logger
 from async_etl.sources.port import Source, source_connection
 from async_etl.sources.postgres import PgSource
@@ -445,8 +446,11 @@ class PgTarget:
                     log.info("sequence_advanced", column=column, sequence=sequence, to=moved)
 
     def keeps_landed(self, ctx: JobContext) -> bool:
-        """True when the run state is in another database: chunks land with a ledger row."""
-        return not ctx.same_database(ctx.state_url, self.url)
+        """True when the run state is in another database: chunks land with a ledger row.
+
+        ``jobs.spec.ledger`` decides (the loader's ``[state] forget_timeout`` check asks it too).
+        """
+        return ledger(ctx.state_url, self.url)
 
     async def landed_runs(self, ctx: JobContext) -> list[str]:
         """The runs the ledger beside the target holds rows of (``pg_checkpoint.landed_runs``).
@@ -573,7 +577,7 @@ class PgTarget:
         A chunk this run committed already (a retry after a lost COMMIT reply) is rolled back
         and answered from its checkpoint (``jobs.pg_checkpoint``).
         """
-        in_state = ctx.same_database(ctx.state_url, self.url)
+        in_state = not self.keeps_landed(ctx)
         keys = [(self.url, ctx.app, ctx.hold)]
         if isinstance(source, PgSource) and not ctx.same_database(source.url, self.url):
             keys.append((source.url, ctx.app, ctx.hold))  # ``_stage`` reads it: open both at once
