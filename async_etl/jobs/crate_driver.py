@@ -91,6 +91,8 @@ class CrateTarget:
     def __init__(self, url: str, table: str) -> None:
         self.url = url
         self.table = table
+        self.dropped_columns = 0
+        """Always 0: no column limit counts dropped columns here (the ``Target`` port's)."""
         self.endpoint = Endpoint.parse(url)
         self.where = f"target CrateDB {self.endpoint.display} {table}"
         self._group: int | None = None

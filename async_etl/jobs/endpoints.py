@@ -56,6 +56,9 @@ class Target(Protocol):
     """A mapper job's target driver."""
 
     url: str
+    dropped_columns: int
+    """The existing target's dropped columns, which count toward its column limit (PostgreSQL
+    keeps their numbers; 0 for CrateDB and Oracle).  Set by ``columns``; 0 before."""
 
     async def max_valid_from(self, holder: Holder, app: str, cols: ScdColumns) -> datetime | None:
         """Reach the target; the latest version start there (None: no table, or type 1)."""

@@ -90,6 +90,8 @@ class OracleTarget:
         oracle_params(url)  # ConfigError for a malformed URL, before anything is touched
         self.url = url
         self.table = table
+        self.dropped_columns = 0
+        """Always 0: no column limit counts dropped columns here (the ``Target`` port's)."""
         self.staging = _with_schema(table, "stg")
         self.probe = _with_schema(table, "rej")
         self.where = f"target {mask_url(url)} {table}"

@@ -51,7 +51,6 @@ from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import Holder, JobContext, key_json
 from async_etl.jobs.cursor import new_window, resumed_window, shown, source_holds, source_max
 from async_etl.jobs.endpoints import Target, make_target
-from async_etl.jobs.pg_driver import PgTarget
 from async_etl.jobs.schema_drift import check_new_types, drift_to_add, read_columns
 from async_etl.jobs.spec import JobSpec
 from async_etl.jobs.state import StateStore
@@ -172,7 +171,7 @@ async def preflight(
     _check_column_count(spec, cols)
     _check_locale_text(spec, columns)
     add, existing = await _check_target(spec, columns, cols, source, target, holder, app, policy)
-    if add and isinstance(target, PgTarget):  # added past the dropped columns' numbers
+    if add:  # added past the dropped columns' numbers (PostgreSQL's; none elsewhere)
         _check_column_count(spec, cols, target.dropped_columns)
     if dialect_of(spec.target.url) in ("postgresql", "cratedb"):  # the target's types
         cols = cols.with_target(existing)  # compared through (PostgreSQL); VARCHAR(n) checked

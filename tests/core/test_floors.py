@@ -343,3 +343,36 @@ def test_a_planted_import_circle_is_caught(sources: dict[str, str]) -> None:
         import_circles({**sources, "async_etl.core.urls": sources["async_etl.core.urls"] + hidden})
         == []
     )
+
+
+TARGET_DRIVERS = frozenset(
+    {"async_etl.jobs.pg_driver", "async_etl.jobs.crate_driver", "async_etl.jobs.oracle_driver"}
+)
+"""The concrete job targets; ``jobs.endpoints.make_target`` picks one, the rest use the port."""
+
+PORT_USERS = ("async_etl.jobs.planning",)
+"""Modules that decide through the ``jobs.endpoints.Target`` port, never a concrete driver."""
+
+
+def port_violations(modules: Mapping[str, str]) -> list[str]:
+    """One line per import of a concrete target driver by a module of ``PORT_USERS``."""
+    return [
+        f"{module}: imports {target}; use the Target port (jobs.endpoints)"
+        for module in PORT_USERS
+        for target in sorted(set(_imports(module, _parse(modules[module]), modules)))
+        if target in TARGET_DRIVERS
+    ]
+
+
+def test_planning_uses_the_target_port_only(sources: dict[str, str]) -> None:
+    """Planning imports no concrete target driver (it asks the Target port), planted or not."""
+    assert port_violations(sources) == []
+    planted = {
+        **sources,
+        "async_etl.jobs.planning": sources["async_etl.jobs.planning"]
+        + "\ndef f():\n    from async_etl.jobs.crate_driver import CrateTarget\n",
+    }
+    assert port_violations(planted) == [
+        "async_etl.jobs.planning: imports async_etl.jobs.crate_driver; use the Target port "
+        "(jobs.endpoints)"
+    ]
