@@ -16,9 +16,21 @@ from async_etl.core.schema import quote_ident
 from async_etl.core.urls import mask_url, url_problem
 from async_etl.errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "CrateTable", "Endpoint", "mask_url"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_SCHEMA", "CrateTable", "Endpoint", "mask_url", "qualified"]
 
 DEFAULT_PORT = 4200
+
+DEFAULT_SCHEMA = "doc"
+"""The schema CrateDB puts an unqualified table in when no ``Default-Schema`` header is sent."""
+
+
+def qualified(table: str, schema: str | None) -> str:
+    """``schema.table`` as CrateDB resolves ``table`` sent with ``Default-Schema: schema``.
+
+    A name with a dot is taken as qualified already; ``schema`` None: ``DEFAULT_SCHEMA``.
+    The one place the default schema is decided (``Endpoint.qualify``, ``CrateTable``).
+    """
+    return table if "." in table else f"{schema or DEFAULT_SCHEMA}.{table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,10 @@ class Endpoint:
             schema=schemas[0].strip() if schemas else None,
         )
 
+    def qualify(self, table: str) -> str:
+        """``schema.table`` as this endpoint's requests resolve ``table`` (``qualified``)."""
+        return qualified(table, self.schema)
+
     def __repr__(self) -> str:
         """Show the endpoint without its password."""
         return f"Endpoint({self.display!r}, schema={self.schema!r})"
@@ -121,8 +137,8 @@ class CrateTable:
         quote_ident(self.id_column)
 
     def qualified(self, default_schema: str | None) -> str:
-        """``schema.table`` as the server resolves it (``doc`` is CrateDB's default schema)."""
-        return self.name if "." in self.name else f"{default_schema or 'doc'}.{self.name}"
+        """``schema.table`` as the server resolves it (``qualified``: ``doc`` by default)."""
+        return qualified(self.name, default_schema)
 
     @property
     def refresh(self) -> str:

@@ -126,8 +126,7 @@ class CrateTarget:
         ``ARRAY(VARCHAR(n))`` ``character varying(n)[]`` (``cratedb.listed_types``), so that
         preflight refuses a text array into the last (``drift.sql_fits``).
         """
-        schema, _, name = self.table.rpartition(".")
-        schema = schema or self.endpoint.schema or "doc"
+        schema, _, name = self.endpoint.qualify(self.table).rpartition(".")
         st = drift.target_columns_sql("cratedb")
         args = st.args({"schema": schema, "table": name})
         async with holder(self.url), self._client() as client:

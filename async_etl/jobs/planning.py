@@ -391,9 +391,7 @@ def _check_target_names(spec: JobSpec, cols: ScdColumns) -> None:
     """
     if dialect_of(spec.target.url) != "cratedb":
         return
-    table = spec.target.table
-    if "." not in table:
-        table = f"{Endpoint.parse(spec.target.url).schema or 'doc'}.{table}"
+    table = Endpoint.parse(spec.target.url).qualify(spec.target.table)
     if (refused := table_problem(table)) is not None:
         raise ConfigError(f"job {spec.name}: target {spec.target.table}: {refused}")
     meta = {}

@@ -77,7 +77,7 @@ class CrateDBSink(ClosingSink):
 
     def describe(self) -> str:
         """``CrateDB http://user@host:4200 schema.table`` — no password."""
-        return f"{self.client.where} {self.table.qualified(self.client.endpoint.schema)}"
+        return f"{self.client.where} {self.client.endpoint.qualify(self.table.name)}"
 
     async def prepare(self, schema: Schema) -> Target:
         """Check the server, create the table if missing and pick a fresh ``start_id``.
@@ -90,7 +90,7 @@ class CrateDBSink(ClosingSink):
         await self.client.open()
         self.version = await self.client.server_version()
         await self.client.execute(schema.crate_create_table(self.table.name))
-        qualified = self.table.qualified(self.client.endpoint.schema)
+        qualified = self.client.endpoint.qualify(self.table.name)
         found = await self.client.execute(CRATE_COLUMNS, list(qualified.rsplit(".", 1)))
         columns = query_rows(found, self.client.where, CRATE_COLUMNS, width=3)
         types = [(str(r[0]), str(r[1])) for r in columns if "[" not in str(r[0])]

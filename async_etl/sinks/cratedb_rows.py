@@ -102,7 +102,7 @@ class CrateRowsSink(CrateDBSink):
         before creating); ``TransientLoadError`` / ``LoadError`` like the bench sink.
         """
         declared, wanted = split_declared(columns)
-        qualified = self.table.qualified(self.client.endpoint.schema)
+        qualified = self.client.endpoint.qualify(self.table.name)
         where = self.describe()
         if (refused := table_problem(qualified)) is not None:
             raise ConfigError(f"{where}: {refused}")

@@ -63,7 +63,7 @@ class BlockingCrateDBSink:
 
     def describe(self) -> str:
         """``CrateDB http://user@host:4200 schema.table`` — no password."""
-        return f"{self.where} {self.table.qualified(self.endpoint.schema)}"
+        return f"{self.where} {self.endpoint.qualify(self.table.name)}"
 
     def execute(self, stmt: str, args: Sequence[Any] | None = None) -> Response:
         """Run one statement; raise ``TransientLoadError`` / ``LoadError`` / ``DataError``."""

@@ -496,6 +496,13 @@ def test_crate_table_statements() -> None:
         CrateTable("t; DROP TABLE x")
 
 
+def test_endpoint_qualifies_a_table_in_its_default_schema() -> None:
+    """``Endpoint.qualify``: the URL's ``?schema=``, else ``doc``; a qualified name is kept."""
+    assert Endpoint.parse("http://h:4200").qualify("t") == "doc.t"
+    assert Endpoint.parse("http://h:4200/?schema=s").qualify("t") == "s.t"
+    assert Endpoint.parse("http://h:4200/?schema=s").qualify("a.b") == "a.b"
+
+
 def test_resends_are_idempotent_inserts() -> None:
     """Every attempt after the first posts the INSERT with ON CONFLICT (pk) DO NOTHING."""
     from async_etl.core.crate_protocol import attempt_body
