@@ -431,6 +431,8 @@ class Survey(NamedTuple):
     cuts: ch.Cuts
     """A new run's chunk cuts and where they came from (a resumed run: none)."""
     null_rows: list[dict[str, Any]]
+    """Key values of rows with a NULL key part: up to ``NULL_KEY_REJECTS`` with ``on_bad_row =
+    "reject"``, the first with ``"fail"`` (``null_key_failure``)."""
     sizing: ch.ChunkSizing | None
     """The rows per chunk the cuts were made for, decided once (``chunk_sizing``) and
     recorded in the new plan; None for a resumed run (its stored plan says)."""
@@ -457,8 +459,7 @@ async def plan_run(
     estimate, nulls, cuts, null_rows, new_sizing = surveyed
     workers = ch.workers(estimate, spec.parallel)
     if nulls and ctx.on_bad_row == "fail":  # before a new run is recorded: none is left RUNNING
-        raise DataError(f"job {spec.name}: {nulls} source row(s) have a NULL in key column(s) "
-                        f"{', '.join(spec.source.key)}")  # fmt: skip
+        raise DataError(f"job {spec.name}: {null_key_failure(spec.source.key, nulls, null_rows)}")
     if decision.resumed_plan is not None:
         plan = ch.ChunkPlan.from_json(decision.resumed_plan)
         sizing = stored_sizing(decision.resumed_plan)
@@ -516,8 +517,24 @@ def null_key_reason(key: Sequence[str], row: dict[str, Any]) -> str:
     return NULL_KEY_REASON + ", ".join(k for k in key if row.get(k) is None)
 
 
+def null_key_failure(key: Sequence[str], nulls: int, rows: Sequence[dict[str, Any]]) -> str:
+    """Why a ``fail``-mode run stops on ``nulls`` NULL-key rows, the first of ``rows`` shown.
+
+    The first row's key and its ``null_key_reason`` (the key columns NULL in it, as a reject
+    names them); with no row read (gone since they were counted), the key columns one of
+    which is NULL.
+    """
+    if not rows:
+        return f"{nulls} source row(s) have a NULL in one of key column(s) {', '.join(key)}"
+    first = rows[0]
+    return (f"{nulls} source row(s) have a NULL key, the first: row "
+            f"{key_json(first)}: {null_key_reason(key, first)}")  # fmt: skip
+
+
 async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
     """On one source connection: the estimate, NULL keys, chunk cuts (new runs), NULL-key rows.
+
+    NULL-key rows: those recorded as rejects, or (``fail``) the first, named by the error.
 
     A new run's rows per chunk are decided here, once (``chunk_sizing``): the cuts are made
     for it and ``plan_run`` records it.
@@ -533,8 +550,9 @@ async def survey(ctx: JobContext, decision: Decision, source: Source) -> Survey:
                 n = ch.chunk_count(estimate, sizing)
                 cuts = await source.boundaries(conn, n, decision.collate, estimate)
         null_rows: list[dict[str, Any]] = []
-        if nulls and ctx.on_bad_row == "reject":
-            null_rows = await source.null_key_rows(conn, NULL_KEY_REJECTS)
+        if nulls:  # reject: each is recorded (up to the cap); fail: the first names the error
+            limit = NULL_KEY_REJECTS if ctx.on_bad_row == "reject" else 1
+            null_rows = await source.null_key_rows(conn, limit)
     return Survey(estimate, nulls, cuts, null_rows, sizing)
 
 

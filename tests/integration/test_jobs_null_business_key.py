@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from async_etl.jobs.api import JobOptions
+from async_etl.jobs.api import JobOptions, JobResult
 from async_etl.jobs.runner import run_job
 from async_etl.testing.crate import CrateStandIn
 from tests.integration.jobs_helpers import at, fetchval, spec_of
@@ -130,16 +130,21 @@ async def test_fail_mode_null_source_key_leaves_no_run_marked_running(pg_dsn: st
     assert await fetchval(pg_dsn, running) == 0
 
 
+async def _run_keyed_on_id_and_b(pg_dsn: str, mode: str, values: str) -> JobResult:
+    """A type-1 run in ``mode`` of a source src (id, b, v) holding ``values``, keyed (id, b)."""
+    await execute(
+        pg_dsn, "CREATE TABLE src (id int, b text, v text)", f"INSERT INTO src VALUES {values}"
+    )
+    text = JOB.format(mode=mode, dsn=pg_dsn, target=pg_dsn, kind=1)
+    spec = spec_of(text.replace('key = ["id"]', 'key = ["id", "b"]'))
+    return await run_job(spec, options=JobOptions(as_of=at(0)))
+
+
 async def test_reject_reason_names_only_the_null_source_key_columns(pg_dsn: str) -> None:
     """[source] key (id, b), one row NULL in b, one in id: each reason names its NULL column."""
-    await execute(
-        pg_dsn,
-        "CREATE TABLE src (id int, b text, v text)",
-        "INSERT INTO src VALUES (1, 'b', 'v'), (2, NULL, 'w'), (NULL, 'c', 'x'), (NULL, NULL, 'y')",
+    result = await _run_keyed_on_id_and_b(
+        pg_dsn, "reject", "(1, 'b', 'v'), (2, NULL, 'w'), (NULL, 'c', 'x'), (NULL, NULL, 'y')"
     )
-    text = JOB.format(mode="reject", dsn=pg_dsn, target=pg_dsn, kind=1)
-    spec = spec_of(text.replace('key = ["id"]', 'key = ["id", "b"]'))
-    result = await run_job(spec, options=JobOptions(as_of=at(0)))
     assert result.status == "SUCCEEDED" and result.rejected == 3, result.error
     reasons = await fetchval(
         pg_dsn, "SELECT string_agg(reason, '|' ORDER BY reason) FROM async_etl_rejects"
@@ -147,3 +152,11 @@ async def test_reject_reason_names_only_the_null_source_key_columns(pg_dsn: str)
     assert reasons == (
         "NULL in key column(s) b|NULL in key column(s) id|NULL in key column(s) id, b"
     )
+
+
+async def test_fail_mode_error_names_only_the_null_source_key_columns(pg_dsn: str) -> None:
+    """`fail` mode, [source] key (id, b), b NULL only: the error names b, as its reject would."""
+    result = await _run_keyed_on_id_and_b(pg_dsn, "fail", "(1, 'b', 'v'), (2, NULL, 'w')")
+    assert result.status == "FAILED" and result.error is not None
+    assert 'row {"id": 2, "b": null}: NULL in key column(s) b' in result.error, result.error
+    assert "id, b" not in result.error
