@@ -15,7 +15,55 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["identity_problem", "source_identity"]
+from async_etl.core.scd_sql_common import Sql
+
+__all__ = [
+    "PG_CLUSTER_SQL",
+    "PG_PLACE_SQL",
+    "identity_problem",
+    "pg_database_identity",
+    "source_identity",
+    "target_identity",
+]
+
+PG_PLACE_SQL = Sql(
+    "SELECT (SELECT oid FROM pg_database WHERE datname = current_database())::text, "
+    "has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE'), "
+    "coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.oid = to_regclass($1)), $2::text, (current_schemas(false))[1]), "
+    "coalesce((SELECT relname FROM pg_class WHERE oid = to_regclass($1)), $3::text)",
+    ("relation", "schema", "name"),
+)
+"""Where a PostgreSQL target table is: its database's oid, whether ``PG_CLUSTER_SQL`` may be
+asked, and the table's schema and name as the server resolves them.  ``relation``: the
+quoted name as given (``to_regclass``); ``schema`` (None when unqualified) and ``name``: its
+parts.  A table that is not there yet is where ``CREATE TABLE`` would put it: its schema as
+given, else the search path's first existing schema (``current_schemas``)."""
+
+PG_CLUSTER_SQL = Sql("SELECT system_identifier::text FROM pg_control_system()")
+"""The server's cluster identifier (set by ``initdb``); ``PG_PLACE_SQL`` says whether the user
+may ask it."""
+
+
+def pg_database_identity(cluster: str | None, database_oid: str, url_key: str) -> str:
+    """A PostgreSQL database's identity, whatever the host name, user or password reaching it.
+
+    ``cluster``: the server's ``PG_CLUSTER_SQL`` (None: not readable by the user, so the URL's
+    ``url_key``, a ``jobs.budget.database_key``, stands for the server); ``database_oid``:
+    ``PG_PLACE_SQL``'s (a database dropped and made again is another one).
+    """
+    server = f"cluster {cluster}" if cluster is not None else url_key.rpartition("/")[0]
+    return f"postgresql {server} database {database_oid}"
+
+
+def target_identity(url_key: str, table: str, database: str, relation: str) -> list[str]:
+    """The JSON-able ``target`` a new plan stores: as written, then as the target resolves it.
+
+    ``url_key``: the URL's ``database_key`` and ``table`` as written, shown in messages;
+    ``database`` and ``relation`` (``schema.table``) as the target database resolves them
+    (``pg_database_identity``; elsewhere the URL's key and the name as written), compared.
+    """
+    return [url_key, table, database, relation]
 
 
 def source_identity(
@@ -47,16 +95,21 @@ def identity_problem(
 ) -> str | None:
     """Why a run into ``target`` reading ``source`` may not resume a plan stored with these.
 
-    None: it may.  ``target`` is ``[database key, table]``; ``source`` is ``source_identity``.
-    A stored value of another shape (a plan stored before plans recorded it) is no problem.
+    None: it may.  ``target`` is ``target_identity``; ``source`` is ``source_identity``.  Two
+    targets are compared as their databases resolve them (a table named with or without its
+    schema, a host by another name, other credentials: the same target); a plan stored as
+    ``[database key, table]`` (before plans recorded the resolved names) is compared as
+    written.  A stored value of another shape (a plan stored before plans recorded it) is no
+    problem.
     The text follows ``"run R "`` and ends with what to do.
     """
-    was = stored_target
-    if isinstance(was, list) and len(was) == 2 and list(was) != list(target):
+    if isinstance(stored_target, list) and _other_target(stored_target, target):
+        was, now = _where(stored_target), _where(target)
+        if was == now:  # the same names, resolved in another database (made again, or moved)
+            now = f"{now}, another database"
         return (
-            f"is unfinished into target {was[1]} ({was[0]}); its committed chunks are there, "
-            f"not in {target[1]} ({target[0]}): resume it with the target it had, or start "
-            "over with --fresh"
+            f"is unfinished into target {was}; its committed chunks are there, not in {now}: "
+            "resume it with the target it had, or start over with --fresh"
         )
     if not isinstance(stored_source, dict):
         return None
@@ -67,6 +120,18 @@ def identity_problem(
         f"was planned over another source ({changed}); its committed chunks were read from "
         "that one: resume it with the source it had, or start over with --fresh"
     )
+
+
+def _other_target(was: list[Any], now: Sequence[str]) -> bool:
+    """Whether a stored target is another than ``now`` (False: the same, or not comparable)."""
+    if len(was) == 2:
+        return was != list(now[:2])
+    return len(was) == 4 == len(now) and was[2:] != list(now[2:])
+
+
+def _where(target: Sequence[Any]) -> str:
+    """A target in words: its table (as resolved, when known) and its URL's database key."""
+    return f"{target[3] if len(target) == 4 else target[1]} ({target[0]})"
 
 
 def _source_change(was: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:

@@ -50,6 +50,7 @@ from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns
 from async_etl.drivers.cratedb import CrateDBClient, listed_types
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
+from async_etl.jobs.budget import database_key
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.context import (
     ChunkResult,
@@ -134,6 +135,11 @@ class CrateTarget:
             found = query_rows(resp, client.where, st.text, width=3)
             rows = await listed_types(client, schema, name, found) if found else []
         return rows or None
+
+    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
+        """(the URL's ``database_key``, ``table`` in the URL's schema): nothing is asked."""
+        del holder, app
+        return database_key(self.url), self.endpoint.qualify(table)
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
         """None: CrateDB compares text by its UTF-8 bytes (code-point order) only."""

@@ -76,6 +76,16 @@ class Target(Protocol):
         """Collation names the target can compare keys in; None: code-point order only."""
         ...
 
+    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
+        """(database, ``schema.table``) of ``table`` as this target resolves it.
+
+        What a resumed run must match (``core.run_identity.target_identity``): PostgreSQL
+        asks the server (``pg_database_identity``; the table's schema, or where it would be
+        created); CrateDB qualifies the name with the URL's schema and Oracle keeps it as
+        written, both beside the URL's ``database_key``.  Raises translated driver errors.
+        """
+        ...
+
     async def prepare(self, ctx: JobContext) -> None:
         """Create the target table (and what the driver needs) if missing; add ``add_columns``."""
         ...

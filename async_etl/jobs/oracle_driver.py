@@ -51,6 +51,7 @@ from async_etl.drivers.oracle import (
     oracle_params,
 )
 from async_etl.errors import ConfigError, DataError
+from async_etl.jobs.budget import database_key
 from async_etl.jobs.coltypes import oracle_type
 from async_etl.jobs.context import (
     COUNTERS,
@@ -143,6 +144,11 @@ class OracleTarget:
             await cursor.execute(st.text, st.args({"owner": owner, "table": name}))
             rows = await cursor.fetchall()
         return [(str(r[0]), drift.oracle_column_type(*r[1:])) for r in rows] or None
+
+    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
+        """(the URL's ``database_key``, ``table`` upper-cased as Oracle folds it): none asked."""
+        del holder, app
+        return database_key(self.url), table.upper()
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
         """None: job sessions compare text in code-point order (``NLS_COMP = BINARY``)."""

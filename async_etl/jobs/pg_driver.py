@@ -75,6 +75,7 @@ from typing import Any
 
 from async_etl.core import drift, state_sql
 from async_etl.core import refresh_pg as refresh
+from async_etl.core import run_identity as ident
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
@@ -107,6 +108,7 @@ from async_etl.drivers.postgres_connections import (
     reusing,
 )
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
+from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import (
     COUNTERS,
     ChunkResult,
@@ -225,6 +227,22 @@ class PgTarget:
         async with self.connection(holder, app) as conn:
             rows = await conn.fetch(pg.collation_names_sql().text)
         return frozenset(str(r[0]) for r in rows)
+
+    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
+        """(database, ``schema.table``) of ``table`` as the server resolves them.
+
+        ``core.run_identity.PG_PLACE_SQL`` and, when the user may read it, the cluster's
+        identifier (``pg_database_identity``): the same whatever host name, user or password
+        the URL reaches it by.  Raises translated driver errors.
+        """
+        schema, _, name = table.rpartition(".")
+        st = ident.PG_PLACE_SQL
+        values = {"relation": quote(table), "schema": schema or None, "name": name}
+        async with self.connection(holder, app) as conn:
+            oid, readable, found_schema, found_name = await conn.fetchrow(st.text, *st.args(values))
+            cluster = await conn.fetchval(ident.PG_CLUSTER_SQL.text) if readable else None
+        database = ident.pg_database_identity(cluster, str(oid), database_key(self.url))
+        return database, f"{found_schema}.{found_name}"
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, type) of the target table's columns in order; None when it does not exist.

@@ -42,6 +42,7 @@ from async_etl.core.incremental import CursorWindow, row_cap
 from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
 from async_etl.core.run_identity import identity_problem, source_identity
+from async_etl.core.run_identity import target_identity as stored_target
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
 from async_etl.core.urls import dialect_of
@@ -94,6 +95,8 @@ class Decision:
     window: CursorWindow | None = None
     latest: datetime | None = None
     """The target's latest ``valid_from`` before the run (None: type 1, or no table)."""
+    target: list[str] = field(default_factory=list)
+    """Where the run's committed chunks are (``target_identity``), stored with a new plan."""
 
     @property
     def after_all(self) -> bool:
@@ -186,6 +189,9 @@ async def preflight(
             if any(c is not None for c in collations)
             else None
         )
+        place = await retrying(
+            lambda: target.place(holder, app, spec.target.table), policy, what="resolve the target"
+        )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot use the target: {exc.message}", exc) from exc
     try:
@@ -193,6 +199,7 @@ async def preflight(
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: state store: {exc.message}", exc) from exc
     wanted = utc_ms(options.as_of) if options.as_of is not None else None
+    where = target_identity(spec, place)
     if unfinished is not None:
         run_id, as_of, plan = unfinished
         as_of = utc_ms(as_of)
@@ -203,8 +210,7 @@ async def preflight(
         if (problem := resume_problem(plan.get("mode"), spec.mode, spec.scd.type)) is not None:
             raise ConfigError(f"job {spec.name}: run {run_id} {problem}")
         now = source_identity_of(spec, columns)
-        changed = identity_problem(plan.get("target"), target_identity(spec),
-                                   plan.get("source"), now)  # fmt: skip
+        changed = identity_problem(plan.get("target"), where, plan.get("source"), now)
         if changed is not None:  # a plan stored before plans recorded them resumes as before
             raise ConfigError(f"job {spec.name}: run {run_id} {changed}")
     else:
@@ -225,16 +231,18 @@ async def preflight(
             spec, store, top, whole=bool(add) or existing is None,
             holds=lambda value: source_holds(spec, source, holder, app, policy, value),
         )  # fmt: skip
-    return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest)
+    return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest, where)
 
 
-def target_identity(spec: JobSpec) -> list[str]:
-    """``[database_key(target url), target table]``: where a run's committed chunks are.
+def target_identity(spec: JobSpec, place: tuple[str, str]) -> list[str]:
+    """Where a run's committed chunks are (``core.run_identity.target_identity``).
 
-    Stored with a new run's plan; a run that would resume it into another table or database
-    is refused (it would skip chunks committed elsewhere).  No credentials (``database_key``).
+    ``[target] url``'s ``database_key`` and table as written, and ``place``: the database
+    and ``schema.table`` as the target resolves them (``Target.place``).  Stored with a new
+    run's plan; a run that would resume it into another table or database is refused (it
+    would skip chunks committed elsewhere).  No credentials.
     """
-    return [database_key(spec.target.url), spec.target.table]
+    return stored_target(database_key(spec.target.url), spec.target.table, *place)
 
 
 def source_identity_of(spec: JobSpec, columns: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -489,7 +497,7 @@ async def plan_run(
         doc["chunk_size"] = {"rows": sizing.rows, "why": sizing.why}
         doc["cuts_from"] = cuts.source
         doc["mode"] = [spec.mode, spec.scd.type]  # what a resuming run must match (resume_problem)
-        doc["target"] = target_identity(spec)  # and where its committed chunks are
+        doc["target"] = decision.target  # and where its committed chunks are
         doc["source"] = source_identity_of(spec, decision.columns)  # read from what
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()

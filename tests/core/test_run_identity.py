@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from async_etl.core.run_identity import identity_problem, source_identity
+from async_etl.core.run_identity import (
+    identity_problem,
+    pg_database_identity,
+    source_identity,
+    target_identity,
+)
 
 TARGET = ["postgresql://h:5432/db", "dw.t"]
 SOURCE = source_identity(
@@ -60,3 +65,42 @@ def test_a_dropped_and_a_retyped_column() -> None:
     assert gone is not None and "(column v was among its columns, now not)" in gone
     other = identity_problem(TARGET, TARGET, SOURCE, retyped)
     assert other is not None and "(column v was text, now int8)" in other
+
+
+def test_a_target_is_compared_as_its_database_resolves_it() -> None:
+    """Stored as dim via 127.0.0.1, now public.dim via localhost, resolved alike: it resumes."""
+    db = pg_database_identity("7714", "16384", "postgresql://127.0.0.1:5432/db")
+    was = target_identity("postgresql://127.0.0.1:5432/db", "dim", db, "public.dim")
+    now = target_identity("postgresql://localhost:5432/db", "public.dim", db, "public.dim")
+    assert identity_problem(was, now, SOURCE, SOURCE) is None
+
+
+def test_the_same_names_in_another_database_are_another_target() -> None:
+    """The same URL and table resolved in another database (or cluster): refused, said so."""
+    key = "postgresql://h:5432/db"
+    was = target_identity(key, "dim", pg_database_identity("1", "16384", key), "public.dim")
+    now = target_identity(key, "dim", pg_database_identity("1", "16999", key), "public.dim")
+    problem = identity_problem(was, now, SOURCE, SOURCE)
+    assert problem is not None
+    assert "into target public.dim (postgresql://h:5432/db); " in problem
+    assert "not in public.dim (postgresql://h:5432/db), another database:" in problem
+    other = target_identity(key, "dim", pg_database_identity("2", "16384", key), "public.dim")
+    assert identity_problem(was, other, SOURCE, SOURCE) is not None
+
+
+def test_a_plan_stored_with_the_written_target_compares_as_written() -> None:
+    """A plan stored as [database key, table] is compared with the names as written."""
+    key = "postgresql://h:5432/db"
+    now = target_identity(key, "dw.t", pg_database_identity(None, "1", key), "dw.t")
+    assert identity_problem([key, "dw.t"], now, SOURCE, SOURCE) is None
+    assert identity_problem([key, "t"], now, SOURCE, SOURCE) is not None
+
+
+def test_a_database_without_its_cluster_id_stands_by_its_server_url() -> None:
+    """No cluster identifier readable: the URL's host and port stand for the server."""
+    assert pg_database_identity(None, "5", "postgresql://h:5432/db") == (
+        "postgresql postgresql://h:5432 database 5"
+    )
+    assert pg_database_identity("77", "5", "postgresql://h:5432/db") == (
+        "postgresql cluster 77 database 5"
+    )

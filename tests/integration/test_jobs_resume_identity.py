@@ -3,12 +3,15 @@ query, chunk key or source columns is refused in one line, before anything is wr
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import asyncpg
 import pytest
 
 from async_etl.errors import ConfigError
 from async_etl.jobs.api import JobOptions
 from async_etl.jobs.runner import run_job
+from async_etl.testing.databases import fresh_database
 from tests.integration.jobs_helpers import at, fetchval, spec_of
 
 JOB = """
@@ -99,3 +102,53 @@ async def test_resume_over_the_same_source_goes_on(pg_dsn: str) -> None:
     again = await run_job(spec, options=JobOptions(as_of=at(0)))
     assert again.status == "SUCCEEDED" and again.resumed and again.run_id == run_id, again.error
     assert await fetchval(pg_dsn, "SELECT count(*) FROM dim") == 60
+
+
+def _target(text: str, dsn: str, url: str, table: str) -> str:
+    """The job text with [target] url and table replaced (the source left as it was)."""
+    text = text.replace(f'[target]\nurl = "{dsn}"', f'[target]\nurl = "{url}"')
+    return text.replace('table = "dim"', f'table = "{table}"')
+
+
+def _spelt(dsn: str, spelling: str) -> tuple[str, str]:
+    """The target (url, table) of ``dsn``'s dim, spelt another way."""
+    parts = urlsplit(dsn)
+    if spelling == "schema":
+        return dsn, "public.dim"
+    if spelling == "host":
+        if parts.hostname != "127.0.0.1":
+            pytest.skip("the server is not reached at 127.0.0.1")
+        return urlunsplit(
+            parts._replace(netloc=parts.netloc.replace("127.0.0.1", "localhost"))
+        ), "dim"
+    user = parts.username or "postgres"
+    netloc = f"{user}:another-password@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc)), "dim"
+
+
+@pytest.mark.parametrize("spelling", ["schema", "host", "password"])
+async def test_resume_into_the_same_target_spelt_otherwise_goes_on(
+    pg_dsn: str, spelling: str
+) -> None:
+    """The same table as public.dim, the server as localhost, or another password: it resumes."""
+    run_id = await failed_run(pg_dsn)
+    url, table = _spelt(pg_dsn, spelling)
+    text = _target(JOB.format(dsn=pg_dsn, read=TABLE, key=KEY), pg_dsn, url, table)
+    again = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+    assert again.status == "SUCCEEDED" and again.resumed and again.run_id == run_id, again.error
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dim") == 60
+
+
+async def test_resume_into_the_same_table_in_another_database_is_refused(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """The same table name in another database on the same server: refused, nothing written."""
+    run_id = await failed_run(pg_dsn)
+    async with fresh_database(pg_server_dsn) as other:
+        await fetchval(other, "CREATE TABLE dim (id int PRIMARY KEY, v int CHECK (v > 0))")
+        text = _target(JOB.format(dsn=pg_dsn, read=TABLE, key=KEY), pg_dsn, other, "dim")
+        text += f'[state]\nurl = "{pg_dsn}"\n'
+        with pytest.raises(ConfigError) as info:
+            await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+        assert f"job ri: run {run_id} is unfinished into target" in str(info.value)
+        assert await fetchval(other, "SELECT count(*) FROM dim") == 0
