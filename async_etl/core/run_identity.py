@@ -20,11 +20,18 @@ from async_etl.core.scd_sql_common import Sql
 __all__ = [
     "PG_CLUSTER_SQL",
     "PG_PLACE_SQL",
+    "Place",
+    "database_identity",
     "identity_problem",
     "pg_database_identity",
     "source_identity",
     "target_identity",
 ]
+
+Place = tuple[str | None, str | None, str | None]
+"""Where a source or target table is, as its database resolves it: (the server's cluster
+identifier, the database's oid, ``schema.table``); None where not known (the URL's database
+key then stands for the database; a source query has no table)."""
 
 PG_PLACE_SQL = Sql(
     "SELECT (SELECT oid FROM pg_database WHERE datname = current_database())::text, "
@@ -34,7 +41,7 @@ PG_PLACE_SQL = Sql(
     "coalesce((SELECT relname FROM pg_class WHERE oid = to_regclass($1)), $3::text)",
     ("relation", "schema", "name"),
 )
-"""Where a PostgreSQL target table is: its database's oid, whether ``PG_CLUSTER_SQL`` may be
+"""Where a PostgreSQL table is: its database's oid, whether ``PG_CLUSTER_SQL`` may be
 asked, and the table's schema and name as the server resolves them.  ``relation``: the
 quoted name as given (``to_regclass``); ``schema`` (None when unqualified) and ``name``: its
 parts.  A table that is not there yet is where ``CREATE TABLE`` would put it: its schema as
@@ -56,6 +63,12 @@ def pg_database_identity(cluster: str | None, database_oid: str, url_key: str) -
     return f"postgresql {server} database {database_oid}"
 
 
+def database_identity(place: Place, url_key: str) -> str:
+    """The database of ``place`` (``pg_database_identity``), or ``url_key`` when it is unknown."""
+    cluster, oid, _ = place
+    return url_key if oid is None else pg_database_identity(cluster, oid, url_key)
+
+
 def target_identity(url_key: str, table: str, database: str, relation: str) -> list[str]:
     """The JSON-able ``target`` a new plan stores: as written, then as the target resolves it.
 
@@ -72,19 +85,25 @@ def source_identity(
     query: str | None,
     key: Sequence[str],
     columns: Sequence[tuple[str, str]],
+    resolved: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """The JSON-able ``source`` a new plan stores: database key, table, query, key, columns.
 
     ``database``: a key without credentials (``jobs.budget.database_key``); ``columns``:
-    the source's ``(name, type)`` as preflight read them.
+    the source's ``(name, type)`` as preflight read them; ``resolved``: the database
+    (``database_identity``) and ``schema.table`` (None: a query) as the source resolves
+    them, compared instead of ``database`` and ``table`` when both plans have it.
     """
-    return {
+    out: dict[str, Any] = {
         "database": database,
         "table": table,
         "query": query,
         "key": list(key),
         "columns": [[n, t] for n, t in columns],
     }
+    if resolved is not None:
+        out["resolved"] = list(resolved)
+    return out
 
 
 def identity_problem(
@@ -135,11 +154,23 @@ def _where(target: Sequence[Any]) -> str:
 
 
 def _source_change(was: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
-    """The first difference between two ``source_identity`` values, in words (None: none)."""
-    if was.get("database") != now["database"]:
-        return f"database {was.get('database')}, now {now['database']}"
-    if (was.get("table"), was.get("query")) != (now["table"], now["query"]):
-        return _read_change(was.get("table"), now["table"])
+    """The first difference between two ``source_identity`` values, in words (None: none).
+
+    Database and table as resolved when both have them (``resolved``), else as written.
+    """
+    old, new = was.get("resolved"), now.get("resolved")
+    both = isinstance(old, list) and len(old) == 2 and isinstance(new, list) and len(new) == 2
+    if both:
+        assert isinstance(old, list) and isinstance(new, list)
+        databases, tables = (old[0], new[0]), (old[1], new[1])
+    else:
+        databases, tables = (was.get("database"), now["database"]), (was.get("table"), now["table"])
+    if databases[0] != databases[1]:
+        shown = f"database {was.get('database')}, now {now['database']}"
+        return shown if was.get("database") != now["database"] else f"{shown}, another database"
+    if (tables[0], was.get("query")) != (tables[1], now["query"]):
+        written = (was.get("table"), now["table"])  # named as written unless only resolved differ
+        return _read_change(*(written if written[0] != written[1] else tables))
     if was.get("key") != now["key"]:
         return f"[source] key {_names(was.get('key'))}, now {_names(now['key'])}"
     if was.get("columns") != now["columns"]:

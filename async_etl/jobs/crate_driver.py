@@ -45,12 +45,12 @@ from async_etl.core.duplicates import duplicate_message, duplicate_reason, hold_
 from async_etl.core.exact import crate_row_check, text_length_check
 from async_etl.core.modes import crate_swap_sql
 from async_etl.core.retry import RetryPolicy
+from async_etl.core.run_identity import Place
 from async_etl.core.scd import Action, InsertVersion, ScdPlan, diff
 from async_etl.core.scd_sql_common import chunk_values
 from async_etl.core.specs import ScdColumns
 from async_etl.drivers.cratedb import CrateDBClient, listed_types
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
-from async_etl.jobs.budget import database_key
 from async_etl.jobs.coltypes import crate_type, crate_value, epoch_ms, from_epoch_ms
 from async_etl.jobs.context import (
     ChunkResult,
@@ -136,10 +136,10 @@ class CrateTarget:
             rows = await listed_types(client, schema, name, found) if found else []
         return rows or None
 
-    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
-        """(the URL's ``database_key``, ``table`` in the URL's schema): nothing is asked."""
+    async def place(self, holder: Holder, app: str, table: str) -> Place:
+        """(None, None, ``table`` in the URL's schema): nothing is asked."""
         del holder, app
-        return database_key(self.url), self.endpoint.qualify(table)
+        return None, None, self.endpoint.qualify(table)
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
         """None: CrateDB compares text by its UTF-8 bytes (code-point order) only."""

@@ -17,6 +17,7 @@ from typing import Protocol
 from async_etl.core.chunks import Chunk
 from async_etl.core.incremental import CursorWindow
 from async_etl.core.modes import new_table
+from async_etl.core.run_identity import Place
 from async_etl.core.specs import ScdColumns
 from async_etl.core.sqltext import SqlTextError, source_query
 from async_etl.core.urls import dialect_of, mask_url
@@ -76,13 +77,13 @@ class Target(Protocol):
         """Collation names the target can compare keys in; None: code-point order only."""
         ...
 
-    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
-        """(database, ``schema.table``) of ``table`` as this target resolves it.
+    async def place(self, holder: Holder, app: str, table: str) -> Place:
+        """Where ``table`` is as this target resolves it (``core.run_identity.Place``).
 
         What a resumed run must match (``core.run_identity.target_identity``): PostgreSQL
-        asks the server (``pg_database_identity``; the table's schema, or where it would be
-        created); CrateDB qualifies the name with the URL's schema and Oracle keeps it as
-        written, both beside the URL's ``database_key``.  Raises translated driver errors.
+        asks the server (its cluster and database; the table's schema, or where it would be
+        created); CrateDB qualifies the name with the URL's schema and Oracle upper-cases it,
+        the URL's ``database_key`` standing for the database.  Raises translated driver errors.
         """
         ...
 

@@ -40,6 +40,7 @@ from async_etl.core.chunks import Chunk
 from async_etl.core.duplicates import duplicate_keys, duplicate_message, duplicate_reason
 from async_etl.core.exact import oracle_refusal, row_refusal
 from async_etl.core.modes import OLD_SUFFIX, new_table, oracle_swap_sql
+from async_etl.core.run_identity import Place
 from async_etl.core.scd_sql_common import chunk_values, quote, short_name
 from async_etl.core.specs import ScdColumns
 from async_etl.core.urls import mask_url
@@ -51,7 +52,6 @@ from async_etl.drivers.oracle import (
     oracle_params,
 )
 from async_etl.errors import ConfigError, DataError
-from async_etl.jobs.budget import database_key
 from async_etl.jobs.coltypes import oracle_type
 from async_etl.jobs.context import (
     COUNTERS,
@@ -145,10 +145,10 @@ class OracleTarget:
             rows = await cursor.fetchall()
         return [(str(r[0]), drift.oracle_column_type(*r[1:])) for r in rows] or None
 
-    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
-        """(the URL's ``database_key``, ``table`` upper-cased as Oracle folds it): none asked."""
+    async def place(self, holder: Holder, app: str, table: str) -> Place:
+        """(None, None, ``table`` upper-cased as Oracle folds it): nothing is asked."""
         del holder, app
-        return database_key(self.url), table.upper()
+        return None, None, table.upper()
 
     async def collations(self, holder: Holder, app: str) -> frozenset[str] | None:
         """None: job sessions compare text in code-point order (``NLS_COMP = BINARY``)."""

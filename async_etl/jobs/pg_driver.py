@@ -75,7 +75,6 @@ from typing import Any
 
 from async_etl.core import drift, state_sql
 from async_etl.core import refresh_pg as refresh
-from async_etl.core import run_identity as ident
 from async_etl.core import scd_sql_pg as pg
 from async_etl.core import sequences_pg as seq
 from async_etl.core.chunks import Chunk
@@ -91,6 +90,7 @@ from async_etl.core.pg_casts import (
     unbounded,
 )
 from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
+from async_etl.core.run_identity import Place
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.scd_sql_pg import STAGING
 from async_etl.core.specs import ScdColumns
@@ -108,7 +108,6 @@ from async_etl.drivers.postgres_connections import (
     reusing,
 )
 from async_etl.errors import ConfigError, DataError, LoadError, TransientError
-from async_etl.jobs.budget import database_key
 from async_etl.jobs.context import (
     COUNTERS,
     ChunkResult,
@@ -140,7 +139,7 @@ from async_etl.jobs.pg_tables import (
 from async_etl.jobs.spec import ledger
 from async_etl.log import get_logger
 from async_etl.sources.port import Source, source_connection
-from async_etl.sources.postgres import PgSource
+from async_etl.sources.postgres import PgSource, read_place
 
 __all__ = ["INDEX_BUILD_MB", "STAGING", "PgTarget"]
 
@@ -228,21 +227,13 @@ class PgTarget:
             rows = await conn.fetch(pg.collation_names_sql().text)
         return frozenset(str(r[0]) for r in rows)
 
-    async def place(self, holder: Holder, app: str, table: str) -> tuple[str, str]:
-        """(database, ``schema.table``) of ``table`` as the server resolves them.
+    async def place(self, holder: Holder, app: str, table: str) -> Place:
+        """Where ``table`` is, as the server resolves it (``sources.postgres.read_place``).
 
-        ``core.run_identity.PG_PLACE_SQL`` and, when the user may read it, the cluster's
-        identifier (``pg_database_identity``): the same whatever host name, user or password
-        the URL reaches it by.  Raises translated driver errors.
+        Raises translated driver errors.
         """
-        schema, _, name = table.rpartition(".")
-        st = ident.PG_PLACE_SQL
-        values = {"relation": quote(table), "schema": schema or None, "name": name}
         async with self.connection(holder, app) as conn:
-            oid, readable, found_schema, found_name = await conn.fetchrow(st.text, *st.args(values))
-            cluster = await conn.fetchval(ident.PG_CLUSTER_SQL.text) if readable else None
-        database = ident.pg_database_identity(cluster, str(oid), database_key(self.url))
-        return database, f"{found_schema}.{found_name}"
+            return await read_place(conn, table)
 
     async def columns(self, holder: Holder, app: str) -> list[tuple[str, str]] | None:
         """(name, type) of the target table's columns in order; None when it does not exist.

@@ -41,7 +41,12 @@ from async_etl.core.crate_names import first_column_problem, table_problem
 from async_etl.core.incremental import CursorWindow, row_cap
 from async_etl.core.modes import indexes_during_load, refresh_problem, resume_problem
 from async_etl.core.retry import RetryPolicy
-from async_etl.core.run_identity import identity_problem, source_identity
+from async_etl.core.run_identity import (
+    Place,
+    database_identity,
+    identity_problem,
+    source_identity,
+)
 from async_etl.core.run_identity import target_identity as stored_target
 from async_etl.core.specs import ScdColumns, is_identifier
 from async_etl.core.sqltext import limits_rows
@@ -97,6 +102,8 @@ class Decision:
     """The target's latest ``valid_from`` before the run (None: type 1, or no table)."""
     target: list[str] = field(default_factory=list)
     """Where the run's committed chunks are (``target_identity``), stored with a new plan."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """What they are read from (``source_identity_of``), stored with a new plan."""
 
     @property
     def after_all(self) -> bool:
@@ -148,13 +155,17 @@ async def preflight(
     app = f"{spec.name}:preflight"
     policy = options.retry
 
-    async def read_columns() -> tuple[tuple[tuple[str, str], ...], list[KeyCollation | None]]:
+    async def read_columns() -> tuple[
+        tuple[tuple[str, str], ...], list[KeyCollation | None], Place
+    ]:  # fmt: skip
         async with source_connection(source, holder, app) as conn:
             columns, collations = await source.describe(conn)
-        return tuple(columns), collations
+            return tuple(columns), collations, await source.place(conn)
 
     try:
-        columns, collations = await retrying(read_columns, policy, what="read source columns")
+        columns, collations, source_place = await retrying(
+            read_columns, policy, what="read source columns"
+        )
     except AsyncEtlError as exc:
         raise unusable(f"job {spec.name}: cannot read the source: {exc.message}", exc) from exc
     names = [n for n, _ in columns]
@@ -209,7 +220,7 @@ async def preflight(
                               "value), or start over with --fresh")  # fmt: skip
         if (problem := resume_problem(plan.get("mode"), spec.mode, spec.scd.type)) is not None:
             raise ConfigError(f"job {spec.name}: run {run_id} {problem}")
-        now = source_identity_of(spec, columns)
+        now = source_identity_of(spec, columns, source_place)
         changed = identity_problem(plan.get("target"), where, plan.get("source"), now)
         if changed is not None:  # a plan stored before plans recorded them resumes as before
             raise ConfigError(f"job {spec.name}: run {run_id} {changed}")
@@ -231,29 +242,35 @@ async def preflight(
             spec, store, top, whole=bool(add) or existing is None,
             holds=lambda value: source_holds(spec, source, holder, app, policy, value),
         )  # fmt: skip
-    return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest, where)
+    return Decision(columns, cols, run_id, as_of, plan, add, collate, window, latest, where,
+                    source_identity_of(spec, columns, source_place))  # fmt: skip
 
 
-def target_identity(spec: JobSpec, place: tuple[str, str]) -> list[str]:
+def target_identity(spec: JobSpec, place: Place) -> list[str]:
     """Where a run's committed chunks are (``core.run_identity.target_identity``).
 
-    ``[target] url``'s ``database_key`` and table as written, and ``place``: the database
-    and ``schema.table`` as the target resolves them (``Target.place``).  Stored with a new
+    ``[target] url``'s ``database_key`` and table as written, and ``place``'s database and
+    ``schema.table`` as the target resolves them (``Target.place``).  Stored with a new
     run's plan; a run that would resume it into another table or database is refused (it
     would skip chunks committed elsewhere).  No credentials.
     """
-    return stored_target(database_key(spec.target.url), spec.target.table, *place)
+    key = database_key(spec.target.url)
+    return stored_target(key, spec.target.table, database_identity(place, key), str(place[2]))
 
 
-def source_identity_of(spec: JobSpec, columns: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def source_identity_of(
+    spec: JobSpec, columns: Sequence[tuple[str, str]], place: Place
+) -> dict[str, Any]:
     """What a run's committed chunks were read from (``core.run_identity.source_identity``).
 
     Stored with a new run's plan beside ``target_identity``; a run that would resume it over
     another source database, table, query, key or source columns is refused (it would mix
-    two sources in one target).  No credentials (``database_key``).
+    two sources in one target).  Database and table are compared as the source resolves
+    them (``Source.place``).  No credentials (``database_key``).
     """
-    src = spec.source
-    return source_identity(database_key(src.url), src.table, src.query, src.key, columns)
+    src, key = spec.source, database_key(spec.source.url)
+    resolved = [database_identity(place, key), place[2]]
+    return source_identity(key, src.table, src.query, src.key, columns, resolved)
 
 
 async def _check_target(
@@ -498,7 +515,7 @@ async def plan_run(
         doc["cuts_from"] = cuts.source
         doc["mode"] = [spec.mode, spec.scd.type]  # what a resuming run must match (resume_problem)
         doc["target"] = decision.target  # and where its committed chunks are
-        doc["source"] = source_identity_of(spec, decision.columns)  # read from what
+        doc["source"] = decision.source  # read from what
         if ctx.window is not None:
             doc["cursor"] = ctx.window.to_json()
         await store.start_run(ctx.run_id, spec.name, ctx.as_of, doc, bounds)

@@ -19,6 +19,7 @@ from async_etl.core import scd_sql_oracle as ora
 from async_etl.core.chunks import NO_CUTS, Chunk, Cuts
 from async_etl.core.collation import BINARY, KeyCollation, is_text_type
 from async_etl.core.key_stats import from_sample
+from async_etl.core.run_identity import Place
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.drivers.oracle import oracle_errors, translate_oracle
 from async_etl.errors import AsyncEtlError
@@ -117,6 +118,11 @@ class OracleSource(SourceBase):
         cursor = conn.cursor()
         await cursor.execute(st.text, st.args({"n": n, **self._window_values()}))
         return Cuts([tuple(r) for r in await cursor.fetchall()], from_sample(None, None))
+
+    async def place(self, conn: Any) -> Place:
+        """(None, None, the table upper-cased as Oracle folds it; a query: None): none asked."""
+        del conn
+        return None, None, (self.table.upper() if self.table and self.query is None else None)
 
     @reads
     async def null_keys(self, conn: Any) -> int:

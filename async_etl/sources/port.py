@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 from async_etl.core.chunks import Chunk, Cuts
 from async_etl.core.collation import KeyCollation
+from async_etl.core.run_identity import Place
 from async_etl.core.scd_sql_common import Sql
 from async_etl.core.urls import mask_url
 from async_etl.drivers.postgres_connections import pg_connection
@@ -64,6 +65,13 @@ class Source(Protocol):
 
         ``estimate``: the source's estimated rows (a large table may be cut by a sample, or
         at its key's statistics).  ``Cuts.source`` says which.
+        """
+        ...
+
+    async def place(self, conn: Any) -> Place:
+        """Where the source is as its database resolves it (``core.run_identity.Place``).
+
+        PostgreSQL asks the server; Oracle knows no more than the URL (the table upper-cased).
         """
         ...
 

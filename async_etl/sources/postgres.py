@@ -36,6 +36,7 @@ from async_etl.core.drift import (
     pg_column_types_sql,
 )
 from async_etl.core.pg_user_types import UserType, user_types_from_rows, user_types_sql
+from async_etl.core.run_identity import PG_CLUSTER_SQL, PG_PLACE_SQL, Place
 from async_etl.core.scd_sql_common import Sql, chunk_values, quote
 from async_etl.core.sqltext import (
     EXACT_FLOATS_SQL,
@@ -51,11 +52,26 @@ from async_etl.log import get_logger
 from async_etl.sources._base import SourceBase, reads
 from async_etl.sources.port import Estimate
 
-__all__ = ["PgSource"]
+__all__ = ["PgSource", "read_place"]
 
 log = get_logger(__name__)
 
 _PROBE = "_async_etl_probe"
+
+
+async def read_place(conn: Any, table: str | None) -> Place:
+    """Where ``table`` is in the database of ``conn`` (``core.run_identity.Place``).
+
+    ``PG_PLACE_SQL``, and ``PG_CLUSTER_SQL`` when the user may read it: the same whatever
+    host name, user or password reached the server.  ``table`` None (a query): no table.
+    Shared by the source and the target (``jobs.pg_driver``); raises the driver's errors.
+    """
+    schema, _, name = (table or "").rpartition(".")
+    st = PG_PLACE_SQL
+    values = {"relation": quote(table) if table else None, "schema": schema or None, "name": name}
+    oid, readable, found_schema, found_name = await conn.fetchrow(st.text, *st.args(values))
+    cluster = await conn.fetchval(PG_CLUSTER_SQL.text) if readable else None
+    return cluster, str(oid), (f"{found_schema}.{found_name}" if table else None)
 
 
 async def near_table(conn: Any, table: str) -> tuple[str, str] | None:
@@ -132,6 +148,11 @@ class PgSource(SourceBase):
         """
         async with self._probing(conn) as relation:
             return await self._columns(conn, relation), await self._key_collations(conn, relation)
+
+    @reads
+    async def place(self, conn: Any) -> Place:
+        """Where the source is (``read_place``): its database, and its table (a query: None)."""
+        return await read_place(conn, self.table if self.query is None else None)
 
     @reads
     async def user_types(self, conn: Any, types: Sequence[str]) -> dict[str, UserType]:

@@ -104,3 +104,19 @@ def test_a_database_without_its_cluster_id_stands_by_its_server_url() -> None:
     assert pg_database_identity("77", "5", "postgresql://h:5432/db") == (
         "postgresql cluster 77 database 5"
     )
+
+
+def test_a_source_is_compared_as_its_database_resolves_it() -> None:
+    """Stored as s via one host name, now public.s via another, resolved alike: it resumes."""
+    columns = [("id", "int4"), ("v", "text")]
+    db = pg_database_identity("7", "5", "postgresql://127.0.0.1:5432/src")
+    was = source_identity("postgresql://127.0.0.1:5432/src", "s", None, ["id"], columns,
+                          [db, "public.s"])  # fmt: skip
+    now = source_identity("postgresql://localhost:5432/src", "public.s", None, ["id"], columns,
+                          [db, "public.s"])  # fmt: skip
+    assert identity_problem(TARGET, TARGET, was, now) is None
+    moved = source_identity("postgresql://127.0.0.1:5432/src", "s", None, ["id"], columns,
+                            [pg_database_identity("7", "6", "x"), "public.s"])  # fmt: skip
+    problem = identity_problem(TARGET, TARGET, was, moved)
+    assert problem is not None and "another database)" in problem
+    assert identity_problem(TARGET, TARGET, SOURCE, now) is not None  # stored as written

@@ -152,3 +152,17 @@ async def test_resume_into_the_same_table_in_another_database_is_refused(
             await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
         assert f"job ri: run {run_id} is unfinished into target" in str(info.value)
         assert await fetchval(other, "SELECT count(*) FROM dim") == 0
+
+
+@pytest.mark.parametrize("spelling", ["schema", "host"])
+async def test_resume_over_the_same_source_spelt_otherwise_goes_on(
+    pg_dsn: str, spelling: str
+) -> None:
+    """The same source table as public.src, or its server as localhost: it resumes."""
+    run_id = await failed_run(pg_dsn)
+    url, table = _spelt(pg_dsn, spelling)
+    text = JOB.format(dsn=pg_dsn, read=f'table = "{table.replace("dim", "src")}"', key=KEY)
+    text = text.replace(f'[source]\nurl = "{pg_dsn}"', f'[source]\nurl = "{url}"')
+    again = await run_job(spec_of(text), options=JobOptions(as_of=at(0)))
+    assert again.status == "SUCCEEDED" and again.resumed and again.run_id == run_id, again.error
+    assert await fetchval(pg_dsn, "SELECT count(*) FROM dim") == 60
