@@ -47,7 +47,7 @@ are guarded, so a widening costs nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from async_etl.core.drift import ACROSS
@@ -233,13 +233,21 @@ def unguard(value: object, n: int) -> object:
 _TOO_LONG = re.compile(r"value too long for type character varying\((\d+)\)")
 
 
-def too_long_line(message: str, guarded: dict[str, int]) -> str | None:
+def too_long_line(
+    message: str, guarded: dict[str, int], row: Mapping[str, object] | None = None
+) -> str | None:
     """The columns a "value too long for type character varying(n)" ``message`` may mean.
 
     PostgreSQL's message names no column (SQLSTATE 22001); ``guarded`` (``guarded_columns``)
     names the columns a source value may be too long for.  None when ``message`` is another,
     or no guarded column has that ``n``.  ``'column "a" (character varying(3) in the target)
-    got a value longer than 3 characters ...'``.
+    got a value longer than 3 characters, which the target refuses ...'``.
+
+    ``row``: the refused row's values as the source holds them (``unguard``), by column name,
+    when known (a rejected row).  The line then names the columns whose value is longer than
+    ``n`` and says what PostgreSQL would do with it: refuse it, or, when its excess
+    characters are all spaces, store it with them cut (PostgreSQL docs, Character Types).
+    Without ``row`` (a failed chunk) it says both.
     """
     found = _TOO_LONG.search(message)
     if found is None:
@@ -248,10 +256,17 @@ def too_long_line(message: str, guarded: dict[str, int]) -> str | None:
     names = [name for name, m in guarded.items() if m == n]
     if not names:
         return None
+    what = "which the target refuses (or, when its excess is all blanks, would store with them cut)"
+    if row is not None:
+        long = [c for c in names if isinstance(v := row.get(c), str) and len(v) > n]
+        refused = [c for c in long if str(row[c])[n:].strip(" ")]
+        if refused:
+            names, what = refused, "which the target refuses"
+        elif long:
+            names, what = long, "which the target would store with its trailing blanks cut"
     which = (f'column "{names[0]}"' if len(names) == 1 else
              "one of the columns " + ", ".join(f'"{c}"' for c in names))  # fmt: skip
     return (
         f"{which} (character varying({n}) in the target) got a value longer than {n} "
-        "characters, which the target would store with its trailing blanks cut; widen "
-        "the target column, or trim the value in the source query"
+        f"characters, {what}; widen the target column, or trim the value in the source query"
     )

@@ -59,7 +59,9 @@ async def find_bad_rows(
 
     ``guarded`` (``core.pg_casts.guarded_columns``): staged columns read through a
     ``varchar(n)`` guard; a key is recorded as the source holds it (``unguard``), and a
-    reason "value too long for type character varying(n)" names the column(s) it may mean.
+    reason "value too long for type character varying(n)" names the column(s) holding the
+    longer value, and whether the target refuses it or would cut its excess blanks
+    (``core.pg_casts.too_long_line`` told the row: one more round trip per such row).
 
     Must run inside a transaction on ``conn``.  Raises the driver's error when the probe
     itself cannot be built (that is not a bad row).
@@ -87,6 +89,7 @@ async def find_bad_rows(
     )
     args: tuple[Any, ...] = (as_of,) if cols.type == 2 else ()
     bad: list[tuple[int, str]] = []
+    marks = {c: n for c, n in (guarded or {}).items() if c in names}
 
     async def bisect(lo: int, hi: int) -> None:
         try:
@@ -97,7 +100,7 @@ async def find_bad_rows(
                 raise
             if hi - lo == 1:
                 reason = _one_line(exc)
-                named = too_long_line(reason, guarded or {})
+                named = await _too_long(conn, reason, marks, lo)
                 bad.append((lo, reason if named is None else f"{named} ({reason})"))
                 return
             mid = (lo + hi) // 2
@@ -115,13 +118,27 @@ async def find_bad_rows(
         f"WHERE {_RN} = ANY($1::bigint[])",
         numbers,
     )
-    marks = guarded or {}
     by_number = {
         int(r[0]): {c: unguard(v, marks[c]) if c in marks else v
                     for c, v in zip(cols.business_key, tuple(r)[1:], strict=True)}
         for r in keys
     }  # fmt: skip
     return [(key_json(by_number[n]), reason) for n, reason in bad]
+
+
+async def _too_long(conn: Any, reason: str, marks: dict[str, int], number: int) -> str | None:
+    """``too_long_line`` for the refused row ``number``, told its guarded values (``unguard``).
+
+    None (no extra round trip) when ``reason`` is not a guarded column's "too long".
+    """
+    if too_long_line(reason, marks) is None:
+        return None
+    names = list(marks)
+    got = await conn.fetchrow(
+        f"SELECT {', '.join(quote(c) for c in names)} FROM {_NUMBERED} WHERE {_RN} = $1", number
+    )
+    row = {c: unguard(v, marks[c]) for c, v in zip(names, tuple(got), strict=True)}
+    return too_long_line(reason, marks, row)
 
 
 async def _restage(conn: Any, t: str, s: str, cols: ScdColumns, numbers: Sequence[int]) -> None:

@@ -14,6 +14,7 @@ from async_etl.core.pg_casts import (
     guard_rows,
     guarded_columns,
     length_guards,
+    too_long_line,
     unbounded,
     unguard,
 )
@@ -152,3 +153,27 @@ def test_guard_rows_hands_back_rows_that_fit_as_they_are() -> None:
     rows = [(1, "abc"), (2, None)]
     assert guard_rows(rows, {"a": 3}, ["id", "a"]) is rows
     assert guard_rows(rows, {}, ["id", "a"]) is rows
+
+
+TOO_LONG = "value too long for type character varying(3) (SQLSTATE 22001)"
+
+
+def test_a_rejected_rows_too_long_reason_says_the_target_refuses_what_is_not_blanks() -> None:
+    """'abcdef' into varchar(3) (row known): 'refuses', never 'trailing blanks cut'."""
+    line = too_long_line(TOO_LONG, {"a": 3, "b": 3}, {"a": "ab", "b": "abcdef"})
+    assert line is not None and line.startswith('column "b" (character varying(3)'), line
+    assert "which the target refuses;" in line and "blanks" not in line, line
+
+
+def test_a_rejected_rows_too_long_reason_says_blanks_cut_only_for_blank_excess() -> None:
+    """'abc  ' into varchar(3) (row known): the target would cut its trailing blanks."""
+    line = too_long_line(TOO_LONG, {"a": 3}, {"a": "abc  "})
+    assert line is not None and "would store with its trailing blanks cut" in line, line
+    assert "refuses" not in line, line
+
+
+def test_a_failed_chunks_too_long_reason_is_true_for_either_value() -> None:
+    """No row known: the line says the target refuses, or cuts an excess of blanks."""
+    line = too_long_line(TOO_LONG, {"a": 3})
+    both = "which the target refuses (or, when its excess is all blanks, would store with them cut)"
+    assert line is not None and both in line, line

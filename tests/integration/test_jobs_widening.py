@@ -256,6 +256,27 @@ async def check_blank_cut(server: str, pair: str, on_bad_row: str, database: str
                 assert 'column "a" (character varying(3) in the target)' in reason, reason
 
 
+@pytest.mark.parametrize("database", ["another", "the same"])
+async def test_a_rejected_too_long_value_says_whether_the_target_refuses_it(
+    pg_server_dsn: str, database: str
+) -> None:
+    """'abcdef' into varchar(3), reject mode: its reason says the target refuses it."""
+    async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as other:
+        dst = other if database == "another" else src
+        await fetchval(src, "CREATE TABLE t (id int PRIMARY KEY, a text)")
+        await fetchval(src, "INSERT INTO t VALUES (1, 'abcdef'), (2, 'abc  '), (3, 'ab')")
+        await fetchval(dst, "CREATE TABLE t_merge (id int PRIMARY KEY, a varchar(3))")
+        got = await run_job(spec_of(_bad_row_job(src, dst, "merge", "reject")),
+                            options=JobOptions(as_of=at(0)))  # fmt: skip
+        assert (got.status, got.inserted, got.rejected) == ("SUCCEEDED", 1, 2), got
+        pairs = "SELECT array_agg(ARRAY[key->>'id', reason]) FROM async_etl_rejects"
+        reasons = dict(await fetchval(dst, pairs))
+        # before: both 'which the target would store with its trailing blanks cut'
+        assert "got a value longer than 3 characters, which the target refuses;" in reasons["1"]
+        assert "blanks" not in reasons["1"], reasons
+        assert "which the target would store with its trailing blanks cut" in reasons["2"]
+
+
 async def test_a_guarded_key_is_rejected_under_its_own_value(pg_server_dsn: str) -> None:
     """A text key too long for a varchar(3) key column is rejected as the source holds it."""
     async with fresh_database(pg_server_dsn) as src, fresh_database(pg_server_dsn) as dst:
