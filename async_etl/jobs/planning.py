@@ -16,7 +16,8 @@ cursor up to the source's current maximum, read here.
 
 ``plan_run`` then writes: it records a new run with its chunk plan (estimate, parallel
 decision, rows per chunk (``chunk_sizing``), boundary sampling) or marks the resumed run
-RUNNING, and checks NULL keys.
+RUNNING, and checks NULL keys; the runner then records the NULL-key rejects
+(``record_null_rejects``), so that a failure there ends the recorded run FAILED.
 
 Every round trip here is retried on a transient failure with the run's policy
 (``JobOptions.retry``), each attempt on a new connection.
@@ -72,6 +73,7 @@ __all__ = [
     "chunk_sizing",
     "plan_run",
     "preflight",
+    "record_null_rejects",
     "stored_sizing",
     "survey",
 ]
@@ -122,6 +124,8 @@ class Plan:
     started_at: datetime | None = None
     sizing: ch.ChunkSizing | None = None
     """The rows per chunk the plan was cut for, and why (None: a resumed plan stored without)."""
+    null_rejects: list[tuple[str, str]] = field(default_factory=list)
+    """The NULL-key rows to record as rejects, (key JSON, reason) (``record_null_rejects``)."""
 
 
 def utc_ms(value: datetime) -> datetime:
@@ -474,7 +478,10 @@ async def plan_run(
 
     ``surveyed``: what ``survey`` read already (None: it is read here, retried with the run's
     policy).  Raises ``DataError`` when the source has NULL keys and ``on_bad_row = "fail"``,
-    and the translated driver errors of the source and the state store.
+    and the translated driver errors of the source and the state store.  Recording the run
+    (``start_run`` / ``resume_run``) is its last step that can fail: what must be written
+    after it (the NULL-key rejects, ``record_null_rejects``) is the caller's, once it holds
+    the ``Plan`` and so ends the run FAILED on an error.
     """
     spec = ctx.spec
     if surveyed is None:
@@ -528,13 +535,24 @@ async def plan_run(
         out.counters["rows_read"] = out.counters.get("rows_read", 0) + nulls
         # and rejected: a resumed run counts them again (its counters are the chunks' sums)
         out.counters["rejected"] = out.counters.get("rejected", 0) + nulls
-    # recorded once per run: a resumed run records them only when its first attempt did not
-    # (it failed on them in "fail" mode, or was killed before recording them)
-    if null_rows and (decision.resumed_plan is None
-                      or not await store.has_rejects(ctx.run_id, NULL_KEY_REASON)):  # fmt: skip
-        rejects = [(key_json(k), null_key_reason(spec.source.key, k)) for k in null_rows]
-        await store.add_rejects(spec.name, ctx.run_id, rejects)
+    out.null_rejects = [(key_json(k), null_key_reason(spec.source.key, k)) for k in null_rows]
     return out
+
+
+async def record_null_rejects(
+    ctx: JobContext, decision: Decision, store: StateStore, plan: Plan
+) -> None:
+    """Record the NULL-key rejects ``plan_run`` found (``Plan.null_rejects``), once per run.
+
+    A resumed run records them only when its first attempt did not (it failed on them in
+    "fail" mode, or was killed before recording them).  Called once the run is recorded and
+    its ``Plan`` held, so that a failure here (the state store's translated errors) ends the
+    run FAILED instead of leaving it RUNNING.
+    """
+    if not plan.null_rejects:
+        return
+    if decision.resumed_plan is None or not await store.has_rejects(ctx.run_id, NULL_KEY_REASON):
+        await store.add_rejects(ctx.spec.name, ctx.run_id, plan.null_rejects)
 
 
 def null_key_reason(key: Sequence[str], row: dict[str, Any]) -> str:

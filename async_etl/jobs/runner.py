@@ -13,6 +13,8 @@ Theory of operation
 2. state tables and target table are created if missing, while the source is surveyed (its
    estimate, NULL keys and chunk cuts: reads only); ``planning.plan_run`` records the new
    run with its stored chunk plan (or resumes the unfinished one: same T, same chunks);
+   from then on a failure ends the run FAILED in the state store, never left RUNNING (the
+   NULL-key rejects are recorded after it, ``planning.record_null_rejects``);
    every round trip of steps 1, 2 and 5 (and the state store's) is retried on a transient
    failure with the run's policy (``JobOptions.retry``), reconnecting each time;
 3. chunks run in key order, at most ``workers`` in flight (a ``CapacityLimiter``; one task per
@@ -120,6 +122,7 @@ from async_etl.jobs.planning import (
     builds_new_table,
     plan_run,
     preflight,
+    record_null_rejects,
     survey,
 )
 from async_etl.jobs.progress import RateMeter
@@ -410,6 +413,7 @@ class _JobRun(RunTally):
         try:
             surveyed = await self._prepare_and_survey(ctx, store, decision)
             self.plan = await plan_run(ctx, decision, self.source, store, surveyed)
+            await record_null_rejects(ctx, decision, store, self.plan)  # FAILED if it fails
             if await store.take_starting_stop(self.spec.name):  # asked while it was starting
                 log.info("stop_requested")
                 ctx.stop.set()

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from async_etl.jobs.api import JobOptions, JobResult
+from async_etl.jobs.budget import LimiterBudget
+from async_etl.jobs.context import BudgetHolder, ConnectionMeter
 from async_etl.jobs.runner import run_job
+from async_etl.jobs.state import StateStore
 from async_etl.testing.crate import CrateStandIn
-from tests.integration.jobs_helpers import at, fetchval, spec_of
+from tests.integration.jobs_helpers import at, dml_role, fetchval, spec_of
 from tests.integration.test_jobs_incremental import execute
 
 JOB = """
@@ -160,3 +163,28 @@ async def test_fail_mode_error_names_only_the_null_source_key_columns(pg_dsn: st
     assert result.status == "FAILED" and result.error is not None
     assert 'row {"id": 2, "b": null}: NULL in key column(s) b' in result.error, result.error
     assert "id, b" not in result.error
+
+
+async def test_a_failure_recording_null_key_rejects_ends_the_run_failed(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """Recording NULL-key rejects refused (INSERT revoked): the run ends FAILED, not RUNNING."""
+    await execute(
+        pg_dsn,
+        "CREATE TABLE src (id int, b text, v text)",
+        "INSERT INTO src VALUES (1, 'b', 'v'), (NULL, 'b', 'w')",
+    )
+    holder = BudgetHolder(LimiterBudget(1), ConnectionMeter())
+    async with StateStore(pg_dsn, holder, app="async-etl:test") as store:
+        await store.ensure()  # the state tables, made by their owner
+    async with CrateStandIn() as crate, dml_role(pg_dsn, pg_server_dsn) as as_role:
+        role = as_role.split("://", 1)[1].split("@", 1)[0]
+        await execute(pg_dsn, f'REVOKE INSERT ON async_etl_rejects FROM "{role}"')
+        spec = spec_of(JOB.format(mode="reject", dsn=as_role, target=crate.url, kind=1))
+        result = await run_job(spec, options=JobOptions(as_of=at(0)))
+        assert result.status == "FAILED", result
+        assert result.error is not None and "permission denied" in result.error, result.error
+        # before: FAILED returned, the run left RUNNING (resumed at its old as-of)
+        status = await fetchval(pg_dsn, "SELECT status FROM async_etl_runs WHERE job = 'nbk'")
+        error = await fetchval(pg_dsn, "SELECT error FROM async_etl_runs WHERE job = 'nbk'")
+        assert status == "FAILED" and "permission denied" in error, (status, error)
