@@ -37,7 +37,8 @@ than ``array(code, list)``): it raises unless every value is an integer (a ``boo
 object with ``__index__``) inside the column's range, which ``crate_refusal`` does not refuse
 either.  A column whose first value is a ``float`` or a ``datetime`` and whose values are all
 of that exact type (one type count) takes that type's check alone (``_ONE_KIND``: a finite
-sum; the set of microsecond fields, and the set of ``tzinfo``, which in a timestamp column
+sum, in a column neither REAL nor integer (``core.exact.writer_refusal`` refuses a float
+there); the set of microsecond fields, and the set of ``tzinfo``, which in a timestamp column
 must be the column's kind, ``core.exact.zone_refusal``, and whose offsets must be whole
 minutes, ``core.exact.minute_offset``: asked once per fixed ``timezone``, value by value for
 another zone but UTC).  A probe that fails, and every other
@@ -65,6 +66,7 @@ import orjson
 from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
 from async_etl.core.exact import (
     CRATE_INT_BITS,
+    INTEGERS,
     TIMESTAMPS,
     UNZONED,
     ZONED,
@@ -89,9 +91,10 @@ also the ``struct`` format (native sizes) of that width."""
 def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> bool:
     """True when ``crate_refusal`` refuses no value of ``column`` (whole-column builtins).
 
-    In a timestamp column a ``str`` is checked one by one (``crate_timestamp_text``).
+    In a timestamp column a ``str`` is checked one by one (``crate_timestamp_text``), and a
+    ``date`` (not a ``datetime``) is never plain (``core.exact.writer_refusal`` refuses it).
     """
-    if kinds <= _PLAIN and not (str in kinds and base in TIMESTAMPS):
+    if kinds <= _PLAIN and not ((str in kinds or date in kinds) and base in TIMESTAMPS):
         return True
     values: Sequence[Any] = column
     if _NONE in kinds:
@@ -112,11 +115,14 @@ def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> b
 
 
 def _finite(column: Sequence[float], base: str) -> bool:
-    """``_plain_column`` of a column of ``float`` values alone: finite, and not a REAL.
+    """``_plain_column`` of a column of ``float`` values alone: finite, not a REAL or integer.
 
     A finite sum has no NaN or infinity in it (one C pass); an infinite one may be an overflow.
+    A float in an integer column is refused (``core.exact.writer_refusal``), ``1.0`` too.
     """
-    return base != "real" and (math.isfinite(sum(column)) or all(map(math.isfinite, column)))
+    if base == "real" or base in INTEGERS:
+        return False
+    return math.isfinite(sum(column)) or all(map(math.isfinite, column))
 
 
 def _whole_ms(column: Sequence[datetime], base: str) -> bool:

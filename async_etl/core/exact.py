@@ -37,7 +37,9 @@ types named as PostgreSQL's (``crate_column_type``), and the writer into Postgre
 mapper, whose values come from a typed source) also refuse a naive datetime for a timestamp
 column with a time zone and an aware one for a column without (``zone_refusal``: the same
 reason into PostgreSQL and into CrateDB, which would read a naive value as UTC and store an
-aware one's wall clock in UTC).  Pure: no I/O.
+aware one's wall clock in UTC), a ``date`` for a timestamp column (CrateDB would store
+midnight UTC) and a ``float`` for an integer column, ``1.0`` too (``writer_refusal``: the
+PostgreSQL writer's encoders refuse both).  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from async_etl.core.pg_values import PgMoment
 __all__ = [
     "BIGINT_RANGE",
     "CRATE_INT_BITS",
+    "INTEGERS",
     "ORACLE_VARCHAR_BYTES",
     "TextBound",
     "crate_column_type",
@@ -67,12 +70,14 @@ __all__ = [
     "length_refusal",
     "locale_text_problem",
     "minute_offset",
+    "not_an_integer",
     "oracle_number_as_decimal",
     "oracle_refusal",
     "row_refusal",
     "text_bound",
     "text_length_check",
     "utc_row",
+    "writer_refusal",
     "zone_refusal",
 ]
 
@@ -314,6 +319,40 @@ def zone_refusal(value: Any, base: str) -> str | None:
     return NEEDS_NAIVE if base in UNZONED else None
 
 
+INTEGERS = frozenset({"smallint", "integer", "bigint", "byte"})
+"""Base type names of the integer columns (``crate_column_type``'s names; ``byte``: CrateDB's)."""
+
+
+def not_an_integer(value: Any) -> str:
+    """A writer's reason for a value that is no ``int`` in an integer column.
+
+    Both writers refuse a ``float`` there (``1.0`` too): the PostgreSQL writer's binary
+    ``int`` encoders (``core.row_codecs``) and the CrateDB writer's intake (``writer_refusal``),
+    which CrateDB would otherwise cast (``1.5`` into an ``INTEGER`` is not stored as given).
+    """
+    return f"expected an integer, got {type(value).__name__}"
+
+
+def writer_refusal(value: Any, base: str) -> str | None:
+    """Why a writer (not the mapper) refuses ``value`` for a column of this base type, or None.
+
+    The rules the PostgreSQL writer's encoders keep (``core.row_codecs``), asked by the CrateDB
+    writer's intake too: ``zone_refusal``; a ``date`` (not a ``datetime``) for a timestamp
+    column, which CrateDB would store as midnight UTC (the same reason as a datetime of the
+    other kind: ``NEEDS_AWARE`` / ``NEEDS_NAIVE``); a ``float`` for an integer column
+    (``not_an_integer``).
+    """
+    if isinstance(value, datetime):
+        return zone_refusal(value, base)
+    if isinstance(value, date):
+        if base in ZONED:
+            return NEEDS_AWARE
+        return NEEDS_NAIVE if base in UNZONED else None
+    if isinstance(value, float) and base in INTEGERS:
+        return not_an_integer(value)
+    return None
+
+
 def crate_refusal(value: Any, pg_type: str) -> str | None:
     """Why ``value`` of a ``pg_type`` column cannot be stored exactly in CrateDB, or None."""
     base, array = base_type(pg_type)
@@ -326,14 +365,14 @@ _PLAIN_TS = frozenset({bool, type(None)})
 """``_PLAIN`` for a timestamp column: a string is checked (``crate_timestamp_text``)."""
 
 
-def _zone(value: Any, base: str, array: bool) -> str | None:
+def _intake(value: Any, base: str, array: bool) -> str | None:
     if array and isinstance(value, list):
         for item in value:
-            reason = zone_refusal(item, base)
+            reason = writer_refusal(item, base)
             if reason is not None:
                 return f"array element: {reason}"
         return None
-    return zone_refusal(value, base)
+    return writer_refusal(value, base)
 
 
 def crate_row_check(
@@ -342,7 +381,8 @@ def crate_row_check(
     """``row_refusal`` with ``crate_refusal`` for rows of these columns, types parsed once.
 
     An empty ``pg_types`` decides by each value's own type; ``zones`` (the writer's intake)
-    asks ``zone_refusal`` first.  The check returns ``"column c: reason"`` for the first
+    asks ``writer_refusal`` first (``zone_refusal``, a date for a timestamp, a float for an
+    integer).  The check returns ``"column c: reason"`` for the first
     refused value of a row, or None.
     """
     types = pg_types or [""] * len(names)
@@ -353,7 +393,7 @@ def crate_row_check(
         for value, (name, base, array), plain in zip(row, columns, skips, strict=False):
             if type(value) in plain:
                 continue
-            reason = (zones and _zone(value, base, array)) or _crate_value(value, base, array)
+            reason = (zones and _intake(value, base, array)) or _crate_value(value, base, array)
             if reason is not None:
                 return f"column {name}: {reason}"
         return None

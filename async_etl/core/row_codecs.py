@@ -41,6 +41,7 @@ from async_etl.core.exact import (
     crate_row_check,
     json_refusal,
     length_refusal,
+    not_an_integer,
     text_bound,
     text_length_check,
     utc_row,
@@ -136,7 +137,7 @@ class RowShape:
 def _int(low: int, high: int, fmt: str) -> Encoder:
     def enc(v: Any) -> bytes:
         if not isinstance(v, int) or isinstance(v, bool):
-            raise ValueError(f"expected an integer, got {type(v).__name__}")
+            raise ValueError(not_an_integer(v))
         if not low <= v <= high:
             raise ValueError(f"{v} is out of range")
         return struct.pack(fmt, v)
@@ -572,7 +573,9 @@ def encode_crate_rows(
     ``"column c: reason"`` (unnamed columns are ``#1``, ``#2``, ...).  An aware datetime
     whose UTC offset is not whole minutes (which JSON would write rounded or cut:
     ``core.exact.minute_offset``) is sent as its instant in UTC in a timestamp with time zone
-    column (or array; ``core.exact.utc_row``) and refuses its row anywhere else.
+    column (or array; ``core.exact.utc_row``) and refuses its row anywhere else.  A ``date``
+    in a timestamp column and a ``float`` in an integer column refuse their row too, as the
+    PostgreSQL writer's encoders refuse them (``core.exact.writer_refusal``).
     """
     width = len(rows[0]) if rows else 0
     names = names or [f"#{i + 1}" for i in range(width)]

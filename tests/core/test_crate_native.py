@@ -379,3 +379,31 @@ def test_a_zoned_array_sends_odd_offsets_as_utc() -> None:
     assert encoded.refused == ()
     sent = orjson.loads(encoded.payload)["bulk_args"][0][1]
     assert datetime.fromisoformat(sent[0]) == at and sent[1] is None
+
+
+_INTAKE = [  # base type, a value both writers take, one the PostgreSQL writer refuses, why
+    ("timestamp with time zone", datetime(2024, 1, 1, tzinfo=UTC), date(2024, 1, 1),
+     "timestamptz needs a timezone-aware datetime"),
+    ("timestamp without time zone", datetime(2024, 1, 1), date(2024, 1, 1),
+     "timestamp (without time zone) needs a naive datetime"),
+    ("integer", 1, 1.0, "expected an integer, got float"),
+    ("bigint", 2, 2.0, "expected an integer, got float"),
+    ("smallint", 3, -0.0, "expected an integer, got float"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("base", "good", "bad", "why"), _INTAKE, ids=[b for b, *_ in _INTAKE])
+def test_a_date_for_a_timestamp_or_a_float_for_an_integer_is_refused_per_row(
+    base: str, good: object, bad: object, why: str
+) -> None:
+    """The CrateDB writer refuses what the PostgreSQL writer does: a date as a timestamp, 1.0."""
+    rows = [(1, good), (2, bad), (3, None)]
+    assert crate_native.plain([(1, good), (3, None)], ("bigint", base))
+    for batch in (rows, [(2, bad)], [(2, bad), (3, None)]):
+        assert not crate_native.plain(batch, ("bigint", base)), batch  # before: plain
+    got = encode_crate_rows("INSERT INTO t (id, v) VALUES (?, ?)", rows, ["id", "v"],
+                            ["bigint", base])  # fmt: skip
+    assert (got.kept, got.refused) == ((0, 2), ((1, f"column v: {why}"),)), got
+    arrays = encode_crate_rows("INSERT INTO t (id, v) VALUES (?, ?)", [(1, [good, bad])],
+                               ["id", "v"], ["bigint", f"{base}[]"])  # fmt: skip
+    assert arrays.refused == ((0, f"column v: array element: {why}"),), arrays

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -397,8 +397,8 @@ async def _write_texts(
     column: str,
     sql_type: str,
     declared: bool,
-    rows: list[tuple[int, str | None]],
-    singles: list[tuple[int, str]],
+    rows: list[tuple[int, Any]],
+    singles: list[tuple[int, Any]],
 ) -> tuple[Any, list[tuple[Any, ...]]]:
     """Write ``rows`` (write_many) then ``singles`` (write) into ``{column}s`` (id, ``column``).
 
@@ -419,6 +419,30 @@ async def _write_texts(
         await post_sql(session, url, f"REFRESH TABLE {table}")
         _, body = await post_sql(session, url, f"SELECT id, {column} FROM {table} ORDER BY id")
     return w.report, [tuple(r) for r in body["rows"]]
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["existing", "declared"])
+async def test_a_date_for_a_timestamp_or_a_float_for_an_integer_rejects_its_row(
+    crate_standin: CrateStandIn, declared: bool
+) -> None:
+    """As into PostgreSQL: a date into TIMESTAMP WITH TIME ZONE, 1.0 into INTEGER are rejected."""
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    report, stored = await _write_texts(
+        crate_standin, "seen", "TIMESTAMP WITH TIME ZONE", declared,
+        [(1, at), (2, date(2024, 1, 1))], [(3, date(2024, 1, 2))],
+    )  # fmt: skip
+    # before: 3 delivered, the dates stored as midnight UTC
+    assert (report.delivered, report.rejected, report.undelivered) == (1, 2, 0), report.reasons
+    needs = "column seen: timestamptz needs a timezone-aware datetime"
+    assert [(r.row[0], r.reason) for r in report.rejected_rows] == [(2, needs), (3, needs)]
+    assert [r[0] for r in stored] == [1]
+    report, stored = await _write_texts(
+        crate_standin, "qty", "INTEGER", declared, [(1, 1), (2, 1.0)], [(3, 2.0)]
+    )
+    assert (report.delivered, report.rejected, report.undelivered) == (1, 2, 0), report.reasons
+    why = "column qty: expected an integer, got float"
+    assert [(r.row[0], r.reason) for r in report.rejected_rows] == [(2, why), (3, why)]
+    assert stored == [(1, 1)]
 
 
 @pytest.mark.parametrize("declared", [False, True], ids=["existing", "declared"])
