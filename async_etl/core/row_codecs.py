@@ -251,6 +251,8 @@ def _numeric(v: Any) -> bytes:
         v = Decimal(v)
     if not isinstance(v, Decimal):
         raise ValueError(f"expected a Decimal or int, got {type(v).__name__}")
+    if v.is_snan():  # is_nan() says True for it too
+        raise ValueError(f"{v} is a signalling NaN, not NaN; numeric has no such value")
     if v.is_nan():
         return struct.pack(">hhHh", 0, 0, 0xC000, 0)
     if v.is_infinite():

@@ -85,6 +85,21 @@ def test_pg_rows_refuse_only_the_rows_that_do_not_fit() -> None:
     ]
 
 
+def test_a_signalling_nan_is_refused_for_numeric_where_nan_goes_in() -> None:
+    """Decimal('sNaN') (and '-sNaN') into numeric or numeric(5,2): refused, NaN kept."""
+    for typmod in (-1, (5 << 16 | 2) + 4):
+        cols = [PgColumn("id", "int4", nullable=False), PgColumn("v", "numeric", typmod=typmod)]
+        rows = [(1, Decimal("NaN")), (2, Decimal("sNaN")), (3, Decimal("-sNaN123"))]
+        got = encode_pg_rows(cols, rows)
+        assert got.kept == (0,), got  # before: (0, 1, 2), each stored as NaN
+        assert got.payload == encode_pg_rows(cols, rows[:1]).payload
+        assert [why for _, why in got.refused] == [
+            f"column 'v' (numeric{'' if typmod < 0 else '(5,2)'}): {v} is a signalling NaN, "
+            "not NaN; numeric has no such value"
+            for v in ("sNaN", "-sNaN123")
+        ]
+
+
 def test_crate_body_carries_rows_and_refuses_what_json_would_change() -> None:
     """NaN / infinity and values orjson cannot write refuse their row; others go in the body."""
     stmt = "INSERT INTO t (a, b) VALUES (?, ?)"

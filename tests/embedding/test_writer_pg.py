@@ -118,6 +118,19 @@ async def test_numeric_nan_round_trips(pg_dsn: str) -> None:
     assert [r["t"] for r in rows] == ["NaN"]
 
 
+async def test_numeric_signalling_nan_is_rejected_not_stored_as_nan(pg_dsn: str) -> None:
+    """Decimal('sNaN') is no NaN: its row is rejected with the reason, NaN still lands."""
+    async with open_writer(pg_dsn, table="n", columns={"k": "int4", "v": "numeric"}) as writer:
+        await writer.write_many([(1, Decimal("NaN")), (2, Decimal("sNaN"))])
+    report = writer.report
+    assert (report.delivered, report.rejected, report.undelivered) == (1, 1, 0), report.reasons
+    assert [(r.row[0], r.reason) for r in report.rejected_rows] == [
+        (2, "column 'v' (numeric): sNaN is a signalling NaN, not NaN; numeric has no such value")
+    ]
+    rows = await _fetch(pg_dsn, "SELECT k, v::text AS t FROM n ORDER BY k")
+    assert [(r["k"], r["t"]) for r in rows] == [(1, "NaN")]  # before: 2 rows, both NaN
+
+
 @dataclass
 class Event:
     id: int
