@@ -532,8 +532,11 @@ def pg_partitioned_refresh_problem(partition_key: Sequence[str | None]) -> str |
     and swaps it in; ``LIKE`` copies the columns and what its ``INCLUDING`` options name, none
     of which is a ``PARTITION BY`` (PostgreSQL docs, CREATE TABLE, LIKE), so the table swapped
     in would be a plain one and the partitions would go with the old table.  Refused in
-    preflight, before the run is recorded, so ``check`` says it too (``prepare``'s own check,
-    ``core.refresh_pg.BLOCKERS_SQL``, refuses it in ``run`` only, naming the new table).
+    preflight, before the run is recorded, so ``check`` says it too.  ``BLOCKERS_SQL``
+    (``core.refresh_pg``) lists partitioning as well, and its refusal
+    (``core.refresh_pg.blockers_problem``) is also asked in preflight and again by ``prepare``
+    for a target changed since, naming the target; preflight asks this one first, so a
+    partitioned target is refused with these words, which name its partition key.
     """
     if not partition_key:
         return None
