@@ -21,6 +21,10 @@ Sections (each measured in the same run as its ceiling, after a warm-up pass):
   the same poster gzipping its bodies at level 1.  Same batches, same concurrency (4 in flight
   on a pool of 4 connections), the same stand-in mode; every side opens and closes its own
   session inside the timing.  Each side's client CPU (``time.process_time``) is recorded.
+  The same two posters dumping with ``msgspec.json.encode`` (the encoder the writer's sink uses,
+  ``core.crate_native.dump_plain``) run alternated with the others, so the writer is also
+  compared with a poster whose encoder is as fast as its own (``*_msgspec_poster`` ratios); the
+  two encoders' bodies are checked to decode to the same values before the timing.
 * ``write_cost`` — ``write()`` into ``null://`` with batches that close on rows: µs per row.
 * ``lag`` — a 1 ms ticker task on the host loop while the writer sends 5,000-row batches of
   21-column rows into PostgreSQL: how late the ticker wakes (p50 / p99 / max, ms), and the
@@ -52,6 +56,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 import orjson
 
 from async_etl import open_writer
@@ -62,6 +67,7 @@ BATCH = 5000
 IN_FLIGHT = 4
 AT = datetime(2024, 1, 1, tzinfo=UTC)
 COLS = {"id": "bigint", "name": "text", "score": "double precision", "at": "timestamptz"}
+Dump = Callable[[Any], bytes]
 
 
 async def no_reset(conn: asyncpg.Connection) -> None:
@@ -190,6 +196,23 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> None:
             await asyncio.sleep(0.1)
 
 
+def _decoded(body: bytes) -> Any:
+    """A ``bulk_args`` body of ``rows()`` as values: JSON decoded, each row's ``at`` a datetime.
+
+    orjson writes UTC as ``+00:00``, msgspec as ``Z``: the same instant, a different string.
+    """
+    doc = json.loads(body)
+    doc["bulk_args"] = [[*r[:3], datetime.fromisoformat(r[3])] for r in doc["bulk_args"]]
+    return doc
+
+
+def check_same_bodies(stmt: str, data: list[tuple[Any, ...]]) -> None:
+    """Raise ``RuntimeError`` unless orjson's and msgspec's bodies of ``data`` decode alike."""
+    body = {"stmt": stmt, "bulk_args": data}
+    if _decoded(orjson.dumps(body)) != _decoded(msgspec.json.encode(body)):
+        raise RuntimeError("the orjson and msgspec posters' bodies differ")
+
+
 async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
     server, url = start_standin()
     try:
@@ -203,8 +226,9 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
         data = rows(n)
         stmt = "INSERT INTO bw (id, name, score, at) VALUES (?, ?, ?, ?)"
         gate = asyncio.Semaphore(IN_FLIGHT)
+        check_same_bodies(stmt, data)  # the two posters send the same values
 
-        async def raw(gzip_level: int | None = None) -> None:
+        async def raw(gzip_level: int | None = None, dump: Dump = orjson.dumps) -> None:
             # its own session, connected and closed inside the timing, as the writer's is;
             # the same pool size as the writer's (IN_FLIGHT connections)
             connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
@@ -212,7 +236,7 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
 
                 async def one(batch: list[tuple[Any, ...]]) -> None:
                     async with gate:
-                        body = orjson.dumps({"stmt": stmt, "bulk_args": batch})
+                        body = dump({"stmt": stmt, "bulk_args": batch})
                         headers = {"Content-Type": "application/json"}
                         if gzip_level is not None:  # as the writer: level 1, in the loop
                             body = gzip.compress(body, compresslevel=gzip_level, mtime=0)
@@ -227,6 +251,12 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
         async def raw_gzip() -> None:  # the poster gzipping its bodies as the writer does
             await raw(gzip_level=1)
 
+        async def raw_msgspec() -> None:  # the plain poster, dumping as the writer's sink does
+            await raw(dump=msgspec.json.encode)
+
+        async def raw_gzip_msgspec() -> None:  # the gzipping poster, dumping as the writer does
+            await raw(gzip_level=1, dump=msgspec.json.encode)
+
         async def writer(gzip_threshold: int | None = None) -> None:
             async with open_writer(
                 url, table="bw", batch_rows=BATCH, max_in_flight=IN_FLIGHT, linger_ms=1000,
@@ -239,12 +269,15 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
             await writer(gzip_threshold=0)
 
         await raw()
+        await raw_msgspec()
         await writer()
         sides = {
             "raw": raw,
             "writer_no_gzip": writer_plain_bodies,
+            "raw_msgspec": raw_msgspec,
             "raw_gzip": raw_gzip,
             "writer": writer,
+            "raw_gzip_msgspec": raw_gzip_msgspec,
         }
         results, cpu = await alternate(sides, n, repeat)
     finally:
@@ -257,9 +290,15 @@ async def crate_section(n: int, repeat: int = 3) -> dict[str, Any]:
         "writer_no_gzip_rows_per_s": [round(x) for x in results["writer_no_gzip"]],
         "raw_aiohttp_gzip_rows_per_s": [round(x) for x in results["raw_gzip"]],
         "writer_rows_per_s": [round(x) for x in results["writer"]],
+        "raw_aiohttp_msgspec_rows_per_s": [round(x) for x in results["raw_msgspec"]],
+        "raw_aiohttp_gzip_msgspec_rows_per_s": [round(x) for x in results["raw_gzip_msgspec"]],
         "client_cpu_ms": {k: [round(x * 1000, 1) for x in v] for k, v in cpu.items()},
         "no_gzip_ratio_median": round(median["writer_no_gzip"] / median["raw"], 3),
         "gzip_ratio_median": round(median["writer"] / median["raw_gzip"], 3),
+        "no_gzip_ratio_median_msgspec_poster": round(
+            median["writer_no_gzip"] / median["raw_msgspec"], 3
+        ),
+        "gzip_ratio_median_msgspec_poster": round(median["writer"] / median["raw_gzip_msgspec"], 3),
         "ratio_median": round(median["writer"] / median["raw"], 3),
         "ratio_best": round(max(results["writer"]) / max(results["raw"]), 3),
     }
