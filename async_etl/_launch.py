@@ -27,18 +27,22 @@ GC_YOUNG_OBJECTS = 50_000
 def fewer_gc_passes() -> None:
     """Collect this process's youngest gc generation only past ``GC_YOUNG_OBJECTS`` objects.
 
-    A CrateDB unit of 32 batches of 100 rows builds 3,200 row tuples at once.  With CPython's
-    threshold of 700 about one young-generation pass ran per unit and walked all of them:
-    ~10 µs a 100-row batch, 12 % of a worker's generation time (``gc.callbacks``, in a pool
-    worker and in a process of its own alike).  Generation makes no reference cycles: its
-    objects are freed by reference counting when the unit's batches are sent, so a pass finds
-    nothing to collect.  At 50,000 the count (net new gc-tracked objects) rarely reaches the
-    threshold; a pass still runs when it does, so memory stays bounded.  The older
-    generations' thresholds are kept.  RESULTS.md, issue 12, "A pool worker's per-batch cost".
+    The older generations' thresholds are kept.  Two kinds of process call it, for reasons of
+    their own:
 
-    The command's process sets it too once its modules are imported (``cli.main``): a 10-row
-    copy ran 13 young passes and an older one (2-4 ms, 87 objects freed) at 700, 2 at 50,000.
-    RESULTS.md, "The 10-row job, fourth pass".
+    * A generator pool worker (``runtime.executor``).  A CrateDB unit of 32 batches of 100 rows
+      builds 3,200 row tuples at once; at CPython's threshold of 700 about one young pass ran
+      per unit and walked all of them: ~10 µs a 100-row batch, 12 % of a worker's generation
+      time (``gc.callbacks``).  Generation makes no reference cycles, so such a pass found
+      nothing to collect.  RESULTS.md, issue 12, "A pool worker's per-batch cost".
+    * The command's process, once its modules are imported (``cli.main``).  It runs every
+      command (drivers, the event loop, task groups), and it does make reference cycles: the
+      generation argument does not hold there.  What it saves, measured: a 10-row copy ran
+      13 young passes and an older one (2-4 ms, which freed 87 objects) at 700, 2 passes at
+      50,000 (RESULTS.md, "The 10-row job, fourth pass").  What it costs: cyclic garbage
+      lives longer between passes, until the count (net new gc-tracked objects) reaches
+      50,000, so the process holds more of it at a time; a pass still runs then, so that
+      memory stays bounded.
     """
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_OBJECTS, middle, old)
