@@ -62,6 +62,7 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import orjson
+from msgspec.json import Encoder
 
 from async_etl.core.batching import ROW_OVERHEAD, column_bytes, kinds_of
 from async_etl.core.exact import (
@@ -284,29 +285,7 @@ Dump = Callable[[Any], bytes]
 """A JSON dump: ``orjson.dumps`` or ``dump_plain``."""
 
 
-def _msgspec_dump() -> Dump:
-    """The JSON dump of msgspec for ``dump_plain``; ``orjson.dumps`` where msgspec is not installed.
-
-    msgspec is a dependency; an environment set up before it was one gets orjson's bodies, as
-    before (correct, only slower).
-    """
-    try:
-        from msgspec.json import Encoder
-    except ImportError:
-        return orjson.dumps
-    encode = Encoder(enc_hook=_builtin).encode
-
-    def dump(value: Any) -> bytes:
-        try:
-            body: bytes = encode(value)
-        except UnicodeEncodeError as exc:
-            raise TypeError(f"str is not valid UTF-8: {exc.reason}") from exc
-        return body
-
-    return dump
-
-
-_DUMP = _msgspec_dump()
+_ENCODE = Encoder(enc_hook=_builtin).encode
 
 
 def dump_plain(value: Any) -> bytes:
@@ -317,7 +296,11 @@ def dump_plain(value: Any) -> bytes:
     passed only: msgspec writes values orjson refuses (``bytes`` as base64, a ``Decimal`` or a
     ``timedelta`` as text, a ``set`` as an array), and ``plain`` never passes one.
     """
-    return _DUMP(value)
+    try:
+        body: bytes = _ENCODE(value)
+    except UnicodeEncodeError as exc:
+        raise TypeError(f"str is not valid UTF-8: {exc.reason}") from exc
+    return body
 
 
 def body_parts(

@@ -268,7 +268,6 @@ def test_a_plain_batch_dumped_by_msgspec_reads_as_the_orjson_body(
 
 def test_msgspec_writes_utc_as_z_and_subclasses_as_their_builtin_values() -> None:
     """UTC as ``Z``, other offsets and ms as orjson; subclasses' own values, not overrides."""
-    pytest.importorskip("msgspec")
 
     class Loud(str):
         def __str__(self) -> str:
@@ -306,7 +305,6 @@ def test_a_value_json_cannot_carry_raises_type_error_from_msgspec_as_from_orjson
 
 def test_values_msgspec_writes_and_orjson_refuses_are_never_plain() -> None:
     """bytes, a Decimal, a set, a timedelta: msgspec writes them, orjson refuses; never plain."""
-    pytest.importorskip("msgspec")
     from decimal import Decimal
 
     odd = (b"x", bytearray(b"x"), Decimal("1.5"), {1}, timedelta(seconds=1))
