@@ -58,7 +58,7 @@ import uuid
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timezone, tzinfo
 from typing import Any
 
 import orjson
@@ -74,13 +74,13 @@ from async_etl.core.exact import (
     TextBound,
     crate_timestamp_text,
     minute_offset,
+    whole_minutes,
 )
 
 _NONE = type(None)
 _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
 _BIG = 2**63
 _FLOAT_INTS = 2**53
-_MINUTE = timedelta(minutes=1)
 _micros = operator.attrgetter("microsecond")
 _zone = operator.attrgetter("tzinfo")
 _FLOATING = frozenset({"double precision", "real", "numeric"})
@@ -155,7 +155,7 @@ def _minute_offsets(column: Sequence[datetime], zones: set[tzinfo | None]) -> bo
     """
     fixed = [zone for zone in zones if isinstance(zone, timezone)]
     if len(fixed) == len(zones - {None}):
-        return not any(zone.utcoffset(None) % _MINUTE for zone in fixed)
+        return all(whole_minutes(zone.utcoffset(None)) for zone in fixed)
     return all(map(minute_offset, column))
 
 

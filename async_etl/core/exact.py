@@ -77,6 +77,7 @@ __all__ = [
     "text_bound",
     "text_length_check",
     "utc_row",
+    "whole_minutes",
     "writer_refusal",
     "zone_refusal",
 ]
@@ -181,7 +182,14 @@ def minute_offset(value: datetime) -> bool:
     ``timezone`` may carry seconds and microseconds, and zoneinfo's local mean time zones have
     seconds (``Europe/Amsterdam`` before 1937: +00:19:32).
     """
-    offset = value.utcoffset()
+    return whole_minutes(value.utcoffset())
+
+
+def whole_minutes(offset: timedelta | None) -> bool:
+    """True when the UTC ``offset`` is None or whole minutes: ``minute_offset``, offset read.
+
+    For an offset read once for many values (a fixed ``timezone``'s ``utcoffset(None)``).
+    """
     return offset is None or not offset % _MINUTE
 
 
