@@ -18,13 +18,14 @@ counts each kind's own id ranges (``open_questions`` says which; ``core.summary.
 turns the counts into outcomes).  A PostgreSQL batch is one transaction and a CrateDB bulk
 request answers per row: either way a count of exactly those ids is what landed of them.
 
-Cost: one ``IdSet.add`` per finished batch (two dict look-ups); batches finish in about the
+Cost: one ``IdSet.add`` per finished batch (a ``bisect``); batches finish in about the
 order they were issued, so the set stays a handful of ranges however long a run lasts.
 Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -49,28 +50,47 @@ def id_runs(ids: Sequence[int] | range) -> list[tuple[int, int]]:
 
 
 class IdSet:
-    """A set of ids kept as disjoint half-open runs, merged with their neighbours on ``add``."""
+    """A set of ids kept as disjoint half-open runs, merged with their neighbours on ``add``.
 
-    __slots__ = ("_by_start", "_by_stop")
+    The runs' starts and stops are two sorted lists: an ``add`` is one ``bisect`` and, at
+    most, one list insert or delete (runs finish in about the order issued, so mostly at the
+    end).
+    """
+
+    __slots__ = ("_starts", "_stops")
 
     def __init__(self) -> None:
-        self._by_start: dict[int, int] = {}
-        self._by_stop: dict[int, int] = {}
+        self._starts: list[int] = []
+        self._stops: list[int] = []
 
     def add(self, start: int, stop: int) -> None:
-        """Add the ids ``[start, stop)`` (disjoint from those already in: ids are disjoint)."""
+        """Add the ids ``[start, stop)``; nothing for ``stop <= start``.
+
+        Raises ``ValueError`` when one of them is in the set already, and adds none: a run's
+        ids are disjoint (each issued once, each batch finished or abandoned once), so an
+        overlap is a bug that would count rows twice (``core.summary.settle``).
+        """
         if stop <= start:
             return
-        left = self._by_stop.pop(start, None)
-        if left is not None:
-            del self._by_start[left]
-            start = left
-        right = self._by_start.pop(stop, None)
-        if right is not None:
-            del self._by_stop[right]
-            stop = right
-        self._by_start[start] = stop
-        self._by_stop[stop] = start
+        starts, stops = self._starts, self._stops
+        i = bisect_right(starts, start)  # runs before i start at or before ``start``
+        if (i and stops[i - 1] > start) or (i < len(starts) and starts[i] < stop):
+            at = i - 1 if i and stops[i - 1] > start else i
+            raise ValueError(
+                f"ids [{start}, {stop}) overlap [{starts[at]}, {stops[at]}) already in the set"
+            )
+        left = i > 0 and stops[i - 1] == start
+        right = i < len(starts) and starts[i] == stop
+        if left and right:
+            stops[i - 1] = stops[i]
+            del starts[i], stops[i]
+        elif left:
+            stops[i - 1] = stop
+        elif right:
+            starts[i] = start
+        else:
+            starts.insert(i, start)
+            stops.insert(i, stop)
 
     def add_ids(self, ids: Sequence[int] | range) -> None:
         """Add each of ``ids``."""
@@ -84,10 +104,10 @@ class IdSet:
 
     def runs(self) -> list[tuple[int, int]]:
         """The ids as sorted ``(start, stop)`` runs."""
-        return sorted(self._by_start.items())
+        return list(zip(self._starts, self._stops, strict=True))
 
     def __len__(self) -> int:
-        return sum(stop - start for start, stop in self._by_start.items())
+        return sum(self._stops) - sum(self._starts)
 
     def __getstate__(self) -> list[tuple[int, int]]:
         return self.runs()
