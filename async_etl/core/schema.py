@@ -186,15 +186,17 @@ class Schema:
         return f"CREATE {kind} IF NOT EXISTS {quote_ident(table)} ({cols})"
 
     def pg_create_index(self, table: str) -> str:
-        """A BRIN index on ``id`` for a table ``pg_create_table`` just made.
+        """A BRIN index on ``id`` for a table ``pg_create_table`` makes, named ``<name>_id_brin``.
 
-        BRIN keeps one summary per block range, cheap to maintain for ascending ids, and lets
-        the end-of-run count by id range skip what earlier runs left.  Raises ``ConfigError``
+        ``CREATE INDEX IF NOT EXISTS``, so a second run of it adds no second index.  BRIN keeps
+        one summary per block range, cheap to maintain for ascending ids, and lets the
+        end-of-run count by id range skip what earlier runs left.  Raises ``ConfigError``
         when ``table`` is not a valid ``[schema.]name``.
         """
-        return (
-            f"CREATE INDEX ON {quote_ident(table)} USING brin ({quote_ident(self.columns[0].name)})"
-        )
+        key = self.columns[0].name
+        name = quote_ident(f"{table.rpartition('.')[2]}_{key}_brin")
+        on = f"{quote_ident(table)} USING brin ({quote_ident(key)})"
+        return f"CREATE INDEX IF NOT EXISTS {name} ON {on}"
 
     def crate_create_table(self, table: str) -> str:
         """``CREATE TABLE IF NOT EXISTS`` with ``id`` as the primary key, 4 shards, 0 replicas.

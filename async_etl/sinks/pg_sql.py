@@ -12,8 +12,16 @@ same transaction as the batch's COPY.  A retry whose first attempt may have comm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from async_etl.core.schema import Schema
 
 LEDGER = "async_etl_bench_ledger"
+
+BENCH_DDL_LOCK = 0x6A57_0E74
+"""The transaction-scoped advisory lock key taken while a bench's table is created (arbitrary,
+constant; beside ``jobs.state.STATE_DDL_LOCK`` and ``jobs.pg_checkpoint.LEDGER_DDL_LOCK``)."""
 
 VOID_ROWS = -1
 """The ``rows`` of a void ledger row: a writer's batch found not landed, fenced out for good."""
@@ -56,10 +64,23 @@ class PgStatements:
         """``CREATE SCHEMA IF NOT EXISTS`` for a schema-qualified table, else None."""
         return f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"' if self.schema_name else None
 
-    @property
-    def missing(self) -> str:
-        """True when the table ($1 = ``quoted``) does not exist yet."""
-        return "SELECT to_regclass($1) IS NULL"
+    def create_tables(self, schema: Schema, *, unlogged: bool) -> str:
+        """Create what a bench sink needs if missing: schema, table with its index, ledger.
+
+        One ``DO`` block, so one transaction: a table is never left without its index (a
+        session cut between the two), and it is made only when missing, so an existing table
+        is left as it is (README: Record schema).  A transaction-scoped advisory lock
+        (``BENCH_DDL_LOCK``) comes first: benches starting on a new table (or a new database)
+        take turns, and the later ones find everything made instead of colliding on the
+        catalog.  Raises ``ConfigError`` when the table's name is not a valid ``[schema.]name``.
+        """
+        made = f"{self.create_schema}; " if self.create_schema else ""
+        return (
+            f"DO $$BEGIN PERFORM pg_advisory_xact_lock({BENCH_DDL_LOCK}); {made}"
+            f"IF to_regclass('{self.quoted}') IS NULL THEN "
+            f"{schema.pg_create_table(self.table, unlogged=unlogged)}; "
+            f"{schema.pg_create_index(self.table)}; END IF; {self.create_ledger}; END$$"
+        )
 
     @property
     def columns(self) -> str:

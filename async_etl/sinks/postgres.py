@@ -74,16 +74,10 @@ class PostgresSink(ClosingSink):
                     self._dsn, min_size=1, max_size=self._size, command_timeout=300
                 )
             async with pooled(self._pool) as conn:
-                if self._sql.create_schema:
-                    await conn.execute(self._sql.create_schema)
-                new = await conn.fetchval(self._sql.missing, self._sql.quoted)
-                await conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
-                if new:  # an existing table is left as it is (README: Record schema)
-                    await conn.execute(schema.pg_create_index(self._table))
+                await conn.execute(self._sql.create_tables(schema, unlogged=self._unlogged))
                 found = await conn.fetch(self._sql.columns, self._sql.quoted)
                 shape = pg_shape_problems(schema, [tuple(r) for r in found])
                 sink_rules.check_shape(self._where, self._table, shape)
-                await conn.execute(self._sql.create_ledger)
                 ledgered = await conn.fetchval(self._sql.next_from_ledger, self._table)
                 table_next = None
                 if ledgered is None:  # no ledger yet: a table filled by something else, or empty

@@ -62,16 +62,10 @@ class BlockingPostgresSink:
         sql = self._sql
         try:
             with self._require().connection() as conn:
-                if sql.create_schema:
-                    conn.execute(sql.create_schema)
-                new = _value(conn.execute(sql.missing, (sql.quoted,)))
-                conn.execute(schema.pg_create_table(self._table, unlogged=self._unlogged))
-                if new:  # an existing table is left as it is (README: Record schema)
-                    conn.execute(schema.pg_create_index(self._table))
+                conn.execute(sql.create_tables(schema, unlogged=self._unlogged))
                 found = conn.execute(sql.columns, (sql.quoted,)).fetchall()
                 shape = pg_shape_problems(schema, [tuple(r) for r in found])
                 sink_rules.check_shape(self._where, self._table, shape)
-                conn.execute(sql.create_ledger)
                 ledgered = _value(conn.execute(sql.next_from_ledger, (self._table,)))
                 table_next = None
                 if ledgered is None:  # no ledger yet: a table filled by something else, or empty

@@ -22,8 +22,8 @@ from async_etl.testing.pgproxy import Faults, PgProxy
 RECORDS = 12_000
 
 BENCH_STEPS = {
-    "create table": (r'^CREATE TABLE IF NOT EXISTS "async_etl_bench"', 1),
-    "create ledger": (r"^CREATE TABLE IF NOT EXISTS async_etl_bench_ledger", 1),
+    "create table": (r'^DO .*CREATE TABLE IF NOT EXISTS "async_etl_bench"', 1),  # one DO block
+    "create ledger": (r"^DO .*CREATE TABLE IF NOT EXISTS async_etl_bench_ledger", 1),
     "next id": (r"^SELECT max\(start_id \+ rows\)", 1),
     "copy": (r'^COPY "async_etl_bench"', 3),
     "ledger row": (r"^INSERT INTO async_etl_bench_ledger", 2),
