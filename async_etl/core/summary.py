@@ -78,6 +78,8 @@ class Summary:
     interrupted: int = 0  # of ``undelivered``: rows an abort left unconfirmed (``settle``)
     confirmed: int = 0  # of ``records``: rows with no answer (an abort's, or given up) whose
     # own ids the end-of-run count found in the target (``settle``)
+    uncounted: int = 0  # of ``undelivered``: rows with no answer whose ids the end-of-run
+    # count did not reach before its limit (``runtime.recount``): not confirmed, so undelivered
 
     @property
     def rows_per_s(self) -> float:
@@ -104,6 +106,10 @@ class Summary:
             out.append(f"{self.interrupted} rows not delivered: the run was aborted before the "
                        "sink confirmed them (never sent, or cancelled in flight, and not found "
                        "by the count of their ids)")  # fmt: skip
+        if self.uncounted:
+            out.append(f"{self.uncounted} of the undelivered rows were not looked up: the "
+                       "end-of-run count of their ids ran out of time (request_timeout); "
+                       "some may be in the target")  # fmt: skip
         lost = self.generated - self.records - self.rejected - self.undelivered
         if lost:  # settle() leaves none: a bookkeeping bug if this shows
             out.append(f"{lost} generated rows unaccounted for")

@@ -52,7 +52,7 @@ from async_etl.core.units import Assignment, UnitBook
 from async_etl.errors import AsyncEtlError, LoadError, unusable
 from async_etl.log import get_logger
 from async_etl.runtime.engine import SnapshotHandler
-from async_etl.runtime.recount import count_open, questions_for
+from async_etl.runtime.recount import count_open, questions_for, recount_limit
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
@@ -185,7 +185,11 @@ async def coordinate(
         ids = book.issued_range
         reconciled = await retrying(lambda: sink.count(ids), policy, jitter, what="reconcile count")
         found = await count_open(
-            sink.count, questions_for(ids, run.stats, reconciled), policy, jitter
+            sink.count,
+            questions_for(ids, run.stats, reconciled),
+            policy,
+            jitter,
+            recount_limit(s),
         )
     seconds = max(finished - started, 1e-9)
     kind = workers.kind

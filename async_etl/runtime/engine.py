@@ -70,7 +70,7 @@ from async_etl.runtime.executor import InlineExecutor, ProcessExecutor
 from async_etl.runtime.lanes import Lanes
 from async_etl.runtime.loop import running_uvloop
 from async_etl.runtime.pacing import Pacer
-from async_etl.runtime.recount import count_open, questions_for
+from async_etl.runtime.recount import count_open, questions_for, recount_limit
 from async_etl.runtime.reporter import log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying
@@ -237,7 +237,9 @@ class Engine(Stoppable):
                 lambda: sink.count(ids), policy, self._random.random, what="reconcile count"
             )
             asked = questions_for(ids, stats, reconciled)
-            found = await count_open(sink.count, asked, policy, self._random.random)
+            found = await count_open(
+                sink.count, asked, policy, self._random.random, recount_limit(self.settings)
+            )
         return summarize(
             self.settings,
             mode="async",

@@ -7,6 +7,7 @@ from typing import Any
 from async_etl.config import BenchSettings
 from async_etl.core.stats import RunStats, Warmup
 from async_etl.core.summary import Summary, settle
+from async_etl.runtime.recount import Found
 from async_etl.runtime.resources import ResourceMeter, peak_rss_mb
 from async_etl.typing import IdRange
 
@@ -28,23 +29,28 @@ def summarize(
     warm: Warmup,
     finished: float,
     reconciled: int | None,
-    found: tuple[int | None, int | None],
+    found: Found,
     stopped_by: str,
     uvloop: bool,
     extra: dict[str, Any] | None = None,
 ) -> Summary:
     """The summary of a run that ended at ``finished`` (warm-up excluded from the figures).
 
-    ``found``: how many of the run's unanswered ids and of its given-up ids the target holds
-    (``runtime.recount``).  Rows an abort left without an answer are delivered when found,
-    else undelivered; given-up rows found landed after all and are delivered
-    (``core.summary.settle``): every generated row has an outcome.
+    ``found``: how many of the run's unanswered ids and of its given-up ids the target holds,
+    and how many it did not count before its limit (``runtime.recount``).  Rows an abort left
+    without an answer are delivered when found, else undelivered; given-up rows found landed
+    after all and are delivered (``core.summary.settle``): every generated row has an outcome.
     """
     warm.check(stats, finished)
     measured_from, rows_before = warm.baseline()
     lat = stats.latency
     landed, unconfirmed, recovered = settle(
-        issued.count, stats.rows, stats.rejected, stats.undelivered, *found
+        issued.count,
+        stats.rows,
+        stats.rejected,
+        stats.undelivered,
+        found.unanswered,
+        found.given_up,
     )
     confirmed = landed + recovered
     return Summary(
@@ -64,6 +70,7 @@ def summarize(
         undelivered=stats.undelivered - recovered + unconfirmed,
         interrupted=unconfirmed,
         confirmed=confirmed,
+        uncounted=found.uncounted,
         latency_ms={
             q: round(lat.percentile(v), 3) for q, v in (("p50", 50), ("p95", 95), ("p99", 99))
         },

@@ -65,7 +65,7 @@ from async_etl.core.summary import Summary
 from async_etl.errors import AsyncEtlError, TransientError, unusable
 from async_etl.log import get_logger
 from async_etl.runtime.executor import new_pool, pool_pids, w_warm
-from async_etl.runtime.recount import count_open_blocking, questions_for
+from async_etl.runtime.recount import count_open_blocking, questions_for, recount_limit
 from async_etl.runtime.reporter import LiveLine, log_snapshot
 from async_etl.runtime.resources import ResourceMeter
 from async_etl.runtime.retrying import retrying_blocking
@@ -216,7 +216,9 @@ class ThreadRunner(Stoppable):
                 lambda: sink.count(ids), policy, self._random.random, what="reconcile count"
             )
             asked = questions_for(ids, stats, reconciled)
-            found = count_open_blocking(sink.count, asked, policy, self._random.random)
+            found = count_open_blocking(
+                sink.count, asked, policy, self._random.random, recount_limit(s)
+            )
             return summarize(  # while the workers live: their CPU and memory count
                 s,
                 mode="threads",

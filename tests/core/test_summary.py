@@ -107,3 +107,12 @@ def test_an_aborted_runs_undelivered_rows_say_why() -> None:
     assert problems[0] == "100 rows not delivered after retries"
     assert problems[1].startswith("300 rows not delivered: the run was aborted before the sink")
     assert len(problems) == 2 and not summary.ok
+
+
+def test_rows_the_recount_did_not_reach_are_undelivered_and_said_so() -> None:
+    """Uncounted rows stay undelivered, and the problems name them and why."""
+    summary = _summary(records=600, undelivered=400, interrupted=300, uncounted=250)
+    problems = summary.problems()
+    assert problems[2].startswith("250 of the undelivered rows were not looked up: the end-of")
+    assert "request_timeout" in problems[2] and not summary.ok
+    assert summary.to_dict()["uncounted"] == 250
