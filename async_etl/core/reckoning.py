@@ -30,10 +30,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from async_etl.core.writer_types import IdRange
-
 if TYPE_CHECKING:
     from async_etl.core.writer_types import EncodedBatch
+
+
+@dataclass(frozen=True, slots=True)
+class IdRange:
+    """A half-open range of record ids ``[start, start + count)``."""
+
+    start: int
+    count: int
+
+    @property
+    def stop(self) -> int:
+        """One past the last id."""
+        return self.start + self.count
 
 
 def id_runs(ids: Sequence[int] | range) -> list[tuple[int, int]]:

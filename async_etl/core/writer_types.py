@@ -12,23 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 # at run time too, so that ``typing.get_type_hints`` resolves ``wire`` as before the move
+# (IdRange lives with the run's id bookkeeping, which a job's stats import without this module)
+from async_etl.core.reckoning import IdRange as IdRange
 from async_etl.core.wire_format import WireFormat
 
 if TYPE_CHECKING:
     from async_etl.core.schema import Schema
-
-
-@dataclass(frozen=True, slots=True)
-class IdRange:
-    """A half-open range of record ids ``[start, start + count)``."""
-
-    start: int
-    count: int
-
-    @property
-    def stop(self) -> int:
-        """One past the last id."""
-        return self.start + self.count
 
 
 @dataclass(frozen=True, slots=True)
