@@ -81,6 +81,9 @@ _NONE = type(None)
 _PLAIN = frozenset({str, bool, _NONE, date, uuid.UUID})
 _BIG = 2**63
 _FLOAT_INTS = 2**53
+_REAL_INTS = 2**24
+"""Every integer of magnitude up to 2**24 is exact as a 32-bit float (its 24-bit significand,
+IEEE 754 binary32); past it ``core.exact.crate_refusal`` decides value by value."""
 _micros = operator.attrgetter("microsecond")
 _zone = operator.attrgetter("tzinfo")
 _FLOATING = frozenset({"double precision", "real", "numeric"})
@@ -106,7 +109,9 @@ def _plain_column(column: Sequence[Any], kinds: frozenset[type], base: str) -> b
     if kinds == {float}:
         return _finite(values, base)
     if kinds == {int}:
-        bound = _FLOAT_INTS if base in ("double precision", "real", "numeric") else _BIG
+        bound = _FLOAT_INTS if base in ("double precision", "numeric") else _BIG
+        if base == "real":
+            bound = _REAL_INTS
         if base in CRATE_INT_BITS:
             bound = 2 ** (CRATE_INT_BITS[base] - 1)
         return bool(-bound <= min(values) and max(values) < bound)

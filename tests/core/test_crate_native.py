@@ -405,3 +405,12 @@ def test_a_date_for_a_timestamp_or_a_float_for_an_integer_is_refused_per_row(
     arrays = encode_crate_rows("INSERT INTO t (id, v) VALUES (?, ?)", [(1, [good, bad])],
                                ["id", "v"], ["bigint", f"{base}[]"])  # fmt: skip
     assert arrays.refused == ((0, f"column v: array element: {why}"),), arrays
+
+
+def test_an_integer_past_a_real_s_exact_range_is_not_plain() -> None:
+    """2**24 + 1 in a REAL column goes to the row check (which refuses it); 2**24 - 1 is plain."""
+    assert crate_native.plain([(2**24 - 1,), (-(2**24),)], ("real",))
+    for rows in ([(2**24 + 1,)], [(1,), (16777217,)], [(-(2**24) - 1,)]):
+        assert not crate_native.plain(rows, ("real",))
+        size = sum(map(row_size, rows))
+        assert crate_native.ColumnPlan.of(["real"], 1).look(rows) == (False, size)
