@@ -148,12 +148,12 @@ CONSOLE_SCRIPT = "import sys\nfrom async_etl.cli import main\nsys.exit(main())\n
 """What pip's ``async-etl`` script runs (``[project.scripts]``)."""
 
 
-@pytest.mark.parametrize("entry", ["python -m async_etl", "async-etl script", "import async_etl"])
-def test_the_command_collects_no_garbage_while_importing_and_runs_with_it(
-    entry: str, tmp_path: Path
-) -> None:
-    """The command's process: collector off through the package's imports, on for the command."""
-    (tmp_path / "sitecustomize.py").write_text(GC_AT_IMPORTS)
+def _entry_with_site(
+    entry: str, tmp_path: Path, site: str, prefix: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``entry`` run (it succeeded) with ``site`` as its ``sitecustomize``; its stderr line
+    starting with ``prefix``."""
+    (tmp_path / "sitecustomize.py").write_text(site)
     (tmp_path / "async-etl").write_text(CONSOLE_SCRIPT)
     argv = {
         "python -m async_etl": [sys.executable, "-m", "async_etl", "completion", "bash"],
@@ -163,7 +163,16 @@ def test_the_command_collects_no_garbage_while_importing_and_runs_with_it(
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    (line,) = [x for x in done.stderr.splitlines() if x.startswith("gc: ")]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith(prefix)]
+    return done, line
+
+
+@pytest.mark.parametrize("entry", ["python -m async_etl", "async-etl script", "import async_etl"])
+def test_the_command_collects_no_garbage_while_importing_and_runs_with_it(
+    entry: str, tmp_path: Path
+) -> None:
+    """The command's process: collector off through the package's imports, on for the command."""
+    done, line = _entry_with_site(entry, tmp_path, GC_AT_IMPORTS, "gc: ")
     # a library import leaves the collector as it is
     at_import = "False" if entry != "import async_etl" else "True"
     assert line.split()[1:] == [f"async_etl.errors={at_import}", "shtab=True"], done.stderr
@@ -189,17 +198,7 @@ def test_the_command_collects_its_young_objects_past_the_workers_threshold(
     """The command's process runs with the workers' young gc threshold; an import keeps 700."""
     from async_etl._launch import GC_YOUNG_OBJECTS
 
-    (tmp_path / "sitecustomize.py").write_text(GC_THRESHOLD_AT_COMMAND)
-    (tmp_path / "async-etl").write_text(CONSOLE_SCRIPT)
-    argv = {
-        "python -m async_etl": [sys.executable, "-m", "async_etl", "completion", "bash"],
-        "async-etl script": [sys.executable, str(tmp_path / "async-etl"), "completion", "bash"],
-        "import async_etl": [sys.executable, "-c", "import async_etl, shtab"],
-    }[entry]
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    (line,) = [x for x in done.stderr.splitlines() if x.startswith("young: ")]
+    done, line = _entry_with_site(entry, tmp_path, GC_THRESHOLD_AT_COMMAND, "young: ")
     expected = 700 if entry == "import async_etl" else GC_YOUNG_OBJECTS
     assert line.split()[1:] == [str(expected)], done.stderr
 

@@ -3,10 +3,11 @@ database (real PostgreSQL through ``PgProxy``): the retry finds the chunk done, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import pytest
@@ -169,6 +170,16 @@ SLOW_FORGET = (
 """The target's ledger, made ahead, whose DELETE (the forget after SUCCEEDED) takes 30 s."""
 
 
+@contextlib.asynccontextmanager
+async def _slow_forget_target(pg_dsn: str, pg_server_dsn: str) -> AsyncIterator[str]:
+    """A fresh target database with ``SLOW_FORGET`` made; the source holds one state of 60 keys."""
+    await load_source(pg_dsn, history(seed=13, n_keys=60, runs=1)[0])
+    async with fresh_database(pg_server_dsn) as target:
+        for sql in SLOW_FORGET:
+            await fetchval(target, sql)
+        yield target
+
+
 async def test_a_cancel_while_the_ledger_is_forgotten_keeps_the_run_succeeded(
     pg_dsn: str, pg_server_dsn: str
 ) -> None:
@@ -289,10 +300,7 @@ async def test_a_forget_that_never_ends_is_given_up_after_its_bound(
     pg_dsn: str, pg_server_dsn: str
 ) -> None:
     """The ledger's DELETE takes 30 s: the run returns SUCCEEDED after FORGET_S, warned."""
-    await load_source(pg_dsn, history(seed=13, n_keys=60, runs=1)[0])
-    async with fresh_database(pg_server_dsn) as target:
-        for sql in SLOW_FORGET:
-            await fetchval(target, sql)
+    async with _slow_forget_target(pg_dsn, pg_server_dsn) as target:
         spec = spec_of(apart("scd2", pg_dsn, target))
         with capture_logs() as logs:
             started = time.monotonic()
@@ -309,10 +317,7 @@ async def test_state_forget_timeout_sets_how_long_the_forget_may_take(
     pg_dsn: str, pg_server_dsn: str
 ) -> None:
     """``[state] forget_timeout = 0.5``: the never-ending forget is given up at 0.5 s, warned so."""
-    await load_source(pg_dsn, history(seed=13, n_keys=60, runs=1)[0])
-    async with fresh_database(pg_server_dsn) as target:
-        for sql in SLOW_FORGET:
-            await fetchval(target, sql)
+    async with _slow_forget_target(pg_dsn, pg_server_dsn) as target:
         spec = spec_of(apart("scd2", pg_dsn, target) + "forget_timeout = 0.5\n")
         assert spec.state.forget_timeout == 0.5
         with capture_logs() as logs:
