@@ -39,8 +39,8 @@ keeps analyzed at default settings qualifies between two of its analyses.  At th
 most a tenth of the rows can sit in other buckets than the histogram says, which moves a
 chunk's size by at most that many rows; a 5 % block sample is also only about balanced.
 
-Pure: no I/O; the driver (``sources.postgres``) runs ``scd_sql_pg.KEY_STATS_SQL`` and
-``scd_sql_pg.histogram_sql`` and hands the rows in.
+Pure: no I/O; the driver (``sources.postgres``) runs ``KEY_STATS_SQL`` and ``histogram_sql``
+(below; SQL text, not run here) and hands the rows in.
 """
 
 from __future__ import annotations
@@ -49,12 +49,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from async_etl.core.collation import collated
+from async_etl.core.scd_sql_common import Sql
+
 __all__ = [
+    "KEY_STATS_SQL",
     "STALE_SHARE",
     "KeyStats",
     "from_sample",
     "from_stats",
     "histogram_cuts",
+    "histogram_sql",
     "stats_refusal",
 ]
 
@@ -62,10 +67,48 @@ STALE_SHARE = 0.1
 """Largest share of changed rows (and of growth, and of most-common values) with which a key's
 histogram still cuts the chunks (PostgreSQL's default ``autovacuum_analyze_scale_factor``)."""
 
+KEY_STATS_SQL = Sql(
+    "SELECT c.relkind::text, c.relhassubclass, c.reltuples::float8, st.n_mod_since_analyze, "
+    "CASE WHEN t.typcategory <> 'A' AND t.typtype IN ('b', 'd', 'e') "
+    "THEN s.histogram_bounds::text::text[] END, "
+    "(SELECT sum(f) FROM unnest(s.most_common_freqs) AS m(f))::float8, "
+    "format_type(a.atttypid, a.atttypmod) "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_stat_user_tables st ON st.relid = c.oid "
+    "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 "
+    "AND NOT a.attisdropped LEFT JOIN pg_type t ON t.oid = a.atttypid "
+    "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+    "AND s.attname = a.attname AND NOT s.inherited "
+    "WHERE c.oid = to_regclass($1)",
+    ("table", "column"),
+)
+"""One row (none: no such relation) of what ``core.key_stats.KeyStats`` reads of a table
+(bind ``table``, quoted) and its key ``column``: relkind, whether it has children, reltuples,
+rows changed since ANALYZE, the histogram bounds as text (NULL for an array or composite key
+type, whose histogram is not a list of scalars), the common values' share, the key's type.
+Reads catalogs and ``pg_stats`` (the rows the user may read), never the table."""
+
+
+def histogram_sql(type_name: str, collate: str | None) -> Sql:
+    """(position, value) of histogram bounds (bind ``bounds``, text[]) read as ``type_name``.
+
+    ``type_name``: the key column's type as ``format_type`` spells it (``KEY_STATS_SQL``);
+    each bound's text goes through the type's own input function, so the values are the
+    column's exactly.  Sorted as chunks compare, in ``collate`` (``core.collation``), ties by
+    position (``key_stats.histogram_cuts``).  Raises nothing; the database raises on a type
+    name that is not one.
+    """
+    value = f"h.v::{type_name}"
+    return Sql(
+        f"SELECT h.o, {value} FROM unnest($1::text[]) WITH ORDINALITY AS h(v, o) "
+        f"ORDER BY {collated(value, collate)}, h.o",
+        ("bounds",),
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class KeyStats:
-    """What the catalog says of a table and its key column (``scd_sql_pg.KEY_STATS_SQL``).
+    """What the catalog says of a table and its key column (``KEY_STATS_SQL``).
 
     ``relkind``: ``pg_class.relkind`` (None: no such relation); ``children``: it has
     inheritance children or partitions; ``reltuples``: rows counted by the last ANALYZE /

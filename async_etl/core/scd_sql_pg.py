@@ -548,45 +548,6 @@ SAMPLEABLE_SQL = Sql(
 """Whether ``table`` takes ``TABLESAMPLE`` (a table, partitioned table or materialized view,
 not a view or a foreign table)."""
 
-KEY_STATS_SQL = Sql(
-    "SELECT c.relkind::text, c.relhassubclass, c.reltuples::float8, st.n_mod_since_analyze, "
-    "CASE WHEN t.typcategory <> 'A' AND t.typtype IN ('b', 'd', 'e') "
-    "THEN s.histogram_bounds::text::text[] END, "
-    "(SELECT sum(f) FROM unnest(s.most_common_freqs) AS m(f))::float8, "
-    "format_type(a.atttypid, a.atttypmod) "
-    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "LEFT JOIN pg_stat_user_tables st ON st.relid = c.oid "
-    "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $2 AND a.attnum > 0 "
-    "AND NOT a.attisdropped LEFT JOIN pg_type t ON t.oid = a.atttypid "
-    "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
-    "AND s.attname = a.attname AND NOT s.inherited "
-    "WHERE c.oid = to_regclass($1)",
-    ("table", "column"),
-)
-"""One row (none: no such relation) of what ``core.key_stats.KeyStats`` reads of a table
-(bind ``table``, quoted) and its key ``column``: relkind, whether it has children, reltuples,
-rows changed since ANALYZE, the histogram bounds as text (NULL for an array or composite key
-type, whose histogram is not a list of scalars), the common values' share, the key's type.
-Reads catalogs and ``pg_stats`` (the rows the user may read), never the table."""
-
-
-def histogram_sql(type_name: str, collate: str | None) -> Sql:
-    """(position, value) of histogram bounds (bind ``bounds``, text[]) read as ``type_name``.
-
-    ``type_name``: the key column's type as ``format_type`` spells it (``KEY_STATS_SQL``);
-    each bound's text goes through the type's own input function, so the values are the
-    column's exactly.  Sorted as chunks compare, in ``collate`` (``core.collation``), ties by
-    position (``key_stats.histogram_cuts``).  Raises nothing; the database raises on a type
-    name that is not one.
-    """
-    value = f"h.v::{type_name}"
-    return Sql(
-        f"SELECT h.o, {value} FROM unnest($1::text[]) WITH ORDINALITY AS h(v, o) "
-        f"ORDER BY {collated(value, collate)}, h.o",
-        ("bounds",),
-    )
-
-
 UNIQUE_ON_SQL = Sql(
     "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) "
     "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "

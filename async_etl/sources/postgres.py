@@ -232,7 +232,7 @@ class PgSource(SourceBase):
 
         Two catalog reads, no scan of the table (``core.key_stats``).
         """
-        st = pg.KEY_STATS_SQL
+        st = ks.KEY_STATS_SQL
         table = quote(self.table or "")
         row = await conn.fetchrow(st.text, *st.args({"table": table, "column": self.key[0]}))
         stats = ks.KeyStats.from_row(row)
@@ -243,7 +243,7 @@ class PgSource(SourceBase):
         if why is not None:
             return None, why, stats.sampleable
         assert stats.type_name is not None
-        hist = pg.histogram_sql(stats.type_name, collate[0] if collate else None)
+        hist = ks.histogram_sql(stats.type_name, collate[0] if collate else None)
         try:
             rows = await conn.fetch(hist.text, list(stats.bounds or ()))
         except (ValueError, OverflowError) as exc:  # a bound Python cannot hold (a BC date)
